@@ -1,0 +1,92 @@
+//! `envoy.config.bootstrap.v3.Bootstrap`: admin and static resources.
+
+use crate::address::SocketAddress;
+use crate::cluster::Cluster;
+use crate::decode::{Decode, Decoder, Fields};
+use crate::listener::Listener;
+use crate::node::Node;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bootstrap {
+    pub admin: Option<Admin>,
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+}
+
+/// `bootstrap.v3.Admin`: where the admin server listens (absent = no admin server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub address: SocketAddress,
+}
+
+impl Decode for Admin {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let address: Option<SocketAddress> = f.opt(d, "address");
+        f.ignored(d, &["access_log", "access_log_path", "profile_path", "socket_options", "ignore_global_conn_limit"]);
+        f.finish(d);
+        // An admin block without an address starts no admin server, as in Envoy.
+        Some(Admin { address: address? })
+    }
+}
+
+impl Decode for Bootstrap {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let admin = f.opt(d, "admin");
+        let mut listeners = Vec::new();
+        let mut clusters = Vec::new();
+        if let Some(sr) = f.take("static_resources") {
+            let mut s = Fields::of(d, sr, &f.field_path("static_resources"))?;
+            listeners = s.list(d, "listeners");
+            clusters = s.list(d, "clusters");
+            s.unsupported(d, &["secrets"]);
+            s.finish(d);
+        }
+        f.ignored(
+            d,
+            &[
+                "node",
+                "cluster_manager",
+                "layered_runtime",
+                "stats_flush_interval",
+                "stats_config",
+                "overload_manager",
+                "watchdog",
+                "watchdogs",
+                "stats_sinks",
+                "node_context_params",
+                "enable_dispatcher_stats",
+                "header_prefix",
+                "use_tcp_for_dns_lookups",
+                "fatal_actions",
+                "application_log_config",
+            ],
+        );
+        f.unsupported(
+            d,
+            &[
+                "dynamic_resources",
+                "hds_config",
+                "flags_path",
+                "stats_server_version_override",
+                "default_socket_interface",
+                "bootstrap_extensions",
+                "config_sources",
+                "default_config_source",
+                "certificate_provider_instances",
+                "inline_headers",
+                "perf_tracing_file_path",
+                "default_regex_engine",
+                "xds_delegate_extension",
+                "xds_config_tracker_extension",
+                "listener_manager",
+                "typed_dns_resolver_config",
+                "dns_resolution_config",
+                "tracing",
+            ],
+        );
+        f.finish(d);
+        Some(Bootstrap { admin, listeners, clusters })
+    }
+}

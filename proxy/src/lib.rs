@@ -4,3 +4,6 @@
 //! and does not know which datapath it runs on.
 
 #![forbid(unsafe_code)]
+
+pub mod http;
+pub mod filter_chain;

@@ -33,7 +33,12 @@ pub struct Loaded {
 /// Decode a bootstrap from YAML or JSON text.
 pub fn load_str(text: &str) -> Result<Loaded, ConfigErrors> {
     let node = node::parse(text).map_err(|e| {
-        ConfigErrors(vec![ConfigError { kind: ErrorKind::Syntax, path: String::new(), line: e.line, message: e.message }])
+        ConfigErrors(vec![ConfigError {
+            kind: ErrorKind::Syntax,
+            path: String::new(),
+            line: e.line,
+            message: e.message,
+        }])
     })?;
     let mut d = decode::Decoder::new();
     let bootstrap: Option<Bootstrap> = d.decode(&node, "");
@@ -41,7 +46,10 @@ pub fn load_str(text: &str) -> Result<Loaded, ConfigErrors> {
         Some(mut b) if d.errors.is_empty() => {
             validate::validate(&mut b, &mut d);
             if d.errors.is_empty() {
-                Ok(Loaded { bootstrap: b, warnings: d.warnings })
+                Ok(Loaded {
+                    bootstrap: b,
+                    warnings: d.warnings,
+                })
             } else {
                 Err(ConfigErrors(d.errors))
             }

@@ -35,7 +35,10 @@ pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
                 ErrorKind::Reference,
                 &format!("{path}.name"),
                 l.line,
-                format!("duplicate listener name `{}` (also static_resources.listeners[{prev}])", l.name),
+                format!(
+                    "duplicate listener name `{}` (also static_resources.listeners[{prev}])",
+                    l.name
+                ),
             );
         }
         if l.address.ip().is_none() {
@@ -59,8 +62,15 @@ pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
                 );
             }
         }
-        let chains = l.filter_chains.iter().enumerate().map(|(j, c)| (format!("{path}.filter_chains[{j}]"), c));
-        let default = l.default_filter_chain.iter().map(|c| (format!("{path}.default_filter_chain"), c));
+        let chains = l
+            .filter_chains
+            .iter()
+            .enumerate()
+            .map(|(j, c)| (format!("{path}.filter_chains[{j}]"), c));
+        let default = l
+            .default_filter_chain
+            .iter()
+            .map(|c| (format!("{path}.default_filter_chain"), c));
         for (cpath, chain) in chains.chain(default) {
             for (k, filter) in chain.filters.iter().enumerate() {
                 let fpath = format!("{cpath}.filters[{k}].typed_config");

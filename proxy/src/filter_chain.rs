@@ -58,7 +58,10 @@ impl FilterChainManager {
             }
         }
         Ok(FilterChainManager {
-            matches: chains.iter().map(|c| c.filter_chain_match.clone()).collect(),
+            matches: chains
+                .iter()
+                .map(|c| c.filter_chain_match.clone())
+                .collect(),
             has_default: default.is_some(),
         })
     }
@@ -72,8 +75,12 @@ impl FilterChainManager {
             Some(p) if p == info.local.port() => Some(1),
             Some(_) => None,
         });
-        narrow(&mut cands, |i| cidr_score(&m[i].prefix_ranges, info.local.ip()));
-        narrow(&mut cands, |i| server_name_score(&m[i].server_names, info.server_name));
+        narrow(&mut cands, |i| {
+            cidr_score(&m[i].prefix_ranges, info.local.ip())
+        });
+        narrow(&mut cands, |i| {
+            server_name_score(&m[i].server_names, info.server_name)
+        });
         narrow(&mut cands, |i| match m[i].transport_protocol.as_str() {
             "" => Some(0),
             t if t == info.transport_protocol => Some(1),
@@ -83,20 +90,27 @@ impl FilterChainManager {
             let want = &m[i].application_protocols;
             if want.is_empty() {
                 Some(0)
-            } else if want.iter().any(|w| info.application_protocols.contains(&w.as_str())) {
+            } else if want
+                .iter()
+                .any(|w| info.application_protocols.contains(&w.as_str()))
+            {
                 Some(1)
             } else {
                 None
             }
         });
-        narrow(&mut cands, |i| cidr_score(&m[i].direct_source_prefix_ranges, info.direct_remote.ip()));
+        narrow(&mut cands, |i| {
+            cidr_score(&m[i].direct_source_prefix_ranges, info.direct_remote.ip())
+        });
         narrow(&mut cands, |i| match m[i].source_type {
             ConnectionSourceType::Any => Some(0),
             ConnectionSourceType::SameIpOrLoopback if is_local(info) => Some(1),
             ConnectionSourceType::External if !is_local(info) => Some(1),
             _ => None,
         });
-        narrow(&mut cands, |i| cidr_score(&m[i].source_prefix_ranges, info.remote.ip()));
+        narrow(&mut cands, |i| {
+            cidr_score(&m[i].source_prefix_ranges, info.remote.ip())
+        });
         narrow(&mut cands, |i| {
             let ports = &m[i].source_ports;
             if ports.is_empty() {
@@ -121,7 +135,10 @@ fn is_local(info: &ConnectionInfo<'_>) -> bool {
 
 /// Keep the candidates with the best (highest) score; `None` = does not match.
 fn narrow(cands: &mut Vec<usize>, score: impl Fn(usize) -> Option<u32>) {
-    let scored: Vec<(usize, u32)> = cands.iter().filter_map(|&i| score(i).map(|s| (i, s))).collect();
+    let scored: Vec<(usize, u32)> = cands
+        .iter()
+        .filter_map(|&i| score(i).map(|s| (i, s)))
+        .collect();
     let best = scored.iter().map(|(_, s)| *s).max();
     cands.clear();
     if let Some(best) = best {
@@ -138,7 +155,11 @@ fn cidr_score(ranges: &[CidrRange], ip: IpAddr) -> Option<u32> {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     };
-    ranges.iter().filter(|r| r.contains(ip)).map(|r| 1 + r.prefix_len as u32).max()
+    ranges
+        .iter()
+        .filter(|r| r.contains(ip))
+        .map(|r| 1 + r.prefix_len as u32)
+        .max()
 }
 
 /// Exact name beats the longest wildcard suffix, which beats no server_names.
@@ -188,7 +209,12 @@ mod tests {
     use super::*;
 
     fn chain(m: FilterChainMatch) -> FilterChain {
-        FilterChain { name: String::new(), filter_chain_match: m, filters: Vec::new(), line: 0 }
+        FilterChain {
+            name: String::new(),
+            filter_chain_match: m,
+            filters: Vec::new(),
+            line: 0,
+        }
     }
 
     fn info(local: &str) -> ConnectionInfo<'static> {
@@ -206,7 +232,10 @@ mod tests {
     fn port_then_prefix_specificity() {
         let chains = vec![
             chain(FilterChainMatch::default()),
-            chain(FilterChainMatch { destination_port: Some(80), ..Default::default() }),
+            chain(FilterChainMatch {
+                destination_port: Some(80),
+                ..Default::default()
+            }),
             chain(FilterChainMatch {
                 destination_port: Some(80),
                 prefix_ranges: vec!["10.1.0.0/16".parse().unwrap()],
@@ -221,7 +250,10 @@ mod tests {
 
     #[test]
     fn no_match_uses_default_or_closes() {
-        let chains = vec![chain(FilterChainMatch { destination_port: Some(80), ..Default::default() })];
+        let chains = vec![chain(FilterChainMatch {
+            destination_port: Some(80),
+            ..Default::default()
+        })];
         let m = FilterChainManager::new(&chains, None).unwrap();
         assert_eq!(m.select(&info("1.2.3.4:81")), None);
         let d = chain(FilterChainMatch::default());
@@ -231,7 +263,12 @@ mod tests {
 
     #[test]
     fn duplicate_rules_are_an_error() {
-        let chains = vec![chain(FilterChainMatch::default()), chain(FilterChainMatch::default())];
-        assert!(FilterChainManager::new(&chains, None).unwrap_err().contains("same matching rules"));
+        let chains = vec![
+            chain(FilterChainMatch::default()),
+            chain(FilterChainMatch::default()),
+        ];
+        assert!(FilterChainManager::new(&chains, None)
+            .unwrap_err()
+            .contains("same matching rules"));
     }
 }

@@ -5,5 +5,17 @@
 
 #![forbid(unsafe_code)]
 
-pub mod http;
+pub mod buffer;
+pub mod cli;
+pub mod conn_table;
 pub mod filter_chain;
+pub mod http;
+pub mod listener;
+pub mod rng;
+pub mod server;
+pub mod stats;
+pub mod tcp_proxy;
+pub mod timer;
+pub mod upstream;
+pub mod worker;
+pub mod worker_ctx;

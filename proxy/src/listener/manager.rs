@@ -1,0 +1,237 @@
+//! The listener manager: a config snapshot compiled for the workers.
+//!
+//! [`Snapshot`] is what every worker reads (through an `Arc`): listeners with their
+//! listener filters, filter-chain selection tables and compiled network filter chains,
+//! plus the cluster manager. It is built once per config load, validated completely
+//! (so `--mode validate` reports everything a start would), and never mutated.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_config::listener::{FilterChain, Listener, ListenerFilterKind, NetworkFilterKind};
+use sluice_config::tcp_proxy::TcpProxyCluster;
+use sluice_config::Bootstrap;
+
+use crate::filter_chain::{FilterChainManager, Selected};
+use crate::tcp_proxy::TcpProxyConfig;
+use crate::upstream::cluster_manager::{static_hosts, ClusterManager};
+use crate::upstream::dns;
+
+/// A compiled network filter.
+#[derive(Debug)]
+pub enum NetworkFilter {
+    TcpProxy(Arc<TcpProxyConfig>),
+}
+
+/// A compiled filter chain. No filters means "close the connection" (Envoy).
+#[derive(Debug)]
+pub struct NetworkFilterChain {
+    pub name: String,
+    /// The terminal filter that serves the connection.
+    pub terminal: Option<NetworkFilter>,
+}
+
+/// A compiled listener.
+#[derive(Debug)]
+pub struct ListenerConfig {
+    pub index: usize,
+    pub name: String,
+    pub address: SocketAddr,
+    pub stat_name: String,
+    pub bind_to_port: bool,
+    pub use_original_dst: bool,
+    pub ipv4_compat: bool,
+    pub per_connection_buffer_limit_bytes: usize,
+    /// Listener filters in order (original_dst first when `use_original_dst` adds it).
+    pub listener_filters: Vec<ListenerFilterKind>,
+    pub listener_filters_timeout: Option<Duration>,
+    pub continue_on_listener_filters_timeout: bool,
+    pub filter_chain_manager: FilterChainManager,
+    chains: Vec<NetworkFilterChain>,
+    default_chain: Option<NetworkFilterChain>,
+}
+
+impl ListenerConfig {
+    /// The compiled chain a selection points at.
+    pub fn chain(&self, selected: Selected) -> Option<&NetworkFilterChain> {
+        match selected {
+            Selected::Chain(i) => self.chains.get(i),
+            Selected::Default => self.default_chain.as_ref(),
+        }
+    }
+
+    /// Whether any listener filter needs to see the connection's first bytes.
+    pub fn needs_data(&self) -> bool {
+        self.listener_filters
+            .iter()
+            .any(|f| !matches!(f, ListenerFilterKind::OriginalDst))
+    }
+}
+
+/// Everything the workers need from one config.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub listeners: Vec<Arc<ListenerConfig>>,
+    pub cluster_manager: Arc<ClusterManager>,
+    /// `ip:port` → listener index, for original-destination hand-off.
+    by_address: HashMap<SocketAddr, usize>,
+}
+
+impl Snapshot {
+    /// Compile a decoded bootstrap. DNS clusters are resolved once, now, so that the
+    /// proxy starts with hosts (Envoy waits for cluster warming before serving).
+    pub fn build(bootstrap: &Bootstrap) -> Result<Snapshot, Vec<String>> {
+        let cluster_manager = Arc::new(ClusterManager::new(bootstrap.clusters.clone(), |c| {
+            if dns::is_dns(c) {
+                dns::resolve_cluster(c, &Default::default())
+            } else {
+                static_hosts(c)
+            }
+        }));
+        let mut errors = Vec::new();
+        let mut listeners = Vec::new();
+        let mut by_address = HashMap::new();
+        for (i, l) in bootstrap.listeners.iter().enumerate() {
+            match compile_listener(i, l, &cluster_manager) {
+                Ok(c) => {
+                    by_address.insert(c.address, i);
+                    listeners.push(Arc::new(c));
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Snapshot {
+                listeners,
+                cluster_manager,
+                by_address,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The listener that owns a restored original destination: exact `ip:port`, else
+    /// the wildcard address of the same family and port (Envoy's
+    /// `getBalancedHandlerByAddress`).
+    pub fn listener_for_original_dst(&self, dst: SocketAddr) -> Option<usize> {
+        if let Some(&i) = self.by_address.get(&dst) {
+            return Some(i);
+        }
+        let any: IpAddr = match dst.ip() {
+            IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        self.by_address
+            .get(&SocketAddr::new(any, dst.port()))
+            .copied()
+    }
+}
+
+fn compile_listener(
+    index: usize,
+    l: &Listener,
+    cm: &ClusterManager,
+) -> Result<ListenerConfig, Vec<String>> {
+    let path = format!("static_resources.listeners[{index}]");
+    let mut errors = Vec::new();
+    let address = l
+        .address
+        .socket_addr()
+        .ok_or_else(|| vec![format!("{path}.address: not an IP address")])?;
+    let filter_chain_manager =
+        FilterChainManager::new(&l.filter_chains, l.default_filter_chain.as_ref())
+            .map_err(|e| vec![format!("{path}: {e}")])?;
+    let mut chains = Vec::new();
+    for (j, c) in l.filter_chains.iter().enumerate() {
+        match compile_chain(c, cm, &format!("{path}.filter_chains[{j}]")) {
+            Ok(c) => chains.push(c),
+            Err(e) => errors.push(e),
+        }
+    }
+    let default_chain = match &l.default_filter_chain {
+        Some(c) => match compile_chain(c, cm, &format!("{path}.default_filter_chain")) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+        None => None,
+    };
+    let mut listener_filters: Vec<ListenerFilterKind> =
+        l.listener_filters.iter().map(|f| f.kind.clone()).collect();
+    // listener_impl.cc buildOriginalDstListenerFilter: use_original_dst adds the filter.
+    if l.use_original_dst && !listener_filters.contains(&ListenerFilterKind::OriginalDst) {
+        listener_filters.insert(0, ListenerFilterKind::OriginalDst);
+    }
+    for (k, f) in l.listener_filters.iter().enumerate() {
+        if matches!(
+            f.kind,
+            ListenerFilterKind::TlsInspector | ListenerFilterKind::HttpInspector
+        ) {
+            errors.push(format!(
+                "{path}.listener_filters[{k}]: this listener filter is not supported yet"
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(ListenerConfig {
+        index,
+        name: l.name.clone(),
+        address,
+        stat_name: l.stat_name(),
+        bind_to_port: l.bind_to_port,
+        use_original_dst: l.use_original_dst,
+        ipv4_compat: l.address.ipv4_compat,
+        per_connection_buffer_limit_bytes: l.per_connection_buffer_limit_bytes.max(1) as usize,
+        listener_filters,
+        listener_filters_timeout: (!l.listener_filters_timeout.is_zero())
+            .then_some(l.listener_filters_timeout),
+        continue_on_listener_filters_timeout: l.continue_on_listener_filters_timeout,
+        filter_chain_manager,
+        chains,
+        default_chain,
+    })
+}
+
+fn compile_chain(
+    c: &FilterChain,
+    cm: &ClusterManager,
+    path: &str,
+) -> Result<NetworkFilterChain, String> {
+    let mut terminal = None;
+    for (k, f) in c.filters.iter().enumerate() {
+        if terminal.is_some() {
+            return Err(format!(
+                "{path}.filters[{k}]: the terminal filter `{}` must be the last filter in a network filter chain",
+                c.filters[k - 1].name
+            ));
+        }
+        terminal = Some(match &f.kind {
+            NetworkFilterKind::TcpProxy(tp) => {
+                let clusters = match &tp.cluster {
+                    TcpProxyCluster::Cluster(name) => vec![(lookup(cm, name, path)?, 1)],
+                    TcpProxyCluster::Weighted(w) => w
+                        .iter()
+                        .map(|c| Ok((lookup(cm, &c.name, path)?, c.weight)))
+                        .collect::<Result<_, String>>()?,
+                };
+                NetworkFilter::TcpProxy(Arc::new(TcpProxyConfig::new(tp, clusters)))
+            }
+        });
+    }
+    Ok(NetworkFilterChain {
+        name: c.name.clone(),
+        terminal,
+    })
+}
+
+fn lookup(cm: &ClusterManager, name: &str, path: &str) -> Result<usize, String> {
+    cm.index_of(name)
+        .ok_or_else(|| format!("{path}: unknown cluster `{name}`"))
+}

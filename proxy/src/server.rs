@@ -1,0 +1,297 @@
+//! The main thread: load and check the config, open every listener (failing fast, as
+//! Envoy binds in its main thread), start the pinned workers, then wait for signals.
+//!
+//! SIGTERM or SIGINT starts a drain: workers close their listeners, finish open
+//! connections within `--drain-time-s`, and exit; the process exits 0. A second signal
+//! stops at once.
+
+use std::io::{self, Read};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_stack::kernel::KernelStack;
+use sluice_stack::{ListenOptions, SocketId, Stack, Wake};
+
+use crate::cli::{self, Command, DatapathKind, Mode, Options};
+use crate::listener::manager::Snapshot;
+use crate::stats::Store;
+use crate::upstream::dns;
+use crate::worker::{Control, Worker, WorkerSetup};
+
+/// Run the command line; returns the process exit code.
+pub fn main_with_args(args: &[String]) -> i32 {
+    match cli::parse(args) {
+        Ok(Command::Help) => {
+            print!("{}", cli::USAGE);
+            0
+        }
+        Ok(Command::Version) => {
+            println!("sluice {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Ok(Command::RouteCheck(args)) => route_check(&args),
+        Ok(Command::Run(opts)) => {
+            init_logging(&opts.log_level);
+            run(&opts)
+        }
+        Err(e) => {
+            eprintln!("sluice: {e}\n\n{}", cli::USAGE);
+            1
+        }
+    }
+}
+
+fn route_check(args: &[String]) -> i32 {
+    let _ = args;
+    eprintln!("sluice route-check: not built yet");
+    1
+}
+
+fn init_logging(level: &str) {
+    let level = match level {
+        "warning" => "warn",
+        "critical" => "error",
+        other => other,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "sluice={level},sluice_stack={level},sluice_datapath={level}"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Load, check and serve (or only check, in validate mode).
+pub fn run(opts: &Options) -> i32 {
+    let loaded = match sluice_config::load_file(&opts.config_path) {
+        Ok(l) => l,
+        Err(errors) => {
+            eprintln!(
+                "error initializing configuration '{}':",
+                opts.config_path.display()
+            );
+            for e in &errors.0 {
+                eprintln!("  {e}");
+            }
+            return 1;
+        }
+    };
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let snapshot = match Snapshot::build(&loaded.bootstrap) {
+        Ok(s) => Arc::new(s),
+        Err(errors) => {
+            eprintln!(
+                "error initializing configuration '{}':",
+                opts.config_path.display()
+            );
+            for e in &errors {
+                eprintln!("  {e}");
+            }
+            return 1;
+        }
+    };
+    if opts.mode == Mode::Validate {
+        println!("configuration '{}' OK", opts.config_path.display());
+        return 0;
+    }
+    match opts.datapath {
+        DatapathKind::Kernel => serve(opts, snapshot),
+        DatapathKind::Xdp => {
+            eprintln!(
+                "sluice: --datapath xdp is not built yet in this version; use --datapath kernel"
+            );
+            1
+        }
+    }
+}
+
+/// Open `snapshot`'s listeners on a stack: one socket per listener that binds a port.
+pub fn open_listeners<S: Stack>(
+    stack: &mut S,
+    snapshot: &Snapshot,
+) -> Result<Vec<Option<SocketId>>, String> {
+    let mut sockets = Vec::with_capacity(snapshot.listeners.len());
+    for l in &snapshot.listeners {
+        if !l.bind_to_port {
+            sockets.push(None);
+            continue;
+        }
+        let opts = ListenOptions {
+            ipv4_compat: l.ipv4_compat,
+            ..ListenOptions::default()
+        };
+        match stack.listen(l.address, &opts) {
+            Ok(s) => sockets.push(Some(s)),
+            Err(e) => {
+                return Err(format!(
+                    "cannot bind listener '{}' to {}: {e}",
+                    l.name, l.address
+                ))
+            }
+        }
+    }
+    Ok(sockets)
+}
+
+fn serve(opts: &Options, snapshot: Arc<Snapshot>) -> i32 {
+    let stats = Arc::new(Store::new(opts.concurrency));
+    let control = Arc::new(Control::default());
+    let mut workers = Vec::new();
+    for id in 0..opts.concurrency {
+        let mut stack = match KernelStack::new() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("sluice: cannot create an epoll instance: {e}");
+                return 1;
+            }
+        };
+        let listen_sockets = match open_listeners(&mut stack, &snapshot) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("sluice: {e}");
+                return 1;
+            }
+        };
+        let setup = WorkerSetup {
+            id,
+            stack,
+            snapshot: Arc::clone(&snapshot),
+            listen_sockets,
+            stats: Arc::clone(&stats),
+            control: Arc::clone(&control),
+            drain_time: opts.drain_time,
+        };
+        match Worker::new(setup) {
+            Ok(w) => workers.push(w),
+            Err(e) => {
+                eprintln!("sluice: cannot start worker {id}: {e}");
+                return 1;
+            }
+        }
+    }
+    let stop_dns = Arc::new(AtomicBool::new(false));
+    let dns = dns::spawn_refresher(
+        snapshot.cluster_manager.clusters.clone(),
+        Arc::clone(&stop_dns),
+    );
+    let code = run_workers(workers, &control, opts);
+    stop_dns.store(true, Ordering::Relaxed);
+    if let Some(h) = dns {
+        let _ = h.join();
+    }
+    code
+}
+
+fn run_workers<S: Stack + Send + 'static>(
+    workers: Vec<Worker<S>>,
+    control: &Arc<Control>,
+    opts: &Options,
+) -> i32 {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut wakers: Vec<Arc<dyn Wake>> = Vec::new();
+    let mut handles = Vec::new();
+    for (id, mut w) in workers.into_iter().enumerate() {
+        match w.waker() {
+            Ok(wk) => wakers.push(wk),
+            Err(e) => {
+                eprintln!("sluice: cannot create a waker: {e}");
+                return 1;
+            }
+        }
+        let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+        let h = std::thread::Builder::new()
+            .name(format!("sluice-worker-{id}"))
+            .spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(c);
+                }
+                w.run()
+            });
+        match h {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                eprintln!("sluice: cannot start worker thread {id}: {e}");
+                return 1;
+            }
+        }
+    }
+    tracing::info!(workers = handles.len(), config = %opts.config_path.display(), "sluice started");
+    let signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sluice: cannot install signal handlers: {e}");
+            return 1;
+        }
+    };
+    let mut code = 0;
+    loop {
+        if handles.iter().all(|h| h.is_finished()) {
+            break;
+        }
+        match signals.wait(Duration::from_millis(200)) {
+            Some(Signal::Terminate) if !control.draining.load(Ordering::Relaxed) => {
+                tracing::info!("shutting down: draining listeners and connections");
+                control.draining.store(true, Ordering::Relaxed);
+                wakers.iter().for_each(|w| drop(w.wake()));
+            }
+            Some(Signal::Terminate) => {
+                tracing::info!("second signal: stopping now");
+                control.stop.store(true, Ordering::Relaxed);
+                wakers.iter().for_each(|w| drop(w.wake()));
+            }
+            None => {}
+        }
+    }
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!("worker failed: {e}");
+                code = 1;
+            }
+            Err(_) => code = 1,
+        }
+    }
+    tracing::info!("sluice exited");
+    code
+}
+
+enum Signal {
+    Terminate,
+}
+
+/// SIGTERM/SIGINT as flags plus a self-pipe to wake the main thread.
+struct Signals {
+    term: Arc<AtomicBool>,
+    pipe: UnixStream,
+}
+
+impl Signals {
+    fn new() -> io::Result<Signals> {
+        let term = Arc::new(AtomicBool::new(false));
+        let (read, write) = UnixStream::pair()?;
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, Arc::clone(&term))?;
+            signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
+        }
+        Ok(Signals { term, pipe: read })
+    }
+
+    /// Wait up to `timeout` for a signal.
+    fn wait(&self, timeout: Duration) -> Option<Signal> {
+        let _ = self.pipe.set_read_timeout(Some(timeout));
+        let mut buf = [0u8; 16];
+        let _ = (&self.pipe).read(&mut buf);
+        if self.term.swap(false, Ordering::Relaxed) {
+            return Some(Signal::Terminate);
+        }
+        None
+    }
+}

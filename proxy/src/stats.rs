@@ -1,0 +1,244 @@
+//! Stats with Envoy's names: per-worker, lock-free, merged on read.
+//!
+//! Each worker owns its own block of counters for every scope (a listener, a cluster, a
+//! tcp_proxy or HTTP connection manager `stat_prefix`). Only that worker writes them, so
+//! recording is a relaxed load and store: no lock, no read-modify-write, no allocation.
+//! Readers (the admin server, logs) sum the blocks of all workers. Scopes are keyed by
+//! their Envoy stat name so that a config reload keeps the counters of unchanged
+//! scopes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A monotonically increasing count, written by one worker.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    #[inline]
+    pub fn add(&self, n: u64) {
+        // Single writer: load + store is enough and compiles to plain moves.
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A level that goes up and down, written by one worker (summed across workers).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    #[inline]
+    pub fn dec(&self) {
+        self.add(-1);
+    }
+
+    #[inline]
+    pub fn add(&self, n: i64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether a stat is a counter or a gauge (for the Prometheus `# TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatKind {
+    Counter,
+    Gauge,
+}
+
+/// A scope's stats, enumerable by name.
+pub trait Scope: Default + Send + Sync + 'static {
+    /// The Envoy prefix of the scope kind, e.g. `listener` or `cluster`.
+    const KIND: &'static str;
+    fn for_each(&self, f: &mut dyn FnMut(&'static str, StatKind, i64));
+}
+
+/// Declare a scope struct of counters and gauges.
+#[macro_export]
+macro_rules! stats_scope {
+    ($(#[$meta:meta])* pub struct $name:ident ($kind:literal) { $($field:ident : $ty:ident),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default)]
+        pub struct $name { $(pub $field: $crate::stats::$ty),* }
+        impl $crate::stats::Scope for $name {
+            const KIND: &'static str = $kind;
+            fn for_each(&self, f: &mut dyn FnMut(&'static str, $crate::stats::StatKind, i64)) {
+                $( f(stringify!($field), $crate::stats_scope!(@kind $ty), self.$field.get() as i64); )*
+            }
+        }
+    };
+    (@kind Counter) => { $crate::stats::StatKind::Counter };
+    (@kind Gauge) => { $crate::stats::StatKind::Gauge };
+}
+
+stats_scope! {
+    /// `listener.<address or stat_prefix>.*`
+    pub struct ListenerStats ("listener") {
+        downstream_cx_total: Counter,
+        downstream_cx_active: Gauge,
+        downstream_cx_destroy: Counter,
+        downstream_pre_cx_timeout: Counter,
+        downstream_pre_cx_active: Gauge,
+        no_filter_chain_match: Counter,
+        downstream_cx_overflow: Counter,
+    }
+}
+
+stats_scope! {
+    /// `cluster.<name>.*`
+    pub struct ClusterStats ("cluster") {
+        upstream_cx_total: Counter,
+        upstream_cx_active: Gauge,
+        upstream_cx_connect_fail: Counter,
+        upstream_cx_connect_timeout: Counter,
+        upstream_cx_connect_attempts_exceeded: Counter,
+        upstream_cx_destroy: Counter,
+        upstream_cx_destroy_local: Counter,
+        upstream_cx_destroy_remote: Counter,
+        upstream_cx_none_healthy: Counter,
+        upstream_cx_overflow: Counter,
+        upstream_cx_idle_timeout: Counter,
+        upstream_cx_rx_bytes_total: Counter,
+        upstream_cx_tx_bytes_total: Counter,
+    }
+}
+
+stats_scope! {
+    /// `tcp.<stat_prefix>.*` (tcp_proxy)
+    pub struct TcpProxyStats ("tcp") {
+        downstream_cx_total: Counter,
+        downstream_cx_no_route: Counter,
+        downstream_cx_rx_bytes_total: Counter,
+        downstream_cx_tx_bytes_total: Counter,
+        downstream_flow_control_paused_reading_total: Counter,
+        downstream_flow_control_resumed_reading_total: Counter,
+        idle_timeout: Counter,
+        max_downstream_connection_duration: Counter,
+        upstream_flush_total: Counter,
+    }
+}
+
+/// Every worker's block of one scope kind, by scope name.
+pub struct Registry<S: Scope> {
+    scopes: Mutex<BTreeMap<String, Vec<Arc<S>>>>,
+    workers: usize,
+}
+
+impl<S: Scope> Registry<S> {
+    pub fn new(workers: usize) -> Registry<S> {
+        Registry {
+            scopes: Mutex::new(BTreeMap::new()),
+            workers,
+        }
+    }
+
+    /// The blocks of scope `name`, one per worker (created on first use, kept after).
+    pub fn scope(&self, name: &str) -> Vec<Arc<S>> {
+        let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        scopes
+            .entry(name.to_string())
+            .or_insert_with(|| (0..self.workers).map(|_| Arc::new(S::default())).collect())
+            .clone()
+    }
+
+    /// Sum every scope over all workers: `(full name, kind, value)`, sorted by name.
+    pub fn collect(&self, out: &mut Vec<(String, StatKind, i64)>) {
+        let scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, blocks) in scopes.iter() {
+            let mut merged: Vec<(&'static str, StatKind, i64)> = Vec::new();
+            for block in blocks {
+                let mut i = 0;
+                block.for_each(&mut |stat, kind, v| {
+                    if merged.len() <= i {
+                        merged.push((stat, kind, 0));
+                    }
+                    merged[i].2 += v;
+                    i += 1;
+                });
+            }
+            for (stat, kind, v) in merged {
+                out.push((format!("{}.{}.{}", S::KIND, name, stat), kind, v));
+            }
+        }
+    }
+}
+
+/// All stats of the process.
+pub struct Store {
+    pub listeners: Registry<ListenerStats>,
+    pub clusters: Registry<ClusterStats>,
+    pub tcp: Registry<TcpProxyStats>,
+}
+
+impl Store {
+    pub fn new(workers: usize) -> Store {
+        Store {
+            listeners: Registry::new(workers),
+            clusters: Registry::new(workers),
+            tcp: Registry::new(workers),
+        }
+    }
+
+    /// Every stat, merged across workers, sorted by name.
+    pub fn collect(&self) -> Vec<(String, StatKind, i64)> {
+        let mut out = Vec::new();
+        self.listeners.collect(&mut out);
+        self.clusters.collect(&mut out);
+        self.tcp.collect(&mut out);
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// One stat by full name (tests and logs).
+    pub fn get(&self, name: &str) -> Option<i64> {
+        self.collect()
+            .into_iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_across_workers() {
+        let store = Store::new(2);
+        let blocks = store.clusters.scope("backend");
+        blocks[0].upstream_cx_total.inc();
+        blocks[1].upstream_cx_total.add(2);
+        blocks[1].upstream_cx_active.inc();
+        blocks[0].upstream_cx_active.inc();
+        blocks[0].upstream_cx_active.dec();
+        assert_eq!(store.get("cluster.backend.upstream_cx_total"), Some(3));
+        assert_eq!(store.get("cluster.backend.upstream_cx_active"), Some(1));
+        // The same scope name yields the same blocks (reload keeps counters).
+        store.clusters.scope("backend")[0].upstream_cx_total.inc();
+        assert_eq!(store.get("cluster.backend.upstream_cx_total"), Some(4));
+    }
+}

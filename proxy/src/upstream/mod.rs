@@ -1,0 +1,6 @@
+//! Upstreams: clusters, hosts, load balancing, DNS.
+
+pub mod cluster_manager;
+pub mod dns;
+pub mod host;
+pub mod load_balancer;

@@ -1,0 +1,499 @@
+//! A worker: one event loop on one core, sharing nothing with the others.
+//!
+//! Each worker owns its stack (its epoll, or its userspace TCP/IP stack), its listening
+//! sockets (one per listener, `SO_REUSEPORT`), its connections, its timers, its
+//! load-balancer state and its stats blocks. It reads the config snapshot through an
+//! `Arc` and the control flags through atomics. One loop iteration: poll (bounded by
+//! the earliest timer, or not at all when connections still have budgeted work), serve
+//! the events, give budget-limited connections another round, fire due timers.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_stack::{Events, Interest, SocketId, Stack, Token};
+
+use crate::conn_table::ConnTable;
+use crate::listener::active_socket::{ActiveSocket, Outcome};
+use crate::listener::manager::{NetworkFilter, Snapshot};
+use crate::rng::Rng;
+use crate::stats::{ClusterStats, ListenerStats, Store, TcpProxyStats};
+use crate::tcp_proxy::{Status, TcpProxySession};
+use crate::timer::{TimerKey, Timers};
+use crate::upstream::cluster_manager::ThreadLocalClusterManager;
+use crate::worker_ctx::Ctx;
+
+/// Token of the worker's waker.
+const WAKER: Token = Token(usize::MAX);
+/// Tokens at or above this are listeners (`LISTENER_BASE + listener index`).
+const LISTENER_BASE: usize = usize::MAX / 2;
+/// Accepts per listener per round before other work gets a turn.
+const ACCEPT_BUDGET: usize = 64;
+
+/// Flags the main thread sets to steer the workers.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Stop accepting, finish open connections, then exit.
+    pub draining: AtomicBool,
+    /// Exit now (drain deadline passed or second signal).
+    pub stop: AtomicBool,
+}
+
+/// What a worker was given at start.
+pub struct WorkerSetup<S: Stack> {
+    pub id: usize,
+    pub stack: S,
+    pub snapshot: Arc<Snapshot>,
+    /// Listening sockets already opened on `stack`, by listener index.
+    pub listen_sockets: Vec<Option<SocketId>>,
+    pub stats: Arc<Store>,
+    pub control: Arc<Control>,
+    /// How long draining may take before open connections are cut.
+    pub drain_time: Duration,
+}
+
+enum Conn {
+    Pending(ActiveSocket),
+    TcpProxy(TcpProxySession),
+}
+
+pub struct Worker<S: Stack> {
+    id: usize,
+    stack: S,
+    snapshot: Arc<Snapshot>,
+    listen_sockets: Vec<Option<SocketId>>,
+    listener_stats: Vec<Arc<ListenerStats>>,
+    cluster_stats: Vec<Arc<ClusterStats>>,
+    tcp_stats: HashMap<String, Arc<TcpProxyStats>>,
+    store: Arc<Store>,
+    clusters: ThreadLocalClusterManager,
+    conns: ConnTable<(usize, Conn)>,
+    timers: Timers,
+    ready: Vec<TimerKey>,
+    ready_listeners: Vec<usize>,
+    scratch: Box<[u8]>,
+    rng: Rng,
+    control: Arc<Control>,
+    drain_time: Duration,
+    drain_deadline: Option<Instant>,
+}
+
+fn conn_token(key: TimerKey, sub: usize) -> Token {
+    Token(((key.index as usize) << 2) | sub)
+}
+
+impl<S: Stack> Worker<S> {
+    pub fn new(setup: WorkerSetup<S>) -> io::Result<Worker<S>> {
+        let WorkerSetup {
+            id,
+            mut stack,
+            snapshot,
+            listen_sockets,
+            stats,
+            control,
+            drain_time,
+        } = setup;
+        for (i, s) in listen_sockets.iter().enumerate() {
+            if let Some(s) = s {
+                stack.register(*s, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            }
+        }
+        let mut w = Worker {
+            id,
+            stack,
+            clusters: snapshot.cluster_manager.thread_local(),
+            snapshot,
+            listen_sockets,
+            listener_stats: Vec::new(),
+            cluster_stats: Vec::new(),
+            tcp_stats: HashMap::new(),
+            store: stats,
+            conns: ConnTable::default(),
+            timers: Timers::new(),
+            ready: Vec::new(),
+            ready_listeners: Vec::new(),
+            scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
+            rng: Rng::from_entropy(id as u64),
+            control,
+            drain_time,
+            drain_deadline: None,
+        };
+        w.bind_stats();
+        Ok(w)
+    }
+
+    fn bind_stats(&mut self) {
+        let id = self.id;
+        self.listener_stats = self
+            .snapshot
+            .listeners
+            .iter()
+            .map(|l| Arc::clone(&self.store.listeners.scope(&l.stat_name)[id]))
+            .collect();
+        self.cluster_stats = self
+            .snapshot
+            .cluster_manager
+            .clusters
+            .iter()
+            .map(|c| Arc::clone(&self.store.clusters.scope(c.config.stat_name())[id]))
+            .collect();
+    }
+
+    fn tcp_stats_for(&mut self, prefix: &str) -> Arc<TcpProxyStats> {
+        if let Some(s) = self.tcp_stats.get(prefix) {
+            return Arc::clone(s);
+        }
+        let s = Arc::clone(&self.store.tcp.scope(prefix)[self.id]);
+        self.tcp_stats.insert(prefix.to_string(), Arc::clone(&s));
+        s
+    }
+
+    /// A handle that wakes this worker's poll from another thread.
+    pub fn waker(&mut self) -> io::Result<Arc<dyn sluice_stack::Wake>> {
+        self.stack.waker(WAKER)
+    }
+
+    /// Run until drained or stopped.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let mut timeout = self.timers.timeout(now);
+            if !self.ready.is_empty() || !self.ready_listeners.is_empty() {
+                timeout = Some(Duration::ZERO);
+            }
+            if let Some(d) = self.drain_deadline {
+                let left = d.saturating_duration_since(now);
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+            self.stack.poll(&mut events, timeout)?;
+            let now = Instant::now();
+            for ev in events.iter() {
+                let t = ev.token().0;
+                if ev.token() == WAKER {
+                    continue;
+                } else if t >= LISTENER_BASE {
+                    self.accept(t - LISTENER_BASE, now);
+                } else {
+                    self.on_conn_event(t >> 2, t & 3, now);
+                }
+            }
+            self.run_ready(now);
+            self.run_timers(now);
+            self.conns.recycle();
+            if self.control.stop.load(Ordering::Relaxed) {
+                self.abort_all(Instant::now());
+                return Ok(());
+            }
+            if self.control.draining.load(Ordering::Relaxed) {
+                if self.drain_deadline.is_none() {
+                    self.start_drain(now);
+                }
+                if self.conns.is_empty() {
+                    tracing::debug!(worker = self.id, "drained");
+                    return Ok(());
+                }
+                if self.drain_deadline.is_some_and(|d| Instant::now() >= d) {
+                    tracing::warn!(
+                        worker = self.id,
+                        open = self.conns.len(),
+                        "drain time over: closing open connections"
+                    );
+                    self.abort_all(Instant::now());
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn start_drain(&mut self, now: Instant) {
+        tracing::info!(
+            worker = self.id,
+            open = self.conns.len(),
+            "draining: listeners closed"
+        );
+        self.drain_deadline = Some(now + self.drain_time);
+        for s in self.listen_sockets.iter_mut() {
+            if let Some(sock) = s.take() {
+                self.stack.close(sock);
+            }
+        }
+        self.ready_listeners.clear();
+    }
+
+    fn abort_all(&mut self, now: Instant) {
+        for key in self.conns.keys() {
+            let status = self.with_conn(key, now, |conn, ctx, _| match conn {
+                Conn::Pending(p) => {
+                    ctx.stack.close(p.socket);
+                    Status::Closed(crate::tcp_proxy::CloseReason::Drained)
+                }
+                Conn::TcpProxy(s) => s.abort(ctx),
+            });
+            self.finish(key, status);
+        }
+        self.conns.recycle();
+    }
+
+    fn accept(&mut self, listener: usize, now: Instant) {
+        let Some(Some(lsock)) = self.listen_sockets.get(listener).copied() else {
+            return;
+        };
+        for _ in 0..ACCEPT_BUDGET {
+            let acc = match self.stack.accept(lsock) {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // EMFILE and friends: log, let other work proceed, retry next round.
+                    tracing::warn!(worker = self.id, "accept failed: {e}");
+                    return;
+                }
+            };
+            let stats = &self.listener_stats[listener];
+            stats.downstream_cx_total.inc();
+            stats.downstream_cx_active.inc();
+            stats.downstream_pre_cx_active.inc();
+            tracing::debug!(worker = self.id, peer = %acc.peer, local = %acc.local, "accepted");
+            let key = self.conns.insert((
+                listener,
+                Conn::Pending(ActiveSocket::new(acc.socket, listener, acc.peer, acc.local)),
+            ));
+            if let Err(e) = self
+                .stack
+                .register(acc.socket, conn_token(key, 0), Interest::BOTH)
+            {
+                tracing::warn!("cannot register accepted socket: {e}");
+                self.stack.close(acc.socket);
+                self.finish(key, Status::Closed(crate::tcp_proxy::CloseReason::Done));
+                continue;
+            }
+            self.advance_pending(key, now);
+        }
+        self.ready_listeners.push(listener);
+    }
+
+    /// Run listener filters; move the connection to its network filter when done.
+    fn advance_pending(&mut self, key: TimerKey, now: Instant) {
+        let snapshot = Arc::clone(&self.snapshot);
+        let Some((_, Conn::Pending(p))) = self.conns.get_key_mut(key) else {
+            return;
+        };
+        let outcome = p.run(&mut self.stack, &snapshot);
+        self.after_filters(key, outcome, now);
+    }
+
+    fn after_filters(&mut self, key: TimerKey, outcome: Outcome, now: Instant) {
+        let snapshot = Arc::clone(&self.snapshot);
+        match outcome {
+            Outcome::Wait => {
+                let Some((_, Conn::Pending(p))) = self.conns.get_key_mut(key) else {
+                    return;
+                };
+                let l = &snapshot.listeners[p.listener];
+                if p.deadline.is_none() {
+                    p.deadline = l.listener_filters_timeout.map(|t| now + t);
+                    if let Some(d) = p.deadline {
+                        p.timer_at = Some(d);
+                        self.timers.schedule(key, d);
+                    }
+                }
+            }
+            Outcome::Close(why) => {
+                let Some((listener, Conn::Pending(p))) = self.conns.get_key_mut(key) else {
+                    return;
+                };
+                tracing::debug!(peer = %p.peer, "closing: {why}");
+                if why == "no matching filter chain" {
+                    self.listener_stats[*listener].no_filter_chain_match.inc();
+                }
+                let sock = p.socket;
+                self.stack.close(sock);
+                self.finish(key, Status::Closed(crate::tcp_proxy::CloseReason::Done));
+            }
+            Outcome::Chain { listener, selected } => {
+                let lcfg = Arc::clone(&snapshot.listeners[listener]);
+                let chain = lcfg.chain(selected);
+                let Some((_, Conn::Pending(p))) = self.conns.get_key_mut(key) else {
+                    return;
+                };
+                let (socket, local, restored) = (p.socket, p.local, p.restored);
+                let tcp = match chain.and_then(|c| c.terminal.as_ref()) {
+                    Some(NetworkFilter::TcpProxy(tp)) => Arc::clone(tp),
+                    None => {
+                        // An empty filter chain closes the connection (Envoy).
+                        self.stack.close(socket);
+                        self.finish(key, Status::Closed(crate::tcp_proxy::CloseReason::Done));
+                        return;
+                    }
+                };
+                let recv_listener = self
+                    .conns
+                    .get_key_mut(key)
+                    .map(|(l, _)| *l)
+                    .unwrap_or(listener);
+                self.listener_stats[recv_listener]
+                    .downstream_pre_cx_active
+                    .dec();
+                let stats = self.tcp_stats_for(&tcp.stat_prefix);
+                let limit = lcfg.per_connection_buffer_limit_bytes;
+                let original_dst = restored.then_some(local);
+                let status = self.with_ctx(key, now, |ctx| {
+                    let (session, status) = TcpProxySession::start(
+                        ctx,
+                        tcp,
+                        stats,
+                        socket,
+                        limit,
+                        original_dst,
+                        conn_token(key, 0).0,
+                    );
+                    (Some(session), status)
+                });
+                let (session, status) = status;
+                if let Some((_, conn)) = self.conns.get_key_mut(key) {
+                    if let Some(s) = session {
+                        *conn = Conn::TcpProxy(s);
+                    }
+                }
+                self.finish(key, status);
+            }
+        }
+    }
+
+    /// Run `f` with a context for connection `key` (not borrowing the table).
+    fn with_ctx<R>(
+        &mut self,
+        key: TimerKey,
+        now: Instant,
+        f: impl FnOnce(&mut Ctx<'_, S>) -> R,
+    ) -> R {
+        let draining = self.drain_deadline.is_some();
+        let mut ctx = Ctx {
+            stack: &mut self.stack,
+            timers: &mut self.timers,
+            clusters: &mut self.clusters,
+            cluster_stats: &self.cluster_stats,
+            scratch: &mut self.scratch,
+            ready: &mut self.ready,
+            rng: &mut self.rng,
+            now,
+            key,
+            draining,
+        };
+        f(&mut ctx)
+    }
+
+    /// Run `f` on connection `key` with a context.
+    fn with_conn(
+        &mut self,
+        key: TimerKey,
+        now: Instant,
+        f: impl FnOnce(&mut Conn, &mut Ctx<'_, S>, &Snapshot) -> Status,
+    ) -> Status {
+        let draining = self.drain_deadline.is_some();
+        let Some((_, conn)) = self.conns.get_key_mut(key) else {
+            return Status::Open;
+        };
+        let mut ctx = Ctx {
+            stack: &mut self.stack,
+            timers: &mut self.timers,
+            clusters: &mut self.clusters,
+            cluster_stats: &self.cluster_stats,
+            scratch: &mut self.scratch,
+            ready: &mut self.ready,
+            rng: &mut self.rng,
+            now,
+            key,
+            draining,
+        };
+        f(conn, &mut ctx, &self.snapshot)
+    }
+
+    fn on_conn_event(&mut self, index: usize, sub: usize, now: Instant) {
+        let Some((key, (_, conn))) = self.conns.get_mut(index) else {
+            return;
+        };
+        match conn {
+            Conn::Pending(_) => self.advance_pending(key, now),
+            Conn::TcpProxy(_) => {
+                let base = conn_token(key, 0).0;
+                let status = self.with_conn(key, now, |conn, ctx, _| match conn {
+                    Conn::TcpProxy(s) => s.on_event(ctx, sub, base),
+                    Conn::Pending(_) => Status::Open,
+                });
+                self.finish(key, status);
+            }
+        }
+    }
+
+    fn run_ready(&mut self, now: Instant) {
+        if !self.ready.is_empty() {
+            let ready = std::mem::take(&mut self.ready);
+            for key in ready {
+                let status = self.with_conn(key, now, |conn, ctx, _| match conn {
+                    Conn::TcpProxy(s) => s.resume(ctx),
+                    Conn::Pending(_) => Status::Open,
+                });
+                self.finish(key, status);
+            }
+        }
+        if !self.ready_listeners.is_empty() {
+            let listeners = std::mem::take(&mut self.ready_listeners);
+            for l in listeners {
+                self.accept(l, now);
+            }
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        while let Some((fired, key)) = self.timers.pop_due(now) {
+            let Some((_, conn)) = self.conns.get_key_mut(key) else {
+                continue;
+            };
+            match conn {
+                Conn::Pending(p) => {
+                    if p.deadline.is_some_and(|d| now >= d) {
+                        let snapshot = Arc::clone(&self.snapshot);
+                        let listener = p.listener;
+                        let outcome = p.timed_out(&snapshot);
+                        if matches!(outcome, Outcome::Close(_)) {
+                            self.listener_stats[listener]
+                                .downstream_pre_cx_timeout
+                                .inc();
+                        }
+                        self.after_filters(key, outcome, now);
+                    }
+                }
+                Conn::TcpProxy(_) => {
+                    let base = conn_token(key, 0).0;
+                    let status = self.with_conn(key, now, |conn, ctx, _| match conn {
+                        Conn::TcpProxy(s) => s.on_timer(ctx, fired, base),
+                        Conn::Pending(_) => Status::Open,
+                    });
+                    self.finish(key, status);
+                }
+            }
+        }
+    }
+
+    /// Account for a connection that closed.
+    fn finish(&mut self, key: TimerKey, status: Status) {
+        if let Status::Closed(_) = status {
+            if let Some((listener, conn)) = self.conns.remove(key) {
+                let stats = &self.listener_stats[listener];
+                stats.downstream_cx_active.dec();
+                stats.downstream_cx_destroy.inc();
+                if matches!(conn, Conn::Pending(_)) {
+                    stats.downstream_pre_cx_active.dec();
+                }
+            }
+        }
+    }
+}
+
+/// Whether the given flag is set (for tests and the server).
+pub fn flag(f: &AtomicBool) -> bool {
+    f.load(Ordering::Relaxed)
+}

@@ -1,0 +1,52 @@
+//! What a connection handler may touch while a worker processes one event: the
+//! worker's stack, timers, clusters and scratch memory, lent for the duration of a call.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_stack::Stack;
+
+use crate::rng::Rng;
+use crate::stats::ClusterStats;
+use crate::timer::{TimerKey, Timers};
+use crate::upstream::cluster_manager::ThreadLocalClusterManager;
+
+/// Borrowed worker state for one handler call.
+pub struct Ctx<'a, S: Stack> {
+    pub stack: &'a mut S,
+    pub timers: &'a mut Timers,
+    pub clusters: &'a mut ThreadLocalClusterManager,
+    /// This worker's stats block of each cluster, indexed like the clusters.
+    pub cluster_stats: &'a [Arc<ClusterStats>],
+    /// Per-worker read buffer: data is read here and written straight on.
+    pub scratch: &'a mut [u8],
+    /// Connections that still have work but used up their budget for this round.
+    pub ready: &'a mut Vec<TimerKey>,
+    pub rng: &'a mut Rng,
+    pub now: Instant,
+    /// The connection being served.
+    pub key: TimerKey,
+    /// The worker is draining: finish what is open, start nothing new.
+    pub draining: bool,
+}
+
+impl<S: Stack> Ctx<'_, S> {
+    /// Make sure the connection is woken at `deadline` (if any). `scheduled` is the
+    /// connection's record of its earliest pending timer.
+    pub fn arm(&mut self, scheduled: &mut Option<Instant>, deadline: Option<Instant>) {
+        let Some(d) = deadline else { return };
+        let needed = match *scheduled {
+            None => true,
+            Some(s) => d < s || s <= self.now,
+        };
+        if needed {
+            self.timers.schedule(self.key, d);
+            *scheduled = Some(d);
+        }
+    }
+
+    /// Ask for another round for this connection without waiting for an event.
+    pub fn again(&mut self) {
+        self.ready.push(self.key);
+    }
+}

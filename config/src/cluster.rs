@@ -100,6 +100,7 @@ impl Decode for Cluster {
         let discovery_type = f.or(d, "type", DiscoveryType::Static);
         let connect_timeout = f.or(d, "connect_timeout", Duration::from_secs(5));
         let lb_policy = f.or(d, "lb_policy", LbPolicy::RoundRobin);
+        let load_assignment_given = f.has("load_assignment");
         let load_assignment: Option<ClusterLoadAssignment> = f.opt(d, "load_assignment");
         let per_connection_buffer_limit_bytes =
             f.or(d, "per_connection_buffer_limit_bytes", DEFAULT_BUFFER_LIMIT);
@@ -252,7 +253,7 @@ impl Decode for Cluster {
         }
         let load_assignment = match load_assignment {
             Some(la) => la,
-            None if discovery_type == DiscoveryType::OriginalDst => {
+            None if discovery_type == DiscoveryType::OriginalDst || load_assignment_given => {
                 ClusterLoadAssignment::default()
             }
             None => {

@@ -33,12 +33,19 @@ impl TcpOrigin {
                         let h = Arc::clone(&handler);
                         std::thread::spawn(move || h(c));
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
             }
         });
-        TcpOrigin { addr, stop, accepted, thread: Some(thread) }
+        TcpOrigin {
+            addr,
+            stop,
+            accepted,
+            thread: Some(thread),
+        }
     }
 
     /// Echo everything until EOF, then close (half-close aware: echoes after the

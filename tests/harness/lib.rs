@@ -49,6 +49,6 @@ pub fn localhost(port: u16) -> SocketAddr {
 /// Deterministic test payload of `len` bytes.
 pub fn payload(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
-        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[(i % 4) as usize] ^ seed)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[i % 4] ^ seed)
         .collect()
 }

@@ -72,6 +72,12 @@ impl RequestParser {
         &self.settings
     }
 
+    /// Address of the scratch array's allocation (tests check it is reused).
+    #[cfg(test)]
+    pub(crate) fn scratch_ptr(&self) -> *const u8 {
+        self.scratch.as_ptr().cast()
+    }
+
     /// Forget a partially scanned head (e.g. after the caller discarded its buffer).
     pub fn reset(&mut self) {
         self.scan.reset();

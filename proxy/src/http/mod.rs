@@ -1,5 +1,6 @@
 //! HTTP: message heads, the HTTP/1.1 codec, the connection manager and its filters.
 
+pub mod codec;
 pub mod headers;
 
 pub use headers::HeaderMap;

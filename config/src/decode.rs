@@ -114,6 +114,25 @@ pub fn snake_case(name: &str) -> String {
     out
 }
 
+/// The stored (snake_cased) form of a field's proto3 JSON name, for names where the
+/// round trip is lossy: `accept_http_10` is `acceptHttp10` in JSON, which
+/// [`snake_case`] reads back as `accept_http10`.
+fn json_alias(name: &str) -> String {
+    let mut camel = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            camel.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            camel.push(c);
+        }
+    }
+    snake_case(&camel)
+}
+
 struct Entry<'n> {
     name: String,
     key: &'n Key,
@@ -188,15 +207,20 @@ impl<'n> Fields<'n> {
 
     /// Whether the field is present (and not null). Does not consume it.
     pub fn has(&self, name: &str) -> bool {
+        let alt = json_alias(name);
         self.entries
             .iter()
-            .any(|e| e.name == name && e.node.value != Value::Null)
+            .any(|e| (e.name == name || e.name == alt) && e.node.value != Value::Null)
     }
 
     /// Take the raw node of a field; `null` counts as absent.
     pub fn take(&mut self, name: &'static str) -> Option<&'n Node> {
         self.known.push(name);
-        let entry = self.entries.iter_mut().find(|e| e.name == name)?;
+        let alt = json_alias(name);
+        let entry = self
+            .entries
+            .iter_mut()
+            .find(|e| e.name == name || e.name == alt)?;
         entry.used = true;
         if entry.node.value == Value::Null {
             None

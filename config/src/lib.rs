@@ -15,8 +15,12 @@ pub mod cluster;
 pub mod core;
 pub mod decode;
 pub mod error;
+pub mod fault;
+pub mod hcm;
 pub mod listener;
+pub mod matcher;
 pub mod node;
+pub mod route;
 pub mod tcp_proxy;
 pub mod validate;
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::address::{CidrRange, SocketAddress};
 use crate::decode::{typed_config, Decode, Decoder, Fields};
 use crate::error::ErrorKind;
+use crate::hcm::HttpConnectionManager;
 use crate::node::Node;
 use crate::proto_enum;
 use crate::tcp_proxy::TcpProxy;
@@ -327,6 +328,7 @@ pub struct NetworkFilter {
 #[derive(Debug, Clone, PartialEq)]
 pub enum NetworkFilterKind {
     TcpProxy(TcpProxy),
+    HttpConnectionManager(Box<HttpConnectionManager>),
 }
 
 impl Decode for NetworkFilter {
@@ -351,6 +353,11 @@ impl Decode for NetworkFilter {
         let kind = match t.type_name.as_str() {
             "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy" => {
                 NetworkFilterKind::TcpProxy(TcpProxy::decode_fields(d, t.fields)?)
+            }
+            "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => {
+                NetworkFilterKind::HttpConnectionManager(Box::new(
+                    HttpConnectionManager::decode_fields(d, t.fields)?,
+                ))
             }
             other => {
                 d.error(

@@ -61,7 +61,9 @@ fn listener_defaults_are_envoys() {
 #[test]
 fn tcp_proxy_defaults_are_envoys() {
     let b = load_str(MINIMAL).unwrap().bootstrap;
-    let NetworkFilterKind::TcpProxy(tp) = &b.listeners[0].filter_chains[0].filters[0].kind;
+    let NetworkFilterKind::TcpProxy(tp) = &b.listeners[0].filter_chains[0].filters[0].kind else {
+        panic!("not a tcp_proxy")
+    };
     assert_eq!(tp.stat_prefix, "t");
     assert_eq!(tp.cluster, TcpProxyCluster::Cluster("c".into()));
     assert_eq!(
@@ -174,7 +176,9 @@ staticResources:
     let m = &l.filter_chains[0].filter_chain_match;
     assert_eq!(m.destination_port, Some(80));
     assert_eq!(m.prefix_ranges[0].to_string(), "10.0.0.0/8");
-    let NetworkFilterKind::TcpProxy(tp) = &l.filter_chains[0].filters[0].kind;
+    let NetworkFilterKind::TcpProxy(tp) = &l.filter_chains[0].filters[0].kind else {
+        panic!("not a tcp_proxy")
+    };
     assert_eq!(tp.idle_timeout, None, "0s disables idle_timeout");
     assert_eq!(
         tp.max_connect_attempts, 3,

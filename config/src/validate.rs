@@ -7,6 +7,9 @@ use crate::bootstrap::Bootstrap;
 use crate::decode::Decoder;
 use crate::error::ErrorKind;
 use crate::listener::NetworkFilterKind;
+use crate::route::{
+    Action, ClusterSpecifier, MirrorTarget, RequestMirrorPolicy, RouteConfiguration, WeightedTarget,
+};
 
 /// Check cross-references; errors go to `d`.
 pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
@@ -87,8 +90,84 @@ pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
                             }
                         }
                     }
+                    NetworkFilterKind::HttpConnectionManager(hcm) => {
+                        // Envoy validates the clusters of an inline route config unless
+                        // `validate_clusters: false`.
+                        if hcm.route_config.validate_clusters.unwrap_or(true) {
+                            let rpath = format!("{fpath}.route_config");
+                            validate_route_clusters(d, &hcm.route_config, &rpath, &cluster_names);
+                        }
+                    }
                 }
             }
         }
+    }
+}
+
+/// Every cluster a route configuration names must exist ("route: unknown cluster").
+/// Clusters named by a request header can only be checked per request.
+pub fn validate_route_clusters(
+    d: &mut Decoder,
+    rc: &RouteConfiguration,
+    path: &str,
+    clusters: &HashSet<&str>,
+) {
+    check_mirrors(d, &rc.request_mirror_policies, path, clusters);
+    for (i, vh) in rc.virtual_hosts.iter().enumerate() {
+        let vpath = format!("{path}.virtual_hosts[{i}]");
+        check_mirrors(d, &vh.request_mirror_policies, &vpath, clusters);
+        for (j, r) in vh.routes.iter().enumerate() {
+            let Action::Route(action) = &r.action else {
+                continue;
+            };
+            let apath = format!("{vpath}.routes[{j}].route");
+            match &action.cluster {
+                ClusterSpecifier::Cluster(c) => {
+                    check_cluster(d, c, &format!("{apath}.cluster"), action.line, "", clusters)
+                }
+                ClusterSpecifier::Weighted(w) => {
+                    for (k, cw) in w.clusters.iter().enumerate() {
+                        if let WeightedTarget::Name(c) = &cw.target {
+                            let at = format!("{apath}.weighted_clusters.clusters[{k}].name");
+                            check_cluster(d, c, &at, cw.line, "", clusters);
+                        }
+                    }
+                }
+                ClusterSpecifier::ClusterHeader(_) => {}
+            }
+            check_mirrors(d, &action.request_mirror_policies, &apath, clusters);
+        }
+    }
+}
+
+fn check_mirrors(
+    d: &mut Decoder,
+    policies: &[RequestMirrorPolicy],
+    at: &str,
+    clusters: &HashSet<&str>,
+) {
+    for (k, m) in policies.iter().enumerate() {
+        if let MirrorTarget::Cluster(c) = &m.target {
+            let p = format!("{at}.request_mirror_policies[{k}].cluster");
+            check_cluster(d, c, &p, m.line, "shadow ", clusters);
+        }
+    }
+}
+
+fn check_cluster(
+    d: &mut Decoder,
+    name: &str,
+    at: &str,
+    line: u32,
+    what: &str,
+    clusters: &HashSet<&str>,
+) {
+    if !clusters.contains(name) {
+        d.error(
+            ErrorKind::Reference,
+            at,
+            line,
+            format!("route: unknown {what}cluster '{name}'"),
+        );
     }
 }

@@ -223,6 +223,13 @@ fn compile_chain(
                 };
                 NetworkFilter::TcpProxy(Arc::new(TcpProxyConfig::new(tp, clusters)))
             }
+            // Decoded and validated by sluice-config; the lead wires the HTTP
+            // connection manager (proxy/src/http/conn_manager) in here.
+            NetworkFilterKind::HttpConnectionManager(_) => {
+                return Err(format!(
+                    "{path}.filters[{k}]: the HTTP connection manager is not wired into this build yet"
+                ));
+            }
         });
     }
     Ok(NetworkFilterChain {

@@ -1,0 +1,538 @@
+//! `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`
+//! and its HTTP filters (`HTTPFault`, `Router`), selected by `typed_config."@type"`.
+//!
+//! The route configuration must be inline (`route_config`); `rds` is rejected. As in
+//! Envoy (http_connection_manager config.cc), the router is a terminal filter: it must
+//! be the last of `http_filters`, and the last filter must be a terminal one.
+
+use std::time::Duration;
+
+use crate::cluster::CommonHttpProtocolOptions;
+use crate::decode::{typed_config, Decode, Decoder, Fields};
+use crate::error::ErrorKind;
+use crate::fault::HttpFault;
+use crate::node::Node;
+use crate::proto_enum;
+use crate::route::RouteConfiguration;
+
+proto_enum! {
+    /// `HttpConnectionManager.CodecType`.
+    pub enum CodecType {
+        Auto = ("AUTO", 0),
+        Http1 = ("HTTP1", 1),
+        Http2 = ("HTTP2", 2),
+        Http3 = ("HTTP3", 3),
+    }
+}
+
+proto_enum! {
+    /// `HttpConnectionManager.ServerHeaderTransformation`.
+    pub enum ServerHeaderTransformation {
+        Overwrite = ("OVERWRITE", 0),
+        AppendIfAbsent = ("APPEND_IF_ABSENT", 1),
+        PassThrough = ("PASS_THROUGH", 2),
+    }
+}
+
+proto_enum! {
+    /// `HttpConnectionManager.PathWithEscapedSlashesAction`.
+    pub enum PathWithEscapedSlashesAction {
+        ImplementationSpecificDefault = ("IMPLEMENTATION_SPECIFIC_DEFAULT", 0),
+        KeepUnchanged = ("KEEP_UNCHANGED", 1),
+        RejectRequest = ("REJECT_REQUEST", 2),
+        UnescapeAndRedirect = ("UNESCAPE_AND_REDIRECT", 3),
+        UnescapeAndForward = ("UNESCAPE_AND_FORWARD", 4),
+    }
+}
+
+/// The `strip_port_mode` oneof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StripPortMode {
+    None,
+    /// `strip_matching_host_port`: strip the port when it equals the listener's.
+    Matching,
+    /// `strip_any_host_port`
+    Any,
+}
+
+/// `core.v3.Http1ProtocolOptions` as the HCM uses it (all off/empty by default).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Http1ProtocolOptions {
+    pub accept_http_10: bool,
+    pub default_host_for_http_10: String,
+    pub allow_chunked_length: bool,
+    /// `None` when unset (Envoy then decides per codec: absolute URLs are accepted).
+    pub allow_absolute_url: Option<bool>,
+}
+
+impl Decode for Http1ProtocolOptions {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let accept_http_10 = f.or(d, "accept_http_10", false);
+        let default_host_for_http_10 = f.or(d, "default_host_for_http_10", String::new());
+        let allow_chunked_length = f.or(d, "allow_chunked_length", false);
+        let allow_absolute_url = f.opt(d, "allow_absolute_url");
+        f.ignored(d, &["enable_trailers", "header_key_format"]);
+        f.unsupported(
+            d,
+            &[
+                "override_stream_error_on_invalid_http_message",
+                "send_fully_qualified_url",
+                "use_balsa_parser",
+                "allow_custom_methods",
+                "ignore_http_11_upgrade",
+            ],
+        );
+        f.finish(d);
+        Some(Http1ProtocolOptions {
+            accept_http_10,
+            default_host_for_http_10,
+            allow_chunked_length,
+            allow_absolute_url,
+        })
+    }
+}
+
+/// `extensions.filters.http.router.v3.Router`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterFilter {
+    pub suppress_envoy_headers: bool,
+    pub respect_expected_rq_timeout: bool,
+    /// Headers whose values are validated strictly (a bad value is a 400).
+    pub strict_check_headers: Vec<String>,
+}
+
+/// `Router.strict_check_headers` accepts only these.
+pub const STRICT_CHECK_HEADERS: &[&str] = &[
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-max-retries",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retry-on",
+];
+
+impl RouterFilter {
+    fn decode_fields(d: &mut Decoder, mut f: Fields<'_>) -> Option<RouterFilter> {
+        let suppress_envoy_headers = f.or(d, "suppress_envoy_headers", false);
+        let respect_expected_rq_timeout = f.or(d, "respect_expected_rq_timeout", false);
+        let strict: Vec<String> = f.list(d, "strict_check_headers");
+        let strict_path = f.field_path("strict_check_headers");
+        let line = f.line();
+        f.ignored(
+            d,
+            &[
+                "dynamic_stats",
+                "start_child_span",
+                "upstream_log",
+                "upstream_log_options",
+            ],
+        );
+        f.unsupported(
+            d,
+            &[
+                "suppress_grpc_request_failure_code_stats",
+                "upstream_http_filters",
+            ],
+        );
+        f.finish(d);
+        let mut strict_check_headers = Vec::with_capacity(strict.len());
+        for (i, h) in strict.into_iter().enumerate() {
+            if STRICT_CHECK_HEADERS.contains(&h.as_str()) {
+                strict_check_headers.push(h);
+            } else {
+                d.error(
+                    ErrorKind::Invalid,
+                    &format!("{strict_path}[{i}]"),
+                    line,
+                    format!("`{h}` is not one of {}", STRICT_CHECK_HEADERS.join(", ")),
+                );
+            }
+        }
+        Some(RouterFilter {
+            suppress_envoy_headers,
+            respect_expected_rq_timeout,
+            strict_check_headers,
+        })
+    }
+}
+
+/// An HTTP filter, selected by its type URL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HttpFilterKind {
+    /// `envoy.extensions.filters.http.fault.v3.HTTPFault`
+    Fault(HttpFault),
+    /// `envoy.extensions.filters.http.router.v3.Router` (terminal)
+    Router(RouterFilter),
+}
+
+impl HttpFilterKind {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, HttpFilterKind::Router(_))
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            HttpFilterKind::Fault(_) => FAULT_TYPE,
+            HttpFilterKind::Router(_) => ROUTER_TYPE,
+        }
+    }
+}
+
+const FAULT_TYPE: &str = "envoy.extensions.filters.http.fault.v3.HTTPFault";
+const ROUTER_TYPE: &str = "envoy.extensions.filters.http.router.v3.Router";
+
+/// `HttpConnectionManager.HttpFilter`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpFilter {
+    pub name: String,
+    pub kind: HttpFilterKind,
+    /// `disabled`: the filter is off unless a route enables it (sluice: never).
+    pub disabled: bool,
+}
+
+impl Decode for HttpFilter {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let line = f.line();
+        let name: Option<String> = f.req(d, "name");
+        let disabled = f.or(d, "disabled", false);
+        f.ignored(d, &["is_optional"]);
+        f.unsupported(d, &["config_discovery"]);
+        let tc_path = f.field_path("typed_config");
+        let tc = f.take("typed_config");
+        f.finish(d);
+        let name = name?;
+        if name.is_empty() {
+            d.error(
+                ErrorKind::Invalid,
+                &format!("{path}.name"),
+                line,
+                "must not be empty",
+            );
+        }
+        let Some(tc) = tc else {
+            d.error(
+                ErrorKind::Missing,
+                &tc_path,
+                line,
+                "an HTTP filter needs a typed_config with an `@type`",
+            );
+            return None;
+        };
+        let t = typed_config(d, tc, &tc_path)?;
+        let kind = match t.type_name.as_str() {
+            FAULT_TYPE => HttpFilterKind::Fault(HttpFault::decode_fields(d, t.fields)?),
+            ROUTER_TYPE => HttpFilterKind::Router(RouterFilter::decode_fields(d, t.fields)?),
+            other => {
+                d.error(
+                    ErrorKind::Unsupported,
+                    &format!("{tc_path}.@type"),
+                    tc.line,
+                    format!("unsupported HTTP filter type `{other}`"),
+                );
+                return None;
+            }
+        };
+        Some(HttpFilter {
+            name,
+            kind,
+            disabled,
+        })
+    }
+}
+
+/// The HCM config, with Envoy's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConnectionManager {
+    pub stat_prefix: String,
+    pub codec_type: CodecType,
+    pub route_config: RouteConfiguration,
+    pub http_filters: Vec<HttpFilter>,
+    pub http_protocol_options: Http1ProtocolOptions,
+    /// `idle_timeout` 1h (None = disabled), `max_headers_count` 100, ...
+    pub common_http_protocol_options: CommonHttpProtocolOptions,
+    /// 5 min; `None` when `0s` disables it.
+    pub stream_idle_timeout: Option<Duration>,
+    /// Disabled by default.
+    pub request_timeout: Option<Duration>,
+    pub request_headers_timeout: Option<Duration>,
+    /// 5 s.
+    pub drain_timeout: Duration,
+    /// 1000 ms; `None` when `0s` disables it.
+    pub delayed_close_timeout: Option<Duration>,
+    /// 60 (KiB), 1..=8192.
+    pub max_request_headers_kb: u32,
+    /// `envoy`.
+    pub server_name: String,
+    pub server_header_transformation: ServerHeaderTransformation,
+    pub use_remote_address: bool,
+    pub xff_num_trusted_hops: u32,
+    pub skip_xff_append: bool,
+    /// Empty: no `via` header.
+    pub via: String,
+    /// true.
+    pub generate_request_id: bool,
+    pub normalize_path: bool,
+    pub merge_slashes: bool,
+    pub path_with_escaped_slashes_action: PathWithEscapedSlashesAction,
+    pub strip_port_mode: StripPortMode,
+    pub stream_error_on_invalid_http_message: bool,
+    pub line: u32,
+}
+
+impl HttpConnectionManager {
+    /// The router filter's options (the last filter).
+    pub fn router(&self) -> Option<&RouterFilter> {
+        match self.http_filters.last().map(|f| &f.kind) {
+            Some(HttpFilterKind::Router(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn decode_fields(
+        d: &mut Decoder,
+        mut f: Fields<'_>,
+    ) -> Option<HttpConnectionManager> {
+        let line = f.line();
+        let path = f.path().to_string();
+        let stat_prefix: Option<String> = f.req(d, "stat_prefix");
+        let codec_type = f.or(d, "codec_type", CodecType::Auto);
+        if let Some(n) = f.take("rds") {
+            d.error(
+                ErrorKind::Unsupported,
+                &f.field_path("rds"),
+                n.line,
+                "rds (route discovery over xDS) is not supported; put the routes inline in `route_config`",
+            );
+        }
+        let has_rds = f.has("rds");
+        let route_config: Option<RouteConfiguration> = f.opt(d, "route_config");
+        let route_config_missing = !f.has("route_config");
+        let http_filters: Vec<HttpFilter> = f.list(d, "http_filters");
+        let filters_path = f.field_path("http_filters");
+        let http_protocol_options =
+            f.or(d, "http_protocol_options", Http1ProtocolOptions::default());
+        let common_http_protocol_options = f.or(
+            d,
+            "common_http_protocol_options",
+            CommonHttpProtocolOptions::default(),
+        );
+        let stream_idle_timeout: Duration =
+            f.or(d, "stream_idle_timeout", Duration::from_secs(300));
+        let request_timeout: Option<Duration> = f.opt(d, "request_timeout");
+        let request_headers_timeout: Option<Duration> = f.opt(d, "request_headers_timeout");
+        let drain_timeout: Duration = f.or(d, "drain_timeout", Duration::from_secs(5));
+        let delayed_close_timeout: Duration =
+            f.or(d, "delayed_close_timeout", Duration::from_millis(1000));
+        let max_request_headers_kb: u32 = f.or(d, "max_request_headers_kb", 60);
+        let server_name: String = f.or(d, "server_name", "envoy".to_string());
+        let server_header_transformation = f.or(
+            d,
+            "server_header_transformation",
+            ServerHeaderTransformation::Overwrite,
+        );
+        let use_remote_address = f.or(d, "use_remote_address", false);
+        let xff_num_trusted_hops = f.or(d, "xff_num_trusted_hops", 0u32);
+        let skip_xff_append = f.or(d, "skip_xff_append", false);
+        let via: String = f.or(d, "via", String::new());
+        let generate_request_id = f.or(d, "generate_request_id", true);
+        let normalize_path = f.or(d, "normalize_path", false);
+        let merge_slashes = f.or(d, "merge_slashes", false);
+        let path_with_escaped_slashes_action = f.or(
+            d,
+            "path_with_escaped_slashes_action",
+            PathWithEscapedSlashesAction::ImplementationSpecificDefault,
+        );
+        let strip_matching = f.or(d, "strip_matching_host_port", false);
+        let strip_any = f.or(d, "strip_any_host_port", false);
+        let stream_error_on_invalid_http_message =
+            f.or(d, "stream_error_on_invalid_http_message", false);
+        f.ignored(
+            d,
+            &[
+                "add_user_agent",
+                "preserve_external_request_id",
+                "internal_address_config",
+                "access_log",
+                "tracing",
+                "http2_protocol_options",
+                "always_set_request_id_in_response",
+            ],
+        );
+        f.unsupported(
+            d,
+            &[
+                "scoped_routes",
+                "http3_protocol_options",
+                "scheme_header_transformation",
+                "access_log_flush_interval",
+                "flush_access_log_on_new_request",
+                "access_log_options",
+                "original_ip_detection_extensions",
+                "early_header_mutation_extensions",
+                "forward_client_cert_details",
+                "set_current_client_cert_details",
+                "proxy_100_continue",
+                "represent_ipv4_remote_address_as_ipv4_mapped_ipv6",
+                "request_id_extension",
+                "local_reply_config",
+                "path_normalization_options",
+                "strip_trailing_host_dot",
+                "proxy_status_config",
+                "typed_header_validation_config",
+                "append_x_forwarded_port",
+                "append_local_overload",
+                "add_proxy_protocol_connection_state",
+            ],
+        );
+        // upgrade_configs (websocket) is accepted and ignored in release 1 only when empty.
+        if let Some(n) = f.take("upgrade_configs") {
+            if !matches!(&n.value, crate::node::Value::Seq(items) if items.is_empty()) {
+                d.error(
+                    ErrorKind::Unsupported,
+                    &f.field_path("upgrade_configs"),
+                    n.line,
+                    "upgrade_configs (websocket/CONNECT upgrades) are not supported",
+                );
+            }
+        }
+        f.finish(d);
+
+        if route_config_missing && !has_rds {
+            d.error(
+                ErrorKind::Missing,
+                &format!("{path}.route_config"),
+                line,
+                "an inline `route_config` is required",
+            );
+        }
+        if codec_type == CodecType::Http3 {
+            d.error(
+                ErrorKind::Unsupported,
+                &format!("{path}.codec_type"),
+                line,
+                "HTTP3 is not supported",
+            );
+        }
+        if !(1..=8192).contains(&max_request_headers_kb) {
+            d.error(
+                ErrorKind::Invalid,
+                &format!("{path}.max_request_headers_kb"),
+                line,
+                "must be in 1..=8192",
+            );
+        }
+        if strip_matching && strip_any {
+            d.error(
+                ErrorKind::Invalid,
+                &path,
+                line,
+                "set only one of `strip_matching_host_port` and `strip_any_host_port`",
+            );
+        }
+        if !via.is_empty() && via.bytes().any(|b| b.is_ascii_control()) {
+            d.error(
+                ErrorKind::Invalid,
+                &format!("{path}.via"),
+                line,
+                "may not contain control characters",
+            );
+        }
+        check_filter_order(d, &http_filters, &filters_path, line);
+        let stat_prefix = stat_prefix?;
+        if stat_prefix.is_empty() {
+            d.error(
+                ErrorKind::Invalid,
+                &format!("{path}.stat_prefix"),
+                line,
+                "must not be empty",
+            );
+        }
+        Some(HttpConnectionManager {
+            stat_prefix,
+            codec_type,
+            route_config: route_config?,
+            http_filters,
+            http_protocol_options,
+            common_http_protocol_options,
+            stream_idle_timeout: (!stream_idle_timeout.is_zero()).then_some(stream_idle_timeout),
+            request_timeout: request_timeout.filter(|t| !t.is_zero()),
+            request_headers_timeout: request_headers_timeout.filter(|t| !t.is_zero()),
+            drain_timeout,
+            delayed_close_timeout: (!delayed_close_timeout.is_zero())
+                .then_some(delayed_close_timeout),
+            max_request_headers_kb,
+            server_name,
+            server_header_transformation,
+            use_remote_address,
+            xff_num_trusted_hops,
+            skip_xff_append,
+            via,
+            generate_request_id,
+            normalize_path,
+            merge_slashes,
+            path_with_escaped_slashes_action,
+            strip_port_mode: if strip_any {
+                StripPortMode::Any
+            } else if strip_matching {
+                StripPortMode::Matching
+            } else {
+                StripPortMode::None
+            },
+            stream_error_on_invalid_http_message,
+            line,
+        })
+    }
+}
+
+/// Envoy: "terminal filter named X of type Y must be the last filter in a http filter
+/// chain" / "non-terminal filter named X of type Y is the last filter in a http filter
+/// chain".
+fn check_filter_order(d: &mut Decoder, filters: &[HttpFilter], path: &str, line: u32) {
+    let Some(last) = filters.last() else {
+        d.error(
+            ErrorKind::Invalid,
+            path,
+            line,
+            "http_filters is empty: the last filter must be the router (envoy.extensions.filters.http.router.v3.Router)",
+        );
+        return;
+    };
+    for (i, f) in filters.iter().enumerate() {
+        if f.kind.is_terminal() && i + 1 != filters.len() {
+            d.error(
+                ErrorKind::Invalid,
+                &format!("{path}[{i}]"),
+                line,
+                format!(
+                    "Error: terminal filter named {} of type {} must be the last filter in a http filter chain.",
+                    f.name,
+                    f.kind.type_name()
+                ),
+            );
+        }
+    }
+    if !last.kind.is_terminal() {
+        d.error(
+            ErrorKind::Invalid,
+            &format!("{path}[{}]", filters.len() - 1),
+            line,
+            format!(
+                "Error: non-terminal filter named {} of type {} is the last filter in a http filter chain.",
+                last.name,
+                last.kind.type_name()
+            ),
+        );
+    }
+    if last.disabled {
+        d.error(
+            ErrorKind::Invalid,
+            &format!("{path}[{}].disabled", filters.len() - 1),
+            line,
+            "the last filter of a http filter chain may not be disabled",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

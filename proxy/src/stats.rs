@@ -124,6 +124,29 @@ stats_scope! {
         upstream_cx_idle_timeout: Counter,
         upstream_cx_rx_bytes_total: Counter,
         upstream_cx_tx_bytes_total: Counter,
+        upstream_rq_total: Counter,
+        upstream_rq_active: Gauge,
+        upstream_rq_pending_total: Counter,
+        upstream_rq_pending_active: Gauge,
+        upstream_rq_pending_overflow: Counter,
+        upstream_rq_1xx: Counter,
+        upstream_rq_2xx: Counter,
+        upstream_rq_3xx: Counter,
+        upstream_rq_4xx: Counter,
+        upstream_rq_5xx: Counter,
+        upstream_rq_completed: Counter,
+        upstream_rq_timeout: Counter,
+        upstream_rq_per_try_timeout: Counter,
+        upstream_rq_rx_reset: Counter,
+        upstream_rq_tx_reset: Counter,
+        upstream_rq_retry: Counter,
+        upstream_rq_retry_success: Counter,
+        upstream_rq_retry_overflow: Counter,
+        upstream_rq_retry_limit_exceeded: Counter,
+        upstream_rq_maintenance_mode: Counter,
+        upstream_cx_http1_total: Counter,
+        upstream_cx_pool_overflow: Counter,
+        upstream_rq_overflow: Counter,
     }
 }
 
@@ -139,6 +162,46 @@ stats_scope! {
         idle_timeout: Counter,
         max_downstream_connection_duration: Counter,
         upstream_flush_total: Counter,
+    }
+}
+
+stats_scope! {
+    /// `http.<stat_prefix>.*` (HTTP connection manager)
+    pub struct HttpStats ("http") {
+        downstream_cx_total: Counter,
+        downstream_cx_active: Gauge,
+        downstream_cx_http1_total: Counter,
+        downstream_cx_http1_active: Gauge,
+        downstream_cx_protocol_error: Counter,
+        downstream_cx_idle_timeout: Counter,
+        downstream_cx_max_duration_reached: Counter,
+        downstream_cx_max_requests_reached: Counter,
+        downstream_cx_drain_close: Counter,
+        downstream_cx_destroy_remote_active_rq: Counter,
+        downstream_cx_rx_bytes_total: Counter,
+        downstream_cx_tx_bytes_total: Counter,
+        downstream_rq_total: Counter,
+        downstream_rq_http1_total: Counter,
+        downstream_rq_active: Gauge,
+        downstream_rq_1xx: Counter,
+        downstream_rq_2xx: Counter,
+        downstream_rq_3xx: Counter,
+        downstream_rq_4xx: Counter,
+        downstream_rq_5xx: Counter,
+        downstream_rq_completed: Counter,
+        downstream_rq_timeout: Counter,
+        downstream_rq_idle_timeout: Counter,
+        downstream_rq_header_timeout: Counter,
+        downstream_rq_rx_reset: Counter,
+        downstream_rq_tx_reset: Counter,
+        downstream_rq_non_relative_path: Counter,
+        downstream_rq_too_large: Counter,
+        downstream_rq_response_before_rq_complete: Counter,
+        no_route: Counter,
+        no_cluster: Counter,
+        rq_direct_response: Counter,
+        rq_redirect: Counter,
+        rq_total: Counter,
     }
 }
 
@@ -192,6 +255,7 @@ pub struct Store {
     pub listeners: Registry<ListenerStats>,
     pub clusters: Registry<ClusterStats>,
     pub tcp: Registry<TcpProxyStats>,
+    pub http: Registry<HttpStats>,
 }
 
 impl Store {
@@ -200,6 +264,7 @@ impl Store {
             listeners: Registry::new(workers),
             clusters: Registry::new(workers),
             tcp: Registry::new(workers),
+            http: Registry::new(workers),
         }
     }
 
@@ -209,6 +274,7 @@ impl Store {
         self.listeners.collect(&mut out);
         self.clusters.collect(&mut out);
         self.tcp.collect(&mut out);
+        self.http.collect(&mut out);
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }

@@ -1,0 +1,178 @@
+//! One upstream HTTP/1.1 connection (Envoy's `CodecClient` for HTTP/1).
+//!
+//! It owns the socket and its buffers: requests are encoded into `out` and written as
+//! the socket takes them; response bytes are read into `input` and parsed by the
+//! owner. Between requests it rests in the worker's pool; it may be reused only when
+//! the previous response was read completely and neither side asked to close.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_stack::{SocketId, Stack};
+
+use crate::buffer::Buffer;
+use crate::http::codec::ResponseParser;
+use crate::upstream::host::Host;
+
+/// Read size for upstream responses.
+const READ_CHUNK: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub struct CodecClient {
+    pub socket: SocketId,
+    pub host: Arc<Host>,
+    /// Index of the host in its cluster's host set (for retries' host exclusion).
+    pub host_index: usize,
+    pub cluster: usize,
+    /// The connection is established (connect completed).
+    pub connected: bool,
+    /// Bytes waiting to be written.
+    pub out: Buffer,
+    /// Bytes read and not yet consumed by the parser or body decoder.
+    pub input: Vec<u8>,
+    pub input_pos: usize,
+    pub parser: ResponseParser,
+    /// A read may make progress (edge-triggered hint).
+    pub readable: bool,
+    pub read_eof: bool,
+    /// Reset or failed; the socket is gone.
+    pub dead: bool,
+    pub requests: u32,
+    pub created: Instant,
+    pub idle_since: Instant,
+    pub timer_at: Option<Instant>,
+    closed: bool,
+}
+
+/// What a read attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// New bytes are in `input`.
+    Data,
+    /// Nothing now.
+    WouldBlock,
+    /// The upstream closed its side.
+    Eof,
+    /// Reset or error.
+    Error,
+}
+
+impl CodecClient {
+    pub fn new(socket: SocketId, host: Arc<Host>, host_index: usize, cluster: usize, max_headers: u32, now: Instant) -> Self {
+        host.cx_active.fetch_add(1, Ordering::Relaxed);
+        CodecClient {
+            socket,
+            host,
+            host_index,
+            cluster,
+            connected: false,
+            out: Buffer::new(),
+            input: Vec::new(),
+            input_pos: 0,
+            parser: ResponseParser::new(max_headers),
+            readable: false,
+            read_eof: false,
+            dead: false,
+            requests: 0,
+            created: now,
+            idle_since: now,
+            timer_at: None,
+            closed: false,
+        }
+    }
+
+    /// Unconsumed input.
+    pub fn pending_input(&self) -> &[u8] {
+        &self.input[self.input_pos..]
+    }
+
+    pub fn consume_input(&mut self, n: usize) {
+        self.input_pos += n;
+        if self.input_pos >= self.input.len() {
+            self.input.clear();
+            self.input_pos = 0;
+        }
+    }
+
+    /// Read once into `input` (at most `limit` unconsumed bytes held).
+    pub fn read<S: Stack>(&mut self, stack: &mut S, limit: usize) -> ReadOutcome {
+        if self.dead {
+            return ReadOutcome::Error;
+        }
+        if self.read_eof {
+            return ReadOutcome::Eof;
+        }
+        if self.input_pos > 0 && self.input_pos * 2 >= self.input.len() {
+            self.input.drain(..self.input_pos);
+            self.input_pos = 0;
+        }
+        let held = self.input.len() - self.input_pos;
+        let want = READ_CHUNK.min(limit.saturating_sub(held).max(1024));
+        let start = self.input.len();
+        self.input.resize(start + want, 0);
+        match stack.read(self.socket, &mut self.input[start..]) {
+            Ok(0) => {
+                self.input.truncate(start);
+                self.read_eof = true;
+                ReadOutcome::Eof
+            }
+            Ok(n) => {
+                self.input.truncate(start + n);
+                // A short read drained the socket: the next arrival is a new event.
+                if n < want {
+                    self.readable = false;
+                }
+                ReadOutcome::Data
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.input.truncate(start);
+                self.readable = false;
+                ReadOutcome::WouldBlock
+            }
+            Err(_) => {
+                self.input.truncate(start);
+                self.dead = true;
+                ReadOutcome::Error
+            }
+        }
+    }
+
+    /// Write what is queued; returns bytes written. Errors mark the connection dead.
+    pub fn flush<S: Stack>(&mut self, stack: &mut S) -> usize {
+        let mut total = 0;
+        while !self.out.is_empty() && !self.dead {
+            match stack.write(self.socket, self.out.as_slice()) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.out.consume(n);
+                    total += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => self.dead = true,
+            }
+        }
+        total
+    }
+
+    /// Whether the connection could carry another request now.
+    pub fn reusable(&self) -> bool {
+        self.connected && !self.dead && !self.read_eof && self.out.is_empty() && self.pending_input().is_empty()
+    }
+
+    /// Close the socket (reset when `abort`) and release its host count.
+    pub fn close<S: Stack>(&mut self, stack: &mut S, abort: bool) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if abort {
+            stack.abort(self.socket);
+        } else {
+            stack.close(self.socket);
+        }
+        self.dead = true;
+        self.host.cx_active.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,91 @@
+//! Per-worker HTTP/1.1 connection pools (Envoy's per-worker, per-host pools).
+//!
+//! Every upstream connection of a worker has a slot in the pool's table, so that its
+//! socket keeps one token for its whole life. A connection serving a request is lent
+//! to the stream (`Busy` names the owner, events go there); between requests it rests
+//! `Idle` in its host's list, newest first, watched for the upstream closing it and
+//! bounded by the cluster's idle timeout. Nothing here is shared with other workers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::conn_table::ConnTable;
+use crate::http::codec_client::CodecClient;
+use crate::timer::TimerKey;
+
+/// The state of one upstream connection slot.
+#[derive(Debug)]
+pub enum UpstreamSlot {
+    /// Resting in the pool.
+    Idle(CodecClient),
+    /// Lent to the stream of downstream connection `owner`.
+    Busy { owner: TimerKey },
+}
+
+/// One worker's upstream connections.
+#[derive(Debug, Default)]
+pub struct ConnPool {
+    pub slots: ConnTable<UpstreamSlot>,
+    /// Idle connection slots per cluster, per host address (last is most recent).
+    idle: Vec<HashMap<SocketAddr, Vec<TimerKey>>>,
+}
+
+impl ConnPool {
+    pub fn new(clusters: usize) -> ConnPool {
+        ConnPool { slots: ConnTable::default(), idle: (0..clusters).map(|_| HashMap::new()).collect() }
+    }
+
+    /// Take the most recently used idle connection to `host` of `cluster`, lending it
+    /// to `owner`.
+    pub fn take_idle(&mut self, cluster: usize, host: SocketAddr, owner: TimerKey) -> Option<(TimerKey, CodecClient)> {
+        let list = self.idle.get_mut(cluster)?.get_mut(&host)?;
+        while let Some(key) = list.pop() {
+            let Some(slot) = self.slots.get_key_mut(key) else { continue };
+            if let UpstreamSlot::Idle(_) = slot {
+                let UpstreamSlot::Idle(client) = std::mem::replace(slot, UpstreamSlot::Busy { owner }) else {
+                    unreachable!("matched Idle above")
+                };
+                return Some((key, client));
+            }
+        }
+        None
+    }
+
+    /// A slot for a new connection lent to `owner`.
+    pub fn new_busy(&mut self, owner: TimerKey) -> TimerKey {
+        self.slots.insert(UpstreamSlot::Busy { owner })
+    }
+
+    /// Put a connection back to rest.
+    pub fn put_idle(&mut self, key: TimerKey, client: CodecClient) {
+        let cluster = client.cluster;
+        let addr = client.host.address;
+        if let Some(slot) = self.slots.get_key_mut(key) {
+            *slot = UpstreamSlot::Idle(client);
+            if let Some(map) = self.idle.get_mut(cluster) {
+                map.entry(addr).or_default().push(key);
+            }
+        }
+    }
+
+    /// Remove a slot (its connection is closed by the caller); drops it from idle lists.
+    pub fn remove(&mut self, key: TimerKey) -> Option<UpstreamSlot> {
+        let slot = self.slots.remove(key)?;
+        if let UpstreamSlot::Idle(c) = &slot {
+            if let Some(list) = self.idle.get_mut(c.cluster).and_then(|m| m.get_mut(&c.host.address)) {
+                list.retain(|k| *k != key);
+            }
+        }
+        Some(slot)
+    }
+
+    /// Number of idle connections (all clusters).
+    pub fn idle_count(&self) -> usize {
+        self.idle.iter().flat_map(|m| m.values()).map(Vec::len).sum()
+    }
+
+    /// Keys of every idle connection (drain).
+    pub fn idle_keys(&self) -> Vec<TimerKey> {
+        self.idle.iter().flat_map(|m| m.values()).flatten().copied().collect()
+    }
+}

@@ -12,6 +12,7 @@ pub mod filter_chain;
 pub mod http;
 pub mod listener;
 pub mod rng;
+pub mod router;
 pub mod server;
 pub mod stats;
 pub mod tcp_proxy;

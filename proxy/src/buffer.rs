@@ -41,6 +41,15 @@ impl Buffer {
         self.data.extend_from_slice(bytes);
     }
 
+    /// The backing vector, for appending at the end (encoders write here).
+    pub fn tail(&mut self) -> &mut Vec<u8> {
+        if self.start > 0 && self.start >= self.data.len() / 2 {
+            self.data.drain(..self.start);
+            self.start = 0;
+        }
+        &mut self.data
+    }
+
     /// Drop `n` bytes from the front (they were written).
     pub fn consume(&mut self, n: usize) {
         self.start += n.min(self.len());

@@ -11,19 +11,22 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use sluice_stack::{Events, Interest, SocketId, Stack, Token};
 
 use crate::conn_table::ConnTable;
+use crate::http::conn_manager::HttpConnection;
+use crate::http::date::DateCache;
 use crate::listener::active_socket::{ActiveSocket, Outcome};
 use crate::listener::manager::{NetworkFilter, Snapshot};
 use crate::rng::Rng;
-use crate::stats::{ClusterStats, ListenerStats, Store, TcpProxyStats};
-use crate::tcp_proxy::{Status, TcpProxySession};
+use crate::stats::{ClusterStats, HttpStats, ListenerStats, Store, TcpProxyStats};
+use crate::tcp_proxy::{CloseReason, Status, TcpProxySession};
 use crate::timer::{TimerKey, Timers};
 use crate::upstream::cluster_manager::ThreadLocalClusterManager;
-use crate::worker_ctx::Ctx;
+use crate::upstream::conn_pool::{close_client, ConnPool, UpstreamSlot};
+use crate::worker_ctx::{token, Ctx, DOWNSTREAM_SUB, POOL_SUB, POOL_TIMER_BIT};
 
 /// Token of the worker's waker.
 const WAKER: Token = Token(usize::MAX);
@@ -57,6 +60,7 @@ pub struct WorkerSetup<S: Stack> {
 enum Conn {
     Pending(ActiveSocket),
     TcpProxy(TcpProxySession),
+    Http(Box<HttpConnection>),
 }
 
 pub struct Worker<S: Stack> {
@@ -67,6 +71,9 @@ pub struct Worker<S: Stack> {
     listener_stats: Vec<Arc<ListenerStats>>,
     cluster_stats: Vec<Arc<ClusterStats>>,
     tcp_stats: HashMap<String, Arc<TcpProxyStats>>,
+    http_stats: HashMap<String, Arc<HttpStats>>,
+    pool: ConnPool,
+    date: DateCache,
     store: Arc<Store>,
     clusters: ThreadLocalClusterManager,
     conns: ConnTable<(usize, Conn)>,
@@ -78,10 +85,6 @@ pub struct Worker<S: Stack> {
     control: Arc<Control>,
     drain_time: Duration,
     drain_deadline: Option<Instant>,
-}
-
-fn conn_token(key: TimerKey, sub: usize) -> Token {
-    Token(((key.index as usize) << 2) | sub)
 }
 
 impl<S: Stack> Worker<S> {
@@ -109,6 +112,9 @@ impl<S: Stack> Worker<S> {
             listener_stats: Vec::new(),
             cluster_stats: Vec::new(),
             tcp_stats: HashMap::new(),
+            http_stats: HashMap::new(),
+            pool: ConnPool::default(),
+            date: DateCache::default(),
             store: stats,
             conns: ConnTable::default(),
             timers: Timers::new(),
@@ -121,6 +127,7 @@ impl<S: Stack> Worker<S> {
             drain_deadline: None,
         };
         w.bind_stats();
+        w.pool = ConnPool::new(w.snapshot.cluster_manager.clusters.len());
         Ok(w)
     }
 
@@ -150,6 +157,15 @@ impl<S: Stack> Worker<S> {
         s
     }
 
+    fn http_stats_for(&mut self, prefix: &str) -> Arc<HttpStats> {
+        if let Some(s) = self.http_stats.get(prefix) {
+            return Arc::clone(s);
+        }
+        let s = Arc::clone(&self.store.http.scope(prefix)[self.id]);
+        self.http_stats.insert(prefix.to_string(), Arc::clone(&s));
+        s
+    }
+
     /// A handle that wakes this worker's poll from another thread.
     pub fn waker(&mut self) -> io::Result<Arc<dyn sluice_stack::Wake>> {
         self.stack.waker(WAKER)
@@ -176,6 +192,8 @@ impl<S: Stack> Worker<S> {
                     continue;
                 } else if t >= LISTENER_BASE {
                     self.accept(t - LISTENER_BASE, now);
+                } else if t & 3 == POOL_SUB {
+                    self.on_pool_event(t >> 2, now);
                 } else {
                     self.on_conn_event(t >> 2, t & 3, now);
                 }
@@ -221,6 +239,18 @@ impl<S: Stack> Worker<S> {
             }
         }
         self.ready_listeners.clear();
+        // Idle upstream connections are no longer needed.
+        for slot in self.pool.idle_keys() {
+            self.close_idle_slot(slot, now);
+        }
+        // HTTP connections close when idle, or after their current response.
+        for key in self.conns.keys() {
+            let status = self.with_conn(key, now, |conn, ctx, _| match conn {
+                Conn::Http(h) => h.drain(ctx),
+                _ => Status::Open,
+            });
+            self.finish(key, status);
+        }
     }
 
     fn abort_all(&mut self, now: Instant) {
@@ -228,11 +258,15 @@ impl<S: Stack> Worker<S> {
             let status = self.with_conn(key, now, |conn, ctx, _| match conn {
                 Conn::Pending(p) => {
                     ctx.stack.close(p.socket);
-                    Status::Closed(crate::tcp_proxy::CloseReason::Drained)
+                    Status::Closed(CloseReason::Drained)
                 }
                 Conn::TcpProxy(s) => s.abort(ctx),
+                Conn::Http(h) => h.abort(ctx),
             });
             self.finish(key, status);
+        }
+        for slot in self.pool.idle_keys() {
+            self.close_idle_slot(slot, now);
         }
         self.conns.recycle();
     }
@@ -256,17 +290,15 @@ impl<S: Stack> Worker<S> {
             stats.downstream_cx_active.inc();
             stats.downstream_pre_cx_active.inc();
             tracing::debug!(worker = self.id, peer = %acc.peer, local = %acc.local, "accepted");
-            let key = self.conns.insert((
-                listener,
-                Conn::Pending(ActiveSocket::new(acc.socket, listener, acc.peer, acc.local)),
-            ));
-            if let Err(e) = self
-                .stack
-                .register(acc.socket, conn_token(key, 0), Interest::BOTH)
+            let pending = ActiveSocket::new(acc.socket, listener, acc.peer, acc.local);
+            let key = self.conns.insert((listener, Conn::Pending(pending)));
+            if let Err(e) =
+                self.stack
+                    .register(acc.socket, token(key, DOWNSTREAM_SUB), Interest::BOTH)
             {
                 tracing::warn!("cannot register accepted socket: {e}");
                 self.stack.close(acc.socket);
-                self.finish(key, Status::Closed(crate::tcp_proxy::CloseReason::Done));
+                self.finish(key, Status::Closed(CloseReason::Done));
                 continue;
             }
             self.advance_pending(key, now);
@@ -310,53 +342,73 @@ impl<S: Stack> Worker<S> {
                 }
                 let sock = p.socket;
                 self.stack.close(sock);
-                self.finish(key, Status::Closed(crate::tcp_proxy::CloseReason::Done));
+                self.finish(key, Status::Closed(CloseReason::Done));
             }
             Outcome::Chain { listener, selected } => {
                 let lcfg = Arc::clone(&snapshot.listeners[listener]);
-                let chain = lcfg.chain(selected);
-                let Some((_, Conn::Pending(p))) = self.conns.get_key_mut(key) else {
+                let Some((recv_listener, Conn::Pending(p))) = self.conns.get_key_mut(key) else {
                     return;
                 };
-                let (socket, local, restored) = (p.socket, p.local, p.restored);
-                let tcp = match chain.and_then(|c| c.terminal.as_ref()) {
-                    Some(NetworkFilter::TcpProxy(tp)) => Arc::clone(tp),
+                let recv_listener = *recv_listener;
+                let (socket, peer, local, restored) = (p.socket, p.peer, p.local, p.restored);
+                let original_dst = restored.then_some(local);
+                let terminal = lcfg.chain(selected).and_then(|c| c.terminal.as_ref());
+                if terminal.is_some() {
+                    self.listener_stats[recv_listener]
+                        .downstream_pre_cx_active
+                        .dec();
+                }
+                let conn = match terminal {
                     None => {
                         // An empty filter chain closes the connection (Envoy).
                         self.stack.close(socket);
-                        self.finish(key, Status::Closed(crate::tcp_proxy::CloseReason::Done));
+                        self.finish(key, Status::Closed(CloseReason::Done));
                         return;
                     }
-                };
-                let recv_listener = self
-                    .conns
-                    .get_key_mut(key)
-                    .map(|(l, _)| *l)
-                    .unwrap_or(listener);
-                self.listener_stats[recv_listener]
-                    .downstream_pre_cx_active
-                    .dec();
-                let stats = self.tcp_stats_for(&tcp.stat_prefix);
-                let limit = lcfg.per_connection_buffer_limit_bytes;
-                let original_dst = restored.then_some(local);
-                let status = self.with_ctx(key, now, |ctx| {
-                    let (session, status) = TcpProxySession::start(
-                        ctx,
-                        tcp,
-                        stats,
-                        socket,
-                        limit,
-                        original_dst,
-                        conn_token(key, 0).0,
-                    );
-                    (Some(session), status)
-                });
-                let (session, status) = status;
-                if let Some((_, conn)) = self.conns.get_key_mut(key) {
-                    if let Some(s) = session {
-                        *conn = Conn::TcpProxy(s);
+                    Some(NetworkFilter::TcpProxy(tp)) => {
+                        let tp = Arc::clone(tp);
+                        let stats = self.tcp_stats_for(&tp.stat_prefix);
+                        let limit = lcfg.per_connection_buffer_limit_bytes;
+                        let base = token(key, DOWNSTREAM_SUB).0;
+                        let (session, status) = self.with_ctx(key, now, |ctx| {
+                            TcpProxySession::start(
+                                ctx,
+                                tp,
+                                stats,
+                                socket,
+                                limit,
+                                original_dst,
+                                base,
+                            )
+                        });
+                        if let Some((_, c)) = self.conns.get_key_mut(key) {
+                            *c = Conn::TcpProxy(session);
+                        }
+                        self.finish(key, status);
+                        return;
                     }
+                    Some(NetworkFilter::HttpConnectionManager(hcm)) => {
+                        let hcm = Arc::clone(hcm);
+                        let stats = self.http_stats_for(&hcm.stat_prefix);
+                        Conn::Http(Box::new(HttpConnection::new(
+                            hcm,
+                            stats,
+                            socket,
+                            peer,
+                            local,
+                            original_dst,
+                            now,
+                        )))
+                    }
+                };
+                if let Some((_, c)) = self.conns.get_key_mut(key) {
+                    *c = conn;
                 }
+                // Serve what already arrived.
+                let status = self.with_conn(key, now, |conn, ctx, _| match conn {
+                    Conn::Http(h) => h.on_event(ctx),
+                    _ => Status::Open,
+                });
                 self.finish(key, status);
             }
         }
@@ -378,7 +430,10 @@ impl<S: Stack> Worker<S> {
             scratch: &mut self.scratch,
             ready: &mut self.ready,
             rng: &mut self.rng,
+            pool: &mut self.pool,
+            date: &mut self.date,
             now,
+            wall: SystemTime::now(),
             key,
             draining,
         };
@@ -404,7 +459,10 @@ impl<S: Stack> Worker<S> {
             scratch: &mut self.scratch,
             ready: &mut self.ready,
             rng: &mut self.rng,
+            pool: &mut self.pool,
+            date: &mut self.date,
             now,
+            wall: SystemTime::now(),
             key,
             draining,
         };
@@ -415,16 +473,52 @@ impl<S: Stack> Worker<S> {
         let Some((key, (_, conn))) = self.conns.get_mut(index) else {
             return;
         };
-        match conn {
-            Conn::Pending(_) => self.advance_pending(key, now),
-            Conn::TcpProxy(_) => {
-                let base = conn_token(key, 0).0;
-                let status = self.with_conn(key, now, |conn, ctx, _| match conn {
-                    Conn::TcpProxy(s) => s.on_event(ctx, sub, base),
-                    Conn::Pending(_) => Status::Open,
+        if let Conn::Pending(_) = conn {
+            self.advance_pending(key, now);
+            return;
+        }
+        let base = token(key, DOWNSTREAM_SUB).0;
+        let status = self.with_conn(key, now, |conn, ctx, _| match conn {
+            Conn::TcpProxy(s) => s.on_event(ctx, sub, base),
+            Conn::Http(h) => h.on_event(ctx),
+            Conn::Pending(_) => Status::Open,
+        });
+        self.finish(key, status);
+    }
+
+    /// An event on an upstream pool connection: to its stream, or (idle) a close check.
+    fn on_pool_event(&mut self, index: usize, now: Instant) {
+        let Some((slot, state)) = self.pool.slots.get_mut(index) else {
+            return;
+        };
+        match state {
+            UpstreamSlot::Busy { owner } => {
+                let owner = *owner;
+                let status = self.with_conn(owner, now, |conn, ctx, _| match conn {
+                    Conn::Http(h) => h.on_upstream_event(ctx, slot),
+                    _ => Status::Open,
                 });
-                self.finish(key, status);
+                self.finish(owner, status);
             }
+            UpstreamSlot::Idle(client) => {
+                // An idle connection has nothing to say: data or a close ends it.
+                let mut probe = [0u8; 1];
+                match self.stack.peek(client.socket, &mut probe) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    _ => {
+                        if let Some(s) = self.cluster_stats.get(client.cluster) {
+                            s.upstream_cx_destroy_remote.inc();
+                        }
+                        self.close_idle_slot(slot, now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn close_idle_slot(&mut self, slot: TimerKey, now: Instant) {
+        if let Some(UpstreamSlot::Idle(mut client)) = self.pool.remove(slot) {
+            self.with_ctx(slot, now, |ctx| close_client(ctx, &mut client));
         }
     }
 
@@ -434,6 +528,7 @@ impl<S: Stack> Worker<S> {
             for key in ready {
                 let status = self.with_conn(key, now, |conn, ctx, _| match conn {
                     Conn::TcpProxy(s) => s.resume(ctx),
+                    Conn::Http(h) => h.resume(ctx),
                     Conn::Pending(_) => Status::Open,
                 });
                 self.finish(key, status);
@@ -449,6 +544,16 @@ impl<S: Stack> Worker<S> {
 
     fn run_timers(&mut self, now: Instant) {
         while let Some((fired, key)) = self.timers.pop_due(now) {
+            if key.index & POOL_TIMER_BIT != 0 {
+                self.on_pool_timer(
+                    TimerKey {
+                        index: key.index & !POOL_TIMER_BIT,
+                        generation: key.generation,
+                    },
+                    now,
+                );
+                continue;
+            }
             let Some((_, conn)) = self.conns.get_key_mut(key) else {
                 continue;
             };
@@ -466,15 +571,42 @@ impl<S: Stack> Worker<S> {
                         self.after_filters(key, outcome, now);
                     }
                 }
-                Conn::TcpProxy(_) => {
-                    let base = conn_token(key, 0).0;
+                Conn::TcpProxy(_) | Conn::Http(_) => {
+                    let base = token(key, DOWNSTREAM_SUB).0;
                     let status = self.with_conn(key, now, |conn, ctx, _| match conn {
                         Conn::TcpProxy(s) => s.on_timer(ctx, fired, base),
+                        Conn::Http(h) => h.on_timer(ctx, fired),
                         Conn::Pending(_) => Status::Open,
                     });
                     self.finish(key, status);
                 }
             }
+        }
+    }
+
+    /// An idle upstream connection's timer: close it once its idle timeout passed.
+    fn on_pool_timer(&mut self, slot: TimerKey, now: Instant) {
+        let Some(UpstreamSlot::Idle(client)) = self.pool.slots.get_key_mut(slot) else {
+            return;
+        };
+        let idle = self
+            .clusters
+            .clusters
+            .get(client.cluster)
+            .and_then(|c| c.info.config.http_protocol_options.common.idle_timeout);
+        match idle {
+            Some(t) if now >= client.idle_since + t => {
+                if let Some(s) = self.cluster_stats.get(client.cluster) {
+                    s.upstream_cx_idle_timeout.inc();
+                }
+                self.close_idle_slot(slot, now);
+            }
+            Some(t) => {
+                let at = client.idle_since + t;
+                self.timers
+                    .schedule(crate::worker_ctx::pool_timer_key(slot), at);
+            }
+            None => {}
         }
     }
 

@@ -2,14 +2,38 @@
 //! worker's stack, timers, clusters and scratch memory, lent for the duration of a call.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use sluice_stack::Stack;
+use sluice_stack::{Stack, Token};
 
+use crate::http::date::DateCache;
 use crate::rng::Rng;
 use crate::stats::ClusterStats;
 use crate::timer::{TimerKey, Timers};
 use crate::upstream::cluster_manager::ThreadLocalClusterManager;
+use crate::upstream::conn_pool::ConnPool;
+
+/// Token sub-id of a connection's downstream socket.
+pub const DOWNSTREAM_SUB: usize = 0;
+/// Token sub-id of a tcp_proxy session's upstream socket.
+pub const TCP_UPSTREAM_SUB: usize = 1;
+/// Token sub-id of an upstream pool slot (the index is the pool slot's).
+pub const POOL_SUB: usize = 2;
+/// Timer keys of pool slots carry this bit in their index.
+pub const POOL_TIMER_BIT: u32 = 1 << 31;
+
+/// The token of socket `sub` of connection (or pool slot) `key`.
+pub fn token(key: TimerKey, sub: usize) -> Token {
+    Token(((key.index as usize) << 2) | sub)
+}
+
+/// The timer key of a pool slot.
+pub fn pool_timer_key(slot: TimerKey) -> TimerKey {
+    TimerKey {
+        index: slot.index | POOL_TIMER_BIT,
+        generation: slot.generation,
+    }
+}
 
 /// Borrowed worker state for one handler call.
 pub struct Ctx<'a, S: Stack> {
@@ -23,7 +47,12 @@ pub struct Ctx<'a, S: Stack> {
     /// Connections that still have work but used up their budget for this round.
     pub ready: &'a mut Vec<TimerKey>,
     pub rng: &'a mut Rng,
+    /// This worker's upstream HTTP connections.
+    pub pool: &'a mut ConnPool,
+    pub date: &'a mut DateCache,
     pub now: Instant,
+    /// Wall-clock time of this round (access logs, `date`, formatters).
+    pub wall: SystemTime,
     /// The connection being served.
     pub key: TimerKey,
     /// The worker is draining: finish what is open, start nothing new.

@@ -60,7 +60,14 @@ pub enum ReadOutcome {
 }
 
 impl CodecClient {
-    pub fn new(socket: SocketId, host: Arc<Host>, host_index: usize, cluster: usize, max_headers: u32, now: Instant) -> Self {
+    pub fn new(
+        socket: SocketId,
+        host: Arc<Host>,
+        host_index: usize,
+        cluster: usize,
+        max_headers: u32,
+        now: Instant,
+    ) -> Self {
         host.cx_active.fetch_add(1, Ordering::Relaxed);
         CodecClient {
             socket,
@@ -158,7 +165,16 @@ impl CodecClient {
 
     /// Whether the connection could carry another request now.
     pub fn reusable(&self) -> bool {
-        self.connected && !self.dead && !self.read_eof && self.out.is_empty() && self.pending_input().is_empty()
+        self.connected
+            && !self.dead
+            && !self.read_eof
+            && self.out.is_empty()
+            && self.pending_input().is_empty()
+    }
+
+    /// Whether [`CodecClient::close`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 
     /// Close the socket (reset when `abort`) and release its host count.

@@ -14,13 +14,17 @@ pub struct DateCache {
 }
 
 const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-const MONTHS: [&[u8; 3]; 12] =
-    [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
 
 impl DateCache {
     /// The date for `now` (e.g. `Sat, 21 Nov 2026 06:30:00 GMT`).
     pub fn get(&mut self, now: SystemTime) -> &[u8] {
-        let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let secs = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         if !self.valid || secs != self.second {
             self.second = secs;
             self.text = format_imf(secs);
@@ -51,7 +55,12 @@ pub fn format_imf(secs: u64) -> [u8; 29] {
     out[5..7].copy_from_slice(&two(d as u64));
     out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
     let y = year.clamp(0, 9999) as u64;
-    out[12..16].copy_from_slice(&[b'0' + (y / 1000) as u8, b'0' + (y / 100 % 10) as u8, b'0' + (y / 10 % 10) as u8, b'0' + (y % 10) as u8]);
+    out[12..16].copy_from_slice(&[
+        b'0' + (y / 1000) as u8,
+        b'0' + (y / 100 % 10) as u8,
+        b'0' + (y / 10 % 10) as u8,
+        b'0' + (y % 10) as u8,
+    ]);
     out[17..19].copy_from_slice(&two(h));
     out[20..22].copy_from_slice(&two(m));
     out[23..25].copy_from_slice(&two(s));

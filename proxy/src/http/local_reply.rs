@@ -29,7 +29,8 @@ pub fn build(head: &mut ResponseHead, status: u16, body: &[u8]) {
     head.clear();
     head.status = status;
     if !body.is_empty() {
-        head.headers.append(b"content-length", itoa(body.len() as u64).as_bytes());
+        head.headers
+            .append(b"content-length", itoa(body.len() as u64).as_bytes());
         head.headers.append(b"content-type", b"text/plain");
     } else {
         head.headers.append(b"content-length", b"0");

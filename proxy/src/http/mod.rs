@@ -75,3 +75,11 @@ impl ResponseHead {
         self.headers.clear();
     }
 }
+
+pub mod codec_client;
+pub mod conn_manager;
+pub mod date;
+pub mod filters;
+pub mod local_reply;
+pub mod request_id;
+pub mod response_flags;

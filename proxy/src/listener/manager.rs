@@ -15,6 +15,7 @@ use sluice_config::tcp_proxy::TcpProxyCluster;
 use sluice_config::Bootstrap;
 
 use crate::filter_chain::{FilterChainManager, Selected};
+use crate::http::conn_manager::config::HcmConfig;
 use crate::tcp_proxy::TcpProxyConfig;
 use crate::upstream::cluster_manager::{static_hosts, ClusterManager};
 use crate::upstream::dns;
@@ -23,6 +24,7 @@ use crate::upstream::dns;
 #[derive(Debug)]
 pub enum NetworkFilter {
     TcpProxy(Arc<TcpProxyConfig>),
+    HttpConnectionManager(Arc<HcmConfig>),
 }
 
 /// A compiled filter chain. No filters means "close the connection" (Envoy).
@@ -133,8 +135,9 @@ impl Snapshot {
 fn compile_listener(
     index: usize,
     l: &Listener,
-    cm: &ClusterManager,
+    cm: &Arc<ClusterManager>,
 ) -> Result<ListenerConfig, Vec<String>> {
+    let buffer_limit = l.per_connection_buffer_limit_bytes.max(1) as usize;
     let path = format!("static_resources.listeners[{index}]");
     let mut errors = Vec::new();
     let address = l
@@ -146,19 +149,21 @@ fn compile_listener(
             .map_err(|e| vec![format!("{path}: {e}")])?;
     let mut chains = Vec::new();
     for (j, c) in l.filter_chains.iter().enumerate() {
-        match compile_chain(c, cm, &format!("{path}.filter_chains[{j}]")) {
+        match compile_chain(c, cm, buffer_limit, &format!("{path}.filter_chains[{j}]")) {
             Ok(c) => chains.push(c),
             Err(e) => errors.push(e),
         }
     }
     let default_chain = match &l.default_filter_chain {
-        Some(c) => match compile_chain(c, cm, &format!("{path}.default_filter_chain")) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                errors.push(e);
-                None
+        Some(c) => {
+            match compile_chain(c, cm, buffer_limit, &format!("{path}.default_filter_chain")) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     let mut listener_filters: Vec<ListenerFilterKind> =
@@ -201,7 +206,8 @@ fn compile_listener(
 
 fn compile_chain(
     c: &FilterChain,
-    cm: &ClusterManager,
+    cm: &Arc<ClusterManager>,
+    buffer_limit: usize,
     path: &str,
 ) -> Result<NetworkFilterChain, String> {
     let mut terminal = None;
@@ -223,12 +229,14 @@ fn compile_chain(
                 };
                 NetworkFilter::TcpProxy(Arc::new(TcpProxyConfig::new(tp, clusters)))
             }
-            // Decoded and validated by sluice-config; the lead wires the HTTP
-            // connection manager (proxy/src/http/conn_manager) in here.
-            NetworkFilterKind::HttpConnectionManager(_) => {
-                return Err(format!(
-                    "{path}.filters[{k}]: the HTTP connection manager is not wired into this build yet"
-                ));
+            NetworkFilterKind::HttpConnectionManager(hcm) => {
+                let cfg = HcmConfig::new(
+                    hcm,
+                    Arc::clone(cm),
+                    buffer_limit,
+                    &format!("{path}.filters[{k}].typed_config"),
+                )?;
+                NetworkFilter::HttpConnectionManager(Arc::new(cfg))
             }
         });
     }

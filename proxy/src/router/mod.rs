@@ -20,16 +20,21 @@
 
 mod config;
 pub mod formatter;
+mod hash;
 mod header_parser;
 mod matched;
+pub mod retry;
 pub mod rewrite;
 pub mod route_match;
+mod route_ref;
 pub mod vhost;
 pub mod weighted;
 
 pub use config::{virtual_cluster_name, RouteTable};
 pub use formatter::StreamInfo;
+pub use hash::HashPolicyEval;
 pub use matched::{ClusterChoice, Matched, RouteKind};
+pub use route_ref::RouteRef;
 
 #[cfg(test)]
 mod tests;

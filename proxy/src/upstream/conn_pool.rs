@@ -6,15 +6,23 @@
 //! `Idle` in its host's list, newest first, watched for the upstream closing it and
 //! bounded by the cluster's idle timeout. Nothing here is shared with other workers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+
+use sluice_stack::Stack;
 
 use crate::conn_table::ConnTable;
 use crate::http::codec_client::CodecClient;
 use crate::timer::TimerKey;
+use crate::upstream::cluster_manager::release;
+use crate::worker_ctx::Ctx;
 
 /// The state of one upstream connection slot.
+///
+/// Slots live in one table; boxing the idle connection would cost an allocation every
+/// time a connection returns to the pool, so the size difference is accepted.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum UpstreamSlot {
     /// Resting in the pool.
     Idle(CodecClient),
@@ -28,21 +36,36 @@ pub struct ConnPool {
     pub slots: ConnTable<UpstreamSlot>,
     /// Idle connection slots per cluster, per host address (last is most recent).
     idle: Vec<HashMap<SocketAddr, Vec<TimerKey>>>,
+    /// Streams waiting for connection capacity, per cluster (oldest first).
+    waiting: Vec<VecDeque<TimerKey>>,
 }
 
 impl ConnPool {
     pub fn new(clusters: usize) -> ConnPool {
-        ConnPool { slots: ConnTable::default(), idle: (0..clusters).map(|_| HashMap::new()).collect() }
+        ConnPool {
+            slots: ConnTable::default(),
+            idle: (0..clusters).map(|_| HashMap::new()).collect(),
+            waiting: (0..clusters).map(|_| VecDeque::new()).collect(),
+        }
     }
 
     /// Take the most recently used idle connection to `host` of `cluster`, lending it
     /// to `owner`.
-    pub fn take_idle(&mut self, cluster: usize, host: SocketAddr, owner: TimerKey) -> Option<(TimerKey, CodecClient)> {
+    pub fn take_idle(
+        &mut self,
+        cluster: usize,
+        host: SocketAddr,
+        owner: TimerKey,
+    ) -> Option<(TimerKey, CodecClient)> {
         let list = self.idle.get_mut(cluster)?.get_mut(&host)?;
         while let Some(key) = list.pop() {
-            let Some(slot) = self.slots.get_key_mut(key) else { continue };
+            let Some(slot) = self.slots.get_key_mut(key) else {
+                continue;
+            };
             if let UpstreamSlot::Idle(_) = slot {
-                let UpstreamSlot::Idle(client) = std::mem::replace(slot, UpstreamSlot::Busy { owner }) else {
+                let UpstreamSlot::Idle(client) =
+                    std::mem::replace(slot, UpstreamSlot::Busy { owner })
+                else {
                     unreachable!("matched Idle above")
                 };
                 return Some((key, client));
@@ -72,20 +95,73 @@ impl ConnPool {
     pub fn remove(&mut self, key: TimerKey) -> Option<UpstreamSlot> {
         let slot = self.slots.remove(key)?;
         if let UpstreamSlot::Idle(c) = &slot {
-            if let Some(list) = self.idle.get_mut(c.cluster).and_then(|m| m.get_mut(&c.host.address)) {
+            if let Some(list) = self
+                .idle
+                .get_mut(c.cluster)
+                .and_then(|m| m.get_mut(&c.host.address))
+            {
                 list.retain(|k| *k != key);
             }
         }
         Some(slot)
     }
 
+    /// Queue stream `owner` until `cluster` has connection capacity.
+    pub fn wait_for_capacity(&mut self, cluster: usize, owner: TimerKey) {
+        if let Some(q) = self.waiting.get_mut(cluster) {
+            q.push_back(owner);
+        }
+    }
+
+    /// The oldest stream waiting on `cluster`, taken off the queue.
+    pub fn next_waiting(&mut self, cluster: usize) -> Option<TimerKey> {
+        self.waiting.get_mut(cluster)?.pop_front()
+    }
+
+    /// Forget a waiting stream (it ended).
+    pub fn stop_waiting(&mut self, cluster: usize, owner: TimerKey) {
+        if let Some(q) = self.waiting.get_mut(cluster) {
+            q.retain(|k| *k != owner);
+        }
+    }
+
     /// Number of idle connections (all clusters).
     pub fn idle_count(&self) -> usize {
-        self.idle.iter().flat_map(|m| m.values()).map(Vec::len).sum()
+        self.idle
+            .iter()
+            .flat_map(|m| m.values())
+            .map(Vec::len)
+            .sum()
     }
 
     /// Keys of every idle connection (drain).
     pub fn idle_keys(&self) -> Vec<TimerKey> {
-        self.idle.iter().flat_map(|m| m.values()).flatten().copied().collect()
+        self.idle
+            .iter()
+            .flat_map(|m| m.values())
+            .flatten()
+            .copied()
+            .collect()
+    }
+}
+
+/// Close an upstream connection and release what it held: its socket, its host and
+/// cluster connection counts, and its stats; a stream waiting for capacity on the
+/// cluster is woken.
+pub fn close_client<S: Stack>(ctx: &mut Ctx<'_, S>, client: &mut CodecClient) {
+    if client.is_closed() {
+        return;
+    }
+    client.close(ctx.stack, true);
+    let cluster = client.cluster;
+    if let Some(tl) = ctx.clusters.clusters.get(cluster) {
+        release(&tl.info.resources.connections);
+    }
+    if let Some(stats) = ctx.cluster_stats.get(cluster) {
+        stats.upstream_cx_active.dec();
+        stats.upstream_cx_destroy.inc();
+    }
+    if let Some(owner) = ctx.pool.next_waiting(cluster) {
+        ctx.ready.push(owner);
     }
 }

@@ -1,0 +1,135 @@
+//! The HTTP connection manager's config, compiled once per filter chain.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_config::hcm::{
+    CodecType, HttpConnectionManager, HttpFilterKind, ServerHeaderTransformation, StripPortMode,
+};
+
+use crate::http::codec::Http1Settings;
+use crate::http::filters::fault::FaultConfig;
+use crate::router::RouteTable;
+use crate::upstream::cluster_manager::ClusterManager;
+
+/// A compiled decoder filter (the router, always last, is not in this list).
+#[derive(Debug)]
+pub enum HttpFilterConfig {
+    Fault(Arc<FaultConfig>),
+}
+
+#[derive(Debug)]
+pub struct HcmConfig {
+    pub stat_prefix: String,
+    pub codec_type: CodecType,
+    pub settings: Arc<Http1Settings>,
+    pub routes: RouteTable,
+    pub filters: Vec<HttpFilterConfig>,
+    pub suppress_envoy_headers: bool,
+    pub respect_expected_rq_timeout: bool,
+    pub strict_check_headers: Vec<String>,
+    /// Connection idle timeout (no active stream).
+    pub idle_timeout: Option<Duration>,
+    pub max_connection_duration: Option<Duration>,
+    pub max_requests_per_connection: Option<u32>,
+    pub max_stream_duration: Option<Duration>,
+    pub stream_idle_timeout: Option<Duration>,
+    pub request_timeout: Option<Duration>,
+    pub request_headers_timeout: Option<Duration>,
+    pub drain_timeout: Duration,
+    pub delayed_close_timeout: Option<Duration>,
+    pub server_name: String,
+    pub server_header_transformation: ServerHeaderTransformation,
+    pub use_remote_address: bool,
+    pub xff_num_trusted_hops: u32,
+    pub skip_xff_append: bool,
+    pub via: String,
+    pub generate_request_id: bool,
+    pub strip_port_mode: StripPortMode,
+    pub stream_error_on_invalid_http_message: bool,
+    /// The listener's `per_connection_buffer_limit_bytes`: bounds buffered body bytes
+    /// in each direction, and the request bytes kept for retries and mirrors.
+    pub buffer_limit: usize,
+    /// The cluster manager the routes' clusters are looked up in.
+    pub clusters: Arc<ClusterManager>,
+}
+
+impl HcmConfig {
+    /// Compile; errors name the config path.
+    pub fn new(
+        c: &HttpConnectionManager,
+        clusters: Arc<ClusterManager>,
+        buffer_limit: usize,
+        path: &str,
+    ) -> Result<HcmConfig, String> {
+        if c.codec_type == CodecType::Http3 {
+            return Err(format!("{path}.codec_type: HTTP3 is not supported"));
+        }
+        let router = c.router().ok_or_else(|| {
+            format!("{path}.http_filters: the last HTTP filter must be the router")
+        })?;
+        let mut filters = Vec::new();
+        for (i, f) in c.http_filters.iter().enumerate() {
+            if f.disabled {
+                continue;
+            }
+            match &f.kind {
+                HttpFilterKind::Router(_) => {
+                    if i + 1 != c.http_filters.len() {
+                        return Err(format!(
+                            "{path}.http_filters[{i}]: the router must be the last HTTP filter"
+                        ));
+                    }
+                }
+                HttpFilterKind::Fault(fault) => {
+                    let fc = FaultConfig::new(fault, &clusters)
+                        .map_err(|e| format!("{path}.http_filters[{i}]: {e}"))?;
+                    filters.push(HttpFilterConfig::Fault(Arc::new(fc)));
+                }
+            }
+        }
+        let common = &c.common_http_protocol_options;
+        let opts = &c.http_protocol_options;
+        let settings = Http1Settings {
+            accept_http_10: opts.accept_http_10,
+            default_host_for_http_10: opts.default_host_for_http_10.clone(),
+            allow_chunked_length: opts.allow_chunked_length,
+            allow_absolute_url: opts.allow_absolute_url.unwrap_or(true),
+            allow_custom_methods: false,
+            validate_scheme: c.use_remote_address && c.xff_num_trusted_hops == 0,
+            max_request_headers_kb: c.max_request_headers_kb,
+            max_headers_count: common.max_headers_count,
+            headers_with_underscores_action: common.headers_with_underscores_action,
+        };
+        Ok(HcmConfig {
+            stat_prefix: c.stat_prefix.clone(),
+            codec_type: c.codec_type,
+            settings: Arc::new(settings),
+            routes: RouteTable::new(&c.route_config),
+            filters,
+            suppress_envoy_headers: router.suppress_envoy_headers,
+            respect_expected_rq_timeout: router.respect_expected_rq_timeout,
+            strict_check_headers: router.strict_check_headers.clone(),
+            idle_timeout: common.idle_timeout,
+            max_connection_duration: common.max_connection_duration,
+            max_requests_per_connection: common.max_requests_per_connection,
+            max_stream_duration: common.max_stream_duration,
+            stream_idle_timeout: c.stream_idle_timeout,
+            request_timeout: c.request_timeout,
+            request_headers_timeout: c.request_headers_timeout,
+            drain_timeout: c.drain_timeout,
+            delayed_close_timeout: c.delayed_close_timeout,
+            server_name: c.server_name.clone(),
+            server_header_transformation: c.server_header_transformation,
+            use_remote_address: c.use_remote_address,
+            xff_num_trusted_hops: c.xff_num_trusted_hops,
+            skip_xff_append: c.skip_xff_append,
+            via: c.via.clone(),
+            generate_request_id: c.generate_request_id,
+            strip_port_mode: c.strip_port_mode,
+            stream_error_on_invalid_http_message: c.stream_error_on_invalid_http_message,
+            buffer_limit,
+            clusters,
+        })
+    }
+}

@@ -1,0 +1,1016 @@
+//! The HTTP connection manager (Envoy's `ConnectionManagerImpl`) for HTTP/1.1.
+//!
+//! One [`HttpConnection`] serves one downstream connection: it reads and parses request
+//! heads with Envoy's HTTP/1 rules, runs the decoder filters (fault) and the router,
+//! writes responses in request order (pipelined requests wait in the input buffer until
+//! the previous response is complete), and keeps the connection alive as HTTP/1.1 and
+//! the config allow. Bodies stream in both directions and never sit whole in memory:
+//! each direction buffers at most `per_connection_buffer_limit_bytes` before reading
+//! from its source stops. Malformed requests get Envoy's status and the connection
+//! closes; nothing of a rejected request reaches an upstream. An HTTP/2 client preface
+//! on a `codec_type: AUTO` listener is answered as HTTP/2 (SETTINGS, then GOAWAY
+//! HTTP_1_1_REQUIRED), never with an HTTP/1 response.
+//!
+//! Timers (all in the worker's timer structure): connection `idle_timeout` (no active
+//! stream), `max_connection_duration`, `request_headers_timeout`, `request_timeout`,
+//! `stream_idle_timeout`, plus the router's route and per-try timeouts.
+
+pub mod config;
+pub mod headers;
+pub mod stream;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_config::hcm::CodecType;
+use sluice_stack::{SocketId, Stack};
+
+use crate::http::codec::{
+    encode_response_head, h2_preface, OutgoingBody, RequestError, RequestParser, ResponseContext,
+    Status as ParseStatus, CONTINUE_RESPONSE,
+};
+use crate::http::filters::router::{self, RouterState};
+use crate::http::local_reply;
+use crate::http::response_flags::ResponseFlags;
+use crate::router::{RouteKind, StreamInfo};
+use crate::stats::HttpStats;
+use crate::tcp_proxy::{CloseReason, Status};
+use crate::timer::{earliest, TimerKey};
+use crate::worker_ctx::Ctx;
+
+use self::config::{HcmConfig, HttpFilterConfig};
+use self::stream::{FilterPhase, Stream};
+
+/// Read size for downstream input.
+const READ_CHUNK: usize = 64 * 1024;
+/// Rounds of the state machine per handler call before yielding.
+const ROUND_BUDGET: usize = 64;
+
+/// Encode `stream.response` downstream: the HCM's response mutations (server, date,
+/// via), then the head with the framing for `body`, keeping the connection alive
+/// unless the stream must close it.
+pub fn write_response_head<S: Stack>(
+    cfg: &HcmConfig,
+    stream: &mut Stream,
+    down: &mut Downstream,
+    ctx: &mut Ctx<'_, S>,
+    body: OutgoingBody,
+) {
+    let date = ctx.date.get(ctx.wall);
+    headers::mutate_response(cfg, &mut stream.response, date);
+    let keep_alive = !stream.close_after && !ctx.draining;
+    let rctx = ResponseContext {
+        request_version: stream.version(),
+        head_request: stream.meta.is_head,
+        keep_alive,
+    };
+    let before = down.out.len();
+    stream.response_encoder = encode_response_head(&stream.response, body, rctx, &mut down.out);
+    if stream.response_encoder.ends_with_close() || !keep_alive {
+        stream.close_after = true;
+    }
+    stream.bytes_sent += (down.out.len() - before) as u64;
+    stream.response_started = true;
+}
+
+/// The downstream half of a connection: socket and buffers.
+#[derive(Debug)]
+pub struct Downstream {
+    pub socket: SocketId,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    pub input: Vec<u8>,
+    pub input_pos: usize,
+    pub out: Vec<u8>,
+    pub out_pos: usize,
+    pub readable: bool,
+    pub read_eof: bool,
+    pub dead: bool,
+}
+
+impl Downstream {
+    pub fn pending_input(&self) -> &[u8] {
+        &self.input[self.input_pos..]
+    }
+
+    pub fn consume_input(&mut self, n: usize) {
+        self.input_pos += n;
+        if self.input_pos >= self.input.len() {
+            self.input.clear();
+            self.input_pos = 0;
+        }
+    }
+
+    /// Output bytes not yet written.
+    pub fn out_len(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Read once; true when new bytes arrived. EOF and errors set the flags.
+    fn read<S: Stack>(&mut self, stack: &mut S, limit: usize) -> bool {
+        if self.dead || self.read_eof || !self.readable {
+            return false;
+        }
+        if self.input_pos > 0 && self.input_pos * 2 >= self.input.len() {
+            self.input.drain(..self.input_pos);
+            self.input_pos = 0;
+        }
+        let held = self.input.len() - self.input_pos;
+        if held >= limit {
+            return false;
+        }
+        let want = READ_CHUNK.min(limit - held).max(1);
+        let start = self.input.len();
+        self.input.resize(start + want, 0);
+        match stack.read(self.socket, &mut self.input[start..]) {
+            Ok(0) => {
+                self.input.truncate(start);
+                self.read_eof = true;
+                false
+            }
+            Ok(n) => {
+                self.input.truncate(start + n);
+                if n < want {
+                    // A short read drained the socket; the next arrival is a new event.
+                    self.readable = false;
+                }
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.input.truncate(start);
+                self.readable = false;
+                false
+            }
+            Err(_) => {
+                self.input.truncate(start);
+                self.dead = true;
+                false
+            }
+        }
+    }
+
+    /// Write pending output; returns bytes written.
+    fn flush<S: Stack>(&mut self, stack: &mut S) -> usize {
+        let mut total = 0;
+        while self.out_pos < self.out.len() && !self.dead {
+            match stack.write(self.socket, &self.out[self.out_pos..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.out_pos += n;
+                    total += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => self.dead = true,
+            }
+        }
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+            if self.out.capacity() > 256 * 1024 {
+                self.out = Vec::new();
+            }
+        }
+        total
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// Close once the output is flushed.
+    AfterFlush,
+}
+
+pub struct HttpConnection {
+    cfg: Arc<HcmConfig>,
+    stats: Arc<HttpStats>,
+    pub down: Downstream,
+    parser: RequestParser,
+    stream: Stream,
+    requests: u32,
+    created: Instant,
+    /// When the connection last had no active stream.
+    idle_since: Instant,
+    /// When the first byte of the current (partial) request head arrived.
+    head_started: Option<Instant>,
+    timer_at: Option<Instant>,
+    closing: Option<Closing>,
+    /// The connection was checked for an HTTP/2 preface.
+    preface_checked: bool,
+    /// Draining: close when idle, `connection: close` on the next response.
+    draining: bool,
+    /// The restored original destination (ORIGINAL_DST clusters).
+    original_dst: Option<SocketAddr>,
+}
+
+impl HttpConnection {
+    pub fn new(
+        cfg: Arc<HcmConfig>,
+        stats: Arc<HttpStats>,
+        socket: SocketId,
+        peer: SocketAddr,
+        local: SocketAddr,
+        original_dst: Option<SocketAddr>,
+        now: Instant,
+    ) -> HttpConnection {
+        stats.downstream_cx_total.inc();
+        stats.downstream_cx_active.inc();
+        stats.downstream_cx_http1_total.inc();
+        stats.downstream_cx_http1_active.inc();
+        let parser = RequestParser::new(Arc::clone(&cfg.settings), false);
+        HttpConnection {
+            cfg,
+            stats,
+            down: Downstream {
+                socket,
+                peer,
+                local,
+                tls: false,
+                input: Vec::new(),
+                input_pos: 0,
+                out: Vec::new(),
+                out_pos: 0,
+                readable: true,
+                read_eof: false,
+                dead: false,
+            },
+            parser,
+            stream: Stream::new(now),
+            requests: 0,
+            created: now,
+            idle_since: now,
+            head_started: None,
+            timer_at: None,
+            closing: None,
+            preface_checked: false,
+            draining: false,
+            original_dst,
+        }
+    }
+
+    /// Readiness on the downstream socket.
+    pub fn on_event<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Status {
+        self.down.readable = true;
+        self.process(ctx)
+    }
+
+    /// Readiness on the upstream connection lent to this connection's stream.
+    pub fn on_upstream_event<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, slot: TimerKey) -> Status {
+        if let Some(r) = self.stream.router.as_mut() {
+            r.on_upstream_event(slot);
+        }
+        self.process(ctx)
+    }
+
+    /// Another round (budget ran out, or the pool freed capacity for a waiting stream).
+    pub fn resume<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Status {
+        self.process(ctx)
+    }
+
+    /// The worker started draining.
+    pub fn drain<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Status {
+        if !self.draining {
+            self.draining = true;
+            self.stats.downstream_cx_drain_close.inc();
+        }
+        self.process(ctx)
+    }
+
+    /// A timer fired: check every deadline against `ctx.now`.
+    pub fn on_timer<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, fired: Instant) -> Status {
+        if self.timer_at == Some(fired) {
+            self.timer_at = None;
+        }
+        let now = ctx.now;
+        if self.stream.active {
+            if let Some(status) = self.stream_timeouts(ctx) {
+                return status;
+            }
+        } else if self.closing.is_none() {
+            if let Some(t) = self.cfg.idle_timeout {
+                if now >= self.idle_since + t && self.down.pending_input().is_empty() {
+                    self.stats.downstream_cx_idle_timeout.inc();
+                    return self.close(ctx, false);
+                }
+            }
+            if let (Some(t), Some(started)) = (self.cfg.request_headers_timeout, self.head_started)
+            {
+                if now >= started + t {
+                    self.stats.downstream_rq_header_timeout.inc();
+                    return self.close(ctx, false);
+                }
+            }
+        }
+        if let Some(t) = self.cfg.max_connection_duration {
+            if now >= self.created + t && !self.draining {
+                self.stats.downstream_cx_max_duration_reached.inc();
+                self.draining = true;
+            }
+        }
+        self.process(ctx)
+    }
+
+    /// Stream-level deadlines; `Some` when the connection ended.
+    fn stream_timeouts<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Option<Status> {
+        let now = ctx.now;
+        // Fault delay.
+        if let FilterPhase::Delayed { until, .. } = self.stream.phase {
+            if now >= until {
+                return None; // process() continues the filter chain
+            }
+        }
+        if let Some(t) = self.cfg.request_timeout {
+            if !self.stream.request_done && now >= self.stream.start + t {
+                self.stats.downstream_rq_timeout.inc();
+                return Some(self.timeout_reply(ctx, 408, local_reply::REQUEST_TIMEOUT));
+            }
+        }
+        let idle = match self
+            .stream
+            .router
+            .as_ref()
+            .and_then(|r| r.idle_timeout_override())
+        {
+            Some(o) => o,
+            None => self.cfg.stream_idle_timeout,
+        };
+        if let Some(t) = idle {
+            if now >= self.stream.last_activity + t {
+                self.stats.downstream_rq_idle_timeout.inc();
+                self.stream.flags.set(ResponseFlags::STREAM_IDLE_TIMEOUT);
+                return Some(self.timeout_reply(ctx, 408, local_reply::STREAM_IDLE_TIMEOUT));
+            }
+        }
+        if let Some(t) = self.cfg.max_stream_duration {
+            if now >= self.stream.start + t {
+                self.stream.flags.set(ResponseFlags::DURATION_TIMEOUT);
+                return Some(self.timeout_reply(ctx, 408, local_reply::REQUEST_TIMEOUT));
+            }
+        }
+        None
+    }
+
+    /// Answer a timed-out stream (or reset it if its response already started).
+    fn timeout_reply<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, status: u16, body: &str) -> Status {
+        if let Some(mut r) = self.stream.router.take() {
+            r.cancel(ctx);
+        }
+        if self.stream.response_started {
+            return self.close(ctx, true);
+        }
+        self.stream.close_after = true;
+        self.send_local_reply(ctx, status, body.as_bytes(), &[]);
+        self.process(ctx)
+    }
+
+    /// Close at once (drain deadline, worker stop).
+    pub fn abort<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Status {
+        self.close(ctx, true)
+    }
+
+    fn close<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, reset: bool) -> Status {
+        if let Some(mut r) = self.stream.router.take() {
+            r.cancel(ctx);
+        }
+        if self.stream.active {
+            self.end_stream(ctx, true);
+        }
+        if !self.down.dead {
+            if reset {
+                ctx.stack.abort(self.down.socket);
+            } else {
+                ctx.stack.close(self.down.socket);
+            }
+            self.down.dead = true;
+        }
+        self.stats.downstream_cx_active.dec();
+        self.stats.downstream_cx_http1_active.dec();
+        Status::Closed(CloseReason::Done)
+    }
+
+    /// Run the state machine until it makes no more progress.
+    fn process<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Status {
+        let limit = self.cfg.buffer_limit;
+        for round in 0.. {
+            if round >= ROUND_BUDGET {
+                ctx.again();
+                break;
+            }
+            let mut progress = false;
+            if self.closing.is_none() && !self.stream.active {
+                progress |= self.next_request(ctx);
+            }
+            if self.stream.active {
+                progress |= self.run_stream(ctx);
+            }
+            let sent = self.down.flush(ctx.stack);
+            if sent > 0 {
+                self.stats.downstream_cx_tx_bytes_total.add(sent as u64);
+                self.stream.last_activity = ctx.now;
+                progress = true;
+            }
+            if self.down.dead {
+                if self.stream.active && !self.stream.response_done {
+                    self.stats.downstream_cx_destroy_remote_active_rq.inc();
+                    self.stream
+                        .flags
+                        .set(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                }
+                return self.close(ctx, true);
+            }
+            if self.down.read_eof
+                && self.down.out_len() == 0
+                && !self.stream.active
+                && self.closing.is_none()
+            {
+                return self.close(ctx, false);
+            }
+            if !progress {
+                break;
+            }
+            // Keep reading only while the input holds less than the limit.
+            if self.down.pending_input().len() >= limit {
+                continue;
+            }
+        }
+        if self.closing == Some(Closing::AfterFlush)
+            && self.down.out_len() == 0
+            && !self.stream.active
+        {
+            return self.close(ctx, false);
+        }
+        self.schedule(ctx);
+        Status::Open
+    }
+
+    /// Between requests: parse the next head (reading as needed), or decide to close.
+    fn next_request<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
+        if self.draining && self.down.pending_input().is_empty() {
+            self.closing = Some(Closing::AfterFlush);
+            return true;
+        }
+        if self.down.pending_input().is_empty() {
+            let got = self
+                .down
+                .read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK);
+            if got {
+                self.stats
+                    .downstream_cx_rx_bytes_total
+                    .add(self.down.pending_input().len() as u64);
+                self.head_started.get_or_insert(ctx.now);
+            }
+            return got;
+        }
+        if !self.preface_checked {
+            if self.cfg.codec_type != CodecType::Http1 {
+                let forced = self.cfg.codec_type == CodecType::Http2;
+                match h2_preface::detect(self.down.pending_input()) {
+                    h2_preface::Detected::Http2 => return self.answer_h2(ctx),
+                    _ if forced => return self.answer_h2(ctx),
+                    h2_preface::Detected::NeedMore => {
+                        if self.down.read_eof {
+                            self.closing = Some(Closing::AfterFlush);
+                            return true;
+                        }
+                        return self.read_more(ctx);
+                    }
+                    h2_preface::Detected::Http1 => {}
+                }
+            }
+            self.preface_checked = true;
+        }
+        let parsed = self
+            .parser
+            .parse(self.down.pending_input(), &mut self.stream.head);
+        match parsed {
+            Ok(ParseStatus::Partial) => {
+                self.head_started.get_or_insert(ctx.now);
+                self.read_more(ctx)
+            }
+            Ok(ParseStatus::Complete(meta)) => {
+                self.down.consume_input(meta.head_len);
+                self.head_started = None;
+                self.begin_stream(ctx, meta);
+                true
+            }
+            Err(e) => {
+                self.reject(ctx, e);
+                true
+            }
+        }
+    }
+
+    /// Read more of an incomplete head; at EOF the connection just closes.
+    fn read_more<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
+        let before = self.down.pending_input().len();
+        let got = self
+            .down
+            .read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK);
+        if got {
+            self.stats
+                .downstream_cx_rx_bytes_total
+                .add((self.down.pending_input().len() - before) as u64);
+        }
+        got
+    }
+
+    /// Answer an HTTP/2 client preface as HTTP/2: SETTINGS, then GOAWAY with
+    /// HTTP_1_1_REQUIRED, then close.
+    fn answer_h2<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
+        let _ = ctx;
+        h2_preface::emit_http_1_1_required(&mut self.down.out);
+        self.stats.downstream_cx_protocol_error.inc();
+        self.down.consume_input(self.down.pending_input().len());
+        self.closing = Some(Closing::AfterFlush);
+        self.preface_checked = true;
+        true
+    }
+
+    /// A malformed request: Envoy's status, then close. Nothing reaches an upstream.
+    fn reject<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, e: RequestError) {
+        self.stats.downstream_cx_protocol_error.inc();
+        self.stats.downstream_rq_total.inc();
+        self.stats.downstream_rq_http1_total.inc();
+        if e == RequestError::HeadersTooLarge || e == RequestError::TooManyHeaders {
+            self.stats.downstream_rq_too_large.inc();
+        }
+        tracing::debug!(peer = %self.down.peer, details = e.details(), "rejecting request: {}", e.status());
+        let mut head = std::mem::take(&mut self.stream.response);
+        local_reply::build(&mut head, e.status(), e.body().as_bytes());
+        let date = ctx.date.get(ctx.wall).to_vec();
+        headers::mutate_response(&self.cfg, &mut head, &date);
+        let version = self
+            .stream
+            .head
+            .version
+            .unwrap_or(crate::http::Version::Http11);
+        let rctx = ResponseContext {
+            request_version: version,
+            head_request: false,
+            keep_alive: false,
+        };
+        encode_response_head(
+            &head,
+            OutgoingBody::Length(e.body().len() as u64),
+            rctx,
+            &mut self.down.out,
+        );
+        self.down.out.extend_from_slice(e.body().as_bytes());
+        self.stream.response = head;
+        self.count_status(e.status());
+        // Whatever else was sent is not processed.
+        self.down.consume_input(self.down.pending_input().len());
+        self.closing = Some(Closing::AfterFlush);
+    }
+
+    fn count_status(&self, status: u16) {
+        match status {
+            100..=199 => self.stats.downstream_rq_1xx.inc(),
+            200..=299 => self.stats.downstream_rq_2xx.inc(),
+            300..=399 => self.stats.downstream_rq_3xx.inc(),
+            400..=499 => self.stats.downstream_rq_4xx.inc(),
+            _ => self.stats.downstream_rq_5xx.inc(),
+        }
+    }
+
+    /// A complete request head: set up the stream, route it, run the filters.
+    fn begin_stream<S: Stack>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        meta: crate::http::codec::RequestMeta,
+    ) {
+        self.requests += 1;
+        self.stats.downstream_rq_total.inc();
+        self.stats.downstream_rq_http1_total.inc();
+        self.stats.downstream_rq_active.inc();
+        let body = self.parser.body_decoder(&meta);
+        self.stream.begin(meta, body, ctx.now, ctx.wall);
+        if let Some(max) = self.cfg.max_requests_per_connection {
+            if self.requests >= max {
+                self.stats.downstream_cx_max_requests_reached.inc();
+                self.stream.close_after = true;
+            }
+        }
+        if self.draining {
+            self.stream.close_after = true;
+        }
+        if meta.expect_continue {
+            // proxy_100_continue is off: Envoy answers 100 itself and drops the header.
+            self.down.out.extend_from_slice(CONTINUE_RESPONSE);
+            self.stream.head.headers.remove(b"expect");
+        }
+        let origin = headers::mutate_request(
+            &self.cfg,
+            &mut self.stream.head,
+            self.down.peer,
+            self.down.tls,
+            ctx.rng,
+        );
+        self.stream.remote = Some(origin.remote);
+        let cfg = Arc::clone(&self.cfg);
+        let random = ctx.rng.next_u64();
+        let Some(matched) = cfg.routes.route(&self.stream.head, random) else {
+            self.stats.no_route.inc();
+            self.stream.flags.set(ResponseFlags::NO_ROUTE_FOUND);
+            self.send_local_reply(ctx, 404, b"", &[]);
+            return;
+        };
+        self.stream.route = Some(matched.route_ref());
+        match matched.kind() {
+            RouteKind::Forward(_) => {
+                let name = matched.cluster_name();
+                match cfg.clusters.index_of(name) {
+                    Some(i) => self.stream.cluster = Some(i),
+                    None => {
+                        self.stats.no_cluster.inc();
+                        self.stream.flags.set(ResponseFlags::NO_CLUSTER_FOUND);
+                        let status = matched.cluster_not_found_response_code();
+                        self.send_local_reply(ctx, status, b"", &[]);
+                        return;
+                    }
+                }
+            }
+            RouteKind::Redirect(_) | RouteKind::SslRedirect => {
+                self.stats.rq_redirect.inc();
+                self.direct_response(ctx);
+                return;
+            }
+            RouteKind::DirectResponse(_) => {
+                self.stats.rq_direct_response.inc();
+                self.direct_response(ctx);
+                return;
+            }
+        }
+        self.stream.phase = FilterPhase::Decode(0);
+        self.run_filters(ctx);
+    }
+
+    fn stream_info(&self) -> StreamInfo<'static> {
+        let mut info = StreamInfo::new(self.stream.start_time);
+        info.protocol = self.stream.head.version;
+        info.downstream_remote = self.stream.remote.or(Some(self.down.peer));
+        info.downstream_direct_remote = Some(self.down.peer);
+        info.downstream_local = Some(self.down.local);
+        info
+    }
+
+    /// A redirect or direct response from the route.
+    fn direct_response<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let cfg = Arc::clone(&self.cfg);
+        let info = self.stream_info();
+        let Some(route) = self.stream.route.clone() else {
+            return;
+        };
+        let Some(matched) = cfg.routes.get(&route) else {
+            return;
+        };
+        let mut resp = std::mem::take(&mut self.stream.response);
+        resp.clear();
+        let keep_original = !cfg.suppress_envoy_headers;
+        let body = matched
+            .local_reply(&mut self.stream.head, &info, keep_original, &mut resp)
+            .unwrap_or(&[]);
+        self.stream.response = resp;
+        self.write_response_head(ctx, OutgoingBody::Length(body.len() as u64), false);
+        if !self.stream.meta.is_head {
+            self.down.out.extend_from_slice(body);
+            self.stream.bytes_sent += body.len() as u64;
+        }
+        self.stream.response_done = true;
+    }
+
+    /// Run decoder filters from the current phase; on completion hand over to the router.
+    fn run_filters<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let cfg = Arc::clone(&self.cfg);
+        loop {
+            let i = match self.stream.phase {
+                FilterPhase::Decode(i) => i,
+                FilterPhase::Delayed { until, next } => {
+                    if ctx.now < until {
+                        return;
+                    }
+                    // The delay is over: the same filter's abort (if any) comes now.
+                    if let Some(&(_, Some(status), grpc)) = self
+                        .stream
+                        .faults
+                        .iter()
+                        .rev()
+                        .find(|(f, _, _)| *f + 1 == next)
+                    {
+                        self.fault_abort(ctx, next - 1, status, grpc);
+                        return;
+                    }
+                    self.stream.phase = FilterPhase::Decode(next);
+                    continue;
+                }
+                FilterPhase::Routed => return,
+            };
+            let Some(filter) = cfg.filters.get(i) else {
+                self.stream.phase = FilterPhase::Routed;
+                self.start_router(ctx);
+                return;
+            };
+            match filter {
+                HttpFilterConfig::Fault(fault) => {
+                    let cluster = self
+                        .stream
+                        .cluster
+                        .and_then(|c| cfg.clusters.clusters.get(c))
+                        .map(|c| c.name().to_string());
+                    let rng = &mut *ctx.rng;
+                    let d =
+                        fault.decide(&self.stream.head, cluster.as_deref().unwrap_or(""), || {
+                            rng.next_u64()
+                        });
+                    if d.counted {
+                        self.stream.faults.push((i, d.abort, d.grpc_status));
+                    }
+                    if let Some(delay) = d.delay {
+                        self.stream.flags.set(ResponseFlags::DELAY_INJECTED);
+                        self.stream.phase = FilterPhase::Delayed {
+                            until: ctx.now + delay,
+                            next: i + 1,
+                        };
+                        return;
+                    }
+                    if let Some(status) = d.abort {
+                        self.fault_abort(ctx, i, status, d.grpc_status);
+                        return;
+                    }
+                    self.stream.phase = FilterPhase::Decode(i + 1);
+                }
+            }
+        }
+    }
+
+    fn fault_abort<S: Stack>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        filter: usize,
+        status: u16,
+        grpc: Option<u32>,
+    ) {
+        if let Some(HttpFilterConfig::Fault(f)) = self.cfg.filters.get(filter) {
+            f.count_abort();
+        }
+        self.stream.flags.set(ResponseFlags::FAULT_INJECTED);
+        self.stream.phase = FilterPhase::Routed;
+        let grpc_header = grpc.map(|g| g.to_string());
+        let extra: Vec<(&[u8], &[u8])> = match &grpc_header {
+            Some(g) => vec![
+                (b"grpc-status", g.as_bytes()),
+                (b"content-type", b"application/grpc"),
+            ],
+            None => Vec::new(),
+        };
+        let body: &[u8] = if grpc.is_some() {
+            b""
+        } else {
+            local_reply::FAULT_ABORT.as_bytes()
+        };
+        self.send_local_reply(ctx, status, body, &extra);
+    }
+
+    fn start_router<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let cfg = Arc::clone(&self.cfg);
+        let Some(cluster) = self.stream.cluster else {
+            return;
+        };
+        let info = self.stream_info();
+        match RouterState::begin(
+            &cfg,
+            &mut self.stream,
+            cluster,
+            &info,
+            self.original_dst,
+            ctx,
+        ) {
+            Ok(r) => {
+                self.stream.router = Some(r);
+            }
+            Err(reply) => self.router_reply(ctx, reply),
+        }
+    }
+
+    /// A local reply the router asked for.
+    fn router_reply<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, reply: router::LocalReply) {
+        self.stream.flags.set(reply.flags);
+        let extra: Vec<(&[u8], &[u8])> = if reply.overloaded {
+            vec![(b"x-envoy-overloaded", b"true")]
+        } else {
+            Vec::new()
+        };
+        self.send_local_reply(ctx, reply.status, reply.body.as_bytes(), &extra);
+    }
+
+    /// Run the active stream: decoder filters waiting on a delay, the router, the end.
+    fn run_stream<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
+        let mut progress = false;
+        if let FilterPhase::Delayed { until, .. } = self.stream.phase {
+            if ctx.now >= until {
+                self.run_filters(ctx);
+                progress = true;
+            }
+        }
+        // Read request body bytes as long as the input has room; the router decodes
+        // them (or they are discarded after a local reply).
+        if !self.stream.request_done && self.down.pending_input().len() < self.cfg.buffer_limit {
+            let before = self.down.pending_input().len();
+            if self.down.read(ctx.stack, self.cfg.buffer_limit) {
+                let n = self.down.pending_input().len() - before;
+                self.stats.downstream_cx_rx_bytes_total.add(n as u64);
+                self.stream.bytes_received += n as u64;
+                self.stream.last_activity = ctx.now;
+                progress = true;
+            }
+        }
+        if self.stream.router.is_some() {
+            let cfg = Arc::clone(&self.cfg);
+            let mut r = self.stream.router.take().expect("checked");
+            let step = r.drive(&cfg, &mut self.stream, &mut self.down, ctx);
+            self.stream.router = Some(r);
+            progress |= step.progress;
+            if let Some(reply) = step.reply {
+                if let Some(mut r) = self.stream.router.take() {
+                    r.cancel(ctx);
+                }
+                self.router_reply(ctx, reply);
+                progress = true;
+            } else if step.reset_downstream {
+                self.down.dead = true;
+                ctx.stack.abort(self.down.socket);
+                return true;
+            }
+        } else if self.stream.response_done && !self.stream.request_done {
+            // A local reply went out before the request body was read: discard it.
+            progress |= self.discard_request_body();
+        }
+        if self.stream.response_done && self.down.out_len() < self.cfg.buffer_limit {
+            if !self.stream.request_done {
+                if self.down.read_eof || self.down.dead {
+                    self.stream.close_after = true;
+                } else if self.stream.router.is_none() {
+                    // Keep discarding; close if the client keeps sending past the limit.
+                    if self.stream.bytes_received > (self.cfg.buffer_limit as u64) * 4 {
+                        self.stream.close_after = true;
+                        self.stats.downstream_rq_response_before_rq_complete.inc();
+                    } else {
+                        return progress;
+                    }
+                } else {
+                    self.stream.close_after = true;
+                    self.stats.downstream_rq_response_before_rq_complete.inc();
+                }
+            }
+            self.end_stream(ctx, false);
+            progress = true;
+        }
+        progress
+    }
+
+    /// Drop request body bytes of a stream that was answered locally.
+    fn discard_request_body(&mut self) -> bool {
+        let mut progress = false;
+        loop {
+            let input = self.down.pending_input();
+            if input.is_empty() || self.stream.request_done {
+                break;
+            }
+            match self.stream.body.decode(input) {
+                Ok(d) => {
+                    self.down.consume_input(d.consumed);
+                    progress |= d.consumed > 0;
+                    if d.end {
+                        self.stream.request_done = true;
+                    }
+                    if d.consumed == 0 {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    self.stream.close_after = true;
+                    self.stream.request_done = true;
+                    break;
+                }
+            }
+        }
+        progress
+    }
+
+    /// Send a local reply (Envoy's `sendLocalReply`): the route's response header
+    /// mutations do not apply; the HCM's do.
+    pub fn send_local_reply<S: Stack>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        status: u16,
+        body: &[u8],
+        extra: &[(&[u8], &[u8])],
+    ) {
+        if self.stream.response_started {
+            // Too late for a reply: the client already has a response head.
+            self.down.dead = true;
+            ctx.stack.abort(self.down.socket);
+            return;
+        }
+        let mut resp = std::mem::take(&mut self.stream.response);
+        local_reply::build(&mut resp, status, body);
+        for (n, v) in extra {
+            resp.headers.set(n, v);
+        }
+        self.stream.response = resp;
+        self.write_response_head(ctx, OutgoingBody::Length(body.len() as u64), true);
+        if !self.stream.meta.is_head {
+            self.down.out.extend_from_slice(body);
+            self.stream.bytes_sent += body.len() as u64;
+        }
+        self.stream.response_done = true;
+        self.stream.phase = FilterPhase::Routed;
+    }
+
+    /// Encode `self.stream.response` downstream (HCM mutations applied here).
+    pub fn write_response_head<S: Stack>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        body: OutgoingBody,
+        _local: bool,
+    ) {
+        if self.draining {
+            self.stream.close_after = true;
+        }
+        write_response_head(&self.cfg, &mut self.stream, &mut self.down, ctx, body);
+    }
+
+    /// The exchange is over (or the connection is going away): stats, filters' state,
+    /// then the next request or the close.
+    fn end_stream<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, aborted: bool) {
+        if !self.stream.active {
+            return;
+        }
+        self.stream.active = false;
+        if let Some(mut r) = self.stream.router.take() {
+            r.cancel(ctx);
+        }
+        for (i, _, _) in self.stream.faults.drain(..) {
+            if let Some(HttpFilterConfig::Fault(f)) = self.cfg.filters.get(i) {
+                f.release();
+            }
+        }
+        self.stats.downstream_rq_active.dec();
+        if self.stream.response_started {
+            self.count_status(self.stream.response.status);
+            self.stats.downstream_rq_completed.inc();
+        } else if aborted {
+            self.stats.downstream_rq_rx_reset.inc();
+        }
+        tracing::debug!(
+            method = %self.stream.head.method,
+            path = %self.stream.head.path,
+            status = self.stream.response.status,
+            "request done"
+        );
+        self.idle_since = ctx.now;
+        if self.stream.close_after {
+            self.closing = Some(Closing::AfterFlush);
+        }
+    }
+
+    fn schedule<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let mut deadlines: Vec<Option<Instant>> = Vec::with_capacity(8);
+        if self.stream.active {
+            if let FilterPhase::Delayed { until, .. } = self.stream.phase {
+                deadlines.push(Some(until));
+            }
+            if !self.stream.request_done {
+                deadlines.push(self.cfg.request_timeout.map(|t| self.stream.start + t));
+            }
+            let idle = match self
+                .stream
+                .router
+                .as_ref()
+                .and_then(|r| r.idle_timeout_override())
+            {
+                Some(o) => o,
+                None => self.cfg.stream_idle_timeout,
+            };
+            deadlines.push(idle.map(|t| self.stream.last_activity + t));
+            deadlines.push(self.cfg.max_stream_duration.map(|t| self.stream.start + t));
+            if let Some(r) = &self.stream.router {
+                deadlines.push(r.next_deadline());
+            }
+        } else {
+            deadlines.push(self.cfg.idle_timeout.map(|t| self.idle_since + t));
+            if let (Some(t), Some(s)) = (self.cfg.request_headers_timeout, self.head_started) {
+                deadlines.push(Some(s + t));
+            }
+        }
+        if !self.draining {
+            deadlines.push(self.cfg.max_connection_duration.map(|t| self.created + t));
+        }
+        let next = earliest(deadlines);
+        let mut at = self.timer_at;
+        ctx.arm(&mut at, next);
+        self.timer_at = at;
+    }
+}

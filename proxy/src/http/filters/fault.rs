@@ -1,0 +1,281 @@
+//! The fault filter (`envoy.extensions.filters.http.fault.v3.HTTPFault`): delay and/or
+//! abort a share of requests, as Envoy's fault_filter.cc does.
+//!
+//! A request is eligible when its route's cluster is `upstream_cluster` (if set), its
+//! `x-envoy-downstream-service-node` is one of `downstream_nodes` (if set) and every
+//! `headers` matcher matches. Then, bounded by `max_active_faults` across all workers:
+//! a delay (fixed, or the milliseconds of `x-envoy-fault-delay-request` with
+//! `header_delay`) hits with its percentage (a header
+//! `x-envoy-fault-delay-request-percentage` may lower it), and after the delay an abort
+//! (fixed status, or `x-envoy-fault-abort-request` with `header_abort`) hits with its
+//! percentage. The decision is pure; the connection manager owns the delay timer and
+//! the local reply. Several fault filters in one chain decide independently.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sluice_config::core::FractionalPercent;
+use sluice_config::fault::{FaultAbortKind, FaultDelayKind, HttpFault};
+use sluice_config::matcher::HeaderMatcher;
+
+use crate::http::RequestHead;
+use crate::router::route_match::request_header_value;
+use crate::upstream::cluster_manager::ClusterManager;
+
+const DELAY_HEADER: &[u8] = b"x-envoy-fault-delay-request";
+const DELAY_PERCENT_HEADER: &[u8] = b"x-envoy-fault-delay-request-percentage";
+const ABORT_HEADER: &[u8] = b"x-envoy-fault-abort-request";
+const ABORT_PERCENT_HEADER: &[u8] = b"x-envoy-fault-abort-request-percentage";
+const NODE_HEADER: &[u8] = b"x-envoy-downstream-service-node";
+
+#[derive(Debug)]
+pub struct FaultConfig {
+    pub config: HttpFault,
+    /// Faults in progress across all workers (for `max_active_faults`).
+    active: AtomicU64,
+    pub delays_injected: AtomicU64,
+    pub aborts_injected: AtomicU64,
+    pub faults_overflow: AtomicU64,
+}
+
+/// What the filter decided for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FaultDecision {
+    pub delay: Option<Duration>,
+    /// Abort status, applied after the delay (if any).
+    pub abort: Option<u16>,
+    /// For a gRPC abort: the `grpc-status` of the reply (HTTP status 200).
+    pub grpc_status: Option<u32>,
+    /// The request holds an active-fault slot; release it when the stream ends.
+    pub counted: bool,
+}
+
+impl FaultConfig {
+    pub fn new(config: &HttpFault, clusters: &ClusterManager) -> Result<FaultConfig, String> {
+        if let Some(c) = &config.upstream_cluster {
+            if clusters.index_of(c).is_none() {
+                // Envoy accepts unknown names here (the fault then never matches);
+                // name it in the log rather than fail.
+                tracing::warn!(cluster = %c, "fault filter: upstream_cluster is not a configured cluster");
+            }
+        }
+        Ok(FaultConfig {
+            config: config.clone(),
+            active: AtomicU64::new(0),
+            delays_injected: AtomicU64::new(0),
+            aborts_injected: AtomicU64::new(0),
+            faults_overflow: AtomicU64::new(0),
+        })
+    }
+
+    pub fn active_faults(&self) -> u64 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Decide for a request routed to `cluster` (`""` when the route does not forward).
+    /// `random` yields uniform random numbers.
+    pub fn decide(
+        &self,
+        head: &RequestHead,
+        cluster: &str,
+        mut random: impl FnMut() -> u64,
+    ) -> FaultDecision {
+        let c = &self.config;
+        if let Some(up) = &c.upstream_cluster {
+            if up != cluster {
+                return FaultDecision::default();
+            }
+        }
+        if !c.downstream_nodes.is_empty() {
+            let node = head.headers.get_str(NODE_HEADER).unwrap_or("");
+            if !c.downstream_nodes.iter().any(|n| n == node) {
+                return FaultDecision::default();
+            }
+        }
+        if !matchers_match(&c.headers, head) {
+            return FaultDecision::default();
+        }
+        let mut delay = None;
+        if let Some(d) = &c.delay {
+            let duration = match d.kind {
+                FaultDelayKind::Fixed(t) => Some(t),
+                FaultDelayKind::Header => header_u64(head, DELAY_HEADER).map(Duration::from_millis),
+            };
+            let pct = effective(d.percentage, head, DELAY_PERCENT_HEADER);
+            if let Some(t) = duration.filter(|t| !t.is_zero()) {
+                if pct.hits(random()) {
+                    delay = Some(t);
+                }
+            }
+        }
+        let mut abort = None;
+        let mut grpc_status = None;
+        if let Some(a) = &c.abort {
+            let status = match a.kind {
+                FaultAbortKind::HttpStatus(s) => Some(s),
+                // A gRPC abort is an HTTP 200 carrying `grpc-status` (Envoy).
+                FaultAbortKind::GrpcStatus(g) => {
+                    grpc_status = Some(g);
+                    Some(200)
+                }
+                FaultAbortKind::Header => header_u64(head, ABORT_HEADER)
+                    .filter(|s| (200..600).contains(s))
+                    .map(|s| s as u16),
+            };
+            let pct = effective(a.percentage, head, ABORT_PERCENT_HEADER);
+            if let Some(s) = status {
+                if pct.hits(random()) {
+                    abort = Some(s);
+                } else {
+                    grpc_status = None;
+                }
+            }
+        }
+        if delay.is_none() && abort.is_none() {
+            return FaultDecision::default();
+        }
+        if let Some(max) = c.max_active_faults {
+            let taken = self
+                .active
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
+                    (v < max as u64).then_some(v + 1)
+                })
+                .is_ok();
+            if !taken {
+                self.faults_overflow.fetch_add(1, Ordering::Relaxed);
+                return FaultDecision::default();
+            }
+        } else {
+            self.active.fetch_add(1, Ordering::Relaxed);
+        }
+        if delay.is_some() {
+            self.delays_injected.fetch_add(1, Ordering::Relaxed);
+        }
+        FaultDecision {
+            delay,
+            abort,
+            grpc_status,
+            counted: true,
+        }
+    }
+
+    /// The abort after a delay happened (counted when it is actually sent).
+    pub fn count_abort(&self) {
+        self.aborts_injected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A faulted request finished.
+    pub fn release(&self) {
+        let _ = self
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+    }
+}
+
+fn matchers_match(matchers: &[HeaderMatcher], head: &RequestHead) -> bool {
+    matchers
+        .iter()
+        .all(|m| m.matches(request_header_value(head, &m.name).as_deref()))
+}
+
+fn header_u64(head: &RequestHead, name: &[u8]) -> Option<u64> {
+    head.headers.get_str(name)?.trim().parse().ok()
+}
+
+/// The configured percentage, lowered by the request's percentage header (Envoy: the
+/// header's numerator, over the config's denominator, capped at the config's).
+fn effective(p: FractionalPercent, head: &RequestHead, header: &[u8]) -> FractionalPercent {
+    match header_u64(head, header) {
+        Some(n) => FractionalPercent {
+            numerator: (n.min(u32::MAX as u64) as u32).min(p.numerator),
+            denominator: p.denominator,
+        },
+        None => p,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_config::core::Denominator;
+    use sluice_config::fault::{FaultAbort, FaultDelay};
+
+    fn fault(delay: Option<FaultDelay>, abort: Option<FaultAbort>) -> FaultConfig {
+        let c = HttpFault {
+            delay,
+            abort,
+            upstream_cluster: None,
+            headers: Vec::new(),
+            downstream_nodes: Vec::new(),
+            max_active_faults: Some(1),
+        };
+        FaultConfig::new(&c, &ClusterManager::default()).unwrap()
+    }
+
+    #[test]
+    fn abort_always_and_never() {
+        let hundred = FractionalPercent {
+            numerator: 100,
+            denominator: Denominator::Hundred,
+        };
+        let f = fault(
+            None,
+            Some(FaultAbort {
+                kind: FaultAbortKind::HttpStatus(503),
+                percentage: hundred,
+            }),
+        );
+        let head = RequestHead::default();
+        let d = f.decide(&head, "c", || 12345);
+        assert_eq!(d.abort, Some(503));
+        assert!(d.counted);
+        // max_active_faults 1: a second concurrent fault overflows.
+        assert_eq!(f.decide(&head, "c", || 1), FaultDecision::default());
+        assert_eq!(f.faults_overflow.load(Ordering::Relaxed), 1);
+        f.release();
+        assert_eq!(f.decide(&head, "c", || 1).abort, Some(503));
+        let never = fault(
+            None,
+            Some(FaultAbort {
+                kind: FaultAbortKind::HttpStatus(503),
+                percentage: FractionalPercent::NEVER,
+            }),
+        );
+        assert_eq!(never.decide(&head, "c", || 0), FaultDecision::default());
+    }
+
+    #[test]
+    fn header_controlled_delay_and_percentage() {
+        let all = FractionalPercent {
+            numerator: 1_000_000,
+            denominator: Denominator::Million,
+        };
+        let f = fault(
+            Some(FaultDelay {
+                kind: FaultDelayKind::Header,
+                percentage: all,
+            }),
+            None,
+        );
+        let mut head = RequestHead::default();
+        assert_eq!(
+            f.decide(&head, "c", || 0),
+            FaultDecision::default(),
+            "no header, no delay"
+        );
+        head.headers.append(DELAY_HEADER, b"250");
+        assert_eq!(
+            f.decide(&head, "c", || 0).delay,
+            Some(Duration::from_millis(250))
+        );
+        f.release();
+        head.headers.append(DELAY_PERCENT_HEADER, b"0");
+        assert_eq!(
+            f.decide(&head, "c", || 0).delay,
+            None,
+            "header lowers the percentage to 0"
+        );
+    }
+}

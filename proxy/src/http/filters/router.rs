@@ -1,0 +1,1023 @@
+//! The router filter: send a routed request upstream and its response back (Envoy's
+//! router.cc and upstream_request.cc, for HTTP/1.1 upstreams).
+//!
+//! Per request it picks a host with the cluster's per-worker balancer (avoiding hosts
+//! an earlier try used), borrows an idle connection from the worker's pool or opens a
+//! new one (bounded by the cluster's `max_connections`; beyond it the request waits,
+//! bounded by `max_pending_requests`, else 503 with `x-envoy-overloaded`), streams the
+//! request (head, then body with backpressure), and streams the response back. The
+//! route `timeout` spans all tries (504 `upstream request timeout`, or 204 with
+//! `x-envoy-upstream-rq-timeout-alt-response`); `per_try_timeout` bounds each try.
+//! Failed tries are retried per the retry policy with jittered back-off while the
+//! request body still fits the retry buffer and nothing of the response reached the
+//! client. An upstream failure after the response started resets the downstream.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_config::route::IdleTimeout;
+use sluice_stack::{Interest, Stack};
+
+use crate::http::codec::{
+    encode_request_head, BodyDecoder, BodyEncoder, OutgoingBody, ResponseMeta,
+    Status as ParseStatus,
+};
+use crate::http::codec_client::{CodecClient, ReadOutcome};
+use crate::http::conn_manager::config::HcmConfig;
+use crate::http::conn_manager::stream::Stream;
+use crate::http::conn_manager::{write_response_head, Downstream};
+use crate::http::local_reply;
+use crate::http::response_flags::ResponseFlags;
+use crate::router::retry::{ResetReason, RetryState};
+use crate::router::{HashPolicyEval, StreamInfo};
+use crate::stats::ClusterStats;
+use crate::timer::{earliest, TimerKey};
+use crate::upstream::cluster_manager::{release, try_acquire};
+use crate::upstream::conn_pool::close_client;
+use crate::upstream::host::Host;
+use crate::upstream::load_balancer::LbContext;
+use crate::worker_ctx::{pool_timer_key, token, Ctx, POOL_SUB};
+
+/// A response the router wants the connection manager to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u16,
+    pub body: &'static str,
+    pub flags: ResponseFlags,
+    /// Add `x-envoy-overloaded: true` (circuit breaker overflow).
+    pub overloaded: bool,
+}
+
+impl LocalReply {
+    fn new(status: u16, body: &'static str, flags: ResponseFlags) -> LocalReply {
+        LocalReply {
+            status,
+            body,
+            flags,
+            overloaded: false,
+        }
+    }
+
+    fn overflow() -> LocalReply {
+        LocalReply {
+            status: 503,
+            body: local_reply::UPSTREAM_OVERFLOW,
+            flags: ResponseFlags::UPSTREAM_OVERFLOW,
+            overloaded: true,
+        }
+    }
+}
+
+/// What one `drive` call did.
+#[derive(Debug, Default)]
+pub struct Step {
+    pub progress: bool,
+    pub reply: Option<LocalReply>,
+    /// The upstream failed after the response started: reset the client.
+    pub reset_downstream: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// Waiting out a retry back-off.
+    Backoff(Instant),
+    /// No connection capacity: queued in the pool.
+    WaitingCapacity,
+    /// A new connection is being established.
+    Connecting(Instant),
+    /// Request going up, response coming down.
+    Active,
+    /// The response was delivered.
+    Done,
+}
+
+#[derive(Debug)]
+pub struct RouterState {
+    cluster: usize,
+    stats: Arc<ClusterStats>,
+    phase: Phase,
+    slot: Option<TimerKey>,
+    client: Option<CodecClient>,
+    upstream_event: bool,
+    host: Option<Arc<Host>>,
+    retry: Option<RetryState>,
+    tried: Vec<usize>,
+    attempts: u32,
+    global_deadline: Option<Instant>,
+    per_try: Option<Duration>,
+    per_try_idle: Option<Duration>,
+    try_deadline: Option<Instant>,
+    try_activity: Instant,
+    alt_response: bool,
+    idle_override: Option<Option<Duration>>,
+    /// Raw request body bytes sent so far, kept for retries while they fit.
+    body_copy: Vec<u8>,
+    body_copy_ok: bool,
+    body_encoder: BodyEncoder,
+    /// Every request byte was handed to the connection.
+    request_sent: bool,
+    resp_meta: Option<ResponseMeta>,
+    resp_body: BodyDecoder,
+    try_started: Instant,
+    hash: Option<u64>,
+    counted_request: bool,
+    counted_pending: bool,
+    counted_retry: bool,
+    include_attempt_count: bool,
+    include_attempt_count_in_response: bool,
+    /// The downstream's original destination (ORIGINAL_DST clusters).
+    original_dst: Option<std::net::SocketAddr>,
+}
+
+impl RouterState {
+    /// Start routing the stream's request to `cluster`: timeouts, retry state, header
+    /// finalization, then the first try.
+    pub fn begin<S: Stack>(
+        cfg: &HcmConfig,
+        stream: &mut Stream,
+        cluster: usize,
+        info: &StreamInfo<'_>,
+        original_dst: Option<std::net::SocketAddr>,
+        ctx: &mut Ctx<'_, S>,
+    ) -> Result<RouterState, LocalReply> {
+        let route = stream.route.clone().expect("routed stream");
+        let matched = cfg.routes.get(&route).expect("route from this table");
+        let head = &mut stream.head;
+        let mut timeout = matched.timeout();
+        if let Some(ms) = header_ms(head, b"x-envoy-upstream-rq-timeout-ms") {
+            timeout = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        let policy = matched.retry_policy();
+        let mut per_try = policy.and_then(|p| p.per_try_timeout);
+        if let Some(ms) = header_ms(head, b"x-envoy-upstream-rq-per-try-timeout-ms") {
+            per_try = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        let per_try_idle = policy.and_then(|p| p.per_try_idle_timeout);
+        let alt_response = head
+            .headers
+            .remove(b"x-envoy-upstream-rq-timeout-alt-response")
+            > 0;
+        head.headers.remove(b"x-envoy-upstream-rq-timeout-ms");
+        head.headers
+            .remove(b"x-envoy-upstream-rq-per-try-timeout-ms");
+        let retry = RetryState::new(policy, head);
+        if !cfg.suppress_envoy_headers {
+            // router.cc: the expected timeout is the per-try timeout when it is shorter.
+            let expected = match (per_try, timeout) {
+                (Some(p), Some(t)) if p < t => Some(p),
+                (Some(p), None) => Some(p),
+                (_, t) => t,
+            };
+            if let Some(t) = expected {
+                head.headers.set(
+                    b"x-envoy-expected-rq-timeout-ms",
+                    t.as_millis().to_string().as_bytes(),
+                );
+            }
+        }
+        let hash = matched.hash_policy().evaluate(head, stream.remote);
+        matched.finalize_request_headers(head, info, !cfg.suppress_envoy_headers);
+        let idle_override = match matched.idle_timeout() {
+            IdleTimeout::Inherit => None,
+            IdleTimeout::Disabled => Some(None),
+            IdleTimeout::After(t) => Some(Some(t)),
+        };
+        let stats = Arc::clone(&ctx.cluster_stats[cluster]);
+        let mut r = RouterState {
+            cluster,
+            stats,
+            phase: Phase::Active,
+            slot: None,
+            client: None,
+            upstream_event: false,
+            host: None,
+            retry,
+            tried: Vec::new(),
+            attempts: 0,
+            global_deadline: timeout.map(|t| ctx.now + t),
+            per_try,
+            per_try_idle,
+            try_deadline: None,
+            try_activity: ctx.now,
+            alt_response,
+            idle_override,
+            body_copy: Vec::new(),
+            body_copy_ok: true,
+            body_encoder: BodyEncoder::None,
+            request_sent: false,
+            resp_meta: None,
+            resp_body: BodyDecoder::new(crate::http::codec::BodyFraming::None, 0),
+            try_started: ctx.now,
+            hash,
+            counted_request: false,
+            counted_pending: false,
+            counted_retry: false,
+            include_attempt_count: matched.include_request_attempt_count(),
+            include_attempt_count_in_response: matched.include_attempt_count_in_response(),
+            original_dst,
+        };
+        r.stats.upstream_rq_total.inc();
+        r.stats.upstream_rq_active.inc();
+        r.attempt(cfg, stream, ctx)?;
+        Ok(r)
+    }
+
+    /// The route's stream idle timeout override, if it has one.
+    pub fn idle_timeout_override(&self) -> Option<Option<Duration>> {
+        self.idle_override
+    }
+
+    /// An event on the upstream connection lent to this stream.
+    pub fn on_upstream_event(&mut self, slot: TimerKey) {
+        if self.slot == Some(slot) {
+            self.upstream_event = true;
+            if let Some(c) = self.client.as_mut() {
+                c.readable = true;
+            }
+        }
+    }
+
+    /// The earliest deadline the router waits for.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let phase = match self.phase {
+            Phase::Backoff(t) | Phase::Connecting(t) => Some(t),
+            _ => None,
+        };
+        let idle = match (self.per_try_idle, self.resp_meta.is_none(), self.phase) {
+            (Some(t), true, Phase::Active) => Some(self.try_activity + t),
+            _ => None,
+        };
+        let try_deadline = if self.resp_meta.is_none() {
+            self.try_deadline
+        } else {
+            None
+        };
+        earliest([self.global_deadline, try_deadline, phase, idle])
+    }
+
+    /// One try: pick a host, get a connection, send.
+    fn attempt<S: Stack>(
+        &mut self,
+        cfg: &HcmConfig,
+        stream: &mut Stream,
+        ctx: &mut Ctx<'_, S>,
+    ) -> Result<(), LocalReply> {
+        let info = Arc::clone(&ctx.clusters.clusters[self.cluster].info);
+        let cb = &info.config.circuit_breakers;
+        if !self.counted_request {
+            if !try_acquire(&info.resources.requests, cb.max_requests) {
+                self.stats.upstream_rq_pending_overflow.inc();
+                return Err(LocalReply::overflow());
+            }
+            self.counted_request = true;
+        }
+        let lb = LbContext {
+            hash: self.hash,
+            exclude: &self.tried,
+            random: ctx.rng.next_u64(),
+        };
+        let dst = original_dst_for(&info, stream, self.original_dst);
+        let Some((idx, host)) = ctx.clusters.clusters[self.cluster].choose_host(&lb, dst) else {
+            self.stats.upstream_cx_none_healthy.inc();
+            return Err(LocalReply::new(
+                503,
+                local_reply::NO_HEALTHY_UPSTREAM,
+                ResponseFlags::NO_HEALTHY_UPSTREAM,
+            ));
+        };
+        if let Some((slot, client)) = ctx.pool.take_idle(self.cluster, host.address, ctx.key) {
+            self.release_pending();
+            self.start_try(idx, host, slot, client, ctx);
+            self.send_request(cfg, stream);
+            return Ok(());
+        }
+        if try_acquire(&info.resources.connections, cb.max_connections) {
+            self.release_pending();
+            match ctx.stack.connect(host.address) {
+                Ok(sock) => {
+                    let slot = ctx.pool.new_busy(ctx.key);
+                    if let Err(e) = ctx
+                        .stack
+                        .register(sock, token(slot, POOL_SUB), Interest::BOTH)
+                    {
+                        tracing::warn!("cannot register an upstream socket: {e}");
+                        ctx.stack.close(sock);
+                        ctx.pool.remove(slot);
+                        release(&info.resources.connections);
+                        return Err(LocalReply::new(
+                            503,
+                            local_reply::CONNECT_FAILURE,
+                            ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
+                        ));
+                    }
+                    self.stats.upstream_cx_total.inc();
+                    self.stats.upstream_cx_http1_total.inc();
+                    self.stats.upstream_cx_active.inc();
+                    let max_headers = info.config.http_protocol_options.common.max_headers_count;
+                    let client = CodecClient::new(
+                        sock,
+                        Arc::clone(&host),
+                        idx,
+                        self.cluster,
+                        max_headers,
+                        ctx.now,
+                    );
+                    self.start_try(idx, host, slot, client, ctx);
+                    self.phase = Phase::Connecting(ctx.now + info.config.connect_timeout);
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::debug!(host = %host.address, "connect failed at once: {e}");
+                    release(&info.resources.connections);
+                    self.stats.upstream_cx_connect_fail.inc();
+                    self.tried.push(idx);
+                    self.host = Some(host);
+                    self.fail(cfg, stream, ctx, ResetReason::ConnectFailure)
+                }
+            }
+        } else if self.counted_pending
+            || try_acquire(&info.resources.pending_requests, cb.max_pending_requests)
+        {
+            if !self.counted_pending {
+                self.counted_pending = true;
+                self.stats.upstream_rq_pending_total.inc();
+                self.stats.upstream_rq_pending_active.inc();
+                ctx.pool.wait_for_capacity(self.cluster, ctx.key);
+            }
+            self.phase = Phase::WaitingCapacity;
+            Ok(())
+        } else {
+            self.stats.upstream_rq_pending_overflow.inc();
+            Err(LocalReply::overflow())
+        }
+    }
+
+    fn release_pending(&mut self) {
+        if self.counted_pending {
+            self.counted_pending = false;
+            self.stats.upstream_rq_pending_active.dec();
+        }
+    }
+
+    fn start_try<S: Stack>(
+        &mut self,
+        idx: usize,
+        host: Arc<Host>,
+        slot: TimerKey,
+        client: CodecClient,
+        ctx: &mut Ctx<'_, S>,
+    ) {
+        self.attempts += 1;
+        self.tried.push(idx);
+        host.rq_active.fetch_add(1, Ordering::Relaxed);
+        self.host = Some(host);
+        self.slot = Some(slot);
+        self.client = Some(client);
+        self.upstream_event = true;
+        self.phase = Phase::Active;
+        self.try_started = ctx.now;
+        self.try_activity = ctx.now;
+        self.try_deadline = self.per_try.map(|t| ctx.now + t);
+        self.resp_meta = None;
+        self.request_sent = false;
+    }
+
+    /// Encode the head (and the body bytes kept from an earlier try) into the connection.
+    fn send_request(&mut self, cfg: &HcmConfig, stream: &mut Stream) {
+        let Some(client) = self.client.as_mut() else {
+            return;
+        };
+        if self.include_attempt_count {
+            stream.head.headers.set(
+                b"x-envoy-attempt-count",
+                self.attempts.to_string().as_bytes(),
+            );
+        }
+        let _ = cfg;
+        let body = OutgoingBody::from(stream.meta.framing);
+        let out = client.out.tail();
+        self.body_encoder = encode_request_head(&stream.head, body, false, out);
+        if !self.body_copy.is_empty() {
+            let _ = self.body_encoder.encode(&self.body_copy, out);
+        }
+        if stream.request_done {
+            let _ = self.body_encoder.finish(out);
+            self.request_sent = true;
+        }
+        client.requests += 1;
+    }
+
+    /// Move request body bytes from the downstream input into the connection.
+    fn pump_request(
+        &mut self,
+        cfg: &HcmConfig,
+        stream: &mut Stream,
+        down: &mut Downstream,
+    ) -> Result<bool, LocalReply> {
+        let Some(client) = self.client.as_mut() else {
+            return Ok(false);
+        };
+        if !client.connected || self.request_sent {
+            return Ok(false);
+        }
+        let mut progress = false;
+        while !stream.request_done && client.out.len() < cfg.buffer_limit {
+            let input = down.pending_input();
+            if input.is_empty() {
+                break;
+            }
+            let d = match stream.body.decode(input) {
+                Ok(d) => d,
+                Err(_) => {
+                    return Err(LocalReply::new(
+                        400,
+                        "Bad Request",
+                        ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+                    ));
+                }
+            };
+            let data = &input[d.data.clone()];
+            let out = client.out.tail();
+            if !data.is_empty() {
+                let _ = self.body_encoder.encode(data, out);
+                if self.body_copy_ok {
+                    if self.body_copy.len() + data.len() <= cfg.buffer_limit {
+                        self.body_copy.extend_from_slice(data);
+                    } else {
+                        self.body_copy_ok = false;
+                        self.body_copy = Vec::new();
+                    }
+                }
+            }
+            if d.end {
+                stream.request_done = true;
+                let _ = self.body_encoder.finish(out);
+            }
+            down.consume_input(d.consumed);
+            progress = true;
+            if d.consumed == 0 {
+                break;
+            }
+        }
+        if stream.request_done && !self.request_sent {
+            self.request_sent = true;
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    /// Advance the request: deadlines, connect, send, receive.
+    pub fn drive<S: Stack>(
+        &mut self,
+        cfg: &HcmConfig,
+        stream: &mut Stream,
+        down: &mut Downstream,
+        ctx: &mut Ctx<'_, S>,
+    ) -> Step {
+        let mut step = Step::default();
+        if let Err(reply) = self.drive_inner(cfg, stream, down, ctx, &mut step) {
+            step.reply = Some(reply);
+        }
+        step
+    }
+
+    fn drive_inner<S: Stack>(
+        &mut self,
+        cfg: &HcmConfig,
+        stream: &mut Stream,
+        down: &mut Downstream,
+        ctx: &mut Ctx<'_, S>,
+        step: &mut Step,
+    ) -> Result<(), LocalReply> {
+        let now = ctx.now;
+        // The route timeout spans every try.
+        if self.global_deadline.is_some_and(|d| now >= d) && self.phase != Phase::Done {
+            self.stats.upstream_rq_timeout.inc();
+            self.drop_client(ctx, true);
+            self.global_deadline = None;
+            if stream.response_started {
+                step.reset_downstream = true;
+                return Ok(());
+            }
+            stream.flags.set(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT);
+            self.phase = Phase::Done;
+            if self.alt_response {
+                return Err(LocalReply::new(
+                    204,
+                    "",
+                    ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
+                ));
+            }
+            return Err(LocalReply::new(
+                504,
+                local_reply::UPSTREAM_TIMEOUT,
+                ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
+            ));
+        }
+        match self.phase {
+            Phase::Done => return Ok(()),
+            Phase::Backoff(until) => {
+                if now < until {
+                    return Ok(());
+                }
+                self.release_retry(ctx);
+                self.attempt(cfg, stream, ctx)?;
+                step.progress = true;
+            }
+            Phase::WaitingCapacity => {
+                self.attempt(cfg, stream, ctx)?;
+                if self.phase == Phase::WaitingCapacity {
+                    return Ok(());
+                }
+                step.progress = true;
+            }
+            Phase::Connecting(deadline) => {
+                let Some(client) = self.client.as_mut() else {
+                    return Ok(());
+                };
+                if self.upstream_event {
+                    self.upstream_event = false;
+                    match ctx.stack.connect_result(client.socket) {
+                        Ok(()) => {
+                            client.connected = true;
+                            self.phase = Phase::Active;
+                            self.send_request(cfg, stream);
+                            step.progress = true;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => {
+                            tracing::debug!("upstream connect failed: {e}");
+                            self.stats.upstream_cx_connect_fail.inc();
+                            self.drop_client(ctx, true);
+                            return self.fail(cfg, stream, ctx, ResetReason::ConnectFailure);
+                        }
+                    }
+                }
+                if self.phase != Phase::Active {
+                    if now >= deadline {
+                        self.stats.upstream_cx_connect_timeout.inc();
+                        self.stats.upstream_cx_connect_fail.inc();
+                        self.drop_client(ctx, true);
+                        return self.fail(cfg, stream, ctx, ResetReason::ConnectFailure);
+                    }
+                    return Ok(());
+                }
+            }
+            Phase::Active => {}
+        }
+        // Per-try deadlines (only until the response head arrives).
+        if self.resp_meta.is_none() {
+            let per_try = self.try_deadline.is_some_and(|d| now >= d);
+            let idle = self
+                .per_try_idle
+                .is_some_and(|t| now >= self.try_activity + t);
+            if per_try || idle {
+                self.stats.upstream_rq_per_try_timeout.inc();
+                self.drop_client(ctx, true);
+                let reason = if per_try {
+                    ResetReason::PerTryTimeout
+                } else {
+                    ResetReason::PerTryIdleTimeout
+                };
+                return self.fail(cfg, stream, ctx, reason);
+            }
+        }
+        step.progress |= self.pump_request(cfg, stream, down)?;
+        let Some(client) = self.client.as_mut() else {
+            return Ok(());
+        };
+        if client.flush(ctx.stack) > 0 {
+            step.progress = true;
+            self.try_activity = now;
+        }
+        // Read the response while the client can take more.
+        let mut eof = false;
+        let mut error = client.dead;
+        while client.readable && down.out_len() < cfg.buffer_limit && !error {
+            match client.read(ctx.stack, cfg.buffer_limit) {
+                ReadOutcome::Data => {
+                    step.progress = true;
+                    self.try_activity = now;
+                    stream.last_activity = now;
+                }
+                ReadOutcome::WouldBlock => break,
+                ReadOutcome::Eof => {
+                    eof = true;
+                    break;
+                }
+                ReadOutcome::Error => error = true,
+            }
+        }
+        eof |= client.read_eof;
+        if self.resp_meta.is_none() {
+            loop {
+                let client = self.client.as_mut().expect("checked above");
+                if client.pending_input().is_empty() {
+                    break;
+                }
+                let input = &client.input[client.input_pos..];
+                let parsed = client
+                    .parser
+                    .parse(input, stream.meta.is_head, &mut stream.response);
+                match parsed {
+                    Ok(ParseStatus::Partial) => break,
+                    Err(e) => {
+                        tracing::debug!("upstream response unparsable: {e:?}");
+                        self.drop_client(ctx, true);
+                        stream.flags.set(ResponseFlags::UPSTREAM_PROTOCOL_ERROR);
+                        self.phase = Phase::Done;
+                        return Err(LocalReply::new(
+                            503,
+                            "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
+                            ResponseFlags::UPSTREAM_PROTOCOL_ERROR,
+                        ));
+                    }
+                    Ok(ParseStatus::Complete(meta)) => {
+                        client.consume_input(meta.head_len);
+                        if meta.interim.is_some() {
+                            // 1xx: Envoy already answered 100-continue itself; others
+                            // are swallowed.
+                            stream.response.clear();
+                            continue;
+                        }
+                        step.progress = true;
+                        return self.on_response_head(cfg, stream, down, ctx, meta, step);
+                    }
+                }
+            }
+            if eof || error {
+                self.drop_client(ctx, true);
+                return self.fail(cfg, stream, ctx, ResetReason::Reset);
+            }
+            return Ok(());
+        }
+        self.pump_response(cfg, stream, down, ctx, eof || error, step)
+    }
+
+    /// A final response head arrived: retry it, or send it downstream.
+    fn on_response_head<S: Stack>(
+        &mut self,
+        cfg: &HcmConfig,
+        stream: &mut Stream,
+        down: &mut Downstream,
+        ctx: &mut Ctx<'_, S>,
+        meta: ResponseMeta,
+        step: &mut Step,
+    ) -> Result<(), LocalReply> {
+        let status = stream.response.status;
+        let retriable = self
+            .retry
+            .as_ref()
+            .is_some_and(|r| r.retriable_response(status, &stream.response));
+        if retriable && self.can_retry(ctx) {
+            // The retried response is dropped with its connection.
+            self.drop_client(ctx, true);
+            stream.response.clear();
+            self.schedule_retry(ctx);
+            return Ok(());
+        }
+        if retriable && self.retry.as_ref().is_some_and(|r| r.remaining() == 0) {
+            self.stats.upstream_rq_retry_limit_exceeded.inc();
+        }
+        if self.retry.as_ref().is_some_and(|r| r.retries > 0) {
+            self.stats.upstream_rq_retry_success.inc();
+        }
+        count_class(&self.stats, status);
+        let resp_body = self
+            .client
+            .as_ref()
+            .expect("client")
+            .parser
+            .body_decoder(&meta);
+        self.resp_meta = Some(meta);
+        self.resp_body = resp_body;
+        let route = stream.route.clone().expect("routed");
+        if let Some(matched) = cfg.routes.get(&route) {
+            let mut info = StreamInfo::new(stream.start_time);
+            info.protocol = stream.head.version;
+            info.downstream_remote = stream.remote;
+            info.downstream_direct_remote = Some(down.peer);
+            info.downstream_local = Some(down.local);
+            info.upstream_remote = self.host.as_ref().map(|h| h.address);
+            info.response_code = Some(status);
+            matched.finalize_response_headers(&mut stream.response, &stream.head, &info);
+        }
+        if !cfg.suppress_envoy_headers {
+            let ms = ctx
+                .now
+                .saturating_duration_since(self.try_started)
+                .as_millis();
+            stream
+                .response
+                .headers
+                .set(b"x-envoy-upstream-service-time", ms.to_string().as_bytes());
+        }
+        if self.include_attempt_count_in_response {
+            stream.response.headers.set(
+                b"x-envoy-attempt-count",
+                self.attempts.to_string().as_bytes(),
+            );
+        }
+        let body = OutgoingBody::from(meta.framing);
+        write_response_head(cfg, stream, down, ctx, body);
+        let eof = self.client.as_ref().is_some_and(|c| c.read_eof || c.dead);
+        self.pump_response(cfg, stream, down, ctx, eof, step)
+    }
+
+    /// Move response body bytes downstream; finish the try when the response is done.
+    fn pump_response<S: Stack>(
+        &mut self,
+        cfg: &HcmConfig,
+        stream: &mut Stream,
+        down: &mut Downstream,
+        ctx: &mut Ctx<'_, S>,
+        eof: bool,
+        step: &mut Step,
+    ) -> Result<(), LocalReply> {
+        let Some(client) = self.client.as_mut() else {
+            return Ok(());
+        };
+        let mut done = self.resp_body.is_done();
+        while !done && down.out_len() < cfg.buffer_limit {
+            let input = client.pending_input();
+            if input.is_empty() {
+                break;
+            }
+            let d = match self.resp_body.decode(input) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::debug!("upstream body framing error: {e:?}");
+                    self.drop_client(ctx, true);
+                    step.reset_downstream = true;
+                    return Ok(());
+                }
+            };
+            let data = &input[d.data.clone()];
+            if !data.is_empty() && !stream.meta.is_head {
+                let before = down.out.len();
+                let _ = stream.response_encoder.encode(data, &mut down.out);
+                stream.bytes_sent += (down.out.len() - before) as u64;
+            }
+            client.consume_input(d.consumed);
+            step.progress |= d.consumed > 0;
+            done = d.end;
+            if d.consumed == 0 {
+                break;
+            }
+        }
+        if !done && eof && client.pending_input().is_empty() {
+            match self.resp_body.finish_at_eof() {
+                Ok(()) => done = true,
+                Err(_) => {
+                    // Truncated response: the client must see the reset.
+                    self.stats.upstream_rq_rx_reset.inc();
+                    stream
+                        .flags
+                        .set(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+                    self.drop_client(ctx, true);
+                    step.reset_downstream = true;
+                    return Ok(());
+                }
+            }
+        }
+        if done {
+            let before = down.out.len();
+            let _ = stream.response_encoder.finish(&mut down.out);
+            stream.bytes_sent += (down.out.len() - before) as u64;
+            stream.response_done = true;
+            self.stats.upstream_rq_completed.inc();
+            let reusable = self.resp_meta.is_some_and(|m| m.keep_alive) && self.request_sent;
+            self.release_client(ctx, reusable);
+            self.phase = Phase::Done;
+            self.finish(ctx);
+            step.progress = true;
+        }
+        Ok(())
+    }
+
+    /// Whether another try may start now.
+    fn can_retry<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
+        let Some(r) = self.retry.as_ref() else {
+            return false;
+        };
+        if r.remaining() == 0 || !self.body_copy_ok {
+            return false;
+        }
+        let info = &ctx.clusters.clusters[self.cluster].info;
+        if !try_acquire(
+            &info.resources.retries,
+            info.config.circuit_breakers.max_retries,
+        ) {
+            self.stats.upstream_rq_retry_overflow.inc();
+            return false;
+        }
+        self.counted_retry = true;
+        true
+    }
+
+    fn release_retry<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        if self.counted_retry {
+            self.counted_retry = false;
+            release(&ctx.clusters.clusters[self.cluster].info.resources.retries);
+        }
+    }
+
+    fn schedule_retry<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let random = ctx.rng.next_u64();
+        let backoff = self
+            .retry
+            .as_mut()
+            .map(|r| r.take(random))
+            .unwrap_or_default();
+        self.stats.upstream_rq_retry.inc();
+        tracing::debug!(attempt = self.attempts, ?backoff, "retrying");
+        self.phase = Phase::Backoff(ctx.now + backoff);
+        self.resp_meta = None;
+    }
+
+    /// A try failed without a usable response: retry, or answer as Envoy does.
+    fn fail<S: Stack>(
+        &mut self,
+        cfg: &HcmConfig,
+        stream: &mut Stream,
+        ctx: &mut Ctx<'_, S>,
+        reason: ResetReason,
+    ) -> Result<(), LocalReply> {
+        let _ = cfg;
+        let retriable = self
+            .retry
+            .as_ref()
+            .is_some_and(|r| r.retriable_reset(reason));
+        if retriable && self.can_retry(ctx) {
+            self.schedule_retry(ctx);
+            return Ok(());
+        }
+        let retried = self.retry.as_ref().is_some_and(|r| r.retries > 0);
+        if retriable {
+            self.stats.upstream_rq_retry_limit_exceeded.inc();
+            stream
+                .flags
+                .set(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+        }
+        self.phase = Phase::Done;
+        Err(match reason {
+            ResetReason::ConnectFailure if retried => LocalReply::new(
+                503,
+                local_reply::RETRIED_CONNECT_FAILURE,
+                ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
+            ),
+            ResetReason::ConnectFailure => LocalReply::new(
+                503,
+                local_reply::CONNECT_FAILURE,
+                ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
+            ),
+            ResetReason::Reset => {
+                self.stats.upstream_rq_rx_reset.inc();
+                LocalReply::new(
+                    503,
+                    local_reply::UPSTREAM_RESET,
+                    ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
+                )
+            }
+            ResetReason::PerTryTimeout | ResetReason::PerTryIdleTimeout => LocalReply::new(
+                504,
+                local_reply::UPSTREAM_TIMEOUT,
+                ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
+            ),
+        })
+    }
+
+    /// Give the connection back to the pool (reusable) or close it.
+    fn release_client<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, reusable: bool) {
+        let (Some(slot), Some(mut client)) = (self.slot.take(), self.client.take()) else {
+            return;
+        };
+        if let Some(h) = &self.host {
+            h.rq_active.fetch_sub(1, Ordering::Relaxed);
+        }
+        if reusable && client.reusable() {
+            client.idle_since = ctx.now;
+            client.timer_at = None;
+            let idle = ctx.clusters.clusters[self.cluster]
+                .info
+                .config
+                .http_protocol_options
+                .common
+                .idle_timeout;
+            let max_rq = ctx.clusters.clusters[self.cluster]
+                .info
+                .config
+                .http_protocol_options
+                .common
+                .max_requests_per_connection;
+            if max_rq.is_some_and(|m| client.requests >= m) {
+                close_client(ctx, &mut client);
+                ctx.pool.remove(slot);
+                return;
+            }
+            if let Some(t) = idle {
+                ctx.timers.schedule(pool_timer_key(slot), ctx.now + t);
+                client.timer_at = Some(ctx.now + t);
+            }
+            ctx.pool.put_idle(slot, client);
+            if let Some(owner) = ctx.pool.next_waiting(self.cluster) {
+                ctx.ready.push(owner);
+            }
+        } else {
+            close_client(ctx, &mut client);
+            ctx.pool.remove(slot);
+        }
+    }
+
+    /// Close the current try's connection (reset) and forget it.
+    fn drop_client<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, abort: bool) {
+        if let (Some(slot), Some(mut client)) = (self.slot.take(), self.client.take()) {
+            if let Some(h) = &self.host {
+                h.rq_active.fetch_sub(1, Ordering::Relaxed);
+            }
+            if abort {
+                self.stats.upstream_cx_destroy_local.inc();
+            }
+            close_client(ctx, &mut client);
+            ctx.pool.remove(slot);
+        }
+        self.upstream_event = false;
+    }
+
+    /// Release the request's circuit-breaker resources.
+    fn finish<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let info = &ctx.clusters.clusters[self.cluster].info;
+        if self.counted_request {
+            self.counted_request = false;
+            release(&info.resources.requests);
+            self.stats.upstream_rq_active.dec();
+        }
+        if self.counted_pending {
+            self.counted_pending = false;
+            release(&info.resources.pending_requests);
+            self.stats.upstream_rq_pending_active.dec();
+            ctx.pool.stop_waiting(self.cluster, ctx.key);
+        }
+        self.release_retry(ctx);
+    }
+
+    /// The stream ends early (client gone, timeout, local reply): drop everything.
+    pub fn cancel<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        if self.phase != Phase::Done {
+            self.stats.upstream_rq_tx_reset.inc();
+        }
+        self.drop_client(ctx, true);
+        self.finish(ctx);
+        self.phase = Phase::Done;
+    }
+}
+
+impl Drop for RouterState {
+    fn drop(&mut self) {
+        debug_assert!(
+            self.client.is_none(),
+            "router dropped with a live upstream connection"
+        );
+    }
+}
+
+fn header_ms(head: &crate::http::RequestHead, name: &[u8]) -> Option<u64> {
+    head.headers.get_str(name)?.trim().parse().ok()
+}
+
+/// The destination an ORIGINAL_DST cluster connects to: the request's
+/// `x-envoy-original-dst-host` (or the configured header) when `use_http_header` is
+/// set and it holds an `ip:port`, else the downstream connection's original
+/// destination.
+fn original_dst_for(
+    info: &crate::upstream::cluster_manager::ClusterInfo,
+    stream: &Stream,
+    connection: Option<std::net::SocketAddr>,
+) -> Option<std::net::SocketAddr> {
+    if !info.is_original_dst() {
+        return None;
+    }
+    let lb = &info.config.original_dst_lb_config;
+    if lb.use_http_header {
+        if let Some(addr) = stream
+            .head
+            .headers
+            .get_str(lb.http_header_name.as_bytes())
+            .and_then(|v| v.trim().parse().ok())
+        {
+            return Some(addr);
+        }
+    }
+    connection
+}
+
+fn count_class(stats: &ClusterStats, status: u16) {
+    match status {
+        100..=199 => stats.upstream_rq_1xx.inc(),
+        200..=299 => stats.upstream_rq_2xx.inc(),
+        300..=399 => stats.upstream_rq_3xx.inc(),
+        400..=499 => stats.upstream_rq_4xx.inc(),
+        _ => stats.upstream_rq_5xx.inc(),
+    }
+}

@@ -10,6 +10,17 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod bpf;
+pub mod error;
+pub mod iface;
+mod mmap;
+pub mod testnet;
+pub mod xsk;
+
+pub use error::{AttachMode, XdpError};
+pub use iface::InterfaceInfo;
+pub use xsk::{BindMode, PortFilter, SteeringConfig, XdpProgram, XskConfig, XskDevice, XskStats};
+
 /// Wakes a [`Datapath::wait`] from another thread.
 pub trait DatapathWaker: Send + Sync {
     fn wake(&self) -> io::Result<()>;

@@ -18,9 +18,12 @@ use std::time::Duration;
 use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
+use super::config::{XskConfig, ETHERNET_HEADER};
 use super::program::XdpProgram;
-use super::socket::{FrameAccounting, RxHalf, TxHalf, XskConfig, XskSocket, ETHERNET_HEADER};
+use super::rx::RxHalf;
+use super::socket::{FrameAccounting, XskSocket};
 use super::stats::XskStats;
+use super::tx::TxHalf;
 use super::umem::Umem;
 use super::waker::EventFd;
 use crate::error::XdpError;
@@ -266,6 +269,7 @@ impl Datapath for XskDevice {
 
     fn flush(&mut self) -> io::Result<()> {
         self.socket.tx.flush();
+        self.socket.recycle_returned();
         self.socket.rx.refill();
         Ok(())
     }

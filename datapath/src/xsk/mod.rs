@@ -19,23 +19,26 @@
 //! Each device then moves to its worker thread (it is `Send`); the program stays
 //! attached until the last device and the caller's `Arc` are gone.
 
+mod config;
 mod device;
 mod frames;
 mod program;
+mod reflect;
 mod ring;
+mod rx;
 mod socket;
 mod stats;
 mod steer;
+mod tx;
 mod umem;
 mod waker;
 
+pub use config::{BindMode, XskConfig, ETHERNET_HEADER, RX_BATCH, TX_BATCH};
 pub use device::{XskDevice, XskRxToken, XskTxToken};
 pub use frames::FrameStack;
 pub use program::XdpProgram;
 pub use ring::{ConsRing, ProdRing};
-pub use socket::{
-    BindMode, FrameAccounting, XskConfig, XskSocket, ETHERNET_HEADER, RX_BATCH, TX_BATCH,
-};
+pub use socket::{FrameAccounting, XskSocket};
 pub use stats::XskStats;
 pub use steer::{PortFilter, Steering, SteeringConfig, MAX_INTERCEPT, MAX_OWNED};
 pub use umem::{Umem, XDP_PACKET_HEADROOM};

@@ -7,37 +7,12 @@
 use std::fmt;
 use std::io;
 
-/// The attach mode of the XDP program (the `--xdp-mode` flag).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AttachMode {
-    /// Generic XDP (`XDP_FLAGS_SKB_MODE`): works on every interface, after the kernel
-    /// has built an skb. Copy mode only.
-    Skb,
-    /// Native XDP in the driver (`XDP_FLAGS_DRV_MODE`): faster, needs driver support;
-    /// required for zero-copy.
-    Drv,
-}
-
-impl AttachMode {
-    /// The flag value as the CLI spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttachMode::Skb => "skb",
-            AttachMode::Drv => "drv",
-        }
-    }
-}
-
-impl fmt::Display for AttachMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::bpf::AttachMode;
 
 /// Why setting up the AF_XDP datapath failed.
 #[derive(Debug)]
 pub enum XdpError {
-    /// EPERM/EACCES: AF_XDP sockets and BPF need privileges.
+    /// EPERM: AF_XDP sockets and BPF need privileges.
     NotPermitted { op: &'static str },
     /// The interface name does not exist in this network namespace.
     InterfaceMissing { interface: String },
@@ -77,10 +52,10 @@ pub enum XdpError {
 }
 
 impl XdpError {
-    /// Wrap an `io::Error` from `op`, recognising EPERM/EACCES as missing privileges.
+    /// Wrap an `io::Error` from `op`, recognising EPERM as missing privileges.
     pub(crate) fn io(op: &'static str, source: io::Error) -> XdpError {
         match source.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::EACCES) => XdpError::NotPermitted { op },
+            Some(libc::EPERM) => XdpError::NotPermitted { op },
             _ => XdpError::Io { op, source },
         }
     }

@@ -17,7 +17,8 @@ mod mmap;
 pub mod testnet;
 pub mod xsk;
 
-pub use error::{AttachMode, XdpError};
+pub use bpf::AttachMode;
+pub use error::XdpError;
 pub use iface::InterfaceInfo;
 pub use xsk::{BindMode, PortFilter, SteeringConfig, XdpProgram, XskConfig, XskDevice, XskStats};
 

@@ -5,16 +5,43 @@
 //! kernel detaches the program. No bpffs pin is made, so nothing outlives sluice. While a
 //! link holds the interface, other attach attempts fail with `EBUSY`.
 
+use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use super::prog::{Program, BPF_XDP};
 use super::sys::{self, LinkCreateAttr};
-use crate::error::AttachMode;
 
 /// `XDP_FLAGS_SKB_MODE` / `XDP_FLAGS_DRV_MODE` (linux/if_link.h).
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+
+/// The attach mode of the XDP program (the `--xdp-mode` flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttachMode {
+    /// Generic XDP (`XDP_FLAGS_SKB_MODE`): works on every interface, after the kernel
+    /// has built an skb. Copy mode only.
+    Skb,
+    /// Native XDP in the driver (`XDP_FLAGS_DRV_MODE`): faster, needs driver support;
+    /// required for zero-copy.
+    Drv,
+}
+
+impl AttachMode {
+    /// The flag value as the CLI spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachMode::Skb => "skb",
+            AttachMode::Drv => "drv",
+        }
+    }
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// An XDP program attached to an interface for as long as this value lives.
 #[derive(Debug)]

@@ -9,6 +9,6 @@ pub mod prog;
 pub(crate) mod sys;
 
 pub use insn::{Alu, Asm, AsmError, Cond, Helper, Insn, Label, Reg, Size};
-pub use link::XdpLink;
+pub use link::{AttachMode, XdpLink};
 pub use map::{Map, MapType};
 pub use prog::{Program, XdpAction};

@@ -76,24 +76,33 @@ impl Program {
             // outlive the call.
             unsafe { sys::bpf_fd(sys::BPF_PROG_LOAD, &mut attr) }
         };
-        match attempt(None) {
-            Ok(fd) => Ok(Program { fd }),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
-                Err(XdpError::NotPermitted {
+        // EPERM means no privileges. Anything else (the verifier answers EACCES or
+        // EINVAL) is retried with a log so that the error can say why.
+        let source = match attempt(None) {
+            Ok(fd) => return Ok(Program { fd }),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                return Err(XdpError::NotPermitted {
                     op: "bpf(BPF_PROG_LOAD)",
                 })
             }
             Err(_) => {
                 let mut log = vec![0u8; LOG_SIZE];
-                let source = match attempt(Some(&mut log)) {
+                match attempt(Some(&mut log)) {
                     Ok(fd) => return Ok(Program { fd }),
-                    Err(e) => e,
-                };
-                let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-                let log = String::from_utf8_lossy(&log[..end]).trim_end().to_string();
-                Err(XdpError::Verifier { source, log })
+                    Err(e) => {
+                        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+                        (
+                            e,
+                            String::from_utf8_lossy(&log[..end]).trim_end().to_string(),
+                        )
+                    }
+                }
             }
-        }
+        };
+        Err(XdpError::Verifier {
+            source: source.0,
+            log: source.1,
+        })
     }
 
     /// The kernel's id for this program (as `ip link` and `bpftool` show it).
@@ -132,5 +141,41 @@ impl Program {
 impl AsFd for Program {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf::{Asm, Reg};
+    use crate::testnet;
+
+    #[test]
+    fn verifier_rejection_carries_the_log() {
+        if !testnet::require_root("verifier log test") {
+            return;
+        }
+        // Returns R0 without ever setting it: the verifier must refuse.
+        let mut asm = Asm::new();
+        asm.mov64_reg(Reg::R2, Reg::R1).exit();
+        let insns = asm.finish().unwrap();
+        let err = Program::load_xdp("sluice_bad", &insns, "MIT OR Apache-2.0").unwrap_err();
+        let XdpError::Verifier { log, .. } = &err else {
+            panic!("expected a verifier error: {err}")
+        };
+        assert!(log.contains("R0 !read_ok"), "verifier log: {log}");
+        assert!(err.to_string().contains("verifier log:"), "{err}");
+    }
+
+    #[test]
+    fn a_minimal_program_loads_and_runs() {
+        if !testnet::require_root("program load test") {
+            return;
+        }
+        let mut asm = Asm::new();
+        asm.mov64_imm(Reg::R0, XdpAction::Drop as i32).exit();
+        let prog = Program::load_xdp("sluice_drop", &asm.finish().unwrap(), "MIT").unwrap();
+        assert!(prog.id().unwrap() > 0);
+        assert_eq!(prog.test_run(&[0u8; 64]).unwrap(), XdpAction::Drop as u32);
     }
 }

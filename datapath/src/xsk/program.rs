@@ -14,8 +14,8 @@ use std::sync::Arc;
 use smoltcp::wire::Ipv4Cidr;
 
 use super::steer::{Steering, SteeringConfig};
-use crate::bpf::{XdpAction, XdpLink};
-use crate::error::{AttachMode, XdpError};
+use crate::bpf::{AttachMode, XdpAction, XdpLink};
+use crate::error::XdpError;
 use crate::iface::InterfaceInfo;
 
 /// The steering program, attached to an interface.
@@ -105,7 +105,7 @@ impl XdpProgram {
 fn attach_error(info: &InterfaceInfo, mode: AttachMode, e: io::Error) -> XdpError {
     let name = &info.name;
     let hint = match (e.raw_os_error(), mode) {
-        (Some(libc::EPERM) | Some(libc::EACCES), _) => {
+        (Some(libc::EPERM), _) => {
             return XdpError::NotPermitted {
                 op: "bpf(BPF_LINK_CREATE)",
             }

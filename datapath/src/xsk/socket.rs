@@ -273,6 +273,7 @@ impl XskSocket {
             rx_in_fill: self.rx.fill.outstanding() + self.rx.fill.unpublished(),
             rx_in_rx_ring: self.rx.ring.pending(),
             rx_batched: (self.rx.batch_len - self.rx.batch_pos) as u32,
+            rx_returned: self.tx.returned_rx.len() as u32,
             tx_pool: ((self.tx.pool_end - self.tx.pool_start) / frame) as u32,
             tx_free: self.tx.free.len() as u32,
             tx_in_tx_ring: self.tx.ring.outstanding() + self.tx.ring.unpublished(),
@@ -283,8 +284,9 @@ impl XskSocket {
 
 /// A snapshot of where the frames of one socket are, for tests and diagnostics.
 ///
-/// With no token alive and the kernel idle (copy mode holds frames only in rings), the
-/// parts add up to the pools: see [`FrameAccounting::balanced`].
+/// With no token alive and the kernel idle (copy mode holds frames only in rings; a
+/// zero-copy driver also holds fill-ring frames it has taken), the parts add up to the
+/// pools: see [`FrameAccounting::balanced`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameAccounting {
     pub rx_pool: u32,
@@ -292,6 +294,8 @@ pub struct FrameAccounting {
     pub rx_in_fill: u32,
     pub rx_in_rx_ring: u32,
     pub rx_batched: u32,
+    /// Reflected rx frames back from the completion ring, not yet on the free list.
+    pub rx_returned: u32,
     pub tx_pool: u32,
     pub tx_free: u32,
     pub tx_in_tx_ring: u32,
@@ -301,7 +305,8 @@ pub struct FrameAccounting {
 impl FrameAccounting {
     /// Whether every frame of both pools is accounted for.
     pub fn balanced(&self) -> bool {
-        self.rx_free + self.rx_in_fill + self.rx_in_rx_ring + self.rx_batched == self.rx_pool
+        self.rx_free + self.rx_in_fill + self.rx_in_rx_ring + self.rx_batched + self.rx_returned
+            == self.rx_pool
             && self.tx_free + self.tx_in_tx_ring + self.tx_in_completion == self.tx_pool
     }
 }

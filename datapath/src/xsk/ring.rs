@@ -369,6 +369,7 @@ pub(crate) mod peer {
         let cons = r.consumer().load(Ordering::Relaxed);
         let n = prod.wrapping_sub(cons).min(max);
         let out = (0..n)
+            // SAFETY: in bounds (masked) and published by the producer (Acquire above).
             .map(|i| unsafe { r.slot(cons.wrapping_add(i)).read() })
             .collect();
         r.consumer().store(cons.wrapping_add(n), Ordering::Release);
@@ -383,6 +384,7 @@ pub(crate) mod peer {
         let free = r.size - prod.wrapping_sub(cons);
         let n = items.len().min(free as usize);
         for (i, item) in items[..n].iter().enumerate() {
+            // SAFETY: in bounds (masked) and free: the consumer released it (Acquire above).
             unsafe { r.slot(prod.wrapping_add(i as u32)).write(*item) };
         }
         r.producer()

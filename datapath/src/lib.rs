@@ -10,6 +10,18 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod bpf;
+pub mod error;
+pub mod iface;
+mod mmap;
+pub mod testnet;
+pub mod xsk;
+
+pub use bpf::AttachMode;
+pub use error::XdpError;
+pub use iface::InterfaceInfo;
+pub use xsk::{BindMode, PortFilter, SteeringConfig, XdpProgram, XskConfig, XskDevice, XskStats};
+
 /// Wakes a [`Datapath::wait`] from another thread.
 pub trait DatapathWaker: Send + Sync {
     fn wake(&self) -> io::Result<()>;

@@ -3,6 +3,9 @@
 //! Every helper cleans up after itself on drop (processes are killed by PID, files
 //! removed), also when a test panics.
 
+pub mod config;
+pub mod http_client;
+pub mod http_origin;
 pub mod origin;
 pub mod proxy;
 

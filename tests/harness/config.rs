@@ -1,0 +1,82 @@
+//! Envoy v3 YAML builders for tests.
+
+/// A cluster: name, endpoint ports on 127.0.0.1, extra cluster fields (YAML, indented
+/// by 4 spaces).
+pub struct Cluster<'a> {
+    pub name: &'a str,
+    pub ports: &'a [u16],
+    pub extra: &'a str,
+}
+
+impl Cluster<'_> {
+    pub fn yaml(&self) -> String {
+        let endpoints: String = self
+            .ports
+            .iter()
+            .map(|p| format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"))
+            .collect();
+        let endpoints = if endpoints.is_empty() {
+            " []\n".to_string()
+        } else {
+            format!("\n      - lb_endpoints:\n{endpoints}")
+        };
+        format!(
+            "  - name: {name}\n    connect_timeout: 1s\n{extra}    load_assignment:\n      cluster_name: {name}\n      endpoints:{endpoints}",
+            name = self.name,
+            extra = self.extra,
+        )
+    }
+}
+
+/// A bootstrap with one HTTP listener on `port`. `virtual_hosts` is the YAML list under
+/// `route_config.virtual_hosts` (items start with `- name:` at column 0); `hcm_extra`
+/// and `filters` (YAML list items at column 0, before the router) are indented for you.
+pub fn http(
+    port: u16,
+    virtual_hosts: &str,
+    clusters: &[Cluster<'_>],
+    hcm_extra: &str,
+    filters: &str,
+) -> String {
+    let vhosts = indent(virtual_hosts, 12);
+    let hcm_extra = indent(hcm_extra, 10);
+    let filters = indent(filters, 10);
+    let clusters: String = clusters.iter().map(Cluster::yaml).collect();
+    format!(
+        r#"static_resources:
+  listeners:
+  - name: http
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+{hcm_extra}
+          route_config:
+            name: local
+            virtual_hosts:
+{vhosts}
+          http_filters:
+{filters}
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+{clusters}"#
+    )
+}
+
+/// Indent every non-empty line by `n` spaces.
+pub fn indent(text: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("{pad}{l}\n"))
+        .collect()
+}
+
+/// A virtual host forwarding everything to `cluster`.
+pub fn forward_all(cluster: &str) -> String {
+    format!("- name: all\n  domains: [\"*\"]\n  routes:\n  - match: {{ prefix: \"/\" }}\n    route: {{ cluster: {cluster} }}\n")
+}

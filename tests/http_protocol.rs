@@ -1,0 +1,309 @@
+//! HTTP/1.1 protocol behaviour end to end: pooling, large and chunked bodies,
+//! pipelining, HTTP/2 preface, Envoy's rejections, resets, and survival after bad input.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use sluice_e2e::config::{forward_all, http, Cluster};
+use sluice_e2e::free_port;
+use sluice_e2e::http_client::Client;
+use sluice_e2e::http_origin::{pattern, HttpOrigin};
+use sluice_e2e::proxy::Proxy;
+
+fn proxy_to(origin: &HttpOrigin, workers: &str, hcm_extra: &str) -> (u16, Proxy) {
+    let port = free_port();
+    let cfg = http(
+        port,
+        &forward_all("web"),
+        &[Cluster {
+            name: "web",
+            ports: &[origin.port()],
+            extra: "",
+        }],
+        hcm_extra,
+        "",
+    );
+    (port, Proxy::start(&cfg, &["--concurrency", workers]))
+}
+
+#[test]
+fn keep_alive_requests_share_one_upstream_connection_per_worker() {
+    let origin = HttpOrigin::start("web");
+    let (port, _p) = proxy_to(&origin, "2", "");
+    let mut c = Client::connect(port);
+    for i in 0..200 {
+        let r = c.get(&format!("/seq/{i}"));
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    assert_eq!(origin.requests(), 200);
+    // One downstream connection lives on one worker: one upstream connection.
+    assert_eq!(
+        origin.connections(),
+        1,
+        "upstream connections: {}",
+        origin.connections()
+    );
+}
+
+#[test]
+fn one_mib_request_and_three_mb_response_intact() {
+    let origin = HttpOrigin::start("web");
+    let (port, _p) = proxy_to(&origin, "1", "");
+    let mut c = Client::connect(port);
+    let body = pattern(1 << 20);
+    let r = c.request("POST", "/upload", &[], &body);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        origin.seen().last().unwrap().body,
+        body,
+        "request body intact"
+    );
+    let r = c.get("/bytes/3000000");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 3_000_000);
+    assert!(r.body == pattern(3_000_000), "response body intact");
+    let r = c.get("/chunked/2500000");
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert!(r.body == pattern(2_500_000), "chunked response intact");
+}
+
+#[test]
+fn chunked_request_body_is_streamed() {
+    let origin = HttpOrigin::start("web");
+    let (port, _p) = proxy_to(&origin, "1", "");
+    let mut c = Client::connect(port);
+    c.send(
+        b"POST /chunked-up HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    c.send(b"6;ext=1\r\n world\r\n0\r\n\r\n");
+    let r = c.read_response(false).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(origin.seen().last().unwrap().body, b"hello world");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let origin = HttpOrigin::start("web");
+    let (port, _p) = proxy_to(&origin, "1", "");
+    let mut c = Client::connect(port);
+    let mut batch = Vec::new();
+    for i in 0..10 {
+        // Slow first request: later ones must still come back after it.
+        let path = if i == 0 {
+            "/delay/200/first".to_string()
+        } else {
+            format!("/p/{i}")
+        };
+        batch.extend_from_slice(format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n").as_bytes());
+    }
+    c.send(&batch);
+    for i in 0..10 {
+        let r = c.read_response(false).unwrap();
+        assert_eq!(r.status, 200);
+        let first_line = r.text().lines().next().unwrap().to_string();
+        let want = if i == 0 {
+            "GET /delay/200/first".to_string()
+        } else {
+            format!("GET /p/{i}")
+        };
+        assert!(
+            first_line.starts_with(&want),
+            "response {i} was for `{first_line}`"
+        );
+    }
+}
+
+#[test]
+fn http2_preface_is_answered_as_http2() {
+    let origin = HttpOrigin::start("web");
+    let (port, _p) = proxy_to(&origin, "1", "");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(got.len() >= 9 + 17, "got {got:?}");
+    assert_eq!(got[3], 0x4, "first frame is SETTINGS");
+    assert!(!got.starts_with(b"HTTP/"), "never an HTTP/1 response");
+    // Find the GOAWAY frame (type 7) and its error code HTTP_1_1_REQUIRED (0xd).
+    let mut i = 0;
+    let mut goaway_code = None;
+    while i + 9 <= got.len() {
+        let len = ((got[i] as usize) << 16) | ((got[i + 1] as usize) << 8) | got[i + 2] as usize;
+        if got[i + 3] == 7 && i + 9 + 8 <= got.len() {
+            let p = &got[i + 9..];
+            goaway_code = Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
+        }
+        i += 9 + len;
+    }
+    assert_eq!(goaway_code, Some(0xd));
+    assert_eq!(origin.requests(), 0);
+}
+
+#[test]
+fn envoys_rejections_reach_no_upstream() {
+    let origin = HttpOrigin::start("web");
+    let (port, _p) = proxy_to(&origin, "1", "");
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(), 400),
+        (b"POST / HTTP/1.1\r\nhost: t\r\ntransfer-encoding: gzip\r\n\r\n".to_vec(), 501),
+        (b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd".to_vec(), 400),
+        (b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: -3\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/1.0\r\nhost: t\r\n\r\n".to_vec(), 426),
+        (b"GET /\r\n\r\n".to_vec(), 426),
+        (b"GET / HTTP/1.1\r\nhost: t\r\nbad header: x\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/1.1\r\nhost: t\r\nx-fold: a\r\n b\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/1.1\r\nhost: t\nx: y\r\n\r\n".to_vec(), 400),
+        (format!("GET / HTTP/1.1\r\nhost: t\r\nx-big: {}\r\n\r\n", "a".repeat(70 * 1024)).into_bytes(), 431),
+        (
+            {
+                let mut r = b"GET / HTTP/1.1\r\nhost: t\r\n".to_vec();
+                for i in 0..101 {
+                    r.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
+                }
+                r.extend_from_slice(b"\r\n");
+                r
+            },
+            431,
+        ),
+    ];
+    for (raw, status) in cases {
+        let mut c = Client::connect(port);
+        c.send(&raw);
+        let r = c.read_response(false).unwrap_or_else(|e| {
+            panic!(
+                "no response to {:?}: {e}",
+                String::from_utf8_lossy(&raw[..40.min(raw.len())])
+            )
+        });
+        assert_eq!(
+            r.status,
+            status,
+            "for {:?}",
+            String::from_utf8_lossy(&raw[..40.min(raw.len())])
+        );
+        assert!(
+            c.closed_within(Duration::from_secs(3)),
+            "the connection closes after an error response"
+        );
+    }
+    assert_eq!(
+        origin.requests(),
+        0,
+        "nothing of a rejected request reached the upstream"
+    );
+    // Still serving.
+    assert_eq!(Client::connect(port).get("/ok").status, 200);
+}
+
+#[test]
+fn http10_is_served_when_accepted() {
+    let origin = HttpOrigin::start("web");
+    let (port, _p) = proxy_to(
+        &origin,
+        "1",
+        "http_protocol_options: { accept_http_10: true, default_host_for_http_10: dflt }",
+    );
+    let mut c = Client::connect(port);
+    c.send(b"GET /ten HTTP/1.0\r\n\r\n");
+    let r = c.read_response(false).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.version, "HTTP/1.0");
+    assert_eq!(origin.seen().last().unwrap().header("host"), Some("dflt"));
+    assert!(
+        c.closed_within(Duration::from_secs(3)),
+        "HTTP/1.0 without keep-alive closes"
+    );
+}
+
+#[test]
+fn upstream_reset_after_headers_resets_the_downstream() {
+    let origin = HttpOrigin::start("web");
+    let (port, _p) = proxy_to(&origin, "1", "");
+    let mut c = Client::connect(port);
+    c.send(b"GET /reset-after-headers HTTP/1.1\r\nhost: t\r\n\r\n");
+    let r = c.read_response(false);
+    assert!(
+        r.is_err(),
+        "the client must see a truncated response, got {r:?}"
+    );
+    let r = Client::connect(port).get("/reset");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.text(), "upstream connect error or disconnect/reset before headers. reset reason: connection termination");
+    assert_eq!(Client::connect(port).get("/fine").status, 200);
+}
+
+#[test]
+fn connection_close_both_ways() {
+    let origin = HttpOrigin::start("web");
+    let (port, _p) = proxy_to(&origin, "1", "");
+    let mut c = Client::connect(port);
+    let r = c.request("GET", "/x", &[("connection", "close")], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.closed_within(Duration::from_secs(3)));
+    // The origin closing its connection does not close the client's.
+    let mut c = Client::connect(port);
+    assert_eq!(c.get("/close").status, 200);
+    assert_eq!(c.get("/after").status, 200);
+    let seen = origin.seen();
+    let (closed, after) = (&seen[seen.len() - 2], &seen[seen.len() - 1]);
+    assert_ne!(
+        closed.connection, after.connection,
+        "a connection the origin closed is not reused"
+    );
+}
+
+#[test]
+fn expect_100_continue_is_answered_by_the_proxy() {
+    let origin = HttpOrigin::start("web");
+    let (port, _p) = proxy_to(&origin, "1", "");
+    let mut c = Client::connect(port);
+    c.send(b"POST /up HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n");
+    let interim = c.read_response(false).unwrap();
+    assert_eq!(interim.status, 100);
+    c.send(b"hello");
+    let r = c.read_response(false).unwrap();
+    assert_eq!(r.status, 200);
+    let seen = origin.seen();
+    assert_eq!(seen.last().unwrap().body, b"hello");
+    assert_eq!(seen.last().unwrap().header("expect"), None);
+}
+
+#[test]
+fn garbage_never_takes_the_proxy_down() {
+    let origin = HttpOrigin::start("web");
+    let (port, _p) = proxy_to(&origin, "1", "");
+    let inputs: Vec<Vec<u8>> = vec![
+        vec![0u8; 5000],
+        (0..=255u8).cycle().take(100_000).collect(),
+        b"\r\n\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nhost: t\r\ncontent-length: 99999999999999999999999\r\n\r\n".to_vec(),
+        b"POST / HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+        b"GET / HTTP/9.9\r\nhost: t\r\n\r\n".to_vec(),
+        b"G\x00T / HTTP/1.1\r\n\r\n".to_vec(),
+    ];
+    for raw in inputs {
+        let mut c = Client::connect(port);
+        let _ = c.stream.write_all(&raw);
+        let _ = c.closed_within(Duration::from_millis(500));
+    }
+    let mut c = Client::connect(port);
+    assert_eq!(c.get("/still-here").status, 200);
+}
+
+#[test]
+fn rejected_body_framing_mid_stream_closes_cleanly() {
+    let origin = HttpOrigin::start("web");
+    let (port, _p) = proxy_to(&origin, "1", "");
+    let mut c = Client::connect(port);
+    c.send(b"POST / HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhelloXX\r\n");
+    let r = c.read_response(false);
+    if let Ok(r) = r {
+        assert!(r.status >= 400, "{r:?}");
+    }
+    assert!(c.closed_within(Duration::from_secs(3)));
+    assert_eq!(Client::connect(port).get("/ok").status, 200);
+}

@@ -85,6 +85,15 @@ impl<T> ConnTable<T> {
         slot.value.as_mut()
     }
 
+    /// The live value for `key`, shared.
+    pub fn get(&self, key: TimerKey) -> Option<&T> {
+        let slot = self.slots.get(key.index as usize)?;
+        if slot.generation != key.generation {
+            return None;
+        }
+        slot.value.as_ref()
+    }
+
     pub fn remove(&mut self, key: TimerKey) -> Option<T> {
         let slot = self.slots.get_mut(key.index as usize)?;
         if slot.generation != key.generation {

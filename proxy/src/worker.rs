@@ -21,6 +21,7 @@ use crate::http::date::DateCache;
 use crate::listener::active_socket::{ActiveSocket, Outcome};
 use crate::listener::manager::{NetworkFilter, Snapshot};
 use crate::rng::Rng;
+use crate::router::shadow::ShadowState;
 use crate::stats::{ClusterStats, HttpStats, ListenerStats, Store, TcpProxyStats};
 use crate::tcp_proxy::{CloseReason, Status, TcpProxySession};
 use crate::timer::{TimerKey, Timers};
@@ -80,6 +81,8 @@ pub struct Worker<S: Stack> {
     timers: Timers,
     ready: Vec<TimerKey>,
     ready_listeners: Vec<usize>,
+    /// Reused buffer of due timers.
+    due: Vec<(Instant, TimerKey)>,
     scratch: Box<[u8]>,
     rng: Rng,
     control: Arc<Control>,
@@ -120,6 +123,7 @@ impl<S: Stack> Worker<S> {
             timers: Timers::new(),
             ready: Vec::new(),
             ready_listeners: Vec::new(),
+            due: Vec::new(),
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             rng: Rng::from_entropy(id as u64),
             control,
@@ -267,6 +271,15 @@ impl<S: Stack> Worker<S> {
         }
         for slot in self.pool.idle_keys() {
             self.close_idle_slot(slot, now);
+        }
+        for slot in self.pool.shadow_keys() {
+            if let Some(mut s) = self.pool.take_shadow(slot) {
+                self.pool.remove(slot);
+                self.with_ctx(slot, now, |ctx| {
+                    s.finish(ctx);
+                    s.close(ctx);
+                });
+            }
         }
         self.conns.recycle();
     }
@@ -500,6 +513,7 @@ impl<S: Stack> Worker<S> {
                 });
                 self.finish(owner, status);
             }
+            UpstreamSlot::Shadow(_) => self.drive_shadow(slot, now, true),
             UpstreamSlot::Idle(client) => {
                 // An idle connection has nothing to say: data or a close ends it.
                 let mut probe = [0u8; 1];
@@ -511,6 +525,46 @@ impl<S: Stack> Worker<S> {
                         }
                         self.close_idle_slot(slot, now);
                     }
+                }
+            }
+        }
+    }
+
+    /// Advance a mirrored request; on completion pool or close its connection.
+    fn drive_shadow(&mut self, slot: TimerKey, now: Instant, event: bool) {
+        let Some(mut shadow) = self.pool.take_shadow(slot) else {
+            return;
+        };
+        let state = self.with_ctx(slot, now, |ctx| shadow.drive(ctx, event));
+        match state {
+            ShadowState::Running => {
+                let deadline = shadow.deadline;
+                let (bytes, s) = (shadow.bytes, *shadow);
+                let _ = bytes;
+                self.pool.set_shadow(slot, s);
+                self.timers
+                    .schedule(crate::worker_ctx::pool_timer_key(slot), deadline);
+            }
+            ShadowState::Done { reusable } => {
+                let mut s = *shadow;
+                self.with_ctx(slot, now, |ctx| s.finish(ctx));
+                if reusable && self.drain_deadline.is_none() {
+                    let mut client = s.client;
+                    client.idle_since = now;
+                    let idle = self.clusters.clusters[client.cluster]
+                        .info
+                        .config
+                        .http_protocol_options
+                        .common
+                        .idle_timeout;
+                    if let Some(t) = idle {
+                        self.timers
+                            .schedule(crate::worker_ctx::pool_timer_key(slot), now + t);
+                    }
+                    self.pool.put_idle(slot, client);
+                } else {
+                    self.pool.remove(slot);
+                    self.with_ctx(slot, now, |ctx| s.close(ctx));
                 }
             }
         }
@@ -543,7 +597,13 @@ impl<S: Stack> Worker<S> {
     }
 
     fn run_timers(&mut self, now: Instant) {
-        while let Some((fired, key)) = self.timers.pop_due(now) {
+        // Timers armed while handling these fire in the next round, never in this loop:
+        // a handler that re-arms a due deadline cannot spin the worker.
+        let mut due = std::mem::take(&mut self.due);
+        while let Some(t) = self.timers.pop_due(now) {
+            due.push(t);
+        }
+        for (fired, key) in due.drain(..) {
             if key.index & POOL_TIMER_BIT != 0 {
                 self.on_pool_timer(
                     TimerKey {
@@ -582,6 +642,7 @@ impl<S: Stack> Worker<S> {
                 }
             }
         }
+        self.due = due;
     }
 
     /// An idle upstream connection's timer: close it once its idle timeout passed.

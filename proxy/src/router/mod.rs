@@ -27,6 +27,7 @@ pub mod retry;
 pub mod rewrite;
 pub mod route_match;
 mod route_ref;
+pub mod shadow;
 pub mod vhost;
 pub mod weighted;
 

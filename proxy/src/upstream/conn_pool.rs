@@ -13,6 +13,7 @@ use sluice_stack::Stack;
 
 use crate::conn_table::ConnTable;
 use crate::http::codec_client::CodecClient;
+use crate::router::shadow::ShadowRequest;
 use crate::timer::TimerKey;
 use crate::upstream::cluster_manager::release;
 use crate::worker_ctx::Ctx;
@@ -28,6 +29,8 @@ pub enum UpstreamSlot {
     Idle(CodecClient),
     /// Lent to the stream of downstream connection `owner`.
     Busy { owner: TimerKey },
+    /// Carrying a mirrored request (fire-and-forget).
+    Shadow(Box<ShadowRequest>),
 }
 
 /// One worker's upstream connections.
@@ -38,6 +41,8 @@ pub struct ConnPool {
     idle: Vec<HashMap<SocketAddr, Vec<TimerKey>>>,
     /// Streams waiting for connection capacity, per cluster (oldest first).
     waiting: Vec<VecDeque<TimerKey>>,
+    shadows: usize,
+    shadow_bytes: usize,
 }
 
 impl ConnPool {
@@ -46,6 +51,8 @@ impl ConnPool {
             slots: ConnTable::default(),
             idle: (0..clusters).map(|_| HashMap::new()).collect(),
             waiting: (0..clusters).map(|_| VecDeque::new()).collect(),
+            shadows: 0,
+            shadow_bytes: 0,
         }
     }
 
@@ -91,9 +98,53 @@ impl ConnPool {
         }
     }
 
+    /// Let slot `key` carry a shadow request.
+    pub fn set_shadow(&mut self, key: TimerKey, shadow: ShadowRequest) {
+        self.shadows += 1;
+        self.shadow_bytes += shadow.bytes;
+        if let Some(slot) = self.slots.get_key_mut(key) {
+            *slot = UpstreamSlot::Shadow(Box::new(shadow));
+        }
+    }
+
+    /// Take a shadow out of its slot (to drive it); the slot holds a placeholder.
+    pub fn take_shadow(&mut self, key: TimerKey) -> Option<Box<ShadowRequest>> {
+        let slot = self.slots.get_key_mut(key)?;
+        if !matches!(slot, UpstreamSlot::Shadow(_)) {
+            return None;
+        }
+        let placeholder = UpstreamSlot::Busy {
+            owner: TimerKey {
+                index: u32::MAX,
+                generation: 0,
+            },
+        };
+        match std::mem::replace(slot, placeholder) {
+            UpstreamSlot::Shadow(s) => {
+                self.shadows -= 1;
+                self.shadow_bytes -= s.bytes;
+                Some(s)
+            }
+            _ => None,
+        }
+    }
+
+    /// Shadows in flight and the request bytes they hold.
+    pub fn shadows(&self) -> usize {
+        self.shadows
+    }
+
+    pub fn shadow_bytes(&self) -> usize {
+        self.shadow_bytes
+    }
+
     /// Remove a slot (its connection is closed by the caller); drops it from idle lists.
     pub fn remove(&mut self, key: TimerKey) -> Option<UpstreamSlot> {
         let slot = self.slots.remove(key)?;
+        if let UpstreamSlot::Shadow(s) = &slot {
+            self.shadows -= 1;
+            self.shadow_bytes -= s.bytes;
+        }
         if let UpstreamSlot::Idle(c) = &slot {
             if let Some(list) = self
                 .idle
@@ -132,6 +183,15 @@ impl ConnPool {
             .flat_map(|m| m.values())
             .map(Vec::len)
             .sum()
+    }
+
+    /// Keys of every slot carrying a shadow (shutdown).
+    pub fn shadow_keys(&self) -> Vec<TimerKey> {
+        self.slots
+            .keys()
+            .into_iter()
+            .filter(|k| matches!(self.slots.get(*k), Some(UpstreamSlot::Shadow(_))))
+            .collect()
     }
 
     /// Keys of every idle connection (drain).

@@ -30,6 +30,7 @@ use crate::http::conn_manager::{write_response_head, Downstream};
 use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
 use crate::router::retry::{ResetReason, RetryState};
+use crate::router::shadow::start_shadows;
 use crate::router::{HashPolicyEval, StreamInfo};
 use crate::stats::ClusterStats;
 use crate::timer::{earliest, TimerKey};
@@ -128,6 +129,11 @@ pub struct RouterState {
     include_attempt_count_in_response: bool,
     /// The downstream's original destination (ORIGINAL_DST clusters).
     original_dst: Option<std::net::SocketAddr>,
+    /// Keep a copy of the request body (retries or mirrors need it).
+    keep_body: bool,
+    /// The route mirrors requests; shadows not started yet.
+    shadow_pending: bool,
+    route_timeout: Option<Duration>,
 }
 
 impl RouterState {
@@ -216,7 +222,12 @@ impl RouterState {
             include_attempt_count: matched.include_request_attempt_count(),
             include_attempt_count_in_response: matched.include_attempt_count_in_response(),
             original_dst,
+            keep_body: false,
+            shadow_pending: !matched.mirror_policies().is_empty(),
+            route_timeout: timeout,
         };
+        r.keep_body = r.retry.is_some() || r.shadow_pending;
+        r.body_copy_ok = r.keep_body;
         r.stats.upstream_rq_total.inc();
         r.stats.upstream_rq_active.inc();
         r.attempt(cfg, stream, ctx)?;
@@ -244,8 +255,13 @@ impl RouterState {
             Phase::Backoff(t) | Phase::Connecting(t) => Some(t),
             _ => None,
         };
-        let idle = match (self.per_try_idle, self.resp_meta.is_none(), self.phase) {
-            (Some(t), true, Phase::Active) => Some(self.try_activity + t),
+        let idle = match (
+            self.per_try_idle,
+            self.resp_meta.is_none(),
+            self.phase,
+            self.client.is_some(),
+        ) {
+            (Some(t), true, Phase::Active, true) => Some(self.try_activity + t),
             _ => None,
         };
         let try_deadline = if self.resp_meta.is_none() {
@@ -441,7 +457,7 @@ impl RouterState {
             let out = client.out.tail();
             if !data.is_empty() {
                 let _ = self.body_encoder.encode(data, out);
-                if self.body_copy_ok {
+                if self.body_copy_ok && self.keep_body {
                     if self.body_copy.len() + data.len() <= cfg.buffer_limit {
                         self.body_copy.extend_from_slice(data);
                     } else {
@@ -584,6 +600,22 @@ impl RouterState {
             }
         }
         step.progress |= self.pump_request(cfg, stream, down)?;
+        if self.shadow_pending && stream.request_done {
+            self.shadow_pending = false;
+            if self.body_copy_ok {
+                if let Some(matched) = stream.route.as_ref().and_then(|r| cfg.routes.get(r)) {
+                    let policies = matched.mirror_policies();
+                    start_shadows(
+                        policies,
+                        &stream.head,
+                        &self.body_copy,
+                        self.route_timeout,
+                        &cfg.clusters,
+                        ctx,
+                    );
+                }
+            }
+        }
         let Some(client) = self.client.as_mut() else {
             return Ok(());
         };
@@ -943,6 +975,7 @@ impl RouterState {
             ctx.pool.remove(slot);
         }
         self.upstream_event = false;
+        self.try_deadline = None;
     }
 
     /// Release the request's circuit-breaker resources.

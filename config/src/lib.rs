@@ -14,6 +14,7 @@ pub mod bootstrap;
 pub mod cluster;
 pub mod core;
 pub mod decode;
+pub mod dump;
 pub mod error;
 pub mod fault;
 pub mod hcm;

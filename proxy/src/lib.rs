@@ -5,10 +5,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod buffer;
 pub mod cli;
 pub mod conn_table;
 pub mod filter_chain;
+pub mod histogram;
 pub mod http;
 pub mod listener;
 pub mod rng;

@@ -8,12 +8,13 @@
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sluice_stack::kernel::KernelStack;
 use sluice_stack::{ListenOptions, SocketId, Stack, Wake};
 
+use crate::admin::{AdminServer, AdminState};
 use crate::cli::{self, Command, DatapathKind, Mode, Options};
 use crate::listener::manager::Snapshot;
 use crate::stats::Store;
@@ -102,7 +103,7 @@ pub fn run(opts: &Options) -> i32 {
         return 0;
     }
     match opts.datapath {
-        DatapathKind::Kernel => serve(opts, snapshot),
+        DatapathKind::Kernel => serve(opts, &loaded, snapshot),
         DatapathKind::Xdp => {
             eprintln!(
                 "sluice: --datapath xdp is not built yet in this version; use --datapath kernel"
@@ -140,9 +141,29 @@ pub fn open_listeners<S: Stack>(
     Ok(sockets)
 }
 
-fn serve(opts: &Options, snapshot: Arc<Snapshot>) -> i32 {
+fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>) -> i32 {
     let stats = Arc::new(Store::new(opts.concurrency));
     let control = Arc::new(Control::default());
+    let admin_state = Arc::new(AdminState {
+        stats: Arc::clone(&stats),
+        snapshot: Mutex::new(Arc::clone(&snapshot)),
+        config_dump: Mutex::new(sluice_config::dump::config_dump(&loaded.bootstrap)),
+        control: Arc::clone(&control),
+        started: Instant::now(),
+        started_wall: std::time::SystemTime::now(),
+        live: AtomicBool::new(false),
+        health_check_failed: AtomicBool::new(false),
+        concurrency: opts.concurrency,
+        config_path: opts.config_path.display().to_string(),
+        quit: AtomicBool::new(false),
+    });
+    let mut main = match MainLoop::new(loaded, Arc::clone(&admin_state)) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return 1;
+        }
+    };
     let mut workers = Vec::new();
     for id in 0..opts.concurrency {
         let mut stack = match KernelStack::new() {
@@ -181,7 +202,7 @@ fn serve(opts: &Options, snapshot: Arc<Snapshot>) -> i32 {
         snapshot.cluster_manager.clusters.clone(),
         Arc::clone(&stop_dns),
     );
-    let code = run_workers(workers, &control, opts);
+    let code = run_workers(workers, &mut main, opts);
     stop_dns.store(true, Ordering::Relaxed);
     if let Some(h) = dns {
         let _ = h.join();
@@ -189,9 +210,10 @@ fn serve(opts: &Options, snapshot: Arc<Snapshot>) -> i32 {
     code
 }
 
+/// Start the workers pinned to cores, then run the main loop until they exit.
 fn run_workers<S: Stack + Send + 'static>(
     workers: Vec<Worker<S>>,
-    control: &Arc<Control>,
+    main: &mut MainLoop,
     opts: &Options,
 ) -> i32 {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -222,33 +244,15 @@ fn run_workers<S: Stack + Send + 'static>(
             }
         }
     }
-    tracing::info!(workers = handles.len(), config = %opts.config_path.display(), "sluice started");
-    let signals = match Signals::new() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("sluice: cannot install signal handlers: {e}");
-            return 1;
-        }
-    };
+    main.admin_state.live.store(true, Ordering::Relaxed);
+    let admin = main
+        .admin
+        .as_ref()
+        .map(|a| a.local_addr.to_string())
+        .unwrap_or_else(|| "none".into());
+    tracing::info!(workers = handles.len(), config = %opts.config_path.display(), admin = %admin, "sluice started");
+    main.run(&wakers, || handles.iter().all(|h| h.is_finished()));
     let mut code = 0;
-    loop {
-        if handles.iter().all(|h| h.is_finished()) {
-            break;
-        }
-        match signals.wait(Duration::from_millis(200)) {
-            Some(Signal::Terminate) if !control.draining.load(Ordering::Relaxed) => {
-                tracing::info!("shutting down: draining listeners and connections");
-                control.draining.store(true, Ordering::Relaxed);
-                wakers.iter().for_each(|w| drop(w.wake()));
-            }
-            Some(Signal::Terminate) => {
-                tracing::info!("second signal: stopping now");
-                control.stop.store(true, Ordering::Relaxed);
-                wakers.iter().for_each(|w| drop(w.wake()));
-            }
-            None => {}
-        }
-    }
     for h in handles {
         match h.join() {
             Ok(Ok(())) => {}
@@ -263,35 +267,117 @@ fn run_workers<S: Stack + Send + 'static>(
     code
 }
 
-enum Signal {
-    Terminate,
-}
+const SIGNAL_TOKEN: mio::Token = mio::Token(0);
+const ADMIN_TOKEN: mio::Token = mio::Token(1);
 
-/// SIGTERM/SIGINT as flags plus a self-pipe to wake the main thread.
-struct Signals {
+/// The main thread's event loop: signals and the admin server.
+struct MainLoop {
+    poll: mio::Poll,
+    signal_pipe: mio::net::UnixStream,
     term: Arc<AtomicBool>,
-    pipe: UnixStream,
+    admin: Option<AdminServer>,
+    admin_state: Arc<AdminState>,
 }
 
-impl Signals {
-    fn new() -> io::Result<Signals> {
+impl MainLoop {
+    fn new(
+        loaded: &sluice_config::Loaded,
+        admin_state: Arc<AdminState>,
+    ) -> Result<MainLoop, String> {
+        let poll = mio::Poll::new().map_err(|e| format!("cannot create the main poll: {e}"))?;
         let term = Arc::new(AtomicBool::new(false));
-        let (read, write) = UnixStream::pair()?;
+        let (read, write) =
+            UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
+        read.set_nonblocking(true).map_err(|e| e.to_string())?;
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            signal_hook::flag::register(sig, Arc::clone(&term))?;
-            signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
+            signal_hook::flag::register(sig, Arc::clone(&term))
+                .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+            let w = write.try_clone().map_err(|e| e.to_string())?;
+            signal_hook::low_level::pipe::register(sig, w)
+                .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         }
-        Ok(Signals { term, pipe: read })
+        let mut signal_pipe = mio::net::UnixStream::from_std(read);
+        poll.registry()
+            .register(&mut signal_pipe, SIGNAL_TOKEN, mio::Interest::READABLE)
+            .map_err(|e| e.to_string())?;
+        let admin = match &loaded.bootstrap.admin {
+            Some(a) => {
+                let addr = a
+                    .address
+                    .socket_addr()
+                    .ok_or_else(|| format!("admin address `{}` is not an IP", a.address.address))?;
+                Some(
+                    AdminServer::bind(addr, Arc::clone(&admin_state), poll.registry(), ADMIN_TOKEN)
+                        .map_err(|e| format!("cannot bind the admin listener to {addr}: {e}"))?,
+                )
+            }
+            None => None,
+        };
+        Ok(MainLoop {
+            poll,
+            signal_pipe,
+            term,
+            admin,
+            admin_state,
+        })
     }
 
-    /// Wait up to `timeout` for a signal.
-    fn wait(&self, timeout: Duration) -> Option<Signal> {
-        let _ = self.pipe.set_read_timeout(Some(timeout));
-        let mut buf = [0u8; 16];
-        let _ = (&self.pipe).read(&mut buf);
-        if self.term.swap(false, Ordering::Relaxed) {
-            return Some(Signal::Terminate);
+    /// Serve signals and admin requests until `finished()` (all workers exited).
+    fn run(&mut self, wakers: &[Arc<dyn Wake>], finished: impl Fn() -> bool) {
+        let mut events = mio::Events::with_capacity(64);
+        let control = Arc::clone(&self.admin_state.control);
+        let wake_all = || wakers.iter().for_each(|w| drop(w.wake()));
+        loop {
+            if finished() {
+                return;
+            }
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(100)))
+            {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!("main loop poll failed: {e}");
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    SIGNAL_TOKEN => {
+                        let mut buf = [0u8; 64];
+                        while matches!((&self.signal_pipe).read(&mut buf), Ok(n) if n > 0) {}
+                    }
+                    t => {
+                        if let Some(admin) = self.admin.as_mut() {
+                            if admin.owns(t) {
+                                admin.on_event(self.poll.registry(), t);
+                            }
+                        }
+                    }
+                }
+            }
+            if self.term.swap(false, Ordering::Relaxed) {
+                if control.draining.load(Ordering::Relaxed) {
+                    tracing::info!("second signal: stopping now");
+                    control.stop.store(true, Ordering::Relaxed);
+                } else {
+                    tracing::info!("shutting down: draining listeners and connections");
+                    control.draining.store(true, Ordering::Relaxed);
+                }
+                wake_all();
+            }
+            if self.admin_state.quit.swap(false, Ordering::Relaxed) {
+                tracing::info!("/quitquitquit: stopping");
+                control.stop.store(true, Ordering::Relaxed);
+                wake_all();
+            }
+            if control.listeners_drained.load(Ordering::Relaxed) {
+                // Workers check the flag on their next round: wake them once.
+                if !self.admin_state.live.load(Ordering::Relaxed)
+                    || control.draining.load(Ordering::Relaxed)
+                {
+                } else {
+                    wake_all();
+                }
+            }
         }
-        None
     }
 }

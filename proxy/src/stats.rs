@@ -75,24 +75,36 @@ pub trait Scope: Default + Send + Sync + 'static {
     /// The Envoy prefix of the scope kind, e.g. `listener` or `cluster`.
     const KIND: &'static str;
     fn for_each(&self, f: &mut dyn FnMut(&'static str, StatKind, i64));
+    /// Every histogram of the scope.
+    fn for_each_histogram(&self, f: &mut dyn FnMut(&'static str, &crate::histogram::Histogram));
 }
 
-/// Declare a scope struct of counters and gauges.
+/// Declare a scope struct of counters, gauges and histograms.
 #[macro_export]
 macro_rules! stats_scope {
     ($(#[$meta:meta])* pub struct $name:ident ($kind:literal) { $($field:ident : $ty:ident),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Default)]
-        pub struct $name { $(pub $field: $crate::stats::$ty),* }
+        pub struct $name { $(pub $field: $crate::stats_scope!(@type $ty)),* }
         impl $crate::stats::Scope for $name {
             const KIND: &'static str = $kind;
             fn for_each(&self, f: &mut dyn FnMut(&'static str, $crate::stats::StatKind, i64)) {
-                $( f(stringify!($field), $crate::stats_scope!(@kind $ty), self.$field.get() as i64); )*
+                $( $crate::stats_scope!(@visit $ty, f, stringify!($field), &self.$field); )*
+            }
+            #[allow(unused_variables)]
+            fn for_each_histogram(&self, f: &mut dyn FnMut(&'static str, &$crate::histogram::Histogram)) {
+                $( $crate::stats_scope!(@hvisit $ty, f, stringify!($field), &self.$field); )*
             }
         }
     };
-    (@kind Counter) => { $crate::stats::StatKind::Counter };
-    (@kind Gauge) => { $crate::stats::StatKind::Gauge };
+    (@type Counter) => { $crate::stats::Counter };
+    (@type Gauge) => { $crate::stats::Gauge };
+    (@type Histogram) => { $crate::histogram::Histogram };
+    (@visit Counter, $f:ident, $n:expr, $v:expr) => { $f($n, $crate::stats::StatKind::Counter, $v.get() as i64) };
+    (@visit Gauge, $f:ident, $n:expr, $v:expr) => { $f($n, $crate::stats::StatKind::Gauge, $v.get()) };
+    (@visit Histogram, $f:ident, $n:expr, $v:expr) => { let _ = $v; };
+    (@hvisit Histogram, $f:ident, $n:expr, $v:expr) => { $f($n, $v) };
+    (@hvisit $other:ident, $f:ident, $n:expr, $v:expr) => { let _ = $v; };
 }
 
 stats_scope! {
@@ -126,6 +138,7 @@ stats_scope! {
         upstream_cx_tx_bytes_total: Counter,
         upstream_rq_total: Counter,
         upstream_rq_active: Gauge,
+        upstream_rq_time: Histogram,
         upstream_rq_pending_total: Counter,
         upstream_rq_pending_active: Gauge,
         upstream_rq_pending_overflow: Counter,
@@ -183,6 +196,7 @@ stats_scope! {
         downstream_rq_total: Counter,
         downstream_rq_http1_total: Counter,
         downstream_rq_active: Gauge,
+        downstream_rq_time: Histogram,
         downstream_rq_1xx: Counter,
         downstream_rq_2xx: Counter,
         downstream_rq_3xx: Counter,
@@ -248,6 +262,72 @@ impl<S: Scope> Registry<S> {
             }
         }
     }
+
+    /// Visit every scope's merged values: `(scope name, stat, kind, value)`.
+    pub fn visit(&self, f: &mut dyn FnMut(&str, &'static str, StatKind, i64)) {
+        let scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, blocks) in scopes.iter() {
+            let mut merged: Vec<(&'static str, StatKind, i64)> = Vec::new();
+            for block in blocks {
+                let mut i = 0;
+                block.for_each(&mut |stat, kind, v| {
+                    if merged.len() <= i {
+                        merged.push((stat, kind, 0));
+                    }
+                    merged[i].2 += v;
+                    i += 1;
+                });
+            }
+            for (stat, kind, v) in merged {
+                f(name, stat, kind, v);
+            }
+        }
+    }
+
+    /// Visit every scope's merged histograms: `(scope name, stat, merged)`.
+    pub fn visit_histograms(
+        &self,
+        f: &mut dyn FnMut(&str, &'static str, &crate::histogram::Snapshot),
+    ) {
+        let scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, blocks) in scopes.iter() {
+            let mut merged: Vec<(&'static str, crate::histogram::Snapshot)> = Vec::new();
+            for block in blocks {
+                let mut i = 0;
+                block.for_each_histogram(&mut |stat, h| {
+                    if merged.len() <= i {
+                        merged.push((stat, Default::default()));
+                    }
+                    h.merge_into(&mut merged[i].1);
+                    i += 1;
+                });
+            }
+            for (stat, snap) in &merged {
+                f(name, stat, snap);
+            }
+        }
+    }
+
+    /// Merge every histogram over all workers: `(full name, merged)`.
+    pub fn collect_histograms(&self, out: &mut Vec<(String, crate::histogram::Snapshot)>) {
+        let scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, blocks) in scopes.iter() {
+            let mut merged: Vec<(&'static str, crate::histogram::Snapshot)> = Vec::new();
+            for block in blocks {
+                let mut i = 0;
+                block.for_each_histogram(&mut |stat, h| {
+                    if merged.len() <= i {
+                        merged.push((stat, Default::default()));
+                    }
+                    h.merge_into(&mut merged[i].1);
+                    i += 1;
+                });
+            }
+            for (stat, snap) in merged {
+                out.push((format!("{}.{}.{}", S::KIND, name, stat), snap));
+            }
+        }
+    }
 }
 
 /// All stats of the process.
@@ -275,6 +355,17 @@ impl Store {
         self.clusters.collect(&mut out);
         self.tcp.collect(&mut out);
         self.http.collect(&mut out);
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Every histogram, merged across workers, sorted by name.
+    pub fn collect_histograms(&self) -> Vec<(String, crate::histogram::Snapshot)> {
+        let mut out = Vec::new();
+        self.listeners.collect_histograms(&mut out);
+        self.clusters.collect_histograms(&mut out);
+        self.tcp.collect_histograms(&mut out);
+        self.http.collect_histograms(&mut out);
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }

@@ -43,6 +43,21 @@ pub struct Control {
     pub draining: AtomicBool,
     /// Exit now (drain deadline passed or second signal).
     pub stop: AtomicBool,
+    /// Close the listeners (admin `/drain_listeners`); keep serving open connections.
+    pub listeners_drained: AtomicBool,
+    /// With `listeners_drained`: also drain open HTTP connections (`?graceful`).
+    pub graceful: AtomicBool,
+}
+
+impl Control {
+    /// `/drain_listeners`: stop accepting; with `graceful`, HTTP connections also get
+    /// `connection: close` on their next response.
+    pub fn drain_listeners(&self, graceful: bool) {
+        if graceful {
+            self.graceful.store(true, Ordering::Relaxed);
+        }
+        self.listeners_drained.store(true, Ordering::Relaxed);
+    }
 }
 
 /// What a worker was given at start.
@@ -209,6 +224,14 @@ impl<S: Stack> Worker<S> {
                 self.abort_all(Instant::now());
                 return Ok(());
             }
+            if self.control.listeners_drained.load(Ordering::Relaxed)
+                && self.listen_sockets.iter().any(Option::is_some)
+            {
+                self.close_listeners();
+                if self.control.graceful.load(Ordering::Relaxed) {
+                    self.drain_connections(now);
+                }
+            }
             if self.control.draining.load(Ordering::Relaxed) {
                 if self.drain_deadline.is_none() {
                     self.start_drain(now);
@@ -230,6 +253,15 @@ impl<S: Stack> Worker<S> {
         }
     }
 
+    fn close_listeners(&mut self) {
+        for s in self.listen_sockets.iter_mut() {
+            if let Some(sock) = s.take() {
+                self.stack.close(sock);
+            }
+        }
+        self.ready_listeners.clear();
+    }
+
     fn start_drain(&mut self, now: Instant) {
         tracing::info!(
             worker = self.id,
@@ -237,17 +269,16 @@ impl<S: Stack> Worker<S> {
             "draining: listeners closed"
         );
         self.drain_deadline = Some(now + self.drain_time);
-        for s in self.listen_sockets.iter_mut() {
-            if let Some(sock) = s.take() {
-                self.stack.close(sock);
-            }
-        }
-        self.ready_listeners.clear();
-        // Idle upstream connections are no longer needed.
+        self.close_listeners();
+        self.drain_connections(now);
+    }
+
+    /// Close idle upstream connections; HTTP connections close when idle or after
+    /// their current response.
+    fn drain_connections(&mut self, now: Instant) {
         for slot in self.pool.idle_keys() {
             self.close_idle_slot(slot, now);
         }
-        // HTTP connections close when idle, or after their current response.
         for key in self.conns.keys() {
             let status = self.with_conn(key, now, |conn, ctx, _| match conn {
                 Conn::Http(h) => h.drain(ctx),

@@ -961,6 +961,9 @@ impl HttpConnection {
         if self.stream.response_started {
             self.count_status(self.stream.response.status);
             self.stats.downstream_rq_completed.inc();
+            self.stats
+                .downstream_rq_time
+                .record(ctx.now.saturating_duration_since(self.stream.start));
         } else if aborted {
             self.stats.downstream_rq_rx_reset.inc();
         }

@@ -819,6 +819,9 @@ impl RouterState {
             stream.bytes_sent += (down.out.len() - before) as u64;
             stream.response_done = true;
             self.stats.upstream_rq_completed.inc();
+            self.stats
+                .upstream_rq_time
+                .record(ctx.now.saturating_duration_since(self.try_started));
             let reusable = self.resp_meta.is_some_and(|m| m.keep_alive) && self.request_sent;
             self.release_client(ctx, reusable);
             self.phase = Phase::Done;

@@ -1,0 +1,119 @@
+//! `/clusters`: Envoy's text format, `cluster::field::value` for the cluster's circuit
+//! breakers and `cluster::host:port::field::value` per host (counters, health flags,
+//! weight, priority), or JSON with `?format=json`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use crate::listener::manager::Snapshot;
+use crate::upstream::host::{health_flag, Host};
+
+use super::handlers::json_str;
+
+/// Envoy's health flag text: `healthy`, or the failed checks joined by `/`.
+pub fn health_flags(h: &Host) -> String {
+    let mut parts = Vec::new();
+    if h.has_flag(health_flag::FAILED_ACTIVE_HC) {
+        parts.push("/failed_active_hc");
+    }
+    if h.has_flag(health_flag::FAILED_OUTLIER_CHECK) {
+        parts.push("/failed_outlier_check");
+    }
+    if h.has_flag(health_flag::PENDING_ACTIVE_HC) {
+        parts.push("/pending_active_hc");
+    }
+    if parts.is_empty() {
+        "healthy".into()
+    } else {
+        parts.concat()
+    }
+}
+
+pub fn render(snapshot: &Snapshot) -> String {
+    let mut s = String::new();
+    for c in &snapshot.cluster_manager.clusters {
+        let name = c.name();
+        let cb = &c.config.circuit_breakers;
+        let _ = writeln!(s, "{name}::observability_name::{}", c.config.stat_name());
+        for (prio, _) in [("default_priority", 0), ("high_priority", 1)] {
+            let _ = writeln!(s, "{name}::{prio}::max_connections::{}", cb.max_connections);
+            let _ = writeln!(
+                s,
+                "{name}::{prio}::max_pending_requests::{}",
+                cb.max_pending_requests
+            );
+            let _ = writeln!(s, "{name}::{prio}::max_requests::{}", cb.max_requests);
+            let _ = writeln!(s, "{name}::{prio}::max_retries::{}", cb.max_retries);
+        }
+        let _ = writeln!(s, "{name}::added_via_api::false");
+        for h in c.hosts().hosts.iter() {
+            let a = h.address;
+            let _ = writeln!(
+                s,
+                "{name}::{a}::cx_active::{}",
+                h.cx_active.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                s,
+                "{name}::{a}::rq_active::{}",
+                h.rq_active.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                s,
+                "{name}::{a}::rq_error::{}",
+                h.rq_error.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                s,
+                "{name}::{a}::rq_success::{}",
+                h.rq_success.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(s, "{name}::{a}::hostname::{}", h.hostname);
+            let _ = writeln!(s, "{name}::{a}::health_flags::{}", health_flags(h));
+            let _ = writeln!(s, "{name}::{a}::weight::{}", h.weight);
+            let _ = writeln!(s, "{name}::{a}::region::");
+            let _ = writeln!(s, "{name}::{a}::zone::");
+            let _ = writeln!(s, "{name}::{a}::sub_zone::");
+            let _ = writeln!(s, "{name}::{a}::canary::false");
+            let _ = writeln!(s, "{name}::{a}::priority::{}", h.priority);
+            let _ = writeln!(s, "{name}::{a}::success_rate::-1");
+            let _ = writeln!(s, "{name}::{a}::local_origin_success_rate::-1");
+        }
+    }
+    s
+}
+
+pub fn render_json(snapshot: &Snapshot) -> String {
+    let mut s = String::from("{\"cluster_statuses\":[");
+    for (i, c) in snapshot.cluster_manager.clusters.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(
+            s,
+            "{{\"name\":{},\"added_via_api\":false,\"host_statuses\":[",
+            json_str(c.name())
+        );
+        for (j, h) in c.hosts().hosts.iter().enumerate() {
+            if j > 0 {
+                s.push(',');
+            }
+            let status = if h.healthy() { "HEALTHY" } else { "UNHEALTHY" };
+            let _ = write!(
+                s,
+                "{{\"address\":{{\"socket_address\":{{\"address\":{},\"port_value\":{}}}}},\"stats\":[{{\"name\":\"cx_active\",\"value\":\"{}\",\"type\":\"GAUGE\"}},{{\"name\":\"rq_active\",\"value\":\"{}\",\"type\":\"GAUGE\"}}],\"health_status\":{{\"eds_health_status\":\"{status}\",\"failed_active_health_check\":{},\"failed_outlier_check\":{}}},\"weight\":{},\"priority\":{}}}",
+                json_str(&h.address.ip().to_string()),
+                h.address.port(),
+                h.cx_active.load(Ordering::Relaxed),
+                h.rq_active.load(Ordering::Relaxed),
+                h.has_flag(health_flag::FAILED_ACTIVE_HC),
+                h.has_flag(health_flag::FAILED_OUTLIER_CHECK),
+                h.weight,
+                h.priority,
+            );
+        }
+        s.push_str("]}");
+    }
+    s.push_str("]}\n");
+    s
+}

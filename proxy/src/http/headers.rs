@@ -48,7 +48,8 @@ impl HeaderMap {
     pub fn append(&mut self, name: &[u8], value: &[u8]) {
         self.maybe_compact();
         let name_start = self.arena.len() as u32;
-        self.arena.extend(name.iter().map(u8::to_ascii_lowercase));
+        self.arena.extend_from_slice(name);
+        self.arena[name_start as usize..].make_ascii_lowercase();
         let value_start = self.arena.len() as u32;
         self.arena.extend_from_slice(value);
         self.entries.push(Entry {

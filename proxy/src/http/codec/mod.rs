@@ -19,6 +19,7 @@
 
 mod body;
 mod chunked;
+mod connection_headers;
 mod encode;
 mod error;
 pub mod h2_preface;

@@ -16,12 +16,10 @@ use sluice_config::cluster::HeadersWithUnderscoresAction;
 
 use super::super::{RequestHead, Version};
 use super::body::{BodyDecoder, BodyFraming};
+use super::connection_headers::{classify, sanitize_connection, Known, Seen};
 use super::error::RequestError;
 use super::head_scan::{recycle_headers, HeadBounds, HeadScan, ScanError};
-use super::rules::{
-    authority_is_valid, has_token, headers_have_token, method_is_valid, parse_content_length,
-    parse_http_version, should_close_connection, tokens,
-};
+use super::rules::{authority_is_valid, method_is_valid, parse_content_length, parse_http_version};
 use super::target::{split_absolute, target_is_valid};
 use super::{Http1Settings, Status};
 
@@ -178,6 +176,8 @@ fn parse_head<'b>(
     head.clear();
     head.method.push_str(ascii_str(method)?);
     head.version = Some(version);
+    let check_underscores =
+        settings.headers_with_underscores_action != HeadersWithUnderscoresAction::Allow;
     let mut count = 0usize;
     let mut host_seen = false;
     let mut host_valid = true;
@@ -185,57 +185,58 @@ fn parse_head<'b>(
     let mut te_count = 0usize;
     let mut te_chunked = false;
     let mut te_value: &[u8] = b"";
+    let mut seen = Seen::default();
+    let mut upgrade_value: Option<&[u8]> = None;
     for f in fields.iter() {
         let name = f.name.as_bytes();
-        if name.contains(&b'_') {
-            match settings.headers_with_underscores_action {
-                HeadersWithUnderscoresAction::Allow => {}
-                HeadersWithUnderscoresAction::RejectRequest => {
-                    return Err(RequestError::InvalidUnderscore)
-                }
-                HeadersWithUnderscoresAction::DropHeader => continue,
+        if check_underscores && name.contains(&b'_') {
+            if settings.headers_with_underscores_action == HeadersWithUnderscoresAction::DropHeader
+            {
+                continue;
             }
+            return Err(RequestError::InvalidUnderscore);
         }
         count += 1;
         if count > max_count {
             return Err(RequestError::TooManyHeaders);
         }
-        if name.eq_ignore_ascii_case(b"host") {
-            // Repeated Host headers join with ',' (Envoy's inline :authority).
-            if host_seen {
-                head.authority.push(',');
+        match classify(name) {
+            Known::Host => {
+                // Repeated Host headers join with ',' (Envoy's inline :authority).
+                if host_seen {
+                    head.authority.push(',');
+                }
+                host_seen = true;
+                if authority_is_valid(f.value) {
+                    head.authority.push_str(ascii_str(f.value)?);
+                } else {
+                    host_valid = false;
+                }
+                continue;
             }
-            host_seen = true;
-            if authority_is_valid(f.value) {
-                head.authority.push_str(ascii_str(f.value)?);
-            } else {
-                host_valid = false;
+            Known::ContentLength => {
+                if content_length.is_some() {
+                    return Err(RequestError::CodecError);
+                }
+                let n = parse_content_length(f.value).ok_or(RequestError::CodecError)?;
+                content_length = Some((n, f.value));
             }
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"content-length") {
-            if content_length.is_some() {
-                return Err(RequestError::CodecError);
+            Known::TransferEncoding => {
+                te_count += 1;
+                te_value = f.value;
+                te_chunked |= f.value.eq_ignore_ascii_case(b"chunked");
             }
-            let n = parse_content_length(f.value).ok_or(RequestError::CodecError)?;
-            content_length = Some((n, f.value));
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            te_count += 1;
-            te_value = f.value;
-            te_chunked |= f.value.eq_ignore_ascii_case(b"chunked");
+            Known::Upgrade => {
+                upgrade_value.get_or_insert(f.value);
+            }
+            known => seen.note(known, f.value),
         }
         head.headers.append(name, f.value);
     }
 
     // h2c upgrade requests are served as plain HTTP/1.1 (Envoy issue 7161).
-    let mut upgrade = head.headers.contains(b"upgrade")
-        && headers_have_token(&head.headers, b"connection", b"upgrade");
-    if upgrade
-        && head
-            .headers
-            .get(b"upgrade")
-            .is_some_and(|v| v.eq_ignore_ascii_case(b"h2c"))
-    {
+    let mut upgrade = upgrade_value.is_some() && seen.conn_upgrade;
+    if upgrade && upgrade_value.is_some_and(|v| v.eq_ignore_ascii_case(b"h2c")) {
         head.headers.remove(b"upgrade");
         head.headers.remove(b"http2-settings");
         upgrade = false;
@@ -262,8 +263,9 @@ fn parse_head<'b>(
     if te_count > 0 && (te_count > 1 || !te_value.eq_ignore_ascii_case(b"chunked") || is_connect) {
         return Err(RequestError::InvalidTransferEncoding);
     }
-    if !upgrade && head.headers.contains(b"connection") {
-        sanitize_connection(fields, head)?;
+    if !upgrade && seen.connection && sanitize_connection(fields, head)? {
+        // Nominated headers were removed: decide from what is left.
+        seen = Seen::from_map(head);
     }
 
     // The request target (Envoy's handlePath).
@@ -323,74 +325,19 @@ fn parse_head<'b>(
             _ => BodyFraming::None,
         }
     };
-    let expect_continue = version == Version::Http11
-        && head
-            .headers
-            .get(b"expect")
-            .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+    let expect_continue = version == Version::Http11 && seen.expect_continue;
+    // Envoy's shouldCloseConnection.
+    let close = match version {
+        Version::Http11 | Version::Http2 => seen.conn_close,
+        Version::Http10 | Version::Http09 => !seen.conn_keep_alive,
+    } || seen.proxy_close;
     Ok(RequestMeta {
         head_len: bounds.end,
         framing,
-        keep_alive: !should_close_connection(version, &head.headers),
+        keep_alive: !close,
         expect_continue,
         is_head: method == b"HEAD",
         is_connect,
         upgrade,
     })
-}
-
-/// Envoy's `Utility::sanitizeConnectionHeader`: remove the headers `Connection`
-/// nominates; refuse ten or more nominations, nominated `x-forwarded-*` or pseudo
-/// headers, and oversized `te`; keep `te` only as `trailers`. (The `Connection` value
-/// itself is left as received: it is hop-by-hop and never forwarded.)
-fn sanitize_connection(
-    fields: &[httparse::Header<'_>],
-    head: &mut RequestHead,
-) -> Result<(), RequestError> {
-    const MAX_NOMINATED: usize = 10;
-    const MAX_TE_VALUE: usize = 256;
-    let connection_values = || {
-        fields
-            .iter()
-            .filter(|f| f.name.eq_ignore_ascii_case("connection"))
-            .map(|f| f.value)
-    };
-    if connection_values().flat_map(tokens).count() >= MAX_NOMINATED {
-        return Err(RequestError::ConnectionHeaderRejected);
-    }
-    for token in connection_values().flat_map(tokens) {
-        let is = |name: &[u8]| token.eq_ignore_ascii_case(name);
-        if is(b"close")
-            || is(b"http2-settings")
-            || is(b"keep-alive")
-            || is(b"upgrade")
-            || is(b"connection")
-        {
-            continue;
-        }
-        if is(b"x-forwarded-for")
-            || is(b"x-forwarded-host")
-            || is(b"x-forwarded-proto")
-            || token[0] == b':'
-        {
-            return Err(RequestError::ConnectionHeaderRejected);
-        }
-        if is(b"te") {
-            let Some(te) = head.headers.get(b"te") else {
-                continue;
-            };
-            if te.len() >= MAX_TE_VALUE {
-                return Err(RequestError::ConnectionHeaderRejected);
-            }
-            if has_token(te, b"trailers") {
-                head.headers.set(b"te", b"trailers");
-            } else {
-                head.headers.remove(b"te");
-            }
-            continue;
-        }
-        head.headers
-            .retain(|name, _| !name.eq_ignore_ascii_case(token));
-    }
-    Ok(())
 }

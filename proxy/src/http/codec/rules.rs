@@ -81,59 +81,90 @@ pub fn request_should_have_no_body(method: &str) -> bool {
     matches!(method, "GET" | "HEAD" | "DELETE" | "TRACE" | "CONNECT")
 }
 
-/// Methods Envoy's HTTP/1 parser accepts unless `allow_custom_methods` is set
-/// (`balsa_parser.cc`, the http-parser list), sorted for binary search.
-const KNOWN_METHODS: [&[u8]; 34] = [
-    b"ACL",
-    b"BIND",
-    b"CHECKOUT",
-    b"CONNECT",
-    b"COPY",
-    b"DELETE",
-    b"GET",
-    b"HEAD",
-    b"LINK",
-    b"LOCK",
-    b"MERGE",
-    b"MKACTIVITY",
-    b"MKCALENDAR",
-    b"MKCOL",
-    b"MOVE",
-    b"MSEARCH",
-    b"NOTIFY",
-    b"OPTIONS",
-    b"PATCH",
-    b"POST",
-    b"PROPFIND",
-    b"PROPPATCH",
-    b"PURGE",
-    b"PUT",
-    b"REBIND",
-    b"REPORT",
-    b"SEARCH",
-    b"SOURCE",
-    b"SUBSCRIBE",
-    b"TRACE",
-    b"UNBIND",
-    b"UNLINK",
-    b"UNLOCK",
-    b"UNSUBSCRIBE",
-];
-
-/// Whether `method` is acceptable: a token, and on Envoy's list unless custom methods
-/// are allowed.
+/// Whether `method` is acceptable: a token, and on Envoy's list (`balsa_parser.cc`, the
+/// http-parser methods) unless custom methods are allowed.
 pub(crate) fn method_is_valid(method: &[u8], allow_custom: bool) -> bool {
-    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
-        return false;
+    if allow_custom {
+        return !method.is_empty() && method.iter().all(|&b| is_tchar(b));
     }
-    allow_custom || KNOWN_METHODS.binary_search(&method).is_ok()
+    matches!(
+        method,
+        b"GET"
+            | b"POST"
+            | b"HEAD"
+            | b"PUT"
+            | b"DELETE"
+            | b"OPTIONS"
+            | b"PATCH"
+            | b"CONNECT"
+            | b"TRACE"
+            | b"ACL"
+            | b"BIND"
+            | b"CHECKOUT"
+            | b"COPY"
+            | b"LINK"
+            | b"LOCK"
+            | b"MERGE"
+            | b"MKACTIVITY"
+            | b"MKCALENDAR"
+            | b"MKCOL"
+            | b"MOVE"
+            | b"MSEARCH"
+            | b"NOTIFY"
+            | b"PROPFIND"
+            | b"PROPPATCH"
+            | b"PURGE"
+            | b"REBIND"
+            | b"REPORT"
+            | b"SEARCH"
+            | b"SOURCE"
+            | b"SUBSCRIBE"
+            | b"UNBIND"
+            | b"UNLINK"
+            | b"UNLOCK"
+            | b"UNSUBSCRIBE"
+    )
 }
+
+/// A 256-entry membership table built at compile time from a byte predicate.
+macro_rules! byte_table {
+    ($pred:expr) => {{
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = $pred(i as u8);
+            i += 1;
+        }
+        t
+    }};
+}
+pub(crate) use byte_table;
+
+const fn tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+static TCHAR: [bool; 256] = byte_table!(tchar);
 
 /// RFC 9110 `tchar`: the bytes of a token (header names, methods).
 pub(crate) fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-        | b'`' | b'|' | b'~' | b'0'..=b'9' | b'A'..=b'Z' | b'a'..=b'z')
+    TCHAR[b as usize]
 }
 
 /// RFC 9110 field-value bytes: HTAB, SP, VCHAR, obs-text (what httparse accepts).
@@ -141,34 +172,37 @@ pub(crate) fn is_field_value_byte(b: u8) -> bool {
     b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
 }
 
+const fn authority_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'['
+                | b']'
+                | b'%'
+        )
+}
+static AUTHORITY: [bool; 256] = byte_table!(authority_byte);
+
 /// Envoy's authority check (nghttp2's `check_authority`): unreserved, sub-delims,
 /// `:`, `@`, `[`, `]` and `%`; ASCII only.
 pub(crate) fn authority_is_valid(value: &[u8]) -> bool {
-    value.iter().all(|&b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b':'
-                    | b'@'
-                    | b'['
-                    | b']'
-                    | b'%'
-            )
-    })
+    value.iter().all(|&b| AUTHORITY[b as usize])
 }
 
 /// Parse `HTTP/d.d`. Returns the version Envoy treats the message as: exactly

@@ -10,8 +10,13 @@
 /// Path and query bytes Envoy accepts (`c == 12 || '!' <= c <= '~'`; its HTAB is a
 /// request-line separator, so it never reaches here).
 fn is_path_byte(b: u8) -> bool {
-    b == 0x0c || (b'!'..=b'~').contains(&b)
+    PATH[b as usize]
 }
+
+const fn path_byte(b: u8) -> bool {
+    b == 0x0c || (b >= b'!' && b <= b'~')
+}
+static PATH: [bool; 256] = super::rules::byte_table!(path_byte);
 
 fn is_host_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()

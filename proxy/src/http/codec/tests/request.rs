@@ -746,3 +746,27 @@ fn parser_reuses_allocations() {
         );
     }
 }
+
+#[test]
+fn nominated_headers_no_longer_count() {
+    let wire = b"POST / HTTP/1.1\r\nHost: h\r\nConnection: expect, proxy-connection\r\nExpect: 100-continue\r\nProxy-Connection: close\r\n\r\n";
+    let (head, meta) = parse(wire).unwrap();
+    assert!(!head.headers.contains(b"expect") && !head.headers.contains(b"proxy-connection"));
+    assert!(!meta.expect_continue);
+    assert!(meta.keep_alive);
+}
+
+#[test]
+fn public_keep_alive_and_body_helpers() {
+    use crate::http::codec::{request_should_have_no_body, should_close_connection};
+    use crate::http::HeaderMap;
+    let mut h = HeaderMap::new();
+    assert!(!should_close_connection(Version::Http11, &h));
+    assert!(should_close_connection(Version::Http10, &h));
+    h.append(b"Connection", b"Keep-Alive");
+    assert!(!should_close_connection(Version::Http10, &h));
+    h.append(b"proxy-connection", b"close");
+    assert!(should_close_connection(Version::Http10, &h));
+    assert!(request_should_have_no_body("GET") && request_should_have_no_body("HEAD"));
+    assert!(!request_should_have_no_body("POST"));
+}

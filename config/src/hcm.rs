@@ -8,12 +8,16 @@
 use std::time::Duration;
 
 use crate::cluster::CommonHttpProtocolOptions;
-use crate::decode::{typed_config, Decode, Decoder, Fields};
+use crate::decode::{Decode, Decoder, Fields};
 use crate::error::ErrorKind;
-use crate::fault::HttpFault;
 use crate::node::Node;
 use crate::proto_enum;
 use crate::route::RouteConfiguration;
+
+mod http_filter;
+
+use http_filter::check_filter_order;
+pub use http_filter::{HttpFilter, HttpFilterKind, RouterFilter, STRICT_CHECK_HEADERS};
 
 proto_enum! {
     /// `HttpConnectionManager.CodecType`.
@@ -89,154 +93,6 @@ impl Decode for Http1ProtocolOptions {
             default_host_for_http_10,
             allow_chunked_length,
             allow_absolute_url,
-        })
-    }
-}
-
-/// `extensions.filters.http.router.v3.Router`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouterFilter {
-    pub suppress_envoy_headers: bool,
-    pub respect_expected_rq_timeout: bool,
-    /// Headers whose values are validated strictly (a bad value is a 400).
-    pub strict_check_headers: Vec<String>,
-}
-
-/// `Router.strict_check_headers` accepts only these.
-pub const STRICT_CHECK_HEADERS: &[&str] = &[
-    "x-envoy-upstream-rq-timeout-ms",
-    "x-envoy-upstream-rq-per-try-timeout-ms",
-    "x-envoy-max-retries",
-    "x-envoy-retry-grpc-on",
-    "x-envoy-retry-on",
-];
-
-impl RouterFilter {
-    fn decode_fields(d: &mut Decoder, mut f: Fields<'_>) -> Option<RouterFilter> {
-        let suppress_envoy_headers = f.or(d, "suppress_envoy_headers", false);
-        let respect_expected_rq_timeout = f.or(d, "respect_expected_rq_timeout", false);
-        let strict: Vec<String> = f.list(d, "strict_check_headers");
-        let strict_path = f.field_path("strict_check_headers");
-        let line = f.line();
-        f.ignored(
-            d,
-            &[
-                "dynamic_stats",
-                "start_child_span",
-                "upstream_log",
-                "upstream_log_options",
-            ],
-        );
-        f.unsupported(
-            d,
-            &[
-                "suppress_grpc_request_failure_code_stats",
-                "upstream_http_filters",
-            ],
-        );
-        f.finish(d);
-        let mut strict_check_headers = Vec::with_capacity(strict.len());
-        for (i, h) in strict.into_iter().enumerate() {
-            if STRICT_CHECK_HEADERS.contains(&h.as_str()) {
-                strict_check_headers.push(h);
-            } else {
-                d.error(
-                    ErrorKind::Invalid,
-                    &format!("{strict_path}[{i}]"),
-                    line,
-                    format!("`{h}` is not one of {}", STRICT_CHECK_HEADERS.join(", ")),
-                );
-            }
-        }
-        Some(RouterFilter {
-            suppress_envoy_headers,
-            respect_expected_rq_timeout,
-            strict_check_headers,
-        })
-    }
-}
-
-/// An HTTP filter, selected by its type URL.
-#[derive(Debug, Clone, PartialEq)]
-pub enum HttpFilterKind {
-    /// `envoy.extensions.filters.http.fault.v3.HTTPFault`
-    Fault(HttpFault),
-    /// `envoy.extensions.filters.http.router.v3.Router` (terminal)
-    Router(RouterFilter),
-}
-
-impl HttpFilterKind {
-    pub fn is_terminal(&self) -> bool {
-        matches!(self, HttpFilterKind::Router(_))
-    }
-
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            HttpFilterKind::Fault(_) => FAULT_TYPE,
-            HttpFilterKind::Router(_) => ROUTER_TYPE,
-        }
-    }
-}
-
-const FAULT_TYPE: &str = "envoy.extensions.filters.http.fault.v3.HTTPFault";
-const ROUTER_TYPE: &str = "envoy.extensions.filters.http.router.v3.Router";
-
-/// `HttpConnectionManager.HttpFilter`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpFilter {
-    pub name: String,
-    pub kind: HttpFilterKind,
-    /// `disabled`: the filter is off unless a route enables it (sluice: never).
-    pub disabled: bool,
-}
-
-impl Decode for HttpFilter {
-    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
-        let mut f = Fields::of(d, node, path)?;
-        let line = f.line();
-        let name: Option<String> = f.req(d, "name");
-        let disabled = f.or(d, "disabled", false);
-        f.ignored(d, &["is_optional"]);
-        f.unsupported(d, &["config_discovery"]);
-        let tc_path = f.field_path("typed_config");
-        let tc = f.take("typed_config");
-        f.finish(d);
-        let name = name?;
-        if name.is_empty() {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.name"),
-                line,
-                "must not be empty",
-            );
-        }
-        let Some(tc) = tc else {
-            d.error(
-                ErrorKind::Missing,
-                &tc_path,
-                line,
-                "an HTTP filter needs a typed_config with an `@type`",
-            );
-            return None;
-        };
-        let t = typed_config(d, tc, &tc_path)?;
-        let kind = match t.type_name.as_str() {
-            FAULT_TYPE => HttpFilterKind::Fault(HttpFault::decode_fields(d, t.fields)?),
-            ROUTER_TYPE => HttpFilterKind::Router(RouterFilter::decode_fields(d, t.fields)?),
-            other => {
-                d.error(
-                    ErrorKind::Unsupported,
-                    &format!("{tc_path}.@type"),
-                    tc.line,
-                    format!("unsupported HTTP filter type `{other}`"),
-                );
-                return None;
-            }
-        };
-        Some(HttpFilter {
-            name,
-            kind,
-            disabled,
         })
     }
 }
@@ -482,55 +338,6 @@ impl HttpConnectionManager {
             stream_error_on_invalid_http_message,
             line,
         })
-    }
-}
-
-/// Envoy: "terminal filter named X of type Y must be the last filter in a http filter
-/// chain" / "non-terminal filter named X of type Y is the last filter in a http filter
-/// chain".
-fn check_filter_order(d: &mut Decoder, filters: &[HttpFilter], path: &str, line: u32) {
-    let Some(last) = filters.last() else {
-        d.error(
-            ErrorKind::Invalid,
-            path,
-            line,
-            "http_filters is empty: the last filter must be the router (envoy.extensions.filters.http.router.v3.Router)",
-        );
-        return;
-    };
-    for (i, f) in filters.iter().enumerate() {
-        if f.kind.is_terminal() && i + 1 != filters.len() {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}[{i}]"),
-                line,
-                format!(
-                    "Error: terminal filter named {} of type {} must be the last filter in a http filter chain.",
-                    f.name,
-                    f.kind.type_name()
-                ),
-            );
-        }
-    }
-    if !last.kind.is_terminal() {
-        d.error(
-            ErrorKind::Invalid,
-            &format!("{path}[{}]", filters.len() - 1),
-            line,
-            format!(
-                "Error: non-terminal filter named {} of type {} is the last filter in a http filter chain.",
-                last.name,
-                last.kind.type_name()
-            ),
-        );
-    }
-    if last.disabled {
-        d.error(
-            ErrorKind::Invalid,
-            &format!("{path}[{}].disabled", filters.len() - 1),
-            line,
-            "the last filter of a http filter chain may not be disabled",
-        );
     }
 }
 

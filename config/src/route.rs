@@ -15,22 +15,26 @@ use crate::node::Node;
 use crate::proto_enum;
 
 mod action;
+mod direct_response;
 pub mod formatter;
 mod headers;
 mod policy;
+mod redirect;
+mod weighted;
 
 pub use action::{
-    decode_base64, Action, ClusterNotFoundResponseCode, ClusterSpecifier, ClusterWeight,
-    DirectResponseAction, HostRewrite, IdleTimeout, PathRedirect, RedirectAction,
-    RedirectResponseCode, RouteAction, SchemeRedirect, WeightedClusters, WeightedTarget,
+    Action, ClusterNotFoundResponseCode, ClusterSpecifier, HostRewrite, IdleTimeout, RouteAction,
     DEFAULT_ROUTE_TIMEOUT,
 };
+pub use direct_response::{decode_base64, DirectResponseAction};
 pub use formatter::{Command, FormatPiece, FormatString, TimeFormat, TimeItem};
 pub use headers::{is_modifiable, HeaderMutations, HeaderToAdd};
 pub use policy::{
     HashPolicy, HashPolicyKind, MirrorTarget, RequestMirrorPolicy, RetryBackOff, RetryOn,
     RetryPolicy,
 };
+pub use redirect::{PathRedirect, RedirectAction, RedirectResponseCode, SchemeRedirect};
+pub use weighted::{ClusterWeight, WeightedClusters, WeightedTarget};
 
 /// Envoy's default `max_direct_response_body_size_bytes`.
 pub const DEFAULT_MAX_DIRECT_RESPONSE_BODY_SIZE: u32 = 4096;

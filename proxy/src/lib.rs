@@ -14,6 +14,7 @@ pub mod histogram;
 pub mod http;
 pub mod listener;
 pub mod rng;
+pub mod route_check;
 pub mod router;
 pub mod server;
 pub mod stats;

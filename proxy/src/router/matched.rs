@@ -91,6 +91,18 @@ impl<'t> Matched<'t> {
         }
     }
 
+    /// `(virtual host index, route index)` in the route configuration; `None` for the
+    /// `require_tls` redirect (route-check coverage).
+    pub fn route_position(&self) -> Option<(usize, usize)> {
+        let entry = self.entry()?;
+        let j = self
+            .vhost
+            .routes
+            .iter()
+            .position(|r| std::ptr::eq(r, entry))?;
+        Some((self.vhost_index, j))
+    }
+
     pub fn kind(&self) -> RouteKind<'t> {
         match &self.target {
             Target::SslRedirect => RouteKind::SslRedirect,

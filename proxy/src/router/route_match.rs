@@ -69,7 +69,7 @@ pub fn request_header_value<'a>(req: &'a RequestHead, name: &str) -> Option<Cow<
 }
 
 /// The first value of a request header (formatters, cluster_header, host rewrite).
-pub(crate) fn request_header_first<'a>(req: &'a RequestHead, name: &str) -> Option<&'a [u8]> {
+pub fn request_header_first<'a>(req: &'a RequestHead, name: &str) -> Option<&'a [u8]> {
     match pseudo_request(req, name) {
         Pseudo::Value(v) => v,
         Pseudo::Regular => req.headers.get(name.as_bytes()),
@@ -84,7 +84,7 @@ pub fn response_header_value<'a>(resp: &'a ResponseHead, name: &str) -> Option<C
     joined(&resp.headers, name)
 }
 
-pub(crate) fn response_header_first<'a>(resp: &'a ResponseHead, name: &str) -> Option<&'a [u8]> {
+pub fn response_header_first<'a>(resp: &'a ResponseHead, name: &str) -> Option<&'a [u8]> {
     resp.headers.get(name.as_bytes())
 }
 

@@ -1,0 +1,218 @@
+//! The test file: Envoy's `test/tools/router_check/validation.proto` (`Validation`),
+//! decoded with the config decoder, so JSON or YAML (JSON with trailing commas too),
+//! snake_case or lowerCamelCase, unknown fields rejected with their path and line.
+//!
+//! As in Envoy, an absent `validate` field is not checked, while `""` is checked and
+//! means "expect nothing".
+
+use sluice_config::decode::{join, Decode, Decoder, Fields};
+use sluice_config::error::{ErrorKind, Warning};
+use sluice_config::matcher::HeaderMatcher;
+use sluice_config::node::{Node, Value};
+
+/// `Validation`.
+#[derive(Debug, Clone)]
+pub struct Validation {
+    pub tests: Vec<ValidationItem>,
+}
+
+impl Decode for Validation {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let line = f.line();
+        let tests: Vec<ValidationItem> = f.list(d, "tests");
+        // Engine settings such as `re2.max_program_size.error_level`.
+        if let Some(n) = f.take("runtime") {
+            d.warnings.push(Warning {
+                path: f.field_path("runtime"),
+                line: n.line,
+                message: "runtime overrides have no effect in sluice route-check".into(),
+            });
+        }
+        f.finish(d);
+        if tests.is_empty() && d.errors.is_empty() {
+            d.error(
+                ErrorKind::Invalid,
+                &join(path, "tests"),
+                line,
+                "a test file needs at least one test",
+            );
+        }
+        Some(Validation { tests })
+    }
+}
+
+/// `ValidationItem`.
+#[derive(Debug, Clone)]
+pub struct ValidationItem {
+    pub test_name: String,
+    pub input: ValidationInput,
+    pub validate: ValidationAssert,
+}
+
+impl Decode for ValidationItem {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let line = f.line();
+        let test_name: Option<String> = f.req(d, "test_name");
+        let input: Option<ValidationInput> = f.req(d, "input");
+        let validate: Option<ValidationAssert> = f.req(d, "validate");
+        f.finish(d);
+        let test_name = test_name?;
+        if test_name.is_empty() {
+            d.error(
+                ErrorKind::Invalid,
+                &format!("{path}.test_name"),
+                line,
+                "must not be empty",
+            );
+            return None;
+        }
+        Some(ValidationItem {
+            test_name,
+            input: input?,
+            validate: validate?,
+        })
+    }
+}
+
+/// `config.core.v3.HeaderValue` as the tool uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderValue {
+    pub key: String,
+    pub value: String,
+}
+
+impl Decode for HeaderValue {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let line = f.line();
+        let key: Option<String> = f.req(d, "key");
+        let value: String = f.or(d, "value", String::new());
+        f.finish(d);
+        let key = key?;
+        if key.is_empty() {
+            d.error(
+                ErrorKind::Invalid,
+                &format!("{path}.key"),
+                line,
+                "must not be empty",
+            );
+            return None;
+        }
+        Some(HeaderValue {
+            key: key.to_ascii_lowercase(),
+            value,
+        })
+    }
+}
+
+/// `ValidationInput`.
+#[derive(Debug, Clone)]
+pub struct ValidationInput {
+    pub authority: String,
+    pub path: String,
+    pub method: String,
+    pub random_value: u64,
+    pub ssl: bool,
+    pub internal: bool,
+    pub additional_request_headers: Vec<HeaderValue>,
+    pub additional_response_headers: Vec<HeaderValue>,
+    /// Inputs for features sluice does not support: the test reports "unsupported".
+    pub unsupported: Vec<String>,
+}
+
+impl Decode for ValidationInput {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let line = f.line();
+        let authority: Option<String> = f.req(d, "authority");
+        let path_value: Option<String> = f.req(d, "path");
+        let method: String = f.or(d, "method", String::new());
+        let random_value: u64 = f.or(d, "random_value", 0);
+        let ssl = f.or(d, "ssl", false);
+        let internal = f.or(d, "internal", false);
+        let additional_request_headers = f.list(d, "additional_request_headers");
+        let additional_response_headers = f.list(d, "additional_response_headers");
+        let mut unsupported = Vec::new();
+        if let Some(n) = f.take("runtime") {
+            if !matches!(&n.value, Value::Scalar { text, .. } if text.is_empty()) {
+                unsupported.push("input.runtime (sluice has no runtime layer; runtime_fraction routes are not supported)".into());
+            }
+        }
+        if let Some(n) = f.take("dynamic_metadata") {
+            if !matches!(&n.value, Value::Seq(items) if items.is_empty()) {
+                unsupported.push(
+                    "input.dynamic_metadata (dynamic metadata matchers are not supported)".into(),
+                );
+            }
+        }
+        f.finish(d);
+        let (authority, path_value) = (authority?, path_value?);
+        for (name, v) in [("authority", &authority), ("path", &path_value)] {
+            if v.is_empty() {
+                d.error(
+                    ErrorKind::Invalid,
+                    &format!("{path}.{name}"),
+                    line,
+                    "must not be empty",
+                );
+                return None;
+            }
+        }
+        Some(ValidationInput {
+            authority,
+            path: path_value,
+            method,
+            random_value,
+            ssl,
+            internal,
+            additional_request_headers,
+            additional_response_headers,
+            unsupported,
+        })
+    }
+}
+
+/// `ValidationAssert`: `None` = not checked.
+#[derive(Debug, Clone, Default)]
+pub struct ValidationAssert {
+    pub cluster_name: Option<String>,
+    pub virtual_cluster_name: Option<String>,
+    pub virtual_host_name: Option<String>,
+    pub host_rewrite: Option<String>,
+    pub path_rewrite: Option<String>,
+    pub path_redirect: Option<String>,
+    pub code_redirect: Option<u32>,
+    pub request_header_matches: Vec<HeaderMatcher>,
+    pub response_header_matches: Vec<HeaderMatcher>,
+    /// Deprecated: exact first value (`""` = absent).
+    pub request_header_fields: Vec<HeaderValue>,
+    pub response_header_fields: Vec<HeaderValue>,
+}
+
+/// A `google.protobuf.StringValue`: a present `null` is "not set", `""` is checked.
+fn string_value(d: &mut Decoder, f: &mut Fields<'_>, name: &'static str) -> Option<String> {
+    f.opt(d, name)
+}
+
+impl Decode for ValidationAssert {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let a = ValidationAssert {
+            cluster_name: string_value(d, &mut f, "cluster_name"),
+            virtual_cluster_name: string_value(d, &mut f, "virtual_cluster_name"),
+            virtual_host_name: string_value(d, &mut f, "virtual_host_name"),
+            host_rewrite: string_value(d, &mut f, "host_rewrite"),
+            path_rewrite: string_value(d, &mut f, "path_rewrite"),
+            path_redirect: string_value(d, &mut f, "path_redirect"),
+            code_redirect: f.opt(d, "code_redirect"),
+            request_header_matches: f.list(d, "request_header_matches"),
+            response_header_matches: f.list(d, "response_header_matches"),
+            request_header_fields: f.list(d, "request_header_fields"),
+            response_header_fields: f.list(d, "response_header_fields"),
+        };
+        f.finish(d);
+        Some(a)
+    }
+}

@@ -45,9 +45,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
 }
 
 fn route_check(args: &[String]) -> i32 {
-    let _ = args;
-    eprintln!("sluice route-check: not built yet");
-    1
+    crate::route_check::main(args)
 }
 
 fn init_logging(level: &str) {

@@ -1,0 +1,540 @@
+//! The in-memory datapath: stacks joined by frame queues, with seeded faults.
+//!
+//! A [`MemNetwork`] is a switch; each [`MemPort`] attached to it is a smoltcp
+//! `phy::Device` and a [`Datapath`], so a per-core stack runs on it exactly as it runs on
+//! an AF_XDP queue. An Ethernet frame goes to the port whose MAC it names (broadcast,
+//! multicast and unknown unicast go to every other port); on `Medium::Ip` every frame goes
+//! to every other port. A port's egress can lose, duplicate, reorder and delay frames
+//! ([`Faults`]), decided by a generator seeded per port, so one thread driving two stacks
+//! with a manual clock replays the same run for the same seed.
+//!
+//! Ports may live on different threads: [`Datapath::wait`] sleeps on a condition variable
+//! until a frame is due, the timeout passes or a waker fires. Frames are `Vec<u8>`
+//! buffers recycled through a per-port cache and a shared pool, so the steady state does
+//! not allocate per frame. Each receive queue is bounded (`queue_limit`); overflow is
+//! dropped and counted, like a full NIC ring. Nothing here panics on a frame's content.
+
+mod fault;
+
+pub use fault::Faults;
+
+use std::cell::RefCell;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::EthernetAddress;
+
+use crate::{Datapath, DatapathWaker};
+use fault::Injector;
+
+/// Buffers a port keeps for itself before handing a batch back to the shared pool.
+const CACHE_HIGH: usize = 256;
+/// Buffers moved between a port cache and the shared pool at once.
+const CACHE_BATCH: usize = 64;
+
+/// Settings of one in-memory network.
+#[derive(Debug, Clone)]
+pub struct MemConfig {
+    /// `Medium::Ethernet` (ARP, MAC delivery: what AF_XDP carries) or `Medium::Ip`.
+    pub medium: Medium,
+    /// IP MTU; Ethernet frames are 14 octets longer.
+    pub mtu: usize,
+    /// Seed of every port's fault generator.
+    pub seed: u64,
+    /// Frames a port's receive queue holds before it drops.
+    pub queue_limit: usize,
+    /// Compute and verify checksums in software (as on AF_XDP). Off only for benchmarks
+    /// that want to leave checksum cost out.
+    pub checksums: bool,
+}
+
+impl Default for MemConfig {
+    fn default() -> Self {
+        MemConfig {
+            medium: Medium::Ethernet,
+            mtu: 1500,
+            seed: 0x5eed,
+            queue_limit: 4096,
+            checksums: true,
+        }
+    }
+}
+
+/// Counters of one port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    pub tx_frames: u64,
+    pub rx_frames: u64,
+    /// Dropped by the loss fault.
+    pub lost: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    /// Dropped because a receive queue was full.
+    pub overflowed: u64,
+}
+
+/// A frame on the wire, ordered by when it may be received.
+struct InFlight {
+    due: Instant,
+    seq: u64,
+    frame: Vec<u8>,
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl Eq for InFlight {}
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for InFlight {
+    // Reversed: `BinaryHeap` is a max-heap and the earliest frame must come out first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.due, other.seq).cmp(&(self.due, self.seq))
+    }
+}
+
+struct PortState {
+    mac: EthernetAddress,
+    queue: BinaryHeap<InFlight>,
+    injector: Injector,
+    signal: Arc<Condvar>,
+    waiting: bool,
+    woken: bool,
+    /// The stack's clock at its last empty receive, and the real time then: `wait`
+    /// estimates the stack's "now" from them to sleep until a delayed frame is due.
+    last_ts: Instant,
+    last_real: std::time::Instant,
+    stats: PortStats,
+}
+
+struct NetState {
+    ports: Vec<PortState>,
+    pool: Vec<Vec<u8>>,
+    seq: u64,
+}
+
+struct Shared {
+    config: MemConfig,
+    state: Mutex<NetState>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, NetState> {
+        // A panic elsewhere while holding the lock leaves plain queues behind: keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A switch joining any number of [`MemPort`]s. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct MemNetwork {
+    shared: Arc<Shared>,
+}
+
+impl MemNetwork {
+    pub fn new(config: MemConfig) -> MemNetwork {
+        let state = NetState {
+            ports: Vec::new(),
+            pool: Vec::new(),
+            seq: 0,
+        };
+        MemNetwork {
+            shared: Arc::new(Shared {
+                config,
+                state: Mutex::new(state),
+            }),
+        }
+    }
+
+    /// Two ports on a fresh network: `a_faults` impair what `a` sends, `b_faults` what
+    /// `b` sends.
+    pub fn pair(
+        config: MemConfig,
+        a_faults: Faults,
+        b_faults: Faults,
+    ) -> io::Result<(MemPort, MemPort)> {
+        let net = MemNetwork::new(config);
+        Ok((net.attach(a_faults)?, net.attach(b_faults)?))
+    }
+
+    /// Plug a new port in. Its MAC is `02:00:00:00:xx:yy` from its index.
+    pub fn attach(&self, faults: Faults) -> io::Result<MemPort> {
+        faults
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let config = &self.shared.config;
+        if config.mtu < 576 || config.mtu > 65_535 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "mtu must lie in 576..=65535",
+            ));
+        }
+        let mut st = self.shared.lock();
+        let index = st.ports.len();
+        if index >= 0xffff {
+            return Err(io::Error::new(io::ErrorKind::OutOfMemory, "too many ports"));
+        }
+        let mac = EthernetAddress([0x02, 0, 0, 0, (index >> 8) as u8, index as u8 + 1]);
+        let signal = Arc::new(Condvar::new());
+        st.ports.push(PortState {
+            mac,
+            queue: BinaryHeap::with_capacity(config.queue_limit.min(1 << 16)),
+            injector: Injector::new(faults, config.seed, index),
+            signal: Arc::clone(&signal),
+            waiting: false,
+            woken: false,
+            last_ts: Instant::ZERO,
+            last_real: std::time::Instant::now(),
+            stats: PortStats::default(),
+        });
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = config.medium;
+        let header = if config.medium == Medium::Ethernet {
+            14
+        } else {
+            0
+        };
+        caps.max_transmission_unit = config.mtu + header;
+        if !config.checksums {
+            caps.checksum = ChecksumCapabilities::ignored();
+        }
+        Ok(MemPort {
+            shared: Arc::clone(&self.shared),
+            index,
+            mac,
+            signal,
+            cache: RefCell::new(Vec::new()),
+            caps,
+        })
+    }
+
+    /// Change what a port's egress does from now on.
+    pub fn set_faults(&self, port: usize, faults: Faults) -> io::Result<()> {
+        faults
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let mut st = self.shared.lock();
+        let p = st
+            .ports
+            .get_mut(port)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such port"))?;
+        p.injector.faults = faults;
+        Ok(())
+    }
+
+    /// The earliest time a queued frame becomes receivable (`Instant::ZERO` for "now"),
+    /// for simulation drivers that advance a manual clock.
+    pub fn next_delivery(&self) -> Option<Instant> {
+        self.shared
+            .lock()
+            .ports
+            .iter()
+            .filter_map(|p| p.queue.peek().map(|f| f.due))
+            .min()
+    }
+
+    /// Frames queued on the wire, all ports together.
+    pub fn in_flight(&self) -> usize {
+        self.shared.lock().ports.iter().map(|p| p.queue.len()).sum()
+    }
+
+    pub fn stats(&self, port: usize) -> Option<PortStats> {
+        self.shared.lock().ports.get(port).map(|p| p.stats)
+    }
+}
+
+/// One end of a [`MemNetwork`]: a smoltcp device and a [`Datapath`].
+pub struct MemPort {
+    shared: Arc<Shared>,
+    index: usize,
+    mac: EthernetAddress,
+    signal: Arc<Condvar>,
+    cache: RefCell<Vec<Vec<u8>>>,
+    caps: DeviceCapabilities,
+}
+
+impl MemPort {
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The port's MAC address (use it as the stack's hardware address).
+    pub fn mac(&self) -> EthernetAddress {
+        self.mac
+    }
+
+    pub fn network(&self) -> MemNetwork {
+        MemNetwork {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    pub fn stats(&self) -> PortStats {
+        self.shared.lock().ports[self.index].stats
+    }
+
+    fn take_buffer(&self) -> Vec<u8> {
+        let mut cache = self.cache.borrow_mut();
+        if cache.is_empty() {
+            let mut st = self.shared.lock();
+            let from = st.pool.len().saturating_sub(CACHE_BATCH);
+            cache.extend(st.pool.drain(from..));
+        }
+        let frame_len = self.caps.max_transmission_unit;
+        cache.pop().unwrap_or_else(|| Vec::with_capacity(frame_len))
+    }
+
+    fn recycle(&self, buffer: Vec<u8>) {
+        let mut cache = self.cache.borrow_mut();
+        cache.push(buffer);
+        if cache.len() > CACHE_HIGH {
+            let from = cache.len() - CACHE_BATCH;
+            self.shared.lock().pool.extend(cache.drain(from..));
+        }
+    }
+
+    /// Put a filled frame on the wire: apply this port's faults and queue it at its
+    /// destination(s).
+    fn send(&self, frame: Vec<u8>, sent_at: Instant) {
+        let config = &self.shared.config;
+        let mut guard = self.shared.lock();
+        let st = &mut *guard;
+        let me = self.index;
+        let fate = {
+            let port = &mut st.ports[me];
+            port.stats.tx_frames += 1;
+            port.injector.fate()
+        };
+        if fate.dropped {
+            st.ports[me].stats.lost += 1;
+            st.pool.push(frame);
+            return;
+        }
+        if fate.copies > 1 {
+            st.ports[me].stats.duplicated += 1;
+        }
+        if fate.reordered {
+            st.ports[me].stats.reordered += 1;
+        }
+        let due = if fate.delay == Duration::ZERO {
+            Instant::ZERO
+        } else {
+            sent_at + fate.delay
+        };
+        let unicast = match config.medium {
+            Medium::Ethernet if frame.len() >= 6 => {
+                let dst = EthernetAddress::from_bytes(&frame[..6]);
+                if dst.is_unicast() {
+                    st.ports
+                        .iter()
+                        .enumerate()
+                        .position(|(i, p)| i != me && p.mac == dst)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        let targets = match unicast {
+            Some(_) => 1,
+            None => st.ports.len() - 1,
+        };
+        let mut remaining = targets * fate.copies as usize;
+        if remaining == 0 {
+            st.pool.push(frame);
+            return;
+        }
+        let mut original = Some(frame);
+        for _ in 0..fate.copies {
+            for to in 0..st.ports.len() {
+                if to == me || unicast.is_some_and(|u| u != to) {
+                    continue;
+                }
+                remaining -= 1;
+                // The last delivery takes the original buffer; the others get copies.
+                let frame = if remaining == 0 {
+                    original.take().unwrap_or_default()
+                } else {
+                    let mut dup = st.pool.pop().unwrap_or_default();
+                    dup.clear();
+                    dup.extend_from_slice(original.as_deref().unwrap_or(&[]));
+                    dup
+                };
+                let seq = st.seq;
+                st.seq += 1;
+                let port = &mut st.ports[to];
+                if port.queue.len() >= config.queue_limit {
+                    port.stats.overflowed += 1;
+                    st.pool.push(frame);
+                    continue;
+                }
+                port.queue.push(InFlight { due, seq, frame });
+                if port.waiting {
+                    port.signal.notify_one();
+                }
+            }
+        }
+    }
+}
+
+/// Receive token: owns the frame, returns its buffer to the port afterwards.
+pub struct MemRxToken<'a> {
+    port: &'a MemPort,
+    frame: Vec<u8>,
+}
+
+impl phy::RxToken for MemRxToken<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        let r = f(&self.frame);
+        self.port.recycle(self.frame);
+        r
+    }
+}
+
+/// Transmit token: fills a pooled buffer, then puts it on the wire.
+pub struct MemTxToken<'a> {
+    port: &'a MemPort,
+    sent_at: Instant,
+}
+
+impl phy::TxToken for MemTxToken<'_> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let mut frame = self.port.take_buffer();
+        frame.clear();
+        frame.resize(len, 0);
+        let r = f(&mut frame);
+        self.port.send(frame, self.sent_at);
+        r
+    }
+}
+
+impl phy::Device for MemPort {
+    type RxToken<'a>
+        = MemRxToken<'a>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = MemTxToken<'a>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, timestamp: Instant) -> Option<(MemRxToken<'_>, MemTxToken<'_>)> {
+        let frame = {
+            let mut st = self.shared.lock();
+            let port = &mut st.ports[self.index];
+            match port.queue.peek() {
+                Some(f) if f.due <= timestamp => {
+                    port.stats.rx_frames += 1;
+                    port.queue.pop().map(|f| f.frame)
+                }
+                _ => {
+                    port.last_ts = timestamp;
+                    port.last_real = std::time::Instant::now();
+                    None
+                }
+            }
+        }?;
+        let port = &*self;
+        Some((
+            MemRxToken { port, frame },
+            MemTxToken {
+                port,
+                sent_at: timestamp,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, timestamp: Instant) -> Option<MemTxToken<'_>> {
+        Some(MemTxToken {
+            port: self,
+            sent_at: timestamp,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.caps.clone()
+    }
+}
+
+struct MemWaker {
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+impl DatapathWaker for MemWaker {
+    fn wake(&self) -> io::Result<()> {
+        let mut st = self.shared.lock();
+        let port = &mut st.ports[self.index];
+        port.woken = true;
+        if port.waiting {
+            port.signal.notify_one();
+        }
+        Ok(())
+    }
+}
+
+impl Datapath for MemPort {
+    fn wait(&mut self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        let mut st = self.shared.lock();
+        let port = &mut st.ports[self.index];
+        if port.woken {
+            port.woken = false;
+            return Ok(());
+        }
+        let now = port.last_ts + Duration::from(port.last_real.elapsed());
+        let due_in = port.queue.peek().map(|f| {
+            if f.due <= now {
+                std::time::Duration::ZERO
+            } else {
+                (f.due - now).into()
+            }
+        });
+        let limit = match (timeout, due_in) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if limit == Some(std::time::Duration::ZERO) {
+            return Ok(());
+        }
+        port.waiting = true;
+        let signal = Arc::clone(&self.signal);
+        st = match limit {
+            None => signal.wait(st).unwrap_or_else(|e| e.into_inner()),
+            Some(d) => {
+                signal
+                    .wait_timeout(st, d)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        let port = &mut st.ports[self.index];
+        port.waiting = false;
+        port.woken = false;
+        Ok(())
+    }
+
+    fn waker(&self) -> io::Result<Arc<dyn DatapathWaker>> {
+        Ok(Arc::new(MemWaker {
+            shared: Arc::clone(&self.shared),
+            index: self.index,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests;

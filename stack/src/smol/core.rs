@@ -369,7 +369,12 @@ impl Core {
             // Nothing more went out although smoltcp says "now": back off a little.
             Some(t) if t <= now => self.arm(key, now + Duration::from_millis(1)),
             Some(t) => self.arm(key, t),
-            None => {}
+            // No deadline left: whatever the heap still holds for it is stale.
+            None => {
+                if let Some(c) = self.conns.get_mut(key) {
+                    c.armed = None;
+                }
+            }
         }
         if wants && count.ip_frames == 0 && !count.exhausted && after != State::Closed {
             // Nothing sent although due: waiting for ARP. Retried when an answer comes.
@@ -418,7 +423,17 @@ impl Core {
     }
 
     /// How long the stack may sleep before it has work (`Some(ZERO)`: none at all).
-    pub fn next_wakeup(&self, now: Instant) -> Option<Duration> {
+    /// Stale timer entries at the top of the heap are dropped first, so they do not cut
+    /// a sleep short.
+    pub fn next_wakeup(&mut self, now: Instant) -> Option<Duration> {
+        while let Some((key, at)) = self.timers.peek() {
+            match self.conns.get(key) {
+                Some(c) if c.armed == Some(at) => break,
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
         let busy = !self.ready.is_empty()
             || !self.dirty.is_empty()
             || self.more_ingress

@@ -150,7 +150,7 @@ impl<D: Datapath, C: Clock> SmolStack<D, C> {
     /// When this stack next has work of its own (a timer, pending egress or events), for
     /// simulation drivers that advance a [`ManualClock`]; `None` when only a received
     /// frame or an application call can give it work.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&mut self) -> Option<Instant> {
         let now = self.clock.now();
         self.core.next_wakeup(now).map(|d| now + d)
     }

@@ -2,9 +2,11 @@
 //!
 //! A connection records the earliest wake-up it has in the heap (`armed`). Arming a
 //! later deadline than the one already armed pushes nothing: when the earlier one fires
-//! the connection is visited and re-armed at its real deadline. Arming an earlier one
-//! pushes a new entry; the older entry goes stale and is skipped when it surfaces (the
-//! caller compares it with `armed`). So each connection has O(1) live entries, a poll
+//! the connection is visited and re-armed at its real deadline (one early wake-up, e.g.
+//! per retransmission timeout while ACKs keep pushing it out). Arming an earlier one
+//! pushes a new entry; the older entry goes stale, as does the entry of a connection left
+//! with no deadline (`armed = None`). Stale entries are skipped when they surface (the
+//! caller compares them with `armed`), so each connection has O(1) live entries, a poll
 //! looks only at the heap top, and the heap is rebuilt from the live deadlines when stale
 //! entries outnumber the connections.
 
@@ -32,6 +34,16 @@ impl Timers {
     /// The earliest wake-up, possibly stale.
     pub fn next(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The earliest wake-up and its connection, possibly stale.
+    pub fn peek(&self) -> Option<(Key, Instant)> {
+        self.heap.peek().map(|Reverse((at, key))| (*key, *at))
+    }
+
+    /// Drop the earliest wake-up.
+    pub fn pop(&mut self) {
+        self.heap.pop();
     }
 
     /// Pop one wake-up due at `now`.

@@ -83,6 +83,11 @@ impl Sim {
     /// frame is due, move the clock to the earliest deadline. False when nothing can
     /// ever happen again (no deadline, nothing on the wire).
     pub fn step(&mut self) -> bool {
+        self.step_within(None)
+    }
+
+    /// [`Sim::step`], never moving the clock past `cap`.
+    pub fn step_within(&mut self, cap: Option<Instant>) -> bool {
         self.server
             .poll(&mut self.scratch, Some(StdDuration::ZERO))
             .unwrap();
@@ -102,10 +107,16 @@ impl Sim {
         .min();
         match next {
             Some(t) if t <= now => true,
-            Some(t) => {
-                self.clock.set(t);
-                true
-            }
+            Some(t) => match cap {
+                Some(cap) if t > cap => {
+                    self.clock.set(cap.max(now + Duration::from_micros(1)));
+                    true
+                }
+                _ => {
+                    self.clock.set(t);
+                    true
+                }
+            },
             None => false,
         }
     }
@@ -121,7 +132,7 @@ impl Sim {
             if self.clock.now() > end {
                 return false;
             }
-            if !self.step() {
+            if !self.step_within(Some(end + Duration::from_micros(1))) {
                 return done(self);
             }
         }
@@ -131,7 +142,7 @@ impl Sim {
     /// Run until both stacks are idle (no deadline, nothing in flight) or `limit` passes.
     pub fn settle(&mut self, limit: Duration) {
         let end = self.clock.now() + limit;
-        while self.clock.now() <= end && self.step() {}
+        while self.clock.now() < end && self.step_within(Some(end)) {}
     }
 }
 

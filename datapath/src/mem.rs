@@ -14,6 +14,7 @@
 //! not allocate per frame. Each receive queue is bounded (`queue_limit`); overflow is
 //! dropped and counted, like a full NIC ring. Nothing here panics on a frame's content.
 
+pub mod counting;
 mod fault;
 
 pub use fault::Faults;
@@ -50,6 +51,9 @@ pub struct MemConfig {
     /// Compute and verify checksums in software (as on AF_XDP). Off only for benchmarks
     /// that want to leave checksum cost out.
     pub checksums: bool,
+    /// Frame buffers allocated up front, like a UMEM: traffic bursts up to this many
+    /// frames in flight never allocate. More are allocated on demand (and kept).
+    pub frames: usize,
 }
 
 impl Default for MemConfig {
@@ -60,6 +64,7 @@ impl Default for MemConfig {
             seed: 0x5eed,
             queue_limit: 4096,
             checksums: true,
+            frames: 2048,
         }
     }
 }
@@ -142,9 +147,13 @@ pub struct MemNetwork {
 
 impl MemNetwork {
     pub fn new(config: MemConfig) -> MemNetwork {
+        let frame_len = config.mtu + 14;
+        let pool = (0..config.frames)
+            .map(|_| Vec::with_capacity(frame_len))
+            .collect();
         let state = NetState {
             ports: Vec::new(),
-            pool: Vec::new(),
+            pool,
             seq: 0,
         };
         MemNetwork {

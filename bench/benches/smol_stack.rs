@@ -214,8 +214,72 @@ fn report_memory() {
     }
 }
 
+/// The fastest and the median of `rounds` timings of `f` run `batch` times, in ns per run.
+fn timings(samples: &mut [f64]) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    (samples[0], samples[samples.len() / 2])
+}
+
+/// Bulk throughput and segment rate, timed directly: the best of several 64 MiB runs.
+fn report_bulk() {
+    let mut rig = Rig::new(0, 128 * 1024);
+    let chunk = vec![0x5au8; 64 * 1024];
+    let total = 64 << 20;
+    rig.bulk(total, &chunk);
+    let frames0 = rig.client.device().stats().tx_frames;
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        rig.bulk(total, &chunk);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let segments = (rig.client.device().stats().tx_frames - frames0) / 5;
+    println!(
+        "smol/bulk: {:.2} Gbit/s, {:.0} data segments/s ({segments} segments per 64 MiB), both ends on one core",
+        total as f64 * 8.0 / best / 1e9,
+        segments as f64 / best,
+    );
+}
+
+/// Poll and request/response cost with 1, 1 000 and 10 000 idle connections, measured
+/// in interleaved rounds so that load from other processes hits every size alike.
+fn report_idle_scaling() {
+    let sizes = [1usize, 1_000, 10_000];
+    let mut rigs: Vec<Rig> = sizes.iter().map(|n| Rig::new(*n, 16 * 1024)).collect();
+    let (rounds, batch) = (40, 2000);
+    let visits = |rig: &Rig| rig.server.smol_stats().visits + rig.client.smol_stats().visits;
+    let visits0: Vec<u64> = rigs.iter().map(visits).collect();
+    let mut rr = vec![Vec::new(); sizes.len()];
+    let mut poll = vec![Vec::new(); sizes.len()];
+    for _ in 0..rounds {
+        for (i, rig) in rigs.iter_mut().enumerate() {
+            let t = std::time::Instant::now();
+            for _ in 0..batch {
+                rig.round_trip(64);
+            }
+            rr[i].push(t.elapsed().as_nanos() as f64 / batch as f64);
+            let t = std::time::Instant::now();
+            for _ in 0..batch {
+                rig.pump();
+            }
+            poll[i].push(t.elapsed().as_nanos() as f64 / batch as f64);
+        }
+    }
+    for (i, n) in sizes.iter().enumerate() {
+        let (rr_min, rr_med) = timings(&mut rr[i]);
+        let (poll_min, poll_med) = timings(&mut poll[i]);
+        let per_rr = (visits(&rigs[i]) - visits0[i]) as f64 / (rounds * batch) as f64;
+        println!(
+            "smol/idle/{n}: poll of both stacks {poll_min:.0} ns (median {poll_med:.0}), \
+             poll + request/response {rr_min:.0} ns (median {rr_med:.0}); {per_rr:.1} connection visits per round trip"
+        );
+    }
+}
+
 fn benches(c: &mut Criterion) {
     report_memory();
+    report_bulk();
+    report_idle_scaling();
     let mut g = c.benchmark_group("smol");
     g.sample_size(20)
         .warm_up_time(StdDuration::from_secs(1))
@@ -245,8 +309,6 @@ fn benches(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("idle/rr", idle), &idle, |b, _| {
             b.iter(|| rig.round_trip(64))
         });
-        let visits = rig.server.smol_stats().visits + rig.client.smol_stats().visits;
-        black_box(visits);
         drop(rig);
     }
     g.finish();

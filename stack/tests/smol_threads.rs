@@ -106,3 +106,10 @@ fn echo_server_thread_blocks_in_poll_and_wakes() {
         "the server slept in poll instead of spinning: {polls} polls"
     );
 }
+
+#[test]
+fn a_stack_on_an_in_memory_port_can_move_to_a_worker_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<SmolStack<sluice_datapath::mem::MemPort>>();
+    assert_send::<SmolStack<sluice_datapath::mem::MemPort, sluice_stack::smol::ManualClock>>();
+}

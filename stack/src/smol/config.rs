@@ -3,7 +3,7 @@
 //! Defaults are sized for a proxy: 128 KiB receive and send buffers per connection
 //! (window scaling on: a 128 KiB receive buffer advertises a shift of 2), Nagle off,
 //! CUBIC congestion control, a LISTEN-socket pool of 8 per listener, TIME-WAIT kept as a
-//! 40-byte record for 60 s (at most 65 536 per core) instead of a whole socket.
+//! record of under 100 bytes for 60 s (at most 65 536 per core) instead of a whole socket.
 //! [`SmolConfig::validate`] turns every bad value into an `InvalidInput` error.
 
 use std::io;

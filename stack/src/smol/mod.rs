@@ -13,11 +13,11 @@
 //! owns a one-slot `SocketSet`, and the stack drives the interface's fine-grained entry
 //! points itself:
 //!
-//! - **ingress** ([`ingress`]): each frame is classified and its 4-tuple looked up in a
+//! - **ingress** (`ingress.rs`): each frame is classified and its 4-tuple looked up in a
 //!   hash table; `poll_ingress_single` then runs against that connection's set (or a
 //!   listener's LISTEN socket for a new SYN, or an empty set for strays, which smoltcp
 //!   answers with RST or ARP replies exactly as before);
-//! - **egress** ([`core`]): only connections on the dirty list (ingress, an application
+//! - **egress** (`core.rs`): only connections on the dirty list (ingress, an application
 //!   operation, a due timer) are visited; `poll_egress` and `poll_at` see one socket;
 //! - **timers**: a heap of per-connection deadlines taken from smoltcp's `poll_at`, so an
 //!   idle connection costs nothing per poll, and `poll`'s sleep is the earliest deadline
@@ -29,10 +29,35 @@
 //!
 //! # Around the TCP state machine
 //!
-//! Listen backlog ([`listener`]), per-core ephemeral ports ([`ports`]), TIME-WAIT as a
-//! record instead of a socket ([`time_wait`]), a socket cache so churn does not allocate,
-//! and edge-triggered readiness ([`conn`]). IPv4 only. Time comes from a [`Clock`]:
+//! Listen backlog (`listener.rs`), per-core ephemeral ports (`ports.rs`), TIME-WAIT as a
+//! record instead of a socket (`time_wait.rs`), a socket cache so churn does not allocate,
+//! and edge-triggered readiness (`conn.rs`). IPv4 only. Time comes from a [`Clock`]:
 //! [`SystemClock`] in production, [`ManualClock`] for deterministic tests.
+//!
+//! # Example
+//!
+//! A stack per core over any [`Datapath`]; here the in-memory one, with a peer stack
+//! for clients and origins on the other port:
+//!
+//! ```
+//! use sluice_datapath::mem::{Faults, MemConfig, MemNetwork};
+//! use sluice_stack::smol::{Ipv4Address, Ipv4Cidr, SmolConfig, SmolStack};
+//! use sluice_stack::{ListenOptions, Stack};
+//!
+//! let (proxy_port, peer_port) = MemNetwork::pair(MemConfig::default(), Faults::NONE, Faults::NONE)?;
+//! let mut cfg = SmolConfig::new(proxy_port.mac(), Ipv4Cidr::new(Ipv4Address::new(10, 99, 0, 1), 24));
+//! cfg.gateway = Some(Ipv4Address::new(10, 99, 0, 254));
+//! cfg.ephemeral_ports = (40_000, 44_095); // this core's share of the port space
+//! let mut proxy = SmolStack::new(proxy_port, cfg)?;
+//! let listener = proxy.listen("0.0.0.0:80".parse().unwrap(), &ListenOptions::default())?;
+//!
+//! let mut peer_cfg = SmolConfig::new(peer_port.mac(), Ipv4Cidr::new(Ipv4Address::new(10, 99, 0, 2), 24));
+//! peer_cfg.any_ip = false; // a plain host
+//! let mut peer = SmolStack::new(peer_port, peer_cfg)?;
+//! let client = peer.connect("10.99.0.1:80".parse().unwrap())?;
+//! # let _ = (listener, client);
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 mod clock;
 mod config;
@@ -52,6 +77,8 @@ mod timers;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::SmolConfig;
 pub use smoltcp::socket::tcp::CongestionControl;
+pub use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
+pub use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
 pub use stats::SmolStats;
 
 use std::io::{self, IoSlice};

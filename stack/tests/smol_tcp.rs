@@ -635,3 +635,30 @@ fn ipv6_is_refused_cleanly() {
         io::ErrorKind::Unsupported
     );
 }
+
+#[test]
+fn a_neighbour_can_be_taught_without_arp() {
+    let mut sim = sim();
+    let server_mac = sim.server.device().mac();
+    let l = sim
+        .server
+        .listen(at(SERVER_IP, 80), &ListenOptions::default())
+        .unwrap();
+    sim.client.add_neighbor(SERVER_IP, server_mac).unwrap();
+    let c = sim.client.connect(at(SERVER_IP, 80)).unwrap();
+    sim.step();
+    let client_port = sim.net.stats(sim.client.device().index()).unwrap();
+    assert_eq!(
+        client_port.tx_frames, 1,
+        "the SYN went out at once, no ARP request first"
+    );
+    assert!(
+        sim.run_until(Duration::from_secs(1), |s| s.server.accept(l).is_ok()
+            && s.client.connect_result(c).is_ok())
+    );
+    let bad = sim
+        .client
+        .add_neighbor(Ipv4Address::new(192, 0, 2, 1), server_mac)
+        .unwrap_err();
+    assert_eq!(bad.kind(), io::ErrorKind::InvalidInput, "not on-link");
+}

@@ -67,6 +67,7 @@ mod device;
 mod flow;
 mod ingress;
 mod listener;
+mod neighbor;
 mod ops;
 mod ports;
 mod slab;
@@ -172,6 +173,14 @@ impl<D: Datapath, C: Clock> SmolStack<D, C> {
     /// Counters and gauges of this stack.
     pub fn smol_stats(&self) -> SmolStats {
         self.core.snapshot_stats()
+    }
+
+    /// Teach the stack that on-link `ip` is at `mac` (e.g. the gateway, resolved by
+    /// another core, whose ARP reply this core's queue never sees). Connections waiting
+    /// for that neighbour are retried. No-op on `Medium::Ip`.
+    pub fn add_neighbor(&mut self, ip: Ipv4Address, mac: EthernetAddress) -> io::Result<()> {
+        let now = self.clock.now();
+        self.core.add_neighbor(ip, mac, now)
     }
 
     /// When this stack next has work of its own (a timer, pending egress or events), for

@@ -175,7 +175,7 @@ impl MemNetwork {
         Ok((net.attach(a_faults)?, net.attach(b_faults)?))
     }
 
-    /// Plug a new port in. Its MAC is `02:00:00:00:xx:yy` from its index.
+    /// Plug a new port in. Its MAC is `02:00:00:00:xx:yy`, `xxyy` being its index + 1.
     pub fn attach(&self, faults: Faults) -> io::Result<MemPort> {
         faults
             .validate()
@@ -192,7 +192,8 @@ impl MemNetwork {
         if index >= 0xffff {
             return Err(io::Error::new(io::ErrorKind::OutOfMemory, "too many ports"));
         }
-        let mac = EthernetAddress([0x02, 0, 0, 0, (index >> 8) as u8, index as u8 + 1]);
+        let id = index + 1;
+        let mac = EthernetAddress([0x02, 0, 0, 0, (id >> 8) as u8, id as u8]);
         let signal = Arc::new(Condvar::new());
         st.ports.push(PortState {
             mac,

@@ -174,3 +174,16 @@ fn bad_faults_are_refused() {
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     assert!(net.set_faults(5, Faults::NONE).is_err());
 }
+
+#[test]
+fn many_ports_get_distinct_macs() {
+    let net = MemNetwork::new(MemConfig {
+        frames: 0,
+        ..MemConfig::default()
+    });
+    let macs: std::collections::HashSet<_> = (0..300)
+        .map(|_| net.attach(Faults::NONE).unwrap().mac())
+        .collect();
+    assert_eq!(macs.len(), 300);
+    assert!(macs.iter().all(|m| m.is_unicast()));
+}

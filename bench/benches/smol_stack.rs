@@ -214,64 +214,76 @@ fn report_memory() {
     }
 }
 
-/// The fastest and the median of `rounds` timings of `f` run `batch` times, in ns per run.
-fn timings(samples: &mut [f64]) -> (f64, f64) {
-    samples.sort_by(f64::total_cmp);
-    (samples[0], samples[samples.len() / 2])
+/// Nanoseconds this thread has spent on a CPU (`/proc/thread-self/schedstat`), so that
+/// figures do not count time the thread was preempted on a loaded machine; wall-clock
+/// time where that file is missing.
+fn on_cpu_ns() -> u64 {
+    let wall = || {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_nanos() as u64
+    };
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or_else(wall)
 }
 
-/// Bulk throughput and segment rate, timed directly: the best of several 64 MiB runs.
+/// Bulk throughput and segment rate over five 64 MiB runs, in CPU time.
 fn report_bulk() {
     let mut rig = Rig::new(0, 128 * 1024);
     let chunk = vec![0x5au8; 64 * 1024];
     let total = 64 << 20;
     rig.bulk(total, &chunk);
     let frames0 = rig.client.device().stats().tx_frames;
-    let mut best = f64::MAX;
+    let t = on_cpu_ns();
     for _ in 0..5 {
-        let t = std::time::Instant::now();
         rig.bulk(total, &chunk);
-        best = best.min(t.elapsed().as_secs_f64());
     }
+    let secs = (on_cpu_ns() - t) as f64 / 1e9 / 5.0;
     let segments = (rig.client.device().stats().tx_frames - frames0) / 5;
     println!(
-        "smol/bulk: {:.2} Gbit/s, {:.0} data segments/s ({segments} segments per 64 MiB), both ends on one core",
-        total as f64 * 8.0 / best / 1e9,
-        segments as f64 / best,
+        "smol/bulk: {:.2} Gbit/s, {:.0} data segments/s ({segments} segments per 64 MiB), both ends on one core (CPU time)",
+        total as f64 * 8.0 / secs / 1e9,
+        segments as f64 / secs,
     );
 }
 
-/// Poll and request/response cost with 1, 1 000 and 10 000 idle connections, measured
-/// in interleaved rounds so that load from other processes hits every size alike.
+/// Poll and request/response cost with 1, 1 000 and 10 000 idle connections: CPU time
+/// per operation, summed over interleaved rounds so that whatever other processes do to
+/// caches hits every size alike (the scheduler's CPU accounting ticks every few ms, so
+/// only long totals are exact).
 fn report_idle_scaling() {
     let sizes = [1usize, 1_000, 10_000];
     let mut rigs: Vec<Rig> = sizes.iter().map(|n| Rig::new(*n, 16 * 1024)).collect();
-    let (rounds, batch) = (40, 2000);
+    let (rounds, rr_batch, poll_batch) = (20, 20_000, 100_000);
     let visits = |rig: &Rig| rig.server.smol_stats().visits + rig.client.smol_stats().visits;
     let visits0: Vec<u64> = rigs.iter().map(visits).collect();
-    let mut rr = vec![Vec::new(); sizes.len()];
-    let mut poll = vec![Vec::new(); sizes.len()];
+    let mut rr_ns = vec![0u64; sizes.len()];
+    let mut poll_ns = vec![0u64; sizes.len()];
     for _ in 0..rounds {
         for (i, rig) in rigs.iter_mut().enumerate() {
-            let t = std::time::Instant::now();
-            for _ in 0..batch {
+            let t = on_cpu_ns();
+            for _ in 0..rr_batch {
                 rig.round_trip(64);
             }
-            rr[i].push(t.elapsed().as_nanos() as f64 / batch as f64);
-            let t = std::time::Instant::now();
-            for _ in 0..batch {
+            rr_ns[i] += on_cpu_ns() - t;
+            let t = on_cpu_ns();
+            for _ in 0..poll_batch {
                 rig.pump();
             }
-            poll[i].push(t.elapsed().as_nanos() as f64 / batch as f64);
+            poll_ns[i] += on_cpu_ns() - t;
         }
     }
     for (i, n) in sizes.iter().enumerate() {
-        let (rr_min, rr_med) = timings(&mut rr[i]);
-        let (poll_min, poll_med) = timings(&mut poll[i]);
-        let per_rr = (visits(&rigs[i]) - visits0[i]) as f64 / (rounds * batch) as f64;
+        let rr = rr_ns[i] as f64 / (rounds * rr_batch) as f64;
+        let poll = poll_ns[i] as f64 / (rounds * poll_batch) as f64;
+        let per_rr = (visits(&rigs[i]) - visits0[i]) as f64 / (rounds * rr_batch) as f64;
         println!(
-            "smol/idle/{n}: poll of both stacks {poll_min:.0} ns (median {poll_med:.0}), \
-             poll + request/response {rr_min:.0} ns (median {rr_med:.0}); {per_rr:.1} connection visits per round trip"
+            "smol/idle/{n}: poll of both stacks {poll:.0} ns, poll + request/response {rr:.0} ns \
+             (CPU time); {per_rr:.2} connection visits per round trip"
         );
     }
 }

@@ -307,7 +307,7 @@ fn connect_to_a_closed_port_is_refused_and_to_nobody_times_out() {
         .iter()
         .any(|e| e.token() == Token(5) && e.is_error()));
     // Unroutable destinations are refused at once.
-    let far = at(Ipv4Address::new(192, 0, 2, 1), 80);
+    let far = at(Ipv4Address::new(10, 99, 200, 1), 80);
     assert_eq!(
         sim.client.connect(far).unwrap_err().kind(),
         io::ErrorKind::NetworkUnreachable
@@ -483,7 +483,7 @@ fn a_gateway_routes_off_link_destinations() {
         .server
         .listen(at(Ipv4Address::UNSPECIFIED, 443), &ListenOptions::default())
         .unwrap();
-    let far = at(Ipv4Address::new(10, 98, 7, 7), 443);
+    let far = at(Ipv4Address::new(10, 99, 7, 7), 443);
     let (_, s) = connect(&mut sim, l, far);
     assert_eq!(
         sim.server.local_addr(s).unwrap(),
@@ -659,7 +659,7 @@ fn a_neighbour_can_be_taught_without_arp() {
     }));
     let bad = sim
         .client
-        .add_neighbor(Ipv4Address::new(192, 0, 2, 1), server_mac)
+        .add_neighbor(Ipv4Address::new(10, 99, 9, 9), server_mac)
         .unwrap_err();
     assert_eq!(bad.kind(), io::ErrorKind::InvalidInput, "not on-link");
 }

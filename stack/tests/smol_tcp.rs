@@ -634,6 +634,23 @@ fn ipv6_is_refused_cleanly() {
             .kind(),
         io::ErrorKind::Unsupported
     );
+    // A dual-stack `::` listener (Envoy's ipv4_compat) serves IPv4.
+    let any6: SocketAddr = "[::]:8443".parse().unwrap();
+    let only6 = ListenOptions {
+        ipv4_compat: false,
+        ..ListenOptions::default()
+    };
+    assert_eq!(
+        sim.server.listen(any6, &only6).unwrap_err().kind(),
+        io::ErrorKind::Unsupported
+    );
+    let compat = ListenOptions {
+        ipv4_compat: true,
+        ..ListenOptions::default()
+    };
+    let l = sim.server.listen(any6, &compat).unwrap();
+    let (_, s) = connect(&mut sim, l, at(SERVER_IP, 8443));
+    assert_eq!(sim.server.local_addr(s).unwrap(), at(SERVER_IP, 8443));
 }
 
 #[test]

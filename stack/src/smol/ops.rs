@@ -60,8 +60,14 @@ impl Core {
     }
 
     pub fn listen(&mut self, addr: SocketAddr, opts: &ListenOptions) -> io::Result<SocketId> {
-        let SocketAddr::V4(addr) = addr else {
-            return Err(v4_only());
+        let addr = match addr {
+            SocketAddr::V4(addr) => addr,
+            // A dual-stack `::` listener takes the IPv4 half of its traffic (Envoy's
+            // `ipv4_compat`); connections carry plain IPv4 addresses.
+            SocketAddr::V6(v6) if v6.ip().is_unspecified() && opts.ipv4_compat => {
+                SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, v6.port())
+            }
+            SocketAddr::V6(_) => return Err(v4_only()),
         };
         let ip = *addr.ip();
         if !ip.is_unspecified() && !self.cfg.any_ip && ip != self.cfg.address.address() {

@@ -445,7 +445,14 @@ fn a_thousand_concurrent_connections_each_get_their_answer() {
 
 #[test]
 fn any_ip_accepts_the_original_destination_exact_listener_first() {
-    let mut sim = sim();
+    // Proxy ARP: on-link clients reach virtual addresses directly.
+    let mut sim = Sim::with(
+        11,
+        Faults::NONE,
+        Faults::NONE,
+        |s| s.proxy_arp = true,
+        |_| {},
+    );
     let wildcard = sim
         .server
         .listen(at(Ipv4Address::UNSPECIFIED, 80), &ListenOptions::default())
@@ -679,4 +686,50 @@ fn a_neighbour_can_be_taught_without_arp() {
         .add_neighbor(Ipv4Address::new(10, 99, 9, 9), server_mac)
         .unwrap_err();
     assert_eq!(bad.kind(), io::ErrorKind::InvalidInput, "not on-link");
+}
+
+#[test]
+fn any_ip_does_not_hijack_other_hosts_on_the_link() {
+    use sluice_datapath::mem::{MemConfig, MemNetwork};
+    use sluice_stack::smol::{ManualClock, SmolStack};
+    use sluice_stack::Events;
+    use smoltcp::time::Instant;
+
+    // Proxy (any_ip, no proxy ARP), client and origin on one switch.
+    let net = MemNetwork::new(MemConfig::default());
+    let clock = ManualClock::new(Instant::from_secs(1));
+    let mut hosts: Vec<util::Smol> = [(1, true), (2, false), (3, false)]
+        .into_iter()
+        .map(|(last, any_ip)| {
+            let port = net.attach(Faults::NONE).unwrap();
+            let cfg = util::config(&port, Ipv4Address::new(10, 99, 0, last), any_ip);
+            SmolStack::with_clock(port, cfg, clock.clone()).unwrap()
+        })
+        .collect();
+    let origin = Ipv4Address::new(10, 99, 0, 3);
+    let l = hosts[2]
+        .listen(at(origin, 80), &ListenOptions::default())
+        .unwrap();
+    let c = hosts[1].connect(at(origin, 80)).unwrap();
+    let mut events = Events::with_capacity(16);
+    let mut accepted = None;
+    for _ in 0..100 {
+        for h in hosts.iter_mut() {
+            h.poll(&mut events, Some(std::time::Duration::ZERO))
+                .unwrap();
+        }
+        accepted = accepted.or_else(|| hosts[2].accept(l).ok());
+        if accepted.is_some() && hosts[1].connect_result(c).is_ok() {
+            break;
+        }
+    }
+    assert!(
+        accepted.is_some(),
+        "the origin, not the proxy, got the connection"
+    );
+    assert_eq!(
+        hosts[0].smol_stats().rx_unmatched,
+        0,
+        "the proxy saw no SYN"
+    );
 }

@@ -25,6 +25,11 @@ pub struct SmolConfig {
     /// connection's local address is then its original destination. On by default; turn
     /// it off for plain hosts (test clients and origins) that share a network with one.
     pub any_ip: bool,
+    /// Answer ARP for every address of the prefix (proxy ARP), so that on-link clients
+    /// reach virtual addresses directly. Off by default: the stack answers ARP for its
+    /// own address only, and (with `any_ip`) still accepts traffic for any destination
+    /// that is sent to its MAC, e.g. routed through it as a gateway.
+    pub proxy_arp: bool,
     /// Inclusive range of local ports for `connect`, owned by this core so that return
     /// traffic can be steered back to it.
     pub ephemeral_ports: (u16, u16),
@@ -69,6 +74,7 @@ impl SmolConfig {
             address,
             gateway: None,
             any_ip: true,
+            proxy_arp: false,
             ephemeral_ports: (32768, 60999),
             rx_buffer: 128 * 1024,
             tx_buffer: 128 * 1024,

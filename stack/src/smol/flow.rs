@@ -11,8 +11,8 @@ use std::net::{SocketAddr, SocketAddrV4};
 use smoltcp::phy::Medium;
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Address, Ipv4Packet,
-    TcpPacket,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol,
+    Ipv4Address, Ipv4Packet, TcpPacket,
 };
 
 use super::slab::Key;
@@ -65,7 +65,10 @@ pub(crate) struct Segment {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Classified {
     Tcp(Segment),
-    Arp,
+    /// ARP; for a request, the address asked about.
+    Arp {
+        request_for: Option<Ipv4Address>,
+    },
     /// Anything else (ICMP, UDP, fragments, malformed): smoltcp handles or drops it.
     Other,
 }
@@ -79,7 +82,7 @@ pub(crate) fn classify(frame: &[u8], medium: Medium) -> Classified {
             };
             match eth.ethertype() {
                 EthernetProtocol::Ipv4 => (eth.payload(), Some(eth.src_addr())),
-                EthernetProtocol::Arp => return Classified::Arp,
+                EthernetProtocol::Arp => return classify_arp(eth.payload()),
                 _ => return Classified::Other,
             }
         }
@@ -110,6 +113,21 @@ pub(crate) fn classify(frame: &[u8], medium: Medium) -> Classified {
         payload_len: tcp.payload().len(),
         src_mac,
     })
+}
+
+fn classify_arp(payload: &[u8]) -> Classified {
+    let request_for = ArpPacket::new_checked(payload)
+        .ok()
+        .and_then(|p| ArpRepr::parse(&p).ok())
+        .and_then(|repr| match repr {
+            ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Request,
+                target_protocol_addr,
+                ..
+            } => Some(target_protocol_addr),
+            _ => None,
+        });
+    Classified::Arp { request_for }
 }
 
 #[cfg(test)]
@@ -183,7 +201,10 @@ mod tests {
         }
         let mut arp = frame.clone();
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
-        assert_eq!(classify(&arp, Medium::Ethernet), Classified::Arp);
+        assert_eq!(
+            classify(&arp, Medium::Ethernet),
+            Classified::Arp { request_for: None }
+        );
         assert_eq!(classify(&[0xff; 80], Medium::Ethernet), Classified::Other);
     }
 }

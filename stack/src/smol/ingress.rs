@@ -27,7 +27,12 @@ impl Core {
         self.stats.rx_frames += 1;
         match classify(frame, self.caps.medium) {
             Classified::Tcp(seg) => self.ingress_tcp(frame, tx, &seg, now),
-            Classified::Arp => {
+            Classified::Arp {
+                request_for: Some(target),
+            } if !self.cfg.proxy_arp && target != self.cfg.address.address() => {
+                // Someone else's address: with any_ip, smoltcp would claim it.
+            }
+            Classified::Arp { .. } => {
                 self.unmatched(frame, tx, now);
                 self.wake_neighbor_waiters();
             }

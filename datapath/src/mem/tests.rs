@@ -1,5 +1,7 @@
 use super::*;
+use crate::Datapath;
 use smoltcp::phy::{Device, RxToken, TxToken};
+use smoltcp::time::Duration;
 use std::time::Duration as StdDuration;
 
 fn frame_to(dst: EthernetAddress, tag: u8) -> [u8; 60] {

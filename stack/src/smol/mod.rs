@@ -27,6 +27,15 @@
 //! smoltcp's per-socket neighbour back-off lives in the one-slot set and is reset when a
 //! socket is reused; connections stalled on ARP are retried when an ARP frame arrives.
 //!
+//! # Addresses and neighbours
+//!
+//! With `any_ip` (the default) the stack accepts segments for any destination that
+//! reaches its MAC, so an accepted connection's local address is the original
+//! destination. It answers ARP only for its own address unless `proxy_arp` is set (then
+//! for the whole prefix, so on-link clients reach virtual addresses directly). Per-core
+//! stacks that share an address see an ARP reply on one queue only: hand a resolved
+//! neighbour (the gateway) to the others with [`SmolStack::add_neighbor`].
+//!
 //! # Around the TCP state machine
 //!
 //! Listen backlog (`listener.rs`), per-core ephemeral ports (`ports.rs`), TIME-WAIT as a

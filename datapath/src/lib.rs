@@ -13,6 +13,7 @@ use std::time::Duration;
 pub mod bpf;
 pub mod error;
 pub mod iface;
+pub mod mem;
 mod mmap;
 pub mod testnet;
 pub mod xsk;

@@ -30,6 +30,7 @@
 pub mod event;
 pub mod interest;
 pub mod kernel;
+pub mod smol;
 pub mod socket;
 
 use std::io::{self, IoSlice};

@@ -5,6 +5,7 @@
 
 pub mod origin;
 pub mod proxy;
+pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

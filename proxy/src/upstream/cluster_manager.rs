@@ -485,3 +485,147 @@ impl ThreadLocalClusterManager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::load_balancer::LbContext;
+
+    fn manager(extra: &str, ports: &[u16]) -> ClusterManager {
+        let endpoints: String = ports
+            .iter()
+            .map(|p| format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"))
+            .collect();
+        let yaml = format!(
+            "static_resources:\n  clusters:\n  - name: b\n{extra}\n    load_assignment:\n      cluster_name: b\n      endpoints:\n      - lb_endpoints:\n{endpoints}"
+        );
+        let b = sluice_config::load_str(&yaml).unwrap().bootstrap;
+        ClusterManager::new(b.clusters, static_hosts)
+    }
+
+    fn pick(tl: &mut ThreadLocalCluster, r: u64) -> usize {
+        let ctx = LbContext {
+            random: r,
+            ..Default::default()
+        };
+        tl.choose_host(&ctx, None).unwrap().0
+    }
+
+    #[test]
+    fn workers_follow_published_health_without_locking_picks() {
+        let cm = manager("", &[1, 2, 3]);
+        let mut tl = cm.thread_local_seeded(0);
+        let stats = Arc::new(ClusterStats::default());
+        tl.bind_stats(std::slice::from_ref(&stats));
+        let c = &mut tl.clusters[0];
+        let info = Arc::clone(&c.info);
+        assert!(!info.seen_traffic());
+        let mut seen = [0; 3];
+        for r in 0..6 {
+            seen[pick(c, r)] += 1;
+        }
+        assert_eq!(seen, [2, 2, 2]);
+        assert!(info.seen_traffic(), "a pick is traffic");
+        // The authority fails host 1 and publishes: the worker stops picking it.
+        info.hosts().hosts[1].set_flag(health_flag::FAILED_ACTIVE_HC);
+        let mut seen = [0; 3];
+        for r in 0..6 {
+            seen[pick(c, r)] += 1;
+        }
+        assert_eq!(seen[1], 2, "flags alone change nothing until published");
+        info.refresh_health();
+        let mut seen = [0; 3];
+        for r in 0..6 {
+            seen[pick(c, r)] += 1;
+        }
+        assert_eq!(seen, [3, 0, 3]);
+        assert_eq!(info.stats.membership_healthy.get(), 2);
+        assert_eq!(info.stats.membership_total.get(), 3);
+        // Two of three failed: panic, all hosts serve, and the worker counts it.
+        info.hosts().hosts[0].set_flag(health_flag::FAILED_OUTLIER_CHECK);
+        info.refresh_health();
+        let mut seen = [0; 3];
+        for r in 0..6 {
+            seen[pick(c, r)] += 1;
+        }
+        assert_eq!(seen, [2, 2, 2]);
+        assert_eq!(stats.lb_healthy_panic.get(), 6);
+    }
+
+    #[test]
+    fn health_checked_clusters_start_with_failed_hosts() {
+        let cm = manager(
+            "    health_checks:\n    - { timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {} }",
+            &[1, 2],
+        );
+        let info = &cm.clusters[0];
+        assert!(info.hosts().hosts.iter().all(|h| !h.healthy()));
+        assert_eq!(info.stats.membership_healthy.get(), 0);
+        // Until the first checks pass, every host serves (panic), as in Envoy.
+        let ps = info.priority_set();
+        assert_eq!(ps.panic, vec![true]);
+    }
+
+    #[test]
+    fn every_lb_policy_is_built_as_configured() {
+        for (policy, extra) in [
+            ("ROUND_ROBIN", ""),
+            (
+                "LEAST_REQUEST",
+                "    least_request_lb_config: { choice_count: 3 }",
+            ),
+            ("RANDOM", ""),
+            (
+                "RING_HASH",
+                "    ring_hash_lb_config: { minimum_ring_size: 64 }",
+            ),
+            ("MAGLEV", "    maglev_lb_config: { table_size: 251 }"),
+        ] {
+            let cm = manager(&format!("    lb_policy: {policy}\n{extra}"), &[1, 2, 3]);
+            let mut tl = cm.thread_local_seeded(1);
+            let c = &mut tl.clusters[0];
+            let expect = match policy {
+                "ROUND_ROBIN" => matches!(c.lb, LoadBalancer::RoundRobin(_)),
+                "LEAST_REQUEST" => matches!(c.lb, LoadBalancer::LeastRequest(_)),
+                "RANDOM" => matches!(c.lb, LoadBalancer::Random(_)),
+                "RING_HASH" => matches!(c.lb, LoadBalancer::RingHash),
+                _ => matches!(c.lb, LoadBalancer::Maglev),
+            };
+            assert!(expect, "{policy}: {:?}", c.lb);
+            let mut seen = [false; 3];
+            for r in 0..300u64 {
+                let ctx = LbContext {
+                    random: r.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    hash: Some(r.wrapping_mul(0xD6E8_FEB8_6659_FD93)),
+                    ..Default::default()
+                };
+                seen[c.choose_host(&ctx, None).unwrap().0] = true;
+            }
+            assert_eq!(seen, [true; 3], "{policy} reaches every host");
+        }
+    }
+
+    #[test]
+    fn circuit_breaker_helpers_count_cluster_wide_and_per_host() {
+        let cm = manager(
+            "    circuit_breakers:\n      thresholds: [{ max_connections: 2, max_requests: 1, max_pending_requests: 1, max_retries: 1 }]\n      per_host_thresholds: [{ max_connections: 1 }]",
+            &[1, 2],
+        );
+        let info = &cm.clusters[0];
+        let hosts = info.hosts();
+        let (a, b) = (&hosts.hosts[0], &hosts.hosts[1]);
+        assert!(info.try_acquire_connection(a));
+        assert!(!info.try_acquire_connection(a), "per-host cap 1");
+        assert!(info.try_acquire_connection(b));
+        info.release_connection(a);
+        assert!(info.try_acquire_connection(a));
+        assert!(!info.try_acquire_connection(b), "cluster cap 2");
+        assert!(info.try_acquire_request() && !info.try_acquire_request());
+        info.release_request();
+        assert!(info.try_acquire_request());
+        assert!(info.try_acquire_pending_request() && !info.try_acquire_pending_request());
+        assert!(info.try_acquire_retry() && !info.try_acquire_retry());
+        info.release_retry();
+        assert!(info.try_acquire_retry());
+    }
+}

@@ -345,12 +345,13 @@ impl<S: Stack> Monitor<S> {
             self.sync_membership(c, now);
             self.worker_reports(c, now);
         }
-        while let Some((_, key)) = self.timers.pop_due(now) {
+        while let Some((at, key)) = self.timers.pop_due(now) {
             let index = key.index as usize;
             let Some(Some(slot)) = self.slots.get_mut(index) else {
                 continue;
             };
-            if slot.generation != key.generation {
+            // Entries of a reused slot or of a deadline that moved are stale.
+            if slot.generation != key.generation || slot.armed != Some(at) {
                 continue;
             }
             slot.armed = None;

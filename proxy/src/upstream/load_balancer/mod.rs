@@ -17,6 +17,7 @@
 //! (`LbContext::exclude`) are avoided when another host of the chosen level exists.
 
 pub mod edf;
+pub mod hash_policy;
 pub mod least_request;
 pub mod maglev;
 pub mod random;

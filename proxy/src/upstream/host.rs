@@ -1,10 +1,12 @@
 //! Upstream hosts and the host sets that clusters publish to workers.
 //!
 //! A [`Host`] is shared by every worker (`Arc`): its address and weight are immutable,
-//! its health is a set of atomic flags written only by the cluster's authority thread
-//! (active health checking, outlier detection) and read by whoever rebuilds the
-//! cluster's [`PrioritySet`](crate::upstream::priority::PrioritySet). Workers never read
-//! the flags on the hot path: they pick from the published priority set. The host also
+//! its health is a set of atomic flags written by the upstream monitor thread (active
+//! health checking, outlier detection; a worker only ever adds the
+//! EXCLUDED_VIA_IMMEDIATE_HC_FAIL mark, as Envoy's router does) and read by whoever
+//! rebuilds the cluster's [`PrioritySet`](crate::upstream::priority::PrioritySet).
+//! Workers never read the flags on the hot path: they pick from the published
+//! priority set. The host also
 //! carries the lock-free counters workers write (active requests and connections, the
 //! outlier detector's per-host monitor). A [`HostSet`] is an immutable snapshot of a
 //! cluster's membership, sorted by priority.

@@ -170,6 +170,8 @@ pub struct Monitor<S: Stack> {
     free: Vec<usize>,
     timers: Timers,
     events: Events,
+    /// Slots with socket events this turn (kept to avoid allocating per turn).
+    ready: Vec<usize>,
     scratch: Box<[u8]>,
     rng: Rng,
     /// Sessions still waiting for their first result.
@@ -188,6 +190,7 @@ impl<S: Stack> Monitor<S> {
             free: Vec::new(),
             timers: Timers::new(),
             events: Events::with_capacity(256),
+            ready: Vec::new(),
             scratch: vec![0u8; 16 * 1024].into_boxed_slice(),
             rng: Rng::new(rng.next_u64()),
             pending_first: 0,
@@ -308,16 +311,19 @@ impl<S: Stack> Monitor<S> {
         }
         self.stack.poll(&mut self.events, Some(sleep))?;
         let now = Instant::now();
-        let ready: Vec<usize> = self
-            .events
-            .iter()
-            .map(|e| e.token())
-            .filter(|t| *t != WAKER)
-            .map(|t| t.0)
-            .collect();
-        for index in ready {
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(
+            self.events
+                .iter()
+                .map(|e| e.token())
+                .filter(|t| *t != WAKER)
+                .map(|t| t.0),
+        );
+        for &index in &ready {
             self.on_socket(index, now);
         }
+        self.ready = ready;
         self.service(Instant::now());
         Ok(())
     }

@@ -6,7 +6,8 @@
 //! running sums keep fractional shares stable. Entry `i` of a host hashes the bytes
 //! `"<ip:port>_<i>"` with xxHash64 (seed 0), so that a key lands on the same host as it
 //! would in Envoy. A lookup finds the first entry whose hash is >= the key (wrapping to
-//! the first entry), with Envoy's exact binary search; attempt `n` moves `n` entries on.
+//! the first entry), the same entry Envoy's ketama search finds; attempt `n` moves `n`
+//! entries on.
 
 use xxhash_rust::xxh64::xxh64;
 
@@ -80,45 +81,62 @@ impl Ring {
         self.entries.iter().map(|e| (e.hash, e.host))
     }
 
-    /// The host owning `h` (ketama's `get_server`, signed indices as in Envoy).
+    /// The host owning `h`: the first entry whose hash is >= `h`, wrapping to the
+    /// first entry (what Envoy's ketama search returns, duplicates included: the first
+    /// of equal hashes), then `attempt` entries on.
     pub fn choose(&self, h: u64, attempt: u32) -> Option<u32> {
         if self.entries.is_empty() {
             return None;
         }
-        let len = self.entries.len() as i64;
-        let mut low: i64 = 0;
-        let mut high: i64 = len;
-        let mut mid: i64;
-        loop {
-            mid = (low + high) / 2;
-            if mid == len {
-                mid = 0;
-                break;
-            }
-            let midval = self.entries[mid as usize].hash;
-            let midval1 = if mid == 0 {
-                0
-            } else {
-                self.entries[mid as usize - 1].hash
-            };
-            if h <= midval && h > midval1 {
-                break;
-            }
-            if midval < h {
-                low = mid + 1;
-            } else {
-                high = mid - 1;
-            }
-            if low > high {
-                mid = 0;
-                break;
-            }
+        let len = self.entries.len();
+        let mut i = self.entries.partition_point(|e| e.hash < h);
+        if i == len {
+            i = 0;
         }
         if attempt > 0 {
-            mid = (mid + i64::from(attempt)) % len;
+            i = (i + attempt as usize) % len;
         }
-        Some(self.entries[mid as usize].host)
+        Some(self.entries[i].host)
     }
+}
+
+/// Envoy's ketama search (`RingHashLoadBalancer::Ring::chooseHost`), kept to prove
+/// [`Ring::choose`] equivalent to it.
+#[cfg(test)]
+pub(crate) fn ketama_reference(ring: &Ring, h: u64) -> Option<u32> {
+    let entries = &ring.entries;
+    if entries.is_empty() {
+        return None;
+    }
+    let len = entries.len() as i64;
+    let (mut low, mut high): (i64, i64) = (0, len);
+    let mut mid: i64;
+    loop {
+        mid = (low + high) / 2;
+        if mid == len {
+            mid = 0;
+            break;
+        }
+        let midval = entries[mid as usize].hash;
+        let midval1 = if mid == 0 {
+            0
+        } else {
+            entries[mid as usize - 1].hash
+        };
+        if h <= midval && h > midval1 {
+            break;
+        }
+        if midval < h {
+            low = mid + 1;
+        } else {
+            high = mid - 1;
+        }
+        if low > high {
+            mid = 0;
+            break;
+        }
+    }
+    Some(entries[mid as usize].host)
 }
 
 /// Append `n` in decimal without allocating.

@@ -369,6 +369,24 @@ fn consistent_hashing_is_stable_and_moves_only_the_removed_hosts_keys() {
 }
 
 #[test]
+fn ring_lookup_is_envoys_ketama_search() {
+    let h = equal(7);
+    let p = ps(&h, &config(LbPolicy::RingHash));
+    let HashTable::Ring(r) = &p.hash_tables[0] else {
+        panic!()
+    };
+    let mut probes: Vec<u64> = keys(50_000);
+    // Ring positions themselves, their neighbours and the extremes.
+    for (hash, _) in r.hashes() {
+        probes.extend([hash, hash.wrapping_sub(1), hash.wrapping_add(1)]);
+    }
+    probes.extend([0, 1, u64::MAX]);
+    for k in probes {
+        assert_eq!(r.choose(k, 0), ring_hash::ketama_reference(r, k), "key {k}");
+    }
+}
+
+#[test]
 fn ring_and_maglev_honour_weights() {
     let h = hosts(&[(90, 1, 0), (91, 3, 0)]);
     let keys = keys(40_000);

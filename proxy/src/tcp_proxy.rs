@@ -237,6 +237,7 @@ impl TcpProxySession {
                     ) {
                         tracing::warn!("cannot register upstream socket: {e}");
                         ctx.stack.close(sock);
+                        self.host = Some(host);
                         self.release_upstream(true);
                         continue;
                     }
@@ -253,6 +254,8 @@ impl TcpProxySession {
                     self.cluster_stats.upstream_cx_connect_fail.inc();
                     self.cluster
                         .put_result(&host, Outcome::LocalOriginConnectFailed);
+                    // Release this attempt's host count too.
+                    self.host = Some(host);
                     self.release_upstream(false);
                 }
             }

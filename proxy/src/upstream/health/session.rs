@@ -302,9 +302,4 @@ impl Session {
         }
         self.parser = None;
     }
-
-    /// The socket of the open connection, if any.
-    pub fn socket(&self) -> Option<SocketId> {
-        self.conn.as_ref().map(|c| c.socket)
-    }
 }

@@ -112,7 +112,16 @@ impl Decode for Cluster {
             f.or(d, "original_dst_lb_config", OriginalDstLbConfig::default());
         let circuit_breakers = f.or(d, "circuit_breakers", CircuitBreakers::default());
         let outlier_detection = f.opt(d, "outlier_detection");
-        let health_checks = f.list(d, "health_checks");
+        let hc_line = f.line();
+        let health_checks: Vec<HealthCheck> = f.list(d, "health_checks");
+        if health_checks.len() > 1 {
+            d.error(
+                ErrorKind::Unsupported,
+                &format!("{path}.health_checks"),
+                hc_line,
+                "Multiple health checks not supported",
+            );
+        }
         let common_lb: CommonLbConfig = f.or(d, "common_lb_config", CommonLbConfig::default());
         let ring_hash_lb_config = f.or(d, "ring_hash_lb_config", RingHashLbConfig::default());
         let maglev_table_size = match f.take("maglev_lb_config") {
@@ -659,11 +668,13 @@ impl Decode for OutlierDetection {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
         let z = OutlierDetection::default();
+        let max_ejection_time: Option<Duration> = f.opt(d, "max_ejection_time");
         let o = OutlierDetection {
             consecutive_5xx: f.or(d, "consecutive_5xx", z.consecutive_5xx),
             interval: f.or(d, "interval", z.interval),
             base_ejection_time: f.or(d, "base_ejection_time", z.base_ejection_time),
-            max_ejection_time: f.or(d, "max_ejection_time", z.max_ejection_time),
+            // Envoy: when absent, the larger of 300s and base_ejection_time.
+            max_ejection_time: max_ejection_time.unwrap_or(Duration::ZERO),
             max_ejection_percent: f.or(d, "max_ejection_percent", z.max_ejection_percent),
             enforcing_consecutive_5xx: f.or(
                 d,
@@ -755,6 +766,16 @@ impl Decode for OutlierDetection {
         };
         f.unsupported(d, &["monitor", "detect_degraded_hosts"]);
         f.finish(d);
+        let mut o = o;
+        if max_ejection_time.is_none() {
+            o.max_ejection_time = z.max_ejection_time.max(o.base_ejection_time);
+        } else if o.max_ejection_time < o.base_ejection_time {
+            d.invalid(
+                node,
+                &format!("{path}.max_ejection_time"),
+                "outlier detector's max_ejection_time cannot be smaller than base_ejection_time",
+            );
+        }
         for (name, v) in [
             ("max_ejection_percent", o.max_ejection_percent),
             ("enforcing_consecutive_5xx", o.enforcing_consecutive_5xx),

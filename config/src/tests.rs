@@ -333,3 +333,58 @@ fn syntax_errors_have_a_line() {
     assert_eq!(e.0[0].kind, ErrorKind::Syntax);
     assert!(e.0[0].line >= 2);
 }
+
+#[test]
+fn max_ejection_time_follows_base_and_must_not_be_below_it() {
+    let with = |od: &str| {
+        MINIMAL.replace(
+            "  - name: c\n",
+            &format!("  - name: c\n    outlier_detection: {od}\n"),
+        )
+    };
+    let b = load_str(&with("{ base_ejection_time: 400s }"))
+        .unwrap()
+        .bootstrap;
+    let o = b.clusters[0].outlier_detection.as_ref().unwrap();
+    assert_eq!(
+        o.max_ejection_time,
+        Duration::from_secs(400),
+        "absent: max(300s, base)"
+    );
+    let e = errors(&with("{ base_ejection_time: 10s, max_ejection_time: 5s }"));
+    assert!(
+        e.to_string()
+            .contains("cannot be smaller than base_ejection_time"),
+        "{e}"
+    );
+    assert!(
+        e.0[0].path.ends_with("outlier_detection.max_ejection_time"),
+        "{e}"
+    );
+}
+
+#[test]
+fn more_than_one_health_check_is_refused_as_envoy_does() {
+    let hc = "{ timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {} }";
+    let yaml = MINIMAL.replace(
+        "  - name: c\n",
+        &format!("  - name: c\n    health_checks: [{hc}, {hc}]\n"),
+    );
+    let e = errors(&yaml);
+    assert!(
+        e.to_string()
+            .contains("Multiple health checks not supported"),
+        "{e}"
+    );
+    assert_eq!(e.0[0].path, "static_resources.clusters[0].health_checks");
+    let one = MINIMAL.replace(
+        "  - name: c\n",
+        &format!("  - name: c\n    health_checks: [{hc}]\n"),
+    );
+    assert_eq!(
+        load_str(&one).unwrap().bootstrap.clusters[0]
+            .health_checks
+            .len(),
+        1
+    );
+}

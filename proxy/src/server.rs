@@ -18,7 +18,7 @@ use crate::admin::{AdminServer, AdminState};
 use crate::cli::{self, Command, DatapathKind, Mode, Options};
 use crate::listener::manager::Snapshot;
 use crate::stats::Store;
-use crate::upstream::dns;
+use crate::upstream::{dns, monitor};
 use crate::worker::{Control, Worker, WorkerSetup};
 
 /// Run the command line; returns the process exit code.
@@ -195,12 +195,34 @@ fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
             }
         }
     }
+    for c in &snapshot.cluster_manager.clusters {
+        stats
+            .upstream
+            .insert(c.config.stat_name(), vec![Arc::clone(&c.stats)]);
+    }
     let stop_dns = Arc::new(AtomicBool::new(false));
     let dns = dns::spawn_refresher(
         snapshot.cluster_manager.clusters.clone(),
         Arc::clone(&stop_dns),
     );
+    let upstream_monitor = match monitor::spawn(&snapshot.cluster_manager.clusters) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("sluice: cannot start the upstream monitor: {e}");
+            return 1;
+        }
+    };
+    if let Some(m) = &upstream_monitor {
+        // Like Envoy's cluster warming: serve once every host has its first check.
+        let bound = monitor::first_round_bound(&snapshot.cluster_manager.clusters);
+        if !m.wait_initialized(bound) {
+            tracing::warn!("first health checks still running after {bound:?}; serving anyway");
+        }
+    }
     let code = run_workers(workers, &mut main, opts);
+    if let Some(m) = upstream_monitor {
+        m.stop();
+    }
     stop_dns.store(true, Ordering::Relaxed);
     if let Some(h) = dns {
         let _ = h.join();

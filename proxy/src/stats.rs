@@ -58,6 +58,12 @@ impl Gauge {
         );
     }
 
+    /// Set the level (gauges that mirror a state, e.g. `membership_healthy`).
+    #[inline]
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -79,24 +85,28 @@ pub trait Scope: Default + Send + Sync + 'static {
     fn for_each_histogram(&self, f: &mut dyn FnMut(&'static str, &crate::histogram::Histogram));
 }
 
-/// Declare a scope struct of counters, gauges and histograms.
+/// Declare a scope struct of counters, gauges and histograms. A field may name its
+/// stat explicitly (`field = "dotted.name": Counter`) when Envoy's name is not an
+/// identifier.
 #[macro_export]
 macro_rules! stats_scope {
-    ($(#[$meta:meta])* pub struct $name:ident ($kind:literal) { $($field:ident : $ty:ident),* $(,)? }) => {
+    ($(#[$meta:meta])* pub struct $name:ident ($kind:literal) { $($field:ident $(= $stat:literal)? : $ty:ident),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Default)]
         pub struct $name { $(pub $field: $crate::stats_scope!(@type $ty)),* }
         impl $crate::stats::Scope for $name {
             const KIND: &'static str = $kind;
             fn for_each(&self, f: &mut dyn FnMut(&'static str, $crate::stats::StatKind, i64)) {
-                $( $crate::stats_scope!(@visit $ty, f, stringify!($field), &self.$field); )*
+                $( $crate::stats_scope!(@visit $ty, f, $crate::stats_scope!(@name $field $($stat)?), &self.$field); )*
             }
             #[allow(unused_variables)]
             fn for_each_histogram(&self, f: &mut dyn FnMut(&'static str, &$crate::histogram::Histogram)) {
-                $( $crate::stats_scope!(@hvisit $ty, f, stringify!($field), &self.$field); )*
+                $( $crate::stats_scope!(@hvisit $ty, f, $crate::stats_scope!(@name $field $($stat)?), &self.$field); )*
             }
         }
     };
+    (@name $field:ident $stat:literal) => { $stat };
+    (@name $field:ident) => { stringify!($field) };
     (@type Counter) => { $crate::stats::Counter };
     (@type Gauge) => { $crate::stats::Gauge };
     (@type Histogram) => { $crate::histogram::Histogram };
@@ -160,6 +170,52 @@ stats_scope! {
         upstream_cx_http1_total: Counter,
         upstream_cx_pool_overflow: Counter,
         upstream_rq_overflow: Counter,
+        lb_healthy_panic: Counter,
+    }
+}
+
+stats_scope! {
+    /// `cluster.<name>.*` stats kept by the cluster itself rather than by a worker:
+    /// membership gauges (written under the cluster's update lock by whoever publishes
+    /// a host-set change) and the active health checker's and outlier detector's
+    /// counters (written only by the upstream monitor thread). One writer at a time, so
+    /// the same relaxed load/store recording as worker stats is exact.
+    /// `health_check.verify_cluster` counts service-name verifications in Envoy;
+    /// `service_name_matcher` is refused at config load, so it stays 0.
+    pub struct UpstreamStats ("cluster") {
+        membership_change: Counter,
+        membership_total: Gauge,
+        membership_healthy: Gauge,
+        membership_degraded: Gauge,
+        membership_excluded: Gauge,
+        hc_attempt = "health_check.attempt": Counter,
+        hc_success = "health_check.success": Counter,
+        hc_failure = "health_check.failure": Counter,
+        hc_network_failure = "health_check.network_failure": Counter,
+        hc_passive_failure = "health_check.passive_failure": Counter,
+        hc_verify_cluster = "health_check.verify_cluster": Counter,
+        hc_healthy = "health_check.healthy": Gauge,
+        hc_degraded = "health_check.degraded": Gauge,
+        od_ejections_active = "outlier_detection.ejections_active": Gauge,
+        od_ejections_overflow = "outlier_detection.ejections_overflow": Counter,
+        od_ejections_total = "outlier_detection.ejections_total": Counter,
+        od_ejections_consecutive_5xx = "outlier_detection.ejections_consecutive_5xx": Counter,
+        od_ejections_success_rate = "outlier_detection.ejections_success_rate": Counter,
+        od_ejections_enforced_total = "outlier_detection.ejections_enforced_total": Counter,
+        od_ejections_detected_consecutive_5xx = "outlier_detection.ejections_detected_consecutive_5xx": Counter,
+        od_ejections_enforced_consecutive_5xx = "outlier_detection.ejections_enforced_consecutive_5xx": Counter,
+        od_ejections_detected_success_rate = "outlier_detection.ejections_detected_success_rate": Counter,
+        od_ejections_enforced_success_rate = "outlier_detection.ejections_enforced_success_rate": Counter,
+        od_ejections_detected_consecutive_gateway_failure = "outlier_detection.ejections_detected_consecutive_gateway_failure": Counter,
+        od_ejections_enforced_consecutive_gateway_failure = "outlier_detection.ejections_enforced_consecutive_gateway_failure": Counter,
+        od_ejections_detected_consecutive_local_origin_failure = "outlier_detection.ejections_detected_consecutive_local_origin_failure": Counter,
+        od_ejections_enforced_consecutive_local_origin_failure = "outlier_detection.ejections_enforced_consecutive_local_origin_failure": Counter,
+        od_ejections_detected_local_origin_success_rate = "outlier_detection.ejections_detected_local_origin_success_rate": Counter,
+        od_ejections_enforced_local_origin_success_rate = "outlier_detection.ejections_enforced_local_origin_success_rate": Counter,
+        od_ejections_detected_failure_percentage = "outlier_detection.ejections_detected_failure_percentage": Counter,
+        od_ejections_enforced_failure_percentage = "outlier_detection.ejections_enforced_failure_percentage": Counter,
+        od_ejections_detected_local_origin_failure_percentage = "outlier_detection.ejections_detected_local_origin_failure_percentage": Counter,
+        od_ejections_enforced_local_origin_failure_percentage = "outlier_detection.ejections_enforced_local_origin_failure_percentage": Counter,
     }
 }
 
@@ -240,6 +296,13 @@ impl<S: Scope> Registry<S> {
             .entry(name.to_string())
             .or_insert_with(|| (0..self.workers).map(|_| Arc::new(S::default())).collect())
             .clone()
+    }
+
+    /// Register blocks created elsewhere under `name` (stats owned by a cluster rather
+    /// than by the workers), replacing any previous blocks of that name.
+    pub fn insert(&self, name: &str, blocks: Vec<Arc<S>>) {
+        let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        scopes.insert(name.to_string(), blocks);
     }
 
     /// Sum every scope over all workers: `(full name, kind, value)`, sorted by name.
@@ -336,6 +399,8 @@ pub struct Store {
     pub clusters: Registry<ClusterStats>,
     pub tcp: Registry<TcpProxyStats>,
     pub http: Registry<HttpStats>,
+    /// Cluster-owned stats (one block per cluster, see [`UpstreamStats`]).
+    pub upstream: Registry<UpstreamStats>,
 }
 
 impl Store {
@@ -345,6 +410,7 @@ impl Store {
             clusters: Registry::new(workers),
             tcp: Registry::new(workers),
             http: Registry::new(workers),
+            upstream: Registry::new(1),
         }
     }
 
@@ -355,6 +421,7 @@ impl Store {
         self.clusters.collect(&mut out);
         self.tcp.collect(&mut out);
         self.http.collect(&mut out);
+        self.upstream.collect(&mut out);
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -397,5 +464,24 @@ mod tests {
         // The same scope name yields the same blocks (reload keeps counters).
         store.clusters.scope("backend")[0].upstream_cx_total.inc();
         assert_eq!(store.get("cluster.backend.upstream_cx_total"), Some(4));
+    }
+
+    #[test]
+    fn cluster_owned_stats_use_envoy_dotted_names() {
+        let store = Store::new(2);
+        let own = Arc::new(UpstreamStats::default());
+        store.upstream.insert("backend", vec![Arc::clone(&own)]);
+        own.od_ejections_enforced_total.add(2);
+        own.hc_healthy.set(3);
+        own.membership_total.set(4);
+        assert_eq!(
+            store.get("cluster.backend.outlier_detection.ejections_enforced_total"),
+            Some(2)
+        );
+        assert_eq!(store.get("cluster.backend.health_check.healthy"), Some(3));
+        assert_eq!(store.get("cluster.backend.membership_total"), Some(4));
+        // Worker-written and cluster-owned stats of one cluster sit side by side.
+        store.clusters.scope("backend")[1].lb_healthy_panic.inc();
+        assert_eq!(store.get("cluster.backend.lb_healthy_panic"), Some(1));
     }
 }

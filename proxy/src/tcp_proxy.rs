@@ -25,6 +25,7 @@ use crate::timer::earliest;
 use crate::upstream::cluster_manager::{release, try_acquire, ClusterInfo};
 use crate::upstream::host::Host;
 use crate::upstream::load_balancer::LbContext;
+use crate::upstream::outlier::Outcome;
 use crate::worker_ctx::Ctx;
 
 /// Most bytes moved per direction per handler call before yielding to other
@@ -135,6 +136,8 @@ pub struct TcpProxySession {
     started: Instant,
     timer_at: Option<Instant>,
     counted_cx: bool,
+    /// The connected session counts as an active request on its host (least request).
+    counted_rq: bool,
 }
 
 /// Whether a session is still open after a call.
@@ -183,6 +186,7 @@ impl TcpProxySession {
             started: ctx.now,
             timer_at: None,
             counted_cx: false,
+            counted_rq: false,
         };
         let status = s.connect_next(ctx, token_base);
         (s, status)
@@ -233,6 +237,7 @@ impl TcpProxySession {
                     ) {
                         tracing::warn!("cannot register upstream socket: {e}");
                         ctx.stack.close(sock);
+                        self.host = Some(host);
                         self.release_upstream(true);
                         continue;
                     }
@@ -247,6 +252,10 @@ impl TcpProxySession {
                 Err(e) => {
                     tracing::debug!(host = %host.address, "tcp_proxy: connect failed at once: {e}");
                     self.cluster_stats.upstream_cx_connect_fail.inc();
+                    self.cluster
+                        .put_result(&host, Outcome::LocalOriginConnectFailed);
+                    // Release this attempt's host count too.
+                    self.host = Some(host);
                     self.release_upstream(false);
                 }
             }
@@ -255,6 +264,13 @@ impl TcpProxySession {
 
     /// Forget the upstream attempt's resources (and its socket, if any).
     fn release_upstream(&mut self, _local: bool) {
+        if self.counted_rq {
+            self.counted_rq = false;
+            if let Some(h) = &self.host {
+                h.rq_active
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         if self.counted_cx {
             self.counted_cx = false;
             self.cluster_stats.upstream_cx_active.dec();
@@ -294,6 +310,13 @@ impl TcpProxySession {
             match ctx.stack.connect_result(sock) {
                 Ok(()) => {
                     tracing::debug!("tcp_proxy: upstream connected");
+                    if let Some(h) = &self.host {
+                        self.cluster
+                            .put_result(h, Outcome::LocalOriginConnectSuccessFinal);
+                        h.rq_active
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.counted_rq = true;
+                    }
                     self.state = State::Connected;
                     self.last_activity = ctx.now;
                     self.downstream.readable = true;
@@ -302,6 +325,10 @@ impl TcpProxySession {
                 Err(e) => {
                     tracing::debug!("tcp_proxy: upstream connect failed: {e}");
                     self.cluster_stats.upstream_cx_connect_fail.inc();
+                    if let Some(h) = &self.host {
+                        self.cluster
+                            .put_result(h, Outcome::LocalOriginConnectFailed);
+                    }
                     return self.retry_connect(ctx, token_base);
                 }
             }
@@ -383,6 +410,9 @@ impl TcpProxySession {
                 tracing::debug!("tcp_proxy: upstream connect timeout");
                 self.cluster_stats.upstream_cx_connect_timeout.inc();
                 self.cluster_stats.upstream_cx_connect_fail.inc();
+                if let Some(h) = &self.host {
+                    self.cluster.put_result(h, Outcome::LocalOriginTimeout);
+                }
                 return self.retry_connect(ctx, token_base);
             }
         }

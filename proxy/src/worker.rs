@@ -165,6 +165,7 @@ impl<S: Stack> Worker<S> {
             .iter()
             .map(|c| Arc::clone(&self.store.clusters.scope(c.config.stat_name())[id]))
             .collect();
+        self.clusters.bind_stats(&self.cluster_stats);
     }
 
     fn tcp_stats_for(&mut self, prefix: &str) -> Arc<TcpProxyStats> {

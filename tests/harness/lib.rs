@@ -8,6 +8,7 @@ pub mod http_client;
 pub mod http_origin;
 pub mod origin;
 pub mod proxy;
+pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

@@ -38,7 +38,7 @@ impl XdpProgram {
         let info = InterfaceInfo::query(interface)?;
         let queues = info.rx_queues.max(info.tx_queues);
         let steering = Steering::load(cfg, queues, XdpAction::Pass)?;
-        let link = XdpLink::attach(steering.program(), info.index, mode)
+        let link = attach_with_retry(&steering, info.index, mode)
             .map_err(|e| attach_error(&info, mode, e))?;
         Ok(Arc::new(XdpProgram {
             link,
@@ -102,6 +102,25 @@ impl XdpProgram {
 }
 
 /// Explain a refused `BPF_LINK_CREATE`.
+/// Attach, retrying `EEXIST`/`EBUSY` for a short while: the kernel releases a closed
+/// XDP link asynchronously, so a sluice restarted at once (or a program re-attached
+/// right after its predecessor was dropped) can briefly see the old one.
+fn attach_with_retry(steering: &Steering, ifindex: u32, mode: AttachMode) -> io::Result<XdpLink> {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+    let start = std::time::Instant::now();
+    loop {
+        match XdpLink::attach(steering.program(), ifindex, mode) {
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::EBUSY))
+                    && start.elapsed() < PATIENCE =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn attach_error(info: &InterfaceInfo, mode: AttachMode, e: io::Error) -> XdpError {
     let name = &info.name;
     let hint = match (e.raw_os_error(), mode) {

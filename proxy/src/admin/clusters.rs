@@ -12,16 +12,22 @@ use super::handlers::json_str;
 
 /// Envoy's health flag text: `healthy`, or the failed checks joined by `/`.
 pub fn health_flags(h: &Host) -> String {
-    let mut parts = Vec::new();
-    if h.has_flag(health_flag::FAILED_ACTIVE_HC) {
-        parts.push("/failed_active_hc");
-    }
-    if h.has_flag(health_flag::FAILED_OUTLIER_CHECK) {
-        parts.push("/failed_outlier_check");
-    }
-    if h.has_flag(health_flag::PENDING_ACTIVE_HC) {
-        parts.push("/pending_active_hc");
-    }
+    // Envoy's order and names (HostUtility::healthFlagsToString).
+    const NAMES: [(u32, &str); 5] = [
+        (health_flag::FAILED_ACTIVE_HC, "/failed_active_hc"),
+        (health_flag::FAILED_OUTLIER_CHECK, "/failed_outlier_check"),
+        (health_flag::DEGRADED_ACTIVE_HC, "/degraded_active_hc"),
+        (health_flag::ACTIVE_HC_TIMEOUT, "/active_hc_timeout"),
+        (
+            health_flag::EXCLUDED_VIA_IMMEDIATE_HC_FAIL,
+            "/excluded_via_immediate_hc_fail",
+        ),
+    ];
+    let parts: Vec<&str> = NAMES
+        .iter()
+        .filter(|(f, _)| h.has_flag(*f))
+        .map(|(_, n)| *n)
+        .collect();
     if parts.is_empty() {
         "healthy".into()
     } else {

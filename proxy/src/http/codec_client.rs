@@ -6,7 +6,6 @@
 //! the previous response was read completely and neither side asked to close.
 
 use std::io;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -68,7 +67,6 @@ impl CodecClient {
         max_headers: u32,
         now: Instant,
     ) -> Self {
-        host.cx_active.fetch_add(1, Ordering::Relaxed);
         CodecClient {
             socket,
             host,
@@ -177,7 +175,7 @@ impl CodecClient {
         self.closed
     }
 
-    /// Close the socket (reset when `abort`) and release its host count.
+    /// Close the socket (reset when `abort`).
     pub fn close<S: Stack>(&mut self, stack: &mut S, abort: bool) {
         if self.closed {
             return;
@@ -189,6 +187,5 @@ impl CodecClient {
             stack.close(self.socket);
         }
         self.dead = true;
-        self.host.cx_active.fetch_sub(1, Ordering::Relaxed);
     }
 }

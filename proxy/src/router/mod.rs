@@ -20,7 +20,7 @@
 
 mod config;
 pub mod formatter;
-mod hash;
+pub mod hash;
 mod header_parser;
 mod matched;
 pub mod retry;
@@ -33,7 +33,6 @@ pub mod weighted;
 
 pub use config::{virtual_cluster_name, RouteTable};
 pub use formatter::StreamInfo;
-pub use hash::HashPolicyEval;
 pub use matched::{ClusterChoice, Matched, RouteKind};
 pub use route_ref::RouteRef;
 

@@ -20,7 +20,6 @@ use sluice_stack::{Interest, Stack};
 use crate::http::codec::{encode_request_head, BodyDecoder, OutgoingBody, Status as ParseStatus};
 use crate::http::codec_client::{CodecClient, ReadOutcome};
 use crate::http::RequestHead;
-use crate::upstream::cluster_manager::{release, try_acquire};
 use crate::upstream::conn_pool::close_client;
 use crate::upstream::load_balancer::LbContext;
 use crate::worker_ctx::{pool_timer_key, token, Ctx, POOL_SUB};
@@ -136,8 +135,7 @@ fn start_one<S: Stack>(
 ) {
     let info = Arc::clone(&ctx.clusters.clusters[cluster].info);
     let stats = Arc::clone(&ctx.cluster_stats[cluster]);
-    let cb = &info.config.circuit_breakers;
-    if !try_acquire(&info.resources.requests, cb.max_requests) {
+    if !info.try_acquire_request() {
         stats.upstream_rq_pending_overflow.inc();
         return;
     }
@@ -148,7 +146,7 @@ fn start_one<S: Stack>(
     };
     let Some((idx, host)) = ctx.clusters.clusters[cluster].choose_host(&lb, None) else {
         stats.upstream_cx_none_healthy.inc();
-        release(&info.resources.requests);
+        info.release_request();
         return;
     };
     stats.upstream_rq_total.inc();
@@ -180,10 +178,10 @@ fn start_one<S: Stack>(
         ctx.timers.schedule(pool_timer_key(slot), deadline);
         return;
     }
-    if !try_acquire(&info.resources.connections, cb.max_connections) {
+    if !info.try_acquire_connection(&host) {
         stats.upstream_cx_overflow.inc();
         stats.upstream_rq_active.dec();
-        release(&info.resources.requests);
+        info.release_request();
         return;
     }
     let sock = match ctx.stack.connect(host.address) {
@@ -191,8 +189,8 @@ fn start_one<S: Stack>(
         Err(_) => {
             stats.upstream_cx_connect_fail.inc();
             stats.upstream_rq_active.dec();
-            release(&info.resources.connections);
-            release(&info.resources.requests);
+            info.release_connection(&host);
+            info.release_request();
             return;
         }
     };
@@ -205,8 +203,8 @@ fn start_one<S: Stack>(
         ctx.stack.close(sock);
         ctx.pool.remove(slot);
         stats.upstream_rq_active.dec();
-        release(&info.resources.connections);
-        release(&info.resources.requests);
+        info.release_connection(&host);
+        info.release_request();
         return;
     }
     stats.upstream_cx_total.inc();
@@ -332,7 +330,7 @@ impl ShadowRequest {
         let cluster = self.client.cluster;
         self.client.host.rq_active.fetch_sub(1, Ordering::Relaxed);
         if let Some(tl) = ctx.clusters.clusters.get(cluster) {
-            release(&tl.info.resources.requests);
+            tl.info.release_request();
         }
         if let Some(s) = ctx.cluster_stats.get(cluster) {
             s.upstream_rq_active.dec();

@@ -1,32 +1,63 @@
 //! The cluster manager: cluster-wide state shared by all workers, and each worker's
 //! thread-local view of it (Envoy's `ThreadLocalClusterManager`).
 //!
-//! [`ClusterInfo`] is shared (`Arc`): immutable config, the current host set
-//! (republished by DNS refresh and health checking), and the circuit-breaker resource
-//! counters, which Envoy keeps cluster-wide across workers. A worker's
-//! [`ThreadLocalCluster`] caches the host set and owns its load balancer; it re-reads
-//! the shared set only when the published version moved (one relaxed atomic load per
-//! pick, no lock on the hot path).
+//! [`ClusterInfo`] is shared (`Arc`): immutable config, the current [`PrioritySet`]
+//! (hosts by priority and health, with loads and shared hash tables), republished
+//! whenever membership (DNS) or health (active checks, outlier detection) changes, the
+//! circuit-breaker resource counters (cluster-wide across workers, as Envoy keeps them),
+//! the outlier [`Reporter`] workers feed, and the cluster-owned stats. A worker's
+//! [`ThreadLocalCluster`] caches the priority set and owns its load balancer; it
+//! re-reads the shared set only when the published version moved (one acquire load
+//! per pick, a lock only on change). Publishing never blocks a pick for long: the set
+//! is built outside the slot's lock and swapped in.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use sluice_config::cluster::{Cluster, DiscoveryType, LbPolicy};
+use sluice_config::cluster::{Cluster, DiscoveryType};
+use sluice_stack::Wake;
 
-use crate::upstream::host::{Host, HostSet};
-use crate::upstream::load_balancer::{LbContext, LoadBalancer, RoundRobin};
+use crate::rng::Rng;
+use crate::stats::{ClusterStats, UpstreamStats};
+use crate::upstream::host::{health_flag, Host, HostSet};
+use crate::upstream::load_balancer::{LbConfig, LbContext, LoadBalancer};
+use crate::upstream::outlier::{Outcome, Reporter};
+use crate::upstream::priority::PrioritySet;
 
 /// A cluster as every worker sees it.
-#[derive(Debug)]
 pub struct ClusterInfo {
     pub index: usize,
     pub config: Arc<Cluster>,
-    hosts: Mutex<Arc<HostSet>>,
+    pub lb_config: LbConfig,
+    priority_set: Mutex<Arc<PrioritySet>>,
+    /// Bumped on every publish (membership or health).
     version: AtomicU64,
+    /// Bumped when membership changes.
+    membership_version: AtomicU64,
+    /// Serializes publishers (DNS refresher, monitor thread).
+    update_lock: Mutex<()>,
     /// Circuit-breaker resources, counted across workers.
     pub resources: Resources,
+    /// Outlier detection's worker-facing half (`None` without `outlier_detection`).
+    pub outlier: Option<Reporter>,
+    /// Cluster-owned stats (membership, health checks, outlier detection).
+    pub stats: Arc<UpstreamStats>,
+    seen_traffic: AtomicBool,
+    passive_hc_pending: AtomicBool,
+    /// Wakes the upstream monitor thread once it runs.
+    monitor: OnceLock<Arc<dyn Wake>>,
+}
+
+impl std::fmt::Debug for ClusterInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterInfo")
+            .field("index", &self.index)
+            .field("name", &self.config.name)
+            .field("version", &self.version())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Cluster-wide resource counters checked against the circuit-breaker thresholds.
@@ -59,37 +90,229 @@ pub fn release(counter: &AtomicU32) {
 
 impl ClusterInfo {
     pub fn new(index: usize, config: Cluster, hosts: HostSet) -> ClusterInfo {
-        ClusterInfo {
+        let health_checked = !config.health_checks.is_empty();
+        if health_checked {
+            // Envoy starts the hosts of a health-checked cluster as failed until their
+            // first check passes.
+            for h in &hosts.hosts {
+                h.set_flag(health_flag::FAILED_ACTIVE_HC);
+            }
+        }
+        let lb_config = LbConfig::from_cluster(&config);
+        let outlier = config.outlier_detection.clone().map(Reporter::new);
+        let info = ClusterInfo {
             index,
             config: Arc::new(config),
-            hosts: Mutex::new(Arc::new(hosts)),
-            version: AtomicU64::new(1),
+            lb_config,
+            priority_set: Mutex::new(Arc::new(PrioritySet::default())),
+            version: AtomicU64::new(0),
+            membership_version: AtomicU64::new(0),
+            update_lock: Mutex::new(()),
             resources: Resources::default(),
-        }
+            outlier,
+            stats: Arc::new(UpstreamStats::default()),
+            seen_traffic: AtomicBool::new(false),
+            passive_hc_pending: AtomicBool::new(false),
+            monitor: OnceLock::new(),
+        };
+        info.rebuild(Arc::new(hosts));
+        info
     }
 
     pub fn name(&self) -> &str {
         &self.config.name
     }
 
-    /// The current host set.
+    /// The current membership.
     pub fn hosts(&self) -> Arc<HostSet> {
-        Arc::clone(&self.hosts.lock().unwrap_or_else(|e| e.into_inner()))
+        Arc::clone(&self.priority_set().hosts)
+    }
+
+    /// The current priority set.
+    pub fn priority_set(&self) -> Arc<PrioritySet> {
+        Arc::clone(&self.priority_set.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }
 
-    /// Publish a new host set; workers pick it up on their next pick.
-    pub fn publish(&self, hosts: HostSet) {
-        *self.hosts.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(hosts);
+    pub fn membership_version(&self) -> u64 {
+        self.membership_version.load(Ordering::Acquire)
+    }
+
+    /// Whether the cluster has active health checks.
+    pub fn health_checked(&self) -> bool {
+        !self.config.health_checks.is_empty()
+    }
+
+    /// Build and swap in the priority set for `hosts` (caller holds `update_lock`, or
+    /// is the constructor).
+    fn rebuild(&self, hosts: Arc<HostSet>) {
+        let ps = Arc::new(PrioritySet::build(hosts, &self.lb_config));
+        self.stats.membership_total.set(ps.hosts.len() as i64);
+        self.stats.membership_healthy.set(ps.healthy_count() as i64);
+        self.stats
+            .membership_degraded
+            .set(ps.degraded_count() as i64);
+        self.stats
+            .membership_excluded
+            .set(ps.excluded_count() as i64);
+        *self.priority_set.lock().unwrap_or_else(|e| e.into_inner()) = ps;
         self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Publish a new membership (DNS); workers pick it up on their next pick. New hosts
+    /// of a health-checked cluster start failed until checked.
+    pub fn publish(&self, hosts: HostSet) {
+        let _guard = self.update_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.health_checked() {
+            let old = self.hosts();
+            for h in &hosts.hosts {
+                if !old.hosts.iter().any(|o| Arc::ptr_eq(o, h)) {
+                    h.set_flag(health_flag::FAILED_ACTIVE_HC);
+                }
+            }
+        }
+        self.rebuild(Arc::new(hosts));
+        self.stats.membership_change.inc();
+        self.membership_version.fetch_add(1, Ordering::AcqRel);
+        self.wake_monitor();
+    }
+
+    /// Host health flags changed: recompute and publish the priority set.
+    pub fn refresh_health(&self) {
+        let _guard = self.update_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let hosts = self.hosts();
+        self.rebuild(hosts);
     }
 
     /// Whether hosts come from the connection's original destination.
     pub fn is_original_dst(&self) -> bool {
         self.config.discovery_type == DiscoveryType::OriginalDst
+    }
+
+    /// Outlier detection: record `outcome` of a connection or request to `host`.
+    pub fn put_result(&self, host: &Host, outcome: Outcome) {
+        if let Some(r) = &self.outlier {
+            if r.put_result(host, outcome, None) {
+                self.wake_monitor();
+            }
+        }
+    }
+
+    /// Outlier detection: record the HTTP status `host` answered.
+    pub fn put_http_response_code(&self, host: &Host, code: u16) {
+        if let Some(r) = &self.outlier {
+            if r.put_http_response_code(host, u64::from(code)) {
+                self.wake_monitor();
+            }
+        }
+    }
+
+    /// The host answered `x-envoy-immediate-health-check-fail`: exclude it now and
+    /// have its active health check fail it (passive failure), as Envoy's router does.
+    pub fn report_immediate_health_check_fail(&self, host: &Host) {
+        if !self.health_checked() {
+            return;
+        }
+        host.set_flag(health_flag::EXCLUDED_VIA_IMMEDIATE_HC_FAIL);
+        host.passive_hc_failure.store(true, Ordering::Release);
+        self.passive_hc_pending.store(true, Ordering::Release);
+        self.wake_monitor();
+    }
+
+    /// Monitor: whether a worker reported a passive health-check failure.
+    pub fn take_passive_hc_pending(&self) -> bool {
+        self.passive_hc_pending.swap(false, Ordering::AcqRel)
+    }
+
+    /// Remember that the cluster carries traffic (health checks leave
+    /// `no_traffic_interval`); the first time, wake the monitor so it can bring the
+    /// next checks forward.
+    pub fn note_traffic(&self) {
+        if !self.seen_traffic.load(Ordering::Relaxed)
+            && !self.seen_traffic.swap(true, Ordering::AcqRel)
+        {
+            self.wake_monitor();
+        }
+    }
+
+    pub fn seen_traffic(&self) -> bool {
+        self.seen_traffic.load(Ordering::Acquire)
+    }
+
+    /// Register the monitor thread's waker (once).
+    pub fn set_monitor(&self, waker: Arc<dyn Wake>) {
+        let _ = self.monitor.set(waker);
+    }
+
+    fn wake_monitor(&self) {
+        if let Some(w) = self.monitor.get() {
+            if let Err(e) = w.wake() {
+                tracing::warn!(cluster = %self.name(), "cannot wake the upstream monitor: {e}");
+            }
+        }
+    }
+
+    /// Circuit breaker: take a connection slot (cluster `max_connections` and the
+    /// per-host threshold), counting the host's open connections. False on overflow.
+    pub fn try_acquire_connection(&self, host: &Host) -> bool {
+        let cb = &self.config.circuit_breakers;
+        if let Some(max) = cb.per_host_max_connections {
+            if !try_acquire(&host.cx_active, max) {
+                return false;
+            }
+        } else {
+            host.cx_active.fetch_add(1, Ordering::Relaxed);
+        }
+        if try_acquire(&self.resources.connections, cb.max_connections) {
+            true
+        } else {
+            release(&host.cx_active);
+            false
+        }
+    }
+
+    pub fn release_connection(&self, host: &Host) {
+        release(&host.cx_active);
+        release(&self.resources.connections);
+    }
+
+    /// Circuit breaker: a pending (queued) request slot (`max_pending_requests`).
+    pub fn try_acquire_pending_request(&self) -> bool {
+        try_acquire(
+            &self.resources.pending_requests,
+            self.config.circuit_breakers.max_pending_requests,
+        )
+    }
+
+    pub fn release_pending_request(&self) {
+        release(&self.resources.pending_requests);
+    }
+
+    /// Circuit breaker: an active request slot (`max_requests`).
+    pub fn try_acquire_request(&self) -> bool {
+        try_acquire(
+            &self.resources.requests,
+            self.config.circuit_breakers.max_requests,
+        )
+    }
+
+    pub fn release_request(&self) {
+        release(&self.resources.requests);
+    }
+
+    /// Circuit breaker: a retry slot (`max_retries`).
+    pub fn try_acquire_retry(&self) -> bool {
+        try_acquire(
+            &self.resources.retries,
+            self.config.circuit_breakers.max_retries,
+        )
+    }
+
+    pub fn release_retry(&self) {
+        release(&self.resources.retries);
     }
 }
 
@@ -123,13 +346,20 @@ impl ClusterManager {
         self.index_of(name).map(|i| &self.clusters[i])
     }
 
-    /// A fresh per-worker view.
+    /// A fresh per-worker view, its balancers seeded from the clock.
     pub fn thread_local(&self) -> ThreadLocalClusterManager {
+        let mut rng = Rng::from_entropy(self.clusters.len() as u64);
+        self.thread_local_seeded(rng.next_u64())
+    }
+
+    /// A per-worker view with balancers seeded from `seed` (deterministic, for tests).
+    pub fn thread_local_seeded(&self, seed: u64) -> ThreadLocalClusterManager {
+        let mut rng = Rng::new(seed);
         ThreadLocalClusterManager {
             clusters: self
                 .clusters
                 .iter()
-                .map(|c| ThreadLocalCluster::new(Arc::clone(c)))
+                .map(|c| ThreadLocalCluster::new(Arc::clone(c), rng.next_u64()))
                 .collect(),
         }
     }
@@ -156,49 +386,64 @@ pub fn static_hosts(c: &Cluster) -> Vec<Arc<Host>> {
 #[derive(Debug)]
 pub struct ThreadLocalCluster {
     pub info: Arc<ClusterInfo>,
-    hosts: Arc<HostSet>,
+    priority_set: Arc<PrioritySet>,
     version: u64,
     lb: LoadBalancer,
+    stats: Option<Arc<ClusterStats>>,
 }
 
 impl ThreadLocalCluster {
-    fn new(info: Arc<ClusterInfo>) -> ThreadLocalCluster {
-        let lb = match info.config.lb_policy {
-            LbPolicy::RoundRobin | LbPolicy::ClusterProvided => {
-                LoadBalancer::RoundRobin(RoundRobin::new())
-            }
-            // Other policies arrive with the load-balancing work; round robin until then
-            // is refused at config load, never silently substituted.
-            _ => LoadBalancer::RoundRobin(RoundRobin::new()),
-        };
-        let hosts = info.hosts();
+    pub fn new(info: Arc<ClusterInfo>, seed: u64) -> ThreadLocalCluster {
+        let mut lb = LoadBalancer::new(&info.lb_config, seed);
         let version = info.version();
+        let priority_set = info.priority_set();
+        lb.refresh(&priority_set);
         ThreadLocalCluster {
             info,
-            hosts,
+            priority_set,
             version,
             lb,
+            stats: None,
+        }
+    }
+
+    /// Count this worker's LB events (`lb_healthy_panic`) in `stats`.
+    pub fn bind_stats(&mut self, stats: Arc<ClusterStats>) {
+        self.stats = Some(stats);
+    }
+
+    /// Re-read the shared priority set if a new one was published.
+    fn refresh(&mut self) {
+        let v = self.info.version();
+        if v != self.version {
+            self.priority_set = self.info.priority_set();
+            self.version = v;
+            self.lb.refresh(&self.priority_set);
         }
     }
 
     /// The current host set (refreshed if the cluster published a new one).
-    pub fn hosts(&mut self) -> &Arc<HostSet> {
-        let v = self.info.version();
-        if v != self.version {
-            self.hosts = self.info.hosts();
-            self.version = v;
-            self.lb.refresh(&self.hosts);
-        }
-        &self.hosts
+    pub fn hosts(&mut self) -> &Arc<crate::upstream::host::HostSet> {
+        self.refresh();
+        &self.priority_set.hosts
     }
 
-    /// Pick a host. For ORIGINAL_DST clusters the host is the connection's original
-    /// destination (with `upstream_port_override`).
+    /// The current priority set (refreshed if the cluster published a new one).
+    pub fn priority_set(&mut self) -> &Arc<PrioritySet> {
+        self.refresh();
+        &self.priority_set
+    }
+
+    /// Pick a host: `(index in the current host set, host)`. For ORIGINAL_DST clusters
+    /// the host is the connection's original destination (with
+    /// `upstream_port_override`). `None` when no host can serve (Envoy answers "no
+    /// healthy upstream").
     pub fn choose_host(
         &mut self,
         ctx: &LbContext<'_>,
         original_dst: Option<SocketAddr>,
     ) -> Option<(usize, Arc<Host>)> {
+        self.info.note_traffic();
         if self.info.is_original_dst() {
             let mut addr = original_dst?;
             if let Some(p) = self
@@ -214,10 +459,15 @@ impl ThreadLocalCluster {
                 Arc::new(Host::new(addr, String::new(), 1, 0, None)),
             ));
         }
-        let threshold = self.info.config.healthy_panic_threshold;
-        self.hosts();
-        let i = self.lb.choose(&self.hosts, ctx, threshold)?;
-        Some((i, Arc::clone(&self.hosts.hosts[i])))
+        self.refresh();
+        let pick = self.lb.choose(&self.priority_set, ctx)?;
+        if pick.panic {
+            if let Some(s) = &self.stats {
+                s.lb_healthy_panic.inc();
+            }
+        }
+        let host = self.priority_set.hosts.hosts.get(pick.index)?;
+        Some((pick.index, Arc::clone(host)))
     }
 }
 
@@ -225,4 +475,157 @@ impl ThreadLocalCluster {
 #[derive(Debug, Default)]
 pub struct ThreadLocalClusterManager {
     pub clusters: Vec<ThreadLocalCluster>,
+}
+
+impl ThreadLocalClusterManager {
+    /// Bind each cluster to this worker's stats block (indexed like the clusters).
+    pub fn bind_stats(&mut self, stats: &[Arc<ClusterStats>]) {
+        for (c, s) in self.clusters.iter_mut().zip(stats) {
+            c.bind_stats(Arc::clone(s));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::load_balancer::LbContext;
+
+    fn manager(extra: &str, ports: &[u16]) -> ClusterManager {
+        let endpoints: String = ports
+            .iter()
+            .map(|p| format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"))
+            .collect();
+        let yaml = format!(
+            "static_resources:\n  clusters:\n  - name: b\n{extra}\n    load_assignment:\n      cluster_name: b\n      endpoints:\n      - lb_endpoints:\n{endpoints}"
+        );
+        let b = sluice_config::load_str(&yaml).unwrap().bootstrap;
+        ClusterManager::new(b.clusters, static_hosts)
+    }
+
+    fn pick(tl: &mut ThreadLocalCluster, r: u64) -> usize {
+        let ctx = LbContext {
+            random: r,
+            ..Default::default()
+        };
+        tl.choose_host(&ctx, None).unwrap().0
+    }
+
+    #[test]
+    fn workers_follow_published_health_without_locking_picks() {
+        let cm = manager("", &[1, 2, 3]);
+        let mut tl = cm.thread_local_seeded(0);
+        let stats = Arc::new(ClusterStats::default());
+        tl.bind_stats(std::slice::from_ref(&stats));
+        let c = &mut tl.clusters[0];
+        let info = Arc::clone(&c.info);
+        assert!(!info.seen_traffic());
+        let mut seen = [0; 3];
+        for r in 0..6 {
+            seen[pick(c, r)] += 1;
+        }
+        assert_eq!(seen, [2, 2, 2]);
+        assert!(info.seen_traffic(), "a pick is traffic");
+        // The authority fails host 1 and publishes: the worker stops picking it.
+        info.hosts().hosts[1].set_flag(health_flag::FAILED_ACTIVE_HC);
+        let mut seen = [0; 3];
+        for r in 0..6 {
+            seen[pick(c, r)] += 1;
+        }
+        assert_eq!(seen[1], 2, "flags alone change nothing until published");
+        info.refresh_health();
+        let mut seen = [0; 3];
+        for r in 0..6 {
+            seen[pick(c, r)] += 1;
+        }
+        assert_eq!(seen, [3, 0, 3]);
+        assert_eq!(info.stats.membership_healthy.get(), 2);
+        assert_eq!(info.stats.membership_total.get(), 3);
+        // Two of three failed: panic, all hosts serve, and the worker counts it.
+        info.hosts().hosts[0].set_flag(health_flag::FAILED_OUTLIER_CHECK);
+        info.refresh_health();
+        let mut seen = [0; 3];
+        for r in 0..6 {
+            seen[pick(c, r)] += 1;
+        }
+        assert_eq!(seen, [2, 2, 2]);
+        assert_eq!(stats.lb_healthy_panic.get(), 6);
+    }
+
+    #[test]
+    fn health_checked_clusters_start_with_failed_hosts() {
+        let cm = manager(
+            "    health_checks:\n    - { timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {} }",
+            &[1, 2],
+        );
+        let info = &cm.clusters[0];
+        assert!(info.hosts().hosts.iter().all(|h| !h.healthy()));
+        assert_eq!(info.stats.membership_healthy.get(), 0);
+        // Until the first checks pass, every host serves (panic), as in Envoy.
+        let ps = info.priority_set();
+        assert_eq!(ps.panic, vec![true]);
+    }
+
+    #[test]
+    fn every_lb_policy_is_built_as_configured() {
+        for (policy, extra) in [
+            ("ROUND_ROBIN", ""),
+            (
+                "LEAST_REQUEST",
+                "    least_request_lb_config: { choice_count: 3 }",
+            ),
+            ("RANDOM", ""),
+            (
+                "RING_HASH",
+                "    ring_hash_lb_config: { minimum_ring_size: 64 }",
+            ),
+            ("MAGLEV", "    maglev_lb_config: { table_size: 251 }"),
+        ] {
+            let cm = manager(&format!("    lb_policy: {policy}\n{extra}"), &[1, 2, 3]);
+            let mut tl = cm.thread_local_seeded(1);
+            let c = &mut tl.clusters[0];
+            let expect = match policy {
+                "ROUND_ROBIN" => matches!(c.lb, LoadBalancer::RoundRobin(_)),
+                "LEAST_REQUEST" => matches!(c.lb, LoadBalancer::LeastRequest(_)),
+                "RANDOM" => matches!(c.lb, LoadBalancer::Random(_)),
+                "RING_HASH" => matches!(c.lb, LoadBalancer::RingHash),
+                _ => matches!(c.lb, LoadBalancer::Maglev),
+            };
+            assert!(expect, "{policy}: {:?}", c.lb);
+            let mut seen = [false; 3];
+            for r in 0..300u64 {
+                let ctx = LbContext {
+                    random: r.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    hash: Some(r.wrapping_mul(0xD6E8_FEB8_6659_FD93)),
+                    ..Default::default()
+                };
+                seen[c.choose_host(&ctx, None).unwrap().0] = true;
+            }
+            assert_eq!(seen, [true; 3], "{policy} reaches every host");
+        }
+    }
+
+    #[test]
+    fn circuit_breaker_helpers_count_cluster_wide_and_per_host() {
+        let cm = manager(
+            "    circuit_breakers:\n      thresholds: [{ max_connections: 2, max_requests: 1, max_pending_requests: 1, max_retries: 1 }]\n      per_host_thresholds: [{ max_connections: 1 }]",
+            &[1, 2],
+        );
+        let info = &cm.clusters[0];
+        let hosts = info.hosts();
+        let (a, b) = (&hosts.hosts[0], &hosts.hosts[1]);
+        assert!(info.try_acquire_connection(a));
+        assert!(!info.try_acquire_connection(a), "per-host cap 1");
+        assert!(info.try_acquire_connection(b));
+        info.release_connection(a);
+        assert!(info.try_acquire_connection(a));
+        assert!(!info.try_acquire_connection(b), "cluster cap 2");
+        assert!(info.try_acquire_request() && !info.try_acquire_request());
+        info.release_request();
+        assert!(info.try_acquire_request());
+        assert!(info.try_acquire_pending_request() && !info.try_acquire_pending_request());
+        assert!(info.try_acquire_retry() && !info.try_acquire_retry());
+        info.release_retry();
+        assert!(info.try_acquire_retry());
+    }
 }

@@ -15,7 +15,6 @@ use crate::conn_table::ConnTable;
 use crate::http::codec_client::CodecClient;
 use crate::router::shadow::ShadowRequest;
 use crate::timer::TimerKey;
-use crate::upstream::cluster_manager::release;
 use crate::worker_ctx::Ctx;
 
 /// The state of one upstream connection slot.
@@ -215,7 +214,7 @@ pub fn close_client<S: Stack>(ctx: &mut Ctx<'_, S>, client: &mut CodecClient) {
     client.close(ctx.stack, true);
     let cluster = client.cluster;
     if let Some(tl) = ctx.clusters.clusters.get(cluster) {
-        release(&tl.info.resources.connections);
+        tl.info.release_connection(&client.host);
     }
     if let Some(stats) = ctx.cluster_stats.get(cluster) {
         stats.upstream_cx_active.dec();

@@ -29,15 +29,17 @@ use crate::http::conn_manager::stream::Stream;
 use crate::http::conn_manager::{write_response_head, Downstream};
 use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
+use crate::router::hash;
 use crate::router::retry::{ResetReason, RetryState};
 use crate::router::shadow::start_shadows;
-use crate::router::{HashPolicyEval, StreamInfo};
+use crate::router::StreamInfo;
 use crate::stats::ClusterStats;
 use crate::timer::{earliest, TimerKey};
-use crate::upstream::cluster_manager::{release, try_acquire};
+use crate::upstream::cluster_manager::ClusterInfo;
 use crate::upstream::conn_pool::close_client;
 use crate::upstream::host::Host;
 use crate::upstream::load_balancer::LbContext;
+use crate::upstream::outlier::Outcome;
 use crate::worker_ctx::{pool_timer_key, token, Ctx, POOL_SUB};
 
 /// A response the router wants the connection manager to send.
@@ -129,6 +131,8 @@ pub struct RouterState {
     include_attempt_count_in_response: bool,
     /// The downstream's original destination (ORIGINAL_DST clusters).
     original_dst: Option<std::net::SocketAddr>,
+    /// A `set-cookie` for the response (a generated hash cookie).
+    set_cookie: Option<String>,
     /// Keep a copy of the request body (retries or mirrors need it).
     keep_body: bool,
     /// The route mirrors requests; shadows not started yet.
@@ -182,7 +186,11 @@ impl RouterState {
                 );
             }
         }
-        let hash = matched.hash_policy().evaluate(head, stream.remote);
+        let local = info
+            .downstream_local
+            .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        let hashed = hash::evaluate(matched.hash_policy(), head, stream.remote, local);
+        let (hash, set_cookie) = (hashed.hash, hashed.set_cookie);
         matched.finalize_request_headers(head, info, !cfg.suppress_envoy_headers);
         let idle_override = match matched.idle_timeout() {
             IdleTimeout::Inherit => None,
@@ -223,6 +231,7 @@ impl RouterState {
             include_attempt_count_in_response: matched.include_attempt_count_in_response(),
             original_dst,
             keep_body: false,
+            set_cookie,
             shadow_pending: !matched.mirror_policies().is_empty(),
             route_timeout: timeout,
         };
@@ -280,9 +289,8 @@ impl RouterState {
         ctx: &mut Ctx<'_, S>,
     ) -> Result<(), LocalReply> {
         let info = Arc::clone(&ctx.clusters.clusters[self.cluster].info);
-        let cb = &info.config.circuit_breakers;
         if !self.counted_request {
-            if !try_acquire(&info.resources.requests, cb.max_requests) {
+            if !info.try_acquire_request() {
                 self.stats.upstream_rq_pending_overflow.inc();
                 return Err(LocalReply::overflow());
             }
@@ -303,13 +311,13 @@ impl RouterState {
             ));
         };
         if let Some((slot, client)) = ctx.pool.take_idle(self.cluster, host.address, ctx.key) {
-            self.release_pending();
+            self.release_pending(&info);
             self.start_try(idx, host, slot, client, ctx);
             self.send_request(cfg, stream);
             return Ok(());
         }
-        if try_acquire(&info.resources.connections, cb.max_connections) {
-            self.release_pending();
+        if info.try_acquire_connection(&host) {
+            self.release_pending(&info);
             match ctx.stack.connect(host.address) {
                 Ok(sock) => {
                     let slot = ctx.pool.new_busy(ctx.key);
@@ -320,7 +328,7 @@ impl RouterState {
                         tracing::warn!("cannot register an upstream socket: {e}");
                         ctx.stack.close(sock);
                         ctx.pool.remove(slot);
-                        release(&info.resources.connections);
+                        info.release_connection(&host);
                         return Err(LocalReply::new(
                             503,
                             local_reply::CONNECT_FAILURE,
@@ -345,16 +353,15 @@ impl RouterState {
                 }
                 Err(e) => {
                     tracing::debug!(host = %host.address, "connect failed at once: {e}");
-                    release(&info.resources.connections);
+                    info.release_connection(&host);
+                    info.put_result(&host, Outcome::LocalOriginConnectFailed);
                     self.stats.upstream_cx_connect_fail.inc();
                     self.tried.push(idx);
                     self.host = Some(host);
                     self.fail(cfg, stream, ctx, ResetReason::ConnectFailure)
                 }
             }
-        } else if self.counted_pending
-            || try_acquire(&info.resources.pending_requests, cb.max_pending_requests)
-        {
+        } else if self.counted_pending || info.try_acquire_pending_request() {
             if !self.counted_pending {
                 self.counted_pending = true;
                 self.stats.upstream_rq_pending_total.inc();
@@ -369,9 +376,11 @@ impl RouterState {
         }
     }
 
-    fn release_pending(&mut self) {
+    /// The request left the pending queue (it got a connection).
+    fn release_pending(&mut self, info: &ClusterInfo) {
         if self.counted_pending {
             self.counted_pending = false;
+            info.release_pending_request();
             self.stats.upstream_rq_pending_active.dec();
         }
     }
@@ -509,6 +518,9 @@ impl RouterState {
         let now = ctx.now;
         // The route timeout spans every try.
         if self.global_deadline.is_some_and(|d| now >= d) && self.phase != Phase::Done {
+            if self.client.is_some() && self.resp_meta.is_none() {
+                self.report(ctx, Outcome::LocalOriginTimeout);
+            }
             self.stats.upstream_rq_timeout.inc();
             self.drop_client(ctx, true);
             self.global_deadline = None;
@@ -557,6 +569,7 @@ impl RouterState {
                     match ctx.stack.connect_result(client.socket) {
                         Ok(()) => {
                             client.connected = true;
+                            self.report(ctx, Outcome::LocalOriginConnectSuccess);
                             self.phase = Phase::Active;
                             self.send_request(cfg, stream);
                             step.progress = true;
@@ -565,6 +578,7 @@ impl RouterState {
                         Err(e) => {
                             tracing::debug!("upstream connect failed: {e}");
                             self.stats.upstream_cx_connect_fail.inc();
+                            self.report(ctx, Outcome::LocalOriginConnectFailed);
                             self.drop_client(ctx, true);
                             return self.fail(cfg, stream, ctx, ResetReason::ConnectFailure);
                         }
@@ -572,6 +586,7 @@ impl RouterState {
                 }
                 if self.phase != Phase::Active {
                     if now >= deadline {
+                        self.report(ctx, Outcome::LocalOriginTimeout);
                         self.stats.upstream_cx_connect_timeout.inc();
                         self.stats.upstream_cx_connect_fail.inc();
                         self.drop_client(ctx, true);
@@ -589,6 +604,7 @@ impl RouterState {
                 .per_try_idle
                 .is_some_and(|t| now >= self.try_activity + t);
             if per_try || idle {
+                self.report(ctx, Outcome::LocalOriginTimeout);
                 self.stats.upstream_rq_per_try_timeout.inc();
                 self.drop_client(ctx, true);
                 let reason = if per_try {
@@ -679,6 +695,7 @@ impl RouterState {
                 }
             }
             if eof || error {
+                self.report(ctx, Outcome::ExtOriginRequestFailed);
                 self.drop_client(ctx, true);
                 return self.fail(cfg, stream, ctx, ResetReason::Reset);
             }
@@ -744,6 +761,9 @@ impl RouterState {
                 .response
                 .headers
                 .set(b"x-envoy-upstream-service-time", ms.to_string().as_bytes());
+        }
+        if let Some(c) = &self.set_cookie {
+            stream.response.headers.append(b"set-cookie", c.as_bytes());
         }
         if self.include_attempt_count_in_response {
             stream.response.headers.set(
@@ -840,10 +860,7 @@ impl RouterState {
             return false;
         }
         let info = &ctx.clusters.clusters[self.cluster].info;
-        if !try_acquire(
-            &info.resources.retries,
-            info.config.circuit_breakers.max_retries,
-        ) {
+        if !info.try_acquire_retry() {
             self.stats.upstream_rq_retry_overflow.inc();
             return false;
         }
@@ -854,7 +871,7 @@ impl RouterState {
     fn release_retry<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
         if self.counted_retry {
             self.counted_retry = false;
-            release(&ctx.clusters.clusters[self.cluster].info.resources.retries);
+            ctx.clusters.clusters[self.cluster].info.release_retry();
         }
     }
 
@@ -981,17 +998,26 @@ impl RouterState {
         self.try_deadline = None;
     }
 
+    /// Report an outcome of the current host to outlier detection.
+    fn report<S: Stack>(&self, ctx: &mut Ctx<'_, S>, outcome: Outcome) {
+        if let Some(host) = &self.host {
+            ctx.clusters.clusters[self.cluster]
+                .info
+                .put_result(host, outcome);
+        }
+    }
+
     /// Release the request's circuit-breaker resources.
     fn finish<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
         let info = &ctx.clusters.clusters[self.cluster].info;
         if self.counted_request {
             self.counted_request = false;
-            release(&info.resources.requests);
+            info.release_request();
             self.stats.upstream_rq_active.dec();
         }
         if self.counted_pending {
             self.counted_pending = false;
-            release(&info.resources.pending_requests);
+            info.release_pending_request();
             self.stats.upstream_rq_pending_active.dec();
             ctx.pool.stop_waiting(self.cluster, ctx.key);
         }

@@ -1,0 +1,131 @@
+//! Outlier detection (passive health checking), split as Envoy splits it.
+//!
+//! - Workers report each outcome for a host through the cluster's [`Reporter`] into
+//!   the host's [`HostMonitor`]: relaxed atomics, no lock, no allocation. A counter
+//!   reaching its threshold posts the detected [`EjectionType`] in the host's pending
+//!   bits and asks for the authority to be woken (Envoy posts to its main thread).
+//! - One authority per cluster, the [`Detector`] on the upstream monitor thread, decides
+//!   ejections (max_ejection_percent, always_eject_one_host, enforcing_* percentages),
+//!   un-ejects on `interval` ticks after `base_ejection_time × backoff` (capped by
+//!   `max_ejection_time`, plus jitter), runs success-rate and failure-percentage
+//!   detection over the previous interval's window, and publishes ejections through the
+//!   host's FAILED_OUTLIER_CHECK flag and a rebuilt priority set that workers read
+//!   without locks.
+
+pub mod detector;
+pub mod monitor;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sluice_config::cluster::OutlierDetection;
+
+use crate::upstream::host::Host;
+
+pub use detector::Detector;
+pub use monitor::{HostMonitor, SuccessRateAccumulator};
+
+/// What happened on a request or connection to a host (Envoy's `Outlier::Result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The connection was established; the higher layer (HTTP) reports the rest.
+    LocalOriginConnectSuccess,
+    /// The connection was established and that is all there is to it (tcp_proxy).
+    LocalOriginConnectSuccessFinal,
+    /// Connecting, or waiting for the host, timed out.
+    LocalOriginTimeout,
+    /// The connection failed (refused, reset, unreachable).
+    LocalOriginConnectFailed,
+    /// The host failed the transaction (a non-HTTP protocol error, a reset mid-request).
+    ExtOriginRequestFailed,
+    /// The host completed the transaction (non-HTTP protocols).
+    ExtOriginRequestSuccess,
+}
+
+/// Why a host may be ejected (`envoy.data.cluster.v3.OutlierEjectionType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EjectionType {
+    Consecutive5xx,
+    SuccessRate,
+    ConsecutiveGatewayFailure,
+    ConsecutiveLocalOriginFailure,
+    SuccessRateLocalOrigin,
+    FailurePercentage,
+    FailurePercentageLocalOrigin,
+}
+
+impl EjectionType {
+    /// Consecutive-error types in the order Envoy's workers post them.
+    pub const CONSECUTIVE: [EjectionType; 3] = [
+        EjectionType::ConsecutiveGatewayFailure,
+        EjectionType::Consecutive5xx,
+        EjectionType::ConsecutiveLocalOriginFailure,
+    ];
+
+    pub fn bit(self) -> u32 {
+        1 << self as u32
+    }
+
+    /// The `enforcing_*` percentage that applies.
+    pub fn enforcing(self, cfg: &OutlierDetection) -> u32 {
+        match self {
+            EjectionType::Consecutive5xx => cfg.enforcing_consecutive_5xx,
+            EjectionType::SuccessRate => cfg.enforcing_success_rate,
+            EjectionType::ConsecutiveGatewayFailure => cfg.enforcing_consecutive_gateway_failure,
+            EjectionType::ConsecutiveLocalOriginFailure => {
+                cfg.enforcing_consecutive_local_origin_failure
+            }
+            EjectionType::SuccessRateLocalOrigin => cfg.enforcing_local_origin_success_rate,
+            EjectionType::FailurePercentage => cfg.enforcing_failure_percentage,
+            EjectionType::FailurePercentageLocalOrigin => {
+                cfg.enforcing_failure_percentage_local_origin
+            }
+        }
+    }
+}
+
+/// The worker-facing half of a cluster's outlier detector.
+#[derive(Debug)]
+pub struct Reporter {
+    pub config: OutlierDetection,
+    /// Some host of the cluster has pending ejection types.
+    pending: AtomicBool,
+}
+
+impl Reporter {
+    pub fn new(config: OutlierDetection) -> Reporter {
+        Reporter {
+            config,
+            pending: AtomicBool::new(false),
+        }
+    }
+
+    /// Record `outcome` (or an HTTP status `code`) for `host`. True when an ejection
+    /// type was detected and the authority must be woken.
+    pub fn put_result(&self, host: &Host, outcome: Outcome, code: Option<u64>) -> bool {
+        let bits = host.outlier.put_result(outcome, code, &self.config);
+        self.post(host, bits)
+    }
+
+    /// Record an HTTP response status from `host` (true: wake the authority).
+    pub fn put_http_response_code(&self, host: &Host, code: u64) -> bool {
+        let bits = host.outlier.put_http_response_code(code, &self.config);
+        self.post(host, bits)
+    }
+
+    fn post(&self, host: &Host, bits: u32) -> bool {
+        if bits == 0 {
+            return false;
+        }
+        host.outlier.post(bits);
+        self.pending.store(true, Ordering::Release);
+        true
+    }
+
+    /// Authority: whether any host posted since the last call.
+    pub fn take_pending(&self) -> bool {
+        self.pending.swap(false, Ordering::AcqRel)
+    }
+}

@@ -5,5 +5,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod http;
 pub mod filter_chain;
+pub mod http;
+pub mod listener;

@@ -18,6 +18,7 @@ pub mod error;
 pub mod listener;
 pub mod node;
 pub mod tcp_proxy;
+pub mod tls;
 pub mod validate;
 
 pub use bootstrap::{Admin, Bootstrap};

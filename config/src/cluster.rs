@@ -151,7 +151,8 @@ impl Decode for Cluster {
             }
         }
         let ts_path = f.field_path("transport_socket");
-        let transport_socket = f.take("transport_socket").and_then(|n| decode_upstream_transport_socket(d, n, &ts_path)).flatten();
+        let transport_socket =
+            f.take("transport_socket").and_then(|n| decode_upstream_transport_socket(d, n, &ts_path)).flatten();
         f.unsupported(
             d,
             &[

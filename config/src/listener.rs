@@ -186,7 +186,8 @@ impl Decode for FilterChain {
         let filter_chain_match = f.or(d, "filter_chain_match", FilterChainMatch::default());
         let filters = f.list(d, "filters");
         let ts_path = f.field_path("transport_socket");
-        let transport_socket = f.take("transport_socket").and_then(|n| decode_downstream_transport_socket(d, n, &ts_path)).flatten();
+        let transport_socket =
+            f.take("transport_socket").and_then(|n| decode_downstream_transport_socket(d, n, &ts_path)).flatten();
         f.ignored(d, &["metadata"]);
         f.unsupported(d, &["transport_socket_connect_timeout", "on_demand_configuration"]);
         f.unsupported(d, &["use_proxy_proto"]);

@@ -8,3 +8,4 @@
 pub mod filter_chain;
 pub mod http;
 pub mod listener;
+pub mod tls;

@@ -93,8 +93,9 @@ impl std::fmt::Debug for TlsSession {
     }
 }
 
-fn io_error(e: io::Error) -> rustls::Error {
-    rustls::Error::General(format!("reading TLS records: {e}"))
+/// rustls refuses records it cannot buffer (an oversized message): the peer's fault.
+fn read_error(e: io::Error) -> (TlsError, rustls::Error) {
+    (TlsError::Protocol, rustls::Error::General(format!("reading TLS records: {e}")))
 }
 
 impl TlsSession {
@@ -145,7 +146,10 @@ impl TlsSession {
     }
 
     fn fail(&mut self, e: rustls::Error) -> TlsError {
-        let kind = TlsError::from(&e);
+        self.fail_with((TlsError::from(&e), e))
+    }
+
+    fn fail_with(&mut self, (kind, e): (TlsError, rustls::Error)) -> TlsError {
         self.error.get_or_insert((kind, e));
         kind
     }
@@ -187,7 +191,7 @@ impl TlsSession {
                     }
                     let n = match acceptor.read_tls(&mut rest) {
                         Ok(n) => n,
-                        Err(e) => return Err(self.fail(io_error(e))),
+                        Err(e) => return Err(self.fail_with(read_error(e))),
                     };
                     if n == 0 {
                         break;
@@ -223,7 +227,7 @@ impl TlsSession {
                         Ok(_) => self.process()?,
                         // rustls's receive buffer is full: back-pressure, not a failure.
                         Err(_) if self.plaintext_buffered > 0 => break,
-                        Err(e) => return Err(self.fail(io_error(e))),
+                        Err(e) => return Err(self.fail_with(read_error(e))),
                     }
                 }
                 State::Rejected { .. } => return Err(self.error().unwrap_or(TlsError::Internal)),

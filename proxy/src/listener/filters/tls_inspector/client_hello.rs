@@ -175,25 +175,26 @@ impl<T: AsRef<[u8]>> ClientHello<T> {
 
 /// BoringSSL `tls1_check_duplicate_extensions`: framed, and no type twice.
 fn check_extensions(block: &[u8]) -> Result<(), WireError> {
-    let mut c = Cursor(block);
+    // Typical hellos carry 10 to 20 extensions: compare them pairwise on the stack.
+    let mut few = [0u16; 32];
     let mut count = 0usize;
+    let mut c = Cursor(block);
     while !c.is_empty() {
-        c.u16().ok_or(WireError::Malformed)?;
+        let ty = c.u16().ok_or(WireError::Malformed)?;
         c.prefixed16().ok_or(WireError::Malformed)?;
-        count += 1;
-    }
-    let types = || Extensions(Cursor(block)).map(|(t, _)| t);
-    if count <= 32 {
-        for (i, a) in types().enumerate() {
-            if types().skip(i + 1).any(|b| b == a) {
+        if count < few.len() {
+            if few[..count].contains(&ty) {
                 return Err(WireError::Malformed);
             }
+            few[count] = ty;
         }
-    } else {
+        count += 1;
+    }
+    if count > few.len() {
         // Up to ~4000 extensions fit in 16 KiB: a bitmap keeps this linear.
         let mut seen = [0u64; 1024];
-        for t in types() {
-            let (word, bit) = (usize::from(t >> 6), 1u64 << (t & 63));
+        for (ty, _) in Extensions(Cursor(block)) {
+            let (word, bit) = (usize::from(ty >> 6), 1u64 << (ty & 63));
             if seen[word] & bit != 0 {
                 return Err(WireError::Malformed);
             }
@@ -249,6 +250,18 @@ impl<'a> AlpnList<'a> {
         self.iter().filter_map(|p| core::str::from_utf8(p).ok())
     }
 
+    /// Fill `out` with [`AlpnList::names`] (as filter-chain selection takes them,
+    /// without allocating); returns the filled prefix. Names past `out.len()` are left
+    /// out.
+    pub fn fill<'o>(&self, out: &'o mut [&'a str]) -> &'o [&'a str] {
+        let mut n = 0;
+        for (slot, name) in out.iter_mut().zip(self.names()) {
+            *slot = name;
+            n += 1;
+        }
+        &out[..n]
+    }
+
     pub fn len(&self) -> usize {
         self.iter().count()
     }
@@ -273,13 +286,21 @@ impl<'a> ClientHelloRepr<'a> {
     /// Apply BoringSSL's server-side checks up to its servername callback.
     pub fn parse(hello: &ClientHello<&'a [u8]>) -> Result<ClientHelloRepr<'a>, WireError> {
         let l = layout(hello.buffer).ok_or(WireError::Malformed)?;
-        let find = |ty: u16| Extensions(Cursor(l.extensions.unwrap_or(&[]))).find(|(t, _)| *t == ty).map(|(_, b)| b);
-        let alpn = find(ext::ALPN).and_then(AlpnList::parse);
-        let server_name = match find(ext::SERVER_NAME) {
+        let (mut sni, mut alpn, mut versions) = (None, None, None);
+        for (ty, body) in Extensions(Cursor(l.extensions.unwrap_or(&[]))) {
+            match ty {
+                ext::SERVER_NAME => sni = Some(body),
+                ext::ALPN => alpn = Some(body),
+                ext::SUPPORTED_VERSIONS => versions = Some(body),
+                _ => {}
+            }
+        }
+        let alpn = alpn.and_then(AlpnList::parse);
+        let server_name = match sni {
             Some(body) => Some(parse_server_name(body)?),
             None => None,
         };
-        let version = negotiate_version(find(ext::SUPPORTED_VERSIONS), l.version)?;
+        let version = negotiate_version(versions, l.version)?;
         let suites = l.cipher_suites.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
         check_fallback_and_compression(suites, l.compression_methods, version)?;
         Ok(ClientHelloRepr { server_name, alpn, version })

@@ -190,24 +190,28 @@ impl TlsInspector {
                 self.state = State::Closed(CloseReason::ClientHelloParseError);
             }
         }
-        match &self.state {
-            State::Scanning => Inspect::NeedMore,
-            State::NotTls => Inspect::NotTls,
-            State::Closed(reason) => Inspect::Close(*reason),
-            State::Found(found) => {
-                let body = match found {
-                    Found::Peeked(range) => data.get(range.clone()),
-                    Found::Reassembled => self.reassembly.get(HANDSHAKE_HEADER_LEN..),
-                    Found::V2 { version } => {
-                        return Inspect::Tls(ClientHelloRepr { server_name: None, alpn: None, version: *version })
-                    }
-                };
-                // The body was accepted when found; a caller that shrank its buffer
-                // since gets a conservative NeedMore rather than a panic.
-                match body.map(ClientHello::new_unchecked).map(|h| ClientHelloRepr::parse(&h)) {
-                    Some(Ok(repr)) => Inspect::Tls(repr),
-                    _ => Inspect::NeedMore,
+        let body = match &self.state {
+            State::Scanning => return Inspect::NeedMore,
+            State::NotTls => return Inspect::NotTls,
+            State::Closed(reason) => return Inspect::Close(*reason),
+            State::Found(Found::V2 { version }) => {
+                return Inspect::Tls(ClientHelloRepr { server_name: None, alpn: None, version: *version })
+            }
+            State::Found(Found::Peeked(range)) => data.get(range.clone()),
+            State::Found(Found::Reassembled) => self.reassembly.get(HANDSHAKE_HEADER_LEN..),
+        };
+        // A caller that shrank its buffer since the message was found gets a
+        // conservative NeedMore rather than a panic.
+        let Some(body) = body else { return Inspect::NeedMore };
+        match accept(body) {
+            Ok(repr) => Inspect::Tls(repr),
+            Err(_) => {
+                self.state = State::NotTls;
+                if self.config.close_connection_on_client_hello_parsing_errors {
+                    self.state = State::Closed(CloseReason::ClientHelloParseError);
+                    return Inspect::Close(CloseReason::ClientHelloParseError);
                 }
+                Inspect::NotTls
             }
         }
     }
@@ -252,7 +256,7 @@ impl TlsInspector {
                     Err(WireError::Malformed) => return State::NotTls,
                     Ok(len) if fragment.len() >= HANDSHAKE_HEADER_LEN + len => {
                         let start = fragment_start + HANDSHAKE_HEADER_LEN;
-                        return accept(&fragment[HANDSHAKE_HEADER_LEN..][..len], Found::Peeked(start..start + len));
+                        return State::Found(Found::Peeked(start..start + len));
                     }
                     Ok(len) => self.reassembly.reserve_exact(HANDSHAKE_HEADER_LEN + len),
                     Err(WireError::Truncated) => {}
@@ -269,7 +273,7 @@ impl TlsInspector {
                 Err(WireError::Malformed) => return State::NotTls,
                 Ok(len) if self.reassembly.len() >= HANDSHAKE_HEADER_LEN + len => {
                     self.reassembly.truncate(HANDSHAKE_HEADER_LEN + len);
-                    return accept(&self.reassembly[HANDSHAKE_HEADER_LEN..], Found::Reassembled);
+                    return State::Found(Found::Reassembled);
                 }
                 _ => {}
             }
@@ -287,11 +291,8 @@ fn check_handshake_header(data: &[u8]) -> Result<usize, WireError> {
 }
 
 /// A complete ClientHello body: TLS if BoringSSL would accept it.
-fn accept(body: &[u8], found: Found) -> State {
-    match ClientHello::new_checked(body).and_then(|h| ClientHelloRepr::parse(&h).map(|_| ())) {
-        Ok(()) => State::Found(found),
-        Err(_) => State::NotTls,
-    }
+fn accept(body: &[u8]) -> Result<ClientHelloRepr<'_>, WireError> {
+    ClientHello::new_checked(body).and_then(|h| ClientHelloRepr::parse(&h))
 }
 
 /// An SSLv2-compatible ClientHello, converted the way BoringSSL converts it.

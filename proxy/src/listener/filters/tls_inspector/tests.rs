@@ -305,6 +305,11 @@ fn malformed_alpn_is_ignored_not_fatal() {
     let alpn = h.alpn.unwrap();
     assert_eq!(alpn.len(), 2);
     assert_eq!(alpn.names().collect::<Vec<_>>(), vec!["h2"]);
+    let mut slots = [""; 4];
+    assert_eq!(alpn.fill(&mut slots), &["h2"]);
+    let three = AlpnList::parse(&[0, 9, 2, b'h', b'2', 2, b'h', b'3', 2, b'h', b'4']).unwrap();
+    let mut two = [""; 2];
+    assert_eq!(three.fill(&mut two), &["h2", "h3"], "truncated to the slots given");
 }
 
 #[test]

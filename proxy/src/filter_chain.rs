@@ -135,37 +135,59 @@ impl FilterChainManager {
     }
 }
 
-/// Compare a stored (lower-case) name with a name as the client sent it.
-fn cmp_lowercase(stored: &[u8], sent: &[u8]) -> std::cmp::Ordering {
-    stored.iter().copied().cmp(sent.iter().map(u8::to_ascii_lowercase))
-}
+/// Longest server name lower-cased on the stack (DNS names are at most 253 bytes;
+/// tls_inspector passes at most 255).
+const MAX_STACK_NAME: usize = 256;
 
 impl ServerNames {
     fn find(&self, info: &ConnectionInfo<'_>) -> Option<usize> {
-        let name = info.server_name.unwrap_or("").as_bytes();
-        if !name.is_empty() {
-            if let Some(next) = self.lookup(name) {
+        let sent = info.server_name.unwrap_or("").as_bytes();
+        if !sent.is_empty() {
+            let mut buf = [0u8; MAX_STACK_NAME];
+            let next = match buf.get_mut(..sent.len()) {
+                Some(lower) => {
+                    for (l, s) in lower.iter_mut().zip(sent) {
+                        *l = s.to_ascii_lowercase();
+                    }
+                    self.exact_or_wildcard(lower, |stored, name| stored.cmp(name))
+                }
+                None => self.exact_or_wildcard(sent, |stored, name| {
+                    stored.iter().copied().cmp(name.iter().map(u8::to_ascii_lowercase))
+                }),
+            };
+            if let Some(next) = next {
                 return next.find(info);
-            }
-            // Wildcards from the most specific: `.b.example.com`, `.example.com`, `.com`.
-            let mut pos = 1;
-            while let Some(dot) = name.get(pos..).and_then(|rest| rest.iter().position(|&b| b == b'.')) {
-                let at = pos + dot;
-                if at >= name.len() - 1 {
-                    break;
-                }
-                if let Some(next) = self.lookup(&name[at..]) {
-                    return next.find(info);
-                }
-                pos = at + 1;
             }
         }
         self.any.as_ref()?.find(info)
     }
 
-    fn lookup(&self, name: &[u8]) -> Option<&TransportProtocols> {
-        let i = self.names.binary_search_by(|(stored, _)| cmp_lowercase(stored, name)).ok()?;
-        Some(&self.names[i].1)
+    /// The exact name, else the wildcards from the most specific: `.b.example.com`,
+    /// `.example.com`, `.com`. `cmp` orders a stored (lower-case) name against `name`.
+    fn exact_or_wildcard(
+        &self,
+        name: &[u8],
+        cmp: impl Fn(&[u8], &[u8]) -> std::cmp::Ordering,
+    ) -> Option<&TransportProtocols> {
+        let lookup = |key: &[u8]| {
+            let i = self.names.binary_search_by(|(stored, _)| cmp(stored, key)).ok()?;
+            Some(&self.names[i].1)
+        };
+        if let Some(next) = lookup(name) {
+            return Some(next);
+        }
+        let mut pos = 1;
+        while let Some(dot) = name.get(pos..).and_then(|rest| rest.iter().position(|&b| b == b'.')) {
+            let at = pos + dot;
+            if at >= name.len() - 1 {
+                break;
+            }
+            if let Some(next) = lookup(&name[at..]) {
+                return Some(next);
+            }
+            pos = at + 1;
+        }
+        None
     }
 }
 

@@ -101,6 +101,13 @@ fn server_names_exact_then_longest_wildcard_then_none() {
     )]);
     assert_eq!(pick(&m, tls("1.1.1.1:443", "example.com")), None, "the wildcard needs a label before the suffix");
     assert_eq!(pick(&m, conn("1.1.1.1:443")), None);
+    // Names too long to lower-case on the stack take the slower comparison.
+    let long: &'static str = Box::leak(format!("{}.Example.COM", "a".repeat(300)).into_boxed_str());
+    assert_eq!(pick(&m, tls("1.1.1.1:443", long)), Some(0));
+    let m =
+        manager(vec![chain("exact", FilterChainMatch { server_names: vec![long.to_string()], ..Default::default() })]);
+    assert_eq!(pick(&m, tls("1.1.1.1:443", long)), Some(0));
+    assert_eq!(pick(&m, tls("1.1.1.1:443", &long[1..])), None);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Listener-filter inspection of a connection's first bytes: the tls_inspector on a
 //! real rustls ClientHello (whole, and split into small records), and the
-//! http_inspector on a request line.
+//! http_inspector on a request line. Times are CPU time per operation (see
+//! `sluice_bench::cpu_time`).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::listener::filters::http_inspector::HttpInspector;
 use sluice::listener::filters::tls_inspector::{Inspect, TlsInspector, TlsInspectorConfig};
+use sluice_bench::cpu_time::CpuTime;
 
 /// The first flight of a rustls client: one record holding a TLS 1.3 ClientHello.
 fn client_hello(sni: &str, alpn: &[&str]) -> Vec<u8> {
@@ -37,7 +39,7 @@ fn reframe(wire: &[u8], size: usize) -> Vec<u8> {
     out
 }
 
-fn bench(c: &mut Criterion) {
+fn bench(c: &mut Criterion<CpuTime>) {
     let wire = client_hello("www.example.com", &["h2", "http/1.1"]);
     let mut group = c.benchmark_group("tls_inspector");
     group.throughput(Throughput::Bytes(wire.len() as u64));
@@ -73,5 +75,9 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = bench
+}
 criterion_main!(benches);

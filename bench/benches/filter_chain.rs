@@ -1,11 +1,12 @@
 //! Filter-chain selection per connection: a small mixed listener (SNI, transport and
 //! application protocols) and an Istio-style outbound listener with a chain per
-//! service address.
+//! service address. Times are CPU time per operation (see `sluice_bench::cpu_time`).
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sluice::filter_chain::{ConnectionInfo, FilterChainManager, Selected};
+use sluice_bench::cpu_time::CpuTime;
 use sluice_config::address::CidrRange;
 use sluice_config::listener::{FilterChain, FilterChainMatch};
 
@@ -69,7 +70,7 @@ fn outbound(services: u32) -> FilterChainManager {
     FilterChainManager::new(&chains, None).expect("valid chains")
 }
 
-fn bench(c: &mut Criterion) {
+fn bench(c: &mut Criterion<CpuTime>) {
     let m = mixed();
     let base = ConnectionInfo {
         local: "10.0.0.1:443".parse().expect("addr"),
@@ -102,5 +103,9 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = bench
+}
 criterion_main!(benches);

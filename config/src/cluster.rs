@@ -10,6 +10,7 @@ use crate::error::ErrorKind;
 use crate::listener::DEFAULT_BUFFER_LIMIT;
 use crate::node::{Node, Value};
 use crate::proto_enum;
+use crate::tls::{decode_upstream_transport_socket, UpstreamTlsContext};
 
 proto_enum! {
     /// `Cluster.DiscoveryType`.
@@ -78,6 +79,8 @@ pub struct Cluster {
     pub maglev_table_size: u64,
     pub least_request_choice_count: u32,
     pub http_protocol_options: HttpProtocolOptions,
+    /// TLS to the hosts (`UpstreamTlsContext`); `None` is plaintext.
+    pub transport_socket: Option<UpstreamTlsContext>,
     pub line: u32,
 }
 
@@ -170,6 +173,9 @@ impl Decode for Cluster {
                 http = opts;
             }
         }
+        let ts_path = f.field_path("transport_socket");
+        let transport_socket =
+            f.take("transport_socket").and_then(|n| decode_upstream_transport_socket(d, n, &ts_path)).flatten();
         f.unsupported(
             d,
             &[
@@ -177,7 +183,6 @@ impl Decode for Cluster {
                 "eds_cluster_config",
                 "cluster_type",
                 "load_balancing_policy",
-                "transport_socket",
                 "transport_socket_matches",
                 "lb_subset_config",
                 "round_robin_lb_config",
@@ -342,6 +347,7 @@ impl Decode for Cluster {
             maglev_table_size,
             least_request_choice_count,
             http_protocol_options: http,
+            transport_socket,
             line,
         })
     }

@@ -23,6 +23,7 @@ pub mod matcher;
 pub mod node;
 pub mod route;
 pub mod tcp_proxy;
+pub mod tls;
 pub mod validate;
 
 pub use bootstrap::{Admin, Bootstrap};

@@ -9,6 +9,7 @@ use crate::hcm::HttpConnectionManager;
 use crate::node::Node;
 use crate::proto_enum;
 use crate::tcp_proxy::TcpProxy;
+use crate::tls::{decode_downstream_transport_socket, DownstreamTlsContext};
 
 /// Envoy's default `per_connection_buffer_limit_bytes` (1 MiB).
 pub const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
@@ -193,6 +194,8 @@ pub struct FilterChain {
     pub name: String,
     pub filter_chain_match: FilterChainMatch,
     pub filters: Vec<NetworkFilter>,
+    /// TLS termination (`DownstreamTlsContext`); `None` is plaintext.
+    pub transport_socket: Option<DownstreamTlsContext>,
     pub line: u32,
 }
 
@@ -202,24 +205,15 @@ impl Decode for FilterChain {
         let name = f.or(d, "name", String::new());
         let filter_chain_match = f.or(d, "filter_chain_match", FilterChainMatch::default());
         let filters = f.list(d, "filters");
+        let ts_path = f.field_path("transport_socket");
+        let transport_socket =
+            f.take("transport_socket").and_then(|n| decode_downstream_transport_socket(d, n, &ts_path)).flatten();
         f.ignored(d, &["metadata"]);
-        f.unsupported(
-            d,
-            &[
-                "transport_socket",
-                "transport_socket_connect_timeout",
-                "on_demand_configuration",
-            ],
-        );
+        f.unsupported(d, &["transport_socket_connect_timeout", "on_demand_configuration"]);
         f.unsupported(d, &["use_proxy_proto"]);
         let line = f.line();
         f.finish(d);
-        Some(FilterChain {
-            name,
-            filter_chain_match,
-            filters,
-            line,
-        })
+        Some(FilterChain { name, filter_chain_match, filters, transport_socket, line })
     }
 }
 

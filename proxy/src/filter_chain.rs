@@ -1,16 +1,40 @@
 //! Filter-chain selection: which of a listener's filter chains serves a connection.
 //!
-//! Envoy's order (listener_components.proto, `FilterChainMatch`): destination port,
+//! Envoy's `FilterChainManagerImpl` (filter_chain_manager_impl.cc), compiled at load
+//! into a tree with one level per criterion, in Envoy's order: destination port,
 //! destination IP, server name, transport protocol, application protocols, direct
-//! source IP, source type, source IP, source port. At each step the chains whose
-//! criterion matches most specifically survive; a chain that leaves the criterion
-//! unspecified survives only when no chain matched it specifically. No survivor means
-//! the listener's `default_filter_chain`, else the connection is closed.
+//! source IP, source type, source IP, source port. A connection walks down the tree
+//! taking, at each level, the single most specific branch that matches it:
+//!
+//! - destination port: the exact port's branch if any chain names that port, else the
+//!   branch of chains without a port (a failure below an exact port does not fall back);
+//! - IPs: the longest matching prefix (chains without ranges match as `/0`);
+//! - server name (lower-cased): exact, else the longest `*.suffix` wildcard (which
+//!   matches any number of labels: `*.example.com` matches `a.b.example.com`), else the
+//!   chains without server names;
+//! - transport protocol: exact (`raw_buffer` when no listener filter set one), else any;
+//! - application protocols: the first protocol *in the client's order* that some chain
+//!   names, else the chains without protocols;
+//! - source type: `SAME_IP_OR_LOOPBACK` or `EXTERNAL` when a chain asks for the
+//!   connection's kind, else `ANY`;
+//! - source port: exact, else any.
+//!
+//! There is no backtracking: if the branch taken at some level has nothing for the
+//! connection further down, no chain matches and the `default_filter_chain` (if any)
+//! serves it. Two chains whose criteria overlap anywhere in the tree are a load-time
+//! error, as in Envoy. Selection allocates nothing and compares no string it could
+//! have prepared at load time.
+
+mod build;
+mod prefix_table;
+#[cfg(test)]
+mod tests;
 
 use std::net::{IpAddr, SocketAddr};
 
-use sluice_config::address::CidrRange;
-use sluice_config::listener::{ConnectionSourceType, FilterChain, FilterChainMatch};
+use sluice_config::listener::FilterChain;
+
+use prefix_table::{normalize, PrefixTable};
 
 /// What is known about a connection when its filter chain is chosen.
 #[derive(Debug, Clone, Copy)]
@@ -22,9 +46,10 @@ pub struct ConnectionInfo<'a> {
     pub direct_remote: SocketAddr,
     /// SNI from tls_inspector.
     pub server_name: Option<&'a str>,
-    /// `raw_buffer` or `tls` (empty when no listener filter set it).
+    /// `raw_buffer` or `tls` (empty when no listener filter set it, which counts as
+    /// `raw_buffer`, the default Envoy records before selection).
     pub transport_protocol: &'a str,
-    /// ALPN from tls_inspector, or what http_inspector detected.
+    /// ALPN from tls_inspector, or what http_inspector detected, in the client's order.
     pub application_protocols: &'a [&'a str],
 }
 
@@ -37,238 +62,187 @@ pub enum Selected {
     Default,
 }
 
-/// The compiled selection table of one listener.
+/// The compiled selection tree of one listener.
 #[derive(Debug, Clone)]
 pub struct FilterChainManager {
-    matches: Vec<FilterChainMatch>,
+    /// Chains naming a destination port, sorted by port.
+    ports: Vec<(u16, DestinationIps)>,
+    /// Chains without a destination port.
+    any_port: Option<DestinationIps>,
     has_default: bool,
 }
 
+type DestinationIps = PrefixTable<ServerNames>;
+type DirectSourceIps = PrefixTable<SourceTypes>;
+type SourceIps = PrefixTable<SourcePorts>;
+
+/// Server names, lower-cased and sorted; a wildcard `*.x.com` is stored as `.x.com`.
+#[derive(Debug, Clone)]
+struct ServerNames {
+    names: Vec<(Box<[u8]>, TransportProtocols)>,
+    any: Option<TransportProtocols>,
+}
+
+#[derive(Debug, Clone)]
+struct TransportProtocols {
+    exact: Vec<(Box<str>, ApplicationProtocols)>,
+    any: Option<ApplicationProtocols>,
+}
+
+#[derive(Debug, Clone)]
+struct ApplicationProtocols {
+    exact: Vec<(Box<str>, DirectSourceIps)>,
+    any: Option<DirectSourceIps>,
+}
+
+/// Present only for the source types some chain asked for.
+#[derive(Debug, Clone)]
+struct SourceTypes {
+    any: Option<SourceIps>,
+    local: Option<SourceIps>,
+    external: Option<SourceIps>,
+}
+
+#[derive(Debug, Clone)]
+struct SourcePorts {
+    exact: Vec<(u16, usize)>,
+    any: Option<usize>,
+}
+
 impl FilterChainManager {
-    /// Compile a listener's chains. Two chains with identical match criteria are a
-    /// config error, as in Envoy ("multiple filter chains with the same matching rules").
+    /// Compile a listener's chains. Two chains with identical or overlapping match
+    /// criteria are a config error, as in Envoy.
     pub fn new(chains: &[FilterChain], default: Option<&FilterChain>) -> Result<Self, String> {
-        for (i, a) in chains.iter().enumerate() {
-            for (j, b) in chains.iter().enumerate().skip(i + 1) {
-                if same_rules(&a.filter_chain_match, &b.filter_chain_match) {
-                    return Err(format!(
-                        "multiple filter chains with the same matching rules are defined: filter_chains[{i}] and filter_chains[{j}]"
-                    ));
-                }
-            }
-        }
-        Ok(FilterChainManager {
-            matches: chains
-                .iter()
-                .map(|c| c.filter_chain_match.clone())
-                .collect(),
-            has_default: default.is_some(),
-        })
+        build::compile(chains, default.is_some())
     }
 
     /// Choose the chain for a connection, or `None` (close it).
     pub fn select(&self, info: &ConnectionInfo<'_>) -> Option<Selected> {
-        let mut cands: Vec<usize> = (0..self.matches.len()).collect();
-        let m = &self.matches;
-        narrow(&mut cands, |i| match m[i].destination_port {
-            None => Some(0),
-            Some(p) if p == info.local.port() => Some(1),
-            Some(_) => None,
-        });
-        narrow(&mut cands, |i| {
-            cidr_score(&m[i].prefix_ranges, info.local.ip())
-        });
-        narrow(&mut cands, |i| {
-            server_name_score(&m[i].server_names, info.server_name)
-        });
-        narrow(&mut cands, |i| match m[i].transport_protocol.as_str() {
-            "" => Some(0),
-            t if t == info.transport_protocol => Some(1),
-            _ => None,
-        });
-        narrow(&mut cands, |i| {
-            let want = &m[i].application_protocols;
-            if want.is_empty() {
-                Some(0)
-            } else if want
-                .iter()
-                .any(|w| info.application_protocols.contains(&w.as_str()))
-            {
-                Some(1)
-            } else {
-                None
-            }
-        });
-        narrow(&mut cands, |i| {
-            cidr_score(&m[i].direct_source_prefix_ranges, info.direct_remote.ip())
-        });
-        narrow(&mut cands, |i| match m[i].source_type {
-            ConnectionSourceType::Any => Some(0),
-            ConnectionSourceType::SameIpOrLoopback if is_local(info) => Some(1),
-            ConnectionSourceType::External if !is_local(info) => Some(1),
-            _ => None,
-        });
-        narrow(&mut cands, |i| {
-            cidr_score(&m[i].source_prefix_ranges, info.remote.ip())
-        });
-        narrow(&mut cands, |i| {
-            let ports = &m[i].source_ports;
-            if ports.is_empty() {
-                Some(0)
-            } else if ports.contains(&info.remote.port()) {
-                Some(1)
-            } else {
-                None
-            }
-        });
-        match cands.first() {
-            Some(&i) => Some(Selected::Chain(i)),
+        match self.find(info) {
+            Some(i) => Some(Selected::Chain(i)),
             None if self.has_default => Some(Selected::Default),
             None => None,
         }
     }
-}
 
-fn is_local(info: &ConnectionInfo<'_>) -> bool {
-    info.remote.ip().is_loopback() || info.remote.ip() == info.local.ip()
-}
-
-/// Keep the candidates with the best (highest) score; `None` = does not match.
-fn narrow(cands: &mut Vec<usize>, score: impl Fn(usize) -> Option<u32>) {
-    let scored: Vec<(usize, u32)> = cands
-        .iter()
-        .filter_map(|&i| score(i).map(|s| (i, s)))
-        .collect();
-    let best = scored.iter().map(|(_, s)| *s).max();
-    cands.clear();
-    if let Some(best) = best {
-        cands.extend(scored.iter().filter(|(_, s)| *s == best).map(|(i, _)| *i));
+    fn find(&self, info: &ConnectionInfo<'_>) -> Option<usize> {
+        let port = info.local.port();
+        let ips = match self.ports.binary_search_by_key(&port, |(p, _)| *p) {
+            Ok(i) => &self.ports[i].1,
+            Err(_) => self.any_port.as_ref()?,
+        };
+        ips.longest_match(info.local.ip())?.find(info)
     }
 }
 
-/// Longest matching prefix wins; an empty list matches with the lowest score.
-fn cidr_score(ranges: &[CidrRange], ip: IpAddr) -> Option<u32> {
-    if ranges.is_empty() {
-        return Some(0);
-    }
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    };
-    ranges
-        .iter()
-        .filter(|r| r.contains(ip))
-        .map(|r| 1 + r.prefix_len as u32)
-        .max()
-}
+/// Longest server name lower-cased on the stack (DNS names are at most 253 bytes;
+/// tls_inspector passes at most 255).
+const MAX_STACK_NAME: usize = 256;
 
-/// Exact name beats the longest wildcard suffix, which beats no server_names.
-fn server_name_score(names: &[String], sni: Option<&str>) -> Option<u32> {
-    if names.is_empty() {
-        return Some(0);
-    }
-    let sni = sni?.to_ascii_lowercase();
-    names
-        .iter()
-        .filter_map(|n| {
-            let n = n.to_ascii_lowercase();
-            if n == sni {
-                Some(u32::MAX)
-            } else if let Some(suffix) = n.strip_prefix('*') {
-                // `*.example.com` matches `a.example.com` (and deeper), never the bare domain.
-                (sni.ends_with(suffix) && sni.len() > suffix.len()).then_some(suffix.len() as u32)
-            } else {
-                None
+impl ServerNames {
+    fn find(&self, info: &ConnectionInfo<'_>) -> Option<usize> {
+        let sent = info.server_name.unwrap_or("").as_bytes();
+        if !sent.is_empty() {
+            let mut buf = [0u8; MAX_STACK_NAME];
+            let next = match buf.get_mut(..sent.len()) {
+                Some(lower) => {
+                    for (l, s) in lower.iter_mut().zip(sent) {
+                        *l = s.to_ascii_lowercase();
+                    }
+                    self.exact_or_wildcard(lower, |stored, name| stored.cmp(name))
+                }
+                None => self.exact_or_wildcard(sent, |stored, name| {
+                    stored.iter().copied().cmp(name.iter().map(u8::to_ascii_lowercase))
+                }),
+            };
+            if let Some(next) = next {
+                return next.find(info);
             }
-        })
-        .max()
+        }
+        self.any.as_ref()?.find(info)
+    }
+
+    /// The exact name, else the wildcards from the most specific: `.b.example.com`,
+    /// `.example.com`, `.com`. `cmp` orders a stored (lower-case) name against `name`.
+    fn exact_or_wildcard(
+        &self,
+        name: &[u8],
+        cmp: impl Fn(&[u8], &[u8]) -> std::cmp::Ordering,
+    ) -> Option<&TransportProtocols> {
+        let lookup = |key: &[u8]| {
+            let i = self.names.binary_search_by(|(stored, _)| cmp(stored, key)).ok()?;
+            Some(&self.names[i].1)
+        };
+        if let Some(next) = lookup(name) {
+            return Some(next);
+        }
+        let mut pos = 1;
+        while let Some(dot) = name.get(pos..).and_then(|rest| rest.iter().position(|&b| b == b'.')) {
+            let at = pos + dot;
+            if at >= name.len() - 1 {
+                break;
+            }
+            if let Some(next) = lookup(&name[at..]) {
+                return Some(next);
+            }
+            pos = at + 1;
+        }
+        None
+    }
 }
 
-fn same_rules(a: &FilterChainMatch, b: &FilterChainMatch) -> bool {
-    fn sorted<T: Clone + Ord>(v: &[T]) -> Vec<T> {
-        let mut v = v.to_vec();
-        v.sort();
-        v
+impl TransportProtocols {
+    fn find(&self, info: &ConnectionInfo<'_>) -> Option<usize> {
+        let detected = match info.transport_protocol {
+            "" => "raw_buffer",
+            t => t,
+        };
+        match self.exact.iter().find(|(t, _)| **t == *detected) {
+            Some((_, next)) => next.find(info),
+            None => self.any.as_ref()?.find(info),
+        }
     }
-    fn cidrs(v: &[CidrRange]) -> Vec<String> {
-        sorted(&v.iter().map(|c| c.to_string()).collect::<Vec<_>>())
-    }
-    a.destination_port == b.destination_port
-        && cidrs(&a.prefix_ranges) == cidrs(&b.prefix_ranges)
-        && sorted(&a.server_names) == sorted(&b.server_names)
-        && a.transport_protocol == b.transport_protocol
-        && sorted(&a.application_protocols) == sorted(&b.application_protocols)
-        && cidrs(&a.direct_source_prefix_ranges) == cidrs(&b.direct_source_prefix_ranges)
-        && a.source_type == b.source_type
-        && cidrs(&a.source_prefix_ranges) == cidrs(&b.source_prefix_ranges)
-        && sorted(&a.source_ports) == sorted(&b.source_ports)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl ApplicationProtocols {
+    fn find(&self, info: &ConnectionInfo<'_>) -> Option<usize> {
+        for requested in info.application_protocols {
+            if let Some((_, next)) = self.exact.iter().find(|(p, _)| **p == **requested) {
+                return next.longest_match(info.direct_remote.ip())?.find(info);
+            }
+        }
+        self.any.as_ref()?.longest_match(info.direct_remote.ip())?.find(info)
+    }
+}
 
-    fn chain(m: FilterChainMatch) -> FilterChain {
-        FilterChain {
-            name: String::new(),
-            filter_chain_match: m,
-            filters: Vec::new(),
-            line: 0,
+impl SourceTypes {
+    fn find(&self, info: &ConnectionInfo<'_>) -> Option<usize> {
+        if self.local.is_some() || self.external.is_some() {
+            let typed = if is_same_ip_or_loopback(info) { &self.local } else { &self.external };
+            if let Some(ips) = typed {
+                return ips.longest_match(info.remote.ip())?.find(info.remote.port());
+            }
+        }
+        self.any.as_ref()?.longest_match(info.remote.ip())?.find(info.remote.port())
+    }
+}
+
+impl SourcePorts {
+    fn find(&self, port: u16) -> Option<usize> {
+        match self.exact.binary_search_by_key(&port, |(p, _)| *p) {
+            Ok(i) => Some(self.exact[i].1),
+            Err(_) => self.any,
         }
     }
+}
 
-    fn info(local: &str) -> ConnectionInfo<'static> {
-        ConnectionInfo {
-            local: local.parse().unwrap(),
-            remote: "10.0.0.9:5555".parse().unwrap(),
-            direct_remote: "10.0.0.9:5555".parse().unwrap(),
-            server_name: None,
-            transport_protocol: "raw_buffer",
-            application_protocols: &[],
-        }
-    }
-
-    #[test]
-    fn port_then_prefix_specificity() {
-        let chains = vec![
-            chain(FilterChainMatch::default()),
-            chain(FilterChainMatch {
-                destination_port: Some(80),
-                ..Default::default()
-            }),
-            chain(FilterChainMatch {
-                destination_port: Some(80),
-                prefix_ranges: vec!["10.1.0.0/16".parse().unwrap()],
-                ..Default::default()
-            }),
-        ];
-        let m = FilterChainManager::new(&chains, None).unwrap();
-        assert_eq!(m.select(&info("10.1.2.3:80")), Some(Selected::Chain(2)));
-        assert_eq!(m.select(&info("10.2.2.3:80")), Some(Selected::Chain(1)));
-        assert_eq!(m.select(&info("10.1.2.3:81")), Some(Selected::Chain(0)));
-    }
-
-    #[test]
-    fn no_match_uses_default_or_closes() {
-        let chains = vec![chain(FilterChainMatch {
-            destination_port: Some(80),
-            ..Default::default()
-        })];
-        let m = FilterChainManager::new(&chains, None).unwrap();
-        assert_eq!(m.select(&info("1.2.3.4:81")), None);
-        let d = chain(FilterChainMatch::default());
-        let m = FilterChainManager::new(&chains, Some(&d)).unwrap();
-        assert_eq!(m.select(&info("1.2.3.4:81")), Some(Selected::Default));
-    }
-
-    #[test]
-    fn duplicate_rules_are_an_error() {
-        let chains = vec![
-            chain(FilterChainMatch::default()),
-            chain(FilterChainMatch::default()),
-        ];
-        assert!(FilterChainManager::new(&chains, None)
-            .unwrap_err()
-            .contains("same matching rules"));
-    }
+/// Envoy's `Utility::isSameIpOrLoopback`: a loopback peer, or the peer's address
+/// equal to the local one.
+fn is_same_ip_or_loopback(info: &ConnectionInfo<'_>) -> bool {
+    let remote = normalize(info.remote.ip());
+    let is_loopback = match remote {
+        IpAddr::V4(a) => a.is_loopback(),
+        IpAddr::V6(a) => a.is_loopback(),
+    };
+    is_loopback || remote == normalize(info.local.ip())
 }

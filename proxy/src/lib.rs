@@ -23,3 +23,4 @@ pub mod timer;
 pub mod upstream;
 pub mod worker;
 pub mod worker_ctx;
+pub mod tls;

@@ -3,4 +3,6 @@
 //! learn (restored destination, SNI, ALPN, transport and application protocol) for
 //! filter-chain selection.
 
+pub mod http_inspector;
 pub mod original_dst;
+pub mod tls_inspector;

@@ -19,16 +19,9 @@ fn admin_post(port: u16, path: &str) -> Response {
 }
 
 fn stat(admin: u16, name: &str) -> i64 {
-    let text = get(
-        admin,
-        &format!("/stats?filter=^{}$", name.replace('.', "\\.")),
-    )
-    .text();
+    let text = get(admin, &format!("/stats?filter=^{}$", name.replace('.', "\\."))).text();
     text.lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{name}: "))
-                .map(|v| v.trim().parse().unwrap())
-        })
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(|v| v.trim().parse().unwrap()))
         .unwrap_or_else(|| panic!("no stat {name} in:\n{text}"))
 }
 
@@ -53,26 +46,11 @@ fn stats_match_the_traffic_and_prometheus_parses() {
     let dead = free_port();
     let (port, admin) = (free_port(), free_port());
     let clusters = [
-        Cluster {
-            name: "web",
-            ports: &[web.port()],
-            extra: "",
-        },
-        Cluster {
-            name: "flaky",
-            ports: &[flaky.port()],
-            extra: "",
-        },
-        Cluster {
-            name: "dead",
-            ports: &[dead],
-            extra: "",
-        },
+        Cluster { name: "web", ports: &[web.port()], extra: "" },
+        Cluster { name: "flaky", ports: &[flaky.port()], extra: "" },
+        Cluster { name: "dead", ports: &[dead], extra: "" },
     ];
-    let _p = Proxy::start(
-        &with_admin(http(port, routes(), &clusters, "", ""), admin),
-        &["--concurrency", "2"],
-    );
+    let _p = Proxy::start(&with_admin(http(port, routes(), &clusters, "", ""), admin), &["--concurrency", "2"]);
     let mut c = Client::connect(port);
     for _ in 0..7 {
         assert_eq!(c.get("/ok").status, 200);
@@ -90,31 +68,17 @@ fn stats_match_the_traffic_and_prometheus_parses() {
     assert_eq!(stat(admin, "http.ingress.downstream_rq_5xx"), 3);
     assert_eq!(stat(admin, "http.ingress.no_route"), 3);
     assert_eq!(stat(admin, "cluster.web.upstream_rq_2xx"), 7);
-    assert_eq!(
-        stat(admin, "cluster.web.upstream_cx_total"),
-        1,
-        "keep-alive pooling: one connection"
-    );
+    assert_eq!(stat(admin, "cluster.web.upstream_cx_total"), 1, "keep-alive pooling: one connection");
     assert_eq!(stat(admin, "cluster.dead.upstream_cx_connect_fail"), 2);
     assert_eq!(stat(admin, "cluster.flaky.upstream_rq_retry"), 2);
-    assert_eq!(
-        stat(admin, "cluster.flaky.upstream_rq_5xx"),
-        1,
-        "only the final response is counted by class"
-    );
+    assert_eq!(stat(admin, "cluster.flaky.upstream_rq_5xx"), 1, "only the final response is counted by class");
     assert_eq!(flaky.requests(), 3);
     // Histograms in the text format.
     let text = get(admin, "/stats?filter=downstream_rq_time").text();
-    assert!(
-        text.contains("http.ingress.downstream_rq_time: P0("),
-        "{text}"
-    );
+    assert!(text.contains("http.ingress.downstream_rq_time: P0("), "{text}");
     // JSON format.
     let json = get(admin, "/stats?format=json&filter=downstream_rq_total").text();
-    assert!(
-        json.contains("\"name\":\"http.ingress.downstream_rq_total\",\"value\":13"),
-        "{json}"
-    );
+    assert!(json.contains("\"name\":\"http.ingress.downstream_rq_total\",\"value\":13"), "{json}");
 
     let body = get(admin, "/stats/prometheus").text();
     let lines = body.lines().map(|l| Ok(l.to_string()));
@@ -128,24 +92,15 @@ fn stats_match_the_traffic_and_prometheus_parses() {
             .value
             .clone()
     };
-    match find(
-        "envoy_http_downstream_rq_total",
-        ("envoy_http_conn_manager_prefix", "ingress"),
-    ) {
+    match find("envoy_http_downstream_rq_total", ("envoy_http_conn_manager_prefix", "ingress")) {
         prometheus_parse::Value::Counter(v) => assert_eq!(v, 13.0),
         other => panic!("not a counter: {other:?}"),
     }
-    match find(
-        "envoy_cluster_upstream_cx_active",
-        ("envoy_cluster_name", "web"),
-    ) {
+    match find("envoy_cluster_upstream_cx_active", ("envoy_cluster_name", "web")) {
         prometheus_parse::Value::Gauge(v) => assert_eq!(v, 1.0),
         other => panic!("not a gauge: {other:?}"),
     }
-    match find(
-        "envoy_http_downstream_rq_time",
-        ("envoy_http_conn_manager_prefix", "ingress"),
-    ) {
+    match find("envoy_http_downstream_rq_time", ("envoy_http_conn_manager_prefix", "ingress")) {
         prometheus_parse::Value::Histogram(buckets) => {
             let total = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
             assert_eq!(total, 13.0, "the +Inf bucket counts every request");
@@ -159,10 +114,7 @@ fn stats_match_the_traffic_and_prometheus_parses() {
 fn ready_follows_health_checks_and_endpoints_answer_like_envoy() {
     let (port, admin) = (free_port(), free_port());
     let routes = "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    direct_response: { status: 200 }\n";
-    let _p = Proxy::start(
-        &with_admin(http(port, routes, &[], "", ""), admin),
-        &["--concurrency", "1"],
-    );
+    let _p = Proxy::start(&with_admin(http(port, routes, &[], "", ""), admin), &["--concurrency", "1"]);
     let r = get(admin, "/ready");
     assert_eq!((r.status, r.text()), (200, "LIVE\n".to_string()));
     let r = get(admin, "/healthcheck/fail");
@@ -174,44 +126,25 @@ fn ready_follows_health_checks_and_endpoints_answer_like_envoy() {
     assert_eq!(get(admin, "/ready").status, 200);
     let r = get(admin, "/nope");
     assert_eq!(r.status, 404);
-    assert!(
-        r.text().contains("/stats/prometheus"),
-        "404 lists the endpoints: {}",
-        r.text()
-    );
+    assert!(r.text().contains("/stats/prometheus"), "404 lists the endpoints: {}", r.text());
     let info = get(admin, "/server_info").text();
     assert!(info.contains("\"state\": \"LIVE\""), "{info}");
-    assert_eq!(
-        get(admin, "/listeners").text(),
-        format!("http::127.0.0.1:{port}\n")
-    );
+    assert_eq!(get(admin, "/listeners").text(), format!("http::127.0.0.1:{port}\n"));
 }
 
 #[test]
 fn clusters_lists_hosts_with_health_and_counters() {
     let web = HttpOrigin::start("web");
     let (port, admin) = (free_port(), free_port());
-    let clusters = [Cluster {
-        name: "web",
-        ports: &[web.port()],
-        extra: "",
-    }];
-    let routes = "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    route: { cluster: web }\n";
-    let _p = Proxy::start(
-        &with_admin(http(port, routes, &clusters, "", ""), admin),
-        &["--concurrency", "1"],
-    );
+    let clusters = [Cluster { name: "web", ports: &[web.port()], extra: "" }];
+    let routes =
+        "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    route: { cluster: web }\n";
+    let _p = Proxy::start(&with_admin(http(port, routes, &clusters, "", ""), admin), &["--concurrency", "1"]);
     assert_eq!(get(port, "/").status, 200);
     let text = get(admin, "/clusters").text();
     let host = format!("web::127.0.0.1:{}", web.port());
-    assert!(
-        text.contains("web::default_priority::max_connections::1024"),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!("{host}::health_flags::healthy")),
-        "{text}"
-    );
+    assert!(text.contains("web::default_priority::max_connections::1024"), "{text}");
+    assert!(text.contains(&format!("{host}::health_flags::healthy")), "{text}");
     assert!(text.contains(&format!("{host}::cx_active::1")), "{text}");
     assert!(text.contains(&format!("{host}::weight::1")), "{text}");
 }
@@ -220,16 +153,10 @@ fn clusters_lists_hosts_with_health_and_counters() {
 fn drain_finishes_fifty_slow_requests_and_refuses_new_connections() {
     let slow = HttpOrigin::start("slow");
     let (port, admin) = (free_port(), free_port());
-    let clusters = [Cluster {
-        name: "web",
-        ports: &[slow.port()],
-        extra: "",
-    }];
-    let routes = "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    route: { cluster: web }\n";
-    let mut p = Proxy::start(
-        &with_admin(http(port, routes, &clusters, "", ""), admin),
-        &["--concurrency", "2"],
-    );
+    let clusters = [Cluster { name: "web", ports: &[slow.port()], extra: "" }];
+    let routes =
+        "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    route: { cluster: web }\n";
+    let mut p = Proxy::start(&with_admin(http(port, routes, &clusters, "", ""), admin), &["--concurrency", "2"]);
     let clients: Vec<_> = (0..50)
         .map(|i| {
             std::thread::spawn(move || {
@@ -242,33 +169,18 @@ fn drain_finishes_fifty_slow_requests_and_refuses_new_connections() {
     // Wait until every request reached the origin.
     let deadline = Instant::now() + Duration::from_secs(10);
     while slow.requests() < 50 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} requests arrived",
-            slow.requests()
-        );
+        assert!(Instant::now() < deadline, "only {} requests arrived", slow.requests());
         std::thread::sleep(Duration::from_millis(10));
     }
     p.signal("TERM");
     std::thread::sleep(Duration::from_millis(200));
     let r = get(admin, "/ready");
-    assert_eq!(
-        (r.status, r.text()),
-        (503, "DRAINING\n".to_string()),
-        "admin reports the drain"
-    );
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "no new connections during the drain"
-    );
+    assert_eq!((r.status, r.text()), (503, "DRAINING\n".to_string()), "admin reports the drain");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "no new connections during the drain");
     for c in clients {
         let (status, connection) = c.join().unwrap();
         assert_eq!(status, 200);
-        assert_eq!(
-            connection.as_deref(),
-            Some("close"),
-            "drained HTTP/1 connections are told to close"
-        );
+        assert_eq!(connection.as_deref(), Some("close"), "drained HTTP/1 connections are told to close");
     }
     let status = p.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{status}");
@@ -278,10 +190,7 @@ fn drain_finishes_fifty_slow_requests_and_refuses_new_connections() {
 fn quitquitquit_stops_the_server() {
     let (port, admin) = (free_port(), free_port());
     let routes = "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    direct_response: { status: 200 }\n";
-    let mut p = Proxy::start(
-        &with_admin(http(port, routes, &[], "", ""), admin),
-        &["--concurrency", "1"],
-    );
+    let mut p = Proxy::start(&with_admin(http(port, routes, &[], "", ""), admin), &["--concurrency", "1"]);
     assert_eq!(admin_post(admin, "/quitquitquit").text(), "OK\n");
     assert!(p.wait_exit(Duration::from_secs(5)).success());
 }
@@ -290,21 +199,11 @@ fn quitquitquit_stops_the_server() {
 fn drain_listeners_stops_accepting_but_keeps_serving() {
     let (port, admin) = (free_port(), free_port());
     let routes = "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    direct_response: { status: 200 }\n";
-    let _p = Proxy::start(
-        &with_admin(http(port, routes, &[], "", ""), admin),
-        &["--concurrency", "1"],
-    );
+    let _p = Proxy::start(&with_admin(http(port, routes, &[], "", ""), admin), &["--concurrency", "1"]);
     let mut open = Client::connect(port);
     assert_eq!(open.get("/").status, 200);
     assert_eq!(admin_post(admin, "/drain_listeners").status, 200);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "listener closed"
-    );
-    assert_eq!(
-        open.get("/").status,
-        200,
-        "open connections keep being served"
-    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "listener closed");
+    assert_eq!(open.get("/").status, 200, "open connections keep being served");
 }

@@ -41,25 +41,17 @@ fn validate_accepts_a_valid_config_and_binds_nothing() {
 fn validate_names_a_misspelled_field_with_its_path_and_line() {
     let (code, out) = validate(&VALID.replace("connect_timeout", "conect_timeout"));
     assert_ne!(code, 0);
-    assert!(
-        out.contains("static_resources.clusters[0].conect_timeout"),
-        "{out}"
-    );
+    assert!(out.contains("static_resources.clusters[0].conect_timeout"), "{out}");
     assert!(out.contains("line 15"), "{out}");
     assert!(out.contains("did you mean `connect_timeout`"), "{out}");
 }
 
 #[test]
 fn validate_reports_every_error() {
-    let yaml = VALID
-        .replace("cluster: c\n", "cluster: nope\n")
-        .replace("0.25s", "fast");
+    let yaml = VALID.replace("cluster: c\n", "cluster: nope\n").replace("0.25s", "fast");
     let (code, out) = validate(&yaml);
     assert_ne!(code, 0);
-    assert!(
-        out.contains("static_resources.clusters[0].connect_timeout"),
-        "{out}"
-    );
+    assert!(out.contains("static_resources.clusters[0].connect_timeout"), "{out}");
     assert!(out.contains("duration"), "{out}");
 }
 
@@ -68,31 +60,20 @@ fn validate_rejects_unknown_cluster_and_unsupported_fields() {
     let (code, out) = validate(&VALID.replace("cluster: c\n", "cluster: nope\n"));
     assert_ne!(code, 0);
     assert!(out.contains("unknown cluster `nope`"), "{out}");
-    let (code, out) =
-        validate(&VALID.replace("  - name: c\n", "  - name: c\n    lb_subset_config: {}\n"));
+    let (code, out) = validate(&VALID.replace("  - name: c\n", "  - name: c\n    lb_subset_config: {}\n"));
     assert_ne!(code, 0);
-    assert!(
-        out.contains("static_resources.clusters[0].lb_subset_config")
-            && out.contains("unsupported"),
-        "{out}"
-    );
+    assert!(out.contains("static_resources.clusters[0].lb_subset_config") && out.contains("unsupported"), "{out}");
 }
 
 #[test]
 fn help_and_bad_arguments() {
     let (code, out) = run(&["--help"], None);
     assert_eq!(code, 0);
-    assert!(
-        out.contains("--concurrency") && out.contains("--mode serve|validate"),
-        "{out}"
-    );
+    assert!(out.contains("--concurrency") && out.contains("--mode serve|validate"), "{out}");
     let (code, out) = run(&["-c", "x.yaml", "--datapath", "dpdk"], None);
     assert_ne!(code, 0);
     assert!(out.contains("kernel or xdp"), "{out}");
     let (code, out) = run(&["-c", "/nonexistent/sluice.yaml"], None);
     assert_ne!(code, 0);
-    assert!(
-        out.contains("cannot read /nonexistent/sluice.yaml"),
-        "{out}"
-    );
+    assert!(out.contains("cannot read /nonexistent/sluice.yaml"), "{out}");
 }

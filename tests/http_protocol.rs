@@ -12,17 +12,8 @@ use sluice_e2e::proxy::Proxy;
 
 fn proxy_to(origin: &HttpOrigin, workers: &str, hcm_extra: &str) -> (u16, Proxy) {
     let port = free_port();
-    let cfg = http(
-        port,
-        &forward_all("web"),
-        &[Cluster {
-            name: "web",
-            ports: &[origin.port()],
-            extra: "",
-        }],
-        hcm_extra,
-        "",
-    );
+    let cfg =
+        http(port, &forward_all("web"), &[Cluster { name: "web", ports: &[origin.port()], extra: "" }], hcm_extra, "");
     (port, Proxy::start(&cfg, &["--concurrency", workers]))
 }
 
@@ -37,12 +28,7 @@ fn keep_alive_requests_share_one_upstream_connection_per_worker() {
     }
     assert_eq!(origin.requests(), 200);
     // One downstream connection lives on one worker: one upstream connection.
-    assert_eq!(
-        origin.connections(),
-        1,
-        "upstream connections: {}",
-        origin.connections()
-    );
+    assert_eq!(origin.connections(), 1, "upstream connections: {}", origin.connections());
 }
 
 #[test]
@@ -53,11 +39,7 @@ fn one_mib_request_and_three_mb_response_intact() {
     let body = pattern(1 << 20);
     let r = c.request("POST", "/upload", &[], &body);
     assert_eq!(r.status, 200);
-    assert_eq!(
-        origin.seen().last().unwrap().body,
-        body,
-        "request body intact"
-    );
+    assert_eq!(origin.seen().last().unwrap().body, body, "request body intact");
     let r = c.get("/bytes/3000000");
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), 3_000_000);
@@ -72,9 +54,7 @@ fn chunked_request_body_is_streamed() {
     let origin = HttpOrigin::start("web");
     let (port, _p) = proxy_to(&origin, "1", "");
     let mut c = Client::connect(port);
-    c.send(
-        b"POST /chunked-up HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
-    );
+    c.send(b"POST /chunked-up HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
     std::thread::sleep(Duration::from_millis(50));
     c.send(b"6;ext=1\r\n world\r\n0\r\n\r\n");
     let r = c.read_response(false).unwrap();
@@ -90,11 +70,7 @@ fn pipelined_requests_are_answered_in_order() {
     let mut batch = Vec::new();
     for i in 0..10 {
         // Slow first request: later ones must still come back after it.
-        let path = if i == 0 {
-            "/delay/200/first".to_string()
-        } else {
-            format!("/p/{i}")
-        };
+        let path = if i == 0 { "/delay/200/first".to_string() } else { format!("/p/{i}") };
         batch.extend_from_slice(format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n").as_bytes());
     }
     c.send(&batch);
@@ -102,15 +78,8 @@ fn pipelined_requests_are_answered_in_order() {
         let r = c.read_response(false).unwrap();
         assert_eq!(r.status, 200);
         let first_line = r.text().lines().next().unwrap().to_string();
-        let want = if i == 0 {
-            "GET /delay/200/first".to_string()
-        } else {
-            format!("GET /p/{i}")
-        };
-        assert!(
-            first_line.starts_with(&want),
-            "response {i} was for `{first_line}`"
-        );
+        let want = if i == 0 { "GET /delay/200/first".to_string() } else { format!("GET /p/{i}") };
+        assert!(first_line.starts_with(&want), "response {i} was for `{first_line}`");
     }
 }
 
@@ -120,8 +89,7 @@ fn http2_preface_is_answered_as_http2() {
     let (port, _p) = proxy_to(&origin, "1", "");
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").unwrap();
     let mut got = Vec::new();
     let _ = s.read_to_end(&mut got);
     assert!(got.len() >= 9 + 17, "got {got:?}");
@@ -147,7 +115,10 @@ fn envoys_rejections_reach_no_upstream() {
     let origin = HttpOrigin::start("web");
     let (port, _p) = proxy_to(&origin, "1", "");
     let cases: Vec<(Vec<u8>, u16)> = vec![
-        (b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(), 400),
+        (
+            b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            400,
+        ),
         (b"POST / HTTP/1.1\r\nhost: t\r\ntransfer-encoding: gzip\r\n\r\n".to_vec(), 501),
         (b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd".to_vec(), 400),
         (b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: -3\r\n\r\n".to_vec(), 400),
@@ -172,28 +143,13 @@ fn envoys_rejections_reach_no_upstream() {
     for (raw, status) in cases {
         let mut c = Client::connect(port);
         c.send(&raw);
-        let r = c.read_response(false).unwrap_or_else(|e| {
-            panic!(
-                "no response to {:?}: {e}",
-                String::from_utf8_lossy(&raw[..40.min(raw.len())])
-            )
-        });
-        assert_eq!(
-            r.status,
-            status,
-            "for {:?}",
-            String::from_utf8_lossy(&raw[..40.min(raw.len())])
-        );
-        assert!(
-            c.closed_within(Duration::from_secs(3)),
-            "the connection closes after an error response"
-        );
+        let r = c
+            .read_response(false)
+            .unwrap_or_else(|e| panic!("no response to {:?}: {e}", String::from_utf8_lossy(&raw[..40.min(raw.len())])));
+        assert_eq!(r.status, status, "for {:?}", String::from_utf8_lossy(&raw[..40.min(raw.len())]));
+        assert!(c.closed_within(Duration::from_secs(3)), "the connection closes after an error response");
     }
-    assert_eq!(
-        origin.requests(),
-        0,
-        "nothing of a rejected request reached the upstream"
-    );
+    assert_eq!(origin.requests(), 0, "nothing of a rejected request reached the upstream");
     // Still serving.
     assert_eq!(Client::connect(port).get("/ok").status, 200);
 }
@@ -201,21 +157,15 @@ fn envoys_rejections_reach_no_upstream() {
 #[test]
 fn http10_is_served_when_accepted() {
     let origin = HttpOrigin::start("web");
-    let (port, _p) = proxy_to(
-        &origin,
-        "1",
-        "http_protocol_options: { accept_http_10: true, default_host_for_http_10: dflt }",
-    );
+    let (port, _p) =
+        proxy_to(&origin, "1", "http_protocol_options: { accept_http_10: true, default_host_for_http_10: dflt }");
     let mut c = Client::connect(port);
     c.send(b"GET /ten HTTP/1.0\r\n\r\n");
     let r = c.read_response(false).unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.version, "HTTP/1.0");
     assert_eq!(origin.seen().last().unwrap().header("host"), Some("dflt"));
-    assert!(
-        c.closed_within(Duration::from_secs(3)),
-        "HTTP/1.0 without keep-alive closes"
-    );
+    assert!(c.closed_within(Duration::from_secs(3)), "HTTP/1.0 without keep-alive closes");
 }
 
 #[test]
@@ -225,13 +175,13 @@ fn upstream_reset_after_headers_resets_the_downstream() {
     let mut c = Client::connect(port);
     c.send(b"GET /reset-after-headers HTTP/1.1\r\nhost: t\r\n\r\n");
     let r = c.read_response(false);
-    assert!(
-        r.is_err(),
-        "the client must see a truncated response, got {r:?}"
-    );
+    assert!(r.is_err(), "the client must see a truncated response, got {r:?}");
     let r = Client::connect(port).get("/reset");
     assert_eq!(r.status, 503);
-    assert_eq!(r.text(), "upstream connect error or disconnect/reset before headers. reset reason: connection termination");
+    assert_eq!(
+        r.text(),
+        "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+    );
     assert_eq!(Client::connect(port).get("/fine").status, 200);
 }
 
@@ -250,10 +200,7 @@ fn connection_close_both_ways() {
     assert_eq!(c.get("/after").status, 200);
     let seen = origin.seen();
     let (closed, after) = (&seen[seen.len() - 2], &seen[seen.len() - 1]);
-    assert_ne!(
-        closed.connection, after.connection,
-        "a connection the origin closed is not reused"
-    );
+    assert_ne!(closed.connection, after.connection, "a connection the origin closed is not reused");
 }
 
 #[test]

@@ -28,39 +28,15 @@ fn virtual_host_selection_follows_envoys_order() {
     let _p = Proxy::start(&http(port, &vhosts, &[], "", ""), &["--concurrency", "1"]);
     let mut c = Client::connect(port);
     let mut via = |host: &str| c.request("GET", "/", &[("host", host)], b"").text();
-    assert_eq!(
-        via("www.example.com"),
-        "exact",
-        "exact beats every wildcard"
-    );
-    assert_eq!(
-        via("WWW.Example.COM"),
-        "exact",
-        "domains are case-insensitive"
-    );
-    assert_eq!(
-        via("a.example.com"),
-        "suffix_long",
-        "longest suffix wildcard"
-    );
+    assert_eq!(via("www.example.com"), "exact", "exact beats every wildcard");
+    assert_eq!(via("WWW.Example.COM"), "exact", "domains are case-insensitive");
+    assert_eq!(via("a.example.com"), "suffix_long", "longest suffix wildcard");
     assert_eq!(via("a.other.com"), "suffix_short");
-    assert_eq!(
-        via("api.example.com"),
-        "suffix_long",
-        "suffix wildcards beat prefix wildcards"
-    );
-    assert_eq!(
-        via("api.example.org"),
-        "prefix_long",
-        "longest prefix wildcard"
-    );
+    assert_eq!(via("api.example.com"), "suffix_long", "suffix wildcards beat prefix wildcards");
+    assert_eq!(via("api.example.org"), "prefix_long", "longest prefix wildcard");
     assert_eq!(via("api.x.org"), "prefix_short");
     assert_eq!(via("nothing.org"), "star");
-    assert_eq!(
-        via("port.example.com:8080"),
-        "exact",
-        "an exact domain with a port matches with the port"
-    );
+    assert_eq!(via("port.example.com:8080"), "exact", "an exact domain with a port matches with the port");
     // The port is part of host matching unless ignore_port_in_host_matching is set.
     assert_eq!(via("www.example.com:8080"), "star");
 }
@@ -102,52 +78,21 @@ fn every_match_kind() {
 "#;
     let _p = Proxy::start(&http(port, routes, &[], "", ""), &["--concurrency", "1"]);
     let mut c = Client::connect(port);
-    let mut get =
-        |path: &str, headers: &[(&str, &str)]| c.request("GET", path, headers, b"").text();
+    let mut get = |path: &str, headers: &[(&str, &str)]| c.request("GET", path, headers, b"").text();
     assert_eq!(get("/exact", &[]), "path");
-    assert_eq!(
-        get("/exact?x=1", &[]),
-        "path",
-        "path ignores the query string"
-    );
+    assert_eq!(get("/exact?x=1", &[]), "path", "path ignores the query string");
     assert_eq!(get("/exact/more", &[]), "fallback");
     assert_eq!(get("/re/123", &[]), "regex");
-    assert_eq!(
-        get("/re/123x", &[]),
-        "fallback",
-        "safe_regex must match the whole path"
-    );
+    assert_eq!(get("/re/123x", &[]), "fallback", "safe_regex must match the whole path");
     assert_eq!(get("/re/42?q=1", &[]), "regex", "regex ignores the query");
     assert_eq!(get("/seg", &[]), "separated");
     assert_eq!(get("/seg/a", &[]), "separated");
-    assert_eq!(
-        get("/segment", &[]),
-        "fallback",
-        "path_separated_prefix stops at a separator"
-    );
+    assert_eq!(get("/segment", &[]), "fallback", "path_separated_prefix stops at a separator");
     assert_eq!(get("/case/x", &[]), "case");
-    assert_eq!(
-        get("/hdr", &[("x-exact", "yes"), ("x-range", "15")]),
-        "headers"
-    );
+    assert_eq!(get("/hdr", &[("x-exact", "yes"), ("x-range", "15")]), "headers");
     let inv = ("x-inv", "goodvalue");
-    assert_eq!(
-        get("/hdr", &[("x-exact", "yes"), ("x-range", "20"), inv]),
-        "inverted",
-        "range end is exclusive"
-    );
-    assert_eq!(
-        get(
-            "/hdr",
-            &[
-                ("x-exact", "yes"),
-                ("x-range", "15"),
-                ("x-absent", "1"),
-                inv
-            ]
-        ),
-        "inverted"
-    );
+    assert_eq!(get("/hdr", &[("x-exact", "yes"), ("x-range", "20"), inv]), "inverted", "range end is exclusive");
+    assert_eq!(get("/hdr", &[("x-exact", "yes"), ("x-range", "15"), ("x-absent", "1"), inv]), "inverted");
     assert_eq!(get("/hdr", &[("x-inv", "badvalue")]), "fallback");
     // Envoy's matchHeaders: a missing header never satisfies an inverted string match.
     assert_eq!(get("/hdr", &[("x-exact", "no")]), "fallback");
@@ -190,17 +135,7 @@ fn route_actions_rewrite_and_forward() {
   - match: { prefix: "/" }
     route: { cluster: web }
 "#;
-    let cfg = http(
-        port,
-        routes,
-        &[Cluster {
-            name: "web",
-            ports: &[origin.port()],
-            extra: "",
-        }],
-        "",
-        "",
-    );
+    let cfg = http(port, routes, &[Cluster { name: "web", ports: &[origin.port()], extra: "" }], "", "");
     let _p = Proxy::start(&cfg, &["--concurrency", "1"]);
     let mut c = Client::connect(port);
     let r = c.get("/old/a/b?x=1");
@@ -213,10 +148,7 @@ fn route_actions_rewrite_and_forward() {
     c.get("/re/42/name?k=v");
     assert_eq!(origin.seen().last().unwrap().path, "/name/42?k=v");
     c.get("/host");
-    assert_eq!(
-        origin.seen().last().unwrap().header("host"),
-        Some("rewritten.example")
-    );
+    assert_eq!(origin.seen().last().unwrap().header("host"), Some("rewritten.example"));
     let r = c.request("GET", "/by-header", &[("x-cluster", "web")], b"");
     assert_eq!(r.header("x-origin"), Some("web"));
     // Unknown cluster from the header: cluster_not_found_response_code (503).
@@ -251,25 +183,15 @@ fn redirects_and_direct_responses() {
     let mut c = Client::connect(port);
     let r = c.request("GET", "/https/x?q=1", &[("host", "site.example")], b"");
     assert_eq!(r.status, 301);
-    assert_eq!(
-        r.header("location"),
-        Some("https://site.example/https/x?q=1")
-    );
+    assert_eq!(r.header("location"), Some("https://site.example/https/x?q=1"));
     let r = c.request("GET", "/moved?a=b", &[("host", "site.example")], b"");
     assert_eq!(r.status, 302);
-    assert_eq!(
-        r.header("location"),
-        Some("http://new.example/landing?a=b"),
-        "path_redirect keeps the query"
-    );
+    assert_eq!(r.header("location"), Some("http://new.example/landing?a=b"), "path_redirect keeps the query");
     let r = c.request("GET", "/strip?a=b", &[("host", "site.example")], b"");
     assert_eq!(r.status, 307);
     assert_eq!(r.header("location"), Some("http://site.example/clean"));
     let r = c.request("GET", "/pre/rest", &[("host", "site.example:80")], b"");
-    assert_eq!(
-        r.header("location"),
-        Some("https://site.example:8443/post/rest")
-    );
+    assert_eq!(r.header("location"), Some("https://site.example:8443/post/rest"));
     let r = c.get("/teapot");
     assert_eq!(r.status, 418);
     assert_eq!(r.text(), "short and stout");
@@ -307,17 +229,7 @@ fn header_mutations_at_every_level() {
     - header: { key: x-resp-route, value: "r" }
     response_headers_to_remove: [x-origin]
 "#;
-    let cfg = http(
-        port,
-        routes,
-        &[Cluster {
-            name: "web",
-            ports: &[origin.port()],
-            extra: "",
-        }],
-        "",
-        "",
-    );
+    let cfg = http(port, routes, &[Cluster { name: "web", ports: &[origin.port()], extra: "" }], "", "");
     let cfg = cfg.replace(
         "            name: local\n",
         "            name: local\n            request_headers_to_add:\n            - header: { key: x-rc, value: \"rc\" }\n            response_headers_to_remove: [x-drop-me]\n",
@@ -327,12 +239,7 @@ fn header_mutations_at_every_level() {
     let r = c.request(
         "GET",
         "/",
-        &[
-            ("x-secret", "s"),
-            ("x-multi", "orig"),
-            ("x-over", "old"),
-            ("x-absent-only", "mine"),
-        ],
+        &[("x-secret", "s"), ("x-multi", "orig"), ("x-over", "old"), ("x-absent-only", "mine")],
         b"",
     );
     assert_eq!(r.status, 200);
@@ -343,31 +250,16 @@ fn header_mutations_at_every_level() {
     assert_eq!(s.header("x-rc"), Some("rc"));
     assert_eq!(s.header("x-client"), Some("127.0.0.1"));
     assert_eq!(s.header("x-secret"), None);
-    let multi: Vec<&str> = s
-        .headers
-        .iter()
-        .filter(|(n, _)| n == "x-multi")
-        .map(|(_, v)| v.as_str())
-        .collect();
+    let multi: Vec<&str> = s.headers.iter().filter(|(n, _)| n == "x-multi").map(|(_, v)| v.as_str()).collect();
     assert_eq!(multi, vec!["orig", "added"]);
     assert_eq!(s.header("x-over"), Some("new"));
     assert_eq!(s.header("x-absent-only"), Some("mine"));
-    assert!(
-        s.header("x-request-id").is_some_and(|v| v.len() == 36),
-        "x-request-id generated"
-    );
+    assert!(s.header("x-request-id").is_some_and(|v| v.len() == 36), "x-request-id generated");
     assert_eq!(s.header("x-forwarded-proto"), Some("http"));
-    assert!(
-        s.header("x-envoy-expected-rq-timeout-ms") == Some("15000"),
-        "route timeout advertised"
-    );
+    assert!(s.header("x-envoy-expected-rq-timeout-ms") == Some("15000"), "route timeout advertised");
     assert_eq!(r.header("x-resp-route"), Some("r"));
     assert_eq!(r.header("x-resp-vhost"), Some("vh"));
-    assert_eq!(
-        r.header("x-origin"),
-        None,
-        "removed by response_headers_to_remove"
-    );
+    assert_eq!(r.header("x-origin"), None, "removed by response_headers_to_remove");
     assert_eq!(r.header("server"), Some("envoy"));
     assert!(r.header("date").is_some());
     assert!(r.header("x-envoy-upstream-service-time").is_some());
@@ -388,22 +280,9 @@ fn weighted_clusters_split_within_tolerance() {
         - { name: a, weight: 20 }
         - { name: b, weight: 80 }
 "#;
-    let clusters = [
-        Cluster {
-            name: "a",
-            ports: &[a.port()],
-            extra: "",
-        },
-        Cluster {
-            name: "b",
-            ports: &[b.port()],
-            extra: "",
-        },
-    ];
-    let _p = Proxy::start(
-        &http(port, routes, &clusters, "", ""),
-        &["--concurrency", "2"],
-    );
+    let clusters =
+        [Cluster { name: "a", ports: &[a.port()], extra: "" }, Cluster { name: "b", ports: &[b.port()], extra: "" }];
+    let _p = Proxy::start(&http(port, routes, &clusters, "", ""), &["--concurrency", "2"]);
     let mut c = Client::connect(port);
     for _ in 0..1000 {
         assert_eq!(c.get("/").status, 200);
@@ -426,22 +305,9 @@ fn router_errors_use_envoys_statuses_and_bodies() {
   - match: { prefix: "/dead" }
     route: { cluster: dead }
 "#;
-    let clusters = [
-        Cluster {
-            name: "empty",
-            ports: &[],
-            extra: "",
-        },
-        Cluster {
-            name: "dead",
-            ports: &[dead],
-            extra: "",
-        },
-    ];
-    let _p = Proxy::start(
-        &http(port, routes, &clusters, "", ""),
-        &["--concurrency", "1"],
-    );
+    let clusters =
+        [Cluster { name: "empty", ports: &[], extra: "" }, Cluster { name: "dead", ports: &[dead], extra: "" }];
+    let _p = Proxy::start(&http(port, routes, &clusters, "", ""), &["--concurrency", "1"]);
     let mut c = Client::connect(port);
     let r = c.get("/empty");
     assert_eq!(r.status, 503);
@@ -451,36 +317,17 @@ fn router_errors_use_envoys_statuses_and_bodies() {
     assert_eq!(r.text(), "upstream connect error or disconnect/reset before headers. reset reason: connection failure");
     let r = c.get("/none");
     assert_eq!(r.status, 404);
-    assert_eq!(
-        c.get("/empty").status,
-        503,
-        "still serving on the same connection"
-    );
+    assert_eq!(c.get("/empty").status, 503, "still serving on the same connection");
 }
 
 #[test]
 fn forwarding_preserves_method_body_and_query() {
     let origin = HttpOrigin::start("web");
     let port = free_port();
-    let cfg = http(
-        port,
-        &forward_all("web"),
-        &[Cluster {
-            name: "web",
-            ports: &[origin.port()],
-            extra: "",
-        }],
-        "",
-        "",
-    );
+    let cfg = http(port, &forward_all("web"), &[Cluster { name: "web", ports: &[origin.port()], extra: "" }], "", "");
     let _p = Proxy::start(&cfg, &["--concurrency", "1"]);
     let mut c = Client::connect(port);
-    let r = c.request(
-        "POST",
-        "/submit?a=1&b=2",
-        &[("content-type", "text/plain")],
-        b"hello body",
-    );
+    let r = c.request("POST", "/submit?a=1&b=2", &[("content-type", "text/plain")], b"hello body");
     assert_eq!(r.status, 200);
     let seen = origin.seen();
     let s = seen.last().unwrap();
@@ -491,9 +338,5 @@ fn forwarding_preserves_method_body_and_query() {
     let r = c.request("HEAD", "/x", &[], b"");
     assert_eq!(r.status, 200);
     assert!(r.body.is_empty());
-    assert_eq!(
-        c.get("/after-head").status,
-        200,
-        "HEAD response framing kept the connection in sync"
-    );
+    assert_eq!(c.get("/after-head").status, 200, "HEAD response framing kept the connection in sync");
 }

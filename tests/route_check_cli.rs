@@ -15,13 +15,7 @@ fn repo_root() -> PathBuf {
 }
 
 fn check(routes: &Path, tests: &Path, extra: &[&str]) -> (i32, String) {
-    let mut args = vec![
-        "route-check",
-        "-c",
-        routes.to_str().unwrap(),
-        "-t",
-        tests.to_str().unwrap(),
-    ];
+    let mut args = vec!["route-check", "-c", routes.to_str().unwrap(), "-t", tests.to_str().unwrap()];
     args.extend_from_slice(extra);
     // Fixtures name body files relative to the repository root, as a CI job would.
     run(&args, Some(&repo_root()))
@@ -34,10 +28,7 @@ fn every_fixture_passes_through_the_binary() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let Some(stem) = name
-            .strip_suffix(".test.yaml")
-            .or_else(|| name.strip_suffix(".test.json"))
-        else {
+        let Some(stem) = name.strip_suffix(".test.yaml").or_else(|| name.strip_suffix(".test.json")) else {
             continue;
         };
         let routes = dir.join(format!("{stem}.yaml"));
@@ -52,25 +43,13 @@ fn every_fixture_passes_through_the_binary() {
 #[test]
 fn negative_files_fail_with_the_difference_printed() {
     let dir = fixtures();
-    let (code, out) = check(
-        &dir.join("matching.yaml"),
-        &dir.join("negative/mismatches.test.yaml"),
-        &[],
-    );
+    let (code, out) = check(&dir.join("matching.yaml"), &dir.join("negative/mismatches.test.yaml"), &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("expected: [wrong], actual: ["), "{out}");
-    let (code, out) = check(
-        &dir.join("matching.yaml"),
-        &dir.join("negative/unsupported.test.yaml"),
-        &[],
-    );
+    let (code, out) = check(&dir.join("matching.yaml"), &dir.join("negative/unsupported.test.yaml"), &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.to_lowercase().contains("unsupported"), "{out}");
-    let (code, out) = check(
-        &dir.join("negative/bad_routes.yaml"),
-        &dir.join("matching.test.yaml"),
-        &[],
-    );
+    let (code, out) = check(&dir.join("negative/bad_routes.yaml"), &dir.join("matching.test.yaml"), &[]);
     assert_ne!(code, 0, "{out}");
 }
 

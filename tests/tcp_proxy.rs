@@ -12,7 +12,11 @@ use sluice_e2e::{free_port, localhost, payload};
 fn config(listen: u16, upstreams: &[u16], cluster_extra: &str, tcp_extra: &str) -> String {
     let endpoints: String = upstreams
         .iter()
-        .map(|p| format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"))
+        .map(|p| {
+            format!(
+                "        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"
+            )
+        })
         .collect();
     format!(
         r#"static_resources:
@@ -62,10 +66,7 @@ fn round_trip(port: u16, data: &[u8]) -> Vec<u8> {
 fn eight_mib_byte_exact_client_half_closes_first() {
     let origin = TcpOrigin::echo();
     let port = free_port();
-    let _p = Proxy::start(
-        &config(port, &[origin.port()], "", ""),
-        &["--concurrency", "2"],
-    );
+    let _p = Proxy::start(&config(port, &[origin.port()], "", ""), &["--concurrency", "2"]);
     let data = payload(8 << 20, 1);
     let got = round_trip(port, &data);
     assert_eq!(got.len(), data.len());
@@ -84,18 +85,11 @@ fn eight_mib_byte_exact_origin_half_closes_first() {
         tx.send(got).unwrap();
     });
     let port = free_port();
-    let _p = Proxy::start(
-        &config(port, &[origin.port()], "", ""),
-        &["--concurrency", "1"],
-    );
+    let _p = Proxy::start(&config(port, &[origin.port()], "", ""), &["--concurrency", "1"]);
     let mut s = connect(port);
     let mut down = Vec::new();
     s.read_to_end(&mut down).unwrap();
-    assert!(
-        down == payload(8 << 20, 2),
-        "downstream got {} bytes, not the origin's 8 MiB",
-        down.len()
-    );
+    assert!(down == payload(8 << 20, 2), "downstream got {} bytes, not the origin's 8 MiB", down.len());
     // Our side is still open for writing after the origin's FIN.
     let up = payload(8 << 20, 3);
     s.write_all(&up).unwrap();
@@ -108,10 +102,7 @@ fn eight_mib_byte_exact_origin_half_closes_first() {
 fn sixty_four_concurrent_connections_byte_exact() {
     let origin = TcpOrigin::echo();
     let port = free_port();
-    let _p = Proxy::start(
-        &config(port, &[origin.port()], "", ""),
-        &["--concurrency", "2"],
-    );
+    let _p = Proxy::start(&config(port, &[origin.port()], "", ""), &["--concurrency", "2"]);
     let handles: Vec<_> = (0..64u8)
         .map(|i| {
             std::thread::spawn(move || {
@@ -136,15 +127,8 @@ fn refused_upstream_closes_downstream_at_once() {
     let mut s = connect(port);
     let mut buf = [0u8; 16];
     let r = s.read(&mut buf);
-    assert!(
-        matches!(r, Ok(0) | Err(_)),
-        "expected the downstream to be closed, got {r:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(matches!(r, Ok(0) | Err(_)), "expected the downstream to be closed, got {r:?}");
+    assert!(started.elapsed() < Duration::from_millis(900), "took {:?}", started.elapsed());
 }
 
 #[test]
@@ -152,27 +136,15 @@ fn unanswered_upstream_closes_downstream_within_connect_timeout() {
     // A listener whose accept queue is full drops further SYNs: connects hang.
     let blackhole = socket_with_full_backlog();
     let port = free_port();
-    let _p = Proxy::start(
-        &config(port, &[blackhole.0], "", ""),
-        &["--concurrency", "1"],
-    );
+    let _p = Proxy::start(&config(port, &[blackhole.0], "", ""), &["--concurrency", "1"]);
     let started = Instant::now();
     let mut s = connect(port);
     let mut buf = [0u8; 16];
     let r = s.read(&mut buf);
     let took = started.elapsed();
-    assert!(
-        matches!(r, Ok(0) | Err(_)),
-        "expected the downstream to be closed, got {r:?}"
-    );
-    assert!(
-        took >= Duration::from_millis(900),
-        "closed before connect_timeout: {took:?}"
-    );
-    assert!(
-        took < Duration::from_millis(2500),
-        "not closed within connect_timeout (1s): {took:?}"
-    );
+    assert!(matches!(r, Ok(0) | Err(_)), "expected the downstream to be closed, got {r:?}");
+    assert!(took >= Duration::from_millis(900), "closed before connect_timeout: {took:?}");
+    assert!(took < Duration::from_millis(2500), "not closed within connect_timeout (1s): {took:?}");
     drop(blackhole);
 }
 
@@ -197,12 +169,7 @@ fn next_host_is_tried_up_to_max_connect_attempts() {
     let origin = TcpOrigin::echo();
     let dead = free_port();
     let port = free_port();
-    let cfg = config(
-        port,
-        &[dead, origin.port()],
-        "",
-        "          max_connect_attempts: 2",
-    );
+    let cfg = config(port, &[dead, origin.port()], "", "          max_connect_attempts: 2");
     let _p = Proxy::start(&cfg, &["--concurrency", "1"]);
     for i in 0..4u8 {
         let data = payload(1000, i);
@@ -218,24 +185,15 @@ fn taken_port_fails_at_start_with_a_clear_error() {
     let status = p.wait_exit(Duration::from_secs(10));
     assert!(!status.success());
     let log = p.log();
-    assert!(
-        log.contains("cannot bind listener 'tcp_in'") && log.contains(&format!("127.0.0.1:{port}")),
-        "{log}"
-    );
-    assert!(
-        log.to_lowercase().contains("address already in use") || log.contains("AddrInUse"),
-        "{log}"
-    );
+    assert!(log.contains("cannot bind listener 'tcp_in'") && log.contains(&format!("127.0.0.1:{port}")), "{log}");
+    assert!(log.to_lowercase().contains("address already in use") || log.contains("AddrInUse"), "{log}");
 }
 
 #[test]
 fn sigterm_drains_open_transfers_then_exits_zero() {
     let origin = TcpOrigin::echo();
     let port = free_port();
-    let mut p = Proxy::start(
-        &config(port, &[origin.port()], "", ""),
-        &["--concurrency", "2"],
-    );
+    let mut p = Proxy::start(&config(port, &[origin.port()], "", ""), &["--concurrency", "2"]);
     let (started_tx, started_rx) = mpsc::channel();
     let transfers: Vec<_> = (0..8u8)
         .map(|i| {
@@ -258,12 +216,7 @@ fn sigterm_drains_open_transfers_then_exits_zero() {
                 }
                 s.shutdown(Shutdown::Write).unwrap();
                 let got = rx.join().unwrap().unwrap();
-                assert!(
-                    got == data,
-                    "transfer {i}: {} of {} bytes",
-                    got.len(),
-                    data.len()
-                );
+                assert!(got == data, "transfer {i}: {} of {} bytes", got.len(), data.len());
             })
         })
         .collect();
@@ -274,10 +227,7 @@ fn sigterm_drains_open_transfers_then_exits_zero() {
     p.wait_for_log("draining", Duration::from_secs(5));
     // No new connections once draining: the listener is closed.
     std::thread::sleep(Duration::from_millis(100));
-    assert!(
-        TcpStream::connect(localhost(port)).is_err(),
-        "listener still accepting during drain"
-    );
+    assert!(TcpStream::connect(localhost(port)).is_err(), "listener still accepting during drain");
     for t in transfers {
         t.join().unwrap();
     }

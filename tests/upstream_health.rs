@@ -50,10 +50,7 @@ fn until_all_succeed(port: u16, n: usize, limit: Duration) -> Instant {
     let mut run_start = Instant::now();
     let mut run = 0;
     while run < n {
-        assert!(
-            start.elapsed() < limit,
-            "connections still failing after {limit:?}"
-        );
+        assert!(start.elapsed() < limit, "connections still failing after {limit:?}");
         if echo_once(port) {
             if run == 0 {
                 run_start = Instant::now();
@@ -91,41 +88,26 @@ fn tcp_health_check_steers_around_a_dead_host_and_lets_it_back() {
         INTERVAL_MS as f64 / 1000.0,
         INTERVAL_MS as f64 / 1000.0,
     );
-    let _p = Proxy::start(
-        &config(port, &hc, &(endpoint(a.port()) + &endpoint(b.port()))),
-        &["--concurrency", "2"],
-    );
+    let _p = Proxy::start(&config(port, &hc, &(endpoint(a.port()) + &endpoint(b.port()))), &["--concurrency", "2"]);
     // Both hosts passed their first check before the proxy started serving.
     for _ in 0..10 {
         assert!(echo_once(port));
     }
-    assert!(
-        a.accepted() > 0 && b.accepted() > 0,
-        "round robin over both"
-    );
+    assert!(a.accepted() > 0 && b.accepted() > 0, "round robin over both");
     // Host A dies. Within two intervals the health checker has failed it (threshold 1)
     // and every connection goes to B.
     a.kill();
     let killed = Instant::now();
     let ok_from = until_all_succeed(port, 30, Duration::from_secs(8));
     let steered = ok_from.saturating_duration_since(killed);
-    assert!(
-        steered <= Duration::from_millis(2 * INTERVAL_MS + 400),
-        "took {steered:?} to steer around the dead host"
-    );
+    assert!(steered <= Duration::from_millis(2 * INTERVAL_MS + 400), "took {steered:?} to steer around the dead host");
     // A comes back: after two passing checks it serves again.
     a.revive();
     let revived = Instant::now();
     until_backend_serves(port, &a, 3, Duration::from_secs(8));
     let back = revived.elapsed();
-    assert!(
-        back >= Duration::from_millis(INTERVAL_MS / 2),
-        "back after {back:?}: before two checks could pass"
-    );
-    assert!(
-        back <= Duration::from_millis(4 * INTERVAL_MS + 1000),
-        "back after {back:?}"
-    );
+    assert!(back >= Duration::from_millis(INTERVAL_MS / 2), "back after {back:?}: before two checks could pass");
+    assert!(back <= Duration::from_millis(4 * INTERVAL_MS + 1000), "back after {back:?}");
 }
 
 #[test]
@@ -139,13 +121,9 @@ fn http_health_check_follows_the_status_on_a_separate_port() {
         INTERVAL_MS as f64 / 1000.0,
         INTERVAL_MS as f64 / 1000.0,
     );
-    let endpoints =
-        endpoint_with_hc_port(a.port(), ha.port()) + &endpoint_with_hc_port(b.port(), hb.port());
+    let endpoints = endpoint_with_hc_port(a.port(), ha.port()) + &endpoint_with_hc_port(b.port(), hb.port());
     let _p = Proxy::start(&config(port, &hc, &endpoints), &["--concurrency", "2"]);
-    assert!(
-        ha.requests() >= 1 && hb.requests() >= 1,
-        "checked before serving"
-    );
+    assert!(ha.requests() >= 1 && hb.requests() >= 1, "checked before serving");
     for _ in 0..10 {
         assert!(echo_once(port));
     }
@@ -160,18 +138,11 @@ fn http_health_check_follows_the_status_on_a_separate_port() {
     for _ in 0..30 {
         assert!(echo_once(port), "B serves everything");
     }
-    assert_eq!(
-        a.accepted(),
-        before,
-        "A still got connections while failing checks"
-    );
+    assert_eq!(a.accepted(), before, "A still got connections while failing checks");
     // 200 again: back after healthy_threshold (2) passes.
     ha.set_status(200);
     let t = until_backend_serves(port, &a, 3, Duration::from_secs(8));
-    assert!(
-        t <= Duration::from_millis(4 * INTERVAL_MS + 1000),
-        "back after {t:?}"
-    );
+    assert!(t <= Duration::from_millis(4 * INTERVAL_MS + 1000), "back after {t:?}");
 }
 
 #[test]
@@ -183,10 +154,7 @@ fn a_cluster_without_healthy_hosts_at_start_still_serves_in_panic_mode() {
     let port = free_port();
     let hc = "    health_checks:\n    - { timeout: 0.2s, interval: 0.3s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {} }";
     // The first round fails (refused at once), so the proxy starts serving right away.
-    let _p = Proxy::start(
-        &config(port, hc, &endpoint_with_hc_port(a.port(), dead_hc)),
-        &["--concurrency", "1"],
-    );
+    let _p = Proxy::start(&config(port, hc, &endpoint_with_hc_port(a.port(), dead_hc)), &["--concurrency", "1"]);
     for _ in 0..5 {
         assert!(echo_once(port), "panic mode routes to the failed host");
     }

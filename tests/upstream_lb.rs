@@ -65,11 +65,7 @@ fn least_request_balances_long_lived_connections() {
     let port = free_port();
     let equal: Vec<(&Backend, u32)> = bs.iter().map(|b| (b, 1)).collect();
     let _p = Proxy::start(
-        &config(
-            port,
-            "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: { choice_count: 5 }",
-            &equal,
-        ),
+        &config(port, "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: { choice_count: 5 }", &equal),
         &["--concurrency", "2"],
     );
     // Thirty connections held open one after the other: each goes to a least-loaded
@@ -93,10 +89,7 @@ fn random_spreads_connections_uniformly() {
     let bs = backends(3);
     let port = free_port();
     let equal: Vec<(&Backend, u32)> = bs.iter().map(|b| (b, 1)).collect();
-    let _p = Proxy::start(
-        &config(port, "    lb_policy: RANDOM", &equal),
-        &["--concurrency", "2"],
-    );
+    let _p = Proxy::start(&config(port, "    lb_policy: RANDOM", &equal), &["--concurrency", "2"]);
     for _ in 0..300 {
         assert!(echo_once(port));
     }
@@ -107,19 +100,14 @@ fn random_spreads_connections_uniformly() {
 #[test]
 fn consistent_hash_policies_serve_without_a_hash_policy() {
     for (policy, extra) in [
-        (
-            "RING_HASH",
-            "    ring_hash_lb_config: { minimum_ring_size: 256 }",
-        ),
+        ("RING_HASH", "    ring_hash_lb_config: { minimum_ring_size: 256 }"),
         ("MAGLEV", "    maglev_lb_config: { table_size: 1021 }"),
     ] {
         let bs = backends(3);
         let port = free_port();
         let equal: Vec<(&Backend, u32)> = bs.iter().map(|b| (b, 1)).collect();
-        let _p = Proxy::start(
-            &config(port, &format!("    lb_policy: {policy}\n{extra}"), &equal),
-            &["--concurrency", "2"],
-        );
+        let _p =
+            Proxy::start(&config(port, &format!("    lb_policy: {policy}\n{extra}"), &equal), &["--concurrency", "2"]);
         for _ in 0..150 {
             assert!(echo_once(port));
         }
@@ -137,10 +125,7 @@ fn a_lower_priority_serves_only_when_the_first_cannot() {
         bs[0].port(),
         bs[1].port()
     );
-    let yaml = config(port, "", &[]).replace(
-        "      - lb_endpoints:\n",
-        &format!("      - lb_endpoints:\n{endpoints}"),
-    );
+    let yaml = config(port, "", &[]).replace("      - lb_endpoints:\n", &format!("      - lb_endpoints:\n{endpoints}"));
     let _p = Proxy::start(&yaml, &["--concurrency", "1"]);
     for _ in 0..20 {
         assert!(echo_once(port));

@@ -12,7 +12,11 @@ use sluice_e2e::upstream::{echo_once, Backend};
 fn config(listen: u16, outlier: &str, ports: &[u16]) -> String {
     let endpoints: String = ports
         .iter()
-        .map(|p| format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"))
+        .map(|p| {
+            format!(
+                "        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"
+            )
+        })
         .collect();
     format!(
         r#"static_resources:
@@ -44,10 +48,7 @@ fn eject_and_return(outlier: &str, failures_to_eject: usize, base: Duration) {
     let b = Backend::start();
     a.kill();
     let port = free_port();
-    let _p = Proxy::start(
-        &config(port, outlier, &[a.port(), b.port()]),
-        &["--concurrency", "1"],
-    );
+    let _p = Proxy::start(&config(port, outlier, &[a.port(), b.port()]), &["--concurrency", "1"]);
     // Round robin alternates: every other connection hits dead A until it is ejected.
     let mut failed = 0;
     let mut ejected_at = None;
@@ -73,22 +74,13 @@ fn eject_and_return(outlier: &str, failures_to_eject: usize, base: Duration) {
     a.revive();
     let start = Instant::now();
     while a.accepted() == 0 {
-        assert!(
-            start.elapsed() < base * 4 + Duration::from_secs(2),
-            "A never came back"
-        );
+        assert!(start.elapsed() < base * 4 + Duration::from_secs(2), "A never came back");
         assert!(echo_once(port), "no connection fails once A is back");
         std::thread::sleep(Duration::from_millis(10));
     }
     let back = ejected_at.elapsed();
-    assert!(
-        back >= base - Duration::from_millis(50),
-        "back after {back:?}, before {base:?}"
-    );
-    assert!(
-        back <= base + Duration::from_millis(1500),
-        "back after {back:?}"
-    );
+    assert!(back >= base - Duration::from_millis(50), "back after {back:?}, before {base:?}");
+    assert!(back <= base + Duration::from_millis(1500), "back after {back:?}");
 }
 
 #[test]
@@ -117,11 +109,7 @@ fn max_ejection_percent_keeps_the_host_in_rotation() {
     a.kill();
     let port = free_port();
     let _p = Proxy::start(
-        &config(
-            port,
-            "{ consecutive_5xx: 2, interval: 0.1s, base_ejection_time: 5s }",
-            &[a.port(), b.port()],
-        ),
+        &config(port, "{ consecutive_5xx: 2, interval: 0.1s, base_ejection_time: 5s }", &[a.port(), b.port()]),
         &["--concurrency", "1"],
     );
     let failed = (0..20).filter(|_| !echo_once(port)).count();

@@ -28,12 +28,10 @@ Priority: u=0, i\r\n\
 \r\n";
 
 fn sixty_headers() -> Vec<u8> {
-    let mut wire =
-        b"GET /api/v1/items/12345?fields=all HTTP/1.1\r\nHost: api.example.com\r\n".to_vec();
+    let mut wire = b"GET /api/v1/items/12345?fields=all HTTP/1.1\r\nHost: api.example.com\r\n".to_vec();
     for i in 1..60 {
         wire.extend_from_slice(
-            format!("x-custom-header-{i:02}: value-{i:02}-abcdefghijklmnopqrstuvwxyz\r\n")
-                .as_bytes(),
+            format!("x-custom-header-{i:02}: value-{i:02}-abcdefghijklmnopqrstuvwxyz\r\n").as_bytes(),
         );
     }
     wire.extend_from_slice(b"\r\n");
@@ -43,18 +41,11 @@ fn sixty_headers() -> Vec<u8> {
 fn bench_parse(c: &mut Criterion) {
     let sixty = sixty_headers();
     let mut group = c.benchmark_group("http1_request_head");
-    for (name, wire) in [
-        ("small", SMALL),
-        ("browser", BROWSER),
-        ("60_headers", &sixty[..]),
-    ] {
+    for (name, wire) in [("small", SMALL), ("browser", BROWSER), ("60_headers", &sixty[..])] {
         let mut parser = RequestParser::new(Arc::new(Http1Settings::default()), false);
         let mut head = RequestHead::default();
         // Warm the head's buffers and the parser's scratch, as on a kept-alive connection.
-        assert!(matches!(
-            parser.parse(wire, &mut head),
-            Ok(Status::Complete(_))
-        ));
+        assert!(matches!(parser.parse(wire, &mut head), Ok(Status::Complete(_))));
         group.throughput(Throughput::Bytes(wire.len() as u64));
         group.bench_function(name, |b| {
             b.iter(|| {

@@ -40,24 +40,15 @@ fn picks(c: &mut Criterion) {
     ];
     for (name, policy, weighted) in policies {
         for n in [10usize, 100] {
-            let cfg = LbConfig {
-                policy,
-                ..LbConfig::default()
-            };
+            let cfg = LbConfig { policy, ..LbConfig::default() };
             let ps = PrioritySet::build(hosts(n, weighted), &cfg);
             let mut lb = LoadBalancer::new(&cfg, 42);
             lb.refresh(&ps);
             let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
             g.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
                 b.iter(|| {
-                    x = x
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    let ctx = LbContext {
-                        random: x,
-                        hash: Some(x.rotate_left(17)),
-                        exclude: &[],
-                    };
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let ctx = LbContext { random: x, hash: Some(x.rotate_left(17)), exclude: &[] };
                     black_box(lb.choose(&ps, &ctx))
                 })
             });
@@ -85,10 +76,7 @@ fn choose_host(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("round_robin", n), &n, |b, _| {
             b.iter(|| {
                 x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let ctx = LbContext {
-                    random: x,
-                    ..Default::default()
-                };
+                let ctx = LbContext { random: x, ..Default::default() };
                 black_box(tl.clusters[0].choose_host(&ctx, None))
             })
         });

@@ -67,38 +67,13 @@ fn req(authority: &str, path: &str, headers: &[(&str, &str)]) -> RequestHead {
 fn bench(c: &mut Criterion) {
     let t = table();
     let cases = [
-        (
-            "exact_host_first_route",
-            req("svc99.example.com", "/svc99/health", &[]),
-        ),
-        (
-            "exact_host_last_route",
-            req("SVC99.example.com", "/index.html", &[]),
-        ),
-        (
-            "suffix_wildcard_host",
-            req("eu.svc50.example.org", "/index.html", &[]),
-        ),
-        (
-            "prefix_wildcard_host",
-            req("svc42.internal", "/index.html", &[]),
-        ),
-        (
-            "regex_path_route",
-            req("svc10.example.com", "/users/12345/orders/678?x=1", &[]),
-        ),
-        (
-            "regex_header_route",
-            req(
-                "svc10.example.com",
-                "/api/items",
-                &[("x-tenant", "tenant-0123abcd")],
-            ),
-        ),
-        (
-            "query_route",
-            req("svc10.example.com", "/search?page=2&q=xyz", &[]),
-        ),
+        ("exact_host_first_route", req("svc99.example.com", "/svc99/health", &[])),
+        ("exact_host_last_route", req("SVC99.example.com", "/index.html", &[])),
+        ("suffix_wildcard_host", req("eu.svc50.example.org", "/index.html", &[])),
+        ("prefix_wildcard_host", req("svc42.internal", "/index.html", &[])),
+        ("regex_path_route", req("svc10.example.com", "/users/12345/orders/678?x=1", &[])),
+        ("regex_header_route", req("svc10.example.com", "/api/items", &[("x-tenant", "tenant-0123abcd")])),
+        ("query_route", req("svc10.example.com", "/search?page=2&q=xyz", &[])),
         ("weighted_route", req("svc10.example.com", "/split/x", &[])),
         ("unknown_host", req("nowhere.example.net", "/", &[])),
     ];

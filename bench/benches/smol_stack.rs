@@ -86,26 +86,14 @@ impl Rig {
         let mut client = stack(cp, CLIENT, false, buffers);
         let mut events = Events::with_capacity(1024);
         let addr = SocketAddr::from((SERVER, PORT));
-        let opts = ListenOptions {
-            backlog: 65_535,
-            ..ListenOptions::default()
-        };
+        let opts = ListenOptions { backlog: 65_535, ..ListenOptions::default() };
         let l = server.listen(addr, &opts).unwrap();
         let (c, s) = open(&mut client, &mut server, &mut events, l, addr);
-        let mut rig = Rig {
-            server,
-            client,
-            c,
-            s,
-            idle: Vec::with_capacity(idle),
-            events,
-            buf: vec![0u8; 256 * 1024],
-        };
+        let mut rig = Rig { server, client, c, s, idle: Vec::with_capacity(idle), events, buf: vec![0u8; 256 * 1024] };
         // Idle connections are opened in batches of SYNs.
         while rig.idle.len() < idle {
-            let batch: Vec<_> = (0..(idle - rig.idle.len()).min(512))
-                .map(|_| rig.client.connect(addr).unwrap())
-                .collect();
+            let batch: Vec<_> =
+                (0..(idle - rig.idle.len()).min(512)).map(|_| rig.client.connect(addr).unwrap()).collect();
             let mut accepted = Vec::new();
             while accepted.len() < batch.len() {
                 rig.pump();
@@ -136,11 +124,7 @@ impl Rig {
     fn read_n(&mut self, server_side: bool, n: usize) {
         let mut got = 0;
         while got < n {
-            let (stack, id) = if server_side {
-                (&mut self.server, self.s)
-            } else {
-                (&mut self.client, self.c)
-            };
+            let (stack, id) = if server_side { (&mut self.server, self.s) } else { (&mut self.client, self.c) };
             match stack.read(id, &mut self.buf[..n - got]) {
                 Ok(0) => panic!("unexpected end of stream"),
                 Ok(k) => got += k,
@@ -187,12 +171,7 @@ impl Rig {
 /// Resident set of this process, in bytes (`/proc/self/statm`).
 fn resident() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse::<usize>().ok())
-        .unwrap_or(0)
-        * 4096
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<usize>().ok()).unwrap_or(0) * 4096
 }
 
 /// Print the heap held and the memory resident per idle connection end.
@@ -220,10 +199,7 @@ fn report_memory() {
 fn on_cpu_ns() -> u64 {
     let wall = || {
         static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        START
-            .get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_nanos() as u64
+        START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
     };
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
@@ -293,9 +269,7 @@ fn benches(c: &mut Criterion) {
     report_bulk();
     report_idle_scaling();
     let mut g = c.benchmark_group("smol");
-    g.sample_size(20)
-        .warm_up_time(StdDuration::from_secs(1))
-        .measurement_time(StdDuration::from_secs(4));
+    g.sample_size(20).warm_up_time(StdDuration::from_secs(1)).measurement_time(StdDuration::from_secs(4));
 
     let mut rig = Rig::new(0, 128 * 1024);
     let chunk = vec![0x5au8; 64 * 1024];
@@ -315,12 +289,8 @@ fn benches(c: &mut Criterion) {
 
     for idle in [1usize, 1_000, 10_000] {
         let mut rig = Rig::new(idle, 16 * 1024);
-        g.bench_with_input(BenchmarkId::new("idle/poll", idle), &idle, |b, _| {
-            b.iter(|| rig.pump())
-        });
-        g.bench_with_input(BenchmarkId::new("idle/rr", idle), &idle, |b, _| {
-            b.iter(|| rig.round_trip(64))
-        });
+        g.bench_with_input(BenchmarkId::new("idle/poll", idle), &idle, |b, _| b.iter(|| rig.pump()));
+        g.bench_with_input(BenchmarkId::new("idle/rr", idle), &idle, |b, _| b.iter(|| rig.round_trip(64)));
         drop(rig);
     }
     g.finish();

@@ -47,9 +47,7 @@ fn frame(dst_mac: [u8; 6], src_mac: [u8; 6]) -> [u8; FRAME_LEN] {
     f[..6].copy_from_slice(&dst_mac);
     f[6..12].copy_from_slice(&src_mac);
     f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14..34].copy_from_slice(&[
-        0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 99, 15, 1, 10, 99, 15, 2,
-    ]);
+    f[14..34].copy_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 99, 15, 1, 10, 99, 15, 2]);
     f[34..38].copy_from_slice(&[0x9c, 0x40, 0x1b, 0x58]); // 40000 -> 7000
     f[46] = 0x50;
     f[47] = 0x02; // SYN
@@ -79,10 +77,7 @@ impl Generator {
             }
             sent
         });
-        Generator {
-            stop,
-            handle: Some(handle),
-        }
+        Generator { stop, handle: Some(handle) }
     }
 
     fn stop(&mut self) -> u64 {
@@ -166,15 +161,9 @@ struct Bed {
 fn setup() -> io::Result<(Bed, XskDevice, XskDevice)> {
     let net = TwoHosts::new("sxb", 1)?;
     let peer = net.right.add_address(net.veth.b(), "10.99.15.1/24")?;
-    let cfg = XskConfig {
-        bind: BindMode::Copy,
-        ..XskConfig::default()
-    };
+    let cfg = XskConfig { bind: BindMode::Copy, ..XskConfig::default() };
     let (program, dev) = net.left.run(|| {
-        let steering = SteeringConfig {
-            owned: vec![OURS],
-            ..Default::default()
-        };
+        let steering = SteeringConfig { owned: vec![OURS], ..Default::default() };
         let program = XdpProgram::attach(net.veth.a(), AttachMode::Drv, &steering)?;
         let dev = XskDevice::open(&program, 0, &cfg)?;
         Ok::<_, sluice_datapath::XdpError>((program, dev))
@@ -184,15 +173,7 @@ fn setup() -> io::Result<(Bed, XskDevice, XskDevice)> {
         let socket = XskSocket::open(&info, 0, &cfg)?;
         XskDevice::from_socket(socket, &info)
     })??;
-    Ok((
-        Bed {
-            program,
-            _peer: peer,
-            net,
-        },
-        dev,
-        gen,
-    ))
+    Ok((Bed { program, _peer: peer, net }, dev, gen))
 }
 
 fn main() {
@@ -213,25 +194,13 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .configure_from_args();
-    let bare = Totals {
-        packets: Cell::new(0),
-        cpu_ns: Cell::new(0),
-        wall: Cell::new(Duration::ZERO),
-    };
-    let tokens = Totals {
-        packets: Cell::new(0),
-        cpu_ns: Cell::new(0),
-        wall: Cell::new(Duration::ZERO),
-    };
+    let bare = Totals { packets: Cell::new(0), cpu_ns: Cell::new(0), wall: Cell::new(Duration::ZERO) };
+    let tokens = Totals { packets: Cell::new(0), cpu_ns: Cell::new(0), wall: Cell::new(Duration::ZERO) };
     {
         let mut g = c.benchmark_group("xsk_reflect_60B_veth_drv_copy");
         g.throughput(Throughput::Elements(1));
-        g.bench_function("bare_rings", |b| {
-            b.iter_custom(|n| run(&mut dev, n, bare_step, &bare))
-        });
-        g.bench_function("xsk_device_tokens", |b| {
-            b.iter_custom(|n| run(&mut dev, n, token_step, &tokens))
-        });
+        g.bench_function("bare_rings", |b| b.iter_custom(|n| run(&mut dev, n, bare_step, &bare)));
+        g.bench_function("xsk_device_tokens", |b| b.iter_custom(|n| run(&mut dev, n, token_step, &tokens)));
         g.finish();
     }
     let sent = gen.stop();
@@ -266,11 +235,7 @@ fn main() {
     }
     println!("frames: {:?}", dev.frame_accounting());
     drop(dev);
-    println!(
-        "program {} on {} detached on exit",
-        bed.program.id().unwrap_or(0),
-        bed.net.veth.a()
-    );
+    println!("program {} on {} detached on exit", bed.program.id().unwrap_or(0), bed.net.veth.a());
     drop(bed);
     c.final_summary();
 }

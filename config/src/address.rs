@@ -53,12 +53,7 @@ impl Decode for SocketAddress {
         let sa_path = f.field_path("socket_address");
         f.finish(d);
         let Some(sa) = sa else {
-            d.error(
-                ErrorKind::Missing,
-                &sa_path,
-                node.line,
-                "an address needs a `socket_address`",
-            );
+            d.error(ErrorKind::Missing, &sa_path, node.line, "an address needs a `socket_address`");
             return None;
         };
         let mut f = Fields::of(d, sa, &sa_path)?;
@@ -71,38 +66,18 @@ impl Decode for SocketAddress {
         let line = f.line();
         f.finish(d);
         if protocol != Protocol::Tcp {
-            d.error(
-                ErrorKind::Unsupported,
-                &format!("{sa_path}.protocol"),
-                line,
-                "only TCP is supported",
-            );
+            d.error(ErrorKind::Unsupported, &format!("{sa_path}.protocol"), line, "only TCP is supported");
         }
         let address = address?;
         if address.is_empty() {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{sa_path}.address"),
-                line,
-                "must not be empty",
-            );
+            d.error(ErrorKind::Invalid, &format!("{sa_path}.address"), line, "must not be empty");
             return None;
         }
         if port > 65535 {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{sa_path}.port_value"),
-                line,
-                "must be at most 65535",
-            );
+            d.error(ErrorKind::Invalid, &format!("{sa_path}.port_value"), line, "must be at most 65535");
             return None;
         }
-        Some(SocketAddress {
-            address,
-            port_value: port as u16,
-            ipv4_compat,
-            line,
-        })
+        Some(SocketAddress { address, port_value: port as u16, ipv4_compat, line })
     }
 }
 
@@ -119,27 +94,16 @@ impl CidrRange {
         let address = match address {
             IpAddr::V4(a) => {
                 let bits = u32::from(a);
-                let mask = if prefix_len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - prefix_len as u32)
-                };
+                let mask = if prefix_len == 0 { 0 } else { u32::MAX << (32 - prefix_len as u32) };
                 IpAddr::V4((bits & mask).into())
             }
             IpAddr::V6(a) => {
                 let bits = u128::from(a);
-                let mask = if prefix_len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - prefix_len as u32)
-                };
+                let mask = if prefix_len == 0 { 0 } else { u128::MAX << (128 - prefix_len as u32) };
                 IpAddr::V6((bits & mask).into())
             }
         };
-        CidrRange {
-            address,
-            prefix_len,
-        }
+        CidrRange { address, prefix_len }
     }
 
     /// Whether `ip` is inside the range (an IPv4 range never holds an IPv6 address).
@@ -162,15 +126,9 @@ impl std::fmt::Display for CidrRange {
 impl std::str::FromStr for CidrRange {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (ip, len) = s
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}` is not ADDRESS/LEN"))?;
-        let ip: IpAddr = ip
-            .parse()
-            .map_err(|_| format!("`{ip}` is not an IP address"))?;
-        let len: u8 = len
-            .parse()
-            .map_err(|_| format!("`{len}` is not a prefix length"))?;
+        let (ip, len) = s.split_once('/').ok_or_else(|| format!("`{s}` is not ADDRESS/LEN"))?;
+        let ip: IpAddr = ip.parse().map_err(|_| format!("`{ip}` is not an IP address"))?;
+        let len: u8 = len.parse().map_err(|_| format!("`{len}` is not a prefix length"))?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
         if len > max {
             return Err(format!("prefix length {len} exceeds {max}"));
@@ -187,20 +145,12 @@ impl Decode for CidrRange {
         f.finish(d);
         let prefix = prefix?;
         let Ok(ip) = prefix.parse::<IpAddr>() else {
-            d.invalid(
-                node,
-                &format!("{path}.address_prefix"),
-                format!("`{prefix}` is not an IP address"),
-            );
+            d.invalid(node, &format!("{path}.address_prefix"), format!("`{prefix}` is not an IP address"));
             return None;
         };
         let max = if ip.is_ipv4() { 32 } else { 128 };
         if len > max {
-            d.invalid(
-                node,
-                &format!("{path}.prefix_len"),
-                format!("{len} exceeds {max}"),
-            );
+            d.invalid(node, &format!("{path}.prefix_len"), format!("{len} exceeds {max}"));
             return None;
         }
         Some(CidrRange::new(ip, len as u8))
@@ -222,9 +172,6 @@ mod tests {
         let host: CidrRange = "10.0.0.1/32".parse().unwrap();
         assert!(host.contains("10.0.0.1".parse().unwrap()));
         assert!(!host.contains("10.0.0.2".parse().unwrap()));
-        assert_eq!(
-            CidrRange::new("10.1.2.3".parse().unwrap(), 8).to_string(),
-            "10.0.0.0/8"
-        );
+        assert_eq!(CidrRange::new("10.1.2.3".parse().unwrap(), 8).to_string(), "10.0.0.0/8");
     }
 }

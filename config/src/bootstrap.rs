@@ -23,16 +23,7 @@ impl Decode for Admin {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
         let address: Option<SocketAddress> = f.opt(d, "address");
-        f.ignored(
-            d,
-            &[
-                "access_log",
-                "access_log_path",
-                "profile_path",
-                "socket_options",
-                "ignore_global_conn_limit",
-            ],
-        );
+        f.ignored(d, &["access_log", "access_log_path", "profile_path", "socket_options", "ignore_global_conn_limit"]);
         f.finish(d);
         // An admin block without an address starts no admin server, as in Envoy.
         Some(Admin { address: address? })
@@ -96,10 +87,6 @@ impl Decode for Bootstrap {
             ],
         );
         f.finish(d);
-        Some(Bootstrap {
-            admin,
-            listeners,
-            clusters,
-        })
+        Some(Bootstrap { admin, listeners, clusters })
     }
 }

@@ -87,10 +87,7 @@ pub struct Cluster {
 impl Cluster {
     /// The name Envoy uses in stats: `alt_stat_name` when set.
     pub fn stat_name(&self) -> &str {
-        self.alt_stat_name
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .unwrap_or(&self.name)
+        self.alt_stat_name.as_deref().filter(|s| !s.is_empty()).unwrap_or(&self.name)
     }
 }
 
@@ -105,14 +102,12 @@ impl Decode for Cluster {
         let lb_policy = f.or(d, "lb_policy", LbPolicy::RoundRobin);
         let load_assignment_given = f.has("load_assignment");
         let load_assignment: Option<ClusterLoadAssignment> = f.opt(d, "load_assignment");
-        let per_connection_buffer_limit_bytes =
-            f.or(d, "per_connection_buffer_limit_bytes", DEFAULT_BUFFER_LIMIT);
+        let per_connection_buffer_limit_bytes = f.or(d, "per_connection_buffer_limit_bytes", DEFAULT_BUFFER_LIMIT);
         let dns_lookup_family = f.or(d, "dns_lookup_family", DnsLookupFamily::Auto);
         let dns_refresh_rate = f.or(d, "dns_refresh_rate", Duration::from_millis(5000));
         let respect_dns_ttl = f.or(d, "respect_dns_ttl", false);
         let cleanup_interval = f.or(d, "cleanup_interval", Duration::from_millis(5000));
-        let original_dst_lb_config =
-            f.or(d, "original_dst_lb_config", OriginalDstLbConfig::default());
+        let original_dst_lb_config = f.or(d, "original_dst_lb_config", OriginalDstLbConfig::default());
         let circuit_breakers = f.or(d, "circuit_breakers", CircuitBreakers::default());
         let outlier_detection = f.opt(d, "outlier_detection");
         let hc_line = f.line();
@@ -148,8 +143,7 @@ impl Decode for Cluster {
         };
         // Deprecated-but-common spellings of HTTP protocol options on the cluster itself.
         let mut http = HttpProtocolOptions::default();
-        if let Some(common) = f.opt::<CommonHttpProtocolOptions>(d, "common_http_protocol_options")
-        {
+        if let Some(common) = f.opt::<CommonHttpProtocolOptions>(d, "common_http_protocol_options") {
             http.common = common;
         }
         if let Some(n) = f.opt::<u32>(d, "max_requests_per_connection") {
@@ -157,14 +151,7 @@ impl Decode for Cluster {
         }
         if let Some(n) = f.take("http_protocol_options") {
             let mut h = Fields::of(d, n, &f.field_path("http_protocol_options"))?;
-            h.ignored(
-                d,
-                &[
-                    "header_key_format",
-                    "enable_trailers",
-                    "allow_chunked_length",
-                ],
-            );
+            h.ignored(d, &["header_key_format", "enable_trailers", "allow_chunked_length"]);
             h.finish(d);
         }
         let tepo_path = f.field_path("typed_extension_protocol_options");
@@ -217,28 +204,13 @@ impl Decode for Cluster {
         f.finish(d);
         let name = name?;
         if name.is_empty() {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.name"),
-                line,
-                "must not be empty",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.name"), line, "must not be empty");
         }
         if connect_timeout.is_zero() {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.connect_timeout"),
-                line,
-                "must be greater than 0",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.connect_timeout"), line, "must be greater than 0");
         }
         if discovery_type == DiscoveryType::Eds {
-            d.error(
-                ErrorKind::Unsupported,
-                &format!("{path}.type"),
-                line,
-                "EDS (xDS) clusters are not supported",
-            );
+            d.error(ErrorKind::Unsupported, &format!("{path}.type"), line, "EDS (xDS) clusters are not supported");
         }
         if lb_policy == LbPolicy::LoadBalancingPolicyConfig {
             d.error(
@@ -271,12 +243,7 @@ impl Decode for Cluster {
                 ClusterLoadAssignment::default()
             }
             None => {
-                d.error(
-                    ErrorKind::Missing,
-                    &format!("{path}.load_assignment"),
-                    line,
-                    "required for this cluster type",
-                );
+                d.error(ErrorKind::Missing, &format!("{path}.load_assignment"), line, "required for this cluster type");
                 ClusterLoadAssignment::default()
             }
         };
@@ -295,7 +262,10 @@ impl Decode for Cluster {
                         ErrorKind::Invalid,
                         &format!("{path}.load_assignment"),
                         host.address.line,
-                        format!("`{}` is not an IP address; STATIC clusters need IPs (use STRICT_DNS for host names)", host.address.address),
+                        format!(
+                            "`{}` is not an IP address; STATIC clusters need IPs (use STRICT_DNS for host names)",
+                            host.address.address
+                        ),
                     );
                 }
             }
@@ -308,9 +278,7 @@ impl Decode for Cluster {
                 "LOGICAL_DNS clusters must have exactly one endpoint",
             );
         }
-        if lb_policy == LbPolicy::Maglev
-            && (maglev_table_size > 5_000_011 || !is_prime(maglev_table_size))
-        {
+        if lb_policy == LbPolicy::Maglev && (maglev_table_size > 5_000_011 || !is_prime(maglev_table_size)) {
             d.error(
                 ErrorKind::Invalid,
                 &format!("{path}.maglev_lb_config.table_size"),
@@ -377,9 +345,7 @@ pub struct ClusterLoadAssignment {
 impl ClusterLoadAssignment {
     /// Every endpoint with its priority.
     pub fn hosts(&self) -> impl Iterator<Item = (&LbEndpoint, u32)> {
-        self.endpoints
-            .iter()
-            .flat_map(|l| l.lb_endpoints.iter().map(move |e| (e, l.priority)))
+        self.endpoints.iter().flat_map(|l| l.lb_endpoints.iter().map(move |e| (e, l.priority)))
     }
 
     pub fn endpoint_count(&self) -> usize {
@@ -394,10 +360,7 @@ impl Decode for ClusterLoadAssignment {
         let endpoints = f.list(d, "endpoints");
         f.ignored(d, &["policy", "named_endpoints"]);
         f.finish(d);
-        Some(ClusterLoadAssignment {
-            cluster_name: cluster_name?,
-            endpoints,
-        })
+        Some(ClusterLoadAssignment { cluster_name: cluster_name?, endpoints })
     }
 }
 
@@ -413,23 +376,13 @@ impl Decode for LocalityLbEndpoints {
         let mut f = Fields::of(d, node, path)?;
         let priority = f.or(d, "priority", 0u32);
         let lb_endpoints = f.list(d, "lb_endpoints");
-        f.ignored(
-            d,
-            &["locality", "load_balancing_weight", "metadata", "proximity"],
-        );
+        f.ignored(d, &["locality", "load_balancing_weight", "metadata", "proximity"]);
         f.unsupported(d, &["leds_cluster_locality_config"]);
         f.finish(d);
         if priority > 127 {
-            d.invalid(
-                node,
-                &format!("{path}.priority"),
-                "priority must be at most 127",
-            );
+            d.invalid(node, &format!("{path}.priority"), "priority must be at most 127");
         }
-        Some(LocalityLbEndpoints {
-            priority,
-            lb_endpoints,
-        })
+        Some(LocalityLbEndpoints { priority, lb_endpoints })
     }
 }
 
@@ -454,12 +407,7 @@ impl Decode for LbEndpoint {
         let line = f.line();
         f.finish(d);
         let Some(endpoint) = endpoint else {
-            d.error(
-                ErrorKind::Missing,
-                &ep_path,
-                line,
-                "an lb_endpoint needs an `endpoint`",
-            );
+            d.error(ErrorKind::Missing, &ep_path, line, "an lb_endpoint needs an `endpoint`");
             return None;
         };
         let mut e = Fields::of(d, endpoint, &ep_path)?;
@@ -478,18 +426,9 @@ impl Decode for LbEndpoint {
         e.unsupported(d, &["additional_addresses"]);
         e.finish(d);
         if weight == 0 {
-            d.invalid(
-                node,
-                &format!("{path}.load_balancing_weight"),
-                "weight must be at least 1",
-            );
+            d.invalid(node, &format!("{path}.load_balancing_weight"), "weight must be at least 1");
         }
-        Some(LbEndpoint {
-            address: address?,
-            hostname,
-            load_balancing_weight: weight.max(1),
-            health_check_port,
-        })
+        Some(LbEndpoint { address: address?, hostname, load_balancing_weight: weight.max(1), health_check_port })
     }
 }
 
@@ -590,20 +529,14 @@ impl Decode for CircuitBreakers {
         f.finish(d);
         let mut cb = CircuitBreakers::default();
         // Envoy: the first thresholds entry for a priority wins.
-        if let Some(t) = thresholds
-            .iter()
-            .find(|t| t.priority == RoutingPriority::Default)
-        {
+        if let Some(t) = thresholds.iter().find(|t| t.priority == RoutingPriority::Default) {
             cb.max_connections = t.max_connections.unwrap_or(cb.max_connections);
             cb.max_pending_requests = t.max_pending_requests.unwrap_or(cb.max_pending_requests);
             cb.max_requests = t.max_requests.unwrap_or(cb.max_requests);
             cb.max_retries = t.max_retries.unwrap_or(cb.max_retries);
             cb.track_remaining = t.track_remaining;
         }
-        if let Some(t) = per_host
-            .iter()
-            .find(|t| t.priority == RoutingPriority::Default)
-        {
+        if let Some(t) = per_host.iter().find(|t| t.priority == RoutingPriority::Default) {
             cb.per_host_max_connections = t.max_connections;
         }
         Some(cb)
@@ -682,47 +615,19 @@ impl Decode for OutlierDetection {
             // Envoy: when absent, the larger of 300s and base_ejection_time.
             max_ejection_time: max_ejection_time.unwrap_or(Duration::ZERO),
             max_ejection_percent: f.or(d, "max_ejection_percent", z.max_ejection_percent),
-            enforcing_consecutive_5xx: f.or(
-                d,
-                "enforcing_consecutive_5xx",
-                z.enforcing_consecutive_5xx,
-            ),
-            consecutive_gateway_failure: f.or(
-                d,
-                "consecutive_gateway_failure",
-                z.consecutive_gateway_failure,
-            ),
+            enforcing_consecutive_5xx: f.or(d, "enforcing_consecutive_5xx", z.enforcing_consecutive_5xx),
+            consecutive_gateway_failure: f.or(d, "consecutive_gateway_failure", z.consecutive_gateway_failure),
             enforcing_consecutive_gateway_failure: f.or(
                 d,
                 "enforcing_consecutive_gateway_failure",
                 z.enforcing_consecutive_gateway_failure,
             ),
-            success_rate_minimum_hosts: f.or(
-                d,
-                "success_rate_minimum_hosts",
-                z.success_rate_minimum_hosts,
-            ),
-            success_rate_request_volume: f.or(
-                d,
-                "success_rate_request_volume",
-                z.success_rate_request_volume,
-            ),
-            success_rate_stdev_factor: f.or(
-                d,
-                "success_rate_stdev_factor",
-                z.success_rate_stdev_factor,
-            ),
+            success_rate_minimum_hosts: f.or(d, "success_rate_minimum_hosts", z.success_rate_minimum_hosts),
+            success_rate_request_volume: f.or(d, "success_rate_request_volume", z.success_rate_request_volume),
+            success_rate_stdev_factor: f.or(d, "success_rate_stdev_factor", z.success_rate_stdev_factor),
             enforcing_success_rate: f.or(d, "enforcing_success_rate", z.enforcing_success_rate),
-            failure_percentage_threshold: f.or(
-                d,
-                "failure_percentage_threshold",
-                z.failure_percentage_threshold,
-            ),
-            enforcing_failure_percentage: f.or(
-                d,
-                "enforcing_failure_percentage",
-                z.enforcing_failure_percentage,
-            ),
+            failure_percentage_threshold: f.or(d, "failure_percentage_threshold", z.failure_percentage_threshold),
+            enforcing_failure_percentage: f.or(d, "enforcing_failure_percentage", z.enforcing_failure_percentage),
             enforcing_failure_percentage_local_origin: f.or(
                 d,
                 "enforcing_failure_percentage_local_origin",
@@ -758,11 +663,7 @@ impl Decode for OutlierDetection {
                 "enforcing_local_origin_success_rate",
                 z.enforcing_local_origin_success_rate,
             ),
-            max_ejection_time_jitter: f.or(
-                d,
-                "max_ejection_time_jitter",
-                z.max_ejection_time_jitter,
-            ),
+            max_ejection_time_jitter: f.or(d, "max_ejection_time_jitter", z.max_ejection_time_jitter),
             successful_active_health_check_uneject_host: f.or(
                 d,
                 "successful_active_health_check_uneject_host",
@@ -785,34 +686,18 @@ impl Decode for OutlierDetection {
         for (name, v) in [
             ("max_ejection_percent", o.max_ejection_percent),
             ("enforcing_consecutive_5xx", o.enforcing_consecutive_5xx),
-            (
-                "enforcing_consecutive_gateway_failure",
-                o.enforcing_consecutive_gateway_failure,
-            ),
+            ("enforcing_consecutive_gateway_failure", o.enforcing_consecutive_gateway_failure),
             ("enforcing_success_rate", o.enforcing_success_rate),
-            (
-                "failure_percentage_threshold",
-                o.failure_percentage_threshold,
-            ),
-            (
-                "enforcing_failure_percentage",
-                o.enforcing_failure_percentage,
-            ),
-            (
-                "enforcing_consecutive_local_origin_failure",
-                o.enforcing_consecutive_local_origin_failure,
-            ),
+            ("failure_percentage_threshold", o.failure_percentage_threshold),
+            ("enforcing_failure_percentage", o.enforcing_failure_percentage),
+            ("enforcing_consecutive_local_origin_failure", o.enforcing_consecutive_local_origin_failure),
         ] {
             if v > 100 {
                 d.invalid(node, &format!("{path}.{name}"), format!("{v} is above 100"));
             }
         }
         if o.interval.is_zero() || o.base_ejection_time.is_zero() || o.max_ejection_time.is_zero() {
-            d.invalid(
-                node,
-                path,
-                "interval, base_ejection_time and max_ejection_time must be greater than 0",
-            );
+            d.invalid(node, path, "interval, base_ejection_time and max_ejection_time must be greater than 0");
         }
         Some(o)
     }
@@ -883,10 +768,7 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 impl Decode for HealthCheck {
@@ -912,22 +794,9 @@ impl Decode for HealthCheck {
         let tcp_path = f.field_path("tcp_health_check");
         f.unsupported(
             d,
-            &[
-                "grpc_health_check",
-                "custom_health_check",
-                "tls_options",
-                "transport_socket_match_criteria",
-            ],
+            &["grpc_health_check", "custom_health_check", "tls_options", "transport_socket_match_criteria"],
         );
-        f.ignored(
-            d,
-            &[
-                "event_log_path",
-                "event_logger",
-                "event_service",
-                "always_log_health_check_success",
-            ],
-        );
+        f.ignored(d, &["event_log_path", "event_logger", "event_service", "always_log_health_check_success"]);
         f.ignored(d, &["alt_port", "healthy_edge_interval_jitter"]);
         let line = f.line();
         f.finish(d);
@@ -973,10 +842,7 @@ impl Decode for HealthCheck {
                     path: hc_path,
                     method,
                     expected_statuses: if expected_statuses.is_empty() {
-                        vec![Int64Range {
-                            start: 200,
-                            end: 201,
-                        }]
+                        vec![Int64Range { start: 200, end: 201 }]
                     } else {
                         expected_statuses
                     },
@@ -987,21 +853,14 @@ impl Decode for HealthCheck {
             (None, Some(n)) => {
                 let mut t = Fields::of(d, n, &tcp_path)?;
                 let send = match t.take("send") {
-                    Some(p) => {
-                        decode_payload(d, p, &format!("{tcp_path}.send")).unwrap_or_default()
-                    }
+                    Some(p) => decode_payload(d, p, &format!("{tcp_path}.send")).unwrap_or_default(),
                     None => Vec::new(),
                 };
                 let receive = match t.take("receive") {
-                    Some(Node {
-                        value: Value::Seq(items),
-                        ..
-                    }) => items
+                    Some(Node { value: Value::Seq(items), .. }) => items
                         .iter()
                         .enumerate()
-                        .filter_map(|(i, p)| {
-                            decode_payload(d, p, &format!("{tcp_path}.receive[{i}]"))
-                        })
+                        .filter_map(|(i, p)| decode_payload(d, p, &format!("{tcp_path}.receive[{i}]")))
                         .collect(),
                     Some(other) => {
                         d.invalid(other, &format!("{tcp_path}.receive"), "expected a list");
@@ -1014,33 +873,18 @@ impl Decode for HealthCheck {
                 HealthCheckKind::Tcp(TcpHealthCheck { send, receive })
             }
             (Some(_), Some(_)) => {
-                d.error(
-                    ErrorKind::Invalid,
-                    path,
-                    line,
-                    "set only one of http_health_check and tcp_health_check",
-                );
+                d.error(ErrorKind::Invalid, path, line, "set only one of http_health_check and tcp_health_check");
                 return None;
             }
             (None, None) => {
-                d.error(
-                    ErrorKind::Missing,
-                    path,
-                    line,
-                    "a health check needs http_health_check or tcp_health_check",
-                );
+                d.error(ErrorKind::Missing, path, line, "a health check needs http_health_check or tcp_health_check");
                 return None;
             }
         };
         let interval = interval?;
         let timeout = timeout?;
         if interval.is_zero() || timeout.is_zero() {
-            d.error(
-                ErrorKind::Invalid,
-                path,
-                line,
-                "interval and timeout must be greater than 0",
-            );
+            d.error(ErrorKind::Invalid, path, line, "interval and timeout must be greater than 0");
         }
         Some(HealthCheck {
             timeout,
@@ -1054,8 +898,7 @@ impl Decode for HealthCheck {
             no_traffic_interval,
             no_traffic_healthy_interval,
             unhealthy_interval: unhealthy_interval.unwrap_or(interval),
-            unhealthy_edge_interval: unhealthy_edge_interval
-                .unwrap_or(unhealthy_interval.unwrap_or(interval)),
+            unhealthy_edge_interval: unhealthy_edge_interval.unwrap_or(unhealthy_interval.unwrap_or(interval)),
             healthy_edge_interval: healthy_edge_interval.unwrap_or(interval),
             always_log_health_check_failures,
             kind,
@@ -1064,9 +907,7 @@ impl Decode for HealthCheck {
 }
 
 fn scalar_upper(d: &mut Decoder, node: &Node, path: &str) -> String {
-    crate::decode::scalar(d, node, path, "an HTTP method")
-        .map(|s| s.to_ascii_uppercase())
-        .unwrap_or_default()
+    crate::decode::scalar(d, node, path, "an HTTP method").map(|s| s.to_ascii_uppercase()).unwrap_or_default()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1076,9 +917,7 @@ struct CommonLbConfig {
 
 impl Default for CommonLbConfig {
     fn default() -> Self {
-        CommonLbConfig {
-            healthy_panic_threshold: 50.0,
-        }
+        CommonLbConfig { healthy_panic_threshold: 50.0 }
     }
 }
 
@@ -1098,9 +937,7 @@ impl Decode for CommonLbConfig {
         );
         f.unsupported(d, &["zone_aware_lb_config", "locality_weighted_lb_config"]);
         f.finish(d);
-        Some(CommonLbConfig {
-            healthy_panic_threshold: t.map_or(50.0, |p| p.0),
-        })
+        Some(CommonLbConfig { healthy_panic_threshold: t.map_or(50.0, |p| p.0) })
     }
 }
 
@@ -1136,19 +973,10 @@ impl Decode for RingHashLbConfig {
             || c.minimum_ring_size > c.maximum_ring_size
             || c.maximum_ring_size > 8 * 1024 * 1024
         {
-            d.invalid(
-                node,
-                path,
-                "need 0 < minimum_ring_size <= maximum_ring_size <= 8388608",
-            );
+            d.invalid(node, path, "need 0 < minimum_ring_size <= maximum_ring_size <= 8388608");
         }
         if c.hash_function == HashFunction::MurmurHash2 {
-            d.error(
-                ErrorKind::Unsupported,
-                &format!("{path}.hash_function"),
-                node.line,
-                "only XX_HASH is supported",
-            );
+            d.error(ErrorKind::Unsupported, &format!("{path}.hash_function"), node.line, "only XX_HASH is supported");
         }
         Some(c)
     }
@@ -1195,20 +1023,13 @@ impl Decode for CommonHttpProtocolOptions {
         let max_connection_duration: Option<Duration> = f.opt(d, "max_connection_duration");
         let max_headers_count = f.or(d, "max_headers_count", 100u32);
         let max_stream_duration: Option<Duration> = f.opt(d, "max_stream_duration");
-        let headers_with_underscores_action = f.or(
-            d,
-            "headers_with_underscores_action",
-            HeadersWithUnderscoresAction::Allow,
-        );
+        let headers_with_underscores_action =
+            f.or(d, "headers_with_underscores_action", HeadersWithUnderscoresAction::Allow);
         let max_requests_per_connection: Option<u32> = f.opt(d, "max_requests_per_connection");
         f.ignored(d, &["max_response_headers_kb"]);
         f.finish(d);
         if max_headers_count == 0 {
-            d.invalid(
-                node,
-                &format!("{path}.max_headers_count"),
-                "must be at least 1",
-            );
+            d.invalid(node, &format!("{path}.max_headers_count"), "must be at least 1");
         }
         Some(CommonHttpProtocolOptions {
             idle_timeout: nonzero(idle),
@@ -1229,29 +1050,16 @@ pub struct HttpProtocolOptions {
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
-fn decode_extension_protocol_options(
-    d: &mut Decoder,
-    node: &Node,
-    path: &str,
-) -> Option<HttpProtocolOptions> {
+fn decode_extension_protocol_options(d: &mut Decoder, node: &Node, path: &str) -> Option<HttpProtocolOptions> {
     let Value::Map(entries) = &node.value else {
-        d.invalid(
-            node,
-            path,
-            "expected a map from extension name to typed config",
-        );
+        d.invalid(node, path, "expected a map from extension name to typed config");
         return None;
     };
     let mut out = None;
     for (key, value) in entries {
         let epath = format!("{path}.{}", key.name);
         if key.name != HTTP_PROTOCOL_OPTIONS {
-            d.error(
-                ErrorKind::Unsupported,
-                &epath,
-                key.line,
-                format!("unsupported protocol options `{}`", key.name),
-            );
+            d.error(ErrorKind::Unsupported, &epath, key.line, format!("unsupported protocol options `{}`", key.name));
             continue;
         }
         let Some(mut t) = crate::decode::typed_config(d, value, &epath) else {
@@ -1266,11 +1074,7 @@ fn decode_extension_protocol_options(
             );
             continue;
         }
-        let common = t.fields.or(
-            d,
-            "common_http_protocol_options",
-            CommonHttpProtocolOptions::default(),
-        );
+        let common = t.fields.or(d, "common_http_protocol_options", CommonHttpProtocolOptions::default());
         if let Some(n) = t.fields.take("explicit_http_config") {
             let ep = format!("{epath}.explicit_http_config");
             if let Some(mut e) = Fields::of(d, n, &ep) {

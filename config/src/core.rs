@@ -39,12 +39,7 @@ impl Decode for HeaderValueOption {
         let line = f.line();
         f.finish(d);
         let Some(header) = header else {
-            d.error(
-                ErrorKind::Missing,
-                &header_path,
-                line,
-                "required field is missing",
-            );
+            d.error(ErrorKind::Missing, &header_path, line, "required field is missing");
             return None;
         };
         let mut h = Fields::of(d, header, &header_path)?;
@@ -54,19 +49,11 @@ impl Decode for HeaderValueOption {
         h.finish(d);
         let key = key?;
         if key.is_empty() || !key.bytes().all(is_token_char) {
-            d.invalid(
-                header,
-                &format!("{header_path}.key"),
-                format!("`{key}` is not a valid header name"),
-            );
+            d.invalid(header, &format!("{header_path}.key"), format!("`{key}` is not a valid header name"));
             return None;
         }
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            d.invalid(
-                header,
-                &format!("{header_path}.value"),
-                "header values may not hold CR, LF or NUL",
-            );
+            d.invalid(header, &format!("{header_path}.value"), "header values may not hold CR, LF or NUL");
             return None;
         }
         // `append` (deprecated BoolValue, default true) maps onto append_action.
@@ -79,12 +66,7 @@ impl Decode for HeaderValueOption {
             (_, Some(a)) => a,
             (_, None) => AppendAction::AppendIfExistsOrAdd,
         };
-        Some(HeaderValueOption {
-            key: key.to_ascii_lowercase(),
-            value,
-            append_action,
-            keep_empty_value,
-        })
+        Some(HeaderValueOption { key: key.to_ascii_lowercase(), value, append_action, keep_empty_value })
     }
 }
 
@@ -122,14 +104,8 @@ pub struct FractionalPercent {
 }
 
 impl FractionalPercent {
-    pub const NEVER: FractionalPercent = FractionalPercent {
-        numerator: 0,
-        denominator: Denominator::Hundred,
-    };
-    pub const ALWAYS: FractionalPercent = FractionalPercent {
-        numerator: 100,
-        denominator: Denominator::Hundred,
-    };
+    pub const NEVER: FractionalPercent = FractionalPercent { numerator: 0, denominator: Denominator::Hundred };
+    pub const ALWAYS: FractionalPercent = FractionalPercent { numerator: 100, denominator: Denominator::Hundred };
 
     /// Whether a uniform random `r` (any u64) falls inside the fraction.
     pub fn hits(self, r: u64) -> bool {
@@ -144,10 +120,7 @@ impl Decode for FractionalPercent {
         let numerator = f.or(d, "numerator", 0u32);
         let denominator = f.or(d, "denominator", Denominator::Hundred);
         f.finish(d);
-        Some(FractionalPercent {
-            numerator,
-            denominator,
-        })
+        Some(FractionalPercent { numerator, denominator })
     }
 }
 

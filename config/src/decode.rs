@@ -33,12 +33,7 @@ impl Decoder {
     }
 
     pub fn error(&mut self, kind: ErrorKind, path: &str, line: u32, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            kind,
-            path: path.to_string(),
-            line,
-            message: message.into(),
-        });
+        self.errors.push(ConfigError { kind, path: path.to_string(), line, message: message.into() });
     }
 
     pub fn invalid(&mut self, node: &Node, path: &str, message: impl Into<String>) {
@@ -159,37 +154,18 @@ impl<'n> Fields<'n> {
                 for (key, value) in map {
                     let name = snake_case(&key.name);
                     if entries.iter().any(|e| e.name == name) {
-                        d.error(
-                            ErrorKind::Invalid,
-                            &join(path, &name),
-                            key.line,
-                            "field given more than once",
-                        );
+                        d.error(ErrorKind::Invalid, &join(path, &name), key.line, "field given more than once");
                         continue;
                     }
-                    entries.push(Entry {
-                        name,
-                        key,
-                        node: value,
-                        used: false,
-                    });
+                    entries.push(Entry { name, key, node: value, used: false });
                 }
             }
             _ => {
-                d.invalid(
-                    node,
-                    path,
-                    format!("expected an object, found a {}", node.kind_name()),
-                );
+                d.invalid(node, path, format!("expected an object, found a {}", node.kind_name()));
                 return None;
             }
         }
-        Some(Fields {
-            path: path.to_string(),
-            line: node.line,
-            entries,
-            known: Vec::new(),
-        })
+        Some(Fields { path: path.to_string(), line: node.line, entries, known: Vec::new() })
     }
 
     pub fn path(&self) -> &str {
@@ -208,19 +184,14 @@ impl<'n> Fields<'n> {
     /// Whether the field is present (and not null). Does not consume it.
     pub fn has(&self, name: &str) -> bool {
         let alt = json_alias(name);
-        self.entries
-            .iter()
-            .any(|e| (e.name == name || e.name == alt) && e.node.value != Value::Null)
+        self.entries.iter().any(|e| (e.name == name || e.name == alt) && e.node.value != Value::Null)
     }
 
     /// Take the raw node of a field; `null` counts as absent.
     pub fn take(&mut self, name: &'static str) -> Option<&'n Node> {
         self.known.push(name);
         let alt = json_alias(name);
-        let entry = self
-            .entries
-            .iter_mut()
-            .find(|e| e.name == name || e.name == alt)?;
+        let entry = self.entries.iter_mut().find(|e| e.name == name || e.name == alt)?;
         entry.used = true;
         if entry.node.value == Value::Null {
             None
@@ -245,12 +216,7 @@ impl<'n> Fields<'n> {
         match self.take(name) {
             Some(node) => T::decode(d, node, &join(&self.path, name)),
             None => {
-                d.error(
-                    ErrorKind::Missing,
-                    &join(&self.path, name),
-                    self.line,
-                    "required field is missing",
-                );
+                d.error(ErrorKind::Missing, &join(&self.path, name), self.line, "required field is missing");
                 None
             }
         }
@@ -291,12 +257,7 @@ impl<'n> Fields<'n> {
             if let Some(best) = suggest(&e.name, &self.known) {
                 message.push_str(&format!(" (did you mean `{best}`?)"));
             }
-            d.error(
-                ErrorKind::UnknownField,
-                &join(&self.path, &e.name),
-                e.key.line,
-                message,
-            );
+            d.error(ErrorKind::UnknownField, &join(&self.path, &e.name), e.key.line, message);
         }
     }
 }
@@ -330,11 +291,7 @@ pub fn scalar<'n>(d: &mut Decoder, node: &'n Node, path: &str, what: &str) -> Op
     match &node.value {
         Value::Scalar { text, .. } => Some(text),
         _ => {
-            d.invalid(
-                node,
-                path,
-                format!("expected {what}, found a {}", node.kind_name()),
-            );
+            d.invalid(node, path, format!("expected {what}, found a {}", node.kind_name()));
             None
         }
     }
@@ -353,11 +310,7 @@ impl Decode for bool {
             "true" | "True" | "TRUE" => Some(true),
             "false" | "False" | "FALSE" => Some(false),
             _ => {
-                d.invalid(
-                    node,
-                    path,
-                    format!("expected true or false, found `{text}`"),
-                );
+                d.invalid(node, path, format!("expected true or false, found `{text}`"));
                 None
             }
         }
@@ -399,20 +352,12 @@ impl Decode for f64 {
 impl<T: Decode> Decode for Vec<T> {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         match &node.value {
-            Value::Seq(items) => Some(
-                items
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, item)| T::decode(d, item, &index(path, i)))
-                    .collect(),
-            ),
+            Value::Seq(items) => {
+                Some(items.iter().enumerate().filter_map(|(i, item)| T::decode(d, item, &index(path, i))).collect())
+            }
             Value::Null => Some(Vec::new()),
             _ => {
-                d.invalid(
-                    node,
-                    path,
-                    format!("expected a list, found a {}", node.kind_name()),
-                );
+                d.invalid(node, path, format!("expected a list, found a {}", node.kind_name()));
                 None
             }
         }
@@ -440,9 +385,7 @@ impl Decode for Duration {
                 d.invalid(
                     node,
                     path,
-                    format!(
-                        "expected a non-negative duration like \"5s\" or \"0.25s\", found `{text}`"
-                    ),
+                    format!("expected a non-negative duration like \"5s\" or \"0.25s\", found `{text}`"),
                 );
                 None
             }
@@ -467,11 +410,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     if frac.len() > 9 {
         return None;
     }
-    let secs: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
+    let secs: u64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
     let mut nanos: u32 = 0;
     if !frac.is_empty() {
         nanos = frac.parse().ok()?;
@@ -504,32 +443,19 @@ pub trait ProtoEnum: Sized + Copy + 'static {
     where
         Self: PartialEq,
     {
-        Self::VARIANTS
-            .iter()
-            .find(|(_, _, v)| *v == self)
-            .map(|(n, _, _)| *n)
-            .unwrap_or("?")
+        Self::VARIANTS.iter().find(|(_, _, v)| *v == self).map(|(n, _, _)| *n).unwrap_or("?")
     }
 }
 
 /// Decode a protobuf enum value.
 pub fn decode_enum<T: ProtoEnum>(d: &mut Decoder, node: &Node, path: &str) -> Option<T> {
     let text = scalar(d, node, path, "an enum name")?;
-    let hit = T::VARIANTS
-        .iter()
-        .find(|(name, num, _)| *name == text || text.parse::<i32>().ok() == Some(*num));
+    let hit = T::VARIANTS.iter().find(|(name, num, _)| *name == text || text.parse::<i32>().ok() == Some(*num));
     match hit {
         Some((_, _, v)) => Some(*v),
         None => {
             let names: Vec<&str> = T::VARIANTS.iter().map(|(n, _, _)| *n).collect();
-            d.invalid(
-                node,
-                path,
-                format!(
-                    "unknown value `{text}`; expected one of {}",
-                    names.join(", ")
-                ),
-            );
+            d.invalid(node, path, format!("unknown value `{text}`; expected one of {}", names.join(", ")));
             None
         }
     }
@@ -564,12 +490,7 @@ pub struct TypedConfig<'n> {
 pub fn typed_config<'n>(d: &mut Decoder, node: &'n Node, path: &str) -> Option<TypedConfig<'n>> {
     let mut fields = Fields::of(d, node, path)?;
     let Some(url) = fields.take("@type") else {
-        d.error(
-            ErrorKind::Missing,
-            &join(path, "@type"),
-            node.line,
-            "typed_config needs an `@type`",
-        );
+        d.error(ErrorKind::Missing, &join(path, "@type"), node.line, "typed_config needs an `@type`");
         return None;
     };
     let url = scalar(d, url, &join(path, "@type"), "a type URL")?;
@@ -610,11 +531,7 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::UnknownField);
         assert_eq!(e.path, "x.conect_timeout");
         assert_eq!(e.line, 2);
-        assert!(
-            e.message.contains("did you mean `connect_timeout`"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("did you mean `connect_timeout`"), "{}", e.message);
     }
 
     #[test]
@@ -642,9 +559,7 @@ mod tests {
     fn ignored_warns_once_per_field() {
         let n = parse("- {node: 1}\n- {node: 2}\n").unwrap();
         let mut d = Decoder::new();
-        let Value::Seq(items) = &n.value else {
-            panic!()
-        };
+        let Value::Seq(items) = &n.value else { panic!() };
         for (i, item) in items.iter().enumerate() {
             let mut f = Fields::of(&mut d, item, &index("xs", i)).unwrap();
             f.ignored(&mut d, &["node"]);

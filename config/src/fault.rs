@@ -46,32 +46,17 @@ impl Decode for FaultDelay {
         }
         let kind = match (fixed, header) {
             (Some(_), Some(_)) => {
-                d.error(
-                    ErrorKind::Invalid,
-                    path,
-                    line,
-                    "set only one of `fixed_delay` and `header_delay`",
-                );
+                d.error(ErrorKind::Invalid, path, line, "set only one of `fixed_delay` and `header_delay`");
                 return None;
             }
             (Some(t), None) if t.is_zero() => {
-                d.error(
-                    ErrorKind::Invalid,
-                    &format!("{path}.fixed_delay"),
-                    line,
-                    "must be greater than 0",
-                );
+                d.error(ErrorKind::Invalid, &format!("{path}.fixed_delay"), line, "must be greater than 0");
                 return None;
             }
             (Some(t), None) => FaultDelayKind::Fixed(t),
             (None, Some(_)) => FaultDelayKind::Header,
             (None, None) => {
-                d.error(
-                    ErrorKind::Missing,
-                    path,
-                    line,
-                    "a delay needs `fixed_delay` or `header_delay`",
-                );
+                d.error(ErrorKind::Missing, path, line, "a delay needs `fixed_delay` or `header_delay`");
                 return None;
             }
         };
@@ -111,27 +96,14 @@ impl Decode for FaultAbort {
                 hf.finish(d);
             }
         }
-        let set = [http.is_some(), grpc.is_some(), header.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let set = [http.is_some(), grpc.is_some(), header.is_some()].iter().filter(|b| **b).count();
         if set != 1 {
-            d.error(
-                ErrorKind::Invalid,
-                path,
-                line,
-                "set exactly one of `http_status`, `grpc_status`, `header_abort`",
-            );
+            d.error(ErrorKind::Invalid, path, line, "set exactly one of `http_status`, `grpc_status`, `header_abort`");
             return None;
         }
         let kind = if let Some(s) = http {
             if !(200..600).contains(&s) {
-                d.error(
-                    ErrorKind::Invalid,
-                    &format!("{path}.http_status"),
-                    line,
-                    format!("{s} is not in 200..=599"),
-                );
+                d.error(ErrorKind::Invalid, &format!("{path}.http_status"), line, format!("{s} is not in 200..=599"));
                 return None;
             }
             FaultAbortKind::HttpStatus(s as u16)

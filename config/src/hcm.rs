@@ -145,10 +145,7 @@ impl HttpConnectionManager {
         }
     }
 
-    pub(crate) fn decode_fields(
-        d: &mut Decoder,
-        mut f: Fields<'_>,
-    ) -> Option<HttpConnectionManager> {
+    pub(crate) fn decode_fields(d: &mut Decoder, mut f: Fields<'_>) -> Option<HttpConnectionManager> {
         let line = f.line();
         let path = f.path().to_string();
         let stat_prefix: Option<String> = f.req(d, "stat_prefix");
@@ -166,27 +163,18 @@ impl HttpConnectionManager {
         let route_config_missing = !f.has("route_config");
         let http_filters: Vec<HttpFilter> = f.list(d, "http_filters");
         let filters_path = f.field_path("http_filters");
-        let http_protocol_options =
-            f.or(d, "http_protocol_options", Http1ProtocolOptions::default());
-        let common_http_protocol_options = f.or(
-            d,
-            "common_http_protocol_options",
-            CommonHttpProtocolOptions::default(),
-        );
-        let stream_idle_timeout: Duration =
-            f.or(d, "stream_idle_timeout", Duration::from_secs(300));
+        let http_protocol_options = f.or(d, "http_protocol_options", Http1ProtocolOptions::default());
+        let common_http_protocol_options =
+            f.or(d, "common_http_protocol_options", CommonHttpProtocolOptions::default());
+        let stream_idle_timeout: Duration = f.or(d, "stream_idle_timeout", Duration::from_secs(300));
         let request_timeout: Option<Duration> = f.opt(d, "request_timeout");
         let request_headers_timeout: Option<Duration> = f.opt(d, "request_headers_timeout");
         let drain_timeout: Duration = f.or(d, "drain_timeout", Duration::from_secs(5));
-        let delayed_close_timeout: Duration =
-            f.or(d, "delayed_close_timeout", Duration::from_millis(1000));
+        let delayed_close_timeout: Duration = f.or(d, "delayed_close_timeout", Duration::from_millis(1000));
         let max_request_headers_kb: u32 = f.or(d, "max_request_headers_kb", 60);
         let server_name: String = f.or(d, "server_name", "envoy".to_string());
-        let server_header_transformation = f.or(
-            d,
-            "server_header_transformation",
-            ServerHeaderTransformation::Overwrite,
-        );
+        let server_header_transformation =
+            f.or(d, "server_header_transformation", ServerHeaderTransformation::Overwrite);
         let use_remote_address = f.or(d, "use_remote_address", false);
         let xff_num_trusted_hops = f.or(d, "xff_num_trusted_hops", 0u32);
         let skip_xff_append = f.or(d, "skip_xff_append", false);
@@ -194,15 +182,11 @@ impl HttpConnectionManager {
         let generate_request_id = f.or(d, "generate_request_id", true);
         let normalize_path = f.or(d, "normalize_path", false);
         let merge_slashes = f.or(d, "merge_slashes", false);
-        let path_with_escaped_slashes_action = f.or(
-            d,
-            "path_with_escaped_slashes_action",
-            PathWithEscapedSlashesAction::ImplementationSpecificDefault,
-        );
+        let path_with_escaped_slashes_action =
+            f.or(d, "path_with_escaped_slashes_action", PathWithEscapedSlashesAction::ImplementationSpecificDefault);
         let strip_matching = f.or(d, "strip_matching_host_port", false);
         let strip_any = f.or(d, "strip_any_host_port", false);
-        let stream_error_on_invalid_http_message =
-            f.or(d, "stream_error_on_invalid_http_message", false);
+        let stream_error_on_invalid_http_message = f.or(d, "stream_error_on_invalid_http_message", false);
         f.ignored(
             d,
             &[
@@ -255,28 +239,13 @@ impl HttpConnectionManager {
         f.finish(d);
 
         if route_config_missing && !has_rds {
-            d.error(
-                ErrorKind::Missing,
-                &format!("{path}.route_config"),
-                line,
-                "an inline `route_config` is required",
-            );
+            d.error(ErrorKind::Missing, &format!("{path}.route_config"), line, "an inline `route_config` is required");
         }
         if codec_type == CodecType::Http3 {
-            d.error(
-                ErrorKind::Unsupported,
-                &format!("{path}.codec_type"),
-                line,
-                "HTTP3 is not supported",
-            );
+            d.error(ErrorKind::Unsupported, &format!("{path}.codec_type"), line, "HTTP3 is not supported");
         }
         if !(1..=8192).contains(&max_request_headers_kb) {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.max_request_headers_kb"),
-                line,
-                "must be in 1..=8192",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.max_request_headers_kb"), line, "must be in 1..=8192");
         }
         if strip_matching && strip_any {
             d.error(
@@ -287,22 +256,12 @@ impl HttpConnectionManager {
             );
         }
         if !via.is_empty() && via.bytes().any(|b| b.is_ascii_control()) {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.via"),
-                line,
-                "may not contain control characters",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.via"), line, "may not contain control characters");
         }
         check_filter_order(d, &http_filters, &filters_path, line);
         let stat_prefix = stat_prefix?;
         if stat_prefix.is_empty() {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.stat_prefix"),
-                line,
-                "must not be empty",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.stat_prefix"), line, "must not be empty");
         }
         Some(HttpConnectionManager {
             stat_prefix,
@@ -315,8 +274,7 @@ impl HttpConnectionManager {
             request_timeout: request_timeout.filter(|t| !t.is_zero()),
             request_headers_timeout: request_headers_timeout.filter(|t| !t.is_zero()),
             drain_timeout,
-            delayed_close_timeout: (!delayed_close_timeout.is_zero())
-                .then_some(delayed_close_timeout),
+            delayed_close_timeout: (!delayed_close_timeout.is_zero()).then_some(delayed_close_timeout),
             max_request_headers_kb,
             server_name,
             server_header_transformation,

@@ -52,10 +52,7 @@ pub fn load_str(text: &str) -> Result<Loaded, ConfigErrors> {
         Some(mut b) if d.errors.is_empty() => {
             validate::validate(&mut b, &mut d);
             if d.errors.is_empty() {
-                Ok(Loaded {
-                    bootstrap: b,
-                    warnings: d.warnings,
-                })
+                Ok(Loaded { bootstrap: b, warnings: d.warnings })
             } else {
                 Err(ConfigErrors(d.errors))
             }

@@ -49,25 +49,13 @@ impl Decode for Listener {
         let stat_prefix = f.opt(d, "stat_prefix");
         let use_original_dst = f.or(d, "use_original_dst", false);
         let bind_to_port = f.or(d, "bind_to_port", true);
-        let per_connection_buffer_limit_bytes =
-            f.or(d, "per_connection_buffer_limit_bytes", DEFAULT_BUFFER_LIMIT);
+        let per_connection_buffer_limit_bytes = f.or(d, "per_connection_buffer_limit_bytes", DEFAULT_BUFFER_LIMIT);
         let listener_filters = f.list(d, "listener_filters");
         let listener_filters_timeout = f.or(d, "listener_filters_timeout", Duration::from_secs(15));
-        let continue_on_listener_filters_timeout =
-            f.or(d, "continue_on_listener_filters_timeout", false);
+        let continue_on_listener_filters_timeout = f.or(d, "continue_on_listener_filters_timeout", false);
         let filter_chains: Vec<FilterChain> = f.list(d, "filter_chains");
         let default_filter_chain = f.opt(d, "default_filter_chain");
-        f.ignored(
-            d,
-            &[
-                "traffic_direction",
-                "transparent",
-                "freebind",
-                "metadata",
-                "access_log",
-                "tcp_backlog_size",
-            ],
-        );
+        f.ignored(d, &["traffic_direction", "transparent", "freebind", "metadata", "access_log", "tcp_backlog_size"]);
         f.unsupported(
             d,
             &[
@@ -144,12 +132,7 @@ impl Decode for ListenerFilter {
         let line = f.line();
         f.finish(d);
         let Some(tc) = tc else {
-            d.error(
-                ErrorKind::Missing,
-                &tc_path,
-                line,
-                "a listener filter needs a typed_config with an `@type`",
-            );
+            d.error(ErrorKind::Missing, &tc_path, line, "a listener filter needs a typed_config with an `@type`");
             return None;
         };
         let mut t = typed_config(d, tc, &tc_path)?;
@@ -171,9 +154,7 @@ impl Decode for ListenerFilter {
                 );
                 ListenerFilterKind::TlsInspector
             }
-            "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector" => {
-                ListenerFilterKind::HttpInspector
-            }
+            "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector" => ListenerFilterKind::HttpInspector,
             other => {
                 d.error(
                     ErrorKind::Unsupported,
@@ -281,21 +262,14 @@ impl Decode for FilterChainMatch {
         let source_prefix_ranges = f.list(d, "source_prefix_ranges");
         let ports: Vec<u32> = f.list(d, "source_ports");
         let sp_path = f.field_path("source_ports");
-        let source_ports = ports
-            .into_iter()
-            .filter_map(|p| port_in_range(d, node, &sp_path, p))
-            .collect();
+        let source_ports = ports.into_iter().filter_map(|p| port_in_range(d, node, &sp_path, p)).collect();
         f.unsupported(d, &["address_suffix", "suffix_len"]);
         let sn_path = f.field_path("server_names");
         f.finish(d);
         for name in &server_names {
             // Envoy: a bare `*` is not a valid server name; wildcards only as `*.suffix`.
             if name == "*" || name.is_empty() || (name.contains('*') && !name.starts_with("*.")) {
-                d.invalid(
-                    node,
-                    &sn_path,
-                    format!("invalid server name `{name}` (wildcards must be `*.suffix`)"),
-                );
+                d.invalid(node, &sn_path, format!("invalid server name `{name}` (wildcards must be `*.suffix`)"));
             }
         }
         Some(FilterChainMatch {
@@ -335,12 +309,7 @@ impl Decode for NetworkFilter {
         let line = f.line();
         f.finish(d);
         let Some(tc) = tc else {
-            d.error(
-                ErrorKind::Missing,
-                &tc_path,
-                line,
-                "a network filter needs a typed_config with an `@type`",
-            );
+            d.error(ErrorKind::Missing, &tc_path, line, "a network filter needs a typed_config with an `@type`");
             return None;
         };
         let t = typed_config(d, tc, &tc_path)?;
@@ -349,9 +318,7 @@ impl Decode for NetworkFilter {
                 NetworkFilterKind::TcpProxy(TcpProxy::decode_fields(d, t.fields)?)
             }
             "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => {
-                NetworkFilterKind::HttpConnectionManager(Box::new(
-                    HttpConnectionManager::decode_fields(d, t.fields)?,
-                ))
+                NetworkFilterKind::HttpConnectionManager(Box::new(HttpConnectionManager::decode_fields(d, t.fields)?))
             }
             other => {
                 d.error(

@@ -44,25 +44,14 @@ impl StringMatcher {
     /// Whether `value` matches (Envoy's `StringMatcherImpl::match`).
     pub fn matches(&self, value: &[u8]) -> bool {
         match self {
-            StringMatcher::Exact {
-                value: v,
-                ignore_case,
-            } => eq(value, v.as_bytes(), *ignore_case),
-            StringMatcher::Prefix {
-                value: v,
-                ignore_case,
-            } => value.len() >= v.len() && eq(&value[..v.len()], v.as_bytes(), *ignore_case),
-            StringMatcher::Suffix {
-                value: v,
-                ignore_case,
-            } => {
-                value.len() >= v.len()
-                    && eq(&value[value.len() - v.len()..], v.as_bytes(), *ignore_case)
+            StringMatcher::Exact { value: v, ignore_case } => eq(value, v.as_bytes(), *ignore_case),
+            StringMatcher::Prefix { value: v, ignore_case } => {
+                value.len() >= v.len() && eq(&value[..v.len()], v.as_bytes(), *ignore_case)
             }
-            StringMatcher::Contains {
-                value: v,
-                ignore_case,
-            } => contains(value, v.as_bytes(), *ignore_case),
+            StringMatcher::Suffix { value: v, ignore_case } => {
+                value.len() >= v.len() && eq(&value[value.len() - v.len()..], v.as_bytes(), *ignore_case)
+            }
+            StringMatcher::Contains { value: v, ignore_case } => contains(value, v.as_bytes(), *ignore_case),
             StringMatcher::SafeRegex(r) => r.is_full_match(value),
         }
     }
@@ -91,8 +80,7 @@ fn contains(hay: &[u8], needle: &[u8], ignore_case: bool) -> bool {
     if needle.is_empty() {
         return true;
     }
-    hay.windows(needle.len())
-        .any(|w| eq(w, needle, ignore_case))
+    hay.windows(needle.len()).any(|w| eq(w, needle, ignore_case))
 }
 
 impl Decode for StringMatcher {
@@ -108,16 +96,10 @@ impl Decode for StringMatcher {
         f.unsupported(d, &["custom"]);
         let line = f.line();
         f.finish(d);
-        let set = [
-            exact.is_some(),
-            prefix.is_some(),
-            suffix.is_some(),
-            contains.is_some(),
-            has_regex,
-        ]
-        .iter()
-        .filter(|x| **x)
-        .count();
+        let set = [exact.is_some(), prefix.is_some(), suffix.is_some(), contains.is_some(), has_regex]
+            .iter()
+            .filter(|x| **x)
+            .count();
         if set > 1 {
             d.error(
                 ErrorKind::Invalid,
@@ -127,18 +109,9 @@ impl Decode for StringMatcher {
             );
             return None;
         }
-        for (name, v) in [
-            ("prefix", &prefix),
-            ("suffix", &suffix),
-            ("contains", &contains),
-        ] {
+        for (name, v) in [("prefix", &prefix), ("suffix", &suffix), ("contains", &contains)] {
             if v.as_deref() == Some("") {
-                d.error(
-                    ErrorKind::Invalid,
-                    &format!("{path}.{name}"),
-                    line,
-                    "must not be empty",
-                );
+                d.error(ErrorKind::Invalid, &format!("{path}.{name}"), line, "must not be empty");
                 return None;
             }
         }
@@ -160,28 +133,16 @@ impl Decode for StringMatcher {
             }
         };
         if let Some(v) = exact {
-            return Some(StringMatcher::Exact {
-                value: fold(v),
-                ignore_case,
-            });
+            return Some(StringMatcher::Exact { value: fold(v), ignore_case });
         }
         if let Some(v) = prefix {
-            return Some(StringMatcher::Prefix {
-                value: fold(v),
-                ignore_case,
-            });
+            return Some(StringMatcher::Prefix { value: fold(v), ignore_case });
         }
         if let Some(v) = suffix {
-            return Some(StringMatcher::Suffix {
-                value: fold(v),
-                ignore_case,
-            });
+            return Some(StringMatcher::Suffix { value: fold(v), ignore_case });
         }
         if let Some(v) = contains {
-            return Some(StringMatcher::Contains {
-                value: fold(v),
-                ignore_case,
-            });
+            return Some(StringMatcher::Contains { value: fold(v), ignore_case });
         }
         if has_regex {
             return regex.map(StringMatcher::SafeRegex);
@@ -271,9 +232,7 @@ impl HeaderMatcher {
 
 /// `absl::SimpleAtoi` for int64: optional surrounding ASCII whitespace and sign.
 fn parse_i64(v: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(v)
-        .ok()?
-        .trim_matches(|c: char| c.is_ascii_whitespace());
+    let s = std::str::from_utf8(v).ok()?.trim_matches(|c: char| c.is_ascii_whitespace());
     s.parse::<i64>().ok()
 }
 
@@ -291,12 +250,7 @@ impl Decode for HeaderMatcher {
         let (name, name_line) = match f.take("name") {
             Some(n) => (String::decode(d, n, &name_path), n.line),
             None => {
-                d.error(
-                    ErrorKind::Missing,
-                    &name_path,
-                    line,
-                    "required field is missing",
-                );
+                d.error(ErrorKind::Missing, &name_path, line, "required field is missing");
                 (None, line)
             }
         };
@@ -316,21 +270,13 @@ impl Decode for HeaderMatcher {
             specs.push(("present_match", Some(HeaderMatch::Present(v))));
         }
         for (field, make) in [
-            (
-                "prefix_match",
-                HeaderMatch::PrefixMatch as fn(String) -> HeaderMatch,
-            ),
+            ("prefix_match", HeaderMatch::PrefixMatch as fn(String) -> HeaderMatch),
             ("suffix_match", HeaderMatch::SuffixMatch),
             ("contains_match", HeaderMatch::ContainsMatch),
         ] {
             if let Some(v) = f.opt::<String>(d, field) {
                 if v.is_empty() {
-                    d.error(
-                        ErrorKind::Invalid,
-                        &f.field_path(field),
-                        line,
-                        "must not be empty",
-                    );
+                    d.error(ErrorKind::Invalid, &f.field_path(field), line, "must not be empty");
                     specs.push((field, None));
                 } else {
                     specs.push((field, Some(make(v))));
@@ -346,12 +292,7 @@ impl Decode for HeaderMatcher {
         f.finish(d);
         if specs.len() > 1 {
             let names: Vec<&str> = specs.iter().map(|(n, _)| *n).collect();
-            d.error(
-                ErrorKind::Invalid,
-                path,
-                line,
-                format!("set only one of {}", names.join(", ")),
-            );
+            d.error(ErrorKind::Invalid, path, line, format!("set only one of {}", names.join(", ")));
             return None;
         }
         let specifier = match specs.pop() {
@@ -420,22 +361,12 @@ impl Decode for QueryParameterMatcher {
         f.finish(d);
         let name = name?;
         if name.is_empty() || name.len() > 1024 {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.name"),
-                line,
-                "length must be 1..=1024",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.name"), line, "length must be 1..=1024");
             return None;
         }
         let specifier = match (has_string, present) {
             (true, Some(_)) => {
-                d.error(
-                    ErrorKind::Invalid,
-                    path,
-                    line,
-                    "set only one of `string_match` and `present_match`",
-                );
+                d.error(ErrorKind::Invalid, path, line, "set only one of `string_match` and `present_match`");
                 return None;
             }
             (true, None) => QueryParameterMatch::String(string?),

@@ -66,29 +66,18 @@ impl Node {
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| SyntaxError {
-        line: e.marker().line() as u32,
-        message: e.info().to_string(),
-    })?;
+    parser
+        .load(&mut builder, false)
+        .map_err(|e| SyntaxError { line: e.marker().line() as u32, message: e.info().to_string() })?;
     if let Some(err) = builder.error {
         return Err(err);
     }
-    Ok(builder.root.unwrap_or(Node {
-        value: Value::Null,
-        line: 1,
-    }))
+    Ok(builder.root.unwrap_or(Node { value: Value::Null, line: 1 }))
 }
 
 enum Frame {
-    Seq {
-        node: Node,
-        anchor: usize,
-    },
-    Map {
-        node: Node,
-        anchor: usize,
-        pending_key: Option<Key>,
-    },
+    Seq { node: Node, anchor: usize },
+    Map { node: Node, anchor: usize, pending_key: Option<Key> },
 }
 
 #[derive(Default)]
@@ -115,11 +104,7 @@ impl Builder {
                     items.push(node);
                 }
             }
-            Some(Frame::Map {
-                node: map,
-                pending_key,
-                ..
-            }) => match pending_key.take() {
+            Some(Frame::Map { node: map, pending_key, .. }) => match pending_key.take() {
                 None => {
                     let name = match &node.value {
                         Value::Scalar { text, .. } => text.clone(),
@@ -132,10 +117,7 @@ impl Builder {
                             return;
                         }
                     };
-                    *pending_key = Some(Key {
-                        name,
-                        line: node.line,
-                    });
+                    *pending_key = Some(Key { name, line: node.line });
                 }
                 Some(key) => {
                     if let Value::Map(entries) = &mut map.value {
@@ -160,29 +142,18 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
                 let quoted = !matches!(style, ScalarStyle::Plain);
-                let value =
-                    if !quoted && matches!(text.as_ref(), "~" | "null" | "Null" | "NULL" | "") {
-                        Value::Null
-                    } else {
-                        Value::Scalar {
-                            text: Cow::into_owned(text),
-                            quoted,
-                        }
-                    };
+                let value = if !quoted && matches!(text.as_ref(), "~" | "null" | "Null" | "NULL" | "") {
+                    Value::Null
+                } else {
+                    Value::Scalar { text: Cow::into_owned(text), quoted }
+                };
                 self.push_value(Node { value, line }, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
-                node: Node {
-                    value: Value::Seq(Vec::new()),
-                    line,
-                },
-                anchor,
-            }),
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push(Frame::Seq { node: Node { value: Value::Seq(Vec::new()), line }, anchor })
+            }
             Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                node: Node {
-                    value: Value::Map(Vec::new()),
-                    line,
-                },
+                node: Node { value: Value::Map(Vec::new()), line },
                 anchor,
                 pending_key: None,
             }),
@@ -201,17 +172,10 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
                     self.push_value(node, 0);
                 }
                 None => {
-                    self.error = Some(SyntaxError {
-                        line,
-                        message: "unknown alias".into(),
-                    });
+                    self.error = Some(SyntaxError { line, message: "unknown alias".into() });
                 }
             },
-            Event::Nothing
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart(_)
-            | Event::DocumentEnd => {}
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart(_) | Event::DocumentEnd => {}
         }
     }
 }
@@ -234,9 +198,7 @@ mod tests {
         assert_eq!(m[0].0.name, "a");
         assert_eq!(m[0].0.line, 1);
         assert_eq!(m[1].0.line, 2);
-        let Value::Seq(items) = &m[1].1.value else {
-            panic!()
-        };
+        let Value::Seq(items) = &m[1].1.value else { panic!() };
         assert_eq!(scalar(&items[0]), "x");
         assert_eq!(items[1].line, 4);
         assert!(matches!(items[1].value, Value::Scalar { quoted: true, .. }));
@@ -269,12 +231,6 @@ mod tests {
         assert_eq!(m[0].1.value, Value::Null);
         assert_eq!(m[1].1.value, Value::Null);
         assert_eq!(m[2].1.value, Value::Null);
-        assert_eq!(
-            m[3].1.value,
-            Value::Scalar {
-                text: String::new(),
-                quoted: true
-            }
-        );
+        assert_eq!(m[3].1.value, Value::Scalar { text: String::new(), quoted: true });
     }
 }

@@ -23,16 +23,12 @@ mod redirect;
 mod weighted;
 
 pub use action::{
-    Action, ClusterNotFoundResponseCode, ClusterSpecifier, HostRewrite, IdleTimeout, RouteAction,
-    DEFAULT_ROUTE_TIMEOUT,
+    Action, ClusterNotFoundResponseCode, ClusterSpecifier, HostRewrite, IdleTimeout, RouteAction, DEFAULT_ROUTE_TIMEOUT,
 };
 pub use direct_response::{decode_base64, DirectResponseAction};
 pub use formatter::{Command, FormatPiece, FormatString, TimeFormat, TimeItem};
 pub use headers::{is_modifiable, HeaderMutations, HeaderToAdd};
-pub use policy::{
-    HashPolicy, HashPolicyKind, MirrorTarget, RequestMirrorPolicy, RetryBackOff, RetryOn,
-    RetryPolicy,
-};
+pub use policy::{HashPolicy, HashPolicyKind, MirrorTarget, RequestMirrorPolicy, RetryBackOff, RetryOn, RetryPolicy};
 pub use redirect::{PathRedirect, RedirectAction, RedirectResponseCode, SchemeRedirect};
 pub use weighted::{ClusterWeight, WeightedClusters, WeightedTarget};
 
@@ -66,29 +62,16 @@ impl Decode for RouteConfiguration {
         let name: String = f.or(d, "name", String::new());
         let virtual_hosts: Vec<VirtualHost> = f.list(d, "virtual_hosts");
         let validate_clusters: Option<bool> = f.opt(d, "validate_clusters");
-        let request_headers = HeaderMutations::decode(
-            d,
-            &mut f,
-            "request_headers_to_add",
-            "request_headers_to_remove",
-        );
-        let response_headers = HeaderMutations::decode(
-            d,
-            &mut f,
-            "response_headers_to_add",
-            "response_headers_to_remove",
-        );
+        let request_headers = HeaderMutations::decode(d, &mut f, "request_headers_to_add", "request_headers_to_remove");
+        let response_headers =
+            HeaderMutations::decode(d, &mut f, "response_headers_to_add", "response_headers_to_remove");
         let internal_only_headers: Vec<String> = match f.take("internal_only_headers") {
             Some(n) => decode_header_names(d, n, &format!("{path}.internal_only_headers")),
             None => Vec::new(),
         };
-        let most_specific_header_mutations_wins =
-            f.or(d, "most_specific_header_mutations_wins", false);
-        let max_direct_response_body_size_bytes = f.or(
-            d,
-            "max_direct_response_body_size_bytes",
-            DEFAULT_MAX_DIRECT_RESPONSE_BODY_SIZE,
-        );
+        let most_specific_header_mutations_wins = f.or(d, "most_specific_header_mutations_wins", false);
+        let max_direct_response_body_size_bytes =
+            f.or(d, "max_direct_response_body_size_bytes", DEFAULT_MAX_DIRECT_RESPONSE_BODY_SIZE);
         let ignore_port_in_host_matching = f.or(d, "ignore_port_in_host_matching", false);
         let request_mirror_policies = f.list(d, "request_mirror_policies");
         f.ignored(d, &["metadata"]);
@@ -130,12 +113,7 @@ fn decode_header_names(d: &mut Decoder, node: &Node, path: &str) -> Vec<String> 
         if crate::matcher::is_header_name(&s) {
             out.push(s.to_ascii_lowercase());
         } else {
-            d.error(
-                ErrorKind::Invalid,
-                &index(path, i),
-                node.line,
-                format!("`{s}` is not a valid header name"),
-            );
+            d.error(ErrorKind::Invalid, &index(path, i), node.line, format!("`{s}` is not a valid header name"));
         }
     }
     out
@@ -154,10 +132,7 @@ fn check_domains(d: &mut Decoder, rc: &RouteConfiguration, path: &str) {
                         ErrorKind::Invalid,
                         &dpath,
                         vh.line,
-                        format!(
-                            "Only a single wildcard domain is permitted in route {}",
-                            rc.name
-                        ),
+                        format!("Only a single wildcard domain is permitted in route {}", rc.name),
                     );
                 }
                 star = Some(i);
@@ -182,21 +157,13 @@ fn check_body_sizes(d: &mut Decoder, rc: &RouteConfiguration, path: &str) {
     let max = rc.max_direct_response_body_size_bytes as usize;
     for (i, vh) in rc.virtual_hosts.iter().enumerate() {
         for (j, r) in vh.routes.iter().enumerate() {
-            if let Action::DirectResponse(DirectResponseAction {
-                body: Some(body),
-                line,
-                ..
-            }) = &r.action
-            {
+            if let Action::DirectResponse(DirectResponseAction { body: Some(body), line, .. }) = &r.action {
                 if body.len() > max {
                     d.error(
                         ErrorKind::Invalid,
                         &format!("{path}.virtual_hosts[{i}].routes[{j}].direct_response.body"),
                         *line,
-                        format!(
-                            "response body size is {} bytes; maximum is {max}",
-                            body.len()
-                        ),
+                        format!("response body size is {} bytes; maximum is {max}", body.len()),
                     );
                 }
             }
@@ -229,18 +196,10 @@ impl Decode for VirtualCluster {
         let headers: Vec<HeaderMatcher> = f.list(d, "headers");
         f.finish(d);
         if headers.is_empty() {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.headers"),
-                line,
-                "virtual clusters must define 'headers'",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.headers"), line, "virtual clusters must define 'headers'");
             return None;
         }
-        Some(VirtualCluster {
-            name: name?,
-            headers,
-        })
+        Some(VirtualCluster { name: name?, headers })
     }
 }
 
@@ -271,32 +230,16 @@ impl Decode for VirtualHost {
         let domains: Vec<String> = f.list(d, "domains");
         let routes: Vec<Route> = f.list(d, "routes");
         let require_tls = f.or(d, "require_tls", TlsRequirement::None);
-        let request_headers = HeaderMutations::decode(
-            d,
-            &mut f,
-            "request_headers_to_add",
-            "request_headers_to_remove",
-        );
-        let response_headers = HeaderMutations::decode(
-            d,
-            &mut f,
-            "response_headers_to_add",
-            "response_headers_to_remove",
-        );
+        let request_headers = HeaderMutations::decode(d, &mut f, "request_headers_to_add", "request_headers_to_remove");
+        let response_headers =
+            HeaderMutations::decode(d, &mut f, "response_headers_to_add", "response_headers_to_remove");
         let retry_policy = f.opt(d, "retry_policy");
         let request_mirror_policies = f.list(d, "request_mirror_policies");
         let include_request_attempt_count = f.or(d, "include_request_attempt_count", false);
         let include_attempt_count_in_response = f.or(d, "include_attempt_count_in_response", false);
         let vc_line = f.take("virtual_clusters").map(|n| n.line);
         let virtual_clusters: Vec<VirtualCluster> = f.list(d, "virtual_clusters");
-        f.ignored(
-            d,
-            &[
-                "metadata",
-                "typed_per_filter_config",
-                "per_request_buffer_limit_bytes",
-            ],
-        );
+        f.ignored(d, &["metadata", "typed_per_filter_config", "per_request_buffer_limit_bytes"]);
         f.unsupported(
             d,
             &[
@@ -320,20 +263,10 @@ impl Decode for VirtualHost {
         }
         let name = name?;
         if name.is_empty() {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.name"),
-                line,
-                "must not be empty",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.name"), line, "must not be empty");
         }
         if domains.is_empty() {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.domains"),
-                line,
-                "a virtual host needs at least one domain",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.domains"), line, "a virtual host needs at least one domain");
         }
         let mut lower = Vec::with_capacity(domains.len());
         for (j, domain) in domains.into_iter().enumerate() {
@@ -365,18 +298,12 @@ fn check_domain(domain: &str) -> Result<(), String> {
         return Err("a domain must not be empty".into());
     }
     if domain.bytes().any(|b| b.is_ascii_control()) {
-        return Err(format!(
-            "domain `{}` contains a control character",
-            domain.escape_default()
-        ));
+        return Err(format!("domain `{}` contains a control character", domain.escape_default()));
     }
     if domain == "*" {
         return Ok(());
     }
-    let inner = domain
-        .strip_prefix('*')
-        .or_else(|| domain.strip_suffix('*'))
-        .unwrap_or(domain);
+    let inner = domain.strip_prefix('*').or_else(|| domain.strip_suffix('*')).unwrap_or(domain);
     if inner.contains('*') {
         return Err(format!(
             "invalid domain `{domain}`: a wildcard must be a leading `*` (`*.foo.com`, `*-bar.foo.com`) or a trailing `*` (`foo.*`, `foo-*`), or `*` alone"
@@ -403,37 +330,13 @@ impl Decode for Route {
         let name: String = f.or(d, "name", String::new());
         let r#match: Option<RouteMatch> = f.req(d, "match");
         let action = Action::decode_from(d, &mut f);
-        let request_headers = HeaderMutations::decode(
-            d,
-            &mut f,
-            "request_headers_to_add",
-            "request_headers_to_remove",
-        );
-        let response_headers = HeaderMutations::decode(
-            d,
-            &mut f,
-            "response_headers_to_add",
-            "response_headers_to_remove",
-        );
-        f.ignored(
-            d,
-            &[
-                "metadata",
-                "decorator",
-                "typed_per_filter_config",
-                "per_request_buffer_limit_bytes",
-            ],
-        );
+        let request_headers = HeaderMutations::decode(d, &mut f, "request_headers_to_add", "request_headers_to_remove");
+        let response_headers =
+            HeaderMutations::decode(d, &mut f, "response_headers_to_add", "response_headers_to_remove");
+        f.ignored(d, &["metadata", "decorator", "typed_per_filter_config", "per_request_buffer_limit_bytes"]);
         f.unsupported(d, &["tracing", "stat_prefix", "request_body_buffer_limit"]);
         f.finish(d);
-        Some(Route {
-            name,
-            r#match: r#match?,
-            action: action?,
-            request_headers,
-            response_headers,
-            line,
-        })
+        Some(Route { name, r#match: r#match?, action: action?, request_headers, response_headers, line })
     }
 }
 
@@ -472,10 +375,7 @@ impl Decode for RouteMatch {
             specs.push(Some(PathSpecifier::Path(p)));
         }
         if f.has("safe_regex") {
-            specs.push(
-                f.opt::<FullRegex>(d, "safe_regex")
-                    .map(PathSpecifier::SafeRegex),
-            );
+            specs.push(f.opt::<FullRegex>(d, "safe_regex").map(PathSpecifier::SafeRegex));
         }
         if let Some(p) = f.opt::<String>(d, "path_separated_prefix") {
             // route_components.proto: `^[^?#]+[^?#/]$`
@@ -539,13 +439,7 @@ impl Decode for RouteMatch {
                 return None;
             }
         };
-        Some(RouteMatch {
-            path: path_spec,
-            case_sensitive,
-            headers,
-            query_parameters,
-            grpc,
-        })
+        Some(RouteMatch { path: path_spec, case_sensitive, headers, query_parameters, grpc })
     }
 }
 

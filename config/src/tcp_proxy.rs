@@ -51,10 +51,7 @@ impl Decode for WeightedCluster {
         if weight == 0 {
             d.invalid(node, &format!("{path}.weight"), "weight must be at least 1");
         }
-        Some(WeightedCluster {
-            name: name?,
-            weight,
-        })
+        Some(WeightedCluster { name: name?, weight })
     }
 }
 
@@ -79,15 +76,7 @@ impl TcpProxy {
         let idle_timeout: Duration = f.or(d, "idle_timeout", Duration::from_secs(3600));
         let max_connect_attempts: u32 = f.or(d, "max_connect_attempts", 1);
         let max_downstream_connection_duration = f.opt(d, "max_downstream_connection_duration");
-        f.ignored(
-            d,
-            &[
-                "access_log",
-                "hash_policy",
-                "access_log_options",
-                "metadata_match",
-            ],
-        );
+        f.ignored(d, &["access_log", "hash_policy", "access_log_options", "metadata_match"]);
         f.unsupported(
             d,
             &[
@@ -108,48 +97,27 @@ impl TcpProxy {
             (Some(c), None) => TcpProxyCluster::Cluster(c),
             (None, Some(w)) => TcpProxyCluster::Weighted(w),
             (Some(_), Some(_)) => {
-                d.error(
-                    ErrorKind::Invalid,
-                    &path,
-                    line,
-                    "set only one of `cluster` and `weighted_clusters`",
-                );
+                d.error(ErrorKind::Invalid, &path, line, "set only one of `cluster` and `weighted_clusters`");
                 return None;
             }
             (None, None) => {
-                d.error(
-                    ErrorKind::Missing,
-                    &path,
-                    line,
-                    "tcp_proxy needs `cluster` or `weighted_clusters`",
-                );
+                d.error(ErrorKind::Missing, &path, line, "tcp_proxy needs `cluster` or `weighted_clusters`");
                 return None;
             }
         };
         if max_connect_attempts == 0 {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.max_connect_attempts"),
-                line,
-                "must be at least 1",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.max_connect_attempts"), line, "must be at least 1");
         }
         let stat_prefix = stat_prefix?;
         if stat_prefix.is_empty() {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.stat_prefix"),
-                line,
-                "must not be empty",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.stat_prefix"), line, "must not be empty");
         }
         Some(TcpProxy {
             stat_prefix,
             cluster,
             idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
             max_connect_attempts: max_connect_attempts.max(1),
-            max_downstream_connection_duration: max_downstream_connection_duration
-                .filter(|d: &Duration| !d.is_zero()),
+            max_downstream_connection_duration: max_downstream_connection_duration.filter(|d: &Duration| !d.is_zero()),
             line,
         })
     }

@@ -49,11 +49,7 @@ fn listener_defaults_are_envoys() {
     assert!(!l.address.ipv4_compat);
     let m = &l.filter_chains[0].filter_chain_match;
     assert_eq!(m.destination_port, None);
-    assert!(
-        m.prefix_ranges.is_empty()
-            && m.server_names.is_empty()
-            && m.application_protocols.is_empty()
-    );
+    assert!(m.prefix_ranges.is_empty() && m.server_names.is_empty() && m.application_protocols.is_empty());
     assert_eq!(m.transport_protocol, "");
     assert_eq!(m.source_type, ConnectionSourceType::Any);
 }
@@ -66,11 +62,7 @@ fn tcp_proxy_defaults_are_envoys() {
     };
     assert_eq!(tp.stat_prefix, "t");
     assert_eq!(tp.cluster, TcpProxyCluster::Cluster("c".into()));
-    assert_eq!(
-        tp.idle_timeout,
-        Some(Duration::from_secs(3600)),
-        "idle_timeout defaults to 1h"
-    );
+    assert_eq!(tp.idle_timeout, Some(Duration::from_secs(3600)), "idle_timeout defaults to 1h");
     assert_eq!(tp.max_connect_attempts, 1);
     assert_eq!(tp.max_downstream_connection_duration, None);
 }
@@ -88,25 +80,14 @@ fn cluster_defaults_are_envoys() {
     assert_eq!(c.cleanup_interval, Duration::from_millis(5000));
     assert_eq!(c.healthy_panic_threshold, 50.0);
     let cb = &c.circuit_breakers;
-    assert_eq!(
-        (
-            cb.max_connections,
-            cb.max_pending_requests,
-            cb.max_requests,
-            cb.max_retries
-        ),
-        (1024, 1024, 1024, 3)
-    );
+    assert_eq!((cb.max_connections, cb.max_pending_requests, cb.max_requests, cb.max_retries), (1024, 1024, 1024, 3));
     assert!(c.outlier_detection.is_none());
     assert!(c.health_checks.is_empty());
     assert_eq!(c.ring_hash_lb_config.minimum_ring_size, 1024);
     assert_eq!(c.ring_hash_lb_config.maximum_ring_size, 8388608);
     assert_eq!(c.maglev_table_size, 65537);
     assert_eq!(c.least_request_choice_count, 2);
-    assert_eq!(
-        c.http_protocol_options.common.idle_timeout,
-        Some(Duration::from_secs(3600))
-    );
+    assert_eq!(c.http_protocol_options.common.idle_timeout, Some(Duration::from_secs(3600)));
     let (e, prio) = c.load_assignment.hosts().next().unwrap();
     assert_eq!(e.load_balancing_weight, 1);
     assert_eq!(prio, 0);
@@ -176,29 +157,16 @@ staticResources:
     let m = &l.filter_chains[0].filter_chain_match;
     assert_eq!(m.destination_port, Some(80));
     assert_eq!(m.prefix_ranges[0].to_string(), "10.0.0.0/8");
-    let NetworkFilterKind::TcpProxy(tp) = &l.filter_chains[0].filters[0].kind else {
-        panic!("not a tcp_proxy")
-    };
+    let NetworkFilterKind::TcpProxy(tp) = &l.filter_chains[0].filters[0].kind else { panic!("not a tcp_proxy") };
     assert_eq!(tp.idle_timeout, None, "0s disables idle_timeout");
-    assert_eq!(
-        tp.max_connect_attempts, 3,
-        "uint32 wrapper given as a string"
-    );
+    assert_eq!(tp.max_connect_attempts, 3, "uint32 wrapper given as a string");
     assert!(matches!(&tp.cluster, TcpProxyCluster::Weighted(w) if w[0].weight == 3));
     let c = &b.clusters[0];
     assert_eq!(c.discovery_type, DiscoveryType::StrictDns);
     assert_eq!(c.connect_timeout, Duration::from_millis(250));
     assert_eq!(c.lb_policy, LbPolicy::LeastRequest);
     assert_eq!(c.dns_lookup_family, DnsLookupFamily::V4Only);
-    assert_eq!(
-        c.load_assignment
-            .hosts()
-            .next()
-            .unwrap()
-            .0
-            .load_balancing_weight,
-        7
-    );
+    assert_eq!(c.load_assignment.hosts().next().unwrap().0.load_balancing_weight, 7);
 }
 
 #[test]
@@ -207,11 +175,7 @@ fn json_is_accepted() {
         "load_assignment": {"cluster_name": "c", "endpoints": [{"lb_endpoints": [{"endpoint":
         {"address": {"socket_address": {"address": "10.0.0.1", "port_value": 80}}}}]}]}}]}}"#;
     let b = load_str(json).unwrap().bootstrap;
-    assert_eq!(
-        b.clusters[0].discovery_type,
-        DiscoveryType::Static,
-        "enum by number"
-    );
+    assert_eq!(b.clusters[0].discovery_type, DiscoveryType::Static, "enum by number");
     assert_eq!(b.clusters[0].connect_timeout, Duration::from_secs(1));
 }
 
@@ -219,39 +183,21 @@ fn json_is_accepted() {
 fn misspelled_field_names_path_and_line() {
     let e = errors(&MINIMAL.replace("cluster_name: c", "cluster_nam: c"));
     assert_eq!(e.0.len(), 2, "{e}");
-    let unknown =
-        e.0.iter()
-            .find(|e| e.kind == ErrorKind::UnknownField)
-            .unwrap();
-    assert_eq!(
-        unknown.path,
-        "static_resources.clusters[0].load_assignment.cluster_nam"
-    );
+    let unknown = e.0.iter().find(|e| e.kind == ErrorKind::UnknownField).unwrap();
+    assert_eq!(unknown.path, "static_resources.clusters[0].load_assignment.cluster_nam");
     assert_eq!(unknown.line, 16);
-    assert!(
-        unknown.to_string().contains("did you mean `cluster_name`"),
-        "{unknown}"
-    );
+    assert!(unknown.to_string().contains("did you mean `cluster_name`"), "{unknown}");
     let missing = e.0.iter().find(|e| e.kind == ErrorKind::Missing).unwrap();
-    assert_eq!(
-        missing.path,
-        "static_resources.clusters[0].load_assignment.cluster_name"
-    );
+    assert_eq!(missing.path, "static_resources.clusters[0].load_assignment.cluster_name");
 }
 
 #[test]
 fn unsupported_and_ignored_fields() {
-    let e = errors(&MINIMAL.replace(
-        "static_resources:",
-        "dynamic_resources: {}\nstatic_resources:",
-    ));
+    let e = errors(&MINIMAL.replace("static_resources:", "dynamic_resources: {}\nstatic_resources:"));
     assert_eq!(e.0[0].kind, ErrorKind::Unsupported);
     assert_eq!(e.0[0].path, "dynamic_resources");
-    let l = load_str(&MINIMAL.replace(
-        "static_resources:",
-        "node: { id: n1, cluster: c1 }\nstatic_resources:",
-    ))
-    .unwrap();
+    let l =
+        load_str(&MINIMAL.replace("static_resources:", "node: { id: n1, cluster: c1 }\nstatic_resources:")).unwrap();
     assert_eq!(l.warnings.len(), 1);
     assert_eq!(l.warnings[0].path, "node");
 }
@@ -270,13 +216,9 @@ fn bad_durations_and_ranges() {
 #[test]
 fn cross_references_are_checked() {
     let e = errors(&MINIMAL.replace("cluster: c", "cluster: missing"));
-    assert!(
-        e.0[0].to_string().contains("unknown cluster `missing`"),
-        "{e}"
-    );
+    assert!(e.0[0].to_string().contains("unknown cluster `missing`"), "{e}");
     assert_eq!(e.0[0].kind, ErrorKind::Reference);
-    let two_clusters = MINIMAL.to_string()
-        + "  - name: c\n    load_assignment: { cluster_name: c, endpoints: [] }\n";
+    let two_clusters = MINIMAL.to_string() + "  - name: c\n    load_assignment: { cluster_name: c, endpoints: [] }\n";
     let e = errors(&two_clusters);
     assert!(e.to_string().contains("duplicate cluster name `c`"), "{e}");
 }
@@ -293,10 +235,7 @@ fn duplicate_listener_names_and_addresses() {
     let e = errors(&doubled);
     let text = e.to_string();
     assert!(text.contains("duplicate listener name `l`"), "{text}");
-    assert!(
-        text.contains("listener address 0.0.0.0:10000 is already used"),
-        "{text}"
-    );
+    assert!(text.contains("listener address 0.0.0.0:10000 is already used"), "{text}");
 }
 
 #[test]
@@ -306,25 +245,16 @@ fn original_dst_cluster_needs_cluster_provided() {
         "",
     );
     let e = errors(&yaml);
-    assert!(
-        e.to_string().contains("Only 'CLUSTER_PROVIDED' is allowed"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("Only 'CLUSTER_PROVIDED' is allowed"), "{e}");
 }
 
 #[test]
 fn extensions_are_selected_by_type_url_not_name() {
-    let yaml = MINIMAL.replace(
-        "name: envoy.filters.network.tcp_proxy",
-        "name: anything.at.all",
-    );
+    let yaml = MINIMAL.replace("name: envoy.filters.network.tcp_proxy", "name: anything.at.all");
     assert!(load_str(&yaml).is_ok());
     let yaml = MINIMAL.replace("tcp_proxy.v3.TcpProxy", "tcp_proxy.v3.Nope");
     let e = errors(&yaml);
-    assert!(
-        e.to_string().contains("unsupported network filter type"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("unsupported network filter type"), "{e}");
 }
 
 #[test]
@@ -336,55 +266,22 @@ fn syntax_errors_have_a_line() {
 
 #[test]
 fn max_ejection_time_follows_base_and_must_not_be_below_it() {
-    let with = |od: &str| {
-        MINIMAL.replace(
-            "  - name: c\n",
-            &format!("  - name: c\n    outlier_detection: {od}\n"),
-        )
-    };
-    let b = load_str(&with("{ base_ejection_time: 400s }"))
-        .unwrap()
-        .bootstrap;
+    let with = |od: &str| MINIMAL.replace("  - name: c\n", &format!("  - name: c\n    outlier_detection: {od}\n"));
+    let b = load_str(&with("{ base_ejection_time: 400s }")).unwrap().bootstrap;
     let o = b.clusters[0].outlier_detection.as_ref().unwrap();
-    assert_eq!(
-        o.max_ejection_time,
-        Duration::from_secs(400),
-        "absent: max(300s, base)"
-    );
+    assert_eq!(o.max_ejection_time, Duration::from_secs(400), "absent: max(300s, base)");
     let e = errors(&with("{ base_ejection_time: 10s, max_ejection_time: 5s }"));
-    assert!(
-        e.to_string()
-            .contains("cannot be smaller than base_ejection_time"),
-        "{e}"
-    );
-    assert!(
-        e.0[0].path.ends_with("outlier_detection.max_ejection_time"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("cannot be smaller than base_ejection_time"), "{e}");
+    assert!(e.0[0].path.ends_with("outlier_detection.max_ejection_time"), "{e}");
 }
 
 #[test]
 fn more_than_one_health_check_is_refused_as_envoy_does() {
     let hc = "{ timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {} }";
-    let yaml = MINIMAL.replace(
-        "  - name: c\n",
-        &format!("  - name: c\n    health_checks: [{hc}, {hc}]\n"),
-    );
+    let yaml = MINIMAL.replace("  - name: c\n", &format!("  - name: c\n    health_checks: [{hc}, {hc}]\n"));
     let e = errors(&yaml);
-    assert!(
-        e.to_string()
-            .contains("Multiple health checks not supported"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("Multiple health checks not supported"), "{e}");
     assert_eq!(e.0[0].path, "static_resources.clusters[0].health_checks");
-    let one = MINIMAL.replace(
-        "  - name: c\n",
-        &format!("  - name: c\n    health_checks: [{hc}]\n"),
-    );
-    assert_eq!(
-        load_str(&one).unwrap().bootstrap.clusters[0]
-            .health_checks
-            .len(),
-        1
-    );
+    let one = MINIMAL.replace("  - name: c\n", &format!("  - name: c\n    health_checks: [{hc}]\n"));
+    assert_eq!(load_str(&one).unwrap().bootstrap.clusters[0].health_checks.len(), 1);
 }

@@ -7,9 +7,7 @@ use crate::bootstrap::Bootstrap;
 use crate::decode::Decoder;
 use crate::error::ErrorKind;
 use crate::listener::NetworkFilterKind;
-use crate::route::{
-    Action, ClusterSpecifier, MirrorTarget, RequestMirrorPolicy, RouteConfiguration, WeightedTarget,
-};
+use crate::route::{Action, ClusterSpecifier, MirrorTarget, RequestMirrorPolicy, RouteConfiguration, WeightedTarget};
 
 /// Check cross-references; errors go to `d`.
 pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
@@ -38,10 +36,7 @@ pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
                 ErrorKind::Reference,
                 &format!("{path}.name"),
                 l.line,
-                format!(
-                    "duplicate listener name `{}` (also static_resources.listeners[{prev}])",
-                    l.name
-                ),
+                format!("duplicate listener name `{}` (also static_resources.listeners[{prev}])", l.name),
             );
         }
         if l.address.ip().is_none() {
@@ -58,22 +53,12 @@ pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
                     ErrorKind::Reference,
                     &format!("{path}.address"),
                     l.address.line,
-                    format!(
-                        "listener address {} is already used by static_resources.listeners[{prev}]",
-                        l.address
-                    ),
+                    format!("listener address {} is already used by static_resources.listeners[{prev}]", l.address),
                 );
             }
         }
-        let chains = l
-            .filter_chains
-            .iter()
-            .enumerate()
-            .map(|(j, c)| (format!("{path}.filter_chains[{j}]"), c));
-        let default = l
-            .default_filter_chain
-            .iter()
-            .map(|c| (format!("{path}.default_filter_chain"), c));
+        let chains = l.filter_chains.iter().enumerate().map(|(j, c)| (format!("{path}.filter_chains[{j}]"), c));
+        let default = l.default_filter_chain.iter().map(|c| (format!("{path}.default_filter_chain"), c));
         for (cpath, chain) in chains.chain(default) {
             for (k, filter) in chain.filters.iter().enumerate() {
                 let fpath = format!("{cpath}.filters[{k}].typed_config");
@@ -106,12 +91,7 @@ pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
 
 /// Every cluster a route configuration names must exist ("route: unknown cluster").
 /// Clusters named by a request header can only be checked per request.
-pub fn validate_route_clusters(
-    d: &mut Decoder,
-    rc: &RouteConfiguration,
-    path: &str,
-    clusters: &HashSet<&str>,
-) {
+pub fn validate_route_clusters(d: &mut Decoder, rc: &RouteConfiguration, path: &str, clusters: &HashSet<&str>) {
     check_mirrors(d, &rc.request_mirror_policies, path, clusters);
     for (i, vh) in rc.virtual_hosts.iter().enumerate() {
         let vpath = format!("{path}.virtual_hosts[{i}]");
@@ -140,12 +120,7 @@ pub fn validate_route_clusters(
     }
 }
 
-fn check_mirrors(
-    d: &mut Decoder,
-    policies: &[RequestMirrorPolicy],
-    at: &str,
-    clusters: &HashSet<&str>,
-) {
+fn check_mirrors(d: &mut Decoder, policies: &[RequestMirrorPolicy], at: &str, clusters: &HashSet<&str>) {
     for (k, m) in policies.iter().enumerate() {
         if let MirrorTarget::Cluster(c) = &m.target {
             let p = format!("{at}.request_mirror_policies[{k}].cluster");
@@ -154,20 +129,8 @@ fn check_mirrors(
     }
 }
 
-fn check_cluster(
-    d: &mut Decoder,
-    name: &str,
-    at: &str,
-    line: u32,
-    what: &str,
-    clusters: &HashSet<&str>,
-) {
+fn check_cluster(d: &mut Decoder, name: &str, at: &str, line: u32, what: &str, clusters: &HashSet<&str>) {
     if !clusters.contains(name) {
-        d.error(
-            ErrorKind::Reference,
-            at,
-            line,
-            format!("route: unknown {what}cluster '{name}'"),
-        );
+        d.error(ErrorKind::Reference, at, line, format!("route: unknown {what}cluster '{name}'"));
     }
 }

@@ -17,32 +17,15 @@ pub enum XdpError {
     /// The interface name does not exist in this network namespace.
     InterfaceMissing { interface: String },
     /// The queue index is not one of the interface's rx queues.
-    QueueMissing {
-        interface: String,
-        queue: u32,
-        queues: u32,
-    },
+    QueueMissing { interface: String, queue: u32, queues: u32 },
     /// Another AF_XDP socket is already bound to the queue.
     QueueBusy { interface: String, queue: u32 },
     /// The kernel refused to attach the XDP program.
-    AttachRefused {
-        interface: String,
-        mode: AttachMode,
-        source: io::Error,
-        hint: String,
-    },
+    AttachRefused { interface: String, mode: AttachMode, source: io::Error, hint: String },
     /// Zero-copy was requested but the driver cannot do it.
-    ZeroCopyUnsupported {
-        interface: String,
-        driver: String,
-        reason: &'static str,
-    },
+    ZeroCopyUnsupported { interface: String, driver: String, reason: &'static str },
     /// The interface MTU does not fit in one UMEM frame.
-    MtuTooLarge {
-        interface: String,
-        mtu: u32,
-        max: u32,
-    },
+    MtuTooLarge { interface: String, mtu: u32, max: u32 },
     /// The verifier rejected the XDP program; `log` is its verdict.
     Verifier { source: io::Error, log: String },
     /// A configuration value is out of range (ring sizes, frame size, prefixes).
@@ -75,11 +58,7 @@ impl fmt::Display for XdpError {
                 "interface {interface:?} does not exist in this network namespace \
                  (list interfaces with `ip link show`)"
             ),
-            XdpError::QueueMissing {
-                interface,
-                queue,
-                queues,
-            } => write!(
+            XdpError::QueueMissing { interface, queue, queues } => write!(
                 f,
                 "interface {interface} has no rx queue {queue}: it has {queues} \
                  (queues 0..{queues}); pick --queues within that range or raise the \
@@ -90,29 +69,15 @@ impl fmt::Display for XdpError {
                 "queue {queue} of {interface} is already bound to another AF_XDP socket \
                  (is another sluice running on {interface}?)"
             ),
-            XdpError::AttachRefused {
-                interface,
-                mode,
-                source,
-                hint,
-            } => write!(
-                f,
-                "attaching the XDP program to {interface} in {mode} mode failed: {source}; {hint}"
-            ),
-            XdpError::ZeroCopyUnsupported {
-                interface,
-                driver,
-                reason,
-            } => write!(
+            XdpError::AttachRefused { interface, mode, source, hint } => {
+                write!(f, "attaching the XDP program to {interface} in {mode} mode failed: {source}; {hint}")
+            }
+            XdpError::ZeroCopyUnsupported { interface, driver, reason } => write!(
                 f,
                 "zero-copy AF_XDP is not available on {interface} (driver {driver}): \
                  {reason}; drop --zero-copy to use copy mode"
             ),
-            XdpError::MtuTooLarge {
-                interface,
-                mtu,
-                max,
-            } => write!(
+            XdpError::MtuTooLarge { interface, mtu, max } => write!(
                 f,
                 "MTU {mtu} of {interface} does not fit in one AF_XDP frame (at most {max}); \
                  lower it with `ip link set dev {interface} mtu {max}`"
@@ -145,14 +110,10 @@ impl From<XdpError> for io::Error {
     fn from(e: XdpError) -> io::Error {
         let kind = match &e {
             XdpError::NotPermitted { .. } => io::ErrorKind::PermissionDenied,
-            XdpError::InterfaceMissing { .. } | XdpError::QueueMissing { .. } => {
-                io::ErrorKind::NotFound
-            }
+            XdpError::InterfaceMissing { .. } | XdpError::QueueMissing { .. } => io::ErrorKind::NotFound,
             XdpError::QueueBusy { .. } => io::ErrorKind::AddrInUse,
             XdpError::ZeroCopyUnsupported { .. } => io::ErrorKind::Unsupported,
-            XdpError::InvalidConfig { .. } | XdpError::MtuTooLarge { .. } => {
-                io::ErrorKind::InvalidInput
-            }
+            XdpError::InvalidConfig { .. } | XdpError::MtuTooLarge { .. } => io::ErrorKind::InvalidInput,
             XdpError::AttachRefused { source, .. }
             | XdpError::Verifier { source, .. }
             | XdpError::Io { source, .. } => source.kind(),

@@ -71,9 +71,7 @@ struct EthtoolDrvinfo {
 impl InterfaceInfo {
     /// Look `name` up in the calling thread's network namespace.
     pub fn query(name: &str) -> Result<InterfaceInfo, XdpError> {
-        let missing = || XdpError::InterfaceMissing {
-            interface: name.to_string(),
-        };
+        let missing = || XdpError::InterfaceMissing { interface: name.to_string() };
         if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', '\0']) {
             return Err(missing());
         }
@@ -94,10 +92,7 @@ impl InterfaceInfo {
         let hw = unsafe { req.ifru.hwaddr };
         if hw.sa_family != libc::ARPHRD_ETHER {
             return Err(XdpError::InvalidConfig {
-                what: format!(
-                    "{name} is not an Ethernet interface (hardware type {})",
-                    hw.sa_family
-                ),
+                what: format!("{name} is not an Ethernet interface (hardware type {})", hw.sa_family),
             });
         }
         let mut mac = [0u8; 6];
@@ -106,22 +101,13 @@ impl InterfaceInfo {
         }
 
         let mut req = ifreq(name);
-        ioctl(&sock, libc::SIOCGIFMTU, &mut req)
-            .map_err(|e| XdpError::io("ioctl(SIOCGIFMTU)", e))?;
+        ioctl(&sock, libc::SIOCGIFMTU, &mut req).map_err(|e| XdpError::io("ioctl(SIOCGIFMTU)", e))?;
         // SAFETY: SIOCGIFMTU succeeded, so the kernel filled the `mtu` member.
         let mtu = u32::try_from(unsafe { req.ifru.mtu }).unwrap_or(0);
 
         let driver = driver_name(&sock, name).unwrap_or_else(|| "unknown".to_string());
         let (rx_queues, tx_queues) = queue_counts(name, index)?;
-        Ok(InterfaceInfo {
-            name: name.to_string(),
-            index,
-            mac,
-            mtu,
-            rx_queues,
-            tx_queues,
-            driver,
-        })
+        Ok(InterfaceInfo { name: name.to_string(), index, mac, mtu, rx_queues, tx_queues, driver })
     }
 }
 
@@ -136,10 +122,7 @@ fn datagram_socket() -> io::Result<OwnedFd> {
 }
 
 fn ifreq(name: &str) -> IfReq {
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        ifru: IfrIfru { _pad: [0; 24] },
-    };
+    let mut req = IfReq { name: [0; libc::IFNAMSIZ], ifru: IfrIfru { _pad: [0; 24] } };
     for (dst, src) in req.name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
@@ -163,11 +146,7 @@ fn driver_name(sock: &OwnedFd, name: &str) -> Option<String> {
     let mut req = ifreq(name);
     req.ifru.data = (&mut info as *mut EthtoolDrvinfo).cast();
     ioctl(sock, SIOCETHTOOL, &mut req).ok()?;
-    let end = info
-        .driver
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(info.driver.len());
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(info.driver.len());
     let driver = String::from_utf8_lossy(&info.driver[..end]).into_owned();
     (!driver.is_empty()).then_some(driver)
 }
@@ -176,9 +155,7 @@ fn driver_name(sock: &OwnedFd, name: &str) -> Option<String> {
 /// that this sysfs belongs to our network namespace (same ifindex).
 fn queue_counts(name: &str, index: u32) -> Result<(u32, u32), XdpError> {
     let base = format!("/sys/class/net/{name}");
-    let sysfs_index = fs::read_to_string(format!("{base}/ifindex"))
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok());
+    let sysfs_index = fs::read_to_string(format!("{base}/ifindex")).ok().and_then(|s| s.trim().parse::<u32>().ok());
     if sysfs_index != Some(index) {
         return Err(XdpError::InvalidConfig {
             what: format!(
@@ -187,8 +164,7 @@ fn queue_counts(name: &str, index: u32) -> Result<(u32, u32), XdpError> {
             ),
         });
     }
-    let entries = fs::read_dir(format!("{base}/queues"))
-        .map_err(|e| XdpError::io("reading sysfs queues", e))?;
+    let entries = fs::read_dir(format!("{base}/queues")).map_err(|e| XdpError::io("reading sysfs queues", e))?;
     let (mut rx, mut tx) = (0u32, 0u32);
     for entry in entries {
         let entry = entry.map_err(|e| XdpError::io("reading sysfs queues", e))?;
@@ -219,9 +195,6 @@ mod tests {
     #[test]
     fn loopback_is_not_ethernet() {
         let err = InterfaceInfo::query("lo").unwrap_err();
-        assert!(
-            err.to_string().contains("not an Ethernet interface"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("not an Ethernet interface"), "{err}");
     }
 }

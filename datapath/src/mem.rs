@@ -149,44 +149,24 @@ pub struct MemNetwork {
 impl MemNetwork {
     pub fn new(config: MemConfig) -> MemNetwork {
         let frame_len = config.mtu + 14;
-        let pool = (0..config.frames)
-            .map(|_| Vec::with_capacity(frame_len))
-            .collect();
-        let state = NetState {
-            ports: Vec::new(),
-            pool,
-            seq: 0,
-        };
-        MemNetwork {
-            shared: Arc::new(Shared {
-                config,
-                state: Mutex::new(state),
-            }),
-        }
+        let pool = (0..config.frames).map(|_| Vec::with_capacity(frame_len)).collect();
+        let state = NetState { ports: Vec::new(), pool, seq: 0 };
+        MemNetwork { shared: Arc::new(Shared { config, state: Mutex::new(state) }) }
     }
 
     /// Two ports on a fresh network: `a_faults` impair what `a` sends, `b_faults` what
     /// `b` sends.
-    pub fn pair(
-        config: MemConfig,
-        a_faults: Faults,
-        b_faults: Faults,
-    ) -> io::Result<(MemPort, MemPort)> {
+    pub fn pair(config: MemConfig, a_faults: Faults, b_faults: Faults) -> io::Result<(MemPort, MemPort)> {
         let net = MemNetwork::new(config);
         Ok((net.attach(a_faults)?, net.attach(b_faults)?))
     }
 
     /// Plug a new port in. Its MAC is `02:00:00:00:xx:yy`, `xxyy` being its index + 1.
     pub fn attach(&self, faults: Faults) -> io::Result<MemPort> {
-        faults
-            .validate()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        faults.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let config = &self.shared.config;
         if config.mtu < 576 || config.mtu > 65_535 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "mtu must lie in 576..=65535",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "mtu must lie in 576..=65535"));
         }
         let mut st = self.shared.lock();
         let index = st.ports.len();
@@ -209,35 +189,19 @@ impl MemNetwork {
         });
         let mut caps = DeviceCapabilities::default();
         caps.medium = config.medium;
-        let header = if config.medium == Medium::Ethernet {
-            14
-        } else {
-            0
-        };
+        let header = if config.medium == Medium::Ethernet { 14 } else { 0 };
         caps.max_transmission_unit = config.mtu + header;
         if !config.checksums {
             caps.checksum = ChecksumCapabilities::ignored();
         }
-        Ok(MemPort {
-            shared: Arc::clone(&self.shared),
-            index,
-            mac,
-            signal,
-            cache: RefCell::new(Vec::new()),
-            caps,
-        })
+        Ok(MemPort { shared: Arc::clone(&self.shared), index, mac, signal, cache: RefCell::new(Vec::new()), caps })
     }
 
     /// Change what a port's egress does from now on.
     pub fn set_faults(&self, port: usize, faults: Faults) -> io::Result<()> {
-        faults
-            .validate()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        faults.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let mut st = self.shared.lock();
-        let p = st
-            .ports
-            .get_mut(port)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such port"))?;
+        let p = st.ports.get_mut(port).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such port"))?;
         p.injector.faults = faults;
         Ok(())
     }
@@ -245,12 +209,7 @@ impl MemNetwork {
     /// The earliest time a queued frame becomes receivable (`Instant::ZERO` for "now"),
     /// for simulation drivers that advance a manual clock.
     pub fn next_delivery(&self) -> Option<Instant> {
-        self.shared
-            .lock()
-            .ports
-            .iter()
-            .filter_map(|p| p.queue.peek().map(|f| f.due))
-            .min()
+        self.shared.lock().ports.iter().filter_map(|p| p.queue.peek().map(|f| f.due)).min()
     }
 
     /// Frames queued on the wire, all ports together.

@@ -23,23 +23,14 @@ fn program_detaches_when_dropped() {
         return;
     }
     let net = TwoHosts::new("sxd", 1).expect("test network");
-    let _addr = net
-        .right
-        .add_address(net.veth.b(), "10.99.12.1/24")
-        .unwrap();
+    let _addr = net.right.add_address(net.veth.b(), "10.99.12.1/24").unwrap();
     assert!(!attached(&net.left, net.veth.a()));
     let (program, device) = net
         .left
         .run(|| {
-            let steering = SteeringConfig {
-                owned: vec!["10.99.12.2".parse().unwrap()],
-                ..Default::default()
-            };
+            let steering = SteeringConfig { owned: vec!["10.99.12.2".parse().unwrap()], ..Default::default() };
             let program = XdpProgram::attach(net.veth.a(), AttachMode::Skb, &steering)?;
-            let cfg = XskConfig {
-                bind: BindMode::Copy,
-                ..XskConfig::default()
-            };
+            let cfg = XskConfig { bind: BindMode::Copy, ..XskConfig::default() };
             let device = XskDevice::open(&program, 0, &cfg)?;
             Ok::<_, sluice_datapath::XdpError>((program, device))
         })
@@ -51,16 +42,10 @@ fn program_detaches_when_dropped() {
 
     // The device holds the program too: dropping our handle alone keeps it attached.
     drop(program);
-    assert!(
-        attached(&net.left, net.veth.a()),
-        "still held by the device"
-    );
+    assert!(attached(&net.left, net.veth.a()), "still held by the device");
     drop(device);
     assert!(
-        eventually(Duration::from_secs(5), || !attached(
-            &net.left,
-            net.veth.a()
-        )),
+        eventually(Duration::from_secs(5), || !attached(&net.left, net.veth.a())),
         "program gone after the last owner dropped it"
     );
 }
@@ -71,10 +56,7 @@ fn program_detaches_when_its_process_is_killed() {
         return;
     }
     let net = TwoHosts::new("sxs", 1).expect("test network");
-    let _addr = net
-        .right
-        .add_address(net.veth.b(), "10.99.12.65/26")
-        .unwrap();
+    let _addr = net.right.add_address(net.veth.b(), "10.99.12.65/26").unwrap();
     let exe = std::env::current_exe().unwrap();
     let exe = exe.to_str().unwrap();
     let mut child = net
@@ -95,10 +77,7 @@ fn program_detaches_when_its_process_is_killed() {
     let stdout = child.child_mut().stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let id = loop {
-        let line = lines
-            .next()
-            .expect("child exited before attaching")
-            .expect("reading the child's stdout");
+        let line = lines.next().expect("child exited before attaching").expect("reading the child's stdout");
         // libtest prints "test NAME ... " on the same line first.
         if let Some(at) = line.find("ATTACHED ") {
             break line[at + "ATTACHED ".len()..].trim().to_string();
@@ -110,10 +89,7 @@ fn program_detaches_when_its_process_is_killed() {
     let status = child.kill().unwrap();
     assert!(!status.success(), "killed, not exited: {status}");
     assert!(
-        eventually(Duration::from_secs(5), || !attached(
-            &net.left,
-            net.veth.a()
-        )),
+        eventually(Duration::from_secs(5), || !attached(&net.left, net.veth.a())),
         "program gone after SIGKILL of its process"
     );
 }
@@ -124,15 +100,9 @@ fn program_detaches_when_its_process_is_killed() {
 #[ignore = "child process of program_detaches_when_its_process_is_killed"]
 fn child_holds_program() {
     let iface = std::env::var(IFACE_ENV).expect("run by the parent test");
-    let steering = SteeringConfig {
-        owned: vec!["10.99.12.66".parse().unwrap()],
-        ..Default::default()
-    };
+    let steering = SteeringConfig { owned: vec!["10.99.12.66".parse().unwrap()], ..Default::default() };
     let program = XdpProgram::attach(&iface, AttachMode::Skb, &steering).unwrap();
-    let cfg = XskConfig {
-        bind: BindMode::Copy,
-        ..XskConfig::default()
-    };
+    let cfg = XskConfig { bind: BindMode::Copy, ..XskConfig::default() };
     let _device = XskDevice::open(&program, 0, &cfg).unwrap();
     println!("ATTACHED {}", program.id().unwrap());
     std::thread::sleep(Duration::from_secs(60));

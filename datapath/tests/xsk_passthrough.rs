@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{echo_client, payload, EchoServer};
 use sluice_datapath::testnet::{self, TwoHosts};
-use sluice_datapath::{
-    AttachMode, BindMode, PortFilter, SteeringConfig, XdpProgram, XskConfig, XskDevice,
-};
+use sluice_datapath::{AttachMode, BindMode, PortFilter, SteeringConfig, XdpProgram, XskConfig, XskDevice};
 
 const OURS: Ipv4Addr = Ipv4Addr::new(10, 99, 11, 2);
 const KERNEL_ONLY: Ipv4Addr = Ipv4Addr::new(10, 99, 11, 3);
@@ -34,9 +32,7 @@ fn kernel_echo(listener: TcpListener, n: usize) -> std::io::Result<usize> {
                 s.write_all(&buf)?;
                 served += 1;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => return Err(e),
         }
     }
@@ -49,10 +45,7 @@ fn kernel_keeps_traffic_sluice_does_not_own() {
         return;
     }
     let net = TwoHosts::new("sxk", 1).expect("test network");
-    let _peer = net
-        .right
-        .add_address(net.veth.b(), "10.99.11.1/24")
-        .unwrap();
+    let _peer = net.right.add_address(net.veth.b(), "10.99.11.1/24").unwrap();
     net.right.disable_offloads(net.veth.b()).unwrap();
     // The host itself also has both addresses, as a machine whose IP sluice shares.
     let _k1 = net.left.add_address(net.veth.a(), "10.99.11.2/24").unwrap();
@@ -64,16 +57,10 @@ fn kernel_keeps_traffic_sluice_does_not_own() {
             let steering = SteeringConfig {
                 owned: vec![OURS],
                 intercept: vec![],
-                tcp_ports: Some(PortFilter {
-                    ports: vec![7000],
-                    ephemeral: 50000..=50999,
-                }),
+                tcp_ports: Some(PortFilter { ports: vec![7000], ephemeral: 50000..=50999 }),
             };
             let program = XdpProgram::attach(net.veth.a(), AttachMode::Skb, &steering)?;
-            let cfg = XskConfig {
-                bind: BindMode::Copy,
-                ..XskConfig::default()
-            };
+            let cfg = XskConfig { bind: BindMode::Copy, ..XskConfig::default() };
             let device = XskDevice::open(&program, 0, &cfg)?;
             Ok::<_, sluice_datapath::XdpError>((program, device))
         })
@@ -81,11 +68,7 @@ fn kernel_keeps_traffic_sluice_does_not_own() {
         .unwrap_or_else(|e| panic!("{e}"));
 
     // Bound inside the namespace before any client connects.
-    let listener = net
-        .left
-        .run(|| TcpListener::bind("0.0.0.0:7001"))
-        .unwrap()
-        .unwrap();
+    let listener = net.left.run(|| TcpListener::bind("0.0.0.0:7001")).unwrap().unwrap();
     let kernel = std::thread::spawn(move || kernel_echo(listener, 2));
     let server = EchoServer::spawn(device, OURS, 24, 7000, 1, Duration::from_secs(60));
     let msg = payload(16 * 1024);
@@ -101,8 +84,8 @@ fn kernel_keeps_traffic_sluice_does_not_own() {
             let back = echo_client(SocketAddr::from((OURS, 7001)), &msg, t)
                 .expect("TCP to a port outside the filter reaches the kernel");
             assert!(back == msg);
-            let back = echo_client(SocketAddr::from((OURS, 7000)), &msg, t)
-                .expect("TCP to the filtered port reaches sluice");
+            let back =
+                echo_client(SocketAddr::from((OURS, 7000)), &msg, t).expect("TCP to the filtered port reaches sluice");
             assert!(back == msg);
         })
         .unwrap();
@@ -110,11 +93,7 @@ fn kernel_keeps_traffic_sluice_does_not_own() {
     assert_eq!(kernel.join().unwrap().unwrap(), 2, "kernel served both");
     let report = server.join().expect("echo server");
     assert_eq!(report.connections, 1);
-    assert_eq!(
-        report.bytes,
-        msg.len() as u64,
-        "sluice saw only its own connection"
-    );
+    assert_eq!(report.bytes, msg.len() as u64, "sluice saw only its own connection");
     drop(report);
     drop(program);
 }

@@ -10,9 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant as StdInstant};
 
 use sluice_datapath::testnet::{self, TwoHosts};
-use sluice_datapath::{
-    AttachMode, BindMode, Datapath, SteeringConfig, XdpError, XdpProgram, XskConfig, XskDevice,
-};
+use sluice_datapath::{AttachMode, BindMode, Datapath, SteeringConfig, XdpError, XdpProgram, XskConfig, XskDevice};
 use smoltcp::phy::{Device, RxToken, TxToken};
 use smoltcp::time::Instant;
 use smoltcp::wire::Ipv4Cidr;
@@ -20,10 +18,7 @@ use smoltcp::wire::Ipv4Cidr;
 const FRAMES: u32 = 3000;
 
 fn copy() -> XskConfig {
-    XskConfig {
-        bind: BindMode::Copy,
-        ..XskConfig::default()
-    }
+    XskConfig { bind: BindMode::Copy, ..XskConfig::default() }
 }
 
 /// A TCP frame to 10.99.16.2 carrying `seq` in the TCP sequence number.
@@ -32,9 +27,7 @@ fn frame(dst: [u8; 6], src: [u8; 6], seq: u32) -> [u8; 60] {
     f[..6].copy_from_slice(&dst);
     f[6..12].copy_from_slice(&src);
     f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14..34].copy_from_slice(&[
-        0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 99, 16, 1, 10, 99, 16, 2,
-    ]);
+    f[14..34].copy_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 99, 16, 1, 10, 99, 16, 2]);
     f[34..38].copy_from_slice(&[0x9c, 0x40, 0x1b, 0x58]);
     f[38..42].copy_from_slice(&seq.to_be_bytes());
     f[46] = 0x50;
@@ -50,10 +43,7 @@ fn reflect_sends_every_frame_back_and_keeps_the_books() {
     let (ours_prog, mut ours) = net
         .left
         .run(|| {
-            let steering = SteeringConfig {
-                owned: vec![Ipv4Addr::new(10, 99, 16, 2)],
-                ..Default::default()
-            };
+            let steering = SteeringConfig { owned: vec![Ipv4Addr::new(10, 99, 16, 2)], ..Default::default() };
             let p = XdpProgram::attach(net.veth.a(), AttachMode::Skb, &steering)?;
             let d = XskDevice::open(&p, 0, &copy())?;
             Ok::<_, XdpError>((p, d))
@@ -80,11 +70,7 @@ fn reflect_sends_every_frame_back_and_keeps_the_books() {
     let (mut sent, mut reflected) = (0u32, 0u32);
     let deadline = StdInstant::now() + Duration::from_secs(20);
     while seen.len() < FRAMES as usize {
-        assert!(
-            StdInstant::now() < deadline,
-            "sent {sent}, reflected {reflected}, back {}",
-            seen.len()
-        );
+        assert!(StdInstant::now() < deadline, "sent {sent}, reflected {reflected}, back {}", seen.len());
         // Keep at most 512 frames in flight so that no ring overflows.
         while sent < FRAMES && sent - seen.len() as u32 <= 512 {
             let Some(tx) = peer.transmit(Instant::now()) else {
@@ -114,19 +100,11 @@ fn reflect_sends_every_frame_back_and_keeps_the_books() {
     thread::sleep(Duration::from_millis(50));
     ours.flush().unwrap();
     let stats = ours.stats().unwrap();
-    assert_eq!(
-        (stats.rx_packets, stats.tx_packets),
-        (FRAMES.into(), FRAMES.into()),
-        "{stats:?}"
-    );
+    assert_eq!((stats.rx_packets, stats.tx_packets), (FRAMES.into(), FRAMES.into()), "{stats:?}");
     assert_eq!(stats.drops(), 0, "{stats:?}");
     let frames = ours.frame_accounting();
     assert!(frames.balanced(), "{frames:?}");
-    assert_eq!(
-        frames.rx_free + frames.rx_in_fill,
-        frames.rx_pool,
-        "reflected frames came home: {frames:?}"
-    );
+    assert_eq!(frames.rx_free + frames.rx_in_fill, frames.rx_pool, "reflected frames came home: {frames:?}");
     assert_eq!(frames.tx_free, frames.tx_pool, "{frames:?}");
     drop((ours, ours_prog, peer, peer_prog));
 }
@@ -140,10 +118,7 @@ fn waker_interrupts_wait() {
     let (program, mut dev) = net
         .left
         .run(|| {
-            let steering = SteeringConfig {
-                owned: vec![Ipv4Addr::new(10, 99, 17, 2)],
-                ..Default::default()
-            };
+            let steering = SteeringConfig { owned: vec![Ipv4Addr::new(10, 99, 17, 2)], ..Default::default() };
             let p = XdpProgram::attach(net.veth.a(), AttachMode::Skb, &steering)?;
             let d = XskDevice::open(&p, 0, &copy())?;
             Ok::<_, XdpError>((p, d))
@@ -154,11 +129,7 @@ fn waker_interrupts_wait() {
     // Nothing arrives: a timeout is honoured.
     let start = StdInstant::now();
     dev.wait(Some(Duration::from_millis(100))).unwrap();
-    assert!(
-        start.elapsed() >= Duration::from_millis(90),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() >= Duration::from_millis(90), "{:?}", start.elapsed());
 
     // A wake from another thread ends an unbounded wait.
     let waker = dev.waker().unwrap();
@@ -170,10 +141,7 @@ fn waker_interrupts_wait() {
     dev.wait(Some(Duration::from_secs(10))).unwrap();
     let waited = start.elapsed();
     t.join().unwrap();
-    assert!(
-        waited >= Duration::from_millis(90) && waited < Duration::from_secs(5),
-        "{waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(90) && waited < Duration::from_secs(5), "{waited:?}");
 
     // The wake was consumed: the next wait sleeps again.
     let start = StdInstant::now();

@@ -98,10 +98,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         let mut value = |name: &str| -> Result<String, String> {
             match &inline {
                 Some(v) => Ok(v.clone()),
-                None => it
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value")),
+                None => it.next().cloned().ok_or_else(|| format!("{name} needs a value")),
             }
         };
         match flag {
@@ -110,9 +107,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "-c" | "--config-path" => config_path = Some(PathBuf::from(value(flag)?)),
             "--concurrency" => {
                 let v = value(flag)?;
-                let n: usize = v
-                    .parse()
-                    .map_err(|_| format!("--concurrency: `{v}` is not a number"))?;
+                let n: usize = v.parse().map_err(|_| format!("--concurrency: `{v}` is not a number"))?;
                 if n == 0 {
                     return Err("--concurrency must be at least 1".into());
                 }
@@ -127,19 +122,15 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             }
             "-l" | "--log-level" => {
                 let v = value(flag)?;
-                if !matches!(
-                    v.as_str(),
-                    "trace" | "debug" | "info" | "warning" | "warn" | "error" | "critical" | "off"
-                ) {
+                if !matches!(v.as_str(), "trace" | "debug" | "info" | "warning" | "warn" | "error" | "critical" | "off")
+                {
                     return Err(format!("--log-level: unknown level `{v}`"));
                 }
                 log_level = v;
             }
             "--drain-time-s" => {
                 let v = value(flag)?;
-                let s: u64 = v
-                    .parse()
-                    .map_err(|_| format!("--drain-time-s: `{v}` is not a number of seconds"))?;
+                let s: u64 = v.parse().map_err(|_| format!("--drain-time-s: `{v}` is not a number of seconds"))?;
                 drain_time = Duration::from_secs(s);
             }
             "--datapath" => {
@@ -154,10 +145,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--gateway" => xdp.gateway = Some(value(flag)?),
             "--queues" => {
                 let v = value(flag)?;
-                let qs: Result<Vec<u32>, _> =
-                    v.split(',').map(|q| q.trim().parse::<u32>()).collect();
-                xdp.queues =
-                    Some(qs.map_err(|_| format!("--queues: `{v}` is not a list like 0,1"))?);
+                let qs: Result<Vec<u32>, _> = v.split(',').map(|q| q.trim().parse::<u32>()).collect();
+                xdp.queues = Some(qs.map_err(|_| format!("--queues: `{v}` is not a list like 0,1"))?);
             }
             "--xdp-mode" => {
                 let v = value(flag)?;
@@ -174,20 +163,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     if datapath == DatapathKind::Kernel && (xdp.interface.is_some() || xdp.address.is_some()) {
         return Err("--interface/--address apply to --datapath xdp only".into());
     }
-    let concurrency = concurrency.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    Ok(Command::Run(Options {
-        config_path,
-        concurrency,
-        mode,
-        datapath,
-        log_level,
-        drain_time,
-        xdp,
-    }))
+    let concurrency = concurrency.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    Ok(Command::Run(Options { config_path, concurrency, mode, datapath, log_level, drain_time, xdp }))
 }
 
 #[cfg(test)]
@@ -200,9 +177,7 @@ mod tests {
 
     #[test]
     fn envoy_style_flags() {
-        let Command::Run(o) =
-            parse(&args("-c x.yaml --concurrency 3 --mode validate -l debug")).unwrap()
-        else {
+        let Command::Run(o) = parse(&args("-c x.yaml --concurrency 3 --mode validate -l debug")).unwrap() else {
             panic!()
         };
         assert_eq!(o.config_path, PathBuf::from("x.yaml"));
@@ -210,24 +185,16 @@ mod tests {
         assert_eq!(o.mode, Mode::Validate);
         assert_eq!(o.log_level, "debug");
         assert_eq!(o.datapath, DatapathKind::Kernel);
-        let Command::Run(o) = parse(&args("--config-path=y.json --drain-time-s 5")).unwrap() else {
-            panic!()
-        };
+        let Command::Run(o) = parse(&args("--config-path=y.json --drain-time-s 5")).unwrap() else { panic!() };
         assert_eq!(o.drain_time, Duration::from_secs(5));
         assert_eq!(o.mode, Mode::Serve);
     }
 
     #[test]
     fn errors_are_clear() {
-        assert!(parse(&args("--concurrency 2"))
-            .unwrap_err()
-            .contains("-c FILE"));
-        assert!(parse(&args("-c x --mode run"))
-            .unwrap_err()
-            .contains("serve or validate"));
-        assert!(parse(&args("-c x --bogus"))
-            .unwrap_err()
-            .contains("--bogus"));
+        assert!(parse(&args("--concurrency 2")).unwrap_err().contains("-c FILE"));
+        assert!(parse(&args("-c x --mode run")).unwrap_err().contains("serve or validate"));
+        assert!(parse(&args("-c x --bogus")).unwrap_err().contains("--bogus"));
         assert!(parse(&args("-c x --concurrency 0")).is_err());
         assert_eq!(parse(&args("--help")).unwrap(), Command::Help);
         assert!(

@@ -25,12 +25,7 @@ pub struct ConnTable<T> {
 
 impl<T> Default for ConnTable<T> {
     fn default() -> Self {
-        ConnTable {
-            slots: Vec::new(),
-            free: Vec::new(),
-            freed: Vec::new(),
-            len: 0,
-        }
+        ConnTable { slots: Vec::new(), free: Vec::new(), freed: Vec::new(), len: 0 }
     }
 }
 
@@ -42,21 +37,12 @@ impl<T> ConnTable<T> {
                 let slot = &mut self.slots[index as usize];
                 slot.generation = slot.generation.wrapping_add(1);
                 slot.value = Some(value);
-                TimerKey {
-                    index,
-                    generation: slot.generation,
-                }
+                TimerKey { index, generation: slot.generation }
             }
             None => {
                 let index = self.slots.len() as u32;
-                self.slots.push(Slot {
-                    generation: 0,
-                    value: Some(value),
-                });
-                TimerKey {
-                    index,
-                    generation: 0,
-                }
+                self.slots.push(Slot { generation: 0, value: Some(value) });
+                TimerKey { index, generation: 0 }
             }
         }
     }
@@ -65,15 +51,7 @@ impl<T> ConnTable<T> {
     pub fn get_mut(&mut self, index: usize) -> Option<(TimerKey, &mut T)> {
         let slot = self.slots.get_mut(index)?;
         let generation = slot.generation;
-        slot.value.as_mut().map(|v| {
-            (
-                TimerKey {
-                    index: index as u32,
-                    generation,
-                },
-                v,
-            )
-        })
+        slot.value.as_mut().map(|v| (TimerKey { index: index as u32, generation }, v))
     }
 
     /// The live value for `key` (index and generation must match).
@@ -124,10 +102,7 @@ impl<T> ConnTable<T> {
             .iter()
             .enumerate()
             .filter(|(_, s)| s.value.is_some())
-            .map(|(i, s)| TimerKey {
-                index: i as u32,
-                generation: s.generation,
-            })
+            .map(|(i, s)| TimerKey { index: i as u32, generation: s.generation })
             .collect()
     }
 }

@@ -20,7 +20,7 @@ pub mod server;
 pub mod stats;
 pub mod tcp_proxy;
 pub mod timer;
+pub mod tls;
 pub mod upstream;
 pub mod worker;
 pub mod worker_ctx;
-pub mod tls;

@@ -54,15 +54,10 @@ fn init_logging(level: &str) {
         "critical" => "error",
         other => other,
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "sluice={level},sluice_stack={level},sluice_datapath={level}"
-    ))
-    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_target(false)
-        .try_init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(format!("sluice={level},sluice_stack={level},sluice_datapath={level}"))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_target(false).try_init();
 }
 
 /// Load, check and serve (or only check, in validate mode).
@@ -70,10 +65,7 @@ pub fn run(opts: &Options) -> i32 {
     let loaded = match sluice_config::load_file(&opts.config_path) {
         Ok(l) => l,
         Err(errors) => {
-            eprintln!(
-                "error initializing configuration '{}':",
-                opts.config_path.display()
-            );
+            eprintln!("error initializing configuration '{}':", opts.config_path.display());
             for e in &errors.0 {
                 eprintln!("  {e}");
             }
@@ -86,10 +78,7 @@ pub fn run(opts: &Options) -> i32 {
     let snapshot = match Snapshot::build(&loaded.bootstrap) {
         Ok(s) => Arc::new(s),
         Err(errors) => {
-            eprintln!(
-                "error initializing configuration '{}':",
-                opts.config_path.display()
-            );
+            eprintln!("error initializing configuration '{}':", opts.config_path.display());
             for e in &errors {
                 eprintln!("  {e}");
             }
@@ -103,37 +92,24 @@ pub fn run(opts: &Options) -> i32 {
     match opts.datapath {
         DatapathKind::Kernel => serve(opts, &loaded, snapshot),
         DatapathKind::Xdp => {
-            eprintln!(
-                "sluice: --datapath xdp is not built yet in this version; use --datapath kernel"
-            );
+            eprintln!("sluice: --datapath xdp is not built yet in this version; use --datapath kernel");
             1
         }
     }
 }
 
 /// Open `snapshot`'s listeners on a stack: one socket per listener that binds a port.
-pub fn open_listeners<S: Stack>(
-    stack: &mut S,
-    snapshot: &Snapshot,
-) -> Result<Vec<Option<SocketId>>, String> {
+pub fn open_listeners<S: Stack>(stack: &mut S, snapshot: &Snapshot) -> Result<Vec<Option<SocketId>>, String> {
     let mut sockets = Vec::with_capacity(snapshot.listeners.len());
     for l in &snapshot.listeners {
         if !l.bind_to_port {
             sockets.push(None);
             continue;
         }
-        let opts = ListenOptions {
-            ipv4_compat: l.ipv4_compat,
-            ..ListenOptions::default()
-        };
+        let opts = ListenOptions { ipv4_compat: l.ipv4_compat, ..ListenOptions::default() };
         match stack.listen(l.address, &opts) {
             Ok(s) => sockets.push(Some(s)),
-            Err(e) => {
-                return Err(format!(
-                    "cannot bind listener '{}' to {}: {e}",
-                    l.name, l.address
-                ))
-            }
+            Err(e) => return Err(format!("cannot bind listener '{}' to {}: {e}", l.name, l.address)),
         }
     }
     Ok(sockets)
@@ -196,15 +172,10 @@ fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
         }
     }
     for c in &snapshot.cluster_manager.clusters {
-        stats
-            .upstream
-            .insert(c.config.stat_name(), vec![Arc::clone(&c.stats)]);
+        stats.upstream.insert(c.config.stat_name(), vec![Arc::clone(&c.stats)]);
     }
     let stop_dns = Arc::new(AtomicBool::new(false));
-    let dns = dns::spawn_refresher(
-        snapshot.cluster_manager.clusters.clone(),
-        Arc::clone(&stop_dns),
-    );
+    let dns = dns::spawn_refresher(snapshot.cluster_manager.clusters.clone(), Arc::clone(&stop_dns));
     let upstream_monitor = match monitor::spawn(&snapshot.cluster_manager.clusters) {
         Ok(m) => m,
         Err(e) => {
@@ -231,11 +202,7 @@ fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
 }
 
 /// Start the workers pinned to cores, then run the main loop until they exit.
-fn run_workers<S: Stack + Send + 'static>(
-    workers: Vec<Worker<S>>,
-    main: &mut MainLoop,
-    opts: &Options,
-) -> i32 {
+fn run_workers<S: Stack + Send + 'static>(workers: Vec<Worker<S>>, main: &mut MainLoop, opts: &Options) -> i32 {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut wakers: Vec<Arc<dyn Wake>> = Vec::new();
     let mut handles = Vec::new();
@@ -248,14 +215,12 @@ fn run_workers<S: Stack + Send + 'static>(
             }
         }
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
-        let h = std::thread::Builder::new()
-            .name(format!("sluice-worker-{id}"))
-            .spawn(move || {
-                if let Some(c) = core {
-                    core_affinity::set_for_current(c);
-                }
-                w.run()
-            });
+        let h = std::thread::Builder::new().name(format!("sluice-worker-{id}")).spawn(move || {
+            if let Some(c) = core {
+                core_affinity::set_for_current(c);
+            }
+            w.run()
+        });
         match h {
             Ok(h) => handles.push(h),
             Err(e) => {
@@ -265,11 +230,7 @@ fn run_workers<S: Stack + Send + 'static>(
         }
     }
     main.admin_state.live.store(true, Ordering::Relaxed);
-    let admin = main
-        .admin
-        .as_ref()
-        .map(|a| a.local_addr.to_string())
-        .unwrap_or_else(|| "none".into());
+    let admin = main.admin.as_ref().map(|a| a.local_addr.to_string()).unwrap_or_else(|| "none".into());
     tracing::info!(workers = handles.len(), config = %opts.config_path.display(), admin = %admin, "sluice started");
     main.run(&wakers, || handles.iter().all(|h| h.is_finished()));
     let mut code = 0;
@@ -300,14 +261,10 @@ struct MainLoop {
 }
 
 impl MainLoop {
-    fn new(
-        loaded: &sluice_config::Loaded,
-        admin_state: Arc<AdminState>,
-    ) -> Result<MainLoop, String> {
+    fn new(loaded: &sluice_config::Loaded, admin_state: Arc<AdminState>) -> Result<MainLoop, String> {
         let poll = mio::Poll::new().map_err(|e| format!("cannot create the main poll: {e}"))?;
         let term = Arc::new(AtomicBool::new(false));
-        let (read, write) =
-            UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
+        let (read, write) = UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
         read.set_nonblocking(true).map_err(|e| e.to_string())?;
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&term))
@@ -317,9 +274,7 @@ impl MainLoop {
                 .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         }
         let mut signal_pipe = mio::net::UnixStream::from_std(read);
-        poll.registry()
-            .register(&mut signal_pipe, SIGNAL_TOKEN, mio::Interest::READABLE)
-            .map_err(|e| e.to_string())?;
+        poll.registry().register(&mut signal_pipe, SIGNAL_TOKEN, mio::Interest::READABLE).map_err(|e| e.to_string())?;
         let admin = match &loaded.bootstrap.admin {
             Some(a) => {
                 let addr = a
@@ -333,13 +288,7 @@ impl MainLoop {
             }
             None => None,
         };
-        Ok(MainLoop {
-            poll,
-            signal_pipe,
-            term,
-            admin,
-            admin_state,
-        })
+        Ok(MainLoop { poll, signal_pipe, term, admin, admin_state })
     }
 
     /// Serve signals and admin requests until `finished()` (all workers exited).
@@ -351,10 +300,7 @@ impl MainLoop {
             if finished() {
                 return;
             }
-            if let Err(e) = self
-                .poll
-                .poll(&mut events, Some(Duration::from_millis(100)))
-            {
+            if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_millis(100))) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!("main loop poll failed: {e}");
                 }
@@ -391,9 +337,7 @@ impl MainLoop {
             }
             if control.listeners_drained.load(Ordering::Relaxed) {
                 // Workers check the flag on their next round: wake them once.
-                if !self.admin_state.live.load(Ordering::Relaxed)
-                    || control.draining.load(Ordering::Relaxed)
-                {
+                if !self.admin_state.live.load(Ordering::Relaxed) || control.draining.load(Ordering::Relaxed) {
                 } else {
                     wake_all();
                 }

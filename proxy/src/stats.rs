@@ -24,10 +24,7 @@ impl Counter {
     #[inline]
     pub fn add(&self, n: u64) {
         // Single writer: load + store is enough and compiles to plain moves.
-        self.0.store(
-            self.0.load(Ordering::Relaxed).wrapping_add(n),
-            Ordering::Relaxed,
-        );
+        self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 
     pub fn get(&self) -> u64 {
@@ -52,10 +49,7 @@ impl Gauge {
 
     #[inline]
     pub fn add(&self, n: i64) {
-        self.0.store(
-            self.0.load(Ordering::Relaxed).wrapping_add(n),
-            Ordering::Relaxed,
-        );
+        self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 
     /// Set the level (gauges that mirror a state, e.g. `membership_healthy`).
@@ -283,10 +277,7 @@ pub struct Registry<S: Scope> {
 
 impl<S: Scope> Registry<S> {
     pub fn new(workers: usize) -> Registry<S> {
-        Registry {
-            scopes: Mutex::new(BTreeMap::new()),
-            workers,
-        }
+        Registry { scopes: Mutex::new(BTreeMap::new()), workers }
     }
 
     /// The blocks of scope `name`, one per worker (created on first use, kept after).
@@ -348,10 +339,7 @@ impl<S: Scope> Registry<S> {
     }
 
     /// Visit every scope's merged histograms: `(scope name, stat, merged)`.
-    pub fn visit_histograms(
-        &self,
-        f: &mut dyn FnMut(&str, &'static str, &crate::histogram::Snapshot),
-    ) {
+    pub fn visit_histograms(&self, f: &mut dyn FnMut(&str, &'static str, &crate::histogram::Snapshot)) {
         let scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
         for (name, blocks) in scopes.iter() {
             let mut merged: Vec<(&'static str, crate::histogram::Snapshot)> = Vec::new();
@@ -439,10 +427,7 @@ impl Store {
 
     /// One stat by full name (tests and logs).
     pub fn get(&self, name: &str) -> Option<i64> {
-        self.collect()
-            .into_iter()
-            .find(|(n, _, _)| n == name)
-            .map(|(_, _, v)| v)
+        self.collect().into_iter().find(|(n, _, _)| n == name).map(|(_, _, v)| v)
     }
 }
 
@@ -474,10 +459,7 @@ mod tests {
         own.od_ejections_enforced_total.add(2);
         own.hc_healthy.set(3);
         own.membership_total.set(4);
-        assert_eq!(
-            store.get("cluster.backend.outlier_detection.ejections_enforced_total"),
-            Some(2)
-        );
+        assert_eq!(store.get("cluster.backend.outlier_detection.ejections_enforced_total"), Some(2));
         assert_eq!(store.get("cluster.backend.health_check.healthy"), Some(3));
         assert_eq!(store.get("cluster.backend.membership_total"), Some(4));
         // Worker-written and cluster-owned stats of one cluster sit side by side.

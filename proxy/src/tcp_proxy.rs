@@ -89,13 +89,7 @@ struct Side {
 
 impl Side {
     fn new(socket: SocketId) -> Side {
-        Side {
-            socket,
-            readable: true,
-            read_eof: false,
-            write_shut: false,
-            dead: false,
-        }
+        Side { socket, readable: true, read_eof: false, write_shut: false, dead: false }
     }
 }
 
@@ -198,20 +192,12 @@ impl TcpProxySession {
         loop {
             if self.attempts >= self.config.max_connect_attempts {
                 if self.attempts > 1 {
-                    self.cluster_stats
-                        .upstream_cx_connect_attempts_exceeded
-                        .inc();
+                    self.cluster_stats.upstream_cx_connect_attempts_exceeded.inc();
                 }
                 return self.close(ctx, CloseReason::ConnectFailed);
             }
-            let lb = LbContext {
-                exclude: &self.tried,
-                random: ctx.rng.next_u64(),
-                hash: None,
-            };
-            let Some((idx, host)) =
-                ctx.clusters.clusters[cluster_idx].choose_host(&lb, self.original_dst)
-            else {
+            let lb = LbContext { exclude: &self.tried, random: ctx.rng.next_u64(), hash: None };
+            let Some((idx, host)) = ctx.clusters.clusters[cluster_idx].choose_host(&lb, self.original_dst) else {
                 self.cluster_stats.upstream_cx_none_healthy.inc();
                 self.stats.downstream_cx_no_route.inc();
                 return self.close(ctx, CloseReason::NoHealthyUpstream);
@@ -225,8 +211,7 @@ impl TcpProxySession {
             self.tried.push(idx);
             self.cluster_stats.upstream_cx_total.inc();
             self.cluster_stats.upstream_cx_active.inc();
-            host.cx_active
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            host.cx_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.counted_cx = true;
             match ctx.stack.connect(host.address) {
                 Ok(sock) => {
@@ -252,8 +237,7 @@ impl TcpProxySession {
                 Err(e) => {
                     tracing::debug!(host = %host.address, "tcp_proxy: connect failed at once: {e}");
                     self.cluster_stats.upstream_cx_connect_fail.inc();
-                    self.cluster
-                        .put_result(&host, Outcome::LocalOriginConnectFailed);
+                    self.cluster.put_result(&host, Outcome::LocalOriginConnectFailed);
                     // Release this attempt's host count too.
                     self.host = Some(host);
                     self.release_upstream(false);
@@ -267,8 +251,7 @@ impl TcpProxySession {
         if self.counted_rq {
             self.counted_rq = false;
             if let Some(h) = &self.host {
-                h.rq_active
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                h.rq_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         if self.counted_cx {
@@ -277,20 +260,14 @@ impl TcpProxySession {
             self.cluster_stats.upstream_cx_destroy.inc();
             release(&self.cluster.resources.connections);
             if let Some(h) = &self.host {
-                h.cx_active
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                h.cx_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         self.host = None;
     }
 
     /// Handle readiness on one of the session's sockets.
-    pub fn on_event<S: Stack>(
-        &mut self,
-        ctx: &mut Ctx<'_, S>,
-        sub: usize,
-        token_base: usize,
-    ) -> Status {
+    pub fn on_event<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, sub: usize, token_base: usize) -> Status {
         match sub {
             DOWNSTREAM => self.downstream.readable = true,
             _ => {
@@ -311,10 +288,8 @@ impl TcpProxySession {
                 Ok(()) => {
                     tracing::debug!("tcp_proxy: upstream connected");
                     if let Some(h) = &self.host {
-                        self.cluster
-                            .put_result(h, Outcome::LocalOriginConnectSuccessFinal);
-                        h.rq_active
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.cluster.put_result(h, Outcome::LocalOriginConnectSuccessFinal);
+                        h.rq_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         self.counted_rq = true;
                     }
                     self.state = State::Connected;
@@ -326,8 +301,7 @@ impl TcpProxySession {
                     tracing::debug!("tcp_proxy: upstream connect failed: {e}");
                     self.cluster_stats.upstream_cx_connect_fail.inc();
                     if let Some(h) = &self.host {
-                        self.cluster
-                            .put_result(h, Outcome::LocalOriginConnectFailed);
+                        self.cluster.put_result(h, Outcome::LocalOriginConnectFailed);
                     }
                     return self.retry_connect(ctx, token_base);
                 }
@@ -363,19 +337,11 @@ impl TcpProxySession {
             self.last_activity = ctx.now;
         }
         self.stats.downstream_cx_rx_bytes_total.add(a.read as u64);
-        self.stats
-            .downstream_cx_tx_bytes_total
-            .add(b.written as u64);
-        self.cluster_stats
-            .upstream_cx_tx_bytes_total
-            .add(a.written as u64);
-        self.cluster_stats
-            .upstream_cx_rx_bytes_total
-            .add(b.read as u64);
+        self.stats.downstream_cx_tx_bytes_total.add(b.written as u64);
+        self.cluster_stats.upstream_cx_tx_bytes_total.add(a.written as u64);
+        self.cluster_stats.upstream_cx_rx_bytes_total.add(b.read as u64);
         if a.paused {
-            self.stats
-                .downstream_flow_control_paused_reading_total
-                .inc();
+            self.stats.downstream_flow_control_paused_reading_total.inc();
         }
         if a.more || b.more {
             ctx.again();
@@ -384,10 +350,8 @@ impl TcpProxySession {
         let d = &self.downstream;
         // A direction is finished when its source stopped and what it sent was passed
         // on with a FIN, or when its destination is gone.
-        let d2u_done =
-            (d.read_eof || d.dead) && ((self.d2u.is_empty() && up.write_shut) || up.dead);
-        let u2d_done =
-            (up.read_eof || up.dead) && ((self.u2d.is_empty() && d.write_shut) || d.dead);
+        let d2u_done = (d.read_eof || d.dead) && ((self.d2u.is_empty() && up.write_shut) || up.dead);
+        let u2d_done = (up.read_eof || up.dead) && ((self.u2d.is_empty() && d.write_shut) || d.dead);
         if d2u_done && u2d_done {
             return self.close(ctx, CloseReason::Done);
         }
@@ -396,12 +360,7 @@ impl TcpProxySession {
     }
 
     /// Timer: check connect, idle and duration deadlines.
-    pub fn on_timer<S: Stack>(
-        &mut self,
-        ctx: &mut Ctx<'_, S>,
-        fired: Instant,
-        token_base: usize,
-    ) -> Status {
+    pub fn on_timer<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, fired: Instant, token_base: usize) -> Status {
         if self.timer_at == Some(fired) {
             self.timer_at = None;
         }
@@ -441,10 +400,7 @@ impl TcpProxySession {
             State::Connected => self.config.idle_timeout.map(|d| self.last_activity + d),
             State::Connecting { .. } => None,
         };
-        let max = self
-            .config
-            .max_downstream_connection_duration
-            .map(|d| self.started + d);
+        let max = self.config.max_downstream_connection_duration.map(|d| self.started + d);
         let next = earliest([connect, idle, max]);
         let mut at = self.timer_at;
         ctx.arm(&mut at, next);
@@ -490,13 +446,7 @@ struct Pumped {
 }
 
 /// Move bytes from `src` to `dst`, queueing in `pending` what `dst` will not take.
-fn pump<S: Stack>(
-    ctx: &mut Ctx<'_, S>,
-    src: &mut Side,
-    dst: &mut Side,
-    pending: &mut Buffer,
-    limit: usize,
-) -> Pumped {
+fn pump<S: Stack>(ctx: &mut Ctx<'_, S>, src: &mut Side, dst: &mut Side, pending: &mut Buffer, limit: usize) -> Pumped {
     let mut out = Pumped::default();
     if dst.dead {
         pending.clear();
@@ -519,11 +469,7 @@ fn pump<S: Stack>(
             Ok(0) => src.read_eof = true,
             Ok(n) => {
                 out.read += n;
-                let w = if pending.is_empty() {
-                    write_some(ctx.stack, dst, &ctx.scratch[..n])
-                } else {
-                    0
-                };
+                let w = if pending.is_empty() { write_some(ctx.stack, dst, &ctx.scratch[..n]) } else { 0 };
                 out.written += w;
                 if w < n {
                     pending.extend(&ctx.scratch[w..n]);

@@ -35,9 +35,7 @@ impl Timers {
 
     /// How long the worker may sleep: until the earliest timer, `None` if there is none.
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
-        self.heap
-            .peek()
-            .map(|Reverse((at, _))| at.saturating_duration_since(now))
+        self.heap.peek().map(|Reverse((at, _))| at.saturating_duration_since(now))
     }
 
     /// The next due timer, if any is due at `now`.
@@ -70,27 +68,15 @@ mod tests {
     fn due_in_order_and_timeout() {
         let t0 = Instant::now();
         let mut t = Timers::new();
-        let a = TimerKey {
-            index: 1,
-            generation: 0,
-        };
-        let b = TimerKey {
-            index: 2,
-            generation: 0,
-        };
+        let a = TimerKey { index: 1, generation: 0 };
+        let b = TimerKey { index: 2, generation: 0 };
         t.schedule(b, t0 + Duration::from_millis(20));
         t.schedule(a, t0 + Duration::from_millis(10));
         assert_eq!(t.timeout(t0), Some(Duration::from_millis(10)));
         assert_eq!(t.pop_due(t0), None);
-        assert_eq!(
-            t.pop_due(t0 + Duration::from_millis(15)).map(|e| e.1),
-            Some(a)
-        );
+        assert_eq!(t.pop_due(t0 + Duration::from_millis(15)).map(|e| e.1), Some(a));
         assert_eq!(t.pop_due(t0 + Duration::from_millis(15)), None);
-        assert_eq!(
-            t.pop_due(t0 + Duration::from_millis(25)).map(|e| e.1),
-            Some(b)
-        );
+        assert_eq!(t.pop_due(t0 + Duration::from_millis(25)).map(|e| e.1), Some(b));
         assert!(t.is_empty());
         assert_eq!(t.timeout(t0), None);
     }
@@ -98,10 +84,7 @@ mod tests {
     #[test]
     fn earliest_skips_none() {
         let t0 = Instant::now();
-        assert_eq!(
-            earliest([None, Some(t0 + Duration::from_secs(2)), Some(t0)]),
-            Some(t0)
-        );
+        assert_eq!(earliest([None, Some(t0 + Duration::from_secs(2)), Some(t0)]), Some(t0));
         assert_eq!(earliest([None, None]), None);
     }
 }

@@ -107,15 +107,7 @@ pub struct Worker<S: Stack> {
 
 impl<S: Stack> Worker<S> {
     pub fn new(setup: WorkerSetup<S>) -> io::Result<Worker<S>> {
-        let WorkerSetup {
-            id,
-            mut stack,
-            snapshot,
-            listen_sockets,
-            stats,
-            control,
-            drain_time,
-        } = setup;
+        let WorkerSetup { id, mut stack, snapshot, listen_sockets, stats, control, drain_time } = setup;
         for (i, s) in listen_sockets.iter().enumerate() {
             if let Some(s) = s {
                 stack.register(*s, Token(LISTENER_BASE + i), Interest::READABLE)?;
@@ -152,12 +144,8 @@ impl<S: Stack> Worker<S> {
 
     fn bind_stats(&mut self) {
         let id = self.id;
-        self.listener_stats = self
-            .snapshot
-            .listeners
-            .iter()
-            .map(|l| Arc::clone(&self.store.listeners.scope(&l.stat_name)[id]))
-            .collect();
+        self.listener_stats =
+            self.snapshot.listeners.iter().map(|l| Arc::clone(&self.store.listeners.scope(&l.stat_name)[id])).collect();
         self.cluster_stats = self
             .snapshot
             .cluster_manager
@@ -225,8 +213,7 @@ impl<S: Stack> Worker<S> {
                 self.abort_all(Instant::now());
                 return Ok(());
             }
-            if self.control.listeners_drained.load(Ordering::Relaxed)
-                && self.listen_sockets.iter().any(Option::is_some)
+            if self.control.listeners_drained.load(Ordering::Relaxed) && self.listen_sockets.iter().any(Option::is_some)
             {
                 self.close_listeners();
                 if self.control.graceful.load(Ordering::Relaxed) {
@@ -264,11 +251,7 @@ impl<S: Stack> Worker<S> {
     }
 
     fn start_drain(&mut self, now: Instant) {
-        tracing::info!(
-            worker = self.id,
-            open = self.conns.len(),
-            "draining: listeners closed"
-        );
+        tracing::info!(worker = self.id, open = self.conns.len(), "draining: listeners closed");
         self.drain_deadline = Some(now + self.drain_time);
         self.close_listeners();
         self.drain_connections(now);
@@ -337,10 +320,7 @@ impl<S: Stack> Worker<S> {
             tracing::debug!(worker = self.id, peer = %acc.peer, local = %acc.local, "accepted");
             let pending = ActiveSocket::new(acc.socket, listener, acc.peer, acc.local);
             let key = self.conns.insert((listener, Conn::Pending(pending)));
-            if let Err(e) =
-                self.stack
-                    .register(acc.socket, token(key, DOWNSTREAM_SUB), Interest::BOTH)
-            {
+            if let Err(e) = self.stack.register(acc.socket, token(key, DOWNSTREAM_SUB), Interest::BOTH) {
                 tracing::warn!("cannot register accepted socket: {e}");
                 self.stack.close(acc.socket);
                 self.finish(key, Status::Closed(CloseReason::Done));
@@ -399,9 +379,7 @@ impl<S: Stack> Worker<S> {
                 let original_dst = restored.then_some(local);
                 let terminal = lcfg.chain(selected).and_then(|c| c.terminal.as_ref());
                 if terminal.is_some() {
-                    self.listener_stats[recv_listener]
-                        .downstream_pre_cx_active
-                        .dec();
+                    self.listener_stats[recv_listener].downstream_pre_cx_active.dec();
                 }
                 let conn = match terminal {
                     None => {
@@ -416,15 +394,7 @@ impl<S: Stack> Worker<S> {
                         let limit = lcfg.per_connection_buffer_limit_bytes;
                         let base = token(key, DOWNSTREAM_SUB).0;
                         let (session, status) = self.with_ctx(key, now, |ctx| {
-                            TcpProxySession::start(
-                                ctx,
-                                tp,
-                                stats,
-                                socket,
-                                limit,
-                                original_dst,
-                                base,
-                            )
+                            TcpProxySession::start(ctx, tp, stats, socket, limit, original_dst, base)
                         });
                         if let Some((_, c)) = self.conns.get_key_mut(key) {
                             *c = Conn::TcpProxy(session);
@@ -435,15 +405,7 @@ impl<S: Stack> Worker<S> {
                     Some(NetworkFilter::HttpConnectionManager(hcm)) => {
                         let hcm = Arc::clone(hcm);
                         let stats = self.http_stats_for(&hcm.stat_prefix);
-                        Conn::Http(Box::new(HttpConnection::new(
-                            hcm,
-                            stats,
-                            socket,
-                            peer,
-                            local,
-                            original_dst,
-                            now,
-                        )))
+                        Conn::Http(Box::new(HttpConnection::new(hcm, stats, socket, peer, local, original_dst, now)))
                     }
                 };
                 if let Some((_, c)) = self.conns.get_key_mut(key) {
@@ -460,12 +422,7 @@ impl<S: Stack> Worker<S> {
     }
 
     /// Run `f` with a context for connection `key` (not borrowing the table).
-    fn with_ctx<R>(
-        &mut self,
-        key: TimerKey,
-        now: Instant,
-        f: impl FnOnce(&mut Ctx<'_, S>) -> R,
-    ) -> R {
+    fn with_ctx<R>(&mut self, key: TimerKey, now: Instant, f: impl FnOnce(&mut Ctx<'_, S>) -> R) -> R {
         let draining = self.drain_deadline.is_some();
         let mut ctx = Ctx {
             stack: &mut self.stack,
@@ -574,8 +531,7 @@ impl<S: Stack> Worker<S> {
                 let (bytes, s) = (shadow.bytes, *shadow);
                 let _ = bytes;
                 self.pool.set_shadow(slot, s);
-                self.timers
-                    .schedule(crate::worker_ctx::pool_timer_key(slot), deadline);
+                self.timers.schedule(crate::worker_ctx::pool_timer_key(slot), deadline);
             }
             ShadowState::Done { reusable } => {
                 let mut s = *shadow;
@@ -583,15 +539,10 @@ impl<S: Stack> Worker<S> {
                 if reusable && self.drain_deadline.is_none() {
                     let mut client = s.client;
                     client.idle_since = now;
-                    let idle = self.clusters.clusters[client.cluster]
-                        .info
-                        .config
-                        .http_protocol_options
-                        .common
-                        .idle_timeout;
+                    let idle =
+                        self.clusters.clusters[client.cluster].info.config.http_protocol_options.common.idle_timeout;
                     if let Some(t) = idle {
-                        self.timers
-                            .schedule(crate::worker_ctx::pool_timer_key(slot), now + t);
+                        self.timers.schedule(crate::worker_ctx::pool_timer_key(slot), now + t);
                     }
                     self.pool.put_idle(slot, client);
                 } else {
@@ -637,13 +588,7 @@ impl<S: Stack> Worker<S> {
         }
         for (fired, key) in due.drain(..) {
             if key.index & POOL_TIMER_BIT != 0 {
-                self.on_pool_timer(
-                    TimerKey {
-                        index: key.index & !POOL_TIMER_BIT,
-                        generation: key.generation,
-                    },
-                    now,
-                );
+                self.on_pool_timer(TimerKey { index: key.index & !POOL_TIMER_BIT, generation: key.generation }, now);
                 continue;
             }
             let Some((_, conn)) = self.conns.get_key_mut(key) else {
@@ -656,9 +601,7 @@ impl<S: Stack> Worker<S> {
                         let listener = p.listener;
                         let outcome = p.timed_out(&snapshot);
                         if matches!(outcome, Outcome::Close(_)) {
-                            self.listener_stats[listener]
-                                .downstream_pre_cx_timeout
-                                .inc();
+                            self.listener_stats[listener].downstream_pre_cx_timeout.inc();
                         }
                         self.after_filters(key, outcome, now);
                     }
@@ -696,8 +639,7 @@ impl<S: Stack> Worker<S> {
             }
             Some(t) => {
                 let at = client.idle_since + t;
-                self.timers
-                    .schedule(crate::worker_ctx::pool_timer_key(slot), at);
+                self.timers.schedule(crate::worker_ctx::pool_timer_key(slot), at);
             }
             None => {}
         }

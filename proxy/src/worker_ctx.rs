@@ -29,10 +29,7 @@ pub fn token(key: TimerKey, sub: usize) -> Token {
 
 /// The timer key of a pool slot.
 pub fn pool_timer_key(slot: TimerKey) -> TimerKey {
-    TimerKey {
-        index: slot.index | POOL_TIMER_BIT,
-        generation: slot.generation,
-    }
+    TimerKey { index: slot.index | POOL_TIMER_BIT, generation: slot.generation }
 }
 
 /// Borrowed worker state for one handler call.

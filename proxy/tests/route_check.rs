@@ -7,10 +7,7 @@ use std::sync::Once;
 use std::time::{Duration, UNIX_EPOCH};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// Fixtures name files relative to the repository root (a `filename` body), as a CI
@@ -21,11 +18,7 @@ fn in_repo_root() {
 }
 
 fn fixture(name: &str) -> String {
-    root()
-        .join("tests/route_check")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
+    root().join("tests/route_check").join(name).to_string_lossy().into_owned()
 }
 
 struct Run {
@@ -40,11 +33,7 @@ fn run(args: &[&str]) -> Run {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let code = sluice::route_check::run(&args, now, &mut out, &mut err);
-    Run {
-        code,
-        out: String::from_utf8(out).unwrap(),
-        err: String::from_utf8(err).unwrap(),
-    }
+    Run { code, out: String::from_utf8(out).unwrap(), err: String::from_utf8(err).unwrap() }
 }
 
 fn check(routes: &str, tests: &str, extra: &[&str]) -> Run {
@@ -56,16 +45,8 @@ fn check(routes: &str, tests: &str, extra: &[&str]) -> Run {
 
 fn assert_all_pass(routes: &str, tests: &str) {
     let r = check(routes, tests, &["--details"]);
-    assert_eq!(
-        r.code, 0,
-        "{routes} / {tests}\nstdout:\n{}\nstderr:\n{}",
-        r.out, r.err
-    );
-    assert!(
-        r.out.contains(" failed") && r.out.contains(", 0 failed"),
-        "{}",
-        r.out
-    );
+    assert_eq!(r.code, 0, "{routes} / {tests}\nstdout:\n{}\nstderr:\n{}", r.out, r.err);
+    assert!(r.out.contains(" failed") && r.out.contains(", 0 failed"), "{}", r.out);
     assert!(r.out.contains("Current route coverage: "), "{}", r.out);
 }
 
@@ -103,10 +84,7 @@ fn weighted_clusters_json_with_trailing_commas() {
 #[test]
 fn header_mutations() {
     assert_all_pass("headers.yaml", "headers.test.yaml");
-    assert_all_pass(
-        "headers_most_specific.yaml",
-        "headers_most_specific.test.yaml",
-    );
+    assert_all_pass("headers_most_specific.yaml", "headers_most_specific.test.yaml");
 }
 
 #[test]
@@ -117,11 +95,7 @@ fn bootstrap_routes() {
 #[test]
 fn details_lists_passing_tests() {
     let r = check("bootstrap.yaml", "bootstrap.test.yaml", &["--details"]);
-    assert!(
-        r.out.contains("static assets\neverything else\n"),
-        "{}",
-        r.out
-    );
+    assert!(r.out.contains("static assets\neverything else\n"), "{}", r.out);
     assert!(r.out.contains("2 tests: 2 passed, 0 failed"), "{}", r.out);
     let r = check("bootstrap.yaml", "bootstrap.test.yaml", &[]);
     assert!(!r.out.contains("static assets"), "{}", r.out);
@@ -158,11 +132,7 @@ fn mismatches_print_expected_and_actual() {
 
 #[test]
 fn only_show_failures() {
-    let r = check(
-        "matching.yaml",
-        "negative/mismatches.test.yaml",
-        &["--details", "--only-show-failures"],
-    );
+    let r = check("matching.yaml", "negative/mismatches.test.yaml", &["--details", "--only-show-failures"]);
     assert_eq!(r.code, 1);
     assert!(!r.out.contains("this one passes") && !r.err.contains("this one passes"));
     assert!(r.err.contains("wrong cluster and virtual host"));
@@ -174,40 +144,27 @@ fn validation_result_json() {
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("result.json");
     let o = out.to_string_lossy().into_owned();
-    let r = check(
-        "matching.yaml",
-        "negative/mismatches.test.yaml",
-        &["-o", &o],
-    );
+    let r = check("matching.yaml", "negative/mismatches.test.yaml", &["-o", &o]);
     assert_eq!(r.code, 1);
     let json = std::fs::read_to_string(&out).unwrap();
     assert!(json.starts_with("{\"test_results\":[{\"test_name\":\"wrong cluster and virtual host\",\"test_passed\":false,\"failure\":{\"expected_cluster_name\":\"wrong\",\"actual_cluster_name\":\"exact\",\"expected_virtual_host_name\":\"nope\",\"actual_virtual_host_name\":\"api\"}}"), "{json}");
-    assert!(
-        json.contains("\"expected_code_redirect\":301,\"actual_code_redirect\":0"),
-        "{json}"
-    );
+    assert!(json.contains("\"expected_code_redirect\":301,\"actual_code_redirect\":0"), "{json}");
     assert!(json.contains("{\"header_matcher\":{\"name\":\"x-tenant\",\"string_match\":{\"exact\":\"globex\"}},\"actual_header_value\":\"acme\"}"), "{json}");
     assert!(json.contains("{\"header_matcher\":{\"name\":\"x-version\",\"range_match\":{\"start\":\"10\",\"end\":\"20\"}},\"actual_header_value\":\"5\"}"), "{json}");
-    assert!(json.contains("{\"header_matcher\":{\"name\":\"x-missing\",\"present_match\":true},\"actual_header_value\":\"\"}"), "{json}");
     assert!(
-        json.contains("{\"test_name\":\"this one passes\",\"test_passed\":true}"),
+        json.contains(
+            "{\"header_matcher\":{\"name\":\"x-missing\",\"present_match\":true},\"actual_header_value\":\"\"}"
+        ),
         "{json}"
     );
+    assert!(json.contains("{\"test_name\":\"this one passes\",\"test_passed\":true}"), "{json}");
     // --only-show-failures leaves passing tests out of the file too.
-    let r = check(
-        "matching.yaml",
-        "negative/mismatches.test.yaml",
-        &["-o", &o, "--only-show-failures"],
-    );
+    let r = check("matching.yaml", "negative/mismatches.test.yaml", &["-o", &o, "--only-show-failures"]);
     assert_eq!(r.code, 1);
     let json = std::fs::read_to_string(&out).unwrap();
     assert!(!json.contains("this one passes"), "{json}");
     // A passing run writes every result.
-    let r = check(
-        "bootstrap.yaml",
-        "bootstrap.test.yaml",
-        &["--output-path", &o],
-    );
+    let r = check("bootstrap.yaml", "bootstrap.test.yaml", &["--output-path", &o]);
     assert_eq!(r.code, 0);
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
@@ -220,57 +177,36 @@ fn validation_result_json() {
 fn unsupported_inputs_neither_pass_nor_fail_silently() {
     let r = check("matching.yaml", "negative/unsupported.test.yaml", &[]);
     assert_eq!(r.code, 1);
-    assert!(
-        r.err.contains("runtime input\nunsupported: input.runtime"),
-        "{}",
-        r.err
-    );
-    assert!(
-        r.err
-            .contains("dynamic metadata input\nunsupported: input.dynamic_metadata"),
-        "{}",
-        r.err
-    );
-    assert!(
-        r.out.contains("2 tests: 0 passed, 0 failed, 2 unsupported"),
-        "{}",
-        r.out
-    );
+    assert!(r.err.contains("runtime input\nunsupported: input.runtime"), "{}", r.err);
+    assert!(r.err.contains("dynamic metadata input\nunsupported: input.dynamic_metadata"), "{}", r.err);
+    assert!(r.out.contains("2 tests: 0 passed, 0 failed, 2 unsupported"), "{}", r.out);
 }
 
 #[test]
 fn bad_files_and_arguments() {
     let r = check("matching.yaml", "negative/bad_field.test.yaml", &[]);
     assert_eq!(r.code, 1);
-    assert!(r.err.contains("tests[0].validate.clustername (line 4): unknown field `clustername` (did you mean `cluster_name`?)"), "{}", r.err);
+    assert!(
+        r.err.contains(
+            "tests[0].validate.clustername (line 4): unknown field `clustername` (did you mean `cluster_name`?)"
+        ),
+        "{}",
+        r.err
+    );
     let r = check("matching.yaml", "negative/empty.test.yaml", &[]);
     assert_eq!(r.code, 1);
     assert!(r.err.contains("at least one test"), "{}", r.err);
     let r = check("negative/bad_routes.yaml", "matching.test.yaml", &[]);
     assert_eq!(r.code, 1);
-    assert!(
-        r.err
-            .contains("virtual_hosts[0].routes[0].match.safe_regex.regex"),
-        "{}",
-        r.err
-    );
-    assert!(
-        r.err.contains("Only a single wildcard domain is permitted"),
-        "{}",
-        r.err
-    );
+    assert!(r.err.contains("virtual_hosts[0].routes[0].match.safe_regex.regex"), "{}", r.err);
+    assert!(r.err.contains("Only a single wildcard domain is permitted"), "{}", r.err);
     assert!(r.err.contains("virtual_hosts[1].domains[0]"), "{}", r.err);
     let r = check("does-not-exist.yaml", "matching.test.yaml", &[]);
     assert_eq!(r.code, 1);
     assert!(r.err.contains("cannot read"), "{}", r.err);
     let r = run(&["-c", "x.yaml"]);
     assert_eq!(r.code, 1);
-    assert!(
-        r.err
-            .contains("Both --config-path/c and --test-path/t are mandatory"),
-        "{}",
-        r.err
-    );
+    assert!(r.err.contains("Both --config-path/c and --test-path/t are mandatory"), "{}", r.err);
     let r = run(&["--bogus"]);
     assert_eq!(r.code, 1);
     assert!(r.err.contains("unknown argument `--bogus`"), "{}", r.err);
@@ -280,32 +216,17 @@ fn bad_files_and_arguments() {
 #[test]
 fn coverage_threshold() {
     // Only one of bootstrap.yaml's two routes is checked.
-    let r = check(
-        "bootstrap.yaml",
-        "negative/partial_coverage.test.yaml",
-        &["-f", "100"],
-    );
+    let r = check("bootstrap.yaml", "negative/partial_coverage.test.yaml", &["-f", "100"]);
     assert_eq!(r.code, 1, "{}{}", r.out, r.err);
     assert!(r.out.contains("Current route coverage: 50%"), "{}", r.out);
-    assert!(
-        r.err.contains("Failed to meet coverage requirement: 100%"),
-        "{}",
-        r.err
-    );
-    let r = check(
-        "bootstrap.yaml",
-        "negative/partial_coverage.test.yaml",
-        &["--fail-under=50"],
-    );
+    assert!(r.err.contains("Failed to meet coverage requirement: 100%"), "{}", r.err);
+    let r = check("bootstrap.yaml", "negative/partial_coverage.test.yaml", &["--fail-under=50"]);
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
 }
 
 #[test]
 fn main_entry_point_skips_the_subcommand() {
     let (r, t) = (fixture("bootstrap.yaml"), fixture("bootstrap.test.yaml"));
-    let args: Vec<String> = ["route-check", "-c", &r, "-t", &t]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let args: Vec<String> = ["route-check", "-c", &r, "-t", &t].iter().map(|s| s.to_string()).collect();
     assert_eq!(sluice::route_check::main(&args), 0);
 }

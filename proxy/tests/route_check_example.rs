@@ -15,10 +15,7 @@ fn example_route_tests_pass() {
     ];
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = sluice::route_check::run(&args, SystemTime::now(), &mut out, &mut err);
-    let (out, err) = (
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(err).unwrap(),
-    );
+    let (out, err) = (String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap());
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("12 tests: 12 passed, 0 failed"), "{out}");
     assert!(out.contains("Current route coverage: 100%"), "{out}");

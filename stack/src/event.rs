@@ -62,10 +62,7 @@ pub struct Events {
 impl Events {
     /// Room for up to `capacity` events per poll (the rest wait for the next poll).
     pub fn with_capacity(capacity: usize) -> Events {
-        Events {
-            list: Vec::with_capacity(capacity),
-            capacity: capacity.max(1),
-        }
+        Events { list: Vec::with_capacity(capacity), capacity: capacity.max(1) }
     }
 
     pub fn capacity(&self) -> usize {

@@ -14,9 +14,7 @@ use mio::net::{TcpListener, TcpStream};
 use socket2::{Domain, SockRef, Socket, Type};
 
 use crate::socket::SocketTable;
-use crate::{
-    Accepted, Event, Events, Interest, ListenOptions, SocketId, Stack, StackStats, Token, Wake,
-};
+use crate::{Accepted, Event, Events, Interest, ListenOptions, SocketId, Stack, StackStats, Token, Wake};
 
 enum KernelSocket {
     Listener(TcpListener),
@@ -40,10 +38,7 @@ impl Wake for MioWaker {
 }
 
 fn not_a(kind: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("socket is not a {kind}"),
-    )
+    io::Error::new(io::ErrorKind::InvalidInput, format!("socket is not a {kind}"))
 }
 
 fn mio_interest(i: Interest) -> mio::Interest {
@@ -117,10 +112,7 @@ impl Stack for KernelStack {
     }
 
     fn waker(&mut self, token: Token) -> io::Result<Arc<dyn Wake>> {
-        Ok(Arc::new(MioWaker(mio::Waker::new(
-            self.poll.registry(),
-            mio::Token(token.0),
-        )?)))
+        Ok(Arc::new(MioWaker(mio::Waker::new(self.poll.registry(), mio::Token(token.0))?)))
     }
 
     fn listen(&mut self, addr: SocketAddr, opts: &ListenOptions) -> io::Result<SocketId> {
@@ -147,11 +139,7 @@ impl Stack for KernelStack {
         let local = stream.local_addr()?;
         self.stats.accepts += 1;
         let socket = self.sockets.insert(KernelSocket::Stream(stream));
-        Ok(Accepted {
-            socket,
-            peer,
-            local,
-        })
+        Ok(Accepted { socket, peer, local })
     }
 
     fn connect(&mut self, addr: SocketAddr) -> io::Result<SocketId> {
@@ -168,9 +156,7 @@ impl Stack for KernelStack {
         }
         match s.peer_addr() {
             Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                Err(io::ErrorKind::WouldBlock.into())
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
             Err(e) => Err(e),
         }
     }
@@ -248,11 +234,7 @@ impl Stack for KernelStack {
         let s = self.stream(socket)?;
         let local = s.local_addr()?;
         let sock = SockRef::from(s);
-        let dst = if local.is_ipv4() {
-            sock.original_dst_v4()
-        } else {
-            sock.original_dst_v6()
-        };
+        let dst = if local.is_ipv4() { sock.original_dst_v4() } else { sock.original_dst_v6() };
         match dst {
             Ok(addr) => Ok(addr.as_socket()),
             // ENOENT: no conntrack entry (not redirected); ENOPROTOOPT: no netfilter.
@@ -264,24 +246,16 @@ impl Stack for KernelStack {
     fn register(&mut self, socket: SocketId, token: Token, interest: Interest) -> io::Result<()> {
         let registry = self.poll.registry();
         match self.sockets.get_mut(socket)? {
-            KernelSocket::Listener(l) => {
-                registry.register(l, mio::Token(token.0), mio_interest(interest))
-            }
-            KernelSocket::Stream(s) => {
-                registry.register(s, mio::Token(token.0), mio_interest(interest))
-            }
+            KernelSocket::Listener(l) => registry.register(l, mio::Token(token.0), mio_interest(interest)),
+            KernelSocket::Stream(s) => registry.register(s, mio::Token(token.0), mio_interest(interest)),
         }
     }
 
     fn reregister(&mut self, socket: SocketId, token: Token, interest: Interest) -> io::Result<()> {
         let registry = self.poll.registry();
         match self.sockets.get_mut(socket)? {
-            KernelSocket::Listener(l) => {
-                registry.reregister(l, mio::Token(token.0), mio_interest(interest))
-            }
-            KernelSocket::Stream(s) => {
-                registry.reregister(s, mio::Token(token.0), mio_interest(interest))
-            }
+            KernelSocket::Listener(l) => registry.reregister(l, mio::Token(token.0), mio_interest(interest)),
+            KernelSocket::Stream(s) => registry.reregister(s, mio::Token(token.0), mio_interest(interest)),
         }
     }
 
@@ -311,9 +285,7 @@ mod tests {
             if let Some(i) = pending.iter().position(|e| e.token() == token) {
                 return pending.remove(i);
             }
-            stack
-                .poll(&mut events, Some(Duration::from_millis(100)))
-                .unwrap();
+            stack.poll(&mut events, Some(Duration::from_millis(100))).unwrap();
             pending.extend(events.iter().copied());
             assert!(Instant::now() < deadline, "no event for {token:?}");
         }
@@ -323,9 +295,7 @@ mod tests {
     fn connect_accept_echo_half_close() {
         let mut stack = KernelStack::new().unwrap();
         let mut events = Vec::new();
-        let l = stack
-            .listen("127.0.0.1:0".parse().unwrap(), &ListenOptions::default())
-            .unwrap();
+        let l = stack.listen("127.0.0.1:0".parse().unwrap(), &ListenOptions::default()).unwrap();
         let addr = stack.local_addr(l).unwrap();
         stack.register(l, Token(1), Interest::READABLE).unwrap();
         let c = stack.connect(addr).unwrap();
@@ -333,13 +303,8 @@ mod tests {
         wait_for(&mut stack, &mut events, Token(1));
         let acc = stack.accept(l).unwrap();
         assert_eq!(acc.local, addr);
-        assert_eq!(
-            stack.accept(l).unwrap_err().kind(),
-            io::ErrorKind::WouldBlock
-        );
-        stack
-            .register(acc.socket, Token(3), Interest::READABLE)
-            .unwrap();
+        assert_eq!(stack.accept(l).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        stack.register(acc.socket, Token(3), Interest::READABLE).unwrap();
         let ev = wait_for(&mut stack, &mut events, Token(2));
         assert!(ev.is_writable());
         stack.connect_result(c).unwrap();
@@ -362,10 +327,7 @@ mod tests {
         // Half-closed: the accepted side can still answer.
         assert_eq!(stack.write(acc.socket, b"bye").unwrap(), 3);
         stack.close(acc.socket);
-        assert!(
-            stack.read(acc.socket, &mut buf).is_err(),
-            "closed id is stale"
-        );
+        assert!(stack.read(acc.socket, &mut buf).is_err(), "closed id is stale");
         assert_eq!(stack.original_dst(c).unwrap(), None);
     }
 
@@ -386,9 +348,7 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let c = stack
-            .connect(SocketAddr::from(([127, 0, 0, 1], port)))
-            .unwrap();
+        let c = stack.connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
         stack.register(c, Token(7), Interest::BOTH).unwrap();
         wait_for(&mut stack, &mut events, Token(7));
         let err = stack.connect_result(c).unwrap_err();
@@ -401,9 +361,7 @@ mod tests {
         let mut events = Vec::new();
         let w = stack.waker(Token(99)).unwrap();
         let remote = Arc::clone(&w);
-        std::thread::spawn(move || remote.wake().unwrap())
-            .join()
-            .unwrap();
+        std::thread::spawn(move || remote.wake().unwrap()).join().unwrap();
         wait_for(&mut stack, &mut events, Token(99));
     }
 }

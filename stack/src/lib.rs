@@ -59,11 +59,7 @@ pub struct ListenOptions {
 
 impl Default for ListenOptions {
     fn default() -> Self {
-        ListenOptions {
-            backlog: 1024,
-            reuse_port: true,
-            ipv4_compat: false,
-        }
+        ListenOptions { backlog: 1024, reuse_port: true, ipv4_compat: false }
     }
 }
 

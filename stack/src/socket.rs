@@ -26,11 +26,7 @@ pub struct SocketTable<T> {
 
 impl<T> Default for SocketTable<T> {
     fn default() -> Self {
-        SocketTable {
-            slots: Vec::new(),
-            free: Vec::new(),
-            len: 0,
-        }
+        SocketTable { slots: Vec::new(), free: Vec::new(), len: 0 }
     }
 }
 
@@ -46,18 +42,12 @@ impl<T> SocketTable<T> {
                 let slot = &mut self.slots[index as usize];
                 slot.0 = slot.0.wrapping_add(1);
                 slot.1 = Some(value);
-                SocketId {
-                    index,
-                    generation: slot.0,
-                }
+                SocketId { index, generation: slot.0 }
             }
             None => {
                 let index = self.slots.len() as u32;
                 self.slots.push((0, Some(value)));
-                SocketId {
-                    index,
-                    generation: 0,
-                }
+                SocketId { index, generation: 0 }
             }
         }
     }
@@ -97,20 +87,9 @@ impl<T> SocketTable<T> {
 
     /// Every live socket with its id.
     pub fn iter(&self) -> impl Iterator<Item = (SocketId, &T)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (generation, v))| {
-                v.as_ref().map(|v| {
-                    (
-                        SocketId {
-                            index: i as u32,
-                            generation: *generation,
-                        },
-                        v,
-                    )
-                })
-            })
+        self.slots.iter().enumerate().filter_map(|(i, (generation, v))| {
+            v.as_ref().map(|v| (SocketId { index: i as u32, generation: *generation }, v))
+        })
     }
 }
 

@@ -75,28 +75,18 @@ fn bulk_transfer_and_round_trips_do_not_allocate_once_warm() {
     let before = thread_allocations();
     move_bytes(&mut sim, c, s, base, 4 << 20);
     let bulk_allocs = thread_allocations() - before;
-    let frames =
-        sim.net.stats(1).unwrap().tx_frames + sim.net.stats(0).unwrap().tx_frames - frames_before;
+    let frames = sim.net.stats(1).unwrap().tx_frames + sim.net.stats(0).unwrap().tx_frames - frames_before;
     assert!(frames > 2800, "{frames} frames moved");
-    assert_eq!(
-        bulk_allocs, 0,
-        "{bulk_allocs} allocations for {frames} frames"
-    );
+    assert_eq!(bulk_allocs, 0, "{bulk_allocs} allocations for {frames} frames");
 
     // Small request/response round trips.
     let mut buf = [0u8; 64];
     let before = thread_allocations();
     for _ in 0..200 {
         sim.client.write(c, b"request").unwrap();
-        assert!(sim.run_until(Duration::from_secs(1), |sm| sm
-            .server
-            .read(s, &mut buf)
-            .is_ok()));
+        assert!(sim.run_until(Duration::from_secs(1), |sm| sm.server.read(s, &mut buf).is_ok()));
         sim.server.write(s, b"response").unwrap();
-        assert!(sim.run_until(Duration::from_secs(1), |sm| sm
-            .client
-            .read(c, &mut buf)
-            .is_ok()));
+        assert!(sim.run_until(Duration::from_secs(1), |sm| sm.client.read(c, &mut buf).is_ok()));
     }
     assert_eq!(thread_allocations() - before, 0, "round trips allocated");
 }

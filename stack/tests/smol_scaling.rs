@@ -14,27 +14,10 @@ use util::{Sim, SERVER_IP};
 /// Establish `idle` connections and leave them idle; return the simulation and one
 /// more (active) connection pair.
 fn with_idle(idle: usize) -> (Sim, SocketId, SocketId) {
-    let mut sim = Sim::with(
-        21,
-        Faults::NONE,
-        Faults::NONE,
-        |c| c.rx_buffer = 4096,
-        |c| c.tx_buffer = 4096,
-    );
+    let mut sim = Sim::with(21, Faults::NONE, Faults::NONE, |c| c.rx_buffer = 4096, |c| c.tx_buffer = 4096);
     let addr = SocketAddr::from((SERVER_IP, 80));
-    let l = sim
-        .server
-        .listen(
-            addr,
-            &ListenOptions {
-                backlog: 4096,
-                ..ListenOptions::default()
-            },
-        )
-        .unwrap();
-    let mut clients: Vec<_> = (0..idle)
-        .map(|_| sim.client.connect(addr).unwrap())
-        .collect();
+    let l = sim.server.listen(addr, &ListenOptions { backlog: 4096, ..ListenOptions::default() }).unwrap();
+    let mut clients: Vec<_> = (0..idle).map(|_| sim.client.connect(addr).unwrap()).collect();
     let mut accepted = Vec::new();
     assert!(sim.run_until(Duration::from_secs(30), |s| {
         while let Ok(a) = s.server.accept(l) {
@@ -93,13 +76,7 @@ fn idle_connections_cost_nothing_per_poll_or_per_packet() {
     let (idle_1, rr_1) = visits(1);
     let (idle_n, rr_n) = visits(2000);
     assert_eq!(idle_1, 0, "idle polls visit no connection");
-    assert_eq!(
-        idle_n, 0,
-        "idle polls visit no connection, 2000 idle ones either"
-    );
-    assert_eq!(
-        rr_1, rr_n,
-        "a request/response visits the same connections however many are idle"
-    );
+    assert_eq!(idle_n, 0, "idle polls visit no connection, 2000 idle ones either");
+    assert_eq!(rr_1, rr_n, "a request/response visits the same connections however many are idle");
     assert!(rr_n <= 8, "only the active pair is visited: {rr_n}");
 }

@@ -24,9 +24,7 @@ fn echo_server_thread_blocks_in_poll_and_wakes() {
     let server = std::thread::spawn(move || {
         let cfg = config(&sp, SERVER_IP, true);
         let mut stack = SmolStack::new(sp, cfg).unwrap();
-        let l = stack
-            .listen(SocketAddr::from((SERVER_IP, 7)), &ListenOptions::default())
-            .unwrap();
+        let l = stack.listen(SocketAddr::from((SERVER_IP, 7)), &ListenOptions::default()).unwrap();
         stack.register(l, LISTENER, Interest::READABLE).unwrap();
         tx.send(stack.waker(STOP).unwrap()).unwrap();
         let mut events = Events::with_capacity(64);
@@ -41,9 +39,7 @@ fn echo_server_thread_blocks_in_poll_and_wakes() {
                     STOP => return (stack.smol_stats().accepts, polls),
                     LISTENER => {
                         while let Ok(a) = stack.accept(l) {
-                            stack
-                                .register(a.socket, Token(conns.len() + 1), Interest::READABLE)
-                                .unwrap();
+                            stack.register(a.socket, Token(conns.len() + 1), Interest::READABLE).unwrap();
                             conns.push(a.socket);
                         }
                     }
@@ -80,9 +76,7 @@ fn echo_server_thread_blocks_in_poll_and_wakes() {
     let mut buf = vec![0u8; 16 * 1024];
     while got.len() < request.len() {
         assert!(Instant::now() < deadline, "echo did not come back");
-        client
-            .poll(&mut events, Some(Duration::from_millis(200)))
-            .unwrap();
+        client.poll(&mut events, Some(Duration::from_millis(200))).unwrap();
         if !sent && client.connect_result(c).is_ok() {
             assert_eq!(client.write(c, &request).unwrap(), request.len());
             client.shutdown_write(c).unwrap();
@@ -101,10 +95,7 @@ fn echo_server_thread_blocks_in_poll_and_wakes() {
     stop.wake().unwrap();
     let (accepts, polls) = server.join().unwrap();
     assert_eq!(accepts, 1);
-    assert!(
-        polls < 1000,
-        "the server slept in poll instead of spinning: {polls} polls"
-    );
+    assert!(polls < 1000, "the server slept in poll instead of spinning: {polls} polls");
 }
 
 #[test]

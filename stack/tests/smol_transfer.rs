@@ -24,17 +24,8 @@ struct Trace {
 /// after checking the bytes.
 fn transfer(seed: u64, faults: Faults, len: usize) -> Trace {
     let mut sim = Sim::new(seed, faults, faults);
-    let listener = sim
-        .server
-        .listen(
-            SocketAddr::from((SERVER_IP, 5001)),
-            &ListenOptions::default(),
-        )
-        .unwrap();
-    let c = sim
-        .client
-        .connect(SocketAddr::from((SERVER_IP, 5001)))
-        .unwrap();
+    let listener = sim.server.listen(SocketAddr::from((SERVER_IP, 5001)), &ListenOptions::default()).unwrap();
+    let c = sim.client.connect(SocketAddr::from((SERVER_IP, 5001))).unwrap();
     let data = pattern(len, seed as u8);
     let mut sent = 0;
     let mut server = None;
@@ -75,11 +66,7 @@ fn transfer(seed: u64, faults: Faults, len: usize) -> Trace {
     assert!(done, "transfer stalled at {} of {len} bytes", got.len());
     assert_eq!(got.len(), len);
     assert!(got == data, "bytes differ");
-    Trace {
-        finished_at: sim.now(),
-        server_port: sim.net.stats(0).unwrap(),
-        client_port: sim.net.stats(1).unwrap(),
-    }
+    Trace { finished_at: sim.now(), server_port: sim.net.stats(0).unwrap(), client_port: sim.net.stats(1).unwrap() }
 }
 
 #[test]
@@ -93,19 +80,9 @@ fn eight_mib_byte_exact_under_one_percent_loss_and_reordering() {
     };
     let trace = transfer(42, faults, 8 << 20);
     let data_frames = trace.client_port;
-    assert!(
-        data_frames.lost > 10,
-        "the wire really lost frames: {data_frames:?}"
-    );
-    assert!(
-        data_frames.reordered > 10,
-        "and reordered some: {data_frames:?}"
-    );
-    assert!(
-        trace.server_port.lost > 0,
-        "ACKs were lost too: {:?}",
-        trace.server_port
-    );
+    assert!(data_frames.lost > 10, "the wire really lost frames: {data_frames:?}");
+    assert!(data_frames.reordered > 10, "and reordered some: {data_frames:?}");
+    assert!(trace.server_port.lost > 0, "ACKs were lost too: {:?}", trace.server_port);
     // Same seed, same run, frame for frame.
     assert_eq!(transfer(42, faults, 8 << 20), trace);
 }
@@ -121,9 +98,5 @@ fn duplication_and_delay_are_harmless() {
     };
     let trace = transfer(7, faults, 1 << 20);
     assert!(trace.client_port.duplicated > 0);
-    assert_ne!(
-        transfer(8, faults, 1 << 20),
-        trace,
-        "another seed, another run"
-    );
+    assert_ne!(transfer(8, faults, 1 << 20), trace, "another seed, another run");
 }

@@ -15,11 +15,8 @@ impl Cluster<'_> {
             .iter()
             .map(|p| format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"))
             .collect();
-        let endpoints = if endpoints.is_empty() {
-            " []\n".to_string()
-        } else {
-            format!("\n      - lb_endpoints:\n{endpoints}")
-        };
+        let endpoints =
+            if endpoints.is_empty() { " []\n".to_string() } else { format!("\n      - lb_endpoints:\n{endpoints}") };
         format!(
             "  - name: {name}\n    connect_timeout: 1s\n{extra}    load_assignment:\n      cluster_name: {name}\n      endpoints:{endpoints}",
             name = self.name,
@@ -31,13 +28,7 @@ impl Cluster<'_> {
 /// A bootstrap with one HTTP listener on `port`. `virtual_hosts` is the YAML list under
 /// `route_config.virtual_hosts` (items start with `- name:` at column 0); `hcm_extra`
 /// and `filters` (YAML list items at column 0, before the router) are indented for you.
-pub fn http(
-    port: u16,
-    virtual_hosts: &str,
-    clusters: &[Cluster<'_>],
-    hcm_extra: &str,
-    filters: &str,
-) -> String {
+pub fn http(port: u16, virtual_hosts: &str, clusters: &[Cluster<'_>], hcm_extra: &str, filters: &str) -> String {
     let vhosts = indent(virtual_hosts, 12);
     let hcm_extra = indent(hcm_extra, 10);
     let filters = indent(filters, 10);
@@ -70,10 +61,7 @@ pub fn http(
 /// Indent every non-empty line by `n` spaces.
 pub fn indent(text: &str, n: usize) -> String {
     let pad = " ".repeat(n);
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| format!("{pad}{l}\n"))
-        .collect()
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("{pad}{l}\n")).collect()
 }
 
 /// A virtual host forwarding everything to `cluster`.

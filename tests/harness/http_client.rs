@@ -17,18 +17,11 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
     }
 
     pub fn text(&self) -> String {
@@ -45,14 +38,9 @@ pub struct Client {
 impl Client {
     pub fn connect(port: u16) -> Client {
         let stream = TcpStream::connect(localhost(port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         stream.set_nodelay(true).unwrap();
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
+        Client { stream, buf: Vec::new() }
     }
 
     pub fn send(&mut self, raw: &[u8]) {
@@ -60,13 +48,7 @@ impl Client {
     }
 
     /// Send a request with `host: test` unless a host is given, and read the response.
-    pub fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Response {
+    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
         let mut raw = format!("{method} {path} HTTP/1.1\r\n");
         if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
             raw.push_str("host: test\r\n");
@@ -74,15 +56,8 @@ impl Client {
         for (n, v) in headers {
             raw.push_str(&format!("{n}: {v}\r\n"));
         }
-        let chunked = headers
-            .iter()
-            .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-        if !body.is_empty()
-            && !chunked
-            && !headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        {
+        let chunked = headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+        if !body.is_empty() && !chunked && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
             raw.push_str(&format!("content-length: {}\r\n", body.len()));
         }
         raw.push_str("\r\n");
@@ -144,12 +119,7 @@ impl Client {
                 };
                 let size = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
                 let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                    .map_err(|_| {
-                        io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("bad chunk size {size:?}"),
-                        )
-                    })?;
+                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {size:?}")))?;
                 self.buf.drain(..line_end + 2);
                 if n == 0 {
                     // Trailers (none expected) and the final CRLF.
@@ -189,12 +159,7 @@ impl Client {
             while self.fill()? > 0 {}
             body = std::mem::take(&mut self.buf);
         }
-        Ok(Response {
-            version,
-            status,
-            headers,
-            body,
-        })
+        Ok(Response { version, status, headers, body })
     }
 
     /// Whether the server closed the connection (EOF or reset) within `wait`.
@@ -202,9 +167,7 @@ impl Client {
         self.stream.set_read_timeout(Some(wait)).unwrap();
         let mut b = [0u8; 1];
         let r = self.stream.read(&mut b);
-        self.stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
+        self.stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         matches!(r, Ok(0) | Err(_))
             && !matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut)
     }

@@ -33,10 +33,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -86,11 +83,7 @@ impl HttpOrigin {
                 }
             }
         });
-        HttpOrigin {
-            addr,
-            shared,
-            thread: Some(thread),
-        }
+        HttpOrigin { addr, shared, thread: Some(thread) }
     }
 
     pub fn port(&self) -> u16 {
@@ -186,11 +179,7 @@ fn serve(stream: TcpStream, conn_id: usize, sh: Arc<Shared>) {
         if let Some(rest) = p.strip_prefix("/delay/") {
             let (ms, tail) = rest.split_once('/').unwrap_or((rest, ""));
             std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
-            p = if tail.is_empty() {
-                "/"
-            } else {
-                &path[path.len() - tail.len() - 1..]
-            };
+            p = if tail.is_empty() { "/" } else { &path[path.len() - tail.len() - 1..] };
         }
         let name = sh.name.clone();
         let head = method == "HEAD";
@@ -199,13 +188,7 @@ fn serve(stream: TcpStream, conn_id: usize, sh: Arc<Shared>) {
             respond(&mut writer, status, &name, b"forced", keep_alive)
         } else if let Some(s) = p.strip_prefix("/status/") {
             let status: u16 = s.split(['/', '?']).next().unwrap().parse().unwrap_or(500);
-            respond(
-                &mut writer,
-                status,
-                &name,
-                format!("status {status}").as_bytes(),
-                keep_alive,
-            )
+            respond(&mut writer, status, &name, format!("status {status}").as_bytes(), keep_alive)
         } else if let Some(n) = p.strip_prefix("/bytes/") {
             let n: usize = n.split('?').next().unwrap().parse().unwrap();
             respond(&mut writer, 200, &name, &pattern(n), keep_alive)
@@ -243,18 +226,10 @@ fn serve(stream: TcpStream, conn_id: usize, sh: Arc<Shared>) {
 
 /// Deterministic body bytes.
 pub fn pattern(n: usize) -> Vec<u8> {
-    (0..n)
-        .map(|i| b"0123456789abcdefghijklmnopqrstuvwxyz"[i % 36])
-        .collect()
+    (0..n).map(|i| b"0123456789abcdefghijklmnopqrstuvwxyz"[i % 36]).collect()
 }
 
-fn respond(
-    w: &mut TcpStream,
-    status: u16,
-    name: &str,
-    body: &[u8],
-    keep_alive: bool,
-) -> std::io::Result<()> {
+fn respond(w: &mut TcpStream, status: u16, name: &str, body: &[u8], keep_alive: bool) -> std::io::Result<()> {
     respond_to(w, status, name, body, keep_alive, false)
 }
 
@@ -266,15 +241,8 @@ fn respond_to(
     keep_alive: bool,
     head: bool,
 ) -> std::io::Result<()> {
-    let conn = if keep_alive {
-        ""
-    } else {
-        "connection: close\r\n"
-    };
-    let head_text = format!(
-        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nx-origin: {name}\r\n{conn}\r\n",
-        body.len()
-    );
+    let conn = if keep_alive { "" } else { "connection: close\r\n" };
+    let head_text = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\nx-origin: {name}\r\n{conn}\r\n", body.len());
     w.write_all(head_text.as_bytes())?;
     if head || status == 204 || status == 304 || status < 200 {
         return Ok(());
@@ -282,19 +250,9 @@ fn respond_to(
     w.write_all(body)
 }
 
-fn respond_chunked(
-    w: &mut TcpStream,
-    name: &str,
-    body: &[u8],
-    keep_alive: bool,
-) -> std::io::Result<()> {
-    let conn = if keep_alive {
-        ""
-    } else {
-        "connection: close\r\n"
-    };
-    let head =
-        format!("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-origin: {name}\r\n{conn}\r\n");
+fn respond_chunked(w: &mut TcpStream, name: &str, body: &[u8], keep_alive: bool) -> std::io::Result<()> {
+    let conn = if keep_alive { "" } else { "connection: close\r\n" };
+    let head = format!("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-origin: {name}\r\n{conn}\r\n");
     w.write_all(head.as_bytes())?;
     for chunk in body.chunks(10_000) {
         w.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;

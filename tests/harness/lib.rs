@@ -29,9 +29,7 @@ pub fn sluice_bin() -> PathBuf {
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building sluice failed");
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| root.join("target"));
+        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
         target.join("debug").join("sluice")
     })
     .clone()
@@ -39,11 +37,7 @@ pub fn sluice_bin() -> PathBuf {
 
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn localhost(port: u16) -> SocketAddr {
@@ -52,7 +46,5 @@ pub fn localhost(port: u16) -> SocketAddr {
 
 /// Deterministic test payload of `len` bytes.
 pub fn payload(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[i % 4] ^ seed)
-        .collect()
+    (0..len).map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[i % 4] ^ seed).collect()
 }

@@ -40,12 +40,7 @@ impl TcpOrigin {
                 }
             }
         });
-        TcpOrigin {
-            addr,
-            stop,
-            accepted,
-            thread: Some(thread),
-        }
+        TcpOrigin { addr, stop, accepted, thread: Some(thread) }
     }
 
     /// Echo everything until EOF, then close (half-close aware: echoes after the

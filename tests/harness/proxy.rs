@@ -32,14 +32,8 @@ pub fn spawn(yaml: &str, args: &[&str]) -> Proxy {
         .expect("start sluice");
     let log = Arc::new(Mutex::new(Vec::new()));
     for stream in [
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -51,12 +45,7 @@ pub fn spawn(yaml: &str, args: &[&str]) -> Proxy {
             }
         });
     }
-    Proxy {
-        child,
-        log,
-        _dir: dir,
-        config_path,
-    }
+    Proxy { child, log, _dir: dir, config_path }
 }
 
 impl Proxy {
@@ -85,27 +74,16 @@ impl Proxy {
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 std::thread::sleep(Duration::from_millis(50));
-                panic!(
-                    "sluice exited ({status}) before `{needle}`:\n{}",
-                    self.log()
-                );
+                panic!("sluice exited ({status}) before `{needle}`:\n{}", self.log());
             }
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` in the sluice log:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "no `{needle}` in the sluice log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// Send a signal by name (`TERM`, `INT`, `HUP`, `KILL`).
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap();
         assert!(ok.success(), "kill -{sig} failed");
     }
 
@@ -118,11 +96,7 @@ impl Proxy {
                 std::thread::sleep(Duration::from_millis(50));
                 return s;
             }
-            assert!(
-                Instant::now() < deadline,
-                "sluice did not exit in {timeout:?}:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "sluice did not exit in {timeout:?}:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -135,11 +109,7 @@ impl Drop for Proxy {
             let _ = self.child.wait();
         }
         if std::thread::panicking() {
-            let _ = writeln!(
-                std::io::stderr(),
-                "---- sluice log ----\n{}\n--------------------",
-                self.log()
-            );
+            let _ = writeln!(std::io::stderr(), "---- sluice log ----\n{}\n--------------------", self.log());
         }
     }
 }
@@ -152,10 +122,6 @@ pub fn run(args: &[&str], cwd: Option<&Path>) -> (i32, String) {
         cmd.current_dir(d);
     }
     let out = cmd.output().expect("run sluice");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
 }

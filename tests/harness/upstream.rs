@@ -37,10 +37,7 @@ impl Acceptor {
                 }
             }
         });
-        Acceptor {
-            stop,
-            thread: Some(thread),
-        }
+        Acceptor { stop, thread: Some(thread) }
     }
 }
 
@@ -169,12 +166,7 @@ impl HealthServer {
                 }
             }),
         );
-        HealthServer {
-            addr,
-            status,
-            requests,
-            _acceptor: acceptor,
-        }
+        HealthServer { addr, status, requests, _acceptor: acceptor }
     }
 
     pub fn port(&self) -> u16 {

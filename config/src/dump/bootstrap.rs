@@ -6,14 +6,10 @@ use crate::bootstrap::{Admin, Bootstrap};
 
 impl Dump for Bootstrap {
     fn dump(&self) -> Json {
-        Json::obj()
-            .with_opt("admin", self.admin.as_ref().map(Dump::dump))
-            .with(
-                "static_resources",
-                Json::obj()
-                    .with("listeners", list(&self.listeners))
-                    .with("clusters", list(&self.clusters)),
-            )
+        Json::obj().with_opt("admin", self.admin.as_ref().map(Dump::dump)).with(
+            "static_resources",
+            Json::obj().with("listeners", list(&self.listeners)).with("clusters", list(&self.clusters)),
+        )
     }
 }
 
@@ -39,8 +35,6 @@ impl Dump for SocketAddress {
 
 impl Dump for CidrRange {
     fn dump(&self) -> Json {
-        Json::obj()
-            .with("address_prefix", self.address.to_string())
-            .with("prefix_len", self.prefix_len as u32)
+        Json::obj().with("address_prefix", self.address.to_string()).with("prefix_len", self.prefix_len as u32)
     }
 }

@@ -3,8 +3,8 @@
 
 use super::{any, enum_name, list, Dump, Json};
 use crate::cluster::{
-    CircuitBreakers, Cluster, ClusterLoadAssignment, CommonHttpProtocolOptions, HealthCheck,
-    HealthCheckKind, LbEndpoint, LocalityLbEndpoints, OutlierDetection,
+    CircuitBreakers, Cluster, ClusterLoadAssignment, CommonHttpProtocolOptions, HealthCheck, HealthCheckKind,
+    LbEndpoint, LocalityLbEndpoints, OutlierDetection,
 };
 use crate::core::{HeaderValueOption, Int64Range};
 
@@ -17,10 +17,7 @@ impl Dump for Cluster {
             .with("connect_timeout", self.connect_timeout)
             .with("lb_policy", enum_name(self.lb_policy))
             .with("load_assignment", self.load_assignment.dump())
-            .with(
-                "per_connection_buffer_limit_bytes",
-                self.per_connection_buffer_limit_bytes,
-            )
+            .with("per_connection_buffer_limit_bytes", self.per_connection_buffer_limit_bytes)
             .with("dns_lookup_family", enum_name(self.dns_lookup_family))
             .with("dns_refresh_rate", self.dns_refresh_rate)
             .with("respect_dns_ttl", self.respect_dns_ttl)
@@ -28,58 +25,29 @@ impl Dump for Cluster {
             .with(
                 "original_dst_lb_config",
                 Json::obj()
-                    .with(
-                        "use_http_header",
-                        self.original_dst_lb_config.use_http_header,
-                    )
-                    .with(
-                        "http_header_name",
-                        &self.original_dst_lb_config.http_header_name,
-                    )
+                    .with("use_http_header", self.original_dst_lb_config.use_http_header)
+                    .with("http_header_name", &self.original_dst_lb_config.http_header_name)
                     .with_opt(
                         "upstream_port_override",
-                        self.original_dst_lb_config
-                            .upstream_port_override
-                            .map(u32::from),
+                        self.original_dst_lb_config.upstream_port_override.map(u32::from),
                     ),
             )
             .with("circuit_breakers", self.circuit_breakers.dump())
-            .with_opt(
-                "outlier_detection",
-                self.outlier_detection.as_ref().map(Dump::dump),
-            )
+            .with_opt("outlier_detection", self.outlier_detection.as_ref().map(Dump::dump))
             .with("health_checks", list(&self.health_checks))
             .with(
                 "common_lb_config",
-                Json::obj().with(
-                    "healthy_panic_threshold",
-                    Json::obj().with("value", self.healthy_panic_threshold),
-                ),
+                Json::obj().with("healthy_panic_threshold", Json::obj().with("value", self.healthy_panic_threshold)),
             )
             .with(
                 "ring_hash_lb_config",
                 Json::obj()
-                    .with(
-                        "minimum_ring_size",
-                        self.ring_hash_lb_config.minimum_ring_size,
-                    )
-                    .with(
-                        "maximum_ring_size",
-                        self.ring_hash_lb_config.maximum_ring_size,
-                    )
-                    .with(
-                        "hash_function",
-                        enum_name(self.ring_hash_lb_config.hash_function),
-                    ),
+                    .with("minimum_ring_size", self.ring_hash_lb_config.minimum_ring_size)
+                    .with("maximum_ring_size", self.ring_hash_lb_config.maximum_ring_size)
+                    .with("hash_function", enum_name(self.ring_hash_lb_config.hash_function)),
             )
-            .with(
-                "maglev_lb_config",
-                Json::obj().with("table_size", self.maglev_table_size),
-            )
-            .with(
-                "least_request_lb_config",
-                Json::obj().with("choice_count", self.least_request_choice_count),
-            )
+            .with("maglev_lb_config", Json::obj().with("table_size", self.maglev_table_size))
+            .with("least_request_lb_config", Json::obj().with("choice_count", self.least_request_choice_count))
             .with(
                 "typed_extension_protocol_options",
                 Json::obj().with(
@@ -87,14 +55,8 @@ impl Dump for Cluster {
                     any(
                         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                         Json::obj()
-                            .with(
-                                "common_http_protocol_options",
-                                self.http_protocol_options.common.dump(),
-                            )
-                            .with(
-                                "explicit_http_config",
-                                Json::obj().with("http_protocol_options", Json::obj()),
-                            ),
+                            .with("common_http_protocol_options", self.http_protocol_options.common.dump())
+                            .with("explicit_http_config", Json::obj().with("http_protocol_options", Json::obj())),
                     ),
                 ),
             )
@@ -103,34 +65,23 @@ impl Dump for Cluster {
 
 impl Dump for ClusterLoadAssignment {
     fn dump(&self) -> Json {
-        Json::obj()
-            .with("cluster_name", &self.cluster_name)
-            .with("endpoints", list(&self.endpoints))
+        Json::obj().with("cluster_name", &self.cluster_name).with("endpoints", list(&self.endpoints))
     }
 }
 
 impl Dump for LocalityLbEndpoints {
     fn dump(&self) -> Json {
-        Json::obj()
-            .with("priority", self.priority)
-            .with("lb_endpoints", list(&self.lb_endpoints))
+        Json::obj().with("priority", self.priority).with("lb_endpoints", list(&self.lb_endpoints))
     }
 }
 
 impl Dump for LbEndpoint {
     fn dump(&self) -> Json {
-        let mut endpoint = Json::obj()
-            .with("address", self.address.dump())
-            .with("hostname", &self.hostname);
+        let mut endpoint = Json::obj().with("address", self.address.dump()).with("hostname", &self.hostname);
         if let Some(p) = self.health_check_port {
-            endpoint = endpoint.with(
-                "health_check_config",
-                Json::obj().with("port_value", p as u32),
-            );
+            endpoint = endpoint.with("health_check_config", Json::obj().with("port_value", p as u32));
         }
-        Json::obj()
-            .with("endpoint", endpoint)
-            .with("load_balancing_weight", self.load_balancing_weight)
+        Json::obj().with("endpoint", endpoint).with("load_balancing_weight", self.load_balancing_weight)
     }
 }
 
@@ -149,9 +100,7 @@ impl Dump for CircuitBreakers {
         if let Some(m) = self.per_host_max_connections {
             j = j.with(
                 "per_host_thresholds",
-                Json::Arr(vec![Json::obj()
-                    .with("priority", "DEFAULT")
-                    .with("max_connections", m)]),
+                Json::Arr(vec![Json::obj().with("priority", "DEFAULT").with("max_connections", m)]),
             );
         }
         j
@@ -167,65 +116,23 @@ impl Dump for OutlierDetection {
             .with("max_ejection_time", self.max_ejection_time)
             .with("max_ejection_percent", self.max_ejection_percent)
             .with("enforcing_consecutive_5xx", self.enforcing_consecutive_5xx)
-            .with(
-                "consecutive_gateway_failure",
-                self.consecutive_gateway_failure,
-            )
-            .with(
-                "enforcing_consecutive_gateway_failure",
-                self.enforcing_consecutive_gateway_failure,
-            )
-            .with(
-                "success_rate_minimum_hosts",
-                self.success_rate_minimum_hosts,
-            )
-            .with(
-                "success_rate_request_volume",
-                self.success_rate_request_volume,
-            )
+            .with("consecutive_gateway_failure", self.consecutive_gateway_failure)
+            .with("enforcing_consecutive_gateway_failure", self.enforcing_consecutive_gateway_failure)
+            .with("success_rate_minimum_hosts", self.success_rate_minimum_hosts)
+            .with("success_rate_request_volume", self.success_rate_request_volume)
             .with("success_rate_stdev_factor", self.success_rate_stdev_factor)
             .with("enforcing_success_rate", self.enforcing_success_rate)
-            .with(
-                "failure_percentage_threshold",
-                self.failure_percentage_threshold,
-            )
-            .with(
-                "enforcing_failure_percentage",
-                self.enforcing_failure_percentage,
-            )
-            .with(
-                "enforcing_failure_percentage_local_origin",
-                self.enforcing_failure_percentage_local_origin,
-            )
-            .with(
-                "failure_percentage_minimum_hosts",
-                self.failure_percentage_minimum_hosts,
-            )
-            .with(
-                "failure_percentage_request_volume",
-                self.failure_percentage_request_volume,
-            )
-            .with(
-                "split_external_local_origin_errors",
-                self.split_external_local_origin_errors,
-            )
-            .with(
-                "consecutive_local_origin_failure",
-                self.consecutive_local_origin_failure,
-            )
-            .with(
-                "enforcing_consecutive_local_origin_failure",
-                self.enforcing_consecutive_local_origin_failure,
-            )
-            .with(
-                "enforcing_local_origin_success_rate",
-                self.enforcing_local_origin_success_rate,
-            )
+            .with("failure_percentage_threshold", self.failure_percentage_threshold)
+            .with("enforcing_failure_percentage", self.enforcing_failure_percentage)
+            .with("enforcing_failure_percentage_local_origin", self.enforcing_failure_percentage_local_origin)
+            .with("failure_percentage_minimum_hosts", self.failure_percentage_minimum_hosts)
+            .with("failure_percentage_request_volume", self.failure_percentage_request_volume)
+            .with("split_external_local_origin_errors", self.split_external_local_origin_errors)
+            .with("consecutive_local_origin_failure", self.consecutive_local_origin_failure)
+            .with("enforcing_consecutive_local_origin_failure", self.enforcing_consecutive_local_origin_failure)
+            .with("enforcing_local_origin_success_rate", self.enforcing_local_origin_success_rate)
             .with("max_ejection_time_jitter", self.max_ejection_time_jitter)
-            .with(
-                "successful_active_health_check_uneject_host",
-                self.successful_active_health_check_uneject_host,
-            )
+            .with("successful_active_health_check_uneject_host", self.successful_active_health_check_uneject_host)
             .with("always_eject_one_host", self.always_eject_one_host)
     }
 }
@@ -239,12 +146,7 @@ impl Dump for Int64Range {
 impl Dump for HeaderValueOption {
     fn dump(&self) -> Json {
         Json::obj()
-            .with(
-                "header",
-                Json::obj()
-                    .with("key", &self.key)
-                    .with("value", &self.value),
-            )
+            .with("header", Json::obj().with("key", &self.key).with("value", &self.value))
             .with("append_action", enum_name(self.append_action))
             .with("keep_empty_value", self.keep_empty_value)
     }
@@ -266,17 +168,11 @@ impl Dump for HealthCheck {
             .with("healthy_threshold", self.healthy_threshold)
             .with("reuse_connection", self.reuse_connection)
             .with("no_traffic_interval", self.no_traffic_interval)
-            .with_opt(
-                "no_traffic_healthy_interval",
-                self.no_traffic_healthy_interval,
-            )
+            .with_opt("no_traffic_healthy_interval", self.no_traffic_healthy_interval)
             .with("unhealthy_interval", self.unhealthy_interval)
             .with("unhealthy_edge_interval", self.unhealthy_edge_interval)
             .with("healthy_edge_interval", self.healthy_edge_interval)
-            .with(
-                "always_log_health_check_failures",
-                self.always_log_health_check_failures,
-            );
+            .with("always_log_health_check_failures", self.always_log_health_check_failures);
         match &self.kind {
             HealthCheckKind::Http(h) => j.with(
                 "http_health_check",
@@ -286,25 +182,15 @@ impl Dump for HealthCheck {
                     .with("method", &h.method)
                     .with("expected_statuses", list(&h.expected_statuses))
                     .with("request_headers_to_add", list(&h.request_headers_to_add))
-                    .with(
-                        "request_headers_to_remove",
-                        h.request_headers_to_remove.clone(),
-                    ),
+                    .with("request_headers_to_remove", h.request_headers_to_remove.clone()),
             ),
             HealthCheckKind::Tcp(t) => {
                 let mut tcp = Json::obj();
                 if !t.send.is_empty() {
                     tcp = tcp.with("send", Json::obj().with("text", hex(&t.send)));
                 }
-                tcp = tcp.with(
-                    "receive",
-                    Json::Arr(
-                        t.receive
-                            .iter()
-                            .map(|r| Json::obj().with("text", hex(r)))
-                            .collect(),
-                    ),
-                );
+                tcp = tcp
+                    .with("receive", Json::Arr(t.receive.iter().map(|r| Json::obj().with("text", hex(r))).collect()));
                 j.with("tcp_health_check", tcp)
             }
         }
@@ -318,13 +204,7 @@ impl Dump for CommonHttpProtocolOptions {
             .with_opt("max_connection_duration", self.max_connection_duration)
             .with("max_headers_count", self.max_headers_count)
             .with_opt("max_stream_duration", self.max_stream_duration)
-            .with(
-                "headers_with_underscores_action",
-                enum_name(self.headers_with_underscores_action),
-            )
-            .with_opt(
-                "max_requests_per_connection",
-                self.max_requests_per_connection,
-            )
+            .with("headers_with_underscores_action", enum_name(self.headers_with_underscores_action))
+            .with_opt("max_requests_per_connection", self.max_requests_per_connection)
     }
 }

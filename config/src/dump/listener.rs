@@ -2,8 +2,7 @@
 
 use super::{any, enum_name, list, Dump, Json};
 use crate::listener::{
-    FilterChain, FilterChainMatch, Listener, ListenerFilter, ListenerFilterKind, NetworkFilter,
-    NetworkFilterKind,
+    FilterChain, FilterChainMatch, Listener, ListenerFilter, ListenerFilterKind, NetworkFilter, NetworkFilterKind,
 };
 use crate::tcp_proxy::{TcpProxy, TcpProxyCluster};
 
@@ -15,40 +14,23 @@ impl Dump for Listener {
             .with_opt("stat_prefix", self.stat_prefix.as_ref())
             .with("use_original_dst", self.use_original_dst)
             .with("bind_to_port", self.bind_to_port)
-            .with(
-                "per_connection_buffer_limit_bytes",
-                self.per_connection_buffer_limit_bytes,
-            )
+            .with("per_connection_buffer_limit_bytes", self.per_connection_buffer_limit_bytes)
             .with("listener_filters", list(&self.listener_filters))
             .with("listener_filters_timeout", self.listener_filters_timeout)
-            .with(
-                "continue_on_listener_filters_timeout",
-                self.continue_on_listener_filters_timeout,
-            )
+            .with("continue_on_listener_filters_timeout", self.continue_on_listener_filters_timeout)
             .with("filter_chains", list(&self.filter_chains))
-            .with_opt(
-                "default_filter_chain",
-                self.default_filter_chain.as_ref().map(Dump::dump),
-            )
+            .with_opt("default_filter_chain", self.default_filter_chain.as_ref().map(Dump::dump))
     }
 }
 
 impl Dump for ListenerFilter {
     fn dump(&self) -> Json {
         let type_name = match self.kind {
-            ListenerFilterKind::OriginalDst => {
-                "envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
-            }
-            ListenerFilterKind::TlsInspector => {
-                "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
-            }
-            ListenerFilterKind::HttpInspector => {
-                "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"
-            }
+            ListenerFilterKind::OriginalDst => "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
+            ListenerFilterKind::TlsInspector => "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+            ListenerFilterKind::HttpInspector => "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
         };
-        Json::obj()
-            .with("name", &self.name)
-            .with("typed_config", any(type_name, Json::obj()))
+        Json::obj().with("name", &self.name).with("typed_config", any(type_name, Json::obj()))
     }
 }
 
@@ -69,37 +51,22 @@ impl Dump for FilterChainMatch {
             .with("server_names", self.server_names.clone())
             .with("transport_protocol", &self.transport_protocol)
             .with("application_protocols", self.application_protocols.clone())
-            .with(
-                "direct_source_prefix_ranges",
-                list(&self.direct_source_prefix_ranges),
-            )
+            .with("direct_source_prefix_ranges", list(&self.direct_source_prefix_ranges))
             .with("source_type", enum_name(self.source_type))
             .with("source_prefix_ranges", list(&self.source_prefix_ranges))
-            .with(
-                "source_ports",
-                self.source_ports
-                    .iter()
-                    .map(|p| *p as u32)
-                    .collect::<Vec<_>>(),
-            )
+            .with("source_ports", self.source_ports.iter().map(|p| *p as u32).collect::<Vec<_>>())
     }
 }
 
 impl Dump for NetworkFilter {
     fn dump(&self) -> Json {
         let typed = match &self.kind {
-            NetworkFilterKind::TcpProxy(tp) => any(
-                "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-                tp.dump(),
-            ),
-            NetworkFilterKind::HttpConnectionManager(hcm) => any(
-                "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                hcm.dump(),
-            ),
+            NetworkFilterKind::TcpProxy(tp) => any("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", tp.dump()),
+            NetworkFilterKind::HttpConnectionManager(hcm) => {
+                any("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", hcm.dump())
+            }
         };
-        Json::obj()
-            .with("name", &self.name)
-            .with("typed_config", typed)
+        Json::obj().with("name", &self.name).with("typed_config", typed)
     }
 }
 
@@ -112,19 +79,12 @@ impl Dump for TcpProxy {
                 "weighted_clusters",
                 Json::obj().with(
                     "clusters",
-                    Json::Arr(
-                        w.iter()
-                            .map(|c| Json::obj().with("name", &c.name).with("weight", c.weight))
-                            .collect(),
-                    ),
+                    Json::Arr(w.iter().map(|c| Json::obj().with("name", &c.name).with("weight", c.weight)).collect()),
                 ),
             ),
         };
         j.with("idle_timeout", self.idle_timeout.unwrap_or_default())
             .with("max_connect_attempts", self.max_connect_attempts)
-            .with_opt(
-                "max_downstream_connection_duration",
-                self.max_downstream_connection_duration,
-            )
+            .with_opt("max_downstream_connection_duration", self.max_downstream_connection_duration)
     }
 }

@@ -51,22 +51,16 @@ impl Json {
         match &n.value {
             Value::Null => Json::Null,
             Value::Scalar { text, quoted: true } => Json::Str(text.clone()),
-            Value::Scalar {
-                text,
-                quoted: false,
-            } => match text.as_str() {
+            Value::Scalar { text, quoted: false } => match text.as_str() {
                 "true" => Json::Bool(true),
                 "false" => Json::Bool(false),
                 t if t.parse::<f64>().is_ok() => Json::Num(t.to_string()),
                 t => Json::Str(t.to_string()),
             },
             Value::Seq(items) => Json::Arr(items.iter().map(Json::from_node).collect()),
-            Value::Map(entries) => Json::Obj(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.name.clone(), Json::from_node(v)))
-                    .collect(),
-            ),
+            Value::Map(entries) => {
+                Json::Obj(entries.iter().map(|(k, v)| (k.name.clone(), Json::from_node(v))).collect())
+            }
         }
     }
 
@@ -202,10 +196,7 @@ pub fn enum_name<E: ProtoEnum + PartialEq>(e: E) -> Json {
 
 /// A typed config (`google.protobuf.Any`): `@type` first, then the message fields.
 pub fn any(type_name: &str, message: Json) -> Json {
-    let mut fields = vec![(
-        "@type".to_string(),
-        Json::Str(format!("type.googleapis.com/{type_name}")),
-    )];
+    let mut fields = vec![("@type".to_string(), Json::Str(format!("type.googleapis.com/{type_name}")))];
     if let Json::Obj(f) = message {
         fields.extend(f);
     }
@@ -232,10 +223,7 @@ pub fn list<'a, T: Dump + 'a>(items: impl IntoIterator<Item = &'a T>) -> Json {
 pub fn config_dump(b: &crate::Bootstrap) -> String {
     let dump = Json::obj().with(
         "configs",
-        Json::Arr(vec![any(
-            "envoy.admin.v3.BootstrapConfigDump",
-            Json::obj().with("bootstrap", b.dump()),
-        )]),
+        Json::Arr(vec![any("envoy.admin.v3.BootstrapConfigDump", Json::obj().with("bootstrap", b.dump()))]),
     );
     dump.render()
 }

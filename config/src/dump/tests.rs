@@ -5,15 +5,9 @@ use crate::load_str;
 fn bootstrap_of(dump: &str) -> String {
     // The dump wraps the bootstrap in Envoy's ConfigDump; take it back out.
     let node = crate::node::parse(dump).unwrap();
-    let crate::node::Value::Map(top) = &node.value else {
-        panic!()
-    };
-    let crate::node::Value::Seq(configs) = &top[0].1.value else {
-        panic!()
-    };
-    let crate::node::Value::Map(first) = &configs[0].value else {
-        panic!()
-    };
+    let crate::node::Value::Map(top) = &node.value else { panic!() };
+    let crate::node::Value::Seq(configs) = &top[0].1.value else { panic!() };
+    let crate::node::Value::Map(first) = &configs[0].value else { panic!() };
     let bootstrap = first.iter().find(|(k, _)| k.name == "bootstrap").unwrap();
     super::Json::from_node(&bootstrap.1).render()
 }
@@ -46,17 +40,8 @@ static_resources:
 "#;
     let first = load_str(yaml).unwrap().bootstrap;
     let dump = super::config_dump(&first);
-    let again = load_str(&bootstrap_of(&dump))
-        .unwrap_or_else(|e| panic!("dump does not load: {e}\n{dump}"))
-        .bootstrap;
-    assert_eq!(
-        super::config_dump(&again),
-        dump,
-        "dump is stable through a reload"
-    );
-    assert_eq!(
-        again.clusters[0].connect_timeout,
-        first.clusters[0].connect_timeout
-    );
+    let again = load_str(&bootstrap_of(&dump)).unwrap_or_else(|e| panic!("dump does not load: {e}\n{dump}")).bootstrap;
+    assert_eq!(super::config_dump(&again), dump, "dump is stable through a reload");
+    assert_eq!(again.clusters[0].connect_timeout, first.clusters[0].connect_timeout);
     assert_eq!(again.listeners[0].filter_chains.len(), 1);
 }

@@ -32,22 +32,8 @@ impl RouterFilter {
         let strict: Vec<String> = f.list(d, "strict_check_headers");
         let strict_path = f.field_path("strict_check_headers");
         let line = f.line();
-        f.ignored(
-            d,
-            &[
-                "dynamic_stats",
-                "start_child_span",
-                "upstream_log",
-                "upstream_log_options",
-            ],
-        );
-        f.unsupported(
-            d,
-            &[
-                "suppress_grpc_request_failure_code_stats",
-                "upstream_http_filters",
-            ],
-        );
+        f.ignored(d, &["dynamic_stats", "start_child_span", "upstream_log", "upstream_log_options"]);
+        f.unsupported(d, &["suppress_grpc_request_failure_code_stats", "upstream_http_filters"]);
         f.finish(d);
         let mut strict_check_headers = Vec::with_capacity(strict.len());
         for (i, h) in strict.into_iter().enumerate() {
@@ -62,11 +48,7 @@ impl RouterFilter {
                 );
             }
         }
-        Some(RouterFilter {
-            suppress_envoy_headers,
-            respect_expected_rq_timeout,
-            strict_check_headers,
-        })
+        Some(RouterFilter { suppress_envoy_headers, respect_expected_rq_timeout, strict_check_headers })
     }
 }
 
@@ -117,20 +99,10 @@ impl Decode for HttpFilter {
         f.finish(d);
         let name = name?;
         if name.is_empty() {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.name"),
-                line,
-                "must not be empty",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.name"), line, "must not be empty");
         }
         let Some(tc) = tc else {
-            d.error(
-                ErrorKind::Missing,
-                &tc_path,
-                line,
-                "an HTTP filter needs a typed_config with an `@type`",
-            );
+            d.error(ErrorKind::Missing, &tc_path, line, "an HTTP filter needs a typed_config with an `@type`");
             return None;
         };
         let t = typed_config(d, tc, &tc_path)?;
@@ -147,11 +119,7 @@ impl Decode for HttpFilter {
                 return None;
             }
         };
-        Some(HttpFilter {
-            name,
-            kind,
-            disabled,
-        })
+        Some(HttpFilter { name, kind, disabled })
     }
 }
 

@@ -43,10 +43,7 @@ fn hcm(text: &str) -> HttpConnectionManager {
 }
 
 fn load_err(text: &str) -> String {
-    crate::load_str(text)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_else(|| panic!("should fail:\n{text}"))
+    crate::load_str(text).err().map(|e| e.to_string()).unwrap_or_else(|| panic!("should fail:\n{text}"))
 }
 
 #[test]
@@ -57,16 +54,9 @@ fn hcm_defaults() {
     assert_eq!(h.http_protocol_options, Http1ProtocolOptions::default());
     assert!(!h.http_protocol_options.accept_http_10);
     assert_eq!(h.http_protocol_options.allow_absolute_url, None);
-    assert_eq!(
-        h.common_http_protocol_options.idle_timeout,
-        Some(Duration::from_secs(3600))
-    );
+    assert_eq!(h.common_http_protocol_options.idle_timeout, Some(Duration::from_secs(3600)));
     assert_eq!(h.common_http_protocol_options.max_headers_count, 100);
-    assert_eq!(
-        h.common_http_protocol_options
-            .headers_with_underscores_action,
-        HeadersWithUnderscoresAction::Allow
-    );
+    assert_eq!(h.common_http_protocol_options.headers_with_underscores_action, HeadersWithUnderscoresAction::Allow);
     assert_eq!(h.stream_idle_timeout, Some(Duration::from_secs(300)));
     assert_eq!(h.request_timeout, None);
     assert_eq!(h.request_headers_timeout, None);
@@ -74,27 +64,17 @@ fn hcm_defaults() {
     assert_eq!(h.delayed_close_timeout, Some(Duration::from_millis(1000)));
     assert_eq!(h.max_request_headers_kb, 60);
     assert_eq!(h.server_name, "envoy");
-    assert_eq!(
-        h.server_header_transformation,
-        ServerHeaderTransformation::Overwrite
-    );
+    assert_eq!(h.server_header_transformation, ServerHeaderTransformation::Overwrite);
     assert!(!h.use_remote_address && !h.skip_xff_append);
     assert_eq!(h.xff_num_trusted_hops, 0);
     assert_eq!(h.via, "");
     assert!(h.generate_request_id);
     assert!(!h.normalize_path && !h.merge_slashes);
-    assert_eq!(
-        h.path_with_escaped_slashes_action,
-        PathWithEscapedSlashesAction::ImplementationSpecificDefault
-    );
+    assert_eq!(h.path_with_escaped_slashes_action, PathWithEscapedSlashesAction::ImplementationSpecificDefault);
     assert_eq!(h.strip_port_mode, StripPortMode::None);
     assert!(!h.stream_error_on_invalid_http_message);
     let r = h.router().unwrap();
-    assert!(
-        !r.suppress_envoy_headers
-            && !r.respect_expected_rq_timeout
-            && r.strict_check_headers.is_empty()
-    );
+    assert!(!r.suppress_envoy_headers && !r.respect_expected_rq_timeout && r.strict_check_headers.is_empty());
 }
 
 #[test]
@@ -115,50 +95,31 @@ fn hcm_camel_case_fields() {
     assert_eq!(h.delayed_close_timeout, None);
     assert_eq!(h.max_request_headers_kb, 96);
     assert_eq!(h.server_name, "sluice");
-    assert_eq!(
-        h.server_header_transformation,
-        ServerHeaderTransformation::PassThrough
-    );
+    assert_eq!(h.server_header_transformation, ServerHeaderTransformation::PassThrough);
     assert!(h.use_remote_address && h.skip_xff_append && !h.generate_request_id);
     assert_eq!(h.xff_num_trusted_hops, 2);
     assert_eq!(h.via, "sluice-1");
     assert!(h.normalize_path && h.merge_slashes && h.stream_error_on_invalid_http_message);
-    assert_eq!(
-        h.path_with_escaped_slashes_action,
-        PathWithEscapedSlashesAction::RejectRequest
-    );
+    assert_eq!(h.path_with_escaped_slashes_action, PathWithEscapedSlashesAction::RejectRequest);
     assert_eq!(h.strip_port_mode, StripPortMode::Any);
-    assert_eq!(
-        hcm(&minimal("          strip_matching_host_port: true\n")).strip_port_mode,
-        StripPortMode::Matching
-    );
+    assert_eq!(hcm(&minimal("          strip_matching_host_port: true\n")).strip_port_mode, StripPortMode::Matching);
 }
 
 #[test]
 fn hcm_errors() {
-    let e = load_err(&bootstrap("          stat_prefix: s\n          rds: {route_config_name: r}\n          http_filters: []\n"));
-    assert!(
-        e.contains("rds (route discovery over xDS) is not supported"),
-        "{e}"
-    );
-    let e = load_err(&bootstrap(&format!(
-        "          stat_prefix: s\n          http_filters: [{ROUTER}]\n"
-    )));
-    assert!(
-        e.contains("typed_config.route_config") && e.contains("required"),
-        "{e}"
-    );
+    let e = load_err(&bootstrap(
+        "          stat_prefix: s\n          rds: {route_config_name: r}\n          http_filters: []\n",
+    ));
+    assert!(e.contains("rds (route discovery over xDS) is not supported"), "{e}");
+    let e = load_err(&bootstrap(&format!("          stat_prefix: s\n          http_filters: [{ROUTER}]\n")));
+    assert!(e.contains("typed_config.route_config") && e.contains("required"), "{e}");
     let e = load_err(&minimal("          max_request_headers_kb: 9000\n"));
     assert!(e.contains("1..=8192"), "{e}");
-    let e = load_err(&minimal(
-        "          strip_any_host_port: true\n          strip_matching_host_port: true\n",
-    ));
+    let e = load_err(&minimal("          strip_any_host_port: true\n          strip_matching_host_port: true\n"));
     assert!(e.contains("only one of `strip_matching_host_port`"), "{e}");
     let e = load_err(&minimal("          codec_type: HTTP3\n"));
     assert!(e.contains("HTTP3"), "{e}");
-    let e = load_err(&minimal(
-        "          upgrade_configs: [{upgrade_type: websocket}]\n",
-    ));
+    let e = load_err(&minimal("          upgrade_configs: [{upgrade_type: websocket}]\n"));
     assert!(e.contains("upgrade_configs"), "{e}");
     let e = load_err(&minimal("          scoped_routes: {}\n"));
     assert!(e.contains("unsupported field `scoped_routes`"), "{e}");
@@ -166,40 +127,25 @@ fn hcm_errors() {
 
 #[test]
 fn hcm_ignored_fields_warn() {
-    let loaded = crate::load_str(&minimal(
-        "          add_user_agent: true\n          access_log: []\n",
-    ))
-    .unwrap();
-    assert!(loaded
-        .warnings
-        .iter()
-        .any(|w| w.path.ends_with("add_user_agent")));
+    let loaded = crate::load_str(&minimal("          add_user_agent: true\n          access_log: []\n")).unwrap();
+    assert!(loaded.warnings.iter().any(|w| w.path.ends_with("add_user_agent")));
 }
 
 #[test]
 fn http_filter_order() {
     let fault = "{name: f, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, abort: {http_status: 503, percentage: {numerator: 100}}}}";
     let rc = "          stat_prefix: s\n          route_config: {virtual_hosts: []}\n";
-    let e = load_err(&bootstrap(&format!(
-        "{rc}          http_filters: [{ROUTER}, {fault}]\n"
-    )));
+    let e = load_err(&bootstrap(&format!("{rc}          http_filters: [{ROUTER}, {fault}]\n")));
     assert!(e.contains("terminal filter named envoy.filters.http.router of type envoy.extensions.filters.http.router.v3.Router must be the last filter"), "{e}");
     assert!(e.contains("non-terminal filter named f"), "{e}");
     let e = load_err(&bootstrap(&format!("{rc}          http_filters: []\n")));
     assert!(e.contains("http_filters is empty"), "{e}");
     let e = load_err(&bootstrap(&format!("{rc}          http_filters: [{{name: x, typed_config: {{'@type': type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors}}}}, {ROUTER}]\n")));
-    assert!(
-        e.contains("unsupported HTTP filter type `envoy.extensions.filters.http.cors.v3.Cors`"),
-        "{e}"
-    );
-    let e = load_err(&bootstrap(&format!(
-        "{rc}          http_filters: [{{name: x}}]\n"
-    )));
+    assert!(e.contains("unsupported HTTP filter type `envoy.extensions.filters.http.cors.v3.Cors`"), "{e}");
+    let e = load_err(&bootstrap(&format!("{rc}          http_filters: [{{name: x}}]\n")));
     assert!(e.contains("needs a typed_config"), "{e}");
     let disabled = "{name: r, disabled: true, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}";
-    let e = load_err(&bootstrap(&format!(
-        "{rc}          http_filters: [{disabled}]\n"
-    )));
+    let e = load_err(&bootstrap(&format!("{rc}          http_filters: [{disabled}]\n")));
     assert!(e.contains("may not be disabled"), "{e}");
     // Selection is by type URL; the name is a free label.
     let h = hcm(&bootstrap(&format!("{rc}          http_filters: [{fault}, {{name: envoy.router, typed_config: {{'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router, suppressEnvoyHeaders: true, strictCheckHeaders: [x-envoy-max-retries]}}}}]\n")));
@@ -220,74 +166,46 @@ fn fault_filter_defaults_and_fields() {
         ))
     };
     let h = hcm(&fault("              delay: {fixed_delay: 2s}\n"));
-    let HttpFilterKind::Fault(f) = &h.http_filters[0].kind else {
-        panic!()
-    };
+    let HttpFilterKind::Fault(f) = &h.http_filters[0].kind else { panic!() };
     let d = f.delay.unwrap();
     assert_eq!(d.kind, FaultDelayKind::Fixed(Duration::from_secs(2)));
-    assert_eq!(
-        d.percentage,
-        FractionalPercent {
-            numerator: 0,
-            denominator: Denominator::Hundred
-        }
-    );
+    assert_eq!(d.percentage, FractionalPercent { numerator: 0, denominator: Denominator::Hundred });
     assert!(f.abort.is_none() && f.headers.is_empty() && f.downstream_nodes.is_empty());
     assert_eq!(f.upstream_cluster, None);
     assert_eq!(f.max_active_faults, None);
 
     let h = hcm(&fault("              abort: {httpStatus: 503, percentage: {numerator: 50, denominator: MILLION}}\n              delay: {headerDelay: {}, percentage: {numerator: 100}}\n              upstreamCluster: web\n              headers: [{name: x-fault}]\n              downstreamNodes: [n1]\n              maxActiveFaults: 3\n"));
-    let HttpFilterKind::Fault(f) = &h.http_filters[0].kind else {
-        panic!()
-    };
+    let HttpFilterKind::Fault(f) = &h.http_filters[0].kind else { panic!() };
     let a = f.abort.unwrap();
     assert_eq!(a.kind, FaultAbortKind::HttpStatus(503));
-    assert_eq!(
-        a.percentage,
-        FractionalPercent {
-            numerator: 50,
-            denominator: Denominator::Million
-        }
-    );
+    assert_eq!(a.percentage, FractionalPercent { numerator: 50, denominator: Denominator::Million });
     assert_eq!(f.delay.unwrap().kind, FaultDelayKind::Header);
     assert_eq!(f.upstream_cluster.as_deref(), Some("web"));
     assert_eq!(f.headers[0].name, "x-fault");
     assert_eq!(f.downstream_nodes, vec!["n1"]);
     assert_eq!(f.max_active_faults, Some(3));
     let h = hcm(&fault("              abort: {grpc_status: 14}\n"));
-    let HttpFilterKind::Fault(f) = &h.http_filters[0].kind else {
-        panic!()
-    };
+    let HttpFilterKind::Fault(f) = &h.http_filters[0].kind else { panic!() };
     assert_eq!(f.abort.unwrap().kind, FaultAbortKind::GrpcStatus(14));
     let h = hcm(&fault("              abort: {header_abort: {}}\n"));
-    let HttpFilterKind::Fault(f) = &h.http_filters[0].kind else {
-        panic!()
-    };
+    let HttpFilterKind::Fault(f) = &h.http_filters[0].kind else { panic!() };
     assert_eq!(f.abort.unwrap().kind, FaultAbortKind::Header);
 
     assert!(load_err(&fault("              delay: {}\n")).contains("fixed_delay"));
     assert!(load_err(&fault("              delay: {fixed_delay: 0s}\n")).contains("greater than 0"));
     assert!(load_err(&fault("              abort: {http_status: 700}\n")).contains("200..=599"));
-    assert!(load_err(&fault(
-        "              abort: {http_status: 500, grpc_status: 1}\n"
-    ))
-    .contains("exactly one"));
-    let loaded = crate::load_str(&fault(
-        "              abort: {http_status: 500}\n              abort_percent_runtime: x\n",
-    ))
-    .unwrap();
-    assert!(loaded
-        .warnings
-        .iter()
-        .any(|w| w.path.ends_with("abort_percent_runtime")));
+    assert!(load_err(&fault("              abort: {http_status: 500, grpc_status: 1}\n")).contains("exactly one"));
+    let loaded =
+        crate::load_str(&fault("              abort: {http_status: 500}\n              abort_percent_runtime: x\n"))
+            .unwrap();
+    assert!(loaded.warnings.iter().any(|w| w.path.ends_with("abort_percent_runtime")));
 }
 
 #[test]
 fn validate_clusters() {
     let text = bootstrap("          stat_prefix: s\n          route_config:\n            request_mirror_policies: [{cluster: nope0}]\n            virtual_hosts:\n            - name: vh\n              domains: ['*']\n              routes:\n              - match: {prefix: /a}\n                route: {cluster: nope1}\n              - match: {prefix: /b}\n              \n                route: {weighted_clusters: {clusters: [{name: web, weight: 1}, {name: nope2, weight: 1}]}}\n              - match: {prefix: /c}\n                route: {cluster: web, request_mirror_policies: [{cluster: nope3}]}\n              - match: {prefix: /d}\n                route: {cluster_header: x-c}\n          http_filters: [{name: r, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]\n");
     let e = load_err(&text);
-    let base =
-        "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config";
+    let base = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config";
     assert!(
         e.contains(&format!("{base}.request_mirror_policies[0].cluster"))
             && e.contains("unknown shadow cluster 'nope0'"),
@@ -298,18 +216,10 @@ fn validate_clusters() {
             && e.contains("route: unknown cluster 'nope1'"),
         "{e}"
     );
-    assert!(
-        e.contains(&format!(
-            "{base}.virtual_hosts[0].routes[1].route.weighted_clusters.clusters[1].name"
-        )),
-        "{e}"
-    );
+    assert!(e.contains(&format!("{base}.virtual_hosts[0].routes[1].route.weighted_clusters.clusters[1].name")), "{e}");
     assert!(e.contains("'nope3'"), "{e}");
     assert!(!e.contains("x-c"), "{e}");
     // validate_clusters: false defers unknown clusters to request time.
-    let text = text.replace(
-        "route_config:\n",
-        "route_config:\n            validate_clusters: false\n",
-    );
+    let text = text.replace("route_config:\n", "route_config:\n            validate_clusters: false\n");
     assert!(crate::load_str(&text).is_ok());
 }

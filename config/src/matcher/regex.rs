@@ -19,10 +19,7 @@ impl FullRegex {
     pub fn new(pattern: &str) -> Result<Self, String> {
         let anchored = format!("^(?:{pattern})$");
         let compiled = regex::bytes::Regex::new(&anchored).map_err(|e| regex_error(&e))?;
-        Ok(FullRegex {
-            pattern: pattern.to_string(),
-            compiled,
-        })
+        Ok(FullRegex { pattern: pattern.to_string(), compiled })
     }
 
     /// The pattern as written in the config.
@@ -46,11 +43,7 @@ fn regex_error(e: &regex::Error) -> String {
     // The regex crate's messages span several lines with a caret diagram; keep them
     // readable on one config-error line.
     let text = e.to_string();
-    let detail: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let detail: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     format!("invalid regex: {}", detail.join(" "))
 }
 
@@ -104,11 +97,7 @@ impl RegexRewrite {
     pub fn new(pattern: &str, substitution: &str) -> Result<Self, String> {
         let compiled = regex::Regex::new(pattern).map_err(|e| regex_error(&e))?;
         let pieces = parse_rewrite(substitution, compiled.captures_len() - 1)?;
-        Ok(RegexRewrite {
-            pattern: compiled,
-            substitution: substitution.to_string(),
-            pieces,
-        })
+        Ok(RegexRewrite { pattern: compiled, substitution: substitution.to_string(), pieces })
     }
 
     pub fn pattern(&self) -> &str {
@@ -174,11 +163,7 @@ fn parse_rewrite(s: &str, groups: usize) -> Result<Vec<RewritePiece>, String> {
                 }
                 pieces.push(RewritePiece::Group(g));
             }
-            _ => {
-                return Err(format!(
-                    "invalid substitution `{s}`: `\\` must be followed by a digit or `\\`"
-                ))
-            }
+            _ => return Err(format!("invalid substitution `{s}`: `\\` must be followed by a digit or `\\`")),
         }
     }
     if !lit.is_empty() {
@@ -193,12 +178,7 @@ impl Decode for RegexRewrite {
         let pattern = match f.take("pattern") {
             Some(n) => decode_regex_pattern(d, n, &f.field_path("pattern")),
             None => {
-                d.error(
-                    ErrorKind::Missing,
-                    &f.field_path("pattern"),
-                    f.line(),
-                    "required field is missing",
-                );
+                d.error(ErrorKind::Missing, &f.field_path("pattern"), f.line(), "required field is missing");
                 None
             }
         };

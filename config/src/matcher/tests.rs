@@ -18,11 +18,7 @@ fn ok<T: Decode>(yaml: &str) -> T {
 fn err<T: Decode + std::fmt::Debug>(yaml: &str) -> String {
     let (_, d) = decode::<T>(yaml);
     assert!(!d.errors.is_empty(), "{yaml} should fail");
-    d.errors
-        .iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
+    d.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
 }
 
 #[test]
@@ -46,15 +42,9 @@ fn string_matcher_kinds() {
 fn string_matcher_errors() {
     assert!(err::<StringMatcher>("{exact: a, prefix: b}").contains("set only one"));
     assert!(err::<StringMatcher>("prefix: ''").contains("must not be empty"));
-    assert!(
-        err::<StringMatcher>("{safe_regex: {regex: a}, ignore_case: true}")
-            .contains("ignore_case has no effect")
-    );
+    assert!(err::<StringMatcher>("{safe_regex: {regex: a}, ignore_case: true}").contains("ignore_case has no effect"));
     let e = err::<StringMatcher>("safe_regex: {regex: '(a'}");
-    assert!(
-        e.contains("m.safe_regex.regex") && e.contains("invalid regex"),
-        "{e}"
-    );
+    assert!(e.contains("m.safe_regex.regex") && e.contains("invalid regex"), "{e}");
     assert!(err::<StringMatcher>("{}").contains("needs one of"));
 }
 
@@ -73,12 +63,7 @@ fn header_matcher_defaults_and_specifiers() {
     assert!(m.matches(Some(b"anything")) && !m.matches(None));
 
     let m: HeaderMatcher = ok("{name: a, range_match: {start: -10, end: 10}}");
-    assert!(
-        m.matches(Some(b"-10"))
-            && m.matches(Some(b" 9 "))
-            && !m.matches(Some(b"10"))
-            && !m.matches(Some(b"x"))
-    );
+    assert!(m.matches(Some(b"-10")) && m.matches(Some(b" 9 ")) && !m.matches(Some(b"10")) && !m.matches(Some(b"x")));
 
     let m: HeaderMatcher = ok("{name: a, prefix_match: ab, invertMatch: true}");
     assert!(!m.matches(Some(b"abc")) && m.matches(Some(b"xbc")));
@@ -106,26 +91,20 @@ fn header_matcher_presence_rules() {
 
 #[test]
 fn treat_missing_header_as_empty() {
-    let m: HeaderMatcher =
-        ok("{name: a, string_match: {exact: ''}, treat_missing_header_as_empty: true}");
+    let m: HeaderMatcher = ok("{name: a, string_match: {exact: ''}, treat_missing_header_as_empty: true}");
     assert!(m.matches(None));
-    let m: HeaderMatcher = ok("{name: a, string_match: {prefix: x}, treat_missing_header_as_empty: true, invert_match: true}");
+    let m: HeaderMatcher =
+        ok("{name: a, string_match: {prefix: x}, treat_missing_header_as_empty: true, invert_match: true}");
     assert!(m.matches(None));
 }
 
 #[test]
 fn header_matcher_errors() {
-    assert!(
-        err::<HeaderMatcher>("{name: a, exact_match: x, present_match: true}")
-            .contains("set only one")
-    );
+    assert!(err::<HeaderMatcher>("{name: a, exact_match: x, present_match: true}").contains("set only one"));
     assert!(err::<HeaderMatcher>("exact_match: x").contains("m.name"));
     assert!(err::<HeaderMatcher>("{name: 'a b'}").contains("not a valid header name"));
     assert!(err::<HeaderMatcher>("{name: a, contains_match: ''}").contains("must not be empty"));
-    assert!(
-        err::<HeaderMatcher>("{name: a, range_match: {start: 5, end: 1}}")
-            .contains("below its start")
-    );
+    assert!(err::<HeaderMatcher>("{name: a, range_match: {start: 5, end: 1}}").contains("below its start"));
     // Pseudo-headers are valid names.
     let m: HeaderMatcher = ok("{name: ':authority', exact_match: x}");
     assert_eq!(m.name, ":authority");
@@ -140,36 +119,27 @@ fn query_parameter_matcher() {
     assert!(m.matches(None) && !m.matches(Some(b"1")));
     let m: QueryParameterMatcher = ok("{name: v, string_match: {exact: '1'}}");
     assert!(m.matches(Some(b"1")) && !m.matches(Some(b"2")) && !m.matches(None));
-    assert!(err::<QueryParameterMatcher>(
-        "{name: v, string_match: {exact: '1'}, present_match: true}"
-    )
-    .contains("only one"));
+    assert!(
+        err::<QueryParameterMatcher>("{name: v, string_match: {exact: '1'}, present_match: true}").contains("only one")
+    );
     assert!(err::<QueryParameterMatcher>("{name: ''}").contains("1..=1024"));
 }
 
 #[test]
 fn regex_rewrite_re2_semantics() {
-    let r: RegexRewrite =
-        ok("{pattern: {regex: '^/service/([^/]+)(/.*)$'}, substitution: '\\2/instance/\\1'}");
+    let r: RegexRewrite = ok("{pattern: {regex: '^/service/([^/]+)(/.*)$'}, substitution: '\\2/instance/\\1'}");
     assert_eq!(r.replace_all("/service/foo/v1/api"), "/v1/api/instance/foo");
     // All matches are replaced.
     let r = RegexRewrite::new("one", "two").unwrap();
-    assert_eq!(
-        r.replace_all("/xxx/one/yyy/one/zzz"),
-        "/xxx/two/yyy/two/zzz"
-    );
+    assert_eq!(r.replace_all("/xxx/one/yyy/one/zzz"), "/xxx/two/yyy/two/zzz");
     // `\\` is a literal backslash, `\0` the whole match.
     let r = RegexRewrite::new("b+", "[\\0\\\\]").unwrap();
     assert_eq!(r.replace_all("abbc"), "a[bb\\]c");
     // Empty matches: RE2 GlobalReplace inserts between characters.
     let r = RegexRewrite::new("x*", "-").unwrap();
     assert_eq!(r.replace_all("abc"), "-a-b-c-");
-    assert!(RegexRewrite::new("(a)", "\\2")
-        .unwrap_err()
-        .contains("group \\2"));
-    assert!(RegexRewrite::new("a", "\\n")
-        .unwrap_err()
-        .contains("invalid substitution"));
+    assert!(RegexRewrite::new("(a)", "\\2").unwrap_err().contains("group \\2"));
+    assert!(RegexRewrite::new("a", "\\n").unwrap_err().contains("invalid substitution"));
     let e = err::<RegexRewrite>("{pattern: {regex: '['}, substitution: x}");
     assert!(e.contains("invalid regex"), "{e}");
     let e = err::<RegexRewrite>("substitution: x");

@@ -95,25 +95,18 @@ impl Decode for RouteAction {
         let line = f.line();
         let cluster: Option<String> = f.opt(d, "cluster");
         let cluster_header_path = f.field_path("cluster_header");
-        let cluster_header = f
-            .take("cluster_header")
-            .map(|n| decode_header_name(d, n, &cluster_header_path));
+        let cluster_header = f.take("cluster_header").map(|n| decode_header_name(d, n, &cluster_header_path));
         let has_weighted = f.has("weighted_clusters");
         let weighted: Option<WeightedClusters> = f.opt(d, "weighted_clusters");
-        let cluster_not_found_response_code = f.or(
-            d,
-            "cluster_not_found_response_code",
-            ClusterNotFoundResponseCode::ServiceUnavailable,
-        );
+        let cluster_not_found_response_code =
+            f.or(d, "cluster_not_found_response_code", ClusterNotFoundResponseCode::ServiceUnavailable);
         let prefix_rewrite: String = f.or(d, "prefix_rewrite", String::new());
         let has_regex_rewrite = f.has("regex_rewrite");
         let regex_rewrite: Option<RegexRewrite> = f.opt(d, "regex_rewrite");
         let host_literal: String = f.or(d, "host_rewrite_literal", String::new());
         let auto_host: Option<bool> = f.opt(d, "auto_host_rewrite");
         let host_header_path = f.field_path("host_rewrite_header");
-        let host_header = f
-            .take("host_rewrite_header")
-            .map(|n| decode_header_name(d, n, &host_header_path));
+        let host_header = f.take("host_rewrite_header").map(|n| decode_header_name(d, n, &host_header_path));
         let has_host_regex = f.has("host_rewrite_path_regex");
         let host_regex: Option<RegexRewrite> = f.opt(d, "host_rewrite_path_regex");
         let append_x_forwarded_host = f.or(d, "append_x_forwarded_host", false);
@@ -122,15 +115,7 @@ impl Decode for RouteAction {
         let retry_policy: Option<RetryPolicy> = f.opt(d, "retry_policy");
         let request_mirror_policies = f.list(d, "request_mirror_policies");
         let hash_policy = f.list(d, "hash_policy");
-        f.ignored(
-            d,
-            &[
-                "priority",
-                "max_stream_duration",
-                "internal_redirect_policy",
-                "metadata_match",
-            ],
-        );
+        f.ignored(d, &["priority", "max_stream_duration", "internal_redirect_policy", "metadata_match"]);
         f.unsupported(
             d,
             &[
@@ -158,12 +143,7 @@ impl Decode for RouteAction {
         let mut specifiers = Vec::new();
         if let Some(c) = cluster {
             if c.is_empty() {
-                d.error(
-                    ErrorKind::Invalid,
-                    &format!("{path}.cluster"),
-                    line,
-                    "must not be empty",
-                );
+                d.error(ErrorKind::Invalid, &format!("{path}.cluster"), line, "must not be empty");
                 return None;
             }
             specifiers.push(Some(ClusterSpecifier::Cluster(c)));
@@ -239,11 +219,7 @@ impl Decode for RouteAction {
             cluster,
             cluster_not_found_response_code,
             prefix_rewrite: (!prefix_rewrite.is_empty()).then_some(prefix_rewrite),
-            regex_rewrite: if has_regex_rewrite {
-                Some(regex_rewrite?)
-            } else {
-                None
-            },
+            regex_rewrite: if has_regex_rewrite { Some(regex_rewrite?) } else { None },
             host_rewrite,
             append_x_forwarded_host,
             timeout: (!timeout.is_zero()).then_some(timeout),
@@ -271,10 +247,7 @@ impl Action {
         let line = f.line();
         let path = f.path().to_string();
         if f.has("route") {
-            found.push(
-                f.opt::<RouteAction>(d, "route")
-                    .map(|r| Action::Route(Box::new(r))),
-            );
+            found.push(f.opt::<RouteAction>(d, "route").map(|r| Action::Route(Box::new(r))));
         } else {
             f.take("route");
         }
@@ -284,10 +257,7 @@ impl Action {
             f.take("redirect");
         }
         if f.has("direct_response") {
-            found.push(
-                f.opt::<DirectResponseAction>(d, "direct_response")
-                    .map(Action::DirectResponse),
-            );
+            found.push(f.opt::<DirectResponseAction>(d, "direct_response").map(Action::DirectResponse));
         } else {
             f.take("direct_response");
         }
@@ -295,21 +265,11 @@ impl Action {
         match found.len() {
             1 => found.pop()?,
             0 => {
-                d.error(
-                    ErrorKind::Missing,
-                    &path,
-                    line,
-                    "a route needs one of `route`, `redirect`, `direct_response`",
-                );
+                d.error(ErrorKind::Missing, &path, line, "a route needs one of `route`, `redirect`, `direct_response`");
                 None
             }
             _ => {
-                d.error(
-                    ErrorKind::Invalid,
-                    &path,
-                    line,
-                    "set only one of `route`, `redirect`, `direct_response`",
-                );
+                d.error(ErrorKind::Invalid, &path, line, "set only one of `route`, `redirect`, `direct_response`");
                 None
             }
         }

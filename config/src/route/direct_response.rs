@@ -37,11 +37,7 @@ impl Decode for DirectResponseAction {
             );
             return None;
         }
-        Some(DirectResponseAction {
-            status: status as u16,
-            body,
-            line,
-        })
+        Some(DirectResponseAction { status: status as u16, body, line })
     }
 }
 
@@ -55,21 +51,9 @@ fn decode_data_source(d: &mut Decoder, node: &Node, path: &str) -> Option<Vec<u8
     let filename: Option<String> = f.opt(d, "filename");
     f.unsupported(d, &["environment_variable", "watched_directory"]);
     f.finish(d);
-    let count = [
-        inline_string.is_some(),
-        inline_bytes.is_some(),
-        filename.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
+    let count = [inline_string.is_some(), inline_bytes.is_some(), filename.is_some()].iter().filter(|b| **b).count();
     if count != 1 {
-        d.error(
-            ErrorKind::Invalid,
-            path,
-            line,
-            "set exactly one of `inline_string`, `inline_bytes`, `filename`",
-        );
+        d.error(ErrorKind::Invalid, path, line, "set exactly one of `inline_string`, `inline_bytes`, `filename`");
         return None;
     }
     if let Some(s) = inline_string {
@@ -79,35 +63,20 @@ fn decode_data_source(d: &mut Decoder, node: &Node, path: &str) -> Option<Vec<u8
         return match decode_base64(&b) {
             Some(v) => Some(v),
             None => {
-                d.error(
-                    ErrorKind::Invalid,
-                    &format!("{path}.inline_bytes"),
-                    line,
-                    "not valid base64",
-                );
+                d.error(ErrorKind::Invalid, &format!("{path}.inline_bytes"), line, "not valid base64");
                 None
             }
         };
     }
     let name = filename?;
     if name.is_empty() {
-        d.error(
-            ErrorKind::Invalid,
-            &format!("{path}.filename"),
-            line,
-            "must not be empty",
-        );
+        d.error(ErrorKind::Invalid, &format!("{path}.filename"), line, "must not be empty");
         return None;
     }
     match std::fs::read(&name) {
         Ok(v) => Some(v),
         Err(e) => {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.filename"),
-                line,
-                format!("cannot read `{name}`: {e}"),
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.filename"), line, format!("cannot read `{name}`: {e}"));
             None
         }
     }

@@ -33,10 +33,7 @@ impl FormatString {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormatPiece {
     Literal(String),
-    Command {
-        command: Command,
-        max_len: Option<usize>,
-    },
+    Command { command: Command, max_len: Option<usize> },
 }
 
 /// The supported substitution commands.
@@ -162,10 +159,7 @@ pub fn parse(raw: &str) -> Result<FormatString, FormatError> {
     if !lit.is_empty() {
         pieces.push(FormatPiece::Literal(lit));
     }
-    Ok(FormatString {
-        raw: raw.to_string(),
-        pieces,
-    })
+    Ok(FormatString { raw: raw.to_string(), pieces })
 }
 
 /// Parse `%NAME(arg):N%` starting at the `%` at `start`; returns the piece and the
@@ -178,9 +172,7 @@ fn parse_command(raw: &str, start: usize) -> Result<(FormatPiece, usize), Format
         ))
     };
     let mut j = start + 1;
-    while j < bytes.len()
-        && (bytes[j].is_ascii_uppercase() || bytes[j].is_ascii_digit() || bytes[j] == b'_')
-    {
+    while j < bytes.len() && (bytes[j].is_ascii_uppercase() || bytes[j].is_ascii_digit() || bytes[j] == b'_') {
         j += 1;
     }
     if j == start + 1 {
@@ -216,14 +208,10 @@ fn parse_command(raw: &str, start: usize) -> Result<(FormatPiece, usize), Format
 fn command(name: &str, arg: Option<&str>) -> Result<Command, FormatError> {
     let simple = match name {
         "DOWNSTREAM_REMOTE_ADDRESS" => Some(Command::DownstreamRemoteAddress),
-        "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => {
-            Some(Command::DownstreamRemoteAddressWithoutPort)
-        }
+        "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => Some(Command::DownstreamRemoteAddressWithoutPort),
         "DOWNSTREAM_REMOTE_PORT" => Some(Command::DownstreamRemotePort),
         "DOWNSTREAM_DIRECT_REMOTE_ADDRESS" => Some(Command::DownstreamDirectRemoteAddress),
-        "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT" => {
-            Some(Command::DownstreamDirectRemoteAddressWithoutPort)
-        }
+        "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT" => Some(Command::DownstreamDirectRemoteAddressWithoutPort),
         "DOWNSTREAM_DIRECT_REMOTE_PORT" => Some(Command::DownstreamDirectRemotePort),
         "DOWNSTREAM_LOCAL_ADDRESS" => Some(Command::DownstreamLocalAddress),
         "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT" => Some(Command::DownstreamLocalAddressWithoutPort),
@@ -254,17 +242,13 @@ fn command(name: &str, arg: Option<&str>) -> Result<Command, FormatError> {
         }
         "REQ" | "RESP" => {
             let Some(arg) = arg else {
-                return Err(FormatError(format!(
-                    "%{name}% needs a header name: %{name}(name)%"
-                )));
+                return Err(FormatError(format!("%{name}% needs a header name: %{name}(name)%")));
             };
             let mut parts = arg.split('?');
             let main = parts.next().unwrap_or("").to_ascii_lowercase();
             let alt = parts.next().map(str::to_ascii_lowercase);
             if parts.next().is_some() {
-                return Err(FormatError(format!(
-                    "more than 1 alternative header specified in %{name}({arg})%"
-                )));
+                return Err(FormatError(format!("more than 1 alternative header specified in %{name}({arg})%")));
             }
             if main.is_empty() || alt.as_deref() == Some("") {
                 return Err(FormatError(format!("empty header name in %{name}({arg})%")));
@@ -275,9 +259,7 @@ fn command(name: &str, arg: Option<&str>) -> Result<Command, FormatError> {
                 Ok(Command::Resp { main, alt })
             }
         }
-        _ => Err(FormatError(format!(
-            "Not supported field in StreamInfo: {name}"
-        ))),
+        _ => Err(FormatError(format!("Not supported field in StreamInfo: {name}"))),
     }
 }
 
@@ -296,9 +278,7 @@ pub fn parse_time_format(f: &str) -> Result<TimeFormat, FormatError> {
             lit.push(c);
             continue;
         }
-        let spec = chars
-            .next()
-            .ok_or_else(|| FormatError(format!("START_TIME format `{f}` ends with `%`")))?;
+        let spec = chars.next().ok_or_else(|| FormatError(format!("START_TIME format `{f}` ends with `%`")))?;
         let item = match spec {
             '%' => {
                 lit.push('%');
@@ -349,26 +329,12 @@ pub fn parse_time_format(f: &str) -> Result<TimeFormat, FormatError> {
                 let n = chars.next();
                 let s = chars.next();
                 match (n, s) {
-                    (Some('*'), Some('S')) => TimeItem::SecondFrac {
-                        digits: 9,
-                        trim: true,
-                    },
-                    (Some(d @ '0'..='9'), Some('S')) => TimeItem::SecondFrac {
-                        digits: d as u8 - b'0',
-                        trim: false,
-                    },
-                    _ => {
-                        return Err(FormatError(format!(
-                            "unsupported `%E` specifier in START_TIME format `{f}`"
-                        )))
-                    }
+                    (Some('*'), Some('S')) => TimeItem::SecondFrac { digits: 9, trim: true },
+                    (Some(d @ '0'..='9'), Some('S')) => TimeItem::SecondFrac { digits: d as u8 - b'0', trim: false },
+                    _ => return Err(FormatError(format!("unsupported `%E` specifier in START_TIME format `{f}`"))),
                 }
             }
-            other => {
-                return Err(FormatError(format!(
-                    "unsupported specifier `%{other}` in START_TIME format `{f}`"
-                )))
-            }
+            other => return Err(FormatError(format!("unsupported specifier `%{other}` in START_TIME format `{f}`"))),
         };
         flush(&mut lit, &mut items);
         items.push(item);
@@ -390,23 +356,16 @@ mod tests {
 
     #[test]
     fn commands_with_args_and_length() {
-        let f = parse("ip=%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% id=%REQ(X-Request-Id?x-alt):8%")
-            .unwrap();
+        let f = parse("ip=%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% id=%REQ(X-Request-Id?x-alt):8%").unwrap();
         assert_eq!(f.pieces.len(), 4);
         assert_eq!(
             f.pieces[1],
-            FormatPiece::Command {
-                command: Command::DownstreamRemoteAddressWithoutPort,
-                max_len: None
-            }
+            FormatPiece::Command { command: Command::DownstreamRemoteAddressWithoutPort, max_len: None }
         );
         assert_eq!(
             f.pieces[3],
             FormatPiece::Command {
-                command: Command::Req {
-                    main: "x-request-id".into(),
-                    alt: Some("x-alt".into())
-                },
+                command: Command::Req { main: "x-request-id".into(), alt: Some("x-alt".into()) },
                 max_len: Some(8)
             }
         );
@@ -415,10 +374,7 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(parse("%FOO%")
-            .unwrap_err()
-            .0
-            .contains("Not supported field in StreamInfo: FOO"));
+        assert!(parse("%FOO%").unwrap_err().0.contains("Not supported field in StreamInfo: FOO"));
         assert!(parse("50%").is_err());
         assert!(parse("%PROTOCOL").is_err());
         assert!(parse("%REQ%").is_err());
@@ -430,21 +386,11 @@ mod tests {
     #[test]
     fn start_time_formats() {
         let f = parse("%START_TIME%").unwrap();
-        let FormatPiece::Command {
-            command: Command::StartTime(t),
-            ..
-        } = &f.pieces[0]
-        else {
-            panic!()
-        };
+        let FormatPiece::Command { command: Command::StartTime(t), .. } = &f.pieces[0] else { panic!() };
         assert_eq!(t, &TimeFormat::envoy_default());
         assert_eq!(
             parse_time_format("%s.%3f").unwrap().0,
-            vec![
-                TimeItem::Epoch,
-                TimeItem::Literal(".".into()),
-                TimeItem::Frac(3)
-            ]
+            vec![TimeItem::Epoch, TimeItem::Literal(".".into()), TimeItem::Frac(3)]
         );
     }
 }

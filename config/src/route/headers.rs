@@ -37,12 +37,7 @@ impl HeaderMutations {
     }
 
     /// Decode the pair of fields `add` / `remove` of message `f`.
-    pub fn decode(
-        d: &mut Decoder,
-        f: &mut Fields<'_>,
-        add: &'static str,
-        remove: &'static str,
-    ) -> HeaderMutations {
+    pub fn decode(d: &mut Decoder, f: &mut Fields<'_>, add: &'static str, remove: &'static str) -> HeaderMutations {
         let add_path = f.field_path(add);
         let add_node = f.take(add);
         let remove_path = f.field_path(remove);
@@ -68,11 +63,7 @@ fn items<'n>(d: &mut Decoder, node: &'n Node, path: &str) -> &'n [Node] {
         Value::Seq(items) => items,
         Value::Null => &[],
         _ => {
-            d.invalid(
-                node,
-                path,
-                format!("expected a list, found a {}", node.kind_name()),
-            );
+            d.invalid(node, path, format!("expected a list, found a {}", node.kind_name()));
             &[]
         }
     }
@@ -90,10 +81,7 @@ fn decode_adds(d: &mut Decoder, node: &Node, path: &str) -> Vec<HeaderToAdd> {
                 ErrorKind::Invalid,
                 &format!("{ipath}.header.key"),
                 item.line,
-                format!(
-                    "`{}`: :-prefixed or host headers may not be modified",
-                    opt.key
-                ),
+                format!("`{}`: :-prefixed or host headers may not be modified", opt.key),
             );
             continue;
         }
@@ -104,12 +92,7 @@ fn decode_adds(d: &mut Decoder, node: &Node, path: &str) -> Vec<HeaderToAdd> {
                 append_action: opt.append_action,
                 keep_empty_value: opt.keep_empty_value,
             }),
-            Err(e) => d.error(
-                ErrorKind::Invalid,
-                &format!("{ipath}.header.value"),
-                item.line,
-                e.0,
-            ),
+            Err(e) => d.error(ErrorKind::Invalid, &format!("{ipath}.header.value"), item.line, e.0),
         }
     }
     out

@@ -45,10 +45,7 @@ impl RetryOn {
         ("refused-stream", RetryOn::REFUSED_STREAM),
         ("retriable-status-codes", RetryOn::RETRIABLE_STATUS_CODES),
         ("retriable-headers", RetryOn::RETRIABLE_HEADERS),
-        (
-            "http3-post-connect-failure",
-            RetryOn::HTTP3_POST_CONNECT_FAILURE,
-        ),
+        ("http3-post-connect-failure", RetryOn::HTTP3_POST_CONNECT_FAILURE),
         ("cancelled", RetryOn::GRPC_CANCELLED),
         ("deadline-exceeded", RetryOn::GRPC_DEADLINE_EXCEEDED),
         ("resource-exhausted", RetryOn::GRPC_RESOURCE_EXHAUSTED),
@@ -96,10 +93,7 @@ pub struct RetryBackOff {
 impl Default for RetryBackOff {
     /// Envoy: 25 ms base, 10 x base cap.
     fn default() -> Self {
-        RetryBackOff {
-            base_interval: Duration::from_millis(25),
-            max_interval: Duration::from_millis(250),
-        }
+        RetryBackOff { base_interval: Duration::from_millis(25), max_interval: Duration::from_millis(250) }
     }
 }
 
@@ -112,22 +106,12 @@ impl Decode for RetryBackOff {
         f.finish(d);
         let base = base?;
         if base.is_zero() {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.base_interval"),
-                line,
-                "must be greater than 0",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.base_interval"), line, "must be greater than 0");
             return None;
         }
         let max = match max {
             Some(m) if m.is_zero() => {
-                d.error(
-                    ErrorKind::Invalid,
-                    &format!("{path}.max_interval"),
-                    line,
-                    "must be greater than 0",
-                );
+                d.error(ErrorKind::Invalid, &format!("{path}.max_interval"), line, "must be greater than 0");
                 return None;
             }
             Some(m) if m < base => {
@@ -142,10 +126,7 @@ impl Decode for RetryBackOff {
             Some(m) => m,
             None => base * 10,
         };
-        Some(RetryBackOff {
-            base_interval: base,
-            max_interval: max,
-        })
+        Some(RetryBackOff { base_interval: base, max_interval: max })
     }
 }
 
@@ -191,18 +172,8 @@ impl Decode for RetryPolicy {
         let codes: Vec<u32> = f.list(d, "retriable_status_codes");
         let retriable_headers = f.list(d, "retriable_headers");
         let retriable_request_headers = f.list(d, "retriable_request_headers");
-        f.ignored(
-            d,
-            &[
-                "retry_priority",
-                "retry_host_predicate",
-                "host_selection_retry_max_attempts",
-            ],
-        );
-        f.unsupported(
-            d,
-            &["retry_options_predicates", "rate_limited_retry_back_off"],
-        );
+        f.ignored(d, &["retry_priority", "retry_host_predicate", "host_selection_retry_max_attempts"]);
+        f.unsupported(d, &["retry_options_predicates", "rate_limited_retry_back_off"]);
         let line = f.line();
         f.finish(d);
         let (retry_on, unknown) = RetryOn::parse(&retry_on_text);
@@ -210,10 +181,7 @@ impl Decode for RetryPolicy {
             d.warnings.push(Warning {
                 path: format!("{path}.retry_on"),
                 line: retry_on_line,
-                message: format!(
-                    "unknown retry_on value(s) {} ignored, as Envoy does",
-                    unknown.join(", ")
-                ),
+                message: format!("unknown retry_on value(s) {} ignored, as Envoy does", unknown.join(", ")),
             });
         }
         let mut retriable_status_codes = Vec::with_capacity(codes.len());
@@ -302,8 +270,7 @@ impl Decode for RequestMirrorPolicy {
             target,
             fraction: fraction.map(|f| f.0).unwrap_or(FractionalPercent::ALWAYS),
             disable_shadow_host_suffix_append,
-            host_rewrite_literal: (!host_rewrite_literal.is_empty())
-                .then_some(host_rewrite_literal),
+            host_rewrite_literal: (!host_rewrite_literal.is_empty()).then_some(host_rewrite_literal),
             line,
         })
     }
@@ -387,10 +354,7 @@ impl Decode for HashPolicy {
             );
             return None;
         }
-        Some(HashPolicy {
-            kind: kinds.pop()??,
-            terminal,
-        })
+        Some(HashPolicy { kind: kinds.pop()??, terminal })
     }
 }
 
@@ -399,21 +363,13 @@ fn decode_header_hash(d: &mut Decoder, n: &Node, p: &str) -> Option<HashPolicyKi
     let name = match h.take("header_name") {
         Some(v) => decode_header_name(d, v, &h.field_path("header_name")),
         None => {
-            d.error(
-                ErrorKind::Missing,
-                &h.field_path("header_name"),
-                h.line(),
-                "required field is missing",
-            );
+            d.error(ErrorKind::Missing, &h.field_path("header_name"), h.line(), "required field is missing");
             None
         }
     };
     let regex_rewrite: Option<RegexRewrite> = h.opt(d, "regex_rewrite");
     h.finish(d);
-    Some(HashPolicyKind::Header {
-        name: name?,
-        regex_rewrite,
-    })
+    Some(HashPolicyKind::Header { name: name?, regex_rewrite })
 }
 
 fn decode_cookie_hash(d: &mut Decoder, n: &Node, p: &str) -> Option<HashPolicyKind> {

@@ -80,12 +80,7 @@ impl Decode for RedirectAction {
         f.finish(d);
         let scheme = match (https, scheme_redirect.is_empty()) {
             (true, false) => {
-                d.error(
-                    ErrorKind::Invalid,
-                    path,
-                    line,
-                    "set only one of `https_redirect` and `scheme_redirect`",
-                );
+                d.error(ErrorKind::Invalid, path, line, "set only one of `https_redirect` and `scheme_redirect`");
                 return None;
             }
             (true, true) => SchemeRedirect::Https,
@@ -101,29 +96,15 @@ impl Decode for RedirectAction {
             );
             return None;
         }
-        for (name, v) in [
-            ("host_redirect", &host_redirect),
-            ("path_redirect", &path_redirect),
-            ("prefix_rewrite", &prefix_rewrite),
-        ] {
+        for (name, v) in
+            [("host_redirect", &host_redirect), ("path_redirect", &path_redirect), ("prefix_rewrite", &prefix_rewrite)]
+        {
             if v.bytes().any(|b| b.is_ascii_control()) {
-                d.error(
-                    ErrorKind::Invalid,
-                    &format!("{path}.{name}"),
-                    line,
-                    "may not contain control characters",
-                );
+                d.error(ErrorKind::Invalid, &format!("{path}.{name}"), line, "may not contain control characters");
                 return None;
             }
         }
-        let set = [
-            !path_redirect.is_empty(),
-            !prefix_rewrite.is_empty(),
-            has_regex,
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
+        let set = [!path_redirect.is_empty(), !prefix_rewrite.is_empty(), has_regex].iter().filter(|b| **b).count();
         if set > 1 {
             d.error(
                 ErrorKind::Invalid,

@@ -22,18 +22,12 @@ fn ok(yaml: &str) -> RouteConfiguration {
 fn errors(yaml: &str) -> String {
     let (_, d) = decode(yaml);
     assert!(!d.errors.is_empty(), "{yaml} should fail");
-    d.errors
-        .iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
+    d.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
 }
 
 /// One virtual host `vh` on `*` with the given routes.
 fn one(routes: &str) -> RouteConfiguration {
-    ok(&format!(
-        "virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n{routes}"
-    ))
+    ok(&format!("virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n{routes}"))
 }
 
 fn route_action(rc: &RouteConfiguration) -> &RouteAction {
@@ -58,13 +52,11 @@ fn route_configuration_defaults() {
 
 #[test]
 fn route_configuration_camel_case() {
-    let rc = ok(
-        r#"{"name": "r", "validateClusters": false, "mostSpecificHeaderMutationsWins": true,
+    let rc = ok(r#"{"name": "r", "validateClusters": false, "mostSpecificHeaderMutationsWins": true,
         "maxDirectResponseBodySizeBytes": 10, "ignorePortInHostMatching": true,
         "internalOnlyHeaders": ["X-Internal"],
         "requestHeadersToAdd": [{"header": {"key": "a", "value": "1"}}],
-        "responseHeadersToRemove": ["b"], "virtualHosts": []}"#,
-    );
+        "responseHeadersToRemove": ["b"], "virtualHosts": []}"#);
     assert_eq!(rc.validate_clusters, Some(false));
     assert!(rc.most_specific_header_mutations_wins && rc.ignore_port_in_host_matching);
     assert_eq!(rc.max_direct_response_body_size_bytes, 10);
@@ -92,37 +84,26 @@ fn virtual_host_fields() {
     assert_eq!(vh.require_tls, TlsRequirement::ExternalOnly);
     assert!(vh.include_request_attempt_count);
     assert_eq!(vh.retry_policy.as_ref().unwrap().retry_on, RetryOn::FIVE_XX);
-    assert_eq!(
-        vh.request_mirror_policies[0].target,
-        MirrorTarget::Cluster("shadow".into())
-    );
+    assert_eq!(vh.request_mirror_policies[0].target, MirrorTarget::Cluster("shadow".into()));
     assert_eq!(vh.virtual_clusters[0].name, "vc");
 }
 
 #[test]
 fn virtual_clusters_warn_and_need_headers() {
-    let (_, d) = decode("virtual_hosts:\n- name: vh\n  domains: ['*']\n  virtual_clusters: [{name: vc, headers: [{name: a}]}]\n");
-    assert!(d
-        .warnings
-        .iter()
-        .any(|w| w.path.ends_with("virtual_clusters")));
-    assert!(errors(
-        "virtual_hosts:\n- name: vh\n  domains: ['*']\n  virtual_clusters: [{name: vc}]\n"
-    )
-    .contains("virtual clusters must define 'headers'"));
+    let (_, d) = decode(
+        "virtual_hosts:\n- name: vh\n  domains: ['*']\n  virtual_clusters: [{name: vc, headers: [{name: a}]}]\n",
+    );
+    assert!(d.warnings.iter().any(|w| w.path.ends_with("virtual_clusters")));
+    assert!(errors("virtual_hosts:\n- name: vh\n  domains: ['*']\n  virtual_clusters: [{name: vc}]\n")
+        .contains("virtual clusters must define 'headers'"));
 }
 
 #[test]
 fn domain_rules() {
     let e = errors("virtual_hosts:\n- {name: a, domains: ['*']}\n- {name: b, domains: ['*']}\n");
-    assert!(
-        e.contains("Only a single wildcard domain is permitted"),
-        "{e}"
-    );
+    assert!(e.contains("Only a single wildcard domain is permitted"), "{e}");
     assert!(e.contains("rc.virtual_hosts[1].domains[0]"), "{e}");
-    let e = errors(
-        "virtual_hosts:\n- {name: a, domains: [foo.com]}\n- {name: b, domains: [FOO.com]}\n",
-    );
+    let e = errors("virtual_hosts:\n- {name: a, domains: [foo.com]}\n- {name: b, domains: [FOO.com]}\n");
     assert!(e.contains("Duplicate entry of domain foo.com"), "{e}");
     let e = errors("virtual_hosts:\n- {name: a, domains: ['foo.*.com']}\n");
     assert!(e.contains("a wildcard must be a leading"), "{e}");
@@ -130,7 +111,9 @@ fn domain_rules() {
     assert!(errors("virtual_hosts:\n- {name: a, domains: []}\n").contains("at least one domain"));
     assert!(errors("virtual_hosts:\n- {name: a, domains: ['']}\n").contains("must not be empty"));
     // The four forms are accepted, and a suffix and a prefix wildcard may coexist.
-    let rc = ok("virtual_hosts:\n- {name: a, domains: ['*.foo.com', '*-bar.foo.com', 'foo.*', 'foo-*', 'www.foo.com', '*']}\n");
+    let rc = ok(
+        "virtual_hosts:\n- {name: a, domains: ['*.foo.com', '*-bar.foo.com', 'foo.*', 'foo-*', 'www.foo.com', '*']}\n",
+    );
     assert_eq!(rc.virtual_hosts[0].domains.len(), 6);
 }
 
@@ -142,8 +125,7 @@ fn route_match_defaults_and_kinds() {
     assert!(m.case_sensitive);
     assert!(m.headers.is_empty() && m.query_parameters.is_empty() && !m.grpc);
 
-    let rc =
-        one("  - match: {path: /a, caseSensitive: false, grpc: {}}\n    route: {cluster: c}\n");
+    let rc = one("  - match: {path: /a, caseSensitive: false, grpc: {}}\n    route: {cluster: c}\n");
     let m = &rc.virtual_hosts[0].routes[0].r#match;
     assert_eq!(m.path, PathSpecifier::Path("/a".into()));
     assert!(!m.case_sensitive && m.grpc);
@@ -152,48 +134,27 @@ fn route_match_defaults_and_kinds() {
     let m = &rc.virtual_hosts[0].routes[0].r#match;
     assert!(matches!(&m.path, PathSpecifier::SafeRegex(r) if r.pattern() == "/a/\\d+"));
     assert_eq!(m.headers[0].specifier, HeaderMatch::Present(true));
-    assert_eq!(
-        m.query_parameters[0].specifier,
-        QueryParameterMatch::Presence
-    );
+    assert_eq!(m.query_parameters[0].specifier, QueryParameterMatch::Presence);
 
     let rc = one("  - match: {pathSeparatedPrefix: /api}\n    route: {cluster: c}\n");
-    assert_eq!(
-        rc.virtual_hosts[0].routes[0].r#match.path,
-        PathSpecifier::PathSeparatedPrefix("/api".into())
-    );
+    assert_eq!(rc.virtual_hosts[0].routes[0].r#match.path, PathSpecifier::PathSeparatedPrefix("/api".into()));
 }
 
 #[test]
 fn route_match_errors() {
     let base = "virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n";
-    assert!(errors(&format!(
-        "{base}  - match: {{}}\n    route: {{cluster: c}}\n"
-    ))
-    .contains("needs one of `prefix`"));
-    assert!(errors(&format!(
-        "{base}  - match: {{prefix: /, path: /}}\n    route: {{cluster: c}}\n"
-    ))
-    .contains("set only one"));
-    assert!(errors(&format!(
-        "{base}  - match: {{path_separated_prefix: /a/}}\n    route: {{cluster: c}}\n"
-    ))
-    .contains("not end with `/`"));
-    let e = errors(&format!(
-        "{base}  - match: {{safe_regex: {{regex: '/(a'}}}}\n    route: {{cluster: c}}\n"
-    ));
-    assert!(
-        e.contains("rc.virtual_hosts[0].routes[0].match.safe_regex.regex"),
-        "{e}"
-    );
+    assert!(errors(&format!("{base}  - match: {{}}\n    route: {{cluster: c}}\n")).contains("needs one of `prefix`"));
+    assert!(errors(&format!("{base}  - match: {{prefix: /, path: /}}\n    route: {{cluster: c}}\n"))
+        .contains("set only one"));
+    assert!(errors(&format!("{base}  - match: {{path_separated_prefix: /a/}}\n    route: {{cluster: c}}\n"))
+        .contains("not end with `/`"));
+    let e = errors(&format!("{base}  - match: {{safe_regex: {{regex: '/(a'}}}}\n    route: {{cluster: c}}\n"));
+    assert!(e.contains("rc.virtual_hosts[0].routes[0].match.safe_regex.regex"), "{e}");
     let e = errors(&format!("{base}  - match: {{prefix: /, runtime_fraction: {{default_value: {{numerator: 1}}}}}}\n    route: {{cluster: c}}\n"));
     assert!(e.contains("unsupported field `runtime_fraction`"), "{e}");
-    assert!(errors(&format!("{base}  - match: {{prefix: /}}\n"))
-        .contains("needs one of `route`, `redirect`"));
-    assert!(errors(&format!(
-        "{base}  - match: {{prefix: /}}\n    route: {{cluster: c}}\n    redirect: {{}}\n"
-    ))
-    .contains("set only one of `route`"));
+    assert!(errors(&format!("{base}  - match: {{prefix: /}}\n")).contains("needs one of `route`, `redirect`"));
+    assert!(errors(&format!("{base}  - match: {{prefix: /}}\n    route: {{cluster: c}}\n    redirect: {{}}\n"))
+        .contains("set only one of `route`"));
 }
 
 #[test]
@@ -201,10 +162,7 @@ fn route_action_defaults() {
     let rc = one("  - match: {prefix: /}\n    route: {cluster: c}\n");
     let a = route_action(&rc);
     assert_eq!(a.cluster, ClusterSpecifier::Cluster("c".into()));
-    assert_eq!(
-        a.cluster_not_found_response_code,
-        ClusterNotFoundResponseCode::ServiceUnavailable
-    );
+    assert_eq!(a.cluster_not_found_response_code, ClusterNotFoundResponseCode::ServiceUnavailable);
     assert_eq!(a.cluster_not_found_response_code.status(), 503);
     assert_eq!(a.prefix_rewrite, None);
     assert_eq!(a.regex_rewrite, None);
@@ -220,10 +178,7 @@ fn route_action_defaults() {
 fn route_action_fields() {
     let rc = one("  - match: {prefix: /}\n    route: {clusterHeader: X-Cluster, clusterNotFoundResponseCode: NOT_FOUND, prefixRewrite: /b, hostRewriteLiteral: h, timeout: 0s, idleTimeout: 0s}\n");
     let a = route_action(&rc);
-    assert_eq!(
-        a.cluster,
-        ClusterSpecifier::ClusterHeader("x-cluster".into())
-    );
+    assert_eq!(a.cluster, ClusterSpecifier::ClusterHeader("x-cluster".into()));
     assert_eq!(a.cluster_not_found_response_code.status(), 404);
     assert_eq!(a.prefix_rewrite.as_deref(), Some("/b"));
     assert_eq!(a.host_rewrite, HostRewrite::Literal("h".into()));
@@ -238,15 +193,9 @@ fn route_action_fields() {
     assert_eq!(a.timeout, Some(Duration::from_millis(1500)));
 
     let rc = one("  - match: {prefix: /}\n    route: {cluster: c, host_rewrite_header: X-Host}\n");
-    assert_eq!(
-        route_action(&rc).host_rewrite,
-        HostRewrite::Header("x-host".into())
-    );
+    assert_eq!(route_action(&rc).host_rewrite, HostRewrite::Header("x-host".into()));
     let rc = one("  - match: {prefix: /}\n    route: {cluster: c, host_rewrite_path_regex: {pattern: {regex: '^/(.+)/.+$'}, substitution: '\\1'}}\n");
-    assert!(matches!(
-        route_action(&rc).host_rewrite,
-        HostRewrite::PathRegex(_)
-    ));
+    assert!(matches!(route_action(&rc).host_rewrite, HostRewrite::PathRegex(_)));
 }
 
 #[test]
@@ -255,15 +204,13 @@ fn route_action_errors() {
     assert!(errors(&format!("{base}{{}}\n")).contains("needs one of `cluster`"));
     assert!(errors(&format!("{base}{{cluster: a, cluster_header: b}}\n")).contains("set only one"));
     assert!(errors(&format!("{base}{{cluster: ''}}\n")).contains("must not be empty"));
-    assert!(errors(&format!("{base}{{cluster: a, prefix_rewrite: /x, regex_rewrite: {{pattern: {{regex: a}}, substitution: b}}}}\n"))
-        .contains("Specify only one of prefix_rewrite"));
     assert!(errors(&format!(
-        "{base}{{cluster: a, host_rewrite_literal: x, auto_host_rewrite: true}}\n"
+        "{base}{{cluster: a, prefix_rewrite: /x, regex_rewrite: {{pattern: {{regex: a}}, substitution: b}}}}\n"
     ))
-    .contains("set only one of host_rewrite_literal"));
-    assert!(
-        errors(&format!("{base}{{cluster: a, cors: {{}}}}\n")).contains("unsupported field `cors`")
-    );
+    .contains("Specify only one of prefix_rewrite"));
+    assert!(errors(&format!("{base}{{cluster: a, host_rewrite_literal: x, auto_host_rewrite: true}}\n"))
+        .contains("set only one of host_rewrite_literal"));
+    assert!(errors(&format!("{base}{{cluster: a, cors: {{}}}}\n")).contains("unsupported field `cors`"));
     let e = errors(&format!("{base}{{cluster: a, tiemout: 1s}}\n"));
     assert!(e.contains("did you mean `timeout`"), "{e}");
 }
@@ -271,32 +218,22 @@ fn route_action_errors() {
 #[test]
 fn weighted_clusters() {
     let rc = one("  - match: {prefix: /}\n    route:\n      weightedClusters:\n        headerName: x-rand\n        totalWeight: 100\n        clusters:\n        - {name: a, weight: 30, requestHeadersToAdd: [{header: {key: x-c, value: a}}], hostRewriteLiteral: ha}\n        - {name: b, weight: 0}\n        - {clusterHeader: X-Pick, weight: 70}\n");
-    let ClusterSpecifier::Weighted(w) = &route_action(&rc).cluster else {
-        panic!()
-    };
+    let ClusterSpecifier::Weighted(w) = &route_action(&rc).cluster else { panic!() };
     assert_eq!(w.total_weight, 100);
     assert_eq!(w.header_name.as_deref(), Some("x-rand"));
     assert_eq!(w.clusters[0].target, WeightedTarget::Name("a".into()));
     assert_eq!(w.clusters[0].host_rewrite_literal.as_deref(), Some("ha"));
     assert_eq!(w.clusters[0].request_headers.to_add[0].key, "x-c");
     assert_eq!(w.clusters[1].weight, 0);
-    assert_eq!(
-        w.clusters[2].target,
-        WeightedTarget::Header("x-pick".into())
-    );
+    assert_eq!(w.clusters[2].target, WeightedTarget::Header("x-pick".into()));
 
     let base = "virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {prefix: /}\n    route:\n      weighted_clusters: ";
-    assert!(
-        errors(&format!("{base}{{clusters: [{{name: a, weight: 0}}]}}\n"))
-            .contains("must be greater than 0")
-    );
+    assert!(errors(&format!("{base}{{clusters: [{{name: a, weight: 0}}]}}\n")).contains("must be greater than 0"));
     assert!(errors(&format!("{base}{{clusters: []}}\n")).contains("at least one cluster"));
     assert!(errors(&format!("{base}{{clusters: [{{weight: 1}}]}}\n"))
         .contains("exactly one of `name` and `cluster_header`"));
-    assert!(errors(&format!(
-        "{base}{{clusters: [{{name: a, weight: 4294967295}}, {{name: b, weight: 1}}]}}\n"
-    ))
-    .contains("exceeds"));
+    assert!(errors(&format!("{base}{{clusters: [{{name: a, weight: 4294967295}}, {{name: b, weight: 1}}]}}\n"))
+        .contains("exceeds"));
 }
 
 #[test]
@@ -312,10 +249,7 @@ fn retry_policy_defaults_and_fields() {
     let rc = one("  - match: {prefix: /}\n    route: {cluster: c, retryPolicy: {retryOn: '5xx,reset, connect-failure,retriable-status-codes', numRetries: 3, perTryTimeout: 0.5s, perTryIdleTimeout: 1s, retriableStatusCodes: [409], retryBackOff: {baseInterval: 0.1s}, retriableHeaders: [{name: x-retry}]}}\n");
     let p = route_action(&rc).retry_policy.clone().unwrap();
     assert!(p.retry_on.contains(RetryOn::FIVE_XX) && p.retry_on.contains(RetryOn::RESET));
-    assert!(
-        p.retry_on.contains(RetryOn::CONNECT_FAILURE)
-            && p.retry_on.contains(RetryOn::RETRIABLE_STATUS_CODES)
-    );
+    assert!(p.retry_on.contains(RetryOn::CONNECT_FAILURE) && p.retry_on.contains(RetryOn::RETRIABLE_STATUS_CODES));
     assert!(!p.retry_on.contains(RetryOn::GATEWAY_ERROR));
     assert_eq!(p.num_retries, 3);
     assert_eq!(p.per_try_timeout, Some(Duration::from_millis(500)));
@@ -327,78 +261,42 @@ fn retry_policy_defaults_and_fields() {
 
 #[test]
 fn retry_policy_checks() {
-    let (_, d) = decode(
-        "virtual_hosts:\n- name: vh\n  domains: ['*']\n  retry_policy: {retry_on: '5xx,bogus'}\n",
-    );
+    let (_, d) = decode("virtual_hosts:\n- name: vh\n  domains: ['*']\n  retry_policy: {retry_on: '5xx,bogus'}\n");
     assert!(d.errors.is_empty());
     assert!(d.warnings.iter().any(|w| w.message.contains("bogus")));
     let base = "virtual_hosts:\n- name: vh\n  domains: ['*']\n  retry_policy: ";
-    assert!(
-        errors(&format!("{base}{{retry_back_off: {{max_interval: 1s}}}}\n"))
-            .contains("base_interval")
-    );
-    assert!(errors(&format!(
-        "{base}{{retry_back_off: {{base_interval: 0s}}}}\n"
-    ))
-    .contains("greater than 0"));
-    assert!(errors(&format!(
-        "{base}{{retry_back_off: {{base_interval: 2s, max_interval: 1s}}}}\n"
-    ))
-    .contains("greater than or equal to the base_interval"));
-    assert!(errors(&format!("{base}{{retriable_status_codes: [42]}}\n"))
-        .contains("not an HTTP status code"));
+    assert!(errors(&format!("{base}{{retry_back_off: {{max_interval: 1s}}}}\n")).contains("base_interval"));
+    assert!(errors(&format!("{base}{{retry_back_off: {{base_interval: 0s}}}}\n")).contains("greater than 0"));
+    assert!(errors(&format!("{base}{{retry_back_off: {{base_interval: 2s, max_interval: 1s}}}}\n"))
+        .contains("greater than or equal to the base_interval"));
+    assert!(errors(&format!("{base}{{retriable_status_codes: [42]}}\n")).contains("not an HTTP status code"));
 }
 
 #[test]
 fn mirror_and_hash_policies() {
     let rc = one("  - match: {prefix: /}\n    route:\n      cluster: c\n      requestMirrorPolicies:\n      - {cluster: m1}\n      - {clusterHeader: X-Mirror, runtimeFraction: {defaultValue: {numerator: 5, denominator: TEN_THOUSAND}}, disableShadowHostSuffixAppend: true, hostRewriteLiteral: shadow.local}\n      hashPolicy:\n      - {header: {headerName: X-User}, terminal: true}\n      - {cookie: {name: sid, ttl: 10s, path: /}}\n      - {connectionProperties: {sourceIp: true}}\n      - {queryParameter: {name: u}}\n");
     let a = route_action(&rc);
-    assert_eq!(
-        a.request_mirror_policies[0].fraction,
-        FractionalPercent::ALWAYS
-    );
+    assert_eq!(a.request_mirror_policies[0].fraction, FractionalPercent::ALWAYS);
     assert!(!a.request_mirror_policies[0].disable_shadow_host_suffix_append);
     let m = &a.request_mirror_policies[1];
     assert_eq!(m.target, MirrorTarget::ClusterHeader("x-mirror".into()));
-    assert_eq!(
-        m.fraction,
-        FractionalPercent {
-            numerator: 5,
-            denominator: Denominator::TenThousand
-        }
-    );
+    assert_eq!(m.fraction, FractionalPercent { numerator: 5, denominator: Denominator::TenThousand });
     assert!(m.disable_shadow_host_suffix_append);
     assert_eq!(m.host_rewrite_literal.as_deref(), Some("shadow.local"));
     assert_eq!(
         a.hash_policy[0],
-        HashPolicy {
-            kind: HashPolicyKind::Header {
-                name: "x-user".into(),
-                regex_rewrite: None
-            },
-            terminal: true
-        }
+        HashPolicy { kind: HashPolicyKind::Header { name: "x-user".into(), regex_rewrite: None }, terminal: true }
     );
     assert_eq!(
         a.hash_policy[1].kind,
-        HashPolicyKind::Cookie {
-            name: "sid".into(),
-            ttl: Some(Duration::from_secs(10)),
-            path: "/".into()
-        }
+        HashPolicyKind::Cookie { name: "sid".into(), ttl: Some(Duration::from_secs(10)), path: "/".into() }
     );
     assert_eq!(a.hash_policy[2].kind, HashPolicyKind::SourceIp);
-    assert_eq!(
-        a.hash_policy[3].kind,
-        HashPolicyKind::QueryParameter { name: "u".into() }
-    );
+    assert_eq!(a.hash_policy[3].kind, HashPolicyKind::QueryParameter { name: "u".into() });
 
     let base = "virtual_hosts:\n- name: vh\n  domains: ['*']\n  request_mirror_policies: ";
     assert!(errors(&format!("{base}[{{}}]\n")).contains("Exactly one of cluster or cluster_header"));
-    assert!(
-        errors(&format!("{base}[{{cluster: a, cluster_header: b}}]\n"))
-            .contains("Only one of cluster")
-    );
+    assert!(errors(&format!("{base}[{{cluster: a, cluster_header: b}}]\n")).contains("Only one of cluster"));
     let base = "virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {prefix: /}\n    route: {cluster: c, hash_policy: ";
     assert!(errors(&format!("{base}[{{}}]}}\n")).contains("exactly one of `header`"));
     assert!(errors(&format!("{base}[{{filter_state: {{key: k}}}}]}}\n")).contains("unsupported"));
@@ -407,9 +305,7 @@ fn mirror_and_hash_policies() {
 #[test]
 fn redirect_defaults_and_fields() {
     let rc = one("  - match: {prefix: /}\n    redirect: {}\n");
-    let Action::Redirect(r) = &rc.virtual_hosts[0].routes[0].action else {
-        panic!()
-    };
+    let Action::Redirect(r) = &rc.virtual_hosts[0].routes[0].action else { panic!() };
     assert_eq!(r.scheme, SchemeRedirect::Keep);
     assert_eq!(r.host_redirect, None);
     assert_eq!(r.port_redirect, None);
@@ -418,9 +314,7 @@ fn redirect_defaults_and_fields() {
     assert!(!r.strip_query);
 
     let rc = one("  - match: {prefix: /}\n    redirect: {httpsRedirect: true, hostRedirect: h, portRedirect: 8443, prefixRewrite: /n, responseCode: PERMANENT_REDIRECT, stripQuery: true}\n");
-    let Action::Redirect(r) = &rc.virtual_hosts[0].routes[0].action else {
-        panic!()
-    };
+    let Action::Redirect(r) = &rc.virtual_hosts[0].routes[0].action else { panic!() };
     assert_eq!(r.scheme, SchemeRedirect::Https);
     assert_eq!(r.host_redirect.as_deref(), Some("h"));
     assert_eq!(r.port_redirect, Some(8443));
@@ -428,28 +322,16 @@ fn redirect_defaults_and_fields() {
     assert_eq!(r.response_code.status(), 308);
     assert!(r.strip_query);
 
-    for (code, status) in [
-        ("FOUND", 302),
-        ("SEE_OTHER", 303),
-        ("TEMPORARY_REDIRECT", 307),
-    ] {
+    for (code, status) in [("FOUND", 302), ("SEE_OTHER", 303), ("TEMPORARY_REDIRECT", 307)] {
         let rc = one(&format!("  - match: {{prefix: /}}\n    redirect: {{response_code: {code}, scheme_redirect: ftp, path_redirect: /p}}\n"));
-        let Action::Redirect(r) = &rc.virtual_hosts[0].routes[0].action else {
-            panic!()
-        };
+        let Action::Redirect(r) = &rc.virtual_hosts[0].routes[0].action else { panic!() };
         assert_eq!(r.response_code.status(), status);
         assert_eq!(r.scheme, SchemeRedirect::Scheme("ftp".into()));
         assert_eq!(r.path, PathRedirect::Path("/p".into()));
     }
     let base = "virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {prefix: /}\n    redirect: ";
-    assert!(errors(&format!(
-        "{base}{{https_redirect: true, scheme_redirect: http}}\n"
-    ))
-    .contains("only one"));
-    assert!(errors(&format!(
-        "{base}{{path_redirect: /a, prefix_rewrite: /b}}\n"
-    ))
-    .contains("only one"));
+    assert!(errors(&format!("{base}{{https_redirect: true, scheme_redirect: http}}\n")).contains("only one"));
+    assert!(errors(&format!("{base}{{path_redirect: /a, prefix_rewrite: /b}}\n")).contains("only one"));
     assert!(errors(&format!("{base}{{port_redirect: 70000}}\n")).contains("not in 0..=65535"));
 }
 
@@ -464,44 +346,28 @@ fn direct_response_bodies() {
             _ => panic!(),
         })
         .collect();
-    assert_eq!(
-        bodies,
-        vec![
-            (200, None),
-            (503, Some(b"down".to_vec())),
-            (200, Some(b"hello".to_vec()))
-        ]
-    );
+    assert_eq!(bodies, vec![(200, None), (503, Some(b"down".to_vec())), (200, Some(b"hello".to_vec()))]);
 
     let dir = std::env::temp_dir().join(format!("sluice-route-body-{}", std::process::id()));
     std::fs::write(&dir, b"from file").unwrap();
-    let rc = one(&format!("  - match: {{prefix: /}}\n    direct_response: {{status: 200, body: {{filename: '{}'}}}}\n", dir.display()));
+    let rc = one(&format!(
+        "  - match: {{prefix: /}}\n    direct_response: {{status: 200, body: {{filename: '{}'}}}}\n",
+        dir.display()
+    ));
     let _ = std::fs::remove_file(&dir);
-    let Action::DirectResponse(d) = &rc.virtual_hosts[0].routes[0].action else {
-        panic!()
-    };
+    let Action::DirectResponse(d) = &rc.virtual_hosts[0].routes[0].action else { panic!() };
     assert_eq!(d.body.as_deref(), Some(&b"from file"[..]));
 
     let base = "virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {prefix: /}\n    direct_response: ";
     assert!(errors(&format!("{base}{{status: 100}}\n")).contains("not in 200..=599"));
-    assert!(errors(&format!(
-        "{base}{{status: 200, body: {{filename: /nonexistent/x}}}}\n"
-    ))
-    .contains("cannot read"));
-    assert!(errors(&format!(
-        "{base}{{status: 200, body: {{inline_bytes: '*'}}}}\n"
-    ))
-    .contains("base64"));
+    assert!(errors(&format!("{base}{{status: 200, body: {{filename: /nonexistent/x}}}}\n")).contains("cannot read"));
+    assert!(errors(&format!("{base}{{status: 200, body: {{inline_bytes: '*'}}}}\n")).contains("base64"));
     assert!(errors(&format!("{base}{{status: 200, body: {{}}}}\n")).contains("exactly one"));
-    let e = errors(&format!("max_direct_response_body_size_bytes: 3\n{base}{{status: 200, body: {{inline_string: four}}}}\n"));
-    assert!(
-        e.contains("response body size is 4 bytes; maximum is 3"),
-        "{e}"
-    );
-    assert!(
-        e.contains("rc.virtual_hosts[0].routes[0].direct_response.body"),
-        "{e}"
-    );
+    let e = errors(&format!(
+        "max_direct_response_body_size_bytes: 3\n{base}{{status: 200, body: {{inline_string: four}}}}\n"
+    ));
+    assert!(e.contains("response body size is 4 bytes; maximum is 3"), "{e}");
+    assert!(e.contains("rc.virtual_hosts[0].routes[0].direct_response.body"), "{e}");
 }
 
 #[test]
@@ -513,37 +379,18 @@ fn header_mutations() {
     assert_eq!(a.append_action, AppendAction::OverwriteIfExistsOrAdd);
     assert!(a.keep_empty_value);
     assert_eq!(a.value.pieces.len(), 1);
-    assert_eq!(
-        r.request_headers.to_add[1].append_action,
-        AppendAction::OverwriteIfExistsOrAdd
-    );
+    assert_eq!(r.request_headers.to_add[1].append_action, AppendAction::OverwriteIfExistsOrAdd);
     assert_eq!(r.request_headers.to_add[1].value.as_literal(), Some("lit"));
     assert_eq!(r.request_headers.to_remove, vec!["x-gone"]);
 
     let base = "virtual_hosts:\n- name: vh\n  domains: ['*']\n  ";
-    let e = errors(&format!(
-        "{base}request_headers_to_add: [{{header: {{key: x, value: '%BOGUS%'}}}}]\n"
-    ));
-    assert!(
-        e.contains("Not supported field in StreamInfo: BOGUS"),
-        "{e}"
-    );
-    assert!(
-        e.contains("rc.virtual_hosts[0].request_headers_to_add[0].header.value"),
-        "{e}"
-    );
-    assert!(errors(&format!(
-        "{base}response_headers_to_add: [{{header: {{key: Host, value: x}}}}]\n"
-    ))
-    .contains("may not be modified"));
-    assert!(
-        errors(&format!("{base}request_headers_to_remove: [host]\n"))
-            .contains("may not be removed")
-    );
-    assert!(
-        errors(&format!("{base}request_headers_to_remove: [':path']\n"))
-            .contains("may not be removed")
-    );
+    let e = errors(&format!("{base}request_headers_to_add: [{{header: {{key: x, value: '%BOGUS%'}}}}]\n"));
+    assert!(e.contains("Not supported field in StreamInfo: BOGUS"), "{e}");
+    assert!(e.contains("rc.virtual_hosts[0].request_headers_to_add[0].header.value"), "{e}");
+    assert!(errors(&format!("{base}response_headers_to_add: [{{header: {{key: Host, value: x}}}}]\n"))
+        .contains("may not be modified"));
+    assert!(errors(&format!("{base}request_headers_to_remove: [host]\n")).contains("may not be removed"));
+    assert!(errors(&format!("{base}request_headers_to_remove: [':path']\n")).contains("may not be removed"));
 }
 
 #[test]

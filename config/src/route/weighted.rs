@@ -48,18 +48,9 @@ impl Decode for ClusterWeight {
             None => None,
         };
         let weight: u32 = f.or(d, "weight", 0);
-        let request_headers = HeaderMutations::decode(
-            d,
-            &mut f,
-            "request_headers_to_add",
-            "request_headers_to_remove",
-        );
-        let response_headers = HeaderMutations::decode(
-            d,
-            &mut f,
-            "response_headers_to_add",
-            "response_headers_to_remove",
-        );
+        let request_headers = HeaderMutations::decode(d, &mut f, "request_headers_to_add", "request_headers_to_remove");
+        let response_headers =
+            HeaderMutations::decode(d, &mut f, "response_headers_to_add", "response_headers_to_remove");
         let host_rewrite_literal: String = f.or(d, "host_rewrite_literal", String::new());
         f.ignored(d, &["metadata_match", "typed_per_filter_config"]);
         f.finish(d);
@@ -67,12 +58,7 @@ impl Decode for ClusterWeight {
             (false, None) => WeightedTarget::Name(name),
             (true, Some(h)) => WeightedTarget::Header(h),
             _ => {
-                d.error(
-                    ErrorKind::Invalid,
-                    path,
-                    line,
-                    "set exactly one of `name` and `cluster_header`",
-                );
+                d.error(ErrorKind::Invalid, path, line, "set exactly one of `name` and `cluster_header`");
                 return None;
             }
         };
@@ -81,8 +67,7 @@ impl Decode for ClusterWeight {
             weight,
             request_headers,
             response_headers,
-            host_rewrite_literal: (!host_rewrite_literal.is_empty())
-                .then_some(host_rewrite_literal),
+            host_rewrite_literal: (!host_rewrite_literal.is_empty()).then_some(host_rewrite_literal),
             line,
         })
     }
@@ -112,12 +97,7 @@ impl Decode for WeightedClusters {
         }
         let total_weight: u64 = clusters.iter().map(|c| u64::from(c.weight)).sum();
         if total_weight == 0 {
-            d.error(
-                ErrorKind::Invalid,
-                path,
-                line,
-                "Sum of weights in the weighted_cluster must be greater than 0.",
-            );
+            d.error(ErrorKind::Invalid, path, line, "Sum of weights in the weighted_cluster must be greater than 0.");
             return None;
         }
         if total_weight > u64::from(u32::MAX) {
@@ -125,17 +105,10 @@ impl Decode for WeightedClusters {
                 ErrorKind::Invalid,
                 path,
                 line,
-                format!(
-                    "The sum of weights of all weighted clusters exceeds {}",
-                    u32::MAX
-                ),
+                format!("The sum of weights of all weighted clusters exceeds {}", u32::MAX),
             );
             return None;
         }
-        Some(WeightedClusters {
-            clusters,
-            total_weight,
-            header_name,
-        })
+        Some(WeightedClusters { clusters, total_weight, header_name })
     }
 }

@@ -43,12 +43,7 @@ pub struct Insn {
 
 impl Insn {
     fn new(code: u8, dst: Reg, src: Reg, off: i16, imm: i32) -> Insn {
-        Insn {
-            code,
-            regs: pack_regs(dst as u8, src as u8),
-            off,
-            imm,
-        }
+        Insn { code, regs: pack_regs(dst as u8, src as u8), off, imm }
     }
 
     /// The instruction as the kernel reads it.
@@ -74,11 +69,7 @@ fn pack_regs(dst: u8, src: u8) -> u8 {
 
 impl fmt::Debug for Insn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:02x} {:02x} {:+} {:#x}",
-            self.code, self.regs, self.off, self.imm
-        )
+        write!(f, "{:02x} {:02x} {:+} {:#x}", self.code, self.regs, self.off, self.imm)
     }
 }
 
@@ -232,13 +223,7 @@ impl Asm {
 
     /// `dst op= imm`.
     pub fn alu64_imm(&mut self, op: Alu, dst: Reg, imm: i32) -> &mut Asm {
-        self.push(Insn::new(
-            BPF_ALU64 | BPF_K | op as u8,
-            dst,
-            Reg::R0,
-            0,
-            imm,
-        ))
+        self.push(Insn::new(BPF_ALU64 | BPF_K | op as u8, dst, Reg::R0, 0, imm))
     }
 
     /// `dst op= src`.
@@ -248,13 +233,7 @@ impl Asm {
 
     /// Convert the low `bits` (16, 32 or 64) of `reg` between host and network order.
     pub fn be(&mut self, reg: Reg, bits: i32) -> &mut Asm {
-        self.push(Insn::new(
-            BPF_ALU | BPF_END | BPF_TO_BE,
-            reg,
-            Reg::R0,
-            0,
-            bits,
-        ))
+        self.push(Insn::new(BPF_ALU | BPF_END | BPF_TO_BE, reg, Reg::R0, 0, bits))
     }
 
     /// `dst = *(size *)(src + off)`.
@@ -269,13 +248,7 @@ impl Asm {
 
     /// `*(size *)(dst + off) = imm`.
     pub fn st_imm(&mut self, size: Size, dst: Reg, off: i16, imm: i32) -> &mut Asm {
-        self.push(Insn::new(
-            BPF_ST | BPF_MEM | size.code(),
-            dst,
-            Reg::R0,
-            off,
-            imm,
-        ))
+        self.push(Insn::new(BPF_ST | BPF_MEM | size.code(), dst, Reg::R0, off, imm))
     }
 
     /// `dst = map` for the map behind file descriptor `fd` (a two-slot instruction).
@@ -283,24 +256,13 @@ impl Asm {
         let mut first = Insn::new(BPF_LD | BPF_IMM | Size::DW.code(), dst, Reg::R0, 0, fd);
         first.regs = pack_regs(dst as u8, BPF_PSEUDO_MAP_FD);
         self.push(first);
-        self.push(Insn {
-            code: 0,
-            regs: 0,
-            off: 0,
-            imm: 0,
-        })
+        self.push(Insn { code: 0, regs: 0, off: 0, imm: 0 })
     }
 
     /// `if reg cond imm goto target`.
     pub fn jmp_imm(&mut self, cond: Cond, reg: Reg, imm: i32, target: Label) -> &mut Asm {
         self.fixups.push((self.insns.len(), target));
-        self.push(Insn::new(
-            BPF_JMP | BPF_K | cond as u8,
-            reg,
-            Reg::R0,
-            0,
-            imm,
-        ))
+        self.push(Insn::new(BPF_JMP | BPF_K | cond as u8, reg, Reg::R0, 0, imm))
     }
 
     /// `if a cond b goto target`.
@@ -317,13 +279,7 @@ impl Asm {
 
     /// Call a kernel helper; the result lands in `R0`, `R1`-`R5` are clobbered.
     pub fn call(&mut self, helper: Helper) -> &mut Asm {
-        self.push(Insn::new(
-            BPF_JMP | BPF_CALL,
-            Reg::R0,
-            Reg::R0,
-            0,
-            helper as i32,
-        ))
+        self.push(Insn::new(BPF_JMP | BPF_CALL, Reg::R0, Reg::R0, 0, helper as i32))
     }
 
     /// Return `R0`.

@@ -34,35 +34,19 @@ pub struct Map {
 
 impl Map {
     /// Create a map named `name` (at most 15 characters are kept).
-    pub fn create(
-        map_type: MapType,
-        name: &str,
-        key_size: u32,
-        value_size: u32,
-        max_entries: u32,
-    ) -> io::Result<Map> {
+    pub fn create(map_type: MapType, name: &str, key_size: u32, value_size: u32, max_entries: u32) -> io::Result<Map> {
         let mut attr = MapCreateAttr {
             map_type: map_type as u32,
             key_size,
             value_size,
             max_entries,
-            map_flags: if map_type == MapType::LpmTrie {
-                BPF_F_NO_PREALLOC
-            } else {
-                0
-            },
+            map_flags: if map_type == MapType::LpmTrie { BPF_F_NO_PREALLOC } else { 0 },
             map_name: sys::obj_name(name),
             ..MapCreateAttr::default()
         };
         // SAFETY: MAP_CREATE reads only the attribute itself; it holds no pointers.
         let fd = unsafe { sys::bpf_fd(sys::BPF_MAP_CREATE, &mut attr)? };
-        Ok(Map {
-            fd,
-            map_type,
-            key_size,
-            value_size,
-            max_entries,
-        })
+        Ok(Map { fd, map_type, key_size, value_size, max_entries })
     }
 
     pub fn map_type(&self) -> MapType {
@@ -109,11 +93,8 @@ impl Map {
     /// Remove `key`; `Ok(false)` when it was not present.
     pub fn delete(&self, key: &[u8]) -> io::Result<bool> {
         self.check(key, None)?;
-        let mut attr = MapElemAttr {
-            map_fd: self.fd.as_raw_fd() as u32,
-            key: key.as_ptr() as u64,
-            ..MapElemAttr::default()
-        };
+        let mut attr =
+            MapElemAttr { map_fd: self.fd.as_raw_fd() as u32, key: key.as_ptr() as u64, ..MapElemAttr::default() };
         // SAFETY: `key` is a live slice of the map's key size; the kernel only reads it.
         match unsafe { sys::bpf(sys::BPF_MAP_DELETE_ELEM, &mut attr) } {
             Ok(_) => Ok(true),

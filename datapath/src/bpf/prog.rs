@@ -52,9 +52,8 @@ pub struct Program {
 impl Program {
     /// Load `insns` as an XDP program under `license`.
     pub fn load_xdp(name: &str, insns: &[Insn], license: &str) -> Result<Program, XdpError> {
-        let license = std::ffi::CString::new(license).map_err(|_| XdpError::InvalidConfig {
-            what: "license contains NUL".into(),
-        })?;
+        let license = std::ffi::CString::new(license)
+            .map_err(|_| XdpError::InvalidConfig { what: "license contains NUL".into() })?;
         let name = sys::obj_name(name);
         let attempt = |log: Option<&mut [u8]>| {
             let mut attr = ProgLoadAttr {
@@ -81,9 +80,7 @@ impl Program {
         let source = match attempt(None) {
             Ok(fd) => return Ok(Program { fd }),
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                return Err(XdpError::NotPermitted {
-                    op: "bpf(BPF_PROG_LOAD)",
-                })
+                return Err(XdpError::NotPermitted { op: "bpf(BPF_PROG_LOAD)" })
             }
             Err(_) => {
                 let mut log = vec![0u8; LOG_SIZE];
@@ -91,18 +88,12 @@ impl Program {
                     Ok(fd) => return Ok(Program { fd }),
                     Err(e) => {
                         let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-                        (
-                            e,
-                            String::from_utf8_lossy(&log[..end]).trim_end().to_string(),
-                        )
+                        (e, String::from_utf8_lossy(&log[..end]).trim_end().to_string())
                     }
                 }
             }
         };
-        Err(XdpError::Verifier {
-            source: source.0,
-            log: source.1,
-        })
+        Err(XdpError::Verifier { source: source.0, log: source.1 })
     }
 
     /// The kernel's id for this program (as `ip link` and `bpftool` show it).
@@ -160,9 +151,7 @@ mod tests {
         asm.mov64_reg(Reg::R2, Reg::R1).exit();
         let insns = asm.finish().unwrap();
         let err = Program::load_xdp("sluice_bad", &insns, "MIT OR Apache-2.0").unwrap_err();
-        let XdpError::Verifier { log, .. } = &err else {
-            panic!("expected a verifier error: {err}")
-        };
+        let XdpError::Verifier { log, .. } = &err else { panic!("expected a verifier error: {err}") };
         assert!(log.contains("R0 !read_ok"), "verifier log: {log}");
         assert!(err.to_string().contains("verifier log:"), "{err}");
     }

@@ -106,9 +106,7 @@ pub(crate) struct LinkCreateAttr {
 /// Encode an object name: at most 15 bytes of `[A-Za-z0-9_.]`, NUL-padded.
 pub(crate) fn obj_name(name: &str) -> [u8; OBJ_NAME_LEN] {
     let mut out = [0u8; OBJ_NAME_LEN];
-    let valid = name
-        .bytes()
-        .filter(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.');
+    let valid = name.bytes().filter(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.');
     for (dst, src) in out.iter_mut().take(OBJ_NAME_LEN - 1).zip(valid) {
         *dst = src;
     }
@@ -124,14 +122,7 @@ pub(crate) fn obj_name(name: &str) -> [u8; OBJ_NAME_LEN] {
 pub(crate) unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, exclusively borrowed `#[repr(C)]` attribute of the given
     // size; the caller vouches for the pointers inside it.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T,
-            std::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>() as libc::c_uint) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -80,10 +80,7 @@ impl Injector {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
-        Injector {
-            faults,
-            state: z | 1,
-        }
+        Injector { faults, state: z | 1 }
     }
 
     fn next(&mut self) -> u64 {
@@ -108,12 +105,7 @@ impl Injector {
     /// Decide what happens to the next frame.
     pub fn fate(&mut self) -> Fate {
         let f = self.faults;
-        let mut fate = Fate {
-            dropped: false,
-            copies: 1,
-            delay: f.delay,
-            reordered: false,
-        };
+        let mut fate = Fate { dropped: false, copies: 1, delay: f.delay, reordered: false };
         if !f.is_random() {
             return fate;
         }
@@ -138,12 +130,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_fates() {
-        let faults = Faults {
-            loss: 0.1,
-            duplicate: 0.05,
-            reorder: 0.05,
-            ..Faults::NONE
-        };
+        let faults = Faults { loss: 0.1, duplicate: 0.05, reorder: 0.05, ..Faults::NONE };
         let mut a = Injector::new(faults, 7, 0);
         let mut b = Injector::new(faults, 7, 0);
         let mut c = Injector::new(faults, 7, 1);
@@ -155,9 +142,7 @@ mod tests {
         let lost = fa.iter().filter(|f| f.dropped).count();
         assert!((50..150).contains(&lost), "about 10 % lost, got {lost}");
         assert!(fa.iter().any(|f| f.copies == 2));
-        assert!(fa
-            .iter()
-            .any(|f| f.reordered && f.delay == Duration::from_millis(1)));
+        assert!(fa.iter().any(|f| f.reordered && f.delay == Duration::from_millis(1)));
     }
 
     #[test]
@@ -165,33 +150,15 @@ mod tests {
         let mut a = Injector::new(Faults::NONE, 1, 0);
         let before = a.state;
         for _ in 0..10 {
-            assert_eq!(
-                a.fate(),
-                Fate {
-                    dropped: false,
-                    copies: 1,
-                    delay: Duration::ZERO,
-                    reordered: false
-                }
-            );
+            assert_eq!(a.fate(), Fate { dropped: false, copies: 1, delay: Duration::ZERO, reordered: false });
         }
         assert_eq!(a.state, before);
     }
 
     #[test]
     fn bad_probability_is_refused() {
-        assert!(Faults {
-            loss: 1.5,
-            ..Faults::NONE
-        }
-        .validate()
-        .is_err());
-        assert!(Faults {
-            reorder: -0.1,
-            ..Faults::NONE
-        }
-        .validate()
-        .is_err());
+        assert!(Faults { loss: 1.5, ..Faults::NONE }.validate().is_err());
+        assert!(Faults { reorder: -0.1, ..Faults::NONE }.validate().is_err());
         assert!(Faults::NONE.validate().is_ok());
     }
 }

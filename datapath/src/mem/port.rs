@@ -36,9 +36,7 @@ impl MemPort {
     }
 
     pub fn network(&self) -> MemNetwork {
-        MemNetwork {
-            shared: Arc::clone(&self.shared),
-        }
+        MemNetwork { shared: Arc::clone(&self.shared) }
     }
 
     pub fn stats(&self) -> PortStats {
@@ -88,19 +86,12 @@ impl MemPort {
         if fate.reordered {
             st.ports[me].stats.reordered += 1;
         }
-        let due = if fate.delay == Duration::ZERO {
-            Instant::ZERO
-        } else {
-            sent_at + fate.delay
-        };
+        let due = if fate.delay == Duration::ZERO { Instant::ZERO } else { sent_at + fate.delay };
         let unicast = match config.medium {
             Medium::Ethernet if frame.len() >= 6 => {
                 let dst = EthernetAddress::from_bytes(&frame[..6]);
                 if dst.is_unicast() {
-                    st.ports
-                        .iter()
-                        .enumerate()
-                        .position(|(i, p)| i != me && p.mac == dst)
+                    st.ports.iter().enumerate().position(|(i, p)| i != me && p.mac == dst)
                 } else {
                     None
                 }
@@ -213,20 +204,11 @@ impl phy::Device for MemPort {
             }
         }?;
         let port = &*self;
-        Some((
-            MemRxToken { port, frame },
-            MemTxToken {
-                port,
-                sent_at: timestamp,
-            },
-        ))
+        Some((MemRxToken { port, frame }, MemTxToken { port, sent_at: timestamp }))
     }
 
     fn transmit(&mut self, timestamp: Instant) -> Option<MemTxToken<'_>> {
-        Some(MemTxToken {
-            port: self,
-            sent_at: timestamp,
-        })
+        Some(MemTxToken { port: self, sent_at: timestamp })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -260,13 +242,8 @@ impl Datapath for MemPort {
             return Ok(());
         }
         let now = port.last_ts + Duration::from(port.last_real.elapsed());
-        let due_in = port.queue.peek().map(|f| {
-            if f.due <= now {
-                std::time::Duration::ZERO
-            } else {
-                (f.due - now).into()
-            }
-        });
+        let due_in =
+            port.queue.peek().map(|f| if f.due <= now { std::time::Duration::ZERO } else { (f.due - now).into() });
         let limit = match (timeout, due_in) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -278,12 +255,7 @@ impl Datapath for MemPort {
         let signal = Arc::clone(&self.signal);
         st = match limit {
             None => signal.wait(st).unwrap_or_else(|e| e.into_inner()),
-            Some(d) => {
-                signal
-                    .wait_timeout(st, d)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
-            }
+            Some(d) => signal.wait_timeout(st, d).unwrap_or_else(|e| e.into_inner()).0,
         };
         let port = &mut st.ports[self.index];
         port.waiting = false;
@@ -292,9 +264,6 @@ impl Datapath for MemPort {
     }
 
     fn waker(&self) -> io::Result<Arc<dyn DatapathWaker>> {
-        Ok(Arc::new(MemWaker {
-            shared: Arc::clone(&self.shared),
-            index: self.index,
-        }))
+        Ok(Arc::new(MemWaker { shared: Arc::clone(&self.shared), index: self.index }))
     }
 }

@@ -31,18 +31,10 @@ fn unicast_goes_to_the_named_port_broadcast_to_all() {
     send(&mut a, Instant::ZERO, &frame_to(c.mac(), 1));
     assert_eq!(recv(&mut b, Instant::ZERO), None);
     assert_eq!(recv(&mut c, Instant::ZERO).unwrap()[14], 1);
-    send(
-        &mut a,
-        Instant::ZERO,
-        &frame_to(EthernetAddress::BROADCAST, 2),
-    );
+    send(&mut a, Instant::ZERO, &frame_to(EthernetAddress::BROADCAST, 2));
     assert_eq!(recv(&mut b, Instant::ZERO).unwrap()[14], 2);
     assert_eq!(recv(&mut c, Instant::ZERO).unwrap()[14], 2);
-    assert_eq!(
-        recv(&mut a, Instant::ZERO),
-        None,
-        "never delivered back to the sender"
-    );
+    assert_eq!(recv(&mut a, Instant::ZERO), None, "never delivered back to the sender");
     assert_eq!(a.stats().tx_frames, 2);
     assert_eq!(c.stats().rx_frames, 2);
 }
@@ -50,10 +42,7 @@ fn unicast_goes_to_the_named_port_broadcast_to_all() {
 #[test]
 fn delay_holds_frames_until_due() {
     let net = MemNetwork::new(MemConfig::default());
-    let delay = Faults {
-        delay: Duration::from_millis(5),
-        ..Faults::NONE
-    };
+    let delay = Faults { delay: Duration::from_millis(5), ..Faults::NONE };
     let mut a = net.attach(delay).unwrap();
     let mut b = net.attach(Faults::NONE).unwrap();
     send(&mut a, Instant::from_millis(10), &frame_to(b.mac(), 9));
@@ -65,10 +54,7 @@ fn delay_holds_frames_until_due() {
 
 /// The sequence of tags `b` receives when `a` sends 0..n under `faults`.
 fn run(faults: Faults, seed: u64, n: u8) -> (Vec<u8>, PortStats) {
-    let config = MemConfig {
-        seed,
-        ..MemConfig::default()
-    };
+    let config = MemConfig { seed, ..MemConfig::default() };
     let (mut a, mut b) = MemNetwork::pair(config, faults, Faults::NONE).unwrap();
     let mut got = Vec::new();
     for i in 0..n {
@@ -98,23 +84,14 @@ fn faults_are_seeded_and_deterministic() {
     let (other, _) = run(faults, 43, 200);
     assert_eq!(first, again, "same seed, same wire");
     assert_ne!(first, other, "another seed, another wire");
-    assert!(
-        stats.lost > 0 && stats.duplicated > 0 && stats.reordered > 0,
-        "{stats:?}"
-    );
+    assert!(stats.lost > 0 && stats.duplicated > 0 && stats.reordered > 0, "{stats:?}");
     assert_eq!(first.len() as u64, 200 - stats.lost + stats.duplicated);
-    assert!(
-        first.windows(2).any(|w| w[0] > w[1]),
-        "some frames overtaken"
-    );
+    assert!(first.windows(2).any(|w| w[0] > w[1]), "some frames overtaken");
 }
 
 #[test]
 fn full_queue_drops_and_counts() {
-    let config = MemConfig {
-        queue_limit: 4,
-        ..MemConfig::default()
-    };
+    let config = MemConfig { queue_limit: 4, ..MemConfig::default() };
     let (mut a, mut b) = MemNetwork::pair(config, Faults::NONE, Faults::NONE).unwrap();
     for i in 0..6 {
         send(&mut a, Instant::ZERO, &frame_to(b.mac(), i));
@@ -129,8 +106,7 @@ fn full_queue_drops_and_counts() {
 
 #[test]
 fn wait_returns_on_frame_wake_or_timeout() {
-    let (mut a, mut b) =
-        MemNetwork::pair(MemConfig::default(), Faults::NONE, Faults::NONE).unwrap();
+    let (mut a, mut b) = MemNetwork::pair(MemConfig::default(), Faults::NONE, Faults::NONE).unwrap();
     let b_mac = b.mac();
 
     // Timeout.
@@ -166,26 +142,15 @@ fn wait_returns_on_frame_wake_or_timeout() {
 #[test]
 fn bad_faults_are_refused() {
     let net = MemNetwork::new(MemConfig::default());
-    let err = net
-        .attach(Faults {
-            loss: 2.0,
-            ..Faults::NONE
-        })
-        .err()
-        .unwrap();
+    let err = net.attach(Faults { loss: 2.0, ..Faults::NONE }).err().unwrap();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     assert!(net.set_faults(5, Faults::NONE).is_err());
 }
 
 #[test]
 fn many_ports_get_distinct_macs() {
-    let net = MemNetwork::new(MemConfig {
-        frames: 0,
-        ..MemConfig::default()
-    });
-    let macs: std::collections::HashSet<_> = (0..300)
-        .map(|_| net.attach(Faults::NONE).unwrap().mac())
-        .collect();
+    let net = MemNetwork::new(MemConfig { frames: 0, ..MemConfig::default() });
+    let macs: std::collections::HashSet<_> = (0..300).map(|_| net.attach(Faults::NONE).unwrap().mac()).collect();
     assert_eq!(macs.len(), 300);
     assert!(macs.iter().all(|m| m.is_unicast()));
 }

@@ -73,10 +73,7 @@ pub fn run(program: &str, args: &[&str]) -> io::Result<String> {
 }
 
 fn have(program: &str, arg: &str) -> bool {
-    Command::new(program)
-        .arg(arg)
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new(program).arg(arg).output().is_ok_and(|o| o.status.success())
 }
 
 /// Make sure `ip` and `ethtool` exist, installing iproute2/ethtool with apt-get if not.
@@ -86,14 +83,11 @@ pub fn ensure_tools() -> io::Result<()> {
     if *checked {
         return Ok(());
     }
-    let missing: Vec<&str> = [
-        ("ip", "-V", "iproute2"),
-        ("ethtool", "--version", "ethtool"),
-    ]
-    .into_iter()
-    .filter(|(p, a, _)| !have(p, a))
-    .map(|(_, _, pkg)| pkg)
-    .collect();
+    let missing: Vec<&str> = [("ip", "-V", "iproute2"), ("ethtool", "--version", "ethtool")]
+        .into_iter()
+        .filter(|(p, a, _)| !have(p, a))
+        .map(|(_, _, pkg)| pkg)
+        .collect();
     if !missing.is_empty() {
         eprintln!("testnet: installing {} with apt-get", missing.join(" "));
         let install = |pkgs: &[&str]| {

@@ -25,9 +25,7 @@ impl Netns {
             let _ = run("ip", &["netns", "del", name]);
         }
         run("ip", &["netns", "add", name])?;
-        let ns = Netns {
-            name: name.to_string(),
-        };
+        let ns = Netns { name: name.to_string() };
         ns.link_up("lo")?;
         Ok(ns)
     }
@@ -102,21 +100,13 @@ impl Netns {
     /// Add `cidr` (e.g. `10.99.10.1/24`) to `dev`; removed when the guard drops.
     pub fn add_address(&self, dev: &str, cidr: &str) -> io::Result<Address> {
         run("ip", &["-n", &self.name, "addr", "add", cidr, "dev", dev])?;
-        Ok(Address {
-            ns: self.name.clone(),
-            dev: dev.to_string(),
-            cidr: cidr.to_string(),
-        })
+        Ok(Address { ns: self.name.clone(), dev: dev.to_string(), cidr: cidr.to_string() })
     }
 
     /// `ethtool -K dev tx off tso off gso off`: make the kernel send complete checksums
     /// and MTU-sized segments, which a userspace stack on the other end needs.
     pub fn disable_offloads(&self, dev: &str) -> io::Result<()> {
-        self.exec(
-            "ethtool",
-            &["-K", dev, "tx", "off", "tso", "off", "gso", "off"],
-        )
-        .map(drop)
+        self.exec("ethtool", &["-K", dev, "tx", "off", "tso", "off", "gso", "off"]).map(drop)
     }
 
     /// `ip -d link show dev`: the interface's details (XDP programs included).
@@ -149,10 +139,7 @@ impl Address {
 
 impl Drop for Address {
     fn drop(&mut self) {
-        let _ = run(
-            "ip",
-            &["-n", &self.ns, "addr", "del", &self.cidr, "dev", &self.dev],
-        );
+        let _ = run("ip", &["-n", &self.ns, "addr", "del", &self.cidr, "dev", &self.dev]);
     }
 }
 
@@ -169,15 +156,9 @@ fn check(rc: libc::c_int, what: &str) -> io::Result<()> {
 fn enter(name: &str) -> io::Result<()> {
     let ns = File::open(format!("/var/run/netns/{name}"))?;
     // SAFETY: setns on a live namespace fd; affects only the calling thread.
-    check(
-        unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-        "setns",
-    )?;
+    check(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, "setns")?;
     // SAFETY: unshare only detaches the calling thread's mount namespace (and fs info).
-    check(
-        unsafe { libc::unshare(libc::CLONE_NEWNS) },
-        "unshare(CLONE_NEWNS)",
-    )?;
+    check(unsafe { libc::unshare(libc::CLONE_NEWNS) }, "unshare(CLONE_NEWNS)")?;
     let root = CString::new("/").expect("no NUL");
     let none = CString::new("none").expect("no NUL");
     let sys = CString::new("/sys").expect("no NUL");
@@ -198,16 +179,7 @@ fn enter(name: &str) -> io::Result<()> {
         )?;
         // /sys may not be mounted at all; that is fine.
         libc::umount2(sys.as_ptr(), libc::MNT_DETACH);
-        check(
-            libc::mount(
-                source.as_ptr(),
-                sys.as_ptr(),
-                sysfs.as_ptr(),
-                0,
-                std::ptr::null(),
-            ),
-            "mounting sysfs",
-        )?;
+        check(libc::mount(source.as_ptr(), sys.as_ptr(), sysfs.as_ptr(), 0, std::ptr::null()), "mounting sysfs")?;
     }
     Ok(())
 }

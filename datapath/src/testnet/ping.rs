@@ -23,13 +23,7 @@ fn checksum(data: &[u8]) -> u16 {
 /// `TimedOut`.
 pub fn ping(dst: Ipv4Addr, timeout: Duration) -> io::Result<Duration> {
     // SAFETY: plain socket(2) call; the result is checked before being owned.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_ICMP,
-        )
-    };
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMP) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -47,9 +41,7 @@ pub fn ping(dst: Ipv4Addr, timeout: Duration) -> io::Result<Duration> {
     let addr = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(dst.octets()),
-        },
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(dst.octets()) },
         sin_zero: [0; 8],
     };
     let start = Instant::now();
@@ -71,16 +63,9 @@ pub fn ping(dst: Ipv4Addr, timeout: Duration) -> io::Result<Duration> {
     loop {
         let left = timeout.checked_sub(start.elapsed()).unwrap_or_default();
         if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no echo reply from {dst}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::TimedOut, format!("no echo reply from {dst}")));
         }
-        let mut pfd = libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut pfd = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
         // SAFETY: one live pollfd.
         if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {

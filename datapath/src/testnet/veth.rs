@@ -18,10 +18,7 @@ impl VethPair {
     /// end, both up.
     pub fn new(a: &str, a_ns: &Netns, b: &str, b_ns: &Netns, queues: u32) -> io::Result<VethPair> {
         if a.len() > 15 || b.len() > 15 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "interface names are at most 15 bytes",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface names are at most 15 bytes"));
         }
         let q = queues.max(1).to_string();
         run(
@@ -49,11 +46,7 @@ impl VethPair {
                 b_ns.name(),
             ],
         )?;
-        let pair = VethPair {
-            a: a.to_string(),
-            a_ns: a_ns.name().to_string(),
-            b: b.to_string(),
-        };
+        let pair = VethPair { a: a.to_string(), a_ns: a_ns.name().to_string(), b: b.to_string() };
         a_ns.link_up(a)?;
         b_ns.link_up(b)?;
         Ok(pair)
@@ -89,13 +82,7 @@ impl TwoHosts {
     pub fn new(prefix: &str, queues: u32) -> io::Result<TwoHosts> {
         let left = Netns::new(&format!("{prefix}-l"))?;
         let right = Netns::new(&format!("{prefix}-r"))?;
-        let veth = VethPair::new(
-            &format!("{prefix}0"),
-            &left,
-            &format!("{prefix}1"),
-            &right,
-            queues,
-        )?;
+        let veth = VethPair::new(&format!("{prefix}0"), &left, &format!("{prefix}1"), &right, queues)?;
         Ok(TwoHosts { veth, left, right })
     }
 }

@@ -41,13 +41,7 @@ pub struct XskConfig {
 
 impl Default for XskConfig {
     fn default() -> XskConfig {
-        XskConfig {
-            bind: BindMode::Auto,
-            frame_size: 4096,
-            rx_ring: 2048,
-            tx_ring: 2048,
-            need_wakeup: true,
-        }
+        XskConfig { bind: BindMode::Auto, frame_size: 4096, rx_ring: 2048, tx_ring: 2048, need_wakeup: true }
     }
 }
 
@@ -70,16 +64,11 @@ impl XskConfig {
     pub(crate) fn validate(&self) -> Result<(), XdpError> {
         let bad = |what: String| Err(XdpError::InvalidConfig { what });
         if !self.frame_size.is_power_of_two() || !(2048..=4096).contains(&self.frame_size) {
-            return bad(format!(
-                "frame size {} must be 2048 or 4096",
-                self.frame_size
-            ));
+            return bad(format!("frame size {} must be 2048 or 4096", self.frame_size));
         }
         for (name, n) in [("rx ring", self.rx_ring), ("tx ring", self.tx_ring)] {
             if !n.is_power_of_two() || !(64..=32768).contains(&n) {
-                return bad(format!(
-                    "{name} size {n} must be a power of two in 64..=32768"
-                ));
+                return bad(format!("{name} size {n} must be a power of two in 64..=32768"));
             }
         }
         Ok(())

@@ -44,11 +44,7 @@ pub struct XskDevice {
 impl XskDevice {
     /// Open queue `queue` of the interface `program` is attached to, and register it in
     /// the program's XSKMAP so that the program's traffic for this queue reaches it.
-    pub fn open(
-        program: &Arc<XdpProgram>,
-        queue: u32,
-        cfg: &XskConfig,
-    ) -> Result<XskDevice, XdpError> {
+    pub fn open(program: &Arc<XdpProgram>, queue: u32, cfg: &XskConfig) -> Result<XskDevice, XdpError> {
         let iface = program.interface();
         if cfg.bind == super::BindMode::ZeroCopy && program.mode() == crate::AttachMode::Skb {
             return Err(XdpError::ZeroCopyUnsupported {
@@ -72,13 +68,7 @@ impl XskDevice {
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = (iface.mtu + ETHERNET_HEADER).min(socket.max_frame()) as usize;
         caps.checksum = ChecksumCapabilities::default();
-        Ok(XskDevice {
-            socket,
-            waker,
-            caps,
-            mac: iface.mac,
-            program: None,
-        })
+        Ok(XskDevice { socket, waker, caps, mac: iface.mac, program: None })
     }
 
     /// The interface's MAC address (the stack's hardware address).
@@ -193,17 +183,7 @@ impl phy::Device for XskDevice {
         let fd = self.socket.as_fd().as_raw_fd();
         let s = &mut self.socket;
         let desc = s.rx.next(&s.umem, fd)?;
-        Some((
-            XskRxToken {
-                umem: &s.umem,
-                rx: &mut s.rx,
-                desc,
-            },
-            XskTxToken {
-                umem: &s.umem,
-                tx: &mut s.tx,
-            },
-        ))
+        Some((XskRxToken { umem: &s.umem, rx: &mut s.rx, desc }, XskTxToken { umem: &s.umem, tx: &mut s.tx }))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<XskTxToken<'_>> {
@@ -211,10 +191,7 @@ impl phy::Device for XskDevice {
         // Only promise a token that can really send.
         let addr = s.tx.reserve()?;
         let _ = s.tx.free.push(addr);
-        Some(XskTxToken {
-            umem: &s.umem,
-            tx: &mut s.tx,
-        })
+        Some(XskTxToken { umem: &s.umem, tx: &mut s.tx })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -236,26 +213,14 @@ impl Datapath for XskDevice {
             }
         };
         let mut fds = [
-            libc::pollfd {
-                fd: self.socket.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.waker.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            libc::pollfd { fd: self.socket.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: self.waker.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
         ];
         // SAFETY: `fds` is a live array of two pollfds for the duration of the call.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if rc < 0 {
             let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(())
-            } else {
-                Err(e)
-            };
+            return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
         }
         if fds[1].revents != 0 {
             self.waker.drain();

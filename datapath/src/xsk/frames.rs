@@ -17,10 +17,7 @@ pub struct FrameStack {
 impl FrameStack {
     /// An empty stack with room for `capacity` frames.
     pub fn with_capacity(capacity: usize) -> FrameStack {
-        FrameStack {
-            addrs: Vec::with_capacity(capacity),
-            capacity,
-        }
+        FrameStack { addrs: Vec::with_capacity(capacity), capacity }
     }
 
     /// A full stack holding frames `first..first + count` of `frame_size` bytes each.

@@ -30,22 +30,12 @@ pub struct XdpProgram {
 
 impl XdpProgram {
     /// Load the steering program for `cfg` and attach it to `interface` in `mode`.
-    pub fn attach(
-        interface: &str,
-        mode: AttachMode,
-        cfg: &SteeringConfig,
-    ) -> Result<Arc<XdpProgram>, XdpError> {
+    pub fn attach(interface: &str, mode: AttachMode, cfg: &SteeringConfig) -> Result<Arc<XdpProgram>, XdpError> {
         let info = InterfaceInfo::query(interface)?;
         let queues = info.rx_queues.max(info.tx_queues);
         let steering = Steering::load(cfg, queues, XdpAction::Pass)?;
-        let link = attach_with_retry(&steering, info.index, mode)
-            .map_err(|e| attach_error(&info, mode, e))?;
-        Ok(Arc::new(XdpProgram {
-            link,
-            steering,
-            interface: info,
-            mode,
-        }))
+        let link = attach_with_retry(&steering, info.index, mode).map_err(|e| attach_error(&info, mode, e))?;
+        Ok(Arc::new(XdpProgram { link, steering, interface: info, mode }))
     }
 
     pub fn interface(&self) -> &InterfaceInfo {
@@ -111,8 +101,7 @@ fn attach_with_retry(steering: &Steering, ifindex: u32, mode: AttachMode) -> io:
     loop {
         match XdpLink::attach(steering.program(), ifindex, mode) {
             Err(e)
-                if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::EBUSY))
-                    && start.elapsed() < PATIENCE =>
+                if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::EBUSY)) && start.elapsed() < PATIENCE =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
@@ -124,24 +113,15 @@ fn attach_with_retry(steering: &Steering, ifindex: u32, mode: AttachMode) -> io:
 fn attach_error(info: &InterfaceInfo, mode: AttachMode, e: io::Error) -> XdpError {
     let name = &info.name;
     let hint = match (e.raw_os_error(), mode) {
-        (Some(libc::EPERM), _) => {
-            return XdpError::NotPermitted {
-                op: "bpf(BPF_LINK_CREATE)",
-            }
-        }
-        (Some(libc::ENODEV), _) => {
-            return XdpError::InterfaceMissing {
-                interface: name.clone(),
-            }
-        }
+        (Some(libc::EPERM), _) => return XdpError::NotPermitted { op: "bpf(BPF_LINK_CREATE)" },
+        (Some(libc::ENODEV), _) => return XdpError::InterfaceMissing { interface: name.clone() },
         (Some(libc::EBUSY) | Some(libc::EEXIST), _) => format!(
             "another XDP program is already attached to {name} (see `ip -d link show dev {name}`); \
              stop the other sluice or remove it with `ip link set dev {name} xdp off`"
         ),
-        (Some(libc::EOPNOTSUPP), AttachMode::Drv) => format!(
-            "driver {} lacks native XDP: use --xdp-mode skb",
-            info.driver
-        ),
+        (Some(libc::EOPNOTSUPP), AttachMode::Drv) => {
+            format!("driver {} lacks native XDP: use --xdp-mode skb", info.driver)
+        }
         (Some(libc::EOPNOTSUPP), AttachMode::Skb) => {
             "this kernel lacks generic XDP (CONFIG_XDP_SOCKETS / CONFIG_BPF_SYSCALL)".to_string()
         }
@@ -156,10 +136,5 @@ fn attach_error(info: &InterfaceInfo, mode: AttachMode, e: io::Error) -> XdpErro
         }
         _ => "see `dmesg` for the driver's reason, or try --xdp-mode skb".to_string(),
     };
-    XdpError::AttachRefused {
-        interface: name.clone(),
-        mode,
-        source: e,
-        hint,
-    }
+    XdpError::AttachRefused { interface: name.clone(), mode, source: e, hint }
 }

@@ -54,12 +54,7 @@ pub(crate) struct RingLayout {
 
 impl From<libc::xdp_ring_offset> for RingLayout {
     fn from(o: libc::xdp_ring_offset) -> RingLayout {
-        RingLayout {
-            producer: o.producer,
-            consumer: o.consumer,
-            desc: o.desc,
-            flags: o.flags,
-        }
+        RingLayout { producer: o.producer, consumer: o.consumer, desc: o.desc, flags: o.flags }
     }
 }
 
@@ -68,10 +63,7 @@ impl<T: Copy> Ring<T> {
         let entries_end = layout.desc as usize + size as usize * std::mem::size_of::<T>();
         let index_end = layout.producer.max(layout.consumer).max(layout.flags) as usize + 4;
         if !size.is_power_of_two() || map.len() < entries_end.max(index_end) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "ring layout out of bounds",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "ring layout out of bounds"));
         }
         let base = map.as_ptr();
         // SAFETY: all offsets were checked to lie inside the mapping; the kernel aligns
@@ -112,12 +104,7 @@ impl<T: Copy> Ring<T> {
     /// play the kernel's part.
     #[cfg(test)]
     fn anonymous(size: u32, start: u32) -> Ring<T> {
-        let layout = RingLayout {
-            producer: 0,
-            consumer: 64,
-            flags: 128,
-            desc: 192,
-        };
+        let layout = RingLayout { producer: 0, consumer: 64, flags: 128, desc: 192 };
         let len = 192 + size as usize * std::mem::size_of::<T>();
         let map = Mmap::anonymous(len, false).unwrap();
         // SAFETY: fresh private memory, large enough for both indices (checked layout).
@@ -168,25 +155,14 @@ pub struct ConsRing<T> {
 }
 
 impl<T: Copy> ProdRing<T> {
-    pub(crate) fn map(
-        fd: BorrowedFd<'_>,
-        layout: RingLayout,
-        size: u32,
-        pgoff: u64,
-    ) -> io::Result<ProdRing<T>> {
+    pub(crate) fn map(fd: BorrowedFd<'_>, layout: RingLayout, size: u32, pgoff: u64) -> io::Result<ProdRing<T>> {
         let ring = Ring::map(fd, layout, size, pgoff)?;
-        Ok(ProdRing {
-            published: ring.cached_prod,
-            ring,
-        })
+        Ok(ProdRing { published: ring.cached_prod, ring })
     }
 
     #[cfg(test)]
     pub(crate) fn anonymous(size: u32, start: u32) -> ProdRing<T> {
-        ProdRing {
-            ring: Ring::anonymous(size, start),
-            published: start,
-        }
+        ProdRing { ring: Ring::anonymous(size, start), published: start }
     }
 
     pub fn size(&self) -> u32 {
@@ -224,9 +200,7 @@ impl<T: Copy> ProdRing<T> {
     #[inline]
     pub fn submit(&mut self) {
         if self.published != self.ring.cached_prod {
-            self.ring
-                .producer()
-                .store(self.ring.cached_prod, Ordering::Release);
+            self.ring.producer().store(self.ring.cached_prod, Ordering::Release);
             self.published = self.ring.cached_prod;
         }
     }
@@ -240,8 +214,7 @@ impl<T: Copy> ProdRing<T> {
     /// Entries published but not yet consumed by the kernel.
     #[inline]
     pub fn outstanding(&self) -> u32 {
-        self.published
-            .wrapping_sub(self.ring.consumer().load(Ordering::Acquire))
+        self.published.wrapping_sub(self.ring.consumer().load(Ordering::Acquire))
     }
 
     /// Whether the kernel asks to be woken (`XDP_RING_NEED_WAKEUP`) to consume this
@@ -274,22 +247,13 @@ impl ProdRing<u64> {
 }
 
 impl<T: Copy> ConsRing<T> {
-    pub(crate) fn map(
-        fd: BorrowedFd<'_>,
-        layout: RingLayout,
-        size: u32,
-        pgoff: u64,
-    ) -> io::Result<ConsRing<T>> {
-        Ok(ConsRing {
-            ring: Ring::map(fd, layout, size, pgoff)?,
-        })
+    pub(crate) fn map(fd: BorrowedFd<'_>, layout: RingLayout, size: u32, pgoff: u64) -> io::Result<ConsRing<T>> {
+        Ok(ConsRing { ring: Ring::map(fd, layout, size, pgoff)? })
     }
 
     #[cfg(test)]
     pub(crate) fn anonymous(size: u32, start: u32) -> ConsRing<T> {
-        ConsRing {
-            ring: Ring::anonymous(size, start),
-        }
+        ConsRing { ring: Ring::anonymous(size, start) }
     }
 
     pub fn size(&self) -> u32 {
@@ -312,10 +276,7 @@ impl<T: Copy> ConsRing<T> {
     /// Entries the kernel has published that we have not released.
     #[inline]
     pub fn pending(&self) -> u32 {
-        self.ring
-            .producer()
-            .load(Ordering::Acquire)
-            .wrapping_sub(self.ring.cached_cons)
+        self.ring.producer().load(Ordering::Acquire).wrapping_sub(self.ring.cached_cons)
     }
 
     /// Whether the kernel has published entries we have not read (a cheap check for
@@ -387,8 +348,7 @@ pub(crate) mod peer {
             // SAFETY: in bounds (masked) and free: the consumer released it (Acquire above).
             unsafe { r.slot(prod.wrapping_add(i as u32)).write(*item) };
         }
-        r.producer()
-            .store(prod.wrapping_add(n as u32), Ordering::Release);
+        r.producer().store(prod.wrapping_add(n as u32), Ordering::Release);
         n
     }
 

@@ -42,11 +42,7 @@ fn produce_respects_max() {
 #[test]
 fn push_hands_back_the_item_when_full() {
     let mut tx = ProdRing::<libc::xdp_desc>::anonymous(2, 0);
-    let d = |addr| libc::xdp_desc {
-        addr,
-        len: 60,
-        options: 0,
-    };
+    let d = |addr| libc::xdp_desc { addr, len: 60, options: 0 };
     assert!(tx.push(d(0)).is_ok());
     assert!(tx.push(d(4096)).is_ok());
     let back = tx.push(d(8192)).unwrap_err();
@@ -57,10 +53,7 @@ fn push_hands_back_the_item_when_full() {
     tx.submit();
     assert_eq!(tx.outstanding(), 2);
     let got = peer::consume(&tx, 10);
-    assert_eq!(
-        got.iter().map(|d| d.addr).collect::<Vec<_>>(),
-        vec![0, 4096]
-    );
+    assert_eq!(got.iter().map(|d| d.addr).collect::<Vec<_>>(), vec![0, 4096]);
     assert_eq!(tx.outstanding(), 0);
     assert!(tx.push(d(8192)).is_ok());
 }
@@ -68,13 +61,8 @@ fn push_hands_back_the_item_when_full() {
 #[test]
 fn consume_reads_in_order_and_releases() {
     let mut rx = ConsRing::<libc::xdp_desc>::anonymous(4, 0);
-    let descs: Vec<_> = (0..6)
-        .map(|i| libc::xdp_desc {
-            addr: i * 4096 + 256,
-            len: 100 + i as u32,
-            options: 0,
-        })
-        .collect();
+    let descs: Vec<_> =
+        (0..6).map(|i| libc::xdp_desc { addr: i * 4096 + 256, len: 100 + i as u32, options: 0 }).collect();
     assert_eq!(peer::produce(&rx, &descs), 4, "only 4 slots");
     assert!(rx.has_entries());
     assert_eq!(rx.available(2), 2);

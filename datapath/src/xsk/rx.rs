@@ -28,17 +28,8 @@ pub(crate) struct RxHalf {
 }
 
 impl RxHalf {
-    pub(crate) fn new(
-        ring: ConsRing<libc::xdp_desc>,
-        fill: ProdRing<u64>,
-        free: FrameStack,
-        pool_end: u64,
-    ) -> RxHalf {
-        let empty = libc::xdp_desc {
-            addr: 0,
-            len: 0,
-            options: 0,
-        };
+    pub(crate) fn new(ring: ConsRing<libc::xdp_desc>, fill: ProdRing<u64>, free: FrameStack, pool_end: u64) -> RxHalf {
+        let empty = libc::xdp_desc { addr: 0, len: 0, options: 0 };
         RxHalf {
             ring,
             fill,
@@ -131,13 +122,6 @@ impl RxHalf {
 fn wake_rx(fd: RawFd) {
     // SAFETY: a zero-length receive with no buffer and no address on our own socket.
     unsafe {
-        libc::recvfrom(
-            fd,
-            std::ptr::null_mut(),
-            0,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        )
+        libc::recvfrom(fd, std::ptr::null_mut(), 0, libc::MSG_DONTWAIT, std::ptr::null_mut(), std::ptr::null_mut())
     };
 }

@@ -60,15 +60,7 @@ fn setsockopt_u32(fd: BorrowedFd<'_>, opt: libc::c_int, value: u32) -> io::Resul
 fn getsockopt<T>(fd: BorrowedFd<'_>, opt: libc::c_int, out: &mut T) -> io::Result<usize> {
     let mut len = std::mem::size_of::<T>() as libc::socklen_t;
     // SAFETY: `out` is writable for `len` bytes; the kernel writes at most `len`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_XDP,
-            opt,
-            (out as *mut T).cast(),
-            &mut len,
-        )
-    };
+    let rc = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_XDP, opt, (out as *mut T).cast(), &mut len) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -80,11 +72,7 @@ impl XskSocket {
     pub fn open(iface: &InterfaceInfo, queue: u32, cfg: &XskConfig) -> Result<XskSocket, XdpError> {
         cfg.validate()?;
         if queue >= iface.rx_queues {
-            return Err(XdpError::QueueMissing {
-                interface: iface.name.clone(),
-                queue,
-                queues: iface.rx_queues,
-            });
+            return Err(XdpError::QueueMissing { interface: iface.name.clone(), queue, queues: iface.rx_queues });
         }
         let max_frame = cfg.max_frame();
         if iface.mtu + ETHERNET_HEADER > max_frame {
@@ -104,24 +92,14 @@ impl XskSocket {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
 
         let (rx_frames, tx_frames) = (cfg.rx_frames(), cfg.tx_frames());
-        let umem = Umem::new(cfg.frame_size, rx_frames + tx_frames)
-            .map_err(|e| XdpError::io("mapping the UMEM", e))?;
-        umem.register(fd.as_fd())
-            .map_err(|e| XdpError::io("setsockopt(XDP_UMEM_REG)", e))?;
+        let umem = Umem::new(cfg.frame_size, rx_frames + tx_frames).map_err(|e| XdpError::io("mapping the UMEM", e))?;
+        umem.register(fd.as_fd()).map_err(|e| XdpError::io("setsockopt(XDP_UMEM_REG)", e))?;
 
         let fill_size = rx_frames;
         let comp_size = tx_frames;
         for (opt, n, what) in [
-            (
-                libc::XDP_UMEM_FILL_RING,
-                fill_size,
-                "setsockopt(XDP_UMEM_FILL_RING)",
-            ),
-            (
-                libc::XDP_UMEM_COMPLETION_RING,
-                comp_size,
-                "setsockopt(XDP_UMEM_COMPLETION_RING)",
-            ),
+            (libc::XDP_UMEM_FILL_RING, fill_size, "setsockopt(XDP_UMEM_FILL_RING)"),
+            (libc::XDP_UMEM_COMPLETION_RING, comp_size, "setsockopt(XDP_UMEM_COMPLETION_RING)"),
             (libc::XDP_RX_RING, cfg.rx_ring, "setsockopt(XDP_RX_RING)"),
             (libc::XDP_TX_RING, cfg.tx_ring, "setsockopt(XDP_TX_RING)"),
         ] {
@@ -138,20 +116,12 @@ impl XskSocket {
             });
         }
         let map_err = |e| XdpError::io("mmap of an AF_XDP ring", e);
-        let mut fill = ProdRing::<u64>::map(
-            fd.as_fd(),
-            RingLayout::from(off.fr),
-            fill_size,
-            libc::XDP_UMEM_PGOFF_FILL_RING,
-        )
-        .map_err(map_err)?;
-        let comp = ConsRing::<u64>::map(
-            fd.as_fd(),
-            RingLayout::from(off.cr),
-            comp_size,
-            libc::XDP_UMEM_PGOFF_COMPLETION_RING,
-        )
-        .map_err(map_err)?;
+        let mut fill =
+            ProdRing::<u64>::map(fd.as_fd(), RingLayout::from(off.fr), fill_size, libc::XDP_UMEM_PGOFF_FILL_RING)
+                .map_err(map_err)?;
+        let comp =
+            ConsRing::<u64>::map(fd.as_fd(), RingLayout::from(off.cr), comp_size, libc::XDP_UMEM_PGOFF_COMPLETION_RING)
+                .map_err(map_err)?;
         let rx_ring = ConsRing::<libc::xdp_desc>::map(
             fd.as_fd(),
             RingLayout::from(off.rx),
@@ -196,38 +166,18 @@ impl XskSocket {
             )
         };
         if rc < 0 {
-            return Err(bind_error(
-                iface,
-                queue,
-                cfg.bind,
-                io::Error::last_os_error(),
-            ));
+            return Err(bind_error(iface, queue, cfg.bind, io::Error::last_os_error()));
         }
 
         let mut opts = libc::xdp_options { flags: 0 };
-        getsockopt(fd.as_fd(), libc::XDP_OPTIONS, &mut opts)
-            .map_err(|e| XdpError::io("getsockopt(XDP_OPTIONS)", e))?;
+        getsockopt(fd.as_fd(), libc::XDP_OPTIONS, &mut opts).map_err(|e| XdpError::io("getsockopt(XDP_OPTIONS)", e))?;
         let zero_copy = opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0;
 
         let raw_fd = fd.as_raw_fd();
         Ok(XskSocket {
             fd,
-            rx: RxHalf::new(
-                rx_ring,
-                fill,
-                rx_free,
-                u64::from(rx_frames) * u64::from(cfg.frame_size),
-            ),
-            tx: TxHalf::new(
-                tx_ring,
-                comp,
-                tx_free,
-                rx_frames,
-                cfg.frame_size,
-                raw_fd,
-                zero_copy,
-                cfg.need_wakeup,
-            ),
+            rx: RxHalf::new(rx_ring, fill, rx_free, u64::from(rx_frames) * u64::from(cfg.frame_size)),
+            tx: TxHalf::new(tx_ring, comp, tx_free, rx_frames, cfg.frame_size, raw_fd, zero_copy, cfg.need_wakeup),
             umem,
             ifindex: iface.index,
             queue,
@@ -305,8 +255,7 @@ pub struct FrameAccounting {
 impl FrameAccounting {
     /// Whether every frame of both pools is accounted for.
     pub fn balanced(&self) -> bool {
-        self.rx_free + self.rx_in_fill + self.rx_in_rx_ring + self.rx_batched + self.rx_returned
-            == self.rx_pool
+        self.rx_free + self.rx_in_fill + self.rx_in_rx_ring + self.rx_batched + self.rx_returned == self.rx_pool
             && self.tx_free + self.tx_in_tx_ring + self.tx_in_completion == self.tx_pool
     }
 }
@@ -319,13 +268,8 @@ impl AsFd for XskSocket {
 
 fn bind_error(iface: &InterfaceInfo, queue: u32, mode: BindMode, e: io::Error) -> XdpError {
     match e.raw_os_error() {
-        Some(libc::EBUSY) => XdpError::QueueBusy {
-            interface: iface.name.clone(),
-            queue,
-        },
-        Some(libc::ENODEV) => XdpError::InterfaceMissing {
-            interface: iface.name.clone(),
-        },
+        Some(libc::EBUSY) => XdpError::QueueBusy { interface: iface.name.clone(), queue },
+        Some(libc::ENODEV) => XdpError::InterfaceMissing { interface: iface.name.clone() },
         Some(libc::EOPNOTSUPP) | Some(libc::EPROTONOSUPPORT) if mode == BindMode::ZeroCopy => {
             XdpError::ZeroCopyUnsupported {
                 interface: iface.name.clone(),
@@ -334,11 +278,7 @@ fn bind_error(iface: &InterfaceInfo, queue: u32, mode: BindMode, e: io::Error) -
             }
         }
         Some(libc::EINVAL) if queue >= iface.rx_queues.max(iface.tx_queues) => {
-            XdpError::QueueMissing {
-                interface: iface.name.clone(),
-                queue,
-                queues: iface.rx_queues,
-            }
+            XdpError::QueueMissing { interface: iface.name.clone(), queue, queues: iface.rx_queues }
         }
         _ => XdpError::io("bind(AF_XDP)", e),
     }

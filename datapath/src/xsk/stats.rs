@@ -78,12 +78,7 @@ mod tests {
 
     #[test]
     fn kernel_counters_merge_by_reason() {
-        let ours = XskStats {
-            rx_packets: 5,
-            rx_invalid: 1,
-            tx_ring_full: 2,
-            ..Default::default()
-        };
+        let ours = XskStats { rx_packets: 5, rx_invalid: 1, tx_ring_full: 2, ..Default::default() };
         let k = libc::xdp_statistics {
             rx_dropped: 3,
             rx_invalid_descs: 4,

@@ -21,9 +21,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use smoltcp::wire::Ipv4Cidr;
 
-use crate::bpf::{
-    Alu, Asm, AsmError, Cond, Helper, Insn, Map, MapType, Program, Reg, Size, XdpAction,
-};
+use crate::bpf::{Alu, Asm, AsmError, Cond, Helper, Insn, Map, MapType, Program, Reg, Size, XdpAction};
 use crate::error::XdpError;
 
 /// Capacity of the owned-address set.
@@ -197,23 +195,15 @@ impl Steering {
     /// Create the maps, fill them from `cfg` and load the program. `queues` sizes the
     /// XSKMAP. `fallback` is the verdict when a queue has no socket: `Pass` in service;
     /// tests pick another action to observe the redirect decision in a test run.
-    pub fn load(
-        cfg: &SteeringConfig,
-        queues: u32,
-        fallback: XdpAction,
-    ) -> Result<Steering, XdpError> {
+    pub fn load(cfg: &SteeringConfig, queues: u32, fallback: XdpAction) -> Result<Steering, XdpError> {
         if cfg.owned.len() > MAX_OWNED as usize || cfg.intercept.len() > MAX_INTERCEPT as usize {
             return Err(XdpError::InvalidConfig {
-                what: format!(
-                    "at most {MAX_OWNED} addresses and {MAX_INTERCEPT} intercept prefixes"
-                ),
+                what: format!("at most {MAX_OWNED} addresses and {MAX_INTERCEPT} intercept prefixes"),
             });
         }
         if let Some(f) = &cfg.tcp_ports {
             if f.ephemeral.is_empty() {
-                return Err(XdpError::InvalidConfig {
-                    what: format!("empty ephemeral port range {:?}", f.ephemeral),
-                });
+                return Err(XdpError::InvalidConfig { what: format!("empty ephemeral port range {:?}", f.ephemeral) });
             }
         }
         let xsks = create(MapType::XskMap, "sluice_xsks", 4, 4, queues.max(1))?;
@@ -223,24 +213,13 @@ impl Steering {
             Some(_) => Some(create(MapType::Array, "sluice_ports", 4, 1, 65536)?),
             None => None,
         };
-        let fds = MapFds {
-            xsks: fd(&xsks),
-            owned: fd(&owned),
-            intercept: fd(&intercept),
-            ports: ports.as_ref().map(fd),
-        };
+        let fds =
+            MapFds { xsks: fd(&xsks), owned: fd(&owned), intercept: fd(&intercept), ports: ports.as_ref().map(fd) };
         let ephemeral = cfg.tcp_ports.as_ref().map(|f| &f.ephemeral);
-        let insns = assemble(&fds, ephemeral, fallback).map_err(|e| XdpError::InvalidConfig {
-            what: format!("XDP program: {e}"),
-        })?;
+        let insns = assemble(&fds, ephemeral, fallback)
+            .map_err(|e| XdpError::InvalidConfig { what: format!("XDP program: {e}") })?;
         let program = Program::load_xdp("sluice_xdp", &insns, "MIT OR Apache-2.0")?;
-        let steering = Steering {
-            xsks,
-            owned,
-            intercept,
-            ports,
-            program,
-        };
+        let steering = Steering { xsks, owned, intercept, ports, program };
         for addr in &cfg.owned {
             steering.add_owned(*addr)?;
         }
@@ -257,16 +236,12 @@ impl Steering {
 
     /// Steer ARP and TCP for `addr` to sluice.
     pub fn add_owned(&self, addr: Ipv4Addr) -> Result<(), XdpError> {
-        self.owned
-            .update(&addr.octets(), &[1])
-            .map_err(|e| XdpError::io("adding an owned address", e))
+        self.owned.update(&addr.octets(), &[1]).map_err(|e| XdpError::io("adding an owned address", e))
     }
 
     /// Stop steering `addr`; `Ok(false)` if it was not owned.
     pub fn remove_owned(&self, addr: Ipv4Addr) -> Result<bool, XdpError> {
-        self.owned
-            .delete(&addr.octets())
-            .map_err(|e| XdpError::io("removing an owned address", e))
+        self.owned.delete(&addr.octets()).map_err(|e| XdpError::io("removing an owned address", e))
     }
 
     fn lpm_key(prefix: Ipv4Cidr) -> [u8; 8] {
@@ -278,16 +253,12 @@ impl Steering {
 
     /// Steer TCP to any address inside `prefix` to sluice.
     pub fn add_intercept(&self, prefix: Ipv4Cidr) -> Result<(), XdpError> {
-        self.intercept
-            .update(&Self::lpm_key(prefix), &[1])
-            .map_err(|e| XdpError::io("adding an intercept prefix", e))
+        self.intercept.update(&Self::lpm_key(prefix), &[1]).map_err(|e| XdpError::io("adding an intercept prefix", e))
     }
 
     /// Stop intercepting `prefix`; `Ok(false)` if it was not there.
     pub fn remove_intercept(&self, prefix: Ipv4Cidr) -> Result<bool, XdpError> {
-        self.intercept
-            .delete(&Self::lpm_key(prefix))
-            .map_err(|e| XdpError::io("removing an intercept prefix", e))
+        self.intercept.delete(&Self::lpm_key(prefix)).map_err(|e| XdpError::io("removing an intercept prefix", e))
     }
 
     /// Accept TCP to `port` (only meaningful with a port filter).
@@ -302,23 +273,16 @@ impl Steering {
 
     fn set_port(&self, port: u16, on: u8) -> Result<(), XdpError> {
         let Some(ports) = &self.ports else {
-            return Err(XdpError::InvalidConfig {
-                what: "no TCP port filter configured".into(),
-            });
+            return Err(XdpError::InvalidConfig { what: "no TCP port filter configured".into() });
         };
-        ports
-            .update(&u32::from(port).to_ne_bytes(), &[on])
-            .map_err(|e| XdpError::io("updating the port filter", e))
+        ports.update(&u32::from(port).to_ne_bytes(), &[on]).map_err(|e| XdpError::io("updating the port filter", e))
     }
 
     /// Point queue `queue`'s XSKMAP slot at an AF_XDP socket.
     pub fn register(&self, queue: u32, xsk: BorrowedFd<'_>) -> Result<(), XdpError> {
         if queue >= self.xsks.max_entries() {
             return Err(XdpError::InvalidConfig {
-                what: format!(
-                    "queue {queue} beyond the XSKMAP ({} slots)",
-                    self.xsks.max_entries()
-                ),
+                what: format!("queue {queue} beyond the XSKMAP ({} slots)", self.xsks.max_entries()),
             });
         }
         let fd = xsk.as_raw_fd() as u32;

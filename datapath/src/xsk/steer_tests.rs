@@ -68,26 +68,15 @@ fn load(cfg: &SteeringConfig) -> Option<Steering> {
 
 #[test]
 fn owned_arp_and_tcp_go_to_sluice_the_rest_to_the_kernel() {
-    let cfg = SteeringConfig {
-        owned: vec![OWNED],
-        ..Default::default()
-    };
+    let cfg = SteeringConfig { owned: vec![OWNED], ..Default::default() };
     let Some(s) = load(&cfg) else { return };
     assert_eq!(verdict(&s, &arp(OWNED)), SLUICE);
     assert_eq!(verdict(&s, &arp(OTHER)), KERNEL);
     assert_eq!(verdict(&s, &tcp(OWNED, 80)), SLUICE);
-    assert_eq!(
-        verdict(&s, &tcp(OWNED, 22)),
-        SLUICE,
-        "no port filter: every port"
-    );
+    assert_eq!(verdict(&s, &tcp(OWNED, 22)), SLUICE, "no port filter: every port");
     assert_eq!(verdict(&s, &tcp(OTHER, 80)), KERNEL);
     assert_eq!(verdict(&s, &ipv4(OWNED, 17, 0, 0, &[0; 8])), KERNEL, "UDP");
-    assert_eq!(
-        verdict(&s, &ipv4(OWNED, 1, 0, 0, &[8, 0, 0, 0, 0, 0, 0, 0])),
-        KERNEL,
-        "ICMP"
-    );
+    assert_eq!(verdict(&s, &ipv4(OWNED, 1, 0, 0, &[8, 0, 0, 0, 0, 0, 0, 0])), KERNEL, "ICMP");
     let mut v6 = eth(0x86dd);
     v6.extend_from_slice(&[0x60; 40]);
     assert_eq!(verdict(&s, &v6), KERNEL, "IPv6");
@@ -95,10 +84,7 @@ fn owned_arp_and_tcp_go_to_sluice_the_rest_to_the_kernel() {
 
 #[test]
 fn malformed_frames_go_to_the_kernel() {
-    let cfg = SteeringConfig {
-        owned: vec![OWNED],
-        ..Default::default()
-    };
+    let cfg = SteeringConfig { owned: vec![OWNED], ..Default::default() };
     let Some(s) = load(&cfg) else { return };
     // Truncated IPv4 header and truncated ARP.
     let mut short = tcp(OWNED, 80);
@@ -128,30 +114,15 @@ fn intercept_prefixes_take_tcp_but_not_arp() {
         tcp_ports: None,
     };
     let Some(s) = load(&cfg) else { return };
-    assert_eq!(
-        verdict(&s, &tcp(Ipv4Addr::new(10, 99, 12, 77), 443)),
-        SLUICE
-    );
-    assert_eq!(
-        verdict(&s, &tcp(Ipv4Addr::new(10, 99, 13, 77), 443)),
-        KERNEL
-    );
+    assert_eq!(verdict(&s, &tcp(Ipv4Addr::new(10, 99, 12, 77), 443)), SLUICE);
+    assert_eq!(verdict(&s, &tcp(Ipv4Addr::new(10, 99, 13, 77), 443)), KERNEL);
     assert_eq!(verdict(&s, &arp(Ipv4Addr::new(10, 99, 12, 77))), KERNEL);
     // Prefixes change at run time.
-    s.add_intercept(Ipv4Cidr::new(Ipv4Addr::new(10, 99, 13, 64), 26))
-        .unwrap();
-    assert_eq!(
-        verdict(&s, &tcp(Ipv4Addr::new(10, 99, 13, 77), 443)),
-        SLUICE
-    );
+    s.add_intercept(Ipv4Cidr::new(Ipv4Addr::new(10, 99, 13, 64), 26)).unwrap();
+    assert_eq!(verdict(&s, &tcp(Ipv4Addr::new(10, 99, 13, 77), 443)), SLUICE);
     assert_eq!(verdict(&s, &tcp(Ipv4Addr::new(10, 99, 13, 7), 443)), KERNEL);
-    assert!(s
-        .remove_intercept(Ipv4Cidr::new(Ipv4Addr::new(10, 99, 12, 0), 24))
-        .unwrap());
-    assert_eq!(
-        verdict(&s, &tcp(Ipv4Addr::new(10, 99, 12, 77), 443)),
-        KERNEL
-    );
+    assert!(s.remove_intercept(Ipv4Cidr::new(Ipv4Addr::new(10, 99, 12, 0), 24)).unwrap());
+    assert_eq!(verdict(&s, &tcp(Ipv4Addr::new(10, 99, 12, 77), 443)), KERNEL);
 }
 
 #[test]
@@ -159,28 +130,17 @@ fn port_filter_takes_listeners_and_the_ephemeral_range() {
     let cfg = SteeringConfig {
         owned: vec![OWNED],
         intercept: vec![],
-        tcp_ports: Some(PortFilter {
-            ports: vec![80, 8443],
-            ephemeral: 40000..=40099,
-        }),
+        tcp_ports: Some(PortFilter { ports: vec![80, 8443], ephemeral: 40000..=40099 }),
     };
     let Some(s) = load(&cfg) else { return };
     assert_eq!(verdict(&s, &tcp(OWNED, 80)), SLUICE);
     assert_eq!(verdict(&s, &tcp(OWNED, 8443)), SLUICE);
-    assert_eq!(
-        verdict(&s, &tcp(OWNED, 22)),
-        KERNEL,
-        "ssh stays with the kernel"
-    );
+    assert_eq!(verdict(&s, &tcp(OWNED, 22)), KERNEL, "ssh stays with the kernel");
     assert_eq!(verdict(&s, &tcp(OWNED, 40000)), SLUICE);
     assert_eq!(verdict(&s, &tcp(OWNED, 40099)), SLUICE);
     assert_eq!(verdict(&s, &tcp(OWNED, 39999)), KERNEL);
     assert_eq!(verdict(&s, &tcp(OWNED, 40100)), KERNEL);
-    assert_eq!(
-        verdict(&s, &tcp(OTHER, 80)),
-        KERNEL,
-        "address still decides first"
-    );
+    assert_eq!(verdict(&s, &tcp(OTHER, 80)), KERNEL, "address still decides first");
     assert_eq!(verdict(&s, &arp(OWNED)), SLUICE, "ARP has no ports");
     // IP options move the TCP header; the port is still found.
     assert_eq!(verdict(&s, &tcp_with(OWNED, 80, 2, 0)), SLUICE);
@@ -218,10 +178,7 @@ fn service_fallback_passes_when_no_socket_is_registered() {
     if !testnet::require_root("steering program test") {
         return;
     }
-    let cfg = SteeringConfig {
-        owned: vec![OWNED],
-        ..Default::default()
-    };
+    let cfg = SteeringConfig { owned: vec![OWNED], ..Default::default() };
     let s = Steering::load(&cfg, 1, XdpAction::Pass).unwrap();
     assert_eq!(verdict(&s, &tcp(OWNED, 80)), XdpAction::Pass);
 }

@@ -106,11 +106,7 @@ impl TxHalf {
     /// Queue `len` bytes of frame `addr` for transmission (published by `flush`).
     #[inline]
     pub fn send(&mut self, addr: u64, len: u32) {
-        match self.ring.push(libc::xdp_desc {
-            addr,
-            len,
-            options: 0,
-        }) {
+        match self.ring.push(libc::xdp_desc { addr, len, options: 0 }) {
             Ok(()) => {
                 self.stats.tx_packets += 1;
                 self.stats.tx_bytes += u64::from(len);
@@ -142,11 +138,7 @@ impl TxHalf {
             }
             self.reap();
             match rc {
-                Ok(()) | Err(libc::EAGAIN) | Err(libc::EBUSY)
-                    if self.ring.outstanding() < before =>
-                {
-                    continue
-                }
+                Ok(()) | Err(libc::EAGAIN) | Err(libc::EBUSY) if self.ring.outstanding() < before => continue,
                 _ => break,
             }
         }
@@ -164,16 +156,7 @@ impl TxHalf {
 /// `sendto(fd, NULL, 0, MSG_DONTWAIT)`: ask the kernel to process the tx ring.
 fn kick_tx(fd: RawFd) -> Result<(), i32> {
     // SAFETY: a zero-length send with no buffer and no address on our own socket.
-    let rc = unsafe {
-        libc::sendto(
-            fd,
-            std::ptr::null(),
-            0,
-            libc::MSG_DONTWAIT,
-            std::ptr::null(),
-            0,
-        )
-    };
+    let rc = unsafe { libc::sendto(fd, std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
     if rc < 0 {
         return Err(io::Error::last_os_error().raw_os_error().unwrap_or(0));
     }

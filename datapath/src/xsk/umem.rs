@@ -33,18 +33,11 @@ impl Umem {
             ));
         }
         if frame_count == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "UMEM needs frames",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "UMEM needs frames"));
         }
         let len = frame_size as usize * frame_count as usize;
         let area = Mmap::anonymous(len, true)?;
-        Ok(Umem {
-            area,
-            frame_size,
-            frame_count,
-        })
+        Ok(Umem { area, frame_size, frame_count })
     }
 
     /// Register the area on an AF_XDP socket (`XDP_UMEM_REG`).
@@ -99,8 +92,7 @@ impl Umem {
     /// Whether `len` bytes at `addr` lie inside one frame of this UMEM.
     #[inline]
     pub fn contains(&self, addr: u64, len: u32) -> bool {
-        self.frame_index(addr).is_some()
-            && addr + u64::from(len) <= self.frame_base(addr) + u64::from(self.frame_size)
+        self.frame_index(addr).is_some() && addr + u64::from(len) <= self.frame_base(addr) + u64::from(self.frame_size)
     }
 
     /// The `len` bytes at `addr`.
@@ -125,9 +117,7 @@ impl Umem {
         debug_assert!(self.contains(addr, len));
         // SAFETY: in bounds and exclusively owned by the caller (caller contract); frames
         // never overlap, so distinct frames yield disjoint slices.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.area.as_ptr().add(addr as usize), len as usize)
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.area.as_ptr().add(addr as usize), len as usize) }
     }
 }
 

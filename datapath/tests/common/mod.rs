@@ -47,8 +47,7 @@ impl EchoServer {
             config.random_seed = 0x5eed;
             let mut iface = Interface::new(config, &mut device, Instant::now());
             iface.update_ip_addrs(|ips| {
-                ips.push(IpCidr::new(IpAddress::Ipv4(addr), prefix))
-                    .expect("room for one address");
+                ips.push(IpCidr::new(IpAddress::Ipv4(addr), prefix)).expect("room for one address");
             });
             let mut sockets = SocketSet::new(vec![]);
             let socket = tcp::Socket::new(
@@ -61,10 +60,7 @@ impl EchoServer {
             let started = StdInstant::now();
             while served < connections {
                 if stop2.load(Ordering::Relaxed) || started.elapsed() > deadline {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "echo server deadline",
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "echo server deadline"));
                 }
                 let now = Instant::now();
                 iface.poll(now, &mut device, &mut sockets);
@@ -75,8 +71,7 @@ impl EchoServer {
                         active = false;
                         continue;
                     }
-                    s.listen(port)
-                        .map_err(|e| io::Error::other(format!("listen: {e}")))?;
+                    s.listen(port).map_err(|e| io::Error::other(format!("listen: {e}")))?;
                 }
                 if s.is_active() {
                     active = true;
@@ -84,22 +79,15 @@ impl EchoServer {
                 // Echo what fits in the send buffer right now.
                 while s.can_recv() && s.can_send() {
                     let room = (s.send_capacity() - s.send_queue()).min(scratch.len());
-                    let n = s
-                        .recv_slice(&mut scratch[..room])
-                        .map_err(|e| io::Error::other(format!("{e}")))?;
+                    let n = s.recv_slice(&mut scratch[..room]).map_err(|e| io::Error::other(format!("{e}")))?;
                     if n == 0 {
                         break;
                     }
-                    s.send_slice(&scratch[..n])
-                        .map_err(|e| io::Error::other(format!("{e}")))?;
+                    s.send_slice(&scratch[..n]).map_err(|e| io::Error::other(format!("{e}")))?;
                     bytes += n as u64;
                 }
                 // Peer finished sending and we echoed everything: close our side.
-                if active
-                    && !s.may_recv()
-                    && s.send_queue() == 0
-                    && s.state() == tcp::State::CloseWait
-                {
+                if active && !s.may_recv() && s.send_queue() == 0 && s.state() == tcp::State::CloseWait {
                     s.close();
                 }
                 iface.poll(now, &mut device, &mut sockets);
@@ -118,16 +106,9 @@ impl EchoServer {
                 device.flush()?;
                 device.wait(Some(Duration::from_millis(10)))?;
             }
-            Ok(EchoReport {
-                device,
-                connections: served,
-                bytes,
-            })
+            Ok(EchoReport { device, connections: served, bytes })
         });
-        EchoServer {
-            stop,
-            handle: Some(handle),
-        }
+        EchoServer { stop, handle: Some(handle) }
     }
 
     /// Wait for the server to finish.

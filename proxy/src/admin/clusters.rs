@@ -18,16 +18,9 @@ pub fn health_flags(h: &Host) -> String {
         (health_flag::FAILED_OUTLIER_CHECK, "/failed_outlier_check"),
         (health_flag::DEGRADED_ACTIVE_HC, "/degraded_active_hc"),
         (health_flag::ACTIVE_HC_TIMEOUT, "/active_hc_timeout"),
-        (
-            health_flag::EXCLUDED_VIA_IMMEDIATE_HC_FAIL,
-            "/excluded_via_immediate_hc_fail",
-        ),
+        (health_flag::EXCLUDED_VIA_IMMEDIATE_HC_FAIL, "/excluded_via_immediate_hc_fail"),
     ];
-    let parts: Vec<&str> = NAMES
-        .iter()
-        .filter(|(f, _)| h.has_flag(*f))
-        .map(|(_, n)| *n)
-        .collect();
+    let parts: Vec<&str> = NAMES.iter().filter(|(f, _)| h.has_flag(*f)).map(|(_, n)| *n).collect();
     if parts.is_empty() {
         "healthy".into()
     } else {
@@ -43,37 +36,17 @@ pub fn render(snapshot: &Snapshot) -> String {
         let _ = writeln!(s, "{name}::observability_name::{}", c.config.stat_name());
         for (prio, _) in [("default_priority", 0), ("high_priority", 1)] {
             let _ = writeln!(s, "{name}::{prio}::max_connections::{}", cb.max_connections);
-            let _ = writeln!(
-                s,
-                "{name}::{prio}::max_pending_requests::{}",
-                cb.max_pending_requests
-            );
+            let _ = writeln!(s, "{name}::{prio}::max_pending_requests::{}", cb.max_pending_requests);
             let _ = writeln!(s, "{name}::{prio}::max_requests::{}", cb.max_requests);
             let _ = writeln!(s, "{name}::{prio}::max_retries::{}", cb.max_retries);
         }
         let _ = writeln!(s, "{name}::added_via_api::false");
         for h in c.hosts().hosts.iter() {
             let a = h.address;
-            let _ = writeln!(
-                s,
-                "{name}::{a}::cx_active::{}",
-                h.cx_active.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                s,
-                "{name}::{a}::rq_active::{}",
-                h.rq_active.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                s,
-                "{name}::{a}::rq_error::{}",
-                h.rq_error.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                s,
-                "{name}::{a}::rq_success::{}",
-                h.rq_success.load(Ordering::Relaxed)
-            );
+            let _ = writeln!(s, "{name}::{a}::cx_active::{}", h.cx_active.load(Ordering::Relaxed));
+            let _ = writeln!(s, "{name}::{a}::rq_active::{}", h.rq_active.load(Ordering::Relaxed));
+            let _ = writeln!(s, "{name}::{a}::rq_error::{}", h.rq_error.load(Ordering::Relaxed));
+            let _ = writeln!(s, "{name}::{a}::rq_success::{}", h.rq_success.load(Ordering::Relaxed));
             let _ = writeln!(s, "{name}::{a}::hostname::{}", h.hostname);
             let _ = writeln!(s, "{name}::{a}::health_flags::{}", health_flags(h));
             let _ = writeln!(s, "{name}::{a}::weight::{}", h.weight);
@@ -95,11 +68,7 @@ pub fn render_json(snapshot: &Snapshot) -> String {
         if i > 0 {
             s.push(',');
         }
-        let _ = write!(
-            s,
-            "{{\"name\":{},\"added_via_api\":false,\"host_statuses\":[",
-            json_str(c.name())
-        );
+        let _ = write!(s, "{{\"name\":{},\"added_via_api\":false,\"host_statuses\":[", json_str(c.name()));
         for (j, h) in c.hosts().hosts.iter().enumerate() {
             if j > 0 {
                 s.push(',');

@@ -17,19 +17,11 @@ pub struct Response {
 
 impl Response {
     pub fn text(status: u16, body: impl Into<String>) -> Response {
-        Response {
-            status,
-            content_type: "text/plain; charset=UTF-8",
-            body: body.into().into_bytes(),
-        }
+        Response { status, content_type: "text/plain; charset=UTF-8", body: body.into().into_bytes() }
     }
 
     pub fn json(body: String) -> Response {
-        Response {
-            status: 200,
-            content_type: "application/json",
-            body: body.into_bytes(),
-        }
+        Response { status: 200, content_type: "application/json", body: body.into_bytes() }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -49,49 +41,17 @@ impl Response {
 /// (path, mutating, help text)
 const ENDPOINTS: &[(&str, bool, &str)] = &[
     ("/clusters", false, "upstream cluster status"),
-    (
-        "/config_dump",
-        false,
-        "dump current Envoy configs (experimental)",
-    ),
-    (
-        "/drain_listeners",
-        true,
-        "drain listeners (?graceful to drain connections too)",
-    ),
-    (
-        "/healthcheck/fail",
-        true,
-        "cause the server to fail health checks",
-    ),
-    (
-        "/healthcheck/ok",
-        true,
-        "cause the server to pass health checks",
-    ),
+    ("/config_dump", false, "dump current Envoy configs (experimental)"),
+    ("/drain_listeners", true, "drain listeners (?graceful to drain connections too)"),
+    ("/healthcheck/fail", true, "cause the server to fail health checks"),
+    ("/healthcheck/ok", true, "cause the server to pass health checks"),
     ("/help", false, "print out list of admin commands"),
     ("/listeners", false, "print listener info"),
     ("/quitquitquit", true, "exit the server"),
-    (
-        "/ready",
-        false,
-        "print server state, return 200 if LIVE, otherwise return 503",
-    ),
-    (
-        "/server_info",
-        false,
-        "print server version/status information",
-    ),
-    (
-        "/stats",
-        false,
-        "print server stats (?filter=REGEX, ?usedonly, ?format=json)",
-    ),
-    (
-        "/stats/prometheus",
-        false,
-        "print server stats in prometheus format",
-    ),
+    ("/ready", false, "print server state, return 200 if LIVE, otherwise return 503"),
+    ("/server_info", false, "print server version/status information"),
+    ("/stats", false, "print server stats (?filter=REGEX, ?usedonly, ?format=json)"),
+    ("/stats/prometheus", false, "print server stats in prometheus format"),
 ];
 
 fn help() -> String {
@@ -110,24 +70,15 @@ pub fn handle(state: &AdminState, method: &str, target: &str) -> Response {
         None => (target, ""),
     };
     let params = parse_query(query);
-    let Some((_, mutating, _)) =
-        ENDPOINTS
-            .iter()
-            .find(|(p, _, _)| *p == path)
-            .copied()
-            .or(if path == "/" {
-                Some(("/", false, ""))
-            } else {
-                None
-            })
-    else {
+    let Some((_, mutating, _)) = ENDPOINTS.iter().find(|(p, _, _)| *p == path).copied().or(if path == "/" {
+        Some(("/", false, ""))
+    } else {
+        None
+    }) else {
         return Response::text(404, format!("invalid path. {}", help()));
     };
     if mutating && method != "POST" {
-        return Response::text(
-            405,
-            format!("Method {method} not allowed, POST required.\n"),
-        );
+        return Response::text(405, format!("Method {method} not allowed, POST required.\n"));
     }
     match path {
         "/" | "/help" => Response::text(200, help()),
@@ -143,11 +94,7 @@ pub fn handle(state: &AdminState, method: &str, target: &str) -> Response {
             body: prometheus::render(&state.stats).into_bytes(),
         },
         "/clusters" => {
-            let snapshot = state
-                .snapshot
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let snapshot = state.snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();
             if params.iter().any(|(k, v)| k == "format" && v == "json") {
                 Response::json(clusters::render_json(&snapshot))
             } else {
@@ -155,13 +102,7 @@ pub fn handle(state: &AdminState, method: &str, target: &str) -> Response {
             }
         }
         "/listeners" => listeners(state, &params),
-        "/config_dump" => Response::json(
-            state
-                .config_dump
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-        ),
+        "/config_dump" => Response::json(state.config_dump.lock().unwrap_or_else(|e| e.into_inner()).clone()),
         "/healthcheck/fail" => {
             state.health_check_failed.store(true, Ordering::Relaxed);
             Response::text(200, "OK\n")
@@ -260,12 +201,8 @@ fn stats(state: &AdminState, params: &[(String, String)]) -> Response {
     let used_only = params.iter().any(|(k, _)| k == "usedonly");
     let json = params.iter().any(|(k, v)| k == "format" && v == "json");
     let keep = |name: &str| filter.as_ref().is_none_or(|r| r.is_match(name));
-    let values: Vec<(String, StatKind, i64)> = state
-        .stats
-        .collect()
-        .into_iter()
-        .filter(|(n, _, v)| keep(n) && (!used_only || *v != 0))
-        .collect();
+    let values: Vec<(String, StatKind, i64)> =
+        state.stats.collect().into_iter().filter(|(n, _, v)| keep(n) && (!used_only || *v != 0)).collect();
     let histograms: Vec<(String, HistogramSnapshot)> = state
         .stats
         .collect_histograms()
@@ -284,7 +221,9 @@ fn stats(state: &AdminState, params: &[(String, String)]) -> Response {
             if !values.is_empty() {
                 s.push(',');
             }
-            s.push_str("{\"histograms\":{\"supported_quantiles\":[0,25,50,75,90,95,99,99.5,99.9,100],\"computed_quantiles\":[");
+            s.push_str(
+                "{\"histograms\":{\"supported_quantiles\":[0,25,50,75,90,95,99,99.5,99.9,100],\"computed_quantiles\":[",
+            );
             for (i, (n, h)) in histograms.iter().enumerate() {
                 if i > 0 {
                     s.push(',');
@@ -308,10 +247,7 @@ fn stats(state: &AdminState, params: &[(String, String)]) -> Response {
         s.push_str("]}\n");
         return Response::json(s);
     }
-    let mut lines: Vec<(String, String)> = values
-        .into_iter()
-        .map(|(n, _, v)| (n, v.to_string()))
-        .collect();
+    let mut lines: Vec<(String, String)> = values.into_iter().map(|(n, _, v)| (n, v.to_string())).collect();
     for (n, h) in histograms {
         lines.push((n, histogram_text(&h)));
     }
@@ -324,9 +260,7 @@ fn stats(state: &AdminState, params: &[(String, String)]) -> Response {
 }
 
 const QUANTILES: [f64; 10] = [0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 1.0];
-const QUANTILE_NAMES: [&str; 10] = [
-    "P0", "P25", "P50", "P75", "P90", "P95", "P99", "P99.5", "P99.9", "P100",
-];
+const QUANTILE_NAMES: [&str; 10] = ["P0", "P25", "P50", "P75", "P90", "P95", "P99", "P99.5", "P99.9", "P100"];
 
 /// Envoy's text form: `P0(interval,cumulative) P25(...) ...`; sluice keeps cumulative
 /// values only, so the interval is `nan` as for a histogram with no recent samples.
@@ -355,11 +289,7 @@ fn fmt_num(v: f64) -> String {
 }
 
 fn listeners(state: &AdminState, params: &[(String, String)]) -> Response {
-    let snapshot = state
-        .snapshot
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let snapshot = state.snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if params.iter().any(|(k, v)| k == "format" && v == "json") {
         let mut s = String::from("{\"listener_statuses\":[");
         for (i, l) in snapshot.listeners.iter().enumerate() {
@@ -392,10 +322,7 @@ mod tests {
     fn query_and_json_helpers() {
         assert_eq!(
             parse_query("filter=http%5C..*&usedonly"),
-            vec![
-                ("filter".into(), "http\\..*".into()),
-                ("usedonly".into(), String::new())
-            ]
+            vec![("filter".into(), "http\\..*".into()), ("usedonly".into(), String::new())]
         );
         assert_eq!(json_str("a\"b\n"), "\"a\\\"b\\n\"");
         assert_eq!(fmt_num(2.0), "2");

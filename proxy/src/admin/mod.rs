@@ -51,9 +51,7 @@ impl AdminState {
     pub fn state(&self) -> &'static str {
         if !self.live.load(Ordering::Relaxed) {
             "PRE_INITIALIZING"
-        } else if self.health_check_failed.load(Ordering::Relaxed)
-            || self.control.draining.load(Ordering::Relaxed)
-        {
+        } else if self.health_check_failed.load(Ordering::Relaxed) || self.control.draining.load(Ordering::Relaxed) {
             "DRAINING"
         } else {
             "LIVE"
@@ -92,14 +90,7 @@ impl AdminServer {
         let mut listener = TcpListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
         registry.register(&mut listener, token, Interest::READABLE)?;
-        Ok(AdminServer {
-            listener,
-            token,
-            next: token.0 + 1,
-            conns: HashMap::new(),
-            state,
-            local_addr,
-        })
+        Ok(AdminServer { listener, token, next: token.0 + 1, conns: HashMap::new(), state, local_addr })
     }
 
     /// Whether `token` belongs to the admin server.
@@ -133,19 +124,9 @@ impl AdminServer {
                     }
                     let token = Token(self.next);
                     self.next += 1;
-                    if registry
-                        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-                        .is_ok()
-                    {
-                        self.conns.insert(
-                            token,
-                            AdminConn {
-                                stream,
-                                input: Vec::new(),
-                                output: Vec::new(),
-                                written: 0,
-                            },
-                        );
+                    if registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE).is_ok() {
+                        self.conns
+                            .insert(token, AdminConn { stream, input: Vec::new(), output: Vec::new(), written: 0 });
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

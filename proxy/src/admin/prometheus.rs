@@ -20,22 +20,12 @@ struct Family {
 
 /// Prometheus metric names: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' }).collect()
 }
 
 /// A label value with `\`, `"` and newlines escaped.
 fn label_value(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 fn collect<S: Scope>(reg: &Registry<S>, tag: &str, families: &mut BTreeMap<String, Family>) {
@@ -46,8 +36,7 @@ fn collect<S: Scope>(reg: &Registry<S>, tag: &str, families: &mut BTreeMap<Strin
             StatKind::Counter => "counter",
             StatKind::Gauge => "gauge",
         };
-        fam.samples
-            .push(format!("{name}{{{tag}=\"{}\"}} {v}", label_value(scope)));
+        fam.samples.push(format!("{name}{{{tag}=\"{}\"}} {v}", label_value(scope)));
     });
     reg.visit_histograms(&mut |scope, stat, h: &Snapshot| {
         let name = sanitize(&format!("envoy_{}_{stat}", S::KIND));
@@ -55,18 +44,11 @@ fn collect<S: Scope>(reg: &Registry<S>, tag: &str, families: &mut BTreeMap<Strin
         fam.kind = "histogram";
         let label = format!("{tag}=\"{}\"", label_value(scope));
         for (le, count) in h.cumulative() {
-            let le = if le.is_infinite() {
-                "+Inf".to_string()
-            } else {
-                format!("{le}")
-            };
-            fam.samples
-                .push(format!("{name}_bucket{{{label},le=\"{le}\"}} {count}"));
+            let le = if le.is_infinite() { "+Inf".to_string() } else { format!("{le}") };
+            fam.samples.push(format!("{name}_bucket{{{label},le=\"{le}\"}} {count}"));
         }
-        fam.samples
-            .push(format!("{name}_sum{{{label}}} {}", h.sum_ms()));
-        fam.samples
-            .push(format!("{name}_count{{{label}}} {}", h.count()));
+        fam.samples.push(format!("{name}_sum{{{label}}} {}", h.sum_ms()));
+        fam.samples.push(format!("{name}_count{{{label}}} {}", h.count()));
     });
 }
 
@@ -96,29 +78,17 @@ mod tests {
     fn families_with_tags() {
         let store = Store::new(1);
         store.clusters.scope("web.prod")[0].upstream_cx_total.add(3);
-        store.clusters.scope("web.prod")[0]
-            .upstream_rq_time
-            .record_us(2000);
+        store.clusters.scope("web.prod")[0].upstream_rq_time.record_us(2000);
         let text = render(&store);
-        assert!(
-            text.contains("# TYPE envoy_cluster_upstream_cx_total counter\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("envoy_cluster_upstream_cx_total{envoy_cluster_name=\"web.prod\"} 3\n"),
-            "{text}"
-        );
+        assert!(text.contains("# TYPE envoy_cluster_upstream_cx_total counter\n"), "{text}");
+        assert!(text.contains("envoy_cluster_upstream_cx_total{envoy_cluster_name=\"web.prod\"} 3\n"), "{text}");
         assert!(text.contains("# TYPE envoy_cluster_upstream_rq_time histogram\n"));
-        assert!(text.contains("envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"web.prod\",le=\"5\"} 1\n"), "{text}");
-        assert!(text
-            .contains("envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"web.prod\"} 1\n"));
         assert!(
-            text.contains("envoy_cluster_upstream_cx_active{envoy_cluster_name=\"web.prod\"} 0\n")
+            text.contains("envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"web.prod\",le=\"5\"} 1\n"),
+            "{text}"
         );
-        assert_eq!(
-            text.matches("# TYPE envoy_cluster_upstream_cx_total ")
-                .count(),
-            1
-        );
+        assert!(text.contains("envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"web.prod\"} 1\n"));
+        assert!(text.contains("envoy_cluster_upstream_cx_active{envoy_cluster_name=\"web.prod\"} 0\n"));
+        assert_eq!(text.matches("# TYPE envoy_cluster_upstream_cx_total ").count(), 1);
     }
 }

@@ -163,11 +163,7 @@ impl CodecClient {
 
     /// Whether the connection could carry another request now.
     pub fn reusable(&self) -> bool {
-        self.connected
-            && !self.dead
-            && !self.read_eof
-            && self.out.is_empty()
-            && self.pending_input().is_empty()
+        self.connected && !self.dead && !self.read_eof && self.out.is_empty() && self.pending_input().is_empty()
     }
 
     /// Whether [`CodecClient::close`] ran.

@@ -70,14 +70,8 @@ impl HeaderMap {
 
     /// The first value of `name` (which must be lower-case).
     pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
-        debug_assert!(
-            !name.iter().any(u8::is_ascii_uppercase),
-            "look up lower-case names"
-        );
-        self.entries
-            .iter()
-            .find(|e| self.name_of(e) == name)
-            .map(|e| self.value_of(e))
+        debug_assert!(!name.iter().any(u8::is_ascii_uppercase), "look up lower-case names");
+        self.entries.iter().find(|e| self.name_of(e) == name).map(|e| self.value_of(e))
     }
 
     /// The first value of `name` as UTF-8 text, if it is.
@@ -91,18 +85,12 @@ impl HeaderMap {
 
     /// Every value of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.entries
-            .iter()
-            .filter(move |e| self.name_of(e) == name)
-            .map(|e| self.value_of(e))
+        self.entries.iter().filter(move |e| self.name_of(e) == name).map(|e| self.value_of(e))
     }
 
     /// How many entries carry `name`.
     pub fn count(&self, name: &[u8]) -> usize {
-        self.entries
-            .iter()
-            .filter(|e| self.name_of(e) == name)
-            .count()
+        self.entries.iter().filter(|e| self.name_of(e) == name).count()
     }
 
     /// Remove every entry of `name`; returns how many were removed.
@@ -145,17 +133,12 @@ impl HeaderMap {
 
     /// Iterate `(name, value)` pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.entries
-            .iter()
-            .map(|e| (self.name_of(e), self.value_of(e)))
+        self.entries.iter().map(|e| (self.name_of(e), self.value_of(e)))
     }
 
     /// Total bytes of names and values (for size limits).
     pub fn byte_len(&self) -> usize {
-        self.entries
-            .iter()
-            .map(|e| (e.name_len + e.value_len) as usize)
-            .sum()
+        self.entries.iter().map(|e| (e.name_len + e.value_len) as usize).sum()
     }
 
     fn maybe_compact(&mut self) {
@@ -179,10 +162,7 @@ impl HeaderMap {
 impl fmt::Debug for HeaderMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(
-                self.iter()
-                    .map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))),
-            )
+            .entries(self.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))))
             .finish()
     }
 }
@@ -198,10 +178,7 @@ mod tests {
         h.append(b"X-A", b"1");
         h.append(b"x-a", b"2");
         assert_eq!(h.get(b"host"), Some(&b"example.com"[..]));
-        assert_eq!(
-            h.get_all(b"x-a").collect::<Vec<_>>(),
-            vec![&b"1"[..], &b"2"[..]]
-        );
+        assert_eq!(h.get_all(b"x-a").collect::<Vec<_>>(), vec![&b"1"[..], &b"2"[..]]);
         assert_eq!(h.count(b"x-a"), 2);
         assert_eq!(h.remove(b"x-a"), 2);
         assert!(!h.contains(b"x-a"));

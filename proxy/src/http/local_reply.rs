@@ -15,8 +15,7 @@ pub const CONNECT_TIMEOUT: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: connection timeout";
 pub const UPSTREAM_RESET: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
-pub const UPSTREAM_OVERFLOW: &str =
-    "upstream connect error or disconnect/reset before headers. reset reason: overflow";
+pub const UPSTREAM_OVERFLOW: &str = "upstream connect error or disconnect/reset before headers. reset reason: overflow";
 pub const RETRIED_CONNECT_FAILURE: &str =
     "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection failure";
 pub const STREAM_IDLE_TIMEOUT: &str = "stream timeout";
@@ -29,8 +28,7 @@ pub fn build(head: &mut ResponseHead, status: u16, body: &[u8]) {
     head.clear();
     head.status = status;
     if !body.is_empty() {
-        head.headers
-            .append(b"content-length", itoa(body.len() as u64).as_bytes());
+        head.headers.append(b"content-length", itoa(body.len() as u64).as_bytes());
         head.headers.append(b"content-type", b"text/plain");
     } else {
         head.headers.append(b"content-length", b"0");

@@ -50,12 +50,7 @@ pub struct ActiveSocket {
 }
 
 impl ActiveSocket {
-    pub fn new(
-        socket: SocketId,
-        listener: usize,
-        peer: SocketAddr,
-        local: SocketAddr,
-    ) -> ActiveSocket {
+    pub fn new(socket: SocketId, listener: usize, peer: SocketAddr, local: SocketAddr) -> ActiveSocket {
         ActiveSocket {
             socket,
             listener,
@@ -78,18 +73,16 @@ impl ActiveSocket {
             let listener = &snapshot.listeners[self.listener];
             while let Some(filter) = listener.listener_filters.get(self.next_filter) {
                 match filter {
-                    ListenerFilterKind::OriginalDst => {
-                        match original_dst::restore(stack, self.socket, self.local) {
-                            Ok(Some(dst)) => {
-                                self.local = dst;
-                                self.restored = true;
-                            }
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::debug!("original_dst: {e}");
-                            }
+                    ListenerFilterKind::OriginalDst => match original_dst::restore(stack, self.socket, self.local) {
+                        Ok(Some(dst)) => {
+                            self.local = dst;
+                            self.restored = true;
                         }
-                    }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::debug!("original_dst: {e}");
+                        }
+                    },
                     ListenerFilterKind::TlsInspector | ListenerFilterKind::HttpInspector => {
                         // Inspectors that need the first bytes are wired in with TLS
                         // support; a listener using them is refused at config load
@@ -124,11 +117,7 @@ impl ActiveSocket {
 
     fn select(&self, snapshot: &Snapshot) -> Outcome {
         let listener = &snapshot.listeners[self.listener];
-        let alpn: Vec<&str> = self
-            .application_protocols
-            .iter()
-            .map(String::as_str)
-            .collect();
+        let alpn: Vec<&str> = self.application_protocols.iter().map(String::as_str).collect();
         let info = ConnectionInfo {
             local: self.local,
             remote: self.peer,
@@ -138,10 +127,7 @@ impl ActiveSocket {
             application_protocols: &alpn,
         };
         match listener.filter_chain_manager.select(&info) {
-            Some(selected) => Outcome::Chain {
-                listener: self.listener,
-                selected,
-            },
+            Some(selected) => Outcome::Chain { listener: self.listener, selected },
             None => Outcome::Close("no matching filter chain"),
         }
     }

@@ -66,9 +66,7 @@ impl ListenerConfig {
 
     /// Whether any listener filter needs to see the connection's first bytes.
     pub fn needs_data(&self) -> bool {
-        self.listener_filters
-            .iter()
-            .any(|f| !matches!(f, ListenerFilterKind::OriginalDst))
+        self.listener_filters.iter().any(|f| !matches!(f, ListenerFilterKind::OriginalDst))
     }
 }
 
@@ -105,11 +103,7 @@ impl Snapshot {
             }
         }
         if errors.is_empty() {
-            Ok(Snapshot {
-                listeners,
-                cluster_manager,
-                by_address,
-            })
+            Ok(Snapshot { listeners, cluster_manager, by_address })
         } else {
             Err(errors)
         }
@@ -126,27 +120,17 @@ impl Snapshot {
             IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
             IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
         };
-        self.by_address
-            .get(&SocketAddr::new(any, dst.port()))
-            .copied()
+        self.by_address.get(&SocketAddr::new(any, dst.port())).copied()
     }
 }
 
-fn compile_listener(
-    index: usize,
-    l: &Listener,
-    cm: &Arc<ClusterManager>,
-) -> Result<ListenerConfig, Vec<String>> {
+fn compile_listener(index: usize, l: &Listener, cm: &Arc<ClusterManager>) -> Result<ListenerConfig, Vec<String>> {
     let buffer_limit = l.per_connection_buffer_limit_bytes.max(1) as usize;
     let path = format!("static_resources.listeners[{index}]");
     let mut errors = Vec::new();
-    let address = l
-        .address
-        .socket_addr()
-        .ok_or_else(|| vec![format!("{path}.address: not an IP address")])?;
-    let filter_chain_manager =
-        FilterChainManager::new(&l.filter_chains, l.default_filter_chain.as_ref())
-            .map_err(|e| vec![format!("{path}: {e}")])?;
+    let address = l.address.socket_addr().ok_or_else(|| vec![format!("{path}.address: not an IP address")])?;
+    let filter_chain_manager = FilterChainManager::new(&l.filter_chains, l.default_filter_chain.as_ref())
+        .map_err(|e| vec![format!("{path}: {e}")])?;
     let mut chains = Vec::new();
     for (j, c) in l.filter_chains.iter().enumerate() {
         match compile_chain(c, cm, buffer_limit, &format!("{path}.filter_chains[{j}]")) {
@@ -155,31 +139,23 @@ fn compile_listener(
         }
     }
     let default_chain = match &l.default_filter_chain {
-        Some(c) => {
-            match compile_chain(c, cm, buffer_limit, &format!("{path}.default_filter_chain")) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    errors.push(e);
-                    None
-                }
+        Some(c) => match compile_chain(c, cm, buffer_limit, &format!("{path}.default_filter_chain")) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.push(e);
+                None
             }
-        }
+        },
         None => None,
     };
-    let mut listener_filters: Vec<ListenerFilterKind> =
-        l.listener_filters.iter().map(|f| f.kind.clone()).collect();
+    let mut listener_filters: Vec<ListenerFilterKind> = l.listener_filters.iter().map(|f| f.kind.clone()).collect();
     // listener_impl.cc buildOriginalDstListenerFilter: use_original_dst adds the filter.
     if l.use_original_dst && !listener_filters.contains(&ListenerFilterKind::OriginalDst) {
         listener_filters.insert(0, ListenerFilterKind::OriginalDst);
     }
     for (k, f) in l.listener_filters.iter().enumerate() {
-        if matches!(
-            f.kind,
-            ListenerFilterKind::TlsInspector | ListenerFilterKind::HttpInspector
-        ) {
-            errors.push(format!(
-                "{path}.listener_filters[{k}]: this listener filter is not supported yet"
-            ));
+        if matches!(f.kind, ListenerFilterKind::TlsInspector | ListenerFilterKind::HttpInspector) {
+            errors.push(format!("{path}.listener_filters[{k}]: this listener filter is not supported yet"));
         }
     }
     if !errors.is_empty() {
@@ -195,8 +171,7 @@ fn compile_listener(
         ipv4_compat: l.address.ipv4_compat,
         per_connection_buffer_limit_bytes: l.per_connection_buffer_limit_bytes.max(1) as usize,
         listener_filters,
-        listener_filters_timeout: (!l.listener_filters_timeout.is_zero())
-            .then_some(l.listener_filters_timeout),
+        listener_filters_timeout: (!l.listener_filters_timeout.is_zero()).then_some(l.listener_filters_timeout),
         continue_on_listener_filters_timeout: l.continue_on_listener_filters_timeout,
         filter_chain_manager,
         chains,
@@ -222,31 +197,22 @@ fn compile_chain(
             NetworkFilterKind::TcpProxy(tp) => {
                 let clusters = match &tp.cluster {
                     TcpProxyCluster::Cluster(name) => vec![(lookup(cm, name, path)?, 1)],
-                    TcpProxyCluster::Weighted(w) => w
-                        .iter()
-                        .map(|c| Ok((lookup(cm, &c.name, path)?, c.weight)))
-                        .collect::<Result<_, String>>()?,
+                    TcpProxyCluster::Weighted(w) => {
+                        w.iter().map(|c| Ok((lookup(cm, &c.name, path)?, c.weight))).collect::<Result<_, String>>()?
+                    }
                 };
                 NetworkFilter::TcpProxy(Arc::new(TcpProxyConfig::new(tp, clusters)))
             }
             NetworkFilterKind::HttpConnectionManager(hcm) => {
-                let cfg = HcmConfig::new(
-                    hcm,
-                    Arc::clone(cm),
-                    buffer_limit,
-                    &format!("{path}.filters[{k}].typed_config"),
-                )?;
+                let cfg =
+                    HcmConfig::new(hcm, Arc::clone(cm), buffer_limit, &format!("{path}.filters[{k}].typed_config"))?;
                 NetworkFilter::HttpConnectionManager(Arc::new(cfg))
             }
         });
     }
-    Ok(NetworkFilterChain {
-        name: c.name.clone(),
-        terminal,
-    })
+    Ok(NetworkFilterChain { name: c.name.clone(), terminal })
 }
 
 fn lookup(cm: &ClusterManager, name: &str, path: &str) -> Result<usize, String> {
-    cm.index_of(name)
-        .ok_or_else(|| format!("{path}: unknown cluster `{name}`"))
+    cm.index_of(name).ok_or_else(|| format!("{path}: unknown cluster `{name}`"))
 }

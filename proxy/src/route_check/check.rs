@@ -14,9 +14,7 @@ use std::time::SystemTime;
 use sluice_config::matcher::{HeaderMatch, HeaderMatcher, StringMatcher};
 
 use crate::http::{RequestHead, ResponseHead, Version};
-use crate::router::route_match::{
-    request_header_first, request_header_value, response_header_value,
-};
+use crate::router::route_match::{request_header_first, request_header_value, response_header_value};
 use crate::router::{Matched, RouteTable, StreamInfo};
 
 use super::schema::{HeaderValue, ValidationItem};
@@ -57,17 +55,9 @@ pub struct TestResult {
     pub covered: Option<(usize, usize)>,
 }
 
-fn report(
-    messages: &mut Vec<String>,
-    expected: &str,
-    actual: &str,
-    test_type: &str,
-    expect_match: bool,
-) {
+fn report(messages: &mut Vec<String>, expected: &str, actual: &str, test_type: &str, expect_match: bool) {
     let not = if expect_match { "" } else { "NOT " };
-    messages.push(format!(
-        "expected: [{expected}], actual: {not}[{actual}], test type: {test_type}"
-    ));
+    messages.push(format!("expected: [{expected}], actual: {not}[{actual}], test type: {test_type}"));
 }
 
 /// Compare and record; returns whether it matched.
@@ -160,10 +150,7 @@ pub fn run(table: &RouteTable, item: &ValidationItem, now: SystemTime) -> TestRe
     let f = &mut result.failure;
     let mut any_ok = false;
 
-    let mut check = |expected: &Option<String>,
-                     actual: String,
-                     name: &str,
-                     slot: &mut Option<(String, String)>| {
+    let mut check = |expected: &Option<String>, actual: String, name: &str, slot: &mut Option<(String, String)>| {
         if let Some(e) = expected {
             if compare(msgs, &actual, e, name) {
                 any_ok = true;
@@ -174,34 +161,23 @@ pub fn run(table: &RouteTable, item: &ValidationItem, now: SystemTime) -> TestRe
     };
     check(
         &v.cluster_name,
-        entry
-            .map(|m| m.cluster_name().to_string())
-            .unwrap_or_default(),
+        entry.map(|m| m.cluster_name().to_string()).unwrap_or_default(),
         "cluster_name",
         &mut f.cluster_name,
     );
     check(
         &v.virtual_cluster_name,
-        entry
-            .map(|m| m.virtual_cluster_name(&req).to_string())
-            .unwrap_or_default(),
+        entry.map(|m| m.virtual_cluster_name(&req).to_string()).unwrap_or_default(),
         "virtual_cluster_name",
         &mut f.virtual_cluster_name,
     );
     check(
         &v.virtual_host_name,
-        entry
-            .map(|m| m.virtual_host().name.clone())
-            .unwrap_or_default(),
+        entry.map(|m| m.virtual_host().name.clone()).unwrap_or_default(),
         "virtual_host_name",
         &mut f.virtual_host_name,
     );
-    check(
-        &v.path_rewrite,
-        entry.map(|_| req.path.clone()).unwrap_or_default(),
-        "path_rewrite",
-        &mut f.path_rewrite,
-    );
+    check(&v.path_rewrite, entry.map(|_| req.path.clone()).unwrap_or_default(), "path_rewrite", &mut f.path_rewrite);
     check(
         &v.host_rewrite,
         entry.map(|_| req.authority.clone()).unwrap_or_default(),
@@ -215,16 +191,8 @@ pub fn run(table: &RouteTable, item: &ValidationItem, now: SystemTime) -> TestRe
         &mut f.path_redirect,
     );
     if let Some(expected) = v.code_redirect {
-        let actual = direct
-            .and_then(Matched::direct_response_status)
-            .map(u32::from)
-            .unwrap_or(0);
-        if compare(
-            msgs,
-            &actual.to_string(),
-            &expected.to_string(),
-            "code_redirect",
-        ) {
+        let actual = direct.and_then(Matched::direct_response_status).map(u32::from).unwrap_or(0);
+        if compare(msgs, &actual.to_string(), &expected.to_string(), "code_redirect") {
             any_ok = true;
         } else {
             f.code_redirect = Some((expected, actual));
@@ -238,10 +206,8 @@ pub fn run(table: &RouteTable, item: &ValidationItem, now: SystemTime) -> TestRe
             headers_ok = false;
             let first = request_first(&req, &m.name);
             describe_header_failure(msgs, m, first.as_deref(), "request_header_matches");
-            f.request_header_match_failures.push(HeaderMatchFailure {
-                matcher: m.clone(),
-                actual: first.unwrap_or_default(),
-            });
+            f.request_header_match_failures
+                .push(HeaderMatchFailure { matcher: m.clone(), actual: first.unwrap_or_default() });
         }
     }
     for h in &v.request_header_fields {
@@ -254,10 +220,8 @@ pub fn run(table: &RouteTable, item: &ValidationItem, now: SystemTime) -> TestRe
             headers_ok = false;
             let first = response_first(&resp, &m.name);
             describe_header_failure(msgs, m, first.as_deref(), "response_header_matches");
-            f.response_header_match_failures.push(HeaderMatchFailure {
-                matcher: m.clone(),
-                actual: first.unwrap_or_default(),
-            });
+            f.response_header_match_failures
+                .push(HeaderMatchFailure { matcher: m.clone(), actual: first.unwrap_or_default() });
         }
     }
     for h in &v.response_header_fields {
@@ -282,9 +246,7 @@ fn response_first(resp: &ResponseHead, name: &str) -> Option<String> {
     if name == ":status" {
         return (resp.status != 0).then(|| resp.status.to_string());
     }
-    resp.headers
-        .get(name.as_bytes())
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+    resp.headers.get(name.as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// The oneof name of a matcher as Envoy's tool prints it. The deprecated spellings are
@@ -301,38 +263,18 @@ pub fn matcher_kind(m: &HeaderMatcher) -> String {
 }
 
 /// router.cc `matchHeaderField`: the line for a failed header matcher.
-fn describe_header_failure(
-    msgs: &mut Vec<String>,
-    m: &HeaderMatcher,
-    actual: Option<&str>,
-    kind: &str,
-) {
+fn describe_header_failure(msgs: &mut Vec<String>, m: &HeaderMatcher, actual: Option<&str>, kind: &str) {
     let test_type = format!("{kind}.{}", matcher_kind(m));
     let shown = actual.unwrap_or("NULL");
     match &m.specifier {
         HeaderMatch::Present(p) => {
             let want = *p != m.invert_match;
             let has = actual.is_some();
-            report(
-                msgs,
-                &format!("has({}):{want}", m.name),
-                &format!("has({}):{has}", m.name),
-                &test_type,
-                true,
-            );
+            report(msgs, &format!("has({}):{want}", m.name), &format!("has({}):{has}", m.name), &test_type, true);
         }
         HeaderMatch::ExactMatch(v) | HeaderMatch::String(StringMatcher::Exact { value: v, .. }) => {
-            report(
-                msgs,
-                &format!("{}: {v}", m.name),
-                &format!("{}: {shown}", m.name),
-                &test_type,
-                !m.invert_match,
-            );
+            report(msgs, &format!("{}: {v}", m.name), &format!("{}: {shown}", m.name), &test_type, !m.invert_match);
         }
-        _ => msgs.push(format!(
-            "actual: [{}: {shown}], test type: {test_type}",
-            m.name
-        )),
+        _ => msgs.push(format!("actual: [{}: {shown}], test type: {test_type}", m.name)),
     }
 }

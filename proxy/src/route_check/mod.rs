@@ -32,7 +32,8 @@ use self::check::TestResult;
 use self::output::Report;
 use self::schema::Validation;
 
-const USAGE: &str = "usage: sluice route-check -c ROUTES -t TESTS [--details] [--only-show-failures] [-o RESULT.json] [-f PERCENT]
+const USAGE: &str =
+    "usage: sluice route-check -c ROUTES -t TESTS [--details] [--only-show-failures] [-o RESULT.json] [-f PERCENT]
   -c, --config-path PATH    route configuration (RouteConfiguration or bootstrap; YAML or JSON)
   -t, --test-path PATH      tests (Envoy router_check_tool validation format; YAML or JSON)
   -d, --details             also list passing tests
@@ -57,9 +58,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut o = Options::default();
     let mut config = None;
     let mut tests = None;
-    let mut it = args.iter().skip(usize::from(
-        args.first().map(String::as_str) == Some("route-check"),
-    ));
+    let mut it = args.iter().skip(usize::from(args.first().map(String::as_str) == Some("route-check")));
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
@@ -75,9 +74,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             "-o" | "--output-path" => o.output_path = Some(value(flag)?),
             "-f" | "--fail-under" => {
                 let v = value(flag)?;
-                o.fail_under = v
-                    .parse()
-                    .map_err(|_| format!("{flag}: `{v}` is not a number"))?;
+                o.fail_under = v.parse().map_err(|_| format!("{flag}: `{v}` is not a number"))?;
             }
             "-d" | "--details" => o.details = true,
             "--only-show-failures" => o.only_show_failures = true,
@@ -124,16 +121,10 @@ pub fn load_routes(path: &str) -> Result<(RouteTable, Vec<String>), String> {
     let mut d = Decoder::new();
     let rc = RouteConfiguration::decode(&mut d, &root, "");
     if !d.errors.is_empty() {
-        return Err(format!(
-            "{path}:\n{}",
-            sluice_config::ConfigErrors(d.errors)
-        ));
+        return Err(format!("{path}:\n{}", sluice_config::ConfigErrors(d.errors)));
     }
     let rc = rc.ok_or_else(|| format!("{path}: not a route configuration"))?;
-    Ok((
-        RouteTable::new(&rc),
-        d.warnings.iter().map(ToString::to_string).collect(),
-    ))
+    Ok((RouteTable::new(&rc), d.warnings.iter().map(ToString::to_string).collect()))
 }
 
 /// Load the test file.
@@ -143,10 +134,7 @@ pub fn load_tests(path: &str) -> Result<(Validation, Vec<String>), String> {
     let mut d = Decoder::new();
     let v = Validation::decode(&mut d, &root, "");
     if !d.errors.is_empty() {
-        return Err(format!(
-            "{path}:\n{}",
-            sluice_config::ConfigErrors(d.errors)
-        ));
+        return Err(format!("{path}:\n{}", sluice_config::ConfigErrors(d.errors)));
     }
     let v = v.ok_or_else(|| format!("{path}: not a validation file"))?;
     Ok((v, d.warnings.iter().map(ToString::to_string).collect()))
@@ -155,12 +143,7 @@ pub fn load_tests(path: &str) -> Result<(Validation, Vec<String>), String> {
 /// Route coverage in percent: routes on which at least one field was checked
 /// successfully, over all routes (Envoy's default coverage).
 pub fn coverage(table: &RouteTable, results: &[TestResult]) -> f64 {
-    let total: usize = table
-        .config()
-        .virtual_hosts
-        .iter()
-        .map(|vh| vh.routes.len())
-        .sum();
+    let total: usize = table.config().virtual_hosts.iter().map(|vh| vh.routes.len()).sum();
     if total == 0 {
         return 100.0;
     }
@@ -181,12 +164,7 @@ pub fn run(args: &[String], now: SystemTime, out: &mut dyn Write, err: &mut dyn 
     }
 }
 
-fn run_inner(
-    args: &[String],
-    now: SystemTime,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<i32, String> {
+fn run_inner(args: &[String], now: SystemTime, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, String> {
     if args.iter().any(|a| a == "-h" || a == "--help") {
         let _ = writeln!(out, "{USAGE}");
         return Ok(0);
@@ -197,20 +175,12 @@ fn run_inner(
     for w in route_warnings.iter().chain(&test_warnings) {
         let _ = writeln!(err, "warning: {w}");
     }
-    let results: Vec<TestResult> = validation
-        .tests
-        .iter()
-        .map(|t| check::run(&table, t, now))
-        .collect();
-    let report = Report {
-        details: opts.details,
-        only_show_failures: opts.only_show_failures,
-    };
+    let results: Vec<TestResult> = validation.tests.iter().map(|t| check::run(&table, t, now)).collect();
+    let report = Report { details: opts.details, only_show_failures: opts.only_show_failures };
     output::print_tests(&results, report, out, err).map_err(|e| e.to_string())?;
     if let Some(path) = &opts.output_path {
         let json = output::validation_result_json(&results, opts.only_show_failures);
-        std::fs::write(Path::new(path), json)
-            .map_err(|e| format!("Failed to write output to file {path}: {e}"))?;
+        std::fs::write(Path::new(path), json).map_err(|e| format!("Failed to write output to file {path}: {e}"))?;
     }
     let _ = writeln!(out, "{}", output::summary(&results));
     if results.iter().any(|r| !r.passed) {
@@ -219,11 +189,7 @@ fn run_inner(
     let cov = coverage(&table, &results);
     let _ = writeln!(out, "Current route coverage: {}%", output::percent(cov));
     if opts.fail_under != 0.0 && cov < opts.fail_under {
-        let _ = writeln!(
-            err,
-            "Failed to meet coverage requirement: {}%",
-            output::percent(opts.fail_under)
-        );
+        let _ = writeln!(err, "Failed to meet coverage requirement: {}%", output::percent(opts.fail_under));
         return Ok(1);
     }
     Ok(0)
@@ -234,12 +200,7 @@ fn run_inner(
 pub fn main(args: &[String]) -> i32 {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    let code = run(
-        args,
-        SystemTime::now(),
-        &mut stdout.lock(),
-        &mut stderr.lock(),
-    );
+    let code = run(args, SystemTime::now(), &mut stdout.lock(), &mut stderr.lock());
     let _ = std::io::stdout().flush();
     code
 }

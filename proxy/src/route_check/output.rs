@@ -19,12 +19,7 @@ pub struct Report {
 /// Print the per-test lines: every failing test (its name on stderr, then its failure
 /// lines); with `--details` also the names of passing tests (stdout), unless
 /// `--only-show-failures`.
-pub fn print_tests(
-    results: &[TestResult],
-    opts: Report,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> io::Result<()> {
+pub fn print_tests(results: &[TestResult], opts: Report, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<()> {
     for r in results {
         if r.passed {
             if opts.details && !opts.only_show_failures {
@@ -161,10 +156,7 @@ pub fn header_matcher_json(out: &mut String, m: &HeaderMatcher) {
         }
         HeaderMatch::Range(r) => {
             // int64 is a JSON string in proto3.
-            o.raw(
-                "range_match",
-                &format!("{{\"start\":\"{}\",\"end\":\"{}\"}}", r.start, r.end),
-            );
+            o.raw("range_match", &format!("{{\"start\":\"{}\",\"end\":\"{}\"}}", r.start, r.end));
         }
         HeaderMatch::Present(p) => o.raw("present_match", if *p { "true" } else { "false" }),
         HeaderMatch::String(sm) => {
@@ -220,16 +212,10 @@ fn failure_json(out: &mut String, f: &Failure, unsupported: Option<&str>) {
         o.raw("actual_code_redirect", &actual.to_string());
     }
     if !f.request_header_match_failures.is_empty() {
-        o.raw(
-            "request_header_match_failures",
-            &header_failures_json(&f.request_header_match_failures),
-        );
+        o.raw("request_header_match_failures", &header_failures_json(&f.request_header_match_failures));
     }
     if !f.response_header_match_failures.is_empty() {
-        o.raw(
-            "response_header_match_failures",
-            &header_failures_json(&f.response_header_match_failures),
-        );
+        o.raw("response_header_match_failures", &header_failures_json(&f.response_header_match_failures));
     }
     if let Some(u) = unsupported {
         o.str("unsupported", u);

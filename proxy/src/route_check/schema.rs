@@ -31,12 +31,7 @@ impl Decode for Validation {
         }
         f.finish(d);
         if tests.is_empty() && d.errors.is_empty() {
-            d.error(
-                ErrorKind::Invalid,
-                &join(path, "tests"),
-                line,
-                "a test file needs at least one test",
-            );
+            d.error(ErrorKind::Invalid, &join(path, "tests"), line, "a test file needs at least one test");
         }
         Some(Validation { tests })
     }
@@ -60,19 +55,10 @@ impl Decode for ValidationItem {
         f.finish(d);
         let test_name = test_name?;
         if test_name.is_empty() {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.test_name"),
-                line,
-                "must not be empty",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.test_name"), line, "must not be empty");
             return None;
         }
-        Some(ValidationItem {
-            test_name,
-            input: input?,
-            validate: validate?,
-        })
+        Some(ValidationItem { test_name, input: input?, validate: validate? })
     }
 }
 
@@ -92,18 +78,10 @@ impl Decode for HeaderValue {
         f.finish(d);
         let key = key?;
         if key.is_empty() {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.key"),
-                line,
-                "must not be empty",
-            );
+            d.error(ErrorKind::Invalid, &format!("{path}.key"), line, "must not be empty");
             return None;
         }
-        Some(HeaderValue {
-            key: key.to_ascii_lowercase(),
-            value,
-        })
+        Some(HeaderValue { key: key.to_ascii_lowercase(), value })
     }
 }
 
@@ -137,26 +115,21 @@ impl Decode for ValidationInput {
         let mut unsupported = Vec::new();
         if let Some(n) = f.take("runtime") {
             if !matches!(&n.value, Value::Scalar { text, .. } if text.is_empty()) {
-                unsupported.push("input.runtime (sluice has no runtime layer; runtime_fraction routes are not supported)".into());
+                unsupported.push(
+                    "input.runtime (sluice has no runtime layer; runtime_fraction routes are not supported)".into(),
+                );
             }
         }
         if let Some(n) = f.take("dynamic_metadata") {
             if !matches!(&n.value, Value::Seq(items) if items.is_empty()) {
-                unsupported.push(
-                    "input.dynamic_metadata (dynamic metadata matchers are not supported)".into(),
-                );
+                unsupported.push("input.dynamic_metadata (dynamic metadata matchers are not supported)".into());
             }
         }
         f.finish(d);
         let (authority, path_value) = (authority?, path_value?);
         for (name, v) in [("authority", &authority), ("path", &path_value)] {
             if v.is_empty() {
-                d.error(
-                    ErrorKind::Invalid,
-                    &format!("{path}.{name}"),
-                    line,
-                    "must not be empty",
-                );
+                d.error(ErrorKind::Invalid, &format!("{path}.{name}"), line, "must not be empty");
                 return None;
             }
         }

@@ -11,8 +11,8 @@
 use std::borrow::Cow;
 
 use sluice_config::route::{
-    Action, ClusterSpecifier, RequestMirrorPolicy, Route, RouteConfiguration, TlsRequirement,
-    VirtualHost, WeightedTarget,
+    Action, ClusterSpecifier, RequestMirrorPolicy, Route, RouteConfiguration, TlsRequirement, VirtualHost,
+    WeightedTarget,
 };
 
 use crate::http::RequestHead;
@@ -37,11 +37,7 @@ impl RouteTable {
     pub fn new(config: &RouteConfiguration) -> RouteTable {
         let config = config.clone();
         let domains = DomainTable::new(
-            config
-                .virtual_hosts
-                .iter()
-                .enumerate()
-                .map(|(i, vh)| (vh.domains.as_slice(), i)),
+            config.virtual_hosts.iter().enumerate().map(|(i, vh)| (vh.domains.as_slice(), i)),
             config.ignore_port_in_host_matching,
         );
         let vhost_mirrors = config
@@ -55,11 +51,7 @@ impl RouteTable {
                 }
             })
             .collect();
-        RouteTable {
-            config,
-            domains,
-            vhost_mirrors,
-        }
+        RouteTable { config, domains, vhost_mirrors }
     }
 
     /// The configuration this table was compiled from.
@@ -79,9 +71,7 @@ impl RouteTable {
 
     /// The virtual host serving `authority`, if any.
     pub fn virtual_host(&self, authority: &str) -> Option<&VirtualHost> {
-        self.domains
-            .find(authority)
-            .map(|i| &self.config.virtual_hosts[i])
+        self.domains.find(authority).map(|i| &self.config.virtual_hosts[i])
     }
 
     /// Select the route for a request (Envoy's `ConfigImpl::route`): the virtual host by
@@ -106,21 +96,11 @@ impl RouteTable {
             TlsRequirement::ExternalOnly => !https && !is_internal(req),
         };
         if needs_tls {
-            return Some(Matched {
-                table: self,
-                vhost: vh,
-                vhost_index: vi,
-                target: Target::SslRedirect,
-            });
+            return Some(Matched { table: self, vhost: vh, vhost_index: vi, target: Target::SslRedirect });
         }
         let entry = vh.routes.iter().find(|r| route_matches(&r.r#match, req))?;
         let cluster = cluster_choice(entry, req, random_value);
-        Some(Matched {
-            table: self,
-            vhost: vh,
-            vhost_index: vi,
-            target: Target::Entry { entry, cluster },
-        })
+        Some(Matched { table: self, vhost: vh, vhost_index: vi, target: Target::Entry { entry, cluster } })
     }
 
     pub(crate) fn vhost_mirrors(&self, vhost_index: VhostIndex) -> &[RequestMirrorPolicy] {
@@ -149,34 +129,23 @@ fn header_text<'a>(req: &'a RequestHead, name: &str) -> Cow<'a, str> {
 }
 
 /// The cluster of a forwarding route, resolved for this request.
-fn cluster_choice<'t>(
-    entry: &'t Route,
-    req: &RequestHead,
-    random_value: u64,
-) -> Option<ClusterChoice<'t>> {
+fn cluster_choice<'t>(entry: &'t Route, req: &RequestHead, random_value: u64) -> Option<ClusterChoice<'t>> {
     let Action::Route(action) = &entry.action else {
         return None;
     };
     Some(match &action.cluster {
-        ClusterSpecifier::Cluster(name) => ClusterChoice {
-            name: Cow::Borrowed(name),
-            weighted: None,
-        },
+        ClusterSpecifier::Cluster(name) => ClusterChoice { name: Cow::Borrowed(name), weighted: None },
         // Only the first value of the (untrusted) header is used; missing means "".
-        ClusterSpecifier::ClusterHeader(h) => ClusterChoice {
-            name: Cow::Owned(header_text(req, h).into_owned()),
-            weighted: None,
-        },
+        ClusterSpecifier::ClusterHeader(h) => {
+            ClusterChoice { name: Cow::Owned(header_text(req, h).into_owned()), weighted: None }
+        }
         ClusterSpecifier::Weighted(w) => {
             let cw = weighted::pick_cluster(w, req, random_value);
             let name = match &cw.target {
                 WeightedTarget::Name(n) => Cow::Borrowed(n.as_str()),
                 WeightedTarget::Header(h) => Cow::Owned(header_text(req, h).into_owned()),
             };
-            ClusterChoice {
-                name,
-                weighted: Some(cw),
-            }
+            ClusterChoice { name, weighted: Some(cw) }
         }
     })
 }
@@ -188,9 +157,5 @@ pub fn virtual_cluster_name<'a>(vh: &'a VirtualHost, req: &RequestHead) -> &'a s
     if vh.virtual_clusters.is_empty() {
         return "";
     }
-    vh.virtual_clusters
-        .iter()
-        .find(|vc| headers_match(&vc.headers, req))
-        .map(|vc| vc.name.as_str())
-        .unwrap_or("other")
+    vh.virtual_clusters.iter().find(|vc| headers_match(&vc.headers, req)).map(|vc| vc.name.as_str()).unwrap_or("other")
 }

@@ -217,9 +217,7 @@ fn civil(secs: i64) -> Civil {
 }
 
 const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// Format `t` (UTC) with a parsed strftime-style format.
 pub fn format_time(f: &TimeFormat, t: SystemTime, out: &mut Vec<u8>) {
@@ -264,9 +262,7 @@ pub fn format_time(f: &TimeFormat, t: SystemTime, out: &mut Vec<u8>) {
             TimeItem::Frac(digits) => out.extend_from_slice(fraction(nanos, *digits).as_bytes()),
             TimeItem::Epoch => push_display(out, secs),
             TimeItem::WeekdayShort => out.extend_from_slice(WEEKDAYS[c.wday as usize].as_bytes()),
-            TimeItem::MonthShort => {
-                out.extend_from_slice(MONTHS[(c.month - 1) as usize].as_bytes())
-            }
+            TimeItem::MonthShort => out.extend_from_slice(MONTHS[(c.month - 1) as usize].as_bytes()),
             TimeItem::Offset => out.extend_from_slice(b"+0000"),
             TimeItem::Zone => out.extend_from_slice(b"UTC"),
         }
@@ -300,20 +296,11 @@ mod tests {
         assert_eq!(time("%Y-%m-%dT%H:%M:%E3SZ", t), "2024-02-29T13:05:09.123Z");
         assert_eq!(time("%s.%3f", t), "1709211909.123");
         assert_eq!(time("%s.%6f|%f", t), "1709211909.123456|123456789");
-        assert_eq!(
-            time("%a %b %e %j %y %T %F %z %Z %%", t),
-            "Thu Feb 29 060 24 13:05:09 2024-02-29 +0000 UTC %"
-        );
-        assert_eq!(
-            time("%E*S", UNIX_EPOCH + Duration::from_millis(1500)),
-            "01.5"
-        );
+        assert_eq!(time("%a %b %e %j %y %T %F %z %Z %%", t), "Thu Feb 29 060 24 13:05:09 2024-02-29 +0000 UTC %");
+        assert_eq!(time("%E*S", UNIX_EPOCH + Duration::from_millis(1500)), "01.5");
         assert_eq!(time("%E*S", UNIX_EPOCH + Duration::from_secs(2)), "02");
         assert_eq!(time("%Y-%m-%d %H:%M:%S", UNIX_EPOCH), "1970-01-01 00:00:00");
-        assert_eq!(
-            time("%Y-%m-%d", UNIX_EPOCH + Duration::from_secs(951_782_400)),
-            "2000-02-29"
-        );
+        assert_eq!(time("%Y-%m-%d", UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29");
     }
 
     #[test]
@@ -324,44 +311,20 @@ mod tests {
             downstream_local: Some("[::1]:80".parse().unwrap()),
             ..StreamInfo::new(UNIX_EPOCH)
         };
-        let mut req = RequestHead {
-            method: "GET".into(),
-            authority: "a.com".into(),
-            path: "/p".into(),
-            ..Default::default()
-        };
+        let mut req =
+            RequestHead { method: "GET".into(), authority: "a.com".into(), path: "/p".into(), ..Default::default() };
         req.headers.append(b"x-id", b"abc");
-        let cx = FormatContext {
-            info: &info,
-            request: Some(&req),
-            response: None,
-            route_name: "r1",
-            cluster: Some("c1"),
-        };
+        let cx =
+            FormatContext { info: &info, request: Some(&req), response: None, route_name: "r1", cluster: Some("c1") };
         let f = |s: &str| String::from_utf8(format(&parse(s).unwrap(), &cx).into_owned()).unwrap();
         assert_eq!(f("%DOWNSTREAM_REMOTE_ADDRESS%"), "10.0.0.1:5555");
-        assert_eq!(
-            f("%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%:%DOWNSTREAM_REMOTE_PORT%"),
-            "10.0.0.1:5555"
-        );
-        assert_eq!(
-            f("%DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%"),
-            "[::1]:80 ::1"
-        );
+        assert_eq!(f("%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%:%DOWNSTREAM_REMOTE_PORT%"), "10.0.0.1:5555");
+        assert_eq!(f("%DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%"), "[::1]:80 ::1");
         assert_eq!(f("%UPSTREAM_REMOTE_ADDRESS%"), "");
-        assert_eq!(
-            f("%PROTOCOL% %ROUTE_NAME% %UPSTREAM_CLUSTER% %RESPONSE_CODE%"),
-            "HTTP/1.1 r1 c1 0"
-        );
-        assert_eq!(
-            f("%REQ(X-ID)% %REQ(:authority)% %REQ(missing?x-id)% %REQ(:path):1%"),
-            "abc a.com abc /"
-        );
+        assert_eq!(f("%PROTOCOL% %ROUTE_NAME% %UPSTREAM_CLUSTER% %RESPONSE_CODE%"), "HTTP/1.1 r1 c1 0");
+        assert_eq!(f("%REQ(X-ID)% %REQ(:authority)% %REQ(missing?x-id)% %REQ(:path):1%"), "abc a.com abc /");
         assert_eq!(f("%RESP(x)%"), "");
         assert_eq!(f("100%% %START_TIME(%Y)%"), "100% 1970");
-        assert!(matches!(
-            format(&parse("lit").unwrap(), &cx),
-            Cow::Borrowed(b"lit")
-        ));
+        assert!(matches!(format(&parse("lit").unwrap(), &cx), Cow::Borrowed(b"lit")));
     }
 }

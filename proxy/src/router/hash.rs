@@ -39,10 +39,7 @@ pub fn evaluate(
             break;
         }
         let h = match &p.kind {
-            HashPolicyKind::Header {
-                name,
-                regex_rewrite,
-            } => {
+            HashPolicyKind::Header { name, regex_rewrite } => {
                 let rewritten: Vec<Vec<u8>>;
                 let mut values: Vec<&[u8]> = match name.as_str() {
                     ":authority" | "host" => vec![head.authority.as_bytes()],
@@ -51,10 +48,8 @@ pub fn evaluate(
                     n => head.headers.get_all(n.as_bytes()).collect(),
                 };
                 if let Some(r) = regex_rewrite {
-                    rewritten = values
-                        .iter()
-                        .map(|v| r.replace_all(&String::from_utf8_lossy(v)).into_bytes())
-                        .collect();
+                    rewritten =
+                        values.iter().map(|v| r.replace_all(&String::from_utf8_lossy(v)).into_bytes()).collect();
                     values = rewritten.iter().map(Vec::as_slice).collect();
                 }
                 header_hash(&mut values)
@@ -86,10 +81,7 @@ pub fn evaluate(
         };
         acc.add(h, p.terminal);
     }
-    RequestHash {
-        hash: acc.finish(),
-        set_cookie,
-    }
+    RequestHash { hash: acc.finish(), set_cookie }
 }
 
 /// The value of cookie `name` in the request's `cookie` headers.
@@ -123,10 +115,7 @@ mod tests {
     #[test]
     fn header_cookie_and_generated_cookie() {
         let policies = [HashPolicy {
-            kind: HashPolicyKind::Header {
-                name: "x-user".into(),
-                regex_rewrite: None,
-            },
+            kind: HashPolicyKind::Header { name: "x-user".into(), regex_rewrite: None },
             terminal: false,
         }];
         let mut a = RequestHead::default();
@@ -136,10 +125,7 @@ mod tests {
         let ha = evaluate(&policies, &a, None, local()).hash.unwrap();
         assert_eq!(Some(ha), evaluate(&policies, &a, None, local()).hash);
         assert_ne!(Some(ha), evaluate(&policies, &b, None, local()).hash);
-        assert_eq!(
-            evaluate(&policies, &RequestHead::default(), None, local()).hash,
-            None
-        );
+        assert_eq!(evaluate(&policies, &RequestHead::default(), None, local()).hash, None);
 
         let mut c = RequestHead::default();
         c.headers.append(b"cookie", b"a=1; session=\"xyz\"");
@@ -147,24 +133,12 @@ mod tests {
         assert_eq!(cookie(&c, "b"), None);
 
         let cookie_policy = [HashPolicy {
-            kind: HashPolicyKind::Cookie {
-                name: "sid".into(),
-                ttl: Some(Duration::from_secs(60)),
-                path: "/".into(),
-            },
+            kind: HashPolicyKind::Cookie { name: "sid".into(), ttl: Some(Duration::from_secs(60)), path: "/".into() },
             terminal: false,
         }];
-        let r = evaluate(
-            &cookie_policy,
-            &RequestHead::default(),
-            Some("10.0.0.9:5000".parse().unwrap()),
-            local(),
-        );
+        let r = evaluate(&cookie_policy, &RequestHead::default(), Some("10.0.0.9:5000".parse().unwrap()), local());
         assert!(r.hash.is_some());
         let set = r.set_cookie.unwrap();
-        assert!(
-            set.starts_with("sid=\"") && set.ends_with("; Max-Age=60; Path=/; HttpOnly"),
-            "{set}"
-        );
+        assert!(set.starts_with("sid=\"") && set.ends_with("; Max-Age=60; Path=/; HttpOnly"), "{set}");
     }
 }

@@ -34,15 +34,8 @@ pub(crate) fn remove(m: &HeaderMutations, headers: &mut HeaderMap) {
 
 /// Steps 2 and 3, against `headers` (the map about to be mutated) and the context the
 /// formatters read.
-pub(crate) fn plan<'t>(
-    m: &'t HeaderMutations,
-    headers: &HeaderMap,
-    cx: &FormatContext<'_>,
-) -> Plan<'t> {
-    let mut p = Plan {
-        overwrite: Vec::new(),
-        add: Vec::new(),
-    };
+pub(crate) fn plan<'t>(m: &'t HeaderMutations, headers: &HeaderMap, cx: &FormatContext<'_>) -> Plan<'t> {
+    let mut p = Plan { overwrite: Vec::new(), add: Vec::new() };
     for h in &m.to_add {
         let value = format(&h.value, cx);
         if value.is_empty() && !h.keep_empty_value {

@@ -15,9 +15,8 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use sluice_config::route::{
-    Action, ClusterNotFoundResponseCode, ClusterWeight, DirectResponseAction, HashPolicy,
-    HeaderMutations, HostRewrite, IdleTimeout, RedirectAction, RequestMirrorPolicy, RetryPolicy,
-    Route, RouteAction, VirtualHost,
+    Action, ClusterNotFoundResponseCode, ClusterWeight, DirectResponseAction, HashPolicy, HeaderMutations, HostRewrite,
+    IdleTimeout, RedirectAction, RequestMirrorPolicy, RetryPolicy, Route, RouteAction, VirtualHost,
 };
 
 use crate::http::{RequestHead, ResponseHead};
@@ -25,9 +24,7 @@ use crate::http::{RequestHead, ResponseHead};
 use super::config::{virtual_cluster_name, RouteTable};
 use super::formatter::{FormatContext, StreamInfo};
 use super::header_parser;
-use super::rewrite::{
-    new_uri, redirect_path_rewrite, rewritten_path, set_path, ssl_redirect_uri, update_authority,
-};
+use super::rewrite::{new_uri, redirect_path_rewrite, rewritten_path, set_path, ssl_redirect_uri, update_authority};
 use super::route_match::{matched_prefix_len, path_only, request_header_first};
 use super::vhost::VhostIndex;
 
@@ -73,10 +70,7 @@ pub struct Matched<'t> {
     pub(crate) target: Target<'t>,
 }
 
-static EMPTY: HeaderMutations = HeaderMutations {
-    to_add: Vec::new(),
-    to_remove: Vec::new(),
-};
+static EMPTY: HeaderMutations = HeaderMutations { to_add: Vec::new(), to_remove: Vec::new() };
 
 impl<'t> Matched<'t> {
     pub fn virtual_host(&self) -> &'t VirtualHost {
@@ -95,11 +89,7 @@ impl<'t> Matched<'t> {
     /// `require_tls` redirect (route-check coverage).
     pub fn route_position(&self) -> Option<(usize, usize)> {
         let entry = self.entry()?;
-        let j = self
-            .vhost
-            .routes
-            .iter()
-            .position(|r| std::ptr::eq(r, entry))?;
+        let j = self.vhost.routes.iter().position(|r| std::ptr::eq(r, entry))?;
         Some((self.vhost_index, j))
     }
 
@@ -155,17 +145,12 @@ impl<'t> Matched<'t> {
 
     /// The stream idle timeout override.
     pub fn idle_timeout(&self) -> IdleTimeout {
-        self.route_action()
-            .map(|a| a.idle_timeout)
-            .unwrap_or(IdleTimeout::Inherit)
+        self.route_action().map(|a| a.idle_timeout).unwrap_or(IdleTimeout::Inherit)
     }
 
     /// The route's retry policy, else the virtual host's (never merged).
     pub fn retry_policy(&self) -> Option<&'t RetryPolicy> {
-        self.route_action()?
-            .retry_policy
-            .as_ref()
-            .or(self.vhost.retry_policy.as_ref())
+        self.route_action()?.retry_policy.as_ref().or(self.vhost.retry_policy.as_ref())
     }
 
     /// The route's mirror policies, else the virtual host's, else the route config's.
@@ -178,18 +163,13 @@ impl<'t> Matched<'t> {
     }
 
     pub fn hash_policy(&self) -> &'t [HashPolicy] {
-        self.route_action()
-            .map(|a| a.hash_policy.as_slice())
-            .unwrap_or(&[])
+        self.route_action().map(|a| a.hash_policy.as_slice()).unwrap_or(&[])
     }
 
     /// `auto_host_rewrite`: the router filter sets `:authority` to the chosen upstream
     /// host's hostname.
     pub fn auto_host_rewrite(&self) -> bool {
-        matches!(
-            self.route_action().map(|a| &a.host_rewrite),
-            Some(HostRewrite::Auto)
-        )
+        matches!(self.route_action().map(|a| &a.host_rewrite), Some(HostRewrite::Auto))
     }
 
     /// `include_request_attempt_count` of the virtual host.
@@ -216,16 +196,10 @@ impl<'t> Matched<'t> {
     /// Route, virtual-host and route-config mutations in application order.
     fn levels(&self, request: bool) -> [&'t HeaderMutations; 3] {
         let (route, vh, rc) = match (self.entry(), request) {
-            (Some(e), true) => (
-                &e.request_headers,
-                &self.vhost.request_headers,
-                &self.table.config.request_headers,
-            ),
-            (Some(e), false) => (
-                &e.response_headers,
-                &self.vhost.response_headers,
-                &self.table.config.response_headers,
-            ),
+            (Some(e), true) => (&e.request_headers, &self.vhost.request_headers, &self.table.config.request_headers),
+            (Some(e), false) => {
+                (&e.response_headers, &self.vhost.response_headers, &self.table.config.response_headers)
+            }
             // The require_tls redirect applies no header mutations.
             (None, _) => (&EMPTY, &EMPTY, &EMPTY),
         };
@@ -263,13 +237,7 @@ impl<'t> Matched<'t> {
         header_parser::apply(plan, &mut req.headers);
     }
 
-    fn mutate_response(
-        &self,
-        m: &HeaderMutations,
-        resp: &mut ResponseHead,
-        req: &RequestHead,
-        info: &StreamInfo<'_>,
-    ) {
+    fn mutate_response(&self, m: &HeaderMutations, resp: &mut ResponseHead, req: &RequestHead, info: &StreamInfo<'_>) {
         if m.is_empty() {
             return;
         }
@@ -286,12 +254,7 @@ impl<'t> Matched<'t> {
     /// `request_headers_to_add/remove`, the route's host rewrite, then its path rewrite.
     /// With `keep_original` (the router's default, off with `suppress_envoy_headers`)
     /// a rewritten path is kept in `x-envoy-original-path`. No-op for direct responses.
-    pub fn finalize_request_headers(
-        &self,
-        req: &mut RequestHead,
-        info: &StreamInfo<'_>,
-        keep_original: bool,
-    ) {
+    pub fn finalize_request_headers(&self, req: &mut RequestHead, info: &StreamInfo<'_>, keep_original: bool) {
         let (Some(entry), Some(action)) = (self.entry(), self.route_action()) else {
             return;
         };
@@ -307,8 +270,9 @@ impl<'t> Matched<'t> {
         }
         let new_host: Option<Cow<'_, str>> = match &action.host_rewrite {
             HostRewrite::Literal(h) => Some(Cow::Borrowed(h.as_str())),
-            HostRewrite::Header(h) => request_header_first(req, h)
-                .map(|v| Cow::Owned(String::from_utf8_lossy(v).into_owned())),
+            HostRewrite::Header(h) => {
+                request_header_first(req, h).map(|v| Cow::Owned(String::from_utf8_lossy(v).into_owned()))
+            }
             HostRewrite::PathRegex(re) => Some(Cow::Owned(re.replace_all(path_only(&req.path)))),
             HostRewrite::None | HostRewrite::Auto => None,
         };
@@ -316,12 +280,8 @@ impl<'t> Matched<'t> {
             update_authority(req, &h, action.append_x_forwarded_host);
         }
         let matched = matched_prefix_len(&entry.r#match, &req.path);
-        let new_path = rewritten_path(
-            &req.path,
-            matched,
-            action.prefix_rewrite.as_deref(),
-            action.regex_rewrite.as_ref(),
-        );
+        let new_path =
+            rewritten_path(&req.path, matched, action.prefix_rewrite.as_deref(), action.regex_rewrite.as_ref());
         if let Some(p) = new_path {
             set_path(req, p, keep_original);
         }
@@ -329,12 +289,7 @@ impl<'t> Matched<'t> {
 
     /// Apply the route's response mutations (Envoy's `finalizeResponseHeaders`):
     /// weighted-cluster level first, then the three levels.
-    pub fn finalize_response_headers(
-        &self,
-        resp: &mut ResponseHead,
-        req: &RequestHead,
-        info: &StreamInfo<'_>,
-    ) {
+    pub fn finalize_response_headers(&self, resp: &mut ResponseHead, req: &RequestHead, info: &StreamInfo<'_>) {
         if let Some(cw) = self.cluster().and_then(|c| c.weighted) {
             self.mutate_response(&cw.response_headers, resp, req, info);
         }
@@ -404,17 +359,13 @@ impl<'t> Matched<'t> {
                 resp.headers.append(b"location", uri.as_bytes());
             }
         }
-        let info = StreamInfo {
-            response_code: Some(status),
-            ..*info
-        };
+        let info = StreamInfo { response_code: Some(status), ..*info };
         self.finalize_response_headers(resp, req, &info);
         if body.is_empty() {
             resp.headers.remove(b"content-length");
             resp.headers.remove(b"content-type");
         } else {
-            resp.headers
-                .set(b"content-length", body.len().to_string().as_bytes());
+            resp.headers.set(b"content-length", body.len().to_string().as_bytes());
             if !resp.headers.contains(b"content-type") {
                 resp.headers.append(b"content-type", b"text/plain");
             }

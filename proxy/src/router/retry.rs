@@ -44,14 +44,8 @@ impl RetryState {
     /// The retry state of a request, or `None` when it may not be retried at all.
     /// Reads (and removes) `x-envoy-retry-on` and `x-envoy-max-retries`.
     pub fn new(policy: Option<&RetryPolicy>, head: &mut RequestHead) -> Option<RetryState> {
-        let header_on = head
-            .headers
-            .get_str(b"x-envoy-retry-on")
-            .map(|v| RetryOn::parse(v).0);
-        let header_max = head
-            .headers
-            .get_str(b"x-envoy-max-retries")
-            .and_then(|v| v.trim().parse::<u32>().ok());
+        let header_on = head.headers.get_str(b"x-envoy-retry-on").map(|v| RetryOn::parse(v).0);
+        let header_max = head.headers.get_str(b"x-envoy-max-retries").and_then(|v| v.trim().parse::<u32>().ok());
         head.headers.remove(b"x-envoy-retry-on");
         head.headers.remove(b"x-envoy-retry-grpc-on");
         head.headers.remove(b"x-envoy-max-retries");
@@ -65,11 +59,10 @@ impl RetryState {
             return None;
         }
         if !p.retriable_request_headers.is_empty() {
-            let ok = p.retriable_request_headers.iter().all(|m| {
-                m.matches(
-                    crate::router::route_match::request_header_value(head, &m.name).as_deref(),
-                )
-            });
+            let ok = p
+                .retriable_request_headers
+                .iter()
+                .all(|m| m.matches(crate::router::route_match::request_header_value(head, &m.name).as_deref()));
             if !ok {
                 return None;
             }
@@ -99,21 +92,15 @@ impl RetryState {
         if on.contains(RetryOn::RETRIABLE_4XX) && status == 409 {
             return true;
         }
-        if on.contains(RetryOn::RETRIABLE_STATUS_CODES)
-            && self.retriable_status_codes.contains(&status)
-        {
+        if on.contains(RetryOn::RETRIABLE_STATUS_CODES) && self.retriable_status_codes.contains(&status) {
             return true;
         }
-        if on.contains(RetryOn::ENVOY_RATELIMITED) && head.headers.contains(b"x-envoy-ratelimited")
-        {
+        if on.contains(RetryOn::ENVOY_RATELIMITED) && head.headers.contains(b"x-envoy-ratelimited") {
             return true;
         }
         if on.contains(RetryOn::RETRIABLE_HEADERS)
             && !self.retriable_headers.is_empty()
-            && self
-                .retriable_headers
-                .iter()
-                .any(|m| m.matches(response_header_value(head, &m.name).as_deref()))
+            && self.retriable_headers.iter().any(|m| m.matches(response_header_value(head, &m.name).as_deref()))
         {
             return true;
         }
@@ -123,14 +110,11 @@ impl RetryState {
     /// Whether a failed attempt calls for a retry by policy.
     pub fn retriable_reset(&self, reason: ResetReason) -> bool {
         let on = self.retry_on;
-        let any_reset = on.contains(RetryOn::FIVE_XX)
-            || on.contains(RetryOn::GATEWAY_ERROR)
-            || on.contains(RetryOn::RESET);
+        let any_reset =
+            on.contains(RetryOn::FIVE_XX) || on.contains(RetryOn::GATEWAY_ERROR) || on.contains(RetryOn::RESET);
         match reason {
             ResetReason::ConnectFailure => {
-                any_reset
-                    || on.contains(RetryOn::CONNECT_FAILURE)
-                    || on.contains(RetryOn::RESET_BEFORE_REQUEST)
+                any_reset || on.contains(RetryOn::CONNECT_FAILURE) || on.contains(RetryOn::RESET_BEFORE_REQUEST)
             }
             ResetReason::Reset => any_reset,
             ResetReason::PerTryTimeout | ResetReason::PerTryIdleTimeout => any_reset,
@@ -162,11 +146,7 @@ mod tests {
     use super::*;
 
     fn state(on: &str, n: u32) -> RetryState {
-        let policy = RetryPolicy {
-            retry_on: RetryOn::parse(on).0,
-            num_retries: n,
-            ..RetryPolicy::default()
-        };
+        let policy = RetryPolicy { retry_on: RetryOn::parse(on).0, num_retries: n, ..RetryPolicy::default() };
         RetryState::new(Some(&policy), &mut RequestHead::default()).unwrap()
     }
 
@@ -179,10 +159,7 @@ mod tests {
         let s = RetryState::new(None, &mut head).unwrap();
         assert_eq!(s.remaining(), 4);
         assert!(s.retriable_response(503, &ResponseHead::default()));
-        assert!(
-            !head.headers.contains(b"x-envoy-retry-on"),
-            "control headers are consumed"
-        );
+        assert!(!head.headers.contains(b"x-envoy-retry-on"), "control headers are consumed");
     }
 
     #[test]
@@ -198,9 +175,7 @@ mod tests {
         assert!(!c.retriable_reset(ResetReason::Reset));
         assert!(!c.retriable_response(503, &resp));
         let f = state("5xx", 1);
-        assert!(
-            f.retriable_reset(ResetReason::Reset) && f.retriable_reset(ResetReason::PerTryTimeout)
-        );
+        assert!(f.retriable_reset(ResetReason::Reset) && f.retriable_reset(ResetReason::PerTryTimeout));
     }
 
     #[test]

@@ -73,9 +73,7 @@ pub(crate) fn update_authority(req: &mut RequestHead, host: &str, append_xfh: bo
                     v.extend_from_slice(req.authority.as_bytes());
                     req.headers.set(b"x-forwarded-host", &v);
                 }
-                _ => req
-                    .headers
-                    .set(b"x-forwarded-host", req.authority.as_bytes()),
+                _ => req.headers.set(b"x-forwarded-host", req.authority.as_bytes()),
             }
         }
     }
@@ -89,20 +87,12 @@ fn scheme_is(s: &str, want: &str) -> bool {
 
 /// The request host for a redirect: the port dropped when a port is being set, or when
 /// the scheme changes away from the port's default.
-fn process_request_host<'a>(
-    req: &'a RequestHead,
-    new_scheme: &str,
-    new_port: Option<u16>,
-) -> &'a str {
+fn process_request_host<'a>(req: &'a RequestHead, new_scheme: &str, new_port: Option<u16>) -> &'a str {
     let host = req.authority.as_str();
     if host.is_empty() {
         return host;
     }
-    let host_end = if host.starts_with('[') {
-        host.rfind("]:").map(|i| i + 1)
-    } else {
-        host.rfind(':')
-    };
+    let host_end = if host.starts_with('[') { host.rfind("]:").map(|i| i + 1) } else { host.rfind(':') };
     let Some(end) = host_end else { return host };
     let port = &host[end..];
     let proto = forwarded_proto(req);

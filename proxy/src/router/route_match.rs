@@ -38,9 +38,7 @@ pub(crate) fn path_matches(m: &RouteMatch, path: &str) -> bool {
     let p = path_only(path).as_bytes();
     match &m.path {
         PathSpecifier::Prefix(prefix) => starts_with(p, prefix.as_bytes(), m.case_sensitive),
-        PathSpecifier::Path(exact) => {
-            p.len() == exact.len() && starts_with(p, exact.as_bytes(), m.case_sensitive)
-        }
+        PathSpecifier::Path(exact) => p.len() == exact.len() && starts_with(p, exact.as_bytes(), m.case_sensitive),
         PathSpecifier::SafeRegex(r) => r.is_full_match(p),
         PathSpecifier::PathSeparatedPrefix(prefix) => {
             let n = prefix.len();
@@ -53,9 +51,7 @@ pub(crate) fn path_matches(m: &RouteMatch, path: &str) -> bool {
 /// route the whole path (config_impl.cc `currentUrlPathAfterRewrite`).
 pub(crate) fn matched_prefix_len(m: &RouteMatch, path: &str) -> usize {
     match &m.path {
-        PathSpecifier::Prefix(p)
-        | PathSpecifier::Path(p)
-        | PathSpecifier::PathSeparatedPrefix(p) => p.len(),
+        PathSpecifier::Prefix(p) | PathSpecifier::Path(p) | PathSpecifier::PathSeparatedPrefix(p) => p.len(),
         PathSpecifier::SafeRegex(_) => path_only(path).len(),
     }
 }
@@ -125,9 +121,7 @@ fn joined<'a>(headers: &'a HeaderMap, name: &str) -> Option<Cow<'a, [u8]>> {
 
 /// Every header matcher accepts the request (an empty list always does).
 pub(crate) fn headers_match(matchers: &[HeaderMatcher], req: &RequestHead) -> bool {
-    matchers
-        .iter()
-        .all(|m| m.matches(request_header_value(req, &m.name).as_deref()))
+    matchers.iter().all(|m| m.matches(request_header_value(req, &m.name).as_deref()))
 }
 
 /// The first value of query parameter `name` in `path` (not percent-decoded), as
@@ -151,9 +145,7 @@ pub(crate) fn first_query_value<'a>(path: &'a str, name: &str) -> Option<&'a [u8
 }
 
 pub(crate) fn query_matches(matchers: &[QueryParameterMatcher], path: &str) -> bool {
-    matchers
-        .iter()
-        .all(|m| m.matches(first_query_value(path, &m.name)))
+    matchers.iter().all(|m| m.matches(first_query_value(path, &m.name)))
 }
 
 /// `Grpc::Common::isGrpcRequestHeaders`: `content-type` is `application/grpc` or
@@ -161,10 +153,7 @@ pub(crate) fn query_matches(matchers: &[QueryParameterMatcher], path: &str) -> b
 pub(crate) fn is_grpc(req: &RequestHead) -> bool {
     const GRPC: &[u8] = b"application/grpc";
     match req.headers.get(b"content-type") {
-        Some(ct) => {
-            ct.starts_with(GRPC)
-                && (ct.len() == GRPC.len() || matches!(ct[GRPC.len()], b'+' | b';'))
-        }
+        Some(ct) => ct.starts_with(GRPC) && (ct.len() == GRPC.len() || matches!(ct[GRPC.len()], b'+' | b';')),
         None => false,
     }
 }

@@ -28,11 +28,7 @@ impl Matched<'_> {
         let (route, cluster) = match &self.target {
             Target::SslRedirect => (None, None),
             Target::Entry { entry, cluster } => {
-                let j = self
-                    .vhost
-                    .routes
-                    .iter()
-                    .position(|r| std::ptr::eq(r, *entry));
+                let j = self.vhost.routes.iter().position(|r| std::ptr::eq(r, *entry));
                 (j, cluster.as_ref())
             }
         };
@@ -47,13 +43,7 @@ impl Matched<'_> {
             Some(Cow::Owned(name)) => Some(name.clone()),
             _ => None,
         };
-        RouteRef {
-            vhost: self.vhost_index,
-            route,
-            weighted,
-            header_cluster,
-            has_cluster: cluster.is_some(),
-        }
+        RouteRef { vhost: self.vhost_index, route, weighted, header_cluster, has_cluster: cluster.is_some() }
     }
 }
 
@@ -90,11 +80,6 @@ impl RouteTable {
                 Target::Entry { entry, cluster }
             }
         };
-        Some(Matched {
-            table: self,
-            vhost,
-            vhost_index: r.vhost,
-            target,
-        })
+        Some(Matched { table: self, vhost, vhost_index: r.vhost, target })
     }
 }

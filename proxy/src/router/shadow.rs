@@ -92,12 +92,8 @@ pub fn start_shadows<S: Stack>(
             tracing::debug!(cluster = %name, "mirror cluster not found; shadow dropped");
             continue;
         };
-        if ctx.pool.shadows() >= MAX_SHADOWS
-            || ctx.pool.shadow_bytes() + body.len() > MAX_SHADOW_BYTES
-        {
-            ctx.cluster_stats[cluster]
-                .upstream_rq_pending_overflow
-                .inc();
+        if ctx.pool.shadows() >= MAX_SHADOWS || ctx.pool.shadow_bytes() + body.len() > MAX_SHADOW_BYTES {
+            ctx.cluster_stats[cluster].upstream_rq_pending_overflow.inc();
             continue;
         }
         let mut shadow_head = head.clone();
@@ -107,43 +103,23 @@ pub fn start_shadows<S: Stack>(
             shadow_head.authority = shadow_authority(&head.authority);
         }
         let mut request = Vec::with_capacity(256 + body.len());
-        let framing = if body.is_empty() {
-            OutgoingBody::Empty
-        } else {
-            OutgoingBody::Length(body.len() as u64)
-        };
+        let framing = if body.is_empty() { OutgoingBody::Empty } else { OutgoingBody::Length(body.len() as u64) };
         let mut enc = encode_request_head(&shadow_head, framing, false, &mut request);
         if !body.is_empty() {
             let _ = enc.encode(body, &mut request);
         }
-        start_one(
-            cluster,
-            request,
-            head.method == "HEAD",
-            timeout.unwrap_or(Duration::from_secs(15)),
-            ctx,
-        );
+        start_one(cluster, request, head.method == "HEAD", timeout.unwrap_or(Duration::from_secs(15)), ctx);
     }
 }
 
-fn start_one<S: Stack>(
-    cluster: usize,
-    request: Vec<u8>,
-    is_head: bool,
-    timeout: Duration,
-    ctx: &mut Ctx<'_, S>,
-) {
+fn start_one<S: Stack>(cluster: usize, request: Vec<u8>, is_head: bool, timeout: Duration, ctx: &mut Ctx<'_, S>) {
     let info = Arc::clone(&ctx.clusters.clusters[cluster].info);
     let stats = Arc::clone(&ctx.cluster_stats[cluster]);
     if !info.try_acquire_request() {
         stats.upstream_rq_pending_overflow.inc();
         return;
     }
-    let lb = LbContext {
-        hash: None,
-        exclude: &[],
-        random: ctx.rng.next_u64(),
-    };
+    let lb = LbContext { hash: None, exclude: &[], random: ctx.rng.next_u64() };
     let Some((idx, host)) = ctx.clusters.clusters[cluster].choose_host(&lb, None) else {
         stats.upstream_cx_none_healthy.inc();
         info.release_request();
@@ -154,10 +130,7 @@ fn start_one<S: Stack>(
     let bytes = request.len();
     let deadline = ctx.now + timeout;
     // An idle pooled connection serves a shadow like any request.
-    let placeholder = crate::timer::TimerKey {
-        index: u32::MAX,
-        generation: 0,
-    };
+    let placeholder = crate::timer::TimerKey { index: u32::MAX, generation: 0 };
     if let Some((slot, mut client)) = ctx.pool.take_idle(cluster, host.address, placeholder) {
         client.out.extend(&request);
         client.flush(ctx.stack);
@@ -195,11 +168,7 @@ fn start_one<S: Stack>(
         }
     };
     let slot = ctx.pool.new_busy(placeholder);
-    if ctx
-        .stack
-        .register(sock, token(slot, POOL_SUB), Interest::BOTH)
-        .is_err()
-    {
+    if ctx.stack.register(sock, token(slot, POOL_SUB), Interest::BOTH).is_err() {
         ctx.stack.close(sock);
         ctx.pool.remove(slot);
         stats.upstream_rq_active.dec();
@@ -227,8 +196,7 @@ fn start_one<S: Stack>(
         keep_alive: false,
     };
     ctx.pool.set_shadow(slot, s);
-    ctx.timers
-        .schedule(pool_timer_key(slot), connect_at.min(deadline));
+    ctx.timers.schedule(pool_timer_key(slot), connect_at.min(deadline));
 }
 
 impl ShadowRequest {
@@ -253,9 +221,7 @@ impl ShadowRequest {
                     c.out.extend(&self.request);
                     self.request = Vec::new();
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    return ShadowState::Running
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return ShadowState::Running,
                 Err(_) => return ShadowState::Done { reusable: false },
             }
         }
@@ -279,9 +245,7 @@ impl ShadowRequest {
                     Ok(d) => {
                         c.consume_input(d.consumed);
                         if d.end {
-                            return ShadowState::Done {
-                                reusable: self.keep_alive && c.reusable(),
-                            };
+                            return ShadowState::Done { reusable: self.keep_alive && c.reusable() };
                         }
                     }
                     Err(_) => return ShadowState::Done { reusable: false },
@@ -351,10 +315,7 @@ mod tests {
     #[test]
     fn shadow_suffix_goes_before_the_port() {
         assert_eq!(shadow_authority("example.com"), "example.com-shadow");
-        assert_eq!(
-            shadow_authority("example.com:8080"),
-            "example.com-shadow:8080"
-        );
+        assert_eq!(shadow_authority("example.com:8080"), "example.com-shadow:8080");
         assert_eq!(shadow_authority("[::1]:80"), "[::1]-shadow:80");
         assert_eq!(shadow_authority("[::1]"), "[::1]-shadow");
     }

@@ -19,9 +19,7 @@ fn table(yaml: &str) -> RouteTable {
 
 /// One virtual host on `*` with these routes.
 fn routes(r: &str) -> RouteTable {
-    table(&format!(
-        "virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n{r}"
-    ))
+    table(&format!("virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n{r}"))
 }
 
 fn req(authority: &str, path: &str) -> RequestHead {
@@ -63,19 +61,13 @@ fn finalized(t: &RouteTable, mut r: RequestHead, keep: bool) -> RequestHead {
 }
 
 fn h<'a>(r: &'a RequestHead, name: &'a str) -> Vec<&'a str> {
-    r.headers
-        .get_all(name.as_bytes())
-        .map(|v| std::str::from_utf8(v).unwrap())
-        .collect()
+    r.headers.get_all(name.as_bytes()).map(|v| std::str::from_utf8(v).unwrap()).collect()
 }
 
 #[test]
 fn first_match_wins_and_no_route() {
     let t = routes("  - match: {prefix: /api}\n    route: {cluster: api}\n  - match: {prefix: /api/v2}\n    route: {cluster: never}\n  - match: {path: /exact}\n    route: {cluster: exact}\n");
-    assert_eq!(
-        cluster(&t, &req("x", "/api/v2/users")).as_deref(),
-        Some("api")
-    );
+    assert_eq!(cluster(&t, &req("x", "/api/v2/users")).as_deref(), Some("api"));
     assert_eq!(cluster(&t, &req("x", "/exact")).as_deref(), Some("exact"));
     assert_eq!(cluster(&t, &req("x", "/exact/more")), None);
     assert_eq!(cluster(&t, &req("x", "/other")), None);
@@ -130,16 +122,12 @@ fn header_matchers() {
     assert_eq!(r(&[("x-env", "dev")]), "notprod");
     // invert_match on a value matcher: a missing header does not match.
     assert_eq!(r(&[]), "default");
-    assert_eq!(
-        cluster(&t, &with(req("db.internal", "/"), &[("x-env", "prod")])).unwrap(),
-        "internal"
-    );
+    assert_eq!(cluster(&t, &with(req("db.internal", "/"), &[("x-env", "prod")])).unwrap(), "internal");
     // A repeated header is matched as its values joined with `,`.
-    let t2 = routes("  - match: {prefix: /, headers: [{name: x-a, string_match: {exact: '1,2'}}]}\n    route: {cluster: joined}\n");
-    assert_eq!(
-        cluster(&t2, &with(req("x", "/"), &[("x-a", "1"), ("x-a", "2")])).as_deref(),
-        Some("joined")
+    let t2 = routes(
+        "  - match: {prefix: /, headers: [{name: x-a, string_match: {exact: '1,2'}}]}\n    route: {cluster: joined}\n",
     );
+    assert_eq!(cluster(&t2, &with(req("x", "/"), &[("x-a", "1"), ("x-a", "2")])).as_deref(), Some("joined"));
     assert_eq!(cluster(&t2, &with(req("x", "/"), &[("x-a", "1")])), None);
 }
 
@@ -163,32 +151,17 @@ fn query_parameters_and_grpc() {
         "  - match: {prefix: /, query_parameters: [{name: flag}]}\n    route: {cluster: flag}\n",
         "  - match: {prefix: /, query_parameters: [{name: off, present_match: false}], grpc: {}}\n    route: {cluster: grpc}\n",
     ));
-    assert_eq!(
-        cluster(&t, &req("x", "/p?a=b&debug=1")).as_deref(),
-        Some("debug")
-    );
+    assert_eq!(cluster(&t, &req("x", "/p?a=b&debug=1")).as_deref(), Some("debug"));
     // Only the first value of a repeated key counts; values are not decoded.
     assert_eq!(cluster(&t, &req("x", "/p?debug=2&debug=1")), None);
     assert_eq!(cluster(&t, &req("x", "/p?debug=%31")), None);
     assert_eq!(cluster(&t, &req("x", "/p?flag")).as_deref(), Some("flag"));
     assert_eq!(cluster(&t, &req("x", "/p?flag=")).as_deref(), Some("flag"));
-    let grpc = with(
-        req("x", "/svc/M"),
-        &[("content-type", "application/grpc+proto")],
-    );
+    let grpc = with(req("x", "/svc/M"), &[("content-type", "application/grpc+proto")]);
     assert_eq!(cluster(&t, &grpc).as_deref(), Some("grpc"));
     let not_grpc = with(req("x", "/svc/M"), &[("content-type", "application/grpcx")]);
     assert_eq!(cluster(&t, &not_grpc), None);
-    assert_eq!(
-        cluster(
-            &t,
-            &with(
-                req("x", "/svc/M?off"),
-                &[("content-type", "application/grpc")]
-            )
-        ),
-        None
-    );
+    assert_eq!(cluster(&t, &with(req("x", "/svc/M?off"), &[("content-type", "application/grpc")])), None);
 }
 
 #[test]
@@ -200,13 +173,7 @@ fn virtual_host_selection() {
         "- {name: prefix, domains: ['api.*'], routes: [{match: {prefix: /}, route: {cluster: prefix}}]}\n",
         "- {name: any, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: any}}]}\n",
     ));
-    let vh = |a: &str| {
-        t.route(&req(a, "/"), 0)
-            .unwrap()
-            .virtual_host()
-            .name
-            .clone()
-    };
+    let vh = |a: &str| t.route(&req(a, "/"), 0).unwrap().virtual_host().name.clone();
     assert_eq!(vh("API.example.com"), "exact");
     assert_eq!(vh("www.example.com"), "suffix");
     assert_eq!(vh("api.example.org"), "prefix");
@@ -229,14 +196,7 @@ fn require_tls() {
     https.headers.set(b"x-forwarded-proto", b"https");
     assert_eq!(cluster(&t, &https).as_deref(), Some("c"));
     assert!(t.route(&req("b.com", "/"), 0).unwrap().is_direct_response());
-    assert_eq!(
-        cluster(
-            &t,
-            &with(req("b.com", "/"), &[("x-envoy-internal", "true")])
-        )
-        .as_deref(),
-        Some("c")
-    );
+    assert_eq!(cluster(&t, &with(req("b.com", "/"), &[("x-envoy-internal", "true")])).as_deref(), Some("c"));
     // No x-forwarded-proto and no :scheme: Envoy finds no route.
     let mut bare = req("a.com", "/");
     bare.headers.clear();
@@ -250,12 +210,8 @@ fn weighted_clusters_and_cluster_header() {
         "  - match: {prefix: /w}\n    route: {weighted_clusters: {header_name: x-rand, clusters: [{name: a, weight: 10}, {name: b, weight: 0}, {name: c, weight: 30}]}}\n",
         "  - match: {prefix: /h}\n    route: {cluster_header: x-cluster}\n",
     ));
-    let pick = |rv: u64, hdr: &[(&str, &str)]| {
-        t.route(&with(req("x", "/w"), hdr), rv)
-            .unwrap()
-            .cluster_name()
-            .to_string()
-    };
+    let pick =
+        |rv: u64, hdr: &[(&str, &str)]| t.route(&with(req("x", "/w"), hdr), rv).unwrap().cluster_name().to_string();
     assert_eq!(pick(0, &[]), "a");
     assert_eq!(pick(9, &[]), "a");
     assert_eq!(pick(10, &[]), "c");
@@ -265,15 +221,7 @@ fn weighted_clusters_and_cluster_header() {
     assert_eq!(pick(0, &[("x-rand", "15")]), "c");
     assert_eq!(pick(0, &[("x-rand", "nan")]), "a");
     assert_eq!(pick(0, &[("x-rand", "15"), ("x-rand", "16")]), "a");
-    let m = t
-        .route(
-            &with(
-                req("x", "/h"),
-                &[("x-cluster", "blue"), ("x-cluster", "green")],
-            ),
-            0,
-        )
-        .unwrap();
+    let m = t.route(&with(req("x", "/h"), &[("x-cluster", "blue"), ("x-cluster", "green")]), 0).unwrap();
     assert_eq!(m.cluster_name(), "blue");
     let m = t.route(&req("x", "/h"), 0).unwrap();
     assert_eq!(m.cluster_name(), "");
@@ -296,10 +244,7 @@ fn prefix_and_regex_rewrites() {
     assert_eq!(r.path, "/replaced?z");
     assert!(h(&r, "x-envoy-original-path").is_empty());
     assert_eq!(finalized(&t, req("x", "/re/x/y?k"), true).path, "/whole?k");
-    assert_eq!(
-        finalized(&t, req("x", "/svc/foo/bar/baz?k=v"), true).path,
-        "/bar/baz/foo?k=v"
-    );
+    assert_eq!(finalized(&t, req("x", "/svc/foo/bar/baz?k=v"), true).path, "/bar/baz/foo?k=v");
     // A rewrite to an empty path is not applied.
     let r = finalized(&t, req("x", "/empty/x"), true);
     assert_eq!(r.path, "/empty/x");
@@ -317,17 +262,10 @@ fn host_rewrites() {
     let r = finalized(&t, req("orig.host:8080", "/lit"), true);
     assert_eq!(r.authority, "new.host");
     assert_eq!(h(&r, "x-forwarded-host"), vec!["orig.host:8080"]);
-    let r = finalized(
-        &t,
-        with(req("a", "/hdr"), &[("x-host", "from.header")]),
-        true,
-    );
+    let r = finalized(&t, with(req("a", "/hdr"), &[("x-host", "from.header")]), true);
     assert_eq!(r.authority, "from.header");
     assert_eq!(finalized(&t, req("a", "/hdr"), true).authority, "a");
-    assert_eq!(
-        finalized(&t, req("a", "/re/users/1?x"), true).authority,
-        "users.svc"
-    );
+    assert_eq!(finalized(&t, req("a", "/re/users/1?x"), true).authority, "users.svc");
     let m = t.route(&req("a", "/auto"), 0).unwrap();
     assert!(m.auto_host_rewrite());
     assert_eq!(finalized(&t, req("a", "/auto"), true).authority, "a");
@@ -357,50 +295,26 @@ fn redirects() {
         "  - match: {prefix: /tohttp}\n    redirect: {scheme_redirect: http}\n",
     ));
     assert_eq!(redirect(&t, req("a.com", "/https?x=1")).0, 301);
-    assert_eq!(
-        redirect(&t, req("a.com", "/https?x=1")).1,
-        "https://a.com/https?x=1"
-    );
+    assert_eq!(redirect(&t, req("a.com", "/https?x=1")).1, "https://a.com/https?x=1");
     // Scheme change drops the default port of the old scheme (judged on x-forwarded-proto).
-    assert_eq!(
-        redirect(&t, req("a.com:80", "/https")).1,
-        "https://a.com/https"
-    );
-    assert_eq!(
-        redirect(&t, req("a.com:8080", "/https")).1,
-        "https://a.com:8080/https"
-    );
-    assert_eq!(
-        redirect(&t, req("[::1]:80", "/https")).1,
-        "https://[::1]/https"
-    );
+    assert_eq!(redirect(&t, req("a.com:80", "/https")).1, "https://a.com/https");
+    assert_eq!(redirect(&t, req("a.com:8080", "/https")).1, "https://a.com:8080/https");
+    assert_eq!(redirect(&t, req("[::1]:80", "/https")).1, "https://[::1]/https");
     let (code, loc, _) = redirect(&t, req("a.com:8080", "/host/x"));
     assert_eq!((code, loc.as_str()), (302, "http://new.com/host/x"));
-    assert_eq!(
-        redirect(&t, req("a.com:8080", "/port")).1,
-        "https://a.com:8443/port"
-    );
+    assert_eq!(redirect(&t, req("a.com:8080", "/port")).1, "https://a.com:8443/port");
     let (code, loc, _) = redirect(&t, req("a.com", "/path/x?keep=1"));
     assert_eq!((code, loc.as_str()), (303, "http://a.com/elsewhere?keep=1"));
     // A path_redirect with its own query wins, and strip_query does not strip it.
-    assert_eq!(
-        redirect(&t, req("a.com", "/pq?old=1")).1,
-        "http://a.com/new?a=b"
-    );
+    assert_eq!(redirect(&t, req("a.com", "/pq?old=1")).1, "http://a.com/new?a=b");
     let (code, loc, _) = redirect(&t, req("a.com", "/strip?x=1"));
     assert_eq!((code, loc.as_str()), (307, "http://a.com/strip"));
     let (code, loc, r) = redirect(&t, req("a.com", "/pre/fix?q"));
     assert_eq!((code, loc.as_str()), (308, "http://a.com/post/fix?q"));
     assert_eq!(r.path, "/post/fix?q");
     assert_eq!(h(&r, "x-envoy-original-path"), vec!["/pre/fix?q"]);
-    assert_eq!(
-        redirect(&t, req("a.com", "/rx/abc?z=9")).1,
-        "http://a.com/v2/abc?z=9"
-    );
-    assert_eq!(
-        redirect(&t, req("a.com", "/rel")).1,
-        "http://a.com/relative"
-    );
+    assert_eq!(redirect(&t, req("a.com", "/rx/abc?z=9")).1, "http://a.com/v2/abc?z=9");
+    assert_eq!(redirect(&t, req("a.com", "/rel")).1, "http://a.com/relative");
     // https in, redirect to http: the https default port is dropped, others kept.
     let https = |authority: &str| {
         let mut s = req(authority, "/tohttp");
@@ -411,10 +325,7 @@ fn redirects() {
     assert_eq!(redirect(&t, https("a.com:443")).1, "http://a.com/tohttp");
     assert_eq!(redirect(&t, https("a.com:80")).1, "http://a.com:80/tohttp");
     // Same scheme: the port stays.
-    assert_eq!(
-        redirect(&t, req("a.com:80", "/tohttp")).1,
-        "http://a.com:80/tohttp"
-    );
+    assert_eq!(redirect(&t, req("a.com:80", "/tohttp")).1, "http://a.com:80/tohttp");
 }
 
 #[test]
@@ -431,10 +342,7 @@ fn direct_responses() {
         let mut r = req("a.com", path);
         let m = t.route(&r, 0).unwrap();
         let mut resp = ResponseHead::default();
-        let body = m
-            .local_reply(&mut r, &info(), true, &mut resp)
-            .unwrap()
-            .to_vec();
+        let body = m.local_reply(&mut r, &info(), true, &mut resp).unwrap().to_vec();
         (resp, body, m.new_uri(&r).unwrap())
     };
     let (resp, body, uri) = reply("/body?x");
@@ -451,24 +359,14 @@ fn direct_responses() {
     assert!(!resp.headers.contains(b"content-length") && !resp.headers.contains(b"content-type"));
     let (resp, _, _) = reply("/typed");
     assert_eq!(resp.headers.get_all(b"content-type").count(), 1);
-    assert_eq!(
-        resp.headers.get_str(b"content-type"),
-        Some("application/json")
-    );
+    assert_eq!(resp.headers.get_str(b"content-type"), Some("application/json"));
     let (resp, _, _) = reply("/moved");
-    assert_eq!(
-        resp.headers.get_str(b"location"),
-        Some("http://a.com/moved")
-    );
+    assert_eq!(resp.headers.get_str(b"location"), Some("http://a.com/moved"));
     // A forwarding route has no local reply.
     let f = routes("  - match: {prefix: /}\n    route: {cluster: c}\n");
     let mut r = req("a", "/");
     let mut resp = ResponseHead::default();
-    assert!(f
-        .route(&r.clone(), 0)
-        .unwrap()
-        .local_reply(&mut r, &info(), true, &mut resp)
-        .is_none());
+    assert!(f.route(&r.clone(), 0).unwrap().local_reply(&mut r, &info(), true, &mut resp).is_none());
     assert_eq!(resp.status, 0);
 }
 
@@ -543,10 +441,7 @@ fn mutation_levels_and_specificity() {
     for (t, want) in [(&t, "rc"), (&t2, "route")] {
         let r = req("a", "/");
         let m = t.route(&r, 0).unwrap();
-        let mut resp = ResponseHead {
-            status: 200,
-            ..Default::default()
-        };
+        let mut resp = ResponseHead { status: 200, ..Default::default() };
         m.finalize_response_headers(&mut resp, &r, &info());
         assert_eq!(resp.headers.get_str(b"x-level"), Some(want));
     }
@@ -572,10 +467,7 @@ fn formatted_values_and_weighted_level() {
     assert_eq!(h(&r, "x-start"), vec!["1700000000"]);
     assert!(h(&r, "x-none").is_empty());
     let m = t.route(&r, 0).unwrap();
-    let mut resp = ResponseHead {
-        status: 200,
-        ..Default::default()
-    };
+    let mut resp = ResponseHead { status: 200, ..Default::default() };
     m.finalize_response_headers(&mut resp, &r, &info());
     assert_eq!(resp.headers.get_str(b"x-served"), Some("blue"));
 }
@@ -591,30 +483,18 @@ fn policies_for_the_router_filter() {
     ));
     let own = t.route(&req("a", "/own"), 0).unwrap();
     assert_eq!(own.timeout(), Some(Duration::from_secs(3)));
-    assert_eq!(
-        own.idle_timeout(),
-        IdleTimeout::After(Duration::from_secs(1))
-    );
+    assert_eq!(own.idle_timeout(), IdleTimeout::After(Duration::from_secs(1)));
     assert_eq!(own.retry_policy().unwrap().retry_on, RetryOn::RESET);
-    assert_eq!(
-        own.mirror_policies()[0].target,
-        MirrorTarget::Cluster("m".into())
-    );
+    assert_eq!(own.mirror_policies()[0].target, MirrorTarget::Cluster("m".into()));
     assert_eq!(own.hash_policy().len(), 1);
     let inherited = t.route(&req("a", "/x"), 0).unwrap();
     assert_eq!(inherited.timeout(), Some(Duration::from_secs(15)));
     assert_eq!(inherited.idle_timeout(), IdleTimeout::Inherit);
     let p = inherited.retry_policy().unwrap();
     assert_eq!((p.retry_on, p.num_retries), (RetryOn::FIVE_XX, 2));
-    assert_eq!(
-        inherited.mirror_policies()[0].target,
-        MirrorTarget::Cluster("rc-mirror".into())
-    );
+    assert_eq!(inherited.mirror_policies()[0].target, MirrorTarget::Cluster("rc-mirror".into()));
     let vh2 = t.route(&req("v2", "/"), 0).unwrap();
-    assert_eq!(
-        vh2.mirror_policies()[0].target,
-        MirrorTarget::Cluster("vh-mirror".into())
-    );
+    assert_eq!(vh2.mirror_policies()[0].target, MirrorTarget::Cluster("vh-mirror".into()));
     assert!(vh2.retry_policy().is_none());
 }
 
@@ -623,15 +503,9 @@ fn virtual_clusters_for_route_check() {
     let t = table("virtual_hosts:\n- name: vh\n  domains: ['*']\n  virtual_clusters: [{name: writes, headers: [{name: ':method', string_match: {exact: POST}}]}]\n  routes: [{match: {prefix: /}, route: {cluster: c}}]\n- name: plain\n  domains: [p]\n  routes: [{match: {prefix: /}, route: {cluster: c}}]\n");
     let mut post = req("a", "/");
     post.method = "POST".into();
-    assert_eq!(
-        t.route(&post, 0).unwrap().virtual_cluster_name(&post),
-        "writes"
-    );
+    assert_eq!(t.route(&post, 0).unwrap().virtual_cluster_name(&post), "writes");
     let get = req("a", "/");
-    assert_eq!(
-        t.route(&get, 0).unwrap().virtual_cluster_name(&get),
-        "other"
-    );
+    assert_eq!(t.route(&get, 0).unwrap().virtual_cluster_name(&get), "other");
     let p = req("p", "/");
     assert_eq!(t.route(&p, 0).unwrap().virtual_cluster_name(&p), "");
 }

@@ -46,19 +46,13 @@ fn cmp_folded(host: &[u8], key: &[u8]) -> Ordering {
 }
 
 fn find(entries: &[(Box<[u8]>, VhostIndex)], host: &[u8]) -> Option<VhostIndex> {
-    entries
-        .binary_search_by(|(k, _)| cmp_folded(host, k).reverse())
-        .ok()
-        .map(|i| entries[i].1)
+    entries.binary_search_by(|(k, _)| cmp_folded(host, k).reverse()).ok().map(|i| entries[i].1)
 }
 
 fn insert_group(groups: &mut Vec<Group>, key: &[u8], vh: VhostIndex) {
     match groups.iter_mut().find(|g| g.len == key.len()) {
         Some(g) => g.entries.push((key.into(), vh)),
-        None => groups.push(Group {
-            len: key.len(),
-            entries: vec![(key.into(), vh)],
-        }),
+        None => groups.push(Group { len: key.len(), entries: vec![(key.into(), vh)] }),
     }
 }
 
@@ -81,14 +75,8 @@ pub fn port_start(host: &str) -> Option<usize> {
 impl DomainTable {
     /// Build from `(lower-cased domains, virtual host)` pairs; the config has already
     /// rejected duplicates and a second `*`.
-    pub fn new<'a>(
-        vhosts: impl IntoIterator<Item = (&'a [String], VhostIndex)>,
-        ignore_port: bool,
-    ) -> DomainTable {
-        let mut t = DomainTable {
-            ignore_port,
-            ..DomainTable::default()
-        };
+    pub fn new<'a>(vhosts: impl IntoIterator<Item = (&'a [String], VhostIndex)>, ignore_port: bool) -> DomainTable {
+        let mut t = DomainTable { ignore_port, ..DomainTable::default() };
         for (domains, vh) in vhosts {
             for d in domains {
                 let b = d.as_bytes();
@@ -152,14 +140,8 @@ mod tests {
     use super::*;
 
     fn table(vhosts: &[&[&str]], ignore_port: bool) -> DomainTable {
-        let owned: Vec<Vec<String>> = vhosts
-            .iter()
-            .map(|d| d.iter().map(|s| s.to_string()).collect())
-            .collect();
-        DomainTable::new(
-            owned.iter().enumerate().map(|(i, d)| (d.as_slice(), i)),
-            ignore_port,
-        )
+        let owned: Vec<Vec<String>> = vhosts.iter().map(|d| d.iter().map(|s| s.to_string()).collect()).collect();
+        DomainTable::new(owned.iter().enumerate().map(|(i, d)| (d.as_slice(), i)), ignore_port)
     }
 
     #[test]
@@ -198,10 +180,7 @@ mod tests {
 
     #[test]
     fn ports() {
-        let t = table(
-            &[&["example.com"], &["example.com:8080"], &["[::1]"]],
-            false,
-        );
+        let t = table(&[&["example.com"], &["example.com:8080"], &["[::1]"]], false);
         assert_eq!(t.find("example.com:8080"), Some(1));
         assert_eq!(t.find("example.com:9090"), None);
         let t = table(&[&["example.com"], &["[::1]"]], true);

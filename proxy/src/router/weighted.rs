@@ -43,20 +43,13 @@ pub fn effective_random(w: &WeightedClusters, req: &RequestHead, random_value: u
     };
     let mut values = req.headers.get_all(name.as_bytes());
     match (values.next(), values.next()) {
-        (Some(v), None) => std::str::from_utf8(v)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(random_value),
+        (Some(v), None) => std::str::from_utf8(v).ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(random_value),
         _ => random_value,
     }
 }
 
 /// Pick the entry of a weighted-cluster route for this request.
-pub fn pick_cluster<'w>(
-    w: &'w WeightedClusters,
-    req: &RequestHead,
-    random_value: u64,
-) -> &'w ClusterWeight {
+pub fn pick_cluster<'w>(w: &'w WeightedClusters, req: &RequestHead, random_value: u64) -> &'w ClusterWeight {
     let r = effective_random(w, req, random_value);
     &w.clusters[pick(w.clusters.iter().map(|c| c.weight), w.total_weight, r)]
 }

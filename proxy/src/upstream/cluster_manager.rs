@@ -71,21 +71,11 @@ pub struct Resources {
 
 /// Try to take one unit of a resource capped at `max`; false when at the cap.
 pub fn try_acquire(counter: &AtomicU32, max: u32) -> bool {
-    counter
-        .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
-            if v < max {
-                Some(v + 1)
-            } else {
-                None
-            }
-        })
-        .is_ok()
+    counter.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| if v < max { Some(v + 1) } else { None }).is_ok()
 }
 
 pub fn release(counter: &AtomicU32) {
-    let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
-        Some(v.saturating_sub(1))
-    });
+    let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
 }
 
 impl ClusterInfo {
@@ -152,12 +142,8 @@ impl ClusterInfo {
         let ps = Arc::new(PrioritySet::build(hosts, &self.lb_config));
         self.stats.membership_total.set(ps.hosts.len() as i64);
         self.stats.membership_healthy.set(ps.healthy_count() as i64);
-        self.stats
-            .membership_degraded
-            .set(ps.degraded_count() as i64);
-        self.stats
-            .membership_excluded
-            .set(ps.excluded_count() as i64);
+        self.stats.membership_degraded.set(ps.degraded_count() as i64);
+        self.stats.membership_excluded.set(ps.excluded_count() as i64);
         *self.priority_set.lock().unwrap_or_else(|e| e.into_inner()) = ps;
         self.version.fetch_add(1, Ordering::AcqRel);
     }
@@ -231,9 +217,7 @@ impl ClusterInfo {
     /// `no_traffic_interval`); the first time, wake the monitor so it can bring the
     /// next checks forward.
     pub fn note_traffic(&self) {
-        if !self.seen_traffic.load(Ordering::Relaxed)
-            && !self.seen_traffic.swap(true, Ordering::AcqRel)
-        {
+        if !self.seen_traffic.load(Ordering::Relaxed) && !self.seen_traffic.swap(true, Ordering::AcqRel) {
             self.wake_monitor();
         }
     }
@@ -281,10 +265,7 @@ impl ClusterInfo {
 
     /// Circuit breaker: a pending (queued) request slot (`max_pending_requests`).
     pub fn try_acquire_pending_request(&self) -> bool {
-        try_acquire(
-            &self.resources.pending_requests,
-            self.config.circuit_breakers.max_pending_requests,
-        )
+        try_acquire(&self.resources.pending_requests, self.config.circuit_breakers.max_pending_requests)
     }
 
     pub fn release_pending_request(&self) {
@@ -293,10 +274,7 @@ impl ClusterInfo {
 
     /// Circuit breaker: an active request slot (`max_requests`).
     pub fn try_acquire_request(&self) -> bool {
-        try_acquire(
-            &self.resources.requests,
-            self.config.circuit_breakers.max_requests,
-        )
+        try_acquire(&self.resources.requests, self.config.circuit_breakers.max_requests)
     }
 
     pub fn release_request(&self) {
@@ -305,10 +283,7 @@ impl ClusterInfo {
 
     /// Circuit breaker: a retry slot (`max_retries`).
     pub fn try_acquire_retry(&self) -> bool {
-        try_acquire(
-            &self.resources.retries,
-            self.config.circuit_breakers.max_retries,
-        )
+        try_acquire(&self.resources.retries, self.config.circuit_breakers.max_retries)
     }
 
     pub fn release_retry(&self) {
@@ -325,10 +300,7 @@ pub struct ClusterManager {
 
 impl ClusterManager {
     /// Build from config; `hosts_for` supplies each cluster's initial hosts.
-    pub fn new(
-        configs: Vec<Cluster>,
-        mut hosts_for: impl FnMut(&Cluster) -> Vec<Arc<Host>>,
-    ) -> ClusterManager {
+    pub fn new(configs: Vec<Cluster>, mut hosts_for: impl FnMut(&Cluster) -> Vec<Arc<Host>>) -> ClusterManager {
         let mut cm = ClusterManager::default();
         for (i, c) in configs.into_iter().enumerate() {
             let hosts = HostSet::new(hosts_for(&c));
@@ -356,11 +328,7 @@ impl ClusterManager {
     pub fn thread_local_seeded(&self, seed: u64) -> ThreadLocalClusterManager {
         let mut rng = Rng::new(seed);
         ThreadLocalClusterManager {
-            clusters: self
-                .clusters
-                .iter()
-                .map(|c| ThreadLocalCluster::new(Arc::clone(c), rng.next_u64()))
-                .collect(),
+            clusters: self.clusters.iter().map(|c| ThreadLocalCluster::new(Arc::clone(c), rng.next_u64())).collect(),
         }
     }
 }
@@ -371,13 +339,7 @@ pub fn static_hosts(c: &Cluster) -> Vec<Arc<Host>> {
         .hosts()
         .filter_map(|(e, prio)| {
             let addr = e.address.socket_addr()?;
-            Some(Arc::new(Host::new(
-                addr,
-                e.hostname.clone(),
-                e.load_balancing_weight,
-                prio,
-                e.health_check_port,
-            )))
+            Some(Arc::new(Host::new(addr, e.hostname.clone(), e.load_balancing_weight, prio, e.health_check_port)))
         })
         .collect()
 }
@@ -398,13 +360,7 @@ impl ThreadLocalCluster {
         let version = info.version();
         let priority_set = info.priority_set();
         lb.refresh(&priority_set);
-        ThreadLocalCluster {
-            info,
-            priority_set,
-            version,
-            lb,
-            stats: None,
-        }
+        ThreadLocalCluster { info, priority_set, version, lb, stats: None }
     }
 
     /// Count this worker's LB events (`lb_healthy_panic`) in `stats`.
@@ -438,26 +394,14 @@ impl ThreadLocalCluster {
     /// the host is the connection's original destination (with
     /// `upstream_port_override`). `None` when no host can serve (Envoy answers "no
     /// healthy upstream").
-    pub fn choose_host(
-        &mut self,
-        ctx: &LbContext<'_>,
-        original_dst: Option<SocketAddr>,
-    ) -> Option<(usize, Arc<Host>)> {
+    pub fn choose_host(&mut self, ctx: &LbContext<'_>, original_dst: Option<SocketAddr>) -> Option<(usize, Arc<Host>)> {
         self.info.note_traffic();
         if self.info.is_original_dst() {
             let mut addr = original_dst?;
-            if let Some(p) = self
-                .info
-                .config
-                .original_dst_lb_config
-                .upstream_port_override
-            {
+            if let Some(p) = self.info.config.original_dst_lb_config.upstream_port_override {
                 addr.set_port(p);
             }
-            return Some((
-                usize::MAX,
-                Arc::new(Host::new(addr, String::new(), 1, 0, None)),
-            ));
+            return Some((usize::MAX, Arc::new(Host::new(addr, String::new(), 1, 0, None))));
         }
         self.refresh();
         let pick = self.lb.choose(&self.priority_set, ctx)?;
@@ -504,10 +448,7 @@ mod tests {
     }
 
     fn pick(tl: &mut ThreadLocalCluster, r: u64) -> usize {
-        let ctx = LbContext {
-            random: r,
-            ..Default::default()
-        };
+        let ctx = LbContext { random: r, ..Default::default() };
         tl.choose_host(&ctx, None).unwrap().0
     }
 
@@ -570,15 +511,9 @@ mod tests {
     fn every_lb_policy_is_built_as_configured() {
         for (policy, extra) in [
             ("ROUND_ROBIN", ""),
-            (
-                "LEAST_REQUEST",
-                "    least_request_lb_config: { choice_count: 3 }",
-            ),
+            ("LEAST_REQUEST", "    least_request_lb_config: { choice_count: 3 }"),
             ("RANDOM", ""),
-            (
-                "RING_HASH",
-                "    ring_hash_lb_config: { minimum_ring_size: 64 }",
-            ),
+            ("RING_HASH", "    ring_hash_lb_config: { minimum_ring_size: 64 }"),
             ("MAGLEV", "    maglev_lb_config: { table_size: 251 }"),
         ] {
             let cm = manager(&format!("    lb_policy: {policy}\n{extra}"), &[1, 2, 3]);

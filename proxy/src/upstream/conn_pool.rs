@@ -57,21 +57,14 @@ impl ConnPool {
 
     /// Take the most recently used idle connection to `host` of `cluster`, lending it
     /// to `owner`.
-    pub fn take_idle(
-        &mut self,
-        cluster: usize,
-        host: SocketAddr,
-        owner: TimerKey,
-    ) -> Option<(TimerKey, CodecClient)> {
+    pub fn take_idle(&mut self, cluster: usize, host: SocketAddr, owner: TimerKey) -> Option<(TimerKey, CodecClient)> {
         let list = self.idle.get_mut(cluster)?.get_mut(&host)?;
         while let Some(key) = list.pop() {
             let Some(slot) = self.slots.get_key_mut(key) else {
                 continue;
             };
             if let UpstreamSlot::Idle(_) = slot {
-                let UpstreamSlot::Idle(client) =
-                    std::mem::replace(slot, UpstreamSlot::Busy { owner })
-                else {
+                let UpstreamSlot::Idle(client) = std::mem::replace(slot, UpstreamSlot::Busy { owner }) else {
                     unreachable!("matched Idle above")
                 };
                 return Some((key, client));
@@ -112,12 +105,7 @@ impl ConnPool {
         if !matches!(slot, UpstreamSlot::Shadow(_)) {
             return None;
         }
-        let placeholder = UpstreamSlot::Busy {
-            owner: TimerKey {
-                index: u32::MAX,
-                generation: 0,
-            },
-        };
+        let placeholder = UpstreamSlot::Busy { owner: TimerKey { index: u32::MAX, generation: 0 } };
         match std::mem::replace(slot, placeholder) {
             UpstreamSlot::Shadow(s) => {
                 self.shadows -= 1;
@@ -145,11 +133,7 @@ impl ConnPool {
             self.shadow_bytes -= s.bytes;
         }
         if let UpstreamSlot::Idle(c) = &slot {
-            if let Some(list) = self
-                .idle
-                .get_mut(c.cluster)
-                .and_then(|m| m.get_mut(&c.host.address))
-            {
+            if let Some(list) = self.idle.get_mut(c.cluster).and_then(|m| m.get_mut(&c.host.address)) {
                 list.retain(|k| *k != key);
             }
         }
@@ -177,30 +161,17 @@ impl ConnPool {
 
     /// Number of idle connections (all clusters).
     pub fn idle_count(&self) -> usize {
-        self.idle
-            .iter()
-            .flat_map(|m| m.values())
-            .map(Vec::len)
-            .sum()
+        self.idle.iter().flat_map(|m| m.values()).map(Vec::len).sum()
     }
 
     /// Keys of every slot carrying a shadow (shutdown).
     pub fn shadow_keys(&self) -> Vec<TimerKey> {
-        self.slots
-            .keys()
-            .into_iter()
-            .filter(|k| matches!(self.slots.get(*k), Some(UpstreamSlot::Shadow(_))))
-            .collect()
+        self.slots.keys().into_iter().filter(|k| matches!(self.slots.get(*k), Some(UpstreamSlot::Shadow(_)))).collect()
     }
 
     /// Keys of every idle connection (drain).
     pub fn idle_keys(&self) -> Vec<TimerKey> {
-        self.idle
-            .iter()
-            .flat_map(|m| m.values())
-            .flatten()
-            .copied()
-            .collect()
+        self.idle.iter().flat_map(|m| m.values()).flatten().copied().collect()
     }
 }
 

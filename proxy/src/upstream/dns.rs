@@ -48,17 +48,12 @@ pub fn resolve(name: &str, port: u16, family: DnsLookupFamily) -> std::io::Resul
 /// Resolve every endpoint of a DNS cluster into hosts, reusing `previous` hosts whose
 /// address is unchanged. Endpoints that fail to resolve contribute no host.
 pub fn resolve_cluster(c: &Cluster, previous: &HostSet) -> Vec<Arc<Host>> {
-    let old: HashMap<SocketAddr, &Arc<Host>> =
-        previous.hosts.iter().map(|h| (h.address, h)).collect();
+    let old: HashMap<SocketAddr, &Arc<Host>> = previous.hosts.iter().map(|h| (h.address, h)).collect();
     let mut hosts = Vec::new();
     for (e, prio) in c.load_assignment.hosts() {
         let addrs = match e.address.ip() {
             Some(ip) => vec![SocketAddr::new(ip, e.address.port_value)],
-            None => match resolve(
-                &e.address.address,
-                e.address.port_value,
-                c.dns_lookup_family,
-            ) {
+            None => match resolve(&e.address.address, e.address.port_value, c.dns_lookup_family) {
                 Ok(a) => a,
                 Err(err) => {
                     tracing::warn!(cluster = %c.name, host = %e.address.address, "DNS resolution failed: {err}");
@@ -66,29 +61,14 @@ pub fn resolve_cluster(c: &Cluster, previous: &HostSet) -> Vec<Arc<Host>> {
                 }
             },
         };
-        let addrs = if c.discovery_type == DiscoveryType::LogicalDns {
-            addrs.into_iter().take(1).collect()
-        } else {
-            addrs
-        };
+        let addrs =
+            if c.discovery_type == DiscoveryType::LogicalDns { addrs.into_iter().take(1).collect() } else { addrs };
         for addr in addrs {
             let host = match old.get(&addr) {
-                Some(h) if h.weight == e.load_balancing_weight && h.priority == prio => {
-                    Arc::clone(h)
-                }
+                Some(h) if h.weight == e.load_balancing_weight && h.priority == prio => Arc::clone(h),
                 _ => {
-                    let name = if e.hostname.is_empty() {
-                        e.address.address.clone()
-                    } else {
-                        e.hostname.clone()
-                    };
-                    Arc::new(Host::new(
-                        addr,
-                        name,
-                        e.load_balancing_weight,
-                        prio,
-                        e.health_check_port,
-                    ))
+                    let name = if e.hostname.is_empty() { e.address.address.clone() } else { e.hostname.clone() };
+                    Arc::new(Host::new(addr, name, e.load_balancing_weight, prio, e.health_check_port))
                 }
             };
             hosts.push(host);
@@ -99,18 +79,12 @@ pub fn resolve_cluster(c: &Cluster, previous: &HostSet) -> Vec<Arc<Host>> {
 
 /// Whether a cluster needs DNS resolution.
 pub fn is_dns(c: &Cluster) -> bool {
-    matches!(
-        c.discovery_type,
-        DiscoveryType::StrictDns | DiscoveryType::LogicalDns
-    )
+    matches!(c.discovery_type, DiscoveryType::StrictDns | DiscoveryType::LogicalDns)
 }
 
 /// Start the refresher thread for the DNS clusters among `clusters`. It stops when
 /// `stop` is set.
-pub fn spawn_refresher(
-    clusters: Vec<Arc<ClusterInfo>>,
-    stop: Arc<AtomicBool>,
-) -> Option<std::thread::JoinHandle<()>> {
+pub fn spawn_refresher(clusters: Vec<Arc<ClusterInfo>>, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
     let dns: Vec<Arc<ClusterInfo>> = clusters.into_iter().filter(|c| is_dns(&c.config)).collect();
     if dns.is_empty() {
         return None;

@@ -70,13 +70,7 @@ pub struct Host {
 }
 
 impl Host {
-    pub fn new(
-        address: SocketAddr,
-        hostname: String,
-        weight: u32,
-        priority: u32,
-        hc_port: Option<u16>,
-    ) -> Host {
+    pub fn new(address: SocketAddr, hostname: String, weight: u32, priority: u32, hc_port: Option<u16>) -> Host {
         let mut health_check_address = address;
         if let Some(p) = hc_port {
             health_check_address.set_port(p);

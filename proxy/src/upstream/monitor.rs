@@ -47,10 +47,7 @@ impl Initialized {
 
     fn wait(&self, timeout: Duration) -> bool {
         let guard = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        let (guard, _) = self
-            .cv
-            .wait_timeout_while(guard, timeout, |done| !*done)
-            .unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = self.cv.wait_timeout_while(guard, timeout, |done| !*done).unwrap_or_else(|e| e.into_inner());
         *guard
     }
 }
@@ -91,11 +88,8 @@ impl Drop for MonitorHandle {
 /// Start the monitor for the clusters that need one (health checks or outlier
 /// detection); `None` when no cluster does.
 pub fn spawn(clusters: &[Arc<ClusterInfo>]) -> io::Result<Option<MonitorHandle>> {
-    let watched: Vec<Arc<ClusterInfo>> = clusters
-        .iter()
-        .filter(|c| c.health_checked() || c.outlier.is_some())
-        .cloned()
-        .collect();
+    let watched: Vec<Arc<ClusterInfo>> =
+        clusters.iter().filter(|c| c.health_checked() || c.outlier.is_some()).cloned().collect();
     if watched.is_empty() {
         return Ok(None);
     }
@@ -109,25 +103,18 @@ pub fn spawn(clusters: &[Arc<ClusterInfo>]) -> io::Result<Option<MonitorHandle>>
     let seed = Rng::from_entropy(0x6d6f_6e69).next_u64();
     let mut monitor = Monitor::new(stack, watched, seed, Instant::now());
     let (s, init) = (Arc::clone(&stop), Arc::clone(&initialized));
-    let thread = std::thread::Builder::new()
-        .name("sluice-upstream".into())
-        .spawn(move || {
-            monitor.initialized = Some(init);
-            monitor.check_initialized();
-            while !s.load(Ordering::Acquire) {
-                if let Err(e) = monitor.turn(MAX_SLEEP) {
-                    tracing::error!("upstream monitor: poll failed: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+    let thread = std::thread::Builder::new().name("sluice-upstream".into()).spawn(move || {
+        monitor.initialized = Some(init);
+        monitor.check_initialized();
+        while !s.load(Ordering::Acquire) {
+            if let Err(e) = monitor.turn(MAX_SLEEP) {
+                tracing::error!("upstream monitor: poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
             }
-            monitor.shutdown();
-        })?;
-    Ok(Some(MonitorHandle {
-        stop,
-        waker,
-        initialized,
-        thread: Some(thread),
-    }))
+        }
+        monitor.shutdown();
+    })?;
+    Ok(Some(MonitorHandle { stop, waker, initialized, thread: Some(thread) }))
 }
 
 /// How long the first round of health checks can take: the longest initial jitter plus
@@ -197,17 +184,10 @@ impl<S: Stack> Monitor<S> {
             initialized: None,
         };
         for info in clusters {
-            let checker = info
-                .config
-                .health_checks
-                .first()
-                .map(|hc| Checker::new(hc, info.name()));
+            let checker = info.config.health_checks.first().map(|hc| Checker::new(hc, info.name()));
             let hosts = info.hosts();
-            let detector = info
-                .config
-                .outlier_detection
-                .clone()
-                .map(|od| Detector::new(od, &hosts, now, rng.next_u64()));
+            let detector =
+                info.config.outlier_detection.clone().map(|od| Detector::new(od, &hosts, now, rng.next_u64()));
             m.clusters.push(Watched {
                 membership: info.membership_version(),
                 traffic_seen: info.seen_traffic(),
@@ -288,13 +268,7 @@ impl<S: Stack> Monitor<S> {
         let at = slot.session.deadline();
         if slot.armed != Some(at) {
             slot.armed = Some(at);
-            self.timers.schedule(
-                TimerKey {
-                    index: index as u32,
-                    generation: slot.generation,
-                },
-                at,
-            );
+            self.timers.schedule(TimerKey { index: index as u32, generation: slot.generation }, at);
         }
     }
 
@@ -313,13 +287,7 @@ impl<S: Stack> Monitor<S> {
         let now = Instant::now();
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
-        ready.extend(
-            self.events
-                .iter()
-                .map(|e| e.token())
-                .filter(|t| *t != WAKER)
-                .map(|t| t.0),
-        );
+        ready.extend(self.events.iter().map(|e| e.token()).filter(|t| *t != WAKER).map(|t| t.0));
         for &index in &ready {
             self.on_socket(index, now);
         }
@@ -335,10 +303,7 @@ impl<S: Stack> Monitor<S> {
         let Some(checker) = &self.clusters[slot.cluster].checker else {
             return;
         };
-        if let Some(v) = slot
-            .session
-            .on_ready(&mut self.stack, checker, &mut self.scratch, now)
-        {
+        if let Some(v) = slot.session.on_ready(&mut self.stack, checker, &mut self.scratch, now) {
             self.apply(index, v, now);
         }
         self.arm(index);
@@ -366,10 +331,7 @@ impl<S: Stack> Monitor<S> {
             };
             let stats = Arc::clone(&self.clusters[slot.cluster].info.stats);
             let token = Token(index);
-            if let Some(v) = slot
-                .session
-                .on_timer(&mut self.stack, checker, token, &stats, now)
-            {
+            if let Some(v) = slot.session.on_timer(&mut self.stack, checker, token, &stats, now) {
                 self.apply(index, v, now);
             }
             self.arm(index);
@@ -401,19 +363,14 @@ impl<S: Stack> Monitor<S> {
                 .enumerate()
                 .filter_map(|(i, s)| {
                     let s = s.as_ref()?;
-                    (s.cluster == c && !hosts.hosts.iter().any(|h| Arc::ptr_eq(h, &s.session.host)))
-                        .then_some(i)
+                    (s.cluster == c && !hosts.hosts.iter().any(|h| Arc::ptr_eq(h, &s.session.host))).then_some(i)
                 })
                 .collect();
             for i in gone {
                 self.remove_session(i);
             }
             for h in &hosts.hosts {
-                let known = self
-                    .slots
-                    .iter()
-                    .flatten()
-                    .any(|s| s.cluster == c && Arc::ptr_eq(&s.session.host, h));
+                let known = self.slots.iter().flatten().any(|s| s.cluster == c && Arc::ptr_eq(&s.session.host, h));
                 if !known {
                     self.add_session(c, Arc::clone(h), now);
                 }
@@ -439,23 +396,13 @@ impl<S: Stack> Monitor<S> {
                 let Some(slot) = self.slots[i].as_mut() else {
                     continue;
                 };
-                if slot.cluster != c
-                    || !slot
-                        .session
-                        .host
-                        .passive_hc_failure
-                        .swap(false, Ordering::AcqRel)
-                {
+                if slot.cluster != c || !slot.session.host.passive_hc_failure.swap(false, Ordering::AcqRel) {
                     continue;
                 }
                 let w = &mut self.clusters[c];
                 let Some(checker) = &w.checker else { continue };
-                let t = slot.session.state.handle_failure(
-                    &slot.session.host,
-                    FailureType::Passive,
-                    checker,
-                    &w.info.stats,
-                );
+                let t =
+                    slot.session.state.handle_failure(&slot.session.host, FailureType::Passive, checker, &w.info.stats);
                 w.dirty |= t == Transition::Changed;
             }
         }
@@ -482,8 +429,7 @@ impl<S: Stack> Monitor<S> {
                 continue;
             }
             let healthy = !slot.session.host.has_flag(health_flag::FAILED_ACTIVE_HC);
-            let next =
-                now + checker.next_interval(healthy, Transition::Unchanged, true, &mut self.rng);
+            let next = now + checker.next_interval(healthy, Transition::Unchanged, true, &mut self.rng);
             if slot.session.deadline() > next {
                 slot.session.wait_until(next);
                 self.arm(i);
@@ -503,23 +449,15 @@ impl<S: Stack> Monitor<S> {
         let host = Arc::clone(&slot.session.host);
         let first = slot.session.state.first_check();
         let (transition, passed) = match verdict {
-            Verdict::Pass { degraded } => (
-                slot.session
-                    .state
-                    .handle_success(&host, degraded, checker, &w.info.stats),
-                true,
-            ),
+            Verdict::Pass { degraded } => {
+                (slot.session.state.handle_success(&host, degraded, checker, &w.info.stats), true)
+            }
             Verdict::Fail { failure, immediate } => {
                 if immediate {
                     host.set_flag(health_flag::EXCLUDED_VIA_IMMEDIATE_HC_FAIL);
                     w.dirty = true;
                 }
-                (
-                    slot.session
-                        .state
-                        .handle_failure(&host, failure, checker, &w.info.stats),
-                    false,
-                )
+                (slot.session.state.handle_failure(&host, failure, checker, &w.info.stats), false)
             }
         };
         if first {

@@ -137,20 +137,15 @@ impl PrioritySet {
         }
         for (p, level) in self.levels.iter().enumerate() {
             let count = level.all.len().saturating_sub(level.excluded) as u64;
-            let share = |n: usize| {
-                (OVERPROVISIONING_FACTOR * n as u64)
-                    .checked_div(count)
-                    .map_or(0, |v| v.min(100) as u32)
-            };
+            let share =
+                |n: usize| (OVERPROVISIONING_FACTOR * n as u64).checked_div(count).map_or(0, |v| v.min(100) as u32);
             self.health[p] = share(level.healthy.len());
             self.degraded[p] = share(level.degraded.len());
         }
         let total = self.normalized_total_availability();
         if total > 0 {
-            let (first_healthy, left) =
-                distribute(&mut self.healthy_load, &self.health, 100, total);
-            let (first_degraded, left) =
-                distribute(&mut self.degraded_load, &self.degraded, left, total);
+            let (first_healthy, left) = distribute(&mut self.healthy_load, &self.health, 100, total);
+            let (first_degraded, left) = distribute(&mut self.degraded_load, &self.degraded, left, total);
             if left > 0 {
                 match (first_healthy, first_degraded) {
                     (Some(p), _) => self.healthy_load[p] += left,
@@ -167,8 +162,7 @@ impl PrioritySet {
         }
         let mut total_panic = true;
         for p in 0..n {
-            self.panic[p] =
-                total != 100 && self.levels[p].available_percent() < f64::from(threshold);
+            self.panic[p] = total != 100 && self.levels[p].available_percent() < f64::from(threshold);
             total_panic &= self.panic[p];
         }
         if total_panic {
@@ -231,11 +225,7 @@ impl PrioritySet {
         }
         let (priority, source) = chosen.unwrap_or((0, Source::Healthy));
         let panic = self.panic[priority];
-        Some(Choice {
-            priority,
-            source: if panic { Source::All } else { source },
-            panic,
-        })
+        Some(Choice { priority, source: if panic { Source::All } else { source }, panic })
     }
 
     /// The host indices a choice draws from.
@@ -258,12 +248,7 @@ impl PrioritySet {
 
 /// Envoy's `distributeLoad`: give each level `availability × 100 / total` of what is
 /// left, in order. Returns the first level with availability and the load left over.
-fn distribute(
-    load: &mut [u32],
-    availability: &[u32],
-    mut left: u32,
-    total: u32,
-) -> (Option<usize>, u32) {
+fn distribute(load: &mut [u32], availability: &[u32], mut left: u32, total: u32) -> (Option<usize>, u32) {
     let mut first = None;
     for (p, a) in availability.iter().enumerate() {
         if first.is_none() && *a > 0 {

@@ -35,14 +35,11 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: Instant) -> ManualClock {
-        ManualClock {
-            micros: Arc::new(AtomicI64::new(start.total_micros())),
-        }
+        ManualClock { micros: Arc::new(AtomicI64::new(start.total_micros())) }
     }
 
     pub fn advance(&self, by: Duration) {
-        self.micros
-            .fetch_add(by.total_micros() as i64, Ordering::Relaxed);
+        self.micros.fetch_add(by.total_micros() as i64, Ordering::Relaxed);
     }
 
     /// Move to `at`; the clock never goes backwards.

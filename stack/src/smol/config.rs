@@ -96,21 +96,12 @@ impl SmolConfig {
 
     /// Check every field; the error names the field.
     pub fn validate(&self) -> io::Result<()> {
-        let bad = |what: &str| {
-            Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("smol config: {what}"),
-            ))
-        };
+        let bad = |what: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, format!("smol config: {what}")));
         if !self.hardware_addr.is_unicast() {
             return bad("hardware_addr must be a unicast MAC");
         }
         let ip = self.address.address();
-        if ip.is_unspecified()
-            || ip.is_broadcast()
-            || ip.is_multicast()
-            || self.address.prefix_len() > 32
-        {
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || self.address.prefix_len() > 32 {
             return bad("address must be a unicast IPv4 address with a prefix of at most 32");
         }
         if let Some(gw) = self.gateway {
@@ -142,10 +133,7 @@ mod tests {
     use super::*;
 
     fn base() -> SmolConfig {
-        SmolConfig::new(
-            EthernetAddress([2, 0, 0, 0, 0, 1]),
-            Ipv4Cidr::new(Ipv4Address::new(10, 99, 0, 1), 24),
-        )
+        SmolConfig::new(EthernetAddress([2, 0, 0, 0, 0, 1]), Ipv4Cidr::new(Ipv4Address::new(10, 99, 0, 1), 24))
     }
 
     #[test]
@@ -157,11 +145,7 @@ mod tests {
     fn bad_values_are_refused_with_their_name() {
         let mut c = base();
         c.ephemeral_ports = (5000, 4000);
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("ephemeral_ports"));
+        assert!(c.validate().unwrap_err().to_string().contains("ephemeral_ports"));
         let mut c = base();
         c.rx_buffer = 10;
         assert!(c.validate().unwrap_err().to_string().contains("rx_buffer"));

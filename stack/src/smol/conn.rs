@@ -117,11 +117,7 @@ impl Conn {
         let s = self.sock();
         let readable = if s.can_recv() { R } else { 0 };
         let free = s.send_capacity() - s.send_queue();
-        let writable = if s.may_send() && free >= (s.send_capacity() / 4).max(1) {
-            W
-        } else {
-            0
-        };
+        let writable = if s.may_send() && free >= (s.send_capacity() / 4).max(1) { W } else { 0 };
         match s.state() {
             State::Listen | State::SynSent | State::SynReceived => 0,
             State::Established => readable | writable,
@@ -189,19 +185,8 @@ mod tests {
         assert_eq!(mask(R, Interest::WRITABLE), 0);
         assert_eq!(mask(R, Interest::READABLE), R);
         assert_eq!(mask(W | WC, Interest::READABLE), 0);
-        assert_eq!(
-            mask(R | RC, Interest::WRITABLE),
-            0,
-            "a FIN is not a writer's business"
-        );
-        assert_eq!(
-            mask(R | W | RC | WC | ERR, Interest::WRITABLE),
-            W | RC | WC | ERR
-        );
-        assert_eq!(
-            mask(RC | WC, Interest::WRITABLE),
-            RC | WC,
-            "hang-up always reported"
-        );
+        assert_eq!(mask(R | RC, Interest::WRITABLE), 0, "a FIN is not a writer's business");
+        assert_eq!(mask(R | W | RC | WC | ERR, Interest::WRITABLE), W | RC | WC | ERR);
+        assert_eq!(mask(RC | WC, Interest::WRITABLE), RC | WC, "hang-up always reported");
     }
 }

@@ -192,9 +192,7 @@ impl Core {
         };
         if after == State::Closed && c.error.is_none() && !c.aborted {
             c.error = match cause {
-                Cause::Ingress { rst: true } if before == State::SynSent => {
-                    Some(io::ErrorKind::ConnectionRefused)
-                }
+                Cause::Ingress { rst: true } if before == State::SynSent => Some(io::ErrorKind::ConnectionRefused),
                 Cause::Ingress { rst: true } => Some(io::ErrorKind::ConnectionReset),
                 // LAST-ACK acknowledged: a clean end.
                 Cause::Ingress { rst: false } => None,
@@ -202,10 +200,7 @@ impl Core {
                 Cause::Timer => Some(io::ErrorKind::TimedOut),
             };
         }
-        let handshaken = !matches!(
-            after,
-            State::Closed | State::Listen | State::SynSent | State::SynReceived
-        );
+        let handshaken = !matches!(after, State::Closed | State::Listen | State::SynSent | State::SynReceived);
         if handshaken && !c.established {
             c.established = true;
             if c.phase != Phase::Orphan {
@@ -251,9 +246,7 @@ impl Core {
         match self.listeners.get_mut(l) {
             Some(listener) => {
                 listener.pending = listener.pending.saturating_sub(1);
-                if conn.state() == State::Listen
-                    && listener.pool.len() < listener.pool_target(self.cfg.listen_pool)
-                {
+                if conn.state() == State::Listen && listener.pool.len() < listener.pool_target(self.cfg.listen_pool) {
                     listener.pool.push(conn.set);
                 } else {
                     self.recycle(conn.set);
@@ -284,8 +277,7 @@ impl Core {
         };
         let expires = now + self.cfg.time_wait;
         self.stats.time_wait_evicted +=
-            self.time_wait
-                .insert(&mut self.flows, conn.flow, expires, self.cfg.max_time_wait);
+            self.time_wait.insert(&mut self.flows, conn.flow, expires, self.cfg.max_time_wait);
         self.recycle(conn.set);
     }
 
@@ -317,10 +309,7 @@ impl Core {
             }
         }
         if self.timers.needs_compaction(self.conns.len()) {
-            let live = self
-                .conns
-                .iter()
-                .filter_map(|(k, c)| c.armed.map(|at| (k, at)));
+            let live = self.conns.iter().filter_map(|(k, c)| c.armed.map(|at| (k, at)));
             self.timers.rebuild(live);
         }
         self.time_wait.expire(now, &mut self.flows);
@@ -353,9 +342,7 @@ impl Core {
         let wants = self.iface.poll_at(now, &c.set).is_some_and(|t| t <= now);
         let mut eg = Egress::new(dev, &self.caps);
         if wants {
-            while self.iface.poll_egress(now, &mut eg, &mut c.set) == PollResult::SocketStateChanged
-            {
-            }
+            while self.iface.poll_egress(now, &mut eg, &mut c.set) == PollResult::SocketStateChanged {}
         }
         let count = eg.count;
         let after = c.state();
@@ -441,9 +428,7 @@ impl Core {
         if busy {
             return Some(Duration::ZERO);
         }
-        self.timers
-            .next()
-            .map(|t| if t <= now { Duration::ZERO } else { t - now })
+        self.timers.next().map(|t| if t <= now { Duration::ZERO } else { t - now })
     }
 
     pub fn snapshot_stats(&self) -> SmolStats {

@@ -30,11 +30,7 @@ pub(crate) struct OneShot<'f, T> {
 
 impl<'f, T: TxToken> OneShot<'f, T> {
     pub fn new(frame: &'f [u8], tx: T, caps: &'f DeviceCapabilities) -> Self {
-        OneShot {
-            frame: Some(frame),
-            tx: Some(tx),
-            caps,
-        }
+        OneShot { frame: Some(frame), tx: Some(tx), caps }
     }
 }
 
@@ -81,11 +77,7 @@ pub(crate) struct Egress<'d, D> {
 
 impl<'d, D: Device> Egress<'d, D> {
     pub fn new(dev: &'d mut D, caps: &'d DeviceCapabilities) -> Self {
-        Egress {
-            dev,
-            caps,
-            count: EgressCount::default(),
-        }
+        Egress { dev, caps, count: EgressCount::default() }
     }
 }
 
@@ -130,11 +122,7 @@ impl<D: Device> Device for Egress<'_, D> {
     fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
         let medium = self.caps.medium;
         match self.dev.transmit(timestamp) {
-            Some(inner) => Some(CountTx {
-                inner,
-                medium,
-                ip_frames: &mut self.count.ip_frames,
-            }),
+            Some(inner) => Some(CountTx { inner, medium, ip_frames: &mut self.count.ip_frames }),
             None => {
                 self.count.exhausted = true;
                 None

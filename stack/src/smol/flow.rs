@@ -11,8 +11,8 @@ use std::net::{SocketAddr, SocketAddrV4};
 use smoltcp::phy::Medium;
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol,
-    Ipv4Address, Ipv4Packet, TcpPacket,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Address,
+    Ipv4Packet, TcpPacket,
 };
 
 use super::slab::Key;
@@ -116,15 +116,11 @@ pub(crate) fn classify(frame: &[u8], medium: Medium) -> Classified {
 }
 
 fn classify_arp(payload: &[u8]) -> Classified {
-    let request_for = ArpPacket::new_checked(payload)
-        .ok()
-        .and_then(|p| ArpRepr::parse(&p).ok())
-        .and_then(|repr| match repr {
-            ArpRepr::EthernetIpv4 {
-                operation: ArpOperation::Request,
-                target_protocol_addr,
-                ..
-            } => Some(target_protocol_addr),
+    let request_for =
+        ArpPacket::new_checked(payload).ok().and_then(|p| ArpRepr::parse(&p).ok()).and_then(|repr| match repr {
+            ArpRepr::EthernetIpv4 { operation: ArpOperation::Request, target_protocol_addr, .. } => {
+                Some(target_protocol_addr)
+            }
             _ => None,
         });
     Classified::Arp { request_for }
@@ -201,10 +197,7 @@ mod tests {
         }
         let mut arp = frame.clone();
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
-        assert_eq!(
-            classify(&arp, Medium::Ethernet),
-            Classified::Arp { request_for: None }
-        );
+        assert_eq!(classify(&arp, Medium::Ethernet), Classified::Arp { request_for: None });
         assert_eq!(classify(&[0xff; 80], Medium::Ethernet), Classified::Other);
     }
 }

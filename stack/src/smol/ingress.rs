@@ -27,9 +27,9 @@ impl Core {
         self.stats.rx_frames += 1;
         match classify(frame, self.caps.medium) {
             Classified::Tcp(seg) => self.ingress_tcp(frame, tx, &seg, now),
-            Classified::Arp {
-                request_for: Some(target),
-            } if !self.cfg.proxy_arp && target != self.cfg.address.address() => {
+            Classified::Arp { request_for: Some(target) }
+                if !self.cfg.proxy_arp && target != self.cfg.address.address() =>
+            {
                 // Someone else's address: with any_ip, smoltcp would claim it.
             }
             Classified::Arp { .. } => {
@@ -43,8 +43,7 @@ impl Core {
     /// Let the interface handle a frame that belongs to no socket.
     fn unmatched<T: TxToken>(&mut self, frame: &[u8], tx: T, now: Instant) {
         let mut dev = OneShot::new(frame, tx, &self.caps);
-        self.iface
-            .poll_ingress_single(now, &mut dev, &mut self.empty);
+        self.iface.poll_ingress_single(now, &mut dev, &mut self.empty);
     }
 
     fn ingress_tcp<T: TxToken>(&mut self, frame: &[u8], tx: T, seg: &Segment, now: Instant) {
@@ -58,8 +57,7 @@ impl Core {
             }
             Some(Flow::TimeWait { .. }) => {
                 let mac = self.cfg.hardware_addr;
-                if ack_retransmitted_fin(tx, frame, seg, self.caps.medium, mac, &self.caps.checksum)
-                {
+                if ack_retransmitted_fin(tx, frame, seg, self.caps.medium, mac, &self.caps.checksum) {
                     self.stats.time_wait_acks += 1;
                 }
             }
@@ -71,14 +69,7 @@ impl Core {
         }
     }
 
-    fn ingress_conn<T: TxToken>(
-        &mut self,
-        key: Key,
-        frame: &[u8],
-        tx: T,
-        seg: &Segment,
-        now: Instant,
-    ) {
+    fn ingress_conn<T: TxToken>(&mut self, key: Key, frame: &[u8], tx: T, seg: &Segment, now: Instant) {
         let Some(c) = self.conns.get_mut(key) else {
             return self.unmatched(frame, tx, now);
         };
@@ -131,9 +122,7 @@ impl Core {
             return;
         }
         listener.pending += 1;
-        let key = self
-            .conns
-            .insert(Conn::new(set, seg.key, Phase::Embryonic(lkey)));
+        let key = self.conns.insert(Conn::new(set, seg.key, Phase::Embryonic(lkey)));
         self.flows.insert(seg.key, Flow::Conn(key));
         self.mark_dirty(key);
         self.refill_pool(lkey);

@@ -50,10 +50,7 @@ impl Listener {
     /// The endpoint its LISTEN sockets listen on.
     pub fn endpoint(&self) -> IpListenEndpoint {
         let ip = *self.addr.ip();
-        IpListenEndpoint {
-            addr: (!ip.is_unspecified()).then_some(ip.into()),
-            port: self.addr.port(),
-        }
+        IpListenEndpoint { addr: (!ip.is_unspecified()).then_some(ip.into()), port: self.addr.port() }
     }
 
     /// The lookup key in the stack's listener map.

@@ -129,18 +129,10 @@ impl<D: Datapath, C: Clock> SmolStack<D, C> {
         let hardware_addr = match caps.medium {
             Medium::Ethernet => HardwareAddress::Ethernet(config.hardware_addr),
             Medium::Ip => HardwareAddress::Ip,
-            _ => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "datapath medium is neither Ethernet nor IP",
-                ))
-            }
+            _ => return Err(io::Error::new(io::ErrorKind::Unsupported, "datapath medium is neither Ethernet nor IP")),
         };
         if caps.max_transmission_unit < 576 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "datapath MTU below 576",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "datapath MTU below 576"));
         }
         let mut iface_config = Config::new(hardware_addr);
         iface_config.random_seed = config.random_seed;
@@ -156,11 +148,7 @@ impl<D: Datapath, C: Clock> SmolStack<D, C> {
                 .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "route table full"))?;
         }
         iface.set_any_ip(config.any_ip);
-        Ok(SmolStack {
-            device,
-            clock,
-            core: Core::new(iface, config, caps),
-        })
+        Ok(SmolStack { device, clock, core: Core::new(iface, config, caps) })
     }
 
     pub fn config(&self) -> &SmolConfig {
@@ -273,10 +261,7 @@ impl<D: Datapath, C: Clock> Stack for SmolStack<D, C> {
     fn waker(&mut self, token: Token) -> io::Result<Arc<dyn Wake>> {
         let flag = Arc::new(AtomicBool::new(false));
         self.core.wakers.push((token, Arc::clone(&flag)));
-        Ok(Arc::new(SmolWaker {
-            flag,
-            datapath: self.device.waker()?,
-        }))
+        Ok(Arc::new(SmolWaker { flag, datapath: self.device.waker()? }))
     }
 
     fn listen(&mut self, addr: SocketAddr, opts: &ListenOptions) -> io::Result<SocketId> {
@@ -353,10 +338,6 @@ impl<D: Datapath, C: Clock> Stack for SmolStack<D, C> {
 
     fn stats(&self) -> StackStats {
         let s = &self.core.stats;
-        StackStats {
-            accepts: s.accepts,
-            connects: s.connects,
-            connect_exhausted: s.connect_exhausted,
-        }
+        StackStats { accepts: s.accepts, connects: s.connects, connect_exhausted: s.connect_exhausted }
     }
 }

@@ -13,8 +13,7 @@ use std::io;
 use smoltcp::phy::{Medium, TxToken};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, Ipv4Address,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Ipv4Address,
 };
 
 use super::core::Core;
@@ -37,12 +36,7 @@ impl TxToken for Discard {
 
 impl Core {
     /// Record that `ip` (on-link) is at `mac`.
-    pub fn add_neighbor(
-        &mut self,
-        ip: Ipv4Address,
-        mac: EthernetAddress,
-        now: Instant,
-    ) -> io::Result<()> {
+    pub fn add_neighbor(&mut self, ip: Ipv4Address, mac: EthernetAddress, now: Instant) -> io::Result<()> {
         if self.caps.medium != Medium::Ethernet {
             return Ok(());
         }
@@ -60,11 +54,7 @@ impl Core {
             target_hardware_addr: ours,
             target_protocol_addr: self.cfg.address.address(),
         };
-        let eth = EthernetRepr {
-            src_addr: mac,
-            dst_addr: ours,
-            ethertype: EthernetProtocol::Arp,
-        };
+        let eth = EthernetRepr { src_addr: mac, dst_addr: ours, ethertype: EthernetProtocol::Arp };
         let mut frame = [0u8; 42];
         let mut f = EthernetFrame::new_unchecked(&mut frame[..]);
         eth.emit(&mut f);

@@ -25,10 +25,7 @@ fn err(kind: io::ErrorKind, what: &'static str) -> io::Error {
 }
 
 fn v4_only() -> io::Error {
-    err(
-        io::ErrorKind::Unsupported,
-        "the smol stack speaks IPv4 only",
-    )
+    err(io::ErrorKind::Unsupported, "the smol stack speaks IPv4 only")
 }
 
 impl Core {
@@ -45,17 +42,12 @@ impl Core {
 
     fn conn(&self, id: SocketId) -> io::Result<&Conn> {
         let key = self.conn_key(id)?;
-        self.conns
-            .get(key)
-            .ok_or_else(|| err(io::ErrorKind::NotFound, "stale socket handle"))
+        self.conns.get(key).ok_or_else(|| err(io::ErrorKind::NotFound, "stale socket handle"))
     }
 
     fn conn_mut(&mut self, id: SocketId) -> io::Result<(Key, &mut Conn)> {
         let key = self.conn_key(id)?;
-        let c = self
-            .conns
-            .get_mut(key)
-            .ok_or_else(|| err(io::ErrorKind::NotFound, "stale socket handle"))?;
+        let c = self.conns.get_mut(key).ok_or_else(|| err(io::ErrorKind::NotFound, "stale socket handle"))?;
         Ok((key, c))
     }
 
@@ -71,25 +63,17 @@ impl Core {
         };
         let ip = *addr.ip();
         if !ip.is_unspecified() && !self.cfg.any_ip && ip != self.cfg.address.address() {
-            return Err(err(
-                io::ErrorKind::AddrNotAvailable,
-                "address is not this stack's (any_ip is off)",
-            ));
+            return Err(err(io::ErrorKind::AddrNotAvailable, "address is not this stack's (any_ip is off)"));
         }
         let port = match addr.port() {
-            0 => self
-                .ports
-                .pick_listen()
-                .ok_or_else(|| err(io::ErrorKind::AddrInUse, "no free port"))?,
+            0 => self.ports.pick_listen().ok_or_else(|| err(io::ErrorKind::AddrInUse, "no free port"))?,
             p => p,
         };
         if self.listen_map.contains_key(&(ip, port)) {
             return Err(err(io::ErrorKind::AddrInUse, "address already in use"));
         }
         let backlog = (opts.backlog.max(1) as usize).min(self.cfg.max_connections);
-        let lkey = self
-            .listeners
-            .insert(Listener::new(SocketAddrV4::new(ip, port), backlog));
+        let lkey = self.listeners.insert(Listener::new(SocketAddrV4::new(ip, port), backlog));
         let id = self.users.insert(Handle::Listener(lkey));
         self.listen_map.insert((ip, port), lkey);
         self.ports.listen(port);
@@ -101,10 +85,7 @@ impl Core {
         let Handle::Listener(lkey) = self.handle(listener)? else {
             return Err(err(io::ErrorKind::InvalidInput, "socket is not a listener"));
         };
-        let l = self
-            .listeners
-            .get_mut(lkey)
-            .ok_or_else(|| err(io::ErrorKind::NotFound, "stale socket handle"))?;
+        let l = self.listeners.get_mut(lkey).ok_or_else(|| err(io::ErrorKind::NotFound, "stale socket handle"))?;
         let key = l.queue.pop_front().ok_or(io::ErrorKind::WouldBlock)?;
         l.pending = l.pending.saturating_sub(1);
         let id = self.users.insert(Handle::Conn(key));
@@ -115,11 +96,7 @@ impl Core {
         c.phase = Phase::User(id);
         c.settle();
         self.stats.accepts += 1;
-        Ok(Accepted {
-            socket: id,
-            peer: c.flow.remote_addr(),
-            local: c.flow.local_addr(),
-        })
+        Ok(Accepted { socket: id, peer: c.flow.remote_addr(), local: c.flow.local_addr() })
     }
 
     pub fn connect(&mut self, addr: SocketAddr, now: Instant) -> io::Result<SocketId> {
@@ -128,31 +105,17 @@ impl Core {
         };
         let rip = *remote.ip();
         if remote.port() == 0 || rip.is_unspecified() || rip.is_broadcast() || rip.is_multicast() {
-            return Err(err(
-                io::ErrorKind::InvalidInput,
-                "not a unicast destination",
-            ));
+            return Err(err(io::ErrorKind::InvalidInput, "not a unicast destination"));
         }
         if !self.cfg.address.contains_addr(&rip) && self.cfg.gateway.is_none() {
-            return Err(err(
-                io::ErrorKind::NetworkUnreachable,
-                "no route to the destination",
-            ));
+            return Err(err(io::ErrorKind::NetworkUnreachable, "no route to the destination"));
         }
         if self.conns.len() >= self.cfg.max_connections {
             self.stats.connect_exhausted += 1;
-            return Err(err(
-                io::ErrorKind::AddrNotAvailable,
-                "connection limit reached",
-            ));
+            return Err(err(io::ErrorKind::AddrNotAvailable, "connection limit reached"));
         }
         let local = self.cfg.address.address();
-        let flow_at = |port| FlowKey {
-            local,
-            remote: rip,
-            local_port: port,
-            remote_port: remote.port(),
-        };
+        let flow_at = |port| FlowKey { local, remote: rip, local_port: port, remote_port: remote.port() };
         let reuse_before = now + self.cfg.time_wait - self.cfg.time_wait_reuse;
         let flows = &self.flows;
         let picked = self.ports.pick(|port| match flows.get(&flow_at(port)) {
@@ -162,10 +125,7 @@ impl Core {
         });
         let Some(port) = picked else {
             self.stats.connect_exhausted += 1;
-            return Err(err(
-                io::ErrorKind::AddrNotAvailable,
-                "no free local port in this core's range",
-            ));
+            return Err(err(io::ErrorKind::AddrNotAvailable, "no free local port in this core's range"));
         };
         let flow = flow_at(port);
         if let Some(Flow::TimeWait { .. }) = self.flows.remove(&flow) {
@@ -175,16 +135,10 @@ impl Core {
         let mut set = self.take_socket();
         let s = set.get_mut::<tcp::Socket>(super::conn::handle());
         let ep = IpEndpoint::new(rip.into(), remote.port());
-        let lep = IpListenEndpoint {
-            addr: Some(local.into()),
-            port,
-        };
+        let lep = IpListenEndpoint { addr: Some(local.into()), port };
         if s.connect(self.iface.context(), ep, lep).is_err() {
             self.recycle(set);
-            return Err(err(
-                io::ErrorKind::InvalidInput,
-                "cannot connect to that endpoint",
-            ));
+            return Err(err(io::ErrorKind::InvalidInput, "cannot connect to that endpoint"));
         }
         s.set_timeout(Some(self.cfg.handshake_timeout));
         let key = self.conns.insert(Conn::new(set, flow, Phase::Orphan));
@@ -218,17 +172,11 @@ impl Core {
             return Ok(0);
         }
         let s = c.sock_mut();
-        let got = if peek {
-            Ok(s.peek_slice(buf).unwrap_or(0))
-        } else {
-            s.recv_slice(buf)
-        };
+        let got = if peek { Ok(s.peek_slice(buf).unwrap_or(0)) } else { s.recv_slice(buf) };
         let result = match got {
             Ok(n) if n > 0 => Ok(n),
             Ok(_) | Err(RecvError::InvalidState) => match s.state() {
-                State::Listen | State::SynSent | State::SynReceived => {
-                    Err(io::ErrorKind::WouldBlock.into())
-                }
+                State::Listen | State::SynSent | State::SynReceived => Err(io::ErrorKind::WouldBlock.into()),
                 _ if s.may_recv() => Err(io::ErrorKind::WouldBlock.into()),
                 _ => Ok(0),
             },
@@ -250,12 +198,7 @@ impl Core {
         let s = c.sock_mut();
         match s.state() {
             State::SynSent | State::SynReceived => return Err(io::ErrorKind::WouldBlock.into()),
-            _ if !s.may_send() => {
-                return Err(err(
-                    io::ErrorKind::BrokenPipe,
-                    "the socket is shut down for writing",
-                ))
-            }
+            _ if !s.may_send() => return Err(err(io::ErrorKind::BrokenPipe, "the socket is shut down for writing")),
             _ => {}
         }
         let (mut total, mut offered) = (0, 0);
@@ -287,10 +230,7 @@ impl Core {
             return Ok(());
         }
         match c.state() {
-            State::SynSent => Err(err(
-                io::ErrorKind::NotConnected,
-                "the socket is not connected",
-            )),
+            State::SynSent => Err(err(io::ErrorKind::NotConnected, "the socket is not connected")),
             State::SynReceived | State::Established | State::CloseWait => {
                 c.sock_mut().close();
                 c.settle();
@@ -320,11 +260,7 @@ impl Core {
             return self.free_conn(key);
         }
         if c.state() == State::TimeWait {
-            return if reset {
-                self.free_conn(key)
-            } else {
-                self.enter_time_wait(key, now)
-            };
+            return if reset { self.free_conn(key) } else { self.enter_time_wait(key, now) };
         }
         if reset {
             c.aborted = true;
@@ -373,26 +309,15 @@ impl Core {
     pub fn peer_addr(&self, id: SocketId) -> io::Result<SocketAddr> {
         let c = self.conn(id)?;
         match c.state() {
-            State::SynSent if c.error.is_none() => {
-                Err(err(io::ErrorKind::NotConnected, "not connected yet"))
-            }
+            State::SynSent if c.error.is_none() => Err(err(io::ErrorKind::NotConnected, "not connected yet")),
             _ => Ok(c.flow.remote_addr()),
         }
     }
 
-    pub fn register(
-        &mut self,
-        id: SocketId,
-        token: Token,
-        interest: Interest,
-        first: bool,
-    ) -> io::Result<()> {
+    pub fn register(&mut self, id: SocketId, token: Token, interest: Interest, first: bool) -> io::Result<()> {
         match self.handle(id)? {
             Handle::Conn(key) => {
-                let c = self
-                    .conns
-                    .get_mut(key)
-                    .ok_or_else(|| err(io::ErrorKind::NotFound, "stale socket handle"))?;
+                let c = self.conns.get_mut(key).ok_or_else(|| err(io::ErrorKind::NotFound, "stale socket handle"))?;
                 check_registration(c.reg.is_some(), first)?;
                 c.reg = Some((token, interest));
                 c.settle();
@@ -401,17 +326,11 @@ impl Core {
                 self.emit_conn(key, level);
             }
             Handle::Listener(lkey) => {
-                let l = self
-                    .listeners
-                    .get_mut(lkey)
-                    .ok_or_else(|| err(io::ErrorKind::NotFound, "stale socket handle"))?;
+                let l =
+                    self.listeners.get_mut(lkey).ok_or_else(|| err(io::ErrorKind::NotFound, "stale socket handle"))?;
                 check_registration(l.reg.is_some(), first)?;
                 l.reg = Some((token, interest));
-                let ready = if l.queue.is_empty() {
-                    0
-                } else {
-                    Event::READABLE
-                };
+                let ready = if l.queue.is_empty() { 0 } else { Event::READABLE };
                 self.emit_listener(lkey, ready);
             }
         }
@@ -440,10 +359,7 @@ impl Core {
 /// one `NotFound`.
 fn check_registration(registered: bool, first: bool) -> io::Result<()> {
     match (registered, first) {
-        (true, true) => Err(err(
-            io::ErrorKind::AlreadyExists,
-            "socket is already registered",
-        )),
+        (true, true) => Err(err(io::ErrorKind::AlreadyExists, "socket is already registered")),
         (false, false) => Err(err(io::ErrorKind::NotFound, "socket is not registered")),
         _ => Ok(()),
     }

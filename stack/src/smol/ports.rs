@@ -22,12 +22,7 @@ impl Ports {
         let (first, last) = range;
         let span = u64::from(last - first) + 1;
         let next = first + (seed % span) as u16;
-        Ports {
-            first,
-            last,
-            next,
-            listening: HashMap::new(),
-        }
+        Ports { first, last, next, listening: HashMap::new() }
     }
 
     pub fn is_listening(&self, port: u16) -> bool {
@@ -52,11 +47,7 @@ impl Ports {
         let span = u32::from(self.last - self.first) + 1;
         for _ in 0..span {
             let port = self.next;
-            self.next = if port == self.last {
-                self.first
-            } else {
-                port + 1
-            };
+            self.next = if port == self.last { self.first } else { port + 1 };
             if !self.is_listening(port) && usable(port) {
                 return Some(port);
             }
@@ -67,9 +58,7 @@ impl Ports {
     /// A free port for a listener asked to bind port 0.
     pub fn pick_listen(&mut self) -> Option<u16> {
         let span = u32::from(self.last - self.first) + 1;
-        (0..span)
-            .map(|i| self.first + i as u16)
-            .find(|p| !self.is_listening(*p))
+        (0..span).map(|i| self.first + i as u16).find(|p| !self.is_listening(*p))
     }
 }
 

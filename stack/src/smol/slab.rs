@@ -24,11 +24,7 @@ pub(crate) struct Slab<T> {
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {
-        Slab {
-            slots: Vec::new(),
-            free: Vec::new(),
-            len: 0,
-        }
+        Slab { slots: Vec::new(), free: Vec::new(), len: 0 }
     }
 }
 
@@ -39,38 +35,23 @@ impl<T> Slab<T> {
             let slot = &mut self.slots[index as usize];
             slot.generation = slot.generation.wrapping_add(1);
             slot.value = Some(value);
-            return Key {
-                index,
-                generation: slot.generation,
-            };
+            return Key { index, generation: slot.generation };
         }
         let index = self.slots.len() as u32;
-        self.slots.push(Slot {
-            generation: 0,
-            value: Some(value),
-        });
-        Key {
-            index,
-            generation: 0,
-        }
+        self.slots.push(Slot { generation: 0, value: Some(value) });
+        Key { index, generation: 0 }
     }
 
     pub fn get(&self, key: Key) -> Option<&T> {
         match self.slots.get(key.index as usize) {
-            Some(Slot {
-                generation,
-                value: Some(v),
-            }) if *generation == key.generation => Some(v),
+            Some(Slot { generation, value: Some(v) }) if *generation == key.generation => Some(v),
             _ => None,
         }
     }
 
     pub fn get_mut(&mut self, key: Key) -> Option<&mut T> {
         match self.slots.get_mut(key.index as usize) {
-            Some(Slot {
-                generation,
-                value: Some(v),
-            }) if *generation == key.generation => Some(v),
+            Some(Slot { generation, value: Some(v) }) if *generation == key.generation => Some(v),
             _ => None,
         }
     }
@@ -92,17 +73,10 @@ impl<T> Slab<T> {
 
     /// Every live entry with its key (O(slots): for rare maintenance only).
     pub fn iter(&self) -> impl Iterator<Item = (Key, &T)> {
-        self.slots.iter().enumerate().filter_map(|(i, s)| {
-            s.value.as_ref().map(|v| {
-                (
-                    Key {
-                        index: i as u32,
-                        generation: s.generation,
-                    },
-                    v,
-                )
-            })
-        })
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.value.as_ref().map(|v| (Key { index: i as u32, generation: s.generation }, v)))
     }
 }
 
@@ -120,9 +94,6 @@ mod tests {
         assert_eq!(s.remove(a), None);
         assert_eq!(s.get(b), Some(&2));
         assert_eq!(s.len(), 1);
-        assert_eq!(
-            s.iter().map(|(k, v)| (k, *v)).collect::<Vec<_>>(),
-            vec![(b, 2)]
-        );
+        assert_eq!(s.iter().map(|(k, v)| (k, *v)).collect::<Vec<_>>(), vec![(b, 2)]);
     }
 }

@@ -20,8 +20,8 @@ use std::collections::{HashMap, VecDeque};
 use smoltcp::phy::{ChecksumCapabilities, Medium, TxToken};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
-    Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr,
+    TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
 };
 
 use super::flow::{Flow, FlowKey, Segment};
@@ -41,13 +41,7 @@ impl TimeWait {
 
     /// Quarantine `key` until `expires`. Returns how many older records were dropped to
     /// stay within `max`.
-    pub fn insert(
-        &mut self,
-        flows: &mut HashMap<FlowKey, Flow>,
-        key: FlowKey,
-        expires: Instant,
-        max: usize,
-    ) -> u64 {
+    pub fn insert(&mut self, flows: &mut HashMap<FlowKey, Flow>, key: FlowKey, expires: Instant, max: usize) -> u64 {
         if let Some(Flow::TimeWait { .. }) = flows.insert(key, Flow::TimeWait { expires }) {
             self.count -= 1;
         }
@@ -106,16 +100,11 @@ pub(crate) fn ack_retransmitted_fin<T: TxToken>(
     if !seg.fin || seg.rst || seg.syn {
         return false;
     }
-    let header = if medium == Medium::Ethernet {
-        EthernetFrame::<&[u8]>::header_len()
-    } else {
-        0
-    };
+    let header = if medium == Medium::Ethernet { EthernetFrame::<&[u8]>::header_len() } else { 0 };
     let Some(ip) = frame.get(header..) else {
         return false;
     };
-    let (Ok(ipv4), local, remote) = (Ipv4Packet::new_checked(ip), seg.key.local, seg.key.remote)
-    else {
+    let (Ok(ipv4), local, remote) = (Ipv4Packet::new_checked(ip), seg.key.local, seg.key.remote) else {
         return false;
     };
     let Ok(tcp) = TcpPacket::new_checked(ipv4.payload()) else {
@@ -129,9 +118,7 @@ pub(crate) fn ack_retransmitted_fin<T: TxToken>(
         dst_port: seg.key.remote_port,
         control: TcpControl::None,
         seq_number: TcpSeqNumber(seg.ack_number as i32),
-        ack_number: Some(TcpSeqNumber(
-            seg.seq.wrapping_add(seg.payload_len as u32).wrapping_add(1) as i32,
-        )),
+        ack_number: Some(TcpSeqNumber(seg.seq.wrapping_add(seg.payload_len as u32).wrapping_add(1) as i32)),
         window_len: 0,
         window_scale: None,
         max_seg_size: None,
@@ -151,12 +138,7 @@ pub(crate) fn ack_retransmitted_fin<T: TxToken>(
     tx.consume(len, |buf| {
         let ip_buf = if let (Medium::Ethernet, Some(dst)) = (medium, seg.src_mac) {
             let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-            EthernetRepr {
-                src_addr: our_mac,
-                dst_addr: dst,
-                ethertype: EthernetProtocol::Ipv4,
-            }
-            .emit(&mut eth);
+            EthernetRepr { src_addr: our_mac, dst_addr: dst, ethertype: EthernetProtocol::Ipv4 }.emit(&mut eth);
             &mut buf[header..]
         } else {
             &mut buf[..]
@@ -164,12 +146,7 @@ pub(crate) fn ack_retransmitted_fin<T: TxToken>(
         let mut packet = Ipv4Packet::new_unchecked(ip_buf);
         ip_repr.emit(&mut packet, caps);
         let mut tcp = TcpPacket::new_unchecked(packet.payload_mut());
-        reply.emit(
-            &mut tcp,
-            &IpAddress::Ipv4(local),
-            &IpAddress::Ipv4(remote),
-            caps,
-        );
+        reply.emit(&mut tcp, &IpAddress::Ipv4(local), &IpAddress::Ipv4(remote), caps);
     });
     true
 }
@@ -194,18 +171,11 @@ mod tests {
         let mut tw = TimeWait::default();
         assert_eq!(tw.insert(&mut flows, key(1), Instant::from_secs(10), 2), 0);
         assert_eq!(tw.insert(&mut flows, key(2), Instant::from_secs(11), 2), 0);
-        assert_eq!(
-            tw.insert(&mut flows, key(3), Instant::from_secs(12), 2),
-            1,
-            "oldest evicted"
-        );
+        assert_eq!(tw.insert(&mut flows, key(3), Instant::from_secs(12), 2), 1, "oldest evicted");
         assert!(!flows.contains_key(&key(1)));
         assert_eq!(tw.len(), 2);
         // key(2) reused by a new connection: its queue entry goes stale.
-        flows.insert(
-            key(2),
-            Flow::Conn(crate::smol::slab::Slab::default().insert(())),
-        );
+        flows.insert(key(2), Flow::Conn(crate::smol::slab::Slab::default().insert(())));
         tw.forget();
         tw.expire(Instant::from_secs(11), &mut flows);
         assert!(flows.contains_key(&key(2)), "a reused tuple is not expired");

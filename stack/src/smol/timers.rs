@@ -49,9 +49,7 @@ impl Timers {
     /// Pop one wake-up due at `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<(Key, Instant)> {
         match self.heap.peek() {
-            Some(Reverse((at, _))) if *at <= now => {
-                self.heap.pop().map(|Reverse((at, key))| (key, at))
-            }
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((at, key))| (key, at)),
             _ => None,
         }
     }
@@ -93,16 +91,10 @@ mod tests {
         assert_eq!(armed, Some(Instant::from_millis(50)));
         assert_eq!(t.next(), Some(Instant::from_millis(50)));
         assert_eq!(t.pop_due(Instant::from_millis(49)), None);
-        assert_eq!(
-            t.pop_due(Instant::from_millis(60)),
-            Some((a, Instant::from_millis(50)))
-        );
+        assert_eq!(t.pop_due(Instant::from_millis(60)), Some((a, Instant::from_millis(50))));
         // The 100 ms entry is stale: the caller sees it differs from `armed` (cleared
         // when the 50 ms one fired) and skips it.
-        assert_eq!(
-            t.pop_due(Instant::from_millis(150)),
-            Some((a, Instant::from_millis(100)))
-        );
+        assert_eq!(t.pop_due(Instant::from_millis(150)), Some((a, Instant::from_millis(100))));
         t.rebuild(std::iter::once((a, Instant::from_millis(300))));
         assert_eq!(t.len(), 1);
         assert!(!t.needs_compaction(0));

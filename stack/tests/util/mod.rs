@@ -53,10 +53,7 @@ impl Sim {
         server_cfg: impl FnOnce(&mut SmolConfig),
         client_cfg: impl FnOnce(&mut SmolConfig),
     ) -> Sim {
-        let net = MemNetwork::new(MemConfig {
-            seed,
-            ..MemConfig::default()
-        });
+        let net = MemNetwork::new(MemConfig { seed, ..MemConfig::default() });
         let sp = net.attach(server_faults).unwrap();
         let cp = net.attach(client_faults).unwrap();
         let clock = ManualClock::new(Instant::from_secs(1));
@@ -88,23 +85,15 @@ impl Sim {
 
     /// [`Sim::step`], never moving the clock past `cap`.
     pub fn step_within(&mut self, cap: Option<Instant>) -> bool {
-        self.server
-            .poll(&mut self.scratch, Some(StdDuration::ZERO))
-            .unwrap();
+        self.server.poll(&mut self.scratch, Some(StdDuration::ZERO)).unwrap();
         self.server_events.extend(self.scratch.iter().copied());
-        self.client
-            .poll(&mut self.scratch, Some(StdDuration::ZERO))
-            .unwrap();
+        self.client.poll(&mut self.scratch, Some(StdDuration::ZERO)).unwrap();
         self.client_events.extend(self.scratch.iter().copied());
         let now = self.clock.now();
-        let next = [
-            self.server.next_deadline(),
-            self.client.next_deadline(),
-            self.net.next_delivery(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let next = [self.server.next_deadline(), self.client.next_deadline(), self.net.next_delivery()]
+            .into_iter()
+            .flatten()
+            .min();
         match next {
             Some(t) if t <= now => true,
             Some(t) => match cap {
@@ -235,9 +224,7 @@ pub struct SmolPair {
 
 impl SmolPair {
     pub fn new() -> SmolPair {
-        SmolPair {
-            sim: Sim::new(1, Faults::NONE, Faults::NONE),
-        }
+        SmolPair { sim: Sim::new(1, Faults::NONE, Faults::NONE) }
     }
 }
 
@@ -352,25 +339,15 @@ pub struct Established {
 /// Listen, connect and accept; nothing is left registered.
 pub fn establish<P: Pair>(p: &mut P) -> Established {
     let listen_at = p.listen_addr();
-    let listener = p
-        .stack(Side::Server)
-        .listen(listen_at, &Default::default())
-        .unwrap();
+    let listener = p.stack(Side::Server).listen(listen_at, &Default::default()).unwrap();
     let addr = p.stack(Side::Server).local_addr(listener).unwrap();
     let client = p.stack(Side::Client).connect(addr).unwrap();
     let server = until(p, |p| p.stack(Side::Server).accept(listener).ok()).socket;
     until(p, |p| p.stack(Side::Client).connect_result(client).ok());
-    Established {
-        listener,
-        addr,
-        client,
-        server,
-    }
+    Established { listener, addr, client, server }
 }
 
 /// A deterministic byte pattern.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ seed)
-        .collect()
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ seed).collect()
 }

@@ -103,11 +103,7 @@ impl BodyDecoder {
     /// consume nothing and report `end` again.
     pub fn decode(&mut self, input: &[u8]) -> Result<Decoded, BodyError> {
         match &mut self.kind {
-            Kind::Done => Ok(Decoded {
-                consumed: 0,
-                data: 0..0,
-                end: true,
-            }),
+            Kind::Done => Ok(Decoded { consumed: 0, data: 0..0, end: true }),
             Kind::Length { remaining } => {
                 let n = (*remaining).min(input.len() as u64);
                 *remaining -= n;
@@ -117,24 +113,12 @@ impl BodyDecoder {
                 if end {
                     self.kind = Kind::Done;
                 }
-                Ok(Decoded {
-                    consumed: n,
-                    data: 0..n,
-                    end,
-                })
+                Ok(Decoded { consumed: n, data: 0..n, end })
             }
-            Kind::UntilClose => Ok(Decoded {
-                consumed: input.len(),
-                data: 0..input.len(),
-                end: false,
-            }),
+            Kind::UntilClose => Ok(Decoded { consumed: input.len(), data: 0..input.len(), end: false }),
             Kind::Chunked(c) => {
                 let step = c.decode(input)?;
-                Ok(Decoded {
-                    consumed: step.consumed,
-                    data: step.data,
-                    end: step.done,
-                })
+                Ok(Decoded { consumed: step.consumed, data: step.data, end: step.done })
             }
         }
     }

@@ -71,15 +71,7 @@ pub(crate) struct ChunkStep {
 
 impl ChunkedDecoder {
     pub fn new(max_trailer_bytes: usize) -> Self {
-        ChunkedDecoder {
-            state: State::Size {
-                value: 0,
-                digits: 0,
-            },
-            line_len: 0,
-            trailer_bytes: 0,
-            max_trailer_bytes,
-        }
+        ChunkedDecoder { state: State::Size { value: 0, digits: 0 }, line_len: 0, trailer_bytes: 0, max_trailer_bytes }
     }
 
     pub fn is_done(&self) -> bool {
@@ -96,20 +88,10 @@ impl ChunkedDecoder {
                 State::Data { remaining } => {
                     let avail = (input.len() - i) as u64;
                     let n = remaining.min(avail);
-                    self.state = if n == remaining {
-                        State::DataCr
-                    } else {
-                        State::Data {
-                            remaining: remaining - n,
-                        }
-                    };
+                    self.state = if n == remaining { State::DataCr } else { State::Data { remaining: remaining - n } };
                     // n <= avail, which came from a usize.
                     let end = i + n as usize;
-                    return Ok(ChunkStep {
-                        consumed: end,
-                        data: i..end,
-                        done: false,
-                    });
+                    return Ok(ChunkStep { consumed: end, data: i..end, done: false });
                 }
                 _ => {
                     self.step(input[i])?;
@@ -117,29 +99,19 @@ impl ChunkedDecoder {
                 }
             }
         }
-        Ok(ChunkStep {
-            consumed: i,
-            data: i..i,
-            done: self.is_done(),
-        })
+        Ok(ChunkStep { consumed: i, data: i..i, done: self.is_done() })
     }
 
     /// Advance the framing state machine by one byte.
     fn step(&mut self, b: u8) -> Result<(), BodyError> {
         use State::*;
-        if matches!(
-            self.state,
-            Size { .. } | SizeWs { .. } | Ext { .. } | SizeLf { .. }
-        ) {
+        if matches!(self.state, Size { .. } | SizeWs { .. } | Ext { .. } | SizeLf { .. }) {
             self.line_len += 1;
             if self.line_len > MAX_CHUNK_LINE {
                 return Err(BodyError::InvalidChunk);
             }
         }
-        if matches!(
-            self.state,
-            TrailerStart | TrailerName | TrailerValue | TrailerLf | FinalLf
-        ) {
+        if matches!(self.state, TrailerStart | TrailerName | TrailerValue | TrailerLf | FinalLf) {
             self.trailer_bytes += 1;
             if self.trailer_bytes > self.max_trailer_bytes {
                 return Err(BodyError::TrailersTooLarge);
@@ -151,10 +123,7 @@ impl ChunkedDecoder {
                     return Err(BodyError::InvalidChunk);
                 }
                 let d = (b as char).to_digit(16).unwrap_or(0);
-                Size {
-                    value: value << 4 | u64::from(d),
-                    digits: digits + 1,
-                }
+                Size { value: value << 4 | u64::from(d), digits: digits + 1 }
             }
             (Size { digits: 0, .. }, _) => return Err(BodyError::InvalidChunk),
             (Size { value, .. } | SizeWs { value }, b' ' | b'\t') => SizeWs { value },
@@ -170,10 +139,7 @@ impl ChunkedDecoder {
                 }
             }
             (DataCr, b'\r') => DataLf,
-            (DataLf, b'\n') => Size {
-                value: 0,
-                digits: 0,
-            },
+            (DataLf, b'\n') => Size { value: 0, digits: 0 },
             (TrailerStart, b'\r') => FinalLf,
             (TrailerStart | TrailerName, _) if is_tchar(b) => TrailerName,
             (TrailerName, b':') => TrailerValue,
@@ -181,9 +147,7 @@ impl ChunkedDecoder {
             (TrailerValue, _) if is_field_value_byte(b) => TrailerValue,
             (TrailerLf, b'\n') => TrailerStart,
             (FinalLf, b'\n') => Done,
-            (TrailerStart | TrailerName | TrailerValue | TrailerLf, _) => {
-                return Err(BodyError::InvalidTrailer)
-            }
+            (TrailerStart | TrailerName | TrailerValue | TrailerLf, _) => return Err(BodyError::InvalidTrailer),
             _ => return Err(BodyError::InvalidChunk),
         };
         Ok(())

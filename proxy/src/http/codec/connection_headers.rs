@@ -20,31 +20,17 @@ pub(crate) fn sanitize_connection(
 ) -> Result<bool, RequestError> {
     const MAX_NOMINATED: usize = 10;
     const MAX_TE_VALUE: usize = 256;
-    let connection_values = || {
-        fields
-            .iter()
-            .filter(|f| f.name.eq_ignore_ascii_case("connection"))
-            .map(|f| f.value)
-    };
+    let connection_values = || fields.iter().filter(|f| f.name.eq_ignore_ascii_case("connection")).map(|f| f.value);
     if connection_values().flat_map(tokens).count() >= MAX_NOMINATED {
         return Err(RequestError::ConnectionHeaderRejected);
     }
     let mut changed = false;
     for token in connection_values().flat_map(tokens) {
         let is = |name: &[u8]| token.eq_ignore_ascii_case(name);
-        if is(b"close")
-            || is(b"http2-settings")
-            || is(b"keep-alive")
-            || is(b"upgrade")
-            || is(b"connection")
-        {
+        if is(b"close") || is(b"http2-settings") || is(b"keep-alive") || is(b"upgrade") || is(b"connection") {
             continue;
         }
-        if is(b"x-forwarded-for")
-            || is(b"x-forwarded-host")
-            || is(b"x-forwarded-proto")
-            || token[0] == b':'
-        {
+        if is(b"x-forwarded-for") || is(b"x-forwarded-host") || is(b"x-forwarded-proto") || token[0] == b':' {
             return Err(RequestError::ConnectionHeaderRejected);
         }
         if is(b"te") {
@@ -63,8 +49,7 @@ pub(crate) fn sanitize_connection(
             continue;
         }
         let before = head.headers.len();
-        head.headers
-            .retain(|name, _| !name.eq_ignore_ascii_case(token));
+        head.headers.retain(|name, _| !name.eq_ignore_ascii_case(token));
         changed |= head.headers.len() != before;
     }
     Ok(changed)

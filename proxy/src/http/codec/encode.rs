@@ -93,9 +93,7 @@ impl BodyEncoder {
         match self {
             BodyEncoder::None => Err(EncodeError::TooLong),
             BodyEncoder::Length { remaining } => {
-                *remaining = remaining
-                    .checked_sub(len as u64)
-                    .ok_or(EncodeError::TooLong)?;
+                *remaining = remaining.checked_sub(len as u64).ok_or(EncodeError::TooLong)?;
                 Ok(())
             }
             BodyEncoder::Chunked => {
@@ -119,9 +117,7 @@ impl BodyEncoder {
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match *self {
             BodyEncoder::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
-            BodyEncoder::Length { remaining } if remaining > 0 => {
-                return Err(EncodeError::TooShort)
-            }
+            BodyEncoder::Length { remaining } if remaining > 0 => return Err(EncodeError::TooShort),
             _ => {}
         }
         *self = BodyEncoder::None;
@@ -166,20 +162,11 @@ fn write_content_length(out: &mut Vec<u8>, n: u64) {
 /// chunked` for a stream, and for an empty body `content-length: 0` unless the method
 /// carries no body (Envoy's `requestShouldHaveNoBody`). CONNECT writes the authority as
 /// its target.
-pub fn encode_request_head(
-    head: &RequestHead,
-    body: OutgoingBody,
-    upgrading: bool,
-    out: &mut Vec<u8>,
-) -> BodyEncoder {
+pub fn encode_request_head(head: &RequestHead, body: OutgoingBody, upgrading: bool, out: &mut Vec<u8>) -> BodyEncoder {
     let is_connect = head.method == "CONNECT";
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(if is_connect {
-        head.authority.as_bytes()
-    } else {
-        head.path.as_bytes()
-    });
+    out.extend_from_slice(if is_connect { head.authority.as_bytes() } else { head.path.as_bytes() });
     out.extend_from_slice(b" HTTP/1.1\r\n");
     write_header(out, b"host", head.authority.as_bytes());
     for (name, value) in head.headers.iter() {
@@ -254,32 +241,26 @@ pub fn encode_response_head(
         }
     }
     let no_body_status = status < 200 || status == 204 || status == 304;
-    let (encoder, framing_header): (BodyEncoder, Option<u64>) =
-        if no_body_status || ctx.head_request {
-            if status >= 200 && status != 204 {
-                if let Some(cl) = head.headers.get(b"content-length") {
-                    write_header(out, b"content-length", cl);
-                }
+    let (encoder, framing_header): (BodyEncoder, Option<u64>) = if no_body_status || ctx.head_request {
+        if status >= 200 && status != 204 {
+            if let Some(cl) = head.headers.get(b"content-length") {
+                write_header(out, b"content-length", cl);
             }
-            (BodyEncoder::None, None)
-        } else {
-            match body {
-                OutgoingBody::Empty => (BodyEncoder::None, Some(0)),
-                OutgoingBody::Length(n) => (
-                    if n == 0 {
-                        BodyEncoder::None
-                    } else {
-                        BodyEncoder::Length { remaining: n }
-                    },
-                    Some(n),
-                ),
-                OutgoingBody::Streaming if http10 => (BodyEncoder::UntilClose, None),
-                OutgoingBody::Streaming => {
-                    out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-                    (BodyEncoder::Chunked, None)
-                }
+        }
+        (BodyEncoder::None, None)
+    } else {
+        match body {
+            OutgoingBody::Empty => (BodyEncoder::None, Some(0)),
+            OutgoingBody::Length(n) => {
+                (if n == 0 { BodyEncoder::None } else { BodyEncoder::Length { remaining: n } }, Some(n))
             }
-        };
+            OutgoingBody::Streaming if http10 => (BodyEncoder::UntilClose, None),
+            OutgoingBody::Streaming => {
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                (BodyEncoder::Chunked, None)
+            }
+        }
+    };
     if let Some(n) = framing_header {
         write_content_length(out, n);
     }

@@ -200,9 +200,7 @@ impl BodyError {
     pub fn details(self) -> &'static str {
         match self {
             BodyError::TrailersTooLarge => "http1.headers_too_large",
-            BodyError::InvalidChunk | BodyError::InvalidTrailer | BodyError::Truncated => {
-                "http1.codec_error"
-            }
+            BodyError::InvalidChunk | BodyError::InvalidTrailer | BodyError::Truncated => "http1.codec_error",
         }
     }
 }

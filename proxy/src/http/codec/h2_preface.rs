@@ -79,20 +79,8 @@ impl FrameHeader {
 /// Append the answer to an HTTP/2 client: an empty SETTINGS frame (the server
 /// preface), then GOAWAY(last-stream-id 0, HTTP_1_1_REQUIRED). 26 bytes.
 pub fn emit_http_1_1_required(out: &mut Vec<u8>) {
-    FrameHeader {
-        length: 0,
-        kind: FRAME_SETTINGS,
-        flags: 0,
-        stream_id: 0,
-    }
-    .emit(out);
-    FrameHeader {
-        length: 8,
-        kind: FRAME_GOAWAY,
-        flags: 0,
-        stream_id: 0,
-    }
-    .emit(out);
+    FrameHeader { length: 0, kind: FRAME_SETTINGS, flags: 0, stream_id: 0 }.emit(out);
+    FrameHeader { length: 8, kind: FRAME_GOAWAY, flags: 0, stream_id: 0 }.emit(out);
     out.extend_from_slice(&0u32.to_be_bytes()); // last-stream-id
     out.extend_from_slice(&HTTP_1_1_REQUIRED.to_be_bytes());
 }

@@ -70,12 +70,8 @@ impl HeadScan {
                         // An empty line before the start line is skipped.
                         None => continue,
                         Some((start, start_line_end)) => {
-                            let bounds = HeadBounds {
-                                start,
-                                start_line_end,
-                                end: lf + 1,
-                                header_lines: self.header_lines,
-                            };
+                            let bounds =
+                                HeadBounds { start, start_line_end, end: lf + 1, header_lines: self.header_lines };
                             self.reset();
                             return Ok(Some(bounds));
                         }

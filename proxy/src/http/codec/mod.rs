@@ -35,8 +35,8 @@ mod tests;
 
 pub use body::{BodyDecoder, BodyFraming, Decoded};
 pub use encode::{
-    encode_request_head, encode_response_head, BodyEncoder, EncodeError, OutgoingBody,
-    ResponseContext, CONTINUE_RESPONSE,
+    encode_request_head, encode_response_head, BodyEncoder, EncodeError, OutgoingBody, ResponseContext,
+    CONTINUE_RESPONSE,
 };
 pub use error::{BodyError, RequestError, ResponseError};
 pub use reason::reason_phrase;

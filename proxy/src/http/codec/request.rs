@@ -58,12 +58,7 @@ impl RequestParser {
     /// A parser for one connection; `tls` says whether it is encrypted (the `:scheme`
     /// of origin-form requests, and Envoy's https-in-plaintext check).
     pub fn new(settings: Arc<Http1Settings>, tls: bool) -> Self {
-        RequestParser {
-            settings,
-            tls,
-            scan: HeadScan::default(),
-            scratch: Vec::new(),
-        }
+        RequestParser { settings, tls, scan: HeadScan::default(), scratch: Vec::new() }
     }
 
     pub fn settings(&self) -> &Http1Settings {
@@ -93,11 +88,7 @@ impl RequestParser {
     /// until the head is complete. After `Complete`, the body starts at
     /// `meta.head_len`. On error the caller answers `err.status()` and, for
     /// connection errors, closes.
-    pub fn parse(
-        &mut self,
-        buf: &[u8],
-        head: &mut RequestHead,
-    ) -> Result<Status<RequestMeta>, RequestError> {
+    pub fn parse(&mut self, buf: &[u8], head: &mut RequestHead) -> Result<Status<RequestMeta>, RequestError> {
         let limit = self.settings.max_head_bytes();
         let bounds = match self.scan.scan(buf, limit) {
             Ok(Some(b)) => b,
@@ -118,10 +109,7 @@ impl RequestParser {
 }
 
 /// Split and check the request line: method, target, version.
-fn parse_request_line(
-    line: &[u8],
-    allow_custom: bool,
-) -> Result<(&[u8], &[u8], Version), RequestError> {
+fn parse_request_line(line: &[u8], allow_custom: bool) -> Result<(&[u8], &[u8], Version), RequestError> {
     let sp = memchr::memchr(b' ', line).ok_or(RequestError::CodecError)?;
     let (method, rest) = (&line[..sp], &line[sp + 1..]);
     if !method_is_valid(method, allow_custom) {
@@ -157,8 +145,7 @@ fn parse_head<'b>(
 ) -> Result<RequestMeta, RequestError> {
     let line = &buf[bounds.start..bounds.start_line_end];
     let (method, target, version) = parse_request_line(line, settings.allow_custom_methods)?;
-    let drop_underscores =
-        settings.headers_with_underscores_action == HeadersWithUnderscoresAction::DropHeader;
+    let drop_underscores = settings.headers_with_underscores_action == HeadersWithUnderscoresAction::DropHeader;
     let max_count = settings.max_headers_count as usize;
     if bounds.header_lines > max_count && !drop_underscores {
         return Err(RequestError::TooManyHeaders);
@@ -176,8 +163,7 @@ fn parse_head<'b>(
     head.clear();
     head.method.push_str(ascii_str(method)?);
     head.version = Some(version);
-    let check_underscores =
-        settings.headers_with_underscores_action != HeadersWithUnderscoresAction::Allow;
+    let check_underscores = settings.headers_with_underscores_action != HeadersWithUnderscoresAction::Allow;
     let mut count = 0usize;
     let mut host_seen = false;
     let mut host_valid = true;
@@ -190,8 +176,7 @@ fn parse_head<'b>(
     for f in fields.iter() {
         let name = f.name.as_bytes();
         if check_underscores && name.contains(&b'_') {
-            if settings.headers_with_underscores_action == HeadersWithUnderscoresAction::DropHeader
-            {
+            if settings.headers_with_underscores_action == HeadersWithUnderscoresAction::DropHeader {
                 continue;
             }
             return Err(RequestError::InvalidUnderscore);
@@ -269,8 +254,7 @@ fn parse_head<'b>(
     }
 
     // The request target (Envoy's handlePath).
-    let origin_form =
-        !is_connect && (target[0] == b'/' || (method == b"OPTIONS" && target[0] == b'*'));
+    let origin_form = !is_connect && (target[0] == b'/' || (method == b"OPTIONS" && target[0] == b'*'));
     if origin_form || (!settings.allow_absolute_url && !is_connect) {
         head.path.push_str(ascii_str(target)?);
         head.scheme.push_str(if tls { "https" } else { "http" });

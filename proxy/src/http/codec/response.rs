@@ -12,9 +12,7 @@ use super::super::{ResponseHead, Version};
 use super::body::{BodyDecoder, BodyFraming};
 use super::error::ResponseError;
 use super::head_scan::{recycle_headers, HeadScan, ScanError};
-use super::rules::{
-    is_field_value_byte, parse_content_length, parse_http_version, should_close_connection,
-};
+use super::rules::{is_field_value_byte, parse_content_length, parse_http_version, should_close_connection};
 use super::Status;
 
 /// Envoy's response head limit (`MAX_RESPONSE_HEADERS_KB`).
@@ -157,11 +155,7 @@ fn fill_head<'b>(
     if let Ok(r) = std::str::from_utf8(reason) {
         head.reason.push_str(r);
     }
-    let mut f = FramingHeaders {
-        content_length: None,
-        te_count: 0,
-        te_value: b"",
-    };
+    let mut f = FramingHeaders { content_length: None, te_count: 0, te_value: b"" };
     for h in fields {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -212,12 +206,7 @@ fn decide(
             102 | 103 => Interim::Forward,
             _ => Interim::Ignore,
         };
-        return Ok(ResponseMeta {
-            head_len,
-            interim: Some(interim),
-            framing: BodyFraming::None,
-            keep_alive: true,
-        });
+        return Ok(ResponseMeta { head_len, interim: Some(interim), framing: BodyFraming::None, keep_alive: true });
     }
     let framing = if head_request || status == 204 || status == 304 {
         BodyFraming::None
@@ -231,12 +220,6 @@ fn decide(
         }
     };
     let version = head.version.unwrap_or(Version::Http11);
-    let keep_alive =
-        framing != BodyFraming::UntilClose && !should_close_connection(version, &head.headers);
-    Ok(ResponseMeta {
-        head_len,
-        interim: None,
-        framing,
-        keep_alive,
-    })
+    let keep_alive = framing != BodyFraming::UntilClose && !should_close_connection(version, &head.headers);
+    Ok(ResponseMeta { head_len, interim: None, framing, keep_alive })
 }

@@ -10,10 +10,7 @@ use super::super::{HeaderMap, Version};
 /// Iterate the comma-separated tokens of a header value, trimmed of spaces and tabs,
 /// skipping empty ones (Envoy's `StringUtil::splitToken(.., ",", false)` + trim).
 pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(trim_ows)
-        .filter(|t| !t.is_empty())
+    value.split(|&b| b == b',').map(trim_ows).filter(|t| !t.is_empty())
 }
 
 /// Whether the comma-separated `value` holds `token` (ASCII case-insensitive).
@@ -144,20 +141,7 @@ const fn tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
         )
 }
 static TCHAR: [bool; 256] = byte_table!(tchar);
@@ -210,9 +194,7 @@ pub(crate) fn authority_is_valid(value: &[u8]) -> bool {
 pub(crate) fn parse_http_version(v: &[u8]) -> Option<Version> {
     match v {
         b"HTTP/1.1" => Some(Version::Http11),
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
-        {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit() => {
             Some(Version::Http10)
         }
         _ => None,

@@ -59,10 +59,7 @@ pub(crate) fn target_is_valid(url: &[u8], is_connect: bool) -> bool {
         };
         rest = after;
     }
-    let split = rest
-        .iter()
-        .position(|&b| b == b'/' || b == b'?')
-        .unwrap_or(rest.len());
+    let split = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
     let (host, path) = rest.split_at(split);
     host.iter().all(|&b| is_host_byte(b))
         && !host.windows(2).any(|w| w == b"@@")
@@ -74,9 +71,7 @@ fn split_scheme(url: &[u8]) -> Option<(&[u8], &[u8])> {
     if !url.first()?.is_ascii_alphabetic() {
         return None;
     }
-    let end = url
-        .iter()
-        .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))?;
+    let end = url.iter().position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))?;
     let (scheme, rest) = url.split_at(end);
     rest.strip_prefix(b"://").map(|rest| (scheme, rest))
 }
@@ -95,15 +90,8 @@ pub(crate) struct AbsoluteUrl<'a> {
 /// Split an already validated target as `Utility::Url::initialize` does; `None` when it
 /// has no host or a malformed port (Envoy's 400 `http1.invalid_url`).
 pub(crate) fn split_absolute(url: &[u8], is_connect: bool) -> Option<AbsoluteUrl<'_>> {
-    let (scheme, rest) = if is_connect {
-        (&b""[..], url)
-    } else {
-        split_scheme(url)?
-    };
-    let split = rest
-        .iter()
-        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
-        .unwrap_or(rest.len());
+    let (scheme, rest) = if is_connect { (&b""[..], url) } else { split_scheme(url)? };
+    let split = rest.iter().position(|&b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(split);
     // Userinfo ends at the last '@'; Envoy keeps host and port only.
     let host_and_port = match authority.iter().rposition(|&b| b == b'@') {
@@ -116,16 +104,8 @@ pub(crate) fn split_absolute(url: &[u8], is_connect: bool) -> Option<AbsoluteUrl
     if is_connect && !path.is_empty() {
         return None;
     }
-    let path_and_query = if path.is_empty() && !is_connect {
-        &b"/"[..]
-    } else {
-        path
-    };
-    Some(AbsoluteUrl {
-        scheme,
-        host_and_port,
-        path_and_query,
-    })
+    let path_and_query = if path.is_empty() && !is_connect { &b"/"[..] } else { path };
+    Some(AbsoluteUrl { scheme, host_and_port, path_and_query })
 }
 
 /// A non-empty host (reg-name or `[...]` literal) and an optional port of 1-5 digits
@@ -136,11 +116,7 @@ fn host_and_port_is_valid(hp: &[u8]) -> bool {
             return false;
         };
         let inner = &hp[1..close];
-        if inner.is_empty()
-            || !inner
-                .iter()
-                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
+        if inner.is_empty() || !inner.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
             return false;
         }
         match &hp[close + 1..] {

@@ -3,9 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_config::hcm::{
-    CodecType, HttpConnectionManager, HttpFilterKind, ServerHeaderTransformation, StripPortMode,
-};
+use sluice_config::hcm::{CodecType, HttpConnectionManager, HttpFilterKind, ServerHeaderTransformation, StripPortMode};
 
 use crate::http::codec::Http1Settings;
 use crate::http::filters::fault::FaultConfig;
@@ -65,9 +63,8 @@ impl HcmConfig {
         if c.codec_type == CodecType::Http3 {
             return Err(format!("{path}.codec_type: HTTP3 is not supported"));
         }
-        let router = c.router().ok_or_else(|| {
-            format!("{path}.http_filters: the last HTTP filter must be the router")
-        })?;
+        let router =
+            c.router().ok_or_else(|| format!("{path}.http_filters: the last HTTP filter must be the router"))?;
         let mut filters = Vec::new();
         for (i, f) in c.http_filters.iter().enumerate() {
             if f.disabled {
@@ -76,14 +73,12 @@ impl HcmConfig {
             match &f.kind {
                 HttpFilterKind::Router(_) => {
                     if i + 1 != c.http_filters.len() {
-                        return Err(format!(
-                            "{path}.http_filters[{i}]: the router must be the last HTTP filter"
-                        ));
+                        return Err(format!("{path}.http_filters[{i}]: the router must be the last HTTP filter"));
                     }
                 }
                 HttpFilterKind::Fault(fault) => {
-                    let fc = FaultConfig::new(fault, &clusters)
-                        .map_err(|e| format!("{path}.http_filters[{i}]: {e}"))?;
+                    let fc =
+                        FaultConfig::new(fault, &clusters).map_err(|e| format!("{path}.http_filters[{i}]: {e}"))?;
                     filters.push(HttpFilterConfig::Fault(Arc::new(fc)));
                 }
             }

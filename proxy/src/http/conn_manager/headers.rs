@@ -43,9 +43,7 @@ pub fn is_internal_address(ip: IpAddr) -> bool {
         IpAddr::V6(v6) => {
             v6.is_loopback()
                 || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|m| m.is_private() || m.is_loopback())
+                || v6.to_ipv4_mapped().is_some_and(|m| m.is_private() || m.is_loopback())
         }
     }
 }
@@ -59,13 +57,7 @@ pub struct Origin {
 }
 
 /// Prepare a request's headers as Envoy's `mutateRequestHeaders` does.
-pub fn mutate_request(
-    cfg: &HcmConfig,
-    head: &mut RequestHead,
-    peer: SocketAddr,
-    tls: bool,
-    rng: &mut Rng,
-) -> Origin {
+pub fn mutate_request(cfg: &HcmConfig, head: &mut RequestHead, peer: SocketAddr, tls: bool, rng: &mut Rng) -> Origin {
     let mut remote = peer;
     let internal;
     if cfg.use_remote_address {
@@ -120,11 +112,7 @@ pub fn mutate_request(
 
 fn xff_client(head: &RequestHead, trusted_hops: u32) -> Option<IpAddr> {
     let v = head.headers.get_str(b"x-forwarded-for")?;
-    let hops: Vec<&str> = v
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
+    let hops: Vec<&str> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     let idx = hops.len().checked_sub(1 + trusted_hops as usize)?;
     hops[idx].parse().ok()
 }
@@ -144,9 +132,7 @@ fn append_via(headers: &mut crate::http::HeaderMap, via: &[u8]) {
 /// Envoy's `mutateResponseHeaders` plus the HCM's server/date handling.
 pub fn mutate_response(cfg: &HcmConfig, head: &mut ResponseHead, date: &[u8]) {
     match cfg.server_header_transformation {
-        ServerHeaderTransformation::Overwrite => {
-            head.headers.set(b"server", cfg.server_name.as_bytes())
-        }
+        ServerHeaderTransformation::Overwrite => head.headers.set(b"server", cfg.server_name.as_bytes()),
         ServerHeaderTransformation::AppendIfAbsent => {
             if !head.headers.contains(b"server") {
                 head.headers.append(b"server", cfg.server_name.as_bytes());
@@ -178,8 +164,7 @@ mod tests {
     #[test]
     fn xff_trusted_hops() {
         let mut h = RequestHead::default();
-        h.headers
-            .append(b"x-forwarded-for", b"1.1.1.1, 2.2.2.2, 3.3.3.3");
+        h.headers.append(b"x-forwarded-for", b"1.1.1.1, 2.2.2.2, 3.3.3.3");
         assert_eq!(xff_client(&h, 0), Some("3.3.3.3".parse().unwrap()));
         assert_eq!(xff_client(&h, 1), Some("2.2.2.2".parse().unwrap()));
         assert_eq!(xff_client(&h, 5), None);

@@ -61,11 +61,7 @@ pub fn write_response_head<S: Stack>(
     let date = ctx.date.get(ctx.wall);
     headers::mutate_response(cfg, &mut stream.response, date);
     let keep_alive = !stream.close_after && !ctx.draining;
-    let rctx = ResponseContext {
-        request_version: stream.version(),
-        head_request: stream.meta.is_head,
-        keep_alive,
-    };
+    let rctx = ResponseContext { request_version: stream.version(), head_request: stream.meta.is_head, keep_alive };
     let before = down.out.len();
     stream.response_encoder = encode_response_head(&stream.response, body, rctx, &mut down.out);
     if stream.response_encoder.ends_with_close() || !keep_alive {
@@ -295,8 +291,7 @@ impl HttpConnection {
                     return self.close(ctx, false);
                 }
             }
-            if let (Some(t), Some(started)) = (self.cfg.request_headers_timeout, self.head_started)
-            {
+            if let (Some(t), Some(started)) = (self.cfg.request_headers_timeout, self.head_started) {
                 if now >= started + t {
                     self.stats.downstream_rq_header_timeout.inc();
                     return self.close(ctx, false);
@@ -327,12 +322,7 @@ impl HttpConnection {
                 return Some(self.timeout_reply(ctx, 408, local_reply::REQUEST_TIMEOUT));
             }
         }
-        let idle = match self
-            .stream
-            .router
-            .as_ref()
-            .and_then(|r| r.idle_timeout_override())
-        {
+        let idle = match self.stream.router.as_ref().and_then(|r| r.idle_timeout_override()) {
             Some(o) => o,
             None => self.cfg.stream_idle_timeout,
         };
@@ -414,17 +404,11 @@ impl HttpConnection {
             if self.down.dead {
                 if self.stream.active && !self.stream.response_done {
                     self.stats.downstream_cx_destroy_remote_active_rq.inc();
-                    self.stream
-                        .flags
-                        .set(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                    self.stream.flags.set(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
                 }
                 return self.close(ctx, true);
             }
-            if self.down.read_eof
-                && self.down.out_len() == 0
-                && !self.stream.active
-                && self.closing.is_none()
-            {
+            if self.down.read_eof && self.down.out_len() == 0 && !self.stream.active && self.closing.is_none() {
                 return self.close(ctx, false);
             }
             if !progress {
@@ -435,10 +419,7 @@ impl HttpConnection {
                 continue;
             }
         }
-        if self.closing == Some(Closing::AfterFlush)
-            && self.down.out_len() == 0
-            && !self.stream.active
-        {
+        if self.closing == Some(Closing::AfterFlush) && self.down.out_len() == 0 && !self.stream.active {
             return self.close(ctx, false);
         }
         self.schedule(ctx);
@@ -452,13 +433,9 @@ impl HttpConnection {
             return true;
         }
         if self.down.pending_input().is_empty() {
-            let got = self
-                .down
-                .read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK);
+            let got = self.down.read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK);
             if got {
-                self.stats
-                    .downstream_cx_rx_bytes_total
-                    .add(self.down.pending_input().len() as u64);
+                self.stats.downstream_cx_rx_bytes_total.add(self.down.pending_input().len() as u64);
                 self.head_started.get_or_insert(ctx.now);
             }
             return got;
@@ -481,9 +458,7 @@ impl HttpConnection {
             }
             self.preface_checked = true;
         }
-        let parsed = self
-            .parser
-            .parse(self.down.pending_input(), &mut self.stream.head);
+        let parsed = self.parser.parse(self.down.pending_input(), &mut self.stream.head);
         match parsed {
             Ok(ParseStatus::Partial) => {
                 self.head_started.get_or_insert(ctx.now);
@@ -505,13 +480,9 @@ impl HttpConnection {
     /// Read more of an incomplete head; at EOF the connection just closes.
     fn read_more<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
         let before = self.down.pending_input().len();
-        let got = self
-            .down
-            .read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK);
+        let got = self.down.read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK);
         if got {
-            self.stats
-                .downstream_cx_rx_bytes_total
-                .add((self.down.pending_input().len() - before) as u64);
+            self.stats.downstream_cx_rx_bytes_total.add((self.down.pending_input().len() - before) as u64);
         }
         got
     }
@@ -541,22 +512,9 @@ impl HttpConnection {
         local_reply::build(&mut head, e.status(), e.body().as_bytes());
         let date = ctx.date.get(ctx.wall).to_vec();
         headers::mutate_response(&self.cfg, &mut head, &date);
-        let version = self
-            .stream
-            .head
-            .version
-            .unwrap_or(crate::http::Version::Http11);
-        let rctx = ResponseContext {
-            request_version: version,
-            head_request: false,
-            keep_alive: false,
-        };
-        encode_response_head(
-            &head,
-            OutgoingBody::Length(e.body().len() as u64),
-            rctx,
-            &mut self.down.out,
-        );
+        let version = self.stream.head.version.unwrap_or(crate::http::Version::Http11);
+        let rctx = ResponseContext { request_version: version, head_request: false, keep_alive: false };
+        encode_response_head(&head, OutgoingBody::Length(e.body().len() as u64), rctx, &mut self.down.out);
         self.down.out.extend_from_slice(e.body().as_bytes());
         self.stream.response = head;
         self.count_status(e.status());
@@ -576,11 +534,7 @@ impl HttpConnection {
     }
 
     /// A complete request head: set up the stream, route it, run the filters.
-    fn begin_stream<S: Stack>(
-        &mut self,
-        ctx: &mut Ctx<'_, S>,
-        meta: crate::http::codec::RequestMeta,
-    ) {
+    fn begin_stream<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, meta: crate::http::codec::RequestMeta) {
         self.requests += 1;
         self.stats.downstream_rq_total.inc();
         self.stats.downstream_rq_http1_total.inc();
@@ -601,13 +555,7 @@ impl HttpConnection {
             self.down.out.extend_from_slice(CONTINUE_RESPONSE);
             self.stream.head.headers.remove(b"expect");
         }
-        let origin = headers::mutate_request(
-            &self.cfg,
-            &mut self.stream.head,
-            self.down.peer,
-            self.down.tls,
-            ctx.rng,
-        );
+        let origin = headers::mutate_request(&self.cfg, &mut self.stream.head, self.down.peer, self.down.tls, ctx.rng);
         self.stream.remote = Some(origin.remote);
         let cfg = Arc::clone(&self.cfg);
         let random = ctx.rng.next_u64();
@@ -669,9 +617,7 @@ impl HttpConnection {
         let mut resp = std::mem::take(&mut self.stream.response);
         resp.clear();
         let keep_original = !cfg.suppress_envoy_headers;
-        let body = matched
-            .local_reply(&mut self.stream.head, &info, keep_original, &mut resp)
-            .unwrap_or(&[]);
+        let body = matched.local_reply(&mut self.stream.head, &info, keep_original, &mut resp).unwrap_or(&[]);
         self.stream.response = resp;
         self.write_response_head(ctx, OutgoingBody::Length(body.len() as u64), false);
         if !self.stream.meta.is_head {
@@ -692,12 +638,8 @@ impl HttpConnection {
                         return;
                     }
                     // The delay is over: the same filter's abort (if any) comes now.
-                    if let Some(&(_, Some(status), grpc)) = self
-                        .stream
-                        .faults
-                        .iter()
-                        .rev()
-                        .find(|(f, _, _)| *f + 1 == next)
+                    if let Some(&(_, Some(status), grpc)) =
+                        self.stream.faults.iter().rev().find(|(f, _, _)| *f + 1 == next)
                     {
                         self.fault_abort(ctx, next - 1, status, grpc);
                         return;
@@ -714,25 +656,16 @@ impl HttpConnection {
             };
             match filter {
                 HttpFilterConfig::Fault(fault) => {
-                    let cluster = self
-                        .stream
-                        .cluster
-                        .and_then(|c| cfg.clusters.clusters.get(c))
-                        .map(|c| c.name().to_string());
+                    let cluster =
+                        self.stream.cluster.and_then(|c| cfg.clusters.clusters.get(c)).map(|c| c.name().to_string());
                     let rng = &mut *ctx.rng;
-                    let d =
-                        fault.decide(&self.stream.head, cluster.as_deref().unwrap_or(""), || {
-                            rng.next_u64()
-                        });
+                    let d = fault.decide(&self.stream.head, cluster.as_deref().unwrap_or(""), || rng.next_u64());
                     if d.counted {
                         self.stream.faults.push((i, d.abort, d.grpc_status));
                     }
                     if let Some(delay) = d.delay {
                         self.stream.flags.set(ResponseFlags::DELAY_INJECTED);
-                        self.stream.phase = FilterPhase::Delayed {
-                            until: ctx.now + delay,
-                            next: i + 1,
-                        };
+                        self.stream.phase = FilterPhase::Delayed { until: ctx.now + delay, next: i + 1 };
                         return;
                     }
                     if let Some(status) = d.abort {
@@ -745,13 +678,7 @@ impl HttpConnection {
         }
     }
 
-    fn fault_abort<S: Stack>(
-        &mut self,
-        ctx: &mut Ctx<'_, S>,
-        filter: usize,
-        status: u16,
-        grpc: Option<u32>,
-    ) {
+    fn fault_abort<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, filter: usize, status: u16, grpc: Option<u32>) {
         if let Some(HttpFilterConfig::Fault(f)) = self.cfg.filters.get(filter) {
             f.count_abort();
         }
@@ -759,17 +686,10 @@ impl HttpConnection {
         self.stream.phase = FilterPhase::Routed;
         let grpc_header = grpc.map(|g| g.to_string());
         let extra: Vec<(&[u8], &[u8])> = match &grpc_header {
-            Some(g) => vec![
-                (b"grpc-status", g.as_bytes()),
-                (b"content-type", b"application/grpc"),
-            ],
+            Some(g) => vec![(b"grpc-status", g.as_bytes()), (b"content-type", b"application/grpc")],
             None => Vec::new(),
         };
-        let body: &[u8] = if grpc.is_some() {
-            b""
-        } else {
-            local_reply::FAULT_ABORT.as_bytes()
-        };
+        let body: &[u8] = if grpc.is_some() { b"" } else { local_reply::FAULT_ABORT.as_bytes() };
         self.send_local_reply(ctx, status, body, &extra);
     }
 
@@ -779,14 +699,7 @@ impl HttpConnection {
             return;
         };
         let info = self.stream_info();
-        match RouterState::begin(
-            &cfg,
-            &mut self.stream,
-            cluster,
-            &info,
-            self.original_dst,
-            ctx,
-        ) {
+        match RouterState::begin(&cfg, &mut self.stream, cluster, &info, self.original_dst, ctx) {
             Ok(r) => {
                 self.stream.router = Some(r);
             }
@@ -797,11 +710,8 @@ impl HttpConnection {
     /// A local reply the router asked for.
     fn router_reply<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, reply: router::LocalReply) {
         self.stream.flags.set(reply.flags);
-        let extra: Vec<(&[u8], &[u8])> = if reply.overloaded {
-            vec![(b"x-envoy-overloaded", b"true")]
-        } else {
-            Vec::new()
-        };
+        let extra: Vec<(&[u8], &[u8])> =
+            if reply.overloaded { vec![(b"x-envoy-overloaded", b"true")] } else { Vec::new() };
         self.send_local_reply(ctx, reply.status, reply.body.as_bytes(), &extra);
     }
 
@@ -930,12 +840,7 @@ impl HttpConnection {
     }
 
     /// Encode `self.stream.response` downstream (HCM mutations applied here).
-    pub fn write_response_head<S: Stack>(
-        &mut self,
-        ctx: &mut Ctx<'_, S>,
-        body: OutgoingBody,
-        _local: bool,
-    ) {
+    pub fn write_response_head<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, body: OutgoingBody, _local: bool) {
         if self.draining {
             self.stream.close_after = true;
         }
@@ -961,9 +866,7 @@ impl HttpConnection {
         if self.stream.response_started {
             self.count_status(self.stream.response.status);
             self.stats.downstream_rq_completed.inc();
-            self.stats
-                .downstream_rq_time
-                .record(ctx.now.saturating_duration_since(self.stream.start));
+            self.stats.downstream_rq_time.record(ctx.now.saturating_duration_since(self.stream.start));
         } else if aborted {
             self.stats.downstream_rq_rx_reset.inc();
         }
@@ -988,12 +891,7 @@ impl HttpConnection {
             if !self.stream.request_done {
                 deadlines.push(self.cfg.request_timeout.map(|t| self.stream.start + t));
             }
-            let idle = match self
-                .stream
-                .router
-                .as_ref()
-                .and_then(|r| r.idle_timeout_override())
-            {
+            let idle = match self.stream.router.as_ref().and_then(|r| r.idle_timeout_override()) {
                 Some(o) => o,
                 None => self.cfg.stream_idle_timeout,
             };

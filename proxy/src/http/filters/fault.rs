@@ -74,12 +74,7 @@ impl FaultConfig {
 
     /// Decide for a request routed to `cluster` (`""` when the route does not forward).
     /// `random` yields uniform random numbers.
-    pub fn decide(
-        &self,
-        head: &RequestHead,
-        cluster: &str,
-        mut random: impl FnMut() -> u64,
-    ) -> FaultDecision {
+    pub fn decide(&self, head: &RequestHead, cluster: &str, mut random: impl FnMut() -> u64) -> FaultDecision {
         let c = &self.config;
         if let Some(up) = &c.upstream_cluster {
             if up != cluster {
@@ -118,9 +113,9 @@ impl FaultConfig {
                     grpc_status = Some(g);
                     Some(200)
                 }
-                FaultAbortKind::Header => header_u64(head, ABORT_HEADER)
-                    .filter(|s| (200..600).contains(s))
-                    .map(|s| s as u16),
+                FaultAbortKind::Header => {
+                    header_u64(head, ABORT_HEADER).filter(|s| (200..600).contains(s)).map(|s| s as u16)
+                }
             };
             let pct = effective(a.percentage, head, ABORT_PERCENT_HEADER);
             if let Some(s) = status {
@@ -137,9 +132,7 @@ impl FaultConfig {
         if let Some(max) = c.max_active_faults {
             let taken = self
                 .active
-                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
-                    (v < max as u64).then_some(v + 1)
-                })
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| (v < max as u64).then_some(v + 1))
                 .is_ok();
             if !taken {
                 self.faults_overflow.fetch_add(1, Ordering::Relaxed);
@@ -151,12 +144,7 @@ impl FaultConfig {
         if delay.is_some() {
             self.delays_injected.fetch_add(1, Ordering::Relaxed);
         }
-        FaultDecision {
-            delay,
-            abort,
-            grpc_status,
-            counted: true,
-        }
+        FaultDecision { delay, abort, grpc_status, counted: true }
     }
 
     /// The abort after a delay happened (counted when it is actually sent).
@@ -166,18 +154,12 @@ impl FaultConfig {
 
     /// A faulted request finished.
     pub fn release(&self) {
-        let _ = self
-            .active
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(1))
-            });
+        let _ = self.active.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
     }
 }
 
 fn matchers_match(matchers: &[HeaderMatcher], head: &RequestHead) -> bool {
-    matchers
-        .iter()
-        .all(|m| m.matches(request_header_value(head, &m.name).as_deref()))
+    matchers.iter().all(|m| m.matches(request_header_value(head, &m.name).as_deref()))
 }
 
 fn header_u64(head: &RequestHead, name: &[u8]) -> Option<u64> {
@@ -216,17 +198,8 @@ mod tests {
 
     #[test]
     fn abort_always_and_never() {
-        let hundred = FractionalPercent {
-            numerator: 100,
-            denominator: Denominator::Hundred,
-        };
-        let f = fault(
-            None,
-            Some(FaultAbort {
-                kind: FaultAbortKind::HttpStatus(503),
-                percentage: hundred,
-            }),
-        );
+        let hundred = FractionalPercent { numerator: 100, denominator: Denominator::Hundred };
+        let f = fault(None, Some(FaultAbort { kind: FaultAbortKind::HttpStatus(503), percentage: hundred }));
         let head = RequestHead::default();
         let d = f.decide(&head, "c", || 12345);
         assert_eq!(d.abort, Some(503));
@@ -238,44 +211,21 @@ mod tests {
         assert_eq!(f.decide(&head, "c", || 1).abort, Some(503));
         let never = fault(
             None,
-            Some(FaultAbort {
-                kind: FaultAbortKind::HttpStatus(503),
-                percentage: FractionalPercent::NEVER,
-            }),
+            Some(FaultAbort { kind: FaultAbortKind::HttpStatus(503), percentage: FractionalPercent::NEVER }),
         );
         assert_eq!(never.decide(&head, "c", || 0), FaultDecision::default());
     }
 
     #[test]
     fn header_controlled_delay_and_percentage() {
-        let all = FractionalPercent {
-            numerator: 1_000_000,
-            denominator: Denominator::Million,
-        };
-        let f = fault(
-            Some(FaultDelay {
-                kind: FaultDelayKind::Header,
-                percentage: all,
-            }),
-            None,
-        );
+        let all = FractionalPercent { numerator: 1_000_000, denominator: Denominator::Million };
+        let f = fault(Some(FaultDelay { kind: FaultDelayKind::Header, percentage: all }), None);
         let mut head = RequestHead::default();
-        assert_eq!(
-            f.decide(&head, "c", || 0),
-            FaultDecision::default(),
-            "no header, no delay"
-        );
+        assert_eq!(f.decide(&head, "c", || 0), FaultDecision::default(), "no header, no delay");
         head.headers.append(DELAY_HEADER, b"250");
-        assert_eq!(
-            f.decide(&head, "c", || 0).delay,
-            Some(Duration::from_millis(250))
-        );
+        assert_eq!(f.decide(&head, "c", || 0).delay, Some(Duration::from_millis(250)));
         f.release();
         head.headers.append(DELAY_PERCENT_HEADER, b"0");
-        assert_eq!(
-            f.decide(&head, "c", || 0).delay,
-            None,
-            "header lowers the percentage to 0"
-        );
+        assert_eq!(f.decide(&head, "c", || 0).delay, None, "header lowers the percentage to 0");
     }
 }

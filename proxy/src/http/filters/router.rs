@@ -20,8 +20,7 @@ use sluice_config::route::IdleTimeout;
 use sluice_stack::{Interest, Stack};
 
 use crate::http::codec::{
-    encode_request_head, BodyDecoder, BodyEncoder, OutgoingBody, ResponseMeta,
-    Status as ParseStatus,
+    encode_request_head, BodyDecoder, BodyEncoder, OutgoingBody, ResponseMeta, Status as ParseStatus,
 };
 use crate::http::codec_client::{CodecClient, ReadOutcome};
 use crate::http::conn_manager::config::HcmConfig;
@@ -54,12 +53,7 @@ pub struct LocalReply {
 
 impl LocalReply {
     fn new(status: u16, body: &'static str, flags: ResponseFlags) -> LocalReply {
-        LocalReply {
-            status,
-            body,
-            flags,
-            overloaded: false,
-        }
+        LocalReply { status, body, flags, overloaded: false }
     }
 
     fn overflow() -> LocalReply {
@@ -164,13 +158,9 @@ impl RouterState {
             per_try = (ms > 0).then(|| Duration::from_millis(ms));
         }
         let per_try_idle = policy.and_then(|p| p.per_try_idle_timeout);
-        let alt_response = head
-            .headers
-            .remove(b"x-envoy-upstream-rq-timeout-alt-response")
-            > 0;
+        let alt_response = head.headers.remove(b"x-envoy-upstream-rq-timeout-alt-response") > 0;
         head.headers.remove(b"x-envoy-upstream-rq-timeout-ms");
-        head.headers
-            .remove(b"x-envoy-upstream-rq-per-try-timeout-ms");
+        head.headers.remove(b"x-envoy-upstream-rq-per-try-timeout-ms");
         let retry = RetryState::new(policy, head);
         if !cfg.suppress_envoy_headers {
             // router.cc: the expected timeout is the per-try timeout when it is shorter.
@@ -180,15 +170,10 @@ impl RouterState {
                 (_, t) => t,
             };
             if let Some(t) = expected {
-                head.headers.set(
-                    b"x-envoy-expected-rq-timeout-ms",
-                    t.as_millis().to_string().as_bytes(),
-                );
+                head.headers.set(b"x-envoy-expected-rq-timeout-ms", t.as_millis().to_string().as_bytes());
             }
         }
-        let local = info
-            .downstream_local
-            .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        let local = info.downstream_local.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
         let hashed = hash::evaluate(matched.hash_policy(), head, stream.remote, local);
         let (hash, set_cookie) = (hashed.hash, hashed.set_cookie);
         matched.finalize_request_headers(head, info, !cfg.suppress_envoy_headers);
@@ -264,20 +249,11 @@ impl RouterState {
             Phase::Backoff(t) | Phase::Connecting(t) => Some(t),
             _ => None,
         };
-        let idle = match (
-            self.per_try_idle,
-            self.resp_meta.is_none(),
-            self.phase,
-            self.client.is_some(),
-        ) {
+        let idle = match (self.per_try_idle, self.resp_meta.is_none(), self.phase, self.client.is_some()) {
             (Some(t), true, Phase::Active, true) => Some(self.try_activity + t),
             _ => None,
         };
-        let try_deadline = if self.resp_meta.is_none() {
-            self.try_deadline
-        } else {
-            None
-        };
+        let try_deadline = if self.resp_meta.is_none() { self.try_deadline } else { None };
         earliest([self.global_deadline, try_deadline, phase, idle])
     }
 
@@ -296,19 +272,11 @@ impl RouterState {
             }
             self.counted_request = true;
         }
-        let lb = LbContext {
-            hash: self.hash,
-            exclude: &self.tried,
-            random: ctx.rng.next_u64(),
-        };
+        let lb = LbContext { hash: self.hash, exclude: &self.tried, random: ctx.rng.next_u64() };
         let dst = original_dst_for(&info, stream, self.original_dst);
         let Some((idx, host)) = ctx.clusters.clusters[self.cluster].choose_host(&lb, dst) else {
             self.stats.upstream_cx_none_healthy.inc();
-            return Err(LocalReply::new(
-                503,
-                local_reply::NO_HEALTHY_UPSTREAM,
-                ResponseFlags::NO_HEALTHY_UPSTREAM,
-            ));
+            return Err(LocalReply::new(503, local_reply::NO_HEALTHY_UPSTREAM, ResponseFlags::NO_HEALTHY_UPSTREAM));
         };
         if let Some((slot, client)) = ctx.pool.take_idle(self.cluster, host.address, ctx.key) {
             self.release_pending(&info);
@@ -321,10 +289,7 @@ impl RouterState {
             match ctx.stack.connect(host.address) {
                 Ok(sock) => {
                     let slot = ctx.pool.new_busy(ctx.key);
-                    if let Err(e) = ctx
-                        .stack
-                        .register(sock, token(slot, POOL_SUB), Interest::BOTH)
-                    {
+                    if let Err(e) = ctx.stack.register(sock, token(slot, POOL_SUB), Interest::BOTH) {
                         tracing::warn!("cannot register an upstream socket: {e}");
                         ctx.stack.close(sock);
                         ctx.pool.remove(slot);
@@ -339,14 +304,7 @@ impl RouterState {
                     self.stats.upstream_cx_http1_total.inc();
                     self.stats.upstream_cx_active.inc();
                     let max_headers = info.config.http_protocol_options.common.max_headers_count;
-                    let client = CodecClient::new(
-                        sock,
-                        Arc::clone(&host),
-                        idx,
-                        self.cluster,
-                        max_headers,
-                        ctx.now,
-                    );
+                    let client = CodecClient::new(sock, Arc::clone(&host), idx, self.cluster, max_headers, ctx.now);
                     self.start_try(idx, host, slot, client, ctx);
                     self.phase = Phase::Connecting(ctx.now + info.config.connect_timeout);
                     Ok(())
@@ -414,10 +372,7 @@ impl RouterState {
             return;
         };
         if self.include_attempt_count {
-            stream.head.headers.set(
-                b"x-envoy-attempt-count",
-                self.attempts.to_string().as_bytes(),
-            );
+            stream.head.headers.set(b"x-envoy-attempt-count", self.attempts.to_string().as_bytes());
         }
         let _ = cfg;
         let body = OutgoingBody::from(stream.meta.framing);
@@ -455,11 +410,7 @@ impl RouterState {
             let d = match stream.body.decode(input) {
                 Ok(d) => d,
                 Err(_) => {
-                    return Err(LocalReply::new(
-                        400,
-                        "Bad Request",
-                        ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
-                    ));
+                    return Err(LocalReply::new(400, "Bad Request", ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR));
                 }
             };
             let data = &input[d.data.clone()];
@@ -531,17 +482,9 @@ impl RouterState {
             stream.flags.set(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT);
             self.phase = Phase::Done;
             if self.alt_response {
-                return Err(LocalReply::new(
-                    204,
-                    "",
-                    ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
-                ));
+                return Err(LocalReply::new(204, "", ResponseFlags::UPSTREAM_REQUEST_TIMEOUT));
             }
-            return Err(LocalReply::new(
-                504,
-                local_reply::UPSTREAM_TIMEOUT,
-                ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
-            ));
+            return Err(LocalReply::new(504, local_reply::UPSTREAM_TIMEOUT, ResponseFlags::UPSTREAM_REQUEST_TIMEOUT));
         }
         match self.phase {
             Phase::Done => return Ok(()),
@@ -600,18 +543,12 @@ impl RouterState {
         // Per-try deadlines (only until the response head arrives).
         if self.resp_meta.is_none() {
             let per_try = self.try_deadline.is_some_and(|d| now >= d);
-            let idle = self
-                .per_try_idle
-                .is_some_and(|t| now >= self.try_activity + t);
+            let idle = self.per_try_idle.is_some_and(|t| now >= self.try_activity + t);
             if per_try || idle {
                 self.report(ctx, Outcome::LocalOriginTimeout);
                 self.stats.upstream_rq_per_try_timeout.inc();
                 self.drop_client(ctx, true);
-                let reason = if per_try {
-                    ResetReason::PerTryTimeout
-                } else {
-                    ResetReason::PerTryIdleTimeout
-                };
+                let reason = if per_try { ResetReason::PerTryTimeout } else { ResetReason::PerTryIdleTimeout };
                 return self.fail(cfg, stream, ctx, reason);
             }
         }
@@ -621,14 +558,7 @@ impl RouterState {
             if self.body_copy_ok {
                 if let Some(matched) = stream.route.as_ref().and_then(|r| cfg.routes.get(r)) {
                     let policies = matched.mirror_policies();
-                    start_shadows(
-                        policies,
-                        &stream.head,
-                        &self.body_copy,
-                        self.route_timeout,
-                        &cfg.clusters,
-                        ctx,
-                    );
+                    start_shadows(policies, &stream.head, &self.body_copy, self.route_timeout, &cfg.clusters, ctx);
                 }
             }
         }
@@ -665,9 +595,7 @@ impl RouterState {
                     break;
                 }
                 let input = &client.input[client.input_pos..];
-                let parsed = client
-                    .parser
-                    .parse(input, stream.meta.is_head, &mut stream.response);
+                let parsed = client.parser.parse(input, stream.meta.is_head, &mut stream.response);
                 match parsed {
                     Ok(ParseStatus::Partial) => break,
                     Err(e) => {
@@ -715,10 +643,7 @@ impl RouterState {
         step: &mut Step,
     ) -> Result<(), LocalReply> {
         let status = stream.response.status;
-        let retriable = self
-            .retry
-            .as_ref()
-            .is_some_and(|r| r.retriable_response(status, &stream.response));
+        let retriable = self.retry.as_ref().is_some_and(|r| r.retriable_response(status, &stream.response));
         if retriable && self.can_retry(ctx) {
             // The retried response is dropped with its connection.
             self.drop_client(ctx, true);
@@ -733,12 +658,7 @@ impl RouterState {
             self.stats.upstream_rq_retry_success.inc();
         }
         count_class(&self.stats, status);
-        let resp_body = self
-            .client
-            .as_ref()
-            .expect("client")
-            .parser
-            .body_decoder(&meta);
+        let resp_body = self.client.as_ref().expect("client").parser.body_decoder(&meta);
         self.resp_meta = Some(meta);
         self.resp_body = resp_body;
         let route = stream.route.clone().expect("routed");
@@ -753,23 +673,14 @@ impl RouterState {
             matched.finalize_response_headers(&mut stream.response, &stream.head, &info);
         }
         if !cfg.suppress_envoy_headers {
-            let ms = ctx
-                .now
-                .saturating_duration_since(self.try_started)
-                .as_millis();
-            stream
-                .response
-                .headers
-                .set(b"x-envoy-upstream-service-time", ms.to_string().as_bytes());
+            let ms = ctx.now.saturating_duration_since(self.try_started).as_millis();
+            stream.response.headers.set(b"x-envoy-upstream-service-time", ms.to_string().as_bytes());
         }
         if let Some(c) = &self.set_cookie {
             stream.response.headers.append(b"set-cookie", c.as_bytes());
         }
         if self.include_attempt_count_in_response {
-            stream.response.headers.set(
-                b"x-envoy-attempt-count",
-                self.attempts.to_string().as_bytes(),
-            );
+            stream.response.headers.set(b"x-envoy-attempt-count", self.attempts.to_string().as_bytes());
         }
         let body = OutgoingBody::from(meta.framing);
         write_response_head(cfg, stream, down, ctx, body);
@@ -824,9 +735,7 @@ impl RouterState {
                 Err(_) => {
                     // Truncated response: the client must see the reset.
                     self.stats.upstream_rq_rx_reset.inc();
-                    stream
-                        .flags
-                        .set(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+                    stream.flags.set(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
                     self.drop_client(ctx, true);
                     step.reset_downstream = true;
                     return Ok(());
@@ -839,9 +748,7 @@ impl RouterState {
             stream.bytes_sent += (down.out.len() - before) as u64;
             stream.response_done = true;
             self.stats.upstream_rq_completed.inc();
-            self.stats
-                .upstream_rq_time
-                .record(ctx.now.saturating_duration_since(self.try_started));
+            self.stats.upstream_rq_time.record(ctx.now.saturating_duration_since(self.try_started));
             let reusable = self.resp_meta.is_some_and(|m| m.keep_alive) && self.request_sent;
             self.release_client(ctx, reusable);
             self.phase = Phase::Done;
@@ -877,11 +784,7 @@ impl RouterState {
 
     fn schedule_retry<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
         let random = ctx.rng.next_u64();
-        let backoff = self
-            .retry
-            .as_mut()
-            .map(|r| r.take(random))
-            .unwrap_or_default();
+        let backoff = self.retry.as_mut().map(|r| r.take(random)).unwrap_or_default();
         self.stats.upstream_rq_retry.inc();
         tracing::debug!(attempt = self.attempts, ?backoff, "retrying");
         self.phase = Phase::Backoff(ctx.now + backoff);
@@ -897,10 +800,7 @@ impl RouterState {
         reason: ResetReason,
     ) -> Result<(), LocalReply> {
         let _ = cfg;
-        let retriable = self
-            .retry
-            .as_ref()
-            .is_some_and(|r| r.retriable_reset(reason));
+        let retriable = self.retry.as_ref().is_some_and(|r| r.retriable_reset(reason));
         if retriable && self.can_retry(ctx) {
             self.schedule_retry(ctx);
             return Ok(());
@@ -908,35 +808,23 @@ impl RouterState {
         let retried = self.retry.as_ref().is_some_and(|r| r.retries > 0);
         if retriable {
             self.stats.upstream_rq_retry_limit_exceeded.inc();
-            stream
-                .flags
-                .set(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+            stream.flags.set(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
         }
         self.phase = Phase::Done;
         Err(match reason {
-            ResetReason::ConnectFailure if retried => LocalReply::new(
-                503,
-                local_reply::RETRIED_CONNECT_FAILURE,
-                ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
-            ),
-            ResetReason::ConnectFailure => LocalReply::new(
-                503,
-                local_reply::CONNECT_FAILURE,
-                ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
-            ),
+            ResetReason::ConnectFailure if retried => {
+                LocalReply::new(503, local_reply::RETRIED_CONNECT_FAILURE, ResponseFlags::UPSTREAM_CONNECTION_FAILURE)
+            }
+            ResetReason::ConnectFailure => {
+                LocalReply::new(503, local_reply::CONNECT_FAILURE, ResponseFlags::UPSTREAM_CONNECTION_FAILURE)
+            }
             ResetReason::Reset => {
                 self.stats.upstream_rq_rx_reset.inc();
-                LocalReply::new(
-                    503,
-                    local_reply::UPSTREAM_RESET,
-                    ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
-                )
+                LocalReply::new(503, local_reply::UPSTREAM_RESET, ResponseFlags::UPSTREAM_CONNECTION_TERMINATION)
             }
-            ResetReason::PerTryTimeout | ResetReason::PerTryIdleTimeout => LocalReply::new(
-                504,
-                local_reply::UPSTREAM_TIMEOUT,
-                ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
-            ),
+            ResetReason::PerTryTimeout | ResetReason::PerTryIdleTimeout => {
+                LocalReply::new(504, local_reply::UPSTREAM_TIMEOUT, ResponseFlags::UPSTREAM_REQUEST_TIMEOUT)
+            }
         })
     }
 
@@ -951,12 +839,7 @@ impl RouterState {
         if reusable && client.reusable() {
             client.idle_since = ctx.now;
             client.timer_at = None;
-            let idle = ctx.clusters.clusters[self.cluster]
-                .info
-                .config
-                .http_protocol_options
-                .common
-                .idle_timeout;
+            let idle = ctx.clusters.clusters[self.cluster].info.config.http_protocol_options.common.idle_timeout;
             let max_rq = ctx.clusters.clusters[self.cluster]
                 .info
                 .config
@@ -1001,9 +884,7 @@ impl RouterState {
     /// Report an outcome of the current host to outlier detection.
     fn report<S: Stack>(&self, ctx: &mut Ctx<'_, S>, outcome: Outcome) {
         if let Some(host) = &self.host {
-            ctx.clusters.clusters[self.cluster]
-                .info
-                .put_result(host, outcome);
+            ctx.clusters.clusters[self.cluster].info.put_result(host, outcome);
         }
     }
 
@@ -1037,10 +918,7 @@ impl RouterState {
 
 impl Drop for RouterState {
     fn drop(&mut self) {
-        debug_assert!(
-            self.client.is_none(),
-            "router dropped with a live upstream connection"
-        );
+        debug_assert!(self.client.is_none(), "router dropped with a live upstream connection");
     }
 }
 
@@ -1062,11 +940,8 @@ fn original_dst_for(
     }
     let lb = &info.config.original_dst_lb_config;
     if lb.use_http_header {
-        if let Some(addr) = stream
-            .head
-            .headers
-            .get_str(lb.http_header_name.as_bytes())
-            .and_then(|v| v.trim().parse().ok())
+        if let Some(addr) =
+            stream.head.headers.get_str(lb.http_header_name.as_bytes()).and_then(|v| v.trim().parse().ok())
         {
             return Some(addr);
         }

@@ -11,11 +11,7 @@ use std::net::SocketAddr;
 use sluice_stack::{SocketId, Stack};
 
 /// The restored destination, or `None` when the connection was not redirected.
-pub fn restore<S: Stack>(
-    stack: &S,
-    socket: SocketId,
-    local: SocketAddr,
-) -> io::Result<Option<SocketAddr>> {
+pub fn restore<S: Stack>(stack: &S, socket: SocketId, local: SocketAddr) -> io::Result<Option<SocketAddr>> {
     match stack.original_dst(socket)? {
         Some(dst) if dst != local => Ok(Some(dst)),
         // TPROXY or any_ip: the local address is the original destination itself.

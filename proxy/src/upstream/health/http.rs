@@ -31,15 +31,9 @@ pub struct HttpCheck {
 
 impl HttpCheck {
     pub fn new(c: &HttpHealthCheck, cluster_name: &str) -> HttpCheck {
-        let host = if c.host.is_empty() {
-            cluster_name
-        } else {
-            &c.host
-        };
-        let mut headers: Vec<(String, String)> = vec![
-            ("host".into(), host.to_string()),
-            ("user-agent".into(), "Envoy/HC".into()),
-        ];
+        let host = if c.host.is_empty() { cluster_name } else { &c.host };
+        let mut headers: Vec<(String, String)> =
+            vec![("host".into(), host.to_string()), ("user-agent".into(), "Envoy/HC".into())];
         for h in &c.request_headers_to_add {
             if h.value.is_empty() && !h.keep_empty_value {
                 continue;
@@ -47,9 +41,7 @@ impl HttpCheck {
             let exists = headers.iter().any(|(k, _)| *k == h.key);
             match h.append_action {
                 AppendAction::AppendIfExistsOrAdd => headers.push((h.key.clone(), h.value.clone())),
-                AppendAction::AddIfAbsent if !exists => {
-                    headers.push((h.key.clone(), h.value.clone()))
-                }
+                AppendAction::AddIfAbsent if !exists => headers.push((h.key.clone(), h.value.clone())),
                 AppendAction::AddIfAbsent => {}
                 AppendAction::OverwriteIfExistsOrAdd | AppendAction::OverwriteIfExists => {
                     if exists || h.append_action == AppendAction::OverwriteIfExistsOrAdd {
@@ -65,11 +57,7 @@ impl HttpCheck {
                 headers.retain(|(k, _)| *k != name);
             }
         }
-        let method = if c.method.is_empty() {
-            "GET"
-        } else {
-            c.method.as_str()
-        };
+        let method = if c.method.is_empty() { "GET" } else { c.method.as_str() };
         if matches!(method, "POST" | "PUT" | "PATCH") {
             headers.push(("content-length".into(), "0".into()));
         }
@@ -93,9 +81,7 @@ impl HttpCheck {
     }
 
     pub fn expected(&self, status: u16) -> bool {
-        self.expected
-            .iter()
-            .any(|&(s, e)| s <= status && status < e)
+        self.expected.iter().any(|&(s, e)| s <= status && status < e)
     }
 }
 
@@ -144,11 +130,7 @@ pub struct ResponseParser {
 
 impl ResponseParser {
     pub fn new(head_request: bool) -> ResponseParser {
-        ResponseParser {
-            state: State::Head,
-            head_request,
-            response: None,
-        }
+        ResponseParser { state: State::Head, head_request, response: None }
     }
 
     /// Consume bytes from the front of `buf`; `Ok(Some(..))` once the response is
@@ -205,9 +187,7 @@ impl ResponseParser {
         let mut resp = httparse::Response::new(&mut headers);
         let n = match resp.parse(buf) {
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
-                return Err(ParseError::HeadTooLarge)
-            }
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(ParseError::HeadTooLarge),
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(_) => return Err(ParseError::Malformed),
         };
@@ -266,22 +246,13 @@ impl ResponseParser {
             close = true;
             State::UntilClose
         };
-        self.response = Some(Response {
-            status,
-            degraded,
-            immediate_fail,
-            close,
-        });
+        self.response = Some(Response { status, degraded, immediate_fail, close });
         Ok(Some(n))
     }
 
     /// Advance the chunked decoder; `Some(result)` to return from `feed`.
     #[allow(clippy::type_complexity)]
-    fn chunk(
-        &mut self,
-        c: Chunk,
-        buf: &mut Vec<u8>,
-    ) -> Result<Option<Option<Response>>, ParseError> {
+    fn chunk(&mut self, c: Chunk, buf: &mut Vec<u8>) -> Result<Option<Option<Response>>, ParseError> {
         match c {
             Chunk::Size | Chunk::Trailers | Chunk::DataEnd => {
                 let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
@@ -295,8 +266,7 @@ impl ResponseParser {
                     Chunk::Size => {
                         let digits = line.split(|&b| b == b';').next().unwrap_or(b"");
                         let s = std::str::from_utf8(digits).map_err(|_| ParseError::Malformed)?;
-                        let size =
-                            u64::from_str_radix(s.trim(), 16).map_err(|_| ParseError::Malformed)?;
+                        let size = u64::from_str_radix(s.trim(), 16).map_err(|_| ParseError::Malformed)?;
                         if size == 0 {
                             Chunk::Trailers
                         } else {

@@ -95,9 +95,7 @@ impl Checker {
             unhealthy_edge_interval: hc.unhealthy_edge_interval,
             healthy_edge_interval: hc.healthy_edge_interval,
             no_traffic_interval: hc.no_traffic_interval,
-            no_traffic_healthy_interval: hc
-                .no_traffic_healthy_interval
-                .unwrap_or(hc.no_traffic_interval),
+            no_traffic_healthy_interval: hc.no_traffic_healthy_interval.unwrap_or(hc.no_traffic_interval),
             initial_jitter: hc.initial_jitter,
             interval_jitter: hc.interval_jitter,
             interval_jitter_percent: hc.interval_jitter_percent,
@@ -113,13 +111,7 @@ impl Checker {
 
     /// Envoy's `interval(state, changed_state)`: when the next check runs after a
     /// result.
-    pub fn next_interval(
-        &self,
-        healthy: bool,
-        transition: Transition,
-        seen_traffic: bool,
-        rng: &mut Rng,
-    ) -> Duration {
+    pub fn next_interval(&self, healthy: bool, transition: Transition, seen_traffic: bool, rng: &mut Rng) -> Duration {
         let pending = transition == Transition::ChangePending;
         let base = if seen_traffic {
             match (healthy, pending) {
@@ -171,11 +163,7 @@ pub struct HostState {
 
 impl Default for HostState {
     fn default() -> Self {
-        HostState {
-            num_healthy: 0,
-            num_unhealthy: 0,
-            first_check: true,
-        }
+        HostState { num_healthy: 0, num_unhealthy: 0, first_check: true }
     }
 }
 

@@ -23,21 +23,13 @@ use crate::upstream::host::Host;
 /// How a check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    Pass {
-        degraded: bool,
-    },
-    Fail {
-        failure: FailureType,
-        immediate: bool,
-    },
+    Pass { degraded: bool },
+    Fail { failure: FailureType, immediate: bool },
 }
 
 impl Verdict {
     fn network() -> Option<Verdict> {
-        Some(Verdict::Fail {
-            failure: FailureType::Network,
-            immediate: false,
-        })
+        Some(Verdict::Fail { failure: FailureType::Network, immediate: false })
     }
 }
 
@@ -113,10 +105,7 @@ impl Session {
             Phase::Waiting(at) if now >= at => self.start(stack, checker, token, stats, now),
             Phase::InFlight(at) if now >= at => {
                 self.close(stack);
-                Some(Verdict::Fail {
-                    failure: FailureType::NetworkTimeout,
-                    immediate: false,
-                })
+                Some(Verdict::Fail { failure: FailureType::NetworkTimeout, immediate: false })
             }
             _ => None,
         }
@@ -145,13 +134,7 @@ impl Session {
                 stack.close(socket);
                 return Verdict::network();
             }
-            self.conn = Some(Conn {
-                socket,
-                connected: false,
-                out: Vec::new(),
-                written: 0,
-                input: Vec::new(),
-            });
+            self.conn = Some(Conn { socket, connected: false, out: Vec::new(), written: 0, input: Vec::new() });
         }
         let conn = self.conn.as_mut().expect("connected above");
         conn.input.clear();
@@ -265,14 +248,9 @@ impl Session {
                             self.close(stack);
                         }
                         Some(if h.expected(resp.status) {
-                            Verdict::Pass {
-                                degraded: resp.degraded,
-                            }
+                            Verdict::Pass { degraded: resp.degraded }
                         } else {
-                            Verdict::Fail {
-                                failure: FailureType::Active,
-                                immediate: resp.immediate_fail,
-                            }
+                            Verdict::Fail { failure: FailureType::Active, immediate: resp.immediate_fail }
                         })
                     }
                     Ok(None) if conn.input.len() > MAX_HEAD + MAX_INPUT => {

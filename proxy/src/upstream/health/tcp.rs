@@ -13,15 +13,7 @@ pub struct TcpCheck {
 
 impl TcpCheck {
     pub fn new(c: &TcpHealthCheck) -> TcpCheck {
-        TcpCheck {
-            send: c.send.clone(),
-            receive: c
-                .receive
-                .iter()
-                .filter(|b| !b.is_empty())
-                .cloned()
-                .collect(),
-        }
+        TcpCheck { send: c.send.clone(), receive: c.receive.iter().filter(|b| !b.is_empty()).cloned().collect() }
     }
 
     /// Only the connect is checked.
@@ -56,10 +48,7 @@ mod tests {
 
     #[test]
     fn blocks_must_appear_in_order() {
-        let c = TcpCheck {
-            send: b"PING".to_vec(),
-            receive: vec![b"PO".to_vec(), b"NG".to_vec()],
-        };
+        let c = TcpCheck { send: b"PING".to_vec(), receive: vec![b"PO".to_vec(), b"NG".to_vec()] };
         assert!(c.matches(b"PONG"));
         assert!(c.matches(b"xxPOyyNGzz"));
         assert!(!c.matches(b"NGPO"));

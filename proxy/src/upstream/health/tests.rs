@@ -21,16 +21,16 @@ use crate::upstream::monitor::Monitor;
 fn cluster(extra: &str, ports: &[u16]) -> Arc<ClusterInfo> {
     let endpoints: String = ports
         .iter()
-        .map(|p| format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"))
+        .map(|p| {
+            format!(
+                "        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"
+            )
+        })
         .collect();
     let yaml = format!(
         "static_resources:\n  clusters:\n  - name: backend\n    connect_timeout: 1s\n{extra}\n    load_assignment:\n      cluster_name: backend\n      endpoints:\n      - lb_endpoints:\n{endpoints}"
     );
-    let c = sluice_config::load_str(&yaml)
-        .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
-        .bootstrap
-        .clusters
-        .remove(0);
+    let c = sluice_config::load_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}")).bootstrap.clusters.remove(0);
     let hosts = HostSet::new(static_hosts(&c));
     Arc::new(ClusterInfo::new(0, c, hosts))
 }
@@ -43,13 +43,7 @@ fn checker(extra: &str) -> Checker {
 const TCP_HC: &str = "    health_checks:\n    - { timeout: 0.5s, interval: 0.1s, unhealthy_threshold: 2, healthy_threshold: 2, no_traffic_interval: 0.1s, tcp_health_check: {} }";
 
 fn host() -> Host {
-    Host::new(
-        SocketAddr::from(([127, 0, 0, 1], 1)),
-        String::new(),
-        1,
-        0,
-        None,
-    )
+    Host::new(SocketAddr::from(([127, 0, 0, 1], 1)), String::new(), 1, 0, None)
 }
 
 #[test]
@@ -62,38 +56,18 @@ fn first_result_decides_at_once_then_thresholds_apply() {
     assert_eq!(s.handle_success(&h, false, &c, &stats), Transition::Changed);
     assert!(h.healthy());
     // Network failures need unhealthy_threshold (2) in a row.
-    assert_eq!(
-        s.handle_failure(&h, FailureType::Network, &c, &stats),
-        Transition::ChangePending
-    );
-    assert_eq!(
-        s.handle_success(&h, false, &c, &stats),
-        Transition::Unchanged
-    );
-    assert_eq!(
-        s.handle_failure(&h, FailureType::NetworkTimeout, &c, &stats),
-        Transition::ChangePending
-    );
-    assert_eq!(
-        s.handle_failure(&h, FailureType::NetworkTimeout, &c, &stats),
-        Transition::Changed
-    );
-    assert!(
-        h.has_flag(health_flag::FAILED_ACTIVE_HC) && h.has_flag(health_flag::ACTIVE_HC_TIMEOUT)
-    );
+    assert_eq!(s.handle_failure(&h, FailureType::Network, &c, &stats), Transition::ChangePending);
+    assert_eq!(s.handle_success(&h, false, &c, &stats), Transition::Unchanged);
+    assert_eq!(s.handle_failure(&h, FailureType::NetworkTimeout, &c, &stats), Transition::ChangePending);
+    assert_eq!(s.handle_failure(&h, FailureType::NetworkTimeout, &c, &stats), Transition::Changed);
+    assert!(h.has_flag(health_flag::FAILED_ACTIVE_HC) && h.has_flag(health_flag::ACTIVE_HC_TIMEOUT));
     // Coming back needs healthy_threshold (2) passes.
-    assert_eq!(
-        s.handle_success(&h, false, &c, &stats),
-        Transition::ChangePending
-    );
+    assert_eq!(s.handle_success(&h, false, &c, &stats), Transition::ChangePending);
     assert!(!h.healthy());
     assert_eq!(s.handle_success(&h, false, &c, &stats), Transition::Changed);
     assert!(h.healthy() && !h.has_flag(health_flag::ACTIVE_HC_TIMEOUT));
     // A definite (active) failure is immediate.
-    assert_eq!(
-        s.handle_failure(&h, FailureType::Active, &c, &stats),
-        Transition::Changed
-    );
+    assert_eq!(s.handle_failure(&h, FailureType::Active, &c, &stats), Transition::Changed);
     assert!(!h.healthy());
     assert_eq!(stats.hc_success.get(), 4);
     assert_eq!(stats.hc_failure.get(), 4);
@@ -110,10 +84,7 @@ fn degraded_answers_mark_the_host_degraded() {
     assert_eq!(s.handle_success(&h, true, &c, &stats), Transition::Changed);
     assert_eq!(h.health(), crate::upstream::host::Health::Degraded);
     assert_eq!(stats.hc_degraded.get(), 1);
-    assert_eq!(
-        s.handle_success(&h, true, &c, &stats),
-        Transition::Unchanged
-    );
+    assert_eq!(s.handle_success(&h, true, &c, &stats), Transition::Unchanged);
     assert_eq!(s.handle_success(&h, false, &c, &stats), Transition::Changed);
     assert!(h.healthy());
     assert_eq!(stats.hc_degraded.get(), 0);
@@ -126,34 +97,13 @@ fn intervals_follow_state_edges_and_traffic() {
     );
     let mut rng = Rng::new(1);
     let s = |secs| Duration::from_secs(secs);
-    assert_eq!(
-        c.next_interval(true, Transition::Unchanged, true, &mut rng),
-        s(10)
-    );
-    assert_eq!(
-        c.next_interval(false, Transition::Changed, true, &mut rng),
-        s(20)
-    );
-    assert_eq!(
-        c.next_interval(false, Transition::ChangePending, true, &mut rng),
-        s(30)
-    );
-    assert_eq!(
-        c.next_interval(true, Transition::ChangePending, true, &mut rng),
-        s(40)
-    );
-    assert_eq!(
-        c.next_interval(false, Transition::Unchanged, false, &mut rng),
-        s(50)
-    );
-    assert_eq!(
-        c.next_interval(true, Transition::ChangePending, false, &mut rng),
-        s(50)
-    );
-    assert_eq!(
-        c.next_interval(true, Transition::Unchanged, false, &mut rng),
-        s(60)
-    );
+    assert_eq!(c.next_interval(true, Transition::Unchanged, true, &mut rng), s(10));
+    assert_eq!(c.next_interval(false, Transition::Changed, true, &mut rng), s(20));
+    assert_eq!(c.next_interval(false, Transition::ChangePending, true, &mut rng), s(30));
+    assert_eq!(c.next_interval(true, Transition::ChangePending, true, &mut rng), s(40));
+    assert_eq!(c.next_interval(false, Transition::Unchanged, false, &mut rng), s(50));
+    assert_eq!(c.next_interval(true, Transition::ChangePending, false, &mut rng), s(50));
+    assert_eq!(c.next_interval(true, Transition::Unchanged, false, &mut rng), s(60));
     assert_eq!(c.initial_delay(&mut rng), Duration::ZERO);
 }
 
@@ -172,10 +122,7 @@ fn jitter_stays_within_its_bounds() {
         assert!(first < Duration::from_millis(500));
     }
     // 1 s + up to 10 % + up to 200 ms.
-    assert!(
-        lo >= Duration::from_secs(1) && hi < Duration::from_millis(1300),
-        "{lo:?}..{hi:?}"
-    );
+    assert!(lo >= Duration::from_secs(1) && hi < Duration::from_millis(1300), "{lo:?}..{hi:?}");
     assert!(hi > Duration::from_millis(1200), "jitter used: {hi:?}");
 }
 
@@ -186,9 +133,7 @@ fn http_request_is_built_once_with_envoys_headers() {
         &[1],
     );
     let c = Checker::new(&info.config.health_checks[0], info.name());
-    let Protocol::Http(h) = &c.protocol else {
-        panic!()
-    };
+    let Protocol::Http(h) = &c.protocol else { panic!() };
     assert_eq!(
         std::str::from_utf8(&h.request).unwrap(),
         "GET /healthz HTTP/1.1\r\nhost: backend\r\nx-check: a\r\nuser-agent: probe\r\n\r\n"
@@ -221,27 +166,15 @@ fn response_parser_frames_bodies_split_anywhere() {
     for (input, status, close) in cases {
         for chunk in [1, 3, 7, 1000] {
             let r = parse_all(input, chunk, false).unwrap().expect("complete");
-            assert_eq!(
-                (r.status, r.close),
-                (*status, *close),
-                "{}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!((r.status, r.close), (*status, *close), "{}", String::from_utf8_lossy(input));
         }
     }
     // HEAD answers carry no body despite content-length.
-    let r = parse_all(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", 4, true)
-        .unwrap()
-        .unwrap();
+    let r = parse_all(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", 4, true).unwrap().unwrap();
     assert_eq!(r.status, 200);
     // Envoy's headers of interest.
-    let r = parse_all(
-        b"HTTP/1.1 200 OK\r\nx-envoy-degraded: 1\r\ncontent-length: 0\r\n\r\n",
-        5,
-        false,
-    )
-    .unwrap()
-    .unwrap();
+    let r =
+        parse_all(b"HTTP/1.1 200 OK\r\nx-envoy-degraded: 1\r\ncontent-length: 0\r\n\r\n", 5, false).unwrap().unwrap();
     assert!(r.degraded && !r.immediate_fail);
     // Bytes after the response stay for the next one.
     let mut p = ResponseParser::new(false);
@@ -252,24 +185,13 @@ fn response_parser_frames_bodies_split_anywhere() {
 
 #[test]
 fn response_parser_rejects_garbage_and_handles_close_delimited_bodies() {
+    assert_eq!(parse_all(b"SMTP ready\r\n\r\n", 100, false), Err(ParseError::Malformed));
     assert_eq!(
-        parse_all(b"SMTP ready\r\n\r\n", 100, false),
+        parse_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n", 100, false),
         Err(ParseError::Malformed)
     );
     assert_eq!(
-        parse_all(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
-            100,
-            false
-        ),
-        Err(ParseError::Malformed)
-    );
-    assert_eq!(
-        parse_all(
-            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
-            100,
-            false
-        ),
+        parse_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n", 100, false),
         Err(ParseError::Malformed)
     );
     let mut huge = b"HTTP/1.1 200 OK\r\nx: ".to_vec();
@@ -321,12 +243,8 @@ impl HttpOrigin {
                     std::thread::sleep(Duration::from_millis(2));
                     continue;
                 };
-                let (status, degraded, requests, head) = (
-                    Arc::clone(&status),
-                    Arc::clone(&degraded),
-                    Arc::clone(&requests),
-                    Arc::clone(&head),
-                );
+                let (status, degraded, requests, head) =
+                    (Arc::clone(&status), Arc::clone(&degraded), Arc::clone(&requests), Arc::clone(&head));
                 std::thread::spawn(move || {
                     c.set_nonblocking(false).unwrap();
                     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -338,13 +256,9 @@ impl HttpOrigin {
                             *head.lock().unwrap() = String::from_utf8_lossy(&req).into_owned();
                             requests.fetch_add(1, Ordering::Relaxed);
                             let s = status.load(Ordering::Relaxed);
-                            let extra = if degraded.load(Ordering::Relaxed) {
-                                "x-envoy-degraded: true\r\n"
-                            } else {
-                                ""
-                            };
-                            let resp =
-                                format!("HTTP/1.1 {s} X\r\n{extra}content-length: 2\r\n\r\nok");
+                            let extra =
+                                if degraded.load(Ordering::Relaxed) { "x-envoy-degraded: true\r\n" } else { "" };
+                            let resp = format!("HTTP/1.1 {s} X\r\n{extra}content-length: 2\r\n\r\nok");
                             if c.write_all(resp.as_bytes()).is_err() {
                                 return;
                             }
@@ -368,12 +282,7 @@ impl Drop for HttpOrigin {
 }
 
 fn monitor(info: &Arc<ClusterInfo>) -> Monitor<KernelStack> {
-    Monitor::new(
-        KernelStack::new().unwrap(),
-        vec![Arc::clone(info)],
-        5,
-        Instant::now(),
-    )
+    Monitor::new(KernelStack::new().unwrap(), vec![Arc::clone(info)], 5, Instant::now())
 }
 
 /// Turn the monitor until `cond` holds; panics after `limit`.
@@ -392,11 +301,7 @@ fn run_until(
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[test]
@@ -407,24 +312,17 @@ fn tcp_checks_mark_dead_hosts_and_publish_to_workers() {
     let info = cluster(TCP_HC, &[live_port, dead_port]);
     let hosts = info.hosts();
     let (a, b) = (Arc::clone(&hosts.hosts[0]), Arc::clone(&hosts.hosts[1]));
-    assert!(
-        !a.healthy() && !b.healthy(),
-        "health-checked hosts start failed"
-    );
+    assert!(!a.healthy() && !b.healthy(), "health-checked hosts start failed");
     let v0 = info.version();
     let mut m = monitor(&info);
-    run_until(&mut m, Duration::from_secs(5), "first results", |m| {
-        m.initialized()
-    });
+    run_until(&mut m, Duration::from_secs(5), "first results", |m| m.initialized());
     assert!(a.healthy() && !b.healthy());
     assert!(info.version() > v0, "published");
     assert_eq!(info.priority_set().levels[0].healthy, vec![0]);
     assert_eq!(info.stats.hc_healthy.get(), 1);
     // The live host dies: two network failures (threshold 2) at 0.1 s intervals.
     drop(live);
-    let took = run_until(&mut m, Duration::from_secs(3), "dead host marked", |_| {
-        !a.healthy()
-    });
+    let took = run_until(&mut m, Duration::from_secs(3), "dead host marked", |_| !a.healthy());
     assert!(took < Duration::from_millis(1500), "{took:?}");
     assert_eq!(info.priority_set().levels[0].healthy, Vec::<u32>::new());
     assert!(info.stats.hc_network_failure.get() >= 2);
@@ -447,16 +345,9 @@ fn tcp_payload_checks_time_out_on_silent_hosts() {
     let info = cluster(hc, &[port]);
     let h = Arc::clone(&info.hosts().hosts[0]);
     let mut m = monitor(&info);
-    let took = run_until(&mut m, Duration::from_secs(3), "timeout", |_| {
-        info.stats.hc_failure.get() >= 1
-    });
-    assert!(
-        took >= Duration::from_millis(150),
-        "failed before the timeout: {took:?}"
-    );
-    assert!(
-        h.has_flag(health_flag::FAILED_ACTIVE_HC) && h.has_flag(health_flag::ACTIVE_HC_TIMEOUT)
-    );
+    let took = run_until(&mut m, Duration::from_secs(3), "timeout", |_| info.stats.hc_failure.get() >= 1);
+    assert!(took >= Duration::from_millis(150), "failed before the timeout: {took:?}");
+    assert!(h.has_flag(health_flag::FAILED_ACTIVE_HC) && h.has_flag(health_flag::ACTIVE_HC_TIMEOUT));
     // An echo-like host that answers PONG to PING passes.
     let (tx, rx) = std::sync::mpsc::channel();
     let pong = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -486,16 +377,11 @@ fn http_checks_follow_the_status_and_reuse_the_connection() {
     let mut m = monitor(&info);
     run_until(&mut m, Duration::from_secs(3), "healthy", |_| h.healthy());
     let head = origin.last_head.lock().unwrap().clone();
-    assert!(
-        head.starts_with("GET /health HTTP/1.1\r\nhost: backend\r\nuser-agent: Envoy/HC\r\n"),
-        "{head}"
-    );
+    assert!(head.starts_with("GET /health HTTP/1.1\r\nhost: backend\r\nuser-agent: Envoy/HC\r\n"), "{head}");
     // A 503 fails the host at once (an active failure ignores unhealthy_threshold).
     origin.status.store(503, Ordering::Relaxed);
     let fails = info.stats.hc_failure.get();
-    run_until(&mut m, Duration::from_secs(3), "503 seen", |_| {
-        info.stats.hc_failure.get() > fails
-    });
+    run_until(&mut m, Duration::from_secs(3), "503 seen", |_| info.stats.hc_failure.get() > fails);
     assert!(!h.healthy(), "one 503 is enough");
     // Degraded answers.
     origin.status.store(200, Ordering::Relaxed);
@@ -505,9 +391,7 @@ fn http_checks_follow_the_status_and_reuse_the_connection() {
     });
     assert_eq!(info.priority_set().levels[0].degraded, vec![0]);
     let n = origin.requests.load(Ordering::Relaxed);
-    run_until(&mut m, Duration::from_secs(3), "more checks", |_| {
-        origin.requests.load(Ordering::Relaxed) >= n + 5
-    });
+    run_until(&mut m, Duration::from_secs(3), "more checks", |_| origin.requests.load(Ordering::Relaxed) >= n + 5);
     assert!(info.stats.hc_attempt.get() as usize >= n + 5);
     m.shutdown();
 }
@@ -516,38 +400,27 @@ fn http_checks_follow_the_status_and_reuse_the_connection() {
 fn worker_reports_reach_the_authority() {
     let a = TcpListener::bind("127.0.0.1:0").unwrap();
     let b = TcpListener::bind("127.0.0.1:0").unwrap();
-    let ports = [
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    ];
+    let ports = [a.local_addr().unwrap().port(), b.local_addr().unwrap().port()];
     let extra = format!(
         "{TCP_HC}\n    outlier_detection: {{ consecutive_5xx: 3, max_ejection_percent: 50, interval: 0.1s, base_ejection_time: 0.3s }}"
     );
     let info = cluster(&extra, &ports);
     let h = Arc::clone(&info.hosts().hosts[1]);
     let mut m = monitor(&info);
-    run_until(&mut m, Duration::from_secs(3), "first round", |m| {
-        m.initialized()
-    });
+    run_until(&mut m, Duration::from_secs(3), "first round", |m| m.initialized());
     // A worker reports three 503s: the authority ejects and republishes.
     for _ in 0..3 {
         info.put_http_response_code(&h, 503);
     }
-    run_until(&mut m, Duration::from_secs(1), "ejected", |_| {
-        h.has_flag(health_flag::FAILED_OUTLIER_CHECK)
-    });
+    run_until(&mut m, Duration::from_secs(1), "ejected", |_| h.has_flag(health_flag::FAILED_OUTLIER_CHECK));
     assert_eq!(info.priority_set().levels[0].healthy, vec![0]);
     assert_eq!(info.stats.od_ejections_enforced_consecutive_5xx.get(), 1);
     // The next passing active check unejects it (successful_active_health_check_uneject_host).
-    run_until(&mut m, Duration::from_secs(1), "unejected", |_| {
-        !h.has_flag(health_flag::FAILED_OUTLIER_CHECK)
-    });
+    run_until(&mut m, Duration::from_secs(1), "unejected", |_| !h.has_flag(health_flag::FAILED_OUTLIER_CHECK));
     assert_eq!(m.detector(0).unwrap().num_ejections(&h), 1);
     // A passive failure report fails the host through its health checker.
     info.report_immediate_health_check_fail(&h);
-    run_until(&mut m, Duration::from_secs(1), "passive", |_| {
-        info.stats.hc_passive_failure.get() == 1
-    });
+    run_until(&mut m, Duration::from_secs(1), "passive", |_| info.stats.hc_passive_failure.get() == 1);
     assert!(h.has_flag(health_flag::FAILED_ACTIVE_HC));
     drop((a, b));
 }
@@ -556,44 +429,21 @@ fn worker_reports_reach_the_authority() {
 fn dns_membership_changes_start_and_stop_sessions() {
     let a = TcpListener::bind("127.0.0.1:0").unwrap();
     let b = TcpListener::bind("127.0.0.1:0").unwrap();
-    let (pa, pb) = (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    );
+    let (pa, pb) = (a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
     let info = cluster(TCP_HC, &[pa]);
     let mut m = monitor(&info);
     run_until(&mut m, Duration::from_secs(3), "first", |m| m.initialized());
     let old = info.hosts();
-    let newcomer = Arc::new(Host::new(
-        SocketAddr::from(([127, 0, 0, 1], pb)),
-        String::new(),
-        1,
-        0,
-        None,
-    ));
-    info.publish(HostSet::new(vec![
-        Arc::clone(&old.hosts[0]),
-        Arc::clone(&newcomer),
-    ]));
-    assert!(
-        newcomer.has_flag(health_flag::FAILED_ACTIVE_HC),
-        "new hosts start failed"
-    );
+    let newcomer = Arc::new(Host::new(SocketAddr::from(([127, 0, 0, 1], pb)), String::new(), 1, 0, None));
+    info.publish(HostSet::new(vec![Arc::clone(&old.hosts[0]), Arc::clone(&newcomer)]));
+    assert!(newcomer.has_flag(health_flag::FAILED_ACTIVE_HC), "new hosts start failed");
     assert!(old.hosts[0].healthy(), "known hosts keep their state");
-    run_until(&mut m, Duration::from_secs(3), "newcomer checked", |_| {
-        newcomer.healthy()
-    });
+    run_until(&mut m, Duration::from_secs(3), "newcomer checked", |_| newcomer.healthy());
     assert_eq!(info.priority_set().levels[0].healthy, vec![0, 1]);
     info.publish(HostSet::new(vec![Arc::clone(&newcomer)]));
     let attempts = info.stats.hc_attempt.get();
-    run_until(&mut m, Duration::from_secs(3), "checks go on", |_| {
-        info.stats.hc_attempt.get() >= attempts + 3
-    });
-    assert_eq!(
-        info.stats.hc_healthy.get(),
-        1,
-        "the removed host left the gauge"
-    );
+    run_until(&mut m, Duration::from_secs(3), "checks go on", |_| info.stats.hc_attempt.get() >= attempts + 3);
+    assert_eq!(info.stats.hc_healthy.get(), 1, "the removed host left the gauge");
     drop((a, b));
 }
 
@@ -612,12 +462,7 @@ fn first_traffic_brings_long_no_traffic_checks_forward() {
     assert_eq!(info.stats.hc_attempt.get(), attempts);
     // ... until the cluster sees traffic.
     info.note_traffic();
-    run_until(
-        &mut m,
-        Duration::from_secs(2),
-        "checked at interval",
-        |_| info.stats.hc_attempt.get() >= attempts + 2,
-    );
+    run_until(&mut m, Duration::from_secs(2), "checked at interval", |_| info.stats.hc_attempt.get() >= attempts + 2);
     drop(a);
 }
 
@@ -630,9 +475,7 @@ fn refused_hosts_stay_failed_and_keep_being_checked() {
     let h = Arc::clone(&info.hosts().hosts[0]);
     assert!(!h.healthy());
     let n = info.stats.hc_attempt.get();
-    run_until(&mut m, Duration::from_secs(3), "retries", |_| {
-        info.stats.hc_attempt.get() >= n + 3
-    });
+    run_until(&mut m, Duration::from_secs(3), "retries", |_| info.stats.hc_attempt.get() >= n + 3);
     assert!(!h.healthy());
     assert_eq!(info.stats.hc_success.get(), 0);
     assert!(info.stats.hc_network_failure.get() >= n + 2);

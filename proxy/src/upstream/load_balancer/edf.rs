@@ -35,10 +35,7 @@ impl PartialOrd for Entry {
 impl Ord for Entry {
     /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest deadline first.
     fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .deadline
-            .total_cmp(&self.deadline)
-            .then_with(|| other.order.cmp(&self.order))
+        other.deadline.total_cmp(&self.deadline).then_with(|| other.order.cmp(&self.order))
     }
 }
 
@@ -57,11 +54,7 @@ impl Edf {
     /// Insert `item` due `1 / weight` from now (`weight > 0`).
     pub fn add(&mut self, weight: f64, item: u32) {
         let deadline = self.current_time + 1.0 / weight;
-        self.heap.push(Entry {
-            deadline,
-            order: self.order,
-            item,
-        });
+        self.heap.push(Entry { deadline, order: self.order, item });
         self.order += 1;
     }
 
@@ -93,18 +86,10 @@ impl Edf {
                 floor -= 1;
             }
             max_pick_time = max_pick_time.max(f64::from(floor) / w);
-            heap.push(Entry {
-                deadline: f64::from(floor + 1) / w,
-                order: i as u64,
-                item,
-            });
+            heap.push(Entry { deadline: f64::from(floor + 1) / w, order: i as u64, item });
             picked += floor;
         }
-        let mut edf = Edf {
-            heap: BinaryHeap::from(heap),
-            current_time: max_pick_time,
-            order: items.len() as u64,
-        };
+        let mut edf = Edf { heap: BinaryHeap::from(heap), current_time: max_pick_time, order: items.len() as u64 };
         while picked < picks {
             edf.pick_and_add(&weight);
             picked += 1;
@@ -170,10 +155,7 @@ mod tests {
                 cb[b.pick_and_add(|i| w[i as usize]).unwrap() as usize] += 1;
             }
             for k in 0..4 {
-                assert!(
-                    (ca[k] - cb[k]).abs() <= 1,
-                    "after {n} picks: {ca:?} vs {cb:?}"
-                );
+                assert!((ca[k] - cb[k]).abs() <= 1, "after {n} picks: {ca:?} vs {cb:?}");
             }
         }
     }

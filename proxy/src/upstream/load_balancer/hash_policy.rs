@@ -135,10 +135,7 @@ mod tests {
     fn policies_combine_by_rotation_and_terminal_stops() {
         let mut acc = HashAccumulator::default();
         acc.add(None, true);
-        assert!(
-            !acc.done(),
-            "a terminal policy without a hash does not stop"
-        );
+        assert!(!acc.done(), "a terminal policy without a hash does not stop");
         acc.add(Some(5), false);
         acc.add(Some(5), false);
         // Equal hashes do not cancel out: rotl(5, 1) ^ 5 = 10 ^ 5 = 15.

@@ -30,11 +30,7 @@ fn dynamic_weight(host: &Host) -> f64 {
 
 impl LeastRequest {
     pub fn new(choice_count: u32, seed: u64) -> LeastRequest {
-        LeastRequest {
-            choice_count: choice_count.max(1),
-            seed,
-            edf: Vec::new(),
-        }
+        LeastRequest { choice_count: choice_count.max(1), seed, edf: Vec::new() }
     }
 
     pub fn refresh(&mut self, ps: &PrioritySet) {
@@ -43,21 +39,15 @@ impl LeastRequest {
             for source in [Source::All, Source::Healthy, Source::Degraded] {
                 let hosts = level.hosts(source);
                 let w = |i: u32| dynamic_weight(&ps.hosts.hosts[i as usize]);
-                self.edf
-                    .push((hosts.len() > 1 && !weights_equal(ps, hosts)).then(|| {
-                        let items: Vec<(u32, f64)> = hosts.iter().map(|&i| (i, w(i))).collect();
-                        Edf::with_picks(&items, self.seed as u32, w)
-                    }));
+                self.edf.push((hosts.len() > 1 && !weights_equal(ps, hosts)).then(|| {
+                    let items: Vec<(u32, f64)> = hosts.iter().map(|&i| (i, w(i))).collect();
+                    Edf::with_picks(&items, self.seed as u32, w)
+                }));
             }
         }
     }
 
-    pub fn choose(
-        &mut self,
-        ps: &PrioritySet,
-        ctx: &LbContext<'_>,
-        rng: &mut PickRng,
-    ) -> Option<Pick> {
+    pub fn choose(&mut self, ps: &PrioritySet, ctx: &LbContext<'_>, rng: &mut PickRng) -> Option<Pick> {
         let choice = ps.choose(rng.next_u64())?;
         let hosts = ps.source_hosts(choice);
         if hosts.is_empty() {
@@ -69,16 +59,10 @@ impl LeastRequest {
         let slot = choice.priority * Source::COUNT + choice.source as usize;
         let index = match &mut self.edf[slot] {
             Some(edf) => {
-                let attempts = if ctx.exclude.is_empty() {
-                    1
-                } else {
-                    hosts.len()
-                };
+                let attempts = if ctx.exclude.is_empty() { 1 } else { hosts.len() };
                 let mut pick = hosts[0];
                 for _ in 0..attempts {
-                    pick = edf
-                        .pick_and_add(|i| dynamic_weight(&ps.hosts.hosts[i as usize]))
-                        .unwrap_or(hosts[0]);
+                    pick = edf.pick_and_add(|i| dynamic_weight(&ps.hosts.hosts[i as usize])).unwrap_or(hosts[0]);
                     if ctx.allows(pick) {
                         break;
                     }
@@ -87,22 +71,13 @@ impl LeastRequest {
             }
             None => self.n_choices(ps, hosts, ctx, rng),
         };
-        Some(Pick {
-            index: index as usize,
-            panic: choice.panic,
-        })
+        Some(Pick { index: index as usize, panic: choice.panic })
     }
 
     /// Sample `choice_count` hosts and keep the least loaded (Envoy's
     /// `unweightedHostPickNChoices`); an excluded sample is replaced by the next allowed
     /// host of the source.
-    fn n_choices(
-        &self,
-        ps: &PrioritySet,
-        hosts: &[u32],
-        ctx: &LbContext<'_>,
-        rng: &mut PickRng,
-    ) -> u32 {
+    fn n_choices(&self, ps: &PrioritySet, hosts: &[u32], ctx: &LbContext<'_>, rng: &mut PickRng) -> u32 {
         let mut best: Option<(u32, u32)> = None;
         for _ in 0..self.choice_count {
             let start = (rng.next_u64() % hosts.len() as u64) as usize;
@@ -111,9 +86,7 @@ impl LeastRequest {
             } else {
                 first_allowed(hosts, start, ctx).unwrap_or(hosts[start])
             };
-            let active = ps.hosts.hosts[sampled as usize]
-                .rq_active
-                .load(Ordering::Relaxed);
+            let active = ps.hosts.hosts[sampled as usize].rq_active.load(Ordering::Relaxed);
             match best {
                 Some((_, a)) if active >= a => {}
                 _ => best = Some((sampled, active)),

@@ -57,9 +57,7 @@ impl Maglev {
             .collect();
         let size = table_size as usize;
         m.table = vec![EMPTY; size];
-        let permutation = |e: &BuildEntry| {
-            (e.offset.wrapping_add(e.skip.wrapping_mul(e.next)) % table_size) as usize
-        };
+        let permutation = |e: &BuildEntry| (e.offset.wrapping_add(e.skip.wrapping_mul(e.next)) % table_size) as usize;
         let mut filled = 0usize;
         let mut iteration: u32 = 1;
         while filled < size {

@@ -114,9 +114,7 @@ impl LoadBalancer {
     pub fn new(config: &LbConfig, seed: u64) -> LoadBalancer {
         match config.policy {
             LbPolicy::RoundRobin => LoadBalancer::RoundRobin(RoundRobin::new(seed)),
-            LbPolicy::LeastRequest => {
-                LoadBalancer::LeastRequest(LeastRequest::new(config.choice_count, seed))
-            }
+            LbPolicy::LeastRequest => LoadBalancer::LeastRequest(LeastRequest::new(config.choice_count, seed)),
             LbPolicy::Random => LoadBalancer::Random(RandomLb),
             LbPolicy::RingHash => LoadBalancer::RingHash,
             LbPolicy::Maglev => LoadBalancer::Maglev,
@@ -156,11 +154,7 @@ fn choose_hashed(ps: &PrioritySet, ctx: &LbContext<'_>, rng: &mut PickRng) -> Op
     let h = ctx.hash.unwrap_or_else(|| rng.next_u64());
     let choice = ps.choose(h)?;
     let table = ps.hash_tables.get(choice.priority)?;
-    let attempts = if ctx.exclude.is_empty() {
-        1
-    } else {
-        MAX_HASH_ATTEMPTS
-    };
+    let attempts = if ctx.exclude.is_empty() { 1 } else { MAX_HASH_ATTEMPTS };
     let mut pick = None;
     for attempt in 0..attempts {
         let index = table.choose(h, attempt)?;
@@ -169,10 +163,7 @@ fn choose_hashed(ps: &PrioritySet, ctx: &LbContext<'_>, rng: &mut PickRng) -> Op
             break;
         }
     }
-    pick.map(|index| Pick {
-        index: index as usize,
-        panic: choice.panic,
-    })
+    pick.map(|index| Pick { index: index as usize, panic: choice.panic })
 }
 
 /// How far a hashing balancer walks to avoid excluded hosts before giving up.
@@ -199,15 +190,8 @@ impl HashTable {
             .iter()
             .enumerate()
             .map(|(p, level)| {
-                let members = if ps.panic[p] {
-                    &level.all
-                } else {
-                    &level.healthy
-                };
-                let sum: u64 = members
-                    .iter()
-                    .map(|&i| u64::from(ps.hosts.hosts[i as usize].weight))
-                    .sum();
+                let members = if ps.panic[p] { &level.all } else { &level.healthy };
+                let sum: u64 = members.iter().map(|&i| u64::from(ps.hosts.hosts[i as usize].weight)).sum();
                 if members.is_empty() || sum == 0 {
                     return HashTable::Empty;
                 }
@@ -215,11 +199,7 @@ impl HashTable {
                     .iter()
                     .map(|&i| {
                         let h = &ps.hosts.hosts[i as usize];
-                        WeightedHost {
-                            index: i,
-                            key: h.address.to_string(),
-                            weight: f64::from(h.weight) / sum as f64,
-                        }
+                        WeightedHost { index: i, key: h.address.to_string(), weight: f64::from(h.weight) / sum as f64 }
                     })
                     .collect();
                 match lb.policy {
@@ -275,9 +255,7 @@ impl PickRng {
 /// The first host of `hosts` at or after position `start` (wrapping) that `ctx`
 /// allows, or `None` when every host is excluded.
 fn first_allowed(hosts: &[u32], start: usize, ctx: &LbContext<'_>) -> Option<u32> {
-    (0..hosts.len())
-        .map(|k| hosts[(start + k) % hosts.len()])
-        .find(|&i| ctx.allows(i))
+    (0..hosts.len()).map(|k| hosts[(start + k) % hosts.len()]).find(|&i| ctx.allows(i))
 }
 
 /// Whether every host in `hosts` has the same weight (Envoy skips EDF then).

@@ -10,12 +10,7 @@ use crate::upstream::priority::PrioritySet;
 pub struct RandomLb;
 
 impl RandomLb {
-    pub fn choose(
-        &mut self,
-        ps: &PrioritySet,
-        ctx: &LbContext<'_>,
-        rng: &mut PickRng,
-    ) -> Option<Pick> {
+    pub fn choose(&mut self, ps: &PrioritySet, ctx: &LbContext<'_>, rng: &mut PickRng) -> Option<Pick> {
         let r = rng.next_u64();
         let choice = ps.choose(r)?;
         let hosts = ps.source_hosts(choice);
@@ -28,9 +23,6 @@ impl RandomLb {
         } else {
             first_allowed(hosts, start, ctx).unwrap_or(hosts[start])
         };
-        Some(Pick {
-            index: index as usize,
-            panic: choice.panic,
-        })
+        Some(Pick { index: index as usize, panic: choice.panic })
     }
 }

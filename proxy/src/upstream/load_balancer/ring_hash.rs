@@ -36,8 +36,7 @@ impl Ring {
             return ring;
         }
         let min_weight = hosts.iter().map(|h| h.weight).fold(f64::INFINITY, f64::min);
-        let scale =
-            ((min_weight * min_ring_size as f64).ceil() / min_weight).min(max_ring_size as f64);
+        let scale = ((min_weight * min_ring_size as f64).ceil() / min_weight).min(max_ring_size as f64);
         let ring_size = scale.ceil() as usize;
         ring.entries.reserve(ring_size);
         ring.min_hashes_per_host = ring_size as u64;
@@ -54,10 +53,7 @@ impl Ring {
             while current < target {
                 key.truncate(prefix);
                 push_decimal(&mut key, i);
-                ring.entries.push(Entry {
-                    hash: xxh64(&key, 0),
-                    host: h.index,
-                });
+                ring.entries.push(Entry { hash: xxh64(&key, 0), host: h.index });
                 i += 1;
                 current += 1.0;
             }
@@ -118,11 +114,7 @@ pub(crate) fn ketama_reference(ring: &Ring, h: u64) -> Option<u32> {
             break;
         }
         let midval = entries[mid as usize].hash;
-        let midval1 = if mid == 0 {
-            0
-        } else {
-            entries[mid as usize - 1].hash
-        };
+        let midval1 = if mid == 0 { 0 } else { entries[mid as usize - 1].hash };
         if h <= midval && h > midval1 {
             break;
         }

@@ -19,13 +19,7 @@ fn hosts(spec: &[(u16, u32, u32)]) -> Arc<HostSet> {
     Arc::new(HostSet::new(
         spec.iter()
             .map(|&(port, w, p)| {
-                Arc::new(Host::new(
-                    SocketAddr::from(([127, 0, 0, 1], port)),
-                    String::new(),
-                    w,
-                    p,
-                    None,
-                ))
+                Arc::new(Host::new(SocketAddr::from(([127, 0, 0, 1], port)), String::new(), w, p, None))
             })
             .collect(),
     ))
@@ -36,10 +30,7 @@ fn equal(n: u16) -> Arc<HostSet> {
 }
 
 fn config(policy: LbPolicy) -> LbConfig {
-    LbConfig {
-        policy,
-        ..LbConfig::default()
-    }
+    LbConfig { policy, ..LbConfig::default() }
 }
 
 fn ps(h: &Arc<HostSet>, lb: &LbConfig) -> PrioritySet {
@@ -51,10 +42,7 @@ fn counts(lb: &mut LoadBalancer, p: &PrioritySet, n: usize, seed: u64) -> Vec<us
     let mut rng = Rng::new(seed);
     let mut c = vec![0; p.hosts.len()];
     for _ in 0..n {
-        let ctx = LbContext {
-            random: rng.next_u64(),
-            ..Default::default()
-        };
+        let ctx = LbContext { random: rng.next_u64(), ..Default::default() };
         c[lb.choose(p, &ctx).unwrap().index] += 1;
     }
     c
@@ -71,16 +59,12 @@ fn round_robin_rotates_from_its_seed() {
     let p = ps(&h, &lb_cfg);
     let mut lb = LoadBalancer::new(&lb_cfg, 0);
     lb.refresh(&p);
-    let picks: Vec<usize> = (0..6)
-        .map(|_| lb.choose(&p, &LbContext::default()).unwrap().index)
-        .collect();
+    let picks: Vec<usize> = (0..6).map(|_| lb.choose(&p, &LbContext::default()).unwrap().index).collect();
     assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
     // Another seed starts elsewhere in the same rotation.
     let mut lb = LoadBalancer::new(&lb_cfg, 4);
     lb.refresh(&p);
-    let picks: Vec<usize> = (0..3)
-        .map(|_| lb.choose(&p, &LbContext::default()).unwrap().index)
-        .collect();
+    let picks: Vec<usize> = (0..3).map(|_| lb.choose(&p, &LbContext::default()).unwrap().index).collect();
     assert_eq!(picks, vec![1, 2, 0]);
 }
 
@@ -113,13 +97,8 @@ fn round_robin_keeps_its_rotation_across_refreshes() {
 #[test]
 fn exclusions_move_every_policy_to_another_host() {
     let h = equal(3);
-    for policy in [
-        LbPolicy::RoundRobin,
-        LbPolicy::LeastRequest,
-        LbPolicy::Random,
-        LbPolicy::RingHash,
-        LbPolicy::Maglev,
-    ] {
+    for policy in [LbPolicy::RoundRobin, LbPolicy::LeastRequest, LbPolicy::Random, LbPolicy::RingHash, LbPolicy::Maglev]
+    {
         let mut lb_cfg = config(policy);
         lb_cfg.ring_hash.minimum_ring_size = 64;
         lb_cfg.maglev_table_size = 251;
@@ -129,23 +108,9 @@ fn exclusions_move_every_policy_to_another_host() {
         let mut rng = Rng::new(3);
         for _ in 0..200 {
             let r = rng.next_u64();
-            let first = lb
-                .choose(
-                    &p,
-                    &LbContext {
-                        random: r,
-                        hash: Some(r),
-                        ..Default::default()
-                    },
-                )
-                .unwrap()
-                .index;
+            let first = lb.choose(&p, &LbContext { random: r, hash: Some(r), ..Default::default() }).unwrap().index;
             let excluded = [first];
-            let ctx = LbContext {
-                random: rng.next_u64(),
-                hash: Some(r),
-                exclude: &excluded,
-            };
+            let ctx = LbContext { random: rng.next_u64(), hash: Some(r), exclude: &excluded };
             let again = lb.choose(&p, &ctx).unwrap().index;
             assert_ne!(again, first, "{policy:?} chose the excluded host again");
         }
@@ -168,10 +133,7 @@ fn least_request_prefers_idle_hosts() {
     h.hosts[0].rq_active.store(5, Ordering::Relaxed);
     let c = counts(&mut lb, &p, 36_000, 2);
     assert!(within(c[0], 4_000.0, 0.1), "{c:?}");
-    assert!(
-        within(c[1], 16_000.0, 0.05) && within(c[2], 16_000.0, 0.05),
-        "{c:?}"
-    );
+    assert!(within(c[1], 16_000.0, 0.05) && within(c[2], 16_000.0, 0.05), "{c:?}");
     // With choice_count 5 it is chosen only when all five samples hit it (1/243).
     let mut five = lb_cfg.clone();
     five.choice_count = 5;
@@ -216,13 +178,8 @@ fn ring_hash_matches_envoys_ring() {
     let mut lb_cfg = config(LbPolicy::RingHash);
     lb_cfg.ring_hash.minimum_ring_size = 12;
     let p = ps(&h, &lb_cfg);
-    let HashTable::Ring(ring) = &p.hash_tables[0] else {
-        panic!("no ring")
-    };
-    let ring: Vec<(u64, u16)> = ring
-        .hashes()
-        .map(|(hash, i)| (hash, h.hosts[i as usize].address.port()))
-        .collect();
+    let HashTable::Ring(ring) = &p.hash_tables[0] else { panic!("no ring") };
+    let ring: Vec<(u64, u16)> = ring.hashes().map(|(hash, i)| (hash, h.hosts[i as usize].address.port())).collect();
     assert_eq!(
         ring,
         vec![
@@ -242,15 +199,7 @@ fn ring_hash_matches_envoys_ring() {
     );
     let mut lb = LoadBalancer::new(&lb_cfg, 0);
     let pick = |lb: &mut LoadBalancer, hash: u64| {
-        lb.choose(
-            &p,
-            &LbContext {
-                hash: Some(hash),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-        .index
+        lb.choose(&p, &LbContext { hash: Some(hash), ..Default::default() }).unwrap().index
     };
     assert_eq!(pick(&mut lb, 0), 4);
     assert_eq!(pick(&mut lb, u64::MAX), 4);
@@ -266,23 +215,12 @@ fn maglev_matches_envoys_table() {
     let mut lb_cfg = config(LbPolicy::Maglev);
     lb_cfg.maglev_table_size = 7;
     let p = ps(&h, &lb_cfg);
-    let HashTable::Maglev(m) = &p.hash_tables[0] else {
-        panic!("no table")
-    };
+    let HashTable::Maglev(m) = &p.hash_tables[0] else { panic!("no table") };
     assert_eq!(m.slots(), &[2, 4, 0, 1, 5, 0, 3]);
     assert_eq!((m.min_entries_per_host, m.max_entries_per_host), (1, 2));
     let mut lb = LoadBalancer::new(&lb_cfg, 0);
     for i in 0..21u64 {
-        let got = lb
-            .choose(
-                &p,
-                &LbContext {
-                    hash: Some(i),
-                    ..Default::default()
-                },
-            )
-            .unwrap()
-            .index;
+        let got = lb.choose(&p, &LbContext { hash: Some(i), ..Default::default() }).unwrap().index;
         assert_eq!(got, [2, 4, 0, 1, 5, 0, 3][(i % 7) as usize]);
     }
 }
@@ -293,16 +231,7 @@ fn hash_picks(policy: LbPolicy, h: &Arc<HostSet>, keys: &[u64]) -> Vec<SocketAdd
     let mut lb = LoadBalancer::new(&lb_cfg, 0);
     keys.iter()
         .map(|&k| {
-            let i = lb
-                .choose(
-                    &p,
-                    &LbContext {
-                        hash: Some(k),
-                        ..Default::default()
-                    },
-                )
-                .unwrap()
-                .index;
+            let i = lb.choose(&p, &LbContext { hash: Some(k), ..Default::default() }).unwrap().index;
             h.hosts[i].address
         })
         .collect()
@@ -320,11 +249,7 @@ fn consistent_hashing_is_stable_and_moves_only_the_removed_hosts_keys() {
     for policy in [LbPolicy::RingHash, LbPolicy::Maglev] {
         let before = hash_picks(policy, &all, &keys);
         // Same key, same host: a rebuilt table (another worker, a refresh) agrees.
-        assert_eq!(
-            before,
-            hash_picks(policy, &all, &keys),
-            "{policy:?} unstable"
-        );
+        assert_eq!(before, hash_picks(policy, &all, &keys), "{policy:?} unstable");
         // Distribution within tolerance.
         let mut per_host: HashMap<SocketAddr, usize> = HashMap::new();
         for a in &before {
@@ -336,13 +261,7 @@ fn consistent_hashing_is_stable_and_moves_only_the_removed_hosts_keys() {
         }
         // Remove host :93 (keeping the others' identities).
         let removed = SocketAddr::from(([127, 0, 0, 1], 93));
-        let fewer = Arc::new(HostSet::new(
-            all.hosts
-                .iter()
-                .filter(|h| h.address != removed)
-                .cloned()
-                .collect(),
-        ));
+        let fewer = Arc::new(HostSet::new(all.hosts.iter().filter(|h| h.address != removed).cloned().collect()));
         let after = hash_picks(policy, &fewer, &keys);
         let mut moved_other = 0;
         for (b, a) in before.iter().zip(&after) {
@@ -361,10 +280,7 @@ fn consistent_hashing_is_stable_and_moves_only_the_removed_hosts_keys() {
             // Maglev trades a little disruption for balance (paper section 5.3).
             _ => 0.03,
         };
-        assert!(
-            (moved_other as f64) < others as f64 * bound,
-            "{policy:?} moved {moved_other} of {others} other keys"
-        );
+        assert!((moved_other as f64) < others as f64 * bound, "{policy:?} moved {moved_other} of {others} other keys");
     }
 }
 
@@ -372,9 +288,7 @@ fn consistent_hashing_is_stable_and_moves_only_the_removed_hosts_keys() {
 fn ring_lookup_is_envoys_ketama_search() {
     let h = equal(7);
     let p = ps(&h, &config(LbPolicy::RingHash));
-    let HashTable::Ring(r) = &p.hash_tables[0] else {
-        panic!()
-    };
+    let HashTable::Ring(r) = &p.hash_tables[0] else { panic!() };
     let mut probes: Vec<u64> = keys(50_000);
     // Ring positions themselves, their neighbours and the extremes.
     for (hash, _) in r.hashes() {
@@ -403,15 +317,11 @@ fn ring_size_respects_minimum_and_maximum() {
     let mut lb_cfg = config(LbPolicy::RingHash);
     lb_cfg.ring_hash.minimum_ring_size = 1000;
     let p = ps(&h, &lb_cfg);
-    let HashTable::Ring(r) = &p.hash_tables[0] else {
-        panic!()
-    };
+    let HashTable::Ring(r) = &p.hash_tables[0] else { panic!() };
     assert_eq!(r.len(), 1002, "ceil(1/3 × 1000) = 334 per host");
     lb_cfg.ring_hash.maximum_ring_size = 30;
     let p = ps(&h, &lb_cfg);
-    let HashTable::Ring(r) = &p.hash_tables[0] else {
-        panic!()
-    };
+    let HashTable::Ring(r) = &p.hash_tables[0] else { panic!() };
     assert_eq!(r.len(), 30);
     assert_eq!((r.min_hashes_per_host, r.max_hashes_per_host), (10, 10));
 }
@@ -434,40 +344,15 @@ fn priority_load_uses_the_overprovisioning_factor() {
     let mut lb = LoadBalancer::new(&lb_cfg, 0);
     assert_eq!(p.choose(69).unwrap().priority, 0);
     assert_eq!(p.choose(71).unwrap().priority, 1);
-    let picked = lb
-        .choose(
-            &p,
-            &LbContext {
-                hash: Some(69),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-        .index;
+    let picked = lb.choose(&p, &LbContext { hash: Some(69), ..Default::default() }).unwrap().index;
     assert_eq!(picked, 0);
-    let picked = lb
-        .choose(
-            &p,
-            &LbContext {
-                hash: Some(71),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-        .index;
+    let picked = lb.choose(&p, &LbContext { hash: Some(71), ..Default::default() }).unwrap().index;
     assert_eq!(picked, 2);
 }
 
 #[test]
 fn lower_priorities_serve_only_what_the_first_cannot() {
-    let h = hosts(&[
-        (80, 1, 0),
-        (81, 1, 0),
-        (82, 1, 0),
-        (83, 1, 0),
-        (90, 1, 1),
-        (91, 1, 1),
-    ]);
+    let h = hosts(&[(80, 1, 0), (81, 1, 0), (82, 1, 0), (83, 1, 0), (90, 1, 1), (91, 1, 1)]);
     let lb_cfg = config(LbPolicy::RoundRobin);
     // 3 of 4 healthy: 140 × 3 / 4 = 105, capped at 100: P1 gets nothing.
     unhealthy(&h.hosts[0]);
@@ -502,9 +387,7 @@ fn panic_mode_uses_all_hosts_of_the_level() {
     assert_eq!((c.source, c.panic), (Source::All, true));
     let mut lb = LoadBalancer::new(&lb_cfg, 0);
     lb.refresh(&p);
-    let picks: Vec<Pick> = (0..3)
-        .map(|_| lb.choose(&p, &LbContext::default()).unwrap())
-        .collect();
+    let picks: Vec<Pick> = (0..3).map(|_| lb.choose(&p, &LbContext::default()).unwrap()).collect();
     assert!(picks.iter().all(|p| p.panic));
     let mut idx: Vec<usize> = picks.iter().map(|p| p.index).collect();
     idx.sort();
@@ -545,10 +428,7 @@ fn degraded_hosts_take_load_only_when_healthy_ones_fall_short() {
     let p = ps(&h, &lb_cfg);
     // Healthy 1/4 × 1.4 = 35 %, degraded 2/4 × 1.4 = 70 %: 35 % healthy, 65 % degraded.
     assert_eq!((p.health.clone(), p.degraded.clone()), (vec![35], vec![70]));
-    assert_eq!(
-        (p.healthy_load.clone(), p.degraded_load.clone()),
-        (vec![35], vec![65])
-    );
+    assert_eq!((p.healthy_load.clone(), p.degraded_load.clone()), (vec![35], vec![65]));
     assert_eq!(p.choose(34).unwrap().source, Source::Healthy);
     assert_eq!(p.choose(35).unwrap().source, Source::Degraded);
     let mut lb = LoadBalancer::new(&lb_cfg, 0);

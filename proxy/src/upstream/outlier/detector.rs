@@ -70,11 +70,7 @@ impl Detector {
         Detector {
             next_interval: now + config.interval,
             config,
-            hosts: hosts
-                .hosts
-                .iter()
-                .map(|h| HostState::new(Arc::clone(h)))
-                .collect(),
+            hosts: hosts.hosts.iter().map(|h| HostState::new(Arc::clone(h))).collect(),
             ejections_active: 0,
             rng: Rng::new(seed),
             success_rate_thresholds: [None, None],
@@ -123,9 +119,7 @@ impl Detector {
             }
         }
         self.hosts = kept;
-        stats
-            .od_ejections_active
-            .set(i64::from(self.ejections_active));
+        stats.od_ejections_active.set(i64::from(self.ejections_active));
     }
 
     /// Handle the consecutive-error detections workers posted. True when a host's
@@ -147,13 +141,7 @@ impl Detector {
     }
 
     /// Envoy's `onConsecutiveErrorWorker`.
-    fn on_consecutive_error(
-        &mut self,
-        i: usize,
-        ty: EjectionType,
-        now: Instant,
-        stats: &UpstreamStats,
-    ) -> bool {
+    fn on_consecutive_error(&mut self, i: usize, ty: EjectionType, now: Instant, stats: &UpstreamStats) -> bool {
         if self.hosts[i].ejected() {
             return false;
         }
@@ -166,9 +154,7 @@ impl Detector {
                 monitor.reset_consecutive_5xx();
             }
             EjectionType::ConsecutiveGatewayFailure => monitor.reset_consecutive_gateway_failure(),
-            EjectionType::ConsecutiveLocalOriginFailure => {
-                monitor.reset_consecutive_local_origin_failure()
-            }
+            EjectionType::ConsecutiveLocalOriginFailure => monitor.reset_consecutive_local_origin_failure(),
             _ => {}
         }
         ejected
@@ -178,8 +164,7 @@ impl Detector {
     /// the enforcing percentage, then eject with the next backoff and fresh jitter.
     fn eject(&mut self, i: usize, ty: EjectionType, now: Instant, stats: &UpstreamStats) -> bool {
         let max_percent = f64::from(self.config.max_ejection_percent.min(100));
-        let ejected_percent =
-            100.0 * f64::from(self.ejections_active + 1) / self.hosts.len().max(1) as f64;
+        let ejected_percent = 100.0 * f64::from(self.ejections_active + 1) / self.hosts.len().max(1) as f64;
         let mut should_eject = ejected_percent <= max_percent;
         if self.config.always_eject_one_host {
             should_eject |= self.ejections_active == 0;
@@ -195,17 +180,12 @@ impl Detector {
             return false;
         }
         self.ejections_active += 1;
-        stats
-            .od_ejections_active
-            .set(i64::from(self.ejections_active));
+        stats.od_ejections_active.set(i64::from(self.ejections_active));
         stats.od_ejections_enforced_total.inc();
         enforced_stat(stats, ty).inc();
         let jitter_ms = self.config.max_ejection_time_jitter.as_millis() as u64;
         let jitter = Duration::from_millis(self.rng.below(jitter_ms + 1));
-        let (base, max) = (
-            self.config.base_ejection_time,
-            self.config.max_ejection_time,
-        );
+        let (base, max) = (self.config.base_ejection_time, self.config.max_ejection_time);
         let st = &mut self.hosts[i];
         st.host.set_flag(health_flag::FAILED_OUTLIER_CHECK);
         st.num_ejections += 1;
@@ -220,9 +200,7 @@ impl Detector {
 
     fn uneject(&mut self, i: usize, now: Instant, stats: &UpstreamStats) {
         self.ejections_active = self.ejections_active.saturating_sub(1);
-        stats
-            .od_ejections_active
-            .set(i64::from(self.ejections_active));
+        stats.od_ejections_active.set(i64::from(self.ejections_active));
         let st = &mut self.hosts[i];
         st.host.clear_flag(health_flag::FAILED_OUTLIER_CHECK);
         // Start counting afresh so a few new errors do not re-eject at once.
@@ -234,12 +212,7 @@ impl Detector {
     }
 
     /// An active health check passed for `host` (successful_active_health_check_uneject_host).
-    pub fn on_health_check_healthy(
-        &mut self,
-        host: &Host,
-        now: Instant,
-        stats: &UpstreamStats,
-    ) -> bool {
+    pub fn on_health_check_healthy(&mut self, host: &Host, now: Instant, stats: &UpstreamStats) -> bool {
         if !self.config.successful_active_health_check_uneject_host
             || host.has_flag(health_flag::FAILED_ACTIVE_HC)
             || !host.has_flag(health_flag::FAILED_OUTLIER_CHECK)
@@ -275,9 +248,7 @@ impl Detector {
         changed |= self.success_rate_ejections(Origin::Local, now, stats);
         let interval = self.config.interval;
         for st in &mut self.hosts {
-            let healthy_for_interval = st
-                .last_unejection
-                .is_some_and(|t| now.saturating_duration_since(t) >= interval);
+            let healthy_for_interval = st.last_unejection.is_some_and(|t| now.saturating_duration_since(t) >= interval);
             if !st.ejected() && healthy_for_interval && st.backoff > 0 {
                 st.backoff -= 1;
             }
@@ -292,19 +263,12 @@ impl Detector {
         let Some(at) = st.last_ejection.filter(|_| st.ejected()) else {
             return false;
         };
-        let eject_for = (self.config.base_ejection_time * st.backoff)
-            .min(self.config.max_ejection_time)
-            + st.jitter;
+        let eject_for = (self.config.base_ejection_time * st.backoff).min(self.config.max_ejection_time) + st.jitter;
         now.saturating_duration_since(at) >= eject_for
     }
 
     /// Envoy's `processSuccessRateEjections` over the previous interval's window.
-    fn success_rate_ejections(
-        &mut self,
-        origin: Origin,
-        now: Instant,
-        stats: &UpstreamStats,
-    ) -> bool {
+    fn success_rate_ejections(&mut self, origin: Origin, now: Instant, stats: &UpstreamStats) -> bool {
         let cfg = &self.config;
         let sr_min_hosts = cfg.success_rate_minimum_hosts as usize;
         let sr_volume = u64::from(cfg.success_rate_request_volume);
@@ -384,19 +348,11 @@ fn detected_stat(stats: &UpstreamStats, ty: EjectionType) -> &crate::stats::Coun
     match ty {
         EjectionType::Consecutive5xx => &stats.od_ejections_detected_consecutive_5xx,
         EjectionType::SuccessRate => &stats.od_ejections_detected_success_rate,
-        EjectionType::ConsecutiveGatewayFailure => {
-            &stats.od_ejections_detected_consecutive_gateway_failure
-        }
-        EjectionType::ConsecutiveLocalOriginFailure => {
-            &stats.od_ejections_detected_consecutive_local_origin_failure
-        }
-        EjectionType::SuccessRateLocalOrigin => {
-            &stats.od_ejections_detected_local_origin_success_rate
-        }
+        EjectionType::ConsecutiveGatewayFailure => &stats.od_ejections_detected_consecutive_gateway_failure,
+        EjectionType::ConsecutiveLocalOriginFailure => &stats.od_ejections_detected_consecutive_local_origin_failure,
+        EjectionType::SuccessRateLocalOrigin => &stats.od_ejections_detected_local_origin_success_rate,
         EjectionType::FailurePercentage => &stats.od_ejections_detected_failure_percentage,
-        EjectionType::FailurePercentageLocalOrigin => {
-            &stats.od_ejections_detected_local_origin_failure_percentage
-        }
+        EjectionType::FailurePercentageLocalOrigin => &stats.od_ejections_detected_local_origin_failure_percentage,
     }
 }
 
@@ -404,18 +360,10 @@ fn enforced_stat(stats: &UpstreamStats, ty: EjectionType) -> &crate::stats::Coun
     match ty {
         EjectionType::Consecutive5xx => &stats.od_ejections_enforced_consecutive_5xx,
         EjectionType::SuccessRate => &stats.od_ejections_enforced_success_rate,
-        EjectionType::ConsecutiveGatewayFailure => {
-            &stats.od_ejections_enforced_consecutive_gateway_failure
-        }
-        EjectionType::ConsecutiveLocalOriginFailure => {
-            &stats.od_ejections_enforced_consecutive_local_origin_failure
-        }
-        EjectionType::SuccessRateLocalOrigin => {
-            &stats.od_ejections_enforced_local_origin_success_rate
-        }
+        EjectionType::ConsecutiveGatewayFailure => &stats.od_ejections_enforced_consecutive_gateway_failure,
+        EjectionType::ConsecutiveLocalOriginFailure => &stats.od_ejections_enforced_consecutive_local_origin_failure,
+        EjectionType::SuccessRateLocalOrigin => &stats.od_ejections_enforced_local_origin_success_rate,
         EjectionType::FailurePercentage => &stats.od_ejections_enforced_failure_percentage,
-        EjectionType::FailurePercentageLocalOrigin => {
-            &stats.od_ejections_enforced_local_origin_failure_percentage
-        }
+        EjectionType::FailurePercentageLocalOrigin => &stats.od_ejections_enforced_local_origin_failure_percentage,
     }
 }

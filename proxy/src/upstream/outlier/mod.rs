@@ -74,14 +74,10 @@ impl EjectionType {
             EjectionType::Consecutive5xx => cfg.enforcing_consecutive_5xx,
             EjectionType::SuccessRate => cfg.enforcing_success_rate,
             EjectionType::ConsecutiveGatewayFailure => cfg.enforcing_consecutive_gateway_failure,
-            EjectionType::ConsecutiveLocalOriginFailure => {
-                cfg.enforcing_consecutive_local_origin_failure
-            }
+            EjectionType::ConsecutiveLocalOriginFailure => cfg.enforcing_consecutive_local_origin_failure,
             EjectionType::SuccessRateLocalOrigin => cfg.enforcing_local_origin_success_rate,
             EjectionType::FailurePercentage => cfg.enforcing_failure_percentage,
-            EjectionType::FailurePercentageLocalOrigin => {
-                cfg.enforcing_failure_percentage_local_origin
-            }
+            EjectionType::FailurePercentageLocalOrigin => cfg.enforcing_failure_percentage_local_origin,
         }
     }
 }
@@ -96,10 +92,7 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(config: OutlierDetection) -> Reporter {
-        Reporter {
-            config,
-            pending: AtomicBool::new(false),
-        }
+        Reporter { config, pending: AtomicBool::new(false) }
     }
 
     /// Record `outcome` (or an HTTP status `code`) for `host`. True when an ejection

@@ -115,9 +115,7 @@ impl HostMonitor {
                 self.local_origin_no_failure();
                 0
             }
-            Outcome::LocalOriginTimeout | Outcome::LocalOriginConnectFailed => {
-                self.local_origin_failure(cfg)
-            }
+            Outcome::LocalOriginTimeout | Outcome::LocalOriginConnectFailed => self.local_origin_failure(cfg),
             Outcome::ExtOriginRequestFailed => self.put_http_response_code(503, cfg),
             Outcome::ExtOriginRequestSuccess => {
                 let bits = self.put_http_response_code(200, cfg);
@@ -133,10 +131,7 @@ impl HostMonitor {
         let mut bits = 0;
         if is_5xx(code) {
             if is_gateway_error(code) {
-                if bump(
-                    &self.consecutive_gateway_failure,
-                    cfg.consecutive_gateway_failure,
-                ) {
+                if bump(&self.consecutive_gateway_failure, cfg.consecutive_gateway_failure) {
                     bits |= EjectionType::ConsecutiveGatewayFailure.bit();
                 }
             } else {
@@ -155,10 +150,7 @@ impl HostMonitor {
 
     fn local_origin_failure(&self, cfg: &OutlierDetection) -> u32 {
         self.local_origin.inc_total();
-        if bump(
-            &self.consecutive_local_origin_failure,
-            cfg.consecutive_local_origin_failure,
-        ) {
+        if bump(&self.consecutive_local_origin_failure, cfg.consecutive_local_origin_failure) {
             EjectionType::ConsecutiveLocalOriginFailure.bit()
         } else {
             0
@@ -168,8 +160,7 @@ impl HostMonitor {
     fn local_origin_no_failure(&self) {
         self.local_origin.inc_total();
         self.local_origin.inc_success();
-        self.consecutive_local_origin_failure
-            .store(0, Ordering::Relaxed);
+        self.consecutive_local_origin_failure.store(0, Ordering::Relaxed);
     }
 
     /// Record detected ejection types for the authority.
@@ -191,7 +182,6 @@ impl HostMonitor {
     }
 
     pub fn reset_consecutive_local_origin_failure(&self) {
-        self.consecutive_local_origin_failure
-            .store(0, Ordering::Relaxed);
+        self.consecutive_local_origin_failure.store(0, Ordering::Relaxed);
     }
 }

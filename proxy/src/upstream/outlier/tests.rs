@@ -14,15 +14,7 @@ use crate::upstream::host::{health_flag, Host, HostSet};
 fn hosts(n: u16) -> HostSet {
     HostSet::new(
         (0..n)
-            .map(|i| {
-                Arc::new(Host::new(
-                    SocketAddr::from(([10, 99, 0, 1], 8000 + i)),
-                    String::new(),
-                    1,
-                    0,
-                    None,
-                ))
-            })
+            .map(|i| Arc::new(Host::new(SocketAddr::from(([10, 99, 0, 1], 8000 + i)), String::new(), 1, 0, None)))
             .collect(),
     )
 }
@@ -116,22 +108,13 @@ fn five_consecutive_5xx_eject_once_detected() {
 
 #[test]
 fn max_ejection_percent_caps_ejections_unless_always_eject_one_host() {
-    let cfg = OutlierDetection {
-        max_ejection_percent: 10,
-        ..config()
-    };
+    let cfg = OutlierDetection { max_ejection_percent: 10, ..config() };
     let mut f = Fixture::new(2, cfg.clone());
     f.codes(0, 500, 5);
     assert!(!f.process(S(0)), "50 % > 10 %: not ejected");
     assert!(!f.ejected(0));
     assert_eq!(f.stats.od_ejections_overflow.get(), 1);
-    let mut f = Fixture::new(
-        2,
-        OutlierDetection {
-            always_eject_one_host: true,
-            ..cfg
-        },
-    );
+    let mut f = Fixture::new(2, OutlierDetection { always_eject_one_host: true, ..cfg });
     f.codes(0, 500, 5);
     f.codes(1, 500, 5);
     f.process(S(0));
@@ -142,12 +125,7 @@ fn max_ejection_percent_caps_ejections_unless_always_eject_one_host() {
 
 #[test]
 fn ejection_time_grows_with_ejections_and_is_capped() {
-    let cfg = OutlierDetection {
-        base_ejection_time: S(10),
-        max_ejection_time: S(25),
-        interval: S(1),
-        ..config()
-    };
+    let cfg = OutlierDetection { base_ejection_time: S(10), max_ejection_time: S(25), interval: S(1), ..config() };
     let mut f = Fixture::new(3, cfg);
     f.codes(0, 500, 5);
     f.process(S(0));
@@ -187,10 +165,7 @@ fn backoff_shrinks_after_healthy_intervals() {
 
 #[test]
 fn jitter_delays_unejection_within_its_bound() {
-    let cfg = OutlierDetection {
-        max_ejection_time_jitter: S(5),
-        ..config()
-    };
+    let cfg = OutlierDetection { max_ejection_time_jitter: S(5), ..config() };
     let mut f = Fixture::new(3, cfg);
     f.codes(0, 500, 5);
     f.process(S(0));
@@ -207,46 +182,22 @@ fn jitter_delays_unejection_within_its_bound() {
 
 #[test]
 fn gateway_failures_are_detected_but_not_enforced_by_default() {
-    let cfg = OutlierDetection {
-        consecutive_5xx: 10,
-        ..config()
-    };
+    let cfg = OutlierDetection { consecutive_5xx: 10, ..config() };
     let mut f = Fixture::new(3, cfg.clone());
     f.codes(0, 502, 5);
     assert!(!f.process(S(0)));
     assert!(!f.ejected(0));
-    assert_eq!(
-        f.stats
-            .od_ejections_detected_consecutive_gateway_failure
-            .get(),
-        1
-    );
-    assert_eq!(
-        f.stats
-            .od_ejections_enforced_consecutive_gateway_failure
-            .get(),
-        0
-    );
+    assert_eq!(f.stats.od_ejections_detected_consecutive_gateway_failure.get(), 1);
+    assert_eq!(f.stats.od_ejections_enforced_consecutive_gateway_failure.get(), 0);
     // A 500 is a 5xx but not a gateway error: it breaks the gateway streak.
-    let mut f = Fixture::new(
-        3,
-        OutlierDetection {
-            enforcing_consecutive_gateway_failure: 100,
-            ..cfg
-        },
-    );
+    let mut f = Fixture::new(3, OutlierDetection { enforcing_consecutive_gateway_failure: 100, ..cfg });
     f.codes(1, 504, 4);
     f.codes(1, 500, 1);
     f.codes(1, 504, 4);
     assert!(!f.process(S(0)));
     f.codes(1, 503, 1);
     assert!(f.process(S(0)) && f.ejected(1));
-    assert_eq!(
-        f.stats
-            .od_ejections_enforced_consecutive_gateway_failure
-            .get(),
-        1
-    );
+    assert_eq!(f.stats.od_ejections_enforced_consecutive_gateway_failure.get(), 1);
 }
 
 #[test]
@@ -256,12 +207,7 @@ fn without_split_connect_failures_count_as_5xx() {
     assert!(f.outcomes(0, Outcome::LocalOriginConnectFailed, 5));
     assert!(f.process(S(0)) && f.ejected(0));
     assert_eq!(f.stats.od_ejections_enforced_consecutive_5xx.get(), 1);
-    assert_eq!(
-        f.stats
-            .od_ejections_detected_consecutive_gateway_failure
-            .get(),
-        1
-    );
+    assert_eq!(f.stats.od_ejections_detected_consecutive_gateway_failure.get(), 1);
     // A plain connect success says nothing; the final one (tcp_proxy) is a 200.
     f.outcomes(1, Outcome::LocalOriginTimeout, 4);
     f.outcomes(1, Outcome::LocalOriginConnectSuccess, 1);
@@ -273,26 +219,15 @@ fn without_split_connect_failures_count_as_5xx() {
 
 #[test]
 fn with_split_local_origin_failures_count_apart() {
-    let cfg = OutlierDetection {
-        split_external_local_origin_errors: true,
-        consecutive_local_origin_failure: 3,
-        ..config()
-    };
+    let cfg =
+        OutlierDetection { split_external_local_origin_errors: true, consecutive_local_origin_failure: 3, ..config() };
     let mut f = Fixture::new(3, cfg);
     assert!(!f.outcomes(0, Outcome::LocalOriginConnectFailed, 2));
     f.outcomes(0, Outcome::LocalOriginConnectSuccess, 1);
-    assert!(
-        !f.outcomes(0, Outcome::LocalOriginConnectFailed, 2),
-        "reset by success"
-    );
+    assert!(!f.outcomes(0, Outcome::LocalOriginConnectFailed, 2), "reset by success");
     assert!(f.outcomes(0, Outcome::LocalOriginTimeout, 1));
     assert!(f.process(S(0)) && f.ejected(0));
-    assert_eq!(
-        f.stats
-            .od_ejections_enforced_consecutive_local_origin_failure
-            .get(),
-        1
-    );
+    assert_eq!(f.stats.od_ejections_enforced_consecutive_local_origin_failure.get(), 1);
     assert_eq!(f.stats.od_ejections_detected_consecutive_5xx.get(), 0);
     // External failures are still 5xx (ExtOriginRequestFailed maps to 503).
     assert!(f.outcomes(1, Outcome::ExtOriginRequestFailed, 5));
@@ -302,10 +237,7 @@ fn with_split_local_origin_failures_count_apart() {
 
 #[test]
 fn success_rate_ejects_statistical_outliers() {
-    let cfg = OutlierDetection {
-        success_rate_request_volume: 100,
-        ..config()
-    };
+    let cfg = OutlierDetection { success_rate_request_volume: 100, ..config() };
     let mut f = Fixture::new(5, cfg);
     // One interval of traffic: hosts 0..3 all succeed, host 4 half fails.
     for i in 0..4 {
@@ -334,19 +266,13 @@ fn too_little_volume_or_too_few_hosts_skip_success_rate() {
         f.codes(i, if i == 4 { 500 } else { 200 }, 99);
     }
     f.tick(S(1));
-    assert!(
-        f.detector.success_rate_thresholds[0].is_none(),
-        "99 < request volume 100"
-    );
+    assert!(f.detector.success_rate_thresholds[0].is_none(), "99 < request volume 100");
     let mut f = Fixture::new(4, config());
     for i in 0..4 {
         f.codes(i, 200, 100);
     }
     f.tick(S(1));
-    assert!(
-        f.detector.success_rate_thresholds[0].is_none(),
-        "4 < minimum hosts 5"
-    );
+    assert!(f.detector.success_rate_thresholds[0].is_none(), "4 < minimum hosts 5");
 }
 
 #[test]
@@ -378,18 +304,14 @@ fn a_passing_health_check_unejects() {
     f.codes(0, 500, 5);
     f.process(S(0));
     assert!(f.ejected(0));
-    assert!(f
-        .detector
-        .on_health_check_healthy(&f.hosts.hosts[0], f.t0, &f.stats));
+    assert!(f.detector.on_health_check_healthy(&f.hosts.hosts[0], f.t0, &f.stats));
     assert!(!f.ejected(0));
     assert_eq!(f.stats.od_ejections_active.get(), 0);
     // Not while the active check itself fails the host.
     f.codes(0, 500, 5);
     f.process(S(1));
     f.host(0).set_flag(health_flag::FAILED_ACTIVE_HC);
-    assert!(!f
-        .detector
-        .on_health_check_healthy(&f.hosts.hosts[0], f.t0, &f.stats));
+    assert!(!f.detector.on_health_check_healthy(&f.hosts.hosts[0], f.t0, &f.stats));
     assert!(f.ejected(0));
 }
 

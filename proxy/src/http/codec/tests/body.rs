@@ -4,11 +4,7 @@ use crate::http::codec::{BodyDecoder, BodyError, BodyFraming};
 
 /// Decode `wire` fed in slices of at most `step` bytes (as a socket would deliver it);
 /// returns the body and how many bytes of `wire` the message took.
-fn decode_in_steps(
-    framing: BodyFraming,
-    wire: &[u8],
-    step: usize,
-) -> Result<(Vec<u8>, usize, bool), BodyError> {
+fn decode_in_steps(framing: BodyFraming, wire: &[u8], step: usize) -> Result<(Vec<u8>, usize, bool), BodyError> {
     let mut dec = BodyDecoder::new(framing, 1024);
     let mut body = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
@@ -82,10 +78,7 @@ fn chunked_trailers_are_validated_and_dropped() {
     let wire = b"3\r\nabc\r\n0\r\nX-Checksum: 1\r\nX-Other: two\r\n\r\n";
     for step in 1..wire.len() {
         let (body, used, end) = decode_in_steps(BodyFraming::Chunked, wire, step).unwrap();
-        assert_eq!(
-            (body.as_slice(), used, end),
-            (&b"abc"[..], wire.len(), true)
-        );
+        assert_eq!((body.as_slice(), used, end), (&b"abc"[..], wire.len(), true));
     }
     let bad = |w: &[u8]| decode_all(BodyFraming::Chunked, w).unwrap_err();
     assert_eq!(bad(b"0\r\nNo colon\r\n\r\n"), BodyError::InvalidTrailer);
@@ -116,12 +109,7 @@ fn malformed_chunking_is_refused() {
         b"5\rx",
         b"0\r\n\rx",
     ] {
-        assert_eq!(
-            bad(wire),
-            BodyError::InvalidChunk,
-            "{:?}",
-            String::from_utf8_lossy(wire)
-        );
+        assert_eq!(bad(wire), BodyError::InvalidChunk, "{:?}", String::from_utf8_lossy(wire));
     }
     assert_eq!(BodyError::InvalidChunk.details(), "http1.codec_error");
 }

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use crate::http::codec::{
-    encode_request_head, encode_response_head, reason_phrase, BodyDecoder, BodyEncoder,
-    BodyFraming, EncodeError, Http1Settings, OutgoingBody, RequestParser, ResponseContext,
-    ResponseParser, Status, CONTINUE_RESPONSE,
+    encode_request_head, encode_response_head, reason_phrase, BodyDecoder, BodyEncoder, BodyFraming, EncodeError,
+    Http1Settings, OutgoingBody, RequestParser, ResponseContext, ResponseParser, Status, CONTINUE_RESPONSE,
 };
 use crate::http::{RequestHead, ResponseHead, Version};
 
@@ -21,11 +20,7 @@ fn request(method: &str, path: &str) -> RequestHead {
 }
 
 fn ctx11() -> ResponseContext {
-    ResponseContext {
-        request_version: Version::Http11,
-        head_request: false,
-        keep_alive: true,
-    }
+    ResponseContext { request_version: Version::Http11, head_request: false, keep_alive: true }
 }
 
 #[test]
@@ -58,26 +53,13 @@ fn request_framing_choices() {
     let mut out = Vec::new();
     let enc = encode_request_head(&request("POST", "/"), OutgoingBody::Empty, false, &mut out);
     assert_eq!(enc, BodyEncoder::None);
-    assert!(
-        out.ends_with(b"content-length: 0\r\n\r\n"),
-        "POST without body says so"
-    );
+    assert!(out.ends_with(b"content-length: 0\r\n\r\n"), "POST without body says so");
     out.clear();
-    let enc = encode_request_head(
-        &request("PUT", "/"),
-        OutgoingBody::Length(12),
-        false,
-        &mut out,
-    );
+    let enc = encode_request_head(&request("PUT", "/"), OutgoingBody::Length(12), false, &mut out);
     assert_eq!(enc, BodyEncoder::Length { remaining: 12 });
     assert!(out.ends_with(b"content-length: 12\r\n\r\n"));
     out.clear();
-    let enc = encode_request_head(
-        &request("POST", "/"),
-        OutgoingBody::Streaming,
-        false,
-        &mut out,
-    );
+    let enc = encode_request_head(&request("POST", "/"), OutgoingBody::Streaming, false, &mut out);
     assert_eq!(enc, BodyEncoder::Chunked);
     assert!(out.ends_with(b"transfer-encoding: chunked\r\n\r\n"));
     out.clear();
@@ -85,18 +67,12 @@ fn request_framing_choices() {
     up.headers.append(b"upgrade", b"websocket");
     encode_request_head(&up, OutgoingBody::Empty, true, &mut out);
     let text = String::from_utf8(out).unwrap();
-    assert!(
-        text.contains("upgrade: websocket\r\n") && text.contains("connection: upgrade\r\n"),
-        "{text}"
-    );
+    assert!(text.contains("upgrade: websocket\r\n") && text.contains("connection: upgrade\r\n"), "{text}");
 }
 
 #[test]
 fn response_head_exact_bytes() {
-    let mut h = ResponseHead {
-        status: 200,
-        ..ResponseHead::default()
-    };
+    let mut h = ResponseHead { status: 200, ..ResponseHead::default() };
     h.reason.push_str("Whatever The Origin Said");
     h.headers.append(b"content-type", b"text/plain");
     h.headers.append(b"connection", b"keep-alive");
@@ -113,92 +89,40 @@ fn response_head_exact_bytes() {
 
 #[test]
 fn response_framing_choices() {
-    let head = |status| ResponseHead {
-        status,
-        ..ResponseHead::default()
-    };
+    let head = |status| ResponseHead { status, ..ResponseHead::default() };
     let enc = |h: &ResponseHead, body, ctx| {
         let mut out = Vec::new();
         let e = encode_response_head(h, body, ctx, &mut out);
         (e, String::from_utf8(out).unwrap())
     };
     let (e, t) = enc(&head(200), OutgoingBody::Streaming, ctx11());
-    assert_eq!(
-        (e, t.as_str()),
-        (
-            BodyEncoder::Chunked,
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-        )
-    );
+    assert_eq!((e, t.as_str()), (BodyEncoder::Chunked, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"));
     let (e, t) = enc(&head(404), OutgoingBody::Empty, ctx11());
-    assert_eq!(
-        (e, t.as_str()),
-        (
-            BodyEncoder::None,
-            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
-        )
-    );
+    assert_eq!((e, t.as_str()), (BodyEncoder::None, "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"));
     let (e, t) = enc(&head(204), OutgoingBody::Streaming, ctx11());
-    assert_eq!(
-        (e, t.as_str()),
-        (BodyEncoder::None, "HTTP/1.1 204 No Content\r\n\r\n")
-    );
+    assert_eq!((e, t.as_str()), (BodyEncoder::None, "HTTP/1.1 204 No Content\r\n\r\n"));
     let (_, t) = enc(&head(100), OutgoingBody::Empty, ctx11());
     assert_eq!(t.as_bytes(), CONTINUE_RESPONSE);
     let mut h304 = head(304);
     h304.headers.append(b"content-length", b"42");
     let (e, t) = enc(&h304, OutgoingBody::Empty, ctx11());
-    assert_eq!(
-        (e, t.as_str()),
-        (
-            BodyEncoder::None,
-            "HTTP/1.1 304 Not Modified\r\ncontent-length: 42\r\n\r\n"
-        )
-    );
+    assert_eq!((e, t.as_str()), (BodyEncoder::None, "HTTP/1.1 304 Not Modified\r\ncontent-length: 42\r\n\r\n"));
     // HEAD: the origin's length passes, no body.
     let mut h = head(200);
     h.headers.append(b"content-length", b"1000");
-    let head_ctx = ResponseContext {
-        head_request: true,
-        ..ctx11()
-    };
+    let head_ctx = ResponseContext { head_request: true, ..ctx11() };
     let (e, t) = enc(&h, OutgoingBody::Length(1000), head_ctx);
-    assert_eq!(
-        (e, t.as_str()),
-        (
-            BodyEncoder::None,
-            "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n"
-        )
-    );
+    assert_eq!((e, t.as_str()), (BodyEncoder::None, "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n"));
     // HTTP/1.0 clients: 1.0 status line, no chunking (close-delimited), keep-alive said.
-    let ctx10 = ResponseContext {
-        request_version: Version::Http10,
-        head_request: false,
-        keep_alive: true,
-    };
+    let ctx10 = ResponseContext { request_version: Version::Http10, head_request: false, keep_alive: true };
     let (e, t) = enc(&head(200), OutgoingBody::Streaming, ctx10);
-    assert_eq!(
-        (e, t.as_str()),
-        (
-            BodyEncoder::UntilClose,
-            "HTTP/1.0 200 OK\r\nconnection: close\r\n\r\n"
-        )
-    );
+    assert_eq!((e, t.as_str()), (BodyEncoder::UntilClose, "HTTP/1.0 200 OK\r\nconnection: close\r\n\r\n"));
     let (_, t) = enc(&head(200), OutgoingBody::Length(2), ctx10);
-    assert_eq!(
-        t,
-        "HTTP/1.0 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\n"
-    );
+    assert_eq!(t, "HTTP/1.0 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\n");
     // Closing after the response.
-    let closing = ResponseContext {
-        keep_alive: false,
-        ..ctx11()
-    };
+    let closing = ResponseContext { keep_alive: false, ..ctx11() };
     let (_, t) = enc(&head(400), OutgoingBody::Length(11), closing);
-    assert_eq!(
-        t,
-        "HTTP/1.1 400 Bad Request\r\ncontent-length: 11\r\nconnection: close\r\n\r\n"
-    );
+    assert_eq!(t, "HTTP/1.1 400 Bad Request\r\ncontent-length: 11\r\nconnection: close\r\n\r\n");
     // Unknown codes get Envoy's "Unknown".
     let (_, t) = enc(&head(299), OutgoingBody::Empty, ctx11());
     assert!(t.starts_with("HTTP/1.1 299 Unknown\r\n"));
@@ -221,10 +145,7 @@ fn body_encoders() {
     l.encode(b"c", &mut out).unwrap();
     l.finish(&mut out).unwrap();
     assert_eq!(out, b"abc");
-    assert_eq!(
-        BodyEncoder::None.encode(b"x", &mut out),
-        Err(EncodeError::TooLong)
-    );
+    assert_eq!(BodyEncoder::None.encode(b"x", &mut out), Err(EncodeError::TooLong));
     // Vectored use: prefix, data elsewhere, suffix.
     out.clear();
     let mut c = BodyEncoder::Chunked;
@@ -240,10 +161,7 @@ fn request_round_trip_through_parser_and_decoder() {
     h.headers.append(b"x-multi", b"1");
     h.headers.append(b"x-multi", b"2");
     let payload: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-    for body in [
-        OutgoingBody::Length(payload.len() as u64),
-        OutgoingBody::Streaming,
-    ] {
+    for body in [OutgoingBody::Length(payload.len() as u64), OutgoingBody::Streaming] {
         let mut wire = Vec::new();
         let mut enc = encode_request_head(&h, body, false, &mut wire);
         for piece in payload.chunks(777) {
@@ -253,18 +171,10 @@ fn request_round_trip_through_parser_and_decoder() {
 
         let mut parser = RequestParser::new(Arc::new(Http1Settings::default()), false);
         let mut parsed = RequestHead::default();
-        let Ok(Status::Complete(meta)) = parser.parse(&wire, &mut parsed) else {
-            panic!()
-        };
-        assert_eq!(
-            (parsed.method.as_str(), parsed.path.as_str()),
-            ("POST", "/submit?x=%20y")
-        );
+        let Ok(Status::Complete(meta)) = parser.parse(&wire, &mut parsed) else { panic!() };
+        assert_eq!((parsed.method.as_str(), parsed.path.as_str()), ("POST", "/submit?x=%20y"));
         assert_eq!(parsed.authority, h.authority);
-        assert_eq!(
-            parsed.headers.get_all(b"x-multi").collect::<Vec<_>>(),
-            [&b"1"[..], &b"2"[..]]
-        );
+        assert_eq!(parsed.headers.get_all(b"x-multi").collect::<Vec<_>>(), [&b"1"[..], &b"2"[..]]);
         let mut dec = parser.body_decoder(&meta);
         let mut pos = meta.head_len;
         let mut got = Vec::new();
@@ -283,29 +193,18 @@ fn request_round_trip_through_parser_and_decoder() {
 
 #[test]
 fn response_round_trip_through_parser_and_decoder() {
-    let mut h = ResponseHead {
-        status: 503,
-        ..ResponseHead::default()
-    };
+    let mut h = ResponseHead { status: 503, ..ResponseHead::default() };
     h.headers.append(b"server", b"envoy");
     let payload = b"no healthy upstream";
-    for body in [
-        OutgoingBody::Length(payload.len() as u64),
-        OutgoingBody::Streaming,
-    ] {
+    for body in [OutgoingBody::Length(payload.len() as u64), OutgoingBody::Streaming] {
         let mut wire = Vec::new();
         let mut enc = encode_response_head(&h, body, ctx11(), &mut wire);
         enc.encode(payload, &mut wire).unwrap();
         enc.finish(&mut wire).unwrap();
         let mut p = ResponseParser::new(100);
         let mut parsed = ResponseHead::default();
-        let Ok(Status::Complete(meta)) = p.parse(&wire, false, &mut parsed) else {
-            panic!()
-        };
-        assert_eq!(
-            (parsed.status, parsed.reason.as_str()),
-            (503, "Service Unavailable")
-        );
+        let Ok(Status::Complete(meta)) = p.parse(&wire, false, &mut parsed) else { panic!() };
+        assert_eq!((parsed.status, parsed.reason.as_str()), (503, "Service Unavailable"));
         assert_eq!(parsed.headers.get(b"server"), Some(&b"envoy"[..]));
         assert!(meta.keep_alive);
         let mut dec: BodyDecoder = p.body_decoder(&meta);

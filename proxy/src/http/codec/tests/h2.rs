@@ -1,8 +1,6 @@
 //! codec_type AUTO: HTTP/2 preface detection and the HTTP_1_1_REQUIRED answer.
 
-use crate::http::codec::h2_preface::{
-    detect, emit_http_1_1_required, Detected, FrameHeader, CLIENT_PREFACE,
-};
+use crate::http::codec::h2_preface::{detect, emit_http_1_1_required, Detected, FrameHeader, CLIENT_PREFACE};
 
 #[test]
 fn detects_full_preface_and_partial_prefixes() {
@@ -11,11 +9,7 @@ fn detects_full_preface_and_partial_prefixes() {
     with_settings.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
     assert_eq!(detect(&with_settings), Detected::Http2);
     for n in 0..CLIENT_PREFACE.len() {
-        assert_eq!(
-            detect(&CLIENT_PREFACE[..n]),
-            Detected::NeedMore,
-            "prefix of {n}"
-        );
+        assert_eq!(detect(&CLIENT_PREFACE[..n]), Detected::NeedMore, "prefix of {n}");
     }
     assert_eq!(detect(b"GET / HTTP/1.1\r\n"), Detected::Http1);
     assert_eq!(detect(b"P"), Detected::NeedMore);
@@ -37,15 +31,7 @@ fn answers_settings_then_goaway_http_1_1_required() {
         ]
     );
     let settings = FrameHeader::parse(&out).unwrap();
-    assert_eq!(
-        settings,
-        FrameHeader {
-            length: 0,
-            kind: 4,
-            flags: 0,
-            stream_id: 0
-        }
-    );
+    assert_eq!(settings, FrameHeader { length: 0, kind: 4, flags: 0, stream_id: 0 });
     let goaway = FrameHeader::parse(&out[9..]).unwrap();
     assert_eq!((goaway.length, goaway.kind), (8, 7));
     assert_eq!(FrameHeader::parse(&out[..8]), None);

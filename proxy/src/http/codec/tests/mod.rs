@@ -13,18 +13,12 @@ use super::{Http1Settings, RequestError, RequestMeta, RequestParser, Status};
 use crate::http::RequestHead;
 
 /// Parse one complete request head with `settings`.
-pub(super) fn parse_with(
-    settings: Http1Settings,
-    wire: &[u8],
-) -> Result<(RequestHead, RequestMeta), RequestError> {
+pub(super) fn parse_with(settings: Http1Settings, wire: &[u8]) -> Result<(RequestHead, RequestMeta), RequestError> {
     let mut parser = RequestParser::new(Arc::new(settings), false);
     let mut head = RequestHead::default();
     match parser.parse(wire, &mut head)? {
         Status::Complete(meta) => Ok((head, meta)),
-        Status::Partial => panic!(
-            "head unexpectedly partial: {:?}",
-            String::from_utf8_lossy(wire)
-        ),
+        Status::Partial => panic!("head unexpectedly partial: {:?}", String::from_utf8_lossy(wire)),
     }
 }
 
@@ -35,20 +29,10 @@ pub(super) fn parse(wire: &[u8]) -> Result<(RequestHead, RequestMeta), RequestEr
 
 /// Assert `wire` is refused with exactly `status` and `details`.
 #[track_caller]
-pub(super) fn assert_rejected_with(
-    settings: Http1Settings,
-    wire: &[u8],
-    status: u16,
-    details: &str,
-) {
+pub(super) fn assert_rejected_with(settings: Http1Settings, wire: &[u8], status: u16, details: &str) {
     match parse_with(settings, wire) {
         Err(e) => {
-            assert_eq!(
-                (e.status(), e.details()),
-                (status, details),
-                "for {:?}",
-                String::from_utf8_lossy(wire)
-            );
+            assert_eq!((e.status(), e.details()), (status, details), "for {:?}", String::from_utf8_lossy(wire));
         }
         Ok((head, _)) => panic!("accepted {:?} as {head:?}", String::from_utf8_lossy(wire)),
     }

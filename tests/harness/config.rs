@@ -1,5 +1,7 @@
 //! Envoy v3 YAML builders for tests.
 
+use std::net::SocketAddr;
+
 /// A cluster: name, endpoint ports on 127.0.0.1, extra cluster fields (YAML, indented
 /// by 4 spaces).
 pub struct Cluster<'a> {
@@ -10,10 +12,30 @@ pub struct Cluster<'a> {
 
 impl Cluster<'_> {
     pub fn yaml(&self) -> String {
+        let endpoints: Vec<SocketAddr> = self.ports.iter().map(|p| crate::localhost(*p)).collect();
+        ClusterAt { name: self.name, endpoints: &endpoints, extra: self.extra }.yaml()
+    }
+}
+
+/// A cluster with endpoints at any addresses (both backends: see `backend::Net`).
+pub struct ClusterAt<'a> {
+    pub name: &'a str,
+    pub endpoints: &'a [SocketAddr],
+    pub extra: &'a str,
+}
+
+impl ClusterAt<'_> {
+    pub fn yaml(&self) -> String {
         let endpoints: String = self
-            .ports
+            .endpoints
             .iter()
-            .map(|p| format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"))
+            .map(|a| {
+                format!(
+                    "        - endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: {} }} }} }}\n",
+                    a.ip(),
+                    a.port()
+                )
+            })
             .collect();
         let endpoints =
             if endpoints.is_empty() { " []\n".to_string() } else { format!("\n      - lb_endpoints:\n{endpoints}") };
@@ -29,15 +51,32 @@ impl Cluster<'_> {
 /// `route_config.virtual_hosts` (items start with `- name:` at column 0); `hcm_extra`
 /// and `filters` (YAML list items at column 0, before the router) are indented for you.
 pub fn http(port: u16, virtual_hosts: &str, clusters: &[Cluster<'_>], hcm_extra: &str, filters: &str) -> String {
+    let clusters: String = clusters.iter().map(Cluster::yaml).collect();
+    http_yaml(crate::localhost(port), virtual_hosts, &clusters, hcm_extra, filters)
+}
+
+/// [`http`] with the listener at `listen` and clusters at any addresses.
+pub fn http_at(
+    listen: SocketAddr,
+    virtual_hosts: &str,
+    clusters: &[ClusterAt<'_>],
+    hcm_extra: &str,
+    filters: &str,
+) -> String {
+    let clusters: String = clusters.iter().map(ClusterAt::yaml).collect();
+    http_yaml(listen, virtual_hosts, &clusters, hcm_extra, filters)
+}
+
+fn http_yaml(listen: SocketAddr, virtual_hosts: &str, clusters: &str, hcm_extra: &str, filters: &str) -> String {
     let vhosts = indent(virtual_hosts, 12);
     let hcm_extra = indent(hcm_extra, 10);
     let filters = indent(filters, 10);
-    let clusters: String = clusters.iter().map(Cluster::yaml).collect();
+    let (ip, port) = (listen.ip(), listen.port());
     format!(
         r#"static_resources:
   listeners:
   - name: http
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
@@ -55,6 +94,30 @@ pub fn http(port: u16, virtual_hosts: &str, clusters: &[Cluster<'_>], hcm_extra:
             typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
   clusters:
 {clusters}"#
+    )
+}
+
+/// A bootstrap with one tcp_proxy listener at `listen` forwarding to cluster `backend`
+/// (`upstreams`); `cluster_extra` (indented by 4) and `tcp_extra` (by 10) are spliced in.
+pub fn tcp_proxy_at(listen: SocketAddr, upstreams: &[SocketAddr], cluster_extra: &str, tcp_extra: &str) -> String {
+    let cluster = ClusterAt { name: "backend", endpoints: upstreams, extra: cluster_extra }.yaml();
+    let tcp_extra = indent(tcp_extra, 10);
+    let (ip, port) = (listen.ip(), listen.port());
+    format!(
+        r#"static_resources:
+  listeners:
+  - name: tcp_in
+    address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: t
+          cluster: backend
+{tcp_extra}
+  clusters:
+{cluster}"#
     )
 }
 

@@ -1,10 +1,15 @@
-//! A raw HTTP/1.1 client for tests: exact bytes out, parsed responses in.
+//! A raw HTTP/1.1 client for tests: exact bytes out, parsed responses in, over a
+//! connection on either backend (see [`crate::conn`]).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::conn::Conn;
 use crate::localhost;
+
+/// How long a read waits for the server.
+const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -31,14 +36,19 @@ impl Response {
 
 /// One client connection.
 pub struct Client {
-    pub stream: TcpStream,
+    pub stream: Conn,
     buf: Vec<u8>,
 }
 
 impl Client {
+    /// A client on a fresh loopback connection to `port`.
     pub fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(localhost(port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client::over(Conn::Kernel(TcpStream::connect(localhost(port)).unwrap()))
+    }
+
+    /// A client on `stream` (e.g. from `backend::Net::connect`).
+    pub fn over(stream: Conn) -> Client {
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
         Client { stream, buf: Vec::new() }
     }
@@ -167,7 +177,7 @@ impl Client {
         self.stream.set_read_timeout(Some(wait)).unwrap();
         let mut b = [0u8; 1];
         let r = self.stream.read(&mut b);
-        self.stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         matches!(r, Ok(0) | Err(_))
             && !matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut)
     }

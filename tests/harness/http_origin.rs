@@ -10,14 +10,16 @@
 //! - anything else echoes: a body listing the request line and headers, then the body.
 //!
 //! Every response carries `x-origin: NAME`. The origin records each request (method,
-//! path, headers, body length) and counts connections.
+//! path, headers, body length) and counts connections. It runs on either backend (see
+//! [`crate::conn`]) and stops, joining its threads, on drop.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::conn::{Acceptor, Conn, Listener};
 
 /// A request as the origin saw it.
 #[derive(Debug, Clone)]
@@ -40,7 +42,7 @@ impl Seen {
 struct Shared {
     name: String,
     seen: Mutex<Vec<Seen>>,
-    connections: AtomicUsize,
+    /// Set on drop: cuts `/delay/` waits short.
     stop: AtomicBool,
     /// When set, every request gets this status (health flips in tests).
     forced_status: Mutex<Option<u16>>,
@@ -49,7 +51,7 @@ struct Shared {
 pub struct HttpOrigin {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    acceptor: Acceptor,
 }
 
 impl HttpOrigin {
@@ -58,32 +60,23 @@ impl HttpOrigin {
     }
 
     pub fn start_on(bind: &str, name: &str) -> HttpOrigin {
-        let listener = TcpListener::bind(bind).unwrap();
-        let addr = listener.local_addr().unwrap();
-        listener.set_nonblocking(true).unwrap();
+        Self::serve(Listener::bind(bind).unwrap(), name)
+    }
+
+    /// An origin on `listener` (e.g. from `backend::Net::listen`).
+    pub fn serve(listener: Listener, name: &str) -> HttpOrigin {
         let shared = Arc::new(Shared {
             name: name.to_string(),
             seen: Mutex::new(Vec::new()),
-            connections: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             forced_status: Mutex::new(None),
         });
         let sh = Arc::clone(&shared);
-        let thread = std::thread::spawn(move || {
-            while !sh.stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((c, _)) => {
-                        let id = sh.connections.fetch_add(1, Ordering::Relaxed);
-                        c.set_nonblocking(false).unwrap();
-                        c.set_nodelay(true).unwrap();
-                        let sh2 = Arc::clone(&sh);
-                        std::thread::spawn(move || serve(c, id, sh2));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
-                }
-            }
+        let acceptor = Acceptor::start(listener, move |c, id| {
+            c.set_nodelay(true).unwrap();
+            serve(c, id, Arc::clone(&sh));
         });
-        HttpOrigin { addr, shared, thread: Some(thread) }
+        HttpOrigin { addr: acceptor.addr, shared, acceptor }
     }
 
     pub fn port(&self) -> u16 {
@@ -100,7 +93,7 @@ impl HttpOrigin {
     }
 
     pub fn connections(&self) -> usize {
-        self.shared.connections.load(Ordering::Relaxed)
+        self.acceptor.accepted()
     }
 
     /// Answer every request with `status` (None: normal behaviour).
@@ -111,14 +104,12 @@ impl HttpOrigin {
 
 impl Drop for HttpOrigin {
     fn drop(&mut self) {
+        // The acceptor, dropped after this, wakes and joins the connection threads.
         self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
-fn serve(stream: TcpStream, conn_id: usize, sh: Arc<Shared>) {
+fn serve(stream: Conn, conn_id: usize, sh: Arc<Shared>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
@@ -178,7 +169,7 @@ fn serve(stream: TcpStream, conn_id: usize, sh: Arc<Shared>) {
         let mut p = path.as_str();
         if let Some(rest) = p.strip_prefix("/delay/") {
             let (ms, tail) = rest.split_once('/').unwrap_or((rest, ""));
-            std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+            sleep_unless_stopped(Duration::from_millis(ms.parse().unwrap_or(0)), &sh.stop);
             p = if tail.is_empty() { "/" } else { &path[path.len() - tail.len() - 1..] };
         }
         let name = sh.name.clone();
@@ -197,10 +188,10 @@ fn serve(stream: TcpStream, conn_id: usize, sh: Arc<Shared>) {
             respond_chunked(&mut writer, &name, &pattern(n), keep_alive)
         } else if p.starts_with("/reset-after-headers") {
             let _ = writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\npartial");
-            let _ = socket2::SockRef::from(&writer).set_linger(Some(Duration::ZERO));
+            writer.reset();
             return;
         } else if p.starts_with("/reset") {
-            let _ = socket2::SockRef::from(&writer).set_linger(Some(Duration::ZERO));
+            writer.reset();
             return;
         } else if p.starts_with("/close") {
             let r = respond(&mut writer, 200, &name, b"closing", false);
@@ -224,17 +215,29 @@ fn serve(stream: TcpStream, conn_id: usize, sh: Arc<Shared>) {
     }
 }
 
+/// Sleep for `d`, or less once `stop` is set.
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let deadline = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(10)));
+    }
+}
+
 /// Deterministic body bytes.
 pub fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| b"0123456789abcdefghijklmnopqrstuvwxyz"[i % 36]).collect()
 }
 
-fn respond(w: &mut TcpStream, status: u16, name: &str, body: &[u8], keep_alive: bool) -> std::io::Result<()> {
+fn respond(w: &mut impl Write, status: u16, name: &str, body: &[u8], keep_alive: bool) -> std::io::Result<()> {
     respond_to(w, status, name, body, keep_alive, false)
 }
 
 fn respond_to(
-    w: &mut TcpStream,
+    w: &mut impl Write,
     status: u16,
     name: &str,
     body: &[u8],
@@ -250,7 +253,7 @@ fn respond_to(
     w.write_all(body)
 }
 
-fn respond_chunked(w: &mut TcpStream, name: &str, body: &[u8], keep_alive: bool) -> std::io::Result<()> {
+fn respond_chunked(w: &mut impl Write, name: &str, body: &[u8], keep_alive: bool) -> std::io::Result<()> {
     let conn = if keep_alive { "" } else { "connection: close\r\n" };
     let head = format!("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-origin: {name}\r\n{conn}\r\n");
     w.write_all(head.as_bytes())?;

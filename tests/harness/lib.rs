@@ -1,11 +1,16 @@
 //! Shared helpers for sluice's end-to-end tests: the binary, a running proxy, origins.
 //!
 //! Every helper cleans up after itself on drop (processes are killed by PID, files
-//! removed), also when a test panics.
+//! removed, threads joined), also when a test panics. Tests that run on both datapaths
+//! use [`backend::Net`] and [`on_both_backends!`].
 
+pub mod backend;
 pub mod config;
+pub mod conn;
 pub mod http_client;
 pub mod http_origin;
+pub mod inproc;
+pub mod memnet;
 pub mod origin;
 pub mod proxy;
 pub mod upstream;
@@ -47,4 +52,28 @@ pub fn localhost(port: u16) -> SocketAddr {
 /// Deterministic test payload of `len` bytes.
 pub fn payload(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[i % 4] ^ seed).collect()
+}
+
+/// Run each named case, a `fn(Backend)` in scope, as two tests: `kernel::CASE` and
+/// `smol::CASE`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod kernel {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case($crate::backend::Backend::Kernel)
+                }
+            )*
+        }
+        mod smol {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case($crate::backend::Backend::Smol)
+                }
+            )*
+        }
+    };
 }

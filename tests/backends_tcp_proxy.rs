@@ -1,0 +1,217 @@
+//! tcp_proxy end to end on both datapaths: the same cases against sluice's workers over
+//! kernel sockets on loopback and over smol stacks on an in-memory network (see
+//! `sluice_e2e::backend`), plus the byte-exact relay over a lossy, reordering wire.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use sluice_datapath::mem::Faults;
+use sluice_e2e::backend::{Backend, Net, SmolOptions};
+use sluice_e2e::config::tcp_proxy_at;
+use sluice_e2e::inproc::InProcessProxy;
+use sluice_e2e::origin::TcpOrigin;
+use sluice_e2e::{on_both_backends, payload};
+use sluice_stack::smol::SmolDuration;
+
+/// A proxy with `workers` workers forwarding its one listener to `upstreams`; returns
+/// the proxy and its listener address.
+fn proxy(net: &Net, upstreams: &[SocketAddr], tcp_extra: &str, workers: usize) -> (InProcessProxy, SocketAddr) {
+    let listen = net.proxy_listen_addr();
+    (net.start_proxy(&tcp_proxy_at(listen, upstreams, "", tcp_extra), workers), listen)
+}
+
+/// Send `data`, half-close, and read everything back until EOF.
+fn round_trip(net: &Net, to: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut s = net.connect(to).expect("connect to the proxy");
+    let mut reader = s.try_clone().unwrap();
+    let rx = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).map(|_| got)
+    });
+    s.write_all(data).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    rx.join().unwrap().expect("read until EOF")
+}
+
+fn eight_mib_byte_exact_client_half_closes_first(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = TcpOrigin::echo_on(net.listen());
+    let (p, listen) = proxy(&net, &[origin.addr], "", 2);
+    let data = payload(8 << 20, 1);
+    let got = round_trip(&net, p.target(listen), &data);
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "relayed bytes differ");
+}
+
+fn eight_mib_byte_exact_origin_half_closes_first(backend: Backend) {
+    origin_sends_then_client_sends(&Net::new(backend), 8 << 20);
+}
+
+/// The origin sends `len` bytes and its FIN first, then reads the client's `len` bytes
+/// until the client's FIN: one direction at a time, each byte-exact.
+fn origin_sends_then_client_sends(net: &Net, len: usize) {
+    let (tx, rx) = mpsc::channel();
+    let origin = TcpOrigin::serve(net.listen(), move |mut c| {
+        c.write_all(&payload(len, 2)).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        tx.send(got).unwrap();
+    });
+    let (p, listen) = proxy(net, &[origin.addr], "", 1);
+    let mut s = net.connect(p.target(listen)).unwrap();
+    let mut down = Vec::new();
+    s.read_to_end(&mut down).unwrap();
+    assert!(down == payload(len, 2), "downstream got {} bytes, not the origin's {len}", down.len());
+    // Our side is still open for writing after the origin's FIN.
+    let up = payload(len, 3);
+    s.write_all(&up).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(got == up, "origin got {} bytes", got.len());
+}
+
+fn sixty_four_concurrent_connections_byte_exact(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = TcpOrigin::echo_on(net.listen());
+    let (p, listen) = proxy(&net, &[origin.addr], "", 2);
+    std::thread::scope(|scope| {
+        for i in 0..64u8 {
+            let (net, to) = (&net, p.target(listen));
+            scope.spawn(move || {
+                let data = payload(256 * 1024, i);
+                let got = round_trip(net, to, &data);
+                assert!(got == data, "connection {i}: {} bytes back", got.len());
+            });
+        }
+    });
+    assert_eq!(origin.accepted(), 64);
+}
+
+fn refused_upstream_closes_downstream_at_once(backend: Backend) {
+    let net = Net::new(backend);
+    let (p, listen) = proxy(&net, &[net.refused_addr()], "", 1);
+    let started = Instant::now();
+    let mut s = net.connect(p.target(listen)).unwrap();
+    let mut buf = [0u8; 16];
+    let r = s.read(&mut buf);
+    assert!(matches!(r, Ok(0) | Err(_)), "expected the downstream to be closed, got {r:?}");
+    assert!(!matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::TimedOut), "not closed: {r:?}");
+    assert!(started.elapsed() < Duration::from_millis(900), "took {:?}", started.elapsed());
+}
+
+fn unanswered_upstream_closes_downstream_within_connect_timeout(backend: Backend) {
+    let net = Net::new(backend);
+    let blackhole = net.blackhole();
+    let (p, listen) = proxy(&net, &[blackhole.addr], "", 1);
+    let started = Instant::now();
+    let mut s = net.connect(p.target(listen)).unwrap();
+    let mut buf = [0u8; 16];
+    let r = s.read(&mut buf);
+    let took = started.elapsed();
+    assert!(matches!(r, Ok(0) | Err(_)), "expected the downstream to be closed, got {r:?}");
+    assert!(took >= Duration::from_millis(900), "closed before connect_timeout: {took:?}");
+    assert!(took < Duration::from_millis(2500), "not closed within connect_timeout (1s): {took:?}");
+}
+
+fn next_host_is_tried_up_to_max_connect_attempts(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = TcpOrigin::echo_on(net.listen());
+    let (p, listen) = proxy(&net, &[net.refused_addr(), origin.addr], "max_connect_attempts: 2", 1);
+    for i in 0..4u8 {
+        let data = payload(1000, i);
+        assert_eq!(round_trip(&net, p.target(listen), &data), data, "connection {i}");
+    }
+    assert_eq!(origin.accepted(), 4);
+}
+
+fn drain_finishes_open_transfers_and_refuses_new_ones(backend: Backend) {
+    // What SIGTERM does to the binary, without the signal: stop accepting, let open
+    // connections finish, then the workers exit.
+    let net = Net::new(backend);
+    let origin = TcpOrigin::echo_on(net.listen());
+    let (p, listen) = proxy(&net, &[origin.addr], "", 2);
+    let (started_tx, started_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        for i in 0..4u8 {
+            let (net, to, started_tx) = (&net, p.target(listen), started_tx.clone());
+            scope.spawn(move || {
+                let data = payload(256 * 1024, i);
+                let mut s = net.connect(to).unwrap();
+                let mut reader = s.try_clone().unwrap();
+                let rx = std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    reader.read_to_end(&mut got).map(|_| got)
+                });
+                // Slow writer: 32 chunks, 20 ms apart.
+                for (n, chunk) in data.chunks(8 * 1024).enumerate() {
+                    s.write_all(chunk).unwrap();
+                    if n == 2 {
+                        started_tx.send(()).unwrap();
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                s.shutdown(Shutdown::Write).unwrap();
+                let got = rx.join().unwrap().unwrap();
+                assert!(got == data, "transfer {i}: {} of {} bytes", got.len(), data.len());
+            });
+        }
+        for _ in 0..4 {
+            started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        }
+        p.drain();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(net.connect(p.target(listen)).is_err(), "listener still accepting during drain");
+    });
+    p.join(Duration::from_secs(10)).unwrap();
+}
+
+on_both_backends!(
+    eight_mib_byte_exact_client_half_closes_first,
+    eight_mib_byte_exact_origin_half_closes_first,
+    sixty_four_concurrent_connections_byte_exact,
+    refused_upstream_closes_downstream_at_once,
+    unanswered_upstream_closes_downstream_within_connect_timeout,
+    next_host_is_tried_up_to_max_connect_attempts,
+);
+
+mod drain {
+    use super::*;
+
+    #[test]
+    fn kernel() {
+        drain_finishes_open_transfers_and_refuses_new_ones(Backend::Kernel)
+    }
+
+    /// Fails today: a smol worker returns from `run` as soon as its last connection is
+    /// closed during a drain, and drops its stack before the FIN (and any unsent tail)
+    /// of that connection was ever transmitted, so the client never sees end of stream.
+    #[test]
+    #[ignore = "proxy bug: a draining smol worker exits before its closed connections' FINs are sent"]
+    fn smol() {
+        drain_finishes_open_transfers_and_refuses_new_ones(Backend::Smol)
+    }
+}
+
+/// The smol backend only: the wire loses, duplicates and reorders frames that the proxy
+/// and the peer send (fixed seed); tcp_proxy still relays 8 MiB each way byte for byte.
+///
+/// The loss rate is low because every loss that fast retransmit does not repair costs a
+/// 1 s retransmission timeout in real time (smoltcp: RFC 6298's 1 s floor, no SACK); at
+/// 1 % loss this relay takes about a minute (see the harness report).
+#[test]
+fn smol_eight_mib_byte_exact_under_loss_and_reordering() {
+    let faults = Faults {
+        loss: 0.001,
+        duplicate: 0.001,
+        reorder: 0.01,
+        reorder_delay: SmolDuration::from_millis(1),
+        delay: SmolDuration::ZERO,
+    };
+    let net = Net::smol(SmolOptions { seed: 0x1055, proxy_faults: faults, peer_faults: faults });
+    origin_sends_then_client_sends(&net, 8 << 20);
+    let wire = net.peer_port_stats().unwrap();
+    assert!(wire.lost > 0 && wire.duplicated > 0 && wire.reordered > 0, "the wire was not impaired: {wire:?}");
+}

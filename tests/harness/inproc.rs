@@ -1,0 +1,173 @@
+//! sluice's proxy core run inside the test process, on any stack.
+//!
+//! [`InProcessProxy::start`] does what the binary's main thread does for its workers,
+//! with the stacks it is given: decode the bootstrap, compile the [`Snapshot`], open the
+//! listeners on each stack, and run one [`Worker`] per stack on its own thread. The
+//! same code serves the kernel backend (a `KernelStack` per worker) and the userspace one
+//! (a `SmolStack` per worker over an in-memory port).
+//!
+//! Only the workers run: there is no admin server, health-check monitor, DNS refresh or
+//! signal handling, so configs that need those belong in the binary's tests. The
+//! workers' logs go to stderr when `SLUICE_TEST_LOG` holds a level or filter (e.g.
+//! `debug`, or `sluice=debug,sluice_stack=trace`).
+//!
+//! Dropping the proxy stops it (`Control::stop`, workers woken) and joins its threads,
+//! also when a test panics; a worker that failed or panicked then fails the test, unless
+//! it is already failing.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sluice::listener::manager::Snapshot;
+use sluice::server::open_listeners;
+use sluice::stats::Store;
+use sluice::worker::{Control, Worker, WorkerSetup};
+use sluice_stack::{Stack, Wake};
+
+/// A running proxy: its workers' threads and the means to stop them.
+pub struct InProcessProxy {
+    control: Arc<Control>,
+    wakers: Vec<Arc<dyn Wake>>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+    stats: Arc<Store>,
+    /// Where clients reach each worker, for listeners on an unspecified address.
+    worker_ips: Vec<IpAddr>,
+    next_worker: AtomicUsize,
+}
+
+impl InProcessProxy {
+    /// Run the bootstrap `yaml` with one worker per stack. `worker_ips[i]` is the address
+    /// clients use to reach worker `i` when a listener binds `0.0.0.0` (see
+    /// [`InProcessProxy::target`]). Config and bind errors come back as text.
+    pub fn start<S: Stack + Send + 'static>(
+        yaml: &str,
+        stacks: Vec<S>,
+        worker_ips: Vec<IpAddr>,
+    ) -> Result<InProcessProxy, String> {
+        init_logging();
+        let loaded = sluice_config::load_str(yaml).map_err(|e| format!("config: {e}"))?;
+        let snapshot = Arc::new(Snapshot::build(&loaded.bootstrap).map_err(|e| format!("config: {}", e.join("; ")))?);
+        let stats = Arc::new(Store::new(stacks.len()));
+        let control = Arc::new(Control::default());
+        let mut workers = Vec::with_capacity(stacks.len());
+        for (id, mut stack) in stacks.into_iter().enumerate() {
+            let listen_sockets = open_listeners(&mut stack, &snapshot)?;
+            let setup = WorkerSetup {
+                id,
+                stack,
+                snapshot: Arc::clone(&snapshot),
+                listen_sockets,
+                stats: Arc::clone(&stats),
+                control: Arc::clone(&control),
+                drain_time: Duration::from_secs(5),
+            };
+            workers.push(Worker::new(setup).map_err(|e| format!("cannot start worker {id}: {e}"))?);
+        }
+        let mut proxy = InProcessProxy {
+            control,
+            wakers: Vec::new(),
+            threads: Vec::new(),
+            stats,
+            worker_ips,
+            next_worker: AtomicUsize::new(0),
+        };
+        for (id, mut worker) in workers.into_iter().enumerate() {
+            proxy.wakers.push(worker.waker().map_err(|e| format!("worker {id}: no waker: {e}"))?);
+            let thread = std::thread::Builder::new().name(format!("sluice-worker-{id}")).spawn(move || worker.run());
+            proxy.threads.push(thread.map_err(|e| format!("cannot start worker thread {id}: {e}"))?);
+        }
+        Ok(proxy)
+    }
+
+    /// The address a new client connection to `listener` should use. A listener on a
+    /// concrete address is its own target; on an unspecified address (the smol backend,
+    /// where each worker is a host of its own) successive calls spread connections over
+    /// the workers round-robin, as a NIC's RSS would spread flows over queues.
+    pub fn target(&self, listener: SocketAddr) -> SocketAddr {
+        if !listener.ip().is_unspecified() || self.worker_ips.is_empty() {
+            return listener;
+        }
+        let i = self.next_worker.fetch_add(1, Ordering::Relaxed) % self.worker_ips.len();
+        SocketAddr::new(self.worker_ips[i], listener.port())
+    }
+
+    pub fn workers(&self) -> usize {
+        self.wakers.len()
+    }
+
+    /// The workers' stats, merged on read.
+    pub fn stats(&self) -> &Arc<Store> {
+        &self.stats
+    }
+
+    /// Stop accepting and let open connections finish (what SIGTERM does to the binary);
+    /// [`InProcessProxy::join`] waits for the workers to exit.
+    pub fn drain(&self) {
+        self.control.draining.store(true, Ordering::Relaxed);
+        self.wake_all();
+    }
+
+    /// Wait for the workers to exit (after [`InProcessProxy::drain`]), at most `timeout`;
+    /// a worker's error or panic comes back as an error.
+    pub fn join(mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.threads.iter().all(JoinHandle::is_finished) {
+            if std::time::Instant::now() >= deadline {
+                return Err(format!("workers still running after {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.reap()
+    }
+
+    fn wake_all(&self) {
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+    }
+
+    /// Join every worker thread; the first failure comes back.
+    fn reap(&mut self) -> Result<(), String> {
+        let mut result = Ok(());
+        for (id, t) in self.threads.drain(..).enumerate() {
+            let outcome = match t.join() {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => format!("worker {id} failed: {e}"),
+                Err(_) => format!("worker {id} panicked"),
+            };
+            if result.is_ok() {
+                result = Err(outcome);
+            }
+        }
+        result
+    }
+}
+
+/// Send the workers' `tracing` output to the test's stderr if `SLUICE_TEST_LOG` asks.
+fn init_logging() {
+    let Ok(filter) = std::env::var("SLUICE_TEST_LOG") else {
+        return;
+    };
+    let filter = if filter.contains('=') { filter } else { format!("sluice={filter},sluice_stack={filter}") };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .with_thread_names(true)
+        .try_init();
+}
+
+impl Drop for InProcessProxy {
+    fn drop(&mut self) {
+        self.control.stop.store(true, Ordering::Relaxed);
+        self.wake_all();
+        if let Err(e) = self.reap() {
+            if !std::thread::panicking() {
+                panic!("in-process proxy: {e}");
+            }
+        }
+    }
+}

@@ -21,6 +21,7 @@ pub mod stats;
 pub mod tcp_proxy;
 pub mod timer;
 pub mod tls;
+pub mod transport;
 pub mod upstream;
 pub mod worker;
 pub mod worker_ctx;

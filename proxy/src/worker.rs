@@ -25,6 +25,7 @@ use crate::router::shadow::ShadowState;
 use crate::stats::{ClusterStats, HttpStats, ListenerStats, Store, TcpProxyStats};
 use crate::tcp_proxy::{CloseReason, Status, TcpProxySession};
 use crate::timer::{TimerKey, Timers};
+use crate::transport::TransportSocket;
 use crate::upstream::cluster_manager::ThreadLocalClusterManager;
 use crate::upstream::conn_pool::{close_client, ConnPool, UpstreamSlot};
 use crate::worker_ctx::{token, Ctx, DOWNSTREAM_SUB, POOL_SUB, POOL_TIMER_BIT};
@@ -337,7 +338,8 @@ impl<S: Stack> Worker<S> {
         let Some((_, Conn::Pending(p))) = self.conns.get_key_mut(key) else {
             return;
         };
-        let outcome = p.run(&mut self.stack, &snapshot);
+        let stats = Arc::clone(&self.listener_stats[p.listener]);
+        let outcome = p.run(&mut self.stack, &snapshot, &mut self.scratch, &stats);
         self.after_filters(key, outcome, now);
     }
 
@@ -377,7 +379,12 @@ impl<S: Stack> Worker<S> {
                 let recv_listener = *recv_listener;
                 let (socket, peer, local, restored) = (p.socket, p.peer, p.local, p.restored);
                 let original_dst = restored.then_some(local);
-                let terminal = lcfg.chain(selected).and_then(|c| c.terminal.as_ref());
+                let chain = lcfg.chain(selected);
+                let terminal = chain.and_then(|c| c.terminal.as_ref());
+                let transport = match chain.and_then(|c| c.tls.as_ref()) {
+                    Some(ctx) => TransportSocket::tls_server(ctx),
+                    None => TransportSocket::Raw,
+                };
                 if terminal.is_some() {
                     self.listener_stats[recv_listener].downstream_pre_cx_active.dec();
                 }
@@ -394,7 +401,7 @@ impl<S: Stack> Worker<S> {
                         let limit = lcfg.per_connection_buffer_limit_bytes;
                         let base = token(key, DOWNSTREAM_SUB).0;
                         let (session, status) = self.with_ctx(key, now, |ctx| {
-                            TcpProxySession::start(ctx, tp, stats, socket, limit, original_dst, base)
+                            TcpProxySession::start(ctx, tp, stats, socket, transport, limit, original_dst, base)
                         });
                         if let Some((_, c)) = self.conns.get_key_mut(key) {
                             *c = Conn::TcpProxy(session);
@@ -405,7 +412,16 @@ impl<S: Stack> Worker<S> {
                     Some(NetworkFilter::HttpConnectionManager(hcm)) => {
                         let hcm = Arc::clone(hcm);
                         let stats = self.http_stats_for(&hcm.stat_prefix);
-                        Conn::Http(Box::new(HttpConnection::new(hcm, stats, socket, peer, local, original_dst, now)))
+                        Conn::Http(Box::new(HttpConnection::new(
+                            hcm,
+                            stats,
+                            socket,
+                            peer,
+                            local,
+                            original_dst,
+                            transport,
+                            now,
+                        )))
                     }
                 };
                 if let Some((_, c)) = self.conns.get_key_mut(key) {

@@ -17,6 +17,7 @@ use sluice_config::Bootstrap;
 use crate::filter_chain::{FilterChainManager, Selected};
 use crate::http::conn_manager::config::HcmConfig;
 use crate::tcp_proxy::TcpProxyConfig;
+use crate::tls::{ClientTlsContext, ServerTlsContext};
 use crate::upstream::cluster_manager::{static_hosts, ClusterManager};
 use crate::upstream::dns;
 
@@ -33,6 +34,8 @@ pub struct NetworkFilterChain {
     pub name: String,
     /// The terminal filter that serves the connection.
     pub terminal: Option<NetworkFilter>,
+    /// TLS termination (`transport_socket` DownstreamTlsContext), if configured.
+    pub tls: Option<Arc<ServerTlsContext>>,
 }
 
 /// A compiled listener.
@@ -83,14 +86,27 @@ impl Snapshot {
     /// Compile a decoded bootstrap. DNS clusters are resolved once, now, so that the
     /// proxy starts with hosts (Envoy waits for cluster warming before serving).
     pub fn build(bootstrap: &Bootstrap) -> Result<Snapshot, Vec<String>> {
-        let cluster_manager = Arc::new(ClusterManager::new(bootstrap.clusters.clone(), |c| {
-            if dns::is_dns(c) {
-                dns::resolve_cluster(c, &Default::default())
-            } else {
-                static_hosts(c)
-            }
-        }));
         let mut errors = Vec::new();
+        // TLS origination contexts (certificates and CAs are read now: a bad file is a
+        // config error, as in Envoy).
+        let mut upstream_tls = Vec::with_capacity(bootstrap.clusters.len());
+        for (i, c) in bootstrap.clusters.iter().enumerate() {
+            upstream_tls.push(match &c.transport_socket {
+                Some(t) => match ClientTlsContext::new(t) {
+                    Ok(ctx) => Some(ctx),
+                    Err(e) => {
+                        errors.push(format!("static_resources.clusters[{i}].transport_socket: {e}"));
+                        None
+                    }
+                },
+                None => None,
+            });
+        }
+        let cluster_manager = Arc::new(ClusterManager::with_tls(
+            bootstrap.clusters.clone(),
+            |c| if dns::is_dns(c) { dns::resolve_cluster(c, &Default::default()) } else { static_hosts(c) },
+            |i| upstream_tls[i].clone(),
+        ));
         let mut listeners = Vec::new();
         let mut by_address = HashMap::new();
         for (i, l) in bootstrap.listeners.iter().enumerate() {
@@ -153,11 +169,6 @@ fn compile_listener(index: usize, l: &Listener, cm: &Arc<ClusterManager>) -> Res
     if l.use_original_dst && !listener_filters.contains(&ListenerFilterKind::OriginalDst) {
         listener_filters.insert(0, ListenerFilterKind::OriginalDst);
     }
-    for (k, f) in l.listener_filters.iter().enumerate() {
-        if matches!(f.kind, ListenerFilterKind::TlsInspector | ListenerFilterKind::HttpInspector) {
-            errors.push(format!("{path}.listener_filters[{k}]: this listener filter is not supported yet"));
-        }
-    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -210,7 +221,11 @@ fn compile_chain(
             }
         });
     }
-    Ok(NetworkFilterChain { name: c.name.clone(), terminal })
+    let tls = match &c.transport_socket {
+        Some(t) => Some(ServerTlsContext::new(t).map_err(|e| format!("{path}.transport_socket: {e}"))?),
+        None => None,
+    };
+    Ok(NetworkFilterChain { name: c.name.clone(), terminal, tls })
 }
 
 fn lookup(cm: &ClusterManager, name: &str, path: &str) -> Result<usize, String> {

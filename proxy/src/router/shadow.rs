@@ -180,7 +180,22 @@ fn start_one<S: Stack>(cluster: usize, request: Vec<u8>, is_head: bool, timeout:
     stats.upstream_cx_http1_total.inc();
     stats.upstream_cx_active.inc();
     let max_headers = info.config.http_protocol_options.common.max_headers_count;
-    let client = CodecClient::new(sock, Arc::clone(&host), idx, cluster, max_headers, ctx.now);
+    let mut client = CodecClient::new(sock, Arc::clone(&host), idx, cluster, max_headers, ctx.now);
+    if let Some(tls) = &info.tls {
+        match crate::transport::TransportSocket::tls_client(tls, host.address.ip()) {
+            Ok(t) => client.transport = t,
+            Err(_) => {
+                // The shadow is dropped; its connection slot is released with it.
+                ctx.stack.close(sock);
+                ctx.pool.remove(slot);
+                stats.upstream_rq_active.dec();
+                stats.upstream_cx_active.dec();
+                info.release_connection(&host);
+                info.release_request();
+                return;
+            }
+        }
+    }
     host.rq_active.fetch_add(1, Ordering::Relaxed);
     let connect_at = ctx.now + info.config.connect_timeout;
     let connect_deadline = Some(connect_at);

@@ -48,6 +48,8 @@ pub struct ClusterInfo {
     passive_hc_pending: AtomicBool,
     /// Wakes the upstream monitor thread once it runs.
     monitor: OnceLock<Arc<dyn Wake>>,
+    /// TLS origination (`transport_socket` UpstreamTlsContext), if configured.
+    pub tls: Option<Arc<crate::tls::ClientTlsContext>>,
 }
 
 impl std::fmt::Debug for ClusterInfo {
@@ -104,6 +106,7 @@ impl ClusterInfo {
             seen_traffic: AtomicBool::new(false),
             passive_hc_pending: AtomicBool::new(false),
             monitor: OnceLock::new(),
+            tls: None,
         };
         info.rebuild(Arc::new(hosts));
         info
@@ -300,12 +303,23 @@ pub struct ClusterManager {
 
 impl ClusterManager {
     /// Build from config; `hosts_for` supplies each cluster's initial hosts.
-    pub fn new(configs: Vec<Cluster>, mut hosts_for: impl FnMut(&Cluster) -> Vec<Arc<Host>>) -> ClusterManager {
+    pub fn new(configs: Vec<Cluster>, hosts_for: impl FnMut(&Cluster) -> Vec<Arc<Host>>) -> ClusterManager {
+        Self::with_tls(configs, hosts_for, |_| None)
+    }
+
+    /// Build from config with each cluster's TLS origination context.
+    pub fn with_tls(
+        configs: Vec<Cluster>,
+        mut hosts_for: impl FnMut(&Cluster) -> Vec<Arc<Host>>,
+        mut tls_for: impl FnMut(usize) -> Option<Arc<crate::tls::ClientTlsContext>>,
+    ) -> ClusterManager {
         let mut cm = ClusterManager::default();
         for (i, c) in configs.into_iter().enumerate() {
             let hosts = HostSet::new(hosts_for(&c));
             cm.by_name.insert(c.name.clone(), i);
-            cm.clusters.push(Arc::new(ClusterInfo::new(i, c, hosts)));
+            let mut info = ClusterInfo::new(i, c, hosts);
+            info.tls = tls_for(i);
+            cm.clusters.push(Arc::new(info));
         }
         cm
     }

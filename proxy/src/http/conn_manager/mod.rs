@@ -38,6 +38,7 @@ use crate::router::{RouteKind, StreamInfo};
 use crate::stats::HttpStats;
 use crate::tcp_proxy::{CloseReason, Status};
 use crate::timer::{earliest, TimerKey};
+use crate::transport::TransportSocket;
 use crate::worker_ctx::Ctx;
 
 use self::config::{HcmConfig, HttpFilterConfig};
@@ -85,6 +86,8 @@ pub struct Downstream {
     pub readable: bool,
     pub read_eof: bool,
     pub dead: bool,
+    /// Raw, or TLS terminated here.
+    pub transport: TransportSocket,
 }
 
 impl Downstream {
@@ -121,7 +124,7 @@ impl Downstream {
         let want = READ_CHUNK.min(limit - held).max(1);
         let start = self.input.len();
         self.input.resize(start + want, 0);
-        match stack.read(self.socket, &mut self.input[start..]) {
+        match self.transport.read(stack, self.socket, &mut self.input[start..]) {
             Ok(0) => {
                 self.input.truncate(start);
                 self.read_eof = true;
@@ -129,7 +132,7 @@ impl Downstream {
             }
             Ok(n) => {
                 self.input.truncate(start + n);
-                if n < want {
+                if n < want && self.transport.short_read_drains() {
                     // A short read drained the socket; the next arrival is a new event.
                     self.readable = false;
                 }
@@ -152,7 +155,7 @@ impl Downstream {
     fn flush<S: Stack>(&mut self, stack: &mut S) -> usize {
         let mut total = 0;
         while self.out_pos < self.out.len() && !self.dead {
-            match stack.write(self.socket, &self.out[self.out_pos..]) {
+            match self.transport.write(stack, self.socket, &self.out[self.out_pos..]) {
                 Ok(0) => break,
                 Ok(n) => {
                     self.out_pos += n;
@@ -169,7 +172,15 @@ impl Downstream {
                 self.out = Vec::new();
             }
         }
+        if !self.dead && self.transport.flush(stack, self.socket).is_err() {
+            self.dead = true;
+        }
         total
+    }
+
+    /// Output still owed to the client (plaintext or TLS records).
+    pub fn has_output(&self) -> bool {
+        self.out_len() > 0 || self.transport.has_pending_output()
     }
 }
 
@@ -209,13 +220,15 @@ impl HttpConnection {
         peer: SocketAddr,
         local: SocketAddr,
         original_dst: Option<SocketAddr>,
+        transport: TransportSocket,
         now: Instant,
     ) -> HttpConnection {
         stats.downstream_cx_total.inc();
         stats.downstream_cx_active.inc();
         stats.downstream_cx_http1_total.inc();
         stats.downstream_cx_http1_active.inc();
-        let parser = RequestParser::new(Arc::clone(&cfg.settings), false);
+        let tls = transport.is_tls();
+        let parser = RequestParser::new(Arc::clone(&cfg.settings), tls);
         HttpConnection {
             cfg,
             stats,
@@ -223,7 +236,7 @@ impl HttpConnection {
                 socket,
                 peer,
                 local,
-                tls: false,
+                tls,
                 input: Vec::new(),
                 input_pos: 0,
                 out: Vec::new(),
@@ -231,6 +244,7 @@ impl HttpConnection {
                 readable: true,
                 read_eof: false,
                 dead: false,
+                transport,
             },
             parser,
             stream: Stream::new(now),
@@ -371,6 +385,10 @@ impl HttpConnection {
             if reset {
                 ctx.stack.abort(self.down.socket);
             } else {
+                if self.down.transport.is_tls() {
+                    // close_notify, best effort: the socket then closes with its queue.
+                    let _ = self.down.transport.shutdown_write(ctx.stack, self.down.socket);
+                }
                 ctx.stack.close(self.down.socket);
             }
             self.down.dead = true;
@@ -408,7 +426,7 @@ impl HttpConnection {
                 }
                 return self.close(ctx, true);
             }
-            if self.down.read_eof && self.down.out_len() == 0 && !self.stream.active && self.closing.is_none() {
+            if self.down.read_eof && !self.down.has_output() && !self.stream.active && self.closing.is_none() {
                 return self.close(ctx, false);
             }
             if !progress {
@@ -419,7 +437,7 @@ impl HttpConnection {
                 continue;
             }
         }
-        if self.closing == Some(Closing::AfterFlush) && self.down.out_len() == 0 && !self.stream.active {
+        if self.closing == Some(Closing::AfterFlush) && !self.down.has_output() && !self.stream.active {
             return self.close(ctx, false);
         }
         self.schedule(ctx);

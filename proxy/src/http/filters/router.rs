@@ -34,6 +34,7 @@ use crate::router::shadow::start_shadows;
 use crate::router::StreamInfo;
 use crate::stats::ClusterStats;
 use crate::timer::{earliest, TimerKey};
+use crate::transport::TransportSocket;
 use crate::upstream::cluster_manager::ClusterInfo;
 use crate::upstream::conn_pool::close_client;
 use crate::upstream::host::Host;
@@ -304,7 +305,18 @@ impl RouterState {
                     self.stats.upstream_cx_http1_total.inc();
                     self.stats.upstream_cx_active.inc();
                     let max_headers = info.config.http_protocol_options.common.max_headers_count;
-                    let client = CodecClient::new(sock, Arc::clone(&host), idx, self.cluster, max_headers, ctx.now);
+                    let mut client = CodecClient::new(sock, Arc::clone(&host), idx, self.cluster, max_headers, ctx.now);
+                    if let Some(tls) = &info.tls {
+                        match TransportSocket::tls_client(tls, host.address.ip()) {
+                            Ok(t) => client.transport = t,
+                            Err(e) => {
+                                tracing::warn!(cluster = %info.name(), "cannot start upstream TLS: {e:?}");
+                                self.start_try(idx, host, slot, client, ctx);
+                                self.drop_client(ctx, true);
+                                return self.fail(cfg, stream, ctx, ResetReason::ConnectFailure);
+                            }
+                        }
+                    }
                     self.start_try(idx, host, slot, client, ctx);
                     self.phase = Phase::Connecting(ctx.now + info.config.connect_timeout);
                     Ok(())
@@ -623,9 +635,16 @@ impl RouterState {
                 }
             }
             if eof || error {
-                self.report(ctx, Outcome::ExtOriginRequestFailed);
+                // A TLS handshake that never completed is a connection failure.
+                let handshake_failed = self.client.as_ref().is_some_and(|c| !c.transport.established());
+                let (outcome, reason) = if handshake_failed {
+                    (Outcome::LocalOriginConnectFailed, ResetReason::ConnectFailure)
+                } else {
+                    (Outcome::ExtOriginRequestFailed, ResetReason::Reset)
+                };
+                self.report(ctx, outcome);
                 self.drop_client(ctx, true);
-                return self.fail(cfg, stream, ctx, ResetReason::Reset);
+                return self.fail(cfg, stream, ctx, reason);
             }
             return Ok(());
         }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sluice_stack::{Events, Interest, SocketId, Stack, Token};
 
 use crate::conn_table::ConnTable;
-use crate::http::conn_manager::HttpConnection;
+use crate::http::conn_manager::{Accepted, HttpConnection};
 use crate::http::date::DateCache;
 use crate::listener::active_socket::{ActiveSocket, Outcome};
 use crate::listener::manager::{NetworkFilter, Snapshot};
@@ -412,16 +412,8 @@ impl<S: Stack> Worker<S> {
                     Some(NetworkFilter::HttpConnectionManager(hcm)) => {
                         let hcm = Arc::clone(hcm);
                         let stats = self.http_stats_for(&hcm.stat_prefix);
-                        Conn::Http(Box::new(HttpConnection::new(
-                            hcm,
-                            stats,
-                            socket,
-                            peer,
-                            local,
-                            original_dst,
-                            transport,
-                            now,
-                        )))
+                        let accepted = Accepted { socket, peer, local, original_dst, transport };
+                        Conn::Http(Box::new(HttpConnection::new(hcm, stats, accepted, now)))
                     }
                 };
                 if let Some((_, c)) = self.conns.get_key_mut(key) {

@@ -72,6 +72,16 @@ pub fn write_response_head<S: Stack>(
     stream.response_started = true;
 }
 
+/// What is known of an accepted connection when its HTTP connection manager starts.
+pub struct Accepted {
+    pub socket: SocketId,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// The restored original destination (ORIGINAL_DST clusters).
+    pub original_dst: Option<SocketAddr>,
+    pub transport: TransportSocket,
+}
+
 /// The downstream half of a connection: socket and buffers.
 #[derive(Debug)]
 pub struct Downstream {
@@ -213,16 +223,8 @@ pub struct HttpConnection {
 }
 
 impl HttpConnection {
-    pub fn new(
-        cfg: Arc<HcmConfig>,
-        stats: Arc<HttpStats>,
-        socket: SocketId,
-        peer: SocketAddr,
-        local: SocketAddr,
-        original_dst: Option<SocketAddr>,
-        transport: TransportSocket,
-        now: Instant,
-    ) -> HttpConnection {
+    pub fn new(cfg: Arc<HcmConfig>, stats: Arc<HttpStats>, conn: Accepted, now: Instant) -> HttpConnection {
+        let Accepted { socket, peer, local, original_dst, transport } = conn;
         stats.downstream_cx_total.inc();
         stats.downstream_cx_active.inc();
         stats.downstream_cx_http1_total.inc();

@@ -27,7 +27,7 @@ use crate::tcp_proxy::{CloseReason, Status, TcpProxySession};
 use crate::timer::{TimerKey, Timers};
 use crate::transport::TransportSocket;
 use crate::upstream::cluster_manager::ThreadLocalClusterManager;
-use crate::upstream::conn_pool::{close_client, ConnPool, UpstreamSlot};
+use crate::upstream::conn_pool::{close_client, rest, ConnPool, UpstreamSlot};
 use crate::worker_ctx::{token, Ctx, DOWNSTREAM_SUB, POOL_SUB, POOL_TIMER_BIT};
 
 /// Token of the worker's waker.
@@ -535,24 +535,22 @@ impl<S: Stack> Worker<S> {
         let state = self.with_ctx(slot, now, |ctx| shadow.drive(ctx, event));
         match state {
             ShadowState::Running => {
-                let deadline = shadow.deadline;
-                let (bytes, s) = (shadow.bytes, *shadow);
-                let _ = bytes;
+                let mut s = *shadow;
+                // One pending timer entry per shadow: re-arm only when it fired or
+                // the next deadline is earlier.
+                let next = s.next_deadline();
+                if s.client.timer_at.is_none_or(|at| at <= now || next < at) {
+                    s.client.timer_at = Some(next);
+                    self.timers.schedule(crate::worker_ctx::pool_timer_key(slot), next);
+                }
                 self.pool.set_shadow(slot, s);
-                self.timers.schedule(crate::worker_ctx::pool_timer_key(slot), deadline);
             }
             ShadowState::Done { reusable } => {
                 let mut s = *shadow;
                 self.with_ctx(slot, now, |ctx| s.finish(ctx));
                 if reusable && self.drain_deadline.is_none() {
-                    let mut client = s.client;
-                    client.idle_since = now;
-                    let idle =
-                        self.clusters.clusters[client.cluster].info.config.http_protocol_options.common.idle_timeout;
-                    if let Some(t) = idle {
-                        self.timers.schedule(crate::worker_ctx::pool_timer_key(slot), now + t);
-                    }
-                    self.pool.put_idle(slot, client);
+                    let client = s.client;
+                    self.with_ctx(slot, now, |ctx| rest(ctx, slot, client));
                 } else {
                     self.pool.remove(slot);
                     self.with_ctx(slot, now, |ctx| s.close(ctx));
@@ -630,6 +628,10 @@ impl<S: Stack> Worker<S> {
 
     /// An idle upstream connection's timer: close it once its idle timeout passed.
     fn on_pool_timer(&mut self, slot: TimerKey, now: Instant) {
+        if let Some(UpstreamSlot::Shadow(_)) = self.pool.slots.get_key_mut(slot) {
+            self.drive_shadow(slot, now, false);
+            return;
+        }
         let Some(UpstreamSlot::Idle(client)) = self.pool.slots.get_key_mut(slot) else {
             return;
         };
@@ -647,6 +649,7 @@ impl<S: Stack> Worker<S> {
             }
             Some(t) => {
                 let at = client.idle_since + t;
+                client.timer_at = Some(at);
                 self.timers.schedule(crate::worker_ctx::pool_timer_key(slot), at);
             }
             None => {}

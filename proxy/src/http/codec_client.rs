@@ -105,8 +105,9 @@ impl CodecClient {
         }
     }
 
-    /// Read once into `input` (at most `limit` unconsumed bytes held).
-    pub fn read<S: Stack>(&mut self, stack: &mut S, limit: usize) -> ReadOutcome {
+    /// Read once into `input` (at most `limit` unconsumed bytes held), through
+    /// `scratch` so no buffer is zero-filled per read.
+    pub fn read<S: Stack>(&mut self, stack: &mut S, limit: usize, scratch: &mut [u8]) -> ReadOutcome {
         if self.dead {
             return ReadOutcome::Error;
         }
@@ -118,17 +119,14 @@ impl CodecClient {
             self.input_pos = 0;
         }
         let held = self.input.len() - self.input_pos;
-        let want = READ_CHUNK.min(limit.saturating_sub(held).max(1024));
-        let start = self.input.len();
-        self.input.resize(start + want, 0);
-        match self.transport.read(stack, self.socket, &mut self.input[start..]) {
+        let want = READ_CHUNK.min(limit.saturating_sub(held).max(1024)).min(scratch.len());
+        match self.transport.read(stack, self.socket, &mut scratch[..want]) {
             Ok(0) => {
-                self.input.truncate(start);
                 self.read_eof = true;
                 ReadOutcome::Eof
             }
             Ok(n) => {
-                self.input.truncate(start + n);
+                self.input.extend_from_slice(&scratch[..n]);
                 // A short read drained the socket: the next arrival is a new event.
                 if n < want && self.transport.short_read_drains() {
                     self.readable = false;
@@ -136,12 +134,10 @@ impl CodecClient {
                 ReadOutcome::Data
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.input.truncate(start);
                 self.readable = false;
                 ReadOutcome::WouldBlock
             }
             Err(_) => {
-                self.input.truncate(start);
                 self.dead = true;
                 ReadOutcome::Error
             }

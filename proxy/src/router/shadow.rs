@@ -147,6 +147,8 @@ fn start_one<S: Stack>(cluster: usize, request: Vec<u8>, is_head: bool, timeout:
             is_head,
             keep_alive: false,
         };
+        let mut s = s;
+        s.client.timer_at = Some(deadline);
         ctx.pool.set_shadow(slot, s);
         ctx.timers.schedule(pool_timer_key(slot), deadline);
         return;
@@ -210,8 +212,11 @@ fn start_one<S: Stack>(cluster: usize, request: Vec<u8>, is_head: bool, timeout:
         is_head,
         keep_alive: false,
     };
+    let first = s.next_deadline();
+    let mut s = s;
+    s.client.timer_at = Some(first);
     ctx.pool.set_shadow(slot, s);
-    ctx.timers.schedule(pool_timer_key(slot), connect_at.min(deadline));
+    ctx.timers.schedule(pool_timer_key(slot), first);
 }
 
 impl ShadowRequest {
@@ -248,7 +253,7 @@ impl ShadowRequest {
             return ShadowState::Done { reusable: false };
         }
         while c.readable {
-            match c.read(ctx.stack, 64 * 1024) {
+            match c.read(ctx.stack, 64 * 1024, ctx.scratch) {
                 ReadOutcome::Data => {}
                 ReadOutcome::WouldBlock => break,
                 ReadOutcome::Eof | ReadOutcome::Error => break,
@@ -302,6 +307,15 @@ impl ShadowRequest {
             return ShadowState::Done { reusable: false };
         }
         ShadowState::Running
+    }
+
+    /// When the shadow must next be looked at: its connect deadline while connecting,
+    /// then its overall deadline.
+    pub fn next_deadline(&self) -> Instant {
+        match self.connect_deadline {
+            Some(c) if !self.client.connected => c.min(self.deadline),
+            _ => self.deadline,
+        }
     }
 
     /// Release the shadow's request resources (its connection is handled by the caller).

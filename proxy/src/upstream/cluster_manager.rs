@@ -11,7 +11,6 @@
 //! per pick, a lock only on change). Publishing never blocks a pick for long: the set
 //! is built outside the slot's lock and swapped in.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -298,7 +297,7 @@ impl ClusterInfo {
 #[derive(Debug, Default)]
 pub struct ClusterManager {
     pub clusters: Vec<Arc<ClusterInfo>>,
-    by_name: HashMap<String, usize>,
+    by_name: rustc_hash::FxHashMap<String, usize>,
 }
 
 impl ClusterManager {

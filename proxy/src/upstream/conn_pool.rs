@@ -6,7 +6,9 @@
 //! `Idle` in its host's list, newest first, watched for the upstream closing it and
 //! bounded by the cluster's idle timeout. Nothing here is shared with other workers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 
 use sluice_stack::Stack;
@@ -37,7 +39,7 @@ pub enum UpstreamSlot {
 pub struct ConnPool {
     pub slots: ConnTable<UpstreamSlot>,
     /// Idle connection slots per cluster, per host address (last is most recent).
-    idle: Vec<HashMap<SocketAddr, Vec<TimerKey>>>,
+    idle: Vec<FxHashMap<SocketAddr, Vec<TimerKey>>>,
     /// Streams waiting for connection capacity, per cluster (oldest first).
     waiting: Vec<VecDeque<TimerKey>>,
     shadows: usize,
@@ -48,7 +50,7 @@ impl ConnPool {
     pub fn new(clusters: usize) -> ConnPool {
         ConnPool {
             slots: ConnTable::default(),
-            idle: (0..clusters).map(|_| HashMap::new()).collect(),
+            idle: (0..clusters).map(|_| FxHashMap::default()).collect(),
             waiting: (0..clusters).map(|_| VecDeque::new()).collect(),
             shadows: 0,
             shadow_bytes: 0,
@@ -191,6 +193,34 @@ pub fn close_client<S: Stack>(ctx: &mut Ctx<'_, S>, client: &mut CodecClient) {
         stats.upstream_cx_active.dec();
         stats.upstream_cx_destroy.inc();
     }
+    if let Some(owner) = ctx.pool.next_waiting(cluster) {
+        ctx.ready.push(owner);
+    }
+}
+
+/// Put a reusable connection back to rest: idle from now, closed instead when it has
+/// served the cluster's `max_requests_per_connection`; a stream waiting for capacity
+/// on the cluster is woken. The idle timeout keeps at most one timer entry per
+/// connection: a pending one (still in the future) fires and re-arms itself for the
+/// new idle period.
+pub fn rest<S: Stack>(ctx: &mut Ctx<'_, S>, slot: TimerKey, mut client: CodecClient) {
+    let cluster = client.cluster;
+    let common = &ctx.clusters.clusters[cluster].info.config.http_protocol_options.common;
+    let (idle, max_rq) = (common.idle_timeout, common.max_requests_per_connection);
+    if max_rq.is_some_and(|m| client.requests >= m) {
+        close_client(ctx, &mut client);
+        ctx.pool.remove(slot);
+        return;
+    }
+    client.idle_since = ctx.now;
+    if let Some(t) = idle {
+        if client.timer_at.is_none_or(|at| at <= ctx.now) {
+            let at = ctx.now + t;
+            ctx.timers.schedule(crate::worker_ctx::pool_timer_key(slot), at);
+            client.timer_at = Some(at);
+        }
+    }
+    ctx.pool.put_idle(slot, client);
     if let Some(owner) = ctx.pool.next_waiting(cluster) {
         ctx.ready.push(owner);
     }

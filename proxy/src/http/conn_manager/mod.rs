@@ -37,7 +37,7 @@ use crate::http::response_flags::ResponseFlags;
 use crate::router::{RouteKind, StreamInfo};
 use crate::stats::HttpStats;
 use crate::tcp_proxy::{CloseReason, Status};
-use crate::timer::{earliest, TimerKey};
+use crate::timer::TimerKey;
 use crate::transport::TransportSocket;
 use crate::worker_ctx::Ctx;
 
@@ -118,8 +118,9 @@ impl Downstream {
         self.out.len() - self.out_pos
     }
 
-    /// Read once; true when new bytes arrived. EOF and errors set the flags.
-    fn read<S: Stack>(&mut self, stack: &mut S, limit: usize) -> bool {
+    /// Read once (through `scratch`, so no buffer is zero-filled per read); true when
+    /// new bytes arrived. EOF and errors set the flags.
+    fn read<S: Stack>(&mut self, stack: &mut S, limit: usize, scratch: &mut [u8]) -> bool {
         if self.dead || self.read_eof || !self.readable {
             return false;
         }
@@ -131,17 +132,14 @@ impl Downstream {
         if held >= limit {
             return false;
         }
-        let want = READ_CHUNK.min(limit - held).max(1);
-        let start = self.input.len();
-        self.input.resize(start + want, 0);
-        match self.transport.read(stack, self.socket, &mut self.input[start..]) {
+        let want = READ_CHUNK.min(limit - held).min(scratch.len()).max(1);
+        match self.transport.read(stack, self.socket, &mut scratch[..want]) {
             Ok(0) => {
-                self.input.truncate(start);
                 self.read_eof = true;
                 false
             }
             Ok(n) => {
-                self.input.truncate(start + n);
+                self.input.extend_from_slice(&scratch[..n]);
                 if n < want && self.transport.short_read_drains() {
                     // A short read drained the socket; the next arrival is a new event.
                     self.readable = false;
@@ -149,12 +147,10 @@ impl Downstream {
                 true
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.input.truncate(start);
                 self.readable = false;
                 false
             }
             Err(_) => {
-                self.input.truncate(start);
                 self.dead = true;
                 false
             }
@@ -453,7 +449,7 @@ impl HttpConnection {
             return true;
         }
         if self.down.pending_input().is_empty() {
-            let got = self.down.read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK);
+            let got = self.down.read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK, ctx.scratch);
             if got {
                 self.stats.downstream_cx_rx_bytes_total.add(self.down.pending_input().len() as u64);
                 self.head_started.get_or_insert(ctx.now);
@@ -500,7 +496,7 @@ impl HttpConnection {
     /// Read more of an incomplete head; at EOF the connection just closes.
     fn read_more<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
         let before = self.down.pending_input().len();
-        let got = self.down.read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK);
+        let got = self.down.read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK, ctx.scratch);
         if got {
             self.stats.downstream_cx_rx_bytes_total.add((self.down.pending_input().len() - before) as u64);
         }
@@ -748,7 +744,7 @@ impl HttpConnection {
         // them (or they are discarded after a local reply).
         if !self.stream.request_done && self.down.pending_input().len() < self.cfg.buffer_limit {
             let before = self.down.pending_input().len();
-            if self.down.read(ctx.stack, self.cfg.buffer_limit) {
+            if self.down.read(ctx.stack, self.cfg.buffer_limit, ctx.scratch) {
                 let n = self.down.pending_input().len() - before;
                 self.stats.downstream_cx_rx_bytes_total.add(n as u64);
                 self.stream.bytes_received += n as u64;
@@ -903,33 +899,37 @@ impl HttpConnection {
     }
 
     fn schedule<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
-        let mut deadlines: Vec<Option<Instant>> = Vec::with_capacity(8);
+        let mut next: Option<Instant> = None;
+        let mut consider = |d: Option<Instant>| {
+            if let Some(d) = d {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
+        };
         if self.stream.active {
             if let FilterPhase::Delayed { until, .. } = self.stream.phase {
-                deadlines.push(Some(until));
+                consider(Some(until));
             }
             if !self.stream.request_done {
-                deadlines.push(self.cfg.request_timeout.map(|t| self.stream.start + t));
+                consider(self.cfg.request_timeout.map(|t| self.stream.start + t));
             }
             let idle = match self.stream.router.as_ref().and_then(|r| r.idle_timeout_override()) {
                 Some(o) => o,
                 None => self.cfg.stream_idle_timeout,
             };
-            deadlines.push(idle.map(|t| self.stream.last_activity + t));
-            deadlines.push(self.cfg.max_stream_duration.map(|t| self.stream.start + t));
+            consider(idle.map(|t| self.stream.last_activity + t));
+            consider(self.cfg.max_stream_duration.map(|t| self.stream.start + t));
             if let Some(r) = &self.stream.router {
-                deadlines.push(r.next_deadline());
+                consider(r.next_deadline());
             }
         } else {
-            deadlines.push(self.cfg.idle_timeout.map(|t| self.idle_since + t));
+            consider(self.cfg.idle_timeout.map(|t| self.idle_since + t));
             if let (Some(t), Some(s)) = (self.cfg.request_headers_timeout, self.head_started) {
-                deadlines.push(Some(s + t));
+                consider(Some(s + t));
             }
         }
         if !self.draining {
-            deadlines.push(self.cfg.max_connection_duration.map(|t| self.created + t));
+            consider(self.cfg.max_connection_duration.map(|t| self.created + t));
         }
-        let next = earliest(deadlines);
         let mut at = self.timer_at;
         ctx.arm(&mut at, next);
         self.timer_at = at;

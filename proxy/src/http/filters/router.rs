@@ -36,11 +36,11 @@ use crate::stats::ClusterStats;
 use crate::timer::{earliest, TimerKey};
 use crate::transport::TransportSocket;
 use crate::upstream::cluster_manager::ClusterInfo;
-use crate::upstream::conn_pool::close_client;
+use crate::upstream::conn_pool::{close_client, rest};
 use crate::upstream::host::Host;
 use crate::upstream::load_balancer::LbContext;
 use crate::upstream::outlier::Outcome;
-use crate::worker_ctx::{pool_timer_key, token, Ctx, POOL_SUB};
+use crate::worker_ctx::{token, Ctx, POOL_SUB};
 
 /// A response the router wants the connection manager to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -585,7 +585,7 @@ impl RouterState {
         let mut eof = false;
         let mut error = client.dead;
         while client.readable && down.out_len() < cfg.buffer_limit && !error {
-            match client.read(ctx.stack, cfg.buffer_limit) {
+            match client.read(ctx.stack, cfg.buffer_limit, ctx.scratch) {
                 ReadOutcome::Data => {
                     step.progress = true;
                     self.try_activity = now;
@@ -856,28 +856,7 @@ impl RouterState {
             h.rq_active.fetch_sub(1, Ordering::Relaxed);
         }
         if reusable && client.reusable() {
-            client.idle_since = ctx.now;
-            client.timer_at = None;
-            let idle = ctx.clusters.clusters[self.cluster].info.config.http_protocol_options.common.idle_timeout;
-            let max_rq = ctx.clusters.clusters[self.cluster]
-                .info
-                .config
-                .http_protocol_options
-                .common
-                .max_requests_per_connection;
-            if max_rq.is_some_and(|m| client.requests >= m) {
-                close_client(ctx, &mut client);
-                ctx.pool.remove(slot);
-                return;
-            }
-            if let Some(t) = idle {
-                ctx.timers.schedule(pool_timer_key(slot), ctx.now + t);
-                client.timer_at = Some(ctx.now + t);
-            }
-            ctx.pool.put_idle(slot, client);
-            if let Some(owner) = ctx.pool.next_waiting(self.cluster) {
-                ctx.ready.push(owner);
-            }
+            rest(ctx, slot, client);
         } else {
             close_client(ctx, &mut client);
             ctx.pool.remove(slot);

@@ -140,7 +140,8 @@ fn strings_survive_json_and_yaml_parsing() {
     let mut text: String = (0u32..0x20).chain(0x7f..0xa0).filter_map(char::from_u32).collect();
     text.push_str("\u{feff} \"quoted\" back\\slash ünïcode ✓ \u{10348}");
     let rendered = Json::obj().with("v", text.as_str()).render();
-    assert!(rendered.is_ascii() || !rendered.contains('\u{7f}'), "DEL is escaped");
+    let raw = |c: char| (c < ' ' && c != '\n') || ('\u{7f}'..='\u{9f}').contains(&c) || c == '\u{feff}';
+    assert!(!rendered.chars().any(raw), "non-printable characters are escaped: {rendered:?}");
     let node = crate::node::parse(&rendered).unwrap_or_else(|e| panic!("{e}:\n{rendered}"));
     let crate::node::Value::Map(fields) = &node.value else { panic!() };
     assert_eq!(fields[0].1.value, crate::node::Value::Scalar { text, quoted: true });

@@ -5,8 +5,9 @@
 //! `[redacted]` in the same field, as Envoy's `MessageUtil::redact` does for fields
 //! marked `sensitive` (for `inline_bytes`, the base64 of `[redacted]`). A key given by
 //! `filename` or `environment_variable` is written as that reference: it names where
-//! the key lives, not the key, and keeps the dump loadable. Certificates and CAs are
-//! public and written as configured.
+//! the key lives, not the key, and keeps the dump loadable. (Envoy redacts every string
+//! under `private_key`, file names included; sluice keeps the reference on purpose.)
+//! Certificates and CAs are public and written as configured.
 //!
 //! `tls_params` is written resolved for its side: the versions in force, and the curves
 //! in preference order. `cipher_suites` is written only when configured; otherwise

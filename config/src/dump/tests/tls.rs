@@ -2,7 +2,7 @@
 //! and inline private keys redacted.
 
 use super::{at, has, round_trip, s};
-use crate::dump::Json;
+use crate::dump::{Dump, Json};
 use crate::tls::{CipherSuite, DataSource, EcdhCurve, SubjectAltName, TlsVersion};
 
 const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgSECRETSECRET\n-----END PRIVATE KEY-----\n";
@@ -129,7 +129,7 @@ fn tls_contexts_round_trip_with_file_references() {
 fn tls_dump_fields() {
     let yaml = tls_bootstrap("{ filename: /etc/sluice/server.key }", "{ filename: /etc/sluice/client.key }");
     let (first, _, _) = round_trip(&yaml);
-    let b = super::super::Dump::dump(&first);
+    let b = first.dump();
     let ts = at(&b, "static_resources.listeners[0].filter_chains[0].transport_socket");
     assert_eq!(at(ts, "name"), &s("envoy.transport_sockets.tls"));
     let tc = at(ts, "typed_config");

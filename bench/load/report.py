@@ -202,10 +202,11 @@ def write_markdown(meta, runs, summary, path, accept_disturbed, plot_problem):
         f.write("\n".join(lines))
 
 
-PLOT = r"""
-set terminal svg size 1100,720 dynamic font "sans,12" background "white"
-set output OUTFILE
-set multiplot layout 2,1 title "sluice vs nginx vs HAProxy, one worker each, loopback"
+PLOT_HEAD = """
+set terminal svg size 1100,780 dynamic font "sans,12" background "white"
+set output "{svg}"
+set datafile missing "?"
+set multiplot layout 2,1 title "sluice vs nginx vs HAProxy: one worker each, loopback ({note})"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
@@ -214,38 +215,50 @@ set grid ytics
 set key top right
 set xtics nomirror
 set yrange [0:*]
-set title "requests per CPU-second of the proxy (higher is better)"
-set ylabel "req / CPU-s"
-plot for [i=2:NCOL] DATA using i:xtic(1) title columnheader(i)
-set title "p99 latency (lower is better)"
-set ylabel "ms"
-plot for [i=NCOL+1:2*NCOL-1] DATA using i:xtic(1) title columnheader(i)
-unset multiplot
+set bmargin 4
 """
 
 
-def write_plot(meta, summary, out):
+def write_plot(meta, summary, out, accept_disturbed):
+    """results.dat and results.svg; returns why there is no plot, or None."""
     proxies = [p for p in PROXY_ORDER if p in meta["proxies"]]
+    cells_ = [(m, s) for m in meta["modes"] for s in meta["sizes"]]
     dat = os.path.join(out, "results.dat")
     with open(dat, "w") as f:
-        head = ["cell"] + [f'"{PROXY_NAMES[p]}"' for p in proxies]
-        head += [f'"{PROXY_NAMES[p]}"' for p in proxies]
-        f.write(" ".join(head) + "\n")
-        for mode in meta["modes"]:
-            for size in meta["sizes"]:
-                row = [f'"{MODE_SHORT[mode]}\\n{SIZE_NAMES[size]}"']
-                for m in ("rpcs", "p99_ms"):
-                    for p in proxies:
-                        v = summary[(mode, size, p)][m]
-                        row.append("NaN" if v is None else f"{v:.3f}")
-                f.write(" ".join(row) + "\n")
-    svg = os.path.join(out, "results.svg")
-    script = os.path.join(out, "results.gp")
-    with open(script, "w") as f:
-        f.write(f'DATA = "{dat}"\nOUTFILE = "{svg}"\nNCOL = {len(proxies) + 1}\n' + PLOT)
-    if all(s["used"] == 0 for s in summary.values()):
+        f.write("cell " + " ".join(f"{m}_{p}" for m in ("rpcs", "p99") for p in proxies) + "\n")
+        for mode, size in cells_:
+            row = [f'"{MODE_SHORT[mode]}\\n{SIZE_NAMES[size]}"']
+            for m in ("rpcs_ms", "p99_ms"):
+                key = "rpcs" if m == "rpcs_ms" else m
+                for p in proxies:
+                    v = summary[(mode, size, p)][key]
+                    row.append("?" if v is None else f"{v:.3f}")
+            f.write(" ".join(row) + "\n")
+    panels = [
+        ("requests per CPU-second of the proxy (higher is better)", "req / CPU-s", "rpcs", 2),
+        ("p99 latency (lower is better)", "ms", "p99_ms", 2 + len(proxies)),
+    ]
+    note = "disturbed runs included" if accept_disturbed else "disturbed runs left out"
+    script = PLOT_HEAD.format(svg=os.path.join(out, "results.svg"), note=note)
+    drawn = 0
+    for title, ylabel, key, first in panels:
+        series = []
+        for i, p in enumerate(proxies):
+            if any(summary[(m, s, p)][key] is not None for m, s in cells_):
+                col = first + i
+                xtic = ":xtic(1)" if not series else ""
+                series.append(f'"{dat}" using {col}{xtic} title "{PROXY_NAMES[p]}"')
+        if not series:
+            continue
+        drawn += 1
+        script += f'set title "{title}"\nset ylabel "{ylabel}"\nplot ' + ", ".join(series) + "\n"
+    if drawn == 0:
         return "no plot: every run was refused"
-    r = subprocess.run(["gnuplot", script], capture_output=True, text=True)
+    script += "unset multiplot\n"
+    path = os.path.join(out, "results.gp")
+    with open(path, "w") as f:
+        f.write(script)
+    r = subprocess.run(["gnuplot", path], capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"report.py: gnuplot failed:\n{r.stderr}")
     return None
@@ -256,10 +269,11 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--accept-disturbed", action="store_true")
     args = p.parse_args()
+    args.out = os.path.abspath(args.out)
     meta, runs = load(args.out)
     summary = cells(meta, runs, args.accept_disturbed)
     md = os.path.join(args.out, "results.md")
-    problem = write_plot(meta, summary, args.out)
+    problem = write_plot(meta, summary, args.out, args.accept_disturbed)
     write_markdown(meta, runs, summary, md, args.accept_disturbed, problem)
     with open(md) as f:
         print(f.read())

@@ -325,15 +325,17 @@ def main():
 
     proxy_pids = process_tree(args.proxy_pid)
     origin_pids = process_tree(args.origin_pid)
-    result = None
+    # Every attempt is printed (the report keeps the `final` one per run): a run's
+    # earlier, disturbed attempts stay on record.
     for attempt in range(1, args.attempts + 1):
         result = measure_once(args, proxy_pids, origin_pids)
         result["attempt"] = attempt
-        if not result["disturbed"]:
+        result["final"] = not result["disturbed"] or attempt == args.attempts
+        out = json.loads(args.label)
+        out.update(result)
+        print(json.dumps(out, sort_keys=True), flush=True)
+        if result["final"]:
             break
-    out = json.loads(args.label)
-    out.update(result)
-    print(json.dumps(out, sort_keys=True))
     flags = ""
     if out["disturbed"]:
         flags += "  DISTURBED: " + "; ".join(out["disturbed_reasons"])

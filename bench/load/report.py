@@ -32,7 +32,9 @@ def load(out):
     with open(os.path.join(out, "results.jsonl")) as f:
         for line in f:
             if line.strip():
-                runs.append(json.loads(line))
+                r = json.loads(line)
+                if r.get("final", True):
+                    runs.append(r)
     return meta, runs
 
 
@@ -146,11 +148,17 @@ def targets(meta, summary):
 def write_markdown(meta, runs, summary, path, accept_disturbed, plot_problem):
     disturbed = sum(1 for r in runs if r["disturbed"])
     invalid = sum(1 for r in runs if r["invalid"])
-    attempts = sum(r.get("attempt", 1) for r in runs)
+    attempts = sum(r.get("attempt", 1) for r in runs)  # earlier attempts: not final
     lines = [
         "## Load comparison: sluice (kernel mode) vs nginx vs HAProxy",
         "",
-        f"Command: `{meta['command']}`",
+        f"Command: `{meta['command']}`"
+        + (
+            " (tables then remade with `python3 bench/load/report.py --out bench/out "
+            "--accept-disturbed`)"
+            if accept_disturbed and "--accept-disturbed" not in meta["command"]
+            else ""
+        ),
         "",
         f"- Machine: {meta['cpu_model']}, CPUs {meta['cpus_online']}, "
         f"{meta['mem_gib']} GiB, Linux {meta['kernel']}"

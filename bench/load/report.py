@@ -220,9 +220,10 @@ set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 set grid ytics
-set key top right
+set key top left horizontal
 set xtics nomirror
 set yrange [0:*]
+set offsets 0, 0, graph 0.2, 0
 set bmargin 4
 """
 
@@ -233,7 +234,7 @@ def write_plot(meta, summary, out, accept_disturbed):
     cells_ = [(m, s) for m in meta["modes"] for s in meta["sizes"]]
     dat = os.path.join(out, "results.dat")
     with open(dat, "w") as f:
-        f.write("cell " + " ".join(f"{m}_{p}" for m in ("rpcs", "p99") for p in proxies) + "\n")
+        f.write("# cell " + " ".join(f"{m}_{p}" for m in ("rpcs", "p99") for p in proxies) + "\n")
         for mode, size in cells_:
             row = [f'"{MODE_SHORT[mode]}\\n{SIZE_NAMES[size]}"']
             for m in ("rpcs_ms", "p99_ms"):

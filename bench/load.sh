@@ -113,11 +113,13 @@ for v in DURATION WARMUP REPS CONNECTIONS THREADS QUIET_WAIT ATTEMPTS PORT_BASE 
   is_uint "${!v}" || die "--${v_flag//_/-} must be a whole number, got '${!v}'"
 done
 [[ "$NICE" =~ ^-?[0-9]+$ ]] || die "--nice must be an integer, got '$NICE'"
-[ "$DURATION" -ge 1 ] && [ "$REPS" -ge 1 ] && [ "$ATTEMPTS" -ge 1 ] ||
+if [ "$DURATION" -lt 1 ] || [ "$REPS" -lt 1 ] || [ "$ATTEMPTS" -lt 1 ]; then
   die "--duration, --reps and --attempts must be at least 1"
+fi
 PROXY_CPU="${CPUS%,*}" LOAD_CPU="${CPUS#*,}"
-is_uint "$PROXY_CPU" && is_uint "$LOAD_CPU" && [ "$PROXY_CPU" != "$LOAD_CPU" ] ||
+if ! is_uint "$PROXY_CPU" || ! is_uint "$LOAD_CPU" || [ "$PROXY_CPU" = "$LOAD_CPU" ]; then
   die "--cpus must be two different core numbers, e.g. 1,0"
+fi
 for p in $PROXIES; do
   case "$p" in sluice|nginx|haproxy) ;; *) die "unknown proxy '$p'" ;; esac
 done
@@ -129,7 +131,7 @@ for s in $SIZES; do case "$s" in small|4k|64k) ;; *) die "unknown size '$s'" ;; 
 NEED_SLUICE=0
 [[ " $PROXIES " == *" sluice "* ]] && NEED_SLUICE=1
 install_traps
-load_prepare
+load_prepare # (no extra packages)
 
 # --- metadata for the report ----------------------------------------------------------
 ncells=0

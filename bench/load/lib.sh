@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by bench/load.sh and bench/load/profile.sh: tools, configs, and the processes
 # under test (origin, proxies), each started pinned, in a session of its own, and
 # remembered by PID so that `cleanup` (installed as the EXIT trap) stops every one.
@@ -11,6 +12,7 @@ log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 
 # load_prepare EXTRA_PACKAGES...: everything up to the first process.
+# shellcheck disable=SC2120 # the extra packages are optional
 load_prepare() {
   if [ "$INSTALL" = 1 ]; then
     apt_install nginx haproxy wrk gnuplot-nox curl python3 util-linux procps iproute2 "$@"

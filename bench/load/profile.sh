@@ -71,8 +71,9 @@ for v in DURATION CONNECTIONS SLICE_US PORT_BASE; do
 done
 [[ "$NICE" =~ ^-?[0-9]+$ ]] || die "--nice must be an integer, got '$NICE'"
 PROXY_CPU="${CPUS%,*}" LOAD_CPU="${CPUS#*,}"
-is_uint "$PROXY_CPU" && is_uint "$LOAD_CPU" && [ "$PROXY_CPU" != "$LOAD_CPU" ] ||
+if ! is_uint "$PROXY_CPU" || ! is_uint "$LOAD_CPU" || [ "$PROXY_CPU" = "$LOAD_CPU" ]; then
   die "--cpus must be two different core numbers, e.g. 1,0"
+fi
 
 NEED_SLUICE=0
 [[ " $PROXIES " == *" sluice "* ]] && NEED_SLUICE=1
@@ -126,7 +127,7 @@ for proxy in $PROXIES; do
   forget "$tpid"
 
   rec=(-e cpu-clock -F 1999)
-  [ "$DWARF" = 1 ] && [ "$proxy" = sluice ] && rec+=(--call-graph dwarf,16384)
+  [ "$DWARF" = 1 ] && [ "$proxy" = sluice ] && rec+=(--call-graph "dwarf,16384")
   perf record "${rec[@]}" -p "$pids" -o "$dir/perf.data" >/dev/null 2>"$dir/perf_record.log" &
   ppid_=$!
   track "$ppid_"

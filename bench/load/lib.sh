@@ -26,7 +26,6 @@ load_prepare() {
   for c in "$PROXY_CPU" "$LOAD_CPU"; do
     taskset -c "$c" true 2>/dev/null || die "core $c is not usable here (online: $ONLINE)"
   done
-  SLUICE_BIN="$ROOT/target/release/sluice"
   if [ "$NEED_SLUICE" = 1 ]; then
     if [ "$BUILD" = 1 ]; then
       apt_install build-essential pkg-config
@@ -34,6 +33,7 @@ load_prepare() {
       log "building sluice (release)"
       cargo build --release --bin sluice >&2
     fi
+    SLUICE_BIN="$(target_dir)/release/sluice"
     [ -x "$SLUICE_BIN" ] || die "$SLUICE_BIN missing (build it or drop --no-build)"
   fi
 
@@ -58,6 +58,16 @@ load_prepare() {
   render proxy.nginx.conf "${PORT[nginx]}" >"$WORK/proxy.nginx.conf"
   render haproxy.cfg "${PORT[haproxy]}" >"$WORK/haproxy.cfg"
   render sluice.yaml "${PORT[sluice]}" >"$WORK/sluice.yaml"
+}
+
+target_dir() { # cargo's target directory (CARGO_TARGET_DIR and .cargo/config count)
+  local dir=""
+  if command -v cargo >/dev/null 2>&1; then
+    dir="$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+      python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null)" ||
+      dir=""
+  fi
+  echo "${dir:-$ROOT/target}"
 }
 
 render() { # render TEMPLATE PORT > file

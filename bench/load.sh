@@ -27,11 +27,11 @@
 # PORT_BASE..PORT_BASE+3 (default 27080..27083). Every process it starts is stopped by
 # PID on exit, also on error or Ctrl-C.
 #
-# Time: about reps x proxies x 6 x (warmup + duration + 1.5) seconds after the build:
-# default (3 x 3 x 6 x 13.5 s) about 12 minutes; --quick (1 x 3 x 6 x 5.5 s) about
-# 2 minutes. Waiting for quiet (at most --quiet-wait per attempt) and re-measuring a
-# disturbed run (at most --attempts) can add to this; the script prints its worst-case
-# bound before it starts.
+# Time: about reps x proxies x (6 x (warmup + duration + 2.5) + 3) seconds after the
+# build: default 3 x 3 x (6 x 14.5 + 3) s, about 14 minutes (measured: 14 min 11 s on a
+# quiet 2-core VM); --quick about 2 minutes. Re-measuring disturbed runs (at most
+# --attempts each, after at most --quiet-wait) can add to this: a run on a busy machine
+# took 22-28 min. The script prints its hard upper bound before it starts.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -137,7 +137,7 @@ load_prepare # (no extra packages)
 ncells=0
 for m in $MODES; do for s in $SIZES; do ncells=$((ncells + 1)); done; done
 nproxies=$(wc -w <<<"$PROXIES")
-typical=$((REPS * nproxies * ncells * (WARMUP * 10 + DURATION * 10 + 15) / 10))
+typical=$((REPS * nproxies * (ncells * (WARMUP * 10 + DURATION * 10 + 25) + 30) / 10))
 worst=$((REPS * nproxies * ncells * ATTEMPTS * (QUIET_WAIT + 1 + WARMUP + DURATION + 60) + REPS * nproxies * 25))
 log "plan: $REPS repetition(s) x {$PROXIES} x $ncells cells, ${DURATION}s runs after ${WARMUP}s warm-up"
 log "expected about $((typical / 60)) min $((typical % 60)) s; at most $((worst / 60)) min"

@@ -121,6 +121,19 @@ stats_scope! {
         downstream_pre_cx_active: Gauge,
         no_filter_chain_match: Counter,
         downstream_cx_overflow: Counter,
+        tls_found = "tls_inspector.tls_found": Counter,
+        tls_not_found = "tls_inspector.tls_not_found": Counter,
+        tls_sni_found = "tls_inspector.sni_found": Counter,
+        tls_sni_not_found = "tls_inspector.sni_not_found": Counter,
+        tls_alpn_found = "tls_inspector.alpn_found": Counter,
+        tls_alpn_not_found = "tls_inspector.alpn_not_found": Counter,
+        tls_client_hello_too_large = "tls_inspector.client_hello_too_large": Counter,
+        http10_found = "http_inspector.http10_found": Counter,
+        http11_found = "http_inspector.http11_found": Counter,
+        http2_found = "http_inspector.http2_found": Counter,
+        http_not_found = "http_inspector.http_not_found": Counter,
+        downstream_cx_ssl_handshake_error = "ssl.connection_error": Counter,
+        downstream_cx_ssl_handshake = "ssl.handshake": Counter,
     }
 }
 

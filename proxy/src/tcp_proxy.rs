@@ -22,6 +22,7 @@ use sluice_stack::{SocketId, Stack};
 use crate::buffer::Buffer;
 use crate::stats::{ClusterStats, TcpProxyStats};
 use crate::timer::earliest;
+use crate::transport::TransportSocket;
 use crate::upstream::cluster_manager::{release, try_acquire, ClusterInfo};
 use crate::upstream::host::Host;
 use crate::upstream::load_balancer::LbContext;
@@ -85,11 +86,13 @@ struct Side {
     write_shut: bool,
     /// Reset or failed: the socket is closed.
     dead: bool,
+    /// Raw, or TLS.
+    transport: TransportSocket,
 }
 
 impl Side {
-    fn new(socket: SocketId) -> Side {
-        Side { socket, readable: true, read_eof: false, write_shut: false, dead: false }
+    fn new(socket: SocketId, transport: TransportSocket) -> Side {
+        Side { socket, readable: true, read_eof: false, write_shut: false, dead: false, transport }
     }
 }
 
@@ -153,6 +156,7 @@ impl TcpProxySession {
         config: Arc<TcpProxyConfig>,
         stats: Arc<TcpProxyStats>,
         downstream: SocketId,
+        transport: TransportSocket,
         buffer_limit: usize,
         original_dst: Option<SocketAddr>,
         token_base: usize,
@@ -167,7 +171,7 @@ impl TcpProxySession {
             cluster,
             cluster_stats,
             limit: buffer_limit,
-            downstream: Side::new(downstream),
+            downstream: Side::new(downstream, transport),
             upstream: None,
             host: None,
             state: State::Connected,
@@ -227,7 +231,19 @@ impl TcpProxySession {
                         continue;
                     }
                     tracing::debug!(host = %host.address, attempt = self.attempts, "tcp_proxy: connecting upstream");
-                    self.upstream = Some(Side::new(sock));
+                    let transport = match &self.cluster.tls {
+                        Some(tls) => match TransportSocket::tls_client(tls, host.address.ip()) {
+                            Ok(t) => t,
+                            Err(e) => {
+                                tracing::warn!(cluster = %self.cluster.name(), "cannot start upstream TLS: {e:?}");
+                                ctx.stack.close(sock);
+                                self.release_upstream(true);
+                                continue;
+                            }
+                        },
+                        None => TransportSocket::Raw,
+                    };
+                    self.upstream = Some(Side::new(sock, transport));
                     self.host = Some(host);
                     let deadline = ctx.now + self.cluster.config.connect_timeout;
                     self.state = State::Connecting { deadline };
@@ -448,6 +464,10 @@ struct Pumped {
 /// Move bytes from `src` to `dst`, queueing in `pending` what `dst` will not take.
 fn pump<S: Stack>(ctx: &mut Ctx<'_, S>, src: &mut Side, dst: &mut Side, pending: &mut Buffer, limit: usize) -> Pumped {
     let mut out = Pumped::default();
+    if !dst.dead && dst.transport.flush(ctx.stack, dst.socket).is_err() {
+        dst.dead = true;
+        ctx.stack.abort(dst.socket);
+    }
     if dst.dead {
         pending.clear();
     } else if !pending.is_empty() {
@@ -465,7 +485,7 @@ fn pump<S: Stack>(ctx: &mut Ctx<'_, S>, src: &mut Side, dst: &mut Side, pending:
             break;
         }
         let room = (limit - pending.len()).min(ctx.scratch.len());
-        match ctx.stack.read(src.socket, &mut ctx.scratch[..room]) {
+        match src.transport.read(ctx.stack, src.socket, &mut ctx.scratch[..room]) {
             Ok(0) => src.read_eof = true,
             Ok(n) => {
                 out.read += n;
@@ -484,7 +504,7 @@ fn pump<S: Stack>(ctx: &mut Ctx<'_, S>, src: &mut Side, dst: &mut Side, pending:
         }
     }
     if (src.read_eof || src.dead) && pending.is_empty() && !dst.write_shut && !dst.dead {
-        if let Err(e) = ctx.stack.shutdown_write(dst.socket) {
+        if let Err(e) = dst.transport.shutdown_write(ctx.stack, dst.socket) {
             tracing::debug!("tcp_proxy: shutdown error: {e}");
             dst.dead = true;
             ctx.stack.abort(dst.socket);
@@ -499,7 +519,7 @@ fn pump<S: Stack>(ctx: &mut Ctx<'_, S>, src: &mut Side, dst: &mut Side, pending:
 fn write_some<S: Stack>(stack: &mut S, dst: &mut Side, mut data: &[u8]) -> usize {
     let mut total = 0;
     while !data.is_empty() {
-        match stack.write(dst.socket, data) {
+        match dst.transport.write(stack, dst.socket, data) {
             Ok(0) => break,
             Ok(n) => {
                 total += n;

@@ -17,7 +17,9 @@ use crate::socket::SocketTable;
 use crate::{Accepted, Event, Events, Interest, ListenOptions, SocketId, Stack, StackStats, Token, Wake};
 
 enum KernelSocket {
-    Listener(TcpListener),
+    /// A listener and, when it is bound to a specific address, that address (accepted
+    /// connections then need no `getsockname`).
+    Listener(TcpListener, Option<SocketAddr>),
     Stream(TcpStream),
 }
 
@@ -62,14 +64,14 @@ impl KernelStack {
     fn stream(&self, id: SocketId) -> io::Result<&TcpStream> {
         match self.sockets.get(id)? {
             KernelSocket::Stream(s) => Ok(s),
-            KernelSocket::Listener(_) => Err(not_a("stream")),
+            KernelSocket::Listener(..) => Err(not_a("stream")),
         }
     }
 
     fn stream_mut(&mut self, id: SocketId) -> io::Result<&mut TcpStream> {
         match self.sockets.get_mut(id)? {
             KernelSocket::Stream(s) => Ok(s),
-            KernelSocket::Listener(_) => Err(not_a("stream")),
+            KernelSocket::Listener(..) => Err(not_a("stream")),
         }
     }
 
@@ -124,19 +126,24 @@ impl Stack for KernelStack {
         if addr.is_ipv6() {
             socket.set_only_v6(!opts.ipv4_compat)?;
         }
+        // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per accept.
+        socket.set_tcp_nodelay(true)?;
         socket.bind(&addr.into())?;
         socket.listen(opts.backlog.min(i32::MAX as u32) as i32)?;
         let listener = TcpListener::from_std(socket.into());
-        Ok(self.sockets.insert(KernelSocket::Listener(listener)))
+        let specific = if addr.ip().is_unspecified() { None } else { Some(listener.local_addr()?) };
+        Ok(self.sockets.insert(KernelSocket::Listener(listener, specific)))
     }
 
     fn accept(&mut self, listener: SocketId) -> io::Result<Accepted> {
-        let KernelSocket::Listener(l) = self.sockets.get(listener)? else {
+        let KernelSocket::Listener(l, specific) = self.sockets.get(listener)? else {
             return Err(not_a("listener"));
         };
         let (stream, peer) = l.accept()?;
-        stream.set_nodelay(true)?;
-        let local = stream.local_addr()?;
+        let local = match specific {
+            Some(addr) => *addr,
+            None => stream.local_addr()?,
+        };
         self.stats.accepts += 1;
         let socket = self.sockets.insert(KernelSocket::Stream(stream));
         Ok(Accepted { socket, peer, local })
@@ -221,7 +228,7 @@ impl Stack for KernelStack {
 
     fn local_addr(&self, socket: SocketId) -> io::Result<SocketAddr> {
         match self.sockets.get(socket)? {
-            KernelSocket::Listener(l) => l.local_addr(),
+            KernelSocket::Listener(l, _) => l.local_addr(),
             KernelSocket::Stream(s) => s.local_addr(),
         }
     }
@@ -246,7 +253,7 @@ impl Stack for KernelStack {
     fn register(&mut self, socket: SocketId, token: Token, interest: Interest) -> io::Result<()> {
         let registry = self.poll.registry();
         match self.sockets.get_mut(socket)? {
-            KernelSocket::Listener(l) => registry.register(l, mio::Token(token.0), mio_interest(interest)),
+            KernelSocket::Listener(l, _) => registry.register(l, mio::Token(token.0), mio_interest(interest)),
             KernelSocket::Stream(s) => registry.register(s, mio::Token(token.0), mio_interest(interest)),
         }
     }
@@ -254,7 +261,7 @@ impl Stack for KernelStack {
     fn reregister(&mut self, socket: SocketId, token: Token, interest: Interest) -> io::Result<()> {
         let registry = self.poll.registry();
         match self.sockets.get_mut(socket)? {
-            KernelSocket::Listener(l) => registry.reregister(l, mio::Token(token.0), mio_interest(interest)),
+            KernelSocket::Listener(l, _) => registry.reregister(l, mio::Token(token.0), mio_interest(interest)),
             KernelSocket::Stream(s) => registry.reregister(s, mio::Token(token.0), mio_interest(interest)),
         }
     }
@@ -262,7 +269,7 @@ impl Stack for KernelStack {
     fn deregister(&mut self, socket: SocketId) -> io::Result<()> {
         let registry = self.poll.registry();
         match self.sockets.get_mut(socket)? {
-            KernelSocket::Listener(l) => registry.deregister(l),
+            KernelSocket::Listener(l, _) => registry.deregister(l),
             KernelSocket::Stream(s) => registry.deregister(s),
         }
     }
@@ -303,6 +310,8 @@ mod tests {
         wait_for(&mut stack, &mut events, Token(1));
         let acc = stack.accept(l).unwrap();
         assert_eq!(acc.local, addr);
+        let KernelSocket::Stream(s) = stack.sockets.get(acc.socket).unwrap() else { panic!() };
+        assert!(s.nodelay().unwrap(), "accepted sockets inherit TCP_NODELAY from the listener");
         assert_eq!(stack.accept(l).unwrap_err().kind(), io::ErrorKind::WouldBlock);
         stack.register(acc.socket, Token(3), Interest::READABLE).unwrap();
         let ev = wait_for(&mut stack, &mut events, Token(2));

@@ -1,12 +1,11 @@
 //! Dump of clusters: endpoints, circuit breakers, outlier detection, health checks,
-//! load-balancer and protocol options.
+//! load-balancer and protocol options, TLS `transport_socket`.
 
 use super::{any, enum_name, list, Dump, Json};
 use crate::cluster::{
     CircuitBreakers, Cluster, ClusterLoadAssignment, CommonHttpProtocolOptions, HealthCheck, HealthCheckKind,
     LbEndpoint, LocalityLbEndpoints, OutlierDetection,
 };
-use crate::core::{HeaderValueOption, Int64Range};
 
 impl Dump for Cluster {
     fn dump(&self) -> Json {
@@ -60,6 +59,7 @@ impl Dump for Cluster {
                     ),
                 ),
             )
+            .with_opt("transport_socket", self.transport_socket.as_ref().map(super::tls::upstream))
     }
 }
 
@@ -134,21 +134,6 @@ impl Dump for OutlierDetection {
             .with("max_ejection_time_jitter", self.max_ejection_time_jitter)
             .with("successful_active_health_check_uneject_host", self.successful_active_health_check_uneject_host)
             .with("always_eject_one_host", self.always_eject_one_host)
-    }
-}
-
-impl Dump for Int64Range {
-    fn dump(&self) -> Json {
-        Json::obj().with("start", self.start).with("end", self.end)
-    }
-}
-
-impl Dump for HeaderValueOption {
-    fn dump(&self) -> Json {
-        Json::obj()
-            .with("header", Json::obj().with("key", &self.key).with("value", &self.value))
-            .with("append_action", enum_name(self.append_action))
-            .with("keep_empty_value", self.keep_empty_value)
     }
 }
 

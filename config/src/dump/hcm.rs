@@ -1,10 +1,108 @@
-//! Dump of the HTTP connection manager and its route configuration.
+//! Dump of the HTTP connection manager: its codec and protocol options, timeouts, header
+//! handling, inline route configuration and HTTP filters (`HTTPFault`, `Router`).
+//!
+//! Timeouts where Envoy documents `0s` as "disabled" (`stream_idle_timeout`,
+//! `request_timeout`, `request_headers_timeout`, `delayed_close_timeout`,
+//! `common_http_protocol_options.idle_timeout`) are written `0s` when disabled.
 
-use super::{Dump, Json};
-use crate::hcm::HttpConnectionManager;
+use super::{any, enum_name, list, Dump, Json};
+use crate::fault::{FaultAbort, FaultAbortKind, FaultDelay, FaultDelayKind, HttpFault};
+use crate::hcm::{HttpConnectionManager, HttpFilter, HttpFilterKind, RouterFilter, StripPortMode};
 
 impl Dump for HttpConnectionManager {
     fn dump(&self) -> Json {
-        Json::obj().with("stat_prefix", &self.stat_prefix)
+        let h1 = &self.http_protocol_options;
+        let http_protocol_options = Json::obj()
+            .with("accept_http_10", h1.accept_http_10)
+            .with("default_host_for_http_10", &h1.default_host_for_http_10)
+            .with("allow_chunked_length", h1.allow_chunked_length)
+            // Unset: the codec decides (absolute URLs accepted).
+            .with_opt("allow_absolute_url", h1.allow_absolute_url);
+        let j = Json::obj()
+            .with("stat_prefix", &self.stat_prefix)
+            .with("codec_type", enum_name(self.codec_type))
+            .with("route_config", self.route_config.dump())
+            .with("http_filters", list(&self.http_filters))
+            .with("http_protocol_options", http_protocol_options)
+            .with("common_http_protocol_options", self.common_http_protocol_options.dump())
+            .with("stream_idle_timeout", self.stream_idle_timeout.unwrap_or_default())
+            .with("request_timeout", self.request_timeout.unwrap_or_default())
+            .with("request_headers_timeout", self.request_headers_timeout.unwrap_or_default())
+            .with("drain_timeout", self.drain_timeout)
+            .with("delayed_close_timeout", self.delayed_close_timeout.unwrap_or_default())
+            .with("max_request_headers_kb", self.max_request_headers_kb)
+            .with("server_name", &self.server_name)
+            .with("server_header_transformation", enum_name(self.server_header_transformation))
+            .with("use_remote_address", self.use_remote_address)
+            .with("xff_num_trusted_hops", self.xff_num_trusted_hops)
+            .with("skip_xff_append", self.skip_xff_append)
+            .with("via", &self.via)
+            .with("generate_request_id", self.generate_request_id)
+            .with("normalize_path", self.normalize_path)
+            .with("merge_slashes", self.merge_slashes)
+            .with("path_with_escaped_slashes_action", enum_name(self.path_with_escaped_slashes_action))
+            .with("strip_matching_host_port", self.strip_port_mode == StripPortMode::Matching);
+        // `strip_any_host_port` is the only member of the `strip_port_mode` oneof.
+        let j = if self.strip_port_mode == StripPortMode::Any { j.with("strip_any_host_port", true) } else { j };
+        j.with("stream_error_on_invalid_http_message", self.stream_error_on_invalid_http_message)
+    }
+}
+
+impl Dump for HttpFilter {
+    fn dump(&self) -> Json {
+        let typed_config = match &self.kind {
+            HttpFilterKind::Fault(f) => f.dump(),
+            HttpFilterKind::Router(r) => r.dump(),
+        };
+        Json::obj()
+            .with("name", &self.name)
+            .with("typed_config", any(self.kind.type_name(), typed_config))
+            .with("disabled", self.disabled)
+    }
+}
+
+/// The router's fields (without `@type`); `dynamic_stats`, `start_child_span` and the
+/// upstream logs are accepted and ignored, so not part of the effective config.
+impl Dump for RouterFilter {
+    fn dump(&self) -> Json {
+        Json::obj()
+            .with("suppress_envoy_headers", self.suppress_envoy_headers)
+            .with("respect_expected_rq_timeout", self.respect_expected_rq_timeout)
+            .with("strict_check_headers", self.strict_check_headers.clone())
+    }
+}
+
+/// The fault filter's fields (without `@type`). An absent `max_active_faults` means
+/// unlimited and an absent `upstream_cluster` any cluster, so both stay absent then.
+impl Dump for HttpFault {
+    fn dump(&self) -> Json {
+        Json::obj()
+            .with_opt("delay", self.delay.as_ref().map(Dump::dump))
+            .with_opt("abort", self.abort.as_ref().map(Dump::dump))
+            .with_opt("upstream_cluster", self.upstream_cluster.as_ref())
+            .with("headers", list(&self.headers))
+            .with("downstream_nodes", self.downstream_nodes.clone())
+            .with_opt("max_active_faults", self.max_active_faults)
+    }
+}
+
+impl Dump for FaultDelay {
+    fn dump(&self) -> Json {
+        let j = match self.kind {
+            FaultDelayKind::Fixed(t) => Json::obj().with("fixed_delay", t),
+            FaultDelayKind::Header => Json::obj().with("header_delay", Json::obj()),
+        };
+        j.with("percentage", self.percentage.dump())
+    }
+}
+
+impl Dump for FaultAbort {
+    fn dump(&self) -> Json {
+        let j = match self.kind {
+            FaultAbortKind::HttpStatus(s) => Json::obj().with("http_status", u32::from(s)),
+            FaultAbortKind::GrpcStatus(s) => Json::obj().with("grpc_status", s),
+            FaultAbortKind::Header => Json::obj().with("header_abort", Json::obj()),
+        };
+        j.with("percentage", self.percentage.dump())
     }
 }

@@ -1,4 +1,5 @@
-//! Dump of listeners, filter chains, listener filters and tcp_proxy.
+//! Dump of listeners, filter chains (with their TLS `transport_socket`), listener
+//! filters and tcp_proxy.
 
 use super::{any, enum_name, list, Dump, Json};
 use crate::listener::{
@@ -40,6 +41,7 @@ impl Dump for FilterChain {
             .with("name", &self.name)
             .with("filter_chain_match", self.filter_chain_match.dump())
             .with("filters", list(&self.filters))
+            .with_opt("transport_socket", self.transport_socket.as_ref().map(super::tls::downstream))
     }
 }
 

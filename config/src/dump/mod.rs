@@ -1,11 +1,31 @@
 //! The effective config, back to JSON: every field with its value in force (Envoy's
-//! defaults included), in proto3 JSON form, so that it decodes back to the same typed
-//! config. Secrets (private keys) are redacted. Used by the admin `/config_dump`.
+//! defaults included), in proto3 JSON form, so that it decodes back with
+//! [`crate::load_str`] to a config that dumps the same. Used by the admin `/config_dump`.
+//!
+//! Conventions, one per kind of field:
+//! - a field with a default is written with its value in force, default or not;
+//! - a timeout where Envoy's `0s` means "disabled" is written `0s` when disabled;
+//! - a field Envoy leaves unset to mean "not configured" (an optional timeout, a
+//!   oneof none of whose members is set) is absent;
+//! - a deprecated spelling is written in its modern form with the same behaviour
+//!   (header matchers' `exact_match` and friends become `string_match` or
+//!   `present_match`; a query-parameter matcher without a specifier becomes
+//!   `present_match: true`);
+//! - an inline private key is never written: its value becomes `[redacted]` (as Envoy's
+//!   `MessageUtil::redact` does for `sensitive` fields), while a key referenced by
+//!   filename (or environment variable) is written as that reference;
+//! - fields sluice accepts and ignores (tag I in ENVOY_SUBSET.md: access logs, tracing,
+//!   stats-only settings) are not part of the effective config and are left out.
 
 mod bootstrap;
 mod cluster;
+mod core;
 mod hcm;
 mod listener;
+mod matcher;
+mod route;
+mod route_action;
+mod tls;
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -117,6 +137,9 @@ impl Json {
     }
 }
 
+/// A JSON string literal. Besides what JSON requires, every character outside YAML's
+/// printable set (DEL, the C1 controls, the BOM, U+FFFE/U+FFFF) is escaped too, so that
+/// the dump also reads back through sluice's YAML-based config parser.
 fn write_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
@@ -126,13 +149,34 @@ fn write_str(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
+            c if (c as u32) < 0x20
+                || ('\u{7f}'..='\u{9f}').contains(&c)
+                || matches!(c, '\u{feff}' | '\u{fffe}' | '\u{ffff}') =>
+            {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
         }
     }
     out.push('"');
+}
+
+/// Standard base64 with padding (proto3 JSON's `bytes`).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 0x3f) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 impl From<bool> for Json {

@@ -1,15 +1,84 @@
-//! Round trips: the dump decodes back to the same config.
+//! Round trips: a dump decodes back (with `load_str`) to a config that dumps the same,
+//! and the values that matter survive the trip. Shared helpers here; the rich HTTP and
+//! TLS bootstraps in `tests/`.
 
-use crate::load_str;
+use super::{base64, Json};
+use crate::bootstrap::Bootstrap;
+use crate::listener::NetworkFilterKind;
+use crate::{load_str, Loaded};
 
+mod http;
+mod tls;
+
+/// The `bootstrap` of a rendered `/config_dump` body, rendered again on its own (what an
+/// operator would save to a file to start another sluice with).
 fn bootstrap_of(dump: &str) -> String {
-    // The dump wraps the bootstrap in Envoy's ConfigDump; take it back out.
     let node = crate::node::parse(dump).unwrap();
-    let crate::node::Value::Map(top) = &node.value else { panic!() };
-    let crate::node::Value::Seq(configs) = &top[0].1.value else { panic!() };
-    let crate::node::Value::Map(first) = &configs[0].value else { panic!() };
-    let bootstrap = first.iter().find(|(k, _)| k.name == "bootstrap").unwrap();
-    super::Json::from_node(&bootstrap.1).render()
+    let crate::node::Value::Map(top) = &node.value else { panic!("not an object:\n{dump}") };
+    assert_eq!(top[0].0.name, "configs");
+    let crate::node::Value::Seq(configs) = &top[0].1.value else { panic!("configs is not a list") };
+    let crate::node::Value::Map(first) = &configs[0].value else { panic!("configs[0] is not an object") };
+    let ty = first.iter().find(|(k, _)| k.name == "@type").expect("configs[0] has an @type");
+    assert_eq!(
+        ty.1.value,
+        crate::node::Value::Scalar {
+            text: "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump".into(),
+            quoted: true
+        }
+    );
+    let bootstrap = first.iter().find(|(k, _)| k.name == "bootstrap").expect("configs[0] has a bootstrap");
+    Json::from_node(&bootstrap.1).render()
+}
+
+/// Load `yaml`, dump it, load the dump and check that it dumps the same. Returns the
+/// first load, the reload and the rendered `/config_dump` body.
+fn round_trip(yaml: &str) -> (Bootstrap, Loaded, String) {
+    let first = load_str(yaml).unwrap_or_else(|e| panic!("{e}")).bootstrap;
+    let dump = super::config_dump(&first);
+    let again = load_str(&bootstrap_of(&dump)).unwrap_or_else(|e| panic!("the dump does not load: {e}\n{dump}"));
+    assert_eq!(super::config_dump(&again.bootstrap), dump, "the dump is stable through a reload");
+    (first, again, dump)
+}
+
+/// The value at `path` (`a.b[2].c`) of a dumped message.
+fn at<'a>(j: &'a Json, path: &str) -> &'a Json {
+    let mut cur = j;
+    for part in path.split('.') {
+        let (key, index) = match part.split_once('[') {
+            Some((k, i)) => (k, Some(i.trim_end_matches(']').parse::<usize>().unwrap())),
+            None => (part, None),
+        };
+        if !key.is_empty() {
+            let Json::Obj(fields) = cur else { panic!("`{key}` of a non-object in {path}") };
+            cur = &fields.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("no `{key}` in {path}")).1;
+        }
+        if let Some(i) = index {
+            let Json::Arr(items) = cur else { panic!("index of a non-list in {path}") };
+            cur = &items[i];
+        }
+    }
+    cur
+}
+
+/// Whether message `j` has field `key`.
+fn has(j: &Json, key: &str) -> bool {
+    matches!(j, Json::Obj(fields) if fields.iter().any(|(k, _)| k == key))
+}
+
+fn s(v: &str) -> Json {
+    Json::Str(v.to_string())
+}
+
+fn n(v: &str) -> Json {
+    Json::Num(v.to_string())
+}
+
+/// The HCM of the first filter of the first chain of listener `l`.
+fn hcm(b: &Bootstrap, l: usize) -> &crate::hcm::HttpConnectionManager {
+    match &b.listeners[l].filter_chains[0].filters[0].kind {
+        NetworkFilterKind::HttpConnectionManager(h) => h,
+        other => panic!("not an HCM: {other:?}"),
+    }
 }
 
 #[test]
@@ -38,10 +107,42 @@ static_resources:
       cluster_name: c
       endpoints: [{ priority: 1, lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 8080 } } }, load_balancing_weight: 3 }] }]
 "#;
-    let first = load_str(yaml).unwrap().bootstrap;
-    let dump = super::config_dump(&first);
-    let again = load_str(&bootstrap_of(&dump)).unwrap_or_else(|e| panic!("dump does not load: {e}\n{dump}")).bootstrap;
-    assert_eq!(super::config_dump(&again), dump, "dump is stable through a reload");
+    let (first, again, _) = round_trip(yaml);
+    let again = again.bootstrap;
     assert_eq!(again.clusters[0].connect_timeout, first.clusters[0].connect_timeout);
+    assert_eq!(again.clusters[0].outlier_detection, first.clusters[0].outlier_detection);
     assert_eq!(again.listeners[0].filter_chains.len(), 1);
+    assert_eq!(
+        again.listeners[0].filter_chains[0].filter_chain_match,
+        first.listeners[0].filter_chains[0].filter_chain_match
+    );
+}
+
+#[test]
+fn base64_is_what_the_decoder_reads() {
+    assert_eq!(base64(b""), "");
+    assert_eq!(base64(b"f"), "Zg==");
+    assert_eq!(base64(b"fo"), "Zm8=");
+    assert_eq!(base64(b"foo"), "Zm9v");
+    assert_eq!(base64(b"[redacted]"), "W3JlZGFjdGVkXQ==");
+    assert_eq!(base64(&[0xff, 0x00, 0x80, b'a']), "/wCAYQ==");
+    let bytes: Vec<u8> = (0..=255u8).rev().collect();
+    for len in 0..bytes.len() {
+        let encoded = base64(&bytes[..len]);
+        assert_eq!(crate::route::decode_base64(&encoded).as_deref(), Some(&bytes[..len]), "{encoded}");
+    }
+}
+
+#[test]
+fn strings_survive_json_and_yaml_parsing() {
+    // Every control character, DEL, the C1 controls, a BOM, quotes and backslashes: the
+    // config parser (YAML, of which JSON is a subset) must read back the same text.
+    let mut text: String = (0u32..0x20).chain(0x7f..0xa0).filter_map(char::from_u32).collect();
+    text.push_str("\u{feff} \"quoted\" back\\slash ünïcode ✓ \u{10348}");
+    let rendered = Json::obj().with("v", text.as_str()).render();
+    let raw = |c: char| (c < ' ' && c != '\n') || ('\u{7f}'..='\u{9f}').contains(&c) || c == '\u{feff}';
+    assert!(!rendered.chars().any(raw), "non-printable characters are escaped: {rendered:?}");
+    let node = crate::node::parse(&rendered).unwrap_or_else(|e| panic!("{e}:\n{rendered}"));
+    let crate::node::Value::Map(fields) = &node.value else { panic!() };
+    assert_eq!(fields[0].1.value, crate::node::Value::Scalar { text, quoted: true });
 }

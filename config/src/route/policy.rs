@@ -34,7 +34,7 @@ impl RetryOn {
     pub const GRPC_UNAVAILABLE: RetryOn = RetryOn(1 << 19);
     pub const GRPC_INTERNAL: RetryOn = RetryOn(1 << 20);
 
-    const NAMES: &'static [(&'static str, RetryOn)] = &[
+    pub const NAMES: &'static [(&'static str, RetryOn)] = &[
         ("5xx", RetryOn::FIVE_XX),
         ("gateway-error", RetryOn::GATEWAY_ERROR),
         ("reset", RetryOn::RESET),

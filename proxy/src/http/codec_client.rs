@@ -13,6 +13,7 @@ use sluice_stack::{SocketId, Stack};
 
 use crate::buffer::Buffer;
 use crate::http::codec::ResponseParser;
+use crate::transport::TransportSocket;
 use crate::upstream::host::Host;
 
 /// Read size for upstream responses.
@@ -43,6 +44,8 @@ pub struct CodecClient {
     pub idle_since: Instant,
     pub timer_at: Option<Instant>,
     closed: bool,
+    /// Raw, or TLS originated here.
+    pub transport: TransportSocket,
 }
 
 /// What a read attempt found.
@@ -85,6 +88,7 @@ impl CodecClient {
             idle_since: now,
             timer_at: None,
             closed: false,
+            transport: TransportSocket::Raw,
         }
     }
 
@@ -101,8 +105,9 @@ impl CodecClient {
         }
     }
 
-    /// Read once into `input` (at most `limit` unconsumed bytes held).
-    pub fn read<S: Stack>(&mut self, stack: &mut S, limit: usize) -> ReadOutcome {
+    /// Read once into `input` (at most `limit` unconsumed bytes held), through
+    /// `scratch` so no buffer is zero-filled per read.
+    pub fn read<S: Stack>(&mut self, stack: &mut S, limit: usize, scratch: &mut [u8]) -> ReadOutcome {
         if self.dead {
             return ReadOutcome::Error;
         }
@@ -114,30 +119,25 @@ impl CodecClient {
             self.input_pos = 0;
         }
         let held = self.input.len() - self.input_pos;
-        let want = READ_CHUNK.min(limit.saturating_sub(held).max(1024));
-        let start = self.input.len();
-        self.input.resize(start + want, 0);
-        match stack.read(self.socket, &mut self.input[start..]) {
+        let want = READ_CHUNK.min(limit.saturating_sub(held).max(1024)).min(scratch.len());
+        match self.transport.read(stack, self.socket, &mut scratch[..want]) {
             Ok(0) => {
-                self.input.truncate(start);
                 self.read_eof = true;
                 ReadOutcome::Eof
             }
             Ok(n) => {
-                self.input.truncate(start + n);
+                self.input.extend_from_slice(&scratch[..n]);
                 // A short read drained the socket: the next arrival is a new event.
-                if n < want {
+                if n < want && self.transport.short_read_drains() {
                     self.readable = false;
                 }
                 ReadOutcome::Data
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.input.truncate(start);
                 self.readable = false;
                 ReadOutcome::WouldBlock
             }
             Err(_) => {
-                self.input.truncate(start);
                 self.dead = true;
                 ReadOutcome::Error
             }
@@ -148,7 +148,7 @@ impl CodecClient {
     pub fn flush<S: Stack>(&mut self, stack: &mut S) -> usize {
         let mut total = 0;
         while !self.out.is_empty() && !self.dead {
-            match stack.write(self.socket, self.out.as_slice()) {
+            match self.transport.write(stack, self.socket, self.out.as_slice()) {
                 Ok(0) => break,
                 Ok(n) => {
                     self.out.consume(n);
@@ -158,12 +158,20 @@ impl CodecClient {
                 Err(_) => self.dead = true,
             }
         }
+        if !self.dead && self.transport.flush(stack, self.socket).is_err() {
+            self.dead = true;
+        }
         total
     }
 
     /// Whether the connection could carry another request now.
     pub fn reusable(&self) -> bool {
-        self.connected && !self.dead && !self.read_eof && self.out.is_empty() && self.pending_input().is_empty()
+        self.connected
+            && !self.dead
+            && !self.read_eof
+            && self.out.is_empty()
+            && self.pending_input().is_empty()
+            && !self.transport.has_pending_output()
     }
 
     /// Whether [`CodecClient::close`] ran.

@@ -1,14 +1,17 @@
 //! A connection in its listener-filter phase (Envoy's `ActiveTcpSocket`).
 //!
-//! Filters run in order. original_dst restores the destination; when the receiving
-//! listener has `use_original_dst` and all its filters are done, the connection is
-//! handed to the listener owning that destination (exact `ip:port`, else the wildcard
-//! address of that port, `bind_to_port: false` listeners included), whose own listener
-//! filters then run; there is no second hand-off. The phase is bounded by
-//! `listener_filters_timeout`: on expiry the connection is closed, or, with
-//! `continue_on_listener_filters_timeout`, goes on to filter-chain selection with what
-//! is known.
+//! Filters run in order and may peek at the connection's first bytes across several
+//! readiness events without consuming them: tls_inspector (transport protocol `tls`,
+//! SNI, ALPN), http_inspector (`http/1.0`, `http/1.1`, `h2c` on plaintext). original_dst
+//! restores the destination; when the receiving listener has `use_original_dst` and
+//! all its filters are done, the connection is handed to the listener owning that
+//! destination (exact `ip:port`, else the wildcard address of that port,
+//! `bind_to_port: false` listeners included), whose own listener filters then run;
+//! there is no second hand-off. The phase is bounded by `listener_filters_timeout`: on
+//! expiry the connection is closed, or, with `continue_on_listener_filters_timeout`,
+//! goes on to filter-chain selection with what is known.
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -16,8 +19,11 @@ use sluice_config::listener::ListenerFilterKind;
 use sluice_stack::{SocketId, Stack};
 
 use crate::filter_chain::{ConnectionInfo, Selected};
+use crate::listener::filters::http_inspector::{self, Detect, HttpInspector, HttpProtocol};
 use crate::listener::filters::original_dst;
+use crate::listener::filters::tls_inspector::{Inspect, TlsInspector, TlsInspectorConfig};
 use crate::listener::manager::Snapshot;
+use crate::stats::ListenerStats;
 
 /// Where a connection stands after its listener filters ran.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,6 +34,14 @@ pub enum Outcome {
     Chain { listener: usize, selected: Selected },
     /// No chain matched (or a filter rejected it): close.
     Close(&'static str),
+}
+
+/// The inspector in progress (state kept across readiness events).
+#[derive(Debug)]
+enum Inspecting {
+    None,
+    Tls(Box<TlsInspector>),
+    Http(HttpInspector),
 }
 
 #[derive(Debug)]
@@ -42,6 +56,7 @@ pub struct ActiveSocket {
     handed_off: bool,
     /// Index of the next listener filter to run.
     next_filter: usize,
+    inspecting: Inspecting,
     pub deadline: Option<Instant>,
     pub timer_at: Option<Instant>,
     pub transport_protocol: &'static str,
@@ -59,6 +74,7 @@ impl ActiveSocket {
             restored: false,
             handed_off: false,
             next_filter: 0,
+            inspecting: Inspecting::None,
             deadline: None,
             timer_at: None,
             transport_protocol: "",
@@ -67,8 +83,14 @@ impl ActiveSocket {
         }
     }
 
-    /// Run (or continue) the listener filters.
-    pub fn run<S: Stack>(&mut self, stack: &mut S, snapshot: &Snapshot) -> Outcome {
+    /// Run (or continue) the listener filters. `scratch` receives peeked bytes.
+    pub fn run<S: Stack>(
+        &mut self,
+        stack: &mut S,
+        snapshot: &Snapshot,
+        scratch: &mut [u8],
+        stats: &ListenerStats,
+    ) -> Outcome {
         loop {
             let listener = &snapshot.listeners[self.listener];
             while let Some(filter) = listener.listener_filters.get(self.next_filter) {
@@ -79,16 +101,20 @@ impl ActiveSocket {
                             self.restored = true;
                         }
                         Ok(None) => {}
-                        Err(e) => {
-                            tracing::debug!("original_dst: {e}");
-                        }
+                        Err(e) => tracing::debug!("original_dst: {e}"),
                     },
-                    ListenerFilterKind::TlsInspector | ListenerFilterKind::HttpInspector => {
-                        // Inspectors that need the first bytes are wired in with TLS
-                        // support; a listener using them is refused at config load
-                        // until then (see Snapshot::build).
+                    ListenerFilterKind::TlsInspector => {
+                        if let Some(outcome) = self.inspect_tls(stack, scratch, stats) {
+                            return outcome;
+                        }
+                    }
+                    ListenerFilterKind::HttpInspector => {
+                        if let Some(outcome) = self.inspect_http(stack, scratch, stats) {
+                            return outcome;
+                        }
                     }
                 }
+                self.inspecting = Inspecting::None;
                 self.next_filter += 1;
             }
             if listener.use_original_dst && self.restored && !self.handed_off {
@@ -103,6 +129,100 @@ impl ActiveSocket {
                 }
             }
             return self.select(snapshot);
+        }
+    }
+
+    /// Peek the connection's first bytes: `Ok(Some(n))`, `Ok(None)` to wait, or the
+    /// close reason.
+    fn peek<S: Stack>(&mut self, stack: &mut S, buf: &mut [u8]) -> Result<Option<usize>, &'static str> {
+        match stack.peek(self.socket, buf) {
+            Ok(0) => Err("connection closed during listener filters"),
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(_) => Err("connection reset during listener filters"),
+        }
+    }
+
+    /// `Some(outcome)` to stop here (wait or close), `None` when the filter is done.
+    fn inspect_tls<S: Stack>(&mut self, stack: &mut S, scratch: &mut [u8], stats: &ListenerStats) -> Option<Outcome> {
+        if !matches!(self.inspecting, Inspecting::Tls(_)) {
+            self.inspecting = Inspecting::Tls(Box::new(TlsInspector::new(TlsInspectorConfig::default())));
+        }
+        let Inspecting::Tls(insp) = &mut self.inspecting else { unreachable!("set above") };
+        let max = insp.max_read_bytes().min(scratch.len());
+        let n = match self.peek(stack, &mut scratch[..max]) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Some(Outcome::Wait),
+            Err(why) => return Some(Outcome::Close(why)),
+        };
+        let Inspecting::Tls(insp) = &mut self.inspecting else { unreachable!("set above") };
+        match insp.inspect(&scratch[..n]) {
+            Inspect::NeedMore => Some(Outcome::Wait),
+            Inspect::Tls(hello) => {
+                stats.tls_found.inc();
+                self.transport_protocol = "tls";
+                match hello.server_name {
+                    Some(sni) => {
+                        stats.tls_sni_found.inc();
+                        self.server_name = Some(sni.to_ascii_lowercase());
+                    }
+                    None => stats.tls_sni_not_found.inc(),
+                }
+                match hello.alpn {
+                    Some(list) => {
+                        stats.tls_alpn_found.inc();
+                        let mut names = [""; 16];
+                        self.application_protocols = list.fill(&mut names).iter().map(|s| s.to_string()).collect();
+                    }
+                    None => stats.tls_alpn_not_found.inc(),
+                }
+                None
+            }
+            Inspect::NotTls => {
+                stats.tls_not_found.inc();
+                None
+            }
+            Inspect::Close(reason) => {
+                if matches!(reason, crate::listener::filters::tls_inspector::CloseReason::ClientHelloTooLarge) {
+                    stats.tls_client_hello_too_large.inc();
+                }
+                Some(Outcome::Close("tls_inspector rejected the ClientHello"))
+            }
+        }
+    }
+
+    fn inspect_http<S: Stack>(&mut self, stack: &mut S, scratch: &mut [u8], stats: &ListenerStats) -> Option<Outcome> {
+        let transport = if self.transport_protocol.is_empty() { "raw_buffer" } else { self.transport_protocol };
+        if !http_inspector::applies(transport) {
+            return None;
+        }
+        if !matches!(self.inspecting, Inspecting::Http(_)) {
+            self.inspecting = Inspecting::Http(HttpInspector::new());
+        }
+        let Inspecting::Http(insp) = &mut self.inspecting else { unreachable!("set above") };
+        let max = insp.max_read_bytes().min(scratch.len());
+        let n = match self.peek(stack, &mut scratch[..max]) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Some(Outcome::Wait),
+            Err(why) => return Some(Outcome::Close(why)),
+        };
+        let Inspecting::Http(insp) = &mut self.inspecting else { unreachable!("set above") };
+        match insp.inspect(&scratch[..n]) {
+            Detect::NeedMore => Some(Outcome::Wait),
+            Detect::Http(p) => {
+                match p {
+                    HttpProtocol::Http10 => stats.http10_found.inc(),
+                    HttpProtocol::Http11 => stats.http11_found.inc(),
+                    HttpProtocol::Http2 => stats.http2_found.inc(),
+                }
+                self.application_protocols = vec![p.application_protocol().to_string()];
+                None
+            }
+            Detect::NotHttp => {
+                stats.http_not_found.inc();
+                None
+            }
+            Detect::Close => Some(Outcome::Close("http_inspector gave up")),
         }
     }
 

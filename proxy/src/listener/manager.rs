@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_config::dump::{self, Dump};
 use sluice_config::listener::{FilterChain, Listener, ListenerFilterKind, NetworkFilterKind};
 use sluice_config::tcp_proxy::TcpProxyCluster;
 use sluice_config::Bootstrap;
@@ -17,6 +18,7 @@ use sluice_config::Bootstrap;
 use crate::filter_chain::{FilterChainManager, Selected};
 use crate::http::conn_manager::config::HcmConfig;
 use crate::tcp_proxy::TcpProxyConfig;
+use crate::tls::{ClientTlsContext, ServerTlsContext};
 use crate::upstream::cluster_manager::{static_hosts, ClusterManager};
 use crate::upstream::dns;
 
@@ -33,12 +35,16 @@ pub struct NetworkFilterChain {
     pub name: String,
     /// The terminal filter that serves the connection.
     pub terminal: Option<NetworkFilter>,
+    /// TLS termination (`transport_socket` DownstreamTlsContext), if configured.
+    pub tls: Option<Arc<ServerTlsContext>>,
 }
 
 /// A compiled listener.
 #[derive(Debug)]
 pub struct ListenerConfig {
     pub index: usize,
+    /// The listener's effective config as text: equal fingerprints, equal listeners.
+    pub fingerprint: String,
     pub name: String,
     pub address: SocketAddr,
     pub stat_name: String,
@@ -75,6 +81,8 @@ impl ListenerConfig {
 pub struct Snapshot {
     pub listeners: Vec<Arc<ListenerConfig>>,
     pub cluster_manager: Arc<ClusterManager>,
+    /// Every cluster's effective config as text (reload compares them).
+    pub clusters_fingerprint: String,
     /// `ip:port` → listener index, for original-destination hand-off.
     by_address: HashMap<SocketAddr, usize>,
 }
@@ -83,14 +91,27 @@ impl Snapshot {
     /// Compile a decoded bootstrap. DNS clusters are resolved once, now, so that the
     /// proxy starts with hosts (Envoy waits for cluster warming before serving).
     pub fn build(bootstrap: &Bootstrap) -> Result<Snapshot, Vec<String>> {
-        let cluster_manager = Arc::new(ClusterManager::new(bootstrap.clusters.clone(), |c| {
-            if dns::is_dns(c) {
-                dns::resolve_cluster(c, &Default::default())
-            } else {
-                static_hosts(c)
-            }
-        }));
         let mut errors = Vec::new();
+        // TLS origination contexts (certificates and CAs are read now: a bad file is a
+        // config error, as in Envoy).
+        let mut upstream_tls = Vec::with_capacity(bootstrap.clusters.len());
+        for (i, c) in bootstrap.clusters.iter().enumerate() {
+            upstream_tls.push(match &c.transport_socket {
+                Some(t) => match ClientTlsContext::new(t) {
+                    Ok(ctx) => Some(ctx),
+                    Err(e) => {
+                        errors.push(format!("static_resources.clusters[{i}].transport_socket: {e}"));
+                        None
+                    }
+                },
+                None => None,
+            });
+        }
+        let cluster_manager = Arc::new(ClusterManager::with_tls(
+            bootstrap.clusters.clone(),
+            |c| if dns::is_dns(c) { dns::resolve_cluster(c, &Default::default()) } else { static_hosts(c) },
+            |i| upstream_tls[i].clone(),
+        ));
         let mut listeners = Vec::new();
         let mut by_address = HashMap::new();
         for (i, l) in bootstrap.listeners.iter().enumerate() {
@@ -103,7 +124,8 @@ impl Snapshot {
             }
         }
         if errors.is_empty() {
-            Ok(Snapshot { listeners, cluster_manager, by_address })
+            let clusters_fingerprint = dump::list(&bootstrap.clusters).render();
+            Ok(Snapshot { listeners, cluster_manager, clusters_fingerprint, by_address })
         } else {
             Err(errors)
         }
@@ -153,16 +175,12 @@ fn compile_listener(index: usize, l: &Listener, cm: &Arc<ClusterManager>) -> Res
     if l.use_original_dst && !listener_filters.contains(&ListenerFilterKind::OriginalDst) {
         listener_filters.insert(0, ListenerFilterKind::OriginalDst);
     }
-    for (k, f) in l.listener_filters.iter().enumerate() {
-        if matches!(f.kind, ListenerFilterKind::TlsInspector | ListenerFilterKind::HttpInspector) {
-            errors.push(format!("{path}.listener_filters[{k}]: this listener filter is not supported yet"));
-        }
-    }
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok(ListenerConfig {
         index,
+        fingerprint: l.dump().render(),
         name: l.name.clone(),
         address,
         stat_name: l.stat_name(),
@@ -210,7 +228,11 @@ fn compile_chain(
             }
         });
     }
-    Ok(NetworkFilterChain { name: c.name.clone(), terminal })
+    let tls = match &c.transport_socket {
+        Some(t) => Some(ServerTlsContext::new(t).map_err(|e| format!("{path}.transport_socket: {e}"))?),
+        None => None,
+    };
+    Ok(NetworkFilterChain { name: c.name.clone(), terminal, tls })
 }
 
 fn lookup(cm: &ClusterManager, name: &str, path: &str) -> Result<usize, String> {

@@ -22,7 +22,7 @@ use crate::http::codec_client::{CodecClient, ReadOutcome};
 use crate::http::RequestHead;
 use crate::upstream::conn_pool::close_client;
 use crate::upstream::load_balancer::LbContext;
-use crate::worker_ctx::{pool_timer_key, token, Ctx, POOL_SUB};
+use crate::worker_ctx::Ctx;
 
 /// Most shadows in flight per worker.
 pub const MAX_SHADOWS: usize = 256;
@@ -147,8 +147,11 @@ fn start_one<S: Stack>(cluster: usize, request: Vec<u8>, is_head: bool, timeout:
             is_head,
             keep_alive: false,
         };
+        let mut s = s;
+        s.client.timer_at = Some(deadline);
         ctx.pool.set_shadow(slot, s);
-        ctx.timers.schedule(pool_timer_key(slot), deadline);
+        let key = ctx.pool.timer_key(slot);
+        ctx.timers.schedule(key, deadline);
         return;
     }
     if !info.try_acquire_connection(&host) {
@@ -168,7 +171,7 @@ fn start_one<S: Stack>(cluster: usize, request: Vec<u8>, is_head: bool, timeout:
         }
     };
     let slot = ctx.pool.new_busy(placeholder);
-    if ctx.stack.register(sock, token(slot, POOL_SUB), Interest::BOTH).is_err() {
+    if ctx.stack.register(sock, ctx.pool.token(slot), Interest::BOTH).is_err() {
         ctx.stack.close(sock);
         ctx.pool.remove(slot);
         stats.upstream_rq_active.dec();
@@ -180,7 +183,22 @@ fn start_one<S: Stack>(cluster: usize, request: Vec<u8>, is_head: bool, timeout:
     stats.upstream_cx_http1_total.inc();
     stats.upstream_cx_active.inc();
     let max_headers = info.config.http_protocol_options.common.max_headers_count;
-    let client = CodecClient::new(sock, Arc::clone(&host), idx, cluster, max_headers, ctx.now);
+    let mut client = CodecClient::new(sock, Arc::clone(&host), idx, cluster, max_headers, ctx.now);
+    if let Some(tls) = &info.tls {
+        match crate::transport::TransportSocket::tls_client(tls, host.address.ip()) {
+            Ok(t) => client.transport = t,
+            Err(_) => {
+                // The shadow is dropped; its connection slot is released with it.
+                ctx.stack.close(sock);
+                ctx.pool.remove(slot);
+                stats.upstream_rq_active.dec();
+                stats.upstream_cx_active.dec();
+                info.release_connection(&host);
+                info.release_request();
+                return;
+            }
+        }
+    }
     host.rq_active.fetch_add(1, Ordering::Relaxed);
     let connect_at = ctx.now + info.config.connect_timeout;
     let connect_deadline = Some(connect_at);
@@ -195,8 +213,12 @@ fn start_one<S: Stack>(cluster: usize, request: Vec<u8>, is_head: bool, timeout:
         is_head,
         keep_alive: false,
     };
+    let first = s.next_deadline();
+    let mut s = s;
+    s.client.timer_at = Some(first);
     ctx.pool.set_shadow(slot, s);
-    ctx.timers.schedule(pool_timer_key(slot), connect_at.min(deadline));
+    let key = ctx.pool.timer_key(slot);
+    ctx.timers.schedule(key, first);
 }
 
 impl ShadowRequest {
@@ -233,7 +255,7 @@ impl ShadowRequest {
             return ShadowState::Done { reusable: false };
         }
         while c.readable {
-            match c.read(ctx.stack, 64 * 1024) {
+            match c.read(ctx.stack, 64 * 1024, ctx.scratch) {
                 ReadOutcome::Data => {}
                 ReadOutcome::WouldBlock => break,
                 ReadOutcome::Eof | ReadOutcome::Error => break,
@@ -287,6 +309,15 @@ impl ShadowRequest {
             return ShadowState::Done { reusable: false };
         }
         ShadowState::Running
+    }
+
+    /// When the shadow must next be looked at: its connect deadline while connecting,
+    /// then its overall deadline.
+    pub fn next_deadline(&self) -> Instant {
+        match self.connect_deadline {
+            Some(c) if !self.client.connected => c.min(self.deadline),
+            _ => self.deadline,
+        }
     }
 
     /// Release the shadow's request resources (its connection is handled by the caller).

@@ -11,7 +11,6 @@
 //! per pick, a lock only on change). Publishing never blocks a pick for long: the set
 //! is built outside the slot's lock and swapped in.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -48,6 +47,8 @@ pub struct ClusterInfo {
     passive_hc_pending: AtomicBool,
     /// Wakes the upstream monitor thread once it runs.
     monitor: OnceLock<Arc<dyn Wake>>,
+    /// TLS origination (`transport_socket` UpstreamTlsContext), if configured.
+    pub tls: Option<Arc<crate::tls::ClientTlsContext>>,
 }
 
 impl std::fmt::Debug for ClusterInfo {
@@ -104,6 +105,7 @@ impl ClusterInfo {
             seen_traffic: AtomicBool::new(false),
             passive_hc_pending: AtomicBool::new(false),
             monitor: OnceLock::new(),
+            tls: None,
         };
         info.rebuild(Arc::new(hosts));
         info
@@ -295,17 +297,28 @@ impl ClusterInfo {
 #[derive(Debug, Default)]
 pub struct ClusterManager {
     pub clusters: Vec<Arc<ClusterInfo>>,
-    by_name: HashMap<String, usize>,
+    by_name: rustc_hash::FxHashMap<String, usize>,
 }
 
 impl ClusterManager {
     /// Build from config; `hosts_for` supplies each cluster's initial hosts.
-    pub fn new(configs: Vec<Cluster>, mut hosts_for: impl FnMut(&Cluster) -> Vec<Arc<Host>>) -> ClusterManager {
+    pub fn new(configs: Vec<Cluster>, hosts_for: impl FnMut(&Cluster) -> Vec<Arc<Host>>) -> ClusterManager {
+        Self::with_tls(configs, hosts_for, |_| None)
+    }
+
+    /// Build from config with each cluster's TLS origination context.
+    pub fn with_tls(
+        configs: Vec<Cluster>,
+        mut hosts_for: impl FnMut(&Cluster) -> Vec<Arc<Host>>,
+        mut tls_for: impl FnMut(usize) -> Option<Arc<crate::tls::ClientTlsContext>>,
+    ) -> ClusterManager {
         let mut cm = ClusterManager::default();
         for (i, c) in configs.into_iter().enumerate() {
             let hosts = HostSet::new(hosts_for(&c));
             cm.by_name.insert(c.name.clone(), i);
-            cm.clusters.push(Arc::new(ClusterInfo::new(i, c, hosts)));
+            let mut info = ClusterInfo::new(i, c, hosts);
+            info.tls = tls_for(i);
+            cm.clusters.push(Arc::new(info));
         }
         cm
     }

@@ -6,7 +6,9 @@
 //! `Idle` in its host's list, newest first, watched for the upstream closing it and
 //! bounded by the cluster's idle timeout. Nothing here is shared with other workers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 
 use sluice_stack::Stack;
@@ -32,12 +34,14 @@ pub enum UpstreamSlot {
     Shadow(Box<ShadowRequest>),
 }
 
-/// One worker's upstream connections.
+/// One worker's upstream connections for one config generation.
 #[derive(Debug, Default)]
 pub struct ConnPool {
+    /// The config generation this pool belongs to (it is in every token and timer key).
+    gen: u8,
     pub slots: ConnTable<UpstreamSlot>,
     /// Idle connection slots per cluster, per host address (last is most recent).
-    idle: Vec<HashMap<SocketAddr, Vec<TimerKey>>>,
+    idle: Vec<FxHashMap<SocketAddr, Vec<TimerKey>>>,
     /// Streams waiting for connection capacity, per cluster (oldest first).
     waiting: Vec<VecDeque<TimerKey>>,
     shadows: usize,
@@ -45,14 +49,35 @@ pub struct ConnPool {
 }
 
 impl ConnPool {
-    pub fn new(clusters: usize) -> ConnPool {
+    pub fn new(gen: u8, clusters: usize) -> ConnPool {
         ConnPool {
+            gen,
             slots: ConnTable::default(),
-            idle: (0..clusters).map(|_| HashMap::new()).collect(),
+            idle: (0..clusters).map(|_| FxHashMap::default()).collect(),
             waiting: (0..clusters).map(|_| VecDeque::new()).collect(),
             shadows: 0,
             shadow_bytes: 0,
         }
+    }
+
+    /// The readiness token of slot `slot`.
+    pub fn token(&self, slot: TimerKey) -> sluice_stack::Token {
+        crate::worker_ctx::pool_token(self.gen, slot)
+    }
+
+    /// The timer key of slot `slot`.
+    pub fn timer_key(&self, slot: TimerKey) -> TimerKey {
+        crate::worker_ctx::pool_timer_key(self.gen, slot)
+    }
+
+    /// Whether nothing lives in the pool any more.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Streams waiting for capacity (all clusters), taken off their queues.
+    pub fn take_all_waiting(&mut self) -> Vec<TimerKey> {
+        self.waiting.iter_mut().flat_map(|q| q.drain(..)).collect()
     }
 
     /// Take the most recently used idle connection to `host` of `cluster`, lending it
@@ -191,6 +216,35 @@ pub fn close_client<S: Stack>(ctx: &mut Ctx<'_, S>, client: &mut CodecClient) {
         stats.upstream_cx_active.dec();
         stats.upstream_cx_destroy.inc();
     }
+    if let Some(owner) = ctx.pool.next_waiting(cluster) {
+        ctx.ready.push(owner);
+    }
+}
+
+/// Put a reusable connection back to rest: idle from now, closed instead when it has
+/// served the cluster's `max_requests_per_connection`; a stream waiting for capacity
+/// on the cluster is woken. The idle timeout keeps at most one timer entry per
+/// connection: a pending one (still in the future) fires and re-arms itself for the
+/// new idle period.
+pub fn rest<S: Stack>(ctx: &mut Ctx<'_, S>, slot: TimerKey, mut client: CodecClient) {
+    let cluster = client.cluster;
+    let common = &ctx.clusters.clusters[cluster].info.config.http_protocol_options.common;
+    let (idle, max_rq) = (common.idle_timeout, common.max_requests_per_connection);
+    if max_rq.is_some_and(|m| client.requests >= m) {
+        close_client(ctx, &mut client);
+        ctx.pool.remove(slot);
+        return;
+    }
+    client.idle_since = ctx.now;
+    if let Some(t) = idle {
+        if client.timer_at.is_none_or(|at| at <= ctx.now) {
+            let at = ctx.now + t;
+            let key = ctx.pool.timer_key(slot);
+            ctx.timers.schedule(key, at);
+            client.timer_at = Some(at);
+        }
+    }
+    ctx.pool.put_idle(slot, client);
     if let Some(owner) = ctx.pool.next_waiting(cluster) {
         ctx.ready.push(owner);
     }

@@ -37,7 +37,8 @@ use crate::http::response_flags::ResponseFlags;
 use crate::router::{RouteKind, StreamInfo};
 use crate::stats::HttpStats;
 use crate::tcp_proxy::{CloseReason, Status};
-use crate::timer::{earliest, TimerKey};
+use crate::timer::TimerKey;
+use crate::transport::TransportSocket;
 use crate::worker_ctx::Ctx;
 
 use self::config::{HcmConfig, HttpFilterConfig};
@@ -71,6 +72,16 @@ pub fn write_response_head<S: Stack>(
     stream.response_started = true;
 }
 
+/// What is known of an accepted connection when its HTTP connection manager starts.
+pub struct Accepted {
+    pub socket: SocketId,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// The restored original destination (ORIGINAL_DST clusters).
+    pub original_dst: Option<SocketAddr>,
+    pub transport: TransportSocket,
+}
+
 /// The downstream half of a connection: socket and buffers.
 #[derive(Debug)]
 pub struct Downstream {
@@ -85,6 +96,8 @@ pub struct Downstream {
     pub readable: bool,
     pub read_eof: bool,
     pub dead: bool,
+    /// Raw, or TLS terminated here.
+    pub transport: TransportSocket,
 }
 
 impl Downstream {
@@ -105,8 +118,9 @@ impl Downstream {
         self.out.len() - self.out_pos
     }
 
-    /// Read once; true when new bytes arrived. EOF and errors set the flags.
-    fn read<S: Stack>(&mut self, stack: &mut S, limit: usize) -> bool {
+    /// Read once (through `scratch`, so no buffer is zero-filled per read); true when
+    /// new bytes arrived. EOF and errors set the flags.
+    fn read<S: Stack>(&mut self, stack: &mut S, limit: usize, scratch: &mut [u8]) -> bool {
         if self.dead || self.read_eof || !self.readable {
             return false;
         }
@@ -118,30 +132,25 @@ impl Downstream {
         if held >= limit {
             return false;
         }
-        let want = READ_CHUNK.min(limit - held).max(1);
-        let start = self.input.len();
-        self.input.resize(start + want, 0);
-        match stack.read(self.socket, &mut self.input[start..]) {
+        let want = READ_CHUNK.min(limit - held).min(scratch.len()).max(1);
+        match self.transport.read(stack, self.socket, &mut scratch[..want]) {
             Ok(0) => {
-                self.input.truncate(start);
                 self.read_eof = true;
                 false
             }
             Ok(n) => {
-                self.input.truncate(start + n);
-                if n < want {
+                self.input.extend_from_slice(&scratch[..n]);
+                if n < want && self.transport.short_read_drains() {
                     // A short read drained the socket; the next arrival is a new event.
                     self.readable = false;
                 }
                 true
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.input.truncate(start);
                 self.readable = false;
                 false
             }
             Err(_) => {
-                self.input.truncate(start);
                 self.dead = true;
                 false
             }
@@ -152,7 +161,7 @@ impl Downstream {
     fn flush<S: Stack>(&mut self, stack: &mut S) -> usize {
         let mut total = 0;
         while self.out_pos < self.out.len() && !self.dead {
-            match stack.write(self.socket, &self.out[self.out_pos..]) {
+            match self.transport.write(stack, self.socket, &self.out[self.out_pos..]) {
                 Ok(0) => break,
                 Ok(n) => {
                     self.out_pos += n;
@@ -169,7 +178,15 @@ impl Downstream {
                 self.out = Vec::new();
             }
         }
+        if !self.dead && self.transport.flush(stack, self.socket).is_err() {
+            self.dead = true;
+        }
         total
+    }
+
+    /// Output still owed to the client (plaintext or TLS records).
+    pub fn has_output(&self) -> bool {
+        self.out_len() > 0 || self.transport.has_pending_output()
     }
 }
 
@@ -197,25 +214,22 @@ pub struct HttpConnection {
     preface_checked: bool,
     /// Draining: close when idle, `connection: close` on the next response.
     draining: bool,
+    /// While draining, an idle connection is kept open until then (a request may be
+    /// on its way); `None`: close it as soon as it is idle.
+    drain_idle_until: Option<Instant>,
     /// The restored original destination (ORIGINAL_DST clusters).
     original_dst: Option<SocketAddr>,
 }
 
 impl HttpConnection {
-    pub fn new(
-        cfg: Arc<HcmConfig>,
-        stats: Arc<HttpStats>,
-        socket: SocketId,
-        peer: SocketAddr,
-        local: SocketAddr,
-        original_dst: Option<SocketAddr>,
-        now: Instant,
-    ) -> HttpConnection {
+    pub fn new(cfg: Arc<HcmConfig>, stats: Arc<HttpStats>, conn: Accepted, now: Instant) -> HttpConnection {
+        let Accepted { socket, peer, local, original_dst, transport } = conn;
         stats.downstream_cx_total.inc();
         stats.downstream_cx_active.inc();
         stats.downstream_cx_http1_total.inc();
         stats.downstream_cx_http1_active.inc();
-        let parser = RequestParser::new(Arc::clone(&cfg.settings), false);
+        let tls = transport.is_tls();
+        let parser = RequestParser::new(Arc::clone(&cfg.settings), tls);
         HttpConnection {
             cfg,
             stats,
@@ -223,7 +237,7 @@ impl HttpConnection {
                 socket,
                 peer,
                 local,
-                tls: false,
+                tls,
                 input: Vec::new(),
                 input_pos: 0,
                 out: Vec::new(),
@@ -231,6 +245,7 @@ impl HttpConnection {
                 readable: true,
                 read_eof: false,
                 dead: false,
+                transport,
             },
             parser,
             stream: Stream::new(now),
@@ -242,6 +257,7 @@ impl HttpConnection {
             closing: None,
             preface_checked: false,
             draining: false,
+            drain_idle_until: None,
             original_dst,
         }
     }
@@ -265,11 +281,16 @@ impl HttpConnection {
         self.process(ctx)
     }
 
-    /// The worker started draining.
-    pub fn drain<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Status {
+    /// Drain the connection: `connection: close` on the next response; an idle
+    /// connection closes now, or with `grace` once it stayed idle for the HCM's
+    /// `drain_timeout` (a config reload: a client may be sending its next request).
+    pub fn drain<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, grace: bool) -> Status {
         if !self.draining {
             self.draining = true;
             self.stats.downstream_cx_drain_close.inc();
+            if grace {
+                self.drain_idle_until = Some(ctx.now + self.cfg.drain_timeout);
+            }
         }
         self.process(ctx)
     }
@@ -371,6 +392,10 @@ impl HttpConnection {
             if reset {
                 ctx.stack.abort(self.down.socket);
             } else {
+                if self.down.transport.is_tls() {
+                    // close_notify, best effort: the socket then closes with its queue.
+                    let _ = self.down.transport.shutdown_write(ctx.stack, self.down.socket);
+                }
                 ctx.stack.close(self.down.socket);
             }
             self.down.dead = true;
@@ -408,7 +433,7 @@ impl HttpConnection {
                 }
                 return self.close(ctx, true);
             }
-            if self.down.read_eof && self.down.out_len() == 0 && !self.stream.active && self.closing.is_none() {
+            if self.down.read_eof && !self.down.has_output() && !self.stream.active && self.closing.is_none() {
                 return self.close(ctx, false);
             }
             if !progress {
@@ -419,7 +444,7 @@ impl HttpConnection {
                 continue;
             }
         }
-        if self.closing == Some(Closing::AfterFlush) && self.down.out_len() == 0 && !self.stream.active {
+        if self.closing == Some(Closing::AfterFlush) && !self.down.has_output() && !self.stream.active {
             return self.close(ctx, false);
         }
         self.schedule(ctx);
@@ -428,15 +453,19 @@ impl HttpConnection {
 
     /// Between requests: parse the next head (reading as needed), or decide to close.
     fn next_request<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
-        if self.draining && self.down.pending_input().is_empty() {
-            self.closing = Some(Closing::AfterFlush);
-            return true;
-        }
         if self.down.pending_input().is_empty() {
-            let got = self.down.read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK);
+            let got = self.down.read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK, ctx.scratch);
             if got {
                 self.stats.downstream_cx_rx_bytes_total.add(self.down.pending_input().len() as u64);
                 self.head_started.get_or_insert(ctx.now);
+            }
+            // Draining and nothing arrived: close once the grace (if any) is over.
+            if self.draining
+                && self.down.pending_input().is_empty()
+                && self.drain_idle_until.is_none_or(|t| ctx.now >= t)
+            {
+                self.closing = Some(Closing::AfterFlush);
+                return true;
             }
             return got;
         }
@@ -480,7 +509,7 @@ impl HttpConnection {
     /// Read more of an incomplete head; at EOF the connection just closes.
     fn read_more<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
         let before = self.down.pending_input().len();
-        let got = self.down.read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK);
+        let got = self.down.read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK, ctx.scratch);
         if got {
             self.stats.downstream_cx_rx_bytes_total.add((self.down.pending_input().len() - before) as u64);
         }
@@ -728,7 +757,7 @@ impl HttpConnection {
         // them (or they are discarded after a local reply).
         if !self.stream.request_done && self.down.pending_input().len() < self.cfg.buffer_limit {
             let before = self.down.pending_input().len();
-            if self.down.read(ctx.stack, self.cfg.buffer_limit) {
+            if self.down.read(ctx.stack, self.cfg.buffer_limit, ctx.scratch) {
                 let n = self.down.pending_input().len() - before;
                 self.stats.downstream_cx_rx_bytes_total.add(n as u64);
                 self.stream.bytes_received += n as u64;
@@ -883,33 +912,40 @@ impl HttpConnection {
     }
 
     fn schedule<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
-        let mut deadlines: Vec<Option<Instant>> = Vec::with_capacity(8);
+        let mut next: Option<Instant> = None;
+        let mut consider = |d: Option<Instant>| {
+            if let Some(d) = d {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
+        };
         if self.stream.active {
             if let FilterPhase::Delayed { until, .. } = self.stream.phase {
-                deadlines.push(Some(until));
+                consider(Some(until));
             }
             if !self.stream.request_done {
-                deadlines.push(self.cfg.request_timeout.map(|t| self.stream.start + t));
+                consider(self.cfg.request_timeout.map(|t| self.stream.start + t));
             }
             let idle = match self.stream.router.as_ref().and_then(|r| r.idle_timeout_override()) {
                 Some(o) => o,
                 None => self.cfg.stream_idle_timeout,
             };
-            deadlines.push(idle.map(|t| self.stream.last_activity + t));
-            deadlines.push(self.cfg.max_stream_duration.map(|t| self.stream.start + t));
+            consider(idle.map(|t| self.stream.last_activity + t));
+            consider(self.cfg.max_stream_duration.map(|t| self.stream.start + t));
             if let Some(r) = &self.stream.router {
-                deadlines.push(r.next_deadline());
+                consider(r.next_deadline());
             }
         } else {
-            deadlines.push(self.cfg.idle_timeout.map(|t| self.idle_since + t));
+            consider(self.cfg.idle_timeout.map(|t| self.idle_since + t));
+            if self.draining {
+                consider(self.drain_idle_until);
+            }
             if let (Some(t), Some(s)) = (self.cfg.request_headers_timeout, self.head_started) {
-                deadlines.push(Some(s + t));
+                consider(Some(s + t));
             }
         }
         if !self.draining {
-            deadlines.push(self.cfg.max_connection_duration.map(|t| self.created + t));
+            consider(self.cfg.max_connection_duration.map(|t| self.created + t));
         }
-        let next = earliest(deadlines);
         let mut at = self.timer_at;
         ctx.arm(&mut at, next);
         self.timer_at = at;

@@ -34,12 +34,13 @@ use crate::router::shadow::start_shadows;
 use crate::router::StreamInfo;
 use crate::stats::ClusterStats;
 use crate::timer::{earliest, TimerKey};
+use crate::transport::TransportSocket;
 use crate::upstream::cluster_manager::ClusterInfo;
-use crate::upstream::conn_pool::close_client;
+use crate::upstream::conn_pool::{close_client, rest};
 use crate::upstream::host::Host;
 use crate::upstream::load_balancer::LbContext;
 use crate::upstream::outlier::Outcome;
-use crate::worker_ctx::{pool_timer_key, token, Ctx, POOL_SUB};
+use crate::worker_ctx::Ctx;
 
 /// A response the router wants the connection manager to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,7 +290,7 @@ impl RouterState {
             match ctx.stack.connect(host.address) {
                 Ok(sock) => {
                     let slot = ctx.pool.new_busy(ctx.key);
-                    if let Err(e) = ctx.stack.register(sock, token(slot, POOL_SUB), Interest::BOTH) {
+                    if let Err(e) = ctx.stack.register(sock, ctx.pool.token(slot), Interest::BOTH) {
                         tracing::warn!("cannot register an upstream socket: {e}");
                         ctx.stack.close(sock);
                         ctx.pool.remove(slot);
@@ -304,7 +305,18 @@ impl RouterState {
                     self.stats.upstream_cx_http1_total.inc();
                     self.stats.upstream_cx_active.inc();
                     let max_headers = info.config.http_protocol_options.common.max_headers_count;
-                    let client = CodecClient::new(sock, Arc::clone(&host), idx, self.cluster, max_headers, ctx.now);
+                    let mut client = CodecClient::new(sock, Arc::clone(&host), idx, self.cluster, max_headers, ctx.now);
+                    if let Some(tls) = &info.tls {
+                        match TransportSocket::tls_client(tls, host.address.ip()) {
+                            Ok(t) => client.transport = t,
+                            Err(e) => {
+                                tracing::warn!(cluster = %info.name(), "cannot start upstream TLS: {e:?}");
+                                self.start_try(idx, host, slot, client, ctx);
+                                self.drop_client(ctx, true);
+                                return self.fail(cfg, stream, ctx, ResetReason::ConnectFailure);
+                            }
+                        }
+                    }
                     self.start_try(idx, host, slot, client, ctx);
                     self.phase = Phase::Connecting(ctx.now + info.config.connect_timeout);
                     Ok(())
@@ -573,7 +585,7 @@ impl RouterState {
         let mut eof = false;
         let mut error = client.dead;
         while client.readable && down.out_len() < cfg.buffer_limit && !error {
-            match client.read(ctx.stack, cfg.buffer_limit) {
+            match client.read(ctx.stack, cfg.buffer_limit, ctx.scratch) {
                 ReadOutcome::Data => {
                     step.progress = true;
                     self.try_activity = now;
@@ -623,9 +635,16 @@ impl RouterState {
                 }
             }
             if eof || error {
-                self.report(ctx, Outcome::ExtOriginRequestFailed);
+                // A TLS handshake that never completed is a connection failure.
+                let handshake_failed = self.client.as_ref().is_some_and(|c| !c.transport.established());
+                let (outcome, reason) = if handshake_failed {
+                    (Outcome::LocalOriginConnectFailed, ResetReason::ConnectFailure)
+                } else {
+                    (Outcome::ExtOriginRequestFailed, ResetReason::Reset)
+                };
+                self.report(ctx, outcome);
                 self.drop_client(ctx, true);
-                return self.fail(cfg, stream, ctx, ResetReason::Reset);
+                return self.fail(cfg, stream, ctx, reason);
             }
             return Ok(());
         }
@@ -837,28 +856,7 @@ impl RouterState {
             h.rq_active.fetch_sub(1, Ordering::Relaxed);
         }
         if reusable && client.reusable() {
-            client.idle_since = ctx.now;
-            client.timer_at = None;
-            let idle = ctx.clusters.clusters[self.cluster].info.config.http_protocol_options.common.idle_timeout;
-            let max_rq = ctx.clusters.clusters[self.cluster]
-                .info
-                .config
-                .http_protocol_options
-                .common
-                .max_requests_per_connection;
-            if max_rq.is_some_and(|m| client.requests >= m) {
-                close_client(ctx, &mut client);
-                ctx.pool.remove(slot);
-                return;
-            }
-            if let Some(t) = idle {
-                ctx.timers.schedule(pool_timer_key(slot), ctx.now + t);
-                client.timer_at = Some(ctx.now + t);
-            }
-            ctx.pool.put_idle(slot, client);
-            if let Some(owner) = ctx.pool.next_waiting(self.cluster) {
-                ctx.ready.push(owner);
-            }
+            rest(ctx, slot, client);
         } else {
             close_client(ctx, &mut client);
             ctx.pool.remove(slot);

@@ -1,0 +1,127 @@
+//! Dump of `RouteAction` (forwarding to a cluster) and the policies it carries: weighted
+//! clusters, retry (with back-off), request mirroring and hashing.
+//!
+//! `timeout` is written `0s` when disabled; `idle_timeout` is absent when the HCM's
+//! `stream_idle_timeout` applies and `0s` when disabled; `per_try_timeout` and
+//! `per_try_idle_timeout` are absent when unset (each try is then bounded by the route
+//! timeout only). The retry back-off and a mirror's `runtime_fraction` are written with
+//! Envoy's defaults (25 ms base, 10 x base cap; 100 %) when not configured.
+
+use super::core::with_headers;
+use super::{enum_name, list, Dump, Json};
+use crate::route::{
+    ClusterSpecifier, ClusterWeight, HashPolicy, HashPolicyKind, HostRewrite, IdleTimeout, MirrorTarget,
+    RequestMirrorPolicy, RetryBackOff, RetryOn, RetryPolicy, RouteAction, WeightedClusters, WeightedTarget,
+};
+
+impl Dump for RouteAction {
+    fn dump(&self) -> Json {
+        let j = match &self.cluster {
+            ClusterSpecifier::Cluster(c) => Json::obj().with("cluster", c),
+            ClusterSpecifier::ClusterHeader(h) => Json::obj().with("cluster_header", h),
+            ClusterSpecifier::Weighted(w) => Json::obj().with("weighted_clusters", w.dump()),
+        };
+        let j = j
+            .with("cluster_not_found_response_code", enum_name(self.cluster_not_found_response_code))
+            .with_opt("prefix_rewrite", self.prefix_rewrite.as_ref())
+            .with_opt("regex_rewrite", self.regex_rewrite.as_ref().map(Dump::dump));
+        let j = match &self.host_rewrite {
+            HostRewrite::None => j,
+            HostRewrite::Literal(h) => j.with("host_rewrite_literal", h),
+            HostRewrite::Auto => j.with("auto_host_rewrite", true),
+            HostRewrite::Header(h) => j.with("host_rewrite_header", h),
+            HostRewrite::PathRegex(r) => j.with("host_rewrite_path_regex", r.dump()),
+        };
+        let j = j
+            .with("append_x_forwarded_host", self.append_x_forwarded_host)
+            .with("timeout", self.timeout.unwrap_or_default());
+        let j = match self.idle_timeout {
+            IdleTimeout::Inherit => j,
+            IdleTimeout::Disabled => j.with("idle_timeout", std::time::Duration::ZERO),
+            IdleTimeout::After(t) => j.with("idle_timeout", t),
+        };
+        j.with_opt("retry_policy", self.retry_policy.as_ref().map(Dump::dump))
+            .with("request_mirror_policies", list(&self.request_mirror_policies))
+            .with("hash_policy", list(&self.hash_policy))
+    }
+}
+
+/// The weights as configured; Envoy's deprecated `total_weight` is not written (the
+/// weights are summed).
+impl Dump for WeightedClusters {
+    fn dump(&self) -> Json {
+        Json::obj().with("clusters", list(&self.clusters)).with_opt("header_name", self.header_name.as_ref())
+    }
+}
+
+impl Dump for ClusterWeight {
+    fn dump(&self) -> Json {
+        let j = match &self.target {
+            WeightedTarget::Name(n) => Json::obj().with("name", n),
+            WeightedTarget::Header(h) => Json::obj().with("cluster_header", h),
+        };
+        let j = with_headers(j.with("weight", self.weight), "request", &self.request_headers);
+        with_headers(j, "response", &self.response_headers)
+            .with_opt("host_rewrite_literal", self.host_rewrite_literal.as_ref())
+    }
+}
+
+/// `retry_on` as Envoy's comma-separated condition names, in a fixed order.
+fn retry_on(flags: RetryOn) -> String {
+    let names: Vec<&str> = RetryOn::NAMES.iter().filter(|(_, f)| flags.contains(*f)).map(|(n, _)| *n).collect();
+    names.join(",")
+}
+
+impl Dump for RetryPolicy {
+    fn dump(&self) -> Json {
+        Json::obj()
+            .with("retry_on", retry_on(self.retry_on))
+            .with("num_retries", self.num_retries)
+            .with_opt("per_try_timeout", self.per_try_timeout)
+            .with_opt("per_try_idle_timeout", self.per_try_idle_timeout)
+            .with("retry_back_off", self.retry_back_off.dump())
+            .with(
+                "retriable_status_codes",
+                self.retriable_status_codes.iter().map(|c| u32::from(*c)).collect::<Vec<_>>(),
+            )
+            .with("retriable_headers", list(&self.retriable_headers))
+            .with("retriable_request_headers", list(&self.retriable_request_headers))
+    }
+}
+
+impl Dump for RetryBackOff {
+    fn dump(&self) -> Json {
+        Json::obj().with("base_interval", self.base_interval).with("max_interval", self.max_interval)
+    }
+}
+
+impl Dump for RequestMirrorPolicy {
+    fn dump(&self) -> Json {
+        let j = match &self.target {
+            MirrorTarget::Cluster(c) => Json::obj().with("cluster", c),
+            MirrorTarget::ClusterHeader(h) => Json::obj().with("cluster_header", h),
+        };
+        j.with("runtime_fraction", Json::obj().with("default_value", self.fraction.dump()))
+            .with("disable_shadow_host_suffix_append", self.disable_shadow_host_suffix_append)
+            .with_opt("host_rewrite_literal", self.host_rewrite_literal.as_ref())
+    }
+}
+
+impl Dump for HashPolicy {
+    fn dump(&self) -> Json {
+        let j = match &self.kind {
+            HashPolicyKind::Header { name, regex_rewrite } => Json::obj().with(
+                "header",
+                Json::obj().with("header_name", name).with_opt("regex_rewrite", regex_rewrite.as_ref().map(Dump::dump)),
+            ),
+            HashPolicyKind::Cookie { name, ttl, path } => {
+                Json::obj().with("cookie", Json::obj().with("name", name).with_opt("ttl", *ttl).with("path", path))
+            }
+            HashPolicyKind::SourceIp => Json::obj().with("connection_properties", Json::obj().with("source_ip", true)),
+            HashPolicyKind::QueryParameter { name } => {
+                Json::obj().with("query_parameter", Json::obj().with("name", name))
+            }
+        };
+        j.with("terminal", self.terminal)
+    }
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sluice_datapath::mem::Faults;
 use sluice_e2e::backend::{Backend, Net, SmolOptions};
-use sluice_e2e::config::tcp_proxy_at;
+use sluice_e2e::config::{tcp_proxy_at, ClusterAt};
 use sluice_e2e::inproc::InProcessProxy;
 use sluice_e2e::origin::TcpOrigin;
 use sluice_e2e::{on_both_backends, payload};
@@ -168,6 +168,88 @@ fn drain_finishes_open_transfers_and_refuses_new_ones(backend: Backend) {
     p.join(Duration::from_secs(10)).unwrap();
 }
 
+fn idle_connection_is_closed_both_ways_after_idle_timeout(backend: Backend) {
+    let net = Net::new(backend);
+    let (eof_tx, eof_rx) = mpsc::channel();
+    // Echo until the proxy closes the upstream side, then report when that was.
+    let origin = TcpOrigin::serve(net.listen(), move |mut c| {
+        let mut buf = [0u8; 1024];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if c.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = eof_tx.send(Instant::now());
+    });
+    let (p, listen) = proxy(&net, &[origin.addr], "idle_timeout: 0.5s", 1);
+    let mut s = net.connect(p.target(listen)).unwrap();
+    // Activity keeps the session alive past one idle period.
+    for i in 0..4u8 {
+        s.write_all(&[i; 100]).unwrap();
+        let mut got = [0u8; 100];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, [i; 100]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let idle_since = Instant::now();
+    let mut buf = [0u8; 16];
+    let r = s.read(&mut buf);
+    let took = idle_since.elapsed();
+    assert!(matches!(r, Ok(0)), "expected end of stream after the idle timeout, got {r:?}");
+    assert!(took >= Duration::from_millis(250), "closed before the idle timeout: {took:?}");
+    assert!(took < Duration::from_millis(2500), "not closed within the idle timeout (0.5s): {took:?}");
+    let origin_eof = eof_rx.recv_timeout(Duration::from_secs(5)).expect("the upstream side was closed too");
+    assert!(origin_eof.saturating_duration_since(idle_since) < Duration::from_millis(2500));
+}
+
+fn weighted_clusters_split_connections_by_weight(backend: Backend) {
+    let net = Net::new(backend);
+    let a = TcpOrigin::echo_on(net.listen());
+    let b = TcpOrigin::echo_on(net.listen());
+    let listen = net.proxy_listen_addr();
+    let (ea, eb) = ([a.addr], [b.addr]);
+    let clusters: String =
+        [ClusterAt { name: "a", endpoints: &ea, extra: "" }, ClusterAt { name: "b", endpoints: &eb, extra: "" }]
+            .iter()
+            .map(ClusterAt::yaml)
+            .collect();
+    let yaml = format!(
+        r#"static_resources:
+  listeners:
+  - name: tcp_in
+    address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: t
+          weighted_clusters:
+            clusters:
+            - {{ name: a, weight: 1 }}
+            - {{ name: b, weight: 3 }}
+  clusters:
+{clusters}"#,
+        ip = listen.ip(),
+        port = listen.port(),
+    );
+    let p = net.start_proxy(&yaml, 2);
+    const N: usize = 200;
+    for i in 0..N {
+        let data = payload(100, i as u8);
+        assert_eq!(round_trip(&net, p.target(listen), &data), data, "connection {i}");
+    }
+    let (na, nb) = (a.accepted(), b.accepted());
+    assert_eq!(na + nb, N);
+    // 25 % of 200 = 50, sd ~6.1: allow about ±4 sd.
+    assert!((25..=75).contains(&na), "a got {na} connections, b got {nb}");
+}
+
 on_both_backends!(
     eight_mib_byte_exact_client_half_closes_first,
     eight_mib_byte_exact_origin_half_closes_first,
@@ -175,6 +257,8 @@ on_both_backends!(
     refused_upstream_closes_downstream_at_once,
     unanswered_upstream_closes_downstream_within_connect_timeout,
     next_host_is_tried_up_to_max_connect_attempts,
+    idle_connection_is_closed_both_ways_after_idle_timeout,
+    weighted_clusters_split_connections_by_weight,
 );
 
 mod drain {

@@ -1,0 +1,208 @@
+//! The HTTP connection manager end to end on both datapaths: the same cases against
+//! sluice's workers over kernel sockets on loopback and over smol stacks on an in-memory
+//! network (see `sluice_e2e::backend`). Routing to two origins, upstream connection
+//! reuse, large and chunked bodies, pipelining, Envoy's rejections and router errors.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sluice_e2e::backend::{Backend, Net};
+use sluice_e2e::config::{forward_all, http_at, ClusterAt};
+use sluice_e2e::http_client::Client;
+use sluice_e2e::http_origin::{pattern, HttpOrigin};
+use sluice_e2e::inproc::InProcessProxy;
+use sluice_e2e::on_both_backends;
+
+/// A proxy with `workers` workers and one HTTP listener routing by `vhosts` to
+/// `clusters`; returns the proxy and its listener address.
+fn proxy(net: &Net, vhosts: &str, clusters: &[ClusterAt<'_>], workers: usize) -> (InProcessProxy, SocketAddr) {
+    let listen = net.proxy_listen_addr();
+    (net.start_proxy(&http_at(listen, vhosts, clusters, "", ""), workers), listen)
+}
+
+/// A proxy forwarding everything to `origin`.
+fn proxy_to(net: &Net, origin: &HttpOrigin, workers: usize) -> (InProcessProxy, SocketAddr) {
+    let endpoints = [origin.addr];
+    proxy(net, &forward_all("web"), &[ClusterAt { name: "web", endpoints: &endpoints, extra: "" }], workers)
+}
+
+/// A fresh client connection to the proxy's listener `listen`.
+fn client(net: &Net, p: &InProcessProxy, listen: SocketAddr) -> Client {
+    Client::over(net.connect(p.target(listen)).expect("connect to the proxy"))
+}
+
+fn routes_by_host_and_path_to_two_origins(backend: Backend) {
+    let net = Net::new(backend);
+    let a = HttpOrigin::serve(net.listen(), "a");
+    let b = HttpOrigin::serve(net.listen(), "b");
+    let vhosts = r#"- name: api
+  domains: ["api.example.com"]
+  routes:
+  - match: { prefix: "/b/" }
+    route: { cluster: b }
+  - match: { prefix: "/" }
+    route: { cluster: a }
+- name: rest
+  domains: ["*"]
+  routes:
+  - match: { prefix: "/" }
+    route: { cluster: b }
+"#;
+    let (ea, eb) = ([a.addr], [b.addr]);
+    let clusters =
+        [ClusterAt { name: "a", endpoints: &ea, extra: "" }, ClusterAt { name: "b", endpoints: &eb, extra: "" }];
+    let (p, listen) = proxy(&net, vhosts, &clusters, 2);
+    let mut c = client(&net, &p, listen);
+    let mut via = |host: &str, path: &str| {
+        let r = c.request("GET", path, &[("host", host)], b"");
+        assert_eq!(r.status, 200, "{host}{path}");
+        r.header("x-origin").map(str::to_string)
+    };
+    assert_eq!(via("api.example.com", "/x"), Some("a".into()));
+    assert_eq!(via("api.example.com", "/b/x"), Some("b".into()), "path prefix picks the route");
+    assert_eq!(via("other.example.com", "/x"), Some("b".into()), "the host picks the virtual host");
+    assert_eq!(via("API.example.com", "/"), Some("a".into()), "domains match case-insensitively");
+    assert_eq!((a.requests(), b.requests()), (2, 2));
+    let seen = a.seen();
+    assert_eq!(seen[0].path, "/x");
+    assert_eq!(seen[0].header("host"), Some("api.example.com"));
+}
+
+fn keep_alive_requests_share_one_upstream_connection_per_worker(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let (p, listen) = proxy_to(&net, &origin, 2);
+    let mut c = client(&net, &p, listen);
+    for i in 0..200 {
+        let r = c.get(&format!("/seq/{i}"));
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    assert_eq!(origin.requests(), 200);
+    // One downstream connection lives on one worker: one upstream connection.
+    assert_eq!(origin.connections(), 1, "upstream connections: {}", origin.connections());
+}
+
+fn one_mib_request_and_three_mb_response_intact(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let (p, listen) = proxy_to(&net, &origin, 1);
+    let mut c = client(&net, &p, listen);
+    let body = pattern(1 << 20);
+    let r = c.request("POST", "/upload", &[], &body);
+    assert_eq!(r.status, 200);
+    assert!(origin.seen().last().unwrap().body == body, "request body intact");
+    let r = c.get("/bytes/3000000");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 3_000_000);
+    assert!(r.body == pattern(3_000_000), "response body intact");
+    let r = c.get("/chunked/2500000");
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert!(r.body == pattern(2_500_000), "chunked response intact");
+}
+
+fn chunked_request_body_is_streamed(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let (p, listen) = proxy_to(&net, &origin, 1);
+    let mut c = client(&net, &p, listen);
+    c.send(b"POST /chunked-up HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
+    std::thread::sleep(Duration::from_millis(50));
+    c.send(b"6;ext=1\r\n world\r\n0\r\n\r\n");
+    let r = c.read_response(false).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(origin.seen().last().unwrap().body, b"hello world");
+}
+
+fn pipelined_requests_are_answered_in_order(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let (p, listen) = proxy_to(&net, &origin, 1);
+    let mut c = client(&net, &p, listen);
+    let mut batch = Vec::new();
+    for i in 0..10 {
+        // Slow first request: later ones must still come back after it.
+        let path = if i == 0 { "/delay/200/first".to_string() } else { format!("/p/{i}") };
+        batch.extend_from_slice(format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n").as_bytes());
+    }
+    c.send(&batch);
+    for i in 0..10 {
+        let r = c.read_response(false).unwrap();
+        assert_eq!(r.status, 200);
+        let first_line = r.text().lines().next().unwrap().to_string();
+        let want = if i == 0 { "GET /delay/200/first".to_string() } else { format!("GET /p/{i}") };
+        assert!(first_line.starts_with(&want), "response {i} was for `{first_line}`");
+    }
+}
+
+fn bad_requests_get_envoys_statuses_and_reach_no_upstream(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let (p, listen) = proxy_to(&net, &origin, 1);
+    let many_headers = {
+        let mut r = b"GET / HTTP/1.1\r\nhost: t\r\n".to_vec();
+        for i in 0..101 {
+            r.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
+        }
+        r.extend_from_slice(b"\r\n");
+        r
+    };
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (
+            b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            400,
+        ),
+        (b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd".to_vec(), 400),
+        (b"GET / HTTP/1.1\r\nhost: t\r\nbad header: x\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/1.0\r\nhost: t\r\n\r\n".to_vec(), 426),
+        (format!("GET / HTTP/1.1\r\nhost: t\r\nx-big: {}\r\n\r\n", "a".repeat(70 * 1024)).into_bytes(), 431),
+        (many_headers, 431),
+    ];
+    for (raw, status) in cases {
+        let what = String::from_utf8_lossy(&raw[..40.min(raw.len())]).into_owned();
+        let mut c = client(&net, &p, listen);
+        c.send(&raw);
+        let r = c.read_response(false).unwrap_or_else(|e| panic!("no response to {what:?}: {e}"));
+        assert_eq!(r.status, status, "for {what:?}");
+        assert!(c.closed_within(Duration::from_secs(3)), "the connection closes after an error response");
+    }
+    assert_eq!(origin.requests(), 0, "nothing of a rejected request reached the upstream");
+    assert_eq!(client(&net, &p, listen).get("/ok").status, 200, "still serving");
+}
+
+fn no_route_is_404_and_connect_failure_is_503(backend: Backend) {
+    let net = Net::new(backend);
+    let routes = r#"- name: m
+  domains: ["*"]
+  routes:
+  - match: { prefix: "/empty" }
+    route: { cluster: empty }
+  - match: { prefix: "/dead" }
+    route: { cluster: dead }
+"#;
+    let dead = [net.refused_addr()];
+    let clusters = [
+        ClusterAt { name: "empty", endpoints: &[], extra: "" },
+        ClusterAt { name: "dead", endpoints: &dead, extra: "" },
+    ];
+    let (p, listen) = proxy(&net, routes, &clusters, 1);
+    let mut c = client(&net, &p, listen);
+    let r = c.get("/empty");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.text(), "no healthy upstream");
+    let r = c.get("/dead");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.text(), "upstream connect error or disconnect/reset before headers. reset reason: connection failure");
+    let r = c.get("/none");
+    assert_eq!(r.status, 404);
+    assert_eq!(c.get("/empty").status, 503, "still serving on the same connection");
+}
+
+on_both_backends!(
+    routes_by_host_and_path_to_two_origins,
+    keep_alive_requests_share_one_upstream_connection_per_worker,
+    one_mib_request_and_three_mb_response_intact,
+    chunked_request_body_is_streamed,
+    pipelined_requests_are_answered_in_order,
+    bad_requests_get_envoys_statuses_and_reach_no_upstream,
+    no_route_is_404_and_connect_failure_is_503,
+);

@@ -152,6 +152,16 @@ pub trait Stack {
 
     fn deregister(&mut self, socket: SocketId) -> io::Result<()>;
 
+    /// Connections closed or aborted by their owner for which this stack still owes
+    /// the peer something: queued data, a FIN not yet acknowledged, or an RST not yet
+    /// sent. A userspace stack delivers those only while it is polled, so an owner about
+    /// to drop the stack keeps polling until this is zero or its own deadline passes.
+    /// The kernel finishes such connections by itself, even after the process exits:
+    /// the default is 0.
+    fn closing(&self) -> usize {
+        0
+    }
+
     /// Counters kept by the backend.
     fn stats(&self) -> StackStats {
         StackStats::default()

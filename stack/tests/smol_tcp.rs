@@ -484,3 +484,27 @@ fn any_ip_does_not_hijack_other_hosts_on_the_link() {
     assert!(accepted.is_some(), "the origin, not the proxy, got the connection");
     assert_eq!(hosts[0].smol_stats().rx_unmatched, 0, "the proxy saw no SYN");
 }
+
+#[test]
+fn closing_counts_released_connections_until_their_fin_or_rst_is_delivered() {
+    let mut sim = sim();
+    let l = sim.server.listen(at(SERVER_IP, 80), &ListenOptions::default()).unwrap();
+    let (c1, s1) = connect(&mut sim, l, at(SERVER_IP, 80));
+    let (c2, s2) = connect(&mut sim, l, at(SERVER_IP, 80));
+    assert_eq!(sim.server.closing(), 0, "open connections owe nothing yet");
+    // Graceful: queued data, then FIN; owed until the peer acknowledged the FIN.
+    assert_eq!(sim.server.write(s1, &pattern(100_000, 1)).unwrap(), 100_000);
+    sim.server.close(s1);
+    // Abort: the RST is owed until it was sent.
+    sim.server.abort(s2);
+    assert_eq!(sim.server.closing(), 2);
+    let mut got = Vec::new();
+    assert!(sim.run_until(Duration::from_secs(10), |s| {
+        drain(&mut s.client, c1, &mut got).unwrap() && s.server.closing() == 0
+    }));
+    assert_eq!(got.len(), 100_000, "the data went out before the FIN");
+    let mut buf = [0u8; 8];
+    assert_eq!(sim.client.read(c2, &mut buf).unwrap_err().kind(), io::ErrorKind::ConnectionReset);
+    // Waiting for the peer's FIN (FIN-WAIT-2) owes nothing.
+    assert_eq!(sim.server.closing(), 0);
+}

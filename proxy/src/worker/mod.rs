@@ -42,6 +42,11 @@ const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX / 2;
 /// Accepts per listener per round before other work gets a turn.
 const ACCEPT_BUDGET: usize = 64;
+/// How long a stopping worker keeps polling so that the resets of aborted connections
+/// reach their peers (userspace stacks only; see [`Worker::linger`]).
+const ABORT_LINGER: Duration = Duration::from_millis(100);
+/// Poll step while lingering.
+const LINGER_STEP: Duration = Duration::from_millis(5);
 
 /// Flags and the config the main thread hands the workers.
 #[derive(Debug, Default)]
@@ -239,7 +244,7 @@ impl<S: Stack> Worker<S> {
             self.retire_generations(now);
             if self.control.stop.load(Ordering::Relaxed) {
                 self.abort_all(Instant::now());
-                return Ok(());
+                return self.linger(&mut events, Instant::now() + ABORT_LINGER);
             }
             if self.control.listeners_drained.load(Ordering::Relaxed) && self.listen_sockets.iter().any(Option::is_some)
             {
@@ -255,7 +260,8 @@ impl<S: Stack> Worker<S> {
                 }
                 if self.conns.is_empty() {
                     tracing::debug!(worker = self.id, "drained");
-                    return Ok(());
+                    let deadline = self.drain_deadline.unwrap_or(now).max(now + ABORT_LINGER);
+                    return self.linger(&mut events, deadline);
                 }
                 if self.drain_deadline.is_some_and(|d| Instant::now() >= d) {
                     tracing::warn!(
@@ -264,9 +270,29 @@ impl<S: Stack> Worker<S> {
                         "drain time over: closing open connections"
                     );
                     self.abort_all(Instant::now());
-                    return Ok(());
+                    return self.linger(&mut events, Instant::now() + ABORT_LINGER);
                 }
             }
+        }
+    }
+
+    /// Before the stack is dropped: poll it until it has delivered what the closed
+    /// connections still owe their peers (queued data, FIN, RST; see
+    /// [`Stack::closing`]), or until `deadline`. A no-op on the kernel backend, which
+    /// finishes closed sockets by itself.
+    fn linger(&mut self, events: &mut Events, deadline: Instant) -> io::Result<()> {
+        loop {
+            let owed = self.stack.closing();
+            let now = Instant::now();
+            if owed == 0 {
+                return Ok(());
+            }
+            if now >= deadline {
+                tracing::debug!(worker = self.id, owed, "exiting with connections still closing");
+                return Ok(());
+            }
+            // Closing connections are not registered: poll in short steps to recount.
+            self.stack.poll(events, Some(deadline.saturating_duration_since(now).min(LINGER_STEP)))?;
         }
     }
 

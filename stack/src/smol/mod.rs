@@ -336,6 +336,10 @@ impl<D: Datapath, C: Clock> Stack for SmolStack<D, C> {
         self.core.deregister(socket)
     }
 
+    fn closing(&self) -> usize {
+        self.core.closing()
+    }
+
     fn stats(&self) -> StackStats {
         let s = &self.core.stats;
         StackStats { accepts: s.accepts, connects: s.connects, connect_exhausted: s.connect_exhausted }

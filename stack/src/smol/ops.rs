@@ -273,6 +273,23 @@ impl Core {
         self.mark_dirty(key);
     }
 
+    /// Released connections that still owe their peer data, a FIN or an RST (see
+    /// `Stack::closing`). O(connections): for shutdown, not for the poll loop.
+    pub fn closing(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|(_, c)| {
+                c.phase == Phase::Orphan
+                    && match c.state() {
+                        State::FinWait1 | State::Closing | State::LastAck => true,
+                        // Aborted: the RST is still to be sent while the peer is known.
+                        State::Closed => !c.is_quiet(),
+                        _ => false,
+                    }
+            })
+            .count()
+    }
+
     fn close_listener(&mut self, lkey: Key) {
         let Some(l) = self.listeners.remove(lkey) else {
             return;

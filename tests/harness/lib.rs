@@ -28,7 +28,22 @@ pub fn sluice_bin() -> PathBuf {
             return PathBuf::from(p);
         }
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let status = Command::new(env!("CARGO"))
+        // `cargo test` describes the test's package in CARGO_* variables. A nested build
+        // that inherits them looks different to build scripts that track them (ring's),
+        // so it and `cargo test`'s own build of the sluice library would keep rebuilding
+        // ring, rustls and sluice for each other: drop them (user settings stay).
+        let mut cargo = Command::new(env!("CARGO"));
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            let set_by_cargo_test =
+                ["CARGO_PKG_", "CARGO_BIN_EXE_", "CARGO_MANIFEST_"].iter().any(|p| key.starts_with(p))
+                    || ["CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR"]
+                        .contains(&key.as_ref());
+            if set_by_cargo_test {
+                cargo.env_remove(key.as_ref());
+            }
+        }
+        let status = cargo
             .args(["build", "-q", "-p", "sluice", "--bin", "sluice"])
             .current_dir(&root)
             .status()

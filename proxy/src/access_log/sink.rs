@@ -31,6 +31,21 @@ enum Target {
     Stderr,
 }
 
+/// Envoy's `filesystem.*` counters, process-wide (touched once per flush, not per
+/// request): buffers written, writes failed, reopens failed.
+pub static WRITE_COMPLETED: AtomicU64 = AtomicU64::new(0);
+pub static WRITE_FAILED: AtomicU64 = AtomicU64::new(0);
+pub static REOPEN_FAILED: AtomicU64 = AtomicU64::new(0);
+
+/// The `filesystem.*` counters with their names.
+pub fn counters() -> [(&'static str, u64); 3] {
+    [
+        ("filesystem.write_completed", WRITE_COMPLETED.load(Ordering::Relaxed)),
+        ("filesystem.write_failed", WRITE_FAILED.load(Ordering::Relaxed)),
+        ("filesystem.reopen_failed", REOPEN_FAILED.load(Ordering::Relaxed)),
+    ]
+}
+
 /// Every sink alive, so files are shared by path and reopened on `SIGUSR1`.
 static SINKS: Mutex<Vec<Weak<Sink>>> = Mutex::new(Vec::new());
 
@@ -81,8 +96,10 @@ impl Sink {
         match r {
             Ok(()) => {
                 self.write_completed.fetch_add(1, Ordering::Relaxed);
+                WRITE_COMPLETED.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
+                WRITE_FAILED.fetch_add(1, Ordering::Relaxed);
                 let n = self.write_failed.fetch_add(1, Ordering::Relaxed);
                 if n.is_power_of_two() || n == 0 {
                     tracing::warn!(sink = %self.name(), failures = n + 1, "access log write failed: {e}");
@@ -113,7 +130,9 @@ impl Sink {
 pub fn reopen_all() -> Vec<String> {
     let sinks: Vec<Arc<Sink>> =
         SINKS.lock().unwrap_or_else(|e| e.into_inner()).iter().filter_map(Weak::upgrade).collect();
-    sinks.iter().filter_map(|s| s.reopen().err()).collect()
+    let failed: Vec<String> = sinks.iter().filter_map(|s| s.reopen().err()).collect();
+    REOPEN_FAILED.fetch_add(failed.len() as u64, Ordering::Relaxed);
+    failed
 }
 
 /// A worker's formatted lines waiting for the end of the round.

@@ -195,22 +195,17 @@ fn json_value(f: &FormatString, cx: &FormatContext<'_>, omit: bool, out: &mut Ve
 
 /// A JSON string literal; bytes that are not UTF-8 become U+FFFD.
 fn json_string(s: &[u8], out: &mut Vec<u8>) {
-    out.push(b'"');
-    for ch in String::from_utf8_lossy(s).chars() {
-        match ch {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
-            c => {
-                let mut b = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-            }
-        }
+    sluice_config::dump::write_str(&mut Bytes(out), &String::from_utf8_lossy(s));
+}
+
+/// `fmt::Write` onto a byte buffer.
+struct Bytes<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Bytes<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
     }
-    out.push(b'"');
 }
 
 #[cfg(test)]

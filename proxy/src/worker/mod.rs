@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sluice_stack::{Events, Interest, ListenOptions, SocketId, Stack, Token};
 
+use crate::access_log::AccessLogBuffer;
 use crate::conn_table::ConnTable;
 use crate::http::conn_manager::{Accepted, HttpConnection};
 use crate::http::date::DateCache;
@@ -125,6 +126,7 @@ pub struct Worker<S: Stack> {
     tcp_stats: HashMap<String, Arc<TcpProxyStats>>,
     http_stats: HashMap<String, Arc<HttpStats>>,
     date: DateCache,
+    access_log: AccessLogBuffer,
     store: Arc<Store>,
     conns: ConnTable<Entry>,
     timers: Timers,
@@ -161,6 +163,7 @@ impl<S: Stack> Worker<S> {
             tcp_stats: HashMap::new(),
             http_stats: HashMap::new(),
             date: DateCache::default(),
+            access_log: AccessLogBuffer::default(),
             store: stats,
             conns: ConnTable::default(),
             timers: Timers::new(),
@@ -238,12 +241,14 @@ impl<S: Stack> Worker<S> {
             self.run_ready(now);
             self.run_timers(now);
             self.conns.recycle();
+            self.access_log.flush();
             if self.control.version.load(Ordering::Acquire) != self.version {
                 self.adopt_published(now);
             }
             self.retire_generations(now);
             if self.control.stop.load(Ordering::Relaxed) {
                 self.abort_all(Instant::now());
+                self.access_log.flush();
                 return self.linger(&mut events, Instant::now() + ABORT_LINGER);
             }
             if self.control.listeners_drained.load(Ordering::Relaxed) && self.listen_sockets.iter().any(Option::is_some)
@@ -261,6 +266,7 @@ impl<S: Stack> Worker<S> {
                 if self.conns.is_empty() {
                     tracing::debug!(worker = self.id, "drained");
                     let deadline = self.drain_deadline.unwrap_or(now).max(now + ABORT_LINGER);
+                    self.access_log.flush();
                     return self.linger(&mut events, deadline);
                 }
                 if self.drain_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -270,6 +276,7 @@ impl<S: Stack> Worker<S> {
                         "drain time over: closing open connections"
                     );
                     self.abort_all(Instant::now());
+                    self.access_log.flush();
                     return self.linger(&mut events, Instant::now() + ABORT_LINGER);
                 }
             }
@@ -614,6 +621,7 @@ impl<S: Stack> Worker<S> {
             rng: &mut self.rng,
             pool: &mut g.pool,
             date: &mut self.date,
+            access_log: &mut self.access_log,
             now,
             wall: SystemTime::now(),
             key,
@@ -642,6 +650,7 @@ impl<S: Stack> Worker<S> {
             rng: &mut self.rng,
             pool: &mut g.pool,
             date: &mut self.date,
+            access_log: &mut self.access_log,
             now,
             wall: SystemTime::now(),
             key,

@@ -8,6 +8,8 @@ pub mod http_client;
 pub mod http_origin;
 pub mod origin;
 pub mod proxy;
+pub mod tagged;
+pub mod tls;
 pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener};

@@ -17,8 +17,8 @@ use sluice_stack::{ListenOptions, SocketId, Stack, Wake};
 use crate::admin::{AdminServer, AdminState};
 use crate::cli::{self, Command, DatapathKind, Mode, Options};
 use crate::listener::manager::Snapshot;
+use crate::reload::{self, UpstreamThreads};
 use crate::stats::Store;
-use crate::upstream::{dns, monitor};
 use crate::worker::{Control, Worker, WorkerSetup};
 
 /// Run the command line; returns the process exit code.
@@ -131,7 +131,7 @@ fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
         config_path: opts.config_path.display().to_string(),
         quit: AtomicBool::new(false),
     });
-    let mut main = match MainLoop::new(loaded, Arc::clone(&admin_state)) {
+    let mut main = match MainLoop::new(loaded, Arc::clone(&admin_state), opts, Arc::clone(&stats)) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("sluice: {e}");
@@ -171,32 +171,16 @@ fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
             }
         }
     }
-    for c in &snapshot.cluster_manager.clusters {
-        stats.upstream.insert(c.config.stat_name(), vec![Arc::clone(&c.stats)]);
-    }
-    let stop_dns = Arc::new(AtomicBool::new(false));
-    let dns = dns::spawn_refresher(snapshot.cluster_manager.clusters.clone(), Arc::clone(&stop_dns));
-    let upstream_monitor = match monitor::spawn(&snapshot.cluster_manager.clusters) {
-        Ok(m) => m,
+    match UpstreamThreads::start(&snapshot, &stats, true) {
+        Ok(t) => main.threads = Some(t),
         Err(e) => {
-            eprintln!("sluice: cannot start the upstream monitor: {e}");
+            eprintln!("sluice: {e}");
             return 1;
-        }
-    };
-    if let Some(m) = &upstream_monitor {
-        // Like Envoy's cluster warming: serve once every host has its first check.
-        let bound = monitor::first_round_bound(&snapshot.cluster_manager.clusters);
-        if !m.wait_initialized(bound) {
-            tracing::warn!("first health checks still running after {bound:?}; serving anyway");
         }
     }
     let code = run_workers(workers, &mut main, opts);
-    if let Some(m) = upstream_monitor {
-        m.stop();
-    }
-    stop_dns.store(true, Ordering::Relaxed);
-    if let Some(h) = dns {
-        let _ = h.join();
+    if let Some(t) = main.threads.take() {
+        t.stop();
     }
     code
 }
@@ -251,19 +235,31 @@ fn run_workers<S: Stack + Send + 'static>(workers: Vec<Worker<S>>, main: &mut Ma
 const SIGNAL_TOKEN: mio::Token = mio::Token(0);
 const ADMIN_TOKEN: mio::Token = mio::Token(1);
 
-/// The main thread's event loop: signals and the admin server.
+/// The main thread's event loop: signals (SIGTERM/SIGINT drain, SIGHUP reload) and
+/// the admin server.
 struct MainLoop {
     poll: mio::Poll,
     signal_pipe: mio::net::UnixStream,
     term: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
     admin: Option<AdminServer>,
     admin_state: Arc<AdminState>,
+    config_path: std::path::PathBuf,
+    stats: Arc<Store>,
+    /// The current config's cluster threads (DNS, health checks, outlier detection).
+    threads: Option<UpstreamThreads>,
 }
 
 impl MainLoop {
-    fn new(loaded: &sluice_config::Loaded, admin_state: Arc<AdminState>) -> Result<MainLoop, String> {
+    fn new(
+        loaded: &sluice_config::Loaded,
+        admin_state: Arc<AdminState>,
+        opts: &Options,
+        stats: Arc<Store>,
+    ) -> Result<MainLoop, String> {
         let poll = mio::Poll::new().map_err(|e| format!("cannot create the main poll: {e}"))?;
         let term = Arc::new(AtomicBool::new(false));
+        let hup = Arc::new(AtomicBool::new(false));
         let (read, write) = UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
         read.set_nonblocking(true).map_err(|e| e.to_string())?;
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -273,6 +269,10 @@ impl MainLoop {
             signal_hook::low_level::pipe::register(sig, w)
                 .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, write)
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let mut signal_pipe = mio::net::UnixStream::from_std(read);
         poll.registry().register(&mut signal_pipe, SIGNAL_TOKEN, mio::Interest::READABLE).map_err(|e| e.to_string())?;
         let admin = match &loaded.bootstrap.admin {
@@ -288,7 +288,36 @@ impl MainLoop {
             }
             None => None,
         };
-        Ok(MainLoop { poll, signal_pipe, term, admin, admin_state })
+        Ok(MainLoop {
+            poll,
+            signal_pipe,
+            term,
+            hup,
+            admin,
+            admin_state,
+            config_path: opts.config_path.clone(),
+            stats,
+            threads: None,
+        })
+    }
+
+    /// SIGHUP: swap in the config file's current content, or keep the old one.
+    fn reload(&mut self) {
+        let control = Arc::clone(&self.admin_state.control);
+        match reload::reload(&self.config_path, &control, &self.admin_state, &self.stats) {
+            Ok(threads) => {
+                if let Some(old) = self.threads.replace(threads) {
+                    old.stop();
+                }
+                tracing::info!(config = %self.config_path.display(), "configuration reloaded");
+            }
+            Err(errors) => {
+                tracing::error!(config = %self.config_path.display(), "configuration reload rejected; the old configuration keeps serving");
+                for e in errors {
+                    tracing::error!("  {e}");
+                }
+            }
+        }
     }
 
     /// Serve signals and admin requests until `finished()` (all workers exited).
@@ -296,6 +325,7 @@ impl MainLoop {
         let mut events = mio::Events::with_capacity(64);
         let control = Arc::clone(&self.admin_state.control);
         let wake_all = || wakers.iter().for_each(|w| drop(w.wake()));
+        let mut listeners_drained = false;
         loop {
             if finished() {
                 return;
@@ -330,17 +360,19 @@ impl MainLoop {
                 }
                 wake_all();
             }
+            if self.hup.swap(false, Ordering::Relaxed) && !control.draining.load(Ordering::Relaxed) {
+                self.reload();
+                wake_all();
+            }
             if self.admin_state.quit.swap(false, Ordering::Relaxed) {
                 tracing::info!("/quitquitquit: stopping");
                 control.stop.store(true, Ordering::Relaxed);
                 wake_all();
             }
-            if control.listeners_drained.load(Ordering::Relaxed) {
+            if !listeners_drained && control.listeners_drained.load(Ordering::Relaxed) {
                 // Workers check the flag on their next round: wake them once.
-                if !self.admin_state.live.load(Ordering::Relaxed) || control.draining.load(Ordering::Relaxed) {
-                } else {
-                    wake_all();
-                }
+                listeners_drained = true;
+                wake_all();
             }
         }
     }

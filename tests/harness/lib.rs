@@ -25,9 +25,21 @@ pub fn sluice_bin() -> PathBuf {
             return PathBuf::from(p);
         }
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "sluice", "--bin", "sluice"])
-            .current_dir(&root)
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-q", "-p", "sluice", "--bin", "sluice"]).current_dir(&root);
+        // Cargo sets these for the test process; a build script that watches one (ring
+        // watches CARGO_MANIFEST_DIR) would see it change between this build and the
+        // outer `cargo test`, and each would rebuild ring, rustls and sluice again.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || ["CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&name.as_ref())
+            {
+                build.env_remove(name.as_ref());
+            }
+        }
+        let status = build
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building sluice failed");

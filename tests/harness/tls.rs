@@ -134,15 +134,16 @@ pub fn downstream_tls_yaml(cert: &Leaf, alpn: &[&str], client_ca: Option<&Path>,
 }
 
 /// A cluster's `transport_socket` with an UpstreamTlsContext (flow YAML, one line):
-/// `sni` (empty: none), and `trusted_ca` when given.
-pub fn upstream_tls_yaml(sni: &str, trusted_ca: Option<&Path>) -> String {
+/// `sni` (empty: none), `trusted_ca` when given, and `auto_sni_san_validation` (the
+/// origin's certificate must then name the SNI).
+pub fn upstream_tls_yaml(sni: &str, trusted_ca: Option<&Path>, auto_sni_san: bool) -> String {
     let validation = match trusted_ca {
         Some(ca) => format!("common_tls_context: {{ validation_context: {{ trusted_ca: {{ filename: \"{}\" }} }} }}", ca.display()),
         None => "common_tls_context: {}".to_string(),
     };
     let sni = if sni.is_empty() { String::new() } else { format!("sni: \"{sni}\", ") };
     format!(
-        "{{ name: envoy.transport_sockets.tls, typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, {sni}{validation} }} }}"
+        "{{ name: envoy.transport_sockets.tls, typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, {sni}auto_sni_san_validation: {auto_sni_san}, {validation} }} }}"
     )
 }
 
@@ -405,4 +406,50 @@ fn serve_http(tls: StreamOwned<ServerConnection, TcpStream>, seen: &Seen, tag: &
             return;
         }
     }
+}
+
+/// A parsed HTTP/1.1 response read off a TLS stream.
+pub struct TlsResponse {
+    pub status: u16,
+    /// Lower-cased names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl TlsResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Send `GET path` (host `host`) on `stream` and read one content-length response.
+pub fn http_get(stream: &mut (impl Read + Write), host: &str, path: &str) -> io::Result<TlsResponse> {
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n\r\n").as_bytes())?;
+    stream.flush()?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        if stream.read(&mut b)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("closed after {:?}", String::from_utf8_lossy(&head)),
+            ));
+        }
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length = headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body)?;
+    Ok(TlsResponse { status, headers, body })
 }

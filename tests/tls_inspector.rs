@@ -63,15 +63,11 @@ impl Setup {
         if with_plain {
             chains.push_str(&chain("plain", "{ transport_protocol: raw_buffer }", None));
         }
-        let clusters: String = [
-            ("exact", &self.exact),
-            ("wildcard", &self.wildcard),
-            ("tls_any", &self.tls_any),
-            ("plain", &self.plain),
-        ]
-        .iter()
-        .map(|(name, o)| Cluster { name, ports: &[o.port()], extra: "" }.yaml())
-        .collect();
+        let clusters: String =
+            [("exact", &self.exact), ("wildcard", &self.wildcard), ("tls_any", &self.tls_any), ("plain", &self.plain)]
+                .iter()
+                .map(|(name, o)| Cluster { name, ports: &[o.port()], extra: "" }.yaml())
+                .collect();
         format!(
             r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}

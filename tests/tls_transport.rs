@@ -10,9 +10,9 @@
 //!   failure, nothing reaches the origin), and with `auto_sni_san_validation` a
 //!   certificate for another name fails closed as well.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sluice_e2e::config::{forward_all, indent, Cluster};
 use sluice_e2e::http_client::{get, Client};
@@ -88,10 +88,19 @@ fn termination_negotiates_http11_and_serves_http() {
     // A client that does not trust the edge CA gives up; nothing is forwarded.
     let other = pki.ca("other");
     assert!(tls::connect(localhost(port), "proxy.test", &client_config(&[&other], &[], None)).is_err());
-    // Plaintext HTTP on the TLS chain gets no HTTP answer: the connection is closed.
+    // Plaintext HTTP on the TLS chain gets no HTTP answer: the connection is closed
+    // at once (a TLS protocol error), not left open.
     let mut plain = Client::connect(port);
     plain.send(b"GET /plain HTTP/1.1\r\nhost: proxy.test\r\n\r\n");
-    assert!(plain.read_response(false).is_err(), "plaintext served by a TLS chain");
+    let start = Instant::now();
+    plain.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let end = plain.stream.read_to_end(&mut got);
+    assert!(start.elapsed() < Duration::from_secs(5), "still open after {:?}: {end:?}", start.elapsed());
+    assert!(!got.starts_with(b"HTTP/"), "plaintext served by a TLS chain: {:?}", String::from_utf8_lossy(&got));
+    if !got.is_empty() {
+        assert_eq!(got[0], 21, "only a TLS alert record comes back: {got:?}");
+    }
     assert_eq!(origin.requests(), 2);
 }
 
@@ -177,7 +186,11 @@ fn upstream_tls_validates_the_origin_and_fails_closed() {
     let r = get(port, "/chain-only");
     assert_eq!(r.status, 200, "{}", r.text());
     let paths: Vec<String> = origin.requests().iter().map(|h| h.lines().next().unwrap_or("").to_string()).collect();
-    assert_eq!(paths, ["GET /good HTTP/1.1", "GET /chain-only HTTP/1.1"], "only validated connections carried requests");
+    assert_eq!(
+        paths,
+        ["GET /good HTTP/1.1", "GET /chain-only HTTP/1.1"],
+        "only validated connections carried requests"
+    );
 }
 
 #[test]

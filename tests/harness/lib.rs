@@ -39,9 +39,7 @@ pub fn sluice_bin() -> PathBuf {
                 build.env_remove(name.as_ref());
             }
         }
-        let status = build
-            .status()
-            .expect("run cargo build");
+        let status = build.status().expect("run cargo build");
         assert!(status.success(), "building sluice failed");
         let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
         target.join("debug").join("sluice")

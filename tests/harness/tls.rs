@@ -138,7 +138,10 @@ pub fn downstream_tls_yaml(cert: &Leaf, alpn: &[&str], client_ca: Option<&Path>,
 /// origin's certificate must then name the SNI).
 pub fn upstream_tls_yaml(sni: &str, trusted_ca: Option<&Path>, auto_sni_san: bool) -> String {
     let validation = match trusted_ca {
-        Some(ca) => format!("common_tls_context: {{ validation_context: {{ trusted_ca: {{ filename: \"{}\" }} }} }}", ca.display()),
+        Some(ca) => format!(
+            "common_tls_context: {{ validation_context: {{ trusted_ca: {{ filename: \"{}\" }} }} }}",
+            ca.display()
+        ),
         None => "common_tls_context: {}".to_string(),
     };
     let sni = if sni.is_empty() { String::new() } else { format!("sni: \"{sni}\", ") };
@@ -203,7 +206,12 @@ pub fn handshake(mut tcp: TcpStream, name: &str, config: &Arc<ClientConfig>) -> 
 
 /// Like [`connect`], but the ClientHello goes out one byte per TCP segment (`gap`
 /// between them, Nagle off), so the proxy sees it arrive across many reads.
-pub fn connect_trickled(addr: SocketAddr, name: &str, config: &Arc<ClientConfig>, gap: Duration) -> io::Result<TlsStream> {
+pub fn connect_trickled(
+    addr: SocketAddr,
+    name: &str,
+    config: &Arc<ClientConfig>,
+    gap: Duration,
+) -> io::Result<TlsStream> {
     let mut tcp = TcpStream::connect(addr)?;
     tcp.set_nodelay(true)?;
     let mut conn = ClientConnection::new(config.clone(), server_name(name)).map_err(io::Error::other)?;
@@ -397,10 +405,7 @@ fn serve_http(tls: StreamOwned<ServerConnection, TcpStream>, seen: &Seen, tag: &
             return;
         }
         seen.requests.lock().unwrap().push(head.clone());
-        let out = format!(
-            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-origin: {tag}\r\n\r\n{head}",
-            head.len()
-        );
+        let out = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-origin: {tag}\r\n\r\n{head}", head.len());
         let tls = reader.get_mut();
         if tls.write_all(out.as_bytes()).and_then(|_| tls.flush()).is_err() {
             return;

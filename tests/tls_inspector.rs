@@ -123,20 +123,18 @@ fn plain_chain(port: u16, first: &[u8]) -> String {
     tag
 }
 
-/// Seconds until the peer closes (EOF or reset), reading and discarding.
+/// Time until the peer closes (EOF or reset); any byte read first is a failure.
 fn time_to_close(s: &mut TcpStream, limit: Duration) -> Duration {
     let start = Instant::now();
     s.set_read_timeout(Some(limit)).unwrap();
     let mut buf = [0u8; 256];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return start.elapsed(),
-            Ok(n) => panic!("unexpected {n} bytes: {:?}", &buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                panic!("still open after {limit:?}")
-            }
-            Err(_) => return start.elapsed(),
+    match s.read(&mut buf) {
+        Ok(0) => start.elapsed(),
+        Ok(n) => panic!("unexpected {n} bytes: {:?}", &buf[..n]),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            panic!("still open after {limit:?}")
         }
+        Err(_) => start.elapsed(),
     }
 }
 

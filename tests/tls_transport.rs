@@ -8,7 +8,10 @@
 //! - a cluster's UpstreamTlsContext (`sni`, `trusted_ca`) validates the origin's
 //!   certificate: the right CA is served, a wrong CA fails closed (503, connection
 //!   failure, nothing reaches the origin), and with `auto_sni_san_validation` a
-//!   certificate for another name fails closed as well.
+//!   certificate for another name fails closed as well;
+//! - plaintext on a TLS chain is closed at once, and connections that fail (TLS
+//!   protocol errors, resets mid-request) give their sockets back (sluice's open file
+//!   descriptors return to the baseline).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -214,4 +217,50 @@ fn handshake_trickled_one_byte_at_a_time_is_terminated() {
     let mut s = tls::connect(localhost(port), "proxy.test", &config).unwrap();
     assert_eq!(http_get(&mut s, "proxy.test", "/after").unwrap().status, 200);
     assert_eq!(origin.requests(), 2);
+}
+
+/// Open file descriptors of process `pid`.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn failed_downstream_connections_release_their_sockets() {
+    let pki = Pki::new();
+    let ca = pki.ca("edge");
+    let cert = ca.server_cert(&pki, "edge", &["proxy.test"]);
+    let origin = HttpOrigin::start("origin");
+    let (port, admin) = (free_port(), free_port());
+    let tls = downstream_tls_yaml(&cert, &["http/1.1"], None, false);
+    let clusters = Cluster { name: "app", ports: &[origin.port()], extra: "" }.yaml();
+    let p = Proxy::start(&bootstrap(port, admin, Some(&tls), &forward_all("app"), &clusters), &["--concurrency", "1"]);
+    let config = client_config(&[&ca], &["http/1.1"], None);
+    // Warm up (pools, admin) so the baseline is steady.
+    let mut s = tls::connect(localhost(port), "proxy.test", &config).unwrap();
+    assert_eq!(http_get(&mut s, "proxy.test", "/warm").unwrap().status, 200);
+    drop(s);
+    std::thread::sleep(Duration::from_millis(200));
+    let baseline = fds(p.pid());
+    for i in 0..20 {
+        if i % 2 == 0 {
+            // A TLS protocol error: plaintext on the TLS chain.
+            let mut c = TcpStream::connect(localhost(port)).unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let _ = c.read_to_end(&mut Vec::new());
+        } else {
+            // A reset after the handshake, mid-request: the read fails.
+            let mut s = tls::connect(localhost(port), "proxy.test", &config).unwrap();
+            s.write_all(b"GET /partial HTTP/1.1\r\n").unwrap();
+            s.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            socket2::SockRef::from(&s.sock).set_linger(Some(Duration::ZERO)).unwrap();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fds(p.pid()) > baseline && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(fds(p.pid()) <= baseline, "sluice holds {} fds, {baseline} before 20 failed connections", fds(p.pid()));
+    assert_eq!(origin.requests(), 1);
 }

@@ -105,6 +105,9 @@ fn termination_negotiates_http11_and_serves_http() {
         assert_eq!(got[0], 21, "only a TLS alert record comes back: {got:?}");
     }
     assert_eq!(origin.requests(), 2);
+    assert_eq!(stat(admin, "listener.edge.ssl.handshake"), 1);
+    // The client's "unknown CA" alert and the plaintext: two connection errors.
+    assert_eq!(stat(admin, "listener.edge.ssl.connection_error"), 2);
 }
 
 #[test]
@@ -137,6 +140,10 @@ fn required_client_certificate_refuses_clients_without_a_valid_one() {
 
     assert_eq!(attempt(Some(&good)), Ok(200));
     assert_eq!(origin.requests(), 1);
+    assert_eq!(stat(admin, "listener.edge.ssl.fail_verify_no_cert"), 1);
+    assert_eq!(stat(admin, "listener.edge.ssl.fail_verify_error"), 1);
+    assert_eq!(stat(admin, "listener.edge.ssl.connection_error"), 0);
+    assert_eq!(stat(admin, "listener.edge.ssl.handshake"), 1);
 }
 
 #[test]

@@ -17,6 +17,7 @@
 //! - fields sluice accepts and ignores (tag I in ENVOY_SUBSET.md: access logs, tracing,
 //!   stats-only settings) are not part of the effective config and are left out.
 
+mod access_log;
 mod bootstrap;
 mod cluster;
 mod core;
@@ -27,7 +28,7 @@ mod route;
 mod route_action;
 mod tls;
 
-use std::fmt::Write as _;
+use std::fmt::Write;
 use std::time::Duration;
 
 use crate::decode::{format_duration, ProtoEnum};
@@ -140,25 +141,25 @@ impl Json {
 /// A JSON string literal. Besides what JSON requires, every character outside YAML's
 /// printable set (DEL, the C1 controls, the BOM, U+FFFE/U+FFFF) is escaped too, so that
 /// the dump also reads back through sluice's YAML-based config parser.
-fn write_str(out: &mut String, s: &str) {
-    out.push('"');
+pub fn write_str<W: Write>(out: &mut W, s: &str) {
+    let _ = out.write_char('"');
     for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
+        let _ = match c {
+            '"' => out.write_str("\\\""),
+            '\\' => out.write_str("\\\\"),
+            '\n' => out.write_str("\\n"),
+            '\r' => out.write_str("\\r"),
+            '\t' => out.write_str("\\t"),
             c if (c as u32) < 0x20
                 || ('\u{7f}'..='\u{9f}').contains(&c)
                 || matches!(c, '\u{feff}' | '\u{fffe}' | '\u{ffff}') =>
             {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+                write!(out, "\\u{:04x}", c as u32)
             }
-            c => out.push(c),
-        }
+            c => out.write_char(c),
+        };
     }
-    out.push('"');
+    let _ = out.write_char('"');
 }
 
 /// Standard base64 with padding (proto3 JSON's `bytes`).

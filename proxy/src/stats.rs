@@ -134,6 +134,9 @@ stats_scope! {
         http_not_found = "http_inspector.http_not_found": Counter,
         downstream_cx_ssl_handshake_error = "ssl.connection_error": Counter,
         downstream_cx_ssl_handshake = "ssl.handshake": Counter,
+        ssl_fail_verify_no_cert = "ssl.fail_verify_no_cert": Counter,
+        ssl_fail_verify_error = "ssl.fail_verify_error": Counter,
+        ssl_fail_verify_san = "ssl.fail_verify_san": Counter,
     }
 }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use sluice_stack::{SocketId, Stack};
 
+use crate::stats::ListenerStats;
 use crate::tls::{ClientSessionOptions, ClientTlsContext, ReadStatus, ServerTlsContext, TlsError, TlsSession};
 
 /// Ciphertext read from the socket per read call.
@@ -45,12 +46,19 @@ pub struct TlsTransport {
     shutdown_pending: bool,
     shutdown_done: bool,
     failed: Option<TlsError>,
+    /// Terminated TLS: the listener's `ssl.*` counters (handshakes, failures).
+    listener_stats: Option<Arc<ListenerStats>>,
+    /// `ssl.handshake` was counted.
+    handshake_counted: bool,
 }
 
 impl TransportSocket {
-    /// TLS termination with a filter chain's context.
-    pub fn tls_server(ctx: &Arc<ServerTlsContext>) -> TransportSocket {
-        TransportSocket::Tls(Box::new(TlsTransport::new(TlsSession::server(ctx))))
+    /// TLS termination with a filter chain's context; handshakes and failures are
+    /// counted in the listener's `ssl.*` stats.
+    pub fn tls_server(ctx: &Arc<ServerTlsContext>, stats: Arc<ListenerStats>) -> TransportSocket {
+        let mut t = TlsTransport::new(TlsSession::server(ctx));
+        t.listener_stats = Some(stats);
+        TransportSocket::Tls(Box::new(t))
     }
 
     /// TLS origination to `peer` with a cluster's context.
@@ -157,6 +165,18 @@ impl TlsTransport {
             shutdown_pending: false,
             shutdown_done: false,
             failed: None,
+            listener_stats: None,
+            handshake_counted: false,
+        }
+    }
+
+    /// Count a completed handshake once (`ssl.handshake`).
+    fn note_progress(&mut self) {
+        if !self.handshake_counted && !self.session.is_handshaking() && self.failed.is_none() {
+            self.handshake_counted = true;
+            if let Some(stats) = &self.listener_stats {
+                stats.downstream_cx_ssl_handshake.inc();
+            }
         }
     }
 
@@ -197,6 +217,15 @@ impl TlsTransport {
     }
 
     fn fail<S: Stack>(&mut self, stack: &mut S, socket: SocketId, e: TlsError) -> io::Error {
+        if let (None, Some(stats)) = (self.failed, &self.listener_stats) {
+            // Envoy's ssl.connection_error excludes failed certificate verifications.
+            match e {
+                TlsError::CertificateRequired => stats.ssl_fail_verify_no_cert.inc(),
+                TlsError::CertificateInvalid => stats.ssl_fail_verify_error.inc(),
+                TlsError::CertificateNameMismatch => stats.ssl_fail_verify_san.inc(),
+                _ => stats.downstream_cx_ssl_handshake_error.inc(),
+            }
+        }
         self.failed = Some(e);
         // The alert still goes out, best effort.
         let _ = self.flush(stack, socket);
@@ -266,7 +295,10 @@ impl TlsTransport {
     fn feed_buffered<S: Stack>(&mut self, stack: &mut S, socket: SocketId) -> io::Result<()> {
         if self.cin_pos < self.cin.len() {
             match self.session.feed_ciphertext(&self.cin[self.cin_pos..]) {
-                Ok(n) => self.cin_pos += n,
+                Ok(n) => {
+                    self.cin_pos += n;
+                    self.note_progress();
+                }
                 Err(e) => return Err(self.fail(stack, socket, e)),
             }
         }

@@ -2,7 +2,7 @@
 //! connection on either backend (see [`crate::conn`]).
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::conn::Conn;
@@ -43,7 +43,14 @@ pub struct Client {
 impl Client {
     /// A client on a fresh loopback connection to `port`.
     pub fn connect(port: u16) -> Client {
-        Client::over(Conn::Kernel(TcpStream::connect(localhost(port)).unwrap()))
+        Self::connect_to(localhost(port))
+    }
+
+    /// A client on a fresh kernel connection to any address (e.g. one an iptables rule
+    /// redirects).
+    pub fn connect_to(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        Client::over(Conn::Kernel(stream))
     }
 
     /// A client on `stream` (e.g. from `backend::Net::connect`).

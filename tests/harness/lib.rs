@@ -13,6 +13,8 @@ pub mod inproc;
 pub mod memnet;
 pub mod origin;
 pub mod proxy;
+pub mod tagged;
+pub mod tls;
 pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener};

@@ -570,7 +570,7 @@ impl<S: Stack> Worker<S> {
                 };
                 self.gen(gen).listener_stats[recv_listener].downstream_pre_cx_active.dec();
                 let transport = match chain.and_then(|c| c.tls.as_ref()) {
-                    Some(ctx) => TransportSocket::tls_server(ctx),
+                    Some(ctx) => TransportSocket::tls_server(ctx, Arc::clone(&self.gen(gen).listener_stats[listener])),
                     None => TransportSocket::Raw,
                 };
                 match terminal {

@@ -96,7 +96,10 @@ pub struct Downstream {
     pub out_pos: usize,
     pub readable: bool,
     pub read_eof: bool,
+    /// No more I/O: the transport failed (peer reset, TLS error) or we let go.
     pub dead: bool,
+    /// The socket was handed back to the stack (closed or aborted).
+    pub released: bool,
     /// Raw, or TLS terminated here.
     pub transport: TransportSocket,
 }
@@ -246,6 +249,7 @@ impl HttpConnection {
                 readable: true,
                 read_eof: false,
                 dead: false,
+                released: false,
                 transport,
             },
             parser,
@@ -389,8 +393,12 @@ impl HttpConnection {
         if self.stream.active {
             self.end_stream(ctx, true);
         }
-        if !self.down.dead {
-            if reset {
+        if !self.down.released {
+            if self.down.dead {
+                // The transport failed (a reset, a TLS error): let the socket go; an
+                // alert already queued still leaves with it.
+                ctx.stack.close(self.down.socket);
+            } else if reset {
                 ctx.stack.abort(self.down.socket);
             } else {
                 if self.down.transport.is_tls() {
@@ -399,6 +407,7 @@ impl HttpConnection {
                 }
                 ctx.stack.close(self.down.socket);
             }
+            self.down.released = true;
             self.down.dead = true;
         }
         self.stats.downstream_cx_active.dec();
@@ -792,6 +801,7 @@ impl HttpConnection {
                 progress = true;
             } else if step.reset_downstream {
                 self.down.dead = true;
+                self.down.released = true;
                 ctx.stack.abort(self.down.socket);
                 return true;
             }
@@ -864,6 +874,7 @@ impl HttpConnection {
         if self.stream.response_started {
             // Too late for a reply: the client already has a response head.
             self.down.dead = true;
+            self.down.released = true;
             ctx.stack.abort(self.down.socket);
             return;
         }

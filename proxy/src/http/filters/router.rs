@@ -641,6 +641,9 @@ impl RouterState {
                 // A TLS handshake that never completed is a connection failure.
                 let handshake_failed = self.client.as_ref().is_some_and(|c| !c.transport.established());
                 let (outcome, reason) = if handshake_failed {
+                    // Envoy raises Connected only after the handshake: count it as
+                    // a connect failure.
+                    self.stats.upstream_cx_connect_fail.inc();
                     (Outcome::LocalOriginConnectFailed, ResetReason::ConnectFailure)
                 } else {
                     (Outcome::ExtOriginRequestFailed, ResetReason::Reset)

@@ -25,3 +25,4 @@ pub mod transport;
 pub mod upstream;
 pub mod worker;
 pub mod worker_ctx;
+mod xdp;

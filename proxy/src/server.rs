@@ -91,10 +91,7 @@ pub fn run(opts: &Options) -> i32 {
     }
     match opts.datapath {
         DatapathKind::Kernel => serve(opts, &loaded, snapshot),
-        DatapathKind::Xdp => {
-            eprintln!("sluice: --datapath xdp is not built yet in this version; use --datapath kernel");
-            1
-        }
+        DatapathKind::Xdp => crate::xdp::serve(opts, &loaded, snapshot),
     }
 }
 
@@ -115,24 +112,43 @@ pub fn open_listeners<S: Stack>(stack: &mut S, snapshot: &Snapshot) -> Result<Ve
     Ok(sockets)
 }
 
-fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>) -> i32 {
-    let stats = Arc::new(Store::new(opts.concurrency));
+/// What every datapath's serve path shares: the stats store, the workers' control flags
+/// and the main loop (signals and the admin server, on kernel sockets).
+pub(crate) struct Serving {
+    pub stats: Arc<Store>,
+    pub control: Arc<Control>,
+    pub main: MainLoop,
+}
+
+/// Create the stats, control flags and main loop for `workers` workers.
+pub(crate) fn prepare(
+    opts: &Options,
+    loaded: &sluice_config::Loaded,
+    snapshot: &Arc<Snapshot>,
+    workers: usize,
+) -> Result<Serving, String> {
+    let stats = Arc::new(Store::new(workers));
     let control = Arc::new(Control::default());
     let admin_state = Arc::new(AdminState {
         stats: Arc::clone(&stats),
-        snapshot: Mutex::new(Arc::clone(&snapshot)),
+        snapshot: Mutex::new(Arc::clone(snapshot)),
         config_dump: Mutex::new(sluice_config::dump::config_dump(&loaded.bootstrap)),
         control: Arc::clone(&control),
         started: Instant::now(),
         started_wall: std::time::SystemTime::now(),
         live: AtomicBool::new(false),
         health_check_failed: AtomicBool::new(false),
-        concurrency: opts.concurrency,
+        concurrency: workers,
         config_path: opts.config_path.display().to_string(),
         quit: AtomicBool::new(false),
     });
-    let mut main = match MainLoop::new(loaded, Arc::clone(&admin_state)) {
-        Ok(m) => m,
+    let main = MainLoop::new(loaded, admin_state)?;
+    Ok(Serving { stats, control, main })
+}
+
+fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>) -> i32 {
+    let serving = match prepare(opts, loaded, &snapshot, opts.concurrency) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("sluice: {e}");
             return 1;
@@ -159,8 +175,8 @@ fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
             stack,
             snapshot: Arc::clone(&snapshot),
             listen_sockets,
-            stats: Arc::clone(&stats),
-            control: Arc::clone(&control),
+            stats: Arc::clone(&serving.stats),
+            control: Arc::clone(&serving.control),
             drain_time: opts.drain_time,
         };
         match Worker::new(setup) {
@@ -171,6 +187,18 @@ fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
             }
         }
     }
+    run_serving(workers, serving, &snapshot, opts)
+}
+
+/// Start the cluster-level helpers (DNS refresh, health checks), run the workers and
+/// the main loop until they exit, then stop the helpers. Returns the exit code.
+pub(crate) fn run_serving<S: Stack + Send + 'static>(
+    workers: Vec<Worker<S>>,
+    mut serving: Serving,
+    snapshot: &Snapshot,
+    opts: &Options,
+) -> i32 {
+    let stats = &serving.stats;
     for c in &snapshot.cluster_manager.clusters {
         stats.upstream.insert(c.config.stat_name(), vec![Arc::clone(&c.stats)]);
     }
@@ -190,7 +218,7 @@ fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
             tracing::warn!("first health checks still running after {bound:?}; serving anyway");
         }
     }
-    let code = run_workers(workers, &mut main, opts);
+    let code = run_workers(workers, &mut serving.main, opts);
     if let Some(m) = upstream_monitor {
         m.stop();
     }
@@ -252,7 +280,7 @@ const SIGNAL_TOKEN: mio::Token = mio::Token(0);
 const ADMIN_TOKEN: mio::Token = mio::Token(1);
 
 /// The main thread's event loop: signals and the admin server.
-struct MainLoop {
+pub(crate) struct MainLoop {
     poll: mio::Poll,
     signal_pipe: mio::net::UnixStream,
     term: Arc<AtomicBool>,
@@ -261,7 +289,7 @@ struct MainLoop {
 }
 
 impl MainLoop {
-    fn new(loaded: &sluice_config::Loaded, admin_state: Arc<AdminState>) -> Result<MainLoop, String> {
+    pub(crate) fn new(loaded: &sluice_config::Loaded, admin_state: Arc<AdminState>) -> Result<MainLoop, String> {
         let poll = mio::Poll::new().map_err(|e| format!("cannot create the main poll: {e}"))?;
         let term = Arc::new(AtomicBool::new(false));
         let (read, write) = UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;

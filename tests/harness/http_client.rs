@@ -1,7 +1,7 @@
 //! A raw HTTP/1.1 client for tests: exact bytes out, parsed responses in.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::localhost;
@@ -37,7 +37,12 @@ pub struct Client {
 
 impl Client {
     pub fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(localhost(port)).unwrap();
+        Client::connect_addr(localhost(port))
+    }
+
+    /// Connect to any address (e.g. across network namespaces).
+    pub fn connect_addr(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         stream.set_nodelay(true).unwrap();
         Client { stream, buf: Vec::new() }

@@ -18,10 +18,24 @@ pub struct Proxy {
 
 /// Write `yaml` to a temp file and run `sluice -c FILE ARGS...`.
 pub fn spawn(yaml: &str, args: &[&str]) -> Proxy {
+    spawn_wrapped(&[], yaml, args)
+}
+
+/// Like [`spawn`], through a wrapper command that execs its arguments (e.g.
+/// `ip netns exec NS`), so that the PID is still sluice's.
+pub fn spawn_wrapped(wrapper: &[&str], yaml: &str, args: &[&str]) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("sluice.yaml");
     std::fs::write(&config_path, yaml).unwrap();
-    let mut child = Command::new(sluice_bin())
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(sluice_bin());
+            c
+        }
+        None => Command::new(sluice_bin()),
+    };
+    let mut child = cmd
         .arg("-c")
         .arg(&config_path)
         .args(args)
@@ -51,7 +65,12 @@ pub fn spawn(yaml: &str, args: &[&str]) -> Proxy {
 impl Proxy {
     /// Start and wait until it serves (its "sluice started" log line).
     pub fn start(yaml: &str, args: &[&str]) -> Proxy {
-        let mut p = spawn(yaml, args);
+        Proxy::start_wrapped(&[], yaml, args)
+    }
+
+    /// [`Proxy::start`] through a wrapper command (see [`spawn_wrapped`]).
+    pub fn start_wrapped(wrapper: &[&str], yaml: &str, args: &[&str]) -> Proxy {
+        let mut p = spawn_wrapped(wrapper, yaml, args);
         p.wait_for_log("sluice started", Duration::from_secs(20));
         p
     }

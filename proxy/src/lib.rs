@@ -13,6 +13,7 @@ pub mod filter_chain;
 pub mod histogram;
 pub mod http;
 pub mod listener;
+pub mod reload;
 pub mod rng;
 pub mod route_check;
 pub mod router;

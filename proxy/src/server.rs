@@ -17,8 +17,8 @@ use sluice_stack::{ListenOptions, SocketId, Stack, Wake};
 use crate::admin::{AdminServer, AdminState};
 use crate::cli::{self, Command, DatapathKind, Mode, Options};
 use crate::listener::manager::Snapshot;
+use crate::reload::{self, UpstreamThreads};
 use crate::stats::Store;
-use crate::upstream::{dns, monitor};
 use crate::worker::{Control, Worker, WorkerSetup};
 
 /// Run the command line; returns the process exit code.
@@ -142,7 +142,7 @@ pub(crate) fn prepare(
         config_path: opts.config_path.display().to_string(),
         quit: AtomicBool::new(false),
     });
-    let main = MainLoop::new(loaded, admin_state)?;
+    let main = MainLoop::new(loaded, admin_state, opts, Arc::clone(&stats))?;
     Ok(Serving { stats, control, main })
 }
 
@@ -190,41 +190,25 @@ fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
     run_serving(workers, serving, &snapshot, opts)
 }
 
-/// Start the cluster-level helpers (DNS refresh, health checks), run the workers and
-/// the main loop until they exit, then stop the helpers. Returns the exit code.
+/// Start the cluster threads (DNS refresh, health checks, outlier detection), run the
+/// workers and the main loop until they exit, then stop the threads. Returns the exit
+/// code.
 pub(crate) fn run_serving<S: Stack + Send + 'static>(
     workers: Vec<Worker<S>>,
     mut serving: Serving,
     snapshot: &Snapshot,
     opts: &Options,
 ) -> i32 {
-    let stats = &serving.stats;
-    for c in &snapshot.cluster_manager.clusters {
-        stats.upstream.insert(c.config.stat_name(), vec![Arc::clone(&c.stats)]);
-    }
-    let stop_dns = Arc::new(AtomicBool::new(false));
-    let dns = dns::spawn_refresher(snapshot.cluster_manager.clusters.clone(), Arc::clone(&stop_dns));
-    let upstream_monitor = match monitor::spawn(&snapshot.cluster_manager.clusters) {
-        Ok(m) => m,
+    match UpstreamThreads::start(snapshot, &serving.stats, true) {
+        Ok(t) => serving.main.threads = Some(t),
         Err(e) => {
-            eprintln!("sluice: cannot start the upstream monitor: {e}");
+            eprintln!("sluice: {e}");
             return 1;
-        }
-    };
-    if let Some(m) = &upstream_monitor {
-        // Like Envoy's cluster warming: serve once every host has its first check.
-        let bound = monitor::first_round_bound(&snapshot.cluster_manager.clusters);
-        if !m.wait_initialized(bound) {
-            tracing::warn!("first health checks still running after {bound:?}; serving anyway");
         }
     }
     let code = run_workers(workers, &mut serving.main, opts);
-    if let Some(m) = upstream_monitor {
-        m.stop();
-    }
-    stop_dns.store(true, Ordering::Relaxed);
-    if let Some(h) = dns {
-        let _ = h.join();
+    if let Some(t) = serving.main.threads.take() {
+        t.stop();
     }
     code
 }
@@ -279,19 +263,34 @@ fn run_workers<S: Stack + Send + 'static>(workers: Vec<Worker<S>>, main: &mut Ma
 const SIGNAL_TOKEN: mio::Token = mio::Token(0);
 const ADMIN_TOKEN: mio::Token = mio::Token(1);
 
-/// The main thread's event loop: signals and the admin server.
+/// The main thread's event loop: signals (SIGTERM/SIGINT drain, SIGHUP reload) and
+/// the admin server.
 pub(crate) struct MainLoop {
     poll: mio::Poll,
     signal_pipe: mio::net::UnixStream,
     term: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
     admin: Option<AdminServer>,
     admin_state: Arc<AdminState>,
+    config_path: std::path::PathBuf,
+    stats: Arc<Store>,
+    /// The current config's cluster threads (DNS, health checks, outlier detection).
+    threads: Option<UpstreamThreads>,
+    /// Why SIGHUP cannot reload in this datapath, if it cannot (xdp mode: the XDP
+    /// program steers the ports of the config sluice started with).
+    pub(crate) reload_refused: Option<&'static str>,
 }
 
 impl MainLoop {
-    pub(crate) fn new(loaded: &sluice_config::Loaded, admin_state: Arc<AdminState>) -> Result<MainLoop, String> {
+    pub(crate) fn new(
+        loaded: &sluice_config::Loaded,
+        admin_state: Arc<AdminState>,
+        opts: &Options,
+        stats: Arc<Store>,
+    ) -> Result<MainLoop, String> {
         let poll = mio::Poll::new().map_err(|e| format!("cannot create the main poll: {e}"))?;
         let term = Arc::new(AtomicBool::new(false));
+        let hup = Arc::new(AtomicBool::new(false));
         let (read, write) = UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
         read.set_nonblocking(true).map_err(|e| e.to_string())?;
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -301,6 +300,10 @@ impl MainLoop {
             signal_hook::low_level::pipe::register(sig, w)
                 .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, write)
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let mut signal_pipe = mio::net::UnixStream::from_std(read);
         poll.registry().register(&mut signal_pipe, SIGNAL_TOKEN, mio::Interest::READABLE).map_err(|e| e.to_string())?;
         let admin = match &loaded.bootstrap.admin {
@@ -316,7 +319,41 @@ impl MainLoop {
             }
             None => None,
         };
-        Ok(MainLoop { poll, signal_pipe, term, admin, admin_state })
+        Ok(MainLoop {
+            poll,
+            signal_pipe,
+            term,
+            hup,
+            admin,
+            admin_state,
+            config_path: opts.config_path.clone(),
+            stats,
+            threads: None,
+            reload_refused: None,
+        })
+    }
+
+    /// SIGHUP: swap in the config file's current content, or keep the old one.
+    fn reload(&mut self) {
+        if let Some(why) = self.reload_refused {
+            tracing::error!(config = %self.config_path.display(), "configuration reload refused: {why}; restart sluice to serve a new configuration");
+            return;
+        }
+        let control = Arc::clone(&self.admin_state.control);
+        match reload::reload(&self.config_path, &control, &self.admin_state, &self.stats) {
+            Ok(threads) => {
+                if let Some(old) = self.threads.replace(threads) {
+                    old.stop();
+                }
+                tracing::info!(config = %self.config_path.display(), "configuration reloaded");
+            }
+            Err(errors) => {
+                tracing::error!(config = %self.config_path.display(), "configuration reload rejected; the old configuration keeps serving");
+                for e in errors {
+                    tracing::error!("  {e}");
+                }
+            }
+        }
     }
 
     /// Serve signals and admin requests until `finished()` (all workers exited).
@@ -324,6 +361,7 @@ impl MainLoop {
         let mut events = mio::Events::with_capacity(64);
         let control = Arc::clone(&self.admin_state.control);
         let wake_all = || wakers.iter().for_each(|w| drop(w.wake()));
+        let mut listeners_drained = false;
         loop {
             if finished() {
                 return;
@@ -358,17 +396,19 @@ impl MainLoop {
                 }
                 wake_all();
             }
+            if self.hup.swap(false, Ordering::Relaxed) && !control.draining.load(Ordering::Relaxed) {
+                self.reload();
+                wake_all();
+            }
             if self.admin_state.quit.swap(false, Ordering::Relaxed) {
                 tracing::info!("/quitquitquit: stopping");
                 control.stop.store(true, Ordering::Relaxed);
                 wake_all();
             }
-            if control.listeners_drained.load(Ordering::Relaxed) {
+            if !listeners_drained && control.listeners_drained.load(Ordering::Relaxed) {
                 // Workers check the flag on their next round: wake them once.
-                if !self.admin_state.live.load(Ordering::Relaxed) || control.draining.load(Ordering::Relaxed) {
-                } else {
-                    wake_all();
-                }
+                listeners_drained = true;
+                wake_all();
             }
         }
     }

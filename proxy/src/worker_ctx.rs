@@ -17,19 +17,43 @@ use crate::upstream::conn_pool::ConnPool;
 pub const DOWNSTREAM_SUB: usize = 0;
 /// Token sub-id of a tcp_proxy session's upstream socket.
 pub const TCP_UPSTREAM_SUB: usize = 1;
-/// Token sub-id of an upstream pool slot (the index is the pool slot's).
+/// Token sub-id of an upstream pool slot.
 pub const POOL_SUB: usize = 2;
 /// Timer keys of pool slots carry this bit in their index.
 pub const POOL_TIMER_BIT: u32 = 1 << 31;
+/// Config generations a worker keeps alive at once (each has its own pool).
+pub const MAX_GENERATIONS: usize = 16;
+/// Bits of a pool slot index (the rest of a pool timer key names the generation).
+const POOL_INDEX_BITS: u32 = 27;
+
+/// The token of pool slot `slot` of generation `gen`: `index << 6 | gen << 2 | POOL_SUB`.
+pub fn pool_token(gen: u8, slot: TimerKey) -> Token {
+    Token(((slot.index as usize) << 6) | ((gen as usize & (MAX_GENERATIONS - 1)) << 2) | POOL_SUB)
+}
+
+/// Decode a pool token into (generation, slot index).
+pub fn decode_pool_token(t: Token) -> (u8, usize) {
+    (((t.0 >> 2) & (MAX_GENERATIONS - 1)) as u8, t.0 >> 6)
+}
+
+/// The timer key of pool slot `slot` of generation `gen`.
+pub fn pool_timer_key(gen: u8, slot: TimerKey) -> TimerKey {
+    TimerKey { index: POOL_TIMER_BIT | ((gen as u32) << POOL_INDEX_BITS) | slot.index, generation: slot.generation }
+}
+
+/// Decode a pool timer key into (generation, slot key); `None` for other keys.
+pub fn decode_pool_timer_key(key: TimerKey) -> Option<(u8, TimerKey)> {
+    if key.index & POOL_TIMER_BIT == 0 {
+        return None;
+    }
+    let gen = ((key.index & !POOL_TIMER_BIT) >> POOL_INDEX_BITS) as u8;
+    let index = key.index & ((1 << POOL_INDEX_BITS) - 1);
+    Some((gen, TimerKey { index, generation: key.generation }))
+}
 
 /// The token of socket `sub` of connection (or pool slot) `key`.
 pub fn token(key: TimerKey, sub: usize) -> Token {
     Token(((key.index as usize) << 2) | sub)
-}
-
-/// The timer key of a pool slot.
-pub fn pool_timer_key(slot: TimerKey) -> TimerKey {
-    TimerKey { index: slot.index | POOL_TIMER_BIT, generation: slot.generation }
 }
 
 /// Borrowed worker state for one handler call.

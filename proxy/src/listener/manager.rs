@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_config::dump::{self, Dump};
 use sluice_config::listener::{FilterChain, Listener, ListenerFilterKind, NetworkFilterKind};
 use sluice_config::tcp_proxy::TcpProxyCluster;
 use sluice_config::Bootstrap;
@@ -42,6 +43,8 @@ pub struct NetworkFilterChain {
 #[derive(Debug)]
 pub struct ListenerConfig {
     pub index: usize,
+    /// The listener's effective config as text: equal fingerprints, equal listeners.
+    pub fingerprint: String,
     pub name: String,
     pub address: SocketAddr,
     pub stat_name: String,
@@ -78,6 +81,8 @@ impl ListenerConfig {
 pub struct Snapshot {
     pub listeners: Vec<Arc<ListenerConfig>>,
     pub cluster_manager: Arc<ClusterManager>,
+    /// Every cluster's effective config as text (reload compares them).
+    pub clusters_fingerprint: String,
     /// `ip:port` → listener index, for original-destination hand-off.
     by_address: HashMap<SocketAddr, usize>,
 }
@@ -119,7 +124,8 @@ impl Snapshot {
             }
         }
         if errors.is_empty() {
-            Ok(Snapshot { listeners, cluster_manager, by_address })
+            let clusters_fingerprint = dump::list(&bootstrap.clusters).render();
+            Ok(Snapshot { listeners, cluster_manager, clusters_fingerprint, by_address })
         } else {
             Err(errors)
         }
@@ -174,6 +180,7 @@ fn compile_listener(index: usize, l: &Listener, cm: &Arc<ClusterManager>) -> Res
     }
     Ok(ListenerConfig {
         index,
+        fingerprint: l.dump().render(),
         name: l.name.clone(),
         address,
         stat_name: l.stat_name(),

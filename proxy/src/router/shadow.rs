@@ -22,7 +22,7 @@ use crate::http::codec_client::{CodecClient, ReadOutcome};
 use crate::http::RequestHead;
 use crate::upstream::conn_pool::close_client;
 use crate::upstream::load_balancer::LbContext;
-use crate::worker_ctx::{pool_timer_key, token, Ctx, POOL_SUB};
+use crate::worker_ctx::Ctx;
 
 /// Most shadows in flight per worker.
 pub const MAX_SHADOWS: usize = 256;
@@ -150,7 +150,8 @@ fn start_one<S: Stack>(cluster: usize, request: Vec<u8>, is_head: bool, timeout:
         let mut s = s;
         s.client.timer_at = Some(deadline);
         ctx.pool.set_shadow(slot, s);
-        ctx.timers.schedule(pool_timer_key(slot), deadline);
+        let key = ctx.pool.timer_key(slot);
+        ctx.timers.schedule(key, deadline);
         return;
     }
     if !info.try_acquire_connection(&host) {
@@ -170,7 +171,7 @@ fn start_one<S: Stack>(cluster: usize, request: Vec<u8>, is_head: bool, timeout:
         }
     };
     let slot = ctx.pool.new_busy(placeholder);
-    if ctx.stack.register(sock, token(slot, POOL_SUB), Interest::BOTH).is_err() {
+    if ctx.stack.register(sock, ctx.pool.token(slot), Interest::BOTH).is_err() {
         ctx.stack.close(sock);
         ctx.pool.remove(slot);
         stats.upstream_rq_active.dec();
@@ -216,7 +217,8 @@ fn start_one<S: Stack>(cluster: usize, request: Vec<u8>, is_head: bool, timeout:
     let mut s = s;
     s.client.timer_at = Some(first);
     ctx.pool.set_shadow(slot, s);
-    ctx.timers.schedule(pool_timer_key(slot), first);
+    let key = ctx.pool.timer_key(slot);
+    ctx.timers.schedule(key, first);
 }
 
 impl ShadowRequest {

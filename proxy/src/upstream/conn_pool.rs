@@ -34,9 +34,11 @@ pub enum UpstreamSlot {
     Shadow(Box<ShadowRequest>),
 }
 
-/// One worker's upstream connections.
+/// One worker's upstream connections for one config generation.
 #[derive(Debug, Default)]
 pub struct ConnPool {
+    /// The config generation this pool belongs to (it is in every token and timer key).
+    gen: u8,
     pub slots: ConnTable<UpstreamSlot>,
     /// Idle connection slots per cluster, per host address (last is most recent).
     idle: Vec<FxHashMap<SocketAddr, Vec<TimerKey>>>,
@@ -47,14 +49,35 @@ pub struct ConnPool {
 }
 
 impl ConnPool {
-    pub fn new(clusters: usize) -> ConnPool {
+    pub fn new(gen: u8, clusters: usize) -> ConnPool {
         ConnPool {
+            gen,
             slots: ConnTable::default(),
             idle: (0..clusters).map(|_| FxHashMap::default()).collect(),
             waiting: (0..clusters).map(|_| VecDeque::new()).collect(),
             shadows: 0,
             shadow_bytes: 0,
         }
+    }
+
+    /// The readiness token of slot `slot`.
+    pub fn token(&self, slot: TimerKey) -> sluice_stack::Token {
+        crate::worker_ctx::pool_token(self.gen, slot)
+    }
+
+    /// The timer key of slot `slot`.
+    pub fn timer_key(&self, slot: TimerKey) -> TimerKey {
+        crate::worker_ctx::pool_timer_key(self.gen, slot)
+    }
+
+    /// Whether nothing lives in the pool any more.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Streams waiting for capacity (all clusters), taken off their queues.
+    pub fn take_all_waiting(&mut self) -> Vec<TimerKey> {
+        self.waiting.iter_mut().flat_map(|q| q.drain(..)).collect()
     }
 
     /// Take the most recently used idle connection to `host` of `cluster`, lending it
@@ -216,7 +239,8 @@ pub fn rest<S: Stack>(ctx: &mut Ctx<'_, S>, slot: TimerKey, mut client: CodecCli
     if let Some(t) = idle {
         if client.timer_at.is_none_or(|at| at <= ctx.now) {
             let at = ctx.now + t;
-            ctx.timers.schedule(crate::worker_ctx::pool_timer_key(slot), at);
+            let key = ctx.pool.timer_key(slot);
+            ctx.timers.schedule(key, at);
             client.timer_at = Some(at);
         }
     }

@@ -22,7 +22,8 @@
 //! 4. one worker per queue, pinned, exactly as in kernel mode; upstream connections
 //!    leave through the same per-core stack.
 //!
-//! The admin server and the signals stay on the main thread with kernel sockets. On
+//! The admin server and the signals stay on the main thread with kernel sockets; SIGHUP
+//! reload is refused (logged) in xdp mode. On
 //! SIGTERM the workers drain as in kernel mode; when the last one is gone the sockets
 //! close and the XDP program is detached (the kernel detaches it too if the process
 //! dies however it dies: it is attached through a BPF link).
@@ -101,7 +102,9 @@ fn start(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
     let gateway_mac = plan.gateway.and_then(|gw| kernel_arp::lookup(gw, &info.name).map(|mac| (gw, mac)));
     let seed = random_seed();
 
-    let serving = prepare(opts, loaded, &snapshot, devices.len())?;
+    let mut serving = prepare(opts, loaded, &snapshot, devices.len())?;
+    serving.main.reload_refused =
+        Some("xdp mode does not reload (the XDP program steers the ports of the configuration it started with)");
     let mut workers = Vec::with_capacity(devices.len());
     for (i, device) in devices.into_iter().enumerate() {
         let queue = device.queue();

@@ -214,6 +214,9 @@ pub struct HttpConnection {
     preface_checked: bool,
     /// Draining: close when idle, `connection: close` on the next response.
     draining: bool,
+    /// While draining, an idle connection is kept open until then (a request may be
+    /// on its way); `None`: close it as soon as it is idle.
+    drain_idle_until: Option<Instant>,
     /// The restored original destination (ORIGINAL_DST clusters).
     original_dst: Option<SocketAddr>,
 }
@@ -254,6 +257,7 @@ impl HttpConnection {
             closing: None,
             preface_checked: false,
             draining: false,
+            drain_idle_until: None,
             original_dst,
         }
     }
@@ -277,11 +281,16 @@ impl HttpConnection {
         self.process(ctx)
     }
 
-    /// The worker started draining.
-    pub fn drain<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Status {
+    /// Drain the connection: `connection: close` on the next response; an idle
+    /// connection closes now, or with `grace` once it stayed idle for the HCM's
+    /// `drain_timeout` (a config reload: a client may be sending its next request).
+    pub fn drain<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, grace: bool) -> Status {
         if !self.draining {
             self.draining = true;
             self.stats.downstream_cx_drain_close.inc();
+            if grace {
+                self.drain_idle_until = Some(ctx.now + self.cfg.drain_timeout);
+            }
         }
         self.process(ctx)
     }
@@ -444,15 +453,19 @@ impl HttpConnection {
 
     /// Between requests: parse the next head (reading as needed), or decide to close.
     fn next_request<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
-        if self.draining && self.down.pending_input().is_empty() {
-            self.closing = Some(Closing::AfterFlush);
-            return true;
-        }
         if self.down.pending_input().is_empty() {
             let got = self.down.read(ctx.stack, self.cfg.settings.max_head_bytes() + READ_CHUNK, ctx.scratch);
             if got {
                 self.stats.downstream_cx_rx_bytes_total.add(self.down.pending_input().len() as u64);
                 self.head_started.get_or_insert(ctx.now);
+            }
+            // Draining and nothing arrived: close once the grace (if any) is over.
+            if self.draining
+                && self.down.pending_input().is_empty()
+                && self.drain_idle_until.is_none_or(|t| ctx.now >= t)
+            {
+                self.closing = Some(Closing::AfterFlush);
+                return true;
             }
             return got;
         }
@@ -923,6 +936,9 @@ impl HttpConnection {
             }
         } else {
             consider(self.cfg.idle_timeout.map(|t| self.idle_since + t));
+            if self.draining {
+                consider(self.drain_idle_until);
+            }
             if let (Some(t), Some(s)) = (self.cfg.request_headers_timeout, self.head_started) {
                 consider(Some(s + t));
             }

@@ -40,7 +40,7 @@ use crate::upstream::conn_pool::{close_client, rest};
 use crate::upstream::host::Host;
 use crate::upstream::load_balancer::LbContext;
 use crate::upstream::outlier::Outcome;
-use crate::worker_ctx::{token, Ctx, POOL_SUB};
+use crate::worker_ctx::Ctx;
 
 /// A response the router wants the connection manager to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,7 +290,7 @@ impl RouterState {
             match ctx.stack.connect(host.address) {
                 Ok(sock) => {
                     let slot = ctx.pool.new_busy(ctx.key);
-                    if let Err(e) = ctx.stack.register(sock, token(slot, POOL_SUB), Interest::BOTH) {
+                    if let Err(e) = ctx.stack.register(sock, ctx.pool.token(slot), Interest::BOTH) {
                         tracing::warn!("cannot register an upstream socket: {e}");
                         ctx.stack.close(sock);
                         ctx.pool.remove(slot);

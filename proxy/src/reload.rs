@@ -1,0 +1,81 @@
+//! Configuration reload (SIGHUP) and the per-config background threads.
+//!
+//! A reload re-reads the config file, validates and compiles it completely, and only
+//! then swaps it in: the workers adopt it as a new generation (unchanged listeners keep
+//! their sockets and connections; see `worker::generation`), the admin server shows
+//! it, and the threads that serve clusters — the DNS refresher and the upstream
+//! monitor (health checks, outlier detection) — are restarted for the new clusters. A
+//! config with errors is refused with every error logged, and the old one keeps
+//! serving. Certificates are re-read, because TLS contexts are built anew.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::admin::AdminState;
+use crate::listener::manager::Snapshot;
+use crate::stats::Store;
+use crate::upstream::{dns, monitor};
+use crate::worker::Control;
+
+/// The threads that serve one config's clusters.
+pub struct UpstreamThreads {
+    stop_dns: Arc<AtomicBool>,
+    dns: Option<JoinHandle<()>>,
+    monitor: Option<monitor::MonitorHandle>,
+}
+
+impl UpstreamThreads {
+    /// Start the DNS refresher and the upstream monitor for `snapshot`'s clusters and
+    /// register the clusters' own stats. With `warm`, wait (bounded) for every
+    /// health-checked host's first result, like Envoy's cluster warming.
+    pub fn start(snapshot: &Snapshot, stats: &Store, warm: bool) -> Result<UpstreamThreads, String> {
+        let clusters = &snapshot.cluster_manager.clusters;
+        for c in clusters {
+            stats.upstream.insert(c.config.stat_name(), vec![Arc::clone(&c.stats)]);
+        }
+        let stop_dns = Arc::new(AtomicBool::new(false));
+        let dns = dns::spawn_refresher(clusters.clone(), Arc::clone(&stop_dns));
+        let monitor = monitor::spawn(clusters).map_err(|e| format!("cannot start the upstream monitor: {e}"))?;
+        if let (Some(m), true) = (&monitor, warm) {
+            let bound = monitor::first_round_bound(clusters);
+            if !m.wait_initialized(bound) {
+                tracing::warn!("first health checks still running after {bound:?}; serving anyway");
+            }
+        }
+        Ok(UpstreamThreads { stop_dns, dns, monitor })
+    }
+
+    /// Stop and join them.
+    pub fn stop(self) {
+        if let Some(m) = self.monitor {
+            m.stop();
+        }
+        self.stop_dns.store(true, Ordering::Relaxed);
+        if let Some(h) = self.dns {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Load and compile the config at `path`; on success publish it to the workers and
+/// the admin server, and return the new cluster threads (the caller stops the old
+/// ones). On failure nothing changes and the errors are returned.
+pub fn reload(
+    path: &Path,
+    control: &Control,
+    admin: &AdminState,
+    stats: &Store,
+) -> Result<UpstreamThreads, Vec<String>> {
+    let loaded = sluice_config::load_file(path).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let snapshot = Arc::new(Snapshot::build(&loaded.bootstrap)?);
+    let threads = UpstreamThreads::start(&snapshot, stats, false).map_err(|e| vec![e])?;
+    *admin.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&snapshot);
+    *admin.config_dump.lock().unwrap_or_else(|e| e.into_inner()) = sluice_config::dump::config_dump(&loaded.bootstrap);
+    control.publish(snapshot);
+    Ok(threads)
+}

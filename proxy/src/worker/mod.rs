@@ -1,0 +1,737 @@
+//! A worker: one event loop on one core, sharing nothing with the others.
+//!
+//! Each worker owns its stack (its epoll, or its userspace TCP/IP stack), its listening
+//! sockets (one per listener, `SO_REUSEPORT`), its connections, its timers, its
+//! load-balancer state, its upstream pools and its stats blocks. It reads config
+//! snapshots through `Arc`s and the control flags through atomics. One loop iteration:
+//! poll (bounded by the earliest timer, or not at all when connections still have
+//! budgeted work), serve the events, give budget-limited connections another round,
+//! fire due timers, adopt a newly published config.
+
+mod generation;
+mod upstream_slots;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use sluice_stack::{Events, Interest, ListenOptions, SocketId, Stack, Token};
+
+use crate::conn_table::ConnTable;
+use crate::http::conn_manager::{Accepted, HttpConnection};
+use crate::http::date::DateCache;
+use crate::listener::active_socket::{ActiveSocket, Outcome};
+use crate::listener::manager::{NetworkFilter, Snapshot};
+use crate::rng::Rng;
+use crate::stats::{HttpStats, Store, TcpProxyStats};
+use crate::tcp_proxy::{CloseReason, Status, TcpProxySession};
+use crate::timer::{TimerKey, Timers};
+use crate::transport::TransportSocket;
+use crate::worker_ctx::{
+    decode_pool_timer_key, decode_pool_token, token, Ctx, DOWNSTREAM_SUB, MAX_GENERATIONS, POOL_SUB,
+};
+
+use self::generation::{listener_unchanged, Generation};
+
+/// Token of the worker's waker.
+const WAKER: Token = Token(usize::MAX);
+/// Tokens at or above this are listeners (`LISTENER_BASE + listener index`).
+const LISTENER_BASE: usize = usize::MAX / 2;
+/// Accepts per listener per round before other work gets a turn.
+const ACCEPT_BUDGET: usize = 64;
+
+/// Flags and the config the main thread hands the workers.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Stop accepting, finish open connections, then exit.
+    pub draining: AtomicBool,
+    /// Exit now (drain deadline passed or second signal).
+    pub stop: AtomicBool,
+    /// Close the listeners (admin `/drain_listeners`); keep serving open connections.
+    pub listeners_drained: AtomicBool,
+    /// With `listeners_drained`: also drain open HTTP connections (`?graceful`).
+    pub graceful: AtomicBool,
+    /// The config to serve (replaced on reload) and its version.
+    snapshot: Mutex<Option<Arc<Snapshot>>>,
+    version: AtomicU64,
+}
+
+impl Control {
+    /// `/drain_listeners`: stop accepting; with `graceful`, HTTP connections also get
+    /// `connection: close` on their next response.
+    pub fn drain_listeners(&self, graceful: bool) {
+        if graceful {
+            self.graceful.store(true, Ordering::Relaxed);
+        }
+        self.listeners_drained.store(true, Ordering::Relaxed);
+    }
+
+    /// Publish a new config; workers adopt it on their next round (wake them).
+    pub fn publish(&self, snapshot: Arc<Snapshot>) {
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn published(&self) -> (u64, Option<Arc<Snapshot>>) {
+        let version = self.version.load(Ordering::Acquire);
+        (version, self.snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// What a worker was given at start.
+pub struct WorkerSetup<S: Stack> {
+    pub id: usize,
+    pub stack: S,
+    pub snapshot: Arc<Snapshot>,
+    /// Listening sockets already opened on `stack`, by listener index.
+    pub listen_sockets: Vec<Option<SocketId>>,
+    pub stats: Arc<Store>,
+    pub control: Arc<Control>,
+    /// How long draining may take before open connections are cut.
+    pub drain_time: Duration,
+}
+
+enum Conn {
+    Pending(ActiveSocket),
+    TcpProxy(TcpProxySession),
+    Http(Box<HttpConnection>),
+}
+
+/// A connection and what it is bound to.
+struct Entry {
+    /// The generation whose config serves it.
+    gen: u8,
+    /// The listener that accepted it (index in that generation's snapshot).
+    listener: usize,
+    conn: Conn,
+}
+
+pub struct Worker<S: Stack> {
+    id: usize,
+    stack: S,
+    /// Live generations by slot; `current` serves new connections.
+    generations: Vec<Option<Generation>>,
+    current: u8,
+    /// Listening sockets of the current generation, by listener index.
+    listen_sockets: Vec<Option<SocketId>>,
+    tcp_stats: HashMap<String, Arc<TcpProxyStats>>,
+    http_stats: HashMap<String, Arc<HttpStats>>,
+    date: DateCache,
+    store: Arc<Store>,
+    conns: ConnTable<Entry>,
+    timers: Timers,
+    ready: Vec<TimerKey>,
+    ready_listeners: Vec<usize>,
+    /// Reused buffer of due timers.
+    due: Vec<(Instant, TimerKey)>,
+    scratch: Box<[u8]>,
+    rng: Rng,
+    control: Arc<Control>,
+    /// The config version adopted last.
+    version: u64,
+    drain_time: Duration,
+    drain_deadline: Option<Instant>,
+}
+
+impl<S: Stack> Worker<S> {
+    pub fn new(setup: WorkerSetup<S>) -> io::Result<Worker<S>> {
+        let WorkerSetup { id, mut stack, snapshot, listen_sockets, stats, control, drain_time } = setup;
+        for (i, s) in listen_sockets.iter().enumerate() {
+            if let Some(s) = s {
+                stack.register(*s, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            }
+        }
+        let mut generations: Vec<Option<Generation>> = (0..MAX_GENERATIONS).map(|_| None).collect();
+        generations[0] = Some(Generation::new(0, snapshot, &stats, id));
+        let version = control.version.load(Ordering::Acquire);
+        Ok(Worker {
+            id,
+            stack,
+            generations,
+            current: 0,
+            listen_sockets,
+            tcp_stats: HashMap::new(),
+            http_stats: HashMap::new(),
+            date: DateCache::default(),
+            store: stats,
+            conns: ConnTable::default(),
+            timers: Timers::new(),
+            ready: Vec::new(),
+            ready_listeners: Vec::new(),
+            due: Vec::new(),
+            scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
+            rng: Rng::from_entropy(id as u64),
+            control,
+            version,
+            drain_time,
+            drain_deadline: None,
+        })
+    }
+
+    fn gen(&self, g: u8) -> &Generation {
+        self.generations[g as usize].as_ref().expect("live generation")
+    }
+
+    fn current_snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.gen(self.current).snapshot)
+    }
+
+    fn tcp_stats_for(&mut self, prefix: &str) -> Arc<TcpProxyStats> {
+        if let Some(s) = self.tcp_stats.get(prefix) {
+            return Arc::clone(s);
+        }
+        let s = Arc::clone(&self.store.tcp.scope(prefix)[self.id]);
+        self.tcp_stats.insert(prefix.to_string(), Arc::clone(&s));
+        s
+    }
+
+    fn http_stats_for(&mut self, prefix: &str) -> Arc<HttpStats> {
+        if let Some(s) = self.http_stats.get(prefix) {
+            return Arc::clone(s);
+        }
+        let s = Arc::clone(&self.store.http.scope(prefix)[self.id]);
+        self.http_stats.insert(prefix.to_string(), Arc::clone(&s));
+        s
+    }
+
+    /// A handle that wakes this worker's poll from another thread.
+    pub fn waker(&mut self) -> io::Result<Arc<dyn sluice_stack::Wake>> {
+        self.stack.waker(WAKER)
+    }
+
+    /// Run until drained or stopped.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let mut timeout = self.timers.timeout(now);
+            if !self.ready.is_empty() || !self.ready_listeners.is_empty() {
+                timeout = Some(Duration::ZERO);
+            }
+            if let Some(d) = self.drain_deadline {
+                let left = d.saturating_duration_since(now);
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+            self.stack.poll(&mut events, timeout)?;
+            let now = Instant::now();
+            for ev in events.iter() {
+                let t = ev.token();
+                if t == WAKER {
+                    continue;
+                } else if t.0 >= LISTENER_BASE {
+                    self.accept(t.0 - LISTENER_BASE, now);
+                } else if t.0 & 3 == POOL_SUB {
+                    let (gen, index) = decode_pool_token(t);
+                    self.on_pool_event(gen, index, now);
+                } else {
+                    self.on_conn_event(t.0 >> 2, t.0 & 3, now);
+                }
+            }
+            self.run_ready(now);
+            self.run_timers(now);
+            self.conns.recycle();
+            if self.control.version.load(Ordering::Acquire) != self.version {
+                self.adopt_published(now);
+            }
+            self.retire_generations(now);
+            if self.control.stop.load(Ordering::Relaxed) {
+                self.abort_all(Instant::now());
+                return Ok(());
+            }
+            if self.control.listeners_drained.load(Ordering::Relaxed) && self.listen_sockets.iter().any(Option::is_some)
+            {
+                self.close_listeners();
+                if self.control.graceful.load(Ordering::Relaxed) {
+                    self.close_old_idle_slots(now);
+                    self.drain_connections(now, false, |_, _| true);
+                }
+            }
+            if self.control.draining.load(Ordering::Relaxed) {
+                if self.drain_deadline.is_none() {
+                    self.start_drain(now);
+                }
+                if self.conns.is_empty() {
+                    tracing::debug!(worker = self.id, "drained");
+                    return Ok(());
+                }
+                if self.drain_deadline.is_some_and(|d| Instant::now() >= d) {
+                    tracing::warn!(
+                        worker = self.id,
+                        open = self.conns.len(),
+                        "drain time over: closing open connections"
+                    );
+                    self.abort_all(Instant::now());
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Adopt the config the main thread published: a new generation for new
+    /// connections; listening sockets of unchanged addresses carried over, others
+    /// opened or closed; old HTTP connections whose config changed told to close after
+    /// their current response.
+    fn adopt_published(&mut self, now: Instant) {
+        let (version, snapshot) = self.control.published();
+        self.version = version;
+        let Some(snapshot) = snapshot else { return };
+        let Some(slot) = self.free_generation_slot(now) else {
+            tracing::error!(worker = self.id, "no free config generation slot; keeping the old config");
+            return;
+        };
+        let old = self.current;
+        let old_snapshot = self.current_snapshot();
+        // Listening sockets: keep those whose address stays, open new ones.
+        let mut by_addr: HashMap<SocketAddr, SocketId> = HashMap::new();
+        for (i, s) in self.listen_sockets.drain(..).enumerate() {
+            if let Some(s) = s {
+                by_addr.insert(old_snapshot.listeners[i].address, s);
+            }
+        }
+        let accepting = !self.control.listeners_drained.load(Ordering::Relaxed) && self.drain_deadline.is_none();
+        let mut sockets = Vec::with_capacity(snapshot.listeners.len());
+        for (i, l) in snapshot.listeners.iter().enumerate() {
+            if !l.bind_to_port || !accepting {
+                sockets.push(None);
+                continue;
+            }
+            let sock = match by_addr.remove(&l.address) {
+                Some(s) => Some(s),
+                None => {
+                    let opts = ListenOptions { ipv4_compat: l.ipv4_compat, ..ListenOptions::default() };
+                    match self.stack.listen(l.address, &opts) {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            tracing::error!(worker = self.id, listener = %l.name, address = %l.address, "cannot open listener: {e}");
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(s) = sock {
+                let registered = self
+                    .stack
+                    .reregister(s, Token(LISTENER_BASE + i), Interest::READABLE)
+                    .or_else(|_| self.stack.register(s, Token(LISTENER_BASE + i), Interest::READABLE));
+                if let Err(e) = registered {
+                    tracing::error!(worker = self.id, "cannot register listener {}: {e}", l.name);
+                }
+            }
+            sockets.push(sock);
+        }
+        for (_, s) in by_addr {
+            self.stack.close(s);
+        }
+        self.listen_sockets = sockets;
+        self.ready_listeners.clear();
+        self.generations[slot as usize] = Some(Generation::new(slot, Arc::clone(&snapshot), &self.store, self.id));
+        self.current = slot;
+        // Changed clusters: the old generation keeps no idle upstream connections, and
+        // streams waiting for capacity try again (and wake its pool's other waiters as
+        // connections go). Unchanged clusters: its remaining connections keep reusing
+        // them until they end.
+        if old_snapshot.clusters_fingerprint != snapshot.clusters_fingerprint {
+            self.close_idle_slots(old, now);
+            let waiting =
+                self.generations[old as usize].as_mut().map(|g| g.pool.take_all_waiting()).unwrap_or_default();
+            self.ready.extend(waiting);
+        }
+        self.drain_connections(now, true, |gen, entry| gen != slot && !listener_unchanged(entry.0, entry.1, &snapshot));
+        tracing::info!(worker = self.id, generation = slot, "new config adopted");
+    }
+
+    /// A generation slot for a new config; if all are taken, the oldest generation's
+    /// connections are closed to free one.
+    fn free_generation_slot(&mut self, now: Instant) -> Option<u8> {
+        if let Some(i) = self.generations.iter().position(Option::is_none) {
+            return Some(i as u8);
+        }
+        let victim = (1..MAX_GENERATIONS).map(|d| (self.current as usize + d) % MAX_GENERATIONS).next()? as u8;
+        tracing::warn!(
+            worker = self.id,
+            generation = victim,
+            "too many live configs: closing the oldest one's connections"
+        );
+        for key in self.conns.keys() {
+            if self.conns.get_key_mut(key).is_some_and(|e| e.gen == victim) {
+                let status = self.with_conn(key, now, |conn, ctx| abort(conn, ctx));
+                self.finish(key, status);
+            }
+        }
+        self.close_pool(victim, now);
+        self.generations[victim as usize] = None;
+        Some(victim)
+    }
+
+    /// Drop generations nothing depends on any more (idle upstream connections of an
+    /// old generation go with its last downstream connection).
+    fn retire_generations(&mut self, now: Instant) {
+        for g in 0..MAX_GENERATIONS {
+            if g as u8 == self.current {
+                continue;
+            }
+            if self.generations[g].as_ref().is_some_and(|g| g.conns == 0 && !g.pool.is_empty()) {
+                self.close_idle_slots(g as u8, now);
+            }
+            if self.generations[g].as_ref().is_some_and(Generation::retired) {
+                self.generations[g] = None;
+                tracing::debug!(worker = self.id, generation = g, "old config retired");
+            }
+        }
+    }
+
+    fn close_listeners(&mut self) {
+        for s in self.listen_sockets.iter_mut() {
+            if let Some(sock) = s.take() {
+                self.stack.close(sock);
+            }
+        }
+        self.ready_listeners.clear();
+    }
+
+    fn start_drain(&mut self, now: Instant) {
+        tracing::info!(worker = self.id, open = self.conns.len(), "draining: listeners closed");
+        self.drain_deadline = Some(now + self.drain_time);
+        self.close_listeners();
+        for g in 0..MAX_GENERATIONS as u8 {
+            if self.generations[g as usize].is_some() {
+                self.close_idle_slots(g, now);
+            }
+        }
+        self.drain_connections(now, false, |_, _| true);
+    }
+
+    /// Close the idle upstream connections of every generation but the current one.
+    fn close_old_idle_slots(&mut self, now: Instant) {
+        for g in 0..MAX_GENERATIONS as u8 {
+            if g != self.current && self.generations[g as usize].is_some() {
+                self.close_idle_slots(g, now);
+            }
+        }
+    }
+
+    /// HTTP connections for which `which(generation, (snapshot, listener))` holds close
+    /// when idle (with `grace`: after the HCM's drain_timeout idle), or after their
+    /// current response.
+    fn drain_connections(&mut self, now: Instant, grace: bool, which: impl Fn(u8, (&Snapshot, usize)) -> bool) {
+        for key in self.conns.keys() {
+            let Some(e) = self.conns.get_key_mut(key) else { continue };
+            let (gen, listener) = (e.gen, e.listener);
+            if !matches!(e.conn, Conn::Http(_)) {
+                continue;
+            }
+            let snapshot = Arc::clone(&self.gen(gen).snapshot);
+            if !which(gen, (&snapshot, listener)) {
+                continue;
+            }
+            let status = self.with_conn(key, now, |conn, ctx| match conn {
+                Conn::Http(h) => h.drain(ctx, grace),
+                _ => Status::Open,
+            });
+            self.finish(key, status);
+        }
+    }
+
+    fn abort_all(&mut self, now: Instant) {
+        for key in self.conns.keys() {
+            let status = self.with_conn(key, now, |conn, ctx| abort(conn, ctx));
+            self.finish(key, status);
+        }
+        for g in 0..MAX_GENERATIONS as u8 {
+            if self.generations[g as usize].is_some() {
+                self.close_pool(g, now);
+            }
+        }
+        self.conns.recycle();
+    }
+
+    fn accept(&mut self, listener: usize, now: Instant) {
+        let Some(Some(lsock)) = self.listen_sockets.get(listener).copied() else {
+            return;
+        };
+        let gen = self.current;
+        for _ in 0..ACCEPT_BUDGET {
+            let acc = match self.stack.accept(lsock) {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // EMFILE and friends: log, let other work proceed, retry next round.
+                    tracing::warn!(worker = self.id, "accept failed: {e}");
+                    return;
+                }
+            };
+            let stats = &self.gen(gen).listener_stats[listener];
+            stats.downstream_cx_total.inc();
+            stats.downstream_cx_active.inc();
+            stats.downstream_pre_cx_active.inc();
+            tracing::debug!(worker = self.id, peer = %acc.peer, local = %acc.local, "accepted");
+            let pending = ActiveSocket::new(acc.socket, listener, acc.peer, acc.local);
+            let key = self.conns.insert(Entry { gen, listener, conn: Conn::Pending(pending) });
+            if let Some(g) = self.generations[gen as usize].as_mut() {
+                g.conns += 1;
+            }
+            if let Err(e) = self.stack.register(acc.socket, token(key, DOWNSTREAM_SUB), Interest::BOTH) {
+                tracing::warn!("cannot register accepted socket: {e}");
+                self.stack.close(acc.socket);
+                self.finish(key, Status::Closed(CloseReason::Done));
+                continue;
+            }
+            self.advance_pending(key, now);
+        }
+        self.ready_listeners.push(listener);
+    }
+
+    /// Run listener filters; move the connection to its network filter when done.
+    fn advance_pending(&mut self, key: TimerKey, now: Instant) {
+        let Some(e) = self.conns.get_key_mut(key) else { return };
+        let gen = e.gen;
+        let Conn::Pending(p) = &mut e.conn else { return };
+        let g = self.generations[gen as usize].as_ref().expect("live generation");
+        let snapshot = Arc::clone(&g.snapshot);
+        let stats = Arc::clone(&g.listener_stats[p.listener]);
+        let outcome = p.run(&mut self.stack, &snapshot, &mut self.scratch, &stats);
+        self.after_filters(key, outcome, now);
+    }
+
+    fn after_filters(&mut self, key: TimerKey, outcome: Outcome, now: Instant) {
+        let Some(e) = self.conns.get_key_mut(key) else { return };
+        let (gen, recv_listener) = (e.gen, e.listener);
+        let Conn::Pending(p) = &mut e.conn else { return };
+        let snapshot = Arc::clone(&self.generations[gen as usize].as_ref().expect("live generation").snapshot);
+        match outcome {
+            Outcome::Wait => {
+                let l = &snapshot.listeners[p.listener];
+                if p.deadline.is_none() {
+                    p.deadline = l.listener_filters_timeout.map(|t| now + t);
+                    if let Some(d) = p.deadline {
+                        p.timer_at = Some(d);
+                        self.timers.schedule(key, d);
+                    }
+                }
+            }
+            Outcome::Close(why) => {
+                tracing::debug!(peer = %p.peer, "closing: {why}");
+                if why == "no matching filter chain" {
+                    if let Some(g) = self.generations[gen as usize].as_ref() {
+                        g.listener_stats[recv_listener].no_filter_chain_match.inc();
+                    }
+                }
+                let sock = p.socket;
+                self.stack.close(sock);
+                self.finish(key, Status::Closed(CloseReason::Done));
+            }
+            Outcome::Chain { listener, selected } => {
+                let lcfg = Arc::clone(&snapshot.listeners[listener]);
+                let (socket, peer, local, restored) = (p.socket, p.peer, p.local, p.restored);
+                let original_dst = restored.then_some(local);
+                let chain = lcfg.chain(selected);
+                let terminal = chain.and_then(|c| c.terminal.as_ref());
+                let Some(terminal) = terminal else {
+                    // An empty filter chain closes the connection (Envoy).
+                    self.stack.close(socket);
+                    self.finish(key, Status::Closed(CloseReason::Done));
+                    return;
+                };
+                self.gen(gen).listener_stats[recv_listener].downstream_pre_cx_active.dec();
+                let transport = match chain.and_then(|c| c.tls.as_ref()) {
+                    Some(ctx) => TransportSocket::tls_server(ctx),
+                    None => TransportSocket::Raw,
+                };
+                match terminal {
+                    NetworkFilter::TcpProxy(tp) => {
+                        let tp = Arc::clone(tp);
+                        let stats = self.tcp_stats_for(&tp.stat_prefix);
+                        let limit = lcfg.per_connection_buffer_limit_bytes;
+                        let base = token(key, DOWNSTREAM_SUB).0;
+                        let (session, status) = self.with_ctx(gen, key, now, |ctx| {
+                            TcpProxySession::start(ctx, tp, stats, socket, transport, limit, original_dst, base)
+                        });
+                        if let Some(e) = self.conns.get_key_mut(key) {
+                            e.conn = Conn::TcpProxy(session);
+                        }
+                        self.finish(key, status);
+                    }
+                    NetworkFilter::HttpConnectionManager(hcm) => {
+                        let hcm = Arc::clone(hcm);
+                        let stats = self.http_stats_for(&hcm.stat_prefix);
+                        let accepted = Accepted { socket, peer, local, original_dst, transport };
+                        let conn = Conn::Http(Box::new(HttpConnection::new(hcm, stats, accepted, now)));
+                        if let Some(e) = self.conns.get_key_mut(key) {
+                            e.conn = conn;
+                        }
+                        // Serve what already arrived.
+                        let status = self.with_conn(key, now, |conn, ctx| match conn {
+                            Conn::Http(h) => h.on_event(ctx),
+                            _ => Status::Open,
+                        });
+                        self.finish(key, status);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Run `f` with a context of generation `gen` on behalf of `key`.
+    fn with_ctx<R>(&mut self, gen: u8, key: TimerKey, now: Instant, f: impl FnOnce(&mut Ctx<'_, S>) -> R) -> R {
+        let draining = self.drain_deadline.is_some();
+        let g = self.generations[gen as usize].as_mut().expect("live generation");
+        let mut ctx = Ctx {
+            stack: &mut self.stack,
+            timers: &mut self.timers,
+            clusters: &mut g.clusters,
+            cluster_stats: &g.cluster_stats,
+            scratch: &mut self.scratch,
+            ready: &mut self.ready,
+            rng: &mut self.rng,
+            pool: &mut g.pool,
+            date: &mut self.date,
+            now,
+            wall: SystemTime::now(),
+            key,
+            draining,
+        };
+        f(&mut ctx)
+    }
+
+    /// Run `f` on connection `key` with a context of its generation.
+    fn with_conn(
+        &mut self,
+        key: TimerKey,
+        now: Instant,
+        f: impl FnOnce(&mut Conn, &mut Ctx<'_, S>) -> Status,
+    ) -> Status {
+        let draining = self.drain_deadline.is_some();
+        let Some(e) = self.conns.get_key_mut(key) else { return Status::Open };
+        let g = self.generations[e.gen as usize].as_mut().expect("live generation");
+        let mut ctx = Ctx {
+            stack: &mut self.stack,
+            timers: &mut self.timers,
+            clusters: &mut g.clusters,
+            cluster_stats: &g.cluster_stats,
+            scratch: &mut self.scratch,
+            ready: &mut self.ready,
+            rng: &mut self.rng,
+            pool: &mut g.pool,
+            date: &mut self.date,
+            now,
+            wall: SystemTime::now(),
+            key,
+            draining,
+        };
+        f(&mut e.conn, &mut ctx)
+    }
+
+    fn on_conn_event(&mut self, index: usize, sub: usize, now: Instant) {
+        let Some((key, e)) = self.conns.get_mut(index) else { return };
+        if let Conn::Pending(_) = e.conn {
+            self.advance_pending(key, now);
+            return;
+        }
+        let base = token(key, DOWNSTREAM_SUB).0;
+        let status = self.with_conn(key, now, |conn, ctx| match conn {
+            Conn::TcpProxy(s) => s.on_event(ctx, sub, base),
+            Conn::Http(h) => h.on_event(ctx),
+            Conn::Pending(_) => Status::Open,
+        });
+        self.finish(key, status);
+    }
+
+    fn run_ready(&mut self, now: Instant) {
+        if !self.ready.is_empty() {
+            let ready = std::mem::take(&mut self.ready);
+            for key in ready {
+                let status = self.with_conn(key, now, |conn, ctx| match conn {
+                    Conn::TcpProxy(s) => s.resume(ctx),
+                    Conn::Http(h) => h.resume(ctx),
+                    Conn::Pending(_) => Status::Open,
+                });
+                self.finish(key, status);
+            }
+        }
+        if !self.ready_listeners.is_empty() {
+            let listeners = std::mem::take(&mut self.ready_listeners);
+            for l in listeners {
+                self.accept(l, now);
+            }
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        // Timers armed while handling these fire in the next round, never in this loop:
+        // a handler that re-arms a due deadline cannot spin the worker.
+        let mut due = std::mem::take(&mut self.due);
+        while let Some(t) = self.timers.pop_due(now) {
+            due.push(t);
+        }
+        for (fired, key) in due.drain(..) {
+            if let Some((gen, slot)) = decode_pool_timer_key(key) {
+                self.on_pool_timer(gen, slot, now);
+                continue;
+            }
+            let Some(e) = self.conns.get_key_mut(key) else { continue };
+            match &mut e.conn {
+                Conn::Pending(p) => {
+                    if p.deadline.is_some_and(|d| now >= d) {
+                        let snapshot = Arc::clone(&self.generations[e.gen as usize].as_ref().expect("live").snapshot);
+                        let (gen, listener) = (e.gen, e.listener);
+                        let Conn::Pending(p) = &mut self.conns.get_key_mut(key).expect("checked").conn else {
+                            continue;
+                        };
+                        let outcome = p.timed_out(&snapshot);
+                        if matches!(outcome, Outcome::Close(_)) {
+                            self.gen(gen).listener_stats[listener].downstream_pre_cx_timeout.inc();
+                        }
+                        self.after_filters(key, outcome, now);
+                    }
+                }
+                Conn::TcpProxy(_) | Conn::Http(_) => {
+                    let base = token(key, DOWNSTREAM_SUB).0;
+                    let status = self.with_conn(key, now, |conn, ctx| match conn {
+                        Conn::TcpProxy(s) => s.on_timer(ctx, fired, base),
+                        Conn::Http(h) => h.on_timer(ctx, fired),
+                        Conn::Pending(_) => Status::Open,
+                    });
+                    self.finish(key, status);
+                }
+            }
+        }
+        self.due = due;
+    }
+
+    /// Account for a connection that closed.
+    fn finish(&mut self, key: TimerKey, status: Status) {
+        if let Status::Closed(_) = status {
+            if let Some(e) = self.conns.remove(key) {
+                if let Some(g) = self.generations[e.gen as usize].as_mut() {
+                    g.conns = g.conns.saturating_sub(1);
+                    let stats = &g.listener_stats[e.listener];
+                    stats.downstream_cx_active.dec();
+                    stats.downstream_cx_destroy.inc();
+                    if matches!(e.conn, Conn::Pending(_)) {
+                        stats.downstream_pre_cx_active.dec();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Close a connection at once (drain deadline, stop, generation eviction).
+fn abort<S: Stack>(conn: &mut Conn, ctx: &mut Ctx<'_, S>) -> Status {
+    match conn {
+        Conn::Pending(p) => {
+            ctx.stack.close(p.socket);
+            Status::Closed(CloseReason::Drained)
+        }
+        Conn::TcpProxy(s) => s.abort(ctx),
+        Conn::Http(h) => h.abort(ctx),
+    }
+}
+
+/// Whether the given flag is set (for tests and the server).
+pub fn flag(f: &AtomicBool) -> bool {
+    f.load(Ordering::Relaxed)
+}

@@ -1,0 +1,143 @@
+//! The worker's handling of upstream pool slots: readiness and timers of idle pooled
+//! connections and of shadow requests (busy connections belong to their stream, whose
+//! connection handles their events).
+
+use std::io;
+use std::time::Instant;
+
+use sluice_stack::Stack;
+
+use super::{Conn, Worker};
+use crate::router::shadow::ShadowState;
+use crate::tcp_proxy::Status;
+use crate::timer::TimerKey;
+use crate::upstream::conn_pool::{close_client, rest, UpstreamSlot};
+
+impl<S: Stack> Worker<S> {
+    /// An event on an upstream pool slot of generation `gen`.
+    pub(super) fn on_pool_event(&mut self, gen: u8, index: usize, now: Instant) {
+        let Some(g) = self.generations.get_mut(gen as usize).and_then(Option::as_mut) else { return };
+        let Some((slot, state)) = g.pool.slots.get_mut(index) else { return };
+        match state {
+            UpstreamSlot::Busy { owner } => {
+                let owner = *owner;
+                let status = self.with_conn(owner, now, |conn, ctx| match conn {
+                    Conn::Http(h) => h.on_upstream_event(ctx, slot),
+                    _ => Status::Open,
+                });
+                self.finish(owner, status);
+            }
+            UpstreamSlot::Shadow(_) => self.drive_shadow(gen, slot, now, true),
+            UpstreamSlot::Idle(client) => {
+                // An idle connection has nothing to say: data or a close ends it.
+                let mut probe = [0u8; 1];
+                match self.stack.peek(client.socket, &mut probe) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    _ => {
+                        if let Some(s) = g.cluster_stats.get(client.cluster) {
+                            s.upstream_cx_destroy_remote.inc();
+                        }
+                        self.close_idle_slot(gen, slot, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Advance a mirrored request; on completion pool or close its connection.
+    fn drive_shadow(&mut self, gen: u8, slot: TimerKey, now: Instant, event: bool) {
+        let Some(g) = self.generations.get_mut(gen as usize).and_then(Option::as_mut) else { return };
+        let Some(mut shadow) = g.pool.take_shadow(slot) else { return };
+        let state = self.with_ctx(gen, slot, now, |ctx| shadow.drive(ctx, event));
+        match state {
+            ShadowState::Running => {
+                let mut s = *shadow;
+                // One pending timer entry per shadow: re-arm only when it fired or the
+                // next deadline is earlier.
+                let next = s.next_deadline();
+                let g = self.generations[gen as usize].as_mut().expect("live generation");
+                if s.client.timer_at.is_none_or(|at| at <= now || next < at) {
+                    s.client.timer_at = Some(next);
+                    self.timers.schedule(g.pool.timer_key(slot), next);
+                }
+                g.pool.set_shadow(slot, s);
+            }
+            ShadowState::Done { reusable } => {
+                let mut s = *shadow;
+                self.with_ctx(gen, slot, now, |ctx| s.finish(ctx));
+                if reusable && self.drain_deadline.is_none() && gen == self.current {
+                    let client = s.client;
+                    self.with_ctx(gen, slot, now, |ctx| rest(ctx, slot, client));
+                } else {
+                    if let Some(g) = self.generations[gen as usize].as_mut() {
+                        g.pool.remove(slot);
+                    }
+                    self.with_ctx(gen, slot, now, |ctx| s.close(ctx));
+                }
+            }
+        }
+    }
+
+    pub(super) fn close_idle_slot(&mut self, gen: u8, slot: TimerKey, now: Instant) {
+        let Some(g) = self.generations.get_mut(gen as usize).and_then(Option::as_mut) else { return };
+        if let Some(UpstreamSlot::Idle(mut client)) = g.pool.remove(slot) {
+            self.with_ctx(gen, slot, now, |ctx| close_client(ctx, &mut client));
+        }
+    }
+
+    /// Close every idle connection of generation `gen`.
+    pub(super) fn close_idle_slots(&mut self, gen: u8, now: Instant) {
+        let Some(g) = self.generations.get(gen as usize).and_then(Option::as_ref) else { return };
+        for slot in g.pool.idle_keys() {
+            self.close_idle_slot(gen, slot, now);
+        }
+    }
+
+    /// Close everything generation `gen`'s pool holds by itself (idle connections and
+    /// shadows); busy connections go with their streams.
+    pub(super) fn close_pool(&mut self, gen: u8, now: Instant) {
+        self.close_idle_slots(gen, now);
+        let Some(g) = self.generations.get_mut(gen as usize).and_then(Option::as_mut) else { return };
+        for slot in g.pool.shadow_keys() {
+            let Some(g) = self.generations[gen as usize].as_mut() else { return };
+            if let Some(mut s) = g.pool.take_shadow(slot) {
+                g.pool.remove(slot);
+                self.with_ctx(gen, slot, now, |ctx| {
+                    s.finish(ctx);
+                    s.close(ctx);
+                });
+            }
+        }
+    }
+
+    /// A pool slot's timer: idle timeout of a pooled connection, or a shadow deadline.
+    pub(super) fn on_pool_timer(&mut self, gen: u8, slot: TimerKey, now: Instant) {
+        let Some(g) = self.generations.get_mut(gen as usize).and_then(Option::as_mut) else { return };
+        match g.pool.slots.get_key_mut(slot) {
+            Some(UpstreamSlot::Shadow(_)) => self.drive_shadow(gen, slot, now, false),
+            Some(UpstreamSlot::Idle(client)) => {
+                let idle = g
+                    .clusters
+                    .clusters
+                    .get(client.cluster)
+                    .and_then(|c| c.info.config.http_protocol_options.common.idle_timeout);
+                match idle {
+                    Some(t) if now >= client.idle_since + t => {
+                        if let Some(s) = g.cluster_stats.get(client.cluster) {
+                            s.upstream_cx_idle_timeout.inc();
+                        }
+                        self.close_idle_slot(gen, slot, now);
+                    }
+                    Some(t) => {
+                        let at = client.idle_since + t;
+                        client.timer_at = Some(at);
+                        let key = g.pool.timer_key(slot);
+                        self.timers.schedule(key, at);
+                    }
+                    None => {}
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -72,11 +72,21 @@ fn http_through_xdp_mode() {
     assert!(stats.has("xdp.queue_0.rx_invalid"), "{stats:?}");
     assert_eq!(stats.get("xdp.queue_0.rx_invalid"), 0);
     assert_eq!(stats.get("xdp.queue_0.handoff_sent"), 0, "one queue hands nothing off");
+    let prom = net.in_sluice_ns(|| xdp_support::admin_get("/stats/prometheus")).expect("GET /stats/prometheus");
+    assert!(prom.contains("# TYPE envoy_xdp_rx_packets counter\n"), "{prom}");
+    let line = prom.lines().find(|l| l.starts_with("envoy_xdp_rx_packets{envoy_xdp_queue=\"queue_0\"} ")).expect(&prom);
+    let value: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(value >= rx, "prometheus rx_packets {value} vs /stats {rx}");
 
     // SIGTERM: drain, exit 0, and the program is detached.
     sluice.signal("TERM");
     let status = sluice.wait_exit(Duration::from_secs(15));
     assert!(status.success(), "exit status {status}:\n{}", sluice.log());
+    let log = sluice.log();
+    assert!(
+        log.lines().any(|l| l.contains("xdp queue totals") && l.contains("rx_packets")),
+        "the queue's totals are logged at exit:\n{log}"
+    );
     assert!(net.wait_detached(Duration::from_secs(5)), "XDP program left behind after a clean exit");
 }
 

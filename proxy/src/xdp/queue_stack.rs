@@ -6,7 +6,8 @@
 //! counters (userspace and the kernel's `XDP_STATISTICS`), its stack's unmatched frames
 //! and gauges, and its flow-steering hand-offs are copied into the `xdp.queue_<n>`
 //! stats block that only this worker writes; every tenth time they are also logged at
-//! debug level. Nothing is added to the packet path.
+//! debug level, and when the worker's stack is dropped (sluice exiting) the queue's
+//! totals are logged at info level. Nothing is added to the packet path.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -124,6 +125,39 @@ impl QueueStack {
                 "xdp queue counters"
             );
         }
+    }
+}
+
+impl Drop for QueueStack {
+    /// The queue's totals, once, as the worker exits.
+    fn drop(&mut self) {
+        self.publish();
+        let s = &self.stats;
+        let drops = s.rx_fill_ring_empty.get()
+            + s.rx_ring_full.get()
+            + s.rx_dropped.get()
+            + s.rx_invalid.get()
+            + s.tx_ring_full.get()
+            + s.tx_invalid.get();
+        tracing::info!(
+            queue = self.queue,
+            rx_packets = s.rx_packets.get(),
+            rx_bytes = s.rx_bytes.get(),
+            tx_packets = s.tx_packets.get(),
+            tx_bytes = s.tx_bytes.get(),
+            drops,
+            rx_fill_ring_empty = s.rx_fill_ring_empty.get(),
+            rx_ring_full = s.rx_ring_full.get(),
+            tx_ring_full = s.tx_ring_full.get(),
+            invalid = s.rx_invalid.get() + s.tx_invalid.get(),
+            no_socket = s.rx_no_socket.get(),
+            handoff_sent = s.handoff_sent.get(),
+            handoff_received = s.handoff_received.get(),
+            handoff_dropped = s.handoff_dropped.get(),
+            accepts = s.accepts.get(),
+            connects = s.connects.get(),
+            "xdp queue totals"
+        );
     }
 }
 

@@ -101,8 +101,11 @@ ip -n "$NS_R" link set "$VB" up
 # The userspace stack takes no partial checksums or TSO/GSO super-segments (DESIGN.md).
 ip netns exec "$NS_R" ethtool -K "$VB" tx off tso off gso off >/dev/null
 
+# nginx's worker runs as an unprivileged user: it must be able to read the body.
+chmod 755 "$WORK"
 mkdir -p "$WORK/www" "$WORK/tmp"
 printf 'hello\n' >"$WORK/www/small"
+chmod 644 "$WORK/www/small"
 cat >"$WORK/origin.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -192,6 +195,9 @@ measure() { # measure DATAPATH
   pid=$!
   PIDS+=("$pid")
   wait_serving "$OUT/logs/sluice-$dp.log" "$pid"
+  # One request first: a proxy (or origin) that answers anything but 200 is no result.
+  ip netns exec "$NS_R" curl -sf --max-time 5 -o /dev/null "http://$SLUICE_IP:$PORT/small" ||
+    { echo "bench/xdp.sh: GET /small through sluice ($dp) did not answer 200" >&2; exit 1; }
   for mode in keepalive close; do
     log "$dp / $mode: warm-up ${WARMUP}s, measured ${DURATION}s"
     run_wrk "$WARMUP" "$mode" >/dev/null
@@ -200,7 +206,7 @@ measure() { # measure DATAPATH
     cpu_after="$(cpu_ticks "$pid")"
     rps="${r%% *}"
     cpu_s="$(awk -v a="$cpu_before" -v b="$cpu_after" -v t="$TICK" 'BEGIN {printf "%.2f", (b - a) / t}')"
-    per_cpu="$(awk -v r="$rps" -v d="$DURATION" -v c="$cpu_s" 'BEGIN {printf "%.0f", c > 0 ? r * d / c : 0}')"
+    per_cpu="$(awk -v r="$rps" -v d="$DURATION" -v c="$cpu_s" 'BEGIN {printf "%.0f", (c > 0 ? r * d / c : 0)}')"
     RESULTS+=("$dp $mode $rps $cpu_s $per_cpu ${r#* }")
     log "$dp / $mode: $rps req/s, sluice CPU ${cpu_s}s, $per_cpu req per CPU-s (non-2xx, socket errors: ${r#* })"
   done

@@ -1,8 +1,8 @@
 //! xdp mode end to end, HTTP: sluice on an AF_XDP queue of a veth, clients and the
 //! origin in the peer namespace. Keep-alive (200 requests on one connection), 32
 //! parallel clients × 20 requests, no kernel socket listening on the proxy port, the
-//! datapath counters in /stats, a clean drain on SIGTERM and the XDP program gone
-//! after a normal exit and after SIGKILL.
+//! datapath counters in /stats, SIGHUP refused without harm, a clean drain on SIGTERM
+//! and the XDP program gone after a normal exit and after SIGKILL.
 
 mod xdp_support;
 
@@ -77,6 +77,13 @@ fn http_through_xdp_mode() {
     let line = prom.lines().find(|l| l.starts_with("envoy_xdp_rx_packets{envoy_xdp_queue=\"queue_0\"} ")).expect(&prom);
     let value: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(value >= rx, "prometheus rx_packets {value} vs /stats {rx}");
+
+    // SIGHUP: xdp mode does not reload (its XDP program steers the ports it started
+    // with); it says so and keeps serving.
+    sluice.signal("HUP");
+    sluice.wait_for_log("configuration reload refused", Duration::from_secs(5));
+    let r = net.in_peer(|| Client::connect_addr(proxy_addr).get("/after-hup"));
+    assert_eq!(r.status, 200, "{}", r.text());
 
     // SIGTERM: drain, exit 0, and the program is detached.
     sluice.signal("TERM");

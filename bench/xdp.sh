@@ -58,6 +58,7 @@ NS_L=sxm48-l NS_R=sxm48-r VA=sxm480 VB=sxm481
 SLUICE_IP=10.99.48.2 PEER_IP=10.99.48.1 PORT=8080 ORIGIN_PORT=8081
 mkdir -p "$OUT/logs"
 OUT="$(cd "$OUT" && pwd)"
+rm -f "$OUT/logs/wrk.log"
 WORK="$(mktemp -d /tmp/sluice-xdp-bench.XXXXXX)"
 PIDS=()
 
@@ -243,6 +244,6 @@ measure xdp
 if [ "$RAW" = 1 ]; then
   log "raw datapath: bench/benches/xsk.rs on sxm49 / 10.99.49.0/24"
   SLUICE_XSK_BENCH_NET=sxm49:49 timeout 600 cargo bench -q -p sluice-bench --bench xsk 2>&1 |
-    tee "$OUT/logs/xsk.log" | grep -E "bare_rings|xsk_device_tokens|thrpt|generator|frames" |
+    tee "$OUT/logs/xsk.log" | grep -E "^(bare_rings|xsk_device_tokens):|thrpt|^generator|^frames" |
     tee -a "$OUT/results.md"
 fi

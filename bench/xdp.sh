@@ -5,7 +5,8 @@
 # (bench/benches/xsk.rs: bare XSK rx/tx rings vs XskDevice's tokens).
 #
 #   bench/xdp.sh [--duration S] [--warmup S] [--connections N] [--xdp-mode skb|drv]
-#                [--cpus P,L] [--no-build] [--no-raw] [--out DIR]
+#                [--cpus P,L] [--datapaths "kernel xdp"] [--no-build] [--no-raw]
+#                [--out DIR]
 #
 # Topology (root only), names and addresses of the xdp-mode tests' range:
 #
@@ -32,6 +33,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
 DURATION=10 WARMUP=2 CONNECTIONS=32 XDP_MODE=drv CPUS="1,0" BUILD=1 RAW=1 OUT="bench/out/xdp"
+DATAPATHS="kernel xdp"
 COMMAND="bench/xdp.sh${*:+ $*}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,6 +42,7 @@ while [ $# -gt 0 ]; do
     --connections) CONNECTIONS="$2"; shift 2 ;;
     --xdp-mode) XDP_MODE="$2"; shift 2 ;;
     --cpus) CPUS="$2"; shift 2 ;;
+    --datapaths) DATAPATHS="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --no-raw) RAW=0; shift ;;
     --out) OUT="$2"; shift 2 ;;
@@ -58,7 +61,7 @@ NS_L=sxm48-l NS_R=sxm48-r VA=sxm480 VB=sxm481
 SLUICE_IP=10.99.48.2 PEER_IP=10.99.48.1 PORT=8080 ORIGIN_PORT=8081
 mkdir -p "$OUT/logs"
 OUT="$(cd "$OUT" && pwd)"
-rm -f "$OUT/logs/wrk.log"
+rm -f "$OUT/logs/wrk.log" "$OUT/logs/nstat.log" "$OUT/logs/veth.log"
 WORK="$(mktemp -d /tmp/sluice-xdp-bench.XXXXXX)"
 PIDS=()
 
@@ -202,15 +205,19 @@ measure() { # measure DATAPATH
   for mode in keepalive close; do
     log "$dp / $mode: warm-up ${WARMUP}s, measured ${DURATION}s"
     run_wrk "$WARMUP" "$mode" >/dev/null
+    ip netns exec "$NS_R" nstat -n
     cpu_before="$(cpu_ticks "$pid")"
     r="$(run_wrk "$DURATION" "$mode")"
     cpu_after="$(cpu_ticks "$pid")"
+    { echo "== $dp $mode: the clients' TCP counters"; ip netns exec "$NS_R" nstat; } >>"$OUT/logs/nstat.log"
     rps="${r%% *}"
     cpu_s="$(awk -v a="$cpu_before" -v b="$cpu_after" -v t="$TICK" 'BEGIN {printf "%.2f", (b - a) / t}')"
     per_cpu="$(awk -v r="$rps" -v d="$DURATION" -v c="$cpu_s" 'BEGIN {printf "%.0f", (c > 0 ? r * d / c : 0)}')"
     RESULTS+=("$dp $mode $rps $cpu_s $per_cpu ${r#* }")
     log "$dp / $mode: $rps req/s, sluice CPU ${cpu_s}s, $per_cpu req per CPU-s (non-2xx, socket errors: ${r#* })"
   done
+  { echo "== $dp: veth counters"; ip -n "$NS_L" -s link show "$VA"; ip -n "$NS_R" -s link show "$VB"
+    ip netns exec "$NS_L" ethtool -S "$VA" 2>/dev/null | grep -vE ": 0$"; } >>"$OUT/logs/veth.log"
   if [ "$dp" = xdp ]; then
     ip netns exec "$NS_L" curl -s --max-time 5 http://127.0.0.1:9901/stats 2>/dev/null |
       grep '^xdp\.' >"$OUT/logs/xdp-stats.txt" || true
@@ -224,8 +231,7 @@ measure() { # measure DATAPATH
   return 0
 }
 
-measure kernel
-measure xdp
+for dp in $DATAPATHS; do measure "$dp"; done
 
 {
   echo "Command: \`$COMMAND\` ($(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) cores," \

@@ -77,3 +77,19 @@ fn help_and_bad_arguments() {
     assert_ne!(code, 0);
     assert!(out.contains("cannot read /nonexistent/sluice.yaml"), "{out}");
 }
+
+#[test]
+fn every_example_config_validates() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let (code, out) = run(&["-c", path.to_str().unwrap(), "--mode", "validate"], None);
+            assert_eq!(code, 0, "{}: {out}", path.display());
+            assert!(out.contains("OK"), "{out}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "examples/*.yaml: {checked} found");
+}

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::access_log::AccessLog;
 use crate::cluster::CommonHttpProtocolOptions;
 use crate::decode::{Decode, Decoder, Fields};
 use crate::error::ErrorKind;
@@ -104,6 +105,8 @@ pub struct HttpConnectionManager {
     pub codec_type: CodecType,
     pub route_config: RouteConfiguration,
     pub http_filters: Vec<HttpFilter>,
+    /// Loggers of finished requests (none by default).
+    pub access_log: Vec<AccessLog>,
     pub http_protocol_options: Http1ProtocolOptions,
     /// `idle_timeout` 1h (None = disabled), `max_headers_count` 100, ...
     pub common_http_protocol_options: CommonHttpProtocolOptions,
@@ -162,6 +165,7 @@ impl HttpConnectionManager {
         let route_config: Option<RouteConfiguration> = f.opt(d, "route_config");
         let route_config_missing = !f.has("route_config");
         let http_filters: Vec<HttpFilter> = f.list(d, "http_filters");
+        let access_log: Vec<AccessLog> = f.list(d, "access_log");
         let filters_path = f.field_path("http_filters");
         let http_protocol_options = f.or(d, "http_protocol_options", Http1ProtocolOptions::default());
         let common_http_protocol_options =
@@ -193,7 +197,6 @@ impl HttpConnectionManager {
                 "add_user_agent",
                 "preserve_external_request_id",
                 "internal_address_config",
-                "access_log",
                 "tracing",
                 "http2_protocol_options",
                 "always_set_request_id_in_response",
@@ -268,6 +271,7 @@ impl HttpConnectionManager {
             codec_type,
             route_config: route_config?,
             http_filters,
+            access_log,
             http_protocol_options,
             common_http_protocol_options,
             stream_idle_timeout: (!stream_idle_timeout.is_zero()).then_some(stream_idle_timeout),

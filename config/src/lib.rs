@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod address;
 pub mod bootstrap;
 pub mod cluster;

@@ -263,13 +263,14 @@ fn run_workers<S: Stack + Send + 'static>(workers: Vec<Worker<S>>, main: &mut Ma
 const SIGNAL_TOKEN: mio::Token = mio::Token(0);
 const ADMIN_TOKEN: mio::Token = mio::Token(1);
 
-/// The main thread's event loop: signals (SIGTERM/SIGINT drain, SIGHUP reload) and
-/// the admin server.
+/// The main thread's event loop: signals (SIGTERM/SIGINT drain, SIGHUP reload,
+/// SIGUSR1 reopen access logs) and the admin server.
 pub(crate) struct MainLoop {
     poll: mio::Poll,
     signal_pipe: mio::net::UnixStream,
     term: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
+    usr1: Arc<AtomicBool>,
     admin: Option<AdminServer>,
     admin_state: Arc<AdminState>,
     config_path: std::path::PathBuf,
@@ -291,6 +292,7 @@ impl MainLoop {
         let poll = mio::Poll::new().map_err(|e| format!("cannot create the main poll: {e}"))?;
         let term = Arc::new(AtomicBool::new(false));
         let hup = Arc::new(AtomicBool::new(false));
+        let usr1 = Arc::new(AtomicBool::new(false));
         let (read, write) = UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
         read.set_nonblocking(true).map_err(|e| e.to_string())?;
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -300,10 +302,13 @@ impl MainLoop {
             signal_hook::low_level::pipe::register(sig, w)
                 .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         }
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
-            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, write)
-            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        for (sig, flag) in [(signal_hook::consts::SIGHUP, &hup), (signal_hook::consts::SIGUSR1, &usr1)] {
+            signal_hook::flag::register(sig, Arc::clone(flag))
+                .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+            let w = write.try_clone().map_err(|e| e.to_string())?;
+            signal_hook::low_level::pipe::register(sig, w)
+                .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        }
         let mut signal_pipe = mio::net::UnixStream::from_std(read);
         poll.registry().register(&mut signal_pipe, SIGNAL_TOKEN, mio::Interest::READABLE).map_err(|e| e.to_string())?;
         let admin = match &loaded.bootstrap.admin {
@@ -324,6 +329,7 @@ impl MainLoop {
             signal_pipe,
             term,
             hup,
+            usr1,
             admin,
             admin_state,
             config_path: opts.config_path.clone(),
@@ -399,6 +405,15 @@ impl MainLoop {
             if self.hup.swap(false, Ordering::Relaxed) && !control.draining.load(Ordering::Relaxed) {
                 self.reload();
                 wake_all();
+            }
+            if self.usr1.swap(false, Ordering::Relaxed) {
+                let failed = crate::access_log::sink::reopen_all();
+                if failed.is_empty() {
+                    tracing::info!("access logs reopened");
+                }
+                for e in failed {
+                    tracing::error!("{e}");
+                }
             }
             if self.admin_state.quit.swap(false, Ordering::Relaxed) {
                 tracing::info!("/quitquitquit: stopping");

@@ -458,6 +458,9 @@ impl Store {
         self.http.collect(&mut out);
         self.upstream.collect(&mut out);
         self.xdp.collect(&mut out);
+        for (name, v) in crate::access_log::sink::counters() {
+            out.push((name.to_string(), StatKind::Counter, v as i64));
+        }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }

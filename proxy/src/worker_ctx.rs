@@ -6,6 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use sluice_stack::{Stack, Token};
 
+use crate::access_log::AccessLogBuffer;
 use crate::http::date::DateCache;
 use crate::rng::Rng;
 use crate::stats::ClusterStats;
@@ -71,6 +72,8 @@ pub struct Ctx<'a, S: Stack> {
     /// This worker's upstream HTTP connections.
     pub pool: &'a mut ConnPool,
     pub date: &'a mut DateCache,
+    /// This worker's access log lines, flushed once per event-loop round.
+    pub access_log: &'a mut AccessLogBuffer,
     pub now: Instant,
     /// Wall-clock time of this round (access logs, `date`, formatters).
     pub wall: SystemTime,

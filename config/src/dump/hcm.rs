@@ -23,6 +23,7 @@ impl Dump for HttpConnectionManager {
             .with("codec_type", enum_name(self.codec_type))
             .with("route_config", self.route_config.dump())
             .with("http_filters", list(&self.http_filters))
+            .with("access_log", list(&self.access_log))
             .with("http_protocol_options", http_protocol_options)
             .with("common_http_protocol_options", self.common_http_protocol_options.dump())
             .with("stream_idle_timeout", self.stream_idle_timeout.unwrap_or_default())

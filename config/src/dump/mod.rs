@@ -17,6 +17,7 @@
 //! - fields sluice accepts and ignores (tag I in ENVOY_SUBSET.md: access logs, tracing,
 //!   stats-only settings) are not part of the effective config and are left out.
 
+mod access_log;
 mod bootstrap;
 mod cluster;
 mod core;

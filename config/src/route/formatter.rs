@@ -56,6 +56,21 @@ pub enum Command {
     RequestedServerName,
     RouteName,
     ResponseCode,
+    /// `%RESPONSE_FLAGS%`: Envoy's short flag names joined by `,`.
+    ResponseFlags,
+    /// `%BYTES_RECEIVED%`: request bytes (head and body) read from downstream.
+    BytesReceived,
+    /// `%BYTES_SENT%`: response bytes (head and body) written downstream.
+    BytesSent,
+    /// `%DURATION%`: milliseconds from the request's first byte to the last
+    /// response byte.
+    Duration,
+    /// `%UPSTREAM_HOST%`: the upstream host's address.
+    UpstreamHost,
+    /// `%UPSTREAM_REQUEST_ATTEMPT_COUNT%`: tries made upstream (retries included).
+    UpstreamRequestAttemptCount,
+    /// `%HOSTNAME%`: this machine's host name.
+    Hostname,
     /// `%START_TIME%` / `%START_TIME(fmt)%`, in UTC.
     StartTime(TimeFormat),
     /// `%REQ(name?alt)%`: the first value of `name`, else of `alt`.
@@ -68,6 +83,20 @@ pub enum Command {
         main: String,
         alt: Option<String>,
     },
+}
+
+impl Command {
+    /// The command prints a number (JSON access logs keep it a number).
+    pub fn is_numeric(&self) -> bool {
+        matches!(
+            self,
+            Command::ResponseCode
+                | Command::BytesReceived
+                | Command::BytesSent
+                | Command::Duration
+                | Command::UpstreamRequestAttemptCount
+        )
+    }
 }
 
 /// A strftime-style format, parsed. Envoy's default for `%START_TIME%` is
@@ -168,7 +197,7 @@ fn parse_command(raw: &str, start: usize) -> Result<(FormatPiece, usize), Format
     let bytes = raw.as_bytes();
     let bad = || {
         FormatError(format!(
-            "invalid header value `{raw}`: no valid command at position {start} (write `%%` for a literal `%`)"
+            "invalid format string `{raw}`: no valid command at position {start} (write `%%` for a literal `%`)"
         ))
     };
     let mut j = start + 1;
@@ -224,6 +253,13 @@ fn command(name: &str, arg: Option<&str>) -> Result<Command, FormatError> {
         "REQUESTED_SERVER_NAME" => Some(Command::RequestedServerName),
         "ROUTE_NAME" => Some(Command::RouteName),
         "RESPONSE_CODE" => Some(Command::ResponseCode),
+        "RESPONSE_FLAGS" => Some(Command::ResponseFlags),
+        "BYTES_RECEIVED" => Some(Command::BytesReceived),
+        "BYTES_SENT" => Some(Command::BytesSent),
+        "DURATION" => Some(Command::Duration),
+        "UPSTREAM_HOST" => Some(Command::UpstreamHost),
+        "UPSTREAM_REQUEST_ATTEMPT_COUNT" => Some(Command::UpstreamRequestAttemptCount),
+        "HOSTNAME" => Some(Command::Hostname),
         _ => None,
     };
     if let Some(c) = simple {

@@ -62,6 +62,12 @@ pub fn render(store: &Store) -> String {
     collect(&store.http, "envoy_http_conn_manager_prefix", &mut families);
     collect(&store.tcp, "envoy_tcp_prefix", &mut families);
     collect(&store.xdp, "envoy_xdp_queue", &mut families);
+    for (stat, v) in crate::access_log::sink::counters() {
+        let name = sanitize(&format!("envoy_{stat}"));
+        let fam = families.entry(name.clone()).or_default();
+        fam.kind = "counter";
+        fam.samples.push(format!("{name} {v}"));
+    }
     let mut out = String::new();
     for (name, fam) in families {
         let _ = writeln!(out, "# TYPE {name} {}", fam.kind);

@@ -53,6 +53,30 @@ impl ResponseFlags {
         self.0 == 0
     }
 
+    /// The flag with this short name (`UF`, `NR` ...), if sluice ever sets it.
+    pub fn from_short(name: &str) -> Option<ResponseFlags> {
+        Self::TABLE.iter().find(|(_, n)| *n == name).map(|(f, _)| *f)
+    }
+
+    /// True when any flag of `other` is set here.
+    pub fn intersects(self, other: ResponseFlags) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// Short names joined by `,` (nothing when none).
+    pub fn write_bytes(self, out: &mut Vec<u8>) {
+        let mut first = true;
+        for (f, name) in Self::TABLE {
+            if self.contains(*f) {
+                if !first {
+                    out.push(b',');
+                }
+                out.extend_from_slice(name.as_bytes());
+                first = false;
+            }
+        }
+    }
+
     /// Envoy's text: short names joined by `,`, or `-` when none.
     pub fn write(self, out: &mut String) {
         if self.is_empty() {

@@ -8,10 +8,11 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_config::route::{Command, FormatPiece, FormatString, TimeFormat, TimeItem};
 
+use crate::http::response_flags::ResponseFlags;
 use crate::http::{RequestHead, ResponseHead, Version};
 
 use super::route_match::{request_header_first, response_header_first};
@@ -37,6 +38,18 @@ pub struct StreamInfo<'a> {
     pub requested_server_name: Option<&'a str>,
     /// The response status, once known.
     pub response_code: Option<u16>,
+    /// Why the response is what it is (access logs).
+    pub response_flags: ResponseFlags,
+    /// Request body bytes read from downstream.
+    pub bytes_received: u64,
+    /// Response body bytes written downstream.
+    pub bytes_sent: u64,
+    /// First request byte to last response byte, once the stream ended.
+    pub duration: Option<Duration>,
+    /// Upstream tries made (0: none).
+    pub attempt_count: u32,
+    /// This machine's host name (`%HOSTNAME%`).
+    pub hostname: &'a str,
 }
 
 impl<'a> StreamInfo<'a> {
@@ -52,6 +65,12 @@ impl<'a> StreamInfo<'a> {
             upstream_cluster: None,
             requested_server_name: None,
             response_code: None,
+            response_flags: ResponseFlags::NONE,
+            bytes_received: 0,
+            bytes_sent: 0,
+            duration: None,
+            attempt_count: 0,
+            hostname: "",
         }
     }
 }
@@ -89,6 +108,13 @@ pub(crate) fn format<'t>(f: &'t FormatString, cx: &FormatContext<'_>) -> Cow<'t,
 fn push_display(out: &mut Vec<u8>, v: impl std::fmt::Display) {
     use std::io::Write;
     let _ = write!(out, "{v}");
+}
+
+/// Print command `c` onto `out`; false when it had nothing to print.
+pub(crate) fn write_command(c: &Command, cx: &FormatContext<'_>, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    command_value(c, cx, out);
+    out.len() > start
 }
 
 fn command_value(c: &Command, cx: &FormatContext<'_>, out: &mut Vec<u8>) {
@@ -138,6 +164,21 @@ fn command_value(c: &Command, cx: &FormatContext<'_>, out: &mut Vec<u8>) {
         }
         Command::RouteName => out.extend_from_slice(cx.route_name.as_bytes()),
         Command::ResponseCode => push_display(out, info.response_code.unwrap_or(0)),
+        Command::ResponseFlags => {
+            if !info.response_flags.is_empty() {
+                info.response_flags.write_bytes(out);
+            }
+        }
+        Command::BytesReceived => push_display(out, info.bytes_received),
+        Command::BytesSent => push_display(out, info.bytes_sent),
+        Command::Duration => {
+            if let Some(d) = info.duration {
+                push_display(out, d.as_millis());
+            }
+        }
+        Command::UpstreamHost => addr(out, info.upstream_remote),
+        Command::UpstreamRequestAttemptCount => push_display(out, info.attempt_count),
+        Command::Hostname => out.extend_from_slice(info.hostname.as_bytes()),
         Command::StartTime(f) => format_time(f, info.start_time, out),
         Command::Req { main, alt } => {
             if let Some(req) = cx.request {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sluice_stack::{Events, Interest, ListenOptions, SocketId, Stack, Token};
 
+use crate::access_log::AccessLogBuffer;
 use crate::conn_table::ConnTable;
 use crate::http::conn_manager::{Accepted, HttpConnection};
 use crate::http::date::DateCache;
@@ -120,6 +121,7 @@ pub struct Worker<S: Stack> {
     tcp_stats: HashMap<String, Arc<TcpProxyStats>>,
     http_stats: HashMap<String, Arc<HttpStats>>,
     date: DateCache,
+    access_log: AccessLogBuffer,
     store: Arc<Store>,
     conns: ConnTable<Entry>,
     timers: Timers,
@@ -156,6 +158,7 @@ impl<S: Stack> Worker<S> {
             tcp_stats: HashMap::new(),
             http_stats: HashMap::new(),
             date: DateCache::default(),
+            access_log: AccessLogBuffer::default(),
             store: stats,
             conns: ConnTable::default(),
             timers: Timers::new(),
@@ -233,12 +236,14 @@ impl<S: Stack> Worker<S> {
             self.run_ready(now);
             self.run_timers(now);
             self.conns.recycle();
+            self.access_log.flush();
             if self.control.version.load(Ordering::Acquire) != self.version {
                 self.adopt_published(now);
             }
             self.retire_generations(now);
             if self.control.stop.load(Ordering::Relaxed) {
                 self.abort_all(Instant::now());
+                self.access_log.flush();
                 return Ok(());
             }
             if self.control.listeners_drained.load(Ordering::Relaxed) && self.listen_sockets.iter().any(Option::is_some)
@@ -255,6 +260,7 @@ impl<S: Stack> Worker<S> {
                 }
                 if self.conns.is_empty() {
                     tracing::debug!(worker = self.id, "drained");
+                    self.access_log.flush();
                     return Ok(());
                 }
                 if self.drain_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -264,6 +270,7 @@ impl<S: Stack> Worker<S> {
                         "drain time over: closing open connections"
                     );
                     self.abort_all(Instant::now());
+                    self.access_log.flush();
                     return Ok(());
                 }
             }
@@ -588,6 +595,7 @@ impl<S: Stack> Worker<S> {
             rng: &mut self.rng,
             pool: &mut g.pool,
             date: &mut self.date,
+            access_log: &mut self.access_log,
             now,
             wall: SystemTime::now(),
             key,
@@ -616,6 +624,7 @@ impl<S: Stack> Worker<S> {
             rng: &mut self.rng,
             pool: &mut g.pool,
             date: &mut self.date,
+            access_log: &mut self.access_log,
             now,
             wall: SystemTime::now(),
             key,

@@ -27,7 +27,15 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress
           codec_type: HTTP1
-          access_log: []
+          access_log:
+          - name: file
+            filter: { and_filter: { filters: [ { status_code_filter: { comparison: { op: GE, value: { default_value: 400, runtime_key: a } } } }, { response_flag_filter: { flags: [UF, NR] } } ] } }
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: /dev/null
+              log_format: { json_format: { code: "%RESPONSE_CODE%", up: { host: "%UPSTREAM_HOST%" } }, omit_empty_values: true }
+          - name: out
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog }
           http_protocol_options: { accept_http_10: true, default_host_for_http_10: legacy.local, allow_chunked_length: true, allow_absolute_url: false }
           common_http_protocol_options:
             idle_timeout: 0s
@@ -453,7 +461,12 @@ fn rich_config_dump_fields() {
     assert_eq!(at(&h, "request_headers_timeout"), &s("0s"));
     assert_eq!(at(&h, "common_http_protocol_options.idle_timeout"), &s("0s"));
     assert_eq!(at(&h, "strip_any_host_port"), &Json::Bool(true));
-    assert!(!has(&h, "access_log"), "ignored fields are not part of the effective config");
+    assert_eq!(at(&h, "access_log[0].filter.and_filter.filters[0].status_code_filter.comparison.op"), &s("GE"));
+    assert_eq!(at(&h, "access_log[0].filter.and_filter.filters[1].response_flag_filter.flags[1]"), &s("NR"));
+    assert_eq!(at(&h, "access_log[0].typed_config.path"), &s("/dev/null"));
+    assert_eq!(at(&h, "access_log[0].typed_config.log_format.json_format.up.host"), &s("%UPSTREAM_HOST%"));
+    assert_eq!(at(&h, "access_log[0].typed_config.log_format.omit_empty_values"), &Json::Bool(true));
+    assert!(!has(at(&h, "access_log[1].typed_config"), "log_format"), "the default format is not written out");
     assert!(!has(at(&h, "http_filters[3].typed_config"), "dynamic_stats"));
     assert_eq!(at(&h, "http_filters[0].typed_config.delay.percentage.denominator"), &s("TEN_THOUSAND"));
     assert_eq!(at(&h, "http_filters[0].typed_config.abort.percentage.denominator"), &s("HUNDRED"));

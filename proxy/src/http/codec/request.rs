@@ -143,6 +143,9 @@ fn parse_head<'b>(
     head: &mut RequestHead,
     scratch: &mut Vec<httparse::Header<'b>>,
 ) -> Result<RequestMeta, RequestError> {
+    // Cleared first: after an error the head holds only this request's fields (the
+    // access log of a rejected request must not show the previous one's).
+    head.clear();
     let line = &buf[bounds.start..bounds.start_line_end];
     let (method, target, version) = parse_request_line(line, settings.allow_custom_methods)?;
     let drop_underscores = settings.headers_with_underscores_action == HeadersWithUnderscoresAction::DropHeader;
@@ -160,7 +163,6 @@ fn parse_head<'b>(
         _ => return Err(RequestError::CodecError),
     };
 
-    head.clear();
     head.method.push_str(ascii_str(method)?);
     head.version = Some(version);
     let check_underscores = settings.headers_with_underscores_action != HeadersWithUnderscoresAction::Allow;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sluice_config::hcm::{CodecType, HttpConnectionManager, HttpFilterKind, ServerHeaderTransformation, StripPortMode};
 
+use crate::access_log::AccessLogger;
 use crate::http::codec::Http1Settings;
 use crate::http::filters::fault::FaultConfig;
 use crate::router::RouteTable;
@@ -50,6 +51,8 @@ pub struct HcmConfig {
     pub buffer_limit: usize,
     /// The cluster manager the routes' clusters are looked up in.
     pub clusters: Arc<ClusterManager>,
+    /// Loggers of finished requests.
+    pub access_log: Vec<AccessLogger>,
 }
 
 impl HcmConfig {
@@ -96,7 +99,12 @@ impl HcmConfig {
             max_headers_count: common.max_headers_count,
             headers_with_underscores_action: common.headers_with_underscores_action,
         };
+        let mut access_log = Vec::with_capacity(c.access_log.len());
+        for (i, l) in c.access_log.iter().enumerate() {
+            access_log.push(AccessLogger::new(l).map_err(|e| format!("{path}.access_log[{i}]: {e}"))?);
+        }
         Ok(HcmConfig {
+            access_log,
             stat_prefix: c.stat_prefix.clone(),
             codec_type: c.codec_type,
             settings: Arc::new(settings),

@@ -34,6 +34,7 @@ use crate::http::codec::{
 use crate::http::filters::router::{self, RouterState};
 use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
+use crate::router::formatter::FormatContext;
 use crate::router::{RouteKind, StreamInfo};
 use crate::stats::HttpStats;
 use crate::tcp_proxy::{CloseReason, Status};
@@ -547,6 +548,17 @@ impl HttpConnection {
         self.down.out.extend_from_slice(e.body().as_bytes());
         self.stream.response = head;
         self.count_status(e.status());
+        if !self.cfg.access_log.is_empty() {
+            // A rejected request never became a stream: log what is known of it.
+            let s = &mut self.stream;
+            s.start = self.head_started.unwrap_or(ctx.now);
+            s.start_time = ctx.wall;
+            s.response_started = true;
+            s.flags = ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR;
+            (s.rq_body_bytes, s.resp_body_bytes) = (0, e.body().len() as u64);
+            (s.route, s.cluster, s.remote, s.upstream_host, s.attempt_count) = (None, None, None, None, 0);
+            self.write_access_log(ctx);
+        }
         // Whatever else was sent is not processed.
         self.down.consume_input(self.down.pending_input().len());
         self.closing = Some(Closing::AfterFlush);
@@ -652,6 +664,7 @@ impl HttpConnection {
         if !self.stream.meta.is_head {
             self.down.out.extend_from_slice(body);
             self.stream.bytes_sent += body.len() as u64;
+            self.stream.resp_body_bytes += body.len() as u64;
         }
         self.stream.response_done = true;
     }
@@ -819,6 +832,7 @@ impl HttpConnection {
             }
             match self.stream.body.decode(input) {
                 Ok(d) => {
+                    self.stream.rq_body_bytes += d.data.len() as u64;
                     self.down.consume_input(d.consumed);
                     progress |= d.consumed > 0;
                     if d.end {
@@ -863,6 +877,7 @@ impl HttpConnection {
         if !self.stream.meta.is_head {
             self.down.out.extend_from_slice(body);
             self.stream.bytes_sent += body.len() as u64;
+            self.stream.resp_body_bytes += body.len() as u64;
         }
         self.stream.response_done = true;
         self.stream.phase = FilterPhase::Routed;
@@ -905,9 +920,38 @@ impl HttpConnection {
             status = self.stream.response.status,
             "request done"
         );
+        if !self.cfg.access_log.is_empty() {
+            self.write_access_log(ctx);
+        }
         self.idle_since = ctx.now;
         if self.stream.close_after {
             self.closing = Some(Closing::AfterFlush);
+        }
+    }
+
+    /// Hand the finished request to every access logger.
+    fn write_access_log<S: Stack>(&self, ctx: &mut Ctx<'_, S>) {
+        let s = &self.stream;
+        let mut info = self.stream_info();
+        info.response_code = s.response_started.then_some(s.response.status);
+        info.response_flags = s.flags;
+        info.bytes_received = s.rq_body_bytes;
+        info.bytes_sent = s.resp_body_bytes;
+        info.duration = Some(ctx.now.saturating_duration_since(s.start));
+        info.upstream_remote = s.upstream_host;
+        info.attempt_count = s.attempt_count;
+        info.hostname = crate::access_log::hostname();
+        let matched = s.route.as_ref().and_then(|r| self.cfg.routes.get(r));
+        let cluster = s.cluster.and_then(|i| self.cfg.clusters.clusters.get(i)).map(|c| c.name());
+        let cx = FormatContext {
+            info: &info,
+            request: Some(&s.head),
+            response: s.response_started.then_some(&s.response),
+            route_name: matched.as_ref().map_or("", |m| m.route_name()),
+            cluster,
+        };
+        for logger in &self.cfg.access_log {
+            logger.log(&cx, ctx.access_log);
         }
     }
 

@@ -50,6 +50,14 @@ pub struct Stream {
     pub flags: ResponseFlags,
     pub bytes_received: u64,
     pub bytes_sent: u64,
+    /// Request body bytes (decoded) and response body bytes, as Envoy's
+    /// `%BYTES_RECEIVED%` / `%BYTES_SENT%` count them.
+    pub rq_body_bytes: u64,
+    pub resp_body_bytes: u64,
+    /// The last upstream host chosen for this request.
+    pub upstream_host: Option<std::net::SocketAddr>,
+    /// Upstream tries started (retries included).
+    pub attempt_count: u32,
     /// The client address Envoy uses for this request (after XFF processing).
     pub remote: Option<std::net::SocketAddr>,
     /// Last time bytes moved for this stream (stream idle timeout).
@@ -88,6 +96,10 @@ impl Stream {
             flags: ResponseFlags::NONE,
             bytes_received: 0,
             bytes_sent: 0,
+            rq_body_bytes: 0,
+            resp_body_bytes: 0,
+            upstream_host: None,
+            attempt_count: 0,
             remote: None,
             last_activity: now,
             close_after: false,
@@ -114,6 +126,10 @@ impl Stream {
         self.flags = ResponseFlags::NONE;
         self.bytes_received = meta.head_len as u64;
         self.bytes_sent = 0;
+        self.rq_body_bytes = 0;
+        self.resp_body_bytes = 0;
+        self.upstream_host = None;
+        self.attempt_count = 0;
         self.remote = None;
         self.last_activity = now;
         self.close_after = !meta.keep_alive;

@@ -279,6 +279,8 @@ impl RouterState {
             self.stats.upstream_cx_none_healthy.inc();
             return Err(LocalReply::new(503, local_reply::NO_HEALTHY_UPSTREAM, ResponseFlags::NO_HEALTHY_UPSTREAM));
         };
+        stream.upstream_host = Some(host.address);
+        stream.attempt_count += 1;
         if let Some((slot, client)) = ctx.pool.take_idle(self.cluster, host.address, ctx.key) {
             self.release_pending(&info);
             self.start_try(idx, host, slot, client, ctx);
@@ -426,6 +428,7 @@ impl RouterState {
                 }
             };
             let data = &input[d.data.clone()];
+            stream.rq_body_bytes += data.len() as u64;
             let out = client.out.tail();
             if !data.is_empty() {
                 let _ = self.body_encoder.encode(data, out);
@@ -740,6 +743,7 @@ impl RouterState {
                 let before = down.out.len();
                 let _ = stream.response_encoder.encode(data, &mut down.out);
                 stream.bytes_sent += (down.out.len() - before) as u64;
+                stream.resp_body_bytes += data.len() as u64;
             }
             client.consume_input(d.consumed);
             step.progress |= d.consumed > 0;

@@ -5,7 +5,8 @@
 //! connection goes to a LISTEN socket from the matching listener's pool (exact address
 //! first, then `0.0.0.0`), which then becomes an embryonic connection under the 4-tuple,
 //! and the pool is topped up at once. A segment for a TIME-WAIT record is handled by
-//! `time_wait`. Everything else is processed against an empty set, so smoltcp answers as
+//! `time_wait`; a SYN whose tuple belongs to a connection that is CLOSED but not yet
+//! released starts a new connection. Everything else is processed against an empty set, so smoltcp answers as
 //! it would for an unknown port (RST), replies to ARP, and drops the rest.
 
 use smoltcp::phy::TxToken;
@@ -57,6 +58,16 @@ impl Core {
     fn ingress_tcp<T: TxToken>(&mut self, frame: &[u8], tx: T, seg: &Segment, now: Instant, origin: Origin) {
         let opens = seg.syn && !seg.ack && !seg.rst;
         match self.flows.get(&seg.key).copied() {
+            Some(Flow::Conn(key)) if opens && self.conns.get(key).is_some_and(|c| c.state() == State::Closed) => {
+                // The tuple's previous connection is over but its owner has not let go
+                // of it yet (a closed socket accepts nothing, so smoltcp would answer
+                // the SYN with a reset): the SYN opens a new connection, which takes
+                // the tuple. The old one keeps its id until released; freeing it then
+                // leaves the new mapping alone.
+                self.flows.remove(&seg.key);
+                self.stats.syn_took_closed_tuple += 1;
+                self.ingress_syn(frame, tx, seg, now);
+            }
             Some(Flow::Conn(key)) => self.ingress_conn(key, frame, tx, seg, now),
             Some(Flow::TimeWait { .. }) if opens => {
                 self.flows.remove(&seg.key);

@@ -12,6 +12,9 @@
 //! Besides criterion's packets/s (wall clock), the bench prints CPU nanoseconds per
 //! packet of the loop thread (from /proc/thread-self/schedstat), which is less
 //! sensitive to the generator's pace on a small machine.
+//!
+//! `SLUICE_XSK_BENCH_NET=PREFIX:N` puts the bed in namespaces `PREFIX-l`/`PREFIX-r`
+//! on 10.99.N.0/24 instead (e.g. `sxm49:49`, as `bench/xdp.sh` runs it).
 
 use std::cell::Cell;
 use std::io;
@@ -29,7 +32,13 @@ use sluice_datapath::{
 };
 use smoltcp::phy::{Device, RxToken, TxToken};
 
-const OURS: Ipv4Addr = Ipv4Addr::new(10, 99, 15, 2);
+/// The bed's name prefix and third address octet (see the module text).
+fn bed_net() -> (String, u8) {
+    std::env::var("SLUICE_XSK_BENCH_NET")
+        .ok()
+        .and_then(|v| v.split_once(':').and_then(|(p, n)| Some((p.to_string(), n.parse().ok()?))))
+        .unwrap_or_else(|| ("sxb".to_string(), 15))
+}
 const SINK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
 const FRAME_LEN: usize = 60;
 
@@ -41,13 +50,14 @@ fn thread_cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// A TCP SYN from the peer to OURS:7000, as the generator sends it.
-fn frame(dst_mac: [u8; 6], src_mac: [u8; 6]) -> [u8; FRAME_LEN] {
+/// A TCP SYN from the peer (10.99.N.1) to ours (10.99.N.2):7000, as the generator
+/// sends it.
+fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], n: u8) -> [u8; FRAME_LEN] {
     let mut f = [0u8; FRAME_LEN];
     f[..6].copy_from_slice(&dst_mac);
     f[6..12].copy_from_slice(&src_mac);
     f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14..34].copy_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 99, 15, 1, 10, 99, 15, 2]);
+    f[14..34].copy_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 99, n, 1, 10, 99, n, 2]);
     f[34..38].copy_from_slice(&[0x9c, 0x40, 0x1b, 0x58]); // 40000 -> 7000
     f[46] = 0x50;
     f[47] = 0x02; // SYN
@@ -159,11 +169,12 @@ struct Bed {
 }
 
 fn setup() -> io::Result<(Bed, XskDevice, XskDevice)> {
-    let net = TwoHosts::new("sxb", 1)?;
-    let peer = net.right.add_address(net.veth.b(), "10.99.15.1/24")?;
+    let (prefix, n) = bed_net();
+    let net = TwoHosts::new(&prefix, 1)?;
+    let peer = net.right.add_address(net.veth.b(), &format!("10.99.{n}.1/24"))?;
     let cfg = XskConfig { bind: BindMode::Copy, ..XskConfig::default() };
     let (program, dev) = net.left.run(|| {
-        let steering = SteeringConfig { owned: vec![OURS], ..Default::default() };
+        let steering = SteeringConfig { owned: vec![Ipv4Addr::new(10, 99, n, 2)], ..Default::default() };
         let program = XdpProgram::attach(net.veth.a(), AttachMode::Drv, &steering)?;
         let dev = XskDevice::open(&program, 0, &cfg)?;
         Ok::<_, sluice_datapath::XdpError>((program, dev))
@@ -187,7 +198,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut gen = Generator::start(gen_dev, frame(dev.mac(), [0x02, 0, 0, 0, 0, 0x01]));
+    let mut gen = Generator::start(gen_dev, frame(dev.mac(), [0x02, 0, 0, 0, 0, 0x01], bed_net().1));
 
     let mut c = Criterion::default()
         .sample_size(10)

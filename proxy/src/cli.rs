@@ -30,6 +30,10 @@ pub struct XdpOptions {
     /// `skb` or `drv`.
     pub xdp_mode: Option<String>,
     pub zero_copy: bool,
+    /// Prefixes routed to sluice that are not its own address (`--intercept`), e.g.
+    /// `10.0.9.0/24`: their TCP is steered to sluice and served by the listener of the
+    /// original destination (or the `use_original_dst` listener).
+    pub intercept: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +68,10 @@ Options:
       --queues LIST          xdp: NIC queues to serve, e.g. 0,1 (default: 0..concurrency)
       --xdp-mode skb|drv     xdp: attach mode (default: drv, falling back to skb)
       --zero-copy            xdp: bind AF_XDP sockets in zero-copy mode
+      --intercept CIDR[,CIDR]
+                             xdp: also take TCP to these prefixes (routed to sluice,
+                             not its own address); connections keep their original
+                             destination, for use_original_dst listeners
   -h, --help                 this text
       --version              print the version
 ";
@@ -71,7 +79,7 @@ Options:
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    Run(Options),
+    Run(Box<Options>),
     RouteCheck(Vec<String>),
     Help,
     Version,
@@ -156,15 +164,21 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 xdp.xdp_mode = Some(v);
             }
             "--zero-copy" => xdp.zero_copy = true,
+            "--intercept" => {
+                let v = value(flag)?;
+                xdp.intercept.extend(v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()));
+            }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
     let config_path = config_path.ok_or("a config file is required: -c FILE")?;
-    if datapath == DatapathKind::Kernel && (xdp.interface.is_some() || xdp.address.is_some()) {
-        return Err("--interface/--address apply to --datapath xdp only".into());
+    if datapath == DatapathKind::Kernel
+        && (xdp.interface.is_some() || xdp.address.is_some() || !xdp.intercept.is_empty())
+    {
+        return Err("--interface/--address/--intercept apply to --datapath xdp only".into());
     }
     let concurrency = concurrency.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    Ok(Command::Run(Options { config_path, concurrency, mode, datapath, log_level, drain_time, xdp }))
+    Ok(Command::Run(Box::new(Options { config_path, concurrency, mode, datapath, log_level, drain_time, xdp })))
 }
 
 #[cfg(test)]
@@ -191,12 +205,27 @@ mod tests {
     }
 
     #[test]
+    fn xdp_flags() {
+        let a = args(
+            "-c x --datapath xdp --interface eth1 --address 10.0.0.2/24 --gateway 10.0.0.1 \
+             --queues 0,1 --xdp-mode drv --zero-copy --intercept 10.0.9.0/24,10.0.10.0/24 --intercept=10.1.0.0/16",
+        );
+        let Command::Run(o) = parse(&a).unwrap() else { panic!() };
+        assert_eq!(o.datapath, DatapathKind::Xdp);
+        assert_eq!(o.xdp.interface.as_deref(), Some("eth1"));
+        assert_eq!(o.xdp.queues, Some(vec![0, 1]));
+        assert!(o.xdp.zero_copy);
+        assert_eq!(o.xdp.intercept, ["10.0.9.0/24", "10.0.10.0/24", "10.1.0.0/16"]);
+    }
+
+    #[test]
     fn errors_are_clear() {
         assert!(parse(&args("--concurrency 2")).unwrap_err().contains("-c FILE"));
         assert!(parse(&args("-c x --mode run")).unwrap_err().contains("serve or validate"));
         assert!(parse(&args("-c x --bogus")).unwrap_err().contains("--bogus"));
         assert!(parse(&args("-c x --concurrency 0")).is_err());
         assert_eq!(parse(&args("--help")).unwrap(), Command::Help);
+        assert!(parse(&args("-c x --intercept 10.0.9.0/24")).unwrap_err().contains("xdp only"));
         assert!(
             matches!(parse(&args("route-check -c r.yaml -t t.yaml")).unwrap(), Command::RouteCheck(a) if a.len() == 4)
         );

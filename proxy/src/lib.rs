@@ -27,3 +27,4 @@ pub mod transport;
 pub mod upstream;
 pub mod worker;
 pub mod worker_ctx;
+mod xdp;

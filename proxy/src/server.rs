@@ -91,10 +91,7 @@ pub fn run(opts: &Options) -> i32 {
     }
     match opts.datapath {
         DatapathKind::Kernel => serve(opts, &loaded, snapshot),
-        DatapathKind::Xdp => {
-            eprintln!("sluice: --datapath xdp is not built yet in this version; use --datapath kernel");
-            1
-        }
+        DatapathKind::Xdp => crate::xdp::serve(opts, &loaded, snapshot),
     }
 }
 
@@ -115,24 +112,43 @@ pub fn open_listeners<S: Stack>(stack: &mut S, snapshot: &Snapshot) -> Result<Ve
     Ok(sockets)
 }
 
-fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>) -> i32 {
-    let stats = Arc::new(Store::new(opts.concurrency));
+/// What every datapath's serve path shares: the stats store, the workers' control flags
+/// and the main loop (signals and the admin server, on kernel sockets).
+pub(crate) struct Serving {
+    pub stats: Arc<Store>,
+    pub control: Arc<Control>,
+    pub main: MainLoop,
+}
+
+/// Create the stats, control flags and main loop for `workers` workers.
+pub(crate) fn prepare(
+    opts: &Options,
+    loaded: &sluice_config::Loaded,
+    snapshot: &Arc<Snapshot>,
+    workers: usize,
+) -> Result<Serving, String> {
+    let stats = Arc::new(Store::new(workers));
     let control = Arc::new(Control::default());
     let admin_state = Arc::new(AdminState {
         stats: Arc::clone(&stats),
-        snapshot: Mutex::new(Arc::clone(&snapshot)),
+        snapshot: Mutex::new(Arc::clone(snapshot)),
         config_dump: Mutex::new(sluice_config::dump::config_dump(&loaded.bootstrap)),
         control: Arc::clone(&control),
         started: Instant::now(),
         started_wall: std::time::SystemTime::now(),
         live: AtomicBool::new(false),
         health_check_failed: AtomicBool::new(false),
-        concurrency: opts.concurrency,
+        concurrency: workers,
         config_path: opts.config_path.display().to_string(),
         quit: AtomicBool::new(false),
     });
-    let mut main = match MainLoop::new(loaded, Arc::clone(&admin_state), opts, Arc::clone(&stats)) {
-        Ok(m) => m,
+    let main = MainLoop::new(loaded, admin_state, opts, Arc::clone(&stats))?;
+    Ok(Serving { stats, control, main })
+}
+
+fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>) -> i32 {
+    let serving = match prepare(opts, loaded, &snapshot, opts.concurrency) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("sluice: {e}");
             return 1;
@@ -159,8 +175,8 @@ fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
             stack,
             snapshot: Arc::clone(&snapshot),
             listen_sockets,
-            stats: Arc::clone(&stats),
-            control: Arc::clone(&control),
+            stats: Arc::clone(&serving.stats),
+            control: Arc::clone(&serving.control),
             drain_time: opts.drain_time,
         };
         match Worker::new(setup) {
@@ -171,15 +187,27 @@ fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
             }
         }
     }
-    match UpstreamThreads::start(&snapshot, &stats, true) {
-        Ok(t) => main.threads = Some(t),
+    run_serving(workers, serving, &snapshot, opts)
+}
+
+/// Start the cluster threads (DNS refresh, health checks, outlier detection), run the
+/// workers and the main loop until they exit, then stop the threads. Returns the exit
+/// code.
+pub(crate) fn run_serving<S: Stack + Send + 'static>(
+    workers: Vec<Worker<S>>,
+    mut serving: Serving,
+    snapshot: &Snapshot,
+    opts: &Options,
+) -> i32 {
+    match UpstreamThreads::start(snapshot, &serving.stats, true) {
+        Ok(t) => serving.main.threads = Some(t),
         Err(e) => {
             eprintln!("sluice: {e}");
             return 1;
         }
     }
-    let code = run_workers(workers, &mut main, opts);
-    if let Some(t) = main.threads.take() {
+    let code = run_workers(workers, &mut serving.main, opts);
+    if let Some(t) = serving.main.threads.take() {
         t.stop();
     }
     code
@@ -237,7 +265,7 @@ const ADMIN_TOKEN: mio::Token = mio::Token(1);
 
 /// The main thread's event loop: signals (SIGTERM/SIGINT drain, SIGHUP reload,
 /// SIGUSR1 reopen access logs) and the admin server.
-struct MainLoop {
+pub(crate) struct MainLoop {
     poll: mio::Poll,
     signal_pipe: mio::net::UnixStream,
     term: Arc<AtomicBool>,
@@ -249,10 +277,13 @@ struct MainLoop {
     stats: Arc<Store>,
     /// The current config's cluster threads (DNS, health checks, outlier detection).
     threads: Option<UpstreamThreads>,
+    /// Why SIGHUP cannot reload in this datapath, if it cannot (xdp mode: the XDP
+    /// program steers the ports of the config sluice started with).
+    pub(crate) reload_refused: Option<&'static str>,
 }
 
 impl MainLoop {
-    fn new(
+    pub(crate) fn new(
         loaded: &sluice_config::Loaded,
         admin_state: Arc<AdminState>,
         opts: &Options,
@@ -304,11 +335,16 @@ impl MainLoop {
             config_path: opts.config_path.clone(),
             stats,
             threads: None,
+            reload_refused: None,
         })
     }
 
     /// SIGHUP: swap in the config file's current content, or keep the old one.
     fn reload(&mut self) {
+        if let Some(why) = self.reload_refused {
+            tracing::error!(config = %self.config_path.display(), "configuration reload refused: {why}; restart sluice to serve a new configuration");
+            return;
+        }
         let control = Arc::clone(&self.admin_state.control);
         match reload::reload(&self.config_path, &control, &self.admin_state, &self.stats) {
             Ok(threads) => {

@@ -285,6 +285,37 @@ stats_scope! {
     }
 }
 
+stats_scope! {
+    /// `xdp.queue_<n>.*` (xdp mode): one AF_XDP queue, its stack and its core's flow
+    /// steering. Written by the queue's worker from the datapath's own counters about
+    /// once a second (never on the packet path), so they lag by up to that much.
+    pub struct XdpQueueStats ("xdp") {
+        rx_packets: Counter,
+        rx_bytes: Counter,
+        tx_packets: Counter,
+        tx_bytes: Counter,
+        rx_fill_ring_empty: Counter,
+        rx_ring_full: Counter,
+        rx_dropped: Counter,
+        rx_invalid: Counter,
+        rx_no_socket: Counter,
+        tx_ring_full: Counter,
+        tx_invalid: Counter,
+        tx_kicks: Counter,
+        rx_wakeups: Counter,
+        handoff_sent: Counter,
+        handoff_received: Counter,
+        handoff_dropped: Counter,
+        handoff_wakeups: Counter,
+        neighbors_shared: Counter,
+        neighbors_learned: Counter,
+        accepts: Counter,
+        connects: Counter,
+        connections: Gauge,
+        time_wait: Gauge,
+    }
+}
+
 /// Every worker's block of one scope kind, by scope name.
 pub struct Registry<S: Scope> {
     scopes: Mutex<BTreeMap<String, Vec<Arc<S>>>>,
@@ -405,6 +436,8 @@ pub struct Store {
     pub http: Registry<HttpStats>,
     /// Cluster-owned stats (one block per cluster, see [`UpstreamStats`]).
     pub upstream: Registry<UpstreamStats>,
+    /// AF_XDP queues (xdp mode; one block per queue, written by its worker).
+    pub xdp: Registry<XdpQueueStats>,
 }
 
 impl Store {
@@ -415,6 +448,7 @@ impl Store {
             tcp: Registry::new(workers),
             http: Registry::new(workers),
             upstream: Registry::new(1),
+            xdp: Registry::new(1),
         }
     }
 
@@ -426,6 +460,7 @@ impl Store {
         self.tcp.collect(&mut out);
         self.http.collect(&mut out);
         self.upstream.collect(&mut out);
+        self.xdp.collect(&mut out);
         for (name, v) in crate::access_log::sink::counters() {
             out.push((name.to_string(), StatKind::Counter, v as i64));
         }

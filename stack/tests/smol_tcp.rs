@@ -1,7 +1,8 @@
 //! TCP behaviour of the smol stack on the in-memory datapath, deterministic (manual
 //! clock, seeded network): handshake, FIN and RST both ways, half-close, refused and
 //! unanswered connects, listen backlog, many connections, original destination and
-//! gateway routing, ephemeral ports and TIME-WAIT.
+//! gateway routing, ephemeral ports and TIME-WAIT, and a SYN on the tuple of a CLOSED
+//! connection not yet released.
 
 mod util;
 
@@ -507,4 +508,41 @@ fn closing_counts_released_connections_until_their_fin_or_rst_is_delivered() {
     assert_eq!(sim.client.read(c2, &mut buf).unwrap_err().kind(), io::ErrorKind::ConnectionReset);
     // Waiting for the peer's FIN (FIN-WAIT-2) owes nothing.
     assert_eq!(sim.server.closing(), 0);
+}
+
+#[test]
+fn a_syn_on_the_tuple_of_an_unreleased_closed_connection_opens_a_new_one() {
+    // One client port, so the second connect reuses the 4-tuple of the first.
+    let mut sim = Sim::with(5, Faults::NONE, Faults::NONE, |_| {}, |c| c.ephemeral_ports = (40000, 40000));
+    let l = sim.server.listen(at(SERVER_IP, 80), &ListenOptions::default()).unwrap();
+    let (c, s) = connect(&mut sim, l, at(SERVER_IP, 80));
+    sim.server.register(s, Token(3), Interest::READABLE).unwrap();
+    // The client resets; the server's connection is CLOSED but its owner keeps it.
+    sim.client.abort(c);
+    assert!(sim.run_until(Duration::from_secs(5), |sm| sm.server_events.iter().any(|e| e.is_error())));
+    assert_eq!(sim.server.smol_stats().connections, 1);
+
+    // Same 4-tuple again: a new connection, not a reset.
+    let (c2, s2) = connect(&mut sim, l, at(SERVER_IP, 80));
+    assert_eq!(sim.client.local_addr(c2).unwrap().port(), 40000);
+    assert_eq!(sim.server.smol_stats().syn_took_closed_tuple, 1);
+    let mut buf = [0u8; 8];
+    assert_eq!(sim.server.read(s, &mut buf).unwrap_err().kind(), io::ErrorKind::ConnectionReset, "the old one");
+    sim.client.write(c2, b"again").unwrap();
+    let mut got = Vec::new();
+    assert!(sim.run_until(Duration::from_secs(2), |sm| {
+        let _ = drain(&mut sm.server, s2, &mut got);
+        got == b"again"
+    }));
+
+    // Releasing the old connection leaves the new one's tuple alone.
+    sim.server.close(s);
+    sim.settle(Duration::from_millis(100));
+    sim.client.write(c2, b"!").unwrap();
+    got.clear();
+    assert!(sim.run_until(Duration::from_secs(2), |sm| {
+        let _ = drain(&mut sm.server, s2, &mut got);
+        got == b"!"
+    }));
+    assert_eq!(sim.server.smol_stats().connections, 1);
 }

@@ -49,7 +49,8 @@ impl Client {
     /// A client on a fresh kernel connection to any address (e.g. one an iptables rule
     /// redirects).
     pub fn connect_to(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         Client::over(Conn::Kernel(stream))
     }
 

@@ -18,21 +18,23 @@ pub struct Proxy {
 
 /// Write `yaml` to a temp file and run `sluice -c FILE ARGS...`.
 pub fn spawn(yaml: &str, args: &[&str]) -> Proxy {
-    spawn_command(Command::new(sluice_bin()), yaml, args)
+    spawn_wrapped(&[], yaml, args)
 }
 
-/// Like [`spawn`], inside network namespace `netns` (`ip netns exec`, which execs
-/// sluice: the PID is sluice's own).
-pub fn spawn_in_netns(netns: &str, yaml: &str, args: &[&str]) -> Proxy {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", netns]).arg(sluice_bin());
-    spawn_command(cmd, yaml, args)
-}
-
-fn spawn_command(mut cmd: Command, yaml: &str, args: &[&str]) -> Proxy {
+/// Like [`spawn`], through a wrapper command that execs its arguments (e.g.
+/// `ip netns exec NS`), so that the PID is still sluice's.
+pub fn spawn_wrapped(wrapper: &[&str], yaml: &str, args: &[&str]) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("sluice.yaml");
     std::fs::write(&config_path, yaml).unwrap();
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(sluice_bin());
+            c
+        }
+        None => Command::new(sluice_bin()),
+    };
     let mut child = cmd
         .arg("-c")
         .arg(&config_path)
@@ -63,16 +65,19 @@ fn spawn_command(mut cmd: Command, yaml: &str, args: &[&str]) -> Proxy {
 impl Proxy {
     /// Start and wait until it serves (its "sluice started" log line).
     pub fn start(yaml: &str, args: &[&str]) -> Proxy {
-        let mut p = spawn(yaml, args);
+        Proxy::start_wrapped(&[], yaml, args)
+    }
+
+    /// [`Proxy::start`] through a wrapper command (see [`spawn_wrapped`]).
+    pub fn start_wrapped(wrapper: &[&str], yaml: &str, args: &[&str]) -> Proxy {
+        let mut p = spawn_wrapped(wrapper, yaml, args);
         p.wait_for_log("sluice started", Duration::from_secs(20));
         p
     }
 
     /// Start inside network namespace `netns` and wait until it serves.
     pub fn start_in_netns(netns: &str, yaml: &str, args: &[&str]) -> Proxy {
-        let mut p = spawn_in_netns(netns, yaml, args);
-        p.wait_for_log("sluice started", Duration::from_secs(20));
-        p
+        Proxy::start_wrapped(&["ip", "netns", "exec", netns], yaml, args)
     }
 
     pub fn pid(&self) -> u32 {

@@ -2,7 +2,9 @@
 //! Envoy's metric names and tags: `cluster.<name>.X` becomes
 //! `envoy_cluster_X{envoy_cluster_name="<name>"}`, and likewise for listeners
 //! (`envoy_listener_address`), HTTP connection managers
-//! (`envoy_http_conn_manager_prefix`) and tcp_proxy (`envoy_tcp_prefix`). Counters,
+//! (`envoy_http_conn_manager_prefix`), tcp_proxy (`envoy_tcp_prefix`) and, in xdp
+//! mode, AF_XDP queues (`xdp.queue_0.rx_packets` becomes
+//! `envoy_xdp_rx_packets{envoy_xdp_queue="queue_0"}`). Counters,
 //! gauges and histograms (`_bucket`/`_sum`/`_count`) each get one `# TYPE` line.
 
 use std::collections::BTreeMap;
@@ -59,6 +61,7 @@ pub fn render(store: &Store) -> String {
     collect(&store.listeners, "envoy_listener_address", &mut families);
     collect(&store.http, "envoy_http_conn_manager_prefix", &mut families);
     collect(&store.tcp, "envoy_tcp_prefix", &mut families);
+    collect(&store.xdp, "envoy_xdp_queue", &mut families);
     for (stat, v) in crate::access_log::sink::counters() {
         let name = sanitize(&format!("envoy_{stat}"));
         let fam = families.entry(name.clone()).or_default();
@@ -96,5 +99,15 @@ mod tests {
         assert!(text.contains("envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"web.prod\"} 1\n"));
         assert!(text.contains("envoy_cluster_upstream_cx_active{envoy_cluster_name=\"web.prod\"} 0\n"));
         assert_eq!(text.matches("# TYPE envoy_cluster_upstream_cx_total ").count(), 1);
+    }
+
+    #[test]
+    fn xdp_queues_are_tagged() {
+        let store = Store::new(1);
+        store.xdp.scope("queue_1")[0].handoff_sent.add(7);
+        let text = render(&store);
+        assert!(text.contains("# TYPE envoy_xdp_handoff_sent counter\n"), "{text}");
+        assert!(text.contains("envoy_xdp_handoff_sent{envoy_xdp_queue=\"queue_1\"} 7\n"), "{text}");
+        assert_eq!(store.get("xdp.queue_1.handoff_sent"), Some(7));
     }
 }

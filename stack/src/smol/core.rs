@@ -25,8 +25,10 @@ use super::device::Egress;
 use super::flow::{Flow, FlowKey};
 use super::listener::Listener;
 use super::ports::Ports;
+use super::redirect::Redirect;
 use super::slab::{Key, Slab};
 use super::stats::SmolStats;
+use super::steer::FlowSteering;
 use super::time_wait::TimeWait;
 use super::timers::Timers;
 use crate::socket::SocketTable;
@@ -74,6 +76,10 @@ pub(crate) struct Core {
     pub wakers: Vec<(Token, Arc<AtomicBool>)>,
     pub stats: SmolStats,
     pub more_ingress: bool,
+    /// Flow steering between cores (multi-queue xdp mode), when set.
+    pub steer: Option<FlowSteering>,
+    /// Intercepted destinations without a listener of their own.
+    pub redirect: Option<Redirect>,
 }
 
 impl Core {
@@ -100,6 +106,8 @@ impl Core {
             wakers: Vec::new(),
             stats: SmolStats::default(),
             more_ingress: false,
+            steer: None,
+            redirect: None,
         }
     }
 
@@ -246,7 +254,13 @@ impl Core {
         match self.listeners.get_mut(l) {
             Some(listener) => {
                 listener.pending = listener.pending.saturating_sub(1);
-                if conn.state() == State::Listen && listener.pool.len() < listener.pool_target(self.cfg.listen_pool) {
+                // A redirected SYN's socket listens on the original port, not the
+                // listener's: it never joins the pool.
+                let own_port = conn.flow.local_port == listener.addr.port();
+                if own_port
+                    && conn.state() == State::Listen
+                    && listener.pool.len() < listener.pool_target(self.cfg.listen_pool)
+                {
                     listener.pool.push(conn.set);
                 } else {
                     self.recycle(conn.set);
@@ -424,6 +438,7 @@ impl Core {
         let busy = !self.ready.is_empty()
             || !self.dirty.is_empty()
             || self.more_ingress
+            || self.steer.as_ref().is_some_and(FlowSteering::has_pending)
             || self.wakers.iter().any(|(_, f)| f.load(Ordering::Acquire));
         if busy {
             return Some(Duration::ZERO);

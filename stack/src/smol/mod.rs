@@ -74,22 +74,27 @@ mod conn;
 mod core;
 mod device;
 mod flow;
+mod handoff;
 mod ingress;
 mod listener;
 mod neighbor;
 mod ops;
 mod ports;
+mod redirect;
 mod slab;
 mod stats;
+mod steer;
 mod time_wait;
 mod timers;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::SmolConfig;
+pub use handoff::{Handoff, HandoffConfig, HandoffStats, Parcel, ParcelKind};
 pub use smoltcp::socket::tcp::CongestionControl;
 pub use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 pub use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
 pub use stats::SmolStats;
+pub use steer::{FlowSteering, SteeringStats};
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -180,6 +185,35 @@ impl<D: Datapath, C: Clock> SmolStack<D, C> {
         self.core.add_neighbor(ip, mac, now)
     }
 
+    /// Serve flows together with the stacks of other cores (one per queue of a NIC):
+    /// frames of flows another core owns are handed to it, and frames handed here are
+    /// served (see the `steer` module). The steering's range for this core must be the
+    /// configured `ephemeral_ports`, or return traffic would be sent to the wrong core.
+    pub fn set_steering(&mut self, steering: FlowSteering) -> io::Result<()> {
+        if steering.own_range() != self.core.cfg.ephemeral_ports {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "flow steering: this core's range differs from its ephemeral_ports",
+            ));
+        }
+        self.core.steer = Some(steering);
+        Ok(())
+    }
+
+    /// Counters of flow steering (zero without it).
+    pub fn steering_stats(&self) -> SteeringStats {
+        self.core.steer.as_ref().map(FlowSteering::stats).unwrap_or_default()
+    }
+
+    /// Accept connections to destinations inside `prefixes` that no listener takes on
+    /// `listener`'s behalf, keeping their original destination as the local address
+    /// (iptables `REDIRECT` for those prefixes; see the `redirect` module). An empty
+    /// list turns redirection off.
+    pub fn redirect(&mut self, prefixes: Vec<Ipv4Cidr>, listener: SocketId) -> io::Result<()> {
+        let target = (!prefixes.is_empty()).then_some((prefixes, listener));
+        self.core.set_redirect(target)
+    }
+
     /// When this stack next has work of its own (a timer, pending egress or events), for
     /// simulation drivers that advance a [`ManualClock`]; `None` when only a received
     /// frame or an application call can give it work.
@@ -192,6 +226,10 @@ impl<D: Datapath, C: Clock> SmolStack<D, C> {
     fn turn(&mut self, now: Instant) -> io::Result<()> {
         let core = &mut self.core;
         let mut budget = core.cfg.ingress_budget;
+        if core.steer.is_some() {
+            // Frames other cores handed over first: they have waited longest.
+            budget -= core.handoff_ingress(&mut self.device, now, budget);
+        }
         while budget > 0 {
             let Some((rx, tx)) = self.device.receive(now) else {
                 break;
@@ -202,7 +240,11 @@ impl<D: Datapath, C: Clock> SmolStack<D, C> {
         core.more_ingress = budget == 0;
         core.expire_timers(now);
         core.egress(&mut self.device, now);
-        self.device.flush()
+        let flushed = self.device.flush();
+        if let Some(steer) = core.steer.as_mut() {
+            steer.flush_wakes();
+        }
+        flushed
     }
 }
 
@@ -242,7 +284,15 @@ impl<D: Datapath, C: Clock> Stack for SmolStack<D, C> {
                 (a, b) => a.or(b),
             };
             if wait != Some(Duration::ZERO) {
-                self.device.wait(wait.map(StdDuration::from))?;
+                // Other cores wake a parked core only; a refused park means frames
+                // were handed over meanwhile.
+                if self.core.steer.as_ref().is_none_or(FlowSteering::park) {
+                    let slept = self.device.wait(wait.map(StdDuration::from));
+                    if let Some(steer) = &self.core.steer {
+                        steer.unpark();
+                    }
+                    slept?;
+                }
             }
             let later = self.clock.now();
             if later <= now {

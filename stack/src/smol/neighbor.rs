@@ -17,6 +17,7 @@ use smoltcp::wire::{
 };
 
 use super::core::Core;
+use super::steer::Origin;
 
 /// A transmit token that sends nothing (processing an ARP reply answers nothing).
 struct Discard;
@@ -59,7 +60,7 @@ impl Core {
         let mut f = EthernetFrame::new_unchecked(&mut frame[..]);
         eth.emit(&mut f);
         arp.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
-        self.ingress(&frame, Discard, now);
+        self.ingress_from(&frame, Discard, now, Origin::Local);
         Ok(())
     }
 }

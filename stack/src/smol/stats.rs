@@ -25,6 +25,9 @@ pub struct SmolStats {
     pub time_wait_evicted: u64,
     /// TIME-WAIT tuples reused by `connect` (after `time_wait_reuse`).
     pub time_wait_reused: u64,
+    /// SYNs that opened a new connection on the tuple of a CLOSED connection its owner
+    /// had not released yet.
+    pub syn_took_closed_tuple: u64,
     /// Connection visits by poll rounds (egress, deadlines, readiness). Grows with
     /// traffic and due timers, never with the number of idle connections.
     pub visits: u64,

@@ -224,9 +224,12 @@ fn sigterm_drains_open_transfers_then_exits_zero() {
         started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     }
     p.signal("TERM");
-    p.wait_for_log("draining", Duration::from_secs(5));
-    // No new connections once draining: the listener is closed.
-    std::thread::sleep(Duration::from_millis(100));
+    // No new connections once draining: both workers closed their listening sockets.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while p.log().matches("draining: listeners closed").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "workers did not close their listeners:\n{}", p.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(TcpStream::connect(localhost(port)).is_err(), "listener still accepting during drain");
     for t in transfers {
         t.join().unwrap();

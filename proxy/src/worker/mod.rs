@@ -426,9 +426,9 @@ impl<S: Stack> Worker<S> {
     }
 
     fn start_drain(&mut self, now: Instant) {
-        tracing::info!(worker = self.id, open = self.conns.len(), "draining: listeners closed");
         self.drain_deadline = Some(now + self.drain_time);
         self.close_listeners();
+        tracing::info!(worker = self.id, open = self.conns.len(), "draining: listeners closed");
         for g in 0..MAX_GENERATIONS as u8 {
             if self.generations[g as usize].is_some() {
                 self.close_idle_slots(g, now);

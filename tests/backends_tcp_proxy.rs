@@ -271,15 +271,12 @@ on_both_backends!(
 /// 1 s retransmission timeout in real time (smoltcp: RFC 6298's 1 s floor, no SACK); at
 /// 1 % loss this relay takes about a minute (see the harness report).
 ///
-/// Ignored because it is flaky, about 1 run in 8 when the machine is loaded: the
-/// proxy's session ends (`Done`) after the client's bytes and FIN were queued
-/// upstream, and the upstream connection, now closed by the worker (LAST-ACK, unacked
-/// data on a lossy wire), stops making progress until the stack's `fin_timeout` (60 s)
-/// aborts it; the origin then reads `ConnectionReset`. A smol-stack bug with closed
-/// connections under loss, not yet found. Run it with `--ignored` (in a loop) to
-/// reproduce.
+/// Duplicated and reordered segments also exercise late resets: a side whose FIN was
+/// acknowledged is CLOSED and answers a duplicate or late segment with RST, which reaches
+/// the other side in TIME-WAIT, possibly with bytes still unread there (the proxy's
+/// downstream, the origin); they are read all the same, then end of stream (see
+/// stack/tests/smol_reset.rs).
 #[test]
-#[ignore = "flaky: a closed smol connection with unacked data under loss can stall until fin_timeout (see doc)"]
 fn smol_eight_mib_byte_exact_under_loss_and_reordering() {
     let faults = Faults {
         loss: 0.001,

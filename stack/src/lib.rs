@@ -11,8 +11,9 @@
 //! - **Spurious events happen.** An event may fire with nothing to do; an operation that
 //!   cannot make progress returns `io::ErrorKind::WouldBlock`, never blocks.
 //! - **Closed sockets say so.** End of stream is `Ok(0)` from [`Stack::read`] (plus
-//!   `read_closed` on the event); a reset is an `Err` from read and write
-//!   (`ConnectionReset`), and `error` on the event.
+//!   `read_closed` on the event); a reset is an `Err` from read (once the bytes received
+//!   before it are read, as on Linux) and write (`ConnectionReset`), and `error` on the
+//!   event.
 //! - **Connect completes with a writable event.** Then [`Stack::connect_result`] says
 //!   `Ok(())` (established), `WouldBlock` (still in progress: a spurious event) or the
 //!   error that failed it.

@@ -131,6 +131,21 @@ fn peer_reset_is_an_error<P: Pair>(p: &mut P) {
     assert!(p.stack(Side::Client).read(e.client, &mut buf).is_err(), "aborted id is stale");
 }
 
+/// Bytes that arrived before a reset are read first; the error comes after them.
+fn bytes_before_a_reset_are_read_first<P: Pair>(p: &mut P) {
+    let e = establish(p);
+    p.stack(Side::Server).register(e.server, S, Interest::READABLE).unwrap();
+    assert_eq!(p.stack(Side::Client).write(e.client, b"last words").unwrap(), 10);
+    until(p, |p| p.pending(Side::Server).iter().any(|ev| ev.token() == S && ev.is_readable()).then_some(()));
+    p.stack(Side::Client).abort(e.client);
+    until(p, |p| p.pending(Side::Server).iter().any(|ev| ev.token() == S && ev.is_error()).then_some(()));
+    let mut buf = [0u8; 64];
+    assert_eq!(p.stack(Side::Server).read(e.server, &mut buf).unwrap(), 10);
+    assert_eq!(&buf[..10], b"last words");
+    let err = p.stack(Side::Server).read(e.server, &mut buf).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+}
+
 fn refused_connect_reports_error<P: Pair>(p: &mut P) {
     let closed = p.closed_addr();
     let c = p.stack(Side::Client).connect(closed).unwrap();
@@ -282,6 +297,7 @@ contract!(
     ready_socket_reports_one_event_when_registered,
     full_send_buffer_gets_a_writable_event,
     peer_reset_is_an_error,
+    bytes_before_a_reset_are_read_first,
     refused_connect_reports_error,
     connect_in_progress_would_block,
     ids_are_checked,

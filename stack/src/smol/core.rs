@@ -201,6 +201,11 @@ impl Core {
         if after == State::Closed && c.error.is_none() && !c.aborted {
             c.error = match cause {
                 Cause::Ingress { rst: true } if before == State::SynSent => Some(io::ErrorKind::ConnectionRefused),
+                // Both FINs were exchanged and acknowledged: the streams are complete and
+                // a late reset (the peer, already CLOSED, answering a duplicate segment)
+                // takes nothing away (RFC 1337; Linux's socket is CLOSED by then and
+                // ignores it). The reader still gets its unread bytes, then end of stream.
+                Cause::Ingress { rst: true } if before == State::TimeWait => None,
                 Cause::Ingress { rst: true } => Some(io::ErrorKind::ConnectionReset),
                 // LAST-ACK acknowledged: a clean end.
                 Cause::Ingress { rst: false } => None,

@@ -1,6 +1,7 @@
 //! The application's operations on a smol stack, with the kernel backend's semantics:
 //! `WouldBlock` instead of blocking, `Ok(0)` at end of stream, sticky errors after a
-//! reset (`ConnectionReset`), a refused connect (`ConnectionRefused`) or a timeout,
+//! reset (`ConnectionReset`), a refused connect (`ConnectionRefused`) or a timeout
+//! (reads return the bytes received before it first),
 //! `BrokenPipe` for writes after our own shutdown, `NotFound` for stale ids.
 //!
 //! Operations only touch the connection they name and put it on the dirty list; the
@@ -166,7 +167,16 @@ impl Core {
     pub fn read(&mut self, id: SocketId, buf: &mut [u8], peek: bool) -> io::Result<usize> {
         let (key, c) = self.conn_mut(id)?;
         if let Some(kind) = c.error {
-            return Err(kind.into());
+            // Bytes that arrived before the reset or timeout are still the reader's; the
+            // error comes once they are drained (as Linux's `tcp_recvmsg` drains the
+            // receive queue before it reports `sk_err`).
+            if buf.is_empty() || c.sock().recv_queue() == 0 {
+                return Err(kind.into());
+            }
+            let s = c.sock_mut();
+            let n = if peek { s.peek_slice(buf) } else { s.recv_slice(buf) }.unwrap_or(0);
+            c.settle();
+            return if n > 0 { Ok(n) } else { Err(kind.into()) };
         }
         if buf.is_empty() {
             return Ok(0);

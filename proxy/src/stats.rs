@@ -311,6 +311,11 @@ stats_scope! {
         neighbors_learned: Counter,
         accepts: Counter,
         connects: Counter,
+        connect_exhausted: Counter,
+        listen_overflows: Counter,
+        syn_dropped_no_slot: Counter,
+        syn_took_closed_tuple: Counter,
+        time_wait_evicted: Counter,
         connections: Gauge,
         time_wait: Gauge,
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_datapath::{XskDevice, XskStats};
-use sluice_stack::smol::{SmolStack, SteeringStats};
+use sluice_stack::smol::{SmolStack, SmolStats, SteeringStats};
 use sluice_stack::{Accepted, Events, Interest, ListenOptions, SocketId, Stack, StackStats, Token, Wake};
 
 use crate::stats::{Counter, XdpQueueStats};
@@ -30,9 +30,7 @@ const LOG_EVERY: u32 = 10;
 struct Published {
     xsk: XskStats,
     steering: SteeringStats,
-    rx_no_socket: u64,
-    accepts: u64,
-    connects: u64,
+    smol: SmolStats,
 }
 
 /// A queue's smol stack plus its stats publisher.
@@ -86,7 +84,7 @@ impl QueueStack {
         advance(&s.tx_invalid, l.xsk.tx_invalid, xsk.tx_invalid);
         advance(&s.tx_kicks, l.xsk.tx_kicks, xsk.tx_kicks);
         advance(&s.rx_wakeups, l.xsk.rx_wakeups, xsk.rx_wakeups);
-        advance(&s.rx_no_socket, l.rx_no_socket, smol.rx_unmatched);
+        advance(&s.rx_no_socket, l.smol.rx_unmatched, smol.rx_unmatched);
         let (h, lh) = (&steering.handoff, &l.steering.handoff);
         advance(&s.handoff_sent, lh.sent, h.sent);
         advance(&s.handoff_received, lh.received, h.received);
@@ -94,17 +92,16 @@ impl QueueStack {
         advance(&s.handoff_wakeups, lh.wakeups, h.wakeups);
         advance(&s.neighbors_shared, l.steering.neighbors_shared, steering.neighbors_shared);
         advance(&s.neighbors_learned, l.steering.neighbors_learned, steering.neighbors_learned);
-        advance(&s.accepts, l.accepts, smol.accepts);
-        advance(&s.connects, l.connects, smol.connects);
+        advance(&s.accepts, l.smol.accepts, smol.accepts);
+        advance(&s.connects, l.smol.connects, smol.connects);
+        advance(&s.connect_exhausted, l.smol.connect_exhausted, smol.connect_exhausted);
+        advance(&s.listen_overflows, l.smol.listen_overflows, smol.listen_overflows);
+        advance(&s.syn_dropped_no_slot, l.smol.syn_dropped_no_slot, smol.syn_dropped_no_slot);
+        advance(&s.syn_took_closed_tuple, l.smol.syn_took_closed_tuple, smol.syn_took_closed_tuple);
+        advance(&s.time_wait_evicted, l.smol.time_wait_evicted, smol.time_wait_evicted);
         s.connections.set(i64::try_from(smol.connections).unwrap_or(i64::MAX));
         s.time_wait.set(i64::try_from(smol.time_wait).unwrap_or(i64::MAX));
-        self.last = Published {
-            xsk,
-            steering,
-            rx_no_socket: smol.rx_unmatched,
-            accepts: smol.accepts,
-            connects: smol.connects,
-        };
+        self.last = Published { xsk, steering, smol };
         self.publications = self.publications.wrapping_add(1);
         if self.publications % LOG_EVERY == 0 {
             tracing::debug!(

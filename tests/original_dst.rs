@@ -221,6 +221,12 @@ fn redirected_connections_reach_the_listener_owning_their_original_destination()
         assert_eq!(stat("http.outbound_8080.downstream_rq_total"), 4);
         assert_eq!(stat("tcp.passthrough.downstream_cx_total"), 2);
         assert_eq!(stat("tcp.exact.downstream_cx_total"), 1);
+        // As in Envoy, a handed-off connection counts on the listener that serves it;
+        // 15001 counts only what stayed on it.
+        assert_eq!(stat("listener.virtual_outbound.downstream_cx_total"), 2);
+        assert_eq!(stat(&format!("listener.http_{HTTP_PORT}.downstream_cx_total")), 2);
+        assert_eq!(stat(&format!("listener.exact_{HTTP_PORT}.downstream_cx_total")), 1);
+        assert_eq!(stat("listener.virtual_outbound.downstream_pre_cx_active"), 0);
     })
     .unwrap();
     assert_eq!((exact.accepted(), passthrough.accepted()), (1, 2));

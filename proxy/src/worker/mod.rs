@@ -110,7 +110,9 @@ enum Conn {
 struct Entry {
     /// The generation whose config serves it.
     gen: u8,
-    /// The listener that accepted it (index in that generation's snapshot).
+    /// Index in that generation's snapshot of the listener that accepted it, and once
+    /// its filter chain is chosen, of the listener that serves it (they differ after an
+    /// original-destination hand-off).
     listener: usize,
     conn: Conn,
 }
@@ -496,10 +498,10 @@ impl<S: Stack> Worker<S> {
                     return;
                 }
             };
-            let stats = &self.gen(gen).listener_stats[listener];
-            stats.downstream_cx_total.inc();
-            stats.downstream_cx_active.inc();
-            stats.downstream_pre_cx_active.inc();
+            // Counted as a connection (downstream_cx_*) only once its filter chain is
+            // chosen, on the listener that serves it (the original-destination target),
+            // as Envoy's ActiveTcpConnection does; until then it is a pre-connection.
+            self.gen(gen).listener_stats[listener].downstream_pre_cx_active.inc();
             tracing::debug!(worker = self.id, peer = %acc.peer, local = %acc.local, "accepted");
             let pending = ActiveSocket::new(acc.socket, listener, acc.peer, acc.local);
             let key = self.conns.insert(Entry { gen, listener, conn: Conn::Pending(pending) });
@@ -568,7 +570,17 @@ impl<S: Stack> Worker<S> {
                     self.finish(key, Status::Closed(CloseReason::Done));
                     return;
                 };
-                self.gen(gen).listener_stats[recv_listener].downstream_pre_cx_active.dec();
+                {
+                    let g = self.gen(gen);
+                    g.listener_stats[recv_listener].downstream_pre_cx_active.dec();
+                    g.listener_stats[listener].downstream_cx_total.inc();
+                    g.listener_stats[listener].downstream_cx_active.inc();
+                }
+                if let Some(e) = self.conns.get_key_mut(key) {
+                    // From now on the connection belongs to the listener that serves it
+                    // (stats, and reload decisions about its config).
+                    e.listener = listener;
+                }
                 let transport = match chain.and_then(|c| c.tls.as_ref()) {
                     Some(ctx) => TransportSocket::tls_server(ctx, Arc::clone(&self.gen(gen).listener_stats[listener])),
                     None => TransportSocket::Raw,
@@ -743,10 +755,11 @@ impl<S: Stack> Worker<S> {
                 if let Some(g) = self.generations[e.gen as usize].as_mut() {
                     g.conns = g.conns.saturating_sub(1);
                     let stats = &g.listener_stats[e.listener];
-                    stats.downstream_cx_active.dec();
-                    stats.downstream_cx_destroy.inc();
                     if matches!(e.conn, Conn::Pending(_)) {
                         stats.downstream_pre_cx_active.dec();
+                    } else {
+                        stats.downstream_cx_active.dec();
+                        stats.downstream_cx_destroy.inc();
                     }
                 }
             }

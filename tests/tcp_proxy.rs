@@ -5,42 +5,14 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use sluice_e2e::config::{endpoint, tcp_proxy};
 use sluice_e2e::origin::TcpOrigin;
 use sluice_e2e::proxy::{self, Proxy};
 use sluice_e2e::{free_port, localhost, payload};
 
 fn config(listen: u16, upstreams: &[u16], cluster_extra: &str, tcp_extra: &str) -> String {
-    let endpoints: String = upstreams
-        .iter()
-        .map(|p| {
-            format!(
-                "        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"
-            )
-        })
-        .collect();
-    format!(
-        r#"static_resources:
-  listeners:
-  - name: tcp_in
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: t
-          cluster: backend
-{tcp_extra}
-  clusters:
-  - name: backend
-    connect_timeout: 1s
-{cluster_extra}
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-{endpoints}"#
-    )
+    let endpoints: String = upstreams.iter().map(|p| endpoint(*p)).collect();
+    tcp_proxy(listen, &endpoints, cluster_extra, tcp_extra)
 }
 
 fn connect(port: u16) -> TcpStream {

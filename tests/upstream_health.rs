@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use sluice_e2e::config::{endpoint, tcp_proxy};
 use sluice_e2e::free_port;
 use sluice_e2e::proxy::Proxy;
 use sluice_e2e::upstream::{echo_once, Backend, HealthServer};
@@ -11,32 +12,7 @@ use sluice_e2e::upstream::{echo_once, Backend, HealthServer};
 /// A tcp_proxy listener on `listen` to cluster `backend` with `endpoints` (YAML list
 /// items) and `cluster_extra` (indented cluster fields).
 fn config(listen: u16, cluster_extra: &str, endpoints: &str) -> String {
-    format!(
-        r#"static_resources:
-  listeners:
-  - name: tcp_in
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: t
-          cluster: backend
-  clusters:
-  - name: backend
-    connect_timeout: 1s
-{cluster_extra}
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-{endpoints}"#
-    )
-}
-
-fn endpoint(port: u16) -> String {
-    format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n")
+    tcp_proxy(listen, endpoints, cluster_extra, "")
 }
 
 fn endpoint_with_hc_port(port: u16, hc_port: u16) -> String {

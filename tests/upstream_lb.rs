@@ -6,37 +6,15 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use sluice_e2e::config::{endpoint, tcp_proxy};
 use sluice_e2e::proxy::Proxy;
 use sluice_e2e::upstream::{echo_once, Backend};
 use sluice_e2e::{free_port, localhost};
 
 fn config(listen: u16, cluster_extra: &str, backends: &[(&Backend, u32)]) -> String {
-    let endpoints: String = backends
-        .iter()
-        .map(|(b, w)| format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}\n          load_balancing_weight: {w}\n", b.port()))
-        .collect();
-    format!(
-        r#"static_resources:
-  listeners:
-  - name: tcp_in
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: t
-          cluster: backend
-  clusters:
-  - name: backend
-    connect_timeout: 1s
-{cluster_extra}
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-{endpoints}"#
-    )
+    let endpoints: String =
+        backends.iter().map(|(b, w)| format!("{}          load_balancing_weight: {w}\n", endpoint(b.port()))).collect();
+    tcp_proxy(listen, &endpoints, cluster_extra, "")
 }
 
 fn backends(n: usize) -> Vec<Backend> {

@@ -5,41 +5,14 @@
 
 use std::time::{Duration, Instant};
 
+use sluice_e2e::config::{endpoint, tcp_proxy};
 use sluice_e2e::free_port;
 use sluice_e2e::proxy::Proxy;
 use sluice_e2e::upstream::{echo_once, Backend};
 
 fn config(listen: u16, outlier: &str, ports: &[u16]) -> String {
-    let endpoints: String = ports
-        .iter()
-        .map(|p| {
-            format!(
-                "        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"
-            )
-        })
-        .collect();
-    format!(
-        r#"static_resources:
-  listeners:
-  - name: tcp_in
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: t
-          cluster: backend
-  clusters:
-  - name: backend
-    connect_timeout: 1s
-    outlier_detection: {outlier}
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-{endpoints}"#
-    )
+    let endpoints: String = ports.iter().map(|p| endpoint(*p)).collect();
+    tcp_proxy(listen, &endpoints, &format!("    outlier_detection: {outlier}"), "")
 }
 
 /// Eject a dead host, revive it at once, and measure when it serves again.

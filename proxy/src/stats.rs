@@ -350,23 +350,7 @@ impl<S: Scope> Registry<S> {
 
     /// Sum every scope over all workers: `(full name, kind, value)`, sorted by name.
     pub fn collect(&self, out: &mut Vec<(String, StatKind, i64)>) {
-        let scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
-        for (name, blocks) in scopes.iter() {
-            let mut merged: Vec<(&'static str, StatKind, i64)> = Vec::new();
-            for block in blocks {
-                let mut i = 0;
-                block.for_each(&mut |stat, kind, v| {
-                    if merged.len() <= i {
-                        merged.push((stat, kind, 0));
-                    }
-                    merged[i].2 += v;
-                    i += 1;
-                });
-            }
-            for (stat, kind, v) in merged {
-                out.push((format!("{}.{}.{}", S::KIND, name, stat), kind, v));
-            }
-        }
+        self.visit(&mut |name, stat, kind, v| out.push((format!("{}.{}.{}", S::KIND, name, stat), kind, v)));
     }
 
     /// Visit every scope's merged values: `(scope name, stat, kind, value)`.
@@ -413,23 +397,9 @@ impl<S: Scope> Registry<S> {
 
     /// Merge every histogram over all workers: `(full name, merged)`.
     pub fn collect_histograms(&self, out: &mut Vec<(String, crate::histogram::Snapshot)>) {
-        let scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
-        for (name, blocks) in scopes.iter() {
-            let mut merged: Vec<(&'static str, crate::histogram::Snapshot)> = Vec::new();
-            for block in blocks {
-                let mut i = 0;
-                block.for_each_histogram(&mut |stat, h| {
-                    if merged.len() <= i {
-                        merged.push((stat, Default::default()));
-                    }
-                    h.merge_into(&mut merged[i].1);
-                    i += 1;
-                });
-            }
-            for (stat, snap) in merged {
-                out.push((format!("{}.{}.{}", S::KIND, name, stat), snap));
-            }
-        }
+        self.visit_histograms(&mut |name, stat, snap| {
+            out.push((format!("{}.{}.{}", S::KIND, name, stat), snap.clone()))
+        });
     }
 }
 

@@ -101,8 +101,27 @@ fn http_yaml(listen: SocketAddr, virtual_hosts: &str, clusters: &str, hcm_extra:
 /// (`upstreams`); `cluster_extra` (indented by 4) and `tcp_extra` (by 10) are spliced in.
 pub fn tcp_proxy_at(listen: SocketAddr, upstreams: &[SocketAddr], cluster_extra: &str, tcp_extra: &str) -> String {
     let cluster = ClusterAt { name: "backend", endpoints: upstreams, extra: cluster_extra }.yaml();
-    let tcp_extra = indent(tcp_extra, 10);
-    let (ip, port) = (listen.ip(), listen.port());
+    tcp_proxy_listener(listen.ip(), listen.port(), &indent(tcp_extra, 10), &cluster)
+}
+
+/// A tcp_proxy listener on 127.0.0.1:`listen` to cluster `backend` (connect_timeout 1 s)
+/// whose `lb_endpoints` items are `endpoints` (YAML, e.g. from [`endpoint`]).
+/// `cluster_extra` (cluster fields) and `tcp_extra` (TcpProxy fields) are inserted as
+/// written, indented by the caller (4 and 10 spaces).
+pub fn tcp_proxy(listen: u16, endpoints: &str, cluster_extra: &str, tcp_extra: &str) -> String {
+    let cluster = format!(
+        "  - name: backend\n    connect_timeout: 1s\n{cluster_extra}\n    load_assignment:\n      cluster_name: backend\n      endpoints:\n      - lb_endpoints:\n{endpoints}"
+    );
+    tcp_proxy_listener(std::net::Ipv4Addr::LOCALHOST.into(), listen, tcp_extra, &cluster)
+}
+
+/// One `lb_endpoints` item for 127.0.0.1:`port` (YAML, 8 spaces in).
+pub fn endpoint(port: u16) -> String {
+    format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n")
+}
+
+/// The tcp_proxy bootstrap: one listener on `ip:port` to `backend`, then `cluster`.
+fn tcp_proxy_listener(ip: std::net::IpAddr, port: u16, tcp_extra: &str, cluster: &str) -> String {
     format!(
         r#"static_resources:
   listeners:

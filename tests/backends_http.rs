@@ -3,33 +3,13 @@
 //! network (see `sluice_e2e::backend`). Routing to two origins, upstream connection
 //! reuse, large and chunked bodies, pipelining, Envoy's rejections and router errors.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use sluice_e2e::backend::{Backend, Net};
-use sluice_e2e::config::{forward_all, http_at, ClusterAt};
-use sluice_e2e::http_client::Client;
+use sluice_e2e::config::ClusterAt;
 use sluice_e2e::http_origin::{pattern, HttpOrigin};
-use sluice_e2e::inproc::InProcessProxy;
+use sluice_e2e::http_proxy::HttpProxy;
 use sluice_e2e::on_both_backends;
-
-/// A proxy with `workers` workers and one HTTP listener routing by `vhosts` to
-/// `clusters`; returns the proxy and its listener address.
-fn proxy(net: &Net, vhosts: &str, clusters: &[ClusterAt<'_>], workers: usize) -> (InProcessProxy, SocketAddr) {
-    let listen = net.proxy_listen_addr();
-    (net.start_proxy(&http_at(listen, vhosts, clusters, "", ""), workers), listen)
-}
-
-/// A proxy forwarding everything to `origin`.
-fn proxy_to(net: &Net, origin: &HttpOrigin, workers: usize) -> (InProcessProxy, SocketAddr) {
-    let endpoints = [origin.addr];
-    proxy(net, &forward_all("web"), &[ClusterAt { name: "web", endpoints: &endpoints, extra: "" }], workers)
-}
-
-/// A fresh client connection to the proxy's listener `listen`.
-fn client(net: &Net, p: &InProcessProxy, listen: SocketAddr) -> Client {
-    Client::over(net.connect(p.target(listen)).expect("connect to the proxy"))
-}
 
 fn routes_by_host_and_path_to_two_origins(backend: Backend) {
     let net = Net::new(backend);
@@ -51,8 +31,8 @@ fn routes_by_host_and_path_to_two_origins(backend: Backend) {
     let (ea, eb) = ([a.addr], [b.addr]);
     let clusters =
         [ClusterAt { name: "a", endpoints: &ea, extra: "" }, ClusterAt { name: "b", endpoints: &eb, extra: "" }];
-    let (p, listen) = proxy(&net, vhosts, &clusters, 2);
-    let mut c = client(&net, &p, listen);
+    let p = HttpProxy::start(&net, vhosts, &clusters, "", "", 2);
+    let mut c = p.client();
     let mut via = |host: &str, path: &str| {
         let r = c.request("GET", path, &[("host", host)], b"");
         assert_eq!(r.status, 200, "{host}{path}");
@@ -71,8 +51,8 @@ fn routes_by_host_and_path_to_two_origins(backend: Backend) {
 fn keep_alive_requests_share_one_upstream_connection_per_worker(backend: Backend) {
     let net = Net::new(backend);
     let origin = HttpOrigin::serve(net.listen(), "web");
-    let (p, listen) = proxy_to(&net, &origin, 2);
-    let mut c = client(&net, &p, listen);
+    let p = HttpProxy::to(&net, &origin, "", 2);
+    let mut c = p.client();
     for i in 0..200 {
         let r = c.get(&format!("/seq/{i}"));
         assert_eq!(r.status, 200, "request {i}");
@@ -85,8 +65,8 @@ fn keep_alive_requests_share_one_upstream_connection_per_worker(backend: Backend
 fn one_mib_request_and_three_mb_response_intact(backend: Backend) {
     let net = Net::new(backend);
     let origin = HttpOrigin::serve(net.listen(), "web");
-    let (p, listen) = proxy_to(&net, &origin, 1);
-    let mut c = client(&net, &p, listen);
+    let p = HttpProxy::to(&net, &origin, "", 1);
+    let mut c = p.client();
     let body = pattern(1 << 20);
     let r = c.request("POST", "/upload", &[], &body);
     assert_eq!(r.status, 200);
@@ -103,8 +83,8 @@ fn one_mib_request_and_three_mb_response_intact(backend: Backend) {
 fn chunked_request_body_is_streamed(backend: Backend) {
     let net = Net::new(backend);
     let origin = HttpOrigin::serve(net.listen(), "web");
-    let (p, listen) = proxy_to(&net, &origin, 1);
-    let mut c = client(&net, &p, listen);
+    let p = HttpProxy::to(&net, &origin, "", 1);
+    let mut c = p.client();
     c.send(b"POST /chunked-up HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
     std::thread::sleep(Duration::from_millis(50));
     c.send(b"6;ext=1\r\n world\r\n0\r\n\r\n");
@@ -116,8 +96,8 @@ fn chunked_request_body_is_streamed(backend: Backend) {
 fn pipelined_requests_are_answered_in_order(backend: Backend) {
     let net = Net::new(backend);
     let origin = HttpOrigin::serve(net.listen(), "web");
-    let (p, listen) = proxy_to(&net, &origin, 1);
-    let mut c = client(&net, &p, listen);
+    let p = HttpProxy::to(&net, &origin, "", 1);
+    let mut c = p.client();
     let mut batch = Vec::new();
     for i in 0..10 {
         // Slow first request: later ones must still come back after it.
@@ -137,7 +117,7 @@ fn pipelined_requests_are_answered_in_order(backend: Backend) {
 fn bad_requests_get_envoys_statuses_and_reach_no_upstream(backend: Backend) {
     let net = Net::new(backend);
     let origin = HttpOrigin::serve(net.listen(), "web");
-    let (p, listen) = proxy_to(&net, &origin, 1);
+    let p = HttpProxy::to(&net, &origin, "", 1);
     let many_headers = {
         let mut r = b"GET / HTTP/1.1\r\nhost: t\r\n".to_vec();
         for i in 0..101 {
@@ -159,14 +139,14 @@ fn bad_requests_get_envoys_statuses_and_reach_no_upstream(backend: Backend) {
     ];
     for (raw, status) in cases {
         let what = String::from_utf8_lossy(&raw[..40.min(raw.len())]).into_owned();
-        let mut c = client(&net, &p, listen);
+        let mut c = p.client();
         c.send(&raw);
         let r = c.read_response(false).unwrap_or_else(|e| panic!("no response to {what:?}: {e}"));
         assert_eq!(r.status, status, "for {what:?}");
         assert!(c.closed_within(Duration::from_secs(3)), "the connection closes after an error response");
     }
     assert_eq!(origin.requests(), 0, "nothing of a rejected request reached the upstream");
-    assert_eq!(client(&net, &p, listen).get("/ok").status, 200, "still serving");
+    assert_eq!(p.client().get("/ok").status, 200, "still serving");
 }
 
 fn no_route_is_404_and_connect_failure_is_503(backend: Backend) {
@@ -184,8 +164,8 @@ fn no_route_is_404_and_connect_failure_is_503(backend: Backend) {
         ClusterAt { name: "empty", endpoints: &[], extra: "" },
         ClusterAt { name: "dead", endpoints: &dead, extra: "" },
     ];
-    let (p, listen) = proxy(&net, routes, &clusters, 1);
-    let mut c = client(&net, &p, listen);
+    let p = HttpProxy::start(&net, routes, &clusters, "", "", 1);
+    let mut c = p.client();
     let r = c.get("/empty");
     assert_eq!(r.status, 503);
     assert_eq!(r.text(), "no healthy upstream");

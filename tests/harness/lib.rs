@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn;
 pub mod http_client;
 pub mod http_origin;
+pub mod http_proxy;
 pub mod inproc;
 pub mod memnet;
 pub mod origin;

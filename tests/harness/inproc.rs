@@ -6,8 +6,11 @@
 //! same code serves the kernel backend (a `KernelStack` per worker) and the userspace one
 //! (a `SmolStack` per worker over an in-memory port).
 //!
-//! Only the workers run: there is no admin server, health-check monitor, DNS refresh or
-//! signal handling, so configs that need those belong in the binary's tests. The
+//! The workers run with the config's cluster threads (`UpstreamThreads`: DNS refresh
+//! and the upstream monitor, so outlier detection and cluster stats work as in the
+//! binary; the monitor's active health checks use kernel sockets, as in xdp mode, so
+//! they reach only kernel-backend origins). There is no admin server and no signal
+//! handling: configs that need those belong in the binary's tests. The
 //! workers' logs go to stderr when `SLUICE_TEST_LOG` holds a level or filter (e.g.
 //! `debug`, or `sluice=debug,sluice_stack=trace`).
 //!
@@ -23,6 +26,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sluice::listener::manager::Snapshot;
+use sluice::reload::UpstreamThreads;
 use sluice::server::open_listeners;
 use sluice::stats::Store;
 use sluice::worker::{Control, Worker, WorkerSetup};
@@ -34,6 +38,8 @@ pub struct InProcessProxy {
     wakers: Vec<Arc<dyn Wake>>,
     threads: Vec<JoinHandle<io::Result<()>>>,
     stats: Arc<Store>,
+    /// The clusters' threads; stopped after the workers.
+    upstream: Option<UpstreamThreads>,
     /// Where clients reach each worker, for listeners on an unspecified address.
     worker_ips: Vec<IpAddr>,
     next_worker: AtomicUsize,
@@ -67,11 +73,14 @@ impl InProcessProxy {
             };
             workers.push(Worker::new(setup).map_err(|e| format!("cannot start worker {id}: {e}"))?);
         }
+        // As the binary: the cluster threads start once every worker is built.
+        let upstream = UpstreamThreads::start(&snapshot, &stats, true)?;
         let mut proxy = InProcessProxy {
             control,
             wakers: Vec::new(),
             threads: Vec::new(),
             stats,
+            upstream: Some(upstream),
             worker_ips,
             next_worker: AtomicUsize::new(0),
         };
@@ -164,7 +173,11 @@ impl Drop for InProcessProxy {
     fn drop(&mut self) {
         self.control.stop.store(true, Ordering::Relaxed);
         self.wake_all();
-        if let Err(e) = self.reap() {
+        let reaped = self.reap();
+        if let Some(t) = self.upstream.take() {
+            t.stop();
+        }
+        if let Err(e) = reaped {
             if !std::thread::panicking() {
                 panic!("in-process proxy: {e}");
             }

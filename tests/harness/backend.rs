@@ -160,6 +160,15 @@ impl Net {
         }
     }
 
+    /// A listener for an origin at `addr` again, e.g. one that was refused
+    /// ([`Net::refused_addr`]) or died and comes back on its port.
+    pub fn relisten(&self, addr: SocketAddr) -> Listener {
+        match &self.smol {
+            None => Listener::bind(&addr.to_string()).expect("bind the origin's loopback port"),
+            Some(s) => Listener::Smol(s.host.listen(addr.port()).expect("listen on the peer host")),
+        }
+    }
+
     /// Connect from the clients' host; the connection reads with [`READ_TIMEOUT`].
     pub fn connect(&self, addr: SocketAddr) -> io::Result<Conn> {
         let conn = match &self.smol {

@@ -26,17 +26,7 @@ pub struct ClusterAt<'a> {
 
 impl ClusterAt<'_> {
     pub fn yaml(&self) -> String {
-        let endpoints: String = self
-            .endpoints
-            .iter()
-            .map(|a| {
-                format!(
-                    "        - endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: {} }} }} }}\n",
-                    a.ip(),
-                    a.port()
-                )
-            })
-            .collect();
+        let endpoints: String = self.endpoints.iter().map(|a| endpoint_at(*a)).collect();
         let endpoints =
             if endpoints.is_empty() { " []\n".to_string() } else { format!("\n      - lb_endpoints:\n{endpoints}") };
         format!(
@@ -109,15 +99,29 @@ pub fn tcp_proxy_at(listen: SocketAddr, upstreams: &[SocketAddr], cluster_extra:
 /// `cluster_extra` (cluster fields) and `tcp_extra` (TcpProxy fields) are inserted as
 /// written, indented by the caller (4 and 10 spaces).
 pub fn tcp_proxy(listen: u16, endpoints: &str, cluster_extra: &str, tcp_extra: &str) -> String {
+    tcp_proxy_endpoints_at(crate::localhost(listen), endpoints, cluster_extra, tcp_extra)
+}
+
+/// [`tcp_proxy`] with the listener at `listen` (both backends: see `backend::Net`).
+pub fn tcp_proxy_endpoints_at(listen: SocketAddr, endpoints: &str, cluster_extra: &str, tcp_extra: &str) -> String {
     let cluster = format!(
         "  - name: backend\n    connect_timeout: 1s\n{cluster_extra}\n    load_assignment:\n      cluster_name: backend\n      endpoints:\n      - lb_endpoints:\n{endpoints}"
     );
-    tcp_proxy_listener(std::net::Ipv4Addr::LOCALHOST.into(), listen, tcp_extra, &cluster)
+    tcp_proxy_listener(listen.ip(), listen.port(), tcp_extra, &cluster)
 }
 
 /// One `lb_endpoints` item for 127.0.0.1:`port` (YAML, 8 spaces in).
 pub fn endpoint(port: u16) -> String {
-    format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n")
+    endpoint_at(crate::localhost(port))
+}
+
+/// One `lb_endpoints` item for `addr` (YAML, 8 spaces in).
+pub fn endpoint_at(addr: SocketAddr) -> String {
+    format!(
+        "        - endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: {} }} }} }}\n",
+        addr.ip(),
+        addr.port()
+    )
 }
 
 /// The tcp_proxy bootstrap: one listener on `ip:port` to `backend`, then `cluster`.

@@ -1,21 +1,34 @@
-//! HTTP access logs against real peers: Envoy's default format in a file (status,
-//! `%RESPONSE_FLAGS%`, body byte counts, upstream host) for a proxied request, a
-//! missing route, a refused upstream connection and a malformed request; a JSON
-//! logger on stdout with a status-code filter; and a rotated file reopened on SIGUSR1.
+//! HTTP access logs against real peers. On both datapaths (kernel sockets and smol
+//! stacks on an in-memory network, see `sluice_e2e::backend`): Envoy's default format
+//! in a file (status, `%RESPONSE_FLAGS%`, body byte counts, upstream host) for a proxied
+//! request, a missing route, a refused upstream connection and a malformed request, and
+//! a JSON logger with a status-code filter. On the binary: the JSON logger on stdout,
+//! and a rotated file reopened on SIGUSR1.
 
 use std::time::{Duration, Instant};
 
-use sluice_e2e::config::{http, Cluster};
+use sluice_e2e::backend::{Backend, Net};
+use sluice_e2e::config::{http, Cluster, ClusterAt};
 use sluice_e2e::free_port;
 use sluice_e2e::http_client::Client;
 use sluice_e2e::http_origin::HttpOrigin;
+use sluice_e2e::http_proxy::HttpProxy;
+use sluice_e2e::on_both_backends;
 use sluice_e2e::proxy::Proxy;
 
 const VHOSTS: &str = "- name: app\n  domains: [\"app\"]\n  routes:\n  - match: { prefix: \"/dead\" }\n    route: { cluster: dead }\n  - match: { prefix: \"/\" }\n    route: { cluster: web }\n";
 
-fn access_log_yaml(path: &str) -> String {
+/// A file logger with Envoy's default format at `path`, and a JSON logger of the
+/// requests with status >= 400 on `errors` (a `StdoutAccessLog` without a path).
+fn access_log_yaml(path: &str, errors: Option<&str>) -> String {
+    let errors = match errors {
+        Some(p) => format!(
+            "\"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n    path: {p}"
+        ),
+        None => "\"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog".to_string(),
+    };
     format!(
-        "access_log:\n- name: file\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n    path: {path}\n- name: errors\n  filter: {{ status_code_filter: {{ comparison: {{ op: GE, value: {{ default_value: 400, runtime_key: errors }} }} }} }}\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog\n    log_format:\n      json_format: {{ status: \"%RESPONSE_CODE%\", flags: \"%RESPONSE_FLAGS%\", path: \"%REQ(:PATH)%\", upstream: \"%UPSTREAM_HOST%\" }}\n"
+        "access_log:\n- name: file\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n    path: {path}\n- name: errors\n  filter: {{ status_code_filter: {{ comparison: {{ op: GE, value: {{ default_value: 400, runtime_key: errors }} }} }} }}\n  typed_config:\n    {errors}\n    log_format:\n      json_format: {{ status: \"%RESPONSE_CODE%\", flags: \"%RESPONSE_FLAGS%\", path: \"%REQ(:PATH)%\", upstream: \"%UPSTREAM_HOST%\" }}\n"
     )
 }
 
@@ -32,26 +45,27 @@ fn lines(path: &std::path::Path, n: usize) -> Vec<String> {
     }
 }
 
-#[test]
-fn default_format_file_and_filtered_json_stdout() {
-    let web = HttpOrigin::start("web");
-    let dead = free_port();
-    let port = free_port();
+fn default_format_file_and_filtered_json(backend: Backend) {
+    let net = Net::new(backend);
+    let web = HttpOrigin::serve(net.listen(), "web");
+    let dead = net.refused_addr();
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("access.log");
+    let errors_path = dir.path().join("errors.log");
+    let (we, de) = ([web.addr], [dead]);
     let clusters =
-        [Cluster { name: "web", ports: &[web.port()], extra: "" }, Cluster { name: "dead", ports: &[dead], extra: "" }];
-    let yaml = http(port, VHOSTS, &clusters, &access_log_yaml(&log_path.to_string_lossy()), "");
-    let mut p = Proxy::start(&yaml, &["--concurrency", "1"]);
+        [ClusterAt { name: "web", endpoints: &we, extra: "" }, ClusterAt { name: "dead", endpoints: &de, extra: "" }];
+    let loggers = access_log_yaml(&log_path.to_string_lossy(), Some(&errors_path.to_string_lossy()));
+    let p = HttpProxy::start(&net, VHOSTS, &clusters, &loggers, "", 1);
 
-    let mut c = Client::connect(port);
+    let mut c = p.client();
     let r =
         c.request("POST", "/ok?x=1", &[("host", "app"), ("user-agent", "e2e/1"), ("x-request-id", "rid-7")], b"hello");
     assert_eq!(r.status, 200);
     let body_len = r.body.len();
     assert_eq!(c.request("GET", "/nothing", &[("host", "elsewhere")], b"").status, 404);
     assert_eq!(c.request("GET", "/dead/1", &[("host", "app")], b"").status, 503);
-    let mut bad = Client::connect(port);
+    let mut bad = p.client();
     bad.send(b"POST /bad HTTP/1.1\r\nhost: app\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n");
     assert_eq!(bad.read_response(false).unwrap().status, 400);
 
@@ -63,29 +77,26 @@ fn default_format_file_and_filtered_json_stdout() {
     let rest = &ok[ok.find("] ").unwrap() + 2..];
     let want_prefix = format!("\"POST /ok?x=1 HTTP/1.1\" 200 - 5 {body_len} ");
     assert!(rest.starts_with(&want_prefix), "{rest}\nwanted prefix {want_prefix}");
-    assert!(rest.ends_with(&format!("\"-\" \"e2e/1\" \"rid-7\" \"app\" \"127.0.0.1:{}\"", web.port())), "{rest}");
+    assert!(rest.ends_with(&format!("\"-\" \"e2e/1\" \"rid-7\" \"app\" \"{}\"", web.addr)), "{rest}");
     assert!(got[1].contains("\"GET /nothing HTTP/1.1\" 404 NR 0 0 "), "{}", got[1]);
     assert!(got[1].ends_with("\"elsewhere\" \"-\""), "{}", got[1]);
     assert!(got[2].contains("\"GET /dead/1 HTTP/1.1\" 503 UF 0 91 "), "{}", got[2]);
-    assert!(got[2].ends_with(&format!("\"app\" \"127.0.0.1:{dead}\"")), "{}", got[2]);
+    assert!(got[2].ends_with(&format!("\"app\" \"{dead}\"")), "{}", got[2]);
     assert!(got[3].contains(" 400 DPE 0 "), "{}", got[3]);
 
-    // The JSON logger on stdout only saw the errors.
-    p.wait_for_log("{\"status\":400", Duration::from_secs(5));
-    let log = p.log();
-    let json: Vec<&str> = log.lines().filter(|l| l.starts_with("{\"status\"")).collect();
-    assert_eq!(json.len(), 3, "{log}");
+    // The JSON logger only saw the errors.
+    let json = lines(&errors_path, 3);
+    assert_eq!(json.len(), 3, "{json:#?}");
     assert_eq!(json[0], "{\"status\":404,\"flags\":\"NR\",\"path\":\"/nothing\",\"upstream\":null}");
-    assert_eq!(
-        json[1],
-        format!("{{\"status\":503,\"flags\":\"UF\",\"path\":\"/dead/1\",\"upstream\":\"127.0.0.1:{dead}\"}}")
-    );
+    assert_eq!(json[1], format!("{{\"status\":503,\"flags\":\"UF\",\"path\":\"/dead/1\",\"upstream\":\"{dead}\"}}"));
     // The head was rejected before its path was taken: Envoy's codec has none either.
     assert_eq!(json[2], "{\"status\":400,\"flags\":\"DPE\",\"path\":null,\"upstream\":null}");
 }
 
+/// The binary's own loggers: JSON errors on its stdout, and a file renamed away
+/// reopened on SIGUSR1.
 #[test]
-fn sigusr1_reopens_a_rotated_file() {
+fn stdout_json_and_sigusr1_reopens_a_rotated_file() {
     let web = HttpOrigin::start("web");
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +105,7 @@ fn sigusr1_reopens_a_rotated_file() {
         Cluster { name: "web", ports: &[web.port()], extra: "" },
         Cluster { name: "dead", ports: &[free_port()], extra: "" },
     ];
-    let yaml = http(port, VHOSTS, &clusters, &access_log_yaml(&log_path.to_string_lossy()), "");
+    let yaml = http(port, VHOSTS, &clusters, &access_log_yaml(&log_path.to_string_lossy(), None), "");
     let mut p = Proxy::start(&yaml, &["--concurrency", "2"]);
     let mut c = Client::connect(port);
     assert_eq!(c.request("GET", "/before", &[("host", "app")], b"").status, 200);
@@ -110,4 +121,12 @@ fn sigusr1_reopens_a_rotated_file() {
     let before = std::fs::read_to_string(&rotated).unwrap();
     assert_eq!(before.lines().count(), 1);
     assert!(before.contains("GET /before"));
+    // Only the error reached the JSON logger on stdout.
+    assert_eq!(c.request("GET", "/nothing", &[("host", "elsewhere")], b"").status, 404);
+    p.wait_for_log("{\"status\":404", Duration::from_secs(5));
+    let log = p.log();
+    let json: Vec<&str> = log.lines().filter(|l| l.starts_with("{\"status\"")).collect();
+    assert_eq!(json, ["{\"status\":404,\"flags\":\"NR\",\"path\":\"/nothing\",\"upstream\":null}"], "{log}");
 }
+
+on_both_backends!(default_format_file_and_filtered_json);

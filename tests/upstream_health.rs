@@ -1,6 +1,10 @@
 //! Active health checks end to end, through tcp_proxy: a dead host is steered around
 //! within two check intervals, and comes back after `healthy_threshold` passes (TCP
 //! checks against the traffic port, HTTP checks against a separate health port).
+//!
+//! These run on the binary only: health checks are sent by the upstream monitor thread
+//! over kernel sockets in kernel and xdp mode alike (see `upstream::monitor`), never
+//! over a worker's datapath, so a smol-backend variant would test nothing more.
 
 use std::time::{Duration, Instant};
 

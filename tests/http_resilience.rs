@@ -1,32 +1,56 @@
 //! Router resilience end to end with origins that fail on purpose: retries, back-off,
-//! timeouts, mirroring, fault injection, circuit breakers.
+//! timeouts, mirroring, fault injection, circuit breakers. Every case runs on both
+//! datapaths: sluice's workers over kernel sockets on loopback and over smol stacks on
+//! an in-memory network (see `sluice_e2e::backend`), with the same test body.
+//!
+//! Timing bounds are meant to hold on a loaded machine: a lower bound sits just under
+//! what the config promises (timers never fire early), an upper bound adds hundreds of
+//! milliseconds of slack, and steps that depend on the proxy's state (a request held,
+//! one pending) wait for that state instead of sleeping.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sluice_e2e::config::{http, Cluster};
-use sluice_e2e::free_port;
-use sluice_e2e::http_client::Client;
+use sluice_e2e::backend::{Backend, Net};
+use sluice_e2e::config::ClusterAt;
 use sluice_e2e::http_origin::HttpOrigin;
-use sluice_e2e::proxy::Proxy;
+use sluice_e2e::http_proxy::HttpProxy;
+use sluice_e2e::on_both_backends;
 
+/// One virtual host sending everything to cluster `web`; `extra` adds route fields.
 fn route(extra: &str) -> String {
     format!("- name: m\n  domains: [\"*\"]\n  routes:\n  - match: {{ prefix: \"/\" }}\n    route:\n      cluster: web\n{extra}")
 }
 
-fn start(routes: &str, clusters: &[Cluster<'_>], filters: &str) -> (u16, Proxy) {
-    let port = free_port();
-    let p = Proxy::start(&http(port, routes, clusters, "", filters), &["--concurrency", "1"]);
-    (port, p)
+/// A one-worker proxy with the routes of [`route`]`(route_extra)` to cluster `web` at
+/// `endpoints` (with `cluster_extra` fields), and `filters` before the router.
+fn web<'n>(
+    net: &'n Net,
+    route_extra: &str,
+    endpoints: &[SocketAddr],
+    cluster_extra: &str,
+    filters: &str,
+) -> HttpProxy<'n> {
+    let clusters = [ClusterAt { name: "web", endpoints, extra: cluster_extra }];
+    HttpProxy::start(net, &route(route_extra), &clusters, "", filters, 1)
 }
 
-#[test]
-fn retry_to_success_on_another_host() {
-    let bad = HttpOrigin::start("bad");
-    let good = HttpOrigin::start("good");
+/// Poll `done` until it holds; panics with `what` after 10 s.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn retry_to_success_on_another_host(backend: Backend) {
+    let net = Net::new(backend);
+    let bad = HttpOrigin::serve(net.listen(), "bad");
+    let good = HttpOrigin::serve(net.listen(), "good");
     bad.force_status(Some(503));
-    let routes = route("      retry_policy: { retry_on: \"5xx\", num_retries: 2 }\n");
-    let (port, _p) = start(&routes, &[Cluster { name: "web", ports: &[bad.port(), good.port()], extra: "" }], "");
-    let mut c = Client::connect(port);
+    let p = web(&net, "      retry_policy: { retry_on: \"5xx\", num_retries: 2 }\n", &[bad.addr, good.addr], "", "");
+    let mut c = p.client();
     for i in 0..6 {
         let r = c.get(&format!("/r/{i}"));
         assert_eq!(r.status, 200, "request {i} must be retried to the good host");
@@ -36,28 +60,27 @@ fn retry_to_success_on_another_host() {
     // host; what matters is that every retry went to the other host, never the same one.
     assert_eq!(good.requests(), 6);
     assert!(bad.requests() <= 6, "a retry went back to the failing host: {}", bad.requests());
+    assert_eq!(p.counter("cluster.web.upstream_rq_retry") as usize, bad.requests(), "one retry per 503");
 }
 
-#[test]
-fn retries_exhausted_return_the_last_response() {
-    let bad = HttpOrigin::start("bad");
+fn retries_exhausted_return_the_last_response(backend: Backend) {
+    let net = Net::new(backend);
+    let bad = HttpOrigin::serve(net.listen(), "bad");
     bad.force_status(Some(503));
-    let routes =
-        route("      retry_policy: { retry_on: \"5xx\", num_retries: 2, retry_back_off: { base_interval: 0.01s } }\n");
-    let (port, _p) = start(&routes, &[Cluster { name: "web", ports: &[bad.port()], extra: "" }], "");
-    let r = Client::connect(port).get("/");
+    let policy =
+        "      retry_policy: { retry_on: \"5xx\", num_retries: 2, retry_back_off: { base_interval: 0.01s } }\n";
+    let p = web(&net, policy, &[bad.addr], "", "");
+    let r = p.client().get("/");
     assert_eq!(r.status, 503);
     assert_eq!(r.text(), "forced", "the upstream's last response is forwarded");
     assert_eq!(bad.requests(), 3, "1 try + 2 retries");
 }
 
-#[test]
-fn connect_failures_are_retried_per_header_policy() {
-    let good = HttpOrigin::start("good");
-    let dead = free_port();
-    let routes = route("");
-    let (port, _p) = start(&routes, &[Cluster { name: "web", ports: &[dead, good.port()], extra: "" }], "");
-    let mut c = Client::connect(port);
+fn connect_failures_are_retried_per_header_policy(backend: Backend) {
+    let net = Net::new(backend);
+    let good = HttpOrigin::serve(net.listen(), "good");
+    let p = web(&net, "", &[net.refused_addr(), good.addr], "", "");
+    let mut c = p.client();
     let mut statuses = Vec::new();
     for _ in 0..4 {
         statuses.push(
@@ -80,14 +103,14 @@ fn connect_failures_are_retried_per_header_policy() {
     assert!(saw_503);
 }
 
-#[test]
-fn backoff_timing_is_jittered_within_bounds() {
-    let bad = HttpOrigin::start("bad");
+fn backoff_timing_is_jittered_within_bounds(backend: Backend) {
+    let net = Net::new(backend);
+    let bad = HttpOrigin::serve(net.listen(), "bad");
     bad.force_status(Some(503));
     // base 100 ms: retry 1 waits < 100 ms, retry 2 < 300 ms, retry 3 < 700 ms (max 1 s).
-    let routes = route("      retry_policy: { retry_on: \"5xx\", num_retries: 3, retry_back_off: { base_interval: 0.1s, max_interval: 1s } }\n");
-    let (port, _p) = start(&routes, &[Cluster { name: "web", ports: &[bad.port()], extra: "" }], "");
-    let mut c = Client::connect(port);
+    let policy = "      retry_policy: { retry_on: \"5xx\", num_retries: 3, retry_back_off: { base_interval: 0.1s, max_interval: 1s } }\n";
+    let p = web(&net, policy, &[bad.addr], "", "");
+    let mut c = p.client();
     let mut total = Duration::ZERO;
     for _ in 0..5 {
         let t = Instant::now();
@@ -101,41 +124,37 @@ fn backoff_timing_is_jittered_within_bounds() {
     assert_eq!(bad.requests(), 20);
 }
 
-#[test]
-fn route_timeout_gives_504_and_alt_response_204() {
-    let slow = HttpOrigin::start("slow");
-    let routes = route("      timeout: 0.3s\n");
-    let (port, _p) = start(&routes, &[Cluster { name: "web", ports: &[slow.port()], extra: "" }], "");
-    let mut c = Client::connect(port);
+fn route_timeout_gives_504_and_alt_response_204(backend: Backend) {
+    let net = Net::new(backend);
+    let slow = HttpOrigin::serve(net.listen(), "slow");
+    let p = web(&net, "      timeout: 0.3s\n", &[slow.addr], "", "");
+    let mut c = p.client();
     let t = Instant::now();
     let r = c.get("/delay/2000/x");
     let took = t.elapsed();
     assert_eq!(r.status, 504);
     assert_eq!(r.text(), "upstream request timeout");
     assert!(took >= Duration::from_millis(280) && took < Duration::from_millis(1500), "504 after {took:?}");
-    let r = Client::connect(port).request(
-        "GET",
-        "/delay/2000/y",
-        &[("x-envoy-upstream-rq-timeout-alt-response", "1")],
-        b"",
-    );
+    let r = p.client().request("GET", "/delay/2000/y", &[("x-envoy-upstream-rq-timeout-alt-response", "1")], b"");
     assert_eq!(r.status, 204);
     // The header is consumed, not forwarded.
     assert!(slow.seen().iter().all(|s| s.header("x-envoy-upstream-rq-timeout-alt-response").is_none()));
     // The request header overrides the route timeout.
+    let mut c = p.client();
     let t = Instant::now();
-    let r = Client::connect(port).request("GET", "/delay/2000/z", &[("x-envoy-upstream-rq-timeout-ms", "100")], b"");
+    let r = c.request("GET", "/delay/2000/z", &[("x-envoy-upstream-rq-timeout-ms", "100")], b"");
     assert_eq!(r.status, 504);
     assert!(t.elapsed() < Duration::from_millis(280), "header timeout not honoured: {:?}", t.elapsed());
 }
 
-#[test]
-fn per_try_timeouts_bound_total_time() {
-    let slow = HttpOrigin::start("slow");
-    let routes = route("      timeout: 5s\n      retry_policy: { retry_on: \"5xx\", num_retries: 2, per_try_timeout: 0.2s, retry_back_off: { base_interval: 0.01s } }\n");
-    let (port, _p) = start(&routes, &[Cluster { name: "web", ports: &[slow.port()], extra: "" }], "");
+fn per_try_timeouts_bound_total_time(backend: Backend) {
+    let net = Net::new(backend);
+    let slow = HttpOrigin::serve(net.listen(), "slow");
+    let policy = "      timeout: 5s\n      retry_policy: { retry_on: \"5xx\", num_retries: 2, per_try_timeout: 0.2s, retry_back_off: { base_interval: 0.01s } }\n";
+    let p = web(&net, policy, &[slow.addr], "", "");
+    let mut c = p.client();
     let t = Instant::now();
-    let r = Client::connect(port).get("/delay/3000/x");
+    let r = c.get("/delay/3000/x");
     let took = t.elapsed();
     assert_eq!(r.status, 504);
     // 3 tries × 200 ms plus back-off: well under the 5 s route timeout.
@@ -143,11 +162,10 @@ fn per_try_timeouts_bound_total_time() {
     assert_eq!(slow.requests(), 3);
 }
 
-#[test]
-fn mirror_gets_a_shadow_host_and_a_dead_shadow_changes_nothing() {
-    let primary = HttpOrigin::start("primary");
-    let mirror = HttpOrigin::start("mirror");
-    let dead = free_port();
+fn mirror_gets_a_shadow_host_and_a_dead_shadow_changes_nothing(backend: Backend) {
+    let net = Net::new(backend);
+    let primary = HttpOrigin::serve(net.listen(), "primary");
+    let mirror = HttpOrigin::serve(net.listen(), "mirror");
     let routes = r#"- name: m
   domains: ["*"]
   routes:
@@ -162,20 +180,18 @@ fn mirror_gets_a_shadow_host_and_a_dead_shadow_changes_nothing() {
       request_mirror_policies:
       - cluster: deadshadow
 "#;
+    let (web, shadow, dead) = ([primary.addr], [mirror.addr], [net.refused_addr()]);
     let clusters = [
-        Cluster { name: "web", ports: &[primary.port()], extra: "" },
-        Cluster { name: "shadow", ports: &[mirror.port()], extra: "" },
-        Cluster { name: "deadshadow", ports: &[dead], extra: "" },
+        ClusterAt { name: "web", endpoints: &web, extra: "" },
+        ClusterAt { name: "shadow", endpoints: &shadow, extra: "" },
+        ClusterAt { name: "deadshadow", endpoints: &dead, extra: "" },
     ];
-    let (port, _p) = start(routes, &clusters, "");
-    let mut c = Client::connect(port);
+    let p = HttpProxy::start(&net, routes, &clusters, "", "", 1);
+    let mut c = p.client();
     let r = c.request("POST", "/mirrored", &[("host", "api.example:8080")], b"payload");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-origin"), Some("primary"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while mirror.requests() == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the shadow request arrives", || mirror.requests() > 0);
     let seen = mirror.seen();
     assert_eq!(seen.len(), 1, "one shadow request");
     assert_eq!(seen[0].header("host"), Some("api.example-shadow:8080"));
@@ -191,9 +207,9 @@ fn mirror_gets_a_shadow_host_and_a_dead_shadow_changes_nothing() {
     assert!(t.elapsed() < Duration::from_millis(900), "primary delayed by its shadow: {:?}", t.elapsed());
 }
 
-#[test]
-fn fault_abort_and_delay_with_header_matchers() {
-    let origin = HttpOrigin::start("web");
+fn fault_abort_and_delay_with_header_matchers(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
     let filters = r#"- name: envoy.filters.http.fault
   typed_config:
     "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
@@ -209,8 +225,8 @@ fn fault_abort_and_delay_with_header_matchers() {
     "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
     abort: { header_abort: {}, percentage: { numerator: 100 } }
 "#;
-    let (port, _p) = start(&route(""), &[Cluster { name: "web", ports: &[origin.port()], extra: "" }], filters);
-    let mut c = Client::connect(port);
+    let p = web(&net, "", &[origin.addr], "", filters);
+    let mut c = p.client();
     let r = c.request("GET", "/", &[("x-fault", "abort")], b"");
     assert_eq!(r.status, 418);
     assert_eq!(r.text(), "fault filter abort");
@@ -227,19 +243,36 @@ fn fault_abort_and_delay_with_header_matchers() {
     assert_eq!(origin.requests(), 2);
 }
 
-#[test]
-fn circuit_breaker_overflow_is_503_with_x_envoy_overloaded() {
-    let slow = HttpOrigin::start("slow");
+fn circuit_breaker_overflow_is_503_with_x_envoy_overloaded(backend: Backend) {
+    let net = Net::new(backend);
+    let slow = HttpOrigin::serve(net.listen(), "slow");
     let extra = "    circuit_breakers: { thresholds: [{ max_connections: 1, max_pending_requests: 1 }] }\n";
-    let (port, _p) = start(&route(""), &[Cluster { name: "web", ports: &[slow.port()], extra }], "");
+    let p = web(&net, "", &[slow.addr], extra, "");
     // One request holds the only connection, one waits as pending, the third overflows.
-    let hold = std::thread::spawn(move || Client::connect(port).get("/delay/800/a").status);
-    std::thread::sleep(Duration::from_millis(150));
-    let pending = std::thread::spawn(move || Client::connect(port).get("/delay/10/b").status);
-    std::thread::sleep(Duration::from_millis(150));
-    let r = Client::connect(port).get("/c");
+    // Each step waits until the proxy is in the state the next one needs.
+    let mut hold = p.client();
+    let hold = std::thread::spawn(move || hold.get("/delay/800/a").status);
+    wait_until("the first request holds the connection", || slow.requests() == 1);
+    let mut pending = p.client();
+    let pending = std::thread::spawn(move || pending.get("/delay/10/b").status);
+    wait_until("the second request is pending", || p.counter("cluster.web.upstream_rq_pending_active") == 1);
+    let r = p.client().get("/c");
     assert_eq!(r.status, 503);
     assert_eq!(r.header("x-envoy-overloaded"), Some("true"));
+    assert_eq!(p.counter("cluster.web.upstream_rq_pending_overflow"), 1);
     assert_eq!(hold.join().unwrap(), 200);
     assert_eq!(pending.join().unwrap(), 200, "the pending request is served once the connection frees");
+    assert_eq!(slow.connections(), 1, "the pending request reused the one connection");
 }
+
+on_both_backends!(
+    retry_to_success_on_another_host,
+    retries_exhausted_return_the_last_response,
+    connect_failures_are_retried_per_header_policy,
+    backoff_timing_is_jittered_within_bounds,
+    route_timeout_gives_504_and_alt_response_204,
+    per_try_timeouts_bound_total_time,
+    mirror_gets_a_shadow_host_and_a_dead_shadow_changes_nothing,
+    fault_abort_and_delay_with_header_matchers,
+    circuit_breaker_overflow_is_503_with_x_envoy_overloaded,
+);

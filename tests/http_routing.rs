@@ -1,21 +1,48 @@
-//! HTTP routing end to end: virtual-host order, every match kind, every action, errors
-//! with Envoy's statuses and bodies, header mutations, weighted clusters.
+//! HTTP routing end to end on both datapaths: the same cases against sluice's workers
+//! over kernel sockets on loopback and over smol stacks on an in-memory network (see
+//! `sluice_e2e::backend`). Virtual-host order, every match kind, every action, errors
+//! with Envoy's statuses and bodies, header mutations at every level, weighted clusters.
 
-use sluice_e2e::config::{forward_all, http, Cluster};
-use sluice_e2e::free_port;
+use std::net::SocketAddr;
+
+use sluice_e2e::backend::{Backend, Net};
+use sluice_e2e::config::{forward_all, http_at, ClusterAt};
 use sluice_e2e::http_client::Client;
 use sluice_e2e::http_origin::HttpOrigin;
-use sluice_e2e::proxy::Proxy;
+use sluice_e2e::http_proxy::HttpProxy;
+use sluice_e2e::inproc::InProcessProxy;
+use sluice_e2e::on_both_backends;
 
+on_both_backends!(
+    virtual_host_selection_follows_envoys_order,
+    every_match_kind,
+    case_sensitive_prefix_by_default,
+    route_actions_rewrite_and_forward,
+    redirects_and_direct_responses,
+    header_mutations_at_every_level,
+    weighted_clusters_split_within_tolerance,
+    router_errors_use_envoys_statuses_and_bodies,
+    forwarding_preserves_method_body_and_query,
+);
+
+/// Run the bootstrap `yaml`, whose HTTP listener is at `listen` (from
+/// [`Net::proxy_listen_addr`]), with `workers` workers; returns the proxy and a client of
+/// that listener. For a bootstrap [`HttpProxy::start`] cannot build.
+fn start_yaml(net: &Net, yaml: &str, listen: SocketAddr, workers: usize) -> (InProcessProxy, Client) {
+    let proxy = net.start_proxy(yaml, workers);
+    let client = Client::over(net.connect(proxy.target(listen)).expect("connect to the proxy"));
+    (proxy, client)
+}
+
+/// A virtual host for `domains` (a YAML list) answering every request with its name.
 fn direct(name: &str, domains: &str) -> String {
     format!(
         "- name: {name}\n  domains: {domains}\n  routes:\n  - match: {{ prefix: \"/\" }}\n    direct_response: {{ status: 200, body: {{ inline_string: \"{name}\" }} }}\n"
     )
 }
 
-#[test]
-fn virtual_host_selection_follows_envoys_order() {
-    let port = free_port();
+fn virtual_host_selection_follows_envoys_order(backend: Backend) {
+    let net = Net::new(backend);
     let vhosts = [
         direct("star", "[\"*\"]"),
         direct("prefix_short", "[\"api.*\"]"),
@@ -25,8 +52,8 @@ fn virtual_host_selection_follows_envoys_order() {
         direct("exact", "[\"www.example.com\", \"port.example.com:8080\"]"),
     ]
     .concat();
-    let _p = Proxy::start(&http(port, &vhosts, &[], "", ""), &["--concurrency", "1"]);
-    let mut c = Client::connect(port);
+    let p = HttpProxy::start(&net, &vhosts, &[], "", "", 1);
+    let mut c = p.client();
     let mut via = |host: &str| c.request("GET", "/", &[("host", host)], b"").text();
     assert_eq!(via("www.example.com"), "exact", "exact beats every wildcard");
     assert_eq!(via("WWW.Example.COM"), "exact", "domains are case-insensitive");
@@ -41,9 +68,8 @@ fn virtual_host_selection_follows_envoys_order() {
     assert_eq!(via("www.example.com:8080"), "star");
 }
 
-#[test]
-fn every_match_kind() {
-    let port = free_port();
+fn every_match_kind(backend: Backend) {
+    let net = Net::new(backend);
     let routes = r#"- name: m
   domains: ["*"]
   routes:
@@ -76,8 +102,8 @@ fn every_match_kind() {
   - match: { prefix: "/" }
     direct_response: { status: 200, body: { inline_string: "fallback" } }
 "#;
-    let _p = Proxy::start(&http(port, routes, &[], "", ""), &["--concurrency", "1"]);
-    let mut c = Client::connect(port);
+    let p = HttpProxy::start(&net, routes, &[], "", "", 1);
+    let mut c = p.client();
     let mut get = |path: &str, headers: &[(&str, &str)]| c.request("GET", path, headers, b"").text();
     assert_eq!(get("/exact", &[]), "path");
     assert_eq!(get("/exact?x=1", &[]), "path", "path ignores the query string");
@@ -101,12 +127,11 @@ fn every_match_kind() {
     assert_eq!(get("/q?debug=1", &[]), "fallback");
 }
 
-#[test]
-fn case_sensitive_prefix_by_default() {
-    let port = free_port();
+fn case_sensitive_prefix_by_default(backend: Backend) {
+    let net = Net::new(backend);
     let routes = "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/api\" }\n    direct_response: { status: 200, body: { inline_string: \"api\" } }\n";
-    let _p = Proxy::start(&http(port, routes, &[], "", ""), &["--concurrency", "1"]);
-    let mut c = Client::connect(port);
+    let p = HttpProxy::start(&net, routes, &[], "", "", 1);
+    let mut c = p.client();
     assert_eq!(c.get("/api/x").text(), "api");
     let r = c.get("/API/x");
     assert_eq!(r.status, 404, "no route: 404");
@@ -115,10 +140,9 @@ fn case_sensitive_prefix_by_default() {
     assert_eq!(c.get("/api").status, 200);
 }
 
-#[test]
-fn route_actions_rewrite_and_forward() {
-    let origin = HttpOrigin::start("web");
-    let port = free_port();
+fn route_actions_rewrite_and_forward(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
     let routes = r#"- name: m
   domains: ["*"]
   routes:
@@ -135,9 +159,9 @@ fn route_actions_rewrite_and_forward() {
   - match: { prefix: "/" }
     route: { cluster: web }
 "#;
-    let cfg = http(port, routes, &[Cluster { name: "web", ports: &[origin.port()], extra: "" }], "", "");
-    let _p = Proxy::start(&cfg, &["--concurrency", "1"]);
-    let mut c = Client::connect(port);
+    let endpoints = [origin.addr];
+    let p = HttpProxy::start(&net, routes, &[ClusterAt { name: "web", endpoints: &endpoints, extra: "" }], "", "", 1);
+    let mut c = p.client();
     let r = c.get("/old/a/b?x=1");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-origin"), Some("web"));
@@ -160,9 +184,8 @@ fn route_actions_rewrite_and_forward() {
     assert_eq!(c.get("/").status, 200, "connection still serving");
 }
 
-#[test]
-fn redirects_and_direct_responses() {
-    let port = free_port();
+fn redirects_and_direct_responses(backend: Backend) {
+    let net = Net::new(backend);
     let routes = r#"- name: m
   domains: ["*"]
   routes:
@@ -179,8 +202,8 @@ fn redirects_and_direct_responses() {
   - match: { prefix: "/empty" }
     direct_response: { status: 204 }
 "#;
-    let _p = Proxy::start(&http(port, routes, &[], "", ""), &["--concurrency", "1"]);
-    let mut c = Client::connect(port);
+    let p = HttpProxy::start(&net, routes, &[], "", "", 1);
+    let mut c = p.client();
     let r = c.request("GET", "/https/x?q=1", &[("host", "site.example")], b"");
     assert_eq!(r.status, 301);
     assert_eq!(r.header("location"), Some("https://site.example/https/x?q=1"));
@@ -202,10 +225,9 @@ fn redirects_and_direct_responses() {
     assert!(r.body.is_empty());
 }
 
-#[test]
-fn header_mutations_at_every_level() {
-    let origin = HttpOrigin::start("web");
-    let port = free_port();
+fn header_mutations_at_every_level(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
     let routes = r#"- name: vh
   domains: ["*"]
   request_headers_to_add:
@@ -229,13 +251,16 @@ fn header_mutations_at_every_level() {
     - header: { key: x-resp-route, value: "r" }
     response_headers_to_remove: [x-origin]
 "#;
-    let cfg = http(port, routes, &[Cluster { name: "web", ports: &[origin.port()], extra: "" }], "", "");
+    let listen = net.proxy_listen_addr();
+    let endpoints = [origin.addr];
+    let cfg = http_at(listen, routes, &[ClusterAt { name: "web", endpoints: &endpoints, extra: "" }], "", "");
+    // Route-configuration-level mutations sit beside `virtual_hosts`, which the builder
+    // does not template: splice them in after the route configuration's name.
     let cfg = cfg.replace(
         "            name: local\n",
         "            name: local\n            request_headers_to_add:\n            - header: { key: x-rc, value: \"rc\" }\n            response_headers_to_remove: [x-drop-me]\n",
     );
-    let _p = Proxy::start(&cfg, &["--concurrency", "1"]);
-    let mut c = Client::connect(port);
+    let (_p, mut c) = start_yaml(&net, &cfg, listen, 1);
     let r = c.request(
         "GET",
         "/",
@@ -248,7 +273,8 @@ fn header_mutations_at_every_level() {
     assert_eq!(s.header("x-route"), Some("r"));
     assert_eq!(s.header("x-vhost"), Some("vh"));
     assert_eq!(s.header("x-rc"), Some("rc"));
-    assert_eq!(s.header("x-client"), Some("127.0.0.1"));
+    let client_ip = net.client_ip().to_string();
+    assert_eq!(s.header("x-client"), Some(client_ip.as_str()), "the downstream peer's address");
     assert_eq!(s.header("x-secret"), None);
     let multi: Vec<&str> = s.headers.iter().filter(|(n, _)| n == "x-multi").map(|(_, v)| v.as_str()).collect();
     assert_eq!(multi, vec!["orig", "added"]);
@@ -265,11 +291,10 @@ fn header_mutations_at_every_level() {
     assert!(r.header("x-envoy-upstream-service-time").is_some());
 }
 
-#[test]
-fn weighted_clusters_split_within_tolerance() {
-    let a = HttpOrigin::start("a");
-    let b = HttpOrigin::start("b");
-    let port = free_port();
+fn weighted_clusters_split_within_tolerance(backend: Backend) {
+    let net = Net::new(backend);
+    let a = HttpOrigin::serve(net.listen(), "a");
+    let b = HttpOrigin::serve(net.listen(), "b");
     let routes = r#"- name: m
   domains: ["*"]
   routes:
@@ -280,10 +305,11 @@ fn weighted_clusters_split_within_tolerance() {
         - { name: a, weight: 20 }
         - { name: b, weight: 80 }
 "#;
+    let (ea, eb) = ([a.addr], [b.addr]);
     let clusters =
-        [Cluster { name: "a", ports: &[a.port()], extra: "" }, Cluster { name: "b", ports: &[b.port()], extra: "" }];
-    let _p = Proxy::start(&http(port, routes, &clusters, "", ""), &["--concurrency", "2"]);
-    let mut c = Client::connect(port);
+        [ClusterAt { name: "a", endpoints: &ea, extra: "" }, ClusterAt { name: "b", endpoints: &eb, extra: "" }];
+    let p = HttpProxy::start(&net, routes, &clusters, "", "", 2);
+    let mut c = p.client();
     for _ in 0..1000 {
         assert_eq!(c.get("/").status, 200);
     }
@@ -293,10 +319,9 @@ fn weighted_clusters_split_within_tolerance() {
     assert!((137..=263).contains(&na), "a got {na}, b got {nb}");
 }
 
-#[test]
-fn router_errors_use_envoys_statuses_and_bodies() {
-    let dead = free_port();
-    let port = free_port();
+fn router_errors_use_envoys_statuses_and_bodies(backend: Backend) {
+    let net = Net::new(backend);
+    let dead = [net.refused_addr()];
     let routes = r#"- name: m
   domains: ["*"]
   routes:
@@ -305,10 +330,12 @@ fn router_errors_use_envoys_statuses_and_bodies() {
   - match: { prefix: "/dead" }
     route: { cluster: dead }
 "#;
-    let clusters =
-        [Cluster { name: "empty", ports: &[], extra: "" }, Cluster { name: "dead", ports: &[dead], extra: "" }];
-    let _p = Proxy::start(&http(port, routes, &clusters, "", ""), &["--concurrency", "1"]);
-    let mut c = Client::connect(port);
+    let clusters = [
+        ClusterAt { name: "empty", endpoints: &[], extra: "" },
+        ClusterAt { name: "dead", endpoints: &dead, extra: "" },
+    ];
+    let p = HttpProxy::start(&net, routes, &clusters, "", "", 1);
+    let mut c = p.client();
     let r = c.get("/empty");
     assert_eq!(r.status, 503);
     assert_eq!(r.text(), "no healthy upstream");
@@ -320,13 +347,13 @@ fn router_errors_use_envoys_statuses_and_bodies() {
     assert_eq!(c.get("/empty").status, 503, "still serving on the same connection");
 }
 
-#[test]
-fn forwarding_preserves_method_body_and_query() {
-    let origin = HttpOrigin::start("web");
-    let port = free_port();
-    let cfg = http(port, &forward_all("web"), &[Cluster { name: "web", ports: &[origin.port()], extra: "" }], "", "");
-    let _p = Proxy::start(&cfg, &["--concurrency", "1"]);
-    let mut c = Client::connect(port);
+fn forwarding_preserves_method_body_and_query(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let endpoints = [origin.addr];
+    let clusters = [ClusterAt { name: "web", endpoints: &endpoints, extra: "" }];
+    let p = HttpProxy::start(&net, &forward_all("web"), &clusters, "", "", 1);
+    let mut c = p.client();
     let r = c.request("POST", "/submit?a=1&b=2", &[("content-type", "text/plain")], b"hello body");
     assert_eq!(r.status, 200);
     let seen = origin.seen();

@@ -36,6 +36,9 @@ pub struct CodecClient {
     pub parser: ResponseParser,
     /// A read may make progress (edge-triggered hint).
     pub readable: bool,
+    /// An event reported the upstream's FIN or RST: reads go on until they reach it, as
+    /// no further event will come (a short read does not mean drained).
+    pub peer_closed: bool,
     pub read_eof: bool,
     /// Reset or failed; the socket is gone.
     pub dead: bool,
@@ -81,6 +84,7 @@ impl CodecClient {
             input_pos: 0,
             parser: ResponseParser::new(max_headers),
             readable: false,
+            peer_closed: false,
             read_eof: false,
             dead: false,
             requests: 0,
@@ -127,8 +131,9 @@ impl CodecClient {
             }
             Ok(n) => {
                 self.input.extend_from_slice(&scratch[..n]);
-                // A short read drained the socket: the next arrival is a new event.
-                if n < want && self.transport.short_read_drains() {
+                // A short read drained the socket: the next arrival is a new event. Not
+                // so once the peer's FIN or RST was reported: it waits behind the data.
+                if n < want && self.transport.short_read_drains() && !self.peer_closed {
                     self.readable = false;
                 }
                 ReadOutcome::Data
@@ -169,6 +174,7 @@ impl CodecClient {
         self.connected
             && !self.dead
             && !self.read_eof
+            && !self.peer_closed
             && self.out.is_empty()
             && self.pending_input().is_empty()
             && !self.transport.has_pending_output()
@@ -191,5 +197,60 @@ impl CodecClient {
             stack.close(self.socket);
         }
         self.dead = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use sluice_stack::kernel::KernelStack;
+    use sluice_stack::{Events, Interest, Token};
+
+    use super::*;
+
+    /// The last bytes of a response and the RST behind them arrive before the poll, so
+    /// one event reports both: the short read of the bytes must not end reading, or the
+    /// reset is never seen (no later event comes for it).
+    #[test]
+    fn a_reset_reported_with_the_last_bytes_is_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin_addr = listener.local_addr().unwrap();
+        let mut stack = KernelStack::new().unwrap();
+        let socket = stack.connect(origin_addr).unwrap();
+        stack.register(socket, Token(1), Interest::BOTH).unwrap();
+        let (mut origin, _) = listener.accept().unwrap();
+        origin.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial").unwrap();
+        socket2::SockRef::from(&origin).set_linger(Some(Duration::ZERO)).unwrap();
+        drop(origin);
+
+        let mut events = Events::with_capacity(8);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut peer_closed = false;
+        while !peer_closed && Instant::now() < deadline {
+            stack.poll(&mut events, Some(Duration::from_millis(100))).unwrap();
+            peer_closed = events.iter().any(|e| e.is_read_closed() || e.is_error());
+        }
+        assert!(peer_closed, "the stack reports the reset");
+
+        let host = Arc::new(Host::new(origin_addr, String::new(), 1, 0, None));
+        let mut client = CodecClient::new(socket, host, 0, 0, 100, Instant::now());
+        client.readable = true;
+        client.peer_closed = peer_closed;
+        let mut scratch = vec![0; READ_CHUNK];
+        let mut outcomes = Vec::new();
+        while client.readable && outcomes.len() < 4 {
+            let outcome = client.read(&mut stack, 1 << 20, &mut scratch);
+            outcomes.push(outcome);
+            if outcome != ReadOutcome::Data {
+                break;
+            }
+        }
+        assert_eq!(outcomes, [ReadOutcome::Data, ReadOutcome::Error]);
+        assert!(client.dead);
+        assert!(client.pending_input().ends_with(b"partial"));
+        client.close(&mut stack, true);
     }
 }

@@ -229,15 +229,17 @@ impl<S: Stack> Worker<S> {
             let now = Instant::now();
             for ev in events.iter() {
                 let t = ev.token();
+                // The peer's FIN or RST is in: no further event will come for it.
+                let peer_closed = ev.is_read_closed() || ev.is_error();
                 if t == WAKER {
                     continue;
                 } else if t.0 >= LISTENER_BASE {
                     self.accept(t.0 - LISTENER_BASE, now);
                 } else if t.0 & 3 == POOL_SUB {
                     let (gen, index) = decode_pool_token(t);
-                    self.on_pool_event(gen, index, now);
+                    self.on_pool_event(gen, index, peer_closed, now);
                 } else {
-                    self.on_conn_event(t.0 >> 2, t.0 & 3, now);
+                    self.on_conn_event(t.0 >> 2, t.0 & 3, peer_closed, now);
                 }
             }
             self.run_ready(now);
@@ -609,7 +611,7 @@ impl<S: Stack> Worker<S> {
                         }
                         // Serve what already arrived.
                         let status = self.with_conn(key, now, |conn, ctx| match conn {
-                            Conn::Http(h) => h.on_event(ctx),
+                            Conn::Http(h) => h.on_event(ctx, false),
                             _ => Status::Open,
                         });
                         self.finish(key, status);
@@ -671,7 +673,7 @@ impl<S: Stack> Worker<S> {
         f(&mut e.conn, &mut ctx)
     }
 
-    fn on_conn_event(&mut self, index: usize, sub: usize, now: Instant) {
+    fn on_conn_event(&mut self, index: usize, sub: usize, peer_closed: bool, now: Instant) {
         let Some((key, e)) = self.conns.get_mut(index) else { return };
         if let Conn::Pending(_) = e.conn {
             self.advance_pending(key, now);
@@ -680,7 +682,7 @@ impl<S: Stack> Worker<S> {
         let base = token(key, DOWNSTREAM_SUB).0;
         let status = self.with_conn(key, now, |conn, ctx| match conn {
             Conn::TcpProxy(s) => s.on_event(ctx, sub, base),
-            Conn::Http(h) => h.on_event(ctx),
+            Conn::Http(h) => h.on_event(ctx, peer_closed),
             Conn::Pending(_) => Status::Open,
         });
         self.finish(key, status);

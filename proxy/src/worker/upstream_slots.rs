@@ -14,20 +14,21 @@ use crate::timer::TimerKey;
 use crate::upstream::conn_pool::{close_client, rest, UpstreamSlot};
 
 impl<S: Stack> Worker<S> {
-    /// An event on an upstream pool slot of generation `gen`.
-    pub(super) fn on_pool_event(&mut self, gen: u8, index: usize, now: Instant) {
+    /// An event on an upstream pool slot of generation `gen`; `peer_closed` when it
+    /// reports the upstream's FIN or RST.
+    pub(super) fn on_pool_event(&mut self, gen: u8, index: usize, peer_closed: bool, now: Instant) {
         let Some(g) = self.generations.get_mut(gen as usize).and_then(Option::as_mut) else { return };
         let Some((slot, state)) = g.pool.slots.get_mut(index) else { return };
         match state {
             UpstreamSlot::Busy { owner } => {
                 let owner = *owner;
                 let status = self.with_conn(owner, now, |conn, ctx| match conn {
-                    Conn::Http(h) => h.on_upstream_event(ctx, slot),
+                    Conn::Http(h) => h.on_upstream_event(ctx, slot, peer_closed),
                     _ => Status::Open,
                 });
                 self.finish(owner, status);
             }
-            UpstreamSlot::Shadow(_) => self.drive_shadow(gen, slot, now, true),
+            UpstreamSlot::Shadow(_) => self.drive_shadow(gen, slot, now, Some(peer_closed)),
             UpstreamSlot::Idle(client) => {
                 // An idle connection has nothing to say: data or a close ends it.
                 let mut probe = [0u8; 1];
@@ -44,11 +45,14 @@ impl<S: Stack> Worker<S> {
         }
     }
 
-    /// Advance a mirrored request; on completion pool or close its connection.
-    fn drive_shadow(&mut self, gen: u8, slot: TimerKey, now: Instant, event: bool) {
+    /// Advance a mirrored request on an event (`Some(peer_closed)`, as in
+    /// [`Worker::on_pool_event`]) or a timer (`None`); on completion pool or close its
+    /// connection.
+    fn drive_shadow(&mut self, gen: u8, slot: TimerKey, now: Instant, event: Option<bool>) {
         let Some(g) = self.generations.get_mut(gen as usize).and_then(Option::as_mut) else { return };
         let Some(mut shadow) = g.pool.take_shadow(slot) else { return };
-        let state = self.with_ctx(gen, slot, now, |ctx| shadow.drive(ctx, event));
+        shadow.client.peer_closed |= event == Some(true);
+        let state = self.with_ctx(gen, slot, now, |ctx| shadow.drive(ctx, event.is_some()));
         match state {
             ShadowState::Running => {
                 let mut s = *shadow;
@@ -114,7 +118,7 @@ impl<S: Stack> Worker<S> {
     pub(super) fn on_pool_timer(&mut self, gen: u8, slot: TimerKey, now: Instant) {
         let Some(g) = self.generations.get_mut(gen as usize).and_then(Option::as_mut) else { return };
         match g.pool.slots.get_key_mut(slot) {
-            Some(UpstreamSlot::Shadow(_)) => self.drive_shadow(gen, slot, now, false),
+            Some(UpstreamSlot::Shadow(_)) => self.drive_shadow(gen, slot, now, None),
             Some(UpstreamSlot::Idle(client)) => {
                 let idle = g
                     .clusters

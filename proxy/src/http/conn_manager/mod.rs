@@ -18,6 +18,8 @@
 pub mod config;
 pub mod headers;
 pub mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::net::SocketAddr;
@@ -95,6 +97,9 @@ pub struct Downstream {
     pub out: Vec<u8>,
     pub out_pos: usize,
     pub readable: bool,
+    /// An event reported the peer's FIN or RST: reads go on until they reach it, as no
+    /// further event will come (a short read does not mean drained).
+    pub peer_closed: bool,
     pub read_eof: bool,
     /// No more I/O: the transport failed (peer reset, TLS error) or we let go.
     pub dead: bool,
@@ -144,8 +149,9 @@ impl Downstream {
             }
             Ok(n) => {
                 self.input.extend_from_slice(&scratch[..n]);
-                if n < want && self.transport.short_read_drains() {
-                    // A short read drained the socket; the next arrival is a new event.
+                if n < want && self.transport.short_read_drains() && !self.peer_closed {
+                    // A short read drained the socket; the next arrival is a new event. Not
+                    // so once the peer's FIN or RST was reported: it waits behind the data.
                     self.readable = false;
                 }
                 true
@@ -247,6 +253,7 @@ impl HttpConnection {
                 out: Vec::new(),
                 out_pos: 0,
                 readable: true,
+                peer_closed: false,
                 read_eof: false,
                 dead: false,
                 released: false,
@@ -267,16 +274,19 @@ impl HttpConnection {
         }
     }
 
-    /// Readiness on the downstream socket.
-    pub fn on_event<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Status {
+    /// Readiness on the downstream socket; `peer_closed` when the event reports the
+    /// client's FIN or RST.
+    pub fn on_event<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, peer_closed: bool) -> Status {
         self.down.readable = true;
+        self.down.peer_closed |= peer_closed;
         self.process(ctx)
     }
 
-    /// Readiness on the upstream connection lent to this connection's stream.
-    pub fn on_upstream_event<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, slot: TimerKey) -> Status {
+    /// Readiness on the upstream connection lent to this connection's stream;
+    /// `peer_closed` when the event reports the upstream's FIN or RST.
+    pub fn on_upstream_event<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, slot: TimerKey, peer_closed: bool) -> Status {
         if let Some(r) = self.stream.router.as_mut() {
-            r.on_upstream_event(slot);
+            r.on_upstream_event(slot, peer_closed);
         }
         self.process(ctx)
     }

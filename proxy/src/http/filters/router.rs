@@ -234,12 +234,14 @@ impl RouterState {
         self.idle_override
     }
 
-    /// An event on the upstream connection lent to this stream.
-    pub fn on_upstream_event(&mut self, slot: TimerKey) {
+    /// An event on the upstream connection lent to this stream (`peer_closed`: it
+    /// reports the upstream's FIN or RST).
+    pub fn on_upstream_event(&mut self, slot: TimerKey, peer_closed: bool) {
         if self.slot == Some(slot) {
             self.upstream_event = true;
             if let Some(c) = self.client.as_mut() {
                 c.readable = true;
+                c.peer_closed |= peer_closed;
             }
         }
     }

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use sluice_datapath::mem::Faults;
 use sluice_e2e::backend::{Backend, Net, SmolOptions};
-use sluice_e2e::config::{endpoint, tcp_proxy, tcp_proxy_at, ClusterAt};
+use sluice_e2e::config::{endpoint, tcp_proxy, tcp_proxy_at, tcp_proxy_weighted_at, ClusterAt};
 use sluice_e2e::inproc::InProcessProxy;
-use sluice_e2e::origin::TcpOrigin;
+use sluice_e2e::origin::{echo, TcpOrigin};
 use sluice_e2e::proxy::{self, Proxy};
 use sluice_e2e::{free_port, localhost, on_both_backends, payload};
 use sluice_stack::smol::SmolDuration;
@@ -178,17 +178,7 @@ fn idle_connection_is_closed_both_ways_after_idle_timeout(backend: Backend) {
     let (eof_tx, eof_rx) = mpsc::channel();
     // Echo until the proxy closes the upstream side, then report when that was.
     let origin = TcpOrigin::serve(net.listen(), move |mut c| {
-        let mut buf = [0u8; 1024];
-        loop {
-            match c.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if c.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
+        echo(&mut c);
         let _ = eof_tx.send(Instant::now());
     });
     let (p, listen) = proxy(&net, &[origin.addr], "idle_timeout: 0.5s", 1);
@@ -218,31 +208,9 @@ fn weighted_clusters_split_connections_by_weight(backend: Backend) {
     let b = TcpOrigin::echo_on(net.listen());
     let listen = net.proxy_listen_addr();
     let (ea, eb) = ([a.addr], [b.addr]);
-    let clusters: String =
-        [ClusterAt { name: "a", endpoints: &ea, extra: "" }, ClusterAt { name: "b", endpoints: &eb, extra: "" }]
-            .iter()
-            .map(ClusterAt::yaml)
-            .collect();
-    let yaml = format!(
-        r#"static_resources:
-  listeners:
-  - name: tcp_in
-    address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: t
-          weighted_clusters:
-            clusters:
-            - {{ name: a, weight: 1 }}
-            - {{ name: b, weight: 3 }}
-  clusters:
-{clusters}"#,
-        ip = listen.ip(),
-        port = listen.port(),
-    );
+    let clusters =
+        [ClusterAt { name: "a", endpoints: &ea, extra: "" }, ClusterAt { name: "b", endpoints: &eb, extra: "" }];
+    let yaml = tcp_proxy_weighted_at(listen, &[("a", 1), ("b", 3)], &clusters);
     let p = net.start_proxy(&yaml, 2);
     const N: usize = 200;
     for i in 0..N {

@@ -5,7 +5,7 @@
 //! request hash), and priority levels, all within tolerance.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use sluice_e2e::backend::{Backend, Net};
@@ -13,7 +13,7 @@ use sluice_e2e::config::{endpoint_at, tcp_proxy_endpoints_at};
 use sluice_e2e::conn::Conn;
 use sluice_e2e::inproc::InProcessProxy;
 use sluice_e2e::on_both_backends;
-use sluice_e2e::origin::TcpOrigin;
+use sluice_e2e::origin::{echoes, TcpOrigin};
 
 /// A tcp_proxy with `workers` workers to cluster `backend`, whose `lb_endpoints` items
 /// are `endpoints` (YAML) and whose extra fields are `cluster_extra`.
@@ -42,12 +42,7 @@ impl<'n> LbProxy<'n> {
 
     /// One connection through the proxy that gets a line echoed, then closes.
     fn echo_once(&self) {
-        let mut s = self.hold();
-        s.write_all(b"ping\n").unwrap();
-        let mut got = [0u8; 5];
-        s.read_exact(&mut got).expect("the origin echoes");
-        assert_eq!(&got, b"ping\n");
-        let _ = s.shutdown(Shutdown::Both);
+        assert!(echoes(self.net.connect(self.proxy.target(self.listen))), "no live upstream answered");
     }
 }
 

@@ -4,15 +4,14 @@
 //! or `consecutive_5xx` (connect failures count as 503 without the split) failures, and
 //! returns after `base_ejection_time`.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sluice_e2e::backend::{Backend, Net};
 use sluice_e2e::config::{endpoint_at, tcp_proxy_endpoints_at};
 use sluice_e2e::inproc::InProcessProxy;
 use sluice_e2e::on_both_backends;
-use sluice_e2e::origin::TcpOrigin;
+use sluice_e2e::origin::{echoes, TcpOrigin};
 
 /// A one-worker tcp_proxy to hosts `a` and `b` (round robin) with `outlier` detection.
 fn start(net: &Net, outlier: &str, a: SocketAddr, b: SocketAddr) -> (InProcessProxy, SocketAddr) {
@@ -22,20 +21,9 @@ fn start(net: &Net, outlier: &str, a: SocketAddr, b: SocketAddr) -> (InProcessPr
     (net.start_proxy(&yaml, 1), listen)
 }
 
-/// Open a connection through the proxy, send a line and expect it echoed: true when the
-/// proxy reached a live upstream, false when it closed the connection.
+/// One connection through the proxy: true when it reached a live upstream.
 fn echo_once(net: &Net, p: &InProcessProxy, listen: SocketAddr) -> bool {
-    let Ok(mut s) = net.connect(p.target(listen)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"ping\n").is_err() {
-        return false;
-    }
-    let mut got = [0u8; 5];
-    let ok = s.read_exact(&mut got).is_ok() && &got == b"ping\n";
-    let _ = s.shutdown(Shutdown::Both);
-    ok
+    echoes(net.connect(p.target(listen)))
 }
 
 /// Eject a dead host, bring it up, and measure when it serves again.

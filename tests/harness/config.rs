@@ -17,7 +17,8 @@ impl Cluster<'_> {
     }
 }
 
-/// A cluster with endpoints at any addresses (both backends: see `backend::Net`).
+/// A cluster with endpoints at any addresses (both backends: see `backend::Net`);
+/// `extra` holds more cluster fields (indented by 4), `connect_timeout` (1 s) among them.
 pub struct ClusterAt<'a> {
     pub name: &'a str,
     pub endpoints: &'a [SocketAddr],
@@ -29,8 +30,10 @@ impl ClusterAt<'_> {
         let endpoints: String = self.endpoints.iter().map(|a| endpoint_at(*a)).collect();
         let endpoints =
             if endpoints.is_empty() { " []\n".to_string() } else { format!("\n      - lb_endpoints:\n{endpoints}") };
+        // connect_timeout 1 s unless `extra` sets its own.
+        let timeout = if self.extra.contains("connect_timeout:") { "" } else { "    connect_timeout: 1s\n" };
         format!(
-            "  - name: {name}\n    connect_timeout: 1s\n{extra}    load_assignment:\n      cluster_name: {name}\n      endpoints:{endpoints}",
+            "  - name: {name}\n{timeout}{extra}    load_assignment:\n      cluster_name: {name}\n      endpoints:{endpoints}",
             name = self.name,
             extra = self.extra,
         )
@@ -124,8 +127,24 @@ pub fn endpoint_at(addr: SocketAddr) -> String {
     )
 }
 
+/// A bootstrap with one tcp_proxy listener at `listen` splitting connections over
+/// `clusters` by `weights` (`weighted_clusters`, cluster name and weight).
+pub fn tcp_proxy_weighted_at(listen: SocketAddr, weights: &[(&str, u32)], clusters: &[ClusterAt<'_>]) -> String {
+    let route: String =
+        weights.iter().map(|(name, w)| format!("            - {{ name: {name}, weight: {w} }}\n")).collect();
+    let route = format!("          weighted_clusters:\n            clusters:\n{route}");
+    let clusters: String = clusters.iter().map(ClusterAt::yaml).collect();
+    tcp_proxy_bootstrap(listen.ip(), listen.port(), &route, &clusters)
+}
+
 /// The tcp_proxy bootstrap: one listener on `ip:port` to `backend`, then `cluster`.
 fn tcp_proxy_listener(ip: std::net::IpAddr, port: u16, tcp_extra: &str, cluster: &str) -> String {
+    tcp_proxy_bootstrap(ip, port, &format!("          cluster: backend\n{tcp_extra}"), cluster)
+}
+
+/// One tcp_proxy listener on `ip:port` whose TcpProxy fields after `stat_prefix` are
+/// `fields` (indented by 10), then the `clusters` list.
+fn tcp_proxy_bootstrap(ip: std::net::IpAddr, port: u16, fields: &str, clusters: &str) -> String {
     format!(
         r#"static_resources:
   listeners:
@@ -137,10 +156,9 @@ fn tcp_proxy_listener(ip: std::net::IpAddr, port: u16, tcp_extra: &str, cluster:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
           stat_prefix: t
-          cluster: backend
-{tcp_extra}
+{fields}
   clusters:
-{cluster}"#
+{clusters}"#
     )
 }
 

@@ -1,7 +1,7 @@
 //! TCP origins for tests: a handler thread per connection, on either backend (see
 //! [`crate::conn`]); stopped and joined on drop.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 
 use crate::conn::{Acceptor, Conn, Listener};
@@ -33,17 +33,7 @@ impl TcpOrigin {
     /// [`TcpOrigin::echo`] on `listener`.
     pub fn echo_on(listener: Listener) -> TcpOrigin {
         TcpOrigin::serve(listener, |mut c| {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match c.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if c.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
+            echo(&mut c);
             let _ = c.shutdown(Shutdown::Write);
         })
     }
@@ -56,4 +46,36 @@ impl TcpOrigin {
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
+}
+
+/// Write back everything read from `c` until its end of stream or an error.
+pub fn echo(c: &mut (impl Read + Write)) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if c.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Send a line over `conn` (a connection through a proxy to an echo origin) and expect
+/// it back: true when the proxy reached a live upstream, false when the connect failed
+/// or the proxy closed the connection instead.
+pub fn echoes(conn: io::Result<Conn>) -> bool {
+    let Ok(mut s) = conn else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    if s.write_all(b"ping\n").is_err() {
+        return false;
+    }
+    let mut got = [0u8; 5];
+    let ok = s.read_exact(&mut got).is_ok() && &got == b"ping\n";
+    let _ = s.shutdown(Shutdown::Both);
+    ok
 }

@@ -81,17 +81,7 @@ impl Backend {
                 if let Ok(clone) = c.try_clone() {
                     open.lock().unwrap().push(clone);
                 }
-                let mut buf = [0u8; 16 * 1024];
-                loop {
-                    match c.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if c.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
+                crate::origin::echo(&mut c);
                 let _ = c.shutdown(Shutdown::Write);
             }),
         ));
@@ -184,18 +174,7 @@ impl HealthServer {
     }
 }
 
-/// Open a connection through the proxy, send a line and expect it echoed: true when the
-/// proxy reached a live upstream, false when it closed the connection.
+/// [`crate::origin::echoes`] over a new connection to 127.0.0.1:`port`.
 pub fn echo_once(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(crate::localhost(port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"ping\n").is_err() {
-        return false;
-    }
-    let mut got = [0u8; 5];
-    let ok = s.read_exact(&mut got).is_ok() && &got == b"ping\n";
-    let _ = s.shutdown(Shutdown::Both);
-    ok
+    crate::origin::echoes(TcpStream::connect(crate::localhost(port)).map(crate::conn::Conn::Kernel))
 }

@@ -1,7 +1,8 @@
 //! xdp mode end to end, HTTP: sluice on an AF_XDP queue of a veth, clients and the
 //! origin in the peer namespace. Keep-alive (200 requests on one connection), 32
 //! parallel clients × 20 requests, no kernel socket listening on the proxy port, the
-//! datapath counters in /stats, SIGHUP refused without harm, a clean drain on SIGTERM
+//! datapath counters in /stats, a SIGHUP reload that adds a listener on a new port, a
+//! clean drain on SIGTERM
 //! and the XDP program gone after a normal exit and after SIGKILL.
 
 mod xdp_support;
@@ -12,9 +13,10 @@ use std::time::Duration;
 use sluice_datapath::testnet;
 use sluice_e2e::http_client::Client;
 use sluice_e2e::http_origin::HttpOrigin;
-use xdp_support::{http_config, XdpNet};
+use xdp_support::{bootstrap, hcm, http_config, listener, XdpNet};
 
 const PROXY_PORT: u16 = 8080;
+const SECOND_PORT: u16 = 8081;
 
 #[test]
 fn http_through_xdp_mode() {
@@ -78,12 +80,26 @@ fn http_through_xdp_mode() {
     let value: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(value >= rx, "prometheus rx_packets {value} vs /stats {rx}");
 
-    // SIGHUP: xdp mode does not reload (its XDP program steers the ports it started
-    // with); it says so and keeps serving.
+    // SIGHUP with a second listener on port 8081: the workers open it on their stacks
+    // and the XDP program's port filter takes the new port (without it the kernel
+    // would answer the SYN with a reset); the first listener keeps serving.
+    let second = listener("second", SocketAddr::from(([0, 0, 0, 0], SECOND_PORT)), "", &hcm("second"));
+    let reloaded = bootstrap(
+        &(listener("http", SocketAddr::from(([0, 0, 0, 0], PROXY_PORT)), "", &hcm("ingress")) + &second),
+        origin.addr,
+    );
+    std::fs::write(&sluice.config_path, reloaded).unwrap();
     sluice.signal("HUP");
-    sluice.wait_for_log("configuration reload refused", Duration::from_secs(5));
-    let r = net.in_peer(|| Client::connect_to(proxy_addr).get("/after-hup"));
-    assert_eq!(r.status, 200, "{}", r.text());
+    sluice.wait_for_log("configuration reloaded", Duration::from_secs(5));
+    let second_addr = SocketAddr::from((net.sluice_ip(), SECOND_PORT));
+    let (r1, r2) = net
+        .in_peer(|| (Client::connect_to(proxy_addr).get("/after-hup"), Client::connect_to(second_addr).get("/second")));
+    assert_eq!(r1.status, 200, "{}", r1.text());
+    assert_eq!(r2.status, 200, "{}", r2.text());
+    assert!(r2.text().starts_with("GET /second\n"), "{}", r2.text());
+    let stats = net.stats_until(Duration::from_secs(3), |s| s.get("http.second.downstream_rq_2xx") == 1);
+    assert_eq!(stats.get("http.second.downstream_rq_2xx"), 1, "{stats:?}");
+    assert!(!net.kernel_listeners().contains(&format!(":{SECOND_PORT} ")), "the new listener is not a kernel socket");
 
     // SIGTERM: drain, exit 0, and the program is detached.
     sluice.signal("TERM");

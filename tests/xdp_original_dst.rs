@@ -4,7 +4,8 @@
 //! connections to ports without a listener, as iptables REDIRECT would send them) hands
 //! each to the listener of its original destination: the exact `ip:port` one, else the
 //! `0.0.0.0:port` one (both `bind_to_port: false`); a port with no listener stays on
-//! the 15001 listener's own chain.
+//! the 15001 listener's own chain. A reload that would move the 15001 listener is
+//! refused and the running config keeps serving.
 
 mod xdp_support;
 
@@ -60,4 +61,13 @@ fn intercepted_connections_reach_the_listener_of_their_original_destination() {
     assert_eq!(stats.get("tcp.outbound.downstream_cx_total"), 1, "{stats:?}");
     let seen: Vec<String> = origin.seen().iter().map(|s| s.path.clone()).collect();
     assert_eq!(seen, ["/virtual", "/exact", "/passthrough"]);
+
+    // A reload cannot move the listener that takes intercepted connections (the
+    // stacks redirect to its socket): refused with the reason, the old config serves on.
+    std::fs::write(&sluice.config_path, yaml.replace("port_value: 15001", "port_value: 15006")).unwrap();
+    sluice.signal("HUP");
+    sluice.wait_for_log("configuration reload rejected", Duration::from_secs(5));
+    assert!(sluice.log().contains("(0.0.0.0:15001 -> 0.0.0.0:15006)"), "{}", sluice.log());
+    let r = net.in_peer(|| Client::connect_to("10.99.46.5:8080".parse().unwrap()).get("/after-refused-reload"));
+    assert_eq!(r.status, 200, "{}", r.text());
 }

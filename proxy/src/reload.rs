@@ -59,20 +59,30 @@ impl UpstreamThreads {
     }
 }
 
-/// Load and compile the config at `path`; on success publish it to the workers and
-/// the admin server, and return the new cluster threads (the caller stops the old
-/// ones). On failure nothing changes and the errors are returned.
+/// A datapath's part in a reload, run once the new config is compiled and before
+/// anything else changes: check that the datapath can serve it and prepare for it (xdp
+/// mode: steer its listeners' ports to sluice). An error refuses the reload.
+pub type DatapathReload = Box<dyn FnMut(&Snapshot) -> Result<(), String> + Send>;
+
+/// Load and compile the config at `path`; on success let the datapath prepare for it
+/// (`datapath`), publish it to the workers and the admin server, and return the new
+/// cluster threads (the caller stops the old ones). On failure nothing changes and
+/// the errors are returned.
 pub fn reload(
     path: &Path,
     control: &Control,
     admin: &AdminState,
     stats: &Store,
+    datapath: Option<&mut DatapathReload>,
 ) -> Result<UpstreamThreads, Vec<String>> {
     let loaded = sluice_config::load_file(path).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
     let snapshot = Arc::new(Snapshot::build(&loaded.bootstrap)?);
+    if let Some(prepare) = datapath {
+        prepare(&snapshot).map_err(|e| vec![e])?;
+    }
     let threads = UpstreamThreads::start(&snapshot, stats, false).map_err(|e| vec![e])?;
     *admin.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&snapshot);
     *admin.config_dump.lock().unwrap_or_else(|e| e.into_inner()) = sluice_config::dump::config_dump(&loaded.bootstrap);

@@ -277,9 +277,8 @@ pub(crate) struct MainLoop {
     stats: Arc<Store>,
     /// The current config's cluster threads (DNS, health checks, outlier detection).
     threads: Option<UpstreamThreads>,
-    /// Why SIGHUP cannot reload in this datapath, if it cannot (xdp mode: the XDP
-    /// program steers the ports of the config sluice started with).
-    pub(crate) reload_refused: Option<&'static str>,
+    /// The datapath's part in a reload (xdp mode: steer new listeners' ports).
+    pub(crate) datapath_reload: Option<reload::DatapathReload>,
 }
 
 impl MainLoop {
@@ -335,18 +334,15 @@ impl MainLoop {
             config_path: opts.config_path.clone(),
             stats,
             threads: None,
-            reload_refused: None,
+            datapath_reload: None,
         })
     }
 
     /// SIGHUP: swap in the config file's current content, or keep the old one.
     fn reload(&mut self) {
-        if let Some(why) = self.reload_refused {
-            tracing::error!(config = %self.config_path.display(), "configuration reload refused: {why}; restart sluice to serve a new configuration");
-            return;
-        }
         let control = Arc::clone(&self.admin_state.control);
-        match reload::reload(&self.config_path, &control, &self.admin_state, &self.stats) {
+        let datapath = self.datapath_reload.as_mut();
+        match reload::reload(&self.config_path, &control, &self.admin_state, &self.stats, datapath) {
             Ok(threads) => {
                 if let Some(old) = self.threads.replace(threads) {
                     old.stop();

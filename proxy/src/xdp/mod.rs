@@ -22,8 +22,11 @@
 //! 4. one worker per queue, pinned, exactly as in kernel mode; upstream connections
 //!    leave through the same per-core stack.
 //!
-//! The admin server and the signals stay on the main thread with kernel sockets; SIGHUP
-//! reload is refused (logged) in xdp mode. On
+//! The admin server and the signals stay on the main thread with kernel sockets. SIGHUP
+//! reloads as in kernel mode (each worker opens the new listeners on its own stack) and
+//! adds the new listening ports to the XDP program's port filter; a config that would
+//! need another program or redirect target is refused with the reason (see
+//! [`plan::SteeringPlan::reload_to`]). On
 //! SIGTERM the workers drain as in kernel mode; when the last one is gone the sockets
 //! close and the XDP program is detached (the kernel detaches it too if the process
 //! dies however it dies: it is attached through a BPF link).
@@ -40,6 +43,7 @@ use sluice_stack::smol::{EthernetAddress, FlowSteering, Handoff, HandoffConfig, 
 
 use crate::cli::Options;
 use crate::listener::manager::Snapshot;
+use crate::reload::DatapathReload;
 use crate::server::{open_listeners, prepare, run_serving};
 use crate::worker::{Worker, WorkerSetup};
 use plan::{ephemeral_ranges, SteeringPlan, XdpPlan, EPHEMERAL};
@@ -103,8 +107,8 @@ fn start(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
     let seed = random_seed();
 
     let mut serving = prepare(opts, loaded, &snapshot, devices.len())?;
-    serving.main.reload_refused =
-        Some("xdp mode does not reload (the XDP program steers the ports of the configuration it started with)");
+    serving.main.datapath_reload =
+        Some(steering_reload(Arc::clone(&program), plan.clone(), steering.clone(), all_ports));
     let mut workers = Vec::with_capacity(devices.len());
     for (i, device) in devices.into_iter().enumerate() {
         let queue = device.queue();
@@ -159,6 +163,30 @@ fn start(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
     let code = run_serving(workers, serving, &snapshot, opts);
     drop(program);
     Ok(code)
+}
+
+/// The xdp part of a SIGHUP reload: steer the new config's listening ports to sluice
+/// (the workers open the listeners on their stacks when they adopt the config), or
+/// refuse a config that needs another XDP program or redirect target (see
+/// [`SteeringPlan::reload_to`]).
+fn steering_reload(
+    program: Arc<XdpProgram>,
+    plan: XdpPlan,
+    mut current: SteeringPlan,
+    ephemeral: (u16, u16),
+) -> DatapathReload {
+    Box::new(move |snapshot| {
+        let next = plan.steering(snapshot, ephemeral);
+        let added = current
+            .reload_to(&next)
+            .map_err(|e| format!("xdp mode: {e}; restart sluice to serve this configuration"))?;
+        for port in &added {
+            program.allow_port(*port).map_err(|e| format!("xdp mode: cannot steer port {port} to sluice: {e}"))?;
+        }
+        log_steering(&plan, &next);
+        current = next;
+        Ok(())
+    })
 }
 
 /// Attach the steering program: `--xdp-mode` as given, or native with a fallback to

@@ -11,7 +11,7 @@
 //!
 //! Nothing here touches the system; errors name the flag at fault.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use sluice_datapath::{AttachMode, BindMode, PortFilter, SteeringConfig};
 use sluice_stack::smol::Ipv4Cidr;
@@ -43,6 +43,8 @@ pub(crate) struct XdpPlan {
 pub(crate) struct SteeringPlan {
     pub config: SteeringConfig,
     pub redirect_listener: Option<usize>,
+    /// The address of the redirect listener (its socket is what the stacks redirect to).
+    pub redirect_address: Option<SocketAddr>,
     /// Listeners that no steered packet can reach (bound to an address that is neither
     /// `--address` nor inside an `--intercept` prefix), by name.
     pub unreachable: Vec<String>,
@@ -120,6 +122,7 @@ impl XdpPlan {
         let mut ports = Vec::new();
         let mut unreachable = Vec::new();
         let mut redirect_listener = None;
+        let mut redirect_address = None;
         for (i, l) in snapshot.listeners.iter().enumerate() {
             if !l.bind_to_port {
                 continue;
@@ -137,6 +140,7 @@ impl XdpPlan {
             ports.push(l.address.port());
             if l.use_original_dst && redirect_listener.is_none() && !self.intercept.is_empty() {
                 redirect_listener = Some(i);
+                redirect_address = Some(l.address);
             }
         }
         ports.sort_unstable();
@@ -145,7 +149,32 @@ impl XdpPlan {
         let tcp_ports =
             redirect_listener.is_none().then_some(PortFilter { ports, ephemeral: ephemeral.0..=ephemeral.1 });
         let config = SteeringConfig { owned: vec![ours], intercept: self.intercept.clone(), tcp_ports };
-        SteeringPlan { config, redirect_listener, unreachable }
+        SteeringPlan { config, redirect_listener, redirect_address, unreachable }
+    }
+}
+
+impl SteeringPlan {
+    /// What reloading from this steering to `next` (the new config's) takes: the
+    /// listening ports to add to the port filter. The XDP program and the stacks' redirect
+    /// target stay, so a config that moves, adds or removes the `use_original_dst`
+    /// listener that takes intercepted connections (which also decides whether the
+    /// program filters ports) needs a restart.
+    /// Ports the new config no longer listens on stay steered (connections of the old
+    /// config may still use them); sluice refuses new connections to them.
+    pub fn reload_to(&self, next: &SteeringPlan) -> Result<Vec<u16>, String> {
+        if self.redirect_address != next.redirect_address {
+            let at = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_string(), |a| a.to_string());
+            return Err(format!(
+                "the use_original_dst listener that takes intercepted connections changes ({} -> {}) and xdp mode cannot move it",
+                at(self.redirect_address),
+                at(next.redirect_address)
+            ));
+        }
+        // The same redirect listener (or none): both steer every port, or both filter.
+        Ok(match (&self.config.tcp_ports, &next.config.tcp_ports) {
+            (Some(now), Some(then)) => then.ports.iter().copied().filter(|p| !now.ports.contains(p)).collect(),
+            _ => Vec::new(),
+        })
     }
 }
 
@@ -284,5 +313,27 @@ static_resources:
         assert_eq!(s.redirect_listener, Some(0));
         assert_eq!(s.config.tcp_ports, None, "redirected connections may use any port");
         assert_eq!(s.config.intercept, vec![Ipv4Cidr::new(Ipv4Addr::new(10, 99, 49, 0), 24)]);
+    }
+
+    #[test]
+    fn a_reload_adds_ports_but_keeps_the_program_and_the_redirect_listener() {
+        let plain = XdpPlan::from_options(&opts(|_| {})).unwrap();
+        let now = plain.steering(&snapshot(LISTENERS), (32768, 60999));
+        let more = LISTENERS.replace("port_value: 8080 } }\n    bind_to_port: false", "port_value: 8080 } }");
+        let next = plain.steering(&snapshot(&more), (32768, 60999));
+        assert_eq!(now.reload_to(&next), Ok(vec![8080]), "the new listener's port joins the filter");
+        assert_eq!(next.reload_to(&now), Ok(vec![]), "a port no longer listened on is not dropped");
+        assert_eq!(now.reload_to(&now), Ok(vec![]));
+
+        let icpt = XdpPlan::from_options(&opts(|o| o.intercept = vec!["10.99.49.0/24".into()])).unwrap();
+        let redirect = icpt.steering(&snapshot(LISTENERS), (32768, 60999));
+        assert_eq!(redirect.reload_to(&icpt.steering(&snapshot(&more), (32768, 60999))), Ok(vec![]));
+        let err = now.reload_to(&redirect).unwrap_err();
+        assert!(err.contains("(none -> 0.0.0.0:15001)"), "{err}");
+        let moved = icpt.steering(&snapshot(&LISTENERS.replace("15001", "15006")), (32768, 60999));
+        let err = redirect.reload_to(&moved).unwrap_err();
+        assert!(err.contains("0.0.0.0:15001 -> 0.0.0.0:15006"), "{err}");
+        let gone = icpt.steering(&snapshot(&LISTENERS.replace("    use_original_dst: true\n", "")), (32768, 60999));
+        assert!(redirect.reload_to(&gone).unwrap_err().contains("-> none"));
     }
 }

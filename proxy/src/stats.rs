@@ -315,6 +315,7 @@ stats_scope! {
         listen_overflows: Counter,
         syn_dropped_no_slot: Counter,
         syn_took_closed_tuple: Counter,
+        rst_undelivered: Counter,
         time_wait_evicted: Counter,
         connections: Gauge,
         time_wait: Gauge,

@@ -69,6 +69,8 @@ pub(crate) struct Conn {
     pub write_blocked: bool,
     /// Earliest wake-up this connection has in the timer heap.
     pub armed: Option<Instant>,
+    /// Since when the connection is CLOSED with its final RST still unsent.
+    pub closed_at: Option<Instant>,
 }
 
 impl Conn {
@@ -88,6 +90,7 @@ impl Conn {
             rx_known: 0,
             write_blocked: false,
             armed: None,
+            closed_at: None,
         }
     }
 

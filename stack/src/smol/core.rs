@@ -34,6 +34,10 @@ use super::timers::Timers;
 use crate::socket::SocketTable;
 use crate::{Event, Events, Token};
 
+/// How long a CLOSED connection may keep trying to send its final RST (smoltcp retries
+/// neighbour discovery once a second: three tries, as Linux's ARP resolution).
+pub(crate) const UNDELIVERED_RST_LIMIT: Duration = Duration::from_secs(3);
+
 /// What an application's socket id stands for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Handle {
@@ -309,6 +313,21 @@ impl Core {
             Phase::Orphan if c.is_quiet() => self.free_conn(key),
             Phase::Orphan if c.state() == State::TimeWait => self.enter_time_wait(key, now),
             Phase::Embryonic(_) if c.is_quiet() => self.discard_embryo(key),
+            // CLOSED with its RST unsent: smoltcp retries for as long as the peer has no
+            // route or no ARP answer, so a spoofed SYN's handshake or a vanished host's
+            // connection would be held for ever. Give up as Linux drops the packets
+            // queued for a neighbour that never answers.
+            Phase::Orphan | Phase::Embryonic(_) if c.state() == State::Closed => {
+                let since = *c.closed_at.get_or_insert(now);
+                if now >= since + UNDELIVERED_RST_LIMIT {
+                    self.stats.rst_undelivered += 1;
+                    if matches!(c.phase, Phase::Embryonic(_)) {
+                        self.discard_embryo(key);
+                    } else {
+                        self.free_conn(key);
+                    }
+                }
+            }
             Phase::User(_) => {
                 let edge = c.refresh();
                 self.emit_conn(key, edge);

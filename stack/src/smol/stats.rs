@@ -28,6 +28,9 @@ pub struct SmolStats {
     /// SYNs that opened a new connection on the tuple of a CLOSED connection its owner
     /// had not released yet.
     pub syn_took_closed_tuple: u64,
+    /// Connections released with their final RST unsent: the peer had no route or
+    /// answered no ARP request for `UNDELIVERED_RST_LIMIT` (a spoofed SYN, a host gone).
+    pub rst_undelivered: u64,
     /// Connection visits by poll rounds (egress, deadlines, readiness). Grows with
     /// traffic and due timers, never with the number of idle connections.
     pub visits: u64,

@@ -316,6 +316,7 @@ stats_scope! {
         syn_dropped_no_slot: Counter,
         syn_took_closed_tuple: Counter,
         rst_undelivered: Counter,
+        arp_requests: Counter,
         time_wait_evicted: Counter,
         connections: Gauge,
         time_wait: Gauge,

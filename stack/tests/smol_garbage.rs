@@ -292,3 +292,48 @@ fn a_handshake_whose_syn_ack_cannot_be_sent_is_released() {
         carry(&mut sim, c, s, b"after the spoofed handshake");
     }
 }
+
+#[test]
+fn a_neighbour_that_never_answers_does_not_starve_arp_for_the_others() {
+    // smoltcp asks for one neighbour a second per interface. A spoofed SYN from an
+    // on-link address nobody owns keeps a handshake asking for that address; a real
+    // client the server has not resolved yet (it knows the server from elsewhere, so it
+    // sends no ARP request the server could learn from) must still be answered at once.
+    let mut sim = Sim::new(0x6a74, Faults::NONE, Faults::NONE);
+    let mut attacker = sim.net.attach(Faults::NONE).unwrap();
+    let (attacker_mac, server_mac) = (attacker.mac(), sim.server.config().hardware_addr);
+    sim.client.add_neighbor(SERVER_IP, server_mac).unwrap();
+    let listener = sim.server.listen(SocketAddr::from((SERVER_IP, 80)), &ListenOptions::default()).unwrap();
+    let syn = TcpRepr {
+        src_port: 4000,
+        dst_port: 80,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(1),
+        ack_number: None,
+        window_len: 1000,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    send(&mut attacker, &frame(attacker_mac, server_mac, Ipv4Address::new(10, 99, 0, 77), &syn), sim.now());
+    sim.run_until(Duration::from_millis(2500), |s| {
+        drain(&mut attacker, s);
+        false
+    });
+    let start = sim.now();
+    let c = sim.client.connect(SocketAddr::from((SERVER_IP, 80))).unwrap();
+    let mut accepted = None;
+    let done = sim.run_until(Duration::from_secs(100), |s| {
+        drain(&mut attacker, s);
+        accepted = accepted.or_else(|| s.server.accept(listener).ok().map(|a| a.socket));
+        accepted.is_some() && s.client.connect_result(c).is_ok()
+    });
+    assert!(done, "the client never got in");
+    let took = sim.now() - start;
+    assert!(took < Duration::from_millis(500), "the handshake waited {took} for ARP behind a silent neighbour");
+    assert!(sim.server.smol_stats().arp_requests >= 3, "{:?}", sim.server.smol_stats());
+    carry(&mut sim, c, accepted.unwrap(), b"resolved");
+}

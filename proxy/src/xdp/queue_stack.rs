@@ -99,6 +99,7 @@ impl QueueStack {
         advance(&s.syn_dropped_no_slot, l.smol.syn_dropped_no_slot, smol.syn_dropped_no_slot);
         advance(&s.syn_took_closed_tuple, l.smol.syn_took_closed_tuple, smol.syn_took_closed_tuple);
         advance(&s.rst_undelivered, l.smol.rst_undelivered, smol.rst_undelivered);
+        advance(&s.arp_requests, l.smol.arp_requests, smol.arp_requests);
         advance(&s.time_wait_evicted, l.smol.time_wait_evicted, smol.time_wait_evicted);
         s.connections.set(i64::try_from(smol.connections).unwrap_or(i64::MAX));
         s.time_wait.set(i64::try_from(smol.time_wait).unwrap_or(i64::MAX));

@@ -71,6 +71,8 @@ pub(crate) struct Conn {
     pub armed: Option<Instant>,
     /// Since when the connection is CLOSED with its final RST still unsent.
     pub closed_at: Option<Instant>,
+    /// Listed in `neighbor_wait` (an ARP answer will retry it).
+    pub neighbor_waiting: bool,
 }
 
 impl Conn {
@@ -91,6 +93,7 @@ impl Conn {
             write_blocked: false,
             armed: None,
             closed_at: None,
+            neighbor_waiting: false,
         }
     }
 

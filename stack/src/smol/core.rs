@@ -75,6 +75,8 @@ pub(crate) struct Core {
     scratch: Vec<Key>,
     pub ready: VecDeque<Ready>,
     pub neighbor_wait: Vec<Key>,
+    /// When this stack last asked for each neighbour (see `neighbor::solicit`).
+    pub solicited: HashMap<Ipv4Address, Instant>,
     pub cache: Vec<SocketSet<'static>>,
     pub empty: SocketSet<'static>,
     pub wakers: Vec<(Token, Arc<AtomicBool>)>,
@@ -105,6 +107,7 @@ impl Core {
             scratch: Vec::new(),
             ready: VecDeque::new(),
             neighbor_wait: Vec::new(),
+            solicited: HashMap::new(),
             cache: Vec::new(),
             empty: SocketSet::new(Vec::new()),
             wakers: Vec::new(),
@@ -356,6 +359,9 @@ impl Core {
     /// A neighbour (ARP) answer arrived: retry the connections that waited for one.
     pub fn wake_neighbor_waiters(&mut self) {
         while let Some(key) = self.neighbor_wait.pop() {
+            if let Some(c) = self.conns.get_mut(key) {
+                c.neighbor_waiting = false;
+            }
             self.mark_dirty(key);
         }
     }
@@ -402,8 +408,17 @@ impl Core {
             }
         }
         if wants && count.ip_frames == 0 && !count.exhausted && after != State::Closed {
-            // Nothing sent although due: waiting for ARP. Retried when an answer comes.
-            self.neighbor_wait.push(key);
+            // Nothing sent although due: waiting for ARP. Ask for the neighbour (smoltcp
+            // asks once a second per interface, which one silent neighbour can take for
+            // ever); retried when an answer comes.
+            if let Some(c) = self.conns.get_mut(key) {
+                let remote = c.flow.remote;
+                if !c.neighbor_waiting {
+                    c.neighbor_waiting = true;
+                    self.neighbor_wait.push(key);
+                }
+                self.solicit(dev, remote, now);
+            }
         }
         self.settle(key, now);
     }

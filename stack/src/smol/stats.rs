@@ -31,6 +31,9 @@ pub struct SmolStats {
     /// Connections released with their final RST unsent: the peer had no route or
     /// answered no ARP request for `UNDELIVERED_RST_LIMIT` (a spoofed SYN, a host gone).
     pub rst_undelivered: u64,
+    /// ARP requests the stack sent itself, at most one a second per neighbour, for
+    /// connections waiting for a neighbour's MAC.
+    pub arp_requests: u64,
     /// Connection visits by poll rounds (egress, deadlines, readiness). Grows with
     /// traffic and due timers, never with the number of idle connections.
     pub visits: u64,

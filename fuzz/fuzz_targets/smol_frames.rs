@@ -42,8 +42,7 @@ fuzz_target!(|input: &[u8]| {
     let mut cfg = config(mac, SERVER);
     cfg.any_ip = true;
     let mut stack = SmolStack::with_clock(port, cfg, clock.clone()).expect("stack");
-    let mut client =
-        SmolStack::with_clock(client_port, config(client_mac, CLIENT), clock.clone()).expect("client");
+    let mut client = SmolStack::with_clock(client_port, config(client_mac, CLIENT), clock.clone()).expect("client");
     let listener = stack.listen(SocketAddr::from((SERVER, 80)), &ListenOptions::default()).expect("listen");
     let mut events = Events::with_capacity(256);
     let mut accepted: Vec<SocketId> = Vec::new();
@@ -64,14 +63,7 @@ fuzz_target!(|input: &[u8]| {
         clock.advance(if header & 0x8000 != 0 { Duration::from_millis(200) } else { Duration::from_micros(100) });
         stack.poll(&mut events, Some(StdDuration::ZERO)).expect("poll");
         while attacker.receive(clock.now()).is_some() {}
-        while let Ok(a) = stack.accept(listener) {
-            accepted.push(a.socket);
-        }
-        for &s in &accepted {
-            if let Ok(n) = stack.read(s, &mut buf) {
-                let _ = stack.write(s, &buf[..n]);
-            }
-        }
+        serve(&mut stack, listener, &mut accepted);
     }
 
     // Still serving: a real client connects and gets its bytes echoed (within 150 s, so
@@ -84,14 +76,7 @@ fuzz_target!(|input: &[u8]| {
         stack.poll(&mut events, Some(StdDuration::ZERO)).expect("poll");
         client.poll(&mut events, Some(StdDuration::ZERO)).expect("client poll");
         while attacker.receive(clock.now()).is_some() {}
-        while let Ok(a) = stack.accept(listener) {
-            accepted.push(a.socket);
-        }
-        for &s in &accepted {
-            if let Ok(n) = stack.read(s, &mut buf) {
-                let _ = stack.write(s, &buf[..n]);
-            }
-        }
+        serve(&mut stack, listener, &mut accepted);
         if !sent && client.connect_result(c).is_ok() {
             sent = client.write(c, b"ping").is_ok();
         }
@@ -105,3 +90,19 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(got, b"ping", "the stack stopped serving after the fuzzed frames");
 });
 
+/// Accept what completed a handshake and echo what the accepted connections sent.
+fn serve(
+    stack: &mut SmolStack<sluice_datapath::mem::MemPort, ManualClock>,
+    listener: SocketId,
+    accepted: &mut Vec<SocketId>,
+) {
+    while let Ok(a) = stack.accept(listener) {
+        accepted.push(a.socket);
+    }
+    let mut buf = [0u8; 2048];
+    for &s in accepted.iter() {
+        if let Ok(n) = stack.read(s, &mut buf) {
+            let _ = stack.write(s, &buf[..n]);
+        }
+    }
+}

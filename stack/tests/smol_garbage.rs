@@ -98,6 +98,24 @@ fn frame(attacker: EthernetAddress, server: EthernetAddress, src: Ipv4Address, t
     buf
 }
 
+/// A SYN from port 4000 to the listener.
+fn syn_to_80() -> TcpRepr<'static> {
+    TcpRepr {
+        src_port: 4000,
+        dst_port: 80,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(1),
+        ack_number: None,
+        window_len: 1000,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    }
+}
+
 /// An ARP request or reply with random addresses (none of them the real client's).
 fn arp_frame(rng: &mut Rng, attacker: EthernetAddress) -> Vec<u8> {
     let spoofed = Ipv4Address::new(10, 99, 1 + rng.below(200) as u8, 1 + rng.below(250) as u8);
@@ -260,20 +278,7 @@ fn a_handshake_whose_syn_ack_cannot_be_sent_is_released() {
         let (attacker_mac, server_mac) = (attacker.mac(), sim.server.config().hardware_addr);
         let opts = ListenOptions { backlog: 1, ..ListenOptions::default() };
         let listener = sim.server.listen(SocketAddr::from((SERVER_IP, 80)), &opts).unwrap();
-        let syn = TcpRepr {
-            src_port: 4000,
-            dst_port: 80,
-            control: TcpControl::Syn,
-            seq_number: TcpSeqNumber(1),
-            ack_number: None,
-            window_len: 1000,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload: &[],
-        };
+        let syn = syn_to_80();
         send(&mut attacker, &frame(attacker_mac, server_mac, src, &syn), sim.now());
         sim.step_within(Some(sim.now() + Duration::from_millis(1)));
         assert_eq!(sim.server.smol_stats().connections, 1, "{src}: the SYN opened a handshake");
@@ -304,20 +309,7 @@ fn a_neighbour_that_never_answers_does_not_starve_arp_for_the_others() {
     let (attacker_mac, server_mac) = (attacker.mac(), sim.server.config().hardware_addr);
     sim.client.add_neighbor(SERVER_IP, server_mac).unwrap();
     let listener = sim.server.listen(SocketAddr::from((SERVER_IP, 80)), &ListenOptions::default()).unwrap();
-    let syn = TcpRepr {
-        src_port: 4000,
-        dst_port: 80,
-        control: TcpControl::Syn,
-        seq_number: TcpSeqNumber(1),
-        ack_number: None,
-        window_len: 1000,
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload: &[],
-    };
+    let syn = syn_to_80();
     send(&mut attacker, &frame(attacker_mac, server_mac, Ipv4Address::new(10, 99, 0, 77), &syn), sim.now());
     sim.run_until(Duration::from_millis(2500), |s| {
         drain(&mut attacker, s);

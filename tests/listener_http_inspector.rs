@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use sluice_e2e::config::{forward_all, indent, Cluster};
+use sluice_e2e::config::{forward_all, hcm_filter, Cluster};
 use sluice_e2e::http_client::{get, Client};
 use sluice_e2e::http_origin::HttpOrigin;
 use sluice_e2e::proxy::Proxy;
@@ -37,7 +37,7 @@ impl Setup {
                 "      - name: envoy.filters.network.tcp_proxy\n        typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: {name}, cluster: {name} }}\n"
             )
         };
-        let vhosts = indent(&forward_all("http"), 12);
+        let hcm = hcm_filter("sniffed", &forward_all("http"), "", "");
         let clusters: String = [("http", http.port()), ("h2c", h2c.port()), ("binary", binary.port())]
             .iter()
             .map(|(name, port)| Cluster { name, ports: &[*port], extra: "" }.yaml())
@@ -58,17 +58,7 @@ static_resources:
     - name: hcm
       filter_chain_match: {{ application_protocols: ["http/1.1", "http/1.0"] }}
       filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: sniffed
-          route_config:
-            name: local
-            virtual_hosts:
-{vhosts}          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-    - name: h2c
+{hcm}    - name: h2c
       filter_chain_match: {{ application_protocols: ["h2c"] }}
       filters:
 {h2c}    - name: binary

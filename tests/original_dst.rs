@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sluice_datapath::testnet::{self, Netns};
-use sluice_e2e::config::{forward_all, indent, Cluster};
+use sluice_e2e::config::{forward_all, hcm_filter, Cluster};
 use sluice_e2e::http_client::{get, Client};
 use sluice_e2e::http_origin::HttpOrigin;
 use sluice_e2e::proxy::Proxy;
@@ -97,7 +97,7 @@ fn bootstrap(http_origin: u16, exact_origin: u16, passthrough_origin: u16) -> St
             "      - name: envoy.filters.network.tcp_proxy\n        typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: {name}, cluster: {name} }}\n"
         )
     };
-    let vhosts = indent(&forward_all("http_origin"), 12);
+    let hcm = hcm_filter(&format!("outbound_{HTTP_PORT}"), &forward_all("http_origin"), "", "");
     let clusters: String = [("http_origin", http_origin), ("exact", exact_origin), ("passthrough", passthrough_origin)]
         .iter()
         .map(|(name, port)| Cluster { name, ports: &[*port], extra: "" }.yaml())
@@ -120,17 +120,7 @@ static_resources:
     bind_to_port: false
     filter_chains:
     - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: outbound_{HTTP_PORT}
-          route_config:
-            name: outbound
-            virtual_hosts:
-{vhosts}          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  - name: exact_{HTTP_PORT}
+{hcm}  - name: exact_{HTTP_PORT}
     address: {{ socket_address: {{ address: 10.99.51.20, port_value: {HTTP_PORT} }} }}
     stat_prefix: exact_{HTTP_PORT}
     bind_to_port: false

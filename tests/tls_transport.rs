@@ -17,12 +17,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use sluice_e2e::config::{forward_all, indent, Cluster};
+use sluice_e2e::config::{forward_all, hcm_filter, Cluster};
 use sluice_e2e::http_client::{get, Client};
 use sluice_e2e::http_origin::HttpOrigin;
 use sluice_e2e::proxy::Proxy;
 use sluice_e2e::tls::{
-    self, client_config, downstream_tls_yaml, http_get, server_config, upstream_tls_yaml, Pki, TlsOrigin,
+    self, client_config, downstream_tls_yaml, http_get, server_config, upstream_tls_yaml, Ca, Pki, TlsOrigin,
 };
 use sluice_e2e::{free_port, localhost};
 
@@ -30,7 +30,7 @@ use sluice_e2e::{free_port, localhost};
 /// `transport` (a `transport_socket:` value, or none) and an HCM with `vhosts`.
 fn bootstrap(port: u16, admin: u16, transport: Option<&str>, vhosts: &str, clusters: &str) -> String {
     let transport = transport.map(|t| format!("      transport_socket: {t}\n")).unwrap_or_default();
-    let vhosts = indent(vhosts, 12);
+    let hcm = hcm_filter("edge", vhosts, "", "");
     format!(
         r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
@@ -41,19 +41,35 @@ static_resources:
     stat_prefix: edge
     filter_chains:
     - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: edge
-          route_config:
-            name: local
-            virtual_hosts:
-{vhosts}          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-{transport}  clusters:
+{hcm}{transport}  clusters:
 {clusters}"#
     )
+}
+
+/// A TLS-terminating edge for `proxy.test` (ALPN http/1.1, a certificate of CA `edge`)
+/// in front of one plain HTTP origin, routing everything to it.
+struct Edge {
+    proxy: Proxy,
+    origin: HttpOrigin,
+    ca: Ca,
+    pki: Pki,
+    port: u16,
+    admin: u16,
+}
+
+impl Edge {
+    /// Start the edge (sluice with `args`) and its origin named `origin`.
+    fn start(origin: &str, args: &[&str]) -> Edge {
+        let pki = Pki::new();
+        let ca = pki.ca("edge");
+        let cert = ca.server_cert(&pki, "edge", &["proxy.test"]);
+        let origin = HttpOrigin::start(origin);
+        let (port, admin) = (free_port(), free_port());
+        let tls = downstream_tls_yaml(&cert, &["http/1.1"], None, false);
+        let clusters = Cluster { name: "app", ports: &[origin.port()], extra: "" }.yaml();
+        let proxy = Proxy::start(&bootstrap(port, admin, Some(&tls), &forward_all("app"), &clusters), args);
+        Edge { proxy, origin, ca, pki, port, admin }
+    }
 }
 
 /// The value of counter `name` from the admin endpoint.
@@ -66,14 +82,7 @@ fn stat(admin: u16, name: &str) -> i64 {
 
 #[test]
 fn termination_negotiates_http11_and_serves_http() {
-    let pki = Pki::new();
-    let ca = pki.ca("edge");
-    let cert = ca.server_cert(&pki, "edge", &["proxy.test"]);
-    let origin = HttpOrigin::start("plain-origin");
-    let (port, admin) = (free_port(), free_port());
-    let tls = downstream_tls_yaml(&cert, &["http/1.1"], None, false);
-    let clusters = Cluster { name: "app", ports: &[origin.port()], extra: "" }.yaml();
-    let _p = Proxy::start(&bootstrap(port, admin, Some(&tls), &forward_all("app"), &clusters), &["--concurrency", "2"]);
+    let Edge { pki, ca, origin, port, admin, proxy: _p } = Edge::start("plain-origin", &["--concurrency", "2"]);
 
     // The client offers h2 first; the chain only speaks http/1.1, so that is chosen.
     let config = client_config(&[&ca], &["h2", "http/1.1"], None);
@@ -205,14 +214,7 @@ fn upstream_tls_validates_the_origin_and_fails_closed() {
 
 #[test]
 fn handshake_trickled_one_byte_at_a_time_is_terminated() {
-    let pki = Pki::new();
-    let ca = pki.ca("edge");
-    let cert = ca.server_cert(&pki, "edge", &["proxy.test"]);
-    let origin = HttpOrigin::start("origin");
-    let (port, admin) = (free_port(), free_port());
-    let tls = downstream_tls_yaml(&cert, &["http/1.1"], None, false);
-    let clusters = Cluster { name: "app", ports: &[origin.port()], extra: "" }.yaml();
-    let _p = Proxy::start(&bootstrap(port, admin, Some(&tls), &forward_all("app"), &clusters), &[]);
+    let Edge { ca, origin, port, proxy: _p, pki: _pki, .. } = Edge::start("origin", &[]);
     let config = client_config(&[&ca], &["http/1.1"], None);
     let mut s = tls::connect_trickled(localhost(port), "proxy.test", &config, Duration::from_millis(1)).unwrap();
     let r = http_get(&mut s, "proxy.test", "/slow").unwrap();
@@ -233,14 +235,7 @@ fn fds(pid: u32) -> usize {
 
 #[test]
 fn failed_downstream_connections_release_their_sockets() {
-    let pki = Pki::new();
-    let ca = pki.ca("edge");
-    let cert = ca.server_cert(&pki, "edge", &["proxy.test"]);
-    let origin = HttpOrigin::start("origin");
-    let (port, admin) = (free_port(), free_port());
-    let tls = downstream_tls_yaml(&cert, &["http/1.1"], None, false);
-    let clusters = Cluster { name: "app", ports: &[origin.port()], extra: "" }.yaml();
-    let p = Proxy::start(&bootstrap(port, admin, Some(&tls), &forward_all("app"), &clusters), &["--concurrency", "1"]);
+    let Edge { ca, origin, port, proxy: p, pki: _pki, .. } = Edge::start("origin", &["--concurrency", "1"]);
     let config = client_config(&[&ca], &["http/1.1"], None);
     // Warm up (pools, admin) so the baseline is steady.
     let mut s = tls::connect(localhost(port), "proxy.test", &config).unwrap();

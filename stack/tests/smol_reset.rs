@@ -39,20 +39,6 @@ fn established() -> (Sim, SocketId, SocketId) {
     (sim, c, s)
 }
 
-/// Read what is there now into `out`: `Ok(true)` at end of stream, `Ok(false)` when
-/// drained, or the read's error.
-fn drain(stack: &mut util::Smol, id: SocketId, out: &mut Vec<u8>) -> io::Result<bool> {
-    let mut buf = [0u8; 4096];
-    loop {
-        match stack.read(id, &mut buf) {
-            Ok(0) => return Ok(true),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 #[test]
 fn bytes_received_before_a_reset_are_read_before_the_error() {
     let (mut sim, c, s) = established();
@@ -68,7 +54,7 @@ fn bytes_received_before_a_reset_are_read_before_the_error() {
     assert_eq!(sim.client.peek(c, &mut head).unwrap(), head.len(), "peek sees the queued bytes");
     assert_eq!(head[..], body[..100]);
     let mut got = Vec::new();
-    let err = drain(&mut sim.client, c, &mut got).unwrap_err();
+    let err = util::read_available(&mut sim.client, c, &mut got).unwrap_err();
     assert_eq!(got, body, "every received byte, then the error");
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
     assert_eq!(sim.client.read(c, &mut head).unwrap_err().kind(), io::ErrorKind::ConnectionReset, "sticky");
@@ -81,7 +67,7 @@ fn a_reset_in_time_wait_leaves_the_unread_stream_and_its_end() {
     // The server (a proxy's downstream side) half-closes first.
     sim.server.shutdown_write(s).unwrap();
     let mut eof = Vec::new();
-    assert!(sim.run_until(Duration::from_secs(5), |sm| drain(&mut sm.client, c, &mut eof).unwrap()));
+    assert!(sim.run_until(Duration::from_secs(5), |sm| util::read_available(&mut sm.client, c, &mut eof).unwrap()));
     assert!(eof.is_empty());
 
     // The client's last bytes arrive while the server's application is not reading.
@@ -97,7 +83,7 @@ fn a_reset_in_time_wait_leaves_the_unread_stream_and_its_end() {
     sim.settle(Duration::from_secs(2));
 
     let mut got = Vec::new();
-    assert!(drain(&mut sim.server, s, &mut got).unwrap(), "the stream ends cleanly after its bytes");
+    assert!(util::read_available(&mut sim.server, s, &mut got).unwrap(), "the stream ends cleanly after its bytes");
     assert_eq!(got, body, "the unread bytes survive the reset");
     assert_eq!(sim.server.write(s, b"x").unwrap_err().kind(), io::ErrorKind::BrokenPipe);
     sim.server.close(s);

@@ -40,19 +40,6 @@ fn connect(
     (c, accepted.unwrap().socket)
 }
 
-/// Read what is there now (no waiting) into `out`; true at end of stream.
-fn drain(stack: &mut util::Smol, id: sluice_stack::SocketId, out: &mut Vec<u8>) -> io::Result<bool> {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match stack.read(id, &mut buf) {
-            Ok(0) => return Ok(true),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 #[test]
 fn handshake_resolves_arp_then_completes_at_once() {
     let mut sim = sim();
@@ -90,7 +77,7 @@ fn client_closes_first_server_sees_fin_client_keeps_time_wait() {
     sim.client.write(c, b"last words").unwrap();
     sim.client.close(c);
     let mut got = Vec::new();
-    assert!(sim.run_until(Duration::from_secs(5), |s_| drain(&mut s_.server, s, &mut got).unwrap()));
+    assert!(sim.run_until(Duration::from_secs(5), |s_| util::read_available(&mut s_.server, s, &mut got).unwrap()));
     assert_eq!(got, b"last words");
     assert!(sim.server_events.iter().any(|e| e.token() == Token(3) && e.is_read_closed()));
     sim.server.close(s);
@@ -120,7 +107,7 @@ fn server_closes_first_client_sees_eof() {
                 sm.server.close(s);
             }
         }
-        drain(&mut sm.client, c, &mut got).unwrap()
+        util::read_available(&mut sm.client, c, &mut got).unwrap()
     }));
     assert_eq!(got, body, "queued data delivered before the FIN");
     sim.client.close(c);
@@ -171,7 +158,7 @@ fn half_close_keeps_the_other_direction_open() {
     sim.client.write(c, b"request").unwrap();
     sim.client.shutdown_write(c).unwrap();
     let mut req = Vec::new();
-    assert!(sim.run_until(Duration::from_secs(5), |sm| drain(&mut sm.server, s, &mut req).unwrap()));
+    assert!(sim.run_until(Duration::from_secs(5), |sm| util::read_available(&mut sm.server, s, &mut req).unwrap()));
     assert_eq!(req, b"request");
     // The server answers at length on the half-open connection.
     let body = pattern(500_000, 9);
@@ -184,7 +171,7 @@ fn half_close_keeps_the_other_direction_open() {
                 sm.server.shutdown_write(s).unwrap();
             }
         }
-        drain(&mut sm.client, c, &mut got).unwrap()
+        util::read_available(&mut sm.client, c, &mut got).unwrap()
     }));
     assert_eq!(got, body);
 }
@@ -283,7 +270,7 @@ fn a_thousand_concurrent_connections_each_get_their_answer() {
         }
         for (id, buf, done) in servers.iter_mut() {
             if !*done {
-                drain(&mut s.server, *id, buf).unwrap();
+                util::read_available(&mut s.server, *id, buf).unwrap();
                 if buf.ends_with(b";") {
                     let req = String::from_utf8(buf.clone()).unwrap();
                     let n: usize = req.trim_start_matches("req-").trim_end_matches(';').parse().unwrap();
@@ -294,7 +281,10 @@ fn a_thousand_concurrent_connections_each_get_their_answer() {
             }
         }
         for (i, c) in clients.iter().enumerate() {
-            if sent[i] && !replies[i].ends_with(b"$") && drain(&mut s.client, *c, &mut replies[i]).unwrap() {
+            if sent[i]
+                && !replies[i].ends_with(b"$")
+                && util::read_available(&mut s.client, *c, &mut replies[i]).unwrap()
+            {
                 replies[i].push(b'$');
                 answered += 1;
             }
@@ -373,7 +363,7 @@ fn time_wait_never_exhausts_ports() {
     sim.client.write(c, b"ping").unwrap();
     let mut got = Vec::new();
     assert!(sim.run_until(Duration::from_secs(2), |sm| {
-        let _ = drain(&mut sm.server, s, &mut got);
+        let _ = util::read_available(&mut sm.server, s, &mut got);
         got == b"ping"
     }));
     // Sockets were recycled, not leaked: only live ones remain.
@@ -387,7 +377,7 @@ fn time_wait_answers_a_retransmitted_fin() {
     let (c, s) = connect(&mut sim, l, at(SERVER_IP, 80));
     sim.client.close(c);
     let mut rest = Vec::new();
-    assert!(sim.run_until(Duration::from_secs(5), |sm| drain(&mut sm.server, s, &mut rest).unwrap()));
+    assert!(sim.run_until(Duration::from_secs(5), |sm| util::read_available(&mut sm.server, s, &mut rest).unwrap()));
     sim.settle(Duration::from_millis(100));
     // The client's last ACK will be lost: the server stays in LAST-ACK and retransmits.
     let client_port = sim.client.device().index();
@@ -501,7 +491,7 @@ fn closing_counts_released_connections_until_their_fin_or_rst_is_delivered() {
     assert_eq!(sim.server.closing(), 2);
     let mut got = Vec::new();
     assert!(sim.run_until(Duration::from_secs(10), |s| {
-        drain(&mut s.client, c1, &mut got).unwrap() && s.server.closing() == 0
+        util::read_available(&mut s.client, c1, &mut got).unwrap() && s.server.closing() == 0
     }));
     assert_eq!(got.len(), 100_000, "the data went out before the FIN");
     let mut buf = [0u8; 8];
@@ -531,7 +521,7 @@ fn a_syn_on_the_tuple_of_an_unreleased_closed_connection_opens_a_new_one() {
     sim.client.write(c2, b"again").unwrap();
     let mut got = Vec::new();
     assert!(sim.run_until(Duration::from_secs(2), |sm| {
-        let _ = drain(&mut sm.server, s2, &mut got);
+        let _ = util::read_available(&mut sm.server, s2, &mut got);
         got == b"again"
     }));
 
@@ -541,7 +531,7 @@ fn a_syn_on_the_tuple_of_an_unreleased_closed_connection_opens_a_new_one() {
     sim.client.write(c2, b"!").unwrap();
     got.clear();
     assert!(sim.run_until(Duration::from_secs(2), |sm| {
-        let _ = drain(&mut sm.server, s2, &mut got);
+        let _ = util::read_available(&mut sm.server, s2, &mut got);
         got == b"!"
     }));
     assert_eq!(sim.server.smol_stats().connections, 1);

@@ -61,9 +61,7 @@ pub fn http_at(
 }
 
 fn http_yaml(listen: SocketAddr, virtual_hosts: &str, clusters: &str, hcm_extra: &str, filters: &str) -> String {
-    let vhosts = indent(virtual_hosts, 12);
-    let hcm_extra = indent(hcm_extra, 10);
-    let filters = indent(filters, 10);
+    let hcm = hcm_filter("ingress", virtual_hosts, hcm_extra, filters);
     let (ip, port) = (listen.ip(), listen.port());
     format!(
         r#"static_resources:
@@ -72,21 +70,31 @@ fn http_yaml(listen: SocketAddr, virtual_hosts: &str, clusters: &str, hcm_extra:
     address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }}
     filter_chains:
     - filters:
-      - name: envoy.filters.network.http_connection_manager
+{hcm}  clusters:
+{clusters}"#
+    )
+}
+
+/// The HTTP connection manager as a network filter item (YAML, the item's `- name:` at
+/// column 6): `stat_prefix`, route configuration `local` with `virtual_hosts` (items at
+/// column 0), more HCM fields `hcm_extra` and HTTP filters before the router `filters`
+/// (both at column 0; indented for you).
+pub fn hcm_filter(stat_prefix: &str, virtual_hosts: &str, hcm_extra: &str, filters: &str) -> String {
+    let vhosts = indent(virtual_hosts, 12);
+    let hcm_extra = indent(hcm_extra, 10);
+    let filters = indent(filters, 10);
+    format!(
+        r#"      - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-{hcm_extra}
-          route_config:
+          stat_prefix: {stat_prefix}
+{hcm_extra}          route_config:
             name: local
             virtual_hosts:
-{vhosts}
-          http_filters:
-{filters}
-          - name: envoy.filters.http.router
+{vhosts}          http_filters:
+{filters}          - name: envoy.filters.http.router
             typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:
-{clusters}"#
+"#
     )
 }
 

@@ -20,6 +20,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use sluice_datapath::testnet::{Address, TwoHosts};
+use sluice_e2e::config::{forward_all, hcm_filter};
 use sluice_e2e::proxy::Proxy;
 
 pub const ADMIN_PORT: u16 = 9901;
@@ -190,23 +191,7 @@ pub fn listener(name: &str, listen: SocketAddr, extra: &str, filter: &str) -> St
 
 /// An HTTP connection manager routing everything to cluster `origin`.
 pub fn hcm(stat_prefix: &str) -> String {
-    format!(
-        r#"      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: {stat_prefix}
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route: {{ cluster: origin }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-"#
-    )
+    hcm_filter(stat_prefix, &forward_all("origin"), "", "")
 }
 
 /// A tcp_proxy to cluster `origin`.

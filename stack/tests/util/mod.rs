@@ -28,6 +28,20 @@ pub fn config(port: &MemPort, ip: Ipv4Address, any_ip: bool) -> SmolConfig {
     c
 }
 
+/// Read what is there now (no waiting) into `out`: `Ok(true)` at end of stream,
+/// `Ok(false)` when drained, or the read's error.
+pub fn read_available(stack: &mut Smol, id: SocketId, out: &mut Vec<u8>) -> io::Result<bool> {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match stack.read(id, &mut buf) {
+            Ok(0) => return Ok(true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Two smol stacks on one in-memory network, driven in one thread by a manual clock:
 /// the server (10.99.0.1, any_ip) and the client (10.99.0.2).
 pub struct Sim {

@@ -135,6 +135,8 @@ pub struct HttpConnectionManager {
     pub merge_slashes: bool,
     pub path_with_escaped_slashes_action: PathWithEscapedSlashesAction,
     pub strip_port_mode: StripPortMode,
+    /// `strip_trailing_host_dot`: `example.com.` and `example.com.:80` lose the dot.
+    pub strip_trailing_host_dot: bool,
     pub stream_error_on_invalid_http_message: bool,
     pub line: u32,
 }
@@ -190,6 +192,7 @@ impl HttpConnectionManager {
             f.or(d, "path_with_escaped_slashes_action", PathWithEscapedSlashesAction::ImplementationSpecificDefault);
         let strip_matching = f.or(d, "strip_matching_host_port", false);
         let strip_any = f.or(d, "strip_any_host_port", false);
+        let strip_trailing_host_dot = f.or(d, "strip_trailing_host_dot", false);
         let stream_error_on_invalid_http_message = f.or(d, "stream_error_on_invalid_http_message", false);
         f.ignored(
             d,
@@ -219,8 +222,6 @@ impl HttpConnectionManager {
                 "represent_ipv4_remote_address_as_ipv4_mapped_ipv6",
                 "request_id_extension",
                 "local_reply_config",
-                "path_normalization_options",
-                "strip_trailing_host_dot",
                 "proxy_status_config",
                 "typed_header_validation_config",
                 "append_x_forwarded_port",
@@ -228,6 +229,15 @@ impl HttpConnectionManager {
                 "add_proxy_protocol_connection_state",
             ],
         );
+        if let Some(n) = f.take("path_normalization_options") {
+            d.error(
+                ErrorKind::Unsupported,
+                &f.field_path("path_normalization_options"),
+                n.line,
+                "path_normalization_options is not implemented (Envoy marks it not-implemented-hide too); \
+                 use `normalize_path` and `merge_slashes`",
+            );
+        }
         // upgrade_configs (websocket) is accepted and ignored in release 1 only when empty.
         if let Some(n) = f.take("upgrade_configs") {
             if !matches!(&n.value, crate::node::Value::Seq(items) if items.is_empty()) {
@@ -297,6 +307,7 @@ impl HttpConnectionManager {
             } else {
                 StripPortMode::None
             },
+            strip_trailing_host_dot,
             stream_error_on_invalid_http_message,
             line,
         })

@@ -275,6 +275,8 @@ stats_scope! {
         downstream_rq_rx_reset: Counter,
         downstream_rq_tx_reset: Counter,
         downstream_rq_non_relative_path: Counter,
+        downstream_rq_failed_path_normalization: Counter,
+        downstream_rq_redirected_with_normalized_path: Counter,
         downstream_rq_too_large: Counter,
         downstream_rq_response_before_rq_complete: Counter,
         no_route: Counter,

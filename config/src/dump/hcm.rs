@@ -45,7 +45,8 @@ impl Dump for HttpConnectionManager {
             .with("strip_matching_host_port", self.strip_port_mode == StripPortMode::Matching);
         // `strip_any_host_port` is the only member of the `strip_port_mode` oneof.
         let j = if self.strip_port_mode == StripPortMode::Any { j.with("strip_any_host_port", true) } else { j };
-        j.with("stream_error_on_invalid_http_message", self.stream_error_on_invalid_http_message)
+        j.with("strip_trailing_host_dot", self.strip_trailing_host_dot)
+            .with("stream_error_on_invalid_http_message", self.stream_error_on_invalid_http_message)
     }
 }
 

@@ -72,6 +72,7 @@ fn hcm_defaults() {
     assert!(!h.normalize_path && !h.merge_slashes);
     assert_eq!(h.path_with_escaped_slashes_action, PathWithEscapedSlashesAction::ImplementationSpecificDefault);
     assert_eq!(h.strip_port_mode, StripPortMode::None);
+    assert!(!h.strip_trailing_host_dot);
     assert!(!h.stream_error_on_invalid_http_message);
     let r = h.router().unwrap();
     assert!(!r.suppress_envoy_headers && !r.respect_expected_rq_timeout && r.strict_check_headers.is_empty());
@@ -103,6 +104,7 @@ fn hcm_camel_case_fields() {
     assert_eq!(h.path_with_escaped_slashes_action, PathWithEscapedSlashesAction::RejectRequest);
     assert_eq!(h.strip_port_mode, StripPortMode::Any);
     assert_eq!(hcm(&minimal("          strip_matching_host_port: true\n")).strip_port_mode, StripPortMode::Matching);
+    assert!(hcm(&minimal("          strip_trailing_host_dot: true\n")).strip_trailing_host_dot);
 }
 
 #[test]
@@ -121,6 +123,8 @@ fn hcm_errors() {
     assert!(e.contains("HTTP3"), "{e}");
     let e = load_err(&minimal("          upgrade_configs: [{upgrade_type: websocket}]\n"));
     assert!(e.contains("upgrade_configs"), "{e}");
+    let e = load_err(&minimal("          path_normalization_options: {}\n"));
+    assert!(e.contains("path_normalization_options is not implemented") && e.contains("normalize_path"), "{e}");
     let e = load_err(&minimal("          scoped_routes: {}\n"));
     assert!(e.contains("unsupported field `scoped_routes`"), "{e}");
 }

@@ -81,5 +81,6 @@ pub mod conn_manager;
 pub mod date;
 pub mod filters;
 pub mod local_reply;
+pub mod path;
 pub mod request_id;
 pub mod response_flags;

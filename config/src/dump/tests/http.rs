@@ -60,6 +60,7 @@ static_resources:
           merge_slashes: true
           path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT
           strip_any_host_port: true
+          strip_trailing_host_dot: true
           stream_error_on_invalid_http_message: true
           http_filters:
           - name: fault
@@ -275,6 +276,7 @@ fn rich_http_config_round_trips() {
     assert!(
         !h2.generate_request_id && h2.normalize_path && h2.merge_slashes && h2.stream_error_on_invalid_http_message
     );
+    assert!(h2.strip_trailing_host_dot);
 
     // Filters: in order, with their options.
     assert_eq!(h2.http_filters.len(), 4);
@@ -547,6 +549,7 @@ static_resources:
         ("via", s("")),
         ("path_with_escaped_slashes_action", s("IMPLEMENTATION_SPECIFIC_DEFAULT")),
         ("strip_matching_host_port", Json::Bool(false)),
+        ("strip_trailing_host_dot", Json::Bool(false)),
         ("http_protocol_options.accept_http_10", Json::Bool(false)),
         ("common_http_protocol_options.idle_timeout", s("3600s")),
         ("common_http_protocol_options.max_headers_count", n("100")),

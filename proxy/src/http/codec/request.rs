@@ -279,6 +279,9 @@ fn parse_head<'b>(
             }
             head.scheme.push_str(if https { "https" } else { "http" });
         }
+        if url.slash {
+            head.path.push('/');
+        }
         head.path.push_str(ascii_str(url.path_and_query)?);
     }
 

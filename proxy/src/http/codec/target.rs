@@ -5,7 +5,8 @@
 //! http-parser): origin form `/...` or `*...`, authority form for CONNECT, absolute
 //! form `scheme://host[:port][/path][?query]`; path and query bytes are `!`..`~` or
 //! form feed. `split_absolute` mirrors `Utility::Url::initialize`: the authority is
-//! host and port (userinfo dropped), the path defaults to `/`. Borrowing only.
+//! host and port (userinfo dropped), a path that is empty becomes `/` (before the
+//! query, if any: `http://h?x=1` is `/?x=1`). Borrowing only.
 
 /// Path and query bytes Envoy accepts (`c == 12 || '!' <= c <= '~'`; its HTAB is a
 /// request-line separator, so it never reaches here).
@@ -83,8 +84,11 @@ pub(crate) struct AbsoluteUrl<'a> {
     pub scheme: &'a [u8],
     /// `host[:port]`, brackets kept for IPv6 literals, userinfo dropped.
     pub host_and_port: &'a [u8],
-    /// Path, query and fragment; `/` when the URL has none (empty for CONNECT).
+    /// Path, query and fragment as in the URL (empty for CONNECT); see [`Self::slash`].
     pub path_and_query: &'a [u8],
+    /// The URL's path is empty: `:path` is `/` followed by `path_and_query`
+    /// (`http://h?x=1` is `/?x=1`, `http://h` is `/`).
+    pub slash: bool,
 }
 
 /// Split an already validated target as `Utility::Url::initialize` does; `None` when it
@@ -104,8 +108,8 @@ pub(crate) fn split_absolute(url: &[u8], is_connect: bool) -> Option<AbsoluteUrl
     if is_connect && !path.is_empty() {
         return None;
     }
-    let path_and_query = if path.is_empty() && !is_connect { &b"/"[..] } else { path };
-    Some(AbsoluteUrl { scheme, host_and_port, path_and_query })
+    let slash = !is_connect && path.first() != Some(&b'/');
+    Some(AbsoluteUrl { scheme, host_and_port, path_and_query: path, slash })
 }
 
 /// A non-empty host (reg-name or `[...]` literal) and an optional port of 1-5 digits

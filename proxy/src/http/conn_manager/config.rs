@@ -9,6 +9,8 @@ use crate::access_log::AccessLogger;
 use crate::http::codec::Http1Settings;
 use crate::http::filters::fault::FaultConfig;
 use crate::router::RouteTable;
+
+use super::normalize::PathNormalization;
 use crate::upstream::cluster_manager::ClusterManager;
 
 /// A compiled decoder filter (the router, always last, is not in this list).
@@ -45,6 +47,9 @@ pub struct HcmConfig {
     pub via: String,
     pub generate_request_id: bool,
     pub strip_port_mode: StripPortMode,
+    /// `normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action`,
+    /// `strip_trailing_host_dot` and the `strip_port_mode`.
+    pub path_normalization: PathNormalization,
     pub stream_error_on_invalid_http_message: bool,
     /// The listener's `per_connection_buffer_limit_bytes`: bounds buffered body bytes
     /// in each direction, and the request bytes kept for retries and mirrors.
@@ -130,6 +135,7 @@ impl HcmConfig {
             via: c.via.clone(),
             generate_request_id: c.generate_request_id,
             strip_port_mode: c.strip_port_mode,
+            path_normalization: PathNormalization::new(c),
             stream_error_on_invalid_http_message: c.stream_error_on_invalid_http_message,
             buffer_limit,
             clusters,

@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod headers;
+pub mod normalize;
 pub mod stream;
 #[cfg(test)]
 mod tests;
@@ -617,6 +618,13 @@ impl HttpConnection {
         }
         let origin = headers::mutate_request(&self.cfg, &mut self.stream.head, self.down.peer, self.down.tls, ctx.rng);
         self.stream.remote = Some(origin.remote);
+        let local_port = self.down.local.port();
+        if let Some(reply) =
+            normalize::apply(&self.cfg.path_normalization, &mut self.stream.head, local_port, &self.stats)
+        {
+            self.send_local_reply(ctx, reply.status(), b"", &reply.headers());
+            return;
+        }
         let cfg = Arc::clone(&self.cfg);
         let random = ctx.rng.next_u64();
         let Some(matched) = cfg.routes.route(&self.stream.head, random) else {

@@ -350,8 +350,9 @@ fn absolute_form_takes_authority_from_url() {
     assert_eq!((head.scheme.as_str(), head.authority.as_str(), head.path.as_str()), ("https", "h.example", "/"));
     let (head, _) = parse(b"GET http://[::1]:80/?x HTTP/1.1\r\n\r\n").unwrap();
     assert_eq!((head.authority.as_str(), head.path.as_str()), ("[::1]:80", "/?x"));
-    // A query right after the authority leaves a path Envoy's manager refuses.
-    assert_rejected(b"GET http://h?x HTTP/1.1\r\n\r\n", 404, "absolute_path_rejected");
+    // A query right after the authority: the empty path is `/` (GURL's PathForRequest).
+    let (head, _) = parse(b"GET http://h.test?x=1 HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!((head.authority.as_str(), head.path.as_str()), ("h.test", "/?x=1"));
 }
 
 #[test]

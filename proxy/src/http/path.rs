@@ -221,11 +221,12 @@ pub fn merge_slashes(path: &str) -> Option<String> {
         out.push('/');
     }
     out.push_str(query);
-    Some(out)
+    // Only slashes: Envoy writes `//` back (prefix and suffix), so it stays as it is.
+    (out.len() != path.len()).then_some(out)
 }
 
 /// `PathUtil::stripParametersFromDotSegments`: a segment `..;x` becomes `..` and `.;x`
-/// becomes `.` (path only, before `?` or `#`); `None` when there is no `.;`.
+/// becomes `.` (path only, before `?` or `#`); `None` when no segment starts so.
 pub fn strip_parameters_from_dot_segments(path: &str) -> Option<String> {
     let end = path.find(['?', '#']).unwrap_or(path.len());
     let (p, rest) = path.split_at(end);
@@ -246,7 +247,7 @@ pub fn strip_parameters_from_dot_segments(path: &str) -> Option<String> {
         });
     }
     out.push_str(rest);
-    Some(out)
+    (out.len() != path.len()).then_some(out)
 }
 
 /// `PathUtil::unescapeSlashes`: `%2F`/`%2f` become `/` and `%5C`/`%5c` become `\` in

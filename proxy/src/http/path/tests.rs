@@ -94,6 +94,7 @@ fn merge_slashes_cases() {
     assert_eq!(m("/a//b?"), "/a/b?");
     assert_eq!(m("//a/?b"), "/a/?b");
     assert_eq!(merge_slashes("/a/b?x=//"), None, "nothing to merge in the path");
+    assert_eq!(m("///"), "//", "only slashes: Envoy's prefix and suffix");
 }
 
 #[test]
@@ -191,4 +192,51 @@ fn strip_trailing_host_dot_cases() {
     assert_eq!(strip_trailing_host_dot("host"), None);
     assert_eq!(strip_trailing_host_dot("[fc00::1]:443"), None);
     assert_eq!(strip_trailing_host_dot("1.2.3.4:80"), None);
+}
+
+/// Seeded random paths over an alphabet rich in what these functions look at: none of
+/// them may panic, and each output keeps its contract.
+#[test]
+fn random_paths_keep_the_contracts() {
+    const ALPHABET: &[&str] = &[
+        "/", "/", ".", ".", "..", "%", "%2e", "%2E", "%2f", "%5C", "%00", "%4", "%41", "\\", ";", "?", "#", "a", "Z",
+        "~", "\u{c}", "é", ":", "]", "[",
+    ];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..20_000 {
+        let len = next() % 12;
+        let input: String = (0..len).map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize]).collect();
+        let (_, query) = split_query(&input);
+        if let Some(out) = canonical_path(&input) {
+            let (p, q) = split_query(&out);
+            assert!(p.starts_with('/'), "{input:?} -> {out:?}");
+            assert!(p.bytes().all(|b| (b'!'..=b'~').contains(&b)), "{input:?} -> {out:?}");
+            assert!(!p.split('/').any(|s| s == "." || s == ".."), "{input:?} -> {out:?}");
+            assert!(!p.contains("%2e") && !p.contains("%2E"), "{input:?} -> {out:?}");
+            assert_eq!(q, query, "{input:?}: the query is kept");
+        }
+        if let Some(out) = merge_slashes(&input) {
+            let p = split_query(&out).0;
+            assert!(!p.contains("//") || p == "//", "{input:?} -> {out:?}");
+        }
+        if let Some(out) = unescape_slashes(&input) {
+            let p = split_query(&out).0.to_ascii_lowercase();
+            assert!(!p.contains("%2f") && !p.contains("%5c"), "{input:?} -> {out:?}");
+        }
+        if let Some(out) = strip_parameters_from_dot_segments(&input) {
+            assert!(out.len() < input.len(), "{input:?} -> {out:?}");
+        }
+        if let Some(host) = strip_port_from_host(&input, None) {
+            assert!(input.starts_with(host) && host.len() < input.len());
+        }
+        if let Some(host) = strip_trailing_host_dot(&input) {
+            assert_eq!(host.len() + 1, input.len());
+        }
+    }
 }

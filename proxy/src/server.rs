@@ -390,6 +390,9 @@ impl MainLoop {
                     tracing::error!("main loop poll failed: {e}");
                 }
             }
+            if let Some(admin) = self.admin.as_mut() {
+                admin.on_tick(self.poll.registry(), Instant::now());
+            }
             for ev in events.iter() {
                 match ev.token() {
                     SIGNAL_TOKEN => {

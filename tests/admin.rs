@@ -207,3 +207,118 @@ fn drain_listeners_stops_accepting_but_keeps_serving() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "listener closed");
     assert_eq!(open.get("/").status, 200, "open connections keep being served");
 }
+
+fn direct_200() -> &'static str {
+    "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    direct_response: { status: 200 }\n"
+}
+
+fn admin_post_with(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
+    Client::connect(port).request("POST", path, headers, b"")
+}
+
+#[test]
+fn mutating_endpoints_refuse_what_a_browser_can_send_cross_origin() {
+    let (port, admin) = (free_port(), free_port());
+    let mut p = Proxy::start(&with_admin(http(port, direct_200(), &[], "", ""), admin), &["--concurrency", "1"]);
+    // Simple content types: a cross-origin page may send them without a preflight.
+    for ct in [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let r = admin_post_with(admin, "/quitquitquit", &[("content-type", ct)]);
+        assert_eq!(r.status, 415, "{ct}: {}", r.text());
+        assert!(r.text().contains("refused"), "{}", r.text());
+    }
+    // A foreign Origin, even with a content type that needs a preflight.
+    let r = admin_post_with(
+        admin,
+        "/quitquitquit",
+        &[("content-type", "application/json"), ("origin", "http://evil.example")],
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("cross-origin request refused"), "{}", r.text());
+    // A page on another host name that resolves to the admin (DNS rebinding) is not
+    // the admin's origin either.
+    let rebound = format!("http://evil.example:{admin}");
+    assert_eq!(admin_post_with(admin, "/healthcheck/fail", &[("origin", &rebound)]).status, 403);
+    assert_eq!(admin_post_with(admin, "/healthcheck/fail", &[("sec-fetch-site", "cross-site")]).status, 403);
+    // GET on a mutating endpoint: Envoy's 405.
+    let r = get(admin, "/quitquitquit");
+    assert_eq!((r.status, r.text()), (405, "Method GET not allowed, POST required.\n".to_string()));
+    // None of it took effect: still running, still LIVE.
+    assert_eq!(get(admin, "/ready").status, 200);
+    // The admin's own origin with a JSON body, and a plain tool's POST, are served.
+    let own = format!("http://127.0.0.1:{admin}");
+    let r = admin_post_with(admin, "/healthcheck/fail", &[("content-type", "application/json"), ("origin", &own)]);
+    assert_eq!((r.status, r.text()), (200, "OK\n".to_string()));
+    assert_eq!(get(admin, "/ready").status, 503);
+    let localhost = format!("http://localhost:{admin}");
+    assert_eq!(admin_post_with(admin, "/healthcheck/ok", &[("origin", &localhost)]).status, 200);
+    assert_eq!(get(admin, "/ready").status, 200);
+    assert_eq!(admin_post(admin, "/quitquitquit").text(), "OK\n");
+    assert!(p.wait_exit(Duration::from_secs(5)).success());
+    assert!(!p.log().contains("not a loopback address"), "no warning on loopback:\n{}", p.log());
+}
+
+#[test]
+fn idle_admin_connections_never_lock_out_ready() {
+    let (port, admin) = (free_port(), free_port());
+    let _p = Proxy::start(&with_admin(http(port, direct_200(), &[], "", ""), admin), &["--concurrency", "1"]);
+    // More idle connections than the admin's cap (64), some with half a request.
+    let mut idle: Vec<std::net::TcpStream> = (0..100)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+            if i % 2 == 1 {
+                std::io::Write::write_all(&mut s, b"GET /stats HTTP/1.1\r\n").unwrap();
+            }
+            s
+        })
+        .collect();
+    for path in ["/ready", "/stats?filter=^http", "/ready"] {
+        let start = Instant::now();
+        let r = get(admin, path);
+        let took = start.elapsed();
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert!(took < Duration::from_secs(1), "{path} took {took:?} with 100 idle admin connections");
+    }
+    // The oldest idle connections made room: the first one is closed by the server.
+    let first = &mut idle[0];
+    first.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 1];
+    assert!(
+        matches!(std::io::Read::read(first, &mut b), Ok(0) | Err(_)),
+        "the longest-idle connection was closed to make room"
+    );
+}
+
+#[test]
+fn idle_admin_connection_is_closed_after_15_seconds() {
+    let (port, admin) = (free_port(), free_port());
+    let _p = Proxy::start(&with_admin(http(port, direct_200(), &[], "", ""), admin), &["--concurrency", "1"]);
+    let mut c = Client::connect(admin);
+    let opened = Instant::now();
+    c.send(b"GET /ready HTTP/1.1\r\nhost: x\r\n");
+    assert!(!c.closed_within(Duration::from_secs(12)), "closed before the idle timeout");
+    assert!(c.closed_within(Duration::from_secs(6)), "still open after {:?}", opened.elapsed());
+    let took = opened.elapsed();
+    assert!(took >= Duration::from_secs(15) && took < Duration::from_secs(17), "closed after {took:?}");
+}
+
+#[test]
+fn a_non_loopback_admin_address_is_warned_about_without_colours() {
+    let (port, admin) = (free_port(), free_port());
+    let yaml = format!(
+        "admin:\n  address: {{ socket_address: {{ address: 0.0.0.0, port_value: {admin} }} }}\n{}",
+        http(port, direct_200(), &[], "", "")
+    );
+    let p = Proxy::start(&yaml, &["--concurrency", "1"]);
+    let log = p.log();
+    assert!(
+        log.contains("WARN") && log.contains(&format!("bound to 0.0.0.0:{admin}, which is not a loopback address")),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "stderr is a pipe: no ANSI colours in the log:\n{log:?}");
+    assert_eq!(get(admin, "/ready").status, 200);
+}

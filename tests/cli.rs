@@ -93,3 +93,25 @@ fn every_example_config_validates() {
     }
     assert!(checked >= 2, "examples/*.yaml: {checked} found");
 }
+
+#[test]
+fn version_names_the_commit_and_the_build_profile() {
+    let (code, out) = run(&["--version"], None);
+    assert_eq!(code, 0, "{out}");
+    let line = out.trim();
+    let rest = line
+        .strip_prefix(&format!("sluice {} (commit ", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| panic!("{line}"));
+    let (commit, profile) = rest.split_once(", ").unwrap_or_else(|| panic!("{line}"));
+    assert!(commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())), "{line}");
+    // Built from this checkout: the commit is HEAD's (when git can tell).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if let Ok(head) =
+        std::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]).current_dir(&root).output()
+    {
+        if head.status.success() && std::env::var_os("SLUICE_BIN").is_none() {
+            assert_eq!(commit, String::from_utf8_lossy(&head.stdout).trim(), "{line}");
+        }
+    }
+    assert!(profile == "debug profile)" || profile == "release profile)", "{line}");
+}

@@ -73,7 +73,7 @@ Options:
                              not its own address); connections keep their original
                              destination, for use_original_dst listeners
   -h, --help                 this text
-      --version              print the version
+      --version              print the version, git commit and build profile
 ";
 
 /// What the command line asks for.

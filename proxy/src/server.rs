@@ -5,7 +5,7 @@
 //! connections within `--drain-time-s`, and exit; the process exits 0. A second signal
 //! stops at once.
 
-use std::io::{self, Read};
+use std::io::{self, IsTerminal, Read};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +29,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
             0
         }
         Ok(Command::Version) => {
-            println!("sluice {}", env!("CARGO_PKG_VERSION"));
+            println!("{}", version_line());
             0
         }
         Ok(Command::RouteCheck(args)) => route_check(&args),
@@ -42,6 +42,17 @@ pub fn main_with_args(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// `sluice --version`: version, git commit ("unknown" when built outside a git
+/// checkout) and the cargo profile it was built with.
+pub fn version_line() -> String {
+    format!(
+        "sluice {} (commit {}, {} profile)",
+        env!("CARGO_PKG_VERSION"),
+        env!("SLUICE_GIT_COMMIT"),
+        env!("SLUICE_BUILD_PROFILE")
+    )
 }
 
 fn route_check(args: &[String]) -> i32 {
@@ -57,7 +68,13 @@ fn init_logging(level: &str) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(format!("sluice={level},sluice_stack={level},sluice_datapath={level}"))
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_target(false).try_init();
+    // Colours only on a terminal: a file, a pipe or a journal gets plain text.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
 }
 
 /// Load, check and serve (or only check, in validate mode).
@@ -372,6 +389,9 @@ impl MainLoop {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!("main loop poll failed: {e}");
                 }
+            }
+            if let Some(admin) = self.admin.as_mut() {
+                admin.on_tick(self.poll.registry(), Instant::now());
             }
             for ev in events.iter() {
                 match ev.token() {

@@ -9,7 +9,10 @@
 //! stderr.
 //!
 //! Tests need root. [`require_root`] returns `false` with a printed reason when the
-//! process is not root, so a test can return early; as root everything must work.
+//! process is not root, so a test can return early; as root everything must work. A
+//! test that returns early passes in cargo's summary, so each skip is also appended to
+//! the file named by `$SLUICE_SKIP_LOG` when set: scripts/test.sh reports them as
+//! skipped.
 //!
 //! ```no_run
 //! use sluice_datapath::testnet::{self, TwoHosts};
@@ -42,15 +45,26 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// `true` when root; otherwise print why `what` is skipped and return `false`.
+/// `true` when root; otherwise print why `what` is skipped (and record it in
+/// `$SLUICE_SKIP_LOG`) and return `false`.
 pub fn require_root(what: &str) -> bool {
     if is_root() {
         return true;
     }
-    eprintln!(
-        "skipping {what}: needs root (network namespaces, veth, AF_XDP and BPF); \
-         CI runs these as root"
-    );
+    let reason = "needs root (network namespaces, veth, AF_XDP and BPF); CI runs these as root";
+    eprintln!("skipping {what}: {reason}");
+    if let Some(path) = std::env::var_os("SLUICE_SKIP_LOG") {
+        use std::io::Write;
+        let line = format!("SKIPPED: {what}: {reason}\n");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("cannot record the skip in {}: {e}", path.to_string_lossy());
+        }
+    }
     false
 }
 

@@ -63,6 +63,11 @@ fn help() -> String {
     s
 }
 
+/// Whether `path` names an endpoint that changes the server's state (POST only).
+pub fn mutates(path: &str) -> bool {
+    ENDPOINTS.iter().any(|(p, mutating, _)| *mutating && *p == path)
+}
+
 /// Route one admin request.
 pub fn handle(state: &AdminState, method: &str, target: &str) -> Response {
     let (path, query) = match target.split_once('?') {

@@ -3,8 +3,8 @@
 //! Chunk data is never touched: the decoder reports the range of each chunk's bytes in
 //! the caller's input and skips over them. Framing — chunk-size lines with optional
 //! extensions, the CRLF after each chunk, the trailer section — goes through a small
-//! state machine, so input may be split anywhere. Chunk sizes are checked for overflow,
-//! size lines (extensions included) are bounded, bare CR and LF are errors, and the
+//! state machine, so input may be split anywhere. Chunk sizes are bounded by
+//! [`MAX_CHUNK_SIZE`], size lines (extensions included) are bounded, bare CR and LF are errors, and the
 //! trailer section is validated, bounded and then dropped, as Envoy does with
 //! `enable_trailers` off.
 
@@ -13,6 +13,13 @@ use super::rules::{is_field_value_byte, is_tchar};
 
 /// Longest chunk-size line accepted (size, whitespace and extensions).
 const MAX_CHUNK_LINE: u32 = 4096;
+
+/// Largest chunk size accepted: 2^63 - 1, the largest file offset (nginx's
+/// `NGX_MAX_OFF_T_VALUE` bound). llhttp (`mulAdd` on its 64-bit `content_length`) and
+/// Envoy's Balsa reject only sizes that overflow 64 bits, so they take 16 hex digits up
+/// to `ffffffffffffffff`; no body that large can ever complete, so sluice refuses any
+/// size from `8000000000000000` up. Leading zeros do not count, as in llhttp.
+pub(crate) const MAX_CHUNK_SIZE: u64 = i64::MAX as u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -119,11 +126,13 @@ impl ChunkedDecoder {
         }
         self.state = match (self.state, b) {
             (Size { value, digits }, _) if b.is_ascii_hexdigit() => {
-                if value > u64::MAX >> 4 {
-                    return Err(BodyError::InvalidChunk);
-                }
-                let d = (b as char).to_digit(16).unwrap_or(0);
-                Size { value: value << 4 | u64::from(d), digits: digits + 1 }
+                let d = u64::from((b as char).to_digit(16).unwrap_or(0));
+                let value = value
+                    .checked_mul(16)
+                    .and_then(|v| v.checked_add(d))
+                    .filter(|v| *v <= MAX_CHUNK_SIZE)
+                    .ok_or(BodyError::InvalidChunk)?;
+                Size { value, digits: digits + 1 }
             }
             (Size { digits: 0, .. }, _) => return Err(BodyError::InvalidChunk),
             (Size { value, .. } | SizeWs { value }, b' ' | b'\t') => SizeWs { value },

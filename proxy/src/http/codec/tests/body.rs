@@ -115,14 +115,20 @@ fn malformed_chunking_is_refused() {
 }
 
 #[test]
-fn chunk_size_overflow_is_refused() {
+fn chunk_size_is_bounded() {
     let bad = |w: &[u8]| decode_all(BodyFraming::Chunked, w).unwrap_err();
+    // 17 digits overflow 64 bits (llhttp's "Chunk size overflow").
     assert_eq!(bad(b"10000000000000000\r\n"), BodyError::InvalidChunk);
-    // The largest size parses (and then waits for its data).
-    let (_, _, end) = decode_all(BodyFraming::Chunked, b"ffffffffffffffff\r\nab").unwrap();
+    // 16 digits that llhttp still takes, but no body this large can ever complete.
+    assert_eq!(bad(b"ffffffffffffffff\r\nab"), BodyError::InvalidChunk);
+    assert_eq!(bad(b"8000000000000000\r\nab"), BodyError::InvalidChunk);
+    // Refused at the offending digit, before the line ends.
+    assert_eq!(bad(b"8000000000000000"), BodyError::InvalidChunk);
+    // The largest size accepted, 2^63 - 1, parses (and then waits for its data).
+    let (_, _, end) = decode_all(BodyFraming::Chunked, b"7fffffffffffffff\r\nab").unwrap();
     assert!(!end);
-    // Leading zeros are fine; an endless size line is not.
-    let (body, _, end) = decode_all(BodyFraming::Chunked, b"0000003\r\nabc\r\n0\r\n\r\n").unwrap();
+    // Leading zeros do not count; an endless size line is refused.
+    let (body, _, end) = decode_all(BodyFraming::Chunked, b"0000000000000000000003\r\nabc\r\n0\r\n\r\n").unwrap();
     assert_eq!((body.as_slice(), end), (&b"abc"[..], true));
     let mut long = b"1;".to_vec();
     long.extend(std::iter::repeat_n(b'x', 5000));

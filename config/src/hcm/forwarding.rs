@@ -377,3 +377,126 @@ impl Forwarding {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hcm::HttpConnectionManager;
+    use crate::listener::NetworkFilterKind;
+
+    fn yaml(extra: &str) -> String {
+        format!(
+            r#"static_resources:
+  listeners:
+  - name: l
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 8080}}}}
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config: {{virtual_hosts: [{{name: vh, domains: ['*'], routes: [{{match: {{prefix: /}}, direct_response: {{status: 200}}}}]}}]}}
+          http_filters: [{{name: r, typed_config: {{'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
+{extra}"#
+        )
+    }
+
+    fn hcm(extra: &str) -> HttpConnectionManager {
+        let loaded = crate::load_str(&yaml(extra)).unwrap_or_else(|e| panic!("{e}"));
+        match &loaded.bootstrap.listeners[0].filter_chains[0].filters[0].kind {
+            NetworkFilterKind::HttpConnectionManager(h) => (**h).clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn err(extra: &str) -> String {
+        crate::load_str(&yaml(extra)).err().map(|e| e.to_string()).unwrap_or_else(|| panic!("should fail: {extra}"))
+    }
+
+    const XFF: &str = "type.googleapis.com/envoy.extensions.http.original_ip_detection.xff.v3.XffConfig";
+    const HEADER: &str =
+        "type.googleapis.com/envoy.extensions.http.original_ip_detection.custom_header.v3.CustomHeaderConfig";
+
+    #[test]
+    fn defaults() {
+        let f = hcm("").forwarding;
+        assert_eq!(f, Forwarding::default());
+        assert_eq!(f.forward_client_cert_details, ForwardClientCertDetails::Sanitize);
+        assert_eq!(f.internal_address_config, None);
+    }
+
+    #[test]
+    fn every_field_decodes() {
+        let f = hcm(concat!(
+            "          internal_address_config: {unix_sockets: true, cidr_ranges: [{address_prefix: 10.0.0.0, prefix_len: 8}]}\n",
+            "          forward_client_cert_details: APPEND_FORWARD\n",
+            "          set_current_client_cert_details: {subject: true, cert: true, chain: true, dns: true, uri: true}\n",
+            "          scheme_header_transformation: {scheme_to_overwrite: https}\n",
+        ))
+        .forwarding;
+        let internal = f.internal_address_config.unwrap();
+        assert!(internal.unix_sockets);
+        assert_eq!(internal.cidr_ranges, vec!["10.0.0.0/8".parse().unwrap()]);
+        assert_eq!(f.forward_client_cert_details, ForwardClientCertDetails::AppendForward);
+        let all = SetCurrentClientCertDetails { subject: true, cert: true, chain: true, dns: true, uri: true };
+        assert_eq!(f.set_current_client_cert_details, all);
+        assert_eq!(f.scheme_header_transformation.unwrap().scheme_to_overwrite.as_deref(), Some("https"));
+    }
+
+    #[test]
+    fn extensions_decode_with_envoys_defaults() {
+        let f = hcm(&format!(
+            "          original_ip_detection_extensions:\n          - {{name: a, typed_config: {{'@type': {XFF}, xff_trusted_cidrs: {{cidrs: [{{address_prefix: 192.0.2.0, prefix_len: 24}}]}}}}}}\n          - {{name: b, typed_config: {{'@type': {HEADER}, header_name: X-Real-IP, reject_with_status: {{code: Forbidden}}}}}}\n"
+        ))
+        .forwarding;
+        let [a, b] = &f.original_ip_detection_extensions[..] else { panic!() };
+        assert_eq!(
+            a.config,
+            OriginalIpDetection::Xff(XffConfig {
+                xff_num_trusted_hops: 0,
+                xff_trusted_cidrs: Some(vec!["192.0.2.0/24".parse().unwrap()]),
+                skip_xff_append: true,
+            })
+        );
+        assert_eq!(
+            b.config,
+            OriginalIpDetection::CustomHeader(CustomHeaderConfig {
+                header_name: "x-real-ip".into(),
+                allow_extension_to_set_address_as_trusted: false,
+                reject_with_status: Some(403),
+            })
+        );
+    }
+
+    #[test]
+    fn envoys_load_time_checks() {
+        let ext = format!(
+            "          original_ip_detection_extensions: [{{name: h, typed_config: {{'@type': {HEADER}, header_name: x-ip}}}}]\n"
+        );
+        let e = err(&format!("          use_remote_address: true\n{ext}"));
+        assert!(e.contains("Original IP detection extensions and use_remote_address may not be mixed"), "{e}");
+        let e = err(&format!("          xff_num_trusted_hops: 1\n{ext}"));
+        assert!(e.contains("Original IP detection extensions and xff_num_trusted_hops may not be mixed"), "{e}");
+        let both = format!(
+            "          original_ip_detection_extensions: [{{name: x, typed_config: {{'@type': {XFF}, xff_num_trusted_hops: 1, xff_trusted_cidrs: {{cidrs: []}}}}}}]\n"
+        );
+        assert!(err(&both).contains("Cannot set both xff_num_trusted_hops and xff_trusted_cidrs"));
+        let e = err("          scheme_header_transformation: {scheme_to_overwrite: ftp}\n");
+        assert!(e.contains("scheme_to_overwrite") && e.contains("http, https"), "{e}");
+        let e = err("          forward_client_cert_details: SANITISE\n");
+        assert!(e.contains("forward_client_cert_details"), "{e}");
+        let e = err(&format!(
+            "          original_ip_detection_extensions: [{{name: h, typed_config: {{'@type': {HEADER}, header_name: 'bad name'}}}}]\n"
+        ));
+        assert!(e.contains("not a valid HTTP header name"), "{e}");
+        let e = err(&format!(
+            "          original_ip_detection_extensions: [{{name: h, typed_config: {{'@type': {HEADER}, header_name: x, reject_with_status: {{code: 999}}}}}}]\n"
+        ));
+        assert!(e.contains("StatusCode"), "{e}");
+        let e = err(
+            "          original_ip_detection_extensions: [{name: h, typed_config: {'@type': type.googleapis.com/envoy.extensions.http.original_ip_detection.nope.v3.Nope}}]\n",
+        );
+        assert!(e.contains("unsupported original IP detection extension"), "{e}");
+    }
+}

@@ -22,6 +22,10 @@ fn route(extra: &str) -> String {
     format!("- name: m\n  domains: [\"*\"]\n  routes:\n  - match: {{ prefix: \"/\" }}\n    route:\n      cluster: web\n{extra}")
 }
 
+/// The test clients (loopback, or the in-memory peer host) are internal, so the
+/// `x-envoy-*` control headers they send count, as from a trusted service.
+const CLIENTS_INTERNAL: &str = "use_remote_address: true\ninternal_address_config: { cidr_ranges: [{ address_prefix: 127.0.0.0, prefix_len: 8 }, { address_prefix: 10.99.0.0, prefix_len: 16 }] }\n";
+
 /// A one-worker proxy with the routes of [`route`]`(route_extra)` to cluster `web` at
 /// `endpoints` (with `cluster_extra` fields), and `filters` before the router.
 fn web<'n>(
@@ -32,7 +36,7 @@ fn web<'n>(
     filters: &str,
 ) -> HttpProxy<'n> {
     let clusters = [ClusterAt { name: "web", endpoints, extra: cluster_extra }];
-    HttpProxy::start(net, &route(route_extra), &clusters, "", filters, 1)
+    HttpProxy::start(net, &route(route_extra), &clusters, CLIENTS_INTERNAL, filters, 1)
 }
 
 /// Poll `done` until it holds; panics with `what` after 10 s.

@@ -15,8 +15,13 @@ use crate::node::Node;
 use crate::proto_enum;
 use crate::route::RouteConfiguration;
 
+mod forwarding;
 mod http_filter;
 
+pub use forwarding::{
+    CustomHeaderConfig, ForwardClientCertDetails, Forwarding, InternalAddressConfig, OriginalIpDetection,
+    OriginalIpDetectionExtension, SchemeHeaderTransformation, SetCurrentClientCertDetails, XffConfig,
+};
 use http_filter::check_filter_order;
 pub use http_filter::{HttpFilter, HttpFilterKind, RouterFilter, STRICT_CHECK_HEADERS};
 
@@ -127,6 +132,9 @@ pub struct HttpConnectionManager {
     pub use_remote_address: bool,
     pub xff_num_trusted_hops: u32,
     pub skip_xff_append: bool,
+    /// `internal_address_config`, `original_ip_detection_extensions`, the XFCC options
+    /// and `scheme_header_transformation`.
+    pub forwarding: Forwarding,
     /// Empty: no `via` header.
     pub via: String,
     /// true.
@@ -184,6 +192,7 @@ impl HttpConnectionManager {
         let use_remote_address = f.or(d, "use_remote_address", false);
         let xff_num_trusted_hops = f.or(d, "xff_num_trusted_hops", 0u32);
         let skip_xff_append = f.or(d, "skip_xff_append", false);
+        let forwarding = Forwarding::decode_from(d, &mut f, use_remote_address, xff_num_trusted_hops);
         let via: String = f.or(d, "via", String::new());
         let generate_request_id = f.or(d, "generate_request_id", true);
         let normalize_path = f.or(d, "normalize_path", false);
@@ -199,7 +208,6 @@ impl HttpConnectionManager {
             &[
                 "add_user_agent",
                 "preserve_external_request_id",
-                "internal_address_config",
                 "tracing",
                 "http2_protocol_options",
                 "always_set_request_id_in_response",
@@ -210,14 +218,10 @@ impl HttpConnectionManager {
             &[
                 "scoped_routes",
                 "http3_protocol_options",
-                "scheme_header_transformation",
                 "access_log_flush_interval",
                 "flush_access_log_on_new_request",
                 "access_log_options",
-                "original_ip_detection_extensions",
                 "early_header_mutation_extensions",
-                "forward_client_cert_details",
-                "set_current_client_cert_details",
                 "proxy_100_continue",
                 "represent_ipv4_remote_address_as_ipv4_mapped_ipv6",
                 "request_id_extension",
@@ -295,6 +299,7 @@ impl HttpConnectionManager {
             use_remote_address,
             xff_num_trusted_hops,
             skip_xff_append,
+            forwarding,
             via,
             generate_request_id,
             normalize_path,

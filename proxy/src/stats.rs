@@ -279,6 +279,7 @@ stats_scope! {
         downstream_rq_redirected_with_normalized_path: Counter,
         downstream_rq_too_large: Counter,
         downstream_rq_response_before_rq_complete: Counter,
+        downstream_rq_rejected_via_ip_detection: Counter,
         no_route: Counter,
         no_cluster: Counter,
         rq_direct_response: Counter,

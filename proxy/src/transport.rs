@@ -84,6 +84,23 @@ impl TransportSocket {
         }
     }
 
+    /// The peer's verified certificate chain, leaf first (TLS with a client
+    /// certificate only).
+    pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        match self {
+            TransportSocket::Tls(t) => t.session.peer_certificates(),
+            TransportSocket::Raw => None,
+        }
+    }
+
+    /// Our own end-entity certificate (terminated TLS only).
+    pub fn local_certificate(&self) -> Option<&rustls::pki_types::CertificateDer<'static>> {
+        match self {
+            TransportSocket::Tls(t) => t.session.local_certificate(),
+            TransportSocket::Raw => None,
+        }
+    }
+
     /// The TLS handshake is done (always true for raw sockets).
     pub fn established(&self) -> bool {
         match self {

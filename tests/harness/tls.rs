@@ -70,17 +70,30 @@ impl Ca {
 
     /// A server certificate for `names` (DNS names, `*.x` wildcards, or IPs).
     pub fn server_cert(&self, pki: &Pki, file: &str, names: &[&str]) -> Leaf {
-        self.leaf(pki, file, names, ExtendedKeyUsagePurpose::ServerAuth)
+        self.leaf(pki, file, names, &[], ExtendedKeyUsagePurpose::ServerAuth)
     }
 
     /// A client certificate (clientAuth) for `names`.
     pub fn client_cert(&self, pki: &Pki, file: &str, names: &[&str]) -> Leaf {
-        self.leaf(pki, file, names, ExtendedKeyUsagePurpose::ClientAuth)
+        self.leaf(pki, file, names, &[], ExtendedKeyUsagePurpose::ClientAuth)
     }
 
-    fn leaf(&self, pki: &Pki, file: &str, names: &[&str], purpose: ExtendedKeyUsagePurpose) -> Leaf {
+    /// [`Ca::server_cert`] with URI subject alternative names `uris` as well.
+    pub fn server_cert_with_uris(&self, pki: &Pki, file: &str, names: &[&str], uris: &[&str]) -> Leaf {
+        self.leaf(pki, file, names, uris, ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// [`Ca::client_cert`] with URI subject alternative names `uris` as well.
+    pub fn client_cert_with_uris(&self, pki: &Pki, file: &str, names: &[&str], uris: &[&str]) -> Leaf {
+        self.leaf(pki, file, names, uris, ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    fn leaf(&self, pki: &Pki, file: &str, names: &[&str], uris: &[&str], purpose: ExtendedKeyUsagePurpose) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        for uri in uris {
+            params.subject_alt_names.push(rcgen::SanType::URI((*uri).try_into().unwrap()));
+        }
         params.distinguished_name.push(DnType::CommonName, format!("{file} ({})", self.name));
         params.extended_key_usages = vec![purpose];
         let cert = params.signed_by(&key, &*self.issuer).unwrap();

@@ -7,7 +7,10 @@
 
 use super::{any, enum_name, list, Dump, Json};
 use crate::fault::{FaultAbort, FaultAbortKind, FaultDelay, FaultDelayKind, HttpFault};
-use crate::hcm::{HttpConnectionManager, HttpFilter, HttpFilterKind, RouterFilter, StripPortMode};
+use crate::hcm::{
+    Forwarding, HttpConnectionManager, HttpFilter, HttpFilterKind, OriginalIpDetection, OriginalIpDetectionExtension,
+    RouterFilter, StripPortMode,
+};
 
 impl Dump for HttpConnectionManager {
     fn dump(&self) -> Json {
@@ -36,7 +39,10 @@ impl Dump for HttpConnectionManager {
             .with("server_header_transformation", enum_name(self.server_header_transformation))
             .with("use_remote_address", self.use_remote_address)
             .with("xff_num_trusted_hops", self.xff_num_trusted_hops)
-            .with("skip_xff_append", self.skip_xff_append)
+            .with("skip_xff_append", self.skip_xff_append);
+        let j = self
+            .forwarding
+            .dump_into(j)
             .with("via", &self.via)
             .with("generate_request_id", self.generate_request_id)
             .with("normalize_path", self.normalize_path)
@@ -47,6 +53,53 @@ impl Dump for HttpConnectionManager {
         let j = if self.strip_port_mode == StripPortMode::Any { j.with("strip_any_host_port", true) } else { j };
         j.with("strip_trailing_host_dot", self.strip_trailing_host_dot)
             .with("stream_error_on_invalid_http_message", self.stream_error_on_invalid_http_message)
+    }
+}
+
+impl Forwarding {
+    /// Unset `internal_address_config` (no address internal) and
+    /// `scheme_header_transformation` stay absent.
+    fn dump_into(&self, j: Json) -> Json {
+        let internal = self
+            .internal_address_config
+            .as_ref()
+            .map(|c| Json::obj().with("unix_sockets", c.unix_sockets).with("cidr_ranges", list(&c.cidr_ranges)));
+        let d = &self.set_current_client_cert_details;
+        let details = Json::obj()
+            .with("subject", d.subject)
+            .with("cert", d.cert)
+            .with("chain", d.chain)
+            .with("dns", d.dns)
+            .with("uri", d.uri);
+        let scheme = self.scheme_header_transformation.as_ref().map(|s| {
+            Json::obj()
+                .with_opt("scheme_to_overwrite", s.scheme_to_overwrite.as_ref())
+                .with("match_upstream", s.match_upstream)
+        });
+        j.with_opt("internal_address_config", internal)
+            .with("original_ip_detection_extensions", list(&self.original_ip_detection_extensions))
+            .with("forward_client_cert_details", enum_name(self.forward_client_cert_details))
+            .with("set_current_client_cert_details", details)
+            .with_opt("scheme_header_transformation", scheme)
+    }
+}
+
+impl Dump for OriginalIpDetectionExtension {
+    fn dump(&self) -> Json {
+        let config = match &self.config {
+            OriginalIpDetection::Xff(x) => {
+                let cidrs = x.xff_trusted_cidrs.as_ref().map(|c| Json::obj().with("cidrs", list(c)));
+                Json::obj()
+                    .with("xff_num_trusted_hops", x.xff_num_trusted_hops)
+                    .with_opt("xff_trusted_cidrs", cidrs)
+                    .with("skip_xff_append", x.skip_xff_append)
+            }
+            OriginalIpDetection::CustomHeader(c) => Json::obj()
+                .with("header_name", &c.header_name)
+                .with("allow_extension_to_set_address_as_trusted", c.allow_extension_to_set_address_as_trusted)
+                .with_opt("reject_with_status", c.reject_with_status.map(|s| Json::obj().with("code", u32::from(s)))),
+        };
+        Json::obj().with("name", &self.name).with("typed_config", any(self.config.type_name(), config))
     }
 }
 

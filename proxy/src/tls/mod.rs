@@ -14,6 +14,7 @@
 //! `auto_sni_san_validation` asks; failures reported as a small [`TlsError`] with
 //! Envoy's `ssl.*` counter name.
 
+pub mod cert_info;
 mod context;
 mod error;
 mod pem;

@@ -28,8 +28,9 @@ use std::io::{self, Read, Write};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::server::{AcceptedAlert, Acceptor};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConnection, Connection, ProtocolVersion};
 use sluice_config::tls::TlsVersion;
 
@@ -82,6 +83,8 @@ pub struct TlsSession {
     /// Decrypted bytes not yet read out (rustls's receive buffer).
     plaintext_buffered: usize,
     peer_closed: bool,
+    /// Server side: the certificate chain we answered with.
+    local_cert: Option<Arc<CertifiedKey>>,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -108,6 +111,7 @@ impl TlsSession {
             buffer_limit: None,
             plaintext_buffered: 0,
             peer_closed: false,
+            local_cert: None,
         }
     }
 
@@ -134,6 +138,7 @@ impl TlsSession {
             buffer_limit: None,
             plaintext_buffered: 0,
             peer_closed: false,
+            local_cert: None,
         })
     }
 
@@ -205,6 +210,8 @@ impl TlsSession {
                         }
                     };
                     let config = ctx.config_for(accepted.client_hello().alpn());
+                    // The same choice rustls makes below, kept for `local_certificate`.
+                    self.local_cert = config.cert_resolver.resolve(accepted.client_hello());
                     match accepted.into_connection(config) {
                         Ok(mut conn) => {
                             conn.set_buffer_limit(self.buffer_limit);
@@ -379,6 +386,19 @@ impl TlsSession {
             State::Connected(conn) => conn.peer_certificates().is_some_and(|c| !c.is_empty()),
             _ => false,
         }
+    }
+
+    /// The certificate chain the peer presented (leaf first), once verified.
+    pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        match &self.state {
+            State::Connected(conn) => conn.peer_certificates().filter(|c| !c.is_empty()),
+            _ => None,
+        }
+    }
+
+    /// Server side: our end-entity certificate for this connection.
+    pub fn local_certificate(&self) -> Option<&CertificateDer<'static>> {
+        self.local_cert.as_ref()?.cert.first()
     }
 
     /// Queue a `close_notify`; then flush [`TlsSession::take_ciphertext`].

@@ -582,3 +582,56 @@ static_resources:
     let fault = at(h, "http_filters[0].typed_config");
     assert!(!has(fault, "max_active_faults") && !has(fault, "delay") && !has(fault, "upstream_cluster"));
 }
+
+/// The trust and forwarding options: dumped as set (defaults where unset) and reloaded
+/// to the same effective config.
+#[test]
+fn forwarding_options_round_trip() {
+    let yaml = r#"
+static_resources:
+  listeners:
+  - address: { socket_address: { address: 127.0.0.1, port_value: 8080 } }
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          internal_address_config: { cidr_ranges: [{ address_prefix: 10.0.0.0, prefix_len: 8 }] }
+          original_ip_detection_extensions:
+          - name: xff
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.http.original_ip_detection.xff.v3.XffConfig, xff_trusted_cidrs: { cidrs: [{ address_prefix: 192.0.2.0, prefix_len: 24 }] }, skip_xff_append: false }
+          - name: header
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.http.original_ip_detection.custom_header.v3.CustomHeaderConfig, header_name: x-real-ip, allow_extension_to_set_address_as_trusted: true, reject_with_status: { code: 401 } }
+          forward_client_cert_details: SANITIZE_SET
+          set_current_client_cert_details: { subject: true, uri: true }
+          scheme_header_transformation: { scheme_to_overwrite: https }
+          http_filters:
+          - name: router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+          route_config: { virtual_hosts: [{ name: all, domains: ["*"], routes: [{ match: { prefix: / }, direct_response: { status: 200 } }] }] }
+"#;
+    let (first, again, _) = round_trip(yaml);
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    assert_eq!(hcm(&again.bootstrap, 0).forwarding, hcm(&first, 0).forwarding);
+    let h = hcm(&first, 0).dump();
+    assert_eq!(at(&h, "internal_address_config.cidr_ranges[0].address_prefix"), &s("10.0.0.0"));
+    assert_eq!(at(&h, "original_ip_detection_extensions[0].typed_config.skip_xff_append"), &Json::Bool(false));
+    assert_eq!(
+        at(&h, "original_ip_detection_extensions[0].typed_config.xff_trusted_cidrs.cidrs[0].prefix_len"),
+        &n("24")
+    );
+    assert_eq!(at(&h, "original_ip_detection_extensions[1].typed_config.reject_with_status.code"), &n("401"));
+    assert_eq!(at(&h, "forward_client_cert_details"), &s("SANITIZE_SET"));
+    assert_eq!(at(&h, "set_current_client_cert_details.subject"), &Json::Bool(true));
+    assert_eq!(at(&h, "set_current_client_cert_details.cert"), &Json::Bool(false));
+    assert_eq!(at(&h, "scheme_header_transformation.scheme_to_overwrite"), &s("https"));
+    // Unset: absent (no address internal, Envoy's scheme handling), or Envoy's default.
+    let (plain, _, _) = round_trip(
+        &yaml
+            .replace("          internal_address_config", "          #")
+            .replace("          scheme_header_transformation: { scheme_to_overwrite: https }\n", ""),
+    );
+    let h = hcm(&plain, 0).dump();
+    assert!(!has(&h, "internal_address_config") && !has(&h, "scheme_header_transformation"));
+}

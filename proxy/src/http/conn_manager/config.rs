@@ -7,6 +7,7 @@ use sluice_config::hcm::{CodecType, HttpConnectionManager, HttpFilterKind, Serve
 
 use crate::access_log::AccessLogger;
 use crate::http::codec::Http1Settings;
+use crate::http::conn_manager::headers::HeaderPolicy;
 use crate::http::filters::fault::FaultConfig;
 use crate::router::RouteTable;
 
@@ -41,11 +42,11 @@ pub struct HcmConfig {
     pub delayed_close_timeout: Option<Duration>,
     pub server_name: String,
     pub server_header_transformation: ServerHeaderTransformation,
-    pub use_remote_address: bool,
-    pub xff_num_trusted_hops: u32,
-    pub skip_xff_append: bool,
-    pub via: String,
-    pub generate_request_id: bool,
+    /// XFF, internal/external, `x-envoy-*` sanitising, `via`, request id, XFCC.
+    pub headers: HeaderPolicy,
+    /// `scheme_header_transformation.match_upstream`: `:scheme` follows the upstream
+    /// connection's transport.
+    pub match_upstream_scheme: bool,
     pub strip_port_mode: StripPortMode,
     /// `normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action`,
     /// `strip_trailing_host_dot` and the `strip_port_mode`.
@@ -129,11 +130,12 @@ impl HcmConfig {
             delayed_close_timeout: c.delayed_close_timeout,
             server_name: c.server_name.clone(),
             server_header_transformation: c.server_header_transformation,
-            use_remote_address: c.use_remote_address,
-            xff_num_trusted_hops: c.xff_num_trusted_hops,
-            skip_xff_append: c.skip_xff_append,
-            via: c.via.clone(),
-            generate_request_id: c.generate_request_id,
+            headers: HeaderPolicy::new(c),
+            match_upstream_scheme: c
+                .forwarding
+                .scheme_header_transformation
+                .as_ref()
+                .is_some_and(|s| s.scheme_to_overwrite.is_none() && s.match_upstream),
             strip_port_mode: c.strip_port_mode,
             path_normalization: PathNormalization::new(c),
             stream_error_on_invalid_http_message: c.stream_error_on_invalid_http_message,

@@ -18,9 +18,11 @@
 pub mod config;
 pub mod headers;
 pub mod normalize;
+pub mod original_ip;
 pub mod stream;
 #[cfg(test)]
 mod tests;
+pub mod xfcc;
 
 use std::io;
 use std::net::SocketAddr;
@@ -230,6 +232,9 @@ pub struct HttpConnection {
     drain_idle_until: Option<Instant>,
     /// The restored original destination (ORIGINAL_DST clusters).
     original_dst: Option<SocketAddr>,
+    /// This hop's XFCC element, computed on the first request (None inside: no mTLS,
+    /// or the mode sets none).
+    xfcc_element: Option<Option<String>>,
 }
 
 impl HttpConnection {
@@ -272,6 +277,7 @@ impl HttpConnection {
             draining: false,
             drain_idle_until: None,
             original_dst,
+            xfcc_element: None,
         }
     }
 
@@ -616,7 +622,25 @@ impl HttpConnection {
             self.down.out.extend_from_slice(CONTINUE_RESPONSE);
             self.stream.head.headers.remove(b"expect");
         }
-        let origin = headers::mutate_request(&self.cfg, &mut self.stream.head, self.down.peer, self.down.tls, ctx.rng);
+        let policy = &self.cfg.headers;
+        let element = self.xfcc_element.get_or_insert_with(|| {
+            xfcc::element_for(policy.forward_client_cert, &policy.client_cert_details, &self.down.transport)
+        });
+        let info = headers::DownstreamInfo {
+            peer: self.down.peer,
+            tls: self.down.tls,
+            mtls: self.down.transport.peer_certificates().is_some(),
+            xfcc_element: element.as_deref(),
+        };
+        let origin = match headers::mutate_request(&self.cfg, &mut self.stream.head, &info, ctx.rng) {
+            Ok(origin) => origin,
+            Err(status) => {
+                // An original IP detection extension rejects the request.
+                self.stats.downstream_rq_rejected_via_ip_detection.inc();
+                self.send_local_reply(ctx, status, b"", &[]);
+                return;
+            }
+        };
         self.stream.remote = Some(origin.remote);
         let local_port = self.down.local.port();
         if let Some(reply) =

@@ -390,7 +390,11 @@ impl RouterState {
         if self.include_attempt_count {
             stream.head.headers.set(b"x-envoy-attempt-count", self.attempts.to_string().as_bytes());
         }
-        let _ = cfg;
+        if cfg.match_upstream_scheme {
+            // scheme_header_transformation.match_upstream (:scheme is not on an HTTP/1 wire).
+            stream.head.scheme.clear();
+            stream.head.scheme.push_str(if client.transport.is_tls() { "https" } else { "http" });
+        }
         let body = OutgoingBody::from(stream.meta.framing);
         let out = client.out.tail();
         self.body_encoder = encode_request_head(&stream.head, body, false, out);

@@ -19,7 +19,9 @@ use crate::proto_enum;
 
 proto_enum! {
     /// `HttpConnectionManager.ForwardClientCertDetails`.
+    #[derive(Default)]
     pub enum ForwardClientCertDetails {
+        #[default]
         Sanitize = ("SANITIZE", 0),
         ForwardOnly = ("FORWARD_ONLY", 1),
         AppendForward = ("APPEND_FORWARD", 2),
@@ -326,12 +328,6 @@ pub struct Forwarding {
     pub forward_client_cert_details: ForwardClientCertDetails,
     pub set_current_client_cert_details: SetCurrentClientCertDetails,
     pub scheme_header_transformation: Option<SchemeHeaderTransformation>,
-}
-
-impl Default for ForwardClientCertDetails {
-    fn default() -> Self {
-        ForwardClientCertDetails::Sanitize
-    }
 }
 
 impl Forwarding {

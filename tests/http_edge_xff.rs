@@ -35,6 +35,7 @@ on_both_backends!(
     xff_extension_with_trusted_cidrs,
     custom_header_extension_detects_and_rejects,
     via_on_requests_and_responses,
+    edge_requests_get_a_new_request_id,
     scheme_header_transformation_overwrites,
     xfcc_in_every_mode_on_an_mtls_listener,
 );
@@ -301,6 +302,19 @@ fn via_on_requests_and_responses(backend: Backend) {
     let r = e.proxy.client().request("GET", "/", &[("via", "1.1 a")], b"");
     assert_eq!(e.origin.seen().pop().unwrap().header("via"), Some("1.1 a"), "no via configured: untouched");
     assert_eq!(r.header("via"), None);
+}
+
+fn edge_requests_get_a_new_request_id(backend: Backend) {
+    let net = Net::new(backend);
+    let e = edge(&net, "use_remote_address: true\n");
+    let id = e.seen(&[("x-request-id", "client-chosen")]).header("x-request-id").unwrap().to_string();
+    assert_ne!(id, "client-chosen", "an edge request's x-request-id is replaced");
+    assert_eq!(id.len(), 36);
+    let e = edge(&net, "use_remote_address: true\npreserve_external_request_id: true\n");
+    assert_eq!(e.seen(&[("x-request-id", "client-chosen")]).header("x-request-id"), Some("client-chosen"));
+    // Not an edge request: kept.
+    let e = edge(&net, "");
+    assert_eq!(e.seen(&[("x-request-id", "client-chosen")]).header("x-request-id"), Some("client-chosen"));
 }
 
 fn scheme_header_transformation_overwrites(backend: Backend) {

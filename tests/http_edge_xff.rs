@@ -35,6 +35,8 @@ on_both_backends!(
     xff_extension_with_trusted_cidrs,
     custom_header_extension_detects_and_rejects,
     via_on_requests_and_responses,
+    edge_requests_get_a_new_request_id,
+    server_header_transformation_as_envoy,
     scheme_header_transformation_overwrites,
     xfcc_in_every_mode_on_an_mtls_listener,
 );
@@ -301,6 +303,37 @@ fn via_on_requests_and_responses(backend: Backend) {
     let r = e.proxy.client().request("GET", "/", &[("via", "1.1 a")], b"");
     assert_eq!(e.origin.seen().pop().unwrap().header("via"), Some("1.1 a"), "no via configured: untouched");
     assert_eq!(r.header("via"), None);
+}
+
+fn edge_requests_get_a_new_request_id(backend: Backend) {
+    let net = Net::new(backend);
+    let e = edge(&net, "use_remote_address: true\n");
+    let id = e.seen(&[("x-request-id", "client-chosen")]).header("x-request-id").unwrap().to_string();
+    assert_ne!(id, "client-chosen", "an edge request's x-request-id is replaced");
+    assert_eq!(id.len(), 36);
+    let e = edge(&net, "use_remote_address: true\npreserve_external_request_id: true\n");
+    assert_eq!(e.seen(&[("x-request-id", "client-chosen")]).header("x-request-id"), Some("client-chosen"));
+    // Not an edge request: kept.
+    let e = edge(&net, "");
+    assert_eq!(e.seen(&[("x-request-id", "client-chosen")]).header("x-request-id"), Some("client-chosen"));
+}
+
+fn server_header_transformation_as_envoy(backend: Backend) {
+    let net = Net::new(backend);
+    // One route answers with its own `server` header, one without.
+    let routes = "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/own\" }\n    direct_response: { status: 200 }\n    response_headers_to_add: [{ header: { key: server, value: app } }]\n  - match: { prefix: \"/\" }\n    direct_response: { status: 200 }\n";
+    for (transformation, own, none) in [
+        ("", Some("custom"), Some("custom")),
+        ("server_header_transformation: OVERWRITE\n", Some("custom"), Some("custom")),
+        ("server_header_transformation: APPEND_IF_ABSENT\n", Some("app"), Some("custom")),
+        ("server_header_transformation: PASS_THROUGH\n", Some("app"), None),
+    ] {
+        let hcm = format!("server_name: custom\n{transformation}");
+        let p = HttpProxy::start(&net, routes, &[], &hcm, "", 1);
+        let mut c = p.client();
+        assert_eq!(c.get("/own").header("server"), own, "{transformation}");
+        assert_eq!(c.get("/").header("server"), none, "{transformation}");
+    }
 }
 
 fn scheme_header_transformation_overwrites(backend: Backend) {

@@ -203,16 +203,7 @@ impl HttpConnectionManager {
         let strip_any = f.or(d, "strip_any_host_port", false);
         let strip_trailing_host_dot = f.or(d, "strip_trailing_host_dot", false);
         let stream_error_on_invalid_http_message = f.or(d, "stream_error_on_invalid_http_message", false);
-        f.ignored(
-            d,
-            &[
-                "add_user_agent",
-                "preserve_external_request_id",
-                "tracing",
-                "http2_protocol_options",
-                "always_set_request_id_in_response",
-            ],
-        );
+        f.ignored(d, &["add_user_agent", "tracing", "http2_protocol_options", "always_set_request_id_in_response"]);
         f.unsupported(
             d,
             &[

@@ -81,6 +81,7 @@ impl Forwarding {
             .with("forward_client_cert_details", enum_name(self.forward_client_cert_details))
             .with("set_current_client_cert_details", details)
             .with_opt("scheme_header_transformation", scheme)
+            .with("preserve_external_request_id", self.preserve_external_request_id)
     }
 }
 

@@ -6,10 +6,14 @@
 //! `use_remote_address` or `xff_num_trusted_hops`; `xff_num_trusted_hops` and
 //! `xff_trusted_cidrs` are exclusive; `scheme_to_overwrite` is `http` or `https`).
 //!
+//! `preserve_external_request_id` belongs here too: it decides whether an edge request's
+//! `x-request-id` is trusted.
+//!
 //! `internal_address_config` follows Envoy 1.36 and later, where the runtime guard
 //! `envoy.reloadable_features.explicit_internal_address_config` and its legacy
 //! RFC 1918 default are gone: unset, no address is internal; set, exactly the
-//! addresses in `cidr_ranges` are (and unix socket peers with `unix_sockets`).
+//! addresses in `cidr_ranges` are (and unix socket peers with `unix_sockets`, which
+//! sluice accepts as Envoy does; its listeners are IP only, so no peer is one).
 
 use crate::address::CidrRange;
 use crate::decode::{scalar, typed_config, Decode, Decoder, Fields};
@@ -19,7 +23,9 @@ use crate::proto_enum;
 
 proto_enum! {
     /// `HttpConnectionManager.ForwardClientCertDetails`.
+    #[derive(Default)]
     pub enum ForwardClientCertDetails {
+        #[default]
         Sanitize = ("SANITIZE", 0),
         ForwardOnly = ("FORWARD_ONLY", 1),
         AppendForward = ("APPEND_FORWARD", 2),
@@ -326,12 +332,8 @@ pub struct Forwarding {
     pub forward_client_cert_details: ForwardClientCertDetails,
     pub set_current_client_cert_details: SetCurrentClientCertDetails,
     pub scheme_header_transformation: Option<SchemeHeaderTransformation>,
-}
-
-impl Default for ForwardClientCertDetails {
-    fn default() -> Self {
-        ForwardClientCertDetails::Sanitize
-    }
+    /// Keep an edge request's `x-request-id` instead of replacing it.
+    pub preserve_external_request_id: bool,
 }
 
 impl Forwarding {
@@ -349,6 +351,7 @@ impl Forwarding {
         let forward_client_cert_details = f.or(d, "forward_client_cert_details", ForwardClientCertDetails::Sanitize);
         let set_current_client_cert_details = f.or(d, "set_current_client_cert_details", Default::default());
         let scheme_header_transformation = f.opt(d, "scheme_header_transformation");
+        let preserve_external_request_id = f.or(d, "preserve_external_request_id", false);
         if !extensions.is_empty() {
             // HttpConnectionManagerConfig's constructor.
             if use_remote_address {
@@ -374,6 +377,7 @@ impl Forwarding {
             forward_client_cert_details,
             set_current_client_cert_details,
             scheme_header_transformation,
+            preserve_external_request_id,
         }
     }
 }

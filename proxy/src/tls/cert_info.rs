@@ -159,7 +159,7 @@ fn escape_2253(s: &str) -> String {
         if b",+\"\\<>;".contains(&b) || edge {
             out.push('\\');
             out.push(b as char);
-        } else if b < 0x20 || b >= 0x7f {
+        } else if !(0x20..0x7f).contains(&b) {
             out.push_str(&format!("\\{b:02X}"));
         } else {
             out.push(b as char);

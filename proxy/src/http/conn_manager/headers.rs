@@ -15,7 +15,8 @@
 //! `x-envoy-internal: true`; external ones lose the `x-envoy-*` control headers and
 //! the routes' `internal_only_headers`, edge ones (external with `use_remote_address`)
 //! also the decorator and downstream-service headers, and get
-//! `x-envoy-external-address`. Then `via`, `x-request-id` and XFCC. Responses:
+//! `x-envoy-external-address`. Then `via`, `x-request-id` (replaced on edge requests
+//! unless `preserve_external_request_id`, added where absent) and XFCC. Responses:
 //! `server` per `server_header_transformation`, `date` when absent, `via`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -76,6 +77,7 @@ pub struct HeaderPolicy {
     /// Empty: no `via`.
     pub via: String,
     pub generate_request_id: bool,
+    pub preserve_external_request_id: bool,
     /// Appended to XFF instead of a loopback peer (Envoy's `LocalInfo` address).
     pub local_address: IpAddr,
 }
@@ -99,6 +101,7 @@ impl HeaderPolicy {
             scheme_to_overwrite: fwd.scheme_header_transformation.as_ref().and_then(|s| s.scheme_to_overwrite.clone()),
             via: c.via.clone(),
             generate_request_id: c.generate_request_id,
+            preserve_external_request_id: fwd.preserve_external_request_id,
             local_address: local_address(),
         }
     }
@@ -241,7 +244,9 @@ pub fn mutate_request_with(
     if edge {
         h.set(EXTERNAL_ADDRESS, remote.ip().to_string().as_bytes());
     }
-    if p.generate_request_id && (edge || !h.contains(b"x-request-id")) {
+    // Set unconditionally on edge requests unless preserve_external_request_id.
+    let force = edge && !p.preserve_external_request_id;
+    if p.generate_request_id && (force || !h.contains(b"x-request-id")) {
         h.set(b"x-request-id", &uuid4(rng));
     }
     xfcc::mutate(h, p.forward_client_cert, conn.mtls, conn.xfcc_element);

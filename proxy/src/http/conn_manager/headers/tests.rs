@@ -19,6 +19,7 @@ fn policy(use_remote_address: bool, hops: u32) -> HeaderPolicy {
         scheme_to_overwrite: None,
         via: String::new(),
         generate_request_id: true,
+        preserve_external_request_id: false,
         local_address: "192.0.2.200".parse().unwrap(),
     }
 }
@@ -227,4 +228,8 @@ fn via_and_request_id() {
     assert_eq!(r.get("x-request-id"), Some("keep"), "kept when not edge");
     let r = run(&policy(true, 0), "203.0.113.9", &[("x-request-id", "spoof")]);
     assert_ne!(r.get("x-request-id"), Some("spoof"), "regenerated on an edge request");
+    let mut p = policy(true, 0);
+    p.preserve_external_request_id = true;
+    assert_eq!(run(&p, "203.0.113.9", &[("x-request-id", "kept")]).get("x-request-id"), Some("kept"));
+    assert_eq!(run(&p, "203.0.113.9", &[]).get("x-request-id").map(str::len), Some(36), "added when absent");
 }

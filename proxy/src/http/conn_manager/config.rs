@@ -8,10 +8,9 @@ use sluice_config::hcm::{CodecType, HttpConnectionManager, HttpFilterKind, Serve
 use crate::access_log::AccessLogger;
 use crate::http::codec::Http1Settings;
 use crate::http::conn_manager::headers::HeaderPolicy;
+use crate::http::conn_manager::normalize::PathNormalization;
 use crate::http::filters::fault::FaultConfig;
 use crate::router::RouteTable;
-
-use super::normalize::PathNormalization;
 use crate::upstream::cluster_manager::ClusterManager;
 
 /// A compiled decoder filter (the router, always last, is not in this list).

@@ -32,7 +32,7 @@ sluice_bin() {
 # start_origin PORT: a keep-alive HTTP/1.1 origin on 127.0.0.1:PORT (python3),
 # answering every GET with 200 and a 2-byte body.
 start_origin() {
-  python3 - "$1" <<'PY' &
+  python3 - "$1" 2>/dev/null <<'PY' &
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class H(BaseHTTPRequestHandler):
@@ -47,8 +47,9 @@ ThreadingHTTPServer.daemon_threads = True
 ThreadingHTTPServer.request_queue_size = 1024
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 PY
+  # (its stderr: the resets of clients that go away are not news)
   track $!
-  wait_port "$1"
+  wait_port "$1" || die "the origin did not start"
 }
 
 wait_port() { # wait_port PORT: until something listens on 127.0.0.1:PORT (10 s)
@@ -57,7 +58,8 @@ wait_port() { # wait_port PORT: until something listens on 127.0.0.1:PORT (10 s)
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
     sleep 0.05
   done
-  die "nothing listens on 127.0.0.1:$1"
+  echo "soak: nothing listens on 127.0.0.1:$1" >&2
+  return 1
 }
 
 fds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }

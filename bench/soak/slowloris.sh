@@ -47,7 +47,7 @@ start_origin "$ORIGIN"
 "$BIN" -c "$WORK/sluice.yaml" --concurrency 1 --log-level warning > "$WORK/sluice.log" 2>&1 &
 SLUICE=$!
 track "$SLUICE"
-wait_port "$LISTEN"
+wait_port "$LISTEN" || { cat "$WORK/sluice.log" >&2; die "sluice did not start"; }
 log "sluice $BIN (pid $SLUICE), $CLIENTS slow clients, stream_idle_timeout ${TIMEOUT}"
 echo "before: sluice fds $(fds "$SLUICE"), rss $(rss_kib "$SLUICE") KiB"
 

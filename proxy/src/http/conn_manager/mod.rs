@@ -11,9 +11,12 @@
 //! on a `codec_type: AUTO` listener is answered as HTTP/2 (SETTINGS, then GOAWAY
 //! HTTP_1_1_REQUIRED), never with an HTTP/1 response.
 //!
-//! Timers (all in the worker's timer structure): connection `idle_timeout` (no active
-//! stream), `max_connection_duration`, `request_headers_timeout`, `request_timeout`,
-//! `stream_idle_timeout`, plus the router's route and per-try timeouts.
+//! Timers (all in the worker's timer structure): connection `idle_timeout` (no request
+//! begun), `max_connection_duration`, `request_headers_timeout`, `request_timeout`,
+//! `stream_idle_timeout`, plus the router's route and per-try timeouts. As in Envoy, a
+//! request's stream timers run from its first byte, and a client's FIN or reset resets
+//! the stream in progress (see `timeouts.rs`); a drain can start later than asked
+//! ([`HttpConnection::drain_at`], a gradual server drain).
 
 pub mod config;
 pub mod headers;

@@ -156,7 +156,10 @@ fn drain_finishes_fifty_slow_requests_and_refuses_new_connections() {
     let clusters = [Cluster { name: "web", ports: &[slow.port()], extra: "" }];
     let routes =
         "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    route: { cluster: web }\n";
-    let mut p = Proxy::start(&with_admin(http(port, routes, &clusters, "", ""), admin), &["--concurrency", "2"]);
+    // Immediate: every connection is asked to close at once (gradual, Envoy's default,
+    // spreads that over the drain time; see tests/drain.rs).
+    let args = ["--concurrency", "2", "--drain-strategy", "immediate"];
+    let mut p = Proxy::start(&with_admin(http(port, routes, &clusters, "", ""), admin), &args);
     let clients: Vec<_> = (0..50)
         .map(|i| {
             std::thread::spawn(move || {

@@ -223,6 +223,57 @@ fn weighted_clusters_split_connections_by_weight(backend: Backend) {
     assert!((25..=75).contains(&na), "a got {na} connections, b got {nb}");
 }
 
+/// The upstream dies (a reset, as a killed process with unread data sends) while the
+/// proxy has stopped reading the downstream because the upstream was not reading: the
+/// session ends at once (the downstream is closed, reset as it has unread data), not
+/// at the idle timeout, and no connection stays active.
+fn upstream_death_while_downstream_is_paused_ends_the_session(backend: Backend) {
+    let net = Net::new(backend);
+    let (conn_tx, conn_rx) = mpsc::channel();
+    let conn_tx = std::sync::Mutex::new(conn_tx);
+    // Accept and never read; hand the connection to the test to kill it.
+    let origin = TcpOrigin::serve(net.listen(), move |c| {
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        conn_tx.lock().unwrap().send((c, done_tx)).unwrap();
+        let _ = done_rx.recv_timeout(Duration::from_secs(30));
+    });
+    let (p, listen) = proxy(&net, &[origin.addr], "", 1);
+    let active = format!("listener.{}_{}.downstream_cx_active", listen.ip(), listen.port());
+    let s = net.connect(p.target(listen)).unwrap();
+    let mut writer = s.try_clone().unwrap();
+    // Far more than the socket buffers and the proxy's 1 MiB queue hold.
+    let sender = std::thread::spawn(move || writer.write_all(&payload(16 << 20, 9)).is_err());
+    let (upstream, done) = conn_rx.recv_timeout(Duration::from_secs(10)).expect("the proxy connected upstream");
+    let paused = "tcp.t.downstream_flow_control_paused_reading_total";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.stats().get(paused).unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "the proxy never paused reading the downstream");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(p.stats().get(&active), Some(1));
+    let killed = Instant::now();
+    upstream.reset();
+    drop(done); // the origin's handler returns: its last handle goes, the reset leaves
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while p.stats().get(&active) != Some(0) {
+        assert!(Instant::now() < deadline, "session still active {:?} after the upstream died", killed.elapsed());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!("session ended {:?} after the upstream died", killed.elapsed());
+    // The client learns it too: its blocked write fails, its read ends.
+    assert!(sender.join().unwrap(), "the client's write never failed");
+    eprintln!("client write failed {:?} after the upstream died", killed.elapsed());
+    assert!(killed.elapsed() < Duration::from_secs(2), "the client was left writing: {:?}", killed.elapsed());
+    let mut s = s;
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 16];
+    let r = s.read(&mut buf);
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    let timed_out =
+        |e: &std::io::Error| matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut);
+    assert!(!matches!(&r, Err(e) if timed_out(e)), "{r:?}");
+}
+
 // The binary's own cases: start-up errors and SIGTERM.
 
 /// The binary's config: a tcp_proxy on 127.0.0.1:`listen` to `upstreams` on loopback.
@@ -303,6 +354,7 @@ on_both_backends!(
     drain_finishes_open_transfers_and_refuses_new_ones,
     idle_connection_is_closed_both_ways_after_idle_timeout,
     weighted_clusters_split_connections_by_weight,
+    upstream_death_while_downstream_is_paused_ends_the_session,
 );
 
 /// The smol backend only: the wire loses, duplicates and reorders frames that the proxy

@@ -266,3 +266,63 @@ fn failed_downstream_connections_release_their_sockets() {
     assert!(fds(p.pid()) <= baseline, "sluice holds {} fds, {baseline} before 20 failed connections", fds(p.pid()));
     assert_eq!(origin.requests(), 1);
 }
+
+/// `transport_socket_connect_timeout` on the TLS chain: connections whose handshake does
+/// not finish in time (nothing sent, or a partial ClientHello) are closed, counted in
+/// `downstream_cx_transport_socket_connect_timeout`, and give their sockets back; a
+/// client that completes its handshake is served.
+#[test]
+fn half_open_handshakes_are_closed_by_transport_socket_connect_timeout() {
+    const HALF_OPEN: usize = 40;
+    let pki = Pki::new();
+    let ca = pki.ca("edge");
+    let cert = ca.server_cert(&pki, "edge", &["proxy.test"]);
+    let origin = HttpOrigin::start("origin");
+    let (port, admin) = (free_port(), free_port());
+    let tls = downstream_tls_yaml(&cert, &["http/1.1"], None, false);
+    let transport = format!("{tls}\n      transport_socket_connect_timeout: 0.5s");
+    let clusters = Cluster { name: "app", ports: &[origin.port()], extra: "" }.yaml();
+    let yaml = bootstrap(port, admin, Some(&transport), &forward_all("app"), &clusters);
+    let p = Proxy::start(&yaml, &["--concurrency", "1"]);
+    let config = client_config(&[&ca], &["http/1.1"], None);
+    let mut s = tls::connect(localhost(port), "proxy.test", &config).unwrap();
+    assert_eq!(http_get(&mut s, "proxy.test", "/warm").unwrap().status, 200);
+    drop(s);
+    std::thread::sleep(Duration::from_millis(200));
+    let baseline = fds(p.pid());
+    let t = Instant::now();
+    let mut half: Vec<TcpStream> = (0..HALF_OPEN)
+        .map(|i| {
+            let mut c = TcpStream::connect(localhost(port)).unwrap();
+            if i % 2 == 1 {
+                // The start of a ClientHello record, never finished.
+                c.write_all(&[0x16, 0x03, 0x01, 0x00, 0x40, 0x01]).unwrap();
+            }
+            c
+        })
+        .collect();
+    for (i, c) in half.iter_mut().enumerate() {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 256];
+        let r = c.read(&mut buf);
+        assert!(matches!(r, Ok(0) | Err(_)), "connection {i}: {r:?}");
+        assert!(
+            !matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "connection {i} still open after {:?}",
+            t.elapsed()
+        );
+    }
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(450), "closed before the timeout: {took:?}");
+    assert!(took < Duration::from_secs(3), "not closed in time: {took:?}");
+    assert_eq!(stat(admin, "listener.edge.downstream_cx_transport_socket_connect_timeout"), HALF_OPEN as i64);
+    drop(half);
+    let mut s = tls::connect(localhost(port), "proxy.test", &config).unwrap();
+    assert_eq!(http_get(&mut s, "proxy.test", "/after").unwrap().status, 200);
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fds(p.pid()) > baseline {
+        assert!(Instant::now() < deadline, "descriptors: {} > baseline {baseline}", fds(p.pid()));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -11,7 +11,14 @@ use sluice_config::address::CidrRange;
 use sluice_config::listener::{FilterChain, FilterChainMatch};
 
 fn chain(name: &str, m: FilterChainMatch) -> FilterChain {
-    FilterChain { name: name.into(), filter_chain_match: m, filters: Vec::new(), transport_socket: None, line: 0 }
+    FilterChain {
+        name: name.into(),
+        filter_chain_match: m,
+        filters: Vec::new(),
+        transport_socket: None,
+        transport_socket_connect_timeout: None,
+        line: 0,
+    }
 }
 
 fn strings(v: &[&str]) -> Vec<String> {

@@ -177,6 +177,9 @@ pub struct FilterChain {
     pub filters: Vec<NetworkFilter>,
     /// TLS termination (`DownstreamTlsContext`); `None` is plaintext.
     pub transport_socket: Option<DownstreamTlsContext>,
+    /// How long a connection may take to finish its transport handshake before it is
+    /// closed; `None` (absent or 0): no limit.
+    pub transport_socket_connect_timeout: Option<Duration>,
     pub line: u32,
 }
 
@@ -190,11 +193,20 @@ impl Decode for FilterChain {
         let transport_socket =
             f.take("transport_socket").and_then(|n| decode_downstream_transport_socket(d, n, &ts_path)).flatten();
         f.ignored(d, &["metadata"]);
-        f.unsupported(d, &["transport_socket_connect_timeout", "on_demand_configuration"]);
+        let transport_socket_connect_timeout: Option<Duration> =
+            f.opt::<Duration>(d, "transport_socket_connect_timeout").filter(|t| !t.is_zero());
+        f.unsupported(d, &["on_demand_configuration"]);
         f.unsupported(d, &["use_proxy_proto"]);
         let line = f.line();
         f.finish(d);
-        Some(FilterChain { name, filter_chain_match, filters, transport_socket, line })
+        Some(FilterChain {
+            name,
+            filter_chain_match,
+            filters,
+            transport_socket,
+            transport_socket_connect_timeout,
+            line,
+        })
     }
 }
 

@@ -285,3 +285,18 @@ fn more_than_one_health_check_is_refused_as_envoy_does() {
     let one = MINIMAL.replace("  - name: c\n", &format!("  - name: c\n    health_checks: [{hc}]\n"));
     assert_eq!(load_str(&one).unwrap().bootstrap.clusters[0].health_checks.len(), 1);
 }
+
+#[test]
+fn filter_chain_transport_socket_connect_timeout() {
+    let b = load_str(MINIMAL).unwrap().bootstrap;
+    assert_eq!(b.listeners[0].filter_chains[0].transport_socket_connect_timeout, None, "no limit by default");
+    let with = |t: &str| {
+        MINIMAL.replace("    - filters:\n", &format!("    - transport_socket_connect_timeout: {t}\n      filters:\n"))
+    };
+    let b = load_str(&with("2.5s")).unwrap().bootstrap;
+    assert_eq!(b.listeners[0].filter_chains[0].transport_socket_connect_timeout, Some(Duration::from_millis(2500)));
+    let b = load_str(&with("0s")).unwrap().bootstrap;
+    assert_eq!(b.listeners[0].filter_chains[0].transport_socket_connect_timeout, None, "0 disables it");
+    let e = errors(&with("soon"));
+    assert!(e.0[0].path.ends_with("filter_chains[0].transport_socket_connect_timeout"), "{e}");
+}

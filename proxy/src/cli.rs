@@ -1,11 +1,13 @@
 //! The command line, in Envoy's style where Envoy has a flag.
 //!
 //! `sluice -c FILE [--concurrency N] [--mode serve|validate] [--log-level L]
-//! [--drain-time-s S] [--datapath kernel|xdp --interface IF --address CIDR ...]`,
+//! [--drain-time-s S] [--drain-strategy gradual|immediate] [--datapath kernel|xdp --interface IF --address CIDR ...]`,
 //! and the `route-check` subcommand.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub use crate::worker::drain::DrainStrategy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -44,6 +46,7 @@ pub struct Options {
     pub datapath: DatapathKind,
     pub log_level: String,
     pub drain_time: Duration,
+    pub drain_strategy: DrainStrategy,
     pub xdp: XdpOptions,
 }
 
@@ -61,6 +64,10 @@ Options:
   -l, --log-level LEVEL      trace|debug|info|warning|error|critical|off (default: info)
       --drain-time-s S       on SIGTERM/SIGINT, how long open connections may take to
                              finish before they are closed (default: 600)
+      --drain-strategy gradual|immediate
+                             gradual: connections are asked to close (connection:
+                             close on their next response) spread over the drain
+                             time; immediate: all at once (default: gradual)
       --datapath kernel|xdp  kernel sockets (default) or AF_XDP with a userspace stack
       --interface IF         xdp: the network interface to attach to
       --address CIDR         xdp: sluice's own address and prefix, e.g. 10.0.0.2/24
@@ -96,6 +103,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut datapath = DatapathKind::Kernel;
     let mut log_level = "info".to_string();
     let mut drain_time = Duration::from_secs(600);
+    let mut drain_strategy = DrainStrategy::default();
     let mut xdp = XdpOptions::default();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -141,6 +149,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 let s: u64 = v.parse().map_err(|_| format!("--drain-time-s: `{v}` is not a number of seconds"))?;
                 drain_time = Duration::from_secs(s);
             }
+            "--drain-strategy" => {
+                let v = value(flag)?;
+                drain_strategy = DrainStrategy::parse(&v)
+                    .ok_or_else(|| format!("--drain-strategy: `{v}` is not gradual or immediate"))?;
+            }
             "--datapath" => {
                 datapath = match value(flag)?.as_str() {
                     "kernel" => DatapathKind::Kernel,
@@ -178,7 +191,16 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         return Err("--interface/--address/--intercept apply to --datapath xdp only".into());
     }
     let concurrency = concurrency.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    Ok(Command::Run(Box::new(Options { config_path, concurrency, mode, datapath, log_level, drain_time, xdp })))
+    Ok(Command::Run(Box::new(Options {
+        config_path,
+        concurrency,
+        mode,
+        datapath,
+        log_level,
+        drain_time,
+        drain_strategy,
+        xdp,
+    })))
 }
 
 #[cfg(test)]
@@ -201,7 +223,10 @@ mod tests {
         assert_eq!(o.datapath, DatapathKind::Kernel);
         let Command::Run(o) = parse(&args("--config-path=y.json --drain-time-s 5")).unwrap() else { panic!() };
         assert_eq!(o.drain_time, Duration::from_secs(5));
+        assert_eq!(o.drain_strategy, DrainStrategy::Gradual, "Envoy's default");
         assert_eq!(o.mode, Mode::Serve);
+        let Command::Run(o) = parse(&args("-c x --drain-strategy immediate")).unwrap() else { panic!() };
+        assert_eq!(o.drain_strategy, DrainStrategy::Immediate);
     }
 
     #[test]
@@ -223,6 +248,7 @@ mod tests {
         assert!(parse(&args("--concurrency 2")).unwrap_err().contains("-c FILE"));
         assert!(parse(&args("-c x --mode run")).unwrap_err().contains("serve or validate"));
         assert!(parse(&args("-c x --bogus")).unwrap_err().contains("--bogus"));
+        assert!(parse(&args("-c x --drain-strategy fast")).unwrap_err().contains("gradual or immediate"));
         assert!(parse(&args("-c x --concurrency 0")).is_err());
         assert_eq!(parse(&args("--help")).unwrap(), Command::Help);
         assert!(parse(&args("-c x --intercept 10.0.9.0/24")).unwrap_err().contains("xdp only"));

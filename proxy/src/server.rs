@@ -146,6 +146,7 @@ pub(crate) fn prepare(
 ) -> Result<Serving, String> {
     let stats = Arc::new(Store::new(workers));
     let control = Arc::new(Control::default());
+    control.set_drain_strategy(opts.drain_strategy);
     let admin_state = Arc::new(AdminState {
         stats: Arc::clone(&stats),
         snapshot: Mutex::new(Arc::clone(snapshot)),

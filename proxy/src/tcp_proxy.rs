@@ -8,7 +8,11 @@
 //! what the other side will not take yet is queued, and reading stops while a queue is
 //! at `per_connection_buffer_limit_bytes` (backpressure, never unbounded buffering).
 //! A FIN is passed on once everything before it was delivered (half-close both ways);
-//! a reset or error on one side flushes what is queued towards the other and closes it.
+//! a reset or error on one side (Envoy's `RemoteClose` of that connection) flushes what
+//! is queued towards the other and closes it (`FlushWrite`), whether or not the other
+//! side finished sending: bytes it sent that were never read make that close a reset
+//! (the kernel's rule for closing a socket with unread data), and the session ends
+//! instead of waiting, half-closed, for a FIN that the paused reader would never see.
 //! `idle_timeout` and `max_downstream_connection_duration` end the session.
 
 use std::io;
@@ -111,6 +115,8 @@ pub enum CloseReason {
     IdleTimeout,
     MaxDuration,
     Drained,
+    /// The downstream's TLS handshake outlived `transport_socket_connect_timeout`.
+    TransportConnectTimeout,
 }
 
 pub struct TcpProxySession {
@@ -368,6 +374,21 @@ impl TcpProxySession {
         // on with a FIN, or when its destination is gone.
         let d2u_done = (d.read_eof || d.dead) && ((self.d2u.is_empty() && up.write_shut) || up.dead);
         let u2d_done = (up.read_eof || up.dead) && ((self.u2d.is_empty() && d.write_shut) || d.dead);
+        // A side that is gone takes the session with it once what it sent is delivered.
+        let upstream_gone = up.dead && (self.u2d.is_empty() || d.dead);
+        let downstream_gone = d.dead && (self.d2u.is_empty() || up.dead);
+        if upstream_gone || downstream_gone {
+            // Bytes the survivor sent that were never read make its close a reset, on
+            // every stack (the kernel's close does so by itself).
+            let up = self.upstream.as_mut().expect("checked above");
+            for side in [&mut self.downstream, up] {
+                if !side.dead && side.readable && !side.read_eof {
+                    side.dead = true;
+                    ctx.stack.abort(side.socket);
+                }
+            }
+            return self.close(ctx, CloseReason::Done);
+        }
         if d2u_done && u2d_done {
             return self.close(ctx, CloseReason::Done);
         }
@@ -379,6 +400,11 @@ impl TcpProxySession {
     pub fn on_timer<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, fired: Instant, token_base: usize) -> Status {
         if self.timer_at == Some(fired) {
             self.timer_at = None;
+        }
+        if self.downstream.transport.connect_timed_out(ctx.now) {
+            // transport_socket_connect_timeout: the TLS handshake did not finish.
+            tracing::debug!("tcp_proxy: downstream transport handshake timed out");
+            return self.close(ctx, CloseReason::TransportConnectTimeout);
         }
         if let State::Connecting { deadline } = self.state {
             if ctx.now >= deadline {
@@ -417,7 +443,7 @@ impl TcpProxySession {
             State::Connecting { .. } => None,
         };
         let max = self.config.max_downstream_connection_duration.map(|d| self.started + d);
-        let next = earliest([connect, idle, max]);
+        let next = earliest([connect, idle, max, self.downstream.transport.connect_deadline()]);
         let mut at = self.timer_at;
         ctx.arm(&mut at, next);
         self.timer_at = at;

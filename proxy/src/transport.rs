@@ -10,9 +10,15 @@
 //! matters to callers: a TLS read may return less than asked for while the socket still
 //! holds bytes, so [`TransportSocket::short_read_drains`] tells whether a short read
 //! may be taken as "drained" (edge-triggered readiness).
+//!
+//! A terminated TLS transport may carry the filter chain's
+//! `transport_socket_connect_timeout`: the connection that owns it closes the
+//! connection when [`TransportSocket::connect_timed_out`] says the handshake did not
+//! finish in time (listener counter `downstream_cx_transport_socket_connect_timeout`).
 
 use std::io;
 use std::sync::Arc;
+use std::time::Instant;
 
 use sluice_stack::{SocketId, Stack};
 
@@ -50,6 +56,8 @@ pub struct TlsTransport {
     listener_stats: Option<Arc<ListenerStats>>,
     /// `ssl.handshake` was counted.
     handshake_counted: bool,
+    /// The handshake must be done by then (`transport_socket_connect_timeout`).
+    connect_deadline: Option<Instant>,
 }
 
 impl TransportSocket {
@@ -59,6 +67,38 @@ impl TransportSocket {
         let mut t = TlsTransport::new(TlsSession::server(ctx));
         t.listener_stats = Some(stats);
         TransportSocket::Tls(Box::new(t))
+    }
+
+    /// Bound the handshake: it must finish by `deadline` (see
+    /// [`TransportSocket::connect_timed_out`]). No effect on raw sockets.
+    pub fn with_connect_deadline(mut self, deadline: Option<Instant>) -> TransportSocket {
+        if let TransportSocket::Tls(t) = &mut self {
+            t.connect_deadline = deadline;
+        }
+        self
+    }
+
+    /// When the handshake times out, while it is still in progress.
+    pub fn connect_deadline(&self) -> Option<Instant> {
+        match self {
+            TransportSocket::Tls(t) if t.session.is_handshaking() && t.failed.is_none() => t.connect_deadline,
+            _ => None,
+        }
+    }
+
+    /// The handshake did not finish by its deadline: the caller closes the connection.
+    /// Counted once in the listener's `downstream_cx_transport_socket_connect_timeout`.
+    pub fn connect_timed_out(&mut self, now: Instant) -> bool {
+        if self.connect_deadline().is_none_or(|d| now < d) {
+            return false;
+        }
+        if let TransportSocket::Tls(t) = self {
+            t.connect_deadline = None;
+            if let Some(stats) = &t.listener_stats {
+                stats.downstream_cx_transport_socket_connect_timeout.inc();
+            }
+        }
+        true
     }
 
     /// TLS origination to `peer` with a cluster's context.
@@ -184,6 +224,7 @@ impl TlsTransport {
             failed: None,
             listener_stats: None,
             handshake_counted: false,
+            connect_deadline: None,
         }
     }
 

@@ -79,7 +79,8 @@ pub struct Ctx<'a, S: Stack> {
     pub wall: SystemTime,
     /// The connection being served.
     pub key: TimerKey,
-    /// The worker is draining: finish what is open, start nothing new.
+    /// The worker is draining and this round's responses ask their connections to
+    /// close (Envoy's `drainClose()`, see `worker::drain`).
     pub draining: bool,
 }
 

@@ -42,6 +42,7 @@ impl Dump for FilterChain {
             .with("filter_chain_match", self.filter_chain_match.dump())
             .with("filters", list(&self.filters))
             .with_opt("transport_socket", self.transport_socket.as_ref().map(super::tls::downstream))
+            .with_opt("transport_socket_connect_timeout", self.transport_socket_connect_timeout)
     }
 }
 

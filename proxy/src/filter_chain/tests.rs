@@ -3,7 +3,14 @@ use sluice_config::listener::{ConnectionSourceType, FilterChain, FilterChainMatc
 use super::*;
 
 fn chain(name: &str, m: FilterChainMatch) -> FilterChain {
-    FilterChain { name: name.into(), filter_chain_match: m, filters: Vec::new(), transport_socket: None, line: 0 }
+    FilterChain {
+        name: name.into(),
+        filter_chain_match: m,
+        filters: Vec::new(),
+        transport_socket: None,
+        transport_socket_connect_timeout: None,
+        line: 0,
+    }
 }
 
 fn cidrs(v: &[&str]) -> Vec<sluice_config::address::CidrRange> {

@@ -20,7 +20,7 @@ pub const RETRIED_CONNECT_FAILURE: &str =
     "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection failure";
 pub const STREAM_IDLE_TIMEOUT: &str = "stream timeout";
 pub const REQUEST_TIMEOUT: &str = "request timeout";
-pub const REQUEST_HEADERS_TIMEOUT: &str = "request headers timeout";
+pub const REQUEST_HEADER_TIMEOUT: &str = "request header timeout";
 pub const FAULT_ABORT: &str = "fault filter abort";
 
 /// Fill `head` with a local reply of `status` carrying `body`.

@@ -37,6 +37,8 @@ pub struct NetworkFilterChain {
     pub terminal: Option<NetworkFilter>,
     /// TLS termination (`transport_socket` DownstreamTlsContext), if configured.
     pub tls: Option<Arc<ServerTlsContext>>,
+    /// `transport_socket_connect_timeout`: the TLS handshake must finish within it.
+    pub transport_socket_connect_timeout: Option<Duration>,
 }
 
 /// A compiled listener.
@@ -232,7 +234,12 @@ fn compile_chain(
         Some(t) => Some(ServerTlsContext::new(t).map_err(|e| format!("{path}.transport_socket: {e}"))?),
         None => None,
     };
-    Ok(NetworkFilterChain { name: c.name.clone(), terminal, tls })
+    Ok(NetworkFilterChain {
+        name: c.name.clone(),
+        terminal,
+        tls,
+        transport_socket_connect_timeout: c.transport_socket_connect_timeout,
+    })
 }
 
 fn lookup(cm: &ClusterManager, name: &str, path: &str) -> Result<usize, String> {

@@ -8,6 +8,7 @@
 //! budgeted work), serve the events, give budget-limited connections another round,
 //! fire due timers, adopt a newly published config.
 
+pub mod drain;
 mod generation;
 mod upstream_slots;
 
@@ -35,6 +36,7 @@ use crate::worker_ctx::{
     decode_pool_timer_key, decode_pool_token, token, Ctx, DOWNSTREAM_SUB, MAX_GENERATIONS, POOL_SUB,
 };
 
+use self::drain::{Drain, DrainStrategy};
 use self::generation::{listener_unchanged, Generation};
 
 /// Token of the worker's waker.
@@ -60,6 +62,8 @@ pub struct Control {
     pub listeners_drained: AtomicBool,
     /// With `listeners_drained`: also drain open HTTP connections (`?graceful`).
     pub graceful: AtomicBool,
+    /// `--drain-strategy immediate` (else gradual).
+    drain_immediate: AtomicBool,
     /// The config to serve (replaced on reload) and its version.
     snapshot: Mutex<Option<Arc<Snapshot>>>,
     version: AtomicU64,
@@ -73,6 +77,19 @@ impl Control {
             self.graceful.store(true, Ordering::Relaxed);
         }
         self.listeners_drained.store(true, Ordering::Relaxed);
+    }
+
+    /// Envoy's `--drain-strategy`, for every later drain.
+    pub fn set_drain_strategy(&self, strategy: DrainStrategy) {
+        self.drain_immediate.store(strategy == DrainStrategy::Immediate, Ordering::Relaxed);
+    }
+
+    fn drain_strategy(&self) -> DrainStrategy {
+        if self.drain_immediate.load(Ordering::Relaxed) {
+            DrainStrategy::Immediate
+        } else {
+            DrainStrategy::Gradual
+        }
     }
 
     /// Publish a new config; workers adopt it on their next round (wake them).
@@ -143,6 +160,8 @@ pub struct Worker<S: Stack> {
     version: u64,
     drain_time: Duration,
     drain_deadline: Option<Instant>,
+    /// The drain in progress (SIGTERM or `/drain_listeners?graceful`).
+    drain: Option<Drain>,
 }
 
 impl<S: Stack> Worker<S> {
@@ -178,6 +197,7 @@ impl<S: Stack> Worker<S> {
             version,
             drain_time,
             drain_deadline: None,
+            drain: None,
         })
     }
 
@@ -260,7 +280,7 @@ impl<S: Stack> Worker<S> {
                 self.close_listeners();
                 if self.control.graceful.load(Ordering::Relaxed) {
                     self.close_old_idle_slots(now);
-                    self.drain_connections(now, false, |_, _| true);
+                    self.start_connection_drains(now);
                 }
             }
             if self.control.draining.load(Ordering::Relaxed) {
@@ -438,7 +458,40 @@ impl<S: Stack> Worker<S> {
                 self.close_idle_slots(g, now);
             }
         }
-        self.drain_connections(now, false, |_, _| true);
+        self.start_connection_drains(now);
+    }
+
+    /// Start the drain (once): each HTTP connection begins its drain sequence when
+    /// the strategy says (see [`drain`]); requests already on the wire are served.
+    fn start_connection_drains(&mut self, now: Instant) {
+        if self.drain.is_some() {
+            return;
+        }
+        let drain = Drain { strategy: self.control.drain_strategy(), started: now, time: self.drain_time };
+        self.drain = Some(drain);
+        let keys: Vec<TimerKey> = self
+            .conns
+            .keys()
+            .into_iter()
+            .filter(|k| self.conns.get_key_mut(*k).is_some_and(|e| matches!(e.conn, Conn::Http(_))))
+            .collect();
+        let n = keys.len();
+        for (i, key) in keys.into_iter().enumerate() {
+            let at = drain.start_of(i, n);
+            let status = self.with_conn(key, now, |conn, ctx| match conn {
+                Conn::Http(h) => h.drain_at(ctx, at),
+                _ => Status::Open,
+            });
+            self.finish(key, status);
+        }
+    }
+
+    /// Whether a response now should close its connection (Envoy's `drainClose()`).
+    fn drain_close(&mut self, now: Instant) -> bool {
+        match self.drain {
+            Some(d) => d.close_now(now, &mut self.rng),
+            None => false,
+        }
     }
 
     /// Close the idle upstream connections of every generation but the current one.
@@ -584,7 +637,8 @@ impl<S: Stack> Worker<S> {
                     e.listener = listener;
                 }
                 let transport = match chain.and_then(|c| c.tls.as_ref()) {
-                    Some(ctx) => TransportSocket::tls_server(ctx, Arc::clone(&self.gen(gen).listener_stats[listener])),
+                    Some(ctx) => TransportSocket::tls_server(ctx, Arc::clone(&self.gen(gen).listener_stats[listener]))
+                        .with_connect_deadline(chain.and_then(|c| c.transport_socket_connect_timeout).map(|t| now + t)),
                     None => TransportSocket::Raw,
                 };
                 match terminal {
@@ -623,7 +677,7 @@ impl<S: Stack> Worker<S> {
 
     /// Run `f` with a context of generation `gen` on behalf of `key`.
     fn with_ctx<R>(&mut self, gen: u8, key: TimerKey, now: Instant, f: impl FnOnce(&mut Ctx<'_, S>) -> R) -> R {
-        let draining = self.drain_deadline.is_some();
+        let draining = self.drain_close(now);
         let g = self.generations[gen as usize].as_mut().expect("live generation");
         let mut ctx = Ctx {
             stack: &mut self.stack,
@@ -651,7 +705,7 @@ impl<S: Stack> Worker<S> {
         now: Instant,
         f: impl FnOnce(&mut Conn, &mut Ctx<'_, S>) -> Status,
     ) -> Status {
-        let draining = self.drain_deadline.is_some();
+        let draining = self.drain_close(now);
         let Some(e) = self.conns.get_key_mut(key) else { return Status::Open };
         let g = self.generations[e.gen as usize].as_mut().expect("live generation");
         let mut ctx = Ctx {

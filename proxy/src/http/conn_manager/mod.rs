@@ -11,9 +11,12 @@
 //! on a `codec_type: AUTO` listener is answered as HTTP/2 (SETTINGS, then GOAWAY
 //! HTTP_1_1_REQUIRED), never with an HTTP/1 response.
 //!
-//! Timers (all in the worker's timer structure): connection `idle_timeout` (no active
-//! stream), `max_connection_duration`, `request_headers_timeout`, `request_timeout`,
-//! `stream_idle_timeout`, plus the router's route and per-try timeouts.
+//! Timers (all in the worker's timer structure): connection `idle_timeout` (no request
+//! begun), `max_connection_duration`, `request_headers_timeout`, `request_timeout`,
+//! `stream_idle_timeout`, plus the router's route and per-try timeouts. As in Envoy, a
+//! request's stream timers run from its first byte, and a client's FIN or reset resets
+//! the stream in progress (see `timeouts.rs`); a drain can start later than asked
+//! ([`HttpConnection::drain_at`], a gradual server drain).
 
 pub mod config;
 pub mod headers;
@@ -22,6 +25,7 @@ pub mod original_ip;
 pub mod stream;
 #[cfg(test)]
 mod tests;
+mod timeouts;
 pub mod xfcc;
 
 use std::io;
@@ -230,6 +234,9 @@ pub struct HttpConnection {
     /// While draining, an idle connection is kept open until then (a request may be
     /// on its way); `None`: close it as soon as it is idle.
     drain_idle_until: Option<Instant>,
+    /// A drain that starts later (a gradual server drain spreads the connections'
+    /// starts).
+    drain_start_at: Option<Instant>,
     /// The restored original destination (ORIGINAL_DST clusters).
     original_dst: Option<SocketAddr>,
     /// This hop's XFCC element, computed on the first request (None inside: no mTLS,
@@ -276,6 +283,7 @@ impl HttpConnection {
             preface_checked: false,
             draining: false,
             drain_idle_until: None,
+            drain_start_at: None,
             original_dst,
             xfcc_element: None,
         }
@@ -317,12 +325,33 @@ impl HttpConnection {
         self.process(ctx)
     }
 
+    /// Start the drain sequence at `at` (now if it is past): `connection: close` on
+    /// the next response, and close once idle for the HCM's `drain_timeout`.
+    pub fn drain_at<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, at: Instant) -> Status {
+        if ctx.now >= at {
+            self.drain_start_at = None;
+            return self.drain(ctx, true);
+        }
+        if !self.draining {
+            self.drain_start_at = Some(at);
+        }
+        self.process(ctx)
+    }
+
     /// A timer fired: check every deadline against `ctx.now`.
     pub fn on_timer<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, fired: Instant) -> Status {
         if self.timer_at == Some(fired) {
             self.timer_at = None;
         }
         let now = ctx.now;
+        if self.down.transport.connect_timed_out(now) {
+            // transport_socket_connect_timeout: the TLS handshake did not finish.
+            self.down.dead = true;
+            return self.close(ctx, false);
+        }
+        if let Some(at) = self.drain_start_at.filter(|at| now >= *at) {
+            return self.drain_at(ctx, at);
+        }
         if self.stream.active {
             if let Some(status) = self.stream_timeouts(ctx) {
                 return status;
@@ -334,11 +363,8 @@ impl HttpConnection {
                     return self.close(ctx, false);
                 }
             }
-            if let (Some(t), Some(started)) = (self.cfg.request_headers_timeout, self.head_started) {
-                if now >= started + t {
-                    self.stats.downstream_rq_header_timeout.inc();
-                    return self.close(ctx, false);
-                }
+            if let Some(status) = self.head_timeouts(ctx) {
+                return status;
             }
         }
         if let Some(t) = self.cfg.max_connection_duration {
@@ -378,6 +404,7 @@ impl HttpConnection {
         }
         if let Some(t) = self.cfg.max_stream_duration {
             if now >= self.stream.start + t {
+                self.stats.downstream_rq_max_duration_reached.inc();
                 self.stream.flags.set(ResponseFlags::DURATION_TIMEOUT);
                 return Some(self.timeout_reply(ctx, 408, local_reply::REQUEST_TIMEOUT));
             }
@@ -460,6 +487,12 @@ impl HttpConnection {
                 }
                 return self.close(ctx, true);
             }
+            if self.peer_closed_mid_stream() {
+                // Envoy's RemoteClose: the stream and its upstream request are reset.
+                self.stats.downstream_cx_destroy_remote_active_rq.inc();
+                self.stream.flags.set(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                return self.close(ctx, false);
+            }
             if self.down.read_eof && !self.down.has_output() && !self.stream.active && self.closing.is_none() {
                 return self.close(ctx, false);
             }
@@ -522,8 +555,13 @@ impl HttpConnection {
             }
             Ok(ParseStatus::Complete(meta)) => {
                 self.down.consume_input(meta.head_len);
-                self.head_started = None;
+                let first_byte = self.head_started.take();
                 self.begin_stream(ctx, meta);
+                // Envoy's stream exists from the request's first byte: its request
+                // timeout and duration count from there.
+                if let Some(t) = first_byte.filter(|_| self.stream.active) {
+                    self.stream.start = t;
+                }
                 true
             }
             Err(e) => {
@@ -564,24 +602,30 @@ impl HttpConnection {
             self.stats.downstream_rq_too_large.inc();
         }
         tracing::debug!(peer = %self.down.peer, details = e.details(), "rejecting request: {}", e.status());
+        self.reply_without_stream(ctx, e.status(), e.body(), ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
+    }
+
+    /// A local reply to a request that never became a stream (malformed, or its head
+    /// timed out), then close.
+    fn reply_without_stream<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, status: u16, body: &str, flags: ResponseFlags) {
         let mut head = std::mem::take(&mut self.stream.response);
-        local_reply::build(&mut head, e.status(), e.body().as_bytes());
+        local_reply::build(&mut head, status, body.as_bytes());
         let date = ctx.date.get(ctx.wall).to_vec();
         headers::mutate_response(&self.cfg, &mut head, &date);
         let version = self.stream.head.version.unwrap_or(crate::http::Version::Http11);
         let rctx = ResponseContext { request_version: version, head_request: false, keep_alive: false };
-        encode_response_head(&head, OutgoingBody::Length(e.body().len() as u64), rctx, &mut self.down.out);
-        self.down.out.extend_from_slice(e.body().as_bytes());
+        encode_response_head(&head, OutgoingBody::Length(body.len() as u64), rctx, &mut self.down.out);
+        self.down.out.extend_from_slice(body.as_bytes());
         self.stream.response = head;
-        self.count_status(e.status());
+        self.count_status(status);
         if !self.cfg.access_log.is_empty() {
             // A rejected request never became a stream: log what is known of it.
             let s = &mut self.stream;
             s.start = self.head_started.unwrap_or(ctx.now);
             s.start_time = ctx.wall;
             s.response_started = true;
-            s.flags = ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR;
-            (s.rq_body_bytes, s.resp_body_bytes) = (0, e.body().len() as u64);
+            s.flags = flags;
+            (s.rq_body_bytes, s.resp_body_bytes) = (0, body.len() as u64);
             (s.route, s.cluster, s.remote, s.upstream_host, s.attempt_count) = (None, None, None, None, 0);
             self.write_access_log(ctx);
         }
@@ -1032,17 +1076,19 @@ impl HttpConnection {
                 consider(r.next_deadline());
             }
         } else {
-            consider(self.cfg.idle_timeout.map(|t| self.idle_since + t));
+            if self.head_started.is_none() {
+                consider(self.cfg.idle_timeout.map(|t| self.idle_since + t));
+            }
             if self.draining {
                 consider(self.drain_idle_until);
             }
-            if let (Some(t), Some(s)) = (self.cfg.request_headers_timeout, self.head_started) {
-                consider(Some(s + t));
-            }
+            consider(self.head_deadline());
         }
         if !self.draining {
             consider(self.cfg.max_connection_duration.map(|t| self.created + t));
+            consider(self.drain_start_at);
         }
+        consider(self.down.transport.connect_deadline());
         let mut at = self.timer_at;
         ctx.arm(&mut at, next);
         self.timer_at = at;

@@ -8,6 +8,9 @@
 //! request (head, then body with backpressure), and streams the response back. The
 //! route `timeout` spans all tries (504 `upstream request timeout`, or 204 with
 //! `x-envoy-upstream-rq-timeout-alt-response`); `per_try_timeout` bounds each try.
+//! As Envoy's `onRequestComplete`, both start once the downstream request is complete
+//! (its whole body received), so a slow upload is bounded by the stream timeouts, not
+//! by the route's.
 //! Failed tries are retried per the retry policy with jittered back-off while the
 //! request body still fits the retry buffer and nothing of the response reached the
 //! client. An upstream failure after the response started resets the downstream.
@@ -103,6 +106,9 @@ pub struct RouterState {
     tried: Vec<usize>,
     attempts: u32,
     global_deadline: Option<Instant>,
+    /// When the downstream request was complete: the route and per-try timeouts run
+    /// from there.
+    request_done_at: Option<Instant>,
     per_try: Option<Duration>,
     per_try_idle: Option<Duration>,
     try_deadline: Option<Instant>,
@@ -195,7 +201,8 @@ impl RouterState {
             retry,
             tried: Vec::new(),
             attempts: 0,
-            global_deadline: timeout.map(|t| ctx.now + t),
+            global_deadline: None,
+            request_done_at: None,
             per_try,
             per_try_idle,
             try_deadline: None,
@@ -221,6 +228,7 @@ impl RouterState {
             shadow_pending: !matched.mirror_policies().is_empty(),
             route_timeout: timeout,
         };
+        r.on_request_progress(stream, ctx.now);
         r.keep_body = r.retry.is_some() || r.shadow_pending;
         r.body_copy_ok = r.keep_body;
         r.stats.upstream_rq_total.inc();
@@ -377,7 +385,7 @@ impl RouterState {
         self.phase = Phase::Active;
         self.try_started = ctx.now;
         self.try_activity = ctx.now;
-        self.try_deadline = self.per_try.map(|t| ctx.now + t);
+        self.try_deadline = self.request_done_at.and(self.per_try).map(|t| ctx.now + t);
         self.resp_meta = None;
         self.request_sent = false;
     }
@@ -473,10 +481,27 @@ impl RouterState {
         ctx: &mut Ctx<'_, S>,
     ) -> Step {
         let mut step = Step::default();
+        self.on_request_progress(stream, ctx.now);
         if let Err(reply) = self.drive_inner(cfg, stream, down, ctx, &mut step) {
             step.reply = Some(reply);
         }
+        self.on_request_progress(stream, ctx.now);
         step
+    }
+
+    /// Envoy's `onRequestComplete`: once the downstream request is complete, the route
+    /// timeout starts, and so does the per-try timeout of the try in progress.
+    fn on_request_progress(&mut self, stream: &Stream, now: Instant) {
+        if self.request_done_at.is_some() || !stream.request_done {
+            return;
+        }
+        self.request_done_at = Some(now);
+        if self.phase != Phase::Done {
+            self.global_deadline = self.route_timeout.map(|t| now + t);
+        }
+        if self.client.is_some() && self.resp_meta.is_none() {
+            self.try_deadline = self.per_try.map(|t| now + t);
+        }
     }
 
     fn drive_inner<S: Stack>(

@@ -55,7 +55,24 @@ impl Decode for Listener {
         let continue_on_listener_filters_timeout = f.or(d, "continue_on_listener_filters_timeout", false);
         let filter_chains: Vec<FilterChain> = f.list(d, "filter_chains");
         let default_filter_chain = f.opt(d, "default_filter_chain");
-        f.ignored(d, &["traffic_direction", "transparent", "freebind", "metadata", "access_log", "tcp_backlog_size"]);
+        f.ignored(d, &["traffic_direction", "metadata"]);
+        f.default_only(
+            d,
+            "transparent",
+            false,
+            "IP_TRANSPARENT listeners (TPROXY) are not supported; use iptables REDIRECT with use_original_dst",
+        );
+        f.default_only(d, "freebind", false, "IP_FREEBIND listeners are not supported; remove it");
+        f.empty_only(
+            d,
+            "access_log",
+            "listener access logs are not supported; log from the http_connection_manager instead",
+        );
+        f.unsupported_because(
+            d,
+            "tcp_backlog_size",
+            "`tcp_backlog_size` is not supported: sluice listens with a backlog of 1024 (capped by net.core.somaxconn); remove it",
+        );
         f.unsupported(
             d,
             &[
@@ -125,7 +142,11 @@ impl Decode for ListenerFilter {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
         let name: String = f.or(d, "name", String::new());
-        f.ignored(d, &["filter_disabled"]);
+        f.unsupported_because(
+            d,
+            "filter_disabled",
+            "`filter_disabled` is not supported: a listener filter always runs; remove it",
+        );
         f.unsupported(d, &["config_discovery"]);
         let tc_path = f.field_path("typed_config");
         let tc = f.take("typed_config");
@@ -144,13 +165,19 @@ impl Decode for ListenerFilter {
             "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector" => {
                 t.fields.ignored(
                     d,
-                    &[
-                        "enable_ja3_fingerprinting",
-                        "enable_ja4_fingerprinting",
-                        "initial_read_buffer_size",
-                        "max_client_hello_size",
-                        "close_connection_on_client_hello_parsing_errors",
-                    ],
+                    &["enable_ja3_fingerprinting", "enable_ja4_fingerprinting", "initial_read_buffer_size"],
+                );
+                t.fields.default_only(
+                    d,
+                    "max_client_hello_size",
+                    65536u32,
+                    "sluice's tls_inspector reads at most Envoy's default of 65536 bytes; remove it",
+                );
+                t.fields.default_only(
+                    d,
+                    "close_connection_on_client_hello_parsing_errors",
+                    false,
+                    "sluice's tls_inspector treats an unparsable ClientHello as plaintext (Envoy's default); remove it",
                 );
                 ListenerFilterKind::TlsInspector
             }

@@ -76,6 +76,13 @@ impl ListenerConfig {
     }
 }
 
+/// Whether building a snapshot resolves its DNS clusters' names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dns {
+    Resolve,
+    Skip,
+}
+
 /// Everything the workers need from one config.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -91,6 +98,12 @@ impl Snapshot {
     /// Compile a decoded bootstrap. DNS clusters are resolved once, now, so that the
     /// proxy starts with hosts (Envoy waits for cluster warming before serving).
     pub fn build(bootstrap: &Bootstrap) -> Result<Snapshot, Vec<String>> {
+        Self::build_with(bootstrap, Dns::Resolve)
+    }
+
+    /// Compile a decoded bootstrap; with [`Dns::Skip`] (`--mode validate`, which like
+    /// Envoy's touches no network) DNS clusters start without hosts.
+    pub fn build_with(bootstrap: &Bootstrap, dns_mode: Dns) -> Result<Snapshot, Vec<String>> {
         let mut errors = Vec::new();
         // TLS origination contexts (certificates and CAs are read now: a bad file is a
         // config error, as in Envoy).
@@ -109,7 +122,11 @@ impl Snapshot {
         }
         let cluster_manager = Arc::new(ClusterManager::with_tls(
             bootstrap.clusters.clone(),
-            |c| if dns::is_dns(c) { dns::resolve_cluster(c, &Default::default()) } else { static_hosts(c) },
+            |c| match dns_mode {
+                Dns::Resolve if dns::is_dns(c) => dns::resolve_cluster(c, &Default::default()),
+                Dns::Skip if dns::is_dns(c) => Vec::new(),
+                _ => static_hosts(c),
+            },
             |i| upstream_tls[i].clone(),
         ));
         let mut listeners = Vec::new();

@@ -14,6 +14,7 @@
 //! `auto_sni_san_validation` asks; failures reported as a small [`TlsError`] with
 //! Envoy's `ssl.*` counter name.
 
+mod check;
 mod context;
 mod error;
 mod pem;
@@ -23,6 +24,7 @@ mod session;
 mod tests;
 mod verify;
 
+pub use check::context_errors;
 pub use context::{ClientTlsContext, ServerTlsContext};
 pub use error::{ContextError, ContextErrorKind, TlsError};
 pub use session::{ClientSessionOptions, ReadStatus, TlsSession};

@@ -1,0 +1,127 @@
+//! Configs shaped like real deployments, end to end:
+//! - a STATIC cluster without `load_assignment` (Istio's BlackHoleCluster) loads, and
+//!   traffic routed to it finds no healthy upstream: HTTP gets Envoy's 503 `no healthy
+//!   upstream`, tcp_proxy closes the connection (both backends);
+//! - X.509 v1 certificates (no extensions, as `openssl x509 -req` makes them) terminate
+//!   TLS for a real client (curl) and serve as an upstream client certificate.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use sluice_e2e::backend::{Backend, Net};
+use sluice_e2e::config::{forward_all, hcm_filter, http_at, Cluster};
+use sluice_e2e::free_port;
+use sluice_e2e::http_client::Client;
+use sluice_e2e::http_origin::HttpOrigin;
+use sluice_e2e::on_both_backends;
+use sluice_e2e::proxy::Proxy;
+
+on_both_backends!(
+    static_cluster_without_endpoints_answers_no_healthy_upstream,
+    tcp_proxy_to_a_cluster_without_endpoints_closes
+);
+
+/// Istio's BlackHoleCluster: STATIC, no `load_assignment`.
+const BLACK_HOLE: &str = "  - name: BlackHoleCluster\n    type: STATIC\n    connect_timeout: 10s\n";
+
+fn static_cluster_without_endpoints_answers_no_healthy_upstream(backend: Backend) {
+    let net = Net::new(backend);
+    let listen = net.proxy_listen_addr();
+    let yaml = format!("{}{BLACK_HOLE}", http_at(listen, &forward_all("BlackHoleCluster"), &[], "", ""));
+    let proxy = net.start_proxy(&yaml, 1);
+    let mut c = Client::over(net.connect(proxy.target(listen)).expect("connect to the proxy"));
+    for path in ["/", "/anything"] {
+        let r = c.get(path);
+        assert_eq!(r.status, 503, "{path}: {}", r.text());
+        assert_eq!(r.text(), "no healthy upstream");
+    }
+    assert_eq!(proxy.stats().get("cluster.BlackHoleCluster.upstream_cx_none_healthy"), Some(2));
+}
+
+fn tcp_proxy_to_a_cluster_without_endpoints_closes(backend: Backend) {
+    let net = Net::new(backend);
+    let listen = net.proxy_listen_addr();
+    let yaml = format!(
+        r#"static_resources:
+  listeners:
+  - name: tcp
+    address: {{ socket_address: {{ address: {}, port_value: {} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          cluster: BlackHoleCluster
+  clusters:
+{BLACK_HOLE}"#,
+        listen.ip(),
+        listen.port()
+    );
+    let proxy = net.start_proxy(&yaml, 1);
+    let mut c = Client::over(net.connect(proxy.target(listen)).expect("connect to the proxy"));
+    c.send(b"hello");
+    assert!(c.closed_within(Duration::from_secs(5)), "the connection stays open");
+    assert_eq!(proxy.stats().get("cluster.BlackHoleCluster.upstream_cx_none_healthy"), Some(1));
+}
+
+/// A self-signed X.509 v1 certificate for `localhost` and its RSA key, in `dir`
+/// (`name.pem`, `name.key`), made by the openssl command line.
+fn v1_certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key, csr) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")), dir.join("req.csr"));
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (cert_s, key_s, csr_s) = (cert.to_str().unwrap(), key.to_str().unwrap(), csr.to_str().unwrap());
+    run(&["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key_s, "-out", csr_s, "-subj", "/CN=localhost"]);
+    // `x509 -req` without an extension file makes a version 1 certificate.
+    run(&["x509", "-req", "-in", csr_s, "-signkey", key_s, "-out", cert_s, "-days", "2"]);
+    let text = Command::new("openssl").args(["x509", "-in", cert_s, "-noout", "-text"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("Version: 1 (0x0)"), "not a v1 certificate");
+    (cert, key)
+}
+
+#[test]
+fn x509_v1_certificates_serve_tls_to_curl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server_cert, server_key) = v1_certificate(dir.path(), "server");
+    let (client_cert, client_key) = v1_certificate(dir.path(), "client");
+    let origin = HttpOrigin::start("v1-origin");
+    let port = free_port();
+    let tls = format!(
+        "{{ name: envoy.transport_sockets.tls, typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext, common_tls_context: {{ tls_certificates: [ {{ certificate_chain: {{ filename: \"{}\" }}, private_key: {{ filename: \"{}\" }} }} ] }} }} }}",
+        server_cert.display(),
+        server_key.display()
+    );
+    // The cluster presents a v1 client certificate too (the origin speaks plaintext,
+    // so only the context is exercised: it must load).
+    let upstream_tls = format!(
+        "    transport_socket: {{ name: envoy.transport_sockets.tls, typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, common_tls_context: {{ tls_certificates: [ {{ certificate_chain: {{ filename: \"{}\" }}, private_key: {{ filename: \"{}\" }} }} ] }} }} }}\n",
+        client_cert.display(),
+        client_key.display()
+    );
+    let clusters = format!(
+        "{}{}",
+        Cluster { name: "app", ports: &[origin.port()], extra: "" }.yaml(),
+        Cluster { name: "mtls", ports: &[origin.port()], extra: &upstream_tls }.yaml()
+    );
+    let hcm = hcm_filter("edge", &forward_all("app"), "", "");
+    let yaml = format!(
+        "static_resources:\n  listeners:\n  - name: edge\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}\n    filter_chains:\n    - transport_socket: {tls}\n      filters:\n{hcm}  clusters:\n{clusters}"
+    );
+    let _proxy = Proxy::start(&yaml, &[]);
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert", server_cert.to_str().unwrap()])
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .arg(format!("https://localhost:{port}/v1"))
+        .args(["-w", "\n%{http_code}"])
+        .output()
+        .expect("run curl");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "curl: {}{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.ends_with("\n200"), "{stdout}");
+    assert!(stdout.starts_with("GET /v1\n"), "the origin's echo: {stdout}");
+    assert_eq!(origin.requests(), 1);
+}

@@ -10,16 +10,18 @@ use std::process::Command;
 use std::time::Duration;
 
 use sluice_e2e::backend::{Backend, Net};
-use sluice_e2e::config::{forward_all, hcm_filter, http_at, Cluster};
+use sluice_e2e::config::{forward_all, hcm_filter, http_at, Cluster, ClusterAt};
 use sluice_e2e::free_port;
 use sluice_e2e::http_client::Client;
 use sluice_e2e::http_origin::HttpOrigin;
+use sluice_e2e::http_proxy::HttpProxy;
 use sluice_e2e::on_both_backends;
 use sluice_e2e::proxy::Proxy;
 
 on_both_backends!(
     static_cluster_without_endpoints_answers_no_healthy_upstream,
-    tcp_proxy_to_a_cluster_without_endpoints_closes
+    tcp_proxy_to_a_cluster_without_endpoints_closes,
+    route_max_stream_duration_overrides_the_connection_managers,
 );
 
 /// Istio's BlackHoleCluster: STATIC, no `load_assignment`.
@@ -64,6 +66,41 @@ fn tcp_proxy_to_a_cluster_without_endpoints_closes(backend: Backend) {
     c.send(b"hello");
     assert!(c.closed_within(Duration::from_secs(5)), "the connection stays open");
     assert_eq!(proxy.stats().get("cluster.BlackHoleCluster.upstream_cx_none_healthy"), Some(1));
+}
+
+/// The HCM allows 1 s per stream; route `/short/` cuts that to 0.1 s, route `/long/`
+/// disables it (`0s`), other paths keep the HCM's.
+fn route_max_stream_duration_overrides_the_connection_managers(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "slow");
+    let endpoints = [origin.addr];
+    let clusters = [ClusterAt { name: "web", endpoints: &endpoints, extra: "" }];
+    let vhosts = r#"- name: all
+  domains: ["*"]
+  routes:
+  - match: { prefix: "/short/" }
+    route: { cluster: web, prefix_rewrite: "/", max_stream_duration: { max_stream_duration: 0.1s } }
+  - match: { prefix: "/long/" }
+    route: { cluster: web, prefix_rewrite: "/", max_stream_duration: { max_stream_duration: 0s } }
+  - match: { prefix: "/" }
+    route: { cluster: web }
+"#;
+    let hcm = "common_http_protocol_options: { max_stream_duration: 1s }\n";
+    let p = HttpProxy::start(&net, vhosts, &clusters, hcm, "", 1);
+    let timed = |path: &str| {
+        let start = std::time::Instant::now();
+        let r = p.client().get(path);
+        (r.status, start.elapsed())
+    };
+    let (status, took) = timed("/long/delay/1200");
+    assert_eq!(status, 200, "0s on the route disables the HCM's 1 s");
+    assert!(took >= Duration::from_millis(1200), "{took:?}");
+    let (status, took) = timed("/delay/3000");
+    assert_eq!(status, 408, "the HCM's duration applies without an override");
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_millis(2500), "{took:?}");
+    let (status, took) = timed("/short/delay/2000");
+    assert_eq!(status, 408, "the route's shorter duration");
+    assert!(took < Duration::from_millis(800), "cut at 0.1 s, not the HCM's 1 s: {took:?}");
 }
 
 /// A self-signed X.509 v1 certificate for `localhost` and its RSA key, in `dir`

@@ -16,12 +16,14 @@ use sluice_e2e::http_client::Client;
 use sluice_e2e::http_origin::HttpOrigin;
 use sluice_e2e::http_proxy::HttpProxy;
 use sluice_e2e::on_both_backends;
+use sluice_e2e::origin::TcpOrigin;
 use sluice_e2e::proxy::Proxy;
 
 on_both_backends!(
     static_cluster_without_endpoints_answers_no_healthy_upstream,
     tcp_proxy_to_a_cluster_without_endpoints_closes,
     route_max_stream_duration_overrides_the_connection_managers,
+    tls_inspector_closes_on_parsing_errors_when_asked,
 );
 
 /// Istio's BlackHoleCluster: STATIC, no `load_assignment`.
@@ -101,6 +103,53 @@ fn route_max_stream_duration_overrides_the_connection_managers(backend: Backend)
     let (status, took) = timed("/short/delay/2000");
     assert_eq!(status, 408, "the route's shorter duration");
     assert!(took < Duration::from_millis(800), "cut at 0.1 s, not the HCM's 1 s: {took:?}");
+}
+
+/// A tcp_proxy listener behind tls_inspector (with `options`, flow YAML fields) whose
+/// one plaintext chain echoes: what happens to a client that does not speak TLS.
+fn plaintext_through_tls_inspector(net: &Net, options: &str) -> (&'static str, usize) {
+    let origin = TcpOrigin::echo_on(net.listen());
+    let listen = net.proxy_listen_addr();
+    let yaml = format!(
+        r#"static_resources:
+  listeners:
+  - name: tcp
+    address: {{ socket_address: {{ address: {}, port_value: {} }} }}
+    listener_filters:
+    - name: tls_inspector
+      typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector{options} }}
+    filter_chains:
+    - filter_chain_match: {{ transport_protocol: raw_buffer }}
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          cluster: echo
+  clusters:
+{}"#,
+        listen.ip(),
+        listen.port(),
+        ClusterAt { name: "echo", endpoints: &[origin.addr], extra: "" }.yaml()
+    );
+    let proxy = net.start_proxy(&yaml, 1);
+    let mut c = Client::over(net.connect(proxy.target(listen)).expect("connect to the proxy"));
+    c.send(b"hello, not TLS\n");
+    let mut echoed = [0u8; 15];
+    let outcome = match std::io::Read::read_exact(&mut c.stream, &mut echoed) {
+        Ok(()) if &echoed == b"hello, not TLS\n" => "echoed",
+        Ok(()) => "garbled",
+        Err(_) if c.closed_within(Duration::from_secs(5)) => "closed",
+        Err(_) => "left open",
+    };
+    (outcome, origin.accepted())
+}
+
+fn tls_inspector_closes_on_parsing_errors_when_asked(backend: Backend) {
+    let net = Net::new(backend);
+    assert_eq!(plaintext_through_tls_inspector(&net, ""), ("echoed", 1), "Envoy's default: plaintext goes on");
+    let close = ", close_connection_on_client_hello_parsing_errors: true, max_client_hello_size: 4096, initial_read_buffer_size: 512";
+    assert_eq!(plaintext_through_tls_inspector(&net, close), ("closed", 0), "nothing forwarded");
 }
 
 /// A self-signed X.509 v1 certificate for `localhost` and its RSA key, in `dir`

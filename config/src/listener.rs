@@ -121,6 +121,50 @@ impl Decode for Listener {
     }
 }
 
+/// `envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`; `None` is Envoy's
+/// default (64 KiB, and the first read as large as the maximum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TlsInspectorOptions {
+    pub max_client_hello_size: Option<u32>,
+    pub initial_read_buffer_size: Option<u32>,
+    pub close_connection_on_client_hello_parsing_errors: bool,
+}
+
+/// Envoy's `TLS_MAX_CLIENT_HELLO`: the largest `max_client_hello_size`.
+pub const TLS_MAX_CLIENT_HELLO: u32 = 64 * 1024;
+
+impl TlsInspectorOptions {
+    fn decode_fields(d: &mut Decoder, f: &mut Fields<'_>) -> TlsInspectorOptions {
+        let line = f.line();
+        let max_client_hello_size: Option<u32> = f.opt(d, "max_client_hello_size");
+        let initial_read_buffer_size: Option<u32> = f.opt(d, "initial_read_buffer_size");
+        let close = f.or(d, "close_connection_on_client_hello_parsing_errors", false);
+        f.ignored(d, &["enable_ja3_fingerprinting", "enable_ja4_fingerprinting"]);
+        if let Some(max) = max_client_hello_size.filter(|m| *m > TLS_MAX_CLIENT_HELLO) {
+            d.error(
+                ErrorKind::Invalid,
+                &f.field_path("max_client_hello_size"),
+                line,
+                format!("max_client_hello_size of {max} is greater than maximum of {TLS_MAX_CLIENT_HELLO}."),
+            );
+        }
+        // tls_inspector.proto: initial_read_buffer_size in (255, 65537).
+        if let Some(size) = initial_read_buffer_size.filter(|s| !(256..=65536).contains(s)) {
+            d.error(
+                ErrorKind::Invalid,
+                &f.field_path("initial_read_buffer_size"),
+                line,
+                format!("initial_read_buffer_size {size} must be in 256..=65536"),
+            );
+        }
+        TlsInspectorOptions {
+            max_client_hello_size,
+            initial_read_buffer_size,
+            close_connection_on_client_hello_parsing_errors: close,
+        }
+    }
+}
+
 /// A listener filter, selected by `typed_config."@type"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerFilter {
@@ -133,7 +177,7 @@ pub enum ListenerFilterKind {
     /// `envoy.extensions.filters.listener.original_dst.v3.OriginalDst`
     OriginalDst,
     /// `envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`
-    TlsInspector,
+    TlsInspector(TlsInspectorOptions),
     /// `envoy.extensions.filters.listener.http_inspector.v3.HttpInspector`
     HttpInspector,
 }
@@ -163,23 +207,7 @@ impl Decode for ListenerFilter {
                 ListenerFilterKind::OriginalDst
             }
             "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector" => {
-                t.fields.ignored(
-                    d,
-                    &["enable_ja3_fingerprinting", "enable_ja4_fingerprinting", "initial_read_buffer_size"],
-                );
-                t.fields.default_only(
-                    d,
-                    "max_client_hello_size",
-                    65536u32,
-                    "sluice's tls_inspector reads at most Envoy's default of 65536 bytes; remove it",
-                );
-                t.fields.default_only(
-                    d,
-                    "close_connection_on_client_hello_parsing_errors",
-                    false,
-                    "sluice's tls_inspector treats an unparsable ClientHello as plaintext (Envoy's default); remove it",
-                );
-                ListenerFilterKind::TlsInspector
+                ListenerFilterKind::TlsInspector(TlsInspectorOptions::decode_fields(d, &mut t.fields))
             }
             "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector" => ListenerFilterKind::HttpInspector,
             other => {

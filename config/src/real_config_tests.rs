@@ -186,3 +186,29 @@ fn route_max_stream_duration_overrides_the_connection_managers() {
     );
     assert!(errors(&yaml).to_string().contains("gRPC timeout headers are not supported"));
 }
+
+#[test]
+fn tls_inspector_options_are_read_and_checked_as_envoy_does() {
+    use crate::listener::{ListenerFilterKind, TlsInspectorOptions};
+    let with = |options: &str| {
+        http("", ROUTER, ENDPOINT).replace(
+            "    filter_chains:\n",
+            &format!("    listener_filters:\n    - name: tls\n      typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector{options} }}\n    filter_chains:\n"),
+        )
+    };
+    let b = load_str(&with(", max_client_hello_size: 4096, close_connection_on_client_hello_parsing_errors: true"))
+        .unwrap()
+        .bootstrap;
+    assert_eq!(
+        b.listeners[0].listener_filters[0].kind,
+        ListenerFilterKind::TlsInspector(TlsInspectorOptions {
+            max_client_hello_size: Some(4096),
+            initial_read_buffer_size: None,
+            close_connection_on_client_hello_parsing_errors: true,
+        })
+    );
+    let e = errors(&with(", max_client_hello_size: 70000")).to_string();
+    assert!(e.contains("max_client_hello_size of 70000 is greater than maximum of 65536."), "{e}");
+    let e = errors(&with(", initial_read_buffer_size: 100")).to_string();
+    assert!(e.contains("initial_read_buffer_size 100 must be in 256..=65536"), "{e}");
+}

@@ -211,3 +211,30 @@ fn x509_v1_certificates_serve_tls_to_curl() {
     assert!(stdout.starts_with("GET /v1\n"), "the origin's echo: {stdout}");
     assert_eq!(origin.requests(), 1);
 }
+
+/// The backlog column (`Send-Q`) of the sockets listening on `port`, as `ss` shows them.
+fn listen_backlogs(port: u16) -> Vec<String> {
+    let out = Command::new("ss").args(["-Hltn", &format!("sport = :{port}")]).output().expect("run ss");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().filter_map(|l| l.split_whitespace().nth(2).map(str::to_string)).collect()
+}
+
+#[test]
+fn tcp_backlog_size_sets_the_listen_backlog() {
+    let port = free_port();
+    let origin = HttpOrigin::start("backlog");
+    let clusters = Cluster { name: "app", ports: &[origin.port()], extra: "" }.yaml();
+    let hcm = hcm_filter("edge", &forward_all("app"), "", "");
+    let yaml = |backlog: &str| {
+        format!(
+            "static_resources:\n  listeners:\n  - name: edge\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}\n{backlog}    filter_chains:\n    - filters:\n{hcm}  clusters:\n{clusters}"
+        )
+    };
+    let proxy = Proxy::start(&yaml("    tcp_backlog_size: 77\n"), &["--concurrency", "2"]);
+    assert_eq!(listen_backlogs(port), ["77", "77"], "one socket per worker, each with the configured backlog");
+    drop(proxy);
+    let _proxy = Proxy::start(&yaml(""), &["--concurrency", "1"]);
+    let backlogs = listen_backlogs(port);
+    assert_eq!(backlogs.len(), 1);
+    assert_ne!(backlogs[0], "77", "without tcp_backlog_size the default applies");
+}

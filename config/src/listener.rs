@@ -26,6 +26,9 @@ pub struct Listener {
     pub listener_filters: Vec<ListenerFilter>,
     pub listener_filters_timeout: Duration,
     pub continue_on_listener_filters_timeout: bool,
+    /// The listen backlog; `None`: sluice's default (1024, capped by the kernel's
+    /// net.core.somaxconn).
+    pub tcp_backlog_size: Option<u32>,
     pub filter_chains: Vec<FilterChain>,
     pub default_filter_chain: Option<FilterChain>,
     pub line: u32,
@@ -68,11 +71,7 @@ impl Decode for Listener {
             "access_log",
             "listener access logs are not supported; log from the http_connection_manager instead",
         );
-        f.unsupported_because(
-            d,
-            "tcp_backlog_size",
-            "`tcp_backlog_size` is not supported: sluice listens with a backlog of 1024 (capped by net.core.somaxconn); remove it",
-        );
+        let tcp_backlog_size: Option<u32> = f.opt(d, "tcp_backlog_size");
         f.unsupported(
             d,
             &[
@@ -114,6 +113,7 @@ impl Decode for Listener {
             listener_filters,
             listener_filters_timeout,
             continue_on_listener_filters_timeout,
+            tcp_backlog_size,
             filter_chains,
             default_filter_chain,
             line,

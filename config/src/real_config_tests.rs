@@ -212,3 +212,11 @@ fn tls_inspector_options_are_read_and_checked_as_envoy_does() {
     let e = errors(&with(", initial_read_buffer_size: 100")).to_string();
     assert!(e.contains("initial_read_buffer_size 100 must be in 256..=65536"), "{e}");
 }
+
+#[test]
+fn tcp_backlog_size_is_read() {
+    let yaml =
+        http("", ROUTER, ENDPOINT).replace("    filter_chains:\n", "    tcp_backlog_size: 77\n    filter_chains:\n");
+    assert_eq!(load_str(&yaml).unwrap().bootstrap.listeners[0].tcp_backlog_size, Some(77));
+    assert_eq!(load_str(&http("", ROUTER, ENDPOINT)).unwrap().bootstrap.listeners[0].tcp_backlog_size, None);
+}

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_stack::kernel::KernelStack;
-use sluice_stack::{ListenOptions, SocketId, Stack, Wake};
+use sluice_stack::{SocketId, Stack, Wake};
 
 use crate::admin::{AdminServer, AdminState};
 use crate::cli::{self, Command, DatapathKind, Mode, Options};
@@ -105,8 +105,7 @@ pub fn open_listeners<S: Stack>(stack: &mut S, snapshot: &Snapshot) -> Result<Ve
             sockets.push(None);
             continue;
         }
-        let opts = ListenOptions { ipv4_compat: l.ipv4_compat, ..ListenOptions::default() };
-        match stack.listen(l.address, &opts) {
+        match stack.listen(l.address, &l.listen_options()) {
             Ok(s) => sockets.push(Some(s)),
             Err(e) => return Err(format!("cannot bind listener '{}' to {}: {e}", l.name, l.address)),
         }

@@ -19,6 +19,7 @@ impl Dump for Listener {
             .with("listener_filters", list(&self.listener_filters))
             .with("listener_filters_timeout", self.listener_filters_timeout)
             .with("continue_on_listener_filters_timeout", self.continue_on_listener_filters_timeout)
+            .with_opt("tcp_backlog_size", self.tcp_backlog_size)
             .with("filter_chains", list(&self.filter_chains))
             .with_opt("default_filter_chain", self.default_filter_chain.as_ref().map(Dump::dump))
     }

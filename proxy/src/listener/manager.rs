@@ -14,6 +14,7 @@ use sluice_config::dump::{self, Dump};
 use sluice_config::listener::{FilterChain, Listener, ListenerFilterKind, NetworkFilterKind};
 use sluice_config::tcp_proxy::TcpProxyCluster;
 use sluice_config::Bootstrap;
+use sluice_stack::ListenOptions;
 
 use crate::filter_chain::{FilterChainManager, Selected};
 use crate::http::conn_manager::config::HcmConfig;
@@ -51,6 +52,8 @@ pub struct ListenerConfig {
     pub bind_to_port: bool,
     pub use_original_dst: bool,
     pub ipv4_compat: bool,
+    /// `tcp_backlog_size`, if configured.
+    pub backlog: Option<u32>,
     pub per_connection_buffer_limit_bytes: usize,
     /// Listener filters in order (original_dst first when `use_original_dst` adds it).
     pub listener_filters: Vec<ListenerFilterKind>,
@@ -68,6 +71,12 @@ impl ListenerConfig {
             Selected::Chain(i) => self.chains.get(i),
             Selected::Default => self.default_chain.as_ref(),
         }
+    }
+
+    /// How to open this listener's socket: Envoy's `ipv4_compat` and `tcp_backlog_size`.
+    pub fn listen_options(&self) -> ListenOptions {
+        let default = ListenOptions::default();
+        ListenOptions { ipv4_compat: self.ipv4_compat, backlog: self.backlog.unwrap_or(default.backlog), ..default }
     }
 
     /// Whether any listener filter needs to see the connection's first bytes.
@@ -204,6 +213,7 @@ fn compile_listener(index: usize, l: &Listener, cm: &Arc<ClusterManager>) -> Res
         bind_to_port: l.bind_to_port,
         use_original_dst: l.use_original_dst,
         ipv4_compat: l.address.ipv4_compat,
+        backlog: l.tcp_backlog_size,
         per_connection_buffer_limit_bytes: l.per_connection_buffer_limit_bytes.max(1) as usize,
         listener_filters,
         listener_filters_timeout: (!l.listener_filters_timeout.is_zero()).then_some(l.listener_filters_timeout),

@@ -71,7 +71,9 @@ pub fn decode_str(text: &str) -> Decoded {
     };
     let mut d = decode::Decoder::new();
     let mut bootstrap: Option<Bootstrap> = d.decode(&node, "");
-    if let Some(b) = &mut bootstrap {
+    if let Some(b) = bootstrap.as_mut().filter(|_| d.errors.is_empty()) {
+        // Cross-references only once every part decoded: a cluster that failed to
+        // decode would otherwise also be reported as an unknown cluster.
         validate::validate(b, &mut d);
         if b.listeners.is_empty() && d.errors.is_empty() {
             d.warnings.push(Warning {

@@ -220,3 +220,12 @@ fn tcp_backlog_size_is_read() {
     assert_eq!(load_str(&yaml).unwrap().bootstrap.listeners[0].tcp_backlog_size, Some(77));
     assert_eq!(load_str(&http("", ROUTER, ENDPOINT)).unwrap().bootstrap.listeners[0].tcp_backlog_size, None);
 }
+
+#[test]
+fn a_cluster_that_fails_to_decode_is_not_also_an_unknown_cluster() {
+    let e =
+        errors(&http("", ROUTER, "    connect_timeout: fast\n    name_typo: 1\n").replace("  - name: c\n", "  -\n"));
+    let text = e.to_string();
+    assert!(text.contains("static_resources.clusters[0].name"), "{text}");
+    assert!(!text.contains("unknown cluster"), "a follow-on error: {text}");
+}

@@ -177,7 +177,8 @@ fn substitution_format(d: &mut Decoder, node: &Node, path: &str) -> Option<Parse
     let json = f.take("json_format");
     let json_path = f.field_path("json_format");
     let omit = f.or(d, "omit_empty_values", false);
-    f.ignored(d, &["content_type", "json_format_options"]);
+    f.ignored(d, &["content_type"]);
+    f.empty_only(d, "json_format_options", "JSON format options (sorted keys) are not supported; remove them");
     f.unsupported(d, &["formatters"]);
     f.finish(d);
     match (text, source, json) {

@@ -62,7 +62,11 @@ impl Decode for SocketAddress {
         let protocol: Protocol = f.or(d, "protocol", Protocol::Tcp);
         let ipv4_compat = f.or(d, "ipv4_compat", false);
         f.unsupported(d, &["named_port", "resolver_name"]);
-        f.ignored(d, &["network_namespace_filepath"]);
+        f.empty_only(
+            d,
+            "network_namespace_filepath",
+            "sluice binds and connects in its own network namespace only; remove it",
+        );
         let line = f.line();
         f.finish(d);
         if protocol != Protocol::Tcp {

@@ -3,8 +3,10 @@
 use crate::address::SocketAddress;
 use crate::cluster::Cluster;
 use crate::decode::{Decode, Decoder, Fields};
+use crate::error::ErrorKind;
 use crate::listener::Listener;
 use crate::node::Node;
+use crate::runtime;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bootstrap {
@@ -23,7 +25,22 @@ impl Decode for Admin {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
         let address: Option<SocketAddress> = f.opt(d, "address");
-        f.ignored(d, &["access_log", "access_log_path", "profile_path", "socket_options", "ignore_global_conn_limit"]);
+        f.ignored(d, &["profile_path", "ignore_global_conn_limit"]);
+        f.empty_only(d, "access_log", "the admin server keeps no access log; remove it");
+        if let Some(n) = f.take("access_log_path") {
+            let p = f.field_path("access_log_path");
+            if let Some(v) = d.decode::<String>(n, &p) {
+                if !v.is_empty() && v != "/dev/null" {
+                    d.error(
+                        ErrorKind::Unsupported,
+                        &p,
+                        n.line,
+                        "`access_log_path` is not supported: the admin server keeps no access log; remove it or use /dev/null",
+                    );
+                }
+            }
+        }
+        f.empty_only(d, "socket_options", "socket options are not supported on the admin listener; remove them");
         f.finish(d);
         // An admin block without an address starts no admin server, as in Envoy.
         Some(Admin { address: address? })
@@ -47,21 +64,32 @@ impl Decode for Bootstrap {
             d,
             &[
                 "node",
-                "cluster_manager",
-                "layered_runtime",
                 "stats_flush_interval",
                 "stats_config",
                 "overload_manager",
-                "watchdog",
-                "watchdogs",
-                "stats_sinks",
                 "node_context_params",
                 "enable_dispatcher_stats",
-                "header_prefix",
-                "use_tcp_for_dns_lookups",
-                "fatal_actions",
                 "application_log_config",
             ],
+        );
+        if let Some(n) = f.take("layered_runtime") {
+            runtime::check_layered_runtime(d, n, &f.field_path("layered_runtime"));
+        }
+        f.empty_only(
+            d,
+            "cluster_manager",
+            "cluster manager options (local cluster, upstream bind, load reports) are not supported; remove them",
+        );
+        f.empty_only(d, "watchdog", "the watchdog is not supported; remove it");
+        f.empty_only(d, "watchdogs", "the watchdog is not supported; remove it");
+        f.empty_only(d, "stats_sinks", "stats sinks are not supported; read the admin server's /stats instead");
+        f.empty_only(d, "fatal_actions", "fatal actions are not supported; remove them");
+        f.default_only(d, "header_prefix", String::new(), "sluice's headers always start with x-envoy-; remove it");
+        f.default_only(
+            d,
+            "use_tcp_for_dns_lookups",
+            false,
+            "sluice resolves names with the system resolver; remove it",
         );
         f.unsupported(
             d,

@@ -53,6 +53,18 @@ proto_enum! {
 }
 
 proto_enum! {
+    /// `core.v3.HealthStatus` of an endpoint.
+    pub enum HealthStatus {
+        Unknown = ("UNKNOWN", 0),
+        Healthy = ("HEALTHY", 1),
+        Unhealthy = ("UNHEALTHY", 2),
+        Draining = ("DRAINING", 3),
+        Timeout = ("TIMEOUT", 4),
+        Degraded = ("DEGRADED", 5),
+    }
+}
+
+proto_enum! {
     /// `Cluster.RingHashLbConfig.HashFunction`.
     pub enum HashFunction { XxHash = ("XX_HASH", 0), MurmurHash2 = ("MURMUR_HASH_2", 1) }
 }
@@ -97,10 +109,18 @@ impl Decode for Cluster {
         let line = f.line();
         let name: Option<String> = f.req(d, "name");
         let alt_stat_name = f.opt(d, "alt_stat_name");
-        let discovery_type = f.or(d, "type", DiscoveryType::Static);
+        // A `type` or `lb_policy` that did not decode has its own error; the checks that
+        // depend on them are skipped rather than run against the default and reported
+        // as a second, misleading error.
+        let type_given = f.has("type");
+        let discovery_type: Option<DiscoveryType> = f.opt(d, "type");
+        let type_known = !type_given || discovery_type.is_some();
+        let discovery_type = discovery_type.unwrap_or(DiscoveryType::Static);
         let connect_timeout = f.or(d, "connect_timeout", Duration::from_secs(5));
-        let lb_policy = f.or(d, "lb_policy", LbPolicy::RoundRobin);
-        let load_assignment_given = f.has("load_assignment");
+        let lb_given = f.has("lb_policy");
+        let lb_policy: Option<LbPolicy> = f.opt(d, "lb_policy");
+        let lb_known = !lb_given || lb_policy.is_some();
+        let lb_policy = lb_policy.unwrap_or(LbPolicy::RoundRobin);
         let load_assignment: Option<ClusterLoadAssignment> = f.opt(d, "load_assignment");
         let per_connection_buffer_limit_bytes = f.or(d, "per_connection_buffer_limit_bytes", DEFAULT_BUFFER_LIMIT);
         let dns_lookup_family = f.or(d, "dns_lookup_family", DnsLookupFamily::Auto);
@@ -135,7 +155,12 @@ impl Decode for Cluster {
             Some(n) => {
                 let mut m = Fields::of(d, n, &f.field_path("least_request_lb_config"))?;
                 let c: u32 = m.or(d, "choice_count", 2);
-                m.ignored(d, &["active_request_bias", "slow_start_config"]);
+                m.empty_only(
+                    d,
+                    "active_request_bias",
+                    "sluice's least-request balancer uses Envoy's default bias of 1.0; remove it",
+                );
+                m.empty_only(d, "slow_start_config", "slow start is not supported; remove it");
                 m.finish(d);
                 c
             }
@@ -151,7 +176,7 @@ impl Decode for Cluster {
         }
         if let Some(n) = f.take("http_protocol_options") {
             let mut h = Fields::of(d, n, &f.field_path("http_protocol_options"))?;
-            h.ignored(d, &["header_key_format", "enable_trailers", "allow_chunked_length"]);
+            upstream_http1_options(d, &mut h);
             h.finish(d);
         }
         let tepo_path = f.field_path("typed_extension_protocol_options");
@@ -188,18 +213,34 @@ impl Decode for Cluster {
                 "dns_failure_refresh_rate",
             ],
         );
-        f.ignored(
+        f.ignored(d, &["metadata", "track_cluster_stats", "track_timeout_budgets"]);
+        f.empty_only(
             d,
-            &[
-                "upstream_bind_config",
-                "upstream_connection_options",
-                "close_connections_on_host_health_failure",
-                "ignore_health_on_host_removal",
-                "metadata",
-                "track_cluster_stats",
-                "track_timeout_budgets",
-                "connection_pool_per_downstream_connection",
-            ],
+            "upstream_bind_config",
+            "binding upstream connections to a source address is not supported; remove it",
+        );
+        f.empty_only(
+            d,
+            "upstream_connection_options",
+            "upstream socket options (TCP keepalive) are not supported; remove them",
+        );
+        f.default_only(
+            d,
+            "close_connections_on_host_health_failure",
+            false,
+            "connections to a host that fails health checks are not closed by sluice; remove it",
+        );
+        f.default_only(
+            d,
+            "ignore_health_on_host_removal",
+            false,
+            "sluice removes a host that leaves discovery at once; remove it",
+        );
+        f.default_only(
+            d,
+            "connection_pool_per_downstream_connection",
+            false,
+            "sluice's pools are per worker; remove it",
         );
         f.finish(d);
         let name = name?;
@@ -222,6 +263,7 @@ impl Decode for Cluster {
         }
         // original_dst_cluster.cc: ORIGINAL_DST requires CLUSTER_PROVIDED, and only it.
         match (discovery_type, lb_policy) {
+            _ if !type_known || !lb_known => {}
             (DiscoveryType::OriginalDst, LbPolicy::ClusterProvided) => {}
             (DiscoveryType::OriginalDst, p) => d.error(
                 ErrorKind::Invalid,
@@ -237,16 +279,9 @@ impl Decode for Cluster {
             ),
             _ => {}
         }
-        let load_assignment = match load_assignment {
-            Some(la) => la,
-            None if discovery_type == DiscoveryType::OriginalDst || load_assignment_given => {
-                ClusterLoadAssignment::default()
-            }
-            None => {
-                d.error(ErrorKind::Missing, &format!("{path}.load_assignment"), line, "required for this cluster type");
-                ClusterLoadAssignment::default()
-            }
-        };
+        // No load_assignment is a cluster without hosts, as in Envoy (Istio's
+        // BlackHoleCluster): it loads, and every request finds no healthy upstream.
+        let load_assignment = load_assignment.unwrap_or_default();
         if discovery_type == DiscoveryType::OriginalDst && load_assignment.endpoint_count() > 0 {
             d.error(
                 ErrorKind::Invalid,
@@ -255,7 +290,7 @@ impl Decode for Cluster {
                 "ORIGINAL_DST clusters must not have endpoints",
             );
         }
-        if matches!(discovery_type, DiscoveryType::Static) {
+        if type_known && discovery_type == DiscoveryType::Static {
             for (host, _) in load_assignment.hosts() {
                 if host.address.ip().is_none() {
                     d.error(
@@ -270,7 +305,7 @@ impl Decode for Cluster {
                 }
             }
         }
-        if discovery_type == DiscoveryType::LogicalDns && load_assignment.endpoint_count() != 1 {
+        if type_known && discovery_type == DiscoveryType::LogicalDns && load_assignment.endpoint_count() != 1 {
             d.error(
                 ErrorKind::Invalid,
                 &format!("{path}.load_assignment"),
@@ -358,7 +393,12 @@ impl Decode for ClusterLoadAssignment {
         let mut f = Fields::of(d, node, path)?;
         let cluster_name: Option<String> = f.req(d, "cluster_name");
         let endpoints = f.list(d, "endpoints");
-        f.ignored(d, &["policy", "named_endpoints"]);
+        f.empty_only(
+            d,
+            "policy",
+            "load-assignment policy (overprovisioning factor, drop overloads) is not supported; remove it",
+        );
+        f.empty_only(d, "named_endpoints", "named endpoints are not supported; put the endpoints in `endpoints`");
         f.finish(d);
         Some(ClusterLoadAssignment { cluster_name: cluster_name?, endpoints })
     }
@@ -376,7 +416,12 @@ impl Decode for LocalityLbEndpoints {
         let mut f = Fields::of(d, node, path)?;
         let priority = f.or(d, "priority", 0u32);
         let lb_endpoints = f.list(d, "lb_endpoints");
-        f.ignored(d, &["locality", "load_balancing_weight", "metadata", "proximity"]);
+        f.ignored(d, &["locality", "metadata", "proximity"]);
+        f.unsupported_because(
+            d,
+            "load_balancing_weight",
+            "locality weights are not supported (locality-weighted balancing is not); remove it",
+        );
         f.unsupported(d, &["leds_cluster_locality_config"]);
         f.finish(d);
         if priority > 127 {
@@ -402,7 +447,23 @@ impl Decode for LbEndpoint {
         let endpoint = f.take("endpoint");
         let ep_path = f.field_path("endpoint");
         let weight: u32 = f.or(d, "load_balancing_weight", 1);
-        f.ignored(d, &["health_status", "metadata"]);
+        f.ignored(d, &["metadata"]);
+        if let Some(n) = f.take("health_status") {
+            let hs_path = f.field_path("health_status");
+            if let Some(status) = d.decode::<HealthStatus>(n, &hs_path) {
+                if !matches!(status, HealthStatus::Unknown | HealthStatus::Healthy) {
+                    d.error(
+                        ErrorKind::Unsupported,
+                        &hs_path,
+                        n.line,
+                        format!(
+                            "health_status {} is not supported (only UNKNOWN and HEALTHY); remove the endpoint instead",
+                            crate::decode::ProtoEnum::name(status)
+                        ),
+                    );
+                }
+            }
+        }
         f.unsupported(d, &["endpoint_name"]);
         let line = f.line();
         f.finish(d);
@@ -417,7 +478,19 @@ impl Decode for LbEndpoint {
             Some(n) => {
                 let mut h = Fields::of(d, n, &e.field_path("health_check_config"))?;
                 let p: Option<u32> = h.opt(d, "port_value");
-                h.ignored(d, &["hostname", "address", "disable_active_health_check"]);
+                h.default_only(
+                    d,
+                    "hostname",
+                    String::new(),
+                    "a per-endpoint health check host name is not supported; remove it",
+                );
+                h.empty_only(d, "address", "a per-endpoint health check address is not supported; use port_value");
+                h.default_only(
+                    d,
+                    "disable_active_health_check",
+                    false,
+                    "disabling health checks per endpoint is not supported; remove it",
+                );
                 h.finish(d);
                 p.filter(|p| *p > 0 && *p <= 65535).map(|p| p as u16)
             }
@@ -797,7 +870,7 @@ impl Decode for HealthCheck {
             &["grpc_health_check", "custom_health_check", "tls_options", "transport_socket_match_criteria"],
         );
         f.ignored(d, &["event_log_path", "event_logger", "event_service", "always_log_health_check_success"]);
-        f.ignored(d, &["alt_port", "healthy_edge_interval_jitter"]);
+        f.ignored(d, &["alt_port"]);
         let line = f.line();
         f.finish(d);
         let kind = match (http, tcp) {
@@ -925,16 +998,30 @@ impl Decode for CommonLbConfig {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
         let t: Option<Percent> = f.opt(d, "healthy_panic_threshold");
-        f.ignored(
+        f.default_only(
             d,
-            &[
-                "update_merge_window",
-                "ignore_new_hosts_until_first_hc",
-                "close_connections_on_host_set_change",
-                "consistent_hashing_lb_config",
-                "override_host_status",
-            ],
+            "update_merge_window",
+            Duration::ZERO,
+            "sluice applies host set changes at once (0s); remove it or set 0s",
         );
+        f.default_only(
+            d,
+            "ignore_new_hosts_until_first_hc",
+            false,
+            "sluice balances onto a new host before its first health check; remove it",
+        );
+        f.default_only(
+            d,
+            "close_connections_on_host_set_change",
+            false,
+            "sluice keeps pooled connections when the host set changes; remove it",
+        );
+        f.empty_only(
+            d,
+            "consistent_hashing_lb_config",
+            "consistent hashing options (hostname hashing, bounded load) are not supported; remove them",
+        );
+        f.empty_only(d, "override_host_status", "host overrides are not supported; remove it");
         f.unsupported(d, &["zone_aware_lb_config", "locality_weighted_lb_config"]);
         f.finish(d);
         Some(CommonLbConfig { healthy_panic_threshold: t.map_or(50.0, |p| p.0) })
@@ -1026,7 +1113,12 @@ impl Decode for CommonHttpProtocolOptions {
         let headers_with_underscores_action =
             f.or(d, "headers_with_underscores_action", HeadersWithUnderscoresAction::Allow);
         let max_requests_per_connection: Option<u32> = f.opt(d, "max_requests_per_connection");
-        f.ignored(d, &["max_response_headers_kb"]);
+        f.default_only(
+            d,
+            "max_response_headers_kb",
+            80u32,
+            "sluice limits response headers to Envoy's default of 80 KiB; remove it",
+        );
         f.finish(d);
         if max_headers_count == 0 {
             d.invalid(node, &format!("{path}.max_headers_count"), "must be at least 1");
@@ -1040,6 +1132,15 @@ impl Decode for CommonHttpProtocolOptions {
             max_requests_per_connection: max_requests_per_connection.filter(|n| *n > 0),
         })
     }
+}
+
+/// `Http1ProtocolOptions` of an upstream: what sluice's HTTP/1.1 client does is Envoy's
+/// default, so only the defaults are accepted; the server-side options are inert.
+fn upstream_http1_options(d: &mut Decoder, f: &mut Fields<'_>) {
+    f.ignored(d, &["accept_http_10", "default_host_for_http_10"]);
+    f.empty_only(d, "header_key_format", "only Envoy's default (lower-case header names) is implemented; remove it");
+    f.default_only(d, "enable_trailers", false, "sluice drops HTTP/1.1 trailers (Envoy's default); remove it");
+    f.default_only(d, "allow_chunked_length", false, "only Envoy's default (false) is implemented upstream; remove it");
 }
 
 /// `envoy.extensions.upstreams.http.v3.HttpProtocolOptions` (HTTP/1.1 upstreams only).
@@ -1080,16 +1181,7 @@ fn decode_extension_protocol_options(d: &mut Decoder, node: &Node, path: &str) -
             if let Some(mut e) = Fields::of(d, n, &ep) {
                 if let Some(h) = e.take("http_protocol_options") {
                     if let Some(mut hf) = Fields::of(d, h, &format!("{ep}.http_protocol_options")) {
-                        hf.ignored(
-                            d,
-                            &[
-                                "header_key_format",
-                                "enable_trailers",
-                                "allow_chunked_length",
-                                "accept_http_10",
-                                "default_host_for_http_10",
-                            ],
-                        );
+                        upstream_http1_options(d, &mut hf);
                         hf.finish(d);
                     }
                 }

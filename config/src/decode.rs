@@ -7,8 +7,8 @@
 //! - a real Envoy field that sluice does not implement is an "unsupported" error; one that
 //!   is harmless to skip is accepted with a warning, once per field path;
 //! - wrappers (`UInt32Value`, `BoolValue`) are plain scalars, 64-bit integers may be
-//!   strings, durations are `"1.5s"` strings, enums are names or numbers, `null` means
-//!   "absent".
+//!   strings, durations are `"1.5s"` strings, enums are names (in any letter case, as
+//!   Envoy's loader accepts them) or numbers, `null` means "absent".
 //!
 //! Decoding never stops at the first error: every error of the document is collected so
 //! that `--mode validate` reports them all at once.
@@ -40,16 +40,22 @@ impl Decoder {
         self.error(ErrorKind::Invalid, path, node.line, message);
     }
 
-    /// Warn that a field is accepted but ignored, once per path with indices removed.
-    pub fn warn_ignored(&mut self, path: &str, line: u32) {
+    /// Warn that a field of the by-design list ([`crate::inert::INERT`]) has no effect,
+    /// once per path with indices removed.
+    pub fn warn_inert(&mut self, path: &str, line: u32, reason: &str) {
         let pattern: String = strip_indices(path);
         if self.warned.insert(pattern) {
             self.warnings.push(Warning {
                 path: path.to_string(),
                 line,
-                message: "accepted but ignored by sluice".into(),
+                message: format!("has no effect in sluice: {reason}"),
             });
         }
+    }
+
+    /// A warning about something accepted that the user should know of.
+    pub fn warn(&mut self, path: &str, line: u32, message: impl Into<String>) {
+        self.warnings.push(Warning { path: path.to_string(), line, message: message.into() });
     }
 
     /// Decode `node` as `T`, recording errors under `path`.
@@ -227,12 +233,56 @@ impl<'n> Fields<'n> {
         self.opt::<Vec<T>>(d, name).unwrap_or_default()
     }
 
-    /// Fields that Envoy has and sluice accepts without acting on them (tag I): warn once.
+    /// Fields that do not change behaviour by design ([`crate::inert::INERT`], which
+    /// gives the reason each is harmless): accepted with a warning, once per field.
     pub fn ignored(&mut self, d: &mut Decoder, names: &[&'static str]) {
         for &name in names {
+            let reason = crate::inert::reason(name);
+            debug_assert!(reason.is_some(), "`{name}` is ignored but not in inert::INERT or inert::PENDING");
             if let Some(node) = self.take(name) {
-                d.warn_ignored(&join(&self.path, name), node.line);
+                d.warn_inert(&join(&self.path, name), node.line, reason.unwrap_or("accepted but ignored"));
             }
+        }
+    }
+
+    /// A field sluice implements only at Envoy's default: absent or `default` is
+    /// accepted (it changes nothing); any other value is unsupported, `why` says what to
+    /// do instead.
+    pub fn default_only<T: Decode + PartialEq>(&mut self, d: &mut Decoder, name: &'static str, default: T, why: &str) {
+        let Some(node) = self.take(name) else { return };
+        let path = join(&self.path, name);
+        if let Some(v) = T::decode(d, node, &path) {
+            if v != default {
+                d.error(ErrorKind::Unsupported, &path, node.line, format!("`{name}` is not supported: {why}"));
+            }
+        }
+    }
+
+    /// A field sluice accepts only when empty (`{}`, `[]`, `""`, null), where it
+    /// provably changes nothing; with content it is unsupported, `why` says what to do.
+    pub fn empty_only(&mut self, d: &mut Decoder, name: &'static str, why: &str) {
+        let Some(node) = self.take(name) else { return };
+        let empty = match &node.value {
+            Value::Null => true,
+            Value::Map(m) => m.is_empty(),
+            Value::Seq(s) => s.is_empty(),
+            Value::Scalar { text, .. } => text.is_empty(),
+        };
+        if !empty {
+            d.error(
+                ErrorKind::Unsupported,
+                &join(&self.path, name),
+                node.line,
+                format!("`{name}` is not supported: {why}"),
+            );
+        }
+    }
+
+    /// A real Envoy field sluice does not implement: an error if present, `message`
+    /// naming what to do instead.
+    pub fn unsupported_because(&mut self, d: &mut Decoder, name: &'static str, message: &str) {
+        if let Some(node) = self.take(name) {
+            d.error(ErrorKind::Unsupported, &join(&self.path, name), node.line, message);
         }
     }
 
@@ -450,7 +500,11 @@ pub trait ProtoEnum: Sized + Copy + 'static {
 /// Decode a protobuf enum value.
 pub fn decode_enum<T: ProtoEnum>(d: &mut Decoder, node: &Node, path: &str) -> Option<T> {
     let text = scalar(d, node, path, "an enum name")?;
-    let hit = T::VARIANTS.iter().find(|(name, num, _)| *name == text || text.parse::<i32>().ok() == Some(*num));
+    // Envoy parses JSON with protobuf's `case_insensitive_enum_parsing`: `strict_dns`
+    // is STRICT_DNS.
+    let hit = T::VARIANTS
+        .iter()
+        .find(|(name, num, _)| name.eq_ignore_ascii_case(text) || text.parse::<i32>().ok() == Some(*num));
     match hit {
         Some((_, _, v)) => Some(*v),
         None => {
@@ -576,10 +630,10 @@ mod tests {
 
     #[test]
     fn enums_by_name_or_number() {
-        let n = parse("[RED, 1, GREEN]").unwrap();
+        let n = parse("[RED, 1, GREEN, red, Blue]").unwrap();
         let mut d = Decoder::new();
         let v: Vec<Color> = d.decode(&n, "c").unwrap();
-        assert_eq!(v, vec![Color::Red, Color::Blue]);
+        assert_eq!(v, vec![Color::Red, Color::Blue, Color::Red, Color::Blue]);
         assert_eq!(d.errors.len(), 1);
         assert!(d.errors[0].message.contains("RED, BLUE"));
     }

@@ -71,6 +71,9 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (line {}): {}", self.path, self.line, self.message)
+        match self.line {
+            0 => write!(f, "{}: {}", self.path, self.message),
+            line => write!(f, "{} (line {line}): {}", self.path, self.message),
+        }
     }
 }

@@ -150,9 +150,9 @@ impl HttpFault {
                 "response_rate_limit_percent_runtime",
                 "abort_grpc_status_runtime",
                 "disable_downstream_cluster_stats",
-                "response_rate_limit",
             ],
         );
+        f.empty_only(d, "response_rate_limit", "response rate-limit faults are not supported yet; remove it");
         f.unsupported(d, &["filter_metadata"]);
         f.finish(d);
         Some(HttpFault {

@@ -17,6 +17,7 @@ use crate::route::RouteConfiguration;
 
 mod forwarding;
 mod http_filter;
+mod not_yet;
 
 pub use forwarding::{
     CustomHeaderConfig, ForwardClientCertDetails, Forwarding, InternalAddressConfig, OriginalIpDetection,
@@ -82,7 +83,12 @@ impl Decode for Http1ProtocolOptions {
         let default_host_for_http_10 = f.or(d, "default_host_for_http_10", String::new());
         let allow_chunked_length = f.or(d, "allow_chunked_length", false);
         let allow_absolute_url = f.opt(d, "allow_absolute_url");
-        f.ignored(d, &["enable_trailers", "header_key_format"]);
+        f.default_only(d, "enable_trailers", false, "sluice drops HTTP/1.1 trailers (Envoy's default); remove it");
+        f.empty_only(
+            d,
+            "header_key_format",
+            "only Envoy's default (lower-case header names) is implemented; remove it",
+        );
         f.unsupported(
             d,
             &[
@@ -174,9 +180,9 @@ impl HttpConnectionManager {
         let has_rds = f.has("rds");
         let route_config: Option<RouteConfiguration> = f.opt(d, "route_config");
         let route_config_missing = !f.has("route_config");
-        let http_filters: Vec<HttpFilter> = f.list(d, "http_filters");
-        let access_log: Vec<AccessLog> = f.list(d, "access_log");
         let filters_path = f.field_path("http_filters");
+        let (http_filters, filters_dropped) = http_filter::decode_list(d, f.take("http_filters"), &filters_path);
+        let access_log: Vec<AccessLog> = f.list(d, "access_log");
         let http_protocol_options = f.or(d, "http_protocol_options", Http1ProtocolOptions::default());
         let common_http_protocol_options =
             f.or(d, "common_http_protocol_options", CommonHttpProtocolOptions::default());
@@ -203,7 +209,7 @@ impl HttpConnectionManager {
         let strip_any = f.or(d, "strip_any_host_port", false);
         let strip_trailing_host_dot = f.or(d, "strip_trailing_host_dot", false);
         let stream_error_on_invalid_http_message = f.or(d, "stream_error_on_invalid_http_message", false);
-        f.ignored(d, &["add_user_agent", "tracing", "http2_protocol_options", "always_set_request_id_in_response"]);
+        not_yet::check(d, &mut f);
         f.unsupported(
             d,
             &[
@@ -266,7 +272,11 @@ impl HttpConnectionManager {
         if !via.is_empty() && via.bytes().any(|b| b.is_ascii_control()) {
             d.error(ErrorKind::Invalid, &format!("{path}.via"), line, "may not contain control characters");
         }
-        check_filter_order(d, &http_filters, &filters_path, line);
+        // A filter that did not decode has its own error; the order check would only
+        // repeat it as "the last filter must be the router".
+        if !filters_dropped {
+            check_filter_order(d, &http_filters, &filters_path, line);
+        }
         let stat_prefix = stat_prefix?;
         if stat_prefix.is_empty() {
             d.error(ErrorKind::Invalid, &format!("{path}.stat_prefix"), line, "must not be empty");

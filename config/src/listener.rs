@@ -26,6 +26,9 @@ pub struct Listener {
     pub listener_filters: Vec<ListenerFilter>,
     pub listener_filters_timeout: Duration,
     pub continue_on_listener_filters_timeout: bool,
+    /// The listen backlog; `None`: sluice's default (1024, capped by the kernel's
+    /// net.core.somaxconn).
+    pub tcp_backlog_size: Option<u32>,
     pub filter_chains: Vec<FilterChain>,
     pub default_filter_chain: Option<FilterChain>,
     pub line: u32,
@@ -55,7 +58,20 @@ impl Decode for Listener {
         let continue_on_listener_filters_timeout = f.or(d, "continue_on_listener_filters_timeout", false);
         let filter_chains: Vec<FilterChain> = f.list(d, "filter_chains");
         let default_filter_chain = f.opt(d, "default_filter_chain");
-        f.ignored(d, &["traffic_direction", "transparent", "freebind", "metadata", "access_log", "tcp_backlog_size"]);
+        f.ignored(d, &["traffic_direction", "metadata"]);
+        f.default_only(
+            d,
+            "transparent",
+            false,
+            "IP_TRANSPARENT listeners (TPROXY) are not supported; use iptables REDIRECT with use_original_dst",
+        );
+        f.default_only(d, "freebind", false, "IP_FREEBIND listeners are not supported; remove it");
+        f.empty_only(
+            d,
+            "access_log",
+            "listener access logs are not supported; log from the http_connection_manager instead",
+        );
+        let tcp_backlog_size: Option<u32> = f.opt(d, "tcp_backlog_size");
         f.unsupported(
             d,
             &[
@@ -97,10 +113,55 @@ impl Decode for Listener {
             listener_filters,
             listener_filters_timeout,
             continue_on_listener_filters_timeout,
+            tcp_backlog_size,
             filter_chains,
             default_filter_chain,
             line,
         })
+    }
+}
+
+/// `envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`; `None` is Envoy's
+/// default (64 KiB, and the first read as large as the maximum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TlsInspectorOptions {
+    pub max_client_hello_size: Option<u32>,
+    pub initial_read_buffer_size: Option<u32>,
+    pub close_connection_on_client_hello_parsing_errors: bool,
+}
+
+/// Envoy's `TLS_MAX_CLIENT_HELLO`: the largest `max_client_hello_size`.
+pub const TLS_MAX_CLIENT_HELLO: u32 = 64 * 1024;
+
+impl TlsInspectorOptions {
+    fn decode_fields(d: &mut Decoder, f: &mut Fields<'_>) -> TlsInspectorOptions {
+        let line = f.line();
+        let max_client_hello_size: Option<u32> = f.opt(d, "max_client_hello_size");
+        let initial_read_buffer_size: Option<u32> = f.opt(d, "initial_read_buffer_size");
+        let close = f.or(d, "close_connection_on_client_hello_parsing_errors", false);
+        f.ignored(d, &["enable_ja3_fingerprinting", "enable_ja4_fingerprinting"]);
+        if let Some(max) = max_client_hello_size.filter(|m| *m > TLS_MAX_CLIENT_HELLO) {
+            d.error(
+                ErrorKind::Invalid,
+                &f.field_path("max_client_hello_size"),
+                line,
+                format!("max_client_hello_size of {max} is greater than maximum of {TLS_MAX_CLIENT_HELLO}."),
+            );
+        }
+        // tls_inspector.proto: initial_read_buffer_size in (255, 65537).
+        if let Some(size) = initial_read_buffer_size.filter(|s| !(256..=65536).contains(s)) {
+            d.error(
+                ErrorKind::Invalid,
+                &f.field_path("initial_read_buffer_size"),
+                line,
+                format!("initial_read_buffer_size {size} must be in 256..=65536"),
+            );
+        }
+        TlsInspectorOptions {
+            max_client_hello_size,
+            initial_read_buffer_size,
+            close_connection_on_client_hello_parsing_errors: close,
+        }
     }
 }
 
@@ -116,7 +177,7 @@ pub enum ListenerFilterKind {
     /// `envoy.extensions.filters.listener.original_dst.v3.OriginalDst`
     OriginalDst,
     /// `envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`
-    TlsInspector,
+    TlsInspector(TlsInspectorOptions),
     /// `envoy.extensions.filters.listener.http_inspector.v3.HttpInspector`
     HttpInspector,
 }
@@ -125,7 +186,11 @@ impl Decode for ListenerFilter {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
         let name: String = f.or(d, "name", String::new());
-        f.ignored(d, &["filter_disabled"]);
+        f.unsupported_because(
+            d,
+            "filter_disabled",
+            "`filter_disabled` is not supported: a listener filter always runs; remove it",
+        );
         f.unsupported(d, &["config_discovery"]);
         let tc_path = f.field_path("typed_config");
         let tc = f.take("typed_config");
@@ -142,17 +207,7 @@ impl Decode for ListenerFilter {
                 ListenerFilterKind::OriginalDst
             }
             "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector" => {
-                t.fields.ignored(
-                    d,
-                    &[
-                        "enable_ja3_fingerprinting",
-                        "enable_ja4_fingerprinting",
-                        "initial_read_buffer_size",
-                        "max_client_hello_size",
-                        "close_connection_on_client_hello_parsing_errors",
-                    ],
-                );
-                ListenerFilterKind::TlsInspector
+                ListenerFilterKind::TlsInspector(TlsInspectorOptions::decode_fields(d, &mut t.fields))
             }
             "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector" => ListenerFilterKind::HttpInspector,
             other => {

@@ -63,12 +63,24 @@ impl Node {
 }
 
 /// Parse one YAML or JSON document. An empty document is `Null`.
+///
+/// A syntax error is reported where the problem starts: the parser notices an unclosed
+/// flow collection (`[` or `{`) only where the document stops making sense, often its
+/// end, so such an error names the line of the opening bracket.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
-    let mut builder = Builder::default();
+    let mut builder = Builder { lines: text.lines().collect(), ..Builder::default() };
     let mut parser = Parser::new_from_str(text);
-    parser
-        .load(&mut builder, false)
-        .map_err(|e| SyntaxError { line: e.marker().line() as u32, message: e.info().to_string() })?;
+    if let Err(e) = parser.load(&mut builder, false) {
+        let line = e.marker().line() as u32;
+        let message = e.info().to_string();
+        return Err(match builder.innermost_open_flow() {
+            Some((open, bracket)) if open < line => SyntaxError {
+                line: open,
+                message: format!("the `{bracket}` opened here is never closed ({message}, at line {line})"),
+            },
+            _ => SyntaxError { line, message },
+        });
+    }
     if let Some(err) = builder.error {
         return Err(err);
     }
@@ -76,19 +88,37 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
 }
 
 enum Frame {
-    Seq { node: Node, anchor: usize },
-    Map { node: Node, anchor: usize, pending_key: Option<Key> },
+    Seq { node: Node, anchor: usize, flow: bool },
+    Map { node: Node, anchor: usize, pending_key: Option<Key>, flow: bool },
 }
 
 #[derive(Default)]
-struct Builder {
+struct Builder<'t> {
+    /// The document's lines, to tell a flow collection (`[`, `{`) from a block one.
+    lines: Vec<&'t str>,
     stack: Vec<Frame>,
     root: Option<Node>,
     anchors: HashMap<usize, Node>,
     error: Option<SyntaxError>,
 }
 
-impl Builder {
+impl Builder<'_> {
+    /// Whether the collection starting at `span` is written in flow style.
+    fn is_flow(&self, span: &Span) -> bool {
+        let (line, col) = (span.start.line(), span.start.col());
+        let text = line.checked_sub(1).and_then(|l| self.lines.get(l));
+        text.and_then(|t| t.chars().nth(col)).is_some_and(|c| c == '[' || c == '{')
+    }
+
+    /// The line and bracket of the innermost flow collection still open.
+    fn innermost_open_flow(&self) -> Option<(u32, char)> {
+        self.stack.iter().rev().find_map(|f| match f {
+            Frame::Seq { node, flow: true, .. } => Some((node.line, '[')),
+            Frame::Map { node, flow: true, .. } => Some((node.line, '{')),
+            _ => None,
+        })
+    }
+
     fn push_value(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
@@ -133,7 +163,7 @@ fn line_of(span: &Span) -> u32 {
     span.start.line() as u32
 }
 
-impl<'input> SpannedEventReceiver<'input> for Builder {
+impl<'input> SpannedEventReceiver<'input> for Builder<'_> {
     fn on_event(&mut self, ev: Event<'input>, span: Span) {
         if self.error.is_some() {
             return;
@@ -150,17 +180,22 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
                 self.push_value(Node { value, line }, anchor);
             }
             Event::SequenceStart(anchor, _) => {
-                self.stack.push(Frame::Seq { node: Node { value: Value::Seq(Vec::new()), line }, anchor })
+                let flow = self.is_flow(&span);
+                self.stack.push(Frame::Seq { node: Node { value: Value::Seq(Vec::new()), line }, anchor, flow })
             }
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                node: Node { value: Value::Map(Vec::new()), line },
-                anchor,
-                pending_key: None,
-            }),
+            Event::MappingStart(anchor, _) => {
+                let flow = self.is_flow(&span);
+                self.stack.push(Frame::Map {
+                    node: Node { value: Value::Map(Vec::new()), line },
+                    anchor,
+                    pending_key: None,
+                    flow,
+                })
+            }
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some(frame) = self.stack.pop() {
                     let (node, anchor) = match frame {
-                        Frame::Seq { node, anchor } => (node, anchor),
+                        Frame::Seq { node, anchor, .. } => (node, anchor),
                         Frame::Map { node, anchor, .. } => (node, anchor),
                     };
                     self.push_value(node, anchor);

@@ -35,6 +35,10 @@ pub use weighted::{ClusterWeight, WeightedClusters, WeightedTarget};
 /// Envoy's default `max_direct_response_body_size_bytes`.
 pub const DEFAULT_MAX_DIRECT_RESPONSE_BODY_SIZE: u32 = 4096;
 
+/// Why a non-empty `typed_per_filter_config` is refused.
+pub(crate) const PER_FILTER_CONFIG: &str =
+    "per-route filter configuration is not supported yet (issue: per-filter config); remove it";
+
 /// `config.route.v3.RouteConfiguration`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfiguration {
@@ -239,7 +243,13 @@ impl Decode for VirtualHost {
         let include_attempt_count_in_response = f.or(d, "include_attempt_count_in_response", false);
         let vc_line = f.take("virtual_clusters").map(|n| n.line);
         let virtual_clusters: Vec<VirtualCluster> = f.list(d, "virtual_clusters");
-        f.ignored(d, &["metadata", "typed_per_filter_config", "per_request_buffer_limit_bytes"]);
+        f.ignored(d, &["metadata"]);
+        f.empty_only(d, "typed_per_filter_config", PER_FILTER_CONFIG);
+        f.unsupported_because(
+            d,
+            "per_request_buffer_limit_bytes",
+            "`per_request_buffer_limit_bytes` is not supported: sluice buffers up to the listener's per_connection_buffer_limit_bytes; remove it",
+        );
         f.unsupported(
             d,
             &[
@@ -333,7 +343,13 @@ impl Decode for Route {
         let request_headers = HeaderMutations::decode(d, &mut f, "request_headers_to_add", "request_headers_to_remove");
         let response_headers =
             HeaderMutations::decode(d, &mut f, "response_headers_to_add", "response_headers_to_remove");
-        f.ignored(d, &["metadata", "decorator", "typed_per_filter_config", "per_request_buffer_limit_bytes"]);
+        f.ignored(d, &["metadata", "decorator"]);
+        f.empty_only(d, "typed_per_filter_config", PER_FILTER_CONFIG);
+        f.unsupported_because(
+            d,
+            "per_request_buffer_limit_bytes",
+            "`per_request_buffer_limit_bytes` is not supported: sluice buffers up to the listener's per_connection_buffer_limit_bytes; remove it",
+        );
         f.unsupported(d, &["tracing", "stat_prefix", "request_body_buffer_limit"]);
         f.finish(d);
         Some(Route { name, r#match: r#match?, action: action?, request_headers, response_headers, line })

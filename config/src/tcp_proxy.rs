@@ -76,7 +76,14 @@ impl TcpProxy {
         let idle_timeout: Duration = f.or(d, "idle_timeout", Duration::from_secs(3600));
         let max_connect_attempts: u32 = f.or(d, "max_connect_attempts", 1);
         let max_downstream_connection_duration = f.opt(d, "max_downstream_connection_duration");
-        f.ignored(d, &["access_log", "hash_policy", "access_log_options", "metadata_match"]);
+        f.ignored(d, &["metadata_match"]);
+        f.empty_only(d, "access_log", "tcp_proxy access logs are not supported yet; remove them");
+        f.empty_only(d, "access_log_options", "tcp_proxy access logs are not supported yet; remove them");
+        f.empty_only(
+            d,
+            "hash_policy",
+            "tcp_proxy hash policies are not supported; ring hash and Maglev then hash nothing (random host)",
+        );
         f.unsupported(
             d,
             &[

@@ -122,7 +122,11 @@ pub fn decode_downstream_transport_socket(
     if f.or(d, "ocsp_staple_policy", OcspStaplePolicy::LenientStapling) != OcspStaplePolicy::LenientStapling {
         d.error(ErrorKind::Unsupported, &ocsp_path, line, "only LENIENT_STAPLING is supported (no OCSP stapling)");
     }
-    f.ignored(d, &["session_timeout"]);
+    f.unsupported_because(
+        d,
+        "session_timeout",
+        "`session_timeout` is not supported: sluice keeps TLS sessions for its TLS library's default lifetime; remove it",
+    );
     f.unsupported(d, &["require_sni", "session_ticket_keys", "session_ticket_keys_sds_secret_config"]);
     f.finish(d);
     let common = common?;
@@ -171,7 +175,11 @@ pub fn decode_upstream_transport_socket(
     if f.or(d, "allow_renegotiation", false) {
         d.error(ErrorKind::Unsupported, &reneg_path, line, "TLS renegotiation is not supported");
     }
-    f.ignored(d, &["enforce_rsa_key_usage"]);
+    f.unsupported_because(
+        d,
+        "enforce_rsa_key_usage",
+        "`enforce_rsa_key_usage` is not supported: sluice does not check the key usage of an upstream RSA certificate; remove it",
+    );
     f.unsupported(d, &["auto_host_sni"]);
     f.finish(d);
     let common = common?;
@@ -249,7 +257,11 @@ fn common_tls_context(d: &mut Decoder, parent: &mut Fields<'_>, path: &str, side
     let tls_certificates = f.list(d, "tls_certificates");
     let validation_context: Option<CertificateValidationContext> = f.opt(d, "validation_context");
     let alpn_protocols: Vec<String> = f.list(d, "alpn_protocols");
-    f.ignored(d, &["read_ahead_buffer_size"]);
+    f.unsupported_because(
+        d,
+        "read_ahead_buffer_size",
+        "`read_ahead_buffer_size` is not supported: sluice reads TLS records as they come; remove it",
+    );
     f.unsupported(
         d,
         &[
@@ -280,7 +292,11 @@ impl Decode for TlsCertificate {
         let mut f = Fields::of(d, node, path)?;
         let certificate_chain = f.req(d, "certificate_chain");
         let private_key = f.req(d, "private_key");
-        f.ignored(d, &["watched_directory"]);
+        f.empty_only(
+            d,
+            "watched_directory",
+            "sluice does not watch certificate directories; reload the config (SIGHUP) after rotating files",
+        );
         f.unsupported(
             d,
             &["pkcs12", "private_key_provider", "password", "ocsp_staple", "signed_certificate_timestamp"],
@@ -380,7 +396,12 @@ impl Decode for CertificateValidationContext {
         {
             d.error(ErrorKind::Unsupported, &trust_path, line, "ACCEPT_UNTRUSTED is not supported");
         }
-        f.ignored(d, &["watched_directory", "only_verify_leaf_cert_crl"]);
+        f.empty_only(
+            d,
+            "watched_directory",
+            "sluice does not watch certificate directories; reload the config (SIGHUP) after rotating files",
+        );
+        f.default_only(d, "only_verify_leaf_cert_crl", false, "CRLs are not supported; remove it");
         f.unsupported(
             d,
             &[

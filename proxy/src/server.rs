@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_stack::kernel::KernelStack;
-use sluice_stack::{ListenOptions, SocketId, Stack, Wake};
+use sluice_stack::{SocketId, Stack, Wake};
 
 use crate::admin::{AdminServer, AdminState};
 use crate::cli::{self, Command, DatapathKind, Mode, Options};
-use crate::listener::manager::Snapshot;
+use crate::listener::manager::{Dns, Snapshot};
 use crate::reload::{self, UpstreamThreads};
 use crate::stats::Store;
 use crate::worker::{Control, Worker, WorkerSetup};
@@ -79,28 +79,30 @@ fn init_logging(level: &str) {
 
 /// Load, check and serve (or only check, in validate mode).
 pub fn run(opts: &Options) -> i32 {
-    let loaded = match sluice_config::load_file(&opts.config_path) {
-        Ok(l) => l,
-        Err(errors) => {
-            eprintln!("error initializing configuration '{}':", opts.config_path.display());
-            for e in &errors.0 {
-                eprintln!("  {e}");
-            }
-            return 1;
-        }
-    };
-    for w in &loaded.warnings {
+    let decoded = sluice_config::decode_file(&opts.config_path);
+    for w in &decoded.warnings {
         tracing::warn!("{w}");
     }
-    let snapshot = match Snapshot::build(&loaded.bootstrap) {
-        Ok(s) => Arc::new(s),
-        Err(errors) => {
-            eprintln!("error initializing configuration '{}':", opts.config_path.display());
-            for e in &errors {
-                eprintln!("  {e}");
-            }
-            return 1;
+    let failed = |errors: &mut dyn Iterator<Item = String>| {
+        eprintln!("error initializing configuration '{}':", opts.config_path.display());
+        for e in errors {
+            eprintln!("  {e}");
         }
+        1
+    };
+    let bootstrap = match decoded.bootstrap {
+        Some(b) if decoded.errors.is_empty() => b,
+        partial => {
+            // Files and certificates are checked in the same pass as the schema.
+            let files = partial.as_ref().map(crate::tls::context_errors).unwrap_or_default();
+            return failed(&mut decoded.errors.iter().map(ToString::to_string).chain(files));
+        }
+    };
+    let loaded = sluice_config::Loaded { bootstrap, warnings: decoded.warnings };
+    let dns = if opts.mode == Mode::Validate { Dns::Skip } else { Dns::Resolve };
+    let snapshot = match Snapshot::build_with(&loaded.bootstrap, dns) {
+        Ok(s) => Arc::new(s),
+        Err(errors) => return failed(&mut errors.into_iter()),
     };
     if opts.mode == Mode::Validate {
         println!("configuration '{}' OK", opts.config_path.display());
@@ -120,8 +122,7 @@ pub fn open_listeners<S: Stack>(stack: &mut S, snapshot: &Snapshot) -> Result<Ve
             sockets.push(None);
             continue;
         }
-        let opts = ListenOptions { ipv4_compat: l.ipv4_compat, ..ListenOptions::default() };
-        match stack.listen(l.address, &opts) {
+        match stack.listen(l.address, &l.listen_options()) {
             Ok(s) => sockets.push(Some(s)),
             Err(e) => return Err(format!("cannot bind listener '{}' to {}: {e}", l.name, l.address)),
         }

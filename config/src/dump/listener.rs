@@ -19,6 +19,7 @@ impl Dump for Listener {
             .with("listener_filters", list(&self.listener_filters))
             .with("listener_filters_timeout", self.listener_filters_timeout)
             .with("continue_on_listener_filters_timeout", self.continue_on_listener_filters_timeout)
+            .with_opt("tcp_backlog_size", self.tcp_backlog_size)
             .with("filter_chains", list(&self.filter_chains))
             .with_opt("default_filter_chain", self.default_filter_chain.as_ref().map(Dump::dump))
     }
@@ -26,12 +27,25 @@ impl Dump for Listener {
 
 impl Dump for ListenerFilter {
     fn dump(&self) -> Json {
-        let type_name = match self.kind {
-            ListenerFilterKind::OriginalDst => "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
-            ListenerFilterKind::TlsInspector => "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
-            ListenerFilterKind::HttpInspector => "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
+        let (type_name, options) = match self.kind {
+            ListenerFilterKind::OriginalDst => {
+                ("envoy.extensions.filters.listener.original_dst.v3.OriginalDst", Json::obj())
+            }
+            ListenerFilterKind::TlsInspector(o) => (
+                "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+                Json::obj()
+                    .with_opt("max_client_hello_size", o.max_client_hello_size)
+                    .with_opt("initial_read_buffer_size", o.initial_read_buffer_size)
+                    .with(
+                        "close_connection_on_client_hello_parsing_errors",
+                        o.close_connection_on_client_hello_parsing_errors,
+                    ),
+            ),
+            ListenerFilterKind::HttpInspector => {
+                ("envoy.extensions.filters.listener.http_inspector.v3.HttpInspector", Json::obj())
+            }
         };
-        Json::obj().with("name", &self.name).with("typed_config", any(type_name, Json::obj()))
+        Json::obj().with("name", &self.name).with("typed_config", any(type_name, options))
     }
 }
 

@@ -2,7 +2,7 @@
 //! clusters, retry (with back-off), request mirroring and hashing.
 //!
 //! `timeout` is written `0s` when disabled; `idle_timeout` is absent when the HCM's
-//! `stream_idle_timeout` applies and `0s` when disabled; `per_try_timeout` and
+//! `stream_idle_timeout` applies and `0s` when disabled (`max_stream_duration` likewise); `per_try_timeout` and
 //! `per_try_idle_timeout` are absent when unset (each try is then bounded by the route
 //! timeout only). The retry back-off and a mirror's `runtime_fraction` are written with
 //! Envoy's defaults (25 ms base, 10 x base cap; 100 %) when not configured.
@@ -39,6 +39,13 @@ impl Dump for RouteAction {
             IdleTimeout::Inherit => j,
             IdleTimeout::Disabled => j.with("idle_timeout", std::time::Duration::ZERO),
             IdleTimeout::After(t) => j.with("idle_timeout", t),
+        };
+        let j = match self.max_stream_duration {
+            IdleTimeout::Inherit => j,
+            IdleTimeout::Disabled => {
+                j.with("max_stream_duration", Json::obj().with("max_stream_duration", std::time::Duration::ZERO))
+            }
+            IdleTimeout::After(t) => j.with("max_stream_duration", Json::obj().with("max_stream_duration", t)),
         };
         j.with_opt("retry_policy", self.retry_policy.as_ref().map(Dump::dump))
             .with("request_mirror_policies", list(&self.request_mirror_policies))

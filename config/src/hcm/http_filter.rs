@@ -32,7 +32,13 @@ impl RouterFilter {
         let strict: Vec<String> = f.list(d, "strict_check_headers");
         let strict_path = f.field_path("strict_check_headers");
         let line = f.line();
-        f.ignored(d, &["dynamic_stats", "start_child_span", "upstream_log", "upstream_log_options"]);
+        f.ignored(d, &["dynamic_stats", "start_child_span"]);
+        f.empty_only(
+            d,
+            "upstream_log",
+            "upstream access logs are not supported; use the connection manager's access_log",
+        );
+        f.empty_only(d, "upstream_log_options", "upstream access logs are not supported; remove them");
         f.unsupported(d, &["suppress_grpc_request_failure_code_stats", "upstream_http_filters"]);
         f.finish(d);
         let mut strict_check_headers = Vec::with_capacity(strict.len());
@@ -92,7 +98,7 @@ impl Decode for HttpFilter {
         let line = f.line();
         let name: Option<String> = f.req(d, "name");
         let disabled = f.or(d, "disabled", false);
-        f.ignored(d, &["is_optional"]);
+        let is_optional = f.or(d, "is_optional", false);
         f.unsupported(d, &["config_discovery"]);
         let tc_path = f.field_path("typed_config");
         let tc = f.take("typed_config");
@@ -109,6 +115,15 @@ impl Decode for HttpFilter {
         let kind = match t.type_name.as_str() {
             FAULT_TYPE => HttpFilterKind::Fault(HttpFault::decode_fields(d, t.fields)?),
             ROUTER_TYPE => HttpFilterKind::Router(RouterFilter::decode_fields(d, t.fields)?),
+            // Envoy: a client that does not support an optional filter may skip it.
+            other if is_optional => {
+                d.warn(
+                    &format!("{tc_path}.@type"),
+                    tc.line,
+                    format!("optional HTTP filter `{name}` of type `{other}` is not supported by sluice: skipped"),
+                );
+                return None;
+            }
             other => {
                 d.error(
                     ErrorKind::Unsupported,
@@ -121,6 +136,17 @@ impl Decode for HttpFilter {
         };
         Some(HttpFilter { name, kind, disabled })
     }
+}
+
+/// `http_filters` (absent = empty), and whether decoding them found an error (a filter
+/// that did not decode is missing from the list, so the chain's order cannot be judged).
+pub(crate) fn decode_list(d: &mut Decoder, node: Option<&Node>, path: &str) -> (Vec<HttpFilter>, bool) {
+    let Some(node) = node else {
+        return (Vec::new(), false);
+    };
+    let before = d.errors.len();
+    let filters: Vec<HttpFilter> = d.decode(node, path).unwrap_or_default();
+    (filters, d.errors.len() != before)
 }
 
 /// Envoy: "terminal filter named X of type Y must be the last filter in a http filter

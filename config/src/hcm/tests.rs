@@ -130,9 +130,11 @@ fn hcm_errors() {
 }
 
 #[test]
-fn hcm_ignored_fields_warn() {
-    let loaded = crate::load_str(&minimal("          add_user_agent: true\n          access_log: []\n")).unwrap();
-    assert!(loaded.warnings.iter().any(|w| w.path.ends_with("add_user_agent")));
+fn hcm_fields_without_effect_are_refused_unless_at_their_default() {
+    let loaded = crate::load_str(&minimal("          add_user_agent: false\n          access_log: []\n")).unwrap();
+    assert!(loaded.warnings.iter().all(|w| !w.path.ends_with("add_user_agent")), "{:?}", loaded.warnings);
+    let e = load_err(&minimal("          add_user_agent: true\n"));
+    assert!(e.contains("typed_config.add_user_agent (line 13): `add_user_agent` is not supported"), "{e}");
 }
 
 #[test]

@@ -82,6 +82,9 @@ pub struct RouteAction {
     /// `None` when `0s` disables it; Envoy's default is 15 s.
     pub timeout: Option<Duration>,
     pub idle_timeout: IdleTimeout,
+    /// `max_stream_duration.max_stream_duration`, with the same three cases: absent, the
+    /// HCM's `common_http_protocol_options.max_stream_duration` applies; `0s` disables it.
+    pub max_stream_duration: IdleTimeout,
     /// Route-level policy; when absent the virtual host's applies (no merging).
     pub retry_policy: Option<RetryPolicy>,
     pub request_mirror_policies: Vec<RequestMirrorPolicy>,
@@ -115,7 +118,22 @@ impl Decode for RouteAction {
         let retry_policy: Option<RetryPolicy> = f.opt(d, "retry_policy");
         let request_mirror_policies = f.list(d, "request_mirror_policies");
         let hash_policy = f.list(d, "hash_policy");
-        f.ignored(d, &["priority", "max_stream_duration", "internal_redirect_policy", "metadata_match"]);
+        let max_stream_duration = match f.take("max_stream_duration") {
+            Some(n) => decode_max_stream_duration(d, n, &f.field_path("max_stream_duration")),
+            None => IdleTimeout::Inherit,
+        };
+        f.ignored(d, &["metadata_match"]);
+        f.default_only(
+            d,
+            "priority",
+            crate::cluster::RoutingPriority::Default,
+            "only DEFAULT: sluice's connection pools and circuit breakers have one priority; remove it",
+        );
+        f.unsupported_because(
+            d,
+            "internal_redirect_policy",
+            "internal redirects are not supported yet (issue: internal redirects); remove it and the redirect goes to the client",
+        );
         f.unsupported(
             d,
             &[
@@ -224,11 +242,28 @@ impl Decode for RouteAction {
             append_x_forwarded_host,
             timeout: (!timeout.is_zero()).then_some(timeout),
             idle_timeout,
+            max_stream_duration,
             retry_policy,
             request_mirror_policies,
             hash_policy,
             line,
         })
+    }
+}
+
+/// `RouteAction.MaxStreamDuration`: the duration override; the gRPC timeout header
+/// options are not implemented.
+fn decode_max_stream_duration(d: &mut Decoder, node: &Node, path: &str) -> IdleTimeout {
+    let Some(mut f) = Fields::of(d, node, path) else { return IdleTimeout::Inherit };
+    let t: Option<Duration> = f.opt(d, "max_stream_duration");
+    let grpc = "gRPC timeout headers are not supported; remove it";
+    f.unsupported_because(d, "grpc_timeout_header_max", grpc);
+    f.unsupported_because(d, "grpc_timeout_header_offset", grpc);
+    f.finish(d);
+    match t {
+        None => IdleTimeout::Inherit,
+        Some(t) if t.is_zero() => IdleTimeout::Disabled,
+        Some(t) => IdleTimeout::After(t),
     }
 }
 

@@ -172,7 +172,18 @@ impl Decode for RetryPolicy {
         let codes: Vec<u32> = f.list(d, "retriable_status_codes");
         let retriable_headers = f.list(d, "retriable_headers");
         let retriable_request_headers = f.list(d, "retriable_request_headers");
-        f.ignored(d, &["retry_priority", "retry_host_predicate", "host_selection_retry_max_attempts"]);
+        f.empty_only(
+            d,
+            "retry_host_predicate",
+            "retry host predicates (previous_hosts, ...) are not supported; remove it (a retry may then pick the same host)",
+        );
+        f.default_only(
+            d,
+            "host_selection_retry_max_attempts",
+            1i64,
+            "it only matters with retry_host_predicate, which is not supported; remove it",
+        );
+        f.empty_only(d, "retry_priority", "retry priority plugins are not supported; remove it");
         f.unsupported(d, &["retry_options_predicates", "rate_limited_retry_back_off"]);
         let line = f.line();
         f.finish(d);

@@ -52,7 +52,8 @@ impl Decode for ClusterWeight {
         let response_headers =
             HeaderMutations::decode(d, &mut f, "response_headers_to_add", "response_headers_to_remove");
         let host_rewrite_literal: String = f.or(d, "host_rewrite_literal", String::new());
-        f.ignored(d, &["metadata_match", "typed_per_filter_config"]);
+        f.ignored(d, &["metadata_match"]);
+        f.empty_only(d, "typed_per_filter_config", crate::route::PER_FILTER_CONFIG);
         f.finish(d);
         let target = match (name.is_empty(), header) {
             (false, None) => WeightedTarget::Name(name),
@@ -82,7 +83,6 @@ impl Decode for WeightedClusters {
             Some(n) => decode_header_name(d, n, &f.field_path("header_name")),
             None => None,
         };
-        // Deprecated: Envoy now always sums the weights.
         f.ignored(d, &["total_weight", "runtime_key_prefix"]);
         f.unsupported(d, &["random_value_specifier"]);
         f.finish(d);

@@ -23,9 +23,21 @@ impl DataSource {
     /// The bytes, read now.
     pub fn read(&self) -> Result<Vec<u8>, String> {
         match self {
-            DataSource::Filename(path) => {
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-            }
+            DataSource::Filename(path) => std::fs::read(path).map_err(|e| {
+                let mut message = format!("cannot read {}: {e}", path.display());
+                if path.is_relative() {
+                    // Envoy opens a relative filename from the working directory, not
+                    // from the config file's directory: say which one that was.
+                    match std::env::current_dir() {
+                        Ok(cwd) => message.push_str(&format!(
+                            " (a relative path is read from the working directory, {})",
+                            cwd.display()
+                        )),
+                        Err(_) => message.push_str(" (a relative path is read from the working directory)"),
+                    }
+                }
+                message
+            }),
             DataSource::InlineString(s) => Ok(s.as_bytes().to_vec()),
             DataSource::InlineBytes(b) => Ok(b.clone()),
             DataSource::EnvironmentVariable(name) => match std::env::var_os(name) {
@@ -55,7 +67,11 @@ impl Decode for DataSource {
         let inline_string: Option<String> = f.opt(d, "inline_string");
         let inline_bytes: Option<String> = f.opt(d, "inline_bytes");
         let environment_variable: Option<String> = f.opt(d, "environment_variable");
-        f.ignored(d, &["watched_directory"]);
+        f.empty_only(
+            d,
+            "watched_directory",
+            "sluice does not watch directories; reload the config (SIGHUP) after rotating files",
+        );
         let line = f.line();
         f.finish(d);
         let set = [filename.is_some(), inline_string.is_some(), inline_bytes.is_some(), environment_variable.is_some()];
@@ -149,6 +165,14 @@ mod tests {
         assert_eq!(DataSource::InlineString("x".into()).read().unwrap(), b"x");
         let err = DataSource::Filename("/nonexistent/sluice.pem".into()).read().unwrap_err();
         assert!(err.contains("cannot read /nonexistent/sluice.pem"), "{err}");
+        assert!(!err.contains("working directory"), "{err}");
+        let err = DataSource::Filename("sluice-surely-missing/servercert.pem".into()).read().unwrap_err();
+        let cwd = std::env::current_dir().unwrap();
+        assert!(err.starts_with("cannot read sluice-surely-missing/servercert.pem: "), "{err}");
+        assert!(
+            err.ends_with(&format!("(a relative path is read from the working directory, {})", cwd.display())),
+            "{err}"
+        );
         assert_eq!(DataSource::Filename("/a/b.pem".into()).to_string(), "file /a/b.pem");
         assert_eq!(DataSource::InlineString("secret".into()).to_string(), "inline_string");
         assert!(DataSource::EnvironmentVariable("SLUICE_TEST_SURELY_UNSET_VAR".into()).read().is_err());

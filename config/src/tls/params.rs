@@ -133,7 +133,7 @@ pub(super) fn tls_params(d: &mut Decoder, node: Option<&Node>, path: &str, side:
     let max = f.or(d, "tls_maximum_protocol_version", TlsProtocol::Auto);
     let ciphers: Vec<String> = f.list(d, "cipher_suites");
     let curves: Vec<String> = f.list(d, "ecdh_curves");
-    f.ignored(d, &["signature_algorithms"]);
+    f.empty_only(d, "signature_algorithms", "sluice offers its TLS library's signature algorithms; remove the list");
     let (min_path, max_path) =
         (f.field_path("tls_minimum_protocol_version"), f.field_path("tls_maximum_protocol_version"));
     let (cipher_path, curve_path) = (f.field_path("cipher_suites"), f.field_path("ecdh_curves"));

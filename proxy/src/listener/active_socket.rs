@@ -15,7 +15,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use sluice_config::listener::ListenerFilterKind;
+use sluice_config::listener::{ListenerFilterKind, TlsInspectorOptions};
 use sluice_stack::{SocketId, Stack};
 
 use crate::filter_chain::{ConnectionInfo, Selected};
@@ -103,8 +103,8 @@ impl ActiveSocket {
                         Ok(None) => {}
                         Err(e) => tracing::debug!("original_dst: {e}"),
                     },
-                    ListenerFilterKind::TlsInspector => {
-                        if let Some(outcome) = self.inspect_tls(stack, scratch, stats) {
+                    ListenerFilterKind::TlsInspector(options) => {
+                        if let Some(outcome) = self.inspect_tls(stack, scratch, stats, options) {
                             return outcome;
                         }
                     }
@@ -144,9 +144,22 @@ impl ActiveSocket {
     }
 
     /// `Some(outcome)` to stop here (wait or close), `None` when the filter is done.
-    fn inspect_tls<S: Stack>(&mut self, stack: &mut S, scratch: &mut [u8], stats: &ListenerStats) -> Option<Outcome> {
+    fn inspect_tls<S: Stack>(
+        &mut self,
+        stack: &mut S,
+        scratch: &mut [u8],
+        stats: &ListenerStats,
+        options: &TlsInspectorOptions,
+    ) -> Option<Outcome> {
         if !matches!(self.inspecting, Inspecting::Tls(_)) {
-            self.inspecting = Inspecting::Tls(Box::new(TlsInspector::new(TlsInspectorConfig::default())));
+            // The options were checked at load; Envoy's defaults stand in otherwise.
+            let config = TlsInspectorConfig::new(
+                options.max_client_hello_size,
+                options.initial_read_buffer_size,
+                options.close_connection_on_client_hello_parsing_errors,
+            )
+            .unwrap_or_default();
+            self.inspecting = Inspecting::Tls(Box::new(TlsInspector::new(config)));
         }
         let Inspecting::Tls(insp) = &mut self.inspecting else { unreachable!("set above") };
         let max = insp.max_read_bytes().min(scratch.len());

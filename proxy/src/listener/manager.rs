@@ -14,6 +14,7 @@ use sluice_config::dump::{self, Dump};
 use sluice_config::listener::{FilterChain, Listener, ListenerFilterKind, NetworkFilterKind};
 use sluice_config::tcp_proxy::TcpProxyCluster;
 use sluice_config::Bootstrap;
+use sluice_stack::ListenOptions;
 
 use crate::filter_chain::{FilterChainManager, Selected};
 use crate::http::conn_manager::config::HcmConfig;
@@ -53,6 +54,8 @@ pub struct ListenerConfig {
     pub bind_to_port: bool,
     pub use_original_dst: bool,
     pub ipv4_compat: bool,
+    /// `tcp_backlog_size`, if configured.
+    pub backlog: Option<u32>,
     pub per_connection_buffer_limit_bytes: usize,
     /// Listener filters in order (original_dst first when `use_original_dst` adds it).
     pub listener_filters: Vec<ListenerFilterKind>,
@@ -72,10 +75,23 @@ impl ListenerConfig {
         }
     }
 
+    /// How to open this listener's socket: Envoy's `ipv4_compat` and `tcp_backlog_size`.
+    pub fn listen_options(&self) -> ListenOptions {
+        let default = ListenOptions::default();
+        ListenOptions { ipv4_compat: self.ipv4_compat, backlog: self.backlog.unwrap_or(default.backlog), ..default }
+    }
+
     /// Whether any listener filter needs to see the connection's first bytes.
     pub fn needs_data(&self) -> bool {
         self.listener_filters.iter().any(|f| !matches!(f, ListenerFilterKind::OriginalDst))
     }
+}
+
+/// Whether building a snapshot resolves its DNS clusters' names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dns {
+    Resolve,
+    Skip,
 }
 
 /// Everything the workers need from one config.
@@ -93,6 +109,12 @@ impl Snapshot {
     /// Compile a decoded bootstrap. DNS clusters are resolved once, now, so that the
     /// proxy starts with hosts (Envoy waits for cluster warming before serving).
     pub fn build(bootstrap: &Bootstrap) -> Result<Snapshot, Vec<String>> {
+        Self::build_with(bootstrap, Dns::Resolve)
+    }
+
+    /// Compile a decoded bootstrap; with [`Dns::Skip`] (`--mode validate`, which like
+    /// Envoy's touches no network) DNS clusters start without hosts.
+    pub fn build_with(bootstrap: &Bootstrap, dns_mode: Dns) -> Result<Snapshot, Vec<String>> {
         let mut errors = Vec::new();
         // TLS origination contexts (certificates and CAs are read now: a bad file is a
         // config error, as in Envoy).
@@ -111,7 +133,11 @@ impl Snapshot {
         }
         let cluster_manager = Arc::new(ClusterManager::with_tls(
             bootstrap.clusters.clone(),
-            |c| if dns::is_dns(c) { dns::resolve_cluster(c, &Default::default()) } else { static_hosts(c) },
+            |c| match dns_mode {
+                Dns::Resolve if dns::is_dns(c) => dns::resolve_cluster(c, &Default::default()),
+                Dns::Skip if dns::is_dns(c) => Vec::new(),
+                _ => static_hosts(c),
+            },
             |i| upstream_tls[i].clone(),
         ));
         let mut listeners = Vec::new();
@@ -189,6 +215,7 @@ fn compile_listener(index: usize, l: &Listener, cm: &Arc<ClusterManager>) -> Res
         bind_to_port: l.bind_to_port,
         use_original_dst: l.use_original_dst,
         ipv4_compat: l.address.ipv4_compat,
+        backlog: l.tcp_backlog_size,
         per_connection_buffer_limit_bytes: l.per_connection_buffer_limit_bytes.max(1) as usize,
         listener_filters,
         listener_filters_timeout: (!l.listener_filters_timeout.is_zero()).then_some(l.listener_filters_timeout),

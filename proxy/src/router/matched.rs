@@ -148,6 +148,11 @@ impl<'t> Matched<'t> {
         self.route_action().map(|a| a.idle_timeout).unwrap_or(IdleTimeout::Inherit)
     }
 
+    /// The maximum stream duration override (`max_stream_duration.max_stream_duration`).
+    pub fn max_stream_duration(&self) -> IdleTimeout {
+        self.route_action().map(|a| a.max_stream_duration).unwrap_or(IdleTimeout::Inherit)
+    }
+
     /// The route's retry policy, else the virtual host's (never merged).
     pub fn retry_policy(&self) -> Option<&'t RetryPolicy> {
         self.route_action()?.retry_policy.as_ref().or(self.vhost.retry_policy.as_ref())

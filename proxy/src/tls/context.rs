@@ -105,7 +105,7 @@ impl ServerTlsContext {
         let with_ca = common.validation_context.as_ref().and_then(|vc| Some((vc, vc.trusted_ca.as_ref()?)));
         let verifier: Arc<dyn ClientCertVerifier> = match with_ca {
             Some((vc, ca)) => {
-                let roots = pem::trusted_ca(ca)?;
+                let roots = pem::trusted_ca(ca, ctx.line)?;
                 let mut builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
                 if !ctx.require_client_certificate {
                     builder = builder.allow_unauthenticated();
@@ -192,7 +192,8 @@ impl ClientTlsContext {
         let common = &ctx.common_tls_context;
         let provider = provider(&common.tls_params);
         let validation = common.validation_context.as_ref();
-        let roots = validation.and_then(|v| v.trusted_ca.as_ref()).map(pem::trusted_ca).transpose()?;
+        let roots =
+            validation.and_then(|v| v.trusted_ca.as_ref()).map(|ca| pem::trusted_ca(ca, ctx.line)).transpose()?;
         let sans = san_names(validation.map_or(&[][..], |v| &v.match_typed_subject_alt_names))
             .map_err(|e| ContextError::new(Kind::BadName, e))?;
         let verifier = Arc::new(UpstreamVerifier {

@@ -15,6 +15,7 @@
 //! Envoy's `ssl.*` counter name.
 
 pub mod cert_info;
+mod check;
 mod context;
 mod error;
 mod pem;
@@ -24,6 +25,7 @@ mod session;
 mod tests;
 mod verify;
 
+pub use check::context_errors;
 pub use context::{ClientTlsContext, ServerTlsContext};
 pub use error::{ContextError, ContextErrorKind, TlsError};
 pub use session::{ClientSessionOptions, ReadStatus, TlsSession};

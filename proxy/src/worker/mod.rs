@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use sluice_stack::{Events, Interest, ListenOptions, SocketId, Stack, Token};
+use sluice_stack::{Events, Interest, SocketId, Stack, Token};
 
 use crate::access_log::AccessLogBuffer;
 use crate::conn_table::ConnTable;
@@ -358,7 +358,7 @@ impl<S: Stack> Worker<S> {
             let sock = match by_addr.remove(&l.address) {
                 Some(s) => Some(s),
                 None => {
-                    let opts = ListenOptions { ipv4_compat: l.ipv4_compat, ..ListenOptions::default() };
+                    let opts = l.listen_options();
                     match self.stack.listen(l.address, &opts) {
                         Ok(s) => Some(s),
                         Err(e) => {

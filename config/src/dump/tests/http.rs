@@ -145,7 +145,7 @@ static_resources:
                   append_x_forwarded_host: true
                   timeout: 0s
                   idle_timeout: 0s
-                  priority: HIGH
+                  priority: DEFAULT
                   retry_policy:
                     retry_on: retriable-status-codes,retriable-headers,connect-failure
                     num_retries: 2

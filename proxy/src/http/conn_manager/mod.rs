@@ -402,7 +402,7 @@ impl HttpConnection {
                 return Some(self.timeout_reply(ctx, 408, local_reply::STREAM_IDLE_TIMEOUT));
             }
         }
-        if let Some(t) = self.cfg.max_stream_duration {
+        if let Some(t) = self.max_stream_duration() {
             if now >= self.stream.start + t {
                 self.stats.downstream_rq_max_duration_reached.inc();
                 self.stream.flags.set(ResponseFlags::DURATION_TIMEOUT);
@@ -410,6 +410,14 @@ impl HttpConnection {
             }
         }
         None
+    }
+
+    /// The stream's maximum duration: the route's override, else the HCM's.
+    fn max_stream_duration(&self) -> Option<std::time::Duration> {
+        match self.stream.router.as_ref().and_then(|r| r.max_stream_duration_override()) {
+            Some(o) => o,
+            None => self.cfg.max_stream_duration,
+        }
     }
 
     /// Answer a timed-out stream (or reset it if its response already started).
@@ -1071,7 +1079,7 @@ impl HttpConnection {
                 None => self.cfg.stream_idle_timeout,
             };
             consider(idle.map(|t| self.stream.last_activity + t));
-            consider(self.cfg.max_stream_duration.map(|t| self.stream.start + t));
+            consider(self.max_stream_duration().map(|t| self.stream.start + t));
             if let Some(r) = &self.stream.router {
                 consider(r.next_deadline());
             }

@@ -115,6 +115,7 @@ pub struct RouterState {
     try_activity: Instant,
     alt_response: bool,
     idle_override: Option<Option<Duration>>,
+    duration_override: Option<Option<Duration>>,
     /// Raw request body bytes sent so far, kept for retries while they fit.
     body_copy: Vec<u8>,
     body_copy_ok: bool,
@@ -184,11 +185,13 @@ impl RouterState {
         let hashed = hash::evaluate(matched.hash_policy(), head, stream.remote, local);
         let (hash, set_cookie) = (hashed.hash, hashed.set_cookie);
         matched.finalize_request_headers(head, info, !cfg.suppress_envoy_headers);
-        let idle_override = match matched.idle_timeout() {
+        let override_of = |t: IdleTimeout| match t {
             IdleTimeout::Inherit => None,
             IdleTimeout::Disabled => Some(None),
             IdleTimeout::After(t) => Some(Some(t)),
         };
+        let idle_override = override_of(matched.idle_timeout());
+        let duration_override = override_of(matched.max_stream_duration());
         let stats = Arc::clone(&ctx.cluster_stats[cluster]);
         let mut r = RouterState {
             cluster,
@@ -209,6 +212,7 @@ impl RouterState {
             try_activity: ctx.now,
             alt_response,
             idle_override,
+            duration_override,
             body_copy: Vec::new(),
             body_copy_ok: true,
             body_encoder: BodyEncoder::None,
@@ -240,6 +244,11 @@ impl RouterState {
     /// The route's stream idle timeout override, if it has one.
     pub fn idle_timeout_override(&self) -> Option<Option<Duration>> {
         self.idle_override
+    }
+
+    /// The route's maximum stream duration override, if it has one.
+    pub fn max_stream_duration_override(&self) -> Option<Option<Duration>> {
+        self.duration_override
     }
 
     /// An event on the upstream connection lent to this stream (`peer_closed`: it

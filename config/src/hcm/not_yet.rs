@@ -1,0 +1,27 @@
+//! HTTP connection manager fields whose features other issues will bring: accepted
+//! only in the shape that changes nothing (absent, the default, or empty), otherwise
+//! rejected with what to do.
+
+use crate::decode::{Decoder, Fields};
+
+/// Check the not-yet-implemented fields of an `HttpConnectionManager`.
+pub(crate) fn check(d: &mut Decoder, f: &mut Fields<'_>) {
+    f.unsupported_because(d, "tracing", "tracing is not supported yet (issue: tracing); remove it");
+    f.empty_only(
+        d,
+        "http2_protocol_options",
+        "HTTP/2 options are not supported yet (issue: HTTP/2); remove them (an empty `{}` is accepted)",
+    );
+    f.default_only(
+        d,
+        "add_user_agent",
+        false,
+        "sluice does not add user-agent or x-envoy-downstream-service-cluster; remove it",
+    );
+    f.default_only(
+        d,
+        "always_set_request_id_in_response",
+        false,
+        "sluice does not copy x-request-id into responses (issue: request id); remove it",
+    );
+}

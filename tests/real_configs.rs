@@ -1,0 +1,240 @@
+//! Configs shaped like real deployments, end to end:
+//! - a STATIC cluster without `load_assignment` (Istio's BlackHoleCluster) loads, and
+//!   traffic routed to it finds no healthy upstream: HTTP gets Envoy's 503 `no healthy
+//!   upstream`, tcp_proxy closes the connection (both backends);
+//! - X.509 v1 certificates (no extensions, as `openssl x509 -req` makes them) terminate
+//!   TLS for a real client (curl) and serve as an upstream client certificate.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use sluice_e2e::backend::{Backend, Net};
+use sluice_e2e::config::{forward_all, hcm_filter, http_at, Cluster, ClusterAt};
+use sluice_e2e::free_port;
+use sluice_e2e::http_client::Client;
+use sluice_e2e::http_origin::HttpOrigin;
+use sluice_e2e::http_proxy::HttpProxy;
+use sluice_e2e::on_both_backends;
+use sluice_e2e::origin::TcpOrigin;
+use sluice_e2e::proxy::Proxy;
+
+on_both_backends!(
+    static_cluster_without_endpoints_answers_no_healthy_upstream,
+    tcp_proxy_to_a_cluster_without_endpoints_closes,
+    route_max_stream_duration_overrides_the_connection_managers,
+    tls_inspector_closes_on_parsing_errors_when_asked,
+);
+
+/// Istio's BlackHoleCluster: STATIC, no `load_assignment`.
+const BLACK_HOLE: &str = "  - name: BlackHoleCluster\n    type: STATIC\n    connect_timeout: 10s\n";
+
+fn static_cluster_without_endpoints_answers_no_healthy_upstream(backend: Backend) {
+    let net = Net::new(backend);
+    let listen = net.proxy_listen_addr();
+    let yaml = format!("{}{BLACK_HOLE}", http_at(listen, &forward_all("BlackHoleCluster"), &[], "", ""));
+    let proxy = net.start_proxy(&yaml, 1);
+    let mut c = Client::over(net.connect(proxy.target(listen)).expect("connect to the proxy"));
+    for path in ["/", "/anything"] {
+        let r = c.get(path);
+        assert_eq!(r.status, 503, "{path}: {}", r.text());
+        assert_eq!(r.text(), "no healthy upstream");
+    }
+    assert_eq!(proxy.stats().get("cluster.BlackHoleCluster.upstream_cx_none_healthy"), Some(2));
+}
+
+fn tcp_proxy_to_a_cluster_without_endpoints_closes(backend: Backend) {
+    let net = Net::new(backend);
+    let listen = net.proxy_listen_addr();
+    let yaml = format!(
+        r#"static_resources:
+  listeners:
+  - name: tcp
+    address: {{ socket_address: {{ address: {}, port_value: {} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          cluster: BlackHoleCluster
+  clusters:
+{BLACK_HOLE}"#,
+        listen.ip(),
+        listen.port()
+    );
+    let proxy = net.start_proxy(&yaml, 1);
+    let mut c = Client::over(net.connect(proxy.target(listen)).expect("connect to the proxy"));
+    c.send(b"hello");
+    assert!(c.closed_within(Duration::from_secs(5)), "the connection stays open");
+    assert_eq!(proxy.stats().get("cluster.BlackHoleCluster.upstream_cx_none_healthy"), Some(1));
+}
+
+/// The HCM allows 1 s per stream; route `/short/` cuts that to 0.1 s, route `/long/`
+/// disables it (`0s`), other paths keep the HCM's.
+fn route_max_stream_duration_overrides_the_connection_managers(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "slow");
+    let endpoints = [origin.addr];
+    let clusters = [ClusterAt { name: "web", endpoints: &endpoints, extra: "" }];
+    let vhosts = r#"- name: all
+  domains: ["*"]
+  routes:
+  - match: { prefix: "/short/" }
+    route: { cluster: web, prefix_rewrite: "/", max_stream_duration: { max_stream_duration: 0.1s } }
+  - match: { prefix: "/long/" }
+    route: { cluster: web, prefix_rewrite: "/", max_stream_duration: { max_stream_duration: 0s } }
+  - match: { prefix: "/" }
+    route: { cluster: web }
+"#;
+    let hcm = "common_http_protocol_options: { max_stream_duration: 1s }\n";
+    let p = HttpProxy::start(&net, vhosts, &clusters, hcm, "", 1);
+    let timed = |path: &str| {
+        let start = std::time::Instant::now();
+        let r = p.client().get(path);
+        (r.status, start.elapsed())
+    };
+    let (status, took) = timed("/long/delay/1200");
+    assert_eq!(status, 200, "0s on the route disables the HCM's 1 s");
+    assert!(took >= Duration::from_millis(1200), "{took:?}");
+    let (status, took) = timed("/delay/3000");
+    assert_eq!(status, 408, "the HCM's duration applies without an override");
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_millis(2500), "{took:?}");
+    let (status, took) = timed("/short/delay/2000");
+    assert_eq!(status, 408, "the route's shorter duration");
+    assert!(took < Duration::from_millis(800), "cut at 0.1 s, not the HCM's 1 s: {took:?}");
+}
+
+/// A tcp_proxy listener behind tls_inspector (with `options`, flow YAML fields) whose
+/// one plaintext chain echoes: what happens to a client that does not speak TLS.
+fn plaintext_through_tls_inspector(net: &Net, options: &str) -> (&'static str, usize) {
+    let origin = TcpOrigin::echo_on(net.listen());
+    let listen = net.proxy_listen_addr();
+    let yaml = format!(
+        r#"static_resources:
+  listeners:
+  - name: tcp
+    address: {{ socket_address: {{ address: {}, port_value: {} }} }}
+    listener_filters:
+    - name: tls_inspector
+      typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector{options} }}
+    filter_chains:
+    - filter_chain_match: {{ transport_protocol: raw_buffer }}
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          cluster: echo
+  clusters:
+{}"#,
+        listen.ip(),
+        listen.port(),
+        ClusterAt { name: "echo", endpoints: &[origin.addr], extra: "" }.yaml()
+    );
+    let proxy = net.start_proxy(&yaml, 1);
+    let mut c = Client::over(net.connect(proxy.target(listen)).expect("connect to the proxy"));
+    c.send(b"hello, not TLS\n");
+    let mut echoed = [0u8; 15];
+    let outcome = match std::io::Read::read_exact(&mut c.stream, &mut echoed) {
+        Ok(()) if &echoed == b"hello, not TLS\n" => "echoed",
+        Ok(()) => "garbled",
+        Err(_) if c.closed_within(Duration::from_secs(5)) => "closed",
+        Err(_) => "left open",
+    };
+    (outcome, origin.accepted())
+}
+
+fn tls_inspector_closes_on_parsing_errors_when_asked(backend: Backend) {
+    let net = Net::new(backend);
+    assert_eq!(plaintext_through_tls_inspector(&net, ""), ("echoed", 1), "Envoy's default: plaintext goes on");
+    let close = ", close_connection_on_client_hello_parsing_errors: true, max_client_hello_size: 4096, initial_read_buffer_size: 512";
+    assert_eq!(plaintext_through_tls_inspector(&net, close), ("closed", 0), "nothing forwarded");
+}
+
+/// A self-signed X.509 v1 certificate for `localhost` and its RSA key, in `dir`
+/// (`name.pem`, `name.key`), made by the openssl command line.
+fn v1_certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key, csr) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")), dir.join("req.csr"));
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (cert_s, key_s, csr_s) = (cert.to_str().unwrap(), key.to_str().unwrap(), csr.to_str().unwrap());
+    run(&["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key_s, "-out", csr_s, "-subj", "/CN=localhost"]);
+    // `x509 -req` without an extension file makes a version 1 certificate.
+    run(&["x509", "-req", "-in", csr_s, "-signkey", key_s, "-out", cert_s, "-days", "2"]);
+    let text = Command::new("openssl").args(["x509", "-in", cert_s, "-noout", "-text"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("Version: 1 (0x0)"), "not a v1 certificate");
+    (cert, key)
+}
+
+#[test]
+fn x509_v1_certificates_serve_tls_to_curl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server_cert, server_key) = v1_certificate(dir.path(), "server");
+    let (client_cert, client_key) = v1_certificate(dir.path(), "client");
+    let origin = HttpOrigin::start("v1-origin");
+    let port = free_port();
+    let tls = format!(
+        "{{ name: envoy.transport_sockets.tls, typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext, common_tls_context: {{ tls_certificates: [ {{ certificate_chain: {{ filename: \"{}\" }}, private_key: {{ filename: \"{}\" }} }} ] }} }} }}",
+        server_cert.display(),
+        server_key.display()
+    );
+    // The cluster presents a v1 client certificate too (the origin speaks plaintext,
+    // so only the context is exercised: it must load).
+    let upstream_tls = format!(
+        "    transport_socket: {{ name: envoy.transport_sockets.tls, typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, common_tls_context: {{ tls_certificates: [ {{ certificate_chain: {{ filename: \"{}\" }}, private_key: {{ filename: \"{}\" }} }} ] }} }} }}\n",
+        client_cert.display(),
+        client_key.display()
+    );
+    let clusters = format!(
+        "{}{}",
+        Cluster { name: "app", ports: &[origin.port()], extra: "" }.yaml(),
+        Cluster { name: "mtls", ports: &[origin.port()], extra: &upstream_tls }.yaml()
+    );
+    let hcm = hcm_filter("edge", &forward_all("app"), "", "");
+    let yaml = format!(
+        "static_resources:\n  listeners:\n  - name: edge\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}\n    filter_chains:\n    - transport_socket: {tls}\n      filters:\n{hcm}  clusters:\n{clusters}"
+    );
+    let _proxy = Proxy::start(&yaml, &[]);
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert", server_cert.to_str().unwrap()])
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .arg(format!("https://localhost:{port}/v1"))
+        .args(["-w", "\n%{http_code}"])
+        .output()
+        .expect("run curl");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "curl: {}{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.ends_with("\n200"), "{stdout}");
+    assert!(stdout.starts_with("GET /v1\n"), "the origin's echo: {stdout}");
+    assert_eq!(origin.requests(), 1);
+}
+
+/// The backlog column (`Send-Q`) of the sockets listening on `port`, as `ss` shows them.
+fn listen_backlogs(port: u16) -> Vec<String> {
+    let out = Command::new("ss").args(["-Hltn", &format!("sport = :{port}")]).output().expect("run ss");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().filter_map(|l| l.split_whitespace().nth(2).map(str::to_string)).collect()
+}
+
+#[test]
+fn tcp_backlog_size_sets_the_listen_backlog() {
+    let port = free_port();
+    let origin = HttpOrigin::start("backlog");
+    let clusters = Cluster { name: "app", ports: &[origin.port()], extra: "" }.yaml();
+    let hcm = hcm_filter("edge", &forward_all("app"), "", "");
+    let yaml = |backlog: &str| {
+        format!(
+            "static_resources:\n  listeners:\n  - name: edge\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}\n{backlog}    filter_chains:\n    - filters:\n{hcm}  clusters:\n{clusters}"
+        )
+    };
+    let proxy = Proxy::start(&yaml("    tcp_backlog_size: 77\n"), &["--concurrency", "2"]);
+    assert_eq!(listen_backlogs(port), ["77", "77"], "one socket per worker, each with the configured backlog");
+    drop(proxy);
+    let _proxy = Proxy::start(&yaml(""), &["--concurrency", "1"]);
+    let backlogs = listen_backlogs(port);
+    assert_eq!(backlogs.len(), 1);
+    assert_ne!(backlogs[0], "77", "without tcp_backlog_size the default applies");
+}

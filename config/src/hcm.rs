@@ -16,9 +16,11 @@ use crate::proto_enum;
 use crate::route::RouteConfiguration;
 
 mod http_filter;
+mod upgrade;
 
 use http_filter::check_filter_order;
 pub use http_filter::{HttpFilter, HttpFilterKind, RouterFilter, STRICT_CHECK_HEADERS};
+pub use upgrade::UpgradeConfig;
 
 proto_enum! {
     /// `HttpConnectionManager.CodecType`.
@@ -136,6 +138,8 @@ pub struct HttpConnectionManager {
     pub path_with_escaped_slashes_action: PathWithEscapedSlashesAction,
     pub strip_port_mode: StripPortMode,
     pub stream_error_on_invalid_http_message: bool,
+    /// `upgrade_configs`: the upgrades (websocket, CONNECT, ...) allowed; none by default.
+    pub upgrade_configs: Vec<UpgradeConfig>,
     pub line: u32,
 }
 
@@ -228,17 +232,8 @@ impl HttpConnectionManager {
                 "add_proxy_protocol_connection_state",
             ],
         );
-        // upgrade_configs (websocket) is accepted and ignored in release 1 only when empty.
-        if let Some(n) = f.take("upgrade_configs") {
-            if !matches!(&n.value, crate::node::Value::Seq(items) if items.is_empty()) {
-                d.error(
-                    ErrorKind::Unsupported,
-                    &f.field_path("upgrade_configs"),
-                    n.line,
-                    "upgrade_configs (websocket/CONNECT upgrades) are not supported",
-                );
-            }
-        }
+        let upgrade_configs: Vec<UpgradeConfig> = f.list(d, "upgrade_configs");
+        upgrade::check_upgrade_configs(d, &upgrade_configs, &http_filters, &f.field_path("upgrade_configs"));
         f.finish(d);
 
         if route_config_missing && !has_rds {
@@ -298,6 +293,7 @@ impl HttpConnectionManager {
                 StripPortMode::None
             },
             stream_error_on_invalid_http_message,
+            upgrade_configs,
             line,
         })
     }

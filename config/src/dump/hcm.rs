@@ -7,7 +7,7 @@
 
 use super::{any, enum_name, list, Dump, Json};
 use crate::fault::{FaultAbort, FaultAbortKind, FaultDelay, FaultDelayKind, HttpFault};
-use crate::hcm::{HttpConnectionManager, HttpFilter, HttpFilterKind, RouterFilter, StripPortMode};
+use crate::hcm::{HttpConnectionManager, HttpFilter, HttpFilterKind, RouterFilter, StripPortMode, UpgradeConfig};
 
 impl Dump for HttpConnectionManager {
     fn dump(&self) -> Json {
@@ -46,6 +46,19 @@ impl Dump for HttpConnectionManager {
         // `strip_any_host_port` is the only member of the `strip_port_mode` oneof.
         let j = if self.strip_port_mode == StripPortMode::Any { j.with("strip_any_host_port", true) } else { j };
         j.with("stream_error_on_invalid_http_message", self.stream_error_on_invalid_http_message)
+            .with("upgrade_configs", list(&self.upgrade_configs))
+    }
+}
+
+/// `enabled` is always written (Envoy's default: true); `filters` only when set.
+impl Dump for UpgradeConfig {
+    fn dump(&self) -> Json {
+        let j = Json::obj().with("upgrade_type", &self.upgrade_type).with("enabled", self.enabled);
+        if self.filters.is_empty() {
+            j
+        } else {
+            j.with("filters", list(&self.filters))
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use crate::proto_enum;
 use super::direct_response::DirectResponseAction;
 use super::policy::{HashPolicy, RequestMirrorPolicy, RetryPolicy};
 use super::redirect::RedirectAction;
+use super::upgrade::{check_route_upgrades, RouteUpgradeConfig};
 use super::weighted::WeightedClusters;
 
 /// Envoy's route timeout when `timeout` is absent.
@@ -86,6 +87,8 @@ pub struct RouteAction {
     pub retry_policy: Option<RetryPolicy>,
     pub request_mirror_policies: Vec<RequestMirrorPolicy>,
     pub hash_policy: Vec<HashPolicy>,
+    /// Per-route upgrade overrides and CONNECT termination.
+    pub upgrade_configs: Vec<RouteUpgradeConfig>,
     pub line: u32,
 }
 
@@ -115,6 +118,8 @@ impl Decode for RouteAction {
         let retry_policy: Option<RetryPolicy> = f.opt(d, "retry_policy");
         let request_mirror_policies = f.list(d, "request_mirror_policies");
         let hash_policy = f.list(d, "hash_policy");
+        let upgrade_configs: Vec<RouteUpgradeConfig> = f.list(d, "upgrade_configs");
+        check_route_upgrades(d, &upgrade_configs, &f.field_path("upgrade_configs"), line);
         f.ignored(d, &["priority", "max_stream_duration", "internal_redirect_policy", "metadata_match"]);
         f.unsupported(
             d,
@@ -132,7 +137,6 @@ impl Decode for RouteAction {
                 "cors",
                 "max_grpc_timeout",
                 "grpc_timeout_offset",
-                "upgrade_configs",
                 "internal_redirect_action",
                 "max_internal_redirects",
                 "hedge_policy",
@@ -227,6 +231,7 @@ impl Decode for RouteAction {
             retry_policy,
             request_mirror_policies,
             hash_policy,
+            upgrade_configs,
             line,
         })
     }

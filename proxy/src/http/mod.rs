@@ -83,3 +83,4 @@ pub mod filters;
 pub mod local_reply;
 pub mod request_id;
 pub mod response_flags;
+pub mod tunnel;

@@ -35,6 +35,7 @@ on_both_backends!(
     connect_proxied_upstream_as_connect,
     connect_without_upgrade_config_or_route,
     idle_tunnel_ends_with_the_stream_idle_timeout,
+    upgraded_stream_is_access_logged_once_it_ends,
 );
 
 const WS_HCM: &str = "upgrade_configs:\n- upgrade_type: websocket\n";
@@ -223,7 +224,12 @@ fn route_upgrade_configs_override_the_hcm(backend: Backend) {
     let (head, _) = read_head(&mut c.stream);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     drop((c, p));
-    // No HCM entry: only the /on route allows it.
+    // No HCM entry: only the /on route allows it. (A fresh network: on smol a second
+    // proxy would reuse the first one's address and source ports.)
+    let net = Net::new(backend);
+    let origin = ws_origin(&net, std::sync::Arc::clone(&heads));
+    let endpoints = [origin.addr];
+    let clusters = [ClusterAt { name: "ws", endpoints: &endpoints, extra: "" }];
     let p = HttpProxy::start(&net, vhosts, &clusters, "", "", 1);
     let mut c = p.client();
     c.send(ws_request("/on").as_bytes());
@@ -375,6 +381,43 @@ fn idle_tunnel_ends_with_the_stream_idle_timeout(backend: Backend) {
     assert_eq!(p.counter("http.ingress.downstream_rq_idle_timeout"), 1);
     wait_for("the upgrade to end", || p.counter("http.ingress.downstream_cx_upgrades_active") == 0);
     wait_for("the upstream connection to close", || p.counter("cluster.ws.upstream_cx_active") == 0);
+}
+
+fn upgraded_stream_is_access_logged_once_it_ends(backend: Backend) {
+    let net = Net::new(backend);
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let origin = ws_origin(&net, std::sync::Arc::clone(&heads));
+    let endpoints = [origin.addr];
+    let clusters = [ClusterAt { name: "ws", endpoints: &endpoints, extra: "" }];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let hcm = format!(
+        "{WS_HCM}access_log:\n- name: f\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n    path: {}\n    log_format: {{ text_format_source: {{ inline_string: \"%REQ(:PATH)% %RESPONSE_CODE% %BYTES_RECEIVED% %BYTES_SENT% %RESPONSE_FLAGS%\\n\" }} }}\n",
+        path.display()
+    );
+    let p = HttpProxy::start(&net, &forward_all("ws"), &clusters, &hcm, "", 1);
+    let mut c = p.client();
+    let mut first = ws_request("/logged").into_bytes();
+    first.extend_from_slice(b"12345");
+    c.send(&first);
+    let (head, rest) = read_head(&mut c.stream);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // early-from-origin (17), the echo of 12345 (5), then bye (3) after our FIN.
+    let got = read_n(&mut c.stream, rest, 22);
+    assert_eq!(&got[..], b"early-from-origin12345");
+    c.stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_n(&mut c.stream, Vec::new(), 3), b"bye");
+    assert!(at_eof(&mut c.stream));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(l) = text.lines().next() {
+            break l.to_string();
+        }
+        assert!(Instant::now() < deadline, "no access log line");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(line, "/logged 101 5 25 -", "one line when the tunnel ends: its relayed bytes both ways");
 }
 
 // ---- the Python `websockets` client and server (kernel datapath) ----

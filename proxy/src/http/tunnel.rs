@@ -52,6 +52,9 @@ pub struct Tunnel {
     slot: TimerKey,
     client: CodecClient,
     limit: usize,
+    /// Payload that arrived with the heads: (client bytes past the request head,
+    /// upstream bytes past the response head).
+    carried: (usize, usize),
 }
 
 impl Tunnel {
@@ -69,17 +72,17 @@ impl Tunnel {
         let n = client.out.len();
         client.out.consume(n);
         d2u.extend(down.pending_input());
-        let n = down.pending_input().len();
-        down.consume_input(n);
+        let carried_down = down.pending_input().len();
+        down.consume_input(carried_down);
         let mut u2d = Buffer::new();
         u2d.extend(&down.out[down.out_pos..]);
         down.out.clear();
         down.out_pos = 0;
         u2d.extend(client.pending_input());
-        let n = client.pending_input().len();
-        client.consume_input(n);
+        let carried_up = client.pending_input().len();
+        client.consume_input(carried_up);
         down.released = true;
-        Tunnel { down: d, up: u, d2u, u2d, slot, client, limit }
+        Tunnel { down: d, up: u, d2u, u2d, slot, client, limit, carried: (carried_down, carried_up) }
     }
 
     /// One relay round in both directions. Every call tries to read both sides (a
@@ -105,6 +108,12 @@ impl Tunnel {
             paused: a.paused,
             done: d2u_done && u2d_done,
         }
+    }
+
+    /// Payload bytes read with the heads, before the tunnel existed: (from the client,
+    /// from the upstream).
+    pub fn carried(&self) -> (usize, usize) {
+        self.carried
     }
 
     /// Whether either side was reset or failed.

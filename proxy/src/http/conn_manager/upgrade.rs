@@ -154,6 +154,10 @@ impl HttpConnection {
             return;
         };
         let tunnel = Tunnel::new(&mut self.down, slot, client, self.cfg.buffer_limit);
+        // Payload that came with the heads is the stream's body for the access log.
+        let (rq, resp) = tunnel.carried();
+        self.stream.rq_body_bytes += rq as u64;
+        self.stream.resp_body_bytes += resp as u64;
         self.stream.tunnel = Some(Box::new(tunnel));
     }
 

@@ -18,6 +18,7 @@ use crate::route::RouteConfiguration;
 mod forwarding;
 mod http_filter;
 mod not_yet;
+mod upgrade;
 
 pub use forwarding::{
     CustomHeaderConfig, ForwardClientCertDetails, Forwarding, InternalAddressConfig, OriginalIpDetection,
@@ -25,6 +26,7 @@ pub use forwarding::{
 };
 use http_filter::check_filter_order;
 pub use http_filter::{HttpFilter, HttpFilterKind, RouterFilter, STRICT_CHECK_HEADERS};
+pub use upgrade::UpgradeConfig;
 
 proto_enum! {
     /// `HttpConnectionManager.CodecType`.
@@ -152,6 +154,8 @@ pub struct HttpConnectionManager {
     /// `strip_trailing_host_dot`: `example.com.` and `example.com.:80` lose the dot.
     pub strip_trailing_host_dot: bool,
     pub stream_error_on_invalid_http_message: bool,
+    /// `upgrade_configs`: the upgrades (websocket, CONNECT, ...) allowed; none by default.
+    pub upgrade_configs: Vec<UpgradeConfig>,
     pub line: u32,
 }
 
@@ -239,17 +243,8 @@ impl HttpConnectionManager {
                  use `normalize_path` and `merge_slashes`",
             );
         }
-        // upgrade_configs (websocket) is accepted and ignored in release 1 only when empty.
-        if let Some(n) = f.take("upgrade_configs") {
-            if !matches!(&n.value, crate::node::Value::Seq(items) if items.is_empty()) {
-                d.error(
-                    ErrorKind::Unsupported,
-                    &f.field_path("upgrade_configs"),
-                    n.line,
-                    "upgrade_configs (websocket/CONNECT upgrades) are not supported",
-                );
-            }
-        }
+        let upgrade_configs: Vec<UpgradeConfig> = f.list(d, "upgrade_configs");
+        upgrade::check_upgrade_configs(d, &upgrade_configs, &http_filters, &f.field_path("upgrade_configs"));
         f.finish(d);
 
         if route_config_missing && !has_rds {
@@ -315,6 +310,7 @@ impl HttpConnectionManager {
             },
             strip_trailing_host_dot,
             stream_error_on_invalid_http_message,
+            upgrade_configs,
             line,
         })
     }

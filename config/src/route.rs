@@ -20,6 +20,7 @@ pub mod formatter;
 mod headers;
 mod policy;
 mod redirect;
+mod upgrade;
 mod weighted;
 
 pub use action::{
@@ -30,6 +31,7 @@ pub use formatter::{Command, FormatPiece, FormatString, TimeFormat, TimeItem};
 pub use headers::{is_modifiable, HeaderMutations, HeaderToAdd};
 pub use policy::{HashPolicy, HashPolicyKind, MirrorTarget, RequestMirrorPolicy, RetryBackOff, RetryOn, RetryPolicy};
 pub use redirect::{PathRedirect, RedirectAction, RedirectResponseCode, SchemeRedirect};
+pub use upgrade::{ConnectConfig, RouteUpgradeConfig};
 pub use weighted::{ClusterWeight, WeightedClusters, WeightedTarget};
 
 /// Envoy's default `max_direct_response_body_size_bytes`.
@@ -365,6 +367,9 @@ pub enum PathSpecifier {
     SafeRegex(FullRegex),
     /// `path_separated_prefix`: the prefix followed by `/` or the end of the path.
     PathSeparatedPrefix(String),
+    /// `connect_matcher: {}`: CONNECT requests only (they have no path; no other
+    /// path specifier matches them).
+    ConnectMatcher,
 }
 
 /// `config.route.v3.RouteMatch`.
@@ -408,6 +413,10 @@ impl Decode for RouteMatch {
                 specs.push(None);
             }
         }
+        if let Some(n) = f.take("connect_matcher") {
+            let c = Fields::of(d, n, &f.field_path("connect_matcher"));
+            specs.push(c.map(|c| c.finish(d)).map(|_| PathSpecifier::ConnectMatcher));
+        }
         let case_sensitive = f.or(d, "case_sensitive", true);
         let headers = f.list(d, "headers");
         let query_parameters = f.list(d, "query_parameters");
@@ -423,15 +432,7 @@ impl Decode for RouteMatch {
         };
         f.unsupported(
             d,
-            &[
-                "connect_matcher",
-                "path_match_policy",
-                "runtime_fraction",
-                "tls_context",
-                "dynamic_metadata",
-                "filter_state",
-                "cookies",
-            ],
+            &["path_match_policy", "runtime_fraction", "tls_context", "dynamic_metadata", "filter_state", "cookies"],
         );
         f.finish(d);
         let path_spec = match specs.len() {
@@ -441,7 +442,7 @@ impl Decode for RouteMatch {
                     ErrorKind::Missing,
                     path,
                     line,
-                    "a route match needs one of `prefix`, `path`, `safe_regex`, `path_separated_prefix`",
+                    "a route match needs one of `prefix`, `path`, `safe_regex`, `path_separated_prefix`, `connect_matcher`",
                 );
                 return None;
             }
@@ -450,7 +451,7 @@ impl Decode for RouteMatch {
                     ErrorKind::Invalid,
                     path,
                     line,
-                    "set only one of `prefix`, `path`, `safe_regex`, `path_separated_prefix`",
+                    "set only one of `prefix`, `path`, `safe_regex`, `path_separated_prefix`, `connect_matcher`",
                 );
                 return None;
             }

@@ -78,24 +78,24 @@ impl TcpProxyConfig {
     }
 }
 
-/// One side of the relay.
+/// One side of the relay (also the sides of an upgraded HTTP stream, http/tunnel.rs).
 #[derive(Debug)]
-struct Side {
-    socket: SocketId,
+pub(crate) struct Side {
+    pub(crate) socket: SocketId,
     /// Read may make progress (set by events, cleared by WouldBlock).
-    readable: bool,
+    pub(crate) readable: bool,
     /// The peer sent FIN.
-    read_eof: bool,
+    pub(crate) read_eof: bool,
     /// We sent FIN.
-    write_shut: bool,
+    pub(crate) write_shut: bool,
     /// Reset or failed: the socket is closed.
-    dead: bool,
+    pub(crate) dead: bool,
     /// Raw, or TLS.
-    transport: TransportSocket,
+    pub(crate) transport: TransportSocket,
 }
 
 impl Side {
-    fn new(socket: SocketId, transport: TransportSocket) -> Side {
+    pub(crate) fn new(socket: SocketId, transport: TransportSocket) -> Side {
         Side { socket, readable: true, read_eof: false, write_shut: false, dead: false, transport }
     }
 }
@@ -477,18 +477,24 @@ impl TcpProxySession {
 
 /// What one pump call did.
 #[derive(Debug, Default)]
-struct Pumped {
-    read: usize,
-    written: usize,
-    moved: usize,
+pub(crate) struct Pumped {
+    pub(crate) read: usize,
+    pub(crate) written: usize,
+    pub(crate) moved: usize,
     /// Budget ran out while the source may have more.
-    more: bool,
+    pub(crate) more: bool,
     /// Reading stopped because the queue reached the limit.
-    paused: bool,
+    pub(crate) paused: bool,
 }
 
 /// Move bytes from `src` to `dst`, queueing in `pending` what `dst` will not take.
-fn pump<S: Stack>(ctx: &mut Ctx<'_, S>, src: &mut Side, dst: &mut Side, pending: &mut Buffer, limit: usize) -> Pumped {
+pub(crate) fn pump<S: Stack>(
+    ctx: &mut Ctx<'_, S>,
+    src: &mut Side,
+    dst: &mut Side,
+    pending: &mut Buffer,
+    limit: usize,
+) -> Pumped {
     let mut out = Pumped::default();
     if !dst.dead && dst.transport.flush(ctx.stack, dst.socket).is_err() {
         dst.dead = true;

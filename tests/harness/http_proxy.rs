@@ -57,4 +57,9 @@ impl<'n> HttpProxy<'n> {
     pub fn proxy(&self) -> &InProcessProxy {
         &self.proxy
     }
+
+    /// The listener's address as configured (connect to `proxy().target(..)` of it).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
 }

@@ -9,7 +9,7 @@ use super::{any, enum_name, list, Dump, Json};
 use crate::fault::{FaultAbort, FaultAbortKind, FaultDelay, FaultDelayKind, HttpFault};
 use crate::hcm::{
     Forwarding, HttpConnectionManager, HttpFilter, HttpFilterKind, OriginalIpDetection, OriginalIpDetectionExtension,
-    RouterFilter, StripPortMode,
+    RouterFilter, StripPortMode, UpgradeConfig,
 };
 
 impl Dump for HttpConnectionManager {
@@ -53,6 +53,7 @@ impl Dump for HttpConnectionManager {
         let j = if self.strip_port_mode == StripPortMode::Any { j.with("strip_any_host_port", true) } else { j };
         j.with("strip_trailing_host_dot", self.strip_trailing_host_dot)
             .with("stream_error_on_invalid_http_message", self.stream_error_on_invalid_http_message)
+            .with("upgrade_configs", list(&self.upgrade_configs))
     }
 }
 
@@ -101,6 +102,18 @@ impl Dump for OriginalIpDetectionExtension {
                 .with_opt("reject_with_status", c.reject_with_status.map(|s| Json::obj().with("code", u32::from(s)))),
         };
         Json::obj().with("name", &self.name).with("typed_config", any(self.config.type_name(), config))
+    }
+}
+
+/// `enabled` is always written (Envoy's default: true); `filters` only when set.
+impl Dump for UpgradeConfig {
+    fn dump(&self) -> Json {
+        let j = Json::obj().with("upgrade_type", &self.upgrade_type).with("enabled", self.enabled);
+        if self.filters.is_empty() {
+            j
+        } else {
+            j.with("filters", list(&self.filters))
+        }
     }
 }
 

@@ -70,6 +70,7 @@ impl Dump for RouteMatch {
             PathSpecifier::Path(p) => Json::obj().with("path", p),
             PathSpecifier::SafeRegex(r) => Json::obj().with("safe_regex", r.dump()),
             PathSpecifier::PathSeparatedPrefix(p) => Json::obj().with("path_separated_prefix", p),
+            PathSpecifier::ConnectMatcher => Json::obj().with("connect_matcher", Json::obj()),
         };
         let j = j
             .with("case_sensitive", self.case_sensitive)

@@ -11,7 +11,8 @@ use super::core::with_headers;
 use super::{enum_name, list, Dump, Json};
 use crate::route::{
     ClusterSpecifier, ClusterWeight, HashPolicy, HashPolicyKind, HostRewrite, IdleTimeout, MirrorTarget,
-    RequestMirrorPolicy, RetryBackOff, RetryOn, RetryPolicy, RouteAction, WeightedClusters, WeightedTarget,
+    RequestMirrorPolicy, RetryBackOff, RetryOn, RetryPolicy, RouteAction, RouteUpgradeConfig, WeightedClusters,
+    WeightedTarget,
 };
 
 impl Dump for RouteAction {
@@ -50,6 +51,18 @@ impl Dump for RouteAction {
         j.with_opt("retry_policy", self.retry_policy.as_ref().map(Dump::dump))
             .with("request_mirror_policies", list(&self.request_mirror_policies))
             .with("hash_policy", list(&self.hash_policy))
+            .with("upgrade_configs", list(&self.upgrade_configs))
+    }
+}
+
+/// `enabled` is always written (default true); `connect_config` only when set.
+impl Dump for RouteUpgradeConfig {
+    fn dump(&self) -> Json {
+        let j = Json::obj().with("upgrade_type", &self.upgrade_type).with("enabled", self.enabled);
+        match self.connect_config {
+            Some(_) => j.with("connect_config", Json::obj()),
+            None => j,
+        }
     }
 }
 

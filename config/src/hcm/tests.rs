@@ -121,8 +121,6 @@ fn hcm_errors() {
     assert!(e.contains("only one of `strip_matching_host_port`"), "{e}");
     let e = load_err(&minimal("          codec_type: HTTP3\n"));
     assert!(e.contains("HTTP3"), "{e}");
-    let e = load_err(&minimal("          upgrade_configs: [{upgrade_type: websocket}]\n"));
-    assert!(e.contains("upgrade_configs"), "{e}");
     let e = load_err(&minimal("          path_normalization_options: {}\n"));
     assert!(e.contains("path_normalization_options is not implemented") && e.contains("normalize_path"), "{e}");
     let e = load_err(&minimal("          scoped_routes: {}\n"));
@@ -228,4 +226,41 @@ fn validate_clusters() {
     // validate_clusters: false defers unknown clusters to request time.
     let text = text.replace("route_config:\n", "route_config:\n            validate_clusters: false\n");
     assert!(crate::load_str(&text).is_ok());
+}
+
+#[test]
+fn upgrade_configs_decode_with_envoys_defaults() {
+    assert!(hcm(&minimal("")).upgrade_configs.is_empty(), "no upgrade is allowed by default");
+    let h = hcm(&minimal(
+        "          upgrade_configs:\n          - upgrade_type: websocket\n          - {upgrade_type: CONNECT, enabled: false}\n          - {upgrade_type: spdy/3.1, filters: []}\n",
+    ));
+    let got: Vec<(&str, bool)> = h.upgrade_configs.iter().map(|u| (u.upgrade_type.as_str(), u.enabled)).collect();
+    assert_eq!(got, [("websocket", true), ("CONNECT", false), ("spdy/3.1", true)]);
+    // A `filters` chain equal to `http_filters` is the same chain: accepted.
+    let h = hcm(&minimal(&format!("          upgrade_configs: [{{upgrade_type: websocket, filters: [{ROUTER}]}}]\n")));
+    assert_eq!(h.upgrade_configs[0].filters.len(), 1);
+}
+
+#[test]
+fn upgrade_configs_errors() {
+    let e = load_err(&minimal("          upgrade_configs: [{upgrade_type: websocket}, {upgrade_type: WebSocket}]\n"));
+    assert!(
+        e.contains("upgrade_configs[1].upgrade_type")
+            && e.contains("multiple upgrade configs with the same name: 'WebSocket'"),
+        "{e}"
+    );
+    let fault = "{name: f, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, abort: {http_status: 500, percentage: {numerator: 100}}}}";
+    let e = load_err(&minimal(&format!(
+        "          upgrade_configs: [{{upgrade_type: websocket, filters: [{fault}, {ROUTER}]}}]\n"
+    )));
+    assert!(
+        e.contains("upgrade_configs[0].filters") && e.contains("upgrade-specific HTTP filter chains are not supported"),
+        "{e}"
+    );
+    let e = load_err(&minimal("          upgrade_configs: [{upgrade_type: 'web socket'}]\n"));
+    assert!(e.contains("upgrade_configs[0].upgrade_type") && e.contains("is not an `Upgrade:` value"), "{e}");
+    let e = load_err(&minimal("          upgrade_configs: [{enabled: true}]\n"));
+    assert!(e.contains("upgrade_type"), "{e}");
+    let e = load_err(&minimal("          upgrade_configs: [{upgrade_type: websocket, bogus: 1}]\n"));
+    assert!(e.contains("bogus"), "{e}");
 }

@@ -12,6 +12,7 @@ use crate::proto_enum;
 use super::direct_response::DirectResponseAction;
 use super::policy::{HashPolicy, RequestMirrorPolicy, RetryPolicy};
 use super::redirect::RedirectAction;
+use super::upgrade::{check_route_upgrades, RouteUpgradeConfig};
 use super::weighted::WeightedClusters;
 
 /// Envoy's route timeout when `timeout` is absent.
@@ -89,6 +90,8 @@ pub struct RouteAction {
     pub retry_policy: Option<RetryPolicy>,
     pub request_mirror_policies: Vec<RequestMirrorPolicy>,
     pub hash_policy: Vec<HashPolicy>,
+    /// Per-route upgrade overrides and CONNECT termination.
+    pub upgrade_configs: Vec<RouteUpgradeConfig>,
     pub line: u32,
 }
 
@@ -118,6 +121,8 @@ impl Decode for RouteAction {
         let retry_policy: Option<RetryPolicy> = f.opt(d, "retry_policy");
         let request_mirror_policies = f.list(d, "request_mirror_policies");
         let hash_policy = f.list(d, "hash_policy");
+        let upgrade_configs: Vec<RouteUpgradeConfig> = f.list(d, "upgrade_configs");
+        check_route_upgrades(d, &upgrade_configs, &f.field_path("upgrade_configs"), line);
         let max_stream_duration = match f.take("max_stream_duration") {
             Some(n) => decode_max_stream_duration(d, n, &f.field_path("max_stream_duration")),
             None => IdleTimeout::Inherit,
@@ -150,7 +155,6 @@ impl Decode for RouteAction {
                 "cors",
                 "max_grpc_timeout",
                 "grpc_timeout_offset",
-                "upgrade_configs",
                 "internal_redirect_action",
                 "max_internal_redirects",
                 "hedge_policy",
@@ -246,6 +250,7 @@ impl Decode for RouteAction {
             retry_policy,
             request_mirror_policies,
             hash_policy,
+            upgrade_configs,
             line,
         })
     }

@@ -401,3 +401,43 @@ fn route_names_and_unknown_fields() {
     assert!(e.contains("unsupported field `tracing`"), "{e}");
     assert!(errors("vhds: {}\nvirtual_hosts: []").contains("unsupported field `vhds`"));
 }
+
+#[test]
+fn route_upgrade_configs() {
+    let rc = one("  - match: {prefix: /}\n    route: {cluster: c}\n");
+    assert!(route_action(&rc).upgrade_configs.is_empty());
+    let rc = one(
+        "  - match: {prefix: /}\n    route:\n      cluster: c\n      upgrade_configs:\n      - {upgrade_type: websocket, enabled: false}\n      - {upgrade_type: CONNECT, connect_config: {}}\n",
+    );
+    let u = &route_action(&rc).upgrade_configs;
+    assert_eq!(u[0], RouteUpgradeConfig { upgrade_type: "websocket".into(), enabled: false, connect_config: None });
+    assert_eq!(
+        u[1],
+        RouteUpgradeConfig { upgrade_type: "CONNECT".into(), enabled: true, connect_config: Some(ConnectConfig {}) }
+    );
+    let route = |upgrades: &str| {
+        format!("virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {{prefix: /}}\n    route: {{cluster: c, upgrade_configs: {upgrades}}}\n")
+    };
+    let e = errors(&route("[{upgrade_type: websocket, connect_config: {}}]"));
+    assert!(
+        e.contains("upgrade_configs[0].connect_config")
+            && e.contains("Non-CONNECT upgrade type websocket has ConnectConfig"),
+        "{e}"
+    );
+    let e = errors(&route("[{upgrade_type: websocket}, {upgrade_type: WEBSOCKET}]"));
+    assert!(e.contains("upgrade_configs[1].upgrade_type") && e.contains("Duplicate upgrade WEBSOCKET"), "{e}");
+    let e = errors(&route("[{upgrade_type: CONNECT, connect_config: {allow_post: true}}]"));
+    assert!(e.contains("connect_config.allow_post") && e.contains("not supported"), "{e}");
+    let e = errors(&route("[{upgrade_type: CONNECT, connect_config: {proxy_protocol_config: {version: V1}}}]"));
+    assert!(e.contains("proxy_protocol_config"), "{e}");
+}
+
+#[test]
+fn connect_matcher() {
+    let rc = one("  - match: {connect_matcher: {}}\n    route: {cluster: c}\n");
+    assert_eq!(rc.virtual_hosts[0].routes[0].r#match.path, PathSpecifier::ConnectMatcher);
+    let e = errors("virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {connect_matcher: {}, prefix: /}\n    route: {cluster: c}\n");
+    assert!(e.contains("set only one of") && e.contains("connect_matcher"), "{e}");
+    let e = errors("virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {connect_matcher: {x: 1}}\n    route: {cluster: c}\n");
+    assert!(e.contains("connect_matcher") && e.contains("x"), "{e}");
+}

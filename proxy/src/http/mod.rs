@@ -84,3 +84,4 @@ pub mod local_reply;
 pub mod path;
 pub mod request_id;
 pub mod response_flags;
+pub mod tunnel;

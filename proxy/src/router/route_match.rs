@@ -44,6 +44,7 @@ pub(crate) fn path_matches(m: &RouteMatch, path: &str) -> bool {
             let n = prefix.len();
             starts_with(p, prefix.as_bytes(), m.case_sensitive) && (p.len() == n || p[n] == b'/')
         }
+        PathSpecifier::ConnectMatcher => false,
     }
 }
 
@@ -53,6 +54,7 @@ pub(crate) fn matched_prefix_len(m: &RouteMatch, path: &str) -> usize {
     match &m.path {
         PathSpecifier::Prefix(p) | PathSpecifier::Path(p) | PathSpecifier::PathSeparatedPrefix(p) => p.len(),
         PathSpecifier::SafeRegex(_) => path_only(path).len(),
+        PathSpecifier::ConnectMatcher => 0,
     }
 }
 
@@ -159,10 +161,16 @@ pub(crate) fn is_grpc(req: &RequestHead) -> bool {
 }
 
 /// The whole `match` of a route (Envoy evaluates headers and query before the path;
-/// the result is the same either way).
+/// the result is the same either way). A CONNECT request has no path: only a
+/// `connect_matcher` route takes it (Envoy's `supportsPathlessHeaders`), and a
+/// `connect_matcher` route takes nothing else.
 pub(crate) fn route_matches(m: &RouteMatch, req: &RequestHead) -> bool {
-    (!m.grpc || is_grpc(req))
+    let path_ok = match m.path {
+        PathSpecifier::ConnectMatcher => req.method == "CONNECT",
+        _ => !req.path.is_empty() && path_matches(m, &req.path),
+    };
+    path_ok
+        && (!m.grpc || is_grpc(req))
         && headers_match(&m.headers, req)
         && (m.query_parameters.is_empty() || query_matches(&m.query_parameters, &req.path))
-        && path_matches(m, &req.path)
 }

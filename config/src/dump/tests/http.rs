@@ -635,3 +635,64 @@ static_resources:
     let h = hcm(&plain, 0).dump();
     assert!(!has(&h, "internal_address_config") && !has(&h, "scheme_header_transformation"));
 }
+
+/// `upgrade_configs` (HCM and route) and `connect_matcher` dump as Envoy writes them and
+/// load back the same.
+#[test]
+fn upgrade_configs_and_connect_matcher_dump() {
+    let yaml = r#"
+static_resources:
+  listeners:
+  - address: { socket_address: { address: 127.0.0.1, port_value: 8080 } }
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          upgrade_configs: [{ upgrade_type: websocket }, { upgrade_type: CONNECT, enabled: false }]
+          http_filters:
+          - name: router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { connect_matcher: {} }
+                route: { cluster: web, upgrade_configs: [{ upgrade_type: CONNECT, connect_config: {} }] }
+              - match: { prefix: / }
+                route: { cluster: web, upgrade_configs: [{ upgrade_type: websocket, enabled: false }] }
+  clusters:
+  - name: web
+    load_assignment: { cluster_name: web, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 9000 } } } }] }] }
+"#;
+    let (first, again, _) = round_trip(yaml);
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    let types = |b: &crate::Bootstrap| -> Vec<(String, bool)> {
+        hcm(b, 0).upgrade_configs.iter().map(|u| (u.upgrade_type.clone(), u.enabled)).collect()
+    };
+    assert_eq!(types(&first), types(&again.bootstrap));
+    for r in 0..2 {
+        let (a, b) = (route_config(&first), route_config(&again.bootstrap));
+        assert_eq!(action(a, r).upgrade_configs, action(b, r).upgrade_configs);
+        assert_eq!(a.virtual_hosts[0].routes[r].r#match.path, b.virtual_hosts[0].routes[r].r#match.path);
+    }
+    let h = hcm(&first, 0).dump();
+    assert_eq!(at(&h, "upgrade_configs[0].upgrade_type"), &s("websocket"));
+    assert_eq!(at(&h, "upgrade_configs[0].enabled"), &Json::Bool(true));
+    assert!(!has(at(&h, "upgrade_configs[0]"), "filters"));
+    assert_eq!(at(&h, "upgrade_configs[1].enabled"), &Json::Bool(false));
+    let rc = at(&h, "route_config");
+    assert_eq!(at(rc, "virtual_hosts[0].routes[0].match.connect_matcher"), &Json::obj());
+    assert!(!has(at(rc, "virtual_hosts[0].routes[0].match"), "prefix"));
+    let up = at(rc, "virtual_hosts[0].routes[0].route.upgrade_configs[0]");
+    assert_eq!(at(up, "upgrade_type"), &s("CONNECT"));
+    assert_eq!(at(up, "connect_config"), &Json::obj());
+    let up = at(rc, "virtual_hosts[0].routes[1].route.upgrade_configs[0]");
+    assert_eq!(at(up, "enabled"), &Json::Bool(false));
+    assert!(!has(up, "connect_config"));
+    // Nothing set: empty lists.
+    let none = hcm(&round_trip(RICH).0, 0).dump();
+    assert_eq!(at(&none, "upgrade_configs"), &Json::Arr(Vec::new()));
+}

@@ -48,6 +48,9 @@ pub struct ResponseMeta {
 /// Parses response heads off one upstream connection.
 #[derive(Debug)]
 pub struct ResponseParser {
+    /// The request asked for an upgrade: a `101` is its final response (the
+    /// connection then switches protocols), not an error.
+    pub expect_upgrade: bool,
     max_headers_count: usize,
     max_head_bytes: usize,
     scan: HeadScan,
@@ -58,6 +61,7 @@ impl ResponseParser {
     /// A parser enforcing the cluster's `max_headers_count` and Envoy's 80 KiB head limit.
     pub fn new(max_headers_count: u32) -> Self {
         ResponseParser {
+            expect_upgrade: false,
             max_headers_count: max_headers_count as usize,
             max_head_bytes: MAX_RESPONSE_HEADERS_KB * 1024,
             scan: HeadScan::default(),
@@ -111,6 +115,14 @@ impl ResponseParser {
         };
         self.scratch = recycle_headers(scratch);
         let framing_headers = parsed?;
+        if head.status == 101 && self.expect_upgrade {
+            return Ok(Status::Complete(ResponseMeta {
+                head_len: bounds.end,
+                interim: None,
+                framing: BodyFraming::None,
+                keep_alive: false,
+            }));
+        }
         decide(head, framing_headers, head_request, bounds.end).map(Status::Complete)
     }
 }

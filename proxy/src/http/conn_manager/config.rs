@@ -9,6 +9,7 @@ use crate::access_log::AccessLogger;
 use crate::http::codec::Http1Settings;
 use crate::http::conn_manager::headers::HeaderPolicy;
 use crate::http::conn_manager::normalize::PathNormalization;
+use crate::http::conn_manager::upgrade::UpgradePolicy;
 use crate::http::filters::fault::FaultConfig;
 use crate::router::RouteTable;
 use crate::upstream::cluster_manager::ClusterManager;
@@ -29,6 +30,8 @@ pub struct HcmConfig {
     pub suppress_envoy_headers: bool,
     pub respect_expected_rq_timeout: bool,
     pub strict_check_headers: Vec<String>,
+    /// `upgrade_configs`: the upgrades allowed (routes may override).
+    pub upgrades: UpgradePolicy,
     /// Connection idle timeout (no active stream).
     pub idle_timeout: Option<Duration>,
     pub max_connection_duration: Option<Duration>,
@@ -118,6 +121,7 @@ impl HcmConfig {
             suppress_envoy_headers: router.suppress_envoy_headers,
             respect_expected_rq_timeout: router.respect_expected_rq_timeout,
             strict_check_headers: router.strict_check_headers.clone(),
+            upgrades: UpgradePolicy::new(&c.upgrade_configs),
             idle_timeout: common.idle_timeout,
             max_connection_duration: common.max_connection_duration,
             max_requests_per_connection: common.max_requests_per_connection,

@@ -26,6 +26,7 @@ pub mod stream;
 #[cfg(test)]
 mod tests;
 mod timeouts;
+pub mod upgrade;
 pub mod xfcc;
 
 use std::io;
@@ -439,6 +440,7 @@ impl HttpConnection {
     }
 
     fn close<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, reset: bool) -> Status {
+        self.end_tunnel(ctx, reset);
         if let Some(mut r) = self.stream.router.take() {
             r.cancel(ctx);
         }
@@ -474,6 +476,9 @@ impl HttpConnection {
             if round >= ROUND_BUDGET {
                 ctx.again();
                 break;
+            }
+            if self.stream.tunnel.is_some() {
+                return self.run_tunnel(ctx);
             }
             let mut progress = false;
             if self.closing.is_none() && !self.stream.active {
@@ -710,6 +715,9 @@ impl HttpConnection {
             return;
         };
         self.stream.route = Some(matched.route_ref());
+        if !self.check_upgrade(ctx, &matched) {
+            return;
+        }
         match matched.kind() {
             RouteKind::Forward(_) => {
                 let name = matched.cluster_name();
@@ -887,7 +895,9 @@ impl HttpConnection {
             let step = r.drive(&cfg, &mut self.stream, &mut self.down, ctx);
             self.stream.router = Some(r);
             progress |= step.progress;
-            if let Some(reply) = step.reply {
+            if step.upgraded {
+                self.start_tunnel();
+            } else if let Some(reply) = step.reply {
                 if let Some(mut r) = self.stream.router.take() {
                     r.cancel(ctx);
                 }
@@ -1012,6 +1022,9 @@ impl HttpConnection {
             }
         }
         self.stats.downstream_rq_active.dec();
+        if self.stream.upgrade != upgrade::UpgradeKind::None {
+            self.stats.downstream_cx_upgrades_active.dec();
+        }
         if self.stream.response_started {
             self.count_status(self.stream.response.status);
             self.stats.downstream_rq_completed.inc();

@@ -6,8 +6,10 @@
 use std::time::{Instant, SystemTime};
 
 use crate::http::codec::{BodyDecoder, BodyEncoder, BodyFraming, RequestMeta};
+use crate::http::conn_manager::upgrade::UpgradeKind;
 use crate::http::filters::router::RouterState;
 use crate::http::response_flags::ResponseFlags;
+use crate::http::tunnel::Tunnel;
 use crate::http::{RequestHead, ResponseHead, Version};
 use crate::router::RouteRef;
 
@@ -64,6 +66,9 @@ pub struct Stream {
     pub last_activity: Instant,
     /// The connection must close after this response.
     pub close_after: bool,
+    /// An allowed upgrade or CONNECT, and its tunnel once the upstream switched.
+    pub upgrade: UpgradeKind,
+    pub tunnel: Option<Box<Tunnel>>,
 }
 
 impl Stream {
@@ -103,6 +108,8 @@ impl Stream {
             remote: None,
             last_activity: now,
             close_after: false,
+            upgrade: UpgradeKind::None,
+            tunnel: None,
         }
     }
 
@@ -133,6 +140,7 @@ impl Stream {
         self.remote = None;
         self.last_activity = now;
         self.close_after = !meta.keep_alive;
+        self.upgrade = UpgradeKind::None;
     }
 
     /// The request's HTTP version.

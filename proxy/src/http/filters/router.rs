@@ -28,6 +28,7 @@ use crate::http::codec::{
 use crate::http::codec_client::{CodecClient, ReadOutcome};
 use crate::http::conn_manager::config::HcmConfig;
 use crate::http::conn_manager::stream::Stream;
+use crate::http::conn_manager::upgrade::{self, UpgradeKind};
 use crate::http::conn_manager::{write_response_head, Downstream};
 use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
@@ -77,6 +78,9 @@ pub struct Step {
     pub reply: Option<LocalReply>,
     /// The upstream failed after the response started: reset the client.
     pub reset_downstream: bool,
+    /// The upstream switched protocols (101, or 2xx to CONNECT): the stream becomes a
+    /// tunnel over this try's connection ([`RouterState::take_tunnel`]).
+    pub upgraded: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -140,6 +144,8 @@ pub struct RouterState {
     /// The route mirrors requests; shadows not started yet.
     shadow_pending: bool,
     route_timeout: Option<Duration>,
+    /// An allowed upgrade or CONNECT (conn_manager/upgrade.rs).
+    upgrade: UpgradeKind,
 }
 
 impl RouterState {
@@ -231,6 +237,7 @@ impl RouterState {
             set_cookie,
             shadow_pending: !matched.mirror_policies().is_empty(),
             route_timeout: timeout,
+            upgrade: stream.upgrade,
         };
         r.on_request_progress(stream, ctx.now);
         r.keep_body = r.retry.is_some() || r.shadow_pending;
@@ -300,7 +307,12 @@ impl RouterState {
         };
         stream.upstream_host = Some(host.address);
         stream.attempt_count += 1;
-        if let Some((slot, client)) = ctx.pool.take_idle(self.cluster, host.address, ctx.key) {
+        // A terminated CONNECT needs a TCP connection of its own, never a pooled one.
+        let pooled = match self.upgrade {
+            UpgradeKind::ConnectTerminate => None,
+            _ => ctx.pool.take_idle(self.cluster, host.address, ctx.key),
+        };
+        if let Some((slot, client)) = pooled {
             self.release_pending(&info);
             self.start_try(idx, host, slot, client, ctx);
             self.send_request(cfg, stream);
@@ -412,9 +424,16 @@ impl RouterState {
             stream.head.scheme.clear();
             stream.head.scheme.push_str(if client.transport.is_tls() { "https" } else { "http" });
         }
+        if self.upgrade == UpgradeKind::ConnectTerminate {
+            // Raw bytes only: the CONNECT head ends here.
+            self.request_sent = true;
+            return;
+        }
+        let upgrading = self.upgrade == UpgradeKind::Upgrade;
+        client.parser.expect_upgrade = upgrading;
         let body = OutgoingBody::from(stream.meta.framing);
         let out = client.out.tail();
-        self.body_encoder = encode_request_head(&stream.head, body, false, out);
+        self.body_encoder = encode_request_head(&stream.head, body, upgrading, out);
         if !self.body_copy.is_empty() {
             let _ = self.body_encoder.encode(&self.body_copy, out);
         }
@@ -607,6 +626,22 @@ impl RouterState {
                 return self.fail(cfg, stream, ctx, reason);
             }
         }
+        if self.upgrade == UpgradeKind::ConnectTerminate
+            && self.resp_meta.is_none()
+            && self.client.as_ref().is_some_and(|c| c.connected)
+        {
+            // Connected: answer the CONNECT with a 200 as Envoy's TcpUpstream does.
+            stream.response.clear();
+            stream.response.status = 200;
+            let meta = ResponseMeta {
+                head_len: 0,
+                interim: None,
+                framing: crate::http::codec::BodyFraming::None,
+                keep_alive: false,
+            };
+            step.progress = true;
+            return self.on_response_head(cfg, stream, down, ctx, meta, step);
+        }
         step.progress |= self.pump_request(cfg, stream, down)?;
         if self.shadow_pending && stream.request_done {
             self.shadow_pending = false;
@@ -747,6 +782,16 @@ impl RouterState {
         if self.include_attempt_count_in_response {
             stream.response.headers.set(b"x-envoy-attempt-count", self.attempts.to_string().as_bytes());
         }
+        if upgrade::switches(self.upgrade, status) {
+            upgrade::write_tunnel_head(cfg, stream, down, ctx);
+            (self.phase, self.global_deadline, self.try_deadline) = (Phase::Done, None, None);
+            step.upgraded = true;
+            return Ok(());
+        }
+        if self.upgrade != UpgradeKind::None {
+            // Not switched: a normal response, and the connection closes after it.
+            stream.close_after = true;
+        }
         let body = OutgoingBody::from(meta.framing);
         write_response_head(cfg, stream, down, ctx, body);
         let eof = self.client.as_ref().is_some_and(|c| c.read_eof || c.dead);
@@ -815,7 +860,8 @@ impl RouterState {
             stream.response_done = true;
             self.stats.upstream_rq_completed.inc();
             self.stats.upstream_rq_time.record(ctx.now.saturating_duration_since(self.try_started));
-            let reusable = self.resp_meta.is_some_and(|m| m.keep_alive) && self.request_sent;
+            let reusable =
+                self.resp_meta.is_some_and(|m| m.keep_alive) && self.request_sent && self.upgrade == UpgradeKind::None;
             self.release_client(ctx, reusable);
             self.phase = Phase::Done;
             self.finish(ctx);
@@ -948,6 +994,16 @@ impl RouterState {
             ctx.pool.stop_waiting(self.cluster, ctx.key);
         }
         self.release_retry(ctx);
+    }
+
+    /// The connection of a try that switched protocols, for the tunnel: it leaves the
+    /// router (and never returns to the pool); the request's circuit-breaker counts
+    /// stay held until the stream ends.
+    pub fn take_tunnel(&mut self) -> Option<(TimerKey, CodecClient)> {
+        let slot = self.slot.take()?;
+        let client = self.client.take()?;
+        self.upstream_event = false;
+        Some((slot, client))
     }
 
     /// The stream ends early (client gone, timeout, local reply): drop everything.

@@ -608,8 +608,10 @@ impl RouterState {
             if paused {
                 break;
             }
+            let held = client.pending_input().len();
             match client.read(ctx.stack, in_limit, ctx.scratch) {
                 ReadOutcome::Data => {
+                    self.stats.upstream_cx_rx_bytes_total.add((client.pending_input().len() - held) as u64);
                     step.progress = true;
                     self.try_activity = now;
                     stream.last_activity = now;

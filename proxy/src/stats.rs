@@ -182,6 +182,8 @@ stats_scope! {
         upstream_cx_pool_overflow: Counter,
         upstream_rq_overflow: Counter,
         lb_healthy_panic: Counter,
+        upstream_flow_control_paused_reading_total: Counter,
+        upstream_flow_control_resumed_reading_total: Counter,
     }
 }
 

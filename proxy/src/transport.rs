@@ -181,6 +181,22 @@ impl TransportSocket {
         }
     }
 
+    /// An idle connection gives back ciphertext buffer memory above a small size.
+    pub fn shrink_idle(&mut self) {
+        if let TransportSocket::Tls(t) = self {
+            crate::http::flow_control::shrink_idle(&mut t.cin, &mut t.cin_pos);
+            crate::http::flow_control::shrink_idle(&mut t.cout, &mut t.cout_pos);
+        }
+    }
+
+    /// Memory held by the ciphertext buffers (0 for raw sockets).
+    pub fn buffered_capacity(&self) -> usize {
+        match self {
+            TransportSocket::Raw => 0,
+            TransportSocket::Tls(t) => t.cin.capacity() + t.cout.capacity(),
+        }
+    }
+
     /// Ciphertext is waiting for the socket.
     pub fn has_pending_output(&self) -> bool {
         match self {

@@ -13,6 +13,7 @@ use sluice_stack::{SocketId, Stack};
 
 use crate::buffer::Buffer;
 use crate::http::codec::ResponseParser;
+use crate::http::flow_control::{self, Watermark};
 use crate::transport::TransportSocket;
 use crate::upstream::host::Host;
 
@@ -47,6 +48,10 @@ pub struct CodecClient {
     pub idle_since: Instant,
     pub timer_at: Option<Instant>,
     closed: bool,
+    /// Watermark of `input` against the cluster's buffer limit.
+    pub input_mark: Watermark,
+    /// Watermark of the downstream output this connection's response feeds.
+    pub downstream_mark: Watermark,
     /// Raw, or TLS originated here.
     pub transport: TransportSocket,
 }
@@ -62,6 +67,8 @@ pub enum ReadOutcome {
     Eof,
     /// Reset or error.
     Error,
+    /// `input` already holds `limit` bytes: nothing was read (still readable).
+    Full,
 }
 
 impl CodecClient {
@@ -92,6 +99,8 @@ impl CodecClient {
             idle_since: now,
             timer_at: None,
             closed: false,
+            input_mark: Watermark::default(),
+            downstream_mark: Watermark::default(),
             transport: TransportSocket::Raw,
         }
     }
@@ -123,7 +132,10 @@ impl CodecClient {
             self.input_pos = 0;
         }
         let held = self.input.len() - self.input_pos;
-        let want = READ_CHUNK.min(limit.saturating_sub(held).max(1024)).min(scratch.len());
+        if held >= limit {
+            return ReadOutcome::Full;
+        }
+        let want = READ_CHUNK.min(limit - held).min(scratch.len());
         match self.transport.read(stack, self.socket, &mut scratch[..want]) {
             Ok(0) => {
                 self.read_eof = true;
@@ -178,6 +190,38 @@ impl CodecClient {
             && self.out.is_empty()
             && self.pending_input().is_empty()
             && !self.transport.has_pending_output()
+    }
+
+    /// Whether reading is paused: `input` or the downstream output it feeds is above
+    /// its high watermark and has not drained to the low one. `Some(paused)` reports
+    /// a change (Envoy's `upstream_flow_control_{paused,resumed}_reading_total`).
+    pub fn update_read_pause(
+        &mut self,
+        input_limit: usize,
+        down_len: usize,
+        down_limit: usize,
+    ) -> (bool, Option<bool>) {
+        let before = self.input_mark.above() || self.downstream_mark.above();
+        let held = self.input.len() - self.input_pos;
+        self.input_mark.update(held, input_limit);
+        self.downstream_mark.update(down_len, down_limit);
+        let paused = self.input_mark.above() || self.downstream_mark.above();
+        (paused, (paused != before).then_some(paused))
+    }
+
+    /// Going back to the pool idle: release buffer memory above a small size, so a
+    /// pooled connection does not keep what one large response grew.
+    pub fn shrink_idle(&mut self) {
+        flow_control::shrink_idle(&mut self.input, &mut self.input_pos);
+        self.out.clear();
+        self.input_mark = Watermark::default();
+        self.downstream_mark = Watermark::default();
+        self.transport.shrink_idle();
+    }
+
+    /// Memory held by this connection's buffers (for accounting and tests).
+    pub fn buffered_capacity(&self) -> usize {
+        self.input.capacity() + self.out.capacity() + self.transport.buffered_capacity()
     }
 
     /// Whether [`CodecClient::close`] ran.

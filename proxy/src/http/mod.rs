@@ -80,6 +80,7 @@ pub mod codec_client;
 pub mod conn_manager;
 pub mod date;
 pub mod filters;
+pub mod flow_control;
 pub mod local_reply;
 pub mod path;
 pub mod request_id;

@@ -255,9 +255,9 @@ impl ShadowRequest {
             return ShadowState::Done { reusable: false };
         }
         while c.readable {
-            match c.read(ctx.stack, 64 * 1024, ctx.scratch) {
+            match c.read(ctx.stack, crate::http::flow_control::MIN_UPSTREAM_INPUT, ctx.scratch) {
                 ReadOutcome::Data => {}
-                ReadOutcome::WouldBlock => break,
+                ReadOutcome::WouldBlock | ReadOutcome::Full => break,
                 ReadOutcome::Eof | ReadOutcome::Error => break,
             }
             // Drop body bytes as they come: a shadow's response is not kept.

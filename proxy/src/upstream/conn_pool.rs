@@ -236,6 +236,7 @@ pub fn rest<S: Stack>(ctx: &mut Ctx<'_, S>, slot: TimerKey, mut client: CodecCli
         return;
     }
     client.idle_since = ctx.now;
+    client.shrink_idle();
     if let Some(t) = idle {
         if client.timer_at.is_none_or(|at| at <= ctx.now) {
             let at = ctx.now + t;

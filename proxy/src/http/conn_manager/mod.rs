@@ -202,6 +202,18 @@ impl Downstream {
         total
     }
 
+    /// Between requests: give back buffer memory above a small size.
+    fn shrink_idle(&mut self) {
+        crate::http::flow_control::shrink_idle(&mut self.input, &mut self.input_pos);
+        crate::http::flow_control::shrink_idle(&mut self.out, &mut self.out_pos);
+        self.transport.shrink_idle();
+    }
+
+    /// Memory held by this connection's buffers (for accounting and tests).
+    pub fn buffered_capacity(&self) -> usize {
+        self.input.capacity() + self.out.capacity() + self.transport.buffered_capacity()
+    }
+
     /// Output still owed to the client (plaintext or TLS records).
     pub fn has_output(&self) -> bool {
         self.out_len() > 0 || self.transport.has_pending_output()
@@ -519,6 +531,9 @@ impl HttpConnection {
         }
         if self.closing == Some(Closing::AfterFlush) && !self.down.has_output() && !self.stream.active {
             return self.close(ctx, false);
+        }
+        if !self.stream.active && !self.down.has_output() {
+            self.down.shrink_idle();
         }
         self.schedule(ctx);
         Status::Open

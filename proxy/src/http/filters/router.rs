@@ -30,6 +30,7 @@ use crate::http::conn_manager::config::HcmConfig;
 use crate::http::conn_manager::stream::Stream;
 use crate::http::conn_manager::upgrade::{self, UpgradeKind};
 use crate::http::conn_manager::{write_response_head, Downstream};
+use crate::http::flow_control;
 use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
 use crate::router::hash;
@@ -659,17 +660,32 @@ impl RouterState {
             step.progress = true;
             self.try_activity = now;
         }
-        // Read the response while the client can take more.
+        // Read the response while neither the connection's input nor the downstream
+        // output is above its high watermark (resume at the low one).
         let mut eof = false;
         let mut error = client.dead;
-        while client.readable && down.out_len() < cfg.buffer_limit && !error {
-            match client.read(ctx.stack, cfg.buffer_limit, ctx.scratch) {
+        let in_limit = flow_control::upstream_input_limit(
+            ctx.clusters.clusters[self.cluster].info.config.per_connection_buffer_limit_bytes,
+        );
+        while client.readable && !error {
+            let (paused, change) = client.update_read_pause(in_limit, down.out_len(), cfg.buffer_limit);
+            match change {
+                Some(true) => self.stats.upstream_flow_control_paused_reading_total.inc(),
+                Some(false) => self.stats.upstream_flow_control_resumed_reading_total.inc(),
+                None => {}
+            }
+            if paused {
+                break;
+            }
+            let held = client.pending_input().len();
+            match client.read(ctx.stack, in_limit, ctx.scratch) {
                 ReadOutcome::Data => {
+                    self.stats.upstream_cx_rx_bytes_total.add((client.pending_input().len() - held) as u64);
                     step.progress = true;
                     self.try_activity = now;
                     stream.last_activity = now;
                 }
-                ReadOutcome::WouldBlock => break,
+                ReadOutcome::WouldBlock | ReadOutcome::Full => break,
                 ReadOutcome::Eof => {
                     eof = true;
                     break;

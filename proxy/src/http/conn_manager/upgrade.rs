@@ -24,7 +24,6 @@ use sluice_stack::Stack;
 
 use crate::http::codec::RequestMeta;
 use crate::http::conn_manager::{headers, HttpConnection};
-use crate::http::response_flags::ResponseFlags;
 use crate::http::tunnel::{encode_tunnel_head, Tunnel};
 use crate::http::RequestHead;
 use crate::router::Matched;
@@ -139,8 +138,9 @@ impl HttpConnection {
             }
             Decision::Rejected => {
                 self.stats.downstream_rq_ws_on_non_ws_route.inc();
+                // Envoy's `upgrade_failed`: 403, no body, no response flag; the
+                // connection closes after it.
                 self.stream.close_after = true;
-                self.stream.flags.set(ResponseFlags::NONE);
                 self.send_local_reply(ctx, 403, b"", &[]);
                 false
             }

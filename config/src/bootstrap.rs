@@ -5,12 +5,15 @@ use crate::cluster::Cluster;
 use crate::decode::{Decode, Decoder, Fields};
 use crate::listener::Listener;
 use crate::node::Node;
+use crate::overload::OverloadManager;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bootstrap {
     pub admin: Option<Admin>,
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
+    /// `overload_manager` (absent: no monitors, no actions, no global connection limit).
+    pub overload_manager: Option<OverloadManager>,
 }
 
 /// `bootstrap.v3.Admin`: where the admin server listens (absent = no admin server).
@@ -34,6 +37,7 @@ impl Decode for Bootstrap {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
         let admin = f.opt(d, "admin");
+        let overload_manager = f.opt(d, "overload_manager");
         let mut listeners = Vec::new();
         let mut clusters = Vec::new();
         if let Some(sr) = f.take("static_resources") {
@@ -51,7 +55,6 @@ impl Decode for Bootstrap {
                 "layered_runtime",
                 "stats_flush_interval",
                 "stats_config",
-                "overload_manager",
                 "watchdog",
                 "watchdogs",
                 "stats_sinks",
@@ -87,6 +90,6 @@ impl Decode for Bootstrap {
             ],
         );
         f.finish(d);
-        Some(Bootstrap { admin, listeners, clusters })
+        Some(Bootstrap { admin, listeners, clusters, overload_manager })
     }
 }

@@ -22,6 +22,7 @@ pub mod hcm;
 pub mod listener;
 pub mod matcher;
 pub mod node;
+pub mod overload;
 pub mod route;
 pub mod tcp_proxy;
 pub mod tls;

@@ -81,6 +81,8 @@ pub struct Ctx<'a, S: Stack> {
     pub key: TimerKey,
     /// The worker is draining: finish what is open, start nothing new.
     pub draining: bool,
+    /// The overload manager's action states.
+    pub overload: &'a crate::overload::OverloadState,
 }
 
 impl<S: Stack> Ctx<'_, S> {

@@ -21,6 +21,8 @@ impl Dump for Listener {
             .with("continue_on_listener_filters_timeout", self.continue_on_listener_filters_timeout)
             .with("filter_chains", list(&self.filter_chains))
             .with_opt("default_filter_chain", self.default_filter_chain.as_ref().map(Dump::dump))
+            .with_opt("ignore_global_conn_limit", self.ignore_global_conn_limit.then_some(true))
+            .with_opt("max_connections_to_accept_per_socket_event", self.max_connections_to_accept_per_socket_event)
     }
 }
 

@@ -323,3 +323,26 @@ actions:
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("overload_manager.actions[0].name"), "{out}");
 }
+
+#[test]
+fn stop_accepting_connections_leaves_new_ones_in_the_backlog() {
+    let web = HttpOrigin::start("web");
+    let (port, admin) = (free_port(), free_port());
+    let _p = Proxy::start(&config(port, admin, web.port(), &heap_action("stop_accepting_connections", 0.5), ""), &[]);
+    wait_until("the action to saturate", Duration::from_secs(5), || {
+        stat(admin, "overload.envoy.overload_actions.stop_accepting_connections.active") == 1
+    });
+    // The kernel completes the handshake; sluice neither accepts nor closes it.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut b = [0u8; 1];
+    let r = s.read(&mut b);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+        "expected no answer and no close, got {r:?}"
+    );
+    assert_eq!(stat(admin, &format!("listener.127.0.0.1_{port}.downstream_cx_total")), 0);
+    assert_eq!(stat(admin, &format!("listener.127.0.0.1_{port}.downstream_pre_cx_active")), 0);
+    assert_eq!(web.requests(), 0);
+}

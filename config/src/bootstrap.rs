@@ -6,6 +6,7 @@ use crate::decode::{Decode, Decoder, Fields};
 use crate::error::ErrorKind;
 use crate::listener::Listener;
 use crate::node::Node;
+use crate::overload::OverloadManager;
 use crate::runtime;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +14,8 @@ pub struct Bootstrap {
     pub admin: Option<Admin>,
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
+    /// `overload_manager` (absent: no monitors, no actions, no global connection limit).
+    pub overload_manager: Option<OverloadManager>,
 }
 
 /// `bootstrap.v3.Admin`: where the admin server listens (absent = no admin server).
@@ -51,6 +54,7 @@ impl Decode for Bootstrap {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
         let admin = f.opt(d, "admin");
+        let overload_manager = f.opt(d, "overload_manager");
         let mut listeners = Vec::new();
         let mut clusters = Vec::new();
         if let Some(sr) = f.take("static_resources") {
@@ -66,7 +70,6 @@ impl Decode for Bootstrap {
                 "node",
                 "stats_flush_interval",
                 "stats_config",
-                "overload_manager",
                 "node_context_params",
                 "enable_dispatcher_stats",
                 "application_log_config",
@@ -115,6 +118,6 @@ impl Decode for Bootstrap {
             ],
         );
         f.finish(d);
-        Some(Bootstrap { admin, listeners, clusters })
+        Some(Bootstrap { admin, listeners, clusters, overload_manager })
     }
 }

@@ -68,13 +68,12 @@ pub const INERT: &[(&str, &str)] = &[
     ("default_host_for_http_10", "a server-side option: an upstream connection receives no requests"),
 ];
 
-/// Fields still warned and ignored while other branches of issue 18 (path
-/// normalisation, forwarded-for trust, upgrades, overload) implement them; the lead
-/// empties this list when merging those branches.
-pub const PENDING: &[(&str, &str)] = &[
-    ("overload_manager", "overload manager: being implemented (issue 22)"),
-    ("ignore_global_conn_limit", "global connection limit: being implemented (issue 22, overload manager)"),
-];
+/// Fields warned and ignored where sluice behaves as one of their settings and not yet
+/// as the other (admin connections never count towards the global connection limit).
+pub const PENDING: &[(&str, &str)] = &[(
+    "ignore_global_conn_limit",
+    "admin: sluice's admin connections never count towards the global connection limit (as with true)",
+)];
 
 /// Why an ignored field changes nothing, if it is on either list.
 pub fn reason(name: &str) -> Option<&'static str> {
@@ -136,7 +135,7 @@ mod tests {
             ]
         );
         let pending: Vec<&str> = PENDING.iter().map(|(n, _)| *n).collect();
-        assert_eq!(pending, ["overload_manager", "ignore_global_conn_limit"]);
+        assert_eq!(pending, ["ignore_global_conn_limit"]);
         for (name, reason) in INERT.iter().chain(PENDING) {
             assert!(!reason.is_empty() && !reason.contains('\n'), "{name}: one-line reason");
         }

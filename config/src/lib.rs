@@ -23,6 +23,7 @@ pub mod inert;
 pub mod listener;
 pub mod matcher;
 pub mod node;
+pub mod overload;
 pub mod route;
 pub mod runtime;
 pub mod tcp_proxy;

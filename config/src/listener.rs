@@ -31,6 +31,10 @@ pub struct Listener {
     pub tcp_backlog_size: Option<u32>,
     pub filter_chains: Vec<FilterChain>,
     pub default_filter_chain: Option<FilterChain>,
+    /// Exempt from the overload manager's global connection limit (still counted).
+    pub ignore_global_conn_limit: bool,
+    /// Connections accepted per socket event; `None`: every pending one.
+    pub max_connections_to_accept_per_socket_event: Option<u32>,
     pub line: u32,
 }
 
@@ -58,6 +62,10 @@ impl Decode for Listener {
         let continue_on_listener_filters_timeout = f.or(d, "continue_on_listener_filters_timeout", false);
         let filter_chains: Vec<FilterChain> = f.list(d, "filter_chains");
         let default_filter_chain = f.opt(d, "default_filter_chain");
+        let ignore_global_conn_limit = f.or(d, "ignore_global_conn_limit", false);
+        let max_accept_path = f.field_path("max_connections_to_accept_per_socket_event");
+        let max_connections_to_accept_per_socket_event: Option<u32> =
+            f.opt(d, "max_connections_to_accept_per_socket_event");
         f.ignored(d, &["traffic_direction", "metadata"]);
         f.default_only(
             d,
@@ -88,13 +96,19 @@ impl Decode for Listener {
                 "drain_type",
                 "tcp_fast_open_queue_length",
                 "enable_mptcp",
-                "ignore_global_conn_limit",
-                "max_connections_to_accept_per_socket_event",
                 "bypass_overload_manager",
             ],
         );
         let line = f.line();
         f.finish(d);
+        if max_connections_to_accept_per_socket_event == Some(0) {
+            d.error(
+                ErrorKind::Invalid,
+                &max_accept_path,
+                line,
+                "max_connections_to_accept_per_socket_event must be greater than 0",
+            );
+        }
         if filter_chains.is_empty() && default_filter_chain.is_none() {
             d.error(
                 ErrorKind::Invalid,
@@ -116,6 +130,8 @@ impl Decode for Listener {
             tcp_backlog_size,
             filter_chains,
             default_filter_chain,
+            ignore_global_conn_limit,
+            max_connections_to_accept_per_socket_event,
             line,
         })
     }

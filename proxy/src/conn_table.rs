@@ -92,6 +92,11 @@ impl<T> ConnTable<T> {
         self.len
     }
 
+    /// Slots ever allocated (live, freed and reusable): the table's memory.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

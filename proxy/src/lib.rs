@@ -14,6 +14,7 @@ pub mod filter_chain;
 pub mod histogram;
 pub mod http;
 pub mod listener;
+pub mod overload;
 pub mod reload;
 pub mod rng;
 pub mod route_check;

@@ -17,6 +17,7 @@ use sluice_stack::{SocketId, Stack, Wake};
 use crate::admin::{AdminServer, AdminState};
 use crate::cli::{self, Command, DatapathKind, Mode, Options};
 use crate::listener::manager::{Dns, Snapshot};
+use crate::overload::OverloadManager;
 use crate::reload::{self, UpstreamThreads};
 use crate::stats::Store;
 use crate::worker::{Control, Worker, WorkerSetup};
@@ -136,6 +137,8 @@ pub(crate) struct Serving {
     pub stats: Arc<Store>,
     pub control: Arc<Control>,
     pub main: MainLoop,
+    /// The bootstrap's `overload_manager` (its thread starts with the workers).
+    pub overload: Option<sluice_config::overload::OverloadManager>,
 }
 
 /// Create the stats, control flags and main loop for `workers` workers.
@@ -146,7 +149,14 @@ pub(crate) fn prepare(
     workers: usize,
 ) -> Result<Serving, String> {
     let stats = Arc::new(Store::new(workers));
-    let control = Arc::new(Control::default());
+    let overload = loaded.bootstrap.overload_manager.as_ref();
+    let control = Arc::new(Control::with_overload(Arc::new(crate::overload::OverloadState::new(overload))));
+    if overload.and_then(|o| o.max_active_downstream_connections()).is_none() {
+        // As Envoy: a proxy without a global connection limit says so at startup.
+        tracing::warn!(
+            "there is no configured limit to the number of allowed active downstream connections; configure a limit in `envoy.resource_monitors.global_downstream_max_connections` resource monitor"
+        );
+    }
     control.set_drain_strategy(opts.drain_strategy);
     let admin_state = Arc::new(AdminState {
         stats: Arc::clone(&stats),
@@ -162,7 +172,7 @@ pub(crate) fn prepare(
         quit: AtomicBool::new(false),
     });
     let main = MainLoop::new(loaded, admin_state, opts, Arc::clone(&stats))?;
-    Ok(Serving { stats, control, main })
+    Ok(Serving { stats, control, main, overload: loaded.bootstrap.overload_manager.clone() })
 }
 
 fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>) -> i32 {
@@ -225,7 +235,7 @@ pub(crate) fn run_serving<S: Stack + Send + 'static>(
             return 1;
         }
     }
-    let code = run_workers(workers, &mut serving.main, opts);
+    let code = run_workers(workers, &mut serving.main, serving.overload.as_ref(), opts);
     if let Some(t) = serving.main.threads.take() {
         t.stop();
     }
@@ -233,7 +243,12 @@ pub(crate) fn run_serving<S: Stack + Send + 'static>(
 }
 
 /// Start the workers pinned to cores, then run the main loop until they exit.
-fn run_workers<S: Stack + Send + 'static>(workers: Vec<Worker<S>>, main: &mut MainLoop, opts: &Options) -> i32 {
+fn run_workers<S: Stack + Send + 'static>(
+    workers: Vec<Worker<S>>,
+    main: &mut MainLoop,
+    overload: Option<&sluice_config::overload::OverloadManager>,
+    opts: &Options,
+) -> i32 {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut wakers: Vec<Arc<dyn Wake>> = Vec::new();
     let mut handles = Vec::new();
@@ -260,10 +275,29 @@ fn run_workers<S: Stack + Send + 'static>(workers: Vec<Worker<S>>, main: &mut Ma
             }
         }
     }
+    // The overload manager refreshes its monitors on its own thread and wakes the
+    // workers when an action changes.
+    let overload_manager = match overload {
+        Some(config) => {
+            let state = Arc::clone(&main.admin_state.control.overload);
+            match OverloadManager::start(config, state, &main.stats, wakers.clone()) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!("cannot start the overload manager: {e}");
+                    main.admin_state.control.stop.store(true, Ordering::Relaxed);
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     main.admin_state.live.store(true, Ordering::Relaxed);
     let admin = main.admin.as_ref().map(|a| a.local_addr.to_string()).unwrap_or_else(|| "none".into());
     tracing::info!(workers = handles.len(), config = %opts.config_path.display(), admin = %admin, "sluice started");
     main.run(&wakers, || handles.iter().all(|h| h.is_finished()));
+    if let Some(m) = overload_manager {
+        m.stop();
+    }
     let mut code = 0;
     for h in handles {
         match h.join() {
@@ -409,6 +443,14 @@ impl MainLoop {
                         }
                     }
                 }
+            }
+            // Every round (at most 100 ms apart), accept again on the admin listener:
+            // an accept that failed for want of descriptors leaves its backlog pending,
+            // and the edge-triggered listener would not report it again, so the admin
+            // server stopped answering for good (issue 22). With nothing pending this
+            // is one EAGAIN.
+            if let Some(admin) = self.admin.as_mut() {
+                admin.on_event(self.poll.registry(), ADMIN_TOKEN);
             }
             if self.term.swap(false, Ordering::Relaxed) {
                 if control.draining.load(Ordering::Relaxed) {

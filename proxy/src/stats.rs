@@ -122,6 +122,9 @@ stats_scope! {
         downstream_pre_cx_active: Gauge,
         no_filter_chain_match: Counter,
         downstream_cx_overflow: Counter,
+        downstream_global_cx_overflow: Counter,
+        downstream_cx_overload_reject: Counter,
+        downstream_cx_accept_error: Counter,
         tls_found = "tls_inspector.tls_found": Counter,
         tls_not_found = "tls_inspector.tls_not_found": Counter,
         tls_sni_found = "tls_inspector.sni_found": Counter,
@@ -259,6 +262,8 @@ stats_scope! {
         downstream_cx_max_duration_reached: Counter,
         downstream_cx_max_requests_reached: Counter,
         downstream_cx_drain_close: Counter,
+        downstream_cx_overload_disable_keepalive: Counter,
+        downstream_rq_overload_close: Counter,
         downstream_cx_destroy_remote_active_rq: Counter,
         downstream_cx_rx_bytes_total: Counter,
         downstream_cx_tx_bytes_total: Counter,
@@ -415,6 +420,23 @@ impl<S: Scope> Registry<S> {
     }
 }
 
+stats_scope! {
+    /// `overload.<action name>.*` (written by the overload manager's thread).
+    pub struct OverloadActionStats ("overload") {
+        active: Gauge,
+        scale_percent: Gauge,
+    }
+}
+
+stats_scope! {
+    /// `overload.<resource monitor name>.*` (written by the overload manager's thread).
+    pub struct OverloadMonitorStats ("overload") {
+        pressure: Gauge,
+        failed_updates: Counter,
+        skipped_updates: Counter,
+    }
+}
+
 /// All stats of the process.
 pub struct Store {
     pub listeners: Registry<ListenerStats>,
@@ -425,6 +447,9 @@ pub struct Store {
     pub upstream: Registry<UpstreamStats>,
     /// AF_XDP queues (xdp mode; one block per queue, written by its worker).
     pub xdp: Registry<XdpQueueStats>,
+    /// The overload manager's actions and monitors (one block each).
+    pub overload_actions: Registry<OverloadActionStats>,
+    pub overload_monitors: Registry<OverloadMonitorStats>,
 }
 
 impl Store {
@@ -436,6 +461,8 @@ impl Store {
             http: Registry::new(workers),
             upstream: Registry::new(1),
             xdp: Registry::new(1),
+            overload_actions: Registry::new(1),
+            overload_monitors: Registry::new(1),
         }
     }
 
@@ -448,6 +475,8 @@ impl Store {
         self.http.collect(&mut out);
         self.upstream.collect(&mut out);
         self.xdp.collect(&mut out);
+        self.overload_actions.collect(&mut out);
+        self.overload_monitors.collect(&mut out);
         for (name, v) in crate::access_log::sink::counters() {
             out.push((name.to_string(), StatKind::Counter, v as i64));
         }

@@ -82,6 +82,8 @@ pub struct Ctx<'a, S: Stack> {
     /// The worker is draining and this round's responses ask their connections to
     /// close (Envoy's `drainClose()`, see `worker::drain`).
     pub draining: bool,
+    /// The overload manager's action states.
+    pub overload: &'a crate::overload::OverloadState,
 }
 
 impl<S: Stack> Ctx<'_, S> {

@@ -22,6 +22,8 @@ impl Dump for Listener {
             .with_opt("tcp_backlog_size", self.tcp_backlog_size)
             .with("filter_chains", list(&self.filter_chains))
             .with_opt("default_filter_chain", self.default_filter_chain.as_ref().map(Dump::dump))
+            .with_opt("ignore_global_conn_limit", self.ignore_global_conn_limit.then_some(true))
+            .with_opt("max_connections_to_accept_per_socket_event", self.max_connections_to_accept_per_socket_event)
     }
 }
 

@@ -22,6 +22,8 @@ pub const STREAM_IDLE_TIMEOUT: &str = "stream timeout";
 pub const REQUEST_TIMEOUT: &str = "request timeout";
 pub const REQUEST_HEADER_TIMEOUT: &str = "request header timeout";
 pub const FAULT_ABORT: &str = "fault filter abort";
+/// `envoy.overload_actions.stop_accepting_requests`.
+pub const OVERLOADED: &str = "envoy overloaded";
 
 /// Fill `head` with a local reply of `status` carrying `body`.
 pub fn build(head: &mut ResponseHead, status: u16, body: &[u8]) {

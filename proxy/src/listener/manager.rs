@@ -62,6 +62,10 @@ pub struct ListenerConfig {
     pub listener_filters_timeout: Option<Duration>,
     pub continue_on_listener_filters_timeout: bool,
     pub filter_chain_manager: FilterChainManager,
+    /// Exempt from the global connection limit (its connections still count).
+    pub ignore_global_conn_limit: bool,
+    /// `max_connections_to_accept_per_socket_event` (`None`: all pending ones).
+    pub max_connections_to_accept_per_socket_event: Option<u32>,
     chains: Vec<NetworkFilterChain>,
     default_chain: Option<NetworkFilterChain>,
 }
@@ -221,6 +225,8 @@ fn compile_listener(index: usize, l: &Listener, cm: &Arc<ClusterManager>) -> Res
         listener_filters_timeout: (!l.listener_filters_timeout.is_zero()).then_some(l.listener_filters_timeout),
         continue_on_listener_filters_timeout: l.continue_on_listener_filters_timeout,
         filter_chain_manager,
+        ignore_global_conn_limit: l.ignore_global_conn_limit,
+        max_connections_to_accept_per_socket_event: l.max_connections_to_accept_per_socket_event,
         chains,
         default_chain,
     })

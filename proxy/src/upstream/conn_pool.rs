@@ -70,6 +70,12 @@ impl ConnPool {
         crate::worker_ctx::pool_timer_key(self.gen, slot)
     }
 
+    /// Make the slots freed during the last event batch reusable (the worker calls
+    /// this once per batch, as for its connection table).
+    pub fn recycle(&mut self) {
+        self.slots.recycle();
+    }
+
     /// Whether nothing lives in the pool any more.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()

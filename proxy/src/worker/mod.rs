@@ -27,14 +27,16 @@ use crate::http::conn_manager::{Accepted, HttpConnection};
 use crate::http::date::DateCache;
 use crate::listener::active_socket::{ActiveSocket, Outcome};
 use crate::listener::manager::{NetworkFilter, Snapshot};
+use crate::overload::OverloadState;
 use crate::rng::Rng;
 use crate::stats::{HttpStats, Store, TcpProxyStats};
 use crate::tcp_proxy::{CloseReason, Status, TcpProxySession};
 use crate::timer::{TimerKey, Timers};
 use crate::transport::TransportSocket;
 use crate::worker_ctx::{
-    decode_pool_timer_key, decode_pool_token, token, Ctx, DOWNSTREAM_SUB, MAX_GENERATIONS, POOL_SUB,
+    decode_pool_timer_key, decode_pool_token, token, Ctx, DOWNSTREAM_SUB, MAX_GENERATIONS, POOL_SUB, POOL_TIMER_BIT,
 };
+use sluice_config::overload::ActionKind;
 
 use self::drain::{Drain, DrainStrategy};
 use self::generation::{listener_unchanged, Generation};
@@ -43,8 +45,17 @@ use self::generation::{listener_unchanged, Generation};
 const WAKER: Token = Token(usize::MAX);
 /// Tokens at or above this are listeners (`LISTENER_BASE + listener index`).
 const LISTENER_BASE: usize = usize::MAX / 2;
-/// Accepts per listener per round before other work gets a turn.
+/// Accepts per listener per round before other work gets a turn (unless the listener
+/// sets `max_connections_to_accept_per_socket_event`).
 const ACCEPT_BUDGET: usize = 64;
+/// How soon a listener whose accept failed (out of descriptors: EMFILE, ENFILE,
+/// ENOBUFS, ENOMEM) is tried again. Its backlog stays pending in the kernel and an
+/// edge-triggered listener reports nothing new for it, so a timer must.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// At most one accept-failure log line per listener per this period.
+const ACCEPT_ERROR_LOG_PERIOD: Duration = Duration::from_secs(1);
+/// Timer key of the accept retry (an index no connection and no pool slot uses).
+const ACCEPT_RETRY_TIMER: TimerKey = TimerKey { index: POOL_TIMER_BIT - 1, generation: 0 };
 /// How long a stopping worker keeps polling so that the resets of aborted connections
 /// reach their peers (userspace stacks only; see [`Worker::linger`]).
 const ABORT_LINGER: Duration = Duration::from_millis(100);
@@ -64,12 +75,19 @@ pub struct Control {
     pub graceful: AtomicBool,
     /// `--drain-strategy immediate` (else gradual).
     drain_immediate: AtomicBool,
+    /// The overload manager's action states and the global connection count.
+    pub overload: Arc<OverloadState>,
     /// The config to serve (replaced on reload) and its version.
     snapshot: Mutex<Option<Arc<Snapshot>>>,
     version: AtomicU64,
 }
 
 impl Control {
+    /// Control flags for workers under the overload manager's `overload` state.
+    pub fn with_overload(overload: Arc<OverloadState>) -> Control {
+        Control { overload, ..Control::default() }
+    }
+
     /// `/drain_listeners`: stop accepting; with `graceful`, HTTP connections also get
     /// `connection: close` on their next response.
     pub fn drain_listeners(&self, graceful: bool) {
@@ -162,6 +180,13 @@ pub struct Worker<S: Stack> {
     drain_deadline: Option<Instant>,
     /// The drain in progress (SIGTERM or `/drain_listeners?graceful`).
     drain: Option<Drain>,
+    /// Listeners waiting to accept again: after a failed accept (until the retry
+    /// timer), or while `stop_accepting_connections` holds.
+    accept_blocked: Vec<usize>,
+    accept_retry_at: Option<Instant>,
+    /// Accept failures since the last log line, and when that line was written.
+    accept_errors_unlogged: u64,
+    accept_error_logged_at: Option<Instant>,
 }
 
 impl<S: Stack> Worker<S> {
@@ -198,6 +223,10 @@ impl<S: Stack> Worker<S> {
             drain_time,
             drain_deadline: None,
             drain: None,
+            accept_blocked: Vec::new(),
+            accept_retry_at: None,
+            accept_errors_unlogged: 0,
+            accept_error_logged_at: None,
         })
     }
 
@@ -236,74 +265,87 @@ impl<S: Stack> Worker<S> {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let now = Instant::now();
-            let mut timeout = self.timers.timeout(now);
-            if !self.ready.is_empty() || !self.ready_listeners.is_empty() {
-                timeout = Some(Duration::ZERO);
-            }
-            if let Some(d) = self.drain_deadline {
-                let left = d.saturating_duration_since(now);
-                timeout = Some(timeout.map_or(left, |t| t.min(left)));
-            }
-            self.stack.poll(&mut events, timeout)?;
-            let now = Instant::now();
-            for ev in events.iter() {
-                let t = ev.token();
-                // The peer's FIN or RST is in: no further event will come for it.
-                let peer_closed = ev.is_read_closed() || ev.is_error();
-                if t == WAKER {
-                    continue;
-                } else if t.0 >= LISTENER_BASE {
-                    self.accept(t.0 - LISTENER_BASE, now);
-                } else if t.0 & 3 == POOL_SUB {
-                    let (gen, index) = decode_pool_token(t);
-                    self.on_pool_event(gen, index, peer_closed, now);
-                } else {
-                    self.on_conn_event(t.0 >> 2, t.0 & 3, peer_closed, now);
-                }
-            }
-            self.run_ready(now);
-            self.run_timers(now);
-            self.conns.recycle();
-            self.access_log.flush();
-            if self.control.version.load(Ordering::Acquire) != self.version {
-                self.adopt_published(now);
-            }
-            self.retire_generations(now);
-            if self.control.stop.load(Ordering::Relaxed) {
-                self.abort_all(Instant::now());
+            if let Some(deadline) = self.turn(&mut events)? {
                 self.access_log.flush();
-                return self.linger(&mut events, Instant::now() + ABORT_LINGER);
+                return self.linger(&mut events, deadline);
             }
-            if self.control.listeners_drained.load(Ordering::Relaxed) && self.listen_sockets.iter().any(Option::is_some)
-            {
-                self.close_listeners();
-                if self.control.graceful.load(Ordering::Relaxed) {
-                    self.close_old_idle_slots(now);
-                    self.start_connection_drains(now);
-                }
+        }
+    }
+
+    /// One round of the event loop. `Some(deadline)`: the worker is done and lingers
+    /// until `deadline` (see [`Worker::linger`]).
+    fn turn(&mut self, events: &mut Events) -> io::Result<Option<Instant>> {
+        let now = Instant::now();
+        let mut timeout = self.timers.timeout(now);
+        if !self.ready.is_empty() || !self.ready_listeners.is_empty() {
+            timeout = Some(Duration::ZERO);
+        }
+        if let Some(d) = self.drain_deadline {
+            let left = d.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        self.stack.poll(events, timeout)?;
+        let now = Instant::now();
+        for ev in events.iter() {
+            let t = ev.token();
+            // The peer's FIN or RST is in: no further event will come for it.
+            let peer_closed = ev.is_read_closed() || ev.is_error();
+            if t == WAKER {
+                continue;
+            } else if t.0 >= LISTENER_BASE {
+                self.accept(t.0 - LISTENER_BASE, now);
+            } else if t.0 & 3 == POOL_SUB {
+                let (gen, index) = decode_pool_token(t);
+                self.on_pool_event(gen, index, peer_closed, now);
+            } else {
+                self.on_conn_event(t.0 >> 2, t.0 & 3, peer_closed, now);
             }
-            if self.control.draining.load(Ordering::Relaxed) {
-                if self.drain_deadline.is_none() {
-                    self.start_drain(now);
-                }
-                if self.conns.is_empty() {
-                    tracing::debug!(worker = self.id, "drained");
-                    let deadline = self.drain_deadline.unwrap_or(now).max(now + ABORT_LINGER);
-                    self.access_log.flush();
-                    return self.linger(&mut events, deadline);
-                }
-                if self.drain_deadline.is_some_and(|d| Instant::now() >= d) {
-                    tracing::warn!(
-                        worker = self.id,
-                        open = self.conns.len(),
-                        "drain time over: closing open connections"
-                    );
-                    self.abort_all(Instant::now());
-                    self.access_log.flush();
-                    return self.linger(&mut events, Instant::now() + ABORT_LINGER);
-                }
+        }
+        self.resume_accepting(now);
+        self.run_ready(now);
+        self.run_timers(now);
+        self.end_batch();
+        self.access_log.flush();
+        if self.control.version.load(Ordering::Acquire) != self.version {
+            self.adopt_published(now);
+        }
+        self.retire_generations(now);
+        if self.control.stop.load(Ordering::Relaxed) {
+            self.abort_all(Instant::now());
+            return Ok(Some(Instant::now() + ABORT_LINGER));
+        }
+        if self.control.listeners_drained.load(Ordering::Relaxed) && self.listen_sockets.iter().any(Option::is_some) {
+            self.close_listeners();
+            if self.control.graceful.load(Ordering::Relaxed) {
+                self.close_old_idle_slots(now);
+                self.start_connection_drains(now);
             }
+        }
+        if self.control.draining.load(Ordering::Relaxed) {
+            if self.drain_deadline.is_none() {
+                self.start_drain(now);
+            }
+            if self.conns.is_empty() {
+                tracing::debug!(worker = self.id, "drained");
+                return Ok(Some(self.drain_deadline.unwrap_or(now).max(now + ABORT_LINGER)));
+            }
+            if self.drain_deadline.is_some_and(|d| Instant::now() >= d) {
+                tracing::warn!(worker = self.id, open = self.conns.len(), "drain time over: closing open connections");
+                self.abort_all(Instant::now());
+                return Ok(Some(Instant::now() + ABORT_LINGER));
+            }
+        }
+        Ok(None)
+    }
+
+    /// After an event batch: slots freed during it (connections, and the upstream pool
+    /// slots of every generation) become reusable. Without this a pool's table grows
+    /// by one slot per upstream connection ever opened (issue 22: ~268 bytes per
+    /// failed connect).
+    fn end_batch(&mut self) {
+        self.conns.recycle();
+        for g in self.generations.iter_mut().flatten() {
+            g.pool.recycle();
         }
     }
 
@@ -384,6 +426,10 @@ impl<S: Stack> Worker<S> {
         }
         self.listen_sockets = sockets;
         self.ready_listeners.clear();
+        self.accept_blocked.clear();
+        if self.accept_retry_at.is_some() {
+            self.accept_blocked.extend(0..self.listen_sockets.len());
+        }
         self.generations[slot as usize] = Some(Generation::new(slot, Arc::clone(&snapshot), &self.store, self.id));
         self.current = slot;
         // Changed clusters: the old generation keeps no idle upstream connections, and
@@ -447,6 +493,7 @@ impl<S: Stack> Worker<S> {
             }
         }
         self.ready_listeners.clear();
+        self.accept_blocked.clear();
     }
 
     fn start_drain(&mut self, now: Instant) {
@@ -535,28 +582,53 @@ impl<S: Stack> Worker<S> {
                 self.close_pool(g, now);
             }
         }
-        self.conns.recycle();
+        self.end_batch();
     }
 
     fn accept(&mut self, listener: usize, now: Instant) {
         let Some(Some(lsock)) = self.listen_sockets.get(listener).copied() else {
             return;
         };
+        let overload = Arc::clone(&self.control.overload);
+        if overload.saturated(ActionKind::StopAcceptingConnections) || self.accept_retry_at.is_some() {
+            // Left in the kernel's backlog until the action ends (the overload manager
+            // wakes the workers) or the retry timer fires.
+            if !self.accept_blocked.contains(&listener) {
+                self.accept_blocked.push(listener);
+            }
+            return;
+        }
         let gen = self.current;
-        for _ in 0..ACCEPT_BUDGET {
+        let lcfg = Arc::clone(&self.gen(gen).snapshot.listeners[listener]);
+        let budget = lcfg.max_connections_to_accept_per_socket_event.map_or(ACCEPT_BUDGET, |n| n as usize);
+        for _ in 0..budget {
             let acc = match self.stack.accept(lsock) {
                 Ok(a) => a,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    // EMFILE and friends: log, let other work proceed, retry next round.
-                    tracing::warn!(worker = self.id, "accept failed: {e}");
+                    self.accept_failed(listener, &e, now);
                     return;
                 }
             };
+            let stats = Arc::clone(&self.gen(gen).listener_stats[listener]);
+            // Envoy's TcpListenerImpl: the global limit, then reject_incoming_connections,
+            // both before any listener filter runs.
+            if !overload.try_allocate_connection(!lcfg.ignore_global_conn_limit) {
+                tracing::trace!(worker = self.id, peer = %acc.peer, "closing: global connection limit reached");
+                stats.downstream_global_cx_overflow.inc();
+                self.stack.close(acc.socket);
+                continue;
+            }
+            if overload.fires(ActionKind::RejectIncomingConnections, self.rng.next_u64()) {
+                overload.release_connection();
+                stats.downstream_cx_overload_reject.inc();
+                self.stack.close(acc.socket);
+                continue;
+            }
             // Counted as a connection (downstream_cx_*) only once its filter chain is
             // chosen, on the listener that serves it (the original-destination target),
             // as Envoy's ActiveTcpConnection does; until then it is a pre-connection.
-            self.gen(gen).listener_stats[listener].downstream_pre_cx_active.inc();
+            stats.downstream_pre_cx_active.inc();
             tracing::debug!(worker = self.id, peer = %acc.peer, local = %acc.local, "accepted");
             let pending = ActiveSocket::new(acc.socket, listener, acc.peer, acc.local);
             let key = self.conns.insert(Entry { gen, listener, conn: Conn::Pending(pending) });
@@ -572,6 +644,56 @@ impl<S: Stack> Worker<S> {
             self.advance_pending(key, now);
         }
         self.ready_listeners.push(listener);
+    }
+
+    /// An accept failed for another reason than an empty backlog: almost always out of
+    /// descriptors (EMFILE, ENFILE) or kernel memory. Count it
+    /// (`listener.<name>.downstream_cx_accept_error`), log at most once a second, keep
+    /// serving the open connections, and try this listener again in [`ACCEPT_RETRY`]:
+    /// the pending connections stay in the kernel's backlog, and an edge-triggered
+    /// listener reports no new readiness for them.
+    fn accept_failed(&mut self, listener: usize, e: &io::Error, now: Instant) {
+        self.gen(self.current).listener_stats[listener].downstream_cx_accept_error.inc();
+        self.accept_errors_unlogged += 1;
+        if self.accept_error_logged_at.is_none_or(|t| now >= t + ACCEPT_ERROR_LOG_PERIOD) {
+            let name = &self.gen(self.current).snapshot.listeners[listener].name;
+            tracing::warn!(
+                worker = self.id,
+                listener = %name,
+                failures = self.accept_errors_unlogged,
+                open = self.conns.len(),
+                "accept failed: {e}; serving open connections, retrying every {} ms",
+                ACCEPT_RETRY.as_millis()
+            );
+            self.accept_errors_unlogged = 0;
+            self.accept_error_logged_at = Some(now);
+        }
+        if !self.accept_blocked.contains(&listener) {
+            self.accept_blocked.push(listener);
+        }
+        if self.accept_retry_at.is_none() {
+            let at = now + ACCEPT_RETRY;
+            self.accept_retry_at = Some(at);
+            self.timers.schedule(ACCEPT_RETRY_TIMER, at);
+        }
+    }
+
+    /// Give blocked listeners another round once nothing blocks them any more.
+    fn resume_accepting(&mut self, now: Instant) {
+        if self.accept_blocked.is_empty() {
+            return;
+        }
+        if self.accept_retry_at.is_some_and(|at| now >= at) {
+            self.accept_retry_at = None;
+        }
+        if self.accept_retry_at.is_some() || self.control.overload.saturated(ActionKind::StopAcceptingConnections) {
+            return;
+        }
+        for l in std::mem::take(&mut self.accept_blocked) {
+            if !self.ready_listeners.contains(&l) {
+                self.ready_listeners.push(l);
+            }
+        }
     }
 
     /// Run listener filters; move the connection to its network filter when done.
@@ -694,6 +816,7 @@ impl<S: Stack> Worker<S> {
             wall: SystemTime::now(),
             key,
             draining,
+            overload: &self.control.overload,
         };
         f(&mut ctx)
     }
@@ -723,6 +846,7 @@ impl<S: Stack> Worker<S> {
             wall: SystemTime::now(),
             key,
             draining,
+            overload: &self.control.overload,
         };
         f(&mut e.conn, &mut ctx)
     }
@@ -770,6 +894,10 @@ impl<S: Stack> Worker<S> {
             due.push(t);
         }
         for (fired, key) in due.drain(..) {
+            if key == ACCEPT_RETRY_TIMER {
+                self.resume_accepting(now);
+                continue;
+            }
             if let Some((gen, slot)) = decode_pool_timer_key(key) {
                 self.on_pool_timer(gen, slot, now);
                 continue;
@@ -808,6 +936,7 @@ impl<S: Stack> Worker<S> {
     fn finish(&mut self, key: TimerKey, status: Status) {
         if let Status::Closed(_) = status {
             if let Some(e) = self.conns.remove(key) {
+                self.control.overload.release_connection();
                 if let Some(g) = self.generations[e.gen as usize].as_mut() {
                     g.conns = g.conns.saturating_sub(1);
                     let stats = &g.listener_stats[e.listener];
@@ -839,3 +968,6 @@ fn abort<S: Stack>(conn: &mut Conn, ctx: &mut Ctx<'_, S>) -> Status {
 pub fn flag(f: &AtomicBool) -> bool {
     f.load(Ordering::Relaxed)
 }
+
+#[cfg(test)]
+mod tests;

@@ -52,6 +52,9 @@ use crate::timer::TimerKey;
 use crate::transport::TransportSocket;
 use crate::worker_ctx::Ctx;
 
+use sluice_config::overload::ActionKind;
+use sluice_config::overload::TimerType;
+
 use self::config::{HcmConfig, HttpFilterConfig};
 use self::stream::{FilterPhase, Stream};
 
@@ -370,7 +373,9 @@ impl HttpConnection {
                 return status;
             }
         } else if self.closing.is_none() {
-            if let Some(t) = self.cfg.idle_timeout {
+            if let Some(t) =
+                self.cfg.idle_timeout.map(|t| ctx.overload.scaled_timeout(TimerType::HttpDownstreamConnectionIdle, t))
+            {
                 if now >= self.idle_since + t && self.down.pending_input().is_empty() {
                     self.stats.downstream_cx_idle_timeout.inc();
                     return self.close(ctx, false);
@@ -408,7 +413,7 @@ impl HttpConnection {
             Some(o) => o,
             None => self.cfg.stream_idle_timeout,
         };
-        if let Some(t) = idle {
+        if let Some(t) = idle.map(|t| ctx.overload.scaled_timeout(TimerType::HttpDownstreamStreamIdle, t)) {
             if now >= self.stream.last_activity + t {
                 self.stats.downstream_rq_idle_timeout.inc();
                 self.stream.flags.set(ResponseFlags::STREAM_IDLE_TIMEOUT);
@@ -689,6 +694,9 @@ impl HttpConnection {
         if self.draining {
             self.stream.close_after = true;
         }
+        if self.overloaded(ctx) {
+            return;
+        }
         if meta.expect_continue {
             // proxy_100_continue is off: Envoy answers 100 itself and drops the header.
             self.down.out.extend_from_slice(CONTINUE_RESPONSE);
@@ -760,6 +768,23 @@ impl HttpConnection {
         }
         self.stream.phase = FilterPhase::Decode(0);
         self.run_filters(ctx);
+    }
+
+    /// The overload manager's hooks on a new stream: `stop_accepting_requests` answers
+    /// 503 `envoy overloaded` at once (true), `disable_http_keepalive` closes the
+    /// connection after this response.
+    fn overloaded<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
+        if ctx.overload.fires(ActionKind::StopAcceptingRequests, ctx.rng.next_u64()) {
+            self.stats.downstream_rq_overload_close.inc();
+            self.stream.flags.set(ResponseFlags::OVERLOAD_MANAGER);
+            self.send_local_reply(ctx, 503, local_reply::OVERLOADED.as_bytes(), &[]);
+            return true;
+        }
+        if !self.stream.close_after && ctx.overload.fires(ActionKind::DisableHttpKeepalive, ctx.rng.next_u64()) {
+            self.stats.downstream_cx_overload_disable_keepalive.inc();
+            self.stream.close_after = true;
+        }
+        false
     }
 
     fn stream_info(&self) -> StreamInfo<'static> {
@@ -1106,14 +1131,18 @@ impl HttpConnection {
                 Some(o) => o,
                 None => self.cfg.stream_idle_timeout,
             };
-            consider(idle.map(|t| self.stream.last_activity + t));
+            consider(idle.map(|t| {
+                self.stream.last_activity + ctx.overload.scaled_timeout(TimerType::HttpDownstreamStreamIdle, t)
+            }));
             consider(self.max_stream_duration().map(|t| self.stream.start + t));
             if let Some(r) = &self.stream.router {
                 consider(r.next_deadline());
             }
         } else {
             if self.head_started.is_none() {
-                consider(self.cfg.idle_timeout.map(|t| self.idle_since + t));
+                consider(self.cfg.idle_timeout.map(|t| {
+                    self.idle_since + ctx.overload.scaled_timeout(TimerType::HttpDownstreamConnectionIdle, t)
+                }));
             }
             if self.draining {
                 consider(self.drain_idle_until);

@@ -409,12 +409,14 @@ impl RouterState {
         client.requests += 1;
     }
 
-    /// Move request body bytes from the downstream input into the connection.
+    /// Move request body bytes from the downstream input into the connection, while
+    /// its output is under the cluster's buffer limit (`out_limit`).
     fn pump_request(
         &mut self,
         cfg: &HcmConfig,
         stream: &mut Stream,
         down: &mut Downstream,
+        out_limit: usize,
     ) -> Result<bool, LocalReply> {
         let Some(client) = self.client.as_mut() else {
             return Ok(false);
@@ -423,7 +425,7 @@ impl RouterState {
             return Ok(false);
         }
         let mut progress = false;
-        while !stream.request_done && client.out.len() < cfg.buffer_limit {
+        while !stream.request_done && client.out.len() < out_limit {
             let input = down.pending_input();
             if input.is_empty() {
                 break;
@@ -574,7 +576,8 @@ impl RouterState {
                 return self.fail(cfg, stream, ctx, reason);
             }
         }
-        step.progress |= self.pump_request(cfg, stream, down)?;
+        let out_limit = ctx.clusters.clusters[self.cluster].info.config.per_connection_buffer_limit_bytes as usize;
+        step.progress |= self.pump_request(cfg, stream, down, out_limit)?;
         if self.shadow_pending && stream.request_done {
             self.shadow_pending = false;
             if self.body_copy_ok {

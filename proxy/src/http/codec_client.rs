@@ -142,6 +142,7 @@ impl CodecClient {
                 ReadOutcome::Eof
             }
             Ok(n) => {
+                flow_control::reserve_within(&mut self.input, n, limit);
                 self.input.extend_from_slice(&scratch[..n]);
                 // A short read drained the socket: the next arrival is a new event. Not
                 // so once the peer's FIN or RST was reported: it waits behind the data.

@@ -57,6 +57,17 @@ impl Watermark {
     }
 }
 
+/// Make room for `want` more bytes in `v`, growing it (amortized, as `Vec` does) but
+/// never past `limit + want`: plain doubling would leave a buffer at the high watermark
+/// holding up to twice the limit.
+pub fn reserve_within(v: &mut Vec<u8>, want: usize, limit: usize) {
+    if v.capacity() - v.len() >= want {
+        return;
+    }
+    let target = (v.capacity() * 2).min(limit + want).max(v.len() + want);
+    v.reserve_exact(target - v.len());
+}
+
 /// Release a drained vector's memory when it holds more than [`IDLE_KEEP`]; a vector
 /// still holding bytes keeps just what they need.
 pub fn shrink_idle(v: &mut Vec<u8>, pos: &mut usize) {
@@ -88,6 +99,17 @@ mod tests {
         assert_eq!(w.update(50, 100), Some(Crossing::Low));
         assert!(!w.above());
         assert_eq!(w.update(80, 100), None);
+    }
+
+    #[test]
+    fn growth_stops_at_the_limit() {
+        let mut v = Vec::new();
+        for _ in 0..16 {
+            reserve_within(&mut v, 64 * 1024 + 64, 1 << 20);
+            v.extend_from_slice(&[0u8; 64 * 1024]);
+        }
+        assert_eq!(v.len(), 1 << 20);
+        assert!(v.capacity() <= (1 << 20) + 64 * 1024 + 64, "{}", v.capacity());
     }
 
     #[test]

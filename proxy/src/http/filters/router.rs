@@ -768,8 +768,8 @@ impl RouterState {
             };
             let data = &input[d.data.clone()];
             if !data.is_empty() && !stream.meta.is_head {
+                flow_control::make_room(&mut down.out, &mut down.out_pos, data.len() + 64, cfg.buffer_limit);
                 let before = down.out.len();
-                flow_control::reserve_within(&mut down.out, data.len() + 64, cfg.buffer_limit);
                 let _ = stream.response_encoder.encode(data, &mut down.out);
                 stream.bytes_sent += (down.out.len() - before) as u64;
                 stream.resp_body_bytes += data.len() as u64;

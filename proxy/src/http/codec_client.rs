@@ -142,6 +142,7 @@ impl CodecClient {
                 ReadOutcome::Eof
             }
             Ok(n) => {
+                flow_control::reserve_within(&mut self.input, n, limit);
                 self.input.extend_from_slice(&scratch[..n]);
                 // A short read drained the socket: the next arrival is a new event. Not
                 // so once the peer's FIN or RST was reported: it waits behind the data.
@@ -295,6 +296,40 @@ mod tests {
         assert_eq!(outcomes, [ReadOutcome::Data, ReadOutcome::Error]);
         assert!(client.dead);
         assert!(client.pending_input().ends_with(b"partial"));
+        client.close(&mut stack, true);
+    }
+
+    /// Reads stop at the limit: the input never holds more, whatever the socket has.
+    #[test]
+    fn reads_stop_at_the_limit() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin_addr = listener.local_addr().unwrap();
+        let mut stack = KernelStack::new().unwrap();
+        let socket = stack.connect(origin_addr).unwrap();
+        stack.register(socket, Token(1), Interest::BOTH).unwrap();
+        let (mut origin, _) = listener.accept().unwrap();
+        origin.write_all(&vec![b'x'; 256 * 1024]).unwrap();
+
+        let host = Arc::new(Host::new(origin_addr, String::new(), 1, 0, None));
+        let mut client = CodecClient::new(socket, host, 0, 0, 100, Instant::now());
+        client.readable = true;
+        let mut scratch = vec![0; READ_CHUNK];
+        let limit = 100 * 1024;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut last = ReadOutcome::WouldBlock;
+        while last != ReadOutcome::Full && Instant::now() < deadline {
+            last = client.read(&mut stack, limit, &mut scratch);
+            if last == ReadOutcome::WouldBlock {
+                client.readable = true;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        assert_eq!(last, ReadOutcome::Full);
+        assert_eq!(client.pending_input().len(), limit);
+        assert!(client.readable, "a full input leaves the socket readable");
+        client.consume_input(limit);
+        client.shrink_idle();
+        assert!(client.buffered_capacity() <= crate::http::flow_control::IDLE_KEEP);
         client.close(&mut stack, true);
     }
 }

@@ -57,6 +57,28 @@ impl Watermark {
     }
 }
 
+/// Make room for `want` more bytes in `v`, growing it (amortized, as `Vec` does) but
+/// never past `limit + want`: plain doubling would leave a buffer at the high watermark
+/// holding up to twice the limit.
+pub fn reserve_within(v: &mut Vec<u8>, want: usize, limit: usize) {
+    if v.capacity() - v.len() >= want {
+        return;
+    }
+    let target = (v.capacity() * 2).min(limit + want).max(v.len() + want);
+    v.reserve_exact(target - v.len());
+}
+
+/// [`reserve_within`] for an output vector written from `*pos` on: the bytes already
+/// written are dropped first once they are half of it, so a peer that drains slowly but
+/// never completely does not keep the vector growing.
+pub fn make_room(v: &mut Vec<u8>, pos: &mut usize, want: usize, limit: usize) {
+    if *pos > 0 && *pos * 2 >= v.len() {
+        v.drain(..*pos);
+        *pos = 0;
+    }
+    reserve_within(v, want, limit + *pos);
+}
+
 /// Release a drained vector's memory when it holds more than [`IDLE_KEEP`]; a vector
 /// still holding bytes keeps just what they need.
 pub fn shrink_idle(v: &mut Vec<u8>, pos: &mut usize) {
@@ -88,6 +110,26 @@ mod tests {
         assert_eq!(w.update(50, 100), Some(Crossing::Low));
         assert!(!w.above());
         assert_eq!(w.update(80, 100), None);
+    }
+
+    #[test]
+    fn growth_stops_at_the_limit() {
+        let mut v = Vec::new();
+        for _ in 0..16 {
+            reserve_within(&mut v, 64 * 1024 + 64, 1 << 20);
+            v.extend_from_slice(&[0u8; 64 * 1024]);
+        }
+        assert_eq!(v.len(), 1 << 20);
+        assert!(v.capacity() <= (1 << 20) + 64 * 1024 + 64, "{}", v.capacity());
+    }
+
+    #[test]
+    fn written_prefix_is_dropped_before_growing() {
+        let mut v = vec![1u8; 1 << 20];
+        let mut pos = (1 << 20) - 10;
+        make_room(&mut v, &mut pos, 64 * 1024, 1 << 20);
+        assert_eq!((pos, v.len()), (0, 10));
+        assert!(v.capacity() >= 10 + 64 * 1024);
     }
 
     #[test]

@@ -445,12 +445,14 @@ impl RouterState {
         client.requests += 1;
     }
 
-    /// Move request body bytes from the downstream input into the connection.
+    /// Move request body bytes from the downstream input into the connection, while
+    /// its output is under the cluster's buffer limit (`out_limit`).
     fn pump_request(
         &mut self,
         cfg: &HcmConfig,
         stream: &mut Stream,
         down: &mut Downstream,
+        out_limit: usize,
     ) -> Result<bool, LocalReply> {
         let Some(client) = self.client.as_mut() else {
             return Ok(false);
@@ -459,7 +461,7 @@ impl RouterState {
             return Ok(false);
         }
         let mut progress = false;
-        while !stream.request_done && client.out.len() < cfg.buffer_limit {
+        while !stream.request_done && client.out.len() < out_limit {
             let input = down.pending_input();
             if input.is_empty() {
                 break;
@@ -643,7 +645,8 @@ impl RouterState {
             step.progress = true;
             return self.on_response_head(cfg, stream, down, ctx, meta, step);
         }
-        step.progress |= self.pump_request(cfg, stream, down)?;
+        let out_limit = ctx.clusters.clusters[self.cluster].info.config.per_connection_buffer_limit_bytes as usize;
+        step.progress |= self.pump_request(cfg, stream, down, out_limit)?;
         if self.shadow_pending && stream.request_done {
             self.shadow_pending = false;
             if self.body_copy_ok {
@@ -844,6 +847,7 @@ impl RouterState {
             };
             let data = &input[d.data.clone()];
             if !data.is_empty() && !stream.meta.is_head {
+                flow_control::make_room(&mut down.out, &mut down.out_pos, data.len() + 64, cfg.buffer_limit);
                 let before = down.out.len();
                 let _ = stream.response_encoder.encode(data, &mut down.out);
                 stream.bytes_sent += (down.out.len() - before) as u64;

@@ -109,6 +109,8 @@ s.bind(("127.0.0.1", port))
 s.listen(4096)
 while True:
     c, _ = s.accept()
+    # No Nagle: the head and the body go out as two writes.
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
   PIDS+=($!)

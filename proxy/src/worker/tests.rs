@@ -73,14 +73,29 @@ fn dead_port() -> SocketAddr {
     l.local_addr().expect("addr")
 }
 
-/// Drive `w` until `client` is done (it wakes the worker when it ends), at most 60 s.
-fn drive_until_done<T>(w: &mut Worker<KernelStack>, client: JoinHandle<T>) -> T {
+/// Drive `w` until `client` is done, at most 60 s. A ticker (with the worker's one
+/// `waker`) wakes the worker every
+/// 20 ms until then: the client's own wake-up can be consumed by a turn that still
+/// sees the thread running, and the next turn would then wait for ever.
+fn drive_until_done<T>(w: &mut Worker<KernelStack>, waker: Arc<dyn sluice_stack::Wake>, client: JoinHandle<T>) -> T {
     let mut events = Events::with_capacity(256);
     let deadline = Instant::now() + Duration::from_secs(60);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticker = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+                let _ = waker.wake();
+            }
+        })
+    };
     while !client.is_finished() {
         assert!(Instant::now() < deadline, "client did not finish");
         assert!(w.turn(&mut events).expect("poll").is_none(), "worker stopped");
     }
+    done.store(true, Ordering::Relaxed);
+    ticker.join().expect("ticker thread");
     client.join().expect("client thread")
 }
 
@@ -111,7 +126,7 @@ fn failed_upstream_connects_leave_no_pool_slots_behind() {
     const N: usize = 300;
     let (mut w, addr) = worker(&http_to(dead_port()));
     let waker = w.waker().expect("waker");
-    let statuses = drive_until_done(&mut w, requests(addr, N, waker));
+    let statuses = drive_until_done(&mut w, Arc::clone(&waker), requests(addr, N, waker));
     assert_eq!(statuses.len(), N);
     assert!(statuses.iter().all(|s| s.starts_with("HTTP/1.1 503")), "{:?}", &statuses[..3]);
     let connect_fail = w.store.get("cluster.backend.upstream_cx_connect_fail").unwrap_or(0);

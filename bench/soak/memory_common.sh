@@ -9,9 +9,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# The release binary (built unless SLUICE is set).
+# The sluice binary: $SLUICE_BIN (as the other soak scripts), else the release binary, built.
 sluice_bin() {
-  if [[ -n "${SLUICE:-}" ]]; then echo "$SLUICE"; return; fi
+  if [[ -n "${SLUICE_BIN:-}" ]]; then echo "$SLUICE_BIN"; return; fi
   (cd "$ROOT" && cargo build --release --bin sluice >&2)
   echo "$ROOT/target/release/sluice"
 }

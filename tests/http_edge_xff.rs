@@ -38,6 +38,7 @@ on_both_backends!(
     edge_requests_get_a_new_request_id,
     server_header_transformation_as_envoy,
     scheme_header_transformation_overwrites,
+    scheme_follows_a_trusted_x_forwarded_proto,
     xfcc_in_every_mode_on_an_mtls_listener,
 );
 
@@ -351,6 +352,26 @@ fn scheme_header_transformation_overwrites(backend: Backend) {
     // match_upstream: a plaintext upstream keeps http.
     let e = edge(&net, "scheme_header_transformation: { match_upstream: true }\n");
     assert_eq!(e.seen(&[]).header("x-forwarded-proto"), Some("http"));
+}
+
+/// `:scheme` of an origin-form request comes from `x-forwarded-proto` when that header
+/// is trusted (Envoy's mutateRequestHeaders: a valid XFP, else the transport), and from
+/// the transport when sluice overwrote it.
+fn scheme_follows_a_trusted_x_forwarded_proto(backend: Backend) {
+    let net = Net::new(backend);
+    let routes = "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\", headers: [{ name: \":scheme\", string_match: { exact: https } }] }\n    direct_response: { status: 200, body: { inline_string: https } }\n  - match: { prefix: \"/\" }\n    direct_response: { status: 200, body: { inline_string: other } }\n";
+    let https = [("x-forwarded-proto", "https")];
+    for (hcm, trusted) in [
+        ("use_remote_address: true\n", false),
+        ("use_remote_address: true\nxff_num_trusted_hops: 1\n", true),
+        ("", true),
+    ] {
+        let p = HttpProxy::start(&net, routes, &[], hcm, "", 1);
+        let mut c = p.client();
+        let want = if trusted { "https" } else { "other" };
+        assert_eq!(c.request("GET", "/", &https, b"").text(), want, "{hcm:?} with x-forwarded-proto: https");
+        assert_eq!(c.get("/").text(), "other", "{hcm:?}: plaintext without x-forwarded-proto");
+    }
 }
 
 /// `%XX` for everything but unreserved characters.

@@ -56,7 +56,7 @@ pub struct RequestParser {
 
 impl RequestParser {
     /// A parser for one connection; `tls` says whether it is encrypted (the `:scheme`
-    /// of origin-form requests, and Envoy's https-in-plaintext check).
+    /// of CONNECT requests, and Envoy's https-in-plaintext check).
     pub fn new(settings: Arc<Http1Settings>, tls: bool) -> Self {
         RequestParser { settings, tls, scan: HeadScan::default(), scratch: Vec::new() }
     }
@@ -258,8 +258,9 @@ fn parse_head<'b>(
     // The request target (Envoy's handlePath).
     let origin_form = !is_connect && (target[0] == b'/' || (method == b"OPTIONS" && target[0] == b'*'));
     if origin_form || (!settings.allow_absolute_url && !is_connect) {
+        // No `:scheme` here: the connection manager sets it from a trusted
+        // `x-forwarded-proto`, else from the transport (Envoy's mutateRequestHeaders).
         head.path.push_str(ascii_str(target)?);
-        head.scheme.push_str(if tls { "https" } else { "http" });
     } else {
         let url = split_absolute(target, is_connect).ok_or(RequestError::InvalidUrl)?;
         head.authority.clear();

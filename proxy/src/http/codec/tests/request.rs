@@ -19,7 +19,7 @@ fn simple_get() {
     assert_eq!(head.method, "GET");
     assert_eq!(head.path, "/a/b?x=1");
     assert_eq!(head.authority, "example.com");
-    assert_eq!(head.scheme, "http");
+    assert_eq!(head.scheme, "", "origin form: the connection manager decides the scheme");
     assert_eq!(head.version, Some(Version::Http11));
     assert_eq!(head.headers.get(b"user-agent"), Some(&b"t"[..]));
     assert!(!head.headers.contains(b"host"), "host lives in authority");
@@ -38,10 +38,10 @@ fn names_lowercased_values_trimmed_order_kept() {
 }
 
 #[test]
-fn tls_connection_sets_https_scheme() {
+fn tls_connection_sets_https_scheme_of_connect() {
     let mut p = RequestParser::new(Arc::new(Http1Settings::default()), true);
     let mut head = RequestHead::default();
-    p.parse(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", &mut head).unwrap();
+    p.parse(b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", &mut head).unwrap();
     assert_eq!(head.scheme, "https");
 }
 

@@ -31,6 +31,7 @@ pub use formatter::{Command, FormatPiece, FormatString, TimeFormat, TimeItem};
 pub use headers::{is_modifiable, HeaderMutations, HeaderToAdd};
 pub use policy::{HashPolicy, HashPolicyKind, MirrorTarget, RequestMirrorPolicy, RetryBackOff, RetryOn, RetryPolicy};
 pub use redirect::{PathRedirect, RedirectAction, RedirectResponseCode, SchemeRedirect};
+pub(crate) use upgrade::check_upgrade_type;
 pub use upgrade::{ConnectConfig, RouteUpgradeConfig};
 pub use weighted::{ClusterWeight, WeightedClusters, WeightedTarget};
 

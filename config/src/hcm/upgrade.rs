@@ -35,13 +35,7 @@ impl Decode for UpgradeConfig {
         let filters: Vec<HttpFilter> = f.list(d, "filters");
         f.finish(d);
         let upgrade_type = upgrade_type?;
-        if upgrade_type.is_empty() || !upgrade_type.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.upgrade_type"),
-                line,
-                format!("`{upgrade_type}` is not an `Upgrade:` value (such as `websocket`, `spdy/3.1`) or `CONNECT`"),
-            );
+        if !crate::route::check_upgrade_type(d, &upgrade_type, path, line) {
             return None;
         }
         Some(UpgradeConfig { upgrade_type, enabled, filters, line })

@@ -57,15 +57,7 @@ impl Decode for RouteUpgradeConfig {
         let connect_config: Option<ConnectConfig> = f.opt(d, "connect_config");
         f.finish(d);
         let upgrade_type = upgrade_type?;
-        if upgrade_type.is_empty() || !upgrade_type.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{path}.upgrade_type"),
-                line,
-                format!(
-                    "`{upgrade_type}` is not a header value (an `Upgrade:` token such as `websocket`, or `CONNECT`)"
-                ),
-            );
+        if !check_upgrade_type(d, &upgrade_type, path, line) {
             return None;
         }
         if connect_config.is_some() && upgrade_type != "CONNECT" {
@@ -93,4 +85,19 @@ pub(crate) fn check_route_upgrades(d: &mut Decoder, configs: &[RouteUpgradeConfi
             );
         }
     }
+}
+
+/// An `upgrade_type` (HCM or route) must be a header token: an `Upgrade:` value or
+/// `CONNECT`. False (and an error at `path.upgrade_type`) otherwise.
+pub(crate) fn check_upgrade_type(d: &mut Decoder, upgrade_type: &str, path: &str, line: u32) -> bool {
+    if !upgrade_type.is_empty() && upgrade_type.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return true;
+    }
+    d.error(
+        ErrorKind::Invalid,
+        &format!("{path}.upgrade_type"),
+        line,
+        format!("`{upgrade_type}` is not an `Upgrade:` value (such as `websocket`, `spdy/3.1`) or `CONNECT`"),
+    );
+    false
 }

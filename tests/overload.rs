@@ -170,9 +170,12 @@ fn out_of_descriptors_recovers_and_leaves_no_backlog() {
     assert!(lines <= 2, "{lines} accept-failure lines in half a second");
     // Descriptors come back (the held clients leave; the limit is raised again): the
     // waiting connections are accepted and answered with no new connection arriving.
-    held.clear();
+    // The limit is raised before the held clients leave: were it the other way round,
+    // the two descriptors they free could go to two waiting connections whose upstream
+    // connects then fail for want of a descriptor (a 503, correctly, but not this test).
     let ok = std::process::Command::new("prlimit").args(["--pid", &pid, "--nofile=4096:"]).status().unwrap();
     assert!(ok.success(), "prlimit failed");
+    held.clear();
     for (i, s) in waiting.iter_mut().enumerate() {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut out = Vec::new();

@@ -349,3 +349,43 @@ fn stop_accepting_connections_leaves_new_ones_in_the_backlog() {
     assert_eq!(stat(admin, &format!("listener.127.0.0.1_{port}.downstream_pre_cx_active")), 0);
     assert_eq!(web.requests(), 0);
 }
+
+#[test]
+fn a_reload_keeps_the_running_overload_manager_and_says_so() {
+    let web = HttpOrigin::start("web");
+    let (port, admin) = (free_port(), free_port());
+    let monitor = |max: u32| {
+        format!(
+            "resource_monitors:\n- name: envoy.resource_monitors.global_downstream_max_connections\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig\n    max_active_downstream_connections: {max}\n"
+        )
+    };
+    let mut p = Proxy::start(&config(port, admin, web.port(), &monitor(2), ""), &["--concurrency", "1"]);
+    // The file now asks for another limit and adds a response header (which does reload).
+    let changed: String = config(port, admin, web.port(), &monitor(1000), "")
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("route: { cluster: web }") {
+            Some(_) => {
+                let indent = &l[..l.len() - l.trim_start().len()];
+                format!("{l}\n{indent}response_headers_to_add: [{{ header: {{ key: x-reloaded, value: \"1\" }} }}]\n")
+            }
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert!(changed.contains("x-reloaded"), "the route edit applies");
+    std::fs::write(&p.config_path, changed).unwrap();
+    p.signal("HUP");
+    p.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    assert!(p.log().contains("`overload_manager` changed in the file"), "no warning:\n{}", p.log());
+    let dump = get(admin, "/config_dump").text();
+    assert!(dump.contains("\"max_active_downstream_connections\": \"2\""), "the dump shows the running limit:\n{dump}");
+    // The running limit (2) still holds; the rest of the file was applied.
+    let mut held: Vec<Client> = (0..2).map(|_| Client::connect(port)).collect();
+    for c in &mut held {
+        let r = c.get("/");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-reloaded"), Some("1"), "the route change was applied");
+    }
+    let mut c = Client::connect(port);
+    c.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert!(c.closed_within(Duration::from_secs(5)), "the limit from the file was applied by a reload");
+}

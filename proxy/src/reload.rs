@@ -59,6 +59,37 @@ impl UpstreamThreads {
     }
 }
 
+/// The bootstrap fields a reload does not change: the admin server keeps its socket and
+/// the overload manager its monitors and actions (in Envoy both are bootstrap-only, set
+/// at start, with no API to change them). A file that changes them is still reloaded for
+/// everything else; the running values stay in force and in `/config_dump`.
+#[derive(Debug, Clone)]
+pub struct BootstrapOnly {
+    pub admin: Option<sluice_config::bootstrap::Admin>,
+    pub overload_manager: Option<sluice_config::overload::OverloadManager>,
+}
+
+impl BootstrapOnly {
+    pub fn of(b: &sluice_config::Bootstrap) -> BootstrapOnly {
+        BootstrapOnly { admin: b.admin.clone(), overload_manager: b.overload_manager.clone() }
+    }
+}
+
+/// Put the running bootstrap-only fields back into `new`; returns the names of those
+/// the file changed.
+fn keep_bootstrap_only(new: &mut sluice_config::Bootstrap, running: &BootstrapOnly) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if new.admin != running.admin {
+        changed.push("admin");
+        new.admin = running.admin.clone();
+    }
+    if new.overload_manager != running.overload_manager {
+        changed.push("overload_manager");
+        new.overload_manager = running.overload_manager.clone();
+    }
+    changed
+}
+
 /// A datapath's part in a reload, run once the new config is compiled and before
 /// anything else changes: check that the datapath can serve it and prepare for it (xdp
 /// mode: steer its listeners' ports to sluice). An error refuses the reload.
@@ -73,11 +104,16 @@ pub fn reload(
     control: &Control,
     admin: &AdminState,
     stats: &Store,
+    running: &BootstrapOnly,
     datapath: Option<&mut DatapathReload>,
 ) -> Result<UpstreamThreads, Vec<String>> {
-    let loaded = sluice_config::load_file(path).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let mut loaded =
+        sluice_config::load_file(path).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
+    }
+    for changed in keep_bootstrap_only(&mut loaded.bootstrap, running) {
+        tracing::warn!("`{changed}` changed in the file: it is set at start only and applies after a restart; the running one stays in force");
     }
     let snapshot = Arc::new(Snapshot::build(&loaded.bootstrap)?);
     if let Some(prepare) = datapath {

@@ -332,6 +332,8 @@ pub(crate) struct MainLoop {
     threads: Option<UpstreamThreads>,
     /// The datapath's part in a reload (xdp mode: steer new listeners' ports).
     pub(crate) datapath_reload: Option<reload::DatapathReload>,
+    /// What a reload keeps from the first config (admin, overload manager).
+    bootstrap_only: reload::BootstrapOnly,
 }
 
 impl MainLoop {
@@ -388,6 +390,7 @@ impl MainLoop {
             stats,
             threads: None,
             datapath_reload: None,
+            bootstrap_only: reload::BootstrapOnly::of(&loaded.bootstrap),
         })
     }
 
@@ -395,7 +398,14 @@ impl MainLoop {
     fn reload(&mut self) {
         let control = Arc::clone(&self.admin_state.control);
         let datapath = self.datapath_reload.as_mut();
-        match reload::reload(&self.config_path, &control, &self.admin_state, &self.stats, datapath) {
+        match reload::reload(
+            &self.config_path,
+            &control,
+            &self.admin_state,
+            &self.stats,
+            &self.bootstrap_only,
+            datapath,
+        ) {
             Ok(threads) => {
                 if let Some(old) = self.threads.replace(threads) {
                     old.stop();

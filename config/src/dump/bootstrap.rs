@@ -6,10 +6,13 @@ use crate::bootstrap::{Admin, Bootstrap};
 
 impl Dump for Bootstrap {
     fn dump(&self) -> Json {
-        Json::obj().with_opt("admin", self.admin.as_ref().map(Dump::dump)).with(
-            "static_resources",
-            Json::obj().with("listeners", list(&self.listeners)).with("clusters", list(&self.clusters)),
-        )
+        Json::obj()
+            .with_opt("admin", self.admin.as_ref().map(Dump::dump))
+            .with(
+                "static_resources",
+                Json::obj().with("listeners", list(&self.listeners)).with("clusters", list(&self.clusters)),
+            )
+            .with_opt("overload_manager", self.overload_manager.as_ref().map(Dump::dump))
     }
 }
 

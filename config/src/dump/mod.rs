@@ -24,6 +24,7 @@ mod core;
 mod hcm;
 mod listener;
 mod matcher;
+mod overload;
 mod route;
 mod route_action;
 mod tls;

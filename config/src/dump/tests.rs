@@ -146,3 +146,48 @@ fn strings_survive_json_and_yaml_parsing() {
     let crate::node::Value::Map(fields) = &node.value else { panic!() };
     assert_eq!(fields[0].1.value, crate::node::Value::Scalar { text, quoted: true });
 }
+
+#[test]
+fn overload_manager_round_trips_with_its_defaults() {
+    let yaml = r#"
+static_resources: { listeners: [], clusters: [] }
+overload_manager:
+  resource_monitors:
+  - name: envoy.resource_monitors.global_downstream_max_connections
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+      max_active_downstream_connections: 1000
+  - name: envoy.resource_monitors.fixed_heap
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig
+      max_heap_size_bytes: 2147483648
+  actions:
+  - name: envoy.overload_actions.stop_accepting_requests
+    triggers: [{ name: envoy.resource_monitors.fixed_heap, threshold: { value: 0.95 } }]
+  - name: envoy.overload_actions.reduce_timeouts
+    triggers: [{ name: envoy.resource_monitors.fixed_heap, scaled: { scaling_threshold: 0.8, saturation_threshold: 0.95 } }]
+    typed_config:
+      "@type": type.googleapis.com/envoy.config.overload.v3.ScaleTimersOverloadActionConfig
+      timer_scale_factors:
+      - { timer: HTTP_DOWNSTREAM_CONNECTION_IDLE, min_timeout: 2s }
+      - { timer: HTTP_DOWNSTREAM_STREAM_IDLE, min_scale: { value: 10 } }
+"#;
+    let (first, again, dump) = round_trip(yaml);
+    assert_eq!(again.bootstrap.overload_manager, first.overload_manager);
+    let j = Json::from_node(&crate::node::parse(&bootstrap_of(&dump)).unwrap());
+    // Envoy's default refresh interval is written out.
+    assert_eq!(at(&j, "overload_manager.refresh_interval"), &s("1s"));
+    assert_eq!(
+        at(&j, "overload_manager.resource_monitors[0].typed_config.max_active_downstream_connections"),
+        &s("1000")
+    );
+    assert_eq!(at(&j, "overload_manager.actions[0].triggers[0].threshold.value"), &n("0.95"));
+    assert_eq!(
+        at(&j, "overload_manager.actions[1].typed_config.timer_scale_factors[1].timer"),
+        &s("HTTP_DOWNSTREAM_STREAM_IDLE")
+    );
+    assert!(!has(at(&j, "overload_manager.actions[0]"), "typed_config"));
+    // No overload_manager configured: none dumped.
+    let (_, _, plain) = round_trip("static_resources: { listeners: [], clusters: [] }\n");
+    assert!(!plain.contains("overload_manager"), "{plain}");
+}

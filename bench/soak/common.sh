@@ -1,19 +1,26 @@
-# Shared by bench/soak/*.sh: the sluice binary, a loopback origin, process bookkeeping.
-# Every process a script starts is stopped by PID on exit (also on error or Ctrl-C).
+# Shared by bench/soak/*.sh: the sluice binary, a loopback origin, a one-listener config,
+# process bookkeeping. Sourced, not run; the script sets ROOT first. Every process a
+# script starts is stopped by PID on exit (also on error or Ctrl-C), and $WORK removed.
 
 die() { echo "soak: $*" >&2; exit 1; }
 log() { echo "[soak $(date +%H:%M:%S)] $*" >&2; }
 
 STARTED=()
 track() { STARTED+=("$1"); }
+KEEP_WORK=0 # set to 1 to keep $WORK (e.g. its logs after a failed run)
+WORK="$(mktemp -d)"
 cleanup() {
   local i
   for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
     kill "${STARTED[$i]}" 2>/dev/null || true
   done
   wait 2>/dev/null || true
+  [[ $KEEP_WORK == 1 ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
+
+# free_port: a loopback port nothing listens on now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # sluice_bin: $SLUICE_BIN, else the release binary (built if missing).
 sluice_bin() {
@@ -29,23 +36,46 @@ sluice_bin() {
   echo "$bin"
 }
 
-# start_origin PORT: a keep-alive HTTP/1.1 origin on 127.0.0.1:PORT (python3),
-# answering every GET with 200 and a 2-byte body.
+# start_origin PORT [BODY_BYTES]: a threaded HTTP/1.1 keep-alive origin on
+# 127.0.0.1:PORT (python3) answering every request with BODY_BYTES bytes (default 2),
+# generated once in memory; head and body leave as separate writes (TCP_NODELAY).
 start_origin() {
-  python3 - "$1" 2>/dev/null <<'PY' &
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    def do_GET(self):
-        # One write: no Nagle / delayed-ACK stall between head and body.
-        self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-    def log_message(self, *a):
+  python3 - "$1" "${2:-2}" 2>/dev/null <<'PY' &
+import socket, sys, threading
+port, size = int(sys.argv[1]), int(sys.argv[2])
+body = bytes(i % 251 for i in range(min(size, 1 << 20))) if size > 2 else b"ok"[:size]
+head = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size
+def serve(c):
+    buf = b""
+    try:
+        while True:
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            buf = buf[buf.index(b"\r\n\r\n") + 4:]
+            if size <= len(body):
+                c.sendall(head + body[:size])
+                continue
+            c.sendall(head)
+            left = size
+            while left:
+                n = min(left, len(body))
+                c.sendall(body[:n])
+                left -= n
+    except OSError:
         pass
-ThreadingHTTPServer.daemon_threads = True
-ThreadingHTTPServer.request_queue_size = 1024
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+    finally:
+        c.close()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(4096)
+while True:
+    c, _ = s.accept()
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
   # (its stderr: the resets of clients that go away are not news)
   track $!
@@ -65,8 +95,16 @@ wait_port() { # wait_port PORT: until something listens on 127.0.0.1:PORT (10 s)
 fds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-# http_config LISTEN_PORT ORIGIN_PORT ADMIN_PORT HCM_EXTRA: one HTTP listener to the origin.
+# http_config LISTEN_PORT ORIGIN_PORT ADMIN_PORT [HCM_EXTRA]: one HTTP listener to the
+# cluster `origin`. With $BUFFER_LIMIT set, the listener and the cluster both get
+# per_connection_buffer_limit_bytes: $BUFFER_LIMIT; $ROUTE_TIMEOUT (e.g. 0s) sets the route's.
 http_config() {
+  local listener_limit="" cluster_limit="" route_timeout=""
+  if [[ -n "${BUFFER_LIMIT:-}" ]]; then
+    listener_limit="    per_connection_buffer_limit_bytes: $BUFFER_LIMIT"
+    cluster_limit="    per_connection_buffer_limit_bytes: $BUFFER_LIMIT"
+  fi
+  [[ -n "${ROUTE_TIMEOUT:-}" ]] && route_timeout=", timeout: $ROUTE_TIMEOUT"
   cat <<YAML
 admin:
   address: { socket_address: { address: 127.0.0.1, port_value: $3 } }
@@ -74,20 +112,21 @@ static_resources:
   listeners:
   - name: http
     address: { socket_address: { address: 127.0.0.1, port_value: $1 } }
+$listener_limit
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress
-$4
+${4:-}
           route_config:
             virtual_hosts:
             - name: all
               domains: ["*"]
               routes:
               - match: { prefix: "/" }
-                route: { cluster: origin }
+                route: { cluster: origin$route_timeout }
           http_filters:
           - name: envoy.filters.http.router
             typed_config:
@@ -95,6 +134,7 @@ $4
   clusters:
   - name: origin
     connect_timeout: 1s
+$cluster_limit
     load_assignment:
       cluster_name: origin
       endpoints:

@@ -13,8 +13,7 @@
 # count after a warm-up of --warmup failures (default 20,000) and at the end, and the
 # growth per failure; exits 1 when RSS grew by more than --max-growth-mb (default 8).
 #
-# Binary: $SLUICE_BIN, else target/release/sluice, built if missing
-# (`cargo build --release --bin sluice`). Binds 127.0.0.1 only (ports picked free). Every
+# Binary: $SLUICE_BIN, else target/release/sluice, built if missing. Binds 127.0.0.1 only (ports picked free). Every
 # process it starts is stopped by PID on exit.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -35,60 +34,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-BIN="${SLUICE_BIN:-$ROOT/target/release/sluice}"
-if [ ! -x "$BIN" ]; then
-  (cd "$ROOT" && cargo build --release --bin sluice >&2)
-fi
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$ROOT/bench/soak/common.sh"
+BIN="$(sluice_bin)"
 PORT="$(free_port)"; ADMIN="$(free_port)"; DEAD="$(free_port)"
-WORK="$(mktemp -d)"
-SLUICE_PID=""
-cleanup() {
-  [ -n "$SLUICE_PID" ] && kill "$SLUICE_PID" 2>/dev/null && wait "$SLUICE_PID" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-cat >"$WORK/sluice.yaml" <<YAML
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: $ADMIN } }
-static_resources:
-  listeners:
-  - name: http
-    address: { socket_address: { address: 127.0.0.1, port_value: $PORT } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: dead }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-  clusters:
-  - name: dead
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: dead
-      endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $DEAD } } }
-YAML
+# The cluster's only endpoint is DEAD, where nothing listens.
+http_config "$PORT" "$DEAD" "$ADMIN" > "$WORK/sluice.yaml"
 
 "$BIN" -c "$WORK/sluice.yaml" --concurrency 1 --log-level warning 2>"$WORK/sluice.log" &
 SLUICE_PID=$!
-for _ in $(seq 100); do
-  curl -s -o /dev/null "http://127.0.0.1:$ADMIN/ready" && break
-  sleep 0.1
-done
+track "$SLUICE_PID"
+wait_port "$ADMIN" || { cat "$WORK/sluice.log" >&2; die "sluice did not start"; }
 
 python3 - "$PORT" "$ADMIN" "$SLUICE_PID" "$COUNT" "$CLIENTS" "$MAX_SECONDS" "$WARMUP" "$MAX_GROWTH_MB" <<'PY'
 import socket, sys, threading, time, urllib.request
@@ -106,7 +61,7 @@ def usage():
 def failures():
     with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?filter=upstream_cx_connect_fail") as r:
         for line in r.read().decode().splitlines():
-            if line.startswith("cluster.dead.upstream_cx_connect_fail:"):
+            if line.startswith("cluster.origin.upstream_cx_connect_fail:"):
                 return int(line.split(":")[1])
     return 0
 

@@ -12,7 +12,8 @@
 # for itself (and so for sluice and the client) to N + 1024. Binds 127.0.0.1:PORT..PORT+2
 # (default 28090). Time: about 10-30 s after the build, bounded by a 120 s client timeout.
 set -euo pipefail
-. "$(dirname "$0")/memory_common.sh"
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+. "$ROOT/bench/soak/common.sh"
 CONNS=10000 HOLD=3 PORT=${PORT:-28090}
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -24,14 +25,12 @@ done
 ulimit -n $((CONNS + 1024)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 echo "ulimit -n $(ulimit -n)"
 BIN=$(sluice_bin)
-WORK=$(mktemp -d)
 ORIGIN_PORT=$((PORT + 2))
 start_origin "$ORIGIN_PORT" 100
-wait_port "$ORIGIN_PORT"
-write_config "$WORK/sluice.yaml" "$PORT" "$ORIGIN_PORT" $((1024 * 1024))
+BUFFER_LIMIT=$((1024 * 1024)) ROUTE_TIMEOUT=0s http_config "$PORT" "$ORIGIN_PORT" $((PORT + 1)) > "$WORK/sluice.yaml"
 "$BIN" -c "$WORK/sluice.yaml" --concurrency 1 --log-level warn 2>"$WORK/sluice.log" &
 SLUICE_PID=$!
-PIDS+=("$SLUICE_PID")
+track "$SLUICE_PID"
 wait_port "$PORT"
 before=$(rss_kib "$SLUICE_PID")
 echo "RSS before: $before KiB, fds $(fds "$SLUICE_PID")"
@@ -60,7 +59,7 @@ for s in socks:
     s.close()
 PY
 CLIENT_PID=$!
-PIDS+=("$CLIENT_PID")
+track "$CLIENT_PID"
 cat "$WORK/ready" >/dev/null
 sleep "$HOLD"
 with=$(rss_kib "$SLUICE_PID")

@@ -37,7 +37,6 @@ command -v wrk >/dev/null || apt_install wrk
 ulimit -n 65536 2>/dev/null || true
 LISTEN=$BASE ORIGIN=$((BASE + 1))
 BIN="$(sluice_bin)"
-WORK="$(mktemp -d)"
 http_config "$LISTEN" "$ORIGIN" "$((BASE + 2))" "" > "$WORK/sluice.yaml"
 start_origin "$ORIGIN"
 log "sluice $BIN, $RUNS runs, wrk -c$CONNS, --drain-time-s $DRAIN --drain-strategy $STRATEGY, $WORKERS worker(s)"
@@ -76,5 +75,5 @@ for ((run = 1; run <= RUNS; run++)); do
     echo "  run $run: see $OUT and $WORK/sluice.$run.log" >&2
   fi
 done
-[[ $BAD == 0 ]] && rm -rf "$WORK"
+[[ $BAD == 0 ]] || KEEP_WORK=1
 exit $BAD

@@ -16,7 +16,8 @@
 # allocator may keep some freed pages). Binds 127.0.0.1:PORT..PORT+2 (default 28080).
 # Time: about HOLD + 10 s after the build. Every process it starts is stopped by PID.
 set -euo pipefail
-. "$(dirname "$0")/memory_common.sh"
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+. "$ROOT/bench/soak/common.sh"
 CLIENTS=50 BODY=$((50 * 1000 * 1000)) HOLD=10 LIMIT=$((1024 * 1024)) PORT=${PORT:-28080}
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -28,14 +29,12 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 BIN=$(sluice_bin)
-WORK=$(mktemp -d)
 ORIGIN_PORT=$((PORT + 2))
 start_origin "$ORIGIN_PORT" "$BODY"
-wait_port "$ORIGIN_PORT"
-write_config "$WORK/sluice.yaml" "$PORT" "$ORIGIN_PORT" "$LIMIT"
+BUFFER_LIMIT="$LIMIT" ROUTE_TIMEOUT=0s http_config "$PORT" "$ORIGIN_PORT" $((PORT + 1)) > "$WORK/sluice.yaml"
 "$BIN" -c "$WORK/sluice.yaml" --concurrency 1 --log-level warn 2>"$WORK/sluice.log" &
 SLUICE_PID=$!
-PIDS+=("$SLUICE_PID")
+track "$SLUICE_PID"
 wait_port "$PORT"
 before=$(rss_kib "$SLUICE_PID")
 echo "sluice pid $SLUICE_PID, limit $LIMIT B, $CLIENTS clients x $BODY B bodies, hold ${HOLD}s"
@@ -55,7 +54,7 @@ for s in socks:
     s.close()
 PY
 CLIENT_PID=$!
-PIDS+=("$CLIENT_PID")
+track "$CLIENT_PID"
 peak=$before
 for ((i = 1; i <= HOLD; i++)); do
   sleep 1

@@ -41,7 +41,6 @@ else
   EXTRA="          stream_idle_timeout: ${TIMEOUT}s" LIMIT=$TIMEOUT
 fi
 BIN="$(sluice_bin)"
-WORK="$(mktemp -d)"
 http_config "$LISTEN" "$ORIGIN" "$ADMIN" "$EXTRA" > "$WORK/sluice.yaml"
 start_origin "$ORIGIN"
 "$BIN" -c "$WORK/sluice.yaml" --concurrency 1 --log-level warning > "$WORK/sluice.log" 2>&1 &
@@ -167,5 +166,4 @@ PY
 sleep 1
 echo "after: sluice fds $(fds "$SLUICE"), rss $(rss_kib "$SLUICE") KiB"
 echo "http.ingress.downstream_rq_idle_timeout: $(stat "$ADMIN" http.ingress.downstream_rq_idle_timeout)"
-rm -rf "$WORK"
 exit $RC

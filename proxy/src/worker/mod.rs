@@ -48,6 +48,9 @@ const LISTENER_BASE: usize = usize::MAX / 2;
 /// Accepts per listener per round before other work gets a turn (unless the listener
 /// sets `max_connections_to_accept_per_socket_event`).
 const ACCEPT_BUDGET: usize = 64;
+/// At a drain, the most connections taken from a listener's backlog before it closes
+/// (a backlog holds at most `somaxconn`, 4096 by default).
+const DRAIN_BACKLOG_MAX: usize = 4096;
 /// How soon a listener whose accept failed (out of descriptors: EMFILE, ENFILE,
 /// ENOBUFS, ENOMEM) is tried again. Its backlog stays pending in the kernel and an
 /// edge-triggered listener reports nothing new for it, so a timer must.
@@ -498,6 +501,13 @@ impl<S: Stack> Worker<S> {
 
     fn start_drain(&mut self, now: Instant) {
         self.drain_deadline = Some(now + self.drain_time);
+        // Closing a listening socket resets the connections still in its backlog: the
+        // kernel completed their handshakes and their clients may have sent a request.
+        // Take them first; they are drained with the others below (`connection: close`
+        // on their response).
+        for l in 0..self.listen_sockets.len() {
+            self.accept_up_to(l, now, DRAIN_BACKLOG_MAX);
+        }
         self.close_listeners();
         tracing::info!(worker = self.id, open = self.conns.len(), "draining: listeners closed");
         for g in 0..MAX_GENERATIONS as u8 {
@@ -586,8 +596,19 @@ impl<S: Stack> Worker<S> {
     }
 
     fn accept(&mut self, listener: usize, now: Instant) {
+        let gen = self.current;
+        let lcfg = &self.gen(gen).snapshot.listeners[listener];
+        let budget = lcfg.max_connections_to_accept_per_socket_event.map_or(ACCEPT_BUDGET, |n| n as usize);
+        if self.accept_up_to(listener, now, budget) {
+            self.ready_listeners.push(listener);
+        }
+    }
+
+    /// Accept at most `budget` connections from `listener`'s backlog; true when the
+    /// budget ran out before the backlog did.
+    fn accept_up_to(&mut self, listener: usize, now: Instant, budget: usize) -> bool {
         let Some(Some(lsock)) = self.listen_sockets.get(listener).copied() else {
-            return;
+            return false;
         };
         let overload = Arc::clone(&self.control.overload);
         if overload.saturated(ActionKind::StopAcceptingConnections) || self.accept_retry_at.is_some() {
@@ -596,18 +617,17 @@ impl<S: Stack> Worker<S> {
             if !self.accept_blocked.contains(&listener) {
                 self.accept_blocked.push(listener);
             }
-            return;
+            return false;
         }
         let gen = self.current;
         let lcfg = Arc::clone(&self.gen(gen).snapshot.listeners[listener]);
-        let budget = lcfg.max_connections_to_accept_per_socket_event.map_or(ACCEPT_BUDGET, |n| n as usize);
         for _ in 0..budget {
             let acc = match self.stack.accept(lsock) {
                 Ok(a) => a,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
                     self.accept_failed(listener, &e, now);
-                    return;
+                    return false;
                 }
             };
             let stats = Arc::clone(&self.gen(gen).listener_stats[listener]);
@@ -643,7 +663,7 @@ impl<S: Stack> Worker<S> {
             }
             self.advance_pending(key, now);
         }
-        self.ready_listeners.push(listener);
+        true
     }
 
     /// An accept failed for another reason than an empty backlog: almost always out of

@@ -306,6 +306,48 @@ fn reduce_timeouts_shortens_the_idle_timeout() {
     assert_eq!(stat(admin, "http.ingress.downstream_cx_idle_timeout"), 1);
 }
 
+/// A connection whose idle timer was armed before `reduce_timeouts` scaled up closes
+/// by the reduced timeout, without an event of its own (Envoy's scaled timers follow
+/// the scale factor). The action is driven by the connection count: two more
+/// connections saturate it.
+#[test]
+fn reduce_timeouts_pulls_in_idle_timers_already_armed() {
+    let web = HttpOrigin::start("web");
+    let (port, admin) = (free_port(), free_port());
+    let overload = r#"refresh_interval: 0.05s
+resource_monitors:
+- name: envoy.resource_monitors.global_downstream_max_connections
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+    max_active_downstream_connections: 4
+actions:
+- name: envoy.overload_actions.reduce_timeouts
+  triggers:
+  - name: envoy.resource_monitors.global_downstream_max_connections
+    scaled: { scaling_threshold: 0.5, saturation_threshold: 0.75 }
+  typed_config:
+    "@type": type.googleapis.com/envoy.config.overload.v3.ScaleTimersOverloadActionConfig
+    timer_scale_factors:
+    - timer: HTTP_DOWNSTREAM_CONNECTION_IDLE
+      min_timeout: 0.3s
+"#;
+    let hcm = "common_http_protocol_options: { idle_timeout: 60s }\n";
+    let _p = Proxy::start(&config(port, admin, web.port(), overload, hcm), &[]);
+    let mut first = Client::connect(port);
+    assert_eq!(first.get("/").status, 200);
+    // Armed now with the full 60 s.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(stat(admin, "overload.envoy.overload_actions.reduce_timeouts.scale_percent"), 0);
+    let mut others: Vec<Client> = (0..2).map(|_| Client::connect(port)).collect();
+    for c in &mut others {
+        assert_eq!(c.get("/").status, 200);
+    }
+    let pressed = Instant::now();
+    assert!(first.closed_within(Duration::from_secs(5)), "the idle connection kept its 60 s timer");
+    assert!(pressed.elapsed() < Duration::from_secs(3), "closed after {:?}", pressed.elapsed());
+    assert!(stat(admin, "http.ingress.downstream_cx_idle_timeout") >= 1);
+}
+
 #[test]
 fn unknown_monitors_and_actions_are_rejected_with_their_path() {
     let dir = tempfile::tempdir().unwrap();

@@ -187,6 +187,9 @@ pub struct Worker<S: Stack> {
     /// timer), or while `stop_accepting_connections` holds.
     accept_blocked: Vec<usize>,
     accept_retry_at: Option<Instant>,
+    /// The `reduce_timeouts` state the HTTP connections' armed idle timers were
+    /// computed with.
+    timer_scale: f32,
     /// Accept failures since the last log line, and when that line was written.
     accept_errors_unlogged: u64,
     accept_error_logged_at: Option<Instant>,
@@ -228,6 +231,7 @@ impl<S: Stack> Worker<S> {
             drain: None,
             accept_blocked: Vec::new(),
             accept_retry_at: None,
+            timer_scale: 0.0,
             accept_errors_unlogged: 0,
             accept_error_logged_at: None,
         })
@@ -305,6 +309,7 @@ impl<S: Stack> Worker<S> {
             }
         }
         self.resume_accepting(now);
+        self.rescale_timers(now);
         self.run_ready(now);
         self.run_timers(now);
         self.end_batch();
@@ -713,6 +718,28 @@ impl<S: Stack> Worker<S> {
             if !self.ready_listeners.contains(&l) {
                 self.ready_listeners.push(l);
             }
+        }
+    }
+
+    /// When `reduce_timeouts` changed, every HTTP connection re-evaluates its idle
+    /// deadlines at once (Envoy's scaled range timers follow the scale factor): a timer
+    /// armed with the full timeout would otherwise hold an idle connection for its
+    /// whole length under pressure, which is when it matters most.
+    fn rescale_timers(&mut self, now: Instant) {
+        let scale = self.control.overload.scale(ActionKind::ReduceTimeouts);
+        if scale == self.timer_scale {
+            return;
+        }
+        self.timer_scale = scale;
+        for key in self.conns.keys() {
+            if !self.conns.get_key_mut(key).is_some_and(|e| matches!(e.conn, Conn::Http(_))) {
+                continue;
+            }
+            let status = self.with_conn(key, now, |conn, ctx| match conn {
+                Conn::Http(h) => h.on_timer(ctx, now),
+                _ => Status::Open,
+            });
+            self.finish(key, status);
         }
     }
 

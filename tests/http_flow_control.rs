@@ -130,4 +130,106 @@ fn slow_reader_is_bounded_by_buffer_limits(backend: Backend) {
     drop(origin);
 }
 
-on_both_backends!(slow_reader_is_bounded_by_buffer_limits);
+/// The upload body: far above the listener's buffer limit, and above what the kernel's
+/// socket buffers between the proxy and the origin absorb on loopback (several MiB).
+const UPLOAD: usize = 32 << 20;
+
+/// An origin that reads a request head, waits until `go` is set (at most 30 s), then reads the
+/// `UPLOAD`-byte body and answers with the number of body bytes it got.
+fn held_origin(net: &Net, go: std::sync::Arc<std::sync::atomic::AtomicBool>) -> TcpOrigin {
+    use std::sync::atomic::Ordering;
+    TcpOrigin::serve(net.listen(), move |mut c| {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64 * 1024];
+        let body_start = loop {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            if let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+        };
+        // Bounded: a failed test must not leave this thread waiting for ever.
+        let give_up = Instant::now() + Duration::from_secs(30);
+        while !go.load(Ordering::Acquire) && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut body = got.len() - body_start;
+        while body < UPLOAD {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => body += n,
+            }
+        }
+        let text = body.to_string();
+        let _ = c.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{text}", text.len()).as_bytes());
+    })
+}
+
+/// An upload to an origin that does not read: the proxy stops reading the client at
+/// the listener's buffer limit (`downstream_flow_control_paused_reading_total`, Envoy's
+/// HCM stat), holds a bounded amount, and resumes (`..._resumed_reading_total`) once
+/// the origin reads; the origin gets every byte.
+fn slow_origin_pauses_the_upload(backend: Backend) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let net = Net::new(backend);
+    let go = Arc::new(AtomicBool::new(false));
+    let origin = held_origin(&net, Arc::clone(&go));
+    let listen = net.proxy_listen_addr();
+    let endpoints = [origin.addr];
+    let cluster_extra = format!("    per_connection_buffer_limit_bytes: {LIMIT}\n");
+    let clusters = [ClusterAt { name: "web", endpoints: &endpoints, extra: &cluster_extra }];
+    let yaml = http_at(listen, &forward_all("web"), &clusters, "", "");
+    let yaml = yaml.replacen(
+        "  - name: http\n",
+        &format!("  - name: http\n    per_connection_buffer_limit_bytes: {LIMIT}\n"),
+        1,
+    );
+    let proxy = net.start_proxy(&yaml, 1);
+    let stat = |name: &str| proxy.stats().get(name).unwrap_or_else(|| panic!("no stat named {name}"));
+
+    let mut client = net.connect(proxy.target(listen)).expect("connect to the proxy");
+    let mut writer = client.try_clone().expect("clone the client");
+    let upload = std::thread::spawn(move || {
+        let head = format!("POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: {UPLOAD}\r\n\r\n");
+        writer.write_all(head.as_bytes())?;
+        let chunk = vec![7u8; 64 * 1024];
+        let mut sent = 0;
+        while sent < UPLOAD {
+            let n = chunk.len().min(UPLOAD - sent);
+            writer.write_all(&chunk[..n])?;
+            sent += n;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The HCM's stats exist once its first connection is accepted.
+    let paused = || proxy.stats().get("http.ingress.downstream_flow_control_paused_reading_total").unwrap_or(0);
+    while paused() < 1 {
+        assert!(Instant::now() < deadline, "the proxy never paused reading the upload");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rx = stat("http.ingress.downstream_cx_rx_bytes_total");
+    assert!((rx as usize) < UPLOAD / 2, "the proxy read {rx} bytes of an upload nobody consumed");
+    assert_eq!(stat("http.ingress.downstream_flow_control_resumed_reading_total"), 0);
+
+    go.store(true, Ordering::Release);
+    client.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !(got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(UPLOAD.to_string().as_bytes())) {
+        let n = client.read(&mut buf).expect("read the response");
+        assert!(n > 0, "EOF before the response: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{:?}", String::from_utf8_lossy(&got));
+    upload.join().unwrap().expect("the upload was written whole");
+    assert!(stat("http.ingress.downstream_flow_control_resumed_reading_total") >= 1);
+    drop(client);
+    drop(proxy);
+    drop(origin);
+}
+
+on_both_backends!(slow_reader_is_bounded_by_buffer_limits, slow_origin_pauses_the_upload);

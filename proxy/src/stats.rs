@@ -267,6 +267,8 @@ stats_scope! {
         downstream_cx_destroy_remote_active_rq: Counter,
         downstream_cx_rx_bytes_total: Counter,
         downstream_cx_tx_bytes_total: Counter,
+        downstream_flow_control_paused_reading_total: Counter,
+        downstream_flow_control_resumed_reading_total: Counter,
         downstream_cx_upgrades_total: Counter,
         downstream_cx_upgrades_active: Gauge,
         downstream_rq_ws_on_non_ws_route: Counter,

@@ -42,6 +42,7 @@ use crate::http::codec::{
     Status as ParseStatus, CONTINUE_RESPONSE,
 };
 use crate::http::filters::router::{self, RouterState};
+use crate::http::flow_control::{Crossing, Watermark};
 use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
 use crate::router::formatter::FormatContext;
@@ -255,6 +256,8 @@ pub struct HttpConnection {
     drain_start_at: Option<Instant>,
     /// The restored original destination (ORIGINAL_DST clusters).
     original_dst: Option<SocketAddr>,
+    /// The request input's watermark: reading the client pauses above it.
+    read_pause: Watermark,
     /// This hop's XFCC element, computed on the first request (None inside: no mTLS,
     /// or the mode sets none).
     xfcc_element: Option<Option<String>>,
@@ -302,6 +305,7 @@ impl HttpConnection {
             drain_start_at: None,
             original_dst,
             xfcc_element: None,
+            read_pause: Watermark::default(),
         }
     }
 
@@ -919,7 +923,15 @@ impl HttpConnection {
         }
         // Read request body bytes as long as the input has room; the router decodes
         // them (or they are discarded after a local reply).
-        if !self.stream.request_done && self.down.pending_input().len() < self.cfg.buffer_limit {
+        // The input is the request's buffer: at the high watermark the client is no
+        // longer read until it drains to the low one (Envoy's HCM
+        // `downstream_flow_control_{paused,resumed}_reading_total`).
+        match self.read_pause.update(self.down.pending_input().len(), self.cfg.buffer_limit) {
+            Some(Crossing::High) => self.stats.downstream_flow_control_paused_reading_total.inc(),
+            Some(Crossing::Low) => self.stats.downstream_flow_control_resumed_reading_total.inc(),
+            None => {}
+        }
+        if !self.stream.request_done && !self.read_pause.above() {
             let before = self.down.pending_input().len();
             if self.down.read(ctx.stack, self.cfg.buffer_limit, ctx.scratch) {
                 let n = self.down.pending_input().len() - before;

@@ -1,15 +1,19 @@
-//! The HTTP connection manager (Envoy's `ConnectionManagerImpl`) for HTTP/1.1.
+//! The HTTP connection manager (Envoy's `ConnectionManagerImpl`).
 //!
-//! One [`HttpConnection`] serves one downstream connection: it reads and parses request
-//! heads with Envoy's HTTP/1 rules, runs the decoder filters (fault) and the router,
-//! writes responses in request order (pipelined requests wait in the input buffer until
-//! the previous response is complete), and keeps the connection alive as HTTP/1.1 and
-//! the config allow. Bodies stream in both directions and never sit whole in memory:
-//! each direction buffers at most `per_connection_buffer_limit_bytes` before reading
-//! from its source stops. Malformed requests get Envoy's status and the connection
-//! closes; nothing of a rejected request reaches an upstream. An HTTP/2 client preface
-//! on a `codec_type: AUTO` listener is answered as HTTP/2 (SETTINGS, then GOAWAY
-//! HTTP_1_1_REQUIRED), never with an HTTP/1 response.
+//! One [`HttpConnection`] serves one downstream connection. It picks the codec as
+//! Envoy does: `codec_type: HTTP1` always HTTP/1.1; `HTTP2` always HTTP/2; `AUTO`
+//! HTTP/2 when TLS negotiated ALPN `h2` or the first bytes are the HTTP/2 client
+//! preface, else HTTP/1.1. HTTP/2 is served by the `http2` module (many streams, each
+//! its own router); the rest of this file is the HTTP/1.1 connection: it reads and
+//! parses request heads with Envoy's HTTP/1 rules, runs each stream through
+//! `active_stream.rs` (decoder filters, router, local replies) over the HTTP/1 codec
+//! (`http1.rs`), writes responses in request order (pipelined requests wait in the
+//! input buffer until the previous response is complete), and keeps the connection
+//! alive as HTTP/1.1 and the config allow. Bodies stream in both directions and never
+//! sit whole in memory: each direction buffers at most
+//! `per_connection_buffer_limit_bytes` before reading from its source stops.
+//! Malformed requests get Envoy's status and the connection closes; nothing of a
+//! rejected request reaches an upstream.
 //!
 //! Timers (all in the worker's timer structure): connection `idle_timeout` (no request
 //! begun), `max_connection_duration`, `request_headers_timeout`, `request_timeout`,

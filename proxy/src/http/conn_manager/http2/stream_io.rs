@@ -25,8 +25,8 @@ use super::super::config::HcmConfig;
 use super::super::encode_response_headers;
 use super::super::stream::Stream;
 
-/// Largest DATA frame payload handed to `h2` at once.
-const MAX_CHUNK: usize = 16 * 1024;
+/// Most response bytes handed to `h2` in one piece (it cuts them into DATA frames).
+const MAX_CHUNK: usize = 256 * 1024;
 
 #[derive(Debug)]
 pub struct H2StreamIo {
@@ -131,27 +131,33 @@ impl H2StreamIo {
         let mut progress = false;
         while self.out_pos < self.out.len() {
             let want = self.out.len() - self.out_pos;
-            send.reserve_capacity(want.min(MAX_CHUNK * 4));
-            match send.poll_capacity(cx) {
-                Poll::Ready(Some(Ok(n))) if n > 0 => {
-                    let n = n.min(want).min(MAX_CHUNK);
-                    let chunk = Bytes::copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
-                    self.out_pos += n;
-                    let end = self.out_end && self.out_pos == self.out.len();
-                    if send.send_data(chunk, end).is_err() {
+            // `poll_capacity` only reports increases: use what is assigned first.
+            send.reserve_capacity(want);
+            let mut cap = send.capacity();
+            if cap == 0 {
+                match send.poll_capacity(cx) {
+                    Poll::Ready(Some(Ok(n))) => cap = n,
+                    Poll::Pending => break,
+                    Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
                         self.reset = true;
                         return true;
                     }
-                    progress = true;
-                    if end {
-                        self.finished = true;
-                    }
                 }
-                Poll::Ready(Some(Ok(_))) | Poll::Pending => break,
-                Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
-                    self.reset = true;
-                    return true;
-                }
+            }
+            let n = cap.min(want).min(MAX_CHUNK);
+            if n == 0 {
+                break;
+            }
+            let chunk = Bytes::copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
+            self.out_pos += n;
+            let end = self.out_end && self.out_pos == self.out.len();
+            if send.send_data(chunk, end).is_err() {
+                self.reset = true;
+                return true;
+            }
+            progress = true;
+            if end {
+                self.finished = true;
             }
         }
         if self.out_pos == self.out.len() {

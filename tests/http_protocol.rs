@@ -156,31 +156,46 @@ fn pipelined_requests_are_answered_in_order(backend: Backend) {
     }
 }
 
-fn http2_preface_is_answered_as_http2(backend: Backend) {
+fn http2_preface_is_served_as_http2(backend: Backend) {
     let net = Net::new(backend);
     let origin = HttpOrigin::serve(net.listen(), "web");
     let p = HttpProxy::to(&net, &origin, "", 1);
     let mut c = p.client();
     c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    c.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00");
+    // Preface, empty SETTINGS, then HEADERS (END_STREAM | END_HEADERS) on stream 1:
+    // HPACK `:method GET`, `:scheme http`, `:path /`, `:authority t`.
+    let mut req = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00".to_vec();
+    req.extend_from_slice(&[0, 0, 6, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84, 0x41, 0x01, b't']);
+    c.send(&req);
     let mut got = Vec::new();
-    let _ = c.stream.read_to_end(&mut got);
-    assert!(got.len() >= 9 + 17, "got {got:?}");
-    assert_eq!(got[3], 0x4, "first frame is SETTINGS");
-    assert!(!got.starts_with(b"HTTP/"), "never an HTTP/1 response");
-    // Find the GOAWAY frame (type 7) and its error code HTTP_1_1_REQUIRED (0xd).
-    let mut i = 0;
-    let mut goaway_code = None;
-    while i + 9 <= got.len() {
-        let len = ((got[i] as usize) << 16) | ((got[i + 1] as usize) << 8) | got[i + 2] as usize;
-        if got[i + 3] == 7 && i + 9 + 8 <= got.len() {
-            let p = &got[i + 9..];
-            goaway_code = Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
+    let mut buf = [0u8; 4096];
+    // Read frames until the response HEADERS on stream 1.
+    let status_block = loop {
+        let n = c.stream.read(&mut buf).expect("a response");
+        assert!(n > 0, "closed before a response: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+        assert!(!got.starts_with(b"HTTP/"), "never an HTTP/1 response");
+        let mut i = 0;
+        let mut found = None;
+        while i + 9 <= got.len() {
+            let len = ((got[i] as usize) << 16) | ((got[i + 1] as usize) << 8) | got[i + 2] as usize;
+            let stream = u32::from_be_bytes([got[i + 5], got[i + 6], got[i + 7], got[i + 8]]);
+            if got[i + 3] == 7 {
+                panic!("GOAWAY instead of a response: {got:?}");
+            }
+            if got[i + 3] == 1 && stream == 1 && i + 9 < got.len() {
+                found = Some(got[i + 9]);
+            }
+            i += 9 + len;
         }
-        i += 9 + len;
-    }
-    assert_eq!(goaway_code, Some(0xd));
-    assert_eq!(origin.requests(), 0);
+        if let Some(b) = found {
+            break b;
+        }
+    };
+    assert_eq!(got[3], 0x4, "first frame is SETTINGS");
+    assert_eq!(status_block, 0x88, "`:status 200` (HPACK static index 8)");
+    assert_eq!(origin.requests(), 1);
+    assert_eq!(p.counter("http.ingress.downstream_rq_http2_total"), 1);
 }
 
 fn envoys_rejections_reach_no_upstream(backend: Backend) {
@@ -342,7 +357,7 @@ on_both_backends!(
     one_mib_request_and_three_mb_response_intact,
     chunked_request_body_is_streamed,
     pipelined_requests_are_answered_in_order,
-    http2_preface_is_answered_as_http2,
+    http2_preface_is_served_as_http2,
     envoys_rejections_reach_no_upstream,
     http10_is_served_when_accepted,
     upstream_reset_after_headers_resets_the_downstream,

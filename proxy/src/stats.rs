@@ -257,6 +257,8 @@ stats_scope! {
         downstream_cx_active: Gauge,
         downstream_cx_http1_total: Counter,
         downstream_cx_http1_active: Gauge,
+        downstream_cx_http2_total: Counter,
+        downstream_cx_http2_active: Gauge,
         downstream_cx_protocol_error: Counter,
         downstream_cx_idle_timeout: Counter,
         downstream_cx_max_duration_reached: Counter,
@@ -274,6 +276,7 @@ stats_scope! {
         downstream_rq_ws_on_non_ws_route: Counter,
         downstream_rq_total: Counter,
         downstream_rq_http1_total: Counter,
+        downstream_rq_http2_total: Counter,
         downstream_rq_active: Gauge,
         downstream_rq_time: Histogram,
         downstream_rq_1xx: Counter,
@@ -299,6 +302,10 @@ stats_scope! {
         rq_direct_response: Counter,
         rq_redirect: Counter,
         rq_total: Counter,
+        http2_rx_reset = "http2.rx_reset": Counter,
+        http2_tx_reset = "http2.tx_reset": Counter,
+        http2_rx_messaging_error = "http2.rx_messaging_error": Counter,
+        http2_goaway_sent = "http2.goaway_sent": Counter,
     }
 }
 

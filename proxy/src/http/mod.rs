@@ -85,4 +85,5 @@ pub mod local_reply;
 pub mod path;
 pub mod request_id;
 pub mod response_flags;
+pub mod stream_encoder;
 pub mod tunnel;

@@ -14,6 +14,46 @@ use crate::http::filters::fault::FaultConfig;
 use crate::router::RouteTable;
 use crate::upstream::cluster_manager::ClusterManager;
 
+/// `http2_protocol_options`, with Envoy's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Http2Settings {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS (default 2147483647).
+    pub max_concurrent_streams: u32,
+    /// SETTINGS_INITIAL_WINDOW_SIZE (default 268435456, 256 MiB).
+    pub initial_stream_window_size: u32,
+    /// The connection window (default 268435456).
+    pub initial_connection_window_size: u32,
+    /// SETTINGS_HEADER_TABLE_SIZE (default 4096).
+    pub hpack_table_size: u32,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE: `max_request_headers_kb`.
+    pub max_header_list_bytes: u32,
+}
+
+impl Default for Http2Settings {
+    fn default() -> Self {
+        Http2Settings {
+            max_concurrent_streams: 2_147_483_647,
+            initial_stream_window_size: 268_435_456,
+            initial_connection_window_size: 268_435_456,
+            hpack_table_size: 4096,
+            max_header_list_bytes: 60 * 1024,
+        }
+    }
+}
+
+impl Http2Settings {
+    /// The `h2` server builder for these settings.
+    pub fn builder(&self) -> h2::server::Builder {
+        let mut b = h2::server::Builder::new();
+        b.max_concurrent_streams(self.max_concurrent_streams)
+            .initial_window_size(self.initial_stream_window_size)
+            .initial_connection_window_size(self.initial_connection_window_size)
+            .header_table_size(self.hpack_table_size)
+            .max_header_list_size(self.max_header_list_bytes);
+        b
+    }
+}
+
 /// A compiled decoder filter (the router, always last, is not in this list).
 #[derive(Debug)]
 pub enum HttpFilterConfig {
@@ -57,6 +97,8 @@ pub struct HcmConfig {
     /// The listener's `per_connection_buffer_limit_bytes`: bounds buffered body bytes
     /// in each direction, and the request bytes kept for retries and mirrors.
     pub buffer_limit: usize,
+    /// `http2_protocol_options`.
+    pub http2: Http2Settings,
     /// The cluster manager the routes' clusters are looked up in.
     pub clusters: Arc<ClusterManager>,
     /// Loggers of finished requests.
@@ -143,6 +185,10 @@ impl HcmConfig {
             path_normalization: PathNormalization::new(c),
             stream_error_on_invalid_http_message: c.stream_error_on_invalid_http_message,
             buffer_limit,
+            http2: Http2Settings {
+                max_header_list_bytes: c.max_request_headers_kb.saturating_mul(1024),
+                ..Http2Settings::default()
+            },
             clusters,
         })
     }

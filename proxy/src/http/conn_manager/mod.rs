@@ -1,15 +1,19 @@
-//! The HTTP connection manager (Envoy's `ConnectionManagerImpl`) for HTTP/1.1.
+//! The HTTP connection manager (Envoy's `ConnectionManagerImpl`).
 //!
-//! One [`HttpConnection`] serves one downstream connection: it reads and parses request
-//! heads with Envoy's HTTP/1 rules, runs the decoder filters (fault) and the router,
-//! writes responses in request order (pipelined requests wait in the input buffer until
-//! the previous response is complete), and keeps the connection alive as HTTP/1.1 and
-//! the config allow. Bodies stream in both directions and never sit whole in memory:
-//! each direction buffers at most `per_connection_buffer_limit_bytes` before reading
-//! from its source stops. Malformed requests get Envoy's status and the connection
-//! closes; nothing of a rejected request reaches an upstream. An HTTP/2 client preface
-//! on a `codec_type: AUTO` listener is answered as HTTP/2 (SETTINGS, then GOAWAY
-//! HTTP_1_1_REQUIRED), never with an HTTP/1 response.
+//! One [`HttpConnection`] serves one downstream connection. It picks the codec as
+//! Envoy does: `codec_type: HTTP1` always HTTP/1.1; `HTTP2` always HTTP/2; `AUTO`
+//! HTTP/2 when TLS negotiated ALPN `h2` or the first bytes are the HTTP/2 client
+//! preface, else HTTP/1.1. HTTP/2 is served by the `http2` module (many streams, each
+//! its own router); the rest of this file is the HTTP/1.1 connection: it reads and
+//! parses request heads with Envoy's HTTP/1 rules, runs each stream through
+//! `active_stream.rs` (decoder filters, router, local replies) over the HTTP/1 codec
+//! (`http1.rs`), writes responses in request order (pipelined requests wait in the
+//! input buffer until the previous response is complete), and keeps the connection
+//! alive as HTTP/1.1 and the config allow. Bodies stream in both directions and never
+//! sit whole in memory: each direction buffers at most
+//! `per_connection_buffer_limit_bytes` before reading from its source stops.
+//! Malformed requests get Envoy's status and the connection closes; nothing of a
+//! rejected request reaches an upstream.
 //!
 //! Timers (all in the worker's timer structure): connection `idle_timeout` (no request
 //! begun), `max_connection_duration`, `request_headers_timeout`, `request_timeout`,
@@ -18,8 +22,11 @@
 //! the stream in progress (see `timeouts.rs`); a drain can start later than asked
 //! ([`HttpConnection::drain_at`], a gradual server drain).
 
+pub mod active_stream;
 pub mod config;
 pub mod headers;
+mod http1;
+pub mod http2;
 pub mod normalize;
 pub mod original_ip;
 pub mod stream;
@@ -38,25 +45,21 @@ use sluice_config::hcm::CodecType;
 use sluice_stack::{SocketId, Stack};
 
 use crate::http::codec::{
-    encode_response_head, h2_preface, OutgoingBody, RequestError, RequestParser, ResponseContext,
-    Status as ParseStatus, CONTINUE_RESPONSE,
+    encode_response_head, h2_preface, OutgoingBody, RequestError, RequestParser, ResponseContext, Status as ParseStatus,
 };
-use crate::http::filters::router::{self, RouterState};
 use crate::http::flow_control::{Crossing, Watermark};
 use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
-use crate::router::formatter::FormatContext;
-use crate::router::{RouteKind, StreamInfo};
 use crate::stats::HttpStats;
 use crate::tcp_proxy::{CloseReason, Status};
 use crate::timer::TimerKey;
 use crate::transport::TransportSocket;
 use crate::worker_ctx::Ctx;
 
-use sluice_config::overload::ActionKind;
 use sluice_config::overload::TimerType;
 
-use self::config::{HcmConfig, HttpFilterConfig};
+use self::active_stream::StreamCx;
+use self::config::HcmConfig;
 use self::stream::{FilterPhase, Stream};
 
 /// Read size for downstream input.
@@ -64,27 +67,10 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Rounds of the state machine per handler call before yielding.
 const ROUND_BUDGET: usize = 64;
 
-/// Encode `stream.response` downstream: the HCM's response mutations (server, date,
-/// via), then the head with the framing for `body`, keeping the connection alive
-/// unless the stream must close it.
-pub fn write_response_head<S: Stack>(
-    cfg: &HcmConfig,
-    stream: &mut Stream,
-    down: &mut Downstream,
-    ctx: &mut Ctx<'_, S>,
-    body: OutgoingBody,
-) {
-    let date = ctx.date.get(ctx.wall);
+/// The encode path's one call site for a response head, whatever the codec: the HCM's
+/// response mutations (server, date, via) on `stream.response`.
+pub fn encode_response_headers(cfg: &HcmConfig, stream: &mut Stream, date: &[u8]) {
     headers::mutate_response(cfg, &mut stream.response, date);
-    let keep_alive = !stream.close_after && !ctx.draining;
-    let rctx = ResponseContext { request_version: stream.version(), head_request: stream.meta.is_head, keep_alive };
-    let before = down.out.len();
-    stream.response_encoder = encode_response_head(&stream.response, body, rctx, &mut down.out);
-    if stream.response_encoder.ends_with_close() || !keep_alive {
-        stream.close_after = true;
-    }
-    stream.bytes_sent += (down.out.len() - before) as u64;
-    stream.response_started = true;
 }
 
 /// What is known of an accepted connection when its HTTP connection manager starts.
@@ -246,6 +232,8 @@ pub struct HttpConnection {
     closing: Option<Closing>,
     /// The connection was checked for an HTTP/2 preface.
     preface_checked: bool,
+    /// The connection speaks HTTP/2 (preface, ALPN `h2`, or `codec_type: HTTP2`).
+    h2: Option<Box<http2::Http2Connection>>,
     /// Draining: close when idle, `connection: close` on the next response.
     draining: bool,
     /// While draining, an idle connection is kept open until then (a request may be
@@ -268,8 +256,6 @@ impl HttpConnection {
         let Accepted { socket, peer, local, original_dst, transport } = conn;
         stats.downstream_cx_total.inc();
         stats.downstream_cx_active.inc();
-        stats.downstream_cx_http1_total.inc();
-        stats.downstream_cx_http1_active.inc();
         let tls = transport.is_tls();
         let parser = RequestParser::new(Arc::clone(&cfg.settings), tls);
         HttpConnection {
@@ -300,6 +286,7 @@ impl HttpConnection {
             timer_at: None,
             closing: None,
             preface_checked: false,
+            h2: None,
             draining: false,
             drain_idle_until: None,
             drain_start_at: None,
@@ -320,6 +307,7 @@ impl HttpConnection {
     /// Readiness on the upstream connection lent to this connection's stream;
     /// `peer_closed` when the event reports the upstream's FIN or RST.
     pub fn on_upstream_event<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, slot: TimerKey, peer_closed: bool) -> Status {
+        self.h2_upstream_event(slot, peer_closed);
         if let Some(r) = self.stream.router.as_mut() {
             r.on_upstream_event(slot, peer_closed);
         }
@@ -371,6 +359,10 @@ impl HttpConnection {
         }
         if let Some(at) = self.drain_start_at.filter(|at| now >= *at) {
             return self.drain_at(ctx, at);
+        }
+        if self.h2.is_some() {
+            self.h2_timeouts(ctx);
+            return self.process(ctx);
         }
         if self.stream.active {
             if let Some(status) = self.stream_timeouts(ctx) {
@@ -451,7 +443,7 @@ impl HttpConnection {
             return self.close(ctx, true);
         }
         self.stream.close_after = true;
-        self.send_local_reply(ctx, status, body.as_bytes(), &[]);
+        self.cx().send_local_reply(ctx, status, body.as_bytes(), &[]);
         self.process(ctx)
     }
 
@@ -462,6 +454,7 @@ impl HttpConnection {
 
     fn close<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, reset: bool) -> Status {
         self.end_tunnel(ctx, reset);
+        self.h2_abort_streams(ctx);
         if let Some(mut r) = self.stream.router.take() {
             r.cancel(ctx);
         }
@@ -486,12 +479,19 @@ impl HttpConnection {
             self.down.dead = true;
         }
         self.stats.downstream_cx_active.dec();
-        self.stats.downstream_cx_http1_active.dec();
+        if self.h2.is_some() {
+            self.stats.downstream_cx_http2_active.dec();
+        } else if self.preface_checked {
+            self.stats.downstream_cx_http1_active.dec();
+        }
         Status::Closed(CloseReason::Done)
     }
 
     /// Run the state machine until it makes no more progress.
     fn process<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Status {
+        if self.h2.is_some() {
+            return self.process_h2(ctx);
+        }
         let limit = self.cfg.buffer_limit;
         for round in 0.. {
             if round >= ROUND_BUDGET {
@@ -500,6 +500,9 @@ impl HttpConnection {
             }
             if self.stream.tunnel.is_some() {
                 return self.run_tunnel(ctx);
+            }
+            if self.h2.is_some() {
+                return self.process_h2(ctx);
             }
             let mut progress = false;
             if self.closing.is_none() && !self.stream.active {
@@ -568,10 +571,11 @@ impl HttpConnection {
         }
         if !self.preface_checked {
             if self.cfg.codec_type != CodecType::Http1 {
-                let forced = self.cfg.codec_type == CodecType::Http2;
+                // codec_type HTTP2, or AUTO with ALPN `h2` or the client preface.
+                let forced = self.cfg.codec_type == CodecType::Http2 || self.down.transport.alpn() == Some(b"h2");
                 match h2_preface::detect(self.down.pending_input()) {
-                    h2_preface::Detected::Http2 => return self.answer_h2(ctx),
-                    _ if forced => return self.answer_h2(ctx),
+                    h2_preface::Detected::Http2 => return self.switch_to_h2(ctx),
+                    _ if forced => return self.switch_to_h2(ctx),
                     h2_preface::Detected::NeedMore => {
                         if self.down.read_eof {
                             self.closing = Some(Closing::AfterFlush);
@@ -583,6 +587,8 @@ impl HttpConnection {
                 }
             }
             self.preface_checked = true;
+            self.stats.downstream_cx_http1_total.inc();
+            self.stats.downstream_cx_http1_active.inc();
         }
         let parsed = self.parser.parse(self.down.pending_input(), &mut self.stream.head);
         match parsed {
@@ -618,15 +624,10 @@ impl HttpConnection {
         got
     }
 
-    /// Answer an HTTP/2 client preface as HTTP/2: SETTINGS, then GOAWAY with
-    /// HTTP_1_1_REQUIRED, then close.
-    fn answer_h2<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
-        let _ = ctx;
-        h2_preface::emit_http_1_1_required(&mut self.down.out);
-        self.stats.downstream_cx_protocol_error.inc();
-        self.down.consume_input(self.down.pending_input().len());
-        self.closing = Some(Closing::AfterFlush);
-        self.preface_checked = true;
+    /// Serve the connection as HTTP/2 from here on.
+    fn switch_to_h2<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
+        self.head_started = None;
+        self.start_h2(ctx.now);
         true
     }
 
@@ -654,7 +655,7 @@ impl HttpConnection {
         encode_response_head(&head, OutgoingBody::Length(body.len() as u64), rctx, &mut self.down.out);
         self.down.out.extend_from_slice(body.as_bytes());
         self.stream.response = head;
-        self.count_status(status);
+        self.cx().count_status(status);
         if !self.cfg.access_log.is_empty() {
             // A rejected request never became a stream: log what is known of it.
             let s = &mut self.stream;
@@ -664,21 +665,11 @@ impl HttpConnection {
             s.flags = flags;
             (s.rq_body_bytes, s.resp_body_bytes) = (0, body.len() as u64);
             (s.route, s.cluster, s.remote, s.upstream_host, s.attempt_count) = (None, None, None, None, 0);
-            self.write_access_log(ctx);
+            self.cx().write_access_log(ctx);
         }
         // Whatever else was sent is not processed.
         self.down.consume_input(self.down.pending_input().len());
         self.closing = Some(Closing::AfterFlush);
-    }
-
-    fn count_status(&self, status: u16) {
-        match status {
-            100..=199 => self.stats.downstream_rq_1xx.inc(),
-            200..=299 => self.stats.downstream_rq_2xx.inc(),
-            300..=399 => self.stats.downstream_rq_3xx.inc(),
-            400..=499 => self.stats.downstream_rq_4xx.inc(),
-            _ => self.stats.downstream_rq_5xx.inc(),
-        }
     }
 
     /// A complete request head: set up the stream, route it, run the filters.
@@ -698,14 +689,6 @@ impl HttpConnection {
         if self.draining {
             self.stream.close_after = true;
         }
-        if self.overloaded(ctx) {
-            return;
-        }
-        if meta.expect_continue {
-            // proxy_100_continue is off: Envoy answers 100 itself and drops the header.
-            self.down.out.extend_from_slice(CONTINUE_RESPONSE);
-            self.stream.head.headers.remove(b"expect");
-        }
         let policy = &self.cfg.headers;
         let element = self.xfcc_element.get_or_insert_with(|| {
             xfcc::element_for(policy.forward_client_cert, &policy.client_cert_details, &self.down.transport)
@@ -716,200 +699,27 @@ impl HttpConnection {
             mtls: self.down.transport.peer_certificates().is_some(),
             xfcc_element: element.as_deref(),
         };
-        let origin = match headers::mutate_request(&self.cfg, &mut self.stream.head, &info, ctx.rng) {
-            Ok(origin) => origin,
-            Err(status) => {
-                // An original IP detection extension rejects the request.
-                self.stats.downstream_rq_rejected_via_ip_detection.inc();
-                self.send_local_reply(ctx, status, b"", &[]);
-                return;
-            }
+        let mut cx = StreamCx {
+            cfg: &self.cfg,
+            stats: &self.stats,
+            stream: &mut self.stream,
+            io: &mut self.down,
+            original_dst: self.original_dst,
+            draining: self.draining,
         };
-        self.stream.remote = Some(origin.remote);
-        let local_port = self.down.local.port();
-        if let Some(reply) =
-            normalize::apply(&self.cfg.path_normalization, &mut self.stream.head, local_port, &self.stats)
-        {
-            self.send_local_reply(ctx, reply.status(), b"", &reply.headers());
-            return;
-        }
-        let cfg = Arc::clone(&self.cfg);
-        let random = ctx.rng.next_u64();
-        let Some(matched) = cfg.routes.route(&self.stream.head, random) else {
-            self.stats.no_route.inc();
-            self.stream.flags.set(ResponseFlags::NO_ROUTE_FOUND);
-            self.send_local_reply(ctx, 404, b"", &[]);
-            return;
-        };
-        self.stream.route = Some(matched.route_ref());
-        if !self.check_upgrade(ctx, &matched) {
-            return;
-        }
-        match matched.kind() {
-            RouteKind::Forward(_) => {
-                let name = matched.cluster_name();
-                match cfg.clusters.index_of(name) {
-                    Some(i) => self.stream.cluster = Some(i),
-                    None => {
-                        self.stats.no_cluster.inc();
-                        self.stream.flags.set(ResponseFlags::NO_CLUSTER_FOUND);
-                        let status = matched.cluster_not_found_response_code();
-                        self.send_local_reply(ctx, status, b"", &[]);
-                        return;
-                    }
-                }
-            }
-            RouteKind::Redirect(_) | RouteKind::SslRedirect => {
-                self.stats.rq_redirect.inc();
-                self.direct_response(ctx);
-                return;
-            }
-            RouteKind::DirectResponse(_) => {
-                self.stats.rq_direct_response.inc();
-                self.direct_response(ctx);
-                return;
-            }
-        }
-        self.stream.phase = FilterPhase::Decode(0);
-        self.run_filters(ctx);
+        cx.decode_headers(ctx, &info, meta.expect_continue);
     }
 
-    /// The overload manager's hooks on a new stream: `stop_accepting_requests` answers
-    /// 503 `envoy overloaded` at once (true), `disable_http_keepalive` closes the
-    /// connection after this response.
-    fn overloaded<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
-        if ctx.overload.fires(ActionKind::StopAcceptingRequests, ctx.rng.next_u64()) {
-            self.stats.downstream_rq_overload_close.inc();
-            self.stream.flags.set(ResponseFlags::OVERLOAD_MANAGER);
-            self.send_local_reply(ctx, 503, local_reply::OVERLOADED.as_bytes(), &[]);
-            return true;
+    /// The current stream with the HTTP/1 codec, for one event.
+    pub(super) fn cx(&mut self) -> StreamCx<'_, Downstream> {
+        StreamCx {
+            cfg: &self.cfg,
+            stats: &self.stats,
+            stream: &mut self.stream,
+            io: &mut self.down,
+            original_dst: self.original_dst,
+            draining: self.draining,
         }
-        if !self.stream.close_after && ctx.overload.fires(ActionKind::DisableHttpKeepalive, ctx.rng.next_u64()) {
-            self.stats.downstream_cx_overload_disable_keepalive.inc();
-            self.stream.close_after = true;
-        }
-        false
-    }
-
-    fn stream_info(&self) -> StreamInfo<'static> {
-        let mut info = StreamInfo::new(self.stream.start_time);
-        info.protocol = self.stream.head.version;
-        info.downstream_remote = self.stream.remote.or(Some(self.down.peer));
-        info.downstream_direct_remote = Some(self.down.peer);
-        info.downstream_local = Some(self.down.local);
-        info
-    }
-
-    /// A redirect or direct response from the route.
-    fn direct_response<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
-        let cfg = Arc::clone(&self.cfg);
-        let info = self.stream_info();
-        let Some(route) = self.stream.route.clone() else {
-            return;
-        };
-        let Some(matched) = cfg.routes.get(&route) else {
-            return;
-        };
-        let mut resp = std::mem::take(&mut self.stream.response);
-        resp.clear();
-        let keep_original = !cfg.suppress_envoy_headers;
-        let body = matched.local_reply(&mut self.stream.head, &info, keep_original, &mut resp).unwrap_or(&[]);
-        self.stream.response = resp;
-        self.write_response_head(ctx, OutgoingBody::Length(body.len() as u64), false);
-        if !self.stream.meta.is_head {
-            self.down.out.extend_from_slice(body);
-            self.stream.bytes_sent += body.len() as u64;
-            self.stream.resp_body_bytes += body.len() as u64;
-        }
-        self.stream.response_done = true;
-    }
-
-    /// Run decoder filters from the current phase; on completion hand over to the router.
-    fn run_filters<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
-        let cfg = Arc::clone(&self.cfg);
-        loop {
-            let i = match self.stream.phase {
-                FilterPhase::Decode(i) => i,
-                FilterPhase::Delayed { until, next } => {
-                    if ctx.now < until {
-                        return;
-                    }
-                    // The delay is over: the same filter's abort (if any) comes now.
-                    if let Some(&(_, Some(status), grpc)) =
-                        self.stream.faults.iter().rev().find(|(f, _, _)| *f + 1 == next)
-                    {
-                        self.fault_abort(ctx, next - 1, status, grpc);
-                        return;
-                    }
-                    self.stream.phase = FilterPhase::Decode(next);
-                    continue;
-                }
-                FilterPhase::Routed => return,
-            };
-            let Some(filter) = cfg.filters.get(i) else {
-                self.stream.phase = FilterPhase::Routed;
-                self.start_router(ctx);
-                return;
-            };
-            match filter {
-                HttpFilterConfig::Fault(fault) => {
-                    let cluster =
-                        self.stream.cluster.and_then(|c| cfg.clusters.clusters.get(c)).map(|c| c.name().to_string());
-                    let rng = &mut *ctx.rng;
-                    let d = fault.decide(&self.stream.head, cluster.as_deref().unwrap_or(""), || rng.next_u64());
-                    if d.counted {
-                        self.stream.faults.push((i, d.abort, d.grpc_status));
-                    }
-                    if let Some(delay) = d.delay {
-                        self.stream.flags.set(ResponseFlags::DELAY_INJECTED);
-                        self.stream.phase = FilterPhase::Delayed { until: ctx.now + delay, next: i + 1 };
-                        return;
-                    }
-                    if let Some(status) = d.abort {
-                        self.fault_abort(ctx, i, status, d.grpc_status);
-                        return;
-                    }
-                    self.stream.phase = FilterPhase::Decode(i + 1);
-                }
-            }
-        }
-    }
-
-    fn fault_abort<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, filter: usize, status: u16, grpc: Option<u32>) {
-        if let Some(HttpFilterConfig::Fault(f)) = self.cfg.filters.get(filter) {
-            f.count_abort();
-        }
-        self.stream.flags.set(ResponseFlags::FAULT_INJECTED);
-        self.stream.phase = FilterPhase::Routed;
-        let grpc_header = grpc.map(|g| g.to_string());
-        let extra: Vec<(&[u8], &[u8])> = match &grpc_header {
-            Some(g) => vec![(b"grpc-status", g.as_bytes()), (b"content-type", b"application/grpc")],
-            None => Vec::new(),
-        };
-        let body: &[u8] = if grpc.is_some() { b"" } else { local_reply::FAULT_ABORT.as_bytes() };
-        self.send_local_reply(ctx, status, body, &extra);
-    }
-
-    fn start_router<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
-        let cfg = Arc::clone(&self.cfg);
-        let Some(cluster) = self.stream.cluster else {
-            return;
-        };
-        let info = self.stream_info();
-        match RouterState::begin(&cfg, &mut self.stream, cluster, &info, self.original_dst, ctx) {
-            Ok(r) => {
-                self.stream.router = Some(r);
-            }
-            Err(reply) => self.router_reply(ctx, reply),
-        }
-    }
-
-    /// A local reply the router asked for.
-    fn router_reply<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, reply: router::LocalReply) {
-        self.stream.flags.set(reply.flags);
-        let extra: Vec<(&[u8], &[u8])> =
-            if reply.overloaded { vec![(b"x-envoy-overloaded", b"true")] } else { Vec::new() };
-        self.send_local_reply(ctx, reply.status, reply.body.as_bytes(), &extra);
     }
 
     /// Run the active stream: decoder filters waiting on a delay, the router, the end.
@@ -917,7 +727,7 @@ impl HttpConnection {
         let mut progress = false;
         if let FilterPhase::Delayed { until, .. } = self.stream.phase {
             if ctx.now >= until {
-                self.run_filters(ctx);
+                self.cx().run_filters(ctx);
                 progress = true;
             }
         }
@@ -942,19 +752,10 @@ impl HttpConnection {
             }
         }
         if self.stream.router.is_some() {
-            let cfg = Arc::clone(&self.cfg);
-            let mut r = self.stream.router.take().expect("checked");
-            let step = r.drive(&cfg, &mut self.stream, &mut self.down, ctx);
-            self.stream.router = Some(r);
+            let step = self.cx().drive_router(ctx);
             progress |= step.progress;
             if step.upgraded {
                 self.start_tunnel();
-            } else if let Some(reply) = step.reply {
-                if let Some(mut r) = self.stream.router.take() {
-                    r.cancel(ctx);
-                }
-                self.router_reply(ctx, reply);
-                progress = true;
             } else if step.reset_downstream {
                 self.down.dead = true;
                 self.down.released = true;
@@ -1018,110 +819,15 @@ impl HttpConnection {
         progress
     }
 
-    /// Send a local reply (Envoy's `sendLocalReply`): the route's response header
-    /// mutations do not apply; the HCM's do.
-    pub fn send_local_reply<S: Stack>(
-        &mut self,
-        ctx: &mut Ctx<'_, S>,
-        status: u16,
-        body: &[u8],
-        extra: &[(&[u8], &[u8])],
-    ) {
-        if self.stream.response_started {
-            // Too late for a reply: the client already has a response head.
-            self.down.dead = true;
-            self.down.released = true;
-            ctx.stack.abort(self.down.socket);
-            return;
-        }
-        let mut resp = std::mem::take(&mut self.stream.response);
-        local_reply::build(&mut resp, status, body);
-        for (n, v) in extra {
-            resp.headers.set(n, v);
-        }
-        self.stream.response = resp;
-        self.write_response_head(ctx, OutgoingBody::Length(body.len() as u64), true);
-        if !self.stream.meta.is_head {
-            self.down.out.extend_from_slice(body);
-            self.stream.bytes_sent += body.len() as u64;
-            self.stream.resp_body_bytes += body.len() as u64;
-        }
-        self.stream.response_done = true;
-        self.stream.phase = FilterPhase::Routed;
-    }
-
-    /// Encode `self.stream.response` downstream (HCM mutations applied here).
-    pub fn write_response_head<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, body: OutgoingBody, _local: bool) {
-        if self.draining {
-            self.stream.close_after = true;
-        }
-        write_response_head(&self.cfg, &mut self.stream, &mut self.down, ctx, body);
-    }
-
     /// The exchange is over (or the connection is going away): stats, filters' state,
     /// then the next request or the close.
     fn end_stream<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, aborted: bool) {
-        if !self.stream.active {
+        if !self.cx().end_stream(ctx, aborted) {
             return;
-        }
-        self.stream.active = false;
-        if let Some(mut r) = self.stream.router.take() {
-            r.cancel(ctx);
-        }
-        for (i, _, _) in self.stream.faults.drain(..) {
-            if let Some(HttpFilterConfig::Fault(f)) = self.cfg.filters.get(i) {
-                f.release();
-            }
-        }
-        self.stats.downstream_rq_active.dec();
-        if self.stream.upgrade != upgrade::UpgradeKind::None {
-            self.stats.downstream_cx_upgrades_active.dec();
-        }
-        if self.stream.response_started {
-            self.count_status(self.stream.response.status);
-            self.stats.downstream_rq_completed.inc();
-            self.stats.downstream_rq_time.record(ctx.now.saturating_duration_since(self.stream.start));
-        } else if aborted {
-            self.stats.downstream_rq_rx_reset.inc();
-        }
-        tracing::debug!(
-            method = %self.stream.head.method,
-            path = %self.stream.head.path,
-            status = self.stream.response.status,
-            "request done"
-        );
-        if !self.cfg.access_log.is_empty() {
-            self.write_access_log(ctx);
         }
         self.idle_since = ctx.now;
         if self.stream.close_after {
             self.closing = Some(Closing::AfterFlush);
-        }
-    }
-
-    /// Hand the finished request to every access logger.
-    fn write_access_log<S: Stack>(&self, ctx: &mut Ctx<'_, S>) {
-        let s = &self.stream;
-        let mut info = self.stream_info();
-        info.response_code = s.response_started.then_some(s.response.status);
-        info.response_flags = s.flags;
-        info.bytes_received = s.rq_body_bytes;
-        info.bytes_sent = s.resp_body_bytes;
-        info.duration = Some(ctx.now.saturating_duration_since(s.start));
-        info.upstream_remote = s.upstream_host;
-        info.attempt_count = s.attempt_count;
-        info.hostname = crate::access_log::hostname();
-        let matched = s.route.as_ref().and_then(|r| self.cfg.routes.get(r));
-        let cluster = s.cluster.and_then(|i| self.cfg.clusters.clusters.get(i)).map(|c| c.name());
-        let cx = FormatContext {
-            info: &info,
-            request: Some(&s.head),
-            response: s.response_started.then_some(&s.response),
-            route_name: matched.as_ref().map_or("", |m| m.route_name()),
-            cluster,
-        };
-        for logger in &self.cfg.access_log {
-            logger.log(&cx, ctx.access_log);
         }
     }
 
@@ -1132,7 +838,9 @@ impl HttpConnection {
                 next = Some(next.map_or(d, |n| n.min(d)));
             }
         };
-        if self.stream.active {
+        if self.h2.is_some() {
+            consider(self.h2_next_deadline(ctx));
+        } else if self.stream.active {
             if let FilterPhase::Delayed { until, .. } = self.stream.phase {
                 consider(Some(until));
             }

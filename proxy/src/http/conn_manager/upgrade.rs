@@ -23,16 +23,15 @@ use sluice_config::route::RouteAction;
 use sluice_stack::Stack;
 
 use crate::http::codec::RequestMeta;
-use crate::http::conn_manager::{headers, HttpConnection};
-use crate::http::tunnel::{encode_tunnel_head, Tunnel};
+use crate::http::conn_manager::HttpConnection;
+use crate::http::stream_encoder::ServerStream;
+use crate::http::tunnel::Tunnel;
 use crate::http::RequestHead;
 use crate::router::Matched;
 use crate::tcp_proxy::Status;
 use crate::worker_ctx::Ctx;
 
-use super::config::HcmConfig;
-use super::stream::Stream;
-use super::Downstream;
+use super::active_stream::StreamCx;
 
 /// The HCM's `upgrade_configs`, compiled: (type, enabled).
 #[derive(Debug, Default)]
@@ -112,19 +111,7 @@ pub fn switches(kind: UpgradeKind, status: u16) -> bool {
     }
 }
 
-/// Send the switching response head downstream (the HCM's `server`, `date`, `via`
-/// applied; no framing headers).
-pub fn write_tunnel_head<S: Stack>(cfg: &HcmConfig, stream: &mut Stream, down: &mut Downstream, ctx: &mut Ctx<'_, S>) {
-    let date = ctx.date.get(ctx.wall);
-    headers::mutate_response(cfg, &mut stream.response, date);
-    let before = down.out.len();
-    encode_tunnel_head(&stream.response, stream.version(), &mut down.out);
-    stream.bytes_sent += (down.out.len() - before) as u64;
-    stream.response_started = true;
-    stream.close_after = true;
-}
-
-impl HttpConnection {
+impl<D: ServerStream> StreamCx<'_, D> {
     /// The upgrade check once `matched` was found; false when the request was answered
     /// (403) and must go no further.
     pub(super) fn check_upgrade<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, matched: &Matched<'_>) -> bool {
@@ -146,7 +133,9 @@ impl HttpConnection {
             }
         }
     }
+}
 
+impl HttpConnection {
     /// The router's upstream switched protocols: the stream becomes a tunnel over the
     /// router's connection.
     pub(super) fn start_tunnel(&mut self) {

@@ -29,10 +29,10 @@ use crate::http::codec_client::{CodecClient, ReadOutcome};
 use crate::http::conn_manager::config::HcmConfig;
 use crate::http::conn_manager::stream::Stream;
 use crate::http::conn_manager::upgrade::{self, UpgradeKind};
-use crate::http::conn_manager::{write_response_head, Downstream};
 use crate::http::flow_control;
 use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
+use crate::http::stream_encoder::ServerStream;
 use crate::router::hash;
 use crate::router::retry::{ResetReason, RetryState};
 use crate::router::shadow::start_shadows;
@@ -447,11 +447,11 @@ impl RouterState {
 
     /// Move request body bytes from the downstream input into the connection, while
     /// its output is under the cluster's buffer limit (`out_limit`).
-    fn pump_request(
+    fn pump_request<D: ServerStream>(
         &mut self,
         cfg: &HcmConfig,
         stream: &mut Stream,
-        down: &mut Downstream,
+        down: &mut D,
         out_limit: usize,
     ) -> Result<bool, LocalReply> {
         let Some(client) = self.client.as_mut() else {
@@ -462,17 +462,14 @@ impl RouterState {
         }
         let mut progress = false;
         while !stream.request_done && client.out.len() < out_limit {
-            let input = down.pending_input();
-            if input.is_empty() {
-                break;
-            }
-            let d = match stream.body.decode(input) {
-                Ok(d) => d,
+            let d = match down.next_body(stream) {
+                Ok(Some(d)) => d,
+                Ok(None) => break,
                 Err(_) => {
                     return Err(LocalReply::new(400, "Bad Request", ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR));
                 }
             };
-            let data = &input[d.data.clone()];
+            let data = &down.body_input()[d.data.clone()];
             stream.rq_body_bytes += data.len() as u64;
             let out = client.out.tail();
             if !data.is_empty() {
@@ -490,7 +487,7 @@ impl RouterState {
                 stream.request_done = true;
                 let _ = self.body_encoder.finish(out);
             }
-            down.consume_input(d.consumed);
+            down.consume_body(d.consumed);
             progress = true;
             if d.consumed == 0 {
                 break;
@@ -504,11 +501,11 @@ impl RouterState {
     }
 
     /// Advance the request: deadlines, connect, send, receive.
-    pub fn drive<S: Stack>(
+    pub fn drive<S: Stack, D: ServerStream>(
         &mut self,
         cfg: &HcmConfig,
         stream: &mut Stream,
-        down: &mut Downstream,
+        down: &mut D,
         ctx: &mut Ctx<'_, S>,
     ) -> Step {
         let mut step = Step::default();
@@ -535,11 +532,11 @@ impl RouterState {
         }
     }
 
-    fn drive_inner<S: Stack>(
+    fn drive_inner<S: Stack, D: ServerStream>(
         &mut self,
         cfg: &HcmConfig,
         stream: &mut Stream,
-        down: &mut Downstream,
+        down: &mut D,
         ctx: &mut Ctx<'_, S>,
         step: &mut Step,
     ) -> Result<(), LocalReply> {
@@ -671,7 +668,7 @@ impl RouterState {
             ctx.clusters.clusters[self.cluster].info.config.per_connection_buffer_limit_bytes,
         );
         while client.readable && !error {
-            let (paused, change) = client.update_read_pause(in_limit, down.out_len(), cfg.buffer_limit);
+            let (paused, change) = client.update_read_pause(in_limit, down.buffered(), cfg.buffer_limit);
             match change {
                 Some(true) => self.stats.upstream_flow_control_paused_reading_total.inc(),
                 Some(false) => self.stats.upstream_flow_control_resumed_reading_total.inc(),
@@ -752,11 +749,11 @@ impl RouterState {
     }
 
     /// A final response head arrived: retry it, or send it downstream.
-    fn on_response_head<S: Stack>(
+    fn on_response_head<S: Stack, D: ServerStream>(
         &mut self,
         cfg: &HcmConfig,
         stream: &mut Stream,
-        down: &mut Downstream,
+        down: &mut D,
         ctx: &mut Ctx<'_, S>,
         meta: ResponseMeta,
         step: &mut Step,
@@ -785,8 +782,8 @@ impl RouterState {
             let mut info = StreamInfo::new(stream.start_time);
             info.protocol = stream.head.version;
             info.downstream_remote = stream.remote;
-            info.downstream_direct_remote = Some(down.peer);
-            info.downstream_local = Some(down.local);
+            info.downstream_direct_remote = Some(down.peer());
+            info.downstream_local = Some(down.local());
             info.upstream_remote = self.host.as_ref().map(|h| h.address);
             info.response_code = Some(status);
             matched.finalize_response_headers(&mut stream.response, &stream.head, &info);
@@ -802,7 +799,7 @@ impl RouterState {
             stream.response.headers.set(b"x-envoy-attempt-count", self.attempts.to_string().as_bytes());
         }
         if upgrade::switches(self.upgrade, status) {
-            upgrade::write_tunnel_head(cfg, stream, down, ctx);
+            down.encode_switching_headers(cfg, stream, ctx.date.get(ctx.wall));
             (self.phase, self.global_deadline, self.try_deadline) = (Phase::Done, None, None);
             step.upgraded = true;
             return Ok(());
@@ -812,17 +809,18 @@ impl RouterState {
             stream.close_after = true;
         }
         let body = OutgoingBody::from(meta.framing);
-        write_response_head(cfg, stream, down, ctx, body);
+        let date = ctx.date.get(ctx.wall);
+        down.encode_headers(cfg, stream, date, ctx.draining, body);
         let eof = self.client.as_ref().is_some_and(|c| c.read_eof || c.dead);
         self.pump_response(cfg, stream, down, ctx, eof, step)
     }
 
     /// Move response body bytes downstream; finish the try when the response is done.
-    fn pump_response<S: Stack>(
+    fn pump_response<S: Stack, D: ServerStream>(
         &mut self,
         cfg: &HcmConfig,
         stream: &mut Stream,
-        down: &mut Downstream,
+        down: &mut D,
         ctx: &mut Ctx<'_, S>,
         eof: bool,
         step: &mut Step,
@@ -831,7 +829,7 @@ impl RouterState {
             return Ok(());
         };
         let mut done = self.resp_body.is_done();
-        while !done && down.out_len() < cfg.buffer_limit {
+        while !done && down.buffered() < cfg.buffer_limit {
             let input = client.pending_input();
             if input.is_empty() {
                 break;
@@ -845,14 +843,7 @@ impl RouterState {
                     return Ok(());
                 }
             };
-            let data = &input[d.data.clone()];
-            if !data.is_empty() && !stream.meta.is_head {
-                flow_control::make_room(&mut down.out, &mut down.out_pos, data.len() + 64, cfg.buffer_limit);
-                let before = down.out.len();
-                let _ = stream.response_encoder.encode(data, &mut down.out);
-                stream.bytes_sent += (down.out.len() - before) as u64;
-                stream.resp_body_bytes += data.len() as u64;
-            }
+            down.encode_data(stream, &input[d.data.clone()], cfg.buffer_limit);
             client.consume_input(d.consumed);
             step.progress |= d.consumed > 0;
             done = d.end;
@@ -874,9 +865,7 @@ impl RouterState {
             }
         }
         if done {
-            let before = down.out.len();
-            let _ = stream.response_encoder.finish(&mut down.out);
-            stream.bytes_sent += (down.out.len() - before) as u64;
+            down.encode_end(stream);
             stream.response_done = true;
             self.stats.upstream_rq_completed.inc();
             self.stats.upstream_rq_time.record(ctx.now.saturating_duration_since(self.try_started));

@@ -1,0 +1,388 @@
+//! One stream's way through the connection manager, whatever the codec (Envoy's
+//! `ActiveStream` with its `FilterManager`): `decodeHeaders` (the HCM's request
+//! mutations, path normalization, route, upgrade check), the decoder filters, the
+//! router, local replies, and the end of the stream (stats, access log).
+//!
+//! A [`StreamCx`] borrows one stream and its codec's [`ServerStream`] for the length of
+//! a call; the HTTP/1 and HTTP/2 connections build one per stream event. Nothing here
+//! reads from or writes to a socket: bytes go through the `ServerStream`.
+//!
+//! The two call sites other filters plug into: decode in [`StreamCx::run_filters`],
+//! encode in [`StreamCx::write_response_head`] (and `encode_response_headers` for the
+//! router's responses).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sluice_config::overload::ActionKind;
+use sluice_stack::Stack;
+
+use crate::http::codec::OutgoingBody;
+use crate::http::filters::router::{self, RouterState, Step};
+use crate::http::local_reply;
+use crate::http::response_flags::ResponseFlags;
+use crate::http::stream_encoder::ServerStream;
+use crate::router::formatter::FormatContext;
+use crate::router::{RouteKind, StreamInfo};
+use crate::stats::HttpStats;
+use crate::worker_ctx::Ctx;
+
+use super::config::{HcmConfig, HttpFilterConfig};
+use super::headers;
+use super::normalize;
+use super::stream::{FilterPhase, Stream};
+
+/// One stream and its codec, borrowed for one event.
+pub struct StreamCx<'a, D: ServerStream> {
+    pub cfg: &'a Arc<HcmConfig>,
+    pub stats: &'a HttpStats,
+    pub stream: &'a mut Stream,
+    pub io: &'a mut D,
+    /// The restored original destination (ORIGINAL_DST clusters).
+    pub original_dst: Option<SocketAddr>,
+    /// The connection is draining.
+    pub draining: bool,
+}
+
+impl<D: ServerStream> StreamCx<'_, D> {
+    /// A complete request head (Envoy's `decodeHeaders`): the overload manager's
+    /// checks, 100-continue, the HCM's request mutations, path normalization, the
+    /// route, then the decoder filters.
+    pub fn decode_headers<S: Stack>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        info: &headers::DownstreamInfo<'_>,
+        expect_continue: bool,
+    ) {
+        if self.overloaded(ctx) {
+            return;
+        }
+        if expect_continue {
+            // proxy_100_continue is off: Envoy answers 100 itself and drops the header.
+            self.io.encode_100_continue();
+            self.stream.head.headers.remove(b"expect");
+        }
+        let origin = match headers::mutate_request(self.cfg, &mut self.stream.head, info, ctx.rng) {
+            Ok(origin) => origin,
+            Err(status) => {
+                // An original IP detection extension rejects the request.
+                self.stats.downstream_rq_rejected_via_ip_detection.inc();
+                self.send_local_reply(ctx, status, b"", &[]);
+                return;
+            }
+        };
+        self.stream.remote = Some(origin.remote);
+        let local_port = self.io.local().port();
+        if let Some(reply) =
+            normalize::apply(&self.cfg.path_normalization, &mut self.stream.head, local_port, self.stats)
+        {
+            self.send_local_reply(ctx, reply.status(), b"", &reply.headers());
+            return;
+        }
+        let cfg = Arc::clone(self.cfg);
+        let random = ctx.rng.next_u64();
+        let Some(matched) = cfg.routes.route(&self.stream.head, random) else {
+            self.stats.no_route.inc();
+            self.stream.flags.set(ResponseFlags::NO_ROUTE_FOUND);
+            self.send_local_reply(ctx, 404, b"", &[]);
+            return;
+        };
+        self.stream.route = Some(matched.route_ref());
+        if !self.check_upgrade(ctx, &matched) {
+            return;
+        }
+        match matched.kind() {
+            RouteKind::Forward(_) => {
+                let name = matched.cluster_name();
+                match cfg.clusters.index_of(name) {
+                    Some(i) => self.stream.cluster = Some(i),
+                    None => {
+                        self.stats.no_cluster.inc();
+                        self.stream.flags.set(ResponseFlags::NO_CLUSTER_FOUND);
+                        let status = matched.cluster_not_found_response_code();
+                        self.send_local_reply(ctx, status, b"", &[]);
+                        return;
+                    }
+                }
+            }
+            RouteKind::Redirect(_) | RouteKind::SslRedirect => {
+                self.stats.rq_redirect.inc();
+                self.direct_response(ctx);
+                return;
+            }
+            RouteKind::DirectResponse(_) => {
+                self.stats.rq_direct_response.inc();
+                self.direct_response(ctx);
+                return;
+            }
+        }
+        self.stream.phase = FilterPhase::Decode(0);
+        self.run_filters(ctx);
+    }
+
+    pub fn count_status(&self, status: u16) {
+        match status {
+            100..=199 => self.stats.downstream_rq_1xx.inc(),
+            200..=299 => self.stats.downstream_rq_2xx.inc(),
+            300..=399 => self.stats.downstream_rq_3xx.inc(),
+            400..=499 => self.stats.downstream_rq_4xx.inc(),
+            _ => self.stats.downstream_rq_5xx.inc(),
+        }
+    }
+
+    /// The overload manager's hooks on a new stream: `stop_accepting_requests` answers
+    /// 503 `envoy overloaded` at once (true), `disable_http_keepalive` closes the
+    /// connection after this response.
+    pub fn overloaded<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
+        if ctx.overload.fires(ActionKind::StopAcceptingRequests, ctx.rng.next_u64()) {
+            self.stats.downstream_rq_overload_close.inc();
+            self.stream.flags.set(ResponseFlags::OVERLOAD_MANAGER);
+            self.send_local_reply(ctx, 503, local_reply::OVERLOADED.as_bytes(), &[]);
+            return true;
+        }
+        if !self.stream.close_after && ctx.overload.fires(ActionKind::DisableHttpKeepalive, ctx.rng.next_u64()) {
+            self.stats.downstream_cx_overload_disable_keepalive.inc();
+            self.stream.close_after = true;
+        }
+        false
+    }
+
+    pub fn stream_info(&self) -> StreamInfo<'static> {
+        let mut info = StreamInfo::new(self.stream.start_time);
+        info.protocol = self.stream.head.version;
+        info.downstream_remote = self.stream.remote.or(Some(self.io.peer()));
+        info.downstream_direct_remote = Some(self.io.peer());
+        info.downstream_local = Some(self.io.local());
+        info
+    }
+
+    /// A redirect or direct response from the route.
+    pub fn direct_response<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let cfg = Arc::clone(self.cfg);
+        let info = self.stream_info();
+        let Some(route) = self.stream.route.clone() else {
+            return;
+        };
+        let Some(matched) = cfg.routes.get(&route) else {
+            return;
+        };
+        let mut resp = std::mem::take(&mut self.stream.response);
+        resp.clear();
+        let keep_original = !cfg.suppress_envoy_headers;
+        let body = matched.local_reply(&mut self.stream.head, &info, keep_original, &mut resp).unwrap_or(&[]);
+        self.stream.response = resp;
+        self.write_response_head(ctx, OutgoingBody::Length(body.len() as u64), false);
+        self.io.encode_data(self.stream, body, self.cfg.buffer_limit);
+        self.io.encode_end(self.stream);
+        self.stream.response_done = true;
+    }
+
+    /// Run decoder filters from the current phase; on completion hand over to the router.
+    pub fn run_filters<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let cfg = Arc::clone(self.cfg);
+        loop {
+            let i = match self.stream.phase {
+                FilterPhase::Decode(i) => i,
+                FilterPhase::Delayed { until, next } => {
+                    if ctx.now < until {
+                        return;
+                    }
+                    // The delay is over: the same filter's abort (if any) comes now.
+                    if let Some(&(_, Some(status), grpc)) =
+                        self.stream.faults.iter().rev().find(|(f, _, _)| *f + 1 == next)
+                    {
+                        self.fault_abort(ctx, next - 1, status, grpc);
+                        return;
+                    }
+                    self.stream.phase = FilterPhase::Decode(next);
+                    continue;
+                }
+                FilterPhase::Routed => return,
+            };
+            let Some(filter) = cfg.filters.get(i) else {
+                self.stream.phase = FilterPhase::Routed;
+                self.start_router(ctx);
+                return;
+            };
+            match filter {
+                HttpFilterConfig::Fault(fault) => {
+                    let cluster =
+                        self.stream.cluster.and_then(|c| cfg.clusters.clusters.get(c)).map(|c| c.name().to_string());
+                    let rng = &mut *ctx.rng;
+                    let d = fault.decide(&self.stream.head, cluster.as_deref().unwrap_or(""), || rng.next_u64());
+                    if d.counted {
+                        self.stream.faults.push((i, d.abort, d.grpc_status));
+                    }
+                    if let Some(delay) = d.delay {
+                        self.stream.flags.set(ResponseFlags::DELAY_INJECTED);
+                        self.stream.phase = FilterPhase::Delayed { until: ctx.now + delay, next: i + 1 };
+                        return;
+                    }
+                    if let Some(status) = d.abort {
+                        self.fault_abort(ctx, i, status, d.grpc_status);
+                        return;
+                    }
+                    self.stream.phase = FilterPhase::Decode(i + 1);
+                }
+            }
+        }
+    }
+
+    fn fault_abort<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, filter: usize, status: u16, grpc: Option<u32>) {
+        if let Some(HttpFilterConfig::Fault(f)) = self.cfg.filters.get(filter) {
+            f.count_abort();
+        }
+        self.stream.flags.set(ResponseFlags::FAULT_INJECTED);
+        self.stream.phase = FilterPhase::Routed;
+        let grpc_header = grpc.map(|g| g.to_string());
+        let extra: Vec<(&[u8], &[u8])> = match &grpc_header {
+            Some(g) => vec![(b"grpc-status", g.as_bytes()), (b"content-type", b"application/grpc")],
+            None => Vec::new(),
+        };
+        let body: &[u8] = if grpc.is_some() { b"" } else { local_reply::FAULT_ABORT.as_bytes() };
+        self.send_local_reply(ctx, status, body, &extra);
+    }
+
+    pub fn start_router<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let cfg = Arc::clone(self.cfg);
+        let Some(cluster) = self.stream.cluster else {
+            return;
+        };
+        let info = self.stream_info();
+        match RouterState::begin(&cfg, self.stream, cluster, &info, self.original_dst, ctx) {
+            Ok(r) => {
+                self.stream.router = Some(r);
+            }
+            Err(reply) => self.router_reply(ctx, reply),
+        }
+    }
+
+    /// A local reply the router asked for.
+    pub fn router_reply<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, reply: router::LocalReply) {
+        self.stream.flags.set(reply.flags);
+        let extra: Vec<(&[u8], &[u8])> =
+            if reply.overloaded { vec![(b"x-envoy-overloaded", b"true")] } else { Vec::new() };
+        self.send_local_reply(ctx, reply.status, reply.body.as_bytes(), &extra);
+    }
+
+    /// Send a local reply (Envoy's `sendLocalReply`): the route's response header
+    /// mutations do not apply; the HCM's do.
+    pub fn send_local_reply<S: Stack>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        status: u16,
+        body: &[u8],
+        extra: &[(&[u8], &[u8])],
+    ) {
+        if self.stream.response_started {
+            // Too late for a reply: the client already has a response head.
+            self.io.reset(ctx.stack);
+            return;
+        }
+        let mut resp = std::mem::take(&mut self.stream.response);
+        local_reply::build(&mut resp, status, body);
+        for (n, v) in extra {
+            resp.headers.set(n, v);
+        }
+        self.stream.response = resp;
+        self.write_response_head(ctx, OutgoingBody::Length(body.len() as u64), true);
+        self.io.encode_data(self.stream, body, self.cfg.buffer_limit);
+        self.io.encode_end(self.stream);
+        self.stream.response_done = true;
+        self.stream.phase = FilterPhase::Routed;
+    }
+
+    /// Encode `self.stream.response` downstream (HCM mutations applied here).
+    pub fn write_response_head<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, body: OutgoingBody, _local: bool) {
+        if self.draining {
+            self.stream.close_after = true;
+        }
+        let date = ctx.date.get(ctx.wall);
+        self.io.encode_headers(self.cfg, self.stream, date, ctx.draining, body);
+    }
+
+    /// Hand the finished request to every access logger.
+    pub fn write_access_log<S: Stack>(&self, ctx: &mut Ctx<'_, S>) {
+        let s = &self.stream;
+        let mut info = self.stream_info();
+        info.response_code = s.response_started.then_some(s.response.status);
+        info.response_flags = s.flags;
+        info.bytes_received = s.rq_body_bytes;
+        info.bytes_sent = s.resp_body_bytes;
+        info.duration = Some(ctx.now.saturating_duration_since(s.start));
+        info.upstream_remote = s.upstream_host;
+        info.attempt_count = s.attempt_count;
+        info.hostname = crate::access_log::hostname();
+        let matched = s.route.as_ref().and_then(|r| self.cfg.routes.get(r));
+        let cluster = s.cluster.and_then(|i| self.cfg.clusters.clusters.get(i)).map(|c| c.name());
+        let cx = FormatContext {
+            info: &info,
+            request: Some(&s.head),
+            response: s.response_started.then_some(&s.response),
+            route_name: matched.as_ref().map_or("", |m| m.route_name()),
+            cluster,
+        };
+        for logger in &self.cfg.access_log {
+            logger.log(&cx, ctx.access_log);
+        }
+    }
+
+    /// Drive the router one round; what the connection must do next is in the step
+    /// (`upgraded`, `reset_downstream`); a local reply it asked for is sent here.
+    pub fn drive_router<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Step {
+        let Some(mut r) = self.stream.router.take() else {
+            return Step::default();
+        };
+        let cfg = Arc::clone(self.cfg);
+        let mut step = r.drive(&cfg, self.stream, self.io, ctx);
+        self.stream.router = Some(r);
+        if !step.upgraded {
+            if let Some(reply) = step.reply.take() {
+                if let Some(mut r) = self.stream.router.take() {
+                    r.cancel(ctx);
+                }
+                self.router_reply(ctx, reply);
+                step.progress = true;
+            }
+        }
+        step
+    }
+
+    /// The stream is over (or its connection is going away): router and filter state
+    /// released, stats, access log. False when it had already ended.
+    pub fn end_stream<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, aborted: bool) -> bool {
+        if !self.stream.active {
+            return false;
+        }
+        self.stream.active = false;
+        if let Some(mut r) = self.stream.router.take() {
+            r.cancel(ctx);
+        }
+        for (i, _, _) in self.stream.faults.drain(..) {
+            if let Some(HttpFilterConfig::Fault(f)) = self.cfg.filters.get(i) {
+                f.release();
+            }
+        }
+        self.stats.downstream_rq_active.dec();
+        if self.stream.upgrade != super::upgrade::UpgradeKind::None {
+            self.stats.downstream_cx_upgrades_active.dec();
+        }
+        if self.stream.response_started {
+            self.count_status(self.stream.response.status);
+            self.stats.downstream_rq_completed.inc();
+            self.stats.downstream_rq_time.record(ctx.now.saturating_duration_since(self.stream.start));
+        } else if aborted {
+            self.stats.downstream_rq_rx_reset.inc();
+        }
+        tracing::debug!(
+            method = %self.stream.head.method,
+            path = %self.stream.head.path,
+            status = self.stream.response.status,
+            "request done"
+        );
+        if !self.cfg.access_log.is_empty() {
+            self.write_access_log(ctx);
+        }
+        true
+    }
+}

@@ -1,0 +1,587 @@
+//! The HTTP/2 server codec (RFC 9113) of a downstream connection: many concurrent
+//! streams, each an [`ActiveStream`](super::active_stream) with its own router.
+//!
+//! **Why `h2`, and how it is driven.** `h2` is the HTTP/2 implementation hyper,
+//! pingora and linkerd2-proxy use: framing, HPACK, stream states, SETTINGS, PING,
+//! flow control, RFC 9113 §8 header validation (malformed requests are refused with
+//! RST_STREAM PROTOCOL_ERROR before they reach us), and the known flood limits
+//! (`max_pending_accept_reset_streams`, `max_local_error_reset_streams`, CONTINUATION
+//! and header-list limits). Its API is futures-based but it needs no runtime: a
+//! future is a state machine that is polled. The connection manager polls it from the
+//! worker's readiness loop, on either stack backend, with an in-memory transport over
+//! the connection's byte buffers (`io.rs`): socket bytes are appended to the input,
+//! `h2` is polled until it makes no more progress, its frames are written to the
+//! socket. The waker only raises a flag for another turn; no thread, no timer, no
+//! task queue. Everything stays on the worker that accepted the connection.
+//!
+//! Per stream, request DATA is handed to the router as the upstream accepts it and
+//! only then released to `h2`'s flow control (the client's window reopens as fast as
+//! the upstream takes the body); response DATA is queued in the stream and given to
+//! `h2` as the client's window allows, and the router stops reading the upstream once
+//! that queue reaches `per_connection_buffer_limit_bytes` (`stream_io.rs`). A drain
+//! sends Envoy's two-step GOAWAY (`h2`'s graceful shutdown: GOAWAY with the last
+//! possible stream ID and a PING, then the final GOAWAY once the PING returns); the
+//! connection closes after its last stream.
+
+mod io;
+mod request;
+pub mod stream_io;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+use h2::server::{self, Handshake, SendResponse};
+use h2::{Reason, RecvStream};
+use sluice_config::overload::TimerType;
+use sluice_stack::Stack;
+
+use crate::http::local_reply;
+use crate::http::response_flags::ResponseFlags;
+use crate::http::stream_encoder::ServerStream;
+use crate::tcp_proxy::Status;
+use crate::timer::TimerKey;
+use crate::worker_ctx::Ctx;
+
+use self::io::{SharedBuffers, Transport, TurnFlag};
+use self::stream_io::H2StreamIo;
+use super::active_stream::StreamCx;
+use super::stream::{FilterPhase, Stream};
+use super::{headers, xfcc, HttpConnection};
+
+/// Rounds per handler call before yielding to other connections.
+const ROUND_BUDGET: usize = 64;
+/// Socket bytes read per round.
+const READ_CHUNK: usize = 64 * 1024;
+
+enum State {
+    Handshaking(Pin<Box<Handshake<Transport, Bytes>>>),
+    Open(Box<server::Connection<Transport, Bytes>>),
+    /// `h2` is done with the connection (closed by either side, or failed).
+    Closed,
+}
+
+struct H2Stream {
+    s: Box<Stream>,
+    io: H2StreamIo,
+}
+
+/// The HTTP/2 side of a downstream connection.
+pub struct Http2Connection {
+    bufs: SharedBuffers,
+    flag: Arc<TurnFlag>,
+    waker: Waker,
+    state: State,
+    streams: Vec<H2Stream>,
+    /// The graceful GOAWAY sequence started.
+    goaway: bool,
+    /// When the connection last had no stream.
+    idle_since: Instant,
+}
+
+impl std::fmt::Debug for Http2Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http2Connection").field("streams", &self.streams.len()).field("goaway", &self.goaway).finish()
+    }
+}
+
+impl Http2Connection {
+    /// Start serving HTTP/2 on a connection whose first bytes are `input` (the client
+    /// preface, as far as it arrived).
+    pub fn new(builder: &server::Builder, input: &[u8], out_limit: usize, now: Instant) -> Http2Connection {
+        let bufs = SharedBuffers::new(out_limit);
+        bufs.lock().input.extend_from_slice(input);
+        let flag = Arc::new(TurnFlag::default());
+        let waker = io::waker(&flag);
+        let handshake = builder.handshake::<Transport, Bytes>(Transport(bufs.clone()));
+        Http2Connection {
+            bufs,
+            flag,
+            waker,
+            state: State::Handshaking(Box::pin(handshake)),
+            streams: Vec::new(),
+            goaway: false,
+            idle_since: now,
+        }
+    }
+
+    /// Streams in progress.
+    pub fn active_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Poll `h2`'s connection: finish the handshake, then accept new streams.
+    fn poll_connection(&mut self, accepted: &mut Vec<(http::Request<RecvStream>, SendResponse<Bytes>)>) -> bool {
+        let mut cx = Context::from_waker(&self.waker);
+        let mut progress = false;
+        if let State::Handshaking(h) = &mut self.state {
+            match h.as_mut().poll(&mut cx) {
+                Poll::Ready(Ok(conn)) => {
+                    self.state = State::Open(Box::new(conn));
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!("http2 handshake: {e}");
+                    self.state = State::Closed;
+                    return true;
+                }
+                Poll::Pending => return false,
+            }
+        }
+        let State::Open(conn) = &mut self.state else {
+            return progress;
+        };
+        loop {
+            match conn.poll_accept(&mut cx) {
+                Poll::Ready(Some(Ok(pair))) => {
+                    accepted.push(pair);
+                    progress = true;
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::debug!("http2 connection: {e}");
+                    self.state = State::Closed;
+                    return true;
+                }
+                Poll::Ready(None) => {
+                    self.state = State::Closed;
+                    return true;
+                }
+                Poll::Pending => return progress,
+            }
+        }
+    }
+
+    /// Start the graceful GOAWAY sequence (once).
+    fn start_goaway(&mut self) -> bool {
+        if self.goaway {
+            return false;
+        }
+        match &mut self.state {
+            State::Open(conn) => {
+                conn.graceful_shutdown();
+                self.goaway = true;
+                true
+            }
+            State::Handshaking(_) => false,
+            State::Closed => {
+                self.goaway = true;
+                false
+            }
+        }
+    }
+}
+
+impl HttpConnection {
+    /// Switch this connection to HTTP/2: the bytes read so far are its preface.
+    pub(super) fn start_h2(&mut self, now: Instant) {
+        let builder = self.cfg.http2.builder();
+        let input = self.down.pending_input().len();
+        let h2 = Http2Connection::new(&builder, self.down.pending_input(), self.cfg.buffer_limit.max(64 * 1024), now);
+        self.down.consume_input(input);
+        self.stats.downstream_cx_http2_total.inc();
+        self.stats.downstream_cx_http2_active.inc();
+        self.h2 = Some(Box::new(h2));
+    }
+
+    /// Readiness on an upstream connection of one of the streams.
+    pub(super) fn h2_upstream_event(&mut self, slot: TimerKey, peer_closed: bool) {
+        if let Some(h2) = self.h2.as_mut() {
+            for st in &mut h2.streams {
+                if let Some(r) = st.s.router.as_mut() {
+                    r.on_upstream_event(slot, peer_closed);
+                }
+            }
+        }
+    }
+
+    /// Run the HTTP/2 connection until it makes no more progress.
+    pub(super) fn process_h2<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Status {
+        let Some(mut h2) = self.h2.take() else {
+            return Status::Open;
+        };
+        let mut accepted = Vec::new();
+        for round in 0.. {
+            if round >= ROUND_BUDGET {
+                ctx.again();
+                break;
+            }
+            let mut progress = self.h2_read(ctx, &h2.bufs);
+            if self.draining && h2.start_goaway() {
+                self.stats.http2_goaway_sent.inc();
+                progress = true;
+            }
+            progress |= h2.poll_connection(&mut accepted);
+            for (req, respond) in accepted.drain(..) {
+                self.h2_begin_stream(ctx, &mut h2, req, respond);
+                progress = true;
+            }
+            progress |= self.h2_run_streams(ctx, &mut h2);
+            // Frames the streams queued go out on the next poll of the connection.
+            progress |= h2.poll_connection(&mut accepted);
+            progress |= self.h2_flush(ctx, &h2.bufs);
+            progress |= h2.flag.take();
+            if self.down.dead {
+                self.h2 = Some(h2);
+                return self.close(ctx, true);
+            }
+            if matches!(h2.state, State::Closed) && accepted.is_empty() {
+                let out = h2.bufs.lock().out_len();
+                if out == 0 && !self.down.has_output() {
+                    self.h2 = Some(h2);
+                    return self.close(ctx, false);
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        if h2.streams.is_empty() && self.down.read_eof && matches!(h2.state, State::Handshaking(_)) {
+            self.h2 = Some(h2);
+            return self.close(ctx, false);
+        }
+        self.h2 = Some(h2);
+        self.schedule(ctx);
+        Status::Open
+    }
+
+    /// Socket bytes into `h2`'s input (the input is handed over, not copied, when
+    /// `h2` took everything before).
+    fn h2_read<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, bufs: &SharedBuffers) -> bool {
+        let mut b = bufs.lock();
+        if b.eof || b.pending_input().len() >= READ_CHUNK {
+            return false;
+        }
+        let before = self.down.pending_input().len();
+        let got = self.down.read(ctx.stack, READ_CHUNK, ctx.scratch);
+        let n = self.down.pending_input().len() - before;
+        if n > 0 {
+            self.stats.downstream_cx_rx_bytes_total.add(n as u64);
+            if b.pending_input().is_empty() {
+                std::mem::swap(&mut b.input, &mut self.down.input);
+                std::mem::swap(&mut b.input_pos, &mut self.down.input_pos);
+            } else {
+                b.input.extend_from_slice(self.down.pending_input());
+            }
+            self.down.consume_input(self.down.pending_input().len());
+        }
+        if self.down.read_eof || self.down.dead {
+            b.eof = true;
+            return true;
+        }
+        got
+    }
+
+    /// `h2`'s frames to the socket (handed over, not copied, when the connection's own
+    /// output is empty).
+    fn h2_flush<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, bufs: &SharedBuffers) -> bool {
+        let mut b = bufs.lock();
+        if b.out_len() > 0 {
+            if !self.down.has_output() && self.down.out_len() == 0 {
+                std::mem::swap(&mut b.out, &mut self.down.out);
+                std::mem::swap(&mut b.out_pos, &mut self.down.out_pos);
+            } else {
+                let pos = b.out_pos;
+                self.down.out.extend_from_slice(&b.out[pos..]);
+                b.out.clear();
+                b.out_pos = 0;
+            }
+        }
+        drop(b);
+        let sent = self.down.flush(ctx.stack);
+        if sent > 0 {
+            self.stats.downstream_cx_tx_bytes_total.add(sent as u64);
+        }
+        sent > 0
+    }
+
+    /// A new stream: its request head, then the same path as an HTTP/1 request.
+    fn h2_begin_stream<S: Stack>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        h2: &mut Http2Connection,
+        req: http::Request<RecvStream>,
+        respond: SendResponse<Bytes>,
+    ) {
+        self.requests += 1;
+        self.stats.downstream_rq_total.inc();
+        self.stats.downstream_rq_http2_total.inc();
+        self.stats.downstream_rq_active.inc();
+        let (parts, recv) = req.into_parts();
+        let mut io = H2StreamIo::new(self.down.peer, self.down.local, recv, respond);
+        let mut s = Box::new(Stream::new(ctx.now));
+        let meta = match request::convert(&parts, io.recv_end, self.down.tls, &self.cfg.settings, &mut s.head) {
+            Ok(meta) => meta,
+            Err(why) => {
+                tracing::debug!(peer = %self.down.peer, why, "http2 request refused");
+                self.stats.http2_rx_messaging_error.inc();
+                self.stats.downstream_rq_active.dec();
+                self.stats.http2_tx_reset.inc();
+                io.send_reset(Reason::PROTOCOL_ERROR);
+                return;
+            }
+        };
+        let body = crate::http::codec::BodyDecoder::new(meta.framing, 0);
+        s.begin(meta, body, ctx.now, ctx.wall);
+        s.request_done = io.recv_end;
+        s.close_after = false;
+        if let Some(max) = self.cfg.max_requests_per_connection {
+            if self.requests >= max && !self.draining {
+                self.stats.downstream_cx_max_requests_reached.inc();
+                self.draining = true;
+            }
+        }
+        let policy = &self.cfg.headers;
+        let element = self.xfcc_element.get_or_insert_with(|| {
+            xfcc::element_for(policy.forward_client_cert, &policy.client_cert_details, &self.down.transport)
+        });
+        let info = headers::DownstreamInfo {
+            peer: self.down.peer,
+            tls: self.down.tls,
+            mtls: self.down.transport.peer_certificates().is_some(),
+            xfcc_element: element.as_deref(),
+        };
+        let mut cx = StreamCx {
+            cfg: &self.cfg,
+            stats: &self.stats,
+            stream: &mut s,
+            io: &mut io,
+            original_dst: self.original_dst,
+            draining: self.draining,
+        };
+        cx.decode_headers(ctx, &info, meta.expect_continue);
+        h2.streams.push(H2Stream { s, io });
+    }
+
+    /// One round of every stream: request body in, router, response out, the end.
+    fn h2_run_streams<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, h2: &mut Http2Connection) -> bool {
+        let mut progress = false;
+        let mut cx = Context::from_waker(&h2.waker);
+        let limit = self.cfg.buffer_limit;
+        let mut i = 0;
+        while i < h2.streams.len() {
+            let st = &mut h2.streams[i];
+            let got = st.io.pull(&mut cx, limit);
+            if got > 0 {
+                st.s.bytes_received += got as u64;
+                st.s.last_activity = ctx.now;
+                progress = true;
+            }
+            if st.io.poll_client_reset(&mut cx) && !st.s.response_done {
+                self.stats.http2_rx_reset.inc();
+            }
+            let mut scx = StreamCx {
+                cfg: &self.cfg,
+                stats: &self.stats,
+                stream: &mut st.s,
+                io: &mut st.io,
+                original_dst: self.original_dst,
+                draining: self.draining,
+            };
+            if !scx.io.reset {
+                if let FilterPhase::Delayed { until, .. } = scx.stream.phase {
+                    if ctx.now >= until {
+                        scx.run_filters(ctx);
+                        progress = true;
+                    }
+                }
+                if scx.stream.router.is_some() {
+                    let step = scx.drive_router(ctx);
+                    progress |= step.progress;
+                    if step.reset_downstream {
+                        self.stats.http2_tx_reset.inc();
+                        scx.io.send_reset(Reason::INTERNAL_ERROR);
+                    }
+                } else if scx.stream.response_done && !scx.stream.request_done {
+                    // Answered locally before the body arrived: drop it as it comes.
+                    let n = scx.io.input_len();
+                    scx.io.consume_body(n);
+                    scx.stream.rq_body_bytes += n as u64;
+                    scx.stream.request_done = scx.io.recv_end;
+                }
+                progress |= scx.io.push(&mut cx);
+            }
+            let done = scx.io.reset || (scx.stream.response_done && scx.io.finished);
+            if done {
+                if !scx.io.reset && !scx.io.recv_end {
+                    // The response is complete and the client still sends: Envoy
+                    // resets the rest of the request (RST_STREAM NO_ERROR).
+                    scx.io.send_reset(Reason::NO_ERROR);
+                }
+                let aborted = !scx.stream.response_done;
+                if aborted {
+                    scx.stream.flags.set(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                }
+                scx.end_stream(ctx, aborted);
+                h2.streams.swap_remove(i);
+                if h2.streams.is_empty() {
+                    h2.idle_since = ctx.now;
+                }
+                progress = true;
+                continue;
+            }
+            i += 1;
+        }
+        progress
+    }
+
+    /// HTTP/2 timers: each stream's request, idle and duration timeouts, and the
+    /// connection's idle timeout (a GOAWAY when no stream is open).
+    pub(super) fn h2_timeouts<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let Some(mut h2) = self.h2.take() else {
+            return;
+        };
+        let now = ctx.now;
+        for st in &mut h2.streams {
+            if st.s.response_done || st.io.reset {
+                continue;
+            }
+            let Some((status, body, flags)) = self.h2_due_timeout(ctx, &st.s) else {
+                continue;
+            };
+            let mut scx = StreamCx {
+                cfg: &self.cfg,
+                stats: &self.stats,
+                stream: &mut st.s,
+                io: &mut st.io,
+                original_dst: self.original_dst,
+                draining: self.draining,
+            };
+            if let Some(mut r) = scx.stream.router.take() {
+                r.cancel(ctx);
+            }
+            scx.stream.flags.set(flags);
+            if scx.stream.response_started {
+                self.stats.http2_tx_reset.inc();
+                scx.io.send_reset(Reason::INTERNAL_ERROR);
+            } else {
+                scx.send_local_reply(ctx, status, body.as_bytes(), &[]);
+            }
+        }
+        if h2.streams.is_empty() && !h2.goaway {
+            if let Some(t) =
+                self.cfg.idle_timeout.map(|t| ctx.overload.scaled_timeout(TimerType::HttpDownstreamConnectionIdle, t))
+            {
+                if now >= h2.idle_since + t {
+                    self.stats.downstream_cx_idle_timeout.inc();
+                    if h2.start_goaway() {
+                        self.stats.http2_goaway_sent.inc();
+                    }
+                }
+            }
+        }
+        if let Some(t) = self.cfg.max_connection_duration {
+            if now >= self.created + t && !self.draining {
+                self.stats.downstream_cx_max_duration_reached.inc();
+                self.draining = true;
+            }
+        }
+        self.h2 = Some(h2);
+    }
+
+    /// A stream timeout that is due: the reply's status, body and response flag (each
+    /// counted as Envoy counts it).
+    fn h2_due_timeout<S: Stack>(&self, ctx: &mut Ctx<'_, S>, s: &Stream) -> Option<(u16, &'static str, ResponseFlags)> {
+        let now = ctx.now;
+        if let Some(t) = self.cfg.request_timeout {
+            if !s.request_done && now >= s.start + t {
+                self.stats.downstream_rq_timeout.inc();
+                return Some((408, local_reply::REQUEST_TIMEOUT, ResponseFlags::NONE));
+            }
+        }
+        let idle = match s.router.as_ref().and_then(|r| r.idle_timeout_override()) {
+            Some(o) => o,
+            None => self.cfg.stream_idle_timeout,
+        };
+        if let Some(t) = idle.map(|t| ctx.overload.scaled_timeout(TimerType::HttpDownstreamStreamIdle, t)) {
+            if now >= s.last_activity + t {
+                self.stats.downstream_rq_idle_timeout.inc();
+                return Some((408, local_reply::STREAM_IDLE_TIMEOUT, ResponseFlags::STREAM_IDLE_TIMEOUT));
+            }
+        }
+        let duration = match s.router.as_ref().and_then(|r| r.max_stream_duration_override()) {
+            Some(o) => o,
+            None => self.cfg.max_stream_duration,
+        };
+        if let Some(t) = duration {
+            if now >= s.start + t {
+                self.stats.downstream_rq_max_duration_reached.inc();
+                return Some((408, local_reply::REQUEST_TIMEOUT, ResponseFlags::DURATION_TIMEOUT));
+            }
+        }
+        None
+    }
+
+    /// The earliest deadline of the HTTP/2 connection and its streams.
+    pub(super) fn h2_next_deadline<S: Stack>(&self, ctx: &Ctx<'_, S>) -> Option<Instant> {
+        let h2 = self.h2.as_ref()?;
+        let mut next: Option<Instant> = None;
+        let mut consider = |d: Option<Instant>| {
+            if let Some(d) = d {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
+        };
+        for st in &h2.streams {
+            let s = &st.s;
+            if let FilterPhase::Delayed { until, .. } = s.phase {
+                consider(Some(until));
+            }
+            if s.response_done {
+                continue;
+            }
+            if !s.request_done {
+                consider(self.cfg.request_timeout.map(|t| s.start + t));
+            }
+            let idle = match s.router.as_ref().and_then(|r| r.idle_timeout_override()) {
+                Some(o) => o,
+                None => self.cfg.stream_idle_timeout,
+            };
+            consider(
+                idle.map(|t| s.last_activity + ctx.overload.scaled_timeout(TimerType::HttpDownstreamStreamIdle, t)),
+            );
+            let duration = match s.router.as_ref().and_then(|r| r.max_stream_duration_override()) {
+                Some(o) => o,
+                None => self.cfg.max_stream_duration,
+            };
+            consider(duration.map(|t| s.start + t));
+            if let Some(r) = &s.router {
+                consider(r.next_deadline());
+            }
+        }
+        if h2.streams.is_empty() && !h2.goaway {
+            consider(
+                self.cfg
+                    .idle_timeout
+                    .map(|t| h2.idle_since + ctx.overload.scaled_timeout(TimerType::HttpDownstreamConnectionIdle, t)),
+            );
+        }
+        next
+    }
+
+    /// The connection goes away: every stream ends (reset), each logged.
+    pub(super) fn h2_abort_streams<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let Some(mut h2) = self.h2.take() else {
+            return;
+        };
+        for mut st in h2.streams.drain(..) {
+            let mut scx = StreamCx {
+                cfg: &self.cfg,
+                stats: &self.stats,
+                stream: &mut st.s,
+                io: &mut st.io,
+                original_dst: self.original_dst,
+                draining: self.draining,
+            };
+            if !scx.stream.response_done {
+                self.stats.downstream_cx_destroy_remote_active_rq.inc();
+                scx.stream.flags.set(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+            }
+            let aborted = !scx.stream.response_done;
+            scx.end_stream(ctx, aborted);
+        }
+        h2.state = State::Closed;
+        self.h2 = Some(h2);
+    }
+}

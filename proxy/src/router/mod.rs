@@ -28,6 +28,7 @@ pub mod rewrite;
 pub mod route_match;
 mod route_ref;
 pub mod shadow;
+pub mod timeout;
 pub mod vhost;
 pub mod weighted;
 

@@ -189,6 +189,16 @@ impl ClusterInfo {
         }
     }
 
+    /// Outlier detection: record `outcome` with the HTTP status it stands for (Envoy's
+    /// `putResult(result, code)`: without the split the code is what counts).
+    pub fn put_result_code(&self, host: &Host, outcome: Outcome, code: u16) {
+        if let Some(r) = &self.outlier {
+            if r.put_result(host, outcome, Some(u64::from(code))) {
+                self.wake_monitor();
+            }
+        }
+    }
+
     /// Outlier detection: record the HTTP status `host` answered.
     pub fn put_http_response_code(&self, host: &Host, code: u16) {
         if let Some(r) = &self.outlier {

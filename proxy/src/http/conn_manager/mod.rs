@@ -732,6 +732,7 @@ impl HttpConnection {
         let cfg = Arc::clone(&self.cfg);
         let random = ctx.rng.next_u64();
         let Some(matched) = cfg.routes.route(&self.stream.head, random) else {
+            self.stats.rq_total.inc();
             self.stats.no_route.inc();
             self.stream.flags.set(ResponseFlags::NO_ROUTE_FOUND);
             self.send_local_reply(ctx, 404, b"", &[]);
@@ -747,6 +748,7 @@ impl HttpConnection {
                 match cfg.clusters.index_of(name) {
                     Some(i) => self.stream.cluster = Some(i),
                     None => {
+                        self.stats.rq_total.inc();
                         self.stats.no_cluster.inc();
                         self.stream.flags.set(ResponseFlags::NO_CLUSTER_FOUND);
                         let status = matched.cluster_not_found_response_code();
@@ -756,11 +758,13 @@ impl HttpConnection {
                 }
             }
             RouteKind::Redirect(_) | RouteKind::SslRedirect => {
+                self.stats.rq_total.inc();
                 self.stats.rq_redirect.inc();
                 self.direct_response(ctx);
                 return;
             }
             RouteKind::DirectResponse(_) => {
+                self.stats.rq_total.inc();
                 self.stats.rq_direct_response.inc();
                 self.direct_response(ctx);
                 return;
@@ -891,6 +895,9 @@ impl HttpConnection {
         let Some(cluster) = self.stream.cluster else {
             return;
         };
+        // The router decodes the request (Envoy counts `rq_total` there, and where the
+        // route ends in a local answer: no route, no cluster, redirect, direct response).
+        self.stats.rq_total.inc();
         let info = self.stream_info();
         match RouterState::begin(&cfg, &mut self.stream, cluster, &info, self.original_dst, ctx) {
             Ok(r) => {

@@ -36,6 +36,7 @@ use crate::http::response_flags::ResponseFlags;
 use crate::router::hash;
 use crate::router::retry::{ResetReason, RetryState};
 use crate::router::shadow::start_shadows;
+use crate::router::timeout::{final_timeout, FinalTimeout};
 use crate::router::StreamInfo;
 use crate::stats::ClusterStats;
 use crate::timer::{earliest, TimerKey};
@@ -44,6 +45,7 @@ use crate::upstream::cluster_manager::ClusterInfo;
 use crate::upstream::conn_pool::{close_client, rest};
 use crate::upstream::host::Host;
 use crate::upstream::load_balancer::LbContext;
+use crate::upstream::outlier::http as charge;
 use crate::upstream::outlier::Outcome;
 use crate::worker_ctx::Ctx;
 
@@ -163,31 +165,18 @@ impl RouterState {
         let route = stream.route.clone().expect("routed stream");
         let matched = cfg.routes.get(&route).expect("route from this table");
         let head = &mut stream.head;
-        let mut timeout = matched.timeout();
-        if let Some(ms) = header_ms(head, b"x-envoy-upstream-rq-timeout-ms") {
-            timeout = (ms > 0).then(|| Duration::from_millis(ms));
-        }
         let policy = matched.retry_policy();
-        let mut per_try = policy.and_then(|p| p.per_try_timeout);
-        if let Some(ms) = header_ms(head, b"x-envoy-upstream-rq-per-try-timeout-ms") {
-            per_try = (ms > 0).then(|| Duration::from_millis(ms));
-        }
+        let route_per_try = policy.and_then(|p| p.per_try_timeout);
+        let FinalTimeout { global: timeout, per_try } = final_timeout(
+            matched.timeout(),
+            route_per_try,
+            head,
+            cfg.respect_expected_rq_timeout,
+            !cfg.suppress_envoy_headers,
+        );
         let per_try_idle = policy.and_then(|p| p.per_try_idle_timeout);
         let alt_response = head.headers.remove(b"x-envoy-upstream-rq-timeout-alt-response") > 0;
-        head.headers.remove(b"x-envoy-upstream-rq-timeout-ms");
-        head.headers.remove(b"x-envoy-upstream-rq-per-try-timeout-ms");
         let retry = RetryState::new(policy, head);
-        if !cfg.suppress_envoy_headers {
-            // router.cc: the expected timeout is the per-try timeout when it is shorter.
-            let expected = match (per_try, timeout) {
-                (Some(p), Some(t)) if p < t => Some(p),
-                (Some(p), None) => Some(p),
-                (_, t) => t,
-            };
-            if let Some(t) = expected {
-                head.headers.set(b"x-envoy-expected-rq-timeout-ms", t.as_millis().to_string().as_bytes());
-            }
-        }
         let local = info.downstream_local.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
         let hashed = hash::evaluate(matched.hash_policy(), head, stream.remote, local);
         let (hash, set_cookie) = (hashed.hash, hashed.set_cookie);
@@ -315,6 +304,7 @@ impl RouterState {
         };
         if let Some((slot, client)) = pooled {
             self.release_pending(&info);
+            charge::request_sent(&info, &host);
             self.start_try(idx, host, slot, client, ctx);
             self.send_request(cfg, stream);
             return Ok(());
@@ -337,6 +327,7 @@ impl RouterState {
                     }
                     self.stats.upstream_cx_total.inc();
                     self.stats.upstream_cx_http1_total.inc();
+                    charge::connection_opened(&host);
                     self.stats.upstream_cx_active.inc();
                     let max_headers = info.config.http_protocol_options.common.max_headers_count;
                     let mut client = CodecClient::new(sock, Arc::clone(&host), idx, self.cluster, max_headers, ctx.now);
@@ -358,7 +349,7 @@ impl RouterState {
                 Err(e) => {
                     tracing::debug!(host = %host.address, "connect failed at once: {e}");
                     info.release_connection(&host);
-                    info.put_result(&host, Outcome::LocalOriginConnectFailed);
+                    charge::connect_failed(&info, &host, Outcome::LocalOriginConnectFailed);
                     self.stats.upstream_cx_connect_fail.inc();
                     self.tried.push(idx);
                     self.host = Some(host);
@@ -546,8 +537,13 @@ impl RouterState {
         let now = ctx.now;
         // The route timeout spans every try.
         if self.global_deadline.is_some_and(|d| now >= d) && self.phase != Phase::Done {
-            if self.client.is_some() && self.resp_meta.is_none() {
-                self.report(ctx, Outcome::LocalOriginTimeout);
+            if self.client.as_ref().is_some_and(|c| c.connected) {
+                if self.resp_meta.is_none() {
+                    let code = self.timeout_code();
+                    self.charge(ctx, |info, host| charge::timeout(info, host, code));
+                } else {
+                    self.charge(ctx, |_, host| Host::inc(&host.rq_timeout));
+                }
             }
             self.stats.upstream_rq_timeout.inc();
             self.drop_client(ctx, true);
@@ -589,7 +585,7 @@ impl RouterState {
                     match ctx.stack.connect_result(client.socket) {
                         Ok(()) => {
                             client.connected = true;
-                            self.report(ctx, Outcome::LocalOriginConnectSuccess);
+                            self.charge(ctx, charge::request_sent);
                             self.phase = Phase::Active;
                             self.send_request(cfg, stream);
                             step.progress = true;
@@ -598,7 +594,7 @@ impl RouterState {
                         Err(e) => {
                             tracing::debug!("upstream connect failed: {e}");
                             self.stats.upstream_cx_connect_fail.inc();
-                            self.report(ctx, Outcome::LocalOriginConnectFailed);
+                            self.charge(ctx, |i, h| charge::connect_failed(i, h, Outcome::LocalOriginConnectFailed));
                             self.drop_client(ctx, true);
                             return self.fail(cfg, stream, ctx, ResetReason::ConnectFailure);
                         }
@@ -606,7 +602,7 @@ impl RouterState {
                 }
                 if self.phase != Phase::Active {
                     if now >= deadline {
-                        self.report(ctx, Outcome::LocalOriginTimeout);
+                        self.charge(ctx, |i, h| charge::connect_failed(i, h, Outcome::LocalOriginTimeout));
                         self.stats.upstream_cx_connect_timeout.inc();
                         self.stats.upstream_cx_connect_fail.inc();
                         self.drop_client(ctx, true);
@@ -622,7 +618,8 @@ impl RouterState {
             let per_try = self.try_deadline.is_some_and(|d| now >= d);
             let idle = self.per_try_idle.is_some_and(|t| now >= self.try_activity + t);
             if per_try || idle {
-                self.report(ctx, Outcome::LocalOriginTimeout);
+                let code = self.timeout_code();
+                self.charge(ctx, |info, host| charge::timeout(info, host, code));
                 self.stats.upstream_rq_per_try_timeout.inc();
                 self.drop_client(ctx, true);
                 let reason = if per_try { ResetReason::PerTryTimeout } else { ResetReason::PerTryIdleTimeout };
@@ -709,6 +706,7 @@ impl RouterState {
                     Ok(ParseStatus::Partial) => break,
                     Err(e) => {
                         tracing::debug!("upstream response unparsable: {e:?}");
+                        self.charge(ctx, |info, host| charge::reset(info, host, true));
                         self.drop_client(ctx, true);
                         stream.flags.set(ResponseFlags::UPSTREAM_PROTOCOL_ERROR);
                         self.phase = Phase::Done;
@@ -734,15 +732,16 @@ impl RouterState {
             if eof || error {
                 // A TLS handshake that never completed is a connection failure.
                 let handshake_failed = self.client.as_ref().is_some_and(|c| !c.transport.established());
-                let (outcome, reason) = if handshake_failed {
+                let reason = if handshake_failed {
                     // Envoy raises Connected only after the handshake: count it as
                     // a connect failure.
                     self.stats.upstream_cx_connect_fail.inc();
-                    (Outcome::LocalOriginConnectFailed, ResetReason::ConnectFailure)
+                    self.charge(ctx, |i, h| charge::connect_failed(i, h, Outcome::LocalOriginConnectFailed));
+                    ResetReason::ConnectFailure
                 } else {
-                    (Outcome::ExtOriginRequestFailed, ResetReason::Reset)
+                    self.charge(ctx, |info, host| charge::reset(info, host, true));
+                    ResetReason::Reset
                 };
-                self.report(ctx, outcome);
                 self.drop_client(ctx, true);
                 return self.fail(cfg, stream, ctx, reason);
             }
@@ -763,7 +762,9 @@ impl RouterState {
     ) -> Result<(), LocalReply> {
         let status = stream.response.status;
         let retriable = self.retry.as_ref().is_some_and(|r| r.retriable_response(status, &stream.response));
-        if retriable && self.can_retry(ctx) {
+        let retry_now = retriable && self.can_retry(ctx);
+        self.charge(ctx, |info, host| charge::response_head(info, host, status, retry_now));
+        if retry_now {
             // The retried response is dropped with its connection.
             self.drop_client(ctx, true);
             stream.response.clear();
@@ -840,6 +841,7 @@ impl RouterState {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::debug!("upstream body framing error: {e:?}");
+                    self.charge(ctx, |info, host| charge::reset(info, host, false));
                     self.drop_client(ctx, true);
                     step.reset_downstream = true;
                     return Ok(());
@@ -867,6 +869,7 @@ impl RouterState {
                     // Truncated response: the client must see the reset.
                     self.stats.upstream_rq_rx_reset.inc();
                     stream.flags.set(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+                    self.charge(ctx, |info, host| charge::reset(info, host, false));
                     self.drop_client(ctx, true);
                     step.reset_downstream = true;
                     return Ok(());
@@ -992,10 +995,19 @@ impl RouterState {
         self.try_deadline = None;
     }
 
-    /// Report an outcome of the current host to outlier detection.
-    fn report<S: Stack>(&self, ctx: &mut Ctx<'_, S>, outcome: Outcome) {
+    /// Tell the current host (its outlier monitor and counters) how the try went.
+    fn charge<S: Stack>(&self, ctx: &mut Ctx<'_, S>, f: impl FnOnce(&ClusterInfo, &Host)) {
         if let Some(host) = &self.host {
-            ctx.clusters.clusters[self.cluster].info.put_result(host, outcome);
+            f(&ctx.clusters.clusters[self.cluster].info, host);
+        }
+    }
+
+    /// The status a timed-out request is answered with (Envoy's `timeout_response_code_`).
+    fn timeout_code(&self) -> u16 {
+        if self.alt_response {
+            204
+        } else {
+            504
         }
     }
 
@@ -1041,10 +1053,6 @@ impl Drop for RouterState {
     fn drop(&mut self) {
         debug_assert!(self.client.is_none(), "router dropped with a live upstream connection");
     }
-}
-
-fn header_ms(head: &crate::http::RequestHead, name: &[u8]) -> Option<u64> {
-    head.headers.get_str(name)?.trim().parse().ok()
 }
 
 /// The destination an ORIGINAL_DST cluster connects to: the request's

@@ -1,0 +1,123 @@
+//! Router details Envoy users rely on, end to end on both datapaths:
+//! `respect_expected_rq_timeout` (an egress Envoy's `x-envoy-expected-rq-timeout-ms`
+//! becomes the route timeout), the request headers `x-envoy-retriable-status-codes`
+//! and `x-envoy-retriable-header-names` (consumed, never sent upstream), and
+//! `http.<stat_prefix>.rq_total`.
+//!
+//! Envoy's control headers count only on internal requests: the proxy here trusts the
+//! client's network (`use_remote_address` with `internal_address_config`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use sluice_e2e::backend::{Backend, Net};
+use sluice_e2e::config::{forward_all, http_at, ClusterAt};
+use sluice_e2e::http_client::{Client, Response};
+use sluice_e2e::http_origin::HttpOrigin;
+use sluice_e2e::inproc::InProcessProxy;
+use sluice_e2e::on_both_backends;
+
+struct Proxy<'n> {
+    net: &'n Net,
+    proxy: InProcessProxy,
+    listen: SocketAddr,
+}
+
+impl Proxy<'_> {
+    fn request(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let conn = self.net.connect(self.proxy.target(self.listen)).expect("connect to the proxy");
+        Client::over(conn).request("GET", path, headers, b"")
+    }
+
+    fn counter(&self, name: &str) -> i64 {
+        self.proxy.stats().get(name).unwrap_or_else(|| panic!("no stat named {name}"))
+    }
+}
+
+/// The client's own network as an internal range.
+fn client_net(net: &Net) -> (String, u8) {
+    match net.client_ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => ("127.0.0.0".into(), 8),
+        ip => (ip.to_string(), 32),
+    }
+}
+
+/// A one-worker proxy forwarding to `hosts` (cluster `web`) with `router` fields on the
+/// router filter (e.g. `respect_expected_rq_timeout: true`); requests from the client's
+/// network are internal.
+fn start<'n>(net: &'n Net, hosts: &[SocketAddr], router: &str) -> Proxy<'n> {
+    let listen = net.proxy_listen_addr();
+    let (prefix, len) = client_net(net);
+    let hcm = format!(
+        "use_remote_address: true\ninternal_address_config: {{ cidr_ranges: [{{ address_prefix: {prefix}, prefix_len: {len} }}] }}\n"
+    );
+    let clusters = [ClusterAt { name: "web", endpoints: hosts, extra: "" }];
+    let mut yaml = http_at(listen, &forward_all("web"), &clusters, &hcm, "");
+    if !router.is_empty() {
+        let plain = "router.v3.Router }";
+        assert!(yaml.contains(plain));
+        yaml = yaml.replace(plain, &format!("router.v3.Router, {router} }}"));
+    }
+    Proxy { net, proxy: net.start_proxy(&yaml, 1), listen }
+}
+
+fn respect_expected_rq_timeout_makes_the_egress_timeout_the_route_timeout(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "o");
+    let expected = [("x-envoy-expected-rq-timeout-ms", "300")];
+    let p = start(&net, &[origin.addr], "respect_expected_rq_timeout: true");
+    let started = Instant::now();
+    let r = p.request("/delay/3000/x", &expected);
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(started.elapsed() < Duration::from_millis(2500), "timed out after {:?}", started.elapsed());
+    assert_eq!(origin.seen()[0].header("x-envoy-expected-rq-timeout-ms"), Some("300"), "kept as it came");
+    // Without it the header is Envoy's own: the route timeout (15 s by default) counts.
+    let p = start(&net, &[origin.addr], "");
+    let r = p.request("/delay/600/y", &expected);
+    assert_eq!(r.status, 200);
+    assert_eq!(origin.seen()[1].header("x-envoy-expected-rq-timeout-ms"), Some("15000"));
+}
+
+fn retriable_status_codes_and_header_names_come_from_request_headers(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "o");
+    let p = start(&net, &[origin.addr], "");
+    // One retry at most; each case is answered by the one host, so the origin's request
+    // count tells whether the proxy retried.
+    let tries = |path: &str, headers: &[(&str, &str)]| {
+        let before = origin.requests();
+        let mut all = vec![("x-envoy-max-retries", "1")];
+        all.extend_from_slice(headers);
+        let r = p.request(path, &all);
+        (r.status, origin.requests() - before)
+    };
+    let codes = ("x-envoy-retry-on", "retriable-status-codes");
+    assert_eq!(tries("/status/418", &[codes, ("x-envoy-retriable-status-codes", "500, 418")]), (418, 2));
+    assert_eq!(origin.seen().last().unwrap().header("x-envoy-retriable-status-codes"), None, "consumed");
+    assert_eq!(tries("/status/418", &[codes]), (418, 1), "no codes given: not retried");
+    assert_eq!(tries("/status/418", &[codes, ("x-envoy-retriable-status-codes", "419")]), (418, 1));
+    // A response carrying a named header is retried (every answer has x-origin).
+    let names = ("x-envoy-retry-on", "retriable-headers");
+    assert_eq!(tries("/", &[names, ("x-envoy-retriable-header-names", "x-nothing, X-Origin")]), (200, 2));
+    assert_eq!(origin.seen().last().unwrap().header("x-envoy-retriable-header-names"), None, "consumed");
+    assert_eq!(tries("/", &[names, ("x-envoy-retriable-header-names", "x-nothing")]), (200, 1));
+    assert_eq!(tries("/", &[names]), (200, 1), "no header names: not retried");
+    assert_eq!(p.counter("cluster.web.upstream_rq_retry"), 2);
+}
+
+fn rq_total_counts_every_request_the_router_decodes(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "o");
+    let p = start(&net, &[origin.addr], "");
+    for i in 0..5 {
+        assert_eq!(p.request(&format!("/{i}"), &[]).status, 200);
+    }
+    assert_eq!(p.counter("http.ingress.rq_total"), 5);
+    assert_eq!(p.counter("http.ingress.downstream_rq_total"), 5);
+}
+
+on_both_backends!(
+    respect_expected_rq_timeout_makes_the_egress_timeout_the_route_timeout,
+    retriable_status_codes_and_header_names_come_from_request_headers,
+    rq_total_counts_every_request_the_router_decodes,
+);

@@ -1,8 +1,8 @@
 //! Router details Envoy users rely on, end to end on both datapaths:
 //! `respect_expected_rq_timeout` (an egress Envoy's `x-envoy-expected-rq-timeout-ms`
 //! becomes the route timeout), the request headers `x-envoy-retriable-status-codes`
-//! and `x-envoy-retriable-header-names` (consumed, never sent upstream), and
-//! `http.<stat_prefix>.rq_total`.
+//! and `x-envoy-retriable-header-names` (consumed, never sent upstream), retry budgets
+//! (`circuit_breakers.thresholds[].retry_budget`), and `http.<stat_prefix>.rq_total`.
 //!
 //! Envoy's control headers count only on internal requests: the proxy here trusts the
 //! client's network (`use_remote_address` with `internal_address_config`).
@@ -46,13 +46,18 @@ fn client_net(net: &Net) -> (String, u8) {
 /// router filter (e.g. `respect_expected_rq_timeout: true`); requests from the client's
 /// network are internal.
 fn start<'n>(net: &'n Net, hosts: &[SocketAddr], router: &str) -> Proxy<'n> {
+    start_with(net, hosts, router, &forward_all("web"), "")
+}
+
+/// [`start`] with its own virtual hosts and extra fields of cluster `web`.
+fn start_with<'n>(net: &'n Net, hosts: &[SocketAddr], router: &str, vhosts: &str, cluster_extra: &str) -> Proxy<'n> {
     let listen = net.proxy_listen_addr();
     let (prefix, len) = client_net(net);
     let hcm = format!(
         "use_remote_address: true\ninternal_address_config: {{ cidr_ranges: [{{ address_prefix: {prefix}, prefix_len: {len} }}] }}\n"
     );
-    let clusters = [ClusterAt { name: "web", endpoints: hosts, extra: "" }];
-    let mut yaml = http_at(listen, &forward_all("web"), &clusters, &hcm, "");
+    let clusters = [ClusterAt { name: "web", endpoints: hosts, extra: cluster_extra }];
+    let mut yaml = http_at(listen, vhosts, &clusters, &hcm, "");
     if !router.is_empty() {
         let plain = "router.v3.Router }";
         assert!(yaml.contains(plain));
@@ -116,7 +121,48 @@ fn rq_total_counts_every_request_the_router_decodes(backend: Backend) {
     assert_eq!(p.counter("http.ingress.downstream_rq_total"), 5);
 }
 
+/// Four requests fail at the same moment and each may retry once, after a long
+/// back-off: `(retries, retries refused by the circuit breaker)`.
+fn concurrent_failures(backend: Backend, cluster_extra: &str) -> (i64, i64) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "o");
+    let vhosts = "- name: all\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    route:\n      cluster: web\n      retry_policy: { retry_on: 5xx, num_retries: 1, retry_back_off: { base_interval: 2s, max_interval: 4s } }\n";
+    let p = start_with(&net, &[origin.addr], "", vhosts, cluster_extra);
+    let barrier = std::sync::Barrier::new(4);
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            let (p, barrier) = (&p, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                assert_eq!(p.request(&format!("/delay/300/status/503?{i}"), &[]).status, 503);
+            });
+        }
+    });
+    (p.counter("cluster.web.upstream_rq_retry"), p.counter("cluster.web.upstream_rq_retry_overflow"))
+}
+
+fn a_retry_budget_limits_concurrent_retries(backend: Backend) {
+    // Without a budget, max_retries (3 by default, here 10) lets every request retry.
+    let cb = |budget: &str| format!("    circuit_breakers: {{ thresholds: [{{ max_retries: 10{budget} }}] }}\n");
+    assert_eq!(concurrent_failures(backend, &cb("")), (4, 0));
+    // 25 % of the 4 active requests is 1 retry at a time (min_retry_concurrency 1): the
+    // others are refused while the first waits out its back-off.
+    let (retries, overflow) = concurrent_failures(
+        backend,
+        &cb(", retry_budget: { budget_percent: { value: 25.0 }, min_retry_concurrency: 1 }"),
+    );
+    assert!(retries <= 2 && overflow >= 2, "{retries} retries, {overflow} refused");
+    assert_eq!(retries + overflow, 4);
+    // min_retry_concurrency is a floor under the percentage.
+    let (retries, overflow) = concurrent_failures(
+        backend,
+        &cb(", retry_budget: { budget_percent: { value: 0.0 }, min_retry_concurrency: 4 }"),
+    );
+    assert_eq!((retries, overflow), (4, 0));
+}
+
 on_both_backends!(
+    a_retry_budget_limits_concurrent_retries,
     respect_expected_rq_timeout_makes_the_egress_timeout_the_route_timeout,
     retriable_status_codes_and_header_names_come_from_request_headers,
     rq_total_counts_every_request_the_router_decodes,

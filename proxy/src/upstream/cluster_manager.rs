@@ -293,9 +293,20 @@ impl ClusterInfo {
         release(&self.resources.requests);
     }
 
-    /// Circuit breaker: a retry slot (`max_retries`).
+    /// Circuit breaker: a retry slot (`max_retries`, or with a `retry_budget` its share
+    /// of the requests active and pending now, at least `min_retry_concurrency`, as
+    /// Envoy's `RetryBudgetImpl::max`).
     pub fn try_acquire_retry(&self) -> bool {
-        try_acquire(&self.resources.retries, self.config.circuit_breakers.max_retries)
+        let cb = &self.config.circuit_breakers;
+        let max = match &cb.retry_budget {
+            Some(b) => {
+                let active = self.resources.requests.load(Ordering::Relaxed)
+                    + self.resources.pending_requests.load(Ordering::Relaxed);
+                ((b.budget_percent / 100.0 * f64::from(active)) as u32).max(b.min_retry_concurrency)
+            }
+            None => cb.max_retries,
+        };
+        try_acquire(&self.resources.retries, max)
     }
 
     pub fn release_retry(&self) {

@@ -1,7 +1,8 @@
 //! Router details Envoy users rely on, end to end on both datapaths:
 //! `respect_expected_rq_timeout` (an egress Envoy's `x-envoy-expected-rq-timeout-ms`
 //! becomes the route timeout), the request headers `x-envoy-retriable-status-codes`
-//! and `x-envoy-retriable-header-names` (consumed, never sent upstream), retry budgets
+//! and `x-envoy-retriable-header-names` (consumed, never sent upstream), hedging on
+//! per-try timeouts (`hedge_policy`, `x-envoy-hedge-on-per-try-timeout`), retry budgets
 //! (`circuit_breakers.thresholds[].retry_budget`), and `http.<stat_prefix>.rq_total`.
 //!
 //! Envoy's control headers count only on internal requests: the proxy here trusts the
@@ -10,8 +11,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use std::io::{Read, Write};
+
 use sluice_e2e::backend::{Backend, Net};
 use sluice_e2e::config::{forward_all, http_at, ClusterAt};
+use sluice_e2e::conn::Acceptor;
 use sluice_e2e::http_client::{Client, Response};
 use sluice_e2e::http_origin::HttpOrigin;
 use sluice_e2e::inproc::InProcessProxy;
@@ -161,7 +165,76 @@ fn a_retry_budget_limits_concurrent_retries(backend: Backend) {
     assert_eq!((retries, overflow), (4, 0));
 }
 
+/// An origin whose first connection answers `first` after `first_ms` and later ones
+/// `second` after `later_ms`.
+fn two_speeds(net: &Net, first_ms: u64, later_ms: u64) -> Acceptor {
+    Acceptor::start(net.listen(), move |mut c, id| {
+        let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let (wait, body) = if id == 0 { (first_ms, "first") } else { (later_ms, "second") };
+        std::thread::sleep(Duration::from_millis(wait));
+        let _ = c.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+    })
+}
+
+/// One request to a route with a 200 ms per-try timeout and one retry (`hedge`: the
+/// route's hedge_policy): the status and body that won, how long it took and the
+/// per-try timeouts counted.
+fn hedged_request(backend: Backend, hedge: &str, headers: &[(&str, &str)]) -> (u16, String, Duration, i64) {
+    hedged_request_to(backend, (600, 2000), hedge, headers)
+}
+
+fn hedged_request_to(
+    backend: Backend,
+    (first_ms, later_ms): (u64, u64),
+    hedge: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, Duration, i64) {
+    let net = Net::new(backend);
+    let origin = two_speeds(&net, first_ms, later_ms);
+    let vhosts = format!(
+        "- name: all\n  domains: [\"*\"]\n  routes:\n  - match: {{ prefix: \"/\" }}\n    route:\n      cluster: web\n      retry_policy: {{ retry_on: 5xx, num_retries: 1, per_try_timeout: 0.2s }}\n{hedge}"
+    );
+    let p = start_with(&net, &[origin.addr], "", &vhosts, "");
+    let started = Instant::now();
+    let r = p.request("/", headers);
+    let took = started.elapsed();
+    assert_eq!(p.counter("cluster.web.upstream_rq_retry"), 1);
+    (r.status, r.text(), took, p.counter("cluster.web.upstream_rq_per_try_timeout"))
+}
+
+fn a_hedged_per_try_timeout_keeps_the_first_try_and_the_first_answer_wins(backend: Backend) {
+    let hedge = "      hedge_policy: { hedge_on_per_try_timeout: true }\n";
+    let (status, body, took, per_try_timeouts) = hedged_request(backend, hedge, &[]);
+    assert_eq!((status, body.as_str()), (200, "first"), "the first try was not cancelled at its per-try timeout");
+    assert!(took < Duration::from_millis(1500), "answered after {took:?}");
+    assert_eq!(per_try_timeouts, 0, "soft timeouts");
+    // Without hedging each try is reset at its per-try timeout: 504 after two tries.
+    let (status, _, took, per_try_timeouts) = hedged_request(backend, "", &[]);
+    assert_eq!(status, 504);
+    assert!(took < Duration::from_millis(1000), "answered after {took:?}");
+    assert_eq!(per_try_timeouts, 2);
+    // The request header turns hedging on (and off).
+    let (status, body, _, _) = hedged_request(backend, "", &[("x-envoy-hedge-on-per-try-timeout", "true")]);
+    assert_eq!((status, body.as_str()), (200, "first"));
+    let (status, _, _, _) = hedged_request(backend, hedge, &[("x-envoy-hedge-on-per-try-timeout", "false")]);
+    assert_eq!(status, 504);
+    // The hedged try answers first when it is the faster one.
+    let (status, body, took, _) = hedged_request_to(backend, (3000, 100), hedge, &[]);
+    assert_eq!((status, body.as_str()), (200, "second"));
+    assert!(took < Duration::from_millis(1500), "answered after {took:?}");
+}
+
 on_both_backends!(
+    a_hedged_per_try_timeout_keeps_the_first_try_and_the_first_answer_wins,
     a_retry_budget_limits_concurrent_retries,
     respect_expected_rq_timeout_makes_the_egress_timeout_the_route_timeout,
     retriable_status_codes_and_header_names_come_from_request_headers,

@@ -22,6 +22,7 @@ mod config;
 pub mod formatter;
 pub mod hash;
 mod header_parser;
+pub mod hedge;
 mod matched;
 pub mod retry;
 pub mod rewrite;

@@ -12,7 +12,7 @@
 //! A value that is not a number is ignored; 0 disables the timeout. A per-try timeout
 //! not shorter than a global one is dropped. Unless Envoy's headers are suppressed,
 //! the upstream request carries `x-envoy-expected-rq-timeout-ms`: the per-try timeout
-//! if any, else the global one.
+//! if any (and the request does not hedge on it), else the global one.
 
 use std::time::Duration;
 
@@ -41,6 +41,7 @@ pub fn final_timeout(
     head: &mut RequestHead,
     respect_expected_rq_timeout: bool,
     insert_expected_header: bool,
+    hedge_on_per_try_timeout: bool,
 ) -> FinalTimeout {
     let mut t = FinalTimeout { global: route, per_try: route_per_try };
     let expected = if respect_expected_rq_timeout { header_ms(head, EXPECTED) } else { None };
@@ -65,7 +66,8 @@ pub fn final_timeout(
         }
     }
     if insert_expected_header {
-        if let Some(e) = t.per_try.or(t.global) {
+        let expected = if hedge_on_per_try_timeout { t.global } else { t.per_try.or(t.global) };
+        if let Some(e) = expected {
             head.headers.set(EXPECTED, e.as_millis().to_string().as_bytes());
         }
     }
@@ -89,12 +91,12 @@ mod tests {
     #[test]
     fn the_expected_timeout_is_respected_only_when_configured() {
         let mut h = head(&[("x-envoy-expected-rq-timeout-ms", "200"), ("x-envoy-upstream-rq-timeout-ms", "900")]);
-        let t = final_timeout(S15, None, &mut h, true, true);
+        let t = final_timeout(S15, None, &mut h, true, true, false);
         assert_eq!(t.global, Some(Duration::from_millis(200)));
         assert_eq!(h.headers.get_str(EXPECTED), Some("200"));
         assert!(h.headers.contains(UPSTREAM), "left alone when the expected timeout wins");
         let mut h = head(&[("x-envoy-expected-rq-timeout-ms", "200"), ("x-envoy-upstream-rq-timeout-ms", "900")]);
-        let t = final_timeout(S15, None, &mut h, false, true);
+        let t = final_timeout(S15, None, &mut h, false, true, false);
         assert_eq!(t.global, Some(Duration::from_millis(900)));
         assert_eq!(h.headers.get_str(EXPECTED), Some("900"), "overwritten");
         assert!(!h.headers.contains(UPSTREAM));
@@ -103,16 +105,19 @@ mod tests {
     #[test]
     fn per_try_header_and_its_bounds() {
         let mut h = head(&[("x-envoy-upstream-rq-per-try-timeout-ms", "100")]);
-        let t = final_timeout(S15, None, &mut h, false, true);
+        let t = final_timeout(S15, None, &mut h, false, true, false);
         assert_eq!(t.per_try, Some(Duration::from_millis(100)));
         assert_eq!(h.headers.get_str(EXPECTED), Some("100"));
+        let mut h = head(&[("x-envoy-upstream-rq-per-try-timeout-ms", "100")]);
+        final_timeout(S15, None, &mut h, false, true, true);
+        assert_eq!(h.headers.get_str(EXPECTED), Some("15000"), "hedging: the global timeout");
         assert!(!h.headers.contains(PER_TRY));
         let mut h = head(&[("x-envoy-upstream-rq-per-try-timeout-ms", "20000")]);
-        let t = final_timeout(S15, None, &mut h, false, false);
+        let t = final_timeout(S15, None, &mut h, false, false, false);
         assert_eq!(t.per_try, None, "not shorter than the global timeout");
         assert!(!h.headers.contains(EXPECTED));
         let mut h = head(&[("x-envoy-upstream-rq-timeout-ms", "0"), ("x-envoy-upstream-rq-per-try-timeout-ms", "x")]);
-        let t = final_timeout(S15, Some(Duration::from_secs(1)), &mut h, false, true);
+        let t = final_timeout(S15, Some(Duration::from_secs(1)), &mut h, false, true, false);
         assert_eq!(t, FinalTimeout { global: None, per_try: Some(Duration::from_secs(1)) });
     }
 }

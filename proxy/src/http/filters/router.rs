@@ -34,6 +34,7 @@ use crate::http::flow_control;
 use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
 use crate::router::hash;
+use crate::router::hedge::{self, HedgeEvent, HedgedTry};
 use crate::router::retry::{ResetReason, RetryState};
 use crate::router::shadow::start_shadows;
 use crate::router::timeout::{final_timeout, FinalTimeout};
@@ -149,6 +150,10 @@ pub struct RouterState {
     route_timeout: Option<Duration>,
     /// An allowed upgrade or CONNECT (conn_manager/upgrade.rs).
     upgrade: UpgradeKind,
+    /// A per-try timeout starts another try beside the first (router/hedge.rs).
+    hedge_on_per_try_timeout: bool,
+    /// The try that timed out and keeps running beside the current one.
+    hedged: Option<HedgedTry>,
 }
 
 impl RouterState {
@@ -167,12 +172,14 @@ impl RouterState {
         let head = &mut stream.head;
         let policy = matched.retry_policy();
         let route_per_try = policy.and_then(|p| p.per_try_timeout);
+        let hedge_on_per_try_timeout = hedge::hedge_on_per_try_timeout(matched.hedge_on_per_try_timeout(), head);
         let FinalTimeout { global: timeout, per_try } = final_timeout(
             matched.timeout(),
             route_per_try,
             head,
             cfg.respect_expected_rq_timeout,
             !cfg.suppress_envoy_headers,
+            hedge_on_per_try_timeout,
         );
         let per_try_idle = policy.and_then(|p| p.per_try_idle_timeout);
         let alt_response = head.headers.remove(b"x-envoy-upstream-rq-timeout-alt-response") > 0;
@@ -228,6 +235,8 @@ impl RouterState {
             shadow_pending: !matched.mirror_policies().is_empty(),
             route_timeout: timeout,
             upgrade: stream.upgrade,
+            hedge_on_per_try_timeout,
+            hedged: None,
         };
         r.on_request_progress(stream, ctx.now);
         r.keep_body = r.retry.is_some() || r.shadow_pending;
@@ -257,6 +266,10 @@ impl RouterState {
                 c.readable = true;
                 c.peer_closed |= peer_closed;
             }
+        }
+        if let Some(h) = self.hedged.as_mut().filter(|h| h.slot == slot) {
+            h.client.readable = true;
+            h.client.peer_closed |= peer_closed;
         }
     }
 
@@ -547,6 +560,10 @@ impl RouterState {
             }
             self.stats.upstream_rq_timeout.inc();
             self.drop_client(ctx, true);
+            if let Some(h) = self.hedged.take() {
+                charge::hedged_timed_out(&h.host);
+                h.reset(ctx);
+            }
             self.global_deadline = None;
             if stream.response_started {
                 step.reset_downstream = true;
@@ -558,6 +575,17 @@ impl RouterState {
                 return Err(LocalReply::new(204, "", ResponseFlags::UPSTREAM_REQUEST_TIMEOUT));
             }
             return Err(LocalReply::new(504, local_reply::UPSTREAM_TIMEOUT, ResponseFlags::UPSTREAM_REQUEST_TIMEOUT));
+        }
+        // A hedged try may answer whatever the current try is doing.
+        if self.hedged.is_some() && self.phase != Phase::Done {
+            if let Some(meta) = self.poll_hedged(stream, ctx) {
+                step.progress = true;
+                return self.on_response_head(cfg, stream, down, ctx, meta, step);
+            }
+            if self.client.is_none() && self.phase == Phase::Active && self.hedged.is_none() {
+                // The hedged try failed and nothing else is in flight.
+                return self.fail(cfg, stream, ctx, ResetReason::Reset);
+            }
         }
         match self.phase {
             Phase::Done => return Ok(()),
@@ -617,7 +645,12 @@ impl RouterState {
         if self.resp_meta.is_none() {
             let per_try = self.try_deadline.is_some_and(|d| now >= d);
             let idle = self.per_try_idle.is_some_and(|t| now >= self.try_activity + t);
-            if per_try || idle {
+            if per_try && self.hedge_on_per_try_timeout && self.client.is_some() {
+                self.soft_per_try_timeout(ctx);
+                if self.client.is_none() {
+                    return Ok(());
+                }
+            } else if per_try || idle {
                 let code = self.timeout_code();
                 self.charge(ctx, |info, host| charge::timeout(info, host, code));
                 self.stats.upstream_rq_per_try_timeout.inc();
@@ -764,6 +797,19 @@ impl RouterState {
         let retriable = self.retry.as_ref().is_some_and(|r| r.retriable_response(status, &stream.response));
         let retry_now = retriable && self.can_retry(ctx);
         self.charge(ctx, |info, host| charge::response_head(info, host, status, retry_now));
+        if retriable && !retry_now && self.hedged.is_some() {
+            // A bad answer with no retry left while the hedged try may still answer.
+            self.drop_client(ctx, true);
+            stream.response.clear();
+            self.promote_hedged();
+            return Ok(());
+        }
+        if !retry_now {
+            // This answer goes downstream: the hedged try is abandoned.
+            if let Some(h) = self.hedged.take() {
+                h.reset(ctx);
+            }
+        }
         if retry_now {
             // The retried response is dropped with its connection.
             self.drop_client(ctx, true);
@@ -940,6 +986,11 @@ impl RouterState {
             self.schedule_retry(ctx);
             return Ok(());
         }
+        if self.hedged.is_some() {
+            // The hedged try is still in flight: wait for its answer instead.
+            self.promote_hedged();
+            return Ok(());
+        }
         let retried = self.retry.as_ref().is_some_and(|r| r.retries > 0);
         if retriable {
             self.stats.upstream_rq_retry_limit_exceeded.inc();
@@ -1044,14 +1095,82 @@ impl RouterState {
             self.stats.upstream_rq_tx_reset.inc();
         }
         self.drop_client(ctx, true);
+        if let Some(h) = self.hedged.take() {
+            h.reset(ctx);
+        }
         self.finish(ctx);
         self.phase = Phase::Done;
+    }
+
+    /// Envoy's `onSoftPerTryTimeout`: report the timeout, and when a retry is allowed
+    /// keep the try running as the hedged one while the retry starts.
+    fn soft_per_try_timeout<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let code = self.timeout_code();
+        self.charge(ctx, |info, host| charge::soft_timeout(info, host, code));
+        self.try_deadline = None;
+        let retriable = self.retry.as_ref().is_some_and(|r| r.retriable_reset(ResetReason::PerTryTimeout));
+        // One hedged try at a time: a later soft timeout only goes on waiting.
+        if self.hedged.is_some() || !retriable || !self.body_copy_ok || !self.can_retry(ctx) {
+            return;
+        }
+        let (Some(slot), Some(client), Some(host)) = (self.slot.take(), self.client.take(), self.host.clone()) else {
+            return;
+        };
+        self.upstream_event = false;
+        self.hedged = Some(HedgedTry { slot, client, host, started: self.try_started });
+        self.schedule_retry(ctx);
+    }
+
+    /// Read the hedged try; its response head, when it wins (the current try, or the
+    /// retry waiting to start, is abandoned and the hedged try becomes the current one).
+    fn poll_hedged<S: Stack>(&mut self, stream: &mut Stream, ctx: &mut Ctx<'_, S>) -> Option<ResponseMeta> {
+        let limit = ctx.clusters.clusters[self.cluster].info.config.per_connection_buffer_limit_bytes;
+        let in_limit = flow_control::upstream_input_limit(limit);
+        let mut head = crate::http::ResponseHead::default();
+        let event = self.hedged.as_mut()?.poll(ctx, in_limit, stream.meta.is_head, &mut head);
+        match event {
+            HedgeEvent::Nothing => None,
+            HedgeEvent::Failed => {
+                let h = self.hedged.take()?;
+                let info = Arc::clone(&ctx.clusters.clusters[self.cluster].info);
+                charge::reset(&info, &h.host, true);
+                h.reset(ctx);
+                None
+            }
+            HedgeEvent::Head(meta) => {
+                self.drop_client(ctx, true);
+                self.release_retry(ctx);
+                if self.counted_pending {
+                    let info = Arc::clone(&ctx.clusters.clusters[self.cluster].info);
+                    self.release_pending(&info);
+                    ctx.pool.stop_waiting(self.cluster, ctx.key);
+                }
+                self.promote_hedged();
+                stream.response = head;
+                Some(meta)
+            }
+        }
+    }
+
+    /// The hedged try becomes the current one (awaiting its response head).
+    fn promote_hedged(&mut self) {
+        let Some(h) = self.hedged.take() else { return };
+        self.slot = Some(h.slot);
+        self.client = Some(h.client);
+        self.host = Some(h.host);
+        self.try_started = h.started;
+        self.phase = Phase::Active;
+        self.request_sent = true;
+        self.upstream_event = true;
+        self.try_deadline = None;
+        self.resp_meta = None;
     }
 }
 
 impl Drop for RouterState {
     fn drop(&mut self) {
         debug_assert!(self.client.is_none(), "router dropped with a live upstream connection");
+        debug_assert!(self.hedged.is_none(), "router dropped with a live hedged try");
     }
 }
 

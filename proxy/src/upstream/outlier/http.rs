@@ -41,6 +41,18 @@ pub fn timeout(info: &ClusterInfo, host: &Host, code: u16) {
     info.put_result_code(host, Outcome::LocalOriginTimeout, code);
 }
 
+/// A hedged try's per-try timeout: only the detector hears of it (the try goes on;
+/// `rq_timeout` and `rq_error` count if the route timeout ends it).
+pub fn soft_timeout(info: &ClusterInfo, host: &Host, code: u16) {
+    info.put_result_code(host, Outcome::LocalOriginTimeout, code);
+}
+
+/// A hedged try was still waiting for its response when the route timeout fired.
+pub fn hedged_timed_out(host: &Host) {
+    Host::inc(&host.rq_timeout);
+    Host::inc(&host.rq_error);
+}
+
 /// The try's stream was reset, or its response could not be parsed; `charged`: no
 /// response reached the client, so the try counts as an error of the host.
 pub fn reset(info: &ClusterInfo, host: &Host, charged: bool) {

@@ -156,7 +156,16 @@ fn success_rate_ejects_the_host_far_below_the_mean(backend: Backend) {
     wait_ejected(&p, o[0].addr);
     assert!(!ejected(&p, o[1].addr) && !ejected(&p, o[2].addr));
     assert_eq!(p.counter("cluster.web.outlier_detection.ejections_enforced_success_rate"), 1);
-    assert!(send(&p, 10).iter().all(|(s, _)| *s == 200));
+    assert!(send(&p, 40).iter().all(|(s, _)| *s == 200));
+    // /clusters shows the success rate the detector computed for a host with the volume.
+    let start = Instant::now();
+    while host_field(&p, o[1].addr, "success_rate") != "100" {
+        assert!(start.elapsed() < Duration::from_secs(3), "{}", p.proxy().clusters());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // o0: 0 in the pass that ejected it, -1 (not scored while ejected) after.
+    let bad = host_field(&p, o[0].addr, "success_rate");
+    assert!(bad == "0" || bad == "-1", "{bad}");
 }
 
 fn failure_percentage_ejects_the_host_above_the_threshold(backend: Backend) {

@@ -65,8 +65,8 @@ pub fn render(snapshot: &Snapshot) -> String {
             let _ = writeln!(s, "{name}::{a}::sub_zone::");
             let _ = writeln!(s, "{name}::{a}::canary::false");
             let _ = writeln!(s, "{name}::{a}::priority::{}", h.priority);
-            let _ = writeln!(s, "{name}::{a}::success_rate::-1");
-            let _ = writeln!(s, "{name}::{a}::local_origin_success_rate::-1");
+            let _ = writeln!(s, "{name}::{a}::success_rate::{}", h.outlier.success_rate(false));
+            let _ = writeln!(s, "{name}::{a}::local_origin_success_rate::{}", h.outlier.success_rate(true));
         }
     }
     s

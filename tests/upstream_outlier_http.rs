@@ -202,6 +202,27 @@ fn local_origin_failure_percentage_ejects_a_host_that_refuses(backend: Backend) 
     assert_eq!(host_counter(&p, dead, "rq_total"), 0, "no request reached it");
 }
 
+fn local_origin_success_rate_ejects_a_host_that_refuses(backend: Backend) {
+    let net = Net::new(backend);
+    let o = origins(&net, 2);
+    let dead = net.refused_addr();
+    let hosts = [dead, o[0].addr, o[1].addr];
+    let p = proxy(
+        &net,
+        &hosts,
+        "{ split_external_local_origin_errors: true, consecutive_local_origin_failure: 1000, interval: 0.5s, base_ejection_time: 30s, max_ejection_percent: 50, success_rate_minimum_hosts: 3, success_rate_request_volume: 10, success_rate_stdev_factor: 1000 }",
+    );
+    let failed = send(&p, 90).iter().filter(|(s, _)| *s == 503).count();
+    assert!((10..=30).contains(&failed), "{failed} 503s");
+    wait_ejected(&p, dead);
+    assert_eq!(p.counter("cluster.web.outlier_detection.ejections_enforced_local_origin_success_rate"), 1);
+    assert_eq!(
+        p.counter("cluster.web.outlier_detection.ejections_enforced_success_rate"),
+        0,
+        "HTTP answers were all 200"
+    );
+}
+
 /// Connect failures are 503s to consecutive_5xx without the split, and only local-origin
 /// failures with it; an HTTP 503 counts either way.
 fn split_external_local_origin_errors_decides_what_consecutive_5xx_sees(backend: Backend) {
@@ -260,6 +281,7 @@ on_both_backends!(
     success_rate_ejects_the_host_far_below_the_mean,
     failure_percentage_ejects_the_host_above_the_threshold,
     local_origin_failure_percentage_ejects_a_host_that_refuses,
+    local_origin_success_rate_ejects_a_host_that_refuses,
     split_external_local_origin_errors_decides_what_consecutive_5xx_sees,
     per_host_counters_count_successes_errors_and_timeouts,
 );

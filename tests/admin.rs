@@ -147,6 +147,36 @@ fn clusters_lists_hosts_with_health_and_counters() {
     assert!(text.contains(&format!("{host}::health_flags::healthy")), "{text}");
     assert!(text.contains(&format!("{host}::cx_active::1")), "{text}");
     assert!(text.contains(&format!("{host}::weight::1")), "{text}");
+    for counter in ["cx_total::1", "cx_connect_fail::0", "rq_total::1", "rq_success::1", "rq_error::0", "rq_timeout::0"]
+    {
+        assert!(text.contains(&format!("{host}::{counter}\n")), "{counter}: {text}");
+    }
+}
+
+#[test]
+fn clusters_shows_a_host_ejected_for_its_503s() {
+    let bad = HttpOrigin::start("bad");
+    bad.force_status(Some(503));
+    let good = HttpOrigin::start("good");
+    let (port, admin) = (free_port(), free_port());
+    let outlier = "    outlier_detection: { consecutive_5xx: 3, max_ejection_percent: 50, interval: 0.1s, base_ejection_time: 30s }\n";
+    let clusters = [Cluster { name: "web", ports: &[bad.port(), good.port()], extra: outlier }];
+    let routes =
+        "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    route: { cluster: web }\n";
+    let _p = Proxy::start(&with_admin(http(port, routes, &clusters, "", ""), admin), &["--concurrency", "1"]);
+    let mut c = Client::connect(port);
+    let failed = (0..20).filter(|_| c.get("/").status == 503).count();
+    assert!((3..=4).contains(&failed), "{failed} 503s");
+    let text = get(admin, "/clusters").text();
+    let (b, g) = (format!("web::127.0.0.1:{}", bad.port()), format!("web::127.0.0.1:{}", good.port()));
+    assert!(text.contains(&format!("{b}::health_flags::/failed_outlier_check\n")), "{text}");
+    assert!(text.contains(&format!("{b}::rq_error::{failed}\n")), "{text}");
+    assert!(text.contains(&format!("{g}::health_flags::healthy\n")), "{text}");
+    assert!(text.contains(&format!("{g}::rq_success::{}\n", 20 - failed)), "{text}");
+    let json = get(admin, "/clusters?format=json").text();
+    assert!(json.contains("\"failed_outlier_check\":true"), "{json}");
+    assert!(json.contains("{\"name\":\"rq_error\",\"value\":\""), "{json}");
+    assert_eq!(stat(admin, "cluster.web.outlier_detection.ejections_enforced_consecutive_5xx"), 1);
 }
 
 #[test]

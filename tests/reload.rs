@@ -1,6 +1,7 @@
 //! Configuration reload on SIGHUP: switching a route's cluster under load loses no
 //! request; a bad config is refused while the old one keeps serving; an unchanged
-//! listener keeps its socket and its open connections.
+//! listener keeps its socket and its open connections; an unchanged cluster keeps its
+//! pooled upstream connections.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -124,4 +125,47 @@ fn an_unchanged_listener_keeps_its_socket_and_connections() {
     // The new listener serves too (tcp_proxy to b).
     let r = Client::connect(port2).get("/via-second");
     assert_eq!(r.header("x-origin"), Some("b"));
+}
+
+/// One request on a fresh client connection, closed afterwards (and given time to go,
+/// so that the worker's old config generation has no connection left).
+fn one_request(port: u16, path: &str) -> Option<String> {
+    let r = Client::connect(port).get(path);
+    assert_eq!(r.status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    r.header("x-origin").map(str::to_string)
+}
+
+#[test]
+fn an_unchanged_cluster_keeps_its_pooled_upstream_connections() {
+    let a = HttpOrigin::start("a");
+    let b = HttpOrigin::start("b");
+    let port = free_port();
+    let mut p = Proxy::start(&config(port, "a", a.port(), b.port()), &["--concurrency", "1"]);
+    assert_eq!(one_request(port, "/before").as_deref(), Some("a"));
+    // SIGHUP with the file unchanged.
+    p.signal("HUP");
+    p.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(one_request(port, "/after-same-file").as_deref(), Some("a"));
+    // A change to cluster b only: a's pooled connection stays.
+    let changed = config(port, "a", a.port(), b.port()).replacen(
+        "  - name: b\n",
+        "  - name: b\n    per_connection_buffer_limit_bytes: 65536\n",
+        1,
+    );
+    assert_ne!(changed, config(port, "a", a.port(), b.port()));
+    std::fs::write(&p.config_path, changed).unwrap();
+    p.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.log().matches("configuration reloaded").count() < 2 {
+        assert!(Instant::now() < deadline, "no second reload in the log:\n{}", p.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(one_request(port, "/after-b-changed").as_deref(), Some("a"));
+    let seen = a.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|s| s.connection == 0), "{seen:?}");
+    assert_eq!(a.connections(), 1, "the origin saw one upstream connection across both reloads");
 }

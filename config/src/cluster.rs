@@ -543,14 +543,36 @@ impl Decode for OriginalDstLbConfig {
     }
 }
 
+/// `circuit_breakers.thresholds[].retry_budget`: concurrent retries are limited to
+/// `budget_percent` of the cluster's active and pending requests, and never below
+/// `min_retry_concurrency`; with a budget, `max_retries` does not apply.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudget {
+    /// Percent (default 20).
+    pub budget_percent: f64,
+    /// Default 3.
+    pub min_retry_concurrency: u32,
+}
+
+impl Decode for RetryBudget {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let budget_percent = f.or(d, "budget_percent", crate::core::Percent(20.0)).0;
+        let min_retry_concurrency = f.or(d, "min_retry_concurrency", 3u32);
+        f.finish(d);
+        Some(RetryBudget { budget_percent, min_retry_concurrency })
+    }
+}
+
 /// `cluster.v3.CircuitBreakers`: the DEFAULT-priority thresholds (first entry wins).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CircuitBreakers {
     pub max_connections: u32,
     pub max_pending_requests: u32,
     pub max_requests: u32,
     pub max_retries: u32,
     pub track_remaining: bool,
+    pub retry_budget: Option<RetryBudget>,
     /// `per_host_thresholds[].max_connections` for DEFAULT priority.
     pub per_host_max_connections: Option<u32>,
 }
@@ -563,6 +585,7 @@ impl Default for CircuitBreakers {
             max_requests: 1024,
             max_retries: 3,
             track_remaining: false,
+            retry_budget: None,
             per_host_max_connections: None,
         }
     }
@@ -575,6 +598,7 @@ struct Thresholds {
     max_requests: Option<u32>,
     max_retries: Option<u32>,
     track_remaining: bool,
+    retry_budget: Option<RetryBudget>,
 }
 
 impl Decode for Thresholds {
@@ -587,8 +611,9 @@ impl Decode for Thresholds {
             max_requests: f.opt(d, "max_requests"),
             max_retries: f.opt(d, "max_retries"),
             track_remaining: f.or(d, "track_remaining", false),
+            retry_budget: f.opt(d, "retry_budget"),
         };
-        f.unsupported(d, &["retry_budget", "max_connection_pools"]);
+        f.unsupported(d, &["max_connection_pools"]);
         f.finish(d);
         Some(t)
     }
@@ -608,6 +633,7 @@ impl Decode for CircuitBreakers {
             cb.max_requests = t.max_requests.unwrap_or(cb.max_requests);
             cb.max_retries = t.max_retries.unwrap_or(cb.max_retries);
             cb.track_remaining = t.track_remaining;
+            cb.retry_budget = t.retry_budget;
         }
         if let Some(t) = per_host.iter().find(|t| t.priority == RoutingPriority::Default) {
             cb.per_host_max_connections = t.max_connections;

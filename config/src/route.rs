@@ -29,7 +29,9 @@ pub use action::{
 pub use direct_response::{decode_base64, DirectResponseAction};
 pub use formatter::{Command, FormatPiece, FormatString, TimeFormat, TimeItem};
 pub use headers::{is_modifiable, HeaderMutations, HeaderToAdd};
-pub use policy::{HashPolicy, HashPolicyKind, MirrorTarget, RequestMirrorPolicy, RetryBackOff, RetryOn, RetryPolicy};
+pub use policy::{
+    HashPolicy, HashPolicyKind, HedgePolicy, MirrorTarget, RequestMirrorPolicy, RetryBackOff, RetryOn, RetryPolicy,
+};
 pub use redirect::{PathRedirect, RedirectAction, RedirectResponseCode, SchemeRedirect};
 pub(crate) use upgrade::check_upgrade_type;
 pub use upgrade::{ConnectConfig, RouteUpgradeConfig};
@@ -221,6 +223,7 @@ pub struct VirtualHost {
     pub request_headers: HeaderMutations,
     pub response_headers: HeaderMutations,
     pub retry_policy: Option<RetryPolicy>,
+    pub hedge_policy: Option<HedgePolicy>,
     /// Inherited by routes that have none of their own.
     pub request_mirror_policies: Vec<RequestMirrorPolicy>,
     pub include_request_attempt_count: bool,
@@ -241,6 +244,7 @@ impl Decode for VirtualHost {
         let response_headers =
             HeaderMutations::decode(d, &mut f, "response_headers_to_add", "response_headers_to_remove");
         let retry_policy = f.opt(d, "retry_policy");
+        let hedge_policy = f.opt(d, "hedge_policy");
         let request_mirror_policies = f.list(d, "request_mirror_policies");
         let include_request_attempt_count = f.or(d, "include_request_attempt_count", false);
         let include_attempt_count_in_response = f.or(d, "include_attempt_count_in_response", false);
@@ -260,7 +264,6 @@ impl Decode for VirtualHost {
                 "rate_limits",
                 "cors",
                 "retry_policy_typed_config",
-                "hedge_policy",
                 "include_is_timeout_retry_header",
                 "request_body_buffer_limit",
             ],
@@ -296,6 +299,7 @@ impl Decode for VirtualHost {
             request_headers,
             response_headers,
             retry_policy,
+            hedge_policy,
             request_mirror_policies,
             include_request_attempt_count,
             include_attempt_count_in_response,

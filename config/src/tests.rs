@@ -94,6 +94,23 @@ fn cluster_defaults_are_envoys() {
 }
 
 #[test]
+fn retry_budget_defaults_are_envoys() {
+    let with = |budget: &str| {
+        let yaml = MINIMAL.replace(
+            "  - name: c\n",
+            &format!("  - name: c\n    circuit_breakers: {{ thresholds: [{{ retry_budget: {budget} }}] }}\n"),
+        );
+        load_str(&yaml).map(|l| l.bootstrap.clusters[0].circuit_breakers.retry_budget)
+    };
+    let b = with("{}").unwrap().unwrap();
+    assert_eq!((b.budget_percent, b.min_retry_concurrency), (20.0, 3));
+    let b = with("{ budget_percent: { value: 50.5 }, min_retry_concurrency: 0 }").unwrap().unwrap();
+    assert_eq!((b.budget_percent, b.min_retry_concurrency), (50.5, 0));
+    assert!(with("{ budget_percent: { value: 120 } }").is_err());
+    assert!(load_str(MINIMAL).unwrap().bootstrap.clusters[0].circuit_breakers.retry_budget.is_none());
+}
+
+#[test]
 fn outlier_detection_defaults_are_envoys() {
     let yaml = MINIMAL.replace("  - name: c\n", "  - name: c\n    outlier_detection: {}\n");
     let b = load_str(&yaml).unwrap().bootstrap;

@@ -222,6 +222,7 @@ impl TcpProxySession {
             self.cluster_stats.upstream_cx_total.inc();
             self.cluster_stats.upstream_cx_active.inc();
             host.cx_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Host::inc(&host.cx_total);
             self.counted_cx = true;
             match ctx.stack.connect(host.address) {
                 Ok(sock) => {
@@ -260,6 +261,7 @@ impl TcpProxySession {
                     tracing::debug!(host = %host.address, "tcp_proxy: connect failed at once: {e}");
                     self.cluster_stats.upstream_cx_connect_fail.inc();
                     self.cluster.put_result(&host, Outcome::LocalOriginConnectFailed);
+                    Host::inc(&host.cx_connect_fail);
                     // Release this attempt's host count too.
                     self.host = Some(host);
                     self.release_upstream(false);
@@ -324,6 +326,7 @@ impl TcpProxySession {
                     self.cluster_stats.upstream_cx_connect_fail.inc();
                     if let Some(h) = &self.host {
                         self.cluster.put_result(h, Outcome::LocalOriginConnectFailed);
+                        Host::inc(&h.cx_connect_fail);
                     }
                     return self.retry_connect(ctx, token_base);
                 }
@@ -413,6 +416,7 @@ impl TcpProxySession {
                 self.cluster_stats.upstream_cx_connect_fail.inc();
                 if let Some(h) = &self.host {
                     self.cluster.put_result(h, Outcome::LocalOriginTimeout);
+                    Host::inc(&h.cx_connect_fail);
                 }
                 return self.retry_connect(ctx, token_base);
             }

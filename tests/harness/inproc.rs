@@ -38,6 +38,8 @@ pub struct InProcessProxy {
     wakers: Vec<Arc<dyn Wake>>,
     threads: Vec<JoinHandle<io::Result<()>>>,
     stats: Arc<Store>,
+    /// The compiled config the workers run (its clusters for [`InProcessProxy::clusters`]).
+    snapshot: Arc<Snapshot>,
     /// The clusters' threads; stopped after the workers.
     upstream: Option<UpstreamThreads>,
     /// Where clients reach each worker, for listeners on an unspecified address.
@@ -80,6 +82,7 @@ impl InProcessProxy {
             wakers: Vec::new(),
             threads: Vec::new(),
             stats,
+            snapshot,
             upstream: Some(upstream),
             worker_ips,
             next_worker: AtomicUsize::new(0),
@@ -111,6 +114,12 @@ impl InProcessProxy {
     /// The workers' stats, merged on read.
     pub fn stats(&self) -> &Arc<Store> {
         &self.stats
+    }
+
+    /// What the admin endpoint `/clusters` would answer (Envoy's text format: per-host
+    /// counters, health flags).
+    pub fn clusters(&self) -> String {
+        sluice::admin::clusters::render(&self.snapshot)
     }
 
     /// Stop accepting and let open connections finish (what SIGTERM does to the binary);

@@ -87,16 +87,22 @@ impl Dump for LbEndpoint {
 
 impl Dump for CircuitBreakers {
     fn dump(&self) -> Json {
-        let mut j = Json::obj().with(
-            "thresholds",
-            Json::Arr(vec![Json::obj()
-                .with("priority", "DEFAULT")
-                .with("max_connections", self.max_connections)
-                .with("max_pending_requests", self.max_pending_requests)
-                .with("max_requests", self.max_requests)
-                .with("max_retries", self.max_retries)
-                .with("track_remaining", self.track_remaining)]),
-        );
+        let mut thresholds = Json::obj()
+            .with("priority", "DEFAULT")
+            .with("max_connections", self.max_connections)
+            .with("max_pending_requests", self.max_pending_requests)
+            .with("max_requests", self.max_requests)
+            .with("max_retries", self.max_retries)
+            .with("track_remaining", self.track_remaining);
+        if let Some(b) = &self.retry_budget {
+            thresholds = thresholds.with(
+                "retry_budget",
+                Json::obj()
+                    .with("budget_percent", Json::obj().with("value", b.budget_percent))
+                    .with("min_retry_concurrency", b.min_retry_concurrency),
+            );
+        }
+        let mut j = Json::obj().with("thresholds", Json::Arr(vec![thresholds]));
         if let Some(m) = self.per_host_max_connections {
             j = j.with(
                 "per_host_thresholds",

@@ -37,6 +37,7 @@ impl Dump for VirtualHost {
         let j = with_headers(j, "request", &self.request_headers);
         with_headers(j, "response", &self.response_headers)
             .with_opt("retry_policy", self.retry_policy.as_ref().map(Dump::dump))
+            .with_opt("hedge_policy", self.hedge_policy.as_ref().map(Dump::dump))
             .with("request_mirror_policies", list(&self.request_mirror_policies))
             .with("include_request_attempt_count", self.include_request_attempt_count)
             .with("include_attempt_count_in_response", self.include_attempt_count_in_response)

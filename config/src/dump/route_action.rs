@@ -10,7 +10,7 @@
 use super::core::with_headers;
 use super::{enum_name, list, Dump, Json};
 use crate::route::{
-    ClusterSpecifier, ClusterWeight, HashPolicy, HashPolicyKind, HostRewrite, IdleTimeout, MirrorTarget,
+    ClusterSpecifier, ClusterWeight, HashPolicy, HashPolicyKind, HedgePolicy, HostRewrite, IdleTimeout, MirrorTarget,
     RequestMirrorPolicy, RetryBackOff, RetryOn, RetryPolicy, RouteAction, RouteUpgradeConfig, WeightedClusters,
     WeightedTarget,
 };
@@ -49,6 +49,7 @@ impl Dump for RouteAction {
             IdleTimeout::After(t) => j.with("max_stream_duration", Json::obj().with("max_stream_duration", t)),
         };
         j.with_opt("retry_policy", self.retry_policy.as_ref().map(Dump::dump))
+            .with_opt("hedge_policy", self.hedge_policy.as_ref().map(Dump::dump))
             .with("request_mirror_policies", list(&self.request_mirror_policies))
             .with("hash_policy", list(&self.hash_policy))
             .with("upgrade_configs", list(&self.upgrade_configs))
@@ -90,6 +91,12 @@ impl Dump for ClusterWeight {
 fn retry_on(flags: RetryOn) -> String {
     let names: Vec<&str> = RetryOn::NAMES.iter().filter(|(_, f)| flags.contains(*f)).map(|(n, _)| *n).collect();
     names.join(",")
+}
+
+impl Dump for HedgePolicy {
+    fn dump(&self) -> Json {
+        Json::obj().with("initial_requests", 1u32).with("hedge_on_per_try_timeout", self.hedge_on_per_try_timeout)
+    }
 }
 
 impl Dump for RetryPolicy {

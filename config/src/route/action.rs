@@ -10,7 +10,7 @@ use crate::node::Node;
 use crate::proto_enum;
 
 use super::direct_response::DirectResponseAction;
-use super::policy::{HashPolicy, RequestMirrorPolicy, RetryPolicy};
+use super::policy::{HashPolicy, HedgePolicy, RequestMirrorPolicy, RetryPolicy};
 use super::redirect::RedirectAction;
 use super::upgrade::{check_route_upgrades, RouteUpgradeConfig};
 use super::weighted::WeightedClusters;
@@ -88,6 +88,7 @@ pub struct RouteAction {
     pub max_stream_duration: IdleTimeout,
     /// Route-level policy; when absent the virtual host's applies (no merging).
     pub retry_policy: Option<RetryPolicy>,
+    pub hedge_policy: Option<HedgePolicy>,
     pub request_mirror_policies: Vec<RequestMirrorPolicy>,
     pub hash_policy: Vec<HashPolicy>,
     /// Per-route upgrade overrides and CONNECT termination.
@@ -119,6 +120,7 @@ impl Decode for RouteAction {
         let timeout: Duration = f.or(d, "timeout", DEFAULT_ROUTE_TIMEOUT);
         let idle: Option<Duration> = f.opt(d, "idle_timeout");
         let retry_policy: Option<RetryPolicy> = f.opt(d, "retry_policy");
+        let hedge_policy: Option<HedgePolicy> = f.opt(d, "hedge_policy");
         let request_mirror_policies = f.list(d, "request_mirror_policies");
         let hash_policy = f.list(d, "hash_policy");
         let upgrade_configs: Vec<RouteUpgradeConfig> = f.list(d, "upgrade_configs");
@@ -157,7 +159,6 @@ impl Decode for RouteAction {
                 "grpc_timeout_offset",
                 "internal_redirect_action",
                 "max_internal_redirects",
-                "hedge_policy",
             ],
         );
         f.finish(d);
@@ -248,6 +249,7 @@ impl Decode for RouteAction {
             idle_timeout,
             max_stream_duration,
             retry_policy,
+            hedge_policy,
             request_mirror_policies,
             hash_policy,
             upgrade_configs,

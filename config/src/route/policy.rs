@@ -130,6 +130,35 @@ impl Decode for RetryBackOff {
     }
 }
 
+/// `config.route.v3.HedgePolicy`: with `hedge_on_per_try_timeout`, a try whose per-try
+/// timeout fires is not cancelled: another try starts beside it (if the retry policy
+/// allows a retry) and the first good response wins. Only one initial request and no
+/// `additional_request_chance` are supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HedgePolicy {
+    pub hedge_on_per_try_timeout: bool,
+}
+
+impl Decode for HedgePolicy {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let hedge_on_per_try_timeout = f.or(d, "hedge_on_per_try_timeout", false);
+        let initial: Option<u32> = f.opt(d, "initial_requests");
+        f.unsupported(d, &["additional_request_chance"]);
+        f.finish(d);
+        if initial.is_some_and(|n| n != 1) {
+            d.error(
+                ErrorKind::Unsupported,
+                &format!("{path}.initial_requests"),
+                node.line,
+                "only 1 initial request (the default) is supported",
+            );
+            return None;
+        }
+        Some(HedgePolicy { hedge_on_per_try_timeout })
+    }
+}
+
 /// `config.route.v3.RetryPolicy`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {

@@ -260,6 +260,21 @@ fn retry_policy_defaults_and_fields() {
 }
 
 #[test]
+fn hedge_policy_on_routes_and_virtual_hosts() {
+    let rc = one("  - match: {prefix: /}\n    route: {cluster: c, hedge_policy: {hedge_on_per_try_timeout: true}}\n");
+    assert_eq!(route_action(&rc).hedge_policy, Some(HedgePolicy { hedge_on_per_try_timeout: true }));
+    let rc = one("  - match: {prefix: /}\n    route: {cluster: c, hedge_policy: {initial_requests: 1}}\n");
+    assert_eq!(route_action(&rc).hedge_policy, Some(HedgePolicy::default()));
+    let (_, d) =
+        decode("virtual_hosts:\n- name: vh\n  domains: ['*']\n  hedge_policy: {hedge_on_per_try_timeout: true}\n");
+    assert!(d.errors.is_empty());
+    let base = "virtual_hosts:\n- name: vh\n  domains: ['*']\n  hedge_policy: ";
+    assert!(errors(&format!("{base}{{initial_requests: 2}}\n")).contains("only 1 initial request"));
+    assert!(errors(&format!("{base}{{additional_request_chance: {{numerator: 5}}}}\n"))
+        .contains("additional_request_chance"));
+}
+
+#[test]
 fn retry_policy_checks() {
     let (_, d) = decode("virtual_hosts:\n- name: vh\n  domains: ['*']\n  retry_policy: {retry_on: '5xx,bogus'}\n");
     assert!(d.errors.is_empty());

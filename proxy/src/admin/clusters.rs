@@ -43,10 +43,20 @@ pub fn render(snapshot: &Snapshot) -> String {
         let _ = writeln!(s, "{name}::added_via_api::false");
         for h in c.hosts().hosts.iter() {
             let a = h.address;
-            let _ = writeln!(s, "{name}::{a}::cx_active::{}", h.cx_active.load(Ordering::Relaxed));
-            let _ = writeln!(s, "{name}::{a}::rq_active::{}", h.rq_active.load(Ordering::Relaxed));
-            let _ = writeln!(s, "{name}::{a}::rq_error::{}", h.rq_error.load(Ordering::Relaxed));
-            let _ = writeln!(s, "{name}::{a}::rq_success::{}", h.rq_success.load(Ordering::Relaxed));
+            // Envoy's host stats, in its (alphabetical) order.
+            let stats = [
+                ("cx_active", u64::from(h.cx_active.load(Ordering::Relaxed))),
+                ("cx_connect_fail", h.cx_connect_fail.load(Ordering::Relaxed)),
+                ("cx_total", h.cx_total.load(Ordering::Relaxed)),
+                ("rq_active", u64::from(h.rq_active.load(Ordering::Relaxed))),
+                ("rq_error", h.rq_error.load(Ordering::Relaxed)),
+                ("rq_success", h.rq_success.load(Ordering::Relaxed)),
+                ("rq_timeout", h.rq_timeout.load(Ordering::Relaxed)),
+                ("rq_total", h.rq_total.load(Ordering::Relaxed)),
+            ];
+            for (stat, value) in stats {
+                let _ = writeln!(s, "{name}::{a}::{stat}::{value}");
+            }
             let _ = writeln!(s, "{name}::{a}::hostname::{}", h.hostname);
             let _ = writeln!(s, "{name}::{a}::health_flags::{}", health_flags(h));
             let _ = writeln!(s, "{name}::{a}::weight::{}", h.weight);
@@ -55,8 +65,8 @@ pub fn render(snapshot: &Snapshot) -> String {
             let _ = writeln!(s, "{name}::{a}::sub_zone::");
             let _ = writeln!(s, "{name}::{a}::canary::false");
             let _ = writeln!(s, "{name}::{a}::priority::{}", h.priority);
-            let _ = writeln!(s, "{name}::{a}::success_rate::-1");
-            let _ = writeln!(s, "{name}::{a}::local_origin_success_rate::-1");
+            let _ = writeln!(s, "{name}::{a}::success_rate::{}", h.outlier.success_rate(false));
+            let _ = writeln!(s, "{name}::{a}::local_origin_success_rate::{}", h.outlier.success_rate(true));
         }
     }
     s
@@ -74,9 +84,21 @@ pub fn render_json(snapshot: &Snapshot) -> String {
                 s.push(',');
             }
             let status = if h.healthy() { "HEALTHY" } else { "UNHEALTHY" };
+            // Counters first (their type, COUNTER, is the default and left out), then gauges.
+            let mut counters = String::new();
+            for (stat, value) in [
+                ("cx_connect_fail", &h.cx_connect_fail),
+                ("cx_total", &h.cx_total),
+                ("rq_error", &h.rq_error),
+                ("rq_success", &h.rq_success),
+                ("rq_timeout", &h.rq_timeout),
+                ("rq_total", &h.rq_total),
+            ] {
+                let _ = write!(counters, "{{\"name\":\"{stat}\",\"value\":\"{}\"}},", value.load(Ordering::Relaxed));
+            }
             let _ = write!(
                 s,
-                "{{\"address\":{{\"socket_address\":{{\"address\":{},\"port_value\":{}}}}},\"stats\":[{{\"name\":\"cx_active\",\"value\":\"{}\",\"type\":\"GAUGE\"}},{{\"name\":\"rq_active\",\"value\":\"{}\",\"type\":\"GAUGE\"}}],\"health_status\":{{\"eds_health_status\":\"{status}\",\"failed_active_health_check\":{},\"failed_outlier_check\":{}}},\"weight\":{},\"priority\":{}}}",
+                "{{\"address\":{{\"socket_address\":{{\"address\":{},\"port_value\":{}}}}},\"stats\":[{counters}{{\"name\":\"cx_active\",\"value\":\"{}\",\"type\":\"GAUGE\"}},{{\"name\":\"rq_active\",\"value\":\"{}\",\"type\":\"GAUGE\"}}],\"health_status\":{{\"eds_health_status\":\"{status}\",\"failed_active_health_check\":{},\"failed_outlier_check\":{}}},\"weight\":{},\"priority\":{}}}",
                 json_str(&h.address.ip().to_string()),
                 h.address.port(),
                 h.cx_active.load(Ordering::Relaxed),

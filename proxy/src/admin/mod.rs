@@ -17,7 +17,7 @@
 //! Binding a non-loopback address is allowed (Envoy allows it) but logged as a warning:
 //! the admin has no authentication.
 
-mod clusters;
+pub mod clusters;
 mod guard;
 mod handlers;
 mod prometheus;

@@ -105,6 +105,9 @@ pub struct Snapshot {
     pub cluster_manager: Arc<ClusterManager>,
     /// Every cluster's effective config as text (reload compares them).
     pub clusters_fingerprint: String,
+    /// Each cluster's effective config as text, by cluster index (a reload carries the
+    /// pooled connections of a cluster whose text did not change).
+    pub cluster_fingerprints: Vec<String>,
     /// `ip:port` → listener index, for original-destination hand-off.
     by_address: HashMap<SocketAddr, usize>,
 }
@@ -157,7 +160,8 @@ impl Snapshot {
         }
         if errors.is_empty() {
             let clusters_fingerprint = dump::list(&bootstrap.clusters).render();
-            Ok(Snapshot { listeners, cluster_manager, clusters_fingerprint, by_address })
+            let cluster_fingerprints = bootstrap.clusters.iter().map(|c| c.dump().render()).collect();
+            Ok(Snapshot { listeners, cluster_manager, clusters_fingerprint, cluster_fingerprints, by_address })
         } else {
             Err(errors)
         }

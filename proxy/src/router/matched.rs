@@ -158,6 +158,13 @@ impl<'t> Matched<'t> {
         self.route_action()?.retry_policy.as_ref().or(self.vhost.retry_policy.as_ref())
     }
 
+    /// Whether the route's hedge policy (else the virtual host's, never merged) hedges
+    /// on per-try timeouts.
+    pub fn hedge_on_per_try_timeout(&self) -> bool {
+        let route = self.route_action().and_then(|a| a.hedge_policy);
+        route.or(self.vhost.hedge_policy).is_some_and(|h| h.hedge_on_per_try_timeout)
+    }
+
     /// The route's mirror policies, else the virtual host's, else the route config's.
     pub fn mirror_policies(&self) -> &'t [RequestMirrorPolicy] {
         match self.route_action() {

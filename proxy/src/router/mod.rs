@@ -22,12 +22,14 @@ mod config;
 pub mod formatter;
 pub mod hash;
 mod header_parser;
+pub mod hedge;
 mod matched;
 pub mod retry;
 pub mod rewrite;
 pub mod route_match;
 mod route_ref;
 pub mod shadow;
+pub mod timeout;
 pub mod vhost;
 pub mod weighted;
 

@@ -1,13 +1,17 @@
 //! Retry decisions for one request (Envoy's retry_state_impl.cc).
 //!
 //! The route's (or virtual host's) `retry_policy.retry_on` is ORed with the request's
-//! `x-envoy-retry-on`; `x-envoy-max-retries` overrides `num_retries`. Back-off is fully
+//! `x-envoy-retry-on`; `x-envoy-max-retries` overrides `num_retries`;
+//! `x-envoy-retriable-status-codes` (comma-separated codes) adds to
+//! `retriable_status_codes` and `x-envoy-retriable-header-names` (comma-separated
+//! names, each matching when the response has that header) to `retriable_headers`.
+//! All of them are consumed (never sent upstream). Back-off is fully
 //! jittered and exponential: before retry *n* (from 1) Envoy waits a uniform random
 //! time below `min((2^n - 1) × base, max)` (base 25 ms and max 10 × base by default).
 
 use std::time::Duration;
 
-use sluice_config::matcher::HeaderMatcher;
+use sluice_config::matcher::{HeaderMatch, HeaderMatcher};
 use sluice_config::route::{RetryOn, RetryPolicy};
 
 use crate::http::{RequestHead, ResponseHead};
@@ -46,9 +50,25 @@ impl RetryState {
     pub fn new(policy: Option<&RetryPolicy>, head: &mut RequestHead) -> Option<RetryState> {
         let header_on = head.headers.get_str(b"x-envoy-retry-on").map(|v| RetryOn::parse(v).0);
         let header_max = head.headers.get_str(b"x-envoy-max-retries").and_then(|v| v.trim().parse::<u32>().ok());
-        head.headers.remove(b"x-envoy-retry-on");
-        head.headers.remove(b"x-envoy-retry-grpc-on");
-        head.headers.remove(b"x-envoy-max-retries");
+        let header_codes: Vec<u16> = head
+            .headers
+            .get_str(b"x-envoy-retriable-status-codes")
+            .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        let header_names: Vec<HeaderMatcher> = head
+            .headers
+            .get_str(b"x-envoy-retriable-header-names")
+            .map(|v| v.split(',').map(str::trim).filter(|n| !n.is_empty()).map(present_matcher).collect())
+            .unwrap_or_default();
+        for name in [
+            &b"x-envoy-retry-on"[..],
+            b"x-envoy-retry-grpc-on",
+            b"x-envoy-max-retries",
+            b"x-envoy-retriable-status-codes",
+            b"x-envoy-retriable-header-names",
+        ] {
+            head.headers.remove(name);
+        }
         let default = RetryPolicy::default();
         let p = policy.unwrap_or(&default);
         let retry_on = match header_on {
@@ -70,8 +90,8 @@ impl RetryState {
         Some(RetryState {
             retry_on,
             remaining: header_max.unwrap_or(p.num_retries),
-            retriable_status_codes: p.retriable_status_codes.clone(),
-            retriable_headers: p.retriable_headers.clone(),
+            retriable_status_codes: [&p.retriable_status_codes[..], &header_codes].concat(),
+            retriable_headers: [&p.retriable_headers[..], &header_names].concat(),
             base: p.retry_back_off.base_interval,
             max: p.retry_back_off.max_interval,
             current: 1,
@@ -141,6 +161,18 @@ impl RetryState {
     }
 }
 
+/// A name-only header matcher (it matches when the header is present), as Envoy
+/// builds from `x-envoy-retriable-header-names`.
+fn present_matcher(name: &str) -> HeaderMatcher {
+    HeaderMatcher {
+        name: name.to_ascii_lowercase(),
+        specifier: HeaderMatch::Present(true),
+        invert_match: false,
+        treat_missing_header_as_empty: false,
+        line: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +192,23 @@ mod tests {
         assert_eq!(s.remaining(), 4);
         assert!(s.retriable_response(503, &ResponseHead::default()));
         assert!(!head.headers.contains(b"x-envoy-retry-on"), "control headers are consumed");
+    }
+
+    #[test]
+    fn retriable_codes_and_header_names_come_from_request_headers() {
+        let mut head = RequestHead::default();
+        head.headers.append(b"x-envoy-retry-on", b"retriable-status-codes,retriable-headers");
+        head.headers.append(b"x-envoy-retriable-status-codes", b"418, 429,x");
+        head.headers.append(b"x-envoy-retriable-header-names", b"X-Upstream-Retry, x-other");
+        let s = RetryState::new(None, &mut head).unwrap();
+        let plain = ResponseHead::default();
+        assert!(s.retriable_response(418, &plain) && s.retriable_response(429, &plain));
+        assert!(!s.retriable_response(503, &plain));
+        let mut tagged = ResponseHead::default();
+        tagged.headers.append(b"x-upstream-retry", b"1");
+        assert!(s.retriable_response(200, &tagged));
+        assert!(!head.headers.contains(b"x-envoy-retriable-status-codes"));
+        assert!(!head.headers.contains(b"x-envoy-retriable-header-names"));
     }
 
     #[test]

@@ -189,6 +189,16 @@ impl ClusterInfo {
         }
     }
 
+    /// Outlier detection: record `outcome` with the HTTP status it stands for (Envoy's
+    /// `putResult(result, code)`: without the split the code is what counts).
+    pub fn put_result_code(&self, host: &Host, outcome: Outcome, code: u16) {
+        if let Some(r) = &self.outlier {
+            if r.put_result(host, outcome, Some(u64::from(code))) {
+                self.wake_monitor();
+            }
+        }
+    }
+
     /// Outlier detection: record the HTTP status `host` answered.
     pub fn put_http_response_code(&self, host: &Host, code: u16) {
         if let Some(r) = &self.outlier {
@@ -283,9 +293,20 @@ impl ClusterInfo {
         release(&self.resources.requests);
     }
 
-    /// Circuit breaker: a retry slot (`max_retries`).
+    /// Circuit breaker: a retry slot (`max_retries`, or with a `retry_budget` its share
+    /// of the requests active and pending now, at least `min_retry_concurrency`, as
+    /// Envoy's `RetryBudgetImpl::max`).
     pub fn try_acquire_retry(&self) -> bool {
-        try_acquire(&self.resources.retries, self.config.circuit_breakers.max_retries)
+        let cb = &self.config.circuit_breakers;
+        let max = match &cb.retry_budget {
+            Some(b) => {
+                let active = self.resources.requests.load(Ordering::Relaxed)
+                    + self.resources.pending_requests.load(Ordering::Relaxed);
+                ((b.budget_percent / 100.0 * f64::from(active)) as u32).max(b.min_retry_concurrency)
+            }
+            None => cb.max_retries,
+        };
+        try_acquire(&self.resources.retries, max)
     }
 
     pub fn release_retry(&self) {

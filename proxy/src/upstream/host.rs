@@ -59,9 +59,15 @@ pub struct Host {
     /// tcp_proxy session counts as one request while it is connected, as Envoy's TCP
     /// connection pool does.
     pub rq_active: AtomicU32,
-    /// Requests answered with an error (for /clusters).
+    /// Per-host counters of Envoy's `HostStats`, shown by `/clusters`: connections
+    /// opened and failed, requests sent (every try), answered with an error (a 5xx, a
+    /// reset, a timeout, a retried try) or with success, and tries that timed out.
+    pub cx_total: AtomicU64,
+    pub cx_connect_fail: AtomicU64,
+    pub rq_total: AtomicU64,
     pub rq_error: AtomicU64,
     pub rq_success: AtomicU64,
+    pub rq_timeout: AtomicU64,
     /// The outlier detector's per-host monitor (written by workers, lock-free).
     pub outlier: HostMonitor,
     /// A worker saw `x-envoy-immediate-health-check-fail` from this host; the health
@@ -84,8 +90,12 @@ impl Host {
             flags: AtomicU32::new(0),
             cx_active: AtomicU32::new(0),
             rq_active: AtomicU32::new(0),
+            cx_total: AtomicU64::new(0),
+            cx_connect_fail: AtomicU64::new(0),
+            rq_total: AtomicU64::new(0),
             rq_error: AtomicU64::new(0),
             rq_success: AtomicU64::new(0),
+            rq_timeout: AtomicU64::new(0),
             outlier: HostMonitor::default(),
             passive_hc_failure: AtomicBool::new(false),
         }
@@ -129,6 +139,11 @@ impl Host {
 
     pub fn has_flag(&self, flag: u32) -> bool {
         self.flags() & flag != 0
+    }
+
+    /// Count one on a per-host counter (relaxed: statistics only).
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 

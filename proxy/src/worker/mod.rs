@@ -440,12 +440,17 @@ impl<S: Stack> Worker<S> {
         }
         self.generations[slot as usize] = Some(Generation::new(slot, Arc::clone(&snapshot), &self.store, self.id));
         self.current = slot;
-        // Changed clusters: the old generation keeps no idle upstream connections, and
-        // streams waiting for capacity try again (and wake its pool's other waiters as
-        // connections go). Unchanged clusters: its remaining connections keep reusing
-        // them until they end.
+        // Changed clusters: the old generation keeps no idle upstream connections (those
+        // of unchanged clusters move to the new pool, the others close), and streams
+        // waiting for capacity try again (and wake its pool's other waiters as
+        // connections go). Unchanged clusters: the old generation's remaining
+        // connections keep reusing them until they end, then they move (see
+        // `retire_generations`); with none left they move now.
+        if old_snapshot.clusters_fingerprint == snapshot.clusters_fingerprint && self.gen(old).conns == 0 {
+            self.carry_idle_slots(old, now);
+        }
         if old_snapshot.clusters_fingerprint != snapshot.clusters_fingerprint {
-            self.close_idle_slots(old, now);
+            self.carry_idle_slots(old, now);
             let waiting =
                 self.generations[old as usize].as_mut().map(|g| g.pool.take_all_waiting()).unwrap_or_default();
             self.ready.extend(waiting);
@@ -478,14 +483,15 @@ impl<S: Stack> Worker<S> {
     }
 
     /// Drop generations nothing depends on any more (idle upstream connections of an
-    /// old generation go with its last downstream connection).
+    /// old generation move to the current one, or close, with its last downstream
+    /// connection).
     fn retire_generations(&mut self, now: Instant) {
         for g in 0..MAX_GENERATIONS {
             if g as u8 == self.current {
                 continue;
             }
-            if self.generations[g].as_ref().is_some_and(|g| g.conns == 0 && !g.pool.is_empty()) {
-                self.close_idle_slots(g as u8, now);
+            if self.generations[g].as_ref().is_some_and(|g| g.conns == 0 && g.pool.idle_count() > 0) {
+                self.carry_idle_slots(g as u8, now);
             }
             if self.generations[g].as_ref().is_some_and(Generation::retired) {
                 self.generations[g] = None;

@@ -3,9 +3,10 @@
 //! connection handles their events).
 
 use std::io;
+use std::sync::Arc;
 use std::time::Instant;
 
-use sluice_stack::Stack;
+use sluice_stack::{Interest, Stack};
 
 use super::{Conn, Worker};
 use crate::router::shadow::ShadowState;
@@ -89,6 +90,58 @@ impl<S: Stack> Worker<S> {
         }
     }
 
+    /// Move generation `old`'s idle upstream connections into the current generation's
+    /// pool where their cluster is configured identically there (same name, same
+    /// effective config) and their host is still a member: a reload keeps the pooled
+    /// connections of unchanged clusters, as the README promises. Each one changes
+    /// slot and token (re-registered), host and cluster (the new config's, with the
+    /// connection counts moved over) and re-arms its idle timeout; the others are
+    /// closed.
+    pub(super) fn carry_idle_slots(&mut self, old: u8, now: Instant) {
+        let cur = self.current;
+        let Some(g) = self.generations.get(old as usize).and_then(Option::as_ref) else { return };
+        if old == cur {
+            return;
+        }
+        let old_snapshot = Arc::clone(&g.snapshot);
+        let new_snapshot = Arc::clone(&self.gen(cur).snapshot);
+        for slot in g.pool.idle_keys() {
+            let Some(g) = self.generations[old as usize].as_mut() else { return };
+            let target = match g.pool.slots.get_key_mut(slot) {
+                Some(UpstreamSlot::Idle(c)) => carry_target(&old_snapshot, &new_snapshot, c.cluster, c.host.address),
+                _ => continue,
+            };
+            let Some((cluster, host_index, host)) = target else {
+                self.close_idle_slot(old, slot, now);
+                continue;
+            };
+            let new_info = &new_snapshot.cluster_manager.clusters[cluster];
+            if !new_info.try_acquire_connection(&host) {
+                self.close_idle_slot(old, slot, now);
+                continue;
+            }
+            let Some(UpstreamSlot::Idle(mut client)) = g.pool.remove(slot) else { continue };
+            if let Some(old_info) = old_snapshot.cluster_manager.clusters.get(client.cluster) {
+                old_info.release_connection(&client.host);
+            }
+            (client.cluster, client.host_index, client.host) = (cluster, host_index, host);
+            let idle_timeout = new_info.config.http_protocol_options.common.idle_timeout;
+            let g = self.generations[cur as usize].as_mut().expect("live generation");
+            let key = g.pool.new_busy(TimerKey { index: u32::MAX, generation: 0 });
+            if let Err(e) = self.stack.reregister(client.socket, g.pool.token(key), Interest::BOTH) {
+                tracing::debug!("cannot move a pooled connection to the new config: {e}");
+                g.pool.remove(key);
+                self.with_ctx(cur, key, now, |ctx| crate::upstream::conn_pool::close_client(ctx, &mut client));
+                continue;
+            }
+            client.timer_at = idle_timeout.map(|t| client.idle_since + t);
+            if let Some(at) = client.timer_at {
+                self.timers.schedule(g.pool.timer_key(key), at);
+            }
+            g.pool.put_idle(key, client);
+        }
+    }
+
     /// Close every idle connection of generation `gen`.
     pub(super) fn close_idle_slots(&mut self, gen: u8, now: Instant) {
         let Some(g) = self.generations.get(gen as usize).and_then(Option::as_ref) else { return };
@@ -144,4 +197,24 @@ impl<S: Stack> Worker<S> {
             _ => {}
         }
     }
+}
+
+/// Where an idle connection of cluster `cluster` (index in `old`) to `addr` goes in
+/// `new`: the cluster's index there, the host's index and the host, when the cluster
+/// is unchanged and the host still a member.
+fn carry_target(
+    old: &crate::listener::manager::Snapshot,
+    new: &crate::listener::manager::Snapshot,
+    cluster: usize,
+    addr: std::net::SocketAddr,
+) -> Option<(usize, usize, Arc<crate::upstream::host::Host>)> {
+    let name = old.cluster_manager.clusters.get(cluster)?.name();
+    let fingerprint = old.cluster_fingerprints.get(cluster)?;
+    let to = new.cluster_manager.clusters.iter().position(|c| c.name() == name)?;
+    if new.cluster_fingerprints.get(to) != Some(fingerprint) {
+        return None;
+    }
+    let hosts = new.cluster_manager.clusters[to].hosts();
+    let (i, host) = hosts.hosts.iter().enumerate().find(|(_, h)| h.address == addr)?;
+    Some((to, i, Arc::clone(host)))
 }

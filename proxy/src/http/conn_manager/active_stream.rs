@@ -82,6 +82,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
         let cfg = Arc::clone(self.cfg);
         let random = ctx.rng.next_u64();
         let Some(matched) = cfg.routes.route(&self.stream.head, random) else {
+            self.stats.rq_total.inc();
             self.stats.no_route.inc();
             self.stream.flags.set(ResponseFlags::NO_ROUTE_FOUND);
             self.send_local_reply(ctx, 404, b"", &[]);
@@ -97,6 +98,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
                 match cfg.clusters.index_of(name) {
                     Some(i) => self.stream.cluster = Some(i),
                     None => {
+                        self.stats.rq_total.inc();
                         self.stats.no_cluster.inc();
                         self.stream.flags.set(ResponseFlags::NO_CLUSTER_FOUND);
                         let status = matched.cluster_not_found_response_code();
@@ -106,11 +108,13 @@ impl<D: ServerStream> StreamCx<'_, D> {
                 }
             }
             RouteKind::Redirect(_) | RouteKind::SslRedirect => {
+                self.stats.rq_total.inc();
                 self.stats.rq_redirect.inc();
                 self.direct_response(ctx);
                 return;
             }
             RouteKind::DirectResponse(_) => {
+                self.stats.rq_total.inc();
                 self.stats.rq_direct_response.inc();
                 self.direct_response(ctx);
                 return;
@@ -249,6 +253,9 @@ impl<D: ServerStream> StreamCx<'_, D> {
             return;
         };
         let info = self.stream_info();
+        // The router decodes the request (Envoy counts `rq_total` there, and where the
+        // route ends in a local answer: no route, no cluster, redirect, direct response).
+        self.stats.rq_total.inc();
         match RouterState::begin(&cfg, self.stream, cluster, &info, self.original_dst, ctx) {
             Ok(r) => {
                 self.stream.router = Some(r);

@@ -34,8 +34,10 @@ use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
 use crate::http::stream_encoder::ServerStream;
 use crate::router::hash;
+use crate::router::hedge::{self, HedgeEvent, HedgedTry};
 use crate::router::retry::{ResetReason, RetryState};
 use crate::router::shadow::start_shadows;
+use crate::router::timeout::{final_timeout, FinalTimeout};
 use crate::router::StreamInfo;
 use crate::stats::ClusterStats;
 use crate::timer::{earliest, TimerKey};
@@ -44,6 +46,7 @@ use crate::upstream::cluster_manager::ClusterInfo;
 use crate::upstream::conn_pool::{close_client, rest};
 use crate::upstream::host::Host;
 use crate::upstream::load_balancer::LbContext;
+use crate::upstream::outlier::http as charge;
 use crate::upstream::outlier::Outcome;
 use crate::worker_ctx::Ctx;
 
@@ -147,6 +150,10 @@ pub struct RouterState {
     route_timeout: Option<Duration>,
     /// An allowed upgrade or CONNECT (conn_manager/upgrade.rs).
     upgrade: UpgradeKind,
+    /// A per-try timeout starts another try beside the first (router/hedge.rs).
+    hedge_on_per_try_timeout: bool,
+    /// The try that timed out and keeps running beside the current one.
+    hedged: Option<HedgedTry>,
 }
 
 impl RouterState {
@@ -163,31 +170,20 @@ impl RouterState {
         let route = stream.route.clone().expect("routed stream");
         let matched = cfg.routes.get(&route).expect("route from this table");
         let head = &mut stream.head;
-        let mut timeout = matched.timeout();
-        if let Some(ms) = header_ms(head, b"x-envoy-upstream-rq-timeout-ms") {
-            timeout = (ms > 0).then(|| Duration::from_millis(ms));
-        }
         let policy = matched.retry_policy();
-        let mut per_try = policy.and_then(|p| p.per_try_timeout);
-        if let Some(ms) = header_ms(head, b"x-envoy-upstream-rq-per-try-timeout-ms") {
-            per_try = (ms > 0).then(|| Duration::from_millis(ms));
-        }
+        let route_per_try = policy.and_then(|p| p.per_try_timeout);
+        let hedge_on_per_try_timeout = hedge::hedge_on_per_try_timeout(matched.hedge_on_per_try_timeout(), head);
+        let FinalTimeout { global: timeout, per_try } = final_timeout(
+            matched.timeout(),
+            route_per_try,
+            head,
+            cfg.respect_expected_rq_timeout,
+            !cfg.suppress_envoy_headers,
+            hedge_on_per_try_timeout,
+        );
         let per_try_idle = policy.and_then(|p| p.per_try_idle_timeout);
         let alt_response = head.headers.remove(b"x-envoy-upstream-rq-timeout-alt-response") > 0;
-        head.headers.remove(b"x-envoy-upstream-rq-timeout-ms");
-        head.headers.remove(b"x-envoy-upstream-rq-per-try-timeout-ms");
         let retry = RetryState::new(policy, head);
-        if !cfg.suppress_envoy_headers {
-            // router.cc: the expected timeout is the per-try timeout when it is shorter.
-            let expected = match (per_try, timeout) {
-                (Some(p), Some(t)) if p < t => Some(p),
-                (Some(p), None) => Some(p),
-                (_, t) => t,
-            };
-            if let Some(t) = expected {
-                head.headers.set(b"x-envoy-expected-rq-timeout-ms", t.as_millis().to_string().as_bytes());
-            }
-        }
         let local = info.downstream_local.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
         let hashed = hash::evaluate(matched.hash_policy(), head, stream.remote, local);
         let (hash, set_cookie) = (hashed.hash, hashed.set_cookie);
@@ -239,6 +235,8 @@ impl RouterState {
             shadow_pending: !matched.mirror_policies().is_empty(),
             route_timeout: timeout,
             upgrade: stream.upgrade,
+            hedge_on_per_try_timeout,
+            hedged: None,
         };
         r.on_request_progress(stream, ctx.now);
         r.keep_body = r.retry.is_some() || r.shadow_pending;
@@ -268,6 +266,10 @@ impl RouterState {
                 c.readable = true;
                 c.peer_closed |= peer_closed;
             }
+        }
+        if let Some(h) = self.hedged.as_mut().filter(|h| h.slot == slot) {
+            h.client.readable = true;
+            h.client.peer_closed |= peer_closed;
         }
     }
 
@@ -315,6 +317,7 @@ impl RouterState {
         };
         if let Some((slot, client)) = pooled {
             self.release_pending(&info);
+            charge::request_sent(&info, &host);
             self.start_try(idx, host, slot, client, ctx);
             self.send_request(cfg, stream);
             return Ok(());
@@ -337,6 +340,7 @@ impl RouterState {
                     }
                     self.stats.upstream_cx_total.inc();
                     self.stats.upstream_cx_http1_total.inc();
+                    charge::connection_opened(&host);
                     self.stats.upstream_cx_active.inc();
                     let max_headers = info.config.http_protocol_options.common.max_headers_count;
                     let mut client = CodecClient::new(sock, Arc::clone(&host), idx, self.cluster, max_headers, ctx.now);
@@ -358,7 +362,7 @@ impl RouterState {
                 Err(e) => {
                     tracing::debug!(host = %host.address, "connect failed at once: {e}");
                     info.release_connection(&host);
-                    info.put_result(&host, Outcome::LocalOriginConnectFailed);
+                    charge::connect_failed(&info, &host, Outcome::LocalOriginConnectFailed);
                     self.stats.upstream_cx_connect_fail.inc();
                     self.tried.push(idx);
                     self.host = Some(host);
@@ -543,11 +547,20 @@ impl RouterState {
         let now = ctx.now;
         // The route timeout spans every try.
         if self.global_deadline.is_some_and(|d| now >= d) && self.phase != Phase::Done {
-            if self.client.is_some() && self.resp_meta.is_none() {
-                self.report(ctx, Outcome::LocalOriginTimeout);
+            if self.client.as_ref().is_some_and(|c| c.connected) {
+                if self.resp_meta.is_none() {
+                    let code = self.timeout_code();
+                    self.charge(ctx, |info, host| charge::timeout(info, host, code));
+                } else {
+                    self.charge(ctx, |_, host| Host::inc(&host.rq_timeout));
+                }
             }
             self.stats.upstream_rq_timeout.inc();
             self.drop_client(ctx, true);
+            if let Some(h) = self.hedged.take() {
+                charge::hedged_timed_out(&h.host);
+                h.reset(ctx);
+            }
             self.global_deadline = None;
             if stream.response_started {
                 step.reset_downstream = true;
@@ -559,6 +572,17 @@ impl RouterState {
                 return Err(LocalReply::new(204, "", ResponseFlags::UPSTREAM_REQUEST_TIMEOUT));
             }
             return Err(LocalReply::new(504, local_reply::UPSTREAM_TIMEOUT, ResponseFlags::UPSTREAM_REQUEST_TIMEOUT));
+        }
+        // A hedged try may answer whatever the current try is doing.
+        if self.hedged.is_some() && self.phase != Phase::Done {
+            if let Some(meta) = self.poll_hedged(stream, ctx) {
+                step.progress = true;
+                return self.on_response_head(cfg, stream, down, ctx, meta, step);
+            }
+            if self.client.is_none() && self.phase == Phase::Active && self.hedged.is_none() {
+                // The hedged try failed and nothing else is in flight.
+                return self.fail(cfg, stream, ctx, ResetReason::Reset);
+            }
         }
         match self.phase {
             Phase::Done => return Ok(()),
@@ -586,7 +610,7 @@ impl RouterState {
                     match ctx.stack.connect_result(client.socket) {
                         Ok(()) => {
                             client.connected = true;
-                            self.report(ctx, Outcome::LocalOriginConnectSuccess);
+                            self.charge(ctx, charge::request_sent);
                             self.phase = Phase::Active;
                             self.send_request(cfg, stream);
                             step.progress = true;
@@ -595,7 +619,7 @@ impl RouterState {
                         Err(e) => {
                             tracing::debug!("upstream connect failed: {e}");
                             self.stats.upstream_cx_connect_fail.inc();
-                            self.report(ctx, Outcome::LocalOriginConnectFailed);
+                            self.charge(ctx, |i, h| charge::connect_failed(i, h, Outcome::LocalOriginConnectFailed));
                             self.drop_client(ctx, true);
                             return self.fail(cfg, stream, ctx, ResetReason::ConnectFailure);
                         }
@@ -603,7 +627,7 @@ impl RouterState {
                 }
                 if self.phase != Phase::Active {
                     if now >= deadline {
-                        self.report(ctx, Outcome::LocalOriginTimeout);
+                        self.charge(ctx, |i, h| charge::connect_failed(i, h, Outcome::LocalOriginTimeout));
                         self.stats.upstream_cx_connect_timeout.inc();
                         self.stats.upstream_cx_connect_fail.inc();
                         self.drop_client(ctx, true);
@@ -618,8 +642,14 @@ impl RouterState {
         if self.resp_meta.is_none() {
             let per_try = self.try_deadline.is_some_and(|d| now >= d);
             let idle = self.per_try_idle.is_some_and(|t| now >= self.try_activity + t);
-            if per_try || idle {
-                self.report(ctx, Outcome::LocalOriginTimeout);
+            if per_try && self.hedge_on_per_try_timeout && self.client.is_some() {
+                self.soft_per_try_timeout(ctx);
+                if self.client.is_none() {
+                    return Ok(());
+                }
+            } else if per_try || idle {
+                let code = self.timeout_code();
+                self.charge(ctx, |info, host| charge::timeout(info, host, code));
                 self.stats.upstream_rq_per_try_timeout.inc();
                 self.drop_client(ctx, true);
                 let reason = if per_try { ResetReason::PerTryTimeout } else { ResetReason::PerTryIdleTimeout };
@@ -706,6 +736,7 @@ impl RouterState {
                     Ok(ParseStatus::Partial) => break,
                     Err(e) => {
                         tracing::debug!("upstream response unparsable: {e:?}");
+                        self.charge(ctx, |info, host| charge::reset(info, host, true));
                         self.drop_client(ctx, true);
                         stream.flags.set(ResponseFlags::UPSTREAM_PROTOCOL_ERROR);
                         self.phase = Phase::Done;
@@ -731,15 +762,16 @@ impl RouterState {
             if eof || error {
                 // A TLS handshake that never completed is a connection failure.
                 let handshake_failed = self.client.as_ref().is_some_and(|c| !c.transport.established());
-                let (outcome, reason) = if handshake_failed {
+                let reason = if handshake_failed {
                     // Envoy raises Connected only after the handshake: count it as
                     // a connect failure.
                     self.stats.upstream_cx_connect_fail.inc();
-                    (Outcome::LocalOriginConnectFailed, ResetReason::ConnectFailure)
+                    self.charge(ctx, |i, h| charge::connect_failed(i, h, Outcome::LocalOriginConnectFailed));
+                    ResetReason::ConnectFailure
                 } else {
-                    (Outcome::ExtOriginRequestFailed, ResetReason::Reset)
+                    self.charge(ctx, |info, host| charge::reset(info, host, true));
+                    ResetReason::Reset
                 };
-                self.report(ctx, outcome);
                 self.drop_client(ctx, true);
                 return self.fail(cfg, stream, ctx, reason);
             }
@@ -760,7 +792,22 @@ impl RouterState {
     ) -> Result<(), LocalReply> {
         let status = stream.response.status;
         let retriable = self.retry.as_ref().is_some_and(|r| r.retriable_response(status, &stream.response));
-        if retriable && self.can_retry(ctx) {
+        let retry_now = retriable && self.can_retry(ctx);
+        self.charge(ctx, |info, host| charge::response_head(info, host, status, retry_now));
+        if retriable && !retry_now && self.hedged.is_some() {
+            // A bad answer with no retry left while the hedged try may still answer.
+            self.drop_client(ctx, true);
+            stream.response.clear();
+            self.promote_hedged();
+            return Ok(());
+        }
+        if !retry_now {
+            // This answer goes downstream: the hedged try is abandoned.
+            if let Some(h) = self.hedged.take() {
+                h.reset(ctx);
+            }
+        }
+        if retry_now {
             // The retried response is dropped with its connection.
             self.drop_client(ctx, true);
             stream.response.clear();
@@ -838,6 +885,7 @@ impl RouterState {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::debug!("upstream body framing error: {e:?}");
+                    self.charge(ctx, |info, host| charge::reset(info, host, false));
                     self.drop_client(ctx, true);
                     step.reset_downstream = true;
                     return Ok(());
@@ -858,6 +906,7 @@ impl RouterState {
                     // Truncated response: the client must see the reset.
                     self.stats.upstream_rq_rx_reset.inc();
                     stream.flags.set(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+                    self.charge(ctx, |info, host| charge::reset(info, host, false));
                     self.drop_client(ctx, true);
                     step.reset_downstream = true;
                     return Ok(());
@@ -926,6 +975,11 @@ impl RouterState {
             self.schedule_retry(ctx);
             return Ok(());
         }
+        if self.hedged.is_some() {
+            // The hedged try is still in flight: wait for its answer instead.
+            self.promote_hedged();
+            return Ok(());
+        }
         let retried = self.retry.as_ref().is_some_and(|r| r.retries > 0);
         if retriable {
             self.stats.upstream_rq_retry_limit_exceeded.inc();
@@ -981,10 +1035,19 @@ impl RouterState {
         self.try_deadline = None;
     }
 
-    /// Report an outcome of the current host to outlier detection.
-    fn report<S: Stack>(&self, ctx: &mut Ctx<'_, S>, outcome: Outcome) {
+    /// Tell the current host (its outlier monitor and counters) how the try went.
+    fn charge<S: Stack>(&self, ctx: &mut Ctx<'_, S>, f: impl FnOnce(&ClusterInfo, &Host)) {
         if let Some(host) = &self.host {
-            ctx.clusters.clusters[self.cluster].info.put_result(host, outcome);
+            f(&ctx.clusters.clusters[self.cluster].info, host);
+        }
+    }
+
+    /// The status a timed-out request is answered with (Envoy's `timeout_response_code_`).
+    fn timeout_code(&self) -> u16 {
+        if self.alt_response {
+            204
+        } else {
+            504
         }
     }
 
@@ -1021,19 +1084,83 @@ impl RouterState {
             self.stats.upstream_rq_tx_reset.inc();
         }
         self.drop_client(ctx, true);
+        if let Some(h) = self.hedged.take() {
+            h.reset(ctx);
+        }
         self.finish(ctx);
         self.phase = Phase::Done;
+    }
+
+    /// Envoy's `onSoftPerTryTimeout`: report the timeout, and when a retry is allowed
+    /// keep the try running as the hedged one while the retry starts.
+    fn soft_per_try_timeout<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let code = self.timeout_code();
+        self.charge(ctx, |info, host| charge::soft_timeout(info, host, code));
+        self.try_deadline = None;
+        let retriable = self.retry.as_ref().is_some_and(|r| r.retriable_reset(ResetReason::PerTryTimeout));
+        // One hedged try at a time: a later soft timeout only goes on waiting.
+        if self.hedged.is_some() || !retriable || !self.body_copy_ok || !self.can_retry(ctx) {
+            return;
+        }
+        let (Some(slot), Some(client), Some(host)) = (self.slot.take(), self.client.take(), self.host.clone()) else {
+            return;
+        };
+        self.upstream_event = false;
+        self.hedged = Some(HedgedTry { slot, client, host, started: self.try_started });
+        self.schedule_retry(ctx);
+    }
+
+    /// Read the hedged try; its response head, when it wins (the current try, or the
+    /// retry waiting to start, is abandoned and the hedged try becomes the current one).
+    fn poll_hedged<S: Stack>(&mut self, stream: &mut Stream, ctx: &mut Ctx<'_, S>) -> Option<ResponseMeta> {
+        let limit = ctx.clusters.clusters[self.cluster].info.config.per_connection_buffer_limit_bytes;
+        let in_limit = flow_control::upstream_input_limit(limit);
+        let mut head = crate::http::ResponseHead::default();
+        let event = self.hedged.as_mut()?.poll(ctx, in_limit, stream.meta.is_head, &mut head);
+        match event {
+            HedgeEvent::Nothing => None,
+            HedgeEvent::Failed => {
+                let h = self.hedged.take()?;
+                let info = Arc::clone(&ctx.clusters.clusters[self.cluster].info);
+                charge::reset(&info, &h.host, true);
+                h.reset(ctx);
+                None
+            }
+            HedgeEvent::Head(meta) => {
+                self.drop_client(ctx, true);
+                self.release_retry(ctx);
+                if self.counted_pending {
+                    let info = Arc::clone(&ctx.clusters.clusters[self.cluster].info);
+                    self.release_pending(&info);
+                    ctx.pool.stop_waiting(self.cluster, ctx.key);
+                }
+                self.promote_hedged();
+                stream.response = head;
+                Some(meta)
+            }
+        }
+    }
+
+    /// The hedged try becomes the current one (awaiting its response head).
+    fn promote_hedged(&mut self) {
+        let Some(h) = self.hedged.take() else { return };
+        self.slot = Some(h.slot);
+        self.client = Some(h.client);
+        self.host = Some(h.host);
+        self.try_started = h.started;
+        self.phase = Phase::Active;
+        self.request_sent = true;
+        self.upstream_event = true;
+        self.try_deadline = None;
+        self.resp_meta = None;
     }
 }
 
 impl Drop for RouterState {
     fn drop(&mut self) {
         debug_assert!(self.client.is_none(), "router dropped with a live upstream connection");
+        debug_assert!(self.hedged.is_none(), "router dropped with a live hedged try");
     }
-}
-
-fn header_ms(head: &crate::http::RequestHead, name: &[u8]) -> Option<u64> {
-    head.headers.get_str(name)?.trim().parse().ok()
 }
 
 /// The destination an ORIGINAL_DST cluster connects to: the request's

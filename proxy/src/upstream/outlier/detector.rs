@@ -243,6 +243,9 @@ impl Detector {
             let m = &self.hosts[i].host.outlier;
             m.external_origin.update_current_writer();
             m.local_origin.update_current_writer();
+            // Refreshed by this interval's pass when the host has the volume.
+            m.set_success_rate(false, -1.0);
+            m.set_success_rate(true, -1.0);
         }
         changed |= self.success_rate_ejections(Origin::External, now, stats);
         changed |= self.success_rate_ejections(Origin::Local, now, stats);
@@ -296,6 +299,7 @@ impl Detector {
             if volume >= sr_volume {
                 sr_hosts.push((i, rate));
                 sum += rate;
+                st.host.outlier.set_success_rate(origin == Origin::Local, rate);
             }
             if volume >= fp_volume {
                 fp_hosts.push((i, rate));

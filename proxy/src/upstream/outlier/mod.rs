@@ -13,6 +13,7 @@
 //!   without locks.
 
 pub mod detector;
+pub mod http;
 pub mod monitor;
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ impl SuccessRateAccumulator {
 }
 
 /// Per-host outlier counters, written lock-free by workers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HostMonitor {
     consecutive_5xx: AtomicU32,
     consecutive_gateway_failure: AtomicU32,
@@ -72,6 +72,24 @@ pub struct HostMonitor {
     pending: AtomicU32,
     pub external_origin: SuccessRateAccumulator,
     pub local_origin: SuccessRateAccumulator,
+    /// The success rates the authority computed in its last pass (f64 bits; negative:
+    /// none, the host lacked `success_rate_request_volume`), external then local
+    /// origin, for `/clusters`.
+    success_rates: [AtomicU64; 2],
+}
+
+impl Default for HostMonitor {
+    fn default() -> HostMonitor {
+        HostMonitor {
+            consecutive_5xx: AtomicU32::new(0),
+            consecutive_gateway_failure: AtomicU32::new(0),
+            consecutive_local_origin_failure: AtomicU32::new(0),
+            pending: AtomicU32::new(0),
+            external_origin: SuccessRateAccumulator::default(),
+            local_origin: SuccessRateAccumulator::default(),
+            success_rates: [AtomicU64::new((-1f64).to_bits()), AtomicU64::new((-1f64).to_bits())],
+        }
+    }
 }
 
 fn is_5xx(code: u64) -> bool {
@@ -161,6 +179,16 @@ impl HostMonitor {
         self.local_origin.inc_total();
         self.local_origin.inc_success();
         self.consecutive_local_origin_failure.store(0, Ordering::Relaxed);
+    }
+
+    /// The last computed success rate in percent (`local`: the local-origin one), or -1.
+    pub fn success_rate(&self, local: bool) -> f64 {
+        f64::from_bits(self.success_rates[usize::from(local)].load(Ordering::Relaxed))
+    }
+
+    /// Authority: publish a computed success rate (-1: none this interval).
+    pub fn set_success_rate(&self, local: bool, rate: f64) {
+        self.success_rates[usize::from(local)].store(rate.to_bits(), Ordering::Relaxed);
     }
 
     /// Record detected ejection types for the authority.

@@ -731,7 +731,7 @@ impl HttpConnection {
         }
         let cfg = Arc::clone(&self.cfg);
         let random = ctx.rng.next_u64();
-        let Some(matched) = cfg.routes.route(&self.stream.head, random) else {
+        let Some(matched) = cfg.routes.route_in(&self.stream.head, random, ctx.runtime) else {
             self.stats.no_route.inc();
             self.stream.flags.set(ResponseFlags::NO_ROUTE_FOUND);
             self.send_local_reply(ctx, 404, b"", &[]);
@@ -852,7 +852,8 @@ impl HttpConnection {
                     let cluster =
                         self.stream.cluster.and_then(|c| cfg.clusters.clusters.get(c)).map(|c| c.name().to_string());
                     let rng = &mut *ctx.rng;
-                    let d = fault.decide(&self.stream.head, cluster.as_deref().unwrap_or(""), || rng.next_u64());
+                    let d = fault
+                        .decide(&self.stream.head, cluster.as_deref().unwrap_or(""), ctx.runtime, || rng.next_u64());
                     if d.counted {
                         self.stream.faults.push((i, d.abort, d.grpc_status));
                     }

@@ -296,6 +296,11 @@ impl<S: Stack> Worker<S> {
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
         }
         self.stack.poll(events, timeout)?;
+        // A runtime snapshot published before this poll returned applies to every
+        // event of this round (no reload: just the new values).
+        if self.control.runtime.version() != self.runtime_version {
+            (self.runtime_version, self.runtime) = self.control.runtime.current();
+        }
         let now = Instant::now();
         for ev in events.iter() {
             let t = ev.token();
@@ -320,9 +325,7 @@ impl<S: Stack> Worker<S> {
         if self.control.version.load(Ordering::Acquire) != self.version {
             self.adopt_published(now);
         }
-        if self.control.runtime.version() != self.runtime_version {
-            (self.runtime_version, self.runtime) = self.control.runtime.current();
-        }
+
         self.retire_generations(now);
         if self.control.stop.load(Ordering::Relaxed) {
             self.abort_all(Instant::now());

@@ -230,7 +230,61 @@ fn listener_connection_limit_from_runtime(backend: Backend) {
     drop(held);
 }
 
+fn weighted_clusters_read_runtime_weights(backend: Backend) {
+    let s = Setup::new(backend);
+    let routes = r#"- name: all
+  domains: ["*"]
+  routes:
+  - match: { prefix: "/" }
+    route:
+      weighted_clusters:
+        runtime_key_prefix: routing.split
+        clusters:
+        - { name: a, weight: 100 }
+        - { name: b, weight: 0 }
+"#;
+    let (p, listen) = s.start(ADMIN_LAYER, routes, "", "");
+    let mut c = s.client(&p, listen);
+    assert_eq!(spread(&s, &mut c, "/", 10), (10, 0));
+    p.runtime_modify(&[("routing.split.a", "0"), ("routing.split.b", "5")]).unwrap();
+    assert_eq!(spread(&s, &mut c, "/", 10), (0, 10), "the runtime's weights replace the configured ones");
+    // Runtime weights that sum to 0: no route (404 NR), as Envoy.
+    p.runtime_modify(&[("routing.split.b", "0")]).unwrap();
+    assert_eq!(c.get("/").status, 404);
+}
+
+fn global_connection_limit_from_runtime(backend: Backend) {
+    let s = Setup::new(backend);
+    let runtime = "layers:\n- name: base\n  static_layer:\n    overload.global_downstream_max_connections: 1\n";
+    let (p, listen) = s.start(runtime, FLIP_ROUTES, "", "");
+    let mut held = s.client(&p, listen);
+    assert_eq!(held.get("/").status, 200);
+    let mut second = s.client(&p, listen);
+    second.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert!(second.closed_within(Duration::from_secs(3)), "over the global limit: closed at once");
+    let stat = format!("listener.{}_{}.downstream_global_cx_overflow", listen.ip(), listen.port());
+    wait_until("downstream_global_cx_overflow", || p.stats().get(&stat) == Some(1));
+    drop(held);
+}
+
+fn circuit_breaker_limits_from_runtime(backend: Backend) {
+    let s = Setup::new(backend);
+    let (p, listen) = s.start(ADMIN_LAYER, FLIP_ROUTES, "", "");
+    let mut c = s.client(&p, listen);
+    assert_eq!(c.get("/").status, 200);
+    p.runtime_modify(&[("circuit_breakers.b.default.max_requests", "0")]).unwrap();
+    let r = c.get("/");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("x-envoy-overloaded"), Some("true"));
+    assert_eq!(p.stats().get("cluster.b.upstream_rq_pending_overflow"), Some(1));
+    p.runtime_modify(&[("circuit_breakers.b.default.max_requests", "")]).unwrap();
+    assert_eq!(c.get("/").status, 200, "the configured limit again");
+}
+
 on_both_backends!(
+    weighted_clusters_read_runtime_weights,
+    global_connection_limit_from_runtime,
+    circuit_breaker_limits_from_runtime,
     runtime_fraction_flips_without_reload,
     runtime_fraction_flips_on_a_disk_layer_swap,
     maintenance_mode_answers_503_with_uo,
@@ -282,6 +336,11 @@ fn binary_runtime_endpoints_and_modify() {
     let shown = get(admin, "/runtime").text();
     assert!(shown.contains("\"final_value\": \"100\",\n   \"layer_values\": [\"0\", \"100\"]"), "{shown}");
     assert_eq!(post(admin, "/runtime_modify").0, 400);
+    // Circuit-breaker limits from the runtime show in /clusters.
+    assert_eq!(post(admin, "/runtime_modify?circuit_breakers.a.default.max_connections=7").0, 200);
+    wait_until("the runtime limit in /clusters", || {
+        get(admin, "/clusters").text().contains("a::default_priority::max_connections::7\n")
+    });
     // /config_dump shows the layers as configured.
     let dump = get(admin, "/config_dump").text();
     assert!(dump.contains("\"layered_runtime\""), "{dump}");

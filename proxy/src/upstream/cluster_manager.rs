@@ -591,6 +591,47 @@ mod tests {
         assert_eq!(stats.lb_healthy_panic.get(), 6);
     }
 
+    fn runtime(kv: &[(&str, &str)]) -> crate::runtime::Snapshot {
+        crate::runtime::Snapshot::new(vec![Arc::new(crate::runtime::Layer {
+            name: "l".into(),
+            values: kv.iter().map(|(k, v)| (k.to_string(), sluice_config::runtime::Entry::parse(v))).collect(),
+        })])
+    }
+
+    #[test]
+    fn runtime_panic_threshold_and_circuit_breakers() {
+        let cm = manager("    circuit_breakers: { thresholds: [{ max_requests: 5 }] }", &[1, 2]);
+        let info = Arc::clone(&cm.clusters[0]);
+        let mut tl = cm.thread_local_seeded(0);
+        let c = &mut tl.clusters[0];
+        // One of two hosts failed: 50 % healthy is not below the default threshold (50).
+        info.hosts().hosts[0].set_flag(health_flag::FAILED_ACTIVE_HC);
+        info.refresh_health();
+        assert!((0..4).all(|r| pick(c, r) == 1));
+        // upstream.healthy_panic_threshold 80: 50 % is below it, every host serves again.
+        info.apply_runtime(&runtime(&[("upstream.healthy_panic_threshold", "80")]));
+        let mut seen = [0; 2];
+        for r in 0..4 {
+            seen[pick(c, r)] += 1;
+        }
+        assert_eq!(seen, [2, 2]);
+        // Back to the configured threshold when the key goes.
+        info.apply_runtime(&runtime(&[]));
+        assert!((0..4).all(|r| pick(c, r) == 1));
+        // circuit_breakers.<cluster>.default.max_requests overrides the configured 5.
+        assert_eq!(info.circuit_breaker_limits(), [1024, 1024, 5, 3]);
+        info.apply_runtime(&runtime(&[
+            ("circuit_breakers.b.default.max_requests", "1"),
+            ("circuit_breakers.b.default.max_connections", "7"),
+        ]));
+        assert_eq!(info.circuit_breaker_limits(), [7, 1024, 1, 3]);
+        assert!(info.try_acquire_request());
+        assert!(!info.try_acquire_request(), "the runtime's limit of 1 holds");
+        info.release_request();
+        info.apply_runtime(&runtime(&[]));
+        assert_eq!(info.circuit_breaker_limits(), [1024, 1024, 5, 3]);
+    }
+
     #[test]
     fn health_checked_clusters_start_with_failed_hosts() {
         let cm = manager(

@@ -28,7 +28,6 @@ pub const INERT: &[(&str, &str)] = &[
     ("start_child_span", "tracing only, and tracing is rejected"),
     ("decorator", "names the tracing span, and tracing is rejected"),
     ("trace_sampled", "tracing only, and tracing is rejected"),
-    ("runtime_key", "an access log filter's runtime override; sluice's access log filters read their default values"),
     (
         "response_rate_limit_percent_runtime",
         "the runtime key of response rate-limit faults, which are rejected (response_rate_limit)",
@@ -90,7 +89,6 @@ mod tests {
                 "start_child_span",
                 "decorator",
                 "trace_sampled",
-                "runtime_key",
                 "response_rate_limit_percent_runtime",
                 "metadata_match",
                 "locality",

@@ -1110,7 +1110,7 @@ impl HttpConnection {
             cluster,
         };
         for logger in &self.cfg.access_log {
-            logger.log(&cx, ctx.access_log);
+            logger.log(&cx, ctx.access_log, ctx.runtime);
         }
     }
 

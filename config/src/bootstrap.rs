@@ -16,6 +16,8 @@ pub struct Bootstrap {
     pub clusters: Vec<Cluster>,
     /// `overload_manager` (absent: no monitors, no actions, no global connection limit).
     pub overload_manager: Option<OverloadManager>,
+    /// `layered_runtime` (absent: a runtime with no layers).
+    pub layered_runtime: Option<runtime::LayeredRuntime>,
 }
 
 /// `bootstrap.v3.Admin`: where the admin server listens (absent = no admin server).
@@ -75,9 +77,12 @@ impl Decode for Bootstrap {
                 "application_log_config",
             ],
         );
-        if let Some(n) = f.take("layered_runtime") {
-            runtime::check_layered_runtime(d, n, &f.field_path("layered_runtime"));
-        }
+        let layered_runtime = match f.take("layered_runtime") {
+            Some(n) => {
+                runtime::decode_layered_runtime(d, n, &f.field_path("layered_runtime"), &runtime::service_cluster(node))
+            }
+            None => None,
+        };
         f.empty_only(
             d,
             "cluster_manager",
@@ -118,6 +123,6 @@ impl Decode for Bootstrap {
             ],
         );
         f.finish(d);
-        Some(Bootstrap { admin, listeners, clusters, overload_manager })
+        Some(Bootstrap { admin, listeners, clusters, overload_manager, layered_runtime })
     }
 }

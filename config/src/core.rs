@@ -124,17 +124,29 @@ impl Decode for FractionalPercent {
     }
 }
 
-/// `core.v3.RuntimeFractionalPercent`: we have no runtime, so `default_value` rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RuntimeFractionalPercent(pub FractionalPercent);
+/// `core.v3.RuntimeFractionalPercent`: `default_value` unless the runtime holds
+/// `runtime_key` (an integer percent, or a fractional percent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeFractionalPercent {
+    pub default_value: FractionalPercent,
+    /// Empty: no key, `default_value` is final.
+    pub runtime_key: String,
+}
+
+impl RuntimeFractionalPercent {
+    /// The fraction that is always the same (no runtime key).
+    pub const fn fixed(default_value: FractionalPercent) -> RuntimeFractionalPercent {
+        RuntimeFractionalPercent { default_value, runtime_key: String::new() }
+    }
+}
 
 impl Decode for RuntimeFractionalPercent {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
         let v: Option<FractionalPercent> = f.req(d, "default_value");
-        f.ignored(d, &["runtime_key"]);
+        let runtime_key: String = f.or(d, "runtime_key", String::new());
         f.finish(d);
-        v.map(RuntimeFractionalPercent)
+        v.map(|default_value| RuntimeFractionalPercent { default_value, runtime_key })
     }
 }
 

@@ -1,9 +1,9 @@
 //! `envoy.extensions.filters.http.fault.v3.HTTPFault`: delay and abort injection.
 //!
 //! Defaults follow Envoy: an absent `percentage` is 0 % (the runtime keys
-//! `fault.http.delay.fixed_delay_percent` / `fault.http.abort.abort_percent` would
-//! supply one; sluice has no runtime, so the configured value is final); an absent
-//! `max_active_faults` is unlimited. Header-controlled faults
+//! `fault.http.delay.fixed_delay_percent` / `fault.http.abort.abort_percent`, or the
+//! keys `delay_percent_runtime` / `abort_percent_runtime` name, override it); an absent
+//! `max_active_faults` is unlimited. [`FaultRuntimeKeys`] holds the runtime keys. Header-controlled faults
 //! (`x-envoy-fault-delay-request`, `x-envoy-fault-abort-request`) are enabled by
 //! `header_delay: {}` / `header_abort: {}`.
 
@@ -129,6 +129,32 @@ pub struct HttpFault {
     pub downstream_nodes: Vec<String>,
     /// `None`: unlimited.
     pub max_active_faults: Option<u32>,
+    pub runtime: Box<FaultRuntimeKeys>,
+}
+
+/// The runtime keys that override the fault's settings (Envoy's `RuntimeKeys`, or the
+/// `*_runtime` fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultRuntimeKeys {
+    pub delay_percent: String,
+    pub abort_percent: String,
+    pub delay_duration: String,
+    pub abort_http_status: String,
+    pub abort_grpc_status: String,
+    pub max_active_faults: String,
+}
+
+impl Default for FaultRuntimeKeys {
+    fn default() -> Self {
+        FaultRuntimeKeys {
+            delay_percent: "fault.http.delay.fixed_delay_percent".into(),
+            abort_percent: "fault.http.abort.abort_percent".into(),
+            delay_duration: "fault.http.delay.fixed_duration_ms".into(),
+            abort_http_status: "fault.http.abort.http_status".into(),
+            abort_grpc_status: "fault.http.abort.grpc_status".into(),
+            max_active_faults: "fault.http.max_active_faults".into(),
+        }
+    }
 }
 
 impl HttpFault {
@@ -139,19 +165,22 @@ impl HttpFault {
         let headers = f.list(d, "headers");
         let downstream_nodes = f.list(d, "downstream_nodes");
         let max_active_faults: Option<u32> = f.opt(d, "max_active_faults");
-        f.ignored(
-            d,
-            &[
-                "delay_percent_runtime",
-                "abort_percent_runtime",
-                "delay_duration_runtime",
-                "abort_http_status_runtime",
-                "max_active_faults_runtime",
-                "response_rate_limit_percent_runtime",
-                "abort_grpc_status_runtime",
-                "disable_downstream_cluster_stats",
-            ],
-        );
+        let mut runtime = Box::<FaultRuntimeKeys>::default();
+        for (name, key) in [
+            ("delay_percent_runtime", &mut runtime.delay_percent),
+            ("abort_percent_runtime", &mut runtime.abort_percent),
+            ("delay_duration_runtime", &mut runtime.delay_duration),
+            ("abort_http_status_runtime", &mut runtime.abort_http_status),
+            ("abort_grpc_status_runtime", &mut runtime.abort_grpc_status),
+            ("max_active_faults_runtime", &mut runtime.max_active_faults),
+        ] {
+            // PROTOBUF_GET_STRING_OR_DEFAULT: an empty string keeps the default key.
+            let v: String = f.or(d, name, String::new());
+            if !v.is_empty() {
+                *key = v;
+            }
+        }
+        f.ignored(d, &["response_rate_limit_percent_runtime", "disable_downstream_cluster_stats"]);
         f.empty_only(d, "response_rate_limit", "response rate-limit faults are not supported yet; remove it");
         f.unsupported(d, &["filter_metadata"]);
         f.finish(d);
@@ -162,6 +191,7 @@ impl HttpFault {
             headers,
             downstream_nodes,
             max_active_faults,
+            runtime,
         })
     }
 }

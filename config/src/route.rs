@@ -8,6 +8,7 @@
 //! domain could never match in Envoy either). Direct-response bodies are checked against
 //! `max_direct_response_body_size_bytes` here.
 
+use crate::core::RuntimeFractionalPercent;
 use crate::decode::{index, Decode, Decoder, Fields};
 use crate::error::{ErrorKind, Warning};
 use crate::matcher::{FullRegex, HeaderMatcher, QueryParameterMatcher};
@@ -387,6 +388,9 @@ pub struct RouteMatch {
     pub query_parameters: Vec<QueryParameterMatcher>,
     /// `grpc: {}`: only gRPC requests (`content-type: application/grpc...`).
     pub grpc: bool,
+    /// `runtime_fraction`: the share of requests the route matches, read from the
+    /// runtime with the stream's random value.
+    pub runtime_fraction: Option<RuntimeFractionalPercent>,
 }
 
 impl Decode for RouteMatch {
@@ -435,10 +439,8 @@ impl Decode for RouteMatch {
             }
             None => false,
         };
-        f.unsupported(
-            d,
-            &["path_match_policy", "runtime_fraction", "tls_context", "dynamic_metadata", "filter_state", "cookies"],
-        );
+        let runtime_fraction: Option<RuntimeFractionalPercent> = f.opt(d, "runtime_fraction");
+        f.unsupported(d, &["path_match_policy", "tls_context", "dynamic_metadata", "filter_state", "cookies"]);
         f.finish(d);
         let path_spec = match specs.len() {
             1 => specs.pop()??,
@@ -461,7 +463,7 @@ impl Decode for RouteMatch {
                 return None;
             }
         };
-        Some(RouteMatch { path: path_spec, case_sensitive, headers, query_parameters, grpc })
+        Some(RouteMatch { path: path_spec, case_sensitive, headers, query_parameters, grpc, runtime_fraction })
     }
 }
 

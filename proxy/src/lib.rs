@@ -19,6 +19,7 @@ pub mod reload;
 pub mod rng;
 pub mod route_check;
 pub mod router;
+pub mod runtime;
 pub mod server;
 pub mod stats;
 pub mod tcp_proxy;

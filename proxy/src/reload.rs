@@ -59,19 +59,25 @@ impl UpstreamThreads {
     }
 }
 
-/// The bootstrap fields a reload does not change: the admin server keeps its socket and
-/// the overload manager its monitors and actions (in Envoy both are bootstrap-only, set
-/// at start, with no API to change them). A file that changes them is still reloaded for
+/// The bootstrap fields a reload does not change: the admin server keeps its socket,
+/// the overload manager its monitors and actions and the runtime its layers (in Envoy
+/// all are bootstrap-only, set at start; runtime values change through the runtime's
+/// own layers, without a reload). A file that changes them is still reloaded for
 /// everything else; the running values stay in force and in `/config_dump`.
 #[derive(Debug, Clone)]
 pub struct BootstrapOnly {
     pub admin: Option<sluice_config::bootstrap::Admin>,
     pub overload_manager: Option<sluice_config::overload::OverloadManager>,
+    pub layered_runtime: Option<sluice_config::runtime::LayeredRuntime>,
 }
 
 impl BootstrapOnly {
     pub fn of(b: &sluice_config::Bootstrap) -> BootstrapOnly {
-        BootstrapOnly { admin: b.admin.clone(), overload_manager: b.overload_manager.clone() }
+        BootstrapOnly {
+            admin: b.admin.clone(),
+            overload_manager: b.overload_manager.clone(),
+            layered_runtime: b.layered_runtime.clone(),
+        }
     }
 }
 
@@ -86,6 +92,10 @@ fn keep_bootstrap_only(new: &mut sluice_config::Bootstrap, running: &BootstrapOn
     if new.overload_manager != running.overload_manager {
         changed.push("overload_manager");
         new.overload_manager = running.overload_manager.clone();
+    }
+    if new.layered_runtime != running.layered_runtime {
+        changed.push("layered_runtime");
+        new.layered_runtime = running.layered_runtime.clone();
     }
     changed
 }

@@ -151,7 +151,11 @@ pub(crate) fn prepare(
     let stats = Arc::new(Store::new(workers));
     let overload = loaded.bootstrap.overload_manager.as_ref();
     let control = Arc::new(Control::with_overload(Arc::new(crate::overload::OverloadState::new(overload))));
-    if overload.and_then(|o| o.max_active_downstream_connections()).is_none() {
+    let runtime = crate::runtime::Loader::new(loaded.bootstrap.layered_runtime.as_ref(), Arc::clone(&control.runtime));
+    crate::runtime::apply_to_clusters(&runtime.snapshot(), &snapshot.cluster_manager);
+    if overload.and_then(|o| o.max_active_downstream_connections()).is_none()
+        && runtime.snapshot().get(crate::runtime::listener_limit::GLOBAL_MAX_CX).is_none()
+    {
         // As Envoy: a proxy without a global connection limit says so at startup.
         tracing::warn!(
             "there is no configured limit to the number of allowed active downstream connections; configure a limit in `envoy.resource_monitors.global_downstream_max_connections` resource monitor"
@@ -170,6 +174,7 @@ pub(crate) fn prepare(
         concurrency: workers,
         config_path: opts.config_path.display().to_string(),
         quit: AtomicBool::new(false),
+        runtime: Mutex::new(runtime),
     });
     let main = MainLoop::new(loaded, admin_state, opts, Arc::clone(&stats))?;
     Ok(Serving { stats, control, main, overload: loaded.bootstrap.overload_manager.clone() })
@@ -421,16 +426,38 @@ impl MainLoop {
         }
     }
 
+    /// Re-read swapped disk layers; when the runtime snapshot or the config changed
+    /// since `applied` (runtime version, config pointer), push the runtime's cluster
+    /// values into the config's clusters, and wake the workers for a new snapshot.
+    fn refresh_runtime(&self, applied: &mut (u64, *const Snapshot), wake_all: &impl Fn()) {
+        let (version, runtime) = {
+            let mut loader = self.admin_state.runtime.lock().unwrap_or_else(|e| e.into_inner());
+            loader.poll_disk();
+            (loader.published().version(), loader.snapshot())
+        };
+        let config = Arc::clone(&self.admin_state.snapshot.lock().unwrap_or_else(|e| e.into_inner()));
+        if applied.0 == version && std::ptr::eq(applied.1, Arc::as_ptr(&config)) {
+            return;
+        }
+        crate::runtime::apply_to_clusters(&runtime, &config.cluster_manager);
+        if applied.0 != version {
+            wake_all();
+        }
+        *applied = (version, Arc::as_ptr(&config));
+    }
+
     /// Serve signals and admin requests until `finished()` (all workers exited).
     fn run(&mut self, wakers: &[Arc<dyn Wake>], finished: impl Fn() -> bool) {
         let mut events = mio::Events::with_capacity(64);
         let control = Arc::clone(&self.admin_state.control);
         let wake_all = || wakers.iter().for_each(|w| drop(w.wake()));
         let mut listeners_drained = false;
+        let mut runtime_applied = (u64::MAX, std::ptr::null());
         loop {
             if finished() {
                 return;
             }
+            self.refresh_runtime(&mut runtime_applied, &wake_all);
             if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_millis(100))) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!("main loop poll failed: {e}");

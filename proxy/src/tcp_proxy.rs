@@ -212,8 +212,7 @@ impl TcpProxySession {
                 self.stats.downstream_cx_no_route.inc();
                 return self.close(ctx, CloseReason::NoHealthyUpstream);
             };
-            let cb = &self.cluster.config.circuit_breakers;
-            if !try_acquire(&self.cluster.resources.connections, cb.max_connections) {
+            if !try_acquire(&self.cluster.resources.connections, self.cluster.max_connections()) {
                 self.cluster_stats.upstream_cx_overflow.inc();
                 return self.close(ctx, CloseReason::Overflow);
             }

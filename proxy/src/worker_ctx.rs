@@ -84,6 +84,8 @@ pub struct Ctx<'a, S: Stack> {
     pub draining: bool,
     /// The overload manager's action states.
     pub overload: &'a crate::overload::OverloadState,
+    /// The runtime snapshot in force (read lock-free; replaced between rounds).
+    pub runtime: &'a crate::runtime::Snapshot,
 }
 
 impl<S: Stack> Ctx<'_, S> {

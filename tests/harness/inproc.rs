@@ -10,7 +10,10 @@
 //! and the upstream monitor, so outlier detection and cluster stats work as in the
 //! binary; the monitor's active health checks use kernel sockets, as in xdp mode, so
 //! they reach only kernel-backend origins). There is no admin server and no signal
-//! handling: configs that need those belong in the binary's tests. The
+//! handling: configs that need those belong in the binary's tests. The runtime
+//! (`layered_runtime`) is loaded as in the binary; [`InProcessProxy::runtime_modify`]
+//! and [`InProcessProxy::poll_runtime_disk`] do what the binary's `/runtime_modify` and
+//! main loop do with it. The
 //! workers' logs go to stderr when `SLUICE_TEST_LOG` holds a level or filter (e.g.
 //! `debug`, or `sluice=debug,sluice_stack=trace`).
 //!
@@ -21,7 +24,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -45,6 +48,8 @@ pub struct InProcessProxy {
     /// Where clients reach each worker, for listeners on an unspecified address.
     worker_ips: Vec<IpAddr>,
     next_worker: AtomicUsize,
+    runtime: Mutex<sluice::runtime::Loader>,
+    snapshot: Arc<Snapshot>,
 }
 
 impl InProcessProxy {
@@ -61,6 +66,9 @@ impl InProcessProxy {
         let snapshot = Arc::new(Snapshot::build(&loaded.bootstrap).map_err(|e| format!("config: {}", e.join("; ")))?);
         let stats = Arc::new(Store::new(stacks.len()));
         let control = Arc::new(Control::default());
+        let runtime =
+            sluice::runtime::Loader::new(loaded.bootstrap.layered_runtime.as_ref(), Arc::clone(&control.runtime));
+        sluice::runtime::apply_to_clusters(&runtime.snapshot(), &snapshot.cluster_manager);
         let mut workers = Vec::with_capacity(stacks.len());
         for (id, mut stack) in stacks.into_iter().enumerate() {
             let listen_sockets = open_listeners(&mut stack, &snapshot)?;
@@ -86,6 +94,8 @@ impl InProcessProxy {
             upstream: Some(upstream),
             worker_ips,
             next_worker: AtomicUsize::new(0),
+            runtime: Mutex::new(runtime),
+            snapshot,
         };
         for (id, mut worker) in workers.into_iter().enumerate() {
             proxy.wakers.push(worker.waker().map_err(|e| format!("worker {id}: no waker: {e}"))?);
@@ -105,6 +115,31 @@ impl InProcessProxy {
         }
         let i = self.next_worker.fetch_add(1, Ordering::Relaxed) % self.worker_ips.len();
         SocketAddr::new(self.worker_ips[i], listener.port())
+    }
+
+    /// What the binary's `POST /runtime_modify?k=v&...` does: write the admin layer,
+    /// publish the new snapshot to the workers (woken) and the clusters.
+    pub fn runtime_modify(&self, values: &[(&str, &str)]) -> Result<(), &'static str> {
+        let mut loader = self.runtime.lock().unwrap();
+        let values: Vec<(String, String)> = values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        loader.merge_admin(&values)?;
+        sluice::runtime::apply_to_clusters(&loader.snapshot(), &self.snapshot.cluster_manager);
+        self.wake_all();
+        settle();
+        Ok(())
+    }
+
+    /// What the binary's main loop does each round: re-read the disk layers when a
+    /// `symlink_root` was swapped; true when a new snapshot was published.
+    pub fn poll_runtime_disk(&self) -> bool {
+        let mut loader = self.runtime.lock().unwrap();
+        if !loader.poll_disk() {
+            return false;
+        }
+        sluice::runtime::apply_to_clusters(&loader.snapshot(), &self.snapshot.cluster_manager);
+        self.wake_all();
+        settle();
+        true
     }
 
     pub fn workers(&self) -> usize {
@@ -192,4 +227,12 @@ impl Drop for InProcessProxy {
             }
         }
     }
+}
+
+/// Workers adopt a new runtime snapshot when their poll returns: a request a worker is
+/// already reading in its current round (a keep-alive client that sent right after its
+/// last response) still sees the old values, as in Envoy, where the snapshot reaches
+/// each worker by a posted callback. Give the woken workers that round.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(50));
 }

@@ -1,8 +1,8 @@
 //! `config.accesslog.v3.AccessLogFilter`: which finished requests are logged.
 //!
 //! Supported: `status_code_filter`, `duration_filter` (a `ComparisonFilter` with op
-//! `EQ`/`GE`/`LE`/`NE` and a `RuntimeUInt32` whose `default_value` rules, sluice having
-//! no runtime), `not_health_check_filter`, `response_flag_filter` (short flag names;
+//! `EQ`/`GE`/`LE`/`NE` and a `RuntimeUInt32`: the runtime's integer at `runtime_key`,
+//! else `default_value`), `not_health_check_filter`, `response_flag_filter` (short flag names;
 //! an empty list matches any flag), `header_filter` and `and_filter` / `or_filter`.
 //! The others (`runtime_filter`, `traceable_filter`, `grpc_status_filter`,
 //! `metadata_filter`, `log_type_filter`, `extension_filter`) are reported unsupported.
@@ -30,15 +30,23 @@ proto_enum! {
 }
 
 /// `config.accesslog.v3.ComparisonFilter`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComparisonFilter {
     pub op: ComparisonOp,
+    /// `value.default_value`.
     pub value: u32,
+    /// `value.runtime_key` (empty: none).
+    pub runtime_key: String,
 }
 
 impl ComparisonFilter {
+    /// Compare `v` with the configured value.
     pub fn compare(&self, v: u64) -> bool {
-        let x = u64::from(self.value);
+        self.compare_with(v, u64::from(self.value))
+    }
+
+    /// Compare `v` with `x` (the runtime's value of `runtime_key`, or `value`).
+    pub fn compare_with(&self, v: u64, x: u64) -> bool {
         match self.op {
             ComparisonOp::Eq => v == x,
             ComparisonOp::Ge => v >= x,
@@ -59,13 +67,13 @@ impl Decode for ComparisonFilter {
             Some(v) => {
                 let mut vf = Fields::of(d, v, &value_path)?;
                 let n: Option<u32> = vf.req(d, "default_value");
-                vf.ignored(d, &["runtime_key"]);
+                let key: String = vf.or(d, "runtime_key", String::new());
                 vf.finish(d);
-                n?
+                (n?, key)
             }
-            None => 0,
+            None => (0, String::new()),
         };
-        Some(ComparisonFilter { op, value })
+        Some(ComparisonFilter { op, value: value.0, runtime_key: value.1 })
     }
 }
 

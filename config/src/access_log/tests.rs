@@ -78,6 +78,7 @@ fn filters() {
     assert_eq!(v.len(), 5);
     let AccessLogFilter::StatusCode(c) = &v[0] else { panic!() };
     assert!(c.compare(503) && !c.compare(404));
+    assert_eq!(c.runtime_key, "k");
     assert!(matches!(&v[2], AccessLogFilter::ResponseFlag(f) if f == &["UF", "URX"]));
     assert!(matches!(&v[4], AccessLogFilter::NotHealthCheck));
 }

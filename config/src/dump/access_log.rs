@@ -52,7 +52,10 @@ impl Dump for AccessLog {
 }
 
 fn comparison(c: &ComparisonFilter) -> Json {
-    let value = Json::obj().with("default_value", c.value);
+    let mut value = Json::obj().with("default_value", c.value);
+    if !c.runtime_key.is_empty() {
+        value = value.with("runtime_key", c.runtime_key.as_str());
+    }
     Json::obj().with("comparison", Json::obj().with("op", enum_name(c.op)).with("value", value))
 }
 

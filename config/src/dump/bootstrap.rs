@@ -3,6 +3,7 @@
 use super::{list, Dump, Json};
 use crate::address::{CidrRange, SocketAddress};
 use crate::bootstrap::{Admin, Bootstrap};
+use crate::runtime::{LayerKind, LayeredRuntime};
 
 impl Dump for Bootstrap {
     fn dump(&self) -> Json {
@@ -13,6 +14,33 @@ impl Dump for Bootstrap {
                 Json::obj().with("listeners", list(&self.listeners)).with("clusters", list(&self.clusters)),
             )
             .with_opt("overload_manager", self.overload_manager.as_ref().map(Dump::dump))
+            .with_opt("layered_runtime", self.layered_runtime.as_ref().map(Dump::dump))
+    }
+}
+
+/// The layers as configured: a static layer's struct as written, a disk layer's
+/// settings, an empty admin layer.
+impl Dump for LayeredRuntime {
+    fn dump(&self) -> Json {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                let j = Json::obj().with("name", l.name.as_str());
+                match &l.kind {
+                    LayerKind::Static { config, .. } => j.with("static_layer", config.clone()),
+                    LayerKind::Disk(d) => j.with(
+                        "disk_layer",
+                        Json::obj()
+                            .with("symlink_root", d.symlink_root.as_str())
+                            .with("subdirectory", d.subdirectory.as_str())
+                            .with("append_service_cluster", d.append_service_cluster),
+                    ),
+                    LayerKind::Admin => j.with("admin_layer", Json::obj()),
+                }
+            })
+            .collect::<Vec<_>>();
+        Json::obj().with("layers", Json::Arr(layers))
     }
 }
 

@@ -2,7 +2,7 @@
 //! routes, virtual hosts and route configurations), `FractionalPercent`, `Int64Range`.
 
 use super::{enum_name, Dump, Json};
-use crate::core::{FractionalPercent, HeaderValueOption, Int64Range};
+use crate::core::{FractionalPercent, HeaderValueOption, Int64Range, RuntimeFractionalPercent};
 use crate::route::{HeaderMutations, HeaderToAdd};
 
 impl Dump for Int64Range {
@@ -36,6 +36,18 @@ fn header_value_option(key: &str, value: &str, action: crate::core::AppendAction
 pub(super) fn with_headers(j: Json, direction: &str, h: &HeaderMutations) -> Json {
     j.with(&format!("{direction}_headers_to_add"), super::list(&h.to_add))
         .with(&format!("{direction}_headers_to_remove"), h.to_remove.clone())
+}
+
+/// `runtime_key` only when set (an empty key is no key).
+impl Dump for RuntimeFractionalPercent {
+    fn dump(&self) -> Json {
+        let j = Json::obj().with("default_value", self.default_value.dump());
+        if self.runtime_key.is_empty() {
+            j
+        } else {
+            j.with("runtime_key", self.runtime_key.as_str())
+        }
+    }
 }
 
 impl Dump for FractionalPercent {

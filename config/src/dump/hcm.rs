@@ -152,6 +152,12 @@ impl Dump for HttpFault {
             .with("headers", list(&self.headers))
             .with("downstream_nodes", self.downstream_nodes.clone())
             .with_opt("max_active_faults", self.max_active_faults)
+            .with("delay_percent_runtime", self.runtime.delay_percent.as_str())
+            .with("abort_percent_runtime", self.runtime.abort_percent.as_str())
+            .with("delay_duration_runtime", self.runtime.delay_duration.as_str())
+            .with("abort_http_status_runtime", self.runtime.abort_http_status.as_str())
+            .with("abort_grpc_status_runtime", self.runtime.abort_grpc_status.as_str())
+            .with("max_active_faults_runtime", self.runtime.max_active_faults.as_str())
     }
 }
 

@@ -71,7 +71,10 @@ impl Dump for RouteUpgradeConfig {
 /// weights are summed).
 impl Dump for WeightedClusters {
     fn dump(&self) -> Json {
-        Json::obj().with("clusters", list(&self.clusters)).with_opt("header_name", self.header_name.as_ref())
+        Json::obj()
+            .with("clusters", list(&self.clusters))
+            .with_opt("header_name", self.header_name.as_ref())
+            .with_opt("runtime_key_prefix", self.runtime_key_prefix.as_ref())
     }
 }
 
@@ -128,7 +131,7 @@ impl Dump for RequestMirrorPolicy {
             MirrorTarget::Cluster(c) => Json::obj().with("cluster", c),
             MirrorTarget::ClusterHeader(h) => Json::obj().with("cluster_header", h),
         };
-        j.with("runtime_fraction", Json::obj().with("default_value", self.fraction.dump()))
+        j.with("runtime_fraction", self.fraction.dump())
             .with("disable_shadow_host_suffix_append", self.disable_shadow_host_suffix_append)
             .with_opt("host_rewrite_literal", self.host_rewrite_literal.as_ref())
     }

@@ -199,10 +199,13 @@ fn fault_filter_defaults_and_fields() {
     assert!(load_err(&fault("              delay: {fixed_delay: 0s}\n")).contains("greater than 0"));
     assert!(load_err(&fault("              abort: {http_status: 700}\n")).contains("200..=599"));
     assert!(load_err(&fault("              abort: {http_status: 500, grpc_status: 1}\n")).contains("exactly one"));
-    let loaded =
-        crate::load_str(&fault("              abort: {http_status: 500}\n              abort_percent_runtime: x\n"))
-            .unwrap();
-    assert!(loaded.warnings.iter().any(|w| w.path.ends_with("abort_percent_runtime")));
+    let text = fault("              abort: {http_status: 500}\n              abort_percent_runtime: x\n");
+    let loaded = crate::load_str(&text).unwrap();
+    assert!(loaded.warnings.iter().all(|w| !w.path.ends_with("abort_percent_runtime")), "{:?}", loaded.warnings);
+    let h = hcm(&text);
+    let HttpFilterKind::Fault(f) = &h.http_filters[0].kind else { panic!() };
+    assert_eq!(f.runtime.abort_percent, "x");
+    assert_eq!(f.runtime.delay_percent, "fault.http.delay.fixed_delay_percent");
 }
 
 #[test]

@@ -263,7 +263,7 @@ pub enum MirrorTarget {
 pub struct RequestMirrorPolicy {
     pub target: MirrorTarget,
     /// No `runtime_fraction` means 100 %.
-    pub fraction: FractionalPercent,
+    pub fraction: RuntimeFractionalPercent,
     pub disable_shadow_host_suffix_append: bool,
     pub host_rewrite_literal: Option<String>,
     pub line: u32,
@@ -308,7 +308,7 @@ impl Decode for RequestMirrorPolicy {
         };
         Some(RequestMirrorPolicy {
             target,
-            fraction: fraction.map(|f| f.0).unwrap_or(FractionalPercent::ALWAYS),
+            fraction: fraction.unwrap_or(RuntimeFractionalPercent::fixed(FractionalPercent::ALWAYS)),
             disable_shadow_host_suffix_append,
             host_rewrite_literal: (!host_rewrite_literal.is_empty()).then_some(host_rewrite_literal),
             line,

@@ -150,8 +150,10 @@ fn route_match_errors() {
         .contains("not end with `/`"));
     let e = errors(&format!("{base}  - match: {{safe_regex: {{regex: '/(a'}}}}\n    route: {{cluster: c}}\n"));
     assert!(e.contains("rc.virtual_hosts[0].routes[0].match.safe_regex.regex"), "{e}");
-    let e = errors(&format!("{base}  - match: {{prefix: /, runtime_fraction: {{default_value: {{numerator: 1}}}}}}\n    route: {{cluster: c}}\n"));
-    assert!(e.contains("unsupported field `runtime_fraction`"), "{e}");
+    let e = errors(&format!(
+        "{base}  - match: {{prefix: /, runtime_fraction: {{runtime_key: k}}}}\n    route: {{cluster: c}}\n"
+    ));
+    assert!(e.contains("match.runtime_fraction.default_value"), "{e}");
     assert!(errors(&format!("{base}  - match: {{prefix: /}}\n")).contains("needs one of `route`, `redirect`"));
     assert!(errors(&format!("{base}  - match: {{prefix: /}}\n    route: {{cluster: c}}\n    redirect: {{}}\n"))
         .contains("set only one of `route`"));
@@ -291,11 +293,11 @@ fn retry_policy_checks() {
 fn mirror_and_hash_policies() {
     let rc = one("  - match: {prefix: /}\n    route:\n      cluster: c\n      requestMirrorPolicies:\n      - {cluster: m1}\n      - {clusterHeader: X-Mirror, runtimeFraction: {defaultValue: {numerator: 5, denominator: TEN_THOUSAND}}, disableShadowHostSuffixAppend: true, hostRewriteLiteral: shadow.local}\n      hashPolicy:\n      - {header: {headerName: X-User}, terminal: true}\n      - {cookie: {name: sid, ttl: 10s, path: /}}\n      - {connectionProperties: {sourceIp: true}}\n      - {queryParameter: {name: u}}\n");
     let a = route_action(&rc);
-    assert_eq!(a.request_mirror_policies[0].fraction, FractionalPercent::ALWAYS);
+    assert_eq!(a.request_mirror_policies[0].fraction.default_value, FractionalPercent::ALWAYS);
     assert!(!a.request_mirror_policies[0].disable_shadow_host_suffix_append);
     let m = &a.request_mirror_policies[1];
     assert_eq!(m.target, MirrorTarget::ClusterHeader("x-mirror".into()));
-    assert_eq!(m.fraction, FractionalPercent { numerator: 5, denominator: Denominator::TenThousand });
+    assert_eq!(m.fraction.default_value, FractionalPercent { numerator: 5, denominator: Denominator::TenThousand });
     assert!(m.disable_shadow_host_suffix_append);
     assert_eq!(m.host_rewrite_literal.as_deref(), Some("shadow.local"));
     assert_eq!(

@@ -17,6 +17,9 @@ pub struct WeightedClusters {
     /// `header_name`: a request header whose (single, integer) value replaces the
     /// random value of the pick.
     pub header_name: Option<String>,
+    /// `runtime_key_prefix`: each cluster's weight is read from the runtime key
+    /// `<prefix>.<cluster name>` (see [`ClusterWeight::runtime_key`]).
+    pub runtime_key_prefix: Option<String>,
 }
 
 /// Which cluster a weighted entry names.
@@ -36,6 +39,9 @@ pub struct ClusterWeight {
     pub response_headers: HeaderMutations,
     pub host_rewrite_literal: Option<String>,
     pub line: u32,
+    /// `<runtime_key_prefix>.<name>` when the clusters have a runtime key prefix: the
+    /// runtime value there replaces `weight`.
+    pub runtime_key: Option<String>,
 }
 
 impl Decode for ClusterWeight {
@@ -70,6 +76,7 @@ impl Decode for ClusterWeight {
             response_headers,
             host_rewrite_literal: (!host_rewrite_literal.is_empty()).then_some(host_rewrite_literal),
             line,
+            runtime_key: None,
         })
     }
 }
@@ -78,12 +85,13 @@ impl Decode for WeightedClusters {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
         let line = f.line();
-        let clusters: Vec<ClusterWeight> = f.list(d, "clusters");
+        let mut clusters: Vec<ClusterWeight> = f.list(d, "clusters");
+        let runtime_key_prefix: String = f.or(d, "runtime_key_prefix", String::new());
         let header_name = match f.take("header_name") {
             Some(n) => decode_header_name(d, n, &f.field_path("header_name")),
             None => None,
         };
-        f.ignored(d, &["total_weight", "runtime_key_prefix"]);
+        f.ignored(d, &["total_weight"]);
         f.unsupported(d, &["random_value_specifier"]);
         f.finish(d);
         if clusters.is_empty() {
@@ -109,6 +117,18 @@ impl Decode for WeightedClusters {
             );
             return None;
         }
-        Some(WeightedClusters { clusters, total_weight, header_name })
+        let runtime_key_prefix = (!runtime_key_prefix.is_empty()).then_some(runtime_key_prefix);
+        if let Some(prefix) = &runtime_key_prefix {
+            // Envoy: `runtime_key_prefix + "." + name` (a `cluster_header` entry has
+            // an empty name).
+            for c in &mut clusters {
+                let name = match &c.target {
+                    WeightedTarget::Name(n) => n.as_str(),
+                    WeightedTarget::Header(_) => "",
+                };
+                c.runtime_key = Some(format!("{prefix}.{name}"));
+            }
+        }
+        Some(WeightedClusters { clusters, total_weight, header_name, runtime_key_prefix })
     }
 }

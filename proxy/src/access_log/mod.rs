@@ -13,12 +13,13 @@ pub mod sink;
 
 use std::sync::Arc;
 
-use sluice_config::access_log::{AccessLog, AccessLogFilter, JsonValue, LogFormat};
+use sluice_config::access_log::{AccessLog, AccessLogFilter, ComparisonFilter, JsonValue, LogFormat};
 use sluice_config::route::formatter::{FormatPiece, FormatString};
 
 use crate::http::response_flags::ResponseFlags;
 use crate::router::formatter::{write_command, FormatContext};
 use crate::router::route_match::request_header_value;
+use crate::runtime::Snapshot;
 
 pub use sink::{AccessLogBuffer, Sink};
 
@@ -68,17 +69,22 @@ impl Filter {
         }
     }
 
-    fn accepts(&self, cx: &FormatContext<'_>) -> bool {
+    fn accepts(&self, cx: &FormatContext<'_>, runtime: &Snapshot) -> bool {
         let info = cx.info;
+        // Envoy's `ComparisonFilter::compareAgainstValue`: the runtime's integer at
+        // `runtime_key`, else `default_value`.
+        let compare = |cmp: &ComparisonFilter, v: u64| {
+            cmp.compare_with(v, runtime.get_integer(&cmp.runtime_key, u64::from(cmp.value)))
+        };
         match self {
             Filter::Flags(None) => !info.response_flags.is_empty(),
             Filter::Flags(Some(set)) => info.response_flags.intersects(*set),
-            Filter::And(v) => v.iter().all(|f| f.accepts(cx)),
-            Filter::Or(v) => v.iter().any(|f| f.accepts(cx)),
+            Filter::And(v) => v.iter().all(|f| f.accepts(cx, runtime)),
+            Filter::Or(v) => v.iter().any(|f| f.accepts(cx, runtime)),
             Filter::Config(c) => match c {
-                AccessLogFilter::StatusCode(cmp) => cmp.compare(u64::from(info.response_code.unwrap_or(0))),
+                AccessLogFilter::StatusCode(cmp) => compare(cmp, u64::from(info.response_code.unwrap_or(0))),
                 AccessLogFilter::Duration(cmp) => {
-                    cmp.compare(info.duration.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+                    compare(cmp, info.duration.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
                 }
                 AccessLogFilter::NotHealthCheck => true,
                 AccessLogFilter::Header(m) => {
@@ -104,9 +110,9 @@ impl AccessLogger {
     }
 
     /// Log one finished request into the worker's buffer (if the filter accepts it).
-    pub(crate) fn log(&self, cx: &FormatContext<'_>, buf: &mut AccessLogBuffer) {
+    pub(crate) fn log(&self, cx: &FormatContext<'_>, buf: &mut AccessLogBuffer, runtime: &Snapshot) {
         if let Some(f) = &self.filter {
-            if !f.accepts(cx) {
+            if !f.accepts(cx, runtime) {
                 return;
             }
         }

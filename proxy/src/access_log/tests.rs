@@ -21,7 +21,7 @@ fn logger(format: LogFormat, omit: bool, filter: Option<AccessLogFilter>) -> Acc
 
 fn render(l: &AccessLogger, cx: &FormatContext<'_>) -> String {
     let mut buf = AccessLogBuffer::default();
-    l.log(cx, &mut buf);
+    l.log(cx, &mut buf, &crate::runtime::Snapshot::default());
     let out = buf.for_sink(&l.sink).clone();
     String::from_utf8(out).unwrap()
 }
@@ -113,7 +113,7 @@ fn filters_decide_what_is_logged() {
     ok.duration = Some(Duration::from_millis(3));
     let failed = info();
     let f = LogFormat::Text(parse("%RESPONSE_CODE%\n").unwrap());
-    let cmp = |op, value| ComparisonFilter { op, value };
+    let cmp = |op, value| ComparisonFilter { op, value, runtime_key: String::new() };
     let cases: Vec<(AccessLogFilter, bool, bool)> = vec![
         (AccessLogFilter::StatusCode(cmp(ComparisonOp::Ge, 500)), false, true),
         (AccessLogFilter::StatusCode(cmp(ComparisonOp::Ne, 200)), false, true),
@@ -146,4 +146,26 @@ fn filters_decide_what_is_logged() {
             assert_eq!(!render(&l, &cx).is_empty(), expect, "{filter:?} on {:?}", info.response_code);
         }
     }
+}
+
+#[test]
+fn comparison_filters_read_their_runtime_key() {
+    let req = request();
+    let mut ok = StreamInfo::new(UNIX_EPOCH);
+    ok.response_code = Some(200);
+    let cmp = ComparisonFilter { op: ComparisonOp::Ge, value: 400, runtime_key: "log.min_status".into() };
+    let l = logger(LogFormat::Text(parse("%RESPONSE_CODE%\n").unwrap()), false, Some(AccessLogFilter::StatusCode(cmp)));
+    let cx = FormatContext { info: &ok, request: Some(&req), response: None, route_name: "", cluster: None };
+    let with = |v: &str| {
+        let runtime = crate::runtime::Snapshot::new(vec![std::sync::Arc::new(crate::runtime::Layer {
+            name: "l".into(),
+            values: [("log.min_status".to_string(), sluice_config::runtime::Entry::parse(v))].into(),
+        })]);
+        let mut buf = AccessLogBuffer::default();
+        l.log(&cx, &mut buf, &runtime);
+        String::from_utf8(buf.for_sink(&l.sink).clone()).unwrap()
+    };
+    assert_eq!(render(&l, &cx), "", "default_value 400: a 200 is not logged");
+    assert_eq!(with("200"), "200\n", "the runtime's 200 replaces default_value");
+    assert_eq!(with("not a number"), "", "no integer reading: default_value");
 }

@@ -34,11 +34,14 @@ pub fn render(snapshot: &Snapshot) -> String {
         let name = c.name();
         let cb = &c.config.circuit_breakers;
         let _ = writeln!(s, "{name}::observability_name::{}", c.config.stat_name());
-        for (prio, _) in [("default_priority", 0), ("high_priority", 1)] {
-            let _ = writeln!(s, "{name}::{prio}::max_connections::{}", cb.max_connections);
-            let _ = writeln!(s, "{name}::{prio}::max_pending_requests::{}", cb.max_pending_requests);
-            let _ = writeln!(s, "{name}::{prio}::max_requests::{}", cb.max_requests);
-            let _ = writeln!(s, "{name}::{prio}::max_retries::{}", cb.max_retries);
+        // DEFAULT priority: the limits in force (runtime overrides included).
+        let default = c.circuit_breaker_limits();
+        let high = [cb.max_connections, cb.max_pending_requests, cb.max_requests, cb.max_retries];
+        for (prio, limits) in [("default_priority", default), ("high_priority", high)] {
+            let _ = writeln!(s, "{name}::{prio}::max_connections::{}", limits[0]);
+            let _ = writeln!(s, "{name}::{prio}::max_pending_requests::{}", limits[1]);
+            let _ = writeln!(s, "{name}::{prio}::max_requests::{}", limits[2]);
+            let _ = writeln!(s, "{name}::{prio}::max_retries::{}", limits[3]);
         }
         let _ = writeln!(s, "{name}::added_via_api::false");
         for h in c.hosts().hosts.iter() {

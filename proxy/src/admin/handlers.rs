@@ -49,6 +49,12 @@ const ENDPOINTS: &[(&str, bool, &str)] = &[
     ("/listeners", false, "print listener info"),
     ("/quitquitquit", true, "exit the server"),
     ("/ready", false, "print server state, return 200 if LIVE, otherwise return 503"),
+    ("/runtime", false, "print runtime values"),
+    (
+        "/runtime_modify",
+        true,
+        "Adds or modifies runtime values as passed in query parameters. To delete a previously added key, use an empty string as the value. Note that deletion only applies to overrides added via this endpoint; values loaded from disk can be modified via override but not deleted. E.g. ?key1=value1&key2=value2...",
+    ),
     ("/server_info", false, "print server version/status information"),
     ("/stats", false, "print server stats (?filter=REGEX, ?usedonly, ?format=json)"),
     ("/stats/prometheus", false, "print server stats in prometheus format"),
@@ -121,6 +127,8 @@ pub fn handle(state: &AdminState, method: &str, target: &str) -> Response {
             state.control.drain_listeners(graceful);
             Response::text(200, "OK\n")
         }
+        "/runtime" => super::runtime::show(state),
+        "/runtime_modify" => super::runtime::modify(state, &params),
         "/quitquitquit" => {
             state.quit.store(true, Ordering::Relaxed);
             Response::text(200, "OK\n")

@@ -21,6 +21,7 @@ pub mod clusters;
 mod guard;
 mod handlers;
 mod prometheus;
+mod runtime;
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -56,6 +57,9 @@ pub struct AdminState {
     pub config_path: String,
     /// Set by `/quitquitquit`: the main thread stops the process.
     pub quit: AtomicBool,
+    /// The runtime's layers (`/runtime`, `/runtime_modify`; disk layers re-read by
+    /// the main loop).
+    pub runtime: Mutex<crate::runtime::Loader>,
 }
 
 impl AdminState {

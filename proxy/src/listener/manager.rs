@@ -66,6 +66,8 @@ pub struct ListenerConfig {
     pub ignore_global_conn_limit: bool,
     /// `max_connections_to_accept_per_socket_event` (`None`: all pending ones).
     pub max_connections_to_accept_per_socket_event: Option<u32>,
+    /// Open connections against `envoy.resource_limits.listener.<name>.connection_limit`.
+    pub connection_limit: crate::runtime::listener_limit::ListenerLimit,
     chains: Vec<NetworkFilterChain>,
     default_chain: Option<NetworkFilterChain>,
 }
@@ -231,6 +233,7 @@ fn compile_listener(index: usize, l: &Listener, cm: &Arc<ClusterManager>) -> Res
         filter_chain_manager,
         ignore_global_conn_limit: l.ignore_global_conn_limit,
         max_connections_to_accept_per_socket_event: l.max_connections_to_accept_per_socket_event,
+        connection_limit: crate::runtime::listener_limit::ListenerLimit::new(&l.name),
         chains,
         default_chain,
     })

@@ -9,13 +9,15 @@
 //! `cluster_header` route, whose header value is copied.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use sluice_config::route::{
-    Action, ClusterSpecifier, RequestMirrorPolicy, Route, RouteConfiguration, TlsRequirement, VirtualHost,
+    Action, ClusterSpecifier, RequestMirrorPolicy, Route, RouteConfiguration, RouteMatch, TlsRequirement, VirtualHost,
     WeightedTarget,
 };
 
 use crate::http::RequestHead;
+use crate::runtime::Snapshot;
 
 use super::matched::{ClusterChoice, Matched, Target};
 use super::route_match::{headers_match, request_header_first, route_matches};
@@ -83,6 +85,14 @@ impl RouteTable {
     /// [`Matched`] whose action is a redirect). The request's scheme for `require_tls`
     /// is `x-forwarded-proto`, else `:scheme`; with neither, no route.
     pub fn route(&self, req: &RequestHead, random_value: u64) -> Option<Matched<'_>> {
+        self.route_in(req, random_value, &NO_RUNTIME)
+    }
+
+    /// [`RouteTable::route`] under a runtime snapshot: a route's `runtime_fraction`
+    /// and a weighted route's `runtime_key_prefix` read it with the same
+    /// `random_value` (Envoy's stream random value); a weighted route whose runtime
+    /// weights sum to 0 matches no route.
+    pub fn route_in(&self, req: &RequestHead, random_value: u64, runtime: &Snapshot) -> Option<Matched<'_>> {
         let vi = self.domains.find(&req.authority)?;
         let vh = &self.config.virtual_hosts[vi];
         let proto = forwarded_proto(req);
@@ -98,8 +108,15 @@ impl RouteTable {
         if needs_tls {
             return Some(Matched { table: self, vhost: vh, vhost_index: vi, target: Target::SslRedirect });
         }
-        let entry = vh.routes.iter().find(|r| route_matches(&r.r#match, req))?;
-        let cluster = cluster_choice(entry, req, random_value);
+        let entry = vh
+            .routes
+            .iter()
+            .find(|r| route_matches(&r.r#match, req) && runtime_fraction_matches(&r.r#match, runtime, random_value))?;
+        let cluster = match cluster_choice(entry, req, random_value, runtime) {
+            Choice::Cluster(c) => Some(c),
+            Choice::NotForwarding => None,
+            Choice::NoWeight => return None,
+        };
         Some(Matched { table: self, vhost: vh, vhost_index: vi, target: Target::Entry { entry, cluster } })
     }
 
@@ -128,19 +145,40 @@ fn header_text<'a>(req: &'a RequestHead, name: &str) -> Cow<'a, str> {
     }
 }
 
+/// No runtime: every key reads its default.
+static NO_RUNTIME: LazyLock<Snapshot> = LazyLock::new(Snapshot::default);
+
+/// Envoy's `RouteEntryImplBase::matchRoute`: `runtime_fraction` through
+/// `featureEnabled(runtime_key, default_value, random_value)`.
+fn runtime_fraction_matches(m: &RouteMatch, runtime: &Snapshot, random_value: u64) -> bool {
+    match &m.runtime_fraction {
+        None => true,
+        Some(f) => runtime.feature_enabled_fraction(&f.runtime_key, f.default_value, random_value),
+    }
+}
+
+enum Choice<'t> {
+    Cluster(ClusterChoice<'t>),
+    NotForwarding,
+    /// Weighted clusters whose runtime weights sum to 0.
+    NoWeight,
+}
+
 /// The cluster of a forwarding route, resolved for this request.
-fn cluster_choice<'t>(entry: &'t Route, req: &RequestHead, random_value: u64) -> Option<ClusterChoice<'t>> {
+fn cluster_choice<'t>(entry: &'t Route, req: &RequestHead, random_value: u64, runtime: &Snapshot) -> Choice<'t> {
     let Action::Route(action) = &entry.action else {
-        return None;
+        return Choice::NotForwarding;
     };
-    Some(match &action.cluster {
+    Choice::Cluster(match &action.cluster {
         ClusterSpecifier::Cluster(name) => ClusterChoice { name: Cow::Borrowed(name), weighted: None },
         // Only the first value of the (untrusted) header is used; missing means "".
         ClusterSpecifier::ClusterHeader(h) => {
             ClusterChoice { name: Cow::Owned(header_text(req, h).into_owned()), weighted: None }
         }
         ClusterSpecifier::Weighted(w) => {
-            let cw = weighted::pick_cluster(w, req, random_value);
+            let Some(cw) = weighted::pick_cluster_in(w, req, random_value, runtime) else {
+                return Choice::NoWeight;
+            };
             let name = match &cw.target {
                 WeightedTarget::Name(n) => Cow::Borrowed(n.as_str()),
                 WeightedTarget::Header(h) => Cow::Owned(header_text(req, h).into_owned()),

@@ -78,7 +78,8 @@ pub fn start_shadows<S: Stack>(
     ctx: &mut Ctx<'_, S>,
 ) {
     for p in policies {
-        if !p.fraction.hits(ctx.rng.next_u64()) {
+        let f = &p.fraction;
+        if !ctx.runtime.feature_enabled_fraction(&f.runtime_key, f.default_value, ctx.rng.next_u64()) {
             continue;
         }
         let name = match &p.target {

@@ -12,6 +12,7 @@
 use sluice_config::route::{ClusterWeight, WeightedClusters};
 
 use crate::http::RequestHead;
+use crate::runtime::Snapshot;
 
 /// Index of the cluster that owns `random_value % total_weight`.
 ///
@@ -52,6 +53,37 @@ pub fn effective_random(w: &WeightedClusters, req: &RequestHead, random_value: u
 pub fn pick_cluster<'w>(w: &'w WeightedClusters, req: &RequestHead, random_value: u64) -> &'w ClusterWeight {
     let r = effective_random(w, req, random_value);
     &w.clusters[pick(w.clusters.iter().map(|c| c.weight), w.total_weight, r)]
+}
+
+/// [`pick_cluster`] under a runtime: with `runtime_key_prefix`, each weight is
+/// `getInteger(<prefix>.<name>, weight)` and the total their sum (Envoy's
+/// `WeightedClusterEntry::clusterWeight`); `None` when that sum is 0 (Envoy: no route).
+pub fn pick_cluster_in<'w>(
+    w: &'w WeightedClusters,
+    req: &RequestHead,
+    random_value: u64,
+    runtime: &Snapshot,
+) -> Option<&'w ClusterWeight> {
+    if w.runtime_key_prefix.is_none() {
+        return Some(pick_cluster(w, req, random_value));
+    }
+    let weight = |c: &ClusterWeight| match &c.runtime_key {
+        Some(k) => runtime.get_integer(k, u64::from(c.weight)),
+        None => u64::from(c.weight),
+    };
+    let total = w.clusters.iter().map(weight).fold(0u64, u64::saturating_add);
+    if total == 0 {
+        return None;
+    }
+    let selected = effective_random(w, req, random_value) % total;
+    let mut end = 0u64;
+    for c in &w.clusters {
+        end = end.saturating_add(weight(c));
+        if selected < end {
+            return Some(c);
+        }
+    }
+    w.clusters.last()
 }
 
 #[cfg(test)]

@@ -49,6 +49,43 @@ pub struct ClusterInfo {
     monitor: OnceLock<Arc<dyn Wake>>,
     /// TLS origination (`transport_socket` UpstreamTlsContext), if configured.
     pub tls: Option<Arc<crate::tls::ClientTlsContext>>,
+    /// `upstream.maintenance_mode.<name>`.
+    pub maintenance_key: String,
+    /// Runtime values pushed by the main thread ([`ClusterInfo::apply_runtime`]).
+    runtime: RuntimeLimits,
+}
+
+/// Circuit-breaker limits and the panic threshold as the runtime sets them
+/// (`u64::MAX`: not set, the configured value applies). Envoy's `ResourceManagerImpl`
+/// reads `circuit_breakers.<cluster>.default.<resource>` on every check; here the main
+/// thread stores the runtime's value whenever a snapshot is published.
+#[derive(Debug)]
+struct RuntimeLimits {
+    /// `max_connections`, `max_pending_requests`, `max_requests`, `max_retries`.
+    keys: [String; 4],
+    values: [AtomicU64; 4],
+    panic_threshold: AtomicU64,
+}
+
+const NOT_SET: u64 = u64::MAX;
+
+impl RuntimeLimits {
+    fn new(cluster: &str) -> RuntimeLimits {
+        let key = |r: &str| format!("circuit_breakers.{cluster}.default.{r}");
+        RuntimeLimits {
+            keys: [key("max_connections"), key("max_pending_requests"), key("max_requests"), key("max_retries")],
+            values: Default::default(),
+            panic_threshold: AtomicU64::new(NOT_SET),
+        }
+    }
+
+    /// The limit of resource `i`: the runtime's, else `configured`.
+    fn limit(&self, i: usize, configured: u32) -> u32 {
+        match self.values[i].load(Ordering::Relaxed) {
+            NOT_SET => configured,
+            v => v.min(u64::from(u32::MAX)) as u32,
+        }
+    }
 }
 
 impl std::fmt::Debug for ClusterInfo {
@@ -90,6 +127,9 @@ impl ClusterInfo {
             }
         }
         let lb_config = LbConfig::from_cluster(&config);
+        let runtime = RuntimeLimits::new(&config.name);
+        let maintenance_key = crate::runtime::maintenance::key(&config.name);
+        runtime.values.iter().for_each(|v| v.store(NOT_SET, Ordering::Relaxed));
         let outlier = config.outlier_detection.clone().map(Reporter::new);
         let info = ClusterInfo {
             index,
@@ -106,6 +146,8 @@ impl ClusterInfo {
             passive_hc_pending: AtomicBool::new(false),
             monitor: OnceLock::new(),
             tls: None,
+            maintenance_key,
+            runtime,
         };
         info.rebuild(Arc::new(hosts));
         info
@@ -141,7 +183,15 @@ impl ClusterInfo {
     /// Build and swap in the priority set for `hosts` (caller holds `update_lock`, or
     /// is the constructor).
     fn rebuild(&self, hosts: Arc<HostSet>) {
-        let ps = Arc::new(PrioritySet::build(hosts, &self.lb_config));
+        let ps = match self.runtime.panic_threshold.load(Ordering::Relaxed) {
+            NOT_SET => PrioritySet::build(hosts, &self.lb_config),
+            t => {
+                let mut lb = self.lb_config.clone();
+                lb.healthy_panic_threshold = t.min(100) as u32;
+                PrioritySet::build(hosts, &lb)
+            }
+        };
+        let ps = Arc::new(ps);
         self.stats.membership_total.set(ps.hosts.len() as i64);
         self.stats.membership_healthy.set(ps.healthy_count() as i64);
         self.stats.membership_degraded.set(ps.degraded_count() as i64);
@@ -173,6 +223,38 @@ impl ClusterInfo {
         let _guard = self.update_lock.lock().unwrap_or_else(|e| e.into_inner());
         let hosts = self.hosts();
         self.rebuild(hosts);
+    }
+
+    /// Take this cluster's runtime values from `snapshot`: circuit-breaker limits
+    /// (`circuit_breakers.<name>.default.*`) and `upstream.healthy_panic_threshold`
+    /// (Envoy reads it when it recomputes the priority loads; the priority set is
+    /// rebuilt here when the value changed).
+    pub fn apply_runtime(&self, snapshot: &crate::runtime::Snapshot) {
+        for (key, value) in self.runtime.keys.iter().zip(&self.runtime.values) {
+            value.store(snapshot.get_integer(key, NOT_SET), Ordering::Relaxed);
+        }
+        let threshold = snapshot.get_integer(crate::runtime::HEALTHY_PANIC_THRESHOLD, NOT_SET);
+        if self.runtime.panic_threshold.swap(threshold, Ordering::Relaxed) != threshold {
+            self.refresh_health();
+        }
+    }
+
+    /// The circuit breakers' `max_connections` in force.
+    pub fn max_connections(&self) -> u32 {
+        self.runtime.limit(0, self.config.circuit_breakers.max_connections)
+    }
+
+    /// The DEFAULT-priority limits in force: `max_connections`, `max_pending_requests`,
+    /// `max_requests`, `max_retries`.
+    pub fn circuit_breaker_limits(&self) -> [u32; 4] {
+        let cb = &self.config.circuit_breakers;
+        [cb.max_connections, cb.max_pending_requests, cb.max_requests, cb.max_retries]
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| self.runtime.limit(i, v))
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap_or([0; 4])
     }
 
     /// Whether hosts come from the connection's original destination.
@@ -262,7 +344,7 @@ impl ClusterInfo {
         } else {
             host.cx_active.fetch_add(1, Ordering::Relaxed);
         }
-        if try_acquire(&self.resources.connections, cb.max_connections) {
+        if try_acquire(&self.resources.connections, self.max_connections()) {
             true
         } else {
             release(&host.cx_active);
@@ -277,7 +359,10 @@ impl ClusterInfo {
 
     /// Circuit breaker: a pending (queued) request slot (`max_pending_requests`).
     pub fn try_acquire_pending_request(&self) -> bool {
-        try_acquire(&self.resources.pending_requests, self.config.circuit_breakers.max_pending_requests)
+        try_acquire(
+            &self.resources.pending_requests,
+            self.runtime.limit(1, self.config.circuit_breakers.max_pending_requests),
+        )
     }
 
     pub fn release_pending_request(&self) {
@@ -286,7 +371,7 @@ impl ClusterInfo {
 
     /// Circuit breaker: an active request slot (`max_requests`).
     pub fn try_acquire_request(&self) -> bool {
-        try_acquire(&self.resources.requests, self.config.circuit_breakers.max_requests)
+        try_acquire(&self.resources.requests, self.runtime.limit(2, self.config.circuit_breakers.max_requests))
     }
 
     pub fn release_request(&self) {
@@ -304,7 +389,7 @@ impl ClusterInfo {
                     + self.resources.pending_requests.load(Ordering::Relaxed);
                 ((b.budget_percent / 100.0 * f64::from(active)) as u32).max(b.min_retry_concurrency)
             }
-            None => cb.max_retries,
+            None => self.runtime.limit(3, cb.max_retries),
         };
         try_acquire(&self.resources.retries, max)
     }
@@ -525,6 +610,47 @@ mod tests {
         }
         assert_eq!(seen, [2, 2, 2]);
         assert_eq!(stats.lb_healthy_panic.get(), 6);
+    }
+
+    fn runtime(kv: &[(&str, &str)]) -> crate::runtime::Snapshot {
+        crate::runtime::Snapshot::new(vec![Arc::new(crate::runtime::Layer {
+            name: "l".into(),
+            values: kv.iter().map(|(k, v)| (k.to_string(), sluice_config::runtime::Entry::parse(v))).collect(),
+        })])
+    }
+
+    #[test]
+    fn runtime_panic_threshold_and_circuit_breakers() {
+        let cm = manager("    circuit_breakers: { thresholds: [{ max_requests: 5 }] }", &[1, 2]);
+        let info = Arc::clone(&cm.clusters[0]);
+        let mut tl = cm.thread_local_seeded(0);
+        let c = &mut tl.clusters[0];
+        // One of two hosts failed: 50 % healthy is not below the default threshold (50).
+        info.hosts().hosts[0].set_flag(health_flag::FAILED_ACTIVE_HC);
+        info.refresh_health();
+        assert!((0..4).all(|r| pick(c, r) == 1));
+        // upstream.healthy_panic_threshold 80: 50 % is below it, every host serves again.
+        info.apply_runtime(&runtime(&[("upstream.healthy_panic_threshold", "80")]));
+        let mut seen = [0; 2];
+        for r in 0..4 {
+            seen[pick(c, r)] += 1;
+        }
+        assert_eq!(seen, [2, 2]);
+        // Back to the configured threshold when the key goes.
+        info.apply_runtime(&runtime(&[]));
+        assert!((0..4).all(|r| pick(c, r) == 1));
+        // circuit_breakers.<cluster>.default.max_requests overrides the configured 5.
+        assert_eq!(info.circuit_breaker_limits(), [1024, 1024, 5, 3]);
+        info.apply_runtime(&runtime(&[
+            ("circuit_breakers.b.default.max_requests", "1"),
+            ("circuit_breakers.b.default.max_connections", "7"),
+        ]));
+        assert_eq!(info.circuit_breaker_limits(), [7, 1024, 1, 3]);
+        assert!(info.try_acquire_request());
+        assert!(!info.try_acquire_request(), "the runtime's limit of 1 holds");
+        info.release_request();
+        info.apply_runtime(&runtime(&[]));
+        assert_eq!(info.circuit_breaker_limits(), [1024, 1024, 5, 3]);
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub struct Control {
     /// The config to serve (replaced on reload) and its version.
     snapshot: Mutex<Option<Arc<Snapshot>>>,
     version: AtomicU64,
+    /// The latest runtime snapshot (adopted at the next loop boundary, no reload).
+    pub runtime: Arc<crate::runtime::Published>,
 }
 
 impl Control {
@@ -179,6 +181,9 @@ pub struct Worker<S: Stack> {
     control: Arc<Control>,
     /// The config version adopted last.
     version: u64,
+    /// The runtime snapshot in force and its version.
+    runtime: Arc<crate::runtime::Snapshot>,
+    runtime_version: u64,
     drain_time: Duration,
     drain_deadline: Option<Instant>,
     /// The drain in progress (SIGTERM or `/drain_listeners?graceful`).
@@ -206,6 +211,7 @@ impl<S: Stack> Worker<S> {
         let mut generations: Vec<Option<Generation>> = (0..MAX_GENERATIONS).map(|_| None).collect();
         generations[0] = Some(Generation::new(0, snapshot, &stats, id));
         let version = control.version.load(Ordering::Acquire);
+        let (runtime_version, runtime) = control.runtime.current();
         Ok(Worker {
             id,
             stack,
@@ -226,6 +232,8 @@ impl<S: Stack> Worker<S> {
             rng: Rng::from_entropy(id as u64),
             control,
             version,
+            runtime,
+            runtime_version,
             drain_time,
             drain_deadline: None,
             drain: None,
@@ -292,6 +300,11 @@ impl<S: Stack> Worker<S> {
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
         }
         self.stack.poll(events, timeout)?;
+        // A runtime snapshot published before this poll returned applies to every
+        // event of this round (no reload: just the new values).
+        if self.control.runtime.version() != self.runtime_version {
+            (self.runtime_version, self.runtime) = self.control.runtime.current();
+        }
         let now = Instant::now();
         for ev in events.iter() {
             let t = ev.token();
@@ -317,6 +330,7 @@ impl<S: Stack> Worker<S> {
         if self.control.version.load(Ordering::Acquire) != self.version {
             self.adopt_published(now);
         }
+
         self.retire_generations(now);
         if self.control.stop.load(Ordering::Relaxed) {
             self.abort_all(Instant::now());
@@ -644,7 +658,10 @@ impl<S: Stack> Worker<S> {
             let stats = Arc::clone(&self.gen(gen).listener_stats[listener]);
             // Envoy's TcpListenerImpl: the global limit, then reject_incoming_connections,
             // both before any listener filter runs.
-            if !overload.try_allocate_connection(!lcfg.ignore_global_conn_limit) {
+            let enforce = !lcfg.ignore_global_conn_limit;
+            if crate::runtime::listener_limit::over_global_limit(&overload, &self.runtime, enforce)
+                || !overload.try_allocate_connection(enforce)
+            {
                 tracing::trace!(worker = self.id, peer = %acc.peer, "closing: global connection limit reached");
                 stats.downstream_global_cx_overflow.inc();
                 self.stack.close(acc.socket);
@@ -653,6 +670,14 @@ impl<S: Stack> Worker<S> {
             if overload.fires(ActionKind::RejectIncomingConnections, self.rng.next_u64()) {
                 overload.release_connection();
                 stats.downstream_cx_overload_reject.inc();
+                self.stack.close(acc.socket);
+                continue;
+            }
+            // ActiveTcpListener::onAccept: the listener's runtime connection limit.
+            if !lcfg.connection_limit.try_open(&self.runtime) {
+                tracing::trace!(worker = self.id, peer = %acc.peer, listener = %lcfg.name, "closing: listener connection limit reached");
+                overload.release_connection();
+                stats.downstream_cx_overflow.inc();
                 self.stack.close(acc.socket);
                 continue;
             }
@@ -870,6 +895,7 @@ impl<S: Stack> Worker<S> {
             key,
             draining,
             overload: &self.control.overload,
+            runtime: &self.runtime,
         };
         f(&mut ctx)
     }
@@ -900,6 +926,7 @@ impl<S: Stack> Worker<S> {
             key,
             draining,
             overload: &self.control.overload,
+            runtime: &self.runtime,
         };
         f(&mut e.conn, &mut ctx)
     }
@@ -991,6 +1018,7 @@ impl<S: Stack> Worker<S> {
             if let Some(e) = self.conns.remove(key) {
                 self.control.overload.release_connection();
                 if let Some(g) = self.generations[e.gen as usize].as_mut() {
+                    g.snapshot.listeners[e.listener].connection_limit.close();
                     g.conns = g.conns.saturating_sub(1);
                     let stats = &g.listener_stats[e.listener];
                     if matches!(e.conn, Conn::Pending(_)) {

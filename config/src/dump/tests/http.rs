@@ -313,7 +313,7 @@ fn rich_http_config_round_trips() {
     assert_eq!(vh2.retry_policy, vh1.retry_policy);
     assert_eq!(vh2.retry_policy.as_ref().unwrap().retry_on, RetryOn::FIVE_XX | RetryOn::RESET);
     assert_eq!(vh2.request_mirror_policies[0].target, MirrorTarget::ClusterHeader("x-mirror".into()));
-    assert_eq!(vh2.request_mirror_policies[0].fraction.numerator, 50);
+    assert_eq!(vh2.request_mirror_policies[0].fraction.default_value.numerator, 50);
     assert_eq!(vh2.virtual_clusters.len(), 1);
     assert_eq!(vh2.routes.len(), vh1.routes.len());
     for (r1, r2) in vh1.routes.iter().zip(&vh2.routes) {

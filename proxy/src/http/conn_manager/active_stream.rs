@@ -81,7 +81,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
         }
         let cfg = Arc::clone(self.cfg);
         let random = ctx.rng.next_u64();
-        let Some(matched) = cfg.routes.route(&self.stream.head, random) else {
+        let Some(matched) = cfg.routes.route_in(&self.stream.head, random, ctx.runtime) else {
             self.stats.rq_total.inc();
             self.stats.no_route.inc();
             self.stream.flags.set(ResponseFlags::NO_ROUTE_FOUND);
@@ -213,7 +213,8 @@ impl<D: ServerStream> StreamCx<'_, D> {
                     let cluster =
                         self.stream.cluster.and_then(|c| cfg.clusters.clusters.get(c)).map(|c| c.name().to_string());
                     let rng = &mut *ctx.rng;
-                    let d = fault.decide(&self.stream.head, cluster.as_deref().unwrap_or(""), || rng.next_u64());
+                    let d = fault
+                        .decide(&self.stream.head, cluster.as_deref().unwrap_or(""), ctx.runtime, || rng.next_u64());
                     if d.counted {
                         self.stream.faults.push((i, d.abort, d.grpc_status));
                     }
@@ -330,7 +331,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
             cluster,
         };
         for logger in &self.cfg.access_log {
-            logger.log(&cx, ctx.access_log);
+            logger.log(&cx, ctx.access_log, ctx.runtime);
         }
     }
 

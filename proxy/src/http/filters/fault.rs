@@ -10,6 +10,14 @@
 //! (fixed status, or `x-envoy-fault-abort-request` with `header_abort`) hits with its
 //! percentage. The decision is pure; the connection manager owns the delay timer and
 //! the local reply. Several fault filters in one chain decide independently.
+//!
+//! The runtime overrides the configuration as in Envoy (keys from
+//! [`sluice_config::fault::FaultRuntimeKeys`]): the delay and abort percentages
+//! (`featureEnabled(key, configured percentage)`: an integer percent or a fractional
+//! percent), the fixed delay's milliseconds, the abort's HTTP or gRPC status and
+//! `max_active_faults`; with an `x-envoy-downstream-service-cluster` header, the
+//! `fault.http.<cluster>.*` keys as well (a percentage hits when either key hits; a
+//! duration or status from the cluster's key wins).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,6 +28,7 @@ use sluice_config::matcher::HeaderMatcher;
 
 use crate::http::RequestHead;
 use crate::router::route_match::request_header_value;
+use crate::runtime::Snapshot;
 use crate::upstream::cluster_manager::ClusterManager;
 
 const DELAY_HEADER: &[u8] = b"x-envoy-fault-delay-request";
@@ -27,6 +36,7 @@ const DELAY_PERCENT_HEADER: &[u8] = b"x-envoy-fault-delay-request-percentage";
 const ABORT_HEADER: &[u8] = b"x-envoy-fault-abort-request";
 const ABORT_PERCENT_HEADER: &[u8] = b"x-envoy-fault-abort-request-percentage";
 const NODE_HEADER: &[u8] = b"x-envoy-downstream-service-node";
+const DOWNSTREAM_CLUSTER_HEADER: &[u8] = b"x-envoy-downstream-service-cluster";
 
 #[derive(Debug)]
 pub struct FaultConfig {
@@ -74,8 +84,15 @@ impl FaultConfig {
 
     /// Decide for a request routed to `cluster` (`""` when the route does not forward).
     /// `random` yields uniform random numbers.
-    pub fn decide(&self, head: &RequestHead, cluster: &str, mut random: impl FnMut() -> u64) -> FaultDecision {
+    pub fn decide(
+        &self,
+        head: &RequestHead,
+        cluster: &str,
+        runtime: &Snapshot,
+        mut random: impl FnMut() -> u64,
+    ) -> FaultDecision {
         let c = &self.config;
+        let keys = &c.runtime;
         if let Some(up) = &c.upstream_cluster {
             if up != cluster {
                 return FaultDecision::default();
@@ -90,6 +107,11 @@ impl FaultConfig {
         if !matchers_match(&c.headers, head) {
             return FaultDecision::default();
         }
+        let downstream = head.headers.get_str(DOWNSTREAM_CLUSTER_HEADER).map(DownstreamKeys::new);
+        let enabled = |key: &str, cluster_key: Option<&String>, pct: FractionalPercent, r: u64| {
+            runtime.feature_enabled_fraction(key, pct, r)
+                || cluster_key.is_some_and(|k| runtime.feature_enabled_fraction(k, pct, r))
+        };
         let mut delay = None;
         if let Some(d) = &c.delay {
             let duration = match d.kind {
@@ -97,29 +119,53 @@ impl FaultConfig {
                 FaultDelayKind::Header => header_u64(head, DELAY_HEADER).map(Duration::from_millis),
             };
             let pct = effective(d.percentage, head, DELAY_PERCENT_HEADER);
-            if let Some(t) = duration.filter(|t| !t.is_zero()) {
-                if pct.hits(random()) {
-                    delay = Some(t);
-                }
+            if enabled(&keys.delay_percent, downstream.as_ref().map(|k| &k.delay_percent), pct, random()) {
+                delay = duration.and_then(|t| {
+                    let mut ms = runtime.get_integer(&keys.delay_duration, t.as_millis() as u64);
+                    if let Some(k) = &downstream {
+                        ms = runtime.get_integer(&k.delay_duration, ms);
+                    }
+                    (ms > 0).then(|| Duration::from_millis(ms))
+                });
             }
         }
         let mut abort = None;
         let mut grpc_status = None;
         if let Some(a) = &c.abort {
+            // Envoy's `abortHttpStatus` / `abortGrpcStatus`: the configured (or
+            // header's) status, replaced by the runtime key's, or by the downstream
+            // cluster's key (whose default is the configured status). A status outside
+            // 200..=599 is no abort.
+            let runtime_status = |base: u64, key: &str, cluster_key: Option<&String>| match cluster_key {
+                Some(k) => runtime.get_integer(k, base),
+                None => runtime.get_integer(key, base),
+            };
             let status = match a.kind {
-                FaultAbortKind::HttpStatus(s) => Some(s),
-                // A gRPC abort is an HTTP 200 carrying `grpc-status` (Envoy).
                 FaultAbortKind::GrpcStatus(g) => {
-                    grpc_status = Some(g);
+                    let g = runtime_status(
+                        u64::from(g),
+                        &keys.abort_grpc_status,
+                        downstream.as_ref().map(|k| &k.abort_grpc_status),
+                    );
+                    // A gRPC abort is an HTTP 200 carrying `grpc-status` (Envoy).
+                    grpc_status = Some(g.min(u64::from(u32::MAX)) as u32);
                     Some(200)
                 }
-                FaultAbortKind::Header => {
-                    header_u64(head, ABORT_HEADER).filter(|s| (200..600).contains(s)).map(|s| s as u16)
+                FaultAbortKind::HttpStatus(_) | FaultAbortKind::Header => {
+                    let base = match a.kind {
+                        FaultAbortKind::HttpStatus(s) => Some(u64::from(s)),
+                        _ => header_u64(head, ABORT_HEADER),
+                    };
+                    base.map(|b| {
+                        runtime_status(b, &keys.abort_http_status, downstream.as_ref().map(|k| &k.abort_http_status))
+                    })
+                    .filter(|s| (200..600).contains(s))
+                    .map(|s| s as u16)
                 }
             };
             let pct = effective(a.percentage, head, ABORT_PERCENT_HEADER);
             if let Some(s) = status {
-                if pct.hits(random()) {
+                if enabled(&keys.abort_percent, downstream.as_ref().map(|k| &k.abort_percent), pct, random()) {
                     abort = Some(s);
                 } else {
                     grpc_status = None;
@@ -129,11 +175,10 @@ impl FaultConfig {
         if delay.is_none() && abort.is_none() {
             return FaultDecision::default();
         }
-        if let Some(max) = c.max_active_faults {
-            let taken = self
-                .active
-                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| (v < max as u64).then_some(v + 1))
-                .is_ok();
+        let max = runtime.get_integer(&keys.max_active_faults, c.max_active_faults.map_or(u64::MAX, u64::from));
+        if max != u64::MAX {
+            let taken =
+                self.active.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| (v < max).then_some(v + 1)).is_ok();
             if !taken {
                 self.faults_overflow.fetch_add(1, Ordering::Relaxed);
                 return FaultDecision::default();
@@ -155,6 +200,27 @@ impl FaultConfig {
     /// A faulted request finished.
     pub fn release(&self) {
         let _ = self.active.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+    }
+}
+
+/// The `fault.http.<downstream cluster>.*` keys of one request.
+struct DownstreamKeys {
+    delay_percent: String,
+    abort_percent: String,
+    delay_duration: String,
+    abort_http_status: String,
+    abort_grpc_status: String,
+}
+
+impl DownstreamKeys {
+    fn new(cluster: &str) -> DownstreamKeys {
+        DownstreamKeys {
+            delay_percent: format!("fault.http.{cluster}.delay.fixed_delay_percent"),
+            abort_percent: format!("fault.http.{cluster}.abort.abort_percent"),
+            delay_duration: format!("fault.http.{cluster}.delay.fixed_duration_ms"),
+            abort_http_status: format!("fault.http.{cluster}.abort.http_status"),
+            abort_grpc_status: format!("fault.http.{cluster}.abort.grpc_status"),
+        }
     }
 }
 
@@ -192,6 +258,7 @@ mod tests {
             headers: Vec::new(),
             downstream_nodes: Vec::new(),
             max_active_faults: Some(1),
+            runtime: Default::default(),
         };
         FaultConfig::new(&c, &ClusterManager::default()).unwrap()
     }
@@ -201,19 +268,19 @@ mod tests {
         let hundred = FractionalPercent { numerator: 100, denominator: Denominator::Hundred };
         let f = fault(None, Some(FaultAbort { kind: FaultAbortKind::HttpStatus(503), percentage: hundred }));
         let head = RequestHead::default();
-        let d = f.decide(&head, "c", || 12345);
+        let d = f.decide(&head, "c", &Snapshot::default(), || 12345);
         assert_eq!(d.abort, Some(503));
         assert!(d.counted);
         // max_active_faults 1: a second concurrent fault overflows.
-        assert_eq!(f.decide(&head, "c", || 1), FaultDecision::default());
+        assert_eq!(f.decide(&head, "c", &Snapshot::default(), || 1), FaultDecision::default());
         assert_eq!(f.faults_overflow.load(Ordering::Relaxed), 1);
         f.release();
-        assert_eq!(f.decide(&head, "c", || 1).abort, Some(503));
+        assert_eq!(f.decide(&head, "c", &Snapshot::default(), || 1).abort, Some(503));
         let never = fault(
             None,
             Some(FaultAbort { kind: FaultAbortKind::HttpStatus(503), percentage: FractionalPercent::NEVER }),
         );
-        assert_eq!(never.decide(&head, "c", || 0), FaultDecision::default());
+        assert_eq!(never.decide(&head, "c", &Snapshot::default(), || 0), FaultDecision::default());
     }
 
     #[test]
@@ -221,11 +288,11 @@ mod tests {
         let all = FractionalPercent { numerator: 1_000_000, denominator: Denominator::Million };
         let f = fault(Some(FaultDelay { kind: FaultDelayKind::Header, percentage: all }), None);
         let mut head = RequestHead::default();
-        assert_eq!(f.decide(&head, "c", || 0), FaultDecision::default(), "no header, no delay");
+        assert_eq!(f.decide(&head, "c", &Snapshot::default(), || 0), FaultDecision::default(), "no header, no delay");
         head.headers.append(DELAY_HEADER, b"250");
-        assert_eq!(f.decide(&head, "c", || 0).delay, Some(Duration::from_millis(250)));
+        assert_eq!(f.decide(&head, "c", &Snapshot::default(), || 0).delay, Some(Duration::from_millis(250)));
         f.release();
         head.headers.append(DELAY_PERCENT_HEADER, b"0");
-        assert_eq!(f.decide(&head, "c", || 0).delay, None, "header lowers the percentage to 0");
+        assert_eq!(f.decide(&head, "c", &Snapshot::default(), || 0).delay, None, "header lowers the percentage to 0");
     }
 }

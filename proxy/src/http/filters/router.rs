@@ -15,6 +15,7 @@
 //! request body still fits the retry buffer and nothing of the response reached the
 //! client. An upstream failure after the response started resets the downstream.
 
+use crate::runtime::maintenance;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -167,6 +168,13 @@ impl RouterState {
         original_dst: Option<std::net::SocketAddr>,
         ctx: &mut Ctx<'_, S>,
     ) -> Result<RouterState, LocalReply> {
+        let key = &ctx.clusters.clusters[cluster].info.maintenance_key;
+        let random = ctx.rng.next_u64();
+        if let Some(reply) =
+            maintenance::check(ctx.runtime, key, random, &ctx.cluster_stats[cluster], cfg.suppress_envoy_headers)
+        {
+            return Err(reply);
+        }
         let route = stream.route.clone().expect("routed stream");
         let matched = cfg.routes.get(&route).expect("route from this table");
         let head = &mut stream.head;

@@ -81,12 +81,10 @@ impl BusyPoll {
         Ok(())
     }
 
-    /// The settings as the kernel reports them for `fd` (`getsockopt`).
-    pub fn read(fd: BorrowedFd<'_>) -> io::Result<BusyPoll> {
-        Ok(BusyPoll {
-            usecs: get(fd, libc::SO_BUSY_POLL)?,
-            budget: get(fd, SO_BUSY_POLL_BUDGET)?,
-            prefer: get(fd, SO_PREFER_BUSY_POLL)? != 0,
-        })
+    /// The settings as the kernel reports them for `fd` (`getsockopt`). The kernel has no
+    /// `getsockopt` for `SO_BUSY_POLL_BUDGET` (ENOPROTOOPT), so `budget` is the value
+    /// whose `setsockopt` succeeded.
+    pub(crate) fn read(fd: BorrowedFd<'_>, budget: u32) -> io::Result<BusyPoll> {
+        Ok(BusyPoll { usecs: get(fd, libc::SO_BUSY_POLL)?, budget, prefer: get(fd, SO_PREFER_BUSY_POLL)? != 0 })
     }
 }

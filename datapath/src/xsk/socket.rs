@@ -39,6 +39,8 @@ pub struct XskSocket {
     queue: u32,
     zero_copy: bool,
     max_frame: u32,
+    /// The busy-poll budget set (the kernel cannot report it).
+    busy_budget: u32,
 }
 
 fn setsockopt_u32(fd: BorrowedFd<'_>, opt: libc::c_int, value: u32) -> io::Result<()> {
@@ -195,6 +197,7 @@ impl XskSocket {
             queue,
             zero_copy,
             max_frame,
+            busy_budget: cfg.busy_poll.map_or(0, |b| b.budget),
         })
     }
 
@@ -216,9 +219,9 @@ impl XskSocket {
         self.max_frame
     }
 
-    /// The socket's busy-poll settings as the kernel reports them.
+    /// The socket's busy-poll settings as the kernel reports them (the budget as set).
     pub fn busy_poll(&self) -> io::Result<super::BusyPoll> {
-        super::BusyPoll::read(self.fd.as_fd())
+        super::BusyPoll::read(self.fd.as_fd(), self.busy_budget)
     }
 
     /// Userspace counters merged with the kernel's `XDP_STATISTICS`.

@@ -32,6 +32,9 @@ pub struct XdpOptions {
     /// `skb` or `drv`.
     pub xdp_mode: Option<String>,
     pub zero_copy: bool,
+    /// `--busy-poll`: preferred busy polling of the AF_XDP sockets; each worker spins on
+    /// its queue instead of sleeping (for cores dedicated to sluice).
+    pub busy_poll: bool,
     /// Prefixes routed to sluice that are not its own address (`--intercept`), e.g.
     /// `10.0.9.0/24`: their TCP is steered to sluice and served by the listener of the
     /// original destination (or the `use_original_dst` listener).
@@ -75,6 +78,11 @@ Options:
       --queues LIST          xdp: NIC queues to serve, e.g. 0,1 (default: 0..concurrency)
       --xdp-mode skb|drv     xdp: attach mode (default: drv, falling back to skb)
       --zero-copy            xdp: bind AF_XDP sockets in zero-copy mode
+      --busy-poll            xdp: preferred busy polling (SO_PREFER_BUSY_POLL,
+                             SO_BUSY_POLL 20 us, SO_BUSY_POLL_BUDGET 64); each worker
+                             spins on its queue instead of sleeping: for dedicated
+                             cores (see the README for napi_defer_hard_irqs and
+                             gro_flush_timeout)
       --intercept CIDR[,CIDR]
                              xdp: also take TCP to these prefixes (routed to sluice,
                              not its own address); connections keep their original
@@ -177,6 +185,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 xdp.xdp_mode = Some(v);
             }
             "--zero-copy" => xdp.zero_copy = true,
+            "--busy-poll" => xdp.busy_poll = true,
             "--intercept" => {
                 let v = value(flag)?;
                 xdp.intercept.extend(v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()));
@@ -186,9 +195,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     }
     let config_path = config_path.ok_or("a config file is required: -c FILE")?;
     if datapath == DatapathKind::Kernel
-        && (xdp.interface.is_some() || xdp.address.is_some() || !xdp.intercept.is_empty())
+        && (xdp.interface.is_some() || xdp.address.is_some() || !xdp.intercept.is_empty() || xdp.busy_poll)
     {
-        return Err("--interface/--address/--intercept apply to --datapath xdp only".into());
+        return Err("--interface/--address/--intercept/--busy-poll apply to --datapath xdp only".into());
     }
     let concurrency = concurrency.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     Ok(Command::Run(Box::new(Options {
@@ -233,13 +242,15 @@ mod tests {
     fn xdp_flags() {
         let a = args(
             "-c x --datapath xdp --interface eth1 --address 10.0.0.2/24 --gateway 10.0.0.1 \
-             --queues 0,1 --xdp-mode drv --zero-copy --intercept 10.0.9.0/24,10.0.10.0/24 --intercept=10.1.0.0/16",
+             --queues 0,1 --xdp-mode drv --zero-copy --busy-poll --intercept 10.0.9.0/24,10.0.10.0/24 \
+             --intercept=10.1.0.0/16",
         );
         let Command::Run(o) = parse(&a).unwrap() else { panic!() };
         assert_eq!(o.datapath, DatapathKind::Xdp);
         assert_eq!(o.xdp.interface.as_deref(), Some("eth1"));
         assert_eq!(o.xdp.queues, Some(vec![0, 1]));
         assert!(o.xdp.zero_copy);
+        assert!(o.xdp.busy_poll);
         assert_eq!(o.xdp.intercept, ["10.0.9.0/24", "10.0.10.0/24", "10.1.0.0/16"]);
     }
 
@@ -252,6 +263,7 @@ mod tests {
         assert!(parse(&args("-c x --concurrency 0")).is_err());
         assert_eq!(parse(&args("--help")).unwrap(), Command::Help);
         assert!(parse(&args("-c x --intercept 10.0.9.0/24")).unwrap_err().contains("xdp only"));
+        assert!(parse(&args("-c x --busy-poll")).unwrap_err().contains("xdp only"));
         assert!(
             matches!(parse(&args("route-check -c r.yaml -t t.yaml")).unwrap(), Command::RouteCheck(a) if a.len() == 4)
         );

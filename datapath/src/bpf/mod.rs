@@ -7,8 +7,10 @@ pub mod link;
 pub mod map;
 pub mod prog;
 pub(crate) mod sys;
+pub mod verdict;
 
 pub use insn::{Alu, Asm, AsmError, Cond, Helper, Insn, Label, Reg, Size};
 pub use link::{AttachMode, XdpLink};
 pub use map::{Map, MapType};
 pub use prog::{Program, XdpAction};
+pub use verdict::attach_verdict;

@@ -1,6 +1,7 @@
 //! Geometry and bind options of an AF_XDP socket, with the limits the kernel enforces
 //! checked up front so that a bad value fails with its name rather than an errno.
 
+use super::busy_poll::BusyPoll;
 use super::umem::XDP_PACKET_HEADROOM;
 use crate::error::XdpError;
 
@@ -37,11 +38,21 @@ pub struct XskConfig {
     pub tx_ring: u32,
     /// Use `XDP_USE_NEED_WAKEUP` (saves syscalls; leave on).
     pub need_wakeup: bool,
+    /// Preferred busy polling (`--busy-poll`, see [`BusyPoll`]); `None`: interrupts and
+    /// softirqs drive the queue, as usual.
+    pub busy_poll: Option<BusyPoll>,
 }
 
 impl Default for XskConfig {
     fn default() -> XskConfig {
-        XskConfig { bind: BindMode::Auto, frame_size: 4096, rx_ring: 2048, tx_ring: 2048, need_wakeup: true }
+        XskConfig {
+            bind: BindMode::Auto,
+            frame_size: 4096,
+            rx_ring: 2048,
+            tx_ring: 2048,
+            need_wakeup: true,
+            busy_poll: None,
+        }
     }
 }
 

@@ -89,6 +89,11 @@ impl XskDevice {
         self.socket.zero_copy()
     }
 
+    /// The socket's busy-poll settings as the kernel reports them (`getsockopt`).
+    pub fn busy_poll(&self) -> io::Result<super::BusyPoll> {
+        self.socket.busy_poll()
+    }
+
     /// Counters of this queue, userspace and kernel merged.
     pub fn stats(&self) -> io::Result<XskStats> {
         self.socket.stats()
@@ -205,6 +210,9 @@ impl Datapath for XskDevice {
             return Ok(());
         }
         let timeout_ms = match timeout {
+            // Busy polling (a dedicated core): never sleep. A zero-timeout poll runs one
+            // busy-poll round of the driver's NAPI (xsk_poll) and checks the waker.
+            _ if self.socket.rx.busy_poll => 0,
             None => -1,
             Some(d) => {
                 // Round up so that a short timeout does not become a busy loop.

@@ -46,6 +46,11 @@ impl FrameStack {
         Ok(())
     }
 
+    /// The free frames, in no particular order.
+    pub fn as_slice(&self) -> &[u64] {
+        &self.addrs
+    }
+
     #[inline]
     pub fn len(&self) -> usize {
         self.addrs.len()

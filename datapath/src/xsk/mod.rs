@@ -19,6 +19,8 @@
 //! Each device then moves to its worker thread (it is `Send`); the program stays
 //! attached until the last device and the caller's `Arc` are gone.
 
+mod bench_loops;
+mod busy_poll;
 mod config;
 mod device;
 mod frames;
@@ -33,6 +35,7 @@ mod tx;
 mod umem;
 mod waker;
 
+pub use busy_poll::BusyPoll;
 pub use config::{BindMode, XskConfig, ETHERNET_HEADER, RX_BATCH, TX_BATCH};
 pub use device::{XskDevice, XskRxToken, XskTxToken};
 pub use frames::FrameStack;

@@ -47,6 +47,8 @@ impl XskSocket {
         }
         if n > 0 {
             self.rx.ring.release(n);
+        } else if !self.rx.ring.has_entries() {
+            self.rx.idle(fd);
         }
         done += n;
         self.tx.flush();

@@ -25,10 +25,18 @@ pub(crate) struct RxHalf {
     pub(crate) batch_len: usize,
     pub(crate) batch_pos: usize,
     pub stats: XskStats,
+    /// Busy polling: enter the kernel whenever the rx ring is empty.
+    pub(crate) busy_poll: bool,
 }
 
 impl RxHalf {
-    pub(crate) fn new(ring: ConsRing<libc::xdp_desc>, fill: ProdRing<u64>, free: FrameStack, pool_end: u64) -> RxHalf {
+    pub(crate) fn new(
+        ring: ConsRing<libc::xdp_desc>,
+        fill: ProdRing<u64>,
+        free: FrameStack,
+        pool_end: u64,
+        busy_poll: bool,
+    ) -> RxHalf {
         let empty = libc::xdp_desc { addr: 0, len: 0, options: 0 };
         RxHalf {
             ring,
@@ -39,6 +47,7 @@ impl RxHalf {
             batch_len: 0,
             batch_pos: 0,
             stats: XskStats::default(),
+            busy_poll,
         }
     }
 
@@ -75,16 +84,11 @@ impl RxHalf {
         }
     }
 
-    fn fetch(&mut self, fd: RawFd) -> bool {
+    pub(crate) fn fetch(&mut self, fd: RawFd) -> bool {
         self.refill();
         let n = self.ring.available(RX_BATCH as u32);
         if n == 0 {
-            // Nothing received: in zero-copy mode the driver may be waiting for us to
-            // say that the fill ring has frames again.
-            if self.fill.needs_wakeup() {
-                self.stats.rx_wakeups += 1;
-                wake_rx(fd);
-            }
+            self.idle(fd);
             return false;
         }
         for i in 0..n {
@@ -95,6 +99,17 @@ impl RxHalf {
         self.batch_len = n as usize;
         self.batch_pos = 0;
         true
+    }
+
+    /// The rx ring is empty: in zero-copy mode the driver may be waiting for us to say
+    /// that the fill ring has frames again; with busy polling the syscall runs the
+    /// driver's NAPI poll for us.
+    #[inline]
+    pub(crate) fn idle(&mut self, fd: RawFd) {
+        if self.busy_poll || self.fill.needs_wakeup() {
+            self.stats.rx_wakeups += 1;
+            wake_rx(fd);
+        }
     }
 
     /// Whether fetched descriptors are waiting in the batch.

@@ -10,7 +10,9 @@
 //!
 //! Wakeups follow `XDP_USE_NEED_WAKEUP`: tx is kicked with `sendto` only when the tx
 //! ring's flag asks for it, and the driver is woken for the fill ring with `recvfrom`
-//! only when the fill ring's flag asks for it and nothing is waiting on the rx ring.
+//! only when the fill ring's flag asks for it and nothing is waiting on the rx ring —
+//! or, with busy polling, whenever the rx ring is empty (the `recvfrom` runs the NAPI
+//! poll).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -37,6 +39,8 @@ pub struct XskSocket {
     queue: u32,
     zero_copy: bool,
     max_frame: u32,
+    /// The busy-poll budget set (the kernel cannot report it).
+    busy_budget: u32,
 }
 
 fn setsockopt_u32(fd: BorrowedFd<'_>, opt: libc::c_int, value: u32) -> io::Result<()> {
@@ -169,6 +173,10 @@ impl XskSocket {
             return Err(bind_error(iface, queue, cfg.bind, io::Error::last_os_error()));
         }
 
+        if let Some(bp) = &cfg.busy_poll {
+            bp.apply(fd.as_fd()).map_err(|(what, e)| XdpError::io(what, e))?;
+        }
+
         let mut opts = libc::xdp_options { flags: 0 };
         getsockopt(fd.as_fd(), libc::XDP_OPTIONS, &mut opts).map_err(|e| XdpError::io("getsockopt(XDP_OPTIONS)", e))?;
         let zero_copy = opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0;
@@ -176,13 +184,20 @@ impl XskSocket {
         let raw_fd = fd.as_raw_fd();
         Ok(XskSocket {
             fd,
-            rx: RxHalf::new(rx_ring, fill, rx_free, u64::from(rx_frames) * u64::from(cfg.frame_size)),
+            rx: RxHalf::new(
+                rx_ring,
+                fill,
+                rx_free,
+                u64::from(rx_frames) * u64::from(cfg.frame_size),
+                cfg.busy_poll.is_some(),
+            ),
             tx: TxHalf::new(tx_ring, comp, tx_free, rx_frames, cfg.frame_size, raw_fd, zero_copy, cfg.need_wakeup),
             umem,
             ifindex: iface.index,
             queue,
             zero_copy,
             max_frame,
+            busy_budget: cfg.busy_poll.map_or(0, |b| b.budget),
         })
     }
 
@@ -202,6 +217,11 @@ impl XskSocket {
     /// Largest frame (Ethernet header included) one UMEM frame carries.
     pub fn max_frame(&self) -> u32 {
         self.max_frame
+    }
+
+    /// The socket's busy-poll settings as the kernel reports them (the budget as set).
+    pub fn busy_poll(&self) -> io::Result<super::BusyPoll> {
+        super::BusyPoll::read(self.fd.as_fd(), self.busy_budget)
     }
 
     /// Userspace counters merged with the kernel's `XDP_STATISTICS`.

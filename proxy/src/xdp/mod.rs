@@ -2,7 +2,7 @@
 //! TCP/IP stack per queue and no kernel socket in the data path.
 //!
 //! `sluice -c FILE --datapath xdp --interface IF --address CIDR [--gateway IP]
-//! [--queues LIST] [--xdp-mode skb|drv] [--zero-copy] [--intercept CIDR,...]`
+//! [--queues LIST] [--xdp-mode skb|drv] [--zero-copy] [--busy-poll] [--intercept CIDR,...]`
 //!
 //! Setup, on the main thread, failing fast with the datapath's own explanation (not
 //! root, no such interface or queue, attach refused and how to fix it):
@@ -93,7 +93,7 @@ fn start(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
     log_steering(&plan, &steering);
 
     let program = attach(&plan, &steering)?;
-    let cfg = XskConfig { bind: plan.bind, ..XskConfig::default() };
+    let cfg = XskConfig { bind: plan.bind, busy_poll: plan.busy_poll, ..XskConfig::default() };
     let devices =
         queues.iter().map(|&q| XskDevice::open(&program, q, &cfg)).collect::<Result<Vec<_>, _>>().map_err(xdp_err)?;
     let wakers = devices.iter().map(|d| d.waker()).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
@@ -119,6 +119,17 @@ fn start(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
             ephemeral = ?ranges[i],
             "AF_XDP queue open"
         );
+        if plan.busy_poll.is_some() {
+            // What the kernel holds, not what we asked for.
+            let bp = device.busy_poll().map_err(|e| format!("queue {queue}: getsockopt(SO_BUSY_POLL): {e}"))?;
+            tracing::info!(
+                queue,
+                "AF_XDP busy polling: SO_PREFER_BUSY_POLL={} SO_BUSY_POLL={} SO_BUSY_POLL_BUDGET={}; the worker spins",
+                u8::from(bp.prefer),
+                bp.usecs,
+                bp.budget
+            );
+        }
         let mut cfg = SmolConfig::new(EthernetAddress(device.mac()), plan.address);
         cfg.gateway = plan.gateway;
         cfg.ephemeral_ports = ranges[i];

@@ -13,6 +13,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use sluice_datapath::xsk::BusyPoll;
 use sluice_datapath::{AttachMode, BindMode, PortFilter, SteeringConfig};
 use sluice_stack::smol::Ipv4Cidr;
 
@@ -34,6 +35,8 @@ pub(crate) struct XdpPlan {
     /// `--xdp-mode`; `None`: native, falling back to generic when the driver refuses.
     pub attach: Option<AttachMode>,
     pub bind: BindMode,
+    /// `--busy-poll`: the AF_XDP sockets' busy-poll settings.
+    pub busy_poll: Option<BusyPoll>,
     pub intercept: Vec<Ipv4Cidr>,
 }
 
@@ -103,7 +106,8 @@ impl XdpPlan {
         }
         let bind = if o.zero_copy { BindMode::ZeroCopy } else { BindMode::Auto };
         let intercept = o.intercept.iter().map(|p| cidr("--intercept", p)).collect::<Result<Vec<_>, _>>()?;
-        Ok(XdpPlan { interface, address, gateway, queues: o.queues.clone(), attach, bind, intercept })
+        let busy_poll = o.busy_poll.then(BusyPoll::default);
+        Ok(XdpPlan { interface, address, gateway, queues: o.queues.clone(), attach, bind, busy_poll, intercept })
     }
 
     /// The queues to serve on an interface with `rx_queues` queues: `--queues`, or the

@@ -49,7 +49,6 @@ pub struct InProcessProxy {
     worker_ips: Vec<IpAddr>,
     next_worker: AtomicUsize,
     runtime: Mutex<sluice::runtime::Loader>,
-    snapshot: Arc<Snapshot>,
 }
 
 impl InProcessProxy {
@@ -95,7 +94,6 @@ impl InProcessProxy {
             worker_ips,
             next_worker: AtomicUsize::new(0),
             runtime: Mutex::new(runtime),
-            snapshot,
         };
         for (id, mut worker) in workers.into_iter().enumerate() {
             proxy.wakers.push(worker.waker().map_err(|e| format!("worker {id}: no waker: {e}"))?);

@@ -189,19 +189,20 @@ fn two_speeds(net: &Net, first_ms: u64, later_ms: u64) -> Acceptor {
 /// route's hedge_policy): the status and body that won, how long it took and the
 /// per-try timeouts counted.
 fn hedged_request(backend: Backend, hedge: &str, headers: &[(&str, &str)]) -> (u16, String, Duration, i64) {
-    hedged_request_to(backend, (600, 2000), hedge, headers)
+    hedged_request_to(backend, (600, 2000), "per_try_timeout: 0.2s", hedge, headers)
 }
 
 fn hedged_request_to(
     backend: Backend,
     (first_ms, later_ms): (u64, u64),
+    try_timeout: &str,
     hedge: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String, Duration, i64) {
     let net = Net::new(backend);
     let origin = two_speeds(&net, first_ms, later_ms);
     let vhosts = format!(
-        "- name: all\n  domains: [\"*\"]\n  routes:\n  - match: {{ prefix: \"/\" }}\n    route:\n      cluster: web\n      retry_policy: {{ retry_on: 5xx, num_retries: 1, per_try_timeout: 0.2s }}\n{hedge}"
+        "- name: all\n  domains: [\"*\"]\n  routes:\n  - match: {{ prefix: \"/\" }}\n    route:\n      cluster: web\n      retry_policy: {{ retry_on: 5xx, num_retries: 1, {try_timeout} }}\n{hedge}"
     );
     let p = start_with(&net, &[origin.addr], "", &vhosts, "");
     let started = Instant::now();
@@ -228,9 +229,12 @@ fn a_hedged_per_try_timeout_keeps_the_first_try_and_the_first_answer_wins(backen
     let (status, _, _, _) = hedged_request(backend, hedge, &[("x-envoy-hedge-on-per-try-timeout", "false")]);
     assert_eq!(status, 504);
     // The hedged try answers first when it is the faster one.
-    let (status, body, took, _) = hedged_request_to(backend, (3000, 100), hedge, &[]);
+    let (status, body, took, _) = hedged_request_to(backend, (3000, 100), "per_try_timeout: 0.2s", hedge, &[]);
     assert_eq!((status, body.as_str()), (200, "second"));
     assert!(took < Duration::from_millis(1500), "answered after {took:?}");
+    // A per-try idle timeout is soft too.
+    let (status, body, _, _) = hedged_request_to(backend, (600, 2000), "per_try_idle_timeout: 0.2s", hedge, &[]);
+    assert_eq!((status, body.as_str()), (200, "first"));
 }
 
 on_both_backends!(

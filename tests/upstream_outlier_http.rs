@@ -151,16 +151,22 @@ fn success_rate_ejects_the_host_far_below_the_mean(backend: Backend) {
     let p = three_hosts_one_failing(
         &net,
         &o,
-        "{ consecutive_5xx: 1000, interval: 0.5s, base_ejection_time: 30s, max_ejection_percent: 50, success_rate_minimum_hosts: 3, success_rate_request_volume: 10, success_rate_stdev_factor: 1000 }",
+        "{ consecutive_5xx: 1000, interval: 1s, base_ejection_time: 30s, max_ejection_percent: 50, success_rate_minimum_hosts: 3, success_rate_request_volume: 10, success_rate_stdev_factor: 1000 }",
     );
     wait_ejected(&p, o[0].addr);
+    // The pass that ejected o0 (until the next one, 1 s later): rates 0, 100, 100, mean
+    // 66.6667, threshold mean − 1.0 × stdev (47.1405).
+    let text = p.proxy().clusters();
+    assert!(text.contains("web::outlier::success_rate_average::66.6667\n"), "{text}");
+    assert!(text.contains("web::outlier::success_rate_ejection_threshold::19.5262\n"), "{text}");
+    assert!(text.contains("web::outlier::local_origin_success_rate_average::-1\n"), "{text}");
     assert!(!ejected(&p, o[1].addr) && !ejected(&p, o[2].addr));
     assert_eq!(p.counter("cluster.web.outlier_detection.ejections_enforced_success_rate"), 1);
     assert!(send(&p, 40).iter().all(|(s, _)| *s == 200));
     // /clusters shows the success rate the detector computed for a host with the volume.
     let start = Instant::now();
     while host_field(&p, o[1].addr, "success_rate") != "100" {
-        assert!(start.elapsed() < Duration::from_secs(3), "{}", p.proxy().clusters());
+        assert!(start.elapsed() < Duration::from_secs(4), "{}", p.proxy().clusters());
         std::thread::sleep(Duration::from_millis(20));
     }
     // o0: 0 in the pass that ejected it, -1 (not scored while ejected) after.

@@ -28,12 +28,46 @@ pub fn health_flags(h: &Host) -> String {
     }
 }
 
+/// A number as C's `%g` prints it (fmt's `{:g}`, which Envoy uses here): six
+/// significant digits, trailing zeros dropped.
+fn fmt_g(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let exp = v.abs().log10().floor() as i32;
+    if !(-5..6).contains(&exp) {
+        let s = format!("{v:.5e}");
+        let (mantissa, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        let e: i32 = e.parse().unwrap_or(0);
+        return format!("{mantissa}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs());
+    }
+    let decimals = (5 - exp).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 pub fn render(snapshot: &Snapshot) -> String {
     let mut s = String::new();
     for c in &snapshot.cluster_manager.clusters {
         let name = c.name();
         let cb = &c.config.circuit_breakers;
         let _ = writeln!(s, "{name}::observability_name::{}", c.config.stat_name());
+        if let Some(r) = &c.outlier {
+            let [mean, threshold, local_mean, local_threshold] = r.success_rates();
+            let _ = writeln!(s, "{name}::outlier::success_rate_average::{}", fmt_g(mean));
+            let _ = writeln!(s, "{name}::outlier::success_rate_ejection_threshold::{}", fmt_g(threshold));
+            let _ = writeln!(s, "{name}::outlier::local_origin_success_rate_average::{}", fmt_g(local_mean));
+            let _ = writeln!(
+                s,
+                "{name}::outlier::local_origin_success_rate_ejection_threshold::{}",
+                fmt_g(local_threshold)
+            );
+        }
         // DEFAULT priority: the limits in force (runtime overrides included).
         let default = c.circuit_breaker_limits();
         let high = [cb.max_connections, cb.max_pending_requests, cb.max_requests, cb.max_retries];
@@ -116,4 +150,19 @@ pub fn render_json(snapshot: &Snapshot) -> String {
     }
     s.push_str("]}\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_g;
+
+    #[test]
+    fn percent_g_formatting() {
+        assert_eq!(fmt_g(-1.0), "-1");
+        assert_eq!(fmt_g(100.0), "100");
+        assert_eq!(fmt_g(66.666666666), "66.6667");
+        assert_eq!(fmt_g(19.526214), "19.5262");
+        assert_eq!(fmt_g(0.0), "0");
+        assert_eq!(fmt_g(1234567.0), "1.23457e+06");
+    }
 }

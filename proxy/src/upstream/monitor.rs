@@ -339,6 +339,9 @@ impl<S: Stack> Monitor<S> {
         for w in &mut self.clusters {
             if let Some(d) = &mut w.detector {
                 w.dirty |= d.on_interval(now, &w.info.stats);
+                if let Some(r) = &w.info.outlier {
+                    r.publish_success_rates(d.success_rate_thresholds);
+                }
             }
             if w.dirty {
                 w.dirty = false;

@@ -155,6 +155,8 @@ pub struct RouterState {
     hedge_on_per_try_timeout: bool,
     /// The try that timed out and keeps running beside the current one.
     hedged: Option<HedgedTry>,
+    /// The current try's per-try (or per-try idle) timeout fired softly (hedging).
+    soft_timed_out: bool,
 }
 
 impl RouterState {
@@ -245,6 +247,7 @@ impl RouterState {
             upgrade: stream.upgrade,
             hedge_on_per_try_timeout,
             hedged: None,
+            soft_timed_out: false,
         };
         r.on_request_progress(stream, ctx.now);
         r.keep_body = r.retry.is_some() || r.shadow_pending;
@@ -288,7 +291,7 @@ impl RouterState {
             _ => None,
         };
         let idle = match (self.per_try_idle, self.resp_meta.is_none(), self.phase, self.client.is_some()) {
-            (Some(t), true, Phase::Active, true) => Some(self.try_activity + t),
+            (Some(t), true, Phase::Active, true) if !self.soft_timed_out => Some(self.try_activity + t),
             _ => None,
         };
         let try_deadline = if self.resp_meta.is_none() { self.try_deadline } else { None };
@@ -422,6 +425,7 @@ impl RouterState {
         self.try_deadline = self.request_done_at.and(self.per_try).map(|t| ctx.now + t);
         self.resp_meta = None;
         self.request_sent = false;
+        self.soft_timed_out = false;
     }
 
     /// Encode the head (and the body bytes kept from an earlier try) into the connection.
@@ -650,10 +654,13 @@ impl RouterState {
         if self.resp_meta.is_none() {
             let per_try = self.try_deadline.is_some_and(|d| now >= d);
             let idle = self.per_try_idle.is_some_and(|t| now >= self.try_activity + t);
-            if per_try && self.hedge_on_per_try_timeout && self.client.is_some() {
-                self.soft_per_try_timeout(ctx);
-                if self.client.is_none() {
-                    return Ok(());
+            if (per_try || idle) && self.hedge_on_per_try_timeout && self.client.is_some() {
+                // Hedging: every per-try timeout of the try is soft, and fires once.
+                if !self.soft_timed_out {
+                    self.soft_per_try_timeout(ctx);
+                    if self.client.is_none() {
+                        return Ok(());
+                    }
                 }
             } else if per_try || idle {
                 let code = self.timeout_code();
@@ -1105,6 +1112,7 @@ impl RouterState {
         let code = self.timeout_code();
         self.charge(ctx, |info, host| charge::soft_timeout(info, host, code));
         self.try_deadline = None;
+        self.soft_timed_out = true;
         let retriable = self.retry.as_ref().is_some_and(|r| r.retriable_reset(ResetReason::PerTryTimeout));
         // One hedged try at a time: a later soft timeout only goes on waiting.
         if self.hedged.is_some() || !retriable || !self.body_copy_ok || !self.can_retry(ctx) {
@@ -1161,6 +1169,8 @@ impl RouterState {
         self.upstream_event = true;
         self.try_deadline = None;
         self.resp_meta = None;
+        // Its timeout fired already (that is how it became hedged).
+        self.soft_timed_out = true;
     }
 }
 

@@ -19,7 +19,7 @@ pub mod monitor;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use sluice_config::cluster::OutlierDetection;
 
@@ -89,11 +89,29 @@ pub struct Reporter {
     pub config: OutlierDetection,
     /// Some host of the cluster has pending ejection types.
     pending: AtomicBool,
+    /// The authority's last success-rate pass, for `/clusters` (f64 bits, -1: none):
+    /// mean and ejection threshold, external origin then local origin.
+    success_rates: [AtomicU64; 4],
 }
 
 impl Reporter {
     pub fn new(config: OutlierDetection) -> Reporter {
-        Reporter { config, pending: AtomicBool::new(false) }
+        let none = || AtomicU64::new((-1f64).to_bits());
+        Reporter { config, pending: AtomicBool::new(false), success_rates: [none(), none(), none(), none()] }
+    }
+
+    /// Authority: publish the last pass's (mean, threshold), external then local origin.
+    pub fn publish_success_rates(&self, passes: [Option<(f64, f64)>; 2]) {
+        for (i, pass) in passes.into_iter().enumerate() {
+            let (mean, threshold) = pass.unwrap_or((-1.0, -1.0));
+            self.success_rates[2 * i].store(mean.to_bits(), Ordering::Relaxed);
+            self.success_rates[2 * i + 1].store(threshold.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// `[mean, threshold, local-origin mean, local-origin threshold]` (-1: none).
+    pub fn success_rates(&self) -> [f64; 4] {
+        self.success_rates.each_ref().map(|v| f64::from_bits(v.load(Ordering::Relaxed)))
     }
 
     /// Record `outcome` (or an HTTP status `code`) for `host`. True when an ejection

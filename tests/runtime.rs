@@ -335,6 +335,17 @@ fn binary_runtime_endpoints_and_modify() {
     assert_eq!((r.status, a.requests()), (200, 1), "the route flipped without a reload");
     let shown = get(admin, "/runtime").text();
     assert!(shown.contains("\"final_value\": \"100\",\n   \"layer_values\": [\"0\", \"100\"]"), "{shown}");
+    // Envoy's runtime stats.
+    let stats = get(admin, "/stats?filter=^runtime\\.").text();
+    for line in [
+        "runtime.admin_overrides_active: 1",
+        "runtime.load_error: 0",
+        "runtime.load_success: 2",
+        "runtime.num_keys: 2",
+        "runtime.num_layers: 2",
+    ] {
+        assert!(stats.lines().any(|l| l == line), "no `{line}` in:\n{stats}");
+    }
     assert_eq!(post(admin, "/runtime_modify").0, 400);
     // Circuit-breaker limits from the runtime show in /clusters.
     assert_eq!(post(admin, "/runtime_modify?circuit_breakers.a.default.max_connections=7").0, 200);

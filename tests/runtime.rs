@@ -390,3 +390,25 @@ fn binary_reads_a_swapped_disk_layer() {
     assert_eq!(get(port, "/flip").status, 200);
     assert_eq!((a.requests(), b.requests()), (1, 1));
 }
+
+#[test]
+fn binary_reload_keeps_the_running_layers_and_says_so() {
+    let (a, b) = (HttpOrigin::start("a"), HttpOrigin::start("b"));
+    let (port, admin) = (free_port(), free_port());
+    let layers = |v: u32| {
+        format!("layers:\n- name: base\n  static_layer: {{ routing: {{ flip: {v} }} }}\n- name: admin\n  admin_layer: {{}}\n")
+    };
+    let mut proxy = Proxy::start(&binary_config(port, admin, a.port(), b.port(), &layers(0)), &[]);
+    proxy.wait_for_log("sluice started", Duration::from_secs(10));
+    assert_eq!(post(admin, "/runtime_modify?other=1").0, 200);
+    std::fs::write(&proxy.config_path, binary_config(port, admin, a.port(), b.port(), &layers(100))).unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    assert!(proxy.log().contains("`layered_runtime` changed in the file"), "no warning:\n{}", proxy.log());
+    // The layers (and the admin layer's values) stay as they were: bootstrap-only, as in Envoy.
+    let shown = get(admin, "/runtime").text();
+    assert!(shown.contains("\"routing.flip\": {\n   \"final_value\": \"0\""), "{shown}");
+    assert!(shown.contains("\"other\": {\n   \"final_value\": \"1\""), "{shown}");
+    assert_eq!(get(port, "/flip").status, 200);
+    assert_eq!((a.requests(), b.requests()), (0, 1));
+}

@@ -281,7 +281,27 @@ fn circuit_breaker_limits_from_runtime(backend: Backend) {
     assert_eq!(c.get("/").status, 200, "the configured limit again");
 }
 
+fn upstream_use_retry_gates_retries(backend: Backend) {
+    let s = Setup::new(backend);
+    let routes = r#"- name: all
+  domains: ["*"]
+  routes:
+  - match: { prefix: "/" }
+    route: { cluster: b, retry_policy: { retry_on: 5xx, num_retries: 2, retry_back_off: { base_interval: 0.001s } } }
+"#;
+    let (p, listen) = s.start(ADMIN_LAYER, routes, "", "");
+    s.b.force_status(Some(503));
+    let mut c = s.client(&p, listen);
+    assert_eq!(c.get("/").status, 503);
+    assert_eq!(s.b.requests(), 3, "the first try and two retries");
+    p.runtime_modify(&[("upstream.use_retry", "0")]).unwrap();
+    assert_eq!(c.get("/").status, 503);
+    assert_eq!(s.b.requests(), 4, "upstream.use_retry 0: no retry");
+    assert_eq!(p.stats().get("cluster.b.upstream_rq_retry"), Some(2));
+}
+
 on_both_backends!(
+    upstream_use_retry_gates_retries,
     weighted_clusters_read_runtime_weights,
     global_connection_limit_from_runtime,
     circuit_breaker_limits_from_runtime,

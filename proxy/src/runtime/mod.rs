@@ -10,7 +10,8 @@
 //! - route `match.runtime_fraction`, `weighted_clusters.runtime_key_prefix`, request
 //!   mirror `runtime_fraction` (router/);
 //! - the fault filter's `fault.http.*` keys (http/filters/fault.rs);
-//! - `upstream.maintenance_mode.<cluster>` ([`maintenance`]);
+//! - `upstream.maintenance_mode.<cluster>` ([`maintenance`]); `upstream.use_retry`
+//!   ([`USE_RETRY`], the router's retry decision);
 //! - `upstream.healthy_panic_threshold`, `circuit_breakers.<cluster>.default.*` and
 //!   `health_check.{min,max}_interval` ([`apply_to_clusters`]);
 //! - access log `status_code_filter` / `duration_filter` `runtime_key` (access_log/);
@@ -27,6 +28,9 @@ pub use loader::{Loader, Published, NO_ADMIN_LAYER};
 pub use snapshot::{Layer, Snapshot};
 
 use crate::upstream::cluster_manager::ClusterManager;
+
+/// `upstream.use_retry`: the percentage of retries the router may make (default 100).
+pub const USE_RETRY: &str = "upstream.use_retry";
 
 /// `upstream.healthy_panic_threshold`.
 pub const HEALTHY_PANIC_THRESHOLD: &str = "upstream.healthy_panic_threshold";

@@ -281,7 +281,27 @@ fn circuit_breaker_limits_from_runtime(backend: Backend) {
     assert_eq!(c.get("/").status, 200, "the configured limit again");
 }
 
+fn upstream_use_retry_gates_retries(backend: Backend) {
+    let s = Setup::new(backend);
+    let routes = r#"- name: all
+  domains: ["*"]
+  routes:
+  - match: { prefix: "/" }
+    route: { cluster: b, retry_policy: { retry_on: 5xx, num_retries: 2, retry_back_off: { base_interval: 0.001s } } }
+"#;
+    let (p, listen) = s.start(ADMIN_LAYER, routes, "", "");
+    s.b.force_status(Some(503));
+    let mut c = s.client(&p, listen);
+    assert_eq!(c.get("/").status, 503);
+    assert_eq!(s.b.requests(), 3, "the first try and two retries");
+    p.runtime_modify(&[("upstream.use_retry", "0")]).unwrap();
+    assert_eq!(c.get("/").status, 503);
+    assert_eq!(s.b.requests(), 4, "upstream.use_retry 0: no retry");
+    assert_eq!(p.stats().get("cluster.b.upstream_rq_retry"), Some(2));
+}
+
 on_both_backends!(
+    upstream_use_retry_gates_retries,
     weighted_clusters_read_runtime_weights,
     global_connection_limit_from_runtime,
     circuit_breaker_limits_from_runtime,
@@ -335,6 +355,17 @@ fn binary_runtime_endpoints_and_modify() {
     assert_eq!((r.status, a.requests()), (200, 1), "the route flipped without a reload");
     let shown = get(admin, "/runtime").text();
     assert!(shown.contains("\"final_value\": \"100\",\n   \"layer_values\": [\"0\", \"100\"]"), "{shown}");
+    // Envoy's runtime stats.
+    let stats = get(admin, "/stats?filter=^runtime\\.").text();
+    for line in [
+        "runtime.admin_overrides_active: 1",
+        "runtime.load_error: 0",
+        "runtime.load_success: 2",
+        "runtime.num_keys: 2",
+        "runtime.num_layers: 2",
+    ] {
+        assert!(stats.lines().any(|l| l == line), "no `{line}` in:\n{stats}");
+    }
     assert_eq!(post(admin, "/runtime_modify").0, 400);
     // Circuit-breaker limits from the runtime show in /clusters.
     assert_eq!(post(admin, "/runtime_modify?circuit_breakers.a.default.max_connections=7").0, 200);
@@ -378,4 +409,26 @@ fn binary_reads_a_swapped_disk_layer() {
     wait_until("the swapped layer", || get(admin, "/runtime").text().contains("\"final_value\": \"100\""));
     assert_eq!(get(port, "/flip").status, 200);
     assert_eq!((a.requests(), b.requests()), (1, 1));
+}
+
+#[test]
+fn binary_reload_keeps_the_running_layers_and_says_so() {
+    let (a, b) = (HttpOrigin::start("a"), HttpOrigin::start("b"));
+    let (port, admin) = (free_port(), free_port());
+    let layers = |v: u32| {
+        format!("layers:\n- name: base\n  static_layer: {{ routing: {{ flip: {v} }} }}\n- name: admin\n  admin_layer: {{}}\n")
+    };
+    let mut proxy = Proxy::start(&binary_config(port, admin, a.port(), b.port(), &layers(0)), &[]);
+    proxy.wait_for_log("sluice started", Duration::from_secs(10));
+    assert_eq!(post(admin, "/runtime_modify?other=1").0, 200);
+    std::fs::write(&proxy.config_path, binary_config(port, admin, a.port(), b.port(), &layers(100))).unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    assert!(proxy.log().contains("`layered_runtime` changed in the file"), "no warning:\n{}", proxy.log());
+    // The layers (and the admin layer's values) stay as they were: bootstrap-only, as in Envoy.
+    let shown = get(admin, "/runtime").text();
+    assert!(shown.contains("\"routing.flip\": {\n   \"final_value\": \"0\""), "{shown}");
+    assert!(shown.contains("\"other\": {\n   \"final_value\": \"1\""), "{shown}");
+    assert_eq!(get(port, "/flip").status, 200);
+    assert_eq!((a.requests(), b.requests()), (0, 1));
 }

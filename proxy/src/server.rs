@@ -151,7 +151,11 @@ pub(crate) fn prepare(
     let stats = Arc::new(Store::new(workers));
     let overload = loaded.bootstrap.overload_manager.as_ref();
     let control = Arc::new(Control::with_overload(Arc::new(crate::overload::OverloadState::new(overload))));
-    let runtime = crate::runtime::Loader::new(loaded.bootstrap.layered_runtime.as_ref(), Arc::clone(&control.runtime));
+    let runtime = crate::runtime::Loader::new(
+        loaded.bootstrap.layered_runtime.as_ref(),
+        Arc::clone(&control.runtime),
+        Arc::clone(&stats.runtime),
+    );
     crate::runtime::apply_to_clusters(&runtime.snapshot(), &snapshot.cluster_manager);
     if overload.and_then(|o| o.max_active_downstream_connections()).is_none()
         && runtime.snapshot().get(crate::runtime::listener_limit::GLOBAL_MAX_CX).is_none()

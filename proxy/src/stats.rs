@@ -446,6 +446,39 @@ stats_scope! {
     }
 }
 
+/// `runtime.*` (Envoy's `RuntimeStats`), written by the runtime loader on the main
+/// thread.
+#[derive(Debug, Default)]
+pub struct RuntimeStats {
+    pub load_success: Counter,
+    pub load_error: Counter,
+    pub override_dir_exists: Counter,
+    pub override_dir_not_exists: Counter,
+    pub num_keys: Gauge,
+    pub num_layers: Gauge,
+    pub admin_overrides_active: Gauge,
+}
+
+impl RuntimeStats {
+    fn collect(&self, out: &mut Vec<(String, StatKind, i64)>) {
+        for (name, v) in [
+            ("load_success", &self.load_success),
+            ("load_error", &self.load_error),
+            ("override_dir_exists", &self.override_dir_exists),
+            ("override_dir_not_exists", &self.override_dir_not_exists),
+        ] {
+            out.push((format!("runtime.{name}"), StatKind::Counter, v.get() as i64));
+        }
+        for (name, v) in [
+            ("num_keys", &self.num_keys),
+            ("num_layers", &self.num_layers),
+            ("admin_overrides_active", &self.admin_overrides_active),
+        ] {
+            out.push((format!("runtime.{name}"), StatKind::Gauge, v.get()));
+        }
+    }
+}
+
 /// All stats of the process.
 pub struct Store {
     pub listeners: Registry<ListenerStats>,
@@ -459,6 +492,7 @@ pub struct Store {
     /// The overload manager's actions and monitors (one block each).
     pub overload_actions: Registry<OverloadActionStats>,
     pub overload_monitors: Registry<OverloadMonitorStats>,
+    pub runtime: Arc<RuntimeStats>,
 }
 
 impl Store {
@@ -472,6 +506,7 @@ impl Store {
             xdp: Registry::new(1),
             overload_actions: Registry::new(1),
             overload_monitors: Registry::new(1),
+            runtime: Arc::default(),
         }
     }
 
@@ -486,6 +521,7 @@ impl Store {
         self.xdp.collect(&mut out);
         self.overload_actions.collect(&mut out);
         self.overload_monitors.collect(&mut out);
+        self.runtime.collect(&mut out);
         for (name, v) in crate::access_log::sink::counters() {
             out.push((name.to_string(), StatKind::Counter, v as i64));
         }

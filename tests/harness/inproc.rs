@@ -65,8 +65,11 @@ impl InProcessProxy {
         let snapshot = Arc::new(Snapshot::build(&loaded.bootstrap).map_err(|e| format!("config: {}", e.join("; ")))?);
         let stats = Arc::new(Store::new(stacks.len()));
         let control = Arc::new(Control::default());
-        let runtime =
-            sluice::runtime::Loader::new(loaded.bootstrap.layered_runtime.as_ref(), Arc::clone(&control.runtime));
+        let runtime = sluice::runtime::Loader::new(
+            loaded.bootstrap.layered_runtime.as_ref(),
+            Arc::clone(&control.runtime),
+            Arc::clone(&stats.runtime),
+        );
         sluice::runtime::apply_to_clusters(&runtime.snapshot(), &snapshot.cluster_manager);
         let mut workers = Vec::with_capacity(stacks.len());
         for (id, mut stack) in stacks.into_iter().enumerate() {

@@ -5,8 +5,12 @@
 //! As Envoy's `ActiveTcpListener::onAccept`: a connection accepted while its listener
 //! already has `connection_limit` open connections is closed at once and counted in
 //! `listener.<stat_prefix>.downstream_cx_overflow`. The count covers every worker (a
-//! shared counter on the listener's config), from accept to close. Without the key the
-//! listener is unlimited. The global key applies, as in Envoy's `TcpListenerImpl`, only
+//! shared counter on the listener's config), from accept to close (Envoy counts from
+//! the connection's creation after the listener filters; the check is at accept in
+//! both). Without the key the listener is unlimited. The counter belongs to one config
+//! generation: after a SIGHUP the new listener config counts its own connections while
+//! the old one's finish, so during that overlap a listener may hold up to twice its
+//! limit. The global key applies, as in Envoy's `TcpListenerImpl`, only
 //! when the overload manager has no `global_downstream_max_connections` monitor (which
 //! then wins): a connection accepted while the process already holds that many is
 //! closed and counted in `downstream_global_cx_overflow`; listeners with

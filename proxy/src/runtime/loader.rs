@@ -17,6 +17,7 @@ use sluice_config::runtime::{Entry, LayerKind, LayeredRuntime};
 
 use super::disk::{self, RootIdentity};
 use super::snapshot::{Layer, Snapshot};
+use crate::stats::RuntimeStats;
 
 /// The latest snapshot and its version: written by the loader, read by workers (a
 /// lock only when the version moved) and by other threads.
@@ -63,25 +64,16 @@ pub struct Loader {
     roots: Vec<Option<Option<RootIdentity>>>,
     current: Arc<Snapshot>,
     published: Arc<Published>,
-    /// `runtime.load_success` / `runtime.load_error` (Envoy's runtime stats).
-    pub load_success: u64,
-    pub load_error: u64,
+    stats: Arc<RuntimeStats>,
 }
 
 impl Loader {
-    /// Load every layer and publish the first snapshot to `published`.
-    pub fn new(config: Option<&LayeredRuntime>, published: Arc<Published>) -> Loader {
+    /// Load every layer and publish the first snapshot to `published`; `runtime.*`
+    /// stats go to `stats`.
+    pub fn new(config: Option<&LayeredRuntime>, published: Arc<Published>, stats: Arc<RuntimeStats>) -> Loader {
         let config = config.cloned().unwrap_or_default();
         let roots = config.layers.iter().map(|_| None).collect();
-        let mut l = Loader {
-            config,
-            admin: BTreeMap::new(),
-            roots,
-            current: Snapshot::empty(),
-            published,
-            load_success: 0,
-            load_error: 0,
-        };
+        let mut l = Loader { config, admin: BTreeMap::new(), roots, current: Snapshot::empty(), published, stats };
         l.reload();
         l
     }
@@ -135,7 +127,7 @@ impl Loader {
     /// Build and publish a snapshot from the layers as they are now.
     fn reload(&mut self) {
         let mut layers = Vec::with_capacity(self.config.layers.len());
-        let mut errors = 0;
+        let (mut errors, mut disk_layers) = (0, 0);
         for (i, layer) in self.config.layers.iter().enumerate() {
             let values = match &layer.kind {
                 LayerKind::Static { values, .. } => values.iter().cloned().collect(),
@@ -143,7 +135,10 @@ impl Loader {
                 LayerKind::Disk(d) => {
                     self.roots[i] = Some(disk::identity(&PathBuf::from(&d.symlink_root)).ok().flatten());
                     match disk::read_layer(&PathBuf::from(d.path())) {
-                        Ok(v) => v,
+                        Ok(v) => {
+                            disk_layers += 1;
+                            v
+                        }
                         Err(e) => {
                             // Envoy leaves a layer that fails to load out of the snapshot.
                             tracing::warn!(layer = %layer.name, "runtime disk layer not loaded: {e}");
@@ -155,12 +150,23 @@ impl Loader {
             };
             layers.push(Arc::new(Layer { name: layer.name.clone(), values }));
         }
+        // Envoy's `createNewSnapshot` stats, `override_dir_exists` quirk included
+        // (counted only with more than one disk layer loaded).
+        let s = &self.stats;
         if errors == 0 {
-            self.load_success += 1;
+            s.load_success.inc()
         } else {
-            self.load_error += 1;
+            s.load_error.inc()
         }
+        if disk_layers > 1 {
+            s.override_dir_exists.inc()
+        } else {
+            s.override_dir_not_exists.inc()
+        }
+        s.num_layers.set(layers.len() as i64);
+        s.admin_overrides_active.set(i64::from(!self.admin.is_empty()));
         self.current = Arc::new(Snapshot::new(layers));
+        s.num_keys.set(self.current.len() as i64);
         self.published.publish(Arc::clone(&self.current));
         tracing::debug!(keys = self.current.len(), "runtime snapshot published");
     }
@@ -180,13 +186,16 @@ mod tests {
         let c =
             config("  layers:\n  - name: base\n    static_layer: {a: 1, b: 2}\n  - name: admin\n    admin_layer: {}\n");
         let p = Arc::new(Published::default());
-        let mut l = Loader::new(Some(&c), Arc::clone(&p));
+        let stats = Arc::new(RuntimeStats::default());
+        let mut l = Loader::new(Some(&c), Arc::clone(&p), Arc::clone(&stats));
         assert_eq!(p.current().1.get_integer("a", 0), 1);
+        assert_eq!((stats.num_keys.get(), stats.num_layers.get(), stats.admin_overrides_active.get()), (2, 2, 0));
         let v0 = p.version();
         l.merge_admin(&[("a".into(), "10".into()), ("c".into(), "x".into())]).unwrap();
         assert!(p.version() > v0);
         let s = p.current().1;
         assert_eq!((s.get_integer("a", 0), s.get("c")), (10, Some("x")));
+        assert_eq!((stats.num_keys.get(), stats.admin_overrides_active.get(), stats.load_success.get()), (3, 1, 2));
         l.merge_admin(&[("a".into(), String::new())]).unwrap();
         assert_eq!(p.current().1.get_integer("a", 0), 1, "an empty value removes the override");
         assert_eq!(l.snapshot().layers().iter().map(|l| l.name.as_str()).collect::<Vec<_>>(), ["base", "admin"]);
@@ -195,9 +204,9 @@ mod tests {
     #[test]
     fn without_an_admin_layer_modify_fails() {
         let c = config("  layers:\n  - name: base\n    static_layer: {a: 1}\n");
-        let mut l = Loader::new(Some(&c), Arc::new(Published::default()));
+        let mut l = Loader::new(Some(&c), Arc::new(Published::default()), Arc::default());
         assert_eq!(l.merge_admin(&[("a".into(), "2".into())]), Err(NO_ADMIN_LAYER));
-        let mut none = Loader::new(None, Arc::new(Published::default()));
+        let mut none = Loader::new(None, Arc::new(Published::default()), Arc::default());
         assert_eq!(none.merge_admin(&[("a".into(), "2".into())]), Err(NO_ADMIN_LAYER));
     }
 
@@ -216,7 +225,7 @@ mod tests {
             root.display()
         ));
         let p = Arc::new(Published::default());
-        let mut l = Loader::new(Some(&c), Arc::clone(&p));
+        let mut l = Loader::new(Some(&c), Arc::clone(&p), Arc::default());
         assert_eq!(p.current().1.get_integer("k", 0), 1);
         assert!(!l.poll_disk(), "nothing changed");
         // An in-place edit is not a swap (as Envoy): not seen.

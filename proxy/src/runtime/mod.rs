@@ -10,9 +10,11 @@
 //! - route `match.runtime_fraction`, `weighted_clusters.runtime_key_prefix`, request
 //!   mirror `runtime_fraction` (router/);
 //! - the fault filter's `fault.http.*` keys (http/filters/fault.rs);
-//! - `upstream.maintenance_mode.<cluster>` ([`maintenance`]);
-//! - `upstream.healthy_panic_threshold` and `circuit_breakers.<cluster>.default.*`
-//!   ([`apply_to_clusters`]);
+//! - `upstream.maintenance_mode.<cluster>` ([`maintenance`]); `upstream.use_retry`
+//!   ([`USE_RETRY`], the router's retry decision);
+//! - `upstream.healthy_panic_threshold`, `circuit_breakers.<cluster>.default.*` and
+//!   `health_check.{min,max}_interval` ([`apply_to_clusters`]);
+//! - access log `status_code_filter` / `duration_filter` `runtime_key` (access_log/);
 //! - `envoy.resource_limits.listener.<name>.connection_limit` and
 //!   `overload.global_downstream_max_connections` ([`listener_limit`]).
 
@@ -27,12 +29,15 @@ pub use snapshot::{Layer, Snapshot};
 
 use crate::upstream::cluster_manager::ClusterManager;
 
+/// `upstream.use_retry`: the percentage of retries the router may make (default 100).
+pub const USE_RETRY: &str = "upstream.use_retry";
+
 /// `upstream.healthy_panic_threshold`.
 pub const HEALTHY_PANIC_THRESHOLD: &str = "upstream.healthy_panic_threshold";
 
 /// Push the cluster-wide runtime values of `snapshot` into `clusters`: each cluster's
-/// circuit-breaker limits and panic threshold (its priority set is rebuilt when the
-/// threshold changed).
+/// circuit-breaker limits, health-check interval bounds and panic threshold (its
+/// priority set is rebuilt when the threshold changed).
 pub fn apply_to_clusters(snapshot: &Snapshot, clusters: &ClusterManager) {
     for c in &clusters.clusters {
         c.apply_runtime(snapshot);

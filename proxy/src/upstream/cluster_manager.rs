@@ -65,6 +65,9 @@ struct RuntimeLimits {
     keys: [String; 4],
     values: [AtomicU64; 4],
     panic_threshold: AtomicU64,
+    /// `health_check.min_interval` / `health_check.max_interval` (milliseconds).
+    hc_min_interval: AtomicU64,
+    hc_max_interval: AtomicU64,
 }
 
 const NOT_SET: u64 = u64::MAX;
@@ -76,6 +79,8 @@ impl RuntimeLimits {
             keys: [key("max_connections"), key("max_pending_requests"), key("max_requests"), key("max_retries")],
             values: Default::default(),
             panic_threshold: AtomicU64::new(NOT_SET),
+            hc_min_interval: AtomicU64::new(0),
+            hc_max_interval: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -226,17 +231,33 @@ impl ClusterInfo {
     }
 
     /// Take this cluster's runtime values from `snapshot`: circuit-breaker limits
-    /// (`circuit_breakers.<name>.default.*`) and `upstream.healthy_panic_threshold`
+    /// (`circuit_breakers.<name>.default.*`), the health-check interval bounds
+    /// (`health_check.min_interval`, `health_check.max_interval`) and
+    /// `upstream.healthy_panic_threshold`
     /// (Envoy reads it when it recomputes the priority loads; the priority set is
     /// rebuilt here when the value changed).
     pub fn apply_runtime(&self, snapshot: &crate::runtime::Snapshot) {
         for (key, value) in self.runtime.keys.iter().zip(&self.runtime.values) {
             value.store(snapshot.get_integer(key, NOT_SET), Ordering::Relaxed);
         }
+        self.runtime.hc_min_interval.store(snapshot.get_integer("health_check.min_interval", 0), Ordering::Relaxed);
+        self.runtime
+            .hc_max_interval
+            .store(snapshot.get_integer("health_check.max_interval", u64::MAX), Ordering::Relaxed);
         let threshold = snapshot.get_integer(crate::runtime::HEALTHY_PANIC_THRESHOLD, NOT_SET);
         if self.runtime.panic_threshold.swap(threshold, Ordering::Relaxed) != threshold {
             self.refresh_health();
         }
+    }
+
+    /// A health-check interval bounded as Envoy's `intervalWithJitter` bounds it: at
+    /// most `health_check.max_interval`, at least `health_check.min_interval` (runtime
+    /// milliseconds) and 1 ms.
+    pub fn bound_health_check_interval(&self, d: std::time::Duration) -> std::time::Duration {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let max = self.runtime.hc_max_interval.load(Ordering::Relaxed);
+        let min = self.runtime.hc_min_interval.load(Ordering::Relaxed);
+        std::time::Duration::from_millis(ms.min(max).max(min).max(1))
     }
 
     /// The circuit breakers' `max_connections` in force.
@@ -651,6 +672,14 @@ mod tests {
         info.release_request();
         info.apply_runtime(&runtime(&[]));
         assert_eq!(info.circuit_breaker_limits(), [1024, 1024, 5, 3]);
+        // health_check.{min,max}_interval bound every check interval (ms; at least 1 ms).
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(info.bound_health_check_interval(ms(0)), ms(1));
+        assert_eq!(info.bound_health_check_interval(ms(60_000)), ms(60_000));
+        info.apply_runtime(&runtime(&[("health_check.min_interval", "500"), ("health_check.max_interval", "2000")]));
+        assert_eq!(info.bound_health_check_interval(ms(10)), ms(500));
+        assert_eq!(info.bound_health_check_interval(ms(60_000)), ms(2000));
+        assert_eq!(info.bound_health_check_interval(ms(1500)), ms(1500));
     }
 
     #[test]

@@ -226,7 +226,7 @@ impl<S: Stack> Monitor<S> {
         if !host.has_flag(health_flag::FAILED_ACTIVE_HC) {
             self.clusters[cluster].info.stats.hc_healthy.add(1);
         }
-        let first = now + checker.initial_delay(&mut self.rng);
+        let first = now + self.clusters[cluster].info.bound_health_check_interval(checker.initial_delay(&mut self.rng));
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -432,7 +432,8 @@ impl<S: Stack> Monitor<S> {
                 continue;
             }
             let healthy = !slot.session.host.has_flag(health_flag::FAILED_ACTIVE_HC);
-            let next = now + checker.next_interval(healthy, Transition::Unchanged, true, &mut self.rng);
+            let next = checker.next_interval(healthy, Transition::Unchanged, true, &mut self.rng);
+            let next = now + self.clusters[c].info.bound_health_check_interval(next);
             if slot.session.deadline() > next {
                 slot.session.wait_until(next);
                 self.arm(i);
@@ -473,7 +474,7 @@ impl<S: Stack> Monitor<S> {
             }
         }
         let next = checker.next_interval(passed, transition, w.info.seen_traffic(), &mut self.rng);
-        slot.session.wait_until(now + next);
+        slot.session.wait_until(now + w.info.bound_health_check_interval(next));
     }
 
     /// Close every session (the thread is stopping).

@@ -956,6 +956,12 @@ impl RouterState {
             self.stats.upstream_rq_retry_overflow.inc();
             return false;
         }
+        // Envoy's RetryStateImpl::shouldRetry: after the retry circuit breaker, the
+        // runtime's `upstream.use_retry` (percent, default 100).
+        if !ctx.runtime.feature_enabled(crate::runtime::USE_RETRY, 100, ctx.rng.next_u64()) {
+            info.release_retry();
+            return false;
+        }
         self.counted_retry = true;
         true
     }

@@ -11,14 +11,9 @@ use crate::http::conn_manager::headers::HeaderPolicy;
 use crate::http::conn_manager::normalize::PathNormalization;
 use crate::http::conn_manager::upgrade::UpgradePolicy;
 use crate::http::filters::fault::FaultConfig;
+use crate::http::filters::{FilterFactory, HttpFilterConfig};
 use crate::router::RouteTable;
 use crate::upstream::cluster_manager::ClusterManager;
-
-/// A compiled decoder filter (the router, always last, is not in this list).
-#[derive(Debug)]
-pub enum HttpFilterConfig {
-    Fault(Arc<FaultConfig>),
-}
 
 #[derive(Debug)]
 pub struct HcmConfig {
@@ -78,21 +73,26 @@ impl HcmConfig {
             c.router().ok_or_else(|| format!("{path}.http_filters: the last HTTP filter must be the router"))?;
         let mut filters = Vec::new();
         for (i, f) in c.http_filters.iter().enumerate() {
-            if f.disabled {
-                continue;
-            }
-            match &f.kind {
+            let factory = match &f.kind {
                 HttpFilterKind::Router(_) => {
                     if i + 1 != c.http_filters.len() {
                         return Err(format!("{path}.http_filters[{i}]: the router must be the last HTTP filter"));
                     }
+                    continue;
                 }
                 HttpFilterKind::Fault(fault) => {
                     let fc =
                         FaultConfig::new(fault, &clusters).map_err(|e| format!("{path}.http_filters[{i}]: {e}"))?;
-                    filters.push(HttpFilterConfig::Fault(Arc::new(fc)));
+                    FilterFactory::Fault(Arc::new(fc))
                 }
-            }
+                other => {
+                    return Err(format!(
+                        "{path}.http_filters[{i}]: HTTP filter type `{}` is not supported yet",
+                        other.type_name()
+                    ))
+                }
+            };
+            filters.push(HttpFilterConfig { name: f.name.clone(), disabled: f.disabled, factory });
         }
         let common = &c.common_http_protocol_options;
         let opts = &c.http_protocol_options;

@@ -55,8 +55,10 @@ use crate::worker_ctx::Ctx;
 use sluice_config::overload::ActionKind;
 use sluice_config::overload::TimerType;
 
-use self::config::{HcmConfig, HttpFilterConfig};
+use self::config::HcmConfig;
 use self::stream::{FilterPhase, Stream};
+use crate::http::filter::StreamContext;
+use crate::http::filter_manager::Decoded;
 
 /// Read size for downstream input.
 const READ_CHUNK: usize = 64 * 1024;
@@ -73,6 +75,15 @@ pub fn write_response_head<S: Stack>(
     ctx: &mut Ctx<'_, S>,
     body: OutgoingBody,
 ) {
+    // The encoder filters, in reverse order (the chain's encode call site).
+    let end_stream = matches!(body, OutgoingBody::Empty | OutgoingBody::Length(0)) || stream.meta.is_head;
+    let random = ctx.rng.next_u64();
+    if let Decoded::LocalReply(r) = stream.filters.encode_headers(&mut stream.response, end_stream, random) {
+        // No filter of ours answers from encodeHeaders; the reply would have to replace
+        // a response whose body is on its way.
+        tracing::warn!(status = r.status, details = r.details, "an encoder filter's local reply is not supported");
+    }
+    stream.flags.set(stream.filters.flags());
     let date = ctx.date.get(ctx.wall);
     headers::mutate_response(cfg, &mut stream.response, date);
     let keep_alive = !stream.close_after && !ctx.draining;
@@ -258,6 +269,9 @@ pub struct HttpConnection {
     /// This hop's XFCC element, computed on the first request (None inside: no mTLS,
     /// or the mode sets none).
     xfcc_element: Option<Option<String>>,
+    /// The client certificate's principal names (URI SANs, DNS SANs, subject), parsed
+    /// on the first request that runs the filter chain.
+    principals: Option<Vec<String>>,
 }
 
 impl HttpConnection {
@@ -302,6 +316,7 @@ impl HttpConnection {
             drain_start_at: None,
             original_dst,
             xfcc_element: None,
+            principals: None,
         }
     }
 
@@ -397,11 +412,9 @@ impl HttpConnection {
     /// Stream-level deadlines; `Some` when the connection ended.
     fn stream_timeouts<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Option<Status> {
         let now = ctx.now;
-        // Fault delay.
-        if let FilterPhase::Delayed { until, .. } = self.stream.phase {
-            if now >= until {
-                return None; // process() continues the filter chain
-            }
+        // A filter's delay (fault): process() resumes the chain.
+        if self.stream.phase == FilterPhase::Decoding && self.stream.filters.wake_at().is_some_and(|t| now >= t) {
+            return None;
         }
         if let Some(t) = self.cfg.request_timeout {
             if !self.stream.request_done && now >= self.stream.start + t {
@@ -731,43 +744,21 @@ impl HttpConnection {
         }
         let cfg = Arc::clone(&self.cfg);
         let random = ctx.rng.next_u64();
-        let Some(matched) = cfg.routes.route(&self.stream.head, random) else {
-            self.stats.no_route.inc();
-            self.stream.flags.set(ResponseFlags::NO_ROUTE_FOUND);
-            self.send_local_reply(ctx, 404, b"", &[]);
-            return;
-        };
-        self.stream.route = Some(matched.route_ref());
-        if !self.check_upgrade(ctx, &matched) {
-            return;
-        }
-        match matched.kind() {
-            RouteKind::Forward(_) => {
-                let name = matched.cluster_name();
-                match cfg.clusters.index_of(name) {
-                    Some(i) => self.stream.cluster = Some(i),
-                    None => {
-                        self.stats.no_cluster.inc();
-                        self.stream.flags.set(ResponseFlags::NO_CLUSTER_FOUND);
-                        let status = matched.cluster_not_found_response_code();
-                        self.send_local_reply(ctx, status, b"", &[]);
-                        return;
-                    }
-                }
-            }
-            RouteKind::Redirect(_) | RouteKind::SslRedirect => {
-                self.stats.rq_redirect.inc();
-                self.direct_response(ctx);
+        if let Some(matched) = cfg.routes.route(&self.stream.head, random) {
+            self.stream.route = Some(matched.route_ref());
+            if !self.check_upgrade(ctx, &matched) {
                 return;
             }
-            RouteKind::DirectResponse(_) => {
-                self.stats.rq_direct_response.inc();
-                self.direct_response(ctx);
-                return;
+            if let RouteKind::Forward(_) = matched.kind() {
+                self.stream.cluster = cfg.clusters.index_of(matched.cluster_name());
             }
         }
-        self.stream.phase = FilterPhase::Decode(0);
-        self.run_filters(ctx);
+        // The filter chain runs for every request; the router (last) answers a request
+        // without a route, a redirect or direct response, or forwards it.
+        let filters = cfg.filters.iter().filter(|f| !f.disabled).map(|f| f.create());
+        self.stream.filters.start(filters, cfg.buffer_limit);
+        self.stream.phase = FilterPhase::Decoding;
+        self.run_filters(ctx, false);
     }
 
     /// The overload manager's hooks on a new stream: `stop_accepting_requests` answers
@@ -820,75 +811,80 @@ impl HttpConnection {
         self.stream.response_done = true;
     }
 
-    /// Run decoder filters from the current phase; on completion hand over to the router.
-    fn run_filters<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+    /// The decoder filters' call site: start the chain on the request headers, or
+    /// wake the filter that stopped it (`wake`); when every filter continued, the
+    /// router takes the request.
+    fn run_filters<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, wake: bool) {
+        if self.stream.phase != FilterPhase::Decoding {
+            return;
+        }
         let cfg = Arc::clone(&self.cfg);
-        loop {
-            let i = match self.stream.phase {
-                FilterPhase::Decode(i) => i,
-                FilterPhase::Delayed { until, next } => {
-                    if ctx.now < until {
-                        return;
-                    }
-                    // The delay is over: the same filter's abort (if any) comes now.
-                    if let Some(&(_, Some(status), grpc)) =
-                        self.stream.faults.iter().rev().find(|(f, _, _)| *f + 1 == next)
-                    {
-                        self.fault_abort(ctx, next - 1, status, grpc);
-                        return;
-                    }
-                    self.stream.phase = FilterPhase::Decode(next);
-                    continue;
-                }
-                FilterPhase::Routed => return,
-            };
-            let Some(filter) = cfg.filters.get(i) else {
+        if self.principals.is_none() {
+            self.principals = Some(principals(&self.down.transport));
+        }
+        let cluster = self.stream.cluster.and_then(|c| cfg.clusters.clusters.get(c)).map_or("", |c| c.name());
+        let cx = StreamContext {
+            now: ctx.now,
+            remote: self.stream.remote.unwrap_or(self.down.peer),
+            direct_remote: self.down.peer,
+            local: self.down.local,
+            sni: self.down.transport.server_name(),
+            peer_principals: self.principals.as_deref().unwrap_or(&[]),
+            tls: self.down.tls,
+            cluster,
+            routed: self.stream.route.is_some(),
+        };
+        let end = self.stream.request_done;
+        let random = ctx.rng.next_u64();
+        let s = &mut self.stream;
+        let out = if wake {
+            s.filters.on_timer(&mut s.head, end, &cx, random)
+        } else {
+            s.filters.decode_headers(&mut s.head, end, &cx, random)
+        };
+        self.stream.flags.set(self.stream.filters.flags());
+        match out {
+            Decoded::Continue => {
                 self.stream.phase = FilterPhase::Routed;
                 self.start_router(ctx);
-                return;
-            };
-            match filter {
-                HttpFilterConfig::Fault(fault) => {
-                    let cluster =
-                        self.stream.cluster.and_then(|c| cfg.clusters.clusters.get(c)).map(|c| c.name().to_string());
-                    let rng = &mut *ctx.rng;
-                    let d = fault.decide(&self.stream.head, cluster.as_deref().unwrap_or(""), || rng.next_u64());
-                    if d.counted {
-                        self.stream.faults.push((i, d.abort, d.grpc_status));
-                    }
-                    if let Some(delay) = d.delay {
-                        self.stream.flags.set(ResponseFlags::DELAY_INJECTED);
-                        self.stream.phase = FilterPhase::Delayed { until: ctx.now + delay, next: i + 1 };
-                        return;
-                    }
-                    if let Some(status) = d.abort {
-                        self.fault_abort(ctx, i, status, d.grpc_status);
-                        return;
-                    }
-                    self.stream.phase = FilterPhase::Decode(i + 1);
-                }
+            }
+            Decoded::Stopped => {}
+            Decoded::LocalReply(r) => {
+                let headers: Vec<(&[u8], &[u8])> = r.headers.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+                self.send_local_reply(ctx, r.status, &r.body, &headers);
             }
         }
     }
 
-    fn fault_abort<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, filter: usize, status: u16, grpc: Option<u32>) {
-        if let Some(HttpFilterConfig::Fault(f)) = self.cfg.filters.get(filter) {
-            f.count_abort();
-        }
-        self.stream.flags.set(ResponseFlags::FAULT_INJECTED);
-        self.stream.phase = FilterPhase::Routed;
-        let grpc_header = grpc.map(|g| g.to_string());
-        let extra: Vec<(&[u8], &[u8])> = match &grpc_header {
-            Some(g) => vec![(b"grpc-status", g.as_bytes()), (b"content-type", b"application/grpc")],
-            None => Vec::new(),
-        };
-        let body: &[u8] = if grpc.is_some() { b"" } else { local_reply::FAULT_ABORT.as_bytes() };
-        self.send_local_reply(ctx, status, body, &extra);
-    }
-
+    /// The router, the terminal filter: no route (404), a redirect or direct
+    /// response, an unknown cluster, or the upstream request.
     fn start_router<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
         let cfg = Arc::clone(&self.cfg);
+        let matched = self.stream.route.as_ref().and_then(|r| cfg.routes.get(r));
+        let Some(matched) = matched else {
+            self.stats.no_route.inc();
+            self.stream.flags.set(ResponseFlags::NO_ROUTE_FOUND);
+            self.send_local_reply(ctx, 404, b"", &[]);
+            return;
+        };
+        match matched.kind() {
+            RouteKind::Forward(_) => {}
+            RouteKind::Redirect(_) | RouteKind::SslRedirect => {
+                self.stats.rq_redirect.inc();
+                self.direct_response(ctx);
+                return;
+            }
+            RouteKind::DirectResponse(_) => {
+                self.stats.rq_direct_response.inc();
+                self.direct_response(ctx);
+                return;
+            }
+        }
         let Some(cluster) = self.stream.cluster else {
+            self.stats.no_cluster.inc();
+            self.stream.flags.set(ResponseFlags::NO_CLUSTER_FOUND);
+            let status = matched.cluster_not_found_response_code();
+            self.send_local_reply(ctx, status, b"", &[]);
             return;
         };
         let info = self.stream_info();
@@ -911,11 +907,9 @@ impl HttpConnection {
     /// Run the active stream: decoder filters waiting on a delay, the router, the end.
     fn run_stream<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
         let mut progress = false;
-        if let FilterPhase::Delayed { until, .. } = self.stream.phase {
-            if ctx.now >= until {
-                self.run_filters(ctx);
-                progress = true;
-            }
+        if self.stream.phase == FilterPhase::Decoding && self.stream.filters.wake_at().is_some_and(|t| ctx.now >= t) {
+            self.run_filters(ctx, true);
+            progress = true;
         }
         // Read request body bytes as long as the input has room; the router decodes
         // them (or they are discarded after a local reply).
@@ -1056,11 +1050,7 @@ impl HttpConnection {
         if let Some(mut r) = self.stream.router.take() {
             r.cancel(ctx);
         }
-        for (i, _, _) in self.stream.faults.drain(..) {
-            if let Some(HttpFilterConfig::Fault(f)) = self.cfg.filters.get(i) {
-                f.release();
-            }
-        }
+        self.stream.filters.destroy();
         self.stats.downstream_rq_active.dec();
         if self.stream.upgrade != upgrade::UpgradeKind::None {
             self.stats.downstream_cx_upgrades_active.dec();
@@ -1121,8 +1111,8 @@ impl HttpConnection {
             }
         };
         if self.stream.active {
-            if let FilterPhase::Delayed { until, .. } = self.stream.phase {
-                consider(Some(until));
+            if self.stream.phase == FilterPhase::Decoding {
+                consider(self.stream.filters.wake_at());
             }
             if !self.stream.request_done {
                 consider(self.cfg.request_timeout.map(|t| self.stream.start + t));
@@ -1158,4 +1148,19 @@ impl HttpConnection {
         ctx.arm(&mut at, next);
         self.timer_at = at;
     }
+}
+
+/// The names an mTLS client's certificate presents, in Envoy's `principal_name` order:
+/// URI SANs, DNS SANs, then the subject; empty without a client certificate.
+fn principals(transport: &TransportSocket) -> Vec<String> {
+    let Some(chain) = transport.peer_certificates() else {
+        return Vec::new();
+    };
+    let names = crate::tls::cert_info::CertNames::of(chain[0].as_ref());
+    let mut out = names.uri_sans;
+    out.extend(names.dns_sans);
+    if !names.subject.is_empty() {
+        out.push(names.subject);
+    }
+    out
 }

@@ -8,8 +8,9 @@
 //! `header_delay`) hits with its percentage (a header
 //! `x-envoy-fault-delay-request-percentage` may lower it), and after the delay an abort
 //! (fixed status, or `x-envoy-fault-abort-request` with `header_abort`) hits with its
-//! percentage. The decision is pure; the connection manager owns the delay timer and
-//! the local reply. Several fault filters in one chain decide independently.
+//! percentage. [`FaultConfig::decide`] is pure; [`FaultFilter`] runs it on the filter
+//! contract: a delay stops the chain until its timer, an abort is a local reply.
+//! Several fault filters in one chain decide independently.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,6 +19,9 @@ use sluice_config::core::FractionalPercent;
 use sluice_config::fault::{FaultAbortKind, FaultDelayKind, HttpFault};
 use sluice_config::matcher::HeaderMatcher;
 
+use crate::http::filter::{FilterCallbacks, HeadersStatus, StreamContext, StreamFilter};
+use crate::http::local_reply;
+use crate::http::response_flags::ResponseFlags;
 use crate::http::RequestHead;
 use crate::router::route_match::request_header_value;
 use crate::upstream::cluster_manager::ClusterManager;
@@ -155,6 +159,76 @@ impl FaultConfig {
     /// A faulted request finished.
     pub fn release(&self) {
         let _ = self.active.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+    }
+}
+
+/// The fault filter on one stream.
+#[derive(Debug)]
+pub struct FaultFilter {
+    config: std::sync::Arc<FaultConfig>,
+    decision: FaultDecision,
+}
+
+impl FaultFilter {
+    pub fn new(config: std::sync::Arc<FaultConfig>) -> FaultFilter {
+        FaultFilter { config, decision: FaultDecision::default() }
+    }
+
+    fn abort(&mut self, status: u16, cb: &mut FilterCallbacks) -> HeadersStatus {
+        self.config.count_abort();
+        cb.set_flag(ResponseFlags::FAULT_INJECTED);
+        // A gRPC abort is a 200 with `grpc-status` and no body (Envoy).
+        let (body, headers): (&[u8], _) = match self.decision.grpc_status {
+            Some(g) => (
+                b"",
+                vec![
+                    (b"grpc-status".to_vec(), g.to_string().into_bytes()),
+                    (b"content-type".to_vec(), b"application/grpc".to_vec()),
+                ],
+            ),
+            None => (local_reply::FAULT_ABORT.as_bytes(), Vec::new()),
+        };
+        cb.send_local_reply(status, body, headers, "fault_filter_abort");
+        HeadersStatus::StopIteration
+    }
+}
+
+impl StreamFilter for FaultFilter {
+    fn decode_headers(
+        &mut self,
+        head: &mut RequestHead,
+        _end_stream: bool,
+        cx: &StreamContext<'_>,
+        cb: &mut FilterCallbacks,
+    ) -> HeadersStatus {
+        let mut r = cb.random();
+        self.decision = self.config.decide(head, cx.cluster, || {
+            r = crate::http::filters::mix(r);
+            r
+        });
+        if let Some(delay) = self.decision.delay {
+            cb.set_flag(ResponseFlags::DELAY_INJECTED);
+            cb.wake_at(cx.now + delay);
+            return HeadersStatus::StopIteration;
+        }
+        match self.decision.abort {
+            Some(status) => self.abort(status, cb),
+            None => HeadersStatus::Continue,
+        }
+    }
+
+    /// The delay is over: the same fault's abort (if any) comes now.
+    fn on_timer(&mut self, _cx: &StreamContext<'_>, cb: &mut FilterCallbacks) -> HeadersStatus {
+        match self.decision.abort {
+            Some(status) => self.abort(status, cb),
+            None => HeadersStatus::Continue,
+        }
+    }
+
+    fn on_destroy(&mut self) {
+        if std::mem::take(&mut self.decision.counted) {
+            self.config.release();
+        }
     }
 }
 

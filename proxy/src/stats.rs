@@ -437,6 +437,26 @@ stats_scope! {
     }
 }
 
+/// Counters owned by compiled config objects (HTTP filters' stats, shared by the
+/// workers as Envoy's are), registered by full name when their config starts serving.
+#[derive(Default)]
+pub struct NamedCounters(Mutex<BTreeMap<String, Arc<Counter>>>);
+
+impl NamedCounters {
+    /// Register counters under their full names, replacing those of a previous config.
+    pub fn insert(&self, counters: impl IntoIterator<Item = (String, Arc<Counter>)>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, c) in counters {
+            map.insert(name, c);
+        }
+    }
+
+    fn collect(&self, out: &mut Vec<(String, StatKind, i64)>) {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        out.extend(map.iter().map(|(n, c)| (n.clone(), StatKind::Counter, c.get() as i64)));
+    }
+}
+
 /// All stats of the process.
 pub struct Store {
     pub listeners: Registry<ListenerStats>,
@@ -450,6 +470,8 @@ pub struct Store {
     /// The overload manager's actions and monitors (one block each).
     pub overload_actions: Registry<OverloadActionStats>,
     pub overload_monitors: Registry<OverloadMonitorStats>,
+    /// HTTP filters' counters (`http.<prefix>.cors.*`, `<prefix>.http_local_rate_limit.*`, ...).
+    pub filters: NamedCounters,
 }
 
 impl Store {
@@ -463,6 +485,7 @@ impl Store {
             xdp: Registry::new(1),
             overload_actions: Registry::new(1),
             overload_monitors: Registry::new(1),
+            filters: NamedCounters::default(),
         }
     }
 
@@ -477,6 +500,7 @@ impl Store {
         self.xdp.collect(&mut out);
         self.overload_actions.collect(&mut out);
         self.overload_monitors.collect(&mut out);
+        self.filters.collect(&mut out);
         for (name, v) in crate::access_log::sink::counters() {
             out.push((name.to_string(), StatKind::Counter, v as i64));
         }

@@ -145,3 +145,6 @@ fn decode_per_route(
         }
     }))
 }
+
+#[cfg(test)]
+mod tests;

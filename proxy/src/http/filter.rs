@@ -68,7 +68,8 @@ pub struct StreamContext<'a> {
     pub tls: bool,
     /// The route's cluster (`""` for a route without one).
     pub cluster: &'a str,
-    /// The request matched a route (CORS and others act only on routed requests).
+    /// The request matched a forwarding route (Envoy's route entry; CORS acts only
+    /// on such requests).
     pub routed: bool,
 }
 

@@ -10,9 +10,15 @@ use crate::http::codec::Http1Settings;
 use crate::http::conn_manager::headers::HeaderPolicy;
 use crate::http::conn_manager::normalize::PathNormalization;
 use crate::http::conn_manager::upgrade::UpgradePolicy;
+use crate::http::filters::cors::CorsConfig;
+use crate::http::filters::csrf::CsrfConfig;
 use crate::http::filters::fault::FaultConfig;
-use crate::http::filters::{FilterFactory, HttpFilterConfig};
+use crate::http::filters::local_ratelimit::LocalRateLimitConfig;
+use crate::http::filters::per_route::RouteFilterTable;
+use crate::http::filters::rbac::RbacConfig;
+use crate::http::filters::{CounterSet, FilterFactory, HttpFilterConfig};
 use crate::router::RouteTable;
+use crate::stats::Counter;
 use crate::upstream::cluster_manager::ClusterManager;
 
 #[derive(Debug)]
@@ -22,6 +28,10 @@ pub struct HcmConfig {
     pub settings: Arc<Http1Settings>,
     pub routes: RouteTable,
     pub filters: Vec<HttpFilterConfig>,
+    /// The routes' `typed_per_filter_config`, by filter.
+    pub route_filters: RouteFilterTable,
+    /// The filters' counters by full name (registered in the stats store).
+    pub filter_counters: Vec<(String, Arc<Counter>)>,
     pub suppress_envoy_headers: bool,
     pub respect_expected_rq_timeout: bool,
     pub strict_check_headers: Vec<String>,
@@ -72,6 +82,9 @@ impl HcmConfig {
         let router =
             c.router().ok_or_else(|| format!("{path}.http_filters: the last HTTP filter must be the router"))?;
         let mut filters = Vec::new();
+        let mut counters = CounterSet::default();
+        // Envoy's HTTP filter stats live under the connection manager's prefix.
+        let prefix = format!("http.{}.", c.stat_prefix);
         for (i, f) in c.http_filters.iter().enumerate() {
             let factory = match &f.kind {
                 HttpFilterKind::Router(_) => {
@@ -85,12 +98,13 @@ impl HcmConfig {
                         FaultConfig::new(fault, &clusters).map_err(|e| format!("{path}.http_filters[{i}]: {e}"))?;
                     FilterFactory::Fault(Arc::new(fc))
                 }
-                other => {
-                    return Err(format!(
-                        "{path}.http_filters[{i}]: HTTP filter type `{}` is not supported yet",
-                        other.type_name()
-                    ))
-                }
+                HttpFilterKind::Cors => FilterFactory::Cors(Arc::new(CorsConfig::new(&prefix, &mut counters))),
+                HttpFilterKind::Csrf(p) => FilterFactory::Csrf(Arc::new(CsrfConfig::new(p, &prefix, &mut counters))),
+                HttpFilterKind::LocalRateLimit(l) => FilterFactory::LocalRateLimit(Arc::new(
+                    LocalRateLimitConfig::new(l, &mut counters)
+                        .map_err(|e| format!("{path}.http_filters[{i}].typed_config: {e}"))?,
+                )),
+                HttpFilterKind::Rbac(r) => FilterFactory::Rbac(Arc::new(RbacConfig::new(r, &prefix, &mut counters))),
             };
             filters.push(HttpFilterConfig { name: f.name.clone(), disabled: f.disabled, factory });
         }
@@ -107,6 +121,8 @@ impl HcmConfig {
             max_headers_count: common.max_headers_count,
             headers_with_underscores_action: common.headers_with_underscores_action,
         };
+        let route_filters =
+            RouteFilterTable::new(&c.route_config, &filters, &mut counters, &format!("{path}.route_config"))?;
         let mut access_log = Vec::with_capacity(c.access_log.len());
         for (i, l) in c.access_log.iter().enumerate() {
             access_log.push(AccessLogger::new(l).map_err(|e| format!("{path}.access_log[{i}]: {e}"))?);
@@ -118,6 +134,8 @@ impl HcmConfig {
             settings: Arc::new(settings),
             routes: RouteTable::new(&c.route_config),
             filters,
+            route_filters,
+            filter_counters: counters.0,
             suppress_envoy_headers: router.suppress_envoy_headers,
             respect_expected_rq_timeout: router.respect_expected_rq_timeout,
             strict_check_headers: router.strict_check_headers.clone(),

@@ -744,18 +744,23 @@ impl HttpConnection {
         }
         let cfg = Arc::clone(&self.cfg);
         let random = ctx.rng.next_u64();
+        let mut pos = None;
+        self.stream.forwarding = false;
         if let Some(matched) = cfg.routes.route(&self.stream.head, random) {
             self.stream.route = Some(matched.route_ref());
             if !self.check_upgrade(ctx, &matched) {
                 return;
             }
             if let RouteKind::Forward(_) = matched.kind() {
+                self.stream.forwarding = true;
                 self.stream.cluster = cfg.clusters.index_of(matched.cluster_name());
             }
+            pos = Some((matched.vhost_index, matched.route_position().map(|(_, j)| j)));
         }
         // The filter chain runs for every request; the router (last) answers a request
         // without a route, a redirect or direct response, or forwards it.
-        let filters = cfg.filters.iter().filter(|f| !f.disabled).map(|f| f.create());
+        let view = cfg.route_filters.view(pos);
+        let filters = cfg.filters.iter().enumerate().filter_map(|(k, f)| f.create(k, &view));
         self.stream.filters.start(filters, cfg.buffer_limit);
         self.stream.phase = FilterPhase::Decoding;
         self.run_filters(ctx, false);
@@ -832,7 +837,7 @@ impl HttpConnection {
             peer_principals: self.principals.as_deref().unwrap_or(&[]),
             tls: self.down.tls,
             cluster,
-            routed: self.stream.route.is_some(),
+            routed: self.stream.forwarding,
         };
         let end = self.stream.request_done;
         let random = ctx.rng.next_u64();

@@ -38,6 +38,8 @@ pub struct Stream {
     pub route: Option<RouteRef>,
     /// Cluster index of a forwarding route.
     pub cluster: Option<usize>,
+    /// The route forwards (Envoy's route entry; not a redirect or direct response).
+    pub forwarding: bool,
     pub phase: FilterPhase,
     /// The stream's HTTP filter chain.
     pub filters: FilterManager<ActiveFilter>,
@@ -89,6 +91,7 @@ impl Stream {
             start_time: SystemTime::UNIX_EPOCH,
             route: None,
             cluster: None,
+            forwarding: false,
             phase: FilterPhase::Decoding,
             filters: FilterManager::new(0),
             router: None,
@@ -121,6 +124,7 @@ impl Stream {
         self.start_time = wall;
         self.route = None;
         self.cluster = None;
+        self.forwarding = false;
         self.phase = FilterPhase::Decoding;
         self.router = None;
         self.response.clear();

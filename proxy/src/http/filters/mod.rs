@@ -6,7 +6,12 @@
 //! compiled once per config and shared by the workers; [`ActiveFilter`] is its
 //! instance on one stream (enum-dispatched: no `dyn` on the request path).
 
+pub mod cors;
+pub mod csrf;
 pub mod fault;
+pub mod local_ratelimit;
+pub mod per_route;
+pub mod rbac;
 pub mod router;
 
 use std::sync::Arc;
@@ -14,12 +19,22 @@ use std::sync::Arc;
 use crate::http::filter::{DataStatus, FilterCallbacks, HeadersStatus, StreamContext, StreamFilter, TrailersStatus};
 use crate::http::{HeaderMap, RequestHead, ResponseHead};
 
+use self::cors::{CorsConfig, CorsFilter};
+use self::csrf::{CsrfConfig, CsrfFilter};
 use self::fault::{FaultConfig, FaultFilter};
+use self::local_ratelimit::{LocalRateLimitConfig, LocalRateLimitFilter};
+use self::per_route::RouteView;
+use self::rbac::{RbacConfig, RbacFilter};
+use crate::stats::Counter;
 
 /// A compiled filter of the chain (the router, always last, is not in this list).
 #[derive(Debug)]
 pub enum FilterFactory {
     Fault(Arc<FaultConfig>),
+    Cors(Arc<CorsConfig>),
+    Csrf(Arc<CsrfConfig>),
+    LocalRateLimit(Arc<LocalRateLimitConfig>),
+    Rbac(Arc<RbacConfig>),
 }
 
 /// One `http_filters` entry: its name (the key of `typed_per_filter_config`), whether
@@ -32,11 +47,36 @@ pub struct HttpFilterConfig {
 }
 
 impl HttpFilterConfig {
-    /// The filter's instance for one stream.
-    pub fn create(&self) -> ActiveFilter {
-        match &self.factory {
-            FilterFactory::Fault(c) => ActiveFilter::Fault(FaultFilter::new(Arc::clone(c))),
+    /// The filter's instance for one stream whose route is `route`; `k` is this
+    /// filter's index in the chain. `None`: the route turns it off (or, for a filter
+    /// the connection manager lists as disabled, does not turn it on).
+    pub fn create(&self, k: usize, route: &RouteView<'_>) -> Option<ActiveFilter> {
+        if route.disabled(k).unwrap_or(self.disabled) {
+            return None;
         }
+        Some(match &self.factory {
+            FilterFactory::Fault(c) => ActiveFilter::Fault(FaultFilter::new(Arc::clone(c))),
+            FilterFactory::Cors(c) => ActiveFilter::Cors(CorsFilter::new(Arc::clone(c), route, k)),
+            FilterFactory::Csrf(c) => ActiveFilter::Csrf(CsrfFilter::new(Arc::clone(c), route, k)),
+            FilterFactory::LocalRateLimit(c) => ActiveFilter::LocalRateLimit(LocalRateLimitFilter::new(c, route, k)),
+            FilterFactory::Rbac(c) => ActiveFilter::Rbac(RbacFilter::new(Arc::clone(c), route, k)),
+        })
+    }
+}
+
+/// The counters a config's filters own, by full name (one counter per name).
+#[derive(Debug, Default)]
+pub struct CounterSet(pub Vec<(String, Arc<Counter>)>);
+
+impl CounterSet {
+    /// The counter named `name`, created on first use.
+    pub fn counter(&mut self, name: String) -> Arc<Counter> {
+        if let Some((_, c)) = self.0.iter().find(|(n, _)| *n == name) {
+            return Arc::clone(c);
+        }
+        let c = Arc::new(Counter::default());
+        self.0.push((name, Arc::clone(&c)));
+        c
     }
 }
 
@@ -44,12 +84,20 @@ impl HttpFilterConfig {
 #[derive(Debug)]
 pub enum ActiveFilter {
     Fault(FaultFilter),
+    Cors(CorsFilter),
+    Csrf(CsrfFilter),
+    LocalRateLimit(LocalRateLimitFilter),
+    Rbac(RbacFilter),
 }
 
 macro_rules! dispatch {
     ($self:ident, $f:ident => $e:expr) => {
         match $self {
             ActiveFilter::Fault($f) => $e,
+            ActiveFilter::Cors($f) => $e,
+            ActiveFilter::Csrf($f) => $e,
+            ActiveFilter::LocalRateLimit($f) => $e,
+            ActiveFilter::Rbac($f) => $e,
         }
     };
 }

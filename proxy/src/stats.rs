@@ -438,22 +438,25 @@ stats_scope! {
 }
 
 /// Counters owned by compiled config objects (HTTP filters' stats, shared by the
-/// workers as Envoy's are), registered by full name when their config starts serving.
+/// workers as Envoy's are), by full name. Several objects may own a counter of the same
+/// name (two connection managers with one `stat_prefix`): the stat is their sum, as
+/// Envoy's one counter of that name would be.
 #[derive(Default)]
-pub struct NamedCounters(Mutex<BTreeMap<String, Arc<Counter>>>);
+pub struct NamedCounters(Mutex<BTreeMap<String, Vec<Arc<Counter>>>>);
 
 impl NamedCounters {
-    /// Register counters under their full names, replacing those of a previous config.
-    pub fn insert(&self, counters: impl IntoIterator<Item = (String, Arc<Counter>)>) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+    /// The counters of the config now serving, replacing the previous config's.
+    pub fn replace(&self, counters: impl IntoIterator<Item = (String, Arc<Counter>)>) {
+        let mut map: BTreeMap<String, Vec<Arc<Counter>>> = BTreeMap::new();
         for (name, c) in counters {
-            map.insert(name, c);
+            map.entry(name).or_default().push(c);
         }
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = map;
     }
 
     fn collect(&self, out: &mut Vec<(String, StatKind, i64)>) {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        out.extend(map.iter().map(|(n, c)| (n.clone(), StatKind::Counter, c.get() as i64)));
+        out.extend(map.iter().map(|(n, cs)| (n.clone(), StatKind::Counter, cs.iter().map(|c| c.get() as i64).sum())));
     }
 }
 

@@ -253,7 +253,7 @@ fn envoy_example_filter_configs_validate() {
             checked += 1;
         }
     }
-    assert!(checked >= 3, "tests/envoy_examples/*.yaml: {checked} found");
+    assert!(checked >= 4, "tests/envoy_examples/*.yaml: {checked} found");
 }
 
 /// An example config made runnable here: its listener on `listen`, its admin on a free
@@ -358,4 +358,32 @@ fn envoy_local_ratelimit_example_behaves_as_its_readme() {
     let (_, stats) = curl(admin_port, "GET", "/stats", &[]);
     assert!(stats.contains("http_local_rate_limiter.http_local_rate_limit.rate_limited: 2"), "{stats}");
     assert!(stats.contains("http_local_rate_limiter.http_local_rate_limit.enforced: 1"), "{stats}");
+}
+
+/// examples/rbac: a request whose Referer is not Envoy's docs is denied 403 `RBAC:
+/// access denied` (the matcher's DENY action); one from the docs passes (on_no_match
+/// ALLOW).
+#[test]
+fn envoy_rbac_example_behaves_as_its_readme() {
+    let origin = HttpOrigin::start("backend");
+    let (port, admin) = (free_port(), free_port());
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("envoy_examples/rbac.yaml");
+    let yaml = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("port_value: 10000", &format!("port_value: {port}"))
+        .replace("port_value: 10001", &format!("port_value: {admin}"))
+        .replace(
+            "address: backend\n                port_value: 80",
+            &format!("address: 127.0.0.1\n                port_value: {}", origin.port()),
+        );
+    let _proxy = Proxy::start(&yaml, &[]);
+    let (s, t) = curl(port, "GET", "/", &[]);
+    assert_eq!(s, 403, "{t}");
+    assert!(t.ends_with("rbac: access denied"), "{t}");
+    let (s, t) = curl(port, "GET", "/", &["Referer: https://www.envoyproxy.io/docs/envoy"]);
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(origin.requests(), 1);
+    let (_, stats) = curl(admin, "GET", "/stats", &[]);
+    assert!(stats.contains("http.ingress_http.rbac.denied: 1"), "{stats}");
+    assert!(stats.contains("http.ingress_http.rbac.allowed: 1"), "{stats}");
 }

@@ -6,7 +6,10 @@ use crate::core::RuntimeFractionalPercent;
 use crate::filters::cors::{CorsPolicy, CORS_POLICY_TYPE};
 use crate::filters::csrf::{CsrfPolicy, CSRF_TYPE};
 use crate::filters::local_ratelimit::{LocalRateLimit, TokenBucket, LOCAL_RATE_LIMIT_TYPE};
-use crate::filters::rbac::{Permission, Policy, Principal, Rbac, RbacPerRoute, RbacRules, RBAC_PER_ROUTE_TYPE};
+use crate::filters::rbac::{
+    Permission, Policy, Principal, Rbac, RbacEngine, RbacPerRoute, RbacRules, RBAC_PER_ROUTE_TYPE,
+};
+use crate::filters::rbac_matcher::{MatcherAction, Predicate, RbacMatcher};
 use crate::filters::{PerFilterConfigs, PerRouteConfig};
 
 fn runtime_percent(p: &RuntimeFractionalPercent) -> Json {
@@ -113,11 +116,66 @@ impl Dump for RbacRules {
     }
 }
 
+fn predicate(p: &Predicate) -> Json {
+    match p {
+        Predicate::Header { name, value } => {
+            let input = any(
+                "envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+                Json::obj().with("header_name", name.as_str()),
+            );
+            Json::obj().with(
+                "single_predicate",
+                Json::obj()
+                    .with("input", Json::obj().with("name", "request-headers").with("typed_config", input))
+                    .with("value_match", value.dump()),
+            )
+        }
+        Predicate::Or(v) => {
+            Json::obj().with("or_matcher", Json::obj().with("predicate", Json::Arr(v.iter().map(predicate).collect())))
+        }
+        Predicate::And(v) => {
+            Json::obj().with("and_matcher", Json::obj().with("predicate", Json::Arr(v.iter().map(predicate).collect())))
+        }
+        Predicate::Not(p) => Json::obj().with("not_matcher", predicate(p)),
+    }
+}
+
+fn matcher_action(a: &MatcherAction) -> Json {
+    let action = any(
+        "envoy.config.rbac.v3.Action",
+        Json::obj().with("name", a.name.as_str()).with("action", enum_name(a.action)),
+    );
+    Json::obj().with("action", Json::obj().with("name", "action").with("typed_config", action))
+}
+
+impl Dump for RbacMatcher {
+    fn dump(&self) -> Json {
+        let matchers: Vec<Json> = self
+            .matchers
+            .iter()
+            .map(|m| {
+                Json::obj().with("predicate", predicate(&m.predicate)).with("on_match", matcher_action(&m.on_match))
+            })
+            .collect();
+        Json::obj()
+            .with("matcher_list", Json::obj().with("matchers", Json::Arr(matchers)))
+            .with_opt("on_no_match", self.on_no_match.as_ref().map(matcher_action))
+    }
+}
+
+/// `rules` or `matcher` (and the shadow pair), as configured.
+fn with_engine(j: Json, rules: &str, matcher: &str, e: Option<&RbacEngine>) -> Json {
+    match e {
+        Some(RbacEngine::Rules(r)) => j.with(rules, r.dump()),
+        Some(RbacEngine::Matcher(m)) => j.with(matcher, m.dump()),
+        None => j,
+    }
+}
+
 impl Dump for Rbac {
     fn dump(&self) -> Json {
-        Json::obj()
-            .with_opt("rules", self.rules.as_ref().map(Dump::dump))
-            .with_opt("shadow_rules", self.shadow_rules.as_ref().map(Dump::dump))
+        let j = with_engine(Json::obj(), "rules", "matcher", self.rules.as_ref());
+        with_engine(j, "shadow_rules", "shadow_matcher", self.shadow_rules.as_ref())
             .with("rules_stat_prefix", &self.rules_stat_prefix)
             .with("shadow_rules_stat_prefix", &self.shadow_rules_stat_prefix)
     }

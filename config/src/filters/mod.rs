@@ -11,6 +11,7 @@ pub mod cors;
 pub mod csrf;
 pub mod local_ratelimit;
 pub mod rbac;
+pub mod rbac_matcher;
 
 use crate::decode::{typed_config, Decoder, TypedConfig};
 use crate::error::ErrorKind;

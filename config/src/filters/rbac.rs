@@ -2,7 +2,8 @@
 //! `config.rbac.v3.RBAC` policies: permissions (what is asked) and principals (who
 //! asks), each a tree of and/or/not over the request's headers and path, the
 //! connection's addresses, SNI and mTLS identity. CEL conditions, metadata and
-//! filter-state matchers and the generic `matcher` API are rejected.
+//! filter-state matchers are rejected; the generic `matcher` API is read in the subset
+//! of `rbac_matcher.rs`.
 
 use crate::address::CidrRange;
 use crate::decode::{Decode, Decoder, Fields};
@@ -10,6 +11,8 @@ use crate::error::ErrorKind;
 use crate::matcher::{HeaderMatcher, StringMatcher};
 use crate::node::{Node, Value};
 use crate::proto_enum;
+
+pub use super::rbac_matcher::RbacMatcher;
 
 pub const RBAC_TYPE: &str = "envoy.extensions.filters.http.rbac.v3.RBAC";
 pub const RBAC_PER_ROUTE_TYPE: &str = "envoy.extensions.filters.http.rbac.v3.RBACPerRoute";
@@ -71,25 +74,46 @@ pub struct RbacRules {
     pub policies: Vec<Policy>,
 }
 
+/// An engine: policies (`rules`) or the generic matcher API (`matcher`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RbacEngine {
+    Rules(RbacRules),
+    Matcher(RbacMatcher),
+}
+
 /// The filter's config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rbac {
     /// `None`: every request is allowed.
-    pub rules: Option<RbacRules>,
-    pub shadow_rules: Option<RbacRules>,
+    pub rules: Option<RbacEngine>,
+    pub shadow_rules: Option<RbacEngine>,
     pub rules_stat_prefix: String,
     pub shadow_rules_stat_prefix: String,
 }
 
 impl Rbac {
     pub(crate) fn decode_fields(d: &mut Decoder, mut f: Fields<'_>) -> Option<Rbac> {
-        let rules = f.opt(d, "rules");
-        let shadow_rules = f.opt(d, "shadow_rules");
+        let line = f.line();
+        let path = f.path().to_string();
+        let rules: Option<RbacRules> = f.opt(d, "rules");
+        let matcher: Option<RbacMatcher> = f.opt(d, "matcher");
+        let shadow_rules: Option<RbacRules> = f.opt(d, "shadow_rules");
+        let shadow_matcher: Option<RbacMatcher> = f.opt(d, "shadow_matcher");
         let rules_stat_prefix = f.or(d, "rules_stat_prefix", String::new());
         let shadow_rules_stat_prefix = f.or(d, "shadow_rules_stat_prefix", String::new());
         f.default_only(d, "track_per_rule_stats", false, "per-rule stats are not supported yet; remove it");
-        f.unsupported(d, &["matcher", "shadow_matcher"]);
         f.finish(d);
+        let mut engine = |r: Option<RbacRules>, m: Option<RbacMatcher>, what: &str| match (r, m) {
+            (Some(_), Some(_)) => {
+                d.error(ErrorKind::Invalid, &path, line, format!("set only one of `{what}` and its matcher"));
+                None
+            }
+            (Some(r), None) => Some(RbacEngine::Rules(r)),
+            (None, Some(m)) => Some(RbacEngine::Matcher(m)),
+            (None, None) => None,
+        };
+        let rules = engine(rules, matcher, "rules");
+        let shadow_rules = engine(shadow_rules, shadow_matcher, "shadow_rules");
         Some(Rbac { rules, shadow_rules, rules_stat_prefix, shadow_rules_stat_prefix })
     }
 }

@@ -11,7 +11,8 @@
 
 use std::sync::Arc;
 
-use sluice_config::filters::rbac::{Permission, Principal, Rbac, RbacAction, RbacPerRoute, RbacRules};
+use sluice_config::filters::rbac::{Permission, Principal, Rbac, RbacAction, RbacEngine, RbacPerRoute, RbacRules};
+use sluice_config::filters::rbac_matcher::{Predicate, RbacMatcher};
 
 use crate::http::filter::{FilterCallbacks, HeadersStatus, StreamContext, StreamFilter};
 use crate::http::filters::per_route::{PerRouteFilter, RouteView};
@@ -23,8 +24,8 @@ use crate::stats::Counter;
 /// The enforced and shadow engines of one config (`None`: none configured).
 #[derive(Debug, Default)]
 pub struct RbacEngines {
-    rules: Option<RbacRules>,
-    shadow: Option<RbacRules>,
+    rules: Option<RbacEngine>,
+    shadow: Option<RbacEngine>,
 }
 
 impl RbacEngines {
@@ -61,8 +62,33 @@ impl RbacConfig {
     }
 }
 
-/// What an engine decided, and the policy that matched (if any).
-fn evaluate<'r>(rules: &'r RbacRules, head: &RequestHead, cx: &StreamContext<'_>) -> (bool, Option<&'r str>) {
+/// What an engine decided, and the policy (or matcher action) that decided it.
+fn evaluate<'r>(engine: &'r RbacEngine, head: &RequestHead, cx: &StreamContext<'_>) -> (bool, Option<&'r str>) {
+    match engine {
+        RbacEngine::Rules(r) => evaluate_rules(r, head, cx),
+        RbacEngine::Matcher(m) => evaluate_matcher(m, head),
+    }
+}
+
+/// The first matching entry's action, else `on_no_match`'s, else deny (Envoy).
+fn evaluate_matcher<'r>(m: &'r RbacMatcher, head: &RequestHead) -> (bool, Option<&'r str>) {
+    let action = m.matchers.iter().find(|f| predicate(&f.predicate, head)).map(|f| &f.on_match);
+    match action.or(m.on_no_match.as_ref()) {
+        Some(a) => (a.action != RbacAction::Deny, Some(a.name.as_str())),
+        None => (false, None),
+    }
+}
+
+fn predicate(p: &Predicate, head: &RequestHead) -> bool {
+    match p {
+        Predicate::Header { name, value } => request_header_value(head, name).is_some_and(|v| value.matches(&v)),
+        Predicate::Or(v) => v.iter().any(|p| predicate(p, head)),
+        Predicate::And(v) => v.iter().all(|p| predicate(p, head)),
+        Predicate::Not(p) => !predicate(p, head),
+    }
+}
+
+fn evaluate_rules<'r>(rules: &'r RbacRules, head: &RequestHead, cx: &StreamContext<'_>) -> (bool, Option<&'r str>) {
     let matched = rules.policies.iter().find(|p| {
         p.permissions.iter().any(|m| permission(m, head, cx)) && p.principals.iter().any(|m| principal(m, head, cx))
     });

@@ -67,4 +67,41 @@ fn policies_allow_and_deny(backend: Backend) {
     assert_eq!(p.counter("http.ingress.rbac.shadow_allowed"), 5);
 }
 
-on_both_backends!(policies_allow_and_deny);
+/// The connection manager lists the filter `disabled`: it runs only where a route
+/// enables it (an empty `FilterConfig.config`), or with the route's own RBACPerRoute
+/// inside a `FilterConfig`.
+fn a_disabled_filter_runs_where_a_route_enables_it(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let endpoints = [origin.addr];
+    let clusters = [ClusterAt { name: "web", endpoints: &endpoints, extra: "" }];
+    let filters =
+        FILTERS.replacen("- name: envoy.filters.http.rbac\n", "- name: envoy.filters.http.rbac\n  disabled: true\n", 1);
+    let vhosts = r#"- name: app
+  domains: ["*"]
+  routes:
+  - match: { prefix: "/guarded" }
+    route: { cluster: web }
+    typed_per_filter_config:
+      envoy.filters.http.rbac: { "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, config: {} }
+  - match: { prefix: "/own" }
+    route: { cluster: web }
+    typed_per_filter_config:
+      envoy.filters.http.rbac:
+        "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig
+        config:
+          "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute
+          rbac: { rules: { action: DENY, policies: { all: { permissions: [{ any: true }], principals: [{ any: true }] } } } }
+  - match: { prefix: "/" }
+    route: { cluster: web }
+"#;
+    let p = HttpProxy::start(&net, vhosts, &clusters, "", &filters, 1);
+    let mut c = p.client();
+    assert_eq!(c.request("POST", "/elsewhere", &[], b"x").status, 200, "off unless a route enables it");
+    assert_eq!(c.request("POST", "/guarded", &[], b"x").status, 403, "enabled with the filter's own rules");
+    assert_eq!(c.get("/guarded").status, 200);
+    assert_eq!(c.get("/own").status, 403, "the route's DENY-all rules");
+    assert_eq!(p.counter("http.ingress.rbac.denied"), 2);
+}
+
+on_both_backends!(policies_allow_and_deny, a_disabled_filter_runs_where_a_route_enables_it);

@@ -187,3 +187,70 @@ impl StreamFilter for RbacFilter {
         HeadersStatus::StopIteration
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_config::address::CidrRange;
+    use sluice_config::matcher::StringMatcher;
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    fn cx<'a>(principals: &'a [String], sni: Option<&'a str>, tls: bool) -> StreamContext<'a> {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        StreamContext {
+            now: Instant::now(),
+            remote: a("203.0.113.7:1000"),
+            direct_remote: a("10.0.0.2:2000"),
+            local: a("192.0.2.1:8443"),
+            sni,
+            peer_principals: principals,
+            tls,
+            cluster: "c",
+            routed: true,
+        }
+    }
+
+    fn exact(s: &str) -> StringMatcher {
+        StringMatcher::Exact { value: s.into(), ignore_case: false }
+    }
+
+    #[test]
+    fn connection_permissions_and_principals() {
+        let head = RequestHead { path: "/api/x?y=1".into(), method: "GET".into(), ..RequestHead::default() };
+        let names = vec!["spiffe://cluster.local/ns/a/sa/web".to_string(), "CN=web".to_string()];
+        let c = cx(&names, Some("api.example"), true);
+        let cidr = |s: &str| s.parse::<CidrRange>().unwrap();
+        assert!(permission(&Permission::DestinationPort(8443), &head, &c));
+        assert!(permission(&Permission::DestinationPortRange(8000, 9000), &head, &c));
+        assert!(!permission(&Permission::DestinationPortRange(8000, 8443), &head, &c), "end is exclusive");
+        assert!(permission(&Permission::DestinationIp(cidr("192.0.2.0/24")), &head, &c));
+        assert!(permission(&Permission::RequestedServerName(exact("api.example")), &head, &c));
+        assert!(permission(&Permission::UrlPath(exact("/api/x")), &head, &c), "the query is not part of the path");
+        assert!(principal(&Principal::RemoteIp(cidr("203.0.113.0/24")), &head, &c), "the XFF client");
+        assert!(!principal(&Principal::RemoteIp(cidr("10.0.0.0/8")), &head, &c));
+        assert!(principal(&Principal::DirectRemoteIp(cidr("10.0.0.0/8")), &head, &c), "the peer");
+        let spiffe = Principal::Authenticated(Some(exact("spiffe://cluster.local/ns/a/sa/web")));
+        assert!(principal(&spiffe, &head, &c));
+        assert!(principal(&Principal::Authenticated(Some(exact("CN=web"))), &head, &c), "the subject");
+        assert!(!principal(&Principal::Authenticated(Some(exact("CN=other"))), &head, &c));
+        let plain = cx(&[], None, false);
+        assert!(!principal(&spiffe, &head, &plain), "no TLS, no principal");
+        assert!(!principal(&Principal::Authenticated(None), &head, &plain));
+        assert!(principal(&Principal::Not(Box::new(Principal::Authenticated(None))), &head, &plain));
+    }
+
+    #[test]
+    fn deny_and_log_engines() {
+        use sluice_config::filters::rbac::Policy;
+        let head = RequestHead::default();
+        let c = cx(&[], None, false);
+        let any = Policy { name: "all".into(), permissions: vec![Permission::Any], principals: vec![Principal::Any] };
+        let deny = RbacEngine::Rules(RbacRules { action: RbacAction::Deny, policies: vec![any.clone()] });
+        assert_eq!(evaluate(&deny, &head, &c), (false, Some("all")));
+        let log = RbacEngine::Rules(RbacRules { action: RbacAction::Log, policies: vec![any] });
+        assert!(evaluate(&log, &head, &c).0);
+        let empty_allow = RbacEngine::Rules(RbacRules { action: RbacAction::Allow, policies: vec![] });
+        assert!(!evaluate(&empty_allow, &head, &c).0, "ALLOW with no policy denies everything");
+    }
+}

@@ -32,6 +32,8 @@ pub struct HcmConfig {
     pub route_filters: RouteFilterTable,
     /// The filters' counters by full name (registered in the stats store).
     pub filter_counters: Vec<(String, Arc<Counter>)>,
+    /// A filter reads the client certificate's names (RBAC `authenticated`).
+    pub needs_principals: bool,
     pub suppress_envoy_headers: bool,
     pub respect_expected_rq_timeout: bool,
     pub strict_check_headers: Vec<String>,
@@ -94,8 +96,8 @@ impl HcmConfig {
                     continue;
                 }
                 HttpFilterKind::Fault(fault) => {
-                    let fc =
-                        FaultConfig::new(fault, &clusters).map_err(|e| format!("{path}.http_filters[{i}]: {e}"))?;
+                    let fc = FaultConfig::new(fault, &clusters, &prefix, &mut counters)
+                        .map_err(|e| format!("{path}.http_filters[{i}]: {e}"))?;
                     FilterFactory::Fault(Arc::new(fc))
                 }
                 HttpFilterKind::Cors => FilterFactory::Cors(Arc::new(CorsConfig::new(&prefix, &mut counters))),
@@ -123,6 +125,7 @@ impl HcmConfig {
         };
         let route_filters =
             RouteFilterTable::new(&c.route_config, &filters, &mut counters, &format!("{path}.route_config"))?;
+        let needs_principals = filters.iter().any(|f| matches!(f.factory, FilterFactory::Rbac(_)));
         let mut access_log = Vec::with_capacity(c.access_log.len());
         for (i, l) in c.access_log.iter().enumerate() {
             access_log.push(AccessLogger::new(l).map_err(|e| format!("{path}.access_log[{i}]: {e}"))?);
@@ -136,6 +139,7 @@ impl HcmConfig {
             filters,
             route_filters,
             filter_counters: counters.0,
+            needs_principals,
             suppress_envoy_headers: router.suppress_envoy_headers,
             respect_expected_rq_timeout: router.respect_expected_rq_timeout,
             strict_check_headers: router.strict_check_headers.clone(),

@@ -824,7 +824,7 @@ impl HttpConnection {
             return;
         }
         let cfg = Arc::clone(&self.cfg);
-        if self.principals.is_none() {
+        if self.principals.is_none() && cfg.needs_principals {
             self.principals = Some(principals(&self.down.transport));
         }
         let cluster = self.stream.cluster.and_then(|c| cfg.clusters.clusters.get(c)).map_or("", |c| c.name());

@@ -20,11 +20,14 @@ use sluice_config::fault::{FaultAbortKind, FaultDelayKind, HttpFault};
 use sluice_config::matcher::HeaderMatcher;
 
 use crate::http::filter::{FilterCallbacks, HeadersStatus, StreamContext, StreamFilter};
+use crate::http::filters::CounterSet;
 use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
 use crate::http::RequestHead;
 use crate::router::route_match::request_header_value;
+use crate::stats::Counter;
 use crate::upstream::cluster_manager::ClusterManager;
+use std::sync::Arc;
 
 const DELAY_HEADER: &[u8] = b"x-envoy-fault-delay-request";
 const DELAY_PERCENT_HEADER: &[u8] = b"x-envoy-fault-delay-request-percentage";
@@ -37,9 +40,10 @@ pub struct FaultConfig {
     pub config: HttpFault,
     /// Faults in progress across all workers (for `max_active_faults`).
     active: AtomicU64,
-    pub delays_injected: AtomicU64,
-    pub aborts_injected: AtomicU64,
-    pub faults_overflow: AtomicU64,
+    /// `http.<stat_prefix>.fault.*`.
+    pub delays_injected: Arc<Counter>,
+    pub aborts_injected: Arc<Counter>,
+    pub faults_overflow: Arc<Counter>,
 }
 
 /// What the filter decided for one request.
@@ -55,7 +59,13 @@ pub struct FaultDecision {
 }
 
 impl FaultConfig {
-    pub fn new(config: &HttpFault, clusters: &ClusterManager) -> Result<FaultConfig, String> {
+    /// `prefix`: the connection manager's stats prefix (`http.<stat_prefix>.`).
+    pub fn new(
+        config: &HttpFault,
+        clusters: &ClusterManager,
+        prefix: &str,
+        counters: &mut CounterSet,
+    ) -> Result<FaultConfig, String> {
         if let Some(c) = &config.upstream_cluster {
             if clusters.index_of(c).is_none() {
                 // Envoy accepts unknown names here (the fault then never matches);
@@ -66,9 +76,9 @@ impl FaultConfig {
         Ok(FaultConfig {
             config: config.clone(),
             active: AtomicU64::new(0),
-            delays_injected: AtomicU64::new(0),
-            aborts_injected: AtomicU64::new(0),
-            faults_overflow: AtomicU64::new(0),
+            delays_injected: counters.counter(format!("{prefix}fault.delays_injected")),
+            aborts_injected: counters.counter(format!("{prefix}fault.aborts_injected")),
+            faults_overflow: counters.counter(format!("{prefix}fault.faults_overflow")),
         })
     }
 
@@ -139,21 +149,21 @@ impl FaultConfig {
                 .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| (v < max as u64).then_some(v + 1))
                 .is_ok();
             if !taken {
-                self.faults_overflow.fetch_add(1, Ordering::Relaxed);
+                self.faults_overflow.inc();
                 return FaultDecision::default();
             }
         } else {
             self.active.fetch_add(1, Ordering::Relaxed);
         }
         if delay.is_some() {
-            self.delays_injected.fetch_add(1, Ordering::Relaxed);
+            self.delays_injected.inc();
         }
         FaultDecision { delay, abort, grpc_status, counted: true }
     }
 
     /// The abort after a delay happened (counted when it is actually sent).
     pub fn count_abort(&self) {
-        self.aborts_injected.fetch_add(1, Ordering::Relaxed);
+        self.aborts_injected.inc();
     }
 
     /// A faulted request finished.
@@ -165,12 +175,12 @@ impl FaultConfig {
 /// The fault filter on one stream.
 #[derive(Debug)]
 pub struct FaultFilter {
-    config: std::sync::Arc<FaultConfig>,
+    config: Arc<FaultConfig>,
     decision: FaultDecision,
 }
 
 impl FaultFilter {
-    pub fn new(config: std::sync::Arc<FaultConfig>) -> FaultFilter {
+    pub fn new(config: Arc<FaultConfig>) -> FaultFilter {
         FaultFilter { config, decision: FaultDecision::default() }
     }
 
@@ -267,7 +277,7 @@ mod tests {
             downstream_nodes: Vec::new(),
             max_active_faults: Some(1),
         };
-        FaultConfig::new(&c, &ClusterManager::default()).unwrap()
+        FaultConfig::new(&c, &ClusterManager::default(), "http.t.", &mut CounterSet::default()).unwrap()
     }
 
     #[test]
@@ -280,7 +290,7 @@ mod tests {
         assert!(d.counted);
         // max_active_faults 1: a second concurrent fault overflows.
         assert_eq!(f.decide(&head, "c", || 1), FaultDecision::default());
-        assert_eq!(f.faults_overflow.load(Ordering::Relaxed), 1);
+        assert_eq!(f.faults_overflow.get(), 1);
         f.release();
         assert_eq!(f.decide(&head, "c", || 1).abort, Some(503));
         let never = fault(

@@ -1,7 +1,8 @@
 //! The RBAC filter end to end on both backends: an ALLOW policy over methods (the
 //! `:method` header), paths and the client's address; a denied request gets 403
 //! `RBAC: access denied` and never reaches the origin; shadow rules only count; a
-//! route's RBACPerRoute without rules turns the filter off; `http.<prefix>.rbac.*`.
+//! route's RBACPerRoute without rules turns the filter off; `http.<prefix>.rbac.*`; a
+//! disabled filter enabled per route; mTLS principals and SNI (kernel, the binary).
 
 use sluice_e2e::backend::{Backend, Net};
 use sluice_e2e::config::ClusterAt;
@@ -105,3 +106,51 @@ fn a_disabled_filter_runs_where_a_route_enables_it(backend: Backend) {
 }
 
 on_both_backends!(policies_allow_and_deny, a_disabled_filter_runs_where_a_route_enables_it);
+
+/// mTLS identities (kernel sockets, the binary): `authenticated.principal_name` matches
+/// the client certificate's URI SAN, `requested_server_name` the SNI; a client
+/// without a certificate, or with another identity, is denied.
+#[test]
+fn mtls_principal_and_sni() {
+    use sluice_e2e::config::{forward_all, hcm_filter, Cluster};
+    use sluice_e2e::proxy::Proxy;
+    use sluice_e2e::tls::{self, client_config, downstream_tls_yaml, http_get, Pki};
+    use sluice_e2e::{free_port, localhost};
+
+    let pki = Pki::new();
+    let server_ca = pki.ca("server");
+    let client_ca = pki.ca("clients");
+    let cert = server_ca.server_cert(&pki, "edge", &["proxy.test"]);
+    let alice =
+        client_ca.client_cert_with_uris(&pki, "alice", &["alice.clients.test"], &["spiffe://clients.test/alice"]);
+    let bob = client_ca.client_cert_with_uris(&pki, "bob", &["bob.clients.test"], &["spiffe://clients.test/bob"]);
+    let origin = HttpOrigin::start("origin");
+    let port = free_port();
+    let tls = downstream_tls_yaml(&cert, &["http/1.1"], Some(&client_ca.pem_path), false);
+    let filters = r#"- name: envoy.filters.http.rbac
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+    rules:
+      policies:
+        alice:
+          permissions: [{ requested_server_name: { exact: proxy.test } }]
+          principals: [{ authenticated: { principal_name: { exact: "spiffe://clients.test/alice" } } }]
+"#;
+    let hcm = hcm_filter("edge", &forward_all("app"), "", filters);
+    let clusters = Cluster { name: "app", ports: &[origin.port()], extra: "" }.yaml();
+    let yaml = format!(
+        "static_resources:\n  listeners:\n  - name: edge\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}\n    filter_chains:\n    - filters:\n{hcm}      transport_socket: {tls}\n  clusters:\n{clusters}"
+    );
+    let _p = Proxy::start(&yaml, &[]);
+    let status = |cert| {
+        let config = client_config(&[&server_ca], &["http/1.1"], cert);
+        let mut s = tls::connect(localhost(port), "proxy.test", &config).expect("handshake");
+        http_get(&mut s, "proxy.test", "/").expect("response")
+    };
+    let r = status(Some(&alice));
+    assert_eq!(r.status, 200);
+    let r = status(Some(&bob));
+    assert_eq!((r.status, r.text()), (403, "RBAC: access denied".to_string()));
+    assert_eq!(status(None).status, 403, "no client certificate");
+    assert_eq!(origin.requests(), 1);
+}

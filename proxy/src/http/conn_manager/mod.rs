@@ -1,7 +1,11 @@
 //! The HTTP connection manager (Envoy's `ConnectionManagerImpl`) for HTTP/1.1.
 //!
 //! One [`HttpConnection`] serves one downstream connection: it reads and parses request
-//! heads with Envoy's HTTP/1 rules, runs the decoder filters (fault) and the router,
+//! heads with Envoy's HTTP/1 rules, runs the stream's HTTP filter chain
+//! ([`crate::http::filter_manager`]; two call sites: `run_filters` on the request
+//! headers, [`write_response_head`] for the encoder filters on every response head,
+//! local replies included) and then the router (which also answers requests without a
+//! route and direct responses, after the filters, as Envoy's router filter does),
 //! writes responses in request order (pipelined requests wait in the input buffer until
 //! the previous response is complete), and keeps the connection alive as HTTP/1.1 and
 //! the config allow. Bodies stream in both directions and never sit whole in memory:

@@ -84,6 +84,8 @@ pub struct Ctx<'a, S: Stack> {
     pub draining: bool,
     /// The overload manager's action states.
     pub overload: &'a crate::overload::OverloadState,
+    /// Admin `/healthcheck/fail` is in force.
+    pub health_check_failed: bool,
 }
 
 impl<S: Stack> Ctx<'_, S> {

@@ -5,6 +5,7 @@ use super::{any, enum_name, list, Dump, Json};
 use crate::core::RuntimeFractionalPercent;
 use crate::filters::cors::{CorsPolicy, CORS_POLICY_TYPE};
 use crate::filters::csrf::{CsrfPolicy, CSRF_TYPE};
+use crate::filters::health_check::HealthCheck;
 use crate::filters::local_ratelimit::{LocalRateLimit, TokenBucket, LOCAL_RATE_LIMIT_TYPE};
 use crate::filters::rbac::{
     Permission, Policy, Principal, Rbac, RbacEngine, RbacPerRoute, RbacRules, RBAC_PER_ROUTE_TYPE,
@@ -38,6 +39,12 @@ impl Dump for CsrfPolicy {
             .with("filter_enabled", runtime_percent(&self.filter_enabled))
             .with_opt("shadow_enabled", self.shadow_enabled.as_ref().map(runtime_percent))
             .with("additional_origins", list(&self.additional_origins))
+    }
+}
+
+impl Dump for HealthCheck {
+    fn dump(&self) -> Json {
+        Json::obj().with("pass_through_mode", self.pass_through_mode).with("headers", list(&self.headers))
     }
 }
 

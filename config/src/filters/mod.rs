@@ -9,6 +9,7 @@
 
 pub mod cors;
 pub mod csrf;
+pub mod health_check;
 pub mod local_ratelimit;
 pub mod rbac;
 pub mod rbac_matcher;

@@ -7,6 +7,7 @@ use crate::error::ErrorKind;
 use crate::fault::HttpFault;
 use crate::filters::cors::CORS_TYPE;
 use crate::filters::csrf::{CsrfPolicy, CSRF_TYPE};
+use crate::filters::health_check::{HealthCheck, HEALTH_CHECK_TYPE};
 use crate::filters::local_ratelimit::{LocalRateLimit, LOCAL_RATE_LIMIT_TYPE};
 use crate::filters::rbac::{Rbac, RBAC_TYPE};
 use crate::node::Node;
@@ -71,6 +72,8 @@ pub enum HttpFilterKind {
     Cors,
     /// `envoy.extensions.filters.http.csrf.v3.CsrfPolicy`
     Csrf(CsrfPolicy),
+    /// `envoy.extensions.filters.http.health_check.v3.HealthCheck`
+    HealthCheck(HealthCheck),
     /// `envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit`
     LocalRateLimit(LocalRateLimit),
     /// `envoy.extensions.filters.http.rbac.v3.RBAC`
@@ -89,6 +92,7 @@ impl HttpFilterKind {
             HttpFilterKind::Fault(_) => FAULT_TYPE,
             HttpFilterKind::Cors => CORS_TYPE,
             HttpFilterKind::Csrf(_) => CSRF_TYPE,
+            HttpFilterKind::HealthCheck(_) => HEALTH_CHECK_TYPE,
             HttpFilterKind::LocalRateLimit(_) => LOCAL_RATE_LIMIT_TYPE,
             HttpFilterKind::Rbac(_) => RBAC_TYPE,
             HttpFilterKind::Router(_) => ROUTER_TYPE,
@@ -136,6 +140,7 @@ impl Decode for HttpFilter {
                 HttpFilterKind::Cors
             }
             CSRF_TYPE => HttpFilterKind::Csrf(CsrfPolicy::decode_fields(d, t.fields)?),
+            HEALTH_CHECK_TYPE => HttpFilterKind::HealthCheck(HealthCheck::decode_fields(d, t.fields)?),
             LOCAL_RATE_LIMIT_TYPE => HttpFilterKind::LocalRateLimit(LocalRateLimit::decode_fields(d, t.fields, false)?),
             RBAC_TYPE => HttpFilterKind::Rbac(Rbac::decode_fields(d, t.fields)?),
             ROUTER_TYPE => HttpFilterKind::Router(RouterFilter::decode_fields(d, t.fields)?),

@@ -68,6 +68,8 @@ pub struct StreamContext<'a> {
     pub tls: bool,
     /// The route's cluster (`""` for a route without one).
     pub cluster: &'a str,
+    /// Admin `/healthcheck/fail` is in force.
+    pub health_check_failed: bool,
     /// The request matched a forwarding route (Envoy's route entry; CORS acts only
     /// on such requests).
     pub routed: bool,

@@ -99,6 +99,7 @@ fn cx(now: Instant) -> StreamContext<'static> {
         tls: false,
         cluster: "c",
         routed: true,
+        health_check_failed: false,
     }
 }
 

@@ -102,6 +102,7 @@ impl HcmConfig {
                 }
                 HttpFilterKind::Cors => FilterFactory::Cors(Arc::new(CorsConfig::new(&prefix, &mut counters))),
                 HttpFilterKind::Csrf(p) => FilterFactory::Csrf(Arc::new(CsrfConfig::new(p, &prefix, &mut counters))),
+                HttpFilterKind::HealthCheck(h) => FilterFactory::HealthCheck(Arc::new(h.clone())),
                 HttpFilterKind::LocalRateLimit(l) => FilterFactory::LocalRateLimit(Arc::new(
                     LocalRateLimitConfig::new(l, &mut counters)
                         .map_err(|e| format!("{path}.http_filters[{i}].typed_config: {e}"))?,

@@ -842,6 +842,7 @@ impl HttpConnection {
             tls: self.down.tls,
             cluster,
             routed: self.stream.forwarding,
+            health_check_failed: ctx.health_check_failed,
         };
         let end = self.stream.request_done;
         let random = ctx.rng.next_u64();

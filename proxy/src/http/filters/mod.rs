@@ -9,6 +9,7 @@
 pub mod cors;
 pub mod csrf;
 pub mod fault;
+pub mod health_check;
 pub mod local_ratelimit;
 pub mod per_route;
 pub mod rbac;
@@ -22,6 +23,7 @@ use crate::http::{HeaderMap, RequestHead, ResponseHead};
 use self::cors::{CorsConfig, CorsFilter};
 use self::csrf::{CsrfConfig, CsrfFilter};
 use self::fault::{FaultConfig, FaultFilter};
+use self::health_check::HealthCheckFilter;
 use self::local_ratelimit::{LocalRateLimitConfig, LocalRateLimitFilter};
 use self::per_route::RouteView;
 use self::rbac::{RbacConfig, RbacFilter};
@@ -33,6 +35,7 @@ pub enum FilterFactory {
     Fault(Arc<FaultConfig>),
     Cors(Arc<CorsConfig>),
     Csrf(Arc<CsrfConfig>),
+    HealthCheck(Arc<sluice_config::filters::health_check::HealthCheck>),
     LocalRateLimit(Arc<LocalRateLimitConfig>),
     Rbac(Arc<RbacConfig>),
 }
@@ -58,6 +61,7 @@ impl HttpFilterConfig {
             FilterFactory::Fault(c) => ActiveFilter::Fault(FaultFilter::new(Arc::clone(c))),
             FilterFactory::Cors(c) => ActiveFilter::Cors(CorsFilter::new(Arc::clone(c), route, k)),
             FilterFactory::Csrf(c) => ActiveFilter::Csrf(CsrfFilter::new(Arc::clone(c), route, k)),
+            FilterFactory::HealthCheck(c) => ActiveFilter::HealthCheck(HealthCheckFilter::new(Arc::clone(c))),
             FilterFactory::LocalRateLimit(c) => ActiveFilter::LocalRateLimit(LocalRateLimitFilter::new(c, route, k)),
             FilterFactory::Rbac(c) => ActiveFilter::Rbac(RbacFilter::new(Arc::clone(c), route, k)),
         })
@@ -86,6 +90,7 @@ pub enum ActiveFilter {
     Fault(FaultFilter),
     Cors(CorsFilter),
     Csrf(CsrfFilter),
+    HealthCheck(HealthCheckFilter),
     LocalRateLimit(LocalRateLimitFilter),
     Rbac(RbacFilter),
 }
@@ -96,6 +101,7 @@ macro_rules! dispatch {
             ActiveFilter::Fault($f) => $e,
             ActiveFilter::Cors($f) => $e,
             ActiveFilter::Csrf($f) => $e,
+            ActiveFilter::HealthCheck($f) => $e,
             ActiveFilter::LocalRateLimit($f) => $e,
             ActiveFilter::Rbac($f) => $e,
         }

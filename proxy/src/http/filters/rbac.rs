@@ -208,6 +208,7 @@ mod tests {
             tls,
             cluster: "c",
             routed: true,
+            health_check_failed: false,
         }
     }
 

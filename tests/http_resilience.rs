@@ -245,6 +245,9 @@ fn fault_abort_and_delay_with_header_matchers(backend: Backend) {
     let r = c.request("GET", "/", &[("x-envoy-fault-abort-request", "503")], b"");
     assert_eq!(r.status, 503, "header-controlled abort");
     assert_eq!(origin.requests(), 2);
+    assert_eq!(p.counter("http.ingress.fault.aborts_injected"), 2);
+    assert_eq!(p.counter("http.ingress.fault.delays_injected"), 1);
+    assert_eq!(p.counter("http.ingress.fault.faults_overflow"), 0);
 }
 
 fn circuit_breaker_overflow_is_503_with_x_envoy_overloaded(backend: Backend) {

@@ -18,6 +18,7 @@ pub mod decode;
 pub mod dump;
 pub mod error;
 pub mod fault;
+pub mod filters;
 pub mod hcm;
 pub mod inert;
 pub mod listener;

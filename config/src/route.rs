@@ -11,6 +11,8 @@
 use crate::core::RuntimeFractionalPercent;
 use crate::decode::{index, Decode, Decoder, Fields};
 use crate::error::{ErrorKind, Warning};
+use crate::filters::cors::CorsPolicy;
+use crate::filters::PerFilterConfigs;
 use crate::matcher::{FullRegex, HeaderMatcher, QueryParameterMatcher};
 use crate::node::Node;
 use crate::proto_enum;
@@ -41,9 +43,9 @@ pub use weighted::{ClusterWeight, WeightedClusters, WeightedTarget};
 /// Envoy's default `max_direct_response_body_size_bytes`.
 pub const DEFAULT_MAX_DIRECT_RESPONSE_BODY_SIZE: u32 = 4096;
 
-/// Why a non-empty `typed_per_filter_config` is refused.
+/// Why a non-empty `typed_per_filter_config` is refused where Envoy has none in force.
 pub(crate) const PER_FILTER_CONFIG: &str =
-    "per-route filter configuration is not supported yet (issue: per-filter config); remove it";
+    "per-filter configuration on a weighted cluster is not supported; put it on the route";
 
 /// `config.route.v3.RouteConfiguration`.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +64,8 @@ pub struct RouteConfiguration {
     pub ignore_port_in_host_matching: bool,
     /// Inherited by virtual hosts that have none of their own.
     pub request_mirror_policies: Vec<RequestMirrorPolicy>,
+    /// Least specific per-filter configs (virtual hosts and routes override them).
+    pub typed_per_filter_config: PerFilterConfigs,
     pub line: u32,
 }
 
@@ -84,13 +88,14 @@ impl Decode for RouteConfiguration {
             f.or(d, "max_direct_response_body_size_bytes", DEFAULT_MAX_DIRECT_RESPONSE_BODY_SIZE);
         let ignore_port_in_host_matching = f.or(d, "ignore_port_in_host_matching", false);
         let request_mirror_policies = f.list(d, "request_mirror_policies");
+        let tpfc_path = f.field_path("typed_per_filter_config");
+        let typed_per_filter_config = PerFilterConfigs::decode(d, f.take("typed_per_filter_config"), &tpfc_path);
         f.ignored(d, &["metadata"]);
         f.unsupported(
             d,
             &[
                 "vhds",
                 "cluster_specifier_plugins",
-                "typed_per_filter_config",
                 "ignore_path_parameters_in_path_matching",
                 "vhost_header",
                 "request_body_buffer_limit",
@@ -108,6 +113,7 @@ impl Decode for RouteConfiguration {
             max_direct_response_body_size_bytes,
             ignore_port_in_host_matching,
             request_mirror_policies,
+            typed_per_filter_config,
             line,
         };
         check_domains(d, &rc, path);
@@ -230,6 +236,10 @@ pub struct VirtualHost {
     pub include_request_attempt_count: bool,
     pub include_attempt_count_in_response: bool,
     pub virtual_clusters: Vec<VirtualCluster>,
+    pub typed_per_filter_config: PerFilterConfigs,
+    /// The older `cors` field (the CORS filter reads it when no per-filter CORS
+    /// policy applies).
+    pub cors: Option<CorsPolicy>,
     pub line: u32,
 }
 
@@ -252,7 +262,9 @@ impl Decode for VirtualHost {
         let vc_line = f.take("virtual_clusters").map(|n| n.line);
         let virtual_clusters: Vec<VirtualCluster> = f.list(d, "virtual_clusters");
         f.ignored(d, &["metadata"]);
-        f.empty_only(d, "typed_per_filter_config", PER_FILTER_CONFIG);
+        let tpfc_path = f.field_path("typed_per_filter_config");
+        let typed_per_filter_config = PerFilterConfigs::decode(d, f.take("typed_per_filter_config"), &tpfc_path);
+        let cors = f.opt(d, "cors");
         f.unsupported_because(
             d,
             "per_request_buffer_limit_bytes",
@@ -263,7 +275,6 @@ impl Decode for VirtualHost {
             &[
                 "matcher",
                 "rate_limits",
-                "cors",
                 "retry_policy_typed_config",
                 "include_is_timeout_retry_header",
                 "request_body_buffer_limit",
@@ -305,6 +316,8 @@ impl Decode for VirtualHost {
             include_request_attempt_count,
             include_attempt_count_in_response,
             virtual_clusters,
+            typed_per_filter_config,
+            cors,
             line,
         })
     }
@@ -338,6 +351,7 @@ pub struct Route {
     pub action: Action,
     pub request_headers: HeaderMutations,
     pub response_headers: HeaderMutations,
+    pub typed_per_filter_config: PerFilterConfigs,
     pub line: u32,
 }
 
@@ -352,7 +366,8 @@ impl Decode for Route {
         let response_headers =
             HeaderMutations::decode(d, &mut f, "response_headers_to_add", "response_headers_to_remove");
         f.ignored(d, &["metadata", "decorator"]);
-        f.empty_only(d, "typed_per_filter_config", PER_FILTER_CONFIG);
+        let tpfc_path = f.field_path("typed_per_filter_config");
+        let typed_per_filter_config = PerFilterConfigs::decode(d, f.take("typed_per_filter_config"), &tpfc_path);
         f.unsupported_because(
             d,
             "per_request_buffer_limit_bytes",
@@ -360,7 +375,15 @@ impl Decode for Route {
         );
         f.unsupported(d, &["tracing", "stat_prefix", "request_body_buffer_limit"]);
         f.finish(d);
-        Some(Route { name, r#match: r#match?, action: action?, request_headers, response_headers, line })
+        Some(Route {
+            name,
+            r#match: r#match?,
+            action: action?,
+            request_headers,
+            response_headers,
+            typed_per_filter_config,
+            line,
+        })
     }
 }
 

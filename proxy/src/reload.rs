@@ -35,6 +35,7 @@ impl UpstreamThreads {
         for c in clusters {
             stats.upstream.insert(c.config.stat_name(), vec![Arc::clone(&c.stats)]);
         }
+        stats.filters.replace(snapshot.filter_counters());
         let stop_dns = Arc::new(AtomicBool::new(false));
         let dns = dns::spawn_refresher(clusters.clone(), Arc::clone(&stop_dns));
         let monitor = monitor::spawn(clusters).map_err(|e| format!("cannot start the upstream monitor: {e}"))?;

@@ -479,6 +479,29 @@ impl RuntimeStats {
     }
 }
 
+/// Counters owned by compiled config objects (HTTP filters' stats, shared by the
+/// workers as Envoy's are), by full name. Several objects may own a counter of the same
+/// name (two connection managers with one `stat_prefix`): the stat is their sum, as
+/// Envoy's one counter of that name would be.
+#[derive(Default)]
+pub struct NamedCounters(Mutex<BTreeMap<String, Vec<Arc<Counter>>>>);
+
+impl NamedCounters {
+    /// The counters of the config now serving, replacing the previous config's.
+    pub fn replace(&self, counters: impl IntoIterator<Item = (String, Arc<Counter>)>) {
+        let mut map: BTreeMap<String, Vec<Arc<Counter>>> = BTreeMap::new();
+        for (name, c) in counters {
+            map.entry(name).or_default().push(c);
+        }
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = map;
+    }
+
+    fn collect(&self, out: &mut Vec<(String, StatKind, i64)>) {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        out.extend(map.iter().map(|(n, cs)| (n.clone(), StatKind::Counter, cs.iter().map(|c| c.get() as i64).sum())));
+    }
+}
+
 /// All stats of the process.
 pub struct Store {
     pub listeners: Registry<ListenerStats>,
@@ -493,6 +516,8 @@ pub struct Store {
     pub overload_actions: Registry<OverloadActionStats>,
     pub overload_monitors: Registry<OverloadMonitorStats>,
     pub runtime: Arc<RuntimeStats>,
+    /// HTTP filters' counters (`http.<prefix>.cors.*`, `<prefix>.http_local_rate_limit.*`, ...).
+    pub filters: NamedCounters,
 }
 
 impl Store {
@@ -507,6 +532,7 @@ impl Store {
             overload_actions: Registry::new(1),
             overload_monitors: Registry::new(1),
             runtime: Arc::default(),
+            filters: NamedCounters::default(),
         }
     }
 
@@ -522,6 +548,7 @@ impl Store {
         self.overload_actions.collect(&mut out);
         self.overload_monitors.collect(&mut out);
         self.runtime.collect(&mut out);
+        self.filters.collect(&mut out);
         for (name, v) in crate::access_log::sink::counters() {
             out.push((name.to_string(), StatKind::Counter, v as i64));
         }

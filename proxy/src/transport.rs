@@ -124,6 +124,14 @@ impl TransportSocket {
         }
     }
 
+    /// The SNI the client sent (TLS terminated here).
+    pub fn server_name(&self) -> Option<&str> {
+        match self {
+            TransportSocket::Tls(t) => t.session.server_name(),
+            TransportSocket::Raw => None,
+        }
+    }
+
     /// The peer's verified certificate chain, leaf first (TLS with a client
     /// certificate only).
     pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {

@@ -86,6 +86,8 @@ pub struct Ctx<'a, S: Stack> {
     pub overload: &'a crate::overload::OverloadState,
     /// The runtime snapshot in force (read lock-free; replaced between rounds).
     pub runtime: &'a crate::runtime::Snapshot,
+    /// Admin `/healthcheck/fail` is in force.
+    pub health_check_failed: bool,
 }
 
 impl<S: Stack> Ctx<'_, S> {

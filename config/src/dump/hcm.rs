@@ -121,6 +121,11 @@ impl Dump for HttpFilter {
     fn dump(&self) -> Json {
         let typed_config = match &self.kind {
             HttpFilterKind::Fault(f) => f.dump(),
+            HttpFilterKind::Cors => Json::obj(),
+            HttpFilterKind::Csrf(c) => c.dump(),
+            HttpFilterKind::HealthCheck(c) => c.dump(),
+            HttpFilterKind::LocalRateLimit(c) => c.dump(),
+            HttpFilterKind::Rbac(c) => c.dump(),
             HttpFilterKind::Router(r) => r.dump(),
         };
         Json::obj()

@@ -24,6 +24,7 @@ impl Dump for RouteConfiguration {
             .with("max_direct_response_body_size_bytes", self.max_direct_response_body_size_bytes)
             .with("ignore_port_in_host_matching", self.ignore_port_in_host_matching)
             .with("request_mirror_policies", list(&self.request_mirror_policies))
+            .with("typed_per_filter_config", self.typed_per_filter_config.dump())
     }
 }
 
@@ -42,6 +43,8 @@ impl Dump for VirtualHost {
             .with("include_request_attempt_count", self.include_request_attempt_count)
             .with("include_attempt_count_in_response", self.include_attempt_count_in_response)
             .with("virtual_clusters", list(&self.virtual_clusters))
+            .with("typed_per_filter_config", self.typed_per_filter_config.dump())
+            .with_opt("cors", self.cors.as_ref().map(Dump::dump))
     }
 }
 
@@ -61,6 +64,7 @@ impl Dump for Route {
         };
         let j = with_headers(j, "request", &self.request_headers);
         with_headers(j, "response", &self.response_headers)
+            .with("typed_per_filter_config", self.typed_per_filter_config.dump())
     }
 }
 

@@ -53,6 +53,7 @@ impl Dump for RouteAction {
             .with("request_mirror_policies", list(&self.request_mirror_policies))
             .with("hash_policy", list(&self.hash_policy))
             .with("upgrade_configs", list(&self.upgrade_configs))
+            .with_opt("cors", self.cors.as_ref().map(Dump::dump))
     }
 }
 

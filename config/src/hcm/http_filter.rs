@@ -5,6 +5,11 @@
 use crate::decode::{typed_config, Decode, Decoder, Fields};
 use crate::error::ErrorKind;
 use crate::fault::HttpFault;
+use crate::filters::cors::CORS_TYPE;
+use crate::filters::csrf::{CsrfPolicy, CSRF_TYPE};
+use crate::filters::health_check::{HealthCheck, HEALTH_CHECK_TYPE};
+use crate::filters::local_ratelimit::{LocalRateLimit, LOCAL_RATE_LIMIT_TYPE};
+use crate::filters::rbac::{Rbac, RBAC_TYPE};
 use crate::node::Node;
 
 /// `extensions.filters.http.router.v3.Router`.
@@ -63,6 +68,16 @@ impl RouterFilter {
 pub enum HttpFilterKind {
     /// `envoy.extensions.filters.http.fault.v3.HTTPFault`
     Fault(HttpFault),
+    /// `envoy.extensions.filters.http.cors.v3.Cors` (policies come from the routes)
+    Cors,
+    /// `envoy.extensions.filters.http.csrf.v3.CsrfPolicy`
+    Csrf(CsrfPolicy),
+    /// `envoy.extensions.filters.http.health_check.v3.HealthCheck`
+    HealthCheck(HealthCheck),
+    /// `envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit`
+    LocalRateLimit(LocalRateLimit),
+    /// `envoy.extensions.filters.http.rbac.v3.RBAC`
+    Rbac(Rbac),
     /// `envoy.extensions.filters.http.router.v3.Router` (terminal)
     Router(RouterFilter),
 }
@@ -75,6 +90,11 @@ impl HttpFilterKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             HttpFilterKind::Fault(_) => FAULT_TYPE,
+            HttpFilterKind::Cors => CORS_TYPE,
+            HttpFilterKind::Csrf(_) => CSRF_TYPE,
+            HttpFilterKind::HealthCheck(_) => HEALTH_CHECK_TYPE,
+            HttpFilterKind::LocalRateLimit(_) => LOCAL_RATE_LIMIT_TYPE,
+            HttpFilterKind::Rbac(_) => RBAC_TYPE,
             HttpFilterKind::Router(_) => ROUTER_TYPE,
         }
     }
@@ -88,7 +108,8 @@ const ROUTER_TYPE: &str = "envoy.extensions.filters.http.router.v3.Router";
 pub struct HttpFilter {
     pub name: String,
     pub kind: HttpFilterKind,
-    /// `disabled`: the filter is off unless a route enables it (sluice: never).
+    /// `disabled`: the filter is off unless a route's `typed_per_filter_config`
+    /// enables it.
     pub disabled: bool,
 }
 
@@ -114,6 +135,14 @@ impl Decode for HttpFilter {
         let t = typed_config(d, tc, &tc_path)?;
         let kind = match t.type_name.as_str() {
             FAULT_TYPE => HttpFilterKind::Fault(HttpFault::decode_fields(d, t.fields)?),
+            CORS_TYPE => {
+                t.fields.finish(d);
+                HttpFilterKind::Cors
+            }
+            CSRF_TYPE => HttpFilterKind::Csrf(CsrfPolicy::decode_fields(d, t.fields)?),
+            HEALTH_CHECK_TYPE => HttpFilterKind::HealthCheck(HealthCheck::decode_fields(d, t.fields)?),
+            LOCAL_RATE_LIMIT_TYPE => HttpFilterKind::LocalRateLimit(LocalRateLimit::decode_fields(d, t.fields, false)?),
+            RBAC_TYPE => HttpFilterKind::Rbac(Rbac::decode_fields(d, t.fields)?),
             ROUTER_TYPE => HttpFilterKind::Router(RouterFilter::decode_fields(d, t.fields)?),
             // Envoy: a client that does not support an optional filter may skip it.
             other if is_optional => {
@@ -129,7 +158,9 @@ impl Decode for HttpFilter {
                     ErrorKind::Unsupported,
                     &format!("{tc_path}.@type"),
                     tc.line,
-                    format!("unsupported HTTP filter type `{other}`"),
+                    format!(
+                        "unsupported HTTP filter type `{other}` (filter `{name}`; set `is_optional: true` to skip it)"
+                    ),
                 );
                 return None;
             }

@@ -75,6 +75,8 @@ pub enum IdleTimeout {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteAction {
     pub cluster: ClusterSpecifier,
+    /// The older per-route `cors` field (see the CORS filter).
+    pub cors: Option<crate::filters::cors::CorsPolicy>,
     pub cluster_not_found_response_code: ClusterNotFoundResponseCode,
     pub prefix_rewrite: Option<String>,
     pub regex_rewrite: Option<RegexRewrite>,
@@ -124,6 +126,7 @@ impl Decode for RouteAction {
         let request_mirror_policies = f.list(d, "request_mirror_policies");
         let hash_policy = f.list(d, "hash_policy");
         let upgrade_configs: Vec<RouteUpgradeConfig> = f.list(d, "upgrade_configs");
+        let cors = f.opt(d, "cors");
         check_route_upgrades(d, &upgrade_configs, &f.field_path("upgrade_configs"), line);
         let max_stream_duration = match f.take("max_stream_duration") {
             Some(n) => decode_max_stream_duration(d, n, &f.field_path("max_stream_duration")),
@@ -154,7 +157,6 @@ impl Decode for RouteAction {
                 "retry_policy_typed_config",
                 "rate_limits",
                 "include_vh_rate_limits",
-                "cors",
                 "max_grpc_timeout",
                 "grpc_timeout_offset",
                 "internal_redirect_action",
@@ -240,6 +242,7 @@ impl Decode for RouteAction {
         };
         Some(RouteAction {
             cluster,
+            cors,
             cluster_not_found_response_code,
             prefix_rewrite: (!prefix_rewrite.is_empty()).then_some(prefix_rewrite),
             regex_rewrite: if has_regex_rewrite { Some(regex_rewrite?) } else { None },

@@ -212,7 +212,8 @@ fn route_action_errors() {
     .contains("Specify only one of prefix_rewrite"));
     assert!(errors(&format!("{base}{{cluster: a, host_rewrite_literal: x, auto_host_rewrite: true}}\n"))
         .contains("set only one of host_rewrite_literal"));
-    assert!(errors(&format!("{base}{{cluster: a, cors: {{}}}}\n")).contains("unsupported field `cors`"));
+    assert!(errors(&format!("{base}{{cluster: a, cors: {{allow_methods: 1.5.x}}, rate_limits: [{{}}]}}\n"))
+        .contains("unsupported field `rate_limits`"));
     let e = errors(&format!("{base}{{cluster: a, tiemout: 1s}}\n"));
     assert!(e.contains("did you mean `timeout`"), "{e}");
 }

@@ -116,10 +116,12 @@ pub fn handle(state: &AdminState, method: &str, target: &str) -> Response {
         "/config_dump" => Response::json(state.config_dump.lock().unwrap_or_else(|e| e.into_inner()).clone()),
         "/healthcheck/fail" => {
             state.health_check_failed.store(true, Ordering::Relaxed);
+            state.control.health_check_failed.store(true, Ordering::Relaxed);
             Response::text(200, "OK\n")
         }
         "/healthcheck/ok" => {
             state.health_check_failed.store(false, Ordering::Relaxed);
+            state.control.health_check_failed.store(false, Ordering::Relaxed);
             Response::text(200, "OK\n")
         }
         "/drain_listeners" => {

@@ -79,6 +79,8 @@ impl ResponseHead {
 pub mod codec_client;
 pub mod conn_manager;
 pub mod date;
+pub mod filter;
+pub mod filter_manager;
 pub mod filters;
 pub mod flow_control;
 pub mod local_reply;

@@ -115,6 +115,19 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The HTTP filters' counters of every connection manager, by full name.
+    pub fn filter_counters(&self) -> Vec<(String, Arc<crate::stats::Counter>)> {
+        let mut out = Vec::new();
+        for l in &self.listeners {
+            for c in l.chains.iter().chain(l.default_chain.as_ref()) {
+                if let Some(NetworkFilter::HttpConnectionManager(h)) = &c.terminal {
+                    out.extend(h.filter_counters.iter().cloned());
+                }
+            }
+        }
+        out
+    }
+
     /// Compile a decoded bootstrap. DNS clusters are resolved once, now, so that the
     /// proxy starts with hosts (Envoy waits for cluster warming before serving).
     pub fn build(bootstrap: &Bootstrap) -> Result<Snapshot, Vec<String>> {

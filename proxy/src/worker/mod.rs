@@ -78,6 +78,9 @@ pub struct Control {
     pub graceful: AtomicBool,
     /// `--drain-strategy immediate` (else gradual).
     drain_immediate: AtomicBool,
+    /// Admin `/healthcheck/fail` (until `/healthcheck/ok`): the health_check filter
+    /// answers 503.
+    pub health_check_failed: AtomicBool,
     /// The overload manager's action states and the global connection count.
     pub overload: Arc<OverloadState>,
     /// The config to serve (replaced on reload) and its version.
@@ -896,6 +899,7 @@ impl<S: Stack> Worker<S> {
             draining,
             overload: &self.control.overload,
             runtime: &self.runtime,
+            health_check_failed: self.control.health_check_failed.load(Ordering::Relaxed),
         };
         f(&mut ctx)
     }
@@ -927,6 +931,7 @@ impl<S: Stack> Worker<S> {
             draining,
             overload: &self.control.overload,
             runtime: &self.runtime,
+            health_check_failed: self.control.health_check_failed.load(Ordering::Relaxed),
         };
         f(&mut e.conn, &mut ctx)
     }

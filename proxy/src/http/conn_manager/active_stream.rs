@@ -18,6 +18,8 @@ use sluice_config::overload::ActionKind;
 use sluice_stack::Stack;
 
 use crate::http::codec::OutgoingBody;
+use crate::http::filter::{PeerFacts, StreamContext};
+use crate::http::filter_manager::Decoded;
 use crate::http::filters::router::{self, RouterState, Step};
 use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
@@ -27,7 +29,7 @@ use crate::router::{RouteKind, StreamInfo};
 use crate::stats::HttpStats;
 use crate::worker_ctx::Ctx;
 
-use super::config::{HcmConfig, HttpFilterConfig};
+use super::config::HcmConfig;
 use super::headers;
 use super::normalize;
 use super::stream::{FilterPhase, Stream};
@@ -42,6 +44,8 @@ pub struct StreamCx<'a, D: ServerStream> {
     pub original_dst: Option<SocketAddr>,
     /// The connection is draining.
     pub draining: bool,
+    /// SNI and client certificate names, for the filters.
+    pub peer_facts: &'a PeerFacts,
 }
 
 impl<D: ServerStream> StreamCx<'_, D> {
@@ -81,47 +85,26 @@ impl<D: ServerStream> StreamCx<'_, D> {
         }
         let cfg = Arc::clone(self.cfg);
         let random = ctx.rng.next_u64();
-        let Some(matched) = cfg.routes.route_in(&self.stream.head, random, ctx.runtime) else {
-            self.stats.rq_total.inc();
-            self.stats.no_route.inc();
-            self.stream.flags.set(ResponseFlags::NO_ROUTE_FOUND);
-            self.send_local_reply(ctx, 404, b"", &[]);
-            return;
-        };
-        self.stream.route = Some(matched.route_ref());
-        if !self.check_upgrade(ctx, &matched) {
-            return;
-        }
-        match matched.kind() {
-            RouteKind::Forward(_) => {
-                let name = matched.cluster_name();
-                match cfg.clusters.index_of(name) {
-                    Some(i) => self.stream.cluster = Some(i),
-                    None => {
-                        self.stats.rq_total.inc();
-                        self.stats.no_cluster.inc();
-                        self.stream.flags.set(ResponseFlags::NO_CLUSTER_FOUND);
-                        let status = matched.cluster_not_found_response_code();
-                        self.send_local_reply(ctx, status, b"", &[]);
-                        return;
-                    }
-                }
-            }
-            RouteKind::Redirect(_) | RouteKind::SslRedirect => {
-                self.stats.rq_total.inc();
-                self.stats.rq_redirect.inc();
-                self.direct_response(ctx);
+        let mut pos = None;
+        self.stream.forwarding = false;
+        if let Some(matched) = cfg.routes.route_in(&self.stream.head, random, ctx.runtime) {
+            self.stream.route = Some(matched.route_ref());
+            if !self.check_upgrade(ctx, &matched) {
                 return;
             }
-            RouteKind::DirectResponse(_) => {
-                self.stats.rq_total.inc();
-                self.stats.rq_direct_response.inc();
-                self.direct_response(ctx);
-                return;
+            if let RouteKind::Forward(_) = matched.kind() {
+                self.stream.forwarding = true;
+                self.stream.cluster = cfg.clusters.index_of(matched.cluster_name());
             }
+            pos = Some((matched.vhost_index, matched.route_position().map(|(_, j)| j)));
         }
-        self.stream.phase = FilterPhase::Decode(0);
-        self.run_filters(ctx);
+        // The filter chain runs for every request; the router (last) answers a request
+        // without a route, a redirect or direct response, or forwards it.
+        let view = cfg.route_filters.view(pos);
+        let filters = cfg.filters.iter().enumerate().filter_map(|(k, f)| f.create(k, &view));
+        self.stream.filters.start(filters, cfg.buffer_limit);
+        self.stream.phase = FilterPhase::Decoding;
+        self.run_filters(ctx, false);
     }
 
     pub fn count_status(&self, status: u16) {
@@ -181,76 +164,84 @@ impl<D: ServerStream> StreamCx<'_, D> {
         self.stream.response_done = true;
     }
 
-    /// Run decoder filters from the current phase; on completion hand over to the router.
-    pub fn run_filters<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+    /// The decoder filters' call site: start the chain on the request headers, or
+    /// wake the filter that stopped it (`wake`); when every filter continued, the
+    /// router takes the request.
+    pub fn run_filters<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, wake: bool) {
+        if self.stream.phase != FilterPhase::Decoding {
+            return;
+        }
         let cfg = Arc::clone(self.cfg);
-        loop {
-            let i = match self.stream.phase {
-                FilterPhase::Decode(i) => i,
-                FilterPhase::Delayed { until, next } => {
-                    if ctx.now < until {
-                        return;
-                    }
-                    // The delay is over: the same filter's abort (if any) comes now.
-                    if let Some(&(_, Some(status), grpc)) =
-                        self.stream.faults.iter().rev().find(|(f, _, _)| *f + 1 == next)
-                    {
-                        self.fault_abort(ctx, next - 1, status, grpc);
-                        return;
-                    }
-                    self.stream.phase = FilterPhase::Decode(next);
-                    continue;
-                }
-                FilterPhase::Routed => return,
-            };
-            let Some(filter) = cfg.filters.get(i) else {
+        let cluster = self.stream.cluster.and_then(|c| cfg.clusters.clusters.get(c)).map_or("", |c| c.name());
+        let cx = StreamContext {
+            now: ctx.now,
+            remote: self.stream.remote.unwrap_or(self.io.peer()),
+            direct_remote: self.io.peer(),
+            local: self.io.local(),
+            sni: self.peer_facts.sni.as_deref(),
+            peer_principals: &self.peer_facts.principals,
+            tls: self.peer_facts.tls,
+            cluster,
+            routed: self.stream.forwarding,
+            health_check_failed: ctx.health_check_failed,
+            runtime: ctx.runtime,
+        };
+        let end = self.stream.request_done;
+        let random = ctx.rng.next_u64();
+        self.stream.encode_random = ctx.rng.next_u64();
+        let s = &mut *self.stream;
+        let out = if wake {
+            s.filters.on_timer(&mut s.head, end, &cx, random)
+        } else {
+            s.filters.decode_headers(&mut s.head, end, &cx, random)
+        };
+        self.stream.flags.set(self.stream.filters.flags());
+        match out {
+            Decoded::Continue => {
                 self.stream.phase = FilterPhase::Routed;
                 self.start_router(ctx);
-                return;
-            };
-            match filter {
-                HttpFilterConfig::Fault(fault) => {
-                    let cluster =
-                        self.stream.cluster.and_then(|c| cfg.clusters.clusters.get(c)).map(|c| c.name().to_string());
-                    let rng = &mut *ctx.rng;
-                    let d = fault
-                        .decide(&self.stream.head, cluster.as_deref().unwrap_or(""), ctx.runtime, || rng.next_u64());
-                    if d.counted {
-                        self.stream.faults.push((i, d.abort, d.grpc_status));
-                    }
-                    if let Some(delay) = d.delay {
-                        self.stream.flags.set(ResponseFlags::DELAY_INJECTED);
-                        self.stream.phase = FilterPhase::Delayed { until: ctx.now + delay, next: i + 1 };
-                        return;
-                    }
-                    if let Some(status) = d.abort {
-                        self.fault_abort(ctx, i, status, d.grpc_status);
-                        return;
-                    }
-                    self.stream.phase = FilterPhase::Decode(i + 1);
-                }
+            }
+            Decoded::Stopped => {}
+            Decoded::LocalReply(r) => {
+                let headers: Vec<(&[u8], &[u8])> = r.headers.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+                self.send_local_reply(ctx, r.status, &r.body, &headers);
             }
         }
     }
 
-    fn fault_abort<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, filter: usize, status: u16, grpc: Option<u32>) {
-        if let Some(HttpFilterConfig::Fault(f)) = self.cfg.filters.get(filter) {
-            f.count_abort();
-        }
-        self.stream.flags.set(ResponseFlags::FAULT_INJECTED);
-        self.stream.phase = FilterPhase::Routed;
-        let grpc_header = grpc.map(|g| g.to_string());
-        let extra: Vec<(&[u8], &[u8])> = match &grpc_header {
-            Some(g) => vec![(b"grpc-status", g.as_bytes()), (b"content-type", b"application/grpc")],
-            None => Vec::new(),
-        };
-        let body: &[u8] = if grpc.is_some() { b"" } else { local_reply::FAULT_ABORT.as_bytes() };
-        self.send_local_reply(ctx, status, body, &extra);
-    }
-
+    /// The router, the terminal filter: no route (404), a redirect or direct
+    /// response, an unknown cluster, or the upstream request.
     pub fn start_router<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
         let cfg = Arc::clone(self.cfg);
+        let matched = self.stream.route.as_ref().and_then(|r| cfg.routes.get(r));
+        let Some(matched) = matched else {
+            self.stats.rq_total.inc();
+            self.stats.no_route.inc();
+            self.stream.flags.set(ResponseFlags::NO_ROUTE_FOUND);
+            self.send_local_reply(ctx, 404, b"", &[]);
+            return;
+        };
+        match matched.kind() {
+            RouteKind::Forward(_) => {}
+            RouteKind::Redirect(_) | RouteKind::SslRedirect => {
+                self.stats.rq_total.inc();
+                self.stats.rq_redirect.inc();
+                self.direct_response(ctx);
+                return;
+            }
+            RouteKind::DirectResponse(_) => {
+                self.stats.rq_total.inc();
+                self.stats.rq_direct_response.inc();
+                self.direct_response(ctx);
+                return;
+            }
+        }
         let Some(cluster) = self.stream.cluster else {
+            self.stats.rq_total.inc();
+            self.stats.no_cluster.inc();
+            self.stream.flags.set(ResponseFlags::NO_CLUSTER_FOUND);
+            let status = matched.cluster_not_found_response_code();
+            self.send_local_reply(ctx, status, b"", &[]);
             return;
         };
         let info = self.stream_info();
@@ -366,11 +357,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
         if let Some(mut r) = self.stream.router.take() {
             r.cancel(ctx);
         }
-        for (i, _, _) in self.stream.faults.drain(..) {
-            if let Some(HttpFilterConfig::Fault(f)) = self.cfg.filters.get(i) {
-                f.release();
-            }
-        }
+        self.stream.filters.destroy();
         self.stats.downstream_rq_active.dec();
         if self.stream.upgrade != super::upgrade::UpgradeKind::None {
             self.stats.downstream_cx_upgrades_active.dec();

@@ -10,8 +10,15 @@ use crate::http::codec::Http1Settings;
 use crate::http::conn_manager::headers::HeaderPolicy;
 use crate::http::conn_manager::normalize::PathNormalization;
 use crate::http::conn_manager::upgrade::UpgradePolicy;
+use crate::http::filters::cors::CorsConfig;
+use crate::http::filters::csrf::CsrfConfig;
 use crate::http::filters::fault::FaultConfig;
+use crate::http::filters::local_ratelimit::LocalRateLimitConfig;
+use crate::http::filters::per_route::RouteFilterTable;
+use crate::http::filters::rbac::RbacConfig;
+use crate::http::filters::{CounterSet, FilterFactory, HttpFilterConfig};
 use crate::router::RouteTable;
+use crate::stats::Counter;
 use crate::upstream::cluster_manager::ClusterManager;
 
 /// `http2_protocol_options`, with Envoy's defaults.
@@ -54,12 +61,6 @@ impl Http2Settings {
     }
 }
 
-/// A compiled decoder filter (the router, always last, is not in this list).
-#[derive(Debug)]
-pub enum HttpFilterConfig {
-    Fault(Arc<FaultConfig>),
-}
-
 #[derive(Debug)]
 pub struct HcmConfig {
     pub stat_prefix: String,
@@ -67,6 +68,12 @@ pub struct HcmConfig {
     pub settings: Arc<Http1Settings>,
     pub routes: RouteTable,
     pub filters: Vec<HttpFilterConfig>,
+    /// The routes' `typed_per_filter_config`, by filter.
+    pub route_filters: RouteFilterTable,
+    /// The filters' counters by full name (registered in the stats store).
+    pub filter_counters: Vec<(String, Arc<Counter>)>,
+    /// A filter reads the client certificate's names (RBAC `authenticated`).
+    pub needs_principals: bool,
     pub suppress_envoy_headers: bool,
     pub respect_expected_rq_timeout: bool,
     pub strict_check_headers: Vec<String>,
@@ -119,22 +126,32 @@ impl HcmConfig {
         let router =
             c.router().ok_or_else(|| format!("{path}.http_filters: the last HTTP filter must be the router"))?;
         let mut filters = Vec::new();
+        let mut counters = CounterSet::default();
+        // Envoy's HTTP filter stats live under the connection manager's prefix.
+        let prefix = format!("http.{}.", c.stat_prefix);
         for (i, f) in c.http_filters.iter().enumerate() {
-            if f.disabled {
-                continue;
-            }
-            match &f.kind {
+            let factory = match &f.kind {
                 HttpFilterKind::Router(_) => {
                     if i + 1 != c.http_filters.len() {
                         return Err(format!("{path}.http_filters[{i}]: the router must be the last HTTP filter"));
                     }
+                    continue;
                 }
                 HttpFilterKind::Fault(fault) => {
-                    let fc =
-                        FaultConfig::new(fault, &clusters).map_err(|e| format!("{path}.http_filters[{i}]: {e}"))?;
-                    filters.push(HttpFilterConfig::Fault(Arc::new(fc)));
+                    let fc = FaultConfig::new(fault, &clusters, &prefix, &mut counters)
+                        .map_err(|e| format!("{path}.http_filters[{i}]: {e}"))?;
+                    FilterFactory::Fault(Arc::new(fc))
                 }
-            }
+                HttpFilterKind::Cors => FilterFactory::Cors(Arc::new(CorsConfig::new(&prefix, &mut counters))),
+                HttpFilterKind::Csrf(p) => FilterFactory::Csrf(Arc::new(CsrfConfig::new(p, &prefix, &mut counters))),
+                HttpFilterKind::HealthCheck(h) => FilterFactory::HealthCheck(Arc::new(h.clone())),
+                HttpFilterKind::LocalRateLimit(l) => FilterFactory::LocalRateLimit(Arc::new(
+                    LocalRateLimitConfig::new(l, &mut counters)
+                        .map_err(|e| format!("{path}.http_filters[{i}].typed_config: {e}"))?,
+                )),
+                HttpFilterKind::Rbac(r) => FilterFactory::Rbac(Arc::new(RbacConfig::new(r, &prefix, &mut counters))),
+            };
+            filters.push(HttpFilterConfig { name: f.name.clone(), disabled: f.disabled, factory });
         }
         let common = &c.common_http_protocol_options;
         let opts = &c.http_protocol_options;
@@ -149,6 +166,9 @@ impl HcmConfig {
             max_headers_count: common.max_headers_count,
             headers_with_underscores_action: common.headers_with_underscores_action,
         };
+        let route_filters =
+            RouteFilterTable::new(&c.route_config, &filters, &mut counters, &format!("{path}.route_config"))?;
+        let needs_principals = filters.iter().any(|f| matches!(f.factory, FilterFactory::Rbac(_)));
         let mut access_log = Vec::with_capacity(c.access_log.len());
         for (i, l) in c.access_log.iter().enumerate() {
             access_log.push(AccessLogger::new(l).map_err(|e| format!("{path}.access_log[{i}]: {e}"))?);
@@ -160,6 +180,9 @@ impl HcmConfig {
             settings: Arc::new(settings),
             routes: RouteTable::new(&c.route_config),
             filters,
+            route_filters,
+            filter_counters: counters.0,
+            needs_principals,
             suppress_envoy_headers: router.suppress_envoy_headers,
             respect_expected_rq_timeout: router.respect_expected_rq_timeout,
             strict_check_headers: router.strict_check_headers.clone(),

@@ -54,7 +54,8 @@ impl ServerStream for Downstream {
         draining: bool,
         body: OutgoingBody,
     ) {
-        encode_response_headers(cfg, stream, date);
+        let end_stream = matches!(body, OutgoingBody::Empty | OutgoingBody::Length(0)) || stream.meta.is_head;
+        encode_response_headers(cfg, stream, date, end_stream);
         let keep_alive = !stream.close_after && !draining;
         let rctx = ResponseContext { request_version: stream.version(), head_request: stream.meta.is_head, keep_alive };
         let before = self.out.len();
@@ -67,7 +68,7 @@ impl ServerStream for Downstream {
     }
 
     fn encode_switching_headers(&mut self, cfg: &HcmConfig, stream: &mut Stream, date: &[u8]) {
-        encode_response_headers(cfg, stream, date);
+        encode_response_headers(cfg, stream, date, false);
         let before = self.out.len();
         encode_tunnel_head(&stream.response, stream.version(), &mut self.out);
         stream.bytes_sent += (self.out.len() - before) as u64;

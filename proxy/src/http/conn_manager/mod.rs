@@ -61,6 +61,8 @@ use sluice_config::overload::TimerType;
 use self::active_stream::StreamCx;
 use self::config::HcmConfig;
 use self::stream::{FilterPhase, Stream};
+use crate::http::filter::PeerFacts;
+use crate::http::filter_manager::Decoded;
 
 /// Read size for downstream input.
 const READ_CHUNK: usize = 64 * 1024;
@@ -69,9 +71,21 @@ const ROUND_BUDGET: usize = 64;
 
 /// The encode path's one call site for a response head, whatever the codec: the HCM's
 /// response mutations (server, date, via) on `stream.response`.
-pub fn encode_response_headers(cfg: &HcmConfig, stream: &mut Stream, date: &[u8]) {
+pub fn encode_response_headers(cfg: &HcmConfig, stream: &mut Stream, date: &[u8], end_stream: bool) {
+    // The encoder filters, in reverse order (the chain's encode call site, for every
+    // response head, local replies included).
+    let random = stream.encode_random;
+    if let Decoded::LocalReply(r) = stream.filters.encode_headers(&mut stream.response, end_stream, random) {
+        // No filter of ours answers from encodeHeaders; the reply would have to replace
+        // a response whose body is on its way.
+        tracing::warn!(status = r.status, details = r.details, "an encoder filter's local reply is not supported");
+    }
+    stream.flags.set(stream.filters.flags());
     headers::mutate_response(cfg, &mut stream.response, date);
 }
+
+/// The filters' view of a connection before its first request.
+pub(super) static NO_PEER_FACTS: PeerFacts = PeerFacts::NONE;
 
 /// What is known of an accepted connection when its HTTP connection manager starts.
 pub struct Accepted {
@@ -246,6 +260,8 @@ pub struct HttpConnection {
     original_dst: Option<SocketAddr>,
     /// The request input's watermark: reading the client pauses above it.
     read_pause: Watermark,
+    /// SNI and client certificate names for the filters, computed on the first request.
+    peer_facts: Option<PeerFacts>,
     /// This hop's XFCC element, computed on the first request (None inside: no mTLS,
     /// or the mode sets none).
     xfcc_element: Option<Option<String>>,
@@ -292,6 +308,7 @@ impl HttpConnection {
             drain_start_at: None,
             original_dst,
             xfcc_element: None,
+            peer_facts: None,
             read_pause: Watermark::default(),
         }
     }
@@ -393,11 +410,9 @@ impl HttpConnection {
     /// Stream-level deadlines; `Some` when the connection ended.
     fn stream_timeouts<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Option<Status> {
         let now = ctx.now;
-        // Fault delay.
-        if let FilterPhase::Delayed { until, .. } = self.stream.phase {
-            if now >= until {
-                return None; // process() continues the filter chain
-            }
+        // A filter's delay (fault): process() resumes the chain.
+        if self.stream.phase == FilterPhase::Decoding && self.stream.filters.wake_at().is_some_and(|t| now >= t) {
+            return None;
         }
         if let Some(t) = self.cfg.request_timeout {
             if !self.stream.request_done && now >= self.stream.start + t {
@@ -699,6 +714,9 @@ impl HttpConnection {
             mtls: self.down.transport.peer_certificates().is_some(),
             xfcc_element: element.as_deref(),
         };
+        if self.peer_facts.is_none() {
+            self.peer_facts = Some(PeerFacts::of(&self.down.transport, self.cfg.needs_principals));
+        }
         let mut cx = StreamCx {
             cfg: &self.cfg,
             stats: &self.stats,
@@ -706,6 +724,7 @@ impl HttpConnection {
             io: &mut self.down,
             original_dst: self.original_dst,
             draining: self.draining,
+            peer_facts: self.peer_facts.as_ref().unwrap_or(&NO_PEER_FACTS),
         };
         cx.decode_headers(ctx, &info, meta.expect_continue);
     }
@@ -719,17 +738,16 @@ impl HttpConnection {
             io: &mut self.down,
             original_dst: self.original_dst,
             draining: self.draining,
+            peer_facts: self.peer_facts.as_ref().unwrap_or(&NO_PEER_FACTS),
         }
     }
 
     /// Run the active stream: decoder filters waiting on a delay, the router, the end.
     fn run_stream<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
         let mut progress = false;
-        if let FilterPhase::Delayed { until, .. } = self.stream.phase {
-            if ctx.now >= until {
-                self.cx().run_filters(ctx);
-                progress = true;
-            }
+        if self.stream.phase == FilterPhase::Decoding && self.stream.filters.wake_at().is_some_and(|t| ctx.now >= t) {
+            self.cx().run_filters(ctx, true);
+            progress = true;
         }
         // Read request body bytes as long as the input has room; the router decodes
         // them (or they are discarded after a local reply).
@@ -841,8 +859,8 @@ impl HttpConnection {
         if self.h2.is_some() {
             consider(self.h2_next_deadline(ctx));
         } else if self.stream.active {
-            if let FilterPhase::Delayed { until, .. } = self.stream.phase {
-                consider(Some(until));
+            if self.stream.phase == FilterPhase::Decoding {
+                consider(self.stream.filters.wake_at());
             }
             if !self.stream.request_done {
                 consider(self.cfg.request_timeout.map(|t| self.stream.start + t));

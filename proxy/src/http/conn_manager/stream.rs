@@ -7,7 +7,9 @@ use std::time::{Instant, SystemTime};
 
 use crate::http::codec::{BodyDecoder, BodyEncoder, BodyFraming, RequestMeta};
 use crate::http::conn_manager::upgrade::UpgradeKind;
+use crate::http::filter_manager::FilterManager;
 use crate::http::filters::router::RouterState;
+use crate::http::filters::ActiveFilter;
 use crate::http::response_flags::ResponseFlags;
 use crate::http::tunnel::Tunnel;
 use crate::http::{RequestHead, ResponseHead, Version};
@@ -16,12 +18,9 @@ use crate::router::RouteRef;
 /// Where the decoder-filter chain stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FilterPhase {
-    /// Run decoder filter `n` next.
-    Decode(usize),
-    /// A fault delay holds the request until `until`; then continue at filter `next`
-    /// (aborting with `abort` if the fault also aborts).
-    Delayed { until: Instant, next: usize },
-    /// All decoder filters ran; the router owns the request.
+    /// The filters have the request headers (running, or stopped by one of them).
+    Decoding,
+    /// All decoder filters ran (or one answered); the router owns the request.
     Routed,
 }
 
@@ -39,10 +38,13 @@ pub struct Stream {
     pub route: Option<RouteRef>,
     /// Cluster index of a forwarding route.
     pub cluster: Option<usize>,
+    /// The route forwards (Envoy's route entry; not a redirect or direct response).
+    pub forwarding: bool,
     pub phase: FilterPhase,
-    /// Fault decisions that hold an active-fault slot: (filter index, abort status,
-    /// grpc status).
-    pub faults: Vec<(usize, Option<u16>, Option<u32>)>,
+    /// The stream's HTTP filter chain.
+    pub filters: FilterManager<ActiveFilter>,
+    /// The random value the encoder filters get (drawn when the decoders ran).
+    pub encode_random: u64,
     pub router: Option<RouterState>,
     pub response: ResponseHead,
     /// The response head was written downstream.
@@ -91,8 +93,10 @@ impl Stream {
             start_time: SystemTime::UNIX_EPOCH,
             route: None,
             cluster: None,
-            phase: FilterPhase::Decode(0),
-            faults: Vec::new(),
+            forwarding: false,
+            phase: FilterPhase::Decoding,
+            filters: FilterManager::new(0),
+            encode_random: 0,
             router: None,
             response: ResponseHead::default(),
             response_started: false,
@@ -123,8 +127,8 @@ impl Stream {
         self.start_time = wall;
         self.route = None;
         self.cluster = None;
-        self.phase = FilterPhase::Decode(0);
-        self.faults.clear();
+        self.forwarding = false;
+        self.phase = FilterPhase::Decoding;
         self.router = None;
         self.response.clear();
         self.response_started = false;

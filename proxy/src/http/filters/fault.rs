@@ -8,8 +8,9 @@
 //! `header_delay`) hits with its percentage (a header
 //! `x-envoy-fault-delay-request-percentage` may lower it), and after the delay an abort
 //! (fixed status, or `x-envoy-fault-abort-request` with `header_abort`) hits with its
-//! percentage. The decision is pure; the connection manager owns the delay timer and
-//! the local reply. Several fault filters in one chain decide independently.
+//! percentage. [`FaultConfig::decide`] is pure; [`FaultFilter`] runs it on the filter
+//! contract: a delay stops the chain until its timer, an abort is a local reply.
+//! Several fault filters in one chain decide independently.
 //!
 //! The runtime overrides the configuration as in Envoy (keys from
 //! [`sluice_config::fault::FaultRuntimeKeys`]): the delay and abort percentages
@@ -26,10 +27,16 @@ use sluice_config::core::FractionalPercent;
 use sluice_config::fault::{FaultAbortKind, FaultDelayKind, HttpFault};
 use sluice_config::matcher::HeaderMatcher;
 
+use crate::http::filter::{FilterCallbacks, HeadersStatus, StreamContext, StreamFilter};
+use crate::http::filters::CounterSet;
+use crate::http::local_reply;
+use crate::http::response_flags::ResponseFlags;
 use crate::http::RequestHead;
 use crate::router::route_match::request_header_value;
 use crate::runtime::Snapshot;
+use crate::stats::Counter;
 use crate::upstream::cluster_manager::ClusterManager;
+use std::sync::Arc;
 
 const DELAY_HEADER: &[u8] = b"x-envoy-fault-delay-request";
 const DELAY_PERCENT_HEADER: &[u8] = b"x-envoy-fault-delay-request-percentage";
@@ -43,9 +50,10 @@ pub struct FaultConfig {
     pub config: HttpFault,
     /// Faults in progress across all workers (for `max_active_faults`).
     active: AtomicU64,
-    pub delays_injected: AtomicU64,
-    pub aborts_injected: AtomicU64,
-    pub faults_overflow: AtomicU64,
+    /// `http.<stat_prefix>.fault.*`.
+    pub delays_injected: Arc<Counter>,
+    pub aborts_injected: Arc<Counter>,
+    pub faults_overflow: Arc<Counter>,
 }
 
 /// What the filter decided for one request.
@@ -61,7 +69,13 @@ pub struct FaultDecision {
 }
 
 impl FaultConfig {
-    pub fn new(config: &HttpFault, clusters: &ClusterManager) -> Result<FaultConfig, String> {
+    /// `prefix`: the connection manager's stats prefix (`http.<stat_prefix>.`).
+    pub fn new(
+        config: &HttpFault,
+        clusters: &ClusterManager,
+        prefix: &str,
+        counters: &mut CounterSet,
+    ) -> Result<FaultConfig, String> {
         if let Some(c) = &config.upstream_cluster {
             if clusters.index_of(c).is_none() {
                 // Envoy accepts unknown names here (the fault then never matches);
@@ -72,9 +86,9 @@ impl FaultConfig {
         Ok(FaultConfig {
             config: config.clone(),
             active: AtomicU64::new(0),
-            delays_injected: AtomicU64::new(0),
-            aborts_injected: AtomicU64::new(0),
-            faults_overflow: AtomicU64::new(0),
+            delays_injected: counters.counter(format!("{prefix}fault.delays_injected")),
+            aborts_injected: counters.counter(format!("{prefix}fault.aborts_injected")),
+            faults_overflow: counters.counter(format!("{prefix}fault.faults_overflow")),
         })
     }
 
@@ -180,21 +194,21 @@ impl FaultConfig {
             let taken =
                 self.active.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| (v < max).then_some(v + 1)).is_ok();
             if !taken {
-                self.faults_overflow.fetch_add(1, Ordering::Relaxed);
+                self.faults_overflow.inc();
                 return FaultDecision::default();
             }
         } else {
             self.active.fetch_add(1, Ordering::Relaxed);
         }
         if delay.is_some() {
-            self.delays_injected.fetch_add(1, Ordering::Relaxed);
+            self.delays_injected.inc();
         }
         FaultDecision { delay, abort, grpc_status, counted: true }
     }
 
     /// The abort after a delay happened (counted when it is actually sent).
     pub fn count_abort(&self) {
-        self.aborts_injected.fetch_add(1, Ordering::Relaxed);
+        self.aborts_injected.inc();
     }
 
     /// A faulted request finished.
@@ -220,6 +234,76 @@ impl DownstreamKeys {
             delay_duration: format!("fault.http.{cluster}.delay.fixed_duration_ms"),
             abort_http_status: format!("fault.http.{cluster}.abort.http_status"),
             abort_grpc_status: format!("fault.http.{cluster}.abort.grpc_status"),
+        }
+    }
+}
+
+/// The fault filter on one stream.
+#[derive(Debug)]
+pub struct FaultFilter {
+    config: Arc<FaultConfig>,
+    decision: FaultDecision,
+}
+
+impl FaultFilter {
+    pub fn new(config: Arc<FaultConfig>) -> FaultFilter {
+        FaultFilter { config, decision: FaultDecision::default() }
+    }
+
+    fn abort(&mut self, status: u16, cb: &mut FilterCallbacks) -> HeadersStatus {
+        self.config.count_abort();
+        cb.set_flag(ResponseFlags::FAULT_INJECTED);
+        // A gRPC abort is a 200 with `grpc-status` and no body (Envoy).
+        let (body, headers): (&[u8], _) = match self.decision.grpc_status {
+            Some(g) => (
+                b"",
+                vec![
+                    (b"grpc-status".to_vec(), g.to_string().into_bytes()),
+                    (b"content-type".to_vec(), b"application/grpc".to_vec()),
+                ],
+            ),
+            None => (local_reply::FAULT_ABORT.as_bytes(), Vec::new()),
+        };
+        cb.send_local_reply(status, body, headers, "fault_filter_abort");
+        HeadersStatus::StopIteration
+    }
+}
+
+impl StreamFilter for FaultFilter {
+    fn decode_headers(
+        &mut self,
+        head: &mut RequestHead,
+        _end_stream: bool,
+        cx: &StreamContext<'_>,
+        cb: &mut FilterCallbacks,
+    ) -> HeadersStatus {
+        let mut r = cb.random();
+        self.decision = self.config.decide(head, cx.cluster, cx.runtime, || {
+            r = crate::http::filters::mix(r);
+            r
+        });
+        if let Some(delay) = self.decision.delay {
+            cb.set_flag(ResponseFlags::DELAY_INJECTED);
+            cb.wake_at(cx.now + delay);
+            return HeadersStatus::StopIteration;
+        }
+        match self.decision.abort {
+            Some(status) => self.abort(status, cb),
+            None => HeadersStatus::Continue,
+        }
+    }
+
+    /// The delay is over: the same fault's abort (if any) comes now.
+    fn on_timer(&mut self, _cx: &StreamContext<'_>, cb: &mut FilterCallbacks) -> HeadersStatus {
+        match self.decision.abort {
+            Some(status) => self.abort(status, cb),
+            None => HeadersStatus::Continue,
+        }
+    }
+
+    fn on_destroy(&mut self) {
+        if std::mem::take(&mut self.decision.counted) {
+            self.config.release();
         }
     }
 }
@@ -260,7 +344,7 @@ mod tests {
             max_active_faults: Some(1),
             runtime: Default::default(),
         };
-        FaultConfig::new(&c, &ClusterManager::default()).unwrap()
+        FaultConfig::new(&c, &ClusterManager::default(), "http.t.", &mut CounterSet::default()).unwrap()
     }
 
     #[test]
@@ -273,7 +357,7 @@ mod tests {
         assert!(d.counted);
         // max_active_faults 1: a second concurrent fault overflows.
         assert_eq!(f.decide(&head, "c", &Snapshot::default(), || 1), FaultDecision::default());
-        assert_eq!(f.faults_overflow.load(Ordering::Relaxed), 1);
+        assert_eq!(f.faults_overflow.get(), 1);
         f.release();
         assert_eq!(f.decide(&head, "c", &Snapshot::default(), || 1).abort, Some(503));
         let never = fault(

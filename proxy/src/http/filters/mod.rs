@@ -1,5 +1,157 @@
-//! HTTP filters: the decoder filters that run before the router (fault injection), and
-//! the router, the terminal filter that sends the request upstream.
+//! HTTP filters: the decoder/encoder filters that run before the router on the filter
+//! contract of [`crate::http::filter`], and the router, the terminal filter that sends
+//! the request upstream.
+//!
+//! [`HttpFilterConfig`] is one entry of the connection manager's `http_filters`,
+//! compiled once per config and shared by the workers; [`ActiveFilter`] is its
+//! instance on one stream (enum-dispatched: no `dyn` on the request path).
 
+pub mod cors;
+pub mod csrf;
 pub mod fault;
+pub mod health_check;
+pub mod local_ratelimit;
+pub mod per_route;
+pub mod rbac;
 pub mod router;
+
+use std::sync::Arc;
+
+use crate::http::filter::{DataStatus, FilterCallbacks, HeadersStatus, StreamContext, StreamFilter, TrailersStatus};
+use crate::http::{HeaderMap, RequestHead, ResponseHead};
+
+use self::cors::{CorsConfig, CorsFilter};
+use self::csrf::{CsrfConfig, CsrfFilter};
+use self::fault::{FaultConfig, FaultFilter};
+use self::health_check::HealthCheckFilter;
+use self::local_ratelimit::{LocalRateLimitConfig, LocalRateLimitFilter};
+use self::per_route::RouteView;
+use self::rbac::{RbacConfig, RbacFilter};
+use crate::stats::Counter;
+
+/// A compiled filter of the chain (the router, always last, is not in this list).
+#[derive(Debug)]
+pub enum FilterFactory {
+    Fault(Arc<FaultConfig>),
+    Cors(Arc<CorsConfig>),
+    Csrf(Arc<CsrfConfig>),
+    HealthCheck(Arc<sluice_config::filters::health_check::HealthCheck>),
+    LocalRateLimit(Arc<LocalRateLimitConfig>),
+    Rbac(Arc<RbacConfig>),
+}
+
+/// One `http_filters` entry: its name (the key of `typed_per_filter_config`), whether
+/// it is off unless a route enables it, and its compiled config.
+#[derive(Debug)]
+pub struct HttpFilterConfig {
+    pub name: String,
+    pub disabled: bool,
+    pub factory: FilterFactory,
+}
+
+impl HttpFilterConfig {
+    /// The filter's instance for one stream whose route is `route`; `k` is this
+    /// filter's index in the chain. `None`: the route turns it off (or, for a filter
+    /// the connection manager lists as disabled, does not turn it on).
+    pub fn create(&self, k: usize, route: &RouteView<'_>) -> Option<ActiveFilter> {
+        if route.disabled(k).unwrap_or(self.disabled) {
+            return None;
+        }
+        Some(match &self.factory {
+            FilterFactory::Fault(c) => ActiveFilter::Fault(FaultFilter::new(Arc::clone(c))),
+            FilterFactory::Cors(c) => ActiveFilter::Cors(CorsFilter::new(Arc::clone(c), route, k)),
+            FilterFactory::Csrf(c) => ActiveFilter::Csrf(CsrfFilter::new(Arc::clone(c), route, k)),
+            FilterFactory::HealthCheck(c) => ActiveFilter::HealthCheck(HealthCheckFilter::new(Arc::clone(c))),
+            FilterFactory::LocalRateLimit(c) => ActiveFilter::LocalRateLimit(LocalRateLimitFilter::new(c, route, k)),
+            FilterFactory::Rbac(c) => ActiveFilter::Rbac(RbacFilter::new(Arc::clone(c), route, k)),
+        })
+    }
+}
+
+/// The counters a config's filters own, by full name (one counter per name).
+#[derive(Debug, Default)]
+pub struct CounterSet(pub Vec<(String, Arc<Counter>)>);
+
+impl CounterSet {
+    /// The counter named `name`, created on first use.
+    pub fn counter(&mut self, name: String) -> Arc<Counter> {
+        if let Some((_, c)) = self.0.iter().find(|(n, _)| *n == name) {
+            return Arc::clone(c);
+        }
+        let c = Arc::new(Counter::default());
+        self.0.push((name, Arc::clone(&c)));
+        c
+    }
+}
+
+/// A filter instance on one stream.
+#[derive(Debug)]
+pub enum ActiveFilter {
+    Fault(FaultFilter),
+    Cors(CorsFilter),
+    Csrf(CsrfFilter),
+    HealthCheck(HealthCheckFilter),
+    LocalRateLimit(LocalRateLimitFilter),
+    Rbac(RbacFilter),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $f:ident => $e:expr) => {
+        match $self {
+            ActiveFilter::Fault($f) => $e,
+            ActiveFilter::Cors($f) => $e,
+            ActiveFilter::Csrf($f) => $e,
+            ActiveFilter::HealthCheck($f) => $e,
+            ActiveFilter::LocalRateLimit($f) => $e,
+            ActiveFilter::Rbac($f) => $e,
+        }
+    };
+}
+
+impl StreamFilter for ActiveFilter {
+    fn decode_headers(
+        &mut self,
+        head: &mut RequestHead,
+        end: bool,
+        cx: &StreamContext<'_>,
+        cb: &mut FilterCallbacks,
+    ) -> HeadersStatus {
+        dispatch!(self, f => f.decode_headers(head, end, cx, cb))
+    }
+
+    fn decode_data(&mut self, data: &mut Vec<u8>, end: bool, cb: &mut FilterCallbacks) -> DataStatus {
+        dispatch!(self, f => f.decode_data(data, end, cb))
+    }
+
+    fn decode_trailers(&mut self, trailers: &mut HeaderMap, cb: &mut FilterCallbacks) -> TrailersStatus {
+        dispatch!(self, f => f.decode_trailers(trailers, cb))
+    }
+
+    fn encode_headers(&mut self, head: &mut ResponseHead, end: bool, cb: &mut FilterCallbacks) -> HeadersStatus {
+        dispatch!(self, f => f.encode_headers(head, end, cb))
+    }
+
+    fn encode_data(&mut self, data: &mut Vec<u8>, end: bool, cb: &mut FilterCallbacks) -> DataStatus {
+        dispatch!(self, f => f.encode_data(data, end, cb))
+    }
+
+    fn encode_trailers(&mut self, trailers: &mut HeaderMap, cb: &mut FilterCallbacks) -> TrailersStatus {
+        dispatch!(self, f => f.encode_trailers(trailers, cb))
+    }
+
+    fn on_timer(&mut self, cx: &StreamContext<'_>, cb: &mut FilterCallbacks) -> HeadersStatus {
+        dispatch!(self, f => f.on_timer(cx, cb))
+    }
+
+    fn on_destroy(&mut self) {
+        dispatch!(self, f => f.on_destroy())
+    }
+}
+
+/// splitmix64: more random numbers from one (a filter may need several per hook).
+pub fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}

@@ -39,6 +39,7 @@ use h2::{Reason, RecvStream};
 use sluice_config::overload::TimerType;
 use sluice_stack::Stack;
 
+use crate::http::filter::PeerFacts;
 use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
 use crate::http::stream_encoder::ServerStream;
@@ -343,6 +344,9 @@ impl HttpConnection {
             mtls: self.down.transport.peer_certificates().is_some(),
             xfcc_element: element.as_deref(),
         };
+        if self.peer_facts.is_none() {
+            self.peer_facts = Some(PeerFacts::of(&self.down.transport, self.cfg.needs_principals));
+        }
         let mut cx = StreamCx {
             cfg: &self.cfg,
             stats: &self.stats,
@@ -350,6 +354,7 @@ impl HttpConnection {
             io: &mut io,
             original_dst: self.original_dst,
             draining: self.draining,
+            peer_facts: self.peer_facts.as_ref().unwrap_or(&super::NO_PEER_FACTS),
         };
         cx.decode_headers(ctx, &info, meta.expect_continue);
         h2.streams.push(H2Stream { s, io });
@@ -379,13 +384,14 @@ impl HttpConnection {
                 io: &mut st.io,
                 original_dst: self.original_dst,
                 draining: self.draining,
+                peer_facts: self.peer_facts.as_ref().unwrap_or(&super::NO_PEER_FACTS),
             };
             if !scx.io.reset {
-                if let FilterPhase::Delayed { until, .. } = scx.stream.phase {
-                    if ctx.now >= until {
-                        scx.run_filters(ctx);
-                        progress = true;
-                    }
+                if scx.stream.phase == FilterPhase::Decoding
+                    && scx.stream.filters.wake_at().is_some_and(|t| ctx.now >= t)
+                {
+                    scx.run_filters(ctx, true);
+                    progress = true;
                 }
                 if scx.stream.router.is_some() {
                     let step = scx.drive_router(ctx);
@@ -448,6 +454,7 @@ impl HttpConnection {
                 io: &mut st.io,
                 original_dst: self.original_dst,
                 draining: self.draining,
+                peer_facts: self.peer_facts.as_ref().unwrap_or(&super::NO_PEER_FACTS),
             };
             if let Some(mut r) = scx.stream.router.take() {
                 r.cancel(ctx);
@@ -525,8 +532,8 @@ impl HttpConnection {
         };
         for st in &h2.streams {
             let s = &st.s;
-            if let FilterPhase::Delayed { until, .. } = s.phase {
-                consider(Some(until));
+            if s.phase == FilterPhase::Decoding {
+                consider(s.filters.wake_at());
             }
             if s.response_done {
                 continue;
@@ -573,6 +580,7 @@ impl HttpConnection {
                 io: &mut st.io,
                 original_dst: self.original_dst,
                 draining: self.draining,
+                peer_facts: self.peer_facts.as_ref().unwrap_or(&super::NO_PEER_FACTS),
             };
             if !scx.stream.response_done {
                 self.stats.downstream_cx_destroy_remote_active_rq.inc();

@@ -285,10 +285,9 @@ impl ServerStream for H2StreamIo {
         body: OutgoingBody,
     ) {
         let _ = draining; // the connection sends GOAWAY; streams never carry `connection: close`
-        encode_response_headers(cfg, stream, date);
-        let no_body = stream.meta.is_head
-            || matches!(body, OutgoingBody::Empty | OutgoingBody::Length(0))
-            || matches!(stream.response.status, 204 | 304);
+        let end_stream = stream.meta.is_head || matches!(body, OutgoingBody::Empty | OutgoingBody::Length(0));
+        encode_response_headers(cfg, stream, date, end_stream);
+        let no_body = end_stream || matches!(stream.response.status, 204 | 304);
         let length = match body {
             OutgoingBody::Length(n) => Some(n),
             _ => None,

@@ -1,0 +1,417 @@
+//! One stream's filter chain (Envoy's `FilterManager`): decoder filters in config
+//! order, encoder filters in reverse, stop and resume, local replies and the buffer
+//! limits.
+//!
+//! The manager owns the stream's filter instances and where iteration stands; the
+//! connection manager owns the protocol and hands it heads and body chunks. Decoding
+//! the headers ends in one of three ways ([`Decoded`]): every filter continued (the
+//! router takes the request), a filter stopped (a timer it asked for, or
+//! [`FilterManager::continue_decoding`], resumes it), or a filter answered locally —
+//! the connection manager then encodes that reply, which runs the encoder filters as
+//! Envoy's `sendLocalReply` does. Body chunks held by a stopped filter are buffered up
+//! to `limit` bytes; past it the request gets Envoy's 413 `Payload Too Large` and a
+//! response Envoy's 500 `Internal Server Error`. Nothing here allocates per chunk
+//! except the bounded buffers, and nothing reads the clock.
+
+use std::time::Instant;
+
+use crate::http::filter::{
+    DataStatus, FilterCallbacks, HeadersStatus, LocalReply, StreamContext, StreamFilter, TrailersStatus,
+};
+use crate::http::response_flags::ResponseFlags;
+use crate::http::{HeaderMap, RequestHead, ResponseHead};
+
+/// How decoding (or encoding) the headers ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// Every filter continued.
+    Continue,
+    /// A filter stopped iteration.
+    Stopped,
+    /// A filter answered locally.
+    LocalReply(LocalReply),
+}
+
+/// What became of a body chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataOutcome {
+    /// Pass these bytes on (the chunk, with whatever a filter had buffered before it).
+    Continue(Vec<u8>),
+    /// Held by a filter (buffered, or taken).
+    Held,
+    /// The buffer limit was passed (413 decoding, 500 encoding) or a filter answered.
+    LocalReply(LocalReply),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Iteration {
+    /// Headers go to filter `n` next.
+    Headers(usize),
+    /// Filter `at` stopped the headers; `buffer`: StopAllIterationAndBuffer.
+    Stopped { at: usize, buffer: bool },
+    /// Headers passed every filter.
+    Done,
+    /// A local reply ended iteration.
+    Answered,
+}
+
+/// One direction's iteration state and held body bytes.
+#[derive(Debug)]
+struct Side {
+    iteration: Iteration,
+    /// The filter that buffers body bytes (data StopIterationAndBuffer).
+    data_stopped_at: Option<usize>,
+    buffer: Vec<u8>,
+}
+
+impl Side {
+    fn new() -> Side {
+        Side { iteration: Iteration::Headers(0), data_stopped_at: None, buffer: Vec::new() }
+    }
+}
+
+/// A stream's filters and their iteration state.
+#[derive(Debug)]
+pub struct FilterManager<F> {
+    filters: Vec<F>,
+    decode: Side,
+    encode: Side,
+    wake_at: Option<Instant>,
+    flags: ResponseFlags,
+    /// `per_connection_buffer_limit_bytes`.
+    limit: usize,
+}
+
+const PAYLOAD_TOO_LARGE: &str = "Payload Too Large";
+const INTERNAL_ERROR: &str = "Internal Server Error";
+
+impl<F: StreamFilter> FilterManager<F> {
+    pub fn new(limit: usize) -> FilterManager<F> {
+        FilterManager {
+            filters: Vec::new(),
+            decode: Side::new(),
+            encode: Side::new(),
+            wake_at: None,
+            flags: ResponseFlags::NONE,
+            limit,
+        }
+    }
+
+    /// Start a stream with these filters (config order); the previous stream's filters
+    /// must have been destroyed.
+    pub fn start(&mut self, filters: impl IntoIterator<Item = F>, limit: usize) {
+        self.filters.clear();
+        self.filters.extend(filters);
+        self.decode = Side::new();
+        self.encode = Side::new();
+        self.wake_at = None;
+        self.flags = ResponseFlags::NONE;
+        self.limit = limit;
+    }
+
+    /// The stream ended: every filter's `on_destroy`, once.
+    pub fn destroy(&mut self) {
+        for f in self.filters.iter_mut() {
+            f.on_destroy();
+        }
+        self.filters.clear();
+        self.wake_at = None;
+    }
+
+    /// Response flags the filters set.
+    pub fn flags(&self) -> ResponseFlags {
+        self.flags
+    }
+
+    /// When a stopped filter wants its `on_timer`.
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.wake_at
+    }
+
+    /// The headers passed every decoder filter.
+    pub fn decoded(&self) -> bool {
+        self.decode.iteration == Iteration::Done
+    }
+
+    pub fn filters(&self) -> &[F] {
+        &self.filters
+    }
+
+    fn callbacks(random: u64) -> FilterCallbacks {
+        FilterCallbacks { random, ..FilterCallbacks::default() }
+    }
+
+    /// Collect what a hook left in its callbacks; `Some` for a local reply.
+    fn absorb(&mut self, cb: FilterCallbacks) -> Option<LocalReply> {
+        self.flags.set(cb.flags);
+        if let Some(t) = cb.wake_at {
+            self.wake_at = Some(t);
+        }
+        cb.local_reply
+    }
+
+    /// `decodeHeaders` through the chain from the first filter.
+    pub fn decode_headers(
+        &mut self,
+        head: &mut RequestHead,
+        end_stream: bool,
+        cx: &StreamContext<'_>,
+        random: u64,
+    ) -> Decoded {
+        self.decode.iteration = Iteration::Headers(0);
+        self.iterate_decode(head, end_stream, cx, random)
+    }
+
+    fn iterate_decode(&mut self, head: &mut RequestHead, end: bool, cx: &StreamContext<'_>, random: u64) -> Decoded {
+        let Iteration::Headers(from) = self.decode.iteration else {
+            return Decoded::Stopped;
+        };
+        for i in from..self.filters.len() {
+            let mut cb = Self::callbacks(random.rotate_left(i as u32 * 7));
+            let status = self.filters[i].decode_headers(head, end, cx, &mut cb);
+            if let Some(r) = self.absorb(cb) {
+                self.decode.iteration = Iteration::Answered;
+                return Decoded::LocalReply(r);
+            }
+            match status {
+                HeadersStatus::Continue => {}
+                HeadersStatus::StopIteration => {
+                    self.decode.iteration = Iteration::Stopped { at: i, buffer: false };
+                    return Decoded::Stopped;
+                }
+                HeadersStatus::StopAllIterationAndBuffer => {
+                    self.decode.iteration = Iteration::Stopped { at: i, buffer: true };
+                    return Decoded::Stopped;
+                }
+            }
+        }
+        self.decode.iteration = Iteration::Done;
+        Decoded::Continue
+    }
+
+    /// Envoy's `continueDecoding`: the stopped filter lets the headers go on.
+    pub fn continue_decoding(
+        &mut self,
+        head: &mut RequestHead,
+        end: bool,
+        cx: &StreamContext<'_>,
+        random: u64,
+    ) -> Decoded {
+        match self.decode.iteration {
+            Iteration::Stopped { at, .. } => {
+                self.decode.iteration = Iteration::Headers(at + 1);
+                self.iterate_decode(head, end, cx, random)
+            }
+            Iteration::Done => Decoded::Continue,
+            _ => Decoded::Stopped,
+        }
+    }
+
+    /// The time a stopped filter asked for came (`now >= wake_at`): its `on_timer`, and
+    /// the chain goes on if it continues.
+    pub fn on_timer(&mut self, head: &mut RequestHead, end: bool, cx: &StreamContext<'_>, random: u64) -> Decoded {
+        let Iteration::Stopped { at, .. } = self.decode.iteration else {
+            return Decoded::Stopped;
+        };
+        if self.wake_at.is_none_or(|t| cx.now < t) {
+            return Decoded::Stopped;
+        }
+        self.wake_at = None;
+        let mut cb = Self::callbacks(random);
+        let status = self.filters[at].on_timer(cx, &mut cb);
+        if let Some(r) = self.absorb(cb) {
+            self.decode.iteration = Iteration::Answered;
+            return Decoded::LocalReply(r);
+        }
+        match status {
+            HeadersStatus::Continue => self.continue_decoding(head, end, cx, random),
+            _ => Decoded::Stopped,
+        }
+    }
+
+    /// `decodeData`: a request body chunk through the filters that passed the headers.
+    pub fn decode_data(&mut self, chunk: Vec<u8>, end: bool, random: u64) -> DataOutcome {
+        let Self { filters, decode, flags, limit, .. } = self;
+        let r = run_data(filters, decode, chunk, end, *limit, flags, random, true);
+        self.data_outcome(r, PAYLOAD_TOO_LARGE, 413, "request_payload_too_large")
+    }
+
+    /// Body bytes held while the headers were stopped, to pass on once decoding
+    /// continued past every filter.
+    pub fn take_decode_buffer(&mut self) -> Vec<u8> {
+        if self.decode.data_stopped_at.is_some() {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.decode.buffer)
+    }
+
+    /// `decodeTrailers` (trailers end the body: buffered bytes go on first).
+    pub fn decode_trailers(&mut self, trailers: &mut HeaderMap, random: u64) -> Decoded {
+        if self.decode.iteration != Iteration::Done {
+            return Decoded::Stopped;
+        }
+        for i in 0..self.filters.len() {
+            let mut cb = Self::callbacks(random);
+            let status = self.filters[i].decode_trailers(trailers, &mut cb);
+            if let Some(r) = self.absorb(cb) {
+                self.decode.iteration = Iteration::Answered;
+                return Decoded::LocalReply(r);
+            }
+            if status == TrailersStatus::StopIteration {
+                return Decoded::Stopped;
+            }
+        }
+        Decoded::Continue
+    }
+
+    /// `encodeHeaders`: the response (upstream's or a local reply) through the encoder
+    /// filters in reverse config order. A local reply asked for while encoding replaces
+    /// the response (the caller encodes it again, once).
+    pub fn encode_headers(&mut self, head: &mut ResponseHead, end_stream: bool, random: u64) -> Decoded {
+        if self.encode.iteration == Iteration::Answered {
+            // Encoding a reply an encoder filter asked for: run the filters, no second reply.
+            self.encode.iteration = Iteration::Headers(0);
+            return self.iterate_encode(head, end_stream, random, false);
+        }
+        self.encode.iteration = Iteration::Headers(0);
+        self.iterate_encode(head, end_stream, random, true)
+    }
+
+    fn iterate_encode(&mut self, head: &mut ResponseHead, end: bool, random: u64, may_reply: bool) -> Decoded {
+        let n = self.filters.len();
+        for k in 0..n {
+            let i = n - 1 - k;
+            let mut cb = Self::callbacks(random.rotate_left(k as u32 * 5));
+            let status = self.filters[i].encode_headers(head, end, &mut cb);
+            let reply = self.absorb(cb);
+            if let Some(r) = reply.filter(|_| may_reply) {
+                self.encode.iteration = Iteration::Answered;
+                return Decoded::LocalReply(r);
+            }
+            match status {
+                HeadersStatus::Continue => {}
+                s => {
+                    let buffer = s == HeadersStatus::StopAllIterationAndBuffer;
+                    self.encode.iteration = Iteration::Stopped { at: k, buffer };
+                    return Decoded::Stopped;
+                }
+            }
+        }
+        self.encode.iteration = Iteration::Done;
+        Decoded::Continue
+    }
+
+    /// `encodeData`: a response body chunk through the encoder filters (reverse order).
+    pub fn encode_data(&mut self, chunk: Vec<u8>, end: bool, random: u64) -> DataOutcome {
+        let Self { filters, encode, flags, limit, .. } = self;
+        let r = run_data(filters, encode, chunk, end, *limit, flags, random, false);
+        self.data_outcome(r, INTERNAL_ERROR, 500, "response_payload_too_large")
+    }
+
+    /// `encodeTrailers` through the encoder filters.
+    pub fn encode_trailers(&mut self, trailers: &mut HeaderMap, random: u64) -> Decoded {
+        let n = self.filters.len();
+        for k in 0..n {
+            let mut cb = Self::callbacks(random);
+            if self.filters[n - 1 - k].encode_trailers(trailers, &mut cb) == TrailersStatus::StopIteration {
+                self.absorb(cb);
+                return Decoded::Stopped;
+            }
+            self.absorb(cb);
+        }
+        Decoded::Continue
+    }
+
+    fn data_outcome(&mut self, r: DataRun, body: &str, status: u16, details: &'static str) -> DataOutcome {
+        match r {
+            DataRun::Pass(d) => DataOutcome::Continue(d),
+            DataRun::Held => DataOutcome::Held,
+            DataRun::Reply(r) => DataOutcome::LocalReply(r),
+            DataRun::TooLarge => self.too_large(body, status, details),
+        }
+    }
+
+    fn too_large(&mut self, body: &str, status: u16, details: &'static str) -> DataOutcome {
+        DataOutcome::LocalReply(LocalReply { status, body: body.as_bytes().to_vec(), headers: Vec::new(), details })
+    }
+}
+
+enum DataRun {
+    Pass(Vec<u8>),
+    Held,
+    Reply(LocalReply),
+    TooLarge,
+}
+
+/// Run a chunk through `filters` in iteration order (config order decoding, reverse
+/// encoding), from the filter that buffers body bytes if one does, up to where the
+/// headers stand; bytes that reach a filter still holding the headers are held.
+#[allow(clippy::too_many_arguments)]
+fn run_data<F: StreamFilter>(
+    filters: &mut [F],
+    side: &mut Side,
+    mut chunk: Vec<u8>,
+    end: bool,
+    limit: usize,
+    flags: &mut ResponseFlags,
+    random: u64,
+    decode: bool,
+) -> DataRun {
+    let n = filters.len();
+    let (upto, hold) = match side.iteration {
+        Iteration::Done => (n, false),
+        Iteration::Stopped { at, buffer: false } => (at + 1, true),
+        Iteration::Stopped { buffer: true, .. } | Iteration::Headers(_) => (0, true),
+        // Answered: the stream's body is dropped.
+        Iteration::Answered => return DataRun::Held,
+    };
+    let start = side.data_stopped_at.unwrap_or(0);
+    for p in start..upto.max(start) {
+        let i = if decode { p } else { n - 1 - p };
+        let mut cb = FilterCallbacks { random, ..FilterCallbacks::default() };
+        let status = if decode {
+            filters[i].decode_data(&mut chunk, end, &mut cb)
+        } else {
+            filters[i].encode_data(&mut chunk, end, &mut cb)
+        };
+        flags.set(cb.flags);
+        if let Some(r) = cb.local_reply {
+            side.iteration = Iteration::Answered;
+            return DataRun::Reply(r);
+        }
+        match status {
+            DataStatus::Continue => {
+                if side.data_stopped_at == Some(p) {
+                    side.data_stopped_at = None;
+                    let mut all = std::mem::take(&mut side.buffer);
+                    all.extend_from_slice(&chunk);
+                    chunk = all;
+                }
+            }
+            DataStatus::StopIterationAndBuffer => {
+                side.data_stopped_at = Some(p);
+                return hold_bytes(side, chunk, limit);
+            }
+            DataStatus::StopIterationNoBuffer => return DataRun::Held,
+        }
+    }
+    if hold {
+        return hold_bytes(side, chunk, limit);
+    }
+    DataRun::Pass(chunk)
+}
+
+/// Buffer `chunk`, bounded by `limit`.
+fn hold_bytes(side: &mut Side, chunk: Vec<u8>, limit: usize) -> DataRun {
+    if side.buffer.len() + chunk.len() > limit {
+        side.iteration = Iteration::Answered;
+        side.buffer = Vec::new();
+        return DataRun::TooLarge;
+    }
+    side.buffer.extend_from_slice(&chunk);
+    DataRun::Held
+}
+
+#[cfg(test)]
+#[path = "filter_manager_tests.rs"]
+mod tests;

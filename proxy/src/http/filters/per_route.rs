@@ -1,0 +1,175 @@
+//! `typed_per_filter_config` compiled per route, virtual host and route configuration,
+//! and how a stream's route resolves it (Envoy's `PerFilterConfigs`):
+//!
+//! - a filter is off for a route when the most specific level that names it says
+//!   `disabled: true`, on when that level names it otherwise (which is how a route
+//!   enables a filter the connection manager lists as `disabled`), and as the
+//!   connection manager's list says when no level names it;
+//! - a filter's per-route config is the most specific one (route, then virtual host,
+//!   then route configuration); CORS reads every level, route first.
+//!
+//! Compiled once per config; entries for names no filter has are validated and unused,
+//! as in Envoy. A config of another filter's type under a filter's name is unused too
+//! (Envoy's typed lookup finds nothing).
+
+use std::sync::Arc;
+
+use sluice_config::filters::cors::CorsPolicy;
+use sluice_config::filters::{PerFilterConfigs, PerRouteConfig};
+use sluice_config::route::{Action, RouteConfiguration};
+
+use super::local_ratelimit::LocalRateLimitConfig;
+use super::rbac::RbacEngines;
+use super::{CounterSet, HttpFilterConfig};
+
+/// A per-route config, compiled.
+#[derive(Debug, Clone)]
+pub enum PerRouteFilter {
+    Cors(Arc<CorsPolicy>),
+    Csrf(Arc<sluice_config::filters::csrf::CsrfPolicy>),
+    LocalRateLimit(Arc<LocalRateLimitConfig>),
+    Rbac(Arc<RbacEngines>),
+}
+
+/// One level's word on one filter.
+#[derive(Debug, Clone)]
+pub struct PerRoute {
+    pub disabled: bool,
+    /// `None`: enabled without a config of its own here.
+    pub config: Option<PerRouteFilter>,
+}
+
+/// One level: an entry per filter of the chain (by index), `None` where it names none.
+type Level = Vec<Option<PerRoute>>;
+
+#[derive(Debug, Default)]
+struct VhostFilters {
+    own: Level,
+    routes: Vec<Level>,
+    /// The older `cors` fields: the virtual host's and each route's.
+    cors: Option<Arc<CorsPolicy>>,
+    route_cors: Vec<Option<Arc<CorsPolicy>>>,
+}
+
+/// Every level's per-filter configs of one route configuration.
+#[derive(Debug, Default)]
+pub struct RouteFilterTable {
+    rc: Level,
+    vhosts: Vec<VhostFilters>,
+}
+
+/// Where a stream's route sits: virtual host, and route within it (`None` for the
+/// `require_tls` redirect).
+pub type RoutePos = (usize, Option<usize>);
+
+impl RouteFilterTable {
+    /// Compile; errors name the config path (`path` is the route configuration's).
+    pub fn new(
+        rc: &RouteConfiguration,
+        filters: &[HttpFilterConfig],
+        counters: &mut CounterSet,
+        path: &str,
+    ) -> Result<RouteFilterTable, String> {
+        let rc_level =
+            level(&rc.typed_per_filter_config, filters, counters, &format!("{path}.typed_per_filter_config"))?;
+        let mut vhosts = Vec::with_capacity(rc.virtual_hosts.len());
+        for (i, vh) in rc.virtual_hosts.iter().enumerate() {
+            let vp = format!("{path}.virtual_hosts[{i}]");
+            let own = level(&vh.typed_per_filter_config, filters, counters, &format!("{vp}.typed_per_filter_config"))?;
+            let mut routes = Vec::with_capacity(vh.routes.len());
+            let mut route_cors = Vec::with_capacity(vh.routes.len());
+            for (j, r) in vh.routes.iter().enumerate() {
+                let rp = format!("{vp}.routes[{j}].typed_per_filter_config");
+                routes.push(level(&r.typed_per_filter_config, filters, counters, &rp)?);
+                route_cors.push(match &r.action {
+                    Action::Route(a) => a.cors.clone().map(Arc::new),
+                    _ => None,
+                });
+            }
+            vhosts.push(VhostFilters { own, routes, cors: vh.cors.clone().map(Arc::new), route_cors });
+        }
+        Ok(RouteFilterTable { rc: rc_level, vhosts })
+    }
+
+    /// The view of a stream's route (`None`: no route matched).
+    pub fn view(&self, pos: Option<RoutePos>) -> RouteView<'_> {
+        RouteView { table: self, pos }
+    }
+}
+
+fn level(
+    configs: &PerFilterConfigs,
+    filters: &[HttpFilterConfig],
+    counters: &mut CounterSet,
+    path: &str,
+) -> Result<Level, String> {
+    if configs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out: Level = vec![None; filters.len()];
+    for e in &configs.0 {
+        let Some(k) = filters.iter().position(|f| f.name == e.name) else {
+            continue;
+        };
+        let p = format!("{path}.{}", e.name);
+        let config = match &e.config {
+            None => None,
+            Some(PerRouteConfig::Cors(c)) => Some(PerRouteFilter::Cors(Arc::new(c.clone()))),
+            Some(PerRouteConfig::Csrf(c)) => Some(PerRouteFilter::Csrf(Arc::new(c.clone()))),
+            Some(PerRouteConfig::LocalRateLimit(c)) => Some(PerRouteFilter::LocalRateLimit(Arc::new(
+                LocalRateLimitConfig::new(c, counters).map_err(|e| format!("{p}: {e}"))?,
+            ))),
+            Some(PerRouteConfig::Rbac(c)) => Some(PerRouteFilter::Rbac(Arc::new(RbacEngines::per_route(c)))),
+        };
+        out[k] = Some(PerRoute { disabled: e.disabled, config });
+    }
+    Ok(out)
+}
+
+/// A stream's route, as the filters see it.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteView<'a> {
+    table: &'a RouteFilterTable,
+    pos: Option<RoutePos>,
+}
+
+impl<'a> RouteView<'a> {
+    /// Route, virtual host, route configuration: the levels' entries for filter `k`.
+    fn levels(&self, k: usize) -> [Option<&'a PerRoute>; 3] {
+        let t = self.table;
+        let at = |l: &'a Level| l.get(k).and_then(Option::as_ref);
+        let vh = self.pos.and_then(|(i, _)| t.vhosts.get(i));
+        let route = self.pos.and_then(|(_, j)| j).and_then(|j| vh.and_then(|v| v.routes.get(j)));
+        [route.and_then(at), vh.and_then(|v| at(&v.own)), at(&t.rc)]
+    }
+
+    /// Whether the route turns filter `k` off (`Some(true)`) or on (`Some(false)`).
+    pub fn disabled(&self, k: usize) -> Option<bool> {
+        self.pos?;
+        self.levels(k).into_iter().flatten().next().map(|e| e.disabled)
+    }
+
+    /// The most specific per-route config of filter `k`.
+    pub fn most_specific(&self, k: usize) -> Option<&'a PerRouteFilter> {
+        self.pos?;
+        self.levels(k).into_iter().flatten().find_map(|e| e.config.as_ref())
+    }
+
+    /// Every level's config of filter `k`, the route's first.
+    pub fn all(&self, k: usize) -> impl Iterator<Item = &'a PerRouteFilter> {
+        let levels = if self.pos.is_some() { self.levels(k) } else { [None; 3] };
+        levels.into_iter().flatten().filter_map(|e| e.config.as_ref())
+    }
+
+    /// The older `cors` fields: the route's, then the virtual host's.
+    pub fn cors_fields(&self) -> [Option<&'a Arc<CorsPolicy>>; 2] {
+        let Some((i, j)) = self.pos else {
+            return [None, None];
+        };
+        let Some(vh) = self.table.vhosts.get(i) else {
+            return [None, None];
+        };
+        let route = j.and_then(|j| vh.route_cors.get(j)).and_then(Option::as_ref);
+        [route, vh.cors.as_ref()]
+    }
+}

@@ -187,7 +187,107 @@ fn drain_sends_goaway_and_lets_the_stream_finish(backend: Backend) {
     assert_eq!(p.counter("http.ingress.downstream_cx_http2_active"), 0, "the connection closed");
 }
 
+/// Read HTTP/2 frames off a raw connection until `done` says so: (type, flags, stream,
+/// payload) of each.
+fn read_frames(
+    c: &mut sluice_e2e::http_client::Client,
+    mut done: impl FnMut(&[(u8, u8, u32, Vec<u8>)]) -> bool,
+) -> Vec<(u8, u8, u32, Vec<u8>)> {
+    use std::io::Read;
+    c.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (mut buf, mut frames, mut chunk) = (Vec::new(), Vec::new(), [0u8; 16384]);
+    while !done(&frames) {
+        let n = c.stream.read(&mut chunk).expect("frames");
+        assert!(n > 0, "closed after {frames:?}");
+        buf.extend_from_slice(&chunk[..n]);
+        while buf.len() >= 9 {
+            let len = ((buf[0] as usize) << 16) | ((buf[1] as usize) << 8) | buf[2] as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+            frames.push((buf[3], buf[4], stream, buf[9..9 + len].to_vec()));
+            buf.drain(..9 + len);
+        }
+    }
+    frames
+}
+
+/// A HEADERS frame (END_STREAM | END_HEADERS) for `GET path` on `stream` (HPACK:
+/// `:method GET`, `:scheme http`, `:path` literal, `:authority t`).
+fn raw_get(stream: u32, path: &str, extra: &[u8]) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+    block.extend_from_slice(path.as_bytes());
+    block.extend_from_slice(&[0x41, 0x01, b't']);
+    block.extend_from_slice(extra);
+    let mut f = vec![0, (block.len() >> 8) as u8, block.len() as u8, 1, 5];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(&block);
+    f
+}
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+const SETTINGS_ACK: &[u8] = &[0, 0, 0, 4, 1, 0, 0, 0, 0];
+
+fn max_concurrent_streams_is_enforced(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let p = HttpProxy::to(&net, &origin, "http2_protocol_options: { max_concurrent_streams: 2 }\n", 1);
+    let mut c = p.client();
+    c.send(PREFACE);
+    let frames = read_frames(&mut c, |f| f.iter().any(|f| f.0 == 4 && f.1 & 1 == 0));
+    let settings = &frames.iter().find(|f| f.0 == 4 && f.1 & 1 == 0).unwrap().3;
+    // SETTINGS_MAX_CONCURRENT_STREAMS (3) = 2 is advertised.
+    assert!(settings.chunks(6).any(|s| s == [0, 3, 0, 0, 0, 2]), "{settings:?}");
+    // Acknowledge, then open three streams at once: the third is refused.
+    let mut req = SETTINGS_ACK.to_vec();
+    for (id, name) in [(1, "a"), (3, "b"), (5, "c")] {
+        req.extend_from_slice(&raw_get(id, &format!("/delay/300/{name}"), &[]));
+    }
+    c.send(&req);
+    let frames = read_frames(&mut c, |f| f.iter().filter(|f| f.0 == 0 && f.1 & 1 == 1).count() == 2);
+    let refused = frames.iter().find(|f| f.0 == 3).expect("a RST_STREAM");
+    assert_eq!((refused.2, refused.3.as_slice()), (5, &[0, 0, 0, 7][..]), "stream 5 REFUSED_STREAM");
+    let answered: Vec<u32> = frames.iter().filter(|f| f.0 == 1).map(|f| f.2).collect();
+    assert_eq!(answered, [1, 3]);
+    assert_eq!(origin.requests(), 2);
+}
+
+fn malformed_requests_are_refused_and_counted(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let p = HttpProxy::to(&net, &origin, "", 1);
+    let mut c = p.client();
+    c.send(PREFACE);
+    read_frames(&mut c, |f| f.iter().any(|f| f.0 == 4 && f.1 & 1 == 0));
+    // A content-length that is not a number, then CONNECT (allow_connect is off).
+    let mut req = SETTINGS_ACK.to_vec();
+    req.extend_from_slice(&raw_get(1, "/bad", &[0x0f, 0x0d, 0x01, b'x']));
+    let connect =
+        [0x00, 0x07, b':', b'm', b'e', b't', b'h', b'o', b'd', 0x07, b'C', b'O', b'N', b'N', b'E', b'C', b'T'];
+    let mut block = connect.to_vec();
+    block.extend_from_slice(&[0x41, 0x07]);
+    block.extend_from_slice(b"t:443xx"[..7].as_ref());
+    let mut f = vec![0, 0, block.len() as u8, 1, 4, 0, 0, 0, 3];
+    f.extend_from_slice(&block);
+    req.extend_from_slice(&f);
+    req.extend_from_slice(&raw_get(5, "/good", &[]));
+    c.send(&req);
+    let frames = read_frames(&mut c, |f| f.iter().any(|f| f.0 == 0 && f.1 & 1 == 1 && f.2 == 5));
+    let resets: Vec<(u32, Vec<u8>)> = frames.iter().filter(|f| f.0 == 3).map(|f| (f.2, f.3.clone())).collect();
+    assert!(resets.contains(&(1, vec![0, 0, 0, 1])), "stream 1 PROTOCOL_ERROR: {resets:?}");
+    assert!(resets.iter().any(|r| r.0 == 3), "CONNECT stream 3 reset: {resets:?}");
+    assert!(frames.iter().any(|f| f.0 == 1 && f.2 == 5), "the connection still serves stream 5");
+    assert_eq!(origin.requests(), 1, "only /good reached the origin");
+    // CONNECT is refused by sluice and counted; the bad content-length is refused by
+    // the h2 codec itself (RST_STREAM PROTOCOL_ERROR above), which reports no event to
+    // count.
+    assert_eq!(p.counter("http.ingress.http2.rx_messaging_error"), 1);
+}
+
 on_both_backends!(
+    max_concurrent_streams_is_enforced,
+    malformed_requests_are_refused_and_counted,
     prior_knowledge_get_and_bodies_both_ways,
     concurrent_streams_share_one_connection,
     http1_is_still_served_on_an_auto_listener,

@@ -4,7 +4,8 @@
 //! with prior knowledge on an AUTO listener, request and response bodies byte-exact
 //! (flow control both ways), concurrent streams on one connection, HTTP/1.1 on the same
 //! listener, `codec_type` HTTP1/HTTP2, a slow reader pausing its upstream, local
-//! replies, stream resets, GOAWAY on drain with the in-flight stream completing.
+//! replies, stream resets, GOAWAY on drain with the in-flight stream completing, stream
+//! and connection idle timeouts, `max_concurrent_streams`, malformed requests.
 //! On loopback only (real clients): curl `--http2-prior-knowledge` and h2load.
 
 use std::process::Command;
@@ -187,6 +188,47 @@ fn drain_sends_goaway_and_lets_the_stream_finish(backend: Backend) {
     assert_eq!(p.counter("http.ingress.downstream_cx_http2_active"), 0, "the connection closed");
 }
 
+fn stream_timeouts_and_client_resets_end_one_stream(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let p = HttpProxy::to(&net, &origin, "stream_idle_timeout: 0.4s\n", 1);
+    let mut c = h2(&net, &p);
+    let started = Instant::now();
+    let slow = c.start("GET", "/delay/3000/slow", &[], b"");
+    let r = c.finish(slow).expect("a local reply on the stream");
+    assert_eq!((r.status, r.text().as_str()), (408, "stream timeout"));
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(p.counter("http.ingress.downstream_rq_idle_timeout"), 1);
+
+    // The client resets a stream in flight (dropping it sends RST_STREAM CANCEL).
+    let gone = c.start("GET", "/delay/3000/gone", &[], b"");
+    c.flush();
+    drop(gone);
+    c.flush();
+    let until = Instant::now() + Duration::from_secs(2);
+    while p.counter("http.ingress.http2.rx_reset") == 0 && Instant::now() < until {
+        c.flush();
+    }
+    assert_eq!(p.counter("http.ingress.http2.rx_reset"), 1);
+    assert_eq!(p.counter("http.ingress.downstream_rq_rx_reset"), 1);
+    assert_eq!(p.counter("cluster.web.upstream_rq_tx_reset"), 2, "both upstream requests were reset");
+    assert_eq!(c.get("/fine").status, 200, "the connection serves on");
+    assert_eq!(p.counter("http.ingress.downstream_cx_http2_total"), 1);
+}
+
+fn idle_connection_gets_goaway(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let p = HttpProxy::to(&net, &origin, "common_http_protocol_options: { idle_timeout: 0.3s }\n", 1);
+    let mut c = h2(&net, &p);
+    assert_eq!(c.get("/once").status, 200);
+    let started = Instant::now();
+    assert!(c.run_to_close().is_ok(), "a graceful GOAWAY, then the close");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(p.counter("http.ingress.downstream_cx_idle_timeout"), 1);
+    assert_eq!(p.counter("http.ingress.http2.goaway_sent"), 1);
+}
+
 /// Read HTTP/2 frames off a raw connection until `done` says so: (type, flags, stream,
 /// payload) of each.
 fn read_frames(
@@ -248,7 +290,8 @@ fn max_concurrent_streams_is_enforced(backend: Backend) {
     let frames = read_frames(&mut c, |f| f.iter().filter(|f| f.0 == 0 && f.1 & 1 == 1).count() == 2);
     let refused = frames.iter().find(|f| f.0 == 3).expect("a RST_STREAM");
     assert_eq!((refused.2, refused.3.as_slice()), (5, &[0, 0, 0, 7][..]), "stream 5 REFUSED_STREAM");
-    let answered: Vec<u32> = frames.iter().filter(|f| f.0 == 1).map(|f| f.2).collect();
+    let mut answered: Vec<u32> = frames.iter().filter(|f| f.0 == 1).map(|f| f.2).collect();
+    answered.sort();
     assert_eq!(answered, [1, 3]);
     assert_eq!(origin.requests(), 2);
 }
@@ -286,6 +329,8 @@ fn malformed_requests_are_refused_and_counted(backend: Backend) {
 }
 
 on_both_backends!(
+    stream_timeouts_and_client_resets_end_one_stream,
+    idle_connection_gets_goaway,
     max_concurrent_streams_is_enforced,
     malformed_requests_are_refused_and_counted,
     prior_knowledge_get_and_bodies_both_ways,

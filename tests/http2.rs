@@ -216,6 +216,25 @@ fn stream_timeouts_and_client_resets_end_one_stream(backend: Backend) {
     assert_eq!(p.counter("http.ingress.downstream_cx_http2_total"), 1);
 }
 
+fn reader_that_never_opens_its_window_is_reset(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let p = HttpProxy::to(&net, &origin, "stream_idle_timeout: 0.5s\n", 1);
+    let mut c = h2(&net, &p);
+    // Smaller than the buffer limit: the whole response is queued in sluice.
+    let pend = c.start("GET", "/bytes/500000", &[], b"");
+    let (status, mut recv) = c.head_only(pend).expect("head");
+    assert_eq!(status, 200);
+    // Never read: the 64 KiB window stays closed, the stream goes idle.
+    let until = Instant::now() + Duration::from_secs(5);
+    while p.counter("http.ingress.downstream_rq_idle_timeout") == 0 && Instant::now() < until {
+        c.flush();
+    }
+    assert_eq!(p.counter("http.ingress.downstream_rq_idle_timeout"), 1);
+    assert!(c.read_body(&mut recv).is_err(), "the stream was reset");
+    assert_eq!(c.get("/fine").status, 200, "the connection serves on");
+}
+
 fn idle_connection_gets_goaway(backend: Backend) {
     let net = Net::new(backend);
     let origin = HttpOrigin::serve(net.listen(), "web");
@@ -330,6 +349,7 @@ fn malformed_requests_are_refused_and_counted(backend: Backend) {
 
 on_both_backends!(
     stream_timeouts_and_client_resets_end_one_stream,
+    reader_that_never_opens_its_window_is_reset,
     idle_connection_gets_goaway,
     max_concurrent_streams_is_enforced,
     malformed_requests_are_refused_and_counted,

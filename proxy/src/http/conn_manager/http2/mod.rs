@@ -54,6 +54,8 @@ use super::{headers, xfcc, HttpConnection};
 
 /// Rounds per handler call before yielding to other connections.
 const ROUND_BUDGET: usize = 64;
+/// Finished streams kept for reuse per connection.
+const SPARE_STREAMS: usize = 8;
 /// Socket bytes read per round.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -76,6 +78,11 @@ pub struct Http2Connection {
     waker: Waker,
     state: State,
     streams: Vec<H2Stream>,
+    /// Finished streams' state, kept for reuse (its header maps and strings keep their
+    /// allocations), at most [`SPARE_STREAMS`]. Boxed: a stream moves between `streams`
+    /// and here as a pointer.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<Stream>>,
     /// The graceful GOAWAY sequence started.
     goaway: bool,
     /// When the connection last had no stream.
@@ -103,6 +110,7 @@ impl Http2Connection {
             waker,
             state: State::Handshaking(Box::pin(handshake)),
             streams: Vec::new(),
+            spare: Vec::new(),
             goaway: false,
             idle_since: now,
         }
@@ -311,7 +319,7 @@ impl HttpConnection {
         self.stats.downstream_rq_active.inc();
         let (parts, recv) = req.into_parts();
         let mut io = H2StreamIo::new(self.down.peer, self.down.local, recv, respond);
-        let mut s = Box::new(Stream::new(ctx.now));
+        let mut s = h2.spare.pop().unwrap_or_else(|| Box::new(Stream::new(ctx.now)));
         let meta = match request::convert(&parts, io.recv_end, self.down.tls, &self.cfg.settings, &mut s.head) {
             Ok(meta) => meta,
             Err(why) => {
@@ -320,6 +328,7 @@ impl HttpConnection {
                 self.stats.downstream_rq_active.dec();
                 self.stats.http2_tx_reset.inc();
                 io.send_reset(Reason::PROTOCOL_ERROR);
+                h2.spare.push(s);
                 return;
             }
         };
@@ -401,7 +410,10 @@ impl HttpConnection {
                     scx.stream.rq_body_bytes += n as u64;
                     scx.stream.request_done = scx.io.recv_end;
                 }
-                progress |= scx.io.push(&mut cx);
+                if scx.io.push(&mut cx) {
+                    scx.stream.last_activity = ctx.now;
+                    progress = true;
+                }
             }
             let done = scx.io.reset || (scx.stream.response_done && scx.io.finished);
             if done {
@@ -415,7 +427,10 @@ impl HttpConnection {
                     scx.stream.flags.set(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
                 }
                 scx.end_stream(ctx, aborted);
-                h2.streams.swap_remove(i);
+                let st = h2.streams.swap_remove(i);
+                if h2.spare.len() < SPARE_STREAMS {
+                    h2.spare.push(st.s);
+                }
                 if h2.streams.is_empty() {
                     h2.idle_since = ctx.now;
                 }
@@ -435,7 +450,9 @@ impl HttpConnection {
         };
         let now = ctx.now;
         for st in &mut h2.streams {
-            if st.s.response_done || st.io.reset {
+            // A response not yet taken by the client still has its timers (a reader
+            // that never opens its window is reset by stream_idle_timeout).
+            if (st.s.response_done && st.io.finished) || st.io.reset {
                 continue;
             }
             let Some((status, body, flags)) = self.h2_due_timeout(ctx, &st.s) else {
@@ -528,7 +545,7 @@ impl HttpConnection {
             if let FilterPhase::Delayed { until, .. } = s.phase {
                 consider(Some(until));
             }
-            if s.response_done {
+            if (s.response_done && st.io.finished) || st.io.reset {
                 continue;
             }
             if !s.request_done {

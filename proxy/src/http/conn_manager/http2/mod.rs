@@ -26,6 +26,7 @@
 mod io;
 mod request;
 pub mod stream_io;
+mod timeouts;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,10 +37,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use h2::server::{self, Handshake, SendResponse};
 use h2::{Reason, RecvStream};
-use sluice_config::overload::TimerType;
 use sluice_stack::Stack;
 
-use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
 use crate::http::stream_encoder::ServerStream;
 use crate::tcp_proxy::Status;
@@ -440,141 +439,6 @@ impl HttpConnection {
             i += 1;
         }
         progress
-    }
-
-    /// HTTP/2 timers: each stream's request, idle and duration timeouts, and the
-    /// connection's idle timeout (a GOAWAY when no stream is open).
-    pub(super) fn h2_timeouts<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
-        let Some(mut h2) = self.h2.take() else {
-            return;
-        };
-        let now = ctx.now;
-        for st in &mut h2.streams {
-            // A response not yet taken by the client still has its timers (a reader
-            // that never opens its window is reset by stream_idle_timeout).
-            if (st.s.response_done && st.io.finished) || st.io.reset {
-                continue;
-            }
-            let Some((status, body, flags)) = self.h2_due_timeout(ctx, &st.s) else {
-                continue;
-            };
-            let mut scx = StreamCx {
-                cfg: &self.cfg,
-                stats: &self.stats,
-                stream: &mut st.s,
-                io: &mut st.io,
-                original_dst: self.original_dst,
-                draining: self.draining,
-            };
-            if let Some(mut r) = scx.stream.router.take() {
-                r.cancel(ctx);
-            }
-            scx.stream.flags.set(flags);
-            if scx.stream.response_started {
-                self.stats.http2_tx_reset.inc();
-                scx.io.send_reset(Reason::INTERNAL_ERROR);
-            } else {
-                scx.send_local_reply(ctx, status, body.as_bytes(), &[]);
-            }
-        }
-        if h2.streams.is_empty() && !h2.goaway {
-            if let Some(t) =
-                self.cfg.idle_timeout.map(|t| ctx.overload.scaled_timeout(TimerType::HttpDownstreamConnectionIdle, t))
-            {
-                if now >= h2.idle_since + t {
-                    self.stats.downstream_cx_idle_timeout.inc();
-                    if h2.start_goaway() {
-                        self.stats.http2_goaway_sent.inc();
-                    }
-                }
-            }
-        }
-        if let Some(t) = self.cfg.max_connection_duration {
-            if now >= self.created + t && !self.draining {
-                self.stats.downstream_cx_max_duration_reached.inc();
-                self.draining = true;
-            }
-        }
-        self.h2 = Some(h2);
-    }
-
-    /// A stream timeout that is due: the reply's status, body and response flag (each
-    /// counted as Envoy counts it).
-    fn h2_due_timeout<S: Stack>(&self, ctx: &mut Ctx<'_, S>, s: &Stream) -> Option<(u16, &'static str, ResponseFlags)> {
-        let now = ctx.now;
-        if let Some(t) = self.cfg.request_timeout {
-            if !s.request_done && now >= s.start + t {
-                self.stats.downstream_rq_timeout.inc();
-                return Some((408, local_reply::REQUEST_TIMEOUT, ResponseFlags::NONE));
-            }
-        }
-        let idle = match s.router.as_ref().and_then(|r| r.idle_timeout_override()) {
-            Some(o) => o,
-            None => self.cfg.stream_idle_timeout,
-        };
-        if let Some(t) = idle.map(|t| ctx.overload.scaled_timeout(TimerType::HttpDownstreamStreamIdle, t)) {
-            if now >= s.last_activity + t {
-                self.stats.downstream_rq_idle_timeout.inc();
-                return Some((408, local_reply::STREAM_IDLE_TIMEOUT, ResponseFlags::STREAM_IDLE_TIMEOUT));
-            }
-        }
-        let duration = match s.router.as_ref().and_then(|r| r.max_stream_duration_override()) {
-            Some(o) => o,
-            None => self.cfg.max_stream_duration,
-        };
-        if let Some(t) = duration {
-            if now >= s.start + t {
-                self.stats.downstream_rq_max_duration_reached.inc();
-                return Some((408, local_reply::REQUEST_TIMEOUT, ResponseFlags::DURATION_TIMEOUT));
-            }
-        }
-        None
-    }
-
-    /// The earliest deadline of the HTTP/2 connection and its streams.
-    pub(super) fn h2_next_deadline<S: Stack>(&self, ctx: &Ctx<'_, S>) -> Option<Instant> {
-        let h2 = self.h2.as_ref()?;
-        let mut next: Option<Instant> = None;
-        let mut consider = |d: Option<Instant>| {
-            if let Some(d) = d {
-                next = Some(next.map_or(d, |n| n.min(d)));
-            }
-        };
-        for st in &h2.streams {
-            let s = &st.s;
-            if let FilterPhase::Delayed { until, .. } = s.phase {
-                consider(Some(until));
-            }
-            if (s.response_done && st.io.finished) || st.io.reset {
-                continue;
-            }
-            if !s.request_done {
-                consider(self.cfg.request_timeout.map(|t| s.start + t));
-            }
-            let idle = match s.router.as_ref().and_then(|r| r.idle_timeout_override()) {
-                Some(o) => o,
-                None => self.cfg.stream_idle_timeout,
-            };
-            consider(
-                idle.map(|t| s.last_activity + ctx.overload.scaled_timeout(TimerType::HttpDownstreamStreamIdle, t)),
-            );
-            let duration = match s.router.as_ref().and_then(|r| r.max_stream_duration_override()) {
-                Some(o) => o,
-                None => self.cfg.max_stream_duration,
-            };
-            consider(duration.map(|t| s.start + t));
-            if let Some(r) = &s.router {
-                consider(r.next_deadline());
-            }
-        }
-        if h2.streams.is_empty() && !h2.goaway {
-            consider(
-                self.cfg
-                    .idle_timeout
-                    .map(|t| h2.idle_since + ctx.overload.scaled_timeout(TimerType::HttpDownstreamConnectionIdle, t)),
-            );
-        }
-        next
     }
 
     /// The connection goes away: every stream ends (reset), each logged.

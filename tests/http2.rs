@@ -45,6 +45,11 @@ fn prior_knowledge_get_and_bodies_both_ways(backend: Backend) {
     let r = c.request("PUT", "/echo", &[("content-length", "1000")], &pattern(1000)).expect("PUT");
     assert_eq!(r.status, 200);
     assert_eq!(origin.seen()[2].header("content-length"), Some("1000"));
+    // 8 MiB up and back on one stream, byte-exact.
+    let big = sluice_e2e::payload(8 << 20, 7);
+    let r = c.request("POST", "/echo-big", &[], &big).expect("8 MiB POST");
+    assert_eq!(r.status, 200);
+    assert!(r.body.ends_with(&big), "8 MiB echoed intact");
     let r = c.get("/bytes/3000000");
     assert_eq!(r.body.len(), 3_000_000);
     assert!(r.body == pattern(3_000_000), "response body byte-exact");
@@ -53,8 +58,8 @@ fn prior_knowledge_get_and_bodies_both_ways(backend: Backend) {
 
     assert_eq!(p.counter("http.ingress.downstream_cx_http2_total"), 1);
     assert_eq!(p.counter("http.ingress.downstream_cx_http2_active"), 1);
-    assert_eq!(p.counter("http.ingress.downstream_rq_http2_total"), 5);
-    assert_eq!(p.counter("http.ingress.downstream_rq_2xx"), 5);
+    assert_eq!(p.counter("http.ingress.downstream_rq_http2_total"), 6);
+    assert_eq!(p.counter("http.ingress.downstream_rq_2xx"), 6);
     assert_eq!(p.counter("http.ingress.downstream_cx_http1_total"), 0);
 }
 
@@ -64,18 +69,18 @@ fn concurrent_streams_share_one_connection(backend: Backend) {
     let p = HttpProxy::to(&net, &origin, "", 1);
     let mut c = h2(&net, &p);
     let started = Instant::now();
-    let pending: Vec<_> = (0..20).map(|i| c.start("GET", &format!("/delay/300/s{i}"), &[], b"")).collect();
+    let pending: Vec<_> = (0..100).map(|i| c.start("GET", &format!("/delay/300/s{i}"), &[], b"")).collect();
     for (i, pend) in pending.into_iter().enumerate() {
         let r = c.finish(pend).expect("response");
         assert_eq!(r.status, 200);
         assert!(r.text().starts_with(&format!("GET /delay/300/s{i}")), "stream {i} got {}", r.text());
     }
-    // Serially the 20 requests would take 6 s: each stream had its own upstream request.
-    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
-    assert_eq!(origin.requests(), 20);
-    assert!(origin.connections() >= 10, "upstream connections: {}", origin.connections());
+    // Serially the 100 requests would take 30 s: each stream had its own upstream request.
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(origin.requests(), 100);
+    assert!(origin.connections() >= 50, "upstream connections: {}", origin.connections());
     assert_eq!(p.counter("http.ingress.downstream_cx_http2_total"), 1);
-    assert_eq!(p.counter("http.ingress.downstream_rq_http2_total"), 20);
+    assert_eq!(p.counter("http.ingress.downstream_rq_http2_total"), 100);
 }
 
 fn http1_is_still_served_on_an_auto_listener(backend: Backend) {
@@ -388,11 +393,11 @@ fn curl_prior_knowledge_and_h2load() {
 
     let url = format!("http://{}/load", p.proxy().target(p.listen_addr()));
     let out = Command::new("timeout")
-        .args(["60", "h2load", "-n", "1000", "-c", "4", "-m", "10", &url])
+        .args(["120", "h2load", "-n", "10000", "-c", "8", "-m", "32", &url])
         .output()
         .expect("run h2load");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("1000 succeeded, 0 failed, 0 errored"), "{text}");
-    assert!(text.contains("1000 2xx"), "{text}");
-    assert_eq!(p.counter("http.ingress.downstream_cx_http2_total"), 6);
+    assert!(text.contains("10000 succeeded, 0 failed, 0 errored"), "{text}");
+    assert!(text.contains("10000 2xx"), "{text}");
+    assert_eq!(p.counter("http.ingress.downstream_cx_http2_total"), 10);
 }

@@ -377,7 +377,13 @@ fn curl_prior_knowledge_and_h2load() {
     assert!(have("curl") && have("h2load"), "curl and h2load (nghttp2-client) are needed");
     let net = Net::new(Backend::Kernel);
     let origin = HttpOrigin::serve(net.listen(), "web");
-    let p = HttpProxy::to(&net, &origin, "", 2);
+    // h2load's 256 concurrent streams open as many upstream connections at once: more
+    // than the test origin's accept backlog (128), so a SYN may be dropped and retried
+    // after 1 s. The connect timeout leaves room for that retry.
+    let endpoints = [origin.addr];
+    let clusters =
+        [sluice_e2e::config::ClusterAt { name: "web", endpoints: &endpoints, extra: "    connect_timeout: 5s\n" }];
+    let p = HttpProxy::start(&net, &sluice_e2e::config::forward_all("web"), &clusters, "", "", 2);
     let url = format!("http://{}/curl", p.proxy().target(p.listen_addr()));
     let out = Command::new("curl")
         .args(["-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", &url])

@@ -216,7 +216,9 @@ impl HttpConnection {
                 break;
             }
             let mut progress = self.h2_read(ctx, &h2.bufs);
-            if self.draining && h2.start_goaway() {
+            // The connection's drain, or the worker's drainClose() for this round: the
+            // GOAWAY sequence (HTTP/1 would answer `connection: close`).
+            if (self.draining || ctx.draining) && h2.start_goaway() {
                 self.stats.http2_goaway_sent.inc();
                 progress = true;
             }

@@ -253,6 +253,18 @@ fn idle_connection_gets_goaway(backend: Backend) {
     assert_eq!(p.counter("http.ingress.http2.goaway_sent"), 1);
 }
 
+fn max_requests_per_connection_ends_with_goaway(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let p = HttpProxy::to(&net, &origin, "common_http_protocol_options: { max_requests_per_connection: 2 }\n", 1);
+    let mut c = h2(&net, &p);
+    assert_eq!(c.get("/1").status, 200);
+    assert_eq!(c.get("/2").status, 200, "the last request is served");
+    assert!(c.run_to_close().is_ok(), "then GOAWAY and the close");
+    assert_eq!(p.counter("http.ingress.downstream_cx_max_requests_reached"), 1);
+    assert_eq!(h2(&net, &p).get("/3").status, 200, "a new connection is served");
+}
+
 /// Read HTTP/2 frames off a raw connection until `done` says so: (type, flags, stream,
 /// payload) of each.
 fn read_frames(
@@ -356,6 +368,7 @@ on_both_backends!(
     stream_timeouts_and_client_resets_end_one_stream,
     reader_that_never_opens_its_window_is_reset,
     idle_connection_gets_goaway,
+    max_requests_per_connection_ends_with_goaway,
     max_concurrent_streams_is_enforced,
     malformed_requests_are_refused_and_counted,
     prior_knowledge_get_and_bodies_both_ways,

@@ -253,6 +253,27 @@ fn idle_connection_gets_goaway(backend: Backend) {
     assert_eq!(p.counter("http.ingress.http2.goaway_sent"), 1);
 }
 
+fn stalled_handshake_is_closed_by_idle_timeout(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let hcm = "codec_type: HTTP2\ncommon_http_protocol_options: { idle_timeout: 0.3s }\n";
+    let p = HttpProxy::to(&net, &origin, hcm, 1);
+    let mut c = p.client();
+    c.send(b"PRI * HTTP/2.0\r\n");
+    // The server's SETTINGS, then the close.
+    let started = Instant::now();
+    c.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut got = Vec::new();
+    let end = std::io::Read::read_to_end(&mut c.stream, &mut got);
+    assert!(end.is_ok() && started.elapsed() < Duration::from_secs(3), "{end:?}: a half preface holds the connection");
+    assert_eq!(p.counter("http.ingress.downstream_cx_idle_timeout"), 1);
+    let until = Instant::now() + Duration::from_secs(2);
+    while p.counter("http.ingress.downstream_cx_active") != 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(p.counter("http.ingress.downstream_cx_active"), 0);
+}
+
 fn max_requests_per_connection_ends_with_goaway(backend: Backend) {
     let net = Net::new(backend);
     let origin = HttpOrigin::serve(net.listen(), "web");
@@ -368,6 +389,7 @@ on_both_backends!(
     stream_timeouts_and_client_resets_end_one_stream,
     reader_that_never_opens_its_window_is_reset,
     idle_connection_gets_goaway,
+    stalled_handshake_is_closed_by_idle_timeout,
     max_requests_per_connection_ends_with_goaway,
     max_concurrent_streams_is_enforced,
     malformed_requests_are_refused_and_counted,

@@ -53,6 +53,8 @@ use super::{headers, xfcc, HttpConnection};
 
 /// Rounds per handler call before yielding to other connections.
 const ROUND_BUDGET: usize = 64;
+/// How long the last frames may take to leave when `delayed_close_timeout` is unset.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Finished streams kept for reuse per connection.
 const SPARE_STREAMS: usize = 8;
 /// Socket bytes read per round.
@@ -86,6 +88,11 @@ pub struct Http2Connection {
     goaway: bool,
     /// When the connection last had no stream.
     idle_since: Instant,
+    /// When `h2` finished with the connection: its last frames may take until
+    /// `delayed_close_timeout` (1 s when unset) to leave, then the socket is reset.
+    closed_at: Option<Instant>,
+    /// Close at once (a handshake that idled out).
+    close_now: bool,
 }
 
 impl std::fmt::Debug for Http2Connection {
@@ -112,6 +119,8 @@ impl Http2Connection {
             spare: Vec::new(),
             goaway: false,
             idle_since: now,
+            closed_at: None,
+            close_now: false,
         }
     }
 
@@ -237,10 +246,12 @@ impl HttpConnection {
                 return self.close(ctx, true);
             }
             if matches!(h2.state, State::Closed) && accepted.is_empty() {
-                let out = h2.bufs.lock().out_len();
-                if out == 0 && !self.down.has_output() {
+                let flushed = h2.bufs.lock().out_len() == 0 && !self.down.has_output();
+                let since = *h2.closed_at.get_or_insert(ctx.now);
+                let late = ctx.now >= since + self.cfg.delayed_close_timeout.unwrap_or(CLOSE_GRACE);
+                if flushed || late || h2.close_now {
                     self.h2 = Some(h2);
-                    return self.close(ctx, false);
+                    return self.close(ctx, !flushed);
                 }
             }
             if !progress {

@@ -18,6 +18,7 @@ use crate::worker_ctx::Ctx;
 use super::super::active_stream::StreamCx;
 use super::super::stream::{FilterPhase, Stream};
 use super::super::HttpConnection;
+use super::State;
 
 impl HttpConnection {
     /// HTTP/2 timers: each stream's request, idle and duration timeouts, and the
@@ -63,6 +64,11 @@ impl HttpConnection {
                     self.stats.downstream_cx_idle_timeout.inc();
                     if h2.start_goaway() {
                         self.stats.http2_goaway_sent.inc();
+                    } else {
+                        // No HTTP/2 session to say GOAWAY on (the handshake never
+                        // finished, or h2 is done): close.
+                        h2.state = State::Closed;
+                        h2.close_now = true;
                     }
                 }
             }
@@ -144,6 +150,9 @@ impl HttpConnection {
             if let Some(r) = &s.router {
                 consider(r.next_deadline());
             }
+        }
+        if let Some(at) = h2.closed_at {
+            consider(Some(at + self.cfg.delayed_close_timeout.unwrap_or(super::CLOSE_GRACE)));
         }
         if h2.streams.is_empty() && !h2.goaway {
             consider(

@@ -16,6 +16,7 @@ use crate::proto_enum;
 use crate::route::RouteConfiguration;
 
 mod forwarding;
+mod http2;
 mod http_filter;
 mod not_yet;
 mod upgrade;
@@ -24,6 +25,7 @@ pub use forwarding::{
     CustomHeaderConfig, ForwardClientCertDetails, Forwarding, InternalAddressConfig, OriginalIpDetection,
     OriginalIpDetectionExtension, SchemeHeaderTransformation, SetCurrentClientCertDetails, XffConfig,
 };
+pub use http2::Http2ProtocolOptions;
 use http_filter::check_filter_order;
 pub use http_filter::{HttpFilter, HttpFilterKind, RouterFilter, STRICT_CHECK_HEADERS};
 pub use upgrade::UpgradeConfig;
@@ -121,6 +123,8 @@ pub struct HttpConnectionManager {
     /// Loggers of finished requests (none by default).
     pub access_log: Vec<AccessLog>,
     pub http_protocol_options: Http1ProtocolOptions,
+    /// Downstream HTTP/2 (codec_type AUTO or HTTP2).
+    pub http2_protocol_options: Http2ProtocolOptions,
     /// `idle_timeout` 1h (None = disabled), `max_headers_count` 100, ...
     pub common_http_protocol_options: CommonHttpProtocolOptions,
     /// 5 min; `None` when `0s` disables it.
@@ -188,6 +192,7 @@ impl HttpConnectionManager {
         let (http_filters, filters_dropped) = http_filter::decode_list(d, f.take("http_filters"), &filters_path);
         let access_log: Vec<AccessLog> = f.list(d, "access_log");
         let http_protocol_options = f.or(d, "http_protocol_options", Http1ProtocolOptions::default());
+        let http2_protocol_options = f.or(d, "http2_protocol_options", Http2ProtocolOptions::default());
         let common_http_protocol_options =
             f.or(d, "common_http_protocol_options", CommonHttpProtocolOptions::default());
         let stream_idle_timeout: Duration = f.or(d, "stream_idle_timeout", Duration::from_secs(300));
@@ -283,6 +288,7 @@ impl HttpConnectionManager {
             http_filters,
             access_log,
             http_protocol_options,
+            http2_protocol_options,
             common_http_protocol_options,
             stream_idle_timeout: (!stream_idle_timeout.is_zero()).then_some(stream_idle_timeout),
             request_timeout: request_timeout.filter(|t| !t.is_zero()),

@@ -130,13 +130,27 @@ fn a_partly_broken_config_keeps_what_decoded() {
 }
 
 #[test]
-fn tracing_is_refused_and_empty_http2_options_are_accepted() {
+fn tracing_is_refused_and_http2_options_are_decoded() {
     let e = errors(&http("          tracing: {}\n", ROUTER, ENDPOINT));
     assert!(e.to_string().contains("tracing is not supported yet (issue: tracing)"), "{e}");
     let l = load_str(&http("          codec_type: HTTP1\n          http2_protocol_options: {}\n", ROUTER, ENDPOINT));
     assert!(l.is_ok(), "{:?}", l.err());
-    let e = errors(&http("          http2_protocol_options: { max_concurrent_streams: 10 }\n", ROUTER, ENDPOINT));
-    assert!(e.to_string().contains("`http2_protocol_options` is not supported"), "{e}");
+    let l = load_str(&http(
+        "          http2_protocol_options: { max_concurrent_streams: 10, initial_stream_window_size: 65536 }\n",
+        ROUTER,
+        ENDPOINT,
+    ));
+    assert!(l.is_ok(), "{:?}", l.err());
+    let e = errors(&http("          http2_protocol_options: { allow_connect: true }\n", ROUTER, ENDPOINT));
+    assert!(e.to_string().contains("http2_protocol_options.allow_connect"), "{e}");
+    let e = errors(&http("          http2_protocol_options: { max_concurrent_streams: 0 }\n", ROUTER, ENDPOINT));
+    assert!(e.to_string().contains("http2_protocol_options.max_concurrent_streams"), "{e}");
+    let e = errors(&http("          http2_protocol_options: { initial_stream_window_size: 100 }\n", ROUTER, ENDPOINT));
+    assert!(e.to_string().contains("initial_stream_window_size"), "{e}");
+    let e = errors(&http("          http2_protocol_options: { max_outbound_frames: 5 }\n", ROUTER, ENDPOINT));
+    assert!(e.to_string().contains("max_outbound_frames"), "{e}");
+    let e = errors(&http("          http2_protocol_options: { connection_keepalive: {} }\n", ROUTER, ENDPOINT));
+    assert!(e.to_string().contains("connection_keepalive"), "{e}");
 }
 
 #[test]

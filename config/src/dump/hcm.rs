@@ -21,6 +21,14 @@ impl Dump for HttpConnectionManager {
             .with("allow_chunked_length", h1.allow_chunked_length)
             // Unset: the codec decides (absolute URLs accepted).
             .with_opt("allow_absolute_url", h1.allow_absolute_url);
+        let h2 = &self.http2_protocol_options;
+        let http2_protocol_options = Json::obj()
+            .with("hpack_table_size", h2.hpack_table_size)
+            .with("max_concurrent_streams", h2.max_concurrent_streams)
+            .with("initial_stream_window_size", h2.initial_stream_window_size)
+            .with("initial_connection_window_size", h2.initial_connection_window_size)
+            .with("allow_connect", false)
+            .with("override_stream_error_on_invalid_http_message", true);
         let j = Json::obj()
             .with("stat_prefix", &self.stat_prefix)
             .with("codec_type", enum_name(self.codec_type))
@@ -28,6 +36,7 @@ impl Dump for HttpConnectionManager {
             .with("http_filters", list(&self.http_filters))
             .with("access_log", list(&self.access_log))
             .with("http_protocol_options", http_protocol_options)
+            .with("http2_protocol_options", http2_protocol_options)
             .with("common_http_protocol_options", self.common_http_protocol_options.dump())
             .with("stream_idle_timeout", self.stream_idle_timeout.unwrap_or_default())
             .with("request_timeout", self.request_timeout.unwrap_or_default())

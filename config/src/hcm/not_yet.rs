@@ -7,11 +7,6 @@ use crate::decode::{Decoder, Fields};
 /// Check the not-yet-implemented fields of an `HttpConnectionManager`.
 pub(crate) fn check(d: &mut Decoder, f: &mut Fields<'_>) {
     f.unsupported_because(d, "tracing", "tracing is not supported yet (issue: tracing); remove it");
-    f.empty_only(
-        d,
-        "http2_protocol_options",
-        "HTTP/2 options are not supported yet (issue: HTTP/2); remove them (an empty `{}` is accepted)",
-    );
     f.default_only(
         d,
         "add_user_agent",

@@ -21,7 +21,8 @@ use crate::router::RouteTable;
 use crate::stats::Counter;
 use crate::upstream::cluster_manager::ClusterManager;
 
-/// `http2_protocol_options`, with Envoy's defaults.
+/// `http2_protocol_options` (and `max_request_headers_kb`) as the HTTP/2 codec uses
+/// them; the defaults are Envoy's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Http2Settings {
     /// SETTINGS_MAX_CONCURRENT_STREAMS (default 2147483647).
@@ -209,8 +210,11 @@ impl HcmConfig {
             stream_error_on_invalid_http_message: c.stream_error_on_invalid_http_message,
             buffer_limit,
             http2: Http2Settings {
+                max_concurrent_streams: c.http2_protocol_options.max_concurrent_streams,
+                initial_stream_window_size: c.http2_protocol_options.initial_stream_window_size,
+                initial_connection_window_size: c.http2_protocol_options.initial_connection_window_size,
+                hpack_table_size: c.http2_protocol_options.hpack_table_size,
                 max_header_list_bytes: c.max_request_headers_kb.saturating_mul(1024),
-                ..Http2Settings::default()
             },
             clusters,
         })

@@ -1,7 +1,8 @@
 //! One request/response exchange on a downstream connection (Envoy's `ActiveStream`).
 //!
-//! HTTP/1 carries one stream at a time, so a connection keeps one `Stream` and reuses
-//! its buffers (head strings, header arenas) from request to request.
+//! HTTP/1 carries one stream at a time, so an HTTP/1 connection keeps one `Stream` and
+//! reuses its buffers (head strings, header arenas) from request to request; an HTTP/2
+//! connection has one per open stream and reuses those of finished streams.
 
 use std::time::{Instant, SystemTime};
 

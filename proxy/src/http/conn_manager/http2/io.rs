@@ -133,3 +133,57 @@ impl Wake for TurnFlag {
 pub fn waker(flag: &Arc<TurnFlag>) -> Waker {
     Waker::from(Arc::clone(flag))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll_read(t: &mut Transport, n: usize) -> Poll<io::Result<Vec<u8>>> {
+        let flag = Arc::new(TurnFlag::default());
+        let w = waker(&flag);
+        let mut cx = Context::from_waker(&w);
+        let mut storage = vec![0u8; n];
+        let mut buf = ReadBuf::new(&mut storage);
+        match Pin::new(t).poll_read(&mut cx, &mut buf) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().to_vec())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    #[test]
+    fn reads_pend_when_empty_and_end_at_eof() {
+        let bufs = SharedBuffers::new(8);
+        let mut t = Transport(bufs.clone());
+        assert!(poll_read(&mut t, 4).is_pending());
+        bufs.lock().input.extend_from_slice(b"abcdef");
+        assert!(matches!(poll_read(&mut t, 4), Poll::Ready(Ok(v)) if v == b"abcd"));
+        assert!(matches!(poll_read(&mut t, 4), Poll::Ready(Ok(v)) if v == b"ef"));
+        assert!(bufs.lock().input.is_empty(), "a drained input is reset");
+        bufs.lock().eof = true;
+        assert!(matches!(poll_read(&mut t, 4), Poll::Ready(Ok(v)) if v.is_empty()));
+    }
+
+    #[test]
+    fn writes_stop_at_the_output_limit() {
+        let bufs = SharedBuffers::new(8);
+        let mut t = Transport(bufs.clone());
+        let flag = Arc::new(TurnFlag::default());
+        let w = waker(&flag);
+        let mut cx = Context::from_waker(&w);
+        assert!(matches!(Pin::new(&mut t).poll_write(&mut cx, b"0123456789"), Poll::Ready(Ok(8))));
+        assert!(Pin::new(&mut t).poll_write(&mut cx, b"x").is_pending());
+        bufs.lock().out_pos = 6;
+        assert!(matches!(Pin::new(&mut t).poll_write(&mut cx, b"xyz"), Poll::Ready(Ok(3))));
+        let b = bufs.lock();
+        assert_eq!(&b.out[b.out_pos..], b"67xyz");
+    }
+
+    #[test]
+    fn the_waker_raises_the_flag_once() {
+        let flag = Arc::new(TurnFlag::default());
+        waker(&flag).wake_by_ref();
+        assert!(flag.take());
+        assert!(!flag.take());
+    }
+}

@@ -26,6 +26,7 @@
 mod io;
 mod request;
 pub mod stream_io;
+mod timeouts;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,11 +37,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use h2::server::{self, Handshake, SendResponse};
 use h2::{Reason, RecvStream};
-use sluice_config::overload::TimerType;
 use sluice_stack::Stack;
 
 use crate::http::filter::PeerFacts;
-use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
 use crate::http::stream_encoder::ServerStream;
 use crate::tcp_proxy::Status;
@@ -55,6 +54,10 @@ use super::{headers, xfcc, HttpConnection};
 
 /// Rounds per handler call before yielding to other connections.
 const ROUND_BUDGET: usize = 64;
+/// How long the last frames may take to leave when `delayed_close_timeout` is unset.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Finished streams kept for reuse per connection.
+const SPARE_STREAMS: usize = 8;
 /// Socket bytes read per round.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -77,10 +80,20 @@ pub struct Http2Connection {
     waker: Waker,
     state: State,
     streams: Vec<H2Stream>,
+    /// Finished streams' state, kept for reuse (its header maps and strings keep their
+    /// allocations), at most [`SPARE_STREAMS`]. Boxed: a stream moves between `streams`
+    /// and here as a pointer.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<Stream>>,
     /// The graceful GOAWAY sequence started.
     goaway: bool,
     /// When the connection last had no stream.
     idle_since: Instant,
+    /// When `h2` finished with the connection: its last frames may take until
+    /// `delayed_close_timeout` (1 s when unset) to leave, then the socket is reset.
+    closed_at: Option<Instant>,
+    /// Close at once (a handshake that idled out).
+    close_now: bool,
 }
 
 impl std::fmt::Debug for Http2Connection {
@@ -104,8 +117,11 @@ impl Http2Connection {
             waker,
             state: State::Handshaking(Box::pin(handshake)),
             streams: Vec::new(),
+            spare: Vec::new(),
             goaway: false,
             idle_since: now,
+            closed_at: None,
+            close_now: false,
         }
     }
 
@@ -210,7 +226,9 @@ impl HttpConnection {
                 break;
             }
             let mut progress = self.h2_read(ctx, &h2.bufs);
-            if self.draining && h2.start_goaway() {
+            // The connection's drain, or the worker's drainClose() for this round: the
+            // GOAWAY sequence (HTTP/1 would answer `connection: close`).
+            if (self.draining || ctx.draining) && h2.start_goaway() {
                 self.stats.http2_goaway_sent.inc();
                 progress = true;
             }
@@ -229,10 +247,12 @@ impl HttpConnection {
                 return self.close(ctx, true);
             }
             if matches!(h2.state, State::Closed) && accepted.is_empty() {
-                let out = h2.bufs.lock().out_len();
-                if out == 0 && !self.down.has_output() {
+                let flushed = h2.bufs.lock().out_len() == 0 && !self.down.has_output();
+                let since = *h2.closed_at.get_or_insert(ctx.now);
+                let late = ctx.now >= since + self.cfg.delayed_close_timeout.unwrap_or(CLOSE_GRACE);
+                if flushed || late || h2.close_now {
                     self.h2 = Some(h2);
-                    return self.close(ctx, false);
+                    return self.close(ctx, !flushed);
                 }
             }
             if !progress {
@@ -312,7 +332,7 @@ impl HttpConnection {
         self.stats.downstream_rq_active.inc();
         let (parts, recv) = req.into_parts();
         let mut io = H2StreamIo::new(self.down.peer, self.down.local, recv, respond);
-        let mut s = Box::new(Stream::new(ctx.now));
+        let mut s = h2.spare.pop().unwrap_or_else(|| Box::new(Stream::new(ctx.now)));
         let meta = match request::convert(&parts, io.recv_end, self.down.tls, &self.cfg.settings, &mut s.head) {
             Ok(meta) => meta,
             Err(why) => {
@@ -321,6 +341,7 @@ impl HttpConnection {
                 self.stats.downstream_rq_active.dec();
                 self.stats.http2_tx_reset.inc();
                 io.send_reset(Reason::PROTOCOL_ERROR);
+                h2.spare.push(s);
                 return;
             }
         };
@@ -407,7 +428,10 @@ impl HttpConnection {
                     scx.stream.rq_body_bytes += n as u64;
                     scx.stream.request_done = scx.io.recv_end;
                 }
-                progress |= scx.io.push(&mut cx);
+                if scx.io.push(&mut cx) {
+                    scx.stream.last_activity = ctx.now;
+                    progress = true;
+                }
             }
             let done = scx.io.reset || (scx.stream.response_done && scx.io.finished);
             if done {
@@ -421,7 +445,10 @@ impl HttpConnection {
                     scx.stream.flags.set(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
                 }
                 scx.end_stream(ctx, aborted);
-                h2.streams.swap_remove(i);
+                let st = h2.streams.swap_remove(i);
+                if h2.spare.len() < SPARE_STREAMS {
+                    h2.spare.push(st.s);
+                }
                 if h2.streams.is_empty() {
                     h2.idle_since = ctx.now;
                 }
@@ -431,140 +458,6 @@ impl HttpConnection {
             i += 1;
         }
         progress
-    }
-
-    /// HTTP/2 timers: each stream's request, idle and duration timeouts, and the
-    /// connection's idle timeout (a GOAWAY when no stream is open).
-    pub(super) fn h2_timeouts<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
-        let Some(mut h2) = self.h2.take() else {
-            return;
-        };
-        let now = ctx.now;
-        for st in &mut h2.streams {
-            if st.s.response_done || st.io.reset {
-                continue;
-            }
-            let Some((status, body, flags)) = self.h2_due_timeout(ctx, &st.s) else {
-                continue;
-            };
-            let mut scx = StreamCx {
-                cfg: &self.cfg,
-                stats: &self.stats,
-                stream: &mut st.s,
-                io: &mut st.io,
-                original_dst: self.original_dst,
-                draining: self.draining,
-                peer_facts: self.peer_facts.as_ref().unwrap_or(&super::NO_PEER_FACTS),
-            };
-            if let Some(mut r) = scx.stream.router.take() {
-                r.cancel(ctx);
-            }
-            scx.stream.flags.set(flags);
-            if scx.stream.response_started {
-                self.stats.http2_tx_reset.inc();
-                scx.io.send_reset(Reason::INTERNAL_ERROR);
-            } else {
-                scx.send_local_reply(ctx, status, body.as_bytes(), &[]);
-            }
-        }
-        if h2.streams.is_empty() && !h2.goaway {
-            if let Some(t) =
-                self.cfg.idle_timeout.map(|t| ctx.overload.scaled_timeout(TimerType::HttpDownstreamConnectionIdle, t))
-            {
-                if now >= h2.idle_since + t {
-                    self.stats.downstream_cx_idle_timeout.inc();
-                    if h2.start_goaway() {
-                        self.stats.http2_goaway_sent.inc();
-                    }
-                }
-            }
-        }
-        if let Some(t) = self.cfg.max_connection_duration {
-            if now >= self.created + t && !self.draining {
-                self.stats.downstream_cx_max_duration_reached.inc();
-                self.draining = true;
-            }
-        }
-        self.h2 = Some(h2);
-    }
-
-    /// A stream timeout that is due: the reply's status, body and response flag (each
-    /// counted as Envoy counts it).
-    fn h2_due_timeout<S: Stack>(&self, ctx: &mut Ctx<'_, S>, s: &Stream) -> Option<(u16, &'static str, ResponseFlags)> {
-        let now = ctx.now;
-        if let Some(t) = self.cfg.request_timeout {
-            if !s.request_done && now >= s.start + t {
-                self.stats.downstream_rq_timeout.inc();
-                return Some((408, local_reply::REQUEST_TIMEOUT, ResponseFlags::NONE));
-            }
-        }
-        let idle = match s.router.as_ref().and_then(|r| r.idle_timeout_override()) {
-            Some(o) => o,
-            None => self.cfg.stream_idle_timeout,
-        };
-        if let Some(t) = idle.map(|t| ctx.overload.scaled_timeout(TimerType::HttpDownstreamStreamIdle, t)) {
-            if now >= s.last_activity + t {
-                self.stats.downstream_rq_idle_timeout.inc();
-                return Some((408, local_reply::STREAM_IDLE_TIMEOUT, ResponseFlags::STREAM_IDLE_TIMEOUT));
-            }
-        }
-        let duration = match s.router.as_ref().and_then(|r| r.max_stream_duration_override()) {
-            Some(o) => o,
-            None => self.cfg.max_stream_duration,
-        };
-        if let Some(t) = duration {
-            if now >= s.start + t {
-                self.stats.downstream_rq_max_duration_reached.inc();
-                return Some((408, local_reply::REQUEST_TIMEOUT, ResponseFlags::DURATION_TIMEOUT));
-            }
-        }
-        None
-    }
-
-    /// The earliest deadline of the HTTP/2 connection and its streams.
-    pub(super) fn h2_next_deadline<S: Stack>(&self, ctx: &Ctx<'_, S>) -> Option<Instant> {
-        let h2 = self.h2.as_ref()?;
-        let mut next: Option<Instant> = None;
-        let mut consider = |d: Option<Instant>| {
-            if let Some(d) = d {
-                next = Some(next.map_or(d, |n| n.min(d)));
-            }
-        };
-        for st in &h2.streams {
-            let s = &st.s;
-            if s.phase == FilterPhase::Decoding {
-                consider(s.filters.wake_at());
-            }
-            if s.response_done {
-                continue;
-            }
-            if !s.request_done {
-                consider(self.cfg.request_timeout.map(|t| s.start + t));
-            }
-            let idle = match s.router.as_ref().and_then(|r| r.idle_timeout_override()) {
-                Some(o) => o,
-                None => self.cfg.stream_idle_timeout,
-            };
-            consider(
-                idle.map(|t| s.last_activity + ctx.overload.scaled_timeout(TimerType::HttpDownstreamStreamIdle, t)),
-            );
-            let duration = match s.router.as_ref().and_then(|r| r.max_stream_duration_override()) {
-                Some(o) => o,
-                None => self.cfg.max_stream_duration,
-            };
-            consider(duration.map(|t| s.start + t));
-            if let Some(r) = &s.router {
-                consider(r.next_deadline());
-            }
-        }
-        if h2.streams.is_empty() && !h2.goaway {
-            consider(
-                self.cfg
-                    .idle_timeout
-                    .map(|t| h2.idle_since + ctx.overload.scaled_timeout(TimerType::HttpDownstreamConnectionIdle, t)),
-            );
-        }
-        next
     }
 
     /// The connection goes away: every stream ends (reset), each logged.

@@ -6,7 +6,7 @@
 #   bench/proxy.sh [--rounds N] [--duration S] [--warmup S] [--connections N]
 #                  [--proxies "sluice-xdp sluice-kernel nginx haproxy"]
 #                  [--modes "keepalive close"] [--sizes "small 4k 64k"]
-#                  [--cpus P,L] [--no-build] [--out FILE]
+#                  [--cpus P,L] [--perf] [--no-build] [--out FILE]
 #
 # Topology: three namespaces on one L2 segment, a bridge in a fourth (sxr52-br):
 #   sxr52-c  client (wrk)        10.99.52.1  ─veth─┐
@@ -32,6 +32,11 @@
 # Rounds are interleaved (each proxy once per round, order rotated), so ratios compare
 # runs that saw the same machine. Table: bench/results/proxy.md (raw: proxy.jsonl).
 #
+# --perf: also sample each proxy with `perf record -e cpu-clock -g` (software clock:
+# works in VMs) during its measured runs, and write the hottest symbols per proxy and
+# cell next to the table (FILE's directory, proxy-perf-*.txt). Sampling costs CPU, so
+# leave it off for the figures.
+#
 # Bounded: about rounds x 6 x (modes x sizes) x (warmup + duration + 1.5) s; default
 # 3 x 6 x 6 x 7.5 s, ~14 min. Every process it starts is stopped by PID and the
 # namespaces (with the veths, the bridge, and any XDP program) are deleted on exit, also
@@ -40,7 +45,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
-ROUNDS=3 DURATION=5 WARMUP=1 CONNECTIONS=32 CPUS="1,0" BUILD=1 OUT="bench/results/proxy.md"
+ROUNDS=3 DURATION=5 WARMUP=1 CONNECTIONS=32 CPUS="1,0" BUILD=1 PERF=0 OUT="bench/results/proxy.md"
 PROXIES="sluice-xdp sluice-kernel nginx haproxy" MODES="keepalive close" SIZES="small 4k 64k"
 COMMAND="bench/proxy.sh${*:+ $*}"
 while [ $# -gt 0 ]; do
@@ -54,6 +59,7 @@ while [ $# -gt 0 ]; do
     --sizes) SIZES="$2"; shift 2 ;;
     --cpus) CPUS="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --perf) PERF=1; shift ;;
     --out) OUT="$2"; shift 2 ;;
     -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "bench/proxy.sh: unknown argument $1" >&2; exit 2 ;;
@@ -65,6 +71,8 @@ PATH="$PATH:/usr/sbin:/sbin"
 missing=()
 for tool in nginx haproxy wrk curl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; fi
+mkdir -p "$(dirname "$OUT")"
+[ "$PERF" = 0 ] || command -v perf >/dev/null 2>&1 || { echo "bench/proxy.sh: --perf needs perf (linux-perf)" >&2; exit 1; }
 for tool in ip ethtool nginx haproxy wrk curl taskset python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "bench/proxy.sh: '$tool' not found" >&2; exit 1; }
 done
@@ -110,6 +118,11 @@ for ns in "$NS_C" "$NS_P" "$NS_O" "$NS_B"; do
   ip netns list | grep -qw "$ns" && { echo "bench/proxy.sh: namespace $ns exists (another run?)" >&2; exit 1; }
 done
 for ns in "$NS_C" "$NS_P" "$NS_O" "$NS_B"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+# Bridged frames skip iptables (br_netfilter, when loaded, would run every frame through
+# the bridge namespace's netfilter hooks: a cost of the test bed, not of any proxy).
+for t in iptables ip6tables arptables; do
+  ip netns exec "$NS_B" sysctl -qw "net.bridge.bridge-nf-call-$t=0" 2>/dev/null || true
+done
 ip -n "$NS_B" link add br0 type bridge
 ip -n "$NS_B" link set br0 up
 declare -A DEV=([c]=$NS_C [p]=$NS_P [o]=$NS_O)
@@ -227,6 +240,12 @@ measure() { # measure NAME MODE SIZE ROUND
     "${hdr[@]}" "$url" >/dev/null 2>&1 || true
   proxy_tasks=""
   [ -n "$PROXY" ] && proxy_tasks="$(children "$PROXY")"
+  local perfpid=""
+  if [ "$PERF" = 1 ] && [ -n "$PROXY" ]; then
+    perf record -q -e cpu-clock -g -p "$(echo "$proxy_tasks" | tr ' ' ',')" -o "$WORK/perf-$name-$mode-$size.data" \
+      -- sleep "$DURATION" >/dev/null 2>&1 &
+    perfpid=$!
+  fi
   m0="$(machine_ticks)"
   # shellcheck disable=SC2046,SC2086 # word splitting wanted
   t0="$(task_ticks $(children "$ORIGIN") $KSOFT)"
@@ -242,6 +261,11 @@ measure() { # measure NAME MODE SIZE ROUND
   t1="$(task_ticks $(children "$ORIGIN") $KSOFT)"
   # shellcheck disable=SC2086
   p1="$(task_ticks $proxy_tasks)"
+  if [ -n "$perfpid" ]; then
+    wait "$perfpid" || true
+    perf report -i "$WORK/perf-$name-$mode-$size.data" --stdio --no-children --sort dso,symbol 2>/dev/null |
+      grep -E '^ +[0-9.]+%' | head -40 >"$(dirname "$OUT")/proxy-perf-$name-$mode-$size.txt" || true
+  fi
   out="$(grep '^RESULT' "$WORK/wrk.out" || true)"
   [ -n "$out" ] || { cat "$WORK/wrk.out" >&2; echo "bench/proxy.sh: wrk gave no result ($name $mode $size)" >&2; exit 1; }
   echo "round=$round proxy=$name mode=$mode size=$size machine_ticks=$((m1 - m0)) tasks_ticks=$((t1 - t0 + p1 - p0 + w)) proxy_ticks=$((p1 - p0)) wrk_ticks=$w ${out#RESULT }" >>"$RAW"

@@ -88,3 +88,27 @@ impl BusyPoll {
         Ok(BusyPoll { usecs: get(fd, libc::SO_BUSY_POLL)?, budget, prefer: get(fd, SO_PREFER_BUSY_POLL)? != 0 })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+
+    use super::*;
+    use crate::testnet;
+
+    #[test]
+    fn the_kernel_holds_what_apply_set() {
+        if !testnet::require_root("busy-poll options test") {
+            return;
+        }
+        // SAFETY: plain socket(2) call; the result is checked before being owned.
+        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        assert!(raw >= 0, "socket(AF_XDP): {}", io::Error::last_os_error());
+        // SAFETY: `raw` is a fresh descriptor owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        assert_eq!(BusyPoll::read(fd.as_fd(), 0).unwrap(), BusyPoll { usecs: 0, budget: 0, prefer: false });
+        let bp = BusyPoll { usecs: 50, budget: 32, prefer: true };
+        bp.apply(fd.as_fd()).unwrap();
+        assert_eq!(BusyPoll::read(fd.as_fd(), 32).unwrap(), bp);
+    }
+}

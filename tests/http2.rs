@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sluice_e2e::backend::{Backend, Net};
+use sluice_e2e::config::ClusterAt;
 use sluice_e2e::h2_client::H2Client;
 use sluice_e2e::http_origin::{pattern, HttpOrigin};
 use sluice_e2e::http_proxy::HttpProxy;
@@ -385,7 +386,52 @@ fn malformed_requests_are_refused_and_counted(backend: Backend) {
     assert_eq!(p.counter("http.ingress.http2.rx_messaging_error"), 1);
 }
 
+/// The HTTP filter chain runs for HTTP/2 streams as for HTTP/1 ones: RBAC (a decoder
+/// filter) denies a POST with its 403 before the origin sees it, and CORS (an encoder
+/// filter too) adds its response header to an allowed origin's request.
+fn http_filters_run_on_http2_streams(backend: Backend) {
+    const FILTERS: &str = r#"- name: envoy.filters.http.rbac
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+    rules:
+      action: ALLOW
+      policies:
+        readers:
+          permissions: [{ header: { name: ":method", string_match: { exact: GET } } }]
+          principals: [{ any: true }]
+- name: envoy.filters.http.cors
+  typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors }
+"#;
+    const VHOSTS: &str = r#"- name: app
+  domains: ["*"]
+  typed_per_filter_config:
+    envoy.filters.http.cors:
+      "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy
+      allow_origin_string_match: [{ exact: "https://www.app.example" }]
+  routes:
+  - match: { prefix: "/" }
+    route: { cluster: web }
+"#;
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let endpoints = [origin.addr];
+    let clusters = [ClusterAt { name: "web", endpoints: &endpoints, extra: "" }];
+    let p = HttpProxy::start(&net, VHOSTS, &clusters, "", FILTERS, 1);
+    let mut c = h2(&net, &p);
+    let r = c.request("GET", "/page", &[("origin", "https://www.app.example")], b"").expect("GET");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://www.app.example"));
+    let r = c.request("POST", "/data", &[], b"x").expect("POST");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.text(), "RBAC: access denied");
+    assert_eq!(origin.requests(), 1, "the denied request never reached the origin");
+    assert_eq!(p.counter("http.ingress.rbac.allowed"), 1);
+    assert_eq!(p.counter("http.ingress.rbac.denied"), 1);
+    assert_eq!(p.counter("http.ingress.downstream_rq_http2_total"), 2);
+}
+
 on_both_backends!(
+    http_filters_run_on_http2_streams,
     stream_timeouts_and_client_resets_end_one_stream,
     reader_that_never_opens_its_window_is_reset,
     idle_connection_gets_goaway,

@@ -368,6 +368,7 @@ impl HttpConnection {
         if self.peer_facts.is_none() {
             self.peer_facts = Some(PeerFacts::of(&self.down.transport, self.cfg.needs_principals));
         }
+        // A literal, not `h2_cx`: `info` borrows the XFCC element from the connection.
         let mut cx = StreamCx {
             cfg: &self.cfg,
             stats: &self.stats,
@@ -379,6 +380,20 @@ impl HttpConnection {
         };
         cx.decode_headers(ctx, &info, meta.expect_continue);
         h2.streams.push(H2Stream { s, io });
+    }
+
+    /// One HTTP/2 stream (taken out of the connection for the event) with what it
+    /// shares with its connection.
+    pub(super) fn h2_cx<'a>(&'a self, s: &'a mut Stream, io: &'a mut H2StreamIo) -> StreamCx<'a, H2StreamIo> {
+        StreamCx {
+            cfg: &self.cfg,
+            stats: &self.stats,
+            stream: s,
+            io,
+            original_dst: self.original_dst,
+            draining: self.draining,
+            peer_facts: self.peer_facts.as_ref().unwrap_or(&super::NO_PEER_FACTS),
+        }
     }
 
     /// One round of every stream: request body in, router, response out, the end.
@@ -398,15 +413,7 @@ impl HttpConnection {
             if st.io.poll_client_reset(&mut cx) && !st.s.response_done {
                 self.stats.http2_rx_reset.inc();
             }
-            let mut scx = StreamCx {
-                cfg: &self.cfg,
-                stats: &self.stats,
-                stream: &mut st.s,
-                io: &mut st.io,
-                original_dst: self.original_dst,
-                draining: self.draining,
-                peer_facts: self.peer_facts.as_ref().unwrap_or(&super::NO_PEER_FACTS),
-            };
+            let mut scx = self.h2_cx(&mut st.s, &mut st.io);
             if !scx.io.reset {
                 if scx.stream.phase == FilterPhase::Decoding
                     && scx.stream.filters.wake_at().is_some_and(|t| ctx.now >= t)
@@ -466,15 +473,7 @@ impl HttpConnection {
             return;
         };
         for mut st in h2.streams.drain(..) {
-            let mut scx = StreamCx {
-                cfg: &self.cfg,
-                stats: &self.stats,
-                stream: &mut st.s,
-                io: &mut st.io,
-                original_dst: self.original_dst,
-                draining: self.draining,
-                peer_facts: self.peer_facts.as_ref().unwrap_or(&super::NO_PEER_FACTS),
-            };
+            let mut scx = self.h2_cx(&mut st.s, &mut st.io);
             if !scx.stream.response_done {
                 self.stats.downstream_cx_destroy_remote_active_rq.inc();
                 scx.stream.flags.set(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);

@@ -15,7 +15,6 @@ use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
 use crate::worker_ctx::Ctx;
 
-use super::super::active_stream::StreamCx;
 use super::super::stream::{FilterPhase, Stream};
 use super::super::HttpConnection;
 use super::State;
@@ -37,15 +36,7 @@ impl HttpConnection {
             let Some((status, body, flags)) = self.h2_due_timeout(ctx, &st.s) else {
                 continue;
             };
-            let mut scx = StreamCx {
-                cfg: &self.cfg,
-                stats: &self.stats,
-                stream: &mut st.s,
-                io: &mut st.io,
-                original_dst: self.original_dst,
-                draining: self.draining,
-                peer_facts: self.peer_facts.as_ref().unwrap_or(&super::super::NO_PEER_FACTS),
-            };
+            let mut scx = self.h2_cx(&mut st.s, &mut st.io);
             if let Some(mut r) = scx.stream.router.take() {
                 r.cancel(ctx);
             }

@@ -20,12 +20,13 @@ const ROUTES: &str = r#"- name: all
     route: { cluster: web }
 "#;
 
-/// The bootstrap: admin on `admin`, `overload` (YAML at column 0, under
+/// The bootstrap: admin on `admin` (exempt from the global connection limit, so that
+/// the tests can read stats at the limit), `overload` (YAML at column 0, under
 /// `overload_manager:`), one HTTP listener on `port` to `web`, HCM fields `hcm_extra`.
 fn config(port: u16, admin: u16, web: u16, overload: &str, hcm_extra: &str) -> String {
     let overload = overload.lines().map(|l| format!("  {l}\n")).collect::<String>();
     format!(
-        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}\noverload_manager:\n{overload}{}",
+        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}\n  ignore_global_conn_limit: true\noverload_manager:\n{overload}{}",
         http(port, ROUTES, &[Cluster { name: "web", ports: &[web], extra: "" }], hcm_extra, "")
     )
 }
@@ -131,6 +132,46 @@ fn global_connection_limit_holds_and_recovers() {
     assert_eq!(stat(admin, &format!("{listener}.downstream_global_cx_overflow")), overflow);
     let after = usage(p.pid());
     eprintln!("proxy fds/RSS kB: before {before:?}, at the limit {during:?}, after {after:?}");
+}
+
+/// As Envoy: admin connections count towards the global connection limit and are
+/// refused beyond it, unless `admin.ignore_global_conn_limit`.
+#[test]
+fn admin_connections_count_towards_the_global_limit_unless_ignored() {
+    let web = HttpOrigin::start("web");
+    let overload = r#"resource_monitors:
+- name: envoy.resource_monitors.global_downstream_max_connections
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+    max_active_downstream_connections: 2
+"#;
+    for ignore in [false, true] {
+        let (port, admin) = (free_port(), free_port());
+        let yaml = config(port, admin, web.port(), overload, "").replacen(
+            "  ignore_global_conn_limit: true\n",
+            &format!("  ignore_global_conn_limit: {ignore}\n"),
+            1,
+        );
+        let _p = Proxy::start(&yaml, &[]);
+        // Below the limit the admin answers, and its connection counts.
+        assert_eq!(get(admin, "/ready").status, 200);
+        let mut held: Vec<Client> = (0..2).map(|_| Client::connect(port)).collect();
+        for c in &mut held {
+            assert_eq!(c.get("/").status, 200);
+        }
+        // At the limit: refused (closed at accept), or answered when exempt.
+        let mut c = Client::connect(admin);
+        c.send(b"GET /ready HTTP/1.1\r\nhost: x\r\n\r\n");
+        if ignore {
+            assert_eq!(c.read_response(false).expect("the exempt admin answers").status, 200);
+        } else {
+            assert!(c.closed_within(Duration::from_secs(5)), "the admin answered over the global limit");
+        }
+        // One client leaves: the admin answers again either way.
+        drop(held.pop());
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(get(admin, "/ready").status, 200);
+    }
 }
 
 #[test]

@@ -24,13 +24,16 @@ pub struct Bootstrap {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin {
     pub address: SocketAddress,
+    /// Admin connections do not count towards the global downstream connection limit.
+    pub ignore_global_conn_limit: bool,
 }
 
 impl Decode for Admin {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
         let address: Option<SocketAddress> = f.opt(d, "address");
-        f.ignored(d, &["profile_path", "ignore_global_conn_limit"]);
+        let ignore_global_conn_limit = f.or(d, "ignore_global_conn_limit", false);
+        f.ignored(d, &["profile_path"]);
         f.empty_only(d, "access_log", "the admin server keeps no access log; remove it");
         if let Some(n) = f.take("access_log_path") {
             let p = f.field_path("access_log_path");
@@ -48,7 +51,7 @@ impl Decode for Admin {
         f.empty_only(d, "socket_options", "socket options are not supported on the admin listener; remove them");
         f.finish(d);
         // An admin block without an address starts no admin server, as in Envoy.
-        Some(Admin { address: address? })
+        Some(Admin { address: address?, ignore_global_conn_limit })
     }
 }
 

@@ -49,11 +49,8 @@ pub const INERT: &[(&str, &str)] = &[
 ];
 
 /// Fields warned and ignored where sluice behaves as one of their settings and not yet
-/// as the other (admin connections never count towards the global connection limit).
-pub const PENDING: &[(&str, &str)] = &[(
-    "ignore_global_conn_limit",
-    "admin: sluice's admin connections never count towards the global connection limit (as with true)",
-)];
+/// as the other (none today).
+pub const PENDING: &[(&str, &str)] = &[];
 
 /// Why an ignored field changes nothing, if it is on either list.
 pub fn reason(name: &str) -> Option<&'static str> {
@@ -107,7 +104,7 @@ mod tests {
             ]
         );
         let pending: Vec<&str> = PENDING.iter().map(|(n, _)| *n).collect();
-        assert_eq!(pending, ["ignore_global_conn_limit"]);
+        assert!(pending.is_empty(), "{pending:?}");
         for (name, reason) in INERT.iter().chain(PENDING) {
             assert!(!reason.is_empty() && !reason.contains('\n'), "{name}: one-line reason");
         }

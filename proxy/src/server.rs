@@ -179,6 +179,7 @@ pub(crate) fn prepare(
         config_path: opts.config_path.display().to_string(),
         quit: AtomicBool::new(false),
         runtime: Mutex::new(runtime),
+        ignore_global_conn_limit: loaded.bootstrap.admin.as_ref().is_some_and(|a| a.ignore_global_conn_limit),
     });
     let main = MainLoop::new(loaded, admin_state, opts, Arc::clone(&stats))?;
     Ok(Serving { stats, control, main, overload: loaded.bootstrap.overload_manager.clone() })

@@ -46,7 +46,7 @@ impl Dump for LayeredRuntime {
 
 impl Dump for Admin {
     fn dump(&self) -> Json {
-        Json::obj().with("address", self.address.dump())
+        Json::obj().with("address", self.address.dump()).with("ignore_global_conn_limit", self.ignore_global_conn_limit)
     }
 }
 

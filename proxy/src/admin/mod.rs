@@ -60,6 +60,9 @@ pub struct AdminState {
     /// The runtime's layers (`/runtime`, `/runtime_modify`; disk layers re-read by
     /// the main loop).
     pub runtime: Mutex<crate::runtime::Loader>,
+    /// `admin.ignore_global_conn_limit`: admin connections are counted towards the
+    /// global downstream connection limit but not refused by it.
+    pub ignore_global_conn_limit: bool,
 }
 
 impl AdminState {
@@ -171,6 +174,7 @@ impl AdminServer {
     fn close(&mut self, registry: &Registry, token: Token) {
         if let Some(mut c) = self.conns.remove(&token) {
             let _ = registry.deregister(&mut c.stream);
+            self.state.control.overload.release_connection();
         }
     }
 
@@ -185,9 +189,18 @@ impl AdminServer {
                         continue;
                     }
                     let Ok(local) = stream.local_addr() else { continue };
+                    // As Envoy: the admin's connections count towards the global
+                    // downstream limit and are refused beyond it, unless
+                    // `ignore_global_conn_limit`.
+                    if !self.state.control.overload.try_allocate_connection(!self.state.ignore_global_conn_limit) {
+                        tracing::debug!("admin connection over the global connection limit: closed");
+                        continue;
+                    }
                     let token = Token(self.next);
                     self.next += 1;
-                    if registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE).is_ok() {
+                    if registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE).is_err() {
+                        self.state.control.overload.release_connection();
+                    } else {
                         let now = Instant::now();
                         self.conns.insert(
                             token,

@@ -84,6 +84,17 @@ pub fn encode_response_headers(cfg: &HcmConfig, stream: &mut Stream, date: &[u8]
     headers::mutate_response(cfg, &mut stream.response, date);
 }
 
+/// What the HCM's request mutations know of the downstream connection (after
+/// [`HttpConnection::compute_connection_facts`]).
+fn downstream_info<'a>(down: &Downstream, xfcc_element: &'a Option<Option<String>>) -> headers::DownstreamInfo<'a> {
+    headers::DownstreamInfo {
+        peer: down.peer,
+        tls: down.tls,
+        mtls: down.transport.peer_certificates().is_some(),
+        xfcc_element: xfcc_element.as_ref().and_then(|e| e.as_deref()),
+    }
+}
+
 /// The filters' view of a connection before its first request.
 pub(super) static NO_PEER_FACTS: PeerFacts = PeerFacts::NONE;
 
@@ -704,19 +715,8 @@ impl HttpConnection {
         if self.draining {
             self.stream.close_after = true;
         }
-        let policy = &self.cfg.headers;
-        let element = self.xfcc_element.get_or_insert_with(|| {
-            xfcc::element_for(policy.forward_client_cert, &policy.client_cert_details, &self.down.transport)
-        });
-        let info = headers::DownstreamInfo {
-            peer: self.down.peer,
-            tls: self.down.tls,
-            mtls: self.down.transport.peer_certificates().is_some(),
-            xfcc_element: element.as_deref(),
-        };
-        if self.peer_facts.is_none() {
-            self.peer_facts = Some(PeerFacts::of(&self.down.transport, self.cfg.needs_principals));
-        }
+        self.compute_connection_facts();
+        let info = downstream_info(&self.down, &self.xfcc_element);
         let mut cx = StreamCx {
             cfg: &self.cfg,
             stats: &self.stats,
@@ -727,6 +727,21 @@ impl HttpConnection {
             peer_facts: self.peer_facts.as_ref().unwrap_or(&NO_PEER_FACTS),
         };
         cx.decode_headers(ctx, &info, meta.expect_continue);
+    }
+
+    /// What every stream of the connection needs of it, computed on its first request
+    /// (the TLS handshake is over by then): this hop's XFCC element and the filters'
+    /// view of the peer. Both codecs call this before a stream's `decodeHeaders`.
+    fn compute_connection_facts(&mut self) {
+        if self.xfcc_element.is_none() {
+            let policy = &self.cfg.headers;
+            let element =
+                xfcc::element_for(policy.forward_client_cert, &policy.client_cert_details, &self.down.transport);
+            self.xfcc_element = Some(element);
+        }
+        if self.peer_facts.is_none() {
+            self.peer_facts = Some(PeerFacts::of(&self.down.transport, self.cfg.needs_principals));
+        }
     }
 
     /// The current stream with the HTTP/1 codec, for one event.

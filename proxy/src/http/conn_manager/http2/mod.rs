@@ -39,7 +39,6 @@ use h2::server::{self, Handshake, SendResponse};
 use h2::{Reason, RecvStream};
 use sluice_stack::Stack;
 
-use crate::http::filter::PeerFacts;
 use crate::http::response_flags::ResponseFlags;
 use crate::http::stream_encoder::ServerStream;
 use crate::tcp_proxy::Status;
@@ -50,7 +49,7 @@ use self::io::{SharedBuffers, Transport, TurnFlag};
 use self::stream_io::H2StreamIo;
 use super::active_stream::StreamCx;
 use super::stream::{FilterPhase, Stream};
-use super::{headers, xfcc, HttpConnection};
+use super::HttpConnection;
 
 /// Rounds per handler call before yielding to other connections.
 const ROUND_BUDGET: usize = 64;
@@ -355,19 +354,8 @@ impl HttpConnection {
                 self.draining = true;
             }
         }
-        let policy = &self.cfg.headers;
-        let element = self.xfcc_element.get_or_insert_with(|| {
-            xfcc::element_for(policy.forward_client_cert, &policy.client_cert_details, &self.down.transport)
-        });
-        let info = headers::DownstreamInfo {
-            peer: self.down.peer,
-            tls: self.down.tls,
-            mtls: self.down.transport.peer_certificates().is_some(),
-            xfcc_element: element.as_deref(),
-        };
-        if self.peer_facts.is_none() {
-            self.peer_facts = Some(PeerFacts::of(&self.down.transport, self.cfg.needs_principals));
-        }
+        self.compute_connection_facts();
+        let info = super::downstream_info(&self.down, &self.xfcc_element);
         // A literal, not `h2_cx`: `info` borrows the XFCC element from the connection.
         let mut cx = StreamCx {
             cfg: &self.cfg,

@@ -15,6 +15,11 @@
 #   a second time with the bench profile (fat LTO, one codegen unit), which proves
 #   nothing more and took 39 % of a fresh run. Published numbers come from
 #   `cargo bench` and bench/load.sh, whose profiles this does not touch.
+# - Incremental compilation is off (CARGO_INCREMENTAL=0, unless set): it only costs time
+#   on a build that starts from nothing, as CI's does.
+# - Proc macros and build scripts build unoptimised, dependencies at the dev opt-level and
+#   only the crates on the data path at opt-level 2 (the workspace Cargo.toml's profiles);
+#   the end-to-end tests are one test binary (tests/e2e.rs), linked once.
 # - The end-to-end tests run the sluice binary from that same build ($SLUICE_BIN):
 #   left to itself the harness builds it with `cargo build -p sluice`, whose feature
 #   set differs from the workspace's, which recompiled sluice and its dependencies
@@ -30,6 +35,7 @@ apt_install build-essential pkg-config python3 python3-pip iproute2 ethtool ipta
 ensure_rust
 
 export CARGO_TERM_COLOR=never
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets

@@ -199,6 +199,12 @@ fn upstream_tls_validates_the_origin_and_fails_closed() {
         assert!(r.text().contains("connection failure"), "{path}: {}", r.text());
     }
     assert_eq!(origin.handshakes(), 1, "no handshake completed with a bad certificate");
+    // The origin's thread records a failed handshake after the proxy has already
+    // answered 503, so wait for it (a loaded machine delays it by tens of ms).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while origin.failed_handshakes() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(origin.failed_handshakes() >= 2, "the origin saw the aborted handshakes");
     assert_eq!(stat(admin, "cluster.wrong_ca.upstream_cx_connect_fail"), 1);
 

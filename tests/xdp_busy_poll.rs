@@ -4,7 +4,7 @@
 //! spins on its queue instead of sleeping (CPU time while idle), where without the flag
 //! it sleeps.
 
-mod xdp_support;
+use crate::xdp_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! asked of a driver without it, or the interface already has an XDP program (a second
 //! sluice on it). The first sluice keeps serving throughout.
 
-mod xdp_support;
+use crate::xdp_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! clean drain on SIGTERM
 //! and the XDP program gone after a normal exit and after SIGKILL.
 
-mod xdp_support;
+use crate::xdp_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! the 15001 listener's own chain. A reload that would move the 15001 listener is
 //! refused and the running config keeps serving.
 
-mod xdp_support;
+use crate::xdp_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! the host's own address, and TCP to ports of sluice's address that no listener uses
 //! (ssh on a shared host address, say) all reach the kernel, next to sluice's traffic.
 
-mod xdp_support;
+use crate::xdp_support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -3,7 +3,7 @@
 //! the peer sends to the other queue are handed to the core that owns their port range,
 //! and every hand-off shows in /stats.
 
-mod xdp_support;
+use crate::xdp_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! across the userspace stack, with a half-close in the middle (the client stops
 //! sending first; the origin's echo of the tail still arrives, then its FIN).
 
-mod xdp_support;
+use crate::xdp_support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

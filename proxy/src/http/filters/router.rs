@@ -36,10 +36,11 @@ use crate::http::response_flags::ResponseFlags;
 use crate::http::stream_encoder::ServerStream;
 use crate::router::hash;
 use crate::router::hedge::{self, HedgeEvent, HedgedTry};
+use crate::router::internal_redirect::{self, Passthrough, RedirectInput};
 use crate::router::retry::{ResetReason, RetryState};
 use crate::router::shadow::start_shadows;
 use crate::router::timeout::{final_timeout, FinalTimeout};
-use crate::router::StreamInfo;
+use crate::router::{RouteRef, StreamInfo};
 use crate::stats::ClusterStats;
 use crate::timer::{earliest, TimerKey};
 use crate::transport::TransportSocket;
@@ -86,6 +87,18 @@ pub struct Step {
     /// The upstream switched protocols (101, or 2xx to CONNECT): the stream becomes a
     /// tunnel over this try's connection ([`RouterState::take_tunnel`]).
     pub upgraded: bool,
+    /// A redirect response met the route's internal redirect policy.
+    pub redirect: Option<RedirectStep>,
+}
+
+/// What became of a response the route's `internal_redirect_policy` applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedirectStep {
+    /// The request head is the redirected one (its body in `Stream::replay_body`): the
+    /// stream starts again on this route (Envoy's `recreateStream`).
+    Followed(RouteRef),
+    /// The redirect goes to the client, for this reason.
+    Passthrough(Passthrough),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -250,8 +263,13 @@ impl RouterState {
             soft_timed_out: false,
         };
         r.on_request_progress(stream, ctx.now);
-        r.keep_body = r.retry.is_some() || r.shadow_pending;
+        r.keep_body = r.retry.is_some() || r.shadow_pending || matched.internal_redirect_policy().is_some();
         r.body_copy_ok = r.keep_body;
+        if let Some(body) = stream.replay_body.take() {
+            // An internal redirect: the whole request body, buffered by the last router.
+            r.body_copy = body;
+            r.body_copy_ok = true;
+        }
         r.stats.upstream_rq_total.inc();
         r.stats.upstream_rq_active.inc();
         r.attempt(cfg, stream, ctx)?;
@@ -832,6 +850,13 @@ impl RouterState {
         if retriable && self.retry.as_ref().is_some_and(|r| r.remaining() == 0) {
             self.stats.upstream_rq_retry_limit_exceeded.inc();
         }
+        if let Some(outcome) = self.internal_redirect(cfg, stream, ctx, status, &meta) {
+            let followed = matches!(outcome, RedirectStep::Followed(_));
+            step.redirect = Some(outcome);
+            if followed {
+                return Ok(());
+            }
+        }
         if self.retry.as_ref().is_some_and(|r| r.retries > 0) {
             self.stats.upstream_rq_retry_success.inc();
         }
@@ -875,6 +900,86 @@ impl RouterState {
         down.encode_headers(cfg, stream, date, ctx.draining, body);
         let eof = self.client.as_ref().is_some_and(|c| c.read_eof || c.dead);
         self.pump_response(cfg, stream, down, ctx, eof, step)
+    }
+
+    /// Envoy's `setupRedirect`: a response the route's internal redirect policy names
+    /// either turns the request into the redirected one (the try ends here, and the
+    /// stream starts again on the new route) or passes to the client. `None`: the
+    /// policy does not apply to this response.
+    fn internal_redirect<S: Stack>(
+        &mut self,
+        cfg: &HcmConfig,
+        stream: &mut Stream,
+        ctx: &mut Ctx<'_, S>,
+        status: u16,
+        meta: &ResponseMeta,
+    ) -> Option<RedirectStep> {
+        let route = stream.route.clone()?;
+        let matched = cfg.routes.get(&route)?;
+        let policy = matched.internal_redirect_policy().filter(|p| p.should_redirect_for(status))?;
+        // Only a complete request whose body fit the buffer can be sent again.
+        let outcome = if !stream.request_done || !self.body_copy_ok || self.upgrade != UpgradeKind::None {
+            Err(Passthrough::Other)
+        } else {
+            let input = RedirectInput {
+                policy,
+                current_route: matched.route_name(),
+                status,
+                table: &cfg.routes,
+                random: ctx.rng.next_u64(),
+                runtime: ctx.runtime,
+            };
+            internal_redirect::convert(&input, &mut stream.head, &stream.response, &mut stream.redirects)
+        };
+        let redirected = match outcome {
+            Ok(r) => r,
+            Err(reason) => {
+                self.stats.upstream_internal_redirect_failed_total.inc();
+                return Some(RedirectStep::Passthrough(reason));
+            }
+        };
+        self.stats.upstream_internal_redirect_succeeded_total.inc();
+        let body = if redirected.drop_body {
+            stream.meta.framing = crate::http::codec::BodyFraming::None;
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.body_copy)
+        };
+        stream.replay_body = Some(body);
+        stream.response.clear();
+        // The redirect response is not forwarded: its connection goes back to the pool
+        // when its whole body is already here, else it closes.
+        let reusable = self.skip_response_body(meta);
+        self.release_client(ctx, reusable && meta.keep_alive && self.request_sent);
+        (self.phase, self.global_deadline, self.try_deadline) = (Phase::Done, None, None);
+        self.finish(ctx);
+        Some(RedirectStep::Followed(redirected.route))
+    }
+
+    /// Consume the body of a response that is not forwarded, as far as it is in the
+    /// connection's input; true when it was there whole.
+    fn skip_response_body(&mut self, meta: &ResponseMeta) -> bool {
+        let Some(client) = self.client.as_mut() else {
+            return false;
+        };
+        let mut body = client.parser.body_decoder(meta);
+        while !body.is_done() {
+            let input = client.pending_input();
+            if input.is_empty() {
+                break;
+            }
+            let Ok(d) = body.decode(input) else {
+                return false;
+            };
+            client.consume_input(d.consumed);
+            if d.end {
+                return true;
+            }
+            if d.consumed == 0 {
+                break;
+            }
+        }
+        body.is_done()
     }
 
     /// Move response body bytes downstream; finish the try when the response is done.

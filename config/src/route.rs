@@ -37,7 +37,8 @@ pub use internal_redirect::{
     InternalRedirectAction, InternalRedirectPolicy, InternalRedirectPredicate, VALID_REDIRECT_CODES,
 };
 pub use policy::{
-    HashPolicy, HashPolicyKind, HedgePolicy, MirrorTarget, RequestMirrorPolicy, RetryBackOff, RetryOn, RetryPolicy,
+    HashPolicy, HashPolicyKind, HedgePolicy, MirrorTarget, RequestMirrorPolicy, RetryBackOff, RetryHostPredicate,
+    RetryOn, RetryPolicy,
 };
 pub use redirect::{PathRedirect, RedirectAction, RedirectResponseCode, SchemeRedirect};
 pub(crate) use upgrade::check_upgrade_type;

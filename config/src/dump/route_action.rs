@@ -148,6 +148,17 @@ impl Dump for RetryPolicy {
             )
             .with("retriable_headers", list(&self.retriable_headers))
             .with("retriable_request_headers", list(&self.retriable_request_headers))
+            .with(
+                "retry_host_predicate",
+                self.retry_host_predicate
+                    .iter()
+                    .map(|p| {
+                        let tc = Json::obj().with("@type", format!("type.googleapis.com/{}", p.type_name()));
+                        Json::obj().with("name", p.name()).with("typed_config", tc)
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .with("host_selection_retry_max_attempts", u64::from(self.host_selection_retry_max_attempts))
     }
 }
 

@@ -527,3 +527,30 @@ fn internal_redirect_policy_rejections() {
     );
     assert!(e.contains("response_headers_to_copy[0]"), "{e}");
 }
+
+#[test]
+fn retry_host_predicates() {
+    let rc = one("  - match: {prefix: /}\n    route: {cluster: c, retry_policy: {retry_on: 5xx}}\n");
+    let p = route_action(&rc).retry_policy.clone().unwrap();
+    assert!(p.retry_host_predicate.is_empty());
+    assert_eq!(p.host_selection_retry_max_attempts, 1);
+    let rc = one(
+        "  - match: {prefix: /}
+    route:
+      cluster: c
+      retry_policy:
+        retry_on: 5xx
+        host_selection_retry_max_attempts: 3
+        retry_host_predicate:
+        - name: envoy.retry_host_predicates.previous_hosts
+          typed_config: {'@type': type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}
+",
+    );
+    let p = route_action(&rc).retry_policy.clone().unwrap();
+    assert_eq!(p.retry_host_predicate, vec![RetryHostPredicate::PreviousHosts]);
+    assert_eq!(p.host_selection_retry_max_attempts, 3);
+    let e = errors(
+        "virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {prefix: /}\n    route: {cluster: c, retry_policy: {retry_host_predicate: [{name: x, typed_config: {'@type': type.googleapis.com/envoy.extensions.retry.host.omit_canary_hosts.v3.OmitCanaryHostsPredicate}}]}}\n",
+    );
+    assert!(e.contains("retry_policy.retry_host_predicate[0].typed_config.@type"), "{e}");
+}

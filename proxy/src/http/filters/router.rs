@@ -1,8 +1,9 @@
 //! The router filter: send a routed request upstream and its response back (Envoy's
 //! router.cc and upstream_request.cc, for HTTP/1.1 upstreams).
 //!
-//! Per request it picks a host with the cluster's per-worker balancer (avoiding hosts
-//! an earlier try used), borrows an idle connection from the worker's pool or opens a
+//! Per request it picks a host with the cluster's per-worker balancer (on a retry with
+//! `retry_host_predicate: previous_hosts`, re-picking a host an earlier try used up to
+//! `host_selection_retry_max_attempts` times), borrows an idle connection from the worker's pool or opens a
 //! new one (bounded by the cluster's `max_connections`; beyond it the request waits,
 //! bounded by `max_pending_requests`, else 503 with `x-envoy-overloaded`), streams the
 //! request (head, then body with backpressure), and streams the response back. The
@@ -20,7 +21,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_config::route::IdleTimeout;
+use sluice_config::cluster::LbPolicy;
+use sluice_config::route::{IdleTimeout, RetryHostPredicate};
 use sluice_stack::{Interest, Stack};
 
 use crate::http::codec::{
@@ -125,7 +127,12 @@ pub struct RouterState {
     upstream_event: bool,
     host: Option<Arc<Host>>,
     retry: Option<RetryState>,
+    /// Hosts (indices) this request tried, in order.
     tried: Vec<usize>,
+    /// `retry_host_predicate: previous_hosts`: a retry re-picks a tried host.
+    previous_hosts: bool,
+    /// `host_selection_retry_max_attempts`: re-picks allowed on a retry.
+    host_selection_max_attempts: u32,
     attempts: u32,
     global_deadline: Option<Instant>,
     /// When the downstream request was complete: the route and per-try timeouts run
@@ -229,6 +236,8 @@ impl RouterState {
             host: None,
             retry,
             tried: Vec::new(),
+            previous_hosts: policy.is_some_and(|p| p.retry_host_predicate.contains(&RetryHostPredicate::PreviousHosts)),
+            host_selection_max_attempts: policy.map_or(1, |p| p.host_selection_retry_max_attempts),
             attempts: 0,
             global_deadline: None,
             request_done_at: None,
@@ -331,9 +340,8 @@ impl RouterState {
             }
             self.counted_request = true;
         }
-        let lb = LbContext { hash: self.hash, exclude: &self.tried, random: ctx.rng.next_u64() };
         let dst = original_dst_for(&info, stream, self.original_dst);
-        let Some((idx, host)) = ctx.clusters.clusters[self.cluster].choose_host(&lb, dst) else {
+        let Some((idx, host)) = self.choose_host(&info, dst, ctx) else {
             self.stats.upstream_cx_none_healthy.inc();
             return Err(LocalReply::new(503, local_reply::NO_HEALTHY_UPSTREAM, ResponseFlags::NO_HEALTHY_UPSTREAM));
         };
@@ -411,6 +419,34 @@ impl RouterState {
             self.stats.upstream_rq_pending_overflow.inc();
             Err(LocalReply::overflow())
         }
+    }
+
+    /// Envoy's `LoadBalancerBase::chooseHost` with the router as its context: on a
+    /// retry with `previous_hosts`, a host this request tried is picked again, up to
+    /// `host_selection_retry_max_attempts` more times, and the last pick stands. A
+    /// hashing balancer walks past the tried hosts on a re-pick (Envoy's ring walk by
+    /// attempt number); the others draw again.
+    fn choose_host<S: Stack>(
+        &self,
+        info: &ClusterInfo,
+        dst: Option<std::net::SocketAddr>,
+        ctx: &mut Ctx<'_, S>,
+    ) -> Option<(usize, Arc<Host>)> {
+        let is_retry = !self.tried.is_empty();
+        let picks = if is_retry && self.previous_hosts { 1 + self.host_selection_max_attempts as usize } else { 1 };
+        let hashing = matches!(info.config.lb_policy, LbPolicy::RingHash | LbPolicy::Maglev);
+        let mut chosen = None;
+        for i in 0..picks {
+            let exclude: &[usize] = if i > 0 && hashing { &self.tried } else { &[] };
+            let lb = LbContext { hash: self.hash, exclude, random: ctx.rng.next_u64() };
+            let pick = ctx.clusters.clusters[self.cluster].choose_host(&lb, dst)?;
+            let again = self.previous_hosts && is_retry && self.tried.contains(&pick.0);
+            chosen = Some(pick);
+            if !again {
+                break;
+            }
+        }
+        chosen
     }
 
     /// The request left the pending queue (it got a connection).

@@ -8,11 +8,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sluice_e2e::backend::{Backend, Net};
-use sluice_e2e::config::{forward_all, http_at, ClusterAt};
-use sluice_e2e::http_client::Client;
+use sluice_e2e::config::{forward_all, http, http_at, Cluster, ClusterAt};
+use sluice_e2e::free_port;
+use sluice_e2e::http_client::{get, Client};
 use sluice_e2e::http_origin::HttpOrigin;
 use sluice_e2e::inproc::InProcessProxy;
 use sluice_e2e::on_both_backends;
+use sluice_e2e::proxy::Proxy;
 
 const RUNTIME: &str = "layered_runtime:\n  layers:\n  - name: admin\n    admin_layer: {}\n";
 
@@ -104,3 +106,40 @@ on_both_backends!(
     enforcing_consecutive_5xx_from_runtime_stops_and_restores_ejection,
     consecutive_5xx_from_runtime_moves_the_threshold,
 );
+
+/// The binary, its admin server's `POST /runtime_modify` and `/clusters`.
+#[test]
+fn binary_runtime_modify_flips_enforcing_consecutive_5xx() {
+    let (o0, o1) = (HttpOrigin::start("o0"), HttpOrigin::start("o1"));
+    o0.force_status(Some(503));
+    let (port, admin) = (free_port(), free_port());
+    let extra = "    outlier_detection: { consecutive_5xx: 3, max_ejection_percent: 50, interval: 0.1s, base_ejection_time: 30s }\n";
+    let yaml = format!(
+        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}\n{RUNTIME}{}",
+        http(port, &forward_all("web"), &[Cluster { name: "web", ports: &[o0.port(), o1.port()], extra }], "", "")
+    );
+    let mut proxy = Proxy::start(&yaml, &[]);
+    proxy.wait_for_log("sluice started", Duration::from_secs(10));
+    let post = |target: &str| Client::connect(admin).request("POST", target, &[], b"").status;
+    let ejected = || {
+        let prefix = format!("web::{}::health_flags::", o0.addr);
+        get(admin, "/clusters").text().lines().any(|l| l.strip_prefix(&prefix) == Some("/failed_outlier_check"))
+    };
+    let send = |n: usize| {
+        let mut c = Client::connect(port);
+        (0..n).filter(|_| c.get("/").status == 503).count()
+    };
+    assert_eq!(post("/runtime_modify?outlier_detection.enforcing_consecutive_5xx=0"), 200);
+    assert_eq!(send(20), 10);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!ejected(), "{}", get(admin, "/clusters").text());
+    assert_eq!(post("/runtime_modify?outlier_detection.enforcing_consecutive_5xx=100"), 200);
+    send(10);
+    let start = Instant::now();
+    while !ejected() {
+        assert!(start.elapsed() < Duration::from_secs(5), "never ejected:\n{}", get(admin, "/clusters").text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = get(admin, "/stats?filter=ejections_enforced_consecutive_5xx").text();
+    assert!(stats.contains("cluster.web.outlier_detection.ejections_enforced_consecutive_5xx: 1"), "{stats}");
+}

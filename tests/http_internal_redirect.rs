@@ -2,7 +2,9 @@
 //! a redirect answered by the origin is followed by the proxy (a new route, a new
 //! cluster), the target sees `x-envoy-original-url`, the chain is bounded by
 //! `max_internal_redirects`, 303 turns the request into a GET, codes not listed and
-//! cross-scheme targets pass to the client, `previous_routes` stops loops, a request
+//! cross-scheme targets pass to the client, `previous_routes` stops loops,
+//! `allow_listed_routes` and `safe_cross_scheme` refuse their targets,
+//! `response_headers_to_copy` carries response headers over, a request
 //! whose body overflowed the buffer is not redirected; HTTP/1 and HTTP/2 clients; the
 //! cluster's `upstream_internal_redirect_*_total` and the router's
 //! `passthrough_internal_redirect_*` counters.
@@ -27,7 +29,7 @@ const VHOSTS: &str = r#"- name: all
     match: { prefix: "/redirect/" }
     route:
       cluster: web
-      internal_redirect_policy: { max_internal_redirects: 2, redirect_response_codes: [302, 303, 307] }
+      internal_redirect_policy: { max_internal_redirects: 2, redirect_response_codes: [302, 303, 307], response_headers_to_copy: [x-origin] }
   - name: loop
     match: { prefix: "/loop/" }
     route:
@@ -38,6 +40,18 @@ const VHOSTS: &str = r#"- name: all
         predicates:
         - name: envoy.internal_redirect_predicates.previous_routes
           typed_config: { "@type": type.googleapis.com/envoy.extensions.internal_redirect.previous_routes.v3.PreviousRoutesConfig }
+  - name: allowlisted
+    match: { prefix: "/allow/" }
+    route:
+      cluster: web
+      prefix_rewrite: "/redirect/"
+      internal_redirect_policy:
+        allow_cross_scheme_redirect: true
+        predicates:
+        - name: envoy.internal_redirect_predicates.allow_listed_routes
+          typed_config: { "@type": type.googleapis.com/envoy.extensions.internal_redirect.allow_listed_routes.v3.AllowListedRoutesConfig, allowed_route_names: [target] }
+        - name: envoy.internal_redirect_predicates.safe_cross_scheme
+          typed_config: { "@type": type.googleapis.com/envoy.extensions.internal_redirect.safe_cross_scheme.v3.SafeCrossSchemeConfig }
   - name: deprecated
     match: { prefix: "/old/" }
     route: { cluster: web, prefix_rewrite: "/redirect/", internal_redirect_action: HANDLE_INTERNAL_REDIRECT }
@@ -101,6 +115,7 @@ fn a_redirect_is_followed_to_another_route_and_cluster(backend: Backend) {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path, "/target/a?x=1");
     assert_eq!(seen[0].header("host"), Some("target.example"));
+    assert_eq!(seen[0].header("x-origin"), Some("web"), "response_headers_to_copy");
     assert_eq!(
         seen[0].header("x-envoy-original-url"),
         Some("http://test/redirect/302?to=http://target.example/target/a?x=1")
@@ -189,6 +204,23 @@ fn previous_routes_stops_a_loop(backend: Backend) {
     assert_eq!((r.status, r.header("x-origin")), (200, Some("other")));
 }
 
+fn allow_listed_routes_and_safe_cross_scheme_predicates(backend: Backend) {
+    let net = Net::new(backend);
+    let p = start(&net, 1 << 20);
+    let r = p.request("GET", "/allow/302?to=http://test/target/ok", b"");
+    assert_eq!((r.status, r.header("x-origin")), (200, Some("other")), "{}", r.text());
+    // Route `redirecting` is not on the allow list.
+    let r = p.request("GET", "/allow/302?to=http://test/redirect/302?to=http://test/target/x", b"");
+    assert_eq!((r.status, r.header("location")), (302, Some("http://test/redirect/302?to=http://test/target/x")));
+    // Cross-scheme is allowed by the policy, but http -> https is not safe.
+    let r = p.request("GET", "/allow/302?to=https://test/target/tls", b"");
+    assert_eq!((r.status, r.header("location")), (302, Some("https://test/target/tls")));
+    assert_eq!(p.counter("http.ingress.passthrough_internal_redirect_predicate"), 2);
+    assert_eq!(p.counter("http.ingress.passthrough_internal_redirect_unsafe_scheme"), 0);
+    assert_eq!((p.succeeded(), p.failed()), (1, 2));
+    assert_eq!(p.other.requests(), 1);
+}
+
 fn a_body_over_the_buffer_limit_is_not_redirected(backend: Backend) {
     let net = Net::new(backend);
     let p = start(&net, 16 * 1024);
@@ -228,6 +260,7 @@ on_both_backends!(
     see_other_turns_the_request_into_a_get,
     unlisted_codes_cross_scheme_and_bad_locations_pass_to_the_client,
     previous_routes_stops_a_loop,
+    allow_listed_routes_and_safe_cross_scheme_predicates,
     a_body_over_the_buffer_limit_is_not_redirected,
     an_http2_client_is_redirected_too,
 );

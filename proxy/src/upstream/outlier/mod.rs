@@ -11,6 +11,8 @@
 //!   detection over the previous interval's window, and publishes ejections through the
 //!   host's FAILED_OUTLIER_CHECK flag and a rebuilt priority set that workers read
 //!   without locks.
+//! - Both read the configuration in force: the cluster's values with Envoy's
+//!   `outlier_detection.*` runtime keys over them ([`runtime`]).
 
 pub mod detector;
 pub mod http;

@@ -8,7 +8,6 @@
 //! test threads. Run one area with `cargo test -p sluice-e2e --test e2e http2::`.
 
 mod xdp_support;
-
 mod access_log;
 mod admin;
 mod cli;
@@ -24,8 +23,10 @@ mod http_filters_health_check;
 mod http_filters_local_ratelimit;
 mod http_filters_rbac;
 mod http_flow_control;
+mod http_internal_redirect;
 mod http_protocol;
 mod http_resilience;
+mod http_retry_host_predicate;
 mod http_router_details;
 mod http_routing;
 mod http_timeouts;
@@ -45,6 +46,7 @@ mod upstream_health;
 mod upstream_lb;
 mod upstream_outlier;
 mod upstream_outlier_http;
+mod upstream_outlier_runtime;
 mod xdp_busy_poll;
 mod xdp_errors;
 mod xdp_http;

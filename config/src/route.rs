@@ -21,6 +21,7 @@ mod action;
 mod direct_response;
 pub mod formatter;
 mod headers;
+mod internal_redirect;
 mod policy;
 mod redirect;
 mod upgrade;
@@ -32,8 +33,12 @@ pub use action::{
 pub use direct_response::{decode_base64, DirectResponseAction};
 pub use formatter::{Command, FormatPiece, FormatString, TimeFormat, TimeItem};
 pub use headers::{is_modifiable, HeaderMutations, HeaderToAdd};
+pub use internal_redirect::{
+    InternalRedirectAction, InternalRedirectPolicy, InternalRedirectPredicate, VALID_REDIRECT_CODES,
+};
 pub use policy::{
-    HashPolicy, HashPolicyKind, HedgePolicy, MirrorTarget, RequestMirrorPolicy, RetryBackOff, RetryOn, RetryPolicy,
+    HashPolicy, HashPolicyKind, HedgePolicy, MirrorTarget, RequestMirrorPolicy, RetryBackOff, RetryHostPredicate,
+    RetryOn, RetryPolicy,
 };
 pub use redirect::{PathRedirect, RedirectAction, RedirectResponseCode, SchemeRedirect};
 pub(crate) use upgrade::check_upgrade_type;

@@ -7,6 +7,7 @@
 //! - `/reset` closes the connection without answering; `/reset-after-headers` sends a
 //!   head promising a body and resets;
 //! - `/close` answers with `connection: close`;
+//! - `/redirect/N?to=URL` answers status N with `location: URL`;
 //! - anything else echoes: a body listing the request line and headers, then the body.
 //!
 //! Every response carries `x-origin: NAME`. The origin records each request (method,
@@ -180,6 +181,16 @@ fn serve(stream: Conn, conn_id: usize, sh: Arc<Shared>) {
         } else if let Some(s) = p.strip_prefix("/status/") {
             let status: u16 = s.split(['/', '?']).next().unwrap().parse().unwrap_or(500);
             respond(&mut writer, status, &name, format!("status {status}").as_bytes(), keep_alive)
+        } else if let Some(rest) = p.strip_prefix("/redirect/") {
+            let (code, to) = rest.split_once("?to=").unwrap_or((rest, ""));
+            let status: u16 = code.parse().unwrap_or(302);
+            let body = format!("redirect to {to}");
+            let conn = if keep_alive { "" } else { "connection: close\r\n" };
+            let head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nlocation: {to}\r\nx-origin: {name}\r\n{conn}\r\n",
+                body.len()
+            );
+            writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(body.as_bytes()))
         } else if let Some(n) = p.strip_prefix("/bytes/") {
             let n: usize = n.split('?').next().unwrap().parse().unwrap();
             respond(&mut writer, 200, &name, &pattern(n), keep_alive)

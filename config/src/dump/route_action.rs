@@ -10,9 +10,9 @@
 use super::core::with_headers;
 use super::{enum_name, list, Dump, Json};
 use crate::route::{
-    ClusterSpecifier, ClusterWeight, HashPolicy, HashPolicyKind, HedgePolicy, HostRewrite, IdleTimeout, MirrorTarget,
-    RequestMirrorPolicy, RetryBackOff, RetryOn, RetryPolicy, RouteAction, RouteUpgradeConfig, WeightedClusters,
-    WeightedTarget,
+    ClusterSpecifier, ClusterWeight, HashPolicy, HashPolicyKind, HedgePolicy, HostRewrite, IdleTimeout,
+    InternalRedirectPolicy, InternalRedirectPredicate, MirrorTarget, RequestMirrorPolicy, RetryBackOff, RetryOn,
+    RetryPolicy, RouteAction, RouteUpgradeConfig, WeightedClusters, WeightedTarget,
 };
 
 impl Dump for RouteAction {
@@ -54,6 +54,37 @@ impl Dump for RouteAction {
             .with("hash_policy", list(&self.hash_policy))
             .with("upgrade_configs", list(&self.upgrade_configs))
             .with_opt("cors", self.cors.as_ref().map(Dump::dump))
+            .with_opt("internal_redirect_policy", self.internal_redirect_policy.as_ref().map(Dump::dump))
+    }
+}
+
+/// Written as `internal_redirect_policy` also when the deprecated
+/// `internal_redirect_action` built it.
+impl Dump for InternalRedirectPolicy {
+    fn dump(&self) -> Json {
+        let predicates: Vec<Json> = self
+            .predicates
+            .iter()
+            .map(|p| {
+                let tc = Json::obj().with("@type", format!("type.googleapis.com/{}", p.type_name()));
+                let tc = match p {
+                    InternalRedirectPredicate::AllowListedRoutes(names) => {
+                        tc.with("allowed_route_names", names.clone())
+                    }
+                    _ => tc,
+                };
+                Json::obj().with("name", p.name()).with("typed_config", tc)
+            })
+            .collect();
+        Json::obj()
+            .with("max_internal_redirects", self.max_internal_redirects)
+            .with(
+                "redirect_response_codes",
+                self.redirect_response_codes.iter().map(|c| u32::from(*c)).collect::<Vec<_>>(),
+            )
+            .with("predicates", predicates)
+            .with("allow_cross_scheme_redirect", self.allow_cross_scheme_redirect)
+            .with("response_headers_to_copy", self.response_headers_to_copy.clone())
     }
 }
 
@@ -117,6 +148,17 @@ impl Dump for RetryPolicy {
             )
             .with("retriable_headers", list(&self.retriable_headers))
             .with("retriable_request_headers", list(&self.retriable_request_headers))
+            .with(
+                "retry_host_predicate",
+                self.retry_host_predicate
+                    .iter()
+                    .map(|p| {
+                        let tc = Json::obj().with("@type", format!("type.googleapis.com/{}", p.type_name()));
+                        Json::obj().with("name", p.name()).with("typed_config", tc)
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .with("host_selection_retry_max_attempts", u64::from(self.host_selection_retry_max_attempts))
     }
 }
 

@@ -10,6 +10,7 @@ use crate::node::Node;
 use crate::proto_enum;
 
 use super::direct_response::DirectResponseAction;
+use super::internal_redirect::{decode_route_policy, InternalRedirectPolicy};
 use super::policy::{HashPolicy, HedgePolicy, RequestMirrorPolicy, RetryPolicy};
 use super::redirect::RedirectAction;
 use super::upgrade::{check_route_upgrades, RouteUpgradeConfig};
@@ -95,6 +96,9 @@ pub struct RouteAction {
     pub hash_policy: Vec<HashPolicy>,
     /// Per-route upgrade overrides and CONNECT termination.
     pub upgrade_configs: Vec<RouteUpgradeConfig>,
+    /// `internal_redirect_policy`, or the one the deprecated `internal_redirect_action:
+    /// HANDLE_INTERNAL_REDIRECT` builds; `None`: redirects pass to the client.
+    pub internal_redirect_policy: Option<InternalRedirectPolicy>,
     pub line: u32,
 }
 
@@ -139,11 +143,7 @@ impl Decode for RouteAction {
             crate::cluster::RoutingPriority::Default,
             "only DEFAULT: sluice's connection pools and circuit breakers have one priority; remove it",
         );
-        f.unsupported_because(
-            d,
-            "internal_redirect_policy",
-            "internal redirects are not supported yet (issue: internal redirects); remove it and the redirect goes to the client",
-        );
+        let internal_redirect_policy = decode_route_policy(d, &mut f);
         f.unsupported(
             d,
             &[
@@ -159,8 +159,6 @@ impl Decode for RouteAction {
                 "include_vh_rate_limits",
                 "max_grpc_timeout",
                 "grpc_timeout_offset",
-                "internal_redirect_action",
-                "max_internal_redirects",
             ],
         );
         f.finish(d);
@@ -256,6 +254,7 @@ impl Decode for RouteAction {
             request_mirror_policies,
             hash_policy,
             upgrade_configs,
+            internal_redirect_policy,
             line,
         })
     }

@@ -172,6 +172,68 @@ pub struct RetryPolicy {
     pub retriable_status_codes: Vec<u16>,
     pub retriable_headers: Vec<HeaderMatcher>,
     pub retriable_request_headers: Vec<HeaderMatcher>,
+    /// `retry_host_predicate`: on a retry, a host a predicate rejects is picked again.
+    pub retry_host_predicate: Vec<RetryHostPredicate>,
+    /// How many times host selection is re-attempted on a retry before the last
+    /// pick is used (Envoy's default 1).
+    pub host_selection_retry_max_attempts: u32,
+}
+
+/// A `retry_host_predicate` extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryHostPredicate {
+    /// `envoy.retry_host_predicates.previous_hosts`: rejects hosts this request
+    /// already tried.
+    PreviousHosts,
+}
+
+const PREVIOUS_HOSTS: &str = "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
+
+impl RetryHostPredicate {
+    pub fn name(self) -> &'static str {
+        match self {
+            RetryHostPredicate::PreviousHosts => "envoy.retry_host_predicates.previous_hosts",
+        }
+    }
+
+    pub fn type_name(self) -> &'static str {
+        match self {
+            RetryHostPredicate::PreviousHosts => PREVIOUS_HOSTS,
+        }
+    }
+}
+
+impl Decode for RetryHostPredicate {
+    /// `{name, typed_config}`, chosen by the typed_config's type.
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let _name: String = f.or(d, "name", String::new());
+        let tc_path = f.field_path("typed_config");
+        let tc = f.take("typed_config");
+        let line = f.line();
+        f.finish(d);
+        let Some(tc) = tc else {
+            d.error(ErrorKind::Missing, &tc_path, line, "a retry host predicate needs a typed_config with an `@type`");
+            return None;
+        };
+        let t = crate::decode::typed_config(d, tc, &tc_path)?;
+        let out = match t.type_name.as_str() {
+            PREVIOUS_HOSTS => Some(RetryHostPredicate::PreviousHosts),
+            other => {
+                d.error(
+                    ErrorKind::Unsupported,
+                    &format!("{tc_path}.@type"),
+                    tc.line,
+                    format!(
+                        "unsupported retry host predicate `{other}` (sluice has previous_hosts; omit_canary_hosts and omit_host_metadata need endpoint metadata, which sluice does not keep)"
+                    ),
+                );
+                None
+            }
+        };
+        t.fields.finish(d);
+        out
+    }
 }
 
 impl Default for RetryPolicy {
@@ -185,6 +247,8 @@ impl Default for RetryPolicy {
             retriable_status_codes: Vec::new(),
             retriable_headers: Vec::new(),
             retriable_request_headers: Vec::new(),
+            retry_host_predicate: Vec::new(),
+            host_selection_retry_max_attempts: 1,
         }
     }
 }
@@ -201,21 +265,17 @@ impl Decode for RetryPolicy {
         let codes: Vec<u32> = f.list(d, "retriable_status_codes");
         let retriable_headers = f.list(d, "retriable_headers");
         let retriable_request_headers = f.list(d, "retriable_request_headers");
-        f.empty_only(
-            d,
-            "retry_host_predicate",
-            "retry host predicates (previous_hosts, ...) are not supported; remove it (a retry may then pick the same host)",
-        );
-        f.default_only(
-            d,
-            "host_selection_retry_max_attempts",
-            1i64,
-            "it only matters with retry_host_predicate, which is not supported; remove it",
-        );
+        let retry_host_predicate = f.list(d, "retry_host_predicate");
+        let attempts_path = f.field_path("host_selection_retry_max_attempts");
+        let attempts: i64 = f.or(d, "host_selection_retry_max_attempts", 1i64);
         f.empty_only(d, "retry_priority", "retry priority plugins are not supported; remove it");
         f.unsupported(d, &["retry_options_predicates", "rate_limited_retry_back_off"]);
         let line = f.line();
         f.finish(d);
+        if !(0..=i64::from(u32::MAX)).contains(&attempts) {
+            d.error(ErrorKind::Invalid, &attempts_path, line, "must be between 0 and 4294967295");
+        }
+        let host_selection_retry_max_attempts = attempts.clamp(0, i64::from(u32::MAX)) as u32;
         let (retry_on, unknown) = RetryOn::parse(&retry_on_text);
         if !unknown.is_empty() {
             d.warnings.push(Warning {
@@ -246,6 +306,8 @@ impl Decode for RetryPolicy {
             retriable_status_codes,
             retriable_headers,
             retriable_request_headers,
+            retry_host_predicate,
+            host_selection_retry_max_attempts,
         })
     }
 }

@@ -459,3 +459,98 @@ fn connect_matcher() {
     let e = errors("virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {connect_matcher: {x: 1}}\n    route: {cluster: c}\n");
     assert!(e.contains("connect_matcher") && e.contains("x"), "{e}");
 }
+
+#[test]
+fn internal_redirect_policy_defaults_and_fields() {
+    let rc = one("  - match: {prefix: /}\n    route: {cluster: c, internal_redirect_policy: {}}\n");
+    let p = route_action(&rc).internal_redirect_policy.clone().unwrap();
+    assert_eq!(p, InternalRedirectPolicy::default());
+    assert_eq!((p.max_internal_redirects, p.redirect_response_codes.as_slice()), (1, &[302u16][..]));
+    let rc = one(
+        "  - match: {prefix: /}
+    route:
+      cluster: c
+      internal_redirect_policy:
+        max_internal_redirects: 3
+        redirect_response_codes: [301, 303, 200]
+        allow_cross_scheme_redirect: true
+        response_headers_to_copy: [X-Token]
+        predicates:
+        - name: envoy.internal_redirect_predicates.previous_routes
+          typed_config: {'@type': type.googleapis.com/envoy.extensions.internal_redirect.previous_routes.v3.PreviousRoutesConfig}
+        - name: allow
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.internal_redirect.allow_listed_routes.v3.AllowListedRoutesConfig
+            allowed_route_names: [a, b]
+        - name: safe
+          typed_config: {'@type': type.googleapis.com/envoy.extensions.internal_redirect.safe_cross_scheme.v3.SafeCrossSchemeConfig}
+",
+    );
+    let p = route_action(&rc).internal_redirect_policy.clone().unwrap();
+    assert_eq!(p.max_internal_redirects, 3);
+    assert_eq!(p.redirect_response_codes, vec![301, 303], "200 is ignored as Envoy does");
+    assert!(p.allow_cross_scheme_redirect);
+    assert_eq!(p.response_headers_to_copy, vec!["x-token".to_string()]);
+    assert_eq!(
+        p.predicates,
+        vec![
+            InternalRedirectPredicate::PreviousRoutes,
+            InternalRedirectPredicate::AllowListedRoutes(vec!["a".into(), "b".into()]),
+            InternalRedirectPredicate::SafeCrossScheme,
+        ]
+    );
+}
+
+#[test]
+fn internal_redirect_action_deprecated_form() {
+    let rc = one("  - match: {prefix: /}\n    route: {cluster: c}\n");
+    assert_eq!(route_action(&rc).internal_redirect_policy, None);
+    let rc = one(
+        "  - match: {prefix: /}\n    route: {cluster: c, internal_redirect_action: HANDLE_INTERNAL_REDIRECT, max_internal_redirects: 4}\n",
+    );
+    let p = route_action(&rc).internal_redirect_policy.clone().unwrap();
+    assert_eq!((p.max_internal_redirects, p.redirect_response_codes), (4, vec![302]));
+    let rc = one(
+        "  - match: {prefix: /}\n    route: {cluster: c, internal_redirect_action: PASS_THROUGH_INTERNAL_REDIRECT}\n",
+    );
+    assert_eq!(route_action(&rc).internal_redirect_policy, None);
+}
+
+#[test]
+fn internal_redirect_policy_rejections() {
+    let e = errors(
+        "virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {prefix: /}\n    route: {cluster: c, internal_redirect_policy: {predicates: [{name: x, typed_config: {'@type': type.googleapis.com/foo.Bar}}]}}\n",
+    );
+    assert!(e.contains("internal_redirect_policy.predicates[0].typed_config.@type"), "{e}");
+    let e = errors(
+        "virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {prefix: /}\n    route: {cluster: c, internal_redirect_policy: {response_headers_to_copy: [host]}}\n",
+    );
+    assert!(e.contains("response_headers_to_copy[0]"), "{e}");
+}
+
+#[test]
+fn retry_host_predicates() {
+    let rc = one("  - match: {prefix: /}\n    route: {cluster: c, retry_policy: {retry_on: 5xx}}\n");
+    let p = route_action(&rc).retry_policy.clone().unwrap();
+    assert!(p.retry_host_predicate.is_empty());
+    assert_eq!(p.host_selection_retry_max_attempts, 1);
+    let rc = one(
+        "  - match: {prefix: /}
+    route:
+      cluster: c
+      retry_policy:
+        retry_on: 5xx
+        host_selection_retry_max_attempts: 3
+        retry_host_predicate:
+        - name: envoy.retry_host_predicates.previous_hosts
+          typed_config: {'@type': type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}
+",
+    );
+    let p = route_action(&rc).retry_policy.clone().unwrap();
+    assert_eq!(p.retry_host_predicate, vec![RetryHostPredicate::PreviousHosts]);
+    assert_eq!(p.host_selection_retry_max_attempts, 3);
+    let e = errors(
+        "virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {prefix: /}\n    route: {cluster: c, retry_policy: {retry_host_predicate: [{name: x, typed_config: {'@type': type.googleapis.com/envoy.extensions.retry.host.omit_canary_hosts.v3.OmitCanaryHostsPredicate}}]}}\n",
+    );
+    assert!(e.contains("retry_policy.retry_host_predicate[0].typed_config.@type"), "{e}");
+}

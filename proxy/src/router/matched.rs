@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use sluice_config::route::{
     Action, ClusterNotFoundResponseCode, ClusterWeight, DirectResponseAction, HashPolicy, HeaderMutations, HostRewrite,
-    IdleTimeout, RedirectAction, RequestMirrorPolicy, RetryPolicy, Route, RouteAction, VirtualHost,
+    IdleTimeout, InternalRedirectPolicy, RedirectAction, RequestMirrorPolicy, RetryPolicy, Route, RouteAction,
+    VirtualHost,
 };
 
 use crate::http::{RequestHead, ResponseHead};
@@ -156,6 +157,11 @@ impl<'t> Matched<'t> {
     /// The route's retry policy, else the virtual host's (never merged).
     pub fn retry_policy(&self) -> Option<&'t RetryPolicy> {
         self.route_action()?.retry_policy.as_ref().or(self.vhost.retry_policy.as_ref())
+    }
+
+    /// The route's `internal_redirect_policy` (forwarding routes only).
+    pub fn internal_redirect_policy(&self) -> Option<&'t InternalRedirectPolicy> {
+        self.route_action()?.internal_redirect_policy.as_ref()
     }
 
     /// Whether the route's hedge policy (else the virtual host's, never merged) hedges

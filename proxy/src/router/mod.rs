@@ -23,6 +23,7 @@ pub mod formatter;
 pub mod hash;
 mod header_parser;
 pub mod hedge;
+pub mod internal_redirect;
 mod matched;
 pub mod retry;
 pub mod rewrite;

@@ -13,7 +13,8 @@
 //! - `upstream.maintenance_mode.<cluster>` ([`maintenance`]); `upstream.use_retry`
 //!   ([`USE_RETRY`], the router's retry decision);
 //! - `upstream.healthy_panic_threshold`, `circuit_breakers.<cluster>.default.*` and
-//!   `health_check.{min,max}_interval` ([`apply_to_clusters`]);
+//!   `health_check.{min,max}_interval`, the outlier detector's `outlier_detection.*`
+//!   keys ([`apply_to_clusters`], upstream/outlier/runtime.rs);
 //! - access log `status_code_filter` / `duration_filter` `runtime_key` (access_log/);
 //! - `envoy.resource_limits.listener.<name>.connection_limit` and
 //!   `overload.global_downstream_max_connections` ([`listener_limit`]).

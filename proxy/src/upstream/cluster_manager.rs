@@ -244,6 +244,9 @@ impl ClusterInfo {
         self.runtime
             .hc_max_interval
             .store(snapshot.get_integer("health_check.max_interval", u64::MAX), Ordering::Relaxed);
+        if let Some(o) = &self.outlier {
+            o.runtime.apply(snapshot);
+        }
         let threshold = snapshot.get_integer(crate::runtime::HEALTHY_PANIC_THRESHOLD, NOT_SET);
         if self.runtime.panic_threshold.swap(threshold, Ordering::Relaxed) != threshold {
             self.refresh_health();

@@ -338,6 +338,9 @@ impl<S: Stack> Monitor<S> {
         }
         for w in &mut self.clusters {
             if let Some(d) = &mut w.detector {
+                if let Some(r) = &w.info.outlier {
+                    d.set_config(r.effective());
+                }
                 w.dirty |= d.on_interval(now, &w.info.stats);
                 if let Some(r) = &w.info.outlier {
                     r.publish_success_rates(d.success_rate_thresholds);
@@ -391,6 +394,7 @@ impl<S: Stack> Monitor<S> {
         let w = &mut self.clusters[c];
         if let (Some(r), Some(d)) = (&w.info.outlier, &mut w.detector) {
             if r.take_pending() {
+                d.set_config(r.effective());
                 w.dirty |= d.process_pending(now, &w.info.stats);
             }
         }

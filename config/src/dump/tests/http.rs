@@ -701,3 +701,51 @@ static_resources:
     let none = hcm(&round_trip(RICH).0, 0).dump();
     assert_eq!(at(&none, "upgrade_configs"), &Json::Arr(Vec::new()));
 }
+
+#[test]
+fn internal_redirect_policies_round_trip() {
+    let yaml = r#"
+static_resources:
+  listeners:
+  - address: { socket_address: { address: 127.0.0.1, port_value: 8080 } }
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          http_filters:
+          - name: router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: /a }
+                route:
+                  cluster: web
+                  internal_redirect_policy:
+                    max_internal_redirects: 4
+                    redirect_response_codes: [303, 307]
+                    allow_cross_scheme_redirect: true
+                    response_headers_to_copy: [x-token]
+                    predicates:
+                    - name: p
+                      typed_config: { "@type": type.googleapis.com/envoy.extensions.internal_redirect.previous_routes.v3.PreviousRoutesConfig }
+                    - name: a
+                      typed_config: { "@type": type.googleapis.com/envoy.extensions.internal_redirect.allow_listed_routes.v3.AllowListedRoutesConfig, allowed_route_names: [x] }
+              - match: { prefix: / }
+                route: { cluster: web, internal_redirect_action: HANDLE_INTERNAL_REDIRECT, max_internal_redirects: 3 }
+  clusters:
+  - name: web
+    load_assignment: { cluster_name: web, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 9000 } } } }] }] }
+"#;
+    let (first, again, _) = round_trip(yaml);
+    let (rc1, rc2) = (route_config(&first), route_config(&again.bootstrap));
+    for i in 0..2 {
+        assert!(action(rc1, i).internal_redirect_policy.is_some());
+        assert_eq!(action(rc2, i).internal_redirect_policy, action(rc1, i).internal_redirect_policy);
+    }
+    assert_eq!(action(rc2, 1).internal_redirect_policy.as_ref().unwrap().max_internal_redirects, 3);
+}

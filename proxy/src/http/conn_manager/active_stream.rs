@@ -20,12 +20,14 @@ use sluice_stack::Stack;
 use crate::http::codec::OutgoingBody;
 use crate::http::filter::{PeerFacts, StreamContext};
 use crate::http::filter_manager::Decoded;
-use crate::http::filters::router::{self, RouterState, Step};
+use crate::http::filters::router::{self, RedirectStep, RouterState, Step};
 use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
 use crate::http::stream_encoder::ServerStream;
 use crate::router::formatter::FormatContext;
-use crate::router::{RouteKind, StreamInfo};
+use crate::router::internal_redirect::Passthrough;
+use crate::router::vhost::VhostIndex;
+use crate::router::{Matched, RouteKind, RouteRef, StreamInfo};
 use crate::stats::HttpStats;
 use crate::worker_ctx::Ctx;
 
@@ -92,12 +94,38 @@ impl<D: ServerStream> StreamCx<'_, D> {
             if !self.check_upgrade(ctx, &matched) {
                 return;
             }
-            if let RouteKind::Forward(_) = matched.kind() {
-                self.stream.forwarding = true;
-                self.stream.cluster = cfg.clusters.index_of(matched.cluster_name());
-            }
-            pos = Some((matched.vhost_index, matched.route_position().map(|(_, j)| j)));
+            pos = Some(self.take_route(&cfg, &matched));
         }
+        self.start_filters(ctx, pos);
+    }
+
+    /// Remember a matched route's cluster; its position for the per-route filter configs.
+    fn take_route(&mut self, cfg: &HcmConfig, matched: &Matched<'_>) -> (VhostIndex, Option<usize>) {
+        if let RouteKind::Forward(_) = matched.kind() {
+            self.stream.forwarding = true;
+            self.stream.cluster = cfg.clusters.index_of(matched.cluster_name());
+        }
+        (matched.vhost_index, matched.route_position().map(|(_, j)| j))
+    }
+
+    /// Envoy's `recreateStream` after an internal redirect: the request head is the
+    /// redirected one (its body in `Stream::replay_body`); the decoder filters and the
+    /// router run again on `route`, matched for it.
+    pub fn recreate_stream<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, route: RouteRef) {
+        let cfg = Arc::clone(self.cfg);
+        self.stream.filters.destroy();
+        self.stream.response.clear();
+        self.stream.forwarding = false;
+        self.stream.cluster = None;
+        self.stream.route = None;
+        let pos = cfg.routes.get(&route).map(|matched| self.take_route(&cfg, &matched));
+        self.stream.route = pos.is_some().then_some(route);
+        self.start_filters(ctx, pos);
+    }
+
+    /// Start the decoder filters on the routed request head.
+    fn start_filters<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, pos: Option<(VhostIndex, Option<usize>)>) {
+        let cfg = Arc::clone(self.cfg);
         // The filter chain runs for every request; the router (last) answers a request
         // without a route, a redirect or direct response, or forwards it.
         let view = cfg.route_filters.view(pos);
@@ -256,6 +284,18 @@ impl<D: ServerStream> StreamCx<'_, D> {
         }
     }
 
+    /// The router's `passthrough_internal_redirect_*` stats.
+    fn count_passthrough(&self, reason: Passthrough) {
+        match reason {
+            Passthrough::BadLocation => self.stats.passthrough_internal_redirect_bad_location.inc(),
+            Passthrough::UnsafeScheme => self.stats.passthrough_internal_redirect_unsafe_scheme.inc(),
+            Passthrough::TooManyRedirects => self.stats.passthrough_internal_redirect_too_many_redirects.inc(),
+            Passthrough::NoRoute => self.stats.passthrough_internal_redirect_no_route.inc(),
+            Passthrough::Predicate => self.stats.passthrough_internal_redirect_predicate.inc(),
+            Passthrough::Other => {}
+        }
+    }
+
     /// A local reply the router asked for.
     pub fn router_reply<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, reply: router::LocalReply) {
         self.stream.flags.set(reply.flags);
@@ -335,6 +375,18 @@ impl<D: ServerStream> StreamCx<'_, D> {
         let cfg = Arc::clone(self.cfg);
         let mut step = r.drive(&cfg, self.stream, self.io, ctx);
         self.stream.router = Some(r);
+        match step.redirect.take() {
+            Some(RedirectStep::Followed(route)) => {
+                if let Some(mut r) = self.stream.router.take() {
+                    r.cancel(ctx);
+                }
+                self.recreate_stream(ctx, route);
+                step.progress = true;
+                return step;
+            }
+            Some(RedirectStep::Passthrough(reason)) => self.count_passthrough(reason),
+            None => {}
+        }
         if !step.upgraded {
             if let Some(reply) = step.reply.take() {
                 if let Some(mut r) = self.stream.router.take() {

@@ -14,6 +14,7 @@ use crate::http::filters::ActiveFilter;
 use crate::http::response_flags::ResponseFlags;
 use crate::http::tunnel::Tunnel;
 use crate::http::{RequestHead, ResponseHead, Version};
+use crate::router::internal_redirect::RedirectState;
 use crate::router::RouteRef;
 
 /// Where the decoder-filter chain stands.
@@ -72,6 +73,11 @@ pub struct Stream {
     /// An allowed upgrade or CONNECT, and its tunnel once the upstream switched.
     pub upgrade: UpgradeKind,
     pub tunnel: Option<Box<Tunnel>>,
+    /// Internal redirects followed (Envoy's filter state, kept across the recreated
+    /// streams of one request).
+    pub redirects: RedirectState,
+    /// The request body an internal redirect replays (the router's buffered copy).
+    pub replay_body: Option<Vec<u8>>,
 }
 
 impl Stream {
@@ -115,6 +121,8 @@ impl Stream {
             close_after: false,
             upgrade: UpgradeKind::None,
             tunnel: None,
+            redirects: RedirectState::default(),
+            replay_body: None,
         }
     }
 
@@ -146,6 +154,8 @@ impl Stream {
         self.last_activity = now;
         self.close_after = !meta.keep_alive;
         self.upgrade = UpgradeKind::None;
+        self.redirects = RedirectState::default();
+        self.replay_body = None;
     }
 
     /// The request's HTTP version.

@@ -1,8 +1,9 @@
 //! The router filter: send a routed request upstream and its response back (Envoy's
 //! router.cc and upstream_request.cc, for HTTP/1.1 upstreams).
 //!
-//! Per request it picks a host with the cluster's per-worker balancer (avoiding hosts
-//! an earlier try used), borrows an idle connection from the worker's pool or opens a
+//! Per request it picks a host with the cluster's per-worker balancer (on a retry with
+//! `retry_host_predicate: previous_hosts`, re-picking a host an earlier try used up to
+//! `host_selection_retry_max_attempts` times), borrows an idle connection from the worker's pool or opens a
 //! new one (bounded by the cluster's `max_connections`; beyond it the request waits,
 //! bounded by `max_pending_requests`, else 503 with `x-envoy-overloaded`), streams the
 //! request (head, then body with backpressure), and streams the response back. The
@@ -20,7 +21,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_config::route::IdleTimeout;
+use sluice_config::cluster::LbPolicy;
+use sluice_config::route::{IdleTimeout, RetryHostPredicate};
 use sluice_stack::{Interest, Stack};
 
 use crate::http::codec::{
@@ -36,10 +38,11 @@ use crate::http::response_flags::ResponseFlags;
 use crate::http::stream_encoder::ServerStream;
 use crate::router::hash;
 use crate::router::hedge::{self, HedgeEvent, HedgedTry};
+use crate::router::internal_redirect::{self, Passthrough, RedirectInput};
 use crate::router::retry::{ResetReason, RetryState};
 use crate::router::shadow::start_shadows;
 use crate::router::timeout::{final_timeout, FinalTimeout};
-use crate::router::StreamInfo;
+use crate::router::{RouteRef, StreamInfo};
 use crate::stats::ClusterStats;
 use crate::timer::{earliest, TimerKey};
 use crate::transport::TransportSocket;
@@ -86,6 +89,18 @@ pub struct Step {
     /// The upstream switched protocols (101, or 2xx to CONNECT): the stream becomes a
     /// tunnel over this try's connection ([`RouterState::take_tunnel`]).
     pub upgraded: bool,
+    /// A redirect response met the route's internal redirect policy.
+    pub redirect: Option<RedirectStep>,
+}
+
+/// What became of a response the route's `internal_redirect_policy` applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedirectStep {
+    /// The request head is the redirected one (its body in `Stream::replay_body`): the
+    /// stream starts again on this route (Envoy's `recreateStream`).
+    Followed(RouteRef),
+    /// The redirect goes to the client, for this reason.
+    Passthrough(Passthrough),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,7 +127,12 @@ pub struct RouterState {
     upstream_event: bool,
     host: Option<Arc<Host>>,
     retry: Option<RetryState>,
+    /// Hosts (indices) this request tried, in order.
     tried: Vec<usize>,
+    /// `retry_host_predicate: previous_hosts`: a retry re-picks a tried host.
+    previous_hosts: bool,
+    /// `host_selection_retry_max_attempts`: re-picks allowed on a retry.
+    host_selection_max_attempts: u32,
     attempts: u32,
     global_deadline: Option<Instant>,
     /// When the downstream request was complete: the route and per-try timeouts run
@@ -216,6 +236,8 @@ impl RouterState {
             host: None,
             retry,
             tried: Vec::new(),
+            previous_hosts: policy.is_some_and(|p| p.retry_host_predicate.contains(&RetryHostPredicate::PreviousHosts)),
+            host_selection_max_attempts: policy.map_or(1, |p| p.host_selection_retry_max_attempts),
             attempts: 0,
             global_deadline: None,
             request_done_at: None,
@@ -250,8 +272,13 @@ impl RouterState {
             soft_timed_out: false,
         };
         r.on_request_progress(stream, ctx.now);
-        r.keep_body = r.retry.is_some() || r.shadow_pending;
+        r.keep_body = r.retry.is_some() || r.shadow_pending || matched.internal_redirect_policy().is_some();
         r.body_copy_ok = r.keep_body;
+        if let Some(body) = stream.replay_body.take() {
+            // An internal redirect: the whole request body, buffered by the last router.
+            r.body_copy = body;
+            r.body_copy_ok = true;
+        }
         r.stats.upstream_rq_total.inc();
         r.stats.upstream_rq_active.inc();
         r.attempt(cfg, stream, ctx)?;
@@ -313,9 +340,8 @@ impl RouterState {
             }
             self.counted_request = true;
         }
-        let lb = LbContext { hash: self.hash, exclude: &self.tried, random: ctx.rng.next_u64() };
         let dst = original_dst_for(&info, stream, self.original_dst);
-        let Some((idx, host)) = ctx.clusters.clusters[self.cluster].choose_host(&lb, dst) else {
+        let Some((idx, host)) = self.choose_host(&info, dst, ctx) else {
             self.stats.upstream_cx_none_healthy.inc();
             return Err(LocalReply::new(503, local_reply::NO_HEALTHY_UPSTREAM, ResponseFlags::NO_HEALTHY_UPSTREAM));
         };
@@ -393,6 +419,34 @@ impl RouterState {
             self.stats.upstream_rq_pending_overflow.inc();
             Err(LocalReply::overflow())
         }
+    }
+
+    /// Envoy's `LoadBalancerBase::chooseHost` with the router as its context: on a
+    /// retry with `previous_hosts`, a host this request tried is picked again, up to
+    /// `host_selection_retry_max_attempts` more times, and the last pick stands. A
+    /// hashing balancer walks past the tried hosts on a re-pick (Envoy's ring walk by
+    /// attempt number); the others draw again.
+    fn choose_host<S: Stack>(
+        &self,
+        info: &ClusterInfo,
+        dst: Option<std::net::SocketAddr>,
+        ctx: &mut Ctx<'_, S>,
+    ) -> Option<(usize, Arc<Host>)> {
+        let is_retry = !self.tried.is_empty();
+        let picks = if is_retry && self.previous_hosts { 1 + self.host_selection_max_attempts as usize } else { 1 };
+        let hashing = matches!(info.config.lb_policy, LbPolicy::RingHash | LbPolicy::Maglev);
+        let mut chosen = None;
+        for i in 0..picks {
+            let exclude: &[usize] = if i > 0 && hashing { &self.tried } else { &[] };
+            let lb = LbContext { hash: self.hash, exclude, random: ctx.rng.next_u64() };
+            let pick = ctx.clusters.clusters[self.cluster].choose_host(&lb, dst)?;
+            let again = self.previous_hosts && is_retry && self.tried.contains(&pick.0);
+            chosen = Some(pick);
+            if !again {
+                break;
+            }
+        }
+        chosen
     }
 
     /// The request left the pending queue (it got a connection).
@@ -832,6 +886,13 @@ impl RouterState {
         if retriable && self.retry.as_ref().is_some_and(|r| r.remaining() == 0) {
             self.stats.upstream_rq_retry_limit_exceeded.inc();
         }
+        if let Some(outcome) = self.internal_redirect(cfg, stream, ctx, status, &meta) {
+            let followed = matches!(outcome, RedirectStep::Followed(_));
+            step.redirect = Some(outcome);
+            if followed {
+                return Ok(());
+            }
+        }
         if self.retry.as_ref().is_some_and(|r| r.retries > 0) {
             self.stats.upstream_rq_retry_success.inc();
         }
@@ -875,6 +936,86 @@ impl RouterState {
         down.encode_headers(cfg, stream, date, ctx.draining, body);
         let eof = self.client.as_ref().is_some_and(|c| c.read_eof || c.dead);
         self.pump_response(cfg, stream, down, ctx, eof, step)
+    }
+
+    /// Envoy's `setupRedirect`: a response the route's internal redirect policy names
+    /// either turns the request into the redirected one (the try ends here, and the
+    /// stream starts again on the new route) or passes to the client. `None`: the
+    /// policy does not apply to this response.
+    fn internal_redirect<S: Stack>(
+        &mut self,
+        cfg: &HcmConfig,
+        stream: &mut Stream,
+        ctx: &mut Ctx<'_, S>,
+        status: u16,
+        meta: &ResponseMeta,
+    ) -> Option<RedirectStep> {
+        let route = stream.route.clone()?;
+        let matched = cfg.routes.get(&route)?;
+        let policy = matched.internal_redirect_policy().filter(|p| p.should_redirect_for(status))?;
+        // Only a complete request whose body fit the buffer can be sent again.
+        let outcome = if !stream.request_done || !self.body_copy_ok || self.upgrade != UpgradeKind::None {
+            Err(Passthrough::Other)
+        } else {
+            let input = RedirectInput {
+                policy,
+                current_route: matched.route_name(),
+                status,
+                table: &cfg.routes,
+                random: ctx.rng.next_u64(),
+                runtime: ctx.runtime,
+            };
+            internal_redirect::convert(&input, &mut stream.head, &stream.response, &mut stream.redirects)
+        };
+        let redirected = match outcome {
+            Ok(r) => r,
+            Err(reason) => {
+                self.stats.upstream_internal_redirect_failed_total.inc();
+                return Some(RedirectStep::Passthrough(reason));
+            }
+        };
+        self.stats.upstream_internal_redirect_succeeded_total.inc();
+        let body = if redirected.drop_body {
+            stream.meta.framing = crate::http::codec::BodyFraming::None;
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.body_copy)
+        };
+        stream.replay_body = Some(body);
+        stream.response.clear();
+        // The redirect response is not forwarded: its connection goes back to the pool
+        // when its whole body is already here, else it closes.
+        let reusable = self.skip_response_body(meta);
+        self.release_client(ctx, reusable && meta.keep_alive && self.request_sent);
+        (self.phase, self.global_deadline, self.try_deadline) = (Phase::Done, None, None);
+        self.finish(ctx);
+        Some(RedirectStep::Followed(redirected.route))
+    }
+
+    /// Consume the body of a response that is not forwarded, as far as it is in the
+    /// connection's input; true when it was there whole.
+    fn skip_response_body(&mut self, meta: &ResponseMeta) -> bool {
+        let Some(client) = self.client.as_mut() else {
+            return false;
+        };
+        let mut body = client.parser.body_decoder(meta);
+        while !body.is_done() {
+            let input = client.pending_input();
+            if input.is_empty() {
+                break;
+            }
+            let Ok(d) = body.decode(input) else {
+                return false;
+            };
+            client.consume_input(d.consumed);
+            if d.end {
+                return true;
+            }
+            if d.consumed == 0 {
+                break;
+            }
+        }
+        body.is_done()
     }
 
     /// Move response body bytes downstream; finish the try when the response is done.

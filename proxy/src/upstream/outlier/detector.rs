@@ -81,6 +81,12 @@ impl Detector {
         &self.config
     }
 
+    /// The configuration in force changed (runtime keys): later decisions use it, the
+    /// next interval included.
+    pub fn set_config(&mut self, config: OutlierDetection) {
+        self.config = config;
+    }
+
     /// When [`Detector::on_interval`] is due next.
     pub fn next_deadline(&self) -> Instant {
         self.next_interval

@@ -11,10 +11,13 @@
 //!   detection over the previous interval's window, and publishes ejections through the
 //!   host's FAILED_OUTLIER_CHECK flag and a rebuilt priority set that workers read
 //!   without locks.
+//! - Both read the configuration in force: the cluster's values with Envoy's
+//!   `outlier_detection.*` runtime keys over them ([`runtime`]).
 
 pub mod detector;
 pub mod http;
 pub mod monitor;
+pub mod runtime;
 
 #[cfg(test)]
 mod tests;
@@ -27,6 +30,7 @@ use crate::upstream::host::Host;
 
 pub use detector::Detector;
 pub use monitor::{HostMonitor, SuccessRateAccumulator};
+pub use runtime::RuntimeOverrides;
 
 /// What happened on a request or connection to a host (Envoy's `Outlier::Result`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +90,10 @@ impl EjectionType {
 /// The worker-facing half of a cluster's outlier detector.
 #[derive(Debug)]
 pub struct Reporter {
+    /// As configured; [`Reporter::effective`] has the runtime's values.
     pub config: OutlierDetection,
+    /// The `outlier_detection.*` runtime keys in force.
+    pub runtime: RuntimeOverrides,
     /// Some host of the cluster has pending ejection types.
     pending: AtomicBool,
     /// The authority's last success-rate pass, for `/clusters` (f64 bits, -1: none):
@@ -97,7 +104,18 @@ pub struct Reporter {
 impl Reporter {
     pub fn new(config: OutlierDetection) -> Reporter {
         let none = || AtomicU64::new((-1f64).to_bits());
-        Reporter { config, pending: AtomicBool::new(false), success_rates: [none(), none(), none(), none()] }
+        Reporter {
+            config,
+            runtime: RuntimeOverrides::default(),
+            pending: AtomicBool::new(false),
+            success_rates: [none(), none(), none(), none()],
+        }
+    }
+
+    /// The configuration in force (the runtime's `outlier_detection.*` values over
+    /// the configured ones).
+    pub fn effective(&self) -> OutlierDetection {
+        self.runtime.effective(&self.config)
     }
 
     /// Authority: publish the last pass's (mean, threshold), external then local origin.
@@ -117,13 +135,13 @@ impl Reporter {
     /// Record `outcome` (or an HTTP status `code`) for `host`. True when an ejection
     /// type was detected and the authority must be woken.
     pub fn put_result(&self, host: &Host, outcome: Outcome, code: Option<u64>) -> bool {
-        let bits = host.outlier.put_result(outcome, code, &self.config);
+        let bits = self.runtime.with(&self.config, |cfg| host.outlier.put_result(outcome, code, cfg));
         self.post(host, bits)
     }
 
     /// Record an HTTP response status from `host` (true: wake the authority).
     pub fn put_http_response_code(&self, host: &Host, code: u64) -> bool {
-        let bits = host.outlier.put_http_response_code(code, &self.config);
+        let bits = self.runtime.with(&self.config, |cfg| host.outlier.put_http_response_code(code, cfg));
         self.post(host, bits)
     }
 

@@ -149,20 +149,41 @@ sleep 3
 RSS_BEFORE=$(rss_kib)
 CX_BEFORE=$(stat xdp.queue_0.connections)
 
-log "opening $CONNECTIONS connections from $SOURCES source addresses"
+# One client process holds at most its descriptor limit (the hard RLIMIT_NOFILE, which
+# root may not be allowed to raise here): as many processes as that takes.
+HARD=$(ulimit -Hn)
+[ "$HARD" = unlimited ] && HARD=1048576
+PER=$(( HARD - 1000 < 50000 ? HARD - 1000 : 50000 ))
+[ "$PER" -ge 1000 ] || { echo "bench/idle.sh: the descriptor limit ($HARD) is too low" >&2; exit 1; }
+PROCS=$(( (CONNECTIONS + PER - 1) / PER ))
+log "opening $CONNECTIONS connections from $SOURCES source addresses ($PROCS client processes)"
 mkfifo "$WORK/hold"
-ip netns exec "$NS_R" python3 "$ROOT/bench/load/idle_clients.py" --target "$PROXY_IP:$PORT" --sources "$SRC_LIST" \
-  --count "$CONNECTIONS" "${REQ_ARG[@]}" --timeout 300 <"$WORK/hold" >"$WORK/clients.out" 2>"$WORK/clients.err" &
-CLIENTS=$!
-PIDS+=("$CLIENTS")
+CLIENT_PIDS=()
+left=$CONNECTIONS
+for p in $(seq 1 "$PROCS"); do
+  n=$(( left < PER ? left : PER ))
+  left=$(( left - n ))
+  ip netns exec "$NS_R" python3 "$ROOT/bench/load/idle_clients.py" --target "$PROXY_IP:$PORT" --sources "$SRC_LIST" \
+    --count "$n" "${REQ_ARG[@]}" --timeout 300 <"$WORK/hold" >"$WORK/clients.$p.out" 2>"$WORK/clients.$p.err" &
+  CLIENT_PIDS+=($!)
+  PIDS+=($!)
+done
 exec 3>"$WORK/hold"
 for _ in $(seq 3200); do
-  [ -s "$WORK/clients.out" ] && break
-  kill -0 "$CLIENTS" 2>/dev/null || { cat "$WORK/clients.err" >&2; echo "bench/idle.sh: clients exited" >&2; exit 1; }
+  ready=0
+  for p in $(seq 1 "$PROCS"); do [ -s "$WORK/clients.$p.out" ] && ready=$((ready + 1)); done
+  [ "$ready" = "$PROCS" ] && break
+  for pid in "${CLIENT_PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null || { cat "$WORK"/clients.*.err >&2; echo "bench/idle.sh: a client process exited" >&2; exit 1; }
+  done
   sleep 0.1
 done
-[ -s "$WORK/clients.out" ] || { echo "bench/idle.sh: clients did not finish" >&2; exit 1; }
-RESULT="$(head -1 "$WORK/clients.out")"
+[ "$ready" = "$PROCS" ] || { echo "bench/idle.sh: clients did not finish" >&2; exit 1; }
+RESULT="$(cat "$WORK"/clients.*.out | python3 -c '
+import json, sys
+rs = [json.loads(l) for l in sys.stdin if l.strip()]
+print(json.dumps({"open": sum(r["open"] for r in rs), "failed": sum(r["failed"] for r in rs),
+                  "seconds": max(r["seconds"] for r in rs)}))')"
 log "clients: $RESULT"
 sleep 3
 RSS_AFTER=$(rss_kib)

@@ -7,7 +7,8 @@ source/destination pair has fewer than 64k ports), at most INFLIGHT handshakes a
 time. With --request each connection then makes one HTTP/1.1 keep-alive request and
 reads its whole response (so it is idle *after* carrying data, as a keep-alive
 connection is). Prints one JSON line {"open": N, "failed": F, "seconds": S} when done,
-then waits for a line on stdin (or EOF) and closes everything.
+then waits for a line on stdin (or EOF) and closes everything. One process holds at
+most its hard RLIMIT_NOFILE of them (raised to it): bench/idle.sh starts several.
 
     idle_clients.py --target 10.99.53.2:8080 --sources 10.99.53.11,10.99.53.12 \
         --count 100000 [--request] [--inflight 1000] [--timeout 300]
@@ -37,10 +38,12 @@ def main():
     host, port = a.target.rsplit(":", 1)
     target = (host, int(port))
     sources = a.sources.split(",")
-    want = a.count + 1024
+    want = a.count + 64
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < want:
+        sys.exit(f"idle_clients.py: {a.count} connections need {want} descriptors; the hard limit is {hard}")
     if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, soft), max(want, hard)))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
     request = b"GET /idle HTTP/1.1\r\nhost: idle\r\n\r\n"
     ep = select.epoll()

@@ -183,13 +183,17 @@ RESULT="$(cat "$WORK"/clients.*.out | python3 -c '
 import json, sys
 rs = [json.loads(l) for l in sys.stdin if l.strip()]
 print(json.dumps({"open": sum(r["open"] for r in rs), "failed": sum(r["failed"] for r in rs),
-                  "seconds": max(r["seconds"] for r in rs)}))')"
+                  "seconds": max(r["seconds"] for r in rs),
+                  "reasons": {k: sum(r["reasons"].get(k, 0) for r in rs) for r in rs for k in r["reasons"]}}))')"
 log "clients: $RESULT"
 sleep 3
 RSS_AFTER=$(rss_kib)
 CX_AFTER=$(stat xdp.queue_0.connections)
 BUF_BYTES=$(stat xdp.queue_0.buffer_bytes)
 ACTIVE=$(stat http.idle.downstream_cx_active)
+for k in rx_no_buffer tx_no_buffer listen_overflows syn_dropped_no_slot rx_no_socket rx_dropped rx_ring_full rx_fill_ring_empty; do
+  log "xdp.queue_0.$k: $(stat "xdp.queue_0.$k")"
+done
 OPEN=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["open"])' "$RESULT")
 FAILED=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["failed"])' "$RESULT")
 SECS=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["seconds"])' "$RESULT")
@@ -203,7 +207,7 @@ mkdir -p "$(dirname "$OUT")"
   echo "# Memory per idle connection, one xdp worker"
   echo
   echo "Command: \`$COMMAND\`; $(date -u +%Y-%m-%d) on $(nproc) × ${CPU:-unknown CPU}, Linux $(uname -r);"
-  echo "binary: \`${BIN#"$ROOT/"}\`; xdp mode $XDP_MODE on a veth; default buffer sizes (128 KiB + 128 KiB, lazy)."
+  echo "binary: \`${BIN#"$ROOT/"}\`; xdp mode $XDP_MODE on a veth; default buffer sizes (128 KiB receive + 128 KiB send per connection)."
   echo "Each connection $([ "$REQUEST" = 1 ] && echo "made one keep-alive request (direct response) and was then left idle" || echo "was opened and left idle")."
   echo
   echo "| connections open | failed | open in (s) | sluice RSS before | RSS after | bytes per idle connection | stack connections | downstream_cx_active | buffer_bytes |"

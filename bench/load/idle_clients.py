@@ -50,6 +50,7 @@ def main():
     pending = {}  # fd -> [socket, phase, received bytes]
     done = []
     failed = 0
+    reasons = {}
     started = 0
     t0 = time.monotonic()
     deadline = t0 + a.timeout
@@ -69,7 +70,7 @@ def main():
         pending[s.fileno()] = [s, "connect", b""]
         ep.register(s.fileno(), select.EPOLLOUT)
 
-    def finish(fd, ok):
+    def finish(fd, ok, why=""):
         nonlocal failed
         s = pending.pop(fd)[0]
         ep.unregister(fd)
@@ -77,6 +78,7 @@ def main():
             done.append(s)
         else:
             failed += 1
+            reasons[why] = reasons.get(why, 0) + 1
             s.close()
 
     while len(done) + failed < a.count:
@@ -90,8 +92,9 @@ def main():
                 continue
             s = entry[0]
             if entry[1] == "connect":
-                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
-                    finish(fd, False)
+                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err != 0:
+                    finish(fd, False, "connect: " + errno.errorcode.get(err, str(err)))
                 elif not a.request:
                     finish(fd, True)
                 else:
@@ -103,11 +106,11 @@ def main():
                     chunk = s.recv(65536)
                 except BlockingIOError:
                     continue
-                except OSError:
-                    finish(fd, False)
+                except OSError as e:
+                    finish(fd, False, "recv: " + errno.errorcode.get(e.errno or 0, str(e)))
                     continue
                 if not chunk:
-                    finish(fd, False)
+                    finish(fd, False, "recv: end of stream")
                     continue
                 entry[2] += chunk
                 head, sep, body = entry[2].partition(b"\r\n\r\n")
@@ -118,9 +121,12 @@ def main():
                         if k.strip().lower() == b"content-length":
                             length = int(v.strip())
                     if len(body) >= length:
-                        finish(fd, head.startswith(b"HTTP/1.1 200"))
-    failed += len(pending)
-    print(json.dumps({"open": len(done), "failed": failed, "seconds": round(time.monotonic() - t0, 2)}), flush=True)
+                        finish(fd, head.startswith(b"HTTP/1.1 200"), "status: " + head[:12].decode(errors="replace"))
+    if pending:
+        failed += len(pending)
+        reasons["timed out"] = len(pending)
+    summary = {"open": len(done), "failed": failed, "seconds": round(time.monotonic() - t0, 2), "reasons": reasons}
+    print(json.dumps(summary), flush=True)
     sys.stdin.readline()
     for s in done:
         s.close()

@@ -302,7 +302,15 @@ impl Core {
                     && conn.state() == State::Listen
                     && listener.pool.len() < listener.pool_target(self.cfg.listen_pool)
                 {
-                    listener.pool.push(conn.set);
+                    // Back to LISTEN (smoltcp emptied its buffers): no storage in pools.
+                    let mut set = conn.set;
+                    if self.buffers.shed(set.get_mut::<tcp::Socket>(handle())) {
+                        self.wake_buffer_waiters();
+                    }
+                    let Some(listener) = self.listeners.get_mut(l) else {
+                        return self.recycle(set);
+                    };
+                    listener.pool.push(set);
                 } else {
                     self.recycle(conn.set);
                 }

@@ -1319,17 +1319,19 @@ impl<'a> Socket<'a> {
     }
 
     /// Take the receive storage out while it holds nothing: no octet queued for the
-    /// application and none waiting in the reassembly buffer. The socket keeps
+    /// application and none waiting in the reassembly buffer (or the socket is CLOSED:
+    /// what waits there will never be acknowledged, and is discarded). The socket keeps
     /// advertising the window of its full capacity; a segment with payload that arrives
     /// before storage is attached again is dropped unacknowledged (the peer retransmits
     /// it).
     pub fn detach_recv_buffer(&mut self) -> Option<SocketBuffer<'a>> {
         if self.rx_buffer.capacity() == 0
             || !self.rx_buffer.is_empty()
-            || !self.assembler.is_empty()
+            || (!self.assembler.is_empty() && self.state != State::Closed)
         {
             return None;
         }
+        self.assembler = Assembler::new();
         Some(mem::replace(
             &mut self.rx_buffer,
             SocketBuffer::new(&mut [][..]),
@@ -4741,9 +4743,38 @@ mod test {
             }]
         );
         assert!(s.socket.detach_recv_buffer().is_none(), "holds data");
-        assert_eq!(s.rx_buffer.dequeue_many(6), &b"abcdef"[..]);
+        let mut buf = [0u8; 8];
+        assert_eq!(s.recv_slice(&mut buf), Ok(6));
+        assert_eq!(&buf[..6], b"abcdef");
         assert!(s.socket.detach_recv_buffer().is_some());
         assert_eq!(s.scaled_window(), 64);
+        // Out-of-order octets keep the storage, unless the socket is CLOSED.
+        s.socket
+            .attach_recv_buffer(SocketBuffer::new(vec![0; 64]))
+            .unwrap();
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 6 + 3,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"xyz"[..],
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 64,
+                sack_ranges: [None, None, None],
+                ..RECV_TEMPL
+            })
+        );
+        assert!(
+            s.socket.detach_recv_buffer().is_none(),
+            "reassembly pending"
+        );
+        s.abort();
+        assert!(s.socket.detach_recv_buffer().is_some(), "CLOSED");
+        assert!(s.assembler.is_empty());
     }
 
     #[test]

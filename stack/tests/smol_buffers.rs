@@ -34,7 +34,7 @@ fn open(sim: &mut Sim, n: usize) -> (Vec<SocketId>, Vec<SocketId>) {
     (clients, servers)
 }
 
-/// 4 KiB buffers, and storage for `memory` bytes of them.
+/// 4 KiB buffers, and storage for `memory` bytes of them (half a direction).
 fn small(memory: usize) -> impl FnOnce(&mut sluice_stack::smol::SmolConfig) {
     move |c| {
         c.rx_buffer = 4096;
@@ -94,7 +94,7 @@ fn idle_connections_hold_no_storage_and_drained_ones_give_it_back() {
 #[test]
 fn exhausted_storage_delays_data_but_never_loses_it() {
     // Room for one receive buffer on the server and one send buffer on the client.
-    let mut sim = Sim::with(9, Faults::NONE, Faults::NONE, small(4096), small(4096));
+    let mut sim = Sim::with(9, Faults::NONE, Faults::NONE, small(8192), small(8192));
     let (clients, servers) = open(&mut sim, 3);
     let payload = |i: usize| -> Vec<u8> { (0..20_000).map(|k| (k * 7 + i * 13) as u8).collect() };
     let mut sent = [0usize; 3];
@@ -124,7 +124,7 @@ fn exhausted_storage_delays_data_but_never_loses_it() {
 
 #[test]
 fn payload_without_free_receive_storage_is_dropped_and_retransmitted() {
-    let mut sim = Sim::with(11, Faults::NONE, Faults::NONE, small(4096), |_| {});
+    let mut sim = Sim::with(11, Faults::NONE, Faults::NONE, small(8192), |_| {});
     let (clients, servers) = open(&mut sim, 2);
     // The first connection's unread bytes hold the only receive buffer.
     sim.client.write(clients[0], b"first").unwrap();

@@ -6,7 +6,9 @@
 //! `rx_buffer` or `tx_buffer` bytes is attached when a segment with payload arrives or
 //! the application writes, and detached as soon as the receive buffer is read empty (with
 //! nothing waiting for reassembly) or every sent byte is acknowledged. Storage in use is
-//! bounded by `buffer_memory`; beyond it a segment with payload is dropped before smoltcp
+//! bounded by `buffer_memory`, half of it for each direction, so that receive buffers
+//! full of bytes waiting to be forwarded can never take the send storage that forwarding
+//! them needs (nor the reverse); beyond it a segment with payload is dropped before smoltcp
 //! sees it (counted in `rx_no_buffer`; the peer retransmits it) and a write returns
 //! `WouldBlock` (counted in `tx_no_buffer`; the writer is woken when storage comes back).
 //! Up to `buffer_keep` detached buffers per direction are kept for reuse, so a busy stack
@@ -22,8 +24,11 @@ pub(crate) struct Buffers {
     rx_free: Vec<SocketBuffer<'static>>,
     tx_free: Vec<SocketBuffer<'static>>,
     keep: usize,
+    /// Most bytes attached per direction.
     limit: usize,
-    /// Bytes of storage attached to connections now.
+    rx_attached: usize,
+    tx_attached: usize,
+    /// Bytes of storage attached to connections now (both directions).
     pub attached: usize,
     /// Connections whose write found no storage: woken when some comes back.
     pub waiters: Vec<Key>,
@@ -37,7 +42,9 @@ impl Buffers {
             rx_free: Vec::with_capacity(keep),
             tx_free: Vec::with_capacity(keep),
             keep,
-            limit,
+            limit: limit / 2,
+            rx_attached: 0,
+            tx_attached: 0,
             attached: 0,
             waiters: Vec::new(),
         }
@@ -49,16 +56,20 @@ impl Buffers {
     }
 
     fn take(&mut self, rx: bool) -> Option<SocketBuffer<'static>> {
-        let size = if rx { self.rx_size } else { self.tx_size };
-        if self.attached + size > self.limit {
+        let (size, used) =
+            if rx { (self.rx_size, &mut self.rx_attached) } else { (self.tx_size, &mut self.tx_attached) };
+        if *used + size > self.limit {
             return None;
         }
+        *used += size;
         self.attached += size;
         let free = if rx { &mut self.rx_free } else { &mut self.tx_free };
         Some(free.pop().unwrap_or_else(|| SocketBuffer::new(vec![0u8; size])))
     }
 
     fn give(&mut self, rx: bool, buffer: SocketBuffer<'static>) {
+        let used = if rx { &mut self.rx_attached } else { &mut self.tx_attached };
+        *used = used.saturating_sub(buffer.capacity());
         self.attached = self.attached.saturating_sub(buffer.capacity());
         let free = if rx { &mut self.rx_free } else { &mut self.tx_free };
         if free.len() < self.keep {
@@ -133,14 +144,17 @@ mod tests {
 
     #[test]
     fn storage_is_bounded_and_reused() {
-        let mut b = Buffers::new(1024, 2048, 3072, 1);
+        // 2 KiB: one 1 KiB buffer a direction.
+        let mut b = Buffers::new(1024, 1024, 2048, 1);
         let mut s1 = b.socket();
         let mut s2 = b.socket();
         assert!(s1.recv_detached() && s1.send_detached());
-        assert_eq!((s1.recv_capacity(), s1.send_capacity()), (1024, 2048));
-        assert!(b.attach_rx(&mut s1) && b.attach_tx(&mut s1));
-        assert_eq!(b.attached, 3072);
-        assert!(!b.attach_rx(&mut s2), "the limit is reached");
+        assert_eq!((s1.recv_capacity(), s1.send_capacity()), (1024, 1024));
+        assert!(b.attach_rx(&mut s1));
+        assert!(!b.attach_rx(&mut s2), "the receive half is used up");
+        assert!(b.attach_tx(&mut s1), "receive storage never takes the send half");
+        assert!(!b.attach_tx(&mut s2));
+        assert_eq!(b.attached, 2048);
         assert!(s2.recv_detached());
         assert!(b.shed(&mut s1));
         assert_eq!((b.attached, b.idle()), (0, 2));

@@ -39,9 +39,9 @@ pub struct SmolConfig {
     /// Send buffer per connection.
     pub tx_buffer: usize,
     /// Most bytes of receive and send storage attached to this stack's connections at
-    /// once. A connection holds storage only while it has bytes to read or to have
-    /// acknowledged; beyond this, arriving payload is dropped (the peer retransmits it)
-    /// and writes wait.
+    /// once, half for each direction. A connection holds storage only while it has bytes
+    /// to read or to have acknowledged; beyond this, arriving payload is dropped (the
+    /// peer retransmits it) and writes wait.
     pub buffer_memory: usize,
     /// Drained buffers kept for reuse, per direction; the rest are freed.
     pub buffer_keep: usize,
@@ -128,8 +128,8 @@ impl SmolConfig {
                 return bad(&format!("{name} must lie in 1 KiB..=1 GiB"));
             }
         }
-        if self.buffer_memory < self.rx_buffer.max(self.tx_buffer) {
-            return bad("buffer_memory must hold at least one rx_buffer and one tx_buffer");
+        if self.buffer_memory / 2 < self.rx_buffer.max(self.tx_buffer) {
+            return bad("buffer_memory must hold at least two of the larger of rx_buffer and tx_buffer");
         }
         if self.max_connections == 0 || self.ingress_budget == 0 {
             return bad("max_connections and ingress_budget must be positive");
@@ -162,6 +162,9 @@ mod tests {
         let mut c = base();
         c.rx_buffer = 10;
         assert!(c.validate().unwrap_err().to_string().contains("rx_buffer"));
+        let mut c = base();
+        c.buffer_memory = c.rx_buffer;
+        assert!(c.validate().unwrap_err().to_string().contains("buffer_memory"));
         let mut c = base();
         c.gateway = Some(Ipv4Address::new(192, 168, 0, 1));
         assert!(c.validate().unwrap_err().to_string().contains("gateway"));

@@ -50,6 +50,7 @@ mod upstream_outlier_runtime;
 mod xdp_busy_poll;
 mod xdp_errors;
 mod xdp_http;
+mod xdp_memory;
 mod xdp_original_dst;
 mod xdp_passthrough;
 mod xdp_queues;

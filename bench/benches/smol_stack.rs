@@ -182,10 +182,10 @@ fn report_memory() {
         let (heap1, rss1) = (live_bytes(), resident());
         let ends = 2 * (n + 1);
         let heap = heap1.saturating_sub(heap0) / ends;
+        // Buffers are lent only while data needs them: an idle end holds none.
         println!(
-            "smol/memory: {n} idle connections, {k} KiB rx + {k} KiB tx buffers: {heap} heap bytes per connection end \
-             ({} beyond the buffers), {} bytes resident",
-            heap.saturating_sub(2 * buffers),
+            "smol/memory: {n} idle connections, {k} KiB rx + {k} KiB tx buffers: {heap} heap bytes per connection end, \
+             {} bytes resident",
             rss1.saturating_sub(rss0) / ends,
             k = buffers / 1024,
         );

@@ -349,8 +349,11 @@ stats_scope! {
         rst_undelivered: Counter,
         arp_requests: Counter,
         time_wait_evicted: Counter,
+        rx_no_buffer: Counter,
+        tx_no_buffer: Counter,
         connections: Gauge,
         time_wait: Gauge,
+        buffer_bytes: Gauge,
     }
 }
 

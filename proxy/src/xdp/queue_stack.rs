@@ -101,8 +101,11 @@ impl QueueStack {
         advance(&s.rst_undelivered, l.smol.rst_undelivered, smol.rst_undelivered);
         advance(&s.arp_requests, l.smol.arp_requests, smol.arp_requests);
         advance(&s.time_wait_evicted, l.smol.time_wait_evicted, smol.time_wait_evicted);
+        advance(&s.rx_no_buffer, l.smol.rx_no_buffer, smol.rx_no_buffer);
+        advance(&s.tx_no_buffer, l.smol.tx_no_buffer, smol.tx_no_buffer);
         s.connections.set(i64::try_from(smol.connections).unwrap_or(i64::MAX));
         s.time_wait.set(i64::try_from(smol.time_wait).unwrap_or(i64::MAX));
+        s.buffer_bytes.set(i64::try_from(smol.buffer_bytes).unwrap_or(i64::MAX));
         self.last = Published { xsk, steering, smol };
         self.publications = self.publications.wrapping_add(1);
         if self.publications % LOG_EVERY == 0 {

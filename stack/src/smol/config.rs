@@ -1,7 +1,8 @@
 //! Settings of one per-core smol stack: addressing, ports, buffers and TCP timers.
 //!
 //! Defaults are sized for a proxy: 128 KiB receive and send buffers per connection
-//! (window scaling on: a 128 KiB receive buffer advertises a shift of 2), Nagle off,
+//! (window scaling on: a 128 KiB receive buffer advertises a shift of 2), taken only while
+//! data needs them, from at most 1 GiB of buffer storage per core (see `buffers`), Nagle off,
 //! CUBIC congestion control, a LISTEN-socket pool of 8 per listener, TIME-WAIT kept as a
 //! record of under 100 bytes for 60 s (at most 65 536 per core) instead of a whole socket.
 //! [`SmolConfig::validate`] turns every bad value into an `InvalidInput` error.
@@ -37,6 +38,13 @@ pub struct SmolConfig {
     pub rx_buffer: usize,
     /// Send buffer per connection.
     pub tx_buffer: usize,
+    /// Most bytes of receive and send storage attached to this stack's connections at
+    /// once, half for each direction. A connection holds storage only while it has bytes
+    /// to read or to have acknowledged; beyond this, arriving payload is dropped (the
+    /// peer retransmits it) and writes wait.
+    pub buffer_memory: usize,
+    /// Drained buffers kept for reuse, per direction; the rest are freed.
+    pub buffer_keep: usize,
     /// Most connections (established, embryonic and closing) this stack holds.
     pub max_connections: usize,
     /// Idle LISTEN sockets each listener keeps ready (capped by its backlog).
@@ -78,6 +86,8 @@ impl SmolConfig {
             ephemeral_ports: (32768, 60999),
             rx_buffer: 128 * 1024,
             tx_buffer: 128 * 1024,
+            buffer_memory: 1 << 30,
+            buffer_keep: 256,
             max_connections: 1 << 20,
             listen_pool: 8,
             socket_cache: 1024,
@@ -118,6 +128,9 @@ impl SmolConfig {
                 return bad(&format!("{name} must lie in 1 KiB..=1 GiB"));
             }
         }
+        if self.buffer_memory / 2 < self.rx_buffer.max(self.tx_buffer) {
+            return bad("buffer_memory must hold at least two of the larger of rx_buffer and tx_buffer");
+        }
         if self.max_connections == 0 || self.ingress_budget == 0 {
             return bad("max_connections and ingress_budget must be positive");
         }
@@ -149,6 +162,9 @@ mod tests {
         let mut c = base();
         c.rx_buffer = 10;
         assert!(c.validate().unwrap_err().to_string().contains("rx_buffer"));
+        let mut c = base();
+        c.buffer_memory = c.rx_buffer;
+        assert!(c.validate().unwrap_err().to_string().contains("buffer_memory"));
         let mut c = base();
         c.gateway = Some(Ipv4Address::new(192, 168, 0, 1));
         assert!(c.validate().unwrap_err().to_string().contains("gateway"));

@@ -73,6 +73,8 @@ pub(crate) struct Conn {
     pub closed_at: Option<Instant>,
     /// Listed in `neighbor_wait` (an ARP answer will retry it).
     pub neighbor_waiting: bool,
+    /// Listed in `buffers.waiters` (returned storage will retry its write).
+    pub buffer_waiting: bool,
 }
 
 impl Conn {
@@ -94,6 +96,7 @@ impl Conn {
             armed: None,
             closed_at: None,
             neighbor_waiting: false,
+            buffer_waiting: false,
         }
     }
 

@@ -19,6 +19,7 @@ use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::Ipv4Address;
 
+use super::buffers::Buffers;
 use super::config::SmolConfig;
 use super::conn::{handle, mask, Conn, Phase};
 use super::device::Egress;
@@ -78,6 +79,8 @@ pub(crate) struct Core {
     /// When this stack last asked for each neighbour (see `neighbor::solicit`).
     pub solicited: HashMap<Ipv4Address, Instant>,
     pub cache: Vec<SocketSet<'static>>,
+    /// Receive and send storage, lent while data needs it.
+    pub buffers: Buffers,
     pub empty: SocketSet<'static>,
     pub wakers: Vec<(Token, Arc<AtomicBool>)>,
     pub stats: SmolStats,
@@ -91,6 +94,7 @@ pub(crate) struct Core {
 impl Core {
     pub fn new(iface: Interface, cfg: SmolConfig, caps: DeviceCapabilities) -> Core {
         let ports = Ports::new(cfg.ephemeral_ports, cfg.random_seed);
+        let buffers = Buffers::new(cfg.rx_buffer, cfg.tx_buffer, cfg.buffer_memory, cfg.buffer_keep);
         Core {
             iface,
             cfg,
@@ -109,6 +113,7 @@ impl Core {
             neighbor_wait: Vec::new(),
             solicited: HashMap::new(),
             cache: Vec::new(),
+            buffers,
             empty: SocketSet::new(Vec::new()),
             wakers: Vec::new(),
             stats: SmolStats::default(),
@@ -128,10 +133,8 @@ impl Core {
                 set
             }
             None => {
-                let rx = tcp::SocketBuffer::new(vec![0u8; self.cfg.rx_buffer]);
-                let tx = tcp::SocketBuffer::new(vec![0u8; self.cfg.tx_buffer]);
                 let mut set = SocketSet::new(Vec::with_capacity(1));
-                set.add(tcp::Socket::new(rx, tx));
+                set.add(self.buffers.socket());
                 set
             }
         };
@@ -145,14 +148,40 @@ impl Core {
         set
     }
 
-    /// Keep a socket for reuse (or free it when the cache is full).
+    /// Keep a socket for reuse (or free it when the cache is full), without storage.
     pub fn recycle(&mut self, mut set: SocketSet<'static>) {
+        let s = set.get_mut::<tcp::Socket>(handle());
+        if s.is_open() {
+            s.abort();
+        }
+        if self.buffers.reclaim(s) {
+            self.wake_buffer_waiters();
+        }
         if self.cache.len() < self.cfg.socket_cache {
-            let s = set.get_mut::<tcp::Socket>(handle());
-            if s.is_open() {
-                s.abort();
-            }
             self.cache.push(set);
+        }
+    }
+
+    /// Take back the storage a connection no longer needs. An orphan's unread bytes
+    /// have no reader any more: they are discarded.
+    fn shed(&mut self, key: Key) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let freed =
+            if c.phase == Phase::Orphan { self.buffers.reclaim(c.sock_mut()) } else { self.buffers.shed(c.sock_mut()) };
+        if freed {
+            self.wake_buffer_waiters();
+        }
+    }
+
+    /// Storage came back: let the writers that found none try again.
+    fn wake_buffer_waiters(&mut self) {
+        for key in std::mem::take(&mut self.buffers.waiters) {
+            if let Some(c) = self.conns.get_mut(key) {
+                c.buffer_waiting = false;
+            }
+            self.mark_dirty(key);
         }
     }
 
@@ -273,7 +302,15 @@ impl Core {
                     && conn.state() == State::Listen
                     && listener.pool.len() < listener.pool_target(self.cfg.listen_pool)
                 {
-                    listener.pool.push(conn.set);
+                    // Back to LISTEN (smoltcp emptied its buffers): no storage in pools.
+                    let mut set = conn.set;
+                    if self.buffers.shed(set.get_mut::<tcp::Socket>(handle())) {
+                        self.wake_buffer_waiters();
+                    }
+                    let Some(listener) = self.listeners.get_mut(l) else {
+                        return self.recycle(set);
+                    };
+                    listener.pool.push(set);
                 } else {
                     self.recycle(conn.set);
                 }
@@ -307,8 +344,10 @@ impl Core {
         self.recycle(conn.set);
     }
 
-    /// After a visit: release what is finished, report what changed.
+    /// After a visit: return drained storage, release what is finished, report what
+    /// changed.
     fn settle(&mut self, key: Key, now: Instant) {
+        self.shed(key);
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -491,6 +530,8 @@ impl Core {
         s.time_wait = self.time_wait.len() as u64;
         let pooled: usize = self.listeners.iter().map(|(_, l)| l.pool.len()).sum();
         s.idle_sockets = (self.cache.len() + pooled) as u64;
+        s.buffer_bytes = self.buffers.attached as u64;
+        s.idle_buffers = self.buffers.idle() as u64;
         s
     }
 }

@@ -93,6 +93,10 @@ impl Core {
         let Some(c) = self.conns.get_mut(key) else {
             return self.unmatched(frame, tx, now);
         };
+        if seg.payload_len > 0 && !self.buffers.attach_rx(c.sock_mut()) {
+            // No storage free: smoltcp drops the segment as if lost.
+            self.stats.rx_no_buffer += 1;
+        }
         let before = c.state();
         let mut dev = OneShot::new(frame, tx, &self.caps);
         self.iface.poll_ingress_single(now, &mut dev, &mut c.set);

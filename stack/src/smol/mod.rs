@@ -68,6 +68,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod buffers;
 mod clock;
 mod config;
 mod conn;

@@ -201,7 +201,8 @@ impl Core {
     }
 
     pub fn write(&mut self, id: SocketId, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let (key, c) = self.conn_mut(id)?;
+        let key = self.conn_key(id)?;
+        let c = self.conns.get_mut(key).ok_or_else(|| err(io::ErrorKind::NotFound, "stale socket handle"))?;
         if let Some(kind) = c.error {
             return Err(kind.into());
         }
@@ -211,9 +212,18 @@ impl Core {
             _ if !s.may_send() => return Err(err(io::ErrorKind::BrokenPipe, "the socket is shut down for writing")),
             _ => {}
         }
-        let (mut total, mut offered) = (0, 0);
+        let offered: usize = bufs.iter().map(|b| b.len()).sum();
+        if offered > 0 && !self.buffers.attach_tx(s) {
+            self.stats.tx_no_buffer += 1;
+            c.write_blocked = true;
+            if !c.buffer_waiting {
+                c.buffer_waiting = true;
+                self.buffers.waiters.push(key);
+            }
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut total = 0;
         for b in bufs.iter().filter(|b| !b.is_empty()) {
-            offered += b.len();
             let n = s.send_slice(b).unwrap_or(0);
             total += n;
             if n < b.len() {

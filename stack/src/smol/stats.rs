@@ -37,6 +37,16 @@ pub struct SmolStats {
     /// Connection visits by poll rounds (egress, deadlines, readiness). Grows with
     /// traffic and due timers, never with the number of idle connections.
     pub visits: u64,
+    /// Segments with payload dropped because no receive storage was free within
+    /// `buffer_memory` (the peer retransmits them).
+    pub rx_no_buffer: u64,
+    /// Writes refused (`WouldBlock`) because no send storage was free within
+    /// `buffer_memory` (the writer is woken when storage comes back).
+    pub tx_no_buffer: u64,
+    /// Gauge: bytes of receive and send storage attached to connections.
+    pub buffer_bytes: u64,
+    /// Gauge: drained buffers kept for reuse.
+    pub idle_buffers: u64,
     /// Gauge: connections held (any state, orphans included).
     pub connections: u64,
     /// Gauge: TIME-WAIT records held.

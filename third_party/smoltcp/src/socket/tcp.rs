@@ -478,6 +478,12 @@ pub struct Socket<'a> {
     rx_buffer: SocketBuffer<'a>,
     rx_fin_received: bool,
     tx_buffer: SocketBuffer<'a>,
+    /// Capacity of the receive buffer the socket was made with (sluice: lazy buffers).
+    /// The window scale and, while no receive storage is attached, the advertised window
+    /// follow this, not the storage present.
+    rx_capacity: usize,
+    /// Capacity of the transmit buffer the socket was made with (sluice: lazy buffers).
+    tx_capacity: usize,
     /// Interval after which, if no inbound packets are received, the connection is aborted.
     timeout: Option<Duration>,
     /// Interval at which keep-alive packets will be sent.
@@ -578,6 +584,7 @@ impl<'a> Socket<'a> {
     {
         let (rx_buffer, tx_buffer) = (rx_buffer.into(), tx_buffer.into());
         let rx_capacity = rx_buffer.capacity();
+        let tx_capacity = tx_buffer.capacity();
 
         // From RFC 1323:
         // [...] the above constraints imply that 2 * the max window size must be less
@@ -596,6 +603,8 @@ impl<'a> Socket<'a> {
             assembler: Assembler::new(),
             tx_buffer,
             rx_buffer,
+            rx_capacity,
+            tx_capacity,
             rx_fin_received: false,
             timeout: None,
             keep_alive: None,
@@ -765,7 +774,7 @@ impl<'a> Socket<'a> {
     /// Used in internal calculations as well as packet generation.
     #[inline]
     fn scaled_window(&self) -> u16 {
-        u16::try_from(self.rx_buffer.window() >> self.remote_win_shift).unwrap_or(u16::MAX)
+        u16::try_from(self.rx_window() >> self.remote_win_shift).unwrap_or(u16::MAX)
     }
 
     /// Return the last window field value, including scaling according to RFC 1323.
@@ -905,8 +914,7 @@ impl<'a> Socket<'a> {
     }
 
     fn reset(&mut self) {
-        let rx_cap_log2 =
-            mem::size_of::<usize>() * 8 - self.rx_buffer.capacity().leading_zeros() as usize;
+        let rx_cap_log2 = mem::size_of::<usize>() * 8 - self.rx_capacity.leading_zeros() as usize;
 
         self.state = State::Closed;
         self.timer = Timer::new();
@@ -1217,19 +1225,131 @@ impl<'a> Socket<'a> {
             return false;
         }
 
-        !self.tx_buffer.is_full()
+        !self.tx_buffer.is_full() || self.send_detached()
     }
 
-    /// Return the maximum number of bytes inside the recv buffer.
+    /// Return the maximum number of bytes inside the recv buffer (the capacity the
+    /// socket was made with, whether or not its storage is attached now).
     #[inline]
     pub fn recv_capacity(&self) -> usize {
-        self.rx_buffer.capacity()
+        self.rx_capacity
     }
 
-    /// Return the maximum number of bytes inside the transmit buffer.
+    /// Return the maximum number of bytes inside the transmit buffer (the capacity the
+    /// socket was made with, whether or not its storage is attached now).
     #[inline]
     pub fn send_capacity(&self) -> usize {
-        self.tx_buffer.capacity()
+        self.tx_capacity
+    }
+
+    /// Create a socket that holds no buffer storage yet: it behaves as one made with
+    /// buffers of `rx_capacity` and `tx_capacity` bytes (window scale, advertised
+    /// window), and takes storage with [`attach_recv_buffer`](#method.attach_recv_buffer)
+    /// and [`attach_send_buffer`](#method.attach_send_buffer) when data needs it.
+    ///
+    /// # Panics
+    /// As [`new`](#method.new), if `rx_capacity` exceeds 1 GiB.
+    pub fn new_detached(rx_capacity: usize, tx_capacity: usize) -> Socket<'a> {
+        let mut socket = Socket::new(
+            SocketBuffer::new(&mut [][..]),
+            SocketBuffer::new(&mut [][..]),
+        );
+        #[cfg(not(target_pointer_width = "16"))]
+        if rx_capacity > (1 << 30) {
+            panic!("receiving buffer too large, cannot exceed 1 GiB")
+        }
+        let rx_cap_log2 = mem::size_of::<usize>() * 8 - rx_capacity.leading_zeros() as usize;
+        socket.rx_capacity = rx_capacity;
+        socket.tx_capacity = tx_capacity;
+        socket.remote_win_shift = rx_cap_log2.saturating_sub(16) as u8;
+        socket
+    }
+
+    /// The receive window: what the attached buffer has free, or the whole configured
+    /// capacity while no storage is attached (an empty buffer, not yet taken).
+    #[inline]
+    fn rx_window(&self) -> usize {
+        if self.recv_detached() {
+            self.rx_capacity
+        } else {
+            self.rx_buffer.window()
+        }
+    }
+
+    /// Whether the socket has a receive capacity but no storage for it attached now.
+    #[inline]
+    pub fn recv_detached(&self) -> bool {
+        self.rx_buffer.capacity() == 0 && self.rx_capacity != 0
+    }
+
+    /// Whether the socket has a transmit capacity but no storage for it attached now.
+    #[inline]
+    pub fn send_detached(&self) -> bool {
+        self.tx_buffer.capacity() == 0 && self.tx_capacity != 0
+    }
+
+    /// Give the socket receive storage. Accepted only while none is attached and when
+    /// `buffer` has exactly [`recv_capacity`](#method.recv_capacity) bytes; its contents
+    /// are discarded. Otherwise `buffer` comes back unused.
+    pub fn attach_recv_buffer(
+        &mut self,
+        mut buffer: SocketBuffer<'a>,
+    ) -> Result<(), SocketBuffer<'a>> {
+        if !self.recv_detached() || buffer.capacity() != self.rx_capacity {
+            return Err(buffer);
+        }
+        buffer.clear();
+        self.rx_buffer = buffer;
+        Ok(())
+    }
+
+    /// Give the socket transmit storage, under the rules of
+    /// [`attach_recv_buffer`](#method.attach_recv_buffer) with
+    /// [`send_capacity`](#method.send_capacity).
+    pub fn attach_send_buffer(
+        &mut self,
+        mut buffer: SocketBuffer<'a>,
+    ) -> Result<(), SocketBuffer<'a>> {
+        if !self.send_detached() || buffer.capacity() != self.tx_capacity {
+            return Err(buffer);
+        }
+        buffer.clear();
+        self.tx_buffer = buffer;
+        Ok(())
+    }
+
+    /// Take the receive storage out while it holds nothing: no octet queued for the
+    /// application and none waiting in the reassembly buffer (or the socket is CLOSED:
+    /// what waits there will never be acknowledged, and is discarded). The socket keeps
+    /// advertising the window of its full capacity; a segment with payload that arrives
+    /// before storage is attached again is dropped unacknowledged (the peer retransmits
+    /// it).
+    pub fn detach_recv_buffer(&mut self) -> Option<SocketBuffer<'a>> {
+        if self.rx_buffer.capacity() == 0
+            || !self.rx_buffer.is_empty()
+            || (!self.assembler.is_empty() && self.state != State::Closed)
+        {
+            return None;
+        }
+        self.assembler = Assembler::new();
+        Some(mem::replace(
+            &mut self.rx_buffer,
+            SocketBuffer::new(&mut [][..]),
+        ))
+    }
+
+    /// Take the transmit storage out while it holds nothing to send or retransmit: it is
+    /// empty (every octet acknowledged), or the socket is CLOSED (whatever it holds will
+    /// never be sent).
+    pub fn detach_send_buffer(&mut self) -> Option<SocketBuffer<'a>> {
+        if self.tx_buffer.capacity() == 0
+            || !(self.tx_buffer.is_empty() || self.state == State::Closed)
+        {
+            return None;
+        }
+        let mut buffer = mem::replace(&mut self.tx_buffer, SocketBuffer::new(&mut [][..]));
+        buffer.clear();
+        Some(buffer)
     }
 
     /// Check whether the receive buffer is not empty.
@@ -1718,6 +1838,12 @@ impl<'a> Socket<'a> {
         let (payload, payload_offset) = match self.state {
             // In LISTEN and SYN-SENT states, we have not yet synchronized with the remote end.
             State::Listen | State::SynSent => (&[][..], 0),
+            // No receive storage attached (sluice: lazy buffers): the whole segment is
+            // dropped, as if lost, before it changes any state; the peer retransmits it.
+            _ if !repr.payload.is_empty() && self.recv_detached() => {
+                net_debug!("no receive storage attached: dropping a segment with payload");
+                return None;
+            }
             _ => {
                 // https://www.rfc-editor.org/rfc/rfc9293.html#name-segment-acceptability-tests
                 let segment_in_window = match (
@@ -2604,7 +2730,7 @@ impl<'a> Socket<'a> {
                 repr.control = TcpControl::Syn;
                 repr.seq_number = self.local_seq_no;
                 // window len must NOT be scaled in SYNs.
-                repr.window_len = u16::try_from(self.rx_buffer.window()).unwrap_or(u16::MAX);
+                repr.window_len = u16::try_from(self.rx_window()).unwrap_or(u16::MAX);
                 if self.state == State::SynSent {
                     repr.ack_number = None;
                     repr.window_scale = Some(self.remote_win_shift);
@@ -4531,6 +4657,178 @@ mod test {
             }]
         );
         assert_eq!(s.rx_buffer.dequeue_many(6), &b"abcdef"[..]);
+    }
+
+    // sluice: lazy buffers (see SLUICE.md).
+
+    fn socket_established_detached() -> TestSocket {
+        let mut s = socket_established();
+        let rx = s
+            .socket
+            .detach_recv_buffer()
+            .expect("empty rx storage detaches");
+        let tx = s
+            .socket
+            .detach_send_buffer()
+            .expect("empty tx storage detaches");
+        assert_eq!((rx.capacity(), tx.capacity()), (64, 64));
+        s
+    }
+
+    #[test]
+    fn test_detached_advertises_configured_window() {
+        let mut s = socket_established_detached();
+        assert!(s.recv_detached() && s.send_detached());
+        assert_eq!((s.recv_capacity(), s.send_capacity()), (64, 64));
+        assert_eq!(s.scaled_window(), 64);
+        assert!(
+            s.can_send(),
+            "detached storage is room to write once attached"
+        );
+        // A keep-alive probe is answered with the full window.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ,
+                ack_number: Some(LOCAL_SEQ + 1),
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                window_len: 64,
+                ..RECV_TEMPL
+            })
+        );
+    }
+
+    #[test]
+    fn test_detached_drops_payload_until_attached() {
+        let mut s = socket_established_detached();
+        let seg = TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            payload: &b"abcdef"[..],
+            ..SEND_TEMPL
+        };
+        // Dropped as if lost: no state changes, nothing acknowledged.
+        send!(s, seg);
+        assert_eq!(s.remote_seq_no, REMOTE_SEQ + 1);
+        recv_nothing!(s);
+        assert_eq!(
+            s.socket
+                .attach_recv_buffer(SocketBuffer::new(vec![0; 63]))
+                .unwrap_err()
+                .capacity(),
+            63
+        );
+        s.socket
+            .attach_recv_buffer(SocketBuffer::new(vec![0; 64]))
+            .unwrap();
+        assert!(
+            s.socket
+                .attach_recv_buffer(SocketBuffer::new(vec![0; 64]))
+                .is_err(),
+            "already attached"
+        );
+        // The retransmission is taken.
+        send!(s, seg);
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 58,
+                ..RECV_TEMPL
+            }]
+        );
+        assert!(s.socket.detach_recv_buffer().is_none(), "holds data");
+        let mut buf = [0u8; 8];
+        assert_eq!(s.recv_slice(&mut buf), Ok(6));
+        assert_eq!(&buf[..6], b"abcdef");
+        assert!(s.socket.detach_recv_buffer().is_some());
+        assert_eq!(s.scaled_window(), 64);
+        // Out-of-order octets keep the storage, unless the socket is CLOSED.
+        s.socket
+            .attach_recv_buffer(SocketBuffer::new(vec![0; 64]))
+            .unwrap();
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 6 + 3,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"xyz"[..],
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 64,
+                sack_ranges: [None, None, None],
+                ..RECV_TEMPL
+            })
+        );
+        assert!(
+            s.socket.detach_recv_buffer().is_none(),
+            "reassembly pending"
+        );
+        s.abort();
+        assert!(s.socket.detach_recv_buffer().is_some(), "CLOSED");
+        assert!(s.assembler.is_empty());
+    }
+
+    #[test]
+    fn test_detached_send_storage_comes_back_when_acknowledged() {
+        let mut s = socket_established_detached();
+        assert_eq!(s.send_slice(b"abcdef"), Ok(0), "no storage, nothing queued");
+        s.socket
+            .attach_send_buffer(SocketBuffer::new(vec![0; 64]))
+            .unwrap();
+        s.send_slice(b"abcdef").unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"abcdef"[..],
+                ..RECV_TEMPL
+            }]
+        );
+        assert!(
+            s.socket.detach_send_buffer().is_none(),
+            "unacknowledged data"
+        );
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 6),
+                ..SEND_TEMPL
+            }
+        );
+        assert!(s.socket.detach_send_buffer().is_some());
+        s.socket
+            .attach_send_buffer(SocketBuffer::new(vec![0; 64]))
+            .unwrap();
+        s.send_slice(b"xy").unwrap();
+        s.abort();
+        assert!(
+            s.socket.detach_send_buffer().is_some(),
+            "CLOSED: nothing will be sent"
+        );
+    }
+
+    #[test]
+    fn test_new_detached_keeps_window_scale() {
+        let s = Socket::new_detached(128 * 1024, 128 * 1024);
+        assert_eq!(s.remote_win_shift, 2);
+        assert!(s.recv_detached() && s.send_detached());
+        let mut s = s;
+        s.listen(LOCAL_PORT).unwrap();
+        assert_eq!(
+            s.remote_win_shift, 2,
+            "reset keeps the configured capacity's scale"
+        );
     }
 
     #[test]

@@ -87,7 +87,9 @@ impl<D: ServerStream> StreamCx<'_, D> {
         let random = ctx.rng.next_u64();
         let mut pos = None;
         self.stream.forwarding = false;
-        if let Some(matched) = cfg.routes.route_in(&self.stream.head, random, ctx.runtime) {
+        if let Some(matched) =
+            cfg.routes.route_in(&self.stream.head, random, ctx.runtime, &self.stream.dynamic_metadata)
+        {
             self.stream.route = Some(matched.route_ref());
             if !self.check_upgrade(ctx, &matched) {
                 return;

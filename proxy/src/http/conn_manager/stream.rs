@@ -6,8 +6,6 @@
 
 use std::time::{Instant, SystemTime};
 
-use sluice_config::metadata::Metadata;
-
 use crate::http::codec::{BodyDecoder, BodyEncoder, BodyFraming, RequestMeta};
 use crate::http::conn_manager::upgrade::UpgradeKind;
 use crate::http::filter_manager::FilterManager;
@@ -74,9 +72,6 @@ pub struct Stream {
     /// An allowed upgrade or CONNECT, and its tunnel once the upstream switched.
     pub upgrade: UpgradeKind,
     pub tunnel: Option<Box<Tunnel>>,
-    /// Envoy's `StreamInfo::dynamicMetadata`: what filters set for this request (route
-    /// `match.dynamic_metadata` and `%DYNAMIC_METADATA%` read it).
-    pub dynamic_metadata: Metadata,
 }
 
 impl Stream {
@@ -120,7 +115,6 @@ impl Stream {
             close_after: false,
             upgrade: UpgradeKind::None,
             tunnel: None,
-            dynamic_metadata: Metadata::default(),
         }
     }
 
@@ -137,7 +131,6 @@ impl Stream {
         self.forwarding = false;
         self.phase = FilterPhase::Decoding;
         self.router = None;
-        self.dynamic_metadata.filter_metadata.clear();
         self.response.clear();
         self.response_started = false;
         self.response_done = false;

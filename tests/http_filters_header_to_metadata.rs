@@ -1,5 +1,6 @@
 //! The header_to_metadata filter end to end on both backends: request headers (and a
-//! cookie, and a missing header's default) become dynamic metadata that the access log
+//! cookie, and a missing header's default) and a response header become dynamic
+//! metadata that the access log
 //! prints with `%DYNAMIC_METADATA(ns:key)%`; `remove` keeps a header from the origin;
 //! a route's per-filter config replaces the filter's rules; the filter's
 //! `http_filter_name.<stat_prefix>.*` counters. As in Envoy, the filter does not clear
@@ -27,6 +28,10 @@ const FILTERS: &str = r#"- name: envoy.filters.http.header_to_metadata
       on_header_present: { metadata_namespace: app, key: version, type: NUMBER }
     - cookie: session
       on_header_present: { metadata_namespace: app, key: session }
+    response_rules:
+    - header: x-origin
+      on_header_present: { metadata_namespace: resp, key: origin }
+      remove: true
 "#;
 
 const VHOSTS: &str = r#"- name: app
@@ -70,7 +75,7 @@ fn headers_become_dynamic_metadata(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
     let access_log = format!(
-        "access_log:\n- name: file\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n    path: {}\n    log_format:\n      text_format_source:\n        inline_string: \"%REQ(:PATH)% %DYNAMIC_METADATA(app:tenant)% %DYNAMIC_METADATA(app:version)% %DYNAMIC_METADATA(app:session)% %UPSTREAM_CLUSTER%\\n\"\n",
+        "access_log:\n- name: file\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n    path: {}\n    log_format:\n      text_format_source:\n        inline_string: \"%REQ(:PATH)% %DYNAMIC_METADATA(app:tenant)% %DYNAMIC_METADATA(app:version)% %DYNAMIC_METADATA(app:session)% %DYNAMIC_METADATA(resp:origin)% %UPSTREAM_CLUSTER%\\n\"\n",
         log.to_string_lossy()
     );
     let (we, ne) = ([web.addr], [never.addr]);
@@ -80,6 +85,7 @@ fn headers_become_dynamic_metadata(backend: Backend) {
     let mut c = p.client();
     let r = c.request("GET", "/a", &[("x-tenant", "acme"), ("x-version", " 2.5 "), ("cookie", "x=1; session=s1")], b"");
     assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-origin"), None, "a response rule's remove: the client never sees it");
     assert_eq!(web.seen().last().unwrap().header("x-tenant"), None, "remove: the origin never sees it");
     assert_eq!(never.requests(), 0, "the route was chosen before the filter set app.tenant");
     assert_eq!(c.request("GET", "/b", &[], b"").status, 200);
@@ -90,10 +96,13 @@ fn headers_become_dynamic_metadata(backend: Backend) {
         "the route's rules replace the filter's (no remove there)"
     );
     let got = lines(&log, 3);
-    assert_eq!(got, ["/a acme 2.5 s1 web", "/b none - - web", "/per-route from-route - - web"]);
+    // The route's config has no response rules: x-origin stays, no resp.origin.
+    assert_eq!(got, ["/a acme 2.5 s1 web web", "/b none - - web web", "/per-route from-route - - - web"]);
     assert_eq!(p.counter("http_filter_name.h2m.request_rules_processed"), 6);
     assert_eq!(p.counter("http_filter_name.h2m.request_metadata_added"), 4);
     assert_eq!(p.counter("http_filter_name.h2m.request_header_not_found"), 1);
+    assert_eq!(p.counter("http_filter_name.h2m.response_rules_processed"), 2);
+    assert_eq!(p.counter("http_filter_name.h2m.response_metadata_added"), 2);
 }
 
 on_both_backends!(headers_become_dynamic_metadata);

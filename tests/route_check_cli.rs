@@ -114,6 +114,19 @@ fn negative_files_fail_with_the_difference_printed() {
     assert!(out.contains("typed_value") && out.contains("unsupported"), "{out}");
     let (code, out) = check(&dir.join("negative/bad_routes.yaml"), &dir.join("matching.test.yaml"), &[]);
     assert_ne!(code, 0, "{out}");
+    // A .pb_text test file is parsed as protobuf text: a YAML file under that name fails
+    // with the parser's complaint; a .pb_text route table is refused outright.
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml_as_text = tmp.path().join("t.pb_text");
+    std::fs::copy(dir.join("matching.test.yaml"), &yaml_as_text).unwrap();
+    let (code, out) = check(&dir.join("matching.yaml"), &yaml_as_text, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("t.pb_text"), "{out}");
+    let routes_as_text = tmp.path().join("r.pb_text");
+    std::fs::write(&routes_as_text, "virtual_hosts { name: \"v\" }").unwrap();
+    let (code, out) = check(&routes_as_text, &dir.join("envoy/Weighted.test.pb_text"), &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("protobuf text format are not supported"), "{out}");
 }
 
 #[test]

@@ -105,6 +105,11 @@ fn read(path: &str) -> Result<String, String> {
 /// Load the route configuration: a bare `RouteConfiguration`, or a bootstrap's first
 /// HTTP connection manager's `route_config`. Returns the table and the warnings.
 pub fn load_routes(path: &str) -> Result<(RouteTable, Vec<String>), String> {
+    if text_format::is_text_format(path) {
+        return Err(format!(
+            "{path}: route configurations in protobuf text format are not supported (use YAML or JSON; test files may be .pb_text)"
+        ));
+    }
     let text = read(path)?;
     let root = node::parse(&text).map_err(|e| format!("{path}: {e}"))?;
     let is_bootstrap = matches!(&root.value, Value::Map(m) if m.iter().any(|(k, _)| k.name == "static_resources" || k.name == "staticResources"));

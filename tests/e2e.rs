@@ -19,6 +19,7 @@ mod http_edge_path;
 mod http_edge_xff;
 mod http_filters_cors;
 mod http_filters_csrf;
+mod http_filters_header_to_metadata;
 mod http_filters_health_check;
 mod http_filters_local_ratelimit;
 mod http_filters_rbac;

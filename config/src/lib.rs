@@ -23,6 +23,7 @@ pub mod hcm;
 pub mod inert;
 pub mod listener;
 pub mod matcher;
+pub mod metadata;
 pub mod node;
 pub mod overload;
 pub mod route;

@@ -13,8 +13,10 @@ use crate::decode::{scalar, Decode, Decoder, Fields};
 use crate::error::ErrorKind;
 use crate::node::Node;
 
+mod metadata;
 mod regex;
 
+pub use self::metadata::{DoubleMatcher, MetadataMatcher, ValueMatcher};
 pub use self::regex::{FullRegex, RegexRewrite, RewritePiece};
 
 /// `type.matcher.v3.StringMatcher`.

@@ -13,7 +13,7 @@ use crate::decode::{index, Decode, Decoder, Fields};
 use crate::error::{ErrorKind, Warning};
 use crate::filters::cors::CorsPolicy;
 use crate::filters::PerFilterConfigs;
-use crate::matcher::{FullRegex, HeaderMatcher, QueryParameterMatcher};
+use crate::matcher::{FullRegex, HeaderMatcher, MetadataMatcher, QueryParameterMatcher};
 use crate::node::Node;
 use crate::proto_enum;
 
@@ -419,6 +419,8 @@ pub struct RouteMatch {
     /// `runtime_fraction`: the share of requests the route matches, read from the
     /// runtime with the stream's random value.
     pub runtime_fraction: Option<RuntimeFractionalPercent>,
+    /// `dynamic_metadata`: every matcher must accept the stream's dynamic metadata.
+    pub dynamic_metadata: Vec<MetadataMatcher>,
 }
 
 impl Decode for RouteMatch {
@@ -468,7 +470,8 @@ impl Decode for RouteMatch {
             None => false,
         };
         let runtime_fraction: Option<RuntimeFractionalPercent> = f.opt(d, "runtime_fraction");
-        f.unsupported(d, &["path_match_policy", "tls_context", "dynamic_metadata", "filter_state", "cookies"]);
+        let dynamic_metadata = f.list(d, "dynamic_metadata");
+        f.unsupported(d, &["path_match_policy", "tls_context", "filter_state", "cookies"]);
         f.finish(d);
         let path_spec = match specs.len() {
             1 => specs.pop()??,
@@ -491,7 +494,15 @@ impl Decode for RouteMatch {
                 return None;
             }
         };
-        Some(RouteMatch { path: path_spec, case_sensitive, headers, query_parameters, grpc, runtime_fraction })
+        Some(RouteMatch {
+            path: path_spec,
+            case_sensitive,
+            headers,
+            query_parameters,
+            grpc,
+            runtime_fraction,
+            dynamic_metadata,
+        })
     }
 }
 

@@ -5,6 +5,7 @@ use super::{any, enum_name, list, Dump, Json};
 use crate::core::RuntimeFractionalPercent;
 use crate::filters::cors::{CorsPolicy, CORS_POLICY_TYPE};
 use crate::filters::csrf::{CsrfPolicy, CSRF_TYPE};
+use crate::filters::header_to_metadata::{HeaderToMetadata, KeyValuePair, Rule, Selector, HEADER_TO_METADATA_TYPE};
 use crate::filters::health_check::HealthCheck;
 use crate::filters::local_ratelimit::{LocalRateLimit, TokenBucket, LOCAL_RATE_LIMIT_TYPE};
 use crate::filters::rbac::{
@@ -39,6 +40,39 @@ impl Dump for CsrfPolicy {
             .with("filter_enabled", runtime_percent(&self.filter_enabled))
             .with_opt("shadow_enabled", self.shadow_enabled.as_ref().map(runtime_percent))
             .with("additional_origins", list(&self.additional_origins))
+    }
+}
+
+impl Dump for HeaderToMetadata {
+    fn dump(&self) -> Json {
+        Json::obj()
+            .with("request_rules", list(&self.request_rules))
+            .with("response_rules", list(&self.response_rules))
+            .with("stat_prefix", &self.stat_prefix)
+    }
+}
+
+impl Dump for Rule {
+    fn dump(&self) -> Json {
+        let j = match &self.selector {
+            Selector::Header(h) => Json::obj().with("header", h),
+            Selector::Cookie(c) => Json::obj().with("cookie", c),
+        };
+        j.with_opt("on_header_present", self.on_header_present.as_ref().map(Dump::dump))
+            .with_opt("on_header_missing", self.on_header_missing.as_ref().map(Dump::dump))
+            .with("remove", self.remove)
+    }
+}
+
+impl Dump for KeyValuePair {
+    fn dump(&self) -> Json {
+        Json::obj()
+            .with("metadata_namespace", &self.metadata_namespace)
+            .with("key", &self.key)
+            .with("value", &self.value)
+            .with_opt("regex_value_rewrite", self.regex_value_rewrite.as_ref().map(Dump::dump))
+            .with("type", enum_name(self.r#type))
+            .with("encode", enum_name(self.encode))
     }
 }
 
@@ -204,6 +238,7 @@ impl Dump for PerFilterConfigs {
                     let config = match &e.config {
                         Some(PerRouteConfig::Cors(c)) => any(CORS_POLICY_TYPE, c.dump()),
                         Some(PerRouteConfig::Csrf(c)) => any(CSRF_TYPE, c.dump()),
+                        Some(PerRouteConfig::HeaderToMetadata(c)) => any(HEADER_TO_METADATA_TYPE, c.dump()),
                         Some(PerRouteConfig::LocalRateLimit(c)) => any(LOCAL_RATE_LIMIT_TYPE, c.dump()),
                         Some(PerRouteConfig::Rbac(c)) => any(RBAC_PER_ROUTE_TYPE, c.dump()),
                         None => Json::obj(),

@@ -1,5 +1,5 @@
 //! Dump of Envoy's value matchers: `StringMatcher`, `RegexMatcher`,
-//! `RegexMatchAndSubstitute`, `HeaderMatcher` and `QueryParameterMatcher`.
+//! `RegexMatchAndSubstitute`, `HeaderMatcher`, `QueryParameterMatcher`, `MetadataMatcher` and `ValueMatcher`.
 //!
 //! Header matchers are written in their modern form. The deprecated specifiers map onto
 //! the `string_match` or `present_match` with exactly the behaviour of the original,
@@ -8,9 +8,10 @@
 //! `treat_missing_header_as_empty: true`, since an inverted empty `exact_match` never
 //! matches, present header or not).
 
-use super::{Dump, Json};
+use super::{list, Dump, Json};
 use crate::matcher::{
-    FullRegex, HeaderMatch, HeaderMatcher, QueryParameterMatch, QueryParameterMatcher, RegexRewrite, StringMatcher,
+    DoubleMatcher, FullRegex, HeaderMatch, HeaderMatcher, MetadataMatcher, QueryParameterMatch, QueryParameterMatcher,
+    RegexRewrite, StringMatcher, ValueMatcher,
 };
 
 /// `type.matcher.v3.RegexMatcher`.
@@ -81,6 +82,38 @@ impl Dump for QueryParameterMatcher {
             QueryParameterMatch::Present(p) => j.with("present_match", *p),
             // Neither specifier: the parameter must be present.
             QueryParameterMatch::Presence => j.with("present_match", true),
+        }
+    }
+}
+
+impl Dump for MetadataMatcher {
+    fn dump(&self) -> Json {
+        let path: Vec<Json> = self.path.iter().map(|k| Json::obj().with("key", k)).collect();
+        Json::obj()
+            .with("filter", &self.filter)
+            .with("path", Json::Arr(path))
+            .with("value", self.value.dump())
+            .with("invert", self.invert)
+    }
+}
+
+impl Dump for ValueMatcher {
+    fn dump(&self) -> Json {
+        let num = |n: f64| Json::Num(format!("{n}"));
+        match self {
+            ValueMatcher::Null => Json::obj().with("null_match", Json::obj()),
+            ValueMatcher::Double(DoubleMatcher::Exact(e)) => {
+                Json::obj().with("double_match", Json::obj().with("exact", num(*e)))
+            }
+            ValueMatcher::Double(DoubleMatcher::Range { start, end }) => Json::obj().with(
+                "double_match",
+                Json::obj().with("range", Json::obj().with("start", num(*start)).with("end", num(*end))),
+            ),
+            ValueMatcher::String(m) => Json::obj().with("string_match", m.dump()),
+            ValueMatcher::Bool(b) => Json::obj().with("bool_match", *b),
+            ValueMatcher::Present(p) => Json::obj().with("present_match", *p),
+            ValueMatcher::ListOneOf(m) => Json::obj().with("list_match", Json::obj().with("one_of", m.dump())),
+            ValueMatcher::Or(ms) => Json::obj().with("or_match", Json::obj().with("value_matchers", list(ms))),
         }
     }
 }

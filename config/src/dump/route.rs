@@ -81,7 +81,8 @@ impl Dump for RouteMatch {
             .with("case_sensitive", self.case_sensitive)
             .with("headers", list(&self.headers))
             .with("query_parameters", list(&self.query_parameters))
-            .with_opt("runtime_fraction", self.runtime_fraction.as_ref().map(Dump::dump));
+            .with_opt("runtime_fraction", self.runtime_fraction.as_ref().map(Dump::dump))
+            .with("dynamic_metadata", list(&self.dynamic_metadata));
         // `grpc: {}` is a presence flag: the empty message when set, absent otherwise.
         if self.grpc {
             j.with("grpc", Json::obj())

@@ -9,6 +9,7 @@
 
 pub mod cors;
 pub mod csrf;
+pub mod header_to_metadata;
 pub mod health_check;
 pub mod local_ratelimit;
 pub mod rbac;
@@ -20,6 +21,7 @@ use crate::node::{Node, Value};
 
 use self::cors::{CorsPolicy, CORS_POLICY_TYPE};
 use self::csrf::{CsrfPolicy, CSRF_TYPE};
+use self::header_to_metadata::{HeaderToMetadata, HEADER_TO_METADATA_TYPE};
 use self::local_ratelimit::{LocalRateLimit, LOCAL_RATE_LIMIT_TYPE};
 use self::rbac::{RbacPerRoute, RBAC_PER_ROUTE_TYPE};
 
@@ -30,6 +32,7 @@ const FILTER_CONFIG_TYPE: &str = "envoy.config.route.v3.FilterConfig";
 pub enum PerRouteConfig {
     Cors(CorsPolicy),
     Csrf(CsrfPolicy),
+    HeaderToMetadata(HeaderToMetadata),
     LocalRateLimit(LocalRateLimit),
     Rbac(RbacPerRoute),
 }
@@ -126,6 +129,9 @@ fn decode_per_route(
     Some(Some(match t.type_name.as_str() {
         CORS_POLICY_TYPE => PerRouteConfig::Cors(CorsPolicy::decode_fields(d, t.fields)?),
         CSRF_TYPE => PerRouteConfig::Csrf(CsrfPolicy::decode_fields(d, t.fields)?),
+        HEADER_TO_METADATA_TYPE => {
+            PerRouteConfig::HeaderToMetadata(HeaderToMetadata::decode_fields(d, t.fields, true)?)
+        }
         LOCAL_RATE_LIMIT_TYPE => PerRouteConfig::LocalRateLimit(LocalRateLimit::decode_fields(d, t.fields, true)?),
         RBAC_PER_ROUTE_TYPE => PerRouteConfig::Rbac(RbacPerRoute::decode_fields(d, t.fields)?),
         other if is_optional => {

@@ -71,3 +71,34 @@ fn rbac_rejects_what_it_cannot_evaluate() {
     let (_, d) = decode(&rbac("{permissions: [{any: true, url_path: {path: {exact: /}}}], principals: [{any: true}]}"));
     assert!(d.errors.iter().any(|e| e.message.contains("exactly one rule")), "{:?}", d.errors);
 }
+
+#[test]
+fn header_to_metadata_rules_are_validated_as_envoy_does() {
+    let h2m = |rules: &str| {
+        on_route(&format!(
+            "      envoy.filters.http.header_to_metadata:\n        \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config\n        request_rules: {rules}\n"
+        ))
+    };
+    let (rc, d) = decode(&h2m("[{cookie: s, on_header_present: {key: k, type: NUMBER}}]"));
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    let Some(PerRouteConfig::HeaderToMetadata(c)) = &route_configs(rc.as_ref().unwrap()).0[0].config else {
+        panic!("not a header_to_metadata config")
+    };
+    assert_eq!(
+        c.request_rules[0].on_header_present.as_ref().unwrap().metadata_namespace,
+        "envoy.filters.http.header_to_metadata"
+    );
+    for (rules, want) in [
+        ("[{header: a, cookie: b, on_header_present: {key: k}}]", "both header and cookie"),
+        ("[{header: a}]", "`on_header_present` or `on_header_missing`"),
+        ("[{cookie: a, remove: true, on_header_present: {key: k}}]", "remove for cookie"),
+        ("[{header: a, on_header_missing: {key: k}}]", "on_header_missing rule with an empty value"),
+        ("[{header: a, on_header_present: {key: k, value: v, regex_value_rewrite: {pattern: {regex: x}, substitution: y}}}]", "both value and regex_value_rewrite"),
+        ("[{header: a, on_header_present: {key: ''}}]", "key"),
+        ("[]", "Per filter configs must at least specify"),
+    ] {
+        let (_, d) = decode(&h2m(rules));
+        let e = d.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(e.contains(want), "{rules}: {e}");
+    }
+}

@@ -7,6 +7,7 @@ use crate::error::ErrorKind;
 use crate::fault::HttpFault;
 use crate::filters::cors::CORS_TYPE;
 use crate::filters::csrf::{CsrfPolicy, CSRF_TYPE};
+use crate::filters::header_to_metadata::{HeaderToMetadata, HEADER_TO_METADATA_TYPE};
 use crate::filters::health_check::{HealthCheck, HEALTH_CHECK_TYPE};
 use crate::filters::local_ratelimit::{LocalRateLimit, LOCAL_RATE_LIMIT_TYPE};
 use crate::filters::rbac::{Rbac, RBAC_TYPE};
@@ -72,6 +73,8 @@ pub enum HttpFilterKind {
     Cors,
     /// `envoy.extensions.filters.http.csrf.v3.CsrfPolicy`
     Csrf(CsrfPolicy),
+    /// `envoy.extensions.filters.http.header_to_metadata.v3.Config`
+    HeaderToMetadata(HeaderToMetadata),
     /// `envoy.extensions.filters.http.health_check.v3.HealthCheck`
     HealthCheck(HealthCheck),
     /// `envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit`
@@ -92,6 +95,7 @@ impl HttpFilterKind {
             HttpFilterKind::Fault(_) => FAULT_TYPE,
             HttpFilterKind::Cors => CORS_TYPE,
             HttpFilterKind::Csrf(_) => CSRF_TYPE,
+            HttpFilterKind::HeaderToMetadata(_) => HEADER_TO_METADATA_TYPE,
             HttpFilterKind::HealthCheck(_) => HEALTH_CHECK_TYPE,
             HttpFilterKind::LocalRateLimit(_) => LOCAL_RATE_LIMIT_TYPE,
             HttpFilterKind::Rbac(_) => RBAC_TYPE,
@@ -140,6 +144,9 @@ impl Decode for HttpFilter {
                 HttpFilterKind::Cors
             }
             CSRF_TYPE => HttpFilterKind::Csrf(CsrfPolicy::decode_fields(d, t.fields)?),
+            HEADER_TO_METADATA_TYPE => {
+                HttpFilterKind::HeaderToMetadata(HeaderToMetadata::decode_fields(d, t.fields, false)?)
+            }
             HEALTH_CHECK_TYPE => HttpFilterKind::HealthCheck(HealthCheck::decode_fields(d, t.fields)?),
             LOCAL_RATE_LIMIT_TYPE => HttpFilterKind::LocalRateLimit(LocalRateLimit::decode_fields(d, t.fields, false)?),
             RBAC_TYPE => HttpFilterKind::Rbac(Rbac::decode_fields(d, t.fields)?),

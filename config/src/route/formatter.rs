@@ -73,6 +73,13 @@ pub enum Command {
     Hostname,
     /// `%START_TIME%` / `%START_TIME(fmt)%`, in UTC.
     StartTime(TimeFormat),
+    /// `%DYNAMIC_METADATA(NAMESPACE:KEY*)%`: the value at `path` in the namespace of
+    /// the stream's dynamic metadata (a string as is, anything else as JSON; the whole
+    /// namespace as JSON without a path). Access logs only.
+    DynamicMetadata {
+        namespace: String,
+        path: Vec<String>,
+    },
     /// `%REQ(name?alt)%`: the first value of `name`, else of `alt`.
     Req {
         main: String,
@@ -275,6 +282,20 @@ fn command(name: &str, arg: Option<&str>) -> Result<Command, FormatError> {
                 Some(f) => parse_time_format(f)?,
             };
             Ok(Command::StartTime(format))
+        }
+        "DYNAMIC_METADATA" => {
+            let mut parts = arg.unwrap_or("").split(':');
+            let namespace = parts.next().unwrap_or("").to_string();
+            if namespace.is_empty() {
+                return Err(FormatError(
+                    "%DYNAMIC_METADATA% needs a namespace: %DYNAMIC_METADATA(NAMESPACE:KEY*)%".into(),
+                ));
+            }
+            let path: Vec<String> = parts.map(str::to_string).collect();
+            if path.iter().any(String::is_empty) {
+                return Err(FormatError(format!("empty key in %DYNAMIC_METADATA({})%", arg.unwrap_or(""))));
+            }
+            Ok(Command::DynamicMetadata { namespace, path })
         }
         "REQ" | "RESP" => {
             let Some(arg) = arg else {

@@ -86,6 +86,21 @@ fn decode_adds(d: &mut Decoder, node: &Node, path: &str) -> Vec<HeaderToAdd> {
             continue;
         }
         match formatter::parse(&opt.value) {
+            Ok(value)
+                if value.pieces.iter().any(|p| {
+                    matches!(
+                        p,
+                        formatter::FormatPiece::Command { command: formatter::Command::DynamicMetadata { .. }, .. }
+                    )
+                }) =>
+            {
+                d.error(
+                    ErrorKind::Unsupported,
+                    &format!("{ipath}.header.value"),
+                    item.line,
+                    "%DYNAMIC_METADATA(...)% is supported in access logs only",
+                )
+            }
             Ok(value) => out.push(HeaderToAdd {
                 key: opt.key,
                 value,

@@ -553,4 +553,17 @@ fn retry_host_predicates() {
         "virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {prefix: /}\n    route: {cluster: c, retry_policy: {retry_host_predicate: [{name: x, typed_config: {'@type': type.googleapis.com/envoy.extensions.retry.host.omit_canary_hosts.v3.OmitCanaryHostsPredicate}}]}}\n",
     );
     assert!(e.contains("retry_policy.retry_host_predicate[0].typed_config.@type"), "{e}");
+fn dynamic_metadata_matchers_decode_and_dynamic_metadata_stays_out_of_header_values() {
+    let rc = one(
+        "  - match:\n      prefix: /\n      dynamic_metadata:\n      - {filter: ns, path: [{key: a}, {key: b}], value: {double_match: {exact: 1}}, invert: true}\n    route: {cluster: c}\n",
+    );
+    let m = &rc.virtual_hosts[0].routes[0].r#match.dynamic_metadata[0];
+    assert_eq!((m.filter.as_str(), m.path.as_slice(), m.invert), ("ns", &["a".to_string(), "b".to_string()][..], true));
+    let base = "virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match:\n      prefix: /\n      dynamic_metadata: [{filter: ns, path: [{key: a}], value: ";
+    let e = errors(&format!("{base}{{}}}}]\n    route: {{cluster: c}}\n"));
+    assert!(e.contains("rc.virtual_hosts[0].routes[0].match.dynamic_metadata[0].value"), "{e}");
+    let e = errors(
+        "virtual_hosts:\n- name: vh\n  domains: ['*']\n  request_headers_to_add:\n  - header: {key: x-t, value: '%DYNAMIC_METADATA(ns:k)%'}\n",
+    );
+    assert!(e.contains("access logs only"), "{e}");
 }

@@ -15,6 +15,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use sluice_config::metadata::Struct;
+
 use crate::http::response_flags::ResponseFlags;
 
 /// `FilterHeadersStatus`.
@@ -143,6 +145,8 @@ pub struct FilterCallbacks {
     pub(crate) wake_at: Option<Instant>,
     pub(crate) flags: ResponseFlags,
     pub(crate) random: u64,
+    /// `setDynamicMetadata` calls of this hook, in order.
+    pub(crate) metadata: Vec<(String, Struct)>,
 }
 
 impl FilterCallbacks {
@@ -165,6 +169,12 @@ impl FilterCallbacks {
     /// Set a response flag (`%RESPONSE_FLAGS%`).
     pub fn set_flag(&mut self, flag: ResponseFlags) {
         self.flags.set(flag);
+    }
+
+    /// `StreamInfo::setDynamicMetadata(ns, fields)`: merge `fields` into the stream's
+    /// dynamic metadata namespace `ns` (headers, trailers and timer hooks).
+    pub fn set_dynamic_metadata(&mut self, ns: &str, fields: Struct) {
+        self.metadata.push((ns.to_string(), fields));
     }
 
     /// A uniform random number (drawn once per hook call by the connection manager).

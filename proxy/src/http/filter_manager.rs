@@ -15,6 +15,8 @@
 
 use std::time::Instant;
 
+use sluice_config::metadata::Metadata;
+
 use crate::http::filter::{
     DataStatus, FilterCallbacks, HeadersStatus, LocalReply, StreamContext, StreamFilter, TrailersStatus,
 };
@@ -78,6 +80,7 @@ pub struct FilterManager<F> {
     encode: Side,
     wake_at: Option<Instant>,
     flags: ResponseFlags,
+    metadata: Metadata,
     /// `per_connection_buffer_limit_bytes`.
     limit: usize,
 }
@@ -93,6 +96,7 @@ impl<F: StreamFilter> FilterManager<F> {
             encode: Side::new(),
             wake_at: None,
             flags: ResponseFlags::NONE,
+            metadata: Metadata::default(),
             limit,
         }
     }
@@ -106,6 +110,7 @@ impl<F: StreamFilter> FilterManager<F> {
         self.encode = Side::new();
         self.wake_at = None;
         self.flags = ResponseFlags::NONE;
+        self.metadata.filter_metadata.clear();
         self.limit = limit;
     }
 
@@ -116,6 +121,12 @@ impl<F: StreamFilter> FilterManager<F> {
         }
         self.filters.clear();
         self.wake_at = None;
+    }
+
+    /// The stream's dynamic metadata, as the filters set it (Envoy's
+    /// `StreamInfo::dynamicMetadata`; access logs read it).
+    pub fn dynamic_metadata(&self) -> &Metadata {
+        &self.metadata
     }
 
     /// Response flags the filters set.
@@ -144,6 +155,9 @@ impl<F: StreamFilter> FilterManager<F> {
     /// Collect what a hook left in its callbacks; `Some` for a local reply.
     fn absorb(&mut self, cb: FilterCallbacks) -> Option<LocalReply> {
         self.flags.set(cb.flags);
+        for (ns, fields) in cb.metadata {
+            self.metadata.merge_namespace(&ns, fields);
+        }
         if let Some(t) = cb.wake_at {
             self.wake_at = Some(t);
         }

@@ -5,7 +5,7 @@
 //! `x-forwarded-proto` (https with `ssl`), `x-envoy-internal: true` with `internal`,
 //! then the additional headers. After routing, the request and response headers are
 //! finalized once (request mutations and rewrites for a forwarding route; the local
-//! reply for a direct response), then each present `validate` field is compared in
+//! reply as the tool builds it, see [`tool_local_reply`]), then each present `validate` field is compared in
 //! Envoy's order. A field that depends on a route entry reads `""` (or 0) when the
 //! route is a direct response, and vice versa, exactly as Envoy reports.
 
@@ -15,9 +15,10 @@ use sluice_config::matcher::{HeaderMatch, HeaderMatcher, StringMatcher};
 
 use crate::http::{RequestHead, ResponseHead, Version};
 use crate::router::route_match::{request_header_first, request_header_value, response_header_value};
-use crate::router::{Matched, RouteTable, StreamInfo};
+use crate::router::{Matched, RouteKind, RouteTable, StreamInfo};
 
-use super::schema::{HeaderValue, ValidationItem};
+use super::runtime::RuntimeMock;
+use super::schema::{apply_dynamic_metadata, HeaderValue, ValidationItem};
 
 /// One failed header matcher (`HeaderMatchFailure`).
 #[derive(Debug, Clone)]
@@ -46,8 +47,6 @@ pub struct Failure {
 pub struct TestResult {
     pub test_name: String,
     pub passed: bool,
-    /// Set when the test uses an input sluice cannot evaluate.
-    pub unsupported: Option<String>,
     /// Envoy's failure lines: `expected: [..], actual: [..], test type: ..`.
     pub messages: Vec<String>,
     pub failure: Failure,
@@ -111,21 +110,14 @@ fn add_header(req: &mut RequestHead, h: &HeaderValue) {
 }
 
 /// Run one test.
-pub fn run(table: &RouteTable, item: &ValidationItem, now: SystemTime) -> TestResult {
+pub fn run(table: &RouteTable, runtime: &RuntimeMock, item: &ValidationItem, now: SystemTime) -> TestResult {
     let mut result = TestResult {
         test_name: item.test_name.clone(),
         passed: false,
-        unsupported: None,
         messages: Vec::new(),
         failure: Failure::default(),
         covered: None,
     };
-    if !item.input.unsupported.is_empty() {
-        let why = format!("unsupported: {}", item.input.unsupported.join("; "));
-        result.messages.push(why.clone());
-        result.unsupported = Some(why);
-        return result;
-    }
     let (mut req, mut resp) = build_request(item);
     // Envoy's tool: an HTTP/1.1 stream from 127.0.0.1 (port 0), no local address.
     let info = StreamInfo {
@@ -134,10 +126,12 @@ pub fn run(table: &RouteTable, item: &ValidationItem, now: SystemTime) -> TestRe
         downstream_direct_remote: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         ..StreamInfo::new(now)
     };
-    let routed = table.route(&req, item.input.random_value);
+    let metadata = apply_dynamic_metadata(&item.input.dynamic_metadata);
+    let snapshot = runtime.snapshot(&item.input.runtime);
+    let routed = table.route_in(&req, item.input.random_value, &snapshot, &metadata);
     if let Some(m) = &routed {
         if m.is_direct_response() {
-            m.local_reply(&mut req, &info, true, &mut resp);
+            tool_local_reply(m, &mut req, &info, &mut resp);
         } else {
             m.finalize_request_headers(&mut req, &info, true);
             m.finalize_response_headers(&mut resp, &req, &info);
@@ -235,6 +229,29 @@ pub fn run(table: &RouteTable, item: &ValidationItem, now: SystemTime) -> TestRe
         result.covered = routed.as_ref().and_then(Matched::route_position);
     }
     result
+}
+
+/// The tool's `finalizeHeaders` for a direct response, which is not the proxy's local
+/// reply: `rewritePathHeader`, then `Utility::sendLocalReply` with no header hook
+/// (`:status`; `content-length` and `content-type: text/plain` when there is a body;
+/// no `location`), appended to the input response headers, then the route's
+/// `finalizeResponseHeaders`. So a route's default-append `content-type` reads
+/// `text/plain,application/json` here, while the proxy sends only the route's value.
+fn tool_local_reply(m: &Matched<'_>, req: &mut RequestHead, info: &StreamInfo<'_>, resp: &mut ResponseHead) {
+    let Some(status) = m.direct_response_status() else {
+        return;
+    };
+    m.rewrite_path_header(req, true);
+    resp.status = status;
+    let body_len = match m.kind() {
+        RouteKind::DirectResponse(d) => d.body.as_ref().map_or(0, Vec::len),
+        _ => 0,
+    };
+    if body_len > 0 {
+        resp.headers.append(b"content-length", body_len.to_string().as_bytes());
+        resp.headers.append(b"content-type", b"text/plain");
+    }
+    m.finalize_response_headers(resp, req, info);
 }
 
 /// The first value of a request header, as Envoy prints it.

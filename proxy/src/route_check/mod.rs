@@ -6,16 +6,21 @@
 //! ROUTES is a bare `envoy.config.route.v3.RouteConfiguration` (what sits under an
 //! HCM's `route_config:`), or a full bootstrap, whose first HTTP connection manager's
 //! route configuration is checked. TESTS follows Envoy's
-//! `test/tools/router_check/validation.proto`. Both are YAML or JSON. Every test runs
+//! `test/tools/router_check/validation.proto`. Both are YAML or JSON; a test file whose
+//! name ends in `.pb_text` is protobuf text format ([`text_format`]). Every test runs
 //! through the very route table the proxy runs ([`crate::router`]), including the
-//! weighted-cluster pick fed by `random_value`.
+//! weighted-cluster pick fed by `random_value`, `runtime_fraction` under the tool's
+//! runtime mock ([`runtime`]) and `dynamic_metadata` matchers fed by the test's
+//! `dynamic_metadata` input.
 //!
 //! Exit status 0 only when every test passed (and coverage met `--fail-under`); 1 on a
-//! failed or unsupported test, a bad file, or bad arguments.
+//! failed test, a bad file, or bad arguments.
 
 pub mod check;
 pub mod output;
+pub mod runtime;
 pub mod schema;
+pub mod text_format;
 
 use std::io::Write;
 use std::path::Path;
@@ -30,12 +35,13 @@ use crate::router::RouteTable;
 
 use self::check::TestResult;
 use self::output::Report;
+use self::runtime::{tool_route_config, RuntimeMock};
 use self::schema::Validation;
 
 const USAGE: &str =
     "usage: sluice route-check -c ROUTES -t TESTS [--details] [--only-show-failures] [-o RESULT.json] [-f PERCENT]
   -c, --config-path PATH    route configuration (RouteConfiguration or bootstrap; YAML or JSON)
-  -t, --test-path PATH      tests (Envoy router_check_tool validation format; YAML or JSON)
+  -t, --test-path PATH      tests (Envoy router_check_tool validation format; YAML, JSON, or .pb_text)
   -d, --details             also list passing tests
       --only-show-failures  list failing tests only
   -o, --output-path PATH    write the ValidationResult as JSON
@@ -99,6 +105,11 @@ fn read(path: &str) -> Result<String, String> {
 /// Load the route configuration: a bare `RouteConfiguration`, or a bootstrap's first
 /// HTTP connection manager's `route_config`. Returns the table and the warnings.
 pub fn load_routes(path: &str) -> Result<(RouteTable, Vec<String>), String> {
+    if text_format::is_text_format(path) {
+        return Err(format!(
+            "{path}: route configurations in protobuf text format are not supported (use YAML or JSON; test files may be .pb_text)"
+        ));
+    }
     let text = read(path)?;
     let root = node::parse(&text).map_err(|e| format!("{path}: {e}"))?;
     let is_bootstrap = matches!(&root.value, Value::Map(m) if m.iter().any(|(k, _)| k.name == "static_resources" || k.name == "staticResources"));
@@ -116,7 +127,7 @@ pub fn load_routes(path: &str) -> Result<(RouteTable, Vec<String>), String> {
                 _ => None,
             })
             .ok_or_else(|| format!("{path}: the bootstrap has no HTTP connection manager"))?;
-        return Ok((RouteTable::new(&hcm.route_config), warnings));
+        return Ok((RouteTable::new(&tool_route_config(hcm.route_config.clone())), warnings));
     }
     let mut d = Decoder::new();
     let rc = RouteConfiguration::decode(&mut d, &root, "");
@@ -124,12 +135,15 @@ pub fn load_routes(path: &str) -> Result<(RouteTable, Vec<String>), String> {
         return Err(format!("{path}:\n{}", sluice_config::ConfigErrors(d.errors)));
     }
     let rc = rc.ok_or_else(|| format!("{path}: not a route configuration"))?;
-    Ok((RouteTable::new(&rc), d.warnings.iter().map(ToString::to_string).collect()))
+    Ok((RouteTable::new(&tool_route_config(rc)), d.warnings.iter().map(ToString::to_string).collect()))
 }
 
 /// Load the test file.
 pub fn load_tests(path: &str) -> Result<(Validation, Vec<String>), String> {
-    let text = read(path)?;
+    let mut text = read(path)?;
+    if text_format::is_text_format(path) {
+        text = text_format::to_json(&text).map_err(|e| format!("{path}: {e}"))?;
+    }
     let root = node::parse(&text).map_err(|e| format!("{path}: {e}"))?;
     let mut d = Decoder::new();
     let v = Validation::decode(&mut d, &root, "");
@@ -175,7 +189,8 @@ fn run_inner(args: &[String], now: SystemTime, out: &mut dyn Write, err: &mut dy
     for w in route_warnings.iter().chain(&test_warnings) {
         let _ = writeln!(err, "warning: {w}");
     }
-    let results: Vec<TestResult> = validation.tests.iter().map(|t| check::run(&table, t, now)).collect();
+    let mock = RuntimeMock::new(table.config());
+    let results: Vec<TestResult> = validation.tests.iter().map(|t| check::run(&table, &mock, t, now)).collect();
     let report = Report { details: opts.details, only_show_failures: opts.only_show_failures };
     output::print_tests(&results, report, out, err).map_err(|e| e.to_string())?;
     if let Some(path) = &opts.output_path {

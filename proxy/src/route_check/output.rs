@@ -2,7 +2,6 @@
 //! a summary) and the `-o` file, a `ValidationResult` as JSON:
 //! `{"test_results":[{"test_name":..,"test_passed":..,"failure":{..}}]}`.
 
-use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use sluice_config::matcher::{HeaderMatch, HeaderMatcher, StringMatcher};
@@ -38,13 +37,8 @@ pub fn print_tests(results: &[TestResult], opts: Report, out: &mut dyn Write, er
 /// The summary line.
 pub fn summary(results: &[TestResult]) -> String {
     let passed = results.iter().filter(|r| r.passed).count();
-    let unsupported = results.iter().filter(|r| r.unsupported.is_some()).count();
-    let failed = results.len() - passed - unsupported;
-    let mut s = format!("{} tests: {passed} passed, {failed} failed", results.len());
-    if unsupported > 0 {
-        let _ = write!(s, ", {unsupported} unsupported");
-    }
-    s
+    let failed = results.len() - passed;
+    format!("{} tests: {passed} passed, {failed} failed", results.len())
 }
 
 /// A percentage printed like C++'s default `ostream << double` (6 significant digits).
@@ -177,7 +171,7 @@ fn header_failures_json(list: &[HeaderMatchFailure]) -> String {
     out
 }
 
-fn failure_json(out: &mut String, f: &Failure, unsupported: Option<&str>) {
+fn failure_json(out: &mut String, f: &Failure) {
     let mut o = Obj::new(out);
     let pairs = [
         ("cluster_name", &f.cluster_name),
@@ -203,9 +197,6 @@ fn failure_json(out: &mut String, f: &Failure, unsupported: Option<&str>) {
     if !f.response_header_match_failures.is_empty() {
         o.raw("response_header_match_failures", &header_failures_json(&f.response_header_match_failures));
     }
-    if let Some(u) = unsupported {
-        o.str("unsupported", u);
-    }
     o.end();
 }
 
@@ -224,7 +215,7 @@ pub fn validation_result_json(results: &[TestResult], only_failures: bool) -> St
         o.raw("test_passed", if r.passed { "true" } else { "false" });
         if !r.passed {
             let mut failure = String::new();
-            failure_json(&mut failure, &r.failure, r.unsupported.as_deref());
+            failure_json(&mut failure, &r.failure);
             o.raw("failure", &failure);
         }
         o.end();

@@ -8,7 +8,8 @@
 use sluice_config::decode::{join, Decode, Decoder, Fields};
 use sluice_config::error::{ErrorKind, Warning};
 use sluice_config::matcher::HeaderMatcher;
-use sluice_config::node::{Node, Value};
+use sluice_config::metadata::{decode_struct, update_struct, Metadata, Struct};
+use sluice_config::node::Node;
 
 /// `Validation`.
 #[derive(Debug, Clone)]
@@ -96,8 +97,60 @@ pub struct ValidationInput {
     pub internal: bool,
     pub additional_request_headers: Vec<HeaderValue>,
     pub additional_response_headers: Vec<HeaderValue>,
-    /// Inputs for features sluice does not support: the test reports "unsupported".
-    pub unsupported: Vec<String>,
+    /// The one runtime key that is "on" for this test: a route's `runtime_fraction`
+    /// matches only when its key is this one and `random_value` falls in its default
+    /// fraction (the tool's `runtimeMock`).
+    pub runtime: String,
+    /// Dynamic metadata set on the stream before routing, in order.
+    pub dynamic_metadata: Vec<SetMetadata>,
+}
+
+/// `extensions.filters.http.set_metadata.v3.Metadata`, the tool's `dynamic_metadata`
+/// input: `value` goes into `metadata_namespace`; when the namespace already has a
+/// value it is merged in (`StructUtil::update`) only with `allow_overwrite`.
+#[derive(Debug, Clone)]
+pub struct SetMetadata {
+    pub metadata_namespace: String,
+    pub value: Option<Struct>,
+    pub allow_overwrite: bool,
+}
+
+impl Decode for SetMetadata {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let line = f.line();
+        let ns: Option<String> = f.req(d, "metadata_namespace");
+        let value = match f.take("value") {
+            Some(n) => Some(decode_struct(d, n, &join(path, "value"))?),
+            None => None,
+        };
+        let allow_overwrite = f.or(d, "allow_overwrite", false);
+        // Typed metadata is never read by route matching.
+        f.unsupported(d, &["typed_value"]);
+        f.finish(d);
+        let ns = ns?;
+        if ns.is_empty() {
+            d.error(ErrorKind::Invalid, &join(path, "metadata_namespace"), line, "must not be empty");
+            return None;
+        }
+        Some(SetMetadata { metadata_namespace: ns, value, allow_overwrite })
+    }
+}
+
+/// Apply the `dynamic_metadata` inputs as the tool's `applyDynamicMetadata` does.
+pub fn apply_dynamic_metadata(inputs: &[SetMetadata]) -> Metadata {
+    let mut md = Metadata::default();
+    for m in inputs {
+        let Some(value) = &m.value else { continue };
+        match md.filter_metadata.get_mut(&m.metadata_namespace) {
+            None => {
+                md.filter_metadata.insert(m.metadata_namespace.clone(), value.clone());
+            }
+            Some(existing) if m.allow_overwrite => update_struct(existing, value),
+            Some(_) => {}
+        }
+    }
+    md
 }
 
 impl Decode for ValidationInput {
@@ -112,19 +165,8 @@ impl Decode for ValidationInput {
         let internal = f.or(d, "internal", false);
         let additional_request_headers = f.list(d, "additional_request_headers");
         let additional_response_headers = f.list(d, "additional_response_headers");
-        let mut unsupported = Vec::new();
-        if let Some(n) = f.take("runtime") {
-            if !matches!(&n.value, Value::Scalar { text, .. } if text.is_empty()) {
-                unsupported.push(
-                    "input.runtime (sluice has no runtime layer; runtime_fraction routes are not supported)".into(),
-                );
-            }
-        }
-        if let Some(n) = f.take("dynamic_metadata") {
-            if !matches!(&n.value, Value::Seq(items) if items.is_empty()) {
-                unsupported.push("input.dynamic_metadata (dynamic metadata matchers are not supported)".into());
-            }
-        }
+        let runtime: String = f.or(d, "runtime", String::new());
+        let dynamic_metadata: Vec<SetMetadata> = f.list(d, "dynamic_metadata");
         f.finish(d);
         let (authority, path_value) = (authority?, path_value?);
         for (name, v) in [("authority", &authority), ("path", &path_value)] {
@@ -142,7 +184,8 @@ impl Decode for ValidationInput {
             internal,
             additional_request_headers,
             additional_response_headers,
-            unsupported,
+            runtime,
+            dynamic_metadata,
         })
     }
 }

@@ -16,6 +16,8 @@ use sluice_config::route::{
     WeightedTarget,
 };
 
+use sluice_config::metadata::Metadata;
+
 use crate::http::RequestHead;
 use crate::runtime::Snapshot;
 
@@ -85,14 +87,21 @@ impl RouteTable {
     /// [`Matched`] whose action is a redirect). The request's scheme for `require_tls`
     /// is `x-forwarded-proto`, else `:scheme`; with neither, no route.
     pub fn route(&self, req: &RequestHead, random_value: u64) -> Option<Matched<'_>> {
-        self.route_in(req, random_value, &NO_RUNTIME)
+        self.route_in(req, random_value, &NO_RUNTIME, &NO_METADATA)
     }
 
     /// [`RouteTable::route`] under a runtime snapshot: a route's `runtime_fraction`
     /// and a weighted route's `runtime_key_prefix` read it with the same
     /// `random_value` (Envoy's stream random value); a weighted route whose runtime
-    /// weights sum to 0 matches no route.
-    pub fn route_in(&self, req: &RequestHead, random_value: u64, runtime: &Snapshot) -> Option<Matched<'_>> {
+    /// weights sum to 0 matches no route. A route's `dynamic_metadata` matchers read
+    /// `metadata` (the stream's dynamic metadata).
+    pub fn route_in(
+        &self,
+        req: &RequestHead,
+        random_value: u64,
+        runtime: &Snapshot,
+        metadata: &Metadata,
+    ) -> Option<Matched<'_>> {
         let vi = self.domains.find(&req.authority)?;
         let vh = &self.config.virtual_hosts[vi];
         let proto = forwarded_proto(req);
@@ -108,10 +117,11 @@ impl RouteTable {
         if needs_tls {
             return Some(Matched { table: self, vhost: vh, vhost_index: vi, target: Target::SslRedirect });
         }
-        let entry = vh
-            .routes
-            .iter()
-            .find(|r| route_matches(&r.r#match, req) && runtime_fraction_matches(&r.r#match, runtime, random_value))?;
+        let entry = vh.routes.iter().find(|r| {
+            route_matches(&r.r#match, req)
+                && metadata_matches(&r.r#match, metadata)
+                && runtime_fraction_matches(&r.r#match, runtime, random_value)
+        })?;
         let cluster = match cluster_choice(entry, req, random_value, runtime) {
             Choice::Cluster(c) => Some(c),
             Choice::NotForwarding => None,
@@ -147,6 +157,15 @@ fn header_text<'a>(req: &'a RequestHead, name: &str) -> Cow<'a, str> {
 
 /// No runtime: every key reads its default.
 static NO_RUNTIME: LazyLock<Snapshot> = LazyLock::new(Snapshot::default);
+
+/// No dynamic metadata.
+static NO_METADATA: LazyLock<Metadata> = LazyLock::new(Metadata::default);
+
+/// `RouteEntryImplBase::matchRoute`: every `dynamic_metadata` matcher accepts the
+/// stream's dynamic metadata.
+fn metadata_matches(m: &RouteMatch, metadata: &Metadata) -> bool {
+    m.dynamic_metadata.iter().all(|dm| dm.matches(metadata))
+}
 
 /// Envoy's `RouteEntryImplBase::matchRoute`: `runtime_fraction` through
 /// `featureEnabled(runtime_key, default_value, random_value)`.

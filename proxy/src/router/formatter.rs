@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sluice_config::metadata::{Metadata, Value};
 use sluice_config::route::{Command, FormatPiece, FormatString, TimeFormat, TimeItem};
 
 use crate::http::response_flags::ResponseFlags;
@@ -50,6 +51,8 @@ pub struct StreamInfo<'a> {
     pub attempt_count: u32,
     /// This machine's host name (`%HOSTNAME%`).
     pub hostname: &'a str,
+    /// The stream's dynamic metadata (access logs).
+    pub dynamic_metadata: Option<&'a Metadata>,
 }
 
 impl<'a> StreamInfo<'a> {
@@ -71,6 +74,7 @@ impl<'a> StreamInfo<'a> {
             duration: None,
             attempt_count: 0,
             hostname: "",
+            dynamic_metadata: None,
         }
     }
 }
@@ -180,6 +184,16 @@ fn command_value(c: &Command, cx: &FormatContext<'_>, out: &mut Vec<u8>) {
         Command::UpstreamRequestAttemptCount => push_display(out, info.attempt_count),
         Command::Hostname => out.extend_from_slice(info.hostname.as_bytes()),
         Command::StartTime(f) => format_time(f, info.start_time, out),
+        Command::DynamicMetadata { namespace, path } => {
+            let Some(md) = info.dynamic_metadata else { return };
+            if path.is_empty() {
+                if let Some(fields) = md.filter_metadata.get(namespace) {
+                    out.extend_from_slice(Value::Struct(fields.clone()).to_json().as_bytes());
+                }
+            } else if let Some(v) = md.value(namespace, path) {
+                out.extend_from_slice(v.to_text().as_bytes());
+            }
+        }
         Command::Req { main, alt } => {
             if let Some(req) = cx.request {
                 let v = request_header_first(req, main)

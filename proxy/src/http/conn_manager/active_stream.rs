@@ -14,6 +14,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use sluice_config::metadata::Metadata;
 use sluice_config::overload::ActionKind;
 use sluice_stack::Stack;
 
@@ -89,7 +90,11 @@ impl<D: ServerStream> StreamCx<'_, D> {
         let random = ctx.rng.next_u64();
         let mut pos = None;
         self.stream.forwarding = false;
-        if let Some(matched) = cfg.routes.route_in(&self.stream.head, random, ctx.runtime) {
+        // The route is chosen before any filter ran (Envoy's cached route), so its
+        // `dynamic_metadata` matchers see no metadata; Envoy's header_to_metadata does
+        // not clear the route cache.
+        let no_metadata = Metadata::default();
+        if let Some(matched) = cfg.routes.route_in(&self.stream.head, random, ctx.runtime, &no_metadata) {
             self.stream.route = Some(matched.route_ref());
             if !self.check_upgrade(ctx, &matched) {
                 return;
@@ -343,7 +348,8 @@ impl<D: ServerStream> StreamCx<'_, D> {
     /// Hand the finished request to every access logger.
     pub fn write_access_log<S: Stack>(&self, ctx: &mut Ctx<'_, S>) {
         let s = &self.stream;
-        let mut info = self.stream_info();
+        let mut info: StreamInfo<'_> = self.stream_info();
+        info.dynamic_metadata = Some(s.filters.dynamic_metadata());
         info.response_code = s.response_started.then_some(s.response.status);
         info.response_flags = s.flags;
         info.bytes_received = s.rq_body_bytes;

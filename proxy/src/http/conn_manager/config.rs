@@ -13,6 +13,7 @@ use crate::http::conn_manager::upgrade::UpgradePolicy;
 use crate::http::filters::cors::CorsConfig;
 use crate::http::filters::csrf::CsrfConfig;
 use crate::http::filters::fault::FaultConfig;
+use crate::http::filters::header_to_metadata::HeaderToMetadataConfig;
 use crate::http::filters::local_ratelimit::LocalRateLimitConfig;
 use crate::http::filters::per_route::RouteFilterTable;
 use crate::http::filters::rbac::RbacConfig;
@@ -145,6 +146,9 @@ impl HcmConfig {
                 }
                 HttpFilterKind::Cors => FilterFactory::Cors(Arc::new(CorsConfig::new(&prefix, &mut counters))),
                 HttpFilterKind::Csrf(p) => FilterFactory::Csrf(Arc::new(CsrfConfig::new(p, &prefix, &mut counters))),
+                HttpFilterKind::HeaderToMetadata(h) => {
+                    FilterFactory::HeaderToMetadata(Arc::new(HeaderToMetadataConfig::new(h, &mut counters)))
+                }
                 HttpFilterKind::HealthCheck(h) => FilterFactory::HealthCheck(Arc::new(h.clone())),
                 HttpFilterKind::LocalRateLimit(l) => FilterFactory::LocalRateLimit(Arc::new(
                     LocalRateLimitConfig::new(l, &mut counters)

@@ -9,6 +9,7 @@
 pub mod cors;
 pub mod csrf;
 pub mod fault;
+pub mod header_to_metadata;
 pub mod health_check;
 pub mod local_ratelimit;
 pub mod per_route;
@@ -23,6 +24,7 @@ use crate::http::{HeaderMap, RequestHead, ResponseHead};
 use self::cors::{CorsConfig, CorsFilter};
 use self::csrf::{CsrfConfig, CsrfFilter};
 use self::fault::{FaultConfig, FaultFilter};
+use self::header_to_metadata::{HeaderToMetadataConfig, HeaderToMetadataFilter};
 use self::health_check::HealthCheckFilter;
 use self::local_ratelimit::{LocalRateLimitConfig, LocalRateLimitFilter};
 use self::per_route::RouteView;
@@ -35,6 +37,7 @@ pub enum FilterFactory {
     Fault(Arc<FaultConfig>),
     Cors(Arc<CorsConfig>),
     Csrf(Arc<CsrfConfig>),
+    HeaderToMetadata(Arc<HeaderToMetadataConfig>),
     HealthCheck(Arc<sluice_config::filters::health_check::HealthCheck>),
     LocalRateLimit(Arc<LocalRateLimitConfig>),
     Rbac(Arc<RbacConfig>),
@@ -61,6 +64,9 @@ impl HttpFilterConfig {
             FilterFactory::Fault(c) => ActiveFilter::Fault(FaultFilter::new(Arc::clone(c))),
             FilterFactory::Cors(c) => ActiveFilter::Cors(CorsFilter::new(Arc::clone(c), route, k)),
             FilterFactory::Csrf(c) => ActiveFilter::Csrf(CsrfFilter::new(Arc::clone(c), route, k)),
+            FilterFactory::HeaderToMetadata(c) => {
+                ActiveFilter::HeaderToMetadata(HeaderToMetadataFilter::new(Arc::clone(c), route, k))
+            }
             FilterFactory::HealthCheck(c) => ActiveFilter::HealthCheck(HealthCheckFilter::new(Arc::clone(c))),
             FilterFactory::LocalRateLimit(c) => ActiveFilter::LocalRateLimit(LocalRateLimitFilter::new(c, route, k)),
             FilterFactory::Rbac(c) => ActiveFilter::Rbac(RbacFilter::new(Arc::clone(c), route, k)),
@@ -90,6 +96,7 @@ pub enum ActiveFilter {
     Fault(FaultFilter),
     Cors(CorsFilter),
     Csrf(CsrfFilter),
+    HeaderToMetadata(HeaderToMetadataFilter),
     HealthCheck(HealthCheckFilter),
     LocalRateLimit(LocalRateLimitFilter),
     Rbac(RbacFilter),
@@ -101,6 +108,7 @@ macro_rules! dispatch {
             ActiveFilter::Fault($f) => $e,
             ActiveFilter::Cors($f) => $e,
             ActiveFilter::Csrf($f) => $e,
+            ActiveFilter::HeaderToMetadata($f) => $e,
             ActiveFilter::HealthCheck($f) => $e,
             ActiveFilter::LocalRateLimit($f) => $e,
             ActiveFilter::Rbac($f) => $e,

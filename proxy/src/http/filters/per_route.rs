@@ -27,6 +27,7 @@ use super::{CounterSet, HttpFilterConfig};
 pub enum PerRouteFilter {
     Cors(Arc<CorsPolicy>),
     Csrf(Arc<sluice_config::filters::csrf::CsrfPolicy>),
+    HeaderToMetadata(Arc<crate::http::filters::header_to_metadata::HeaderToMetadataConfig>),
     LocalRateLimit(Arc<LocalRateLimitConfig>),
     Rbac(Arc<RbacEngines>),
 }
@@ -116,6 +117,9 @@ fn level(
             None => None,
             Some(PerRouteConfig::Cors(c)) => Some(PerRouteFilter::Cors(Arc::new(c.clone()))),
             Some(PerRouteConfig::Csrf(c)) => Some(PerRouteFilter::Csrf(Arc::new(c.clone()))),
+            Some(PerRouteConfig::HeaderToMetadata(c)) => Some(PerRouteFilter::HeaderToMetadata(Arc::new(
+                crate::http::filters::header_to_metadata::HeaderToMetadataConfig::new(c, counters),
+            ))),
             Some(PerRouteConfig::LocalRateLimit(c)) => Some(PerRouteFilter::LocalRateLimit(Arc::new(
                 LocalRateLimitConfig::new(c, counters).map_err(|e| format!("{p}: {e}"))?,
             ))),

@@ -122,8 +122,12 @@ impl Decode for Bootstrap {
                 "listener_manager",
                 "typed_dns_resolver_config",
                 "dns_resolution_config",
-                "tracing",
             ],
+        );
+        f.unsupported_because(
+            d,
+            "tracing",
+            "the bootstrap's tracing provider is not supported; set it in the connection manager's `tracing.provider`",
         );
         f.finish(d);
         Some(Bootstrap { admin, listeners, clusters, overload_manager, layered_runtime })

@@ -11,7 +11,7 @@
 
 /// `(field name, why it changes nothing in sluice)`.
 pub const INERT: &[(&str, &str)] = &[
-    ("node", "identifies the proxy to a management server; sluice has no xDS"),
+    ("node", "identifies the proxy to a management server (sluice has no xDS); only id, cluster and locality.zone are read, for runtime keys and trace spans"),
     ("node_context_params", "xDS resource-name parameters; sluice has no xDS"),
     ("metadata", "opaque data for filters and xDS; nothing in sluice reads it"),
     (

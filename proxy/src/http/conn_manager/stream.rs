@@ -15,6 +15,7 @@ use crate::http::response_flags::ResponseFlags;
 use crate::http::tunnel::Tunnel;
 use crate::http::{RequestHead, ResponseHead, Version};
 use crate::router::RouteRef;
+use crate::trace::span::StreamTrace;
 
 /// Where the decoder-filter chain stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +73,8 @@ pub struct Stream {
     /// An allowed upgrade or CONNECT, and its tunnel once the upstream switched.
     pub upgrade: UpgradeKind,
     pub tunnel: Option<Box<Tunnel>>,
+    /// The request's span and decorator (connection managers with `tracing`).
+    pub trace: Option<Box<StreamTrace>>,
 }
 
 impl Stream {
@@ -115,6 +118,7 @@ impl Stream {
             close_after: false,
             upgrade: UpgradeKind::None,
             tunnel: None,
+            trace: None,
         }
     }
 
@@ -146,6 +150,7 @@ impl Stream {
         self.last_activity = now;
         self.close_after = !meta.keep_alive;
         self.upgrade = UpgradeKind::None;
+        self.trace = None;
     }
 
     /// The request's HTTP version.

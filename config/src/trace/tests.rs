@@ -154,3 +154,16 @@ fn custom_tags_request_id_and_route_overrides() {
     assert!(!d.always_set_request_id_in_response);
     assert_eq!(d.request_id, UuidRequestIdConfig::default());
 }
+
+#[test]
+fn an_outbound_listener_with_tracing_is_refused() {
+    let outbound = |text: String| text.replace("  - name: l\n", "  - name: l\n    traffic_direction: OUTBOUND\n");
+    let e = err(&outbound(config("          tracing: {}\n", "")));
+    assert!(e.contains("traffic_direction") && e.contains("egress spans"), "{e}");
+    // Without tracing it stays a label.
+    let loaded = crate::load_str(&outbound(config("", ""))).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.iter().any(|w| w.path.ends_with("traffic_direction")));
+    let inbound =
+        config("          tracing: {}\n", "").replace("  - name: l\n", "  - name: l\n    traffic_direction: INBOUND\n");
+    assert!(crate::load_str(&inbound).is_ok());
+}

@@ -53,7 +53,7 @@ impl Dump for TracingProvider {
                         .with("collector_endpoint", &z.collector_endpoint)
                         .with("trace_id_128bit", z.trace_id_128bit)
                         .with("shared_span_context", z.shared_span_context)
-                        .with("collector_endpoint_version", "HTTP_JSON")
+                        .with("collector_endpoint_version", if z.proto { "HTTP_PROTO" } else { "HTTP_JSON" })
                         .with("collector_hostname", &z.collector_hostname),
                 ),
             ),

@@ -90,6 +90,8 @@ pub struct ZipkinConfig {
     pub shared_span_context: bool,
     /// The `Host` of the POST (default: the cluster's name).
     pub collector_hostname: String,
+    /// `collector_endpoint_version: HTTP_PROTO` (else JSON v2).
+    pub proto: bool,
 }
 
 impl ZipkinConfig {
@@ -114,15 +116,15 @@ impl ZipkinConfig {
             "`collector_service` is not supported; use collector_cluster and collector_endpoint",
         );
         f.finish(d);
-        match version {
-            CollectorEndpointVersion::HttpJson | CollectorEndpointVersion::Deprecated => {}
-            CollectorEndpointVersion::HttpProto | CollectorEndpointVersion::Grpc => d.error(
+        if version == CollectorEndpointVersion::Grpc {
+            d.error(
                 ErrorKind::Unsupported,
                 &format!("{path}.collector_endpoint_version"),
                 line,
-                "sluice sends Zipkin spans as HTTP_JSON (v2) only",
-            ),
+                "sluice sends Zipkin spans over HTTP (HTTP_JSON or HTTP_PROTO), not gRPC",
+            );
         }
+        let proto = version == CollectorEndpointVersion::HttpProto;
         let collector_cluster = collector_cluster?;
         let collector_endpoint = collector_endpoint?;
         if collector_cluster.is_empty() || collector_endpoint.is_empty() {
@@ -136,6 +138,7 @@ impl ZipkinConfig {
             trace_id_128bit,
             shared_span_context,
             collector_hostname,
+            proto,
         })
     }
 }

@@ -78,7 +78,13 @@ fn providers_and_their_options() {
     assert!(!z.shared_span_context && z.trace_id_128bit);
     let h = hcm(&config(&format!("          tracing: {{provider: {ZIPKIN}}}}}}}\n"), ""));
     let Some(TracingProvider::Zipkin(z)) = h.tracing.and_then(|t| t.provider) else { panic!("zipkin") };
-    assert!(z.shared_span_context && !z.trace_id_128bit);
+    assert!(z.shared_span_context && !z.trace_id_128bit && !z.proto);
+    let h = hcm(&config(
+        &format!("          tracing: {{provider: {ZIPKIN}, collector_endpoint_version: HTTP_PROTO}}}}}}\n"),
+        "",
+    ));
+    let Some(TracingProvider::Zipkin(z)) = h.tracing.and_then(|t| t.provider) else { panic!("zipkin") };
+    assert!(z.proto);
 
     let otel = format!(
         "          tracing: {{provider: {OTEL}, service_name: front, http_service: {{http_uri: {{uri: 'http://collector:4318/v1/traces', cluster: zipkin, timeout: 2s}}, request_headers_to_append: [{{header: {{key: Authorization, value: k}}}}]}}}}}}}}\n"
@@ -102,10 +108,8 @@ fn what_sluice_does_not_do_is_refused_with_its_path() {
         "",
     ));
     assert!(e.contains("grpc_service") && e.contains("http_service"), "{e}");
-    let e = err(&config(
-        &format!("          tracing: {{provider: {ZIPKIN}, collector_endpoint_version: HTTP_PROTO}}}}}}\n"),
-        "",
-    ));
+    let e =
+        err(&config(&format!("          tracing: {{provider: {ZIPKIN}, collector_endpoint_version: GRPC}}}}}}\n"), ""));
     assert!(e.contains("collector_endpoint_version"), "{e}");
     let e = err(&config("          tracing: {verbose: true}\n", ""));
     assert!(e.contains("tracing.verbose"), "{e}");

@@ -40,8 +40,8 @@ const MAX_BATCH: usize = 1024;
 /// What a report looks like on the wire.
 #[derive(Debug)]
 pub enum Format {
-    /// Zipkin v2 JSON to `endpoint`, `Host: hostname`.
-    ZipkinJson { endpoint: String, hostname: String, local: LocalEndpoint },
+    /// Zipkin v2 to `endpoint`, `Host: hostname`: JSON, or protobuf when `proto`.
+    ZipkinJson { endpoint: String, hostname: String, local: LocalEndpoint, proto: bool },
     /// OTLP/HTTP protobuf.
     Otlp { path: String, host: String, headers: Vec<(String, String)>, resource: Vec<KeyValue> },
 }
@@ -57,8 +57,11 @@ impl Format {
     fn request(&self, spans: &[FinishedSpan]) -> Vec<u8> {
         let no_headers: &[(String, String)] = &[];
         let (path, host, content_type, extra, body) = match self {
-            Format::ZipkinJson { endpoint, hostname, local } => {
+            Format::ZipkinJson { endpoint, hostname, local, proto: false } => {
                 (endpoint, hostname, "application/json", no_headers, zipkin::encode(spans, local))
+            }
+            Format::ZipkinJson { endpoint, hostname, local, proto: true } => {
+                (endpoint, hostname, "application/x-protobuf", no_headers, zipkin::encode_proto(spans, local))
             }
             Format::Otlp { path, host, headers, resource } => {
                 (path, host, "application/x-protobuf", headers.as_slice(), otlp::encode(spans, resource))

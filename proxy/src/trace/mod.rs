@@ -164,6 +164,7 @@ impl Tracer {
                         Format::ZipkinJson {
                             endpoint: z.collector_endpoint.clone(),
                             hostname: z.collector_hostname.clone(),
+                            proto: z.proto,
                             local: zipkin::LocalEndpoint {
                                 service_name: local.cluster.clone(),
                                 address: crate::http::conn_manager::headers::local_address(),

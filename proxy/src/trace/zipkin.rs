@@ -1,10 +1,14 @@
-//! Zipkin v2 JSON (`collector_endpoint_version: HTTP_JSON`): a batch of spans as the
-//! array `POST /api/v2/spans` takes, with Envoy's fields (`traceId`, `parentId`, `id`,
-//! `kind: SERVER`, `name`, `timestamp`/`duration` in microseconds, `localEndpoint`
-//! with the node's cluster as `serviceName`, `tags`, `shared`).
+//! Zipkin v2 spans, as `POST /api/v2/spans` takes them: JSON (`collector_endpoint_version:
+//! HTTP_JSON`), an array with Envoy's fields (`traceId`, `parentId`, `id`, `kind:
+//! SERVER`, `name`, `timestamp`/`duration` in microseconds, `localEndpoint` with the
+//! node's cluster as `serviceName`, `tags`, `shared`), or protobuf (`HTTP_PROTO`,
+//! zipkin-api `zipkin.proto3` `ListOfSpans`, the same fields).
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::IpAddr;
+
+use prost::Message;
 
 use crate::trace::context::trace_id_hex;
 use crate::trace::span::FinishedSpan;
@@ -83,6 +87,91 @@ pub fn encode(spans: &[FinishedSpan], local: &LocalEndpoint) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// `zipkin.proto3` `ListOfSpans`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ListOfSpans {
+    #[prost(message, repeated, tag = "1")]
+    pub spans: Vec<ProtoSpan>,
+}
+
+/// `zipkin.proto3` `Span`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ProtoSpan {
+    #[prost(bytes = "vec", tag = "1")]
+    pub trace_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub parent_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub id: Vec<u8>,
+    /// `Kind`: 2 = SERVER.
+    #[prost(int32, tag = "4")]
+    pub kind: i32,
+    #[prost(string, tag = "5")]
+    pub name: String,
+    #[prost(fixed64, tag = "6")]
+    pub timestamp: u64,
+    #[prost(uint64, tag = "7")]
+    pub duration: u64,
+    #[prost(message, optional, tag = "8")]
+    pub local_endpoint: Option<Endpoint>,
+    #[prost(btree_map = "string, string", tag = "11")]
+    pub tags: BTreeMap<String, String>,
+    #[prost(bool, tag = "13")]
+    pub shared: bool,
+}
+
+/// `zipkin.proto3` `Endpoint`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Endpoint {
+    #[prost(string, tag = "1")]
+    pub service_name: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub ipv4: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub ipv6: Vec<u8>,
+    #[prost(int32, tag = "4")]
+    pub port: i32,
+}
+
+/// The protobuf body of `spans` (`HTTP_PROTO`).
+pub fn encode_proto(spans: &[FinishedSpan], local: &LocalEndpoint) -> Vec<u8> {
+    let endpoint = Endpoint {
+        service_name: local.service_name.clone(),
+        ipv4: match local.address {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(_) => Vec::new(),
+        },
+        ipv6: match local.address {
+            IpAddr::V6(a) => a.octets().to_vec(),
+            IpAddr::V4(_) => Vec::new(),
+        },
+        port: 0,
+    };
+    let spans = spans
+        .iter()
+        .map(|s| {
+            let c = &s.context;
+            ProtoSpan {
+                trace_id: if c.trace_id >> 64 == 0 {
+                    (c.trace_id as u64).to_be_bytes().to_vec()
+                } else {
+                    c.trace_id.to_be_bytes().to_vec()
+                },
+                parent_id: if c.parent_id != 0 { c.parent_id.to_be_bytes().to_vec() } else { Vec::new() },
+                id: c.span_id.to_be_bytes().to_vec(),
+                kind: 2,
+                name: s.name.clone(),
+                timestamp: s.start_us,
+                duration: s.duration_us,
+                local_endpoint: Some(endpoint.clone()),
+                tags: s.tags.iter().cloned().collect(),
+                shared: s.shared,
+            }
+        })
+        .collect();
+    ListOfSpans { spans }.encode_to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,7 +190,16 @@ mod tests {
             error: false,
         };
         let local = LocalEndpoint { service_name: "front".into(), address: "10.0.0.1".parse().unwrap() };
-        let json = String::from_utf8(encode(&[span], &local)).unwrap();
+        let json = String::from_utf8(encode(std::slice::from_ref(&span), &local)).unwrap();
+        let proto = ListOfSpans::decode(&encode_proto(std::slice::from_ref(&span), &local)[..]).unwrap();
+        let p = &proto.spans[0];
+        assert_eq!(
+            (p.trace_id.len(), &p.id[..], &p.parent_id[..]),
+            (8, &0xcdu64.to_be_bytes()[..], &0xefu64.to_be_bytes()[..])
+        );
+        assert_eq!((p.kind, p.timestamp, p.duration, p.shared), (2, 10, 20, true));
+        assert_eq!(p.tags.get("http.method").map(String::as_str), Some("GET"));
+        assert_eq!(p.local_endpoint.as_ref().map(|e| e.ipv4.clone()), Some(vec![10, 0, 0, 1]));
         assert_eq!(
             json,
             r#"[{"traceId":"00000000000000ab","parentId":"00000000000000ef","id":"00000000000000cd","kind":"SERVER","name":"a\"b","timestamp":10,"duration":20,"localEndpoint":{"serviceName":"front","ipv4":"10.0.0.1"},"tags":{"http.method":"GET","x":"\n"},"shared":true}]"#

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use sluice_config::node::{parse, Node, Value};
 use sluice_e2e::backend::{Backend, Net};
 use sluice_e2e::config::{http_at, ClusterAt};
+use sluice_e2e::h2_client::H2Client;
 use sluice_e2e::http_client::{Client, Response};
 use sluice_e2e::http_origin::{HttpOrigin, Seen};
 use sluice_e2e::inproc::InProcessProxy;
@@ -34,6 +35,7 @@ on_both_backends!(
     request_id_in_the_response_when_configured,
     errors_are_tagged_on_5xx_and_upstream_resets,
     a_dead_collector_leaves_requests_alone_and_is_counted,
+    http2_streams_are_traced,
 );
 
 const COLLECTOR: &str = r#"
@@ -391,4 +393,22 @@ fn a_dead_collector_leaves_requests_alone_and_is_counted(backend: Backend) {
     assert_eq!(s.counter("tracing.zipkin.spans_sent"), 20);
     assert!(s.counter("tracing.zipkin.reports_failed") >= 1);
     assert_eq!(s.counter("tracing.zipkin.reports_sent"), 0);
+}
+
+fn http2_streams_are_traced(backend: Backend) {
+    let net = Net::new(backend);
+    let collector = Collector::start();
+    let s = Setup::start(&net, OTEL, collector.addr);
+    let conn = net.connect(s.proxy.target(s.listen)).expect("connect to the proxy");
+    let mut h2 = H2Client::handshake(conn).expect("HTTP/2 handshake");
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let r = h2.request("GET", "/h2", &[("traceparent", tp)], b"").expect("response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-envoy-decorator-operation"), Some("checkout"));
+    let seen = s.origin.seen().pop().expect("forwarded");
+    let sent = seen.header("traceparent").unwrap().to_string();
+    let spans = collector.wait_for(1);
+    assert_eq!(field(&spans[0], "id").as_deref(), Some(&sent[36..52]));
+    assert_eq!(field(&spans[0], "parentId").as_deref(), Some("b7ad6b7169203331"));
+    assert_eq!(tag(&spans[0], "http.protocol").as_deref(), Some("HTTP/2"));
 }

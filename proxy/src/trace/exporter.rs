@@ -179,7 +179,8 @@ impl Exporter {
         let s = &self.shared;
         s.min_flush_spans.store(min_flush_spans.max(1) as usize, Ordering::Relaxed);
         s.flush_interval_ms.store(flush_interval_ms.max(1), Ordering::Relaxed);
-        if s.queue.push(span).is_err() {
+        let full = s.queue.push(span).is_err();
+        if full {
             s.dropped.fetch_add(1, Ordering::Relaxed);
         }
         let thread = self.thread.get_or_init(|| {
@@ -191,7 +192,7 @@ impl Exporter {
                 .map_err(|e| tracing::warn!("cannot start the span exporter thread: {e}"))
                 .ok()
         });
-        if s.queue.len() >= s.min_flush_spans.load(Ordering::Relaxed) {
+        if full || s.queue.len() >= s.min_flush_spans.load(Ordering::Relaxed) {
             if let Some(t) = thread {
                 t.unpark();
             }
@@ -225,7 +226,7 @@ fn run(s: &Shared) {
             s.stats.timer_flushed.inc();
             next_timer = now + Duration::from_millis(s.flush_interval_ms.load(Ordering::Relaxed));
         }
-        let due = stop || timer || s.queue.len() >= s.min_flush_spans.load(Ordering::Relaxed);
+        let due = stop || timer || dropped > 0 || s.queue.len() >= s.min_flush_spans.load(Ordering::Relaxed);
         if due && !s.queue.is_empty() {
             let mut batch = Vec::with_capacity(s.queue.len().min(MAX_BATCH));
             while batch.len() < MAX_BATCH {
@@ -346,5 +347,58 @@ fn exchange(c: &mut TcpStream, request: &[u8], deadline: Instant) -> Result<(u16
             }
             Err(_) => return Err(false),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::context::SpanContext;
+    use crate::upstream::cluster_manager::{static_hosts, ClusterManager};
+
+    fn span() -> FinishedSpan {
+        FinishedSpan {
+            context: SpanContext { trace_id: 1, span_id: 1, parent_id: 0, sampled: true },
+            name: "n".into(),
+            shared: false,
+            trace_state: None,
+            start_us: 0,
+            duration_us: 0,
+            tags: Vec::new(),
+            error: false,
+        }
+    }
+
+    /// A dead collector: every span is either sent (and the report fails) or dropped at
+    /// the full queue, and the queue never holds more than its capacity.
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let yaml = format!(
+            "static_resources:\n  clusters:\n  - name: c\n    connect_timeout: 0.2s\n    load_assignment: {{cluster_name: c, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]}}\n",
+            dead.port()
+        );
+        let b = sluice_config::load_str(&yaml).unwrap_or_else(|e| panic!("{e}")).bootstrap;
+        let cm = ClusterManager::new(b.clusters, static_hosts);
+        let local = LocalEndpoint { service_name: String::new(), address: "127.0.0.1".parse().unwrap() };
+        let format = Format::ZipkinJson { endpoint: "/api/v2/spans".into(), hostname: "c".into(), local, proto: false };
+        let exporter = Exporter::new(format, Arc::clone(cm.get("c").unwrap()), Duration::from_secs(1));
+        let counters = exporter.counters();
+        let get = |name: &str| counters.iter().find(|(n, _)| n.ends_with(name)).map_or(0, |(_, c)| c.get());
+        let pushed = QUEUE_CAPACITY as u64 + 500;
+        for _ in 0..pushed {
+            // No flush by count or timer: only a full queue wakes the exporter.
+            exporter.push(span(), u64::MAX, 3_600_000);
+            assert!(exporter.shared.queue.len() <= QUEUE_CAPACITY);
+        }
+        drop(exporter);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while get("spans_sent") + get("spans_dropped") < pushed && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(get("spans_sent") + get("spans_dropped"), pushed);
+        assert!(get("spans_dropped") > 0);
+        assert!(get("reports_failed") >= 1);
+        assert_eq!(get("reports_sent"), 0);
     }
 }

@@ -171,3 +171,13 @@ fn an_outbound_listener_with_tracing_is_refused() {
         config("          tracing: {}\n", "").replace("  - name: l\n", "  - name: l\n    traffic_direction: INBOUND\n");
     assert!(crate::load_str(&inbound).is_ok());
 }
+
+#[test]
+fn the_node_identity_is_read_for_spans() {
+    let text =
+        format!("node: {{id: n1, cluster: front, locality: {{zone: z1}}, metadata: {{a: b}}}}\n{}", config("", ""));
+    let loaded = crate::load_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let n = &loaded.bootstrap.node;
+    assert_eq!((n.id.as_str(), n.cluster.as_str(), n.zone.as_str()), ("n1", "front", "z1"));
+    assert_eq!(crate::load_str(&config("", "")).unwrap().bootstrap.node, crate::bootstrap::NodeIdentity::default());
+}

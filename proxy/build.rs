@@ -1,7 +1,5 @@
 //! Build facts for `sluice --version`: the git commit (`git rev-parse --short HEAD`, or
-//! "unknown" outside a git checkout or without git) and the cargo profile; and the
-//! descriptor set of route-check's test-file schema (proto/router_check/, compiled
-//! with protox into `$OUT_DIR/router_check.bin`).
+//! "unknown" outside a git checkout or without git) and the cargo profile.
 
 use std::process::Command;
 
@@ -14,21 +12,8 @@ fn git(args: &[&str]) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-/// Compile proto/router_check/validation.proto (and what it imports) into a
-/// `FileDescriptorSet`.
-fn router_check_descriptor() {
-    println!("cargo:rerun-if-changed=proto/router_check");
-    let fds = match protox::compile(["validation.proto"], ["proto/router_check"]) {
-        Ok(fds) => fds,
-        Err(e) => panic!("proto/router_check/validation.proto: {e}"),
-    };
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("router_check.bin");
-    std::fs::write(&out, prost::Message::encode_to_vec(&fds)).expect("write router_check.bin");
-}
-
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    router_check_descriptor();
     let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
     // Rebuild when HEAD moves: HEAD itself, the branch it names, and packed refs.
     let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];

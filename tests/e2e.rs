@@ -43,6 +43,7 @@ mod runtime;
 mod tcp_proxy;
 mod tls_inspector;
 mod tls_transport;
+mod tracing;
 mod upstream_health;
 mod upstream_lb;
 mod upstream_outlier;

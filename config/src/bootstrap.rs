@@ -18,6 +18,38 @@ pub struct Bootstrap {
     pub overload_manager: Option<OverloadManager>,
     /// `layered_runtime` (absent: a runtime with no layers).
     pub layered_runtime: Option<runtime::LayeredRuntime>,
+    /// `node.id`, `node.cluster`, `node.locality.zone` (the rest of `node` is inert).
+    pub node: NodeIdentity,
+}
+
+/// What the proxy's traces say about it: the node's id and cluster (Zipkin's service
+/// name) and its zone (Envoy's `LocalInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeIdentity {
+    pub id: String,
+    pub cluster: String,
+    pub zone: String,
+}
+
+impl NodeIdentity {
+    /// Read from the document's `node` (scalars only; anything else reads as empty).
+    fn of(root: &Node) -> NodeIdentity {
+        use crate::node::Value;
+        let field = |n: &Node, name: &str| -> Option<Node> {
+            let Value::Map(fields) = &n.value else { return None };
+            fields.iter().find(|(k, _)| k.name == name).map(|(_, v)| v.clone())
+        };
+        let text = |n: Option<Node>| match n.map(|n| n.value) {
+            Some(Value::Scalar { text, .. }) => text,
+            _ => String::new(),
+        };
+        let Some(node) = field(root, "node") else { return NodeIdentity::default() };
+        NodeIdentity {
+            id: text(field(&node, "id")),
+            cluster: text(field(&node, "cluster")),
+            zone: text(field(&node, "locality").and_then(|l| field(&l, "zone"))),
+        }
+    }
 }
 
 /// `bootstrap.v3.Admin`: where the admin server listens (absent = no admin server).
@@ -57,6 +89,7 @@ impl Decode for Admin {
 
 impl Decode for Bootstrap {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let identity = NodeIdentity::of(node);
         let mut f = Fields::of(d, node, path)?;
         let admin = f.opt(d, "admin");
         let overload_manager = f.opt(d, "overload_manager");
@@ -122,10 +155,14 @@ impl Decode for Bootstrap {
                 "listener_manager",
                 "typed_dns_resolver_config",
                 "dns_resolution_config",
-                "tracing",
             ],
         );
+        f.unsupported_because(
+            d,
+            "tracing",
+            "the bootstrap's tracing provider is not supported; set it in the connection manager's `tracing.provider`",
+        );
         f.finish(d);
-        Some(Bootstrap { admin, listeners, clusters, overload_manager, layered_runtime })
+        Some(Bootstrap { admin, listeners, clusters, overload_manager, layered_runtime, node: identity })
     }
 }

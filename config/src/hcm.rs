@@ -14,6 +14,7 @@ use crate::error::ErrorKind;
 use crate::node::Node;
 use crate::proto_enum;
 use crate::route::RouteConfiguration;
+use crate::trace::{decode_request_id_extension, HcmTracing, UuidRequestIdConfig};
 
 mod forwarding;
 mod http2;
@@ -160,6 +161,12 @@ pub struct HttpConnectionManager {
     pub stream_error_on_invalid_http_message: bool,
     /// `upgrade_configs`: the upgrades (websocket, CONNECT, ...) allowed; none by default.
     pub upgrade_configs: Vec<UpgradeConfig>,
+    /// `tracing`: absent, no sampling and no spans.
+    pub tracing: Option<HcmTracing>,
+    /// `always_set_request_id_in_response` (false).
+    pub always_set_request_id_in_response: bool,
+    /// `request_id_extension` (the UUID extension, Envoy's default).
+    pub request_id: UuidRequestIdConfig,
     pub line: u32,
 }
 
@@ -219,6 +226,12 @@ impl HttpConnectionManager {
         let strip_trailing_host_dot = f.or(d, "strip_trailing_host_dot", false);
         let stream_error_on_invalid_http_message = f.or(d, "stream_error_on_invalid_http_message", false);
         not_yet::check(d, &mut f);
+        let tracing: Option<HcmTracing> = f.opt(d, "tracing");
+        let always_set_request_id_in_response = f.or(d, "always_set_request_id_in_response", false);
+        let request_id = match f.take("request_id_extension") {
+            Some(n) => decode_request_id_extension(d, n, &f.field_path("request_id_extension")).unwrap_or_default(),
+            None => UuidRequestIdConfig::default(),
+        };
         f.unsupported(
             d,
             &[
@@ -230,7 +243,6 @@ impl HttpConnectionManager {
                 "early_header_mutation_extensions",
                 "proxy_100_continue",
                 "represent_ipv4_remote_address_as_ipv4_mapped_ipv6",
-                "request_id_extension",
                 "local_reply_config",
                 "proxy_status_config",
                 "typed_header_validation_config",
@@ -317,6 +329,9 @@ impl HttpConnectionManager {
             strip_trailing_host_dot,
             stream_error_on_invalid_http_message,
             upgrade_configs,
+            tracing,
+            always_set_request_id_in_response,
+            request_id,
             line,
         })
     }

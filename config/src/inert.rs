@@ -11,10 +11,13 @@
 
 /// `(field name, why it changes nothing in sluice)`.
 pub const INERT: &[(&str, &str)] = &[
-    ("node", "identifies the proxy to a management server; sluice has no xDS"),
+    ("node", "identifies the proxy to a management server (sluice has no xDS); only id, cluster and locality.zone are read, for runtime keys and trace spans"),
     ("node_context_params", "xDS resource-name parameters; sluice has no xDS"),
     ("metadata", "opaque data for filters and xDS; nothing in sluice reads it"),
-    ("traffic_direction", "a label for tracing and Windows original-destination; no data-path effect"),
+    (
+        "traffic_direction",
+        "a label for Windows original-destination and egress spans; sluice names every span as ingress",
+    ),
     ("stats_flush_interval", "how often stats go to sinks; sluice has none (stats_sinks is rejected)"),
     ("stats_config", "stat tag extraction and matching: names in the stats output only"),
     ("enable_dispatcher_stats", "event-loop latency histograms: stats only"),
@@ -25,9 +28,6 @@ pub const INERT: &[(&str, &str)] = &[
     ("dynamic_stats", "extra router stats"),
     ("disable_downstream_cluster_stats", "fault filter stats by downstream cluster"),
     ("total_weight", "deprecated: Envoy now uses the sum of the weights, as sluice does"),
-    ("start_child_span", "tracing only, and tracing is rejected"),
-    ("decorator", "names the tracing span, and tracing is rejected"),
-    ("trace_sampled", "tracing only, and tracing is rejected"),
     (
         "response_rate_limit_percent_runtime",
         "the runtime key of response rate-limit faults, which are rejected (response_rate_limit)",
@@ -83,9 +83,6 @@ mod tests {
                 "dynamic_stats",
                 "disable_downstream_cluster_stats",
                 "total_weight",
-                "start_child_span",
-                "decorator",
-                "trace_sampled",
                 "response_rate_limit_percent_runtime",
                 "metadata_match",
                 "locality",

@@ -30,6 +30,7 @@ pub mod route;
 pub mod runtime;
 pub mod tcp_proxy;
 pub mod tls;
+pub mod trace;
 pub mod validate;
 
 pub use bootstrap::{Admin, Bootstrap};

@@ -66,7 +66,28 @@ impl Decode for Listener {
         let max_accept_path = f.field_path("max_connections_to_accept_per_socket_event");
         let max_connections_to_accept_per_socket_event: Option<u32> =
             f.opt(d, "max_connections_to_accept_per_socket_event");
-        f.ignored(d, &["traffic_direction", "metadata"]);
+        let outbound = f.take("traffic_direction").map(|n| {
+            let reason = crate::inert::reason("traffic_direction").unwrap_or_default();
+            d.warn_inert(&f.field_path("traffic_direction"), n.line, reason);
+            (n.line, matches!(&n.value, crate::node::Value::Scalar { text, .. } if text == "OUTBOUND" || text == "2"))
+        });
+        if let Some((line, true)) = outbound {
+            let traced = filter_chains
+                .iter()
+                .chain(&default_filter_chain)
+                .flat_map(|c| &c.filters)
+                .any(|f| matches!(&f.kind, NetworkFilterKind::HttpConnectionManager(h) if h.tracing.is_some()));
+            if traced {
+                d.error(
+                    ErrorKind::Unsupported,
+                    &f.field_path("traffic_direction"),
+                    line,
+                    "an OUTBOUND listener's connection managers make egress spans, which sluice does not; \
+                     remove `traffic_direction` or the connection manager's `tracing`",
+                );
+            }
+        }
+        f.ignored(d, &["metadata"]);
         f.default_only(
             d,
             "transparent",

@@ -130,9 +130,13 @@ fn a_partly_broken_config_keeps_what_decoded() {
 }
 
 #[test]
-fn tracing_is_refused_and_http2_options_are_decoded() {
-    let e = errors(&http("          tracing: {}\n", ROUTER, ENDPOINT));
-    assert!(e.to_string().contains("tracing is not supported yet (issue: tracing)"), "{e}");
+fn an_unknown_tracing_provider_is_refused_and_http2_options_are_decoded() {
+    let e = errors(&http(
+        "          tracing: {provider: {name: envoy.tracers.datadog, typed_config: {'@type': type.googleapis.com/envoy.config.trace.v3.DatadogConfig}}}\n",
+        ROUTER,
+        ENDPOINT,
+    ));
+    assert!(e.to_string().contains("tracing provider `envoy.tracers.datadog`"), "{e}");
     let l = load_str(&http("          codec_type: HTTP1\n          http2_protocol_options: {}\n", ROUTER, ENDPOINT));
     assert!(l.is_ok(), "{:?}", l.err());
     let l = load_str(&http(

@@ -357,6 +357,10 @@ pub struct Route {
     pub request_headers: HeaderMutations,
     pub response_headers: HeaderMutations,
     pub typed_per_filter_config: PerFilterConfigs,
+    /// `decorator`: the span's operation name.
+    pub decorator: Option<crate::trace::Decorator>,
+    /// `tracing`: sampling and tags replacing the connection manager's.
+    pub tracing: Option<crate::trace::RouteTracing>,
     pub line: u32,
 }
 
@@ -370,7 +374,9 @@ impl Decode for Route {
         let request_headers = HeaderMutations::decode(d, &mut f, "request_headers_to_add", "request_headers_to_remove");
         let response_headers =
             HeaderMutations::decode(d, &mut f, "response_headers_to_add", "response_headers_to_remove");
-        f.ignored(d, &["metadata", "decorator"]);
+        f.ignored(d, &["metadata"]);
+        let decorator = f.opt(d, "decorator");
+        let tracing = f.opt(d, "tracing");
         let tpfc_path = f.field_path("typed_per_filter_config");
         let typed_per_filter_config = PerFilterConfigs::decode(d, f.take("typed_per_filter_config"), &tpfc_path);
         f.unsupported_because(
@@ -378,7 +384,7 @@ impl Decode for Route {
             "per_request_buffer_limit_bytes",
             "`per_request_buffer_limit_bytes` is not supported: sluice buffers up to the listener's per_connection_buffer_limit_bytes; remove it",
         );
-        f.unsupported(d, &["tracing", "stat_prefix", "request_body_buffer_limit"]);
+        f.unsupported(d, &["stat_prefix", "request_body_buffer_limit"]);
         f.finish(d);
         Some(Route {
             name,
@@ -387,6 +393,8 @@ impl Decode for Route {
             request_headers,
             response_headers,
             typed_per_filter_config,
+            decorator,
+            tracing,
             line,
         })
     }

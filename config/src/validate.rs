@@ -76,6 +76,18 @@ pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
                         }
                     }
                     NetworkFilterKind::HttpConnectionManager(hcm) => {
+                        // Envoy's tracers fail at load when their collector cluster is unknown.
+                        if let Some(p) = hcm.tracing.as_ref().and_then(|t| t.provider.as_ref()) {
+                            let name = p.collector_cluster();
+                            if !cluster_names.contains(name) {
+                                d.error(
+                                    ErrorKind::Reference,
+                                    &format!("{fpath}.tracing.provider"),
+                                    hcm.line,
+                                    format!("tracing: unknown collector cluster `{name}`"),
+                                );
+                            }
+                        }
                         // Envoy validates the clusters of an inline route config unless
                         // `validate_clusters: false`.
                         if hcm.route_config.validate_clusters.unwrap_or(true) {

@@ -25,6 +25,7 @@ pub mod stats;
 pub mod tcp_proxy;
 pub mod timer;
 pub mod tls;
+pub mod trace;
 pub mod transport;
 pub mod upstream;
 pub mod worker;

@@ -99,6 +99,11 @@ pub fn run(opts: &Options) -> i32 {
             return failed(&mut decoded.errors.iter().map(ToString::to_string).chain(files));
         }
     };
+    crate::trace::set_local_info(crate::trace::LocalInfo {
+        node_id: bootstrap.node.id.clone(),
+        cluster: bootstrap.node.cluster.clone(),
+        zone: bootstrap.node.zone.clone(),
+    });
     let loaded = sluice_config::Loaded { bootstrap, warnings: decoded.warnings };
     let dns = if opts.mode == Mode::Validate { Dns::Skip } else { Dns::Resolve };
     let snapshot = match Snapshot::build_with(&loaded.bootstrap, dns) {

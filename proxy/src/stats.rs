@@ -313,6 +313,10 @@ stats_scope! {
         http2_tx_reset = "http2.tx_reset": Counter,
         http2_rx_messaging_error = "http2.rx_messaging_error": Counter,
         http2_goaway_sent = "http2.goaway_sent": Counter,
+        tracing_random_sampling = "tracing.random_sampling": Counter,
+        tracing_service_forced = "tracing.service_forced": Counter,
+        tracing_client_enabled = "tracing.client_enabled": Counter,
+        tracing_not_traceable = "tracing.not_traceable": Counter,
     }
 }
 

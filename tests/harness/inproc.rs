@@ -64,6 +64,8 @@ impl InProcessProxy {
         let loaded = sluice_config::load_str(yaml).map_err(|e| format!("config: {e}"))?;
         let snapshot = Arc::new(Snapshot::build(&loaded.bootstrap).map_err(|e| format!("config: {}", e.join("; ")))?);
         let stats = Arc::new(Store::new(stacks.len()));
+        // As the binary: counters owned by the config (HTTP filters', tracers').
+        stats.filters.replace(snapshot.filter_counters());
         let control = Arc::new(Control::default());
         let runtime = sluice::runtime::Loader::new(
             loaded.bootstrap.layered_runtime.as_ref(),

@@ -63,6 +63,9 @@ impl Dump for HttpConnectionManager {
         j.with("strip_trailing_host_dot", self.strip_trailing_host_dot)
             .with("stream_error_on_invalid_http_message", self.stream_error_on_invalid_http_message)
             .with("upgrade_configs", list(&self.upgrade_configs))
+            .with_opt("tracing", self.tracing.as_ref().map(Dump::dump))
+            .with("always_set_request_id_in_response", self.always_set_request_id_in_response)
+            .with("request_id_extension", self.request_id.dump())
     }
 }
 

@@ -29,6 +29,7 @@ mod overload;
 mod route;
 mod route_action;
 mod tls;
+mod trace;
 
 use std::fmt::Write;
 use std::time::Duration;

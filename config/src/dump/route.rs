@@ -65,6 +65,8 @@ impl Dump for Route {
         let j = with_headers(j, "request", &self.request_headers);
         with_headers(j, "response", &self.response_headers)
             .with("typed_per_filter_config", self.typed_per_filter_config.dump())
+            .with_opt("decorator", self.decorator.as_ref().map(Dump::dump))
+            .with_opt("tracing", self.tracing.as_ref().map(Dump::dump))
     }
 }
 

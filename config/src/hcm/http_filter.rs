@@ -38,7 +38,13 @@ impl RouterFilter {
         let strict: Vec<String> = f.list(d, "strict_check_headers");
         let strict_path = f.field_path("strict_check_headers");
         let line = f.line();
-        f.ignored(d, &["dynamic_stats", "start_child_span"]);
+        f.ignored(d, &["dynamic_stats"]);
+        f.default_only(
+            d,
+            "start_child_span",
+            false,
+            "sluice makes one span per request (the connection manager's) and no child span per upstream request",
+        );
         f.empty_only(
             d,
             "upstream_log",

@@ -6,17 +6,10 @@ use crate::decode::{Decoder, Fields};
 
 /// Check the not-yet-implemented fields of an `HttpConnectionManager`.
 pub(crate) fn check(d: &mut Decoder, f: &mut Fields<'_>) {
-    f.unsupported_because(d, "tracing", "tracing is not supported yet (issue: tracing); remove it");
     f.default_only(
         d,
         "add_user_agent",
         false,
         "sluice does not add user-agent or x-envoy-downstream-service-cluster; remove it",
-    );
-    f.default_only(
-        d,
-        "always_set_request_id_in_response",
-        false,
-        "sluice does not copy x-request-id into responses (issue: request id); remove it",
     );
 }

@@ -343,7 +343,12 @@ impl Decode for RequestMirrorPolicy {
         let fraction: Option<RuntimeFractionalPercent> = f.opt(d, "runtime_fraction");
         let disable_shadow_host_suffix_append = f.or(d, "disable_shadow_host_suffix_append", false);
         let host_rewrite_literal: String = f.or(d, "host_rewrite_literal", String::new());
-        f.ignored(d, &["trace_sampled"]);
+        f.default_only(
+            d,
+            "trace_sampled",
+            true,
+            "a shadow request carries the request's trace context as it is (Envoy's default, true)",
+        );
         f.unsupported(d, &["request_headers_mutations"]);
         f.finish(d);
         let target = match (cluster.is_empty(), header) {

@@ -415,8 +415,8 @@ fn header_mutations() {
 fn route_names_and_unknown_fields() {
     let rc = one("  - name: r1\n    match: {prefix: /}\n    route: {cluster: c}\n    decorator: {operation: x}\n");
     assert_eq!(rc.virtual_hosts[0].routes[0].name, "r1");
-    let e = errors("virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {prefix: /}\n    route: {cluster: c}\n    tracing: {}\n");
-    assert!(e.contains("unsupported field `tracing`"), "{e}");
+    let e = errors("virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {prefix: /}\n    route: {cluster: c}\n    stat_prefix: x\n");
+    assert!(e.contains("unsupported field `stat_prefix`"), "{e}");
     assert!(errors("vhds: {}\nvirtual_hosts: []").contains("unsupported field `vhds`"));
 }
 

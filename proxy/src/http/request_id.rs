@@ -1,7 +1,77 @@
 //! `x-request-id`: random UUIDs (version 4), as Envoy's default request-id extension
-//! generates them.
+//! (`UuidRequestIdConfig`, source/extensions/request_id/uuid) generates them, and the
+//! trace decision it packs into the UUID's version nibble (byte 14 of the text): `4`
+//! not traced, `9` sampled, `a` forced by `x-envoy-force-trace`, `b` forced by the
+//! client (`x-client-trace-id`).
 
+use crate::http::HeaderMap;
 use crate::rng::Rng;
+
+pub const REQUEST_ID: &[u8] = b"x-request-id";
+const UUID_LEN: usize = 36;
+const TRACE_BYTE_POSITION: usize = 14;
+
+/// Why a request is traced (Envoy's `Tracing::Reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceReason {
+    NotTraceable,
+    /// Random sampling.
+    Sampling,
+    /// `x-envoy-force-trace`.
+    ServiceForced,
+    /// `x-client-trace-id`.
+    ClientForced,
+}
+
+impl TraceReason {
+    /// The reason traces (Envoy's `shouldTraceRequest`).
+    pub fn traced(self) -> bool {
+        self != TraceReason::NotTraceable
+    }
+}
+
+/// The reason packed into a request's UUID (`getTraceReason`): not traceable unless
+/// the header is a 36-byte UUID with a marked nibble.
+pub fn trace_reason(h: &HeaderMap) -> TraceReason {
+    match h.get(REQUEST_ID) {
+        Some(v) if v.len() == UUID_LEN => match v[TRACE_BYTE_POSITION] {
+            b'a' => TraceReason::ServiceForced,
+            b'9' => TraceReason::Sampling,
+            b'b' => TraceReason::ClientForced,
+            _ => TraceReason::NotTraceable,
+        },
+        _ => TraceReason::NotTraceable,
+    }
+}
+
+/// Pack `reason` into the request's UUID (`setTraceReason`); nothing unless
+/// `pack_trace_reason` and the header is a 36-byte UUID.
+pub fn set_trace_reason(h: &mut HeaderMap, reason: TraceReason, pack_trace_reason: bool) {
+    if !pack_trace_reason {
+        return;
+    }
+    let Some(v) = h.get(REQUEST_ID) else { return };
+    if v.len() != UUID_LEN {
+        return;
+    }
+    let mut uuid = [0u8; UUID_LEN];
+    uuid.copy_from_slice(v);
+    uuid[TRACE_BYTE_POSITION] = match reason {
+        TraceReason::ServiceForced => b'a',
+        TraceReason::ClientForced => b'b',
+        TraceReason::Sampling => b'9',
+        TraceReason::NotTraceable => b'4',
+    };
+    h.set(REQUEST_ID, &uuid);
+}
+
+/// The request id as an integer (`getInteger`): its first 8 characters read as hex.
+pub fn to_integer(h: &HeaderMap) -> Option<u64> {
+    let v = h.get(REQUEST_ID)?;
+    let head = v.get(..8)?;
+    let text = std::str::from_utf8(head).ok()?;
+    u64::from_str_radix(text, 16).ok()
+}
 
 /// A version-4 UUID in its 36-character text form.
 pub fn uuid4(rng: &mut Rng) -> [u8; 36] {
@@ -29,6 +99,29 @@ pub fn uuid4(rng: &mut Rng) -> [u8; 36] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_reason_round_trip() {
+        let mut rng = Rng::new(7);
+        let mut h = HeaderMap::new();
+        assert_eq!(trace_reason(&h), TraceReason::NotTraceable);
+        h.set(REQUEST_ID, &uuid4(&mut rng));
+        assert_eq!(trace_reason(&h), TraceReason::NotTraceable);
+        for r in
+            [TraceReason::Sampling, TraceReason::ServiceForced, TraceReason::ClientForced, TraceReason::NotTraceable]
+        {
+            set_trace_reason(&mut h, r, true);
+            assert_eq!(trace_reason(&h), r);
+        }
+        set_trace_reason(&mut h, TraceReason::Sampling, false);
+        assert_eq!(trace_reason(&h), TraceReason::NotTraceable, "pack_trace_reason: false leaves the id alone");
+        h.set(REQUEST_ID, b"abc");
+        set_trace_reason(&mut h, TraceReason::Sampling, true);
+        assert_eq!(h.get(REQUEST_ID), Some(&b"abc"[..]), "not a UUID: unchanged");
+        assert_eq!(to_integer(&h), None);
+        h.set(REQUEST_ID, b"0000ffff-0000-4000-8000-000000000000");
+        assert_eq!(to_integer(&h), Some(0xffff));
+    }
 
     #[test]
     fn uuid_shape() {

@@ -2,7 +2,8 @@
 //! (`MessageUtil::loadFromFile` picks the parser by the file's extension).
 //!
 //! The text is parsed against the descriptor of route-check's copy of Envoy's
-//! `validation.proto` (proxy/proto/router_check/, compiled at build time), so unknown
+//! `validation.proto` (proxy/proto/router_check/validation.descriptor.bin, made by
+//! scripts/router_check_descriptor.sh), so unknown
 //! fields and type errors are refused by the protobuf parser with its line and column.
 //! The message is then written as proto3 JSON (wrappers as their value, `Struct` as an
 //! object, field names as in the .proto) and handed to the loader of YAML/JSON files.
@@ -11,7 +12,7 @@ use std::sync::LazyLock;
 
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 
-static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/router_check.bin"));
+static DESCRIPTORS: &[u8] = include_bytes!("../../proto/router_check/validation.descriptor.bin");
 
 static VALIDATION: LazyLock<Result<MessageDescriptor, String>> = LazyLock::new(|| {
     let pool = DescriptorPool::decode(DESCRIPTORS).map_err(|e| format!("route-check schema: {e}"))?;

@@ -204,7 +204,7 @@ impl<'t> Matched<'t> {
         virtual_cluster_name(self.vhost, req)
     }
 
-    fn entry(&self) -> Option<&'t Route> {
+    pub(crate) fn entry(&self) -> Option<&'t Route> {
         match &self.target {
             Target::Entry { entry, .. } => Some(entry),
             Target::SslRedirect => None,

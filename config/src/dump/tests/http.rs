@@ -708,6 +708,19 @@ fn internal_redirect_policies_round_trip() {
 static_resources:
   listeners:
   - address: { socket_address: { address: 127.0.0.1, port_value: 8080 } }
+/// Tracing (both providers), the request-id extension and the route's decorator and
+/// tracing dump as Envoy writes them and load back the same.
+#[test]
+fn tracing_round_trips() {
+    let yaml = |provider: &str| {
+        format!(
+            r#"
+static_resources:
+  clusters:
+  - name: col
+    load_assignment: {{ cluster_name: col, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 9411 }} }} }} }}] }}] }}
+  listeners:
+  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: 8080 }} }}
     filter_chains:
     - filters:
       - name: hcm
@@ -748,4 +761,34 @@ static_resources:
         assert_eq!(action(rc2, i).internal_redirect_policy, action(rc1, i).internal_redirect_policy);
     }
     assert_eq!(action(rc2, 1).internal_redirect_policy.as_ref().unwrap().max_internal_redirects, 3);
+          always_set_request_id_in_response: true
+          request_id_extension: {{ typed_config: {{ "@type": type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig, pack_trace_reason: false }} }}
+          tracing:
+            random_sampling: {{ value: 12.5 }}
+            client_sampling: {{ value: 40 }}
+            max_path_tag_length: 64
+            custom_tags: [{{ tag: a, literal: {{ value: b }} }}, {{ tag: c, request_header: {{ name: x-c, default_value: d }} }}, {{ tag: e, environment: {{ name: HOME }} }}]
+            provider: {provider}
+          http_filters:
+          - name: router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+          route_config: {{ virtual_hosts: [{{ name: all, domains: ["*"], routes: [{{ match: {{ prefix: / }}, direct_response: {{ status: 200 }}, decorator: {{ operation: op, propagate: false }}, tracing: {{ random_sampling: {{ numerator: 3, denominator: TEN_THOUSAND }}, custom_tags: [{{ tag: r, literal: {{ value: v }} }}] }} }}] }}] }}
+"#
+        )
+    };
+    let zipkin = "{ name: envoy.tracers.zipkin, typed_config: { \"@type\": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig, collector_cluster: col, collector_endpoint: /api/v2/spans, trace_id_128bit: true, shared_span_context: false } }";
+    let otel = "{ name: envoy.tracers.opentelemetry, typed_config: { \"@type\": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig, service_name: svc, http_service: { http_uri: { uri: \"http://col:4318/v1/traces\", cluster: col, timeout: 3s }, request_headers_to_append: [{ header: { key: k, value: v } }] }, resource_detectors: [{ name: env, typed_config: { \"@type\": type.googleapis.com/envoy.extensions.tracers.opentelemetry.resource_detectors.v3.EnvironmentResourceDetectorConfig } }] } }";
+    for provider in [zipkin, otel] {
+        let (first, again, _) = round_trip(&yaml(provider));
+        assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+        let (a, b) = (hcm(&first, 0), hcm(&again.bootstrap, 0));
+        assert_eq!(a.tracing, b.tracing);
+        assert_eq!(a.request_id, b.request_id);
+        assert!(b.always_set_request_id_in_response);
+        let (ra, rb) = (&a.route_config.virtual_hosts[0].routes[0], &b.route_config.virtual_hosts[0].routes[0]);
+        assert_eq!((&ra.decorator, &ra.tracing), (&rb.decorator, &rb.tracing));
+        let h = a.dump();
+        assert_eq!(at(&h, "tracing.random_sampling.value"), &n("12.5"));
+        assert_eq!(at(&h, "route_config.virtual_hosts[0].routes[0].decorator.operation"), &s("op"));
+    }
 }

@@ -101,6 +101,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
             }
             pos = Some(self.take_route(&cfg, &matched));
         }
+        self.start_tracing(ctx);
         self.start_filters(ctx, pos);
     }
 
@@ -138,6 +139,38 @@ impl<D: ServerStream> StreamCx<'_, D> {
         self.stream.filters.start(filters, cfg.buffer_limit);
         self.stream.phase = FilterPhase::Decoding;
         self.run_filters(ctx, false);
+    }
+
+    /// Tracing's call site on the request path: the sampling decision, the span, and
+    /// its context in the request headers (see `crate::trace`).
+    fn start_tracing<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let Some(tracer) = &self.cfg.tracer else { return };
+        let route = self.stream.route.as_ref().and_then(|r| self.cfg.routes.get(r));
+        let entry = route.as_ref().and_then(|m| m.entry());
+        let trace = tracer.start(&mut self.stream.head, entry, ctx.rng, ctx.runtime, self.stats);
+        self.stream.trace = Some(Box::new(trace));
+    }
+
+    /// Tracing's call site at the end of the stream: a sampled span is finished and
+    /// queued for export.
+    fn finish_tracing<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let (Some(tracer), Some(trace)) = (&self.cfg.tracer, self.stream.trace.take()) else { return };
+        let s = &*self.stream;
+        let route = s.route.as_ref().and_then(|r| self.cfg.routes.get(r));
+        let facts = crate::trace::SpanFacts {
+            head: &s.head,
+            route: route.as_ref().and_then(|m| m.entry()),
+            status: s.response_started.then_some(s.response.status),
+            flags: s.flags,
+            upstream_cluster: s.cluster.and_then(|i| self.cfg.clusters.clusters.get(i)).map(|c| c.name()),
+            upstream_address: s.upstream_host,
+            peer: self.io.peer(),
+            request_size: s.rq_body_bytes,
+            response_size: s.resp_body_bytes,
+            start_time: s.start_time,
+            duration: ctx.now.saturating_duration_since(s.start),
+        };
+        tracer.finish(&trace, &facts, ctx.runtime);
     }
 
     pub fn count_status(&self, status: u16) {
@@ -436,6 +469,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
         if !self.cfg.access_log.is_empty() {
             self.write_access_log(ctx);
         }
+        self.finish_tracing(ctx);
         true
     }
 }

@@ -20,6 +20,7 @@ use crate::http::filters::rbac::RbacConfig;
 use crate::http::filters::{CounterSet, FilterFactory, HttpFilterConfig};
 use crate::router::RouteTable;
 use crate::stats::Counter;
+use crate::trace::Tracer;
 use crate::upstream::cluster_manager::ClusterManager;
 
 /// `http2_protocol_options` (and `max_request_headers_kb`) as the HTTP/2 codec uses
@@ -112,6 +113,9 @@ pub struct HcmConfig {
     pub clusters: Arc<ClusterManager>,
     /// Loggers of finished requests.
     pub access_log: Vec<AccessLogger>,
+    /// `tracing` (None: no sampling, no spans).
+    pub tracer: Option<Tracer>,
+    pub always_set_request_id_in_response: bool,
 }
 
 impl HcmConfig {
@@ -178,15 +182,23 @@ impl HcmConfig {
         for (i, l) in c.access_log.iter().enumerate() {
             access_log.push(AccessLogger::new(l).map_err(|e| format!("{path}.access_log[{i}]: {e}"))?);
         }
+        let tracer = match &c.tracing {
+            Some(t) => Some(Tracer::new(t, c.request_id, &clusters).map_err(|e| format!("{path}.tracing: {e}"))?),
+            None => None,
+        };
+        let mut filter_counters = counters.0;
+        filter_counters.extend(tracer.iter().flat_map(|t| t.counters()));
         Ok(HcmConfig {
             access_log,
+            tracer,
+            always_set_request_id_in_response: c.always_set_request_id_in_response,
             stat_prefix: c.stat_prefix.clone(),
             codec_type: c.codec_type,
             settings: Arc::new(settings),
             routes: RouteTable::new(&c.route_config),
             filters,
             route_filters,
-            filter_counters: counters.0,
+            filter_counters,
             needs_principals,
             suppress_envoy_headers: router.suppress_envoy_headers,
             respect_expected_rq_timeout: router.respect_expected_rq_timeout,

@@ -82,6 +82,12 @@ pub fn encode_response_headers(cfg: &HcmConfig, stream: &mut Stream, date: &[u8]
     }
     stream.flags.set(stream.filters.flags());
     headers::mutate_response(cfg, &mut stream.response, date);
+    crate::trace::mutate_response_headers(
+        cfg.always_set_request_id_in_response,
+        &stream.head.headers,
+        stream.trace.as_deref(),
+        &mut stream.response,
+    );
 }
 
 /// What the HCM's request mutations know of the downstream connection (after

@@ -16,6 +16,7 @@ use crate::http::tunnel::Tunnel;
 use crate::http::{RequestHead, ResponseHead, Version};
 use crate::router::internal_redirect::RedirectState;
 use crate::router::RouteRef;
+use crate::trace::span::StreamTrace;
 
 /// Where the decoder-filter chain stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,8 @@ pub struct Stream {
     pub redirects: RedirectState,
     /// The request body an internal redirect replays (the router's buffered copy).
     pub replay_body: Option<Vec<u8>>,
+    /// The request's span and decorator (connection managers with `tracing`).
+    pub trace: Option<Box<StreamTrace>>,
 }
 
 impl Stream {
@@ -123,6 +126,7 @@ impl Stream {
             tunnel: None,
             redirects: RedirectState::default(),
             replay_body: None,
+            trace: None,
         }
     }
 
@@ -156,6 +160,7 @@ impl Stream {
         self.upgrade = UpgradeKind::None;
         self.redirects = RedirectState::default();
         self.replay_body = None;
+        self.trace = None;
     }
 
     /// The request's HTTP version.

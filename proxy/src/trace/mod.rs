@@ -1,0 +1,458 @@
+//! HTTP tracing in the connection manager (Envoy's `source/common/tracing` and the
+//! tracing half of `ConnectionManagerUtility`/`ActiveStream`), compiled once per
+//! connection manager into a [`Tracer`].
+//!
+//! Per request, in Envoy's order: once the route is known, the sampling decision is
+//! made on the request id (`mutateTracingRequestHeader`: `x-client-trace-id` with
+//! `client_sampling`, `x-envoy-force-trace`, else `random_sampling` on the id's value
+//! modulo 10,000, all capped by `overall_sampling`; the route's `tracing` replaces the
+//! percentages) and packed into `x-request-id`; the provider starts the span (a child
+//! of the incoming W3C or B3 context, whose sampled flag it follows, else a root span
+//! sampled by the decision), the route's `decorator` (or an internal request's
+//! `x-envoy-decorator-operation`) names it, and the span's context is written into the
+//! request that goes upstream. When the stream ends, a sampled span gets Envoy's tags
+//! and goes to the exporter ([`exporter`]); an unsampled one is propagated as such and
+//! never exported. The hot path reads no string it could have resolved at load, and a
+//! connection manager without `tracing` pays nothing.
+
+pub mod context;
+pub mod exporter;
+pub mod otlp;
+pub mod span;
+pub mod zipkin;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use sluice_config::core::FractionalPercent;
+use sluice_config::route::Route;
+use sluice_config::trace::{CustomTag, CustomTagValue, HcmTracing, RouteTracing, TracingProvider, UuidRequestIdConfig};
+
+use crate::http::request_id::{self, TraceReason};
+use crate::http::response_flags::ResponseFlags;
+use crate::http::{HeaderMap, RequestHead, ResponseHead, Version};
+use crate::rng::Rng;
+use crate::runtime::Snapshot;
+use crate::stats::{Counter, HttpStats};
+use crate::upstream::cluster_manager::ClusterManager;
+
+use self::context::SpanContext;
+use self::exporter::{Exporter, Format};
+use self::span::{ActiveSpan, FinishedSpan, StreamTrace};
+
+const FORCE_TRACE: &[u8] = b"x-envoy-force-trace";
+const CLIENT_TRACE_ID: &[u8] = b"x-client-trace-id";
+const DECORATOR_OPERATION: &[u8] = b"x-envoy-decorator-operation";
+
+/// The proxy's identity as Envoy's `LocalInfo` has it (the bootstrap's `node`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalInfo {
+    pub node_id: String,
+    /// `node.cluster`: Zipkin's `serviceName`.
+    pub cluster: String,
+    pub zone: String,
+}
+
+static LOCAL_INFO: OnceLock<LocalInfo> = OnceLock::new();
+
+/// Record the node (once, at start; Envoy's node does not change on reload).
+pub fn set_local_info(info: LocalInfo) {
+    let _ = LOCAL_INFO.set(info);
+}
+
+fn local_info() -> LocalInfo {
+    LOCAL_INFO.get().cloned().unwrap_or_default()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TagValue {
+    Fixed(String),
+    RequestHeader { name: String, default_value: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tag {
+    name: String,
+    value: TagValue,
+}
+
+fn compile_tags(tags: &[CustomTag]) -> Vec<Tag> {
+    tags.iter()
+        .map(|t| Tag {
+            name: t.tag.clone(),
+            value: match &t.value {
+                CustomTagValue::Literal(v) => TagValue::Fixed(v.clone()),
+                CustomTagValue::Environment { name, default_value } => {
+                    TagValue::Fixed(std::env::var(name).unwrap_or_else(|_| default_value.clone()))
+                }
+                CustomTagValue::RequestHeader { name, default_value } => {
+                    TagValue::RequestHeader { name: name.clone(), default_value: default_value.clone() }
+                }
+            },
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DriverKind {
+    Zipkin { shared_span_context: bool, trace_id_128bit: bool },
+    OpenTelemetry,
+}
+
+#[derive(Debug)]
+struct Driver {
+    kind: DriverKind,
+    exporter: Arc<Exporter>,
+    min_flush_key: String,
+    flush_interval_key: String,
+}
+
+/// A connection manager's tracing, compiled.
+#[derive(Debug)]
+pub struct Tracer {
+    client_sampling: FractionalPercent,
+    random_sampling: FractionalPercent,
+    overall_sampling: FractionalPercent,
+    max_path_tag_length: usize,
+    custom_tags: Vec<Tag>,
+    request_id: UuidRequestIdConfig,
+    driver: Option<Driver>,
+    local: LocalInfo,
+}
+
+/// What the end of a stream knows, for the span's tags.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanFacts<'a> {
+    pub head: &'a RequestHead,
+    pub route: Option<&'a Route>,
+    /// The response code sent downstream (None: none was, e.g. a reset).
+    pub status: Option<u16>,
+    pub flags: ResponseFlags,
+    pub upstream_cluster: Option<&'a str>,
+    pub upstream_address: Option<SocketAddr>,
+    /// The downstream connection's peer.
+    pub peer: SocketAddr,
+    pub request_size: u64,
+    pub response_size: u64,
+    pub start_time: SystemTime,
+    pub duration: Duration,
+}
+
+impl Tracer {
+    /// Compile; the collector cluster must exist and be plain HTTP.
+    pub fn new(t: &HcmTracing, request_id: UuidRequestIdConfig, clusters: &ClusterManager) -> Result<Tracer, String> {
+        let local = local_info();
+        let driver = match &t.provider {
+            None => None,
+            Some(p) => {
+                let cluster = clusters
+                    .get(p.collector_cluster())
+                    .ok_or_else(|| format!("tracing: unknown collector cluster `{}`", p.collector_cluster()))?;
+                if cluster.tls.is_some() {
+                    return Err(format!(
+                        "tracing: collector cluster `{}` uses TLS; sluice sends spans over plain HTTP/1.1",
+                        p.collector_cluster()
+                    ));
+                }
+                let (kind, format, timeout) = match p {
+                    TracingProvider::Zipkin(z) => (
+                        DriverKind::Zipkin {
+                            shared_span_context: z.shared_span_context,
+                            trace_id_128bit: z.trace_id_128bit,
+                        },
+                        Format::ZipkinJson {
+                            endpoint: z.collector_endpoint.clone(),
+                            hostname: z.collector_hostname.clone(),
+                            proto: z.proto,
+                            local: zipkin::LocalEndpoint {
+                                service_name: local.cluster.clone(),
+                                address: crate::http::conn_manager::headers::local_address(),
+                            },
+                        },
+                        Duration::from_secs(5),
+                    ),
+                    TracingProvider::OpenTelemetry(o) => {
+                        let env =
+                            o.environment_resource_detector.then(|| std::env::var("OTEL_RESOURCE_ATTRIBUTES").ok());
+                        (
+                            DriverKind::OpenTelemetry,
+                            Format::Otlp {
+                                path: o.http_service.path.clone(),
+                                host: o.http_service.host.clone(),
+                                headers: o.http_service.request_headers_to_append.clone(),
+                                resource: otlp::resource_attributes(&o.service_name, env.flatten().as_deref()),
+                            },
+                            o.http_service.timeout,
+                        )
+                    }
+                };
+                let exporter = Arc::new(Exporter::new(format, Arc::clone(cluster), timeout));
+                let prefix = exporter.runtime_prefix();
+                Some(Driver {
+                    kind,
+                    min_flush_key: format!("{prefix}.min_flush_spans"),
+                    flush_interval_key: format!("{prefix}.flush_interval_ms"),
+                    exporter,
+                })
+            }
+        };
+        Ok(Tracer {
+            client_sampling: t.client_sampling,
+            random_sampling: t.random_sampling,
+            overall_sampling: t.overall_sampling,
+            max_path_tag_length: t.max_path_tag_length as usize,
+            custom_tags: compile_tags(&t.custom_tags),
+            request_id,
+            driver,
+            local,
+        })
+    }
+
+    /// The tracer's counters, by full name.
+    pub fn counters(&self) -> Vec<(String, Arc<Counter>)> {
+        self.driver.as_ref().map(|d| d.exporter.counters()).unwrap_or_default()
+    }
+
+    /// Envoy's `mutateTracingRequestHeader`: the trace decision, packed into the
+    /// request id.
+    pub fn decide(
+        &self,
+        h: &mut HeaderMap,
+        route: Option<&RouteTracing>,
+        rng: &mut Rng,
+        runtime: &Snapshot,
+    ) -> TraceReason {
+        if !self.request_id.use_request_id_for_trace_sampling {
+            return TraceReason::Sampling;
+        }
+        let Some(rid) = request_id::to_integer(h) else {
+            return TraceReason::NotTraceable;
+        };
+        let result = rid % 10_000;
+        let (client, random, overall) = match route {
+            Some(r) => (r.client_sampling, r.random_sampling, r.overall_sampling),
+            None => (self.client_sampling, self.random_sampling, self.overall_sampling),
+        };
+        let pack = self.request_id.pack_trace_reason;
+        let mut reason = request_id::trace_reason(h);
+        if reason == TraceReason::NotTraceable {
+            if h.contains(CLIENT_TRACE_ID)
+                && runtime.feature_enabled_fraction("tracing.client_enabled", client, rng.next_u64())
+            {
+                reason = TraceReason::ClientForced;
+                request_id::set_trace_reason(h, reason, pack);
+            } else if h.contains(FORCE_TRACE) {
+                reason = TraceReason::ServiceForced;
+                request_id::set_trace_reason(h, reason, pack);
+            } else if runtime.feature_enabled_fraction("tracing.random_sampling", random, result) {
+                reason = TraceReason::Sampling;
+                request_id::set_trace_reason(h, reason, pack);
+            }
+        }
+        if reason != TraceReason::NotTraceable
+            && !runtime.feature_enabled_fraction("tracing.global_enabled", overall, result)
+        {
+            reason = TraceReason::NotTraceable;
+            request_id::set_trace_reason(h, reason, pack);
+        }
+        reason
+    }
+
+    /// The request has its route: decide, start the span, name it, and write its
+    /// context into the request (Envoy's `traceRequest` plus the router's
+    /// `injectContext`).
+    pub fn start(
+        &self,
+        head: &mut RequestHead,
+        route: Option<&Route>,
+        rng: &mut Rng,
+        runtime: &Snapshot,
+        stats: &HttpStats,
+    ) -> StreamTrace {
+        let reason = self.decide(&mut head.headers, route.and_then(|r| r.tracing.as_ref()), rng, runtime);
+        match reason {
+            TraceReason::ClientForced => stats.tracing_client_enabled.inc(),
+            TraceReason::Sampling => stats.tracing_random_sampling.inc(),
+            TraceReason::ServiceForced => stats.tracing_service_forced.inc(),
+            TraceReason::NotTraceable => stats.tracing_not_traceable.inc(),
+        }
+        let mut trace = StreamTrace::default();
+        let mut span = self.driver.as_ref().and_then(|d| start_span(d.kind, head, reason.traced(), rng));
+        if let Some(d) = route.and_then(|r| r.decorator.as_ref()) {
+            if let Some(s) = span.as_mut() {
+                s.name.clone_from(&d.operation);
+            }
+            if d.propagate {
+                trace.propagate_operation = Some(d.operation.clone());
+            }
+        }
+        // Ingress: a request's decorator operation (kept only on internal requests)
+        // overrides the span's name and is not passed on.
+        if let Some(op) = head.headers.get(DECORATOR_OPERATION) {
+            if !op.is_empty() {
+                if let Some(s) = span.as_mut() {
+                    s.name = String::from_utf8_lossy(op).into_owned();
+                }
+                trace.propagate_operation = None;
+            }
+            head.headers.remove(DECORATOR_OPERATION);
+        }
+        if let (Some(s), Some(d)) = (&span, &self.driver) {
+            match d.kind {
+                DriverKind::Zipkin { .. } => context::inject_b3(&mut head.headers, &s.context),
+                DriverKind::OpenTelemetry => context::inject_w3c(&mut head.headers, &s.context),
+            }
+        }
+        trace.span = span;
+        trace
+    }
+
+    /// The stream ended: a sampled span gets its tags and goes to the exporter.
+    pub fn finish(&self, trace: &StreamTrace, f: &SpanFacts<'_>, runtime: &Snapshot) {
+        let (Some(span), Some(driver)) = (&trace.span, &self.driver) else { return };
+        if !span.context.sampled {
+            return;
+        }
+        let finished = self.finished_span(span, f);
+        let min_flush = runtime.get_integer(&driver.min_flush_key, 5);
+        let interval = runtime.get_integer(&driver.flush_interval_key, 5000);
+        driver.exporter.push(finished, min_flush, interval);
+    }
+
+    /// The span with Envoy's tags (`finalizeDownstreamSpan`, `setCommonTags`, custom
+    /// tags of the connection manager and the route).
+    pub fn finished_span(&self, span: &ActiveSpan, f: &SpanFacts<'_>) -> FinishedSpan {
+        let h = &f.head.headers;
+        let start_us = f.start_time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let mut s = FinishedSpan {
+            context: span.context,
+            name: span.name.clone(),
+            shared: span.shared,
+            trace_state: span.trace_state.clone(),
+            start_us,
+            duration_us: f.duration.as_micros() as u64,
+            tags: Vec::with_capacity(24),
+            error: false,
+        };
+        s.set_tag("node_id", self.local.node_id.as_str());
+        s.set_tag("zone", self.local.zone.as_str());
+        if let Some(rid) = h.get_str(request_id::REQUEST_ID) {
+            s.set_tag("guid:x-request-id", rid);
+        }
+        let path = h.get_str(b"x-envoy-original-path").unwrap_or(&f.head.path);
+        let mut url = format!("{}://{}{}", f.head.scheme, f.head.authority, path);
+        if url.len() > self.max_path_tag_length {
+            let mut cut = self.max_path_tag_length;
+            while !url.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            url.truncate(cut);
+        }
+        s.set_tag("http.url", url);
+        s.set_tag("http.method", f.head.method.as_str());
+        s.set_tag("downstream_cluster", h.get_str(b"x-envoy-downstream-service-cluster").unwrap_or("-"));
+        s.set_tag("user_agent", h.get_str(b"user-agent").unwrap_or("-"));
+        s.set_tag("http.protocol", crate::router::formatter::protocol_name(f.head.version.unwrap_or(Version::Http11)));
+        s.set_tag("peer.address", f.peer.ip().to_string());
+        if let Some(id) = h.get_str(CLIENT_TRACE_ID) {
+            s.set_tag("guid:x-client-trace-id", id);
+        }
+        s.set_tag("request_size", f.request_size.to_string());
+        s.set_tag("response_size", f.response_size.to_string());
+        s.set_tag("component", "proxy");
+        if let (Some(cluster), Some(addr)) = (f.upstream_cluster, f.upstream_address) {
+            s.set_tag("upstream_cluster", cluster);
+            s.set_tag("upstream_cluster.name", cluster);
+            s.set_tag("upstream_address", addr.to_string());
+        }
+        s.set_tag("http.status_code", f.status.unwrap_or(0).to_string());
+        let mut flags = String::new();
+        f.flags.write(&mut flags);
+        s.set_tag("response_flags", flags);
+        if f.status.is_none_or(|c| (500..600).contains(&c)) {
+            s.set_tag("error", "true");
+            s.error = true;
+        }
+        let route_tags = f.route.and_then(|r| r.tracing.as_ref()).map(|t| compile_tags(&t.custom_tags));
+        for tag in self.custom_tags.iter().chain(route_tags.iter().flatten()) {
+            let value = match &tag.value {
+                TagValue::Fixed(v) => v.as_str(),
+                TagValue::RequestHeader { name, default_value } => h.get_str(name.as_bytes()).unwrap_or(default_value),
+            };
+            if !value.is_empty() {
+                s.set_tag(&tag.name, value);
+            }
+        }
+        s
+    }
+}
+
+fn random_id(rng: &mut Rng) -> u64 {
+    rng.next_u64().max(1)
+}
+
+/// The provider's `startSpan`: a child of the incoming context, else a root span; a
+/// malformed incoming context makes no span (Envoy's `NullSpan`).
+fn start_span(kind: DriverKind, head: &RequestHead, traced: bool, rng: &mut Rng) -> Option<ActiveSpan> {
+    let h = &head.headers;
+    match kind {
+        DriverKind::Zipkin { shared_span_context, trace_id_128bit } => {
+            let sampled = context::b3_sampled(h, traced);
+            let name = head.authority.clone();
+            match context::extract_b3(h, sampled).ok()? {
+                None => {
+                    let id = random_id(rng);
+                    let high = if trace_id_128bit { rng.next_u64() } else { 0 };
+                    let trace_id = ((high as u128) << 64) | id as u128;
+                    let context = SpanContext { trace_id, span_id: id, parent_id: 0, sampled };
+                    Some(ActiveSpan { context, name, shared: false, trace_state: None })
+                }
+                Some(parent) if shared_span_context => {
+                    Some(ActiveSpan { context: parent, name, shared: true, trace_state: None })
+                }
+                Some(parent) => {
+                    let context = SpanContext { span_id: random_id(rng), parent_id: parent.span_id, ..parent };
+                    Some(ActiveSpan { context, name, shared: false, trace_state: None })
+                }
+            }
+        }
+        DriverKind::OpenTelemetry => {
+            let name = "ingress".to_string();
+            match context::extract_w3c(h).ok()? {
+                None => {
+                    let trace_id = ((random_id(rng) as u128) << 64) | rng.next_u64() as u128;
+                    let context = SpanContext { trace_id, span_id: random_id(rng), parent_id: 0, sampled: traced };
+                    Some(ActiveSpan { context, name, shared: false, trace_state: None })
+                }
+                Some(parent) => {
+                    let context = SpanContext { span_id: random_id(rng), parent_id: parent.span_id, ..parent };
+                    let trace_state = h.get_str(context::TRACESTATE).map(str::to_string);
+                    Some(ActiveSpan { context, name, shared: false, trace_state })
+                }
+            }
+        }
+    }
+}
+
+/// The response head's tracing headers (Envoy's `mutateResponseHeaders` and
+/// `encodeHeaders`): `x-request-id` when `always_set_request_id_in_response` or the
+/// request asked for `x-envoy-force-trace`, and the decorator's operation.
+pub fn mutate_response_headers(
+    always_set_request_id: bool,
+    request: &HeaderMap,
+    trace: Option<&StreamTrace>,
+    response: &mut ResponseHead,
+) {
+    if always_set_request_id || request.contains(FORCE_TRACE) {
+        if let Some(rid) = request.get(request_id::REQUEST_ID) {
+            response.headers.set(request_id::REQUEST_ID, rid);
+        }
+    }
+    if let Some(op) = trace.and_then(|t| t.propagate_operation.as_deref()) {
+        response.headers.set(DECORATOR_OPERATION, op.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,414 @@
+//! HTTP tracing end to end on both datapaths, with real collectors: a Zipkin v2 JSON
+//! receiver and an OTLP/HTTP receiver that decodes with the official OpenTelemetry
+//! protobuf definitions (the `opentelemetry-proto` Python package, installed with pip
+//! when missing), both one Python `http.server` writing each span it receives as a
+//! JSON line. The origin echoes what it received, so the context sluice sent upstream
+//! is visible next to the span it exported.
+//!
+//! Cases (issue "Tracing"): a request without trace headers gets a root span and a new
+//! context upstream; W3C and B3 parents give the same trace id upstream, a new span id,
+//! and an exported span whose parent is the incoming span; a not-sampled parent is
+//! propagated as not sampled and nothing is exported; `x-request-id` comes back when
+//! `always_set_request_id_in_response`; 5xx answers and upstream resets are tagged as
+//! errors; a dead collector leaves requests alone and is counted.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice_config::node::{parse, Node, Value};
+use sluice_e2e::backend::{Backend, Net};
+use sluice_e2e::config::{http_at, ClusterAt};
+use sluice_e2e::h2_client::H2Client;
+use sluice_e2e::http_client::{Client, Response};
+use sluice_e2e::http_origin::{HttpOrigin, Seen};
+use sluice_e2e::inproc::InProcessProxy;
+use sluice_e2e::on_both_backends;
+
+on_both_backends!(
+    zipkin_root_span_and_new_context_upstream,
+    zipkin_b3_parent_gives_a_child_span,
+    opentelemetry_w3c_parent_and_root,
+    not_sampled_parent_is_propagated_and_not_exported,
+    request_id_in_the_response_when_configured,
+    errors_are_tagged_on_5xx_and_upstream_resets,
+    a_dead_collector_leaves_requests_alone_and_is_counted,
+    http2_streams_are_traced,
+);
+
+const COLLECTOR: &str = r#"
+import json, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
+out = open(sys.argv[1], 'a', buffering=1)
+class H(BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def log_message(self, *a):
+        pass
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get('content-length', 0)))
+        if self.path == '/api/v2/spans':
+            assert self.headers.get('content-type') == 'application/json'
+            for s in json.loads(body):
+                s['format'] = 'zipkin'
+                out.write(json.dumps(s) + '\n')
+            code, resp, ctype = 202, b'', 'text/plain'
+        elif self.path == '/v1/traces':
+            assert self.headers.get('content-type') == 'application/x-protobuf'
+            req = ExportTraceServiceRequest()
+            req.ParseFromString(body)
+            for rs in req.resource_spans:
+                res = {kv.key: kv.value.string_value for kv in rs.resource.attributes}
+                for ss in rs.scope_spans:
+                    for sp in ss.spans:
+                        out.write(json.dumps({'format': 'otlp', 'traceId': sp.trace_id.hex(), 'id': sp.span_id.hex(),
+                            'parentId': sp.parent_span_id.hex(), 'name': sp.name, 'kind': sp.kind,
+                            'tags': {kv.key: kv.value.string_value for kv in sp.attributes}, 'status': sp.status.code,
+                            'resource': res, 'scope': ss.scope.name, 'traceState': sp.trace_state,
+                            'duration': sp.end_time_unix_nano - sp.start_time_unix_nano}) + '\n')
+            code, resp, ctype = 200, ExportTraceServiceResponse().SerializeToString(), 'application/x-protobuf'
+        else:
+            code, resp, ctype = 404, b'', 'text/plain'
+        self.send_response(code)
+        self.send_header('content-type', ctype)
+        self.send_header('content-length', str(len(resp)))
+        self.end_headers()
+        self.wfile.write(resp)
+srv = ThreadingHTTPServer(('127.0.0.1', 0), H)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+/// Make `import opentelemetry.proto` work, installing it with pip when missing.
+fn ensure_otlp_proto() {
+    let works = || {
+        Command::new("python3")
+            .args(["-c", "import opentelemetry.proto.collector.trace.v1.trace_service_pb2"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if works() {
+        return;
+    }
+    eprintln!("tracing: installing python opentelemetry-proto with pip");
+    let _ = Command::new("pip3").args(["install", "-q", "--break-system-packages", "opentelemetry-proto"]).status();
+    assert!(works(), "python3 `opentelemetry-proto` missing and `pip3 install opentelemetry-proto` failed");
+}
+
+/// A running collector (killed by PID on drop) and the file of spans it received.
+struct Collector {
+    child: Child,
+    addr: SocketAddr,
+    spans: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Collector {
+    fn start() -> Collector {
+        ensure_otlp_proto();
+        let dir = tempfile::tempdir().unwrap();
+        let spans = dir.path().join("spans.jsonl");
+        let mut child = Command::new("python3")
+            .args(["-c", COLLECTOR])
+            .arg(&spans)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("collector port: {line:?}"));
+        Collector { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), spans, _dir: dir }
+    }
+
+    /// The spans received so far.
+    fn spans(&self) -> Vec<Node> {
+        let text = std::fs::read_to_string(&self.spans).unwrap_or_default();
+        text.lines().map(|l| parse(l).unwrap_or_else(|e| panic!("{e:?}: {l}"))).collect()
+    }
+
+    /// Wait (at most 10 s) until `n` spans arrived.
+    fn wait_for(&self, n: usize) -> Vec<Node> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let spans = self.spans();
+            if spans.len() >= n || Instant::now() > deadline {
+                assert_eq!(spans.len(), n, "spans received: {spans:#?}");
+                return spans;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A field of a JSON object (`a.b` descends).
+fn field(n: &Node, path: &str) -> Option<String> {
+    let mut cur = n.clone();
+    for part in path.split('.') {
+        let Value::Map(fields) = &cur.value else { return None };
+        let next = fields.iter().find(|(k, _)| k.name == part).map(|(_, v)| v.clone())?;
+        cur = next;
+    }
+    match cur.value {
+        Value::Scalar { text, .. } => Some(text),
+        _ => None,
+    }
+}
+
+fn tag(n: &Node, name: &str) -> Option<String> {
+    let Value::Map(fields) = &n.value else { return None };
+    let (_, tags) = fields.iter().find(|(k, _)| k.name == "tags")?;
+    let Value::Map(tags) = &tags.value else { return None };
+    tags.iter().find(|(k, _)| k.name == name).and_then(|(_, v)| match &v.value {
+        Value::Scalar { text, .. } => Some(text.clone()),
+        _ => None,
+    })
+}
+
+const ZIPKIN: &str = "tracing:\n  provider:\n    name: envoy.tracers.zipkin\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig\n      collector_cluster: collector\n      collector_endpoint: /api/v2/spans\n      shared_span_context: false\n";
+const OTEL: &str = "tracing:\n  provider:\n    name: envoy.tracers.opentelemetry\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig\n      service_name: front-proxy\n      http_service:\n        http_uri: { uri: \"http://collector/v1/traces\", cluster: collector, timeout: 2s }\n";
+/// Flush every span at once (Envoy's runtime knobs).
+const RUNTIME: &str = "layered_runtime:\n  layers:\n  - name: static\n    static_layer:\n      tracing.zipkin.min_flush_spans: 1\n      tracing.opentelemetry.min_flush_spans: 1\n";
+const ROUTES: &str = "- name: all\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    route: { cluster: web }\n    decorator: { operation: checkout }\n";
+
+struct Setup<'n> {
+    net: &'n Net,
+    proxy: InProcessProxy,
+    listen: SocketAddr,
+    origin: HttpOrigin,
+}
+
+impl<'n> Setup<'n> {
+    /// A proxy to an origin, tracing with `hcm_extra`; the collector cluster at `collector`.
+    fn start(net: &'n Net, hcm_extra: &str, collector: SocketAddr) -> Setup<'n> {
+        let origin = HttpOrigin::serve(net.listen(), "origin");
+        let web = [origin.addr];
+        let col = [collector];
+        let clusters = [
+            ClusterAt { name: "web", endpoints: &web, extra: "" },
+            ClusterAt { name: "collector", endpoints: &col, extra: "" },
+        ];
+        let listen = net.proxy_listen_addr();
+        let yaml = format!("{}{RUNTIME}", http_at(listen, ROUTES, &clusters, hcm_extra, ""));
+        let proxy = net.start_proxy(&yaml, 1);
+        Setup { net, proxy, listen, origin }
+    }
+
+    fn client(&self) -> Client {
+        Client::over(self.net.connect(self.proxy.target(self.listen)).expect("connect to the proxy"))
+    }
+
+    /// Send GET `path` with `headers`; the response and what the origin saw.
+    fn send(&self, path: &str, headers: &[(&str, &str)]) -> (Response, Option<Seen>) {
+        let before = self.origin.requests();
+        let r = self.client().request("GET", path, headers, b"");
+        let seen = (self.origin.requests() > before).then(|| self.origin.seen().pop().unwrap());
+        (r, seen)
+    }
+
+    fn counter(&self, name: &str) -> i64 {
+        self.proxy.stats().get(name).unwrap_or_else(|| panic!("no stat named {name}"))
+    }
+}
+
+fn zipkin_root_span_and_new_context_upstream(backend: Backend) {
+    let net = Net::new(backend);
+    let collector = Collector::start();
+    let s = Setup::start(&net, ZIPKIN, collector.addr);
+    let (r, seen) = s.send("/a/b?c=d", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-envoy-decorator-operation"), Some("checkout"));
+    let seen = seen.expect("forwarded");
+    let trace_id = seen.header("x-b3-traceid").expect("x-b3-traceid upstream").to_string();
+    let span_id = seen.header("x-b3-spanid").expect("x-b3-spanid upstream").to_string();
+    assert_eq!(seen.header("x-b3-sampled"), Some("1"));
+    assert_eq!(seen.header("x-b3-parentspanid"), None, "a root span has no parent");
+    let rid = seen.header("x-request-id").expect("x-request-id").to_string();
+    assert_eq!(&rid[14..15], "9", "the sampling decision is packed into the request id: {rid}");
+    let spans = collector.wait_for(1);
+    let span = &spans[0];
+    assert_eq!(field(span, "traceId"), Some(trace_id));
+    assert_eq!(field(span, "id"), Some(span_id));
+    assert_eq!(field(span, "parentId"), None);
+    assert_eq!(field(span, "kind").as_deref(), Some("SERVER"));
+    assert_eq!(field(span, "name").as_deref(), Some("checkout"));
+    assert!(field(span, "timestamp").unwrap().parse::<u64>().unwrap() > 1_600_000_000_000_000);
+    assert!(field(span, "duration").is_some());
+    assert_eq!(tag(span, "http.method").as_deref(), Some("GET"));
+    assert_eq!(tag(span, "http.url").as_deref(), Some("http://test/a/b?c=d"));
+    assert_eq!(tag(span, "http.protocol").as_deref(), Some("HTTP/1.1"));
+    assert_eq!(tag(span, "http.status_code").as_deref(), Some("200"));
+    assert_eq!(tag(span, "upstream_cluster").as_deref(), Some("web"));
+    assert_eq!(tag(span, "upstream_address"), Some(s.origin.addr.to_string()));
+    assert_eq!(tag(span, "response_flags").as_deref(), Some("-"));
+    assert_eq!(tag(span, "component").as_deref(), Some("proxy"));
+    assert_eq!(tag(span, "guid:x-request-id"), Some(rid));
+    assert_eq!(tag(span, "peer.address"), Some(net.client_ip().to_string()));
+    assert_eq!(tag(span, "error"), None);
+    assert_eq!(s.counter("tracing.zipkin.spans_sent"), 1);
+    assert_eq!(s.counter("tracing.zipkin.reports_sent"), 1);
+    assert_eq!(s.counter("http.ingress.tracing.random_sampling"), 1);
+}
+
+fn zipkin_b3_parent_gives_a_child_span(backend: Backend) {
+    let net = Net::new(backend);
+    let collector = Collector::start();
+    let s = Setup::start(&net, ZIPKIN, collector.addr);
+    let parent = [
+        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-sampled", "1"),
+    ];
+    let (_, seen) = s.send("/", &parent);
+    let seen = seen.unwrap();
+    assert_eq!(seen.header("x-b3-traceid"), Some("463ac35c9f6413ad48485a3953bb6124"));
+    assert_eq!(seen.header("x-b3-parentspanid"), Some("a2fb4a1d1a96d312"));
+    let child = seen.header("x-b3-spanid").unwrap().to_string();
+    assert_ne!(child, "a2fb4a1d1a96d312", "a new span id upstream");
+    // The single-header form: the same rules, answered in the same form.
+    let (_, seen2) = s.send("/", &[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")]);
+    let seen2 = seen2.unwrap();
+    let b3 = seen2.header("b3").unwrap();
+    assert!(b3.starts_with("80f198ee56343ba864fe8b2a57d3eff7-") && b3.contains("-1-e457b5a2e4d86bd1"), "{b3}");
+    let spans = collector.wait_for(2);
+    let span = spans.iter().find(|n| field(n, "id").as_deref() == Some(child.as_str())).expect("the child span");
+    assert_eq!(field(span, "traceId").as_deref(), Some("463ac35c9f6413ad48485a3953bb6124"));
+    assert_eq!(field(span, "parentId").as_deref(), Some("a2fb4a1d1a96d312"));
+}
+
+fn opentelemetry_w3c_parent_and_root(backend: Backend) {
+    let net = Net::new(backend);
+    let collector = Collector::start();
+    let s = Setup::start(&net, OTEL, collector.addr);
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let (r, seen) = s.send("/x", &[("traceparent", tp), ("tracestate", "vendor=1")]);
+    assert_eq!(r.status, 200);
+    let seen = seen.unwrap();
+    let sent = seen.header("traceparent").unwrap().to_string();
+    assert!(sent.starts_with("00-0af7651916cd43dd8448eb211c80319c-") && sent.ends_with("-01"), "{sent}");
+    let child = sent[36..52].to_string();
+    assert_ne!(child, "b7ad6b7169203331");
+    assert_eq!(seen.header("tracestate"), Some("vendor=1"));
+    let (_, root) = s.send("/y", &[]);
+    let root_tp = root.unwrap().header("traceparent").unwrap().to_string();
+    let spans = collector.wait_for(2);
+    let span = spans.iter().find(|n| field(n, "id").as_deref() == Some(child.as_str())).expect("the child span");
+    assert_eq!(field(span, "traceId").as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
+    assert_eq!(field(span, "parentId").as_deref(), Some("b7ad6b7169203331"));
+    assert_eq!(field(span, "kind").as_deref(), Some("2"), "SERVER");
+    assert_eq!(field(span, "name").as_deref(), Some("checkout"));
+    assert_eq!(field(span, "traceState").as_deref(), Some("vendor=1"));
+    assert_eq!(field(span, "resource.service.name"), None, "dotted keys are not paths");
+    let Value::Map(fields) = &span.value else { panic!() };
+    let res = &fields.iter().find(|(k, _)| k.name == "resource").unwrap().1;
+    let Value::Map(res) = &res.value else { panic!() };
+    assert!(res
+        .iter()
+        .any(|(k, v)| k.name == "service.name"
+            && matches!(&v.value, Value::Scalar { text, .. } if text == "front-proxy")));
+    assert_eq!(tag(span, "http.status_code").as_deref(), Some("200"));
+    let root = spans.iter().find(|n| field(n, "id").as_deref() == Some(&root_tp[36..52])).expect("the root span");
+    assert_eq!(field(root, "traceId").as_deref(), Some(&root_tp[3..35]));
+    assert_eq!(field(root, "parentId").as_deref(), Some(""));
+    assert_eq!(s.counter("tracing.opentelemetry.spans_sent"), 2);
+    assert_eq!(
+        s.counter("tracing.opentelemetry.http_reports_success"),
+        s.counter("tracing.opentelemetry.http_reports_sent")
+    );
+}
+
+fn not_sampled_parent_is_propagated_and_not_exported(backend: Backend) {
+    let net = Net::new(backend);
+    let collector = Collector::start();
+    let s = Setup::start(&net, OTEL, collector.addr);
+    let (_, seen) = s.send("/", &[("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")]);
+    let sent = seen.unwrap().header("traceparent").unwrap().to_string();
+    assert!(sent.starts_with("00-0af7651916cd43dd8448eb211c80319c-") && sent.ends_with("-00"), "{sent}");
+    // A sampled request afterwards: once its span is in, the first one would be too.
+    let (_, seen) = s.send("/", &[]);
+    let sampled = seen.unwrap().header("traceparent").unwrap().to_string();
+    let spans = collector.wait_for(1);
+    assert_eq!(field(&spans[0], "id").as_deref(), Some(&sampled[36..52]));
+    assert_eq!(s.counter("tracing.opentelemetry.spans_sent"), 1);
+}
+
+fn request_id_in_the_response_when_configured(backend: Backend) {
+    let net = Net::new(backend);
+    let collector = Collector::start();
+    let s = Setup::start(&net, &format!("{ZIPKIN}always_set_request_id_in_response: true\n"), collector.addr);
+    let (r, seen) = s.send("/", &[]);
+    let rid = seen.unwrap().header("x-request-id").unwrap().to_string();
+    assert_eq!(r.header("x-request-id"), Some(rid.as_str()));
+    let off = Setup::start(&net, "", collector.addr);
+    let (r, _) = off.send("/", &[]);
+    assert_eq!(r.header("x-request-id"), None, "not sent back unless configured");
+}
+
+fn errors_are_tagged_on_5xx_and_upstream_resets(backend: Backend) {
+    let net = Net::new(backend);
+    let collector = Collector::start();
+    let s = Setup::start(&net, ZIPKIN, collector.addr);
+    let (r, _) = s.send("/status/503", &[]);
+    assert_eq!(r.status, 503);
+    let (r, _) = s.send("/reset", &[]);
+    assert_eq!(r.status, 503);
+    let (r, _) = s.send("/status/404", &[]);
+    assert_eq!(r.status, 404);
+    let spans = collector.wait_for(3);
+    let by_url =
+        |u: &str| spans.iter().find(|n| tag(n, "http.url").as_deref() == Some(u)).unwrap_or_else(|| panic!("{u}"));
+    let five = by_url("http://test/status/503");
+    assert_eq!((tag(five, "http.status_code").as_deref(), tag(five, "error").as_deref()), (Some("503"), Some("true")));
+    let reset = by_url("http://test/reset");
+    assert_eq!(tag(reset, "error").as_deref(), Some("true"));
+    assert_eq!(tag(reset, "response_flags").as_deref(), Some("UC"), "upstream connection termination");
+    let four = by_url("http://test/status/404");
+    assert_eq!(tag(four, "error"), None);
+}
+
+fn a_dead_collector_leaves_requests_alone_and_is_counted(backend: Backend) {
+    let net = Net::new(backend);
+    // A port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let s = Setup::start(&net, ZIPKIN, dead);
+    let started = Instant::now();
+    for _ in 0..20 {
+        let (r, _) = s.send("/", &[]);
+        assert_eq!(r.status, 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "requests are not held up: {:?}", started.elapsed());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.counter("tracing.zipkin.spans_sent") < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s.counter("tracing.zipkin.spans_sent"), 20);
+    assert!(s.counter("tracing.zipkin.reports_failed") >= 1);
+    assert_eq!(s.counter("tracing.zipkin.reports_sent"), 0);
+}
+
+fn http2_streams_are_traced(backend: Backend) {
+    let net = Net::new(backend);
+    let collector = Collector::start();
+    let s = Setup::start(&net, OTEL, collector.addr);
+    let conn = net.connect(s.proxy.target(s.listen)).expect("connect to the proxy");
+    let mut h2 = H2Client::handshake(conn).expect("HTTP/2 handshake");
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let r = h2.request("GET", "/h2", &[("traceparent", tp)], b"").expect("response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-envoy-decorator-operation"), Some("checkout"));
+    let seen = s.origin.seen().pop().expect("forwarded");
+    let sent = seen.header("traceparent").unwrap().to_string();
+    let spans = collector.wait_for(1);
+    assert_eq!(field(&spans[0], "id").as_deref(), Some(&sent[36..52]));
+    assert_eq!(field(&spans[0], "parentId").as_deref(), Some("b7ad6b7169203331"));
+    assert_eq!(tag(&spans[0], "http.protocol").as_deref(), Some("HTTP/2"));
+}

@@ -553,6 +553,9 @@ fn retry_host_predicates() {
         "virtual_hosts:\n- name: vh\n  domains: ['*']\n  routes:\n  - match: {prefix: /}\n    route: {cluster: c, retry_policy: {retry_host_predicate: [{name: x, typed_config: {'@type': type.googleapis.com/envoy.extensions.retry.host.omit_canary_hosts.v3.OmitCanaryHostsPredicate}}]}}\n",
     );
     assert!(e.contains("retry_policy.retry_host_predicate[0].typed_config.@type"), "{e}");
+}
+
+#[test]
 fn dynamic_metadata_matchers_decode_and_dynamic_metadata_stays_out_of_header_values() {
     let rc = one(
         "  - match:\n      prefix: /\n      dynamic_metadata:\n      - {filter: ns, path: [{key: a}, {key: b}], value: {double_match: {exact: 1}}, invert: true}\n    route: {cluster: c}\n",

@@ -12,6 +12,7 @@
 //! redirect goes ahead. The per-stream [`RedirectState`] (Envoy's filter state) counts
 //! the redirects and remembers the previous routes across the recreated streams.
 
+use sluice_config::metadata::Metadata;
 use sluice_config::route::{InternalRedirectPolicy, InternalRedirectPredicate};
 
 use crate::http::{RequestHead, ResponseHead};
@@ -153,7 +154,11 @@ pub fn convert(
     new.authority.push_str(url.host_and_port);
     new.path.clear();
     new.path.push_str(&url.path_and_query);
-    let matched = input.table.route_in(&new, input.random, input.runtime).ok_or(Passthrough::NoRoute)?;
+    // The recreated stream is routed before its filters run, with no dynamic metadata
+    // yet (as the first route choice of any stream).
+    let no_metadata = Metadata::default();
+    let matched =
+        input.table.route_in(&new, input.random, input.runtime, &no_metadata).ok_or(Passthrough::NoRoute)?;
     let target = matched.route_name();
     let mut next = state.clone();
     for p in &policy.predicates {

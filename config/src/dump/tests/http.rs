@@ -708,19 +708,6 @@ fn internal_redirect_policies_round_trip() {
 static_resources:
   listeners:
   - address: { socket_address: { address: 127.0.0.1, port_value: 8080 } }
-/// Tracing (both providers), the request-id extension and the route's decorator and
-/// tracing dump as Envoy writes them and load back the same.
-#[test]
-fn tracing_round_trips() {
-    let yaml = |provider: &str| {
-        format!(
-            r#"
-static_resources:
-  clusters:
-  - name: col
-    load_assignment: {{ cluster_name: col, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 9411 }} }} }} }}] }}] }}
-  listeners:
-  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: 8080 }} }}
     filter_chains:
     - filters:
       - name: hcm
@@ -761,6 +748,27 @@ static_resources:
         assert_eq!(action(rc2, i).internal_redirect_policy, action(rc1, i).internal_redirect_policy);
     }
     assert_eq!(action(rc2, 1).internal_redirect_policy.as_ref().unwrap().max_internal_redirects, 3);
+}
+
+/// Tracing (both providers), the request-id extension and the route's decorator and
+/// tracing dump as Envoy writes them and load back the same.
+#[test]
+fn tracing_round_trips() {
+    let yaml = |provider: &str| {
+        format!(
+            r#"
+static_resources:
+  clusters:
+  - name: col
+    load_assignment: {{ cluster_name: col, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 9411 }} }} }} }}] }}] }}
+  listeners:
+  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: 8080 }} }}
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
           always_set_request_id_in_response: true
           request_id_extension: {{ typed_config: {{ "@type": type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig, pack_trace_reason: false }} }}
           tracing:

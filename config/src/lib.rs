@@ -29,6 +29,7 @@ pub mod route;
 pub mod runtime;
 pub mod tcp_proxy;
 pub mod tls;
+pub mod upstream_http;
 pub mod validate;
 
 pub use bootstrap::{Admin, Bootstrap};

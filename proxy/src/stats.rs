@@ -182,6 +182,7 @@ stats_scope! {
         upstream_rq_retry_limit_exceeded: Counter,
         upstream_rq_maintenance_mode: Counter,
         upstream_cx_http1_total: Counter,
+        upstream_cx_http2_total: Counter,
         upstream_cx_pool_overflow: Counter,
         upstream_rq_overflow: Counter,
         lb_healthy_panic: Counter,

@@ -210,7 +210,7 @@ impl H2StreamIo {
 }
 
 /// Headers an HTTP/2 message must not carry (RFC 9113 §8.2.2).
-fn connection_specific(name: &[u8]) -> bool {
+pub(crate) fn connection_specific(name: &[u8]) -> bool {
     matches!(name, b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade" | b"te")
 }
 

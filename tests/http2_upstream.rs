@@ -5,7 +5,8 @@
 //! On both datapaths: HTTP/1.1 clients to an HTTP/2 upstream (bodies both ways), HTTP/2
 //! clients multiplexed onto one upstream connection, the cluster's and the peer's
 //! stream limits opening more connections, REFUSED_STREAM and GOAWAY retried on
-//! another connection, the upstream protocol following the downstream one. On loopback
+//! another connection, the upstream protocol following the downstream one, trailers
+//! both ways between HTTP/2 peers. On loopback
 //! only (real clients): curl over HTTP/1.1 and with HTTP/2 prior knowledge.
 
 use std::process::Command;
@@ -162,7 +163,27 @@ fn deprecated_cluster_http2_protocol_options_still_work(backend: Backend) {
     assert_eq!(r.header("x-origin-protocol"), Some("HTTP/2"));
 }
 
+fn trailers_travel_both_ways_between_http2_peers(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = H2Origin::serve(net.listen(), "web", None);
+    let p = proxy_to(&net, &origin, H2_EXPLICIT);
+    let mut c = h2(&net, &p);
+    let r = c.get("/trailers");
+    assert_eq!(r.status, 200);
+    let t = r.trailers.expect("response trailers reach the HTTP/2 client");
+    assert_eq!(t.get("x-trailer").and_then(|v| v.to_str().ok()), Some("done"));
+    let r = c.request_with_trailers("POST", "/up", b"body", &[("x-checksum", "abc")]).expect("POST");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "POST /up\nbody");
+    assert_eq!(origin.trailers(), [vec![("x-checksum".to_string(), "abc".to_string())]]);
+    // An HTTP/1.1 client gets the body; the trailers are dropped (Envoy's default).
+    let r = p.client().get("/trailers");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "GET /trailers\n");
+}
+
 on_both_backends!(
+    trailers_travel_both_ways_between_http2_peers,
     http1_client_to_http2_upstream,
     http2_streams_multiplex_on_one_upstream_connection,
     stream_limits_open_more_connections,

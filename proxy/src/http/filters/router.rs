@@ -164,6 +164,8 @@ pub struct RouterState {
     h2: Option<h2::H2Try>,
     /// Tries repeated because the upstream refused their stream unprocessed.
     unprocessed_retries: u32,
+    /// The request's trailers (HTTP/2 downstream), kept for every HTTP/2 try.
+    rq_trailers: Option<::http::HeaderMap>,
 }
 
 impl RouterState {
@@ -257,6 +259,7 @@ impl RouterState {
             soft_timed_out: false,
             h2: None,
             unprocessed_retries: 0,
+            rq_trailers: None,
         };
         r.on_request_progress(stream, ctx.now);
         r.keep_body = r.retry.is_some() || r.shadow_pending;

@@ -154,6 +154,9 @@ impl RouterState {
             return Ok(());
         };
         let now = ctx.now;
+        if self.rq_trailers.is_none() {
+            self.rq_trailers = down.take_request_trailers();
+        }
         let t = self.h2.as_mut().expect("checked");
         let started = t.response.is_some() || t.recv.is_some() || self.resp_meta.is_some();
         // A started stream lives on in its handles even when its connection ended
@@ -181,22 +184,23 @@ impl RouterState {
             if self.include_attempt_count {
                 stream.head.headers.set(b"x-envoy-attempt-count", self.attempts.to_string().as_bytes());
             }
-            let end = stream.request_done && self.body_copy.is_empty();
+            let end = stream.request_done && self.body_copy.is_empty() && self.rq_trailers.is_none();
             match sender.send_request(request_head(stream), end) {
-                Ok((response, send)) => {
+                Ok((response, mut send)) => {
                     t.response = Some(response);
                     t.end_sent = end;
-                    if !end {
-                        t.send = Some(send);
-                    }
                     charge::request_sent(&ctx.clusters.clusters[self.cluster].info, self.host.as_ref().expect("host"));
                     step.progress = true;
-                    if !self.body_copy.is_empty() {
+                    if !end {
+                        // A retry replays the body kept from the first try.
                         let copy = Bytes::copy_from_slice(&self.body_copy);
-                        if let Some(s) = t.send.as_mut() {
-                            let _ = s.send_data(copy, stream.request_done);
-                            t.end_sent = stream.request_done;
+                        if stream.request_done {
+                            end_request(&mut send, copy, self.rq_trailers.clone());
+                            t.end_sent = true;
+                        } else if !copy.is_empty() {
+                            let _ = send.send_data(copy, false);
                         }
+                        t.send = Some(send);
                     }
                 }
                 Err(e) => {
@@ -300,7 +304,12 @@ impl RouterState {
                     self.body_copy = Vec::new();
                 }
             }
-            if send.send_data(Bytes::copy_from_slice(data), end).is_err() {
+            let chunk = Bytes::copy_from_slice(data);
+            if end {
+                let trailers = self.rq_trailers.clone().or_else(|| down.take_request_trailers());
+                self.rq_trailers = trailers.clone();
+                end_request(send, chunk, trailers);
+            } else if send.send_data(chunk, false).is_err() {
                 break;
             }
             if end {
@@ -334,6 +343,7 @@ impl RouterState {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut done = false;
         let mut failed = false;
+        let mut trailers = None;
         if let Some(recv) = t.recv.as_mut() {
             while down.buffered() < cfg.buffer_limit {
                 match recv.poll_data(&mut cx) {
@@ -351,7 +361,10 @@ impl RouterState {
                     }
                     Poll::Ready(None) => {
                         match recv.poll_trailers(&mut cx) {
-                            Poll::Ready(Ok(_)) => done = true,
+                            Poll::Ready(Ok(t)) => {
+                                trailers = t;
+                                done = true;
+                            }
                             Poll::Ready(Err(_)) => failed = true,
                             Poll::Pending => {}
                         }
@@ -370,7 +383,10 @@ impl RouterState {
             return Ok(());
         }
         if done {
-            down.encode_end(stream);
+            match trailers {
+                Some(t) => down.encode_trailers(stream, t),
+                None => down.encode_end(stream),
+            }
             stream.response_done = true;
             self.stats.upstream_rq_completed.inc();
             self.stats.upstream_rq_time.record(ctx.now.saturating_duration_since(self.try_started));
@@ -486,4 +502,20 @@ fn request_head(stream: &Stream) -> http::Request<()> {
         builder = builder.header(n, v);
     }
     builder.body(()).unwrap_or_default()
+}
+
+/// The last request DATA (`data`, possibly empty), then the trailers when there are
+/// some: either ends the stream.
+fn end_request(send: &mut SendStream<Bytes>, data: Bytes, trailers: Option<http::HeaderMap>) {
+    match trailers {
+        Some(t) => {
+            if !data.is_empty() {
+                let _ = send.send_data(data, false);
+            }
+            let _ = send.send_trailers(t);
+        }
+        None => {
+            let _ = send.send_data(data, true);
+        }
+    }
 }

@@ -1,0 +1,169 @@
+//! gRPC end to end with grpcio (Python) client and server, through sluice: h2c from the
+//! client, HTTP/2 to the server (`explicit_http_config.http2_protocol_options`).
+//!
+//! Unary, server-streaming, client-streaming and bidirectional calls; a server error's
+//! code and message reach the client; a client deadline ends a slow call with
+//! DEADLINE_EXCEEDED and the proxy keeps serving. Kernel datapath (the Python
+//! processes use loopback sockets); grpcio is installed with pip when missing.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sluice_e2e::backend::{Backend, Net};
+use sluice_e2e::config::{forward_all, ClusterAt};
+use sluice_e2e::http_proxy::HttpProxy;
+
+/// Make `import grpc` work, installing grpcio with pip when missing.
+fn ensure_grpcio() {
+    let works = || Command::new("python3").args(["-c", "import grpc"]).status().is_ok_and(|s| s.success());
+    if works() {
+        return;
+    }
+    eprintln!("grpc: installing python grpcio with pip");
+    let _ = Command::new("pip3").args(["install", "-q", "--break-system-packages", "grpcio"]).status();
+    assert!(works(), "python3 `grpc` missing and `pip3 install grpcio` failed");
+}
+
+/// A generic (raw bytes) service `test.Echo`.
+const PY_SERVER: &str = r#"
+import sys, time
+from concurrent import futures
+import grpc
+
+def unary(req, ctx):
+    md = dict(ctx.invocation_metadata())
+    return b"echo:" + req + b":" + md.get("x-forwarded-proto", "").encode()
+
+def server_stream(req, ctx):
+    for i in range(int(req)):
+        yield b"item-%d" % i
+
+def client_stream(it, ctx):
+    return b"|".join(it)
+
+def bidi(it, ctx):
+    for m in it:
+        yield m.upper()
+
+def fail(req, ctx):
+    ctx.abort(grpc.StatusCode.NOT_FOUND, "no such thing: " + req.decode())
+
+def slow(req, ctx):
+    time.sleep(3)
+    return b"late"
+
+h = grpc.method_handlers_generic_handler("test.Echo", {
+    "Unary": grpc.unary_unary_rpc_method_handler(unary),
+    "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
+    "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
+    "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
+    "Fail": grpc.unary_unary_rpc_method_handler(fail),
+    "Slow": grpc.unary_unary_rpc_method_handler(slow),
+})
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+server.add_generic_rpc_handlers((h,))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(port, flush=True)
+server.wait_for_termination()
+"#;
+
+const PY_CLIENT: &str = r#"
+import sys, time
+import grpc
+
+ch = grpc.insecure_channel(sys.argv[1], options=[("grpc.enable_http_proxy", 0)])
+print("unary", ch.unary_unary("/test.Echo/Unary")(b"hi", timeout=10).decode(), flush=True)
+print("server-stream", ",".join(m.decode() for m in ch.unary_stream("/test.Echo/ServerStream")(b"5", timeout=10)), flush=True)
+print("client-stream", ch.stream_unary("/test.Echo/ClientStream")(iter([b"a", b"b", b"c"]), timeout=10).decode(), flush=True)
+print("bidi", ",".join(m.decode() for m in ch.stream_stream("/test.Echo/Bidi")(iter([b"x", b"y", b"z"]), timeout=10)), flush=True)
+big = bytes(range(256)) * 4096
+got = ch.unary_unary("/test.Echo/Unary")(big, timeout=10)
+print("big", len(got), got[5:5 + len(big)] == big, flush=True)
+try:
+    ch.unary_unary("/test.Echo/Fail")(b"thing", timeout=10)
+    print("fail no-error", flush=True)
+except grpc.RpcError as e:
+    print("fail", e.code().name, e.details(), flush=True)
+t = time.time()
+try:
+    ch.unary_unary("/test.Echo/Slow")(b"x", timeout=0.5)
+    print("slow no-error", flush=True)
+except grpc.RpcError as e:
+    print("slow", e.code().name, round(time.time() - t, 1) < 2.5, flush=True)
+print("after", ch.unary_unary("/test.Echo/Unary")(b"again", timeout=10).decode(), flush=True)
+"#;
+
+/// A child process killed (by PID) and reaped on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const H2_UPSTREAM: &str = r#"    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}
+"#;
+
+/// Start the grpcio server; its port.
+fn grpc_server() -> (Killed, u16) {
+    let mut server = Killed(
+        Command::new("python3")
+            .args(["-c", PY_SERVER])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the grpcio server"),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = server.0.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30)).expect("the grpcio server's port");
+    (server, line.trim().parse().expect("a port"))
+}
+
+#[test]
+fn grpcio_calls_of_every_kind_through_sluice() {
+    ensure_grpcio();
+    let net = Net::new(Backend::Kernel);
+    let (_server, port) = grpc_server();
+    let endpoints = [sluice_e2e::localhost(port)];
+    let clusters = [ClusterAt { name: "grpc", endpoints: &endpoints, extra: H2_UPSTREAM }];
+    let p = HttpProxy::start(&net, &forward_all("grpc"), &clusters, "", "", 1);
+    let target = p.proxy().target(p.listen_addr()).to_string();
+    let out = Command::new("timeout")
+        .args(["60", "python3", "-c", PY_CLIENT, &target])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the grpcio client");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "unary echo:hi:http",
+            "server-stream item-0,item-1,item-2,item-3,item-4",
+            "client-stream a|b|c",
+            "bidi X,Y,Z",
+            "big 1048586 True",
+            "fail NOT_FOUND no such thing: thing",
+            "slow DEADLINE_EXCEEDED True",
+            "after echo:again:http",
+        ],
+        "grpcio client output:\n{text}"
+    );
+    assert!(out.status.success());
+    assert_eq!(p.counter("cluster.grpc.upstream_cx_http2_total"), 1, "one multiplexed upstream connection");
+    assert!(p.counter("http.ingress.downstream_rq_http2_total") >= 8);
+}

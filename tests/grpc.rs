@@ -5,6 +5,9 @@
 //! code and message reach the client; a client deadline ends a slow call with
 //! DEADLINE_EXCEEDED and the proxy keeps serving. Kernel datapath (the Python
 //! processes use loopback sockets); grpcio is installed with pip when missing.
+//! Local replies to gRPC requests are trailers-only gRPC responses (HTTP 200,
+//! `grpc-status` mapped from the HTTP status, `grpc-message`), on both backends with
+//! the test's `h2` client and with grpcio.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +15,9 @@ use std::time::Duration;
 
 use sluice_e2e::backend::{Backend, Net};
 use sluice_e2e::config::{forward_all, ClusterAt};
+use sluice_e2e::h2_client::H2Client;
 use sluice_e2e::http_proxy::HttpProxy;
+use sluice_e2e::on_both_backends;
 
 /// Make `import grpc` work, installing grpcio with pip when missing.
 fn ensure_grpcio() {
@@ -166,4 +171,73 @@ fn grpcio_calls_of_every_kind_through_sluice() {
     assert!(out.status.success());
     assert_eq!(p.counter("cluster.grpc.upstream_cx_http2_total"), 1, "one multiplexed upstream connection");
     assert!(p.counter("http.ingress.downstream_rq_http2_total") >= 8);
+}
+
+/// Routes `/test.Echo/` to cluster `dead` (nothing listens), anything else nowhere.
+fn dead_routes() -> &'static str {
+    "- name: all\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/test.Echo/\" }\n    route: { cluster: dead }\n"
+}
+
+fn local_replies_to_grpc_requests_are_trailers_only(backend: Backend) {
+    let net = Net::new(backend);
+    let endpoints = [net.refused_addr()];
+    let clusters = [ClusterAt { name: "dead", endpoints: &endpoints, extra: H2_UPSTREAM }];
+    let p = HttpProxy::start(&net, dead_routes(), &clusters, "", "", 1);
+    let conn = net.connect(p.proxy().target(p.listen_addr())).expect("connect");
+    let mut c = H2Client::handshake(conn).expect("handshake");
+    let grpc = [("content-type", "application/grpc"), ("te", "trailers")];
+    let r = c.request("POST", "/test.Echo/Unary", &grpc, b"\0\0\0\0\0").expect("response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/grpc"));
+    assert_eq!(r.header("grpc-status"), Some("14"), "503 is UNAVAILABLE");
+    assert_eq!(
+        r.header("grpc-message"),
+        Some("upstream connect error or disconnect/reset before headers. reset reason: connection failure")
+    );
+    assert!(r.body.is_empty() && r.header("content-length").is_none(), "trailers-only");
+    let r = c.request("POST", "/other.Svc/Call", &grpc, b"").expect("response");
+    assert_eq!((r.status, r.header("grpc-status")), (200, Some("12")), "no route (404) is UNIMPLEMENTED");
+    // Not gRPC: the plain local reply.
+    let r = c.request("GET", "/other", &[], b"").expect("response");
+    assert_eq!(r.status, 404);
+    assert!(r.header("grpc-status").is_none());
+}
+
+on_both_backends!(local_replies_to_grpc_requests_are_trailers_only);
+
+const PY_UNAVAILABLE: &str = r#"
+import sys
+import grpc
+ch = grpc.insecure_channel(sys.argv[1], options=[("grpc.enable_http_proxy", 0)])
+for m in ["/test.Echo/Unary", "/nope.Svc/Call"]:
+    try:
+        ch.unary_unary(m)(b"x", timeout=10)
+        print("no-error", flush=True)
+    except grpc.RpcError as e:
+        print(e.code().name, e.details(), flush=True)
+"#;
+
+#[test]
+fn grpcio_sees_local_replies_as_grpc_status() {
+    ensure_grpcio();
+    let net = Net::new(Backend::Kernel);
+    let endpoints = [net.refused_addr()];
+    let clusters = [ClusterAt { name: "dead", endpoints: &endpoints, extra: H2_UPSTREAM }];
+    let p = HttpProxy::start(&net, dead_routes(), &clusters, "", "", 1);
+    let target = p.proxy().target(p.listen_addr()).to_string();
+    let out = Command::new("timeout")
+        .args(["60", "python3", "-c", PY_UNAVAILABLE, &target])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the grpcio client");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "UNAVAILABLE upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            "UNIMPLEMENTED ",
+        ],
+        "{text}"
+    );
 }

@@ -279,6 +279,19 @@ impl<D: ServerStream> StreamCx<'_, D> {
             return;
         }
         let mut resp = std::mem::take(&mut self.stream.response);
+        if crate::router::route_match::is_grpc(&self.stream.head) {
+            // A trailers-only gRPC response (Envoy's sendLocalReply for gRPC).
+            crate::http::grpc::build_local_reply(&mut resp, status, body, self.stream.meta.is_head);
+            for (n, v) in extra {
+                resp.headers.set(n, v);
+            }
+            self.stream.response = resp;
+            self.write_response_head(ctx, OutgoingBody::Empty, true);
+            self.io.encode_end(self.stream);
+            self.stream.response_done = true;
+            self.stream.phase = FilterPhase::Routed;
+            return;
+        }
         local_reply::build(&mut resp, status, body);
         for (n, v) in extra {
             resp.headers.set(n, v);

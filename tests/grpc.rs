@@ -7,7 +7,8 @@
 //! processes use loopback sockets); grpcio is installed with pip when missing.
 //! Local replies to gRPC requests are trailers-only gRPC responses (HTTP 200,
 //! `grpc-status` mapped from the HTTP status, `grpc-message`), on both backends with
-//! the test's `h2` client and with grpcio.
+//! the test's `h2` client and with grpcio. `retry_on` gRPC conditions (and
+//! `x-envoy-retry-grpc-on`) retry trailers-only responses by their `grpc-status`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +17,7 @@ use std::time::Duration;
 use sluice_e2e::backend::{Backend, Net};
 use sluice_e2e::config::{forward_all, ClusterAt};
 use sluice_e2e::h2_client::H2Client;
+use sluice_e2e::h2_origin::H2Origin;
 use sluice_e2e::http_proxy::HttpProxy;
 use sluice_e2e::on_both_backends;
 
@@ -203,7 +205,37 @@ fn local_replies_to_grpc_requests_are_trailers_only(backend: Backend) {
     assert!(r.header("grpc-status").is_none());
 }
 
-on_both_backends!(local_replies_to_grpc_requests_are_trailers_only);
+fn retry_on_grpc_status_codes(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = H2Origin::serve(net.listen(), "web", None);
+    let endpoints = [origin.addr];
+    let clusters = [ClusterAt { name: "web", endpoints: &endpoints, extra: H2_UPSTREAM }];
+    let vhosts = "- name: all\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    route:\n      cluster: web\n      retry_policy: { retry_on: \"unavailable,cancelled\", num_retries: 2 }\n";
+    // Loopback and 10.99/16 clients are internal: their x-envoy-* headers count.
+    let internal = "use_remote_address: true\ninternal_address_config: { cidr_ranges: [{ address_prefix: 127.0.0.0, prefix_len: 8 }, { address_prefix: 10.99.0.0, prefix_len: 16 }] }\n";
+    let p = HttpProxy::start(&net, vhosts, &clusters, internal, "", 1);
+    let conn = net.connect(p.proxy().target(p.listen_addr())).expect("connect");
+    let mut c = H2Client::handshake(conn).expect("handshake");
+    let grpc = [("content-type", "application/grpc"), ("te", "trailers")];
+    // UNAVAILABLE (14) is retried; the second try answers.
+    let r = c.request("POST", "/grpc-fail-once/14/a", &grpc, b"m").expect("response");
+    assert_eq!((r.status, r.header("grpc-status")), (200, None));
+    assert_eq!(r.text(), "POST /grpc-fail-once/14/a\nm");
+    // INTERNAL (13) is not in retry_on: the client gets it.
+    let r = c.request("POST", "/grpc-fail-once/13/b", &grpc, b"m").expect("response");
+    assert_eq!(r.header("grpc-status"), Some("13"));
+    // ... unless the request asks with x-envoy-retry-grpc-on.
+    let h = [("content-type", "application/grpc"), ("x-envoy-retry-grpc-on", "internal")];
+    let r = c.request("POST", "/grpc-fail-once/13/c", &h, b"m").expect("response");
+    assert_eq!((r.status, r.header("grpc-status")), (200, None));
+    let paths: Vec<String> = origin.seen().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(paths.iter().filter(|p| p.ends_with("/a")).count(), 2);
+    assert_eq!(paths.iter().filter(|p| p.ends_with("/b")).count(), 1);
+    assert_eq!(paths.iter().filter(|p| p.ends_with("/c")).count(), 2);
+    assert_eq!(p.counter("cluster.web.upstream_rq_retry"), 2);
+}
+
+on_both_backends!(local_replies_to_grpc_requests_are_trailers_only, retry_on_grpc_status_codes);
 
 const PY_UNAVAILABLE: &str = r#"
 import sys

@@ -7,6 +7,7 @@
 //! - `/bytes/N` answers N pattern bytes;
 //! - `/trailers` answers with trailers `x-trailer: done`;
 //! - `/refuse-once/...` resets the stream with REFUSED_STREAM the first time;
+//! - `/grpc-fail-once/N/...` answers a trailers-only gRPC status N the first time;
 //! - `/goaway` answers, then sends GOAWAY (the connection ends after its streams);
 //! - anything else echoes `METHOD PATH\n` then the request body.
 //!
@@ -211,6 +212,18 @@ fn advance(t: &mut Task, sh: &Shared, cx: &mut Context<'_>) -> Option<bool> {
     }
     if seg.get(1) == Some(&"refuse-once") && sh.refused.lock().unwrap().insert(t.path.clone()) {
         t.respond.send_reset(Reason::REFUSED_STREAM);
+        return Some(false);
+    }
+    if seg.get(1) == Some(&"grpc-fail-once") && sh.refused.lock().unwrap().insert(t.path.clone()) {
+        // A trailers-only gRPC response with grpc-status N.
+        let resp = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc")
+            .header("grpc-status", seg.get(2).copied().unwrap_or("2"))
+            .header("x-origin", sh.name.as_str())
+            .body(())
+            .expect("response");
+        let _ = t.respond.send_response(resp, true);
         return Some(false);
     }
     let status: u16 = match seg.get(1) {

@@ -8,11 +8,13 @@
 //! Local replies to gRPC requests are trailers-only gRPC responses (HTTP 200,
 //! `grpc-status` mapped from the HTTP status, `grpc-message`), on both backends with
 //! the test's `h2` client and with grpcio. `retry_on` gRPC conditions (and
-//! `x-envoy-retry-grpc-on`) retry trailers-only responses by their `grpc-status`.
+//! `x-envoy-retry-grpc-on`) retry trailers-only responses by their `grpc-status`;
+//! `grpc-timeout` under route `max_stream_duration.grpc_timeout_header_max`/`_offset`
+//! bounds the stream (DEADLINE_EXCEEDED).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sluice_e2e::backend::{Backend, Net};
 use sluice_e2e::config::{forward_all, ClusterAt};
@@ -235,7 +237,41 @@ fn retry_on_grpc_status_codes(backend: Backend) {
     assert_eq!(p.counter("cluster.web.upstream_rq_retry"), 2);
 }
 
-on_both_backends!(local_replies_to_grpc_requests_are_trailers_only, retry_on_grpc_status_codes);
+fn grpc_timeout_header_bounds_the_stream(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = H2Origin::serve(net.listen(), "web", None);
+    let endpoints = [origin.addr];
+    let clusters = [ClusterAt { name: "web", endpoints: &endpoints, extra: H2_UPSTREAM }];
+    let vhosts = "- name: all\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\", headers: [{ name: x-case, string_match: { exact: capped } }] }\n    route: { cluster: web, max_stream_duration: { grpc_timeout_header_max: 0.3s } }\n  - match: { prefix: \"/\", headers: [{ name: x-case, string_match: { exact: header } }] }\n    route: { cluster: web, max_stream_duration: { grpc_timeout_header_max: 0s, grpc_timeout_header_offset: 0.1s } }\n  - match: { prefix: \"/\" }\n    route: { cluster: web }\n";
+    let p = HttpProxy::start(&net, vhosts, &clusters, "", "", 1);
+    let conn = net.connect(p.proxy().target(p.listen_addr())).expect("connect");
+    let mut c = H2Client::handshake(conn).expect("handshake");
+    let call = |c: &mut H2Client, case: &str, path: &str, timeout: &str| {
+        let h = [("content-type", "application/grpc"), ("x-case", case), ("grpc-timeout", timeout)];
+        let started = Instant::now();
+        let r = c.request("POST", path, &h, b"m").expect("response");
+        (r, started.elapsed())
+    };
+    // The header's 400 ms less the 100 ms offset: DEADLINE_EXCEEDED after ~300 ms.
+    let (r, took) = call(&mut c, "header", "/delay/3000/a", "400m");
+    assert_eq!((r.status, r.header("grpc-status")), (200, Some("4")), "DEADLINE_EXCEEDED");
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(2000), "took {took:?}");
+    // A 10 s header capped at 300 ms.
+    let (r, took) = call(&mut c, "capped", "/delay/3000/b", "10S");
+    assert_eq!(r.header("grpc-status"), Some("4"));
+    assert!(took < Duration::from_millis(2000), "took {took:?}");
+    // Without the route option the header is only the origin's business.
+    let (r, took) = call(&mut c, "plain", "/delay/600/c", "100m");
+    assert_eq!((r.status, r.header("grpc-status")), (200, None));
+    assert!(took >= Duration::from_millis(550), "took {took:?}");
+    assert_eq!(p.counter("http.ingress.downstream_rq_max_duration_reached"), 2);
+}
+
+on_both_backends!(
+    local_replies_to_grpc_requests_are_trailers_only,
+    retry_on_grpc_status_codes,
+    grpc_timeout_header_bounds_the_stream
+);
 
 const PY_UNAVAILABLE: &str = r#"
 import sys

@@ -27,7 +27,8 @@ mod upgrade;
 mod weighted;
 
 pub use action::{
-    Action, ClusterNotFoundResponseCode, ClusterSpecifier, HostRewrite, IdleTimeout, RouteAction, DEFAULT_ROUTE_TIMEOUT,
+    Action, ClusterNotFoundResponseCode, ClusterSpecifier, GrpcTimeoutHeader, HostRewrite, IdleTimeout, RouteAction,
+    DEFAULT_ROUTE_TIMEOUT,
 };
 pub use direct_response::{decode_base64, DirectResponseAction};
 pub use formatter::{Command, FormatPiece, FormatString, TimeFormat, TimeItem};

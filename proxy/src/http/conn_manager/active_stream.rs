@@ -281,7 +281,9 @@ impl<D: ServerStream> StreamCx<'_, D> {
         let mut resp = std::mem::take(&mut self.stream.response);
         if crate::router::route_match::is_grpc(&self.stream.head) {
             // A trailers-only gRPC response (Envoy's sendLocalReply for gRPC).
-            crate::http::grpc::build_local_reply(&mut resp, status, body, self.stream.meta.is_head);
+            // Envoy answers a max-duration timeout with DEADLINE_EXCEEDED.
+            let deadline = self.stream.flags.contains(ResponseFlags::DURATION_TIMEOUT).then_some(4);
+            crate::http::grpc::build_local_reply(&mut resp, status, body, self.stream.meta.is_head, deadline);
             for (n, v) in extra {
                 resp.headers.set(n, v);
             }

@@ -213,7 +213,9 @@ impl RouterState {
             IdleTimeout::After(t) => Some(Some(t)),
         };
         let idle_override = override_of(matched.idle_timeout());
-        let duration_override = override_of(matched.max_stream_duration());
+        let duration_override =
+            crate::http::grpc::stream_duration_from_header(matched.grpc_timeout_header(), &stream.head)
+                .or_else(|| override_of(matched.max_stream_duration()));
         let stats = Arc::clone(&ctx.cluster_stats[cluster]);
         let mut r = RouterState {
             cluster,

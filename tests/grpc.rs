@@ -267,7 +267,52 @@ fn grpc_timeout_header_bounds_the_stream(backend: Backend) {
     assert_eq!(p.counter("http.ingress.downstream_rq_max_duration_reached"), 2);
 }
 
+fn access_log_grpc_status(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = H2Origin::serve(net.listen(), "web", None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("access.log");
+    let endpoints = [origin.addr];
+    let dead = [net.refused_addr()];
+    let clusters = [
+        ClusterAt { name: "web", endpoints: &endpoints, extra: H2_UPSTREAM },
+        ClusterAt { name: "dead", endpoints: &dead, extra: H2_UPSTREAM },
+    ];
+    let vhosts = "- name: all\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/dead\" }\n    route: { cluster: dead }\n  - match: { prefix: \"/\" }\n    route: { cluster: web }\n";
+    let log = format!(
+        "access_log:\n- name: file\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n    path: {}\n    log_format: {{ text_format_source: {{ inline_string: \"%REQ(:PATH)% %GRPC_STATUS% %GRPC_STATUS(NUMBER)% %GRPC_STATUS(SNAKE_STRING)%\\n\" }} }}\n",
+        path.display()
+    );
+    let p = HttpProxy::start(&net, vhosts, &clusters, &log, "", 1);
+    let conn = net.connect(p.proxy().target(p.listen_addr())).expect("connect");
+    let mut c = H2Client::handshake(conn).expect("handshake");
+    let grpc = [("content-type", "application/grpc")];
+    c.request("POST", "/trailers", &grpc, b"m").expect("trailers");
+    c.request("POST", "/grpc-fail-once/5/x", &grpc, b"m").expect("trailers-only");
+    c.request("POST", "/dead", &grpc, b"m").expect("local reply");
+    c.request("GET", "/plain", &[], b"").expect("not gRPC");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.lines().count() >= 4 || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "/trailers OK 0 OK",
+            "/grpc-fail-once/5/x NotFound 5 NOT_FOUND",
+            "/dead Unavailable 14 UNAVAILABLE",
+            "/plain Unknown 2 UNKNOWN",
+        ]
+    );
+}
+
 on_both_backends!(
+    access_log_grpc_status,
     local_replies_to_grpc_requests_are_trailers_only,
     retry_on_grpc_status_codes,
     grpc_timeout_header_bounds_the_stream

@@ -31,7 +31,7 @@ pub use action::{
     DEFAULT_ROUTE_TIMEOUT,
 };
 pub use direct_response::{decode_base64, DirectResponseAction};
-pub use formatter::{Command, FormatPiece, FormatString, TimeFormat, TimeItem};
+pub use formatter::{Command, FormatPiece, FormatString, GrpcStatusFormat, TimeFormat, TimeItem};
 pub use headers::{is_modifiable, HeaderMutations, HeaderToAdd};
 pub use policy::{
     HashPolicy, HashPolicyKind, HedgePolicy, MirrorTarget, RequestMirrorPolicy, RetryBackOff, RetryOn, RetryPolicy,

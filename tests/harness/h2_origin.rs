@@ -5,7 +5,7 @@
 //! - `/delay/MS/...` answers after MS milliseconds (other streams go on meanwhile);
 //! - `/status/N` answers status N;
 //! - `/bytes/N` answers N pattern bytes;
-//! - `/trailers` answers with trailers `x-trailer: done`;
+//! - `/trailers` answers with trailers `x-trailer: done`, `grpc-status: 0`;
 //! - `/refuse-once/...` resets the stream with REFUSED_STREAM the first time;
 //! - `/grpc-fail-once/N/...` answers a trailers-only gRPC status N the first time;
 //! - `/goaway` answers, then sends GOAWAY (the connection ends after its streams);
@@ -250,6 +250,7 @@ fn advance(t: &mut Task, sh: &Shared, cx: &mut Context<'_>) -> Option<bool> {
     if trailers {
         let mut m = http::HeaderMap::new();
         m.insert("x-trailer", http::HeaderValue::from_static("done"));
+        m.insert("grpc-status", http::HeaderValue::from_static("0"));
         let _ = send.send_trailers(m);
     }
     Some(seg.get(1) == Some(&"goaway"))

@@ -54,6 +54,39 @@ pub fn stream_duration_from_header(cfg: Option<GrpcTimeoutHeader>, head: &Reques
     Some((!t.is_zero()).then_some(t))
 }
 
+/// A gRPC status code's name as Envoy's `%GRPC_STATUS%` prints it: CamelCase
+/// (`grpcStatusToString`) or SNAKE_CASE; a code beyond the known ones is its number.
+pub fn status_name(code: u8, snake: bool) -> String {
+    const NAMES: [(&str, &str); 17] = [
+        ("OK", "OK"),
+        ("Canceled", "CANCELLED"),
+        ("Unknown", "UNKNOWN"),
+        ("InvalidArgument", "INVALID_ARGUMENT"),
+        ("DeadlineExceeded", "DEADLINE_EXCEEDED"),
+        ("NotFound", "NOT_FOUND"),
+        ("AlreadyExists", "ALREADY_EXISTS"),
+        ("PermissionDenied", "PERMISSION_DENIED"),
+        ("ResourceExhausted", "RESOURCE_EXHAUSTED"),
+        ("FailedPrecondition", "FAILED_PRECONDITION"),
+        ("Aborted", "ABORTED"),
+        ("OutOfRange", "OUT_OF_RANGE"),
+        ("Unimplemented", "UNIMPLEMENTED"),
+        ("Internal", "INTERNAL"),
+        ("Unavailable", "UNAVAILABLE"),
+        ("DataLoss", "DATA_LOSS"),
+        ("Unauthenticated", "UNAUTHENTICATED"),
+    ];
+    match NAMES.get(code as usize) {
+        Some((camel, snake_name)) => if snake { snake_name } else { camel }.to_string(),
+        None => code.to_string(),
+    }
+}
+
+/// The `grpc-status` value of a header block.
+pub fn parse_status(value: Option<&[u8]>) -> Option<u8> {
+    std::str::from_utf8(value?).ok()?.trim().parse().ok()
+}
+
 /// Envoy's `Grpc::Utility::httpToGrpcStatus`.
 pub fn http_to_grpc_status(status: u16) -> u8 {
     match status {

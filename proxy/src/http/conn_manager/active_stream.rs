@@ -326,6 +326,10 @@ impl<D: ServerStream> StreamCx<'_, D> {
         info.duration = Some(ctx.now.saturating_duration_since(s.start));
         info.upstream_remote = s.upstream_host;
         info.attempt_count = s.attempt_count;
+        if s.response_started {
+            info.grpc_status =
+                s.resp_grpc_status.or_else(|| crate::http::grpc::parse_status(s.response.headers.get(b"grpc-status")));
+        }
         info.hostname = crate::access_log::hostname();
         let matched = s.route.as_ref().and_then(|r| self.cfg.routes.get(r));
         let cluster = s.cluster.and_then(|i| self.cfg.clusters.clusters.get(i)).map(|c| c.name());

@@ -384,7 +384,11 @@ impl RouterState {
         }
         if done {
             match trailers {
-                Some(t) => down.encode_trailers(stream, t),
+                Some(t) => {
+                    stream.resp_grpc_status =
+                        crate::http::grpc::parse_status(t.get("grpc-status").map(|v| v.as_bytes()));
+                    down.encode_trailers(stream, t)
+                }
                 None => down.encode_end(stream),
             }
             stream.response_done = true;

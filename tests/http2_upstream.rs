@@ -182,7 +182,22 @@ fn trailers_travel_both_ways_between_http2_peers(backend: Backend) {
     assert_eq!(r.text(), "GET /trailers\n");
 }
 
+fn connect_timeout_of_an_http2_connection(backend: Backend) {
+    let net = Net::new(backend);
+    let hole = net.blackhole();
+    let endpoints = [hole.addr];
+    let extra = format!("    connect_timeout: 0.3s\n{H2_EXPLICIT}");
+    let clusters = [ClusterAt { name: "web", endpoints: &endpoints, extra: &extra }];
+    let p = HttpProxy::start(&net, &forward_all("web"), &clusters, "", "", 1);
+    let started = Instant::now();
+    let r = p.client().get("/never");
+    assert_eq!(r.status, 503);
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert_eq!(p.counter("cluster.web.upstream_cx_connect_timeout"), 1);
+}
+
 on_both_backends!(
+    connect_timeout_of_an_http2_connection,
     trailers_travel_both_ways_between_http2_peers,
     http1_client_to_http2_upstream,
     http2_streams_multiplex_on_one_upstream_connection,

@@ -310,7 +310,8 @@ impl RouterState {
             _ => None,
         };
         let try_deadline = if self.resp_meta.is_none() { self.try_deadline } else { None };
-        earliest([self.global_deadline, try_deadline, phase, idle])
+        let h2_connect = self.h2.as_ref().filter(|_| self.resp_meta.is_none()).and_then(|t| t.connect_deadline);
+        earliest([self.global_deadline, try_deadline, phase, idle, h2_connect])
     }
 
     /// One try: pick a host, get a connection, send.

@@ -52,6 +52,8 @@ pub(super) struct H2Try {
     end_sent: bool,
     /// The stream was counted on its connection.
     counted: bool,
+    /// The connection must be open by then (its connect timeout).
+    pub connect_deadline: Option<std::time::Instant>,
 }
 
 impl RouterState {
@@ -122,15 +124,17 @@ impl RouterState {
                 slot
             }
         };
+        let mut connect_deadline = None;
         if let Some(c) = ctx.pool.h2_mut(slot) {
             // The stream holds its place on the connection from now on.
             c.add_stream(ctx.key);
+            connect_deadline = (!c.is_open()).then_some(c.connect_deadline);
         }
         self.attempts += 1;
         self.tried.push(idx);
         host.rq_active.fetch_add(1, Ordering::Relaxed);
         self.host = Some(host);
-        self.h2 = Some(H2Try { slot: Some(slot), counted: true, ..H2Try::default() });
+        self.h2 = Some(H2Try { slot: Some(slot), counted: true, connect_deadline, ..H2Try::default() });
         self.phase = Phase::Active;
         self.try_started = ctx.now;
         self.try_activity = ctx.now;
@@ -175,6 +179,7 @@ impl RouterState {
                 }
                 return Ok(());
             }
+            t.connect_deadline = None;
             let Some(sender) = conn.ready_sender() else {
                 if conn.draining || conn.dead {
                     return self.h2_failed(cfg, stream, ctx, false, true);

@@ -179,6 +179,18 @@ impl Decode for Cluster {
             upstream_http1_options(d, &mut h);
             h.finish(d);
         }
+        let h2_path = f.field_path("http2_protocol_options");
+        if let Some(h2) = f.opt::<Http2ProtocolOptions>(d, "http2_protocol_options") {
+            // Deprecated in Envoy for typed_extension_protocol_options, still honoured.
+            d.warn(
+                &h2_path,
+                line,
+                "deprecated: use typed_extension_protocol_options \
+                 (envoy.extensions.upstreams.http.v3.HttpProtocolOptions); the cluster speaks HTTP/2",
+            );
+            http.protocol = UpstreamProtocol::Explicit(UpstreamCodec::Http2);
+            http.http2 = h2;
+        }
         let tepo_path = f.field_path("typed_extension_protocol_options");
         if let Some(n) = f.take("typed_extension_protocol_options") {
             if let Some(opts) = decode_extension_protocol_options(d, n, &tepo_path) {
@@ -191,7 +203,6 @@ impl Decode for Cluster {
         f.unsupported(
             d,
             &[
-                "http2_protocol_options",
                 "eds_cluster_config",
                 "cluster_type",
                 "load_balancing_policy",
@@ -1095,6 +1106,10 @@ impl Decode for RingHashLbConfig {
     }
 }
 
+use crate::hcm::Http2ProtocolOptions;
+use crate::upstream_http::{decode_extension_protocol_options, upstream_http1_options};
+pub use crate::upstream_http::{HttpProtocolOptions, UpstreamCodec, UpstreamProtocol};
+
 /// `core.v3.HttpProtocolOptions` (shared by the HCM and clusters).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommonHttpProtocolOptions {
@@ -1158,75 +1173,4 @@ impl Decode for CommonHttpProtocolOptions {
             max_requests_per_connection: max_requests_per_connection.filter(|n| *n > 0),
         })
     }
-}
-
-/// `Http1ProtocolOptions` of an upstream: what sluice's HTTP/1.1 client does is Envoy's
-/// default, so only the defaults are accepted; the server-side options are inert.
-fn upstream_http1_options(d: &mut Decoder, f: &mut Fields<'_>) {
-    f.ignored(d, &["accept_http_10", "default_host_for_http_10"]);
-    f.empty_only(d, "header_key_format", "only Envoy's default (lower-case header names) is implemented; remove it");
-    f.default_only(d, "enable_trailers", false, "sluice drops HTTP/1.1 trailers (Envoy's default); remove it");
-    f.default_only(d, "allow_chunked_length", false, "only Envoy's default (false) is implemented upstream; remove it");
-}
-
-/// `envoy.extensions.upstreams.http.v3.HttpProtocolOptions` (HTTP/1.1 upstreams only).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct HttpProtocolOptions {
-    pub common: CommonHttpProtocolOptions,
-}
-
-const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
-
-fn decode_extension_protocol_options(d: &mut Decoder, node: &Node, path: &str) -> Option<HttpProtocolOptions> {
-    let Value::Map(entries) = &node.value else {
-        d.invalid(node, path, "expected a map from extension name to typed config");
-        return None;
-    };
-    let mut out = None;
-    for (key, value) in entries {
-        let epath = format!("{path}.{}", key.name);
-        if key.name != HTTP_PROTOCOL_OPTIONS {
-            d.error(ErrorKind::Unsupported, &epath, key.line, format!("unsupported protocol options `{}`", key.name));
-            continue;
-        }
-        let Some(mut t) = crate::decode::typed_config(d, value, &epath) else {
-            continue;
-        };
-        if t.type_name != HTTP_PROTOCOL_OPTIONS {
-            d.error(
-                ErrorKind::Invalid,
-                &format!("{epath}.@type"),
-                value.line,
-                format!("expected {HTTP_PROTOCOL_OPTIONS}"),
-            );
-            continue;
-        }
-        let common = t.fields.or(d, "common_http_protocol_options", CommonHttpProtocolOptions::default());
-        if let Some(n) = t.fields.take("explicit_http_config") {
-            let ep = format!("{epath}.explicit_http_config");
-            if let Some(mut e) = Fields::of(d, n, &ep) {
-                if let Some(h) = e.take("http_protocol_options") {
-                    if let Some(mut hf) = Fields::of(d, h, &format!("{ep}.http_protocol_options")) {
-                        upstream_http1_options(d, &mut hf);
-                        hf.finish(d);
-                    }
-                }
-                e.unsupported(d, &["http2_protocol_options", "http3_protocol_options"]);
-                e.finish(d);
-            }
-        }
-        t.fields.unsupported(
-            d,
-            &[
-                "auto_config",
-                "use_downstream_protocol_config",
-                "upstream_http_protocol_options",
-                "http_filters",
-                "header_validation_config",
-            ],
-        );
-        t.fields.finish(d);
-        out = Some(HttpProtocolOptions { common });
-    }
-    out
 }

@@ -31,6 +31,7 @@ pub mod runtime;
 pub mod tcp_proxy;
 pub mod tls;
 pub mod trace;
+pub mod upstream_http;
 pub mod validate;
 
 pub use bootstrap::{Admin, Bootstrap};

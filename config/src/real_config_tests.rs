@@ -200,9 +200,16 @@ fn route_max_stream_duration_overrides_the_connection_managers() {
     assert_eq!(route("{}"), IdleTimeout::Inherit);
     let yaml = http("", ROUTER, ENDPOINT).replace(
         "route: { cluster: c }",
-        "route: { cluster: c, max_stream_duration: { grpc_timeout_header_max: 1s } }",
+        "route: { cluster: c, max_stream_duration: { grpc_timeout_header_max: 1s, grpc_timeout_header_offset: 0.1s } }",
     );
-    assert!(errors(&yaml).to_string().contains("gRPC timeout headers are not supported"));
+    let b = load_str(&yaml).unwrap().bootstrap;
+    let NetworkFilterKind::HttpConnectionManager(hcm) = &b.listeners[0].filter_chains[0].filters[0].kind else {
+        panic!("not an HCM")
+    };
+    let Action::Route(a) = &hcm.route_config.virtual_hosts[0].routes[0].action else { panic!("not a route") };
+    let g = a.grpc_timeout_header.expect("the gRPC header options");
+    assert_eq!((g.max, g.offset), (std::time::Duration::from_secs(1), Some(std::time::Duration::from_millis(100))));
+    assert_eq!(a.max_stream_duration, IdleTimeout::Inherit);
 }
 
 #[test]

@@ -28,10 +28,11 @@ mod upgrade;
 mod weighted;
 
 pub use action::{
-    Action, ClusterNotFoundResponseCode, ClusterSpecifier, HostRewrite, IdleTimeout, RouteAction, DEFAULT_ROUTE_TIMEOUT,
+    Action, ClusterNotFoundResponseCode, ClusterSpecifier, GrpcTimeoutHeader, HostRewrite, IdleTimeout, RouteAction,
+    DEFAULT_ROUTE_TIMEOUT,
 };
 pub use direct_response::{decode_base64, DirectResponseAction};
-pub use formatter::{Command, FormatPiece, FormatString, TimeFormat, TimeItem};
+pub use formatter::{Command, FormatPiece, FormatString, GrpcStatusFormat, TimeFormat, TimeItem};
 pub use headers::{is_modifiable, HeaderMutations, HeaderToAdd};
 pub use internal_redirect::{
     InternalRedirectAction, InternalRedirectPolicy, InternalRedirectPredicate, VALID_REDIRECT_CODES,

@@ -184,6 +184,7 @@ stats_scope! {
         upstream_internal_redirect_succeeded_total: Counter,
         upstream_internal_redirect_failed_total: Counter,
         upstream_cx_http1_total: Counter,
+        upstream_cx_http2_total: Counter,
         upstream_cx_pool_overflow: Counter,
         upstream_rq_overflow: Counter,
         lb_healthy_panic: Counter,

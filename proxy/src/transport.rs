@@ -107,6 +107,15 @@ impl TransportSocket {
         Ok(TransportSocket::Tls(Box::new(TlsTransport::new(session))))
     }
 
+    /// TLS origination for an HTTP/2 connection: ALPN offers `h2` when the context
+    /// configures no `alpn_protocols` (Envoy's ALPN fallback for HTTP/2 pools).
+    pub fn tls_client_h2(ctx: &ClientTlsContext, peer: std::net::IpAddr) -> Result<TransportSocket, TlsError> {
+        let h2: &[&[u8]] = &[b"h2"];
+        let alpn = ctx.alpn_protocols().is_empty().then_some(h2);
+        let session = TlsSession::client(ctx, ClientSessionOptions { server_name: None, alpn }, peer)?;
+        Ok(TransportSocket::Tls(Box::new(TlsTransport::new(session))))
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self, TransportSocket::Tls(_))
     }

@@ -132,6 +132,35 @@ impl H2Client {
         Pending { response, body: (!body.is_empty()).then(|| (stream, body.to_vec())) }
     }
 
+    /// `method path` with a small `body` and then `trailers`, and its response.
+    pub fn request_with_trailers(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        trailers: &[(&str, &str)],
+    ) -> Result<H2Response, h2::Error> {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://sluice.test{path}"))
+            .body(())
+            .expect("a valid request");
+        drive(&mut self.conn, &self.waker, |cx| self.send.poll_ready(cx))??;
+        let (response, mut stream) = self.send.send_request(req, false)?;
+        if !body.is_empty() {
+            stream.send_data(Bytes::copy_from_slice(body), false)?;
+        }
+        let mut t = http::HeaderMap::new();
+        for (n, v) in trailers {
+            t.append(
+                http::HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                http::HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        stream.send_trailers(t)?;
+        self.finish(Pending { response, body: None })
+    }
+
     /// Send the rest of `p`'s body and read its response; `Err` when the stream or
     /// connection was reset.
     pub fn finish(&mut self, mut p: Pending) -> Result<H2Response, h2::Error> {

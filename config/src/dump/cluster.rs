@@ -51,12 +51,7 @@ impl Dump for Cluster {
                 "typed_extension_protocol_options",
                 Json::obj().with(
                     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                    any(
-                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        Json::obj()
-                            .with("common_http_protocol_options", self.http_protocol_options.common.dump())
-                            .with("explicit_http_config", Json::obj().with("http_protocol_options", Json::obj())),
-                    ),
+                    any("envoy.extensions.upstreams.http.v3.HttpProtocolOptions", self.http_protocol_options.dump()),
                 ),
             )
             .with_opt("transport_socket", self.transport_socket.as_ref().map(super::tls::upstream))
@@ -197,5 +192,33 @@ impl Dump for CommonHttpProtocolOptions {
             .with_opt("max_stream_duration", self.max_stream_duration)
             .with("headers_with_underscores_action", enum_name(self.headers_with_underscores_action))
             .with_opt("max_requests_per_connection", self.max_requests_per_connection)
+    }
+}
+
+impl Dump for crate::upstream_http::HttpProtocolOptions {
+    /// The protocol choice with every option's effective value (defaults filled in).
+    fn dump(&self) -> Json {
+        use crate::upstream_http::{UpstreamCodec, UpstreamProtocol};
+        let h2 = &self.http2;
+        let http2 = Json::obj()
+            .with("hpack_table_size", h2.hpack_table_size)
+            .with("max_concurrent_streams", h2.max_concurrent_streams)
+            .with("initial_stream_window_size", h2.initial_stream_window_size)
+            .with("initial_connection_window_size", h2.initial_connection_window_size)
+            .with("allow_connect", false)
+            .with("override_stream_error_on_invalid_http_message", true);
+        let j = Json::obj().with("common_http_protocol_options", self.common.dump());
+        match self.protocol {
+            UpstreamProtocol::Explicit(UpstreamCodec::Http1) => {
+                j.with("explicit_http_config", Json::obj().with("http_protocol_options", Json::obj()))
+            }
+            UpstreamProtocol::Explicit(UpstreamCodec::Http2) => {
+                j.with("explicit_http_config", Json::obj().with("http2_protocol_options", http2))
+            }
+            UpstreamProtocol::UseDownstream => j.with(
+                "use_downstream_protocol_config",
+                Json::obj().with("http_protocol_options", Json::obj()).with("http2_protocol_options", http2),
+            ),
+        }
     }
 }

@@ -41,13 +41,20 @@ impl Dump for RouteAction {
             IdleTimeout::Disabled => j.with("idle_timeout", std::time::Duration::ZERO),
             IdleTimeout::After(t) => j.with("idle_timeout", t),
         };
-        let j = match self.max_stream_duration {
-            IdleTimeout::Inherit => j,
-            IdleTimeout::Disabled => {
-                j.with("max_stream_duration", Json::obj().with("max_stream_duration", std::time::Duration::ZERO))
-            }
-            IdleTimeout::After(t) => j.with("max_stream_duration", Json::obj().with("max_stream_duration", t)),
+        let msd = match self.max_stream_duration {
+            IdleTimeout::Inherit => None,
+            IdleTimeout::Disabled => Some(Json::obj().with("max_stream_duration", std::time::Duration::ZERO)),
+            IdleTimeout::After(t) => Some(Json::obj().with("max_stream_duration", t)),
         };
+        let msd = match (msd, self.grpc_timeout_header) {
+            (m, Some(g)) => Some(
+                m.unwrap_or_else(Json::obj)
+                    .with("grpc_timeout_header_max", g.max)
+                    .with_opt("grpc_timeout_header_offset", g.offset),
+            ),
+            (m, None) => m,
+        };
+        let j = j.with_opt("max_stream_duration", msd);
         j.with_opt("retry_policy", self.retry_policy.as_ref().map(Dump::dump))
             .with_opt("hedge_policy", self.hedge_policy.as_ref().map(Dump::dump))
             .with("request_mirror_policies", list(&self.request_mirror_policies))

@@ -89,6 +89,9 @@ pub struct RouteAction {
     /// `max_stream_duration.max_stream_duration`, with the same three cases: absent, the
     /// HCM's `common_http_protocol_options.max_stream_duration` applies; `0s` disables it.
     pub max_stream_duration: IdleTimeout,
+    /// `max_stream_duration.grpc_timeout_header_max` / `_offset`: a gRPC request's
+    /// `grpc-timeout` header sets the stream's maximum duration.
+    pub grpc_timeout_header: Option<GrpcTimeoutHeader>,
     /// Route-level policy; when absent the virtual host's applies (no merging).
     pub retry_policy: Option<RetryPolicy>,
     pub hedge_policy: Option<HedgePolicy>,
@@ -132,9 +135,9 @@ impl Decode for RouteAction {
         let upgrade_configs: Vec<RouteUpgradeConfig> = f.list(d, "upgrade_configs");
         let cors = f.opt(d, "cors");
         check_route_upgrades(d, &upgrade_configs, &f.field_path("upgrade_configs"), line);
-        let max_stream_duration = match f.take("max_stream_duration") {
+        let (max_stream_duration, grpc_timeout_header) = match f.take("max_stream_duration") {
             Some(n) => decode_max_stream_duration(d, n, &f.field_path("max_stream_duration")),
-            None => IdleTimeout::Inherit,
+            None => (IdleTimeout::Inherit, None),
         };
         f.ignored(d, &["metadata_match"]);
         f.default_only(
@@ -249,6 +252,7 @@ impl Decode for RouteAction {
             timeout: (!timeout.is_zero()).then_some(timeout),
             idle_timeout,
             max_stream_duration,
+            grpc_timeout_header,
             retry_policy,
             hedge_policy,
             request_mirror_policies,
@@ -260,20 +264,31 @@ impl Decode for RouteAction {
     }
 }
 
-/// `RouteAction.MaxStreamDuration`: the duration override; the gRPC timeout header
-/// options are not implemented.
-fn decode_max_stream_duration(d: &mut Decoder, node: &Node, path: &str) -> IdleTimeout {
-    let Some(mut f) = Fields::of(d, node, path) else { return IdleTimeout::Inherit };
+/// `RouteAction.MaxStreamDuration.grpc_timeout_header_max` / `_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcTimeoutHeader {
+    /// Cap on the header's value; zero: no cap.
+    pub max: Duration,
+    /// Subtracted from the header's value (after the cap).
+    pub offset: Option<Duration>,
+}
+
+/// `RouteAction.MaxStreamDuration`: the duration override, and whether a gRPC
+/// request's `grpc-timeout` header replaces it (`grpc_timeout_header_max` set; the
+/// offset applies only then, as in Envoy).
+fn decode_max_stream_duration(d: &mut Decoder, node: &Node, path: &str) -> (IdleTimeout, Option<GrpcTimeoutHeader>) {
+    let Some(mut f) = Fields::of(d, node, path) else { return (IdleTimeout::Inherit, None) };
     let t: Option<Duration> = f.opt(d, "max_stream_duration");
-    let grpc = "gRPC timeout headers are not supported; remove it";
-    f.unsupported_because(d, "grpc_timeout_header_max", grpc);
-    f.unsupported_because(d, "grpc_timeout_header_offset", grpc);
+    let max: Option<Duration> = f.opt(d, "grpc_timeout_header_max");
+    let offset: Option<Duration> = f.opt(d, "grpc_timeout_header_offset");
     f.finish(d);
-    match t {
+    let grpc = max.map(|max| GrpcTimeoutHeader { max, offset });
+    let t = match t {
         None => IdleTimeout::Inherit,
         Some(t) if t.is_zero() => IdleTimeout::Disabled,
         Some(t) => IdleTimeout::After(t),
-    }
+    };
+    (t, grpc)
 }
 
 /// The `action` oneof of a `Route`.

@@ -90,6 +90,17 @@ pub enum Command {
         main: String,
         alt: Option<String>,
     },
+    /// `%GRPC_STATUS(CAMEL_STRING|SNAKE_STRING|NUMBER)%`: the response's gRPC status
+    /// (trailers, else headers, else mapped from the HTTP status).
+    GrpcStatus(GrpcStatusFormat),
+}
+
+/// How `%GRPC_STATUS%` prints (Envoy's default: CAMEL_STRING).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcStatusFormat {
+    CamelString,
+    SnakeString,
+    Number,
 }
 
 impl Command {
@@ -297,6 +308,14 @@ fn command(name: &str, arg: Option<&str>) -> Result<Command, FormatError> {
             }
             Ok(Command::DynamicMetadata { namespace, path })
         }
+        "GRPC_STATUS" => match arg {
+            None | Some("") | Some("CAMEL_STRING") => Ok(Command::GrpcStatus(GrpcStatusFormat::CamelString)),
+            Some("SNAKE_STRING") => Ok(Command::GrpcStatus(GrpcStatusFormat::SnakeString)),
+            Some("NUMBER") => Ok(Command::GrpcStatus(GrpcStatusFormat::Number)),
+            Some(other) => {
+                Err(FormatError(format!("GRPC_STATUS only supports CAMEL_STRING, SNAKE_STRING or NUMBER, not {other}")))
+            }
+        },
         "REQ" | "RESP" => {
             let Some(arg) = arg else {
                 return Err(FormatError(format!("%{name}% needs a header name: %{name}(name)%")));

@@ -83,6 +83,7 @@ pub mod filter;
 pub mod filter_manager;
 pub mod filters;
 pub mod flow_control;
+pub mod grpc;
 pub mod local_reply;
 pub mod path;
 pub mod request_id;

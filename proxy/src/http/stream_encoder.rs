@@ -70,6 +70,18 @@ pub trait ServerStream {
     /// The response body is complete (chunked terminator, END_STREAM).
     fn encode_end(&mut self, stream: &mut Stream);
 
+    /// End the response with `trailers` (HTTP/2: a HEADERS frame with END_STREAM).
+    /// HTTP/1 drops them and ends the body, as Envoy does without `enable_trailers`.
+    fn encode_trailers(&mut self, stream: &mut Stream, trailers: http::HeaderMap) {
+        let _ = trailers;
+        self.encode_end(stream);
+    }
+
+    /// The request's trailers, once the request is complete (HTTP/2), taken once.
+    fn take_request_trailers(&mut self) -> Option<http::HeaderMap> {
+        None
+    }
+
     /// Answer `Expect: 100-continue` (Envoy does it itself; the header is dropped).
     fn encode_100_continue(&mut self);
 

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_config::metadata::{Metadata, Value};
-use sluice_config::route::{Command, FormatPiece, FormatString, TimeFormat, TimeItem};
+use sluice_config::route::{Command, FormatPiece, FormatString, GrpcStatusFormat, TimeFormat, TimeItem};
 
 use crate::http::response_flags::ResponseFlags;
 use crate::http::{RequestHead, ResponseHead, Version};
@@ -53,6 +53,8 @@ pub struct StreamInfo<'a> {
     pub hostname: &'a str,
     /// The stream's dynamic metadata (access logs).
     pub dynamic_metadata: Option<&'a Metadata>,
+    /// The response's `grpc-status` (trailers, else headers), when it had one.
+    pub grpc_status: Option<u8>,
 }
 
 impl<'a> StreamInfo<'a> {
@@ -75,6 +77,7 @@ impl<'a> StreamInfo<'a> {
             attempt_count: 0,
             hostname: "",
             dynamic_metadata: None,
+            grpc_status: None,
         }
     }
 }
@@ -200,6 +203,19 @@ fn command_value(c: &Command, cx: &FormatContext<'_>, out: &mut Vec<u8>) {
                     .or_else(|| alt.as_deref().and_then(|a| request_header_first(req, a)));
                 if let Some(v) = v {
                     out.extend_from_slice(v);
+                }
+            }
+        }
+        Command::GrpcStatus(format) => {
+            let code = info.grpc_status.or_else(|| info.response_code.map(crate::http::grpc::http_to_grpc_status));
+            match (code, format) {
+                (None, _) => {}
+                (Some(c), GrpcStatusFormat::Number) => push_display(out, c),
+                (Some(c), GrpcStatusFormat::CamelString) => {
+                    out.extend_from_slice(crate::http::grpc::status_name(c, false).as_bytes())
+                }
+                (Some(c), GrpcStatusFormat::SnakeString) => {
+                    out.extend_from_slice(crate::http::grpc::status_name(c, true).as_bytes())
                 }
             }
         }

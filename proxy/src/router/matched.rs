@@ -154,6 +154,11 @@ impl<'t> Matched<'t> {
         self.route_action().map(|a| a.max_stream_duration).unwrap_or(IdleTimeout::Inherit)
     }
 
+    /// `max_stream_duration.grpc_timeout_header_max` / `_offset`, when set.
+    pub fn grpc_timeout_header(&self) -> Option<sluice_config::route::GrpcTimeoutHeader> {
+        self.route_action().and_then(|a| a.grpc_timeout_header)
+    }
+
     /// The route's retry policy, else the virtual host's (never merged).
     pub fn retry_policy(&self) -> Option<&'t RetryPolicy> {
         self.route_action()?.retry_policy.as_ref().or(self.vhost.retry_policy.as_ref())

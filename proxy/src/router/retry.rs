@@ -2,7 +2,9 @@
 //!
 //! The route's (or virtual host's) `retry_policy.retry_on` is ORed with the request's
 //! `x-envoy-retry-on`; `x-envoy-max-retries` overrides `num_retries`;
-//! `x-envoy-retriable-status-codes` (comma-separated codes) adds to
+//! `x-envoy-retry-grpc-on` adds gRPC conditions (`cancelled`, `deadline-exceeded`,
+//! `internal`, `resource-exhausted`, `unavailable`: a trailers-only response's
+//! `grpc-status`); `x-envoy-retriable-status-codes` (comma-separated codes) adds to
 //! `retriable_status_codes` and `x-envoy-retriable-header-names` (comma-separated
 //! names, each matching when the response has that header) to `retriable_headers`.
 //! All of them are consumed (never sent upstream). Back-off is fully
@@ -48,7 +50,10 @@ impl RetryState {
     /// The retry state of a request, or `None` when it may not be retried at all.
     /// Reads (and removes) `x-envoy-retry-on` and `x-envoy-max-retries`.
     pub fn new(policy: Option<&RetryPolicy>, head: &mut RequestHead) -> Option<RetryState> {
-        let header_on = head.headers.get_str(b"x-envoy-retry-on").map(|v| RetryOn::parse(v).0);
+        let mut header_on = head.headers.get_str(b"x-envoy-retry-on").map(|v| RetryOn::parse(v).0);
+        if let Some(grpc) = head.headers.get_str(b"x-envoy-retry-grpc-on").map(|v| RetryOn::parse(v).0) {
+            header_on = Some(header_on.map_or(grpc, |h| h | grpc));
+        }
         let header_max = head.headers.get_str(b"x-envoy-max-retries").and_then(|v| v.trim().parse::<u32>().ok());
         let header_codes: Vec<u16> = head
             .headers
@@ -117,6 +122,20 @@ impl RetryState {
         }
         if on.contains(RetryOn::ENVOY_RATELIMITED) && head.headers.contains(b"x-envoy-ratelimited") {
             return true;
+        }
+        if let Some(code) = head.headers.get_str(b"grpc-status").and_then(|v| v.trim().parse::<u32>().ok()) {
+            // Envoy's gRPC retry conditions, on a trailers-only response's status.
+            let flag = match code {
+                1 => RetryOn::GRPC_CANCELLED,
+                4 => RetryOn::GRPC_DEADLINE_EXCEEDED,
+                8 => RetryOn::GRPC_RESOURCE_EXHAUSTED,
+                13 => RetryOn::GRPC_INTERNAL,
+                14 => RetryOn::GRPC_UNAVAILABLE,
+                _ => RetryOn::default(),
+            };
+            if on.contains(flag) {
+                return true;
+            }
         }
         if on.contains(RetryOn::RETRIABLE_HEADERS)
             && !self.retriable_headers.is_empty()

@@ -17,6 +17,7 @@ use crate::conn_table::ConnTable;
 use crate::http::codec_client::CodecClient;
 use crate::router::shadow::ShadowRequest;
 use crate::timer::TimerKey;
+use crate::upstream::h2_client::Http2Client;
 use crate::worker_ctx::Ctx;
 
 /// The state of one upstream connection slot.
@@ -32,6 +33,8 @@ pub enum UpstreamSlot {
     Busy { owner: TimerKey },
     /// Carrying a mirrored request (fire-and-forget).
     Shadow(Box<ShadowRequest>),
+    /// An HTTP/2 connection: owned by the pool, its streams by their routers.
+    H2(Box<Http2Client>),
 }
 
 /// One worker's upstream connections for one config generation.
@@ -44,6 +47,8 @@ pub struct ConnPool {
     idle: Vec<FxHashMap<SocketAddr, Vec<TimerKey>>>,
     /// Streams waiting for connection capacity, per cluster (oldest first).
     waiting: Vec<VecDeque<TimerKey>>,
+    /// HTTP/2 connection slots per cluster, per host address.
+    h2: Vec<FxHashMap<SocketAddr, Vec<TimerKey>>>,
     shadows: usize,
     shadow_bytes: usize,
 }
@@ -55,6 +60,7 @@ impl ConnPool {
             slots: ConnTable::default(),
             idle: (0..clusters).map(|_| FxHashMap::default()).collect(),
             waiting: (0..clusters).map(|_| VecDeque::new()).collect(),
+            h2: (0..clusters).map(|_| FxHashMap::default()).collect(),
             shadows: 0,
             shadow_bytes: 0,
         }
@@ -168,6 +174,11 @@ impl ConnPool {
                 list.retain(|k| *k != key);
             }
         }
+        if let UpstreamSlot::H2(c) = &slot {
+            if let Some(list) = self.h2.get_mut(c.cluster).and_then(|m| m.get_mut(&c.host.address)) {
+                list.retain(|k| *k != key);
+            }
+        }
         Some(slot)
     }
 
@@ -198,6 +209,42 @@ impl ConnPool {
     /// Keys of every slot carrying a shadow (shutdown).
     pub fn shadow_keys(&self) -> Vec<TimerKey> {
         self.slots.keys().into_iter().filter(|k| matches!(self.slots.get(*k), Some(UpstreamSlot::Shadow(_)))).collect()
+    }
+
+    /// A new HTTP/2 connection's slot.
+    pub fn insert_h2(&mut self, client: Http2Client) -> TimerKey {
+        let (cluster, addr) = (client.cluster, client.host.address);
+        let key = self.slots.insert(UpstreamSlot::H2(Box::new(client)));
+        if let Some(map) = self.h2.get_mut(cluster) {
+            map.entry(addr).or_default().push(key);
+        }
+        key
+    }
+
+    /// An HTTP/2 connection to `host` of `cluster` that takes another stream now
+    /// (the newest first).
+    pub fn h2_with_capacity(&self, cluster: usize, host: SocketAddr) -> Option<TimerKey> {
+        let list = self.h2.get(cluster)?.get(&host)?;
+        list.iter().rev().copied().find(|k| matches!(self.slots.get(*k), Some(UpstreamSlot::H2(c)) if c.has_capacity()))
+    }
+
+    /// The HTTP/2 connection in slot `key`.
+    pub fn h2_mut(&mut self, key: TimerKey) -> Option<&mut Http2Client> {
+        match self.slots.get_key_mut(key) {
+            Some(UpstreamSlot::H2(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Keys of every HTTP/2 connection without streams (drain, idle close).
+    pub fn idle_h2_keys(&self) -> Vec<TimerKey> {
+        self.h2
+            .iter()
+            .flat_map(|m| m.values())
+            .flatten()
+            .copied()
+            .filter(|k| matches!(self.slots.get(*k), Some(UpstreamSlot::H2(c)) if c.owners.is_empty()))
+            .collect()
     }
 
     /// Keys of every idle connection (drain).
@@ -255,4 +302,53 @@ pub fn rest<S: Stack>(ctx: &mut Ctx<'_, S>, slot: TimerKey, mut client: CodecCli
     if let Some(owner) = ctx.pool.next_waiting(cluster) {
         ctx.ready.push(owner);
     }
+}
+
+/// Close the HTTP/2 connection in slot `key` and release what it held (as
+/// [`close_client`]); the owners of streams still on it are woken to see them fail.
+pub fn close_h2<S: Stack>(ctx: &mut Ctx<'_, S>, key: TimerKey) {
+    let Some(UpstreamSlot::H2(mut client)) = ctx.pool.remove(key) else {
+        return;
+    };
+    client.close(ctx.stack, true);
+    let cluster = client.cluster;
+    if let Some(tl) = ctx.clusters.clusters.get(cluster) {
+        tl.info.release_connection(&client.host);
+    }
+    if let Some(stats) = ctx.cluster_stats.get(cluster) {
+        stats.upstream_cx_active.dec();
+        stats.upstream_cx_destroy.inc();
+    }
+    for owner in client.owners.drain(..) {
+        if !ctx.ready.contains(&owner) {
+            ctx.ready.push(owner);
+        }
+    }
+    if let Some(owner) = ctx.pool.next_waiting(cluster) {
+        ctx.ready.push(owner);
+    }
+}
+
+/// Let the HTTP/2 connection in slot `key` read, process and write; wake its streams'
+/// owners (other than the connection being served) when something arrived, and close
+/// it when it ended. Returns whether bytes arrived.
+pub fn turn_h2<S: Stack>(ctx: &mut Ctx<'_, S>, key: TimerKey) -> bool {
+    let Some(UpstreamSlot::H2(client)) = ctx.pool.slots.get_key_mut(key) else {
+        return false;
+    };
+    let t = client.turn(ctx.stack, ctx.scratch);
+    if t.read {
+        for owner in &client.owners {
+            if *owner != ctx.key && !ctx.ready.contains(owner) {
+                ctx.ready.push(*owner);
+            }
+        }
+    }
+    if t.closed {
+        if let Some(s) = ctx.cluster_stats.get(client.cluster) {
+            s.upstream_cx_destroy_remote.inc();
+        }
+        close_h2(ctx, key);
+    }
+    t.read
 }

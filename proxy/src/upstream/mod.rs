@@ -9,6 +9,7 @@
 pub mod cluster_manager;
 pub mod conn_pool;
 pub mod dns;
+pub mod h2_client;
 pub mod health;
 pub mod host;
 pub mod load_balancer;

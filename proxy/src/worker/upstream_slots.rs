@@ -12,7 +12,7 @@ use super::{Conn, Worker};
 use crate::router::shadow::ShadowState;
 use crate::tcp_proxy::Status;
 use crate::timer::TimerKey;
-use crate::upstream::conn_pool::{close_client, rest, UpstreamSlot};
+use crate::upstream::conn_pool::{close_client, close_h2, rest, turn_h2, UpstreamSlot};
 
 impl<S: Stack> Worker<S> {
     /// An event on an upstream pool slot of generation `gen`; `peer_closed` when it
@@ -30,6 +30,32 @@ impl<S: Stack> Worker<S> {
                 self.finish(owner, status);
             }
             UpstreamSlot::Shadow(_) => self.drive_shadow(gen, slot, now, Some(peer_closed)),
+            UpstreamSlot::H2(client) => {
+                client.readable = true;
+                if !client.connected {
+                    match self.stack.connect_result(client.socket) {
+                        Ok(()) => client.connected = true,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                        Err(e) => {
+                            tracing::debug!("upstream connect failed: {e}");
+                            if let Some(s) = g.cluster_stats.get(client.cluster) {
+                                s.upstream_cx_connect_fail.inc();
+                            }
+                            self.with_ctx(gen, slot, now, |ctx| close_h2(ctx, slot));
+                            return;
+                        }
+                    }
+                }
+                let owners = client.owners.clone();
+                self.with_ctx(gen, slot, now, |ctx| {
+                    turn_h2(ctx, slot);
+                    for owner in owners {
+                        if !ctx.ready.contains(&owner) {
+                            ctx.ready.push(owner);
+                        }
+                    }
+                });
+            }
             UpstreamSlot::Idle(client) => {
                 // An idle connection has nothing to say: data or a close ends it.
                 let mut probe = [0u8; 1];
@@ -142,11 +168,16 @@ impl<S: Stack> Worker<S> {
         }
     }
 
-    /// Close every idle connection of generation `gen`.
+    /// Close every idle connection of generation `gen` (HTTP/2 ones without streams
+    /// included).
     pub(super) fn close_idle_slots(&mut self, gen: u8, now: Instant) {
         let Some(g) = self.generations.get(gen as usize).and_then(Option::as_ref) else { return };
         for slot in g.pool.idle_keys() {
             self.close_idle_slot(gen, slot, now);
+        }
+        let Some(g) = self.generations.get(gen as usize).and_then(Option::as_ref) else { return };
+        for slot in g.pool.idle_h2_keys() {
+            self.with_ctx(gen, slot, now, |ctx| close_h2(ctx, slot));
         }
     }
 
@@ -172,6 +203,29 @@ impl<S: Stack> Worker<S> {
         let Some(g) = self.generations.get_mut(gen as usize).and_then(Option::as_mut) else { return };
         match g.pool.slots.get_key_mut(slot) {
             Some(UpstreamSlot::Shadow(_)) => self.drive_shadow(gen, slot, now, None),
+            Some(UpstreamSlot::H2(client)) => {
+                let idle = g
+                    .clusters
+                    .clusters
+                    .get(client.cluster)
+                    .and_then(|c| c.info.config.http_protocol_options.common.idle_timeout);
+                client.timer_at = None;
+                match idle {
+                    Some(t) if client.owners.is_empty() && now >= client.idle_since + t => {
+                        if let Some(s) = g.cluster_stats.get(client.cluster) {
+                            s.upstream_cx_idle_timeout.inc();
+                        }
+                        self.with_ctx(gen, slot, now, |ctx| close_h2(ctx, slot));
+                    }
+                    Some(t) if client.owners.is_empty() => {
+                        let at = client.idle_since + t;
+                        client.timer_at = Some(at);
+                        let key = g.pool.timer_key(slot);
+                        self.timers.schedule(key, at);
+                    }
+                    _ => {}
+                }
+            }
             Some(UpstreamSlot::Idle(client)) => {
                 let idle = g
                     .clusters

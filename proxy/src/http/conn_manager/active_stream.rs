@@ -357,6 +357,21 @@ impl<D: ServerStream> StreamCx<'_, D> {
             return;
         }
         let mut resp = std::mem::take(&mut self.stream.response);
+        if crate::router::route_match::is_grpc(&self.stream.head) {
+            // A trailers-only gRPC response (Envoy's sendLocalReply for gRPC).
+            // Envoy answers a max-duration timeout with DEADLINE_EXCEEDED.
+            let deadline = self.stream.flags.contains(ResponseFlags::DURATION_TIMEOUT).then_some(4);
+            crate::http::grpc::build_local_reply(&mut resp, status, body, self.stream.meta.is_head, deadline);
+            for (n, v) in extra {
+                resp.headers.set(n, v);
+            }
+            self.stream.response = resp;
+            self.write_response_head(ctx, OutgoingBody::Empty, true);
+            self.io.encode_end(self.stream);
+            self.stream.response_done = true;
+            self.stream.phase = FilterPhase::Routed;
+            return;
+        }
         local_reply::build(&mut resp, status, body);
         for (n, v) in extra {
             resp.headers.set(n, v);
@@ -390,6 +405,10 @@ impl<D: ServerStream> StreamCx<'_, D> {
         info.duration = Some(ctx.now.saturating_duration_since(s.start));
         info.upstream_remote = s.upstream_host;
         info.attempt_count = s.attempt_count;
+        if s.response_started {
+            info.grpc_status =
+                s.resp_grpc_status.or_else(|| crate::http::grpc::parse_status(s.response.headers.get(b"grpc-status")));
+        }
         info.hostname = crate::access_log::hostname();
         let matched = s.route.as_ref().and_then(|r| self.cfg.routes.get(r));
         let cluster = s.cluster.and_then(|i| self.cfg.clusters.clusters.get(i)).map(|c| c.name());

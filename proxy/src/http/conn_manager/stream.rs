@@ -65,6 +65,8 @@ pub struct Stream {
     pub upstream_host: Option<std::net::SocketAddr>,
     /// Upstream tries started (retries included).
     pub attempt_count: u32,
+    /// The `grpc-status` of the response's trailers (`%GRPC_STATUS%`).
+    pub resp_grpc_status: Option<u8>,
     /// The client address Envoy uses for this request (after XFF processing).
     pub remote: Option<std::net::SocketAddr>,
     /// Last time bytes moved for this stream (stream idle timeout).
@@ -119,6 +121,7 @@ impl Stream {
             resp_body_bytes: 0,
             upstream_host: None,
             attempt_count: 0,
+            resp_grpc_status: None,
             remote: None,
             last_activity: now,
             close_after: false,
@@ -154,6 +157,7 @@ impl Stream {
         self.resp_body_bytes = 0;
         self.upstream_host = None;
         self.attempt_count = 0;
+        self.resp_grpc_status = None;
         self.remote = None;
         self.last_activity = now;
         self.close_after = !meta.keep_alive;

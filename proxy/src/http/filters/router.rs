@@ -16,6 +16,8 @@
 //! request body still fits the retry buffer and nothing of the response reached the
 //! client. An upstream failure after the response started resets the downstream.
 
+mod h2;
+
 use crate::runtime::maintenance;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use sluice_config::cluster::LbPolicy;
 use sluice_config::route::{IdleTimeout, RetryHostPredicate};
+use sluice_config::upstream_http::UpstreamCodec;
 use sluice_stack::{Interest, Stack};
 
 use crate::http::codec::{
@@ -177,6 +180,12 @@ pub struct RouterState {
     hedged: Option<HedgedTry>,
     /// The current try's per-try (or per-try idle) timeout fired softly (hedging).
     soft_timed_out: bool,
+    /// The current try's stream when it goes over HTTP/2 (`router/h2.rs`).
+    h2: Option<h2::H2Try>,
+    /// Tries repeated because the upstream refused their stream unprocessed.
+    unprocessed_retries: u32,
+    /// The request's trailers (HTTP/2 downstream), kept for every HTTP/2 try.
+    rq_trailers: Option<::http::HeaderMap>,
 }
 
 impl RouterState {
@@ -224,7 +233,9 @@ impl RouterState {
             IdleTimeout::After(t) => Some(Some(t)),
         };
         let idle_override = override_of(matched.idle_timeout());
-        let duration_override = override_of(matched.max_stream_duration());
+        let duration_override =
+            crate::http::grpc::stream_duration_from_header(matched.grpc_timeout_header(), &stream.head)
+                .or_else(|| override_of(matched.max_stream_duration()));
         let stats = Arc::clone(&ctx.cluster_stats[cluster]);
         let mut r = RouterState {
             cluster,
@@ -270,6 +281,9 @@ impl RouterState {
             hedge_on_per_try_timeout,
             hedged: None,
             soft_timed_out: false,
+            h2: None,
+            unprocessed_retries: 0,
+            rq_trailers: None,
         };
         r.on_request_progress(stream, ctx.now);
         r.keep_body = r.retry.is_some() || r.shadow_pending || matched.internal_redirect_policy().is_some();
@@ -317,12 +331,14 @@ impl RouterState {
             Phase::Backoff(t) | Phase::Connecting(t) => Some(t),
             _ => None,
         };
-        let idle = match (self.per_try_idle, self.resp_meta.is_none(), self.phase, self.client.is_some()) {
+        let has_try = self.client.is_some() || self.h2.is_some();
+        let idle = match (self.per_try_idle, self.resp_meta.is_none(), self.phase, has_try) {
             (Some(t), true, Phase::Active, true) if !self.soft_timed_out => Some(self.try_activity + t),
             _ => None,
         };
         let try_deadline = if self.resp_meta.is_none() { self.try_deadline } else { None };
-        earliest([self.global_deadline, try_deadline, phase, idle])
+        let h2_connect = self.h2.as_ref().filter(|_| self.resp_meta.is_none()).and_then(|t| t.connect_deadline);
+        earliest([self.global_deadline, try_deadline, phase, idle, h2_connect])
     }
 
     /// One try: pick a host, get a connection, send.
@@ -347,6 +363,18 @@ impl RouterState {
         };
         stream.upstream_host = Some(host.address);
         stream.attempt_count += 1;
+        let downstream_h2 = stream.head.version == Some(crate::http::Version::Http2);
+        let protocol = info.config.http_protocol_options.protocol;
+        if self.upgrade == UpgradeKind::None && protocol.codec_for(downstream_h2) == UpstreamCodec::Http2 {
+            return match self.attempt_h2(&info, idx, host, ctx) {
+                Ok(true) => {
+                    self.release_pending(&info);
+                    Ok(())
+                }
+                Ok(false) => self.wait_for_capacity(&info, ctx),
+                Err(()) => self.fail(cfg, stream, ctx, ResetReason::ConnectFailure),
+            };
+        }
         // A terminated CONNECT needs a TCP connection of its own, never a pooled one.
         let pooled = match self.upgrade {
             UpgradeKind::ConnectTerminate => None,
@@ -406,7 +434,14 @@ impl RouterState {
                     self.fail(cfg, stream, ctx, ResetReason::ConnectFailure)
                 }
             }
-        } else if self.counted_pending || info.try_acquire_pending_request() {
+        } else {
+            self.wait_for_capacity(&info, ctx)
+        }
+    }
+
+    /// No connection capacity: wait as a pending request, or overflow.
+    fn wait_for_capacity<S: Stack>(&mut self, info: &ClusterInfo, ctx: &mut Ctx<'_, S>) -> Result<(), LocalReply> {
+        if self.counted_pending || info.try_acquire_pending_request() {
             if !self.counted_pending {
                 self.counted_pending = true;
                 self.stats.upstream_rq_pending_total.inc();
@@ -725,6 +760,9 @@ impl RouterState {
                 return self.fail(cfg, stream, ctx, reason);
             }
         }
+        if self.h2.is_some() {
+            return self.drive_h2(cfg, stream, down, ctx, step);
+        }
         if self.upgrade == UpgradeKind::ConnectTerminate
             && self.resp_meta.is_none()
             && self.client.as_ref().is_some_and(|c| c.connected)
@@ -897,9 +935,10 @@ impl RouterState {
             self.stats.upstream_rq_retry_success.inc();
         }
         count_class(&self.stats, status);
-        let resp_body = self.client.as_ref().expect("client").parser.body_decoder(&meta);
+        if let Some(client) = self.client.as_ref() {
+            self.resp_body = client.parser.body_decoder(&meta);
+        }
         self.resp_meta = Some(meta);
-        self.resp_body = resp_body;
         let route = stream.route.clone().expect("routed");
         if let Some(matched) = cfg.routes.get(&route) {
             let mut info = StreamInfo::new(stream.start_time);
@@ -934,6 +973,9 @@ impl RouterState {
         let body = OutgoingBody::from(meta.framing);
         let date = ctx.date.get(ctx.wall);
         down.encode_headers(cfg, stream, date, ctx.draining, body);
+        if self.h2.is_some() {
+            return self.drive_h2(cfg, stream, down, ctx, step);
+        }
         let eof = self.client.as_ref().is_some_and(|c| c.read_eof || c.dead);
         self.pump_response(cfg, stream, down, ctx, eof, step)
     }
@@ -1183,6 +1225,7 @@ impl RouterState {
 
     /// Close the current try's connection (reset) and forget it.
     fn drop_client<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, abort: bool) {
+        self.drop_h2(ctx, ::h2::Reason::CANCEL);
         if let (Some(slot), Some(mut client)) = (self.slot.take(), self.client.take()) {
             if let Some(h) = &self.host {
                 h.rq_active.fetch_sub(1, Ordering::Relaxed);
@@ -1325,6 +1368,7 @@ impl Drop for RouterState {
     fn drop(&mut self) {
         debug_assert!(self.client.is_none(), "router dropped with a live upstream connection");
         debug_assert!(self.hedged.is_none(), "router dropped with a live hedged try");
+        debug_assert!(self.h2.is_none(), "router dropped with a live HTTP/2 stream");
     }
 }
 

@@ -23,7 +23,7 @@
 //! possible stream ID and a PING, then the final GOAWAY once the PING returns); the
 //! connection closes after its last stream.
 
-mod io;
+pub(crate) mod io;
 mod request;
 pub mod stream_io;
 mod timeouts;

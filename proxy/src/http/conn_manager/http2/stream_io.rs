@@ -47,6 +47,10 @@ pub struct H2StreamIo {
     pub finished: bool,
     /// The stream was reset (by us or by the client).
     pub reset: bool,
+    /// The request's trailers, until the router takes them.
+    rq_trailers: Option<http::HeaderMap>,
+    /// Response trailers, sent once `out` is empty (they end the stream).
+    out_trailers: Option<http::HeaderMap>,
 }
 
 impl H2StreamIo {
@@ -66,6 +70,8 @@ impl H2StreamIo {
             out_end: false,
             finished: false,
             reset: false,
+            rq_trailers: None,
+            out_trailers: None,
         }
     }
 
@@ -93,10 +99,20 @@ impl H2StreamIo {
                     self.reset = true;
                 }
                 Poll::Ready(None) => {
-                    // Request trailers, if any, end the stream too; they are not
-                    // forwarded to an HTTP/1.1 upstream (a chunked body's trailer
-                    // section is not written by the HTTP/1 encoder).
-                    self.recv_end = true;
+                    // Request trailers, if any, end the stream too: kept for an
+                    // HTTP/2 upstream; an HTTP/1.1 upstream does not get them (Envoy's
+                    // default without `enable_trailers`).
+                    match self.recv.poll_trailers(cx) {
+                        Poll::Ready(Ok(t)) => {
+                            self.rq_trailers = t;
+                            self.recv_end = true;
+                        }
+                        Poll::Ready(Err(e)) => {
+                            tracing::debug!("http2 request trailers: {e}");
+                            self.reset = true;
+                        }
+                        Poll::Pending => break,
+                    }
                 }
                 Poll::Pending => break,
             }
@@ -150,7 +166,7 @@ impl H2StreamIo {
             }
             let chunk = Bytes::copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
             self.out_pos += n;
-            let end = self.out_end && self.out_pos == self.out.len();
+            let end = self.out_end && self.out_pos == self.out.len() && self.out_trailers.is_none();
             if send.send_data(chunk, end).is_err() {
                 self.reset = true;
                 return true;
@@ -165,7 +181,11 @@ impl H2StreamIo {
             self.out_pos = 0;
             if self.out_end && !self.finished {
                 self.finished = true;
-                if send.send_data(Bytes::new(), true).is_err() {
+                let sent = match self.out_trailers.take() {
+                    Some(t) => send.send_trailers(t),
+                    None => send.send_data(Bytes::new(), true),
+                };
+                if sent.is_err() {
                     self.reset = true;
                 }
                 progress = true;
@@ -210,7 +230,7 @@ impl H2StreamIo {
 }
 
 /// Headers an HTTP/2 message must not carry (RFC 9113 §8.2.2).
-fn connection_specific(name: &[u8]) -> bool {
+pub(crate) fn connection_specific(name: &[u8]) -> bool {
     matches!(name, b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade" | b"te")
 }
 
@@ -316,6 +336,21 @@ impl ServerStream for H2StreamIo {
     fn encode_end(&mut self, stream: &mut Stream) {
         let _ = stream;
         self.out_end = true;
+    }
+
+    fn encode_trailers(&mut self, stream: &mut Stream, trailers: http::HeaderMap) {
+        if !stream.meta.is_head && !trailers.is_empty() {
+            self.out_trailers = Some(trailers);
+        }
+        self.encode_end(stream);
+    }
+
+    fn take_request_trailers(&mut self) -> Option<http::HeaderMap> {
+        if self.recv_end {
+            self.rq_trailers.take()
+        } else {
+            None
+        }
     }
 
     fn encode_100_continue(&mut self) {

@@ -297,6 +297,7 @@ stats_scope! {
         downstream_rq_too_large: Counter,
         downstream_rq_response_before_rq_complete: Counter,
         downstream_rq_rejected_via_ip_detection: Counter,
+        downstream_rq_too_many_premature_resets: Counter,
         no_route: Counter,
         no_cluster: Counter,
         rq_direct_response: Counter,
@@ -306,6 +307,9 @@ stats_scope! {
         http2_tx_reset = "http2.tx_reset": Counter,
         http2_rx_messaging_error = "http2.rx_messaging_error": Counter,
         http2_goaway_sent = "http2.goaway_sent": Counter,
+        http2_header_overflow = "http2.header_overflow": Counter,
+        http2_inbound_empty_frames_flood = "http2.inbound_empty_frames_flood": Counter,
+        http2_outbound_control_flood = "http2.outbound_control_flood": Counter,
     }
 }
 

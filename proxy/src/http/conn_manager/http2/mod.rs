@@ -23,6 +23,7 @@
 //! possible stream ID and a PING, then the final GOAWAY once the PING returns); the
 //! connection closes after its last stream.
 
+mod flood;
 mod io;
 mod request;
 pub mod stream_io;
@@ -93,6 +94,8 @@ pub struct Http2Connection {
     closed_at: Option<Instant>,
     /// Close at once (a handshake that idled out).
     close_now: bool,
+    /// Why `h2` ended the connection, not yet counted.
+    error: Option<h2::Error>,
 }
 
 impl std::fmt::Debug for Http2Connection {
@@ -121,6 +124,7 @@ impl Http2Connection {
             idle_since: now,
             closed_at: None,
             close_now: false,
+            error: None,
         }
     }
 
@@ -141,6 +145,7 @@ impl Http2Connection {
                 }
                 Poll::Ready(Err(e)) => {
                     tracing::debug!("http2 handshake: {e}");
+                    self.error = Some(e);
                     self.state = State::Closed;
                     return true;
                 }
@@ -158,6 +163,7 @@ impl Http2Connection {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     tracing::debug!("http2 connection: {e}");
+                    self.error = Some(e);
                     self.state = State::Closed;
                     return true;
                 }
@@ -241,6 +247,9 @@ impl HttpConnection {
             progress |= h2.poll_connection(&mut accepted);
             progress |= self.h2_flush(ctx, &h2.bufs);
             progress |= h2.flag.take();
+            if let Some(e) = h2.error.take() {
+                flood::count(&self.stats, &e, &h2.bufs.lock().goaway);
+            }
             if self.down.dead {
                 self.h2 = Some(h2);
                 return self.close(ctx, true);

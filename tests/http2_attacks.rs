@@ -1,0 +1,159 @@
+//! The known downstream HTTP/2 attacks, each from a raw-frame attacker, on both
+//! datapaths: the proxy ends the attacking connection with the GOAWAY Envoy sends
+//! (ENHANCE_YOUR_CALM), counts it under Envoy's counter name, keeps serving a
+//! well-behaved HTTP/2 client on the same worker before, during and after the attack,
+//! and the process's resident memory stays bounded.
+//!
+//! Covered: rapid reset (CVE-2023-44487), CONTINUATION flood (CVE-2024-27316), HPACK
+//! bomb (a header list far over `max_request_headers_kb`), empty DATA frame flood.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use sluice_e2e::backend::{Backend, Net};
+use sluice_e2e::h2_client::H2Client;
+use sluice_e2e::http_client::Client;
+use sluice_e2e::http_origin::HttpOrigin;
+use sluice_e2e::http_proxy::HttpProxy;
+use sluice_e2e::on_both_backends;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+const SETTINGS_ACK: &[u8] = &[0, 0, 0, 4, 1, 0, 0, 0, 0];
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+/// How much the test process's resident memory may grow over one attack.
+const RSS_SLACK_KB: u64 = 64 * 1024;
+
+/// One frame: type, flags, stream, payload.
+fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let n = payload.len();
+    let mut f = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, ty, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The HPACK block of `GET path` (`:method GET`, `:scheme http`, `:path`, `:authority t`).
+fn get_block(path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+    block.extend_from_slice(path.as_bytes());
+    block.extend_from_slice(&[0x41, 0x01, b't']);
+    block
+}
+
+/// The resident memory of this process (the in-process proxy runs in it), in KiB.
+fn rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS in kB")
+}
+
+/// Read frames off the attacker's connection until the proxy closes it (or 10 s);
+/// returns the GOAWAYs' (error code, debug data).
+fn goaways_until_closed(c: &mut Client) -> Vec<(u32, Vec<u8>)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut buf, mut goaways, mut chunk) = (Vec::new(), Vec::new(), [0u8; 16384]);
+    c.stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    while Instant::now() < deadline {
+        match c.stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(_) => break,
+        }
+        while buf.len() >= 9 {
+            let len = ((buf[0] as usize) << 16) | ((buf[1] as usize) << 8) | buf[2] as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            if buf[3] == 7 && len >= 8 {
+                let code = u32::from_be_bytes([buf[13], buf[14], buf[15], buf[16]]);
+                goaways.push((code, buf[17..9 + len].to_vec()));
+            }
+            buf.drain(..9 + len);
+        }
+    }
+    assert!(Instant::now() < deadline, "the attacking connection was not closed; GOAWAYs: {goaways:?}");
+    goaways
+}
+
+/// Run `attack` (the frames after the preface) against a one-worker proxy while a
+/// well-behaved client is served; assert the GOAWAY (ENHANCE_YOUR_CALM with `debug`),
+/// that `counter` counted it once, and that memory stayed bounded.
+fn attack(backend: Backend, hcm_extra: &str, frames: &[u8], debug: &str, counter: &str) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let p = HttpProxy::to(&net, &origin, hcm_extra, 1);
+    let conn = net.connect(p.proxy().target(p.listen_addr())).expect("connect to the proxy");
+    let mut good = H2Client::handshake(conn).expect("HTTP/2 handshake");
+    assert_eq!(good.get("/before").status, 200);
+    let rss_before = rss_kb();
+    let mut bad = p.client();
+    bad.send(PREFACE);
+    bad.send(SETTINGS_ACK);
+    bad.send(frames);
+    assert_eq!(good.get("/during").status, 200, "the worker serves others during the attack");
+    let goaways = goaways_until_closed(&mut bad);
+    assert!(
+        goaways.iter().any(|g| g.0 == ENHANCE_YOUR_CALM && g.1 == debug.as_bytes()),
+        "GOAWAY ENHANCE_YOUR_CALM {debug:?} expected, got {goaways:?}"
+    );
+    assert_eq!(p.counter(&format!("http.ingress.{counter}")), 1);
+    assert_eq!(good.get("/after").status, 200, "the worker serves others after the attack");
+    let rss_after = rss_kb();
+    assert!(rss_after < rss_before + RSS_SLACK_KB, "RSS grew from {rss_before} kB to {rss_after} kB");
+}
+
+/// Rapid reset (CVE-2023-44487): 200 streams opened and cancelled at once.
+fn rapid_reset_is_goaway_and_counted(backend: Backend) {
+    let mut frames = Vec::new();
+    for i in 0..200u32 {
+        let id = 2 * i + 1;
+        frames.extend_from_slice(&frame(1, 5, id, &get_block(&format!("/r{i}"))));
+        frames.extend_from_slice(&frame(3, 0, id, &8u32.to_be_bytes()));
+    }
+    attack(backend, "", &frames, "too_many_resets", "downstream_rq_too_many_premature_resets");
+}
+
+/// CONTINUATION flood (CVE-2024-27316): a header block that never ends, in small
+/// CONTINUATION frames.
+fn continuation_flood_is_goaway_and_counted(backend: Backend) {
+    let mut frames = frame(1, 1, 1, &get_block("/c"));
+    for _ in 0..100 {
+        frames.extend_from_slice(&frame(9, 0, 1, &[0x00, 0x03, b'x', b'-', b'c', 0x01, b'd']));
+    }
+    attack(backend, "", &frames, "too_many_continuations", "http2.header_overflow");
+}
+
+/// HPACK bomb: one 4,000-byte header put in the dynamic table, then referenced by its
+/// one-byte index 300 times (1.2 MB decoded from 4.3 kB).
+fn hpack_bomb_is_goaway_and_counted(backend: Backend) {
+    let mut block = get_block("/bomb");
+    block.extend_from_slice(&[0x40, 0x03, b'x', b'-', b'b', 0x7f]);
+    // Value length 4000 as an HPACK integer with a 7-bit prefix: 127 + 3873.
+    let mut rest = 4000 - 127;
+    while rest >= 128 {
+        block.push(((rest % 128) | 128) as u8);
+        rest /= 128;
+    }
+    block.push(rest as u8);
+    block.extend(std::iter::repeat_n(b'a', 4000));
+    block.extend(std::iter::repeat_n(0xbe, 300));
+    let frames = frame(1, 5, 1, &block);
+    attack(backend, "", &frames, "header_list_way_too_large", "http2.header_overflow");
+}
+
+/// Empty DATA frame flood: a stream's body sent as 500 empty DATA frames.
+fn empty_data_flood_is_goaway_and_counted(backend: Backend) {
+    let mut frames = frame(1, 4, 1, &get_block("/empty"));
+    for _ in 0..500 {
+        frames.extend_from_slice(&frame(0, 0, 1, &[]));
+    }
+    attack(backend, "", &frames, "too_many_data_frames", "http2.inbound_empty_frames_flood");
+}
+
+on_both_backends!(
+    rapid_reset_is_goaway_and_counted,
+    continuation_flood_is_goaway_and_counted,
+    hpack_bomb_is_goaway_and_counted,
+    empty_data_flood_is_goaway_and_counted,
+);

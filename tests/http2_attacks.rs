@@ -6,8 +6,19 @@
 //!
 //! Covered: rapid reset (CVE-2023-44487), CONTINUATION flood (CVE-2024-27316), HPACK
 //! bomb (a header list far over `max_request_headers_kb`), empty DATA frame flood.
+//!
+//! PING and SETTINGS floods from a client that never reads (kernel backend): `h2`
+//! holds at most one unsent PING ACK / SETTINGS ACK and stops reading the connection
+//! until it is written, and the proxy's output for the connection stops at its buffer
+//! limit, so the attacker is back-pressured (its writes block) instead of making the
+//! proxy queue control frames; memory stays bounded and others are served. Envoy would
+//! instead close such a connection at `max_outbound_control_frames` (1,000 queued)
+//! with `http2.outbound_control_flood`: that close is not implemented.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_e2e::backend::{Backend, Net};
@@ -149,6 +160,65 @@ fn empty_data_flood_is_goaway_and_counted(backend: Backend) {
         frames.extend_from_slice(&frame(0, 0, 1, &[]));
     }
     attack(backend, "", &frames, "too_many_data_frames", "http2.inbound_empty_frames_flood");
+}
+
+/// A client that writes `unit` over and over (up to 64 MiB) and never reads: the
+/// proxy must stop reading it (its writes block well before the end) while serving a
+/// well-behaved client, with memory bounded.
+fn never_reading_flood_is_back_pressured(unit: &[u8]) {
+    const TOTAL: usize = 64 << 20;
+    let net = Net::new(Backend::Kernel);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let p = HttpProxy::to(&net, &origin, "", 1);
+    let conn = net.connect(p.proxy().target(p.listen_addr())).expect("connect to the proxy");
+    let mut good = H2Client::handshake(conn).expect("HTTP/2 handshake");
+    assert_eq!(good.get("/before").status, 200);
+    let rss_before = rss_kb();
+    let mut bad = p.client();
+    bad.send(PREFACE);
+    bad.send(SETTINGS_ACK);
+    let mut writer = bad.stream.try_clone().expect("clone");
+    let chunk: Vec<u8> = unit.iter().copied().cycle().take(unit.len() * 1000).collect();
+    let written = Arc::new(AtomicUsize::new(0));
+    let w = written.clone();
+    let thread = std::thread::spawn(move || {
+        while w.load(Ordering::Relaxed) < TOTAL {
+            if writer.write_all(&chunk).is_err() {
+                return;
+            }
+            w.fetch_add(chunk.len(), Ordering::Relaxed);
+        }
+    });
+    // Wait until the attacker's writes stop moving (blocked) for half a second.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = (0, Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = written.load(Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > Duration::from_millis(500) || Instant::now() > deadline {
+            break;
+        }
+    }
+    let stuck_at = written.load(Ordering::Relaxed);
+    assert!(stuck_at < TOTAL / 2, "the attacker wrote {stuck_at} bytes unhindered");
+    assert_eq!(good.get("/during").status, 200, "the worker serves others during the flood");
+    let rss_after = rss_kb();
+    assert!(rss_after < rss_before + RSS_SLACK_KB, "RSS grew from {rss_before} kB to {rss_after} kB");
+    bad.stream.shutdown(Shutdown::Both).expect("shutdown");
+    thread.join().expect("writer");
+    assert_eq!(good.get("/after").status, 200, "the worker serves others after the flood");
+}
+
+#[test]
+fn ping_flood_from_a_never_reading_client_is_back_pressured() {
+    never_reading_flood_is_back_pressured(&frame(6, 0, 0, &[1, 2, 3, 4, 5, 6, 7, 8]));
+}
+
+#[test]
+fn settings_flood_from_a_never_reading_client_is_back_pressured() {
+    never_reading_flood_is_back_pressured(&frame(4, 0, 0, &[]));
 }
 
 on_both_backends!(

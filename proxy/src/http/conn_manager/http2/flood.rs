@@ -7,6 +7,7 @@
 //! | CONTINUATION flood (CVE-2024-27316): a header block that never ends | `h2`'s CONTINUATION-frame cap (derived from SETTINGS_MAX_HEADER_LIST_SIZE = `max_request_headers_kb`) | GOAWAY ENHANCE_YOUR_CALM `too_many_continuations` | `http.<prefix>.http2.header_overflow` |
 //! | HPACK bomb / header list far over the limit | `h2`'s decoded-size abuse limit | GOAWAY ENHANCE_YOUR_CALM `header_list_way_too_large` | `http.<prefix>.http2.header_overflow` |
 //! | empty / tiny DATA frame flood | `h2`'s DATA-frame overhead budget | GOAWAY ENHANCE_YOUR_CALM `too_many_data_frames` | `http.<prefix>.http2.inbound_empty_frames_flood` |
+//! | PING / SETTINGS flood from a client that never reads | `h2` holds one unsent ACK and reads no further until it is written; the connection manager stops taking `h2`'s output at the buffer limit (`h2_flush`) | back-pressure: the attacker's writes block (Envoy closes at `max_outbound_control_frames` instead: not implemented) | none |
 //! | streams the codec must reset over and over | `h2`'s `max_local_error_reset_streams` | GOAWAY ENHANCE_YOUR_CALM `too_many_internal_resets` | `http.<prefix>.http2.outbound_control_flood` |
 //!
 //! `h2` reports none of these as a typed event, and the error its connection ends

@@ -304,14 +304,17 @@ impl HttpConnection {
     }
 
     /// `h2`'s frames to the socket (handed over, not copied, when the connection's own
-    /// output is empty).
+    /// output is empty). They stay in `h2`'s buffer while the connection's output holds
+    /// its buffer limit: a client that does not read then stops `h2` (its writes pend,
+    /// and it reads no more frames that need an answer), so a PING or SETTINGS flood
+    /// from a client that never reads is back-pressured instead of queued.
     fn h2_flush<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, bufs: &SharedBuffers) -> bool {
         let mut b = bufs.lock();
         if b.out_len() > 0 {
             if !self.down.has_output() && self.down.out_len() == 0 {
                 std::mem::swap(&mut b.out, &mut self.down.out);
                 std::mem::swap(&mut b.out_pos, &mut self.down.out_pos);
-            } else {
+            } else if self.down.out_len() < b.out_limit {
                 let pos = b.out_pos;
                 self.down.out.extend_from_slice(&b.out[pos..]);
                 b.out.clear();

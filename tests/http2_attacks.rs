@@ -5,7 +5,8 @@
 //! and the process's resident memory stays bounded.
 //!
 //! Covered: rapid reset (CVE-2023-44487), CONTINUATION flood (CVE-2024-27316), HPACK
-//! bomb (a header list far over `max_request_headers_kb`), empty DATA frame flood.
+//! bomb (a header list far over `max_request_headers_kb`), empty DATA frame flood,
+//! WINDOW_UPDATE flood.
 //!
 //! PING and SETTINGS floods from a client that never reads (kernel backend): `h2`
 //! holds at most one unsent PING ACK / SETTINGS ACK and stops reading the connection
@@ -221,7 +222,18 @@ fn settings_flood_from_a_never_reading_client_is_back_pressured() {
     never_reading_flood_is_back_pressured(&frame(4, 0, 0, &[]));
 }
 
+/// WINDOW_UPDATE flood: 1,000 connection WINDOW_UPDATEs of 1 while nothing was sent
+/// (Envoy's `max_inbound_window_update_frames_per_data_frame_sent`).
+fn window_update_flood_is_goaway_and_counted(backend: Backend) {
+    let mut frames = Vec::new();
+    for _ in 0..1000 {
+        frames.extend_from_slice(&frame(8, 0, 0, &1u32.to_be_bytes()));
+    }
+    attack(backend, "", &frames, "", "http2.inbound_window_update_frames_flood");
+}
+
 on_both_backends!(
+    window_update_flood_is_goaway_and_counted,
     rapid_reset_is_goaway_and_counted,
     continuation_flood_is_goaway_and_counted,
     hpack_bomb_is_goaway_and_counted,

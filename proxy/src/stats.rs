@@ -309,6 +309,7 @@ stats_scope! {
         http2_goaway_sent = "http2.goaway_sent": Counter,
         http2_header_overflow = "http2.header_overflow": Counter,
         http2_inbound_empty_frames_flood = "http2.inbound_empty_frames_flood": Counter,
+        http2_inbound_window_update_frames_flood = "http2.inbound_window_update_frames_flood": Counter,
         http2_outbound_control_flood = "http2.outbound_control_flood": Counter,
     }
 }

@@ -8,6 +8,7 @@
 //! | HPACK bomb / header list far over the limit | `h2`'s decoded-size abuse limit | GOAWAY ENHANCE_YOUR_CALM `header_list_way_too_large` | `http.<prefix>.http2.header_overflow` |
 //! | empty / tiny DATA frame flood | `h2`'s DATA-frame overhead budget | GOAWAY ENHANCE_YOUR_CALM `too_many_data_frames` | `http.<prefix>.http2.inbound_empty_frames_flood` |
 //! | PING / SETTINGS flood from a client that never reads | `h2` holds one unsent ACK and reads no further until it is written; the connection manager stops taking `h2`'s output at the buffer limit (`h2_flush`) | back-pressure: the attacker's writes block (Envoy closes at `max_outbound_control_frames` instead: not implemented) | none |
+//! | WINDOW_UPDATE flood | sluice ([`InboundWatch`]): Envoy's `max_inbound_window_update_frames_per_data_frame_sent` (10) check | GOAWAY ENHANCE_YOUR_CALM | `http.<prefix>.http2.inbound_window_update_frames_flood` |
 //! | streams the codec must reset over and over | `h2`'s `max_local_error_reset_streams` | GOAWAY ENHANCE_YOUR_CALM `too_many_internal_resets` | `http.<prefix>.http2.outbound_control_flood` |
 //!
 //! `h2` reports none of these as a typed event, and the error its connection ends
@@ -34,6 +35,8 @@ pub struct GoawayWatch {
     /// Offset in the current GOAWAY payload (`None` in other frames).
     goaway_at: Option<usize>,
     debug: Vec<u8>,
+    /// DATA frames written.
+    pub data_frames: u64,
 }
 
 impl GoawayWatch {
@@ -50,6 +53,7 @@ impl GoawayWatch {
                     self.left = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
                     self.have = 0;
                     self.goaway_at = (h[3] == 7).then_some(0);
+                    self.data_frames += u64::from(h[3] == 0);
                     if self.goaway_at.is_some() {
                         self.debug.clear();
                     }
@@ -74,6 +78,65 @@ impl GoawayWatch {
     /// The debug data of the last GOAWAY written.
     pub fn debug(&self) -> &[u8] {
         &self.debug
+    }
+}
+
+/// Envoy's `max_inbound_window_update_frames_per_data_frame_sent` (accepted only at
+/// its default).
+const WINDOW_UPDATES_PER_DATA_FRAME: u64 = 10;
+
+/// Follows the frames the client sends (after its preface) and counts those Envoy
+/// limits that `h2` does not: WINDOW_UPDATE, against the DATA frames sent.
+#[derive(Debug)]
+pub struct InboundWatch {
+    /// Preface bytes still to skip.
+    skip: usize,
+    head: [u8; 9],
+    have: usize,
+    left: usize,
+    /// HEADERS frames received (streams opened, trailers included).
+    streams: u64,
+    window_updates: u64,
+}
+
+impl Default for InboundWatch {
+    fn default() -> Self {
+        InboundWatch { skip: 24, head: [0; 9], have: 0, left: 0, streams: 0, window_updates: 0 }
+    }
+}
+
+impl InboundWatch {
+    /// Bytes the client sent, in order.
+    pub fn feed(&mut self, mut data: &[u8]) {
+        let n = self.skip.min(data.len());
+        self.skip -= n;
+        data = &data[n..];
+        while !data.is_empty() {
+            if self.left == 0 && self.have < 9 {
+                let n = (9 - self.have).min(data.len());
+                self.head[self.have..self.have + n].copy_from_slice(&data[..n]);
+                self.have += n;
+                data = &data[n..];
+                if self.have == 9 {
+                    let h = self.head;
+                    self.left = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+                    self.have = 0;
+                    self.streams += u64::from(h[3] == 1);
+                    self.window_updates += u64::from(h[3] == 8);
+                }
+                continue;
+            }
+            let n = self.left.min(data.len());
+            self.left -= n;
+            data = &data[n..];
+        }
+    }
+
+    /// Envoy's WINDOW_UPDATE flood check: more than `5 + 2 * (streams + 10 * DATA
+    /// frames sent)` WINDOW_UPDATE frames received.
+    pub fn window_update_flood(&self, data_frames_sent: u64) -> bool {
+        let allowed = 5 + 2 * (self.streams + WINDOW_UPDATES_PER_DATA_FRAME * data_frames_sent);
+        self.window_updates > allowed
     }
 }
 
@@ -110,5 +173,20 @@ mod tests {
         // A PING after it leaves it alone.
         w.feed(&[0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(w.debug(), b"too_many_resets");
+    }
+
+    #[test]
+    fn window_updates_beyond_envoys_allowance_are_a_flood() {
+        let mut w = InboundWatch::default();
+        w.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        let wu = [0, 0, 4, 8, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        for _ in 0..5 {
+            w.feed(&wu);
+        }
+        assert!(!w.window_update_flood(0), "5 are allowed before anything was sent");
+        w.feed(&wu[..7]);
+        w.feed(&wu[7..]);
+        assert!(w.window_update_flood(0));
+        assert!(!w.window_update_flood(1), "20 more per DATA frame sent");
     }
 }

@@ -32,6 +32,8 @@ pub struct Buffers {
     pub out_limit: usize,
     /// The GOAWAY frames among what `h2` wrote (why it ended the connection).
     pub goaway: super::flood::GoawayWatch,
+    /// The client's frames, for the flood checks `h2` does not make.
+    pub inbound: super::flood::InboundWatch,
 }
 
 impl Buffers {

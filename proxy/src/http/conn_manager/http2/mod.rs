@@ -94,6 +94,8 @@ pub struct Http2Connection {
     closed_at: Option<Instant>,
     /// Close at once (a handshake that idled out).
     close_now: bool,
+    /// A flood check of sluice's own ended the connection.
+    flood: bool,
     /// Why `h2` ended the connection, not yet counted.
     error: Option<h2::Error>,
 }
@@ -109,7 +111,11 @@ impl Http2Connection {
     /// preface, as far as it arrived).
     pub fn new(builder: &server::Builder, input: &[u8], out_limit: usize, now: Instant) -> Http2Connection {
         let bufs = SharedBuffers::new(out_limit);
-        bufs.lock().input.extend_from_slice(input);
+        {
+            let mut b = bufs.lock();
+            b.input.extend_from_slice(input);
+            b.inbound.feed(input);
+        }
         let flag = Arc::new(TurnFlag::default());
         let waker = io::waker(&flag);
         let handshake = builder.handshake::<Transport, Bytes>(Transport(bufs.clone()));
@@ -125,6 +131,7 @@ impl Http2Connection {
             closed_at: None,
             close_now: false,
             error: None,
+            flood: false,
         }
     }
 
@@ -231,6 +238,7 @@ impl HttpConnection {
                 break;
             }
             let mut progress = self.h2_read(ctx, &h2.bufs);
+            progress |= self.h2_check_floods(&mut h2);
             // The connection's drain, or the worker's drainClose() for this round: the
             // GOAWAY sequence (HTTP/1 would answer `connection: close`).
             if (self.draining || ctx.draining) && h2.start_goaway() {
@@ -288,6 +296,7 @@ impl HttpConnection {
         let n = self.down.pending_input().len() - before;
         if n > 0 {
             self.stats.downstream_cx_rx_bytes_total.add(n as u64);
+            b.inbound.feed(self.down.pending_input());
             if b.pending_input().is_empty() {
                 std::mem::swap(&mut b.input, &mut self.down.input);
                 std::mem::swap(&mut b.input_pos, &mut self.down.input_pos);
@@ -301,6 +310,28 @@ impl HttpConnection {
             return true;
         }
         got
+    }
+
+    /// The flood limits `h2` does not apply: the connection ends with GOAWAY
+    /// ENHANCE_YOUR_CALM, as Envoy's.
+    fn h2_check_floods(&mut self, h2: &mut Http2Connection) -> bool {
+        if h2.flood {
+            return false;
+        }
+        let flood = {
+            let b = h2.bufs.lock();
+            b.inbound.window_update_flood(b.goaway.data_frames)
+        };
+        let State::Open(conn) = &mut h2.state else {
+            return false;
+        };
+        if !flood {
+            return false;
+        }
+        self.stats.http2_inbound_window_update_frames_flood.inc();
+        conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+        h2.flood = true;
+        true
     }
 
     /// `h2`'s frames to the socket (handed over, not copied, when the connection's own

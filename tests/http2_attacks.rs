@@ -8,6 +8,9 @@
 //! bomb (a header list far over `max_request_headers_kb`), empty DATA frame flood,
 //! WINDOW_UPDATE flood.
 //!
+//! The same attacks against the sluice binary (kernel sockets): its admin `/stats` and
+//! its VmRSS from `/proc/PID/status`.
+//!
 //! PING and SETTINGS floods from a client that never reads (kernel backend): `h2`
 //! holds at most one unsent PING ACK / SETTINGS ACK and stops reading the connection
 //! until it is written, and the proxy's output for the connection stops at its buffer
@@ -23,11 +26,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_e2e::backend::{Backend, Net};
+use sluice_e2e::config::{forward_all, http, Cluster};
+use sluice_e2e::conn::Conn;
+use sluice_e2e::free_port;
 use sluice_e2e::h2_client::H2Client;
 use sluice_e2e::http_client::Client;
 use sluice_e2e::http_origin::HttpOrigin;
 use sluice_e2e::http_proxy::HttpProxy;
 use sluice_e2e::on_both_backends;
+use sluice_e2e::proxy::Proxy;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 const SETTINGS_ACK: &[u8] = &[0, 0, 0, 4, 1, 0, 0, 0, 0];
@@ -113,6 +120,77 @@ fn attack(backend: Backend, hcm_extra: &str, frames: &[u8], debug: &str, counter
     assert_eq!(good.get("/after").status, 200, "the worker serves others after the attack");
     let rss_after = rss_kb();
     assert!(rss_after < rss_before + RSS_SLACK_KB, "RSS grew from {rss_before} kB to {rss_after} kB");
+}
+
+/// The attacks' frames, debug data and counters.
+fn attacks() -> Vec<(Vec<u8>, &'static str, &'static str)> {
+    let mut rapid = Vec::new();
+    for i in 0..200u32 {
+        rapid.extend_from_slice(&frame(1, 5, 2 * i + 1, &get_block(&format!("/r{i}"))));
+        rapid.extend_from_slice(&frame(3, 0, 2 * i + 1, &8u32.to_be_bytes()));
+    }
+    let mut continuation = frame(1, 1, 1, &get_block("/c"));
+    for _ in 0..100 {
+        continuation.extend_from_slice(&frame(9, 0, 1, &[0x00, 0x03, b'x', b'-', b'c', 0x01, b'd']));
+    }
+    let mut window_updates = Vec::new();
+    for _ in 0..1000 {
+        window_updates.extend_from_slice(&frame(8, 0, 0, &1u32.to_be_bytes()));
+    }
+    vec![
+        (rapid, "too_many_resets", "downstream_rq_too_many_premature_resets"),
+        (continuation, "too_many_continuations", "http2.header_overflow"),
+        (window_updates, "", "http2.inbound_window_update_frames_flood"),
+    ]
+}
+
+fn admin_stat(admin: u16, name: &str) -> i64 {
+    let text = sluice_e2e::http_client::get(admin, &format!("/stats?filter=^{}$", name.replace('.', "\\."))).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or_else(|| panic!("no stat {name} in:\n{text}"))
+}
+
+fn vm_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS in kB")
+}
+
+/// The binary: each attack 20 times on new connections; each ends with its GOAWAY and
+/// is counted; a well-behaved client is served throughout; VmRSS stays bounded.
+#[test]
+fn the_binary_survives_the_attacks() {
+    let origin = HttpOrigin::start("web");
+    let (port, admin) = (free_port(), free_port());
+    let clusters = [Cluster { name: "web", ports: &[origin.port()], extra: "" }];
+    let yaml = format!(
+        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}\n{}",
+        http(port, &forward_all("web"), &clusters, "", "")
+    );
+    let p = Proxy::start(&yaml, &["--concurrency", "1"]);
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut good = H2Client::handshake(Conn::Kernel(tcp)).expect("HTTP/2 handshake");
+    assert_eq!(good.get("/before").status, 200);
+    let rss_before = vm_rss_kb(p.pid());
+    for (frames, debug, counter) in attacks() {
+        for round in 0..20 {
+            let mut bad = Client::connect(port);
+            bad.send(PREFACE);
+            bad.send(SETTINGS_ACK);
+            bad.send(&frames);
+            let goaways = goaways_until_closed(&mut bad);
+            assert!(
+                goaways.iter().any(|g| g.0 == ENHANCE_YOUR_CALM && g.1 == debug.as_bytes()),
+                "{counter} round {round}: GOAWAY ENHANCE_YOUR_CALM {debug:?} expected, got {goaways:?}"
+            );
+            assert_eq!(good.get("/during").status, 200);
+        }
+        assert_eq!(admin_stat(admin, &format!("http.ingress.{counter}")), 20);
+    }
+    assert_eq!(good.get("/after").status, 200);
+    let rss_after = vm_rss_kb(p.pid());
+    assert!(rss_after < rss_before + RSS_SLACK_KB, "VmRSS grew from {rss_before} kB to {rss_after} kB");
 }
 
 /// Rapid reset (CVE-2023-44487): 200 streams opened and cancelled at once.

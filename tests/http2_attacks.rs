@@ -6,7 +6,7 @@
 //!
 //! Covered: rapid reset (CVE-2023-44487), CONTINUATION flood (CVE-2024-27316), HPACK
 //! bomb (a header list far over `max_request_headers_kb`), empty DATA frame flood,
-//! WINDOW_UPDATE flood.
+//! WINDOW_UPDATE flood. Zero-window slow readers do not pin memory (binary only).
 //!
 //! The same attacks against the sluice binary (kernel sockets): its admin `/stats` and
 //! its VmRSS from `/proc/PID/status`.
@@ -308,6 +308,41 @@ fn window_update_flood_is_goaway_and_counted(backend: Backend) {
         frames.extend_from_slice(&frame(8, 0, 0, &1u32.to_be_bytes()));
     }
     attack(backend, "", &frames, "", "http2.inbound_window_update_frames_flood");
+}
+
+/// Zero-window slow reader, against the binary (the in-process origin's own 4 MB
+/// bodies would hide the proxy's memory in the test process): SETTINGS_INITIAL_WINDOW_SIZE
+/// 0, then 20 streams each asking for 10 MB (200 MB in all) that it never lets the proxy
+/// send. Each stream's response queue stops at the buffer limit (the router stops
+/// reading its upstream), so the proxy's VmRSS stays bounded while others are served.
+#[test]
+fn zero_window_readers_do_not_pin_memory() {
+    let origin = HttpOrigin::start("web");
+    let port = free_port();
+    let clusters = [Cluster { name: "web", ports: &[origin.port()], extra: "" }];
+    let p = Proxy::start(&http(port, &forward_all("web"), &clusters, "", ""), &["--concurrency", "1"]);
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut good = H2Client::handshake(Conn::Kernel(tcp)).expect("HTTP/2 handshake");
+    assert_eq!(good.get("/before").status, 200);
+    let rss_before = vm_rss_kb(p.pid());
+    let mut bad = Client::connect(port);
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&frame(4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    hello.extend_from_slice(SETTINGS_ACK);
+    for i in 0..20u32 {
+        hello.extend_from_slice(&frame(1, 5, 2 * i + 1, &get_block("/bytes/10000000")));
+    }
+    bad.send(&hello);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(good.get("/during").status, 200, "the worker serves others");
+    assert_eq!(origin.requests(), 22, "the 20 big responses were asked of the origin");
+    let rss_after = vm_rss_kb(p.pid());
+    eprintln!("zero-window readers: VmRSS {rss_before} kB -> {rss_after} kB");
+    // Observed: about 2.2 MB per stream with the default 1 MiB buffer limit; 200 MB
+    // if the responses were queued whole.
+    assert!(rss_after < rss_before + 96 * 1024, "VmRSS grew from {rss_before} kB to {rss_after} kB");
+    drop(bad);
+    assert_eq!(good.get("/after").status, 200);
 }
 
 on_both_backends!(

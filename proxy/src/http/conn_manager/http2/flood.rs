@@ -11,6 +11,12 @@
 //! | WINDOW_UPDATE flood | sluice ([`InboundWatch`]): Envoy's `max_inbound_window_update_frames_per_data_frame_sent` (10) check | GOAWAY ENHANCE_YOUR_CALM | `http.<prefix>.http2.inbound_window_update_frames_flood` |
 //! | streams the codec must reset over and over | `h2`'s `max_local_error_reset_streams` | GOAWAY ENHANCE_YOUR_CALM `too_many_internal_resets` | `http.<prefix>.http2.outbound_control_flood` |
 //!
+//! Where `h2`'s limit is not Envoy's: empty DATA frames end the connection after 100
+//! on the connection (Envoy's `max_consecutive_inbound_frames_with_empty_payload`: 1
+//! consecutive); a never-reading client is back-pressured rather than closed at
+//! `max_outbound_frames` / `max_outbound_control_frames`; PRIORITY frames are not
+//! limited (Envoy: `max_inbound_priority_frames_per_stream`).
+//!
 //! `h2` reports none of these as a typed event, and the error its connection ends
 //! with carries the reason but not the GOAWAY's debug data. The debug data (the
 //! strings above) is read off the GOAWAY frame `h2` writes: [`GoawayWatch`] follows

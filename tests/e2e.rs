@@ -15,6 +15,7 @@ mod config_dump;
 mod drain;
 mod grpc;
 mod http2;
+mod http2_attacks;
 mod http2_tls;
 mod http2_upstream;
 mod http_edge_path;

@@ -300,6 +300,7 @@ stats_scope! {
         downstream_rq_too_large: Counter,
         downstream_rq_response_before_rq_complete: Counter,
         downstream_rq_rejected_via_ip_detection: Counter,
+        downstream_rq_too_many_premature_resets: Counter,
         no_route: Counter,
         no_cluster: Counter,
         rq_direct_response: Counter,
@@ -318,6 +319,10 @@ stats_scope! {
         tracing_service_forced = "tracing.service_forced": Counter,
         tracing_client_enabled = "tracing.client_enabled": Counter,
         tracing_not_traceable = "tracing.not_traceable": Counter,
+        http2_header_overflow = "http2.header_overflow": Counter,
+        http2_inbound_empty_frames_flood = "http2.inbound_empty_frames_flood": Counter,
+        http2_inbound_window_update_frames_flood = "http2.inbound_window_update_frames_flood": Counter,
+        http2_outbound_control_flood = "http2.outbound_control_flood": Counter,
     }
 }
 

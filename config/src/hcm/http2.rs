@@ -7,8 +7,10 @@
 //! (the `h2` crate) behaves as: `allow_connect: false` (CONNECT streams are reset),
 //! `override_stream_error_on_invalid_http_message: true` (a malformed request resets
 //! its stream, never the connection). The flood limits (`max_outbound_frames`, ...)
-//! are the codec's own and are accepted only at Envoy's defaults; everything else is
-//! rejected with its path.
+//! are accepted only at Envoy's defaults: `max_inbound_window_update_frames_per_data_frame_sent`
+//! is enforced by sluice as Envoy's check; the others are the codec's own limits, which
+//! differ (see the proxy's `conn_manager/http2/flood.rs` for which layer defends what);
+//! everything else is rejected with its path.
 
 use crate::decode::{Decode, Decoder, Fields};
 use crate::error::ErrorKind;

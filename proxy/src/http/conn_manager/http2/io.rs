@@ -30,6 +30,10 @@ pub struct Buffers {
     pub out_pos: usize,
     /// High watermark of `out`.
     pub out_limit: usize,
+    /// The GOAWAY frames among what `h2` wrote (why it ended the connection).
+    pub goaway: super::flood::GoawayWatch,
+    /// The client's frames, for the flood checks `h2` does not make.
+    pub inbound: super::flood::InboundWatch,
 }
 
 impl Buffers {
@@ -96,6 +100,7 @@ impl AsyncWrite for Transport {
             b.out_pos = 0;
         }
         b.out.extend_from_slice(&data[..n]);
+        b.goaway.feed(&data[..n]);
         Poll::Ready(Ok(n))
     }
 

@@ -23,6 +23,7 @@
 //! possible stream ID and a PING, then the final GOAWAY once the PING returns); the
 //! connection closes after its last stream.
 
+mod flood;
 pub(crate) mod io;
 mod request;
 pub mod stream_io;
@@ -93,6 +94,10 @@ pub struct Http2Connection {
     closed_at: Option<Instant>,
     /// Close at once (a handshake that idled out).
     close_now: bool,
+    /// A flood check of sluice's own ended the connection.
+    flood: bool,
+    /// Why `h2` ended the connection, not yet counted.
+    error: Option<h2::Error>,
 }
 
 impl std::fmt::Debug for Http2Connection {
@@ -106,7 +111,11 @@ impl Http2Connection {
     /// preface, as far as it arrived).
     pub fn new(builder: &server::Builder, input: &[u8], out_limit: usize, now: Instant) -> Http2Connection {
         let bufs = SharedBuffers::new(out_limit);
-        bufs.lock().input.extend_from_slice(input);
+        {
+            let mut b = bufs.lock();
+            b.input.extend_from_slice(input);
+            b.inbound.feed(input);
+        }
         let flag = Arc::new(TurnFlag::default());
         let waker = io::waker(&flag);
         let handshake = builder.handshake::<Transport, Bytes>(Transport(bufs.clone()));
@@ -121,6 +130,8 @@ impl Http2Connection {
             idle_since: now,
             closed_at: None,
             close_now: false,
+            error: None,
+            flood: false,
         }
     }
 
@@ -141,6 +152,7 @@ impl Http2Connection {
                 }
                 Poll::Ready(Err(e)) => {
                     tracing::debug!("http2 handshake: {e}");
+                    self.error = Some(e);
                     self.state = State::Closed;
                     return true;
                 }
@@ -158,6 +170,7 @@ impl Http2Connection {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     tracing::debug!("http2 connection: {e}");
+                    self.error = Some(e);
                     self.state = State::Closed;
                     return true;
                 }
@@ -225,6 +238,7 @@ impl HttpConnection {
                 break;
             }
             let mut progress = self.h2_read(ctx, &h2.bufs);
+            progress |= self.h2_check_floods(&mut h2);
             // The connection's drain, or the worker's drainClose() for this round: the
             // GOAWAY sequence (HTTP/1 would answer `connection: close`).
             if (self.draining || ctx.draining) && h2.start_goaway() {
@@ -241,6 +255,9 @@ impl HttpConnection {
             progress |= h2.poll_connection(&mut accepted);
             progress |= self.h2_flush(ctx, &h2.bufs);
             progress |= h2.flag.take();
+            if let Some(e) = h2.error.take() {
+                flood::count(&self.stats, &e, &h2.bufs.lock().goaway);
+            }
             if self.down.dead {
                 self.h2 = Some(h2);
                 return self.close(ctx, true);
@@ -279,6 +296,7 @@ impl HttpConnection {
         let n = self.down.pending_input().len() - before;
         if n > 0 {
             self.stats.downstream_cx_rx_bytes_total.add(n as u64);
+            b.inbound.feed(self.down.pending_input());
             if b.pending_input().is_empty() {
                 std::mem::swap(&mut b.input, &mut self.down.input);
                 std::mem::swap(&mut b.input_pos, &mut self.down.input_pos);
@@ -294,15 +312,40 @@ impl HttpConnection {
         got
     }
 
+    /// The flood limits `h2` does not apply: the connection ends with GOAWAY
+    /// ENHANCE_YOUR_CALM, as Envoy's.
+    fn h2_check_floods(&mut self, h2: &mut Http2Connection) -> bool {
+        if h2.flood {
+            return false;
+        }
+        let flood = {
+            let b = h2.bufs.lock();
+            b.inbound.window_update_flood(b.goaway.data_frames)
+        };
+        let State::Open(conn) = &mut h2.state else {
+            return false;
+        };
+        if !flood {
+            return false;
+        }
+        self.stats.http2_inbound_window_update_frames_flood.inc();
+        conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+        h2.flood = true;
+        true
+    }
+
     /// `h2`'s frames to the socket (handed over, not copied, when the connection's own
-    /// output is empty).
+    /// output is empty). They stay in `h2`'s buffer while the connection's output holds
+    /// its buffer limit: a client that does not read then stops `h2` (its writes pend,
+    /// and it reads no more frames that need an answer), so a PING or SETTINGS flood
+    /// from a client that never reads is back-pressured instead of queued.
     fn h2_flush<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, bufs: &SharedBuffers) -> bool {
         let mut b = bufs.lock();
         if b.out_len() > 0 {
             if !self.down.has_output() && self.down.out_len() == 0 {
                 std::mem::swap(&mut b.out, &mut self.down.out);
                 std::mem::swap(&mut b.out_pos, &mut self.down.out_pos);
-            } else {
+            } else if self.down.out_len() < b.out_limit {
                 let pos = b.out_pos;
                 self.down.out.extend_from_slice(&b.out[pos..]);
                 b.out.clear();

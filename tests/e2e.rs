@@ -7,7 +7,6 @@
 //! test held up the rest of the suite. As modules they link once and share one pool of
 //! test threads. Run one area with `cargo test -p sluice-e2e --test e2e http2::`.
 
-mod xdp_support;
 mod access_log;
 mod admin;
 mod cli;
@@ -59,4 +58,5 @@ mod xdp_memory;
 mod xdp_original_dst;
 mod xdp_passthrough;
 mod xdp_queues;
+mod xdp_support;
 mod xdp_tcp;

@@ -61,10 +61,16 @@ fn http1_client_to_http2_upstream(backend: Backend) {
     let r = c.get("/status/503");
     assert_eq!(r.status, 503);
     assert_eq!(origin.connections(), 1, "one upstream connection carried every request");
+    // The cluster's max_headers_count (Envoy's default, 100) bounds HTTP/2 responses too.
+    let r = c.get("/headers/90");
+    assert_eq!((r.status, r.header("x-h-89")), (200, Some("v")));
+    let r = c.get("/headers/120");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.header("x-h-0").is_none());
     assert_eq!(p.counter("cluster.web.upstream_cx_http2_total"), 1);
     assert_eq!(p.counter("cluster.web.upstream_cx_http1_total"), 0);
-    assert_eq!(p.counter("cluster.web.upstream_rq_total"), 4);
-    assert_eq!(p.counter("cluster.web.upstream_rq_2xx"), 3);
+    assert_eq!(p.counter("cluster.web.upstream_rq_total"), 6);
+    assert_eq!(p.counter("cluster.web.upstream_rq_2xx"), 4);
     assert_eq!(p.counter("cluster.web.upstream_rq_5xx"), 1);
 }
 

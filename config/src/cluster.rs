@@ -168,7 +168,9 @@ impl Decode for Cluster {
         };
         // Deprecated-but-common spellings of HTTP protocol options on the cluster itself.
         let mut http = HttpProtocolOptions::default();
+        let common_path = f.field_path("common_http_protocol_options");
         if let Some(common) = f.opt::<CommonHttpProtocolOptions>(d, "common_http_protocol_options") {
+            crate::upstream_http::check_upstream_common(d, &common, &common_path, line);
             http.common = common;
         }
         if let Some(n) = f.opt::<u32>(d, "max_requests_per_connection") {

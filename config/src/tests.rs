@@ -317,3 +317,43 @@ fn filter_chain_transport_socket_connect_timeout() {
     let e = errors(&with("soon"));
     assert!(e.0[0].path.ends_with("filter_chains[0].transport_socket_connect_timeout"), "{e}");
 }
+
+/// Shadows are written as HTTP/1.1: a mirror naming a cluster that speaks HTTP/2
+/// upstream is refused with its path, not sent over the wrong protocol.
+#[test]
+fn mirroring_to_an_http2_cluster_is_refused() {
+    let yaml = |protocol: &str| {
+        format!(
+            r#"
+static_resources:
+  listeners:
+  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: 10000 }} }}
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: h
+          http_filters: [{{ name: router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }}]
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                route: {{ cluster: c, request_mirror_policies: [{{ cluster: m }}] }}
+  clusters:
+  - name: c
+    load_assignment: {{ cluster_name: c, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 8080 }} }} }} }}] }}] }}
+  - name: m
+    {protocol}
+    load_assignment: {{ cluster_name: m, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 8081 }} }} }} }}] }}] }}
+"#
+        )
+    };
+    let h2 = "typed_extension_protocol_options: { envoy.extensions.upstreams.http.v3.HttpProtocolOptions: { '@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: { http2_protocol_options: {} } } }";
+    let e = errors(&yaml(h2)).to_string();
+    assert!(e.contains("routes[0].route.request_mirror_policies[0].cluster"), "{e}");
+    assert!(e.contains("speaks HTTP/2"), "{e}");
+    load_str(&yaml("connect_timeout: 1s")).expect("an HTTP/1.1 mirror cluster loads");
+}

@@ -16,6 +16,32 @@ use crate::error::ErrorKind;
 use crate::hcm::Http2ProtocolOptions;
 use crate::node::{Node, Value};
 
+/// `common_http_protocol_options` on a cluster: what the upstream side applies is
+/// `idle_timeout`, `max_requests_per_connection` and `max_headers_count` (HTTP/1 and
+/// HTTP/2 responses); the fields that only the downstream side implements are refused
+/// with their path when set, never accepted and ignored.
+pub fn check_upstream_common(d: &mut Decoder, common: &CommonHttpProtocolOptions, path: &str, line: u32) {
+    use crate::cluster::HeadersWithUnderscoresAction;
+    let refused = [
+        ("max_connection_duration", common.max_connection_duration.is_some()),
+        ("max_stream_duration", common.max_stream_duration.is_some()),
+        (
+            "headers_with_underscores_action",
+            common.headers_with_underscores_action != HeadersWithUnderscoresAction::Allow,
+        ),
+    ];
+    for (field, set) in refused {
+        if set {
+            d.error(
+                ErrorKind::Unsupported,
+                &format!("{path}.{field}"),
+                line,
+                "not supported on upstream connections (the connection manager's own option is); remove it",
+            );
+        }
+    }
+}
+
 /// The codec of an upstream connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UpstreamCodec {
@@ -121,10 +147,12 @@ pub(crate) fn decode_extension_protocol_options(
             );
             continue;
         }
+        let common_path = format!("{epath}.common_http_protocol_options");
         let mut opts = HttpProtocolOptions {
             common: t.fields.or(d, "common_http_protocol_options", CommonHttpProtocolOptions::default()),
             ..HttpProtocolOptions::default()
         };
+        check_upstream_common(d, &opts.common, &common_path, value.line);
         let mut chosen = 0;
         if let Some(n) = t.fields.take("explicit_http_config") {
             chosen += 1;
@@ -178,6 +206,21 @@ mod tests {
     }
 
     const T: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+    #[test]
+    fn downstream_only_common_options_are_refused_upstream() {
+        let (_, e) = decode(&format!(
+            "{T}: {{ '@type': type.googleapis.com/{T}, common_http_protocol_options: {{ idle_timeout: 5s, max_stream_duration: 2s, max_connection_duration: 9s, headers_with_underscores_action: DROP_HEADER }}, explicit_http_config: {{ http_protocol_options: {{}} }} }}"
+        ));
+        for field in ["max_stream_duration", "max_connection_duration", "headers_with_underscores_action"] {
+            assert!(e.contains(&format!("{T}.common_http_protocol_options.{field}")), "{field}: {e}");
+        }
+        let (o, e) = decode(&format!(
+            "{T}: {{ '@type': type.googleapis.com/{T}, common_http_protocol_options: {{ idle_timeout: 5s, max_headers_count: 50 }}, explicit_http_config: {{ http_protocol_options: {{}} }} }}"
+        ));
+        assert_eq!(e, "[]");
+        assert_eq!(o.expect("decoded").common.max_headers_count, 50);
+    }
 
     #[test]
     fn explicit_http2_with_its_settings() {

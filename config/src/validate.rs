@@ -12,6 +12,12 @@ use crate::route::{Action, ClusterSpecifier, MirrorTarget, RequestMirrorPolicy, 
 /// Check cross-references; errors go to `d`.
 pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
     let mut cluster_names = HashSet::new();
+    let h2_clusters: HashSet<&str> = b
+        .clusters
+        .iter()
+        .filter(|c| c.http_protocol_options.protocol.may_use_http2())
+        .map(|c| c.name.as_str())
+        .collect();
     for (i, c) in b.clusters.iter().enumerate() {
         if !cluster_names.insert(c.name.as_str()) {
             d.error(
@@ -94,6 +100,7 @@ pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
                             let rpath = format!("{fpath}.route_config");
                             validate_route_clusters(d, &hcm.route_config, &rpath, &cluster_names);
                         }
+                        check_mirror_protocols(d, &hcm.route_config, &format!("{fpath}.route_config"), &h2_clusters);
                     }
                 }
             }
@@ -128,6 +135,35 @@ pub fn validate_route_clusters(d: &mut Decoder, rc: &RouteConfiguration, path: &
                 ClusterSpecifier::ClusterHeader(_) => {}
             }
             check_mirrors(d, &action.request_mirror_policies, &apath, clusters);
+        }
+    }
+}
+
+/// Shadows are written as HTTP/1.1: a mirror policy naming a cluster that may speak
+/// HTTP/2 upstream is refused (not sent over the wrong protocol).
+fn check_mirror_protocols(d: &mut Decoder, rc: &RouteConfiguration, path: &str, h2: &HashSet<&str>) {
+    let mut each = |policies: &[RequestMirrorPolicy], at: &str| {
+        for (k, m) in policies.iter().enumerate() {
+            if let MirrorTarget::Cluster(c) = &m.target {
+                if h2.contains(c.as_str()) {
+                    d.error(
+                        ErrorKind::Unsupported,
+                        &format!("{at}.request_mirror_policies[{k}].cluster"),
+                        m.line,
+                        format!("mirroring to `{c}` is not supported: it speaks HTTP/2 upstream and shadows are sent as HTTP/1.1"),
+                    );
+                }
+            }
+        }
+    };
+    each(&rc.request_mirror_policies, path);
+    for (i, vh) in rc.virtual_hosts.iter().enumerate() {
+        let vpath = format!("{path}.virtual_hosts[{i}]");
+        each(&vh.request_mirror_policies, &vpath);
+        for (j, r) in vh.routes.iter().enumerate() {
+            if let Action::Route(action) = &r.action {
+                each(&action.request_mirror_policies, &format!("{vpath}.routes[{j}].route"));
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - `/trailers` answers with trailers `x-trailer: done`, `grpc-status: 0`;
 //! - `/refuse-once/...` resets the stream with REFUSED_STREAM the first time;
 //! - `/grpc-fail-once/N/...` answers a trailers-only gRPC status N the first time;
+//! - `/headers/N` answers with N extra headers `x-h-0` .. `x-h-(N-1)`;
 //! - `/goaway` answers, then sends GOAWAY (the connection ends after its streams);
 //! - anything else echoes `METHOD PATH\n` then the request body.
 //!
@@ -239,12 +240,16 @@ fn advance(t: &mut Task, sh: &Shared, cx: &mut Context<'_>) -> Option<bool> {
         }
     };
     let trailers = seg.get(1) == Some(&"trailers");
-    let resp = http::Response::builder()
+    let mut resp = http::Response::builder()
         .status(status)
         .header("x-origin", sh.name.as_str())
-        .header("x-origin-protocol", "HTTP/2")
-        .body(())
-        .expect("response");
+        .header("x-origin-protocol", "HTTP/2");
+    if seg.get(1) == Some(&"headers") {
+        for i in 0..seg.get(2).and_then(|s| s.parse::<usize>().ok()).unwrap_or(0) {
+            resp = resp.header(format!("x-h-{i}"), "v");
+        }
+    }
+    let resp = resp.body(()).expect("response");
     let Ok(mut send) = t.respond.send_response(resp, false) else { return Some(false) };
     let _ = send.send_data(Bytes::from(body), !trailers);
     if trailers {

@@ -157,8 +157,7 @@ pub fn convert(
     // The recreated stream is routed before its filters run, with no dynamic metadata
     // yet (as the first route choice of any stream).
     let no_metadata = Metadata::default();
-    let matched =
-        input.table.route_in(&new, input.random, input.runtime, &no_metadata).ok_or(Passthrough::NoRoute)?;
+    let matched = input.table.route_in(&new, input.random, input.runtime, &no_metadata).ok_or(Passthrough::NoRoute)?;
     let target = matched.route_name();
     let mut next = state.clone();
     for p in &policy.predicates {

@@ -93,6 +93,13 @@ pub fn start_shadows<S: Stack>(
             tracing::debug!(cluster = %name, "mirror cluster not found; shadow dropped");
             continue;
         };
+        if clusters.clusters[cluster].config.http_protocol_options.protocol.may_use_http2() {
+            // Shadows are written as HTTP/1.1; a cluster named in the configuration is
+            // refused at load when it speaks HTTP/2, one named by `cluster_header` is
+            // skipped here.
+            tracing::debug!(cluster = %name, "mirror cluster speaks HTTP/2; shadow not sent");
+            continue;
+        }
         if ctx.pool.shadows() >= MAX_SHADOWS || ctx.pool.shadow_bytes() + body.len() > MAX_SHADOW_BYTES {
             ctx.cluster_stats[cluster].upstream_rq_pending_overflow.inc();
             continue;

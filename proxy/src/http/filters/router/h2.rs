@@ -243,6 +243,18 @@ impl RouterState {
                 Poll::Ready(Ok(response)) => {
                     t.response = None;
                     let (parts, body) = response.into_parts();
+                    let max_headers =
+                        ctx.clusters.clusters[self.cluster].info.config.http_protocol_options.common.max_headers_count;
+                    if parts.headers.len() > max_headers as usize {
+                        // The cluster's max_headers_count, as the HTTP/1 response parser
+                        // applies it: the response is a protocol error, the try a reset.
+                        tracing::debug!(
+                            count = parts.headers.len(),
+                            max_headers,
+                            "upstream HTTP/2 response has too many headers"
+                        );
+                        return self.h2_failed(cfg, stream, ctx, true, false);
+                    }
                     stream.response.clear();
                     stream.response.status = parts.status.as_u16();
                     stream.response.version = Some(crate::http::Version::Http2);

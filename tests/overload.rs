@@ -31,8 +31,19 @@ fn config(port: u16, admin: u16, web: u16, overload: &str, hcm_extra: &str) -> S
     )
 }
 
+/// A counter or gauge from the admin. Read to EOF: the admin closes each connection
+/// after its response and releases its place in the global connection count before
+/// the close, so when this returns the admin connection no longer counts (a client
+/// that stopped at Content-Length could race the next connection against it).
 fn stat(admin: u16, name: &str) -> i64 {
-    let text = get(admin, &format!("/stats?filter=^{}$", name.replace('.', "\\."))).text();
+    let path = format!("/stats?filter=^{}$", name.replace('.', "\\."));
+    let mut s = TcpStream::connect(("127.0.0.1", admin)).expect("admin");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("admin response to EOF");
+    let raw = String::from_utf8_lossy(&raw);
+    let text = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("").to_string();
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(|v| v.trim().parse().unwrap()))
         .unwrap_or_else(|| panic!("no stat {name} in:\n{text}"))

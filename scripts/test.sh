@@ -9,9 +9,11 @@
 # not here).
 #
 # Build time: everything is compiled once, with the dev/test profiles.
-# - `cargo build --workspace --all-targets` compiles the benchmarks too (bench targets
-#   build with the test profile there), which is the check that they compile; clippy
-#   lints them. `cargo bench --no-run` is not run: it would compile the whole workspace
+# - `cargo test --workspace --all-targets --no-run` builds every target once: libraries
+#   and binaries with the dev profile, tests and benchmarks with the test profile (the
+#   check that the benchmarks compile; clippy lints them), so the `cargo test` after it
+#   compiles nothing. (`cargo build --all-targets` builds tests with the dev profile,
+#   which differs from the test profile, and `cargo test` then compiled them again.) `cargo bench --no-run` is not run: it would compile the whole workspace
 #   a second time with the bench profile (fat LTO, one codegen unit), which proves
 #   nothing more and took 39 % of a fresh run. Published numbers come from
 #   `cargo bench` and bench/load.sh, whose profiles this does not touch.
@@ -38,7 +40,7 @@ export CARGO_TERM_COLOR=never
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo build --workspace --all-targets
+cargo test --workspace --all-targets --no-run
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 export SLUICE_BIN="$target_dir/debug/sluice"

@@ -110,6 +110,7 @@ fn global_connection_limit_holds_and_recovers() {
     // Two workers: the limit is global, not per worker.
     let p = Proxy::start(&config(port, admin, web.port(), &overload, ""), &["--concurrency", "2"]);
     let before = usage(p.pid());
+    admin_settles();
     let mut held: Vec<Client> = (0..LIMIT).map(|_| Client::connect(port)).collect();
     for c in &mut held {
         assert_eq!(c.get("/").status, 200);
@@ -176,6 +177,7 @@ fn admin_connections_count_towards_the_global_limit_unless_ignored() {
         let _p = Proxy::start(&yaml, &[]);
         // Below the limit the admin answers, and its connection counts.
         assert_eq!(get(admin, "/ready").status, 200);
+        admin_settles();
         let mut held: Vec<Client> = (0..2).map(|_| Client::connect(port)).collect();
         for c in &mut held {
             assert_eq!(c.get("/").status, 200);

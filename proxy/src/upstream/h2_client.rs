@@ -14,7 +14,10 @@
 //!
 //! Capacity: a connection takes new streams while it is open, not draining (GOAWAY
 //! received or sent) and under both the peer's SETTINGS_MAX_CONCURRENT_STREAMS and the
-//! cluster's `max_concurrent_streams`; `max_requests_per_connection` streams in all.
+//! cluster's `max_concurrent_streams`; `max_requests_per_connection` streams in all,
+//! and never more than 2^29 (Envoy's `DEFAULT_MAX_STREAMS`: client stream IDs are odd
+//! and end at 2^31-1, so a connection is drained well before its IDs run out and the
+//! pool opens a new one).
 //!
 //! **`auto_config`** (Envoy's mixed pool, `HttpConnPoolImplMixed`): a connection opened
 //! without knowing the protocol first completes its TLS handshake, offering ALPN; it
@@ -42,6 +45,9 @@ use crate::upstream::host::Host;
 
 /// Polls of the connection future per turn before yielding.
 const POLL_BUDGET: usize = 32;
+/// Streams one connection carries at most (Envoy's `DEFAULT_MAX_STREAMS`): then it
+/// drains, before its stream IDs (odd, up to 2^31-1) run out.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1 << 29;
 /// Socket bytes read per turn at most (the rest waits for the next turn).
 const READ_BUDGET: usize = 1 << 20;
 
@@ -159,7 +165,7 @@ impl Http2Client {
             owners: Vec::new(),
             requests: 0,
             max_streams: opts.0,
-            max_requests: opts.1,
+            max_requests: Some(opts.1.map_or(MAX_STREAMS_PER_CONNECTION, |m| m.min(MAX_STREAMS_PER_CONNECTION))),
             draining: false,
             readable: false,
             dead: false,
@@ -397,5 +403,44 @@ trait ConnPoll {
 impl ConnPoll for Connection<Transport, Bytes> {
     fn poll_unpin_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), h2::Error>> {
         Pin::new(self).poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timer::TimerKey;
+
+    fn client(max_requests: Option<u32>) -> Http2Client {
+        let socket = sluice_stack::socket::SocketTable::<()>::default().insert(());
+        let host = Arc::new(Host::new(std::net::SocketAddr::from(([127, 0, 0, 1], 1)), String::new(), 1, 0, None));
+        let now = Instant::now();
+        let b = builder(&Http2ProtocolOptions::default());
+        Http2Client::new(socket, host, 0, 0, &b, (100, max_requests), 1 << 16, false, now, now)
+    }
+
+    #[test]
+    fn a_connection_drains_before_its_stream_ids_run_out() {
+        let mut c = client(None);
+        let owner = TimerKey { index: 1, generation: 0 };
+        c.requests = MAX_STREAMS_PER_CONNECTION - 2;
+        c.add_stream(owner);
+        c.remove_stream(owner, Instant::now());
+        assert!(!c.draining && c.has_capacity(), "2^29 - 1 streams started: one more fits");
+        c.add_stream(owner);
+        assert!(c.draining, "the 2^29th stream drains the connection");
+        c.remove_stream(owner, Instant::now());
+        assert!(!c.has_capacity(), "no stream is started on it any more");
+        // A larger max_requests_per_connection is capped the same way.
+        let mut c = client(Some(u32::MAX));
+        c.requests = MAX_STREAMS_PER_CONNECTION - 1;
+        c.add_stream(owner);
+        assert!(c.draining);
+        // A smaller one stays as configured.
+        let mut c = client(Some(2));
+        c.add_stream(owner);
+        assert!(!c.draining);
+        c.add_stream(owner);
+        assert!(c.draining);
     }
 }

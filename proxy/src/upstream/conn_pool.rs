@@ -378,6 +378,9 @@ pub fn turn_h2<S: Stack>(ctx: &mut Ctx<'_, S>, key: TimerKey) -> bool {
             s.upstream_cx_destroy_remote.inc();
         }
         close_h2(ctx, key);
+    } else if client.negotiated_http1() && client.owners.is_empty() {
+        // auto_config picked HTTP/1.1 after the stream it was opened for went away.
+        close_h2(ctx, key);
     }
     t.read
 }

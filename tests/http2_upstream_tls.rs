@@ -7,6 +7,8 @@
 //!   origin that negotiates no ALPN at all (Envoy's mixed pool falls back to HTTP/1);
 //!   the connection is kept and reused in either protocol, and counted once in
 //!   `upstream_cx_http2_total` or `upstream_cx_http1_total`.
+//! - once `auto_config` negotiated h2, an HTTP/2 client's concurrent streams share
+//!   that one upstream connection.
 //!
 //! Loopback only (nginx is a real process); the kernel backend.
 
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use sluice_e2e::backend::{Backend, Net};
 use sluice_e2e::config::{forward_all, ClusterAt};
+use sluice_e2e::h2_client::H2Client;
 use sluice_e2e::http_proxy::HttpProxy;
 use sluice_e2e::tls::{server_config, upstream_tls_yaml, Pki, TlsOrigin};
 use sluice_e2e::{free_port, localhost};
@@ -172,4 +175,30 @@ fn auto_config_speaks_http1_without_alpn() {
     assert_eq!(origin.handshakes(), 1, "the connection was reused");
     assert_eq!(p.counter("cluster.web.upstream_cx_http1_total"), 1);
     assert_eq!(p.counter("cluster.web.upstream_cx_http2_total"), 0);
+}
+
+/// An HTTP/2 client's concurrent streams share the one upstream connection that
+/// `auto_config` negotiated to h2 (Envoy's mixed pool raises a connection's stream
+/// limit once ALPN picked HTTP/2).
+#[test]
+fn auto_config_multiplexes_downstream_streams_once_h2_is_negotiated() {
+    let pki = Pki::new();
+    let ca = pki.ca("origin");
+    let cert = ca.server_cert(&pki, "origin", &["origin.test"]);
+    let nginx = Nginx::start(&cert.chain_path, &cert.key_path);
+    let net = Net::new(Backend::Kernel);
+    let p = proxy(&net, nginx.h2, &ca.pem_path, AUTO);
+    let conn = net.connect(p.proxy().target(p.listen_addr())).expect("connect to the proxy");
+    let mut c = H2Client::handshake(conn).expect("HTTP/2 handshake");
+    let first = c.get("/first");
+    assert_eq!((first.status, first.header("x-proto")), (200, Some("HTTP/2.0")));
+    let pending: Vec<_> = (0..20).map(|i| c.start("GET", &format!("/s{i}"), &[], b"")).collect();
+    for (i, pend) in pending.into_iter().enumerate() {
+        let r = c.finish(pend).expect("response");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), format!("nginx GET /s{i}\n"));
+        assert_eq!(r.header("x-conn"), first.header("x-conn"), "stream {i} on the negotiated connection");
+    }
+    assert_eq!(p.counter("cluster.web.upstream_cx_total"), 1);
+    assert_eq!(p.counter("cluster.web.upstream_cx_http2_total"), 1);
 }

@@ -41,6 +41,8 @@ cd "$ROOT"
 usage() {
   cat <<'EOF'
 Usage: bench/load.sh [options]
+  --h2 [OPTIONS]       the HTTP/2 comparison instead (bench/h2load.sh: h2load with
+                       multiplexing, GET and gRPC-framed unary; its own options follow)
   --quick              1 repetition, 3 s runs, 1 s warm-up, short quiet waits
   --duration S         seconds per measured run (default 10)
   --warmup S           seconds of warm-up before each measured run (default 2)
@@ -80,6 +82,7 @@ ACCEPT_DISTURBED=0 PORT_BASE=27080 OUT="bench/out" BUILD=1 INSTALL=1
 COMMAND="bench/load.sh${*:+ $*}"
 while [ $# -gt 0 ]; do
   case "$1" in
+    --h2) shift; exec "$ROOT/bench/h2load.sh" "$@" ;;
     --quick) DURATION=3 WARMUP=1 REPS=1 QUIET_WAIT=1 ATTEMPTS=1 ;;
     --duration) DURATION="$2"; shift ;;
     --warmup) WARMUP="$2"; shift ;;

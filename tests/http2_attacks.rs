@@ -5,19 +5,21 @@
 //! and the process's resident memory stays bounded.
 //!
 //! Covered: rapid reset (CVE-2023-44487), CONTINUATION flood (CVE-2024-27316), HPACK
-//! bomb (a header list far over `max_request_headers_kb`), empty DATA frame flood,
-//! WINDOW_UPDATE flood. Zero-window slow readers do not pin memory (binary only).
+//! bomb (a header list far over `max_request_headers_kb`), empty-payload frame flood
+//! (`max_consecutive_inbound_frames_with_empty_payload`), PRIORITY flood
+//! (`max_inbound_priority_frames_per_stream`), WINDOW_UPDATE flood
+//! (`max_inbound_window_update_frames_per_data_frame_sent`), each limit also at a
+//! configured value. Zero-window slow readers do not pin memory (binary only).
 //!
 //! The same attacks against the sluice binary (kernel sockets): its admin `/stats` and
 //! its VmRSS from `/proc/PID/status`.
 //!
-//! PING and SETTINGS floods from a client that never reads (kernel backend): `h2`
-//! holds at most one unsent PING ACK / SETTINGS ACK and stops reading the connection
-//! until it is written, and the proxy's output for the connection stops at its buffer
-//! limit, so the attacker is back-pressured (its writes block) instead of making the
-//! proxy queue control frames; memory stays bounded and others are served. Envoy would
-//! instead close such a connection at `max_outbound_control_frames` (1,000 queued)
-//! with `http2.outbound_control_flood`: that close is not implemented.
+//! PING and SETTINGS floods from a client that never reads (kernel backend): as Envoy,
+//! the proxy closes the connection once more than `max_outbound_control_frames`
+//! (1,000) PING / SETTINGS acknowledgements wait for the socket
+//! (`http2.outbound_control_flood`), or more than `max_outbound_frames` frames of any
+//! kind (`http2.outbound_flood`, shown with the limit configured to 100); memory stays
+//! bounded and others are served meanwhile.
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -232,23 +234,47 @@ fn hpack_bomb_is_goaway_and_counted(backend: Backend) {
     attack(backend, "", &frames, "header_list_way_too_large", "http2.header_overflow");
 }
 
-/// Empty DATA frame flood: a stream's body sent as 500 empty DATA frames.
+/// Empty-payload frame flood: two consecutive empty DATA frames without END_STREAM
+/// (Envoy's `max_consecutive_inbound_frames_with_empty_payload` is 1; `h2` alone
+/// would take 100), then with the limit configured to 3: four.
 fn empty_data_flood_is_goaway_and_counted(backend: Backend) {
+    let empty = frame(0, 0, 1, &[]);
     let mut frames = frame(1, 4, 1, &get_block("/empty"));
-    for _ in 0..500 {
-        frames.extend_from_slice(&frame(0, 0, 1, &[]));
+    frames.extend_from_slice(&frame(0, 0, 1, b"x"));
+    frames.extend_from_slice(&empty);
+    frames.extend_from_slice(&empty);
+    attack(backend, "", &frames, "", "http2.inbound_empty_frames_flood");
+    let mut frames = frame(1, 4, 1, &get_block("/empty"));
+    for _ in 0..4 {
+        frames.extend_from_slice(&empty);
     }
-    attack(backend, "", &frames, "too_many_data_frames", "http2.inbound_empty_frames_flood");
+    let limit = "http2_protocol_options: { max_consecutive_inbound_frames_with_empty_payload: 3 }\n";
+    attack(backend, limit, &frames, "", "http2.inbound_empty_frames_flood");
+}
+
+/// PRIORITY flood: 101 PRIORITY frames before any stream (Envoy allows
+/// `max_inbound_priority_frames_per_stream` x (1 + streams opened)), then with the
+/// limit configured to 2 and one stream opened: 5.
+fn priority_flood_is_goaway_and_counted(backend: Backend) {
+    let priority = frame(2, 0, 3, &[0, 0, 0, 0, 16]);
+    let frames: Vec<u8> = (0..101).flat_map(|_| priority.clone()).collect();
+    attack(backend, "", &frames, "", "http2.inbound_priority_frames_flood");
+    let mut frames = frame(1, 5, 1, &get_block("/p"));
+    for _ in 0..5 {
+        frames.extend_from_slice(&priority);
+    }
+    let limit = "http2_protocol_options: { max_inbound_priority_frames_per_stream: 2 }\n";
+    attack(backend, limit, &frames, "", "http2.inbound_priority_frames_flood");
 }
 
 /// A client that writes `unit` over and over (up to 64 MiB) and never reads: the
-/// proxy must stop reading it (its writes block well before the end) while serving a
-/// well-behaved client, with memory bounded.
-fn never_reading_flood_is_back_pressured(unit: &[u8]) {
+/// proxy closes it once the answers queued for it pass Envoy's outbound limits,
+/// counted in `counter`, while serving a well-behaved client, with memory bounded.
+fn never_reading_flood_is_closed(unit: &[u8], hcm_extra: &str, counter: &str) {
     const TOTAL: usize = 64 << 20;
     let net = Net::new(Backend::Kernel);
     let origin = HttpOrigin::serve(net.listen(), "web");
-    let p = HttpProxy::to(&net, &origin, "", 1);
+    let p = HttpProxy::to(&net, &origin, hcm_extra, 1);
     let conn = net.connect(p.proxy().target(p.listen_addr())).expect("connect to the proxy");
     let mut good = H2Client::handshake(conn).expect("HTTP/2 handshake");
     assert_eq!(good.get("/before").status, 200);
@@ -263,41 +289,38 @@ fn never_reading_flood_is_back_pressured(unit: &[u8]) {
     let thread = std::thread::spawn(move || {
         while w.load(Ordering::Relaxed) < TOTAL {
             if writer.write_all(&chunk).is_err() {
-                return;
+                return true;
             }
             w.fetch_add(chunk.len(), Ordering::Relaxed);
         }
+        false
     });
-    // Wait until the attacker's writes stop moving (blocked) for half a second.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = (0, Instant::now());
-    loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let now = written.load(Ordering::Relaxed);
-        if now != last.0 {
-            last = (now, Instant::now());
-        } else if last.1.elapsed() > Duration::from_millis(500) || Instant::now() > deadline {
-            break;
-        }
+    while p.counter(&format!("http.ingress.{counter}")) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let stuck_at = written.load(Ordering::Relaxed);
-    assert!(stuck_at < TOTAL / 2, "the attacker wrote {stuck_at} bytes unhindered");
+    assert_eq!(p.counter(&format!("http.ingress.{counter}")), 1, "the flood was counted in {counter}");
     assert_eq!(good.get("/during").status, 200, "the worker serves others during the flood");
     let rss_after = rss_kb();
     assert!(rss_after < rss_before + RSS_SLACK_KB, "RSS grew from {rss_before} kB to {rss_after} kB");
-    bad.stream.shutdown(Shutdown::Both).expect("shutdown");
-    thread.join().expect("writer");
+    let closed = thread.join().expect("writer");
+    assert!(closed, "the proxy closed the flooding connection before 64 MiB were written");
+    assert!(written.load(Ordering::Relaxed) < TOTAL);
+    let _ = bad.stream.shutdown(Shutdown::Both);
     assert_eq!(good.get("/after").status, 200, "the worker serves others after the flood");
 }
 
 #[test]
-fn ping_flood_from_a_never_reading_client_is_back_pressured() {
-    never_reading_flood_is_back_pressured(&frame(6, 0, 0, &[1, 2, 3, 4, 5, 6, 7, 8]));
+fn ping_flood_from_a_never_reading_client_is_closed() {
+    let ping = frame(6, 0, 0, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    never_reading_flood_is_closed(&ping, "", "http2.outbound_control_flood");
+    let limit = "http2_protocol_options: { max_outbound_frames: 100 }\n";
+    never_reading_flood_is_closed(&ping, limit, "http2.outbound_flood");
 }
 
 #[test]
-fn settings_flood_from_a_never_reading_client_is_back_pressured() {
-    never_reading_flood_is_back_pressured(&frame(4, 0, 0, &[]));
+fn settings_flood_from_a_never_reading_client_is_closed() {
+    never_reading_flood_is_closed(&frame(4, 0, 0, &[]), "", "http2.outbound_control_flood");
 }
 
 /// WINDOW_UPDATE flood: 1,000 connection WINDOW_UPDATEs of 1 while nothing was sent
@@ -351,4 +374,5 @@ on_both_backends!(
     continuation_flood_is_goaway_and_counted,
     hpack_bomb_is_goaway_and_counted,
     empty_data_flood_is_goaway_and_counted,
+    priority_flood_is_goaway_and_counted,
 );

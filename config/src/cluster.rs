@@ -190,6 +190,7 @@ impl Decode for Cluster {
                 "deprecated: use typed_extension_protocol_options \
                  (envoy.extensions.upstreams.http.v3.HttpProtocolOptions); the cluster speaks HTTP/2",
             );
+            crate::upstream_http::refuse_upstream_flood_limits(d, &h2, &h2_path, line);
             http.protocol = UpstreamProtocol::Explicit(UpstreamCodec::Http2);
             http.http2 = h2;
         }
@@ -202,6 +203,15 @@ impl Decode for Cluster {
         let ts_path = f.field_path("transport_socket");
         let transport_socket =
             f.take("transport_socket").and_then(|n| decode_upstream_transport_socket(d, n, &ts_path)).flatten();
+        if http.protocol == UpstreamProtocol::Auto && transport_socket.is_none() {
+            // Envoy: "ALPN configured for cluster ... which has a non-ALPN transport socket".
+            d.error(
+                ErrorKind::Invalid,
+                &format!("{tepo_path}.{}.auto_config", crate::upstream_http::HTTP_PROTOCOL_OPTIONS),
+                line,
+                format!("ALPN configured for cluster {} which has a non-ALPN transport socket (auto_config needs a TLS transport_socket)", name.as_deref().unwrap_or("")),
+            );
+        }
         f.unsupported(
             d,
             &[

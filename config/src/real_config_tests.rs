@@ -151,7 +151,7 @@ fn an_unknown_tracing_provider_is_refused_and_http2_options_are_decoded() {
     assert!(e.to_string().contains("http2_protocol_options.max_concurrent_streams"), "{e}");
     let e = errors(&http("          http2_protocol_options: { initial_stream_window_size: 100 }\n", ROUTER, ENDPOINT));
     assert!(e.to_string().contains("initial_stream_window_size"), "{e}");
-    let e = errors(&http("          http2_protocol_options: { max_outbound_frames: 5 }\n", ROUTER, ENDPOINT));
+    let e = errors(&http("          http2_protocol_options: { max_outbound_frames: 0 }\n", ROUTER, ENDPOINT));
     assert!(e.to_string().contains("max_outbound_frames"), "{e}");
     let e = errors(&http("          http2_protocol_options: { connection_keepalive: {} }\n", ROUTER, ENDPOINT));
     assert!(e.to_string().contains("connection_keepalive"), "{e}");

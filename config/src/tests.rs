@@ -357,3 +357,30 @@ static_resources:
     assert!(e.contains("speaks HTTP/2"), "{e}");
     load_str(&yaml("connect_timeout: 1s")).expect("an HTTP/1.1 mirror cluster loads");
 }
+
+#[test]
+fn auto_config_needs_an_alpn_transport_socket() {
+    let yaml = |extra: &str| {
+        format!(
+            r#"
+static_resources:
+  clusters:
+  - name: c
+    typed_extension_protocol_options: {{ envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {{ '@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, auto_config: {{}} }} }}
+    {extra}
+    load_assignment: {{ cluster_name: c, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 8443 }} }} }} }}] }}] }}
+"#
+        )
+    };
+    let e = errors(&yaml("connect_timeout: 1s")).to_string();
+    assert!(
+        e.contains(
+            "typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.auto_config"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("non-ALPN transport socket"), "{e}");
+    let tls = "transport_socket: { name: tls, typed_config: { '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext } }";
+    let b = load_str(&yaml(tls)).expect("auto_config over TLS loads");
+    assert_eq!(b.bootstrap.clusters[0].http_protocol_options.protocol, crate::upstream_http::UpstreamProtocol::Auto);
+}

@@ -6,9 +6,14 @@
 //! `http2_protocol_options` → HTTP/2 with its SETTINGS and `max_concurrent_streams`
 //! as the per-connection stream limit), `use_downstream_protocol_config` (HTTP/2 to
 //! the upstream when the downstream stream is HTTP/2, else HTTP/1.1, as Envoy's
-//! `ClusterInfoImpl::upstreamHttpProtocol`), and `common_http_protocol_options`.
-//! Rejected with their paths: `auto_config` (ALPN selection), HTTP/3, upstream
-//! HTTP filters and header validation.
+//! `ClusterInfoImpl::upstreamHttpProtocol`), `auto_config` (Envoy's mixed pool: each
+//! new TLS connection offers ALPN `h2,http/1.1`, or the transport socket's own
+//! `alpn_protocols`, and speaks what the origin picked; HTTP/1.1 when it picked
+//! `http/1.1` or nothing), and `common_http_protocol_options`. As in Envoy,
+//! `auto_config` needs an ALPN transport socket: a cluster without TLS is refused
+//! ("ALPN configured for cluster ... which has a non-ALPN transport socket").
+//! Rejected with their paths: HTTP/3 (`http3_protocol_options`,
+//! `alternate_protocols_cache_options`), upstream HTTP filters and header validation.
 
 use crate::cluster::CommonHttpProtocolOptions;
 use crate::decode::{Decoder, Fields};
@@ -42,6 +47,19 @@ pub fn check_upstream_common(d: &mut Decoder, common: &CommonHttpProtocolOptions
     }
 }
 
+/// The inbound flood limits of `http2_protocol_options` are enforced on downstream
+/// connections only: on a cluster, a value other than Envoy's default is refused.
+pub fn refuse_upstream_flood_limits(d: &mut Decoder, h2: &Http2ProtocolOptions, path: &str, line: u32) {
+    for field in h2.non_default_inbound_limits() {
+        d.error(
+            ErrorKind::Unsupported,
+            &format!("{path}.{field}"),
+            line,
+            "enforced on downstream connections only; remove it from the cluster",
+        );
+    }
+}
+
 /// The codec of an upstream connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UpstreamCodec {
@@ -57,6 +75,8 @@ pub enum UpstreamProtocol {
     Explicit(UpstreamCodec),
     /// `use_downstream_protocol_config`: the downstream stream's protocol.
     UseDownstream,
+    /// `auto_config`: the protocol the origin picks by ALPN, per connection.
+    Auto,
 }
 
 impl Default for UpstreamProtocol {
@@ -67,11 +87,13 @@ impl Default for UpstreamProtocol {
 
 impl UpstreamProtocol {
     /// The codec for a request that arrived over HTTP/2 (`downstream_h2`) or HTTP/1.
+    /// `Auto` is decided per connection by ALPN (see the router); an upgrade, which
+    /// sluice carries over HTTP/1.1 only, gets HTTP/1.1.
     pub fn codec_for(self, downstream_h2: bool) -> UpstreamCodec {
         match self {
             UpstreamProtocol::Explicit(c) => c,
             UpstreamProtocol::UseDownstream if downstream_h2 => UpstreamCodec::Http2,
-            UpstreamProtocol::UseDownstream => UpstreamCodec::Http1,
+            UpstreamProtocol::UseDownstream | UpstreamProtocol::Auto => UpstreamCodec::Http1,
         }
     }
 
@@ -102,9 +124,14 @@ pub(crate) fn upstream_http1_options(d: &mut Decoder, f: &mut Fields<'_>) {
 }
 
 /// Decode the `http_protocol_options` / `http2_protocol_options` pair of an
-/// `explicit_http_config` or a `use_downstream_protocol_config` at `path`.
-fn decode_pair(d: &mut Decoder, node: &Node, path: &str) -> Option<(bool, Option<Http2ProtocolOptions>)> {
+/// `explicit_http_config`, a `use_downstream_protocol_config` or an `auto_config` at
+/// `path`.
+fn decode_pair(d: &mut Decoder, node: &Node, path: &str, auto: bool) -> Option<(bool, Option<Http2ProtocolOptions>)> {
     let mut e = Fields::of(d, node, path)?;
+    if auto {
+        // HTTP/3 and its alternate-protocols cache (AutoHttpConfig only).
+        e.unsupported(d, &["alternate_protocols_cache_options"]);
+    }
     let mut h1 = false;
     if let Some(h) = e.take("http_protocol_options") {
         if let Some(mut hf) = Fields::of(d, h, &format!("{path}.http_protocol_options")) {
@@ -114,6 +141,9 @@ fn decode_pair(d: &mut Decoder, node: &Node, path: &str) -> Option<(bool, Option
         h1 = true;
     }
     let h2 = e.opt::<Http2ProtocolOptions>(d, "http2_protocol_options");
+    if let Some(h2) = &h2 {
+        refuse_upstream_flood_limits(d, h2, &format!("{path}.http2_protocol_options"), node.line);
+    }
     e.unsupported(d, &["http3_protocol_options"]);
     e.finish(d);
     Some((h1, h2))
@@ -157,7 +187,7 @@ pub(crate) fn decode_extension_protocol_options(
         if let Some(n) = t.fields.take("explicit_http_config") {
             chosen += 1;
             let ep = format!("{epath}.explicit_http_config");
-            match decode_pair(d, n, &ep) {
+            match decode_pair(d, n, &ep, false) {
                 Some((true, Some(_))) => {
                     d.invalid(n, &ep, "set exactly one of http_protocol_options, http2_protocol_options")
                 }
@@ -173,18 +203,27 @@ pub(crate) fn decode_extension_protocol_options(
         if let Some(n) = t.fields.take("use_downstream_protocol_config") {
             chosen += 1;
             let up = format!("{epath}.use_downstream_protocol_config");
-            if let Some((_, h2)) = decode_pair(d, n, &up) {
+            if let Some((_, h2)) = decode_pair(d, n, &up, false) {
                 opts.protocol = UpstreamProtocol::UseDownstream;
                 opts.http2 = h2.unwrap_or_default();
             }
         }
-        if chosen > 1 {
-            d.invalid(value, &epath, "set only one of explicit_http_config, use_downstream_protocol_config");
+        if let Some(n) = t.fields.take("auto_config") {
+            chosen += 1;
+            let ap = format!("{epath}.auto_config");
+            if let Some((_, h2)) = decode_pair(d, n, &ap, true) {
+                opts.protocol = UpstreamProtocol::Auto;
+                opts.http2 = h2.unwrap_or_default();
+            }
         }
-        t.fields.unsupported(
-            d,
-            &["auto_config", "upstream_http_protocol_options", "http_filters", "header_validation_config"],
-        );
+        if chosen > 1 {
+            d.invalid(
+                value,
+                &epath,
+                "set only one of explicit_http_config, use_downstream_protocol_config, auto_config",
+            );
+        }
+        t.fields.unsupported(d, &["upstream_http_protocol_options", "http_filters", "header_validation_config"]);
         t.fields.finish(d);
         out = Some(opts);
     }
@@ -245,9 +284,41 @@ mod tests {
     }
 
     #[test]
-    fn auto_config_and_conflicts_are_rejected_with_their_paths() {
-        let (_, e) = decode(&format!("{T}: {{ '@type': type.googleapis.com/{T}, auto_config: {{}} }}"));
-        assert!(e.contains("auto_config"), "{e}");
+    fn auto_config_picks_by_alpn_and_refuses_http3() {
+        let (o, e) = decode(&format!(
+            "{T}: {{ '@type': type.googleapis.com/{T}, auto_config: {{ http2_protocol_options: {{ max_concurrent_streams: 9 }} }} }}"
+        ));
+        assert_eq!(e, "[]");
+        let o = o.expect("decoded");
+        assert_eq!(o.protocol, UpstreamProtocol::Auto);
+        assert!(o.protocol.may_use_http2());
+        assert_eq!(o.http2.max_concurrent_streams, 9);
+        for field in ["http3_protocol_options", "alternate_protocols_cache_options"] {
+            let (_, e) =
+                decode(&format!("{T}: {{ '@type': type.googleapis.com/{T}, auto_config: {{ {field}: {{}} }} }}"));
+            assert!(e.contains(&format!("{T}.auto_config.{field}")), "{field}: {e}");
+        }
+    }
+
+    #[test]
+    fn downstream_only_flood_limits_are_refused_on_a_cluster() {
+        let (_, e) = decode(&format!(
+            "{T}: {{ '@type': type.googleapis.com/{T}, explicit_http_config: {{ http2_protocol_options: {{ max_inbound_priority_frames_per_stream: 5 }} }} }}"
+        ));
+        assert!(
+            e.contains(&format!(
+                "{T}.explicit_http_config.http2_protocol_options.max_inbound_priority_frames_per_stream"
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn conflicts_are_rejected_with_their_paths() {
+        let (_, e) = decode(&format!(
+            "{T}: {{ '@type': type.googleapis.com/{T}, auto_config: {{}}, explicit_http_config: {{ http_protocol_options: {{}} }} }}"
+        ));
+        assert!(e.contains("only one of"), "{e}");
         let (_, e) = decode(&format!(
             "{T}: {{ '@type': type.googleapis.com/{T}, explicit_http_config: {{ http_protocol_options: {{}}, http2_protocol_options: {{}} }} }}"
         ));

@@ -322,6 +322,8 @@ stats_scope! {
         http2_header_overflow = "http2.header_overflow": Counter,
         http2_inbound_empty_frames_flood = "http2.inbound_empty_frames_flood": Counter,
         http2_inbound_window_update_frames_flood = "http2.inbound_window_update_frames_flood": Counter,
+        http2_inbound_priority_frames_flood = "http2.inbound_priority_frames_flood": Counter,
+        http2_outbound_flood = "http2.outbound_flood": Counter,
         http2_outbound_control_flood = "http2.outbound_control_flood": Counter,
     }
 }

@@ -116,6 +116,16 @@ impl TransportSocket {
         Ok(TransportSocket::Tls(Box::new(TlsTransport::new(session))))
     }
 
+    /// TLS origination for an `auto_config` connection: ALPN offers `h2,http/1.1`
+    /// unless the context configures its own `alpn_protocols` (Envoy's default ALPN
+    /// for a mixed pool).
+    pub fn tls_client_auto(ctx: &ClientTlsContext, peer: std::net::IpAddr) -> Result<TransportSocket, TlsError> {
+        let both: &[&[u8]] = &[b"h2", b"http/1.1"];
+        let alpn = ctx.alpn_protocols().is_empty().then_some(both);
+        let session = TlsSession::client(ctx, ClientSessionOptions { server_name: None, alpn }, peer)?;
+        Ok(TransportSocket::Tls(Box::new(TlsTransport::new(session))))
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self, TransportSocket::Tls(_))
     }

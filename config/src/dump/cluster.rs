@@ -219,6 +219,10 @@ impl Dump for crate::upstream_http::HttpProtocolOptions {
                 "use_downstream_protocol_config",
                 Json::obj().with("http_protocol_options", Json::obj()).with("http2_protocol_options", http2),
             ),
+            UpstreamProtocol::Auto => j.with(
+                "auto_config",
+                Json::obj().with("http_protocol_options", Json::obj()).with("http2_protocol_options", http2),
+            ),
         }
     }
 }

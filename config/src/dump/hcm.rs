@@ -27,6 +27,17 @@ impl Dump for HttpConnectionManager {
             .with("max_concurrent_streams", h2.max_concurrent_streams)
             .with("initial_stream_window_size", h2.initial_stream_window_size)
             .with("initial_connection_window_size", h2.initial_connection_window_size)
+            .with("max_outbound_frames", h2.max_outbound_frames)
+            .with("max_outbound_control_frames", h2.max_outbound_control_frames)
+            .with(
+                "max_consecutive_inbound_frames_with_empty_payload",
+                h2.max_consecutive_inbound_frames_with_empty_payload,
+            )
+            .with("max_inbound_priority_frames_per_stream", h2.max_inbound_priority_frames_per_stream)
+            .with(
+                "max_inbound_window_update_frames_per_data_frame_sent",
+                h2.max_inbound_window_update_frames_per_data_frame_sent,
+            )
             .with("allow_connect", false)
             .with("override_stream_error_on_invalid_http_message", true);
         let j = Json::obj()

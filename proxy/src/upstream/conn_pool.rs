@@ -228,6 +228,30 @@ impl ConnPool {
         list.iter().rev().copied().find(|k| matches!(self.slots.get(*k), Some(UpstreamSlot::H2(c)) if c.has_capacity()))
     }
 
+    /// Whether an idle HTTP/1.1 connection to `host` of `cluster` rests in the pool.
+    pub fn has_idle(&self, cluster: usize, host: SocketAddr) -> bool {
+        self.idle
+            .get(cluster)
+            .and_then(|m| m.get(&host))
+            .is_some_and(|l| l.iter().any(|k| matches!(self.slots.get(*k), Some(UpstreamSlot::Idle(_)))))
+    }
+
+    /// `auto_config`: the connection in HTTP/2 slot `key` turned out HTTP/1.1; the slot
+    /// (and its socket's token) is lent to `owner`, the connection handed back.
+    pub fn h2_into_busy(&mut self, key: TimerKey, owner: TimerKey) -> Option<Box<Http2Client>> {
+        let slot = self.slots.get_key_mut(key)?;
+        if !matches!(slot, UpstreamSlot::H2(_)) {
+            return None;
+        }
+        let UpstreamSlot::H2(client) = std::mem::replace(slot, UpstreamSlot::Busy { owner }) else {
+            unreachable!("matched H2 above")
+        };
+        if let Some(list) = self.h2.get_mut(client.cluster).and_then(|m| m.get_mut(&client.host.address)) {
+            list.retain(|k| *k != key);
+        }
+        Some(client)
+    }
+
     /// The HTTP/2 connection in slot `key`.
     pub fn h2_mut(&mut self, key: TimerKey) -> Option<&mut Http2Client> {
         match self.slots.get_key_mut(key) {
@@ -337,6 +361,11 @@ pub fn turn_h2<S: Stack>(ctx: &mut Ctx<'_, S>, key: TimerKey) -> bool {
         return false;
     };
     let t = client.turn(ctx.stack, ctx.scratch);
+    if t.negotiated_h2 {
+        if let Some(s) = ctx.cluster_stats.get(client.cluster) {
+            s.upstream_cx_http2_total.inc();
+        }
+    }
     if t.read {
         for owner in &client.owners {
             if *owner != ctx.key && !ctx.ready.contains(owner) {
@@ -348,6 +377,9 @@ pub fn turn_h2<S: Stack>(ctx: &mut Ctx<'_, S>, key: TimerKey) -> bool {
         if let Some(s) = ctx.cluster_stats.get(client.cluster) {
             s.upstream_cx_destroy_remote.inc();
         }
+        close_h2(ctx, key);
+    } else if client.negotiated_http1() && client.owners.is_empty() {
+        // auto_config picked HTTP/1.1 after the stream it was opened for went away.
         close_h2(ctx, key);
     }
     t.read

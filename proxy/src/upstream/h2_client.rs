@@ -14,7 +14,17 @@
 //!
 //! Capacity: a connection takes new streams while it is open, not draining (GOAWAY
 //! received or sent) and under both the peer's SETTINGS_MAX_CONCURRENT_STREAMS and the
-//! cluster's `max_concurrent_streams`; `max_requests_per_connection` streams in all.
+//! cluster's `max_concurrent_streams`; `max_requests_per_connection` streams in all,
+//! and never more than 2^29 (Envoy's `DEFAULT_MAX_STREAMS`: client stream IDs are odd
+//! and end at 2^31-1, so a connection is drained well before its IDs run out and the
+//! pool opens a new one).
+//!
+//! **`auto_config`** (Envoy's mixed pool, `HttpConnPoolImplMixed`): a connection opened
+//! without knowing the protocol first completes its TLS handshake, offering ALPN; it
+//! takes one stream meanwhile. When the origin picked `h2` the HTTP/2 handshake starts
+//! and the connection takes as many streams as the limits allow; otherwise (`http/1.1`
+//! or no ALPN) it is HTTP/1.1: its one stream's router takes the socket and its TLS
+//! session over as an HTTP/1.1 connection ([`Http2Client::take_transport`]).
 
 use std::future::Future;
 use std::io;
@@ -35,6 +45,9 @@ use crate::upstream::host::Host;
 
 /// Polls of the connection future per turn before yielding.
 const POLL_BUDGET: usize = 32;
+/// Streams one connection carries at most (Envoy's `DEFAULT_MAX_STREAMS`): then it
+/// drains, before its stream IDs (odd, up to 2^31-1) run out.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1 << 29;
 /// Socket bytes read per turn at most (the rest waits for the next turn).
 const READ_BUDGET: usize = 1 << 20;
 
@@ -42,8 +55,15 @@ type Handshake =
     Pin<Box<dyn Future<Output = Result<(SendRequest<Bytes>, Connection<Transport, Bytes>), h2::Error>> + Send>>;
 
 enum State {
+    /// `auto_config`: the TLS handshake and its ALPN choice come first.
+    Negotiating(Box<h2::client::Builder>),
+    /// `auto_config` and the origin did not pick `h2`: an HTTP/1.1 connection.
+    Http1,
     Handshaking(Handshake),
-    Open { send: SendRequest<Bytes>, conn: Box<Connection<Transport, Bytes>> },
+    Open {
+        send: SendRequest<Bytes>,
+        conn: Box<Connection<Transport, Bytes>>,
+    },
     Closed,
 }
 
@@ -54,6 +74,8 @@ pub struct Turn {
     pub read: bool,
     /// The connection ended (either side, or an error): its streams fail.
     pub closed: bool,
+    /// `auto_config`: the origin picked `h2` in this turn.
+    pub negotiated_h2: bool,
 }
 
 pub struct Http2Client {
@@ -106,7 +128,8 @@ pub fn builder(o: &Http2ProtocolOptions) -> h2::client::Builder {
 
 impl Http2Client {
     /// A connection being established on `socket`; the preface and SETTINGS wait in
-    /// its output until the connect completes.
+    /// its output until the connect completes. With `alpn_auto` (`auto_config`, TLS
+    /// only) the HTTP/2 handshake waits for the origin's ALPN choice.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         socket: SocketId,
@@ -116,13 +139,18 @@ impl Http2Client {
         builder: &h2::client::Builder,
         opts: (u32, Option<u32>),
         out_limit: usize,
+        alpn_auto: bool,
         now: Instant,
         connect_deadline: Instant,
     ) -> Http2Client {
         let bufs = SharedBuffers::new(out_limit.max(64 * 1024));
         let flag = Arc::new(TurnFlag::default());
         let waker = h2io::waker(&flag);
-        let handshake = Box::pin(builder.handshake::<Transport, Bytes>(Transport(bufs.clone())));
+        let state = if alpn_auto {
+            State::Negotiating(Box::new(builder.clone()))
+        } else {
+            State::Handshaking(Box::pin(builder.handshake::<Transport, Bytes>(Transport(bufs.clone()))))
+        };
         Http2Client {
             socket,
             host,
@@ -133,11 +161,11 @@ impl Http2Client {
             bufs,
             flag,
             waker,
-            state: State::Handshaking(handshake),
+            state,
             owners: Vec::new(),
             requests: 0,
             max_streams: opts.0,
-            max_requests: opts.1,
+            max_requests: Some(opts.1.map_or(MAX_STREAMS_PER_CONNECTION, |m| m.min(MAX_STREAMS_PER_CONNECTION))),
             draining: false,
             readable: false,
             dead: false,
@@ -151,6 +179,10 @@ impl Http2Client {
 
     /// Whether a new stream may start here now.
     pub fn has_capacity(&self) -> bool {
+        if matches!(self.state, State::Negotiating(_)) {
+            // Envoy's mixed pool: one stream until ALPN tells the protocol.
+            return !self.dead && !self.draining && self.owners.is_empty();
+        }
         let State::Open { send, .. } = &self.state else {
             // Streams wait for the handshake on the connection being established.
             return !self.dead && !self.draining && (self.owners.len() as u32) < self.max_streams.min(100);
@@ -165,6 +197,21 @@ impl Http2Client {
     /// Whether the handshake completed (requests can be sent).
     pub fn is_open(&self) -> bool {
         matches!(self.state, State::Open { .. })
+    }
+
+    /// `auto_config`: the origin did not pick `h2`; the connection speaks HTTP/1.1.
+    pub fn negotiated_http1(&self) -> bool {
+        matches!(self.state, State::Http1)
+    }
+
+    /// Hand the established TLS session over (to the HTTP/1.1 connection that replaces
+    /// this one after ALPN picked HTTP/1.1); this connection is left closed without
+    /// closing its socket.
+    pub fn take_transport(&mut self) -> TransportSocket {
+        self.closed = true;
+        self.dead = true;
+        self.state = State::Closed;
+        std::mem::replace(&mut self.transport, TransportSocket::Raw)
     }
 
     /// A handle to start a stream, once the connection is open and ready for one.
@@ -226,6 +273,23 @@ impl Http2Client {
         if self.read_eof || self.dead {
             self.bufs.lock().eof = true;
         }
+        if let State::Negotiating(_) = self.state {
+            self.flush(stack);
+            if self.transport.established() && !self.dead {
+                let State::Negotiating(builder) = std::mem::replace(&mut self.state, State::Http1) else {
+                    unreachable!("matched Negotiating above")
+                };
+                if self.transport.alpn() == Some(b"h2") {
+                    let handshake = builder.handshake::<Transport, Bytes>(Transport(self.bufs.clone()));
+                    self.state = State::Handshaking(Box::pin(handshake));
+                    t.negotiated_h2 = true;
+                } else {
+                    // HTTP/1.1 (picked, or no ALPN: an old TLS stack). No HTTP/2 streams.
+                    self.draining = true;
+                    t.read = true;
+                }
+            }
+        }
         for _ in 0..POLL_BUDGET {
             let polled = self.poll_h2();
             let wrote = self.flush(stack);
@@ -274,7 +338,7 @@ impl Http2Client {
                 }
                 Poll::Pending => self.flag.take(),
             },
-            State::Closed => false,
+            State::Closed | State::Negotiating(_) | State::Http1 => false,
         }
     }
 
@@ -339,5 +403,44 @@ trait ConnPoll {
 impl ConnPoll for Connection<Transport, Bytes> {
     fn poll_unpin_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), h2::Error>> {
         Pin::new(self).poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timer::TimerKey;
+
+    fn client(max_requests: Option<u32>) -> Http2Client {
+        let socket = sluice_stack::socket::SocketTable::<()>::default().insert(());
+        let host = Arc::new(Host::new(std::net::SocketAddr::from(([127, 0, 0, 1], 1)), String::new(), 1, 0, None));
+        let now = Instant::now();
+        let b = builder(&Http2ProtocolOptions::default());
+        Http2Client::new(socket, host, 0, 0, &b, (100, max_requests), 1 << 16, false, now, now)
+    }
+
+    #[test]
+    fn a_connection_drains_before_its_stream_ids_run_out() {
+        let mut c = client(None);
+        let owner = TimerKey { index: 1, generation: 0 };
+        c.requests = MAX_STREAMS_PER_CONNECTION - 2;
+        c.add_stream(owner);
+        c.remove_stream(owner, Instant::now());
+        assert!(!c.draining && c.has_capacity(), "2^29 - 1 streams started: one more fits");
+        c.add_stream(owner);
+        assert!(c.draining, "the 2^29th stream drains the connection");
+        c.remove_stream(owner, Instant::now());
+        assert!(!c.has_capacity(), "no stream is started on it any more");
+        // A larger max_requests_per_connection is capped the same way.
+        let mut c = client(Some(u32::MAX));
+        c.requests = MAX_STREAMS_PER_CONNECTION - 1;
+        c.add_stream(owner);
+        assert!(c.draining);
+        // A smaller one stays as configured.
+        let mut c = client(Some(2));
+        c.add_stream(owner);
+        assert!(!c.draining);
+        c.add_stream(owner);
+        assert!(c.draining);
     }
 }

@@ -37,6 +37,12 @@ pub struct Http2Settings {
     pub hpack_table_size: u32,
     /// SETTINGS_MAX_HEADER_LIST_SIZE: `max_request_headers_kb`.
     pub max_header_list_bytes: u32,
+    /// `max_outbound_frames` (default 10000).
+    pub max_outbound_frames: u32,
+    /// `max_outbound_control_frames` (default 1000).
+    pub max_outbound_control_frames: u32,
+    /// The inbound flood limits.
+    pub inbound: crate::http::conn_manager::http2::flood::InboundLimits,
 }
 
 impl Default for Http2Settings {
@@ -47,6 +53,9 @@ impl Default for Http2Settings {
             initial_connection_window_size: 268_435_456,
             hpack_table_size: 4096,
             max_header_list_bytes: 60 * 1024,
+            max_outbound_frames: 10_000,
+            max_outbound_control_frames: 1_000,
+            inbound: Default::default(),
         }
     }
 }
@@ -231,6 +240,15 @@ impl HcmConfig {
                 initial_connection_window_size: c.http2_protocol_options.initial_connection_window_size,
                 hpack_table_size: c.http2_protocol_options.hpack_table_size,
                 max_header_list_bytes: c.max_request_headers_kb.saturating_mul(1024),
+                max_outbound_frames: c.http2_protocol_options.max_outbound_frames,
+                max_outbound_control_frames: c.http2_protocol_options.max_outbound_control_frames,
+                inbound: crate::http::conn_manager::http2::flood::InboundLimits {
+                    max_consecutive_empty: c.http2_protocol_options.max_consecutive_inbound_frames_with_empty_payload,
+                    max_priority_per_stream: c.http2_protocol_options.max_inbound_priority_frames_per_stream,
+                    max_window_updates_per_data_frame: c
+                        .http2_protocol_options
+                        .max_inbound_window_update_frames_per_data_frame_sent,
+                },
             },
             clusters,
         })

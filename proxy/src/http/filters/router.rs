@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use sluice_config::cluster::LbPolicy;
 use sluice_config::route::{IdleTimeout, RetryHostPredicate};
-use sluice_config::upstream_http::UpstreamCodec;
+use sluice_config::upstream_http::{UpstreamCodec, UpstreamProtocol};
 use sluice_stack::{Interest, Stack};
 
 use crate::http::codec::{
@@ -365,7 +365,12 @@ impl RouterState {
         stream.attempt_count += 1;
         let downstream_h2 = stream.head.version == Some(crate::http::Version::Http2);
         let protocol = info.config.http_protocol_options.protocol;
-        if self.upgrade == UpgradeKind::None && protocol.codec_for(downstream_h2) == UpstreamCodec::Http2 {
+        // auto_config (Envoy's mixed pool): an HTTP/2 connection with room, else an idle
+        // HTTP/1.1 one, else a new connection whose protocol ALPN decides.
+        let auto_h2 = protocol == UpstreamProtocol::Auto
+            && (ctx.pool.h2_with_capacity(self.cluster, host.address).is_some()
+                || !ctx.pool.has_idle(self.cluster, host.address));
+        if self.upgrade == UpgradeKind::None && (auto_h2 || protocol.codec_for(downstream_h2) == UpstreamCodec::Http2) {
             return match self.attempt_h2(&info, idx, host, ctx) {
                 Ok(true) => {
                     self.release_pending(&info);

@@ -6,16 +6,18 @@
 //! | rapid reset (CVE-2023-44487): HEADERS then RST_STREAM, repeated | `h2`'s `max_pending_accept_reset_streams` (20 streams reset before they were accepted) | GOAWAY ENHANCE_YOUR_CALM `too_many_resets` | `http.<prefix>.downstream_rq_too_many_premature_resets` |
 //! | CONTINUATION flood (CVE-2024-27316): a header block that never ends | `h2`'s CONTINUATION-frame cap (derived from SETTINGS_MAX_HEADER_LIST_SIZE = `max_request_headers_kb`) | GOAWAY ENHANCE_YOUR_CALM `too_many_continuations` | `http.<prefix>.http2.header_overflow` |
 //! | HPACK bomb / header list far over the limit | `h2`'s decoded-size abuse limit | GOAWAY ENHANCE_YOUR_CALM `header_list_way_too_large` | `http.<prefix>.http2.header_overflow` |
-//! | empty / tiny DATA frame flood | `h2`'s DATA-frame overhead budget | GOAWAY ENHANCE_YOUR_CALM `too_many_data_frames` | `http.<prefix>.http2.inbound_empty_frames_flood` |
-//! | PING / SETTINGS flood from a client that never reads | `h2` holds one unsent ACK and reads no further until it is written; the connection manager stops taking `h2`'s output at the buffer limit (`h2_flush`) | back-pressure: the attacker's writes block (Envoy closes at `max_outbound_control_frames` instead: not implemented) | none |
+//! | empty-payload frame flood (HEADERS, CONTINUATION, DATA without END_STREAM) | sluice ([`InboundWatch`]): Envoy's `max_consecutive_inbound_frames_with_empty_payload` (1) | GOAWAY ENHANCE_YOUR_CALM | `http.<prefix>.http2.inbound_empty_frames_flood` |
+//! | tiny DATA frame flood | `h2`'s DATA-frame overhead budget | GOAWAY ENHANCE_YOUR_CALM `too_many_data_frames` | `http.<prefix>.http2.inbound_empty_frames_flood` |
+//! | PRIORITY flood | sluice ([`InboundWatch`]): Envoy's `max_inbound_priority_frames_per_stream` (100) × (1 + streams opened) | GOAWAY ENHANCE_YOUR_CALM | `http.<prefix>.http2.inbound_priority_frames_flood` |
 //! | WINDOW_UPDATE flood | sluice ([`InboundWatch`]): Envoy's `max_inbound_window_update_frames_per_data_frame_sent` (10) check | GOAWAY ENHANCE_YOUR_CALM | `http.<prefix>.http2.inbound_window_update_frames_flood` |
+//! | a client that does not read (PING / SETTINGS / RST_STREAM answers pile up) | sluice ([`GoawayWatch`] counts the frames written and not yet sent to the socket): Envoy's `max_outbound_frames` (10000) and `max_outbound_control_frames` (1000; PING and SETTINGS ACKs, RST_STREAM) | the connection is closed | `http.<prefix>.http2.outbound_flood`, `http.<prefix>.http2.outbound_control_flood` |
 //! | streams the codec must reset over and over | `h2`'s `max_local_error_reset_streams` | GOAWAY ENHANCE_YOUR_CALM `too_many_internal_resets` | `http.<prefix>.http2.outbound_control_flood` |
 //!
-//! Where `h2`'s limit is not Envoy's: empty DATA frames end the connection after 100
-//! on the connection (Envoy's `max_consecutive_inbound_frames_with_empty_payload`: 1
-//! consecutive); a never-reading client is back-pressured rather than closed at
-//! `max_outbound_frames` / `max_outbound_control_frames`; PRIORITY frames are not
-//! limited (Envoy: `max_inbound_priority_frames_per_stream`).
+//! Envoy's `ProtocolConstraints` are applied in full by sluice, with the configured
+//! values; `h2`'s own limits stay as a second line (`h2` also holds one unsent PING
+//! ACK and reads no further until it is written, and the connection manager stops
+//! taking its output at the buffer limit, so the queue a non-reading client builds is
+//! bounded even before the outbound limits close the connection).
 //!
 //! `h2` reports none of these as a typed event, and the error its connection ends
 //! with carries the reason but not the GOAWAY's debug data. The debug data (the
@@ -23,6 +25,8 @@
 //! the frame boundaries of the connection's output. Any other connection error the
 //! codec detected itself (a frame-level PROTOCOL_ERROR and the like) is counted as
 //! `http2.rx_messaging_error`.
+
+use std::collections::VecDeque;
 
 use crate::stats::HttpStats;
 
@@ -43,6 +47,21 @@ pub struct GoawayWatch {
     debug: Vec<u8>,
     /// DATA frames written.
     pub data_frames: u64,
+    /// Bytes `h2` wrote in all.
+    written: u64,
+    /// Frames written and not yet sent whole to the socket: where each ends (in
+    /// `written` bytes) and whether Envoy counts it as a control frame.
+    queued: VecDeque<(u64, bool)>,
+    queued_control: usize,
+}
+
+/// Which of Envoy's outbound limits a client broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundFlood {
+    /// More than `max_outbound_frames` queued: `http2.outbound_flood`.
+    Frames,
+    /// More than `max_outbound_control_frames` queued: `http2.outbound_control_flood`.
+    ControlFrames,
 }
 
 impl GoawayWatch {
@@ -53,6 +72,7 @@ impl GoawayWatch {
                 let n = (9 - self.have).min(data.len());
                 self.head[self.have..self.have + n].copy_from_slice(&data[..n]);
                 self.have += n;
+                self.written += n as u64;
                 data = &data[n..];
                 if self.have == 9 {
                     let h = self.head;
@@ -60,6 +80,11 @@ impl GoawayWatch {
                     self.have = 0;
                     self.goaway_at = (h[3] == 7).then_some(0);
                     self.data_frames += u64::from(h[3] == 0);
+                    // PING and SETTINGS acknowledgements and RST_STREAM (Envoy's
+                    // `is_outbound_flood_monitored_control_frame`).
+                    let control = ((h[3] == 6 || h[3] == 4) && h[4] & 0x1 != 0) || h[3] == 3;
+                    self.queued.push_back((self.written + self.left as u64, control));
+                    self.queued_control += usize::from(control);
                     if self.goaway_at.is_some() {
                         self.debug.clear();
                     }
@@ -77,7 +102,32 @@ impl GoawayWatch {
                 *at += n;
             }
             self.left -= n;
+            self.written += n as u64;
             data = &data[n..];
+        }
+    }
+
+    /// `queued` bytes of what `h2` wrote are still to go to the socket: the frames
+    /// before them have left.
+    pub fn still_queued(&mut self, queued: usize) {
+        let sent = self.written.saturating_sub(queued as u64);
+        while let Some(&(end, control)) = self.queued.front() {
+            if end > sent {
+                break;
+            }
+            self.queued.pop_front();
+            self.queued_control -= usize::from(control);
+        }
+    }
+
+    /// Envoy's outbound check: more frames (or control frames) queued than allowed.
+    pub fn outbound_flood(&self, max_frames: u32, max_control: u32) -> Option<OutboundFlood> {
+        if self.queued.len() > max_frames as usize {
+            Some(OutboundFlood::Frames)
+        } else if self.queued_control > max_control as usize {
+            Some(OutboundFlood::ControlFrames)
+        } else {
+            None
         }
     }
 
@@ -87,31 +137,95 @@ impl GoawayWatch {
     }
 }
 
-/// Envoy's `max_inbound_window_update_frames_per_data_frame_sent` (accepted only at
-/// its default).
-const WINDOW_UPDATES_PER_DATA_FRAME: u64 = 10;
+/// Envoy's inbound frame limits of `http2_protocol_options` (`ProtocolConstraints`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundLimits {
+    /// `max_consecutive_inbound_frames_with_empty_payload` (default 1).
+    pub max_consecutive_empty: u32,
+    /// `max_inbound_priority_frames_per_stream` (default 100).
+    pub max_priority_per_stream: u32,
+    /// `max_inbound_window_update_frames_per_data_frame_sent` (default 10).
+    pub max_window_updates_per_data_frame: u32,
+}
 
-/// Follows the frames the client sends (after its preface) and counts those Envoy
-/// limits that `h2` does not: WINDOW_UPDATE, against the DATA frames sent.
+impl Default for InboundLimits {
+    fn default() -> Self {
+        InboundLimits { max_consecutive_empty: 1, max_priority_per_stream: 100, max_window_updates_per_data_frame: 10 }
+    }
+}
+
+/// Which of Envoy's inbound limits a client broke (the first one; Envoy stops checking
+/// after it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundFlood {
+    /// `http2.inbound_empty_frames_flood`.
+    EmptyFrames,
+    /// `http2.inbound_priority_frames_flood`.
+    PriorityFrames,
+    /// `http2.inbound_window_update_frames_flood`.
+    WindowUpdateFrames,
+}
+
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const PRIORITY: u8 = 2;
+const WINDOW_UPDATE: u8 = 8;
+const CONTINUATION: u8 = 9;
+const END_STREAM: u8 = 0x1;
+const PADDED: u8 = 0x8;
+
+/// Follows the frames the client sends (after its preface) and applies Envoy's
+/// inbound limits that `h2` does not apply as Envoy does (`ProtocolConstraints::
+/// trackInboundFrame`): consecutive HEADERS, CONTINUATION and DATA frames with an
+/// empty payload (padding excluded) and no END_STREAM; PRIORITY frames beyond
+/// `max_inbound_priority_frames_per_stream * (1 + opened streams)`; WINDOW_UPDATE
+/// frames beyond `5 + 2 * (opened streams + max_inbound_window_update_frames_per_data_frame_sent
+/// * DATA frames sent)`.
 #[derive(Debug)]
 pub struct InboundWatch {
+    limits: InboundLimits,
     /// Preface bytes still to skip.
     skip: usize,
     head: [u8; 9],
     have: usize,
     left: usize,
-    /// HEADERS frames received (streams opened, trailers included).
+    /// A padded HEADERS or DATA frame whose pad length (its first payload byte) is
+    /// still to come: (length, END_STREAM).
+    padded: Option<(usize, bool)>,
+    /// The highest client stream ID that opened a stream.
+    last_stream: u32,
+    /// Streams opened (HEADERS on a new stream ID).
     streams: u64,
+    consecutive_empty: u64,
+    priority: u64,
     window_updates: u64,
+    flood: Option<InboundFlood>,
 }
 
 impl Default for InboundWatch {
     fn default() -> Self {
-        InboundWatch { skip: 24, head: [0; 9], have: 0, left: 0, streams: 0, window_updates: 0 }
+        InboundWatch::new(InboundLimits::default())
     }
 }
 
 impl InboundWatch {
+    pub fn new(limits: InboundLimits) -> InboundWatch {
+        InboundWatch {
+            limits,
+            skip: 24,
+            head: [0; 9],
+            have: 0,
+            left: 0,
+            padded: None,
+            last_stream: 0,
+            streams: 0,
+            consecutive_empty: 0,
+            priority: 0,
+            window_updates: 0,
+            flood: None,
+        }
+    }
+
     /// Bytes the client sent, in order.
     pub fn feed(&mut self, mut data: &[u8]) {
         let n = self.skip.min(data.len());
@@ -124,25 +238,76 @@ impl InboundWatch {
                 self.have += n;
                 data = &data[n..];
                 if self.have == 9 {
-                    let h = self.head;
-                    self.left = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
                     self.have = 0;
-                    self.streams += u64::from(h[3] == 1);
-                    self.window_updates += u64::from(h[3] == 8);
+                    self.on_frame_header();
                 }
                 continue;
             }
             let n = self.left.min(data.len());
+            if let Some((len, end)) = self.padded.take() {
+                // Pad Length counts itself too, as Envoy's padding length.
+                self.track_empty(len <= usize::from(data[0]) + 1, end);
+            }
             self.left -= n;
             data = &data[n..];
         }
     }
 
-    /// Envoy's WINDOW_UPDATE flood check: more than `5 + 2 * (streams + 10 * DATA
-    /// frames sent)` WINDOW_UPDATE frames received.
-    pub fn window_update_flood(&self, data_frames_sent: u64) -> bool {
-        let allowed = 5 + 2 * (self.streams + WINDOW_UPDATES_PER_DATA_FRAME * data_frames_sent);
-        self.window_updates > allowed
+    fn on_frame_header(&mut self) {
+        let h = self.head;
+        let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+        let (kind, flags) = (h[3], h[4]);
+        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+        self.left = len;
+        match kind {
+            HEADERS | DATA | CONTINUATION => {
+                if kind == HEADERS && stream % 2 == 1 && stream > self.last_stream {
+                    self.last_stream = stream;
+                    self.streams += 1;
+                }
+                let end = kind != CONTINUATION && flags & END_STREAM != 0;
+                if kind != CONTINUATION && flags & PADDED != 0 && len > 0 {
+                    self.padded = Some((len, end));
+                } else {
+                    self.track_empty(len == 0, end);
+                }
+            }
+            PRIORITY => {
+                self.priority += 1;
+                let allowed = u64::from(self.limits.max_priority_per_stream) * (1 + self.streams);
+                if self.priority > allowed {
+                    self.trip(InboundFlood::PriorityFrames);
+                }
+            }
+            WINDOW_UPDATE => self.window_updates += 1,
+            _ => {}
+        }
+    }
+
+    fn track_empty(&mut self, empty: bool, end_stream: bool) {
+        if empty && !end_stream {
+            self.consecutive_empty += 1;
+            if self.consecutive_empty > u64::from(self.limits.max_consecutive_empty) {
+                self.trip(InboundFlood::EmptyFrames);
+            }
+        } else {
+            self.consecutive_empty = 0;
+        }
+    }
+
+    fn trip(&mut self, flood: InboundFlood) {
+        self.flood.get_or_insert(flood);
+    }
+
+    /// The first limit the client broke, with `data_frames_sent` DATA frames sent
+    /// to it so far.
+    pub fn flood(&self, data_frames_sent: u64) -> Option<InboundFlood> {
+        if self.flood.is_some() {
+            return self.flood;
+        }
+        let per_data = u64::from(self.limits.max_window_updates_per_data_frame);
+        let allowed = 5 + 2 * (self.streams + per_data * data_frames_sent);
+        (self.window_updates > allowed).then_some(InboundFlood::WindowUpdateFrames)
     }
 }
 
@@ -181,18 +346,100 @@ mod tests {
         assert_eq!(w.debug(), b"too_many_resets");
     }
 
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len();
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
     #[test]
     fn window_updates_beyond_envoys_allowance_are_a_flood() {
         let mut w = InboundWatch::default();
-        w.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        w.feed(PREFACE);
         let wu = [0, 0, 4, 8, 0, 0, 0, 0, 0, 0, 0, 0, 1];
         for _ in 0..5 {
             w.feed(&wu);
         }
-        assert!(!w.window_update_flood(0), "5 are allowed before anything was sent");
+        assert_eq!(w.flood(0), None, "5 are allowed before anything was sent");
         w.feed(&wu[..7]);
         w.feed(&wu[7..]);
-        assert!(w.window_update_flood(0));
-        assert!(!w.window_update_flood(1), "20 more per DATA frame sent");
+        assert_eq!(w.flood(0), Some(InboundFlood::WindowUpdateFrames));
+        assert_eq!(w.flood(1), None, "20 more per DATA frame sent");
+        let mut w =
+            InboundWatch::new(InboundLimits { max_window_updates_per_data_frame: 1, ..InboundLimits::default() });
+        w.feed(PREFACE);
+        for _ in 0..8 {
+            w.feed(&wu);
+        }
+        assert_eq!(w.flood(1), Some(InboundFlood::WindowUpdateFrames), "5 + 2 * 1 with the limit at 1");
+    }
+
+    #[test]
+    fn consecutive_empty_frames_without_end_stream_are_a_flood() {
+        let mut w = InboundWatch::default();
+        w.feed(PREFACE);
+        w.feed(&frame(1, 0x4, 1, b"\x82"));
+        let empty = frame(0, 0, 1, b"");
+        w.feed(&empty);
+        assert_eq!(w.flood(0), None, "one is allowed");
+        w.feed(&frame(0, 0, 1, b"x"));
+        w.feed(&empty);
+        assert_eq!(w.flood(0), None, "a frame with payload resets the count");
+        // A padded DATA frame whose payload is all padding is empty, too.
+        w.feed(&frame(0, 0x8, 1, &[2, 0, 0]));
+        assert_eq!(w.flood(0), Some(InboundFlood::EmptyFrames));
+        let mut w = InboundWatch::default();
+        w.feed(PREFACE);
+        for _ in 0..5 {
+            w.feed(&frame(0, 0x1, 1, b""));
+        }
+        assert_eq!(w.flood(0), None, "END_STREAM frames do not count");
+        let mut w = InboundWatch::new(InboundLimits { max_consecutive_empty: 3, ..InboundLimits::default() });
+        w.feed(PREFACE);
+        for _ in 0..3 {
+            w.feed(&empty);
+        }
+        assert_eq!(w.flood(0), None);
+        w.feed(&empty);
+        assert_eq!(w.flood(0), Some(InboundFlood::EmptyFrames));
+    }
+
+    #[test]
+    fn priority_frames_beyond_the_per_stream_allowance_are_a_flood() {
+        let mut w = InboundWatch::default();
+        w.feed(PREFACE);
+        w.feed(&frame(1, 0x5, 1, b"\x82"));
+        let priority = frame(2, 0, 3, &[0, 0, 0, 1, 16]);
+        for _ in 0..200 {
+            w.feed(&priority);
+        }
+        assert_eq!(w.flood(0), None, "100 x (1 + 1 stream)");
+        w.feed(&priority);
+        assert_eq!(w.flood(0), Some(InboundFlood::PriorityFrames));
+    }
+
+    #[test]
+    fn frames_queued_for_the_socket_are_counted_until_sent() {
+        let mut w = GoawayWatch::default();
+        let ping_ack = frame(6, 1, 0, &[0; 8]);
+        let data = frame(0, 0, 1, b"abc");
+        for _ in 0..3 {
+            w.feed(&ping_ack);
+        }
+        w.feed(&data);
+        assert_eq!(w.outbound_flood(4, 2), Some(OutboundFlood::ControlFrames));
+        assert_eq!(w.outbound_flood(3, 3), Some(OutboundFlood::Frames));
+        assert_eq!(w.outbound_flood(4, 3), None);
+        // The first ACK and part of the second went out.
+        w.still_queued(ping_ack.len() * 2 - 1 + data.len());
+        assert_eq!(w.outbound_flood(2, 1), Some(OutboundFlood::Frames));
+        assert_eq!(w.outbound_flood(3, 1), Some(OutboundFlood::ControlFrames));
+        assert_eq!(w.outbound_flood(3, 2), None);
+        w.still_queued(0);
+        assert_eq!(w.outbound_flood(0, 0), None);
     }
 }

@@ -23,7 +23,7 @@
 //! possible stream ID and a PING, then the final GOAWAY once the PING returns); the
 //! connection closes after its last stream.
 
-mod flood;
+pub mod flood;
 pub(crate) mod io;
 mod request;
 pub mod stream_io;
@@ -109,10 +109,17 @@ impl std::fmt::Debug for Http2Connection {
 impl Http2Connection {
     /// Start serving HTTP/2 on a connection whose first bytes are `input` (the client
     /// preface, as far as it arrived).
-    pub fn new(builder: &server::Builder, input: &[u8], out_limit: usize, now: Instant) -> Http2Connection {
+    pub fn new(
+        builder: &server::Builder,
+        limits: flood::InboundLimits,
+        input: &[u8],
+        out_limit: usize,
+        now: Instant,
+    ) -> Http2Connection {
         let bufs = SharedBuffers::new(out_limit);
         {
             let mut b = bufs.lock();
+            b.inbound = flood::InboundWatch::new(limits);
             b.input.extend_from_slice(input);
             b.inbound.feed(input);
         }
@@ -208,7 +215,9 @@ impl HttpConnection {
     pub(super) fn start_h2(&mut self, now: Instant) {
         let builder = self.cfg.http2.builder();
         let input = self.down.pending_input().len();
-        let h2 = Http2Connection::new(&builder, self.down.pending_input(), self.cfg.buffer_limit.max(64 * 1024), now);
+        let limits = self.cfg.http2.inbound;
+        let out_limit = self.cfg.buffer_limit.max(64 * 1024);
+        let h2 = Http2Connection::new(&builder, limits, self.down.pending_input(), out_limit, now);
         self.down.consume_input(input);
         self.stats.downstream_cx_http2_total.inc();
         self.stats.downstream_cx_http2_active.inc();
@@ -239,6 +248,11 @@ impl HttpConnection {
             }
             let mut progress = self.h2_read(ctx, &h2.bufs);
             progress |= self.h2_check_floods(&mut h2);
+            if h2.flood && h2.close_now {
+                // An outbound flood: more output is pointless, the connection ends now.
+                self.h2 = Some(h2);
+                return self.close(ctx, true);
+            }
             // The connection's drain, or the worker's drainClose() for this round: the
             // GOAWAY sequence (HTTP/1 would answer `connection: close`).
             if (self.draining || ctx.draining) && h2.start_goaway() {
@@ -312,23 +326,46 @@ impl HttpConnection {
         got
     }
 
-    /// The flood limits `h2` does not apply: the connection ends with GOAWAY
-    /// ENHANCE_YOUR_CALM, as Envoy's.
+    /// Envoy's flood limits (`ProtocolConstraints`), which `h2` does not apply as
+    /// Envoy does: an inbound flood ends the connection with GOAWAY ENHANCE_YOUR_CALM;
+    /// an outbound one (the client does not read what it asks for) closes it at once
+    /// (`close_now`).
     fn h2_check_floods(&mut self, h2: &mut Http2Connection) -> bool {
         if h2.flood {
             return false;
         }
-        let flood = {
-            let b = h2.bufs.lock();
-            b.inbound.window_update_flood(b.goaway.data_frames)
+        let (inbound, outbound) = {
+            let mut b = h2.bufs.lock();
+            let queued = b.out_len() + self.down.out_len();
+            b.goaway.still_queued(queued);
+            let http2 = &self.cfg.http2;
+            (
+                b.inbound.flood(b.goaway.data_frames),
+                b.goaway.outbound_flood(http2.max_outbound_frames, http2.max_outbound_control_frames),
+            )
+        };
+        if let Some(o) = outbound {
+            match o {
+                flood::OutboundFlood::Frames => self.stats.http2_outbound_flood.inc(),
+                flood::OutboundFlood::ControlFrames => self.stats.http2_outbound_control_flood.inc(),
+            }
+            tracing::debug!(peer = %self.down.peer, "http2 outbound flood: {o:?}");
+            h2.flood = true;
+            h2.close_now = true;
+            return true;
+        }
+        let Some(i) = inbound else {
+            return false;
         };
         let State::Open(conn) = &mut h2.state else {
             return false;
         };
-        if !flood {
-            return false;
+        match i {
+            flood::InboundFlood::EmptyFrames => self.stats.http2_inbound_empty_frames_flood.inc(),
+            flood::InboundFlood::PriorityFrames => self.stats.http2_inbound_priority_frames_flood.inc(),
+            flood::InboundFlood::WindowUpdateFrames => self.stats.http2_inbound_window_update_frames_flood.inc(),
         }
-        self.stats.http2_inbound_window_update_frames_flood.inc();
+        tracing::debug!(peer = %self.down.peer, "http2 inbound flood: {i:?}");
         conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
         h2.flood = true;
         true

@@ -21,10 +21,12 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use h2::client::ResponseFuture;
 use h2::{Reason, RecvStream, SendStream};
+use sluice_config::upstream_http::UpstreamProtocol;
 use sluice_stack::{Interest, Stack};
 
 use super::{LocalReply, Phase, RouterState, Step};
 use crate::http::codec::{BodyFraming, ResponseMeta};
+use crate::http::codec_client::CodecClient;
 use crate::http::conn_manager::config::HcmConfig;
 use crate::http::conn_manager::http2::stream_io::connection_specific;
 use crate::http::conn_manager::stream::Stream;
@@ -86,6 +88,7 @@ impl RouterState {
                     }
                 };
                 let opts = &info.config.http_protocol_options;
+                let auto = opts.protocol == UpstreamProtocol::Auto;
                 let limit = info.config.per_connection_buffer_limit_bytes as usize;
                 let mut client = Http2Client::new(
                     sock,
@@ -95,11 +98,17 @@ impl RouterState {
                     &builder(&opts.http2),
                     (opts.http2.max_concurrent_streams, opts.common.max_requests_per_connection),
                     limit,
+                    auto && info.tls.is_some(),
                     ctx.now,
                     ctx.now + info.config.connect_timeout,
                 );
                 if let Some(tls) = &info.tls {
-                    match TransportSocket::tls_client_h2(tls, host.address.ip()) {
+                    let transport = if auto {
+                        TransportSocket::tls_client_auto(tls, host.address.ip())
+                    } else {
+                        TransportSocket::tls_client_h2(tls, host.address.ip())
+                    };
+                    match transport {
                         Ok(t) => client.transport = t,
                         Err(e) => {
                             tracing::warn!(cluster = %info.name(), "cannot start upstream TLS: {e:?}");
@@ -118,7 +127,10 @@ impl RouterState {
                     return Err(());
                 }
                 self.stats.upstream_cx_total.inc();
-                self.stats.upstream_cx_http2_total.inc();
+                if !auto {
+                    // auto_config counts the protocol once ALPN picked it.
+                    self.stats.upstream_cx_http2_total.inc();
+                }
                 self.stats.upstream_cx_active.inc();
                 charge::connection_opened(&host);
                 slot
@@ -169,6 +181,9 @@ impl RouterState {
             let Some(conn) = ctx.pool.h2_mut(slot) else {
                 return self.h2_failed(cfg, stream, ctx, false, false);
             };
+            if conn.negotiated_http1() {
+                return self.h2_to_http1(cfg, stream, ctx, slot, step);
+            }
             if !conn.is_open() {
                 if now >= conn.connect_deadline {
                     self.stats.upstream_cx_connect_timeout.inc();
@@ -279,6 +294,43 @@ impl RouterState {
             }
         }
         self.pump_response_h2(cfg, stream, down, ctx, step)
+    }
+
+    /// `auto_config` and the origin picked HTTP/1.1: the try's connection becomes an
+    /// HTTP/1.1 one (same socket, slot and TLS session; Envoy's mixed pool swapping
+    /// its TCP client for an HTTP/1 client) and the request goes out on it.
+    fn h2_to_http1<S: Stack>(
+        &mut self,
+        cfg: &HcmConfig,
+        stream: &mut Stream,
+        ctx: &mut Ctx<'_, S>,
+        slot: TimerKey,
+        step: &mut Step,
+    ) -> Result<(), LocalReply> {
+        let Some(mut conn) = ctx.pool.h2_into_busy(slot, ctx.key) else {
+            return self.h2_failed(cfg, stream, ctx, false, false);
+        };
+        let info = Arc::clone(&ctx.clusters.clusters[self.cluster].info);
+        let max_headers = info.config.http_protocol_options.common.max_headers_count;
+        let host = Arc::clone(&conn.host);
+        let mut client =
+            CodecClient::new(conn.socket, Arc::clone(&host), conn.host_index, conn.cluster, max_headers, ctx.now);
+        client.connected = true;
+        client.readable = conn.readable;
+        client.transport = conn.take_transport();
+        // The same try goes on over HTTP/1.1: not another attempt.
+        self.h2 = None;
+        if let Some(h) = self.host.take() {
+            h.rq_active.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.attempts = self.attempts.saturating_sub(1);
+        self.tried.pop();
+        self.stats.upstream_cx_http1_total.inc();
+        self.start_try(conn.host_index, Arc::clone(&host), slot, client, ctx);
+        charge::request_sent(&info, &host);
+        self.send_request(cfg, stream);
+        step.progress = true;
+        Ok(())
     }
 
     /// Send request body bytes while the stream has send capacity.

@@ -56,10 +56,11 @@ pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
     (bits < 6).then_some(out)
 }
 
-fn object(part: &str) -> Option<Map<String, Value>> {
-    match serde_json::from_slice(&b64url_decode(part)?).ok()? {
-        Value::Object(o) => Some(o),
-        _ => None,
+/// A base64url JSON object: `Err(true)` when the base64 is bad, `Err(false)` the JSON.
+fn object(part: &str) -> Result<Map<String, Value>, bool> {
+    match serde_json::from_slice(&b64url_decode(part).ok_or(true)?) {
+        Ok(Value::Object(o)) => Ok(o),
+        _ => Err(false),
     }
 }
 
@@ -81,24 +82,24 @@ fn algorithm(name: &str) -> Option<Algorithm> {
     })
 }
 
-/// A string claim (absent: empty); another type is a payload error.
-fn string_claim(p: &Map<String, Value>, name: &str) -> Result<String, Status> {
+/// A string claim (absent: empty); another type is `bad`.
+fn string_claim(p: &Map<String, Value>, name: &str, bad: Status) -> Result<String, Status> {
     match p.get(name) {
         None => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(Status::JwtPayloadParseError),
+        Some(_) => Err(bad),
     }
 }
 
-/// A NumericDate claim (absent: 0); a negative or non-number value is a payload error.
-fn time_claim(p: &Map<String, Value>, name: &str) -> Result<u64, Status> {
+/// A NumericDate claim (absent: 0): not a number is `not_int`, a negative one `range`.
+fn time_claim(p: &Map<String, Value>, name: &str, not_int: Status, range: Status) -> Result<u64, Status> {
     match p.get(name) {
         None => Ok(0),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.is_finite()).map(|f| f as u64))
-            .ok_or(Status::JwtPayloadParseError),
-        Some(_) => Err(Status::JwtPayloadParseError),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) => Ok(v),
+            None => n.as_f64().filter(|f| *f >= 0.0 && *f < u64::MAX as f64).map(|f| f as u64).ok_or(range),
+        },
+        Some(_) => Err(not_int),
     }
 }
 
@@ -108,7 +109,13 @@ impl<'t> Jwt<'t> {
         let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(Status::JwtBadFormat);
         };
-        let header = object(h).ok_or(Status::JwtHeaderParseError)?;
+        let header = object(h).map_err(|b64| {
+            if b64 {
+                Status::JwtHeaderParseErrorBadBase64
+            } else {
+                Status::JwtHeaderParseErrorBadJson
+            }
+        })?;
         let alg_name = match header.get("alg") {
             Some(Value::String(a)) => a.as_str(),
             _ => return Err(Status::JwtHeaderBadAlg),
@@ -122,13 +129,22 @@ impl<'t> Jwt<'t> {
             Some(Value::String(k)) => Some(k.clone()),
             Some(_) => return Err(Status::JwtHeaderBadKid),
         };
-        let payload = object(p).ok_or(Status::JwtPayloadParseError)?;
-        let iss = string_claim(&payload, "iss")?;
-        let sub = string_claim(&payload, "sub")?;
-        string_claim(&payload, "jti")?;
-        let exp = time_claim(&payload, "exp")?;
-        let nbf = time_claim(&payload, "nbf")?;
-        time_claim(&payload, "iat")?;
+        let payload = object(p).map_err(|b64| {
+            if b64 {
+                Status::JwtPayloadParseErrorBadBase64
+            } else {
+                Status::JwtPayloadParseErrorBadJson
+            }
+        })?;
+        let iss = string_claim(&payload, "iss", Status::JwtPayloadParseErrorIssNotString)?;
+        let sub = string_claim(&payload, "sub", Status::JwtPayloadParseErrorSubNotString)?;
+        string_claim(&payload, "jti", Status::JwtPayloadParseErrorJtiNotString)?;
+        let (ni, nr) = (Status::JwtPayloadParseErrorIatNotInteger, Status::JwtPayloadParseErrorIatOutOfRange);
+        time_claim(&payload, "iat", ni, nr)?;
+        let (ni, nr) = (Status::JwtPayloadParseErrorNbfNotInteger, Status::JwtPayloadParseErrorNbfOutOfRange);
+        let nbf = time_claim(&payload, "nbf", ni, nr)?;
+        let (ni, nr) = (Status::JwtPayloadParseErrorExpNotInteger, Status::JwtPayloadParseErrorExpOutOfRange);
+        let exp = time_claim(&payload, "exp", ni, nr)?;
         let audiences = match payload.get("aud") {
             None => Vec::new(),
             Some(Value::String(a)) => vec![a.clone()],
@@ -137,15 +153,15 @@ impl<'t> Jwt<'t> {
                 for a in v {
                     match a {
                         Value::String(a) => out.push(a.clone()),
-                        _ => return Err(Status::JwtPayloadParseError),
+                        _ => return Err(Status::JwtPayloadParseErrorAudNotString),
                     }
                 }
                 out
             }
-            Some(_) => return Err(Status::JwtPayloadParseError),
+            Some(_) => return Err(Status::JwtPayloadParseErrorAudNotString),
         };
         if b64url_decode(s).is_none() {
-            return Err(Status::JwtSignatureParseError);
+            return Err(Status::JwtSignatureParseErrorBadBase64);
         }
         Ok(Jwt {
             alg,
@@ -219,15 +235,19 @@ mod tests {
         let err = |t: &str| Jwt::parse(t).err();
         assert_eq!(err("a.b"), Some(Status::JwtBadFormat));
         assert_eq!(err("a.b.c.d"), Some(Status::JwtBadFormat));
-        assert_eq!(err("!!.b.c"), Some(Status::JwtHeaderParseError));
+        assert_eq!(err("!!.b.c"), Some(Status::JwtHeaderParseErrorBadBase64));
+        assert_eq!(err(&format!("{}.b.c", b64("{"))), Some(Status::JwtHeaderParseErrorBadJson));
         assert_eq!(err(&token(r#"{"alg":1}"#, "{}")), Some(Status::JwtHeaderBadAlg));
         assert_eq!(err(&token(r#"{"alg":"none"}"#, "{}")), Some(Status::JwtHeaderNotImplementedAlg));
         assert_eq!(err(&token(r#"{"alg":"RS256","kid":3}"#, "{}")), Some(Status::JwtHeaderBadKid));
-        assert_eq!(err(&token(r#"{"alg":"RS256"}"#, "[]")), Some(Status::JwtPayloadParseError));
-        assert_eq!(err(&token(r#"{"alg":"RS256"}"#, r#"{"exp":"soon"}"#)), Some(Status::JwtPayloadParseError));
-        assert_eq!(err(&token(r#"{"alg":"RS256"}"#, r#"{"aud":[1]}"#)), Some(Status::JwtPayloadParseError));
+        assert_eq!(err(&token(r#"{"alg":"RS256"}"#, "[]")), Some(Status::JwtPayloadParseErrorBadJson));
+        let rs = |p: &str| err(&token(r#"{"alg":"RS256"}"#, p));
+        assert_eq!(rs(r#"{"exp":"soon"}"#), Some(Status::JwtPayloadParseErrorExpNotInteger));
+        assert_eq!(rs(r#"{"nbf":-1}"#), Some(Status::JwtPayloadParseErrorNbfOutOfRange));
+        assert_eq!(rs(r#"{"iss":1}"#), Some(Status::JwtPayloadParseErrorIssNotString));
+        assert_eq!(rs(r#"{"aud":[1]}"#), Some(Status::JwtPayloadParseErrorAudNotString));
         let bad_sig = format!("{}.{}.a*b", b64(r#"{"alg":"RS256"}"#), b64("{}"));
-        assert_eq!(err(&bad_sig), Some(Status::JwtSignatureParseError));
+        assert_eq!(err(&bad_sig), Some(Status::JwtSignatureParseErrorBadBase64));
     }
 
     #[test]

@@ -166,7 +166,10 @@ fn good_tokens_of_each_algorithm_pass_and_are_forwarded_as_configured() {
     }
     let t = mint(&k, Algorithm::HS256, "hs", claims("https://issuer.example", "api", 600));
     let r = run(&c, "GET", "/x?access_token=", &[]);
-    assert_eq!(r.body, b"Jwt is not in the form of Header.Payload.Signature", "an empty parameter is a token");
+    assert_eq!(
+        r.body, b"Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
+        "an empty parameter is a token"
+    );
     let r = run(&c, "GET", &format!("/x?a=1&access_token={t}"), &[]);
     assert_eq!(r.status, None, "the default query parameter");
     assert_eq!(r.head.path, "/x?a=1", "and it is removed");
@@ -205,7 +208,7 @@ fn failures_get_envoys_status_body_and_www_authenticate() {
     let r = run(&c, "GET", "/x", &[("authorization", &format!("Bearer {unknown_kid}"))]);
     assert_eq!(r.body, b"Jwks doesn't have key to match kid or alg from Jwt");
     let r = run(&c, "GET", "/x", &[("authorization", "Bearer not-a-jwt")]);
-    assert_eq!(r.body, b"Jwt is not in the form of Header.Payload.Signature");
+    assert_eq!(r.body, b"Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections");
     assert_eq!(count(&counters, "http.in.jwt_authn.denied"), 8);
     assert_eq!(count(&counters, "http.in.jwt_authn.allowed"), 0);
 }

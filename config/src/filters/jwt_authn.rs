@@ -11,7 +11,7 @@
 //! rejected; so are the features that need filter state, the route cache or a token
 //! cache (`filter_state_rules`, `clear_route_cache`, `jwt_cache_config`) and the
 //! provider fields whose failure statuses sluice cannot confirm against Envoy
-//! (`subjects`, `failed_status_in_metadata`, `normalize_payload_in_metadata`).
+//! (`subjects`, `failed_status_in_metadata`).
 
 use std::time::Duration;
 
@@ -101,6 +101,8 @@ pub struct JwtProvider {
     pub require_expiration: bool,
     pub max_lifetime: Option<Duration>,
     pub claim_to_headers: Vec<ClaimToHeader>,
+    /// `normalize_payload_in_metadata.space_delimited_claims`.
+    pub space_delimited_claims: Vec<String>,
 }
 
 impl JwtProvider {
@@ -134,16 +136,19 @@ impl JwtProvider {
         let require_expiration = f.or(d, "require_expiration", false);
         let max_lifetime: Option<Duration> = f.opt(d, "max_lifetime");
         let claim_to_headers = f.list(d, "claim_to_headers");
+        let mut space_delimited_claims = Vec::new();
+        if let Some(n) = f.take("normalize_payload_in_metadata") {
+            let mut g = Fields::of(d, n, &f.field_path("normalize_payload_in_metadata"))?;
+            space_delimited_claims = g.list(d, "space_delimited_claims");
+            g.finish(d);
+        }
         f.default_only(
             d,
             "clear_route_cache",
             false,
             "the route is chosen before the HTTP filters run in sluice; remove it",
         );
-        f.unsupported(
-            d,
-            &["subjects", "failed_status_in_metadata", "normalize_payload_in_metadata", "jwt_cache_config"],
-        );
+        f.unsupported(d, &["subjects", "failed_status_in_metadata", "jwt_cache_config"]);
         let remote = f.has("remote_jwks");
         f.finish(d);
         let Some(local_jwks) = local_jwks else {
@@ -169,6 +174,7 @@ impl JwtProvider {
             require_expiration,
             max_lifetime,
             claim_to_headers,
+            space_delimited_claims,
         })
     }
 }

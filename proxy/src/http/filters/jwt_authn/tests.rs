@@ -70,13 +70,13 @@ fn mint(k: &Keys, alg: Algorithm, kid: &str, claims: serde_json::Value) -> Strin
 }
 
 fn claims(iss: &str, aud: &str, exp_in: i64) -> serde_json::Value {
-    serde_json::json!({"iss": iss, "sub": "alice", "aud": aud, "exp": unix_now() as i64 + exp_in, "n": 7})
+    serde_json::json!({"iss": iss, "sub": "alice", "aud": aud, "exp": unix_now() as i64 + exp_in, "n": 7, "scope": "read  write"})
 }
 
 fn config(k: &Keys, rest: &str) -> (Arc<JwtAuthnConfig>, CounterSet) {
     let jwks = k.jwks.replace('\'', "''");
     let yaml = format!(
-        "name: jwt\ntyped_config:\n  '@type': type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication\n  providers:\n    p1:\n      issuer: https://issuer.example\n      audiences: [api]\n      local_jwks: {{inline_string: '{jwks}'}}\n      forward_payload_header: x-jwt-payload\n      payload_in_metadata: my_payload\n      claim_to_headers: [{{header_name: x-sub, claim_name: sub}}, {{header_name: x-n, claim_name: n}}]\n    p2:\n      issuer: other\n      local_jwks: {{inline_string: '{jwks}'}}\n      from_headers: [{{name: x-token}}]\n      forward: true\n{rest}"
+        "name: jwt\ntyped_config:\n  '@type': type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication\n  providers:\n    p1:\n      issuer: https://issuer.example\n      audiences: [api]\n      local_jwks: {{inline_string: '{jwks}'}}\n      forward_payload_header: x-jwt-payload\n      payload_in_metadata: my_payload\n      normalize_payload_in_metadata: {{space_delimited_claims: [scope]}}\n      claim_to_headers: [{{header_name: x-sub, claim_name: sub}}, {{header_name: x-n, claim_name: n}}]\n    p2:\n      issuer: other\n      local_jwks: {{inline_string: '{jwks}'}}\n      from_headers: [{{name: x-token}}]\n      forward: true\n{rest}"
     );
     let n = sluice_config::node::parse(&yaml).unwrap();
     let mut d = sluice_config::decode::Decoder::new();
@@ -162,7 +162,10 @@ fn good_tokens_of_each_algorithm_pass_and_are_forwarded_as_configured() {
         let (ns, m) = &r.metadata[0];
         assert_eq!(ns, METADATA_NAMESPACE);
         let Some(sluice_config::metadata::Value::Struct(p)) = m.get("my_payload") else { panic!("{m:?}") };
-        assert_eq!(p.get("sub"), Some(&sluice_config::metadata::Value::String("alice".into())));
+        use sluice_config::metadata::Value as V;
+        assert_eq!(p.get("sub"), Some(&V::String("alice".into())));
+        let scope = V::List(vec![V::String("read".into()), V::String("write".into())]);
+        assert_eq!(p.get("scope"), Some(&scope), "normalize_payload_in_metadata");
     }
     let t = mint(&k, Algorithm::HS256, "hs", claims("https://issuer.example", "api", 600));
     let r = run(&c, "GET", "/x?access_token=", &[]);

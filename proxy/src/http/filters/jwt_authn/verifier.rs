@@ -292,7 +292,16 @@ impl Context<'_> {
             self.extracted.insert(c.header_in_metadata.clone(), Value::Struct(to_struct(&jwt.header)));
         }
         if !c.payload_in_metadata.is_empty() {
-            self.extracted.insert(c.payload_in_metadata.clone(), Value::Struct(to_struct(&jwt.payload)));
+            let mut payload = to_struct(&jwt.payload);
+            // `normalize_payload_in_metadata`: a string claim becomes the list of its
+            // space-separated words.
+            for name in &c.space_delimited_claims {
+                if let Some(Value::String(text)) = payload.get(name) {
+                    let words = text.split(' ').filter(|w| !w.is_empty()).map(|w| Value::String(w.into())).collect();
+                    payload.insert(name.clone(), Value::List(words));
+                }
+            }
+            self.extracted.insert(c.payload_in_metadata.clone(), Value::Struct(payload));
         }
     }
 }
@@ -305,8 +314,9 @@ struct Auth<'a> {
 }
 
 /// A claim as a header value: strings as they are, numbers as Envoy prints them
-/// (integers without a fraction, others with six decimals), booleans as `true`/`false`;
-/// other types and absent claims give no header.
+/// (integers without a fraction, others with six decimals), booleans as `true`/`false`,
+/// objects and lists as the base64 of their JSON; null, empty and absent claims give
+/// no header.
 fn claim(payload: &serde_json::Map<String, Json>, path: &str) -> Option<String> {
     let mut parts = path.split('.');
     let mut v = payload.get(parts.next()?)?;
@@ -324,6 +334,7 @@ fn claim(payload: &serde_json::Map<String, Json>, path: &str) -> Option<String> 
             }
         }
         Json::Bool(b) => Some(b.to_string()),
+        Json::Object(_) | Json::Array(_) => Some(sluice_config::dump::base64(to_value(v).to_json().as_bytes())),
         _ => None,
     }
 }
@@ -366,7 +377,8 @@ mod tests {
         assert_eq!(claim(&p, "f").as_deref(), Some("1.500000"));
         assert_eq!(claim(&p, "b").as_deref(), Some("true"));
         assert_eq!(claim(&p, "o.k").as_deref(), Some("v"));
-        assert_eq!(claim(&p, "l"), None);
+        assert_eq!(claim(&p, "l").as_deref(), Some("WzFd"), "base64 of [1]");
+        assert_eq!(claim(&p, "o").as_deref(), Some("eyJrIjoidiJ9"), "base64 of the object's JSON");
         assert_eq!(claim(&p, "missing"), None);
     }
 }

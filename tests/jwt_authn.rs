@@ -4,7 +4,8 @@
 //! missing, expired, not-yet-valid, wrong-issuer, wrong-audience and forged tokens get
 //! Envoy's 401/403 bodies and `WWW-Authenticate`; `allow_missing`, `requires_any`, a
 //! route's `PerRouteConfig` (`disabled`, `requirement_name`, an unknown name),
-//! `forward_payload_header`, `claim_to_headers`, `forward`; `http.<prefix>.jwt_authn.*`.
+//! `forward_payload_header`, `claim_to_headers`, `forward`, `payload_in_metadata` (in
+//! the access log); `http.<prefix>.jwt_authn.*`.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -112,6 +113,7 @@ fn filters(jwks_path: &str) -> String {
         audiences: [api]
         local_jwks: {{ filename: "{jwks_path}" }}
         forward_payload_header: x-jwt-payload
+        payload_in_metadata: jwt_payload
         claim_to_headers:
         - {{ header_name: x-jwt-sub, claim_name: sub }}
         - {{ header_name: x-jwt-org, claim_name: org.id }}
@@ -249,7 +251,41 @@ fn rules_allow_missing_and_per_route_configs(backend: Backend) {
     assert_eq!(p.counter("http.ingress.jwt_authn.jwt_cache_miss"), 1, "one token verified for a named provider");
 }
 
+/// The access log's lines, once there are `n` of them (or after 5 s).
+fn lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `payload_in_metadata`: a verified payload is the stream's dynamic metadata under
+/// `envoy.filters.http.jwt_authn`, which the access log prints.
+fn the_payload_is_dynamic_metadata(backend: Backend) {
+    let (m, jwks, net) = setup(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let endpoints = [origin.addr];
+    let clusters = [ClusterAt { name: "web", endpoints: &endpoints, extra: "" }];
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let access_log = format!(
+        "access_log:\n- name: file\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n    path: {}\n    log_format:\n      text_format_source:\n        inline_string: \"%REQ(:PATH)% %RESPONSE_CODE% %DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:sub)% %DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:org:id)%\\n\"\n",
+        log.to_string_lossy()
+    );
+    let p = HttpProxy::start(&net, VHOSTS, &clusters, &access_log, &filters(jwks.path().to_str().unwrap()), 1);
+    let mut c = p.client();
+    assert_eq!(c.request("GET", "/api", &[("authorization", &m.bearer("es256"))], b"").status, 200);
+    assert_eq!(c.get("/public").status, 200);
+    assert_eq!(lines(&log, 2), ["/api 200 alice acme", "/public 200 - -"]);
+}
+
 on_both_backends!(
+    the_payload_is_dynamic_metadata,
     good_tokens_pass_and_their_claims_are_forwarded,
     bad_or_missing_tokens_are_refused_as_envoy_does,
     rules_allow_missing_and_per_route_configs

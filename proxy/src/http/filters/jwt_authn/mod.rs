@@ -149,10 +149,10 @@ impl JwtAuthnConfig {
     /// Unix seconds at `now`.
     fn unix(&self, now: Instant) -> u64 {
         let wall = match now.checked_duration_since(self.anchor) {
-            Some(d) => self.wall_anchor + d,
-            None => self.wall_anchor - self.anchor.duration_since(now),
+            Some(d) => self.wall_anchor.checked_add(d),
+            None => self.wall_anchor.checked_sub(self.anchor.duration_since(now)),
         };
-        wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+        wall.and_then(|w| w.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs())
     }
 
     /// The first rule matching the request: its verifier (`None`: nothing required).

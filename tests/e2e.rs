@@ -35,6 +35,7 @@ mod http_router_details;
 mod http_routing;
 mod http_timeouts;
 mod http_upgrade;
+mod jwt_authn;
 mod listener_http_inspector;
 mod original_dst;
 mod overload;

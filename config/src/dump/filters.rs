@@ -7,6 +7,7 @@ use crate::filters::cors::{CorsPolicy, CORS_POLICY_TYPE};
 use crate::filters::csrf::{CsrfPolicy, CSRF_TYPE};
 use crate::filters::header_to_metadata::{HeaderToMetadata, KeyValuePair, Rule, Selector, HEADER_TO_METADATA_TYPE};
 use crate::filters::health_check::HealthCheck;
+use crate::filters::jwt_authn::{JwtAuthentication, JwtPerRoute, JWT_PER_ROUTE_TYPE};
 use crate::filters::local_ratelimit::{LocalRateLimit, TokenBucket, LOCAL_RATE_LIMIT_TYPE};
 use crate::filters::rbac::{
     Permission, Policy, Principal, Rbac, RbacEngine, RbacPerRoute, RbacRules, RBAC_PER_ROUTE_TYPE,
@@ -241,6 +242,7 @@ impl Dump for PerFilterConfigs {
                         Some(PerRouteConfig::HeaderToMetadata(c)) => any(HEADER_TO_METADATA_TYPE, c.dump()),
                         Some(PerRouteConfig::LocalRateLimit(c)) => any(LOCAL_RATE_LIMIT_TYPE, c.dump()),
                         Some(PerRouteConfig::Rbac(c)) => any(RBAC_PER_ROUTE_TYPE, c.dump()),
+                        Some(PerRouteConfig::JwtAuthn(c)) => any(JWT_PER_ROUTE_TYPE, c.dump()),
                         None => Json::obj(),
                     };
                     let fc = Json::obj().with("disabled", e.disabled);
@@ -249,5 +251,25 @@ impl Dump for PerFilterConfigs {
                 })
                 .collect(),
         )
+    }
+}
+
+/// The message as written, without its `@type` (every field sluice accepts changes
+/// behaviour, so the written form is the effective one).
+impl Dump for JwtAuthentication {
+    fn dump(&self) -> Json {
+        match &self.source {
+            Json::Obj(fields) => Json::Obj(fields.iter().filter(|(k, _)| k != "@type").cloned().collect()),
+            other => other.clone(),
+        }
+    }
+}
+
+impl Dump for JwtPerRoute {
+    fn dump(&self) -> Json {
+        match self {
+            JwtPerRoute::Disabled => Json::obj().with("disabled", true),
+            JwtPerRoute::RequirementName(n) => Json::obj().with("requirement_name", n.as_str()),
+        }
     }
 }

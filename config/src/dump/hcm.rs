@@ -150,6 +150,7 @@ impl Dump for HttpFilter {
             HttpFilterKind::HealthCheck(c) => c.dump(),
             HttpFilterKind::LocalRateLimit(c) => c.dump(),
             HttpFilterKind::Rbac(c) => c.dump(),
+            HttpFilterKind::JwtAuthn(c) => c.dump(),
             HttpFilterKind::Router(r) => r.dump(),
         };
         Json::obj()

@@ -11,6 +11,7 @@ pub mod cors;
 pub mod csrf;
 pub mod header_to_metadata;
 pub mod health_check;
+pub mod jwt_authn;
 pub mod local_ratelimit;
 pub mod rbac;
 pub mod rbac_matcher;
@@ -22,6 +23,7 @@ use crate::node::{Node, Value};
 use self::cors::{CorsPolicy, CORS_POLICY_TYPE};
 use self::csrf::{CsrfPolicy, CSRF_TYPE};
 use self::header_to_metadata::{HeaderToMetadata, HEADER_TO_METADATA_TYPE};
+use self::jwt_authn::{JwtPerRoute, JWT_PER_ROUTE_TYPE};
 use self::local_ratelimit::{LocalRateLimit, LOCAL_RATE_LIMIT_TYPE};
 use self::rbac::{RbacPerRoute, RBAC_PER_ROUTE_TYPE};
 
@@ -35,6 +37,7 @@ pub enum PerRouteConfig {
     HeaderToMetadata(HeaderToMetadata),
     LocalRateLimit(LocalRateLimit),
     Rbac(RbacPerRoute),
+    JwtAuthn(JwtPerRoute),
 }
 
 /// One `typed_per_filter_config` entry.
@@ -134,6 +137,7 @@ fn decode_per_route(
         }
         LOCAL_RATE_LIMIT_TYPE => PerRouteConfig::LocalRateLimit(LocalRateLimit::decode_fields(d, t.fields, true)?),
         RBAC_PER_ROUTE_TYPE => PerRouteConfig::Rbac(RbacPerRoute::decode_fields(d, t.fields)?),
+        JWT_PER_ROUTE_TYPE => PerRouteConfig::JwtAuthn(JwtPerRoute::decode_fields(d, t.fields)?),
         other if is_optional => {
             d.warn(
                 &format!("{path}.@type"),

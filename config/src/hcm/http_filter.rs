@@ -9,6 +9,7 @@ use crate::filters::cors::CORS_TYPE;
 use crate::filters::csrf::{CsrfPolicy, CSRF_TYPE};
 use crate::filters::header_to_metadata::{HeaderToMetadata, HEADER_TO_METADATA_TYPE};
 use crate::filters::health_check::{HealthCheck, HEALTH_CHECK_TYPE};
+use crate::filters::jwt_authn::{JwtAuthentication, JWT_AUTHN_TYPE};
 use crate::filters::local_ratelimit::{LocalRateLimit, LOCAL_RATE_LIMIT_TYPE};
 use crate::filters::rbac::{Rbac, RBAC_TYPE};
 use crate::node::Node;
@@ -87,6 +88,8 @@ pub enum HttpFilterKind {
     LocalRateLimit(LocalRateLimit),
     /// `envoy.extensions.filters.http.rbac.v3.RBAC`
     Rbac(Rbac),
+    /// `envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication`
+    JwtAuthn(Box<JwtAuthentication>),
     /// `envoy.extensions.filters.http.router.v3.Router` (terminal)
     Router(RouterFilter),
 }
@@ -105,6 +108,7 @@ impl HttpFilterKind {
             HttpFilterKind::HealthCheck(_) => HEALTH_CHECK_TYPE,
             HttpFilterKind::LocalRateLimit(_) => LOCAL_RATE_LIMIT_TYPE,
             HttpFilterKind::Rbac(_) => RBAC_TYPE,
+            HttpFilterKind::JwtAuthn(_) => JWT_AUTHN_TYPE,
             HttpFilterKind::Router(_) => ROUTER_TYPE,
         }
     }
@@ -156,6 +160,7 @@ impl Decode for HttpFilter {
             HEALTH_CHECK_TYPE => HttpFilterKind::HealthCheck(HealthCheck::decode_fields(d, t.fields)?),
             LOCAL_RATE_LIMIT_TYPE => HttpFilterKind::LocalRateLimit(LocalRateLimit::decode_fields(d, t.fields, false)?),
             RBAC_TYPE => HttpFilterKind::Rbac(Rbac::decode_fields(d, t.fields)?),
+            JWT_AUTHN_TYPE => HttpFilterKind::JwtAuthn(Box::new(JwtAuthentication::decode_fields(d, t.fields, tc)?)),
             ROUTER_TYPE => HttpFilterKind::Router(RouterFilter::decode_fields(d, t.fields)?),
             // Envoy: a client that does not support an optional filter may skip it.
             other if is_optional => {

@@ -168,6 +168,10 @@ impl HcmConfig {
                         .map_err(|e| format!("{path}.http_filters[{i}].typed_config: {e}"))?,
                 )),
                 HttpFilterKind::Rbac(r) => FilterFactory::Rbac(Arc::new(RbacConfig::new(r, &prefix, &mut counters))),
+                HttpFilterKind::JwtAuthn(j) => FilterFactory::JwtAuthn(Arc::new(
+                    crate::http::filters::jwt_authn::JwtAuthnConfig::new(j, &prefix, &mut counters)
+                        .map_err(|e| format!("{path}.http_filters[{i}].typed_config.{e}"))?,
+                )),
             };
             filters.push(HttpFilterConfig { name: f.name.clone(), disabled: f.disabled, factory });
         }

@@ -11,6 +11,7 @@ pub mod csrf;
 pub mod fault;
 pub mod header_to_metadata;
 pub mod health_check;
+pub mod jwt_authn;
 pub mod local_ratelimit;
 pub mod per_route;
 pub mod rbac;
@@ -26,6 +27,7 @@ use self::csrf::{CsrfConfig, CsrfFilter};
 use self::fault::{FaultConfig, FaultFilter};
 use self::header_to_metadata::{HeaderToMetadataConfig, HeaderToMetadataFilter};
 use self::health_check::HealthCheckFilter;
+use self::jwt_authn::{JwtAuthnConfig, JwtAuthnFilter};
 use self::local_ratelimit::{LocalRateLimitConfig, LocalRateLimitFilter};
 use self::per_route::RouteView;
 use self::rbac::{RbacConfig, RbacFilter};
@@ -41,6 +43,7 @@ pub enum FilterFactory {
     HealthCheck(Arc<sluice_config::filters::health_check::HealthCheck>),
     LocalRateLimit(Arc<LocalRateLimitConfig>),
     Rbac(Arc<RbacConfig>),
+    JwtAuthn(Arc<JwtAuthnConfig>),
 }
 
 /// One `http_filters` entry: its name (the key of `typed_per_filter_config`), whether
@@ -70,6 +73,7 @@ impl HttpFilterConfig {
             FilterFactory::HealthCheck(c) => ActiveFilter::HealthCheck(HealthCheckFilter::new(Arc::clone(c))),
             FilterFactory::LocalRateLimit(c) => ActiveFilter::LocalRateLimit(LocalRateLimitFilter::new(c, route, k)),
             FilterFactory::Rbac(c) => ActiveFilter::Rbac(RbacFilter::new(Arc::clone(c), route, k)),
+            FilterFactory::JwtAuthn(c) => ActiveFilter::JwtAuthn(JwtAuthnFilter::new(Arc::clone(c), route, k)),
         })
     }
 }
@@ -100,6 +104,7 @@ pub enum ActiveFilter {
     HealthCheck(HealthCheckFilter),
     LocalRateLimit(LocalRateLimitFilter),
     Rbac(RbacFilter),
+    JwtAuthn(JwtAuthnFilter),
 }
 
 macro_rules! dispatch {
@@ -112,6 +117,7 @@ macro_rules! dispatch {
             ActiveFilter::HealthCheck($f) => $e,
             ActiveFilter::LocalRateLimit($f) => $e,
             ActiveFilter::Rbac($f) => $e,
+            ActiveFilter::JwtAuthn($f) => $e,
         }
     };
 }

@@ -30,6 +30,7 @@ pub enum PerRouteFilter {
     HeaderToMetadata(Arc<crate::http::filters::header_to_metadata::HeaderToMetadataConfig>),
     LocalRateLimit(Arc<LocalRateLimitConfig>),
     Rbac(Arc<RbacEngines>),
+    JwtAuthn(super::jwt_authn::JwtRoute),
 }
 
 /// One level's word on one filter.
@@ -124,6 +125,9 @@ fn level(
                 LocalRateLimitConfig::new(c, counters).map_err(|e| format!("{p}: {e}"))?,
             ))),
             Some(PerRouteConfig::Rbac(c)) => Some(PerRouteFilter::Rbac(Arc::new(RbacEngines::per_route(c)))),
+            Some(PerRouteConfig::JwtAuthn(c)) => {
+                Some(PerRouteFilter::JwtAuthn(super::jwt_authn::JwtRoute::new(c, &filters[k].factory)))
+            }
         };
         out[k] = Some(PerRoute { disabled: e.disabled, config });
     }

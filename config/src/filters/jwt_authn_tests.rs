@@ -1,0 +1,104 @@
+//! `JwtAuthentication` and `PerRouteConfig`: what loads, what is rejected with its path.
+
+use super::*;
+use crate::hcm::{HttpFilter, HttpFilterKind};
+use crate::node::parse;
+
+fn decode(typed_config: &str) -> (Option<JwtAuthentication>, Decoder) {
+    let yaml = format!(
+        "name: jwt\ntyped_config:\n  '@type': type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication\n{typed_config}"
+    );
+    let n = parse(&yaml).unwrap();
+    let mut d = Decoder::new();
+    let f = d.decode::<HttpFilter>(&n, "f");
+    let j = f.and_then(|f| match f.kind {
+        HttpFilterKind::JwtAuthn(j) => Some(*j),
+        _ => None,
+    });
+    (j, d)
+}
+
+fn errors(d: &Decoder) -> String {
+    d.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+}
+
+const PROVIDERS: &str = "  providers:\n    a:\n      issuer: https://a.example\n      audiences: [x]\n      local_jwks: {inline_string: '{\"keys\":[]}'}\n      from_headers: [{name: X-Jwt, value_prefix: 'Token '}]\n      from_params: [jwt]\n      forward_payload_header: X-Payload\n      claim_to_headers: [{header_name: X-Sub, claim_name: sub}]\n      max_lifetime: 3600s\n    b:\n      local_jwks: {filename: /etc/jwks.json}\n";
+
+#[test]
+fn providers_rules_and_requirements_load() {
+    let (j, d) = decode(&format!(
+        "{PROVIDERS}  rules:\n  - match: {{prefix: /health}}\n  - match: {{prefix: /a}}\n    requires: {{provider_name: a}}\n  - match: {{path: /any}}\n    requires: {{requires_any: {{requirements: [{{provider_name: a}}, {{allow_missing: {{}}}}]}}}}\n  - match: {{prefix: /n}}\n    requirement_name: both\n  requirement_map:\n    both:\n      requires_all: {{requirements: [{{provider_name: a}}, {{provider_and_audiences: {{provider_name: b, audiences: [y]}}}}]}}\n  bypass_cors_preflight: true\n"
+    ));
+    assert!(d.errors.is_empty(), "{}", errors(&d));
+    let j = j.unwrap();
+    assert_eq!(j.providers.len(), 2);
+    let a = &j.providers[0];
+    assert_eq!((a.name.as_str(), a.issuer.as_str()), ("a", "https://a.example"));
+    assert_eq!(a.from_headers[0], JwtHeader { name: "x-jwt".into(), value_prefix: "Token ".into() });
+    assert_eq!(a.forward_payload_header, "x-payload");
+    assert_eq!(a.claim_to_headers[0].header_name, "x-sub");
+    assert_eq!(a.max_lifetime, Some(Duration::from_secs(3600)));
+    assert!(j.bypass_cors_preflight);
+    assert_eq!(j.rules.len(), 4);
+    assert_eq!(j.rules[0].requirement, RuleRequirement::None);
+    assert_eq!(j.rules[1].requirement, RuleRequirement::Requires(JwtRequirement::ProviderName("a".into())));
+    assert_eq!(
+        j.rules[2].requirement,
+        RuleRequirement::Requires(JwtRequirement::RequiresAny(vec![
+            JwtRequirement::ProviderName("a".into()),
+            JwtRequirement::AllowMissing
+        ]))
+    );
+    assert_eq!(j.rules[3].requirement, RuleRequirement::Named(0));
+}
+
+#[test]
+fn unknown_providers_and_requirement_names_are_errors_with_envoys_messages() {
+    let (_, d) =
+        decode(&format!("{PROVIDERS}  rules:\n  - match: {{prefix: /}}\n    requires: {{provider_name: c}}\n"));
+    let e = errors(&d);
+    assert!(
+        e.contains("f.typed_config.rules[0].requires") && e.contains("Required provider ['c'] is not configured."),
+        "{e}"
+    );
+    let (_, d) = decode(&format!(
+        "{PROVIDERS}  requirement_map: {{r1: {{provider_name: a}}, r2: {{provider_name: b}}}}\n  rules:\n  - match: {{prefix: /}}\n    requirement_name: r3\n"
+    ));
+    let e = errors(&d);
+    assert!(e.contains("f.typed_config.rules[0].requirement_name"), "{e}");
+    assert!(e.contains("Wrong requirement_name: r3. It should be one of [r1,r2]"), "{e}");
+}
+
+#[test]
+fn unsupported_fields_are_rejected_with_their_path() {
+    let (_, d) = decode(
+        "  providers:\n    r:\n      remote_jwks: {http_uri: {uri: 'https://x/jwks', cluster: c, timeout: 1s}}\n",
+    );
+    let e = errors(&d);
+    assert!(e.contains("f.typed_config.providers.r.remote_jwks") && e.contains("asynchronous HTTP client"), "{e}");
+    let (_, d) = decode("  providers:\n    p:\n      local_jwks: {inline_string: x}\n      jwt_cache_config: {}\n");
+    assert!(errors(&d).contains("f.typed_config.providers.p.jwt_cache_config"), "{}", errors(&d));
+    let (_, d) = decode("  providers:\n    p: {issuer: x}\n");
+    assert!(errors(&d).contains("one of `local_jwks` or `remote_jwks` is required"), "{}", errors(&d));
+    let (_, d) = decode("  filter_state_rules: {name: n}\n");
+    assert!(errors(&d).contains("f.typed_config.filter_state_rules"), "{}", errors(&d));
+    let (_, d) = decode("  rules:\n  - match: {prefix: /, grpc: {}}\n");
+    assert!(errors(&d).contains("f.typed_config.rules[0].match"), "{}", errors(&d));
+    let (_, d) = decode("  requirement_map: {r: {requires_any: {requirements: [{provider_name: a}]}}}\n");
+    assert!(errors(&d).contains("needs at least 2 requirements"), "{}", errors(&d));
+}
+
+#[test]
+fn per_route_config() {
+    let yaml = |s: &str| {
+        let n = parse(s).unwrap();
+        let mut d = Decoder::new();
+        let f = Fields::of(&mut d, &n, "p").unwrap();
+        let v = JwtPerRoute::decode_fields(&mut d, f);
+        (v, d)
+    };
+    assert_eq!(yaml("{disabled: true}").0, Some(JwtPerRoute::Disabled));
+    assert_eq!(yaml("{requirement_name: r}").0, Some(JwtPerRoute::RequirementName("r".into())));
+    assert!(errors(&yaml("{disabled: false}").1).contains("must be true"));
+    assert!(errors(&yaml("{}").1).contains("one of `disabled` or `requirement_name`"));
+}

@@ -7,6 +7,7 @@ use crate::error::ErrorKind;
 use crate::fault::HttpFault;
 use crate::filters::cors::CORS_TYPE;
 use crate::filters::csrf::{CsrfPolicy, CSRF_TYPE};
+use crate::filters::grpc::{GrpcHttp1Bridge, GRPC_HTTP1_BRIDGE_TYPE, GRPC_WEB_TYPE};
 use crate::filters::header_to_metadata::{HeaderToMetadata, HEADER_TO_METADATA_TYPE};
 use crate::filters::health_check::{HealthCheck, HEALTH_CHECK_TYPE};
 use crate::filters::local_ratelimit::{LocalRateLimit, LOCAL_RATE_LIMIT_TYPE};
@@ -87,6 +88,10 @@ pub enum HttpFilterKind {
     LocalRateLimit(LocalRateLimit),
     /// `envoy.extensions.filters.http.rbac.v3.RBAC`
     Rbac(Rbac),
+    /// `envoy.extensions.filters.http.grpc_web.v3.GrpcWeb`
+    GrpcWeb,
+    /// `envoy.extensions.filters.http.grpc_http1_bridge.v3.Config`
+    GrpcHttp1Bridge(GrpcHttp1Bridge),
     /// `envoy.extensions.filters.http.router.v3.Router` (terminal)
     Router(RouterFilter),
 }
@@ -105,6 +110,8 @@ impl HttpFilterKind {
             HttpFilterKind::HealthCheck(_) => HEALTH_CHECK_TYPE,
             HttpFilterKind::LocalRateLimit(_) => LOCAL_RATE_LIMIT_TYPE,
             HttpFilterKind::Rbac(_) => RBAC_TYPE,
+            HttpFilterKind::GrpcWeb => GRPC_WEB_TYPE,
+            HttpFilterKind::GrpcHttp1Bridge(_) => GRPC_HTTP1_BRIDGE_TYPE,
             HttpFilterKind::Router(_) => ROUTER_TYPE,
         }
     }
@@ -156,6 +163,11 @@ impl Decode for HttpFilter {
             HEALTH_CHECK_TYPE => HttpFilterKind::HealthCheck(HealthCheck::decode_fields(d, t.fields)?),
             LOCAL_RATE_LIMIT_TYPE => HttpFilterKind::LocalRateLimit(LocalRateLimit::decode_fields(d, t.fields, false)?),
             RBAC_TYPE => HttpFilterKind::Rbac(Rbac::decode_fields(d, t.fields)?),
+            GRPC_WEB_TYPE => {
+                t.fields.finish(d);
+                HttpFilterKind::GrpcWeb
+            }
+            GRPC_HTTP1_BRIDGE_TYPE => HttpFilterKind::GrpcHttp1Bridge(GrpcHttp1Bridge::decode_fields(d, t.fields)?),
             ROUTER_TYPE => HttpFilterKind::Router(RouterFilter::decode_fields(d, t.fields)?),
             // Envoy: a client that does not support an optional filter may skip it.
             other if is_optional => {

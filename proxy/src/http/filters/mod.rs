@@ -9,6 +9,8 @@
 pub mod cors;
 pub mod csrf;
 pub mod fault;
+pub mod grpc_http1_bridge;
+pub mod grpc_web;
 pub mod header_to_metadata;
 pub mod health_check;
 pub mod local_ratelimit;
@@ -24,6 +26,8 @@ use crate::http::{HeaderMap, RequestHead, ResponseHead};
 use self::cors::{CorsConfig, CorsFilter};
 use self::csrf::{CsrfConfig, CsrfFilter};
 use self::fault::{FaultConfig, FaultFilter};
+use self::grpc_http1_bridge::{GrpcHttp1BridgeConfig, GrpcHttp1BridgeFilter};
+use self::grpc_web::{GrpcWebConfig, GrpcWebFilter};
 use self::header_to_metadata::{HeaderToMetadataConfig, HeaderToMetadataFilter};
 use self::health_check::HealthCheckFilter;
 use self::local_ratelimit::{LocalRateLimitConfig, LocalRateLimitFilter};
@@ -41,6 +45,8 @@ pub enum FilterFactory {
     HealthCheck(Arc<sluice_config::filters::health_check::HealthCheck>),
     LocalRateLimit(Arc<LocalRateLimitConfig>),
     Rbac(Arc<RbacConfig>),
+    GrpcWeb(Arc<GrpcWebConfig>),
+    GrpcHttp1Bridge(Arc<GrpcHttp1BridgeConfig>),
 }
 
 /// One `http_filters` entry: its name (the key of `typed_per_filter_config`), whether
@@ -70,6 +76,10 @@ impl HttpFilterConfig {
             FilterFactory::HealthCheck(c) => ActiveFilter::HealthCheck(HealthCheckFilter::new(Arc::clone(c))),
             FilterFactory::LocalRateLimit(c) => ActiveFilter::LocalRateLimit(LocalRateLimitFilter::new(c, route, k)),
             FilterFactory::Rbac(c) => ActiveFilter::Rbac(RbacFilter::new(Arc::clone(c), route, k)),
+            FilterFactory::GrpcWeb(c) => ActiveFilter::GrpcWeb(GrpcWebFilter::new(Arc::clone(c))),
+            FilterFactory::GrpcHttp1Bridge(c) => {
+                ActiveFilter::GrpcHttp1Bridge(GrpcHttp1BridgeFilter::new(Arc::clone(c)))
+            }
         })
     }
 }
@@ -100,6 +110,8 @@ pub enum ActiveFilter {
     HealthCheck(HealthCheckFilter),
     LocalRateLimit(LocalRateLimitFilter),
     Rbac(RbacFilter),
+    GrpcWeb(GrpcWebFilter),
+    GrpcHttp1Bridge(GrpcHttp1BridgeFilter),
 }
 
 macro_rules! dispatch {
@@ -112,6 +124,8 @@ macro_rules! dispatch {
             ActiveFilter::HealthCheck($f) => $e,
             ActiveFilter::LocalRateLimit($f) => $e,
             ActiveFilter::Rbac($f) => $e,
+            ActiveFilter::GrpcWeb($f) => $e,
+            ActiveFilter::GrpcHttp1Bridge($f) => $e,
         }
     };
 }

@@ -1,0 +1,26 @@
+//! The gRPC bridging filters' configs: `extensions.filters.http.grpc_web.v3.GrpcWeb`
+//! (no fields) and `extensions.filters.http.grpc_http1_bridge.v3.Config`.
+
+use crate::decode::{Decoder, Fields};
+
+pub const GRPC_WEB_TYPE: &str = "envoy.extensions.filters.http.grpc_web.v3.GrpcWeb";
+pub const GRPC_HTTP1_BRIDGE_TYPE: &str = "envoy.extensions.filters.http.grpc_http1_bridge.v3.Config";
+
+/// `grpc_http1_bridge.v3.Config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GrpcHttp1Bridge {
+    /// Frame `application/x-protobuf` requests as gRPC (`application/grpc`, one
+    /// length-prefixed message) and strip the frame off the response.
+    pub upgrade_protobuf_to_grpc: bool,
+    /// Drop the query string of bridged requests (gRPC servers do not route on it).
+    pub ignore_query_parameters: bool,
+}
+
+impl GrpcHttp1Bridge {
+    pub(crate) fn decode_fields(d: &mut Decoder, mut f: Fields<'_>) -> Option<GrpcHttp1Bridge> {
+        let upgrade_protobuf_to_grpc = f.or(d, "upgrade_protobuf_to_grpc", false);
+        let ignore_query_parameters = f.or(d, "ignore_query_parameters", false);
+        f.finish(d);
+        Some(GrpcHttp1Bridge { upgrade_protobuf_to_grpc, ignore_query_parameters })
+    }
+}

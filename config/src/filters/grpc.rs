@@ -24,3 +24,32 @@ impl GrpcHttp1Bridge {
         Some(GrpcHttp1Bridge { upgrade_protobuf_to_grpc, ignore_query_parameters })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::decode::Decoder;
+    use crate::hcm::{HttpFilter, HttpFilterKind};
+    use crate::node::parse;
+
+    fn decode(yaml: &str) -> (Option<HttpFilter>, Decoder) {
+        let n = parse(yaml).unwrap();
+        let mut d = Decoder::new();
+        let f = d.decode::<HttpFilter>(&n, "f");
+        (f, d)
+    }
+
+    #[test]
+    fn grpc_web_and_bridge_configs() {
+        let (f, d) = decode("name: gw\ntyped_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb}\n");
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        assert_eq!(f.unwrap().kind, HttpFilterKind::GrpcWeb);
+        let (f, d) = decode("name: b\ntyped_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.grpc_http1_bridge.v3.Config, upgrade_protobuf_to_grpc: true, ignore_query_parameters: true}\n");
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        let HttpFilterKind::GrpcHttp1Bridge(b) = f.unwrap().kind else { panic!() };
+        assert!(b.upgrade_protobuf_to_grpc && b.ignore_query_parameters);
+        // Fields the filters do not have are refused with their path.
+        let (_, d) = decode("name: gw\ntyped_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb, text: true}\n");
+        let e = d.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        assert!(e.contains("f.typed_config.text") && e.contains("unknown field"), "{e}");
+    }
+}

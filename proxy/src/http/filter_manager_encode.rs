@@ -154,7 +154,7 @@ impl<F: StreamFilter> FilterManager<F> {
             };
             if held_at.is_some_and(|at| p > at) {
                 // The head has not reached this filter: the bytes wait with it.
-                self.hold(p.saturating_sub(1), chunk, head, out);
+                self.hold(p.saturating_sub(1), chunk, out);
                 return;
             }
             let mut cb = FilterCallbacks { random, ..FilterCallbacks::default() };
@@ -180,7 +180,7 @@ impl<F: StreamFilter> FilterManager<F> {
                     }
                 }
                 DataStatus::StopIterationAndBuffer => {
-                    self.hold(p, chunk, head, out);
+                    self.hold(p, chunk, out);
                     return;
                 }
                 DataStatus::StopIterationNoBuffer => return,
@@ -191,8 +191,7 @@ impl<F: StreamFilter> FilterManager<F> {
     }
 
     /// Buffer `chunk` at filter `p`, bounded by the limit.
-    fn hold(&mut self, p: usize, chunk: Vec<u8>, head: &ResponseHead, out: &mut Encoded) {
-        let _ = head;
+    fn hold(&mut self, p: usize, chunk: Vec<u8>, out: &mut Encoded) {
         if self.encode.buffer.len() + chunk.len() > self.limit {
             self.encode.iteration = Iteration::Answered;
             self.encode.buffer = Vec::new();

@@ -7,7 +7,9 @@
 //! last (0x80) frame of the body, error statuses, bad base64, a non-gRPC answer turned
 //! into `grpc-status`/`grpc-message`, what the upstream sees, and the
 //! `cluster.<c>.grpc-web.<service>.<method>.*` stats; the bridge's status and
-//! `grpc-status` headers, `ignore_query_parameters` and `upgrade_protobuf_to_grpc`.
+//! `grpc-status` headers, `ignore_query_parameters` and `upgrade_protobuf_to_grpc`;
+//! a browser's CORS preflight, then its gRPC-Web call, under the CORS policy of
+//! Envoy's grpc-web example.
 //! On the kernel backend against a real grpcio server: unary, server-streaming and
 //! failing calls over gRPC-Web (binary and text) and over the bridge.
 
@@ -219,7 +221,71 @@ fn http1_bridge_to_an_h2_origin(backend: Backend) {
     assert!(seen.headers.iter().any(|(k, v)| k == "content-type" && v == "application/grpc"));
 }
 
-on_both_backends!(grpc_web_to_an_h2_origin, grpc_web_over_http2_downstream, http1_bridge_to_an_h2_origin);
+/// The CORS policy of Envoy's grpc-web example (envoyproxy/examples, Apache-2.0): what
+/// a browser's grpc-web client needs to send its headers and read the status.
+const CORS_ROUTES: &str = r#"- name: app
+  domains: ["*"]
+  typed_per_filter_config:
+    envoy.filters.http.cors:
+      "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy
+      allow_origin_string_match: [{ prefix: "*" }]
+      allow_methods: GET, PUT, DELETE, POST, OPTIONS
+      allow_headers: keep-alive,user-agent,cache-control,content-type,content-transfer-encoding,custom-header-1,x-accept-content-transfer-encoding,x-accept-response-streaming,x-user-agent,x-grpc-web,grpc-timeout
+      max_age: "1728000"
+      expose_headers: custom-header-1,grpc-status,grpc-message
+  routes:
+  - match: { prefix: "/" }
+    route: { cluster: grpc, prefix_rewrite: "/grpc/0/" }
+"#;
+
+const CORS: &str = "- name: envoy.filters.http.cors\n  typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors }\n";
+
+fn browser_preflight_then_grpc_web_call(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = H2Origin::serve(net.listen(), "grpc", None);
+    let endpoints = [origin.addr];
+    let clusters = [ClusterAt { name: "grpc", endpoints: &endpoints, extra: H2_UPSTREAM }];
+    let filters = format!("{GRPC_WEB}{CORS}");
+    let p = HttpProxy::start(&net, CORS_ROUTES, &clusters, "", &filters, 1);
+    let mut c = p.client();
+    let page = "https://page.example";
+    let r = c.request(
+        "OPTIONS",
+        "/pkg.Svc/Call",
+        &[
+            ("host", "api.example"),
+            ("origin", page),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "content-type,x-grpc-web,x-user-agent"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some(page));
+    assert!(r.header("access-control-allow-headers").is_some_and(|h| h.contains("x-grpc-web")));
+    assert!(origin.seen().is_empty(), "the proxy answers the preflight");
+    let h = [
+        ("host", "api.example"),
+        ("origin", page),
+        ("content-type", "application/grpc-web-text"),
+        ("accept", "application/grpc-web-text"),
+        ("x-grpc-web", "1"),
+        ("x-user-agent", "grpc-web-javascript/0.1"),
+    ];
+    let r = c.request("POST", "/pkg.Svc/Call", &h, B64.encode(frame(0, b"from the page")).as_bytes());
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some(page));
+    assert_eq!(r.header("access-control-expose-headers"), Some("custom-header-1,grpc-status,grpc-message"));
+    assert_eq!(r.header("content-type"), Some("application/grpc-web-text+proto"));
+    assert_eq!(frames(&decode_text(&r.body)), [(0, b"from the page".to_vec()), (0x80, b"grpc-status:0\r\n".to_vec())]);
+}
+
+on_both_backends!(
+    grpc_web_to_an_h2_origin,
+    grpc_web_over_http2_downstream,
+    http1_bridge_to_an_h2_origin,
+    browser_preflight_then_grpc_web_call
+);
 
 /// gRPC-Web and bridged calls to the grpcio server of `grpc.rs` (`test.Echo`).
 #[test]

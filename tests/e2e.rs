@@ -13,6 +13,7 @@ mod cli;
 mod config_dump;
 mod drain;
 mod grpc;
+mod grpc_web;
 mod http2;
 mod http2_attacks;
 mod http2_tls;

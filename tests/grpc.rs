@@ -24,7 +24,7 @@ use sluice_e2e::http_proxy::HttpProxy;
 use sluice_e2e::on_both_backends;
 
 /// Make `import grpc` work, installing grpcio with pip when missing.
-fn ensure_grpcio() {
+pub(crate) fn ensure_grpcio() {
     let works = || Command::new("python3").args(["-c", "import grpc"]).status().is_ok_and(|s| s.success());
     if works() {
         return;
@@ -105,7 +105,7 @@ print("after", ch.unary_unary("/test.Echo/Unary")(b"again", timeout=10).decode()
 "#;
 
 /// A child process killed (by PID) and reaped on drop.
-struct Killed(Child);
+pub(crate) struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -114,7 +114,7 @@ impl Drop for Killed {
     }
 }
 
-const H2_UPSTREAM: &str = r#"    typed_extension_protocol_options:
+pub(crate) const H2_UPSTREAM: &str = r#"    typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config:
@@ -122,7 +122,7 @@ const H2_UPSTREAM: &str = r#"    typed_extension_protocol_options:
 "#;
 
 /// Start the grpcio server; its port.
-fn grpc_server() -> (Killed, u16) {
+pub(crate) fn grpc_server() -> (Killed, u16) {
     let mut server = Killed(
         Command::new("python3")
             .args(["-c", PY_SERVER])

@@ -574,6 +574,9 @@ impl Store {
         for (name, v) in crate::access_log::sink::counters() {
             out.push((name.to_string(), StatKind::Counter, v as i64));
         }
+        for (name, v) in crate::http::grpc_stats::counters() {
+            out.push((name, StatKind::Counter, v as i64));
+        }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }

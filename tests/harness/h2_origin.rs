@@ -8,6 +8,9 @@
 //! - `/trailers` answers with trailers `x-trailer: done`, `grpc-status: 0`;
 //! - `/refuse-once/...` resets the stream with REFUSED_STREAM the first time;
 //! - `/grpc-fail-once/N/...` answers a trailers-only gRPC status N the first time;
+//! - `/grpc/N/...` answers as a gRPC server: `content-type: application/grpc`, the
+//!   request body echoed in two DATA frames, trailers `grpc-status: N` (and
+//!   `grpc-message: failed N` when N is not 0);
 //! - `/headers/N` answers with N extra headers `x-h-0` .. `x-h-(N-1)`;
 //! - `/goaway` answers, then sends GOAWAY (the connection ends after its streams);
 //! - anything else echoes `METHOD PATH\n` then the request body.
@@ -225,6 +228,26 @@ fn advance(t: &mut Task, sh: &Shared, cx: &mut Context<'_>) -> Option<bool> {
             .body(())
             .expect("response");
         let _ = t.respond.send_response(resp, true);
+        return Some(false);
+    }
+    if seg.get(1) == Some(&"grpc") {
+        let code = seg.get(2).copied().unwrap_or("0");
+        let resp = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc")
+            .header("x-origin", sh.name.as_str())
+            .body(())
+            .expect("response");
+        let Ok(mut send) = t.respond.send_response(resp, false) else { return Some(false) };
+        let (a, b) = t.body.split_at(t.body.len() / 2);
+        let _ = send.send_data(Bytes::copy_from_slice(a), false);
+        let _ = send.send_data(Bytes::copy_from_slice(b), false);
+        let mut m = http::HeaderMap::new();
+        m.insert("grpc-status", http::HeaderValue::from_str(code).expect("status"));
+        if code != "0" {
+            m.insert("grpc-message", http::HeaderValue::from_str(&format!("failed {code}")).expect("message"));
+        }
+        let _ = send.send_trailers(m);
         return Some(false);
     }
     let status: u16 = match seg.get(1) {

@@ -9,6 +9,7 @@
 
 pub mod cors;
 pub mod csrf;
+pub mod grpc;
 pub mod header_to_metadata;
 pub mod health_check;
 pub mod jwt_authn;

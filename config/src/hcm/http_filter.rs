@@ -7,6 +7,7 @@ use crate::error::ErrorKind;
 use crate::fault::HttpFault;
 use crate::filters::cors::CORS_TYPE;
 use crate::filters::csrf::{CsrfPolicy, CSRF_TYPE};
+use crate::filters::grpc::{GrpcHttp1Bridge, GRPC_HTTP1_BRIDGE_TYPE, GRPC_WEB_TYPE};
 use crate::filters::header_to_metadata::{HeaderToMetadata, HEADER_TO_METADATA_TYPE};
 use crate::filters::health_check::{HealthCheck, HEALTH_CHECK_TYPE};
 use crate::filters::jwt_authn::{JwtAuthentication, JWT_AUTHN_TYPE};
@@ -90,6 +91,10 @@ pub enum HttpFilterKind {
     Rbac(Rbac),
     /// `envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication`
     JwtAuthn(Box<JwtAuthentication>),
+    /// `envoy.extensions.filters.http.grpc_web.v3.GrpcWeb`
+    GrpcWeb,
+    /// `envoy.extensions.filters.http.grpc_http1_bridge.v3.Config`
+    GrpcHttp1Bridge(GrpcHttp1Bridge),
     /// `envoy.extensions.filters.http.router.v3.Router` (terminal)
     Router(RouterFilter),
 }
@@ -109,6 +114,8 @@ impl HttpFilterKind {
             HttpFilterKind::LocalRateLimit(_) => LOCAL_RATE_LIMIT_TYPE,
             HttpFilterKind::Rbac(_) => RBAC_TYPE,
             HttpFilterKind::JwtAuthn(_) => JWT_AUTHN_TYPE,
+            HttpFilterKind::GrpcWeb => GRPC_WEB_TYPE,
+            HttpFilterKind::GrpcHttp1Bridge(_) => GRPC_HTTP1_BRIDGE_TYPE,
             HttpFilterKind::Router(_) => ROUTER_TYPE,
         }
     }
@@ -161,6 +168,11 @@ impl Decode for HttpFilter {
             LOCAL_RATE_LIMIT_TYPE => HttpFilterKind::LocalRateLimit(LocalRateLimit::decode_fields(d, t.fields, false)?),
             RBAC_TYPE => HttpFilterKind::Rbac(Rbac::decode_fields(d, t.fields)?),
             JWT_AUTHN_TYPE => HttpFilterKind::JwtAuthn(Box::new(JwtAuthentication::decode_fields(d, t.fields, tc)?)),
+            GRPC_WEB_TYPE => {
+                t.fields.finish(d);
+                HttpFilterKind::GrpcWeb
+            }
+            GRPC_HTTP1_BRIDGE_TYPE => HttpFilterKind::GrpcHttp1Bridge(GrpcHttp1Bridge::decode_fields(d, t.fields)?),
             ROUTER_TYPE => HttpFilterKind::Router(RouterFilter::decode_fields(d, t.fields)?),
             // Envoy: a client that does not support an optional filter may skip it.
             other if is_optional => {

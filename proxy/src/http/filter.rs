@@ -147,6 +147,19 @@ pub struct FilterCallbacks {
     pub(crate) random: u64,
     /// `setDynamicMetadata` calls of this hook, in order.
     pub(crate) metadata: Vec<(String, Struct)>,
+    /// `addEncodedData` from `encode_trailers`: body bytes that go on to the later
+    /// encoder filters before the trailers.
+    pub(crate) added_data: Vec<u8>,
+    /// Changes to the response head this filter holds (it stopped `encode_headers`).
+    pub(crate) head_edits: Vec<HeadEdit>,
+}
+
+/// A change to a response head a filter stopped in `encode_headers` and edits later
+/// (Envoy's filters keep a pointer to the held header map).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadEdit {
+    Status(u16),
+    Set(&'static [u8], Vec<u8>),
 }
 
 impl FilterCallbacks {
@@ -175,6 +188,18 @@ impl FilterCallbacks {
     /// dynamic metadata namespace `ns` (headers, trailers and timer hooks).
     pub fn set_dynamic_metadata(&mut self, ns: &str, fields: Struct) {
         self.metadata.push((ns.to_string(), fields));
+    }
+
+    /// `addEncodedData` from `encode_trailers`: `data` goes on to the later encoder
+    /// filters (and the client) ahead of the trailers.
+    pub fn add_encoded_data(&mut self, data: &[u8]) {
+        self.added_data.extend_from_slice(data);
+    }
+
+    /// Edit the response head this filter holds (after `encode_headers` stopped), from
+    /// its `encode_data` or `encode_trailers`.
+    pub fn edit_held_response(&mut self, edit: HeadEdit) {
+        self.head_edits.push(edit);
     }
 
     /// A uniform random number (drawn once per hook call by the connection manager).

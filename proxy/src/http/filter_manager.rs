@@ -426,6 +426,10 @@ fn hold_bytes(side: &mut Side, chunk: Vec<u8>, limit: usize) -> DataRun {
     DataRun::Held
 }
 
+#[path = "filter_manager_encode.rs"]
+mod encode;
+pub use encode::Encoded;
+
 #[cfg(test)]
 #[path = "filter_manager_tests.rs"]
 mod tests;

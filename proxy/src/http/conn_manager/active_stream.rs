@@ -21,6 +21,7 @@ use sluice_stack::Stack;
 use crate::http::codec::OutgoingBody;
 use crate::http::filter::{PeerFacts, StreamContext};
 use crate::http::filter_manager::Decoded;
+use crate::http::filter_stream::FilteredStream;
 use crate::http::filters::router::{self, RedirectStep, RouterState, Step};
 use crate::http::local_reply;
 use crate::http::response_flags::ResponseFlags;
@@ -225,8 +226,10 @@ impl<D: ServerStream> StreamCx<'_, D> {
         let body = matched.local_reply(&mut self.stream.head, &info, keep_original, &mut resp).unwrap_or(&[]);
         self.stream.response = resp;
         self.write_response_head(ctx, OutgoingBody::Length(body.len() as u64), false);
-        self.io.encode_data(self.stream, body, self.cfg.buffer_limit);
-        self.io.encode_end(self.stream);
+        let mut io = FilteredStream::new(self.io, self.cfg, self.stream);
+        io.encode_data(self.stream, body, self.cfg.buffer_limit);
+        io.encode_end(self.stream);
+        io.finish(self.stream);
         self.stream.response_done = true;
     }
 
@@ -265,6 +268,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
         match out {
             Decoded::Continue => {
                 self.stream.phase = FilterPhase::Routed;
+                crate::http::filter_stream::reframe_request(self.stream);
                 self.start_router(ctx);
             }
             Decoded::Stopped => {}
@@ -367,7 +371,9 @@ impl<D: ServerStream> StreamCx<'_, D> {
             }
             self.stream.response = resp;
             self.write_response_head(ctx, OutgoingBody::Empty, true);
-            self.io.encode_end(self.stream);
+            let mut io = FilteredStream::new(self.io, self.cfg, self.stream);
+            io.encode_end(self.stream);
+            io.finish(self.stream);
             self.stream.response_done = true;
             self.stream.phase = FilterPhase::Routed;
             return;
@@ -378,8 +384,10 @@ impl<D: ServerStream> StreamCx<'_, D> {
         }
         self.stream.response = resp;
         self.write_response_head(ctx, OutgoingBody::Length(body.len() as u64), true);
-        self.io.encode_data(self.stream, body, self.cfg.buffer_limit);
-        self.io.encode_end(self.stream);
+        let mut io = FilteredStream::new(self.io, self.cfg, self.stream);
+        io.encode_data(self.stream, body, self.cfg.buffer_limit);
+        io.encode_end(self.stream);
+        io.finish(self.stream);
         self.stream.response_done = true;
         self.stream.phase = FilterPhase::Routed;
     }
@@ -390,7 +398,9 @@ impl<D: ServerStream> StreamCx<'_, D> {
             self.stream.close_after = true;
         }
         let date = ctx.date.get(ctx.wall);
-        self.io.encode_headers(self.cfg, self.stream, date, ctx.draining, body);
+        let mut io = FilteredStream::new(self.io, self.cfg, self.stream);
+        io.encode_headers(self.cfg, self.stream, date, ctx.draining, body);
+        io.finish(self.stream);
     }
 
     /// Hand the finished request to every access logger.
@@ -431,8 +441,21 @@ impl<D: ServerStream> StreamCx<'_, D> {
             return Step::default();
         };
         let cfg = Arc::clone(self.cfg);
-        let mut step = r.drive(&cfg, self.stream, self.io, ctx);
+        let mut io = FilteredStream::new(self.io, &cfg, self.stream);
+        let mut step = r.drive(&cfg, self.stream, &mut io, ctx);
+        let filter_reply = io.finish(self.stream);
         self.stream.router = Some(r);
+        if let (Some(fr), Some(_)) = (filter_reply, step.reply.as_ref()) {
+            // A decoder filter refused the request body (the router saw it as malformed).
+            step.reply = None;
+            if let Some(mut r) = self.stream.router.take() {
+                r.cancel(ctx);
+            }
+            let headers: Vec<(&[u8], &[u8])> = fr.headers.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+            self.send_local_reply(ctx, fr.status, &fr.body, &headers);
+            step.progress = true;
+            return step;
+        }
         match step.redirect.take() {
             Some(RedirectStep::Followed(route)) => {
                 if let Some(mut r) = self.stream.router.take() {

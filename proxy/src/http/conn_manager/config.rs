@@ -13,6 +13,8 @@ use crate::http::conn_manager::upgrade::UpgradePolicy;
 use crate::http::filters::cors::CorsConfig;
 use crate::http::filters::csrf::CsrfConfig;
 use crate::http::filters::fault::FaultConfig;
+use crate::http::filters::grpc_http1_bridge::GrpcHttp1BridgeConfig;
+use crate::http::filters::grpc_web::GrpcWebConfig;
 use crate::http::filters::header_to_metadata::HeaderToMetadataConfig;
 use crate::http::filters::local_ratelimit::LocalRateLimitConfig;
 use crate::http::filters::per_route::RouteFilterTable;
@@ -172,6 +174,10 @@ impl HcmConfig {
                     crate::http::filters::jwt_authn::JwtAuthnConfig::new(j, &prefix, &mut counters)
                         .map_err(|e| format!("{path}.http_filters[{i}].typed_config.{e}"))?,
                 )),
+                HttpFilterKind::GrpcWeb => FilterFactory::GrpcWeb(Arc::new(GrpcWebConfig)),
+                HttpFilterKind::GrpcHttp1Bridge(b) => {
+                    FilterFactory::GrpcHttp1Bridge(Arc::new(GrpcHttp1BridgeConfig { options: *b, buffer_limit }))
+                }
             };
             filters.push(HttpFilterConfig { name: f.name.clone(), disabled: f.disabled, factory });
         }

@@ -62,7 +62,6 @@ use self::active_stream::StreamCx;
 use self::config::HcmConfig;
 use self::stream::{FilterPhase, Stream};
 use crate::http::filter::PeerFacts;
-use crate::http::filter_manager::Decoded;
 
 /// Read size for downstream input.
 const READ_CHUNK: usize = 64 * 1024;
@@ -72,15 +71,9 @@ const ROUND_BUDGET: usize = 64;
 /// The encode path's one call site for a response head, whatever the codec: the HCM's
 /// response mutations (server, date, via) on `stream.response`.
 pub fn encode_response_headers(cfg: &HcmConfig, stream: &mut Stream, date: &[u8], end_stream: bool) {
-    // The encoder filters, in reverse order (the chain's encode call site, for every
-    // response head, local replies included).
-    let random = stream.encode_random;
-    if let Decoded::LocalReply(r) = stream.filters.encode_headers(&mut stream.response, end_stream, random) {
-        // No filter of ours answers from encodeHeaders; the reply would have to replace
-        // a response whose body is on its way.
-        tracing::warn!(status = r.status, details = r.details, "an encoder filter's local reply is not supported");
-    }
-    stream.flags.set(stream.filters.flags());
+    // The encoder filters ran before (`FilteredStream::encode_headers`, the chain's
+    // encode call site for every response head, local replies included).
+    let _ = end_stream;
     headers::mutate_response(cfg, &mut stream.response, date);
     crate::trace::mutate_response_headers(
         cfg.always_set_request_id_in_response,

@@ -83,6 +83,9 @@ pub struct Stream {
     pub replay_body: Option<Vec<u8>>,
     /// The request's span and decorator (connection managers with `tracing`).
     pub trace: Option<Box<StreamTrace>>,
+    /// What the filters hold between the router's calls (request bytes they rewrote,
+    /// a response head they stopped).
+    pub filter_io: crate::http::filter_stream::FilterIo,
 }
 
 impl Stream {
@@ -130,6 +133,7 @@ impl Stream {
             redirects: RedirectState::default(),
             replay_body: None,
             trace: None,
+            filter_io: Default::default(),
         }
     }
 
@@ -165,6 +169,7 @@ impl Stream {
         self.redirects = RedirectState::default();
         self.replay_body = None;
         self.trace = None;
+        self.filter_io.clear();
     }
 
     /// The request's HTTP version.

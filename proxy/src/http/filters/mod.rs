@@ -9,6 +9,8 @@
 pub mod cors;
 pub mod csrf;
 pub mod fault;
+pub mod grpc_http1_bridge;
+pub mod grpc_web;
 pub mod header_to_metadata;
 pub mod health_check;
 pub mod jwt_authn;
@@ -25,6 +27,8 @@ use crate::http::{HeaderMap, RequestHead, ResponseHead};
 use self::cors::{CorsConfig, CorsFilter};
 use self::csrf::{CsrfConfig, CsrfFilter};
 use self::fault::{FaultConfig, FaultFilter};
+use self::grpc_http1_bridge::{GrpcHttp1BridgeConfig, GrpcHttp1BridgeFilter};
+use self::grpc_web::{GrpcWebConfig, GrpcWebFilter};
 use self::header_to_metadata::{HeaderToMetadataConfig, HeaderToMetadataFilter};
 use self::health_check::HealthCheckFilter;
 use self::jwt_authn::{JwtAuthnConfig, JwtAuthnFilter};
@@ -44,6 +48,8 @@ pub enum FilterFactory {
     LocalRateLimit(Arc<LocalRateLimitConfig>),
     Rbac(Arc<RbacConfig>),
     JwtAuthn(Arc<JwtAuthnConfig>),
+    GrpcWeb(Arc<GrpcWebConfig>),
+    GrpcHttp1Bridge(Arc<GrpcHttp1BridgeConfig>),
 }
 
 /// One `http_filters` entry: its name (the key of `typed_per_filter_config`), whether
@@ -74,6 +80,10 @@ impl HttpFilterConfig {
             FilterFactory::LocalRateLimit(c) => ActiveFilter::LocalRateLimit(LocalRateLimitFilter::new(c, route, k)),
             FilterFactory::Rbac(c) => ActiveFilter::Rbac(RbacFilter::new(Arc::clone(c), route, k)),
             FilterFactory::JwtAuthn(c) => ActiveFilter::JwtAuthn(JwtAuthnFilter::new(Arc::clone(c), route, k)),
+            FilterFactory::GrpcWeb(c) => ActiveFilter::GrpcWeb(GrpcWebFilter::new(Arc::clone(c))),
+            FilterFactory::GrpcHttp1Bridge(c) => {
+                ActiveFilter::GrpcHttp1Bridge(GrpcHttp1BridgeFilter::new(Arc::clone(c)))
+            }
         })
     }
 }
@@ -105,6 +115,8 @@ pub enum ActiveFilter {
     LocalRateLimit(LocalRateLimitFilter),
     Rbac(RbacFilter),
     JwtAuthn(JwtAuthnFilter),
+    GrpcWeb(GrpcWebFilter),
+    GrpcHttp1Bridge(GrpcHttp1BridgeFilter),
 }
 
 macro_rules! dispatch {
@@ -118,6 +130,8 @@ macro_rules! dispatch {
             ActiveFilter::LocalRateLimit($f) => $e,
             ActiveFilter::Rbac($f) => $e,
             ActiveFilter::JwtAuthn($f) => $e,
+            ActiveFilter::GrpcWeb($f) => $e,
+            ActiveFilter::GrpcHttp1Bridge($f) => $e,
         }
     };
 }

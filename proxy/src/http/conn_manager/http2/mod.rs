@@ -24,6 +24,7 @@
 //! connection closes after its last stream.
 
 pub mod flood;
+mod inbound;
 pub(crate) mod io;
 mod request;
 pub mod stream_io;

@@ -7,10 +7,11 @@
 //! The router and local replies write the response through this; the codec gets only
 //! what passed every filter ([`crate::http::filter_manager::Encoded`]). A held head
 //! goes out when its filter lets it go, with the framing it ends up with: its
-//! `content-length` if a filter set one, else a streamed body, or none when the stream
-//! ended with it. Request bytes a filter changed are kept here between the router's
+//! `content-length` if it has one, a streamed body if a filter removed it, else the
+//! framing it came with (none when the stream ended with it). Request bytes a filter changed are kept here between the router's
 //! reads ([`DecodedBody`], moved in and out of the stream around each call). With no
-//! filters on the stream every call goes straight to the codec.
+//! filters on the stream every call goes straight to the codec, and bodies and
+//! trailers do when every filter is headers-only ([`ActiveFilter::headers_only`]).
 
 use std::net::SocketAddr;
 
@@ -21,6 +22,7 @@ use crate::http::conn_manager::config::HcmConfig;
 use crate::http::conn_manager::stream::Stream;
 use crate::http::filter::LocalReply;
 use crate::http::filter_manager::{DataOutcome, Encoded};
+use crate::http::filters::ActiveFilter;
 use crate::http::stream_encoder::{BodyChunk, MalformedBody, ServerStream};
 use crate::http::HeaderMap;
 
@@ -60,6 +62,8 @@ struct HeldHead {
     date: Vec<u8>,
     draining: bool,
     body: OutgoingBody,
+    /// The head had a `content-length` when the filters got it.
+    had_length: bool,
 }
 
 /// The codec's stream seen through the filters.
@@ -89,6 +93,12 @@ impl<'a, D: ServerStream> FilteredStream<'a, D> {
         stream.filters.filters().is_empty()
     }
 
+    /// No filter of the stream looks at bodies or trailers: they go straight through
+    /// (the head still passes the filters).
+    fn body_pass(stream: &Stream) -> bool {
+        stream.filters.filters().iter().all(ActiveFilter::headers_only)
+    }
+
     /// Hand what passed the encoder filters to the codec.
     fn deliver(&mut self, stream: &mut Stream, out: Encoded, limit: usize) {
         if let Some(r) = out.reply {
@@ -106,11 +116,11 @@ impl<'a, D: ServerStream> FilteredStream<'a, D> {
                     Some(n) => OutgoingBody::Length(n),
                     None => OutgoingBody::Streaming,
                 }
+            } else if held.had_length {
+                // A filter dropped the length: the body it changed is streamed.
+                OutgoingBody::Streaming
             } else {
-                match held.body {
-                    OutgoingBody::Empty => OutgoingBody::Empty,
-                    _ => OutgoingBody::Streaming,
-                }
+                held.body
             };
             stream.filter_io.ended = matches!(body, OutgoingBody::Empty);
             self.inner.encode_headers(self.cfg, stream, &held.date, held.draining, body);
@@ -192,7 +202,7 @@ impl<D: ServerStream> ServerStream for FilteredStream<'_, D> {
     }
 
     fn next_body(&mut self, stream: &mut Stream) -> Result<Option<BodyChunk>, MalformedBody> {
-        if Self::pass(stream) && !self.body.ready {
+        if Self::body_pass(stream) && !self.body.ready {
             return self.inner.next_body(stream);
         }
         loop {
@@ -258,7 +268,8 @@ impl<D: ServerStream> ServerStream for FilteredStream<'_, D> {
         }
         let end = matches!(body, OutgoingBody::Empty | OutgoingBody::Length(0)) || stream.meta.is_head;
         stream.filter_io.ended = false;
-        stream.filter_io.held = Some(HeldHead { date: date.to_vec(), draining, body });
+        let had_length = stream.response.headers.contains(b"content-length");
+        stream.filter_io.held = Some(HeldHead { date: date.to_vec(), draining, body, had_length });
         let random = stream.encode_random;
         let s = &mut *stream;
         let out = s.filters.encode_head(&mut s.response, end, random);
@@ -279,7 +290,7 @@ impl<D: ServerStream> ServerStream for FilteredStream<'_, D> {
     }
 
     fn encode_data(&mut self, stream: &mut Stream, data: &[u8], limit: usize) {
-        if Self::pass(stream) {
+        if Self::body_pass(stream) {
             return self.inner.encode_data(stream, data, limit);
         }
         if stream.filter_io.ended {
@@ -292,7 +303,7 @@ impl<D: ServerStream> ServerStream for FilteredStream<'_, D> {
     }
 
     fn encode_end(&mut self, stream: &mut Stream) {
-        if Self::pass(stream) {
+        if Self::body_pass(stream) {
             return self.inner.encode_end(stream);
         }
         if stream.filter_io.ended {
@@ -306,7 +317,7 @@ impl<D: ServerStream> ServerStream for FilteredStream<'_, D> {
     }
 
     fn encode_trailers(&mut self, stream: &mut Stream, trailers: http::HeaderMap) {
-        if Self::pass(stream) {
+        if Self::body_pass(stream) {
             return self.inner.encode_trailers(stream, trailers);
         }
         let random = stream.encode_random;

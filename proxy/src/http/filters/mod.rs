@@ -119,6 +119,24 @@ pub enum ActiveFilter {
     GrpcHttp1Bridge(GrpcHttp1BridgeFilter),
 }
 
+impl ActiveFilter {
+    /// The filter has no body or trailers hooks (Envoy's default pass-through), so a
+    /// stream whose filters are all such skips the body path. Filters not listed here
+    /// see the body.
+    pub fn headers_only(&self) -> bool {
+        matches!(
+            self,
+            ActiveFilter::Fault(_)
+                | ActiveFilter::Cors(_)
+                | ActiveFilter::Csrf(_)
+                | ActiveFilter::HeaderToMetadata(_)
+                | ActiveFilter::HealthCheck(_)
+                | ActiveFilter::LocalRateLimit(_)
+                | ActiveFilter::Rbac(_)
+        )
+    }
+}
+
 macro_rules! dispatch {
     ($self:ident, $f:ident => $e:expr) => {
         match $self {

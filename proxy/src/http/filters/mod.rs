@@ -151,6 +151,17 @@ impl StreamFilter for ActiveFilter {
         dispatch!(self, f => f.on_timer(cx, cb))
     }
 
+    fn on_async_complete(
+        &mut self,
+        tag: u32,
+        outcome: crate::http::async_client::Outcome,
+        head: &mut RequestHead,
+        cx: &StreamContext<'_>,
+        cb: &mut FilterCallbacks,
+    ) -> HeadersStatus {
+        dispatch!(self, f => f.on_async_complete(tag, outcome, head, cx, cb))
+    }
+
     fn on_destroy(&mut self) {
         dispatch!(self, f => f.on_destroy())
     }

@@ -12,6 +12,7 @@ mod admin;
 mod cli;
 mod config_dump;
 mod drain;
+mod ext_authz;
 mod grpc;
 mod http2;
 mod http2_attacks;

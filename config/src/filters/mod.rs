@@ -9,6 +9,7 @@
 
 pub mod cors;
 pub mod csrf;
+pub mod ext_authz;
 pub mod header_to_metadata;
 pub mod health_check;
 pub mod local_ratelimit;
@@ -21,6 +22,7 @@ use crate::node::{Node, Value};
 
 use self::cors::{CorsPolicy, CORS_POLICY_TYPE};
 use self::csrf::{CsrfPolicy, CSRF_TYPE};
+use self::ext_authz::{ExtAuthzPerRoute, EXT_AUTHZ_PER_ROUTE_TYPE};
 use self::header_to_metadata::{HeaderToMetadata, HEADER_TO_METADATA_TYPE};
 use self::local_ratelimit::{LocalRateLimit, LOCAL_RATE_LIMIT_TYPE};
 use self::rbac::{RbacPerRoute, RBAC_PER_ROUTE_TYPE};
@@ -32,6 +34,7 @@ const FILTER_CONFIG_TYPE: &str = "envoy.config.route.v3.FilterConfig";
 pub enum PerRouteConfig {
     Cors(CorsPolicy),
     Csrf(CsrfPolicy),
+    ExtAuthz(ExtAuthzPerRoute),
     HeaderToMetadata(HeaderToMetadata),
     LocalRateLimit(LocalRateLimit),
     Rbac(RbacPerRoute),
@@ -129,6 +132,7 @@ fn decode_per_route(
     Some(Some(match t.type_name.as_str() {
         CORS_POLICY_TYPE => PerRouteConfig::Cors(CorsPolicy::decode_fields(d, t.fields)?),
         CSRF_TYPE => PerRouteConfig::Csrf(CsrfPolicy::decode_fields(d, t.fields)?),
+        EXT_AUTHZ_PER_ROUTE_TYPE => PerRouteConfig::ExtAuthz(ExtAuthzPerRoute::decode_fields(d, t.fields)?),
         HEADER_TO_METADATA_TYPE => {
             PerRouteConfig::HeaderToMetadata(HeaderToMetadata::decode_fields(d, t.fields, true)?)
         }

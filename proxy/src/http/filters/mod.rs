@@ -8,6 +8,7 @@
 
 pub mod cors;
 pub mod csrf;
+pub mod ext_authz;
 pub mod fault;
 pub mod header_to_metadata;
 pub mod health_check;
@@ -23,6 +24,7 @@ use crate::http::{HeaderMap, RequestHead, ResponseHead};
 
 use self::cors::{CorsConfig, CorsFilter};
 use self::csrf::{CsrfConfig, CsrfFilter};
+use self::ext_authz::{ExtAuthzConfig, ExtAuthzFilter};
 use self::fault::{FaultConfig, FaultFilter};
 use self::header_to_metadata::{HeaderToMetadataConfig, HeaderToMetadataFilter};
 use self::health_check::HealthCheckFilter;
@@ -37,6 +39,7 @@ pub enum FilterFactory {
     Fault(Arc<FaultConfig>),
     Cors(Arc<CorsConfig>),
     Csrf(Arc<CsrfConfig>),
+    ExtAuthz(Arc<ExtAuthzConfig>),
     HeaderToMetadata(Arc<HeaderToMetadataConfig>),
     HealthCheck(Arc<sluice_config::filters::health_check::HealthCheck>),
     LocalRateLimit(Arc<LocalRateLimitConfig>),
@@ -64,6 +67,7 @@ impl HttpFilterConfig {
             FilterFactory::Fault(c) => ActiveFilter::Fault(FaultFilter::new(Arc::clone(c))),
             FilterFactory::Cors(c) => ActiveFilter::Cors(CorsFilter::new(Arc::clone(c), route, k)),
             FilterFactory::Csrf(c) => ActiveFilter::Csrf(CsrfFilter::new(Arc::clone(c), route, k)),
+            FilterFactory::ExtAuthz(c) => ActiveFilter::ExtAuthz(ExtAuthzFilter::new(Arc::clone(c), route, k)),
             FilterFactory::HeaderToMetadata(c) => {
                 ActiveFilter::HeaderToMetadata(HeaderToMetadataFilter::new(Arc::clone(c), route, k))
             }
@@ -96,6 +100,7 @@ pub enum ActiveFilter {
     Fault(FaultFilter),
     Cors(CorsFilter),
     Csrf(CsrfFilter),
+    ExtAuthz(ExtAuthzFilter),
     HeaderToMetadata(HeaderToMetadataFilter),
     HealthCheck(HealthCheckFilter),
     LocalRateLimit(LocalRateLimitFilter),
@@ -108,6 +113,7 @@ macro_rules! dispatch {
             ActiveFilter::Fault($f) => $e,
             ActiveFilter::Cors($f) => $e,
             ActiveFilter::Csrf($f) => $e,
+            ActiveFilter::ExtAuthz($f) => $e,
             ActiveFilter::HeaderToMetadata($f) => $e,
             ActiveFilter::HealthCheck($f) => $e,
             ActiveFilter::LocalRateLimit($f) => $e,

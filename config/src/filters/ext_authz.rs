@@ -392,3 +392,87 @@ impl ExtAuthzPerRoute {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hcm::HttpFilterKind;
+    use crate::listener::NetworkFilterKind;
+
+    fn bootstrap(filter: &str) -> String {
+        format!(
+            r#"static_resources:
+  listeners:
+  - name: l
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 8080}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config: {{virtual_hosts: [{{name: vh, domains: ['*'], routes: [{{match: {{prefix: /}}, route: {{cluster: authz}}}}]}}]}}
+          http_filters:
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+{filter}
+          - {{name: envoy.filters.http.router, typed_config: {{}}}}
+  clusters:
+  - name: authz
+    load_assignment: {{cluster_name: authz, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 9000}}}}}}}}]}}]}}
+"#
+        )
+    }
+
+    fn ext_authz(filter: &str) -> ExtAuthz {
+        let loaded = crate::load_str(&bootstrap(filter)).unwrap_or_else(|e| panic!("{e}"));
+        let NetworkFilterKind::HttpConnectionManager(h) =
+            &loaded.bootstrap.listeners[0].filter_chains[0].filters[0].kind
+        else {
+            panic!()
+        };
+        match &h.http_filters[0].kind {
+            HttpFilterKind::ExtAuthz(e) => (**e).clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn error(filter: &str) -> String {
+        crate::load_str(&bootstrap(filter)).err().map(|e| e.to_string()).expect("should fail")
+    }
+
+    #[test]
+    fn grpc_defaults_and_http_service() {
+        let e = ext_authz("              grpc_service: {envoy_grpc: {cluster_name: authz}}");
+        assert_eq!(
+            e.service,
+            AuthzService::Grpc(GrpcService { cluster_name: "authz".into(), timeout: DEFAULT_TIMEOUT })
+        );
+        assert_eq!((e.status_on_error, e.failure_mode_allow, e.stat_prefix.as_str()), (403, false, ""));
+        let e = ext_authz(
+            "              http_service: {server_uri: {uri: x, cluster: authz, timeout: 0.25s}, path_prefix: /auth}\n              status_on_error: {code: 503}",
+        );
+        let AuthzService::Http(h) = &e.service else { panic!() };
+        assert_eq!(
+            (h.cluster.as_str(), h.timeout, h.path_prefix.as_str()),
+            ("authz", Duration::from_millis(250), "/auth")
+        );
+        assert_eq!(e.status_on_error, 503);
+    }
+
+    #[test]
+    fn unsupported_fields_are_refused_with_their_path() {
+        let base = "              grpc_service: {envoy_grpc: {cluster_name: authz}}\n";
+        let err = error(&format!("{base}              with_request_body: {{max_request_bytes: 10}}"));
+        assert!(err.contains("typed_config.with_request_body"), "{err}");
+        let err = error(&format!("{base}              include_peer_certificate: true"));
+        assert!(err.contains("include_peer_certificate"), "{err}");
+        let err = error("              grpc_service: {google_grpc: {target_uri: x, stat_prefix: y}}");
+        assert!(err.contains("grpc_service.google_grpc"), "{err}");
+        let err = error(&format!("{base}              transport_api_version: V2"));
+        assert!(err.contains("transport_api_version"), "{err}");
+        let err = error("              failure_mode_allow: true");
+        assert!(err.contains("grpc_service") && err.contains("http_service"), "{err}");
+    }
+}

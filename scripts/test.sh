@@ -33,7 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-apt_install build-essential pkg-config python3 python3-pip iproute2 ethtool iptables procps curl openssl strace nghttp2-client nginx
+apt_install build-essential pkg-config python3 python3-pip iproute2 ethtool iptables procps curl openssl strace nghttp2-client nginx protobuf-compiler libprotobuf-dev
 ensure_rust
 
 export CARGO_TERM_COLOR=never

@@ -12,6 +12,7 @@ mod admin;
 mod cli;
 mod config_dump;
 mod drain;
+mod ext_authz;
 mod grpc;
 mod grpc_web;
 mod http2;

@@ -16,11 +16,14 @@ use crate::proto_enum;
 use crate::route::RouteConfiguration;
 use crate::trace::{decode_request_id_extension, HcmTracing, UuidRequestIdConfig};
 
+mod async_client;
 mod forwarding;
 mod http2;
 mod http_filter;
 mod not_yet;
 mod upgrade;
+
+pub use async_client::async_client_hcm;
 
 pub use forwarding::{
     CustomHeaderConfig, ForwardClientCertDetails, Forwarding, InternalAddressConfig, OriginalIpDetection,

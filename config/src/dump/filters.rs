@@ -239,6 +239,9 @@ impl Dump for PerFilterConfigs {
                     let config = match &e.config {
                         Some(PerRouteConfig::Cors(c)) => any(CORS_POLICY_TYPE, c.dump()),
                         Some(PerRouteConfig::Csrf(c)) => any(CSRF_TYPE, c.dump()),
+                        Some(PerRouteConfig::ExtAuthz(c)) => {
+                            any(crate::filters::ext_authz::EXT_AUTHZ_PER_ROUTE_TYPE, c.dump())
+                        }
                         Some(PerRouteConfig::HeaderToMetadata(c)) => any(HEADER_TO_METADATA_TYPE, c.dump()),
                         Some(PerRouteConfig::LocalRateLimit(c)) => any(LOCAL_RATE_LIMIT_TYPE, c.dump()),
                         Some(PerRouteConfig::Rbac(c)) => any(RBAC_PER_ROUTE_TYPE, c.dump()),

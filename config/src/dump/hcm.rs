@@ -146,6 +146,7 @@ impl Dump for HttpFilter {
             HttpFilterKind::Fault(f) => f.dump(),
             HttpFilterKind::Cors => Json::obj(),
             HttpFilterKind::Csrf(c) => c.dump(),
+            HttpFilterKind::ExtAuthz(c) => c.dump(),
             HttpFilterKind::HeaderToMetadata(c) => c.dump(),
             HttpFilterKind::HealthCheck(c) => c.dump(),
             HttpFilterKind::LocalRateLimit(c) => c.dump(),

@@ -21,6 +21,7 @@ mod access_log;
 mod bootstrap;
 mod cluster;
 mod core;
+mod ext_authz;
 mod filters;
 mod hcm;
 mod listener;

@@ -10,6 +10,7 @@
 pub mod cors;
 pub mod csrf;
 pub mod grpc;
+pub mod ext_authz;
 pub mod header_to_metadata;
 pub mod health_check;
 pub mod jwt_authn;
@@ -23,6 +24,7 @@ use crate::node::{Node, Value};
 
 use self::cors::{CorsPolicy, CORS_POLICY_TYPE};
 use self::csrf::{CsrfPolicy, CSRF_TYPE};
+use self::ext_authz::{ExtAuthzPerRoute, EXT_AUTHZ_PER_ROUTE_TYPE};
 use self::header_to_metadata::{HeaderToMetadata, HEADER_TO_METADATA_TYPE};
 use self::jwt_authn::{JwtPerRoute, JWT_PER_ROUTE_TYPE};
 use self::local_ratelimit::{LocalRateLimit, LOCAL_RATE_LIMIT_TYPE};
@@ -35,6 +37,7 @@ const FILTER_CONFIG_TYPE: &str = "envoy.config.route.v3.FilterConfig";
 pub enum PerRouteConfig {
     Cors(CorsPolicy),
     Csrf(CsrfPolicy),
+    ExtAuthz(ExtAuthzPerRoute),
     HeaderToMetadata(HeaderToMetadata),
     LocalRateLimit(LocalRateLimit),
     Rbac(RbacPerRoute),
@@ -133,6 +136,7 @@ fn decode_per_route(
     Some(Some(match t.type_name.as_str() {
         CORS_POLICY_TYPE => PerRouteConfig::Cors(CorsPolicy::decode_fields(d, t.fields)?),
         CSRF_TYPE => PerRouteConfig::Csrf(CsrfPolicy::decode_fields(d, t.fields)?),
+        EXT_AUTHZ_PER_ROUTE_TYPE => PerRouteConfig::ExtAuthz(ExtAuthzPerRoute::decode_fields(d, t.fields)?),
         HEADER_TO_METADATA_TYPE => {
             PerRouteConfig::HeaderToMetadata(HeaderToMetadata::decode_fields(d, t.fields, true)?)
         }

@@ -8,6 +8,7 @@ use crate::fault::HttpFault;
 use crate::filters::cors::CORS_TYPE;
 use crate::filters::csrf::{CsrfPolicy, CSRF_TYPE};
 use crate::filters::grpc::{GrpcHttp1Bridge, GRPC_HTTP1_BRIDGE_TYPE, GRPC_WEB_TYPE};
+use crate::filters::ext_authz::{ExtAuthz, EXT_AUTHZ_TYPE};
 use crate::filters::header_to_metadata::{HeaderToMetadata, HEADER_TO_METADATA_TYPE};
 use crate::filters::health_check::{HealthCheck, HEALTH_CHECK_TYPE};
 use crate::filters::jwt_authn::{JwtAuthentication, JWT_AUTHN_TYPE};
@@ -83,6 +84,8 @@ pub enum HttpFilterKind {
     Csrf(CsrfPolicy),
     /// `envoy.extensions.filters.http.header_to_metadata.v3.Config`
     HeaderToMetadata(HeaderToMetadata),
+    /// `envoy.extensions.filters.http.ext_authz.v3.ExtAuthz`
+    ExtAuthz(Box<ExtAuthz>),
     /// `envoy.extensions.filters.http.health_check.v3.HealthCheck`
     HealthCheck(HealthCheck),
     /// `envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit`
@@ -110,6 +113,7 @@ impl HttpFilterKind {
             HttpFilterKind::Cors => CORS_TYPE,
             HttpFilterKind::Csrf(_) => CSRF_TYPE,
             HttpFilterKind::HeaderToMetadata(_) => HEADER_TO_METADATA_TYPE,
+            HttpFilterKind::ExtAuthz(_) => EXT_AUTHZ_TYPE,
             HttpFilterKind::HealthCheck(_) => HEALTH_CHECK_TYPE,
             HttpFilterKind::LocalRateLimit(_) => LOCAL_RATE_LIMIT_TYPE,
             HttpFilterKind::Rbac(_) => RBAC_TYPE,
@@ -153,6 +157,22 @@ impl Decode for HttpFilter {
             d.error(ErrorKind::Missing, &tc_path, line, "an HTTP filter needs a typed_config with an `@type`");
             return None;
         };
+        if matches!(&tc.value, crate::node::Value::Map(m) if m.is_empty()) {
+            // Envoy: an Any without a type URL selects the extension by the filter's
+            // name (Envoy's examples write the router as `typed_config: {}`).
+            match name.as_str() {
+                "envoy.filters.http.router" | "envoy.router" => {
+                    let kind = HttpFilterKind::Router(RouterFilter {
+                        suppress_envoy_headers: false,
+                        respect_expected_rq_timeout: false,
+                        strict_check_headers: Vec::new(),
+                    });
+                    return Some(HttpFilter { name, kind, disabled });
+                }
+                "envoy.filters.http.cors" => return Some(HttpFilter { name, kind: HttpFilterKind::Cors, disabled }),
+                _ => {}
+            }
+        }
         let t = typed_config(d, tc, &tc_path)?;
         let kind = match t.type_name.as_str() {
             FAULT_TYPE => HttpFilterKind::Fault(HttpFault::decode_fields(d, t.fields)?),
@@ -164,6 +184,7 @@ impl Decode for HttpFilter {
             HEADER_TO_METADATA_TYPE => {
                 HttpFilterKind::HeaderToMetadata(HeaderToMetadata::decode_fields(d, t.fields, false)?)
             }
+            EXT_AUTHZ_TYPE => HttpFilterKind::ExtAuthz(Box::new(ExtAuthz::decode_fields(d, t.fields)?)),
             HEALTH_CHECK_TYPE => HttpFilterKind::HealthCheck(HealthCheck::decode_fields(d, t.fields)?),
             LOCAL_RATE_LIMIT_TYPE => HttpFilterKind::LocalRateLimit(LocalRateLimit::decode_fields(d, t.fields, false)?),
             RBAC_TYPE => HttpFilterKind::Rbac(Rbac::decode_fields(d, t.fields)?),

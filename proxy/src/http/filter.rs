@@ -147,6 +147,10 @@ pub struct FilterCallbacks {
     pub(crate) random: u64,
     /// `setDynamicMetadata` calls of this hook, in order.
     pub(crate) metadata: Vec<(String, Struct)>,
+    /// Async requests this hook asked for (started by the connection manager).
+    pub(crate) calls: Vec<crate::http::async_client::Call>,
+    /// `clearRouteCache`: the route is picked again before the router runs.
+    pub(crate) clear_route_cache: bool,
     /// `addEncodedData` from `encode_trailers`: body bytes that go on to the later
     /// encoder filters before the trailers.
     pub(crate) added_data: Vec<u8>,
@@ -188,6 +192,24 @@ impl FilterCallbacks {
     /// dynamic metadata namespace `ns` (headers, trailers and timer hooks).
     pub fn set_dynamic_metadata(&mut self, ns: &str, fields: Struct) {
         self.metadata.push((ns.to_string(), fields));
+    }
+
+    /// Send `request` through `client` (Envoy's `AsyncClient::send`); the outcome comes
+    /// back to this filter's [`StreamFilter::on_async_complete`] with `tag`. The hook
+    /// usually stops iteration until then.
+    pub fn send_request(
+        &mut self,
+        client: &std::sync::Arc<crate::http::async_client::AsyncClient>,
+        request: crate::http::async_client::Request,
+        tag: u32,
+    ) {
+        self.calls.push(crate::http::async_client::Call { client: std::sync::Arc::clone(client), request, tag });
+    }
+
+    /// `clearRouteCache`: the request's route is matched again (on the headers as the
+    /// filters left them) before the router takes it.
+    pub fn clear_route_cache(&mut self) {
+        self.clear_route_cache = true;
     }
 
     /// `addEncodedData` from `encode_trailers`: `data` goes on to the later encoder
@@ -248,6 +270,20 @@ pub trait StreamFilter {
     /// The time this filter asked for through [`FilterCallbacks::wake_at`] came;
     /// `Continue` resumes decoding after this filter.
     fn on_timer(&mut self, _cx: &StreamContext<'_>, _cb: &mut FilterCallbacks) -> HeadersStatus {
+        HeadersStatus::Continue
+    }
+
+    /// The async request this filter sent with `tag` ended (see
+    /// [`FilterCallbacks::send_request`]); `head` is the request's, to mutate before it
+    /// goes on. `Continue` resumes decoding after this filter when it had stopped.
+    fn on_async_complete(
+        &mut self,
+        _tag: u32,
+        _outcome: crate::http::async_client::Outcome,
+        _head: &mut crate::http::RequestHead,
+        _cx: &StreamContext<'_>,
+        _cb: &mut FilterCallbacks,
+    ) -> HeadersStatus {
         HeadersStatus::Continue
     }
 

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use sluice_config::metadata::Metadata;
 
+use crate::http::async_client::{Call, Outcome};
 use crate::http::filter::{
     DataStatus, FilterCallbacks, HeadersStatus, LocalReply, StreamContext, StreamFilter, TrailersStatus,
 };
@@ -83,6 +84,10 @@ pub struct FilterManager<F> {
     metadata: Metadata,
     /// `per_connection_buffer_limit_bytes`.
     limit: usize,
+    /// Async requests the filters asked for, by filter index, not started yet.
+    calls: Vec<(usize, Call)>,
+    /// A filter cleared the route cache since the last [`FilterManager::take_route_cleared`].
+    route_cleared: bool,
 }
 
 const PAYLOAD_TOO_LARGE: &str = "Payload Too Large";
@@ -98,6 +103,8 @@ impl<F: StreamFilter> FilterManager<F> {
             flags: ResponseFlags::NONE,
             metadata: Metadata::default(),
             limit,
+            calls: Vec::new(),
+            route_cleared: false,
         }
     }
 
@@ -112,6 +119,8 @@ impl<F: StreamFilter> FilterManager<F> {
         self.flags = ResponseFlags::NONE;
         self.metadata.filter_metadata.clear();
         self.limit = limit;
+        self.calls.clear();
+        self.route_cleared = false;
     }
 
     /// The stream ended: every filter's `on_destroy`, once.
@@ -121,6 +130,51 @@ impl<F: StreamFilter> FilterManager<F> {
         }
         self.filters.clear();
         self.wake_at = None;
+        self.calls.clear();
+    }
+
+    /// The async requests the filters asked for since the last call, with the index of
+    /// the filter each goes back to.
+    pub fn take_calls(&mut self) -> Vec<(usize, Call)> {
+        std::mem::take(&mut self.calls)
+    }
+
+    /// Whether a filter cleared the route cache (reset by the call).
+    pub fn take_route_cleared(&mut self) -> bool {
+        std::mem::take(&mut self.route_cleared)
+    }
+
+    /// The async request filter `at` sent with `tag` ended: its
+    /// [`StreamFilter::on_async_complete`], and the chain goes on when that filter had
+    /// stopped the headers and now continues. A filter that already let the headers
+    /// pass only sees the outcome.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_async_complete(
+        &mut self,
+        at: usize,
+        tag: u32,
+        outcome: Outcome,
+        head: &mut RequestHead,
+        end: bool,
+        cx: &StreamContext<'_>,
+        random: u64,
+    ) -> Decoded {
+        if at >= self.filters.len() || self.decode.iteration == Iteration::Answered {
+            return Decoded::Stopped;
+        }
+        let mut cb = Self::callbacks(random);
+        let status = self.filters[at].on_async_complete(tag, outcome, head, cx, &mut cb);
+        if let Some(r) = self.absorb(at, cb) {
+            self.decode.iteration = Iteration::Answered;
+            return Decoded::LocalReply(r);
+        }
+        match (self.decode.iteration, status) {
+            (Iteration::Stopped { at: stopped, .. }, HeadersStatus::Continue) if stopped == at => {
+                self.continue_decoding(head, end, cx, random)
+            }
+            (Iteration::Done, _) => Decoded::Continue,
+            _ => Decoded::Stopped,
+        }
     }
 
     /// The stream's dynamic metadata, as the filters set it (Envoy's
@@ -152,9 +206,11 @@ impl<F: StreamFilter> FilterManager<F> {
         FilterCallbacks { random, ..FilterCallbacks::default() }
     }
 
-    /// Collect what a hook left in its callbacks; `Some` for a local reply.
-    fn absorb(&mut self, cb: FilterCallbacks) -> Option<LocalReply> {
+    /// Collect what filter `i`'s hook left in its callbacks; `Some` for a local reply.
+    fn absorb(&mut self, i: usize, cb: FilterCallbacks) -> Option<LocalReply> {
         self.flags.set(cb.flags);
+        self.calls.extend(cb.calls.into_iter().map(|c| (i, c)));
+        self.route_cleared |= cb.clear_route_cache;
         for (ns, fields) in cb.metadata {
             self.metadata.merge_namespace(&ns, fields);
         }
@@ -183,7 +239,7 @@ impl<F: StreamFilter> FilterManager<F> {
         for i in from..self.filters.len() {
             let mut cb = Self::callbacks(random.rotate_left(i as u32 * 7));
             let status = self.filters[i].decode_headers(head, end, cx, &mut cb);
-            if let Some(r) = self.absorb(cb) {
+            if let Some(r) = self.absorb(i, cb) {
                 self.decode.iteration = Iteration::Answered;
                 return Decoded::LocalReply(r);
             }
@@ -233,7 +289,7 @@ impl<F: StreamFilter> FilterManager<F> {
         self.wake_at = None;
         let mut cb = Self::callbacks(random);
         let status = self.filters[at].on_timer(cx, &mut cb);
-        if let Some(r) = self.absorb(cb) {
+        if let Some(r) = self.absorb(at, cb) {
             self.decode.iteration = Iteration::Answered;
             return Decoded::LocalReply(r);
         }
@@ -245,8 +301,8 @@ impl<F: StreamFilter> FilterManager<F> {
 
     /// `decodeData`: a request body chunk through the filters that passed the headers.
     pub fn decode_data(&mut self, chunk: Vec<u8>, end: bool, random: u64) -> DataOutcome {
-        let Self { filters, decode, flags, limit, .. } = self;
-        let r = run_data(filters, decode, chunk, end, *limit, flags, random, true);
+        let Self { filters, decode, flags, limit, calls, .. } = self;
+        let r = run_data(filters, decode, chunk, end, *limit, flags, calls, random, true);
         self.data_outcome(r, PAYLOAD_TOO_LARGE, 413, "request_payload_too_large")
     }
 
@@ -267,7 +323,7 @@ impl<F: StreamFilter> FilterManager<F> {
         for i in 0..self.filters.len() {
             let mut cb = Self::callbacks(random);
             let status = self.filters[i].decode_trailers(trailers, &mut cb);
-            if let Some(r) = self.absorb(cb) {
+            if let Some(r) = self.absorb(i, cb) {
                 self.decode.iteration = Iteration::Answered;
                 return Decoded::LocalReply(r);
             }
@@ -297,7 +353,7 @@ impl<F: StreamFilter> FilterManager<F> {
             let i = n - 1 - k;
             let mut cb = Self::callbacks(random.rotate_left(k as u32 * 5));
             let status = self.filters[i].encode_headers(head, end, &mut cb);
-            let reply = self.absorb(cb);
+            let reply = self.absorb(i, cb);
             if let Some(r) = reply.filter(|_| may_reply) {
                 self.encode.iteration = Iteration::Answered;
                 return Decoded::LocalReply(r);
@@ -317,8 +373,8 @@ impl<F: StreamFilter> FilterManager<F> {
 
     /// `encodeData`: a response body chunk through the encoder filters (reverse order).
     pub fn encode_data(&mut self, chunk: Vec<u8>, end: bool, random: u64) -> DataOutcome {
-        let Self { filters, encode, flags, limit, .. } = self;
-        let r = run_data(filters, encode, chunk, end, *limit, flags, random, false);
+        let Self { filters, encode, flags, limit, calls, .. } = self;
+        let r = run_data(filters, encode, chunk, end, *limit, flags, calls, random, false);
         self.data_outcome(r, INTERNAL_ERROR, 500, "response_payload_too_large")
     }
 
@@ -328,10 +384,10 @@ impl<F: StreamFilter> FilterManager<F> {
         for k in 0..n {
             let mut cb = Self::callbacks(random);
             if self.filters[n - 1 - k].encode_trailers(trailers, &mut cb) == TrailersStatus::StopIteration {
-                self.absorb(cb);
+                self.absorb(n - 1 - k, cb);
                 return Decoded::Stopped;
             }
-            self.absorb(cb);
+            self.absorb(n - 1 - k, cb);
         }
         Decoded::Continue
     }
@@ -368,6 +424,7 @@ fn run_data<F: StreamFilter>(
     end: bool,
     limit: usize,
     flags: &mut ResponseFlags,
+    calls: &mut Vec<(usize, Call)>,
     random: u64,
     decode: bool,
 ) -> DataRun {
@@ -389,6 +446,7 @@ fn run_data<F: StreamFilter>(
             filters[i].encode_data(&mut chunk, end, &mut cb)
         };
         flags.set(cb.flags);
+        calls.extend(cb.calls.drain(..).map(|c| (i, c)));
         if let Some(r) = cb.local_reply {
             side.iteration = Iteration::Answered;
             return DataRun::Reply(r);

@@ -242,3 +242,25 @@ fn stop_all_buffers_until_continue_decoding() {
     assert_eq!(fm.take_decode_buffer(), b"abc");
     assert_eq!(entries(&log), ["b:decode_headers"]);
 }
+
+/// An async request's outcome resumes the filter that stopped the headers (and only
+/// that one): the chain goes on past it.
+#[test]
+fn an_async_outcome_resumes_the_stopped_filter() {
+    use crate::http::async_client::Failure;
+    let log = Log::default();
+    let mut fm = FilterManager::new(1024);
+    let mut a = Probe::new("a", &log);
+    a.headers = HeadersStatus::StopIteration;
+    fm.start([a, Probe::new("b", &log)], 1024);
+    let mut head = RequestHead::default();
+    let now = Instant::now();
+    assert_eq!(fm.decode_headers(&mut head, true, &cx(now), 1), Decoded::Stopped);
+    assert!(fm.take_calls().is_empty());
+    // An outcome for a filter that did not stop the chain does not resume it.
+    assert_eq!(fm.on_async_complete(1, 0, Err(Failure::Reset), &mut head, true, &cx(now), 2), Decoded::Stopped);
+    assert!(!fm.decoded());
+    assert_eq!(fm.on_async_complete(0, 0, Err(Failure::Timeout), &mut head, true, &cx(now), 3), Decoded::Continue);
+    assert!(fm.decoded());
+    assert_eq!(entries(&log), ["a:decode_headers", "b:decode_headers"]);
+}

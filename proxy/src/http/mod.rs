@@ -76,6 +76,7 @@ impl ResponseHead {
     }
 }
 
+pub mod async_client;
 pub mod codec_client;
 pub mod conn_manager;
 pub mod date;

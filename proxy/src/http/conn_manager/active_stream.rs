@@ -120,6 +120,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
     /// router run again on `route`, matched for it.
     pub fn recreate_stream<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, route: RouteRef) {
         let cfg = Arc::clone(self.cfg);
+        self.stream.async_calls.cancel_all(ctx);
         self.stream.filters.destroy();
         self.stream.response.clear();
         self.stream.forwarding = false;
@@ -264,9 +265,22 @@ impl<D: ServerStream> StreamCx<'_, D> {
         } else {
             s.filters.decode_headers(&mut s.head, end, &cx, random)
         };
+        self.on_decoded(ctx, out);
+    }
+
+    /// Where decoding stands after a filter hook: start the async requests the filters
+    /// asked for; the router takes a request every filter passed (on a route matched
+    /// again when a filter cleared the route cache), or a filter's local reply goes out.
+    fn on_decoded<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, out: Decoded) {
         self.stream.flags.set(self.stream.filters.flags());
+        for (i, call) in self.stream.filters.take_calls() {
+            self.stream.async_calls.start(i, call, ctx);
+        }
         match out {
             Decoded::Continue => {
+                if self.stream.filters.take_route_cleared() {
+                    self.refresh_route(ctx);
+                }
                 self.stream.phase = FilterPhase::Routed;
                 crate::http::filter_stream::reframe_request(self.stream);
                 self.start_router(ctx);
@@ -277,6 +291,57 @@ impl<D: ServerStream> StreamCx<'_, D> {
                 self.send_local_reply(ctx, r.status, &r.body, &headers);
             }
         }
+    }
+
+    /// Envoy's `clearRouteCache`: match the route again on the headers (and dynamic
+    /// metadata) as the filters left them.
+    fn refresh_route<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let cfg = Arc::clone(self.cfg);
+        let random = ctx.rng.next_u64();
+        let metadata = self.stream.filters.dynamic_metadata().clone();
+        self.stream.forwarding = false;
+        self.stream.cluster = None;
+        self.stream.route = None;
+        if let Some(matched) = cfg.routes.route_in(&self.stream.head, random, ctx.runtime, &metadata) {
+            self.stream.route = Some(matched.route_ref());
+            self.take_route(&cfg, &matched);
+        }
+    }
+
+    /// The filters' async requests: advance them and hand each outcome to the filter
+    /// that sent it (which may resume the chain). True when anything moved.
+    pub fn drive_async<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
+        if self.stream.async_calls.is_idle() {
+            return false;
+        }
+        let (done, progress) = self.stream.async_calls.drive(ctx);
+        for c in done {
+            if self.stream.phase != FilterPhase::Decoding {
+                // The chain went past the filter (a local reply): nobody waits.
+                continue;
+            }
+            let cfg = Arc::clone(self.cfg);
+            let cluster = self.stream.cluster.and_then(|c| cfg.clusters.clusters.get(c)).map_or("", |c| c.name());
+            let cx = StreamContext {
+                now: ctx.now,
+                remote: self.stream.remote.unwrap_or(self.io.peer()),
+                direct_remote: self.io.peer(),
+                local: self.io.local(),
+                sni: self.peer_facts.sni.as_deref(),
+                peer_principals: &self.peer_facts.principals,
+                tls: self.peer_facts.tls,
+                cluster,
+                routed: self.stream.forwarding,
+                health_check_failed: ctx.health_check_failed,
+                runtime: ctx.runtime,
+            };
+            let end = self.stream.request_done;
+            let random = ctx.rng.next_u64();
+            let s = &mut *self.stream;
+            let out = s.filters.on_async_complete(c.filter, c.tag, c.outcome, &mut s.head, end, &cx, random);
+            self.on_decoded(ctx, out);
+        }
+        progress
     }
 
     /// The router, the terminal filter: no route (404), a redirect or direct
@@ -490,6 +555,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
         if let Some(mut r) = self.stream.router.take() {
             r.cancel(ctx);
         }
+        self.stream.async_calls.cancel_all(ctx);
         self.stream.filters.destroy();
         self.stats.downstream_rq_active.dec();
         if self.stream.upgrade != super::upgrade::UpgradeKind::None {

@@ -12,6 +12,7 @@ use crate::http::conn_manager::normalize::PathNormalization;
 use crate::http::conn_manager::upgrade::UpgradePolicy;
 use crate::http::filters::cors::CorsConfig;
 use crate::http::filters::csrf::CsrfConfig;
+use crate::http::filters::ext_authz::ExtAuthzConfig;
 use crate::http::filters::fault::FaultConfig;
 use crate::http::filters::grpc_http1_bridge::GrpcHttp1BridgeConfig;
 use crate::http::filters::grpc_web::GrpcWebConfig;
@@ -161,6 +162,10 @@ impl HcmConfig {
                 }
                 HttpFilterKind::Cors => FilterFactory::Cors(Arc::new(CorsConfig::new(&prefix, &mut counters))),
                 HttpFilterKind::Csrf(p) => FilterFactory::Csrf(Arc::new(CsrfConfig::new(p, &prefix, &mut counters))),
+                HttpFilterKind::ExtAuthz(e) => FilterFactory::ExtAuthz(Arc::new(
+                    ExtAuthzConfig::new(e, &clusters, &prefix, &mut counters)
+                        .map_err(|e| format!("{path}.http_filters[{i}].typed_config.{e}"))?,
+                )),
                 HttpFilterKind::HeaderToMetadata(h) => {
                     FilterFactory::HeaderToMetadata(Arc::new(HeaderToMetadataConfig::new(h, &mut counters)))
                 }

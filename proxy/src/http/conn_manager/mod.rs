@@ -338,6 +338,7 @@ impl HttpConnection {
         if let Some(r) = self.stream.router.as_mut() {
             r.on_upstream_event(slot, peer_closed);
         }
+        self.stream.async_calls.on_upstream_event(slot, peer_closed);
         self.process(ctx)
     }
 
@@ -758,7 +759,7 @@ impl HttpConnection {
 
     /// Run the active stream: decoder filters waiting on a delay, the router, the end.
     fn run_stream<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
-        let mut progress = false;
+        let mut progress = self.cx().drive_async(ctx);
         if self.stream.phase == FilterPhase::Decoding && self.stream.filters.wake_at().is_some_and(|t| ctx.now >= t) {
             self.cx().run_filters(ctx, true);
             progress = true;
@@ -890,6 +891,7 @@ impl HttpConnection {
             if let Some(r) = &self.stream.router {
                 consider(r.next_deadline());
             }
+            consider(self.stream.async_calls.next_deadline());
         } else {
             if self.head_started.is_none() {
                 consider(self.cfg.idle_timeout.map(|t| {

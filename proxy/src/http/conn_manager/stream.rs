@@ -6,6 +6,7 @@
 
 use std::time::{Instant, SystemTime};
 
+use crate::http::async_client::AsyncCalls;
 use crate::http::codec::{BodyDecoder, BodyEncoder, BodyFraming, RequestMeta};
 use crate::http::conn_manager::upgrade::UpgradeKind;
 use crate::http::filter_manager::FilterManager;
@@ -46,6 +47,8 @@ pub struct Stream {
     pub phase: FilterPhase,
     /// The stream's HTTP filter chain.
     pub filters: FilterManager<ActiveFilter>,
+    /// The filters' async requests in flight.
+    pub async_calls: AsyncCalls,
     /// The random value the encoder filters get (drawn when the decoders ran).
     pub encode_random: u64,
     pub router: Option<RouterState>,
@@ -111,6 +114,7 @@ impl Stream {
             forwarding: false,
             phase: FilterPhase::Decoding,
             filters: FilterManager::new(0),
+            async_calls: AsyncCalls::default(),
             encode_random: 0,
             router: None,
             response: ResponseHead::default(),

@@ -8,6 +8,7 @@
 
 pub mod cors;
 pub mod csrf;
+pub mod ext_authz;
 pub mod fault;
 pub mod grpc_http1_bridge;
 pub mod grpc_web;
@@ -26,6 +27,7 @@ use crate::http::{HeaderMap, RequestHead, ResponseHead};
 
 use self::cors::{CorsConfig, CorsFilter};
 use self::csrf::{CsrfConfig, CsrfFilter};
+use self::ext_authz::{ExtAuthzConfig, ExtAuthzFilter};
 use self::fault::{FaultConfig, FaultFilter};
 use self::grpc_http1_bridge::{GrpcHttp1BridgeConfig, GrpcHttp1BridgeFilter};
 use self::grpc_web::{GrpcWebConfig, GrpcWebFilter};
@@ -43,6 +45,7 @@ pub enum FilterFactory {
     Fault(Arc<FaultConfig>),
     Cors(Arc<CorsConfig>),
     Csrf(Arc<CsrfConfig>),
+    ExtAuthz(Arc<ExtAuthzConfig>),
     HeaderToMetadata(Arc<HeaderToMetadataConfig>),
     HealthCheck(Arc<sluice_config::filters::health_check::HealthCheck>),
     LocalRateLimit(Arc<LocalRateLimitConfig>),
@@ -73,6 +76,7 @@ impl HttpFilterConfig {
             FilterFactory::Fault(c) => ActiveFilter::Fault(FaultFilter::new(Arc::clone(c))),
             FilterFactory::Cors(c) => ActiveFilter::Cors(CorsFilter::new(Arc::clone(c), route, k)),
             FilterFactory::Csrf(c) => ActiveFilter::Csrf(CsrfFilter::new(Arc::clone(c), route, k)),
+            FilterFactory::ExtAuthz(c) => ActiveFilter::ExtAuthz(ExtAuthzFilter::new(Arc::clone(c), route, k)),
             FilterFactory::HeaderToMetadata(c) => {
                 ActiveFilter::HeaderToMetadata(HeaderToMetadataFilter::new(Arc::clone(c), route, k))
             }
@@ -110,6 +114,7 @@ pub enum ActiveFilter {
     Fault(FaultFilter),
     Cors(CorsFilter),
     Csrf(CsrfFilter),
+    ExtAuthz(ExtAuthzFilter),
     HeaderToMetadata(HeaderToMetadataFilter),
     HealthCheck(HealthCheckFilter),
     LocalRateLimit(LocalRateLimitFilter),
@@ -133,6 +138,8 @@ impl ActiveFilter {
                 | ActiveFilter::HealthCheck(_)
                 | ActiveFilter::LocalRateLimit(_)
                 | ActiveFilter::Rbac(_)
+                | ActiveFilter::JwtAuthn(_)
+                | ActiveFilter::ExtAuthz(_)
         )
     }
 }
@@ -143,6 +150,7 @@ macro_rules! dispatch {
             ActiveFilter::Fault($f) => $e,
             ActiveFilter::Cors($f) => $e,
             ActiveFilter::Csrf($f) => $e,
+            ActiveFilter::ExtAuthz($f) => $e,
             ActiveFilter::HeaderToMetadata($f) => $e,
             ActiveFilter::HealthCheck($f) => $e,
             ActiveFilter::LocalRateLimit($f) => $e,
@@ -187,6 +195,17 @@ impl StreamFilter for ActiveFilter {
 
     fn on_timer(&mut self, cx: &StreamContext<'_>, cb: &mut FilterCallbacks) -> HeadersStatus {
         dispatch!(self, f => f.on_timer(cx, cb))
+    }
+
+    fn on_async_complete(
+        &mut self,
+        tag: u32,
+        outcome: crate::http::async_client::Outcome,
+        head: &mut RequestHead,
+        cx: &StreamContext<'_>,
+        cb: &mut FilterCallbacks,
+    ) -> HeadersStatus {
+        dispatch!(self, f => f.on_async_complete(tag, outcome, head, cx, cb))
     }
 
     fn on_destroy(&mut self) {

@@ -27,6 +27,7 @@ use super::{CounterSet, HttpFilterConfig};
 pub enum PerRouteFilter {
     Cors(Arc<CorsPolicy>),
     Csrf(Arc<sluice_config::filters::csrf::CsrfPolicy>),
+    ExtAuthz(Arc<sluice_config::filters::ext_authz::ExtAuthzPerRoute>),
     HeaderToMetadata(Arc<crate::http::filters::header_to_metadata::HeaderToMetadataConfig>),
     LocalRateLimit(Arc<LocalRateLimitConfig>),
     Rbac(Arc<RbacEngines>),
@@ -118,6 +119,7 @@ fn level(
             None => None,
             Some(PerRouteConfig::Cors(c)) => Some(PerRouteFilter::Cors(Arc::new(c.clone()))),
             Some(PerRouteConfig::Csrf(c)) => Some(PerRouteFilter::Csrf(Arc::new(c.clone()))),
+            Some(PerRouteConfig::ExtAuthz(c)) => Some(PerRouteFilter::ExtAuthz(Arc::new(c.clone()))),
             Some(PerRouteConfig::HeaderToMetadata(c)) => Some(PerRouteFilter::HeaderToMetadata(Arc::new(
                 crate::http::filters::header_to_metadata::HeaderToMetadataConfig::new(c, counters),
             ))),

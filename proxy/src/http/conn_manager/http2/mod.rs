@@ -232,6 +232,7 @@ impl HttpConnection {
                 if let Some(r) = st.s.router.as_mut() {
                     r.on_upstream_event(slot, peer_closed);
                 }
+                st.s.async_calls.on_upstream_event(slot, peer_closed);
             }
         }
     }
@@ -484,6 +485,7 @@ impl HttpConnection {
             }
             let mut scx = self.h2_cx(&mut st.s, &mut st.io);
             if !scx.io.reset {
+                progress |= scx.drive_async(ctx);
                 if scx.stream.phase == FilterPhase::Decoding
                     && scx.stream.filters.wake_at().is_some_and(|t| ctx.now >= t)
                 {

@@ -142,6 +142,7 @@ impl HttpConnection {
             if let Some(r) = &s.router {
                 consider(r.next_deadline());
             }
+            consider(s.async_calls.next_deadline());
         }
         if let Some(at) = h2.closed_at {
             consider(Some(at + self.cfg.delayed_close_timeout.unwrap_or(super::CLOSE_GRACE)));

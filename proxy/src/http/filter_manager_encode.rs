@@ -66,7 +66,7 @@ impl<F: StreamFilter> FilterManager<F> {
             // A filter that stops the trailers cannot be resumed here: none of ours does.
             let _ = self.filters[n - 1 - p].encode_trailers(&mut trailers, &mut cb);
             let added = std::mem::take(&mut cb.added_data);
-            if self.absorb_encode(cb, head, &mut out) {
+            if self.absorb_encode(n - 1 - p, cb, head, &mut out) {
                 return out;
             }
             let mut chunk = Vec::new();
@@ -92,14 +92,20 @@ impl<F: StreamFilter> FilterManager<F> {
 
     /// Apply a hook's callbacks; true when it (or the buffer) ended the stream with a
     /// local reply.
-    fn absorb_encode(&mut self, mut cb: FilterCallbacks, head: &mut ResponseHead, out: &mut Encoded) -> bool {
+    fn absorb_encode(
+        &mut self,
+        i: usize,
+        mut cb: FilterCallbacks,
+        head: &mut ResponseHead,
+        out: &mut Encoded,
+    ) -> bool {
         for e in cb.head_edits.drain(..) {
             match e {
                 HeadEdit::Status(s) => head.status = s,
                 HeadEdit::Set(n, v) => head.headers.set(n, &v),
             }
         }
-        if let Some(r) = self.absorb(cb) {
+        if let Some(r) = self.absorb(i, cb) {
             self.encode.iteration = Iteration::Answered;
             out.reply = Some(r);
             return true;
@@ -123,7 +129,7 @@ impl<F: StreamFilter> FilterManager<F> {
             if !may_reply {
                 cb.local_reply = None;
             }
-            if self.absorb_encode(cb, head, out) {
+            if self.absorb_encode(n - 1 - p, cb, head, out) {
                 return;
             }
             if status != HeadersStatus::Continue {
@@ -159,7 +165,7 @@ impl<F: StreamFilter> FilterManager<F> {
             }
             let mut cb = FilterCallbacks { random, ..FilterCallbacks::default() };
             let status = self.filters[n - 1 - p].encode_data(&mut chunk, end, &mut cb);
-            if self.absorb_encode(cb, head, out) {
+            if self.absorb_encode(n - 1 - p, cb, head, out) {
                 return;
             }
             match status {

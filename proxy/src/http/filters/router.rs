@@ -365,6 +365,19 @@ impl RouterState {
         stream.attempt_count += 1;
         let downstream_h2 = stream.head.version == Some(crate::http::Version::Http2);
         let protocol = info.config.http_protocol_options.protocol;
+        if let (Some(tracer), Some(trace)) =
+            (cfg.tracer.as_ref().filter(|t| t.spawns_upstream_spans()), stream.trace.as_deref_mut())
+        {
+            let start = crate::trace::upstream::TryStart {
+                cluster: info.name(),
+                host: host.address,
+                attempt: stream.attempt_count,
+                http2: self.upgrade == UpgradeKind::None && protocol.codec_for(downstream_h2) == UpstreamCodec::Http2,
+                now: ctx.now,
+                wall: ctx.wall,
+            };
+            tracer.start_upstream(trace, &mut stream.head.headers, &start, ctx.rng);
+        }
         if self.upgrade == UpgradeKind::None && protocol.codec_for(downstream_h2) == UpstreamCodec::Http2 {
             return match self.attempt_h2(&info, idx, host, ctx) {
                 Ok(true) => {
@@ -898,6 +911,9 @@ impl RouterState {
         step: &mut Step,
     ) -> Result<(), LocalReply> {
         let status = stream.response.status;
+        if let Some(t) = stream.trace.as_deref_mut() {
+            t.on_upstream_status(status);
+        }
         let retriable = self.retry.as_ref().is_some_and(|r| r.retriable_response(status, &stream.response));
         let retry_now = retriable && self.can_retry(ctx);
         self.charge(ctx, |info, host| charge::response_head(info, host, status, retry_now));
@@ -1174,6 +1190,9 @@ impl RouterState {
         reason: ResetReason,
     ) -> Result<(), LocalReply> {
         let _ = cfg;
+        if let Some(t) = stream.trace.as_deref_mut() {
+            t.on_upstream_reset(reason);
+        }
         let retriable = self.retry.as_ref().is_some_and(|r| r.retriable_reset(reason));
         if retriable && self.can_retry(ctx) {
             self.schedule_retry(ctx);

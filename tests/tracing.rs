@@ -36,6 +36,8 @@ on_both_backends!(
     errors_are_tagged_on_5xx_and_upstream_resets,
     a_dead_collector_leaves_requests_alone_and_is_counted,
     http2_streams_are_traced,
+    metadata_custom_tags_read_request_route_cluster_and_host_metadata,
+    spawn_upstream_span_makes_a_client_span_per_try,
 );
 
 const COLLECTOR: &str = r#"
@@ -180,6 +182,17 @@ const OTEL: &str = "tracing:\n  provider:\n    name: envoy.tracers.opentelemetry
 const RUNTIME: &str = "layered_runtime:\n  layers:\n  - name: static\n    static_layer:\n      tracing.zipkin.min_flush_spans: 1\n      tracing.opentelemetry.min_flush_spans: 1\n";
 const ROUTES: &str = "- name: all\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    route: { cluster: web }\n    decorator: { operation: checkout }\n";
 
+/// What [`Setup::start_with`] adds to the default set-up.
+#[derive(Default)]
+struct Extra<'a> {
+    routes: &'a str,
+    filters: &'a str,
+    /// Fields of the `web` cluster (YAML at column 4).
+    web: &'a str,
+    /// The `metadata` of web's endpoint (flow YAML).
+    web_endpoint_metadata: &'a str,
+}
+
 struct Setup<'n> {
     net: &'n Net,
     proxy: InProcessProxy,
@@ -190,15 +203,28 @@ struct Setup<'n> {
 impl<'n> Setup<'n> {
     /// A proxy to an origin, tracing with `hcm_extra`; the collector cluster at `collector`.
     fn start(net: &'n Net, hcm_extra: &str, collector: SocketAddr) -> Setup<'n> {
+        Setup::start_with(net, hcm_extra, collector, &Extra::default())
+    }
+
+    /// [`Setup::start`] with other routes, HTTP filters, cluster fields of `web`, and
+    /// metadata on its endpoint.
+    fn start_with(net: &'n Net, hcm_extra: &str, collector: SocketAddr, x: &Extra<'_>) -> Setup<'n> {
         let origin = HttpOrigin::serve(net.listen(), "origin");
         let web = [origin.addr];
         let col = [collector];
         let clusters = [
-            ClusterAt { name: "web", endpoints: &web, extra: "" },
+            ClusterAt { name: "web", endpoints: &web, extra: x.web },
             ClusterAt { name: "collector", endpoints: &col, extra: "" },
         ];
         let listen = net.proxy_listen_addr();
-        let yaml = format!("{}{RUNTIME}", http_at(listen, ROUTES, &clusters, hcm_extra, ""));
+        let routes = if x.routes.is_empty() { ROUTES } else { x.routes };
+        let mut yaml = format!("{}{RUNTIME}", http_at(listen, routes, &clusters, hcm_extra, x.filters));
+        if !x.web_endpoint_metadata.is_empty() {
+            let ep = sluice_e2e::config::endpoint_at(origin.addr);
+            let with = format!("{ep}          metadata: {}\n", x.web_endpoint_metadata);
+            assert!(yaml.contains(&ep), "{yaml}");
+            yaml = yaml.replacen(&ep, &with, 1);
+        }
         let proxy = net.start_proxy(&yaml, 1);
         Setup { net, proxy, listen, origin }
     }
@@ -255,6 +281,12 @@ fn zipkin_root_span_and_new_context_upstream(backend: Backend) {
     assert_eq!(tag(span, "peer.address"), Some(net.client_ip().to_string()));
     assert_eq!(tag(span, "error"), None);
     assert_eq!(s.counter("tracing.zipkin.spans_sent"), 1);
+    // The collector writes the span before it answers: the report counts once the
+    // exporter has read the 202.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.counter("tracing.zipkin.reports_sent") < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(s.counter("tracing.zipkin.reports_sent"), 1);
     assert_eq!(s.counter("http.ingress.tracing.random_sampling"), 1);
 }
@@ -411,4 +443,105 @@ fn http2_streams_are_traced(backend: Backend) {
     assert_eq!(field(&spans[0], "id").as_deref(), Some(&sent[36..52]));
     assert_eq!(field(&spans[0], "parentId").as_deref(), Some("b7ad6b7169203331"));
     assert_eq!(tag(&spans[0], "http.protocol").as_deref(), Some("HTTP/2"));
+}
+
+/// `custom_tags` of kind `metadata` (Envoy's `MetadataCustomTag`), on both providers:
+/// the stream's dynamic metadata (set by header_to_metadata), the route's, the upstream
+/// cluster's and host's; a number as Envoy prints a double, a list as JSON, a missing
+/// key (or no upstream host, as for a direct response) gives `default_value`.
+fn metadata_custom_tags_read_request_route_cluster_and_host_metadata(backend: Backend) {
+    let net = Net::new(backend);
+    let collector = Collector::start();
+    let routes = "- name: all\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/direct\" }\n    direct_response: { status: 204 }\n    metadata: { filter_metadata: { ns: { team: direct } } }\n  - match: { prefix: \"/\" }\n    route: { cluster: web }\n    metadata: { filter_metadata: { ns: { team: payments } } }\n";
+    let filters = "- name: envoy.filters.http.header_to_metadata\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config\n    request_rules:\n    - header: x-md\n      on_header_present: { metadata_namespace: ns, key: k }\n";
+    let tags = "  custom_tags:\n  - { tag: request_k, metadata: { kind: { request: {} }, metadata_key: { key: ns, path: [{ key: k }] }, default_value: none } }\n  - { tag: route_team, metadata: { kind: { route: {} }, metadata_key: { key: ns, path: [{ key: team }] } } }\n  - { tag: cluster_tier, metadata: { kind: { cluster: {} }, metadata_key: { key: ns, path: [{ key: tier }] }, default_value: no-host } }\n  - { tag: cluster_n, metadata: { kind: { cluster: {} }, metadata_key: { key: ns, path: [{ key: n }] } } }\n  - { tag: cluster_list, metadata: { kind: { cluster: {} }, metadata_key: { key: ns, path: [{ key: l }] } } }\n  - { tag: host_zone, metadata: { kind: { host: {} }, metadata_key: { key: ns, path: [{ key: zone }] }, default_value: no-host } }\n  - { tag: missing, metadata: { kind: { host: {} }, metadata_key: { key: ns, path: [{ key: nope }] }, default_value: dflt } }\n  - { tag: missing_no_default, metadata: { kind: { route: {} }, metadata_key: { key: ns, path: [{ key: nope }] } } }\n";
+    let extra = Extra {
+        routes,
+        filters,
+        web: "    metadata: { filter_metadata: { ns: { tier: gold, n: 2.5, l: [1, \"x\"] } } }\n",
+        web_endpoint_metadata: "{ filter_metadata: { ns: { zone: z1 } } }",
+    };
+    for provider in [ZIPKIN, OTEL] {
+        let s = Setup::start_with(&net, &format!("{provider}{tags}"), collector.addr, &extra);
+        let before = collector.spans().len();
+        let (r, _) = s.send("/proxied", &[("x-md", "v1")]);
+        assert_eq!(r.status, 200);
+        let (r, _) = s.send("/direct", &[]);
+        assert_eq!(r.status, 204);
+        let spans = collector.wait_for(before + 2);
+        let by_url = |u: &str| {
+            spans[before..].iter().find(|n| tag(n, "http.url").as_deref() == Some(u)).unwrap_or_else(|| panic!("{u}"))
+        };
+        let proxied = by_url("http://test/proxied");
+        assert_eq!(tag(proxied, "request_k").as_deref(), Some("v1"), "{provider}");
+        assert_eq!(tag(proxied, "route_team").as_deref(), Some("payments"));
+        assert_eq!(tag(proxied, "cluster_tier").as_deref(), Some("gold"));
+        assert_eq!(tag(proxied, "cluster_n").as_deref(), Some("2.5"));
+        assert_eq!(tag(proxied, "cluster_list").as_deref(), Some(r#"[1,"x"]"#));
+        assert_eq!(tag(proxied, "host_zone").as_deref(), Some("z1"));
+        assert_eq!(tag(proxied, "missing").as_deref(), Some("dflt"));
+        assert_eq!(tag(proxied, "missing_no_default"), None);
+        let direct = by_url("http://test/direct");
+        assert_eq!(tag(direct, "request_k").as_deref(), Some("none"));
+        assert_eq!(tag(direct, "route_team").as_deref(), Some("direct"));
+        assert_eq!(tag(direct, "cluster_tier").as_deref(), Some("no-host"));
+        assert_eq!(tag(direct, "host_zone").as_deref(), Some("no-host"));
+        assert_eq!(tag(direct, "cluster_n"), None);
+    }
+}
+
+/// `spawn_upstream_span` (and Zipkin's `split_spans_for_request`): each upstream try
+/// gets a CLIENT child of the stream's SERVER span, named `router <cluster> egress`,
+/// and the upstream request carries the child's context; a retry is a second child with
+/// `retry.count`; the try's status and error are its own.
+fn spawn_upstream_span_makes_a_client_span_per_try(backend: Backend) {
+    let net = Net::new(backend);
+    let collector = Collector::start();
+    let routes = "- name: all\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/status\" }\n    route: { cluster: web, retry_policy: { retry_on: 5xx, num_retries: 1 } }\n  - match: { prefix: \"/\" }\n    route: { cluster: web }\n";
+    let extra = Extra { routes, ..Extra::default() };
+    for (provider, client_kind, server_kind, parent_header) in [
+        (format!("{ZIPKIN}      split_spans_for_request: true\n"), "CLIENT", "SERVER", "x-b3-parentspanid"),
+        (OTEL.to_string(), "3", "2", ""),
+    ] {
+        let s = Setup::start_with(&net, &format!("{provider}  spawn_upstream_span: true\n"), collector.addr, &extra);
+        let before = collector.spans().len();
+        let (r, seen) = s.send("/one", &[]);
+        assert_eq!(r.status, 200);
+        let seen = seen.expect("forwarded");
+        let sent_id = match seen.header("traceparent") {
+            Some(tp) => tp[36..52].to_string(),
+            None => seen.header("x-b3-spanid").expect("x-b3-spanid").to_string(),
+        };
+        let spans = collector.wait_for(before + 2);
+        let new = &spans[before..];
+        let client = new.iter().find(|n| field(n, "kind").as_deref() == Some(client_kind)).expect("client span");
+        let server = new.iter().find(|n| field(n, "kind").as_deref() == Some(server_kind)).expect("server span");
+        assert_eq!(field(client, "id"), Some(sent_id.clone()), "upstream carries the client span's context");
+        assert_eq!(field(client, "parentId"), field(server, "id"));
+        assert_eq!(field(client, "traceId"), field(server, "traceId"));
+        assert_eq!(field(client, "name").as_deref(), Some("router web egress"));
+        assert_eq!(tag(client, "upstream_address"), Some(s.origin.addr.to_string()));
+        assert_eq!(tag(client, "peer.address"), Some(s.origin.addr.to_string()));
+        assert_eq!(tag(client, "upstream_cluster").as_deref(), Some("web"));
+        assert_eq!(tag(client, "http.status_code").as_deref(), Some("200"));
+        assert_eq!(tag(client, "component").as_deref(), Some("proxy"));
+        assert_eq!(tag(client, "error"), None);
+        assert_eq!(tag(server, "http.url").as_deref(), Some("http://test/one"));
+        if !parent_header.is_empty() {
+            assert_eq!(seen.header(parent_header).map(str::to_string), field(server, "id"));
+        }
+        // A retried 503: two tries, two client spans; the second is the retry.
+        let (r, _) = s.send("/status/503", &[]);
+        assert_eq!(r.status, 503);
+        let spans = collector.wait_for(before + 5);
+        let tries: Vec<&Node> =
+            spans[before + 2..].iter().filter(|n| field(n, "kind").as_deref() == Some(client_kind)).collect();
+        assert_eq!(tries.len(), 2, "{tries:#?}");
+        for t in &tries {
+            assert_eq!(tag(t, "http.status_code").as_deref(), Some("503"));
+            assert_eq!(tag(t, "error").as_deref(), Some("true"));
+        }
+        assert_eq!(tries.iter().filter(|t| tag(t, "retry.count").as_deref() == Some("1")).count(), 1);
+        assert_ne!(field(tries[0], "id"), field(tries[1], "id"));
+    }
 }

@@ -93,6 +93,8 @@ pub struct Cluster {
     pub http_protocol_options: HttpProtocolOptions,
     /// TLS to the hosts (`UpstreamTlsContext`); `None` is plaintext.
     pub transport_socket: Option<UpstreamTlsContext>,
+    /// `metadata.filter_metadata` (read by tracing's cluster metadata custom tags).
+    pub metadata: crate::metadata::Metadata,
     pub line: u32,
 }
 
@@ -236,7 +238,8 @@ impl Decode for Cluster {
                 "dns_failure_refresh_rate",
             ],
         );
-        f.ignored(d, &["metadata", "track_cluster_stats", "track_timeout_budgets"]);
+        let metadata = f.or(d, "metadata", crate::metadata::Metadata::default());
+        f.ignored(d, &["track_cluster_stats", "track_timeout_budgets"]);
         f.empty_only(
             d,
             "upstream_bind_config",
@@ -374,6 +377,7 @@ impl Decode for Cluster {
             least_request_choice_count,
             http_protocol_options: http,
             transport_socket,
+            metadata,
             line,
         })
     }
@@ -462,6 +466,8 @@ pub struct LbEndpoint {
     pub load_balancing_weight: u32,
     /// Health-check port override (`endpoint.health_check_config.port_value`).
     pub health_check_port: Option<u16>,
+    /// `metadata.filter_metadata`: the host's metadata (tracing's host metadata tags).
+    pub metadata: crate::metadata::Metadata,
 }
 
 impl Decode for LbEndpoint {
@@ -470,7 +476,7 @@ impl Decode for LbEndpoint {
         let endpoint = f.take("endpoint");
         let ep_path = f.field_path("endpoint");
         let weight: u32 = f.or(d, "load_balancing_weight", 1);
-        f.ignored(d, &["metadata"]);
+        let metadata = f.or(d, "metadata", crate::metadata::Metadata::default());
         if let Some(n) = f.take("health_status") {
             let hs_path = f.field_path("health_status");
             if let Some(status) = d.decode::<HealthStatus>(n, &hs_path) {
@@ -524,7 +530,13 @@ impl Decode for LbEndpoint {
         if weight == 0 {
             d.invalid(node, &format!("{path}.load_balancing_weight"), "weight must be at least 1");
         }
-        Some(LbEndpoint { address: address?, hostname, load_balancing_weight: weight.max(1), health_check_port })
+        Some(LbEndpoint {
+            address: address?,
+            hostname,
+            load_balancing_weight: weight.max(1),
+            health_check_port,
+            metadata,
+        })
     }
 }
 

@@ -13,7 +13,14 @@
 pub const INERT: &[(&str, &str)] = &[
     ("node", "identifies the proxy to a management server (sluice has no xDS); only id, cluster and locality.zone are read, for runtime keys and trace spans"),
     ("node_context_params", "xDS resource-name parameters; sluice has no xDS"),
-    ("metadata", "opaque data for filters and xDS; nothing in sluice reads it"),
+    (
+        "metadata",
+        "opaque data for filters and xDS; sluice reads it only on routes, clusters and lb_endpoints (tracing's metadata custom tags)",
+    ),
+    (
+        "typed_filter_metadata",
+        "typed metadata for filters; nothing in sluice reads it (metadata custom tags read filter_metadata, as Envoy's metadataValue)",
+    ),
     (
         "traffic_direction",
         "a label for Windows original-destination and egress spans; sluice names every span as ingress",
@@ -72,6 +79,7 @@ mod tests {
                 "node",
                 "node_context_params",
                 "metadata",
+                "typed_filter_metadata",
                 "traffic_direction",
                 "stats_flush_interval",
                 "stats_config",

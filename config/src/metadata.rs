@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::decode::{index, join, Decode, Decoder};
+use crate::decode::{index, join, Decode, Decoder, Fields};
 use crate::node::{Node, Value as NodeValue};
 
 /// `google.protobuf.Struct`.
@@ -158,6 +158,30 @@ pub fn update_struct(into: &mut Struct, from: &Struct) {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Metadata {
     pub filter_metadata: BTreeMap<String, Struct>,
+}
+
+/// `config.core.v3.Metadata` as a route, cluster or endpoint carries it: its
+/// `filter_metadata` (what Envoy's `metadataValue` reads); `typed_filter_metadata` is
+/// warned as inert.
+impl Decode for Metadata {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let mut out = Metadata::default();
+        if let Some(n) = f.take("filter_metadata") {
+            let fpath = f.field_path("filter_metadata");
+            let NodeValue::Map(entries) = &n.value else {
+                d.invalid(n, &fpath, format!("expected an object, found a {}", n.kind_name()));
+                return None;
+            };
+            for (k, v) in entries {
+                let fields = decode_struct(d, v, &join(&fpath, &k.name))?;
+                out.filter_metadata.insert(k.name.clone(), fields);
+            }
+        }
+        f.ignored(d, &["typed_filter_metadata"]);
+        f.finish(d);
+        Some(out)
+    }
 }
 
 impl Metadata {

@@ -175,12 +175,12 @@ fn fields_that_change_behaviour_are_refused_unless_at_their_default() {
 fn inert_fields_warn_once_with_their_reason() {
     let yaml = format!(
         "node: {{ id: a, cluster: b }}\n{}",
-        http("", ROUTER, &format!("    metadata: {{ filter_metadata: {{}} }}\n{ENDPOINT}"))
+        http("", ROUTER, &format!("    track_cluster_stats: {{ timeout_budgets: true }}\n{ENDPOINT}"))
     );
     let l = load_str(&yaml).unwrap();
     let w: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
     assert!(w.iter().any(|w| w.starts_with("node (line 1): has no effect in sluice: identifies the proxy")), "{w:?}");
-    assert!(w.iter().any(|w| w.starts_with("static_resources.clusters[0].metadata")), "{w:?}");
+    assert!(w.iter().any(|w| w.starts_with("static_resources.clusters[0].track_cluster_stats")), "{w:?}");
 }
 
 #[test]

@@ -362,6 +362,8 @@ pub struct Route {
     pub decorator: Option<crate::trace::Decorator>,
     /// `tracing`: sampling and tags replacing the connection manager's.
     pub tracing: Option<crate::trace::RouteTracing>,
+    /// `metadata.filter_metadata` (read by tracing's route metadata custom tags).
+    pub metadata: crate::metadata::Metadata,
     pub line: u32,
 }
 
@@ -375,7 +377,7 @@ impl Decode for Route {
         let request_headers = HeaderMutations::decode(d, &mut f, "request_headers_to_add", "request_headers_to_remove");
         let response_headers =
             HeaderMutations::decode(d, &mut f, "response_headers_to_add", "response_headers_to_remove");
-        f.ignored(d, &["metadata"]);
+        let metadata = f.or(d, "metadata", crate::metadata::Metadata::default());
         let decorator = f.opt(d, "decorator");
         let tracing = f.opt(d, "tracing");
         let tpfc_path = f.field_path("typed_per_filter_config");
@@ -396,6 +398,7 @@ impl Decode for Route {
             typed_per_filter_config,
             decorator,
             tracing,
+            metadata,
             line,
         })
     }

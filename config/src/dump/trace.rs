@@ -4,7 +4,7 @@
 
 use super::{any, list, Dump, Json};
 use crate::trace::{
-    CustomTag, CustomTagValue, Decorator, HcmTracing, RouteTracing, TracingProvider, UuidRequestIdConfig,
+    CustomTag, CustomTagValue, Decorator, HcmTracing, MetadataKind, RouteTracing, TracingProvider, UuidRequestIdConfig,
     OPENTELEMETRY_NAME, UUID_REQUEST_ID_TYPE, ZIPKIN_NAME,
 };
 
@@ -21,7 +21,7 @@ impl Dump for HcmTracing {
             .with("verbose", false)
             .with("max_path_tag_length", self.max_path_tag_length)
             .with("custom_tags", list(&self.custom_tags))
-            .with("spawn_upstream_span", false)
+            .with("spawn_upstream_span", self.spawn_upstream_span)
             .with_opt("provider", self.provider.as_ref().map(Dump::dump))
     }
 }
@@ -36,6 +36,22 @@ impl Dump for CustomTag {
             }
             CustomTagValue::RequestHeader { name, default_value } => {
                 j.with("request_header", Json::obj().with("name", name).with("default_value", default_value))
+            }
+            CustomTagValue::Metadata { kind, filter, path, default_value } => {
+                let kind = match kind {
+                    MetadataKind::Request => "request",
+                    MetadataKind::Route => "route",
+                    MetadataKind::Cluster => "cluster",
+                    MetadataKind::Host => "host",
+                };
+                let segments = Json::Arr(path.iter().map(|k| Json::obj().with("key", k)).collect());
+                j.with(
+                    "metadata",
+                    Json::obj()
+                        .with("kind", Json::obj().with(kind, Json::obj()))
+                        .with("metadata_key", Json::obj().with("key", filter).with("path", segments))
+                        .with("default_value", default_value),
+                )
             }
         }
     }
@@ -54,7 +70,8 @@ impl Dump for TracingProvider {
                         .with("trace_id_128bit", z.trace_id_128bit)
                         .with("shared_span_context", z.shared_span_context)
                         .with("collector_endpoint_version", if z.proto { "HTTP_PROTO" } else { "HTTP_JSON" })
-                        .with("collector_hostname", &z.collector_hostname),
+                        .with("collector_hostname", &z.collector_hostname)
+                        .with("split_spans_for_request", z.split_spans_for_request),
                 ),
             ),
             TracingProvider::OpenTelemetry(o) => {

@@ -7,7 +7,10 @@
 //! whole percent out of 100, `random_sampling` rounded to a fraction of 10,000 so that
 //! it can be compared with the request id's value modulo 10,000.
 
+mod custom_tag;
 mod provider;
+
+pub use custom_tag::{CustomTag, CustomTagValue, MetadataKind};
 
 pub use provider::{
     CollectorEndpointVersion, HttpService, OpenTelemetryConfig, TracingProvider, ZipkinConfig, OPENTELEMETRY_NAME,
@@ -31,6 +34,8 @@ pub struct HcmTracing {
     /// `max_path_tag_length`: the `http.url` tag is cut to this many bytes (256).
     pub max_path_tag_length: u32,
     pub custom_tags: Vec<CustomTag>,
+    /// `spawn_upstream_span`: a CLIENT child span per upstream request (each try).
+    pub spawn_upstream_span: bool,
     /// None: sampling decisions are made (and packed into `x-request-id`), but no span
     /// is started.
     pub provider: Option<TracingProvider>,
@@ -51,12 +56,7 @@ impl Decode for HcmTracing {
             false,
             "sluice does not log per-request events (verbose annotations) on spans; remove it",
         );
-        f.default_only(
-            d,
-            "spawn_upstream_span",
-            false,
-            "sluice makes one span per request (the connection manager's); it does not spawn upstream spans",
-        );
+        let spawn_upstream_span = f.or(d, "spawn_upstream_span", false);
         f.unsupported(d, &["operation_name", "request_headers_for_tags"]);
         f.finish(d);
         let hundred = |p: Option<Percent>| FractionalPercent {
@@ -72,83 +72,9 @@ impl Decode for HcmTracing {
             overall_sampling: hundred(overall),
             max_path_tag_length,
             custom_tags,
+            spawn_upstream_span,
             provider,
         })
-    }
-}
-
-/// `type.tracing.v3.CustomTag`: a span tag whose value comes from the config, the
-/// environment or a request header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CustomTag {
-    pub tag: String,
-    pub value: CustomTagValue,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CustomTagValue {
-    Literal(String),
-    /// The variable's value, read once at load, else `default_value`.
-    Environment {
-        name: String,
-        default_value: String,
-    },
-    /// The request header's value, else `default_value` (no tag when both are empty).
-    RequestHeader {
-        name: String,
-        default_value: String,
-    },
-}
-
-impl Decode for CustomTag {
-    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
-        let mut f = Fields::of(d, node, path)?;
-        let line = f.line();
-        let tag: Option<String> = f.req(d, "tag");
-        let mut value = None;
-        if let Some(n) = f.take("literal") {
-            let p = f.field_path("literal");
-            let mut l = Fields::of(d, n, &p)?;
-            let v: Option<String> = l.req(d, "value");
-            l.finish(d);
-            value = v.map(CustomTagValue::Literal);
-        }
-        for (key, is_env) in [("environment", true), ("request_header", false)] {
-            if let Some(n) = f.take(key) {
-                let p = f.field_path(key);
-                let mut l = Fields::of(d, n, &p)?;
-                let name: Option<String> = l.req(d, "name");
-                let default_value: String = l.or(d, "default_value", String::new());
-                l.finish(d);
-                let name = name?;
-                value = Some(if is_env {
-                    CustomTagValue::Environment { name, default_value }
-                } else {
-                    CustomTagValue::RequestHeader { name: name.to_ascii_lowercase(), default_value }
-                });
-            }
-        }
-        f.unsupported_because(
-            d,
-            "metadata",
-            "metadata custom tags are not supported: sluice keeps no request, route, cluster or host metadata; \
-             use a literal, environment or request_header tag",
-        );
-        f.finish(d);
-        let tag = tag?;
-        if tag.is_empty() {
-            d.error(ErrorKind::Invalid, &format!("{path}.tag"), line, "must not be empty");
-        }
-        let Some(value) = value else {
-            d.error(
-                ErrorKind::Missing,
-                path,
-                line,
-                "a custom tag needs one of `literal`, `environment`, `request_header`",
-            );
-            return None;
-        };
-        Some(CustomTag { tag, value })
     }
 }
 

@@ -92,6 +92,8 @@ pub struct ZipkinConfig {
     pub collector_hostname: String,
     /// `collector_endpoint_version: HTTP_PROTO` (else JSON v2).
     pub proto: bool,
+    /// `split_spans_for_request` (deprecated by `spawn_upstream_span`).
+    pub split_spans_for_request: bool,
 }
 
 impl ZipkinConfig {
@@ -103,12 +105,12 @@ impl ZipkinConfig {
         let shared_span_context = f.or(d, "shared_span_context", true);
         let version = f.or(d, "collector_endpoint_version", CollectorEndpointVersion::HttpJson);
         let collector_hostname: String = f.or(d, "collector_hostname", String::new());
-        f.default_only(
-            d,
-            "split_spans_for_request",
-            false,
-            "sluice makes one span per request and does not split it into client and server spans",
-        );
+        // Envoy: the downstream span is SERVER and an upstream span CLIENT whatever the
+        // traffic direction. sluice's spans already are: every listener is ingress (its
+        // span SERVER), and upstream spans come only from `spawn_upstream_span`, which
+        // makes them CLIENT (the router's `start_child_span`, the case this field
+        // changes, is refused).
+        let split_spans_for_request = f.or(d, "split_spans_for_request", false);
         f.empty_only(d, "trace_context_option", "sluice propagates B3 only (USE_B3); remove it");
         f.unsupported_because(
             d,
@@ -139,6 +141,7 @@ impl ZipkinConfig {
             shared_span_context,
             collector_hostname,
             proto,
+            split_spans_for_request,
         })
     }
 }

@@ -113,13 +113,27 @@ fn what_sluice_does_not_do_is_refused_with_its_path() {
     assert!(e.contains("collector_endpoint_version"), "{e}");
     let e = err(&config("          tracing: {verbose: true}\n", ""));
     assert!(e.contains("tracing.verbose"), "{e}");
-    let e = err(&config("          tracing: {spawn_upstream_span: true}\n", ""));
-    assert!(e.contains("spawn_upstream_span"), "{e}");
+    let h = hcm(&config(
+        &format!(
+            "          tracing: {{spawn_upstream_span: true, provider: {ZIPKIN}, split_spans_for_request: true}}}}}}\n"
+        ),
+        "",
+    ));
+    let t = h.tracing.as_ref().unwrap();
+    assert!(t.spawn_upstream_span);
+    assert!(matches!(&t.provider, Some(TracingProvider::Zipkin(z)) if z.split_spans_for_request));
     let e = err(&config(
         "          tracing: {custom_tags: [{tag: a, metadata: {kind: {route: {}}, metadata_key: {key: k}}}]}\n",
         "",
     ));
-    assert!(e.contains("custom_tags[0].metadata"), "{e}");
+    assert!(e.contains("custom_tags[0].metadata.metadata_key.path"), "{e}");
+    let e = err(&config(
+        "          tracing: {custom_tags: [{tag: a, metadata: {kind: {}, metadata_key: {key: k, path: [{key: x}]}}}]}\n",
+        "",
+    ));
+    assert!(e.contains("custom_tags[0].metadata.kind"), "{e}");
+    let e = err(&config("          tracing: {custom_tags: [{tag: a, metadata: {kind: {host: {}}}}]}\n", ""));
+    assert!(e.contains("custom_tags[0].metadata.metadata_key"), "{e}");
     let e = err(&config(
         "          tracing: {provider: {name: envoy.tracers.zipkin, typed_config: {'@type': type.googleapis.com/envoy.config.trace.v3.ZipkinConfig, collector_cluster: nope, collector_endpoint: /x}}}\n",
         "",
@@ -157,6 +171,39 @@ fn custom_tags_request_id_and_route_overrides() {
     let d = hcm(&config("", ""));
     assert!(!d.always_set_request_id_in_response);
     assert_eq!(d.request_id, UuidRequestIdConfig::default());
+}
+
+#[test]
+fn metadata_custom_tags_and_the_metadata_they_read() {
+    let h = hcm(&config(
+        "          tracing: {custom_tags: [{tag: m, metadata: {kind: {cluster: {}}, metadata_key: {key: ns, path: [{key: a}, {key: b}]}, default_value: d}}]}\n",
+        ", metadata: {filter_metadata: {ns: {team: payments, n: 3}}}",
+    ));
+    let t = h.tracing.as_ref().expect("tracing");
+    assert_eq!(
+        t.custom_tags[0].value,
+        CustomTagValue::Metadata {
+            kind: MetadataKind::Cluster,
+            filter: "ns".into(),
+            path: vec!["a".into(), "b".into()],
+            default_value: "d".into()
+        }
+    );
+    let route = &h.route_config.virtual_hosts[0].routes[0];
+    assert_eq!(route.metadata.value("ns", &["team".into()]), Some(&crate::metadata::Value::String("payments".into())));
+    let text =
+        config("", "").replace("  - name: web\n", "  - name: web\n    metadata: {filter_metadata: {ns: {c: 1}}}\n");
+    let text = text.replacen(
+        "{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 9000}}}}",
+        "{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 9000}}}, metadata: {filter_metadata: {ns: {h: x}}, typed_filter_metadata: {}}}",
+        1,
+    );
+    let loaded = crate::load_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let web = &loaded.bootstrap.clusters[0];
+    assert_eq!(web.metadata.value("ns", &["c".into()]), Some(&crate::metadata::Value::Number(1.0)));
+    let ep = &web.load_assignment.endpoints[0].lb_endpoints[0];
+    assert_eq!(ep.metadata.value("ns", &["h".into()]), Some(&crate::metadata::Value::String("x".into())));
+    assert!(loaded.warnings.iter().any(|w| w.path.ends_with("typed_filter_metadata")), "{:?}", loaded.warnings);
 }
 
 #[test]

@@ -354,11 +354,13 @@ fn exchange(c: &mut TcpStream, request: &[u8], deadline: Instant) -> Result<(u16
 mod tests {
     use super::*;
     use crate::trace::context::SpanContext;
+    use crate::trace::span::SpanKind;
     use crate::upstream::cluster_manager::{static_hosts, ClusterManager};
 
     fn span() -> FinishedSpan {
         FinishedSpan {
             context: SpanContext { trace_id: 1, span_id: 1, parent_id: 0, sampled: true },
+            kind: SpanKind::Server,
             name: "n".into(),
             shared: false,
             trace_state: None,

@@ -16,18 +16,21 @@
 //! connection manager without `tracing` pays nothing.
 
 pub mod context;
+pub mod custom_tag;
 pub mod exporter;
 pub mod otlp;
 pub mod span;
+pub mod upstream;
 pub mod zipkin;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use sluice_config::core::FractionalPercent;
+use sluice_config::metadata::Metadata;
 use sluice_config::route::Route;
-use sluice_config::trace::{CustomTag, CustomTagValue, HcmTracing, RouteTracing, TracingProvider, UuidRequestIdConfig};
+use sluice_config::trace::{HcmTracing, RouteTracing, TracingProvider, UuidRequestIdConfig};
 
 use crate::http::request_id::{self, TraceReason};
 use crate::http::response_flags::ResponseFlags;
@@ -35,11 +38,13 @@ use crate::http::{HeaderMap, RequestHead, ResponseHead, Version};
 use crate::rng::Rng;
 use crate::runtime::Snapshot;
 use crate::stats::{Counter, HttpStats};
-use crate::upstream::cluster_manager::ClusterManager;
+use crate::upstream::cluster_manager::{ClusterInfo, ClusterManager};
 
 use self::context::SpanContext;
+use self::custom_tag::{compile_tags, Tag, TagSources};
 use self::exporter::{Exporter, Format};
-use self::span::{ActiveSpan, FinishedSpan, StreamTrace};
+use self::span::{ActiveSpan, FinishedSpan, SpanKind, StreamTrace, TagText};
+use self::upstream::{TryStart, UpstreamTry};
 
 const FORCE_TRACE: &[u8] = b"x-envoy-force-trace";
 const CLIENT_TRACE_ID: &[u8] = b"x-client-trace-id";
@@ -61,37 +66,9 @@ pub fn set_local_info(info: LocalInfo) {
     let _ = LOCAL_INFO.set(info);
 }
 
-fn local_info() -> LocalInfo {
-    LOCAL_INFO.get().cloned().unwrap_or_default()
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum TagValue {
-    Fixed(String),
-    RequestHeader { name: String, default_value: String },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Tag {
-    name: String,
-    value: TagValue,
-}
-
-fn compile_tags(tags: &[CustomTag]) -> Vec<Tag> {
-    tags.iter()
-        .map(|t| Tag {
-            name: t.tag.clone(),
-            value: match &t.value {
-                CustomTagValue::Literal(v) => TagValue::Fixed(v.clone()),
-                CustomTagValue::Environment { name, default_value } => {
-                    TagValue::Fixed(std::env::var(name).unwrap_or_else(|_| default_value.clone()))
-                }
-                CustomTagValue::RequestHeader { name, default_value } => {
-                    TagValue::RequestHeader { name: name.clone(), default_value: default_value.clone() }
-                }
-            },
-        })
-        .collect()
+fn local_info() -> &'static LocalInfo {
+    static NONE: LocalInfo = LocalInfo { node_id: String::new(), cluster: String::new(), zone: String::new() };
+    LOCAL_INFO.get().unwrap_or(&NONE)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,9 +93,10 @@ pub struct Tracer {
     overall_sampling: FractionalPercent,
     max_path_tag_length: usize,
     custom_tags: Vec<Tag>,
+    spawn_upstream_span: bool,
     request_id: UuidRequestIdConfig,
     driver: Option<Driver>,
-    local: LocalInfo,
+    local: &'static LocalInfo,
 }
 
 /// What the end of a stream knows, for the span's tags.
@@ -137,6 +115,12 @@ pub struct SpanFacts<'a> {
     pub response_size: u64,
     pub start_time: SystemTime,
     pub duration: Duration,
+    /// When the stream ended (the last upstream try's end).
+    pub end: Instant,
+    /// The stream's dynamic metadata (request metadata custom tags).
+    pub dynamic_metadata: Option<&'a Metadata>,
+    /// The upstream cluster (cluster and host metadata custom tags).
+    pub cluster: Option<&'a ClusterInfo>,
 }
 
 impl Tracer {
@@ -203,6 +187,7 @@ impl Tracer {
             overall_sampling: t.overall_sampling,
             max_path_tag_length: t.max_path_tag_length as usize,
             custom_tags: compile_tags(&t.custom_tags),
+            spawn_upstream_span: t.spawn_upstream_span,
             request_id,
             driver,
             local,
@@ -308,16 +293,88 @@ impl Tracer {
         trace
     }
 
-    /// The stream ended: a sampled span gets its tags and goes to the exporter.
+    /// The stream ended: a sampled span (and its upstream tries' spans) gets its tags
+    /// and goes to the exporter.
     pub fn finish(&self, trace: &StreamTrace, f: &SpanFacts<'_>, runtime: &Snapshot) {
         let (Some(span), Some(driver)) = (&trace.span, &self.driver) else { return };
         if !span.context.sampled {
             return;
         }
-        let finished = self.finished_span(span, f);
         let min_flush = runtime.get_integer(&driver.min_flush_key, 5);
         let interval = runtime.get_integer(&driver.flush_interval_key, 5000);
-        driver.exporter.push(finished, min_flush, interval);
+        for t in &trace.upstream {
+            driver.exporter.push(self.finished_upstream_span(t, f), min_flush, interval);
+        }
+        driver.exporter.push(self.finished_span(span, f), min_flush, interval);
+    }
+
+    /// Whether the router starts a span per upstream try (`spawn_upstream_span`).
+    pub fn spawns_upstream_spans(&self) -> bool {
+        self.spawn_upstream_span && self.driver.is_some()
+    }
+
+    /// A try starts (Envoy's `UpstreamRequest` with `spawnUpstreamSpan()`): a CLIENT
+    /// child of the stream's span, named `router <cluster> egress`, whose context
+    /// replaces the stream's in the request going upstream.
+    pub fn start_upstream(&self, trace: &mut StreamTrace, headers: &mut HeaderMap, s: &TryStart<'_>, rng: &mut Rng) {
+        let (Some(parent), Some(driver)) = (&trace.span, &self.driver) else { return };
+        let context = SpanContext { span_id: random_id(rng), parent_id: parent.context.span_id, ..parent.context };
+        let child = ActiveSpan {
+            context,
+            name: format!("router {} egress", s.cluster),
+            shared: false,
+            trace_state: parent.trace_state.clone(),
+        };
+        match driver.kind {
+            DriverKind::Zipkin { .. } => context::inject_b3(headers, &child.context),
+            DriverKind::OpenTelemetry => context::inject_w3c(headers, &child.context),
+        }
+        trace.on_try_start(s, child);
+    }
+
+    /// A try's span with Envoy's tags (`finalizeUpstreamSpan`, `setCommonTags`).
+    fn finished_upstream_span(&self, t: &UpstreamTry, f: &SpanFacts<'_>) -> FinishedSpan {
+        let start_us = t.start_time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let mut s = FinishedSpan {
+            context: t.span.context,
+            kind: SpanKind::Client,
+            name: t.span.name.clone(),
+            shared: false,
+            trace_state: t.span.trace_state.clone(),
+            start_us,
+            duration_us: t.duration(f.end).as_micros() as u64,
+            tags: Vec::with_capacity(12),
+            error: false,
+        };
+        if t.attempt > 1 {
+            s.push_tag("retry.count", (t.attempt - 1).to_string());
+        }
+        s.push_tag("http.protocol", if t.http2 { "HTTP/2" } else { "HTTP/1.1" });
+        s.push_tag("upstream_address", t.host.to_string());
+        s.push_tag("peer.address", t.host.to_string());
+        s.push_tag("component", "proxy");
+        s.push_tag("upstream_cluster", t.cluster.clone());
+        s.push_tag("upstream_cluster.name", t.cluster.clone());
+        s.push_tag("http.status_code", status_text(t.status.unwrap_or(0)));
+        s.push_tag("response_flags", t.response_flags());
+        if t.status.is_none_or(|c| (500..600).contains(&c)) {
+            s.push_tag("error", "true");
+            s.error = true;
+        }
+        let route_tags = f.route.and_then(|r| r.tracing.as_ref()).map(|t| compile_tags(&t.custom_tags));
+        let sources = TagSources {
+            dynamic_metadata: f.dynamic_metadata,
+            route_metadata: f.route.map(|r| &r.metadata),
+            cluster: f.cluster,
+            upstream_address: Some(t.host),
+        };
+        for tag in self.custom_tags.iter().chain(route_tags.iter().flatten()) {
+            let value = tag.value(&f.head.headers, &sources);
+            if !value.is_empty() {
+                s.set_tag(tag.name.clone(), value);
+            }
+        }
+        s
     }
 
     /// The span with Envoy's tags (`finalizeDownstreamSpan`, `setCommonTags`, custom
@@ -327,6 +384,7 @@ impl Tracer {
         let start_us = f.start_time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
         let mut s = FinishedSpan {
             context: span.context,
+            kind: SpanKind::Server,
             name: span.name.clone(),
             shared: span.shared,
             trace_state: span.trace_state.clone(),
@@ -335,13 +393,20 @@ impl Tracer {
             tags: Vec::with_capacity(24),
             error: false,
         };
-        s.set_tag("node_id", self.local.node_id.as_str());
-        s.set_tag("zone", self.local.zone.as_str());
+        // The tracer's own tags, each set once (push_tag: no lookup); fixed strings
+        // are borrowed, not copied.
+        s.push_tag("node_id", self.local.node_id.as_str());
+        s.push_tag("zone", self.local.zone.as_str());
         if let Some(rid) = h.get_str(request_id::REQUEST_ID) {
-            s.set_tag("guid:x-request-id", rid);
+            s.push_tag("guid:x-request-id", rid.to_string());
         }
         let path = h.get_str(b"x-envoy-original-path").unwrap_or(&f.head.path);
-        let mut url = format!("{}://{}{}", f.head.scheme, f.head.authority, path);
+        let (scheme, authority) = (f.head.scheme.as_str(), f.head.authority.as_str());
+        let mut url = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
+        url.push_str(scheme);
+        url.push_str("://");
+        url.push_str(authority);
+        url.push_str(path);
         if url.len() > self.max_path_tag_length {
             let mut cut = self.max_path_tag_length;
             while !url.is_char_boundary(cut) {
@@ -349,42 +414,91 @@ impl Tracer {
             }
             url.truncate(cut);
         }
-        s.set_tag("http.url", url);
-        s.set_tag("http.method", f.head.method.as_str());
-        s.set_tag("downstream_cluster", h.get_str(b"x-envoy-downstream-service-cluster").unwrap_or("-"));
-        s.set_tag("user_agent", h.get_str(b"user-agent").unwrap_or("-"));
-        s.set_tag("http.protocol", crate::router::formatter::protocol_name(f.head.version.unwrap_or(Version::Http11)));
-        s.set_tag("peer.address", f.peer.ip().to_string());
+        s.push_tag("http.url", url);
+        s.push_tag("http.method", static_or_owned(f.head.method.as_str(), METHODS));
+        s.push_tag("downstream_cluster", or_dash(h.get_str(b"x-envoy-downstream-service-cluster")));
+        s.push_tag("user_agent", or_dash(h.get_str(b"user-agent")));
+        s.push_tag("http.protocol", crate::router::formatter::protocol_name(f.head.version.unwrap_or(Version::Http11)));
+        s.push_tag("peer.address", f.peer.ip().to_string());
         if let Some(id) = h.get_str(CLIENT_TRACE_ID) {
-            s.set_tag("guid:x-client-trace-id", id);
+            s.push_tag("guid:x-client-trace-id", id.to_string());
         }
-        s.set_tag("request_size", f.request_size.to_string());
-        s.set_tag("response_size", f.response_size.to_string());
-        s.set_tag("component", "proxy");
+        s.push_tag("request_size", f.request_size.to_string());
+        s.push_tag("response_size", f.response_size.to_string());
+        s.push_tag("component", "proxy");
         if let (Some(cluster), Some(addr)) = (f.upstream_cluster, f.upstream_address) {
-            s.set_tag("upstream_cluster", cluster);
-            s.set_tag("upstream_cluster.name", cluster);
-            s.set_tag("upstream_address", addr.to_string());
+            s.push_tag("upstream_cluster", cluster.to_string());
+            s.push_tag("upstream_cluster.name", cluster.to_string());
+            s.push_tag("upstream_address", addr.to_string());
         }
-        s.set_tag("http.status_code", f.status.unwrap_or(0).to_string());
-        let mut flags = String::new();
-        f.flags.write(&mut flags);
-        s.set_tag("response_flags", flags);
+        s.push_tag("http.status_code", status_text(f.status.unwrap_or(0)));
+        if f.flags == ResponseFlags::NONE {
+            s.push_tag("response_flags", "-");
+        } else {
+            let mut flags = String::new();
+            f.flags.write(&mut flags);
+            s.push_tag("response_flags", flags);
+        }
         if f.status.is_none_or(|c| (500..600).contains(&c)) {
-            s.set_tag("error", "true");
+            s.push_tag("error", "true");
             s.error = true;
         }
         let route_tags = f.route.and_then(|r| r.tracing.as_ref()).map(|t| compile_tags(&t.custom_tags));
+        let sources = TagSources {
+            dynamic_metadata: f.dynamic_metadata,
+            route_metadata: f.route.map(|r| &r.metadata),
+            cluster: f.cluster,
+            upstream_address: f.upstream_address,
+        };
         for tag in self.custom_tags.iter().chain(route_tags.iter().flatten()) {
-            let value = match &tag.value {
-                TagValue::Fixed(v) => v.as_str(),
-                TagValue::RequestHeader { name, default_value } => h.get_str(name.as_bytes()).unwrap_or(default_value),
-            };
+            let value = tag.value(h, &sources);
             if !value.is_empty() {
-                s.set_tag(&tag.name, value);
+                s.set_tag(tag.name.clone(), value);
             }
         }
         s
+    }
+}
+
+const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
+
+/// `s` borrowed from `known` when it is one of them, else copied.
+fn static_or_owned(s: &str, known: &[&'static str]) -> TagText {
+    match known.iter().find(|k| **k == s) {
+        Some(k) => TagText::Borrowed(k),
+        None => TagText::Owned(s.to_string()),
+    }
+}
+
+fn or_dash(v: Option<&str>) -> TagText {
+    match v {
+        Some(v) => TagText::Owned(v.to_string()),
+        None => TagText::Borrowed("-"),
+    }
+}
+
+/// The status code as text (the common ones without an allocation).
+fn status_text(code: u16) -> TagText {
+    const COMMON: &[(u16, &str)] = &[
+        (200, "200"),
+        (201, "201"),
+        (204, "204"),
+        (301, "301"),
+        (302, "302"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+        (0, "0"),
+    ];
+    match COMMON.iter().find(|(c, _)| *c == code) {
+        Some((_, t)) => TagText::Borrowed(t),
+        None => TagText::Owned(code.to_string()),
     }
 }
 

@@ -6,7 +6,7 @@
 
 use prost::Message;
 
-use crate::trace::span::FinishedSpan;
+use crate::trace::span::{FinishedSpan, SpanKind};
 
 #[derive(Clone, PartialEq, Message)]
 pub struct ExportTraceServiceRequest {
@@ -100,6 +100,7 @@ pub struct Status {
 }
 
 const SPAN_KIND_SERVER: i32 = 2;
+const SPAN_KIND_CLIENT: i32 = 3;
 const STATUS_ERROR: i32 = 2;
 
 pub fn key_value(key: &str, value: &str) -> KeyValue {
@@ -140,7 +141,10 @@ pub fn encode(spans: &[FinishedSpan], resource: &[KeyValue]) -> Vec<u8> {
                 trace_state: s.trace_state.clone().unwrap_or_default(),
                 parent_span_id: if c.parent_id != 0 { c.parent_id.to_be_bytes().to_vec() } else { Vec::new() },
                 name: s.name.clone(),
-                kind: SPAN_KIND_SERVER,
+                kind: match s.kind {
+                    SpanKind::Server => SPAN_KIND_SERVER,
+                    SpanKind::Client => SPAN_KIND_CLIENT,
+                },
                 start_time_unix_nano: start,
                 end_time_unix_nano: start.saturating_add(s.duration_us.saturating_mul(1000)),
                 attributes: s.tags.iter().map(|(k, v)| key_value(k, v)).collect(),
@@ -171,6 +175,7 @@ mod tests {
     fn round_trip_and_resource() {
         let span = FinishedSpan {
             context: SpanContext { trace_id: 1 << 70 | 5, span_id: 7, parent_id: 9, sampled: true },
+            kind: SpanKind::Server,
             name: "ingress".into(),
             shared: false,
             trace_state: Some("k=v".into()),

@@ -2,7 +2,12 @@
 //! (Envoy's `traceRequest`), finished with the stream (`finalizeDownstreamSpan`), and
 //! then a [`FinishedSpan`]: plain data with Envoy's tags, handed to the exporter.
 
+use std::borrow::Cow;
+
 use crate::trace::context::SpanContext;
+
+/// A tag's name or value: most are fixed strings, borrowed rather than allocated.
+pub type TagText = Cow<'static, str>;
 
 /// The span of a stream in progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,14 +27,26 @@ pub struct ActiveSpan {
 pub struct StreamTrace {
     /// None: the tracer made no span (no provider, or a malformed incoming context).
     pub span: Option<ActiveSpan>,
+    /// The upstream tries' spans (`spawn_upstream_span`), oldest first.
+    pub upstream: Vec<crate::trace::upstream::UpstreamTry>,
     /// The decorator's operation, sent downstream as `x-envoy-decorator-operation`.
     pub propagate_operation: Option<String>,
+}
+
+/// Zipkin's `kind`, OpenTelemetry's `SpanKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    /// The connection manager's span of a downstream request.
+    Server,
+    /// An upstream request's span (`spawn_upstream_span`).
+    Client,
 }
 
 /// A span that ended, as the collectors receive it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinishedSpan {
     pub context: SpanContext,
+    pub kind: SpanKind,
     pub name: String,
     pub shared: bool,
     pub trace_state: Option<String>,
@@ -37,23 +54,29 @@ pub struct FinishedSpan {
     pub start_us: u64,
     pub duration_us: u64,
     /// Tags in the order Envoy sets them (a later tag of the same name wins).
-    pub tags: Vec<(String, String)>,
+    pub tags: Vec<(TagText, TagText)>,
     /// The `error` tag is set (5xx or no response).
     pub error: bool,
 }
 
 impl FinishedSpan {
     /// Set `name` to `value`, replacing an earlier value (Envoy's tag map).
-    pub fn set_tag(&mut self, name: &str, value: impl Into<String>) {
-        let value = value.into();
-        if let Some(t) = self.tags.iter_mut().find(|(n, _)| n == name) {
+    pub fn set_tag(&mut self, name: impl Into<TagText>, value: impl Into<TagText>) {
+        let (name, value) = (name.into(), value.into());
+        if let Some(t) = self.tags.iter_mut().find(|(n, _)| *n == name) {
             t.1 = value;
         } else {
-            self.tags.push((name.to_string(), value));
+            self.tags.push((name, value));
         }
     }
 
+    /// Add a tag the span does not have yet (the tracer's own, each set once).
+    pub fn push_tag(&mut self, name: &'static str, value: impl Into<TagText>) {
+        debug_assert!(self.tag(name).is_none(), "{name} set twice");
+        self.tags.push((Cow::Borrowed(name), value.into()));
+    }
+
     pub fn tag(&self, name: &str) -> Option<&str> {
-        self.tags.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.tags.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_ref())
     }
 }

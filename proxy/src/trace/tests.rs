@@ -167,6 +167,9 @@ fn opentelemetry_spans_and_tags() {
         response_size: 4,
         start_time: SystemTime::UNIX_EPOCH + Duration::from_secs(1),
         duration: Duration::from_millis(2),
+        end: std::time::Instant::now(),
+        dynamic_metadata: None,
+        cluster: None,
     };
     let f = t.finished_span(&span, &facts);
     assert_eq!(f.tag("http.url"), Some("http://example.com/a"));
@@ -195,7 +198,7 @@ fn opentelemetry_spans_and_tags() {
 fn response_headers() {
     let mut req = HeaderMap::new();
     req.set(request_id::REQUEST_ID, b"id");
-    let trace = StreamTrace { span: None, propagate_operation: Some("op".into()) };
+    let trace = StreamTrace { propagate_operation: Some("op".into()), ..StreamTrace::default() };
     let mut resp = ResponseHead::default();
     mutate_response_headers(false, &req, Some(&trace), &mut resp);
     assert_eq!(resp.headers.get(request_id::REQUEST_ID), None);

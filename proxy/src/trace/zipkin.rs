@@ -10,8 +10,7 @@ use std::net::IpAddr;
 
 use prost::Message;
 
-use crate::trace::context::trace_id_hex;
-use crate::trace::span::FinishedSpan;
+use crate::trace::span::{FinishedSpan, SpanKind};
 
 /// The local endpoint of every span.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,54 +19,78 @@ pub struct LocalEndpoint {
     pub address: IpAddr,
 }
 
-/// Append `s` as a JSON string.
+/// Append `s` as a JSON string (runs without escapes are copied whole).
 fn json_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    let mut rest = s;
+    while let Some(i) = rest.bytes().position(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(&rest[..i]);
+        match rest.as_bytes()[i] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            b => {
+                let _ = write!(out, "\\u{:04x}", b);
             }
-            c => out.push(c),
         }
+        rest = &rest[i + 1..];
     }
+    out.push_str(rest);
     out.push('"');
+}
+
+/// Append `v` as 16 lower-case hex digits.
+fn hex16(out: &mut String, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
 }
 
 /// The JSON array of `spans`.
 pub fn encode(spans: &[FinishedSpan], local: &LocalEndpoint) -> Vec<u8> {
-    let mut out = String::with_capacity(512 * spans.len() + 2);
+    // The same local endpoint on every span: written once.
+    let mut endpoint = String::from(",\"localEndpoint\":{\"serviceName\":");
+    json_str(&mut endpoint, &local.service_name);
+    match local.address {
+        IpAddr::V4(a) => {
+            let _ = write!(endpoint, ",\"ipv4\":\"{a}\"}}");
+        }
+        IpAddr::V6(a) => {
+            let _ = write!(endpoint, ",\"ipv6\":\"{a}\"}}");
+        }
+    }
+    let mut out = String::with_capacity(1024 * spans.len() + 2);
     out.push('[');
     for (i, s) in spans.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         let c = &s.context;
-        let _ = write!(out, "{{\"traceId\":\"{}\",", trace_id_hex(c.trace_id, true));
+        out.push_str("{\"traceId\":\"");
+        if c.trace_id >> 64 != 0 {
+            hex16(&mut out, (c.trace_id >> 64) as u64);
+        }
+        hex16(&mut out, c.trace_id as u64);
+        out.push_str("\",");
         if c.parent_id != 0 {
-            let _ = write!(out, "\"parentId\":\"{:016x}\",", c.parent_id);
+            out.push_str("\"parentId\":\"");
+            hex16(&mut out, c.parent_id);
+            out.push_str("\",");
         }
-        let _ = write!(out, "\"id\":\"{:016x}\",\"kind\":\"SERVER\",\"name\":", c.span_id);
+        out.push_str("\"id\":\"");
+        hex16(&mut out, c.span_id);
+        out.push_str(match s.kind {
+            SpanKind::Server => "\",\"kind\":\"SERVER\",\"name\":",
+            SpanKind::Client => "\",\"kind\":\"CLIENT\",\"name\":",
+        });
         json_str(&mut out, &s.name);
-        let _ = write!(
-            out,
-            ",\"timestamp\":{},\"duration\":{},\"localEndpoint\":{{\"serviceName\":",
-            s.start_us, s.duration_us
-        );
-        json_str(&mut out, &local.service_name);
-        match local.address {
-            IpAddr::V4(a) => {
-                let _ = write!(out, ",\"ipv4\":\"{a}\"}}");
-            }
-            IpAddr::V6(a) => {
-                let _ = write!(out, ",\"ipv6\":\"{a}\"}}");
-            }
-        }
+        let _ = write!(out, ",\"timestamp\":{},\"duration\":{}", s.start_us, s.duration_us);
+        out.push_str(&endpoint);
         out.push_str(",\"tags\":{");
         for (k, (name, value)) in s.tags.iter().enumerate() {
             if k > 0 {
@@ -159,12 +182,15 @@ pub fn encode_proto(spans: &[FinishedSpan], local: &LocalEndpoint) -> Vec<u8> {
                 },
                 parent_id: if c.parent_id != 0 { c.parent_id.to_be_bytes().to_vec() } else { Vec::new() },
                 id: c.span_id.to_be_bytes().to_vec(),
-                kind: 2,
+                kind: match s.kind {
+                    SpanKind::Client => 1,
+                    SpanKind::Server => 2,
+                },
                 name: s.name.clone(),
                 timestamp: s.start_us,
                 duration: s.duration_us,
                 local_endpoint: Some(endpoint.clone()),
-                tags: s.tags.iter().cloned().collect(),
+                tags: s.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 shared: s.shared,
             }
         })
@@ -181,6 +207,7 @@ mod tests {
     fn json_v2() {
         let span = FinishedSpan {
             context: SpanContext { trace_id: 0xab, span_id: 0xcd, parent_id: 0xef, sampled: true },
+            kind: SpanKind::Server,
             name: "a\"b".into(),
             shared: true,
             trace_state: None,

@@ -482,7 +482,8 @@ pub fn static_hosts(c: &Cluster) -> Vec<Arc<Host>> {
         .hosts()
         .filter_map(|(e, prio)| {
             let addr = e.address.socket_addr()?;
-            Some(Arc::new(Host::new(addr, e.hostname.clone(), e.load_balancing_weight, prio, e.health_check_port)))
+            let host = Host::new(addr, e.hostname.clone(), e.load_balancing_weight, prio, e.health_check_port);
+            Some(Arc::new(host.with_metadata(&e.metadata)))
         })
         .collect()
 }

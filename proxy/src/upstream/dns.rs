@@ -68,7 +68,8 @@ pub fn resolve_cluster(c: &Cluster, previous: &HostSet) -> Vec<Arc<Host>> {
                 Some(h) if h.weight == e.load_balancing_weight && h.priority == prio => Arc::clone(h),
                 _ => {
                     let name = if e.hostname.is_empty() { e.address.address.clone() } else { e.hostname.clone() };
-                    Arc::new(Host::new(addr, name, e.load_balancing_weight, prio, e.health_check_port))
+                    let host = Host::new(addr, name, e.load_balancing_weight, prio, e.health_check_port);
+                    Arc::new(host.with_metadata(&e.metadata))
                 }
             };
             hosts.push(host);

@@ -73,6 +73,9 @@ pub struct Host {
     /// A worker saw `x-envoy-immediate-health-check-fail` from this host; the health
     /// checker fails it (passive failure) on its thread.
     pub passive_hc_failure: AtomicBool,
+    /// Its `lb_endpoints[].metadata` (None: none configured); tracing's host metadata
+    /// custom tags read it.
+    pub metadata: Option<Arc<sluice_config::metadata::Metadata>>,
 }
 
 impl Host {
@@ -98,7 +101,14 @@ impl Host {
             rq_timeout: AtomicU64::new(0),
             outlier: HostMonitor::default(),
             passive_hc_failure: AtomicBool::new(false),
+            metadata: None,
         }
+    }
+
+    /// The host with its endpoint's metadata (kept only when there is some).
+    pub fn with_metadata(mut self, metadata: &sluice_config::metadata::Metadata) -> Host {
+        self.metadata = (!metadata.is_empty()).then(|| Arc::new(metadata.clone()));
+        self
     }
 
     /// Envoy's `coarseHealth()`: failed checks make a host unhealthy, a degraded answer

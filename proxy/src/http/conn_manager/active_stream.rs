@@ -159,18 +159,22 @@ impl<D: ServerStream> StreamCx<'_, D> {
         let (Some(tracer), Some(trace)) = (&self.cfg.tracer, self.stream.trace.take()) else { return };
         let s = &*self.stream;
         let route = s.route.as_ref().and_then(|r| self.cfg.routes.get(r));
+        let cluster = s.cluster.and_then(|i| self.cfg.clusters.clusters.get(i));
         let facts = crate::trace::SpanFacts {
             head: &s.head,
             route: route.as_ref().and_then(|m| m.entry()),
             status: s.response_started.then_some(s.response.status),
             flags: s.flags,
-            upstream_cluster: s.cluster.and_then(|i| self.cfg.clusters.clusters.get(i)).map(|c| c.name()),
+            upstream_cluster: cluster.map(|c| c.name()),
             upstream_address: s.upstream_host,
             peer: self.io.peer(),
             request_size: s.rq_body_bytes,
             response_size: s.resp_body_bytes,
             start_time: s.start_time,
             duration: ctx.now.saturating_duration_since(s.start),
+            end: ctx.now,
+            dynamic_metadata: Some(s.filters.dynamic_metadata()),
+            cluster: cluster.map(|c| &**c),
         };
         tracer.finish(&trace, &facts, ctx.runtime);
     }

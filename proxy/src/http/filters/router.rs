@@ -370,6 +370,20 @@ impl RouterState {
         let auto_h2 = protocol == UpstreamProtocol::Auto
             && (ctx.pool.h2_with_capacity(self.cluster, host.address).is_some()
                 || !ctx.pool.has_idle(self.cluster, host.address));
+        if let (Some(tracer), Some(trace)) =
+            (cfg.tracer.as_ref().filter(|t| t.spawns_upstream_spans()), stream.trace.as_deref_mut())
+        {
+            let start = crate::trace::upstream::TryStart {
+                cluster: info.name(),
+                host: host.address,
+                attempt: stream.attempt_count,
+                http2: self.upgrade == UpgradeKind::None
+                    && (auto_h2 || protocol.codec_for(downstream_h2) == UpstreamCodec::Http2),
+                now: ctx.now,
+                wall: ctx.wall,
+            };
+            tracer.start_upstream(trace, &mut stream.head.headers, &start, ctx.rng);
+        }
         if self.upgrade == UpgradeKind::None && (auto_h2 || protocol.codec_for(downstream_h2) == UpstreamCodec::Http2) {
             return match self.attempt_h2(&info, idx, host, ctx) {
                 Ok(true) => {
@@ -903,6 +917,9 @@ impl RouterState {
         step: &mut Step,
     ) -> Result<(), LocalReply> {
         let status = stream.response.status;
+        if let Some(t) = stream.trace.as_deref_mut() {
+            t.on_upstream_status(status);
+        }
         let retriable = self.retry.as_ref().is_some_and(|r| r.retriable_response(status, &stream.response));
         let retry_now = retriable && self.can_retry(ctx);
         self.charge(ctx, |info, host| charge::response_head(info, host, status, retry_now));
@@ -1179,6 +1196,9 @@ impl RouterState {
         reason: ResetReason,
     ) -> Result<(), LocalReply> {
         let _ = cfg;
+        if let Some(t) = stream.trace.as_deref_mut() {
+            t.on_upstream_reset(reason);
+        }
         let retriable = self.retry.as_ref().is_some_and(|r| r.retriable_reset(reason));
         if retriable && self.can_retry(ctx) {
             self.schedule_retry(ctx);

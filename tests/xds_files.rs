@@ -226,3 +226,80 @@ fn a_listener_removed_from_the_lds_file_drains_its_in_flight_requests() {
     assert!(flat.contains(r#""dynamic_listeners":[]"#), "{flat}");
     let _ = &t.s;
 }
+
+/// An EDS cluster resource `name` whose endpoints are `service` in `dir`/eds.yaml.
+fn eds_cluster(name: &str, dir: &Path, service: &str) -> String {
+    format!(
+        "- \"@type\": {CLUSTER}\n  name: {name}\n  connect_timeout: 1s\n  type: EDS\n  eds_cluster_config:\n    service_name: {service}\n    eds_config: {{ path_config_source: {{ path: {}/eds.yaml }} }}\n",
+        dir.display()
+    )
+}
+
+/// An EDS file: `service` at 127.0.0.1 `port`.
+fn assignment(version: &str, service: &str, port: u16) -> String {
+    format!(
+        "version_info: \"{version}\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n  cluster_name: {service}\n  endpoints:\n  - lb_endpoints:\n    - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
+    )
+}
+
+#[test]
+fn an_eds_change_under_load_moves_traffic_with_no_failed_request() {
+    let (a, b, s) = (HttpOrigin::start("a"), HttpOrigin::start("b"), HttpOrigin::start("static"));
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, port) = (free_port(), free_port());
+    move_into_place(dir.path(), "eds.yaml", &assignment("e1", "svc", a.port()));
+    move_into_place(dir.path(), "cds.yaml", &resources("c1", &[eds_cluster("e", dir.path(), "svc")]));
+    move_into_place(dir.path(), "lds.yaml", &resources("l1", &[http_listener("dyn", port, "e")]));
+    let _p = Proxy::start(&bootstrap(admin, dir.path(), s.port()), &["--concurrency", "2"]);
+    assert_eq!(get(port, "/first").header("x-origin"), Some("a"));
+    assert_eq!(stat(admin, "cluster.e.update_success"), Some(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicUsize::new(0));
+    // A bounded load loop: 4 keep-alive clients, at most 5 000 requests each, at most 10 s.
+    let clients: Vec<_> = (0..4)
+        .map(|i| {
+            let (stop, errors) = (Arc::clone(&stop), Arc::clone(&errors));
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let mut c = Client::connect(port);
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) && n < 5_000 && Instant::now() < deadline {
+                    n += 1;
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.get(&format!("/c{i}/{n}"))));
+                    let closed = match r {
+                        Ok(r) if r.status == 200 => r.header("connection") == Some("close"),
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            true
+                        }
+                    };
+                    if closed {
+                        c = Client::connect(port);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    move_into_place(dir.path(), "eds.yaml", &assignment("e2", "svc", b.port()));
+    wait_stat(admin, "cluster.e.update_success", 2);
+    let before = b.requests();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.requests() < before + 100 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_eq!(errors.load(Ordering::Relaxed), 0, "requests failed across the EDS update");
+    assert!(b.requests() >= before + 100, "b got {} requests after the update", b.requests() - before);
+    let a_now = a.requests();
+    assert_eq!(get(port, "/after").header("x-origin"), Some("b"));
+    assert_eq!(a.requests(), a_now);
+    // A bad assignment (a host name) is refused and counted; b keeps serving.
+    let bad = assignment("e3", "svc", b.port()).replace("address: 127.0.0.1", "address: localhost");
+    move_into_place(dir.path(), "eds.yaml", &bad);
+    wait_stat(admin, "cluster.e.update_rejected", 1);
+    assert_eq!(get(port, "/still").header("x-origin"), Some("b"));
+}

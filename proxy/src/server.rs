@@ -446,6 +446,9 @@ impl MainLoop {
                 if let Some(old) = self.threads.replace(threads) {
                     old.stop();
                 }
+                if let Some(x) = &xds {
+                    x.register(&self.stats);
+                }
                 self.xds = xds;
                 tracing::info!(config = %self.config_path.display(), "configuration reloaded");
             }
@@ -470,7 +473,11 @@ impl MainLoop {
             }
             Ok(())
         };
-        x.poll(Instant::now(), SystemTime::now(), &mut apply)
+        let applied = x.poll(Instant::now(), SystemTime::now(), &mut apply);
+        if applied {
+            x.register(stats);
+        }
+        applied
     }
 
     /// Re-read swapped disk layers; when the runtime snapshot or the config changed

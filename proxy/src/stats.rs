@@ -523,7 +523,8 @@ impl NamedCounters {
 }
 
 /// One xDS subscription's stats (Envoy's `SubscriptionStats`), under
-/// `listener_manager.lds.` or `cluster_manager.cds.`: written on the main thread.
+/// `listener_manager.lds.`, `cluster_manager.cds.` or (EDS) `cluster.<name>.`: written
+/// on the main thread.
 #[derive(Debug, Default)]
 pub struct SubscriptionStats {
     pub update_attempt: Counter,
@@ -538,7 +539,7 @@ pub struct SubscriptionStats {
 
 /// The subscriptions of the config now serving, by stat prefix.
 #[derive(Default)]
-pub struct Subscriptions(Mutex<Vec<(&'static str, Arc<SubscriptionStats>)>>);
+pub struct Subscriptions(Mutex<Vec<(String, Arc<SubscriptionStats>)>>);
 
 impl Subscriptions {
     /// The stats of `prefix` (`listener_manager.lds`), created on first use; kept across
@@ -549,15 +550,15 @@ impl Subscriptions {
             return Arc::clone(s);
         }
         let s = Arc::new(SubscriptionStats::default());
-        list.push((prefix, Arc::clone(&s)));
+        list.push((prefix.to_string(), Arc::clone(&s)));
         s
     }
 
     /// Put `stats` under `prefix` (a config built before the store existed).
-    pub fn insert(&self, prefix: &'static str, stats: Arc<SubscriptionStats>) {
+    pub fn insert(&self, prefix: &str, stats: Arc<SubscriptionStats>) {
         let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        list.retain(|(p, _)| *p != prefix);
-        list.push((prefix, stats));
+        list.retain(|(p, _)| p != prefix);
+        list.push((prefix.to_string(), stats));
     }
 
     fn collect(&self, out: &mut Vec<(String, StatKind, i64)>) {

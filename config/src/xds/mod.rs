@@ -19,7 +19,7 @@
 use std::path::Path;
 
 use crate::bootstrap::Bootstrap;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterLoadAssignment};
 use crate::decode::{join, Decode, Decoder, Fields};
 use crate::error::{ConfigError, ErrorKind, Warning};
 use crate::listener::Listener;
@@ -115,6 +115,7 @@ impl Decode for DynamicResources {
 
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+pub const ENDPOINTS_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 
 /// The resources of one file and its `version_info`.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,6 +217,8 @@ pub struct Dynamic<'a> {
     /// The files they came from (for error messages).
     pub lds_path: &'a str,
     pub cds_path: &'a str,
+    /// The `ClusterLoadAssignment`s of each EDS file in force, by path.
+    pub endpoints: &'a [(String, Vec<ClusterLoadAssignment>)],
 }
 
 /// The bootstrap `static_b` with `dynamic`'s listeners and clusters added after the
@@ -227,6 +230,9 @@ pub fn compose(static_b: &Bootstrap, dynamic: &Dynamic) -> Result<Bootstrap, Vec
     b.listeners.extend(dynamic.listeners.iter().cloned());
     b.clusters.extend(dynamic.clusters.iter().cloned());
     let mut d = Decoder::new();
+    for (i, c) in b.clusters.iter_mut().enumerate() {
+        assign_endpoints(c, dynamic.endpoints, &format!("static_resources.clusters[{i}]"), &mut d);
+    }
     crate::validate::validate(&mut b, &mut d);
     if d.errors.is_empty() {
         return Ok(b);
@@ -238,6 +244,34 @@ pub fn compose(static_b: &Bootstrap, dynamic: &Dynamic) -> Result<Bootstrap, Vec
         e.message = rename_in_message(&e.message, nl, nc, dynamic);
     }
     Err(d.errors)
+}
+
+/// Give an EDS cluster the endpoints of its `service_name` (or its own name) from its
+/// file; none there yet is a cluster without hosts, as an EDS cluster that has not
+/// received its assignment. EDS endpoints must be IP addresses.
+fn assign_endpoints(c: &mut Cluster, files: &[(String, Vec<ClusterLoadAssignment>)], path: &str, d: &mut Decoder) {
+    let Some(eds) = &c.eds_cluster_config else { return };
+    let name = if eds.service_name.is_empty() { &c.name } else { &eds.service_name };
+    let found = files
+        .iter()
+        .filter(|(p, _)| *p == eds.eds_config.path)
+        .flat_map(|(_, cla)| cla.iter())
+        .find(|cla| cla.cluster_name == *name);
+    c.load_assignment =
+        found.cloned().unwrap_or_else(|| ClusterLoadAssignment { cluster_name: name.clone(), endpoints: Vec::new() });
+    for (host, _) in c.load_assignment.hosts() {
+        if host.address.ip().is_none() {
+            d.error(
+                ErrorKind::Invalid,
+                &format!("{path}.eds_cluster_config"),
+                host.address.line,
+                format!(
+                    "{}: endpoint `{}` of `{name}` is not an IP address",
+                    eds.eds_config.path, host.address.address
+                ),
+            );
+        }
+    }
 }
 
 /// `static_resources.listeners[k]...` with `k >= statics` → `file: resources[k - statics]...`.

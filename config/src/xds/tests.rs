@@ -47,7 +47,8 @@ fn file_sources_decode_and_compose_with_static_resources() {
     let (lds, _) = decode_resources::<Listener>(LDS, LISTENER_TYPE).unwrap();
     let (cds, _) = decode_resources::<Cluster>(CDS, CLUSTER_TYPE).unwrap();
     assert_eq!((lds.version_info.as_str(), cds.version_info.as_str()), ("7", "v1"));
-    let dynamic = Dynamic { listeners: &lds.items, clusters: &cds.items, lds_path: "lds", cds_path: "cds" };
+    let dynamic =
+        Dynamic { listeners: &lds.items, clusters: &cds.items, lds_path: "lds", cds_path: "cds", endpoints: &[] };
     let all = compose(&b, &dynamic).unwrap();
     assert_eq!(all.listeners.len(), 1);
     assert_eq!(all.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["s", "d"]);
@@ -60,7 +61,8 @@ fn file_sources_decode_and_compose_with_static_resources() {
 fn a_listener_naming_an_unknown_cluster_is_refused_with_its_file_and_index() {
     let b = crate::load_str(BOOT).unwrap().bootstrap;
     let (lds, _) = decode_resources::<Listener>(LDS, LISTENER_TYPE).unwrap();
-    let dynamic = Dynamic { listeners: &lds.items, clusters: &[], lds_path: "/x/lds.yaml", cds_path: "cds" };
+    let dynamic =
+        Dynamic { listeners: &lds.items, clusters: &[], lds_path: "/x/lds.yaml", cds_path: "cds", endpoints: &[] };
     let e = compose(&b, &dynamic).unwrap_err();
     assert_eq!(e[0].path, "/x/lds.yaml: resources[0].filter_chains[0].filters[0].typed_config.cluster");
     assert!(e[0].message.contains("unknown cluster `d`"), "{}", e[0]);
@@ -78,4 +80,33 @@ fn bad_resources_name_their_path_and_line() {
         crate::load_str(&BOOT.replace("path: /tmp/cds.yaml", "api_config_source: { api_type: GRPC }")).unwrap_err();
     assert_eq!(grpc.0[0].path, "dynamic_resources.cds_config.api_config_source");
     assert_eq!(grpc.0[0].kind, ErrorKind::Unsupported);
+}
+
+#[test]
+fn an_eds_cluster_gets_its_endpoints_from_its_file() {
+    let eds_cluster = CDS.replace(
+        "  load_assignment: { cluster_name: d }",
+        "  type: EDS\n  eds_cluster_config: { eds_config: { path: /e.yaml }, service_name: svc }",
+    );
+    let b = crate::load_str(BOOT).unwrap().bootstrap;
+    let (cds, _) = decode_resources::<Cluster>(&eds_cluster, CLUSTER_TYPE).unwrap();
+    let eds = r#"
+version_info: "e1"
+resources:
+- "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
+  cluster_name: svc
+  endpoints:
+  - lb_endpoints:
+    - endpoint: { address: { socket_address: { address: 127.0.0.2, port_value: 80 } } }
+"#;
+    let (cla, _) = decode_resources::<ClusterLoadAssignment>(eds, ENDPOINTS_TYPE).unwrap();
+    let files = vec![("/e.yaml".to_string(), cla.items)];
+    let dynamic = Dynamic { listeners: &[], clusters: &cds.items, lds_path: "", cds_path: "", endpoints: &files };
+    let all = compose(&b, &dynamic).unwrap();
+    assert_eq!(all.clusters[1].load_assignment.endpoint_count(), 1);
+    // Without a file, no hosts (not an error).
+    let none = Dynamic { endpoints: &[], ..dynamic };
+    assert_eq!(compose(&b, &none).unwrap().clusters[1].load_assignment.endpoint_count(), 0);
+    let with_la = eds_cluster.replace("  type: EDS", "  type: EDS\n  load_assignment: { cluster_name: d }");
+    assert!(decode_resources::<Cluster>(&with_la, CLUSTER_TYPE).is_err());
 }

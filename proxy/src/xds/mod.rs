@@ -13,6 +13,13 @@
 //! and line; in both cases the resources in force stay. A good update counts
 //! `update_success` and sets the `version` gauge (xxHash64 of `version_info`, as
 //! Envoy). Stats live under `listener_manager.lds.` and `cluster_manager.cds.`.
+//!
+//! EDS: a cluster of `type: EDS` takes the `ClusterLoadAssignment` named by its
+//! `service_name` (or its own name) from the file of its `eds_config`; each such file is
+//! one subscription, read when a cluster first names it and re-read when replaced, with
+//! its stats under `cluster.<name>.` for every cluster that uses it. An endpoint change
+//! is a new config like any other: the workers adopt it as a new generation, and the
+//! pools of the clusters whose config did not change carry over.
 
 pub mod dump;
 pub mod watch;
@@ -21,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use sluice_config::cluster::Cluster;
+use sluice_config::cluster::{Cluster, ClusterLoadAssignment};
 use sluice_config::decode::Decode;
 use sluice_config::listener::Listener;
 use sluice_config::xds::{self, ConfigSource, Resources};
@@ -34,6 +41,7 @@ const LDS: &str = "listener_manager.lds";
 const CDS: &str = "cluster_manager.cds";
 
 /// One file subscription and the resources it has in force.
+#[derive(Clone)]
 pub struct Subscription<T> {
     pub source: ConfigSource,
     type_url: &'static str,
@@ -98,6 +106,8 @@ pub struct FileXds {
     pub bootstrap: Bootstrap,
     pub lds: Option<Subscription<Listener>>,
     pub cds: Option<Subscription<Cluster>>,
+    /// One subscription per EDS file that a cluster in force names.
+    pub eds: Vec<Subscription<ClusterLoadAssignment>>,
 }
 
 /// What an update hands to the reload machinery: the effective config and its dump.
@@ -113,6 +123,7 @@ impl FileXds {
             bootstrap: bootstrap.clone(),
             lds: dr.lds_config.as_ref().map(|s| Subscription::new(s, xds::LISTENER_TYPE, stats.scope(LDS))),
             cds: dr.cds_config.as_ref().map(|s| Subscription::new(s, xds::CLUSTER_TYPE, stats.scope(CDS))),
+            eds: Vec::new(),
         };
         // Clusters first, as Envoy initializes CDS before LDS: a listener may use them.
         if let Some(cds) = x.cds.as_mut() {
@@ -127,6 +138,8 @@ impl FileXds {
                 Err(errors) => log_refused("LDS", &errors),
             }
         }
+        let clusters = x.cds.as_ref().map(|s| s.active.items.clone()).unwrap_or_default();
+        x.eds = x.eds_for(&clusters, now);
         // Resources that do not fit together are refused as one update would be.
         if let Err(errors) = x.effective() {
             log_refused("dynamic resources", &errors);
@@ -145,6 +158,13 @@ impl FileXds {
 
     /// Register the subscriptions' stats in `stats` (when they were made before it).
     pub fn register(&self, stats: &Store) {
+        let clusters = self.bootstrap.clusters.iter().chain(self.cds.iter().flat_map(|s| s.active.items.iter()));
+        for c in clusters {
+            let Some(e) = &c.eds_cluster_config else { continue };
+            if let Some(s) = self.eds.iter().find(|s| s.source.path == e.eds_config.path) {
+                stats.subscriptions.insert(&format!("cluster.{}", c.stat_name()), Arc::clone(&s.stats));
+            }
+        }
         if let Some(s) = &self.lds {
             stats.subscriptions.insert(LDS, Arc::clone(&s.stats));
         }
@@ -155,11 +175,46 @@ impl FileXds {
 
     /// Static and dynamic resources as one checked bootstrap.
     pub fn effective(&self) -> Result<Bootstrap, Vec<String>> {
-        self.compose(self.lds.as_ref().map(|s| &s.active.items[..]), self.cds.as_ref().map(|s| &s.active.items[..]))
+        self.compose(
+            self.lds.as_ref().map(|s| &s.active.items[..]),
+            self.cds.as_ref().map(|s| &s.active.items[..]),
+            &self.eds,
+        )
     }
 
-    fn compose(&self, listeners: Option<&[Listener]>, clusters: Option<&[Cluster]>) -> Result<Bootstrap, Vec<String>> {
+    /// The EDS subscriptions the static clusters and `clusters` need: those in force
+    /// kept, new files read now.
+    fn eds_for(&self, clusters: &[Cluster], now: SystemTime) -> Vec<Subscription<ClusterLoadAssignment>> {
+        let mut out: Vec<Subscription<ClusterLoadAssignment>> = Vec::new();
+        for c in self.bootstrap.clusters.iter().chain(clusters) {
+            let Some(e) = &c.eds_cluster_config else { continue };
+            if out.iter().any(|s| s.source.path == e.eds_config.path) {
+                continue;
+            }
+            if let Some(s) = self.eds.iter().find(|s| s.source.path == e.eds_config.path) {
+                out.push(s.clone());
+                continue;
+            }
+            let mut s = Subscription::new(&e.eds_config, xds::ENDPOINTS_TYPE, Arc::default());
+            match s.read() {
+                Ok(r) => s.accept(r, now),
+                Err(errors) => log_refused("EDS", &errors),
+            }
+            out.push(s);
+        }
+        out
+    }
+
+    fn compose(
+        &self,
+        listeners: Option<&[Listener]>,
+        clusters: Option<&[Cluster]>,
+        eds: &[Subscription<ClusterLoadAssignment>],
+    ) -> Result<Bootstrap, Vec<String>> {
+        let endpoints: Vec<(String, Vec<ClusterLoadAssignment>)> =
+            eds.iter().map(|s| (s.source.path.clone(), s.active.items.clone())).collect();
         let dynamic = xds::Dynamic {
+            endpoints: &endpoints,
             listeners: listeners.unwrap_or_default(),
             clusters: clusters.unwrap_or_default(),
             lds_path: self.lds.as_ref().map(|s| s.source.path.as_str()).unwrap_or_default(),
@@ -183,7 +238,38 @@ impl FileXds {
         if self.lds.as_mut().is_some_and(|s| s.watch.changed(now)) {
             applied |= self.update_lds(wall, apply);
         }
+        for i in 0..self.eds.len() {
+            if self.eds[i].watch.changed(now) {
+                applied |= self.update_eds(i, wall, apply);
+            }
+        }
         applied
+    }
+
+    fn update_eds(&mut self, i: usize, wall: SystemTime, apply: &mut Apply) -> bool {
+        let r = match self.eds[i].read() {
+            Ok(r) => r,
+            Err(errors) => return refused("EDS", &errors),
+        };
+        let mut eds = self.eds.clone();
+        eds[i].active = r;
+        let listeners = self.lds.as_ref().map(|s| &s.active.items[..]);
+        let clusters = self.cds.as_ref().map(|s| &s.active.items[..]);
+        let result = self.compose(listeners, clusters, &eds).and_then(|b| apply(&b, self.dump_with(None, None, wall)));
+        let s = &mut self.eds[i];
+        match result {
+            Ok(()) => {
+                tracing::info!(file = %s.source.path, version = %eds[i].active.version_info, "eds: update accepted");
+                let r =
+                    std::mem::replace(&mut eds[i].active, Resources { version_info: String::new(), items: Vec::new() });
+                s.accept(r, wall);
+                true
+            }
+            Err(errors) => {
+                s.stats.update_rejected.inc();
+                refused("EDS", &errors)
+            }
+        }
     }
 
     fn update_cds(&mut self, wall: SystemTime, apply: &mut Apply) -> bool {
@@ -193,7 +279,8 @@ impl FileXds {
             Err(errors) => return refused("CDS", &errors),
         };
         let listeners = self.lds.as_ref().map(|s| &s.active.items[..]);
-        let result = self.compose(listeners, Some(&r.items)).and_then(|b| {
+        let eds = self.eds_for(&r.items, wall);
+        let result = self.compose(listeners, Some(&r.items), &eds).and_then(|b| {
             let dump = self.dump_with(None, Some(&r), wall);
             apply(&b, dump)
         });
@@ -202,6 +289,7 @@ impl FileXds {
             Ok(()) => {
                 tracing::info!(file = %cds.source.path, version = %r.version_info, "cds: update accepted");
                 cds.accept(r, wall);
+                self.eds = eds;
                 true
             }
             Err(errors) => {
@@ -218,7 +306,7 @@ impl FileXds {
             Err(errors) => return refused("LDS", &errors),
         };
         let clusters = self.cds.as_ref().map(|s| &s.active.items[..]);
-        let result = self.compose(Some(&r.items), clusters).and_then(|b| {
+        let result = self.compose(Some(&r.items), clusters, &self.eds).and_then(|b| {
             let dump = self.dump_with(Some(&r), None, wall);
             apply(&b, dump)
         });

@@ -30,7 +30,7 @@ fn stamp(path: &std::path::Path) -> Stamp {
 }
 
 /// The watch on one resource file.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FileWatch {
     file: PathBuf,
     directory: Option<PathBuf>,

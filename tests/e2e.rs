@@ -64,3 +64,4 @@ mod xdp_passthrough;
 mod xdp_queues;
 mod xdp_support;
 mod xdp_tcp;
+mod xds_files;

@@ -1,4 +1,5 @@
-//! `envoy.config.bootstrap.v3.Bootstrap`: admin and static resources.
+//! `envoy.config.bootstrap.v3.Bootstrap`: admin, static resources and file-based
+//! `dynamic_resources`.
 
 use crate::address::SocketAddress;
 use crate::cluster::Cluster;
@@ -20,6 +21,8 @@ pub struct Bootstrap {
     pub layered_runtime: Option<runtime::LayeredRuntime>,
     /// `node.id`, `node.cluster`, `node.locality.zone` (the rest of `node` is inert).
     pub node: NodeIdentity,
+    /// `dynamic_resources`: listeners and clusters read from files (see [`crate::xds`]).
+    pub dynamic_resources: Option<crate::xds::DynamicResources>,
 }
 
 /// What the proxy's traces say about it: the node's id and cluster (Zipkin's service
@@ -93,6 +96,7 @@ impl Decode for Bootstrap {
         let mut f = Fields::of(d, node, path)?;
         let admin = f.opt(d, "admin");
         let overload_manager = f.opt(d, "overload_manager");
+        let dynamic_resources = f.opt(d, "dynamic_resources");
         let mut listeners = Vec::new();
         let mut clusters = Vec::new();
         if let Some(sr) = f.take("static_resources") {
@@ -138,7 +142,6 @@ impl Decode for Bootstrap {
         f.unsupported(
             d,
             &[
-                "dynamic_resources",
                 "hds_config",
                 "flags_path",
                 "stats_server_version_override",
@@ -163,6 +166,14 @@ impl Decode for Bootstrap {
             "the bootstrap's tracing provider is not supported; set it in the connection manager's `tracing.provider`",
         );
         f.finish(d);
-        Some(Bootstrap { admin, listeners, clusters, overload_manager, layered_runtime, node: identity })
+        Some(Bootstrap {
+            admin,
+            listeners,
+            clusters,
+            overload_manager,
+            layered_runtime,
+            node: identity,
+            dynamic_resources,
+        })
     }
 }

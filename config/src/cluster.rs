@@ -95,7 +95,27 @@ pub struct Cluster {
     pub transport_socket: Option<UpstreamTlsContext>,
     /// `metadata.filter_metadata` (read by tracing's cluster metadata custom tags).
     pub metadata: crate::metadata::Metadata,
+    /// `eds_cluster_config` of an EDS cluster: where its endpoints come from.
+    pub eds_cluster_config: Option<EdsClusterConfig>,
     pub line: u32,
+}
+
+/// `Cluster.EdsClusterConfig`: the file source of an EDS cluster's
+/// `ClusterLoadAssignment` and its name there (`service_name`, or the cluster's name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdsClusterConfig {
+    pub eds_config: crate::xds::ConfigSource,
+    pub service_name: String,
+}
+
+impl Decode for EdsClusterConfig {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let eds_config = f.req(d, "eds_config");
+        let service_name = f.or(d, "service_name", String::new());
+        f.finish(d);
+        Some(EdsClusterConfig { eds_config: eds_config?, service_name })
+    }
 }
 
 impl Cluster {
@@ -124,6 +144,8 @@ impl Decode for Cluster {
         let lb_known = !lb_given || lb_policy.is_some();
         let lb_policy = lb_policy.unwrap_or(LbPolicy::RoundRobin);
         let load_assignment: Option<ClusterLoadAssignment> = f.opt(d, "load_assignment");
+        let eds_given = f.has("eds_cluster_config");
+        let eds_cluster_config: Option<EdsClusterConfig> = f.opt(d, "eds_cluster_config");
         let per_connection_buffer_limit_bytes = f.or(d, "per_connection_buffer_limit_bytes", DEFAULT_BUFFER_LIMIT);
         let dns_lookup_family = f.or(d, "dns_lookup_family", DnsLookupFamily::Auto);
         let dns_refresh_rate = f.or(d, "dns_refresh_rate", Duration::from_millis(5000));
@@ -217,7 +239,6 @@ impl Decode for Cluster {
         f.unsupported(
             d,
             &[
-                "eds_cluster_config",
                 "cluster_type",
                 "load_balancing_policy",
                 "transport_socket_matches",
@@ -277,7 +298,29 @@ impl Decode for Cluster {
             d.error(ErrorKind::Invalid, &format!("{path}.connect_timeout"), line, "must be greater than 0");
         }
         if discovery_type == DiscoveryType::Eds {
-            d.error(ErrorKind::Unsupported, &format!("{path}.type"), line, "EDS (xDS) clusters are not supported");
+            if !eds_given {
+                d.error(
+                    ErrorKind::Missing,
+                    &format!("{path}.eds_cluster_config"),
+                    line,
+                    "an EDS cluster needs `eds_cluster_config.eds_config` (a file source)",
+                );
+            }
+            if load_assignment.is_some() {
+                d.error(
+                    ErrorKind::Invalid,
+                    &format!("{path}.load_assignment"),
+                    line,
+                    "an EDS cluster's endpoints come from its `eds_config`; remove `load_assignment`",
+                );
+            }
+        } else if eds_given {
+            d.error(
+                ErrorKind::Invalid,
+                &format!("{path}.eds_cluster_config"),
+                line,
+                "`eds_cluster_config` is only for clusters of `type: EDS`",
+            );
         }
         if lb_policy == LbPolicy::LoadBalancingPolicyConfig {
             d.error(
@@ -378,6 +421,7 @@ impl Decode for Cluster {
             http_protocol_options: http,
             transport_socket,
             metadata,
+            eds_cluster_config,
             line,
         })
     }

@@ -33,6 +33,7 @@ pub mod tls;
 pub mod trace;
 pub mod upstream_http;
 pub mod validate;
+pub mod xds;
 
 pub use bootstrap::{Admin, Bootstrap};
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Warning};
@@ -76,7 +77,9 @@ pub fn decode_str(text: &str) -> Decoded {
     };
     let mut d = decode::Decoder::new();
     let mut bootstrap: Option<Bootstrap> = d.decode(&node, "");
-    if let Some(b) = bootstrap.as_mut().filter(|_| d.errors.is_empty()) {
+    // With dynamic resources, the whole-config checks run once the files are read
+    // (`xds::compose`): a static listener may name a cluster that CDS delivers.
+    if let Some(b) = bootstrap.as_mut().filter(|b| d.errors.is_empty() && b.dynamic_resources.is_none()) {
         // Cross-references only once every part decoded: a cluster that failed to
         // decode would otherwise also be reported as an unknown cluster.
         validate::validate(b, &mut d);

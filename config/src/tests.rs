@@ -210,9 +210,9 @@ fn misspelled_field_names_path_and_line() {
 
 #[test]
 fn unsupported_and_ignored_fields() {
-    let e = errors(&MINIMAL.replace("static_resources:", "dynamic_resources: {}\nstatic_resources:"));
+    let e = errors(&MINIMAL.replace("static_resources:", "dynamic_resources: { ads_config: {} }\nstatic_resources:"));
     assert_eq!(e.0[0].kind, ErrorKind::Unsupported);
-    assert_eq!(e.0[0].path, "dynamic_resources");
+    assert_eq!(e.0[0].path, "dynamic_resources.ads_config");
     let l =
         load_str(&MINIMAL.replace("static_resources:", "node: { id: n1, cluster: c1 }\nstatic_resources:")).unwrap();
     assert_eq!(l.warnings.len(), 1);

@@ -31,3 +31,4 @@ pub mod upstream;
 pub mod worker;
 pub mod worker_ctx;
 mod xdp;
+pub mod xds;

@@ -18,6 +18,7 @@ use crate::listener::manager::Snapshot;
 use crate::stats::Store;
 use crate::upstream::{dns, monitor};
 use crate::worker::Control;
+use crate::xds::FileXds;
 
 /// The threads that serve one config's clusters.
 pub struct UpstreamThreads {
@@ -106,10 +107,11 @@ fn keep_bootstrap_only(new: &mut sluice_config::Bootstrap, running: &BootstrapOn
 /// mode: steer its listeners' ports to sluice). An error refuses the reload.
 pub type DatapathReload = Box<dyn FnMut(&Snapshot) -> Result<(), String> + Send>;
 
-/// Load and compile the config at `path`; on success let the datapath prepare for it
-/// (`datapath`), publish it to the workers and the admin server, and return the new
-/// cluster threads (the caller stops the old ones). On failure nothing changes and
-/// the errors are returned.
+/// Load and compile the config at `path` (with its dynamic resources' files, read
+/// anew); on success let the datapath prepare for it (`datapath`), publish it to the
+/// workers and the admin server, and return the new cluster threads (the caller stops
+/// the old ones) and the new file subscriptions. On failure nothing changes and the
+/// errors are returned.
 pub fn reload(
     path: &Path,
     control: &Control,
@@ -117,7 +119,7 @@ pub fn reload(
     stats: &Store,
     running: &BootstrapOnly,
     datapath: Option<&mut DatapathReload>,
-) -> Result<UpstreamThreads, Vec<String>> {
+) -> Result<(UpstreamThreads, Option<FileXds>), Vec<String>> {
     let mut loaded =
         sluice_config::load_file(path).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     for w in &loaded.warnings {
@@ -126,13 +128,35 @@ pub fn reload(
     for changed in keep_bootstrap_only(&mut loaded.bootstrap, running) {
         tracing::warn!("`{changed}` changed in the file: it is set at start only and applies after a restart; the running one stays in force");
     }
-    let snapshot = Arc::new(Snapshot::build(&loaded.bootstrap)?);
+    // With `dynamic_resources`, the files are read anew and join the static resources.
+    let xds = FileXds::start(&loaded.bootstrap, &stats.subscriptions, std::time::SystemTime::now());
+    let (effective, dump) = match &xds {
+        Some(x) => (x.effective()?, x.config_dump()),
+        None => (loaded.bootstrap.clone(), sluice_config::dump::config_dump(&loaded.bootstrap)),
+    };
+    let threads = apply(&effective, dump, control, admin, stats, datapath)?;
+    Ok((threads, xds))
+}
+
+/// Compile `bootstrap` (a complete, checked config); on success let the datapath
+/// prepare for it, publish it to the workers and the admin server (with `dump` as its
+/// `/config_dump`), and return its cluster threads (the caller stops the old ones). On
+/// failure nothing changes. SIGHUP reloads and file-based xDS updates both end here.
+pub fn apply(
+    bootstrap: &sluice_config::Bootstrap,
+    dump: String,
+    control: &Control,
+    admin: &AdminState,
+    stats: &Store,
+    datapath: Option<&mut DatapathReload>,
+) -> Result<UpstreamThreads, Vec<String>> {
+    let snapshot = Arc::new(Snapshot::build(bootstrap)?);
     if let Some(prepare) = datapath {
         prepare(&snapshot).map_err(|e| vec![e])?;
     }
     let threads = UpstreamThreads::start(&snapshot, stats, false).map_err(|e| vec![e])?;
     *admin.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&snapshot);
-    *admin.config_dump.lock().unwrap_or_else(|e| e.into_inner()) = sluice_config::dump::config_dump(&loaded.bootstrap);
+    *admin.config_dump.lock().unwrap_or_else(|e| e.into_inner()) = dump;
     control.publish(snapshot);
     Ok(threads)
 }

@@ -9,7 +9,7 @@ use std::io::{self, IsTerminal, Read};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use sluice_stack::kernel::KernelStack;
 use sluice_stack::{SocketId, Stack, Wake};
@@ -21,6 +21,7 @@ use crate::overload::OverloadManager;
 use crate::reload::{self, UpstreamThreads};
 use crate::stats::Store;
 use crate::worker::{Control, Worker, WorkerSetup};
+use crate::xds::FileXds;
 
 /// Run the command line; returns the process exit code.
 pub fn main_with_args(args: &[String]) -> i32 {
@@ -99,6 +100,15 @@ pub fn run(opts: &Options) -> i32 {
             return failed(&mut decoded.errors.iter().map(ToString::to_string).chain(files));
         }
     };
+    // File-based xDS: the files are read now and their resources join the static ones;
+    // the whole is checked as one config (`xds::compose`).
+    let subscriptions = crate::stats::Subscriptions::default();
+    let xds = FileXds::start(&bootstrap, &subscriptions, SystemTime::now());
+    let bootstrap = match xds.as_ref().map(FileXds::effective) {
+        None => bootstrap,
+        Some(Ok(effective)) => effective,
+        Some(Err(errors)) => return failed(&mut errors.into_iter()),
+    };
     crate::trace::set_local_info(crate::trace::LocalInfo {
         node_id: bootstrap.node.id.clone(),
         cluster: bootstrap.node.cluster.clone(),
@@ -115,8 +125,8 @@ pub fn run(opts: &Options) -> i32 {
         return 0;
     }
     match opts.datapath {
-        DatapathKind::Kernel => serve(opts, &loaded, snapshot),
-        DatapathKind::Xdp => crate::xdp::serve(opts, &loaded, snapshot),
+        DatapathKind::Kernel => serve(opts, &loaded, snapshot, xds),
+        DatapathKind::Xdp => crate::xdp::serve(opts, &loaded, snapshot, xds),
     }
 }
 
@@ -152,8 +162,12 @@ pub(crate) fn prepare(
     loaded: &sluice_config::Loaded,
     snapshot: &Arc<Snapshot>,
     workers: usize,
+    xds: Option<FileXds>,
 ) -> Result<Serving, String> {
     let stats = Arc::new(Store::new(workers));
+    if let Some(x) = &xds {
+        x.register(&stats);
+    }
     let overload = loaded.bootstrap.overload_manager.as_ref();
     let control = Arc::new(Control::with_overload(Arc::new(crate::overload::OverloadState::new(overload))));
     let runtime = crate::runtime::Loader::new(
@@ -174,7 +188,10 @@ pub(crate) fn prepare(
     let admin_state = Arc::new(AdminState {
         stats: Arc::clone(&stats),
         snapshot: Mutex::new(Arc::clone(snapshot)),
-        config_dump: Mutex::new(sluice_config::dump::config_dump(&loaded.bootstrap)),
+        config_dump: Mutex::new(match &xds {
+            Some(x) => x.config_dump(),
+            None => sluice_config::dump::config_dump(&loaded.bootstrap),
+        }),
         control: Arc::clone(&control),
         started: Instant::now(),
         started_wall: std::time::SystemTime::now(),
@@ -186,12 +203,13 @@ pub(crate) fn prepare(
         runtime: Mutex::new(runtime),
         ignore_global_conn_limit: loaded.bootstrap.admin.as_ref().is_some_and(|a| a.ignore_global_conn_limit),
     });
-    let main = MainLoop::new(loaded, admin_state, opts, Arc::clone(&stats))?;
+    let mut main = MainLoop::new(loaded, admin_state, opts, Arc::clone(&stats))?;
+    main.xds = xds;
     Ok(Serving { stats, control, main, overload: loaded.bootstrap.overload_manager.clone() })
 }
 
-fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>) -> i32 {
-    let serving = match prepare(opts, loaded, &snapshot, opts.concurrency) {
+fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>, xds: Option<FileXds>) -> i32 {
+    let serving = match prepare(opts, loaded, &snapshot, opts.concurrency, xds) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("sluice: {e}");
@@ -349,6 +367,8 @@ pub(crate) struct MainLoop {
     pub(crate) datapath_reload: Option<reload::DatapathReload>,
     /// What a reload keeps from the first config (admin, overload manager).
     bootstrap_only: reload::BootstrapOnly,
+    /// The file subscriptions of `dynamic_resources` (none without them).
+    pub(crate) xds: Option<FileXds>,
 }
 
 impl MainLoop {
@@ -406,6 +426,7 @@ impl MainLoop {
             threads: None,
             datapath_reload: None,
             bootstrap_only: reload::BootstrapOnly::of(&loaded.bootstrap),
+            xds: None,
         })
     }
 
@@ -421,10 +442,14 @@ impl MainLoop {
             &self.bootstrap_only,
             datapath,
         ) {
-            Ok(threads) => {
+            Ok((threads, xds)) => {
                 if let Some(old) = self.threads.replace(threads) {
                     old.stop();
                 }
+                if let Some(x) = &xds {
+                    x.register(&self.stats);
+                }
+                self.xds = xds;
                 tracing::info!(config = %self.config_path.display(), "configuration reloaded");
             }
             Err(errors) => {
@@ -434,6 +459,25 @@ impl MainLoop {
                 }
             }
         }
+    }
+
+    /// Read the xDS files that were moved into place and apply a good update the way a
+    /// reload is applied. Returns whether a new config was published.
+    fn poll_xds(&mut self) -> bool {
+        let MainLoop { xds, admin_state, stats, datapath_reload, threads, .. } = self;
+        let Some(x) = xds.as_mut() else { return false };
+        let mut apply = |b: &sluice_config::Bootstrap, dump: String| -> Result<(), Vec<String>> {
+            let t = reload::apply(b, dump, &admin_state.control, admin_state, stats, datapath_reload.as_mut())?;
+            if let Some(old) = threads.replace(t) {
+                old.stop();
+            }
+            Ok(())
+        };
+        let applied = x.poll(Instant::now(), SystemTime::now(), &mut apply);
+        if applied {
+            x.register(stats);
+        }
+        applied
     }
 
     /// Re-read swapped disk layers; when the runtime snapshot or the config changed
@@ -507,6 +551,9 @@ impl MainLoop {
                     tracing::info!("shutting down: draining listeners and connections");
                     control.draining.store(true, Ordering::Relaxed);
                 }
+                wake_all();
+            }
+            if !control.draining.load(Ordering::Relaxed) && self.poll_xds() {
                 wake_all();
             }
             if self.hup.swap(false, Ordering::Relaxed) && !control.draining.load(Ordering::Relaxed) {

@@ -524,6 +524,60 @@ impl NamedCounters {
     }
 }
 
+/// One xDS subscription's stats (Envoy's `SubscriptionStats`), under
+/// `listener_manager.lds.`, `cluster_manager.cds.` or (EDS) `cluster.<name>.`: written
+/// on the main thread.
+#[derive(Debug, Default)]
+pub struct SubscriptionStats {
+    pub update_attempt: Counter,
+    pub update_success: Counter,
+    /// The file could not be read or parsed.
+    pub update_failure: Counter,
+    /// The file parsed but its resources were refused.
+    pub update_rejected: Counter,
+    /// xxHash64 of the `version_info` in force (masked to 63 bits: sluice's gauges are signed).
+    pub version: Gauge,
+}
+
+/// The subscriptions of the config now serving, by stat prefix.
+#[derive(Default)]
+pub struct Subscriptions(Mutex<Vec<(String, Arc<SubscriptionStats>)>>);
+
+impl Subscriptions {
+    /// The stats of `prefix` (`listener_manager.lds`), created on first use; kept across
+    /// reloads, as Envoy's are.
+    pub fn scope(&self, prefix: &'static str) -> Arc<SubscriptionStats> {
+        let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, s)) = list.iter().find(|(p, _)| *p == prefix) {
+            return Arc::clone(s);
+        }
+        let s = Arc::new(SubscriptionStats::default());
+        list.push((prefix.to_string(), Arc::clone(&s)));
+        s
+    }
+
+    /// Put `stats` under `prefix` (a config built before the store existed).
+    pub fn insert(&self, prefix: &str, stats: Arc<SubscriptionStats>) {
+        let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|(p, _)| p != prefix);
+        list.push((prefix.to_string(), stats));
+    }
+
+    fn collect(&self, out: &mut Vec<(String, StatKind, i64)>) {
+        for (prefix, s) in self.0.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            for (name, c) in [
+                ("update_attempt", &s.update_attempt),
+                ("update_success", &s.update_success),
+                ("update_failure", &s.update_failure),
+                ("update_rejected", &s.update_rejected),
+            ] {
+                out.push((format!("{prefix}.{name}"), StatKind::Counter, c.get() as i64));
+            }
+            out.push((format!("{prefix}.version"), StatKind::Gauge, s.version.get()));
+        }
+    }
+}
+
 /// All stats of the process.
 pub struct Store {
     pub listeners: Registry<ListenerStats>,
@@ -540,6 +594,8 @@ pub struct Store {
     pub runtime: Arc<RuntimeStats>,
     /// HTTP filters' counters (`http.<prefix>.cors.*`, `<prefix>.http_local_rate_limit.*`, ...).
     pub filters: NamedCounters,
+    /// File-based xDS subscriptions (`listener_manager.lds.*`, `cluster_manager.cds.*`).
+    pub subscriptions: Subscriptions,
 }
 
 impl Store {
@@ -555,6 +611,7 @@ impl Store {
             overload_monitors: Registry::new(1),
             runtime: Arc::default(),
             filters: NamedCounters::default(),
+            subscriptions: Subscriptions::default(),
         }
     }
 
@@ -571,6 +628,7 @@ impl Store {
         self.overload_monitors.collect(&mut out);
         self.runtime.collect(&mut out);
         self.filters.collect(&mut out);
+        self.subscriptions.collect(&mut out);
         for (name, v) in crate::access_log::sink::counters() {
             out.push((name.to_string(), StatKind::Counter, v as i64));
         }

@@ -13,6 +13,7 @@ impl Dump for Bootstrap {
                 "static_resources",
                 Json::obj().with("listeners", list(&self.listeners)).with("clusters", list(&self.clusters)),
             )
+            .with_opt("dynamic_resources", self.dynamic_resources.as_ref().map(Dump::dump))
             .with_opt("overload_manager", self.overload_manager.as_ref().map(Dump::dump))
             .with_opt("layered_runtime", self.layered_runtime.as_ref().map(Dump::dump))
     }
@@ -67,5 +68,22 @@ impl Dump for SocketAddress {
 impl Dump for CidrRange {
     fn dump(&self) -> Json {
         Json::obj().with("address_prefix", self.address.to_string()).with("prefix_len", self.prefix_len as u32)
+    }
+}
+
+impl Dump for crate::xds::DynamicResources {
+    fn dump(&self) -> Json {
+        Json::obj()
+            .with_opt("lds_config", self.lds_config.as_ref().map(Dump::dump))
+            .with_opt("cds_config", self.cds_config.as_ref().map(Dump::dump))
+    }
+}
+
+impl Dump for crate::xds::ConfigSource {
+    fn dump(&self) -> Json {
+        let source = Json::obj()
+            .with("path", self.path.as_str())
+            .with_opt("watched_directory", self.watched_directory.as_deref().map(|w| Json::obj().with("path", w)));
+        Json::obj().with("path_config_source", source).with("resource_api_version", "V3")
     }
 }

@@ -15,7 +15,13 @@ impl Dump for Cluster {
             .with("type", enum_name(self.discovery_type))
             .with("connect_timeout", self.connect_timeout)
             .with("lb_policy", enum_name(self.lb_policy))
-            .with("load_assignment", self.load_assignment.dump())
+            .with_opt("load_assignment", self.eds_cluster_config.is_none().then(|| self.load_assignment.dump()))
+            .with_opt(
+                "eds_cluster_config",
+                self.eds_cluster_config.as_ref().map(|e| {
+                    Json::obj().with("eds_config", e.eds_config.dump()).with("service_name", e.service_name.as_str())
+                }),
+            )
             .with("per_connection_buffer_limit_bytes", self.per_connection_buffer_limit_bytes)
             .with("dns_lookup_family", enum_name(self.dns_lookup_family))
             .with("dns_refresh_rate", self.dns_refresh_rate)

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_config::dump::{self, Dump};
+use sluice_config::dump::Dump;
 use sluice_config::listener::{FilterChain, Listener, ListenerFilterKind, NetworkFilterKind};
 use sluice_config::tcp_proxy::TcpProxyCluster;
 use sluice_config::Bootstrap;
@@ -174,8 +174,15 @@ impl Snapshot {
             }
         }
         if errors.is_empty() {
-            let clusters_fingerprint = dump::list(&bootstrap.clusters).render();
-            let cluster_fingerprints = bootstrap.clusters.iter().map(|c| c.dump().render()).collect();
+            // An EDS cluster's dump names its source, not its endpoints: the
+            // fingerprints add the endpoints it has now, so that an EDS update counts as
+            // a change of that cluster.
+            let fingerprint = |c: &sluice_config::cluster::Cluster| match &c.eds_cluster_config {
+                Some(_) => c.dump().render() + &c.load_assignment.dump().render(),
+                None => c.dump().render(),
+            };
+            let cluster_fingerprints: Vec<String> = bootstrap.clusters.iter().map(fingerprint).collect();
+            let clusters_fingerprint = cluster_fingerprints.concat();
             Ok(Snapshot { listeners, cluster_manager, clusters_fingerprint, cluster_fingerprints, by_address })
         } else {
             Err(errors)

@@ -346,6 +346,23 @@ fn fraction(nanos: u32, digits: u8) -> String {
     s[..usize::from(digits.min(9))].to_string()
 }
 
+/// `t` as RFC 3339 in UTC with milliseconds (`2026-12-07T18:50:14.123Z`), as protobuf's
+/// JSON mapping writes a `Timestamp`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let c = civil(d.as_secs() as i64);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        d.subsec_millis()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -53,8 +53,13 @@ use queue_stack::QueueStack;
 const HANDOFF_INBOX: usize = 1024;
 
 /// Serve in xdp mode; returns the exit code.
-pub(crate) fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>) -> i32 {
-    match start(opts, loaded, snapshot) {
+pub(crate) fn serve(
+    opts: &Options,
+    loaded: &sluice_config::Loaded,
+    snapshot: Arc<Snapshot>,
+    xds: Option<crate::xds::FileXds>,
+) -> i32 {
+    match start(opts, loaded, snapshot, xds) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("sluice: {e}");
@@ -63,7 +68,12 @@ pub(crate) fn serve(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Ar
     }
 }
 
-fn start(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>) -> Result<i32, String> {
+fn start(
+    opts: &Options,
+    loaded: &sluice_config::Loaded,
+    snapshot: Arc<Snapshot>,
+    xds: Option<crate::xds::FileXds>,
+) -> Result<i32, String> {
     let plan = XdpPlan::from_options(&opts.xdp)?;
     let xdp_err = |e: XdpError| format!("xdp mode on {}: {e}", plan.interface);
     let info = InterfaceInfo::query(&plan.interface).map_err(xdp_err)?;
@@ -106,7 +116,7 @@ fn start(opts: &Options, loaded: &sluice_config::Loaded, snapshot: Arc<Snapshot>
     let gateway_mac = plan.gateway.and_then(|gw| kernel_arp::lookup(gw, &info.name).map(|mac| (gw, mac)));
     let seed = random_seed();
 
-    let mut serving = prepare(opts, loaded, &snapshot, devices.len())?;
+    let mut serving = prepare(opts, loaded, &snapshot, devices.len(), xds)?;
     serving.main.datapath_reload =
         Some(steering_reload(Arc::clone(&program), plan.clone(), steering.clone(), all_ports));
     let mut workers = Vec::with_capacity(devices.len());

@@ -9,8 +9,8 @@
 
 pub mod cors;
 pub mod csrf;
-pub mod grpc;
 pub mod ext_authz;
+pub mod grpc;
 pub mod header_to_metadata;
 pub mod health_check;
 pub mod jwt_authn;

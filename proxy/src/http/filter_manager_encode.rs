@@ -92,13 +92,7 @@ impl<F: StreamFilter> FilterManager<F> {
 
     /// Apply a hook's callbacks; true when it (or the buffer) ended the stream with a
     /// local reply.
-    fn absorb_encode(
-        &mut self,
-        i: usize,
-        mut cb: FilterCallbacks,
-        head: &mut ResponseHead,
-        out: &mut Encoded,
-    ) -> bool {
+    fn absorb_encode(&mut self, i: usize, mut cb: FilterCallbacks, head: &mut ResponseHead, out: &mut Encoded) -> bool {
         for e in cb.head_edits.drain(..) {
             match e {
                 HeadEdit::Status(s) => head.status = s,

@@ -3,7 +3,7 @@
 //! be inspected between rounds.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::thread::JoinHandle;
 
 use sluice_stack::kernel::KernelStack;
@@ -68,9 +68,14 @@ fn http_to(upstream: SocketAddr) -> String {
 }
 
 /// A loopback address where nothing listens (connects are refused).
-fn dead_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+/// A loopback port that refuses connections for as long as the returned socket lives:
+/// bound (without SO_REUSEADDR) and not listening, so no other test's listener or
+/// ephemeral bind can take the port meanwhile.
+fn dead_port() -> (socket2::Socket, SocketAddr) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).expect("bind");
+    let addr = s.local_addr().expect("addr").as_socket().expect("inet");
+    (s, addr)
 }
 
 /// Drive `w` until `client` is done, at most 60 s. A ticker (with the worker's one
@@ -124,7 +129,8 @@ fn requests(addr: SocketAddr, n: usize, waker: Arc<dyn sluice_stack::Wake>) -> J
 #[test]
 fn failed_upstream_connects_leave_no_pool_slots_behind() {
     const N: usize = 300;
-    let (mut w, addr) = worker(&http_to(dead_port()));
+    let (_held, dead) = dead_port();
+    let (mut w, addr) = worker(&http_to(dead));
     let waker = w.waker().expect("waker");
     let statuses = drive_until_done(&mut w, Arc::clone(&waker), requests(addr, N, waker));
     assert_eq!(statuses.len(), N);

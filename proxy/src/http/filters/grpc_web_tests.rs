@@ -127,7 +127,9 @@ fn bad_base64_is_a_400() {
 fn binary_response_carries_the_trailers_in_the_body() {
     let mut fm = web();
     let mut head = request("application/grpc-web+proto", None);
-    fm.decode_headers(&mut head, false, &cx(), 1);
+    // The counters are process-wide: a cluster name no other test charges.
+    let own = StreamContext { cluster: "gw_unit_binary", ..cx() };
+    fm.decode_headers(&mut head, false, &own, 1);
     let mut resp = grpc_response();
     resp.headers.append(b"content-length", b"7");
     let out = fm.encode_head(&mut resp, false, 1);
@@ -141,9 +143,9 @@ fn binary_response_carries_the_trailers_in_the_body() {
     assert!(out.end && out.trailers.as_ref().is_some_and(HeaderMap::is_empty));
     let stats = crate::http::grpc_stats::counters();
     let get = |n: &str| stats.iter().find(|(k, _)| k == n).map(|(_, v)| *v);
-    assert_eq!(get("cluster.gw_unit.grpc-web.pkg.Svc.Call.success"), Some(1));
-    assert_eq!(get("cluster.gw_unit.grpc-web.pkg.Svc.Call.0"), Some(1));
-    assert_eq!(get("cluster.gw_unit.grpc-web.pkg.Svc.Call.total"), Some(1));
+    assert_eq!(get("cluster.gw_unit_binary.grpc-web.pkg.Svc.Call.success"), Some(1));
+    assert_eq!(get("cluster.gw_unit_binary.grpc-web.pkg.Svc.Call.0"), Some(1));
+    assert_eq!(get("cluster.gw_unit_binary.grpc-web.pkg.Svc.Call.total"), Some(1));
 }
 
 #[test]

@@ -117,6 +117,12 @@ fn initial_lds_and_cds_files_are_served_counted_and_dumped() {
     let port2 = both.split("port_value: ").nth(2).and_then(|s| s.split(' ').next()).unwrap().parse::<u16>().unwrap();
     move_into_place(t.dir.path(), "lds.yaml", &both);
     wait_stat(t.admin, "listener_manager.lds.update_success", 2);
+    // The update is counted when accepted; the workers open the new listener after it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port2)).is_err() {
+        assert!(Instant::now() < deadline, "the new listener on {port2} never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(get(port2, "/y").header("x-origin"), Some("static"));
     assert_eq!(t.s.requests(), 1);
 }

@@ -18,7 +18,7 @@ use crate::http::tunnel::encode_tunnel_head;
 
 use super::config::HcmConfig;
 use super::stream::Stream;
-use super::{encode_response_headers, Downstream};
+use super::{encode_body, encode_response_headers, encode_response_headers_framed, Downstream};
 
 impl ServerStream for Downstream {
     fn peer(&self) -> SocketAddr {
@@ -55,7 +55,7 @@ impl ServerStream for Downstream {
         body: OutgoingBody,
     ) {
         let end_stream = matches!(body, OutgoingBody::Empty | OutgoingBody::Length(0)) || stream.meta.is_head;
-        encode_response_headers(cfg, stream, date, end_stream);
+        let body = encode_response_headers_framed(cfg, stream, date, end_stream, body);
         let keep_alive = !stream.close_after && !draining;
         let rctx = ResponseContext { request_version: stream.version(), head_request: stream.meta.is_head, keep_alive };
         let before = self.out.len();
@@ -80,6 +80,11 @@ impl ServerStream for Downstream {
         if data.is_empty() || stream.meta.is_head {
             return;
         }
+        let filtered = encode_body(stream, data, false);
+        let data = filtered.as_deref().unwrap_or(data);
+        if data.is_empty() {
+            return;
+        }
         flow_control::make_room(&mut self.out, &mut self.out_pos, data.len() + 64, limit);
         let before = self.out.len();
         let _ = stream.response_encoder.encode(data, &mut self.out);
@@ -88,6 +93,12 @@ impl ServerStream for Downstream {
     }
 
     fn encode_end(&mut self, stream: &mut Stream) {
+        if !stream.meta.is_head {
+            if let Some(tail) = encode_body(stream, &[], true).filter(|t| !t.is_empty()) {
+                let _ = stream.response_encoder.encode(&tail, &mut self.out);
+                stream.bytes_sent += tail.len() as u64;
+            }
+        }
         let before = self.out.len();
         let _ = stream.response_encoder.finish(&mut self.out);
         stream.bytes_sent += (self.out.len() - before) as u64;

@@ -72,6 +72,53 @@ const ROUND_BUDGET: usize = 64;
 /// The encode path's one call site for a response head, whatever the codec: the HCM's
 /// response mutations (server, date, via) on `stream.response`.
 pub fn encode_response_headers(cfg: &HcmConfig, stream: &mut Stream, date: &[u8], end_stream: bool) {
+    encode_response_headers_framed(cfg, stream, date, end_stream, OutgoingBody::Empty);
+}
+
+/// [`encode_response_headers`] for a body framed as `body`: the encoder filters see
+/// its length as `content-length`, and a filter that removes it (a body transform:
+/// compression) turns the body into a stream of unknown length. Returns the framing
+/// to encode.
+pub fn encode_response_headers_framed(
+    cfg: &HcmConfig,
+    stream: &mut Stream,
+    date: &[u8],
+    end_stream: bool,
+    body: OutgoingBody,
+) -> OutgoingBody {
+    let mut body = body;
+    if let OutgoingBody::Length(n) = body {
+        if n > 0 && !stream.filters.filters().is_empty() {
+            if stream.response.headers.get(b"content-length").is_none() {
+                stream.response.headers.set(b"content-length", n.to_string().as_bytes());
+            }
+        }
+    }
+    encode_response_headers_inner(cfg, stream, date, end_stream);
+    if matches!(body, OutgoingBody::Length(n) if n > 0) && stream.response.headers.get(b"content-length").is_none() {
+        body = OutgoingBody::Streaming;
+    }
+    body
+}
+
+/// A response body chunk through the encoder filters (`end`: the body ends with it);
+/// what comes out goes to the client. Without filters the chunk goes as it is.
+pub fn encode_body(stream: &mut Stream, data: &[u8], end: bool) -> Option<Vec<u8>> {
+    if stream.filters.filters().is_empty() {
+        return None;
+    }
+    let random = stream.encode_random;
+    match stream.filters.encode_data(data.to_vec(), end, random) {
+        crate::http::filter_manager::DataOutcome::Continue(out) => Some(out),
+        crate::http::filter_manager::DataOutcome::Held => Some(Vec::new()),
+        crate::http::filter_manager::DataOutcome::LocalReply(r) => {
+            tracing::debug!(status = r.status, "an encoder filter's reply after the response head: body dropped");
+            Some(Vec::new())
+        }
+    }
+}
+
+fn encode_response_headers_inner(cfg: &HcmConfig, stream: &mut Stream, date: &[u8], end_stream: bool) {
     // The encoder filters, in reverse order (the chain's encode call site, for every
     // response head, local replies included).
     let random = stream.encode_random;
@@ -789,6 +836,10 @@ impl HttpConnection {
                 self.stream.last_activity = ctx.now;
                 progress = true;
             }
+        }
+        if self.stream.phase == FilterPhase::Decoding {
+            // A buffering filter takes the request body before the router starts.
+            progress |= self.cx().feed_filters(ctx);
         }
         if self.stream.router.is_some() {
             let step = self.cx().drive_router(ctx);

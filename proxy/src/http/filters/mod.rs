@@ -6,8 +6,12 @@
 //! compiled once per config and shared by the workers; [`ActiveFilter`] is its
 //! instance on one stream (enum-dispatched: no `dyn` on the request path).
 
+pub mod buffer;
+pub mod compression_lib;
+pub mod compressor;
 pub mod cors;
 pub mod csrf;
+pub mod decompressor;
 pub mod fault;
 pub mod header_to_metadata;
 pub mod health_check;
@@ -21,8 +25,11 @@ use std::sync::Arc;
 use crate::http::filter::{DataStatus, FilterCallbacks, HeadersStatus, StreamContext, StreamFilter, TrailersStatus};
 use crate::http::{HeaderMap, RequestHead, ResponseHead};
 
+use self::buffer::{BufferFilter, BufferSettings};
+use self::compressor::{CompressorConfig, CompressorFilter};
 use self::cors::{CorsConfig, CorsFilter};
 use self::csrf::{CsrfConfig, CsrfFilter};
+use self::decompressor::{DecompressorConfig, DecompressorFilter};
 use self::fault::{FaultConfig, FaultFilter};
 use self::header_to_metadata::{HeaderToMetadataConfig, HeaderToMetadataFilter};
 use self::health_check::HealthCheckFilter;
@@ -34,6 +41,9 @@ use crate::stats::Counter;
 /// A compiled filter of the chain (the router, always last, is not in this list).
 #[derive(Debug)]
 pub enum FilterFactory {
+    Buffer(BufferSettings),
+    Compressor(Arc<CompressorConfig>),
+    Decompressor(Arc<DecompressorConfig>),
     Fault(Arc<FaultConfig>),
     Cors(Arc<CorsConfig>),
     Csrf(Arc<CsrfConfig>),
@@ -61,6 +71,9 @@ impl HttpFilterConfig {
             return None;
         }
         Some(match &self.factory {
+            FilterFactory::Buffer(c) => ActiveFilter::Buffer(BufferFilter::new(*c, route, k)),
+            FilterFactory::Compressor(c) => ActiveFilter::Compressor(CompressorFilter::new(Arc::clone(c), route, k)),
+            FilterFactory::Decompressor(c) => ActiveFilter::Decompressor(DecompressorFilter::new(Arc::clone(c))),
             FilterFactory::Fault(c) => ActiveFilter::Fault(FaultFilter::new(Arc::clone(c))),
             FilterFactory::Cors(c) => ActiveFilter::Cors(CorsFilter::new(Arc::clone(c), route, k)),
             FilterFactory::Csrf(c) => ActiveFilter::Csrf(CsrfFilter::new(Arc::clone(c), route, k)),
@@ -93,6 +106,9 @@ impl CounterSet {
 /// A filter instance on one stream.
 #[derive(Debug)]
 pub enum ActiveFilter {
+    Buffer(BufferFilter),
+    Compressor(CompressorFilter),
+    Decompressor(DecompressorFilter),
     Fault(FaultFilter),
     Cors(CorsFilter),
     Csrf(CsrfFilter),
@@ -105,6 +121,9 @@ pub enum ActiveFilter {
 macro_rules! dispatch {
     ($self:ident, $f:ident => $e:expr) => {
         match $self {
+            ActiveFilter::Buffer($f) => $e,
+            ActiveFilter::Compressor($f) => $e,
+            ActiveFilter::Decompressor($f) => $e,
             ActiveFilter::Fault($f) => $e,
             ActiveFilter::Cors($f) => $e,
             ActiveFilter::Csrf($f) => $e,
@@ -153,6 +172,26 @@ impl StreamFilter for ActiveFilter {
 
     fn on_destroy(&mut self) {
         dispatch!(self, f => f.on_destroy())
+    }
+}
+
+/// A request body chunk through the decoder filters on its way upstream (`end`: the
+/// body ends with it). `None`: no filters, the chunk goes as it is.
+pub fn request_body(stream: &mut crate::http::conn_manager::stream::Stream, data: &[u8], end: bool) -> Option<Vec<u8>> {
+    if stream.filters.filters().is_empty() {
+        return None;
+    }
+    let random = stream.encode_random;
+    match stream.filters.decode_data(data.to_vec(), end, random) {
+        crate::http::filter_manager::DataOutcome::Continue(out) => Some(out),
+        crate::http::filter_manager::DataOutcome::Held => Some(Vec::new()),
+        crate::http::filter_manager::DataOutcome::LocalReply(r) => {
+            tracing::debug!(
+                status = r.status,
+                "a decoder filter's reply after the request went upstream: body dropped"
+            );
+            Some(Vec::new())
+        }
     }
 }
 

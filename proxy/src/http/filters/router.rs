@@ -537,7 +537,11 @@ impl RouterState {
         }
         let upgrading = self.upgrade == UpgradeKind::Upgrade;
         client.parser.expect_upgrade = upgrading;
-        let body = OutgoingBody::from(stream.meta.framing);
+        let mut body = OutgoingBody::from(stream.meta.framing);
+        if matches!(body, OutgoingBody::Length(_)) && stream.head.headers.get(b"content-length").is_none() {
+            // A decoder filter transforms the body (compression): its length is unknown.
+            body = OutgoingBody::Streaming;
+        }
         let out = client.out.tail();
         self.body_encoder = encode_request_head(&stream.head, body, upgrading, out);
         if !self.body_copy.is_empty() {
@@ -574,8 +578,10 @@ impl RouterState {
                     return Err(LocalReply::new(400, "Bad Request", ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR));
                 }
             };
-            let data = &down.body_input()[d.data.clone()];
-            stream.rq_body_bytes += data.len() as u64;
+            let raw = &down.body_input()[d.data.clone()];
+            stream.rq_body_bytes += raw.len() as u64;
+            let filtered = crate::http::filters::request_body(stream, raw, d.end);
+            let data = filtered.as_deref().unwrap_or(raw);
             let out = client.out.tail();
             if !data.is_empty() {
                 let _ = self.body_encoder.encode(data, out);

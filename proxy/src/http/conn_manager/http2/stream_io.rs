@@ -22,8 +22,8 @@ use crate::http::flow_control;
 use crate::http::stream_encoder::{BodyChunk, MalformedBody, ServerStream};
 
 use super::super::config::HcmConfig;
-use super::super::encode_response_headers;
 use super::super::stream::Stream;
+use super::super::{encode_body, encode_response_headers_framed};
 
 /// Most response bytes handed to `h2` in one piece (it cuts them into DATA frames).
 const MAX_CHUNK: usize = 256 * 1024;
@@ -306,7 +306,7 @@ impl ServerStream for H2StreamIo {
     ) {
         let _ = draining; // the connection sends GOAWAY; streams never carry `connection: close`
         let end_stream = stream.meta.is_head || matches!(body, OutgoingBody::Empty | OutgoingBody::Length(0));
-        encode_response_headers(cfg, stream, date, end_stream);
+        let body = encode_response_headers_framed(cfg, stream, date, end_stream, body);
         let no_body = end_stream || matches!(stream.response.status, 204 | 304);
         let length = match body {
             OutgoingBody::Length(n) => Some(n),
@@ -327,6 +327,11 @@ impl ServerStream for H2StreamIo {
         if data.is_empty() || stream.meta.is_head || self.out_end {
             return;
         }
+        let filtered = encode_body(stream, data, false);
+        let data = filtered.as_deref().unwrap_or(data);
+        if data.is_empty() {
+            return;
+        }
         flow_control::make_room(&mut self.out, &mut self.out_pos, data.len(), limit);
         self.out.extend_from_slice(data);
         stream.bytes_sent += data.len() as u64;
@@ -334,7 +339,13 @@ impl ServerStream for H2StreamIo {
     }
 
     fn encode_end(&mut self, stream: &mut Stream) {
-        let _ = stream;
+        if !stream.meta.is_head && !self.out_end {
+            // The encoder filters end the body (a compressor's last bytes).
+            if let Some(tail) = encode_body(stream, &[], true).filter(|t| !t.is_empty()) {
+                self.out.extend_from_slice(&tail);
+                stream.bytes_sent += tail.len() as u64;
+            }
+        }
         self.out_end = true;
     }
 

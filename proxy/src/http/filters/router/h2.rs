@@ -308,11 +308,13 @@ impl RouterState {
                     }
                 }
             };
-            let (data, end, consumed) = match &d {
+            let (raw, end, consumed) = match &d {
                 Some(d) => (&down.body_input()[d.data.clone()], d.end, d.consumed),
                 None => (&[][..], true, 0),
             };
-            stream.rq_body_bytes += data.len() as u64;
+            stream.rq_body_bytes += raw.len() as u64;
+            let filtered = if d.is_some() { crate::http::filters::request_body(stream, raw, end) } else { None };
+            let data = filtered.as_deref().unwrap_or(raw);
             if self.body_copy_ok && self.keep_body && !data.is_empty() {
                 if self.body_copy.len() + data.len() <= cfg.buffer_limit {
                     self.body_copy.extend_from_slice(data);

@@ -237,8 +237,10 @@ fn a_strong_etag_becomes_weak_and_routes_disable(backend: Backend) {
     assert_eq!(p.counter("http.ingress.compressor.legacy.gzip.compressed"), 1);
 }
 
-fn curl_compressed_decodes_every_encoding(backend: Backend) {
-    let net = Net::new(backend);
+/// curl reaches the proxy through the kernel's stack (as the CORS preflight test).
+#[test]
+fn curl_compressed_decodes_every_encoding() {
+    let net = Net::new(Backend::Kernel);
     let origin = HttpOrigin::serve(net.listen(), "web");
     let endpoints = [origin.addr];
     let clusters = [ClusterAt { name: "web", endpoints: &endpoints, extra: "" }];
@@ -298,7 +300,8 @@ fn the_decompressor_works_both_ways(backend: Backend) {
     assert_eq!(r.body, pattern(20000));
     let d = "http.ingress.decompressor.up.gzip.";
     assert_eq!(p.counter(&format!("{d}request.decompressed")), 1);
-    assert_eq!(p.counter(&format!("{d}response.decompressed")), 1);
+    // Both responses (the echo and the bytes) were compressed and decoded again.
+    assert_eq!(p.counter(&format!("{d}response.decompressed")), 2);
     assert_eq!(p.counter(&format!("{d}request.total_uncompressed_bytes")), 8000);
     assert_eq!(p.counter("http.ingress.compressor.gz.gzip.response.compressed"), 2);
     // A body that is not gzip: what decoded so far goes on, and the error is counted.
@@ -358,7 +361,6 @@ on_both_backends!(
     accept_encoding_picks_the_compressor,
     envoys_skip_rules,
     a_strong_etag_becomes_weak_and_routes_disable,
-    curl_compressed_decodes_every_encoding,
     the_decompressor_works_both_ways,
     the_buffer_filter_bounds_requests
 );

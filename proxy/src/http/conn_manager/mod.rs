@@ -88,10 +88,8 @@ pub fn encode_response_headers_framed(
 ) -> OutgoingBody {
     let mut body = body;
     if let OutgoingBody::Length(n) = body {
-        if n > 0 && !stream.filters.filters().is_empty() {
-            if stream.response.headers.get(b"content-length").is_none() {
-                stream.response.headers.set(b"content-length", n.to_string().as_bytes());
-            }
+        if n > 0 && !stream.filters.filters().is_empty() && stream.response.headers.get(b"content-length").is_none() {
+            stream.response.headers.set(b"content-length", n.to_string().as_bytes());
         }
     }
     encode_response_headers_inner(cfg, stream, date, end_stream);

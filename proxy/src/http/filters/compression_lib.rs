@@ -63,18 +63,19 @@ impl Encoder {
                 disable_literal_context_modeling,
                 chunk_size,
             } => {
-                let mut p = brotli::enc::BrotliEncoderParams::default();
-                p.quality = quality as i32;
-                p.lgwin = window_bits as i32;
-                p.lgblock = input_block_bits as i32;
-                p.mode = match mode {
-                    BrotliMode::Default | BrotliMode::Generic => {
-                        brotli::enc::backward_references::BrotliEncoderMode::BROTLI_MODE_GENERIC
-                    }
-                    BrotliMode::Text => brotli::enc::backward_references::BrotliEncoderMode::BROTLI_MODE_TEXT,
-                    BrotliMode::Font => brotli::enc::backward_references::BrotliEncoderMode::BROTLI_MODE_FONT,
+                use brotli::enc::backward_references::BrotliEncoderMode as M;
+                let p = brotli::enc::BrotliEncoderParams {
+                    quality: quality as i32,
+                    lgwin: window_bits as i32,
+                    lgblock: input_block_bits as i32,
+                    mode: match mode {
+                        BrotliMode::Default | BrotliMode::Generic => M::BROTLI_MODE_GENERIC,
+                        BrotliMode::Text => M::BROTLI_MODE_TEXT,
+                        BrotliMode::Font => M::BROTLI_MODE_FONT,
+                    },
+                    disable_literal_context_modeling: i32::from(disable_literal_context_modeling),
+                    ..Default::default()
                 };
-                p.disable_literal_context_modeling = i32::from(disable_literal_context_modeling);
                 let w = brotli::CompressorWriter::with_params(Vec::new(), chunk_size as usize, &p);
                 Encoder::Brotli(Some(Box::new(w)))
             }
@@ -154,6 +155,11 @@ impl Encoder {
     }
 }
 
+/// The input is not a valid stream of the decoder's encoding, or inflates past its
+/// ratio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeError;
+
 /// One stream's decompressor.
 pub enum Decoder {
     Gzip {
@@ -192,9 +198,9 @@ impl Decoder {
 
     /// Decode `input`, appending to `out`. `Err`: the input is not a valid stream of
     /// this encoding (or inflates past `max_inflate_ratio`); the decoder is spent.
-    pub fn decompress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+    pub fn decompress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
         let r = match self {
-            Decoder::Failed => return Err(()),
+            Decoder::Failed => return Err(DecodeError),
             Decoder::Gzip { z, chunk, max_ratio, done } => {
                 let mut at = 0usize;
                 let mut r = Ok(());
@@ -207,13 +213,13 @@ impl Decoder {
                         Ok(Status::StreamEnd) => *done = true,
                         Ok(_) => {}
                         Err(_) => {
-                            r = Err(());
+                            r = Err(DecodeError);
                             break;
                         }
                     }
                     at += (z.total_in() - bi) as usize;
                     if z.total_out() > z.total_in().max(1).saturating_mul(*max_ratio) {
-                        r = Err(());
+                        r = Err(DecodeError);
                         break;
                     }
                     if z.total_in() == bi && z.total_out() == bo && out.capacity() > out.len() {
@@ -224,7 +230,7 @@ impl Decoder {
             }
             Decoder::Brotli(w) => {
                 if w.write_all(input).and_then(|_| w.flush()).is_err() {
-                    Err(())
+                    Err(DecodeError)
                 } else {
                     out.append(w.get_mut());
                     Ok(())
@@ -232,7 +238,7 @@ impl Decoder {
             }
             Decoder::Zstd(w) => {
                 if w.write_all(input).and_then(|_| w.flush()).is_err() {
-                    Err(())
+                    Err(DecodeError)
                 } else {
                     out.append(w.get_mut());
                     Ok(())

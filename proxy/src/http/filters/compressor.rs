@@ -228,11 +228,13 @@ fn choose_encoding(accept: &str, chain: &[Registered], content_type: Option<&str
             choice = (name, q);
         }
     }
-    match choice {
-        (_, q) if q == 0.0 => ("identity".into(), HeaderStat::NotValid),
-        ("identity", _) => ("identity".into(), HeaderStat::Identity),
-        ("*", _) => (allowed[0].to_string(), HeaderStat::Wildcard),
-        (name, _) => (name.to_string(), HeaderStat::ValidCompressor),
+    if choice.1 == 0.0 {
+        return ("identity".into(), HeaderStat::NotValid);
+    }
+    match choice.0 {
+        "identity" => ("identity".into(), HeaderStat::Identity),
+        "*" => (allowed[0].to_string(), HeaderStat::Wildcard),
+        name => (name.to_string(), HeaderStat::ValidCompressor),
     }
 }
 

@@ -20,6 +20,7 @@ mod http2_attacks;
 mod http2_tls;
 mod http2_upstream;
 mod http2_upstream_tls;
+mod http_compression;
 mod http_edge_path;
 mod http_edge_xff;
 mod http_filters_cors;

@@ -237,6 +237,10 @@ impl Dump for PerFilterConfigs {
                 .iter()
                 .map(|e| {
                     let config = match &e.config {
+                        Some(PerRouteConfig::Buffer(c)) => any(crate::filters::buffer::BUFFER_PER_ROUTE_TYPE, c.dump()),
+                        Some(PerRouteConfig::Compressor(c)) => {
+                            any(crate::filters::compressor::COMPRESSOR_PER_ROUTE_TYPE, c.dump())
+                        }
                         Some(PerRouteConfig::Cors(c)) => any(CORS_POLICY_TYPE, c.dump()),
                         Some(PerRouteConfig::Csrf(c)) => any(CSRF_TYPE, c.dump()),
                         Some(PerRouteConfig::ExtAuthz(c)) => {

@@ -144,6 +144,9 @@ impl Dump for HttpFilter {
     fn dump(&self) -> Json {
         let typed_config = match &self.kind {
             HttpFilterKind::Fault(f) => f.dump(),
+            HttpFilterKind::Buffer(c) => c.dump(),
+            HttpFilterKind::Compressor(c) => c.dump(),
+            HttpFilterKind::Decompressor(c) => c.dump(),
             HttpFilterKind::Cors => Json::obj(),
             HttpFilterKind::Csrf(c) => c.dump(),
             HttpFilterKind::ExtAuthz(c) => c.dump(),

@@ -20,6 +20,7 @@
 mod access_log;
 mod bootstrap;
 mod cluster;
+mod compression;
 mod core;
 mod ext_authz;
 mod filters;

@@ -7,8 +7,12 @@
 //! its path ("Didn't find a registered implementation"), unless it sits in a
 //! `FilterConfig` with `is_optional: true`, which is skipped with a warning.
 
+pub mod buffer;
+pub mod compression;
+pub mod compressor;
 pub mod cors;
 pub mod csrf;
+pub mod decompressor;
 pub mod ext_authz;
 pub mod grpc;
 pub mod header_to_metadata;
@@ -22,6 +26,8 @@ use crate::decode::{typed_config, Decoder, TypedConfig};
 use crate::error::ErrorKind;
 use crate::node::{Node, Value};
 
+use self::buffer::{BufferPerRoute, BUFFER_PER_ROUTE_TYPE};
+use self::compressor::{CompressorPerRoute, COMPRESSOR_PER_ROUTE_TYPE};
 use self::cors::{CorsPolicy, CORS_POLICY_TYPE};
 use self::csrf::{CsrfPolicy, CSRF_TYPE};
 use self::ext_authz::{ExtAuthzPerRoute, EXT_AUTHZ_PER_ROUTE_TYPE};
@@ -35,6 +41,8 @@ const FILTER_CONFIG_TYPE: &str = "envoy.config.route.v3.FilterConfig";
 /// A filter's per-route config message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PerRouteConfig {
+    Buffer(BufferPerRoute),
+    Compressor(CompressorPerRoute),
     Cors(CorsPolicy),
     Csrf(CsrfPolicy),
     ExtAuthz(ExtAuthzPerRoute),
@@ -134,6 +142,8 @@ fn decode_per_route(
 ) -> Option<Option<PerRouteConfig>> {
     let line = t.fields.line();
     Some(Some(match t.type_name.as_str() {
+        BUFFER_PER_ROUTE_TYPE => PerRouteConfig::Buffer(BufferPerRoute::decode_fields(d, t.fields)?),
+        COMPRESSOR_PER_ROUTE_TYPE => PerRouteConfig::Compressor(CompressorPerRoute::decode_fields(d, t.fields)?),
         CORS_POLICY_TYPE => PerRouteConfig::Cors(CorsPolicy::decode_fields(d, t.fields)?),
         CSRF_TYPE => PerRouteConfig::Csrf(CsrfPolicy::decode_fields(d, t.fields)?),
         EXT_AUTHZ_PER_ROUTE_TYPE => PerRouteConfig::ExtAuthz(ExtAuthzPerRoute::decode_fields(d, t.fields)?),

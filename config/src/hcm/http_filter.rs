@@ -5,8 +5,11 @@
 use crate::decode::{typed_config, Decode, Decoder, Fields};
 use crate::error::ErrorKind;
 use crate::fault::HttpFault;
+use crate::filters::buffer::{Buffer, BUFFER_TYPE};
+use crate::filters::compressor::{Compressor, COMPRESSOR_TYPE};
 use crate::filters::cors::CORS_TYPE;
 use crate::filters::csrf::{CsrfPolicy, CSRF_TYPE};
+use crate::filters::decompressor::{Decompressor, DECOMPRESSOR_TYPE};
 use crate::filters::ext_authz::{ExtAuthz, EXT_AUTHZ_TYPE};
 use crate::filters::grpc::{GrpcHttp1Bridge, GRPC_HTTP1_BRIDGE_TYPE, GRPC_WEB_TYPE};
 use crate::filters::header_to_metadata::{HeaderToMetadata, HEADER_TO_METADATA_TYPE};
@@ -78,6 +81,12 @@ impl RouterFilter {
 pub enum HttpFilterKind {
     /// `envoy.extensions.filters.http.fault.v3.HTTPFault`
     Fault(HttpFault),
+    /// `envoy.extensions.filters.http.buffer.v3.Buffer`
+    Buffer(Buffer),
+    /// `envoy.extensions.filters.http.compressor.v3.Compressor`
+    Compressor(Box<Compressor>),
+    /// `envoy.extensions.filters.http.decompressor.v3.Decompressor`
+    Decompressor(Box<Decompressor>),
     /// `envoy.extensions.filters.http.cors.v3.Cors` (policies come from the routes)
     Cors,
     /// `envoy.extensions.filters.http.csrf.v3.CsrfPolicy`
@@ -110,6 +119,9 @@ impl HttpFilterKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             HttpFilterKind::Fault(_) => FAULT_TYPE,
+            HttpFilterKind::Buffer(_) => BUFFER_TYPE,
+            HttpFilterKind::Compressor(_) => COMPRESSOR_TYPE,
+            HttpFilterKind::Decompressor(_) => DECOMPRESSOR_TYPE,
             HttpFilterKind::Cors => CORS_TYPE,
             HttpFilterKind::Csrf(_) => CSRF_TYPE,
             HttpFilterKind::HeaderToMetadata(_) => HEADER_TO_METADATA_TYPE,
@@ -176,6 +188,9 @@ impl Decode for HttpFilter {
         let t = typed_config(d, tc, &tc_path)?;
         let kind = match t.type_name.as_str() {
             FAULT_TYPE => HttpFilterKind::Fault(HttpFault::decode_fields(d, t.fields)?),
+            BUFFER_TYPE => HttpFilterKind::Buffer(Buffer::decode_fields(d, t.fields)?),
+            COMPRESSOR_TYPE => HttpFilterKind::Compressor(Box::new(Compressor::decode_fields(d, t.fields)?)),
+            DECOMPRESSOR_TYPE => HttpFilterKind::Decompressor(Box::new(Decompressor::decode_fields(d, t.fields)?)),
             CORS_TYPE => {
                 t.fields.finish(d);
                 HttpFilterKind::Cors

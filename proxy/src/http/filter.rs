@@ -147,6 +147,8 @@ pub struct FilterCallbacks {
     pub(crate) random: u64,
     /// `setDynamicMetadata` calls of this hook, in order.
     pub(crate) metadata: Vec<(String, Struct)>,
+    /// `setDecoderBufferLimit`.
+    pub(crate) decoder_buffer_limit: Option<usize>,
     /// Async requests this hook asked for (started by the connection manager).
     pub(crate) calls: Vec<crate::http::async_client::Call>,
     /// `clearRouteCache`: the route is picked again before the router runs.
@@ -192,6 +194,13 @@ impl FilterCallbacks {
     /// dynamic metadata namespace `ns` (headers, trailers and timer hooks).
     pub fn set_dynamic_metadata(&mut self, ns: &str, fields: Struct) {
         self.metadata.push((ns.to_string(), fields));
+    }
+
+    /// `setDecoderBufferLimit`: the request body this stream's filters may hold (instead
+    /// of the connection's limit). The connection manager then hands the request body
+    /// to the filters while they hold the headers.
+    pub fn set_decoder_buffer_limit(&mut self, limit: usize) {
+        self.decoder_buffer_limit = Some(limit);
     }
 
     /// Send `request` through `client` (Envoy's `AsyncClient::send`); the outcome comes

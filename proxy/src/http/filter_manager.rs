@@ -65,11 +65,14 @@ struct Side {
     /// The filter that buffers body bytes (data StopIterationAndBuffer).
     data_stopped_at: Option<usize>,
     buffer: Vec<u8>,
+    /// The filter that stopped the headers continued from its data hook: the headers
+    /// go on from the next filter (Envoy resumes iteration then).
+    resumable: bool,
 }
 
 impl Side {
     fn new() -> Side {
-        Side { iteration: Iteration::Headers(0), data_stopped_at: None, buffer: Vec::new() }
+        Side { iteration: Iteration::Headers(0), data_stopped_at: None, buffer: Vec::new(), resumable: false }
     }
 }
 
@@ -88,6 +91,8 @@ pub struct FilterManager<F> {
     calls: Vec<(usize, Call)>,
     /// A filter cleared the route cache since the last [`FilterManager::take_route_cleared`].
     route_cleared: bool,
+    /// A filter's `setDecoderBufferLimit` (replaces `limit` on requests).
+    decode_limit: Option<usize>,
 }
 
 const PAYLOAD_TOO_LARGE: &str = "Payload Too Large";
@@ -105,6 +110,7 @@ impl<F: StreamFilter> FilterManager<F> {
             limit,
             calls: Vec::new(),
             route_cleared: false,
+            decode_limit: None,
         }
     }
 
@@ -121,6 +127,7 @@ impl<F: StreamFilter> FilterManager<F> {
         self.limit = limit;
         self.calls.clear();
         self.route_cleared = false;
+        self.decode_limit = None;
     }
 
     /// The stream ended: every filter's `on_destroy`, once.
@@ -217,6 +224,9 @@ impl<F: StreamFilter> FilterManager<F> {
         if let Some(t) = cb.wake_at {
             self.wake_at = Some(t);
         }
+        if let Some(l) = cb.decoder_buffer_limit {
+            self.decode_limit = Some(l);
+        }
         cb.local_reply
     }
 
@@ -270,6 +280,10 @@ impl<F: StreamFilter> FilterManager<F> {
         match self.decode.iteration {
             Iteration::Stopped { at, .. } => {
                 self.decode.iteration = Iteration::Headers(at + 1);
+                if std::mem::take(&mut self.decode.resumable) {
+                    // resume_data passes the held body on from the next filter.
+                    self.decode.data_stopped_at = Some(at + 1);
+                }
                 self.iterate_decode(head, end, cx, random)
             }
             Iteration::Done => Decoded::Continue,
@@ -301,9 +315,47 @@ impl<F: StreamFilter> FilterManager<F> {
 
     /// `decodeData`: a request body chunk through the filters that passed the headers.
     pub fn decode_data(&mut self, chunk: Vec<u8>, end: bool, random: u64) -> DataOutcome {
-        let Self { filters, decode, flags, limit, calls, .. } = self;
-        let r = run_data(filters, decode, chunk, end, *limit, flags, calls, random, true);
+        let limit = self.decode_limit.unwrap_or(self.limit);
+        let Self { filters, decode, flags, calls, .. } = self;
+        let r = run_data(filters, decode, chunk, end, limit, flags, calls, random, true);
         self.data_outcome(r, PAYLOAD_TOO_LARGE, 413, "request_payload_too_large")
+    }
+
+    /// A filter set its own request buffer limit while holding the headers: the
+    /// request body goes to the filters now (Envoy's `decodeData` while stopped), not
+    /// to the router later.
+    pub fn wants_request_body(&self) -> bool {
+        self.decode_limit.is_some() && matches!(self.decode.iteration, Iteration::Stopped { .. })
+    }
+
+    /// The filter that holds the headers continued from its data hook.
+    pub fn resume_pending(&self) -> bool {
+        self.decode.resumable
+    }
+
+    /// After the headers went on past a filter that resumed from its data hook: the
+    /// body it held, through the filters after it (`None`: nothing was held).
+    pub fn resume_data(&mut self, end: bool, random: u64) -> DataOutcome {
+        let Iteration::Done = self.decode.iteration else {
+            return DataOutcome::Held;
+        };
+        let Some(from) = self.decode.data_stopped_at.take() else {
+            return DataOutcome::Continue(std::mem::take(&mut self.decode.buffer));
+        };
+        let mut chunk = std::mem::take(&mut self.decode.buffer);
+        for i in from..self.filters.len() {
+            let mut cb = Self::callbacks(random);
+            let status = self.filters[i].decode_data(&mut chunk, end, &mut cb);
+            if let Some(r) = self.absorb(i, cb) {
+                self.decode.iteration = Iteration::Answered;
+                return DataOutcome::LocalReply(r);
+            }
+            if status != DataStatus::Continue {
+                // A later filter holds the body again: not supported on resume; pass it.
+                tracing::debug!("a filter after a resumed one stopped the body; passing it on");
+            }
+        }
+        DataOutcome::Continue(chunk)
     }
 
     /// Body bytes held while the headers were stopped, to pass on once decoding
@@ -453,6 +505,9 @@ fn run_data<F: StreamFilter>(
         }
         match status {
             DataStatus::Continue => {
+                if decode && hold && p + 1 == upto && side.iteration != Iteration::Headers(0) {
+                    side.resumable = true;
+                }
                 if side.data_stopped_at == Some(p) {
                     side.data_stopped_at = None;
                     let mut all = std::mem::take(&mut side.buffer);

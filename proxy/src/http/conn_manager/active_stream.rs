@@ -264,18 +264,21 @@ impl<D: ServerStream> StreamCx<'_, D> {
         let random = ctx.rng.next_u64();
         self.stream.encode_random = ctx.rng.next_u64();
         let s = &mut *self.stream;
-        let out = if wake {
+        let resumed = wake && s.filters.resume_pending();
+        let out = if resumed {
+            s.filters.continue_decoding(&mut s.head, end, &cx, random)
+        } else if wake {
             s.filters.on_timer(&mut s.head, end, &cx, random)
         } else {
             s.filters.decode_headers(&mut s.head, end, &cx, random)
         };
-        self.on_decoded(ctx, out);
+        self.on_decoded(ctx, out, resumed);
     }
 
     /// Where decoding stands after a filter hook: start the async requests the filters
     /// asked for; the router takes a request every filter passed (on a route matched
     /// again when a filter cleared the route cache), or a filter's local reply goes out.
-    fn on_decoded<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, out: Decoded) {
+    fn on_decoded<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, out: Decoded, resumed: bool) {
         self.stream.flags.set(self.stream.filters.flags());
         for (i, call) in self.stream.filters.take_calls() {
             self.stream.async_calls.start(i, call, ctx);
@@ -284,6 +287,9 @@ impl<D: ServerStream> StreamCx<'_, D> {
             Decoded::Continue => {
                 if self.stream.filters.take_route_cleared() {
                     self.refresh_route(ctx);
+                }
+                if resumed && !self.take_filtered_body(ctx) {
+                    return;
                 }
                 self.stream.phase = FilterPhase::Routed;
                 crate::http::filter_stream::reframe_request(self.stream);
@@ -343,7 +349,85 @@ impl<D: ServerStream> StreamCx<'_, D> {
             let random = ctx.rng.next_u64();
             let s = &mut *self.stream;
             let out = s.filters.on_async_complete(c.filter, c.tag, c.outcome, &mut s.head, end, &cx, random);
-            self.on_decoded(ctx, out);
+            self.on_decoded(ctx, out, false);
+        }
+        progress
+    }
+
+    /// The request body the decoder filters held (a buffering filter resumed): it goes
+    /// to the router as a replayed body; a complete one with its length. `false`: a
+    /// filter answered locally instead.
+    fn take_filtered_body<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
+        let random = ctx.rng.next_u64();
+        let end = self.stream.request_done;
+        match self.stream.filters.resume_data(end, random) {
+            crate::http::filter_manager::DataOutcome::Continue(body) => {
+                if end {
+                    let n = body.len() as u64;
+                    let head = &mut self.stream.head.headers;
+                    head.remove(b"transfer-encoding");
+                    if head.get(b"content-length").is_none() {
+                        head.set(b"content-length", n.to_string().as_bytes());
+                    }
+                    self.stream.meta.framing = crate::http::codec::BodyFraming::Length(n);
+                }
+                self.stream.replay_body = Some(body);
+                true
+            }
+            crate::http::filter_manager::DataOutcome::Held => true,
+            crate::http::filter_manager::DataOutcome::LocalReply(r) => {
+                let headers: Vec<(&[u8], &[u8])> = r.headers.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+                self.send_local_reply(ctx, r.status, &r.body, &headers);
+                false
+            }
+        }
+    }
+
+    /// While a filter holds the headers with a buffer limit of its own (the buffer
+    /// filter), the request body goes to the filters as it arrives; when the holding
+    /// filter continues, the chain and then the router go on. `true`: progress.
+    pub fn feed_filters<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
+        let mut progress = false;
+        while self.stream.phase == FilterPhase::Decoding
+            && !self.stream.request_done
+            && self.stream.filters.wants_request_body()
+        {
+            let d = match self.io.next_body(self.stream) {
+                Ok(Some(d)) => d,
+                Ok(None) => break,
+                Err(_) => {
+                    self.stream.flags.set(ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR);
+                    self.send_local_reply(ctx, 400, b"Bad Request", &[]);
+                    return true;
+                }
+            };
+            let data = self.io.body_input()[d.data.clone()].to_vec();
+            self.stream.rq_body_bytes += data.len() as u64;
+            self.io.consume_body(d.consumed);
+            if d.end {
+                self.stream.request_done = true;
+            }
+            progress = true;
+            let random = ctx.rng.next_u64();
+            match self.stream.filters.decode_data(data, d.end, random) {
+                crate::http::filter_manager::DataOutcome::LocalReply(r) => {
+                    if r.status == 413 {
+                        self.stats.downstream_rq_too_large.inc();
+                    }
+                    let headers: Vec<(&[u8], &[u8])> = r.headers.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+                    self.send_local_reply(ctx, r.status, &r.body, &headers);
+                    return true;
+                }
+                _ => {
+                    if self.stream.filters.resume_pending() {
+                        self.run_filters(ctx, true);
+                        return true;
+                    }
+                }
+            }
+            if d.consumed == 0 && !d.end {
+                break;
+            }
         }
         progress
     }

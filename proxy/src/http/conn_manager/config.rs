@@ -10,8 +10,11 @@ use crate::http::codec::Http1Settings;
 use crate::http::conn_manager::headers::HeaderPolicy;
 use crate::http::conn_manager::normalize::PathNormalization;
 use crate::http::conn_manager::upgrade::UpgradePolicy;
+use crate::http::filters::buffer::BufferSettings;
+use crate::http::filters::compressor::CompressorConfig;
 use crate::http::filters::cors::CorsConfig;
 use crate::http::filters::csrf::CsrfConfig;
+use crate::http::filters::decompressor::DecompressorConfig;
 use crate::http::filters::ext_authz::ExtAuthzConfig;
 use crate::http::filters::fault::FaultConfig;
 use crate::http::filters::grpc_http1_bridge::GrpcHttp1BridgeConfig;
@@ -147,8 +150,26 @@ impl HcmConfig {
         let mut counters = CounterSet::default();
         // Envoy's HTTP filter stats live under the connection manager's prefix.
         let prefix = format!("http.{}.", c.stat_prefix);
+        // Envoy's per-stream compressor registry: every compressor of the chain, in order.
+        let mut compressors: Vec<CompressorConfig> = Vec::new();
+        for f in &c.http_filters {
+            if let HttpFilterKind::Compressor(cc) = &f.kind {
+                compressors.push(CompressorConfig::new(cc, &prefix, &mut counters));
+            }
+        }
+        let registry: Vec<_> = compressors.iter().map(CompressorConfig::registered).collect();
+        let mut compressors = compressors.into_iter();
         for (i, f) in c.http_filters.iter().enumerate() {
             let factory = match &f.kind {
+                HttpFilterKind::Buffer(b) => FilterFactory::Buffer(BufferSettings::new(b)),
+                HttpFilterKind::Compressor(_) => {
+                    let Some(mut cc) = compressors.next() else { continue };
+                    cc.chain = registry.clone();
+                    FilterFactory::Compressor(Arc::new(cc))
+                }
+                HttpFilterKind::Decompressor(d) => {
+                    FilterFactory::Decompressor(Arc::new(DecompressorConfig::new(d, &prefix, &mut counters)))
+                }
                 HttpFilterKind::Router(_) => {
                     if i + 1 != c.http_filters.len() {
                         return Err(format!("{path}.http_filters[{i}]: the router must be the last HTTP filter"));

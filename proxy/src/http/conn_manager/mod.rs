@@ -784,6 +784,10 @@ impl HttpConnection {
                 progress = true;
             }
         }
+        if self.stream.phase == FilterPhase::Decoding {
+            // A buffering filter takes the request body before the router starts.
+            progress |= self.cx().feed_filters(ctx);
+        }
         if self.stream.router.is_some() {
             let step = self.cx().drive_router(ctx);
             progress |= step.progress;

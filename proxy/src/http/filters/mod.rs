@@ -6,8 +6,12 @@
 //! compiled once per config and shared by the workers; [`ActiveFilter`] is its
 //! instance on one stream (enum-dispatched: no `dyn` on the request path).
 
+pub mod buffer;
+pub mod compression_lib;
+pub mod compressor;
 pub mod cors;
 pub mod csrf;
+pub mod decompressor;
 pub mod ext_authz;
 pub mod fault;
 pub mod grpc_http1_bridge;
@@ -25,8 +29,11 @@ use std::sync::Arc;
 use crate::http::filter::{DataStatus, FilterCallbacks, HeadersStatus, StreamContext, StreamFilter, TrailersStatus};
 use crate::http::{HeaderMap, RequestHead, ResponseHead};
 
+use self::buffer::{BufferFilter, BufferSettings};
+use self::compressor::{CompressorConfig, CompressorFilter};
 use self::cors::{CorsConfig, CorsFilter};
 use self::csrf::{CsrfConfig, CsrfFilter};
+use self::decompressor::{DecompressorConfig, DecompressorFilter};
 use self::ext_authz::{ExtAuthzConfig, ExtAuthzFilter};
 use self::fault::{FaultConfig, FaultFilter};
 use self::grpc_http1_bridge::{GrpcHttp1BridgeConfig, GrpcHttp1BridgeFilter};
@@ -42,6 +49,9 @@ use crate::stats::Counter;
 /// A compiled filter of the chain (the router, always last, is not in this list).
 #[derive(Debug)]
 pub enum FilterFactory {
+    Buffer(BufferSettings),
+    Compressor(Arc<CompressorConfig>),
+    Decompressor(Arc<DecompressorConfig>),
     Fault(Arc<FaultConfig>),
     Cors(Arc<CorsConfig>),
     Csrf(Arc<CsrfConfig>),
@@ -73,6 +83,9 @@ impl HttpFilterConfig {
             return None;
         }
         Some(match &self.factory {
+            FilterFactory::Buffer(c) => ActiveFilter::Buffer(BufferFilter::new(*c, route, k)),
+            FilterFactory::Compressor(c) => ActiveFilter::Compressor(CompressorFilter::new(Arc::clone(c), route, k)),
+            FilterFactory::Decompressor(c) => ActiveFilter::Decompressor(DecompressorFilter::new(Arc::clone(c))),
             FilterFactory::Fault(c) => ActiveFilter::Fault(FaultFilter::new(Arc::clone(c))),
             FilterFactory::Cors(c) => ActiveFilter::Cors(CorsFilter::new(Arc::clone(c), route, k)),
             FilterFactory::Csrf(c) => ActiveFilter::Csrf(CsrfFilter::new(Arc::clone(c), route, k)),
@@ -111,6 +124,9 @@ impl CounterSet {
 /// A filter instance on one stream.
 #[derive(Debug)]
 pub enum ActiveFilter {
+    Buffer(BufferFilter),
+    Compressor(CompressorFilter),
+    Decompressor(DecompressorFilter),
     Fault(FaultFilter),
     Cors(CorsFilter),
     Csrf(CsrfFilter),
@@ -147,6 +163,9 @@ impl ActiveFilter {
 macro_rules! dispatch {
     ($self:ident, $f:ident => $e:expr) => {
         match $self {
+            ActiveFilter::Buffer($f) => $e,
+            ActiveFilter::Compressor($f) => $e,
+            ActiveFilter::Decompressor($f) => $e,
             ActiveFilter::Fault($f) => $e,
             ActiveFilter::Cors($f) => $e,
             ActiveFilter::Csrf($f) => $e,

@@ -25,6 +25,8 @@ use super::{CounterSet, HttpFilterConfig};
 /// A per-route config, compiled.
 #[derive(Debug, Clone)]
 pub enum PerRouteFilter {
+    Buffer(sluice_config::filters::buffer::BufferPerRoute),
+    Compressor(Arc<crate::http::filters::compressor::CompressorOverrides>),
     Cors(Arc<CorsPolicy>),
     Csrf(Arc<sluice_config::filters::csrf::CsrfPolicy>),
     ExtAuthz(Arc<sluice_config::filters::ext_authz::ExtAuthzPerRoute>),
@@ -117,6 +119,22 @@ fn level(
         let p = format!("{path}.{}", e.name);
         let config = match &e.config {
             None => None,
+            Some(PerRouteConfig::Buffer(c)) => Some(PerRouteFilter::Buffer(*c)),
+            Some(PerRouteConfig::Compressor(c)) => match c {
+                sluice_config::filters::compressor::CompressorPerRoute::Disabled => {
+                    out[k] = Some(PerRoute { disabled: true, config: None });
+                    continue;
+                }
+                sluice_config::filters::compressor::CompressorPerRoute::Overrides {
+                    remove_accept_encoding_header,
+                    compressor_library,
+                } => {
+                    Some(PerRouteFilter::Compressor(Arc::new(crate::http::filters::compressor::CompressorOverrides {
+                        remove_accept_encoding_header: *remove_accept_encoding_header,
+                        library: compressor_library.as_ref().map(|l| l.kind.clone()),
+                    })))
+                }
+            },
             Some(PerRouteConfig::Cors(c)) => Some(PerRouteFilter::Cors(Arc::new(c.clone()))),
             Some(PerRouteConfig::Csrf(c)) => Some(PerRouteFilter::Csrf(Arc::new(c.clone()))),
             Some(PerRouteConfig::ExtAuthz(c)) => Some(PerRouteFilter::ExtAuthz(Arc::new(c.clone()))),

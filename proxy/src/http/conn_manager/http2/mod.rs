@@ -486,6 +486,9 @@ impl HttpConnection {
             let mut scx = self.h2_cx(&mut st.s, &mut st.io);
             if !scx.io.reset {
                 progress |= scx.drive_async(ctx);
+                if scx.stream.phase == FilterPhase::Decoding {
+                    progress |= scx.feed_filters(ctx);
+                }
                 if scx.stream.phase == FilterPhase::Decoding
                     && scx.stream.filters.wake_at().is_some_and(|t| ctx.now >= t)
                 {

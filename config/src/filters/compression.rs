@@ -46,6 +46,9 @@ impl Decode for RuntimeFeatureFlag {
 }
 
 /// A `UInt32Value` within Envoy's range, or its default when absent.
+/// The memLevel of sluice's zlib (flate2 over zlib-rs offers no other).
+const ZLIB_MEMORY_LEVEL: u32 = 8;
+
 fn ranged(f: &mut Fields<'_>, d: &mut Decoder, name: &'static str, lo: u32, hi: u32, default: u32) -> u32 {
     let path = f.field_path(name);
     let line = f.line();
@@ -210,16 +213,19 @@ impl Decode for CompressorLibrary {
                     GzipStrategy::Default,
                     "sluice's zlib (zlib-rs through flate2) compresses with the default strategy only",
                 );
-                if f.has("memory_level") {
-                    // zlib's memLevel sizes its hash tables: the ratio and memory use, never
-                    // the decoded bytes. zlib-rs through flate2 fixes it at 8.
-                    d.warn(
-                        &f.field_path("memory_level"),
-                        f.line(),
-                        "memory_level is validated but sluice's zlib (zlib-rs through flate2) uses memLevel 8; the output decodes the same",
+                // zlib's memLevel sizes its hash tables (ratio and memory, never the decoded
+                // bytes); zlib-rs through flate2 fixes it at 8, so only 8 can be honoured.
+                let memory_path = f.field_path("memory_level");
+                let memory_line = f.line();
+                let memory_level = ranged(&mut f, d, "memory_level", 1, 9, ZLIB_MEMORY_LEVEL);
+                if memory_level != ZLIB_MEMORY_LEVEL {
+                    d.error(
+                        ErrorKind::Unsupported,
+                        &memory_path,
+                        memory_line,
+                        format!("sluice's zlib (zlib-rs through flate2) uses memLevel {ZLIB_MEMORY_LEVEL} only"),
                     );
                 }
-                let memory_level = ranged(&mut f, d, "memory_level", 1, 9, 5);
                 let window_bits = ranged(&mut f, d, "window_bits", 9, 15, 12);
                 let chunk_size = ranged(&mut f, d, "chunk_size", 4096, 65536, 4096);
                 CompressorKind::Gzip { level: level.level(), window_bits, memory_level, chunk_size }
@@ -325,5 +331,41 @@ impl Decode for DecompressorLibrary {
         };
         f.finish(d);
         Some(DecompressorLibrary { name, kind })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::decode::Decoder;
+    use crate::hcm::{HttpFilter, HttpFilterKind};
+    use crate::node::parse;
+
+    use super::CompressorKind;
+
+    fn gzip(fields: &str) -> (Option<CompressorKind>, Vec<String>) {
+        let yaml = format!(
+            "name: c\ntyped_config:\n  '@type': type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor\n  compressor_library:\n    name: gzip\n    typed_config:\n      '@type': type.googleapis.com/envoy.extensions.compression.gzip.compressor.v3.Gzip\n{fields}"
+        );
+        let n = parse(&yaml).unwrap();
+        let mut d = Decoder::new();
+        let kind = d.decode::<HttpFilter>(&n, "f").and_then(|f| match f.kind {
+            HttpFilterKind::Compressor(c) => Some(c.library.kind.clone()),
+            _ => None,
+        });
+        (kind, d.errors.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn gzip_memory_level_is_refused_unless_zlibs_own() {
+        let (k, e) = gzip("      memory_level: 8\n      window_bits: 15\n");
+        assert!(e.is_empty(), "{e:?}");
+        assert!(matches!(k, Some(CompressorKind::Gzip { memory_level: 8, window_bits: 15, .. })), "{k:?}");
+        let (_, e) = gzip("      memory_level: 3\n");
+        assert!(
+            e.iter().any(|e| e.contains("compressor_library.typed_config.memory_level") && e.contains("memLevel 8")),
+            "{e:?}"
+        );
+        let (k, e) = gzip("");
+        assert!(e.is_empty() && matches!(k, Some(CompressorKind::Gzip { memory_level: 8, .. })), "{e:?} {k:?}");
     }
 }

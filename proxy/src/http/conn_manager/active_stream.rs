@@ -473,7 +473,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
         self.stats.rq_total.inc();
         match RouterState::begin(&cfg, self.stream, cluster, &info, self.original_dst, ctx) {
             Ok(r) => {
-                self.stream.router = Some(r);
+                self.stream.router = Some(Box::new(r));
             }
             Err(reply) => self.router_reply(ctx, reply),
         }

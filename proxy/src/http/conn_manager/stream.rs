@@ -51,7 +51,8 @@ pub struct Stream {
     pub async_calls: AsyncCalls,
     /// The random value the encoder filters get (drawn when the decoders ran).
     pub encode_random: u64,
-    pub router: Option<RouterState>,
+    /// Boxed: the router state is large and streams move it out and back on every turn.
+    pub router: Option<Box<RouterState>>,
     pub response: ResponseHead,
     /// The response head was written downstream.
     pub response_started: bool,

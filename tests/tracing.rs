@@ -11,6 +11,10 @@
 //! propagated as not sampled and nothing is exported; `x-request-id` comes back when
 //! `always_set_request_id_in_response`; 5xx answers and upstream resets are tagged as
 //! errors; a dead collector leaves requests alone and is counted.
+//!
+//! Reports go out through the workers' own upstream machinery (the collector is a
+//! normal cluster): on the smol backend the collector is reached through a relay on
+//! the in-memory network's peer host, as any origin is.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -21,6 +25,7 @@ use std::time::{Duration, Instant};
 use sluice_config::node::{parse, Node, Value};
 use sluice_e2e::backend::{Backend, Net};
 use sluice_e2e::config::{http_at, ClusterAt};
+use sluice_e2e::conn::{Acceptor, Conn};
 use sluice_e2e::h2_client::H2Client;
 use sluice_e2e::http_client::{Client, Response};
 use sluice_e2e::http_origin::{HttpOrigin, Seen};
@@ -31,6 +36,7 @@ on_both_backends!(
     zipkin_root_span_and_new_context_upstream,
     zipkin_b3_parent_gives_a_child_span,
     opentelemetry_w3c_parent_and_root,
+    opentelemetry_exports_over_grpc,
     not_sampled_parent_is_propagated_and_not_exported,
     request_id_in_the_response_when_configured,
     errors_are_tagged_on_5xx_and_upstream_resets,
@@ -45,6 +51,32 @@ import json, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 out = open(sys.argv[1], 'a', buffering=1)
+def dump(req):
+    for rs in req.resource_spans:
+        res = {kv.key: kv.value.string_value for kv in rs.resource.attributes}
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                out.write(json.dumps({'format': 'otlp', 'traceId': sp.trace_id.hex(), 'id': sp.span_id.hex(),
+                    'parentId': sp.parent_span_id.hex(), 'name': sp.name, 'kind': sp.kind,
+                    'tags': {kv.key: kv.value.string_value for kv in sp.attributes}, 'status': sp.status.code,
+                    'resource': res, 'scope': ss.scope.name, 'traceState': sp.trace_state,
+                    'events': [{'name': e.name, 'time': e.time_unix_nano} for e in sp.events],
+                    'duration': sp.end_time_unix_nano - sp.start_time_unix_nano}) + '\n')
+if sys.argv[2:] == ['grpc']:
+    import grpc
+    from concurrent import futures
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+    class Export(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request, context):
+            dump(request)
+            return ExportTraceServiceResponse()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Export(), server)
+    port = server.add_insecure_port('127.0.0.1:0')
+    server.start()
+    print(port, flush=True)
+    server.wait_for_termination()
+    sys.exit(0)
 class H(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
     def log_message(self, *a):
@@ -61,15 +93,7 @@ class H(BaseHTTPRequestHandler):
             assert self.headers.get('content-type') == 'application/x-protobuf'
             req = ExportTraceServiceRequest()
             req.ParseFromString(body)
-            for rs in req.resource_spans:
-                res = {kv.key: kv.value.string_value for kv in rs.resource.attributes}
-                for ss in rs.scope_spans:
-                    for sp in ss.spans:
-                        out.write(json.dumps({'format': 'otlp', 'traceId': sp.trace_id.hex(), 'id': sp.span_id.hex(),
-                            'parentId': sp.parent_span_id.hex(), 'name': sp.name, 'kind': sp.kind,
-                            'tags': {kv.key: kv.value.string_value for kv in sp.attributes}, 'status': sp.status.code,
-                            'resource': res, 'scope': ss.scope.name, 'traceState': sp.trace_state,
-                            'duration': sp.end_time_unix_nano - sp.start_time_unix_nano}) + '\n')
+            dump(req)
             code, resp, ctype = 200, ExportTraceServiceResponse().SerializeToString(), 'application/x-protobuf'
         else:
             code, resp, ctype = 404, b'', 'text/plain'
@@ -87,16 +111,17 @@ srv.serve_forever()
 fn ensure_otlp_proto() {
     let works = || {
         Command::new("python3")
-            .args(["-c", "import opentelemetry.proto.collector.trace.v1.trace_service_pb2"])
+            .args(["-c", "import opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc"])
             .status()
             .is_ok_and(|s| s.success())
     };
     if works() {
         return;
     }
-    eprintln!("tracing: installing python opentelemetry-proto with pip");
-    let _ = Command::new("pip3").args(["install", "-q", "--break-system-packages", "opentelemetry-proto"]).status();
-    assert!(works(), "python3 `opentelemetry-proto` missing and `pip3 install opentelemetry-proto` failed");
+    eprintln!("tracing: installing python opentelemetry-proto and grpcio with pip");
+    let pip = ["install", "-q", "--break-system-packages", "opentelemetry-proto", "grpcio"];
+    let _ = Command::new("pip3").args(pip).status();
+    assert!(works(), "python3 `opentelemetry-proto`/`grpcio` missing and `pip3 install` failed");
 }
 
 /// A running collector (killed by PID on drop) and the file of spans it received.
@@ -109,12 +134,22 @@ struct Collector {
 
 impl Collector {
     fn start() -> Collector {
+        Collector::start_mode(&[])
+    }
+
+    /// A grpcio OTLP receiver (`TraceService/Export`) instead of the HTTP one.
+    fn start_grpc() -> Collector {
+        Collector::start_mode(&["grpc"])
+    }
+
+    fn start_mode(mode: &[&str]) -> Collector {
         ensure_otlp_proto();
         let dir = tempfile::tempdir().unwrap();
         let spans = dir.path().join("spans.jsonl");
         let mut child = Command::new("python3")
             .args(["-c", COLLECTOR])
             .arg(&spans)
+            .args(mode)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -191,6 +226,8 @@ struct Extra<'a> {
     web: &'a str,
     /// The `metadata` of web's endpoint (flow YAML).
     web_endpoint_metadata: &'a str,
+    /// Fields of the `collector` cluster (YAML at column 4).
+    collector: &'a str,
 }
 
 struct Setup<'n> {
@@ -198,6 +235,29 @@ struct Setup<'n> {
     proxy: InProcessProxy,
     listen: SocketAddr,
     origin: HttpOrigin,
+    _relay: Option<Acceptor>,
+}
+
+/// Copy `from` into `to` until EOF, then half-close `to`.
+fn pump(mut from: impl std::io::Read, mut to: Conn) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// Where the proxy reaches a collector on the test host: on the smol backend, a relay
+/// on the peer host that forwards each connection to it over loopback.
+fn reach(net: &Net, collector: SocketAddr) -> (SocketAddr, Option<Acceptor>) {
+    if net.backend() == Backend::Kernel || !collector.ip().is_loopback() {
+        return (collector, None);
+    }
+    let relay = Acceptor::start(net.listen(), move |down, _| {
+        let Ok(up) = std::net::TcpStream::connect(collector) else { return };
+        let (Ok(up2), Ok(down2)) = (up.try_clone(), down.try_clone()) else { return };
+        let back = std::thread::spawn(move || pump(up2, down2));
+        pump(down, Conn::Kernel(up));
+        let _ = back.join();
+    });
+    (relay.addr, Some(relay))
 }
 
 impl<'n> Setup<'n> {
@@ -211,10 +271,11 @@ impl<'n> Setup<'n> {
     fn start_with(net: &'n Net, hcm_extra: &str, collector: SocketAddr, x: &Extra<'_>) -> Setup<'n> {
         let origin = HttpOrigin::serve(net.listen(), "origin");
         let web = [origin.addr];
+        let (collector, relay) = reach(net, collector);
         let col = [collector];
         let clusters = [
             ClusterAt { name: "web", endpoints: &web, extra: x.web },
-            ClusterAt { name: "collector", endpoints: &col, extra: "" },
+            ClusterAt { name: "collector", endpoints: &col, extra: x.collector },
         ];
         let listen = net.proxy_listen_addr();
         let routes = if x.routes.is_empty() { ROUTES } else { x.routes };
@@ -226,7 +287,7 @@ impl<'n> Setup<'n> {
             yaml = yaml.replacen(&ep, &with, 1);
         }
         let proxy = net.start_proxy(&yaml, 1);
-        Setup { net, proxy, listen, origin }
+        Setup { net, proxy, listen, origin, _relay: relay }
     }
 
     fn client(&self) -> Client {
@@ -358,6 +419,37 @@ fn opentelemetry_w3c_parent_and_root(backend: Backend) {
     );
 }
 
+const OTEL_GRPC: &str = "tracing:\n  provider:\n    name: envoy.tracers.opentelemetry\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig\n      service_name: front-proxy\n      grpc_service:\n        envoy_grpc: { cluster_name: collector }\n        timeout: 2s\n";
+const H2_CLUSTER: &str = r#"    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}
+"#;
+
+/// `grpc_service`: the spans go to a grpcio OTLP receiver as unary
+/// `TraceService/Export` calls over the HTTP/2 collector cluster.
+fn opentelemetry_exports_over_grpc(backend: Backend) {
+    let net = Net::new(backend);
+    let collector = Collector::start_grpc();
+    let s = Setup::start_with(&net, OTEL_GRPC, collector.addr, &Extra { collector: H2_CLUSTER, ..Extra::default() });
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let (r, seen) = s.send("/x", &[("traceparent", tp)]);
+    assert_eq!(r.status, 200);
+    let sent = seen.unwrap().header("traceparent").unwrap().to_string();
+    let (r, _) = s.send("/y", &[]);
+    assert_eq!(r.status, 200);
+    let spans = collector.wait_for(2);
+    let child = spans.iter().find(|n| field(n, "id").as_deref() == Some(&sent[36..52])).expect("the child span");
+    assert_eq!(field(child, "traceId").as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
+    assert_eq!(field(child, "parentId").as_deref(), Some("b7ad6b7169203331"));
+    assert_eq!(field(child, "name").as_deref(), Some("checkout"));
+    assert_eq!(tag(child, "http.url").as_deref(), Some("http://test/x"));
+    assert_eq!(s.counter("tracing.opentelemetry.spans_sent"), 2);
+    assert!(s.counter("cluster.collector.upstream_rq_total") >= 1);
+    assert_eq!(s.counter("cluster.collector.upstream_cx_http2_total"), 1, "one HTTP/2 connection carries them");
+}
+
 fn not_sampled_parent_is_propagated_and_not_exported(backend: Backend) {
     let net = Net::new(backend);
     let collector = Collector::start();
@@ -410,7 +502,7 @@ fn errors_are_tagged_on_5xx_and_upstream_resets(backend: Backend) {
 fn a_dead_collector_leaves_requests_alone_and_is_counted(backend: Backend) {
     let net = Net::new(backend);
     // A port nobody listens on.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = net.refused_addr();
     let s = Setup::start(&net, ZIPKIN, dead);
     let started = Instant::now();
     for _ in 0..20 {
@@ -423,7 +515,14 @@ fn a_dead_collector_leaves_requests_alone_and_is_counted(backend: Backend) {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(s.counter("tracing.zipkin.spans_sent"), 20);
-    assert!(s.counter("tracing.zipkin.reports_failed") >= 1);
+    // As in Envoy, the router's own 503 (connect refused) is an answer other than 202:
+    // `reports_dropped`; the refused connects are the cluster's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.counter("tracing.zipkin.reports_dropped") < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(s.counter("tracing.zipkin.reports_dropped") >= 1);
+    assert!(s.counter("cluster.collector.upstream_cx_connect_fail") >= 1);
     assert_eq!(s.counter("tracing.zipkin.reports_sent"), 0);
 }
 

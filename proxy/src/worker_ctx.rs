@@ -88,6 +88,8 @@ pub struct Ctx<'a, S: Stack> {
     pub runtime: &'a crate::runtime::Snapshot,
     /// Admin `/healthcheck/fail` is in force.
     pub health_check_failed: bool,
+    /// This generation's background work (detached requests, span buffers).
+    pub background: &'a mut crate::worker::background::Background,
 }
 
 impl<S: Stack> Ctx<'_, S> {

@@ -4,8 +4,8 @@
 
 use super::{any, list, Dump, Json};
 use crate::trace::{
-    CustomTag, CustomTagValue, Decorator, HcmTracing, MetadataKind, RouteTracing, TracingProvider, UuidRequestIdConfig,
-    OPENTELEMETRY_NAME, UUID_REQUEST_ID_TYPE, ZIPKIN_NAME,
+    CustomTag, CustomTagValue, Decorator, HcmTracing, MetadataKind, OtlpExporter, RouteTracing, TracingProvider,
+    UuidRequestIdConfig, OPENTELEMETRY_NAME, UUID_REQUEST_ID_TYPE, ZIPKIN_NAME,
 };
 
 fn percent(value: f64) -> Json {
@@ -75,25 +75,34 @@ impl Dump for TracingProvider {
                 ),
             ),
             TracingProvider::OpenTelemetry(o) => {
-                let s = &o.http_service;
-                let headers = s
-                    .request_headers_to_append
-                    .iter()
-                    .map(|(k, v)| Json::obj().with("header", Json::obj().with("key", k).with("value", v)));
-                let mut j = Json::obj()
-                    .with(
-                        "http_service",
-                        Json::obj()
-                            .with(
-                                "http_uri",
-                                Json::obj()
-                                    .with("uri", format!("http://{}{}", s.host, s.path))
-                                    .with("cluster", &s.cluster)
-                                    .with("timeout", s.timeout),
-                            )
-                            .with("request_headers_to_append", Json::Arr(headers.collect())),
-                    )
-                    .with("service_name", &o.service_name);
+                let mut j = match &o.exporter {
+                    OtlpExporter::Http(s) => {
+                        let headers = s
+                            .request_headers_to_append
+                            .iter()
+                            .map(|(k, v)| Json::obj().with("header", Json::obj().with("key", k).with("value", v)));
+                        Json::obj().with(
+                            "http_service",
+                            Json::obj()
+                                .with(
+                                    "http_uri",
+                                    Json::obj()
+                                        .with("uri", format!("http://{}{}", s.host, s.path))
+                                        .with("cluster", &s.cluster)
+                                        .with("timeout", s.timeout),
+                                )
+                                .with("request_headers_to_append", Json::Arr(headers.collect())),
+                        )
+                    }
+                    OtlpExporter::Grpc(g) => {
+                        let mut svc = Json::obj().with("envoy_grpc", Json::obj().with("cluster_name", &g.cluster_name));
+                        if let Some(t) = g.timeout {
+                            svc = svc.with("timeout", t);
+                        }
+                        Json::obj().with("grpc_service", svc)
+                    }
+                };
+                j = j.with("service_name", &o.service_name);
                 if o.environment_resource_detector {
                     j = j.with(
                         "resource_detectors",

@@ -13,8 +13,8 @@ mod provider;
 pub use custom_tag::{CustomTag, CustomTagValue, MetadataKind};
 
 pub use provider::{
-    CollectorEndpointVersion, HttpService, OpenTelemetryConfig, TracingProvider, ZipkinConfig, OPENTELEMETRY_NAME,
-    ZIPKIN_NAME,
+    CollectorEndpointVersion, HttpService, OpenTelemetryConfig, OtlpExporter, OtlpGrpcService, TracingProvider,
+    ZipkinConfig, OPENTELEMETRY_NAME, ZIPKIN_NAME,
 };
 
 use crate::core::{Denominator, FractionalPercent, Percent};

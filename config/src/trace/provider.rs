@@ -1,6 +1,6 @@
 //! `HttpConnectionManager.Tracing.provider`: the tracer, selected by
 //! `typed_config."@type"`. sluice has Envoy's Zipkin tracer (`ZipkinConfig`) and its
-//! OpenTelemetry tracer (`OpenTelemetryConfig`, exporting over OTLP/HTTP); any other
+//! OpenTelemetry tracer (`OpenTelemetryConfig`, exporting over OTLP/HTTP or OTLP/gRPC); any other
 //! provider is rejected naming it.
 
 use std::time::Duration;
@@ -28,7 +28,10 @@ impl TracingProvider {
     pub fn collector_cluster(&self) -> &str {
         match self {
             TracingProvider::Zipkin(z) => &z.collector_cluster,
-            TracingProvider::OpenTelemetry(o) => &o.http_service.cluster,
+            TracingProvider::OpenTelemetry(o) => match &o.exporter {
+                OtlpExporter::Http(h) => &h.cluster,
+                OtlpExporter::Grpc(g) => &g.cluster_name,
+            },
         }
     }
 }
@@ -146,6 +149,49 @@ impl ZipkinConfig {
     }
 }
 
+/// Where an OpenTelemetry tracer's spans go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OtlpExporter {
+    /// `http_service`: OTLP/HTTP protobuf.
+    Http(HttpService),
+    /// `grpc_service`: OTLP/gRPC (`TraceService/Export`) on an HTTP/2 cluster.
+    Grpc(OtlpGrpcService),
+}
+
+/// `config.core.v3.GrpcService` with `envoy_grpc`, for OTLP/gRPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpGrpcService {
+    pub cluster_name: String,
+    /// `timeout` of each export call (None: sluice's bound, 5 s).
+    pub timeout: Option<Duration>,
+}
+
+impl Decode for OtlpGrpcService {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let line = f.line();
+        let envoy = f.take("envoy_grpc");
+        let envoy_path = f.field_path("envoy_grpc");
+        let timeout: Option<Duration> = f.opt(d, "timeout");
+        f.unsupported(d, &["google_grpc", "initial_metadata", "retry_policy"]);
+        f.finish(d);
+        let Some(envoy) = envoy else {
+            d.error(ErrorKind::Missing, &envoy_path, line, "sluice supports grpc_service.envoy_grpc only");
+            return None;
+        };
+        let mut e = Fields::of(d, envoy, &envoy_path)?;
+        let cluster_name: Option<String> = e.req(d, "cluster_name");
+        e.unsupported(d, &["authority", "retry_policy", "max_receive_message_length", "skip_envoy_headers"]);
+        e.finish(d);
+        let cluster_name = cluster_name?;
+        if cluster_name.is_empty() {
+            d.error(ErrorKind::Invalid, &format!("{envoy_path}.cluster_name"), line, "must not be empty");
+            return None;
+        }
+        Some(OtlpGrpcService { cluster_name, timeout })
+    }
+}
+
 /// `config.core.v3.HttpService`: where OTLP/HTTP goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpService {
@@ -201,7 +247,7 @@ impl Decode for HttpService {
 /// `config.trace.v3.OpenTelemetryConfig`: W3C trace context, OTLP/HTTP protobuf export.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenTelemetryConfig {
-    pub http_service: HttpService,
+    pub exporter: OtlpExporter,
     /// `service.name` of the resource (default `unknown_service:envoy`).
     pub service_name: String,
     /// The environment resource detector (`OTEL_RESOURCE_ATTRIBUTES`) is configured.
@@ -215,13 +261,8 @@ impl OpenTelemetryConfig {
     fn decode_fields(d: &mut Decoder, mut f: Fields<'_>, path: &str) -> Option<OpenTelemetryConfig> {
         let line = f.line();
         let http_service: Option<HttpService> = f.opt(d, "http_service");
+        let grpc_service: Option<OtlpGrpcService> = f.opt(d, "grpc_service");
         let service_name: String = f.or(d, "service_name", "unknown_service:envoy".to_string());
-        f.unsupported_because(
-            d,
-            "grpc_service",
-            "OTLP over gRPC is not supported yet (sluice has no HTTP/2 upstream connections); \
-             export over OTLP/HTTP with `http_service`",
-        );
         let mut environment_resource_detector = false;
         if let Some(list) = f.take("resource_detectors") {
             let lpath = f.field_path("resource_detectors");
@@ -259,15 +300,28 @@ impl OpenTelemetryConfig {
             "OpenTelemetry samplers are not supported; use the connection manager's sampling",
         );
         f.finish(d);
-        let Some(http_service) = http_service else {
-            d.error(
-                ErrorKind::Missing,
-                &format!("{path}.http_service"),
-                line,
-                "sluice exports OpenTelemetry spans over OTLP/HTTP: set `http_service`",
-            );
-            return None;
+        let exporter = match (http_service, grpc_service) {
+            (Some(h), None) => OtlpExporter::Http(h),
+            (None, Some(g)) => OtlpExporter::Grpc(g),
+            (Some(_), Some(_)) => {
+                d.error(
+                    ErrorKind::Invalid,
+                    &format!("{path}.http_service"),
+                    line,
+                    "set one of `grpc_service` and `http_service`, not both",
+                );
+                return None;
+            }
+            (None, None) => {
+                d.error(
+                    ErrorKind::Missing,
+                    &format!("{path}.grpc_service"),
+                    line,
+                    "an OpenTelemetry tracer exports over `grpc_service` (OTLP/gRPC) or `http_service` (OTLP/HTTP)",
+                );
+                return None;
+            }
         };
-        Some(OpenTelemetryConfig { http_service, service_name, environment_resource_detector })
+        Some(OpenTelemetryConfig { exporter, service_name, environment_resource_detector })
     }
 }

@@ -92,21 +92,32 @@ fn providers_and_their_options() {
     let h = hcm(&config(&otel, ""));
     let Some(TracingProvider::OpenTelemetry(o)) = h.tracing.and_then(|t| t.provider) else { panic!("otel") };
     assert_eq!(o.service_name, "front");
-    assert_eq!(o.http_service.host, "collector:4318");
-    assert_eq!(o.http_service.path, "/v1/traces");
-    assert_eq!(o.http_service.cluster, "zipkin");
-    assert_eq!(o.http_service.timeout, Duration::from_secs(2));
-    assert_eq!(o.http_service.request_headers_to_append, vec![("authorization".to_string(), "k".to_string())]);
+    let OtlpExporter::Http(hs) = &o.exporter else { panic!("http_service") };
+    assert_eq!(hs.host, "collector:4318");
+    assert_eq!(hs.path, "/v1/traces");
+    assert_eq!(hs.cluster, "zipkin");
+    assert_eq!(hs.timeout, Duration::from_secs(2));
+    assert_eq!(hs.request_headers_to_append, vec![("authorization".to_string(), "k".to_string())]);
+
+    let grpc = format!(
+        "          tracing: {{provider: {OTEL}, grpc_service: {{envoy_grpc: {{cluster_name: zipkin}}, timeout: 3s}}}}}}}}}}\n"
+    );
+    let h = hcm(&config(&grpc, ""));
+    let Some(TracingProvider::OpenTelemetry(o)) = h.tracing.and_then(|t| t.provider) else { panic!("otel") };
+    assert_eq!(
+        o.exporter,
+        OtlpExporter::Grpc(OtlpGrpcService { cluster_name: "zipkin".into(), timeout: Some(Duration::from_secs(3)) })
+    );
 }
 
 #[test]
 fn what_sluice_does_not_do_is_refused_with_its_path() {
     let e = err(&config(
-        &format!(
-            "          tracing: {{provider: {OTEL}, grpc_service: {{envoy_grpc: {{cluster_name: zipkin}}}}}}}}}}\n"
-        ),
+        &format!("          tracing: {{provider: {OTEL}, grpc_service: {{google_grpc: {{target_uri: x}}}}}}}}}}\n"),
         "",
     ));
+    assert!(e.contains("grpc_service.google_grpc"), "{e}");
+    let e = err(&config(&format!("          tracing: {{provider: {OTEL}}}}}}}\n"), ""));
     assert!(e.contains("grpc_service") && e.contains("http_service"), "{e}");
     let e =
         err(&config(&format!("          tracing: {{provider: {ZIPKIN}, collector_endpoint_version: GRPC}}}}}}\n"), ""));

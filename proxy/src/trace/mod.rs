@@ -11,15 +11,17 @@
 //! sampled by the decision), the route's `decorator` (or an internal request's
 //! `x-envoy-decorator-operation`) names it, and the span's context is written into the
 //! request that goes upstream. When the stream ends, a sampled span gets Envoy's tags
-//! and goes to the exporter ([`exporter`]); an unsampled one is propagated as such and
+//! and goes to the worker's span buffer ([`span_buffer`]), whose reports the worker
+//! sends through its own async client ([`reporter`]); an unsampled one is propagated as such and
 //! never exported. The hot path reads no string it could have resolved at load, and a
 //! connection manager without `tracing` pays nothing.
 
 pub mod context;
 pub mod custom_tag;
-pub mod exporter;
 pub mod otlp;
+pub mod reporter;
 pub mod span;
+pub mod span_buffer;
 pub mod upstream;
 pub mod zipkin;
 
@@ -30,8 +32,11 @@ use std::time::{Duration, Instant, SystemTime};
 use sluice_config::core::FractionalPercent;
 use sluice_config::metadata::Metadata;
 use sluice_config::route::Route;
-use sluice_config::trace::{HcmTracing, RouteTracing, TracingProvider, UuidRequestIdConfig};
+use sluice_config::trace::{HcmTracing, OtlpExporter, RouteTracing, TracingProvider, UuidRequestIdConfig};
 
+use sluice_stack::Stack;
+
+use crate::http::async_client::AsyncClient;
 use crate::http::request_id::{self, TraceReason};
 use crate::http::response_flags::ResponseFlags;
 use crate::http::{HeaderMap, RequestHead, ResponseHead, Version};
@@ -39,14 +44,19 @@ use crate::rng::Rng;
 use crate::runtime::Snapshot;
 use crate::stats::{Counter, HttpStats};
 use crate::upstream::cluster_manager::{ClusterInfo, ClusterManager};
+use crate::worker::background::Background;
+use crate::worker_ctx::Ctx;
 
 use self::context::SpanContext;
 use self::custom_tag::{compile_tags, Tag, TagSources};
-use self::exporter::{Exporter, Format};
+use self::reporter::{Format, Reporter};
 use self::span::{ActiveSpan, FinishedSpan, SpanKind, StreamTrace, TagText};
 use self::upstream::{TryStart, UpstreamTry};
 
 const FORCE_TRACE: &[u8] = b"x-envoy-force-trace";
+/// How long an OTLP/gRPC export may take when `grpc_service.timeout` is unset (Envoy
+/// sets none; sluice bounds every report).
+const GRPC_EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 const CLIENT_TRACE_ID: &[u8] = b"x-client-trace-id";
 const DECORATOR_OPERATION: &[u8] = b"x-envoy-decorator-operation";
 
@@ -80,9 +90,7 @@ enum DriverKind {
 #[derive(Debug)]
 struct Driver {
     kind: DriverKind,
-    exporter: Arc<Exporter>,
-    min_flush_key: String,
-    flush_interval_key: String,
+    reporter: Arc<Reporter>,
 }
 
 /// A connection manager's tracing, compiled.
@@ -124,28 +132,26 @@ pub struct SpanFacts<'a> {
 }
 
 impl Tracer {
-    /// Compile; the collector cluster must exist and be plain HTTP.
-    pub fn new(t: &HcmTracing, request_id: UuidRequestIdConfig, clusters: &ClusterManager) -> Result<Tracer, String> {
+    /// Compile; the collector cluster must exist.
+    pub fn new(
+        t: &HcmTracing,
+        request_id: UuidRequestIdConfig,
+        clusters: &Arc<ClusterManager>,
+    ) -> Result<Tracer, String> {
         let local = local_info();
         let driver = match &t.provider {
             None => None,
             Some(p) => {
-                let cluster = clusters
-                    .get(p.collector_cluster())
-                    .ok_or_else(|| format!("tracing: unknown collector cluster `{}`", p.collector_cluster()))?;
-                if cluster.tls.is_some() {
-                    return Err(format!(
-                        "tracing: collector cluster `{}` uses TLS; sluice sends spans over plain HTTP/1.1",
-                        p.collector_cluster()
-                    ));
-                }
+                let name = p.collector_cluster();
+                let client = AsyncClient::new(name, clusters)
+                    .map_err(|_| format!("tracing: unknown collector cluster `{name}`"))?;
                 let (kind, format, timeout) = match p {
                     TracingProvider::Zipkin(z) => (
                         DriverKind::Zipkin {
                             shared_span_context: z.shared_span_context,
                             trace_id_128bit: z.trace_id_128bit,
                         },
-                        Format::ZipkinJson {
+                        Format::Zipkin {
                             endpoint: z.collector_endpoint.clone(),
                             hostname: z.collector_hostname.clone(),
                             proto: z.proto,
@@ -159,26 +165,32 @@ impl Tracer {
                     TracingProvider::OpenTelemetry(o) => {
                         let env =
                             o.environment_resource_detector.then(|| std::env::var("OTEL_RESOURCE_ATTRIBUTES").ok());
-                        (
-                            DriverKind::OpenTelemetry,
-                            Format::Otlp {
-                                path: o.http_service.path.clone(),
-                                host: o.http_service.host.clone(),
-                                headers: o.http_service.request_headers_to_append.clone(),
-                                resource: otlp::resource_attributes(&o.service_name, env.flatten().as_deref()),
-                            },
-                            o.http_service.timeout,
-                        )
+                        let resource = otlp::resource_attributes(&o.service_name, env.flatten().as_deref());
+                        let (format, timeout) = match &o.exporter {
+                            OtlpExporter::Http(h) => (
+                                Format::OtlpHttp {
+                                    path: h.path.clone(),
+                                    host: h.host.clone(),
+                                    headers: h.request_headers_to_append.clone(),
+                                    resource,
+                                },
+                                h.timeout,
+                            ),
+                            OtlpExporter::Grpc(g) => {
+                                if !client.is_http2() {
+                                    return Err(format!(
+                                        "tracing: OTLP/gRPC needs an HTTP/2 cluster: `{name}` speaks HTTP/1.1 \
+                                         (set its typed_extension_protocol_options http2_protocol_options)"
+                                    ));
+                                }
+                                let authority = g.cluster_name.clone();
+                                (Format::OtlpGrpc { authority, resource }, g.timeout.unwrap_or(GRPC_EXPORT_TIMEOUT))
+                            }
+                        };
+                        (DriverKind::OpenTelemetry, format, timeout)
                     }
                 };
-                let exporter = Arc::new(Exporter::new(format, Arc::clone(cluster), timeout));
-                let prefix = exporter.runtime_prefix();
-                Some(Driver {
-                    kind,
-                    min_flush_key: format!("{prefix}.min_flush_spans"),
-                    flush_interval_key: format!("{prefix}.flush_interval_ms"),
-                    exporter,
-                })
+                Some(Driver { kind, reporter: Arc::new(Reporter::new(format, client, timeout)) })
             }
         };
         Ok(Tracer {
@@ -196,7 +208,7 @@ impl Tracer {
 
     /// The tracer's counters, by full name.
     pub fn counters(&self) -> Vec<(String, Arc<Counter>)> {
-        self.driver.as_ref().map(|d| d.exporter.counters()).unwrap_or_default()
+        self.driver.as_ref().map(|d| d.reporter.counters()).unwrap_or_default()
     }
 
     /// Envoy's `mutateTracingRequestHeader`: the trace decision, packed into the
@@ -294,18 +306,20 @@ impl Tracer {
     }
 
     /// The stream ended: a sampled span (and its upstream tries' spans) gets its tags
-    /// and goes to the exporter.
-    pub fn finish(&self, trace: &StreamTrace, f: &SpanFacts<'_>, runtime: &Snapshot) {
+    /// and goes to the worker's span buffer.
+    pub fn finish<S: Stack>(&self, trace: &StreamTrace, f: &SpanFacts<'_>, ctx: &mut Ctx<'_, S>) {
         let (Some(span), Some(driver)) = (&trace.span, &self.driver) else { return };
         if !span.context.sampled {
             return;
         }
-        let min_flush = runtime.get_integer(&driver.min_flush_key, 5);
-        let interval = runtime.get_integer(&driver.flush_interval_key, 5000);
         for t in &trace.upstream {
-            driver.exporter.push(self.finished_upstream_span(t, f), min_flush, interval);
+            let s = self.finished_upstream_span(t, f);
+            let wake = ctx.background.spans.push(&driver.reporter, s, ctx.now, ctx.runtime);
+            Background::wake(ctx, wake);
         }
-        driver.exporter.push(self.finished_span(span, f), min_flush, interval);
+        let s = self.finished_span(span, f);
+        let wake = ctx.background.spans.push(&driver.reporter, s, ctx.now, ctx.runtime);
+        Background::wake(ctx, wake);
     }
 
     /// Whether the router starts a span per upstream try (`spawn_upstream_span`).

@@ -1,6 +1,6 @@
 //! A request's span: started when the connection manager has the request's route
 //! (Envoy's `traceRequest`), finished with the stream (`finalizeDownstreamSpan`), and
-//! then a [`FinishedSpan`]: plain data with Envoy's tags, handed to the exporter.
+//! then a [`FinishedSpan`]: plain data with Envoy's tags, handed to the worker's span buffer.
 
 use std::borrow::Cow;
 

@@ -32,7 +32,7 @@ fn tracer_and_route(tracing: &str, route_extra: &str) -> (Tracer, Route) {
     else {
         panic!("hcm")
     };
-    let cm = ClusterManager::new(b.clusters.clone(), static_hosts);
+    let cm = std::sync::Arc::new(ClusterManager::new(b.clusters.clone(), static_hosts));
     let t = Tracer::new(h.tracing.as_ref().expect("tracing"), h.request_id, &cm).expect("tracer");
     (t, h.route_config.virtual_hosts[0].routes[0].clone())
 }

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use super::background::Background;
 use crate::listener::manager::Snapshot;
 use crate::stats::{ClusterStats, ListenerStats, Store};
 use crate::upstream::cluster_manager::ThreadLocalClusterManager;
@@ -25,6 +26,8 @@ pub struct Generation {
     pub pool: ConnPool,
     /// Downstream connections bound to this generation.
     pub conns: usize,
+    /// Detached requests and span buffers (see `worker::background`).
+    pub background: Background,
 }
 
 impl Generation {
@@ -41,12 +44,20 @@ impl Generation {
         let mut clusters = snapshot.cluster_manager.thread_local();
         clusters.bind_stats(&cluster_stats);
         let pool = ConnPool::new(gen, snapshot.cluster_manager.clusters.len());
-        Generation { snapshot, clusters, cluster_stats, listener_stats, pool, conns: 0 }
+        Generation {
+            snapshot,
+            clusters,
+            cluster_stats,
+            listener_stats,
+            pool,
+            conns: 0,
+            background: Background::new(gen),
+        }
     }
 
     /// Nothing depends on this generation any more.
     pub fn retired(&self) -> bool {
-        self.conns == 0 && self.pool.is_empty()
+        self.conns == 0 && self.pool.is_empty() && self.background.is_idle()
     }
 }
 

@@ -8,6 +8,7 @@
 //! budgeted work), serve the events, give budget-limited connections another round,
 //! fire due timers, adopt a newly published config.
 
+pub mod background;
 pub mod drain;
 mod generation;
 mod upstream_slots;
@@ -23,6 +24,7 @@ use sluice_stack::{Events, Interest, SocketId, Stack, Token};
 
 use crate::access_log::AccessLogBuffer;
 use crate::conn_table::ConnTable;
+use crate::http::async_client::detached::decode_detached_key;
 use crate::http::conn_manager::{Accepted, HttpConnection};
 use crate::http::date::DateCache;
 use crate::listener::active_socket::{ActiveSocket, Outcome};
@@ -494,6 +496,7 @@ impl<S: Stack> Worker<S> {
                 self.finish(key, status);
             }
         }
+        self.cancel_background(victim, now);
         self.close_pool(victim, now);
         self.generations[victim as usize] = None;
         Some(victim)
@@ -617,6 +620,7 @@ impl<S: Stack> Worker<S> {
         }
         for g in 0..MAX_GENERATIONS as u8 {
             if self.generations[g as usize].is_some() {
+                self.cancel_background(g, now);
                 self.close_pool(g, now);
             }
         }
@@ -900,6 +904,7 @@ impl<S: Stack> Worker<S> {
             overload: &self.control.overload,
             runtime: &self.runtime,
             health_check_failed: self.control.health_check_failed.load(Ordering::Relaxed),
+            background: &mut g.background,
         };
         f(&mut ctx)
     }
@@ -932,6 +937,7 @@ impl<S: Stack> Worker<S> {
             overload: &self.control.overload,
             runtime: &self.runtime,
             health_check_failed: self.control.health_check_failed.load(Ordering::Relaxed),
+            background: &mut g.background,
         };
         f(&mut e.conn, &mut ctx)
     }
@@ -955,6 +961,10 @@ impl<S: Stack> Worker<S> {
         if !self.ready.is_empty() {
             let ready = std::mem::take(&mut self.ready);
             for key in ready {
+                if let Some(gen) = decode_detached_key(key) {
+                    self.run_background(gen, now, None);
+                    continue;
+                }
                 let status = self.with_conn(key, now, |conn, ctx| match conn {
                     Conn::TcpProxy(s) => s.resume(ctx),
                     Conn::Http(h) => h.resume(ctx),
@@ -985,6 +995,10 @@ impl<S: Stack> Worker<S> {
             }
             if let Some((gen, slot)) = decode_pool_timer_key(key) {
                 self.on_pool_timer(gen, slot, now);
+                continue;
+            }
+            if let Some(gen) = decode_detached_key(key) {
+                self.run_background(gen, now, None);
                 continue;
             }
             let Some(e) = self.conns.get_key_mut(key) else { continue };

@@ -23,6 +23,10 @@ impl<S: Stack> Worker<S> {
         match state {
             UpstreamSlot::Busy { owner } => {
                 let owner = *owner;
+                if let Some(gen) = crate::http::async_client::detached::decode_detached_key(owner) {
+                    self.run_background(gen, now, Some((slot, peer_closed)));
+                    return;
+                }
                 let status = self.with_conn(owner, now, |conn, ctx| match conn {
                     Conn::Http(h) => h.on_upstream_event(ctx, slot, peer_closed),
                     _ => Status::Open,

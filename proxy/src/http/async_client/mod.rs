@@ -25,10 +25,11 @@
 //!   (`now` comes from the worker) or panics on a peer's bytes.
 //! - [`grpc`] frames unary gRPC calls on top (HTTP/2 clusters).
 //!
-//! Later users: jwt_authn's remote JWKS, the ratelimit filter, lua `httpCall`, tracer
-//! exporters (through the same [`Request`] / [`Outcome`]).
+//! Later users: jwt_authn's remote JWKS, the ratelimit filter, lua `httpCall`. Requests
+//! no downstream stream owns (the tracers' span reports) run through [`detached`].
 
 mod calls;
+pub mod detached;
 pub mod grpc;
 mod sink;
 

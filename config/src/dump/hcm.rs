@@ -159,6 +159,7 @@ impl Dump for HttpFilter {
             HttpFilterKind::GrpcHttp1Bridge(b) => Json::obj()
                 .with("upgrade_protobuf_to_grpc", b.upgrade_protobuf_to_grpc)
                 .with("ignore_query_parameters", b.ignore_query_parameters),
+            HttpFilterKind::Lua(c) => c.dump(),
             HttpFilterKind::Router(r) => r.dump(),
         };
         Json::obj()

@@ -26,6 +26,7 @@ mod ext_authz;
 mod filters;
 mod hcm;
 mod listener;
+mod lua;
 mod matcher;
 mod overload;
 mod route;

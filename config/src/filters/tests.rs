@@ -24,7 +24,7 @@ fn route_configs(rc: &RouteConfiguration) -> &PerFilterConfigs {
 #[test]
 fn filter_config_disabled_optional_and_typed() {
     let (rc, d) = decode(&on_route(
-        "      a: {'@type': type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true}\n      b: {'@type': type.googleapis.com/envoy.config.route.v3.FilterConfig, config: {}}\n      c: {'@type': type.googleapis.com/envoy.config.route.v3.FilterConfig, is_optional: true, config: {'@type': type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute, disabled: true}}\n      d: {'@type': type.googleapis.com/envoy.extensions.filters.http.csrf.v3.CsrfPolicy, filter_enabled: {default_value: {numerator: 0}}}\n",
+        "      a: {'@type': type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true}\n      b: {'@type': type.googleapis.com/envoy.config.route.v3.FilterConfig, config: {}}\n      c: {'@type': type.googleapis.com/envoy.config.route.v3.FilterConfig, is_optional: true, config: {'@type': type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm, config: {}}}\n      d: {'@type': type.googleapis.com/envoy.extensions.filters.http.csrf.v3.CsrfPolicy, filter_enabled: {default_value: {numerator: 0}}}\n",
     ));
     assert!(d.errors.is_empty(), "{:?}", d.errors);
     assert!(d
@@ -43,7 +43,7 @@ fn filter_config_disabled_optional_and_typed() {
 #[test]
 fn unknown_or_empty_per_filter_configs_are_rejected_with_their_path() {
     let (_, d) =
-        decode(&on_route("      x: {'@type': type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute}\n"));
+        decode(&on_route("      x: {'@type': type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm}\n"));
     let e = d.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
     assert!(e.contains("rc.virtual_hosts[0].routes[0].typed_per_filter_config.x.@type"), "{e}");
     assert!(e.contains("Didn't find a registered implementation"), "{e}");

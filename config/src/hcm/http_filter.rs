@@ -16,6 +16,7 @@ use crate::filters::header_to_metadata::{HeaderToMetadata, HEADER_TO_METADATA_TY
 use crate::filters::health_check::{HealthCheck, HEALTH_CHECK_TYPE};
 use crate::filters::jwt_authn::{JwtAuthentication, JWT_AUTHN_TYPE};
 use crate::filters::local_ratelimit::{LocalRateLimit, LOCAL_RATE_LIMIT_TYPE};
+use crate::filters::lua::{Lua, LUA_TYPE};
 use crate::filters::rbac::{Rbac, RBAC_TYPE};
 use crate::node::Node;
 
@@ -107,6 +108,8 @@ pub enum HttpFilterKind {
     GrpcWeb,
     /// `envoy.extensions.filters.http.grpc_http1_bridge.v3.Config`
     GrpcHttp1Bridge(GrpcHttp1Bridge),
+    /// `envoy.extensions.filters.http.lua.v3.Lua`
+    Lua(Box<Lua>),
     /// `envoy.extensions.filters.http.router.v3.Router` (terminal)
     Router(RouterFilter),
 }
@@ -132,6 +135,7 @@ impl HttpFilterKind {
             HttpFilterKind::JwtAuthn(_) => JWT_AUTHN_TYPE,
             HttpFilterKind::GrpcWeb => GRPC_WEB_TYPE,
             HttpFilterKind::GrpcHttp1Bridge(_) => GRPC_HTTP1_BRIDGE_TYPE,
+            HttpFilterKind::Lua(_) => LUA_TYPE,
             HttpFilterKind::Router(_) => ROUTER_TYPE,
         }
     }
@@ -209,6 +213,7 @@ impl Decode for HttpFilter {
                 HttpFilterKind::GrpcWeb
             }
             GRPC_HTTP1_BRIDGE_TYPE => HttpFilterKind::GrpcHttp1Bridge(GrpcHttp1Bridge::decode_fields(d, t.fields)?),
+            LUA_TYPE => HttpFilterKind::Lua(Box::new(Lua::decode_fields(d, t.fields)?)),
             ROUTER_TYPE => HttpFilterKind::Router(RouterFilter::decode_fields(d, t.fields)?),
             // Envoy: a client that does not support an optional filter may skip it.
             other if is_optional => {

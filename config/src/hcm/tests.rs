@@ -144,8 +144,8 @@ fn http_filter_order() {
     assert!(e.contains("non-terminal filter named f"), "{e}");
     let e = load_err(&bootstrap(&format!("{rc}          http_filters: []\n")));
     assert!(e.contains("http_filters is empty"), "{e}");
-    let e = load_err(&bootstrap(&format!("{rc}          http_filters: [{{name: x, typed_config: {{'@type': type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua}}}}, {ROUTER}]\n")));
-    assert!(e.contains("unsupported HTTP filter type `envoy.extensions.filters.http.lua.v3.Lua` (filter `x`"), "{e}");
+    let e = load_err(&bootstrap(&format!("{rc}          http_filters: [{{name: x, typed_config: {{'@type': type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm}}}}, {ROUTER}]\n")));
+    assert!(e.contains("unsupported HTTP filter type `envoy.extensions.filters.http.wasm.v3.Wasm` (filter `x`"), "{e}");
     let e = load_err(&bootstrap(&format!("{rc}          http_filters: [{{name: x}}]\n")));
     assert!(e.contains("needs a typed_config"), "{e}");
     let disabled = "{name: r, disabled: true, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}";

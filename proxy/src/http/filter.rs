@@ -158,6 +158,9 @@ pub struct FilterCallbacks {
     pub(crate) added_data: Vec<u8>,
     /// Changes to the response head this filter holds (it stopped `encode_headers`).
     pub(crate) head_edits: Vec<HeadEdit>,
+    /// The request head as the filter holding it left it, from a data hook (applied
+    /// when decoding continues past that filter).
+    pub(crate) request_head: Option<crate::http::RequestHead>,
 }
 
 /// A change to a response head a filter stopped in `encode_headers` and edits later
@@ -166,6 +169,8 @@ pub struct FilterCallbacks {
 pub enum HeadEdit {
     Status(u16),
     Set(&'static [u8], Vec<u8>),
+    /// Replace every header (a script that rewrote the held head).
+    Headers(crate::http::HeaderMap),
 }
 
 impl FilterCallbacks {
@@ -231,6 +236,13 @@ impl FilterCallbacks {
     /// its `encode_data` or `encode_trailers`.
     pub fn edit_held_response(&mut self, edit: HeadEdit) {
         self.head_edits.push(edit);
+    }
+
+    /// From `decode_data` of the filter that stopped the request headers: the head it
+    /// held, changed, goes on in place of the one it stopped (Envoy's filters keep a
+    /// pointer to the held request header map).
+    pub fn replace_held_request(&mut self, head: crate::http::RequestHead) {
+        self.request_head = Some(head);
     }
 
     /// A uniform random number (drawn once per hook call by the connection manager).

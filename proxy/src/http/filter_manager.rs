@@ -68,11 +68,19 @@ struct Side {
     /// The filter that stopped the headers continued from its data hook: the headers
     /// go on from the next filter (Envoy resumes iteration then).
     resumable: bool,
+    /// The request head the stopped filter changed from its data hook.
+    replaced_head: Option<RequestHead>,
 }
 
 impl Side {
     fn new() -> Side {
-        Side { iteration: Iteration::Headers(0), data_stopped_at: None, buffer: Vec::new(), resumable: false }
+        Side {
+            iteration: Iteration::Headers(0),
+            data_stopped_at: None,
+            buffer: Vec::new(),
+            resumable: false,
+            replaced_head: None,
+        }
     }
 }
 
@@ -279,6 +287,9 @@ impl<F: StreamFilter> FilterManager<F> {
     ) -> Decoded {
         match self.decode.iteration {
             Iteration::Stopped { at, .. } => {
+                if let Some(h) = self.decode.replaced_head.take() {
+                    *head = h;
+                }
                 self.decode.iteration = Iteration::Headers(at + 1);
                 if std::mem::take(&mut self.decode.resumable) {
                     // resume_data passes the held body on from the next filter.
@@ -499,6 +510,9 @@ fn run_data<F: StreamFilter>(
         };
         flags.set(cb.flags);
         calls.extend(cb.calls.drain(..).map(|c| (i, c)));
+        if let Some(h) = cb.request_head.take() {
+            side.replaced_head = Some(h);
+        }
         if let Some(r) = cb.local_reply {
             side.iteration = Iteration::Answered;
             return DataRun::Reply(r);

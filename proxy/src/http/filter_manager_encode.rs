@@ -97,6 +97,7 @@ impl<F: StreamFilter> FilterManager<F> {
             match e {
                 HeadEdit::Status(s) => head.status = s,
                 HeadEdit::Set(n, v) => head.headers.set(n, &v),
+                HeadEdit::Headers(h) => head.headers = h,
             }
         }
         if let Some(r) = self.absorb(i, cb) {

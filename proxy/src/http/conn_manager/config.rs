@@ -201,6 +201,17 @@ impl HcmConfig {
                         .map_err(|e| format!("{path}.http_filters[{i}].typed_config.{e}"))?,
                 )),
                 HttpFilterKind::GrpcWeb => FilterFactory::GrpcWeb(Arc::new(GrpcWebConfig)),
+                HttpFilterKind::Lua(l) => FilterFactory::Lua(Arc::new(
+                    // Errors name the source's full config path.
+                    crate::http::filters::lua::LuaConfig::new(
+                        l,
+                        &f.name,
+                        &clusters,
+                        buffer_limit,
+                        &prefix,
+                        &mut counters,
+                    )?,
+                )),
                 HttpFilterKind::GrpcHttp1Bridge(b) => {
                     FilterFactory::GrpcHttp1Bridge(Arc::new(GrpcHttp1BridgeConfig { options: *b, buffer_limit }))
                 }

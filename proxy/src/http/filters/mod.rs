@@ -20,6 +20,7 @@ pub mod header_to_metadata;
 pub mod health_check;
 pub mod jwt_authn;
 pub mod local_ratelimit;
+pub mod lua;
 pub mod per_route;
 pub mod rbac;
 pub mod router;
@@ -42,6 +43,7 @@ use self::header_to_metadata::{HeaderToMetadataConfig, HeaderToMetadataFilter};
 use self::health_check::HealthCheckFilter;
 use self::jwt_authn::{JwtAuthnConfig, JwtAuthnFilter};
 use self::local_ratelimit::{LocalRateLimitConfig, LocalRateLimitFilter};
+use self::lua::{LuaConfig, LuaFilter};
 use self::per_route::RouteView;
 use self::rbac::{RbacConfig, RbacFilter};
 use crate::stats::Counter;
@@ -63,6 +65,7 @@ pub enum FilterFactory {
     JwtAuthn(Arc<JwtAuthnConfig>),
     GrpcWeb(Arc<GrpcWebConfig>),
     GrpcHttp1Bridge(Arc<GrpcHttp1BridgeConfig>),
+    Lua(Arc<LuaConfig>),
 }
 
 /// One `http_filters` entry: its name (the key of `typed_per_filter_config`), whether
@@ -101,6 +104,7 @@ impl HttpFilterConfig {
             FilterFactory::GrpcHttp1Bridge(c) => {
                 ActiveFilter::GrpcHttp1Bridge(GrpcHttp1BridgeFilter::new(Arc::clone(c)))
             }
+            FilterFactory::Lua(c) => ActiveFilter::Lua(LuaFilter::new(Arc::clone(c), route, k)),
         })
     }
 }
@@ -138,6 +142,7 @@ pub enum ActiveFilter {
     JwtAuthn(JwtAuthnFilter),
     GrpcWeb(GrpcWebFilter),
     GrpcHttp1Bridge(GrpcHttp1BridgeFilter),
+    Lua(LuaFilter),
 }
 
 impl ActiveFilter {
@@ -177,6 +182,7 @@ macro_rules! dispatch {
             ActiveFilter::JwtAuthn($f) => $e,
             ActiveFilter::GrpcWeb($f) => $e,
             ActiveFilter::GrpcHttp1Bridge($f) => $e,
+            ActiveFilter::Lua($f) => $e,
         }
     };
 }

@@ -34,6 +34,7 @@ pub enum PerRouteFilter {
     LocalRateLimit(Arc<LocalRateLimitConfig>),
     Rbac(Arc<RbacEngines>),
     JwtAuthn(super::jwt_authn::JwtRoute),
+    Lua(super::lua::LuaRoute),
 }
 
 /// One level's word on one filter.
@@ -54,6 +55,8 @@ struct VhostFilters {
     /// The older `cors` fields: the virtual host's and each route's.
     cors: Option<Arc<CorsPolicy>>,
     route_cors: Vec<Option<Arc<CorsPolicy>>>,
+    /// Each route's `metadata` (the Lua filter's `metadata()`).
+    route_metadata: Vec<sluice_config::metadata::Metadata>,
 }
 
 /// Every level's per-filter configs of one route configuration.
@@ -91,7 +94,8 @@ impl RouteFilterTable {
                     _ => None,
                 });
             }
-            vhosts.push(VhostFilters { own, routes, cors: vh.cors.clone().map(Arc::new), route_cors });
+            let route_metadata = vh.routes.iter().map(|r| r.metadata.clone()).collect();
+            vhosts.push(VhostFilters { own, routes, cors: vh.cors.clone().map(Arc::new), route_cors, route_metadata });
         }
         Ok(RouteFilterTable { rc: rc_level, vhosts })
     }
@@ -145,6 +149,26 @@ fn level(
                 LocalRateLimitConfig::new(c, counters).map_err(|e| format!("{p}: {e}"))?,
             ))),
             Some(PerRouteConfig::Rbac(c)) => Some(PerRouteFilter::Rbac(Arc::new(RbacEngines::per_route(c)))),
+            Some(PerRouteConfig::Lua(c)) => match c {
+                sluice_config::filters::lua::LuaPerRoute::Disabled => {
+                    out[k] = Some(PerRoute { disabled: true, config: None });
+                    continue;
+                }
+                sluice_config::filters::lua::LuaPerRoute::Name(n) => {
+                    let super::FilterFactory::Lua(lc) = &filters[k].factory else { continue };
+                    let code = lc
+                        .named(n)
+                        .ok_or_else(|| format!("{p}.name: no source code named '{n}' in the filter's source_codes"))?;
+                    Some(PerRouteFilter::Lua(Arc::clone(code)))
+                }
+                sluice_config::filters::lua::LuaPerRoute::SourceCode(s) => {
+                    if !matches!(filters[k].factory, super::FilterFactory::Lua(_)) {
+                        continue;
+                    }
+                    let code = super::lua::LuaConfig::compile_route(s).map_err(|e| format!("{}: {e}", s.path))?;
+                    Some(PerRouteFilter::Lua(code))
+                }
+            },
             Some(PerRouteConfig::JwtAuthn(c)) => {
                 Some(PerRouteFilter::JwtAuthn(super::jwt_authn::JwtRoute::new(c, &filters[k].factory)))
             }
@@ -187,6 +211,12 @@ impl<'a> RouteView<'a> {
     pub fn all(&self, k: usize) -> impl Iterator<Item = &'a PerRouteFilter> {
         let levels = if self.pos.is_some() { self.levels(k) } else { [None; 3] };
         levels.into_iter().flatten().filter_map(|e| e.config.as_ref())
+    }
+
+    /// The route's `metadata` (`None`: no route, or the `require_tls` redirect).
+    pub fn route_metadata(&self) -> Option<&'a sluice_config::metadata::Metadata> {
+        let (i, j) = self.pos?;
+        self.table.vhosts.get(i)?.route_metadata.get(j?)
     }
 
     /// The older `cors` fields: the route's, then the virtual host's.

@@ -250,6 +250,9 @@ impl Dump for PerFilterConfigs {
                         Some(PerRouteConfig::LocalRateLimit(c)) => any(LOCAL_RATE_LIMIT_TYPE, c.dump()),
                         Some(PerRouteConfig::Rbac(c)) => any(RBAC_PER_ROUTE_TYPE, c.dump()),
                         Some(PerRouteConfig::JwtAuthn(c)) => any(JWT_PER_ROUTE_TYPE, c.dump()),
+                        Some(PerRouteConfig::RateLimit(c)) => {
+                            any(crate::filters::ratelimit::RATE_LIMIT_PER_ROUTE_TYPE, c.dump())
+                        }
                         None => Json::obj(),
                     };
                     let fc = Json::obj().with("disabled", e.disabled);

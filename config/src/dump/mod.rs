@@ -28,6 +28,7 @@ mod hcm;
 mod listener;
 mod matcher;
 mod overload;
+mod ratelimit;
 mod route;
 mod route_action;
 mod tls;

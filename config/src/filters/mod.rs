@@ -19,6 +19,7 @@ pub mod header_to_metadata;
 pub mod health_check;
 pub mod jwt_authn;
 pub mod local_ratelimit;
+pub mod ratelimit;
 pub mod rbac;
 pub mod rbac_matcher;
 
@@ -34,6 +35,7 @@ use self::ext_authz::{ExtAuthzPerRoute, EXT_AUTHZ_PER_ROUTE_TYPE};
 use self::header_to_metadata::{HeaderToMetadata, HEADER_TO_METADATA_TYPE};
 use self::jwt_authn::{JwtPerRoute, JWT_PER_ROUTE_TYPE};
 use self::local_ratelimit::{LocalRateLimit, LOCAL_RATE_LIMIT_TYPE};
+use self::ratelimit::{RateLimitPerRoute, RATE_LIMIT_PER_ROUTE_TYPE};
 use self::rbac::{RbacPerRoute, RBAC_PER_ROUTE_TYPE};
 
 const FILTER_CONFIG_TYPE: &str = "envoy.config.route.v3.FilterConfig";
@@ -50,6 +52,7 @@ pub enum PerRouteConfig {
     LocalRateLimit(LocalRateLimit),
     Rbac(RbacPerRoute),
     JwtAuthn(JwtPerRoute),
+    RateLimit(RateLimitPerRoute),
 }
 
 /// One `typed_per_filter_config` entry.
@@ -153,6 +156,7 @@ fn decode_per_route(
         LOCAL_RATE_LIMIT_TYPE => PerRouteConfig::LocalRateLimit(LocalRateLimit::decode_fields(d, t.fields, true)?),
         RBAC_PER_ROUTE_TYPE => PerRouteConfig::Rbac(RbacPerRoute::decode_fields(d, t.fields)?),
         JWT_PER_ROUTE_TYPE => PerRouteConfig::JwtAuthn(JwtPerRoute::decode_fields(d, t.fields)?),
+        RATE_LIMIT_PER_ROUTE_TYPE => PerRouteConfig::RateLimit(RateLimitPerRoute::decode_fields(d, t.fields)?),
         other if is_optional => {
             d.warn(
                 &format!("{path}.@type"),

@@ -21,6 +21,7 @@ pub mod health_check;
 pub mod jwt_authn;
 pub mod local_ratelimit;
 pub mod per_route;
+pub mod ratelimit;
 pub mod rbac;
 pub mod router;
 
@@ -43,6 +44,7 @@ use self::health_check::HealthCheckFilter;
 use self::jwt_authn::{JwtAuthnConfig, JwtAuthnFilter};
 use self::local_ratelimit::{LocalRateLimitConfig, LocalRateLimitFilter};
 use self::per_route::RouteView;
+use self::ratelimit::{RateLimitConfig, RateLimitFilter};
 use self::rbac::{RbacConfig, RbacFilter};
 use crate::stats::Counter;
 
@@ -63,6 +65,7 @@ pub enum FilterFactory {
     JwtAuthn(Arc<JwtAuthnConfig>),
     GrpcWeb(Arc<GrpcWebConfig>),
     GrpcHttp1Bridge(Arc<GrpcHttp1BridgeConfig>),
+    RateLimit(Arc<RateLimitConfig>),
 }
 
 /// One `http_filters` entry: its name (the key of `typed_per_filter_config`), whether
@@ -101,6 +104,7 @@ impl HttpFilterConfig {
             FilterFactory::GrpcHttp1Bridge(c) => {
                 ActiveFilter::GrpcHttp1Bridge(GrpcHttp1BridgeFilter::new(Arc::clone(c)))
             }
+            FilterFactory::RateLimit(c) => ActiveFilter::RateLimit(RateLimitFilter::new(Arc::clone(c), route, k)),
         })
     }
 }
@@ -138,6 +142,7 @@ pub enum ActiveFilter {
     JwtAuthn(JwtAuthnFilter),
     GrpcWeb(GrpcWebFilter),
     GrpcHttp1Bridge(GrpcHttp1BridgeFilter),
+    RateLimit(RateLimitFilter),
 }
 
 impl ActiveFilter {
@@ -156,6 +161,7 @@ impl ActiveFilter {
                 | ActiveFilter::Rbac(_)
                 | ActiveFilter::JwtAuthn(_)
                 | ActiveFilter::ExtAuthz(_)
+                | ActiveFilter::RateLimit(_)
         )
     }
 }
@@ -177,6 +183,7 @@ macro_rules! dispatch {
             ActiveFilter::JwtAuthn($f) => $e,
             ActiveFilter::GrpcWeb($f) => $e,
             ActiveFilter::GrpcHttp1Bridge($f) => $e,
+            ActiveFilter::RateLimit($f) => $e,
         }
     };
 }

@@ -29,6 +29,7 @@ mod http_filters_header_to_metadata;
 mod http_filters_health_check;
 mod http_filters_local_ratelimit;
 mod http_filters_lua;
+mod http_filters_ratelimit;
 mod http_filters_rbac;
 mod http_flow_control;
 mod http_internal_redirect;

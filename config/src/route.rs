@@ -23,6 +23,7 @@ pub mod formatter;
 mod headers;
 mod internal_redirect;
 mod policy;
+pub mod rate_limit;
 mod redirect;
 mod upgrade;
 mod weighted;
@@ -246,6 +247,8 @@ pub struct VirtualHost {
     /// The older `cors` field (the CORS filter reads it when no per-filter CORS
     /// policy applies).
     pub cors: Option<CorsPolicy>,
+    /// `rate_limits` (the global rate limit filter reads them).
+    pub rate_limits: Vec<rate_limit::RateLimit>,
     pub line: u32,
 }
 
@@ -271,6 +274,7 @@ impl Decode for VirtualHost {
         let tpfc_path = f.field_path("typed_per_filter_config");
         let typed_per_filter_config = PerFilterConfigs::decode(d, f.take("typed_per_filter_config"), &tpfc_path);
         let cors = f.opt(d, "cors");
+        let rate_limits = f.list(d, "rate_limits");
         f.unsupported_because(
             d,
             "per_request_buffer_limit_bytes",
@@ -278,13 +282,7 @@ impl Decode for VirtualHost {
         );
         f.unsupported(
             d,
-            &[
-                "matcher",
-                "rate_limits",
-                "retry_policy_typed_config",
-                "include_is_timeout_retry_header",
-                "request_body_buffer_limit",
-            ],
+            &["matcher", "retry_policy_typed_config", "include_is_timeout_retry_header", "request_body_buffer_limit"],
         );
         f.finish(d);
         if let Some(vc_line) = vc_line.filter(|_| !virtual_clusters.is_empty()) {
@@ -324,6 +322,7 @@ impl Decode for VirtualHost {
             virtual_clusters,
             typed_per_filter_config,
             cors,
+            rate_limits,
             line,
         })
     }

@@ -251,6 +251,9 @@ impl Dump for PerFilterConfigs {
                         Some(PerRouteConfig::Rbac(c)) => any(RBAC_PER_ROUTE_TYPE, c.dump()),
                         Some(PerRouteConfig::JwtAuthn(c)) => any(JWT_PER_ROUTE_TYPE, c.dump()),
                         Some(PerRouteConfig::Lua(c)) => any(crate::filters::lua::LUA_PER_ROUTE_TYPE, c.dump()),
+                        Some(PerRouteConfig::RateLimit(c)) => {
+                            any(crate::filters::ratelimit::RATE_LIMIT_PER_ROUTE_TYPE, c.dump())
+                        }
                         None => Json::obj(),
                     };
                     let fc = Json::obj().with("disabled", e.disabled);

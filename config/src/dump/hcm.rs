@@ -155,6 +155,7 @@ impl Dump for HttpFilter {
             HttpFilterKind::LocalRateLimit(c) => c.dump(),
             HttpFilterKind::Rbac(c) => c.dump(),
             HttpFilterKind::JwtAuthn(c) => c.dump(),
+            HttpFilterKind::RateLimit(c) => c.dump(),
             HttpFilterKind::GrpcWeb => Json::obj(),
             HttpFilterKind::GrpcHttp1Bridge(b) => Json::obj()
                 .with("upgrade_protobuf_to_grpc", b.upgrade_protobuf_to_grpc)

@@ -29,6 +29,7 @@ mod listener;
 mod lua;
 mod matcher;
 mod overload;
+mod ratelimit;
 mod route;
 mod route_action;
 mod tls;

@@ -45,6 +45,7 @@ impl Dump for VirtualHost {
             .with("virtual_clusters", list(&self.virtual_clusters))
             .with("typed_per_filter_config", self.typed_per_filter_config.dump())
             .with_opt("cors", self.cors.as_ref().map(Dump::dump))
+            .with("rate_limits", list(&self.rate_limits))
     }
 }
 

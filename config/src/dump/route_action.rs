@@ -61,6 +61,8 @@ impl Dump for RouteAction {
             .with("hash_policy", list(&self.hash_policy))
             .with("upgrade_configs", list(&self.upgrade_configs))
             .with_opt("cors", self.cors.as_ref().map(Dump::dump))
+            .with("rate_limits", list(&self.rate_limits))
+            .with("include_vh_rate_limits", self.include_vh_rate_limits)
             .with_opt("internal_redirect_policy", self.internal_redirect_policy.as_ref().map(Dump::dump))
     }
 }

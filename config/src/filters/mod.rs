@@ -20,6 +20,7 @@ pub mod health_check;
 pub mod jwt_authn;
 pub mod local_ratelimit;
 pub mod lua;
+pub mod ratelimit;
 pub mod rbac;
 pub mod rbac_matcher;
 
@@ -36,6 +37,7 @@ use self::header_to_metadata::{HeaderToMetadata, HEADER_TO_METADATA_TYPE};
 use self::jwt_authn::{JwtPerRoute, JWT_PER_ROUTE_TYPE};
 use self::local_ratelimit::{LocalRateLimit, LOCAL_RATE_LIMIT_TYPE};
 use self::lua::{LuaPerRoute, LUA_PER_ROUTE_TYPE};
+use self::ratelimit::{RateLimitPerRoute, RATE_LIMIT_PER_ROUTE_TYPE};
 use self::rbac::{RbacPerRoute, RBAC_PER_ROUTE_TYPE};
 
 const FILTER_CONFIG_TYPE: &str = "envoy.config.route.v3.FilterConfig";
@@ -53,6 +55,7 @@ pub enum PerRouteConfig {
     Rbac(RbacPerRoute),
     JwtAuthn(JwtPerRoute),
     Lua(LuaPerRoute),
+    RateLimit(RateLimitPerRoute),
 }
 
 /// One `typed_per_filter_config` entry.
@@ -157,6 +160,7 @@ fn decode_per_route(
         RBAC_PER_ROUTE_TYPE => PerRouteConfig::Rbac(RbacPerRoute::decode_fields(d, t.fields)?),
         JWT_PER_ROUTE_TYPE => PerRouteConfig::JwtAuthn(JwtPerRoute::decode_fields(d, t.fields)?),
         LUA_PER_ROUTE_TYPE => PerRouteConfig::Lua(LuaPerRoute::decode_fields(d, t.fields)?),
+        RATE_LIMIT_PER_ROUTE_TYPE => PerRouteConfig::RateLimit(RateLimitPerRoute::decode_fields(d, t.fields)?),
         other if is_optional => {
             d.warn(
                 &format!("{path}.@type"),

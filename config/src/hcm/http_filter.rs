@@ -17,6 +17,7 @@ use crate::filters::health_check::{HealthCheck, HEALTH_CHECK_TYPE};
 use crate::filters::jwt_authn::{JwtAuthentication, JWT_AUTHN_TYPE};
 use crate::filters::local_ratelimit::{LocalRateLimit, LOCAL_RATE_LIMIT_TYPE};
 use crate::filters::lua::{Lua, LUA_TYPE};
+use crate::filters::ratelimit::{RateLimitFilter, RATE_LIMIT_TYPE};
 use crate::filters::rbac::{Rbac, RBAC_TYPE};
 use crate::node::Node;
 
@@ -104,6 +105,8 @@ pub enum HttpFilterKind {
     Rbac(Rbac),
     /// `envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication`
     JwtAuthn(Box<JwtAuthentication>),
+    /// `envoy.extensions.filters.http.ratelimit.v3.RateLimit`
+    RateLimit(Box<RateLimitFilter>),
     /// `envoy.extensions.filters.http.grpc_web.v3.GrpcWeb`
     GrpcWeb,
     /// `envoy.extensions.filters.http.grpc_http1_bridge.v3.Config`
@@ -133,6 +136,7 @@ impl HttpFilterKind {
             HttpFilterKind::LocalRateLimit(_) => LOCAL_RATE_LIMIT_TYPE,
             HttpFilterKind::Rbac(_) => RBAC_TYPE,
             HttpFilterKind::JwtAuthn(_) => JWT_AUTHN_TYPE,
+            HttpFilterKind::RateLimit(_) => RATE_LIMIT_TYPE,
             HttpFilterKind::GrpcWeb => GRPC_WEB_TYPE,
             HttpFilterKind::GrpcHttp1Bridge(_) => GRPC_HTTP1_BRIDGE_TYPE,
             HttpFilterKind::Lua(_) => LUA_TYPE,
@@ -208,6 +212,7 @@ impl Decode for HttpFilter {
             LOCAL_RATE_LIMIT_TYPE => HttpFilterKind::LocalRateLimit(LocalRateLimit::decode_fields(d, t.fields, false)?),
             RBAC_TYPE => HttpFilterKind::Rbac(Rbac::decode_fields(d, t.fields)?),
             JWT_AUTHN_TYPE => HttpFilterKind::JwtAuthn(Box::new(JwtAuthentication::decode_fields(d, t.fields, tc)?)),
+            RATE_LIMIT_TYPE => HttpFilterKind::RateLimit(Box::new(RateLimitFilter::decode_fields(d, t.fields)?)),
             GRPC_WEB_TYPE => {
                 t.fields.finish(d);
                 HttpFilterKind::GrpcWeb

@@ -102,6 +102,10 @@ pub struct RouteAction {
     /// `internal_redirect_policy`, or the one the deprecated `internal_redirect_action:
     /// HANDLE_INTERNAL_REDIRECT` builds; `None`: redirects pass to the client.
     pub internal_redirect_policy: Option<InternalRedirectPolicy>,
+    /// `rate_limits` (the global rate limit filter reads them).
+    pub rate_limits: Vec<super::rate_limit::RateLimit>,
+    /// `include_vh_rate_limits`: the virtual host's `rate_limits` apply too.
+    pub include_vh_rate_limits: bool,
     pub line: u32,
 }
 
@@ -147,6 +151,8 @@ impl Decode for RouteAction {
             "only DEFAULT: sluice's connection pools and circuit breakers have one priority; remove it",
         );
         let internal_redirect_policy = decode_route_policy(d, &mut f);
+        let rate_limits = f.list(d, "rate_limits");
+        let include_vh_rate_limits = f.or(d, "include_vh_rate_limits", false);
         f.unsupported(
             d,
             &[
@@ -158,8 +164,6 @@ impl Decode for RouteAction {
                 "flush_timeout",
                 "early_data_policy",
                 "retry_policy_typed_config",
-                "rate_limits",
-                "include_vh_rate_limits",
                 "max_grpc_timeout",
                 "grpc_timeout_offset",
             ],
@@ -259,6 +263,8 @@ impl Decode for RouteAction {
             hash_policy,
             upgrade_configs,
             internal_redirect_policy,
+            rate_limits,
+            include_vh_rate_limits,
             line,
         })
     }

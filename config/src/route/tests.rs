@@ -213,7 +213,7 @@ fn route_action_errors() {
     assert!(errors(&format!("{base}{{cluster: a, host_rewrite_literal: x, auto_host_rewrite: true}}\n"))
         .contains("set only one of host_rewrite_literal"));
     assert!(errors(&format!("{base}{{cluster: a, cors: {{allow_methods: 1.5.x}}, rate_limits: [{{}}]}}\n"))
-        .contains("unsupported field `rate_limits`"));
+        .contains("rate_limits[0].actions"));
     let e = errors(&format!("{base}{{cluster: a, tiemout: 1s}}\n"));
     assert!(e.contains("did you mean `timeout`"), "{e}");
 }

@@ -76,7 +76,7 @@ pub fn set_local_info(info: LocalInfo) {
     let _ = LOCAL_INFO.set(info);
 }
 
-fn local_info() -> &'static LocalInfo {
+pub(crate) fn local_info() -> &'static LocalInfo {
     static NONE: LocalInfo = LocalInfo { node_id: String::new(), cluster: String::new(), zone: String::new() };
     LOCAL_INFO.get().unwrap_or(&NONE)
 }

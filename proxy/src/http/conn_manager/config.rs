@@ -200,6 +200,10 @@ impl HcmConfig {
                     crate::http::filters::jwt_authn::JwtAuthnConfig::new(j, &prefix, &mut counters)
                         .map_err(|e| format!("{path}.http_filters[{i}].typed_config.{e}"))?,
                 )),
+                HttpFilterKind::RateLimit(r) => FilterFactory::RateLimit(Arc::new(
+                    crate::http::filters::ratelimit::RateLimitConfig::new(r, &clusters, &mut counters)
+                        .map_err(|e| format!("{path}.http_filters[{i}].typed_config.{e}"))?,
+                )),
                 HttpFilterKind::GrpcWeb => FilterFactory::GrpcWeb(Arc::new(GrpcWebConfig)),
                 HttpFilterKind::Lua(l) => FilterFactory::Lua(Arc::new(
                     // Errors name the source's full config path.

@@ -22,6 +22,7 @@ pub mod jwt_authn;
 pub mod local_ratelimit;
 pub mod lua;
 pub mod per_route;
+pub mod ratelimit;
 pub mod rbac;
 pub mod router;
 
@@ -45,6 +46,7 @@ use self::jwt_authn::{JwtAuthnConfig, JwtAuthnFilter};
 use self::local_ratelimit::{LocalRateLimitConfig, LocalRateLimitFilter};
 use self::lua::{LuaConfig, LuaFilter};
 use self::per_route::RouteView;
+use self::ratelimit::{RateLimitConfig, RateLimitFilter};
 use self::rbac::{RbacConfig, RbacFilter};
 use crate::stats::Counter;
 
@@ -66,6 +68,7 @@ pub enum FilterFactory {
     GrpcWeb(Arc<GrpcWebConfig>),
     GrpcHttp1Bridge(Arc<GrpcHttp1BridgeConfig>),
     Lua(Arc<LuaConfig>),
+    RateLimit(Arc<RateLimitConfig>),
 }
 
 /// One `http_filters` entry: its name (the key of `typed_per_filter_config`), whether
@@ -105,6 +108,7 @@ impl HttpFilterConfig {
                 ActiveFilter::GrpcHttp1Bridge(GrpcHttp1BridgeFilter::new(Arc::clone(c)))
             }
             FilterFactory::Lua(c) => ActiveFilter::Lua(LuaFilter::new(Arc::clone(c), route, k)),
+            FilterFactory::RateLimit(c) => ActiveFilter::RateLimit(RateLimitFilter::new(Arc::clone(c), route, k)),
         })
     }
 }
@@ -143,6 +147,7 @@ pub enum ActiveFilter {
     GrpcWeb(GrpcWebFilter),
     GrpcHttp1Bridge(GrpcHttp1BridgeFilter),
     Lua(LuaFilter),
+    RateLimit(RateLimitFilter),
 }
 
 impl ActiveFilter {
@@ -161,6 +166,7 @@ impl ActiveFilter {
                 | ActiveFilter::Rbac(_)
                 | ActiveFilter::JwtAuthn(_)
                 | ActiveFilter::ExtAuthz(_)
+                | ActiveFilter::RateLimit(_)
         )
     }
 }
@@ -183,6 +189,7 @@ macro_rules! dispatch {
             ActiveFilter::GrpcWeb($f) => $e,
             ActiveFilter::GrpcHttp1Bridge($f) => $e,
             ActiveFilter::Lua($f) => $e,
+            ActiveFilter::RateLimit($f) => $e,
         }
     };
 }

@@ -19,6 +19,7 @@ use sluice_config::filters::{PerFilterConfigs, PerRouteConfig};
 use sluice_config::route::{Action, RouteConfiguration};
 
 use super::local_ratelimit::LocalRateLimitConfig;
+use super::ratelimit::descriptors::RateLimitPolicy;
 use super::rbac::RbacEngines;
 use super::{CounterSet, HttpFilterConfig};
 
@@ -35,6 +36,7 @@ pub enum PerRouteFilter {
     Rbac(Arc<RbacEngines>),
     JwtAuthn(super::jwt_authn::JwtRoute),
     Lua(super::lua::LuaRoute),
+    RateLimit(sluice_config::filters::ratelimit::RateLimitPerRoute),
 }
 
 /// One level's word on one filter.
@@ -57,6 +59,18 @@ struct VhostFilters {
     route_cors: Vec<Option<Arc<CorsPolicy>>>,
     /// Each route's `metadata` (the Lua filter's `metadata()`).
     route_metadata: Vec<sluice_config::metadata::Metadata>,
+    /// `rate_limits`: the virtual host's, and each forwarding route's with its
+    /// `include_vh_rate_limits` (`None`: a route without a route entry).
+    rate_limits: Arc<RateLimitPolicy>,
+    route_rate_limits: Vec<Option<(Arc<RateLimitPolicy>, bool)>>,
+}
+
+/// The `rate_limits` a stream's route entry sees.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRateLimits<'a> {
+    pub route: &'a Arc<RateLimitPolicy>,
+    pub vhost: &'a Arc<RateLimitPolicy>,
+    pub include_vh_rate_limits: bool,
 }
 
 /// Every level's per-filter configs of one route configuration.
@@ -86,7 +100,14 @@ impl RouteFilterTable {
             let own = level(&vh.typed_per_filter_config, filters, counters, &format!("{vp}.typed_per_filter_config"))?;
             let mut routes = Vec::with_capacity(vh.routes.len());
             let mut route_cors = Vec::with_capacity(vh.routes.len());
+            let mut route_rate_limits = Vec::with_capacity(vh.routes.len());
             for (j, r) in vh.routes.iter().enumerate() {
+                route_rate_limits.push(match &r.action {
+                    Action::Route(a) => {
+                        Some((Arc::new(RateLimitPolicy::new(&a.rate_limits)), a.include_vh_rate_limits))
+                    }
+                    _ => None,
+                });
                 let rp = format!("{vp}.routes[{j}].typed_per_filter_config");
                 routes.push(level(&r.typed_per_filter_config, filters, counters, &rp)?);
                 route_cors.push(match &r.action {
@@ -96,6 +117,14 @@ impl RouteFilterTable {
             }
             let route_metadata = vh.routes.iter().map(|r| r.metadata.clone()).collect();
             vhosts.push(VhostFilters { own, routes, cors: vh.cors.clone().map(Arc::new), route_cors, route_metadata });
+            vhosts.push(VhostFilters {
+                own,
+                routes,
+                cors: vh.cors.clone().map(Arc::new),
+                route_cors,
+                rate_limits: Arc::new(RateLimitPolicy::new(&vh.rate_limits)),
+                route_rate_limits,
+            });
         }
         Ok(RouteFilterTable { rc: rc_level, vhosts })
     }
@@ -169,6 +198,7 @@ fn level(
                     Some(PerRouteFilter::Lua(code))
                 }
             },
+            Some(PerRouteConfig::RateLimit(c)) => Some(PerRouteFilter::RateLimit(*c)),
             Some(PerRouteConfig::JwtAuthn(c)) => {
                 Some(PerRouteFilter::JwtAuthn(super::jwt_authn::JwtRoute::new(c, &filters[k].factory)))
             }
@@ -229,5 +259,14 @@ impl<'a> RouteView<'a> {
         };
         let route = j.and_then(|j| vh.route_cors.get(j)).and_then(Option::as_ref);
         [route, vh.cors.as_ref()]
+    }
+
+    /// The route entry's `rate_limits` and its virtual host's (`None`: no route, or a
+    /// route without a route entry: a redirect or a direct response).
+    pub fn rate_limits(&self) -> Option<RouteRateLimits<'a>> {
+        let (i, j) = self.pos?;
+        let vh = self.table.vhosts.get(i)?;
+        let (route, include) = vh.route_rate_limits.get(j?)?.as_ref()?;
+        Some(RouteRateLimits { route, vhost: &vh.rate_limits, include_vh_rate_limits: *include })
     }
 }

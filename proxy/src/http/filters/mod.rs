@@ -145,6 +145,9 @@ impl ActiveFilter {
     /// stream whose filters are all such skips the body path. Filters not listed here
     /// see the body.
     pub fn headers_only(&self) -> bool {
+        if let ActiveFilter::ExtAuthz(f) = self {
+            return !f.reads_body();
+        }
         matches!(
             self,
             ActiveFilter::Fault(_)
@@ -155,7 +158,6 @@ impl ActiveFilter {
                 | ActiveFilter::LocalRateLimit(_)
                 | ActiveFilter::Rbac(_)
                 | ActiveFilter::JwtAuthn(_)
-                | ActiveFilter::ExtAuthz(_)
         )
     }
 }

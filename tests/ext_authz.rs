@@ -7,13 +7,18 @@
 //! origin; the service down is a 403 (or the request goes on with
 //! `failure_mode_allow`, marked with `x-envoy-auth-failure-mode-allowed`); a slow
 //! service times out into `status_on_error`; a route's `ExtAuthzPerRoute` turns the
-//! check off; `filter_enabled` at 0% with `deny_at_disable`; `http.<prefix>.ext_authz.*`.
+//! check off; `filter_enabled` at 0% with `deny_at_disable`; `http.<prefix>.ext_authz.*`;
+//! `with_request_body`: the service gets the body (whole, chunked or not), a longer
+//! one is 413 without a check, `allow_partial_message` sends the first bytes marked
+//! `x-envoy-auth-partial-body: true` and the origin still gets the whole body, a route
+//! turns buffering off.
 //!
 //! gRPC service (kernel; grpcio serving `envoy.service.auth.v3.Authorization/Check`
 //! with messages compiled by protoc from tests/ext_authz_protos, trimmed copies of
 //! Envoy's protos): OK with header mutations and dynamic metadata, denied with the
 //! service's status, headers and body, the route's context extensions in the
-//! CheckRequest, the service down.
+//! CheckRequest, the service down, the request body in `body` or (`pack_as_bytes`)
+//! `raw_body`.
 //!
 //! Envoy's example (tests/envoy_examples/ext_authz-http-service.yaml, unchanged but for
 //! addresses): a token from the example's users gets through with `x-current-user`,
@@ -37,6 +42,13 @@ struct Check {
     method: String,
     path: String,
     headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Check {
+    fn header(&self, n: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str())
+    }
 }
 
 /// A real HTTP authorization server: `authorization: Bearer good` (or `Bearer <user>`
@@ -102,7 +114,12 @@ fn serve_auth(conn: Conn, checks: &Mutex<Vec<Check>>, count: &AtomicUsize, users
             return;
         }
         let path = parts[1].clone();
-        checks.lock().unwrap().push(Check { method: parts[0].clone(), path: path.clone(), headers: headers.clone() });
+        checks.lock().unwrap().push(Check {
+            method: parts[0].clone(),
+            path: path.clone(),
+            headers: headers.clone(),
+            body: body.clone(),
+        });
         count.fetch_add(1, Ordering::Relaxed);
         let user = get("authorization").and_then(|a| a.strip_prefix("Bearer ").map(str::to_string)).and_then(|t| {
             if t == "good" {
@@ -290,7 +307,127 @@ fn filter_disabled_and_deny_at_disable(backend: Backend) {
     assert_eq!(auth.count(), 0);
 }
 
+/// The HTTP filter with `with_request_body` (`settings`) and the partial-body header
+/// among the `allowed_headers`.
+fn body_filter(settings: &str) -> String {
+    http_filter(&format!("    with_request_body: {{ {settings} }}\n")).replace(
+        "        headers_to_add:",
+        "        allowed_headers: { patterns: [{ exact: x-envoy-auth-partial-body }] }\n        headers_to_add:",
+    )
+}
+
+const BODY_VHOSTS: &str = r#"- name: app
+  domains: ["*"]
+  routes:
+  - match: { prefix: "/nobuffer" }
+    route: { cluster: web }
+    typed_per_filter_config:
+      envoy.filters.http.ext_authz:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
+        check_settings: { disable_request_body_buffering: true }
+  - match: { prefix: "/" }
+    route: { cluster: web }
+"#;
+
+/// `with_request_body` (16 bytes, no partial message): the check carries the body
+/// (sized or chunked) and the origin gets it after the OK; a longer body is 413
+/// `Payload Too Large` and the service is never asked; a body-less request is checked
+/// at once; a route's `disable_request_body_buffering` sends the check without it.
+fn request_body_to_http_service(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let auth = AuthServer::serve(net.listen(), &[]);
+    let (web, authz) = ([origin.addr], [auth.acceptor.addr]);
+    let clusters = [
+        ClusterAt { name: "web", endpoints: &web, extra: "" },
+        ClusterAt { name: "authz", endpoints: &authz, extra: "" },
+    ];
+    let p = HttpProxy::start(&net, BODY_VHOSTS, &clusters, "", &body_filter("max_request_bytes: 16"), 1);
+    let mut c = p.client();
+
+    let r = c.request("POST", "/up", &[("authorization", "Bearer good")], b"hello body");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let check = &auth.checks()[0];
+    assert_eq!(check.body, b"hello body", "the body goes to the service");
+    assert_eq!(check.header("content-length"), Some("10"));
+    assert_eq!(check.header("x-envoy-auth-partial-body"), Some("false"));
+    assert_eq!(origin.seen()[0].body, b"hello body", "and then to the origin");
+
+    c.send(b"POST /up HTTP/1.1\r\nhost: test\r\nauthorization: Bearer good\r\ntransfer-encoding: chunked\r\n\r\n");
+    c.send(b"5\r\nhello\r\n");
+    std::thread::sleep(Duration::from_millis(50));
+    c.send(b"7\r\n chunks\r\n0\r\n\r\n");
+    let r = c.read_response(false).expect("response");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(auth.checks()[1].body, b"hello chunks", "a chunked body, whole");
+    assert_eq!(origin.seen()[1].body, b"hello chunks");
+
+    let r = c.request("POST", "/up", &[("authorization", "Bearer bad")], b"evil");
+    assert_eq!(r.status, 401);
+    assert_eq!(auth.checks()[2].body, b"evil", "a denied request's body was checked");
+    assert_eq!(origin.requests(), 2);
+
+    let mut c = p.client();
+    let r = c.request("POST", "/up", &[("authorization", "Bearer good")], &[b'x'; 40]);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.text(), "Payload Too Large");
+    assert_eq!(auth.count(), 3, "no check for a body over max_request_bytes");
+    assert_eq!(origin.requests(), 2);
+    assert_eq!(p.counter("http.ingress.downstream_rq_too_large"), 1);
+
+    let mut c = p.client();
+    assert_eq!(c.request("GET", "/get", &[("authorization", "Bearer good")], b"").status, 200);
+    let check = &auth.checks()[3];
+    assert_eq!((check.method.as_str(), check.body.len()), ("GET", 0), "no body, no wait");
+
+    let r = c.request("POST", "/nobuffer/x", &[("authorization", "Bearer good")], &[b'y'; 40]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let check = &auth.checks()[4];
+    assert_eq!(
+        (check.body.len(), check.header("x-envoy-auth-partial-body")),
+        (0, None),
+        "the route turned buffering off"
+    );
+    assert_eq!(origin.seen()[3].body, vec![b'y'; 40]);
+    assert_eq!(p.counter("http.ingress.ext_authz.ok"), 4);
+    assert_eq!(p.counter("http.ingress.ext_authz.denied"), 1);
+}
+
+/// `allow_partial_message`: the first `max_request_bytes` go to the service marked
+/// partial as soon as they are here; the rest of a 256 KiB body waits for the answer,
+/// and the origin gets the whole body, byte for byte.
+fn partial_request_body(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let auth = AuthServer::serve(net.listen(), &[]);
+    let (web, authz) = ([origin.addr], [auth.acceptor.addr]);
+    let clusters = [
+        ClusterAt { name: "web", endpoints: &web, extra: "" },
+        ClusterAt { name: "authz", endpoints: &authz, extra: "" },
+    ];
+    let filter = body_filter("max_request_bytes: 16, allow_partial_message: true");
+    let p = HttpProxy::start(&net, BODY_VHOSTS, &clusters, "", &filter, 1);
+    let mut c = p.client();
+    let body = sluice_e2e::http_origin::pattern(256 * 1024);
+    let r = c.request("PUT", "/big", &[("authorization", "Bearer good")], &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let check = &auth.checks()[0];
+    assert_eq!(check.body, &body[..16], "the first max_request_bytes");
+    assert_eq!(check.header("x-envoy-auth-partial-body"), Some("true"));
+    let seen = &origin.seen()[0];
+    assert_eq!(seen.body.len(), body.len());
+    assert!(seen.body == body, "the origin gets the whole body");
+
+    let r = c.request("POST", "/small", &[("authorization", "Bearer good")], b"tiny");
+    assert_eq!(r.status, 200);
+    assert_eq!(auth.checks()[1].body, b"tiny");
+    assert_eq!(auth.checks()[1].header("x-envoy-auth-partial-body"), Some("false"));
+    assert_eq!(origin.seen()[1].body, b"tiny");
+}
+
 on_both_backends!(
+    request_body_to_http_service,
+    partial_request_body,
     allowed_denied_and_per_route,
     service_down,
     slow_service_times_out,
@@ -323,7 +460,8 @@ def check(raw, ctx):
     http = a.request.http
     print(json.dumps({"method": http.method, "path": http.path, "host": http.host, "protocol": http.protocol,
                       "headers": dict(http.headers), "ext": dict(a.context_extensions),
-                      "source": a.source.address.socket_address.address}), flush=True)
+                      "source": a.source.address.socket_address.address,
+                      "body": http.body, "raw_body": http.raw_body.decode("latin1")}), flush=True)
     resp = CheckResponse()
     if http.headers.get("authorization") == "Bearer good":
         resp.status.code = 0
@@ -482,6 +620,44 @@ fn grpc_service_allows_and_denies() {
     assert_eq!(p.counter("http.ingress.ext_authz.ok"), 2);
     assert_eq!(p.counter("http.ingress.ext_authz.denied"), 1);
     assert_eq!(p.counter("cluster.authz.upstream_cx_http2_total"), 1, "one HTTP/2 connection for every check");
+}
+
+/// `with_request_body` with the gRPC service: the body in
+/// `attributes.request.http.body` with `x-envoy-auth-partial-body: false` among the
+/// headers, then with `pack_as_bytes` in `raw_body` (bytes that are not UTF-8 too); the
+/// origin gets the body after the OK.
+#[test]
+fn grpc_service_gets_the_request_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port, checks) = grpc_authz_server(dir.path());
+    let net = Net::new(Backend::Kernel);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let web = [origin.addr];
+    let authz = [sluice_e2e::localhost(port)];
+    let clusters = [
+        ClusterAt { name: "web", endpoints: &web, extra: "" },
+        ClusterAt { name: "authz", endpoints: &authz, extra: H2_UPSTREAM },
+    ];
+    let filter = format!("{GRPC_FILTER}    with_request_body: {{ max_request_bytes: 64 }}\n");
+    let p = HttpProxy::start(&net, GRPC_VHOSTS, &clusters, "", &filter, 1);
+    let r = p.client().request("POST", "/acme/in", &[("authorization", "Bearer good")], b"grpc body");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let line = checks.recv_timeout(Duration::from_secs(5)).expect("the check the server saw");
+    for part in [r#""body": "grpc body""#, r#""raw_body": """#, r#""x-envoy-auth-partial-body": "false""#] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+    assert_eq!(origin.seen()[0].body, b"grpc body");
+    drop(p);
+
+    let filter = format!("{GRPC_FILTER}    with_request_body: {{ max_request_bytes: 64, pack_as_bytes: true }}\n");
+    let p = HttpProxy::start(&net, GRPC_VHOSTS, &clusters, "", &filter, 1);
+    let r = p.client().request("POST", "/acme/in", &[("authorization", "Bearer good")], b"raw\xffbytes");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let line = checks.recv_timeout(Duration::from_secs(5)).expect("the check the server saw");
+    for part in [r#""body": """#, r#""raw_body": "raw\u00ffbytes""#] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+    assert_eq!(origin.seen()[1].body, b"raw\xffbytes");
 }
 
 /// A gRPC service that is down is an error (403); a cluster without HTTP/2 is refused

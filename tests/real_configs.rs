@@ -360,6 +360,44 @@ fn envoy_local_ratelimit_example_behaves_as_its_readme() {
     assert!(stats.contains("http_local_rate_limiter.http_local_rate_limit.enforced: 1"), "{stats}");
 }
 
+/// examples/brotli: both listeners are TLS; the stats listener (9902, to the admin's
+/// `/stats/prometheus`, `text/plain`) answers brotli-compressed to a client that
+/// accepts `br` (the README's `curl -sk --compressed -H "Accept-Encoding: br"`), and
+/// uncompressed to one that does not. Adjustments, through substitution only: the
+/// listener, stats and admin ports, and the `service:8080` endpoint.
+#[test]
+fn envoy_brotli_example_behaves_as_its_readme() {
+    let origin = HttpOrigin::start("service");
+    let (stats_port, service_port, admin_port) = (free_port(), free_port(), free_port());
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("envoy_examples/brotli.yaml");
+    let yaml = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("port_value: 9902", &format!("port_value: {stats_port}"))
+        .replace("port_value: 10000", &format!("port_value: {service_port}"))
+        .replace("port_value: 9901", &format!("port_value: {admin_port}"))
+        .replace(
+            "address: service\n                port_value: 8080",
+            &format!("address: 127.0.0.1\n                port_value: {}", origin.port()),
+        );
+    let _proxy = Proxy::start(&yaml, &[]);
+    let fetch = |accept: &str| {
+        let out = Command::new("curl")
+            .args(["-sSk", "-i", "--max-time", "10", "-H", accept])
+            .arg(format!("https://127.0.0.1:{stats_port}/stats/prometheus"))
+            .output()
+            .expect("run curl");
+        assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+    };
+    let t = fetch("Accept-Encoding: br");
+    assert!(t.starts_with("http/1.1 200"), "{t}");
+    assert!(t.contains("\r\ncontent-encoding: br\r\n"), "{t}");
+    let t = fetch("Accept-Encoding: identity");
+    assert!(t.starts_with("http/1.1 200"), "{t}");
+    assert!(!t.contains("content-encoding"), "{t}");
+    assert!(t.contains("# type"), "plain prometheus text: {t}");
+}
+
 /// examples/rbac: a request whose Referer is not Envoy's docs is denied 403 `RBAC:
 /// access denied` (the matcher's DENY action); one from the docs passes (on_no_match
 /// ALLOW).

@@ -2,7 +2,7 @@
 
 use super::{list, Dump, Json};
 use crate::filters::ext_authz::{
-    AuthzService, ExtAuthz, ExtAuthzPerRoute, HeaderValue, ListStringMatcher, RuntimeFeatureFlag,
+    AuthzService, BufferSettings, ExtAuthz, ExtAuthzPerRoute, HeaderValue, ListStringMatcher, RuntimeFeatureFlag,
 };
 
 impl Dump for ListStringMatcher {
@@ -20,6 +20,15 @@ impl Dump for HeaderValue {
 impl Dump for RuntimeFeatureFlag {
     fn dump(&self) -> Json {
         Json::obj().with("default_value", self.default_value).with("runtime_key", &self.runtime_key)
+    }
+}
+
+impl Dump for BufferSettings {
+    fn dump(&self) -> Json {
+        Json::obj()
+            .with("max_request_bytes", u64::from(self.max_request_bytes))
+            .with("allow_partial_message", self.allow_partial_message)
+            .with("pack_as_bytes", self.pack_as_bytes)
     }
 }
 
@@ -71,6 +80,7 @@ impl Dump for ExtAuthz {
             .with_opt("filter_enabled", self.filter_enabled.as_ref().map(Dump::dump))
             .with_opt("deny_at_disable", self.deny_at_disable.as_ref().map(Dump::dump))
             .with_opt("allowed_headers", self.allowed_headers.as_ref().map(Dump::dump))
+            .with_opt("with_request_body", self.with_request_body.as_ref().map(Dump::dump))
     }
 }
 
@@ -78,9 +88,17 @@ impl Dump for ExtAuthzPerRoute {
     fn dump(&self) -> Json {
         match self {
             ExtAuthzPerRoute::Disabled => Json::obj().with("disabled", true),
-            ExtAuthzPerRoute::CheckSettings { context_extensions } => {
+            ExtAuthzPerRoute::CheckSettings {
+                context_extensions,
+                disable_request_body_buffering,
+                with_request_body,
+            } => {
                 let ext = Json::Obj(context_extensions.iter().map(|(k, v)| (k.clone(), Json::from(v))).collect());
-                Json::obj().with("check_settings", Json::obj().with("context_extensions", ext))
+                let settings = Json::obj()
+                    .with("context_extensions", ext)
+                    .with("disable_request_body_buffering", *disable_request_body_buffering)
+                    .with_opt("with_request_body", with_request_body.as_ref().map(Dump::dump));
+                Json::obj().with("check_settings", settings)
             }
         }
     }

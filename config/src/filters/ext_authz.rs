@@ -8,8 +8,10 @@
 //! `dynamic_metadata_from_headers`), `grpc_service` (`envoy_grpc.cluster_name`,
 //! `timeout`), `transport_api_version` (V3), `failure_mode_allow`,
 //! `failure_mode_allow_header_add`, `clear_route_cache`, `status_on_error`,
-//! `stat_prefix`, `filter_enabled`, `deny_at_disable`, `allowed_headers`; per route
-//! `disabled` and `check_settings.context_extensions`. Every other field is refused
+//! `stat_prefix`, `filter_enabled`, `deny_at_disable`, `allowed_headers`,
+//! `with_request_body` (`max_request_bytes`, `allow_partial_message`, `pack_as_bytes`);
+//! per route `disabled` and `check_settings` (`context_extensions`,
+//! `disable_request_body_buffering`, `with_request_body`). Every other field is refused
 //! with its path.
 
 use std::time::Duration;
@@ -189,6 +191,34 @@ impl Decode for GrpcService {
     }
 }
 
+/// `BufferSettings`: the request body goes to the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferSettings {
+    /// At most this many body bytes are held and sent (> 0).
+    pub max_request_bytes: u32,
+    /// Send the first `max_request_bytes` of a longer body instead of answering 413.
+    pub allow_partial_message: bool,
+    /// gRPC: the body goes in `raw_body` (bytes), not `body` (a UTF-8 string).
+    pub pack_as_bytes: bool,
+}
+
+impl Decode for BufferSettings {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let max: Option<u32> = f.req(d, "max_request_bytes");
+        let allow_partial_message = f.or(d, "allow_partial_message", false);
+        let pack_as_bytes = f.or(d, "pack_as_bytes", false);
+        let line = f.line();
+        f.finish(d);
+        let max_request_bytes = max?;
+        if max_request_bytes == 0 {
+            d.error(ErrorKind::Invalid, &format!("{path}.max_request_bytes"), line, "must be greater than 0");
+            return None;
+        }
+        Some(BufferSettings { max_request_bytes, allow_partial_message, pack_as_bytes })
+    }
+}
+
 /// Where the filter asks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuthzService {
@@ -227,6 +257,8 @@ pub struct ExtAuthz {
     pub deny_at_disable: Option<RuntimeFeatureFlag>,
     /// `allowed_headers` (or the HTTP service's deprecated one).
     pub allowed_headers: Option<ListStringMatcher>,
+    /// `with_request_body`.
+    pub with_request_body: Option<BufferSettings>,
 }
 
 impl ExtAuthz {
@@ -252,11 +284,7 @@ impl ExtAuthz {
         f.empty_only(d, "typed_metadata_context_namespaces", "metadata is not sent to the service");
         f.empty_only(d, "route_metadata_context_namespaces", "metadata is not sent to the service");
         f.empty_only(d, "route_typed_metadata_context_namespaces", "metadata is not sent to the service");
-        f.unsupported_because(
-            d,
-            "with_request_body",
-            "the request body is not sent to the authorization service yet; remove with_request_body",
-        );
+        let with_request_body: Option<BufferSettings> = f.opt(d, "with_request_body");
         f.unsupported(
             d,
             &[
@@ -327,6 +355,7 @@ impl ExtAuthz {
             filter_enabled,
             deny_at_disable,
             allowed_headers,
+            with_request_body,
         })
     }
 }
@@ -336,8 +365,14 @@ impl ExtAuthz {
 pub enum ExtAuthzPerRoute {
     /// `disabled: true`.
     Disabled,
-    /// `check_settings.context_extensions` (sorted by key).
-    CheckSettings { context_extensions: Vec<(String, String)> },
+    /// `check_settings`: `context_extensions` (sorted by key), and the route's request
+    /// body buffering: `disable_request_body_buffering`, or `with_request_body` (which
+    /// replaces the filter's).
+    CheckSettings {
+        context_extensions: Vec<(String, String)>,
+        disable_request_body_buffering: bool,
+        with_request_body: Option<BufferSettings>,
+    },
 }
 
 impl ExtAuthzPerRoute {
@@ -362,13 +397,18 @@ impl ExtAuthzPerRoute {
                 let mut s = Fields::of(d, n, &settings_path)?;
                 let ext = s.take("context_extensions");
                 let ext_path = s.field_path("context_extensions");
-                s.unsupported_because(
-                    d,
-                    "disable_request_body_buffering",
-                    "with_request_body is not supported, so there is no buffering to disable",
-                );
-                s.unsupported(d, &["with_request_body"]);
+                let disable_request_body_buffering = s.or(d, "disable_request_body_buffering", false);
+                let with_request_body: Option<BufferSettings> = s.opt(d, "with_request_body");
                 s.finish(d);
+                if disable_request_body_buffering && with_request_body.is_some() {
+                    d.error(
+                        ErrorKind::Invalid,
+                        &settings_path,
+                        n.line,
+                        "set only one of `disable_request_body_buffering`, `with_request_body`",
+                    );
+                    return None;
+                }
                 let mut context_extensions = Vec::new();
                 match ext.map(|n| (n, &n.value)) {
                     Some((_, crate::node::Value::Map(entries))) => {
@@ -383,7 +423,11 @@ impl ExtAuthzPerRoute {
                     Some((n, _)) => d.invalid(n, &ext_path, "expected a map of string to string"),
                 }
                 context_extensions.sort();
-                Some(ExtAuthzPerRoute::CheckSettings { context_extensions })
+                Some(ExtAuthzPerRoute::CheckSettings {
+                    context_extensions,
+                    disable_request_body_buffering,
+                    with_request_body,
+                })
             }
             (None, None) => {
                 d.error(ErrorKind::Missing, &path, line, "set one of `disabled`, `check_settings`");
@@ -462,10 +506,23 @@ mod tests {
     }
 
     #[test]
+    fn with_request_body_is_read() {
+        let e = ext_authz(
+            "              grpc_service: {envoy_grpc: {cluster_name: authz}}\n              with_request_body: {max_request_bytes: 10, pack_as_bytes: true}",
+        );
+        assert_eq!(
+            e.with_request_body,
+            Some(BufferSettings { max_request_bytes: 10, allow_partial_message: false, pack_as_bytes: true })
+        );
+    }
+
+    #[test]
     fn unsupported_fields_are_refused_with_their_path() {
         let base = "              grpc_service: {envoy_grpc: {cluster_name: authz}}\n";
-        let err = error(&format!("{base}              with_request_body: {{max_request_bytes: 10}}"));
-        assert!(err.contains("typed_config.with_request_body"), "{err}");
+        let err = error(&format!("{base}              with_request_body: {{max_request_bytes: 0}}"));
+        assert!(err.contains("typed_config.with_request_body.max_request_bytes"), "{err}");
+        let err = error(&format!("{base}              with_request_body: {{allow_partial_message: true}}"));
+        assert!(err.contains("with_request_body.max_request_bytes"), "{err}");
         let err = error(&format!("{base}              include_peer_certificate: true"));
         assert!(err.contains("include_peer_certificate"), "{err}");
         let err = error("              grpc_service: {google_grpc: {target_uri: x, stat_prefix: y}}");

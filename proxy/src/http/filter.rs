@@ -41,6 +41,11 @@ pub enum DataStatus {
     StopIterationAndBuffer,
     /// Hold the chunk back from later filters without buffering more.
     StopIterationNoBuffer,
+    /// Keep this chunk buffered (whatever the limit: it is the last one taken) and read
+    /// no more of the request body until the filter continues: the rest waits in the
+    /// codec, which pushes back on the client (Envoy's flow control instead of a 413).
+    /// A filter that holds the headers and waits for an async answer returns this.
+    StopIterationAndWatermark,
 }
 
 /// `FilterTrailersStatus`.

@@ -70,6 +70,10 @@ struct Side {
     resumable: bool,
     /// The request head the stopped filter changed from its data hook.
     replaced_head: Option<RequestHead>,
+    /// The filter that holds the headers took its last chunk
+    /// (`StopIterationAndWatermark`): no more body goes to the filters until it
+    /// continues, and the body it held then goes on from the next filter.
+    watermark: bool,
 }
 
 impl Side {
@@ -80,6 +84,7 @@ impl Side {
             buffer: Vec::new(),
             resumable: false,
             replaced_head: None,
+            watermark: false,
         }
     }
 }
@@ -291,7 +296,8 @@ impl<F: StreamFilter> FilterManager<F> {
                     *head = h;
                 }
                 self.decode.iteration = Iteration::Headers(at + 1);
-                if std::mem::take(&mut self.decode.resumable) {
+                let watermark = std::mem::take(&mut self.decode.watermark);
+                if std::mem::take(&mut self.decode.resumable) || watermark {
                     // resume_data passes the held body on from the next filter.
                     self.decode.data_stopped_at = Some(at + 1);
                 }
@@ -336,7 +342,16 @@ impl<F: StreamFilter> FilterManager<F> {
     /// request body goes to the filters now (Envoy's `decodeData` while stopped), not
     /// to the router later.
     pub fn wants_request_body(&self) -> bool {
-        self.decode_limit.is_some() && matches!(self.decode.iteration, Iteration::Stopped { .. })
+        self.decode_limit.is_some()
+            && !self.decode.watermark
+            && matches!(self.decode.iteration, Iteration::Stopped { .. })
+    }
+
+    /// A filter holding the headers took the request body it wanted
+    /// (`StopIterationAndWatermark`): when it continues, that body goes on through
+    /// [`FilterManager::resume_data`].
+    pub fn holds_request_body(&self) -> bool {
+        self.decode.watermark
     }
 
     /// The filter that holds the headers continued from its data hook.
@@ -532,6 +547,12 @@ fn run_data<F: StreamFilter>(
             DataStatus::StopIterationAndBuffer => {
                 side.data_stopped_at = Some(p);
                 return hold_bytes(side, chunk, limit);
+            }
+            DataStatus::StopIterationAndWatermark => {
+                side.data_stopped_at = Some(p);
+                side.watermark = true;
+                side.buffer.extend_from_slice(&chunk);
+                return DataRun::Held;
             }
             DataStatus::StopIterationNoBuffer => return DataRun::Held,
         }

@@ -180,7 +180,7 @@ impl<F: StreamFilter> FilterManager<F> {
                         }
                     }
                 }
-                DataStatus::StopIterationAndBuffer => {
+                DataStatus::StopIterationAndBuffer | DataStatus::StopIterationAndWatermark => {
                     self.hold(p, chunk, out);
                     return;
                 }

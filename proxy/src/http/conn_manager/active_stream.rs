@@ -348,8 +348,10 @@ impl<D: ServerStream> StreamCx<'_, D> {
             let end = self.stream.request_done;
             let random = ctx.rng.next_u64();
             let s = &mut *self.stream;
+            // A filter that took the request body before asking: that body goes on too.
+            let held = s.filters.holds_request_body();
             let out = s.filters.on_async_complete(c.filter, c.tag, c.outcome, &mut s.head, end, &cx, random);
-            self.on_decoded(ctx, out, false);
+            self.on_decoded(ctx, out, held);
         }
         progress
     }
@@ -409,7 +411,12 @@ impl<D: ServerStream> StreamCx<'_, D> {
             }
             progress = true;
             let random = ctx.rng.next_u64();
-            match self.stream.filters.decode_data(data, d.end, random) {
+            let out = self.stream.filters.decode_data(data, d.end, random);
+            // A filter that took the body it waited for may now ask a service (ext_authz).
+            for (i, call) in self.stream.filters.take_calls() {
+                self.stream.async_calls.start(i, call, ctx);
+            }
+            match out {
                 crate::http::filter_manager::DataOutcome::LocalReply(r) => {
                     if r.status == 413 {
                         self.stats.downstream_rq_too_large.inc();

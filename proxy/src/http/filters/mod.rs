@@ -155,6 +155,9 @@ impl ActiveFilter {
     /// stream whose filters are all such skips the body path. Filters not listed here
     /// see the body.
     pub fn headers_only(&self) -> bool {
+        if let ActiveFilter::ExtAuthz(f) = self {
+            return !f.reads_body();
+        }
         matches!(
             self,
             ActiveFilter::Fault(_)
@@ -165,7 +168,6 @@ impl ActiveFilter {
                 | ActiveFilter::LocalRateLimit(_)
                 | ActiveFilter::Rbac(_)
                 | ActiveFilter::JwtAuthn(_)
-                | ActiveFilter::ExtAuthz(_)
                 | ActiveFilter::RateLimit(_)
         )
     }

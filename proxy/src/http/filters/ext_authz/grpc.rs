@@ -52,7 +52,7 @@ impl GrpcCheck {
             }
         }
         for (n, v) in head.headers.iter() {
-            if !allowed(n) {
+            if !allowed(n) || n == super::PARTIAL_BODY_HEADER {
                 continue;
             }
             let (n, v) = (String::from_utf8_lossy(n).into_owned(), String::from_utf8_lossy(v));
@@ -97,6 +97,8 @@ impl GrpcCheck {
             fragment: String::new(),
             size,
             protocol: protocol.to_string(),
+            body: Vec::new(),
+            raw_body: Vec::new(),
         };
         CheckRequest {
             attributes: Some(proto::AttributeContext {
@@ -118,8 +120,27 @@ impl GrpcCheck {
         extensions: &[(String, String)],
         cluster: &str,
     ) -> Request {
-        let msg = self.message(head, cx, extensions).encode_to_vec();
-        unary::request(cluster, proto::CHECK_PATH, &msg, Some(self.timeout))
+        self.call(&self.message(head, cx, extensions), cluster)
+    }
+
+    /// The gRPC call carrying `m`.
+    pub fn call(&self, m: &CheckRequest, cluster: &str) -> Request {
+        unary::request(cluster, proto::CHECK_PATH, &m.encode_to_vec(), Some(self.timeout))
+    }
+
+    /// Put the request body (its first `max_request_bytes`) in `m`: `body`, or
+    /// `raw_body` with `pack_as_bytes`, and `x-envoy-auth-partial-body` in its headers.
+    pub fn add_body(m: &mut CheckRequest, body: Vec<u8>, partial: bool, pack_as_bytes: bool) {
+        let Some(http) = m.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut()) else {
+            return;
+        };
+        let flag = if partial { "true" } else { "false" };
+        http.headers.insert(String::from_utf8_lossy(super::PARTIAL_BODY_HEADER).into_owned(), flag.to_string());
+        if pack_as_bytes {
+            http.raw_body = body;
+        } else {
+            http.body = body;
+        }
     }
 
     /// The decision the call's outcome carries.

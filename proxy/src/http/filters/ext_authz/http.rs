@@ -1,7 +1,8 @@
 //! The HTTP authorization service (Envoy's `RawHttpClientImpl`): the check request is
-//! the client's request head without its body — `:method`, `:path` (after
-//! `path_prefix`), `:authority`, `authorization` and the `allowed_headers`, plus
-//! `headers_to_add`, with `content-length: 0` — sent to `server_uri.cluster` within
+//! the client's request head — `:method`, `:path` (after `path_prefix`), `:authority`,
+//! `authorization` and the `allowed_headers`, plus `headers_to_add` — with
+//! `content-length: 0`, or with the request body `with_request_body` held (not with
+//! `pack_as_bytes`, which Envoy sends in the gRPC `raw_body` only) — sent to `server_uri.cluster` within
 //! `server_uri.timeout`. A 200 allows (the `allowed_upstream_headers` and
 //! `x-envoy-auth-headers-to-remove` apply to the request), a 5xx or no response is an
 //! error, anything else denies with the service's status, body and
@@ -69,7 +70,7 @@ impl HttpCheck {
         };
         out.headers.set(b"content-length", b"0");
         for (n, v) in head.headers.iter() {
-            if n == b"content-length" {
+            if n == b"content-length" || n == super::PARTIAL_BODY_HEADER {
                 continue;
             }
             if DEFAULT_REQUEST_HEADERS.contains(&n) || matches(&self.allowed_headers, n) {
@@ -80,6 +81,22 @@ impl HttpCheck {
             out.headers.set(h.key.as_bytes(), h.value.as_bytes());
         }
         Request { head: out, body: Vec::new(), timeout: Some(self.timeout) }
+    }
+
+    /// The check request `r` with the request body the filter held (its first
+    /// `max_request_bytes`; `partial`: there was more). Envoy's HTTP client sends the
+    /// `body` attribute, which `pack_as_bytes` leaves empty; `x-envoy-auth-partial-body`
+    /// goes only where `allowed_headers` lets it.
+    pub fn with_body(&self, mut r: Request, body: Vec<u8>, partial: bool, pack_as_bytes: bool) -> Request {
+        if matches(&self.allowed_headers, super::PARTIAL_BODY_HEADER) {
+            let flag: &[u8] = if partial { b"true" } else { b"false" };
+            r.head.headers.set(super::PARTIAL_BODY_HEADER, flag);
+        }
+        if !pack_as_bytes && !body.is_empty() {
+            r.head.headers.set(b"content-length", body.len().to_string().as_bytes());
+            r.body = body;
+        }
+        r
     }
 
     /// The decision an outcome carries.

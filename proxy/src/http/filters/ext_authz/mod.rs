@@ -13,6 +13,15 @@
 //! - Error (unreachable, timeout, HTTP 5xx, a gRPC failure, a malformed answer): with
 //!   `failure_mode_allow` the request goes on (with `x-envoy-auth-failure-mode-allowed:
 //!   true` when `failure_mode_allow_header_add`), else `status_on_error` (403).
+//! - `with_request_body`: the check waits for the request body (up to
+//!   `max_request_bytes`, held with that limit: a longer body is answered 413 `Payload
+//!   Too Large` unless `allow_partial_message`, which sends the first
+//!   `max_request_bytes` as soon as they are here and marks the check request
+//!   `x-envoy-auth-partial-body: true`). The body goes in the HTTP check request, or
+//!   in the gRPC `attributes.request.http.body` (`raw_body` with `pack_as_bytes`).
+//!   While the service decides, the rest of the body waits in the codec; it then goes
+//!   on after the held bytes. A route's `check_settings` turn buffering off
+//!   (`disable_request_body_buffering`) or replace the settings (`with_request_body`).
 //! - `filter_enabled` off skips the check (`disabled`), and `deny_at_disable` then
 //!   answers `status_on_error`; a route's `ExtAuthzPerRoute.disabled` skips it silently;
 //!   `check_settings.context_extensions` go into the gRPC `CheckRequest`.
@@ -27,11 +36,11 @@ mod proto;
 use std::sync::Arc;
 
 use sluice_config::core::RuntimeFractionalPercent;
-use sluice_config::filters::ext_authz::{AuthzService, ExtAuthz, ExtAuthzPerRoute, RuntimeFeatureFlag};
+use sluice_config::filters::ext_authz::{AuthzService, BufferSettings, ExtAuthz, ExtAuthzPerRoute, RuntimeFeatureFlag};
 use sluice_config::metadata::Struct;
 
-use crate::http::async_client::{AsyncClient, Outcome};
-use crate::http::filter::{FilterCallbacks, HeadersStatus, StreamContext, StreamFilter};
+use crate::http::async_client::{AsyncClient, Outcome, Request};
+use crate::http::filter::{DataStatus, FilterCallbacks, HeadersStatus, StreamContext, StreamFilter};
 use crate::http::filters::per_route::{PerRouteFilter, RouteView};
 use crate::http::filters::CounterSet;
 use crate::http::response_flags::ResponseFlags;
@@ -42,6 +51,9 @@ use crate::upstream::cluster_manager::ClusterManager;
 /// The dynamic metadata namespace of the filter.
 pub const METADATA_NAMESPACE: &str = "envoy.filters.http.ext_authz";
 const FAILURE_MODE_ALLOWED_HEADER: &[u8] = b"x-envoy-auth-failure-mode-allowed";
+/// In the check request when it carries a body: `true` when the body was cut at
+/// `max_request_bytes` (a client's own header of that name is never passed on).
+pub(super) const PARTIAL_BODY_HEADER: &[u8] = b"x-envoy-auth-partial-body";
 
 /// `ext_authz.*` counters.
 #[derive(Debug)]
@@ -71,6 +83,7 @@ pub struct ExtAuthzConfig {
     status_on_error: u16,
     filter_enabled: Option<RuntimeFractionalPercent>,
     deny_at_disable: Option<RuntimeFeatureFlag>,
+    with_request_body: Option<BufferSettings>,
     stats: Stats,
 }
 
@@ -123,6 +136,7 @@ impl ExtAuthzConfig {
             status_on_error: c.status_on_error,
             filter_enabled: c.filter_enabled.clone(),
             deny_at_disable: c.deny_at_disable.clone(),
+            with_request_body: c.with_request_body,
             stats,
         })
     }
@@ -147,6 +161,25 @@ pub(super) enum Decision {
     Error,
 }
 
+/// The body a check request waits for.
+#[derive(Debug)]
+pub(super) struct BodyCheck {
+    settings: BufferSettings,
+    /// The check request, built from the request head (its body added at the end).
+    pending: Option<Pending>,
+    /// The first `max_request_bytes` of the body.
+    body: Vec<u8>,
+    /// Body bytes seen.
+    seen: usize,
+}
+
+/// A check request waiting for the body.
+#[derive(Debug)]
+enum Pending {
+    Http(Request),
+    Grpc(Box<proto::CheckRequest>),
+}
+
 /// ext_authz on one stream.
 #[derive(Debug)]
 pub struct ExtAuthzFilter {
@@ -157,18 +190,68 @@ pub struct ExtAuthzFilter {
     route_disabled: bool,
     /// Headers for the response (an OK decision's).
     response_headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The request body settings for this stream (`None`: headers only).
+    body_settings: Option<BufferSettings>,
+    /// Waiting for the body (set by `decode_headers`, taken when the check goes).
+    body_check: Option<Box<BodyCheck>>,
 }
 
 impl ExtAuthzFilter {
     pub fn new(config: Arc<ExtAuthzConfig>, route: &RouteView<'_>, k: usize) -> ExtAuthzFilter {
+        let mut body_settings = config.with_request_body;
         let (route_disabled, context_extensions) = match route.most_specific(k) {
             Some(PerRouteFilter::ExtAuthz(p)) => match &**p {
                 ExtAuthzPerRoute::Disabled => (true, Vec::new()),
-                ExtAuthzPerRoute::CheckSettings { context_extensions } => (false, context_extensions.clone()),
+                ExtAuthzPerRoute::CheckSettings {
+                    context_extensions,
+                    disable_request_body_buffering,
+                    with_request_body,
+                } => {
+                    if *disable_request_body_buffering {
+                        body_settings = None;
+                    } else if with_request_body.is_some() {
+                        body_settings = *with_request_body;
+                    }
+                    (false, context_extensions.clone())
+                }
             },
             _ => (false, Vec::new()),
         };
-        ExtAuthzFilter { config, context_extensions, route_disabled, response_headers: Vec::new() }
+        if route_disabled {
+            body_settings = None;
+        }
+        ExtAuthzFilter {
+            config,
+            context_extensions,
+            route_disabled,
+            response_headers: Vec::new(),
+            body_settings,
+            body_check: None,
+        }
+    }
+
+    /// This stream's check takes the request body (the filter sees body chunks).
+    pub fn reads_body(&self) -> bool {
+        self.body_settings.is_some()
+    }
+
+    /// Send the check that waited for the body, with the body it got.
+    fn send_with_body(&mut self, check: Box<BodyCheck>, cb: &mut FilterCallbacks) {
+        let c = &self.config;
+        let partial = check.seen > check.body.len();
+        let request = match check.pending {
+            Some(Pending::Http(r)) => match &c.service {
+                Service::Http(h) => h.with_body(r, check.body, partial, check.settings.pack_as_bytes),
+                Service::Grpc(_) => return,
+            },
+            Some(Pending::Grpc(mut m)) => {
+                grpc::GrpcCheck::add_body(&mut m, check.body, partial, check.settings.pack_as_bytes);
+                let Service::Grpc(g) = &c.service else { return };
+                g.call(&m, c.client.cluster_name())
+            }
+            None => return,
+        };
+        cb.send_request(&c.client, request, 0);
     }
 
     fn reply_on_error(&self, cb: &mut FilterCallbacks) {
@@ -224,11 +307,16 @@ impl ExtAuthzFilter {
     }
 }
 
+/// An upgrade (WebSocket) or a CONNECT tunnel: its bytes are never buffered (Envoy).
+fn is_upgrade(head: &RequestHead) -> bool {
+    head.headers.get(b"upgrade").is_some() || head.method == "CONNECT"
+}
+
 impl StreamFilter for ExtAuthzFilter {
     fn decode_headers(
         &mut self,
         head: &mut RequestHead,
-        _end_stream: bool,
+        end_stream: bool,
         cx: &StreamContext<'_>,
         cb: &mut FilterCallbacks,
     ) -> HeadersStatus {
@@ -248,12 +336,46 @@ impl StreamFilter for ExtAuthzFilter {
                 return HeadersStatus::Continue;
             }
         }
+        if let Some(settings) = self.body_settings.filter(|_| !end_stream && !is_upgrade(head)) {
+            // Envoy's `buffer_data_`: the check goes once the body is here.
+            let pending = match &c.service {
+                Service::Http(h) => Pending::Http(h.request(head)),
+                Service::Grpc(g) => Pending::Grpc(Box::new(g.message(head, cx, &self.context_extensions))),
+            };
+            cb.set_decoder_buffer_limit(settings.max_request_bytes as usize);
+            self.body_check = Some(Box::new(BodyCheck { settings, pending: Some(pending), body: Vec::new(), seen: 0 }));
+            return HeadersStatus::StopIteration;
+        }
         let request = match &c.service {
             Service::Http(h) => h.request(head),
             Service::Grpc(g) => g.request(head, cx, &self.context_extensions, c.client.cluster_name()),
         };
         cb.send_request(&c.client, request, 0);
         HeadersStatus::StopIteration
+    }
+
+    fn decode_data(&mut self, data: &mut Vec<u8>, end_stream: bool, cb: &mut FilterCallbacks) -> DataStatus {
+        let Some(check) = self.body_check.as_mut() else {
+            return DataStatus::Continue;
+        };
+        let max = check.settings.max_request_bytes as usize;
+        check.seen = check.seen.saturating_add(data.len());
+        let room = max.saturating_sub(check.body.len()).min(data.len());
+        check.body.extend_from_slice(&data[..room]);
+        if check.seen > max && !check.settings.allow_partial_message {
+            // The decoder buffer limit: Envoy's 413.
+            self.body_check = None;
+            cb.send_local_reply(413, b"Payload Too Large", Vec::new(), "request_payload_too_large");
+            return DataStatus::StopIterationNoBuffer;
+        }
+        let full = check.settings.allow_partial_message && check.seen >= max;
+        if !(end_stream || full) {
+            return DataStatus::StopIterationAndBuffer;
+        }
+        if let Some(check) = self.body_check.take() {
+            self.send_with_body(check, cb);
+        }
+        DataStatus::StopIterationAndWatermark
     }
 
     fn encode_headers(

@@ -91,6 +91,12 @@ pub struct HttpRequest {
     pub size: i64,
     #[prost(string, tag = "10")]
     pub protocol: String,
+    /// `body`, a proto `string`: the bytes go as they came, as Envoy sends them (a
+    /// service that wants arbitrary bytes asks for `pack_as_bytes`).
+    #[prost(bytes = "vec", tag = "11")]
+    pub body: Vec<u8>,
+    #[prost(bytes = "vec", tag = "12")]
+    pub raw_body: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]

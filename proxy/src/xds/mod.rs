@@ -22,6 +22,7 @@
 //! pools of the clusters whose config did not change carry over.
 
 pub mod dump;
+pub mod grpc;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -219,6 +220,7 @@ impl FileXds {
             clusters: clusters.unwrap_or_default(),
             lds_path: self.lds.as_ref().map(|s| s.source.path.as_str()).unwrap_or_default(),
             cds_path: self.cds.as_ref().map(|s| s.source.path.as_str()).unwrap_or_default(),
+            ads_endpoints: &[],
         };
         xds::compose(&self.bootstrap, &dynamic).map_err(|e| e.iter().map(ToString::to_string).collect())
     }

@@ -1,0 +1,2 @@
+//! xDS over gRPC (ADS).
+pub mod proto;

@@ -120,6 +120,10 @@ impl FileXds {
     /// the config starts without its resources, as Envoy's does.
     pub fn start(bootstrap: &Bootstrap, stats: &Subscriptions, now: SystemTime) -> Option<FileXds> {
         let dr = bootstrap.dynamic_resources.as_ref()?;
+        if dr.ads_config.is_some() {
+            // Served by the ADS client (`grpc::AdsXds`).
+            return None;
+        }
         let mut x = FileXds {
             bootstrap: bootstrap.clone(),
             lds: dr.lds_config.as_ref().map(|s| Subscription::new(s, xds::LISTENER_TYPE, stats.scope(LDS))),
@@ -188,7 +192,7 @@ impl FileXds {
     fn eds_for(&self, clusters: &[Cluster], now: SystemTime) -> Vec<Subscription<ClusterLoadAssignment>> {
         let mut out: Vec<Subscription<ClusterLoadAssignment>> = Vec::new();
         for c in self.bootstrap.clusters.iter().chain(clusters) {
-            let Some(e) = &c.eds_cluster_config else { continue };
+            let Some(e) = c.eds_cluster_config.as_ref().filter(|e| !e.eds_config.ads) else { continue };
             if out.iter().any(|s| s.source.path == e.eds_config.path) {
                 continue;
             }

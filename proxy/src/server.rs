@@ -105,6 +105,14 @@ pub fn run(opts: &Options) -> i32 {
     let subscriptions = crate::stats::Subscriptions::default();
     let xds = FileXds::start(&bootstrap, &subscriptions, SystemTime::now());
     let bootstrap = match xds.as_ref().map(FileXds::effective) {
+        // ADS: the static resources checked as a whole (`ads_config`'s cluster among
+        // them); the dynamic ones come once the stream is open.
+        None if bootstrap.dynamic_resources.is_some() => {
+            match sluice_config::xds::compose(&bootstrap, &sluice_config::xds::Dynamic::default()) {
+                Ok(b) => b,
+                Err(errors) => return failed(&mut errors.iter().map(ToString::to_string)),
+            }
+        }
         None => bootstrap,
         Some(Ok(effective)) => effective,
         Some(Err(errors)) => return failed(&mut errors.into_iter()),

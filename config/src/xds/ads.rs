@@ -161,6 +161,26 @@ pub fn validate(b: &Bootstrap, d: &mut Decoder) {
         }
         return;
     };
+    for (name, source) in [("lds_config", &dr.lds_config), ("cds_config", &dr.cds_config)] {
+        if source.as_ref().is_some_and(|s| !s.ads) {
+            d.error(
+                ErrorKind::Unsupported,
+                &format!("dynamic_resources.{name}"),
+                ads.line,
+                "a file source next to `ads_config` is not supported: use `ads: {}`",
+            );
+        }
+    }
+    for (i, c) in b.clusters.iter().enumerate() {
+        if c.eds_cluster_config.as_ref().is_some_and(|e| !e.eds_config.ads) {
+            d.error(
+                ErrorKind::Unsupported,
+                &format!("static_resources.clusters[{i}].eds_cluster_config.eds_config"),
+                c.line,
+                "an EDS file source next to `ads_config` is not supported: use `ads: {}`",
+            );
+        }
+    }
     let path = "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name";
     match b.clusters.iter().find(|c| c.name == ads.cluster_name) {
         None => d.error(

@@ -331,4 +331,6 @@ fn rename_in_message(message: &str, nl: usize, nc: usize, dynamic: &Dynamic) -> 
 }
 
 #[cfg(test)]
+mod ads_tests;
+#[cfg(test)]
 mod tests;

@@ -67,4 +67,5 @@ mod xdp_passthrough;
 mod xdp_queues;
 mod xdp_support;
 mod xdp_tcp;
+mod xds_ads;
 mod xds_files;

@@ -211,8 +211,8 @@ fn misspelled_field_names_path_and_line() {
 #[test]
 fn unsupported_and_ignored_fields() {
     let e = errors(&MINIMAL.replace("static_resources:", "dynamic_resources: { ads_config: {} }\nstatic_resources:"));
-    assert_eq!(e.0[0].kind, ErrorKind::Unsupported);
-    assert_eq!(e.0[0].path, "dynamic_resources.ads_config");
+    assert_eq!(e.0[0].kind, ErrorKind::Missing);
+    assert_eq!(e.0[0].path, "dynamic_resources.ads_config.api_type");
     let l =
         load_str(&MINIMAL.replace("static_resources:", "node: { id: n1, cluster: c1 }\nstatic_resources:")).unwrap();
     assert_eq!(l.warnings.len(), 1);

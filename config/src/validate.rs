@@ -11,6 +11,7 @@ use crate::route::{Action, ClusterSpecifier, MirrorTarget, RequestMirrorPolicy, 
 
 /// Check cross-references; errors go to `d`.
 pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
+    crate::xds::ads::validate(b, d);
     let mut cluster_names = HashSet::new();
     let h2_clusters: HashSet<&str> = b
         .clusters

@@ -105,6 +105,14 @@ pub fn run(opts: &Options) -> i32 {
     let subscriptions = crate::stats::Subscriptions::default();
     let xds = FileXds::start(&bootstrap, &subscriptions, SystemTime::now());
     let bootstrap = match xds.as_ref().map(FileXds::effective) {
+        // ADS: the static resources checked as a whole (`ads_config`'s cluster among
+        // them); the dynamic ones come once the stream is open.
+        None if bootstrap.dynamic_resources.is_some() => {
+            match sluice_config::xds::compose(&bootstrap, &sluice_config::xds::Dynamic::default()) {
+                Ok(b) => b,
+                Err(errors) => return failed(&mut errors.iter().map(ToString::to_string)),
+            }
+        }
         None => bootstrap,
         Some(Ok(effective)) => effective,
         Some(Err(errors)) => return failed(&mut errors.into_iter()),
@@ -205,6 +213,10 @@ pub(crate) fn prepare(
     });
     let mut main = MainLoop::new(loaded, admin_state, opts, Arc::clone(&stats))?;
     main.xds = xds;
+    main.ads = crate::xds::grpc::AdsXds::start(&loaded.bootstrap, &stats)?;
+    if let Some(a) = &main.ads {
+        a.register(&stats);
+    }
     Ok(Serving { stats, control, main, overload: loaded.bootstrap.overload_manager.clone() })
 }
 
@@ -369,6 +381,8 @@ pub(crate) struct MainLoop {
     bootstrap_only: reload::BootstrapOnly,
     /// The file subscriptions of `dynamic_resources` (none without them).
     pub(crate) xds: Option<FileXds>,
+    /// The ADS client of `dynamic_resources.ads_config` (none without it).
+    pub(crate) ads: Option<crate::xds::grpc::AdsXds>,
 }
 
 impl MainLoop {
@@ -427,11 +441,16 @@ impl MainLoop {
             datapath_reload: None,
             bootstrap_only: reload::BootstrapOnly::of(&loaded.bootstrap),
             xds: None,
+            ads: None,
         })
     }
 
     /// SIGHUP: swap in the config file's current content, or keep the old one.
     fn reload(&mut self) {
+        if self.ads.is_some() {
+            tracing::error!(config = %self.config_path.display(), "configuration reload refused: with `ads_config` the control plane updates the config; restart to change the bootstrap");
+            return;
+        }
         let control = Arc::clone(&self.admin_state.control);
         let datapath = self.datapath_reload.as_mut();
         match reload::reload(
@@ -478,6 +497,20 @@ impl MainLoop {
             x.register(stats);
         }
         applied
+    }
+
+    /// Apply what the ADS stream brought. Returns whether a new config was published.
+    fn poll_ads(&mut self) -> bool {
+        let MainLoop { ads, admin_state, stats, datapath_reload, threads, .. } = self;
+        let Some(x) = ads.as_mut() else { return false };
+        let mut apply = |b: &sluice_config::Bootstrap, dump: String| -> Result<(), Vec<String>> {
+            let t = reload::apply(b, dump, &admin_state.control, admin_state, stats, datapath_reload.as_mut())?;
+            if let Some(old) = threads.replace(t) {
+                old.stop();
+            }
+            Ok(())
+        };
+        x.poll(SystemTime::now(), &mut apply)
     }
 
     /// Re-read swapped disk layers; when the runtime snapshot or the config changed
@@ -554,6 +587,9 @@ impl MainLoop {
                 wake_all();
             }
             if !control.draining.load(Ordering::Relaxed) && self.poll_xds() {
+                wake_all();
+            }
+            if !control.draining.load(Ordering::Relaxed) && self.poll_ads() {
                 wake_all();
             }
             if self.hup.swap(false, Ordering::Relaxed) && !control.draining.load(Ordering::Relaxed) {

@@ -539,6 +539,14 @@ pub struct SubscriptionStats {
     pub version: Gauge,
 }
 
+/// `control_plane.*` (Envoy's `ControlPlaneStats`): the ADS stream's state, written
+/// by the main thread.
+#[derive(Debug, Default)]
+pub struct ControlPlaneStats {
+    /// 1 while the stream to the control plane is open.
+    pub connected_state: Gauge,
+}
+
 /// The subscriptions of the config now serving, by stat prefix.
 #[derive(Default)]
 pub struct Subscriptions(Mutex<Vec<(String, Arc<SubscriptionStats>)>>);
@@ -596,6 +604,8 @@ pub struct Store {
     pub filters: NamedCounters,
     /// File-based xDS subscriptions (`listener_manager.lds.*`, `cluster_manager.cds.*`).
     pub subscriptions: Subscriptions,
+    /// The ADS stream's stats (set once an `ads_config` is served).
+    pub control_plane: std::sync::OnceLock<Arc<ControlPlaneStats>>,
 }
 
 impl Store {
@@ -612,7 +622,13 @@ impl Store {
             runtime: Arc::default(),
             filters: NamedCounters::default(),
             subscriptions: Subscriptions::default(),
+            control_plane: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The `control_plane.*` stats, created on first use.
+    pub fn control_plane(&self) -> Arc<ControlPlaneStats> {
+        Arc::clone(self.control_plane.get_or_init(Arc::default))
     }
 
     /// Every stat, merged across workers, sorted by name.
@@ -629,6 +645,9 @@ impl Store {
         self.runtime.collect(&mut out);
         self.filters.collect(&mut out);
         self.subscriptions.collect(&mut out);
+        if let Some(cp) = self.control_plane.get() {
+            out.push(("control_plane.connected_state".into(), StatKind::Gauge, cp.connected_state.get()));
+        }
         for (name, v) in crate::access_log::sink::counters() {
             out.push((name.to_string(), StatKind::Counter, v as i64));
         }

@@ -76,11 +76,30 @@ impl Dump for crate::xds::DynamicResources {
         Json::obj()
             .with_opt("lds_config", self.lds_config.as_ref().map(Dump::dump))
             .with_opt("cds_config", self.cds_config.as_ref().map(Dump::dump))
+            .with_opt("ads_config", self.ads_config.as_ref().map(Dump::dump))
+    }
+}
+
+impl Dump for crate::xds::ads::AdsConfig {
+    fn dump(&self) -> Json {
+        let api_type = match self.api_type {
+            crate::xds::ads::ApiType::Grpc => "GRPC",
+            crate::xds::ads::ApiType::DeltaGrpc => "DELTA_GRPC",
+        };
+        let service = Json::obj().with("envoy_grpc", Json::obj().with("cluster_name", self.cluster_name.as_str()));
+        Json::obj()
+            .with("api_type", api_type)
+            .with("transport_api_version", "V3")
+            .with("grpc_services", vec![service])
+            .with("set_node_on_first_message_only", self.set_node_on_first_message_only)
     }
 }
 
 impl Dump for crate::xds::ConfigSource {
     fn dump(&self) -> Json {
+        if self.ads {
+            return Json::obj().with("ads", Json::obj()).with("resource_api_version", "V3");
+        }
         let source = Json::obj()
             .with("path", self.path.as_str())
             .with_opt("watched_directory", self.watched_directory.as_deref().map(|w| Json::obj().with("path", w)));

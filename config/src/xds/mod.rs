@@ -16,6 +16,8 @@
 //! (unique names, cluster references) on it; an error about a dynamic resource names
 //! the file and the resource's index there.
 
+pub mod ads;
+
 use std::path::Path;
 
 use crate::bootstrap::Bootstrap;
@@ -31,6 +33,9 @@ use crate::node::{Node, Value};
 pub struct ConfigSource {
     pub path: String,
     pub watched_directory: Option<String>,
+    /// `ads: {}`: the resources come over the ADS stream of `ads_config` (see
+    /// [`ads`]); `path` is then empty.
+    pub ads: bool,
 }
 
 impl Decode for ConfigSource {
@@ -50,7 +55,7 @@ impl Decode for ConfigSource {
                 wf.finish(d);
             }
             p.finish(d);
-            source = file.map(|path| ConfigSource { path, watched_directory });
+            source = file.map(|path| ConfigSource { path, watched_directory, ads: false });
         }
         let version: Option<String> = f.opt(d, "resource_api_version");
         if let Some(v) = version.filter(|v| !v.eq_ignore_ascii_case("V3") && v != "2") {
@@ -66,27 +71,40 @@ impl Decode for ConfigSource {
             "initial_fetch_timeout",
             "`initial_fetch_timeout` applies to control-plane subscriptions; a file source is read at start",
         );
-        for name in ["api_config_source", "ads", "self", "authorities"] {
+        let ads = f.take("ads");
+        if let Some(n) = ads {
+            if !matches!(&n.value, Value::Map(m) if m.is_empty()) && !matches!(n.value, Value::Null) {
+                d.invalid(n, &f.field_path("ads"), "`AggregatedConfigSource` has no fields: write `ads: {}`");
+            }
+        }
+        for name in ["api_config_source", "self", "authorities"] {
             f.unsupported_because(
                 d,
                 name,
-                &format!("`{name}` is not supported: only file sources (`path_config_source`) are implemented"),
+                &format!("`{name}` is not supported: use a file source (`path_config_source`) or `ads: {{}}`"),
             );
         }
         f.finish(d);
+        if ads.is_some() {
+            if legacy.is_some() || source.is_some() {
+                d.error(ErrorKind::Invalid, path, line, "give one of `path_config_source` and `ads`, not both");
+                return None;
+            }
+            return Some(ConfigSource { path: String::new(), watched_directory: None, ads: true });
+        }
         match (legacy, source) {
             (Some(_), Some(_)) => {
                 d.error(ErrorKind::Invalid, path, line, "give either `path` or `path_config_source`, not both");
                 None
             }
-            (Some(path), None) => Some(ConfigSource { path, watched_directory: None }),
+            (Some(path), None) => Some(ConfigSource { path, watched_directory: None, ads: false }),
             (None, Some(s)) => Some(s),
             (None, None) => {
                 d.error(
                     ErrorKind::Missing,
                     &join(path, "path_config_source"),
                     line,
-                    "a config source needs a file: set `path_config_source`",
+                    "a config source needs a file (`path_config_source`) or `ads: {}`",
                 );
                 None
             }
@@ -99,6 +117,8 @@ impl Decode for ConfigSource {
 pub struct DynamicResources {
     pub lds_config: Option<ConfigSource>,
     pub cds_config: Option<ConfigSource>,
+    /// `ads_config`: the aggregated gRPC stream that `ads: {}` sources read.
+    pub ads_config: Option<ads::AdsConfig>,
 }
 
 impl Decode for DynamicResources {
@@ -106,10 +126,10 @@ impl Decode for DynamicResources {
         let mut f = Fields::of(d, node, path)?;
         let lds_config = f.opt(d, "lds_config");
         let cds_config = f.opt(d, "cds_config");
-        f.unsupported_because(d, "ads_config", "ADS (xDS over gRPC) is not supported yet; use file sources");
+        let ads_config = f.opt(d, "ads_config");
         f.unsupported(d, &["lds_resources_locator", "cds_resources_locator"]);
         f.finish(d);
-        Some(DynamicResources { lds_config, cds_config })
+        Some(DynamicResources { lds_config, cds_config, ads_config })
     }
 }
 
@@ -219,6 +239,8 @@ pub struct Dynamic<'a> {
     pub cds_path: &'a str,
     /// The `ClusterLoadAssignment`s of each EDS file in force, by path.
     pub endpoints: &'a [(String, Vec<ClusterLoadAssignment>)],
+    /// The `ClusterLoadAssignment`s received over ADS (for `eds_config: {ads: {}}`).
+    pub ads_endpoints: &'a [ClusterLoadAssignment],
 }
 
 /// The bootstrap `static_b` with `dynamic`'s listeners and clusters added after the
@@ -231,7 +253,7 @@ pub fn compose(static_b: &Bootstrap, dynamic: &Dynamic) -> Result<Bootstrap, Vec
     b.clusters.extend(dynamic.clusters.iter().cloned());
     let mut d = Decoder::new();
     for (i, c) in b.clusters.iter_mut().enumerate() {
-        assign_endpoints(c, dynamic.endpoints, &format!("static_resources.clusters[{i}]"), &mut d);
+        assign_endpoints(c, dynamic, &format!("static_resources.clusters[{i}]"), &mut d);
     }
     crate::validate::validate(&mut b, &mut d);
     if d.errors.is_empty() {
@@ -249,14 +271,19 @@ pub fn compose(static_b: &Bootstrap, dynamic: &Dynamic) -> Result<Bootstrap, Vec
 /// Give an EDS cluster the endpoints of its `service_name` (or its own name) from its
 /// file; none there yet is a cluster without hosts, as an EDS cluster that has not
 /// received its assignment. EDS endpoints must be IP addresses.
-fn assign_endpoints(c: &mut Cluster, files: &[(String, Vec<ClusterLoadAssignment>)], path: &str, d: &mut Decoder) {
+fn assign_endpoints(c: &mut Cluster, dynamic: &Dynamic, path: &str, d: &mut Decoder) {
     let Some(eds) = &c.eds_cluster_config else { return };
     let name = if eds.service_name.is_empty() { &c.name } else { &eds.service_name };
-    let found = files
-        .iter()
-        .filter(|(p, _)| *p == eds.eds_config.path)
-        .flat_map(|(_, cla)| cla.iter())
-        .find(|cla| cla.cluster_name == *name);
+    let found = if eds.eds_config.ads {
+        dynamic.ads_endpoints.iter().find(|cla| cla.cluster_name == *name)
+    } else {
+        dynamic
+            .endpoints
+            .iter()
+            .filter(|(p, _)| *p == eds.eds_config.path)
+            .flat_map(|(_, cla)| cla.iter())
+            .find(|cla| cla.cluster_name == *name)
+    };
     c.load_assignment =
         found.cloned().unwrap_or_else(|| ClusterLoadAssignment { cluster_name: name.clone(), endpoints: Vec::new() });
     for (host, _) in c.load_assignment.hosts() {
@@ -303,5 +330,7 @@ fn rename_in_message(message: &str, nl: usize, nc: usize, dynamic: &Dynamic) -> 
     out
 }
 
+#[cfg(test)]
+mod ads_tests;
 #[cfg(test)]
 mod tests;

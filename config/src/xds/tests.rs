@@ -41,14 +41,20 @@ fn file_sources_decode_and_compose_with_static_resources() {
     let dr = b.dynamic_resources.clone().unwrap();
     assert_eq!(
         dr.lds_config,
-        Some(ConfigSource { path: "/tmp/lds.yaml".into(), watched_directory: Some("/tmp".into()) })
+        Some(ConfigSource { path: "/tmp/lds.yaml".into(), watched_directory: Some("/tmp".into()), ads: false })
     );
-    assert_eq!(dr.cds_config, Some(ConfigSource { path: "/tmp/cds.yaml".into(), watched_directory: None }));
+    assert_eq!(dr.cds_config, Some(ConfigSource { path: "/tmp/cds.yaml".into(), watched_directory: None, ads: false }));
     let (lds, _) = decode_resources::<Listener>(LDS, LISTENER_TYPE).unwrap();
     let (cds, _) = decode_resources::<Cluster>(CDS, CLUSTER_TYPE).unwrap();
     assert_eq!((lds.version_info.as_str(), cds.version_info.as_str()), ("7", "v1"));
-    let dynamic =
-        Dynamic { listeners: &lds.items, clusters: &cds.items, lds_path: "lds", cds_path: "cds", endpoints: &[] };
+    let dynamic = Dynamic {
+        listeners: &lds.items,
+        clusters: &cds.items,
+        lds_path: "lds",
+        cds_path: "cds",
+        endpoints: &[],
+        ads_endpoints: &[],
+    };
     let all = compose(&b, &dynamic).unwrap();
     assert_eq!(all.listeners.len(), 1);
     assert_eq!(all.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["s", "d"]);
@@ -61,8 +67,14 @@ fn file_sources_decode_and_compose_with_static_resources() {
 fn a_listener_naming_an_unknown_cluster_is_refused_with_its_file_and_index() {
     let b = crate::load_str(BOOT).unwrap().bootstrap;
     let (lds, _) = decode_resources::<Listener>(LDS, LISTENER_TYPE).unwrap();
-    let dynamic =
-        Dynamic { listeners: &lds.items, clusters: &[], lds_path: "/x/lds.yaml", cds_path: "cds", endpoints: &[] };
+    let dynamic = Dynamic {
+        listeners: &lds.items,
+        clusters: &[],
+        lds_path: "/x/lds.yaml",
+        cds_path: "cds",
+        endpoints: &[],
+        ads_endpoints: &[],
+    };
     let e = compose(&b, &dynamic).unwrap_err();
     assert_eq!(e[0].path, "/x/lds.yaml: resources[0].filter_chains[0].filters[0].typed_config.cluster");
     assert!(e[0].message.contains("unknown cluster `d`"), "{}", e[0]);
@@ -101,7 +113,14 @@ resources:
 "#;
     let (cla, _) = decode_resources::<ClusterLoadAssignment>(eds, ENDPOINTS_TYPE).unwrap();
     let files = vec![("/e.yaml".to_string(), cla.items)];
-    let dynamic = Dynamic { listeners: &[], clusters: &cds.items, lds_path: "", cds_path: "", endpoints: &files };
+    let dynamic = Dynamic {
+        listeners: &[],
+        clusters: &cds.items,
+        lds_path: "",
+        cds_path: "",
+        endpoints: &files,
+        ads_endpoints: &[],
+    };
     let all = compose(&b, &dynamic).unwrap();
     assert_eq!(all.clusters[1].load_assignment.endpoint_count(), 1);
     // Without a file, no hosts (not an error).

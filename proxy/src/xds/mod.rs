@@ -22,6 +22,7 @@
 //! pools of the clusters whose config did not change carry over.
 
 pub mod dump;
+pub mod grpc;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -119,6 +120,10 @@ impl FileXds {
     /// the config starts without its resources, as Envoy's does.
     pub fn start(bootstrap: &Bootstrap, stats: &Subscriptions, now: SystemTime) -> Option<FileXds> {
         let dr = bootstrap.dynamic_resources.as_ref()?;
+        if dr.ads_config.is_some() {
+            // Served by the ADS client (`grpc::AdsXds`).
+            return None;
+        }
         let mut x = FileXds {
             bootstrap: bootstrap.clone(),
             lds: dr.lds_config.as_ref().map(|s| Subscription::new(s, xds::LISTENER_TYPE, stats.scope(LDS))),
@@ -187,7 +192,7 @@ impl FileXds {
     fn eds_for(&self, clusters: &[Cluster], now: SystemTime) -> Vec<Subscription<ClusterLoadAssignment>> {
         let mut out: Vec<Subscription<ClusterLoadAssignment>> = Vec::new();
         for c in self.bootstrap.clusters.iter().chain(clusters) {
-            let Some(e) = &c.eds_cluster_config else { continue };
+            let Some(e) = c.eds_cluster_config.as_ref().filter(|e| !e.eds_config.ads) else { continue };
             if out.iter().any(|s| s.source.path == e.eds_config.path) {
                 continue;
             }
@@ -219,6 +224,7 @@ impl FileXds {
             clusters: clusters.unwrap_or_default(),
             lds_path: self.lds.as_ref().map(|s| s.source.path.as_str()).unwrap_or_default(),
             cds_path: self.cds.as_ref().map(|s| s.source.path.as_str()).unwrap_or_default(),
+            ads_endpoints: &[],
         };
         xds::compose(&self.bootstrap, &dynamic).map_err(|e| e.iter().map(ToString::to_string).collect())
     }

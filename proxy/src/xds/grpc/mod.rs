@@ -1,0 +1,573 @@
+//! xDS over gRPC: the Aggregated Discovery Service client of
+//! `dynamic_resources.ads_config` (state of the world, `GRPC`, or incremental,
+//! `DELTA_GRPC`), for the sources that say `ads: {}`: `lds_config`, `cds_config` and
+//! the `eds_config` of EDS clusters.
+//!
+//! The stream runs on its own thread ([`stream`]); everything about config lives here,
+//! on the main thread: each response is decoded by the same decoder as a resource file
+//! ([`proto`] turns the protobuf into that tree), composed with the static resources
+//! and the other types in force by [`sluice_config::xds::compose`] (the whole-config
+//! checks of `--mode validate`), and applied through [`crate::reload::apply`], the
+//! path of SIGHUP and of file-based xDS (workers adopt a new generation, unchanged
+//! listeners and pools carry over). A good update is ACKed (`version_info` and
+//! `response_nonce` of the response); a bad one is NACKed with the previous
+//! `version_info` and an `error_detail` whose message holds the validator's
+//! path-and-line errors, and the resources in force keep serving. Stats as Envoy's:
+//! `listener_manager.lds.*`, `cluster_manager.cds.*`, `cluster_manager.eds.*` (sluice
+//! counts EDS for the subscription, not per cluster), `control_plane.connected_state`.
+//!
+//! Subscriptions: LDS and CDS are wildcard; EDS names the `service_name` (or name) of
+//! every EDS cluster in force whose `eds_config` is `ads: {}`, re-sent when CDS changes
+//! that set. In state of the world an LDS or CDS response is the whole set (a resource
+//! missing from it is removed); an EDS response updates the assignments it holds.
+//! Every new stream (after a reconnect) starts with the versions in force, so a
+//! control plane that has nothing newer sends nothing new.
+//!
+//! Not done here: warming (a new cluster is used as soon as CDS brings it, with no
+//! hosts until its endpoints arrive), `initial_fetch_timeout` (refused at load), and
+//! per-type `api_config_source` subscriptions (refused at load).
+
+pub mod proto;
+pub mod stream;
+
+use std::collections::BTreeMap;
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::json;
+use sluice_config::cluster::{Cluster, ClusterLoadAssignment};
+use sluice_config::decode::Decode;
+use sluice_config::listener::Listener;
+use sluice_config::xds;
+use sluice_config::xds::ads::{AdsConfig, ApiType};
+use sluice_config::Bootstrap;
+
+use crate::stats::{ControlPlaneStats, Store, SubscriptionStats, Subscriptions};
+use stream::{Event, Outgoing};
+
+const LDS: &str = "listener_manager.lds";
+const CDS: &str = "cluster_manager.cds";
+const EDS: &str = "cluster_manager.eds";
+/// `google.rpc.Code.INVALID_ARGUMENT`, Envoy's code for a rejected update.
+const INVALID_ARGUMENT: i32 = 3;
+
+/// One type's subscription on the stream.
+struct Sub<T> {
+    type_url: &'static str,
+    stats: Arc<SubscriptionStats>,
+    /// What is in force: the accepted `version_info` and, by resource name, each
+    /// resource with its version (delta).
+    version_info: String,
+    items: BTreeMap<String, (String, T)>,
+    /// The nonce of the last response seen on this stream.
+    nonce: String,
+    /// The names asked for (EDS); empty is wildcard.
+    names: Vec<String>,
+    /// Whether this stream has asked for the type yet.
+    asked: bool,
+    wildcard: bool,
+}
+
+impl<T: Decode + Clone> Sub<T> {
+    fn new(type_url: &'static str, stats: Arc<SubscriptionStats>, wildcard: bool) -> Sub<T> {
+        Sub {
+            type_url,
+            stats,
+            version_info: String::new(),
+            items: BTreeMap::new(),
+            nonce: String::new(),
+            names: Vec::new(),
+            asked: false,
+            wildcard,
+        }
+    }
+
+    fn active(&self) -> Vec<T> {
+        self.items.values().map(|(_, t)| t.clone()).collect()
+    }
+}
+
+/// The name a resource is known by on the stream.
+trait Named {
+    fn resource_name(&self) -> &str;
+}
+
+impl Named for Listener {
+    fn resource_name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for Cluster {
+    fn resource_name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for ClusterLoadAssignment {
+    fn resource_name(&self) -> &str {
+        &self.cluster_name
+    }
+}
+
+/// What an update hands to the reload machinery: the effective config and its dump.
+pub type Apply<'a> = super::Apply<'a>;
+
+/// The ADS client of one bootstrap.
+pub struct AdsXds {
+    /// The bootstrap as written.
+    pub bootstrap: Bootstrap,
+    config: AdsConfig,
+    node: serde_json::Value,
+    handle: stream::Handle,
+    generation: u64,
+    node_sent: bool,
+    lds: Option<Sub<Listener>>,
+    cds: Option<Sub<Cluster>>,
+    eds: Sub<ClusterLoadAssignment>,
+    control_plane: Arc<ControlPlaneStats>,
+}
+
+impl AdsXds {
+    /// The client of `bootstrap`'s `ads_config` (None without one), its stream started.
+    pub fn start(bootstrap: &Bootstrap, stats: &Store) -> Result<Option<AdsXds>, String> {
+        let Some(dr) = &bootstrap.dynamic_resources else { return Ok(None) };
+        let Some(config) = dr.ads_config.clone() else { return Ok(None) };
+        let cluster = bootstrap
+            .clusters
+            .iter()
+            .find(|c| c.name == config.cluster_name)
+            .ok_or_else(|| format!("ads_config: no static cluster `{}`", config.cluster_name))?;
+        let mut addrs = Vec::new();
+        for (host, _) in cluster.load_assignment.hosts() {
+            let a = &host.address;
+            if let Ok(found) = (a.address.as_str(), a.port_value).to_socket_addrs() {
+                addrs.extend(found);
+            }
+        }
+        if addrs.is_empty() {
+            return Err(format!("ads_config: cluster `{}` has no endpoint address", cluster.name));
+        }
+        let delta = config.api_type == ApiType::DeltaGrpc;
+        let handle = stream::Handle::spawn(addrs, cluster.name.clone(), delta)
+            .map_err(|e| format!("cannot start the xDS thread: {e}"))?;
+        let subs = &stats.subscriptions;
+        let control_plane = stats.control_plane();
+        let n = &bootstrap.node;
+        let node = json!({
+            "id": n.id,
+            "cluster": n.cluster,
+            "locality": {"zone": n.zone},
+            "user_agent_name": "sluice",
+            "user_agent_build_version": {"version": version_numbers()},
+        });
+        Ok(Some(AdsXds {
+            bootstrap: bootstrap.clone(),
+            node,
+            handle,
+            generation: 0,
+            node_sent: false,
+            lds: dr.lds_config.as_ref().filter(|s| s.ads).map(|_| Sub::new(xds::LISTENER_TYPE, scope(subs, LDS), true)),
+            cds: dr.cds_config.as_ref().filter(|s| s.ads).map(|_| Sub::new(xds::CLUSTER_TYPE, scope(subs, CDS), true)),
+            eds: Sub::new(xds::ENDPOINTS_TYPE, scope(subs, EDS), false),
+            config,
+            control_plane,
+        }))
+    }
+
+    /// Static and dynamic resources as one checked bootstrap.
+    pub fn effective(&self) -> Result<Bootstrap, Vec<String>> {
+        self.compose(
+            &self.lds.as_ref().map(Sub::active).unwrap_or_default(),
+            &self.cds.as_ref().map(Sub::active).unwrap_or_default(),
+            &self.eds.active(),
+        )
+    }
+
+    fn compose(
+        &self,
+        listeners: &[Listener],
+        clusters: &[Cluster],
+        endpoints: &[ClusterLoadAssignment],
+    ) -> Result<Bootstrap, Vec<String>> {
+        let dynamic = xds::Dynamic {
+            listeners,
+            clusters,
+            lds_path: "LDS",
+            cds_path: "CDS",
+            endpoints: &[],
+            ads_endpoints: endpoints,
+        };
+        xds::compose(&self.bootstrap, &dynamic).map_err(|e| e.iter().map(ToString::to_string).collect())
+    }
+
+    /// Take what the stream brought: open streams get their first requests, responses
+    /// are applied through `apply` and answered. Returns whether a new config was applied.
+    pub fn poll(&mut self, now: SystemTime, apply: &mut Apply) -> bool {
+        let mut applied = false;
+        while let Ok(ev) = self.handle.events.try_recv() {
+            match ev {
+                Event::Connected(g) => {
+                    tracing::info!(cluster = %self.config.cluster_name, "xds: ADS stream open");
+                    self.control_plane.connected_state.set(1);
+                    self.generation = g;
+                    self.node_sent = false;
+                    self.start_stream();
+                }
+                Event::Disconnected(why) => {
+                    if self.control_plane.connected_state.get() == 1 {
+                        tracing::warn!(cluster = %self.config.cluster_name, "xds: ADS stream closed: {why}; reconnecting");
+                    } else {
+                        tracing::debug!("xds: ADS stream not open: {why}");
+                    }
+                    self.control_plane.connected_state.set(0);
+                }
+                Event::Response(g, r) if g == self.generation => applied |= self.on_response(r, now, apply),
+                Event::Delta(g, r) if g == self.generation => applied |= self.on_delta(r, now, apply),
+                Event::Response(..) | Event::Delta(..) => {}
+            }
+        }
+        applied
+    }
+
+    /// A new stream: ask for every type with the versions in force (CDS first, as
+    /// Envoy initializes clusters before listeners).
+    fn start_stream(&mut self) {
+        for s in [
+            self.cds.as_mut().map(|s| (&mut s.asked, &mut s.nonce)),
+            self.lds.as_mut().map(|s| (&mut s.asked, &mut s.nonce)),
+        ]
+        .into_iter()
+        .flatten()
+        .chain([(&mut self.eds.asked, &mut self.eds.nonce)])
+        {
+            *s.0 = false;
+            s.1.clear();
+        }
+        let names = self.eds_names();
+        self.eds.names = names;
+        if let Some(s) = &self.cds {
+            let m = self.first_request(s.type_url, &s.version_info, &[], &s.items);
+            self.send(m);
+        }
+        if let Some(s) = self.cds.as_mut() {
+            s.asked = true;
+        }
+        if !self.eds.names.is_empty() {
+            let m = self.first_request(self.eds.type_url, &self.eds.version_info, &self.eds.names, &self.eds.items);
+            self.send(m);
+            self.eds.asked = true;
+        }
+        if let Some(s) = &self.lds {
+            let m = self.first_request(s.type_url, &s.version_info, &[], &s.items);
+            self.send(m);
+        }
+        if let Some(s) = self.lds.as_mut() {
+            s.asked = true;
+        }
+    }
+
+    fn delta(&self) -> bool {
+        self.config.api_type == ApiType::DeltaGrpc
+    }
+
+    fn first_request<T>(
+        &self,
+        type_url: &str,
+        version_info: &str,
+        names: &[String],
+        items: &BTreeMap<String, (String, T)>,
+    ) -> serde_json::Value {
+        if self.delta() {
+            let versions: serde_json::Map<String, serde_json::Value> =
+                items.iter().map(|(n, (v, _))| (n.clone(), json!(v))).collect();
+            json!({"type_url": type_url, "resource_names_subscribe": names, "initial_resource_versions": versions})
+        } else {
+            json!({"type_url": type_url, "version_info": version_info, "resource_names": names})
+        }
+    }
+
+    /// Encode and send a request on the current stream (with the node where due).
+    fn send(&mut self, mut m: serde_json::Value) {
+        if !self.node_sent || !self.config.set_node_on_first_message_only {
+            m["node"] = self.node.clone();
+            self.node_sent = true;
+        }
+        let name = if self.delta() {
+            "envoy.service.discovery.v3.DeltaDiscoveryRequest"
+        } else {
+            "envoy.service.discovery.v3.DiscoveryRequest"
+        };
+        match proto::encode(name, &m) {
+            Ok(message) => {
+                let _ = self.handle.requests.send(Outgoing { generation: self.generation, message });
+            }
+            Err(e) => tracing::error!("xds: cannot encode a request: {e}"),
+        }
+    }
+
+    /// The EDS names the clusters in force need.
+    fn eds_names(&self) -> Vec<String> {
+        let dynamic = self.cds.as_ref().map(Sub::active).unwrap_or_default();
+        eds_names(self.bootstrap.clusters.iter().chain(dynamic.iter()))
+    }
+
+    /// After CDS changed: ask for the EDS names it needs now.
+    fn resubscribe_eds(&mut self) {
+        let names = self.eds_names();
+        if names == self.eds.names && (self.eds.asked || names.is_empty()) {
+            return;
+        }
+        let old = std::mem::replace(&mut self.eds.names, names.clone());
+        // Assignments no cluster asks for any more are dropped.
+        self.eds.items.retain(|n, _| names.contains(n));
+        let m = if self.delta() {
+            let subscribe: Vec<&String> = names.iter().filter(|n| !old.contains(n)).collect();
+            let unsubscribe: Vec<&String> = old.iter().filter(|n| !names.contains(n)).collect();
+            json!({"type_url": self.eds.type_url, "resource_names_subscribe": subscribe,
+                   "resource_names_unsubscribe": unsubscribe})
+        } else {
+            json!({"type_url": self.eds.type_url, "version_info": self.eds.version_info,
+                   "resource_names": names, "response_nonce": self.eds.nonce})
+        };
+        self.eds.asked = true;
+        self.send(m);
+    }
+
+    fn on_response(&mut self, r: proto::Response, now: SystemTime, apply: &mut Apply) -> bool {
+        match r.type_url.as_str() {
+            xds::LISTENER_TYPE if self.lds.is_some() => self.sotw::<Listener>(r, now, apply),
+            xds::CLUSTER_TYPE if self.cds.is_some() => self.sotw::<Cluster>(r, now, apply),
+            xds::ENDPOINTS_TYPE => self.sotw::<ClusterLoadAssignment>(r, now, apply),
+            other => {
+                tracing::warn!("xds: ignoring a response of type `{other}`, which sluice did not ask for");
+                false
+            }
+        }
+    }
+
+    fn sotw<T: Decode + Clone + Named + Slot>(
+        &mut self,
+        r: proto::Response,
+        now: SystemTime,
+        apply: &mut Apply,
+    ) -> bool {
+        let s = T::sub(self);
+        s.stats.update_attempt.inc();
+        s.nonce = r.nonce.clone();
+        let (type_url, wildcard) = (s.type_url, s.wildcard);
+        let mut items = if wildcard { BTreeMap::new() } else { s.items.clone() };
+        let result = match xds::decode_resources::<T>(&r.document, type_url) {
+            Err(e) => {
+                T::sub(self).stats.update_rejected.inc();
+                Err(e.iter().map(ToString::to_string).collect())
+            }
+            Ok((res, warnings)) => {
+                for w in warnings {
+                    tracing::warn!("{} {}: {w}", kind(type_url), r.version_info);
+                }
+                for item in res.items {
+                    items.insert(item.resource_name().to_string(), (res.version_info.clone(), item));
+                }
+                self.try_apply::<T>(items, &r.version_info, now, apply)
+            }
+        };
+        self.answer::<T>(&r.version_info, &r.nonce, result)
+    }
+
+    fn on_delta(&mut self, r: proto::DeltaResponse, now: SystemTime, apply: &mut Apply) -> bool {
+        match r.type_url.as_str() {
+            xds::LISTENER_TYPE if self.lds.is_some() => self.delta_update::<Listener>(r, now, apply),
+            xds::CLUSTER_TYPE if self.cds.is_some() => self.delta_update::<Cluster>(r, now, apply),
+            xds::ENDPOINTS_TYPE => self.delta_update::<ClusterLoadAssignment>(r, now, apply),
+            other => {
+                tracing::warn!("xds: ignoring a delta response of type `{other}`, which sluice did not ask for");
+                false
+            }
+        }
+    }
+
+    fn delta_update<T: Decode + Clone + Named + Slot>(
+        &mut self,
+        r: proto::DeltaResponse,
+        now: SystemTime,
+        apply: &mut Apply,
+    ) -> bool {
+        let s = T::sub(self);
+        s.stats.update_attempt.inc();
+        s.nonce = r.nonce.clone();
+        let type_url = s.type_url;
+        let mut items = s.items.clone();
+        let mut errors = Vec::new();
+        for (i, (name, version, doc)) in r.resources.iter().enumerate() {
+            match xds::decode_resources::<T>(doc, type_url) {
+                Ok((res, _)) => {
+                    for item in res.items {
+                        items.insert(item.resource_name().to_string(), (version.clone(), item));
+                    }
+                }
+                Err(e) => errors.extend(e.iter().map(|e| format!("resources[{i}] (`{name}`): {e}"))),
+            }
+        }
+        for name in &r.removed {
+            items.remove(name);
+        }
+        let result = if errors.is_empty() {
+            self.try_apply::<T>(items, &r.system_version_info, now, apply)
+        } else {
+            T::sub(self).stats.update_rejected.inc();
+            Err(errors)
+        };
+        self.answer::<T>(&r.system_version_info, &r.nonce, result)
+    }
+
+    /// Compose and apply the config with `items` as `T`'s resources; on success they
+    /// are in force.
+    fn try_apply<T: Decode + Clone + Slot>(
+        &mut self,
+        items: BTreeMap<String, (String, T)>,
+        version_info: &str,
+        now: SystemTime,
+        apply: &mut Apply,
+    ) -> Result<(), Vec<String>> {
+        let mut listeners = self.lds.as_ref().map(Sub::active).unwrap_or_default();
+        let mut clusters = self.cds.as_ref().map(Sub::active).unwrap_or_default();
+        let mut endpoints = self.eds.active();
+        let new: Vec<T> = items.values().map(|(_, t)| t.clone()).collect();
+        T::put(new, &mut listeners, &mut clusters, &mut endpoints);
+        let result = self
+            .compose(&listeners, &clusters, &endpoints)
+            .and_then(|b| apply(&b, sluice_config::dump::config_dump(&b)));
+        let s = T::sub(self);
+        match result {
+            Ok(()) => {
+                s.items = items;
+                s.version_info = version_info.to_string();
+                s.stats.update_success.inc();
+                s.stats.version.set(super::version_gauge(version_info));
+                let _ = now;
+                tracing::info!(version = %version_info, "xds: {} update accepted", kind(s.type_url));
+                Ok(())
+            }
+            Err(e) => {
+                s.stats.update_rejected.inc();
+                Err(e)
+            }
+        }
+    }
+
+    /// ACK or NACK the response; after a CDS update, re-ask EDS.
+    fn answer<T: Decode + Clone + Named + Slot>(
+        &mut self,
+        version_info: &str,
+        nonce: &str,
+        result: Result<(), Vec<String>>,
+    ) -> bool {
+        let delta = self.delta();
+        let s = T::sub(self);
+        let type_url = s.type_url;
+        let mut m = if delta {
+            json!({"type_url": type_url, "response_nonce": nonce})
+        } else {
+            json!({"type_url": type_url, "version_info": s.version_info, "resource_names": s.names,
+                   "response_nonce": nonce})
+        };
+        let applied = match result {
+            Ok(()) => true,
+            Err(errors) => {
+                tracing::error!(
+                    "xds: {} update {version_info} rejected; the resources in force keep serving",
+                    kind(type_url)
+                );
+                for e in &errors {
+                    tracing::error!("  {e}");
+                }
+                m["error_detail"] = json!({"code": INVALID_ARGUMENT, "message": errors.join("\n")});
+                false
+            }
+        };
+        self.send(m);
+        if applied && type_url == xds::CLUSTER_TYPE {
+            self.resubscribe_eds();
+        }
+        applied
+    }
+
+    /// Register the subscriptions' stats in `stats`.
+    pub fn register(&self, stats: &Store) {
+        for s in [self.lds.as_ref().map(|s| (LDS, &s.stats)), self.cds.as_ref().map(|s| (CDS, &s.stats))]
+            .into_iter()
+            .flatten()
+            .chain([(EDS, &self.eds.stats)])
+        {
+            stats.subscriptions.insert(s.0, Arc::clone(s.1));
+        }
+    }
+}
+
+/// Where a resource type's list goes in a composed config and which subscription
+/// holds it.
+trait Slot: Sized {
+    fn put(new: Vec<Self>, l: &mut Vec<Listener>, c: &mut Vec<Cluster>, e: &mut Vec<ClusterLoadAssignment>);
+    fn sub(x: &mut AdsXds) -> &mut Sub<Self>;
+}
+
+impl Slot for Listener {
+    fn put(new: Vec<Self>, l: &mut Vec<Listener>, _: &mut Vec<Cluster>, _: &mut Vec<ClusterLoadAssignment>) {
+        *l = new;
+    }
+    fn sub(x: &mut AdsXds) -> &mut Sub<Self> {
+        x.lds.get_or_insert_with(|| Sub::new(xds::LISTENER_TYPE, Arc::default(), true))
+    }
+}
+
+impl Slot for Cluster {
+    fn put(new: Vec<Self>, _: &mut Vec<Listener>, c: &mut Vec<Cluster>, _: &mut Vec<ClusterLoadAssignment>) {
+        *c = new;
+    }
+    fn sub(x: &mut AdsXds) -> &mut Sub<Self> {
+        x.cds.get_or_insert_with(|| Sub::new(xds::CLUSTER_TYPE, Arc::default(), true))
+    }
+}
+
+impl Slot for ClusterLoadAssignment {
+    fn put(new: Vec<Self>, _: &mut Vec<Listener>, _: &mut Vec<Cluster>, e: &mut Vec<ClusterLoadAssignment>) {
+        *e = new;
+    }
+    fn sub(x: &mut AdsXds) -> &mut Sub<Self> {
+        &mut x.eds
+    }
+}
+
+fn scope(subs: &Subscriptions, prefix: &'static str) -> Arc<SubscriptionStats> {
+    subs.scope(prefix)
+}
+
+fn kind(type_url: &str) -> &'static str {
+    match type_url {
+        xds::LISTENER_TYPE => "LDS",
+        xds::CLUSTER_TYPE => "CDS",
+        _ => "EDS",
+    }
+}
+
+/// The EDS names of `clusters` that come over ADS, sorted, without duplicates.
+fn eds_names<'a>(clusters: impl Iterator<Item = &'a Cluster>) -> Vec<String> {
+    let mut names: Vec<String> = clusters
+        .filter_map(|c| {
+            let e = c.eds_cluster_config.as_ref().filter(|e| e.eds_config.ads)?;
+            Some(if e.service_name.is_empty() { c.name.clone() } else { e.service_name.clone() })
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `user_agent_build_version.version` from the crate's version.
+fn version_numbers() -> serde_json::Value {
+    let mut parts = env!("CARGO_PKG_VERSION").split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    json!({"major_number": parts.next().unwrap_or(0), "minor_number": parts.next().unwrap_or(0),
+           "patch": parts.next().unwrap_or(0)})
+}

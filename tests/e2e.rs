@@ -66,3 +66,4 @@ mod xdp_queues;
 mod xdp_support;
 mod xdp_tcp;
 mod xds_files;
+mod xds_rds_sds;

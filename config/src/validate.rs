@@ -95,8 +95,8 @@ pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
                             }
                         }
                         // Envoy validates the clusters of an inline route config unless
-                        // `validate_clusters: false`.
-                        if hcm.route_config.validate_clusters.unwrap_or(true) {
+                        // `validate_clusters: false`; those of RDS only with `true`.
+                        if hcm.route_config.validate_clusters.unwrap_or(hcm.rds.is_none()) {
                             let rpath = format!("{fpath}.route_config");
                             validate_route_clusters(d, &hcm.route_config, &rpath, &cluster_names);
                         }

@@ -25,12 +25,32 @@ use crate::error::{ConfigError, ErrorKind, Warning};
 use crate::listener::Listener;
 use crate::node::{Node, Value};
 
+mod routes;
+pub use routes::{hcms, rds_ready, RdsRoute};
+
 /// `config.core.v3.ConfigSource` with a path: the file to read and, when given, the
 /// directory whose moves signal an update (`watched_directory`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigSource {
     pub path: String,
     pub watched_directory: Option<String>,
+    /// `initial_fetch_timeout` as written (None: absent, Envoy's 15 s; zero: no
+    /// timeout). Only RDS sources use it (see [`crate::hcm::Rds`]); the others refuse it.
+    pub initial_fetch_timeout: Option<std::time::Duration>,
+}
+
+impl ConfigSource {
+    /// Refuse `initial_fetch_timeout` on a source that does not implement it.
+    pub(crate) fn refuse_initial_fetch_timeout(&self, d: &mut Decoder, path: &str, line: u32) {
+        if self.initial_fetch_timeout.is_some() {
+            d.error(
+                ErrorKind::Unsupported,
+                &join(path, "initial_fetch_timeout"),
+                line,
+                "`initial_fetch_timeout` is implemented for RDS file sources only; LDS, CDS and EDS files are read at start",
+            );
+        }
+    }
 }
 
 impl Decode for ConfigSource {
@@ -50,7 +70,7 @@ impl Decode for ConfigSource {
                 wf.finish(d);
             }
             p.finish(d);
-            source = file.map(|path| ConfigSource { path, watched_directory });
+            source = file.map(|path| ConfigSource { path, watched_directory, initial_fetch_timeout: None });
         }
         let version: Option<String> = f.opt(d, "resource_api_version");
         if let Some(v) = version.filter(|v| !v.eq_ignore_ascii_case("V3") && v != "2") {
@@ -61,11 +81,7 @@ impl Decode for ConfigSource {
                 format!("resource_api_version `{v}` is not supported: only V3 is"),
             );
         }
-        f.unsupported_because(
-            d,
-            "initial_fetch_timeout",
-            "`initial_fetch_timeout` applies to control-plane subscriptions; a file source is read at start",
-        );
+        let initial_fetch_timeout: Option<std::time::Duration> = f.opt(d, "initial_fetch_timeout");
         for name in ["api_config_source", "ads", "self", "authorities"] {
             f.unsupported_because(
                 d,
@@ -79,8 +95,8 @@ impl Decode for ConfigSource {
                 d.error(ErrorKind::Invalid, path, line, "give either `path` or `path_config_source`, not both");
                 None
             }
-            (Some(path), None) => Some(ConfigSource { path, watched_directory: None }),
-            (None, Some(s)) => Some(s),
+            (Some(path), None) => Some(ConfigSource { path, watched_directory: None, initial_fetch_timeout }),
+            (None, Some(s)) => Some(ConfigSource { initial_fetch_timeout, ..s }),
             (None, None) => {
                 d.error(
                     ErrorKind::Missing,
@@ -104,8 +120,13 @@ pub struct DynamicResources {
 impl Decode for DynamicResources {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
-        let lds_config = f.opt(d, "lds_config");
-        let cds_config = f.opt(d, "cds_config");
+        let lds_config: Option<ConfigSource> = f.opt(d, "lds_config");
+        let cds_config: Option<ConfigSource> = f.opt(d, "cds_config");
+        for (name, s) in [("lds_config", &lds_config), ("cds_config", &cds_config)] {
+            if let Some(s) = s {
+                s.refuse_initial_fetch_timeout(d, &f.field_path(name), f.line());
+            }
+        }
         f.unsupported_because(d, "ads_config", "ADS (xDS over gRPC) is not supported yet; use file sources");
         f.unsupported(d, &["lds_resources_locator", "cds_resources_locator"]);
         f.finish(d);
@@ -116,6 +137,7 @@ impl Decode for DynamicResources {
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINTS_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 
 /// The resources of one file and its `version_info`.
 #[derive(Debug, Clone, PartialEq)]
@@ -219,11 +241,14 @@ pub struct Dynamic<'a> {
     pub cds_path: &'a str,
     /// The `ClusterLoadAssignment`s of each EDS file in force, by path.
     pub endpoints: &'a [(String, Vec<ClusterLoadAssignment>)],
+    /// The route configurations of the RDS subscriptions.
+    pub routes: &'a [RdsRoute],
 }
 
 /// The bootstrap `static_b` with `dynamic`'s listeners and clusters added after the
-/// static ones, checked as a whole. Errors about a dynamic resource name its file and
-/// its index there.
+/// static ones and its route configurations in their HCMs, checked as a whole. Errors
+/// about a dynamic resource name its file and its index there. Listeners still waiting
+/// for their routes (see [`rds_ready`]) are checked, then left out: they are warming.
 pub fn compose(static_b: &Bootstrap, dynamic: &Dynamic) -> Result<Bootstrap, Vec<ConfigError>> {
     let mut b = static_b.clone();
     let (nl, nc) = (b.listeners.len(), b.clusters.len());
@@ -233,8 +258,12 @@ pub fn compose(static_b: &Bootstrap, dynamic: &Dynamic) -> Result<Bootstrap, Vec
     for (i, c) in b.clusters.iter_mut().enumerate() {
         assign_endpoints(c, dynamic.endpoints, &format!("static_resources.clusters[{i}]"), &mut d);
     }
+    for l in &mut b.listeners {
+        routes::assign_routes(l, dynamic.routes);
+    }
     crate::validate::validate(&mut b, &mut d);
     if d.errors.is_empty() {
+        b.listeners.retain(|l| rds_ready(l, dynamic.routes));
         return Ok(b);
     }
     for e in &mut d.errors {

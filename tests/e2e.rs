@@ -69,3 +69,4 @@ mod xdp_support;
 mod xdp_tcp;
 mod xds_ads;
 mod xds_files;
+mod xds_rds_sds;

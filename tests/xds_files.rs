@@ -54,23 +54,23 @@ fn cluster(name: &str, ports: &[u16]) -> String {
     format!("- \"@type\": {CLUSTER}\n {}", &body[1..])
 }
 
-fn resources(version: &str, items: &[String]) -> String {
+pub(crate) fn resources(version: &str, items: &[String]) -> String {
     format!("version_info: \"{version}\"\nresources:\n{}", items.concat())
 }
 
 /// Write `text` next to `name` in `dir` and move it into place (rename).
-fn move_into_place(dir: &Path, name: &str, text: &str) {
+pub(crate) fn move_into_place(dir: &Path, name: &str, text: &str) {
     let tmp: PathBuf = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
-fn stat(admin: u16, name: &str) -> Option<i64> {
+pub(crate) fn stat(admin: u16, name: &str) -> Option<i64> {
     let body = get(admin, "/stats").text();
     body.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
 }
 
-fn wait_stat(admin: u16, name: &str, want: i64) {
+pub(crate) fn wait_stat(admin: u16, name: &str, want: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while stat(admin, name) != Some(want) {
         assert!(Instant::now() < deadline, "{name} = {:?}, want {want}", stat(admin, name));

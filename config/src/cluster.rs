@@ -111,7 +111,10 @@ pub struct EdsClusterConfig {
 impl Decode for EdsClusterConfig {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
-        let eds_config = f.req(d, "eds_config");
+        let eds_config: Option<crate::xds::ConfigSource> = f.req(d, "eds_config");
+        if let Some(s) = &eds_config {
+            s.refuse_initial_fetch_timeout(d, &f.field_path("eds_config"), f.line());
+        }
         let service_name = f.or(d, "service_name", String::new());
         f.finish(d);
         Some(EdsClusterConfig { eds_config: eds_config?, service_name })

@@ -1,7 +1,8 @@
 //! `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`
 //! and its HTTP filters (`HTTPFault`, `Router`), selected by `typed_config."@type"`.
 //!
-//! The route configuration must be inline (`route_config`); `rds` is rejected. As in
+//! The route configuration is inline (`route_config`) or comes from a file (`rds`, see
+//! [`rds`]). As in
 //! Envoy (http_connection_manager config.cc), the router is a terminal filter: it must
 //! be the last of `http_filters`, and the last filter must be a terminal one.
 
@@ -21,9 +22,11 @@ mod forwarding;
 mod http2;
 mod http_filter;
 mod not_yet;
+mod rds;
 mod upgrade;
 
 pub use async_client::async_client_hcm;
+pub use rds::Rds;
 
 pub use forwarding::{
     CustomHeaderConfig, ForwardClientCertDetails, Forwarding, InternalAddressConfig, OriginalIpDetection,
@@ -122,7 +125,11 @@ impl Decode for Http1ProtocolOptions {
 pub struct HttpConnectionManager {
     pub stat_prefix: String,
     pub codec_type: CodecType,
+    /// The routes: inline, or (with `rds`) from the RDS file once composed.
     pub route_config: RouteConfiguration,
+    /// `rds`: `route_config` comes from this source (an empty one of that name until
+    /// [`crate::xds::compose`] fills it in).
+    pub rds: Option<Rds>,
     pub http_filters: Vec<HttpFilter>,
     /// Loggers of finished requests (none by default).
     pub access_log: Vec<AccessLog>,
@@ -187,17 +194,16 @@ impl HttpConnectionManager {
         let path = f.path().to_string();
         let stat_prefix: Option<String> = f.req(d, "stat_prefix");
         let codec_type = f.or(d, "codec_type", CodecType::Auto);
-        if let Some(n) = f.take("rds") {
-            d.error(
-                ErrorKind::Unsupported,
-                &f.field_path("rds"),
-                n.line,
-                "rds (route discovery over xDS) is not supported; put the routes inline in `route_config`",
-            );
-        }
         let has_rds = f.has("rds");
-        let route_config: Option<RouteConfiguration> = f.opt(d, "route_config");
         let route_config_missing = !f.has("route_config");
+        if has_rds && !route_config_missing {
+            d.error(ErrorKind::Invalid, &path, line, "set only one of `rds` and `route_config`");
+        }
+        let rds: Option<Rds> = f.opt(d, "rds");
+        let route_config: Option<RouteConfiguration> = match &rds {
+            Some(r) => Some(RouteConfiguration::empty(&r.route_config_name)),
+            None => f.opt(d, "route_config"),
+        };
         let filters_path = f.field_path("http_filters");
         let (http_filters, filters_dropped) = http_filter::decode_list(d, f.take("http_filters"), &filters_path);
         let access_log: Vec<AccessLog> = f.list(d, "access_log");
@@ -300,6 +306,7 @@ impl HttpConnectionManager {
             stat_prefix,
             codec_type,
             route_config: route_config?,
+            rds,
             http_filters,
             access_log,
             http_protocol_options,

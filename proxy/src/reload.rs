@@ -129,7 +129,12 @@ pub fn reload(
         tracing::warn!("`{changed}` changed in the file: it is set at start only and applies after a restart; the running one stays in force");
     }
     // With `dynamic_resources`, the files are read anew and join the static resources.
-    let xds = FileXds::start(&loaded.bootstrap, &stats.subscriptions, std::time::SystemTime::now());
+    let xds = FileXds::start(
+        &loaded.bootstrap,
+        &stats.subscriptions,
+        std::time::SystemTime::now(),
+        std::time::Instant::now(),
+    );
     let (effective, dump) = match &xds {
         Some(x) => (x.effective()?, x.config_dump()),
         None => (loaded.bootstrap.clone(), sluice_config::dump::config_dump(&loaded.bootstrap)),

@@ -103,7 +103,7 @@ pub fn run(opts: &Options) -> i32 {
     // File-based xDS: the files are read now and their resources join the static ones;
     // the whole is checked as one config (`xds::compose`).
     let subscriptions = crate::stats::Subscriptions::default();
-    let xds = FileXds::start(&bootstrap, &subscriptions, SystemTime::now());
+    let xds = FileXds::start(&bootstrap, &subscriptions, SystemTime::now(), Instant::now());
     let bootstrap = match xds.as_ref().map(FileXds::effective) {
         // ADS: the static resources checked as a whole (`ads_config`'s cluster among
         // them); the dynamic ones come once the stream is open.

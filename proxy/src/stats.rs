@@ -537,6 +537,20 @@ pub struct SubscriptionStats {
     pub update_rejected: Counter,
     /// xxHash64 of the `version_info` in force (masked to 63 bits: sluice's gauges are signed).
     pub version: Gauge,
+    /// RDS only (shown with `rds`): updates that changed the routes, files with no
+    /// resources, initial fetches that timed out.
+    pub config_reload: Counter,
+    pub update_empty: Counter,
+    pub init_fetch_timeout: Counter,
+    rds: bool,
+}
+
+impl SubscriptionStats {
+    /// The stats of an RDS subscription (with `config_reload`, `update_empty`,
+    /// `init_fetch_timeout`).
+    pub fn rds() -> SubscriptionStats {
+        SubscriptionStats { rds: true, ..SubscriptionStats::default() }
+    }
 }
 
 /// `control_plane.*` (Envoy's `ControlPlaneStats`): the ADS stream's state, written
@@ -580,6 +594,15 @@ impl Subscriptions {
                 ("update_rejected", &s.update_rejected),
             ] {
                 out.push((format!("{prefix}.{name}"), StatKind::Counter, c.get() as i64));
+            }
+            if s.rds {
+                for (name, c) in [
+                    ("config_reload", &s.config_reload),
+                    ("update_empty", &s.update_empty),
+                    ("init_fetch_timeout", &s.init_fetch_timeout),
+                ] {
+                    out.push((format!("{prefix}.{name}"), StatKind::Counter, c.get() as i64));
+                }
             }
             out.push((format!("{prefix}.version"), StatKind::Gauge, s.version.get()));
         }

@@ -103,6 +103,9 @@ impl Dump for crate::xds::ConfigSource {
         let source = Json::obj()
             .with("path", self.path.as_str())
             .with_opt("watched_directory", self.watched_directory.as_deref().map(|w| Json::obj().with("path", w)));
-        Json::obj().with("path_config_source", source).with("resource_api_version", "V3")
+        Json::obj()
+            .with("path_config_source", source)
+            .with("resource_api_version", "V3")
+            .with_opt("initial_fetch_timeout", self.initial_fetch_timeout)
     }
 }

@@ -43,7 +43,8 @@ impl Dump for HttpConnectionManager {
         let j = Json::obj()
             .with("stat_prefix", &self.stat_prefix)
             .with("codec_type", enum_name(self.codec_type))
-            .with("route_config", self.route_config.dump())
+            .with_opt("route_config", self.rds.is_none().then(|| self.route_config.dump()))
+            .with_opt("rds", self.rds.as_ref().map(Dump::dump))
             .with("http_filters", list(&self.http_filters))
             .with("access_log", list(&self.access_log))
             .with("http_protocol_options", http_protocol_options)
@@ -219,5 +220,11 @@ impl Dump for FaultAbort {
             FaultAbortKind::Header => Json::obj().with("header_abort", Json::obj()),
         };
         j.with("percentage", self.percentage.dump())
+    }
+}
+
+impl Dump for crate::hcm::Rds {
+    fn dump(&self) -> Json {
+        Json::obj().with("config_source", self.config_source.dump()).with("route_config_name", &self.route_config_name)
     }
 }

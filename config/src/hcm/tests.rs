@@ -112,7 +112,7 @@ fn hcm_errors() {
     let e = load_err(&bootstrap(
         "          stat_prefix: s\n          rds: {route_config_name: r}\n          http_filters: []\n",
     ));
-    assert!(e.contains("rds (route discovery over xDS) is not supported"), "{e}");
+    assert!(e.contains("rds.config_source") && e.contains("required"), "{e}");
     let e = load_err(&bootstrap(&format!("          stat_prefix: s\n          http_filters: [{ROUTER}]\n")));
     assert!(e.contains("typed_config.route_config") && e.contains("required"), "{e}");
     let e = load_err(&minimal("          max_request_headers_kb: 9000\n"));

@@ -27,6 +27,9 @@ use crate::error::{ConfigError, ErrorKind, Warning};
 use crate::listener::Listener;
 use crate::node::{Node, Value};
 
+mod routes;
+pub use routes::{hcms, rds_ready, RdsRoute};
+
 /// `config.core.v3.ConfigSource` with a path: the file to read and, when given, the
 /// directory whose moves signal an update (`watched_directory`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +39,23 @@ pub struct ConfigSource {
     /// `ads: {}`: the resources come over the ADS stream of `ads_config` (see
     /// [`ads`]); `path` is then empty.
     pub ads: bool,
+    /// `initial_fetch_timeout` as written (None: absent, Envoy's 15 s; zero: no
+    /// timeout). Only RDS sources use it (see [`crate::hcm::Rds`]); the others refuse it.
+    pub initial_fetch_timeout: Option<std::time::Duration>,
+}
+
+impl ConfigSource {
+    /// Refuse `initial_fetch_timeout` on a source that does not implement it.
+    pub(crate) fn refuse_initial_fetch_timeout(&self, d: &mut Decoder, path: &str, line: u32) {
+        if self.initial_fetch_timeout.is_some() {
+            d.error(
+                ErrorKind::Unsupported,
+                &join(path, "initial_fetch_timeout"),
+                line,
+                "`initial_fetch_timeout` is implemented for RDS file sources only; LDS, CDS and EDS files are read at start",
+            );
+        }
+    }
 }
 
 impl Decode for ConfigSource {
@@ -55,7 +75,7 @@ impl Decode for ConfigSource {
                 wf.finish(d);
             }
             p.finish(d);
-            source = file.map(|path| ConfigSource { path, watched_directory, ads: false });
+            source = file.map(|path| ConfigSource { path, watched_directory, ads: false, initial_fetch_timeout: None });
         }
         let version: Option<String> = f.opt(d, "resource_api_version");
         if let Some(v) = version.filter(|v| !v.eq_ignore_ascii_case("V3") && v != "2") {
@@ -66,11 +86,7 @@ impl Decode for ConfigSource {
                 format!("resource_api_version `{v}` is not supported: only V3 is"),
             );
         }
-        f.unsupported_because(
-            d,
-            "initial_fetch_timeout",
-            "`initial_fetch_timeout` applies to control-plane subscriptions; a file source is read at start",
-        );
+        let initial_fetch_timeout: Option<std::time::Duration> = f.opt(d, "initial_fetch_timeout");
         let ads = f.take("ads");
         if let Some(n) = ads {
             if !matches!(&n.value, Value::Map(m) if m.is_empty()) && !matches!(n.value, Value::Null) {
@@ -90,15 +106,15 @@ impl Decode for ConfigSource {
                 d.error(ErrorKind::Invalid, path, line, "give one of `path_config_source` and `ads`, not both");
                 return None;
             }
-            return Some(ConfigSource { path: String::new(), watched_directory: None, ads: true });
+            return Some(ConfigSource { path: String::new(), watched_directory: None, ads: true, initial_fetch_timeout });
         }
         match (legacy, source) {
             (Some(_), Some(_)) => {
                 d.error(ErrorKind::Invalid, path, line, "give either `path` or `path_config_source`, not both");
                 None
             }
-            (Some(path), None) => Some(ConfigSource { path, watched_directory: None, ads: false }),
-            (None, Some(s)) => Some(s),
+            (Some(path), None) => Some(ConfigSource { path, watched_directory: None, ads: false, initial_fetch_timeout }),
+            (None, Some(s)) => Some(ConfigSource { initial_fetch_timeout, ..s }),
             (None, None) => {
                 d.error(
                     ErrorKind::Missing,
@@ -124,8 +140,13 @@ pub struct DynamicResources {
 impl Decode for DynamicResources {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
-        let lds_config = f.opt(d, "lds_config");
-        let cds_config = f.opt(d, "cds_config");
+        let lds_config: Option<ConfigSource> = f.opt(d, "lds_config");
+        let cds_config: Option<ConfigSource> = f.opt(d, "cds_config");
+        for (name, s) in [("lds_config", &lds_config), ("cds_config", &cds_config)] {
+            if let Some(s) = s {
+                s.refuse_initial_fetch_timeout(d, &f.field_path(name), f.line());
+            }
+        }
         let ads_config = f.opt(d, "ads_config");
         f.unsupported(d, &["lds_resources_locator", "cds_resources_locator"]);
         f.finish(d);
@@ -136,6 +157,7 @@ impl Decode for DynamicResources {
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINTS_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 
 /// The resources of one file and its `version_info`.
 #[derive(Debug, Clone, PartialEq)]
@@ -241,11 +263,14 @@ pub struct Dynamic<'a> {
     pub endpoints: &'a [(String, Vec<ClusterLoadAssignment>)],
     /// The `ClusterLoadAssignment`s received over ADS (for `eds_config: {ads: {}}`).
     pub ads_endpoints: &'a [ClusterLoadAssignment],
+    /// The route configurations of the RDS subscriptions.
+    pub routes: &'a [RdsRoute],
 }
 
 /// The bootstrap `static_b` with `dynamic`'s listeners and clusters added after the
-/// static ones, checked as a whole. Errors about a dynamic resource name its file and
-/// its index there.
+/// static ones and its route configurations in their HCMs, checked as a whole. Errors
+/// about a dynamic resource name its file and its index there. Listeners still waiting
+/// for their routes (see [`rds_ready`]) are checked, then left out: they are warming.
 pub fn compose(static_b: &Bootstrap, dynamic: &Dynamic) -> Result<Bootstrap, Vec<ConfigError>> {
     let mut b = static_b.clone();
     let (nl, nc) = (b.listeners.len(), b.clusters.len());
@@ -255,8 +280,12 @@ pub fn compose(static_b: &Bootstrap, dynamic: &Dynamic) -> Result<Bootstrap, Vec
     for (i, c) in b.clusters.iter_mut().enumerate() {
         assign_endpoints(c, dynamic, &format!("static_resources.clusters[{i}]"), &mut d);
     }
+    for l in &mut b.listeners {
+        routes::assign_routes(l, dynamic.routes);
+    }
     crate::validate::validate(&mut b, &mut d);
     if d.errors.is_empty() {
+        b.listeners.retain(|l| rds_ready(l, dynamic.routes));
         return Ok(b);
     }
     for e in &mut d.errors {

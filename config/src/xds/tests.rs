@@ -44,6 +44,16 @@ fn file_sources_decode_and_compose_with_static_resources() {
         Some(ConfigSource { path: "/tmp/lds.yaml".into(), watched_directory: Some("/tmp".into()), ads: false })
     );
     assert_eq!(dr.cds_config, Some(ConfigSource { path: "/tmp/cds.yaml".into(), watched_directory: None, ads: false }));
+        Some(ConfigSource {
+            path: "/tmp/lds.yaml".into(),
+            watched_directory: Some("/tmp".into()),
+            initial_fetch_timeout: None
+        })
+    );
+    assert_eq!(
+        dr.cds_config,
+        Some(ConfigSource { path: "/tmp/cds.yaml".into(), watched_directory: None, initial_fetch_timeout: None })
+    );
     let (lds, _) = decode_resources::<Listener>(LDS, LISTENER_TYPE).unwrap();
     let (cds, _) = decode_resources::<Cluster>(CDS, CLUSTER_TYPE).unwrap();
     assert_eq!((lds.version_info.as_str(), cds.version_info.as_str()), ("7", "v1"));
@@ -54,6 +64,7 @@ fn file_sources_decode_and_compose_with_static_resources() {
         cds_path: "cds",
         endpoints: &[],
         ads_endpoints: &[],
+        routes: &[],
     };
     let all = compose(&b, &dynamic).unwrap();
     assert_eq!(all.listeners.len(), 1);
@@ -74,6 +85,7 @@ fn a_listener_naming_an_unknown_cluster_is_refused_with_its_file_and_index() {
         cds_path: "cds",
         endpoints: &[],
         ads_endpoints: &[],
+        routes: &[],
     };
     let e = compose(&b, &dynamic).unwrap_err();
     assert_eq!(e[0].path, "/x/lds.yaml: resources[0].filter_chains[0].filters[0].typed_config.cluster");
@@ -121,6 +133,8 @@ resources:
         endpoints: &files,
         ads_endpoints: &[],
     };
+    let dynamic =
+        Dynamic { listeners: &[], clusters: &cds.items, lds_path: "", cds_path: "", endpoints: &files, routes: &[] };
     let all = compose(&b, &dynamic).unwrap();
     assert_eq!(all.clusters[1].load_assignment.endpoint_count(), 1);
     // Without a file, no hosts (not an error).
@@ -128,4 +142,85 @@ resources:
     assert_eq!(compose(&b, &none).unwrap().clusters[1].load_assignment.endpoint_count(), 0);
     let with_la = eds_cluster.replace("  type: EDS", "  type: EDS\n  load_assignment: { cluster_name: d }");
     assert!(decode_resources::<Cluster>(&with_la, CLUSTER_TYPE).is_err());
+}
+
+const RDS_LDS: &str = r#"
+version_info: "1"
+resources:
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: web
+  address: { socket_address: { address: 127.0.0.1, port_value: 10001 } }
+  filter_chains:
+  - filters:
+    - name: hcm
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        stat_prefix: web
+        rds:
+          route_config_name: local
+          config_source: { path_config_source: { path: /x/rds.yaml }, initial_fetch_timeout: 2s }
+        http_filters:
+        - name: envoy.filters.http.router
+          typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+"#;
+
+const RDS: &str = r#"
+version_info: "r1"
+resources:
+- "@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration
+  name: local
+  virtual_hosts:
+  - name: all
+    domains: ["*"]
+    routes:
+    - match: { prefix: "/" }
+      route: { cluster: not_yet_known }
+"#;
+
+#[test]
+fn an_rds_listener_warms_until_its_routes_arrive_and_then_serves_them() {
+    let b = crate::load_str(BOOT).unwrap().bootstrap;
+    let (lds, _) = decode_resources::<Listener>(RDS_LDS, LISTENER_TYPE).unwrap();
+    let hcm = hcms(&lds.items[0]).next().unwrap();
+    let rds = hcm.rds.as_ref().unwrap();
+    assert_eq!((rds.route_config_name.as_str(), rds.config_source.path.as_str()), ("local", "/x/rds.yaml"));
+    assert_eq!(rds.config_source.initial_fetch_timeout, Some(std::time::Duration::from_secs(2)));
+    let (rc, _) = decode_resources::<crate::route::RouteConfiguration>(RDS, ROUTE_TYPE).unwrap();
+    let mut routes =
+        vec![RdsRoute { path: "/x/rds.yaml".into(), route_config_name: "local".into(), route_config: None }];
+    // Warming: checked, but left out of the effective config.
+    assert!(compose(&b, &Dynamic { listeners: &lds.items, lds_path: "lds", routes: &routes, ..Dynamic::default() })
+        .unwrap()
+        .listeners
+        .is_empty());
+    routes[0].route_config = Some(rc.items[0].clone());
+    let all = compose(&b, &Dynamic { listeners: &lds.items, lds_path: "lds", routes: &routes, ..Dynamic::default() })
+        .unwrap();
+    // Its clusters are not checked (RDS's validate_clusters defaults to false).
+    let hcm = hcms(&all.listeners[0]).next().unwrap();
+    assert_eq!(hcm.route_config.virtual_hosts[0].name, "all");
+    // The listener dumps its `rds`, not the routes.
+    let dump: String = crate::dump::Dump::dump(&all.listeners[0]).render().split_whitespace().collect();
+    assert!(dump.contains(r#""rds":{"config_source":{"path_config_source":{"path":"/x/rds.yaml"}"#), "{dump}");
+    assert!(dump.contains(r#""route_config_name":"local""#) && !dump.contains("not_yet_known"), "{dump}");
+    // With validate_clusters: true, an unknown cluster is refused.
+    let strict = RDS.replace("  name: local\n", "  name: local\n  validate_clusters: true\n");
+    let (rc, _) = decode_resources::<crate::route::RouteConfiguration>(&strict, ROUTE_TYPE).unwrap();
+    routes[0].route_config = Some(rc.items[0].clone());
+    let e = compose(&b, &Dynamic { listeners: &lds.items, lds_path: "lds", routes: &routes, ..Dynamic::default() })
+        .unwrap_err();
+    assert!(e[0].message.contains("not_yet_known"), "{}", e[0]);
+}
+
+#[test]
+fn rds_and_route_config_together_and_fetch_timeouts_elsewhere_are_refused() {
+    let both = RDS_LDS.replace("        rds:\n", "        route_config: { name: x }\n        rds:\n");
+    let e = decode_resources::<Listener>(&both, LISTENER_TYPE).unwrap_err();
+    assert!(e.iter().any(|e| e.message.contains("only one of `rds` and `route_config`")), "{e:?}");
+    let nameless = RDS_LDS.replace("route_config_name: local", "route_config_name: \"\"");
+    let e = decode_resources::<Listener>(&nameless, LISTENER_TYPE).unwrap_err();
+    assert!(e[0].path.ends_with("rds.route_config_name"), "{e:?}");
+    let lds_timeout = BOOT.replace("    path: /tmp/cds.yaml", "    path: /tmp/cds.yaml\n    initial_fetch_timeout: 1s");
+    let e = crate::load_str(&lds_timeout).unwrap_err();
+    assert!(e.to_string().contains("cds_config.initial_fetch_timeout"), "{e}");
 }

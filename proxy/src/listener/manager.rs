@@ -81,6 +81,14 @@ impl ListenerConfig {
         }
     }
 
+    /// The HCM of the chain a selection points at, if it is one.
+    pub fn hcm(&self, selected: Selected) -> Option<&Arc<HcmConfig>> {
+        match self.chain(selected)?.terminal.as_ref()? {
+            NetworkFilter::HttpConnectionManager(h) => Some(h),
+            NetworkFilter::TcpProxy(_) => None,
+        }
+    }
+
     /// How to open this listener's socket: Envoy's `ipv4_compat` and `tcp_backlog_size`.
     pub fn listen_options(&self) -> ListenOptions {
         let default = ListenOptions::default();

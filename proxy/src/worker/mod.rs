@@ -25,6 +25,7 @@ use sluice_stack::{Events, Interest, SocketId, Stack, Token};
 use crate::access_log::AccessLogBuffer;
 use crate::conn_table::ConnTable;
 use crate::http::async_client::detached::decode_detached_key;
+use crate::filter_chain::Selected;
 use crate::http::conn_manager::{Accepted, HttpConnection};
 use crate::http::date::DateCache;
 use crate::listener::active_socket::{ActiveSocket, Outcome};
@@ -159,6 +160,8 @@ struct Entry {
     /// its filter chain is chosen, of the listener that serves it (they differ after an
     /// original-destination hand-off).
     listener: usize,
+    /// The filter chain serving it, once chosen (an RDS update finds its HCM by it).
+    chain: Option<Selected>,
     conn: Conn,
 }
 
@@ -475,7 +478,31 @@ impl<S: Stack> Worker<S> {
             self.ready.extend(waiting);
         }
         self.drain_connections(now, true, |gen, entry| gen != slot && !listener_unchanged(entry.0, entry.1, &snapshot));
+        self.update_routes(slot, &snapshot);
         tracing::info!(worker = self.id, generation = slot, "new config adopted");
+    }
+
+    /// RDS: the HTTP connections kept across a new config (their listener unchanged)
+    /// whose HCM's routes changed take the new routes for their next request; they stay
+    /// in their generation, whose clusters are the new config's (an unchanged listener
+    /// implies unchanged clusters, see [`listener_unchanged`]).
+    fn update_routes(&mut self, slot: u8, new: &Snapshot) {
+        for key in self.conns.keys() {
+            let Some(e) = self.conns.get_key_mut(key) else { continue };
+            let (Conn::Http(h), Some(chain)) = (&mut e.conn, e.chain) else { continue };
+            if e.gen == slot {
+                continue;
+            }
+            let Some(old) = self.generations[e.gen as usize].as_ref().map(|g| &g.snapshot.listeners[e.listener]) else {
+                continue;
+            };
+            let Some(l) = new.listeners.iter().find(|n| n.name == old.name && n.fingerprint == old.fingerprint) else {
+                continue;
+            };
+            if let Some(cfg) = l.hcm(chain).filter(|c| c.routes.config() != h.cfg().routes.config()) {
+                h.update_routes(Arc::clone(cfg));
+            }
+        }
     }
 
     /// A generation slot for a new config; if all are taken, the oldest generation's
@@ -694,7 +721,7 @@ impl<S: Stack> Worker<S> {
             stats.downstream_pre_cx_active.inc();
             tracing::debug!(worker = self.id, peer = %acc.peer, local = %acc.local, "accepted");
             let pending = ActiveSocket::new(acc.socket, listener, acc.peer, acc.local);
-            let key = self.conns.insert(Entry { gen, listener, conn: Conn::Pending(pending) });
+            let key = self.conns.insert(Entry { gen, listener, chain: None, conn: Conn::Pending(pending) });
             if let Some(g) = self.generations[gen as usize].as_mut() {
                 g.conns += 1;
             }
@@ -842,6 +869,7 @@ impl<S: Stack> Worker<S> {
                     // From now on the connection belongs to the listener that serves it
                     // (stats, and reload decisions about its config).
                     e.listener = listener;
+                    e.chain = Some(selected);
                 }
                 let transport = match chain.and_then(|c| c.tls.as_ref()) {
                     Some(ctx) => TransportSocket::tls_server(ctx, Arc::clone(&self.gen(gen).listener_stats[listener]))

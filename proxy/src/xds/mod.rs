@@ -20,9 +20,14 @@
 //! its stats under `cluster.<name>.` for every cluster that uses it. An endpoint change
 //! is a new config like any other: the workers adopt it as a new generation, and the
 //! pools of the clusters whose config did not change carry over.
+//!
+//! RDS: an HCM's `rds` takes its route configuration from a file (see [`rds`]), also
+//! for static listeners (then without `dynamic_resources`). A route update is a new
+//! config whose listeners are unchanged (a listener's identity shows its `rds`, not
+//! the routes): open connections stay and take the new routes for their next request.
 
 pub mod dump;
-pub mod grpc;
+pub mod rds;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -36,6 +41,7 @@ use sluice_config::xds::{self, ConfigSource, Resources};
 use sluice_config::Bootstrap;
 
 use crate::stats::{Store, SubscriptionStats, Subscriptions};
+use rds::{RdsRead, RdsSubscription};
 use watch::FileWatch;
 
 const LDS: &str = "listener_manager.lds";
@@ -109,6 +115,8 @@ pub struct FileXds {
     pub cds: Option<Subscription<Cluster>>,
     /// One subscription per EDS file that a cluster in force names.
     pub eds: Vec<Subscription<ClusterLoadAssignment>>,
+    /// One subscription per RDS (file, route configuration name) an HCM in force names.
+    pub rds: Vec<RdsSubscription>,
 }
 
 /// What an update hands to the reload machinery: the effective config and its dump.
@@ -124,11 +132,23 @@ impl FileXds {
             // Served by the ADS client (`grpc::AdsXds`).
             return None;
         }
+    /// The subscriptions of `bootstrap`'s `dynamic_resources` and of its static
+    /// listeners' `rds` (None without either), each with its file read once (`started`:
+    /// the monotonic time of that, for RDS's initial fetch timeout). A file that is bad
+    /// at start is logged and counted and the config starts without its resources, as
+    /// Envoy's does.
+    pub fn start(bootstrap: &Bootstrap, stats: &Subscriptions, now: SystemTime, started: Instant) -> Option<FileXds> {
+        let dr = bootstrap.dynamic_resources.clone();
+        if dr.is_none() && rds::uses(&bootstrap.listeners).is_empty() {
+            return None;
+        }
+        let dr = dr.unwrap_or_default();
         let mut x = FileXds {
             bootstrap: bootstrap.clone(),
             lds: dr.lds_config.as_ref().map(|s| Subscription::new(s, xds::LISTENER_TYPE, stats.scope(LDS))),
             cds: dr.cds_config.as_ref().map(|s| Subscription::new(s, xds::CLUSTER_TYPE, stats.scope(CDS))),
             eds: Vec::new(),
+            rds: Vec::new(),
         };
         // Clusters first, as Envoy initializes CDS before LDS: a listener may use them.
         if let Some(cds) = x.cds.as_mut() {
@@ -145,6 +165,8 @@ impl FileXds {
         }
         let clusters = x.cds.as_ref().map(|s| s.active.items.clone()).unwrap_or_default();
         x.eds = x.eds_for(&clusters, now);
+        let listeners = x.lds.as_ref().map(|s| s.active.items.clone()).unwrap_or_default();
+        x.rds = x.rds_for(&listeners, started, now);
         // Resources that do not fit together are refused as one update would be.
         if let Err(errors) = x.effective() {
             log_refused("dynamic resources", &errors);
@@ -170,6 +192,12 @@ impl FileXds {
                 stats.subscriptions.insert(&format!("cluster.{}", c.stat_name()), Arc::clone(&s.stats));
             }
         }
+        let listeners = self.bootstrap.listeners.iter().chain(self.lds.iter().flat_map(|s| s.active.items.iter()));
+        for (prefix, r) in rds::uses(&listeners.cloned().collect::<Vec<_>>()) {
+            if let Some(s) = self.rds.iter().find(|s| s.serves(&r)) {
+                stats.subscriptions.insert(&rds::stat_prefix(&prefix, &r), Arc::clone(&s.sub.stats));
+            }
+        }
         if let Some(s) = &self.lds {
             stats.subscriptions.insert(LDS, Arc::clone(&s.stats));
         }
@@ -184,7 +212,25 @@ impl FileXds {
             self.lds.as_ref().map(|s| &s.active.items[..]),
             self.cds.as_ref().map(|s| &s.active.items[..]),
             &self.eds,
+            &self.rds,
         )
+    }
+
+    /// The RDS subscriptions the static listeners and `listeners` need: those in force
+    /// kept, new ones started (their files read) now.
+    fn rds_for(&self, listeners: &[Listener], now: Instant, wall: SystemTime) -> Vec<RdsSubscription> {
+        let all: Vec<Listener> = self.bootstrap.listeners.iter().chain(listeners).cloned().collect();
+        let mut out: Vec<RdsSubscription> = Vec::new();
+        for (_, r) in rds::uses(&all) {
+            if out.iter().any(|s| s.serves(&r)) {
+                continue;
+            }
+            match self.rds.iter().find(|s| s.serves(&r)) {
+                Some(s) => out.push(s.clone()),
+                None => out.push(RdsSubscription::start(&r, now, wall)),
+            }
+        }
+        out
     }
 
     /// The EDS subscriptions the static clusters and `clusters` need: those in force
@@ -215,10 +261,13 @@ impl FileXds {
         listeners: Option<&[Listener]>,
         clusters: Option<&[Cluster]>,
         eds: &[Subscription<ClusterLoadAssignment>],
+        rds: &[RdsSubscription],
     ) -> Result<Bootstrap, Vec<String>> {
         let endpoints: Vec<(String, Vec<ClusterLoadAssignment>)> =
             eds.iter().map(|s| (s.source.path.clone(), s.active.items.clone())).collect();
+        let routes: Vec<xds::RdsRoute> = rds.iter().map(RdsSubscription::route).collect();
         let dynamic = xds::Dynamic {
+            routes: &routes,
             endpoints: &endpoints,
             listeners: listeners.unwrap_or_default(),
             clusters: clusters.unwrap_or_default(),
@@ -249,7 +298,61 @@ impl FileXds {
                 applied |= self.update_eds(i, wall, apply);
             }
         }
+        for i in 0..self.rds.len() {
+            if self.rds[i].sub.watch.changed(now) {
+                applied |= self.update_rds(i, wall, apply);
+            }
+        }
+        let mut timed_out = self.rds.clone();
+        let mut any = false;
+        for s in &mut timed_out {
+            any |= s.fetch_timed_out(now);
+        }
+        if any {
+            applied |= self.apply_rds(timed_out, wall, apply);
+        }
         applied
+    }
+
+    fn update_rds(&mut self, i: usize, wall: SystemTime, apply: &mut Apply) -> bool {
+        let mut rds = self.rds.clone();
+        match self.rds[i].read() {
+            RdsRead::Routes(r) => {
+                let old = self.rds[i].route_config.clone();
+                rds[i].route_config = r.items.first().cloned();
+                rds[i].sub.active = r.clone();
+                rds[i].sub.last_updated = Some(wall);
+                if !self.apply_rds(rds, wall, apply) {
+                    self.rds[i].sub.stats.update_rejected.inc();
+                    return false;
+                }
+                let s = &mut self.rds[i];
+                tracing::info!(file = %s.sub.source.path, version = %r.version_info, "rds: update accepted");
+                s.route_config = old;
+                s.accept(r, wall);
+                true
+            }
+            RdsRead::Empty | RdsRead::Refused if rds[i].empty_update() => self.apply_rds(rds, wall, apply),
+            RdsRead::Empty | RdsRead::Refused | RdsRead::Missing => false,
+        }
+    }
+
+    /// Apply the config with `rds` in place of the RDS subscriptions in force; keep them
+    /// on success.
+    fn apply_rds(&mut self, rds: Vec<RdsSubscription>, wall: SystemTime, apply: &mut Apply) -> bool {
+        let listeners = self.lds.as_ref().map(|s| &s.active.items[..]);
+        let clusters = self.cds.as_ref().map(|s| &s.active.items[..]);
+        let result = self.compose(listeners, clusters, &self.eds, &rds).and_then(|b| {
+            let dump = dump::config_dump_with(self, None, None, &rds, wall);
+            apply(&b, dump)
+        });
+        match result {
+            Ok(()) => {
+                self.rds = rds;
+                true
+            }
+            Err(errors) => refused("RDS", &errors),
+        }
     }
 
     fn update_eds(&mut self, i: usize, wall: SystemTime, apply: &mut Apply) -> bool {
@@ -261,7 +364,9 @@ impl FileXds {
         eds[i].active = r;
         let listeners = self.lds.as_ref().map(|s| &s.active.items[..]);
         let clusters = self.cds.as_ref().map(|s| &s.active.items[..]);
-        let result = self.compose(listeners, clusters, &eds).and_then(|b| apply(&b, self.dump_with(None, None, wall)));
+        let result = self
+            .compose(listeners, clusters, &eds, &self.rds)
+            .and_then(|b| apply(&b, self.dump_with(None, None, wall)));
         let s = &mut self.eds[i];
         match result {
             Ok(()) => {
@@ -286,7 +391,7 @@ impl FileXds {
         };
         let listeners = self.lds.as_ref().map(|s| &s.active.items[..]);
         let eds = self.eds_for(&r.items, wall);
-        let result = self.compose(listeners, Some(&r.items), &eds).and_then(|b| {
+        let result = self.compose(listeners, Some(&r.items), &eds, &self.rds).and_then(|b| {
             let dump = self.dump_with(None, Some(&r), wall);
             apply(&b, dump)
         });
@@ -312,8 +417,9 @@ impl FileXds {
             Err(errors) => return refused("LDS", &errors),
         };
         let clusters = self.cds.as_ref().map(|s| &s.active.items[..]);
-        let result = self.compose(Some(&r.items), clusters, &self.eds).and_then(|b| {
-            let dump = self.dump_with(Some(&r), None, wall);
+        let rds = self.rds_for(&r.items, Instant::now(), wall);
+        let result = self.compose(Some(&r.items), clusters, &self.eds, &rds).and_then(|b| {
+            let dump = dump::config_dump_with(self, Some((&r, wall)), None, &rds, wall);
             apply(&b, dump)
         });
         let Some(lds) = self.lds.as_mut() else { return false };
@@ -321,6 +427,7 @@ impl FileXds {
             Ok(()) => {
                 tracing::info!(file = %lds.source.path, version = %r.version_info, "lds: update accepted");
                 lds.accept(r, wall);
+                self.rds = rds;
                 true
             }
             Err(errors) => {
@@ -337,7 +444,7 @@ impl FileXds {
         cds: Option<&Resources<Cluster>>,
         now: SystemTime,
     ) -> String {
-        dump::config_dump_with(self, lds.map(|r| (r, now)), cds.map(|r| (r, now)))
+        dump::config_dump_with(self, lds.map(|r| (r, now)), cds.map(|r| (r, now)), &self.rds, now)
     }
 }
 

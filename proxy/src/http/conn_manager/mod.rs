@@ -242,6 +242,9 @@ enum Closing {
 
 pub struct HttpConnection {
     cfg: Arc<HcmConfig>,
+    /// RDS: the config with new routes, taken at the next request that starts while no
+    /// other is in flight (a request in flight keeps the routes it started with).
+    next_cfg: Option<Arc<HcmConfig>>,
     stats: Arc<HttpStats>,
     pub down: Downstream,
     parser: RequestParser,
@@ -286,6 +289,7 @@ impl HttpConnection {
         let parser = RequestParser::new(Arc::clone(&cfg.settings), tls);
         HttpConnection {
             cfg,
+            next_cfg: None,
             stats,
             down: Downstream {
                 socket,
@@ -320,6 +324,24 @@ impl HttpConnection {
             xfcc_element: None,
             peer_facts: None,
             read_pause: Watermark::default(),
+        }
+    }
+
+    /// The config serving this connection's requests.
+    pub fn cfg(&self) -> &Arc<HcmConfig> {
+        self.next_cfg.as_ref().unwrap_or(&self.cfg)
+    }
+
+    /// RDS updated this connection's routes: `cfg` (the same HCM with the new routes)
+    /// serves the next request that starts with none in flight.
+    pub fn update_routes(&mut self, cfg: Arc<HcmConfig>) {
+        self.next_cfg = Some(cfg);
+    }
+
+    /// Take the routes of an RDS update (between requests only).
+    fn take_new_routes(&mut self) {
+        if let Some(cfg) = self.next_cfg.take() {
+            self.cfg = cfg;
         }
     }
 
@@ -625,6 +647,7 @@ impl HttpConnection {
             Ok(ParseStatus::Complete(meta)) => {
                 self.down.consume_input(meta.head_len);
                 let first_byte = self.head_started.take();
+                self.take_new_routes();
                 self.begin_stream(ctx, meta);
                 // Envoy's stream exists from the request's first byte: its request
                 // timeout and duration count from there.

@@ -407,6 +407,9 @@ impl HttpConnection {
         req: http::Request<RecvStream>,
         respond: SendResponse<Bytes>,
     ) {
+        if h2.active_streams() == 0 {
+            self.take_new_routes();
+        }
         self.requests += 1;
         self.stats.downstream_rq_total.inc();
         self.stats.downstream_rq_http2_total.inc();

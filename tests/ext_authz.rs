@@ -425,7 +425,32 @@ fn partial_request_body(backend: Backend) {
     assert_eq!(origin.seen()[1].body, b"tiny");
 }
 
+/// `with_request_body` on an HTTP/2 client's stream: the service gets the body, the
+/// origin gets it after the OK; over `max_request_bytes` is 413.
+fn request_body_over_http2(backend: Backend) {
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let auth = AuthServer::serve(net.listen(), &[]);
+    let (web, authz) = ([origin.addr], [auth.acceptor.addr]);
+    let clusters = [
+        ClusterAt { name: "web", endpoints: &web, extra: "" },
+        ClusterAt { name: "authz", endpoints: &authz, extra: "" },
+    ];
+    let p = HttpProxy::start(&net, BODY_VHOSTS, &clusters, "", &body_filter("max_request_bytes: 16"), 1);
+    let conn = net.connect(p.proxy().target(p.listen_addr())).expect("connect");
+    let mut c = sluice_e2e::h2_client::H2Client::handshake(conn).expect("handshake");
+    let r = c.request("POST", "/h2", &[("authorization", "Bearer good")], b"over h2").expect("response");
+    assert_eq!(r.status, 200);
+    assert_eq!(auth.checks()[0].body, b"over h2");
+    assert_eq!(origin.seen()[0].body, b"over h2");
+    let r = c.request("POST", "/h2", &[("authorization", "Bearer good")], &[b'z'; 64]).expect("response");
+    assert_eq!(r.status, 413);
+    assert_eq!(auth.count(), 1);
+    assert_eq!(origin.requests(), 1);
+}
+
 on_both_backends!(
+    request_body_over_http2,
     request_body_to_http_service,
     partial_request_body,
     allowed_denied_and_per_route,

@@ -6,9 +6,9 @@
 //!
 //! Names that must refer to something are checked here, with Envoy's messages:
 //! "Required provider ['x'] is not configured." and "Wrong requirement_name: x. It
-//! should be one of [a,b]". Keys come from `local_jwks` only: `remote_jwks` needs an
-//! asynchronous HTTP client on the worker, which sluice does not have yet, and is
-//! rejected; so are the features that need filter state, the route cache or a token
+//! should be one of [a,b]". Keys come from `local_jwks` only: `remote_jwks` (a fetch
+//! through the worker's async client and a per-worker cache) is not implemented yet and
+//! is rejected; so are the features that need filter state, the route cache or a token
 //! cache (`filter_state_rules`, `clear_route_cache`, `jwt_cache_config`) and the
 //! provider fields whose failure statuses sluice cannot confirm against Envoy
 //! (`subjects`, `failed_status_in_metadata`).
@@ -114,7 +114,7 @@ impl JwtProvider {
         f.unsupported_because(
             d,
             "remote_jwks",
-            "`remote_jwks` needs an asynchronous HTTP client on the worker, which sluice does not have yet; \
+            "`remote_jwks` (fetching and caching keys through a cluster) is not supported yet; \
              put the keys in `local_jwks` (inline_string or filename)",
         );
         let local_jwks: Option<DataSource> = f.opt(d, "local_jwks");

@@ -264,3 +264,30 @@ fn an_async_outcome_resumes_the_stopped_filter() {
     assert!(fm.decoded());
     assert_eq!(entries(&log), ["a:decode_headers", "b:decode_headers"]);
 }
+
+/// `StopIterationAndWatermark` from the filter holding the headers: its chunk is kept
+/// and no more body goes to the filters; when its async answer continues the chain,
+/// the kept body goes on from the next filter (ext_authz's `with_request_body`).
+#[test]
+fn a_watermark_keeps_the_body_until_the_async_answer() {
+    use crate::http::async_client::Failure;
+    let log = Log::default();
+    let mut fm = FilterManager::new(4);
+    let mut a = Probe::new("a", &log);
+    a.headers = HeadersStatus::StopIteration;
+    a.data = DataStatus::StopIterationAndWatermark;
+    fm.start([a, Probe::new("b", &log)], 4);
+    let mut head = RequestHead::default();
+    let now = Instant::now();
+    assert_eq!(fm.decode_headers(&mut head, false, &cx(now), 1), Decoded::Stopped);
+    assert!(!fm.holds_request_body());
+    assert_eq!(fm.decode_data(b"abcdefgh".to_vec(), false, 1), DataOutcome::Held, "kept past the limit");
+    assert!(fm.holds_request_body());
+    assert!(!fm.wants_request_body(), "no more body to the filters");
+    assert_eq!(fm.on_async_complete(0, 0, Err(Failure::Reset), &mut head, false, &cx(now), 2), Decoded::Continue);
+    assert_eq!(fm.resume_data(false, 3), DataOutcome::Continue(b"abcdefgh".to_vec()));
+    assert_eq!(
+        entries(&log),
+        ["a:decode_headers", "a:decode_data:8:false", "b:decode_headers", "b:decode_data:8:false"]
+    );
+}

@@ -114,8 +114,11 @@ impl std::fmt::Debug for WorkerLua {
     }
 }
 
+/// A worker's states: by script id, with the script (dropped with its config).
+type WorkerStates = Vec<(Weak<LuaCode>, u64, Rc<WorkerLua>)>;
+
 thread_local! {
-    static STATES: RefCell<Vec<(Weak<LuaCode>, u64, Rc<WorkerLua>)>> = const { RefCell::new(Vec::new()) };
+    static STATES: RefCell<WorkerStates> = const { RefCell::new(Vec::new()) };
 }
 
 impl LuaCode {

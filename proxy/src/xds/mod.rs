@@ -27,6 +27,7 @@
 //! the routes): open connections stay and take the new routes for their next request.
 
 pub mod dump;
+pub mod grpc;
 pub mod rds;
 pub mod watch;
 
@@ -123,15 +124,6 @@ pub struct FileXds {
 pub type Apply<'a> = dyn FnMut(&Bootstrap, String) -> Result<(), Vec<String>> + 'a;
 
 impl FileXds {
-    /// The subscriptions of `bootstrap`'s `dynamic_resources` (None without them), each
-    /// with its file read once. A file that is bad at start is logged and counted and
-    /// the config starts without its resources, as Envoy's does.
-    pub fn start(bootstrap: &Bootstrap, stats: &Subscriptions, now: SystemTime) -> Option<FileXds> {
-        let dr = bootstrap.dynamic_resources.as_ref()?;
-        if dr.ads_config.is_some() {
-            // Served by the ADS client (`grpc::AdsXds`).
-            return None;
-        }
     /// The subscriptions of `bootstrap`'s `dynamic_resources` and of its static
     /// listeners' `rds` (None without either), each with its file read once (`started`:
     /// the monotonic time of that, for RDS's initial fetch timeout). A file that is bad
@@ -139,6 +131,11 @@ impl FileXds {
     /// Envoy's does.
     pub fn start(bootstrap: &Bootstrap, stats: &Subscriptions, now: SystemTime, started: Instant) -> Option<FileXds> {
         let dr = bootstrap.dynamic_resources.clone();
+        if dr.as_ref().is_some_and(|d| d.ads_config.is_some()) {
+            // Served by the ADS client (`grpc::AdsXds`); the validator refuses RDS files
+            // beside it.
+            return None;
+        }
         if dr.is_none() && rds::uses(&bootstrap.listeners).is_empty() {
             return None;
         }

@@ -116,12 +116,12 @@ impl RouteFilterTable {
                 });
             }
             let route_metadata = vh.routes.iter().map(|r| r.metadata.clone()).collect();
-            vhosts.push(VhostFilters { own, routes, cors: vh.cors.clone().map(Arc::new), route_cors, route_metadata });
             vhosts.push(VhostFilters {
                 own,
                 routes,
                 cors: vh.cors.clone().map(Arc::new),
                 route_cors,
+                route_metadata,
                 rate_limits: Arc::new(RateLimitPolicy::new(&vh.rate_limits)),
                 route_rate_limits,
             });

@@ -198,6 +198,7 @@ impl AdsXds {
             cds_path: "CDS",
             endpoints: &[],
             ads_endpoints: endpoints,
+            routes: &[],
         };
         xds::compose(&self.bootstrap, &dynamic).map_err(|e| e.iter().map(ToString::to_string).collect())
     }

@@ -69,7 +69,7 @@ impl Decode for ConfigSource {
         f.unsupported_because(
             d,
             "initial_fetch_timeout",
-            "`initial_fetch_timeout` applies to control-plane subscriptions; a file source is read at start",
+            "`initial_fetch_timeout` is not supported: a file source is read at start, and sluice's ADS subscriptions do not time out their first fetch",
         );
         let ads = f.take("ads");
         if let Some(n) = ads {

@@ -231,7 +231,7 @@ fn ads_lifecycle(api_type: &str) {
     wait_stat(admin, "control_plane.connected_state", |v| v == 1);
     wait_stat(admin, "listener_manager.lds.update_success", |v| v >= 1);
     wait_stat(admin, "cluster_manager.cds.update_success", |v| v >= 1);
-    wait_stat(admin, "cluster_manager.eds.update_success", |v| v >= 1);
+    wait_stat(admin, "cluster.web.update_success", |v| v >= 1);
     if api_type == "GRPC" {
         cp.wait_request("the LDS ACK of version 1", |v| {
             v["type_url"] == LISTENER && v["version_info"] == "1" && v["error"].is_null()

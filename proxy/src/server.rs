@@ -510,7 +510,11 @@ impl MainLoop {
             }
             Ok(())
         };
-        x.poll(SystemTime::now(), &mut apply)
+        let applied = x.poll(SystemTime::now(), &mut apply);
+        if applied {
+            x.register(stats);
+        }
+        applied
     }
 
     /// Re-read swapped disk layers; when the runtime snapshot or the config changed

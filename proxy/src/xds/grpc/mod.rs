@@ -13,8 +13,9 @@
 //! `response_nonce` of the response); a bad one is NACKed with the previous
 //! `version_info` and an `error_detail` whose message holds the validator's
 //! path-and-line errors, and the resources in force keep serving. Stats as Envoy's:
-//! `listener_manager.lds.*`, `cluster_manager.cds.*`, `cluster_manager.eds.*` (sluice
-//! counts EDS for the subscription, not per cluster), `control_plane.connected_state`.
+//! `listener_manager.lds.*`, `cluster_manager.cds.*`, `cluster.<name>.update_*` for
+//! each EDS cluster (one subscription's counts, shared by the clusters that use it),
+//! `control_plane.connected_state`.
 //!
 //! Subscriptions: LDS and CDS are wildcard; EDS names the `service_name` (or name) of
 //! every EDS cluster in force whose `eds_config` is `ads: {}`, re-sent when CDS changes
@@ -48,7 +49,6 @@ use stream::{Event, Outgoing};
 
 const LDS: &str = "listener_manager.lds";
 const CDS: &str = "cluster_manager.cds";
-const EDS: &str = "cluster_manager.eds";
 /// `google.rpc.Code.INVALID_ARGUMENT`, Envoy's code for a rejected update.
 const INVALID_ARGUMENT: i32 = 3;
 
@@ -170,7 +170,7 @@ impl AdsXds {
             node_sent: false,
             lds: dr.lds_config.as_ref().filter(|s| s.ads).map(|_| Sub::new(xds::LISTENER_TYPE, scope(subs, LDS), true)),
             cds: dr.cds_config.as_ref().filter(|s| s.ads).map(|_| Sub::new(xds::CLUSTER_TYPE, scope(subs, CDS), true)),
-            eds: Sub::new(xds::ENDPOINTS_TYPE, scope(subs, EDS), false),
+            eds: Sub::new(xds::ENDPOINTS_TYPE, Arc::default(), false),
             config,
             control_plane,
         }))
@@ -495,14 +495,21 @@ impl AdsXds {
         applied
     }
 
-    /// Register the subscriptions' stats in `stats`.
+    /// Register the subscriptions' stats in `stats`: LDS and CDS under their prefixes,
+    /// EDS under `cluster.<name>.` of every cluster in force that takes its endpoints
+    /// from the stream (as Envoy counts an EDS subscription per cluster).
     pub fn register(&self, stats: &Store) {
-        for s in [self.lds.as_ref().map(|s| (LDS, &s.stats)), self.cds.as_ref().map(|s| (CDS, &s.stats))]
-            .into_iter()
-            .flatten()
-            .chain([(EDS, &self.eds.stats)])
-        {
-            stats.subscriptions.insert(s.0, Arc::clone(s.1));
+        if let Some(s) = &self.lds {
+            stats.subscriptions.insert(LDS, Arc::clone(&s.stats));
+        }
+        if let Some(s) = &self.cds {
+            stats.subscriptions.insert(CDS, Arc::clone(&s.stats));
+        }
+        let dynamic = self.cds.as_ref().map(Sub::active).unwrap_or_default();
+        for c in self.bootstrap.clusters.iter().chain(dynamic.iter()) {
+            if c.eds_cluster_config.as_ref().is_some_and(|e| e.eds_config.ads) {
+                stats.subscriptions.insert(&format!("cluster.{}", c.stat_name()), Arc::clone(&self.eds.stats));
+            }
         }
     }
 }

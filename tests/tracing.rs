@@ -559,6 +559,7 @@ fn metadata_custom_tags_read_request_route_cluster_and_host_metadata(backend: Ba
         filters,
         web: "    metadata: { filter_metadata: { ns: { tier: gold, n: 2.5, l: [1, \"x\"] } } }\n",
         web_endpoint_metadata: "{ filter_metadata: { ns: { zone: z1 } } }",
+        collector: "",
     };
     for provider in [ZIPKIN, OTEL] {
         let s = Setup::start_with(&net, &format!("{provider}{tags}"), collector.addr, &extra);

@@ -100,7 +100,7 @@ fn providers_and_their_options() {
     assert_eq!(hs.request_headers_to_append, vec![("authorization".to_string(), "k".to_string())]);
 
     let grpc = format!(
-        "          tracing: {{provider: {OTEL}, grpc_service: {{envoy_grpc: {{cluster_name: zipkin}}, timeout: 3s}}}}}}}}}}\n"
+        "          tracing: {{provider: {OTEL}, grpc_service: {{envoy_grpc: {{cluster_name: zipkin}}, timeout: 3s}}}}}}}}\n"
     );
     let h = hcm(&config(&grpc, ""));
     let Some(TracingProvider::OpenTelemetry(o)) = h.tracing.and_then(|t| t.provider) else { panic!("otel") };

@@ -41,18 +41,21 @@ fn file_sources_decode_and_compose_with_static_resources() {
     let dr = b.dynamic_resources.clone().unwrap();
     assert_eq!(
         dr.lds_config,
-        Some(ConfigSource { path: "/tmp/lds.yaml".into(), watched_directory: Some("/tmp".into()), ads: false })
-    );
-    assert_eq!(dr.cds_config, Some(ConfigSource { path: "/tmp/cds.yaml".into(), watched_directory: None, ads: false }));
         Some(ConfigSource {
             path: "/tmp/lds.yaml".into(),
             watched_directory: Some("/tmp".into()),
+            ads: false,
             initial_fetch_timeout: None
         })
     );
     assert_eq!(
         dr.cds_config,
-        Some(ConfigSource { path: "/tmp/cds.yaml".into(), watched_directory: None, initial_fetch_timeout: None })
+        Some(ConfigSource {
+            path: "/tmp/cds.yaml".into(),
+            watched_directory: None,
+            ads: false,
+            initial_fetch_timeout: None
+        })
     );
     let (lds, _) = decode_resources::<Listener>(LDS, LISTENER_TYPE).unwrap();
     let (cds, _) = decode_resources::<Cluster>(CDS, CLUSTER_TYPE).unwrap();

@@ -209,4 +209,3 @@ on_both_backends!(
 );
 // Not over HTTP/2: every case here writes raw HTTP/1.1 bytes slowly or half-closes the socket
 // (HTTP/2's per-stream timeouts are covered by tests/http2.rs).
-

@@ -130,3 +130,4 @@ fn stdout_json_and_sigusr1_reopens_a_rotated_file() {
 }
 
 on_both_backends!(default_format_file_and_filtered_json);
+// Not over HTTP/2: the case sends a raw chunked HTTP/1.1 request and checks HTTP/1.1 fields.

@@ -27,6 +27,15 @@ on_both_backends!(
     absolute_form_without_a_path_is_routed_as_slash,
 );
 
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1). Not over HTTP/2: the
+// normalize/merge/escaped-slash cases and absolute_form send raw HTTP/1.1 request lines
+// (paths an HTTP/2 client library would not send as is); escaped_slashes_unescape_and_redirect too.
+sluice_e2e::over_http2!(
+    strip_matching_host_port_only_strips_the_listener_port,
+    strip_any_host_port_strips_every_port,
+    strip_trailing_host_dot_changes_vhost_selection,
+);
+
 /// Virtual hosts: `h.test` forwards `/a/b` (exactly) and `/` to the origin (cluster
 /// `web`); `10.1.2.3` answers `ip`; anything else answers `star`. Inside `h.test`, a
 /// path that is not `/a/b` but starts with `/a/` answers `other-a` so that a missed

@@ -132,6 +132,13 @@ on_both_backends!(
     a_route_disables_it_and_the_older_cors_field_applies,
 );
 
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1).
+sluice_e2e::over_http2!(
+    preflight_is_answered_by_the_proxy,
+    disallowed_origins_get_no_cors_headers,
+    a_route_disables_it_and_the_older_cors_field_applies,
+);
+
 /// The browser's preflight as curl sends it, over a kernel socket.
 #[test]
 fn curl_preflight() {

@@ -73,3 +73,6 @@ fn a_route_in_shadow_mode_only_counts(backend: Backend) {
 }
 
 on_both_backends!(cross_origin_writes_are_refused, a_route_in_shadow_mode_only_counts);
+
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1).
+sluice_e2e::over_http2!(cross_origin_writes_are_refused, a_route_in_shadow_mode_only_counts,);

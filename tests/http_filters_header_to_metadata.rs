@@ -106,3 +106,6 @@ fn headers_become_dynamic_metadata(backend: Backend) {
 }
 
 on_both_backends!(headers_become_dynamic_metadata);
+
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1).
+sluice_e2e::over_http2!(headers_become_dynamic_metadata,);

@@ -103,3 +103,6 @@ fn not_enforced_only_counts(backend: Backend) {
 }
 
 on_both_backends!(bucket_empties_to_429, not_enforced_only_counts);
+
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1).
+sluice_e2e::over_http2!(bucket_empties_to_429, not_enforced_only_counts,);

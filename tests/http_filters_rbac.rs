@@ -107,6 +107,9 @@ fn a_disabled_filter_runs_where_a_route_enables_it(backend: Backend) {
 
 on_both_backends!(policies_allow_and_deny, a_disabled_filter_runs_where_a_route_enables_it);
 
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1).
+sluice_e2e::over_http2!(policies_allow_and_deny, a_disabled_filter_runs_where_a_route_enables_it,);
+
 /// mTLS identities (kernel sockets, the binary): `authenticated.principal_name` matches
 /// the client certificate's URI SAN, `requested_server_name` the SNI; a client
 /// without a certificate, or with another identity, is denied.

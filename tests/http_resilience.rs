@@ -283,3 +283,16 @@ on_both_backends!(
     fault_abort_and_delay_with_header_matchers,
     circuit_breaker_overflow_is_503_with_x_envoy_overloaded,
 );
+
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1).
+sluice_e2e::over_http2!(
+    retry_to_success_on_another_host,
+    retries_exhausted_return_the_last_response,
+    connect_failures_are_retried_per_header_policy,
+    backoff_timing_is_jittered_within_bounds,
+    route_timeout_gives_504_and_alt_response_204,
+    per_try_timeouts_bound_total_time,
+    mirror_gets_a_shadow_host_and_a_dead_shadow_changes_nothing,
+    fault_abort_and_delay_with_header_matchers,
+    circuit_breaker_overflow_is_503_with_x_envoy_overloaded,
+);

@@ -244,3 +244,12 @@ on_both_backends!(
     retriable_status_codes_and_header_names_come_from_request_headers,
     rq_total_counts_every_request_the_router_decodes,
 );
+
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1).
+sluice_e2e::over_http2!(
+    a_hedged_per_try_timeout_keeps_the_first_try_and_the_first_answer_wins,
+    a_retry_budget_limits_concurrent_retries,
+    respect_expected_rq_timeout_makes_the_egress_timeout_the_route_timeout,
+    retriable_status_codes_and_header_names_come_from_request_headers,
+    rq_total_counts_every_request_the_router_decodes,
+);

@@ -25,6 +25,19 @@ on_both_backends!(
     forwarding_preserves_method_body_and_query,
 );
 
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1).
+sluice_e2e::over_http2!(
+    virtual_host_selection_follows_envoys_order,
+    every_match_kind,
+    case_sensitive_prefix_by_default,
+    route_actions_rewrite_and_forward,
+    redirects_and_direct_responses,
+    header_mutations_at_every_level,
+    weighted_clusters_split_within_tolerance,
+    router_errors_use_envoys_statuses_and_bodies,
+    forwarding_preserves_method_body_and_query,
+);
+
 /// Run the bootstrap `yaml`, whose HTTP listener is at `listen` (from
 /// [`Net::proxy_listen_addr`]), with `workers` workers; returns the proxy and a client of
 /// that listener. For a bootstrap [`HttpProxy::start`] cannot build.

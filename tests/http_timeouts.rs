@@ -207,3 +207,5 @@ on_both_backends!(
     slow_upload_within_route_timeout_succeeds,
     client_fin_resets_the_upstream_request,
 );
+// Not over HTTP/2: every case here writes raw HTTP/1.1 bytes slowly or half-closes the socket
+// (HTTP/2's per-stream timeouts are covered by tests/http2.rs).

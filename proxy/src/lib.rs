@@ -11,6 +11,8 @@ pub mod buffer;
 pub mod cli;
 pub mod conn_table;
 pub mod filter_chain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod histogram;
 pub mod http;
 pub mod listener;

@@ -120,7 +120,19 @@ impl H2Client {
     /// Start `method path` with `headers` and `body` (sent as the window allows when the
     /// request is finished).
     pub fn start(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Pending {
-        let mut req = http::Request::builder().method(method).uri(format!("http://sluice.test{path}"));
+        self.start_at("sluice.test", method, path, headers, body)
+    }
+
+    /// [`H2Client::start`] with `:authority` `authority`.
+    pub fn start_at(
+        &mut self,
+        authority: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Pending {
+        let mut req = http::Request::builder().method(method).uri(format!("http://{authority}{path}"));
         for (n, v) in headers {
             req = req.header(*n, *v);
         }

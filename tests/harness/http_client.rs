@@ -1,11 +1,16 @@
 //! A raw HTTP/1.1 client for tests: exact bytes out, parsed responses in, over a
-//! connection on either backend (see [`crate::conn`]).
+//! connection on either backend (see [`crate::conn`]). On a thread that chose
+//! [`Protocol::Http2`] (the cases of `over_http2!`) the same [`Client::request`] goes
+//! out as an HTTP/2 stream (prior knowledge) and its response comes back in the same
+//! [`Response`], with version `HTTP/2`.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::conn::Conn;
+use crate::h2_client::H2Client;
 use crate::localhost;
 
 /// How long a read waits for the server.
@@ -34,10 +39,39 @@ impl Response {
     }
 }
 
+/// The protocol [`Client`]s speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    /// HTTP/2 with prior knowledge: requests become streams on one connection.
+    Http2,
+}
+
+thread_local! {
+    static PROTOCOL: Cell<Protocol> = const { Cell::new(Protocol::Http1) };
+}
+
+impl Protocol {
+    /// Clients made on this thread (this test) from now on speak `self`.
+    pub fn use_on_this_thread(self) {
+        PROTOCOL.with(|p| p.set(self));
+    }
+
+    /// The protocol of this thread's clients.
+    pub fn current() -> Protocol {
+        PROTOCOL.with(Cell::get)
+    }
+}
+
+/// HTTP/1-only framing headers an HTTP/2 request must not carry (RFC 9113 §8.2.2).
+const CONNECTION_SPECIFIC: [&str; 5] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
+
 /// One client connection.
 pub struct Client {
     pub stream: Conn,
     buf: Vec<u8>,
+    /// The HTTP/2 connection, on a clone of `stream` ([`Protocol::Http2`]).
+    h2: Option<Box<H2Client>>,
 }
 
 impl Client {
@@ -55,18 +89,53 @@ impl Client {
     }
 
     /// A client on `stream` (e.g. from `backend::Net::connect`).
+    /// Speaks this thread's [`Protocol`].
     pub fn over(stream: Conn) -> Client {
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
-        Client { stream, buf: Vec::new() }
+        let h2 = (Protocol::current() == Protocol::Http2).then(|| {
+            let conn = stream.try_clone().expect("a second handle on the connection");
+            Box::new(H2Client::handshake(conn).expect("HTTP/2 handshake with the proxy"))
+        });
+        Client { stream, buf: Vec::new(), h2 }
+    }
+
+    /// The protocol this client speaks.
+    pub fn protocol(&self) -> Protocol {
+        if self.h2.is_some() {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        }
     }
 
     pub fn send(&mut self, raw: &[u8]) {
+        assert!(self.h2.is_none(), "raw HTTP/1 bytes on an HTTP/2 client: the case does not apply to HTTP/2");
         self.stream.write_all(raw).unwrap();
     }
 
     /// Send a request with `host: test` unless a host is given, and read the response.
+    /// Over HTTP/2 the host is the `:authority` and connection-specific headers are left
+    /// out; a reset stream panics as a closed HTTP/1 connection does.
     pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        if let Some(h2) = self.h2.as_mut() {
+            let authority =
+                headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("host")).map_or("test", |(_, v)| *v).to_string();
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .filter(|(n, _)| {
+                    !n.eq_ignore_ascii_case("host") && !CONNECTION_SPECIFIC.iter().any(|c| n.eq_ignore_ascii_case(c))
+                })
+                .copied()
+                .collect();
+            let pending = h2.start_at(&authority, method, path, &headers, body);
+            let r = h2.finish(pending).unwrap_or_else(|e| panic!("HTTP/2 response: {e}"));
+            let headers = r
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()));
+            return Response { version: "HTTP/2".into(), status: r.status, headers: headers.collect(), body: r.body };
+        }
         let mut raw = format!("{method} {path} HTTP/1.1\r\n");
         if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
             raw.push_str("host: test\r\n");
@@ -99,6 +168,7 @@ impl Client {
 
     /// Read one response (interim 1xx responses are returned too).
     pub fn read_response(&mut self, head_request: bool) -> io::Result<Response> {
+        assert!(self.h2.is_none(), "HTTP/1 response parsing on an HTTP/2 client: the case does not apply to HTTP/2");
         let head_end = loop {
             if let Some(i) = find(&self.buf, b"\r\n\r\n") {
                 break i;

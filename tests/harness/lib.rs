@@ -2,7 +2,8 @@
 //!
 //! Every helper cleans up after itself on drop (processes are killed by PID, files
 //! removed, threads joined), also when a test panics. Tests that run on both datapaths
-//! use [`backend::Net`] and [`on_both_backends!`].
+//! use [`backend::Net`] and [`on_both_backends!`]; the HTTP ones that mean the same over
+//! HTTP/2 also run there through [`over_http2!`].
 
 pub mod backend;
 pub mod config;
@@ -91,6 +92,34 @@ macro_rules! on_both_backends {
             $(
                 #[test]
                 fn $case() {
+                    super::$case($crate::backend::Backend::Smol)
+                }
+            )*
+        }
+    };
+}
+
+/// Run each named case, a `fn(Backend)` in scope, again over HTTP/2 (prior knowledge)
+/// on both backends: `kernel_h2::CASE` and `smol_h2::CASE`. Every
+/// [`http_client::Client`] the case opens speaks HTTP/2 (see
+/// [`http_client::Protocol`]); origins and assertions are the case's own.
+#[macro_export]
+macro_rules! over_http2 {
+    ($($case:ident),* $(,)?) => {
+        mod kernel_h2 {
+            $(
+                #[test]
+                fn $case() {
+                    $crate::http_client::Protocol::Http2.use_on_this_thread();
+                    super::$case($crate::backend::Backend::Kernel)
+                }
+            )*
+        }
+        mod smol_h2 {
+            $(
+                #[test]
+                fn $case() {
+                    $crate::http_client::Protocol::Http2.use_on_this_thread();
                     super::$case($crate::backend::Backend::Smol)
                 }
             )*

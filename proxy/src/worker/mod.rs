@@ -298,7 +298,17 @@ impl<S: Stack> Worker<S> {
     /// One round of the event loop. `Some(deadline)`: the worker is done and lingers
     /// until `deadline` (see [`Worker::linger`]).
     fn turn(&mut self, events: &mut Events) -> io::Result<Option<Instant>> {
-        let now = Instant::now();
+        self.turn_with_clock(events, &Instant::now)
+    }
+
+    /// [`Worker::turn`] reading the time from `clock` (the fuzzing harness runs the
+    /// worker on a virtual clock).
+    pub(crate) fn turn_with_clock(
+        &mut self,
+        events: &mut Events,
+        clock: &dyn Fn() -> Instant,
+    ) -> io::Result<Option<Instant>> {
+        let now = clock();
         let mut timeout = self.timers.timeout(now);
         if !self.ready.is_empty() || !self.ready_listeners.is_empty() {
             timeout = Some(Duration::ZERO);
@@ -313,7 +323,7 @@ impl<S: Stack> Worker<S> {
         if self.control.runtime.version() != self.runtime_version {
             (self.runtime_version, self.runtime) = self.control.runtime.current();
         }
-        let now = Instant::now();
+        let now = clock();
         for ev in events.iter() {
             let t = ev.token();
             // The peer's FIN or RST is in: no further event will come for it.
@@ -341,8 +351,8 @@ impl<S: Stack> Worker<S> {
 
         self.retire_generations(now);
         if self.control.stop.load(Ordering::Relaxed) {
-            self.abort_all(Instant::now());
-            return Ok(Some(Instant::now() + ABORT_LINGER));
+            self.abort_all(clock());
+            return Ok(Some(clock() + ABORT_LINGER));
         }
         if self.control.listeners_drained.load(Ordering::Relaxed) && self.listen_sockets.iter().any(Option::is_some) {
             self.close_listeners();
@@ -359,13 +369,30 @@ impl<S: Stack> Worker<S> {
                 tracing::debug!(worker = self.id, "drained");
                 return Ok(Some(self.drain_deadline.unwrap_or(now).max(now + ABORT_LINGER)));
             }
-            if self.drain_deadline.is_some_and(|d| Instant::now() >= d) {
+            if self.drain_deadline.is_some_and(|d| clock() >= d) {
                 tracing::warn!(worker = self.id, open = self.conns.len(), "drain time over: closing open connections");
-                self.abort_all(Instant::now());
-                return Ok(Some(Instant::now() + ABORT_LINGER));
+                self.abort_all(clock());
+                return Ok(Some(clock() + ABORT_LINGER));
             }
         }
         Ok(None)
+    }
+
+    /// Open connections, and the bytes of buffer the largest HTTP connection among
+    /// them holds (the fuzzing harness's memory bound).
+    pub(crate) fn connections(&self) -> (usize, usize) {
+        let mut largest = 0;
+        for k in self.conns.keys() {
+            if let Some(Entry { conn: Conn::Http(h), .. }) = self.conns.get(k) {
+                largest = largest.max(h.buffered_capacity());
+            }
+        }
+        (self.conns.len(), largest)
+    }
+
+    /// Connections or listeners wait for another round without a new event.
+    pub(crate) fn has_ready_work(&self) -> bool {
+        !self.ready.is_empty() || !self.ready_listeners.is_empty()
     }
 
     /// After an event batch: slots freed during it (connections, and the upstream pool

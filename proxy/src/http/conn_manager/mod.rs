@@ -281,6 +281,13 @@ pub struct HttpConnection {
 }
 
 impl HttpConnection {
+    /// Bytes of buffer this connection holds for its client: the socket's input and
+    /// output and, over HTTP/2, the codec's and its streams' (the fuzzing harness
+    /// bounds it).
+    pub fn buffered_capacity(&self) -> usize {
+        self.down.buffered_capacity() + self.h2.as_ref().map_or(0, |h| h.buffered_capacity())
+    }
+
     pub fn new(cfg: Arc<HcmConfig>, stats: Arc<HttpStats>, conn: Accepted, now: Instant) -> HttpConnection {
         let Accepted { socket, peer, local, original_dst, transport } = conn;
         stats.downstream_cx_total.inc();

@@ -88,6 +88,9 @@ pub struct Http2Connection {
     spare: Vec<Box<Stream>>,
     /// The graceful GOAWAY sequence started.
     goaway: bool,
+    /// When the first GOAWAY went out, until the final one does (`drain_timeout`
+    /// later at the latest, see `timeouts.rs`).
+    goaway_started: Option<Instant>,
     /// When the connection last had no stream.
     idle_since: Instant,
     /// When `h2` finished with the connection: its last frames may take until
@@ -135,6 +138,7 @@ impl Http2Connection {
             streams: Vec::new(),
             spare: Vec::new(),
             goaway: false,
+            goaway_started: None,
             idle_since: now,
             closed_at: None,
             close_now: false,
@@ -146,6 +150,12 @@ impl Http2Connection {
     /// Streams in progress.
     pub fn active_streams(&self) -> usize {
         self.streams.len()
+    }
+
+    /// Bytes of buffer held: `h2`'s input and output, each stream's body queues.
+    pub fn buffered_capacity(&self) -> usize {
+        let b = self.bufs.lock();
+        b.input.capacity() + b.out.capacity() + self.streams.iter().map(|s| s.io.buffered_capacity()).sum::<usize>()
     }
 
     /// Poll `h2`'s connection: finish the handshake, then accept new streams.
@@ -192,7 +202,7 @@ impl Http2Connection {
     }
 
     /// Start the graceful GOAWAY sequence (once).
-    fn start_goaway(&mut self) -> bool {
+    fn start_goaway(&mut self, now: Instant) -> bool {
         if self.goaway {
             return false;
         }
@@ -200,6 +210,7 @@ impl Http2Connection {
             State::Open(conn) => {
                 conn.graceful_shutdown();
                 self.goaway = true;
+                self.goaway_started = Some(now);
                 true
             }
             State::Handshaking(_) => false,
@@ -257,7 +268,7 @@ impl HttpConnection {
             }
             // The connection's drain, or the worker's drainClose() for this round: the
             // GOAWAY sequence (HTTP/1 would answer `connection: close`).
-            if (self.draining || ctx.draining) && h2.start_goaway() {
+            if (self.draining || ctx.draining) && h2.start_goaway(ctx.now) {
                 self.stats.http2_goaway_sent.inc();
                 progress = true;
             }

@@ -54,7 +54,7 @@ impl HttpConnection {
             {
                 if now >= h2.idle_since + t {
                     self.stats.downstream_cx_idle_timeout.inc();
-                    if h2.start_goaway() {
+                    if h2.start_goaway(now) {
                         self.stats.http2_goaway_sent.inc();
                     } else {
                         // No HTTP/2 session to say GOAWAY on (the handshake never
@@ -63,6 +63,20 @@ impl HttpConnection {
                         h2.close_now = true;
                     }
                 }
+            }
+        }
+        // Envoy's drain timer (`startDrainSequence` → `onDrainTimeout`): `drain_timeout`
+        // after the first GOAWAY the final one goes out, whether or not the client
+        // answered the PING; then the connection closes once its streams are done. A
+        // client that never acknowledges would otherwise hold it open for ever.
+        if let Some(at) = h2.goaway_started {
+            if now >= at + self.cfg.drain_timeout && h2.streams.is_empty() {
+                if let State::Open(conn) = &mut h2.state {
+                    conn.abrupt_shutdown(Reason::NO_ERROR);
+                } else {
+                    h2.close_now = true;
+                }
+                h2.goaway_started = None;
             }
         }
         if let Some(t) = self.cfg.max_connection_duration {
@@ -146,6 +160,9 @@ impl HttpConnection {
         }
         if let Some(at) = h2.closed_at {
             consider(Some(at + self.cfg.delayed_close_timeout.unwrap_or(super::CLOSE_GRACE)));
+        }
+        if let Some(at) = h2.goaway_started {
+            consider(Some(at + self.cfg.drain_timeout));
         }
         if h2.streams.is_empty() && !h2.goaway {
             consider(

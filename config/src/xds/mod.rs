@@ -106,14 +106,21 @@ impl Decode for ConfigSource {
                 d.error(ErrorKind::Invalid, path, line, "give one of `path_config_source` and `ads`, not both");
                 return None;
             }
-            return Some(ConfigSource { path: String::new(), watched_directory: None, ads: true, initial_fetch_timeout });
+            return Some(ConfigSource {
+                path: String::new(),
+                watched_directory: None,
+                ads: true,
+                initial_fetch_timeout,
+            });
         }
         match (legacy, source) {
             (Some(_), Some(_)) => {
                 d.error(ErrorKind::Invalid, path, line, "give either `path` or `path_config_source`, not both");
                 None
             }
-            (Some(path), None) => Some(ConfigSource { path, watched_directory: None, ads: false, initial_fetch_timeout }),
+            (Some(path), None) => {
+                Some(ConfigSource { path, watched_directory: None, ads: false, initial_fetch_timeout })
+            }
             (None, Some(s)) => Some(ConfigSource { initial_fetch_timeout, ..s }),
             (None, None) => {
                 d.error(

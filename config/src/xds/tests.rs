@@ -135,9 +135,8 @@ resources:
         cds_path: "",
         endpoints: &files,
         ads_endpoints: &[],
+        routes: &[],
     };
-    let dynamic =
-        Dynamic { listeners: &[], clusters: &cds.items, lds_path: "", cds_path: "", endpoints: &files, routes: &[] };
     let all = compose(&b, &dynamic).unwrap();
     assert_eq!(all.clusters[1].load_assignment.endpoint_count(), 1);
     // Without a file, no hosts (not an error).

@@ -24,8 +24,8 @@ use sluice_stack::{Events, Interest, SocketId, Stack, Token};
 
 use crate::access_log::AccessLogBuffer;
 use crate::conn_table::ConnTable;
-use crate::http::async_client::detached::decode_detached_key;
 use crate::filter_chain::Selected;
+use crate::http::async_client::detached::decode_detached_key;
 use crate::http::conn_manager::{Accepted, HttpConnection};
 use crate::http::date::DateCache;
 use crate::listener::active_socket::{ActiveSocket, Outcome};

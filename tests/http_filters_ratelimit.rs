@@ -93,10 +93,11 @@ impl Drop for Killed {
 /// The grpcio rate limit service: the process, its port and its request lines.
 fn rate_limit_service(dir: &std::path::Path) -> (Killed, u16, Receiver<String>) {
     use std::process::{Command, Stdio};
-    let works = || Command::new("python3").args(["-c", "import grpc"]).status().is_ok_and(|s| s.success());
+    let works =
+        || Command::new("python3").args(["-c", "import grpc, google.protobuf"]).status().is_ok_and(|s| s.success());
     if !works() {
-        let _ = Command::new("pip3").args(["install", "-q", "--break-system-packages", "grpcio"]).status();
-        assert!(works(), "python3 `grpc` missing and `pip3 install grpcio` failed");
+        let _ = Command::new("pip3").args(["install", "-q", "--break-system-packages", "grpcio", "protobuf"]).status();
+        assert!(works(), "python3 `grpc`/`protobuf` missing and `pip3 install grpcio protobuf` failed");
     }
     let protos = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ratelimit_protos");
     let set = dir.join("rls.pb");

@@ -39,10 +39,12 @@ struct ControlPlane {
 
 impl ControlPlane {
     fn start(port: u16) -> ControlPlane {
-        let works = || Command::new("python3").args(["-c", "import grpc"]).status().is_ok_and(|s| s.success());
+        let works =
+            || Command::new("python3").args(["-c", "import grpc, google.protobuf"]).status().is_ok_and(|s| s.success());
         if !works() {
-            let _ = Command::new("pip3").args(["install", "-q", "--break-system-packages", "grpcio"]).status();
-            assert!(works(), "python3 `grpc` missing and `pip3 install grpcio` failed");
+            let _ =
+                Command::new("pip3").args(["install", "-q", "--break-system-packages", "grpcio", "protobuf"]).status();
+            assert!(works(), "python3 `grpc`/`protobuf` missing and `pip3 install grpcio protobuf` failed");
         }
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let script = root.join("xds_ads/control_plane.py");

@@ -147,7 +147,8 @@ fn failed_upstream_connects_leave_no_pool_slots_behind() {
     );
     assert_eq!(g.pool.slots.len(), 0, "no upstream connection is left");
     // Freed slots are reused after each event batch, so the tables hold at most what
-    // one batch had open and freed (a few dozen here), never one slot per connect.
-    assert!(slots <= N / 5, "the pool's slot table grew to {slots} slots after {N} failed connects");
-    assert!(w.conns.capacity() <= N / 5, "connection table grew to {}", w.conns.capacity());
+    // one batch had open and freed (a few dozen here; 69 seen on a loaded machine, where
+    // a batch runs longer), never one slot per connect.
+    assert!(slots <= N / 3, "the pool's slot table grew to {slots} slots after {N} failed connects");
+    assert!(w.conns.capacity() <= N / 3, "connection table grew to {}", w.conns.capacity());
 }

@@ -22,6 +22,7 @@ use rustls::{ClientConnection, StreamOwned};
 use sluice_e2e::backend::{Backend, Net};
 use sluice_e2e::config::{http_at, ClusterAt};
 use sluice_e2e::conn::Conn;
+use sluice_e2e::http_client::Protocol;
 use sluice_e2e::http_origin::{HttpOrigin, Seen};
 use sluice_e2e::http_proxy::HttpProxy;
 use sluice_e2e::on_both_backends;
@@ -44,8 +45,8 @@ on_both_backends!(
 
 // Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1). Not over HTTP/2:
 // custom_header_extension_detects_and_rejects (raw bytes), xfcc_in_every_mode_on_an_mtls_listener
-// (TLS listener, not prior knowledge); scheme_follows_a_trusted_x_forwarded_proto fails over
-// HTTP/2 (its assertion at line ~386, not investigated yet).
+// (TLS listener, not prior knowledge). scheme_follows_a_trusted_x_forwarded_proto has its
+// own HTTP/2 expectations (the client's `:scheme` is kept).
 sluice_e2e::over_http2!(
     documented_xff_examples,
     trusted_hops_beyond_the_list_fall_back_to_the_peer,
@@ -56,6 +57,7 @@ sluice_e2e::over_http2!(
     edge_requests_get_a_new_request_id,
     server_header_transformation_as_envoy,
     scheme_header_transformation_overwrites,
+    scheme_follows_a_trusted_x_forwarded_proto,
 );
 
 /// One virtual host to cluster `web` that adds the trusted client address as `x-client`.
@@ -372,7 +374,10 @@ fn scheme_header_transformation_overwrites(backend: Backend) {
 
 /// `:scheme` of an origin-form request comes from `x-forwarded-proto` when that header
 /// is trusted (Envoy's mutateRequestHeaders: a valid XFP, else the transport), and from
-/// the transport when sluice overwrote it.
+/// the transport when sluice overwrote it. Over HTTP/2 the request carries its own
+/// `:scheme`, which Envoy trusts and keeps ("For HTTP/2, and HTTP/3, incoming :scheme
+/// headers are trusted", headers docs; mutateRequestHeaders only fills a missing one):
+/// `x-forwarded-proto` does not change it, and `https` sent in plaintext stays `https`.
 fn scheme_follows_a_trusted_x_forwarded_proto(backend: Backend) {
     let net = Net::new(backend);
     let routes = "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\", headers: [{ name: \":scheme\", string_match: { exact: https } }] }\n    direct_response: { status: 200, body: { inline_string: https } }\n  - match: { prefix: \"/\" }\n    direct_response: { status: 200, body: { inline_string: other } }\n";
@@ -384,9 +389,50 @@ fn scheme_follows_a_trusted_x_forwarded_proto(backend: Backend) {
     ] {
         let p = HttpProxy::start(&net, routes, &[], hcm, "", 1);
         let mut c = p.client();
-        let want = if trusted { "https" } else { "other" };
+        let h2 = c.protocol() == Protocol::Http2;
+        let want = if trusted && !h2 { "https" } else { "other" };
         assert_eq!(c.request("GET", "/", &https, b"").text(), want, "{hcm:?} with x-forwarded-proto: https");
         assert_eq!(c.get("/").text(), "other", "{hcm:?}: plaintext without x-forwarded-proto");
+        if h2 {
+            let conn = net.connect(p.proxy().target(p.listen_addr())).expect("connect to the proxy");
+            assert_eq!(h2_body_with_https_scheme(conn), "https", "{hcm:?}: the client's :scheme https is kept");
+        }
+    }
+}
+
+/// `GET /` over HTTP/2 with `:scheme: https` on a plaintext connection (raw frames: the
+/// test's HTTP/2 client always sends `http` there); the response body.
+fn h2_body_with_https_scheme(mut conn: Conn) -> String {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    const SETTINGS_ACK: &[u8] = &[0, 0, 0, 4, 1, 0, 0, 0, 0];
+    // HPACK: `:method GET` (2), `:scheme https` (7), `:path /` (4), `:authority t`.
+    let block = [0x82, 0x87, 0x84, 0x41, 0x01, b't'];
+    let mut out = PREFACE.to_vec();
+    out.extend_from_slice(SETTINGS_ACK);
+    out.extend_from_slice(&[0, 0, block.len() as u8, 1, 5, 0, 0, 0, 1]);
+    out.extend_from_slice(&block);
+    conn.write_all(&out).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let (mut buf, mut body, mut chunk) = (Vec::new(), Vec::new(), [0u8; 4096]);
+    loop {
+        let n = conn.read(&mut chunk).expect("frames");
+        assert!(n > 0, "closed before the response ended");
+        buf.extend_from_slice(&chunk[..n]);
+        while buf.len() >= 9 {
+            let len = ((buf[0] as usize) << 16) | ((buf[1] as usize) << 8) | buf[2] as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            let (ty, flags, stream) = (buf[3], buf[4], u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]));
+            assert!(ty != 3 && ty != 7, "reset or GOAWAY: {:?}", &buf[..9 + len]);
+            if ty == 0 && stream == 1 {
+                body.extend_from_slice(&buf[9..9 + len]);
+                if flags & 1 == 1 {
+                    return String::from_utf8_lossy(&body).into_owned();
+                }
+            }
+            buf.drain(..9 + len);
+        }
     }
 }
 

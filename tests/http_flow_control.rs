@@ -246,3 +246,8 @@ fn slow_origin_pauses_the_upload(backend: Backend) {
 }
 
 on_both_backends!(slow_reader_is_bounded_by_buffer_limits, slow_origin_pauses_the_upload);
+// Not over HTTP/2: both cases drive raw HTTP/1.1 sockets and the connection-level
+// watermarks; HTTP/2's per-stream windows have their own cases in tests/http2.rs
+// (slow_reader_pauses_the_upstream_and_gets_every_byte,
+// reader_that_never_opens_its_window_is_reset) and tests/http2_attacks.rs
+// (zero_window_readers_do_not_pin_memory).

@@ -264,3 +264,15 @@ on_both_backends!(
     a_body_over_the_buffer_limit_is_not_redirected,
     an_http2_client_is_redirected_too,
 );
+
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1);
+// an_http2_client_is_redirected_too is HTTP/2 already.
+sluice_e2e::over_http2!(
+    a_redirect_is_followed_to_another_route_and_cluster,
+    the_chain_is_bounded_by_max_internal_redirects,
+    see_other_turns_the_request_into_a_get,
+    unlisted_codes_cross_scheme_and_bad_locations_pass_to_the_client,
+    previous_routes_stops_a_loop,
+    allow_listed_routes_and_safe_cross_scheme_predicates,
+    a_body_over_the_buffer_limit_is_not_redirected,
+);

@@ -50,3 +50,5 @@ fn previous_hosts_sends_the_retry_to_the_other_host(backend: Backend) {
 }
 
 on_both_backends!(previous_hosts_sends_the_retry_to_the_other_host);
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1).
+sluice_e2e::over_http2!(previous_hosts_sends_the_retry_to_the_other_host);

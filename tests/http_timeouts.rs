@@ -207,5 +207,9 @@ on_both_backends!(
     slow_upload_within_route_timeout_succeeds,
     client_fin_resets_the_upstream_request,
 );
+// Not over HTTP/2: every case writes raw HTTP/1.1 bytes (partial heads, a trickled
+// body, a half-close); HTTP/2's stream idle and request timeouts and client resets are
+// covered by tests/http2.rs (stream_timeouts_and_client_resets_end_one_stream,
+// stalled_handshake_is_closed_by_idle_timeout, idle_connection_gets_goaway).
 // Not over HTTP/2: every case here writes raw HTTP/1.1 bytes slowly or half-closes the socket
 // (HTTP/2's per-stream timeouts are covered by tests/http2.rs).

@@ -19,6 +19,7 @@ mod http2;
 mod http2_attacks;
 mod http2_tls;
 mod http2_upstream;
+mod http2_upstream_auto;
 mod http2_upstream_tls;
 mod http_compression;
 mod http_edge_path;

@@ -17,6 +17,7 @@ mod grpc;
 mod grpc_web;
 mod http2;
 mod http2_attacks;
+mod http2_stream_ids;
 mod http2_tls;
 mod http2_upstream;
 mod http2_upstream_auto;

@@ -292,15 +292,14 @@ on_both_backends!(
     per_host_counters_count_successes_errors_and_timeouts,
 );
 
-// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1). Not over HTTP/2:
-// success_rate_ejects_the_host_far_below_the_mean,
-// failure_percentage_ejects_the_host_above_the_threshold and the two local_origin_*
-// rate cases need their 90 requests inside one detector interval (0.5-1 s), and the
-// test's HTTP/2 client spends a few read timeouts (5 ms each) per request: they failed
-// for that, not for the proxy (h2load through sluice answers in ~0.2 ms per request).
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1).
 sluice_e2e::over_http2!(
     an_origin_answering_503_is_ejected_under_consecutive_5xx,
     gateway_failures_eject_where_a_500_does_not,
+    success_rate_ejects_the_host_far_below_the_mean,
+    failure_percentage_ejects_the_host_above_the_threshold,
+    local_origin_failure_percentage_ejects_a_host_that_refuses,
+    local_origin_success_rate_ejects_a_host_that_refuses,
     split_external_local_origin_errors_decides_what_consecutive_5xx_sees,
     per_host_counters_count_successes_errors_and_timeouts,
 );

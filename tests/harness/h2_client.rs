@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -25,14 +26,36 @@ const READ_SLICE: Duration = Duration::from_millis(5);
 /// How long a test waits for the proxy before the request fails.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// The transport: reads wait a short slice, then answer `Pending`; writes block.
-pub struct Blocking(pub Conn);
+/// The transport: reads wait a short slice, then answer `Pending`; writes block. A read
+/// that follows one that returned bytes, or one asked to be skipped
+/// ([`Blocking::skip_handle`]), answers `Pending` at once, so that the poller sees what
+/// arrived, and `h2` writes what it queued, before a read waits (`h2` reads before it
+/// writes: else every request and every answer would cost a slice).
+pub struct Blocking {
+    conn: Conn,
+    skip_read: Arc<AtomicBool>,
+}
+
+impl Blocking {
+    pub fn new(conn: Conn) -> Blocking {
+        Blocking { conn, skip_read: Arc::default() }
+    }
+
+    /// Set it to make the next read answer `Pending` without waiting.
+    pub fn skip_handle(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.skip_read)
+    }
+}
 
 impl AsyncRead for Blocking {
     fn poll_read(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.0.read(buf.initialize_unfilled()) {
+        if self.skip_read.swap(false, Ordering::Relaxed) {
+            return Poll::Pending;
+        }
+        match self.conn.read(buf.initialize_unfilled()) {
             Ok(n) => {
                 buf.advance(n);
+                self.skip_read.store(n > 0, Ordering::Relaxed);
                 Poll::Ready(Ok(()))
             }
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Poll::Pending,
@@ -43,11 +66,11 @@ impl AsyncRead for Blocking {
 
 impl AsyncWrite for Blocking {
     fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        Poll::Ready(self.0.write(data))
+        Poll::Ready(self.conn.write(data))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.0.flush())
+        Poll::Ready(self.conn.flush())
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -91,6 +114,8 @@ pub struct H2Client {
     conn: Connection<Blocking, Bytes>,
     send: SendRequest<Bytes>,
     waker: Waker,
+    /// The transport's [`Blocking::skip_handle`].
+    skip_read: Arc<AtomicBool>,
 }
 
 impl H2Client {
@@ -99,7 +124,9 @@ impl H2Client {
         let waker = Waker::from(Arc::new(NoopWake));
         let mut cx = Context::from_waker(&waker);
         conn.set_read_timeout(Some(READ_SLICE)).expect("read timeout");
-        let mut hs = Box::pin(h2::client::handshake(Blocking(conn)));
+        let io = Blocking::new(conn);
+        let skip_read = io.skip_handle();
+        let mut hs = Box::pin(h2::client::handshake(io));
         let deadline = Instant::now() + PATIENCE;
         let (send, conn) = loop {
             if let Poll::Ready(r) = hs.as_mut().poll(&mut cx) {
@@ -109,12 +136,12 @@ impl H2Client {
                 return Err(timed_out());
             }
         };
-        Ok(H2Client { conn, send, waker })
+        Ok(H2Client { conn, send, waker, skip_read })
     }
 
     /// Poll `f` until it is ready, driving the connection (blocking reads) meanwhile.
     fn run<T>(&mut self, f: impl FnMut(&mut Context<'_>) -> Poll<T>) -> Result<T, h2::Error> {
-        drive(&mut self.conn, &self.waker, f)
+        drive(&mut self.conn, &self.skip_read, &self.waker, f)
     }
 
     /// Start `method path` with `headers` and `body` (sent as the window allows when the
@@ -137,7 +164,7 @@ impl H2Client {
             req = req.header(*n, *v);
         }
         let req = req.body(()).expect("a valid request");
-        drive(&mut self.conn, &self.waker, |cx| self.send.poll_ready(cx))
+        drive(&mut self.conn, &self.skip_read, &self.waker, |cx| self.send.poll_ready(cx))
             .expect("connection")
             .expect("ready for a request");
         let (response, stream) = self.send.send_request(req, body.is_empty()).expect("send_request");
@@ -157,7 +184,7 @@ impl H2Client {
             .uri(format!("http://sluice.test{path}"))
             .body(())
             .expect("a valid request");
-        drive(&mut self.conn, &self.waker, |cx| self.send.poll_ready(cx))??;
+        drive(&mut self.conn, &self.skip_read, &self.waker, |cx| self.send.poll_ready(cx))??;
         let (response, mut stream) = self.send.send_request(req, false)?;
         if !body.is_empty() {
             stream.send_data(Bytes::copy_from_slice(body), false)?;
@@ -260,19 +287,25 @@ impl H2Client {
 }
 
 /// Poll `f` until it is ready, polling `conn` (which blocks in its reads) in between.
+/// The first poll does not wait in a read: what the caller queued leaves first.
 fn drive<T>(
     conn: &mut Connection<Blocking, Bytes>,
+    skip_read: &AtomicBool,
     waker: &Waker,
     mut f: impl FnMut(&mut Context<'_>) -> Poll<T>,
 ) -> Result<T, h2::Error> {
     let mut cx = Context::from_waker(waker);
     let deadline = Instant::now() + PATIENCE;
+    let mut first = true;
     loop {
         if let Poll::Ready(t) = f(&mut cx) {
             return Ok(t);
         }
         if Instant::now() > deadline {
             return Err(timed_out());
+        }
+        if std::mem::take(&mut first) {
+            skip_read.store(true, Ordering::Relaxed);
         }
         if let Poll::Ready(r) = Pin::new(&mut *conn).poll(&mut cx) {
             r?;

@@ -111,7 +111,7 @@ fn serve(conn: Conn, id: usize, sh: Arc<Shared>, max_streams: Option<u32>) {
     if let Some(n) = max_streams {
         b.max_concurrent_streams(n);
     }
-    let mut hs = Box::pin(b.handshake::<_, Bytes>(Blocking(conn)));
+    let mut hs = Box::pin(b.handshake::<_, Bytes>(Blocking::new(conn)));
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut h = loop {
         match hs.as_mut().poll(&mut cx) {

@@ -2,8 +2,8 @@
 //! request's stream exists from its first byte (slowloris clients are answered 408 and
 //! closed by `stream_idle_timeout`, `request_headers_timeout` answers 408 too), the
 //! route timeout runs from the end of the downstream request (a slow upload within it
-//! succeeds), and a client that closes its side mid-request resets the upstream request
-//! at once (Envoy's RemoteClose).
+//! succeeds, over HTTP/1.1 and HTTP/2), and a client that closes its side mid-request
+//! resets the upstream request at once (Envoy's RemoteClose).
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use sluice_e2e::backend::{Backend, Net};
 use sluice_e2e::config::{forward_all, ClusterAt};
 use sluice_e2e::conn::{Acceptor, Conn};
+use sluice_e2e::h2_client::H2Client;
 use sluice_e2e::http_origin::HttpOrigin;
 use sluice_e2e::http_proxy::HttpProxy;
 use sluice_e2e::on_both_backends;
@@ -151,6 +152,77 @@ fn slow_upload_within_route_timeout_succeeds(backend: Backend) {
     assert_eq!(r.text(), "upstream request timeout");
 }
 
+/// The same over HTTP/2 (raw frames, prior knowledge): the route timeout (0.5 s) starts
+/// when the request stream ends, so a body sent one DATA frame every 100 ms still gets
+/// its answer; once a request is complete, the timeout applies (504).
+fn http2_slow_upload_within_route_timeout_succeeds(backend: Backend) {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    const SETTINGS_ACK: &[u8] = &[0, 0, 0, 4, 1, 0, 0, 0, 0];
+    let frame = |ty: u8, flags: u8, payload: &[u8]| {
+        let mut f = vec![0, 0, payload.len() as u8, ty, flags, 0, 0, 0, 1];
+        f.extend_from_slice(payload);
+        f
+    };
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "o");
+    let endpoints = [origin.addr];
+    let clusters = [ClusterAt { name: "web", endpoints: &endpoints, extra: "" }];
+    let vhosts =
+        "- name: m\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    route: { cluster: web, timeout: 0.5s }\n";
+    let p = HttpProxy::start(&net, vhosts, &clusters, "", "", 1);
+    let mut c = net.connect(p.proxy().target(p.listen_addr())).expect("connect to the proxy");
+    let t = Instant::now();
+    // HEADERS (END_HEADERS only): `:method POST`, `:scheme http`, `:path /upload`,
+    // `:authority t`, `content-length: 10`.
+    let mut block = vec![0x83, 0x86, 0x04, 7];
+    block.extend_from_slice(b"/upload");
+    block.extend_from_slice(&[0x41, 0x01, b't', 0x0f, 0x0d, 0x02]);
+    block.extend_from_slice(b"10");
+    let mut out = PREFACE.to_vec();
+    out.extend_from_slice(SETTINGS_ACK);
+    out.extend_from_slice(&frame(1, 4, &block));
+    c.write_all(&out).unwrap();
+    for i in 0..10u8 {
+        std::thread::sleep(Duration::from_millis(100));
+        c.write_all(&frame(0, u8::from(i == 9), &[b'0' + i])).unwrap();
+    }
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (mut buf, mut body, mut status, mut chunk) = (Vec::new(), Vec::new(), None, [0u8; 16384]);
+    'read: loop {
+        let n = c.read(&mut chunk).expect("frames");
+        assert!(n > 0, "closed before the response ended");
+        buf.extend_from_slice(&chunk[..n]);
+        while buf.len() >= 9 {
+            let len = ((buf[0] as usize) << 16) | ((buf[1] as usize) << 8) | buf[2] as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            let (ty, flags, stream) = (buf[3], buf[4], u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]));
+            assert!(ty != 3 && ty != 7, "reset or GOAWAY: {:?}", &buf[..9 + len]);
+            if stream == 1 && ty == 1 {
+                status = buf.get(9).copied();
+            }
+            if stream == 1 && ty == 0 {
+                body.extend_from_slice(&buf[9..9 + len]);
+            }
+            let end = stream == 1 && (ty == 0 || ty == 1) && flags & 1 == 1;
+            buf.drain(..9 + len);
+            if end {
+                break 'read;
+            }
+        }
+    }
+    assert!(t.elapsed() > Duration::from_millis(900), "the upload was not slow: {:?}", t.elapsed());
+    let text = String::from_utf8_lossy(&body);
+    // HPACK static index 8: `:status 200`.
+    assert_eq!(status, Some(0x88), "{text}");
+    assert!(text.ends_with("\n0123456789"), "{text}");
+    let conn = net.connect(p.proxy().target(p.listen_addr())).expect("connect to the proxy");
+    let mut h2 = H2Client::handshake(conn).expect("HTTP/2 handshake");
+    let r = h2.get("/delay/3000");
+    assert_eq!((r.status, r.text().as_str()), (504, "upstream request timeout"));
+}
+
 /// An origin that reads a request head and never answers; reports when the proxy's
 /// side of each connection ended (EOF or reset).
 fn silent_origin(net: &Net) -> (Acceptor, mpsc::Receiver<Instant>) {
@@ -206,10 +278,12 @@ on_both_backends!(
     request_headers_timeout_answers_408,
     slow_upload_within_route_timeout_succeeds,
     client_fin_resets_the_upstream_request,
+    http2_slow_upload_within_route_timeout_succeeds,
 );
-// Not over HTTP/2: every case writes raw HTTP/1.1 bytes (partial heads, a trickled
-// body, a half-close); HTTP/2's stream idle and request timeouts and client resets are
-// covered by tests/http2.rs (stream_timeouts_and_client_resets_end_one_stream,
+// Not over HTTP/2 through over_http2!: every case writes raw HTTP/1.1 bytes (partial
+// heads, a trickled body, a half-close). The slow upload has its HTTP/2 twin above;
+// HTTP/2's stream idle and request timeouts and client resets are covered by
+// tests/http2.rs (stream_timeouts_and_client_resets_end_one_stream,
 // stalled_handshake_is_closed_by_idle_timeout, idle_connection_gets_goaway).
 // Not over HTTP/2: every case here writes raw HTTP/1.1 bytes slowly or half-closes the socket
 // (HTTP/2's per-stream timeouts are covered by tests/http2.rs).

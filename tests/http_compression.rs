@@ -364,3 +364,12 @@ on_both_backends!(
     the_decompressor_works_both_ways,
     the_buffer_filter_bounds_requests
 );
+
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1). Not over HTTP/2:
+// the_buffer_filter_bounds_requests (it writes a raw HTTP/1.1 request).
+sluice_e2e::over_http2!(
+    accept_encoding_picks_the_compressor,
+    envoys_skip_rules,
+    a_strong_etag_becomes_weak_and_routes_disable,
+    the_decompressor_works_both_ways,
+);

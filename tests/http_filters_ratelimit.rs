@@ -333,3 +333,6 @@ fn service_down(backend: Backend) {
 }
 
 on_both_backends!(service_down);
+
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1).
+sluice_e2e::over_http2!(service_down,);

@@ -312,6 +312,18 @@ on_both_backends!(
     listener_connection_limit_from_runtime,
 );
 
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1). Not over HTTP/2:
+// the two connection-limit cases (they hold connections open with raw HTTP/1.1 bytes).
+sluice_e2e::over_http2!(
+    upstream_use_retry_gates_retries,
+    weighted_clusters_read_runtime_weights,
+    circuit_breaker_limits_from_runtime,
+    runtime_fraction_flips_without_reload,
+    runtime_fraction_flips_on_a_disk_layer_swap,
+    maintenance_mode_answers_503_with_uo,
+    fault_percent_and_status_from_runtime,
+);
+
 /// The binary with an admin server on `admin`, `runtime` under `layered_runtime:`,
 /// FLIP_ROUTES to origins `a` and `b`.
 fn binary_config(port: u16, admin: u16, a: u16, b: u16, runtime: &str) -> String {

@@ -107,6 +107,12 @@ on_both_backends!(
     consecutive_5xx_from_runtime_moves_the_threshold,
 );
 
+// Over HTTP/2 as well (prior knowledge; the origins stay HTTP/1.1).
+sluice_e2e::over_http2!(
+    enforcing_consecutive_5xx_from_runtime_stops_and_restores_ejection,
+    consecutive_5xx_from_runtime_moves_the_threshold,
+);
+
 /// The binary, its admin server's `POST /runtime_modify` and `/clusters`.
 #[test]
 fn binary_runtime_modify_flips_enforcing_consecutive_5xx() {

@@ -3,9 +3,9 @@
 //! on the connection: a HEADERS frame on any further stream ID (which can only be
 //! lower) is a connection error, and the proxy ends the connection with GOAWAY
 //! PROTOCOL_ERROR naming 2^31-1 as the last stream it processed, as Envoy's codec
-//! (nghttp2: "request HEADERS: invalid stream_id") does, counted in
-//! `http2.rx_messaging_error`. Other clients on the worker are served meanwhile, and the
-//! client is served again on a new connection.
+//! (nghttp2: "request HEADERS: invalid stream_id") does, counted as Envoy counts a
+//! codec protocol error (`downstream_cx_protocol_error`). Other clients on the worker
+//! are served meanwhile, and the client is served again on a new connection.
 //!
 //! Upstream, sluice's HTTP/2 client never gets near the end of the ID space: a
 //! connection takes at most `min(max_requests_per_connection, 2^29)` streams (Envoy's
@@ -101,7 +101,7 @@ fn the_last_stream_id_is_served_and_the_next_stream_is_goaway(backend: Backend) 
     }
     let paths: Vec<String> = origin.seen().iter().map(|s| s.path.clone()).collect();
     assert!(["/first", "/last"].iter().all(|p| paths.iter().any(|s| s == p)), "{paths:?}");
-    assert_eq!(p.counter("http.ingress.http2.rx_messaging_error"), 0);
+    assert_eq!(p.counter("http.ingress.downstream_cx_protocol_error"), 0);
 
     // The IDs are used up: any further stream is a connection error.
     c.send(&raw_get(3, "/no-id-left"));
@@ -112,7 +112,8 @@ fn the_last_stream_id_is_served_and_the_next_stream_is_goaway(backend: Backend) 
     let code = u32::from_be_bytes([goaway.3[4], goaway.3[5], goaway.3[6], goaway.3[7]]);
     assert_eq!((last, code), (LAST_STREAM_ID, PROTOCOL_ERROR), "GOAWAY {goaway:?}");
     assert!(!origin.seen().iter().any(|s| s.path == "/no-id-left"), "the refused stream reached the origin");
-    assert_eq!(p.counter("http.ingress.http2.rx_messaging_error"), 1);
+    assert_eq!(p.counter("http.ingress.downstream_cx_protocol_error"), 1);
+    assert_eq!(p.counter("http.ingress.http2.rx_messaging_error"), 0, "no header or messaging error");
 
     // Others were not disturbed, and the client is served on a new connection.
     assert_eq!(good.get("/after").status, 200);

@@ -23,8 +23,11 @@
 //! with carries the reason but not the GOAWAY's debug data. The debug data (the
 //! strings above) is read off the GOAWAY frame `h2` writes: [`GoawayWatch`] follows
 //! the frame boundaries of the connection's output. Any other connection error the
-//! codec detected itself (a frame-level PROTOCOL_ERROR and the like) is counted as
-//! `http2.rx_messaging_error`.
+//! codec detected itself (a frame-level PROTOCOL_ERROR, a stream ID that went
+//! backwards, and the like) is counted as Envoy counts a codec protocol error:
+//! `downstream_cx_protocol_error` (Envoy's `onInvalidFrame` counts
+//! `http2.rx_messaging_error` only for header and messaging errors, which end one
+//! stream, not the connection).
 
 use std::collections::VecDeque;
 
@@ -149,7 +152,7 @@ pub(super) fn count(stats: &HttpStats, e: &h2::Error, goaway: &GoawayWatch) {
         b"too_many_continuations" | b"header_list_way_too_large" => stats.http2_header_overflow.inc(),
         b"too_many_data_frames" => stats.http2_inbound_empty_frames_flood.inc(),
         b"too_many_internal_resets" => stats.http2_outbound_control_flood.inc(),
-        _ => stats.http2_rx_messaging_error.inc(),
+        _ => stats.downstream_cx_protocol_error.inc(),
     }
 }
 

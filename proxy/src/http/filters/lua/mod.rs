@@ -27,8 +27,12 @@
 //! [`request`] runs `envoy_on_request` over the decoder hooks, [`response`]
 //! `envoy_on_response` over the encoder hooks.
 //!
+//! Trailers end a `bodyChunks()` loop (the iterator stops, `trailers()` answers).
+//!
 //! Not in sluice: `httpCall()` from `envoy_on_response`, and after `body()` in the
-//! request flow (both Lua errors); `dynamicMetadata():get` sees what this filter set.
+//! request flow (both Lua errors); `dynamicMetadata():get` sees what this filter set;
+//! request trailers after the script resumed the stream from a data hook pass the
+//! filter by (the filter manager's `decode_trailers` runs only once decoding is done).
 
 mod handle;
 mod request;

@@ -195,7 +195,9 @@ impl LuaStream {
 
     pub(super) fn decode_trailers(&mut self, trailers: &mut HeaderMap, cb: &mut FilterCallbacks) -> TrailersStatus {
         let Some(run) = self.req.as_mut() else { return TrailersStatus::Continue };
-        if run.wait != Some(Wait::Trailers) {
+        // A script in `trailers()`, or in `bodyChunks()` waiting for a chunk that the
+        // trailers tell it will not come (the iterator ends; `trailers()` then answers).
+        if !matches!(run.wait, Some(Wait::Trailers | Wait::Chunk)) {
             return TrailersStatus::Continue;
         }
         let shared = Rc::clone(&run.shared);

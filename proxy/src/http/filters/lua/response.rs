@@ -133,7 +133,8 @@ impl LuaStream {
         let Some(run) = self.resp.as_mut() else { return TrailersStatus::Continue };
         let shared = Rc::clone(&run.shared);
         match run.wait {
-            Some(Wait::Trailers) => {
+            // In `trailers()`, or in `bodyChunks()` past the last chunk.
+            Some(Wait::Trailers | Wait::Chunk) => {
                 {
                     let mut s = shared.borrow_mut();
                     s.trailers = Some(std::mem::take(trailers));

@@ -479,10 +479,29 @@ cls = lambda n: message_factory.GetMessageClass(pool.FindMessageTypeByName(n))
 CheckRequest = cls("envoy.service.auth.v3.CheckRequest")
 CheckResponse = cls("envoy.service.auth.v3.CheckResponse")
 
+USERS = {"token1": "user1", "token2": "user2", "token3": "user3"}
+
+def example_check(http):
+    # Envoy's examples/ext_authz grpc-service (auth/v3/auth.go): a known bearer token
+    # gets `x-current-user` (append false); anything else PERMISSION_DENIED, no body.
+    resp = CheckResponse()
+    f = http.headers.get("authorization", "").split()
+    if len(f) == 2 and f[0] == "Bearer" and f[1] in USERS:
+        h = resp.ok_response.headers.add()
+        h.append.value = False
+        h.header.key, h.header.value = "x-current-user", USERS[f[1]]
+        resp.status.code = 0
+    else:
+        resp.status.code = 7
+    return resp.SerializeToString()
+
 def check(raw, ctx):
     req = CheckRequest.FromString(raw)
     a = req.attributes
     http = a.request.http
+    if sys.argv[2:] == ["example"]:
+        print(json.dumps({"path": http.path}), flush=True)
+        return example_check(http)
     print(json.dumps({"method": http.method, "path": http.path, "host": http.host, "protocol": http.protocol,
                       "headers": dict(http.headers), "ext": dict(a.context_extensions),
                       "source": a.source.address.socket_address.address,
@@ -527,6 +546,12 @@ impl Drop for Killed {
 
 /// The grpcio authorization server: the process, its port and its check lines.
 fn grpc_authz_server(dir: &std::path::Path) -> (Killed, u16, std::sync::mpsc::Receiver<String>) {
+    grpc_authz_server_as(dir, "test")
+}
+
+/// The grpcio authorization server with the logic `mode` picks: `test` (this file's
+/// checks) or `example` (Envoy's examples/ext_authz gRPC service).
+fn grpc_authz_server_as(dir: &std::path::Path, mode: &str) -> (Killed, u16, std::sync::mpsc::Receiver<String>) {
     use std::process::{Command, Stdio};
     let works =
         || Command::new("python3").args(["-c", "import grpc, google.protobuf"]).status().is_ok_and(|s| s.success());
@@ -545,7 +570,7 @@ fn grpc_authz_server(dir: &std::path::Path) -> (Killed, u16, std::sync::mpsc::Re
     assert!(out.status.success(), "protoc: {}", String::from_utf8_lossy(&out.stderr));
     let mut child = Killed(
         Command::new("python3")
-            .args(["-c", PY_AUTHZ, set.to_str().unwrap()])
+            .args(["-c", PY_AUTHZ, set.to_str().unwrap(), mode])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -748,4 +773,47 @@ fn envoy_ext_authz_http_example_behaves_as_its_readme() {
     let r = c.request("GET", "/service", &[("authorization", "Bearer token1")], b"");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(origin.seen()[0].header("x-current-user"), Some("user1"));
+}
+
+/// Envoy's examples/ext_authz `config/grpc-service/v3.yaml`, unchanged but for
+/// addresses, against a grpcio server with the example's authorization logic (its
+/// `auth/grpc-service`, users token1..3): no token is `403 Forbidden` (verify.sh), a
+/// known `Authorization: Bearer token1` reaches the upstream with `x-current-user:
+/// user1`, an unknown token is 403 too. The checks go over HTTP/2 (the cluster's
+/// `http2_protocol_options`).
+#[test]
+fn envoy_ext_authz_grpc_example_behaves_as_its_readme() {
+    use sluice_e2e::{free_port, proxy::Proxy};
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, auth_port, checks) = grpc_authz_server_as(dir.path(), "example");
+    let origin = HttpOrigin::start("upstream-service");
+    let port = free_port();
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("envoy_examples/ext_authz-grpc-service.yaml");
+    let yaml = std::fs::read_to_string(path)
+        .unwrap()
+        .replace(
+            "address: 0.0.0.0\n        port_value: 8000",
+            &format!("address: 127.0.0.1\n        port_value: {port}"),
+        )
+        .replace(
+            "address: upstream-service\n                port_value: 8080",
+            &format!("address: 127.0.0.1\n                port_value: {}", origin.port()),
+        )
+        .replace(
+            "address: ext_authz-grpc-service\n                port_value: 9001",
+            &format!("address: 127.0.0.1\n                port_value: {auth_port}"),
+        );
+    assert!(!yaml.contains("address: upstream-service") && !yaml.contains("address: ext_authz-grpc-service"));
+    let _proxy = Proxy::start(&yaml, &[]);
+    let mut c = sluice_e2e::http_client::Client::connect(port);
+    let r = c.get("/service");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(origin.requests(), 0);
+    assert!(checks.recv_timeout(Duration::from_secs(5)).expect("a check").contains("/service"));
+    let r = c.request("GET", "/service", &[("authorization", "Bearer token1")], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(origin.seen()[0].header("x-current-user"), Some("user1"));
+    let r = c.request("GET", "/service", &[("authorization", "Bearer token9")], b"");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(origin.requests(), 1);
 }

@@ -425,3 +425,145 @@ fn envoy_rbac_example_behaves_as_its_readme() {
     assert!(stats.contains("http.ingress_http.rbac.denied: 1"), "{stats}");
     assert!(stats.contains("http.ingress_http.rbac.allowed: 1"), "{stats}");
 }
+
+/// examples/gzip's service (its service.py, in Rust): `/file.json` (application/json)
+/// and `/file.txt` (text/plain) answer the same JSON text; `POST /upload` answers `OK`
+/// with `transferred-size` (the body bytes it received) and `content-encoding-seen`.
+fn gzip_service(conn: sluice_e2e::conn::Conn) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let Ok(write) = conn.try_clone() else { return };
+    let mut r = BufReader::new(conn);
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push(line.trim_end().to_ascii_lowercase());
+    }
+    let header = |n: &str| head.iter().find_map(|h| h.strip_prefix(&format!("{n}: ")).map(str::to_string));
+    let mut body = Vec::new();
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).unwrap();
+            body.extend_from_slice(&chunk[..n]);
+            if n == 0 {
+                break;
+            }
+        }
+    } else if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        r.read_exact(&mut body).unwrap();
+    }
+    let path = head[0].split(' ').nth(1).unwrap_or("/").to_string();
+    let (ctype, answer, extra) = match path.as_str() {
+        "/file.json" => ("application/json", gzip_example_json(), String::new()),
+        "/file.txt" => ("text/plain", gzip_example_json(), String::new()),
+        _ => (
+            "text/plain",
+            b"OK".to_vec(),
+            format!(
+                "transferred-size: {}\r\ncontent-encoding-seen: {}\r\n",
+                body.len(),
+                header("content-encoding").unwrap_or_else(|| "none".into())
+            ),
+        ),
+    };
+    let mut w = write;
+    let _ = write!(
+        w,
+        "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n",
+        answer.len()
+    );
+    let _ = w.write_all(&answer);
+}
+
+/// The example's file.json: JSON text, 200 KiB or so.
+fn gzip_example_json() -> Vec<u8> {
+    let items: Vec<String> = (0..3000)
+        .map(|i| format!("{{\"id\": {i}, \"name\": \"item {i}\", \"tags\": [\"t{}\", \"u{}\"]}}", i % 17, i % 5))
+        .collect();
+    format!("[{}]", items.join(",\n")).into_bytes()
+}
+
+/// examples/gzip (Envoy's gzip-envoy.yaml, kept as tests/envoy_examples/gzip.yaml): on
+/// the service listener (10000) `/file.json` comes back gzip-compressed to `Accept-Encoding:
+/// gzip` and `/file.txt` (text/plain) does not; a gzip upload (in the decompressor's
+/// 9-bit window) reaches the service decompressed; the stats listener (9902) compresses `/stats/prometheus`. Gzip's
+/// `memory_level: 3` and `window_bits: 10` shape the stream. Adjustments, through
+/// substitution only: the listener, stats and admin ports, and the `service:8080`
+/// endpoint.
+#[test]
+fn envoy_gzip_example_behaves_as_its_readme() {
+    use std::io::Read;
+    let service = TcpOrigin::start(gzip_service);
+    let (port, stats_port, admin_port) = (free_port(), free_port(), free_port());
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("envoy_examples/gzip.yaml");
+    let yaml = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("port_value: 10000", &format!("port_value: {port}"))
+        .replace("port_value: 9902", &format!("port_value: {stats_port}"))
+        .replace("port_value: 9901", &format!("port_value: {admin_port}"))
+        .replace(
+            "address: service\n                port_value: 8080",
+            &format!("address: 127.0.0.1\n                port_value: {}", service.port()),
+        );
+    let _proxy = Proxy::start(&yaml, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    // curl -i -H "Accept-Encoding: gzip", the body kept raw.
+    let fetch = |port: u16, path: &str, file: &std::path::Path| {
+        let out = Command::new("curl")
+            .args(["-sS", "-D", "-", "--max-time", "10", "-H", "Accept-Encoding: gzip", "-o"])
+            .arg(file)
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .output()
+            .expect("run curl");
+        assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+    };
+    let gz = dir.path().join("file.gz");
+    let h = fetch(port, "/file.json", &gz);
+    assert!(h.starts_with("http/1.1 200"), "{h}");
+    assert!(h.contains("\r\ncontent-encoding: gzip\r\n"), "{h}");
+    let compressed = std::fs::read(&gz).unwrap();
+    let mut back = Vec::new();
+    flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut back).unwrap();
+    assert_eq!(back, gzip_example_json(), "the gzip stream decodes to the file");
+    assert!(compressed.len() < back.len() / 4, "{} of {}", compressed.len(), back.len());
+    let h = fetch(port, "/file.txt", &dir.path().join("file.txt"));
+    assert!(h.starts_with("http/1.1 200") && !h.contains("content-encoding"), "text/plain is not listed: {h}");
+
+    // Upload with decompression: the service gets the file itself. The decompressor's
+    // window is 9 bits (512 bytes), smaller than the compressor's 10, so the upload is
+    // gzipped with 9 here: zlib (and sluice) stop at the first match reaching further
+    // back than the window ("invalid distance too far back").
+    let mut z = flate2::Compress::new_gzip(flate2::Compression::new(6), 9);
+    let mut upload = Vec::with_capacity(back.len());
+    let status = z.compress_vec(&back, &mut upload, flate2::FlushCompress::Finish).unwrap();
+    assert_eq!(status, flate2::Status::StreamEnd);
+    let up = dir.path().join("upload.gz");
+    std::fs::write(&up, &upload).unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--max-time", "10", "-X", "POST", "-H", "Content-Encoding: gzip", "--data-binary"])
+        .arg(format!("@{}", up.display()))
+        .arg(format!("http://127.0.0.1:{port}/upload"))
+        .output()
+        .expect("run curl");
+    let t = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(t.starts_with("http/1.1 200"), "{t}");
+    assert!(t.contains(&format!("\r\ntransferred-size: {}\r\n", back.len())), "decompressed upload: {t}");
+    assert!(t.contains("\r\ncontent-encoding-seen: none\r\n"), "{t}");
+
+    let h = fetch(stats_port, "/stats/prometheus", &dir.path().join("stats.gz"));
+    assert!(h.starts_with("http/1.1 200") && h.contains("\r\ncontent-encoding: gzip\r\n"), "{h}");
+    let (_, stats) = curl(admin_port, "GET", "/stats", &[]);
+    assert!(stats.contains("http.ingress_http.compressor.text_optimized.gzip.response.compressed: 2"), "{stats}");
+    assert!(stats.contains("http.ingress_http.decompressor.upload.gzip.request.decompressed: 1"), "{stats}");
+}

@@ -55,10 +55,11 @@ fn gzip_level(level: u32) -> Json {
 impl Dump for CompressorLibrary {
     fn dump(&self) -> Json {
         let tc = match &self.kind {
-            CompressorKind::Gzip { level, window_bits, memory_level, chunk_size } => any(
+            CompressorKind::Gzip { level, strategy, window_bits, memory_level, chunk_size } => any(
                 GZIP_COMPRESSOR_TYPE,
                 Json::obj()
                     .with("compression_level", gzip_level(*level))
+                    .with("compression_strategy", enum_name(*strategy))
                     .with("window_bits", *window_bits)
                     .with("memory_level", *memory_level)
                     .with("chunk_size", *chunk_size),

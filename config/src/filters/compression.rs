@@ -46,9 +46,6 @@ impl Decode for RuntimeFeatureFlag {
 }
 
 /// A `UInt32Value` within Envoy's range, or its default when absent.
-/// The memLevel of sluice's zlib (flate2 over zlib-rs offers no other).
-const ZLIB_MEMORY_LEVEL: u32 = 8;
-
 fn ranged(f: &mut Fields<'_>, d: &mut Decoder, name: &'static str, lo: u32, hi: u32, default: u32) -> u32 {
     let path = f.field_path(name);
     let line = f.line();
@@ -133,6 +130,7 @@ crate::proto_enum! {
 pub enum CompressorKind {
     Gzip {
         level: u32,
+        strategy: GzipStrategy,
         window_bits: u32,
         memory_level: u32,
         chunk_size: u32,
@@ -207,28 +205,12 @@ impl Decode for CompressorLibrary {
         let kind = match t.type_name.as_str() {
             GZIP_COMPRESSOR_TYPE => {
                 let level: GzipLevel = f.or(d, "compression_level", GzipLevel::Default);
-                f.default_only(
-                    d,
-                    "compression_strategy",
-                    GzipStrategy::Default,
-                    "sluice's zlib (zlib-rs through flate2) compresses with the default strategy only",
-                );
-                // zlib's memLevel sizes its hash tables (ratio and memory, never the decoded
-                // bytes); zlib-rs through flate2 fixes it at 8, so only 8 can be honoured.
-                let memory_path = f.field_path("memory_level");
-                let memory_line = f.line();
-                let memory_level = ranged(&mut f, d, "memory_level", 1, 9, ZLIB_MEMORY_LEVEL);
-                if memory_level != ZLIB_MEMORY_LEVEL {
-                    d.error(
-                        ErrorKind::Unsupported,
-                        &memory_path,
-                        memory_line,
-                        format!("sluice's zlib (zlib-rs through flate2) uses memLevel {ZLIB_MEMORY_LEVEL} only"),
-                    );
-                }
+                let strategy = f.or(d, "compression_strategy", GzipStrategy::Default);
+                // Envoy's defaults (gzip/compressor/config.cc): memLevel 5, window bits 12.
+                let memory_level = ranged(&mut f, d, "memory_level", 1, 9, 5);
                 let window_bits = ranged(&mut f, d, "window_bits", 9, 15, 12);
                 let chunk_size = ranged(&mut f, d, "chunk_size", 4096, 65536, 4096);
-                CompressorKind::Gzip { level: level.level(), window_bits, memory_level, chunk_size }
+                CompressorKind::Gzip { level: level.level(), strategy, window_bits, memory_level, chunk_size }
             }
             BROTLI_COMPRESSOR_TYPE => CompressorKind::Brotli {
                 quality: ranged(&mut f, d, "quality", 0, 11, 3),
@@ -356,16 +338,36 @@ mod tests {
     }
 
     #[test]
-    fn gzip_memory_level_is_refused_unless_zlibs_own() {
-        let (k, e) = gzip("      memory_level: 8\n      window_bits: 15\n");
+    fn gzip_memory_level_and_strategy_take_zlibs_ranges_and_envoys_defaults() {
+        use super::GzipStrategy;
+        let (k, e) = gzip("      memory_level: 3\n      window_bits: 10\n      compression_strategy: RLE\n");
         assert!(e.is_empty(), "{e:?}");
-        assert!(matches!(k, Some(CompressorKind::Gzip { memory_level: 8, window_bits: 15, .. })), "{k:?}");
-        let (_, e) = gzip("      memory_level: 3\n");
         assert!(
-            e.iter().any(|e| e.contains("compressor_library.typed_config.memory_level") && e.contains("memLevel 8")),
+            matches!(
+                k,
+                Some(CompressorKind::Gzip { memory_level: 3, window_bits: 10, strategy: GzipStrategy::Rle, .. })
+            ),
+            "{k:?}"
+        );
+        let (_, e) = gzip("      memory_level: 10\n");
+        assert!(
+            e.iter().any(|e| e.contains("compressor_library.typed_config.memory_level") && e.contains("[1, 9]")),
             "{e:?}"
         );
         let (k, e) = gzip("");
-        assert!(e.is_empty() && matches!(k, Some(CompressorKind::Gzip { memory_level: 8, .. })), "{e:?} {k:?}");
+        assert!(e.is_empty(), "{e:?}");
+        assert!(
+            matches!(
+                k,
+                Some(CompressorKind::Gzip {
+                    memory_level: 5,
+                    window_bits: 12,
+                    chunk_size: 4096,
+                    strategy: GzipStrategy::Default,
+                    ..
+                })
+            ),
+            "{k:?}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Streaming compressors and decompressors for the compressor and decompressor
-//! filters (Envoy's `Compression::Compressor` / `Decompressor`): gzip (zlib-rs through
-//! flate2), brotli and zstd.
+//! filters (Envoy's `Compression::Compressor` / `Decompressor`): gzip (zlib-rs: its own
+//! `Deflate` for compression, which takes Envoy's memory level and strategy; flate2 for
+//! decompression), brotli and zstd.
 //!
 //! A compressor takes body chunks as they come and returns what can be sent now: each
 //! call flushes (Envoy's `State::Flush`) so the peer can decode every byte received
@@ -11,12 +12,12 @@
 
 use std::io::Write;
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
-use sluice_config::filters::compression::{BrotliMode, CompressorKind, DecompressorKind, ZstdStrategy};
+use flate2::{Decompress, FlushDecompress, Status};
+use sluice_config::filters::compression::{BrotliMode, CompressorKind, DecompressorKind, GzipStrategy, ZstdStrategy};
 
 /// One stream's compressor.
 pub enum Encoder {
-    Gzip { z: Box<Compress>, chunk: usize },
+    Gzip { z: Box<zlib_rs::Deflate>, chunk: usize },
     Brotli(Option<Box<brotli::CompressorWriter<Vec<u8>>>>),
     Zstd(Option<zstd::stream::write::Encoder<'static, Vec<u8>>>),
 }
@@ -47,12 +48,35 @@ fn zstd_strategy(s: ZstdStrategy) -> Option<zstd::zstd_safe::Strategy> {
     })
 }
 
+/// zlib's `deflateInit2` for Envoy's gzip settings (`ZlibCompressorImpl::init`): the
+/// window bits plus 16 for a gzip header and trailer. `None` outside zlib's ranges (the
+/// config refuses those, so this only guards `Deflate`'s assertion).
+fn gzip_deflate(level: u32, strategy: GzipStrategy, window_bits: u32, memory_level: u32) -> Option<zlib_rs::Deflate> {
+    if level > 9 || !(9..=15).contains(&window_bits) || !(1..=9).contains(&memory_level) {
+        return None;
+    }
+    let strategy = match strategy {
+        GzipStrategy::Default => zlib_rs::Strategy::Default,
+        GzipStrategy::Filtered => zlib_rs::Strategy::Filtered,
+        GzipStrategy::HuffmanOnly => zlib_rs::Strategy::HuffmanOnly,
+        GzipStrategy::Rle => zlib_rs::Strategy::Rle,
+        GzipStrategy::Fixed => zlib_rs::Strategy::Fixed,
+    };
+    Some(zlib_rs::Deflate::new_with_config(zlib_rs::DeflateConfig {
+        level: level as i32,
+        method: zlib_rs::Method::Deflated,
+        window_bits: window_bits as i32 + 16,
+        mem_level: memory_level as i32,
+        strategy,
+    }))
+}
+
 impl Encoder {
     /// A compressor with the library's settings (`None`: the library failed to start).
     pub fn new(kind: &CompressorKind) -> Option<Encoder> {
         Some(match *kind {
-            CompressorKind::Gzip { level, window_bits, chunk_size, .. } => Encoder::Gzip {
-                z: Box::new(Compress::new_gzip(Compression::new(level), window_bits as u8)),
+            CompressorKind::Gzip { level, strategy, window_bits, memory_level, chunk_size } => Encoder::Gzip {
+                z: Box::new(gzip_deflate(level, strategy, window_bits, memory_level)?),
                 chunk: chunk_size as usize,
             },
             CompressorKind::Brotli {
@@ -96,23 +120,27 @@ impl Encoder {
     pub fn compress(&mut self, input: &[u8], finish: bool, out: &mut Vec<u8>) -> bool {
         match self {
             Encoder::Gzip { z, chunk } => {
-                let flush = if finish { FlushCompress::Finish } else { FlushCompress::Sync };
+                use zlib_rs::{DeflateFlush, Status as Z};
+                let flush = if finish { DeflateFlush::Finish } else { DeflateFlush::SyncFlush };
                 let mut at = 0usize;
                 loop {
-                    if out.capacity() - out.len() < *chunk / 4 + 16 {
-                        out.reserve(*chunk);
-                    }
-                    let before = z.total_in();
-                    let status = match z.compress_vec(&input[at..], out, flush) {
-                        Ok(s) => s,
-                        Err(_) => return false,
-                    };
-                    at += (z.total_in() - before) as usize;
-                    let room = out.capacity() > out.len();
+                    // Room for one chunk; what deflate did not fill is cut off again.
+                    let start = out.len();
+                    out.resize(start + *chunk, 0);
+                    let (in_before, out_before) = (z.total_in(), z.total_out());
+                    let status = z.compress(&input[at..], &mut out[start..], flush);
+                    let consumed = (z.total_in() - in_before) as usize;
+                    let produced = (z.total_out() - out_before) as usize;
+                    out.truncate(start + produced.min(*chunk));
+                    at += consumed;
                     match status {
-                        Status::StreamEnd => return true,
-                        _ if at >= input.len() && room && !finish => return true,
-                        _ => {}
+                        Err(_) => return false,
+                        Ok(Z::StreamEnd) => return true,
+                        // Flushed: all input taken and the output not full.
+                        Ok(_) if at >= input.len() && produced < *chunk && !finish => return true,
+                        // No progress possible (a finished stream, or no room).
+                        Ok(Z::BufError) if consumed == 0 && produced == 0 => return !finish,
+                        Ok(_) => {}
                     }
                 }
             }
@@ -275,7 +303,13 @@ mod tests {
 
     #[test]
     fn gzip_streams_and_decodes() {
-        let z = roundtrip(CompressorKind::Gzip { level: 6, window_bits: 12, memory_level: 5, chunk_size: 4096 });
+        let z = roundtrip(CompressorKind::Gzip {
+            level: 6,
+            strategy: GzipStrategy::Default,
+            window_bits: 12,
+            memory_level: 5,
+            chunk_size: 4096,
+        });
         let mut back = Vec::new();
         flate2::read::GzDecoder::new(&z[..]).read_to_end(&mut back).unwrap();
         assert_eq!(back, text());
@@ -287,6 +321,44 @@ mod tests {
             d.decompress(c, &mut out).unwrap();
         }
         assert_eq!(out, text());
+    }
+
+    /// Envoy's `memory_level` and `compression_strategy` reach zlib: each setting yields
+    /// a valid gzip stream, and the streams differ where zlib's output does.
+    #[test]
+    fn gzip_memory_level_and_strategy_shape_the_stream() {
+        let gz = |memory_level, strategy| {
+            let z = roundtrip_loose(CompressorKind::Gzip {
+                level: 6,
+                strategy,
+                window_bits: 10,
+                memory_level,
+                chunk_size: 4096,
+            });
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&z[..]).read_to_end(&mut back).unwrap();
+            assert_eq!(back, text(), "memLevel {memory_level} {strategy:?}");
+            z
+        };
+        let default = gz(5, GzipStrategy::Default);
+        // memLevel sizes zlib's symbol buffer (1 << (memLevel + 6)), so blocks end sooner.
+        assert_ne!(gz(1, GzipStrategy::Default), default, "memLevel 1: shorter deflate blocks");
+        gz(9, GzipStrategy::Default);
+        assert!(gz(3, GzipStrategy::HuffmanOnly).len() > default.len() * 2, "Huffman only: no string matching");
+        for s in [GzipStrategy::Filtered, GzipStrategy::Rle, GzipStrategy::Fixed] {
+            gz(3, s);
+        }
+    }
+
+    /// Compress `text()` in chunks, without a ratio expectation.
+    fn roundtrip_loose(kind: CompressorKind) -> Vec<u8> {
+        let mut e = Encoder::new(&kind).unwrap();
+        let mut out = Vec::new();
+        for c in text().chunks(7000) {
+            assert!(e.compress(c, false, &mut out));
+        }
+        assert!(e.compress(b"", true, &mut out));
+        out
     }
 
     #[test]
@@ -328,9 +400,14 @@ mod tests {
     #[test]
     fn inflate_ratio_is_bounded() {
         let zeros = vec![0u8; 1 << 20];
-        let mut e =
-            Encoder::new(&CompressorKind::Gzip { level: 9, window_bits: 15, memory_level: 5, chunk_size: 4096 })
-                .unwrap();
+        let mut e = Encoder::new(&CompressorKind::Gzip {
+            level: 9,
+            strategy: GzipStrategy::Default,
+            window_bits: 15,
+            memory_level: 5,
+            chunk_size: 4096,
+        })
+        .unwrap();
         let mut z = Vec::new();
         e.compress(&zeros, true, &mut z);
         let mut d =

@@ -292,5 +292,25 @@ impl Datapath for RingPort {
     }
 }
 
+/// Pin the calling thread to core `cpu`, as a NIC queue's thread is (benchmarks run a
+/// ring port's stack on a core of its own).
+pub fn pin_thread(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("no core {cpu}")));
+    }
+    // SAFETY: `set` is a plain bit mask owned by this frame, zeroed as `cpu_set_t` may
+    // be; `CPU_SET` writes a bit below `CPU_SETSIZE` and the call only reads the mask.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("cannot pin the thread to core {cpu}: {e}")));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

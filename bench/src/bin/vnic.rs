@@ -4,7 +4,7 @@
 //! vnic [--connections N] [--warmup S] [--seconds S] [--no-checksums] [--cpus P,L]
 //! ```
 //!
-//! Prints one line: `RESULT requests=N errors=N seconds=S proxy_cpu_ns=N
+//! Prints one line: `RESULT requests=N errors=N resets=N seconds=S proxy_cpu_ns=N
 //! proxy_spin_ns=N proxy_delay_ns=N load_cpu_ns=N rps=R per_cpu_s=R per_busy_cpu_s=R`.
 //! Exits non-zero when a response was an error or the proxy served nothing.
 
@@ -57,10 +57,11 @@ fn main() -> ExitCode {
     match run(&opts) {
         Ok(r) => {
             println!(
-                "RESULT requests={} errors={} seconds={:.3} proxy_cpu_ns={} proxy_spin_ns={} proxy_delay_ns={} \
+                "RESULT requests={} errors={} resets={} seconds={:.3} proxy_cpu_ns={} proxy_spin_ns={} proxy_delay_ns={} \
                  load_cpu_ns={} rps={:.0} per_cpu_s={:.0} per_busy_cpu_s={:.0}",
                 r.requests,
                 r.errors,
+                r.resets,
                 r.seconds,
                 r.proxy_cpu_ns,
                 r.proxy_spin_ns,

@@ -4,7 +4,8 @@
 //! Each client connection sends `GET /small` and, once the whole response is in (its
 //! `content-length` counted), the next request; the origin answers every request with a
 //! fixed 200 response of a 6-byte body. Responses that are not `200` are counted as
-//! errors; a connection the proxy closes ends the run with an error.
+//! errors, a connection closed under a client as one; a reset connection is counted
+//! (`resets`) and the client connects again.
 
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ pub struct LoadCounters {
     pub errors: AtomicU64,
     /// Requests the origin answered.
     pub origin_requests: AtomicU64,
+    /// Connections reset under a client or the origin (the client reconnects).
+    pub resets: AtomicU64,
 }
 
 /// One connection end: bytes read and not yet used, bytes still to write.
@@ -51,7 +54,16 @@ pub struct Load {
     clients: Vec<Conn>,
     origins: Vec<Conn>,
     listener: SocketId,
+    proxy: SocketAddr,
     buf: Vec<u8>,
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe)
+}
+
+fn context(e: io::Error, what: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -90,13 +102,14 @@ impl Load {
             stack.register(socket, Token(i), Interest::BOTH)?;
             conns.push(Conn::new(socket, false));
         }
-        Ok(Load { stack, clients: conns, origins: Vec::new(), listener, buf: vec![0u8; 64 * 1024] })
+        Ok(Load { stack, clients: conns, origins: Vec::new(), listener, proxy, buf: vec![0u8; 64 * 1024] })
     }
 
     /// Drive the load until `stop`, publishing progress into `counters`.
     pub fn run(mut self, stop: &AtomicBool, counters: &LoadCounters) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        let (mut responses, mut errors, mut served) = (0u64, 0u64, 0u64);
+        let (mut responses, mut errors, mut served, mut resets) = (0u64, 0u64, 0u64, 0u64);
+        let start = std::time::Instant::now();
         while !stop.load(Ordering::Relaxed) {
             self.stack.poll(&mut events, Some(Duration::from_millis(1)))?;
             for ev in events.iter() {
@@ -108,20 +121,52 @@ impl Load {
                         self.origins.push(Conn::new(a.socket, true));
                     }
                 } else if t >= ORIGIN {
-                    served += self.serve(t - ORIGIN)?;
+                    match self.serve(t - ORIGIN) {
+                        Ok(n) => served += n,
+                        Err(e) if is_reset(&e) => {
+                            resets += 1;
+                            if resets == 1 {
+                                eprintln!("vnic: origin connection {} reset at {:?}", t - ORIGIN, start.elapsed());
+                            }
+                            if let Some(c) = self.origins.get_mut(t - ORIGIN) {
+                                c.connected = false;
+                                self.stack.close(c.socket);
+                            }
+                        }
+                        Err(e) => return Err(context(e, "origin connection")),
+                    }
                 } else {
-                    let (ok, bad) = self.client(t)?;
-                    responses += ok;
-                    errors += bad;
-                    if ev.is_read_closed() || ev.is_error() {
-                        errors += 1;
+                    match self.client(t) {
+                        Ok((ok, bad)) => {
+                            responses += ok;
+                            errors += bad;
+                        }
+                        Err(e) if is_reset(&e) => {
+                            resets += 1;
+                            if resets == 1 {
+                                eprintln!("vnic: client connection {t} reset at {:?}", start.elapsed());
+                            }
+                            self.reconnect(t)?;
+                        }
+                        Err(e) => return Err(context(e, "client connection")),
                     }
                 }
             }
             counters.responses.store(responses, Ordering::Relaxed);
             counters.errors.store(errors, Ordering::Relaxed);
             counters.origin_requests.store(served, Ordering::Relaxed);
+            counters.resets.store(resets, Ordering::Relaxed);
         }
+        Ok(())
+    }
+
+    /// Replace client `i`'s reset connection with a new one.
+    fn reconnect(&mut self, i: usize) -> io::Result<()> {
+        let Some(conn) = self.clients.get_mut(i) else { return Ok(()) };
+        self.stack.close(conn.socket);
+        let socket = self.stack.connect(self.proxy)?;
+        self.stack.register(socket, Token(i), Interest::BOTH)?;
+        *conn = Conn::new(socket, false);
         Ok(())
     }
 

@@ -85,6 +85,8 @@ pub struct Options {
 pub struct Report {
     pub requests: u64,
     pub errors: u64,
+    /// Connections reset while the load ran (warm-up included).
+    pub resets: u64,
     pub seconds: f64,
     /// Proxy thread: on-CPU, spinning idle, waiting for its core (ns).
     pub proxy_cpu_ns: u64,
@@ -206,10 +208,12 @@ pub fn run(opts: &Options) -> io::Result<Report> {
     thread::sleep(opts.duration);
     let b = snap();
 
+    // The load stops first: the proxy's stop resets every connection it holds.
     stop.store(true, Ordering::Relaxed);
+    let load_result = load.join().map_err(|_| other("the load thread panicked"));
     control.stop.store(true, Ordering::Relaxed);
     let _ = waker.wake();
-    let load_result = load.join().map_err(|_| other("the load thread panicked"))?;
+    let load_result = load_result?;
     let proxy_result = proxy.join().map_err(|_| other("the proxy thread panicked"))?;
     load_result?;
     proxy_result?;
@@ -219,10 +223,34 @@ pub fn run(opts: &Options) -> io::Result<Report> {
     Ok(Report {
         requests: b.responses - a.responses,
         errors: b.errors,
+        resets: counters.resets.load(Ordering::Relaxed),
         seconds: (b.at - a.at).as_secs_f64(),
         proxy_cpu_ns: b.proxy.0 - a.proxy.0,
         proxy_spin_ns: b.spin - a.spin,
         proxy_delay_ns: b.proxy.1 - a.proxy.1,
         load_cpu_ns: b.load - a.load,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{run, Options};
+    use std::time::Duration;
+
+    /// The whole rig serves: every client gets 200 responses through the real worker,
+    /// the origin answers each proxied request, and the proxy's CPU time is measured.
+    #[test]
+    fn keep_alive_requests_cross_the_virtual_nic_through_the_worker() {
+        let opts = Options {
+            connections: 4,
+            warmup: Duration::from_millis(300),
+            duration: Duration::from_millis(500),
+            checksums: true,
+            cpus: None,
+        };
+        let r = run(&opts).expect("the benchmark runs");
+        assert!(r.requests > 0, "no request was proxied: {r:?}");
+        assert_eq!(r.errors, 0, "{r:?}");
+        assert!(r.proxy_cpu_ns > 0, "the proxy thread's CPU time was not read: {r:?}");
+    }
 }

@@ -11,9 +11,10 @@
 //!
 //! - A full frame ring refuses the transmit token (smoltcp retries on a later poll), as
 //!   an exhausted tx ring does; `tx_full` counts the refusals.
-//! - `wait` spins for `spin` (a busy-polling core), then parks the thread until a frame
-//!   arrives, a waker fires or the timeout passes. The time spent spinning is counted in
-//!   `idle_spin_ns`, so a benchmark can tell a busy core's work from its polling.
+//! - `wait` spins for `spin` (a busy-polling core; `Duration::MAX`: never parks), then
+//!   parks the thread until a frame arrives, a waker fires or the timeout passes. The
+//!   time spent spinning is counted in `idle_spin_ns`, so a benchmark can tell a busy
+//!   core's work from its polling.
 //! - `checksums: false` models checksum offload (smoltcp neither computes nor checks).
 //!
 //! The ports are `Send`; each is used from one thread at a time. Nothing here panics on

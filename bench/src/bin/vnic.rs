@@ -1,7 +1,7 @@
 //! `vnic`: the virtual-NIC benchmark (see `sluice_bench::vnic`), for bench/vnic.sh.
 //!
 //! ```text
-//! vnic [--connections N] [--warmup S] [--seconds S] [--no-checksums] [--cpus P,L]
+//! vnic [--connections N] [--warmup S] [--seconds S] [--no-checksums] [--busy-poll] [--cpus P,L]
 //! ```
 //!
 //! Prints one line: `RESULT requests=N errors=N resets=N seconds=S proxy_cpu_ns=N
@@ -20,6 +20,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         duration: Duration::from_secs(10),
         checksums: true,
         cpus: None,
+        busy_poll: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -32,6 +33,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--warmup" => opts.warmup = Duration::from_secs_f64(value(a)?),
             "--seconds" => opts.duration = Duration::from_secs_f64(value(a)?),
             "--no-checksums" => opts.checksums = false,
+            "--busy-poll" => opts.busy_poll = true,
             "--cpus" => {
                 let v = it.next().ok_or("--cpus needs P,L")?;
                 let pair = v.split_once(',').and_then(|(p, l)| Some((p.parse().ok()?, l.parse().ok()?)));
@@ -49,7 +51,7 @@ fn main() -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "vnic: {e}\nusage: vnic [--connections N] [--warmup S] [--seconds S] [--no-checksums] [--cpus P,L]"
+                "vnic: {e}\nusage: vnic [--connections N] [--warmup S] [--seconds S] [--no-checksums] [--busy-poll] [--cpus P,L]"
             );
             return ExitCode::from(2);
         }

@@ -78,6 +78,9 @@ pub struct Options {
     pub checksums: bool,
     /// Cores to pin the proxy thread and the load thread to.
     pub cpus: Option<(usize, usize)>,
+    /// Both threads spin on their rings and never park (dedicated cores, as
+    /// `--busy-poll`): no futex wake-ups between them, each core always busy.
+    pub busy_poll: bool,
 }
 
 /// The measured window.
@@ -145,7 +148,10 @@ struct Snap {
 
 /// Run the benchmark once.
 pub fn run(opts: &Options) -> io::Result<Report> {
-    let ring = RingConfig { checksums: opts.checksums, ..RingConfig::default() };
+    let mut ring = RingConfig { checksums: opts.checksums, ..RingConfig::default() };
+    if opts.busy_poll {
+        ring.spin = Duration::MAX;
+    }
     let (proxy_port, peer_port) = ring_pair(&ring)?;
     let proxy_stats: Arc<RingStats> = proxy_port.stats();
     let loaded = sluice_config::load_str(CONFIG).map_err(other)?;
@@ -247,6 +253,7 @@ mod tests {
             duration: Duration::from_millis(500),
             checksums: true,
             cpus: None,
+            busy_poll: false,
         };
         let r = run(&opts).expect("the benchmark runs");
         assert!(r.requests > 0, "no request was proxied: {r:?}");

@@ -69,6 +69,7 @@ fn a_parked_receiver_wakes_for_a_frame_and_for_its_waker() {
     });
     std::thread::sleep(Duration::from_millis(50));
     assert!(send(&mut a, b"hello"));
+    a.flush().unwrap();
     std::thread::sleep(Duration::from_millis(50));
     waker.wake().unwrap();
     let (took, parks) = receiver.join().unwrap();

@@ -2,3 +2,4 @@
 //! scripts beside them.
 
 pub mod cpu_time;
+pub mod vnic;

@@ -15,6 +15,7 @@ pub mod error;
 pub mod iface;
 pub mod mem;
 mod mmap;
+pub mod ring;
 pub mod testnet;
 pub mod xsk;
 

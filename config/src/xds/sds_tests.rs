@@ -113,11 +113,11 @@ fn a_combined_validation_context_merges_the_secret_into_the_default() {
 
 #[test]
 fn unknown_fields_of_dynamic_resources_are_warnings_unless_rejected() {
-    let lds = "resources:\n- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: l\n  bogus: 1\n  address: { socket_address: { address: 127.0.0.1, port_value: 1 } }\n";
-    let d = decode_dynamic::<Listener>(lds, LISTENER_TYPE, false).unwrap();
-    assert_eq!(d.resources.items[0].name, "l");
+    let cds = "resources:\n- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: c\n  bogus: 1\n  load_assignment: { cluster_name: c }\n";
+    let d = decode_dynamic::<Cluster>(cds, CLUSTER_TYPE, false).unwrap();
+    assert_eq!(d.resources.items[0].name, "c");
     assert_eq!(d.unknown_fields.len(), 1);
     assert_eq!(d.unknown_fields[0].path, "resources[0].bogus");
-    let e = decode_dynamic::<Listener>(lds, LISTENER_TYPE, true).unwrap_err();
+    let e = decode_dynamic::<Cluster>(cds, CLUSTER_TYPE, true).unwrap_err();
     assert_eq!(e[0].kind, ErrorKind::UnknownField);
 }

@@ -212,7 +212,9 @@ mod tests {
             "name": "l1",
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": 8080}},
         });
-        let mut bytes = encode("envoy.config.listener.v3.Listener", &listener).unwrap();
+        let mut body = listener.clone();
+        body.as_object_mut().unwrap().remove("@type");
+        let mut bytes = encode("envoy.config.listener.v3.Listener", &body).unwrap();
         // Field 999 (varint 7): not part of Listener.
         bytes.extend_from_slice(&[0xb8, 0x3e, 0x07]);
         let any =
@@ -225,7 +227,7 @@ mod tests {
         // resources (field 2) holding the Any.
         let any_bytes = any.encode_to_vec();
         response.push(0x12);
-        response.push(any_bytes.len() as u8);
+        prost_reflect::prost::encoding::encode_varint(any_bytes.len() as u64, &mut response);
         response.extend_from_slice(&any_bytes);
         let r = decode_response(&response).unwrap();
         assert_eq!(r.unknown_fields, vec!["resources[0]: unknown field number 999".to_string()]);

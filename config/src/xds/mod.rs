@@ -198,7 +198,8 @@ pub struct DecodedResources<T> {
 /// Decode a `DiscoveryResponse` of `type_url` resources as Envoy treats dynamic
 /// resources: a field that is not part of its message is an error with
 /// `reject_unknown_fields` (`--reject-unknown-dynamic-fields`), else a warning, the
-/// field skipped and reported in `unknown_fields`.
+/// field skipped and reported in `unknown_fields` (or, when the resources are refused
+/// for another error, among the errors).
 pub fn decode_dynamic<T: Decode>(
     text: &str,
     type_url: &str,
@@ -214,7 +215,14 @@ pub fn decode_dynamic<T: Decode>(
         Some(resources) if d.errors.is_empty() => {
             Ok(DecodedResources { resources, warnings: d.warnings, unknown_fields: d.unknown_fields })
         }
-        _ => Err(d.errors),
+        _ => {
+            // Refused anyway: the unknown fields (often the typo behind the error) are
+            // reported with the errors.
+            let mut errors = d.unknown_fields;
+            errors.append(&mut d.errors);
+            errors.sort_by_key(|e| e.line);
+            Err(errors)
+        }
     }
 }
 

@@ -72,3 +72,4 @@ mod xdp_tcp;
 mod xds_ads;
 mod xds_files;
 mod xds_rds_sds;
+mod xds_unknown_fields;

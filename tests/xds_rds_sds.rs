@@ -4,6 +4,12 @@
 //! updates are refused and counted under `http.<stat_prefix>.rds.<name>.`; a listener
 //! whose routes have not arrived is warming (not accepting) until they do, or until
 //! `initial_fetch_timeout` passes.
+//!
+//! SDS from files: a TLS listener's certificate is a `Secret` from a secrets file; a
+//! new secret moved into place, or the secret's certificate files rotated, serve new
+//! handshakes while a keep-alive connection opened before keeps working; bad secrets
+//! are refused (`sds.<name>.update_rejected`) with the previous one serving; a listener
+//! whose secret has not arrived is warming.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,6 +19,7 @@ use sluice_e2e::free_port;
 use sluice_e2e::http_client::{get, Client};
 use sluice_e2e::http_origin::HttpOrigin;
 use sluice_e2e::proxy::Proxy;
+use sluice_e2e::tls::{self, client_config, http_get, Pki};
 
 use crate::xds_files::{move_into_place, resources, stat, wait_stat};
 
@@ -177,4 +184,149 @@ fn a_listener_warms_until_its_routes_arrive_or_its_initial_fetch_times_out() {
     assert_eq!(stat(admin, "http.waits.rds.local.update_success"), Some(1));
     let flat: String = get(admin, "/config_dump").text().split_whitespace().collect();
     assert!(flat.contains(r#"{"name":"waits","active_state""#), "{flat}");
+}
+
+// ---- SDS from files ----
+
+const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+
+/// A `Secret` resource `name` holding the certificate `cert` (a [`tls::Leaf`]'s YAML).
+fn cert_secret(name: &str, cert: &str) -> String {
+    format!("- \"@type\": {SECRET}\n  name: {name}\n  tls_certificate: {cert}\n")
+}
+
+/// Admin, cluster `a`, and a TLS listener `edge` on `port` whose certificate is secret
+/// `server_cert` from `sds` (a secrets file).
+fn sds_bootstrap(admin: u16, port: u16, sds: &Path, a: u16) -> String {
+    let ca = Cluster { name: "a", ports: &[a], extra: "" }.yaml();
+    let hcm = sluice_e2e::config::hcm_filter("edge", &sluice_e2e::config::forward_all("a"), "", "");
+    format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+static_resources:
+  listeners:
+  - name: edge
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+{hcm}      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_certificate_sds_secret_configs:
+            - name: server_cert
+              sds_config: {{ path_config_source: {{ path: "{sds}" }} }}
+  clusters:
+{ca}"#,
+        sds = sds.display()
+    )
+}
+
+/// The certificate the server presented on `s`.
+fn presented(s: &tls::TlsStream) -> Vec<u8> {
+    s.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default()
+}
+
+/// A new TLS connection to `port` for `proxy.test`.
+fn tls_connect(port: u16, config: &std::sync::Arc<rustls::ClientConfig>) -> tls::TlsStream {
+    tls::connect(([127, 0, 0, 1], port).into(), "proxy.test", config).expect("TLS handshake")
+}
+
+/// Wait until a new connection is presented `want`.
+fn wait_presented(port: u16, config: &std::sync::Arc<rustls::ClientConfig>, want: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while presented(&tls_connect(port, config)) != want {
+        assert!(Instant::now() < deadline, "the new certificate was never presented");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_sds_certificate_from_a_file_rotates_without_dropping_connections() {
+    let a = HttpOrigin::start("a");
+    let (pki, dir) = (Pki::new(), tempfile::tempdir().unwrap());
+    let ca = pki.ca("edge");
+    let (one, two, three) = (
+        ca.server_cert(&pki, "one", &["proxy.test"]),
+        ca.server_cert(&pki, "two", &["proxy.test"]),
+        ca.server_cert(&pki, "three", &["proxy.test"]),
+    );
+    let client = client_config(&[&ca], &["http/1.1"], None);
+    let (admin, port) = (free_port(), free_port());
+    move_into_place(dir.path(), "sds.yaml", &resources("s1", &[cert_secret("server_cert", &one.yaml())]));
+    let _p = Proxy::start(&sds_bootstrap(admin, port, &dir.path().join("sds.yaml"), a.port()), &["--concurrency", "2"]);
+    let mut kept = tls_connect(port, &client);
+    assert_eq!(presented(&kept), one.der.to_vec());
+    assert_eq!(http_get(&mut kept, "proxy.test", "/before").unwrap().header("x-origin"), Some("a"));
+    assert_eq!(stat(admin, "sds.server_cert.update_success"), Some(1));
+    assert!(stat(admin, "sds.server_cert.version").is_some_and(|v| v != 0));
+
+    // A new secret moved into place: new handshakes get it, the open connection stays.
+    move_into_place(dir.path(), "sds.yaml", &resources("s2", &[cert_secret("server_cert", &two.yaml())]));
+    wait_stat(admin, "sds.server_cert.update_success", 2);
+    wait_presented(port, &client, &two.der);
+    let r = http_get(&mut kept, "proxy.test", "/after").unwrap();
+    assert_eq!((r.status, r.header("x-origin")), (200, Some("a")));
+    assert_ne!(r.header("connection"), Some("close"), "the open connection is kept");
+
+    // The secret's own files rotated (moved into place): read again, no new secret.
+    for (from, to) in [(&three.chain_path, &two.chain_path), (&three.key_path, &two.key_path)] {
+        let tmp = to.with_extension("tmp");
+        std::fs::copy(from, &tmp).unwrap();
+        std::fs::rename(&tmp, to).unwrap();
+    }
+    wait_presented(port, &client, &three.der);
+    assert_eq!(stat(admin, "sds.server_cert.update_success"), Some(2));
+    // (Counted when a poll caught the certificate moved but not yet its key.)
+    assert!(stat(admin, "sds.server_cert.key_rotation_failed").is_some());
+
+    // Refused: another name, two secrets, a certificate that is not PEM; the secret in
+    // force keeps serving.
+    move_into_place(dir.path(), "sds.yaml", &resources("s3", &[cert_secret("other", &one.yaml())]));
+    wait_stat(admin, "sds.server_cert.update_rejected", 1);
+    let two_secrets = [cert_secret("server_cert", &one.yaml()), cert_secret("server_cert", &one.yaml())];
+    move_into_place(dir.path(), "sds.yaml", &resources("s4", &two_secrets));
+    wait_stat(admin, "sds.server_cert.update_rejected", 2);
+    let garbage = format!(
+        "{{ certificate_chain: {{ inline_string: \"not a certificate\" }}, private_key: {{ filename: \"{}\" }} }}",
+        one.key_path.display()
+    );
+    move_into_place(dir.path(), "sds.yaml", &resources("s5", &[cert_secret("server_cert", &garbage)]));
+    wait_stat(admin, "sds.server_cert.update_rejected", 3);
+    let mut fresh = tls_connect(port, &client);
+    assert_eq!(presented(&fresh), three.der.to_vec(), "the secret in force still serves");
+    assert_eq!(http_get(&mut fresh, "proxy.test", "/fresh").unwrap().status, 200);
+    assert_eq!(http_get(&mut kept, "proxy.test", "/last").unwrap().status, 200, "the first connection still works");
+    assert_eq!(stat(admin, "sds.server_cert.update_success"), Some(2));
+    let flat: String = get(admin, "/config_dump").text().split_whitespace().collect();
+    assert!(
+        flat.contains(
+            r#""tls_certificate_sds_secret_configs":[{"name":"server_cert","sds_config":{"path_config_source""#
+        ),
+        "{flat}"
+    );
+    assert!(!flat.contains("BEGIN"), "no secret in the dump: {flat}");
+}
+
+#[test]
+fn a_listener_warms_until_its_sds_secret_arrives() {
+    let a = HttpOrigin::start("a");
+    let (pki, dir) = (Pki::new(), tempfile::tempdir().unwrap());
+    let ca = pki.ca("edge");
+    let leaf = ca.server_cert(&pki, "leaf", &["proxy.test"]);
+    let (admin, port) = (free_port(), free_port());
+    let _p = Proxy::start(&sds_bootstrap(admin, port, &dir.path().join("sds.yaml"), a.port()), &["--concurrency", "1"]);
+    // The admin server answers, the listener does not: it waits for its secret.
+    assert_eq!(stat(admin, "sds.server_cert.update_success"), Some(0));
+    assert!(!accepts(port), "a listener without its secret is warming");
+    move_into_place(dir.path(), "sds.yaml", &resources("s1", &[cert_secret("server_cert", &leaf.yaml())]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !accepts(port) {
+        assert!(Instant::now() < deadline, "the listener did not open once its secret arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut s = tls_connect(port, &client_config(&[&ca], &["http/1.1"], None));
+    assert_eq!(presented(&s), leaf.der.to_vec());
+    assert_eq!(http_get(&mut s, "proxy.test", "/x").unwrap().header("x-origin"), Some("a"));
 }

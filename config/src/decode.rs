@@ -25,6 +25,11 @@ pub struct Decoder {
     pub errors: Vec<ConfigError>,
     pub warnings: Vec<Warning>,
     warned: HashSet<String>,
+    /// Dynamic resources (xDS): a field that is not part of the message is a warning,
+    /// collected in `unknown_fields`, instead of an error (Envoy's dynamic validation
+    /// visitor, unless `--reject-unknown-dynamic-fields`).
+    pub unknown_fields_lenient: bool,
+    pub unknown_fields: Vec<ConfigError>,
 }
 
 impl Decoder {
@@ -307,7 +312,13 @@ impl<'n> Fields<'n> {
             if let Some(best) = suggest(&e.name, &self.known) {
                 message.push_str(&format!(" (did you mean `{best}`?)"));
             }
-            d.error(ErrorKind::UnknownField, &join(&self.path, &e.name), e.key.line, message);
+            let path = join(&self.path, &e.name);
+            if d.unknown_fields_lenient {
+                d.warn(&path, e.key.line, format!("{message}: ignored in a dynamic resource"));
+                d.unknown_fields.push(ConfigError { kind: ErrorKind::UnknownField, path, line: e.key.line, message });
+            } else {
+                d.error(ErrorKind::UnknownField, &path, e.key.line, message);
+            }
         }
     }
 }

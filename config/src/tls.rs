@@ -18,12 +18,14 @@ use crate::proto_enum;
 
 mod data_source;
 mod params;
+mod sds;
 #[cfg(test)]
 mod tests;
 
 pub use data_source::DataSource;
 use params::{tls_params, Side};
 pub use params::{CipherSuite, EcdhCurve, TlsParameters, TlsProtocol, TlsVersion, DEFAULT_CURVES};
+pub use sds::{SdsSecret, SdsSecretConfig, Secret, SecretKind, Unresolved, SECRET_TYPE};
 
 /// Type name of the downstream TLS context.
 pub const DOWNSTREAM_TLS_CONTEXT: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
@@ -57,13 +59,24 @@ pub struct CertificateValidationContext {
     pub match_typed_subject_alt_names: Vec<SubjectAltName>,
 }
 
-/// `CommonTlsContext`.
+/// `CommonTlsContext`. Build TLS contexts from [`CommonTlsContext::certificates`] and
+/// [`CommonTlsContext::validation`], which take SDS into account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommonTlsContext {
     pub tls_params: TlsParameters,
     pub tls_certificates: Vec<TlsCertificate>,
+    /// `validation_context`, or `combined_validation_context.default_validation_context`
+    /// when `validation_context_sds_secret_config` is set.
     pub validation_context: Option<CertificateValidationContext>,
     pub alpn_protocols: Vec<String>,
+    pub tls_certificate_sds_secret_configs: Vec<SdsSecretConfig>,
+    /// Alone (`validation_context_sds_secret_config`) or, with `validation_context`
+    /// set, from `combined_validation_context`.
+    pub validation_context_sds_secret_config: Option<SdsSecretConfig>,
+    /// The SDS certificates in force (put in by `xds::compose`; never dumped).
+    pub sds_certificates: Vec<TlsCertificate>,
+    /// The SDS validation context in force, merged with the default one when combined.
+    pub sds_validation_context: Option<CertificateValidationContext>,
 }
 
 /// `DownstreamTlsContext`: TLS termination on a filter chain.
@@ -130,7 +143,7 @@ pub fn decode_downstream_transport_socket(
     f.unsupported(d, &["require_sni", "session_ticket_keys", "session_ticket_keys_sds_secret_config"]);
     f.finish(d);
     let common = common?;
-    if common.tls_certificates.is_empty() {
+    if common.tls_certificates.is_empty() && common.tls_certificate_sds_secret_configs.is_empty() {
         d.error(
             ErrorKind::Missing,
             &format!("{tc_path}.common_tls_context.tls_certificates"),
@@ -139,7 +152,10 @@ pub fn decode_downstream_transport_socket(
         );
         return None;
     }
-    if require_client_certificate && common.validation_context.as_ref().is_none_or(|v| v.trusted_ca.is_none()) {
+    if require_client_certificate
+        && common.validation_context_sds_secret_config.is_none()
+        && common.validation_context.as_ref().is_none_or(|v| v.trusted_ca.is_none())
+    {
         d.error(
             ErrorKind::Unsupported,
             &format!("{tc_path}.require_client_certificate"),
@@ -187,7 +203,7 @@ pub fn decode_upstream_transport_socket(
         d.error(ErrorKind::Invalid, &format!("{tc_path}.sni"), line, "must be at most 255 bytes");
         return None;
     }
-    if common.tls_certificates.len() > 1 {
+    if common.tls_certificates.len() + common.tls_certificate_sds_secret_configs.len() > 1 {
         d.error(
             ErrorKind::Invalid,
             &format!("{tc_path}.common_tls_context.tls_certificates"),
@@ -250,12 +266,49 @@ fn common_tls_context(d: &mut Decoder, parent: &mut Fields<'_>, path: &str, side
             tls_certificates: Vec::new(),
             validation_context: None,
             alpn_protocols: Vec::new(),
+            tls_certificate_sds_secret_configs: Vec::new(),
+            validation_context_sds_secret_config: None,
+            sds_certificates: Vec::new(),
+            sds_validation_context: None,
         });
     };
     let mut f = Fields::of(d, node, &path)?;
+    let line = f.line();
     let tls_params = tls_params(d, f.take("tls_params"), &f.field_path("tls_params"), side);
-    let tls_certificates = f.list(d, "tls_certificates");
-    let validation_context: Option<CertificateValidationContext> = f.opt(d, "validation_context");
+    let tls_certificates: Vec<TlsCertificate> = f.list(d, "tls_certificates");
+    let tls_certificate_sds_secret_configs: Vec<SdsSecretConfig> = f.list(d, "tls_certificate_sds_secret_configs");
+    let mut validation_context: Option<CertificateValidationContext> = f.opt(d, "validation_context");
+    let mut validation_context_sds_secret_config: Option<SdsSecretConfig> =
+        f.opt(d, "validation_context_sds_secret_config");
+    let combined_path = f.field_path("combined_validation_context");
+    let combined = f.take("combined_validation_context").map(|n| sds::combined(d, n, &combined_path));
+    let set = [validation_context.is_some(), validation_context_sds_secret_config.is_some(), combined.is_some()];
+    if set.iter().filter(|s| **s).count() > 1 {
+        d.error(
+            ErrorKind::Invalid,
+            &path,
+            line,
+            "give one of `validation_context`, `validation_context_sds_secret_config` and `combined_validation_context`",
+        );
+        return None;
+    }
+    match combined {
+        Some(Some((default, sds))) => {
+            validation_context = Some(default);
+            validation_context_sds_secret_config = Some(sds);
+        }
+        Some(None) => return None,
+        None => {}
+    }
+    if !tls_certificates.is_empty() && !tls_certificate_sds_secret_configs.is_empty() {
+        d.error(
+            ErrorKind::Invalid,
+            &path,
+            line,
+            "SDS and non-SDS TLS certificates may not be mixed: give `tls_certificates` or `tls_certificate_sds_secret_configs`",
+        );
+        return None;
+    }
     let alpn_protocols: Vec<String> = f.list(d, "alpn_protocols");
     f.unsupported_because(
         d,
@@ -265,13 +318,10 @@ fn common_tls_context(d: &mut Decoder, parent: &mut Fields<'_>, path: &str, side
     f.unsupported(
         d,
         &[
-            "tls_certificate_sds_secret_configs",
             "tls_certificate_provider_instance",
             "custom_tls_certificate_selector",
             "tls_certificate_certificate_provider",
             "tls_certificate_certificate_provider_instance",
-            "validation_context_sds_secret_config",
-            "combined_validation_context",
             "validation_context_certificate_provider",
             "validation_context_certificate_provider_instance",
             "custom_handshaker",
@@ -284,7 +334,16 @@ fn common_tls_context(d: &mut Decoder, parent: &mut Fields<'_>, path: &str, side
         d.invalid(node, &alpn_path, "ALPN protocol names must be 1 to 255 bytes long");
         return None;
     }
-    Some(CommonTlsContext { tls_params: tls_params?, tls_certificates, validation_context, alpn_protocols })
+    Some(CommonTlsContext {
+        tls_params: tls_params?,
+        tls_certificates,
+        validation_context,
+        alpn_protocols,
+        tls_certificate_sds_secret_configs,
+        validation_context_sds_secret_config,
+        sds_certificates: Vec::new(),
+        sds_validation_context: None,
+    })
 }
 
 impl Decode for TlsCertificate {
@@ -382,50 +441,63 @@ proto_enum! {
 
 impl Decode for CertificateValidationContext {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
-        let mut f = Fields::of(d, node, path)?;
-        let trusted_ca: Option<DataSource> = f.opt(d, "trusted_ca");
-        let sans: Vec<SubjectAltName> = f.list(d, "match_typed_subject_alt_names");
-        let line = f.line();
-        let expired_path = f.field_path("allow_expired_certificate");
-        if f.or(d, "allow_expired_certificate", false) {
-            d.error(ErrorKind::Unsupported, &expired_path, line, "allow_expired_certificate is not supported");
-        }
-        let trust_path = f.field_path("trust_chain_verification");
-        if f.or(d, "trust_chain_verification", TrustChainVerification::VerifyTrustChain)
-            != TrustChainVerification::VerifyTrustChain
-        {
-            d.error(ErrorKind::Unsupported, &trust_path, line, "ACCEPT_UNTRUSTED is not supported");
-        }
-        f.empty_only(
-            d,
-            "watched_directory",
-            "sluice does not watch certificate directories; reload the config (SIGHUP) after rotating files",
-        );
-        f.default_only(d, "only_verify_leaf_cert_crl", false, "CRLs are not supported; remove it");
-        f.unsupported(
-            d,
-            &[
-                "ca_certificate_provider_instance",
-                "verify_certificate_spki",
-                "verify_certificate_hash",
-                "match_subject_alt_names",
-                "require_signed_certificate_timestamp",
-                "crl",
-                "custom_validator_config",
-                "max_verify_depth",
-                "system_root_certs",
-            ],
-        );
-        f.finish(d);
-        if trusted_ca.is_none() && !sans.is_empty() {
-            d.error(
-                ErrorKind::Invalid,
-                path,
-                line,
-                "SAN-based verification of peer certificates without trusted CA is insecure and not allowed",
-            );
+        let line = node.line;
+        let v = validation_context(d, node, path)?;
+        if let Err(e) = v.check() {
+            d.error(ErrorKind::Invalid, path, line, e);
             return None;
         }
-        Some(CertificateValidationContext { trusted_ca, match_typed_subject_alt_names: sans })
+        Some(v)
     }
+}
+
+impl CertificateValidationContext {
+    /// Envoy's check of a validation context in force.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.trusted_ca.is_none() && !self.match_typed_subject_alt_names.is_empty() {
+            return Err("SAN-based verification of peer certificates without trusted CA is insecure and not allowed");
+        }
+        Ok(())
+    }
+}
+
+/// A `CertificateValidationContext` without the check of [`CertificateValidationContext::check`]:
+/// a combined default or an SDS one is checked once merged.
+pub(crate) fn validation_context(d: &mut Decoder, node: &Node, path: &str) -> Option<CertificateValidationContext> {
+    let mut f = Fields::of(d, node, path)?;
+    let trusted_ca: Option<DataSource> = f.opt(d, "trusted_ca");
+    let sans: Vec<SubjectAltName> = f.list(d, "match_typed_subject_alt_names");
+    let line = f.line();
+    let expired_path = f.field_path("allow_expired_certificate");
+    if f.or(d, "allow_expired_certificate", false) {
+        d.error(ErrorKind::Unsupported, &expired_path, line, "allow_expired_certificate is not supported");
+    }
+    let trust_path = f.field_path("trust_chain_verification");
+    if f.or(d, "trust_chain_verification", TrustChainVerification::VerifyTrustChain)
+        != TrustChainVerification::VerifyTrustChain
+    {
+        d.error(ErrorKind::Unsupported, &trust_path, line, "ACCEPT_UNTRUSTED is not supported");
+    }
+    f.empty_only(
+        d,
+        "watched_directory",
+        "sluice does not watch certificate directories; reload the config (SIGHUP) after rotating files",
+    );
+    f.default_only(d, "only_verify_leaf_cert_crl", false, "CRLs are not supported; remove it");
+    f.unsupported(
+        d,
+        &[
+            "ca_certificate_provider_instance",
+            "verify_certificate_spki",
+            "verify_certificate_hash",
+            "match_subject_alt_names",
+            "require_signed_certificate_timestamp",
+            "crl",
+            "custom_validator_config",
+            "max_verify_depth",
+            "system_root_certs",
+        ],
+    );
+    f.finish(d);
+    Some(CertificateValidationContext { trusted_ca, match_typed_subject_alt_names: sans })
 }

@@ -51,6 +51,10 @@ pub struct Options {
     pub drain_time: Duration,
     pub drain_strategy: DrainStrategy,
     pub xdp: XdpOptions,
+    /// `--reject-unknown-dynamic-fields`: refuse a dynamic resource (xDS file or ADS
+    /// response) with a field that is not part of its message, instead of warning and
+    /// counting it in `server.dynamic_unknown_fields` (Envoy's flag and default).
+    pub reject_unknown_dynamic_fields: bool,
 }
 
 pub const USAGE: &str = "\
@@ -67,6 +71,9 @@ Options:
   -l, --log-level LEVEL      trace|debug|info|warning|error|critical|off (default: info)
       --drain-time-s S       on SIGTERM/SIGINT, how long open connections may take to
                              finish before they are closed (default: 600)
+      --reject-unknown-dynamic-fields
+                             refuse xDS resources (files, ADS) with unknown fields
+                             (default: warn, count server.dynamic_unknown_fields)
       --drain-strategy gradual|immediate
                              gradual: connections are asked to close (connection:
                              close on their next response) spread over the drain
@@ -113,6 +120,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut drain_time = Duration::from_secs(600);
     let mut drain_strategy = DrainStrategy::default();
     let mut xdp = XdpOptions::default();
+    let mut reject_unknown_dynamic_fields = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -185,6 +193,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 xdp.xdp_mode = Some(v);
             }
             "--zero-copy" => xdp.zero_copy = true,
+            "--reject-unknown-dynamic-fields" => reject_unknown_dynamic_fields = true,
             "--busy-poll" => xdp.busy_poll = true,
             "--intercept" => {
                 let v = value(flag)?;
@@ -209,6 +218,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         drain_time,
         drain_strategy,
         xdp,
+        reject_unknown_dynamic_fields,
     })))
 }
 

@@ -81,6 +81,7 @@ fn init_logging(level: &str) {
 
 /// Load, check and serve (or only check, in validate mode).
 pub fn run(opts: &Options) -> i32 {
+    crate::xds::set_reject_unknown_dynamic_fields(opts.reject_unknown_dynamic_fields);
     let decoded = sluice_config::decode_file(&opts.config_path);
     for w in &decoded.warnings {
         tracing::warn!("{w}");

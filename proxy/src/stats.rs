@@ -16,6 +16,10 @@ use std::sync::{Arc, Mutex};
 pub struct Counter(AtomicU64);
 
 impl Counter {
+    pub const fn new() -> Counter {
+        Counter(AtomicU64::new(0))
+    }
+
     #[inline]
     pub fn inc(&self) {
         self.add(1);
@@ -543,6 +547,10 @@ pub struct SubscriptionStats {
     pub update_empty: Counter,
     pub init_fetch_timeout: Counter,
     rds: bool,
+    /// SDS only (shown with `sds`): a rotation of a secret's files that could not be
+    /// read or used.
+    pub key_rotation_failed: Counter,
+    sds: bool,
 }
 
 impl SubscriptionStats {
@@ -550,6 +558,12 @@ impl SubscriptionStats {
     /// `init_fetch_timeout`).
     pub fn rds() -> SubscriptionStats {
         SubscriptionStats { rds: true, ..SubscriptionStats::default() }
+    }
+
+    /// The stats of an SDS subscription (with `key_rotation_failed`), under
+    /// `sds.<secret name>.`.
+    pub fn sds() -> SubscriptionStats {
+        SubscriptionStats { sds: true, ..SubscriptionStats::default() }
     }
 }
 
@@ -586,6 +600,8 @@ impl Subscriptions {
     }
 
     fn collect(&self, out: &mut Vec<(String, StatKind, i64)>) {
+        let unknown = crate::xds::DYNAMIC_UNKNOWN_FIELDS.get() as i64;
+        out.push(("server.dynamic_unknown_fields".to_string(), StatKind::Counter, unknown));
         for (prefix, s) in self.0.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             for (name, c) in [
                 ("update_attempt", &s.update_attempt),
@@ -603,6 +619,13 @@ impl Subscriptions {
                 ] {
                     out.push((format!("{prefix}.{name}"), StatKind::Counter, c.get() as i64));
                 }
+            }
+            if s.sds {
+                out.push((
+                    format!("{prefix}.key_rotation_failed"),
+                    StatKind::Counter,
+                    s.key_rotation_failed.get() as i64,
+                ));
             }
             out.push((format!("{prefix}.version"), StatKind::Gauge, s.version.get()));
         }

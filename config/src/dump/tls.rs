@@ -17,7 +17,8 @@
 use super::{any, base64, list, Dump, Json};
 use crate::tls::{
     CertificateValidationContext, CipherSuite, CommonTlsContext, DataSource, DownstreamTlsContext, EcdhCurve,
-    SubjectAltName, TlsCertificate, TlsParameters, TlsVersion, DOWNSTREAM_TLS_CONTEXT, UPSTREAM_TLS_CONTEXT,
+    SdsSecretConfig, SubjectAltName, TlsCertificate, TlsParameters, TlsVersion, DOWNSTREAM_TLS_CONTEXT,
+    UPSTREAM_TLS_CONTEXT,
 };
 
 /// What replaces a secret's value.
@@ -48,13 +49,33 @@ pub(super) fn upstream(ctx: &crate::tls::UpstreamTlsContext) -> Json {
     Json::obj().with("name", TLS_SOCKET_NAME).with("typed_config", any(UPSTREAM_TLS_CONTEXT, tls))
 }
 
+/// The SDS references are written as configured, never the secrets they brought (a
+/// listener's dump is its identity across updates: a rotation must not change it).
 impl Dump for CommonTlsContext {
     fn dump(&self) -> Json {
-        Json::obj()
+        let mut j = Json::obj()
             .with("tls_params", self.tls_params.dump())
-            .with("tls_certificates", list(&self.tls_certificates))
-            .with_opt("validation_context", self.validation_context.as_ref().map(Dump::dump))
-            .with("alpn_protocols", self.alpn_protocols.clone())
+            .with("tls_certificates", list(&self.tls_certificates));
+        if !self.tls_certificate_sds_secret_configs.is_empty() {
+            j = j.with("tls_certificate_sds_secret_configs", list(&self.tls_certificate_sds_secret_configs));
+        }
+        j = match (&self.validation_context, &self.validation_context_sds_secret_config) {
+            (Some(default), Some(sds)) => j.with(
+                "combined_validation_context",
+                Json::obj()
+                    .with("default_validation_context", default.dump())
+                    .with("validation_context_sds_secret_config", sds.dump()),
+            ),
+            (None, Some(sds)) => j.with("validation_context_sds_secret_config", sds.dump()),
+            (v, None) => j.with_opt("validation_context", v.as_ref().map(Dump::dump)),
+        };
+        j.with("alpn_protocols", self.alpn_protocols.clone())
+    }
+}
+
+impl Dump for SdsSecretConfig {
+    fn dump(&self) -> Json {
+        Json::obj().with("name", self.name.as_str()).with("sds_config", self.sds_config.dump())
     }
 }
 

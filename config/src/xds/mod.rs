@@ -28,7 +28,9 @@ use crate::listener::Listener;
 use crate::node::{Node, Value};
 
 mod routes;
+mod secrets;
 pub use routes::{hcms, rds_ready, RdsRoute};
+pub use secrets::{cluster_sds, listener_sds, sds_ready};
 
 /// `config.core.v3.ConfigSource` with a path: the file to read and, when given, the
 /// directory whose moves signal an update (`watched_directory`).
@@ -173,27 +175,63 @@ pub struct Resources<T> {
     pub items: Vec<T>,
 }
 
-/// Decode a `DiscoveryResponse` of `type_url` resources from YAML or JSON text.
+/// Decode a `DiscoveryResponse` of `type_url` resources from YAML or JSON text. Fields
+/// that are not part of a message are errors (see [`decode_dynamic`] for Envoy's
+/// handling of dynamic resources).
 pub fn decode_resources<T: Decode>(
     text: &str,
     type_url: &str,
 ) -> Result<(Resources<T>, Vec<Warning>), Vec<ConfigError>> {
+    decode_dynamic(text, type_url, true).map(|d| (d.resources, d.warnings))
+}
+
+/// What [`decode_dynamic`] read.
+#[derive(Debug)]
+pub struct DecodedResources<T> {
+    pub resources: Resources<T>,
+    pub warnings: Vec<Warning>,
+    /// The fields that are not part of their message, warned and skipped (Envoy counts
+    /// them in `server.dynamic_unknown_fields`).
+    pub unknown_fields: Vec<ConfigError>,
+}
+
+/// Decode a `DiscoveryResponse` of `type_url` resources as Envoy treats dynamic
+/// resources: a field that is not part of its message is an error with
+/// `reject_unknown_fields` (`--reject-unknown-dynamic-fields`), else a warning, the
+/// field skipped and reported in `unknown_fields` (or, when the resources are refused
+/// for another error, among the errors).
+pub fn decode_dynamic<T: Decode>(
+    text: &str,
+    type_url: &str,
+    reject_unknown_fields: bool,
+) -> Result<DecodedResources<T>, Vec<ConfigError>> {
     let root = crate::node::parse(text).map_err(|e| {
         vec![ConfigError { kind: ErrorKind::Syntax, path: String::new(), line: e.line, message: e.message }]
     })?;
     let mut d = Decoder::new();
+    d.unknown_fields_lenient = !reject_unknown_fields;
     let decoded = decode_response(&mut d, &root, type_url);
     match decoded {
-        Some(r) if d.errors.is_empty() => Ok((r, d.warnings)),
-        _ => Err(d.errors),
+        Some(resources) if d.errors.is_empty() => {
+            Ok(DecodedResources { resources, warnings: d.warnings, unknown_fields: d.unknown_fields })
+        }
+        _ => {
+            // Refused anyway: the unknown fields (often the typo behind the error) are
+            // reported with the errors.
+            let mut errors = d.unknown_fields;
+            errors.append(&mut d.errors);
+            errors.sort_by_key(|e| e.line);
+            Err(errors)
+        }
     }
 }
 
-/// Read and decode a resource file.
+/// Read and decode a resource file (as [`decode_dynamic`]).
 pub fn read_resources<T: Decode>(
     file: &Path,
     type_url: &str,
-) -> Result<(Resources<T>, Vec<Warning>), Vec<ConfigError>> {
+    reject_unknown_fields: bool,
+) -> Result<DecodedResources<T>, Vec<ConfigError>> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         vec![ConfigError {
             kind: ErrorKind::Syntax,
@@ -202,7 +240,7 @@ pub fn read_resources<T: Decode>(
             message: format!("cannot read {}: {e}", file.display()),
         }]
     })?;
-    decode_resources(&text, type_url)
+    decode_dynamic(&text, type_url, reject_unknown_fields)
 }
 
 fn decode_response<T: Decode>(d: &mut Decoder, root: &Node, type_url: &str) -> Option<Resources<T>> {
@@ -272,12 +310,15 @@ pub struct Dynamic<'a> {
     pub ads_endpoints: &'a [ClusterLoadAssignment],
     /// The route configurations of the RDS subscriptions.
     pub routes: &'a [RdsRoute],
+    /// The secrets of the SDS subscriptions.
+    pub secrets: &'a [crate::tls::SdsSecret],
 }
 
 /// The bootstrap `static_b` with `dynamic`'s listeners and clusters added after the
 /// static ones and its route configurations in their HCMs, checked as a whole. Errors
 /// about a dynamic resource name its file and its index there. Listeners still waiting
-/// for their routes (see [`rds_ready`]) are checked, then left out: they are warming.
+/// for their routes or secrets (see [`rds_ready`], [`sds_ready`]) are checked, then left
+/// out: they are warming.
 pub fn compose(static_b: &Bootstrap, dynamic: &Dynamic) -> Result<Bootstrap, Vec<ConfigError>> {
     let mut b = static_b.clone();
     let (nl, nc) = (b.listeners.len(), b.clusters.len());
@@ -285,14 +326,17 @@ pub fn compose(static_b: &Bootstrap, dynamic: &Dynamic) -> Result<Bootstrap, Vec
     b.clusters.extend(dynamic.clusters.iter().cloned());
     let mut d = Decoder::new();
     for (i, c) in b.clusters.iter_mut().enumerate() {
-        assign_endpoints(c, dynamic, &format!("static_resources.clusters[{i}]"), &mut d);
+        let path = format!("static_resources.clusters[{i}]");
+        assign_endpoints(c, dynamic, &path, &mut d);
+        secrets::assign_cluster(c, dynamic.secrets, &path, &mut d);
     }
-    for l in &mut b.listeners {
+    for (i, l) in b.listeners.iter_mut().enumerate() {
         routes::assign_routes(l, dynamic.routes);
+        secrets::assign_listener(l, dynamic.secrets, &format!("static_resources.listeners[{i}]"), &mut d);
     }
     crate::validate::validate(&mut b, &mut d);
     if d.errors.is_empty() {
-        b.listeners.retain(|l| rds_ready(l, dynamic.routes));
+        b.listeners.retain(|l| rds_ready(l, dynamic.routes) && sds_ready(l, dynamic.secrets));
         return Ok(b);
     }
     for e in &mut d.errors {
@@ -368,5 +412,7 @@ fn rename_in_message(message: &str, nl: usize, nc: usize, dynamic: &Dynamic) -> 
 
 #[cfg(test)]
 mod ads_tests;
+#[cfg(test)]
+mod sds_tests;
 #[cfg(test)]
 mod tests;

@@ -68,6 +68,7 @@ fn file_sources_decode_and_compose_with_static_resources() {
         endpoints: &[],
         ads_endpoints: &[],
         routes: &[],
+        secrets: &[],
     };
     let all = compose(&b, &dynamic).unwrap();
     assert_eq!(all.listeners.len(), 1);
@@ -89,6 +90,7 @@ fn a_listener_naming_an_unknown_cluster_is_refused_with_its_file_and_index() {
         endpoints: &[],
         ads_endpoints: &[],
         routes: &[],
+        secrets: &[],
     };
     let e = compose(&b, &dynamic).unwrap_err();
     assert_eq!(e[0].path, "/x/lds.yaml: resources[0].filter_chains[0].filters[0].typed_config.cluster");
@@ -136,6 +138,7 @@ resources:
         endpoints: &files,
         ads_endpoints: &[],
         routes: &[],
+        secrets: &[],
     };
     let all = compose(&b, &dynamic).unwrap();
     assert_eq!(all.clusters[1].load_assignment.endpoint_count(), 1);

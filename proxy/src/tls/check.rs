@@ -16,7 +16,10 @@ pub fn context_errors(bootstrap: &Bootstrap) -> Vec<String> {
         let chains = l.filter_chains.iter().enumerate().map(|(j, c)| (format!("{path}.filter_chains[{j}]"), c));
         let default = l.default_filter_chain.iter().map(|c| (format!("{path}.default_filter_chain"), c));
         for (cpath, chain) in chains.chain(default) {
-            if let Some(t) = &chain.transport_socket {
+            // A context with SDS references is built once its secrets are in.
+            if let Some(t) =
+                chain.transport_socket.as_ref().filter(|t| t.common_tls_context.sds_configs().next().is_none())
+            {
                 if let Err(e) = ServerTlsContext::new(t) {
                     errors.push(format!("{cpath}.transport_socket: {e}"));
                 }
@@ -24,7 +27,7 @@ pub fn context_errors(bootstrap: &Bootstrap) -> Vec<String> {
         }
     }
     for (i, c) in bootstrap.clusters.iter().enumerate() {
-        if let Some(t) = &c.transport_socket {
+        if let Some(t) = c.transport_socket.as_ref().filter(|t| t.common_tls_context.sds_configs().next().is_none()) {
             if let Err(e) = ClientTlsContext::new(t) {
                 errors.push(format!("static_resources.clusters[{i}].transport_socket: {e}"));
             }

@@ -95,14 +95,22 @@ impl ServerTlsContext {
         let common = &ctx.common_tls_context;
         let provider = provider(&common.tls_params);
         let certs = common
-            .tls_certificates
+            .certificates()
             .iter()
             .map(|c| pem::certified_key(c, &provider).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         if certs.is_empty() {
             return Err(ContextError::new(Kind::NoCertificate, "No TLS certificates found for server context"));
         }
-        let with_ca = common.validation_context.as_ref().and_then(|vc| Some((vc, vc.trusted_ca.as_ref()?)));
+        let with_ca = common.validation().and_then(|vc| Some((vc, vc.trusted_ca.as_ref()?)));
+        if with_ca.is_none() && ctx.require_client_certificate {
+            // Only an SDS validation context can lack it here (the decoder refuses an
+            // inline one without it).
+            return Err(ContextError::new(
+                Kind::Config,
+                "require_client_certificate needs a validation context with a trusted_ca",
+            ));
+        }
         let verifier: Arc<dyn ClientCertVerifier> = match with_ca {
             Some((vc, ca)) => {
                 let roots = pem::trusted_ca(ca, ctx.line)?;
@@ -191,7 +199,7 @@ impl ClientTlsContext {
     pub fn new(ctx: &UpstreamTlsContext) -> Result<Arc<ClientTlsContext>, ContextError> {
         let common = &ctx.common_tls_context;
         let provider = provider(&common.tls_params);
-        let validation = common.validation_context.as_ref();
+        let validation = common.validation();
         let roots =
             validation.and_then(|v| v.trusted_ca.as_ref()).map(|ca| pem::trusted_ca(ca, ctx.line)).transpose()?;
         let sans = san_names(validation.map_or(&[][..], |v| &v.match_typed_subject_alt_names))
@@ -202,7 +210,7 @@ impl ClientTlsContext {
             auto_sni_san_validation: ctx.auto_sni_san_validation,
             algorithms: provider.signature_verification_algorithms,
         });
-        let client_cert = match common.tls_certificates.first() {
+        let client_cert = match common.certificates().first() {
             Some(cert) => Some(Arc::new(pem::certified_key(cert, &provider)?)),
             None => None,
         };

@@ -5,7 +5,7 @@
 //! `dynamic_active_clusters` with `version_info` and `last_updated`) and a
 //! `RoutesConfigDump` (`static_route_configs`: the inline ones; `dynamic_route_configs`:
 //! those of RDS, with `version_info` and `last_updated`). An LDS listener waiting for
-//! its routes shows under `warming_state` instead of `active_state`.
+//! its routes or secrets shows under `warming_state` instead of `active_state`.
 
 use std::time::SystemTime;
 
@@ -37,6 +37,7 @@ pub fn config_dump_with(
     now: SystemTime,
 ) -> String {
     let routes: Vec<sluice_config::xds::RdsRoute> = rds.iter().map(RdsSubscription::route).collect();
+    let secrets: Vec<_> = x.sds.iter().map(super::sds::SdsSubscription::entry).collect();
     let lds = lds.or_else(|| x.lds.as_ref().map(|s| (&s.active, s.last_updated.unwrap_or(SystemTime::UNIX_EPOCH))));
     let cds = cds.or_else(|| x.cds.as_ref().map(|s| (&s.active, s.last_updated.unwrap_or(SystemTime::UNIX_EPOCH))));
     let b = &x.bootstrap;
@@ -52,7 +53,11 @@ pub fn config_dump_with(
                         .with("listener", any(LISTENER, l.dump()))
                         .with("last_updated", rfc3339(at));
                     let which =
-                        if sluice_config::xds::rds_ready(l, &routes) { "active_state" } else { "warming_state" };
+                        if sluice_config::xds::rds_ready(l, &routes) && sluice_config::xds::sds_ready(l, &secrets) {
+                            "active_state"
+                        } else {
+                            "warming_state"
+                        };
                     Json::obj().with("name", l.name.as_str()).with(which, state)
                 })
                 .collect::<Vec<_>>()

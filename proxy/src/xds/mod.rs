@@ -29,9 +29,11 @@
 pub mod dump;
 pub mod grpc;
 pub mod rds;
+pub mod sds;
 pub mod watch;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -41,9 +43,37 @@ use sluice_config::listener::Listener;
 use sluice_config::xds::{self, ConfigSource, Resources};
 use sluice_config::Bootstrap;
 
-use crate::stats::{Store, SubscriptionStats, Subscriptions};
+use crate::stats::{Counter, Store, SubscriptionStats, Subscriptions};
 use rds::{RdsRead, RdsSubscription};
 use watch::FileWatch;
+
+/// `server.dynamic_unknown_fields`: fields of dynamic resources (files and ADS) that
+/// are not part of their message, warned and skipped. One per process, as the server's.
+pub static DYNAMIC_UNKNOWN_FIELDS: Counter = Counter::new();
+
+/// `--reject-unknown-dynamic-fields`, set once at start.
+static REJECT_UNKNOWN_DYNAMIC_FIELDS: AtomicBool = AtomicBool::new(false);
+
+/// Set `--reject-unknown-dynamic-fields` (at start, before any resource is read).
+pub fn set_reject_unknown_dynamic_fields(reject: bool) {
+    REJECT_UNKNOWN_DYNAMIC_FIELDS.store(reject, Ordering::Relaxed);
+}
+
+/// Whether dynamic resources with unknown fields are refused.
+pub fn reject_unknown_dynamic_fields() -> bool {
+    REJECT_UNKNOWN_DYNAMIC_FIELDS.load(Ordering::Relaxed)
+}
+
+/// Log and count the unknown fields of an accepted dynamic resource (`source`: its
+/// file or the ADS type).
+pub fn warn_unknown_fields(source: &str, unknown: &[sluice_config::ConfigError]) {
+    for e in unknown {
+        tracing::warn!(
+            "{source}: {e}: ignored (unknown field in a dynamic resource; --reject-unknown-dynamic-fields refuses it)"
+        );
+    }
+    DYNAMIC_UNKNOWN_FIELDS.add(unknown.len() as u64);
+}
 
 const LDS: &str = "listener_manager.lds";
 const CDS: &str = "cluster_manager.cds";
@@ -76,12 +106,14 @@ impl<T: Decode + Clone> Subscription<T> {
     /// Read the file: its resources, or the errors (counted) to log.
     fn read(&self) -> Result<Resources<T>, Vec<String>> {
         self.stats.update_attempt.inc();
-        match xds::read_resources::<T>(std::path::Path::new(&self.source.path), self.type_url) {
-            Ok((r, warnings)) => {
-                for w in warnings {
+        let file = std::path::Path::new(&self.source.path);
+        match xds::read_resources::<T>(file, self.type_url, reject_unknown_dynamic_fields()) {
+            Ok(r) => {
+                for w in r.warnings.iter().filter(|w| !r.unknown_fields.iter().any(|u| u.path == w.path)) {
                     tracing::warn!("{}: {w}", self.source.path);
                 }
-                Ok(r)
+                warn_unknown_fields(&self.source.path, &r.unknown_fields);
+                Ok(r.resources)
             }
             Err(errors) => {
                 let syntax = errors.iter().all(|e| e.kind == sluice_config::ErrorKind::Syntax);
@@ -118,6 +150,8 @@ pub struct FileXds {
     pub eds: Vec<Subscription<ClusterLoadAssignment>>,
     /// One subscription per RDS (file, route configuration name) an HCM in force names.
     pub rds: Vec<RdsSubscription>,
+    /// One subscription per SDS (file, secret name) a TLS context in force names.
+    pub sds: Vec<sds::SdsSubscription>,
 }
 
 /// What an update hands to the reload machinery: the effective config and its dump.
@@ -136,7 +170,10 @@ impl FileXds {
             // beside it.
             return None;
         }
-        if dr.is_none() && rds::uses(&bootstrap.listeners).is_empty() {
+        if dr.is_none()
+            && rds::uses(&bootstrap.listeners).is_empty()
+            && sds::uses(&bootstrap.listeners, &bootstrap.clusters).is_empty()
+        {
             return None;
         }
         let dr = dr.unwrap_or_default();
@@ -146,6 +183,7 @@ impl FileXds {
             cds: dr.cds_config.as_ref().map(|s| Subscription::new(s, xds::CLUSTER_TYPE, stats.scope(CDS))),
             eds: Vec::new(),
             rds: Vec::new(),
+            sds: Vec::new(),
         };
         // Clusters first, as Envoy initializes CDS before LDS: a listener may use them.
         if let Some(cds) = x.cds.as_mut() {
@@ -164,6 +202,7 @@ impl FileXds {
         x.eds = x.eds_for(&clusters, now);
         let listeners = x.lds.as_ref().map(|s| s.active.items.clone()).unwrap_or_default();
         x.rds = x.rds_for(&listeners, started, now);
+        x.sds = x.sds_for(&listeners, &clusters, now);
         // Resources that do not fit together are refused as one update would be.
         if let Err(errors) = x.effective() {
             log_refused("dynamic resources", &errors);
@@ -195,6 +234,9 @@ impl FileXds {
                 stats.subscriptions.insert(&rds::stat_prefix(&prefix, &r), Arc::clone(&s.sub.stats));
             }
         }
+        for s in &self.sds {
+            stats.subscriptions.insert(&format!("sds.{}", s.name), Arc::clone(&s.sub.stats));
+        }
         if let Some(s) = &self.lds {
             stats.subscriptions.insert(LDS, Arc::clone(&s.stats));
         }
@@ -225,6 +267,23 @@ impl FileXds {
             match self.rds.iter().find(|s| s.serves(&r)) {
                 Some(s) => out.push(s.clone()),
                 None => out.push(RdsSubscription::start(&r, now, wall)),
+            }
+        }
+        out
+    }
+
+    /// The SDS subscriptions the static resources and `listeners` and `clusters` need:
+    /// those in force kept, new ones started (their files read) now.
+    fn sds_for(&self, listeners: &[Listener], clusters: &[Cluster], wall: SystemTime) -> Vec<sds::SdsSubscription> {
+        let b = &self.bootstrap;
+        let mut out: Vec<sds::SdsSubscription> = Vec::new();
+        for c in sds::uses(b.listeners.iter().chain(listeners), b.clusters.iter().chain(clusters)) {
+            if out.iter().any(|s| s.serves(&c)) {
+                continue;
+            }
+            match self.sds.iter().find(|s| s.serves(&c)) {
+                Some(s) => out.push(s.clone()),
+                None => out.push(sds::SdsSubscription::start(&c, wall)),
             }
         }
         out
@@ -263,6 +322,7 @@ impl FileXds {
         let endpoints: Vec<(String, Vec<ClusterLoadAssignment>)> =
             eds.iter().map(|s| (s.source.path.clone(), s.active.items.clone())).collect();
         let routes: Vec<xds::RdsRoute> = rds.iter().map(RdsSubscription::route).collect();
+        let secrets: Vec<_> = self.sds.iter().map(sds::SdsSubscription::entry).collect();
         let dynamic = xds::Dynamic {
             routes: &routes,
             endpoints: &endpoints,
@@ -271,6 +331,7 @@ impl FileXds {
             lds_path: self.lds.as_ref().map(|s| s.source.path.as_str()).unwrap_or_default(),
             cds_path: self.cds.as_ref().map(|s| s.source.path.as_str()).unwrap_or_default(),
             ads_endpoints: &[],
+            secrets: &secrets,
         };
         xds::compose(&self.bootstrap, &dynamic).map_err(|e| e.iter().map(ToString::to_string).collect())
     }
@@ -298,6 +359,13 @@ impl FileXds {
         for i in 0..self.rds.len() {
             if self.rds[i].sub.watch.changed(now) {
                 applied |= self.update_rds(i, wall, apply);
+            }
+        }
+        for i in 0..self.sds.len() {
+            if self.sds[i].sub.watch.changed(now) {
+                applied |= self.update_sds(i, wall, apply);
+            } else if self.sds[i].files_changed(now) {
+                applied |= self.rotate_sds(i, apply);
             }
         }
         let mut timed_out = self.rds.clone();
@@ -352,6 +420,65 @@ impl FileXds {
         }
     }
 
+    /// The secrets file of `self.sds[i]` was replaced: read it and apply the config
+    /// with its secret.
+    fn update_sds(&mut self, i: usize, wall: SystemTime, apply: &mut Apply) -> bool {
+        let (written, r) = match self.sds[i].read() {
+            sds::SdsRead::Secret(written, r) => (written, r),
+            sds::SdsRead::Missing | sds::SdsRead::Refused => return false,
+        };
+        let mut updated = self.sds[i].clone();
+        updated.stage(written, r, wall);
+        let old = std::mem::replace(&mut self.sds[i], updated);
+        match self.apply_sds(wall, apply) {
+            Ok(()) => {
+                let s = &mut self.sds[i];
+                tracing::info!(file = %s.sub.source.path, name = %s.name, version = %s.sub.active.version_info, "sds: update accepted");
+                let r = s.sub.active.clone();
+                s.sub.accept(r, wall);
+                true
+            }
+            Err(errors) => {
+                old.sub.stats.update_rejected.inc();
+                self.sds[i] = old;
+                refused("SDS", &errors)
+            }
+        }
+    }
+
+    /// A file that the secret of `self.sds[i]` names changed: read it again and apply.
+    fn rotate_sds(&mut self, i: usize, apply: &mut Apply) -> bool {
+        let resolved = match self.sds[i].rotated() {
+            Ok(s) => s,
+            Err(e) => return refused("SDS key rotation", &[format!("secret `{}`: {e}", self.sds[i].name)]),
+        };
+        if self.sds[i].secret.as_ref() == Some(&resolved) {
+            return false;
+        }
+        let mut updated = self.sds[i].clone();
+        updated.rotate(resolved);
+        let old = std::mem::replace(&mut self.sds[i], updated);
+        match self.apply_sds(SystemTime::now(), apply) {
+            Ok(()) => {
+                tracing::info!(name = %self.sds[i].name, "sds: rotated files in force");
+                true
+            }
+            Err(errors) => {
+                old.sub.stats.key_rotation_failed.inc();
+                self.sds[i] = old;
+                refused("SDS key rotation", &errors)
+            }
+        }
+    }
+
+    /// Apply the config with the SDS subscriptions now in `self.sds`.
+    fn apply_sds(&mut self, wall: SystemTime, apply: &mut Apply) -> Result<(), Vec<String>> {
+        let listeners = self.lds.as_ref().map(|s| &s.active.items[..]);
+        let clusters = self.cds.as_ref().map(|s| &s.active.items[..]);
+        self.compose(listeners, clusters, &self.eds, &self.rds)
+            .and_then(|b| apply(&b, self.dump_with(None, None, wall)))
+    }
+
     fn update_eds(&mut self, i: usize, wall: SystemTime, apply: &mut Apply) -> bool {
         let r = match self.eds[i].read() {
             Ok(r) => r,
@@ -386,12 +513,18 @@ impl FileXds {
             Ok(r) => r,
             Err(errors) => return refused("CDS", &errors),
         };
-        let listeners = self.lds.as_ref().map(|s| &s.active.items[..]);
         let eds = self.eds_for(&r.items, wall);
+        let lds_items = self.lds.as_ref().map(|s| s.active.items.clone()).unwrap_or_default();
+        let sds = self.sds_for(&lds_items, &r.items, wall);
+        let old_sds = std::mem::replace(&mut self.sds, sds);
+        let listeners = self.lds.as_ref().map(|s| &s.active.items[..]);
         let result = self.compose(listeners, Some(&r.items), &eds, &self.rds).and_then(|b| {
             let dump = self.dump_with(None, Some(&r), wall);
             apply(&b, dump)
         });
+        if result.is_err() {
+            self.sds = old_sds;
+        }
         let Some(cds) = self.cds.as_mut() else { return false };
         match result {
             Ok(()) => {
@@ -413,12 +546,18 @@ impl FileXds {
             Ok(r) => r,
             Err(errors) => return refused("LDS", &errors),
         };
-        let clusters = self.cds.as_ref().map(|s| &s.active.items[..]);
         let rds = self.rds_for(&r.items, Instant::now(), wall);
+        let cds_items = self.cds.as_ref().map(|s| s.active.items.clone()).unwrap_or_default();
+        let sds = self.sds_for(&r.items, &cds_items, wall);
+        let old_sds = std::mem::replace(&mut self.sds, sds);
+        let clusters = self.cds.as_ref().map(|s| &s.active.items[..]);
         let result = self.compose(Some(&r.items), clusters, &self.eds, &rds).and_then(|b| {
             let dump = dump::config_dump_with(self, Some((&r, wall)), None, &rds, wall);
             apply(&b, dump)
         });
+        if result.is_err() {
+            self.sds = old_sds;
+        }
         let Some(lds) = self.lds.as_mut() else { return false };
         match result {
             Ok(()) => {

@@ -198,6 +198,7 @@ impl AdsXds {
             cds_path: "CDS",
             endpoints: &[],
             ads_endpoints: endpoints,
+            secrets: &[],
             routes: &[],
         };
         xds::compose(&self.bootstrap, &dynamic).map_err(|e| e.iter().map(ToString::to_string).collect())
@@ -359,10 +360,12 @@ impl AdsXds {
         s.nonce = r.nonce.clone();
         let (type_url, wildcard) = (s.type_url, s.wildcard);
         let mut items = if wildcard { BTreeMap::new() } else { s.items.clone() };
-        let result = match xds::decode_resources::<T>(&r.document, type_url) {
+        let result = match unknown_fields(kind(type_url), &r.unknown_fields).and_then(|()| {
+            xds::decode_resources::<T>(&r.document, type_url).map_err(|e| e.iter().map(ToString::to_string).collect())
+        }) {
             Err(e) => {
                 T::sub(self).stats.update_rejected.inc();
-                Err(e.iter().map(ToString::to_string).collect())
+                Err(e)
             }
             Ok((res, warnings)) => {
                 for w in warnings {
@@ -400,7 +403,7 @@ impl AdsXds {
         s.nonce = r.nonce.clone();
         let type_url = s.type_url;
         let mut items = s.items.clone();
-        let mut errors = Vec::new();
+        let mut errors = unknown_fields(kind(type_url), &r.unknown_fields).err().unwrap_or_default();
         for (i, (name, version, doc)) in r.resources.iter().enumerate() {
             match xds::decode_resources::<T>(doc, type_url) {
                 Ok((res, _)) => {
@@ -578,4 +581,21 @@ fn version_numbers() -> serde_json::Value {
     let mut parts = env!("CARGO_PKG_VERSION").split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     json!({"major_number": parts.next().unwrap_or(0), "minor_number": parts.next().unwrap_or(0),
            "patch": parts.next().unwrap_or(0)})
+}
+
+/// The unknown fields of a response (see [`proto::unknown_fields`]): refused with
+/// `--reject-unknown-dynamic-fields` (the response is NACKed with them), else warned
+/// and counted in `server.dynamic_unknown_fields`, as Envoy's dynamic validation.
+fn unknown_fields(what: &str, unknown: &[String]) -> Result<(), Vec<String>> {
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    if super::reject_unknown_dynamic_fields() {
+        return Err(unknown.iter().map(|u| format!("{u} (--reject-unknown-dynamic-fields)")).collect());
+    }
+    for u in unknown {
+        tracing::warn!("{what}: {u}: ignored (unknown field in a dynamic resource)");
+    }
+    super::DYNAMIC_UNKNOWN_FIELDS.add(unknown.len() as u64);
+    Ok(())
 }

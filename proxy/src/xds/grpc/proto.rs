@@ -17,7 +17,7 @@
 use std::sync::LazyLock;
 
 use prost_reflect::prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions, Value};
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage, SerializeOptions, Value};
 
 static DESCRIPTORS: &[u8] = include_bytes!("../../../proto/xds/xds-descriptors.bin");
 
@@ -54,6 +54,8 @@ pub struct Response {
     pub nonce: String,
     /// `{version_info, resources: [{"@type": ..., ...}]}` as pretty JSON.
     pub document: String,
+    /// The fields its descriptors do not know (see [`unknown_fields`]).
+    pub unknown_fields: Vec<String>,
 }
 
 /// An incremental `DeltaDiscoveryResponse`.
@@ -66,6 +68,8 @@ pub struct DeltaResponse {
     /// `{resources: [{"@type": ..., ...}]}` (one resource) pretty JSON.
     pub resources: Vec<(String, String, String)>,
     pub removed: Vec<String>,
+    /// The fields of the resources that their descriptors do not know.
+    pub unknown_fields: Vec<String>,
 }
 
 fn text(msg: &DynamicMessage, field: &str) -> String {
@@ -84,8 +88,10 @@ pub fn decode_response(bytes: &[u8]) -> Result<Response, String> {
     for f in ["nonce", "canary", "control_plane", "type_url"] {
         msg.clear_field_by_name(f);
     }
+    let mut unknown = Vec::new();
+    unknown_fields(&msg, "", &mut unknown);
     let document = to_json(&msg)?;
-    Ok(Response { type_url, version_info, nonce, document })
+    Ok(Response { type_url, version_info, nonce, document, unknown_fields: unknown })
 }
 
 /// Decode a `DeltaDiscoveryResponse`.
@@ -93,13 +99,15 @@ pub fn decode_delta_response(bytes: &[u8]) -> Result<DeltaResponse, String> {
     let msg = DynamicMessage::decode(message("envoy.service.discovery.v3.DeltaDiscoveryResponse")?, bytes)
         .map_err(|e| format!("DeltaDiscoveryResponse: {e}"))?;
     let mut resources = Vec::new();
+    let mut unknown = Vec::new();
     if let Some(Value::List(list)) = msg.get_field_by_name("resources").as_deref() {
-        for r in list {
+        for (i, r) in list.iter().enumerate() {
             let Value::Message(r) = r else { continue };
             let (name, version) = (text(r, "name"), text(r, "version"));
             let Some(Value::Message(any)) = r.get_field_by_name("resource").as_deref().cloned() else {
                 return Err(format!("resource `{name}` has no body"));
             };
+            unknown_fields(&any, &format!("resources[{i}]"), &mut unknown);
             let body = to_json(&any)?;
             resources.push((name, version, format!("{{\"resources\": [\n{body}\n]}}")));
         }
@@ -114,7 +122,50 @@ pub fn decode_delta_response(bytes: &[u8]) -> Result<DeltaResponse, String> {
         nonce: text(&msg, "nonce"),
         resources,
         removed,
+        unknown_fields: unknown,
     })
+}
+
+/// Collect the fields of `msg` and of every message in it, `Any` payloads included,
+/// that its descriptor does not know (kept by the decoder, dropped from the JSON), as
+/// `path: unknown field number N`: Envoy's "unknown fields" of a dynamic resource.
+pub fn unknown_fields(msg: &DynamicMessage, path: &str, out: &mut Vec<String>) {
+    for f in msg.unknown_fields() {
+        out.push(format!("{}: unknown field number {}", if path.is_empty() { "(root)" } else { path }, f.number()));
+    }
+    if msg.descriptor().full_name() == "google.protobuf.Any" {
+        let type_url = text(msg, "type_url");
+        let value = match msg.get_field_by_name("value").as_deref() {
+            Some(Value::Bytes(b)) => b.clone(),
+            _ => return,
+        };
+        let name = type_url.rsplit('/').next().unwrap_or_default();
+        if let Ok(inner) = message(name).and_then(|d| DynamicMessage::decode(d, value).map_err(|e| e.to_string())) {
+            unknown_fields(&inner, path, out);
+        }
+        return;
+    }
+    for (field, value) in msg.fields() {
+        let p = if path.is_empty() { field.name().to_string() } else { format!("{path}.{}", field.name()) };
+        unknown_in_value(value, &p, out);
+    }
+}
+
+fn unknown_in_value(v: &Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Message(m) => unknown_fields(m, path, out),
+        Value::List(items) => {
+            for (i, item) in items.iter().enumerate() {
+                unknown_in_value(item, &format!("{path}[{i}]"), out);
+            }
+        }
+        Value::Map(entries) => {
+            for item in entries.values() {
+                unknown_in_value(item, path, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -152,6 +203,40 @@ mod tests {
         .unwrap();
         assert_eq!(res.version_info, "v1");
         assert_eq!(res.items[0].name, "l1");
+    }
+
+    #[test]
+    fn unknown_fields_inside_a_resource_are_found() {
+        let listener = serde_json::json!({
+            "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
+            "name": "l1",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": 8080}},
+        });
+        let mut body = listener.clone();
+        body.as_object_mut().unwrap().remove("@type");
+        let mut bytes = encode("envoy.config.listener.v3.Listener", &body).unwrap();
+        // Field 999 (varint 7): not part of Listener.
+        bytes.extend_from_slice(&[0xb8, 0x3e, 0x07]);
+        let any =
+            prost_reflect::prost_types::Any { type_url: sluice_config::xds::LISTENER_TYPE.to_string(), value: bytes };
+        let mut response = encode(
+            "envoy.service.discovery.v3.DiscoveryResponse",
+            &serde_json::json!({"version_info": "v1", "type_url": sluice_config::xds::LISTENER_TYPE}),
+        )
+        .unwrap();
+        // resources (field 2) holding the Any.
+        let any_bytes = any.encode_to_vec();
+        response.push(0x12);
+        prost_reflect::prost::encoding::encode_varint(any_bytes.len() as u64, &mut response);
+        response.extend_from_slice(&any_bytes);
+        let r = decode_response(&response).unwrap();
+        assert_eq!(r.unknown_fields, vec!["resources[0]: unknown field number 999".to_string()]);
+        let clean = encode(
+            "envoy.service.discovery.v3.DiscoveryResponse",
+            &serde_json::json!({"version_info": "v1", "type_url": sluice_config::xds::LISTENER_TYPE, "resources": [listener]}),
+        )
+        .unwrap();
+        assert!(decode_response(&clean).unwrap().unknown_fields.is_empty());
     }
 
     #[test]

@@ -28,6 +28,10 @@
 //! Every new stream (after a reconnect) starts with the versions in force, so a
 //! control plane that has nothing newer sends nothing new.
 //!
+//! A CDS or EDS update does not re-check the clusters of inline route configurations
+//! (Envoy checks `validate_clusters` when the listener is loaded), so a cluster may go
+//! before the listener that routes to it.
+//!
 //! Warming and `initial_fetch_timeout` (of EDS and RDS sources): see [`warming`]. Not
 //! done here: per-type `api_config_source` subscriptions (refused at load).
 

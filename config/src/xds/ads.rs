@@ -147,7 +147,8 @@ fn grpc_service(d: &mut Decoder, node: &Node, path: &str) -> Option<String> {
 /// The whole-config checks of ADS: the control plane's cluster is a static cluster
 /// that speaks HTTP/2, and `ads: {}` sources have an `ads_config`.
 pub fn validate(b: &Bootstrap, d: &mut Decoder) {
-    let Some(dr) = &b.dynamic_resources else { return };
+    let no_dynamic = super::DynamicResources::default();
+    let dr = b.dynamic_resources.as_ref().unwrap_or(&no_dynamic);
     let uses_ads = dr.lds_config.iter().chain(&dr.cds_config).any(|s| s.ads)
         || b.clusters.iter().any(|c| c.eds_cluster_config.as_ref().is_some_and(|e| e.eds_config.ads))
         || b.listeners.iter().flat_map(super::hcms).any(|h| h.rds.as_ref().is_some_and(|r| r.config_source.ads));

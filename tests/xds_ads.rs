@@ -26,7 +26,7 @@ use sluice_e2e::http_client::get;
 use sluice_e2e::http_origin::HttpOrigin;
 use sluice_e2e::proxy::Proxy;
 
-use crate::xds_files::{wait_stat_until as wait_stat, ClientLoop};
+use crate::xds_files::{stat, wait_stat_until as wait_stat, ClientLoop};
 
 const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
@@ -211,6 +211,11 @@ fn ads_lifecycle(api_type: &str) {
         assert_eq!(nack["version_info"], "2", "a NACK carries the version in force");
     }
     wait_stat(admin, "listener_manager.lds.update_rejected", |v| v >= 1);
+    for prefix in ["listener_manager.lds", "cluster_manager.cds"] {
+        let n = |what: &str| stat(admin, &format!("{prefix}.{what}")).unwrap_or(-1);
+        let (attempt, success, rejected) = (n("update_attempt"), n("update_success"), n("update_rejected"));
+        assert!(attempt >= 1 && attempt == success + rejected, "{prefix}: {attempt} {success} {rejected}");
+    }
     assert_eq!(get(port, "/still").header("x-origin"), Some("b"));
 
     // The control plane restarted mid-run: sluice keeps serving and reconnects.

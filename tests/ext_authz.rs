@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use sluice_e2e::backend::{Backend, Net};
 use sluice_e2e::config::ClusterAt;
 use sluice_e2e::conn::{Acceptor, Conn};
+use sluice_e2e::grpc_service::{descriptor_set, GrpcService, Script};
 use sluice_e2e::http_origin::HttpOrigin;
 use sluice_e2e::http_proxy::HttpProxy;
 use sluice_e2e::on_both_backends;
@@ -534,60 +535,17 @@ print(port, flush=True)
 server.wait_for_termination()
 "#;
 
-/// A child process killed (by PID) and reaped on drop.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The grpcio authorization server: the process, its port and its check lines.
-fn grpc_authz_server(dir: &std::path::Path) -> (Killed, u16, std::sync::mpsc::Receiver<String>) {
+/// The grpcio authorization server, its check lines in `lines`.
+fn grpc_authz_server(dir: &std::path::Path) -> GrpcService {
     grpc_authz_server_as(dir, "test")
 }
 
 /// The grpcio authorization server with the logic `mode` picks: `test` (this file's
 /// checks) or `example` (Envoy's examples/ext_authz gRPC service).
-fn grpc_authz_server_as(dir: &std::path::Path, mode: &str) -> (Killed, u16, std::sync::mpsc::Receiver<String>) {
-    use std::process::{Command, Stdio};
-    let works =
-        || Command::new("python3").args(["-c", "import grpc, google.protobuf"]).status().is_ok_and(|s| s.success());
-    if !works() {
-        let _ = Command::new("pip3").args(["install", "-q", "--break-system-packages", "grpcio", "protobuf"]).status();
-        assert!(works(), "python3 `grpc`/`protobuf` missing and `pip3 install grpcio protobuf` failed");
-    }
-    let protos = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ext_authz_protos");
-    let set = dir.join("authz.pb");
-    let out = Command::new("protoc")
-        .current_dir(&protos)
-        .args(["--include_imports", &format!("--descriptor_set_out={}", set.display())])
-        .arg("envoy/service/auth/v3/external_auth.proto")
-        .output()
-        .expect("run protoc (apt: protobuf-compiler libprotobuf-dev)");
-    assert!(out.status.success(), "protoc: {}", String::from_utf8_lossy(&out.stderr));
-    let mut child = Killed(
-        Command::new("python3")
-            .args(["-c", PY_AUTHZ, set.to_str().unwrap(), mode])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the grpcio server"),
-    );
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.0.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let port = rx.recv_timeout(Duration::from_secs(30)).expect("the grpcio server's port").trim().parse().unwrap();
-    (child, port, rx)
+fn grpc_authz_server_as(dir: &std::path::Path, mode: &str) -> GrpcService {
+    let set = descriptor_set("ext_authz_protos", "envoy/service/auth/v3/external_auth.proto", &dir.join("authz.pb"));
+    GrpcService::start(Script::Inline(PY_AUTHZ), &[set.to_str().unwrap(), mode])
+}
 }
 
 const H2_UPSTREAM: &str = r#"    typed_extension_protocol_options:
@@ -627,7 +585,8 @@ const GRPC_VHOSTS: &str = r#"- name: app
 #[test]
 fn grpc_service_allows_and_denies() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, port, checks) = grpc_authz_server(dir.path());
+    let server = grpc_authz_server(dir.path());
+    let (port, checks) = (server.port, &server.lines);
     let net = Net::new(Backend::Kernel);
     let origin = HttpOrigin::serve(net.listen(), "web");
     let web = [origin.addr];
@@ -680,7 +639,8 @@ fn grpc_service_allows_and_denies() {
 #[test]
 fn grpc_service_gets_the_request_body() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, port, checks) = grpc_authz_server(dir.path());
+    let server = grpc_authz_server(dir.path());
+    let (port, checks) = (server.port, &server.lines);
     let net = Net::new(Backend::Kernel);
     let origin = HttpOrigin::serve(net.listen(), "web");
     let web = [origin.addr];
@@ -785,7 +745,8 @@ fn envoy_ext_authz_http_example_behaves_as_its_readme() {
 fn envoy_ext_authz_grpc_example_behaves_as_its_readme() {
     use sluice_e2e::{free_port, proxy::Proxy};
     let dir = tempfile::tempdir().unwrap();
-    let (_server, auth_port, checks) = grpc_authz_server_as(dir.path(), "example");
+    let server = grpc_authz_server_as(dir.path(), "example");
+    let (auth_port, checks) = (server.port, &server.lines);
     let origin = HttpOrigin::start("upstream-service");
     let port = free_port();
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("envoy_examples/ext_authz-grpc-service.yaml");

@@ -16,12 +16,12 @@
 //! both backends: the service down with and without `failure_mode_deny` (500, flag
 //! RLSE), a route that disables the filter, and `cluster.<route cluster>.ratelimit.*`.
 
-use std::io::{BufRead, BufReader};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use sluice_e2e::backend::{Backend, Net};
 use sluice_e2e::config::ClusterAt;
+use sluice_e2e::grpc_service::{descriptor_set, GrpcService, Script};
 use sluice_e2e::http_origin::HttpOrigin;
 use sluice_e2e::http_proxy::HttpProxy;
 use sluice_e2e::on_both_backends;
@@ -81,53 +81,10 @@ server.wait_for_termination()
 "#;
 
 /// A child process killed (by PID) and reaped on drop.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The grpcio rate limit service: the process, its port and its request lines.
-fn rate_limit_service(dir: &std::path::Path) -> (Killed, u16, Receiver<String>) {
-    use std::process::{Command, Stdio};
-    let works =
-        || Command::new("python3").args(["-c", "import grpc, google.protobuf"]).status().is_ok_and(|s| s.success());
-    if !works() {
-        let _ = Command::new("pip3").args(["install", "-q", "--break-system-packages", "grpcio", "protobuf"]).status();
-        assert!(works(), "python3 `grpc`/`protobuf` missing and `pip3 install grpcio protobuf` failed");
-    }
-    let protos = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ratelimit_protos");
-    let set = dir.join("rls.pb");
-    let out = Command::new("protoc")
-        .current_dir(&protos)
-        .args(["--include_imports", &format!("--descriptor_set_out={}", set.display())])
-        .arg("envoy/service/ratelimit/v3/rls.proto")
-        .output()
-        .expect("run protoc (apt: protobuf-compiler libprotobuf-dev)");
-    assert!(out.status.success(), "protoc: {}", String::from_utf8_lossy(&out.stderr));
-    let mut child = Killed(
-        Command::new("python3")
-            .args(["-c", PY_RLS, set.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the grpcio server"),
-    );
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.0.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let port = rx.recv_timeout(Duration::from_secs(30)).expect("the grpcio server's port").trim().parse().unwrap();
-    (child, port, rx)
+/// The grpcio rate limit service, its request lines in `lines`.
+fn rate_limit_service(dir: &std::path::Path) -> GrpcService {
+    let set = descriptor_set("ratelimit_protos", "envoy/service/ratelimit/v3/rls.proto", &dir.join("rls.pb"));
+    GrpcService::start(Script::Inline(PY_RLS), &[set.to_str().unwrap()])
 }
 
 const H2_UPSTREAM: &str = r#"    typed_extension_protocol_options:
@@ -195,7 +152,8 @@ fn next(lines: &Receiver<String>) -> String {
 #[test]
 fn descriptors_ok_and_over_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, port, lines) = rate_limit_service(dir.path());
+    let server = rate_limit_service(dir.path());
+    let (port, lines) = (server.port, &server.lines);
     let net = Net::new(Backend::Kernel);
     let origin = HttpOrigin::serve(net.listen(), "web");
     let (web, rls) = ([origin.addr], [sluice_e2e::localhost(port)]);
@@ -209,7 +167,7 @@ fn descriptors_ok_and_over_limit() {
 
     let r = c.request("GET", "/all/x", &[("x-user", "bob")], b"");
     assert_eq!(r.status, 200, "{}", r.text());
-    let line = next(&lines);
+    let line = next(lines);
     let want = r#"{"domain": "edge", "descriptors": [[["destination_cluster", "web"], ["remote_address", "127.0.0.1"], ["user", "bob"], ["header_match", "get"]], [["generic_key", "vh"]]]}"#;
     assert_eq!(line, want, "the route's descriptor, then the virtual host's (include_vh_rate_limits)");
     assert_eq!(origin.seen()[0].header("x-rl-seen"), Some("yes"), "request_headers_to_add");
@@ -223,7 +181,7 @@ fn descriptors_ok_and_over_limit() {
     // dropped, the virtual host's stays.
     let r = c.request("POST", "/all/x", &[("x-user", "bob")], b"p");
     assert_eq!(r.status, 200);
-    assert_eq!(next(&lines), r#"{"domain": "edge", "descriptors": [[["generic_key", "vh"]]]}"#);
+    assert_eq!(next(lines), r#"{"domain": "edge", "descriptors": [[["generic_key", "vh"]]]}"#);
 
     let r = c.request("GET", "/all/x", &[("x-user", "over")], b"");
     assert_eq!(r.status, 429, "{}", r.text());
@@ -234,11 +192,11 @@ fn descriptors_ok_and_over_limit() {
     assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
     assert_eq!(r.header("x-ratelimit-reset"), Some("30"));
     assert_eq!(origin.requests(), 2, "an over-limit request never reaches the origin");
-    let _ = next(&lines);
+    let _ = next(lines);
 
     // The virtual host's rate_limits apply to a route without any (OVERRIDE).
     assert_eq!(c.get("/plain").status, 200);
-    assert_eq!(next(&lines), r#"{"domain": "edge", "descriptors": [[["generic_key", "vh"]]]}"#);
+    assert_eq!(next(lines), r#"{"domain": "edge", "descriptors": [[["generic_key", "vh"]]]}"#);
     // No call: a missing header drops the only descriptor; IGNORE; a disabled filter.
     assert_eq!(c.get("/needs-user").status, 200);
     assert_eq!(c.get("/ignore-vh").status, 200);
@@ -261,7 +219,7 @@ fn descriptors_ok_and_over_limit() {
     assert_eq!(r.status, 503);
     assert_eq!(r.header("x-envoy-ratelimited"), None);
     assert_eq!(r.header("x-rl-note"), Some("over"));
-    assert_eq!(next(&lines), r#"{"domain": "edge", "descriptors": [[["user", "over"]]]}"#);
+    assert_eq!(next(lines), r#"{"domain": "edge", "descriptors": [[["user", "over"]]]}"#);
 }
 
 /// A service slower than `timeout` is an error: the request goes on, or with
@@ -269,7 +227,8 @@ fn descriptors_ok_and_over_limit() {
 #[test]
 fn slow_service_times_out() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, port, _lines) = rate_limit_service(dir.path());
+    let server = rate_limit_service(dir.path());
+    let port = server.port;
     let net = Net::new(Backend::Kernel);
     let origin = HttpOrigin::serve(net.listen(), "web");
     let (web, rls) = ([origin.addr], [sluice_e2e::localhost(port)]);

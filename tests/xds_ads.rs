@@ -10,81 +10,47 @@
 //! `error_detail` while the previous config keeps serving; the control plane restarted
 //! mid-run → sluice keeps serving, reconnects with the versions it has, and takes the
 //! next snapshot.
+//!
+//! RDS over ADS and warming: a listener whose HCM takes its routes over ADS does not
+//! accept until they arrived; a new EDS cluster is not used until its endpoints arrived
+//! (a request routed to it meanwhile gets the no-cluster 503 with no body); past
+//! `initial_fetch_timeout` the listener serves empty routes (404) and the cluster no
+//! hosts (503 "no healthy upstream").
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::Receiver;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_e2e::free_port;
-use sluice_e2e::http_client::{get, Client};
+use sluice_e2e::grpc_service::{GrpcService, Script};
+use sluice_e2e::http_client::get;
 use sluice_e2e::http_origin::HttpOrigin;
 use sluice_e2e::proxy::Proxy;
+
+use crate::xds_files::{stat, wait_stat_until as wait_stat, ClientLoop};
 
 const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const ENDPOINTS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+const ROUTES: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 
-/// The control plane process (killed by PID and reaped on drop), its snapshot input and
-/// the requests it saw.
+/// The control plane process (killed by PID and reaped on drop): snapshots in, the
+/// requests it saw out.
 struct ControlPlane {
-    child: Child,
-    stdin: ChildStdin,
+    service: GrpcService,
     port: u16,
-    seen: Receiver<serde_json::Value>,
 }
 
 impl ControlPlane {
     fn start(port: u16) -> ControlPlane {
-        let works =
-            || Command::new("python3").args(["-c", "import grpc, google.protobuf"]).status().is_ok_and(|s| s.success());
-        if !works() {
-            let _ =
-                Command::new("pip3").args(["install", "-q", "--break-system-packages", "grpcio", "protobuf"]).status();
-            assert!(works(), "python3 `grpc`/`protobuf` missing and `pip3 install grpcio protobuf` failed");
-        }
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let script = root.join("xds_ads/control_plane.py");
         let descriptors = root.join("../proxy/proto/xds/xds-descriptors.bin");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(descriptors)
-            .arg(port.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the control plane");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(p)) = lines.next() {
-                let _ = port_tx.send(p);
-            }
-            for line in lines {
-                let Ok(line) = line else { return };
-                let Ok(v) = serde_json::from_str(&line) else { continue };
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut cp = ControlPlane { child, stdin, port: 0, seen: rx };
-        let p = port_rx.recv_timeout(Duration::from_secs(30)).expect("the control plane's port");
-        cp.port = p.trim().parse().expect("a port");
-        assert_ne!(cp.port, 0, "the control plane could not bind");
-        cp
+        let service = GrpcService::start(Script::File(&script), &[descriptors.to_str().unwrap(), &port.to_string()]);
+        ControlPlane { port: service.port, service }
     }
 
     fn push(&mut self, snapshot: &serde_json::Value) {
-        writeln!(self.stdin, "{snapshot}").expect("write a snapshot");
-        self.stdin.flush().unwrap();
+        self.service.send_line(&snapshot.to_string());
     }
 
     /// Wait for a request the control plane saw that `want` accepts.
@@ -92,19 +58,14 @@ impl ControlPlane {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.seen.recv_timeout(left) {
-                Ok(v) if want(&v) => return v,
-                Ok(_) => {}
+            match self.service.lines.recv_timeout(left) {
+                Ok(line) => match serde_json::from_str(&line) {
+                    Ok(v) if want(&v) => return v,
+                    _ => {}
+                },
                 Err(_) => panic!("the control plane never saw {what}"),
             }
         }
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -183,19 +144,6 @@ fn snapshot(version: &str, listeners: Vec<serde_json::Value>, origin_port: u16) 
     })
 }
 
-fn stat(admin: u16, name: &str) -> Option<i64> {
-    let body = get(admin, "/stats").text();
-    body.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
-}
-
-fn wait_stat(admin: u16, name: &str, want: impl Fn(i64) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !stat(admin, name).is_some_and(&want) {
-        assert!(Instant::now() < deadline, "{name} = {:?}", stat(admin, name));
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Wait until `port` answers from `origin`.
 fn wait_origin(port: u16, origin: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -241,32 +189,7 @@ fn ads_lifecycle(api_type: &str) {
     }
 
     // An EDS change under a bounded client loop: no request fails.
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicUsize::new(0));
-    let clients: Vec<_> = (0..2)
-        .map(|i| {
-            let (stop, errors) = (Arc::clone(&stop), Arc::clone(&errors));
-            std::thread::spawn(move || {
-                let deadline = Instant::now() + Duration::from_secs(15);
-                let mut c = Client::connect(port);
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) && n < 5_000 && Instant::now() < deadline {
-                    n += 1;
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.get(&format!("/c{i}/{n}"))));
-                    let closed = match r {
-                        Ok(r) if r.status == 200 => r.header("connection") == Some("close"),
-                        _ => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            true
-                        }
-                    };
-                    if closed {
-                        c = Client::connect(port);
-                    }
-                }
-            })
-        })
-        .collect();
+    let load = ClientLoop::start(port, 2, Duration::from_secs(15));
     std::thread::sleep(Duration::from_millis(300));
     cp.push(&snapshot("2", vec![listener(port, "web")], b.port()));
     let before = b.requests();
@@ -274,11 +197,7 @@ fn ads_lifecycle(api_type: &str) {
     while b.requests() < before + 50 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    assert_eq!(errors.load(Ordering::Relaxed), 0, "requests failed across the EDS update");
+    assert_eq!(load.stop(), 0, "requests failed across the EDS update");
     assert!(b.requests() >= before + 50, "b got {} requests after the update", b.requests() - before);
     assert_eq!(get(port, "/after").header("x-origin"), Some("b"));
 
@@ -292,6 +211,11 @@ fn ads_lifecycle(api_type: &str) {
         assert_eq!(nack["version_info"], "2", "a NACK carries the version in force");
     }
     wait_stat(admin, "listener_manager.lds.update_rejected", |v| v >= 1);
+    for prefix in ["listener_manager.lds", "cluster_manager.cds"] {
+        let n = |what: &str| stat(admin, &format!("{prefix}.{what}")).unwrap_or(-1);
+        let (attempt, success, rejected) = (n("update_attempt"), n("update_success"), n("update_rejected"));
+        assert!(attempt >= 1 && attempt == success + rejected, "{prefix}: {attempt} {success} {rejected}");
+    }
     assert_eq!(get(port, "/still").header("x-origin"), Some("b"));
 
     // The control plane restarted mid-run: sluice keeps serving and reconnects.
@@ -320,4 +244,283 @@ fn sotw_initial_eds_change_nack_and_control_plane_restart() {
 #[test]
 fn delta_initial_eds_change_nack_and_control_plane_restart() {
     ads_lifecycle("DELTA_GRPC");
+}
+
+/// A listener on `port` whose HCM (stat prefix `name`) takes `route_config_name` over
+/// ADS, with `initial_fetch_timeout` when given.
+fn rds_listener(name: &str, port: u16, route_config_name: &str, timeout: Option<&str>) -> serde_json::Value {
+    let mut source = serde_json::json!({"ads": {}, "resource_api_version": "V3"});
+    if let Some(t) = timeout {
+        source["initial_fetch_timeout"] = serde_json::json!(t);
+    }
+    serde_json::json!({
+        "@type": LISTENER,
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": name,
+            "rds": {"config_source": source, "route_config_name": route_config_name},
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
+        }}]}]
+    })
+}
+
+/// A route configuration: each (prefix, cluster) in order.
+fn route_config(name: &str, routes: &[(&str, &str)]) -> serde_json::Value {
+    let routes: Vec<_> = routes
+        .iter()
+        .map(|(prefix, cluster)| serde_json::json!({"match": {"prefix": prefix}, "route": {"cluster": cluster}}))
+        .collect();
+    serde_json::json!({"@type": ROUTES, "name": name,
+        "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]})
+}
+
+/// An EDS cluster over ADS whose initial fetch times out after `timeout`.
+fn eds_cluster_timeout(name: &str, timeout: &str) -> serde_json::Value {
+    let mut c = eds_cluster(name);
+    c["eds_cluster_config"]["eds_config"]["initial_fetch_timeout"] = serde_json::json!(timeout);
+    c
+}
+
+/// A resource's `version_info` in the dump: state of the world, the version of the
+/// update that last changed it (`sotw`); delta, the resource's own version (the control
+/// plane's hash).
+fn version_is(api_type: &str, got: &serde_json::Value, sotw: &str) {
+    if api_type == "GRPC" {
+        assert_eq!(got, sotw);
+    } else {
+        assert!(got.as_str().is_some_and(|v| v.len() == 16), "a delta resource version: {got}");
+    }
+}
+
+/// `/config_dump` with `query`, parsed.
+fn dump(admin: u16, query: &str) -> serde_json::Value {
+    let r = get(admin, &format!("/config_dump{query}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    serde_json::from_str(&r.text()).expect("the config dump is JSON")
+}
+
+/// The config of `envoy.admin.v3.<kind>` in `dump` (null when there is none).
+fn configs(dump: &serde_json::Value, kind: &str) -> serde_json::Value {
+    let t = format!("type.googleapis.com/envoy.admin.v3.{kind}");
+    dump["configs"].as_array().and_then(|c| c.iter().find(|c| c["@type"] == t)).cloned().unwrap_or_default()
+}
+
+fn refuses(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+}
+
+/// Wait until `GET path` on `port` answers `status` with a body that `body` accepts.
+fn wait_answer(port: u16, path: &str, status: u16, body: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = std::panic::catch_unwind(|| get(port, path)).ok();
+        if r.as_ref().is_some_and(|r| r.status == status && body(&r.text())) {
+            return;
+        }
+        let seen = r.map(|r| (r.status, r.text()));
+        assert!(Instant::now() < deadline, "GET {path} on {port}: {seen:?}, want {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// RDS over ADS with listener warming, EDS cluster warming, and both ended by
+/// `initial_fetch_timeout`.
+fn rds_and_warming(api_type: &str) {
+    let (a, b) = (HttpOrigin::start("a"), HttpOrigin::start("b"));
+    let mut cp = ControlPlane::start(free_port());
+    let (admin, port, port2) = (free_port(), free_port(), free_port());
+    type Values = Vec<serde_json::Value>;
+    let snap = |v: &str, listeners: Values, clusters: Values, endpoints: Values, routes: Values| {
+        serde_json::json!({"version": v, "listeners": listeners, "clusters": clusters, "endpoints": endpoints,
+                           "routes": routes})
+    };
+    let web = || endpoints("web", a.port());
+    cp.push(&snap(
+        "1",
+        vec![rds_listener("ingress", port, "routes", None)],
+        vec![eds_cluster("web")],
+        vec![web()],
+        vec![],
+    ));
+    let _p = Proxy::start(&bootstrap(admin, cp.port, api_type), &["--concurrency", "2"]);
+
+    // The listener is accepted but warms: it asks RDS for its routes and does not accept.
+    wait_stat(admin, "listener_manager.lds.update_success", |v| v >= 1);
+    let asked =
+        cp.wait_request("the RDS request", |v| v["type_url"] == ROUTES && v["names"] == serde_json::json!(["routes"]));
+    assert_eq!(asked["names"], serde_json::json!(["routes"]));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(refuses(port), "a listener waiting for its routes accepts");
+    let d = dump(admin, "");
+    let l1 = configs(&d, "ListenersConfigDump")["dynamic_listeners"][0]["warming_state"]["version_info"].clone();
+    version_is(api_type, &l1, "1");
+
+    // The routes arrive: the listener accepts. `late` is a new EDS cluster whose endpoints
+    // have not come: it warms, and a request routed to it finds no cluster.
+    let routes = route_config("routes", &[("/late", "late"), ("/", "web")]);
+    let clusters = vec![eds_cluster("web"), eds_cluster("late")];
+    cp.push(&snap(
+        "2",
+        vec![rds_listener("ingress", port, "routes", None)],
+        clusters.clone(),
+        vec![web()],
+        vec![routes.clone()],
+    ));
+    wait_origin(port, "a");
+    wait_stat(admin, "http.ingress.rds.routes.update_success", |v| v >= 1);
+    wait_stat(admin, "cluster_manager.cds.update_success", |v| v >= 2);
+    let r = get(port, "/late");
+    assert_eq!((r.status, r.text().as_str()), (503, ""), "a warming cluster is not used");
+    let d = dump(admin, "");
+    let listeners = configs(&d, "ListenersConfigDump");
+    assert_eq!(listeners["dynamic_listeners"][0]["active_state"]["version_info"], l1, "unchanged since 1: {d}");
+    let cdump = configs(&d, "ClustersConfigDump");
+    assert_eq!(cdump["version_info"], "2");
+    assert_eq!(cdump["dynamic_warming_clusters"][0]["cluster"]["name"], "late", "{d}");
+    assert_eq!(cdump["dynamic_active_clusters"][0]["cluster"]["name"], "web", "{d}");
+    version_is(api_type, &cdump["dynamic_active_clusters"][0]["version_info"], "1");
+    assert!(cdump["dynamic_active_clusters"][0]["last_updated"].as_str().is_some_and(|t| t.starts_with("20")));
+    let routes = configs(&d, "RoutesConfigDump");
+    version_is(api_type, &routes["dynamic_route_configs"][0]["version_info"], "2");
+    assert_eq!(routes["dynamic_route_configs"][0]["route_config"]["name"], "routes", "{d}");
+    assert!(configs(&d, "EndpointsConfigDump").is_null(), "EDS only with ?include_eds: {d}");
+    let picked = dump(admin, "?resource=dynamic_warming_clusters");
+    assert_eq!(picked["configs"][0]["@type"], "type.googleapis.com/envoy.admin.v3.ClustersConfigDump.DynamicCluster");
+    assert_eq!(picked["configs"][0]["cluster"]["name"], "late", "{picked}");
+
+    // Its endpoints arrive: the cluster is used.
+    let eps = vec![web(), endpoints("late", b.port())];
+    cp.push(&snap(
+        "3",
+        vec![rds_listener("ingress", port, "routes", None)],
+        clusters.clone(),
+        eps.clone(),
+        vec![routes.clone()],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(port, "/late").header("x-origin") != Some("b") {
+        assert!(Instant::now() < deadline, "the cluster never left warming");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let d = dump(admin, "?include_eds");
+    let cdump = configs(&d, "ClustersConfigDump");
+    assert_eq!(cdump["dynamic_warming_clusters"], serde_json::json!([]), "{d}");
+    let late = cdump["dynamic_active_clusters"].as_array().unwrap().iter().find(|c| c["cluster"]["name"] == "late");
+    version_is(api_type, &late.map(|c| c["version_info"].clone()).unwrap_or_default(), "2");
+    let eds = configs(&d, "EndpointsConfigDump")["dynamic_endpoint_configs"].as_array().cloned().unwrap_or_default();
+    let late = eds.iter().find(|e| e["endpoint_config"]["cluster_name"] == "late").expect("late's endpoints");
+    version_is(api_type, &late["version_info"], "3");
+    let port_b = late["endpoint_config"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+        ["port_value"]
+        .clone();
+    assert_eq!(port_b, serde_json::json!(b.port()), "{d}");
+
+    // initial_fetch_timeout (1 s): a listener whose routes never come, a cluster whose
+    // endpoints never come. Both warm, then serve as absent: 404, 503 no healthy upstream.
+    let listeners =
+        vec![rds_listener("ingress", port, "routes", None), rds_listener("slow", port2, "missing", Some("1s"))];
+    let mut clusters = clusters;
+    clusters.push(eds_cluster_timeout("ghost", "1s"));
+    let routes = route_config("routes", &[("/late", "late"), ("/ghost", "ghost"), ("/", "web")]);
+    let pushed = Instant::now();
+    cp.push(&snap("4", listeners, clusters, eps, vec![routes]));
+    wait_answer(port, "/ghost/x", 503, |b| b.is_empty());
+    assert!(refuses(port2) || pushed.elapsed() >= Duration::from_secs(1), "the listener did not warm");
+    wait_answer(port2, "/any", 404, |_| true);
+    wait_answer(port, "/ghost/x", 503, |b| b == "no healthy upstream");
+    assert!(pushed.elapsed() >= Duration::from_millis(900), "warming ended before initial_fetch_timeout");
+    wait_stat(admin, "http.slow.rds.missing.init_fetch_timeout", |v| v == 1);
+    assert_eq!(get(port, "/late").header("x-origin"), Some("b"));
+}
+
+#[test]
+fn sotw_rds_listener_and_cluster_warming_and_initial_fetch_timeout() {
+    rds_and_warming("GRPC");
+}
+
+#[test]
+fn delta_rds_listener_and_cluster_warming_and_initial_fetch_timeout() {
+    rds_and_warming("DELTA_GRPC");
+}
+
+/// A listener routing `/slow` to cluster `slow` and the rest to `web`, or everything to
+/// `web` when `slow` is false.
+fn listener_with_slow(port: u16, slow: bool) -> serde_json::Value {
+    let mut l = listener(port, "web");
+    if slow {
+        let routes =
+            &mut l["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
+        let slow_route = serde_json::json!({"match": {"prefix": "/delay"}, "route": {"cluster": "slow"}});
+        routes.as_array_mut().unwrap().insert(0, slow_route);
+    }
+    l
+}
+
+/// Start `GET path` on `port` and wait until `origin` has it in hand.
+fn in_flight(port: u16, path: &'static str, origin: &HttpOrigin) -> std::thread::JoinHandle<(u16, Option<String>)> {
+    let t = std::thread::spawn(move || {
+        let r = sluice_e2e::http_client::Client::connect(port).get(path);
+        (r.status, r.header("x-origin").map(str::to_string))
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !origin.seen().iter().any(|s| s.path == path) {
+        assert!(Instant::now() < deadline, "{path} never reached the origin");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    t
+}
+
+/// Removal under ADS: a cluster removed with a request in flight lets it complete; a
+/// listener removed with a request in flight drains it, then stops accepting.
+fn removal(api_type: &str) {
+    let (web, slow) = (HttpOrigin::start("web"), HttpOrigin::start("slow"));
+    let mut cp = ControlPlane::start(free_port());
+    let (admin, port) = (free_port(), free_port());
+    let snap = |v: &str, listeners: Vec<serde_json::Value>, with_slow: bool| {
+        let mut clusters = vec![eds_cluster("web")];
+        let mut eps = vec![endpoints("web", web.port())];
+        if with_slow {
+            clusters.push(eds_cluster("slow"));
+            eps.push(endpoints("slow", slow.port()));
+        }
+        serde_json::json!({"version": v, "listeners": listeners, "clusters": clusters, "endpoints": eps})
+    };
+    cp.push(&snap("1", vec![listener_with_slow(port, true)], true));
+    let _p = Proxy::start(&bootstrap(admin, cp.port, api_type), &["--concurrency", "2"]);
+    wait_origin(port, "web");
+
+    // The cluster goes (and the route to it) while a request to it is in flight.
+    let req = in_flight(port, "/delay/1500/cluster", &slow);
+    cp.push(&snap("2", vec![listener_with_slow(port, false)], false));
+    wait_stat(admin, "cluster_manager.cds.update_success", |v| v >= 2);
+    wait_answer(port, "/delay/0/after", 200, |_| true);
+    assert_eq!(get(port, "/delay/0/next").header("x-origin"), Some("web"), "the new routes are in force");
+    assert_eq!(req.join().unwrap(), (200, Some("slow".to_string())), "the in-flight request to the removed cluster");
+
+    // The listener goes while a request on it is in flight: it completes, then the
+    // port is closed.
+    let req = in_flight(port, "/delay/1500/listener", &web);
+    cp.push(&snap("3", vec![], false));
+    wait_stat(admin, "listener_manager.lds.update_success", |v| v >= 3);
+    assert_eq!(req.join().unwrap(), (200, Some("web".to_string())), "the in-flight request on the removed listener");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !refuses(port) {
+        assert!(Instant::now() < deadline, "the removed listener still accepts");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let d = dump(admin, "");
+    assert_eq!(configs(&d, "ListenersConfigDump")["dynamic_listeners"], serde_json::json!([]), "{d}");
+}
+
+#[test]
+fn sotw_removed_cluster_and_listener_finish_their_in_flight_requests() {
+    removal("GRPC");
+}
+
+#[test]
+fn delta_removed_cluster_and_listener_finish_their_in_flight_requests() {
+    removal("DELTA_GRPC");
 }

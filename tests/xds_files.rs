@@ -71,10 +71,65 @@ pub(crate) fn stat(admin: u16, name: &str) -> Option<i64> {
 }
 
 pub(crate) fn wait_stat(admin: u16, name: &str, want: i64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stat(admin, name) != Some(want) {
-        assert!(Instant::now() < deadline, "{name} = {:?}, want {want}", stat(admin, name));
+    wait_stat_until(admin, name, |v| v == want);
+}
+
+/// Wait (15 s at most) until stat `name` is present and `want` accepts it.
+pub(crate) fn wait_stat_until(admin: u16, name: &str, want: impl Fn(i64) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !stat(admin, name).is_some_and(&want) {
+        assert!(Instant::now() < deadline, "{name} = {:?}", stat(admin, name));
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A bounded load loop: `clients` keep-alive clients on `port`, each at most 5 000
+/// requests and `limit`, reconnecting after `connection: close` or a failure, counting
+/// failed requests (not 200, or no answer).
+pub(crate) struct ClientLoop {
+    stop: Arc<AtomicBool>,
+    errors: Arc<AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl ClientLoop {
+    pub(crate) fn start(port: u16, clients: usize, limit: Duration) -> ClientLoop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let errors = Arc::new(AtomicUsize::new(0));
+        let threads = (0..clients)
+            .map(|i| {
+                let (stop, errors) = (Arc::clone(&stop), Arc::clone(&errors));
+                std::thread::spawn(move || {
+                    let deadline = Instant::now() + limit;
+                    let mut c = Client::connect(port);
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) && n < 5_000 && Instant::now() < deadline {
+                        n += 1;
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.get(&format!("/c{i}/{n}"))));
+                        let closed = match r {
+                            Ok(r) if r.status == 200 => r.header("connection") == Some("close"),
+                            _ => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                                true
+                            }
+                        };
+                        if closed {
+                            c = Client::connect(port);
+                        }
+                    }
+                })
+            })
+            .collect();
+        ClientLoop { stop, errors, threads }
+    }
+
+    /// Stop the clients; the number of failed requests.
+    pub(crate) fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        self.errors.load(Ordering::Relaxed)
     }
 }
 
@@ -130,34 +185,8 @@ fn initial_lds_and_cds_files_are_served_counted_and_dumped() {
 #[test]
 fn a_cds_change_moved_into_place_under_load_moves_traffic_with_no_failed_request() {
     let t = start("2");
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicUsize::new(0));
     let port = t.port;
-    // A bounded load loop: 4 keep-alive clients, at most 5 000 requests each, at most 10 s.
-    let clients: Vec<_> = (0..4)
-        .map(|i| {
-            let (stop, errors) = (Arc::clone(&stop), Arc::clone(&errors));
-            std::thread::spawn(move || {
-                let deadline = Instant::now() + Duration::from_secs(10);
-                let mut c = Client::connect(port);
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) && n < 5_000 && Instant::now() < deadline {
-                    n += 1;
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.get(&format!("/c{i}/{n}"))));
-                    let closed = match r {
-                        Ok(r) if r.status == 200 => r.header("connection") == Some("close"),
-                        _ => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            true
-                        }
-                    };
-                    if closed {
-                        c = Client::connect(port);
-                    }
-                }
-            })
-        })
-        .collect();
+    let load = ClientLoop::start(port, 4, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     assert!(t.a.requests() > 0);
     // Cluster `a` now has b's endpoint.
@@ -169,11 +198,7 @@ fn a_cds_change_moved_into_place_under_load_moves_traffic_with_no_failed_request
     while t.b.requests() < before + 100 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    assert_eq!(errors.load(Ordering::Relaxed), 0, "requests failed across the update");
+    assert_eq!(load.stop(), 0, "requests failed across the update");
     assert!(t.b.requests() >= before + 100, "b got {} requests after the update", t.b.requests() - before);
     let a_now = t.a.requests();
     assert_eq!(get(port, "/after").header("x-origin"), Some("b"));
@@ -259,33 +284,7 @@ fn an_eds_change_under_load_moves_traffic_with_no_failed_request() {
     let _p = Proxy::start(&bootstrap(admin, dir.path(), s.port()), &["--concurrency", "2"]);
     assert_eq!(get(port, "/first").header("x-origin"), Some("a"));
     assert_eq!(stat(admin, "cluster.e.update_success"), Some(1));
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicUsize::new(0));
-    // A bounded load loop: 4 keep-alive clients, at most 5 000 requests each, at most 10 s.
-    let clients: Vec<_> = (0..4)
-        .map(|i| {
-            let (stop, errors) = (Arc::clone(&stop), Arc::clone(&errors));
-            std::thread::spawn(move || {
-                let deadline = Instant::now() + Duration::from_secs(10);
-                let mut c = Client::connect(port);
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) && n < 5_000 && Instant::now() < deadline {
-                    n += 1;
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.get(&format!("/c{i}/{n}"))));
-                    let closed = match r {
-                        Ok(r) if r.status == 200 => r.header("connection") == Some("close"),
-                        _ => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            true
-                        }
-                    };
-                    if closed {
-                        c = Client::connect(port);
-                    }
-                }
-            })
-        })
-        .collect();
+    let load = ClientLoop::start(port, 4, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     move_into_place(dir.path(), "eds.yaml", &assignment("e2", "svc", b.port()));
     wait_stat(admin, "cluster.e.update_success", 2);
@@ -294,11 +293,7 @@ fn an_eds_change_under_load_moves_traffic_with_no_failed_request() {
     while b.requests() < before + 100 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    assert_eq!(errors.load(Ordering::Relaxed), 0, "requests failed across the EDS update");
+    assert_eq!(load.stop(), 0, "requests failed across the EDS update");
     assert!(b.requests() >= before + 100, "b got {} requests after the update", b.requests() - before);
     let a_now = a.requests();
     assert_eq!(get(port, "/after").header("x-origin"), Some("b"));

@@ -112,7 +112,8 @@ impl Decode for EdsClusterConfig {
     fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
         let mut f = Fields::of(d, node, path)?;
         let eds_config: Option<crate::xds::ConfigSource> = f.req(d, "eds_config");
-        if let Some(s) = &eds_config {
+        // Over ADS the timeout ends a dynamic cluster's warming; an EDS file is read at once.
+        if let Some(s) = eds_config.as_ref().filter(|s| !s.ads) {
             s.refuse_initial_fetch_timeout(d, &f.field_path("eds_config"), f.line());
         }
         let service_name = f.or(d, "service_name", String::new());

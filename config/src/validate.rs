@@ -13,16 +13,6 @@ use crate::route::{Action, ClusterSpecifier, MirrorTarget, RequestMirrorPolicy, 
 pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
     crate::xds::ads::validate(b, d);
     if b.dynamic_resources.as_ref().is_some_and(|dr| dr.ads_config.is_some()) {
-        for (i, l) in b.listeners.iter().enumerate() {
-            if crate::xds::hcms(l).any(|h| h.rds.is_some()) {
-                d.error(
-                    ErrorKind::Unsupported,
-                    &format!("static_resources.listeners[{i}]"),
-                    l.line,
-                    "an HCM's `rds` from a file beside `ads_config` is not supported yet: give the routes inline",
-                );
-            }
-        }
         let listeners = b
             .listeners
             .iter()

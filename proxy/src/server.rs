@@ -201,6 +201,7 @@ pub(crate) fn prepare(
             Some(x) => x.config_dump(),
             None => sluice_config::dump::config_dump(&loaded.bootstrap),
         }),
+        config_dump_eds: Mutex::new(String::new()),
         control: Arc::clone(&control),
         started: Instant::now(),
         started_wall: std::time::SystemTime::now(),
@@ -217,6 +218,9 @@ pub(crate) fn prepare(
     main.ads = crate::xds::grpc::AdsXds::start(&loaded.bootstrap, &stats)?;
     if let Some(a) = &main.ads {
         a.register(&stats);
+        let (dump, eds) = a.config_dump(SystemTime::now());
+        *main.admin_state.config_dump.lock().unwrap_or_else(|e| e.into_inner()) = dump;
+        *main.admin_state.config_dump_eds.lock().unwrap_or_else(|e| e.into_inner()) = eds;
     }
     Ok(Serving { stats, control, main, overload: loaded.bootstrap.overload_manager.clone() })
 }
@@ -511,9 +515,12 @@ impl MainLoop {
             }
             Ok(())
         };
-        let applied = x.poll(SystemTime::now(), &mut apply);
+        let applied = x.poll(Instant::now(), SystemTime::now(), &mut apply);
         if applied {
             x.register(stats);
+            let (dump, eds) = x.config_dump(SystemTime::now());
+            *admin_state.config_dump.lock().unwrap_or_else(|e| e.into_inner()) = dump;
+            *admin_state.config_dump_eds.lock().unwrap_or_else(|e| e.into_inner()) = eds;
         }
         applied
     }

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod config;
 pub mod conn;
+pub mod grpc_service;
 pub mod h2_client;
 pub mod h2_origin;
 pub mod http_client;

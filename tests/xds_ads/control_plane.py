@@ -6,8 +6,9 @@ snapshot cache serves them.
 
 argv: descriptor-set port. Prints the port it listens on, then one JSON line per
 request received ({"rpc", "type_url", "version_info", "nonce", "names", "error", "node"}).
-Reads snapshots from stdin, one JSON line each:
-  {"version": "1", "listeners": [...], "clusters": [...], "endpoints": [...]}
+After each response it prints {"sent": type_url, "version", "bytes", "t"} (t: Unix time;
+bench/xds.sh times sluice from there). Reads snapshots from stdin, one JSON line each:
+  {"version": "1", "listeners": [...], "clusters": [...], "endpoints": [...], "routes": [...]}
 (resources in proto3 JSON with their "@type"). State of the world: a request whose
 version_info differs from the snapshot's is answered at once; one that has it waits
 for the next snapshot; a NACK of the version last sent waits too. Delta: each resource
@@ -18,6 +19,7 @@ import hashlib
 import json
 import sys
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -57,10 +59,11 @@ DeltaResponse = cls("envoy.service.discovery.v3.DeltaDiscoveryResponse")
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-KEYS = {LISTENER: "listeners", CLUSTER: "clusters", ENDPOINTS: "endpoints"}
+ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+KEYS = {LISTENER: "listeners", CLUSTER: "clusters", ENDPOINTS: "endpoints", ROUTES: "routes"}
 
 cond = threading.Condition()
-snapshot = {"version": "", "listeners": [], "clusters": [], "endpoints": []}
+snapshot = {"version": "", "listeners": [], "clusters": [], "endpoints": [], "routes": []}
 out_lock = threading.Lock()
 
 
@@ -74,7 +77,7 @@ def name_of(type_url, r):
 
 
 def resources(type_url, names):
-    items = snapshot[KEYS[type_url]]
+    items = snapshot.get(KEYS[type_url], [])
     if names:
         items = [r for r in items if name_of(type_url, r) in names]
     return items
@@ -110,7 +113,10 @@ def request_reader(it, pending, rpc, parse):
 def sotw(request_iterator, context):
     pending = []
     request_reader(request_iterator, pending, "sotw", lambda raw: Request.FromString(raw))
-    watches = {}  # type_url -> (names, version the client has, version last sent)
+    # type_url -> (names, version the client has, version last sent); a request whose
+    # names changed is answered even at the current version (as go-control-plane does
+    # for resources the client has not been sent).
+    watches = {}
     nonce = 0
     while True:
         with cond:
@@ -127,8 +133,13 @@ def sotw(request_iterator, context):
                   "nonce": req.response_nonce, "names": list(req.resource_names),
                   "error": req.error_detail.message if req.HasField("error_detail") else None,
                   "node": json_format.MessageToDict(req.node, preserving_proto_field_name=True)})
-            last_sent = watches.get(req.type_url, (None, None, None))[2]
-            watches[req.type_url] = (list(req.resource_names), req.version_info, last_sent)
+            old_names, _, last_sent = watches.get(req.type_url, (None, None, None))
+            if old_names is not None and sorted(old_names) != sorted(req.resource_names):
+                last_sent = None
+                req_version = None
+            else:
+                req_version = req.version_info
+            watches[req.type_url] = (list(req.resource_names), req_version, last_sent)
         for type_url, (names, has, sent) in list(watches.items()):
             if has == snap["version"] or sent == snap["version"]:
                 continue
@@ -137,7 +148,9 @@ def sotw(request_iterator, context):
                    "resources": resources(type_url, names)}
             resp = json_format.ParseDict(msg, Response(), descriptor_pool=pool)
             watches[type_url] = (names, has, snap["version"])
-            yield resp.SerializeToString()
+            data = resp.SerializeToString()
+            emit({"sent": type_url, "version": snap["version"], "bytes": len(data), "t": time.time()})
+            yield data
 
 
 def version_of(r):
@@ -168,7 +181,7 @@ def delta(request_iterator, context):
                   "initial": dict(req.initial_resource_versions)})
             s = subs.get(req.type_url)
             if s is None:
-                wildcard = req.type_url != ENDPOINTS and not req.resource_names_subscribe
+                wildcard = req.type_url in (LISTENER, CLUSTER) and not req.resource_names_subscribe
                 s = {"names": None if wildcard else set(), "has": dict(req.initial_resource_versions)}
                 subs[req.type_url] = s
             if s["names"] is not None:
@@ -194,7 +207,9 @@ def delta(request_iterator, context):
                 s["has"][name_of(type_url, r)] = version_of(r)
             for n in removed:
                 del s["has"][n]
-            yield resp.SerializeToString()
+            data = resp.SerializeToString()
+            emit({"sent": type_url, "version": snap["version"], "bytes": len(data), "t": time.time()})
+            yield data
 
 
 handler = grpc.method_handlers_generic_handler(

@@ -1,6 +1,10 @@
 //! The HCM's `rds` (`extensions.filters.network.http_connection_manager.v3.Rds`): the
-//! route configuration named `route_config_name`, taken from the `DiscoveryResponse`
-//! file of `config_source` instead of an inline `route_config`.
+//! route configuration named `route_config_name`, taken from `config_source` instead
+//! of an inline `route_config`.
+//!
+//! `config_source` is a file or `ads: {}` (the ADS stream of `dynamic_resources`,
+//! checked by [`crate::xds::ads::validate`]); its `initial_fetch_timeout` bounds
+//! listener warming.
 //!
 //! The HCM decodes with an empty `route_config` of that name; the effective config
 //! ([`crate::xds::compose`]) puts the file's route configuration in its place. Route
@@ -36,15 +40,6 @@ impl Decode for Rds {
             return None;
         }
         let config_source = config_source?;
-        if config_source.ads {
-            d.error(
-                ErrorKind::Unsupported,
-                &format!("{path}.config_source.ads"),
-                line,
-                "RDS over ADS is not supported yet: give the routes a file source (`path_config_source`)",
-            );
-            return None;
-        }
         Some(Rds { config_source, route_config_name })
     }
 }

@@ -147,9 +147,11 @@ fn grpc_service(d: &mut Decoder, node: &Node, path: &str) -> Option<String> {
 /// The whole-config checks of ADS: the control plane's cluster is a static cluster
 /// that speaks HTTP/2, and `ads: {}` sources have an `ads_config`.
 pub fn validate(b: &Bootstrap, d: &mut Decoder) {
-    let Some(dr) = &b.dynamic_resources else { return };
+    let no_dynamic = super::DynamicResources::default();
+    let dr = b.dynamic_resources.as_ref().unwrap_or(&no_dynamic);
     let uses_ads = dr.lds_config.iter().chain(&dr.cds_config).any(|s| s.ads)
-        || b.clusters.iter().any(|c| c.eds_cluster_config.as_ref().is_some_and(|e| e.eds_config.ads));
+        || b.clusters.iter().any(|c| c.eds_cluster_config.as_ref().is_some_and(|e| e.eds_config.ads))
+        || b.listeners.iter().flat_map(super::hcms).any(|h| h.rds.as_ref().is_some_and(|r| r.config_source.ads));
     let Some(ads) = &dr.ads_config else {
         if uses_ads {
             d.error(
@@ -178,6 +180,16 @@ pub fn validate(b: &Bootstrap, d: &mut Decoder) {
                 &format!("static_resources.clusters[{i}].eds_cluster_config.eds_config"),
                 c.line,
                 "an EDS file source next to `ads_config` is not supported: use `ads: {}`",
+            );
+        }
+    }
+    for (i, l) in b.listeners.iter().enumerate() {
+        if super::hcms(l).any(|h| h.rds.as_ref().is_some_and(|r| !r.config_source.ads)) {
+            d.error(
+                ErrorKind::Unsupported,
+                &format!("static_resources.listeners[{i}]"),
+                l.line,
+                "an HCM's `rds` from a file next to `ads_config` is not supported: use `config_source: { ads: {} }`",
             );
         }
     }

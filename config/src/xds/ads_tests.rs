@@ -94,3 +94,60 @@ fn an_ads_source_needs_ads_config() {
     let e = checked(&yaml);
     assert!(e.iter().any(|e| e.message.contains("`dynamic_resources.ads_config` is not set")), "{e:?}");
 }
+
+/// `boot` with a static HTTP listener whose HCM takes `local` from `config_source`.
+fn with_rds_listener(config_source: &str) -> String {
+    let listener = format!(
+        r#"  listeners:
+  - name: web
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 8080 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: web
+          rds: {{ route_config_name: local, config_source: {config_source} }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+"#
+    );
+    boot(GRPC, true).replace("static_resources:\n", &format!("static_resources:\n{listener}"))
+}
+
+#[test]
+fn rds_over_ads_loads_and_warms_and_needs_ads_config() {
+    let yaml = with_rds_listener("{ ads: {}, initial_fetch_timeout: 2s }");
+    let b = crate::load_str(&yaml).unwrap().bootstrap;
+    let rds = crate::xds::hcms(&b.listeners[0]).next().unwrap().rds.clone().unwrap();
+    assert!(rds.config_source.ads);
+    assert_eq!(rds.config_source.initial_fetch_timeout, Some(std::time::Duration::from_secs(2)));
+    // Checked, then left out of the effective config until its routes arrive (warming).
+    let effective = crate::xds::compose(&b, &crate::xds::Dynamic::default()).unwrap();
+    assert!(effective.listeners.is_empty());
+    // Without `ads_config`: refused.
+    let no_ads = yaml.replace("  ads_config:\n", "").replace(&format!("{GRPC}\n"), "");
+    let no_ads = no_ads.replace("  lds_config: { ads: {}, resource_api_version: V3 }\n  cds_config: { ads: {} }\n", "");
+    // (With no `dynamic_resources` at all the whole config is checked at load.)
+    let e = crate::load_str(&no_ads).unwrap_err().0;
+    assert!(e.iter().any(|e| e.message.contains("`dynamic_resources.ads_config` is not set")), "{e:?}");
+    // An RDS file next to `ads_config`: refused with the listener's path.
+    let e = checked(&with_rds_listener("{ path_config_source: { path: /tmp/rds.yaml } }"));
+    assert!(e.iter().any(|e| e.path == "static_resources.listeners[0]" && e.message.contains("ads: {}")), "{e:?}");
+}
+
+#[test]
+fn initial_fetch_timeout_is_taken_for_eds_over_ads_only() {
+    let cluster = |source: &str| {
+        boot(GRPC, true).replace(
+            "static_resources:\n  clusters:\n",
+            &format!("static_resources:\n  clusters:\n  - name: e\n    type: EDS\n    eds_cluster_config: {{ eds_config: {source} }}\n"),
+        )
+    };
+    let b = crate::load_str(&cluster("{ ads: {}, initial_fetch_timeout: 1s }")).unwrap().bootstrap;
+    let e = b.clusters[0].eds_cluster_config.as_ref().unwrap();
+    assert_eq!(e.eds_config.initial_fetch_timeout, Some(std::time::Duration::from_secs(1)));
+    let file = crate::load_str(&cluster("{ path: /tmp/eds.yaml, initial_fetch_timeout: 1s }")).unwrap_err();
+    assert!(file.to_string().contains("eds_config.initial_fetch_timeout"), "{file}");
+}

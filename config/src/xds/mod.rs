@@ -42,7 +42,8 @@ pub struct ConfigSource {
     /// [`ads`]); `path` is then empty.
     pub ads: bool,
     /// `initial_fetch_timeout` as written (None: absent, Envoy's 15 s; zero: no
-    /// timeout). Only RDS sources use it (see [`crate::hcm::Rds`]); the others refuse it.
+    /// timeout). RDS sources and EDS over ADS use it (see [`crate::hcm::Rds`]); the others
+    /// refuse it.
     pub initial_fetch_timeout: Option<std::time::Duration>,
 }
 
@@ -54,7 +55,7 @@ impl ConfigSource {
                 ErrorKind::Unsupported,
                 &join(path, "initial_fetch_timeout"),
                 line,
-                "`initial_fetch_timeout` is implemented for RDS file sources only; LDS, CDS and EDS files are read at start",
+                "`initial_fetch_timeout` is implemented for RDS and for EDS over ADS only; LDS, CDS and EDS files are read at start",
             );
         }
     }

@@ -113,7 +113,11 @@ pub fn handle(state: &AdminState, method: &str, target: &str) -> Response {
             }
         }
         "/listeners" => listeners(state, &params),
-        "/config_dump" => Response::json(state.config_dump.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+        "/config_dump" => {
+            let dump = state.config_dump.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let eds = state.config_dump_eds.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            super::config_dump::render(dump, &eds, &params)
+        }
         "/healthcheck/fail" => {
             state.health_check_failed.store(true, Ordering::Relaxed);
             state.control.health_check_failed.store(true, Ordering::Relaxed);

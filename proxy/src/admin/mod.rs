@@ -18,6 +18,7 @@
 //! the admin has no authentication.
 
 pub mod clusters;
+mod config_dump;
 mod guard;
 mod handlers;
 mod prometheus;
@@ -46,6 +47,9 @@ pub struct AdminState {
     pub snapshot: Mutex<Arc<Snapshot>>,
     /// The effective config, as JSON, for `/config_dump` (replaced on reload).
     pub config_dump: Mutex<String>,
+    /// The `EndpointsConfigDump` (an `Any`, rendered) that `/config_dump?include_eds`
+    /// adds; empty: none (only the ADS client keeps one).
+    pub config_dump_eds: Mutex<String>,
     pub control: Arc<Control>,
     pub started: Instant,
     pub started_wall: std::time::SystemTime,

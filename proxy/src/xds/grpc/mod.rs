@@ -1,7 +1,7 @@
 //! xDS over gRPC: the Aggregated Discovery Service client of
 //! `dynamic_resources.ads_config` (state of the world, `GRPC`, or incremental,
-//! `DELTA_GRPC`), for the sources that say `ads: {}`: `lds_config`, `cds_config` and
-//! the `eds_config` of EDS clusters.
+//! `DELTA_GRPC`), for the sources that say `ads: {}`: `lds_config`, `cds_config`, the
+//! `eds_config` of EDS clusters and the `rds.config_source` of HCMs.
 //!
 //! The stream runs on its own thread ([`stream`]); everything about config lives here,
 //! on the main thread: each response is decoded by the same decoder as a resource file
@@ -19,33 +19,44 @@
 //!
 //! Subscriptions: LDS and CDS are wildcard; EDS names the `service_name` (or name) of
 //! every EDS cluster in force whose `eds_config` is `ads: {}`, re-sent when CDS changes
-//! that set. In state of the world an LDS or CDS response is the whole set (a resource
-//! missing from it is removed); an EDS response updates the assignments it holds.
+//! that set; RDS names the `route_config_name` of every HCM (static and LDS listeners)
+//! whose `rds.config_source` is `ads: {}`, re-sent when LDS changes that set, as
+//! Envoy's ADS does. RDS stats (`http.<stat_prefix>.rds.<name>.*`) are the one RDS
+//! subscription's, shared by the HCMs that use it. In state of the world an LDS or CDS
+//! response is the whole set (a resource missing from it is removed); an EDS or RDS
+//! response updates the resources it holds.
 //! Every new stream (after a reconnect) starts with the versions in force, so a
 //! control plane that has nothing newer sends nothing new.
 //!
-//! Not done here: warming (a new cluster is used as soon as CDS brings it, with no
-//! hosts until its endpoints arrive), `initial_fetch_timeout` (refused at load), and
-//! per-type `api_config_source` subscriptions (refused at load).
+//! A CDS or EDS update does not re-check the clusters of inline route configurations
+//! (Envoy checks `validate_clusters` when the listener is loaded), so a cluster may go
+//! before the listener that routes to it.
+//!
+//! Warming and `initial_fetch_timeout` (of EDS and RDS sources): see [`warming`]. Not
+//! done here: per-type `api_config_source` subscriptions (refused at load).
 
+pub mod dump;
 pub mod proto;
 pub mod stream;
+pub mod warming;
 
 use std::collections::BTreeMap;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 use sluice_config::cluster::{Cluster, ClusterLoadAssignment};
 use sluice_config::decode::Decode;
 use sluice_config::listener::Listener;
-use sluice_config::xds;
+use sluice_config::route::RouteConfiguration;
 use sluice_config::xds::ads::{AdsConfig, ApiType};
+use sluice_config::xds::{self, RdsRoute};
 use sluice_config::Bootstrap;
 
 use crate::stats::{ControlPlaneStats, Store, SubscriptionStats, Subscriptions};
 use stream::{Event, Outgoing};
+use warming::Fetches;
 
 const LDS: &str = "listener_manager.lds";
 const CDS: &str = "cluster_manager.cds";
@@ -67,6 +78,9 @@ struct Sub<T> {
     /// Whether this stream has asked for the type yet.
     asked: bool,
     wildcard: bool,
+    /// For `/config_dump`, by resource name: the version of the update that last
+    /// changed it, and when.
+    shown: BTreeMap<String, (String, SystemTime)>,
 }
 
 impl<T: Decode + Clone> Sub<T> {
@@ -80,6 +94,7 @@ impl<T: Decode + Clone> Sub<T> {
             names: Vec::new(),
             asked: false,
             wildcard,
+            shown: BTreeMap::new(),
         }
     }
 
@@ -111,6 +126,12 @@ impl Named for ClusterLoadAssignment {
     }
 }
 
+impl Named for RouteConfiguration {
+    fn resource_name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// What an update hands to the reload machinery: the effective config and its dump.
 pub type Apply<'a> = super::Apply<'a>;
 
@@ -126,6 +147,10 @@ pub struct AdsXds {
     lds: Option<Sub<Listener>>,
     cds: Option<Sub<Cluster>>,
     eds: Sub<ClusterLoadAssignment>,
+    rds: Sub<RouteConfiguration>,
+    /// The initial fetches of EDS and RDS names (warming).
+    eds_fetch: Fetches,
+    rds_fetch: Fetches,
     control_plane: Arc<ControlPlaneStats>,
 }
 
@@ -171,6 +196,9 @@ impl AdsXds {
             lds: dr.lds_config.as_ref().filter(|s| s.ads).map(|_| Sub::new(xds::LISTENER_TYPE, scope(subs, LDS), true)),
             cds: dr.cds_config.as_ref().filter(|s| s.ads).map(|_| Sub::new(xds::CLUSTER_TYPE, scope(subs, CDS), true)),
             eds: Sub::new(xds::ENDPOINTS_TYPE, Arc::default(), false),
+            rds: Sub::new(xds::ROUTE_TYPE, Arc::new(SubscriptionStats::rds()), false),
+            eds_fetch: Fetches::default(),
+            rds_fetch: Fetches::default(),
             config,
             control_plane,
         }))
@@ -182,15 +210,37 @@ impl AdsXds {
             &self.lds.as_ref().map(Sub::active).unwrap_or_default(),
             &self.cds.as_ref().map(Sub::active).unwrap_or_default(),
             &self.eds.active(),
+            &self.rds.active(),
+            false,
         )
     }
 
+    /// The static resources with `listeners`, `clusters`, `endpoints` and `routes`,
+    /// checked as a whole; then the warming ones left out: listeners whose routes have
+    /// not arrived, CDS clusters whose endpoints have not (see [`warming`]).
     fn compose(
         &self,
-        listeners: &[Listener],
+        listeners_as_written: &[Listener],
         clusters: &[Cluster],
         endpoints: &[ClusterLoadAssignment],
+        routes: &[RouteConfiguration],
+        check_routes: bool,
     ) -> Result<Bootstrap, Vec<String>> {
+        let rds = self.rds_routes(listeners_as_written, routes);
+        // As Envoy, an inline route configuration's clusters (`validate_clusters`) are
+        // checked when its listener is loaded; a CDS or EDS update does not re-check
+        // them (a route to a removed cluster then answers as for an unknown cluster).
+        let (relaxed_b, relaxed);
+        let (static_b, listeners) = if check_routes {
+            (&self.bootstrap, listeners_as_written)
+        } else {
+            let mut b = self.bootstrap.clone();
+            b.listeners.iter_mut().for_each(skip_route_checks);
+            let mut l = listeners_as_written.to_vec();
+            l.iter_mut().for_each(skip_route_checks);
+            (relaxed_b, relaxed) = (b, l);
+            (&relaxed_b, &relaxed[..])
+        };
         let dynamic = xds::Dynamic {
             listeners,
             clusters,
@@ -199,14 +249,58 @@ impl AdsXds {
             endpoints: &[],
             ads_endpoints: endpoints,
             secrets: &[],
-            routes: &[],
+            routes: &rds,
         };
-        xds::compose(&self.bootstrap, &dynamic).map_err(|e| e.iter().map(ToString::to_string).collect())
+        let mut b =
+            xds::compose(static_b, &dynamic).map_err(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        if !check_routes {
+            // Back as written, so that unchanged listeners stay unchanged.
+            let written: Vec<&Listener> = self.bootstrap.listeners.iter().chain(listeners_as_written).collect();
+            for l in &mut b.listeners {
+                if let Some(w) = written.iter().find(|w| w.name == l.name) {
+                    for (h, w) in hcms_mut(l).zip(xds::hcms(w)) {
+                        if h.rds.is_none() {
+                            h.route_config.validate_clusters = w.route_config.validate_clusters;
+                        }
+                    }
+                }
+            }
+        }
+        let warming = self.warming_clusters(clusters, endpoints);
+        b.clusters.retain(|c| !warming.contains(&c.name.as_str()));
+        Ok(b)
+    }
+
+    /// The RDS route configurations the static listeners and `listeners` ask for over
+    /// ADS, from `routes` (None: warming; empty once the initial fetch timed out).
+    fn rds_routes(&self, listeners: &[Listener], routes: &[RouteConfiguration]) -> Vec<RdsRoute> {
+        let all: Vec<Listener> = self.bootstrap.listeners.iter().chain(listeners).cloned().collect();
+        rds_wanted(&all)
+            .into_iter()
+            .map(|(name, _)| {
+                let rc = routes.iter().find(|r| r.name == name).cloned();
+                let timed_out = || self.rds_fetch.timed_out(&name).then(|| RouteConfiguration::empty(&name));
+                RdsRoute { path: String::new(), route_config: rc.or_else(timed_out), route_config_name: name }
+            })
+            .collect()
+    }
+
+    /// The names of the CDS `clusters` still warming: their endpoints come over ADS,
+    /// are not in `endpoints`, and their initial fetch has not timed out.
+    fn warming_clusters<'c>(&self, clusters: &'c [Cluster], endpoints: &[ClusterLoadAssignment]) -> Vec<&'c str> {
+        clusters
+            .iter()
+            .filter(|c| {
+                eds_name(c)
+                    .is_some_and(|n| !endpoints.iter().any(|e| e.cluster_name == n) && !self.eds_fetch.timed_out(&n))
+            })
+            .map(|c| c.name.as_str())
+            .collect()
     }
 
     /// Take what the stream brought: open streams get their first requests, responses
     /// are applied through `apply` and answered. Returns whether a new config was applied.
-    pub fn poll(&mut self, now: SystemTime, apply: &mut Apply) -> bool {
+    pub fn poll(&mut self, now: Instant, wall: SystemTime, apply: &mut Apply) -> bool {
         let mut applied = false;
         while let Ok(ev) = self.handle.events.try_recv() {
             match ev {
@@ -215,7 +309,7 @@ impl AdsXds {
                     self.control_plane.connected_state.set(1);
                     self.generation = g;
                     self.node_sent = false;
-                    self.start_stream();
+                    self.start_stream(now);
                 }
                 Event::Disconnected(why) => {
                     if self.control_plane.connected_state.get() == 1 {
@@ -225,17 +319,40 @@ impl AdsXds {
                     }
                     self.control_plane.connected_state.set(0);
                 }
-                Event::Response(g, r) if g == self.generation => applied |= self.on_response(r, now, apply),
-                Event::Delta(g, r) if g == self.generation => applied |= self.on_delta(r, now, apply),
+                Event::Response(g, r) if g == self.generation => applied |= self.on_response(r, now, wall, apply),
+                Event::Delta(g, r) if g == self.generation => applied |= self.on_delta(r, now, wall, apply),
                 Event::Response(..) | Event::Delta(..) => {}
             }
         }
-        applied
+        applied | self.expire_fetches(now, apply)
+    }
+
+    /// End the warming of the names whose initial fetch timed out at `now`: apply the
+    /// config without them. Returns whether a new config was applied.
+    fn expire_fetches(&mut self, now: Instant, apply: &mut Apply) -> bool {
+        let items = &self.eds.items;
+        let eds = self.eds_fetch.expire(now, |n| items.contains_key(n));
+        let items = &self.rds.items;
+        let rds = self.rds_fetch.expire(now, |n| items.contains_key(n));
+        if eds.is_empty() && rds.is_empty() {
+            return false;
+        }
+        for n in &eds {
+            tracing::warn!(name = %n, "xds: EDS initial fetch timed out; the cluster serves with no hosts");
+        }
+        for n in &rds {
+            tracing::warn!(name = %n, "xds: RDS initial fetch timed out; serving empty routes");
+            self.rds.stats.init_fetch_timeout.inc();
+        }
+        match self.effective().and_then(|b| apply(&b, String::new())) {
+            Ok(()) => true,
+            Err(errors) => refused("the config after an initial fetch timeout", &errors),
+        }
     }
 
     /// A new stream: ask for every type with the versions in force (CDS first, as
     /// Envoy initializes clusters before listeners).
-    fn start_stream(&mut self) {
+    fn start_stream(&mut self, now: Instant) {
         for s in [
             self.cds.as_mut().map(|s| (&mut s.asked, &mut s.nonce)),
             self.lds.as_mut().map(|s| (&mut s.asked, &mut s.nonce)),
@@ -247,8 +364,12 @@ impl AdsXds {
             *s.0 = false;
             s.1.clear();
         }
-        let names = self.eds_names();
+        self.rds.asked = false;
+        self.rds.nonce.clear();
+        let (names, wanted) = self.eds_names();
         self.eds.names = names;
+        let items = &self.eds.items;
+        self.eds_fetch.track(&wanted, |n| items.contains_key(n), now);
         if let Some(s) = &self.cds {
             let m = self.first_request(s.type_url, &s.version_info, &[], &s.items);
             self.send(m);
@@ -267,6 +388,15 @@ impl AdsXds {
         }
         if let Some(s) = self.lds.as_mut() {
             s.asked = true;
+        }
+        let (names, wanted) = self.rds_names();
+        self.rds.names = names;
+        let items = &self.rds.items;
+        self.rds_fetch.track(&wanted, |n| items.contains_key(n), now);
+        if !self.rds.names.is_empty() {
+            let m = self.first_request(self.rds.type_url, &self.rds.version_info, &self.rds.names, &self.rds.items);
+            self.send(m);
+            self.rds.asked = true;
         }
     }
 
@@ -309,39 +439,66 @@ impl AdsXds {
         }
     }
 
-    /// The EDS names the clusters in force need.
-    fn eds_names(&self) -> Vec<String> {
+    /// The EDS names the clusters in force need, and each with its fetch timeout.
+    fn eds_names(&self) -> (Vec<String>, Vec<(String, Option<Duration>)>) {
         let dynamic = self.cds.as_ref().map(Sub::active).unwrap_or_default();
-        eds_names(self.bootstrap.clusters.iter().chain(dynamic.iter()))
+        let wanted = eds_wanted(self.bootstrap.clusters.iter().chain(dynamic.iter()));
+        (wanted.iter().map(|(n, _)| n.clone()).collect(), wanted)
+    }
+
+    /// The RDS names the listeners in force need, and each with its fetch timeout.
+    fn rds_names(&self) -> (Vec<String>, Vec<(String, Option<Duration>)>) {
+        let dynamic = self.lds.as_ref().map(Sub::active).unwrap_or_default();
+        let all: Vec<Listener> = self.bootstrap.listeners.iter().chain(dynamic.iter()).cloned().collect();
+        let wanted = rds_wanted(&all);
+        (wanted.iter().map(|(n, _)| n.clone()).collect(), wanted)
     }
 
     /// After CDS changed: ask for the EDS names it needs now.
-    fn resubscribe_eds(&mut self) {
-        let names = self.eds_names();
-        if names == self.eds.names && (self.eds.asked || names.is_empty()) {
+    fn resubscribe_eds(&mut self, now: Instant) {
+        let (names, wanted) = self.eds_names();
+        let items = &self.eds.items;
+        self.eds_fetch.track(&wanted, |n| items.contains_key(n), now);
+        self.resubscribe::<ClusterLoadAssignment>(names);
+    }
+
+    /// After LDS changed: ask for the RDS names it needs now.
+    fn resubscribe_rds(&mut self, now: Instant) {
+        let (names, wanted) = self.rds_names();
+        let items = &self.rds.items;
+        self.rds_fetch.track(&wanted, |n| items.contains_key(n), now);
+        self.resubscribe::<RouteConfiguration>(names);
+    }
+
+    /// Ask for `names` of `T` (a non-wildcard type) when they changed; resources no
+    /// longer asked for are dropped.
+    fn resubscribe<T: Decode + Clone + Named + Slot>(&mut self, names: Vec<String>) {
+        let delta = self.delta();
+        let s = T::sub(self);
+        if names == s.names && (s.asked || names.is_empty()) {
             return;
         }
-        let old = std::mem::replace(&mut self.eds.names, names.clone());
-        // Assignments no cluster asks for any more are dropped.
-        self.eds.items.retain(|n, _| names.contains(n));
-        let m = if self.delta() {
+        let old = std::mem::replace(&mut s.names, names.clone());
+        s.items.retain(|n, _| names.contains(n));
+        let m = if delta {
             let subscribe: Vec<&String> = names.iter().filter(|n| !old.contains(n)).collect();
             let unsubscribe: Vec<&String> = old.iter().filter(|n| !names.contains(n)).collect();
-            json!({"type_url": self.eds.type_url, "resource_names_subscribe": subscribe,
+            json!({"type_url": s.type_url, "resource_names_subscribe": subscribe,
                    "resource_names_unsubscribe": unsubscribe})
         } else {
-            json!({"type_url": self.eds.type_url, "version_info": self.eds.version_info,
-                   "resource_names": names, "response_nonce": self.eds.nonce})
+            json!({"type_url": s.type_url, "version_info": s.version_info,
+                   "resource_names": names, "response_nonce": s.nonce})
         };
-        self.eds.asked = true;
+        s.asked = true;
         self.send(m);
     }
 
-    fn on_response(&mut self, r: proto::Response, now: SystemTime, apply: &mut Apply) -> bool {
+    fn on_response(&mut self, r: proto::Response, now: Instant, wall: SystemTime, apply: &mut Apply) -> bool {
         match r.type_url.as_str() {
-            xds::LISTENER_TYPE if self.lds.is_some() => self.sotw::<Listener>(r, now, apply),
-            xds::CLUSTER_TYPE if self.cds.is_some() => self.sotw::<Cluster>(r, now, apply),
-            xds::ENDPOINTS_TYPE => self.sotw::<ClusterLoadAssignment>(r, now, apply),
+            xds::LISTENER_TYPE if self.lds.is_some() => self.sotw::<Listener>(r, now, wall, apply),
+            xds::CLUSTER_TYPE if self.cds.is_some() => self.sotw::<Cluster>(r, now, wall, apply),
+            xds::ENDPOINTS_TYPE => self.sotw::<ClusterLoadAssignment>(r, now, wall, apply),
+            xds::ROUTE_TYPE => self.sotw::<RouteConfiguration>(r, now, wall, apply),
             other => {
                 tracing::warn!("xds: ignoring a response of type `{other}`, which sluice did not ask for");
                 false
@@ -352,7 +509,8 @@ impl AdsXds {
     fn sotw<T: Decode + Clone + Named + Slot>(
         &mut self,
         r: proto::Response,
-        now: SystemTime,
+        now: Instant,
+        wall: SystemTime,
         apply: &mut Apply,
     ) -> bool {
         let s = T::sub(self);
@@ -374,17 +532,18 @@ impl AdsXds {
                 for item in res.items {
                     items.insert(item.resource_name().to_string(), (res.version_info.clone(), item));
                 }
-                self.try_apply::<T>(items, &r.version_info, now, apply)
+                self.try_apply::<T>(items, &r.version_info, wall, apply)
             }
         };
-        self.answer::<T>(&r.version_info, &r.nonce, result)
+        self.answer::<T>(&r.version_info, &r.nonce, result, now)
     }
 
-    fn on_delta(&mut self, r: proto::DeltaResponse, now: SystemTime, apply: &mut Apply) -> bool {
+    fn on_delta(&mut self, r: proto::DeltaResponse, now: Instant, wall: SystemTime, apply: &mut Apply) -> bool {
         match r.type_url.as_str() {
-            xds::LISTENER_TYPE if self.lds.is_some() => self.delta_update::<Listener>(r, now, apply),
-            xds::CLUSTER_TYPE if self.cds.is_some() => self.delta_update::<Cluster>(r, now, apply),
-            xds::ENDPOINTS_TYPE => self.delta_update::<ClusterLoadAssignment>(r, now, apply),
+            xds::LISTENER_TYPE if self.lds.is_some() => self.delta_update::<Listener>(r, now, wall, apply),
+            xds::CLUSTER_TYPE if self.cds.is_some() => self.delta_update::<Cluster>(r, now, wall, apply),
+            xds::ENDPOINTS_TYPE => self.delta_update::<ClusterLoadAssignment>(r, now, wall, apply),
+            xds::ROUTE_TYPE => self.delta_update::<RouteConfiguration>(r, now, wall, apply),
             other => {
                 tracing::warn!("xds: ignoring a delta response of type `{other}`, which sluice did not ask for");
                 false
@@ -395,7 +554,8 @@ impl AdsXds {
     fn delta_update<T: Decode + Clone + Named + Slot>(
         &mut self,
         r: proto::DeltaResponse,
-        now: SystemTime,
+        now: Instant,
+        wall: SystemTime,
         apply: &mut Apply,
     ) -> bool {
         let s = T::sub(self);
@@ -418,12 +578,12 @@ impl AdsXds {
             items.remove(name);
         }
         let result = if errors.is_empty() {
-            self.try_apply::<T>(items, &r.system_version_info, now, apply)
+            self.try_apply::<T>(items, &r.system_version_info, wall, apply)
         } else {
             T::sub(self).stats.update_rejected.inc();
             Err(errors)
         };
-        self.answer::<T>(&r.system_version_info, &r.nonce, result)
+        self.answer::<T>(&r.system_version_info, &r.nonce, result, now)
     }
 
     /// Compose and apply the config with `items` as `T`'s resources; on success they
@@ -438,19 +598,26 @@ impl AdsXds {
         let mut listeners = self.lds.as_ref().map(Sub::active).unwrap_or_default();
         let mut clusters = self.cds.as_ref().map(Sub::active).unwrap_or_default();
         let mut endpoints = self.eds.active();
+        let mut routes = self.rds.active();
         let new: Vec<T> = items.values().map(|(_, t)| t.clone()).collect();
-        T::put(new, &mut listeners, &mut clusters, &mut endpoints);
+        T::put(new, &mut listeners, &mut clusters, &mut endpoints, &mut routes);
+        let check_routes = matches!(T::sub(self).type_url, xds::LISTENER_TYPE | xds::ROUTE_TYPE);
         let result = self
-            .compose(&listeners, &clusters, &endpoints)
-            .and_then(|b| apply(&b, sluice_config::dump::config_dump(&b)));
+            .compose(&listeners, &clusters, &endpoints, &routes, check_routes)
+            .and_then(|b| apply(&b, String::new()));
         let s = T::sub(self);
         match result {
             Ok(()) => {
+                for (n, (v, t)) in &items {
+                    if s.items.get(n).is_none_or(|(_, old)| old != t) {
+                        s.shown.insert(n.clone(), (v.clone(), now));
+                    }
+                }
+                s.shown.retain(|n, _| items.contains_key(n));
                 s.items = items;
                 s.version_info = version_info.to_string();
                 s.stats.update_success.inc();
                 s.stats.version.set(super::version_gauge(version_info));
-                let _ = now;
                 tracing::info!(version = %version_info, "xds: {} update accepted", kind(s.type_url));
                 Ok(())
             }
@@ -461,12 +628,13 @@ impl AdsXds {
         }
     }
 
-    /// ACK or NACK the response; after a CDS update, re-ask EDS.
+    /// ACK or NACK the response; after a CDS update, re-ask EDS; after LDS, RDS.
     fn answer<T: Decode + Clone + Named + Slot>(
         &mut self,
         version_info: &str,
         nonce: &str,
         result: Result<(), Vec<String>>,
+        now: Instant,
     ) -> bool {
         let delta = self.delta();
         let s = T::sub(self);
@@ -493,7 +661,10 @@ impl AdsXds {
         };
         self.send(m);
         if applied && type_url == xds::CLUSTER_TYPE {
-            self.resubscribe_eds();
+            self.resubscribe_eds(now);
+        }
+        if applied && type_url == xds::LISTENER_TYPE {
+            self.resubscribe_rds(now);
         }
         applied
     }
@@ -514,18 +685,38 @@ impl AdsXds {
                 stats.subscriptions.insert(&format!("cluster.{}", c.stat_name()), Arc::clone(&self.eds.stats));
             }
         }
+        let dynamic = self.lds.as_ref().map(Sub::active).unwrap_or_default();
+        let all: Vec<Listener> = self.bootstrap.listeners.iter().chain(dynamic.iter()).cloned().collect();
+        for (prefix, r) in crate::xds::rds::uses(&all) {
+            if r.config_source.ads {
+                let name = crate::xds::rds::stat_prefix(&prefix, &r);
+                stats.subscriptions.insert(&name, Arc::clone(&self.rds.stats));
+            }
+        }
     }
 }
 
 /// Where a resource type's list goes in a composed config and which subscription
 /// holds it.
-trait Slot: Sized {
-    fn put(new: Vec<Self>, l: &mut Vec<Listener>, c: &mut Vec<Cluster>, e: &mut Vec<ClusterLoadAssignment>);
+trait Slot: Sized + PartialEq {
+    fn put(
+        new: Vec<Self>,
+        l: &mut Vec<Listener>,
+        c: &mut Vec<Cluster>,
+        e: &mut Vec<ClusterLoadAssignment>,
+        r: &mut Vec<RouteConfiguration>,
+    );
     fn sub(x: &mut AdsXds) -> &mut Sub<Self>;
 }
 
 impl Slot for Listener {
-    fn put(new: Vec<Self>, l: &mut Vec<Listener>, _: &mut Vec<Cluster>, _: &mut Vec<ClusterLoadAssignment>) {
+    fn put(
+        new: Vec<Self>,
+        l: &mut Vec<Listener>,
+        _: &mut Vec<Cluster>,
+        _: &mut Vec<ClusterLoadAssignment>,
+        _: &mut Vec<RouteConfiguration>,
+    ) {
         *l = new;
     }
     fn sub(x: &mut AdsXds) -> &mut Sub<Self> {
@@ -534,7 +725,13 @@ impl Slot for Listener {
 }
 
 impl Slot for Cluster {
-    fn put(new: Vec<Self>, _: &mut Vec<Listener>, c: &mut Vec<Cluster>, _: &mut Vec<ClusterLoadAssignment>) {
+    fn put(
+        new: Vec<Self>,
+        _: &mut Vec<Listener>,
+        c: &mut Vec<Cluster>,
+        _: &mut Vec<ClusterLoadAssignment>,
+        _: &mut Vec<RouteConfiguration>,
+    ) {
         *c = new;
     }
     fn sub(x: &mut AdsXds) -> &mut Sub<Self> {
@@ -543,11 +740,32 @@ impl Slot for Cluster {
 }
 
 impl Slot for ClusterLoadAssignment {
-    fn put(new: Vec<Self>, _: &mut Vec<Listener>, _: &mut Vec<Cluster>, e: &mut Vec<ClusterLoadAssignment>) {
+    fn put(
+        new: Vec<Self>,
+        _: &mut Vec<Listener>,
+        _: &mut Vec<Cluster>,
+        e: &mut Vec<ClusterLoadAssignment>,
+        _: &mut Vec<RouteConfiguration>,
+    ) {
         *e = new;
     }
     fn sub(x: &mut AdsXds) -> &mut Sub<Self> {
         &mut x.eds
+    }
+}
+
+impl Slot for RouteConfiguration {
+    fn put(
+        new: Vec<Self>,
+        _: &mut Vec<Listener>,
+        _: &mut Vec<Cluster>,
+        _: &mut Vec<ClusterLoadAssignment>,
+        r: &mut Vec<RouteConfiguration>,
+    ) {
+        *r = new;
+    }
+    fn sub(x: &mut AdsXds) -> &mut Sub<Self> {
+        &mut x.rds
     }
 }
 
@@ -559,21 +777,68 @@ fn kind(type_url: &str) -> &'static str {
     match type_url {
         xds::LISTENER_TYPE => "LDS",
         xds::CLUSTER_TYPE => "CDS",
+        xds::ROUTE_TYPE => "RDS",
         _ => "EDS",
     }
 }
 
-/// The EDS names of `clusters` that come over ADS, sorted, without duplicates.
-fn eds_names<'a>(clusters: impl Iterator<Item = &'a Cluster>) -> Vec<String> {
-    let mut names: Vec<String> = clusters
+/// The HCMs of `l`.
+fn hcms_mut(l: &mut Listener) -> impl Iterator<Item = &mut sluice_config::hcm::HttpConnectionManager> {
+    l.filter_chains.iter_mut().chain(l.default_filter_chain.iter_mut()).flat_map(|c| {
+        c.filters.iter_mut().filter_map(|f| match &mut f.kind {
+            sluice_config::listener::NetworkFilterKind::HttpConnectionManager(h) => Some(&mut **h),
+            _ => None,
+        })
+    })
+}
+
+/// `l` with its inline route configurations' cluster check off (`validate_clusters:
+/// false`), for an update that does not load them.
+fn skip_route_checks(l: &mut Listener) {
+    for h in hcms_mut(l).filter(|h| h.rds.is_none()) {
+        h.route_config.validate_clusters = Some(false);
+    }
+}
+
+/// The EDS name of `c` when its endpoints come over ADS: its `service_name`, or its name.
+fn eds_name(c: &Cluster) -> Option<String> {
+    let e = c.eds_cluster_config.as_ref().filter(|e| e.eds_config.ads)?;
+    Some(if e.service_name.is_empty() { c.name.clone() } else { e.service_name.clone() })
+}
+
+/// The EDS names of `clusters` that come over ADS with their `initial_fetch_timeout`,
+/// sorted, without duplicates.
+fn eds_wanted<'a>(clusters: impl Iterator<Item = &'a Cluster>) -> Vec<(String, Option<Duration>)> {
+    let mut names: Vec<(String, Option<Duration>)> = clusters
         .filter_map(|c| {
-            let e = c.eds_cluster_config.as_ref().filter(|e| e.eds_config.ads)?;
-            Some(if e.service_name.is_empty() { c.name.clone() } else { e.service_name.clone() })
+            let timeout = c.eds_cluster_config.as_ref()?.eds_config.initial_fetch_timeout;
+            Some((eds_name(c)?, timeout))
         })
         .collect();
     names.sort();
-    names.dedup();
+    names.dedup_by(|a, b| a.0 == b.0);
     names
+}
+
+/// The RDS names of `listeners`' HCMs that come over ADS with their
+/// `initial_fetch_timeout`, sorted, without duplicates.
+fn rds_wanted(listeners: &[Listener]) -> Vec<(String, Option<Duration>)> {
+    let mut names: Vec<(String, Option<Duration>)> = crate::xds::rds::uses(listeners)
+        .into_iter()
+        .filter(|(_, r)| r.config_source.ads)
+        .map(|(_, r)| (r.route_config_name, r.config_source.initial_fetch_timeout))
+        .collect();
+    names.sort();
+    names.dedup_by(|a, b| a.0 == b.0);
+    names
+}
+
+fn refused(what: &str, errors: &[String]) -> bool {
+    tracing::error!("xds: {what} was refused");
+    for e in errors {
+        tracing::error!("  {e}");
+    }
+    false
 }
 
 /// `user_agent_build_version.version` from the crate's version.

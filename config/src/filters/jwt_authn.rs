@@ -8,8 +8,8 @@
 //! "Required provider ['x'] is not configured." and "Wrong requirement_name: x. It
 //! should be one of [a,b]". Keys come from `local_jwks` only: `remote_jwks` (a fetch
 //! through the worker's async client and a per-worker cache) is not implemented yet and
-//! is rejected; so are the features that need filter state, the route cache or a token
-//! cache (`filter_state_rules`, `clear_route_cache`, `jwt_cache_config`) and the
+//! is rejected; so are the features that need filter state or the route cache
+//! (`filter_state_rules`, `clear_route_cache`) and the
 //! provider fields whose failure statuses sluice cannot confirm against Envoy
 //! (`subjects`, `failed_status_in_metadata`).
 
@@ -78,6 +78,28 @@ impl Decode for ClaimToHeader {
     }
 }
 
+/// `JwtCacheConfig`: a per-worker LRU of verified tokens (0 in the config: Envoy's
+/// defaults, 100 entries and 4096-byte tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwtCacheConfig {
+    pub jwt_cache_size: u32,
+    /// Longer tokens are verified every time, never cached.
+    pub jwt_max_token_size: u32,
+}
+
+impl Decode for JwtCacheConfig {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let size: u32 = f.or(d, "jwt_cache_size", 0u32);
+        let max: u32 = f.or(d, "jwt_max_token_size", 0u32);
+        f.finish(d);
+        Some(JwtCacheConfig {
+            jwt_cache_size: if size == 0 { 100 } else { size },
+            jwt_max_token_size: if max == 0 { 4096 } else { max },
+        })
+    }
+}
+
 /// `JwtProvider` (named by its key in `providers`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct JwtProvider {
@@ -103,6 +125,8 @@ pub struct JwtProvider {
     pub claim_to_headers: Vec<ClaimToHeader>,
     /// `normalize_payload_in_metadata.space_delimited_claims`.
     pub space_delimited_claims: Vec<String>,
+    /// `jwt_cache_config`; `None`: verified tokens are not cached.
+    pub jwt_cache_config: Option<JwtCacheConfig>,
 }
 
 impl JwtProvider {
@@ -148,7 +172,8 @@ impl JwtProvider {
             false,
             "the route is chosen before the HTTP filters run in sluice; remove it",
         );
-        f.unsupported(d, &["subjects", "failed_status_in_metadata", "jwt_cache_config"]);
+        let jwt_cache_config: Option<JwtCacheConfig> = f.opt(d, "jwt_cache_config");
+        f.unsupported(d, &["subjects", "failed_status_in_metadata"]);
         let remote = f.has("remote_jwks");
         f.finish(d);
         let Some(local_jwks) = local_jwks else {
@@ -175,6 +200,7 @@ impl JwtProvider {
             max_lifetime,
             claim_to_headers,
             space_delimited_claims,
+            jwt_cache_config,
         })
     }
 }

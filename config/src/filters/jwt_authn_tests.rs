@@ -80,8 +80,6 @@ fn unsupported_fields_are_rejected_with_their_path() {
             && e.contains("remote_jwks` (fetching and caching keys through a cluster) is not supported yet"),
         "{e}"
     );
-    let (_, d) = decode("  providers:\n    p:\n      local_jwks: {inline_string: x}\n      jwt_cache_config: {}\n");
-    assert!(errors(&d).contains("f.typed_config.providers.p.jwt_cache_config"), "{}", errors(&d));
     let (_, d) = decode("  providers:\n    p: {issuer: x}\n");
     assert!(errors(&d).contains("one of `local_jwks` or `remote_jwks` is required"), "{}", errors(&d));
     let (_, d) = decode("  filter_state_rules: {name: n}\n");
@@ -105,4 +103,23 @@ fn per_route_config() {
     assert_eq!(yaml("{requirement_name: r}").0, Some(JwtPerRoute::RequirementName("r".into())));
     assert!(errors(&yaml("{disabled: false}").1).contains("must be true"));
     assert!(errors(&yaml("{}").1).contains("one of `disabled` or `requirement_name`"));
+}
+
+#[test]
+fn jwt_cache_config_takes_envoys_defaults_for_zero() {
+    let provider = |c: &str| {
+        let (j, d) = decode(&format!("  providers:\n    p:\n      local_jwks: {{inline_string: x}}\n{c}"));
+        assert!(d.errors.is_empty(), "{}", errors(&d));
+        j.unwrap().providers[0].jwt_cache_config
+    };
+    assert_eq!(provider(""), None);
+    let defaults = JwtCacheConfig { jwt_cache_size: 100, jwt_max_token_size: 4096 };
+    assert_eq!(provider("      jwt_cache_config: {}\n"), Some(defaults));
+    assert_eq!(
+        provider("      jwt_cache_config: {jwt_cache_size: 7, jwt_max_token_size: 900}\n"),
+        Some(JwtCacheConfig { jwt_cache_size: 7, jwt_max_token_size: 900 })
+    );
+    let (_, d) =
+        decode("  providers:\n    p:\n      local_jwks: {inline_string: x}\n      jwt_cache_config: {size: 1}\n");
+    assert!(errors(&d).contains("f.typed_config.providers.p.jwt_cache_config.size"), "{}", errors(&d));
 }

@@ -10,17 +10,20 @@
 //! header off). `bypass_cors_preflight` lets CORS preflights through.
 //!
 //! Keys are parsed once per config; a request is verified synchronously in
-//! `decode_headers`. Token times are judged against the wall clock derived from the
+//! `decode_headers`, with each provider's per-worker cache of verified tokens
+//! (`jwt_cache_config`, [`worker`]). Token times are judged against the wall clock derived from the
 //! stream's `now` (a monotonic instant) and a wall-clock anchor taken when the config
 //! was compiled, so nothing here reads the clock. Stats: `http.<stat_prefix>.jwt_authn.
-//! {allowed,denied,cors_preflight_bypassed,jwt_cache_miss,...}`; verified payloads
+//! {allowed,denied,cors_preflight_bypassed,jwt_cache_hit,jwt_cache_miss}`; verified payloads
 //! and headers go to dynamic metadata namespace `envoy.filters.http.jwt_authn`.
 
 pub mod extractor;
 pub mod jwks;
 pub mod jwt;
+pub mod jwt_cache;
 pub mod status;
 pub mod verifier;
+pub mod worker;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -91,6 +94,7 @@ pub struct JwtAuthnConfig {
     allowed: Arc<Counter>,
     denied: Arc<Counter>,
     cors_preflight_bypassed: Arc<Counter>,
+    jwt_cache_hit: Arc<Counter>,
     jwt_cache_miss: Arc<Counter>,
 }
 
@@ -142,6 +146,7 @@ impl JwtAuthnConfig {
             allowed: stat(counters, "allowed"),
             denied: stat(counters, "denied"),
             cors_preflight_bypassed: stat(counters, "cors_preflight_bypassed"),
+            jwt_cache_hit: stat(counters, "jwt_cache_hit"),
             jwt_cache_miss: stat(counters, "jwt_cache_miss"),
         })
     }
@@ -236,11 +241,14 @@ impl StreamFilter for JwtAuthnFilter {
             config.allowed.inc();
             return HeadersStatus::Continue;
         };
-        let uri = original_uri(head);
+        let state = worker::state(&config);
+        let mut state = state.borrow_mut();
         let mut ctx = Context {
             providers: &config.providers,
             now: config.unix(cx.now),
+            jwt_cache_hit: &config.jwt_cache_hit,
             jwt_cache_miss: &config.jwt_cache_miss,
+            worker: &mut state,
             extracted: Default::default(),
         };
         let status = ctx.verify(verifier, head);
@@ -252,7 +260,7 @@ impl StreamFilter for JwtAuthnFilter {
             return HeadersStatus::Continue;
         }
         tracing::debug!(status = status.text(), "jwt_authn: denied");
-        let mut www = format!("Bearer realm=\"{uri}\"");
+        let mut www = format!("Bearer realm=\"{}\"", original_uri(head));
         if status != Status::JwtMissed {
             www.push_str(", error=\"invalid_token\"");
         }

@@ -96,6 +96,10 @@ struct Run {
 }
 
 fn run(config: &Arc<JwtAuthnConfig>, method: &str, path: &str, headers: &[(&str, &str)]) -> Run {
+    run_at(config, Instant::now(), method, path, headers)
+}
+
+fn run_at(config: &Arc<JwtAuthnConfig>, now: Instant, method: &str, path: &str, headers: &[(&str, &str)]) -> Run {
     let table = RouteFilterTable::default();
     let mut f = JwtAuthnFilter::new(Arc::clone(config), &table.view(None), 0);
     let mut head = RequestHead {
@@ -111,7 +115,7 @@ fn run(config: &Arc<JwtAuthnConfig>, method: &str, path: &str, headers: &[(&str,
     let a = |s: &str| s.parse::<SocketAddr>().unwrap();
     let runtime = crate::runtime::Snapshot::default();
     let cx = StreamContext {
-        now: Instant::now(),
+        now,
         remote: a("10.0.0.1:1"),
         direct_remote: a("10.0.0.1:1"),
         local: a("10.0.0.2:80"),
@@ -247,10 +251,17 @@ fn max_lifetime_requires_a_near_exp() {
     let ok = mint(&k, Algorithm::HS256, "hs", claims("https://issuer.example", "api", 200));
     let providers = [p];
     let v = Verifier::new(&sluice_config::filters::jwt_authn::JwtRequirement::ProviderName("p1".into()), &providers);
-    let miss = Counter::default();
+    let (hit, miss) = (Counter::default(), Counter::default());
+    let mut worker = super::worker::WorkerState::new(&providers);
     for (tok, want) in [(t, Status::JwtExpired), (ok, Status::Ok)] {
-        let mut ctx =
-            Context { providers: &providers, now: unix_now(), jwt_cache_miss: &miss, extracted: Default::default() };
+        let mut ctx = Context {
+            providers: &providers,
+            now: unix_now(),
+            jwt_cache_hit: &hit,
+            jwt_cache_miss: &miss,
+            worker: &mut worker,
+            extracted: Default::default(),
+        };
         let mut head = RequestHead::default();
         head.headers.append(b"authorization", format!("Bearer {tok}").as_bytes());
         assert_eq!(ctx.verify(&v, &mut head), want);
@@ -266,4 +277,56 @@ fn invalid_jwks_fails_every_token_with_no_valid_key() {
     let t = mint(&k, Algorithm::HS256, "hs", claims("https://issuer.example", "api", 600));
     let r = run(&c, "GET", "/", &[("authorization", &format!("Bearer {t}"))]);
     assert_eq!(r.body, b"Jwks doesn't have any valid public key");
+}
+
+const CACHED: &str = "    p3:\n      issuer: cached\n      audiences: [api]\n      local_jwks: {inline_string: 'JWKS'}\n      forward: true\n      jwt_cache_config: {jwt_cache_size: 2}\n  rules:\n  - match: {prefix: /web}\n    requires: {provider_and_audiences: {provider_name: p3, audiences: [web]}}\n  - match: {prefix: /any}\n    requires: {allow_missing: {}}\n  - match: {prefix: /}\n    requires: {provider_name: p3}\n";
+
+#[test]
+fn jwt_cache_config_skips_the_signature_not_the_claims() {
+    let k = keys();
+    let (c, counters) = config(&k, &CACHED.replace("JWKS", &k.jwks.replace('\'', "''")));
+    let t = mint(&k, Algorithm::ES256, "es", claims("cached", "api", 120));
+    let bearer = format!("Bearer {t}");
+    let now = Instant::now();
+    for _ in 0..3 {
+        let r = run_at(&c, now, "GET", "/x", &[("authorization", &bearer)]);
+        assert_eq!(r.status, None, "{}", String::from_utf8_lossy(&r.body));
+    }
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_miss"), 1);
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_hit"), 2);
+    let r = run_at(&c, now, "GET", "/web", &[("authorization", &bearer)]);
+    assert_eq!(r.status, Some(403), "a cache hit still has its audiences checked");
+    assert_eq!(r.body, b"Audiences in Jwt are not allowed");
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_hit"), 3);
+    // A token with the same claims and a forged signature is another key: verified, refused.
+    let mut forged = t.clone();
+    forged.pop();
+    forged.push(if t.ends_with('A') { 'B' } else { 'A' });
+    let r = run_at(&c, now, "GET", "/x", &[("authorization", &format!("Bearer {forged}"))]);
+    assert_eq!(r.body, b"Jwt verification fails");
+    // allow_missing has no provider of its own: Envoy neither looks up nor fills the cache.
+    let r = run_at(&c, now, "GET", "/any", &[("authorization", &bearer)]);
+    assert_eq!(r.status, None);
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_hit"), 3);
+    // Past exp (and the 60 s of skew) the cached token is expired like any other.
+    let later = now + Duration::from_secs(120 + 62);
+    let r = run_at(&c, later, "GET", "/x", &[("authorization", &bearer)]);
+    assert_eq!((r.status, r.body.as_slice()), (Some(401), &b"Jwt is expired"[..]));
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_hit"), 3, "the expired entry was dropped");
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_miss"), 3);
+}
+
+#[test]
+fn the_token_cache_is_per_worker() {
+    let k = keys();
+    let (c, counters) = config(&k, &CACHED.replace("JWKS", &k.jwks.replace('\'', "''")));
+    let bearer = format!("Bearer {}", mint(&k, Algorithm::ES256, "es", claims("cached", "api", 600)));
+    assert_eq!(run(&c, "GET", "/x", &[("authorization", &bearer)]).status, None);
+    let (c2, b2) = (Arc::clone(&c), bearer.clone());
+    std::thread::spawn(move || assert_eq!(run(&c2, "GET", "/x", &[("authorization", &b2)]).status, None))
+        .join()
+        .unwrap();
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_miss"), 2, "another worker verifies it again");
+    assert_eq!(run(&c, "GET", "/x", &[("authorization", &bearer)]).status, None);
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_hit"), 1);
 }

@@ -11,10 +11,16 @@
 //! locations, each with the provider of its issuer. Verification here is synchronous:
 //! the keys are local and parsed once per config.
 //!
+//! A provider requirement looks each token up in its provider's per-worker token cache
+//! first (`jwt_cache_hit` / `jwt_cache_miss`, counted as Envoy does even when the cache
+//! is off); a hit skips the parse and the signature check but still goes through the
+//! issuer, time and audience checks, and a token that passed them all is cached.
+//!
 //! A good token's payload goes where its provider says (`forward_payload_header`,
 //! `claim_to_headers`, `payload_in_metadata`, `header_in_metadata`) and, unless
 //! `forward`, the token is removed from the request.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::Value as Json;
@@ -25,6 +31,7 @@ use super::extractor::{Extractor, Location};
 use super::jwks::Jwks;
 use super::jwt::Jwt;
 use super::status::Status;
+use super::worker::WorkerState;
 use crate::http::RequestHead;
 use crate::stats::Counter;
 
@@ -138,7 +145,10 @@ pub struct Context<'a> {
     pub providers: &'a [Provider],
     /// Unix seconds.
     pub now: u64,
+    pub jwt_cache_hit: &'a Counter,
     pub jwt_cache_miss: &'a Counter,
+    /// This worker's state of the config (token caches).
+    pub worker: &'a mut WorkerState,
     /// `payload_in_metadata` / `header_in_metadata` entries of good tokens.
     pub extracted: Struct,
 }
@@ -223,12 +233,23 @@ impl Context<'_> {
 
     /// `startVerify` for one token.
     fn one(&mut self, a: &Auth<'_>, extractor: &Extractor, loc: &Location, head: &mut RequestHead) -> Status {
-        if a.provider.is_some() {
-            self.jwt_cache_miss.inc();
+        let mut cached = None;
+        if let Some(p) = a.provider {
+            let cache = self.worker.providers.get_mut(p).and_then(|s| s.jwt_cache.as_mut());
+            cached = cache.and_then(|c| c.lookup(&loc.token, self.now));
+            if cached.is_some() {
+                self.jwt_cache_hit.inc();
+            } else {
+                self.jwt_cache_miss.inc();
+            }
         }
-        let jwt = match Jwt::parse(&loc.token) {
-            Ok(j) => j,
-            Err(s) => return s,
+        let hit = cached.is_some();
+        let jwt = match cached {
+            Some(j) => j,
+            None => match Jwt::parse(&loc.token) {
+                Ok(j) => Rc::new(j),
+                Err(s) => return s,
+            },
         };
         if !extractor.issuer_allowed(loc, &jwt.iss) {
             return Status::JwtUnknownIssuer;
@@ -251,14 +272,21 @@ impl Context<'_> {
         if !a.audiences.unwrap_or(&provider.audiences).allowed(&jwt.audiences) {
             return Status::JwtAudienceNotAllowed;
         }
-        let Some(jwks) = &provider.jwks else {
-            return Status::JwksNoValidKeys;
-        };
-        let s = jwks.verify(&jwt);
-        if s != Status::Ok {
-            return s;
+        if !hit {
+            let Some(jwks) = &provider.jwks else {
+                return Status::JwksNoValidKeys;
+            };
+            let s = jwks.verify(&jwt);
+            if s != Status::Ok {
+                return s;
+            }
         }
         self.good(p, &jwt, extractor, loc, head);
+        if let (Some(p), false) = (a.provider, hit) {
+            if let Some(c) = self.worker.providers.get_mut(p).and_then(|s| s.jwt_cache.as_mut()) {
+                c.insert(jwt);
+            }
+        }
         Status::Ok
     }
 
@@ -269,10 +297,10 @@ impl Context<'_> {
     }
 
     /// `handleGoodJwt`.
-    fn good(&mut self, p: usize, jwt: &Jwt<'_>, extractor: &Extractor, loc: &Location, head: &mut RequestHead) {
+    fn good(&mut self, p: usize, jwt: &Jwt, extractor: &Extractor, loc: &Location, head: &mut RequestHead) {
         let c = &self.providers[p].config;
         if !c.forward_payload_header.is_empty() {
-            let mut v = jwt.payload_b64.to_string();
+            let mut v = jwt.payload_b64().to_string();
             if c.pad_forward_payload_header {
                 while v.len() % 4 != 0 {
                     v.push('=');

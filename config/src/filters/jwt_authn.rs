@@ -6,9 +6,9 @@
 //!
 //! Names that must refer to something are checked here, with Envoy's messages:
 //! "Required provider ['x'] is not configured." and "Wrong requirement_name: x. It
-//! should be one of [a,b]". Keys come from `local_jwks` only: `remote_jwks` (a fetch
-//! through the worker's async client and a per-worker cache) is not implemented yet and
-//! is rejected; so are the features that need filter state or the route cache
+//! should be one of [a,b]". Keys come from `local_jwks` or `remote_jwks` (`http_uri`
+//! and `cache_duration`; `async_fetch` and `retry_policy` are rejected); so are the
+//! features that need filter state or the route cache
 //! (`filter_state_rules`, `clear_route_cache`) and the
 //! provider fields whose failure statuses sluice cannot confirm against Envoy
 //! (`subjects`, `failed_status_in_metadata`).
@@ -100,6 +100,62 @@ impl Decode for JwtCacheConfig {
     }
 }
 
+/// `RemoteJwks`: keys fetched with a GET of `uri` through `cluster`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteJwksConfig {
+    /// `http_uri.uri`.
+    pub uri: String,
+    /// `http_uri.cluster`.
+    pub cluster: String,
+    /// `http_uri.timeout`.
+    pub timeout: Duration,
+    /// `cache_duration` (Envoy's default: 600 s).
+    pub cache_duration: Duration,
+}
+
+/// Envoy's `PubkeyCacheExpirationSec`.
+pub const DEFAULT_CACHE_DURATION: Duration = Duration::from_secs(600);
+
+impl Decode for RemoteJwksConfig {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let line = f.line();
+        let uri_path = f.field_path("http_uri");
+        let http_uri = f.take("http_uri");
+        let cache_duration = f.or(d, "cache_duration", DEFAULT_CACHE_DURATION);
+        f.unsupported_because(
+            d,
+            "async_fetch",
+            "fetching the keys before requests need them is not supported: each worker fetches them \
+             when a request needs them (remove `async_fetch`)",
+        );
+        f.unsupported_because(d, "retry_policy", "retries of the JWKS fetch are not supported");
+        f.finish(d);
+        let Some(u) = http_uri else {
+            d.error(ErrorKind::Missing, &uri_path, line, "required field is missing");
+            return None;
+        };
+        let mut g = Fields::of(d, u, &uri_path)?;
+        let uri: Option<String> = g.req(d, "uri");
+        let cluster: Option<String> = g.req(d, "cluster");
+        let timeout: Option<Duration> = g.req(d, "timeout");
+        g.finish(d);
+        let (uri, cluster, timeout) = (uri?, cluster?, timeout?);
+        if cluster.is_empty() {
+            d.error(ErrorKind::Invalid, &format!("{uri_path}.cluster"), line, "must not be empty");
+            return None;
+        }
+        Some(RemoteJwksConfig { uri, cluster, timeout, cache_duration })
+    }
+}
+
+/// Where a provider's keys come from (`jwks_source_specifier`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum JwksSource {
+    Local(DataSource),
+    Remote(RemoteJwksConfig),
+}
+
 /// `JwtProvider` (named by its key in `providers`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct JwtProvider {
@@ -108,7 +164,8 @@ pub struct JwtProvider {
     pub issuer: String,
     /// Empty: audiences are not checked.
     pub audiences: Vec<String>,
-    pub local_jwks: DataSource,
+    /// `local_jwks` or `remote_jwks`.
+    pub jwks: JwksSource,
     pub forward: bool,
     pub from_headers: Vec<JwtHeader>,
     pub from_params: Vec<String>,
@@ -135,12 +192,7 @@ impl JwtProvider {
         let line = f.line();
         let issuer = f.or(d, "issuer", String::new());
         let audiences = f.list(d, "audiences");
-        f.unsupported_because(
-            d,
-            "remote_jwks",
-            "`remote_jwks` (fetching and caching keys through a cluster) is not supported yet; \
-             put the keys in `local_jwks` (inline_string or filename)",
-        );
+        let remote_jwks: Option<RemoteJwksConfig> = f.opt(d, "remote_jwks");
         let local_jwks: Option<DataSource> = f.opt(d, "local_jwks");
         let forward = f.or(d, "forward", false);
         let from_headers = f.list(d, "from_headers");
@@ -176,17 +228,25 @@ impl JwtProvider {
         f.unsupported(d, &["subjects", "failed_status_in_metadata"]);
         let remote = f.has("remote_jwks");
         f.finish(d);
-        let Some(local_jwks) = local_jwks else {
-            if !remote {
-                d.error(ErrorKind::Missing, path, line, "one of `local_jwks` or `remote_jwks` is required");
+        let jwks = match (local_jwks, remote_jwks) {
+            (Some(l), None) => JwksSource::Local(l),
+            (None, Some(r)) => JwksSource::Remote(r),
+            (Some(_), Some(_)) => {
+                d.error(ErrorKind::Invalid, path, line, "set only one of `local_jwks` and `remote_jwks`");
+                return None;
             }
-            return None;
+            (None, None) => {
+                if !remote {
+                    d.error(ErrorKind::Missing, path, line, "one of `local_jwks` or `remote_jwks` is required");
+                }
+                return None;
+            }
         };
         Some(JwtProvider {
             name: name.to_string(),
             issuer,
             audiences,
-            local_jwks,
+            jwks,
             forward,
             from_headers,
             from_params,

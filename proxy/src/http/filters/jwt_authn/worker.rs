@@ -1,5 +1,6 @@
 //! What jwt_authn keeps per worker (Envoy's thread-local `JwksCache`): for each provider
-//! of a config, its verified-token cache ([`JwtCache`], when `jwt_cache_config` is set).
+//! of a config, its verified-token cache ([`JwtCache`], when `jwt_cache_config` is set)
+//! and, for `remote_jwks`, the keys this worker fetched ([`Fetched`]).
 //! Nothing here is shared between workers: the state lives in a thread-local table
 //! keyed by the config (a weak reference, so a replaced config's state is dropped on the
 //! next lookup that adds one), made on the first request of that config on the worker.
@@ -10,6 +11,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Weak};
 
 use super::jwt_cache::JwtCache;
+use super::remote_jwks::Fetched;
 use super::verifier::Provider;
 use super::JwtAuthnConfig;
 
@@ -17,6 +19,8 @@ use super::JwtAuthnConfig;
 #[derive(Debug)]
 pub struct ProviderState {
     pub jwt_cache: Option<JwtCache>,
+    /// `remote_jwks`: the last keys fetched (expired ones are fetched again).
+    pub remote: Option<Fetched>,
 }
 
 /// A config's state on one worker, by provider (config order).
@@ -30,7 +34,7 @@ impl WorkerState {
     pub fn new(providers: &[Provider]) -> WorkerState {
         let providers = providers
             .iter()
-            .map(|p| ProviderState { jwt_cache: p.config.jwt_cache_config.as_ref().map(JwtCache::new) })
+            .map(|p| ProviderState { jwt_cache: p.config.jwt_cache_config.as_ref().map(JwtCache::new), remote: None })
             .collect();
         WorkerState { providers }
     }

@@ -9,9 +9,11 @@
 //! requirement_name: ...". `strip_failure_response` leaves the bodies empty (and the
 //! header off). `bypass_cors_preflight` lets CORS preflights through.
 //!
-//! Keys are parsed once per config; a request is verified synchronously in
+//! Local keys are parsed once per config; a request is verified synchronously in
 //! `decode_headers`, with each provider's per-worker cache of verified tokens
-//! (`jwt_cache_config`, [`worker`]). Token times are judged against the wall clock derived from the
+//! (`jwt_cache_config`, [`worker`]). When its tokens need `remote_jwks` keys this worker
+//! lacks, the filter fetches them ([`remote_jwks`]), stops iteration, and verifies the
+//! request in `on_async_complete` once every fetch has ended. Token times are judged against the wall clock derived from the
 //! stream's `now` (a monotonic instant) and a wall-clock anchor taken when the config
 //! was compiled, so nothing here reads the clock. Stats: `http.<stat_prefix>.jwt_authn.
 //! {allowed,denied,cors_preflight_bypassed,jwt_cache_hit,jwt_cache_miss}`; verified payloads

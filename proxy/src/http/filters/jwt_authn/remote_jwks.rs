@@ -35,13 +35,14 @@ pub struct RemoteJwks {
 #[derive(Debug)]
 pub struct Fetched {
     pub jwks: Rc<Jwks>,
-    pub expires: Instant,
+    /// `None`: a `cache_duration` past what the clock can count (never expires).
+    pub expires: Option<Instant>,
 }
 
 impl Fetched {
     /// Envoy's `isExpired`: `now >= expire`.
     pub fn fresh(&self, now: Instant) -> bool {
-        now < self.expires
+        self.expires.is_none_or(|e| now < e)
     }
 }
 
@@ -92,8 +93,7 @@ impl RemoteJwks {
             return Err("body is empty".into());
         }
         let jwks = Jwks::parse(&r.body).map_err(|e| format!("invalid jwks: {e}"))?;
-        let expires = now.checked_add(self.cache_duration).unwrap_or(now + Duration::from_secs(100 * 365 * 86400));
-        Ok(Fetched { jwks: Rc::new(jwks), expires })
+        Ok(Fetched { jwks: Rc::new(jwks), expires: now.checked_add(self.cache_duration) })
     }
 }
 

@@ -9,7 +9,8 @@
 //! status is "missing") or `allow_missing_or_failed`. `allow_missing` and
 //! `allow_missing_or_failed` on their own verify every token at every provider's
 //! locations, each with the provider of its issuer. Verification here is synchronous:
-//! the keys are local and parsed once per config.
+//! local keys are parsed once per config, and remote ones ([`Context::fetches`] says
+//! which a request needs) are fetched by the filter before it verifies.
 //!
 //! A provider requirement looks each token up in its provider's per-worker token cache
 //! first (`jwt_cache_hit` / `jwt_cache_miss`, counted as Envoy does even when the cache

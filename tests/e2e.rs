@@ -43,6 +43,7 @@ mod http_routing;
 mod http_timeouts;
 mod http_upgrade;
 mod jwt_authn;
+mod jwt_authn_remote;
 mod listener_http_inspector;
 mod original_dst;
 mod overload;

@@ -5,7 +5,8 @@
 //! Envoy's 401/403 bodies and `WWW-Authenticate`; `allow_missing`, `requires_any`, a
 //! route's `PerRouteConfig` (`disabled`, `requirement_name`, an unknown name),
 //! `forward_payload_header`, `claim_to_headers`, `forward`, `payload_in_metadata` (in
-//! the access log); `http.<prefix>.jwt_authn.*`.
+//! the access log); `jwt_cache_config` (a cached token still expires);
+//! `http.<prefix>.jwt_authn.*`.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -17,7 +18,7 @@ use sluice_e2e::http_proxy::HttpProxy;
 use sluice_e2e::on_both_backends;
 
 /// Make `import jwt, cryptography` work, installing PyJWT[crypto] with pip when missing.
-fn ensure_pyjwt() {
+pub(crate) fn ensure_pyjwt() {
     let works = || Command::new("python3").args(["-c", "import jwt, cryptography"]).status().is_ok_and(|s| s.success());
     if works() {
         return;
@@ -69,6 +70,8 @@ mint("wrong_iss", rsa_key, "RS256", "rsa", iss="https://evil.example")
 mint("wrong_aud", rsa_key, "RS256", "rsa", aud="web")
 mint("forged", other_rsa, "RS256", "rsa")
 mint("partner", ec_key, "ES256", "ec", iss="partner", aud=None)
+mint("short", rsa_key, "RS256", "rsa", exp=now + 6)
+print("short_exp", now + 6)
 "#;
 
 struct Minted {
@@ -284,7 +287,55 @@ fn the_payload_is_dynamic_metadata(backend: Backend) {
     assert_eq!(lines(&log, 2), ["/api 200 alice acme", "/public 200 - -"]);
 }
 
+/// `jwt_cache_config`: a token verified once is a cache hit after, and once past its
+/// `exp` (plus the provider's 1 s of skew) it is refused although still cached (the
+/// cache keeps entries 60 s past `exp`, as Envoy's): a hit still has its times checked.
+fn a_cached_token_is_refused_once_expired(backend: Backend) {
+    let (m, jwks, net) = setup(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let endpoints = [origin.addr];
+    let clusters = [ClusterAt { name: "web", endpoints: &endpoints, extra: "" }];
+    let filters = format!(
+        r#"- name: envoy.filters.http.jwt_authn
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+    providers:
+      main:
+        issuer: https://issuer.example
+        audiences: [api]
+        local_jwks: {{ filename: "{}" }}
+        clock_skew_seconds: 1
+        jwt_cache_config: {{ jwt_cache_size: 10 }}
+    rules:
+    - match: {{ prefix: / }}
+      requires: {{ provider_name: main }}
+"#,
+        jwks.path().to_str().unwrap()
+    );
+    let p = HttpProxy::start(&net, VHOSTS, &clusters, "", &filters, 1);
+    let mut c = p.client();
+    let short = m.bearer("short");
+    for _ in 0..3 {
+        let r = c.request("GET", "/api", &[("authorization", &short)], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(p.counter("http.ingress.jwt_authn.jwt_cache_miss"), 1);
+    assert_eq!(p.counter("http.ingress.jwt_authn.jwt_cache_hit"), 2);
+    // With 1 s of skew the token is refused from exp + 2 s (whole seconds).
+    let exp: u64 = m.tokens["short_exp"].parse().unwrap();
+    let refused_from = std::time::UNIX_EPOCH + std::time::Duration::from_millis(exp * 1000 + 2100);
+    if let Ok(wait) = refused_from.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(wait);
+    }
+    let r = c.request("GET", "/api", &[("authorization", &short)], b"");
+    assert_eq!((r.status, r.text().as_str()), (401, "Jwt is expired"));
+    assert_eq!(p.counter("http.ingress.jwt_authn.jwt_cache_hit"), 3, "refused on a cache hit");
+    assert_eq!(p.counter("http.ingress.jwt_authn.denied"), 1);
+    assert_eq!(origin.requests(), 3);
+}
+
 on_both_backends!(
+    a_cached_token_is_refused_once_expired,
     the_payload_is_dynamic_metadata,
     good_tokens_pass_and_their_claims_are_forwarded,
     bad_or_missing_tokens_are_refused_as_envoy_does,

@@ -1,8 +1,10 @@
 //! The cost of the HTTP filters Envoy users put in front of the router: one request's
 //! decode path (route match, the chain's filters created from the route, their
 //! `decode_headers`, the router's header finalization) through cors + local_ratelimit +
-//! rbac + jwt_authn (local JWKS, an RS256 token) + router, against the router alone,
-//! in the same run, and the chain without jwt_authn. Times are CPU time per request
+//! rbac + jwt_authn (local JWKS, an RS256 token, `jwt_cache_config`: verified once per
+//! worker, then a cache hit) + router, against the router alone, in the same run, the
+//! chain without jwt_authn, and the chain with jwt_authn verifying the signature on every
+//! request (no `jwt_cache_config`). Times are CPU time per request
 //! (see `sluice_bench::cpu_time`).
 
 use std::hint::black_box;
@@ -56,6 +58,7 @@ fn filters() -> String {
                   audiences: [api]
                   local_jwks: {{ inline_string: '{JWKS}' }}
                   forward: true
+                  jwt_cache_config: {{ jwt_cache_size: 100 }}
               rules: [{{ match: {{ prefix: / }}, requires: {{ provider_name: p }} }}]
 "#
     )
@@ -165,10 +168,13 @@ fn bench(c: &mut Criterion<CpuTime>) {
     let all = filters();
     // The same chain without jwt_authn, to show what the token's verification costs.
     let without_jwt = &all[..all.find("          - name: envoy.filters.http.jwt_authn").expect("jwt_authn entry")];
+    let uncached = all.replace("                  jwt_cache_config: { jwt_cache_size: 100 }\n", "");
+    assert_ne!(uncached, all);
     let cases = [
         ("router_alone", hcm("")),
         ("cors_lrl_rbac_router", hcm(without_jwt)),
         ("cors_lrl_rbac_jwt_router", hcm(&all)),
+        ("cors_lrl_rbac_jwt_uncached_router", hcm(&uncached)),
     ];
     for (name, cfg) in cases {
         let mut fm = FilterManager::new(cfg.buffer_limit);

@@ -6,10 +6,10 @@
 //!
 //! Names that must refer to something are checked here, with Envoy's messages:
 //! "Required provider ['x'] is not configured." and "Wrong requirement_name: x. It
-//! should be one of [a,b]". Keys come from `local_jwks` only: `remote_jwks` (a fetch
-//! through the worker's async client and a per-worker cache) is not implemented yet and
-//! is rejected; so are the features that need filter state, the route cache or a token
-//! cache (`filter_state_rules`, `clear_route_cache`, `jwt_cache_config`) and the
+//! should be one of [a,b]". Keys come from `local_jwks` or `remote_jwks` (`http_uri`
+//! and `cache_duration`; `async_fetch` and `retry_policy` are rejected); so are the
+//! features that need filter state or the route cache
+//! (`filter_state_rules`, `clear_route_cache`) and the
 //! provider fields whose failure statuses sluice cannot confirm against Envoy
 //! (`subjects`, `failed_status_in_metadata`).
 
@@ -78,6 +78,84 @@ impl Decode for ClaimToHeader {
     }
 }
 
+/// `JwtCacheConfig`: a per-worker LRU of verified tokens (0 in the config: Envoy's
+/// defaults, 100 entries and 4096-byte tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwtCacheConfig {
+    pub jwt_cache_size: u32,
+    /// Longer tokens are verified every time, never cached.
+    pub jwt_max_token_size: u32,
+}
+
+impl Decode for JwtCacheConfig {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let size: u32 = f.or(d, "jwt_cache_size", 0u32);
+        let max: u32 = f.or(d, "jwt_max_token_size", 0u32);
+        f.finish(d);
+        Some(JwtCacheConfig {
+            jwt_cache_size: if size == 0 { 100 } else { size },
+            jwt_max_token_size: if max == 0 { 4096 } else { max },
+        })
+    }
+}
+
+/// `RemoteJwks`: keys fetched with a GET of `uri` through `cluster`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteJwksConfig {
+    /// `http_uri.uri`.
+    pub uri: String,
+    /// `http_uri.cluster`.
+    pub cluster: String,
+    /// `http_uri.timeout`.
+    pub timeout: Duration,
+    /// `cache_duration` (Envoy's default: 600 s).
+    pub cache_duration: Duration,
+}
+
+/// Envoy's `PubkeyCacheExpirationSec`.
+pub const DEFAULT_CACHE_DURATION: Duration = Duration::from_secs(600);
+
+impl Decode for RemoteJwksConfig {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let line = f.line();
+        let uri_path = f.field_path("http_uri");
+        let http_uri = f.take("http_uri");
+        let cache_duration = f.or(d, "cache_duration", DEFAULT_CACHE_DURATION);
+        f.unsupported_because(
+            d,
+            "async_fetch",
+            "fetching the keys before requests need them is not supported: each worker fetches them \
+             when a request needs them (remove `async_fetch`)",
+        );
+        f.unsupported_because(d, "retry_policy", "retries of the JWKS fetch are not supported");
+        f.finish(d);
+        let Some(u) = http_uri else {
+            d.error(ErrorKind::Missing, &uri_path, line, "required field is missing");
+            return None;
+        };
+        let mut g = Fields::of(d, u, &uri_path)?;
+        let uri: Option<String> = g.req(d, "uri");
+        let cluster: Option<String> = g.req(d, "cluster");
+        let timeout: Option<Duration> = g.req(d, "timeout");
+        g.finish(d);
+        let (uri, cluster, timeout) = (uri?, cluster?, timeout?);
+        if cluster.is_empty() {
+            d.error(ErrorKind::Invalid, &format!("{uri_path}.cluster"), line, "must not be empty");
+            return None;
+        }
+        Some(RemoteJwksConfig { uri, cluster, timeout, cache_duration })
+    }
+}
+
+/// Where a provider's keys come from (`jwks_source_specifier`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum JwksSource {
+    Local(DataSource),
+    Remote(RemoteJwksConfig),
+}
+
 /// `JwtProvider` (named by its key in `providers`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct JwtProvider {
@@ -86,7 +164,8 @@ pub struct JwtProvider {
     pub issuer: String,
     /// Empty: audiences are not checked.
     pub audiences: Vec<String>,
-    pub local_jwks: DataSource,
+    /// `local_jwks` or `remote_jwks`.
+    pub jwks: JwksSource,
     pub forward: bool,
     pub from_headers: Vec<JwtHeader>,
     pub from_params: Vec<String>,
@@ -103,6 +182,8 @@ pub struct JwtProvider {
     pub claim_to_headers: Vec<ClaimToHeader>,
     /// `normalize_payload_in_metadata.space_delimited_claims`.
     pub space_delimited_claims: Vec<String>,
+    /// `jwt_cache_config`; `None`: verified tokens are not cached.
+    pub jwt_cache_config: Option<JwtCacheConfig>,
 }
 
 impl JwtProvider {
@@ -111,12 +192,7 @@ impl JwtProvider {
         let line = f.line();
         let issuer = f.or(d, "issuer", String::new());
         let audiences = f.list(d, "audiences");
-        f.unsupported_because(
-            d,
-            "remote_jwks",
-            "`remote_jwks` (fetching and caching keys through a cluster) is not supported yet; \
-             put the keys in `local_jwks` (inline_string or filename)",
-        );
+        let remote_jwks: Option<RemoteJwksConfig> = f.opt(d, "remote_jwks");
         let local_jwks: Option<DataSource> = f.opt(d, "local_jwks");
         let forward = f.or(d, "forward", false);
         let from_headers = f.list(d, "from_headers");
@@ -148,20 +224,29 @@ impl JwtProvider {
             false,
             "the route is chosen before the HTTP filters run in sluice; remove it",
         );
-        f.unsupported(d, &["subjects", "failed_status_in_metadata", "jwt_cache_config"]);
+        let jwt_cache_config: Option<JwtCacheConfig> = f.opt(d, "jwt_cache_config");
+        f.unsupported(d, &["subjects", "failed_status_in_metadata"]);
         let remote = f.has("remote_jwks");
         f.finish(d);
-        let Some(local_jwks) = local_jwks else {
-            if !remote {
-                d.error(ErrorKind::Missing, path, line, "one of `local_jwks` or `remote_jwks` is required");
+        let jwks = match (local_jwks, remote_jwks) {
+            (Some(l), None) => JwksSource::Local(l),
+            (None, Some(r)) => JwksSource::Remote(r),
+            (Some(_), Some(_)) => {
+                d.error(ErrorKind::Invalid, path, line, "set only one of `local_jwks` and `remote_jwks`");
+                return None;
             }
-            return None;
+            (None, None) => {
+                if !remote {
+                    d.error(ErrorKind::Missing, path, line, "one of `local_jwks` or `remote_jwks` is required");
+                }
+                return None;
+            }
         };
         Some(JwtProvider {
             name: name.to_string(),
             issuer,
             audiences,
-            local_jwks,
+            jwks,
             forward,
             from_headers,
             from_params,
@@ -175,6 +260,7 @@ impl JwtProvider {
             max_lifetime,
             claim_to_headers,
             space_delimited_claims,
+            jwt_cache_config,
         })
     }
 }

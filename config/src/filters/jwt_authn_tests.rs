@@ -72,16 +72,11 @@ fn unknown_providers_and_requirement_names_are_errors_with_envoys_messages() {
 #[test]
 fn unsupported_fields_are_rejected_with_their_path() {
     let (_, d) = decode(
-        "  providers:\n    r:\n      remote_jwks: {http_uri: {uri: 'https://x/jwks', cluster: c, timeout: 1s}}\n",
+        "  providers:\n    r:\n      remote_jwks: {http_uri: {uri: 'https://x/jwks', cluster: c, timeout: 1s}, async_fetch: {}, retry_policy: {}}\n",
     );
     let e = errors(&d);
-    assert!(
-        e.contains("f.typed_config.providers.r.remote_jwks")
-            && e.contains("remote_jwks` (fetching and caching keys through a cluster) is not supported yet"),
-        "{e}"
-    );
-    let (_, d) = decode("  providers:\n    p:\n      local_jwks: {inline_string: x}\n      jwt_cache_config: {}\n");
-    assert!(errors(&d).contains("f.typed_config.providers.p.jwt_cache_config"), "{}", errors(&d));
+    assert!(e.contains("f.typed_config.providers.r.remote_jwks.async_fetch"), "{e}");
+    assert!(e.contains("f.typed_config.providers.r.remote_jwks.retry_policy"), "{e}");
     let (_, d) = decode("  providers:\n    p: {issuer: x}\n");
     assert!(errors(&d).contains("one of `local_jwks` or `remote_jwks` is required"), "{}", errors(&d));
     let (_, d) = decode("  filter_state_rules: {name: n}\n");
@@ -105,4 +100,51 @@ fn per_route_config() {
     assert_eq!(yaml("{requirement_name: r}").0, Some(JwtPerRoute::RequirementName("r".into())));
     assert!(errors(&yaml("{disabled: false}").1).contains("must be true"));
     assert!(errors(&yaml("{}").1).contains("one of `disabled` or `requirement_name`"));
+}
+
+#[test]
+fn jwt_cache_config_takes_envoys_defaults_for_zero() {
+    let provider = |c: &str| {
+        let (j, d) = decode(&format!("  providers:\n    p:\n      local_jwks: {{inline_string: x}}\n{c}"));
+        assert!(d.errors.is_empty(), "{}", errors(&d));
+        j.unwrap().providers[0].jwt_cache_config
+    };
+    assert_eq!(provider(""), None);
+    let defaults = JwtCacheConfig { jwt_cache_size: 100, jwt_max_token_size: 4096 };
+    assert_eq!(provider("      jwt_cache_config: {}\n"), Some(defaults));
+    assert_eq!(
+        provider("      jwt_cache_config: {jwt_cache_size: 7, jwt_max_token_size: 900}\n"),
+        Some(JwtCacheConfig { jwt_cache_size: 7, jwt_max_token_size: 900 })
+    );
+    let (_, d) =
+        decode("  providers:\n    p:\n      local_jwks: {inline_string: x}\n      jwt_cache_config: {size: 1}\n");
+    assert!(errors(&d).contains("f.typed_config.providers.p.jwt_cache_config.size"), "{}", errors(&d));
+}
+
+#[test]
+fn remote_jwks_loads_with_envoys_default_cache_duration() {
+    let (j, d) = decode(
+        "  providers:\n    r:\n      remote_jwks: {http_uri: {uri: 'https://idp/jwks', cluster: idp, timeout: 2s}}\n    s:\n      remote_jwks: {http_uri: {uri: 'http://idp/k', cluster: idp, timeout: 1s}, cache_duration: 30s}\n",
+    );
+    assert!(d.errors.is_empty(), "{}", errors(&d));
+    let j = j.unwrap();
+    let JwksSource::Remote(r) = &j.providers[0].jwks else { panic!("{:?}", j.providers[0].jwks) };
+    assert_eq!(
+        r,
+        &RemoteJwksConfig {
+            uri: "https://idp/jwks".into(),
+            cluster: "idp".into(),
+            timeout: Duration::from_secs(2),
+            cache_duration: Duration::from_secs(600),
+        }
+    );
+    let JwksSource::Remote(s) = &j.providers[1].jwks else { panic!() };
+    assert_eq!(s.cache_duration, Duration::from_secs(30));
+    let (_, d) =
+        decode("  providers:\n    r:\n      remote_jwks: {http_uri: {uri: 'https://idp/jwks', timeout: 2s}}\n");
+    assert!(errors(&d).contains("f.typed_config.providers.r.remote_jwks.http_uri.cluster"), "{}", errors(&d));
+    let (_, d) = decode(
+        "  providers:\n    r:\n      local_jwks: {inline_string: x}\n      remote_jwks: {http_uri: {uri: 'https://idp/jwks', cluster: c, timeout: 2s}}\n",
+    );
+    assert!(errors(&d).contains("set only one of `local_jwks` and `remote_jwks`"), "{}", errors(&d));
 }

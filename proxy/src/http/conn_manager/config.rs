@@ -197,7 +197,7 @@ impl HcmConfig {
                 )),
                 HttpFilterKind::Rbac(r) => FilterFactory::Rbac(Arc::new(RbacConfig::new(r, &prefix, &mut counters))),
                 HttpFilterKind::JwtAuthn(j) => FilterFactory::JwtAuthn(Arc::new(
-                    crate::http::filters::jwt_authn::JwtAuthnConfig::new(j, &prefix, &mut counters)
+                    crate::http::filters::jwt_authn::JwtAuthnConfig::new(j, &clusters, &prefix, &mut counters)
                         .map_err(|e| format!("{path}.http_filters[{i}].typed_config.{e}"))?,
                 )),
                 HttpFilterKind::RateLimit(r) => FilterFactory::RateLimit(Arc::new(

@@ -138,7 +138,7 @@ impl Jwks {
     }
 
     /// Check the token's signature with the keys that fit it.
-    pub fn verify(&self, jwt: &Jwt<'_>) -> Status {
+    pub fn verify(&self, jwt: &Jwt) -> Status {
         let mut matched = false;
         for k in &self.keys {
             if let (Some(want), Some(have)) = (jwt.kid.as_deref(), k.kid.as_deref()) {
@@ -153,7 +153,8 @@ impl Jwks {
             if k.family != family(jwt.alg) {
                 continue;
             }
-            if jsonwebtoken::crypto::verify(jwt.signature, jwt.signed.as_bytes(), &k.key, jwt.alg).unwrap_or(false) {
+            if jsonwebtoken::crypto::verify(jwt.signature(), jwt.signed().as_bytes(), &k.key, jwt.alg).unwrap_or(false)
+            {
                 return Status::Ok;
             }
         }

@@ -2,18 +2,19 @@
 //! parts, the header's `alg` and `kid`, the payload's registered claims, and the time
 //! checks (`verifyTimeConstraint`). Every malformed part has its own [`Status`]; nothing
 //! here panics on input. The payload is kept as parsed JSON for `claim_to_headers` and
-//! `payload_in_metadata`, and as its base64url text for `forward_payload_header`.
+//! `payload_in_metadata`, and as its base64url text for `forward_payload_header`. A
+//! `Jwt` owns a copy of its token, so a verified one can live on in the token cache.
 
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::status::Status;
 
-/// A parsed (not yet verified) token borrowing from the request.
+/// A parsed (not yet verified) token.
 #[derive(Debug)]
-pub struct Jwt<'t> {
+pub struct Jwt {
     pub alg: Algorithm,
-    pub alg_name: &'t str,
+    pub alg_name: &'static str,
     pub kid: Option<String>,
     pub iss: String,
     pub sub: String,
@@ -23,12 +24,11 @@ pub struct Jwt<'t> {
     pub nbf: u64,
     pub header: Map<String, Value>,
     pub payload: Map<String, Value>,
-    /// The payload as sent (base64url, no padding).
-    pub payload_b64: &'t str,
-    /// `header.payload`, what the signature covers.
-    pub signed: &'t str,
-    /// The signature as sent (base64url).
-    pub signature: &'t str,
+    /// The token as sent.
+    token: Box<str>,
+    /// The lengths of the header and payload parts.
+    header_len: usize,
+    payload_len: usize,
 }
 
 /// base64url without padding (trailing `=` tolerated), as RFC 7515 encodes JWS parts.
@@ -103,8 +103,8 @@ fn time_claim(p: &Map<String, Value>, name: &str, not_int: Status, range: Status
     }
 }
 
-impl<'t> Jwt<'t> {
-    pub fn parse(token: &'t str) -> Result<Jwt<'t>, Status> {
+impl Jwt {
+    pub fn parse(token: &str) -> Result<Jwt, Status> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(Status::JwtBadFormat);
@@ -174,10 +174,30 @@ impl<'t> Jwt<'t> {
             nbf,
             header,
             payload,
-            payload_b64: p,
-            signed: &token[..h.len() + 1 + p.len()],
-            signature: s,
+            token: token.into(),
+            header_len: h.len(),
+            payload_len: p.len(),
         })
+    }
+
+    /// The token as sent.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The payload as sent (base64url, no padding).
+    pub fn payload_b64(&self) -> &str {
+        self.token.get(self.header_len + 1..self.header_len + 1 + self.payload_len).unwrap_or("")
+    }
+
+    /// `header.payload`, what the signature covers.
+    pub fn signed(&self) -> &str {
+        self.token.get(..self.header_len + 1 + self.payload_len).unwrap_or("")
+    }
+
+    /// The signature as sent (base64url).
+    pub fn signature(&self) -> &str {
+        self.token.get(self.header_len + self.payload_len + 2..).unwrap_or("")
     }
 
     /// `verifyTimeConstraint`: `nbf` and `exp` with `skew` seconds of tolerance.
@@ -261,6 +281,8 @@ mod tests {
         assert_eq!(j.verify_time(439, 60), Status::JwtNotYetValid);
         assert_eq!(j.verify_time(1060, 60), Status::Ok, "exp with skew");
         assert_eq!(j.verify_time(1061, 60), Status::JwtExpired);
-        assert!(t.starts_with(j.signed) && t.ends_with(j.signature));
+        assert!(t.starts_with(j.signed()) && t.ends_with(j.signature()));
+        assert_eq!(format!("{}.{}.{}", j.signed(), j.signature(), ""), format!("{t}."));
+        assert_eq!(j.payload_b64(), t.split('.').nth(1).unwrap());
     }
 }

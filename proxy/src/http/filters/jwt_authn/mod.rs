@@ -9,33 +9,42 @@
 //! requirement_name: ...". `strip_failure_response` leaves the bodies empty (and the
 //! header off). `bypass_cors_preflight` lets CORS preflights through.
 //!
-//! Keys are parsed once per config; a request is verified synchronously in
-//! `decode_headers`. Token times are judged against the wall clock derived from the
+//! Local keys are parsed once per config; a request is verified synchronously in
+//! `decode_headers`, with each provider's per-worker cache of verified tokens
+//! (`jwt_cache_config`, [`worker`]). When its tokens need `remote_jwks` keys this worker
+//! lacks, the filter fetches them ([`remote_jwks`]), stops iteration, and verifies the
+//! request in `on_async_complete` once every fetch has ended. Token times are judged against the wall clock derived from the
 //! stream's `now` (a monotonic instant) and a wall-clock anchor taken when the config
 //! was compiled, so nothing here reads the clock. Stats: `http.<stat_prefix>.jwt_authn.
-//! {allowed,denied,cors_preflight_bypassed,jwt_cache_miss,...}`; verified payloads
+//! {allowed,denied,cors_preflight_bypassed,jwt_cache_hit,jwt_cache_miss}`; verified payloads
 //! and headers go to dynamic metadata namespace `envoy.filters.http.jwt_authn`.
 
 pub mod extractor;
 pub mod jwks;
 pub mod jwt;
+pub mod jwt_cache;
+pub mod remote_jwks;
 pub mod status;
 pub mod verifier;
+pub mod worker;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use sluice_config::filters::jwt_authn::{JwtAuthentication, JwtPerRoute, RuleRequirement};
+use sluice_config::filters::jwt_authn::{JwksSource, JwtAuthentication, JwtPerRoute, RuleRequirement};
 use sluice_config::route::RouteMatch;
 
 use self::jwks::Jwks;
+use self::remote_jwks::RemoteJwks;
 use self::status::Status;
 use self::verifier::{Context, Provider, Verifier};
+use crate::http::async_client::Outcome;
 use crate::http::filter::{DataStatus, FilterCallbacks, HeadersStatus, StreamContext, StreamFilter, TrailersStatus};
 use crate::http::filters::per_route::{PerRouteFilter, RouteView};
 use crate::http::filters::CounterSet;
 use crate::http::{HeaderMap, RequestHead};
 use crate::stats::Counter;
+use crate::upstream::cluster_manager::ClusterManager;
 
 /// The dynamic metadata namespace of verified payloads.
 pub const METADATA_NAMESPACE: &str = "envoy.filters.http.jwt_authn";
@@ -91,25 +100,48 @@ pub struct JwtAuthnConfig {
     allowed: Arc<Counter>,
     denied: Arc<Counter>,
     cors_preflight_bypassed: Arc<Counter>,
+    jwt_cache_hit: Arc<Counter>,
     jwt_cache_miss: Arc<Counter>,
+    jwks_fetch_success: Arc<Counter>,
+    jwks_fetch_failed: Arc<Counter>,
+    /// Some provider's keys are remote (requests may have to wait for them).
+    has_remote: bool,
 }
 
 impl JwtAuthnConfig {
     /// Compile: read and parse every provider's JWKS. A JWKS that cannot be read is an
     /// error; one that does not parse is logged, and its provider's tokens fail with
     /// "Jwks doesn't have any valid public key" (Envoy's behaviour).
-    pub fn new(c: &JwtAuthentication, prefix: &str, counters: &mut CounterSet) -> Result<JwtAuthnConfig, String> {
+    /// `remote_jwks` clusters must be known to `clusters`.
+    pub fn new(
+        c: &JwtAuthentication,
+        clusters: &Arc<ClusterManager>,
+        prefix: &str,
+        counters: &mut CounterSet,
+    ) -> Result<JwtAuthnConfig, String> {
         let mut providers = Vec::with_capacity(c.providers.len());
         for p in &c.providers {
-            let text = p.local_jwks.read().map_err(|e| format!("providers.{}.local_jwks: {e}", p.name))?;
-            let jwks = match Jwks::parse(&text) {
-                Ok(j) => Some(j),
-                Err(e) => {
-                    tracing::warn!(provider = %p.name, issuer = %p.issuer, "jwt_authn: invalid local_jwks: {e}");
-                    None
+            let provider = match &p.jwks {
+                JwksSource::Local(source) => {
+                    let text = source.read().map_err(|e| format!("providers.{}.local_jwks: {e}", p.name))?;
+                    let jwks = match Jwks::parse(&text) {
+                        Ok(j) => Some(j),
+                        Err(e) => {
+                            tracing::warn!(provider = %p.name, issuer = %p.issuer, "jwt_authn: invalid local_jwks: {e}");
+                            None
+                        }
+                    };
+                    Provider::new(p, jwks)
+                }
+                JwksSource::Remote(r) => {
+                    let remote =
+                        RemoteJwks::new(r, clusters).map_err(|e| format!("providers.{}.remote_jwks.{e}", p.name))?;
+                    let mut provider = Provider::new(p, None);
+                    provider.remote = Some(remote);
+                    provider
                 }
             };
-            providers.push(Provider::new(p, jwks));
+            providers.push(provider);
         }
         let mut verifiers = Vec::new();
         let mut rules = Vec::with_capacity(c.rules.len());
@@ -129,6 +161,7 @@ impl JwtAuthnConfig {
             verifiers.push(Verifier::new(req, &providers));
         }
         let stat = |counters: &mut CounterSet, n: &str| counters.counter(format!("{prefix}jwt_authn.{n}"));
+        let has_remote = providers.iter().any(|p| p.remote.is_some());
         Ok(JwtAuthnConfig {
             providers,
             rules,
@@ -142,7 +175,11 @@ impl JwtAuthnConfig {
             allowed: stat(counters, "allowed"),
             denied: stat(counters, "denied"),
             cors_preflight_bypassed: stat(counters, "cors_preflight_bypassed"),
+            jwt_cache_hit: stat(counters, "jwt_cache_hit"),
             jwt_cache_miss: stat(counters, "jwt_cache_miss"),
+            jwks_fetch_success: stat(counters, "jwks_fetch_success"),
+            jwks_fetch_failed: stat(counters, "jwks_fetch_failed"),
+            has_remote,
         })
     }
 
@@ -167,6 +204,10 @@ impl JwtAuthnConfig {
 pub struct JwtAuthnFilter {
     config: Arc<JwtAuthnConfig>,
     route: Option<JwtRoute>,
+    /// JWKS fetches in flight (the request waits for all of them).
+    fetching: u32,
+    /// Providers whose fetch failed for this request.
+    fetch_failed: Vec<usize>,
 }
 
 impl JwtAuthnFilter {
@@ -175,7 +216,74 @@ impl JwtAuthnFilter {
             Some(PerRouteFilter::JwtAuthn(r)) => Some(r.clone()),
             _ => None,
         };
-        JwtAuthnFilter { config, route }
+        JwtAuthnFilter { config, route, fetching: 0, fetch_failed: Vec::new() }
+    }
+
+    /// Judge the request: pick its requirement, fetch the remote keys it needs (when
+    /// `may_fetch`; the request then waits), verify.
+    fn run(
+        &mut self,
+        head: &mut RequestHead,
+        cx: &StreamContext<'_>,
+        cb: &mut FilterCallbacks,
+        may_fetch: bool,
+    ) -> HeadersStatus {
+        let config = Arc::clone(&self.config);
+        let verifier = match &self.route {
+            Some(JwtRoute::Disabled) => None,
+            Some(JwtRoute::Requirement(i)) => config.verifiers.get(config.named + i),
+            Some(JwtRoute::Unknown(msg)) => {
+                let body = format!("Failed JWT authentication: {msg}");
+                self.deny(403, &body, None, "jwt_authn_access_denied{Wrong_requirement_name}", cb);
+                return HeadersStatus::StopIteration;
+            }
+            None => config.find(head),
+        };
+        let Some(verifier) = verifier else {
+            config.allowed.inc();
+            return HeadersStatus::Continue;
+        };
+        let fetch_failed = self.fetch_failed.clone();
+        let state = worker::state(&config);
+        let mut state = state.borrow_mut();
+        let mut ctx = Context {
+            providers: &config.providers,
+            now: config.unix(cx.now),
+            instant: cx.now,
+            fetch_failed: &fetch_failed,
+            jwt_cache_hit: &config.jwt_cache_hit,
+            jwt_cache_miss: &config.jwt_cache_miss,
+            worker: &mut state,
+            extracted: Default::default(),
+        };
+        if may_fetch && config.has_remote {
+            let mut fetches = Vec::new();
+            ctx.fetches(verifier, head, &mut fetches);
+            if !fetches.is_empty() {
+                for p in fetches {
+                    if let Some(r) = config.providers[p].remote.as_ref() {
+                        cb.send_request(r.client(), r.request(), p as u32);
+                        self.fetching += 1;
+                    }
+                }
+                return HeadersStatus::StopIteration;
+            }
+        }
+        let status = ctx.verify(verifier, head);
+        if !ctx.extracted.is_empty() {
+            cb.set_dynamic_metadata(METADATA_NAMESPACE, std::mem::take(&mut ctx.extracted));
+        }
+        if status == Status::Ok {
+            config.allowed.inc();
+            return HeadersStatus::Continue;
+        }
+        tracing::debug!(status = status.text(), "jwt_authn: denied");
+        let mut www = format!("Bearer realm=\"{}\"", original_uri(head));
+        if status != Status::JwtMissed {
+            www.push_str(", error=\"invalid_token\"");
+        }
+        self.deny(status.http_status(), status.text(), Some(www), status.details(), cb);
+        HeadersStatus::StopIteration
     }
 
     fn deny(&self, status: u16, body: &str, www: Option<String>, details: &'static str, cb: &mut FilterCallbacks) {
@@ -222,42 +330,7 @@ impl StreamFilter for JwtAuthnFilter {
             config.allowed.inc();
             return HeadersStatus::Continue;
         }
-        let verifier = match &self.route {
-            Some(JwtRoute::Disabled) => None,
-            Some(JwtRoute::Requirement(i)) => config.verifiers.get(config.named + i),
-            Some(JwtRoute::Unknown(msg)) => {
-                let body = format!("Failed JWT authentication: {msg}");
-                self.deny(403, &body, None, "jwt_authn_access_denied{Wrong_requirement_name}", cb);
-                return HeadersStatus::StopIteration;
-            }
-            None => config.find(head),
-        };
-        let Some(verifier) = verifier else {
-            config.allowed.inc();
-            return HeadersStatus::Continue;
-        };
-        let uri = original_uri(head);
-        let mut ctx = Context {
-            providers: &config.providers,
-            now: config.unix(cx.now),
-            jwt_cache_miss: &config.jwt_cache_miss,
-            extracted: Default::default(),
-        };
-        let status = ctx.verify(verifier, head);
-        if !ctx.extracted.is_empty() {
-            cb.set_dynamic_metadata(METADATA_NAMESPACE, std::mem::take(&mut ctx.extracted));
-        }
-        if status == Status::Ok {
-            config.allowed.inc();
-            return HeadersStatus::Continue;
-        }
-        tracing::debug!(status = status.text(), "jwt_authn: denied");
-        let mut www = format!("Bearer realm=\"{uri}\"");
-        if status != Status::JwtMissed {
-            www.push_str(", error=\"invalid_token\"");
-        }
-        self.deny(status.http_status(), status.text(), Some(www), status.details(), cb);
-        HeadersStatus::StopIteration
+        self.run(head, cx, cb, true)
     }
 
     fn decode_data(&mut self, _data: &mut Vec<u8>, _end_stream: bool, _cb: &mut FilterCallbacks) -> DataStatus {
@@ -266,6 +339,42 @@ impl StreamFilter for JwtAuthnFilter {
 
     fn decode_trailers(&mut self, _trailers: &mut HeaderMap, _cb: &mut FilterCallbacks) -> TrailersStatus {
         TrailersStatus::Continue
+    }
+
+    /// A JWKS fetch ended: keep the keys (or note the failure); once the last one the
+    /// request waits for has ended, verify it.
+    fn on_async_complete(
+        &mut self,
+        tag: u32,
+        outcome: Outcome,
+        head: &mut RequestHead,
+        cx: &StreamContext<'_>,
+        cb: &mut FilterCallbacks,
+    ) -> HeadersStatus {
+        let config = Arc::clone(&self.config);
+        let p = tag as usize;
+        if let Some(remote) = config.providers.get(p).and_then(|x| x.remote.as_ref()) {
+            match remote.fetched(outcome, cx.now) {
+                Ok(f) => {
+                    config.jwks_fetch_success.inc();
+                    let state = worker::state(&config);
+                    let mut state = state.borrow_mut();
+                    if let Some(s) = state.providers.get_mut(p) {
+                        s.remote = Some(f);
+                    }
+                }
+                Err(e) => {
+                    config.jwks_fetch_failed.inc();
+                    tracing::debug!(provider = %config.providers[p].config.name, "jwt_authn: JWKS fetch failed: {e}");
+                    self.fetch_failed.push(p);
+                }
+            }
+        }
+        self.fetching = self.fetching.saturating_sub(1);
+        if self.fetching > 0 {
+            return HeadersStatus::StopIteration;
+        }
+        self.run(head, cx, cb, false)
     }
 }
 

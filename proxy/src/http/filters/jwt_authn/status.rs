@@ -51,6 +51,7 @@ statuses! {
     JwtVerificationFail => "Jwt verification fails",
     JwksNoValidKeys => "Jwks doesn't have any valid public key",
     JwksKidAlgMismatch => "Jwks doesn't have key to match kid or alg from Jwt",
+    JwksFetchFail => "Jwks remote fetch is failed",
 }
 
 impl Status {

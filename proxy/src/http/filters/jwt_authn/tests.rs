@@ -83,7 +83,8 @@ fn config(k: &Keys, rest: &str) -> (Arc<JwtAuthnConfig>, CounterSet) {
     let f: HttpFilter = d.decode(&n, "f").unwrap_or_else(|| panic!("{:?}", d.errors));
     let HttpFilterKind::JwtAuthn(j) = f.kind else { panic!() };
     let mut counters = CounterSet::default();
-    let c = JwtAuthnConfig::new(&j, "http.in.", &mut counters).unwrap();
+    let clusters = Arc::new(crate::upstream::cluster_manager::ClusterManager::new(Vec::new(), |_| Vec::new()));
+    let c = JwtAuthnConfig::new(&j, &clusters, "http.in.", &mut counters).unwrap();
     (Arc::new(c), counters)
 }
 
@@ -96,6 +97,10 @@ struct Run {
 }
 
 fn run(config: &Arc<JwtAuthnConfig>, method: &str, path: &str, headers: &[(&str, &str)]) -> Run {
+    run_at(config, Instant::now(), method, path, headers)
+}
+
+fn run_at(config: &Arc<JwtAuthnConfig>, now: Instant, method: &str, path: &str, headers: &[(&str, &str)]) -> Run {
     let table = RouteFilterTable::default();
     let mut f = JwtAuthnFilter::new(Arc::clone(config), &table.view(None), 0);
     let mut head = RequestHead {
@@ -111,7 +116,7 @@ fn run(config: &Arc<JwtAuthnConfig>, method: &str, path: &str, headers: &[(&str,
     let a = |s: &str| s.parse::<SocketAddr>().unwrap();
     let runtime = crate::runtime::Snapshot::default();
     let cx = StreamContext {
-        now: Instant::now(),
+        now,
         remote: a("10.0.0.1:1"),
         direct_remote: a("10.0.0.1:1"),
         local: a("10.0.0.2:80"),
@@ -247,10 +252,19 @@ fn max_lifetime_requires_a_near_exp() {
     let ok = mint(&k, Algorithm::HS256, "hs", claims("https://issuer.example", "api", 200));
     let providers = [p];
     let v = Verifier::new(&sluice_config::filters::jwt_authn::JwtRequirement::ProviderName("p1".into()), &providers);
-    let miss = Counter::default();
+    let (hit, miss) = (Counter::default(), Counter::default());
+    let mut worker = super::worker::WorkerState::new(&providers);
     for (tok, want) in [(t, Status::JwtExpired), (ok, Status::Ok)] {
-        let mut ctx =
-            Context { providers: &providers, now: unix_now(), jwt_cache_miss: &miss, extracted: Default::default() };
+        let mut ctx = Context {
+            providers: &providers,
+            now: unix_now(),
+            instant: Instant::now(),
+            fetch_failed: &[],
+            jwt_cache_hit: &hit,
+            jwt_cache_miss: &miss,
+            worker: &mut worker,
+            extracted: Default::default(),
+        };
         let mut head = RequestHead::default();
         head.headers.append(b"authorization", format!("Bearer {tok}").as_bytes());
         assert_eq!(ctx.verify(&v, &mut head), want);
@@ -266,4 +280,184 @@ fn invalid_jwks_fails_every_token_with_no_valid_key() {
     let t = mint(&k, Algorithm::HS256, "hs", claims("https://issuer.example", "api", 600));
     let r = run(&c, "GET", "/", &[("authorization", &format!("Bearer {t}"))]);
     assert_eq!(r.body, b"Jwks doesn't have any valid public key");
+}
+
+const CACHED: &str = "    p3:\n      issuer: cached\n      audiences: [api]\n      local_jwks: {inline_string: 'JWKS'}\n      forward: true\n      jwt_cache_config: {jwt_cache_size: 2}\n  rules:\n  - match: {prefix: /web}\n    requires: {provider_and_audiences: {provider_name: p3, audiences: [web]}}\n  - match: {prefix: /any}\n    requires: {allow_missing: {}}\n  - match: {prefix: /}\n    requires: {provider_name: p3}\n";
+
+#[test]
+fn jwt_cache_config_skips_the_signature_not_the_claims() {
+    let k = keys();
+    let (c, counters) = config(&k, &CACHED.replace("JWKS", &k.jwks.replace('\'', "''")));
+    let t = mint(&k, Algorithm::ES256, "es", claims("cached", "api", 120));
+    let bearer = format!("Bearer {t}");
+    let now = Instant::now();
+    for _ in 0..3 {
+        let r = run_at(&c, now, "GET", "/x", &[("authorization", &bearer)]);
+        assert_eq!(r.status, None, "{}", String::from_utf8_lossy(&r.body));
+    }
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_miss"), 1);
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_hit"), 2);
+    let r = run_at(&c, now, "GET", "/web", &[("authorization", &bearer)]);
+    assert_eq!(r.status, Some(403), "a cache hit still has its audiences checked");
+    assert_eq!(r.body, b"Audiences in Jwt are not allowed");
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_hit"), 3);
+    // A token with the same claims and a forged signature is another key: verified, refused.
+    let mut forged = t.clone();
+    forged.pop();
+    forged.push(if t.ends_with('A') { 'B' } else { 'A' });
+    let r = run_at(&c, now, "GET", "/x", &[("authorization", &format!("Bearer {forged}"))]);
+    assert_eq!(r.body, b"Jwt verification fails");
+    // allow_missing has no provider of its own: Envoy neither looks up nor fills the cache.
+    let r = run_at(&c, now, "GET", "/any", &[("authorization", &bearer)]);
+    assert_eq!(r.status, None);
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_hit"), 3);
+    // Past exp (and the 60 s of skew) the cached token is expired like any other.
+    let later = now + Duration::from_secs(120 + 62);
+    let r = run_at(&c, later, "GET", "/x", &[("authorization", &bearer)]);
+    assert_eq!((r.status, r.body.as_slice()), (Some(401), &b"Jwt is expired"[..]));
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_hit"), 3, "the expired entry was dropped");
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_miss"), 3);
+}
+
+#[test]
+fn the_token_cache_is_per_worker() {
+    let k = keys();
+    let (c, counters) = config(&k, &CACHED.replace("JWKS", &k.jwks.replace('\'', "''")));
+    let bearer = format!("Bearer {}", mint(&k, Algorithm::ES256, "es", claims("cached", "api", 600)));
+    assert_eq!(run(&c, "GET", "/x", &[("authorization", &bearer)]).status, None);
+    let (c2, b2) = (Arc::clone(&c), bearer.clone());
+    std::thread::spawn(move || assert_eq!(run(&c2, "GET", "/x", &[("authorization", &b2)]).status, None))
+        .join()
+        .unwrap();
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_miss"), 2, "another worker verifies it again");
+    assert_eq!(run(&c, "GET", "/x", &[("authorization", &bearer)]).status, None);
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwt_cache_hit"), 1);
+}
+
+/// A config whose provider `r` fetches its keys through cluster `idp`, kept 60 s.
+fn remote_config() -> (Arc<JwtAuthnConfig>, CounterSet) {
+    let bootstrap = "static_resources:\n  clusters:\n  - name: idp\n    load_assignment: {cluster_name: idp, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 9}}}}]}]}\n";
+    let loaded = sluice_config::load_str(bootstrap).unwrap_or_else(|e| panic!("{e}"));
+    let clusters =
+        Arc::new(crate::upstream::cluster_manager::ClusterManager::new(loaded.bootstrap.clusters.clone(), |_| {
+            Vec::new()
+        }));
+    let yaml = "name: jwt\ntyped_config:\n  '@type': type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication\n  providers:\n    r:\n      issuer: https://issuer.example\n      remote_jwks: {http_uri: {uri: 'https://idp.example/keys', cluster: idp, timeout: 1s}, cache_duration: 60s}\n  rules:\n  - match: {prefix: /}\n    requires: {provider_name: r}\n";
+    let n = sluice_config::node::parse(yaml).unwrap();
+    let mut d = sluice_config::decode::Decoder::new();
+    let f: HttpFilter = d.decode(&n, "f").unwrap_or_else(|| panic!("{:?}", d.errors));
+    let HttpFilterKind::JwtAuthn(j) = f.kind else { panic!() };
+    let mut counters = CounterSet::default();
+    (Arc::new(JwtAuthnConfig::new(&j, &clusters, "http.in.", &mut counters).unwrap()), counters)
+}
+
+fn context(now: Instant, runtime: &crate::runtime::Snapshot) -> StreamContext<'_> {
+    let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+    StreamContext {
+        now,
+        remote: a("10.0.0.1:1"),
+        direct_remote: a("10.0.0.1:1"),
+        local: a("10.0.0.2:80"),
+        sni: None,
+        peer_principals: &[],
+        tls: false,
+        cluster: "c",
+        routed: true,
+        health_check_failed: false,
+        runtime,
+    }
+}
+
+/// A request with `token` through a fresh filter: its status, the fetches it asked for,
+/// and the filter (to hand it their outcomes).
+fn start(
+    c: &Arc<JwtAuthnConfig>,
+    now: Instant,
+    token: &str,
+) -> (HeadersStatus, FilterCallbacks, JwtAuthnFilter, RequestHead) {
+    let table = RouteFilterTable::default();
+    let mut f = JwtAuthnFilter::new(Arc::clone(c), &table.view(None), 0);
+    let mut head =
+        RequestHead { method: "GET".into(), path: "/x".into(), authority: "api".into(), ..Default::default() };
+    head.headers.append(b"authorization", format!("Bearer {token}").as_bytes());
+    let runtime = crate::runtime::Snapshot::default();
+    let mut cb = FilterCallbacks::default();
+    let s = f.decode_headers(&mut head, true, &context(now, &runtime), &mut cb);
+    (s, cb, f, head)
+}
+
+fn answer(status: u16, body: &str) -> crate::http::async_client::Outcome {
+    Ok(crate::http::async_client::Response {
+        head: crate::http::ResponseHead { status, ..Default::default() },
+        body: body.as_bytes().to_vec(),
+        trailers: None,
+    })
+}
+
+#[test]
+fn remote_keys_are_fetched_per_worker_and_kept_for_cache_duration() {
+    let k = keys();
+    let (c, counters) = remote_config();
+    let t = mint(&k, Algorithm::ES256, "es", claims("https://issuer.example", "api", 600));
+    let now = Instant::now();
+    let runtime = crate::runtime::Snapshot::default();
+    let (s, mut cb, mut f, mut head) = start(&c, now, &t);
+    assert_eq!(s, HeadersStatus::StopIteration, "the request waits for the keys");
+    assert_eq!(cb.calls.len(), 1);
+    let call = cb.calls.pop().unwrap();
+    assert_eq!(call.client.cluster_name(), "idp");
+    let h = &call.request.head;
+    assert_eq!(
+        (h.method.as_str(), h.scheme.as_str(), h.authority.as_str(), h.path.as_str()),
+        ("GET", "https", "idp.example", "/keys")
+    );
+    assert_eq!(call.request.timeout, Some(Duration::from_secs(1)));
+    let mut cb = FilterCallbacks::default();
+    let s = f.on_async_complete(call.tag, answer(200, &k.jwks), &mut head, &context(now, &runtime), &mut cb);
+    assert_eq!(s, HeadersStatus::Continue, "{:?}", cb.local_reply);
+    assert!(!head.headers.contains(b"authorization"), "verified, then removed (forward: false)");
+    // The keys are this worker's now: no fetch until cache_duration has passed.
+    let (s, cb, _, _) = start(&c, now + Duration::from_secs(59), &t);
+    assert_eq!((s, cb.calls.len()), (HeadersStatus::Continue, 0));
+    let (s, cb, _, _) = start(&c, now + Duration::from_secs(60), &t);
+    assert_eq!((s, cb.calls.len()), (HeadersStatus::StopIteration, 1), "expired keys are fetched again");
+    // Another worker fetches its own.
+    let c2 = Arc::clone(&c);
+    let t2 = t.clone();
+    let fetched = std::thread::spawn(move || start(&c2, now, &t2).1.calls.len()).join().unwrap();
+    assert_eq!(fetched, 1);
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwks_fetch_success"), 1);
+}
+
+#[test]
+fn a_failed_fetch_fails_the_token_with_envoys_status() {
+    let k = keys();
+    let (c, counters) = remote_config();
+    let t = mint(&k, Algorithm::ES256, "es", claims("https://issuer.example", "api", 600));
+    let runtime = crate::runtime::Snapshot::default();
+    let failures = [
+        answer(503, "no healthy upstream"),
+        answer(200, ""),
+        answer(200, "{\"keys\": 7}"),
+        Err(crate::http::async_client::Failure::Timeout),
+    ];
+    for (i, outcome) in failures.into_iter().enumerate() {
+        let now = Instant::now();
+        let (s, mut cb, mut f, mut head) = start(&c, now, &t);
+        assert_eq!(s, HeadersStatus::StopIteration, "{i}: a failure is not remembered");
+        let tag = cb.calls.pop().unwrap().tag;
+        let mut cb = FilterCallbacks::default();
+        let s = f.on_async_complete(tag, outcome, &mut head, &context(now, &runtime), &mut cb);
+        assert_eq!(s, HeadersStatus::StopIteration);
+        let reply = cb.local_reply.expect("a local reply");
+        assert_eq!((reply.status, reply.body.as_slice()), (401, &b"Jwks remote fetch is failed"[..]), "{i}");
+        assert_eq!(reply.details, "jwt_authn_access_denied{Jwks_remote_fetch_is_failed}");
+    }
+    assert_eq!(count(&counters, "http.in.jwt_authn.jwks_fetch_failed"), 4);
+    assert_eq!(count(&counters, "http.in.jwt_authn.denied"), 4);
+    // A token that fails before its signature needs no keys: refused without a fetch.
+    let expired = mint(&k, Algorithm::ES256, "es", claims("https://issuer.example", "api", -3600));
+    let (s, cb, _, _) = start(&c, Instant::now(), &expired);
+    assert_eq!((s, cb.calls.len()), (HeadersStatus::StopIteration, 0));
+    assert_eq!(cb.local_reply.map(|r| r.body), Some(b"Jwt is expired".to_vec()));
 }

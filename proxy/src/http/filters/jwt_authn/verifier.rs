@@ -9,13 +9,20 @@
 //! status is "missing") or `allow_missing_or_failed`. `allow_missing` and
 //! `allow_missing_or_failed` on their own verify every token at every provider's
 //! locations, each with the provider of its issuer. Verification here is synchronous:
-//! the keys are local and parsed once per config.
+//! local keys are parsed once per config, and remote ones ([`Context::fetches`] says
+//! which a request needs) are fetched by the filter before it verifies.
+//!
+//! A provider requirement looks each token up in its provider's per-worker token cache
+//! first (`jwt_cache_hit` / `jwt_cache_miss`, counted as Envoy does even when the cache
+//! is off); a hit skips the parse and the signature check but still goes through the
+//! issuer, time and audience checks, and a token that passed them all is cached.
 //!
 //! A good token's payload goes where its provider says (`forward_payload_header`,
 //! `claim_to_headers`, `payload_in_metadata`, `header_in_metadata`) and, unless
 //! `forward`, the token is removed from the request.
 
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use sluice_config::filters::jwt_authn::{JwtProvider, JwtRequirement};
@@ -24,7 +31,9 @@ use sluice_config::metadata::{Struct, Value};
 use super::extractor::{Extractor, Location};
 use super::jwks::Jwks;
 use super::jwt::Jwt;
+use super::remote_jwks::RemoteJwks;
 use super::status::Status;
+use super::worker::WorkerState;
 use crate::http::RequestHead;
 use crate::stats::Counter;
 
@@ -52,8 +61,11 @@ impl Audiences {
 #[derive(Debug)]
 pub struct Provider {
     pub config: JwtProvider,
-    /// `None`: the JWKS did not parse (every token fails with "no valid key", as Envoy).
+    /// `local_jwks`; `None`: the JWKS did not parse (every token fails with "no valid
+    /// key", as Envoy), or the keys are remote.
     pub jwks: Option<Jwks>,
+    /// `remote_jwks`: the keys are fetched per worker.
+    pub remote: Option<RemoteJwks>,
     audiences: Audiences,
     /// `max_lifetime` (or unbounded with `require_expiration`): `exp` must be set and
     /// no further than this from now.
@@ -67,7 +79,7 @@ impl Provider {
             (None, true) => Some(None),
             (None, false) => None,
         };
-        Provider { audiences: Audiences::new(&config.audiences), config: config.clone(), jwks, max_exp }
+        Provider { audiences: Audiences::new(&config.audiences), config: config.clone(), jwks, remote: None, max_exp }
     }
 
     fn lifetime_allowed(&self, now: u64, exp: u64) -> bool {
@@ -138,7 +150,14 @@ pub struct Context<'a> {
     pub providers: &'a [Provider],
     /// Unix seconds.
     pub now: u64,
+    /// The same moment on the monotonic clock (remote keys' expiry).
+    pub instant: Instant,
+    /// Providers whose remote keys this request fetched and failed to get.
+    pub fetch_failed: &'a [usize],
+    pub jwt_cache_hit: &'a Counter,
     pub jwt_cache_miss: &'a Counter,
+    /// This worker's state of the config (token caches).
+    pub worker: &'a mut WorkerState,
     /// `payload_in_metadata` / `header_in_metadata` entries of good tokens.
     pub extracted: Struct,
 }
@@ -223,18 +242,51 @@ impl Context<'_> {
 
     /// `startVerify` for one token.
     fn one(&mut self, a: &Auth<'_>, extractor: &Extractor, loc: &Location, head: &mut RequestHead) -> Status {
-        if a.provider.is_some() {
-            self.jwt_cache_miss.inc();
+        let mut cached = None;
+        if let Some(p) = a.provider {
+            let cache = self.worker.providers.get_mut(p).and_then(|s| s.jwt_cache.as_mut());
+            cached = cache.and_then(|c| c.lookup(&loc.token, self.now));
+            if cached.is_some() {
+                self.jwt_cache_hit.inc();
+            } else {
+                self.jwt_cache_miss.inc();
+            }
         }
-        let jwt = match Jwt::parse(&loc.token) {
-            Ok(j) => j,
+        let hit = cached.is_some();
+        let jwt = match cached {
+            Some(j) => j,
+            None => match Jwt::parse(&loc.token) {
+                Ok(j) => Rc::new(j),
+                Err(s) => return s,
+            },
+        };
+        let p = match self.claims(a, extractor, loc, &jwt) {
+            Ok(p) => p,
             Err(s) => return s,
         };
+        if !hit {
+            let s = self.signature(p, &jwt);
+            if s != Status::Ok {
+                return s;
+            }
+        }
+        self.good(p, &jwt, extractor, loc, head);
+        if let (Some(p), false) = (a.provider, hit) {
+            if let Some(c) = self.worker.providers.get_mut(p).and_then(|s| s.jwt_cache.as_mut()) {
+                c.insert(jwt);
+            }
+        }
+        Status::Ok
+    }
+
+    /// The checks before the signature (also a cache hit's): the issuer, the times and
+    /// the audiences; the provider that judges the token.
+    fn claims(&self, a: &Auth<'_>, extractor: &Extractor, loc: &Location, jwt: &Jwt) -> Result<usize, Status> {
         if !extractor.issuer_allowed(loc, &jwt.iss) {
-            return Status::JwtUnknownIssuer;
+            return Err(Status::JwtUnknownIssuer);
         }
         let Some(p) = a.provider.or_else(|| self.by_issuer(&jwt.iss)) else {
-            return Status::JwtUnknownIssuer;
+            return Err(Status::JwtUnknownIssuer);
         };
         let provider = &self.providers[p];
         let skew = match provider.config.clock_skew_seconds {
@@ -243,23 +295,88 @@ impl Context<'_> {
         };
         let s = jwt.verify_time(self.now, skew);
         if s != Status::Ok {
-            return s;
+            return Err(s);
         }
         if !provider.lifetime_allowed(self.now, jwt.exp) {
-            return Status::JwtExpired;
+            return Err(Status::JwtExpired);
         }
         if !a.audiences.unwrap_or(&provider.audiences).allowed(&jwt.audiences) {
-            return Status::JwtAudienceNotAllowed;
+            return Err(Status::JwtAudienceNotAllowed);
         }
-        let Some(jwks) = &provider.jwks else {
-            return Status::JwksNoValidKeys;
-        };
-        let s = jwks.verify(&jwt);
-        if s != Status::Ok {
-            return s;
+        Ok(p)
+    }
+
+    /// The signature, against the provider's local keys or this worker's fetched ones.
+    fn signature(&self, p: usize, jwt: &Jwt) -> Status {
+        let provider = &self.providers[p];
+        if provider.remote.is_some() {
+            return match self.fresh_keys(p) {
+                Some(jwks) => jwks.verify(jwt),
+                None => Status::JwksFetchFail,
+            };
         }
-        self.good(p, &jwt, extractor, loc, head);
-        Status::Ok
+        match &provider.jwks {
+            Some(jwks) => jwks.verify(jwt),
+            None => Status::JwksNoValidKeys,
+        }
+    }
+
+    /// This worker's fetched keys of `p`, unless expired.
+    fn fresh_keys(&self, p: usize) -> Option<&Jwks> {
+        let f = self.worker.providers.get(p)?.remote.as_ref()?;
+        f.fresh(self.instant).then_some(&*f.jwks)
+    }
+
+    /// The remote providers whose keys `v` would need for `head`'s tokens and this
+    /// worker lacks (missing or expired): a token that fails its claims, is a cache hit
+    /// or belongs to a provider whose fetch already failed needs none (Envoy fetches
+    /// only when it reaches the signature check).
+    pub fn fetches(&mut self, v: &Verifier, head: &RequestHead, out: &mut Vec<usize>) {
+        match v {
+            Verifier::AllowAll => {}
+            Verifier::Provider { provider, audiences, extractor } => {
+                let a = Auth {
+                    provider: Some(*provider),
+                    audiences: audiences.as_ref(),
+                    allow_failed: false,
+                    allow_missing: false,
+                };
+                self.scan(&a, extractor, head, out);
+            }
+            Verifier::All(children) | Verifier::Any { children, .. } => {
+                for c in children {
+                    self.fetches(c, head, out);
+                }
+            }
+            Verifier::AllowMissing(e) | Verifier::AllowMissingOrFailed(e) => {
+                let a = Auth { provider: None, audiences: None, allow_failed: true, allow_missing: true };
+                self.scan(&a, e, head, out);
+            }
+        }
+    }
+
+    fn scan(&mut self, a: &Auth<'_>, extractor: &Extractor, head: &RequestHead, out: &mut Vec<usize>) {
+        for loc in extractor.extract(head) {
+            if let Some(p) = a.provider {
+                let needs_keys = self.providers[p].remote.is_some() && self.fresh_keys(p).is_none();
+                if !needs_keys || out.contains(&p) || self.fetch_failed.contains(&p) {
+                    continue;
+                }
+                let cache = self.worker.providers.get_mut(p).and_then(|s| s.jwt_cache.as_mut());
+                if cache.and_then(|c| c.lookup(&loc.token, self.now)).is_some() {
+                    continue;
+                }
+            }
+            let Ok(jwt) = Jwt::parse(&loc.token) else { continue };
+            let Ok(p) = self.claims(a, extractor, &loc, &jwt) else { continue };
+            if self.providers[p].remote.is_some()
+                && self.fresh_keys(p).is_none()
+                && !out.contains(&p)
+                && !self.fetch_failed.contains(&p)
+            {
+                out.push(p);
+            }
+        }
     }
 
     /// `findByIssuer`: the first provider with this issuer, else the first without one.
@@ -269,10 +386,10 @@ impl Context<'_> {
     }
 
     /// `handleGoodJwt`.
-    fn good(&mut self, p: usize, jwt: &Jwt<'_>, extractor: &Extractor, loc: &Location, head: &mut RequestHead) {
+    fn good(&mut self, p: usize, jwt: &Jwt, extractor: &Extractor, loc: &Location, head: &mut RequestHead) {
         let c = &self.providers[p].config;
         if !c.forward_payload_header.is_empty() {
-            let mut v = jwt.payload_b64.to_string();
+            let mut v = jwt.payload_b64().to_string();
             if c.pad_forward_payload_header {
                 while v.len() % 4 != 0 {
                     v.push('=');

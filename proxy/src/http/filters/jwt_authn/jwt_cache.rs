@@ -1,0 +1,221 @@
+//! A provider's cache of verified tokens (Envoy's jwt_authn `JwtCache`, configured by
+//! `jwt_cache_config`): a bounded LRU keyed by the token string, one per provider per
+//! worker. A hit skips the parse and the signature check, not the claim checks: the
+//! caller still judges the cached token's issuer, times and audiences on every request,
+//! as Envoy's authenticator does. A lookup drops an entry whose `exp` has passed (with
+//! jwt_verify_lib's default 60 s of skew, as Envoy's cache); a token longer than
+//! `jwt_max_token_size` is never inserted.
+//!
+//! Lookups and inserts are O(1) (a hash map into a slab of entries linked in use order);
+//! the cache never grows past its size, and nothing here reads the clock.
+
+use std::rc::Rc;
+
+use rustc_hash::FxHashMap;
+use sluice_config::filters::jwt_authn::JwtCacheConfig;
+
+use super::jwt::Jwt;
+use super::status::Status;
+
+/// jwt_verify_lib's `kClockSkewInSecond`, which Envoy's cache lookup uses.
+const CACHE_SKEW: u64 = 60;
+const NIL: usize = usize::MAX;
+
+#[derive(Debug)]
+struct Entry {
+    jwt: Rc<Jwt>,
+    /// Toward the most recently used.
+    prev: usize,
+    /// Toward the least recently used.
+    next: usize,
+}
+
+/// One provider's verified tokens on one worker.
+#[derive(Debug)]
+pub struct JwtCache {
+    map: FxHashMap<Box<str>, usize>,
+    slots: Vec<Entry>,
+    free: Vec<usize>,
+    /// Most and least recently used.
+    head: usize,
+    tail: usize,
+    capacity: usize,
+    max_token_size: usize,
+}
+
+impl JwtCache {
+    pub fn new(c: &JwtCacheConfig) -> JwtCache {
+        JwtCache {
+            map: FxHashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            capacity: c.jwt_cache_size.max(1) as usize,
+            max_token_size: c.jwt_max_token_size as usize,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The verified token `token`, unless absent or expired at `now` (Unix seconds);
+    /// an expired one is dropped.
+    pub fn lookup(&mut self, token: &str, now: u64) -> Option<Rc<Jwt>> {
+        let i = *self.map.get(token)?;
+        if self.slots[i].jwt.verify_time(now, CACHE_SKEW) == Status::JwtExpired {
+            self.unlink(i);
+            self.map.remove(token);
+            self.free.push(i);
+            return None;
+        }
+        self.unlink(i);
+        self.push_front(i);
+        Some(Rc::clone(&self.slots[i].jwt))
+    }
+
+    /// Keep `jwt` (verified), evicting the least recently used entry when full.
+    pub fn insert(&mut self, jwt: Rc<Jwt>) {
+        if jwt.token().len() > self.max_token_size {
+            return;
+        }
+        if let Some(&i) = self.map.get(jwt.token()) {
+            self.slots[i].jwt = jwt;
+            self.unlink(i);
+            self.push_front(i);
+            return;
+        }
+        let i = if self.map.len() >= self.capacity && self.tail != NIL {
+            let i = self.tail;
+            self.unlink(i);
+            self.map.remove(self.slots[i].jwt.token());
+            self.slots[i].jwt = Rc::clone(&jwt);
+            i
+        } else if let Some(i) = self.free.pop() {
+            self.slots[i].jwt = Rc::clone(&jwt);
+            i
+        } else {
+            self.slots.push(Entry { jwt: Rc::clone(&jwt), prev: NIL, next: NIL });
+            self.slots.len() - 1
+        };
+        self.map.insert(jwt.token().into(), i);
+        self.push_front(i);
+    }
+
+    fn unlink(&mut self, i: usize) {
+        let (prev, next) = (self.slots[i].prev, self.slots[i].next);
+        match prev {
+            NIL => self.head = next,
+            p => self.slots[p].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => self.slots[n].prev = prev,
+        }
+        self.slots[i].prev = NIL;
+        self.slots[i].next = NIL;
+    }
+
+    fn push_front(&mut self, i: usize) {
+        self.slots[i].prev = NIL;
+        self.slots[i].next = self.head;
+        match self.head {
+            NIL => self.tail = i,
+            h => self.slots[h].prev = i,
+        }
+        self.head = i;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for c in b.chunks(3) {
+            let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+            for i in 0..=c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    /// A parsed token (the signature is not checked here) with `sub` and `exp`.
+    fn jwt(sub: &str, exp: u64) -> Rc<Jwt> {
+        let t = format!("{}.{}.c2ln", b64(r#"{"alg":"HS256"}"#), b64(&format!(r#"{{"sub":"{sub}","exp":{exp}}}"#)));
+        Rc::new(Jwt::parse(&t).unwrap())
+    }
+
+    fn cache(size: u32, max: u32) -> JwtCache {
+        JwtCache::new(&JwtCacheConfig { jwt_cache_size: size, jwt_max_token_size: max })
+    }
+
+    #[test]
+    fn a_verified_token_is_found_by_its_string() {
+        let mut c = cache(10, 4096);
+        let a = jwt("a", 1000);
+        assert!(c.lookup(a.token(), 500).is_none());
+        c.insert(Rc::clone(&a));
+        let hit = c.lookup(a.token(), 500).expect("hit");
+        assert_eq!(hit.sub, "a");
+        assert!(c.lookup(jwt("b", 1000).token(), 500).is_none());
+        c.insert(Rc::clone(&a));
+        assert_eq!(c.len(), 1, "a second insert of the same token replaces it");
+    }
+
+    #[test]
+    fn the_least_recently_used_token_is_evicted() {
+        let mut c = cache(2, 4096);
+        let (a, b, d) = (jwt("a", 1000), jwt("b", 1000), jwt("d", 1000));
+        c.insert(Rc::clone(&a));
+        c.insert(Rc::clone(&b));
+        assert!(c.lookup(a.token(), 0).is_some(), "a is now the most recent");
+        c.insert(Rc::clone(&d));
+        assert_eq!(c.len(), 2);
+        assert!(c.lookup(b.token(), 0).is_none(), "b was the least recently used");
+        assert!(c.lookup(a.token(), 0).is_some());
+        assert!(c.lookup(d.token(), 0).is_some());
+        for i in 0..50 {
+            c.insert(jwt(&format!("n{i}"), 1000));
+        }
+        assert_eq!(c.len(), 2, "never grows past its size");
+        assert!(c.lookup(jwt("n49", 1000).token(), 0).is_some());
+        assert!(c.lookup(jwt("n48", 1000).token(), 0).is_some());
+    }
+
+    #[test]
+    fn an_expired_token_is_dropped_on_lookup() {
+        let mut c = cache(4, 4096);
+        let a = jwt("a", 1000);
+        c.insert(Rc::clone(&a));
+        assert!(c.lookup(a.token(), 1060).is_some(), "60 s of skew");
+        assert!(c.lookup(a.token(), 1061).is_none());
+        assert!(c.is_empty());
+        assert!(c.lookup(a.token(), 500).is_none(), "gone, not merely hidden");
+        c.insert(Rc::clone(&a));
+        assert!(c.lookup(a.token(), 500).is_some(), "its slot is reused");
+        let forever = jwt("f", 0);
+        c.insert(Rc::clone(&forever));
+        assert!(c.lookup(forever.token(), u64::MAX / 2).is_some(), "no exp: never expires");
+    }
+
+    #[test]
+    fn a_token_longer_than_jwt_max_token_size_is_not_cached() {
+        let a = jwt("a", 1000);
+        let mut c = cache(4, a.token().len() as u32 - 1);
+        c.insert(Rc::clone(&a));
+        assert!(c.lookup(a.token(), 0).is_none());
+        let mut c = cache(4, a.token().len() as u32);
+        c.insert(Rc::clone(&a));
+        assert!(c.lookup(a.token(), 0).is_some(), "exactly the limit is cached");
+    }
+}

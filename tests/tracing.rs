@@ -32,6 +32,9 @@ use sluice_e2e::http_origin::{HttpOrigin, Seen};
 use sluice_e2e::inproc::InProcessProxy;
 use sluice_e2e::on_both_backends;
 
+mod shutdown;
+mod verbose;
+
 on_both_backends!(
     zipkin_root_span_and_new_context_upstream,
     zipkin_b3_parent_gives_a_child_span,
@@ -61,6 +64,7 @@ def dump(req):
                     'tags': {kv.key: kv.value.string_value for kv in sp.attributes}, 'status': sp.status.code,
                     'resource': res, 'scope': ss.scope.name, 'traceState': sp.trace_state,
                     'events': [{'name': e.name, 'time': e.time_unix_nano} for e in sp.events],
+                    'start': sp.start_time_unix_nano,
                     'duration': sp.end_time_unix_nano - sp.start_time_unix_nano}) + '\n')
 if sys.argv[2:] == ['grpc']:
     import grpc
@@ -228,6 +232,8 @@ struct Extra<'a> {
     web_endpoint_metadata: &'a str,
     /// Fields of the `collector` cluster (YAML at column 4).
     collector: &'a str,
+    /// The `layered_runtime` (default: flush every span at once).
+    runtime: &'a str,
 }
 
 struct Setup<'n> {
@@ -279,7 +285,8 @@ impl<'n> Setup<'n> {
         ];
         let listen = net.proxy_listen_addr();
         let routes = if x.routes.is_empty() { ROUTES } else { x.routes };
-        let mut yaml = format!("{}{RUNTIME}", http_at(listen, routes, &clusters, hcm_extra, x.filters));
+        let runtime = if x.runtime.is_empty() { RUNTIME } else { x.runtime };
+        let mut yaml = format!("{}{runtime}", http_at(listen, routes, &clusters, hcm_extra, x.filters));
         if !x.web_endpoint_metadata.is_empty() {
             let ep = sluice_e2e::config::endpoint_at(origin.addr);
             let with = format!("{ep}          metadata: {}\n", x.web_endpoint_metadata);
@@ -560,6 +567,7 @@ fn metadata_custom_tags_read_request_route_cluster_and_host_metadata(backend: Ba
         web: "    metadata: { filter_metadata: { ns: { tier: gold, n: 2.5, l: [1, \"x\"] } } }\n",
         web_endpoint_metadata: "{ filter_metadata: { ns: { zone: z1 } } }",
         collector: "",
+        runtime: "",
     };
     for provider in [ZIPKIN, OTEL] {
         let s = Setup::start_with(&net, &format!("{provider}{tags}"), collector.addr, &extra);

@@ -18,7 +18,7 @@ impl Dump for HcmTracing {
             .with("client_sampling", percent(self.client_sampling.numerator as f64))
             .with("random_sampling", percent(self.random_sampling.numerator as f64 / 100.0))
             .with("overall_sampling", percent(self.overall_sampling.numerator as f64))
-            .with("verbose", false)
+            .with("verbose", self.verbose)
             .with("max_path_tag_length", self.max_path_tag_length)
             .with("custom_tags", list(&self.custom_tags))
             .with("spawn_upstream_span", self.spawn_upstream_span)

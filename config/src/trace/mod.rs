@@ -36,6 +36,9 @@ pub struct HcmTracing {
     pub custom_tags: Vec<CustomTag>,
     /// `spawn_upstream_span`: a CLIENT child span per upstream request (each try).
     pub spawn_upstream_span: bool,
+    /// `verbose`: the request's span gets a log (OTLP event, Zipkin annotation) per
+    /// stream timing event (Envoy's `annotateVerbose`).
+    pub verbose: bool,
     /// None: sampling decisions are made (and packed into `x-request-id`), but no span
     /// is started.
     pub provider: Option<TracingProvider>,
@@ -50,12 +53,7 @@ impl Decode for HcmTracing {
         let max_path_tag_length = f.or(d, "max_path_tag_length", 256u32);
         let custom_tags: Vec<CustomTag> = f.list(d, "custom_tags");
         let provider: Option<TracingProvider> = f.opt(d, "provider");
-        f.default_only(
-            d,
-            "verbose",
-            false,
-            "sluice does not log per-request events (verbose annotations) on spans; remove it",
-        );
+        let verbose = f.or(d, "verbose", false);
         let spawn_upstream_span = f.or(d, "spawn_upstream_span", false);
         f.unsupported(d, &["operation_name", "request_headers_for_tags"]);
         f.finish(d);
@@ -73,6 +71,7 @@ impl Decode for HcmTracing {
             max_path_tag_length,
             custom_tags,
             spawn_upstream_span,
+            verbose,
             provider,
         })
     }

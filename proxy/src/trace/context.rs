@@ -44,16 +44,6 @@ fn hex_trace_id(s: &[u8]) -> Option<u128> {
     }
 }
 
-/// Lower-case hex of a trace id: 32 digits, or 16 when it has no high half and
-/// `allow_short`.
-pub fn trace_id_hex(id: u128, allow_short: bool) -> String {
-    if allow_short && (id >> 64) == 0 {
-        format!("{:016x}", id as u64)
-    } else {
-        format!("{id:032x}")
-    }
-}
-
 /// W3C `traceparent` (version `00`): `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`.
 /// `Ok(None)`: absent.
 pub fn extract_w3c(h: &HeaderMap) -> Result<Option<SpanContext>, InvalidContext> {
@@ -80,8 +70,23 @@ pub fn extract_w3c(h: &HeaderMap) -> Result<Option<SpanContext>, InvalidContext>
 
 /// Write `traceparent` (and the incoming `tracestate`, unchanged) for `ctx`.
 pub fn inject_w3c(h: &mut HeaderMap, ctx: &SpanContext) {
-    let v = format!("00-{:032x}-{:016x}-{}", ctx.trace_id, ctx.span_id, if ctx.sampled { "01" } else { "00" });
-    h.set(TRACEPARENT, v.as_bytes());
+    // Written in place: no formatting machinery, no allocation.
+    let mut v = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex_into(&mut v[3..19], (ctx.trace_id >> 64) as u64);
+    hex_into(&mut v[19..35], ctx.trace_id as u64);
+    hex_into(&mut v[36..52], ctx.span_id);
+    if ctx.sampled {
+        v[54] = b'1';
+    }
+    h.set(TRACEPARENT, &v);
+}
+
+/// Write `v` as 16 lower-case hex digits into `out` (16 bytes long).
+pub fn hex_into(out: &mut [u8], v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out.iter_mut().take(16).enumerate() {
+        *b = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
 }
 
 fn sampling_flag(c: u8, otherwise: bool) -> bool {
@@ -152,22 +157,40 @@ pub fn extract_b3(h: &HeaderMap, sampled: bool) -> Result<Option<SpanContext>, I
 /// Write the B3 headers of `ctx` (Zipkin's `injectContext`); a single `b3` header that
 /// came in is replaced by the new context in the same format.
 pub fn inject_b3(h: &mut HeaderMap, ctx: &SpanContext) {
-    let trace = trace_id_hex(ctx.trace_id, true);
-    let span = format!("{:016x}", ctx.span_id);
-    h.set(X_B3_TRACE_ID, trace.as_bytes());
-    h.set(X_B3_SPAN_ID, span.as_bytes());
+    // Hex digits on the stack: no formatting machinery, no allocation.
+    let mut trace = [0u8; 32];
+    let trace_len = if ctx.trace_id >> 64 == 0 {
+        hex_into(&mut trace[..16], ctx.trace_id as u64);
+        16
+    } else {
+        hex_into(&mut trace[..16], (ctx.trace_id >> 64) as u64);
+        hex_into(&mut trace[16..], ctx.trace_id as u64);
+        32
+    };
+    let trace = &trace[..trace_len];
+    let mut span = [0u8; 16];
+    hex_into(&mut span, ctx.span_id);
+    let mut parent = [0u8; 16];
+    hex_into(&mut parent, ctx.parent_id);
+    h.set(X_B3_TRACE_ID, trace);
+    h.set(X_B3_SPAN_ID, &span);
     if ctx.parent_id != 0 {
-        h.set(X_B3_PARENT_SPAN_ID, format!("{:016x}", ctx.parent_id).as_bytes());
+        h.set(X_B3_PARENT_SPAN_ID, &parent);
     } else {
         h.remove(X_B3_PARENT_SPAN_ID);
     }
     h.set(X_B3_SAMPLED, if ctx.sampled { b"1" } else { b"0" });
     if h.contains(B3) {
-        let mut single = format!("{trace}-{span}-{}", if ctx.sampled { '1' } else { '0' });
+        let mut single = Vec::with_capacity(70);
+        single.extend_from_slice(trace);
+        single.push(b'-');
+        single.extend_from_slice(&span);
+        single.extend_from_slice(if ctx.sampled { b"-1" } else { b"-0" });
         if ctx.parent_id != 0 {
-            single.push_str(&format!("-{:016x}", ctx.parent_id));
+            single.push(b'-');
+            single.extend_from_slice(&parent);
         }
-        h.set(B3, single.as_bytes());
+        h.set(B3, &single);
     }
 }
 

@@ -19,9 +19,11 @@
 pub mod context;
 pub mod custom_tag;
 pub mod otlp;
+pub mod otlp_wire;
 pub mod reporter;
 pub mod span;
 pub mod span_buffer;
+pub mod timing;
 pub mod upstream;
 pub mod zipkin;
 
@@ -102,6 +104,7 @@ pub struct Tracer {
     max_path_tag_length: usize,
     custom_tags: Vec<Tag>,
     spawn_upstream_span: bool,
+    verbose: bool,
     request_id: UuidRequestIdConfig,
     driver: Option<Driver>,
     local: &'static LocalInfo,
@@ -122,6 +125,8 @@ pub struct SpanFacts<'a> {
     pub request_size: u64,
     pub response_size: u64,
     pub start_time: SystemTime,
+    /// When the stream started, on the worker's clock (`start_time`'s instant).
+    pub start: Instant,
     pub duration: Duration,
     /// When the stream ended (the last upstream try's end).
     pub end: Instant,
@@ -200,6 +205,7 @@ impl Tracer {
             max_path_tag_length: t.max_path_tag_length as usize,
             custom_tags: compile_tags(&t.custom_tags),
             spawn_upstream_span: t.spawn_upstream_span,
+            verbose: t.verbose,
             request_id,
             driver,
             local,
@@ -301,6 +307,9 @@ impl Tracer {
                 DriverKind::OpenTelemetry => context::inject_w3c(&mut head.headers, &s.context),
             }
         }
+        if self.verbose && span.as_ref().is_some_and(|s| s.context.sampled) {
+            trace.timing = Some(timing::StreamTiming::default());
+        }
         trace.span = span;
         trace
     }
@@ -317,7 +326,10 @@ impl Tracer {
             let wake = ctx.background.spans.push(&driver.reporter, s, ctx.now, ctx.runtime);
             Background::wake(ctx, wake);
         }
-        let s = self.finished_span(span, f);
+        let mut s = self.finished_span(span, f);
+        if let Some(t) = &trace.timing {
+            s.logs = t.logs(f.start, f.start_time);
+        }
         let wake = ctx.background.spans.push(&driver.reporter, s, ctx.now, ctx.runtime);
         Background::wake(ctx, wake);
     }
@@ -359,6 +371,7 @@ impl Tracer {
             duration_us: t.duration(f.end).as_micros() as u64,
             tags: Vec::with_capacity(12),
             error: false,
+            logs: Vec::new(),
         };
         if t.attempt > 1 {
             s.push_tag("retry.count", (t.attempt - 1).to_string());
@@ -406,6 +419,7 @@ impl Tracer {
             duration_us: f.duration.as_micros() as u64,
             tags: Vec::with_capacity(24),
             error: false,
+            logs: Vec::new(),
         };
         // The tracer's own tags, each set once (push_tag: no lookup); fixed strings
         // are borrowed, not copied.

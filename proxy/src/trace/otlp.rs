@@ -6,7 +6,9 @@
 
 use prost::Message;
 
-use crate::trace::span::{FinishedSpan, SpanKind};
+use crate::trace::span::FinishedSpan;
+#[cfg(test)]
+use crate::trace::span::SpanKind;
 
 #[derive(Clone, PartialEq, Message)]
 pub struct ExportTraceServiceRequest {
@@ -86,8 +88,19 @@ pub struct Span {
     pub end_time_unix_nano: u64,
     #[prost(message, repeated, tag = "9")]
     pub attributes: Vec<KeyValue>,
+    #[prost(message, repeated, tag = "11")]
+    pub events: Vec<Event>,
     #[prost(message, optional, tag = "15")]
     pub status: Option<Status>,
+}
+
+/// `Span.Event`: a timed log (the `verbose` logs; no attributes).
+#[derive(Clone, PartialEq, Message)]
+pub struct Event {
+    #[prost(fixed64, tag = "1")]
+    pub time_unix_nano: u64,
+    #[prost(string, tag = "2")]
+    pub name: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -99,8 +112,11 @@ pub struct Status {
     pub code: i32,
 }
 
+#[cfg(test)]
 const SPAN_KIND_SERVER: i32 = 2;
+#[cfg(test)]
 const SPAN_KIND_CLIENT: i32 = 3;
+#[cfg(test)]
 const STATUS_ERROR: i32 = 2;
 
 pub fn key_value(key: &str, value: &str) -> KeyValue {
@@ -128,8 +144,14 @@ pub fn resource_attributes(service_name: &str, environment: Option<&str>) -> Vec
     attrs
 }
 
-/// The protobuf body of one export.
+/// The protobuf body of one export (written directly: [`crate::trace::otlp_wire`]).
 pub fn encode(spans: &[FinishedSpan], resource: &[KeyValue]) -> Vec<u8> {
+    crate::trace::otlp_wire::encode(spans, resource)
+}
+
+/// [`encode`] through the prost messages: what the direct encoder must match.
+#[cfg(test)]
+pub fn encode_with_prost(spans: &[FinishedSpan], resource: &[KeyValue]) -> Vec<u8> {
     let spans = spans
         .iter()
         .map(|s| {
@@ -148,6 +170,11 @@ pub fn encode(spans: &[FinishedSpan], resource: &[KeyValue]) -> Vec<u8> {
                 start_time_unix_nano: start,
                 end_time_unix_nano: start.saturating_add(s.duration_us.saturating_mul(1000)),
                 attributes: s.tags.iter().map(|(k, v)| key_value(k, v)).collect(),
+                events: s
+                    .logs
+                    .iter()
+                    .map(|l| Event { time_unix_nano: l.unix_nanos, name: l.event.to_string() })
+                    .collect(),
                 status: s.error.then(|| Status { message: String::new(), code: STATUS_ERROR }),
             }
         })
@@ -170,6 +197,7 @@ pub fn encode(spans: &[FinishedSpan], resource: &[KeyValue]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::trace::context::SpanContext;
+    use crate::trace::timing::SpanLog;
 
     #[test]
     fn round_trip_and_resource() {
@@ -183,6 +211,7 @@ mod tests {
             duration_us: 2,
             tags: vec![("http.status_code".into(), "503".into())],
             error: true,
+            logs: vec![SpanLog { unix_nanos: 1_000_500, event: "first_upstream_tx_byte_sent" }],
         };
         let res = resource_attributes("front", Some("deployment.environment=prod, service.name=other"));
         assert!(res.iter().any(|a| a.key == "deployment.environment"));
@@ -194,6 +223,7 @@ mod tests {
         assert_eq!(s.parent_span_id, 9u64.to_be_bytes().to_vec());
         assert_eq!((s.start_time_unix_nano, s.end_time_unix_nano), (1_000_000, 1_002_000));
         assert_eq!(s.trace_state, "k=v");
+        assert_eq!(s.events, [Event { time_unix_nano: 1_000_500, name: "first_upstream_tx_byte_sent".into() }]);
         assert_eq!(s.status.as_ref().map(|s| s.code), Some(2));
     }
 }

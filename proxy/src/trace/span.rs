@@ -31,6 +31,17 @@ pub struct StreamTrace {
     pub upstream: Vec<crate::trace::upstream::UpstreamTry>,
     /// The decorator's operation, sent downstream as `x-envoy-decorator-operation`.
     pub propagate_operation: Option<String>,
+    /// The stream's timing events (`verbose`, sampled spans only).
+    pub timing: Option<crate::trace::timing::StreamTiming>,
+}
+
+impl StreamTrace {
+    /// Record what `p` shows happened, when the tracer is verbose.
+    pub fn observe(&mut self, p: &crate::trace::timing::Progress, now: std::time::Instant) {
+        if let Some(t) = self.timing.as_mut() {
+            t.observe(p, now);
+        }
+    }
 }
 
 /// Zipkin's `kind`, OpenTelemetry's `SpanKind`.
@@ -57,6 +68,8 @@ pub struct FinishedSpan {
     pub tags: Vec<(TagText, TagText)>,
     /// The `error` tag is set (5xx or no response).
     pub error: bool,
+    /// Timing logs (`verbose`), in Envoy's order.
+    pub logs: Vec<crate::trace::timing::SpanLog>,
 }
 
 impl FinishedSpan {

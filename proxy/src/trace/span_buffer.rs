@@ -9,6 +9,9 @@
 //!   `tracing.<tracer>.min_flush_spans`, default 5) and when its flush timer fires
 //!   (`tracing.<tracer>.flush_interval_ms`, default 5000; each firing counted in
 //!   `timer_flushed`); spans that arrive while a report is in flight wait for its end.
+//! - When the worker stops (a drain's end) or an old config generation has no
+//!   connection left, [`SpanBuffers::take_remaining`] sends what waits without
+//!   waiting for `min_flush_spans` or the timer.
 //! - Nothing here reads the clock (`now` is a parameter) or sends anything itself: the
 //!   worker asks [`SpanBuffers::take_due`] for the reports to start and hands their
 //!   outcomes back ([`SpanBuffers::on_complete`]).
@@ -118,6 +121,29 @@ impl SpanBuffers {
         out
     }
 
+    /// Spans wait with no report of theirs in flight.
+    pub fn has_waiting(&self) -> bool {
+        self.buffers.iter().any(|b| !b.spans.is_empty() && !b.in_flight)
+    }
+
+    /// The worker (or its generation) stops: every waiting span is due now, whatever
+    /// `min_flush_spans` and the flush timer say (still one report in flight per
+    /// reporter, at most [`MAX_BATCH`] spans each).
+    pub fn take_remaining(&mut self) -> Vec<(u64, Call)> {
+        let mut out = Vec::new();
+        for b in &mut self.buffers {
+            if !b.in_flight && !b.spans.is_empty() {
+                let n = b.spans.len().min(MAX_BATCH);
+                let call = b.reporter.report(&b.spans[..n]);
+                b.spans.drain(..n);
+                b.in_flight = true;
+                b.flush_at = None;
+                out.push((b.reporter.id, call));
+            }
+        }
+        out
+    }
+
     /// The report of `reporter` ended.
     pub fn on_complete(&mut self, reporter: u64, outcome: Outcome) {
         if let Some(b) = self.buffers.iter_mut().find(|b| b.reporter.id == reporter) {
@@ -163,6 +189,7 @@ mod tests {
             duration_us: 0,
             tags: Vec::new(),
             error: false,
+            logs: Vec::new(),
         }
     }
 

@@ -166,6 +166,7 @@ fn opentelemetry_spans_and_tags() {
         request_size: 3,
         response_size: 4,
         start_time: SystemTime::UNIX_EPOCH + Duration::from_secs(1),
+        start: std::time::Instant::now(),
         duration: Duration::from_millis(2),
         end: std::time::Instant::now(),
         dynamic_metadata: None,

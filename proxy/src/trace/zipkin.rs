@@ -1,11 +1,10 @@
 //! Zipkin v2 spans, as `POST /api/v2/spans` takes them: JSON (`collector_endpoint_version:
 //! HTTP_JSON`), an array with Envoy's fields (`traceId`, `parentId`, `id`, `kind:
 //! SERVER`, `name`, `timestamp`/`duration` in microseconds, `localEndpoint` with the
-//! node's cluster as `serviceName`, `tags`, `shared`), or protobuf (`HTTP_PROTO`,
+//! node's cluster as `serviceName`, `annotations` (the `verbose` logs), `tags`, `shared`), or protobuf (`HTTP_PROTO`,
 //! zipkin-api `zipkin.proto3` `ListOfSpans`, the same fields).
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::net::IpAddr;
 
 use prost::Message;
@@ -20,94 +19,128 @@ pub struct LocalEndpoint {
 }
 
 /// Append `s` as a JSON string (runs without escapes are copied whole).
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    let mut rest = s;
-    while let Some(i) = rest.bytes().position(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.push_str(&rest[..i]);
-        match rest.as_bytes()[i] {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let mut rest = s.as_bytes();
+    while let Some(i) = rest.iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(&rest[..i]);
+        match rest[i] {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
             b => {
-                let _ = write!(out, "\\u{:04x}", b);
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', DIGITS[(b >> 4) as usize], DIGITS[(b & 0xf) as usize]])
             }
         }
         rest = &rest[i + 1..];
     }
-    out.push_str(rest);
-    out.push('"');
+    out.extend_from_slice(rest);
+    out.push(b'"');
 }
 
 /// Append `v` as 16 lower-case hex digits.
-fn hex16(out: &mut String, v: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+fn hex16(out: &mut Vec<u8>, v: u64) {
     let mut buf = [0u8; 16];
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
-    }
-    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
+    crate::trace::context::hex_into(&mut buf, v);
+    out.extend_from_slice(&buf);
 }
 
-/// The JSON array of `spans`.
-pub fn encode(spans: &[FinishedSpan], local: &LocalEndpoint) -> Vec<u8> {
-    // The same local endpoint on every span: written once.
-    let mut endpoint = String::from(",\"localEndpoint\":{\"serviceName\":");
-    json_str(&mut endpoint, &local.service_name);
-    match local.address {
-        IpAddr::V4(a) => {
-            let _ = write!(endpoint, ",\"ipv4\":\"{a}\"}}");
-        }
-        IpAddr::V6(a) => {
-            let _ = write!(endpoint, ",\"ipv6\":\"{a}\"}}");
+/// Append `v` in decimal.
+fn decimal(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
         }
     }
-    let mut out = String::with_capacity(1024 * spans.len() + 2);
-    out.push('[');
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// The JSON array of `spans`: one buffer, sized up front, written byte by byte
+/// (no formatting machinery, no intermediate strings).
+pub fn encode(spans: &[FinishedSpan], local: &LocalEndpoint) -> Vec<u8> {
+    // The same local endpoint on every span: written once.
+    let mut endpoint = b",\"localEndpoint\":{\"serviceName\":".to_vec();
+    json_str(&mut endpoint, &local.service_name);
+    let address = local.address.to_string();
+    endpoint.extend_from_slice(if local.address.is_ipv4() { b",\"ipv4\":\"" } else { b",\"ipv6\":\"" });
+    endpoint.extend_from_slice(address.as_bytes());
+    endpoint.extend_from_slice(b"\"}");
+    let size: usize = spans
+        .iter()
+        .map(|s| {
+            let tags: usize = s.tags.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
+            200 + endpoint.len() + s.name.len() + tags + 80 * s.logs.len()
+        })
+        .sum();
+    let mut out = Vec::with_capacity(size + 2);
+    out.push(b'[');
     for (i, s) in spans.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
         let c = &s.context;
-        out.push_str("{\"traceId\":\"");
+        out.extend_from_slice(b"{\"traceId\":\"");
         if c.trace_id >> 64 != 0 {
             hex16(&mut out, (c.trace_id >> 64) as u64);
         }
         hex16(&mut out, c.trace_id as u64);
-        out.push_str("\",");
+        out.extend_from_slice(b"\",");
         if c.parent_id != 0 {
-            out.push_str("\"parentId\":\"");
+            out.extend_from_slice(b"\"parentId\":\"");
             hex16(&mut out, c.parent_id);
-            out.push_str("\",");
+            out.extend_from_slice(b"\",");
         }
-        out.push_str("\"id\":\"");
+        out.extend_from_slice(b"\"id\":\"");
         hex16(&mut out, c.span_id);
-        out.push_str(match s.kind {
-            SpanKind::Server => "\",\"kind\":\"SERVER\",\"name\":",
-            SpanKind::Client => "\",\"kind\":\"CLIENT\",\"name\":",
+        out.extend_from_slice(match s.kind {
+            SpanKind::Server => b"\",\"kind\":\"SERVER\",\"name\":",
+            SpanKind::Client => b"\",\"kind\":\"CLIENT\",\"name\":",
         });
         json_str(&mut out, &s.name);
-        let _ = write!(out, ",\"timestamp\":{},\"duration\":{}", s.start_us, s.duration_us);
-        out.push_str(&endpoint);
-        out.push_str(",\"tags\":{");
+        out.extend_from_slice(b",\"timestamp\":");
+        decimal(&mut out, s.start_us);
+        out.extend_from_slice(b",\"duration\":");
+        decimal(&mut out, s.duration_us);
+        out.extend_from_slice(&endpoint);
+        if !s.logs.is_empty() {
+            out.extend_from_slice(b",\"annotations\":[");
+            for (k, l) in s.logs.iter().enumerate() {
+                if k > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"timestamp\":");
+                decimal(&mut out, l.unix_nanos / 1000);
+                out.extend_from_slice(b",\"value\":");
+                json_str(&mut out, l.event);
+                out.push(b'}');
+            }
+            out.push(b']');
+        }
+        out.extend_from_slice(b",\"tags\":{");
         for (k, (name, value)) in s.tags.iter().enumerate() {
             if k > 0 {
-                out.push(',');
+                out.push(b',');
             }
             json_str(&mut out, name);
-            out.push(':');
+            out.push(b':');
             json_str(&mut out, value);
         }
-        out.push('}');
+        out.push(b'}');
         if s.shared {
-            out.push_str(",\"shared\":true");
+            out.extend_from_slice(b",\"shared\":true");
         }
-        out.push('}');
+        out.push(b'}');
     }
-    out.push(']');
-    out.into_bytes()
+    out.push(b']');
+    out
 }
 
 /// `zipkin.proto3` `ListOfSpans`.
@@ -137,10 +170,22 @@ pub struct ProtoSpan {
     pub duration: u64,
     #[prost(message, optional, tag = "8")]
     pub local_endpoint: Option<Endpoint>,
+    #[prost(message, repeated, tag = "10")]
+    pub annotations: Vec<Annotation>,
     #[prost(btree_map = "string, string", tag = "11")]
     pub tags: BTreeMap<String, String>,
     #[prost(bool, tag = "13")]
     pub shared: bool,
+}
+
+/// `zipkin.proto3` `Annotation`: a timed event (`verbose` logs).
+#[derive(Clone, PartialEq, Message)]
+pub struct Annotation {
+    /// Microseconds since the Unix epoch.
+    #[prost(fixed64, tag = "1")]
+    pub timestamp: u64,
+    #[prost(string, tag = "2")]
+    pub value: String,
 }
 
 /// `zipkin.proto3` `Endpoint`.
@@ -190,6 +235,11 @@ pub fn encode_proto(spans: &[FinishedSpan], local: &LocalEndpoint) -> Vec<u8> {
                 timestamp: s.start_us,
                 duration: s.duration_us,
                 local_endpoint: Some(endpoint.clone()),
+                annotations: s
+                    .logs
+                    .iter()
+                    .map(|l| Annotation { timestamp: l.unix_nanos / 1000, value: l.event.to_string() })
+                    .collect(),
                 tags: s.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 shared: s.shared,
             }
@@ -202,6 +252,7 @@ pub fn encode_proto(spans: &[FinishedSpan], local: &LocalEndpoint) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::trace::context::SpanContext;
+    use crate::trace::timing::SpanLog;
 
     #[test]
     fn json_v2() {
@@ -215,6 +266,7 @@ mod tests {
             duration_us: 20,
             tags: vec![("http.method".into(), "GET".into()), ("x".into(), "\n".into())],
             error: false,
+            logs: vec![SpanLog { unix_nanos: 15_999, event: "last_downstream_rx_byte_received" }],
         };
         let local = LocalEndpoint { service_name: "front".into(), address: "10.0.0.1".parse().unwrap() };
         let json = String::from_utf8(encode(std::slice::from_ref(&span), &local)).unwrap();
@@ -226,10 +278,11 @@ mod tests {
         );
         assert_eq!((p.kind, p.timestamp, p.duration, p.shared), (2, 10, 20, true));
         assert_eq!(p.tags.get("http.method").map(String::as_str), Some("GET"));
+        assert_eq!(p.annotations, [Annotation { timestamp: 15, value: "last_downstream_rx_byte_received".into() }]);
         assert_eq!(p.local_endpoint.as_ref().map(|e| e.ipv4.clone()), Some(vec![10, 0, 0, 1]));
         assert_eq!(
             json,
-            r#"[{"traceId":"00000000000000ab","parentId":"00000000000000ef","id":"00000000000000cd","kind":"SERVER","name":"a\"b","timestamp":10,"duration":20,"localEndpoint":{"serviceName":"front","ipv4":"10.0.0.1"},"tags":{"http.method":"GET","x":"\n"},"shared":true}]"#
+            r#"[{"traceId":"00000000000000ab","parentId":"00000000000000ef","id":"00000000000000cd","kind":"SERVER","name":"a\"b","timestamp":10,"duration":20,"localEndpoint":{"serviceName":"front","ipv4":"10.0.0.1"},"annotations":[{"timestamp":15,"value":"last_downstream_rx_byte_received"}],"tags":{"http.method":"GET","x":"\n"},"shared":true}]"#
         );
     }
 }

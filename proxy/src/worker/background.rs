@@ -8,8 +8,12 @@
 //! ready, its timer fires, or an upstream connection it holds has an event. A round
 //! delivers finished reports, starts the due ones and re-arms the timer. It never
 //! blocks: a slow collector holds one request per reporter and fills a bounded buffer.
+//!
+//! Stopping flushes: a drained worker sends every waiting span before it exits (for at
+//! most [`EXIT_FLUSH_TIME`]), and an old generation whose last connection closed sends
+//! its waiting spans at once instead of at its flush timer.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sluice_stack::Stack;
 
@@ -18,6 +22,9 @@ use crate::http::async_client::detached::{DetachedCalls, Owner};
 use crate::timer::{earliest, TimerKey};
 use crate::trace::span_buffer::{SpanBuffers, Wake};
 use crate::worker_ctx::Ctx;
+
+/// The longest a drained worker waits for its last tracing reports before exiting.
+pub const EXIT_FLUSH_TIME: Duration = Duration::from_secs(2);
 
 /// One generation's background work.
 #[derive(Debug)]
@@ -66,8 +73,9 @@ impl Background {
     }
 
     /// One round: an upstream `event` (slot, peer closed) first, then deliver outcomes,
-    /// start due reports, and arm the timer for what is left.
-    pub fn run<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, event: Option<(TimerKey, bool)>) {
+    /// start due reports (every waiting span when `flush`: the worker or the
+    /// generation stops), and arm the timer for what is left.
+    pub fn run<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, event: Option<(TimerKey, bool)>, flush: bool) {
         if let Some((slot, peer_closed)) = event {
             self.calls.on_upstream_event(slot, peer_closed);
         }
@@ -76,7 +84,8 @@ impl Background {
                 Owner::SpanReporter(id) => self.spans.on_complete(id, done.outcome),
             }
         }
-        for (id, call) in self.spans.take_due(ctx.now) {
+        let due = if flush { self.spans.take_remaining() } else { self.spans.take_due(ctx.now) };
+        for (id, call) in due {
             self.calls.start(Owner::SpanReporter(id), call, ctx);
         }
         if let Some(at) = earliest([self.calls.next_deadline(), self.spans.next_deadline()]) {
@@ -94,11 +103,45 @@ impl Background {
 impl<S: Stack> Worker<S> {
     /// Run generation `gen`'s background round (see [`Background::run`]).
     pub(super) fn run_background(&mut self, gen: u8, now: Instant, event: Option<(TimerKey, bool)>) {
+        self.background_round(gen, now, event, false);
+    }
+
+    fn background_round(&mut self, gen: u8, now: Instant, event: Option<(TimerKey, bool)>, flush: bool) {
         let Some(g) = self.generations.get_mut(gen as usize).and_then(Option::as_mut) else { return };
         let mut bg = std::mem::replace(&mut g.background, Background::new(gen));
         let key = bg.calls.key();
-        self.with_ctx(gen, key, now, |ctx| bg.run(ctx, event));
+        self.with_ctx(gen, key, now, |ctx| bg.run(ctx, event, flush));
         self.put_background(gen, bg);
+    }
+
+    /// An old generation without connections: its waiting spans go out now rather
+    /// than at their flush timer, so that it can retire.
+    pub(super) fn flush_old_generation(&mut self, gen: u8, now: Instant) {
+        if self.generations[gen as usize].as_ref().is_some_and(|g| g.conns == 0 && g.background.spans.has_waiting()) {
+            self.background_round(gen, now, None, true);
+        }
+    }
+
+    /// A drained worker is about to exit: send every waiting span (Envoy flushes its
+    /// tracers at shutdown), for at most [`EXIT_FLUSH_TIME`]. True once nothing waits
+    /// or is in flight, or the time is up (what is left is cancelled, counted in
+    /// `reports_failed`).
+    pub(super) fn flush_before_exit(&mut self, now: Instant) -> bool {
+        let deadline = *self.exit_flush_deadline.get_or_insert(now + EXIT_FLUSH_TIME);
+        let mut idle = true;
+        for gen in 0..self.generations.len() as u8 {
+            if self.generations[gen as usize].as_ref().is_none_or(|g| g.background.is_idle()) {
+                continue;
+            }
+            if now >= deadline {
+                tracing::warn!(worker = self.id, "exiting with tracing reports unfinished");
+                self.cancel_background(gen, now);
+                continue;
+            }
+            self.background_round(gen, now, None, true);
+            idle &= self.generations[gen as usize].as_ref().is_none_or(|g| g.background.is_idle());
+        }
+        idle || now >= deadline
     }
 
     /// Cancel generation `gen`'s background requests.

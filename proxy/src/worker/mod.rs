@@ -194,6 +194,8 @@ pub struct Worker<S: Stack> {
     runtime_version: u64,
     drain_time: Duration,
     drain_deadline: Option<Instant>,
+    /// A drained worker's last tracing reports must be done by then (`background`).
+    exit_flush_deadline: Option<Instant>,
     /// The drain in progress (SIGTERM or `/drain_listeners?graceful`).
     drain: Option<Drain>,
     /// Listeners waiting to accept again: after a failed accept (until the retry
@@ -244,6 +246,7 @@ impl<S: Stack> Worker<S> {
             runtime_version,
             drain_time,
             drain_deadline: None,
+            exit_flush_deadline: None,
             drain: None,
             accept_blocked: Vec::new(),
             accept_retry_at: None,
@@ -313,7 +316,8 @@ impl<S: Stack> Worker<S> {
         if !self.ready.is_empty() || !self.ready_listeners.is_empty() {
             timeout = Some(Duration::ZERO);
         }
-        if let Some(d) = self.drain_deadline {
+        // A drained worker flushing its spans waits for them, not for the drain time.
+        if let Some(d) = self.exit_flush_deadline.or(self.drain_deadline) {
             let left = d.saturating_duration_since(now);
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
         }
@@ -366,6 +370,9 @@ impl<S: Stack> Worker<S> {
                 self.start_drain(now);
             }
             if self.conns.is_empty() {
+                if !self.flush_before_exit(now) {
+                    return Ok(None);
+                }
                 tracing::debug!(worker = self.id, "drained");
                 return Ok(Some(self.drain_deadline.unwrap_or(now).max(now + ABORT_LINGER)));
             }
@@ -567,6 +574,7 @@ impl<S: Stack> Worker<S> {
             if self.generations[g].as_ref().is_some_and(|g| g.conns == 0 && g.pool.idle_count() > 0) {
                 self.carry_idle_slots(g as u8, now);
             }
+            self.flush_old_generation(g as u8, now);
             if self.generations[g].as_ref().is_some_and(Generation::retired) {
                 self.generations[g] = None;
                 tracing::debug!(worker = self.id, generation = g, "old config retired");

@@ -149,15 +149,26 @@ impl<D: ServerStream> StreamCx<'_, D> {
         let Some(tracer) = &self.cfg.tracer else { return };
         let route = self.stream.route.as_ref().and_then(|r| self.cfg.routes.get(r));
         let entry = route.as_ref().and_then(|m| m.entry());
-        let trace = tracer.start(&mut self.stream.head, entry, ctx.rng, ctx.runtime, self.stats);
+        let mut trace = tracer.start(&mut self.stream.head, entry, ctx.rng, ctx.runtime, self.stats);
+        let p = crate::trace::timing::Progress { request_done: self.stream.request_done, ..Default::default() };
+        trace.observe(&p, ctx.now);
         self.stream.trace = Some(Box::new(trace));
     }
 
     /// Tracing's call site at the end of the stream: a sampled span is finished and
     /// queued for export.
     fn finish_tracing<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
-        let (Some(tracer), Some(trace)) = (&self.cfg.tracer, self.stream.trace.take()) else { return };
+        let (Some(tracer), Some(mut trace)) = (&self.cfg.tracer, self.stream.trace.take()) else { return };
         let s = &*self.stream;
+        // The downstream events of the stream's last round (a local reply's).
+        let p = crate::trace::timing::Progress {
+            attempt: s.attempt_count,
+            request_done: s.request_done,
+            response_started: s.response_started,
+            response_done: s.response_done,
+            ..Default::default()
+        };
+        trace.observe(&p, ctx.now);
         let route = s.route.as_ref().and_then(|r| self.cfg.routes.get(r));
         let cluster = s.cluster.and_then(|i| self.cfg.clusters.clusters.get(i));
         let facts = crate::trace::SpanFacts {
@@ -171,6 +182,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
             request_size: s.rq_body_bytes,
             response_size: s.resp_body_bytes,
             start_time: s.start_time,
+            start: s.start,
             duration: ctx.now.saturating_duration_since(s.start),
             end: ctx.now,
             dynamic_metadata: Some(s.filters.dynamic_metadata()),

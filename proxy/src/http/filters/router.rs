@@ -17,6 +17,7 @@
 //! client. An upstream failure after the response started resets the downstream.
 
 mod h2;
+mod timing;
 
 use crate::runtime::maintenance;
 use std::sync::atomic::Ordering;
@@ -296,6 +297,7 @@ impl RouterState {
         r.stats.upstream_rq_total.inc();
         r.stats.upstream_rq_active.inc();
         r.attempt(cfg, stream, ctx)?;
+        r.observe_timing(stream, ctx.now);
         Ok(r)
     }
 
@@ -638,6 +640,7 @@ impl RouterState {
             step.reply = Some(reply);
         }
         self.on_request_progress(stream, ctx.now);
+        self.observe_timing(stream, ctx.now);
         step
     }
 

@@ -58,6 +58,13 @@ pub(super) struct H2Try {
     pub connect_deadline: Option<std::time::Instant>,
 }
 
+impl H2Try {
+    /// The try's request head went out (its stream is open).
+    pub(super) fn head_sent(&self) -> bool {
+        self.response.is_some() || self.recv.is_some() || self.send.is_some() || self.end_sent
+    }
+}
+
 impl RouterState {
     /// Start a try on an HTTP/2 connection to `host`: a pooled one with room for a
     /// stream, else a new one; `Ok(false)`: no connection capacity (the caller queues);

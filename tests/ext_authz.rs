@@ -546,7 +546,6 @@ fn grpc_authz_server_as(dir: &std::path::Path, mode: &str) -> GrpcService {
     let set = descriptor_set("ext_authz_protos", "envoy/service/auth/v3/external_auth.proto", &dir.join("authz.pb"));
     GrpcService::start(Script::Inline(PY_AUTHZ), &[set.to_str().unwrap(), mode])
 }
-}
 
 const H2_UPSTREAM: &str = r#"    typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:

@@ -140,8 +140,8 @@ pub fn config_dump_with(
             r.items
                 .iter()
                 .map(|l| {
-                    let warming = !(sluice_config::xds::rds_ready(l, &routes)
-                        && sluice_config::xds::sds_ready(l, &secrets));
+                    let warming =
+                        !(sluice_config::xds::rds_ready(l, &routes) && sluice_config::xds::sds_ready(l, &secrets));
                     dynamic_listener(l, &r.version_info, at, warming)
                 })
                 .collect::<Vec<_>>()

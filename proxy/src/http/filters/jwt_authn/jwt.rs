@@ -230,10 +230,11 @@ fn canonical(alg: Algorithm) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn b64(s: &str) -> String {
+    /// `s` in base64url without padding (test tokens).
+    pub(in crate::http::filters::jwt_authn) fn b64(s: &str) -> String {
         const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let b = s.as_bytes();
         let mut out = String::new();

@@ -136,18 +136,7 @@ impl JwtCache {
 mod tests {
     use super::*;
 
-    fn b64(s: &str) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let b = s.as_bytes();
-        let mut out = String::new();
-        for c in b.chunks(3) {
-            let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-            for i in 0..=c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            }
-        }
-        out
-    }
+    use crate::http::filters::jwt_authn::jwt::tests::b64;
 
     /// A parsed token (the signature is not checked here) with `sub` and `exp`.
     fn jwt(sub: &str, exp: u64) -> Rc<Jwt> {

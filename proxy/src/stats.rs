@@ -36,6 +36,32 @@ impl Counter {
     }
 }
 
+/// A counter written by several threads at once: the HTTP filters' and tracers' stats
+/// (owned by the compiled config, which all workers share, as Envoy's are) and the
+/// process-wide ones. [`Counter`]'s load-and-store would lose increments here.
+#[derive(Debug, Default)]
+pub struct SharedCounter(AtomicU64);
+
+impl SharedCounter {
+    pub const fn new() -> SharedCounter {
+        SharedCounter(AtomicU64::new(0))
+    }
+
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// A level that goes up and down, written by one worker (summed across workers).
 #[derive(Debug, Default)]
 pub struct Gauge(AtomicI64);
@@ -510,12 +536,12 @@ impl RuntimeStats {
 /// name (two connection managers with one `stat_prefix`): the stat is their sum, as
 /// Envoy's one counter of that name would be.
 #[derive(Default)]
-pub struct NamedCounters(Mutex<BTreeMap<String, Vec<Arc<Counter>>>>);
+pub struct NamedCounters(Mutex<BTreeMap<String, Vec<Arc<SharedCounter>>>>);
 
 impl NamedCounters {
     /// The counters of the config now serving, replacing the previous config's.
-    pub fn replace(&self, counters: impl IntoIterator<Item = (String, Arc<Counter>)>) {
-        let mut map: BTreeMap<String, Vec<Arc<Counter>>> = BTreeMap::new();
+    pub fn replace(&self, counters: impl IntoIterator<Item = (String, Arc<SharedCounter>)>) {
+        let mut map: BTreeMap<String, Vec<Arc<SharedCounter>>> = BTreeMap::new();
         for (name, c) in counters {
             map.entry(name).or_default().push(c);
         }
@@ -724,6 +750,21 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_counter_keeps_every_increment_of_concurrent_writers() {
+        // The tracers' and HTTP filters' counters are written by every worker at once;
+        // a load-and-store counter lost increments there (spans_sent one short).
+        let c = Arc::new(SharedCounter::new());
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let c = Arc::clone(&c);
+                std::thread::spawn(move || (0..200_000).for_each(|_| c.inc()))
+            })
+            .collect();
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        assert_eq!(c.get(), 400_000);
+    }
 
     #[test]
     fn merged_across_workers() {

@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 
-static COUNTERS: Mutex<BTreeMap<String, Arc<Counter>>> = Mutex::new(BTreeMap::new());
+static COUNTERS: Mutex<BTreeMap<String, Arc<SharedCounter>>> = Mutex::new(BTreeMap::new());
 
 /// Envoy's `Grpc::Common::resolveServiceAndMethod`: `/service/method` (query ignored,
 /// empty segments skipped); anything else has no names.

@@ -124,7 +124,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The HTTP filters' counters of every connection manager, by full name.
-    pub fn filter_counters(&self) -> Vec<(String, Arc<crate::stats::Counter>)> {
+    pub fn filter_counters(&self) -> Vec<(String, Arc<crate::stats::SharedCounter>)> {
         let mut out = Vec::new();
         for l in &self.listeners {
             for c in l.chains.iter().chain(l.default_chain.as_ref()) {

@@ -44,7 +44,7 @@ use crate::http::response_flags::ResponseFlags;
 use crate::http::{HeaderMap, RequestHead, ResponseHead, Version};
 use crate::rng::Rng;
 use crate::runtime::Snapshot;
-use crate::stats::{Counter, HttpStats};
+use crate::stats::{HttpStats, SharedCounter};
 use crate::upstream::cluster_manager::{ClusterInfo, ClusterManager};
 use crate::worker::background::Background;
 use crate::worker_ctx::Ctx;
@@ -213,7 +213,7 @@ impl Tracer {
     }
 
     /// The tracer's counters, by full name.
-    pub fn counters(&self) -> Vec<(String, Arc<Counter>)> {
+    pub fn counters(&self) -> Vec<(String, Arc<SharedCounter>)> {
         self.driver.as_ref().map(|d| d.reporter.counters()).unwrap_or_default()
     }
 

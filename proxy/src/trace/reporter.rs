@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::http::async_client::{grpc, AsyncClient, Call, Outcome, Request};
 use crate::http::{RequestHead, Version};
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 use crate::trace::otlp::{self, KeyValue};
 use crate::trace::span::FinishedSpan;
 use crate::trace::zipkin::{self, LocalEndpoint};
@@ -85,18 +85,18 @@ impl Format {
 /// A tracer's counters, by Envoy name (registered with the stats store).
 #[derive(Debug, Default)]
 pub struct ReporterStats {
-    pub spans_sent: Arc<Counter>,
-    pub timer_flushed: Arc<Counter>,
+    pub spans_sent: Arc<SharedCounter>,
+    pub timer_flushed: Arc<SharedCounter>,
     /// Zipkin: `reports_sent` (202); OTLP/HTTP: `http_reports_success` (200).
-    pub reports_ok: Arc<Counter>,
+    pub reports_ok: Arc<SharedCounter>,
     /// Zipkin: `reports_dropped` (another status); OTLP/HTTP: `http_reports_failed`.
-    pub reports_rejected: Arc<Counter>,
+    pub reports_rejected: Arc<SharedCounter>,
     /// Zipkin: `reports_failed` (reset, timeout); OTLP/HTTP: `http_reports_failed`.
-    pub reports_failed: Arc<Counter>,
+    pub reports_failed: Arc<SharedCounter>,
     /// OTLP/HTTP: `http_reports_sent`.
-    pub reports_sent: Arc<Counter>,
+    pub reports_sent: Arc<SharedCounter>,
     /// Spans a full per-worker buffer turned away (sluice's; Envoy's are unbounded).
-    pub spans_dropped: Arc<Counter>,
+    pub spans_dropped: Arc<SharedCounter>,
 }
 
 /// Ids that tell the reporters of all configs apart on a worker.
@@ -129,7 +129,7 @@ impl Reporter {
     }
 
     /// The counters to register, by full name.
-    pub fn counters(&self) -> Vec<(String, Arc<Counter>)> {
+    pub fn counters(&self) -> Vec<(String, Arc<SharedCounter>)> {
         let (p, s) = (self.format.prefix(), &self.stats);
         let mut v = vec![
             (format!("{p}.spans_sent"), Arc::clone(&s.spans_sent)),

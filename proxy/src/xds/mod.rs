@@ -43,13 +43,13 @@ use sluice_config::listener::Listener;
 use sluice_config::xds::{self, ConfigSource, Resources};
 use sluice_config::Bootstrap;
 
-use crate::stats::{Counter, Store, SubscriptionStats, Subscriptions};
+use crate::stats::{SharedCounter, Store, SubscriptionStats, Subscriptions};
 use rds::{RdsRead, RdsSubscription};
 use watch::FileWatch;
 
 /// `server.dynamic_unknown_fields`: fields of dynamic resources (files and ADS) that
 /// are not part of their message, warned and skipped. One per process, as the server's.
-pub static DYNAMIC_UNKNOWN_FIELDS: Counter = Counter::new();
+pub static DYNAMIC_UNKNOWN_FIELDS: SharedCounter = SharedCounter::new();
 
 /// `--reject-unknown-dynamic-fields`, set once at start.
 static REJECT_UNKNOWN_DYNAMIC_FIELDS: AtomicBool = AtomicBool::new(false);

@@ -25,7 +25,7 @@ use crate::http::filters::per_route::RouteFilterTable;
 use crate::http::filters::rbac::RbacConfig;
 use crate::http::filters::{CounterSet, FilterFactory, HttpFilterConfig};
 use crate::router::RouteTable;
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 use crate::trace::Tracer;
 use crate::upstream::cluster_manager::ClusterManager;
 
@@ -89,7 +89,7 @@ pub struct HcmConfig {
     /// The routes' `typed_per_filter_config`, by filter.
     pub route_filters: RouteFilterTable,
     /// The filters' counters by full name (registered in the stats store).
-    pub filter_counters: Vec<(String, Arc<Counter>)>,
+    pub filter_counters: Vec<(String, Arc<SharedCounter>)>,
     /// A filter reads the client certificate's names (RBAC `authenticated`).
     pub needs_principals: bool,
     pub suppress_envoy_headers: bool,

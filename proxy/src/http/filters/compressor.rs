@@ -27,25 +27,25 @@ use crate::http::filters::compression_lib::Encoder;
 use crate::http::filters::per_route::{PerRouteFilter, RouteView};
 use crate::http::filters::CounterSet;
 use crate::http::{HeaderMap, RequestHead, ResponseHead};
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 
 /// Counters of one direction (Envoy's `CompressorStats`; the response-only ones unused
 /// on requests).
 #[derive(Debug)]
 pub struct DirectionStats {
-    compressed: Arc<Counter>,
-    not_compressed: Arc<Counter>,
-    total_uncompressed_bytes: Arc<Counter>,
-    total_compressed_bytes: Arc<Counter>,
-    content_length_too_small: Arc<Counter>,
-    no_accept_header: Arc<Counter>,
-    header_identity: Arc<Counter>,
-    header_gzip: Arc<Counter>,
-    header_compressor_used: Arc<Counter>,
-    header_compressor_overshadowed: Arc<Counter>,
-    header_wildcard: Arc<Counter>,
-    header_not_valid: Arc<Counter>,
-    not_compressed_etag: Arc<Counter>,
+    compressed: Arc<SharedCounter>,
+    not_compressed: Arc<SharedCounter>,
+    total_uncompressed_bytes: Arc<SharedCounter>,
+    total_compressed_bytes: Arc<SharedCounter>,
+    content_length_too_small: Arc<SharedCounter>,
+    no_accept_header: Arc<SharedCounter>,
+    header_identity: Arc<SharedCounter>,
+    header_gzip: Arc<SharedCounter>,
+    header_compressor_used: Arc<SharedCounter>,
+    header_compressor_overshadowed: Arc<SharedCounter>,
+    header_wildcard: Arc<SharedCounter>,
+    header_not_valid: Arc<SharedCounter>,
+    not_compressed_etag: Arc<SharedCounter>,
 }
 
 impl DirectionStats {

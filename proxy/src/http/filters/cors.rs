@@ -20,13 +20,13 @@ use crate::http::filter::{FilterCallbacks, HeadersStatus, StreamContext, StreamF
 use crate::http::filters::per_route::{PerRouteFilter, RouteView};
 use crate::http::filters::{mix, CounterSet};
 use crate::http::{RequestHead, ResponseHead};
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 
 /// The filter's stats (`http.<stat_prefix>.cors.*`).
 #[derive(Debug)]
 pub struct CorsConfig {
-    origin_valid: Arc<Counter>,
-    origin_invalid: Arc<Counter>,
+    origin_valid: Arc<SharedCounter>,
+    origin_invalid: Arc<SharedCounter>,
 }
 
 impl CorsConfig {

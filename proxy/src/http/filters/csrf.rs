@@ -15,15 +15,15 @@ use crate::http::filter::{FilterCallbacks, HeadersStatus, StreamContext, StreamF
 use crate::http::filters::per_route::{PerRouteFilter, RouteView};
 use crate::http::filters::{mix, CounterSet};
 use crate::http::RequestHead;
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 
 /// The filter's policy and stats.
 #[derive(Debug)]
 pub struct CsrfConfig {
     policy: Arc<CsrfPolicy>,
-    missing_source_origin: Arc<Counter>,
-    request_invalid: Arc<Counter>,
-    request_valid: Arc<Counter>,
+    missing_source_origin: Arc<SharedCounter>,
+    request_invalid: Arc<SharedCounter>,
+    request_valid: Arc<SharedCounter>,
 }
 
 impl CsrfConfig {

@@ -23,14 +23,14 @@ use crate::http::filter::{DataStatus, FilterCallbacks, HeadersStatus, StreamCont
 use crate::http::filters::compression_lib::Decoder;
 use crate::http::filters::CounterSet;
 use crate::http::{HeaderMap, RequestHead, ResponseHead};
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 
 #[derive(Debug)]
 struct DirectionStats {
-    decompressed: Arc<Counter>,
-    not_decompressed: Arc<Counter>,
-    total_uncompressed_bytes: Arc<Counter>,
-    total_compressed_bytes: Arc<Counter>,
+    decompressed: Arc<SharedCounter>,
+    not_decompressed: Arc<SharedCounter>,
+    total_uncompressed_bytes: Arc<SharedCounter>,
+    total_compressed_bytes: Arc<SharedCounter>,
 }
 
 impl DirectionStats {
@@ -53,7 +53,7 @@ pub struct DecompressorConfig {
     request: DirectionStats,
     response: DirectionStats,
     /// The library's error stat (`zlib_data_error`, `brotli_error`, `zstd_generic_error`).
-    library_error: Arc<Counter>,
+    library_error: Arc<SharedCounter>,
 }
 
 impl DecompressorConfig {

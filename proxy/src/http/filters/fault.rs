@@ -34,7 +34,7 @@ use crate::http::response_flags::ResponseFlags;
 use crate::http::RequestHead;
 use crate::router::route_match::request_header_value;
 use crate::runtime::Snapshot;
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 use crate::upstream::cluster_manager::ClusterManager;
 use std::sync::Arc;
 
@@ -51,9 +51,9 @@ pub struct FaultConfig {
     /// Faults in progress across all workers (for `max_active_faults`).
     active: AtomicU64,
     /// `http.<stat_prefix>.fault.*`.
-    pub delays_injected: Arc<Counter>,
-    pub aborts_injected: Arc<Counter>,
-    pub faults_overflow: Arc<Counter>,
+    pub delays_injected: Arc<SharedCounter>,
+    pub aborts_injected: Arc<SharedCounter>,
+    pub faults_overflow: Arc<SharedCounter>,
 }
 
 /// What the filter decided for one request.

@@ -32,7 +32,7 @@ use crate::http::filters::per_route::{PerRouteFilter, RouteView};
 use crate::http::filters::CounterSet;
 use crate::http::{HeaderMap, RequestHead, ResponseHead};
 use crate::router::route_match::request_header_value;
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 
 /// Envoy's `MAX_HEADER_VALUE_LEN`.
 const MAX_HEADER_VALUE_LEN: usize = 8 * 1024;
@@ -40,18 +40,18 @@ const MAX_HEADER_VALUE_LEN: usize = 8 * 1024;
 /// Counters of one direction.
 #[derive(Debug)]
 struct DirectionStats {
-    rules_processed: Arc<Counter>,
-    metadata_added: Arc<Counter>,
-    header_not_found: Arc<Counter>,
+    rules_processed: Arc<SharedCounter>,
+    metadata_added: Arc<SharedCounter>,
+    header_not_found: Arc<SharedCounter>,
 }
 
 #[derive(Debug)]
 struct Stats {
     request: DirectionStats,
     response: DirectionStats,
-    base64_decode_failed: Arc<Counter>,
-    header_value_too_long: Arc<Counter>,
-    regex_substitution_failed: Arc<Counter>,
+    base64_decode_failed: Arc<SharedCounter>,
+    header_value_too_long: Arc<SharedCounter>,
+    regex_substitution_failed: Arc<SharedCounter>,
 }
 
 /// The filter's rules and stats.
@@ -101,7 +101,7 @@ impl HeaderToMetadataFilter {
         HeaderToMetadataFilter { rules: Arc::clone(&config.rules), config }
     }
 
-    fn stat(&self, f: impl FnOnce(&Stats) -> &Counter) {
+    fn stat(&self, f: impl FnOnce(&Stats) -> &SharedCounter) {
         if let Some(s) = &self.config.stats {
             f(s).inc();
         }

@@ -25,7 +25,7 @@ use crate::http::filters::per_route::{PerRouteFilter, RouteView};
 use crate::http::filters::{mix, CounterSet};
 use crate::http::response_flags::ResponseFlags;
 use crate::http::{HeaderMap, RequestHead, ResponseHead};
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 
 /// A token bucket shared by the workers.
 #[derive(Debug)]
@@ -97,10 +97,10 @@ impl AtomicTokenBucket {
 pub struct LocalRateLimitConfig {
     config: LocalRateLimit,
     bucket: Option<AtomicTokenBucket>,
-    enabled: Arc<Counter>,
-    enforced: Arc<Counter>,
-    rate_limited: Arc<Counter>,
-    ok: Arc<Counter>,
+    enabled: Arc<SharedCounter>,
+    enforced: Arc<SharedCounter>,
+    rate_limited: Arc<SharedCounter>,
+    ok: Arc<SharedCounter>,
 }
 
 impl LocalRateLimitConfig {

@@ -48,7 +48,7 @@ use self::lua::{LuaConfig, LuaFilter};
 use self::per_route::RouteView;
 use self::ratelimit::{RateLimitConfig, RateLimitFilter};
 use self::rbac::{RbacConfig, RbacFilter};
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 
 /// A compiled filter of the chain (the router, always last, is not in this list).
 #[derive(Debug)]
@@ -115,15 +115,15 @@ impl HttpFilterConfig {
 
 /// The counters a config's filters own, by full name (one counter per name).
 #[derive(Debug, Default)]
-pub struct CounterSet(pub Vec<(String, Arc<Counter>)>);
+pub struct CounterSet(pub Vec<(String, Arc<SharedCounter>)>);
 
 impl CounterSet {
     /// The counter named `name`, created on first use.
-    pub fn counter(&mut self, name: String) -> Arc<Counter> {
+    pub fn counter(&mut self, name: String) -> Arc<SharedCounter> {
         if let Some((_, c)) = self.0.iter().find(|(n, _)| *n == name) {
             return Arc::clone(c);
         }
-        let c = Arc::new(Counter::default());
+        let c = Arc::new(SharedCounter::default());
         self.0.push((name, Arc::clone(&c)));
         c
     }

@@ -19,7 +19,7 @@ use crate::http::filters::per_route::{PerRouteFilter, RouteView};
 use crate::http::filters::CounterSet;
 use crate::http::RequestHead;
 use crate::router::route_match::request_header_value;
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 
 /// The enforced and shadow engines of one config (`None`: none configured).
 #[derive(Debug, Default)]
@@ -43,10 +43,10 @@ impl RbacEngines {
 #[derive(Debug)]
 pub struct RbacConfig {
     engines: Arc<RbacEngines>,
-    allowed: Arc<Counter>,
-    denied: Arc<Counter>,
-    shadow_allowed: Arc<Counter>,
-    shadow_denied: Arc<Counter>,
+    allowed: Arc<SharedCounter>,
+    denied: Arc<SharedCounter>,
+    shadow_allowed: Arc<SharedCounter>,
+    shadow_denied: Arc<SharedCounter>,
 }
 
 impl RbacConfig {

@@ -45,7 +45,7 @@ use crate::http::filters::per_route::{PerRouteFilter, RouteView};
 use crate::http::filters::CounterSet;
 use crate::http::response_flags::ResponseFlags;
 use crate::http::{RequestHead, ResponseHead};
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 use crate::upstream::cluster_manager::ClusterManager;
 
 /// The dynamic metadata namespace of the filter.
@@ -58,11 +58,11 @@ pub(super) const PARTIAL_BODY_HEADER: &[u8] = b"x-envoy-auth-partial-body";
 /// `ext_authz.*` counters.
 #[derive(Debug)]
 struct Stats {
-    ok: Arc<Counter>,
-    denied: Arc<Counter>,
-    error: Arc<Counter>,
-    disabled: Arc<Counter>,
-    failure_mode_allowed: Arc<Counter>,
+    ok: Arc<SharedCounter>,
+    denied: Arc<SharedCounter>,
+    error: Arc<SharedCounter>,
+    disabled: Arc<SharedCounter>,
+    failure_mode_allowed: Arc<SharedCounter>,
 }
 
 /// Which service, compiled.

@@ -43,7 +43,7 @@ use crate::http::filter::{DataStatus, FilterCallbacks, HeadersStatus, StreamCont
 use crate::http::filters::per_route::{PerRouteFilter, RouteView};
 use crate::http::filters::CounterSet;
 use crate::http::{HeaderMap, RequestHead};
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 use crate::upstream::cluster_manager::ClusterManager;
 
 /// The dynamic metadata namespace of verified payloads.
@@ -97,13 +97,13 @@ pub struct JwtAuthnConfig {
     /// The wall clock at `anchor` (token times are Unix seconds).
     wall_anchor: SystemTime,
     anchor: Instant,
-    allowed: Arc<Counter>,
-    denied: Arc<Counter>,
-    cors_preflight_bypassed: Arc<Counter>,
-    jwt_cache_hit: Arc<Counter>,
-    jwt_cache_miss: Arc<Counter>,
-    jwks_fetch_success: Arc<Counter>,
-    jwks_fetch_failed: Arc<Counter>,
+    allowed: Arc<SharedCounter>,
+    denied: Arc<SharedCounter>,
+    cors_preflight_bypassed: Arc<SharedCounter>,
+    jwt_cache_hit: Arc<SharedCounter>,
+    jwt_cache_miss: Arc<SharedCounter>,
+    jwks_fetch_success: Arc<SharedCounter>,
+    jwks_fetch_failed: Arc<SharedCounter>,
     /// Some provider's keys are remote (requests may have to wait for them).
     has_remote: bool,
 }

@@ -252,7 +252,7 @@ fn max_lifetime_requires_a_near_exp() {
     let ok = mint(&k, Algorithm::HS256, "hs", claims("https://issuer.example", "api", 200));
     let providers = [p];
     let v = Verifier::new(&sluice_config::filters::jwt_authn::JwtRequirement::ProviderName("p1".into()), &providers);
-    let (hit, miss) = (Counter::default(), Counter::default());
+    let (hit, miss) = (SharedCounter::default(), SharedCounter::default());
     let mut worker = super::worker::WorkerState::new(&providers);
     for (tok, want) in [(t, Status::JwtExpired), (ok, Status::Ok)] {
         let mut ctx = Context {

@@ -35,7 +35,7 @@ use super::remote_jwks::RemoteJwks;
 use super::status::Status;
 use super::worker::WorkerState;
 use crate::http::RequestHead;
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 
 /// Audiences a token must name one of (jwt_verify_lib's `CheckAudience`): compared
 /// without an `http://` / `https://` scheme and without a trailing `/`.
@@ -154,8 +154,8 @@ pub struct Context<'a> {
     pub instant: Instant,
     /// Providers whose remote keys this request fetched and failed to get.
     pub fetch_failed: &'a [usize],
-    pub jwt_cache_hit: &'a Counter,
-    pub jwt_cache_miss: &'a Counter,
+    pub jwt_cache_hit: &'a SharedCounter,
+    pub jwt_cache_miss: &'a SharedCounter,
     /// This worker's state of the config (token caches).
     pub worker: &'a mut WorkerState,
     /// `payload_in_metadata` / `header_in_metadata` entries of good tokens.

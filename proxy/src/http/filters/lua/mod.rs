@@ -52,7 +52,7 @@ use crate::http::filter::{DataStatus, FilterCallbacks, HeadersStatus, StreamCont
 use crate::http::filters::per_route::{PerRouteFilter, RouteView};
 use crate::http::filters::CounterSet;
 use crate::http::{HeaderMap, RequestHead, ResponseHead};
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 use crate::upstream::cluster_manager::ClusterManager;
 
 /// The filter's config, compiled once and shared by the workers.
@@ -65,7 +65,7 @@ pub struct LuaConfig {
     buffer_limit: usize,
     /// The filter's name (the key of its route metadata).
     name: String,
-    errors: Arc<Counter>,
+    errors: Arc<SharedCounter>,
 }
 
 impl LuaConfig {

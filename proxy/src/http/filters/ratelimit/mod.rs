@@ -43,16 +43,16 @@ use crate::http::filters::per_route::{PerRouteFilter, RouteView};
 use crate::http::filters::{mix, CounterSet};
 use crate::http::response_flags::ResponseFlags;
 use crate::http::{RequestHead, ResponseHead};
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 use crate::upstream::cluster_manager::ClusterManager;
 
 /// `cluster.<name>.ratelimit.*`.
 #[derive(Debug)]
 struct Stats {
-    ok: Arc<Counter>,
-    error: Arc<Counter>,
-    over_limit: Arc<Counter>,
-    failure_mode_allowed: Arc<Counter>,
+    ok: Arc<SharedCounter>,
+    error: Arc<SharedCounter>,
+    over_limit: Arc<SharedCounter>,
+    failure_mode_allowed: Arc<SharedCounter>,
 }
 
 /// The filter's config, compiled once and shared by the workers.

@@ -595,15 +595,16 @@ impl AdsXds {
         now: SystemTime,
         apply: &mut Apply,
     ) -> Result<(), Vec<String>> {
-        let mut listeners = self.lds.as_ref().map(Sub::active).unwrap_or_default();
-        let mut clusters = self.cds.as_ref().map(Sub::active).unwrap_or_default();
-        let mut endpoints = self.eds.active();
-        let mut routes = self.rds.active();
-        let new: Vec<T> = items.values().map(|(_, t)| t.clone()).collect();
-        T::put(new, &mut listeners, &mut clusters, &mut endpoints, &mut routes);
+        let mut c = Candidate {
+            listeners: self.lds.as_ref().map(Sub::active).unwrap_or_default(),
+            clusters: self.cds.as_ref().map(Sub::active).unwrap_or_default(),
+            endpoints: self.eds.active(),
+            routes: self.rds.active(),
+        };
+        *T::slot(&mut c) = items.values().map(|(_, t)| t.clone()).collect();
         let check_routes = matches!(T::sub(self).type_url, xds::LISTENER_TYPE | xds::ROUTE_TYPE);
         let result = self
-            .compose(&listeners, &clusters, &endpoints, &routes, check_routes)
+            .compose(&c.listeners, &c.clusters, &c.endpoints, &c.routes, check_routes)
             .and_then(|b| apply(&b, String::new()));
         let s = T::sub(self);
         match result {
@@ -699,25 +700,22 @@ impl AdsXds {
 /// Where a resource type's list goes in a composed config and which subscription
 /// holds it.
 trait Slot: Sized + PartialEq {
-    fn put(
-        new: Vec<Self>,
-        l: &mut Vec<Listener>,
-        c: &mut Vec<Cluster>,
-        e: &mut Vec<ClusterLoadAssignment>,
-        r: &mut Vec<RouteConfiguration>,
-    );
+    /// Where a candidate config holds this type's resources.
+    fn slot(c: &mut Candidate) -> &mut Vec<Self>;
     fn sub(x: &mut AdsXds) -> &mut Sub<Self>;
 }
 
+/// The resources of every type a config is composed from, one type replaced.
+struct Candidate {
+    listeners: Vec<Listener>,
+    clusters: Vec<Cluster>,
+    endpoints: Vec<ClusterLoadAssignment>,
+    routes: Vec<RouteConfiguration>,
+}
+
 impl Slot for Listener {
-    fn put(
-        new: Vec<Self>,
-        l: &mut Vec<Listener>,
-        _: &mut Vec<Cluster>,
-        _: &mut Vec<ClusterLoadAssignment>,
-        _: &mut Vec<RouteConfiguration>,
-    ) {
-        *l = new;
+    fn slot(c: &mut Candidate) -> &mut Vec<Self> {
+        &mut c.listeners
     }
     fn sub(x: &mut AdsXds) -> &mut Sub<Self> {
         x.lds.get_or_insert_with(|| Sub::new(xds::LISTENER_TYPE, Arc::default(), true))
@@ -725,14 +723,8 @@ impl Slot for Listener {
 }
 
 impl Slot for Cluster {
-    fn put(
-        new: Vec<Self>,
-        _: &mut Vec<Listener>,
-        c: &mut Vec<Cluster>,
-        _: &mut Vec<ClusterLoadAssignment>,
-        _: &mut Vec<RouteConfiguration>,
-    ) {
-        *c = new;
+    fn slot(c: &mut Candidate) -> &mut Vec<Self> {
+        &mut c.clusters
     }
     fn sub(x: &mut AdsXds) -> &mut Sub<Self> {
         x.cds.get_or_insert_with(|| Sub::new(xds::CLUSTER_TYPE, Arc::default(), true))
@@ -740,14 +732,8 @@ impl Slot for Cluster {
 }
 
 impl Slot for ClusterLoadAssignment {
-    fn put(
-        new: Vec<Self>,
-        _: &mut Vec<Listener>,
-        _: &mut Vec<Cluster>,
-        e: &mut Vec<ClusterLoadAssignment>,
-        _: &mut Vec<RouteConfiguration>,
-    ) {
-        *e = new;
+    fn slot(c: &mut Candidate) -> &mut Vec<Self> {
+        &mut c.endpoints
     }
     fn sub(x: &mut AdsXds) -> &mut Sub<Self> {
         &mut x.eds
@@ -755,14 +741,8 @@ impl Slot for ClusterLoadAssignment {
 }
 
 impl Slot for RouteConfiguration {
-    fn put(
-        new: Vec<Self>,
-        _: &mut Vec<Listener>,
-        _: &mut Vec<Cluster>,
-        _: &mut Vec<ClusterLoadAssignment>,
-        r: &mut Vec<RouteConfiguration>,
-    ) {
-        *r = new;
+    fn slot(c: &mut Candidate) -> &mut Vec<Self> {
+        &mut c.routes
     }
     fn sub(x: &mut AdsXds) -> &mut Sub<Self> {
         &mut x.rds

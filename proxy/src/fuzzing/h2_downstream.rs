@@ -185,27 +185,12 @@ pub fn run(data: &[u8]) {
     }
     assert!(h.net.worker_done(c), "the proxy neither closed the connection nor timed it out");
     assert_eq!(h.connections().0, 0, "a connection outlived its client");
-    still_serves(&mut h, &mut origin);
+    h.still_serves(&mut |net| origin.serve(net));
 }
 
 fn check_memory(h: &Harness, bound: usize) {
     let (_, held) = h.connections();
     assert!(held <= bound, "a connection holds {held} bytes of buffer, over the bound of {bound}");
-}
-
-/// A new client still gets its answer.
-fn still_serves(h: &mut Harness, origin: &mut Origin) {
-    let c = h.net.connect(listener(80)).expect("the listener still accepts");
-    h.net.write(c, b"GET /direct HTTP/1.1\r\nhost: x\r\n\r\n");
-    let mut got = Vec::new();
-    for _ in 0..4 {
-        h.run(&mut |net| origin.serve(net));
-        h.net.read(c, &mut got, usize::MAX);
-        if got.ends_with(b"direct") {
-            break;
-        }
-    }
-    assert_eq!(wire::http1_status(&got), Some(200), "the worker stopped serving: {:?}", String::from_utf8_lossy(&got));
 }
 
 /// Seed inputs: `(name, bytes)`.

@@ -152,22 +152,7 @@ pub fn run(data: &[u8]) {
             String::from_utf8_lossy(got)
         );
     }
-    still_serves(&mut h, &mut origin);
-}
-
-/// A new client still gets its answer.
-fn still_serves(h: &mut Harness, origin: &mut Origin) {
-    let c = h.net.connect(listener(80)).expect("the listener still accepts");
-    h.net.write(c, b"GET /direct HTTP/1.1\r\nhost: x\r\n\r\n");
-    let mut got = Vec::new();
-    for _ in 0..4 {
-        h.run(&mut |net| origin.serve(net));
-        h.net.read(c, &mut got, usize::MAX);
-        if got.ends_with(b"direct") {
-            break;
-        }
-    }
-    assert_eq!(wire::http1_status(&got), Some(200), "the worker stopped serving: {:?}", String::from_utf8_lossy(&got));
+    h.still_serves(&mut |net| origin.serve(net));
 }
 
 /// Seed inputs: `(name, bytes)`.

@@ -88,6 +88,22 @@ impl Harness {
         }
     }
 
+    /// A new client still gets its answer (`GET /direct`, which `origin` serves).
+    pub fn still_serves(&mut self, origin: &mut dyn FnMut(&PipeNet)) {
+        let c = self.net.connect(listener(80)).expect("the listener still accepts");
+        self.net.write(c, b"GET /direct HTTP/1.1\r\nhost: x\r\n\r\n");
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            self.run(origin);
+            self.net.read(c, &mut got, usize::MAX);
+            if got.ends_with(b"direct") {
+                break;
+            }
+        }
+        let status = wire::http1_status(&got);
+        assert_eq!(status, Some(200), "the worker stopped serving: {:?}", String::from_utf8_lossy(&got));
+    }
+
     /// Let `d` pass on the worker's clock.
     pub fn advance(&mut self, d: Duration) {
         self.now += d;

@@ -31,6 +31,7 @@ mod http_filters_header_to_metadata;
 mod http_filters_health_check;
 mod http_filters_local_ratelimit;
 mod http_filters_lua;
+mod http_filters_lua_calls;
 mod http_filters_ratelimit;
 mod http_filters_rbac;
 mod http_flow_control;

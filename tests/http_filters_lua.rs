@@ -277,8 +277,8 @@ const STREAMING_FILTERS: &str = r#"- name: envoy.filters.http.lua
 /// the origin upper-cased chunk by chunk, its trailers beside it; the origin's body
 /// comes back with each chunk the script saw bracketed, and the response trailers (which
 /// end the script's `bodyChunks()` loop) carry the count of chunks next to
-/// `grpc-status`. (Request trailers after a script's `bodyChunks()` do not reach the
-/// script yet: the filter manager passes them by a filter that resumed from a data hook.)
+/// `grpc-status`. The request's trailers end the script's `bodyChunks()` loop too (the
+/// last chunk is not the end), and the one it adds reaches the origin.
 fn body_chunks_and_trailers_over_http2(backend: Backend) {
     use sluice_e2e::h2_client::H2Client;
     use sluice_e2e::h2_origin::H2Origin;
@@ -299,6 +299,7 @@ fn body_chunks_and_trailers_over_http2(backend: Backend) {
     let trailers = origin.trailers();
     assert_eq!(trailers.len(), 1, "{trailers:?}");
     assert!(trailers[0].contains(&("x-client".into(), "1".into())), "{trailers:?}");
+    assert!(trailers[0].contains(&("x-lua-request-bytes".into(), "9".into())), "{trailers:?}");
     let body = r.text();
     let chunks = body.matches('[').count();
     assert!(chunks >= 1 && body.starts_with('[') && body.ends_with(']'), "{body}");

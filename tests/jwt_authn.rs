@@ -341,3 +341,27 @@ on_both_backends!(
     bad_or_missing_tokens_are_refused_as_envoy_does,
     rules_allow_missing_and_per_route_configs
 );
+
+/// Envoy's jwt_authn example config (its docs' `jwt-authn-filter.yaml`, copied
+/// unchanged as tests/envoy_examples/jwt_authn.yaml; `envoy_example_filter_configs_validate`
+/// validates it): a `remote_jwks` provider and no `rules`, so, as in Envoy, no request is
+/// required to carry a token: every request (with or without a JWT) gets the route's
+/// direct response, and the JWKS cluster (a DNS name nobody resolves here) is never asked.
+#[test]
+fn envoy_jwt_authn_example_behaves_as_its_doc() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("envoy_examples/jwt_authn.yaml");
+    let port = sluice_e2e::free_port();
+    let text = std::fs::read_to_string(path).unwrap();
+    let text = text
+        .replace("port_value: 10000", &format!("port_value: {port}"))
+        .replace("port_value: 9901", &format!("port_value: {}", sluice_e2e::free_port()))
+        .replace("address: 0.0.0.0", "address: 127.0.0.1");
+    let _proxy = sluice_e2e::proxy::Proxy::start(&text, &[]);
+    let r = sluice_e2e::http_client::get(port, "/");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "OK");
+    let mut c = sluice_e2e::http_client::Client::connect(port);
+    let r = c.request("GET", "/any", &[("authorization", "Bearer not.a.jwt")], b"");
+    assert_eq!(r.status, 200, "no rule requires a token: {}", r.text());
+    assert_eq!(r.text(), "OK");
+}

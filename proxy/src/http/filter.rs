@@ -166,6 +166,11 @@ pub struct FilterCallbacks {
     /// The request head as the filter holding it left it, from a data hook (applied
     /// when decoding continues past that filter).
     pub(crate) request_head: Option<crate::http::RequestHead>,
+    /// `modifyDecodingBuffer` from `on_async_complete`: the request body the filter
+    /// holds (it took it with `StopIterationAndWatermark`) is replaced by this.
+    pub(crate) decoding_buffer: Option<Vec<u8>>,
+    /// Fire-and-forget requests (started as the worker's own).
+    pub(crate) detached: Vec<crate::http::async_client::Call>,
 }
 
 /// A change to a response head a filter stopped in `encode_headers` and edits later
@@ -225,6 +230,18 @@ impl FilterCallbacks {
         self.calls.push(crate::http::async_client::Call { client: std::sync::Arc::clone(client), request, tag });
     }
 
+    /// Send `request` through `client` and forget it: a worker-owned request that
+    /// outlives the stream, whose answer nobody reads (Envoy's `AsyncClient::send`
+    /// with no-op callbacks: Lua's asynchronous `httpCall`).
+    pub fn send_request_detached(
+        &mut self,
+        client: &std::sync::Arc<crate::http::async_client::AsyncClient>,
+        request: crate::http::async_client::Request,
+    ) {
+        let call = crate::http::async_client::Call { client: std::sync::Arc::clone(client), request, tag: 0 };
+        self.detached.push(call);
+    }
+
     /// `clearRouteCache`: the request's route is matched again (on the headers as the
     /// filters left them) before the router takes it.
     pub fn clear_route_cache(&mut self) {
@@ -250,10 +267,28 @@ impl FilterCallbacks {
         self.request_head = Some(head);
     }
 
+    /// From `on_async_complete` of the filter that took the request body with
+    /// `StopIterationAndWatermark`: that body becomes `body` before it goes on (Envoy's
+    /// `modifyDecodingBuffer`).
+    pub fn modify_decoding_buffer(&mut self, body: Vec<u8>) {
+        self.decoding_buffer = Some(body);
+    }
+
     /// A uniform random number (drawn once per hook call by the connection manager).
     pub fn random(&self) -> u64 {
         self.random
     }
+}
+
+/// What a filter that held the response while an async request of its own ran lets
+/// go once the answer came (Envoy's `continueEncoding` from the request's callbacks).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct EncodeResume {
+    /// The response ended while the filter held it: the end goes on after the bytes
+    /// the filter adds ([`FilterCallbacks::add_encoded_data`]).
+    pub end: bool,
+    /// The response trailers the filter held (they end the response).
+    pub trailers: Option<crate::http::HeaderMap>,
 }
 
 /// One filter instance on one stream. Every hook has Envoy's default (pass through).
@@ -311,6 +346,21 @@ pub trait StreamFilter {
         _cb: &mut FilterCallbacks,
     ) -> HeadersStatus {
         HeadersStatus::Continue
+    }
+
+    /// An async request this filter sent with `tag` ended after the decoder filters
+    /// were done (one sent from an encoder hook, while the filter holds the response).
+    /// `Some` lets what it holds go on, from the next encoder filter: the held head (with
+    /// its [`FilterCallbacks::edit_held_response`] edits), the bytes it adds through
+    /// [`FilterCallbacks::add_encoded_data`], then the end of the response it held.
+    /// `None`: it still holds (it may have sent another request).
+    fn on_encode_async_complete(
+        &mut self,
+        _tag: u32,
+        _outcome: crate::http::async_client::Outcome,
+        _cb: &mut FilterCallbacks,
+    ) -> Option<EncodeResume> {
+        None
     }
 
     /// The stream ended (completed, reset or answered): release what it holds.

@@ -35,6 +35,17 @@ pub enum Decoded {
     LocalReply(LocalReply),
 }
 
+/// What became of the request trailers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrailersRun {
+    /// They passed every filter (as the filters left them).
+    Continue(HeaderMap),
+    /// A filter holds the stream: they wait ([`FilterManager::resumed_trailers`]).
+    Held,
+    /// A filter answered.
+    LocalReply(LocalReply),
+}
+
 /// What became of a body chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataOutcome {
@@ -74,6 +85,11 @@ struct Side {
     /// (`StopIterationAndWatermark`): no more body goes to the filters until it
     /// continues, and the body it held then goes on from the next filter.
     watermark: bool,
+    /// An encoder filter stopped the trailers (it waits for an async request).
+    trailers_held: bool,
+    /// Request trailers waiting for the filter that holds the stream, with the index
+    /// of the first filter they go to next.
+    trailers: Option<(usize, HeaderMap)>,
 }
 
 impl Side {
@@ -85,6 +101,8 @@ impl Side {
             resumable: false,
             replaced_head: None,
             watermark: false,
+            trailers_held: false,
+            trailers: None,
         }
     }
 }
@@ -106,6 +124,8 @@ pub struct FilterManager<F> {
     route_cleared: bool,
     /// A filter's `setDecoderBufferLimit` (replaces `limit` on requests).
     decode_limit: Option<usize>,
+    /// Fire-and-forget requests the filters asked for, not started yet.
+    detached: Vec<Call>,
 }
 
 const PAYLOAD_TOO_LARGE: &str = "Payload Too Large";
@@ -124,6 +144,7 @@ impl<F: StreamFilter> FilterManager<F> {
             calls: Vec::new(),
             route_cleared: false,
             decode_limit: None,
+            detached: Vec::new(),
         }
     }
 
@@ -141,6 +162,7 @@ impl<F: StreamFilter> FilterManager<F> {
         self.calls.clear();
         self.route_cleared = false;
         self.decode_limit = None;
+        self.detached.clear();
     }
 
     /// The stream ended: every filter's `on_destroy`, once.
@@ -157,6 +179,11 @@ impl<F: StreamFilter> FilterManager<F> {
     /// the filter each goes back to.
     pub fn take_calls(&mut self) -> Vec<(usize, Call)> {
         std::mem::take(&mut self.calls)
+    }
+
+    /// The fire-and-forget requests the filters asked for since the last call.
+    pub fn take_detached(&mut self) -> Vec<Call> {
+        std::mem::take(&mut self.detached)
     }
 
     /// Whether a filter cleared the route cache (reset by the call).
@@ -184,6 +211,11 @@ impl<F: StreamFilter> FilterManager<F> {
         }
         let mut cb = Self::callbacks(random);
         let status = self.filters[at].on_async_complete(tag, outcome, head, cx, &mut cb);
+        if let Some(body) = cb.decoding_buffer.take() {
+            if self.decode.watermark && self.decode.data_stopped_at == Some(at) {
+                self.decode.buffer = body;
+            }
+        }
         if let Some(r) = self.absorb(at, cb) {
             self.decode.iteration = Iteration::Answered;
             return Decoded::LocalReply(r);
@@ -230,6 +262,7 @@ impl<F: StreamFilter> FilterManager<F> {
     fn absorb(&mut self, i: usize, cb: FilterCallbacks) -> Option<LocalReply> {
         self.flags.set(cb.flags);
         self.calls.extend(cb.calls.into_iter().map(|c| (i, c)));
+        self.detached.extend(cb.detached);
         self.route_cleared |= cb.clear_route_cache;
         for (ns, fields) in cb.metadata {
             self.metadata.merge_namespace(&ns, fields);
@@ -333,8 +366,9 @@ impl<F: StreamFilter> FilterManager<F> {
     /// `decodeData`: a request body chunk through the filters that passed the headers.
     pub fn decode_data(&mut self, chunk: Vec<u8>, end: bool, random: u64) -> DataOutcome {
         let limit = self.decode_limit.unwrap_or(self.limit);
-        let Self { filters, decode, flags, calls, .. } = self;
-        let r = run_data(filters, decode, chunk, end, limit, flags, calls, random, true);
+        let Self { filters, decode, flags, calls, metadata, route_cleared, detached, .. } = self;
+        let mut sink = Sink { flags, calls, metadata, route_cleared, detached };
+        let r = run_data(filters, decode, chunk, end, limit, &mut sink, random, true);
         self.data_outcome(r, PAYLOAD_TOO_LARGE, 413, "request_payload_too_large")
     }
 
@@ -393,23 +427,75 @@ impl<F: StreamFilter> FilterManager<F> {
         std::mem::take(&mut self.decode.buffer)
     }
 
-    /// `decodeTrailers` (trailers end the body: buffered bytes go on first).
-    pub fn decode_trailers(&mut self, trailers: &mut HeaderMap, random: u64) -> Decoded {
-        if self.decode.iteration != Iteration::Done {
-            return Decoded::Stopped;
-        }
-        for i in 0..self.filters.len() {
+    /// `decodeTrailers` (Envoy's `FilterManager::decodeTrailers`): the request's
+    /// trailers, after its last body chunk, through every filter the headers reached,
+    /// the one that holds them included. When that filter continues on its trailers (or
+    /// had continued from its last data hook) or later (an async answer), the headers,
+    /// the body it held and then the trailers go on from the next filter (Envoy's
+    /// `commonContinue`): [`FilterManager::resumed_trailers`] hands them over once the
+    /// chain went through. A filter that stops them past the headers is not resumed:
+    /// they go on.
+    pub fn decode_trailers(&mut self, mut trailers: HeaderMap, random: u64) -> TrailersRun {
+        let (upto, stopped_at) = match self.decode.iteration {
+            Iteration::Done => (self.filters.len(), None),
+            // Stopped for all frames: the trailers wait before the filter.
+            Iteration::Stopped { at, buffer: true } => (at, Some(at)),
+            Iteration::Stopped { at, buffer: false } => (at + 1, Some(at)),
+            Iteration::Headers(_) | Iteration::Answered => return TrailersRun::Held,
+        };
+        for i in 0..upto {
             let mut cb = Self::callbacks(random);
-            let status = self.filters[i].decode_trailers(trailers, &mut cb);
+            let status = self.filters[i].decode_trailers(&mut trailers, &mut cb);
+            if let Some(h) = cb.request_head.take() {
+                self.decode.replaced_head = Some(h);
+            }
+            if let Some(body) = cb.decoding_buffer.take() {
+                if self.decode.data_stopped_at == Some(i) {
+                    self.decode.buffer = body;
+                }
+            }
             if let Some(r) = self.absorb(i, cb) {
                 self.decode.iteration = Iteration::Answered;
-                return Decoded::LocalReply(r);
+                return TrailersRun::LocalReply(r);
             }
-            if status == TrailersStatus::StopIteration {
-                return Decoded::Stopped;
+            if stopped_at == Some(i) {
+                // The holding filter continues on its trailers, or keeps the whole
+                // body until it continues (an async check): either way what it holds
+                // goes on from the next filter.
+                match status {
+                    TrailersStatus::Continue => self.decode.resumable = true,
+                    TrailersStatus::StopIteration => self.decode.watermark = true,
+                }
+            } else if status == TrailersStatus::StopIteration && stopped_at.is_none() {
+                tracing::debug!("a filter stopped the request trailers after the headers went on; passing them");
             }
         }
-        Decoded::Continue
+        match stopped_at {
+            None => TrailersRun::Continue(trailers),
+            Some(at) => {
+                let from = if upto == at { at } else { at + 1 };
+                self.decode.trailers = Some((from, trailers));
+                TrailersRun::Held
+            }
+        }
+    }
+
+    /// The trailers held while a filter held the stream, once the chain went past it:
+    /// through the filters after it (call after [`FilterManager::resume_data`]).
+    pub fn resumed_trailers(&mut self, random: u64) -> Option<TrailersRun> {
+        if self.decode.iteration != Iteration::Done {
+            return None;
+        }
+        let (from, mut trailers) = self.decode.trailers.take()?;
+        for i in from..self.filters.len() {
+            let mut cb = Self::callbacks(random);
+            let _ = self.filters[i].decode_trailers(&mut trailers, &mut cb);
+            if let Some(r) = self.absorb(i, cb) {
+                self.decode.iteration = Iteration::Answered;
+                return Some(TrailersRun::LocalReply(r));
+            }
+        }
+        Some(TrailersRun::Continue(trailers))
     }
 
     /// `encodeHeaders`: the response (upstream's or a local reply) through the encoder
@@ -451,8 +537,9 @@ impl<F: StreamFilter> FilterManager<F> {
 
     /// `encodeData`: a response body chunk through the encoder filters (reverse order).
     pub fn encode_data(&mut self, chunk: Vec<u8>, end: bool, random: u64) -> DataOutcome {
-        let Self { filters, encode, flags, limit, calls, .. } = self;
-        let r = run_data(filters, encode, chunk, end, *limit, flags, calls, random, false);
+        let Self { filters, encode, flags, limit, calls, metadata, route_cleared, detached, .. } = self;
+        let mut sink = Sink { flags, calls, metadata, route_cleared, detached };
+        let r = run_data(filters, encode, chunk, end, *limit, &mut sink, random, false);
         self.data_outcome(r, INTERNAL_ERROR, 500, "response_payload_too_large")
     }
 
@@ -484,6 +571,29 @@ impl<F: StreamFilter> FilterManager<F> {
     }
 }
 
+/// Where a data hook's callbacks go besides its reply and held head: the same
+/// collection [`FilterManager::absorb`] makes for the other hooks, so a metadata set, a
+/// cleared route cache or an async request from `decode_data` counts as from any hook.
+struct Sink<'a> {
+    flags: &'a mut ResponseFlags,
+    calls: &'a mut Vec<(usize, Call)>,
+    metadata: &'a mut Metadata,
+    route_cleared: &'a mut bool,
+    detached: &'a mut Vec<Call>,
+}
+
+impl Sink<'_> {
+    fn take(&mut self, i: usize, cb: &mut FilterCallbacks) {
+        self.flags.set(cb.flags);
+        self.calls.extend(cb.calls.drain(..).map(|c| (i, c)));
+        *self.route_cleared |= cb.clear_route_cache;
+        self.detached.append(&mut cb.detached);
+        for (ns, fields) in cb.metadata.drain(..) {
+            self.metadata.merge_namespace(&ns, fields);
+        }
+    }
+}
+
 enum DataRun {
     Pass(Vec<u8>),
     Held,
@@ -501,8 +611,7 @@ fn run_data<F: StreamFilter>(
     mut chunk: Vec<u8>,
     end: bool,
     limit: usize,
-    flags: &mut ResponseFlags,
-    calls: &mut Vec<(usize, Call)>,
+    sink: &mut Sink<'_>,
     random: u64,
     decode: bool,
 ) -> DataRun {
@@ -523,8 +632,7 @@ fn run_data<F: StreamFilter>(
         } else {
             filters[i].encode_data(&mut chunk, end, &mut cb)
         };
-        flags.set(cb.flags);
-        calls.extend(cb.calls.drain(..).map(|c| (i, c)));
+        sink.take(i, &mut cb);
         if let Some(h) = cb.request_head.take() {
             side.replaced_head = Some(h);
         }

@@ -14,7 +14,9 @@
 //! filter sees every chunk once, in order.
 
 use super::{FilterManager, Iteration};
-use crate::http::filter::{DataStatus, FilterCallbacks, HeadEdit, HeadersStatus, LocalReply, StreamFilter};
+use crate::http::filter::{
+    DataStatus, FilterCallbacks, HeadEdit, HeadersStatus, LocalReply, StreamFilter, TrailersStatus,
+};
 use crate::http::{HeaderMap, ResponseHead};
 
 /// What passed every encoder filter in one call, in wire order: the head (when it went
@@ -55,19 +57,96 @@ impl<F: StreamFilter> FilterManager<F> {
 
     /// `encodeTrailers` (possibly empty: the end of the stream) through every filter
     /// the head reached; held and buffered bytes go on as the filters continue.
-    pub fn encode_end(&mut self, head: &mut ResponseHead, mut trailers: HeaderMap, random: u64) -> Encoded {
+    pub fn encode_end(&mut self, head: &mut ResponseHead, trailers: HeaderMap, random: u64) -> Encoded {
         let mut out = Encoded::default();
         if self.encode.iteration == Iteration::Answered {
             return out;
         }
+        self.encode_end_from(0, head, trailers, random, &mut out);
+        out
+    }
+
+    /// The response is held by a filter waiting for its async request, or by a body
+    /// or trailers it stopped: the stream is not over when the router is.
+    pub fn encoding_held(&self) -> bool {
+        matches!(self.encode.iteration, Iteration::Stopped { .. })
+            || self.encode.data_stopped_at.is_some()
+            || self.encode.trailers_held
+    }
+
+    /// The async request encoder filter `i` sent ended: its
+    /// [`StreamFilter::on_encode_async_complete`], and what it lets go continues from
+    /// the next encoder filter (the held head, its bytes, the end it held).
+    pub fn encode_async_complete(
+        &mut self,
+        i: usize,
+        tag: u32,
+        outcome: crate::http::async_client::Outcome,
+        head: &mut ResponseHead,
+        random: u64,
+    ) -> Encoded {
+        let mut out = Encoded::default();
         let n = self.filters.len();
-        for p in 0..n {
-            let mut cb = FilterCallbacks { random, ..FilterCallbacks::default() };
-            // A filter that stops the trailers cannot be resumed here: none of ours does.
-            let _ = self.filters[n - 1 - p].encode_trailers(&mut trailers, &mut cb);
-            let added = std::mem::take(&mut cb.added_data);
-            if self.absorb_encode(n - 1 - p, cb, head, &mut out) {
+        if i >= n || self.encode.iteration == Iteration::Answered {
+            return out;
+        }
+        let p = n - 1 - i;
+        let mut cb = FilterCallbacks { random, ..FilterCallbacks::default() };
+        let resume = self.filters[i].on_encode_async_complete(tag, outcome, &mut cb);
+        let added = std::mem::take(&mut cb.added_data);
+        if self.absorb_encode(i, cb, head, &mut out) {
+            return out;
+        }
+        let Some(resume) = resume else { return out };
+        self.encode.trailers_held = false;
+        let mut chunk = Vec::new();
+        if self.encode.data_stopped_at == Some(p) {
+            self.encode.data_stopped_at = None;
+            chunk = std::mem::take(&mut self.encode.buffer);
+        }
+        chunk.extend_from_slice(&added);
+        let body_end = resume.end && resume.trailers.is_none();
+        if matches!(self.encode.iteration, Iteration::Stopped { at, .. } if at == p) {
+            let head_end = body_end && chunk.is_empty();
+            self.run_headers(p + 1, head, head_end, random, true, &mut out);
+            if out.reply.is_some() || head_end {
+                out.end |= head_end && out.headers;
                 return out;
+            }
+        }
+        if !chunk.is_empty() || body_end {
+            self.run_body(p + 1, head, chunk, body_end, random, &mut out);
+            if out.reply.is_some() {
+                return out;
+            }
+        }
+        if let Some(t) = resume.trailers {
+            self.encode_end_from(p + 1, head, t, random, &mut out);
+        }
+        out
+    }
+
+    /// `encodeTrailers` from encoder filter position `from` on; a filter that stops
+    /// them holds them (it lets them go through [`FilterManager::encode_async_complete`]).
+    fn encode_end_from(
+        &mut self,
+        from: usize,
+        head: &mut ResponseHead,
+        mut trailers: HeaderMap,
+        random: u64,
+        out: &mut Encoded,
+    ) {
+        let n = self.filters.len();
+        for p in from..n {
+            let mut cb = FilterCallbacks { random, ..FilterCallbacks::default() };
+            let status = self.filters[n - 1 - p].encode_trailers(&mut trailers, &mut cb);
+            let added = std::mem::take(&mut cb.added_data);
+            if self.absorb_encode(n - 1 - p, cb, head, out) {
+                return;
+            }
+            if status == TrailersStatus::StopIteration {
+                self.encode.trailers_held = true;
+                return;
             }
             let mut chunk = Vec::new();
             if self.encode.data_stopped_at == Some(p) {
@@ -76,18 +155,17 @@ impl<F: StreamFilter> FilterManager<F> {
             }
             chunk.extend_from_slice(&added);
             if matches!(self.encode.iteration, Iteration::Stopped { at, .. } if at == p) {
-                self.run_headers(p + 1, head, false, random, true, &mut out);
+                self.run_headers(p + 1, head, false, random, true, out);
             }
             if !chunk.is_empty() {
-                self.run_body(p + 1, head, chunk, false, random, &mut out);
+                self.run_body(p + 1, head, chunk, false, random, out);
                 if out.reply.is_some() {
-                    return out;
+                    return;
                 }
             }
         }
         out.end = true;
         out.trailers = Some(trailers);
-        out
     }
 
     /// Apply a hook's callbacks; true when it (or the buffer) ended the stream with a

@@ -77,6 +77,12 @@ impl StreamFilter for Probe {
         HeadersStatus::Continue
     }
 
+    fn decode_trailers(&mut self, trailers: &mut HeaderMap, _cb: &mut FilterCallbacks) -> TrailersStatus {
+        self.log.borrow_mut().push(format!("{}:decode_trailers", self.name));
+        trailers.append(b"x-seen", self.name.as_bytes());
+        TrailersStatus::Continue
+    }
+
     fn on_timer(&mut self, _cx: &StreamContext<'_>, _cb: &mut FilterCallbacks) -> HeadersStatus {
         self.log.borrow_mut().push(format!("{}:on_timer", self.name));
         HeadersStatus::Continue
@@ -289,5 +295,46 @@ fn a_watermark_keeps_the_body_until_the_async_answer() {
     assert_eq!(
         entries(&log),
         ["a:decode_headers", "a:decode_data:8:false", "b:decode_headers", "b:decode_data:8:false"]
+    );
+}
+
+/// Request trailers while a filter holds the stream (it buffers the body): they reach
+/// every filter up to that one; it continues on them, and the headers, its body and
+/// then the trailers go on from the next filter (Envoy's `commonContinue`) — the
+/// trailers no longer pass a filter by, nor reach one before its headers.
+#[test]
+fn trailers_reach_the_holding_filter_and_go_on_after_its_body() {
+    let log = Log::default();
+    let mut fm = FilterManager::new(1024);
+    let mut b = Probe::new("b", &log);
+    b.headers = HeadersStatus::StopIteration;
+    b.data = DataStatus::StopIterationAndBuffer;
+    fm.start([Probe::new("a", &log), b, Probe::new("c", &log)], 1024);
+    let mut head = RequestHead::default();
+    let now = Instant::now();
+    assert_eq!(fm.decode_headers(&mut head, false, &cx(now), 1), Decoded::Stopped);
+    assert_eq!(fm.decode_data(b"body".to_vec(), false, 1), DataOutcome::Held);
+    let mut t = HeaderMap::default();
+    t.append(b"x-client", b"1");
+    assert_eq!(fm.decode_trailers(t, 1), TrailersRun::Held);
+    assert!(fm.resume_pending(), "b continued on its trailers");
+    assert_eq!(fm.resumed_trailers(2), None, "not before the chain went past b");
+    assert_eq!(fm.continue_decoding(&mut head, true, &cx(now), 2), Decoded::Continue);
+    assert_eq!(fm.resume_data(false, 3), DataOutcome::Continue(b"body".to_vec()));
+    let Some(TrailersRun::Continue(t)) = fm.resumed_trailers(4) else { panic!("trailers") };
+    assert_eq!(t.get_all(b"x-seen").collect::<Vec<_>>(), vec![&b"a"[..], b"b", b"c"]);
+    assert_eq!(
+        entries(&log),
+        [
+            "a:decode_headers",
+            "b:decode_headers",
+            "a:decode_data:4:false",
+            "b:decode_data:4:false",
+            "a:decode_trailers",
+            "b:decode_trailers",
+            "c:decode_headers",
+            "c:decode_data:4:false",
+            "c:decode_trailers",
+        ]
     );
 }

@@ -21,7 +21,7 @@ use crate::http::codec::{BodyFraming, OutgoingBody};
 use crate::http::conn_manager::config::HcmConfig;
 use crate::http::conn_manager::stream::Stream;
 use crate::http::filter::LocalReply;
-use crate::http::filter_manager::{DataOutcome, Encoded};
+use crate::http::filter_manager::{DataOutcome, Encoded, TrailersRun};
 use crate::http::filters::ActiveFilter;
 use crate::http::stream_encoder::{BodyChunk, MalformedBody, ServerStream};
 use crate::http::HeaderMap;
@@ -35,6 +35,8 @@ pub struct DecodedBody {
     end: bool,
     /// A chunk is ready in `buf` (possibly empty when it only carries the end).
     ready: bool,
+    /// The request's trailers as the decoder filters left them, for the router.
+    pub trailers: Option<HeaderMap>,
 }
 
 /// What the stream keeps between calls: the request bytes above and a head an
@@ -71,6 +73,8 @@ pub struct FilteredStream<'a, D: ServerStream> {
     inner: &'a mut D,
     cfg: &'a HcmConfig,
     body: DecodedBody,
+    /// The request's trailers go through the decoder filters (one looks at bodies).
+    filtered: bool,
     /// A decoder filter's local reply while the router read the body.
     reply: Option<LocalReply>,
 }
@@ -79,7 +83,8 @@ impl<'a, D: ServerStream> FilteredStream<'a, D> {
     /// Wrap `inner` for one call; the request bytes kept in `stream` come along.
     pub fn new(inner: &'a mut D, cfg: &'a HcmConfig, stream: &mut Stream) -> FilteredStream<'a, D> {
         let body = std::mem::take(&mut stream.filter_io.body);
-        FilteredStream { inner, cfg, body, reply: None }
+        let filtered = trailers_filtered(stream);
+        FilteredStream { inner, cfg, body, filtered, reply: None }
     }
 
     /// Put the kept request bytes back; a decoder filter's local reply, if one ended the
@@ -87,6 +92,13 @@ impl<'a, D: ServerStream> FilteredStream<'a, D> {
     pub fn finish(self, stream: &mut Stream) -> Option<LocalReply> {
         stream.filter_io.body = self.body;
         self.reply
+    }
+
+    /// What the encoder filters let go outside of a codec event (a filter that held the
+    /// response resumed when its async request ended) goes to the codec.
+    pub fn deliver_resumed(&mut self, stream: &mut Stream, out: Encoded) {
+        let limit = self.cfg.buffer_limit;
+        self.deliver(stream, out, limit);
     }
 
     fn pass(stream: &Stream) -> bool {
@@ -164,7 +176,7 @@ impl<'a, D: ServerStream> FilteredStream<'a, D> {
 
 /// Our trailer map as the codecs take it (names and values that `http` refuses are
 /// dropped, as the HTTP/2 codec would refuse them).
-fn to_http(t: &HeaderMap) -> http::HeaderMap {
+pub fn to_http(t: &HeaderMap) -> http::HeaderMap {
     let mut m = http::HeaderMap::with_capacity(t.len());
     for (n, v) in t.iter() {
         if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(n), http::HeaderValue::from_bytes(v)) {
@@ -174,12 +186,19 @@ fn to_http(t: &HeaderMap) -> http::HeaderMap {
     m
 }
 
-fn from_http(t: &http::HeaderMap) -> HeaderMap {
+pub fn from_http(t: &http::HeaderMap) -> HeaderMap {
     let mut m = HeaderMap::default();
     for (n, v) in t {
         m.append(n.as_str().as_bytes(), v.as_bytes());
     }
     m
+}
+
+/// The stream's request trailers go through its decoder filters: one of them looks at
+/// bodies and every one takes trailers ([`ActiveFilter::takes_request_trailers`]).
+pub fn trailers_filtered(stream: &Stream) -> bool {
+    let filters = stream.filters.filters();
+    !filters.iter().all(ActiveFilter::headers_only) && filters.iter().all(ActiveFilter::takes_request_trailers)
 }
 
 /// After the decoder filters: a request whose `content-length` a filter removed is
@@ -214,7 +233,28 @@ impl<D: ServerStream> ServerStream for FilteredStream<'_, D> {
             let chunk = self.inner.body_input()[d.data.clone()].to_vec();
             self.inner.consume_body(d.consumed);
             let random = stream.encode_random;
-            match stream.filters.decode_data(chunk, d.end, random) {
+            // Trailers end the request: the last chunk is not its end for the filters,
+            // the trailers are (Envoy's decodeData(end_stream=false), decodeTrailers).
+            let trailers = if d.end && self.filtered {
+                self.inner.take_request_trailers().filter(|t| !t.is_empty())
+            } else {
+                None
+            };
+            let data_end = d.end && trailers.is_none();
+            let out = stream.filters.decode_data(chunk, data_end, random);
+            let out = match (out, trailers) {
+                (DataOutcome::LocalReply(r), _) => DataOutcome::LocalReply(r),
+                (out, Some(t)) => match stream.filters.decode_trailers(from_http(&t), random) {
+                    TrailersRun::Continue(t) => {
+                        self.body.trailers = Some(t);
+                        out
+                    }
+                    TrailersRun::Held => out,
+                    TrailersRun::LocalReply(r) => DataOutcome::LocalReply(r),
+                },
+                (out, None) => out,
+            };
+            match out {
                 DataOutcome::Continue(bytes) => {
                     if bytes.is_empty() && !d.end {
                         if d.consumed == 0 {
@@ -222,7 +262,8 @@ impl<D: ServerStream> ServerStream for FilteredStream<'_, D> {
                         }
                         continue;
                     }
-                    self.body = DecodedBody { buf: bytes, pos: 0, end: d.end, ready: true };
+                    let trailers = self.body.trailers.take();
+                    self.body = DecodedBody { buf: bytes, pos: 0, end: d.end, ready: true, trailers };
                 }
                 DataOutcome::Held => {
                     if d.consumed == 0 || d.end {
@@ -251,7 +292,8 @@ impl<D: ServerStream> ServerStream for FilteredStream<'_, D> {
         }
         self.body.pos += n;
         if self.body.pos >= self.body.buf.len() {
-            self.body = DecodedBody::default();
+            let trailers = self.body.trailers.take();
+            self.body = DecodedBody { trailers, ..DecodedBody::default() };
         }
     }
 
@@ -328,7 +370,11 @@ impl<D: ServerStream> ServerStream for FilteredStream<'_, D> {
     }
 
     fn take_request_trailers(&mut self) -> Option<http::HeaderMap> {
-        self.inner.take_request_trailers()
+        if !self.filtered {
+            return self.inner.take_request_trailers();
+        }
+        // Only once the filters had them (with the last chunk).
+        self.body.trailers.take().map(|t| to_http(&t))
     }
 
     fn encode_100_continue(&mut self) {

@@ -59,6 +59,17 @@ impl Background {
         }
     }
 
+    /// Start a request nobody waits for, from a connection's round (a filter's
+    /// fire-and-forget request): it runs as this generation's own and outlives the
+    /// stream; a round is asked for so it is driven.
+    pub fn fire<S: Stack>(ctx: &mut Ctx<'_, S>, call: crate::http::async_client::Call) {
+        let gen = crate::http::async_client::detached::decode_detached_key(ctx.background.calls.key()).unwrap_or(0);
+        let mut calls = std::mem::replace(&mut ctx.background.calls, DetachedCalls::new(gen));
+        calls.start(Owner::Nobody, call, ctx);
+        ctx.background.calls = calls;
+        Background::wake(ctx, Wake::Now);
+    }
+
     fn arm(
         timer_at: &mut Option<Instant>,
         timers: &mut crate::timer::Timers,
@@ -82,6 +93,7 @@ impl Background {
         for done in self.calls.drive(ctx) {
             match done.owner {
                 Owner::SpanReporter(id) => self.spans.on_complete(id, done.outcome),
+                Owner::Nobody => {}
             }
         }
         let due = if flush { self.spans.take_remaining() } else { self.spans.take_due(ctx.now) };

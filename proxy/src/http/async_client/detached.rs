@@ -44,6 +44,9 @@ pub fn decode_detached_key(key: TimerKey) -> Option<u8> {
 pub enum Owner {
     /// A tracer's span reporter on this worker, by the reporter's id.
     SpanReporter(u64),
+    /// Nobody: a fire-and-forget request a stream's filter sent (Lua's asynchronous
+    /// `httpCall`); its outcome is dropped.
+    Nobody,
 }
 
 /// An outcome for `owner`, with the tag it chose.

@@ -20,7 +20,7 @@ use sluice_stack::Stack;
 
 use crate::http::codec::OutgoingBody;
 use crate::http::filter::{PeerFacts, StreamContext};
-use crate::http::filter_manager::Decoded;
+use crate::http::filter_manager::{Decoded, TrailersRun};
 use crate::http::filter_stream::FilteredStream;
 use crate::http::filters::router::{self, RedirectStep, RouterState, Step};
 use crate::http::local_reply;
@@ -248,6 +248,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
         io.encode_end(self.stream);
         io.finish(self.stream);
         self.stream.response_done = true;
+        self.start_calls(ctx);
     }
 
     /// The decoder filters' call site: start the chain on the request headers, or
@@ -292,9 +293,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
     /// again when a filter cleared the route cache), or a filter's local reply goes out.
     fn on_decoded<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, out: Decoded, resumed: bool) {
         self.stream.flags.set(self.stream.filters.flags());
-        for (i, call) in self.stream.filters.take_calls() {
-            self.stream.async_calls.start(i, call, ctx);
-        }
+        self.start_calls(ctx);
         match out {
             Decoded::Continue => {
                 if self.stream.filters.take_route_cleared() {
@@ -302,6 +301,17 @@ impl<D: ServerStream> StreamCx<'_, D> {
                 }
                 if resumed && !self.take_filtered_body(ctx) {
                     return;
+                }
+                // Request trailers a filter held: on through the filters after it.
+                let random = ctx.rng.next_u64();
+                match self.stream.filters.resumed_trailers(random) {
+                    Some(TrailersRun::Continue(t)) => self.stream.filter_io.body.trailers = Some(t),
+                    Some(TrailersRun::LocalReply(r)) => {
+                        let headers: Vec<(&[u8], &[u8])> = r.headers.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+                        self.send_local_reply(ctx, r.status, &r.body, &headers);
+                        return;
+                    }
+                    Some(TrailersRun::Held) | None => {}
                 }
                 self.stream.phase = FilterPhase::Routed;
                 crate::http::filter_stream::reframe_request(self.stream);
@@ -339,7 +349,9 @@ impl<D: ServerStream> StreamCx<'_, D> {
         let (done, progress) = self.stream.async_calls.drive(ctx);
         for c in done {
             if self.stream.phase != FilterPhase::Decoding {
-                // The chain went past the filter (a local reply): nobody waits.
+                // The decoder filters are done: an encoder filter may hold the response
+                // for this answer (the others ignore it).
+                self.encode_async_complete(ctx, c);
                 continue;
             }
             let cfg = Arc::clone(self.cfg);
@@ -366,6 +378,34 @@ impl<D: ServerStream> StreamCx<'_, D> {
             self.on_decoded(ctx, out, held);
         }
         progress
+    }
+
+    /// An async request ended after decoding: the encoder filter that sent it may let
+    /// the response it holds go on, which then goes to the codec.
+    fn encode_async_complete<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, c: crate::http::async_client::Completed) {
+        let random = ctx.rng.next_u64();
+        let s = &mut *self.stream;
+        let out = s.filters.encode_async_complete(c.filter, c.tag, c.outcome, &mut s.response, random);
+        self.stream.flags.set(self.stream.filters.flags());
+        self.start_calls(ctx);
+        if out == crate::http::filter_manager::Encoded::default() {
+            return;
+        }
+        let cfg = Arc::clone(self.cfg);
+        let mut io = FilteredStream::new(self.io, &cfg, self.stream);
+        io.deliver_resumed(self.stream, out);
+        io.finish(self.stream);
+    }
+
+    /// Start the async requests the filters asked for: the stream's own, and the
+    /// fire-and-forget ones as the worker's (they outlive the stream).
+    fn start_calls<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) {
+        for (i, call) in self.stream.filters.take_calls() {
+            self.stream.async_calls.start(i, call, ctx);
+        }
+        for call in self.stream.filters.take_detached() {
+            crate::worker::background::Background::fire(ctx, call);
+        }
     }
 
     /// The request body the decoder filters held (a buffering filter resumed): it goes
@@ -423,11 +463,24 @@ impl<D: ServerStream> StreamCx<'_, D> {
             }
             progress = true;
             let random = ctx.rng.next_u64();
-            let out = self.stream.filters.decode_data(data, d.end, random);
-            // A filter that took the body it waited for may now ask a service (ext_authz).
-            for (i, call) in self.stream.filters.take_calls() {
-                self.stream.async_calls.start(i, call, ctx);
+            // Trailers end the request: the last chunk is not its end for the filters.
+            let trailers = if d.end && crate::http::filter_stream::trailers_filtered(self.stream) {
+                self.io.take_request_trailers().filter(|t| !t.is_empty())
+            } else {
+                None
+            };
+            let mut out = self.stream.filters.decode_data(data, d.end && trailers.is_none(), random);
+            if let (Some(t), false) = (trailers, matches!(out, crate::http::filter_manager::DataOutcome::LocalReply(_)))
+            {
+                let t = crate::http::filter_stream::from_http(&t);
+                match self.stream.filters.decode_trailers(t, random) {
+                    TrailersRun::Continue(t) => self.stream.filter_io.body.trailers = Some(t),
+                    TrailersRun::Held => {}
+                    TrailersRun::LocalReply(r) => out = crate::http::filter_manager::DataOutcome::LocalReply(r),
+                }
             }
+            // A filter that took the body it waited for may now ask a service (ext_authz).
+            self.start_calls(ctx);
             match out {
                 crate::http::filter_manager::DataOutcome::LocalReply(r) => {
                     if r.status == 413 {
@@ -548,6 +601,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
             io.finish(self.stream);
             self.stream.response_done = true;
             self.stream.phase = FilterPhase::Routed;
+            self.start_calls(ctx);
             return;
         }
         local_reply::build(&mut resp, status, body);
@@ -562,6 +616,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
         io.finish(self.stream);
         self.stream.response_done = true;
         self.stream.phase = FilterPhase::Routed;
+        self.start_calls(ctx);
     }
 
     /// Encode `self.stream.response` downstream (HCM mutations applied here).
@@ -616,6 +671,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
         let mut io = FilteredStream::new(self.io, &cfg, self.stream);
         let mut step = r.drive(&cfg, self.stream, &mut io, ctx);
         let filter_reply = io.finish(self.stream);
+        self.start_calls(ctx);
         self.stream.router = Some(r);
         if let (Some(fr), Some(_)) = (filter_reply, step.reply.as_ref()) {
             // A decoder filter refused the request body (the router saw it as malformed).

@@ -833,7 +833,12 @@ impl HttpConnection {
             // A local reply went out before the request body was read: discard it.
             progress |= self.discard_request_body();
         }
-        if self.stream.response_done && self.down.out_len() < self.cfg.buffer_limit {
+        // An encoder filter that holds the response (waiting for its async request)
+        // keeps the stream open after the router is done.
+        if self.stream.response_done
+            && self.down.out_len() < self.cfg.buffer_limit
+            && !self.stream.filters.encoding_held()
+        {
             if !self.stream.request_done {
                 if self.down.read_eof || self.down.dead {
                     self.stream.close_after = true;

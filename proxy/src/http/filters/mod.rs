@@ -154,6 +154,16 @@ impl ActiveFilter {
     /// The filter has no body or trailers hooks (Envoy's default pass-through), so a
     /// stream whose filters are all such skips the body path. Filters not listed here
     /// see the body.
+    /// The filter takes a request body that ends in trailers as Envoy's do: the last
+    /// chunk is not the end, the trailers are (`decode_trailers`). A stream whose
+    /// filters all do runs its request trailers through them; with a filter that
+    /// finishes its work on the last chunk (compressor, decompressor, gRPC bridges) the
+    /// last chunk keeps the end and the trailers go to the router as they came.
+    pub fn takes_request_trailers(&self) -> bool {
+        self.headers_only()
+            || matches!(self, ActiveFilter::Lua(_) | ActiveFilter::ExtAuthz(_) | ActiveFilter::Buffer(_))
+    }
+
     pub fn headers_only(&self) -> bool {
         if let ActiveFilter::ExtAuthz(f) = self {
             return !f.reads_body();
@@ -240,6 +250,15 @@ impl StreamFilter for ActiveFilter {
         cb: &mut FilterCallbacks,
     ) -> HeadersStatus {
         dispatch!(self, f => f.on_async_complete(tag, outcome, head, cx, cb))
+    }
+
+    fn on_encode_async_complete(
+        &mut self,
+        tag: u32,
+        outcome: crate::http::async_client::Outcome,
+        cb: &mut FilterCallbacks,
+    ) -> Option<crate::http::filter::EncodeResume> {
+        dispatch!(self, f => f.on_encode_async_complete(tag, outcome, cb))
     }
 
     fn on_destroy(&mut self) {

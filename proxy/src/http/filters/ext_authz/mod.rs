@@ -40,11 +40,11 @@ use sluice_config::filters::ext_authz::{AuthzService, BufferSettings, ExtAuthz, 
 use sluice_config::metadata::Struct;
 
 use crate::http::async_client::{AsyncClient, Outcome, Request};
-use crate::http::filter::{DataStatus, FilterCallbacks, HeadersStatus, StreamContext, StreamFilter};
+use crate::http::filter::{DataStatus, FilterCallbacks, HeadersStatus, StreamContext, StreamFilter, TrailersStatus};
 use crate::http::filters::per_route::{PerRouteFilter, RouteView};
 use crate::http::filters::CounterSet;
 use crate::http::response_flags::ResponseFlags;
-use crate::http::{RequestHead, ResponseHead};
+use crate::http::{HeaderMap, RequestHead, ResponseHead};
 use crate::stats::SharedCounter;
 use crate::upstream::cluster_manager::ClusterManager;
 
@@ -376,6 +376,18 @@ impl StreamFilter for ExtAuthzFilter {
             self.send_with_body(check, cb);
         }
         DataStatus::StopIterationAndWatermark
+    }
+
+    /// Trailers end a body the check waits for (Envoy's `decodeTrailers` with
+    /// `buffer_data_`): the check goes now, and the stream waits for it.
+    fn decode_trailers(&mut self, _trailers: &mut HeaderMap, cb: &mut FilterCallbacks) -> TrailersStatus {
+        match self.body_check.take() {
+            Some(check) => {
+                self.send_with_body(check, cb);
+                TrailersStatus::StopIteration
+            }
+            None => TrailersStatus::Continue,
+        }
     }
 
     fn encode_headers(

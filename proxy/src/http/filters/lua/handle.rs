@@ -23,6 +23,8 @@ pub struct CallSpec {
     pub headers: HeaderMap,
     pub body: Vec<u8>,
     pub timeout: Option<Duration>,
+    /// `return_duplicate_headers`: repeated response headers come back as a table.
+    pub duplicate_headers: bool,
 }
 
 /// A `respond()` the script asked for.
@@ -66,8 +68,13 @@ pub struct Shared {
     pub current_chunk: Option<Vec<u8>>,
     pub trailers: Option<HeaderMap>,
     pub respond: Option<Respond>,
+    /// The `httpCall` the script waits for.
     pub call: Option<CallSpec>,
+    /// Fire-and-forget `httpCall`s (`asynchronous`), in order, not sent yet.
+    pub async_calls: Vec<CallSpec>,
+    /// The answer to `call`, and whether repeated headers come back as tables.
     pub call_result: Option<(HeaderMap, Vec<u8>)>,
+    pub call_duplicate_headers: bool,
     pub info: Info,
     /// `dynamicMetadata():set` calls, in order, for the filter callbacks.
     pub metadata_sets: Vec<(String, Struct)>,
@@ -266,17 +273,13 @@ impl UserData for StreamUd {
             "http_call",
             |_,
              this,
-             (cluster, headers, body, timeout, asynchronous): (
+             (cluster, headers, body, options, asynchronous): (
                 String,
                 Table,
                 Option<mlua::String>,
-                i64,
+                LuaValue,
                 Option<bool>,
             )| {
-                let mut s = this.0.borrow_mut();
-                if !s.request {
-                    return Err(rt("httpCall() is not supported in envoy_on_response by sluice"));
-                }
                 let mut h = HeaderMap::default();
                 for pair in headers.pairs::<mlua::String, LuaValue>() {
                     let (k, v) = pair?;
@@ -287,6 +290,10 @@ impl UserData for StreamUd {
                             for v in t.sequence_values::<mlua::String>() {
                                 h.append(&k, &v?.as_bytes());
                             }
+                        }
+                        LuaValue::Integer(_) | LuaValue::Number(_) => {
+                            let v = v.to_string()?;
+                            h.append(&k, v.as_bytes());
                         }
                         _ => return Err(rt("header values must be strings or tables of strings")),
                     }
@@ -299,25 +306,42 @@ impl UserData for StreamUd {
                         )));
                     }
                 }
-                if timeout < 0 {
-                    return Err(rt("http call timeout must be >= 0"));
+                let o = call_options(&options, asynchronous)?;
+                // The async client sets the `content-length` of the body.
+                let body = body.map(|b| b.as_bytes().to_vec()).unwrap_or_default();
+                let spec =
+                    CallSpec { cluster, headers: h, body, timeout: o.timeout, duplicate_headers: o.duplicate_headers };
+                let mut s = this.0.borrow_mut();
+                if o.asynchronous {
+                    s.async_calls.push(spec);
+                } else {
+                    s.call_duplicate_headers = spec.duplicate_headers;
+                    s.call = Some(spec);
                 }
-                let timeout = (timeout > 0).then(|| Duration::from_millis(timeout as u64));
-                let asynchronous = asynchronous.unwrap_or(false);
-                s.call = Some(CallSpec {
-                    cluster,
-                    headers: h,
-                    body: body.map(|b| b.as_bytes().to_vec()).unwrap_or_default(),
-                    timeout,
-                });
-                Ok(asynchronous)
+                Ok(o.asynchronous)
             },
         );
         m.add_method("call_result", |lua, this, ()| {
-            let (h, body) = this.0.borrow_mut().call_result.take().unwrap_or_default();
+            let (h, body, dup) = {
+                let mut s = this.0.borrow_mut();
+                let (h, body) = s.call_result.take().unwrap_or_default();
+                (h, body, s.call_duplicate_headers)
+            };
             let t = lua.create_table()?;
             for (n, v) in h.iter() {
-                t.set(lua.create_string(n)?, lua.create_string(v)?)?;
+                let key = lua.create_string(n)?;
+                if dup && h.count(n) > 1 {
+                    // Every value of a repeated header, in order (one table per name).
+                    if t.raw_get::<Option<Table>>(key.clone())?.is_none() {
+                        let all = lua.create_table()?;
+                        for (i, v) in h.get_all(n).enumerate() {
+                            all.raw_set(i + 1, lua.create_string(v)?)?;
+                        }
+                        t.set(key, all)?;
+                    }
+                } else {
+                    t.set(key, lua.create_string(v)?)?;
+                }
             }
             let body = if body.is_empty() { LuaValue::Nil } else { LuaValue::String(lua.create_string(&body)?) };
             Ok((t, body))
@@ -340,6 +364,49 @@ impl UserData for StreamUd {
             Ok(())
         });
     }
+}
+
+/// `httpCall`'s options: the 4th argument as a timeout (with the 5th, `asynchronous`)
+/// or as Envoy's options table.
+struct CallOptions {
+    timeout: Option<Duration>,
+    asynchronous: bool,
+    duplicate_headers: bool,
+}
+
+fn call_options(v: &LuaValue, asynchronous: Option<bool>) -> mlua::Result<CallOptions> {
+    let timeout_of = |ms: i64| {
+        if ms < 0 {
+            return Err(rt("http call timeout must be >= 0"));
+        }
+        Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
+    };
+    let mut o = CallOptions { timeout: None, asynchronous: asynchronous.unwrap_or(false), duplicate_headers: false };
+    match v {
+        LuaValue::Integer(ms) => o.timeout = timeout_of(*ms)?,
+        LuaValue::Number(ms) if ms.fract() == 0.0 => o.timeout = timeout_of(*ms as i64)?,
+        LuaValue::Table(t) => {
+            for pair in t.clone().pairs::<mlua::String, LuaValue>() {
+                let (k, v) = pair?;
+                let truthy = !matches!(v, LuaValue::Nil | LuaValue::Boolean(false));
+                match &*k.to_str()? {
+                    "asynchronous" => o.asynchronous = truthy,
+                    "return_duplicate_headers" => o.duplicate_headers = truthy,
+                    "timeout_ms" => match v {
+                        LuaValue::Integer(ms) => o.timeout = timeout_of(ms)?,
+                        LuaValue::Number(ms) if ms.fract() == 0.0 => o.timeout = timeout_of(ms as i64)?,
+                        _ => return Err(rt("'timeout_ms' option must be an integer")),
+                    },
+                    k @ ("trace_sampled" | "send_xff") => {
+                        return Err(rt(format!("the \"{k}\" httpCall() option is not supported by sluice")))
+                    }
+                    k => return Err(rt(format!("\"{k}\" is not valid key for httpCall() options"))),
+                }
+            }
+        }
+        _ => return Err(rt("httpCall() takes a timeout in milliseconds or an options table")),
+    }
+    Ok(o)
 }
 
 /// `streamInfo()`.

@@ -15,9 +15,19 @@
 //!   (past it: 413 on a request, 500 on a response, as Envoy's buffering filters);
 //!   `setBytes` replaces it and the `content-length` follows.
 //! - `respond()` (request flow only) answers locally with the script's `:status`,
-//!   headers and body; `httpCall()` sends a request to a cluster through the worker's
-//!   async client and resumes with `(headers, body)` (`:status` 503 and body
-//!   `upstream failure` when it fails or times out, as Envoy fakes it).
+//!   headers and body.
+//! - `httpCall(cluster, headers, body, timeout_ms[, asynchronous])` or
+//!   `httpCall(cluster, headers, body, options)` (`timeout_ms`, `asynchronous`,
+//!   `return_duplicate_headers`; `trace_sampled` and `send_xff` are Lua errors here),
+//!   from either hook, before or after `body()`: the request goes to the cluster
+//!   through the worker's async client and the script resumes with `(headers, body)`
+//!   (`:status` 503 and body `upstream failure` when it fails or times out, as Envoy
+//!   fakes it). Meanwhile the stream holds: the request body the script took waits
+//!   for it (`StopIterationAndWatermark`, then `modify_decoding_buffer`), and on the
+//!   response the head, body and trailers that come wait unseen in the filter, handed
+//!   to the script as it asks for them once the answer came
+//!   ([`StreamFilter::on_encode_async_complete`]). An asynchronous call goes out as a
+//!   worker-owned request that outlives the stream; its answer is dropped.
 //! - A Lua error (a failed call, the memory or instruction limit) is logged, counted in
 //!   `http.<stat_prefix>.lua[.<filter stat_prefix>].errors` and answered 500 while the
 //!   headers are still held; once they went on, the script is just dropped.
@@ -29,10 +39,8 @@
 //!
 //! Trailers end a `bodyChunks()` loop (the iterator stops, `trailers()` answers).
 //!
-//! Not in sluice: `httpCall()` from `envoy_on_response`, and after `body()` in the
-//! request flow (both Lua errors); `dynamicMetadata():get` sees what this filter set;
-//! request trailers after the script resumed the stream from a data hook pass the
-//! filter by (the filter manager's `decode_trailers` runs only once decoding is done).
+//! Not in sluice: `httpCall()` inside a request-flow `bodyChunks()` loop (a Lua error);
+//! `dynamicMetadata():get` sees what this filter set.
 
 mod handle;
 mod request;
@@ -48,7 +56,9 @@ use sluice_config::filters::lua::Lua;
 use self::runtime::LuaCode;
 use self::stream::LuaStream;
 use crate::http::async_client::Outcome;
-use crate::http::filter::{DataStatus, FilterCallbacks, HeadersStatus, StreamContext, StreamFilter, TrailersStatus};
+use crate::http::filter::{
+    DataStatus, EncodeResume, FilterCallbacks, HeadersStatus, StreamContext, StreamFilter, TrailersStatus,
+};
 use crate::http::filters::per_route::{PerRouteFilter, RouteView};
 use crate::http::filters::CounterSet;
 use crate::http::{HeaderMap, RequestHead, ResponseHead};
@@ -223,6 +233,16 @@ impl StreamFilter for LuaFilter {
             return HeadersStatus::Continue;
         }
         self.with(|s| s.on_async_complete(tag, outcome, head, cx, cb))
+    }
+
+    fn on_encode_async_complete(
+        &mut self,
+        tag: u32,
+        outcome: Outcome,
+        cb: &mut FilterCallbacks,
+    ) -> Option<EncodeResume> {
+        self.slot?;
+        self.with(|s| s.on_encode_async_complete(tag, outcome, cb))
     }
 
     fn encode_headers(&mut self, head: &mut ResponseHead, end_stream: bool, cb: &mut FilterCallbacks) -> HeadersStatus {

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use super::handle;
 use super::response::response_headers;
-use super::stream::{resume, run_wait, version_name, Flow, LuaStream, Start, Step, Wait};
+use super::stream::{resume, run_wait, version_name, Flow, LuaStream, Start, Step, Wait, TAG_REQUEST_CALL};
 use crate::http::async_client::{Outcome, Request};
 use crate::http::filter::{DataStatus, FilterCallbacks, HeadersStatus, StreamContext, TrailersStatus};
 use crate::http::{HeaderMap, RequestHead};
@@ -23,6 +23,9 @@ impl LuaStream {
     ) -> Flow {
         let Some(run) = self.req.as_mut() else { return Flow::Continue };
         Self::flush_metadata(&mut self.metadata, &run.shared, cb);
+        let Some(run) = self.req.as_ref() else { return Flow::Continue };
+        self.fire_async(run, cb);
+        let Some(run) = self.req.as_mut() else { return Flow::Continue };
         // The head as the script left it.
         let held_open = run.shared.borrow().headers_open;
         if held_open {
@@ -54,28 +57,26 @@ impl LuaStream {
                 Flow::Stop
             }
             Step::Finished => {
-                self.fire_async(cb);
                 self.req = None;
                 Flow::Continue
             }
             Step::Waiting(Wait::Call) => {
                 let spec = run.shared.borrow_mut().call.take();
+                let w = Rc::clone(&run.w);
                 let Some(spec) = spec else { return Flow::Stop };
-                match self.client(&spec.cluster) {
+                match self.client(&w, &spec.cluster) {
                     Ok(client) => {
-                        cb.send_request(&client, call_request(spec), 0);
+                        cb.send_request(&client, call_request(spec), TAG_REQUEST_CALL);
                         run_wait(&mut self.req, Wait::Call);
-                        Flow::Stop
+                        Flow::Wait(Wait::Call)
                     }
                     Err(e) => {
                         self.req = None;
-                        self.script_error(&e, cb);
-                        Flow::Stop
+                        self.failed(&w, held_open, &e, cb)
                     }
                 }
             }
             Step::Waiting(w) => {
-                self.fire_async(cb);
                 run_wait(&mut self.req, w);
                 Flow::Wait(w)
             }
@@ -142,9 +143,13 @@ impl LuaStream {
                 match flow {
                     Flow::Stop => DataStatus::StopIterationNoBuffer,
                     Flow::Wait(Wait::Call) => {
-                        self.req = None;
-                        self.script_error("httpCall() after body() in the request flow is not supported by sluice", cb);
-                        DataStatus::StopIterationNoBuffer
+                        // httpCall() after body(): the script keeps the body (it may
+                        // still change it) and the stream holds its place until the
+                        // answer (Envoy: StopIterationAndWatermark); the body goes on
+                        // from `on_async_complete`.
+                        shared.borrow_mut().body = body;
+                        shared.borrow_mut().body_replaced = replaced;
+                        DataStatus::StopIterationAndWatermark
                     }
                     _ => {
                         if replaced {
@@ -169,8 +174,17 @@ impl LuaStream {
                 }
                 let step = resume(run, None);
                 let flow = self.request_step(step, None, cb);
-                if let Flow::Stop = flow {
-                    return DataStatus::StopIterationNoBuffer;
+                match flow {
+                    Flow::Stop => return DataStatus::StopIterationNoBuffer,
+                    Flow::Wait(Wait::Call) => {
+                        self.req = None;
+                        self.script_error(
+                            "httpCall() inside bodyChunks() in the request flow is not supported by sluice",
+                            cb,
+                        );
+                        return DataStatus::StopIterationNoBuffer;
+                    }
+                    _ => {}
                 }
                 *data = shared.borrow_mut().current_chunk.take().unwrap_or_default();
                 self.release_request(cb);
@@ -195,6 +209,9 @@ impl LuaStream {
 
     pub(super) fn decode_trailers(&mut self, trailers: &mut HeaderMap, cb: &mut FilterCallbacks) -> TrailersStatus {
         let Some(run) = self.req.as_mut() else { return TrailersStatus::Continue };
+        if run.wait == Some(Wait::Body) {
+            return self.body_then_trailers(trailers, cb);
+        }
         // A script in `trailers()`, or in `bodyChunks()` waiting for a chunk that the
         // trailers tell it will not come (the iterator ends; `trailers()` then answers).
         if !matches!(run.wait, Some(Wait::Trailers | Wait::Chunk)) {
@@ -220,17 +237,33 @@ impl LuaStream {
         _cx: &StreamContext<'_>,
         cb: &mut FilterCallbacks,
     ) -> HeadersStatus {
-        if tag != 0 {
+        if tag != TAG_REQUEST_CALL {
             return HeadersStatus::StopIteration;
         }
         let Some(run) = self.req.as_mut() else { return HeadersStatus::Continue };
         if run.wait != Some(Wait::Call) {
             return HeadersStatus::StopIteration;
         }
-        run.shared.borrow_mut().call_result = Some(call_result(outcome));
+        let shared = Rc::clone(&run.shared);
+        shared.borrow_mut().call_result = Some(call_result(outcome));
+        // After body(): the script holds the whole body and the head it edited.
+        let after_body = self.held_request.is_some() && shared.borrow().end_seen;
+        if let Some(h) = self.held_request.as_ref().filter(|_| after_body) {
+            *head = h.clone();
+        }
         let step = resume(run, None);
         match self.request_step(step, Some(head), cb) {
             Flow::Continue => {
+                if after_body {
+                    let (body, replaced) = {
+                        let mut s = shared.borrow_mut();
+                        (std::mem::take(&mut s.body), s.body_replaced)
+                    };
+                    if replaced && head.headers.contains(b"content-length") {
+                        head.headers.set(b"content-length", body.len().to_string().as_bytes());
+                    }
+                    cb.modify_decoding_buffer(body);
+                }
                 self.close_request_headers();
                 HeadersStatus::Continue
             }
@@ -241,6 +274,41 @@ impl LuaStream {
                     self.held_request = Some(head.clone());
                 }
                 HeadersStatus::StopIteration
+            }
+        }
+    }
+
+    /// Trailers end the body a script in `body()` waits for: it resumes with the whole
+    /// body and the trailers; the body as it left it goes on in the stream's place
+    /// (`modify_decoding_buffer`), with the held head. After an `httpCall()` there, the
+    /// stream waits for the answer ([`LuaStream::on_async_complete`] lets it go).
+    fn body_then_trailers(&mut self, trailers: &mut HeaderMap, cb: &mut FilterCallbacks) -> TrailersStatus {
+        let Some(run) = self.req.as_mut() else { return TrailersStatus::Continue };
+        let shared = Rc::clone(&run.shared);
+        {
+            let mut s = shared.borrow_mut();
+            s.trailers = Some(std::mem::take(trailers));
+            s.end_seen = true;
+        }
+        let step = resume(run, None);
+        let flow = self.request_step(step, None, cb);
+        *trailers = shared.borrow_mut().trailers.take().unwrap_or_default();
+        match flow {
+            Flow::Stop => TrailersStatus::StopIteration,
+            Flow::Wait(Wait::Call) => TrailersStatus::StopIteration,
+            _ => {
+                let (body, replaced) = {
+                    let mut s = shared.borrow_mut();
+                    (std::mem::take(&mut s.body), s.body_replaced)
+                };
+                if let Some(h) = self.held_request.as_mut().filter(|_| replaced) {
+                    if h.headers.contains(b"content-length") {
+                        h.headers.set(b"content-length", body.len().to_string().as_bytes());
+                    }
+                }
+                cb.modify_decoding_buffer(body);
+                self.release_request(cb);
+                TrailersStatus::Continue
             }
         }
     }

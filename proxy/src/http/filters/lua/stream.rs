@@ -51,7 +51,25 @@ pub(super) struct LuaStream {
     pub(super) held_request: Option<RequestHead>,
     /// The dynamic metadata the scripts set on this stream.
     pub(super) metadata: sluice_config::metadata::Metadata,
+    /// Response input that came while `envoy_on_response` waited for its `httpCall()`
+    /// (Envoy holds it with `StopIterationAndWatermark`), not seen by the script yet.
+    pub(super) resp_pending: Pending,
 }
+
+/// Body bytes, the end and trailers held for a script that waits for an `httpCall()`.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    /// Chunks the script saw, to go on ahead of `data`.
+    pub(super) seen: Vec<u8>,
+    pub(super) data: Vec<u8>,
+    pub(super) end: bool,
+    pub(super) trailers: Option<HeaderMap>,
+}
+
+/// The tag of `envoy_on_request`'s `httpCall()` answer.
+pub(super) const TAG_REQUEST_CALL: u32 = 0;
+/// The tag of `envoy_on_response`'s.
+pub(super) const TAG_RESPONSE_CALL: u32 = 2;
 
 impl std::fmt::Debug for LuaStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,6 +88,7 @@ impl LuaStream {
             resp: None,
             held_request: None,
             metadata: Default::default(),
+            resp_pending: Pending::default(),
         }
     }
 
@@ -152,22 +171,25 @@ impl LuaStream {
         Flow::Continue
     }
 
-    /// Fire-and-forget `httpCall`s the script made without waiting.
-    pub(super) fn fire_async(&mut self, cb: &mut FilterCallbacks) {
-        let Some(run) = self.req.as_ref() else { return };
-        let spec = run.shared.borrow_mut().call.take();
-        if let Some(spec) = spec {
-            match self.client(&spec.cluster) {
-                Ok(client) => cb.send_request(&client, request::call_request(spec), 1),
-                Err(e) => tracing::error!(target: "lua", "script error: {e}"),
+    /// Fire-and-forget `httpCall`s (`asynchronous`) the script made since the last
+    /// step: each goes out as a worker-owned request (Envoy sends them with no-op
+    /// callbacks, so they outlive the stream); the answer is dropped.
+    pub(super) fn fire_async(&self, run: &Run, cb: &mut FilterCallbacks) {
+        let specs = std::mem::take(&mut run.shared.borrow_mut().async_calls);
+        for spec in specs {
+            match self.client(&run.w, &spec.cluster) {
+                Ok(client) => cb.send_request_detached(&client, request::call_request(spec)),
+                Err(e) => {
+                    self.config.errors.inc();
+                    tracing::error!(target: "lua", "script error: {e}");
+                }
             }
         }
     }
 
     /// This worker's async client for `cluster`.
-    pub(super) fn client(&self, cluster: &str) -> Result<Arc<AsyncClient>, String> {
-        let Some(run) = self.req.as_ref() else { return Err("no script".into()) };
-        let mut clients = run.w.clients.borrow_mut();
+    pub(super) fn client(&self, w: &WorkerLua, cluster: &str) -> Result<Arc<AsyncClient>, String> {
+        let mut clients = w.clients.borrow_mut();
         if let Some((_, c)) = clients.iter().find(|(n, _)| n == cluster) {
             return Ok(Arc::clone(c));
         }

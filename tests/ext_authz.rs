@@ -450,7 +450,41 @@ fn request_body_over_http2(backend: Backend) {
     assert_eq!(origin.requests(), 1);
 }
 
+/// `with_request_body` on an HTTP/2 request whose body ends in trailers: the check goes
+/// when the trailers end the body (Envoy's `decodeTrailers` with `buffer_data_`), with
+/// the whole body; after the OK the origin (HTTP/2) gets the body and the trailers; a
+/// denied request never reaches it.
+fn request_body_ending_in_trailers(backend: Backend) {
+    use sluice_e2e::h2_origin::H2Origin;
+    let net = Net::new(backend);
+    let origin = H2Origin::serve(net.listen(), "web", None);
+    let auth = AuthServer::serve(net.listen(), &[]);
+    let (web, authz) = ([origin.addr], [auth.acceptor.addr]);
+    let clusters = [
+        ClusterAt { name: "web", endpoints: &web, extra: crate::grpc::H2_UPSTREAM },
+        ClusterAt { name: "authz", endpoints: &authz, extra: "" },
+    ];
+    let p = HttpProxy::start(&net, BODY_VHOSTS, &clusters, "", &body_filter("max_request_bytes: 16"), 1);
+    let conn = net.connect(p.proxy().target(p.listen_addr())).expect("connect");
+    let mut c = sluice_e2e::h2_client::H2Client::handshake(conn).expect("handshake");
+    let good = [("authorization", "Bearer good")];
+    let r = c
+        .request_with_headers_and_trailers("POST", "/h2", &good, b"with trailers", &[("x-client", "1")])
+        .expect("response");
+    assert_eq!(r.status, 200);
+    assert_eq!(auth.checks()[0].body, b"with trailers", "the check waited for the trailers");
+    assert_eq!(origin.seen()[0].body, b"with trailers");
+    let trailers = origin.trailers();
+    assert!(trailers[0].contains(&("x-client".into(), "1".into())), "{trailers:?}");
+    let bad = [("authorization", "Bearer bad")];
+    let r = c.request_with_headers_and_trailers("POST", "/h2", &bad, b"evil", &[("x-client", "2")]).expect("response");
+    assert_eq!(r.status, 401);
+    assert_eq!(auth.checks()[1].body, b"evil");
+    assert_eq!(origin.seen().len(), 1, "denied: never sent on");
+}
+
 on_both_backends!(
+    request_body_ending_in_trailers,
     request_body_over_http2,
     request_body_to_http_service,
     partial_request_body,

@@ -5,7 +5,7 @@
 //! cached per worker (many requests, one fetch) until `cache_duration` passes, after
 //! which rotated keys are fetched; a fetch that fails (the origin is down, or answers
 //! 503) gets 401 "Jwks remote fetch is failed" and `jwks_fetch_failed`, and is tried
-//! again by the next request.
+//! again by the next request; with `retry_policy` it is retried first.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::Command;
@@ -64,6 +64,8 @@ struct JwksOrigin {
     status: Arc<Mutex<u16>>,
     paths: Arc<Mutex<Vec<String>>>,
     hits: Arc<AtomicUsize>,
+    /// The next this many requests get 503.
+    fail_next: Arc<AtomicUsize>,
     _acceptor: Acceptor,
 }
 
@@ -73,7 +75,9 @@ impl JwksOrigin {
         let status = Arc::new(Mutex::new(200));
         let paths = Arc::new(Mutex::new(Vec::new()));
         let hits = Arc::new(AtomicUsize::new(0));
+        let fail_next = Arc::new(AtomicUsize::new(0));
         let (j, s, p, h) = (Arc::clone(&jwks), Arc::clone(&status), Arc::clone(&paths), Arc::clone(&hits));
+        let f = Arc::clone(&fail_next);
         let acceptor = Acceptor::start(listener, move |c: Conn, _| {
             let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
             let mut writer = c.try_clone().unwrap();
@@ -90,7 +94,8 @@ impl JwksOrigin {
             }
             p.lock().unwrap().push(line.split(' ').nth(1).unwrap_or("").to_string());
             h.fetch_add(1, Ordering::SeqCst);
-            let status = *s.lock().unwrap();
+            let failing = f.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+            let status = if failing { 503 } else { *s.lock().unwrap() };
             let body = if status == 200 { j.lock().unwrap().clone() } else { "unavailable".to_string() };
             let head = format!(
                 "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -99,7 +104,7 @@ impl JwksOrigin {
             let _ = writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(body.as_bytes()));
             let _ = writer.flush();
         });
-        JwksOrigin { addr: acceptor.addr, jwks, status, paths, hits, _acceptor: acceptor }
+        JwksOrigin { addr: acceptor.addr, jwks, status, paths, hits, fail_next, _acceptor: acceptor }
     }
 
     fn hits(&self) -> usize {
@@ -230,7 +235,42 @@ fn a_failed_fetch_is_refused_and_tried_again(backend: Backend) {
     assert_eq!(origin.requests(), 1, "no refused request reaches the origin");
 }
 
+/// `remote_jwks.retry_policy`: a fetch answered 503 is retried (Envoy retries it on
+/// 5xx, gateway-error, connect-failure and reset, with the jittered back-off) up to
+/// `num_retries` times; within them the request gets in, past them it gets 401
+/// "Jwks remote fetch is failed".
+fn a_failed_fetch_is_retried_as_the_retry_policy_says(backend: Backend) {
+    let m = mint();
+    let net = Net::new(backend);
+    let origin = HttpOrigin::serve(net.listen(), "web");
+    let idp = JwksOrigin::serve(net.listen(), m.jwks("a"));
+    let (web, keys) = ([origin.addr], [idp.addr]);
+    let clusters =
+        [ClusterAt { name: "web", endpoints: &web, extra: "" }, ClusterAt { name: "idp", endpoints: &keys, extra: "" }];
+    let filters = filters("300s").replace(
+        "          cache_duration: 300s\n",
+        "          cache_duration: 300s\n          retry_policy: { num_retries: 2, retry_back_off: { base_interval: 0.01s, max_interval: 0.05s } }\n",
+    );
+    let p = HttpProxy::start(&net, VHOSTS, &clusters, "", &filters, 1);
+    let mut c = p.client();
+    // Three failures: the first try and both retries.
+    idp.fail_next.store(3, Ordering::SeqCst);
+    let r = c.request("GET", "/api", &[("authorization", &m.bearer("a"))], b"");
+    assert_eq!((r.status, r.text().as_str()), (401, "Jwks remote fetch is failed"));
+    assert_eq!(idp.hits(), 3, "one try and num_retries retries");
+    assert_eq!(p.counter("http.ingress.jwt_authn.jwks_fetch_failed"), 1);
+    // Two failures: the second retry gets the keys.
+    idp.fail_next.store(2, Ordering::SeqCst);
+    let r = c.request("GET", "/api", &[("authorization", &m.bearer("a"))], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(idp.hits(), 6);
+    assert_eq!(p.counter("http.ingress.jwt_authn.jwks_fetch_success"), 1);
+    assert_eq!(p.counter("cluster.idp.upstream_rq_retry"), 4);
+    assert_eq!(origin.requests(), 1);
+}
+
 on_both_backends!(
+    a_failed_fetch_is_retried_as_the_retry_policy_says,
     the_keys_are_fetched_once_and_cached,
     rotated_keys_are_fetched_after_cache_duration,
     a_failed_fetch_is_refused_and_tried_again

@@ -25,7 +25,7 @@ mod not_yet;
 mod rds;
 mod upgrade;
 
-pub use async_client::async_client_hcm;
+pub use async_client::{async_client_hcm, async_client_hcm_with};
 pub use rds::Rds;
 
 pub use forwarding::{

@@ -179,11 +179,23 @@ impl H2Client {
         body: &[u8],
         trailers: &[(&str, &str)],
     ) -> Result<H2Response, h2::Error> {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(format!("http://sluice.test{path}"))
-            .body(())
-            .expect("a valid request");
+        self.request_with_headers_and_trailers(method, path, &[], body, trailers)
+    }
+
+    /// [`H2Client::request_with_trailers`] with request `headers` too.
+    pub fn request_with_headers_and_trailers(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        trailers: &[(&str, &str)],
+    ) -> Result<H2Response, h2::Error> {
+        let mut req = http::Request::builder().method(method).uri(format!("http://sluice.test{path}"));
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        let req = req.body(()).expect("a valid request");
         drive(&mut self.conn, &self.skip_read, &self.waker, |cx| self.send.poll_ready(cx))??;
         let (response, mut stream) = self.send.send_request(req, false)?;
         if !body.is_empty() {

@@ -7,7 +7,7 @@
 //! Names that must refer to something are checked here, with Envoy's messages:
 //! "Required provider ['x'] is not configured." and "Wrong requirement_name: x. It
 //! should be one of [a,b]". Keys come from `local_jwks` or `remote_jwks` (`http_uri`
-//! and `cache_duration`; `async_fetch` and `retry_policy` are rejected); so are the
+//! `cache_duration` and `retry_policy`; `async_fetch` is rejected); so are the
 //! features that need filter state or the route cache
 //! (`filter_state_rules`, `clear_route_cache`) and the
 //! provider fields whose failure statuses sluice cannot confirm against Envoy
@@ -111,6 +111,61 @@ pub struct RemoteJwksConfig {
     pub timeout: Duration,
     /// `cache_duration` (Envoy's default: 600 s).
     pub cache_duration: Duration,
+    /// `retry_policy`: the fetch is retried.
+    pub retry_policy: Option<JwksRetryPolicy>,
+}
+
+/// `remote_jwks.retry_policy` (`config.core.v3.RetryPolicy`) as Envoy applies it to the
+/// fetch (`Http::Utility::convertCoreToRouteRetryPolicy` with `retry_on`
+/// "5xx,gateway-error,connect-failure,reset"): `num_retries` (default 1) retries with a
+/// fully jittered exponential back-off (`retry_back_off`, default 1 s base and a cap
+/// of 10 x base), each try limited to the cap (`per_try_timeout` = `max_interval`),
+/// all within `http_uri.timeout`. The core fields that conversion drops (`retry_on`,
+/// `retry_priority`, `retry_host_predicate`, `host_selection_retry_max_attempts`)
+/// are rejected here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwksRetryPolicy {
+    pub num_retries: u32,
+    pub back_off: crate::route::RetryBackOff,
+}
+
+/// The conditions Envoy retries a JWKS fetch on.
+pub const JWKS_RETRY_ON: &str = "5xx,gateway-error,connect-failure,reset";
+
+impl Decode for JwksRetryPolicy {
+    fn decode(d: &mut Decoder, node: &Node, path: &str) -> Option<Self> {
+        let mut f = Fields::of(d, node, path)?;
+        let back_off: Option<crate::route::RetryBackOff> = f.opt(d, "retry_back_off");
+        let num_retries = f.or(d, "num_retries", 1u32);
+        for name in ["retry_on", "retry_priority", "retry_host_predicate", "host_selection_retry_max_attempts"] {
+            f.unsupported_because(
+                d,
+                name,
+                "not applied to the JWKS fetch (Envoy retries it on 5xx, gateway-error, connect-failure and reset)",
+            );
+        }
+        f.finish(d);
+        let back_off = back_off.unwrap_or(crate::route::RetryBackOff {
+            base_interval: Duration::from_secs(1),
+            max_interval: Duration::from_secs(10),
+        });
+        Some(JwksRetryPolicy { num_retries, back_off })
+    }
+}
+
+impl JwksRetryPolicy {
+    /// The route `retry_policy` the fetch's requests run under (flow YAML).
+    pub fn route_retry_policy(&self) -> String {
+        let secs = |d: Duration| format!("{}s", d.as_secs_f64());
+        format!(
+            "retry_policy: {{retry_on: '{JWKS_RETRY_ON}', num_retries: {}, per_try_timeout: {}, \
+             retry_back_off: {{base_interval: {}, max_interval: {}}}}}",
+            self.num_retries,
+            secs(self.back_off.max_interval),
+            secs(self.back_off.base_interval),
+            secs(self.back_off.max_interval)
+        )
+    }
 }
 
 /// Envoy's `PubkeyCacheExpirationSec`.
@@ -129,7 +184,7 @@ impl Decode for RemoteJwksConfig {
             "fetching the keys before requests need them is not supported: each worker fetches them \
              when a request needs them (remove `async_fetch`)",
         );
-        f.unsupported_because(d, "retry_policy", "retries of the JWKS fetch are not supported");
+        let retry_policy: Option<JwksRetryPolicy> = f.opt(d, "retry_policy");
         f.finish(d);
         let Some(u) = http_uri else {
             d.error(ErrorKind::Missing, &uri_path, line, "required field is missing");
@@ -145,7 +200,7 @@ impl Decode for RemoteJwksConfig {
             d.error(ErrorKind::Invalid, &format!("{uri_path}.cluster"), line, "must not be empty");
             return None;
         }
-        Some(RemoteJwksConfig { uri, cluster, timeout, cache_duration })
+        Some(RemoteJwksConfig { uri, cluster, timeout, cache_duration, retry_policy })
     }
 }
 

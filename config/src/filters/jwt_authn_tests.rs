@@ -72,11 +72,11 @@ fn unknown_providers_and_requirement_names_are_errors_with_envoys_messages() {
 #[test]
 fn unsupported_fields_are_rejected_with_their_path() {
     let (_, d) = decode(
-        "  providers:\n    r:\n      remote_jwks: {http_uri: {uri: 'https://x/jwks', cluster: c, timeout: 1s}, async_fetch: {}, retry_policy: {}}\n",
+        "  providers:\n    r:\n      remote_jwks: {http_uri: {uri: 'https://x/jwks', cluster: c, timeout: 1s}, async_fetch: {}, retry_policy: {retry_on: 5xx}}\n",
     );
     let e = errors(&d);
     assert!(e.contains("f.typed_config.providers.r.remote_jwks.async_fetch"), "{e}");
-    assert!(e.contains("f.typed_config.providers.r.remote_jwks.retry_policy"), "{e}");
+    assert!(e.contains("f.typed_config.providers.r.remote_jwks.retry_policy.retry_on"), "{e}");
     let (_, d) = decode("  providers:\n    p: {issuer: x}\n");
     assert!(errors(&d).contains("one of `local_jwks` or `remote_jwks` is required"), "{}", errors(&d));
     let (_, d) = decode("  filter_state_rules: {name: n}\n");
@@ -136,6 +136,7 @@ fn remote_jwks_loads_with_envoys_default_cache_duration() {
             cluster: "idp".into(),
             timeout: Duration::from_secs(2),
             cache_duration: Duration::from_secs(600),
+            retry_policy: None,
         }
     );
     let JwksSource::Remote(s) = &j.providers[1].jwks else { panic!() };
@@ -147,4 +148,39 @@ fn remote_jwks_loads_with_envoys_default_cache_duration() {
         "  providers:\n    r:\n      local_jwks: {inline_string: x}\n      remote_jwks: {http_uri: {uri: 'https://idp/jwks', cluster: c, timeout: 2s}}\n",
     );
     assert!(errors(&d).contains("set only one of `local_jwks` and `remote_jwks`"), "{}", errors(&d));
+}
+
+/// `remote_jwks.retry_policy` as Envoy converts it for the fetch: `num_retries` 1 and a
+/// 1 s / 10 s back-off unless given, `max_interval` 10 x `base_interval` by default,
+/// each try limited to `max_interval`, retried on 5xx, gateway-error, connect-failure
+/// and reset; a cap under the base is refused.
+#[test]
+fn remote_jwks_retry_policy_is_envoys_conversion() {
+    let remote = |policy: &str| {
+        let (j, d) = decode(&format!(
+            "  providers:\n    r:\n      remote_jwks: {{http_uri: {{uri: 'https://x/jwks', cluster: c, timeout: 1s}}, retry_policy: {policy}}}\n"
+        ));
+        (
+            j.and_then(|j| match &j.providers[0].jwks {
+                JwksSource::Remote(r) => r.retry_policy.clone(),
+                _ => None,
+            }),
+            errors(&d),
+        )
+    };
+    let (p, e) = remote("{}");
+    let p = p.unwrap_or_else(|| panic!("{e}"));
+    assert_eq!(p.num_retries, 1);
+    assert_eq!(p.back_off.base_interval, Duration::from_secs(1));
+    assert_eq!(p.back_off.max_interval, Duration::from_secs(10));
+    let (p, e) = remote("{num_retries: 3, retry_back_off: {base_interval: 0.05s}}");
+    let p = p.unwrap_or_else(|| panic!("{e}"));
+    assert_eq!((p.num_retries, p.back_off.max_interval), (3, Duration::from_millis(500)));
+    assert_eq!(
+        p.route_retry_policy(),
+        "retry_policy: {retry_on: '5xx,gateway-error,connect-failure,reset', num_retries: 3, per_try_timeout: 0.5s, \
+         retry_back_off: {base_interval: 0.05s, max_interval: 0.5s}}"
+    );
+    let (_, e) = remote("{retry_back_off: {base_interval: 2s, max_interval: 1s}}");
+    assert!(e.contains("retry_policy.retry_back_off.max_interval"), "{e}");
 }

@@ -10,6 +10,12 @@ use crate::decode::{Decoder, Fields};
 /// The connection manager for requests to `cluster`; an error only if the synthetic
 /// config fails to decode (a bug, reported with its errors).
 pub fn async_client_hcm(cluster: &str) -> Result<HttpConnectionManager, String> {
+    async_client_hcm_with(cluster, "")
+}
+
+/// [`async_client_hcm`] whose route also has `route_extra`, fields of a
+/// `RouteAction` in flow YAML (a `retry_policy`: Envoy's `RequestOptions::setRetryPolicy`).
+pub fn async_client_hcm_with(cluster: &str, route_extra: &str) -> Result<HttpConnectionManager, String> {
     // A double-quoted YAML scalar, whatever the cluster's name holds.
     let mut name = String::from("\"");
     for c in cluster.chars() {
@@ -23,10 +29,11 @@ pub fn async_client_hcm(cluster: &str) -> Result<HttpConnectionManager, String> 
         }
     }
     name.push('"');
+    let extra = if route_extra.is_empty() { String::new() } else { format!(", {route_extra}") };
     let text = format!(
         "stat_prefix: async-client\n\
          route_config: {{name: async-client, virtual_hosts: [{{name: async-client, domains: ['*'], \
-         routes: [{{match: {{prefix: ''}}, route: {{cluster: {name}, timeout: 0s}}}}]}}]}}\n\
+         routes: [{{match: {{prefix: ''}}, route: {{cluster: {name}, timeout: 0s{extra}}}}}]}}]}}\n\
          http_filters: [{{name: envoy.filters.http.router, typed_config: \
          {{'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]\n"
     );
@@ -51,5 +58,12 @@ mod tests {
         assert!(h.router().is_some());
         let text = format!("{:?}", vh.routes[0]);
         assert!(text.contains("auth \\\"svc\\\""), "{text}");
+    }
+
+    #[test]
+    fn a_route_retry_policy_rides_along() {
+        let h = async_client_hcm_with("idp", "retry_policy: {retry_on: '5xx', num_retries: 2}").unwrap();
+        let text = format!("{:?}", h.route_config.virtual_hosts[0].routes[0]);
+        assert!(text.contains("num_retries: 2"), "{text}");
     }
 }

@@ -10,8 +10,12 @@
 //! the connection manager then encodes that reply, which runs the encoder filters as
 //! Envoy's `sendLocalReply` does. Body chunks held by a stopped filter are buffered up
 //! to `limit` bytes; past it the request gets Envoy's 413 `Payload Too Large` and a
-//! response Envoy's 500 `Internal Server Error`. Nothing here allocates per chunk
-//! except the bounded buffers, and nothing reads the clock.
+//! response Envoy's 500 `Internal Server Error`. Request trailers run through every
+//! filter the headers reached; the filter that holds the stream gets them, and what it
+//! held goes on (headers, body, trailers) from the next filter once it continues
+//! ([`FilterManager::decode_trailers`]). Whatever a hook leaves in its callbacks
+//! (metadata, a cleared route, async requests) counts the same from any hook. Nothing
+//! here allocates per chunk except the bounded buffers, and nothing reads the clock.
 
 use std::time::Instant;
 

@@ -12,6 +12,13 @@
 //! `encode_trailers` go on to the later filters ahead of the trailers. The buffer is
 //! bounded by the stream's limit (Envoy's 500 while the head is still held). Every
 //! filter sees every chunk once, in order.
+//!
+//! A filter may also hold the response for an async request of its own (Lua's
+//! `httpCall()` from `envoy_on_response`): it keeps what comes meanwhile (or lets the
+//! filters buffer it), stops the trailers if they come, and when the answer arrives
+//! [`FilterManager::encode_async_complete`] lets the held head, its bytes, then the end
+//! or trailers go on from the next filter (Envoy's `continueEncoding`); until then
+//! [`FilterManager::encoding_held`] keeps the stream from ending.
 
 use super::{FilterManager, Iteration};
 use crate::http::filter::{

@@ -55,9 +55,19 @@ pub struct AsyncClient {
 impl AsyncClient {
     /// A client for `cluster` of `clusters`; an error when the cluster is unknown.
     pub fn new(cluster: &str, clusters: &Arc<ClusterManager>) -> Result<Arc<AsyncClient>, String> {
+        Self::with_route(cluster, clusters, "")
+    }
+
+    /// A client whose requests' route also has `route_extra` (`RouteAction` fields in
+    /// flow YAML: a `retry_policy`, as Envoy's `RequestOptions::setRetryPolicy`).
+    pub fn with_route(
+        cluster: &str,
+        clusters: &Arc<ClusterManager>,
+        route_extra: &str,
+    ) -> Result<Arc<AsyncClient>, String> {
         let index = clusters.index_of(cluster).ok_or_else(|| format!("unknown cluster '{cluster}'"))?;
         let limit = clusters.clusters[index].config.per_connection_buffer_limit_bytes as usize;
-        let hcm = sluice_config::hcm::async_client_hcm(cluster)?;
+        let hcm = sluice_config::hcm::async_client_hcm_with(cluster, route_extra)?;
         let hcm = HcmConfig::new(&hcm, Arc::clone(clusters), limit, "async_client")?;
         Ok(Arc::new(AsyncClient { cluster_name: cluster.to_string(), cluster: index, hcm }))
     }

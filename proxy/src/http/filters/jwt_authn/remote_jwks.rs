@@ -59,7 +59,9 @@ fn split_uri(uri: &str) -> (&str, &str, &str) {
 impl RemoteJwks {
     /// Compile; an error (for the field's path) when the cluster is unknown.
     pub fn new(c: &RemoteJwksConfig, clusters: &Arc<ClusterManager>) -> Result<RemoteJwks, String> {
-        let client = AsyncClient::new(&c.cluster, clusters).map_err(|e| format!("http_uri.cluster: {e}"))?;
+        let route_extra = c.retry_policy.as_ref().map(|p| p.route_retry_policy()).unwrap_or_default();
+        let client = AsyncClient::with_route(&c.cluster, clusters, &route_extra)
+            .map_err(|e| format!("http_uri.cluster: {e}"))?;
         let (scheme, authority, path) = split_uri(&c.uri);
         let head = RequestHead {
             method: "GET".into(),

@@ -40,7 +40,8 @@
 //! Trailers end a `bodyChunks()` loop (the iterator stops, `trailers()` answers).
 //!
 //! Not in sluice: `httpCall()` inside a request-flow `bodyChunks()` loop (a Lua error);
-//! `dynamicMetadata():get` sees what this filter set.
+//! request trailers changed after an `httpCall()` made once they came (they go on as
+//! they were at the call); `dynamicMetadata():get` sees what this filter set.
 
 mod handle;
 mod request;

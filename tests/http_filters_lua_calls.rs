@@ -6,7 +6,9 @@
 //! and the asynchronous form (fire and forget: the answer is dropped, the request
 //! still reaches the cluster after the stream ended). Dynamic metadata a script sets
 //! after `body()` reaches the access log and the route picked again after the script
-//! changed the headers, as before `body()`.
+//! changed the headers, as before `body()`, and reads back after `body()`
+//! (`dynamicMetadata():get`, and the route's `metadata()` as Envoy's metadata object:
+//! `get()` and `pairs()`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -35,6 +37,12 @@ const FILTERS: &str = r#"- name: envoy.filters.http.lua
             h:headers():add("x-call-status", hs[":status"])
             b:setBytes("checked:" .. b:getBytes(0, n))
             h:streamInfo():dynamicMetadata():set("lua.md", "after_body", "yes")
+            -- Reads after body() and the call: the metadata just set, the route's.
+            h:headers():add("x-md-read", h:streamInfo():dynamicMetadata():get("lua.md").after_body)
+            local route_md = h:metadata()
+            local n = 0
+            for k, v in pairs(route_md) do n = n + 1 end
+            h:headers():add("x-route-team", (route_md:get("team") or "none") .. "/" .. n)
           elseif path == "/md-after-body" then
             h:body()
             h:streamInfo():dynamicMetadata():set("lua.md", "after_body", "route")
@@ -84,6 +92,9 @@ const VHOSTS: &str = r#"- name: app
     route: { cluster: meta }
   - match: { prefix: "/" }
     route: { cluster: web }
+    metadata:
+      filter_metadata:
+        envoy.filters.http.lua: { team: blue, tier: 2 }
 "#;
 
 struct Setup {
@@ -185,6 +196,8 @@ fn http_call_after_body_in_both_flows(backend: Backend) {
     assert_eq!(last.body, b"checked:hello");
     assert_eq!(last.header("content-length"), Some("13"));
     assert_eq!(last.header("x-call-status"), Some("200"));
+    assert_eq!(last.header("x-md-read"), Some("yes"), "dynamicMetadata():get after body()");
+    assert_eq!(last.header("x-route-team"), Some("blue/2"), "metadata():get and pairs()");
     // The response flow: body(), then a call, then setBytes.
     let r = c.request("GET", "/resp-body-then-call", &[("host", "app")], b"");
     assert_eq!(r.status, 200);

@@ -28,6 +28,8 @@
 //!   to the script as it asks for them once the answer came
 //!   ([`StreamFilter::on_encode_async_complete`]). An asynchronous call goes out as a
 //!   worker-owned request that outlives the stream; its answer is dropped.
+//! - `metadata()` is Envoy's metadata object (`get(key)`, `pairs()`) over the route's
+//!   `metadata.filter_metadata[<filter name>]`, else `[envoy.filters.http.lua]`.
 //! - A Lua error (a failed call, the memory or instruction limit) is logged, counted in
 //!   `http.<stat_prefix>.lua[.<filter stat_prefix>].errors` and answered 500 while the
 //!   headers are still held; once they went on, the script is just dropped.
@@ -149,8 +151,14 @@ impl LuaFilter {
             Some(PerRouteFilter::Lua(c)) => Some(Arc::clone(c)),
             _ => config.default.clone(),
         };
-        let route_metadata =
-            route.route_metadata().and_then(|m| m.filter_metadata.get(&config.name)).cloned().unwrap_or_default();
+        // Envoy: by the filter's name, else by its canonical name.
+        let route_metadata = route
+            .route_metadata()
+            .and_then(|m| {
+                m.filter_metadata.get(&config.name).or_else(|| m.filter_metadata.get("envoy.filters.http.lua"))
+            })
+            .cloned()
+            .unwrap_or_default();
         LuaFilter { config, code, route_metadata, slot: None }
     }
 

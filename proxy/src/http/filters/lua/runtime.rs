@@ -71,7 +71,14 @@ return function(ud)
     yield("call")
     return ud:call_result()
   end
-  function h:metadata() return ud:metadata() end
+  -- Envoy's metadata object: get(key) and pairs(), over the route's metadata.
+  function h:metadata()
+    local t = ud:metadata()
+    return setmetatable({}, {
+      __index = {get = function(_, k) return t[k] end},
+      __pairs = function() return next, t, nil end,
+    })
+  end
   function h:streamInfo() return ud:stream_info() end
   function h:connection() return ud:connection() end
   function h:logTrace(m) ud:log(0, m) end

@@ -8,8 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_e2e::backend::{Backend, Net};
+use sluice_e2e::config::{http, Cluster};
 use sluice_e2e::conn::Acceptor;
+use sluice_e2e::free_port;
+use sluice_e2e::http_client::{get, Client};
 use sluice_e2e::on_both_backends;
+use sluice_e2e::proxy::Proxy;
 
 use super::{Collector, Extra, Setup, OTEL, ZIPKIN};
 
@@ -107,4 +111,44 @@ fn a_stopped_worker_waits_for_a_silent_collector_2s_at_most(backend: Backend) {
     assert_eq!(stats.get("tracing.zipkin.reports_failed"), Some(1));
     assert_eq!(stats.get("tracing.zipkin.reports_sent"), Some(0));
     drop((origin, _relay, silent));
+}
+
+/// The binary: admin `/quitquitquit`, and a second SIGTERM while a drain waits for an
+/// unfinished request, both still send the buffered spans before the process exits.
+#[test]
+fn the_binary_flushes_on_quitquitquit_and_on_a_second_sigterm() {
+    let collector = Collector::start();
+    let routes = "- name: all\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/\" }\n    direct_response: { status: 200 }\n";
+    let clusters = [Cluster { name: "collector", ports: &[collector.addr.port()], extra: "" }];
+    for how in ["/quitquitquit", "second SIGTERM"] {
+        let before = collector.spans().len();
+        let (port, admin) = (free_port(), free_port());
+        let yaml = format!(
+            "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}\n{}{HOLD}",
+            http(port, routes, &clusters, ZIPKIN, "")
+        );
+        let mut p = Proxy::start(&yaml, &["--concurrency", "1", "--drain-time-s", "30"]);
+        for _ in 0..3 {
+            assert_eq!(get(port, "/").status, 200);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(collector.spans().len(), before, "{how}: the spans wait in the worker's buffer");
+        let started = Instant::now();
+        if how == "/quitquitquit" {
+            assert_eq!(Client::connect(admin).request("POST", "/quitquitquit", &[], b"").status, 200);
+        } else {
+            // A request that never ends holds the drain for its 30 s.
+            let mut held = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            std::io::Write::write_all(&mut held, b"GET / HTTP/1.1\r\nhost: x\r\n").unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            p.signal("TERM");
+            p.wait_for_log("shutting down", Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(300));
+            p.signal("TERM");
+        }
+        assert!(p.wait_exit(Duration::from_secs(10)).success(), "{how}: {}", p.log());
+        assert!(started.elapsed() < Duration::from_secs(5), "{how}: bounded: {:?}", started.elapsed());
+        let spans = collector.wait_for(before + 3);
+        assert_eq!(spans.len(), before + 3, "{how}");
+    }
 }

@@ -18,11 +18,11 @@
 # Figures per configuration (medians over the repetitions, min-max for the CPU figures):
 # requests/s, p50/p99, and requests per CPU-second of the
 # whole sluice process (utime+stime of every thread over exactly the measured interval:
-# the exporter thread runs on the proxy core too, so serializing and sending the spans
-# is charged to tracing), and its ratio to tracing off in the same repetition; plus the
+# the worker serializes and sends the spans itself, so that work is charged to tracing), and its ratio to tracing off in the same repetition; plus the
 # spans sent, spans per report and spans dropped over the run (admin /stats), so a
-# configuration cannot look cheap by dropping spans. Configurations are interleaved (order rotated every
-# repetition) so that each ratio compares runs that saw the same machine.
+# configuration cannot look cheap by dropping spans. Configurations are interleaved
+# (order rotated every repetition) so that each ratio compares runs that saw the same
+# machine.
 #
 # Output: bench/out/tracing/results.md (table), results.jsonl (every run), logs/.
 # Binds only 127.0.0.1, ports PORT_BASE..PORT_BASE+5 (default 27180..27185). Every

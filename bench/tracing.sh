@@ -15,19 +15,20 @@
 # headers, so every request is a root span sampled by `random_sampling` (0 %, 1 %,
 # 100 %); export uses Envoy's defaults (min_flush_spans 5, flush interval 5 s).
 #
-# Figures per configuration: requests/s, p50/p99, and requests per CPU-second of the
+# Figures per configuration (medians over the repetitions, min-max for the CPU figures):
+# requests/s, p50/p99, and requests per CPU-second of the
 # whole sluice process (utime+stime of every thread over exactly the measured interval:
-# the exporter thread runs on the proxy core too, so serializing and sending the spans
-# is charged to tracing), and its ratio to tracing off in the same repetition; plus the
-# spans sent and dropped over the run (admin /stats), so a configuration cannot look
-# cheap by dropping spans. Configurations are interleaved (order rotated every
-# repetition) so that each ratio compares runs that saw the same machine.
+# the worker serializes and sends the spans itself, so that work is charged to tracing), and its ratio to tracing off in the same repetition; plus the
+# spans sent, spans per report and spans dropped over the run (admin /stats), so a
+# configuration cannot look cheap by dropping spans. Configurations are interleaved
+# (order rotated every repetition) so that each ratio compares runs that saw the same
+# machine.
 #
 # Output: bench/out/tracing/results.md (table), results.jsonl (every run), logs/.
 # Binds only 127.0.0.1, ports PORT_BASE..PORT_BASE+5 (default 27180..27185). Every
 # process it starts is stopped by PID on exit, also on error or Ctrl-C.
 # Time: about reps x (1 + 2 x providers) x (warmup + duration + 4) s: default
-# 3 x 5 x 16 s, about 4 minutes, after the build.
+# 5 x 5 x 16 s, about 7 minutes, after the build.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -40,7 +41,7 @@ usage() {
 Options:
   --duration S         seconds per measured run (default 10)
   --warmup S           seconds of warm-up before each measured run (default 2)
-  --reps N             repetitions, configurations interleaved (default 3)
+  --reps N             repetitions, configurations interleaved (default 5)
   --providers LIST     subset of "zipkin otlp" (default both)
   --size S             small (default), 4k or 64k
   --connections N      wrk connections (default 64)
@@ -57,7 +58,7 @@ Options:
 EOF
 }
 
-DURATION=10 WARMUP=2 REPS=3 CONNECTIONS=64 THREADS=1 PROVIDERS="zipkin otlp" SIZE=small
+DURATION=10 WARMUP=2 REPS=5 CONNECTIONS=64 THREADS=1 PROVIDERS="zipkin otlp" SIZE=small
 CPUS="1,0" NICE=-20 SLICE_US=100 MAX_DELAY=0.05 MAX_OTHER=0.10 MAX_STEAL=0.02 QUIET_WAIT=3 ATTEMPTS=2
 ACCEPT_DISTURBED=0 PORT_BASE=27180 OUT="bench/out/tracing" BUILD=1 INSTALL=1
 COMMAND="bench/tracing.sh${*:+ $*}"
@@ -172,11 +173,13 @@ for c in "${CONFIGS[@]}"; do
     die "config $c does not validate; see $OUT/logs/validate-$c.log"
 done
 
-tracing_stats() { # tracing_stats: "sent dropped" of the running sluice's tracer
+tracing_stats() { # tracing_stats: "sent dropped reports" of the running sluice's tracer
   curl -s "http://127.0.0.1:$ADMIN_PORT/stats" | awk '
     /^tracing\.[a-z]+\.spans_sent:/ { s += $2 }
     /^tracing\.[a-z]+\.spans_dropped:/ { d += $2 }
-    END { printf "%d %d\n", s, d }'
+    /^tracing\.zipkin\.reports_(sent|dropped|failed):/ { r += $2 }
+    /^tracing\.opentelemetry\.http_reports_sent:/ { r += $2 }
+    END { printf "%d %d %d\n", s, d, r }'
 }
 
 log "plan: $REPS repetition(s) x {${CONFIGS[*]}}, keep-alive /$SIZE, ${DURATION}s runs after ${WARMUP}s warm-up"
@@ -208,7 +211,7 @@ for rep in $(seq "$REPS"); do
       --log-level warning --drain-time-s 1
     PROXY_PID=$SPAWNED
     wait_ready "sluice ($cfg)" "$PROXY_PID" "${PORT[sluice]}"
-    read -r sent0 dropped0 <<<"$(tracing_stats)"
+    read -r sent0 dropped0 reports0 <<<"$(tracing_stats)"
     line="$(python3 "$ROOT/bench/load/measure.py" \
       --url "http://127.0.0.1:${PORT[sluice]}/$SIZE" \
       --proxy-pid "$PROXY_PID" --origin-pid "$ORIGIN_PID" \
@@ -222,12 +225,12 @@ for rep in $(seq "$REPS"); do
       die "measurement failed ($cfg)"
     # Let the exporter flush what the last run queued (interval 5 s at most).
     sleep 1
-    read -r sent1 dropped1 <<<"$(tracing_stats)"
+    read -r sent1 dropped1 reports1 <<<"$(tracing_stats)"
     while IFS= read -r l; do
-      python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["spans_sent"]=int(sys.argv[2]); d["spans_dropped"]=int(sys.argv[3]); print(json.dumps(d, sort_keys=True))' \
-        "$l" "$((sent1 - sent0))" "$((dropped1 - dropped0))" >>"$RESULTS"
+      python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["spans_sent"]=int(sys.argv[2]); d["spans_dropped"]=int(sys.argv[3]); d["reports"]=int(sys.argv[4]); print(json.dumps(d, sort_keys=True))' \
+        "$l" "$((sent1 - sent0))" "$((dropped1 - dropped0))" "$((reports1 - reports0))" >>"$RESULTS"
     done <<<"$line"
-    log "rep $rep/$REPS: $cfg: spans sent $((sent1 - sent0)), dropped $((dropped1 - dropped0)) (warm-up included)"
+    log "rep $rep/$REPS: $cfg: spans sent $((sent1 - sent0)), dropped $((dropped1 - dropped0)), reports $((reports1 - reports0)) (warm-up included)"
     stop_tracked "$PROXY_PID"
   done
 done

@@ -167,7 +167,14 @@ impl InProcessProxy {
         self.wake_all();
     }
 
-    /// Wait for the workers to exit (after [`InProcessProxy::drain`]), at most `timeout`;
+    /// Stop now (what a second SIGTERM/SIGINT or admin `/quitquitquit` does to the
+    /// binary); [`InProcessProxy::join`] waits for the workers to exit.
+    pub fn stop(&self) {
+        self.control.stop.store(true, Ordering::Relaxed);
+        self.wake_all();
+    }
+
+    /// Wait for the workers to exit (after [`InProcessProxy::drain`] or [`InProcessProxy::stop`]), at most `timeout`;
     /// a worker's error or panic comes back as an error.
     pub fn join(mut self, timeout: Duration) -> Result<(), String> {
         let deadline = std::time::Instant::now() + timeout;

@@ -27,7 +27,7 @@ pub mod timing;
 pub mod upstream;
 pub mod zipkin;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -316,12 +316,12 @@ impl Tracer {
 
     /// The stream ended: a sampled span (and its upstream tries' spans) gets its tags
     /// and goes to the worker's span buffer.
-    pub fn finish<S: Stack>(&self, trace: &StreamTrace, f: &SpanFacts<'_>, ctx: &mut Ctx<'_, S>) {
-        let (Some(span), Some(driver)) = (&trace.span, &self.driver) else { return };
+    pub fn finish<S: Stack>(&self, trace: StreamTrace, f: &SpanFacts<'_>, ctx: &mut Ctx<'_, S>) {
+        let (Some(span), Some(driver)) = (trace.span, &self.driver) else { return };
         if !span.context.sampled {
             return;
         }
-        for t in &trace.upstream {
+        for t in trace.upstream {
             let s = self.finished_upstream_span(t, f);
             let wake = ctx.background.spans.push(&driver.reporter, s, ctx.now, ctx.runtime);
             Background::wake(ctx, wake);
@@ -359,7 +359,7 @@ impl Tracer {
     }
 
     /// A try's span with Envoy's tags (`finalizeUpstreamSpan`, `setCommonTags`).
-    fn finished_upstream_span(&self, t: &UpstreamTry, f: &SpanFacts<'_>) -> FinishedSpan {
+    fn finished_upstream_span(&self, t: UpstreamTry, f: &SpanFacts<'_>) -> FinishedSpan {
         let start_us = t.start_time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
         let mut s = FinishedSpan {
             context: t.span.context,
@@ -377,8 +377,8 @@ impl Tracer {
             s.push_tag("retry.count", (t.attempt - 1).to_string());
         }
         s.push_tag("http.protocol", if t.http2 { "HTTP/2" } else { "HTTP/1.1" });
-        s.push_tag("upstream_address", t.host.to_string());
-        s.push_tag("peer.address", t.host.to_string());
+        s.push_tag("upstream_address", socket_text(t.host));
+        s.push_tag("peer.address", socket_text(t.host));
         s.push_tag("component", "proxy");
         s.push_tag("upstream_cluster", t.cluster.clone());
         s.push_tag("upstream_cluster.name", t.cluster.clone());
@@ -406,15 +406,15 @@ impl Tracer {
 
     /// The span with Envoy's tags (`finalizeDownstreamSpan`, `setCommonTags`, custom
     /// tags of the connection manager and the route).
-    pub fn finished_span(&self, span: &ActiveSpan, f: &SpanFacts<'_>) -> FinishedSpan {
+    pub fn finished_span(&self, span: ActiveSpan, f: &SpanFacts<'_>) -> FinishedSpan {
         let h = &f.head.headers;
         let start_us = f.start_time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
         let mut s = FinishedSpan {
             context: span.context,
             kind: SpanKind::Server,
-            name: span.name.clone(),
+            name: span.name,
             shared: span.shared,
-            trace_state: span.trace_state.clone(),
+            trace_state: span.trace_state,
             start_us,
             duration_us: f.duration.as_micros() as u64,
             tags: Vec::with_capacity(24),
@@ -447,17 +447,17 @@ impl Tracer {
         s.push_tag("downstream_cluster", or_dash(h.get_str(b"x-envoy-downstream-service-cluster")));
         s.push_tag("user_agent", or_dash(h.get_str(b"user-agent")));
         s.push_tag("http.protocol", crate::router::formatter::protocol_name(f.head.version.unwrap_or(Version::Http11)));
-        s.push_tag("peer.address", f.peer.ip().to_string());
+        s.push_tag("peer.address", ip_text(f.peer.ip()));
         if let Some(id) = h.get_str(CLIENT_TRACE_ID) {
             s.push_tag("guid:x-client-trace-id", id.to_string());
         }
-        s.push_tag("request_size", f.request_size.to_string());
-        s.push_tag("response_size", f.response_size.to_string());
+        s.push_tag("request_size", decimal_text(f.request_size));
+        s.push_tag("response_size", decimal_text(f.response_size));
         s.push_tag("component", "proxy");
         if let (Some(cluster), Some(addr)) = (f.upstream_cluster, f.upstream_address) {
             s.push_tag("upstream_cluster", cluster.to_string());
             s.push_tag("upstream_cluster.name", cluster.to_string());
-            s.push_tag("upstream_address", addr.to_string());
+            s.push_tag("upstream_address", socket_text(addr));
         }
         s.push_tag("http.status_code", status_text(f.status.unwrap_or(0)));
         if f.flags == ResponseFlags::NONE {
@@ -527,6 +527,67 @@ fn status_text(code: u16) -> TagText {
     match COMMON.iter().find(|(c, _)| *c == code) {
         Some((_, t)) => TagText::Borrowed(t),
         None => TagText::Owned(code.to_string()),
+    }
+}
+
+/// `v` in decimal, without the formatting machinery (the size tags of every span).
+fn decimal_text(v: u64) -> TagText {
+    if v == 0 {
+        return TagText::Borrowed("0");
+    }
+    let mut t = String::with_capacity(20);
+    push_decimal(&mut t, v);
+    TagText::Owned(t)
+}
+
+fn push_decimal(t: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        t.push(b as char);
+    }
+}
+
+fn push_ipv4(t: &mut String, ip: Ipv4Addr) {
+    for (i, o) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            t.push('.');
+        }
+        push_decimal(t, o as u64);
+    }
+}
+
+/// An address as `IpAddr`'s `Display` writes it (IPv4 without the formatting machinery).
+fn ip_text(ip: IpAddr) -> TagText {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut t = String::with_capacity(15);
+            push_ipv4(&mut t, v4);
+            TagText::Owned(t)
+        }
+        IpAddr::V6(_) => TagText::Owned(ip.to_string()),
+    }
+}
+
+/// `ip:port` as `SocketAddr`'s `Display` writes it.
+fn socket_text(addr: SocketAddr) -> TagText {
+    match addr {
+        SocketAddr::V4(a) => {
+            let mut t = String::with_capacity(21);
+            push_ipv4(&mut t, *a.ip());
+            t.push(':');
+            push_decimal(&mut t, a.port() as u64);
+            TagText::Owned(t)
+        }
+        SocketAddr::V6(_) => TagText::Owned(addr.to_string()),
     }
 }
 

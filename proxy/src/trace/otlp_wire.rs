@@ -5,8 +5,8 @@
 //! allocator was the exporter's largest cost); here a span costs no allocation, and the
 //! body one buffer sized up front.
 //!
-//! Lengths come first in protobuf, so each message's size is computed ([`span_len`])
-//! before it is written; the two agree by construction and a test checks the result
+//! Lengths come first in protobuf, so each message's size is computed ([`span_len`],
+//! once per span) before it is written; the two agree by construction and a test checks the result
 //! against prost's encoding.
 
 use crate::trace::otlp::KeyValue;
@@ -104,9 +104,10 @@ fn event_len(time: u64, name: &str) -> usize {
     (if time != 0 { 9 } else { 0 }) + if name.is_empty() { 0 } else { delimited_len(name.len()) }
 }
 
-fn span(out: &mut Vec<u8>, s: &FinishedSpan) {
+/// `s` as a `ScopeSpans.spans` field of `len` bytes ([`span_len`], computed once).
+fn span(out: &mut Vec<u8>, s: &FinishedSpan, len: usize) {
     let c = &s.context;
-    delimited(out, 0x12, span_len(s));
+    delimited(out, 0x12, len);
     bytes_field(out, 0x0a, &c.trace_id.to_be_bytes());
     bytes_field(out, 0x12, &c.span_id.to_be_bytes());
     if let Some(ts) = s.trace_state.as_deref().filter(|t| !t.is_empty()) {
@@ -167,7 +168,10 @@ pub fn encode(spans: &[FinishedSpan], resource: &[KeyValue]) -> Vec<u8> {
         .sum();
     let version = env!("CARGO_PKG_VERSION");
     let scope_len = delimited_len(5) + if version.is_empty() { 0 } else { delimited_len(version.len()) };
-    let spans_len: usize = spans.iter().map(|s| delimited_len(span_len(s))).sum();
+    // Each span's size is needed twice (the enclosing messages' lengths, its own):
+    // computed once.
+    let lens: Vec<usize> = spans.iter().map(span_len).collect();
+    let spans_len: usize = lens.iter().map(|&n| delimited_len(n)).sum();
     let scope_spans_len = delimited_len(scope_len) + spans_len;
     let resource_spans_len = delimited_len(resource_len) + delimited_len(scope_spans_len);
     let mut out = Vec::with_capacity(delimited_len(resource_spans_len));
@@ -188,8 +192,8 @@ pub fn encode(spans: &[FinishedSpan], resource: &[KeyValue]) -> Vec<u8> {
         bytes_field(&mut out, 0x12, version.as_bytes());
     }
     // ScopeSpans.spans (2)
-    for s in spans {
-        span(&mut out, s);
+    for (s, &len) in spans.iter().zip(&lens) {
+        span(&mut out, s, len);
     }
     out
 }

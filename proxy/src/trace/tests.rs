@@ -172,7 +172,7 @@ fn opentelemetry_spans_and_tags() {
         dynamic_metadata: None,
         cluster: None,
     };
-    let f = t.finished_span(&span, &facts);
+    let f = t.finished_span(span.clone(), &facts);
     assert_eq!(f.tag("http.url"), Some("http://example.com/a"));
     assert_eq!(f.tag("http.method"), Some("GET"));
     assert_eq!(f.tag("http.protocol"), Some("HTTP/1.1"));
@@ -189,9 +189,9 @@ fn opentelemetry_spans_and_tags() {
     assert_eq!(f.tag("hdr"), Some("none"));
     assert_eq!(f.tag("guid:x-request-id"), head.headers.get_str(request_id::REQUEST_ID));
     assert_eq!((f.start_us, f.duration_us), (1_000_000, 2_000));
-    let ok = t.finished_span(&span, &SpanFacts { status: Some(200), ..facts });
+    let ok = t.finished_span(span.clone(), &SpanFacts { status: Some(200), ..facts });
     assert_eq!(ok.tag("error"), None);
-    let reset = t.finished_span(&span, &SpanFacts { status: None, ..facts });
+    let reset = t.finished_span(span.clone(), &SpanFacts { status: None, ..facts });
     assert_eq!((reset.tag("http.status_code"), reset.tag("error")), (Some("0"), Some("true")));
 }
 
@@ -210,4 +210,17 @@ fn response_headers() {
     req.set(b"x-envoy-force-trace", b"true");
     mutate_response_headers(false, &req, None, &mut resp);
     assert_eq!(resp.headers.get_str(request_id::REQUEST_ID), Some("id"));
+}
+
+/// The size and address tags read as `Display` writes them (they skip its machinery).
+#[test]
+fn number_and_address_tags_read_as_display() {
+    for v in [0u64, 1, 9, 10, 4096, 1_000_000, u64::MAX] {
+        assert_eq!(decimal_text(v), v.to_string());
+    }
+    for a in ["0.0.0.0:0", "10.0.0.2:5555", "255.255.255.255:65535", "[::1]:80", "[fe80::1%2]:8"] {
+        let addr: SocketAddr = a.parse().unwrap();
+        assert_eq!(socket_text(addr), addr.to_string());
+        assert_eq!(ip_text(addr.ip()), addr.ip().to_string());
+    }
 }

@@ -9,8 +9,9 @@
 //! delivers finished reports, starts the due ones and re-arms the timer. It never
 //! blocks: a slow collector holds one request per reporter and fills a bounded buffer.
 //!
-//! Stopping flushes: a drained worker sends every waiting span before it exits (for at
-//! most [`EXIT_FLUSH_TIME`]), and an old generation whose last connection closed sends
+//! Stopping flushes: a drained worker, and one told to stop now (second signal,
+//! `/quitquitquit`, drain time over: its connections reset first), sends every waiting
+//! span before it exits (for at most [`EXIT_FLUSH_TIME`]), and an old generation whose last connection closed sends
 //! its waiting spans at once instead of at its flush timer.
 
 use std::time::{Duration, Instant};
@@ -154,6 +155,25 @@ impl<S: Stack> Worker<S> {
             idle &= self.generations[gen as usize].as_ref().is_none_or(|g| g.background.is_idle());
         }
         idle || now >= deadline
+    }
+
+    /// Stop now (a second signal, `/quitquitquit`, the drain time over): close the
+    /// listeners and reset every connection once, then flush the waiting spans as a
+    /// drained worker does ([`Worker::flush_before_exit`], at most [`EXIT_FLUSH_TIME`])
+    /// before the pools and what is left in flight go. `None` while the reports are
+    /// still out; then the linger deadline.
+    pub(super) fn stop(&mut self, clock: &dyn Fn() -> Instant) -> Option<Instant> {
+        if !self.stopping {
+            self.stopping = true;
+            self.close_listeners();
+            self.abort_connections(clock());
+            self.end_batch();
+        }
+        if !self.flush_before_exit(clock()) {
+            return None;
+        }
+        self.abort_all(clock());
+        Some(clock() + super::ABORT_LINGER)
     }
 
     /// Cancel generation `gen`'s background requests.

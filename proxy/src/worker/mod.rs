@@ -196,6 +196,9 @@ pub struct Worker<S: Stack> {
     drain_deadline: Option<Instant>,
     /// A drained worker's last tracing reports must be done by then (`background`).
     exit_flush_deadline: Option<Instant>,
+    /// Stopping (second signal, `/quitquitquit`, drain time over): connections
+    /// aborted, the tracing reports flushing (`background`).
+    stopping: bool,
     /// The drain in progress (SIGTERM or `/drain_listeners?graceful`).
     drain: Option<Drain>,
     /// Listeners waiting to accept again: after a failed accept (until the retry
@@ -247,6 +250,7 @@ impl<S: Stack> Worker<S> {
             drain_time,
             drain_deadline: None,
             exit_flush_deadline: None,
+            stopping: false,
             drain: None,
             accept_blocked: Vec::new(),
             accept_retry_at: None,
@@ -354,9 +358,8 @@ impl<S: Stack> Worker<S> {
         }
 
         self.retire_generations(now);
-        if self.control.stop.load(Ordering::Relaxed) {
-            self.abort_all(clock());
-            return Ok(Some(clock() + ABORT_LINGER));
+        if self.stopping || self.control.stop.load(Ordering::Relaxed) {
+            return Ok(self.stop(clock));
         }
         if self.control.listeners_drained.load(Ordering::Relaxed) && self.listen_sockets.iter().any(Option::is_some) {
             self.close_listeners();
@@ -378,8 +381,7 @@ impl<S: Stack> Worker<S> {
             }
             if self.drain_deadline.is_some_and(|d| clock() >= d) {
                 tracing::warn!(worker = self.id, open = self.conns.len(), "drain time over: closing open connections");
-                self.abort_all(clock());
-                return Ok(Some(clock() + ABORT_LINGER));
+                return Ok(self.stop(clock));
             }
         }
         Ok(None)
@@ -676,10 +678,7 @@ impl<S: Stack> Worker<S> {
     }
 
     fn abort_all(&mut self, now: Instant) {
-        for key in self.conns.keys() {
-            let status = self.with_conn(key, now, |conn, ctx| abort(conn, ctx));
-            self.finish(key, status);
-        }
+        self.abort_connections(now);
         for g in 0..MAX_GENERATIONS as u8 {
             if self.generations[g as usize].is_some() {
                 self.cancel_background(g, now);
@@ -687,6 +686,14 @@ impl<S: Stack> Worker<S> {
             }
         }
         self.end_batch();
+    }
+
+    /// Reset every downstream connection (the pools and the background requests stay).
+    fn abort_connections(&mut self, now: Instant) {
+        for key in self.conns.keys() {
+            let status = self.with_conn(key, now, |conn, ctx| abort(conn, ctx));
+            self.finish(key, status);
+        }
     }
 
     fn accept(&mut self, listener: usize, now: Instant) {

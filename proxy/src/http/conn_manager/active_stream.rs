@@ -188,7 +188,7 @@ impl<D: ServerStream> StreamCx<'_, D> {
             dynamic_metadata: Some(s.filters.dynamic_metadata()),
             cluster: cluster.map(|c| &**c),
         };
-        tracer.finish(&trace, &facts, ctx);
+        tracer.finish(*trace, &facts, ctx);
     }
 
     pub fn count_status(&self, status: u16) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # HTTP/2 load comparison on loopback (run as `bench/load.sh --h2 [options]` or directly):
 # h2load keep-alive with multiplexing through
-#   sluice  (h2c prior knowledge in, HTTP/1.1 to the origin),
+#   sluice  (h2c prior knowledge in; GET: HTTP/1.1 to the origin; gRPC: HTTP/2 to the
+#            origin, a cluster with http2_protocol_options as Envoy gRPC users configure),
 #   nginx   (h2c in, HTTP/1.1 upstream keep-alive pool),
 #   haproxy (h2c in, h2c to the origin: HTTP/2 on both sides),
 # one worker each, side by side in one run, the proxy pinned alone to --cpus' first core,
@@ -129,7 +130,32 @@ frontend fe
 backend be
     server origin 127.0.0.1:$ORIGIN_H2 proto h2
 EOF
-sed -e "s/@PORT@/${PORT[sluice]}/" -e "s/@ORIGIN_PORT@/$ORIGIN_H1/" bench/load/sluice.yaml >"$WORK/sluice.yaml"
+# sluice: bench/load/sluice.yaml (GET: HTTP/1.1 to the origin, as nginx), plus what an
+# Envoy gRPC user configures: gRPC requests (the route's `grpc: {}` match) go to a
+# cluster with HTTP/2 to the origin (a gRPC cluster always has http2_protocol_options),
+# as HAProxy's `proto h2` server does.
+sed -e "s/@PORT@/${PORT[sluice]}/" -e "s/@ORIGIN_PORT@/$ORIGIN_H1/" bench/load/sluice.yaml |
+  python3 -c '
+import sys
+conf = sys.stdin.read()
+grpc_route = """              - match: { prefix: "/", grpc: {} }
+                route: { cluster: grpc }
+"""
+web_route = "              - match: { prefix: \"/\" }\n"
+assert web_route in conf, "bench/load/sluice.yaml: no catch-all route"
+conf = conf.replace(web_route, grpc_route + web_route, 1)
+conf += """  - name: grpc
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+    load_assignment:
+      cluster_name: grpc
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } } }] }]
+""" % sys.argv[1]
+sys.stdout.write(conf)
+' "$ORIGIN_H2" >"$WORK/sluice.yaml"
 
 spawn "$LOAD_CPU" origin nginx -p "$WORK" -c "$WORK/origin.conf" -e "$OUT/logs/origin.error.log"
 spawn "$PROXY_CPU" sluice "$SLUICE_BIN" -c "$WORK/sluice.yaml" --concurrency 1 --log-level warning

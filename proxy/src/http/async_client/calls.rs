@@ -104,11 +104,14 @@ impl AsyncCalls {
         }
     }
 
-    /// Readiness on an upstream connection: the request that owns it reads next.
-    pub fn on_upstream_event(&mut self, slot: TimerKey, peer_closed: bool) {
+    /// Readiness on an upstream connection: the request that owns it reads next. True
+    /// when one of these requests owns `slot`.
+    pub fn on_upstream_event(&mut self, slot: TimerKey, peer_closed: bool) -> bool {
+        let mut mine = false;
         for f in &mut self.inflight {
-            f.router.on_upstream_event(slot, peer_closed);
+            mine |= f.router.on_upstream_event(slot, peer_closed);
         }
+        mine
     }
 
     /// Advance every request (deadlines, connect, send, receive); the outcomes that

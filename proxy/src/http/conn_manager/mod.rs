@@ -373,6 +373,7 @@ impl HttpConnection {
 
     /// Another round (budget ran out, or the pool freed capacity for a waiting stream).
     pub fn resume<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>) -> Status {
+        self.h2_visit_all();
         self.process(ctx)
     }
 

@@ -312,9 +312,11 @@ impl RouterState {
     }
 
     /// An event on the upstream connection lent to this stream (`peer_closed`: it
-    /// reports the upstream's FIN or RST).
-    pub fn on_upstream_event(&mut self, slot: TimerKey, peer_closed: bool) {
+    /// reports the upstream's FIN or RST). True when `slot` is this router's.
+    pub fn on_upstream_event(&mut self, slot: TimerKey, peer_closed: bool) -> bool {
+        let mut mine = false;
         if self.slot == Some(slot) {
+            mine = true;
             self.upstream_event = true;
             if let Some(c) = self.client.as_mut() {
                 c.readable = true;
@@ -322,9 +324,11 @@ impl RouterState {
             }
         }
         if let Some(h) = self.hedged.as_mut().filter(|h| h.slot == slot) {
+            mine = true;
             h.client.readable = true;
             h.client.peer_closed |= peer_closed;
         }
+        mine
     }
 
     /// The earliest deadline the router waits for.

@@ -122,6 +122,11 @@ impl TurnFlag {
     pub fn take(&self) -> bool {
         self.0.swap(false, Ordering::Relaxed)
     }
+
+    /// Ask for another turn.
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Wake for TurnFlag {

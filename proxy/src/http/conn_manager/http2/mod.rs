@@ -11,8 +11,10 @@
 //! worker's readiness loop, on either stack backend, with an in-memory transport over
 //! the connection's byte buffers (`io.rs`): socket bytes are appended to the input,
 //! `h2` is polled until it makes no more progress, its frames are written to the
-//! socket. The waker only raises a flag for another turn; no thread, no timer, no
-//! task queue. Everything stays on the worker that accepted the connection.
+//! socket. The connection's waker only raises a flag for another turn; each stream
+//! slot has a waker of its own that also records the slot, so a turn visits only the
+//! streams with something to do (`streams.rs`); no thread, no task queue. Everything
+//! stays on the worker that accepted the connection.
 //!
 //! Per stream, request DATA is handed to the router as the upstream accepts it and
 //! only then released to `h2`'s flow control (the client's window reopens as fast as
@@ -28,6 +30,7 @@ mod inbound;
 pub(crate) mod io;
 mod request;
 pub mod stream_io;
+mod streams;
 mod timeouts;
 
 use std::future::Future;
@@ -49,6 +52,7 @@ use crate::worker_ctx::Ctx;
 
 use self::io::{SharedBuffers, Transport, TurnFlag};
 use self::stream_io::H2StreamIo;
+use self::streams::StreamSet;
 use super::active_stream::StreamCx;
 use super::stream::{FilterPhase, Stream};
 use super::HttpConnection;
@@ -80,7 +84,10 @@ pub struct Http2Connection {
     flag: Arc<TurnFlag>,
     waker: Waker,
     state: State,
-    streams: Vec<H2Stream>,
+    /// Open streams; a turn visits only the ready ones (`streams.rs`).
+    streams: StreamSet<H2Stream>,
+    /// The slots visited in this turn (kept for its allocation).
+    visit: Vec<usize>,
     /// Finished streams' state, kept for reuse (its header maps and strings keep their
     /// allocations), at most [`SPARE_STREAMS`]. Boxed: a stream moves between `streams`
     /// and here as a pointer.
@@ -132,10 +139,11 @@ impl Http2Connection {
         let handshake = builder.handshake::<Transport, Bytes>(Transport(bufs.clone()));
         Http2Connection {
             bufs,
+            streams: StreamSet::new(&flag),
             flag,
             waker,
             state: State::Handshaking(Box::pin(handshake)),
-            streams: Vec::new(),
+            visit: Vec::new(),
             spare: Vec::new(),
             goaway: false,
             goaway_started: None,
@@ -236,15 +244,32 @@ impl HttpConnection {
         self.h2 = Some(Box::new(h2));
     }
 
-    /// Readiness on an upstream connection of one of the streams.
+    /// Readiness on an upstream connection of one of the streams: that stream is
+    /// visited in the next turn.
     pub(super) fn h2_upstream_event(&mut self, slot: TimerKey, peer_closed: bool) {
-        if let Some(h2) = self.h2.as_mut() {
-            for st in &mut h2.streams {
-                if let Some(r) = st.s.router.as_mut() {
-                    r.on_upstream_event(slot, peer_closed);
-                }
-                st.s.async_calls.on_upstream_event(slot, peer_closed);
+        let Some(h2) = self.h2.as_mut() else { return };
+        let deliver = |st: &mut H2Stream| {
+            let router = st.s.router.as_mut().is_some_and(|r| r.on_upstream_event(slot, peer_closed));
+            st.s.async_calls.on_upstream_event(slot, peer_closed) | router
+        };
+        // An upstream connection is lent to one stream at a time: the one that had it
+        // last usually still has it.
+        if let Some(i) = h2.streams.upstream_owner(slot) {
+            if h2.streams.get_mut(i).is_some_and(deliver) {
+                h2.streams.mark(i);
+                return;
             }
+        }
+        if let Some(i) = h2.streams.for_each_marking(deliver) {
+            h2.streams.learn_upstream(slot, i);
+        }
+    }
+
+    /// An event for the connection rather than one of its streams (the pool has room
+    /// for a waiting request, another round): every stream is visited.
+    pub(super) fn h2_visit_all(&mut self) {
+        if let Some(h2) = self.h2.as_mut() {
+            h2.streams.mark_all();
         }
     }
 
@@ -463,7 +488,7 @@ impl HttpConnection {
             peer_facts: self.peer_facts.as_ref().unwrap_or(&super::NO_PEER_FACTS),
         };
         cx.decode_headers(ctx, &info, meta.expect_continue);
-        h2.streams.push(H2Stream { s, io });
+        h2.streams.insert(H2Stream { s, io });
     }
 
     /// One HTTP/2 stream (taken out of the connection for the event) with what it
@@ -480,38 +505,44 @@ impl HttpConnection {
         }
     }
 
-    /// One round of every stream: request body in, router, response out, the end.
+    /// One round of the ready streams (`streams.rs`): request body in, router,
+    /// response out, the end. A stream that moved is visited again next round; each
+    /// visited stream's earliest deadline is armed.
     fn h2_run_streams<S: Stack>(&mut self, ctx: &mut Ctx<'_, S>, h2: &mut Http2Connection) -> bool {
         let mut progress = false;
-        let mut cx = Context::from_waker(&h2.waker);
         let limit = self.cfg.buffer_limit;
-        let mut i = 0;
-        while i < h2.streams.len() {
-            let st = &mut h2.streams[i];
+        let mut visit = std::mem::take(&mut h2.visit);
+        h2.streams.take_ready(&mut visit);
+        for &i in &visit {
+            let Some((st, waker)) = h2.streams.get_with_waker(i) else {
+                continue;
+            };
+            let mut cx = Context::from_waker(waker);
+            let mut moved = false;
             let got = st.io.pull(&mut cx, limit);
             if got > 0 {
                 st.s.bytes_received += got as u64;
                 st.s.last_activity = ctx.now;
-                progress = true;
+                moved = true;
             }
             if st.io.poll_client_reset(&mut cx) && !st.s.response_done {
                 self.stats.http2_rx_reset.inc();
             }
             let mut scx = self.h2_cx(&mut st.s, &mut st.io);
             if !scx.io.reset {
-                progress |= scx.drive_async(ctx);
+                moved |= scx.drive_async(ctx);
                 if scx.stream.phase == FilterPhase::Decoding {
-                    progress |= scx.feed_filters(ctx);
+                    moved |= scx.feed_filters(ctx);
                 }
                 if scx.stream.phase == FilterPhase::Decoding
                     && scx.stream.filters.wake_at().is_some_and(|t| ctx.now >= t)
                 {
                     scx.run_filters(ctx, true);
-                    progress = true;
+                    moved = true;
                 }
                 if scx.stream.router.is_some() {
                     let step = scx.drive_router(ctx);
-                    progress |= step.progress;
+                    moved |= step.progress;
                     if step.reset_downstream {
                         self.stats.http2_tx_reset.inc();
                         scx.io.send_reset(Reason::INTERNAL_ERROR);
@@ -525,7 +556,7 @@ impl HttpConnection {
                 }
                 if scx.io.push(&mut cx) {
                     scx.stream.last_activity = ctx.now;
-                    progress = true;
+                    moved = true;
                 }
             }
             let done = scx.io.reset || (scx.stream.response_done && scx.io.finished);
@@ -540,9 +571,10 @@ impl HttpConnection {
                     scx.stream.flags.set(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
                 }
                 scx.end_stream(ctx, aborted);
-                let st = h2.streams.swap_remove(i);
-                if h2.spare.len() < SPARE_STREAMS {
-                    h2.spare.push(st.s);
+                if let Some(st) = h2.streams.remove(i) {
+                    if h2.spare.len() < SPARE_STREAMS {
+                        h2.spare.push(st.s);
+                    }
                 }
                 if h2.streams.is_empty() {
                     h2.idle_since = ctx.now;
@@ -550,8 +582,14 @@ impl HttpConnection {
                 progress = true;
                 continue;
             }
-            i += 1;
+            let deadline = self.h2_stream_deadline(ctx, st);
+            h2.streams.arm(i, deadline);
+            if moved {
+                h2.streams.mark(i);
+                progress = true;
+            }
         }
+        h2.visit = visit;
         progress
     }
 
@@ -560,7 +598,7 @@ impl HttpConnection {
         let Some(mut h2) = self.h2.take() else {
             return;
         };
-        for mut st in h2.streams.drain(..) {
+        for mut st in h2.streams.drain() {
             let mut scx = self.h2_cx(&mut st.s, &mut st.io);
             if !scx.stream.response_done {
                 self.stats.downstream_cx_destroy_remote_active_rq.inc();

@@ -164,8 +164,14 @@ impl H2StreamIo {
             if n == 0 {
                 break;
             }
-            let chunk = Bytes::copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
-            self.out_pos += n;
+            // The whole queue goes as it is (no copy); a part is copied out.
+            let chunk = if self.out_pos == 0 && n == self.out.len() {
+                Bytes::from(std::mem::take(&mut self.out))
+            } else {
+                let chunk = Bytes::copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
+                self.out_pos += n;
+                chunk
+            };
             let end = self.out_end && self.out_pos == self.out.len() && self.out_trailers.is_none();
             if send.send_data(chunk, end).is_err() {
                 self.reset = true;
@@ -235,27 +241,43 @@ pub(crate) fn connection_specific(name: &[u8]) -> bool {
 }
 
 /// `stream.response` as an `h2` response head; `length`: a content-length to announce.
+/// The header values share one buffer (one allocation, not one per value).
 fn response_head(stream: &Stream, length: Option<u64>) -> http::Response<()> {
-    let mut builder = http::Response::builder().status(stream.response.status);
+    let mut r = http::Response::new(());
+    let Ok(status) = http::StatusCode::from_u16(stream.response.status) else {
+        *r.status_mut() = http::StatusCode::BAD_GATEWAY;
+        return r;
+    };
+    *r.status_mut() = status;
+    let mut values = Vec::new();
+    let mut count = 1;
+    for (name, value) in stream.response.headers.iter() {
+        if !connection_specific(name) {
+            values.extend_from_slice(value);
+            count += 1;
+        }
+    }
+    let values = Bytes::from(values);
+    let headers = r.headers_mut();
+    headers.reserve(count.min(256)); // `reserve` panics past 32,768
     let mut has_length = false;
+    let mut at = 0;
     for (name, value) in stream.response.headers.iter() {
         if connection_specific(name) {
             continue;
         }
+        let shared = values.slice(at..at + value.len());
+        at += value.len();
         has_length |= name == b"content-length";
-        let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name), http::HeaderValue::from_bytes(value)) else {
+        let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name), http::HeaderValue::from_maybe_shared(shared)) else {
             continue;
         };
-        builder = builder.header(n, v);
+        headers.append(n, v);
     }
     if let (Some(n), false) = (length, has_length) {
-        builder = builder.header(http::header::CONTENT_LENGTH, n);
+        headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
     }
-    builder.body(()).unwrap_or_else(|_| {
-        let mut r = http::Response::new(());
-        *r.status_mut() = http::StatusCode::BAD_GATEWAY;
-        r
-    })
+    r
 }
 
 impl ServerStream for H2StreamIo {

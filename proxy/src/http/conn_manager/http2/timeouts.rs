@@ -17,7 +17,7 @@ use crate::worker_ctx::Ctx;
 
 use super::super::stream::{FilterPhase, Stream};
 use super::super::HttpConnection;
-use super::State;
+use super::{H2Stream, State};
 
 impl HttpConnection {
     /// HTTP/2 timers: each stream's request, idle and duration timeouts, and the
@@ -27,7 +27,13 @@ impl HttpConnection {
             return;
         };
         let now = ctx.now;
-        for st in &mut h2.streams {
+        // Only the streams whose armed deadline is due; each is visited in the next
+        // turn (its filters' and router's own deadlines, then the next one armed).
+        while let Some(i) = h2.streams.pop_due(now) {
+            h2.streams.mark(i);
+            let Some(st) = h2.streams.get_mut(i) else {
+                continue;
+            };
             // A response not yet taken by the client still has its timers (a reader
             // that never opens its window is reset by stream_idle_timeout).
             if (st.s.response_done && st.io.finished) || st.io.reset {
@@ -121,7 +127,45 @@ impl HttpConnection {
         None
     }
 
-    /// The earliest deadline of the HTTP/2 connection and its streams.
+    /// The earliest deadline of one stream: its filters' wake-up, request, idle and
+    /// duration timeouts, its router's and its async calls' deadlines.
+    pub(super) fn h2_stream_deadline<S: Stack>(&self, ctx: &Ctx<'_, S>, st: &H2Stream) -> Option<Instant> {
+        let s = &st.s;
+        let mut next: Option<Instant> = None;
+        let mut consider = |d: Option<Instant>| {
+            if let Some(d) = d {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
+        };
+        if s.phase == FilterPhase::Decoding {
+            consider(s.filters.wake_at());
+        }
+        if (s.response_done && st.io.finished) || st.io.reset {
+            return next;
+        }
+        if !s.request_done {
+            consider(self.cfg.request_timeout.map(|t| s.start + t));
+        }
+        let idle = match s.router.as_ref().and_then(|r| r.idle_timeout_override()) {
+            Some(o) => o,
+            None => self.cfg.stream_idle_timeout,
+        };
+        consider(idle.map(|t| s.last_activity + ctx.overload.scaled_timeout(TimerType::HttpDownstreamStreamIdle, t)));
+        let duration = match s.router.as_ref().and_then(|r| r.max_stream_duration_override()) {
+            Some(o) => o,
+            None => self.cfg.max_stream_duration,
+        };
+        consider(duration.map(|t| s.start + t));
+        if let Some(r) = &s.router {
+            consider(r.next_deadline());
+        }
+        consider(s.async_calls.next_deadline());
+        next
+    }
+
+    /// The earliest deadline of the HTTP/2 connection and its streams (the top of the
+    /// streams' deadline heap: perhaps one that moved later, which then finds nothing
+    /// to do).
     pub(in crate::http::conn_manager) fn h2_next_deadline<S: Stack>(&self, ctx: &Ctx<'_, S>) -> Option<Instant> {
         let h2 = self.h2.as_ref()?;
         let mut next: Option<Instant> = None;
@@ -130,34 +174,7 @@ impl HttpConnection {
                 next = Some(next.map_or(d, |n| n.min(d)));
             }
         };
-        for st in &h2.streams {
-            let s = &st.s;
-            if s.phase == FilterPhase::Decoding {
-                consider(s.filters.wake_at());
-            }
-            if (s.response_done && st.io.finished) || st.io.reset {
-                continue;
-            }
-            if !s.request_done {
-                consider(self.cfg.request_timeout.map(|t| s.start + t));
-            }
-            let idle = match s.router.as_ref().and_then(|r| r.idle_timeout_override()) {
-                Some(o) => o,
-                None => self.cfg.stream_idle_timeout,
-            };
-            consider(
-                idle.map(|t| s.last_activity + ctx.overload.scaled_timeout(TimerType::HttpDownstreamStreamIdle, t)),
-            );
-            let duration = match s.router.as_ref().and_then(|r| r.max_stream_duration_override()) {
-                Some(o) => o,
-                None => self.cfg.max_stream_duration,
-            };
-            consider(duration.map(|t| s.start + t));
-            if let Some(r) = &s.router {
-                consider(r.next_deadline());
-            }
-            consider(s.async_calls.next_deadline());
-        }
+        consider(h2.streams.next_deadline());
         if let Some(at) = h2.closed_at {
             consider(Some(at + self.cfg.delayed_close_timeout.unwrap_or(super::CLOSE_GRACE)));
         }

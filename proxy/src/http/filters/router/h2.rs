@@ -566,22 +566,63 @@ impl RouterState {
 
 /// The request as an `h2` request head: `:method`, `:scheme`, `:authority`, `:path`
 /// from the head, its other headers without the connection-specific ones
-/// (`te: trailers` is kept, as gRPC needs it).
+/// (`te: trailers` is kept, as gRPC needs it). The authority, the path and the header
+/// values share one buffer (one allocation, not one per value); an invalid method
+/// gives the default request, an invalid URI the default URI, an invalid header is
+/// left out.
 fn request_head(stream: &Stream) -> http::Request<()> {
     let head = &stream.head;
-    let scheme = if head.scheme.is_empty() { "http" } else { head.scheme.as_str() };
-    let uri = http::Uri::builder().scheme(scheme).authority(head.authority.as_str()).path_and_query(head.path.as_str());
-    let mut builder = http::Request::builder().method(head.method.as_str()).uri(uri.build().unwrap_or_default());
+    let Ok(method) = http::Method::from_bytes(head.method.as_bytes()) else {
+        return http::Request::default();
+    };
+    let keep = |name: &[u8], value: &[u8]| {
+        name != b"host" && !(connection_specific(name) && !(name == b"te" && value == b"trailers"))
+    };
+    let (authority, path) = (head.authority.as_bytes(), head.path.as_bytes());
+    let mut shared = Vec::with_capacity(authority.len() + path.len() + 256);
+    shared.extend_from_slice(authority);
+    shared.extend_from_slice(path);
+    let mut count = 0;
     for (name, value) in head.headers.iter() {
-        if name == b"host" || (connection_specific(name) && !(name == b"te" && value == b"trailers")) {
+        if keep(name, value) {
+            shared.extend_from_slice(value);
+            count += 1;
+        }
+    }
+    let shared = Bytes::from(shared);
+    let mut r = http::Request::new(());
+    *r.method_mut() = method;
+    *r.uri_mut() = request_uri(&head.scheme, &shared, authority.len(), path.len()).unwrap_or_default();
+    let headers = r.headers_mut();
+    headers.reserve(count.min(256)); // `reserve` panics past 32,768
+    let mut at = authority.len() + path.len();
+    for (name, value) in head.headers.iter() {
+        if !keep(name, value) {
             continue;
         }
-        let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name), http::HeaderValue::from_bytes(value)) else {
+        let v = shared.slice(at..at + value.len());
+        at += value.len();
+        let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name), http::HeaderValue::from_maybe_shared(v)) else {
             continue;
         };
-        builder = builder.header(n, v);
+        headers.append(n, v);
     }
-    builder.body(()).unwrap_or_default()
+    r
+}
+
+/// `scheme://authority/path` (an empty scheme is `http`); `shared` starts with the
+/// authority's `authority_len` bytes, then the path's `path_len`.
+fn request_uri(scheme: &str, shared: &Bytes, authority_len: usize, path_len: usize) -> Option<http::Uri> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(match scheme {
+        "" | "http" => http::uri::Scheme::HTTP,
+        "https" => http::uri::Scheme::HTTPS,
+        other => other.parse().ok()?,
+    });
+    parts.authority = Some(http::uri::Authority::from_maybe_shared(shared.slice(..authority_len)).ok()?);
+    let path = shared.slice(authority_len..authority_len + path_len);
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_maybe_shared(path).ok()?);
+    http::Uri::from_parts(parts).ok()
 }
 
 /// The last request DATA (`data`, possibly empty), then the trailers when there are
@@ -597,5 +638,46 @@ fn end_request(send: &mut SendStream<Bytes>, data: Bytes, trailers: Option<http:
         None => {
             let _ = send.send_data(data, true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_head_keeps_its_headers_and_shares_one_buffer() {
+        let mut s = Stream::new(std::time::Instant::now());
+        s.head.method.push_str("POST");
+        s.head.authority.push_str("svc.example:8080");
+        s.head.path.push_str("/pkg.Svc/Call?x=1");
+        for (n, v) in [
+            (&b"content-type"[..], &b"application/grpc"[..]),
+            (b"te", b"trailers"),
+            (b"connection", b"keep-alive"),
+            (b"host", b"other"),
+            (b"x-custom", b"a"),
+            (b"x-custom", b"b"),
+            (b"bad", b"line\nbreak"),
+        ] {
+            s.head.headers.append(n, v);
+        }
+        let r = request_head(&s);
+        assert_eq!(r.method(), http::Method::POST);
+        assert_eq!(r.uri().to_string(), "http://svc.example:8080/pkg.Svc/Call?x=1");
+        let h = r.headers();
+        assert_eq!(h.get("content-type").unwrap(), "application/grpc");
+        assert_eq!(h.get("te").unwrap(), "trailers", "gRPC's te: trailers is kept");
+        assert!(h.get("connection").is_none() && h.get("host").is_none() && h.get("bad").is_none());
+        assert_eq!(h.get_all("x-custom").iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(h.len(), 4);
+
+        s.head.scheme.push_str("https");
+        assert_eq!(request_head(&s).uri().scheme_str(), Some("https"));
+        s.head.authority.clear();
+        assert_eq!(request_head(&s).uri(), &http::Uri::default(), "no authority: the default URI");
+        s.head.method.clear();
+        s.head.method.push_str("BAD METHOD");
+        assert!(request_head(&s).headers().is_empty(), "an invalid method: the default request");
     }
 }

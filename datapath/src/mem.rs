@@ -115,10 +115,15 @@ struct PortState {
     signal: Arc<Condvar>,
     waiting: bool,
     woken: bool,
-    /// The stack's clock at its last empty receive, and the real time then: `wait`
-    /// estimates the stack's "now" from them to sleep until a delayed frame is due.
+    /// The stack's clock at its last empty receive, and the real time then when a
+    /// delayed frame was held back: `wait` estimates the stack's "now" from them to
+    /// sleep until a delayed frame is due. With nothing queued the real clock is not
+    /// read (a clock read costs as much as a tenth of a segment's trip through the
+    /// stack, `bench/benches/smol_stack.rs`); a frame that arrives between that receive
+    /// and `wait` is then timed from the receive's timestamp alone, which can make
+    /// the sleep longer by the microseconds in between, never shorter.
     last_ts: Instant,
-    last_real: std::time::Instant,
+    last_real: Option<std::time::Instant>,
     stats: PortStats,
 }
 
@@ -184,7 +189,7 @@ impl MemNetwork {
             waiting: false,
             woken: false,
             last_ts: Instant::ZERO,
-            last_real: std::time::Instant::now(),
+            last_real: None,
             stats: PortStats::default(),
         });
         let mut caps = DeviceCapabilities::default();

@@ -196,9 +196,15 @@ impl phy::Device for MemPort {
                     port.stats.rx_frames += 1;
                     port.queue.pop().map(|f| f.frame)
                 }
-                _ => {
+                Some(_) => {
+                    // A delayed frame: `wait` needs the real time to sleep until it is due.
                     port.last_ts = timestamp;
-                    port.last_real = std::time::Instant::now();
+                    port.last_real = Some(std::time::Instant::now());
+                    None
+                }
+                None => {
+                    port.last_ts = timestamp;
+                    port.last_real = None;
                     None
                 }
             }
@@ -241,7 +247,7 @@ impl Datapath for MemPort {
             port.woken = false;
             return Ok(());
         }
-        let now = port.last_ts + Duration::from(port.last_real.elapsed());
+        let now = port.last_ts + port.last_real.map_or(Duration::ZERO, |at| Duration::from(at.elapsed()));
         let due_in =
             port.queue.peek().map(|f| if f.due <= now { std::time::Duration::ZERO } else { (f.due - now).into() });
         let limit = match (timeout, due_in) {

@@ -154,3 +154,22 @@ fn many_ports_get_distinct_macs() {
     assert_eq!(macs.len(), 300);
     assert!(macs.iter().all(|m| m.is_unicast()));
 }
+
+#[test]
+fn wait_counts_the_time_since_a_delayed_frame_was_seen() {
+    // `receive` reads the real clock only when it holds a delayed frame back; `wait`
+    // then sleeps for what is left of the delay, not for the whole delay again.
+    let delay = Faults { delay: Duration::from_millis(400), ..Faults::NONE };
+    let (mut a, mut b) = MemNetwork::pair(MemConfig::default(), delay, Faults::NONE).unwrap();
+    let b_mac = b.mac();
+    let t = Instant::from_secs(1);
+    send(&mut a, t, &frame_to(b_mac, 3));
+    assert_eq!(recv(&mut b, t), None, "held back for 400 ms");
+    std::thread::sleep(StdDuration::from_millis(250));
+    let t0 = std::time::Instant::now();
+    b.wait(None).unwrap();
+    let slept = t0.elapsed();
+    assert!(slept >= StdDuration::from_millis(100), "woke after {slept:?}, before the frame was due");
+    assert!(slept < StdDuration::from_millis(350), "slept {slept:?}: the 250 ms already waited were not counted");
+    assert_eq!(recv(&mut b, t + Duration::from_millis(400)).unwrap()[14], 3);
+}

@@ -8,7 +8,8 @@ argv: descriptor-set port. Prints the port it listens on, then one JSON line per
 request received ({"rpc", "type_url", "version_info", "nonce", "names", "error", "node"}).
 After each response it prints {"sent": type_url, "version", "bytes", "t"} (t: Unix time;
 bench/xds.sh times sluice from there). Reads snapshots from stdin, one JSON line each:
-  {"version": "1", "listeners": [...], "clusters": [...], "endpoints": [...], "routes": [...]}
+  {"version": "1", "listeners": [...], "clusters": [...], "endpoints": [...], "routes": [...],
+   "secrets": [...]}
 (resources in proto3 JSON with their "@type"). State of the world: a request whose
 version_info differs from the snapshot's is answered at once; one that has it waits
 for the next snapshot; a NACK of the version last sent waits too. Delta: each resource
@@ -60,7 +61,9 @@ LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-KEYS = {LISTENER: "listeners", CLUSTER: "clusters", ENDPOINTS: "endpoints", ROUTES: "routes"}
+SECRETS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+KEYS = {LISTENER: "listeners", CLUSTER: "clusters", ENDPOINTS: "endpoints", ROUTES: "routes",
+        SECRETS: "secrets"}
 
 cond = threading.Condition()
 snapshot = {"version": "", "listeners": [], "clusters": [], "endpoints": [], "routes": []}

@@ -30,7 +30,7 @@ use crate::node::{Node, Value};
 mod routes;
 mod secrets;
 pub use routes::{hcms, rds_ready, RdsRoute};
-pub use secrets::{cluster_sds, listener_sds, sds_ready};
+pub use secrets::{cluster_sds, cluster_sds_ready, listener_sds, sds_ready};
 
 /// `config.core.v3.ConfigSource` with a path: the file to read and, when given, the
 /// directory whose moves signal an update (`watched_directory`).
@@ -338,6 +338,7 @@ pub fn compose(static_b: &Bootstrap, dynamic: &Dynamic) -> Result<Bootstrap, Vec
     crate::validate::validate(&mut b, &mut d);
     if d.errors.is_empty() {
         b.listeners.retain(|l| rds_ready(l, dynamic.routes) && sds_ready(l, dynamic.secrets));
+        b.clusters.retain(|c| cluster_sds_ready(c, dynamic.secrets));
         return Ok(b);
     }
     for e in &mut d.errors {

@@ -32,6 +32,20 @@
 //! (Envoy checks `validate_clusters` when the listener is loaded), so a cluster may go
 //! before the listener that routes to it.
 //!
+//! SDS over ADS: the `Secret`s named by TLS contexts whose `sds_config` is `ads: {}`
+//! (filter chains of static and LDS listeners, static and CDS clusters) are asked for
+//! by name, re-sent when LDS or CDS changes that set, as Envoy's `SdsApi` subscribes
+//! over the ADS mux. A response updates the secrets it holds; each is resolved (the
+//! files its data sources name read in, as Envoy's resolved secret) and applied like
+//! any update, so a new version rotates the certificate for new handshakes while open
+//! connections keep theirs (the listener's identity does not show its secrets). A
+//! secret that does not resolve or does not build its TLS context is NACKed and the
+//! one in force stays. Stats under `sds.<secret name>.` are the one SDS subscription's,
+//! shared by the secrets it carries. A listener or cluster whose secret has not arrived
+//! is warming (see [`sluice_config::xds::sds_ready`]); as for SDS files, without a
+//! limit (`initial_fetch_timeout` is refused for SDS). The files a secret names are
+//! read when it arrives, not watched afterwards (a file SDS source watches them).
+//!
 //! Warming and `initial_fetch_timeout` (of EDS and RDS sources): see [`warming`]. Not
 //! done here: per-type `api_config_source` subscriptions (refused at load).
 
@@ -50,6 +64,7 @@ use sluice_config::cluster::{Cluster, ClusterLoadAssignment};
 use sluice_config::decode::Decode;
 use sluice_config::listener::Listener;
 use sluice_config::route::RouteConfiguration;
+use sluice_config::tls::{SdsSecret, Secret, SECRET_TYPE};
 use sluice_config::xds::ads::{AdsConfig, ApiType};
 use sluice_config::xds::{self, RdsRoute};
 use sluice_config::Bootstrap;
@@ -132,6 +147,12 @@ impl Named for RouteConfiguration {
     }
 }
 
+impl Named for Secret {
+    fn resource_name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// What an update hands to the reload machinery: the effective config and its dump.
 pub type Apply<'a> = super::Apply<'a>;
 
@@ -148,6 +169,7 @@ pub struct AdsXds {
     cds: Option<Sub<Cluster>>,
     eds: Sub<ClusterLoadAssignment>,
     rds: Sub<RouteConfiguration>,
+    sds: Sub<Secret>,
     /// The initial fetches of EDS and RDS names (warming).
     eds_fetch: Fetches,
     rds_fetch: Fetches,
@@ -197,6 +219,7 @@ impl AdsXds {
             cds: dr.cds_config.as_ref().filter(|s| s.ads).map(|_| Sub::new(xds::CLUSTER_TYPE, scope(subs, CDS), true)),
             eds: Sub::new(xds::ENDPOINTS_TYPE, Arc::default(), false),
             rds: Sub::new(xds::ROUTE_TYPE, Arc::new(SubscriptionStats::rds()), false),
+            sds: Sub::new(SECRET_TYPE, Arc::new(SubscriptionStats::sds()), false),
             eds_fetch: Fetches::default(),
             rds_fetch: Fetches::default(),
             config,
@@ -211,6 +234,7 @@ impl AdsXds {
             &self.cds.as_ref().map(Sub::active).unwrap_or_default(),
             &self.eds.active(),
             &self.rds.active(),
+            &self.sds.active(),
             false,
         )
     }
@@ -224,9 +248,11 @@ impl AdsXds {
         clusters: &[Cluster],
         endpoints: &[ClusterLoadAssignment],
         routes: &[RouteConfiguration],
+        secrets: &[Secret],
         check_routes: bool,
     ) -> Result<Bootstrap, Vec<String>> {
         let rds = self.rds_routes(listeners_as_written, routes);
+        let sds = self.sds_secrets(listeners_as_written, clusters, secrets);
         // As Envoy, an inline route configuration's clusters (`validate_clusters`) are
         // checked when its listener is loaded; a CDS or EDS update does not re-check
         // them (a route to a removed cluster then answers as for an unknown cluster).
@@ -248,7 +274,7 @@ impl AdsXds {
             cds_path: "CDS",
             endpoints: &[],
             ads_endpoints: endpoints,
-            secrets: &[],
+            secrets: &sds,
             routes: &rds,
         };
         let mut b =
@@ -266,7 +292,7 @@ impl AdsXds {
                 }
             }
         }
-        let warming = self.warming_clusters(clusters, endpoints);
+        let warming = self.warming_clusters(clusters, endpoints, &sds);
         b.clusters.retain(|c| !warming.contains(&c.name.as_str()));
         Ok(b)
     }
@@ -285,14 +311,35 @@ impl AdsXds {
             .collect()
     }
 
+    /// The secrets the static resources, `listeners` and `clusters` ask for over ADS,
+    /// each with its version from `secrets` (None: warming).
+    fn sds_secrets(&self, listeners: &[Listener], clusters: &[Cluster], secrets: &[Secret]) -> Vec<SdsSecret> {
+        sds_wanted(&self.bootstrap, listeners, clusters)
+            .into_iter()
+            .map(|name| SdsSecret {
+                path: String::new(),
+                ads: true,
+                secret: secrets.iter().find(|s| s.name == name).cloned(),
+                name,
+            })
+            .collect()
+    }
+
     /// The names of the CDS `clusters` still warming: their endpoints come over ADS,
-    /// are not in `endpoints`, and their initial fetch has not timed out.
-    fn warming_clusters<'c>(&self, clusters: &'c [Cluster], endpoints: &[ClusterLoadAssignment]) -> Vec<&'c str> {
+    /// are not in `endpoints`, and their initial fetch has not timed out; or a secret
+    /// they name is not in `secrets`.
+    fn warming_clusters<'c>(
+        &self,
+        clusters: &'c [Cluster],
+        endpoints: &[ClusterLoadAssignment],
+        secrets: &[SdsSecret],
+    ) -> Vec<&'c str> {
         clusters
             .iter()
             .filter(|c| {
-                eds_name(c)
-                    .is_some_and(|n| !endpoints.iter().any(|e| e.cluster_name == n) && !self.eds_fetch.timed_out(&n))
+                let eds = eds_name(c)
+                    .is_some_and(|n| !endpoints.iter().any(|e| e.cluster_name == n) && !self.eds_fetch.timed_out(&n));
+                eds || !xds::cluster_sds_ready(c, secrets)
             })
             .map(|c| c.name.as_str())
             .collect()
@@ -366,6 +413,8 @@ impl AdsXds {
         }
         self.rds.asked = false;
         self.rds.nonce.clear();
+        self.sds.asked = false;
+        self.sds.nonce.clear();
         let (names, wanted) = self.eds_names();
         self.eds.names = names;
         let items = &self.eds.items;
@@ -397,6 +446,12 @@ impl AdsXds {
             let m = self.first_request(self.rds.type_url, &self.rds.version_info, &self.rds.names, &self.rds.items);
             self.send(m);
             self.rds.asked = true;
+        }
+        self.sds.names = self.sds_names();
+        if !self.sds.names.is_empty() {
+            let m = self.first_request(self.sds.type_url, &self.sds.version_info, &self.sds.names, &self.sds.items);
+            self.send(m);
+            self.sds.asked = true;
         }
     }
 
@@ -454,6 +509,19 @@ impl AdsXds {
         (wanted.iter().map(|(n, _)| n.clone()).collect(), wanted)
     }
 
+    /// The secret names the listeners and clusters in force ask for over ADS.
+    fn sds_names(&self) -> Vec<String> {
+        let listeners = self.lds.as_ref().map(Sub::active).unwrap_or_default();
+        let clusters = self.cds.as_ref().map(Sub::active).unwrap_or_default();
+        sds_wanted(&self.bootstrap, &listeners, &clusters)
+    }
+
+    /// After LDS or CDS changed: ask for the secrets they need now.
+    fn resubscribe_sds(&mut self) {
+        let names = self.sds_names();
+        self.resubscribe::<Secret>(names);
+    }
+
     /// After CDS changed: ask for the EDS names it needs now.
     fn resubscribe_eds(&mut self, now: Instant) {
         let (names, wanted) = self.eds_names();
@@ -499,6 +567,7 @@ impl AdsXds {
             xds::CLUSTER_TYPE if self.cds.is_some() => self.sotw::<Cluster>(r, now, wall, apply),
             xds::ENDPOINTS_TYPE => self.sotw::<ClusterLoadAssignment>(r, now, wall, apply),
             xds::ROUTE_TYPE => self.sotw::<RouteConfiguration>(r, now, wall, apply),
+            SECRET_TYPE => self.sotw::<Secret>(r, now, wall, apply),
             other => {
                 tracing::warn!("xds: ignoring a response of type `{other}`, which sluice did not ask for");
                 false
@@ -529,10 +598,18 @@ impl AdsXds {
                 for w in warnings {
                     tracing::warn!("{} {}: {w}", kind(type_url), r.version_info);
                 }
-                for item in res.items {
-                    items.insert(item.resource_name().to_string(), (res.version_info.clone(), item));
+                match resolve_all(res.items) {
+                    Ok(resolved) => {
+                        for item in resolved {
+                            items.insert(item.resource_name().to_string(), (res.version_info.clone(), item));
+                        }
+                        self.try_apply::<T>(items, &r.version_info, wall, apply)
+                    }
+                    Err(e) => {
+                        T::sub(self).stats.update_rejected.inc();
+                        Err(e)
+                    }
                 }
-                self.try_apply::<T>(items, &r.version_info, wall, apply)
             }
         };
         self.answer::<T>(&r.version_info, &r.nonce, result, now)
@@ -544,6 +621,7 @@ impl AdsXds {
             xds::CLUSTER_TYPE if self.cds.is_some() => self.delta_update::<Cluster>(r, now, wall, apply),
             xds::ENDPOINTS_TYPE => self.delta_update::<ClusterLoadAssignment>(r, now, wall, apply),
             xds::ROUTE_TYPE => self.delta_update::<RouteConfiguration>(r, now, wall, apply),
+            SECRET_TYPE => self.delta_update::<Secret>(r, now, wall, apply),
             other => {
                 tracing::warn!("xds: ignoring a delta response of type `{other}`, which sluice did not ask for");
                 false
@@ -566,11 +644,14 @@ impl AdsXds {
         let mut errors = unknown_fields(kind(type_url), &r.unknown_fields).err().unwrap_or_default();
         for (i, (name, version, doc)) in r.resources.iter().enumerate() {
             match xds::decode_resources::<T>(doc, type_url) {
-                Ok((res, _)) => {
-                    for item in res.items {
-                        items.insert(item.resource_name().to_string(), (version.clone(), item));
+                Ok((res, _)) => match resolve_all(res.items) {
+                    Ok(resolved) => {
+                        for item in resolved {
+                            items.insert(item.resource_name().to_string(), (version.clone(), item));
+                        }
                     }
-                }
+                    Err(e) => errors.extend(e.iter().map(|e| format!("resources[{i}] (`{name}`): {e}"))),
+                },
                 Err(e) => errors.extend(e.iter().map(|e| format!("resources[{i}] (`{name}`): {e}"))),
             }
         }
@@ -600,11 +681,12 @@ impl AdsXds {
             clusters: self.cds.as_ref().map(Sub::active).unwrap_or_default(),
             endpoints: self.eds.active(),
             routes: self.rds.active(),
+            secrets: self.sds.active(),
         };
         *T::slot(&mut c) = items.values().map(|(_, t)| t.clone()).collect();
         let check_routes = matches!(T::sub(self).type_url, xds::LISTENER_TYPE | xds::ROUTE_TYPE);
         let result = self
-            .compose(&c.listeners, &c.clusters, &c.endpoints, &c.routes, check_routes)
+            .compose(&c.listeners, &c.clusters, &c.endpoints, &c.routes, &c.secrets, check_routes)
             .and_then(|b| apply(&b, String::new()));
         let s = T::sub(self);
         match result {
@@ -667,6 +749,9 @@ impl AdsXds {
         if applied && type_url == xds::LISTENER_TYPE {
             self.resubscribe_rds(now);
         }
+        if applied && matches!(type_url, xds::CLUSTER_TYPE | xds::LISTENER_TYPE) {
+            self.resubscribe_sds();
+        }
         applied
     }
 
@@ -694,6 +779,9 @@ impl AdsXds {
                 stats.subscriptions.insert(&name, Arc::clone(&self.rds.stats));
             }
         }
+        for name in self.sds_names() {
+            stats.subscriptions.insert(&format!("sds.{name}"), Arc::clone(&self.sds.stats));
+        }
     }
 }
 
@@ -703,6 +791,28 @@ trait Slot: Sized + PartialEq {
     /// Where a candidate config holds this type's resources.
     fn slot(c: &mut Candidate) -> &mut Vec<Self>;
     fn sub(x: &mut AdsXds) -> &mut Sub<Self>;
+    /// The resource as it is put in force (a secret with its files read in).
+    fn resolved(self) -> Result<Self, String> {
+        Ok(self)
+    }
+}
+
+/// Every resource of a response resolved (see [`Slot::resolved`]), or the errors.
+fn resolve_all<T: Slot + Named>(items: Vec<T>) -> Result<Vec<T>, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    for item in items {
+        let name = item.resource_name().to_string();
+        match item.resolved() {
+            Ok(t) => out.push(t),
+            Err(e) => errors.push(format!("`{name}`: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// The resources of every type a config is composed from, one type replaced.
@@ -711,6 +821,7 @@ struct Candidate {
     clusters: Vec<Cluster>,
     endpoints: Vec<ClusterLoadAssignment>,
     routes: Vec<RouteConfiguration>,
+    secrets: Vec<Secret>,
 }
 
 impl Slot for Listener {
@@ -749,6 +860,18 @@ impl Slot for RouteConfiguration {
     }
 }
 
+impl Slot for Secret {
+    fn slot(c: &mut Candidate) -> &mut Vec<Self> {
+        &mut c.secrets
+    }
+    fn sub(x: &mut AdsXds) -> &mut Sub<Self> {
+        &mut x.sds
+    }
+    fn resolved(self) -> Result<Self, String> {
+        self.resolve()
+    }
+}
+
 fn scope(subs: &Subscriptions, prefix: &'static str) -> Arc<SubscriptionStats> {
     subs.scope(prefix)
 }
@@ -758,6 +881,7 @@ fn kind(type_url: &str) -> &'static str {
         xds::LISTENER_TYPE => "LDS",
         xds::CLUSTER_TYPE => "CDS",
         xds::ROUTE_TYPE => "RDS",
+        SECRET_TYPE => "SDS",
         _ => "EDS",
     }
 }
@@ -810,6 +934,23 @@ fn rds_wanted(listeners: &[Listener]) -> Vec<(String, Option<Duration>)> {
         .collect();
     names.sort();
     names.dedup_by(|a, b| a.0 == b.0);
+    names
+}
+
+/// The secret names that `bootstrap`'s static resources, `listeners` and `clusters` ask
+/// for over ADS, sorted, without duplicates.
+fn sds_wanted(bootstrap: &Bootstrap, listeners: &[Listener], clusters: &[Cluster]) -> Vec<String> {
+    let mut names: Vec<String> = bootstrap
+        .listeners
+        .iter()
+        .chain(listeners)
+        .flat_map(xds::listener_sds)
+        .chain(bootstrap.clusters.iter().chain(clusters).flat_map(xds::cluster_sds))
+        .filter(|c| c.sds_config.ads)
+        .map(|c| c.name)
+        .collect();
+    names.sort();
+    names.dedup();
     names
 }
 

@@ -71,6 +71,7 @@ mod xdp_queues;
 mod xdp_support;
 mod xdp_tcp;
 mod xds_ads;
+mod xds_ads_init;
 mod xds_ads_sds;
 mod xds_files;
 mod xds_rds_sds;

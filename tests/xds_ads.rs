@@ -101,13 +101,18 @@ static_resources:
 }
 
 fn listener(port: u16, cluster: &str) -> serde_json::Value {
+    listener_on("ingress", port, cluster)
+}
+
+/// A listener `name` on `port` whose HCM (stat prefix `name`) sends everything to `cluster`.
+pub(crate) fn listener_on(name: &str, port: u16, cluster: &str) -> serde_json::Value {
     serde_json::json!({
         "@type": LISTENER,
-        "name": "ingress",
+        "name": name,
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-            "stat_prefix": "ingress",
+            "stat_prefix": name,
             "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"],
                 "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}]},
             "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {

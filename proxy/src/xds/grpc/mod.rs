@@ -71,7 +71,7 @@ use sluice_config::Bootstrap;
 
 use crate::stats::{ControlPlaneStats, Store, SubscriptionStats, Subscriptions};
 use stream::{Event, Outgoing};
-use warming::Fetches;
+use warming::{Fetches, InitFetch};
 
 const LDS: &str = "listener_manager.lds";
 const CDS: &str = "cluster_manager.cds";
@@ -173,12 +173,16 @@ pub struct AdsXds {
     /// The initial fetches of EDS and RDS names (warming).
     eds_fetch: Fetches,
     rds_fetch: Fetches,
+    /// The server's initialization: LDS's and CDS's first responses.
+    lds_init: Option<InitFetch>,
+    cds_init: Option<InitFetch>,
     control_plane: Arc<ControlPlaneStats>,
 }
 
 impl AdsXds {
-    /// The client of `bootstrap`'s `ads_config` (None without one), its stream started.
-    pub fn start(bootstrap: &Bootstrap, stats: &Store) -> Result<Option<AdsXds>, String> {
+    /// The client of `bootstrap`'s `ads_config` (None without one), its stream started
+    /// at `now` (when the initial fetches of LDS and CDS start).
+    pub fn start(bootstrap: &Bootstrap, stats: &Store, now: Instant) -> Result<Option<AdsXds>, String> {
         let Some(dr) = &bootstrap.dynamic_resources else { return Ok(None) };
         let Some(config) = dr.ads_config.clone() else { return Ok(None) };
         let cluster = bootstrap
@@ -222,9 +226,27 @@ impl AdsXds {
             sds: Sub::new(SECRET_TYPE, Arc::new(SubscriptionStats::sds()), false),
             eds_fetch: Fetches::default(),
             rds_fetch: Fetches::default(),
+            lds_init: dr.lds_config.as_ref().filter(|s| s.ads).map(|s| InitFetch::start(s.initial_fetch_timeout, now)),
+            cds_init: dr.cds_config.as_ref().filter(|s| s.ads).map(|s| InitFetch::start(s.initial_fetch_timeout, now)),
             config,
             control_plane,
         }))
+    }
+
+    /// Whether `bootstrap` starts with its listeners held back: it takes LDS or CDS over
+    /// ADS, whose first responses the server's initialization waits for.
+    pub fn holds_listeners_at_start(bootstrap: &Bootstrap) -> bool {
+        bootstrap
+            .dynamic_resources
+            .as_ref()
+            .is_some_and(|d| d.ads_config.is_some() && d.lds_config.iter().chain(&d.cds_config).any(|s| s.ads))
+    }
+
+    /// Whether the server's initialization is done: LDS and CDS (those over ADS) each
+    /// had their first response or their initial fetch timed out. Until then no
+    /// listener is in the effective config.
+    pub fn initialized(&self) -> bool {
+        !self.lds_init.iter().chain(&self.cds_init).any(InitFetch::pending)
     }
 
     /// Static and dynamic resources as one checked bootstrap.
@@ -294,6 +316,9 @@ impl AdsXds {
         }
         let warming = self.warming_clusters(clusters, endpoints, &sds);
         b.clusters.retain(|c| !warming.contains(&c.name.as_str()));
+        if !self.initialized() {
+            b.listeners.clear();
+        }
         Ok(b)
     }
 
@@ -348,6 +373,7 @@ impl AdsXds {
     /// Take what the stream brought: open streams get their first requests, responses
     /// are applied through `apply` and answered. Returns whether a new config was applied.
     pub fn poll(&mut self, now: Instant, wall: SystemTime, apply: &mut Apply) -> bool {
+        let was_initialized = self.initialized();
         let mut applied = false;
         while let Ok(ev) = self.handle.events.try_recv() {
             match ev {
@@ -371,7 +397,34 @@ impl AdsXds {
                 Event::Response(..) | Event::Delta(..) => {}
             }
         }
-        applied | self.expire_fetches(now, apply)
+        applied |= self.expire_fetches(now, apply);
+        applied | self.end_init(was_initialized, now, apply)
+    }
+
+    /// Time out the initial fetches of LDS and CDS at `now` (counting
+    /// `init_fetch_timeout`); when initialization just ended, apply the config with its
+    /// listeners. Returns whether a new config was applied.
+    fn end_init(&mut self, was_initialized: bool, now: Instant, apply: &mut Apply) -> bool {
+        let subs = [
+            (self.lds_init.as_mut(), self.lds.as_ref().map(|s| &s.stats), "LDS"),
+            (self.cds_init.as_mut(), self.cds.as_ref().map(|s| &s.stats), "CDS"),
+        ];
+        for (init, stats, what) in subs {
+            if init.is_some_and(|i| i.expire(now)) {
+                tracing::warn!("xds: {what} initial fetch timed out; initialization goes on without it");
+                if let Some(s) = stats {
+                    s.init_fetch_timeout.inc();
+                }
+            }
+        }
+        if was_initialized || !self.initialized() {
+            return false;
+        }
+        tracing::info!("xds: initialization done; listeners start");
+        match self.effective().and_then(|b| apply(&b, String::new())) {
+            Ok(()) => true,
+            Err(errors) => refused("the config at the end of initialization", &errors),
+        }
     }
 
     /// End the warming of the names whose initial fetch timed out at `now`: apply the
@@ -386,6 +439,7 @@ impl AdsXds {
         }
         for n in &eds {
             tracing::warn!(name = %n, "xds: EDS initial fetch timed out; the cluster serves with no hosts");
+            self.eds.stats.init_fetch_timeout.inc();
         }
         for n in &rds {
             tracing::warn!(name = %n, "xds: RDS initial fetch timed out; serving empty routes");
@@ -562,6 +616,7 @@ impl AdsXds {
     }
 
     fn on_response(&mut self, r: proto::Response, now: Instant, wall: SystemTime, apply: &mut Apply) -> bool {
+        self.first_response(&r.type_url);
         match r.type_url.as_str() {
             xds::LISTENER_TYPE if self.lds.is_some() => self.sotw::<Listener>(r, now, wall, apply),
             xds::CLUSTER_TYPE if self.cds.is_some() => self.sotw::<Cluster>(r, now, wall, apply),
@@ -572,6 +627,19 @@ impl AdsXds {
                 tracing::warn!("xds: ignoring a response of type `{other}`, which sluice did not ask for");
                 false
             }
+        }
+    }
+
+    /// A response of `type_url` arrived: LDS's or CDS's ends its part of initialization
+    /// (whether it is accepted or not, as Envoy's init target).
+    fn first_response(&mut self, type_url: &str) {
+        let init = match type_url {
+            xds::LISTENER_TYPE => self.lds_init.as_mut(),
+            xds::CLUSTER_TYPE => self.cds_init.as_mut(),
+            _ => None,
+        };
+        if let Some(i) = init {
+            i.arrived();
         }
     }
 
@@ -616,6 +684,7 @@ impl AdsXds {
     }
 
     fn on_delta(&mut self, r: proto::DeltaResponse, now: Instant, wall: SystemTime, apply: &mut Apply) -> bool {
+        self.first_response(&r.type_url);
         match r.type_url.as_str() {
             xds::LISTENER_TYPE if self.lds.is_some() => self.delta_update::<Listener>(r, now, wall, apply),
             xds::CLUSTER_TYPE if self.cds.is_some() => self.delta_update::<Cluster>(r, now, wall, apply),

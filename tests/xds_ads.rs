@@ -150,7 +150,7 @@ fn snapshot(version: &str, listeners: Vec<serde_json::Value>, origin_port: u16) 
 }
 
 /// Wait until `port` answers from `origin`.
-fn wait_origin(port: u16, origin: &str) {
+pub(crate) fn wait_origin(port: u16, origin: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()

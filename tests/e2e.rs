@@ -73,6 +73,7 @@ mod xdp_tcp;
 mod xds_ads;
 mod xds_ads_init;
 mod xds_ads_sds;
+mod xds_ads_xdp;
 mod xds_files;
 mod xds_rds_sds;
 mod xds_unknown_fields;

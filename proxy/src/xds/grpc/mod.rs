@@ -32,25 +32,16 @@
 //! (Envoy checks `validate_clusters` when the listener is loaded), so a cluster may go
 //! before the listener that routes to it.
 //!
-//! SDS over ADS: the `Secret`s named by TLS contexts whose `sds_config` is `ads: {}`
-//! (filter chains of static and LDS listeners, static and CDS clusters) are asked for
-//! by name, re-sent when LDS or CDS changes that set, as Envoy's `SdsApi` subscribes
-//! over the ADS mux. A response updates the secrets it holds; each is resolved (the
-//! files its data sources name read in, as Envoy's resolved secret) and applied like
-//! any update, so a new version rotates the certificate for new handshakes while open
-//! connections keep theirs (the listener's identity does not show its secrets). A
-//! secret that does not resolve or does not build its TLS context is NACKed and the
-//! one in force stays. Stats under `sds.<secret name>.` are the one SDS subscription's,
-//! shared by the secrets it carries. A listener or cluster whose secret has not arrived
-//! is warming (see [`sluice_config::xds::sds_ready`]); as for SDS files, without a
-//! limit (`initial_fetch_timeout` is refused for SDS). The files a secret names are
-//! read when it arrives, not watched afterwards (a file SDS source watches them).
+//! SDS over ADS: see [`sds`]; the server's initialization (LDS and CDS first
+//! responses, their `initial_fetch_timeout`): see [`init`].
 //!
 //! Warming and `initial_fetch_timeout` (of EDS and RDS sources): see [`warming`]. Not
 //! done here: per-type `api_config_source` subscriptions (refused at load).
 
 pub mod dump;
+pub mod init;
 pub mod proto;
+pub mod sds;
 pub mod stream;
 pub mod warming;
 
@@ -147,12 +138,6 @@ impl Named for RouteConfiguration {
     }
 }
 
-impl Named for Secret {
-    fn resource_name(&self) -> &str {
-        &self.name
-    }
-}
-
 /// What an update hands to the reload machinery: the effective config and its dump.
 pub type Apply<'a> = super::Apply<'a>;
 
@@ -231,22 +216,6 @@ impl AdsXds {
             config,
             control_plane,
         }))
-    }
-
-    /// Whether `bootstrap` starts with its listeners held back: it takes LDS or CDS over
-    /// ADS, whose first responses the server's initialization waits for.
-    pub fn holds_listeners_at_start(bootstrap: &Bootstrap) -> bool {
-        bootstrap
-            .dynamic_resources
-            .as_ref()
-            .is_some_and(|d| d.ads_config.is_some() && d.lds_config.iter().chain(&d.cds_config).any(|s| s.ads))
-    }
-
-    /// Whether the server's initialization is done: LDS and CDS (those over ADS) each
-    /// had their first response or their initial fetch timed out. Until then no
-    /// listener is in the effective config.
-    pub fn initialized(&self) -> bool {
-        !self.lds_init.iter().chain(&self.cds_init).any(InitFetch::pending)
     }
 
     /// Static and dynamic resources as one checked bootstrap.
@@ -336,20 +305,6 @@ impl AdsXds {
             .collect()
     }
 
-    /// The secrets the static resources, `listeners` and `clusters` ask for over ADS,
-    /// each with its version from `secrets` (None: warming).
-    fn sds_secrets(&self, listeners: &[Listener], clusters: &[Cluster], secrets: &[Secret]) -> Vec<SdsSecret> {
-        sds_wanted(&self.bootstrap, listeners, clusters)
-            .into_iter()
-            .map(|name| SdsSecret {
-                path: String::new(),
-                ads: true,
-                secret: secrets.iter().find(|s| s.name == name).cloned(),
-                name,
-            })
-            .collect()
-    }
-
     /// The names of the CDS `clusters` still warming: their endpoints come over ADS,
     /// are not in `endpoints`, and their initial fetch has not timed out; or a secret
     /// they name is not in `secrets`.
@@ -399,32 +354,6 @@ impl AdsXds {
         }
         applied |= self.expire_fetches(now, apply);
         applied | self.end_init(was_initialized, now, apply)
-    }
-
-    /// Time out the initial fetches of LDS and CDS at `now` (counting
-    /// `init_fetch_timeout`); when initialization just ended, apply the config with its
-    /// listeners. Returns whether a new config was applied.
-    fn end_init(&mut self, was_initialized: bool, now: Instant, apply: &mut Apply) -> bool {
-        let subs = [
-            (self.lds_init.as_mut(), self.lds.as_ref().map(|s| &s.stats), "LDS"),
-            (self.cds_init.as_mut(), self.cds.as_ref().map(|s| &s.stats), "CDS"),
-        ];
-        for (init, stats, what) in subs {
-            if init.is_some_and(|i| i.expire(now)) {
-                tracing::warn!("xds: {what} initial fetch timed out; initialization goes on without it");
-                if let Some(s) = stats {
-                    s.init_fetch_timeout.inc();
-                }
-            }
-        }
-        if was_initialized || !self.initialized() {
-            return false;
-        }
-        tracing::info!("xds: initialization done; listeners start");
-        match self.effective().and_then(|b| apply(&b, String::new())) {
-            Ok(()) => true,
-            Err(errors) => refused("the config at the end of initialization", &errors),
-        }
     }
 
     /// End the warming of the names whose initial fetch timed out at `now`: apply the
@@ -563,19 +492,6 @@ impl AdsXds {
         (wanted.iter().map(|(n, _)| n.clone()).collect(), wanted)
     }
 
-    /// The secret names the listeners and clusters in force ask for over ADS.
-    fn sds_names(&self) -> Vec<String> {
-        let listeners = self.lds.as_ref().map(Sub::active).unwrap_or_default();
-        let clusters = self.cds.as_ref().map(Sub::active).unwrap_or_default();
-        sds_wanted(&self.bootstrap, &listeners, &clusters)
-    }
-
-    /// After LDS or CDS changed: ask for the secrets they need now.
-    fn resubscribe_sds(&mut self) {
-        let names = self.sds_names();
-        self.resubscribe::<Secret>(names);
-    }
-
     /// After CDS changed: ask for the EDS names it needs now.
     fn resubscribe_eds(&mut self, now: Instant) {
         let (names, wanted) = self.eds_names();
@@ -627,19 +543,6 @@ impl AdsXds {
                 tracing::warn!("xds: ignoring a response of type `{other}`, which sluice did not ask for");
                 false
             }
-        }
-    }
-
-    /// A response of `type_url` arrived: LDS's or CDS's ends its part of initialization
-    /// (whether it is accepted or not, as Envoy's init target).
-    fn first_response(&mut self, type_url: &str) {
-        let init = match type_url {
-            xds::LISTENER_TYPE => self.lds_init.as_mut(),
-            xds::CLUSTER_TYPE => self.cds_init.as_mut(),
-            _ => None,
-        };
-        if let Some(i) = init {
-            i.arrived();
         }
     }
 
@@ -929,18 +832,6 @@ impl Slot for RouteConfiguration {
     }
 }
 
-impl Slot for Secret {
-    fn slot(c: &mut Candidate) -> &mut Vec<Self> {
-        &mut c.secrets
-    }
-    fn sub(x: &mut AdsXds) -> &mut Sub<Self> {
-        &mut x.sds
-    }
-    fn resolved(self) -> Result<Self, String> {
-        self.resolve()
-    }
-}
-
 fn scope(subs: &Subscriptions, prefix: &'static str) -> Arc<SubscriptionStats> {
     subs.scope(prefix)
 }
@@ -1003,23 +894,6 @@ fn rds_wanted(listeners: &[Listener]) -> Vec<(String, Option<Duration>)> {
         .collect();
     names.sort();
     names.dedup_by(|a, b| a.0 == b.0);
-    names
-}
-
-/// The secret names that `bootstrap`'s static resources, `listeners` and `clusters` ask
-/// for over ADS, sorted, without duplicates.
-fn sds_wanted(bootstrap: &Bootstrap, listeners: &[Listener], clusters: &[Cluster]) -> Vec<String> {
-    let mut names: Vec<String> = bootstrap
-        .listeners
-        .iter()
-        .chain(listeners)
-        .flat_map(xds::listener_sds)
-        .chain(bootstrap.clusters.iter().chain(clusters).flat_map(xds::cluster_sds))
-        .filter(|c| c.sds_config.ads)
-        .map(|c| c.name)
-        .collect();
-    names.sort();
-    names.dedup();
     names
 }
 

@@ -35,13 +35,13 @@ const ROUTES: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfigurati
 
 /// The control plane process (killed by PID and reaped on drop): snapshots in, the
 /// requests it saw out.
-struct ControlPlane {
+pub(crate) struct ControlPlane {
     service: GrpcService,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl ControlPlane {
-    fn start(port: u16) -> ControlPlane {
+    pub(crate) fn start(port: u16) -> ControlPlane {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let script = root.join("xds_ads/control_plane.py");
         let descriptors = root.join("../proxy/proto/xds/xds-descriptors.bin");
@@ -49,12 +49,12 @@ impl ControlPlane {
         ControlPlane { port: service.port, service }
     }
 
-    fn push(&mut self, snapshot: &serde_json::Value) {
+    pub(crate) fn push(&mut self, snapshot: &serde_json::Value) {
         self.service.send_line(&snapshot.to_string());
     }
 
     /// Wait for a request the control plane saw that `want` accepts.
-    fn wait_request(&self, what: &str, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub(crate) fn wait_request(&self, what: &str, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -69,7 +69,7 @@ impl ControlPlane {
     }
 }
 
-fn bootstrap(admin: u16, xds_port: u16, api_type: &str) -> String {
+pub(crate) fn bootstrap(admin: u16, xds_port: u16, api_type: &str) -> String {
     format!(
         r#"node: {{ id: test-node, cluster: test-cluster }}
 admin:
@@ -101,13 +101,18 @@ static_resources:
 }
 
 fn listener(port: u16, cluster: &str) -> serde_json::Value {
+    listener_on("ingress", port, cluster)
+}
+
+/// A listener `name` on `port` whose HCM (stat prefix `name`) sends everything to `cluster`.
+pub(crate) fn listener_on(name: &str, port: u16, cluster: &str) -> serde_json::Value {
     serde_json::json!({
         "@type": LISTENER,
-        "name": "ingress",
+        "name": name,
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-            "stat_prefix": "ingress",
+            "stat_prefix": name,
             "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"],
                 "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}]},
             "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
@@ -116,7 +121,7 @@ fn listener(port: u16, cluster: &str) -> serde_json::Value {
     })
 }
 
-fn eds_cluster(name: &str) -> serde_json::Value {
+pub(crate) fn eds_cluster(name: &str) -> serde_json::Value {
     serde_json::json!({
         "@type": CLUSTER,
         "name": name,
@@ -126,7 +131,7 @@ fn eds_cluster(name: &str) -> serde_json::Value {
     })
 }
 
-fn endpoints(name: &str, port: u16) -> serde_json::Value {
+pub(crate) fn endpoints(name: &str, port: u16) -> serde_json::Value {
     serde_json::json!({
         "@type": ENDPOINTS,
         "cluster_name": name,
@@ -145,7 +150,7 @@ fn snapshot(version: &str, listeners: Vec<serde_json::Value>, origin_port: u16) 
 }
 
 /// Wait until `port` answers from `origin`.
-fn wait_origin(port: u16, origin: &str) {
+pub(crate) fn wait_origin(port: u16, origin: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -296,24 +301,24 @@ fn version_is(api_type: &str, got: &serde_json::Value, sotw: &str) {
 }
 
 /// `/config_dump` with `query`, parsed.
-fn dump(admin: u16, query: &str) -> serde_json::Value {
+pub(crate) fn dump(admin: u16, query: &str) -> serde_json::Value {
     let r = get(admin, &format!("/config_dump{query}"));
     assert_eq!(r.status, 200, "{}", r.text());
     serde_json::from_str(&r.text()).expect("the config dump is JSON")
 }
 
 /// The config of `envoy.admin.v3.<kind>` in `dump` (null when there is none).
-fn configs(dump: &serde_json::Value, kind: &str) -> serde_json::Value {
+pub(crate) fn configs(dump: &serde_json::Value, kind: &str) -> serde_json::Value {
     let t = format!("type.googleapis.com/envoy.admin.v3.{kind}");
     dump["configs"].as_array().and_then(|c| c.iter().find(|c| c["@type"] == t)).cloned().unwrap_or_default()
 }
 
-fn refuses(port: u16) -> bool {
+pub(crate) fn refuses(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
 }
 
 /// Wait until `GET path` on `port` answers `status` with a body that `body` accepts.
-fn wait_answer(port: u16, path: &str, status: u16, body: impl Fn(&str) -> bool) {
+pub(crate) fn wait_answer(port: u16, path: &str, status: u16, body: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let r = std::panic::catch_unwind(|| get(port, path)).ok();

@@ -2,8 +2,9 @@
 //! field that is not part of its message in an xDS file is warned, skipped and counted
 //! in `server.dynamic_unknown_fields`, and the resource is served; with
 //! `--reject-unknown-dynamic-fields` the update is refused (`update_rejected`) and the
-//! resources in force keep serving. (ADS responses: unknown protobuf fields are found
-//! by `proto::unknown_fields`, unit-tested beside it, and take the same two ways.)
+//! resources in force keep serving. Over ADS (SotW and delta, against the real control
+//! plane of tests/xds_ads/control_plane.py) a field number the resource's message does
+//! not have takes the same two ways: warned, counted and ACKed, or NACKed naming it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -91,4 +92,68 @@ fn with_reject_unknown_dynamic_fields_an_xds_file_with_an_unknown_field_is_refus
     );
     wait_stat(admin, "listener_manager.lds.update_success", 2);
     wait_open(port2);
+}
+
+// ---- over ADS ----
+
+/// Unknown fields in an ADS response (a field number the Listener message does not
+/// have, appended to the resource's wire bytes by the control plane): by default the
+/// listener is served, the field warned and counted, the update ACKed; with
+/// `--reject-unknown-dynamic-fields` the update is NACKed naming the field and the
+/// listener in force keeps serving.
+fn ads_unknown_field(api_type: &str, reject: bool) {
+    use crate::xds_ads::{bootstrap, eds_cluster, endpoints, listener_on, refuses, wait_origin, ControlPlane};
+    let a = HttpOrigin::start("a");
+    let mut cp = ControlPlane::start(free_port());
+    let (admin, port, port2) = (free_port(), free_port(), free_port());
+    let snap = |v: &str, listeners: Vec<serde_json::Value>| {
+        serde_json::json!({"version": v, "listeners": listeners, "clusters": [eds_cluster("web")],
+                           "endpoints": [endpoints("web", a.port())]})
+    };
+    cp.push(&snap("1", vec![listener_on("good", port, "web")]));
+    let flags: &[&str] =
+        if reject { &["--concurrency", "1", "--reject-unknown-dynamic-fields"] } else { &["--concurrency", "1"] };
+    let p = Proxy::start(&bootstrap(admin, cp.port, api_type), flags);
+    wait_origin(port, "a");
+
+    let mut odd = listener_on("odd", port2, "web");
+    odd["@unknown_field"] = serde_json::json!(999);
+    cp.push(&snap("2", vec![listener_on("good", port, "web"), odd]));
+    if reject {
+        let nack = cp.wait_request("the LDS NACK", |v| v["type_url"] == LISTENER && !v["error"].is_null());
+        let detail = nack["error"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("unknown field number 999") && detail.contains("--reject-unknown-dynamic-fields"),
+            "{detail}"
+        );
+        wait_stat(admin, "listener_manager.lds.update_rejected", 1);
+        assert_eq!(stat(admin, "server.dynamic_unknown_fields"), Some(0));
+        assert!(refuses(port2), "the refused listener is not opened");
+        assert_eq!(get(port, "/still").header("x-origin"), Some("a"), "the listener in force keeps serving");
+    } else {
+        wait_origin(port2, "a");
+        assert_eq!(stat(admin, "server.dynamic_unknown_fields"), Some(1));
+        assert_eq!(stat(admin, "listener_manager.lds.update_rejected"), Some(0));
+        assert!(p.log().contains("unknown field number 999"), "the unknown field is logged");
+    }
+}
+
+#[test]
+fn sotw_an_unknown_field_over_ads_is_warned_counted_and_served() {
+    ads_unknown_field("GRPC", false);
+}
+
+#[test]
+fn delta_an_unknown_field_over_ads_is_warned_counted_and_served() {
+    ads_unknown_field("DELTA_GRPC", false);
+}
+
+#[test]
+fn sotw_with_reject_unknown_dynamic_fields_an_ads_update_with_an_unknown_field_is_nacked() {
+    ads_unknown_field("GRPC", true);
+}
+
+#[test]
+fn delta_with_reject_unknown_dynamic_fields_an_ads_update_with_an_unknown_field_is_nacked() {
+    ads_unknown_field("DELTA_GRPC", true);
 }

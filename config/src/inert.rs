@@ -11,8 +11,8 @@
 
 /// `(field name, why it changes nothing in sluice)`.
 pub const INERT: &[(&str, &str)] = &[
-    ("node", "identifies the proxy to a management server (sluice has no xDS); only id, cluster and locality.zone are read, for runtime keys and trace spans"),
-    ("node_context_params", "xDS resource-name parameters; sluice has no xDS"),
+    ("node", "identifies the proxy to a management server; only id, cluster and locality.zone are read: sent over ADS (with sluice's user agent), and used for runtime keys and trace spans"),
+    ("node_context_params", "xDS-TP resource-name parameters; sluice refuses xDS-TP locators"),
     (
         "metadata",
         "opaque data for filters and xDS; sluice reads it only on routes, clusters and lb_endpoints (tracing's metadata custom tags)",

@@ -12,26 +12,6 @@ use crate::route::{Action, ClusterSpecifier, MirrorTarget, RequestMirrorPolicy, 
 /// Check cross-references; errors go to `d`.
 pub fn validate(b: &mut Bootstrap, d: &mut Decoder) {
     crate::xds::ads::validate(b, d);
-    if b.dynamic_resources.as_ref().is_some_and(|dr| dr.ads_config.is_some()) {
-        let listeners = b
-            .listeners
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (format!("static_resources.listeners[{i}]"), l.line, crate::xds::listener_sds(l)));
-        let clusters = b.clusters.iter().enumerate().map(|(i, c)| {
-            (format!("static_resources.clusters[{i}].transport_socket"), c.line, crate::xds::cluster_sds(c))
-        });
-        for (path, line, sds) in listeners.chain(clusters) {
-            if !sds.is_empty() {
-                d.error(
-                    ErrorKind::Unsupported,
-                    &path,
-                    line,
-                    "SDS (`sds_config`) beside `ads_config` is not supported yet: give the certificates inline",
-                );
-            }
-        }
-    }
     let mut cluster_names = HashSet::new();
     let h2_clusters: HashSet<&str> = b
         .clusters

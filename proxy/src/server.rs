@@ -125,7 +125,16 @@ pub fn run(opts: &Options) -> i32 {
     });
     let loaded = sluice_config::Loaded { bootstrap, warnings: decoded.warnings };
     let dns = if opts.mode == Mode::Validate { Dns::Skip } else { Dns::Resolve };
-    let snapshot = match Snapshot::build_with(&loaded.bootstrap, dns) {
+    // ADS: the listeners wait for the initialization (LDS's and CDS's first responses).
+    let held;
+    let initial =
+        if opts.mode != Mode::Validate && crate::xds::grpc::AdsXds::holds_listeners_at_start(&loaded.bootstrap) {
+            held = sluice_config::Bootstrap { listeners: Vec::new(), ..loaded.bootstrap.clone() };
+            &held
+        } else {
+            &loaded.bootstrap
+        };
+    let snapshot = match Snapshot::build_with(initial, dns) {
         Ok(s) => Arc::new(s),
         Err(errors) => return failed(&mut errors.into_iter()),
     };
@@ -215,7 +224,7 @@ pub(crate) fn prepare(
     });
     let mut main = MainLoop::new(loaded, admin_state, opts, Arc::clone(&stats))?;
     main.xds = xds;
-    main.ads = crate::xds::grpc::AdsXds::start(&loaded.bootstrap, &stats)?;
+    main.ads = crate::xds::grpc::AdsXds::start(&loaded.bootstrap, &stats, Instant::now())?;
     if let Some(a) = &main.ads {
         a.register(&stats);
         let (dump, eds) = a.config_dump(SystemTime::now());
@@ -341,7 +350,8 @@ fn run_workers<S: Stack + Send + 'static>(
         }
         None => None,
     };
-    main.admin_state.live.store(true, Ordering::Relaxed);
+    // Under ADS, live once initialization is done (see `poll_ads`).
+    main.admin_state.live.store(main.ads.as_ref().is_none_or(|a| a.initialized()), Ordering::Relaxed);
     let admin = main.admin.as_ref().map(|a| a.local_addr.to_string()).unwrap_or_else(|| "none".into());
     tracing::info!(workers = handles.len(), config = %opts.config_path.display(), admin = %admin, "sluice started");
     main.run(&wakers, || handles.iter().all(|h| h.is_finished()));
@@ -516,6 +526,9 @@ impl MainLoop {
             Ok(())
         };
         let applied = x.poll(Instant::now(), SystemTime::now(), &mut apply);
+        if x.initialized() {
+            admin_state.live.store(true, Ordering::Relaxed);
+        }
         if applied {
             x.register(stats);
             let (dump, eds) = x.config_dump(SystemTime::now());

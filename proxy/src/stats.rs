@@ -567,11 +567,12 @@ pub struct SubscriptionStats {
     pub update_rejected: Counter,
     /// xxHash64 of the `version_info` in force (masked to 63 bits: sluice's gauges are signed).
     pub version: Gauge,
+    /// Initial fetches that timed out (RDS; EDS, LDS and CDS over ADS).
+    pub init_fetch_timeout: Counter,
     /// RDS only (shown with `rds`): updates that changed the routes, files with no
-    /// resources, initial fetches that timed out.
+    /// resources.
     pub config_reload: Counter,
     pub update_empty: Counter,
-    pub init_fetch_timeout: Counter,
     rds: bool,
     /// SDS only (shown with `sds`): a rotation of a secret's files that could not be
     /// read or used.
@@ -580,8 +581,7 @@ pub struct SubscriptionStats {
 }
 
 impl SubscriptionStats {
-    /// The stats of an RDS subscription (with `config_reload`, `update_empty`,
-    /// `init_fetch_timeout`).
+    /// The stats of an RDS subscription (with `config_reload`, `update_empty`).
     pub fn rds() -> SubscriptionStats {
         SubscriptionStats { rds: true, ..SubscriptionStats::default() }
     }
@@ -634,15 +634,12 @@ impl Subscriptions {
                 ("update_success", &s.update_success),
                 ("update_failure", &s.update_failure),
                 ("update_rejected", &s.update_rejected),
+                ("init_fetch_timeout", &s.init_fetch_timeout),
             ] {
                 out.push((format!("{prefix}.{name}"), StatKind::Counter, c.get() as i64));
             }
             if s.rds {
-                for (name, c) in [
-                    ("config_reload", &s.config_reload),
-                    ("update_empty", &s.update_empty),
-                    ("init_fetch_timeout", &s.init_fetch_timeout),
-                ] {
+                for (name, c) in [("config_reload", &s.config_reload), ("update_empty", &s.update_empty)] {
                     out.push((format!("{prefix}.{name}"), StatKind::Counter, c.get() as i64));
                 }
             }

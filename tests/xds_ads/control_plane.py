@@ -8,8 +8,11 @@ argv: descriptor-set port. Prints the port it listens on, then one JSON line per
 request received ({"rpc", "type_url", "version_info", "nonce", "names", "error", "node"}).
 After each response it prints {"sent": type_url, "version", "bytes", "t"} (t: Unix time;
 bench/xds.sh times sluice from there). Reads snapshots from stdin, one JSON line each:
-  {"version": "1", "listeners": [...], "clusters": [...], "endpoints": [...], "routes": [...]}
-(resources in proto3 JSON with their "@type"). State of the world: a request whose
+  {"version": "1", "listeners": [...], "clusters": [...], "endpoints": [...], "routes": [...],
+   "secrets": [...]}
+(resources in proto3 JSON with their "@type"; a resource's "@unknown_field": N is taken
+out of the JSON and sent as a varint field number N appended to its wire bytes, a field
+its message does not have). State of the world: a request whose
 version_info differs from the snapshot's is answered at once; one that has it waits
 for the next snapshot; a NACK of the version last sent waits too. Delta: each resource
 carries a version (a hash of its JSON); a client is sent what it lacks and told what
@@ -60,7 +63,9 @@ LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-KEYS = {LISTENER: "listeners", CLUSTER: "clusters", ENDPOINTS: "endpoints", ROUTES: "routes"}
+SECRETS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+KEYS = {LISTENER: "listeners", CLUSTER: "clusters", ENDPOINTS: "endpoints", ROUTES: "routes",
+        SECRETS: "secrets"}
 
 cond = threading.Condition()
 snapshot = {"version": "", "listeners": [], "clusters": [], "endpoints": [], "routes": []}
@@ -81,6 +86,32 @@ def resources(type_url, names):
     if names:
         items = [r for r in items if name_of(type_url, r) in names]
     return items
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def split_unknown(items):
+    """The resources without their "@unknown_field", and each one's field number (or None)."""
+    clean, numbers = [], []
+    for r in items:
+        r = dict(r)
+        numbers.append(r.pop("@unknown_field", None))
+        clean.append(r)
+    return clean, numbers
+
+
+def add_unknown(any_msg, number):
+    if number is not None:
+        any_msg.value = any_msg.value + varint(number << 3) + varint(1)
 
 
 def read_snapshots():
@@ -144,9 +175,12 @@ def sotw(request_iterator, context):
             if has == snap["version"] or sent == snap["version"]:
                 continue
             nonce += 1
+            items, unknown = split_unknown(resources(type_url, names))
             msg = {"version_info": snap["version"], "type_url": type_url, "nonce": str(nonce),
-                   "resources": resources(type_url, names)}
+                   "resources": items}
             resp = json_format.ParseDict(msg, Response(), descriptor_pool=pool)
+            for any_msg, number in zip(resp.resources, unknown):
+                add_unknown(any_msg, number)
             watches[type_url] = (names, has, snap["version"])
             data = resp.SerializeToString()
             emit({"sent": type_url, "version": snap["version"], "bytes": len(data), "t": time.time()})
@@ -198,11 +232,14 @@ def delta(request_iterator, context):
             if not changed and not removed:
                 continue
             nonce += 1
+            items, unknown = split_unknown(changed)
             msg = {"system_version_info": snap["version"], "type_url": type_url, "nonce": str(nonce),
-                   "resources": [{"name": name_of(type_url, r), "version": version_of(r), "resource": r}
-                                 for r in changed],
+                   "resources": [{"name": name_of(type_url, r), "version": version_of(r), "resource": c}
+                                 for r, c in zip(changed, items)],
                    "removed_resources": removed}
             resp = json_format.ParseDict(msg, DeltaResponse(), descriptor_pool=pool)
+            for res, number in zip(resp.resources, unknown):
+                add_unknown(res.resource, number)
             for r in changed:
                 s["has"][name_of(type_url, r)] = version_of(r)
             for n in removed:

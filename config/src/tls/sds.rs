@@ -60,15 +60,7 @@ impl Decode for SdsSecretConfig {
                 ErrorKind::Unsupported,
                 &join(&sds_path, "initial_fetch_timeout"),
                 line,
-                "`initial_fetch_timeout` is not supported for SDS: a listener waits for its secrets without a limit",
-            );
-        }
-        if sds_config.ads {
-            d.error(
-                ErrorKind::Unsupported,
-                &join(&sds_path, "ads"),
-                line,
-                "SDS over ADS is not supported yet: give a file source (`path_config_source`)",
+                "`initial_fetch_timeout` is not supported for SDS: a listener or cluster waits for its secrets without a limit",
             );
         }
         if sds_config.watched_directory.is_some() {

@@ -151,7 +151,8 @@ pub fn validate(b: &Bootstrap, d: &mut Decoder) {
     let dr = b.dynamic_resources.as_ref().unwrap_or(&no_dynamic);
     let uses_ads = dr.lds_config.iter().chain(&dr.cds_config).any(|s| s.ads)
         || b.clusters.iter().any(|c| c.eds_cluster_config.as_ref().is_some_and(|e| e.eds_config.ads))
-        || b.listeners.iter().flat_map(super::hcms).any(|h| h.rds.as_ref().is_some_and(|r| r.config_source.ads));
+        || b.listeners.iter().flat_map(super::hcms).any(|h| h.rds.as_ref().is_some_and(|r| r.config_source.ads))
+        || sds_references(b).iter().any(|(_, _, c)| c.sds_config.ads);
     let Some(ads) = &dr.ads_config else {
         if uses_ads {
             d.error(
@@ -193,6 +194,16 @@ pub fn validate(b: &Bootstrap, d: &mut Decoder) {
             );
         }
     }
+    for (path, line, c) in sds_references(b) {
+        if !c.sds_config.ads {
+            d.error(
+                ErrorKind::Unsupported,
+                &format!("{path}.sds_config"),
+                line,
+                format!("secret `{}`: an SDS file source next to `ads_config` is not supported: use `sds_config: {{ ads: {{}} }}`", c.name),
+            );
+        }
+    }
     let path = "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name";
     match b.clusters.iter().find(|c| c.name == ads.cluster_name) {
         None => d.error(
@@ -215,4 +226,26 @@ pub fn validate(b: &Bootstrap, d: &mut Decoder) {
         ),
         Some(_) => {}
     }
+}
+
+/// Every SDS reference of `b`'s listeners and clusters, with the path and line of the
+/// transport socket that makes it.
+fn sds_references(b: &Bootstrap) -> Vec<(String, u32, crate::tls::SdsSecretConfig)> {
+    let mut out = Vec::new();
+    for (i, l) in b.listeners.iter().enumerate() {
+        let chains = l.filter_chains.iter().enumerate().map(|(j, c)| (format!("filter_chains[{j}]"), c));
+        for (chain, c) in chains.chain(l.default_filter_chain.iter().map(|c| ("default_filter_chain".to_string(), c))) {
+            if let Some(t) = &c.transport_socket {
+                let path = format!("static_resources.listeners[{i}].{chain}.transport_socket");
+                out.extend(t.common_tls_context.sds_configs().map(|s| (path.clone(), t.line, s.clone())));
+            }
+        }
+    }
+    for (i, c) in b.clusters.iter().enumerate() {
+        if let Some(t) = &c.transport_socket {
+            let path = format!("static_resources.clusters[{i}].transport_socket");
+            out.extend(t.common_tls_context.sds_configs().map(|s| (path.clone(), t.line, s.clone())));
+        }
+    }
+    out
 }

@@ -151,3 +151,17 @@ fn initial_fetch_timeout_is_taken_for_eds_over_ads_only() {
     let file = crate::load_str(&cluster("{ path: /tmp/eds.yaml, initial_fetch_timeout: 1s }")).unwrap_err();
     assert!(file.to_string().contains("eds_config.initial_fetch_timeout"), "{file}");
 }
+
+#[test]
+fn initial_fetch_timeout_is_taken_for_lds_and_cds_over_ads_only() {
+    let timed = boot(GRPC, true).replace(
+        "lds_config: { ads: {}, resource_api_version: V3 }",
+        "lds_config: { ads: {}, resource_api_version: V3, initial_fetch_timeout: 2s }",
+    );
+    let b = crate::load_str(&timed).unwrap().bootstrap;
+    let lds = b.dynamic_resources.as_ref().and_then(|d| d.lds_config.as_ref()).unwrap();
+    assert_eq!(lds.initial_fetch_timeout, Some(std::time::Duration::from_secs(2)));
+    let file = "dynamic_resources:\n  cds_config: { path: /tmp/cds.yaml, initial_fetch_timeout: 1s }\n";
+    let e = crate::load_str(file).unwrap_err().to_string();
+    assert!(e.contains("dynamic_resources.cds_config.initial_fetch_timeout"), "{e}");
+}

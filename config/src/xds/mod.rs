@@ -30,7 +30,7 @@ use crate::node::{Node, Value};
 mod routes;
 mod secrets;
 pub use routes::{hcms, rds_ready, RdsRoute};
-pub use secrets::{cluster_sds, listener_sds, sds_ready};
+pub use secrets::{cluster_sds, cluster_sds_ready, listener_sds, sds_ready};
 
 /// `config.core.v3.ConfigSource` with a path: the file to read and, when given, the
 /// directory whose moves signal an update (`watched_directory`).
@@ -42,8 +42,8 @@ pub struct ConfigSource {
     /// [`ads`]); `path` is then empty.
     pub ads: bool,
     /// `initial_fetch_timeout` as written (None: absent, Envoy's 15 s; zero: no
-    /// timeout). RDS sources and EDS over ADS use it (see [`crate::hcm::Rds`]); the others
-    /// refuse it.
+    /// timeout). RDS sources, and EDS, LDS and CDS over ADS use it (see
+    /// [`crate::hcm::Rds`]); the others refuse it.
     pub initial_fetch_timeout: Option<std::time::Duration>,
 }
 
@@ -55,7 +55,7 @@ impl ConfigSource {
                 ErrorKind::Unsupported,
                 &join(path, "initial_fetch_timeout"),
                 line,
-                "`initial_fetch_timeout` is implemented for RDS and for EDS over ADS only; LDS, CDS and EDS files are read at start",
+                "`initial_fetch_timeout` is implemented for RDS and for EDS, LDS and CDS over ADS only; LDS, CDS and EDS files are read at start",
             );
         }
     }
@@ -152,8 +152,10 @@ impl Decode for DynamicResources {
         let mut f = Fields::of(d, node, path)?;
         let lds_config: Option<ConfigSource> = f.opt(d, "lds_config");
         let cds_config: Option<ConfigSource> = f.opt(d, "cds_config");
+        // Over ADS `initial_fetch_timeout` bounds the server's initialization (see the
+        // ADS client); a file is read at start, so it cannot take one.
         for (name, s) in [("lds_config", &lds_config), ("cds_config", &cds_config)] {
-            if let Some(s) = s {
+            if let Some(s) = s.as_ref().filter(|s| !s.ads) {
                 s.refuse_initial_fetch_timeout(d, &f.field_path(name), f.line());
             }
         }
@@ -338,6 +340,7 @@ pub fn compose(static_b: &Bootstrap, dynamic: &Dynamic) -> Result<Bootstrap, Vec
     crate::validate::validate(&mut b, &mut d);
     if d.errors.is_empty() {
         b.listeners.retain(|l| rds_ready(l, dynamic.routes) && sds_ready(l, dynamic.secrets));
+        b.clusters.retain(|c| cluster_sds_ready(c, dynamic.secrets));
         return Ok(b);
     }
     for e in &mut d.errors {

@@ -121,3 +121,45 @@ fn unknown_fields_of_dynamic_resources_are_warnings_unless_rejected() {
     let e = decode_dynamic::<Cluster>(cds, CLUSTER_TYPE, true).unwrap_err();
     assert_eq!(e[0].kind, ErrorKind::UnknownField);
 }
+
+/// `boot` with cluster `s`'s upstream validation context from secret `ca` in
+/// `sds_config`, and the listener's certificate inline.
+fn boot_cluster_sds(sds_config: &str) -> String {
+    let inline =
+        "{ tls_certificates: [{ certificate_chain: { inline_string: C }, private_key: { inline_string: K } }] }";
+    boot(inline).replace(
+        "    load_assignment: { cluster_name: s }\n",
+        &format!("    load_assignment: {{ cluster_name: s }}\n    transport_socket:\n      name: envoy.transport_sockets.tls\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n        common_tls_context: {{ validation_context_sds_secret_config: {{ name: ca, sds_config: {sds_config} }} }}\n"),
+    )
+}
+
+#[test]
+fn a_cluster_warms_until_its_secret_arrives() {
+    let b = crate::load_str(&boot_cluster_sds("{ path: /tmp/sds.yaml }")).unwrap().bootstrap;
+    // Nothing arrived: checked, then left out (the listener routing to it stays).
+    let none = compose(&b, &Dynamic::default()).unwrap();
+    assert!(none.clusters.is_empty() && none.listeners.len() == 1);
+    assert!(!cluster_sds_ready(&b.clusters[0], &[]));
+    let ca = "resources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  name: ca\n  validation_context: { trusted_ca: { inline_string: \"CA\" } }\n";
+    let s = secrets(ca);
+    let ready = compose(&b, &Dynamic { secrets: &s, ..Dynamic::default() }).unwrap();
+    let common = &ready.clusters[0].transport_socket.as_ref().unwrap().common_tls_context;
+    assert_eq!(common.validation().unwrap().trusted_ca, Some(crate::tls::DataSource::InlineString("CA".into())));
+}
+
+#[test]
+fn sds_over_ads_needs_ads_config_and_a_file_source_is_refused_beside_it() {
+    // `ads: {}` without `ads_config`.
+    let e = crate::load_str(&boot_cluster_sds("{ ads: {} }")).unwrap_err().to_string();
+    assert!(e.contains("`dynamic_resources.ads_config` is not set"), "{e}");
+    let ads = "dynamic_resources:\n  ads_config:\n    api_type: GRPC\n    transport_api_version: V3\n    grpc_services: [{ envoy_grpc: { cluster_name: xds } }]\n";
+    let xds = "  - name: xds\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: { http2_protocol_options: {} }\n    load_assignment: { cluster_name: xds, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 1 } } } }] }] }\n";
+    let with_ads = |sds: &str| format!("{ads}{}{xds}", boot_cluster_sds(sds));
+    let b = crate::load_str(&with_ads("{ ads: {} }")).unwrap().bootstrap;
+    let ok = compose(&b, &Dynamic::default()).unwrap();
+    assert_eq!(ok.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["xds"], "`s` warms");
+    let b = crate::load_str(&with_ads("{ path: /tmp/sds.yaml }")).unwrap().bootstrap;
+    let e = compose(&b, &Dynamic::default()).unwrap_err();
+    let want = "static_resources.clusters[0].transport_socket.sds_config";
+    assert!(e.iter().any(|e| e.path == want && e.message.contains("next to `ads_config`")), "{e:?}");
+}

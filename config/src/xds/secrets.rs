@@ -1,8 +1,9 @@
 //! SDS in the effective config: each TLS context (filter chain or cluster) that names
 //! secrets gets those in force (see [`crate::tls::CommonTlsContext::resolve_sds`]). A
-//! listener with a secret that has not arrived is warming and left out of the
-//! effective config (Envoy's listener warming on its SDS init targets); a cluster
-//! cannot warm here, so a cluster whose secret has not arrived refuses the config.
+//! listener or a cluster with a secret that has not arrived is warming: checked with
+//! the rest, then left out of the effective config (Envoy's listener warming and
+//! cluster init manager wait on their SDS init targets). A route to a warming cluster
+//! answers as for an unknown cluster until its secrets arrive.
 
 use crate::cluster::Cluster;
 use crate::decode::Decoder;
@@ -42,23 +43,15 @@ pub fn sds_ready(l: &Listener, secrets: &[SdsSecret]) -> bool {
     listener_sds(l).iter().all(|c| arrived(secrets, c))
 }
 
-fn resolve(
-    ctx: &mut CommonTlsContext,
-    secrets: &[SdsSecret],
-    path: &str,
-    line: u32,
-    warming_ok: bool,
-    d: &mut Decoder,
-) {
+/// Whether every secret `c` names has arrived (a cluster without SDS always has).
+pub fn cluster_sds_ready(c: &Cluster, secrets: &[SdsSecret]) -> bool {
+    cluster_sds(c).iter().all(|s| arrived(secrets, s))
+}
+
+/// Put the secrets in force into `ctx`; one that has not arrived leaves it warming.
+fn resolve(ctx: &mut CommonTlsContext, secrets: &[SdsSecret], path: &str, line: u32, d: &mut Decoder) {
     match ctx.resolve_sds(secrets) {
-        Ok(()) => {}
-        Err(Unresolved::Waiting(_)) if warming_ok => {}
-        Err(Unresolved::Waiting(name)) => d.error(
-            ErrorKind::Invalid,
-            path,
-            line,
-            format!("secret `{name}` has not arrived: sluice starts a cluster only once its secrets are there"),
-        ),
+        Ok(()) | Err(Unresolved::Waiting(_)) => {}
         Err(Unresolved::Wrong(message)) => d.error(ErrorKind::Invalid, path, line, message),
     }
 }
@@ -68,7 +61,7 @@ pub fn assign_listener(l: &mut Listener, secrets: &[SdsSecret], path: &str, d: &
     for (chain, c) in chains_mut(l) {
         if let Some(t) = c.transport_socket.as_mut() {
             let line = t.line;
-            resolve(&mut t.common_tls_context, secrets, &format!("{path}.{chain}.transport_socket"), line, true, d);
+            resolve(&mut t.common_tls_context, secrets, &format!("{path}.{chain}.transport_socket"), line, d);
         }
     }
 }
@@ -77,6 +70,6 @@ pub fn assign_listener(l: &mut Listener, secrets: &[SdsSecret], path: &str, d: &
 pub fn assign_cluster(c: &mut Cluster, secrets: &[SdsSecret], path: &str, d: &mut Decoder) {
     if let Some(t) = c.transport_socket.as_mut() {
         let line = t.line;
-        resolve(&mut t.common_tls_context, secrets, &format!("{path}.transport_socket"), line, false, d);
+        resolve(&mut t.common_tls_context, secrets, &format!("{path}.transport_socket"), line, d);
     }
 }

@@ -13,8 +13,9 @@
 //! and keeps the secret in force.
 //!
 //! Until its secret arrives, a listener whose TLS context names it is warming (not
-//! opened); Envoy would give up after `initial_fetch_timeout` and serve a listener
-//! whose handshakes fail, sluice keeps waiting (and refuses that field for SDS).
+//! opened), and so is a cluster (left out of the config); Envoy would give up after
+//! `initial_fetch_timeout` and serve a listener whose handshakes fail, sluice keeps
+//! waiting (and refuses that field for SDS). Secrets over ADS: [`super::grpc`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! `/config_dump` under ADS, in Envoy's shape, from what the client has in force:
-//! `dynamic_listeners` (`active_state`, or `warming_state` while its routes have not
-//! arrived), `dynamic_active_clusters` and `dynamic_warming_clusters` (a CDS cluster
-//! waiting for its endpoints), `dynamic_route_configs` (RDS), each with the
+//! `dynamic_listeners` (`active_state`, or `warming_state` while its routes or secrets
+//! have not arrived), `dynamic_active_clusters` and `dynamic_warming_clusters` (a CDS
+//! cluster waiting for its endpoints or secrets), `dynamic_route_configs` (RDS), each with the
 //! `version_info` of the update that last changed it and `last_updated` (a state of
 //! the world update that leaves a resource as it was keeps its version and time, as
 //! Envoy's listener and cluster managers skip an unchanged resource), and an
@@ -37,7 +37,8 @@ impl AdsXds {
         let clusters = self.cds.as_ref().map(Sub::active).unwrap_or_default();
         let endpoints = self.eds.active();
         let routes = self.rds_routes(&listeners, &self.rds.active());
-        let warming = self.warming_clusters(&clusters, &endpoints);
+        let secrets = self.sds_secrets(&listeners, &clusters, &self.sds.active());
+        let warming = self.warming_clusters(&clusters, &endpoints, &secrets);
         let b = &self.bootstrap;
 
         let (static_listeners, static_clusters, static_routes) = statics(b, listeners.iter(), now);
@@ -47,7 +48,8 @@ impl AdsXds {
             .flat_map(|s| s.items.iter().map(move |(n, (_, l))| (s, n, l)))
             .map(|(s, n, l)| {
                 let (v, at) = s.shown(n, now);
-                dynamic_listener(l, v, at, !sluice_config::xds::rds_ready(l, &routes))
+                let ready = sluice_config::xds::rds_ready(l, &routes) && sluice_config::xds::sds_ready(l, &secrets);
+                dynamic_listener(l, v, at, !ready)
             })
             .collect();
         let (mut active, mut warm) = (Vec::new(), Vec::new());

@@ -32,11 +32,16 @@
 //! (Envoy checks `validate_clusters` when the listener is loaded), so a cluster may go
 //! before the listener that routes to it.
 //!
+//! SDS over ADS: see [`sds`]; the server's initialization (LDS and CDS first
+//! responses, their `initial_fetch_timeout`): see [`init`].
+//!
 //! Warming and `initial_fetch_timeout` (of EDS and RDS sources): see [`warming`]. Not
 //! done here: per-type `api_config_source` subscriptions (refused at load).
 
 pub mod dump;
+pub mod init;
 pub mod proto;
+pub mod sds;
 pub mod stream;
 pub mod warming;
 
@@ -50,13 +55,14 @@ use sluice_config::cluster::{Cluster, ClusterLoadAssignment};
 use sluice_config::decode::Decode;
 use sluice_config::listener::Listener;
 use sluice_config::route::RouteConfiguration;
+use sluice_config::tls::{SdsSecret, Secret, SECRET_TYPE};
 use sluice_config::xds::ads::{AdsConfig, ApiType};
 use sluice_config::xds::{self, RdsRoute};
 use sluice_config::Bootstrap;
 
 use crate::stats::{ControlPlaneStats, Store, SubscriptionStats, Subscriptions};
 use stream::{Event, Outgoing};
-use warming::Fetches;
+use warming::{Fetches, InitFetch};
 
 const LDS: &str = "listener_manager.lds";
 const CDS: &str = "cluster_manager.cds";
@@ -148,15 +154,20 @@ pub struct AdsXds {
     cds: Option<Sub<Cluster>>,
     eds: Sub<ClusterLoadAssignment>,
     rds: Sub<RouteConfiguration>,
+    sds: Sub<Secret>,
     /// The initial fetches of EDS and RDS names (warming).
     eds_fetch: Fetches,
     rds_fetch: Fetches,
+    /// The server's initialization: LDS's and CDS's first responses.
+    lds_init: Option<InitFetch>,
+    cds_init: Option<InitFetch>,
     control_plane: Arc<ControlPlaneStats>,
 }
 
 impl AdsXds {
-    /// The client of `bootstrap`'s `ads_config` (None without one), its stream started.
-    pub fn start(bootstrap: &Bootstrap, stats: &Store) -> Result<Option<AdsXds>, String> {
+    /// The client of `bootstrap`'s `ads_config` (None without one), its stream started
+    /// at `now` (when the initial fetches of LDS and CDS start).
+    pub fn start(bootstrap: &Bootstrap, stats: &Store, now: Instant) -> Result<Option<AdsXds>, String> {
         let Some(dr) = &bootstrap.dynamic_resources else { return Ok(None) };
         let Some(config) = dr.ads_config.clone() else { return Ok(None) };
         let cluster = bootstrap
@@ -197,8 +208,11 @@ impl AdsXds {
             cds: dr.cds_config.as_ref().filter(|s| s.ads).map(|_| Sub::new(xds::CLUSTER_TYPE, scope(subs, CDS), true)),
             eds: Sub::new(xds::ENDPOINTS_TYPE, Arc::default(), false),
             rds: Sub::new(xds::ROUTE_TYPE, Arc::new(SubscriptionStats::rds()), false),
+            sds: Sub::new(SECRET_TYPE, Arc::new(SubscriptionStats::sds()), false),
             eds_fetch: Fetches::default(),
             rds_fetch: Fetches::default(),
+            lds_init: dr.lds_config.as_ref().filter(|s| s.ads).map(|s| InitFetch::start(s.initial_fetch_timeout, now)),
+            cds_init: dr.cds_config.as_ref().filter(|s| s.ads).map(|s| InitFetch::start(s.initial_fetch_timeout, now)),
             config,
             control_plane,
         }))
@@ -211,6 +225,7 @@ impl AdsXds {
             &self.cds.as_ref().map(Sub::active).unwrap_or_default(),
             &self.eds.active(),
             &self.rds.active(),
+            &self.sds.active(),
             false,
         )
     }
@@ -224,9 +239,11 @@ impl AdsXds {
         clusters: &[Cluster],
         endpoints: &[ClusterLoadAssignment],
         routes: &[RouteConfiguration],
+        secrets: &[Secret],
         check_routes: bool,
     ) -> Result<Bootstrap, Vec<String>> {
         let rds = self.rds_routes(listeners_as_written, routes);
+        let sds = self.sds_secrets(listeners_as_written, clusters, secrets);
         // As Envoy, an inline route configuration's clusters (`validate_clusters`) are
         // checked when its listener is loaded; a CDS or EDS update does not re-check
         // them (a route to a removed cluster then answers as for an unknown cluster).
@@ -248,7 +265,7 @@ impl AdsXds {
             cds_path: "CDS",
             endpoints: &[],
             ads_endpoints: endpoints,
-            secrets: &[],
+            secrets: &sds,
             routes: &rds,
         };
         let mut b =
@@ -266,8 +283,11 @@ impl AdsXds {
                 }
             }
         }
-        let warming = self.warming_clusters(clusters, endpoints);
+        let warming = self.warming_clusters(clusters, endpoints, &sds);
         b.clusters.retain(|c| !warming.contains(&c.name.as_str()));
+        if !self.initialized() {
+            b.listeners.clear();
+        }
         Ok(b)
     }
 
@@ -286,13 +306,20 @@ impl AdsXds {
     }
 
     /// The names of the CDS `clusters` still warming: their endpoints come over ADS,
-    /// are not in `endpoints`, and their initial fetch has not timed out.
-    fn warming_clusters<'c>(&self, clusters: &'c [Cluster], endpoints: &[ClusterLoadAssignment]) -> Vec<&'c str> {
+    /// are not in `endpoints`, and their initial fetch has not timed out; or a secret
+    /// they name is not in `secrets`.
+    fn warming_clusters<'c>(
+        &self,
+        clusters: &'c [Cluster],
+        endpoints: &[ClusterLoadAssignment],
+        secrets: &[SdsSecret],
+    ) -> Vec<&'c str> {
         clusters
             .iter()
             .filter(|c| {
-                eds_name(c)
-                    .is_some_and(|n| !endpoints.iter().any(|e| e.cluster_name == n) && !self.eds_fetch.timed_out(&n))
+                let eds = eds_name(c)
+                    .is_some_and(|n| !endpoints.iter().any(|e| e.cluster_name == n) && !self.eds_fetch.timed_out(&n));
+                eds || !xds::cluster_sds_ready(c, secrets)
             })
             .map(|c| c.name.as_str())
             .collect()
@@ -301,6 +328,7 @@ impl AdsXds {
     /// Take what the stream brought: open streams get their first requests, responses
     /// are applied through `apply` and answered. Returns whether a new config was applied.
     pub fn poll(&mut self, now: Instant, wall: SystemTime, apply: &mut Apply) -> bool {
+        let was_initialized = self.initialized();
         let mut applied = false;
         while let Ok(ev) = self.handle.events.try_recv() {
             match ev {
@@ -324,7 +352,8 @@ impl AdsXds {
                 Event::Response(..) | Event::Delta(..) => {}
             }
         }
-        applied | self.expire_fetches(now, apply)
+        applied |= self.expire_fetches(now, apply);
+        applied | self.end_init(was_initialized, now, apply)
     }
 
     /// End the warming of the names whose initial fetch timed out at `now`: apply the
@@ -339,6 +368,7 @@ impl AdsXds {
         }
         for n in &eds {
             tracing::warn!(name = %n, "xds: EDS initial fetch timed out; the cluster serves with no hosts");
+            self.eds.stats.init_fetch_timeout.inc();
         }
         for n in &rds {
             tracing::warn!(name = %n, "xds: RDS initial fetch timed out; serving empty routes");
@@ -366,6 +396,8 @@ impl AdsXds {
         }
         self.rds.asked = false;
         self.rds.nonce.clear();
+        self.sds.asked = false;
+        self.sds.nonce.clear();
         let (names, wanted) = self.eds_names();
         self.eds.names = names;
         let items = &self.eds.items;
@@ -397,6 +429,12 @@ impl AdsXds {
             let m = self.first_request(self.rds.type_url, &self.rds.version_info, &self.rds.names, &self.rds.items);
             self.send(m);
             self.rds.asked = true;
+        }
+        self.sds.names = self.sds_names();
+        if !self.sds.names.is_empty() {
+            let m = self.first_request(self.sds.type_url, &self.sds.version_info, &self.sds.names, &self.sds.items);
+            self.send(m);
+            self.sds.asked = true;
         }
     }
 
@@ -494,11 +532,13 @@ impl AdsXds {
     }
 
     fn on_response(&mut self, r: proto::Response, now: Instant, wall: SystemTime, apply: &mut Apply) -> bool {
+        self.first_response(&r.type_url);
         match r.type_url.as_str() {
             xds::LISTENER_TYPE if self.lds.is_some() => self.sotw::<Listener>(r, now, wall, apply),
             xds::CLUSTER_TYPE if self.cds.is_some() => self.sotw::<Cluster>(r, now, wall, apply),
             xds::ENDPOINTS_TYPE => self.sotw::<ClusterLoadAssignment>(r, now, wall, apply),
             xds::ROUTE_TYPE => self.sotw::<RouteConfiguration>(r, now, wall, apply),
+            SECRET_TYPE => self.sotw::<Secret>(r, now, wall, apply),
             other => {
                 tracing::warn!("xds: ignoring a response of type `{other}`, which sluice did not ask for");
                 false
@@ -529,21 +569,31 @@ impl AdsXds {
                 for w in warnings {
                     tracing::warn!("{} {}: {w}", kind(type_url), r.version_info);
                 }
-                for item in res.items {
-                    items.insert(item.resource_name().to_string(), (res.version_info.clone(), item));
+                match resolve_all(res.items) {
+                    Ok(resolved) => {
+                        for item in resolved {
+                            items.insert(item.resource_name().to_string(), (res.version_info.clone(), item));
+                        }
+                        self.try_apply::<T>(items, &r.version_info, wall, apply)
+                    }
+                    Err(e) => {
+                        T::sub(self).stats.update_rejected.inc();
+                        Err(e)
+                    }
                 }
-                self.try_apply::<T>(items, &r.version_info, wall, apply)
             }
         };
         self.answer::<T>(&r.version_info, &r.nonce, result, now)
     }
 
     fn on_delta(&mut self, r: proto::DeltaResponse, now: Instant, wall: SystemTime, apply: &mut Apply) -> bool {
+        self.first_response(&r.type_url);
         match r.type_url.as_str() {
             xds::LISTENER_TYPE if self.lds.is_some() => self.delta_update::<Listener>(r, now, wall, apply),
             xds::CLUSTER_TYPE if self.cds.is_some() => self.delta_update::<Cluster>(r, now, wall, apply),
             xds::ENDPOINTS_TYPE => self.delta_update::<ClusterLoadAssignment>(r, now, wall, apply),
             xds::ROUTE_TYPE => self.delta_update::<RouteConfiguration>(r, now, wall, apply),
+            SECRET_TYPE => self.delta_update::<Secret>(r, now, wall, apply),
             other => {
                 tracing::warn!("xds: ignoring a delta response of type `{other}`, which sluice did not ask for");
                 false
@@ -566,11 +616,14 @@ impl AdsXds {
         let mut errors = unknown_fields(kind(type_url), &r.unknown_fields).err().unwrap_or_default();
         for (i, (name, version, doc)) in r.resources.iter().enumerate() {
             match xds::decode_resources::<T>(doc, type_url) {
-                Ok((res, _)) => {
-                    for item in res.items {
-                        items.insert(item.resource_name().to_string(), (version.clone(), item));
+                Ok((res, _)) => match resolve_all(res.items) {
+                    Ok(resolved) => {
+                        for item in resolved {
+                            items.insert(item.resource_name().to_string(), (version.clone(), item));
+                        }
                     }
-                }
+                    Err(e) => errors.extend(e.iter().map(|e| format!("resources[{i}] (`{name}`): {e}"))),
+                },
                 Err(e) => errors.extend(e.iter().map(|e| format!("resources[{i}] (`{name}`): {e}"))),
             }
         }
@@ -600,11 +653,12 @@ impl AdsXds {
             clusters: self.cds.as_ref().map(Sub::active).unwrap_or_default(),
             endpoints: self.eds.active(),
             routes: self.rds.active(),
+            secrets: self.sds.active(),
         };
         *T::slot(&mut c) = items.values().map(|(_, t)| t.clone()).collect();
         let check_routes = matches!(T::sub(self).type_url, xds::LISTENER_TYPE | xds::ROUTE_TYPE);
         let result = self
-            .compose(&c.listeners, &c.clusters, &c.endpoints, &c.routes, check_routes)
+            .compose(&c.listeners, &c.clusters, &c.endpoints, &c.routes, &c.secrets, check_routes)
             .and_then(|b| apply(&b, String::new()));
         let s = T::sub(self);
         match result {
@@ -667,6 +721,9 @@ impl AdsXds {
         if applied && type_url == xds::LISTENER_TYPE {
             self.resubscribe_rds(now);
         }
+        if applied && matches!(type_url, xds::CLUSTER_TYPE | xds::LISTENER_TYPE) {
+            self.resubscribe_sds();
+        }
         applied
     }
 
@@ -694,6 +751,9 @@ impl AdsXds {
                 stats.subscriptions.insert(&name, Arc::clone(&self.rds.stats));
             }
         }
+        for name in self.sds_names() {
+            stats.subscriptions.insert(&format!("sds.{name}"), Arc::clone(&self.sds.stats));
+        }
     }
 }
 
@@ -703,6 +763,28 @@ trait Slot: Sized + PartialEq {
     /// Where a candidate config holds this type's resources.
     fn slot(c: &mut Candidate) -> &mut Vec<Self>;
     fn sub(x: &mut AdsXds) -> &mut Sub<Self>;
+    /// The resource as it is put in force (a secret with its files read in).
+    fn resolved(self) -> Result<Self, String> {
+        Ok(self)
+    }
+}
+
+/// Every resource of a response resolved (see [`Slot::resolved`]), or the errors.
+fn resolve_all<T: Slot + Named>(items: Vec<T>) -> Result<Vec<T>, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    for item in items {
+        let name = item.resource_name().to_string();
+        match item.resolved() {
+            Ok(t) => out.push(t),
+            Err(e) => errors.push(format!("`{name}`: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// The resources of every type a config is composed from, one type replaced.
@@ -711,6 +793,7 @@ struct Candidate {
     clusters: Vec<Cluster>,
     endpoints: Vec<ClusterLoadAssignment>,
     routes: Vec<RouteConfiguration>,
+    secrets: Vec<Secret>,
 }
 
 impl Slot for Listener {
@@ -758,6 +841,7 @@ fn kind(type_url: &str) -> &'static str {
         xds::LISTENER_TYPE => "LDS",
         xds::CLUSTER_TYPE => "CDS",
         xds::ROUTE_TYPE => "RDS",
+        SECRET_TYPE => "SDS",
         _ => "EDS",
     }
 }

@@ -10,6 +10,11 @@
 //! cluster serves with no hosts (503 "no healthy upstream"), the listener with an empty
 //! route configuration (404 for every request). A resource that arrives later is
 //! applied as any update. This module keeps the deadlines; it never reads the clock.
+//!
+//! Initialization ([`InitFetch`]): while LDS or CDS over ADS waits for its first
+//! response, no listener accepts (the static ones neither), as Envoy starts its workers
+//! only once its init manager is done; each source's `initial_fetch_timeout` bounds that
+//! wait, counting `init_fetch_timeout` under its stats when it passes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -61,6 +66,43 @@ impl Fetches {
     }
 }
 
+/// One wildcard subscription's part in the server's initialization (Envoy's init
+/// manager under ADS, for `lds_config` and `cds_config`): pending until the type's first
+/// response, accepted or not, or until its `initial_fetch_timeout` (counted from the
+/// start; Envoy's 15 s when absent, none when `0s`), after which initialization goes on
+/// without it.
+#[derive(Debug)]
+pub struct InitFetch {
+    deadline: Option<Instant>,
+    pending: bool,
+}
+
+impl InitFetch {
+    /// Started at `now` with the source's `initial_fetch_timeout` as written.
+    pub fn start(timeout: Option<Duration>, now: Instant) -> InitFetch {
+        let timeout = timeout.unwrap_or(DEFAULT_INITIAL_FETCH_TIMEOUT);
+        InitFetch { deadline: (!timeout.is_zero()).then(|| now + timeout), pending: true }
+    }
+
+    /// The first response arrived.
+    pub fn arrived(&mut self) {
+        self.pending = false;
+    }
+
+    /// Whether the wait ends at `now` by timing out (true once).
+    pub fn expire(&mut self, now: Instant) -> bool {
+        let expired = self.pending && self.deadline.is_some_and(|d| now >= d);
+        if expired {
+            self.pending = false;
+        }
+        expired
+    }
+
+    pub fn pending(&self) -> bool {
+        self.pending
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +137,20 @@ mod tests {
         f.track(&wanted(&[("b", Some(1))]), |_| false, t0 + Duration::from_secs(5));
         assert!(f.expire(t0 + Duration::from_millis(5500), |_| false).is_empty());
         assert_eq!(f.expire(t0 + Duration::from_secs(6), |_| false), vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn an_init_fetch_ends_on_its_first_response_or_once_at_its_deadline() {
+        let t0 = Instant::now();
+        let mut f = InitFetch::start(Some(Duration::from_secs(1)), t0);
+        assert!(f.pending() && !f.expire(t0 + Duration::from_millis(999)));
+        assert!(f.expire(t0 + Duration::from_secs(1)) && !f.pending());
+        assert!(!f.expire(t0 + Duration::from_secs(2)), "counted once");
+        let mut f = InitFetch::start(None, t0);
+        f.arrived();
+        assert!(!f.pending() && !f.expire(t0 + Duration::from_secs(60)));
+        let mut f = InitFetch::start(Some(Duration::ZERO), t0);
+        assert!(!f.expire(t0 + Duration::from_secs(3600)) && f.pending(), "`0s`: no limit");
+        assert!(!InitFetch::start(None, t0).expire(t0 + Duration::from_millis(14_999)));
     }
 }

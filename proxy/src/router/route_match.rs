@@ -18,7 +18,8 @@ use crate::http::{HeaderMap, RequestHead, ResponseHead};
 
 /// The path without query string or fragment (`Http::PathUtil::removeQueryAndFragment`).
 pub fn path_only(path: &str) -> &str {
-    match path.find(['?', '#']) {
+    // Both are ASCII, so the byte index is a char boundary.
+    match memchr::memchr2(b'?', b'#', path.as_bytes()) {
         Some(i) => &path[..i],
         None => path,
     }

@@ -17,9 +17,14 @@ use sluice_config::filters::compression::{BrotliMode, CompressorKind, Decompress
 
 /// One stream's compressor.
 pub enum Encoder {
-    Gzip { z: Box<zlib_rs::Deflate>, chunk: usize },
+    Gzip {
+        z: Box<zlib_rs::Deflate>,
+        chunk: usize,
+    },
     Brotli(Option<Box<brotli::CompressorWriter<Vec<u8>>>>),
-    Zstd(Option<zstd::stream::write::Encoder<'static, Vec<u8>>>),
+    /// Boxed, as the other libraries' state: a stream's filters stay small when they
+    /// do not compress.
+    Zstd(Option<Box<zstd::stream::write::Encoder<'static, Vec<u8>>>>),
 }
 
 impl std::fmt::Debug for Encoder {
@@ -110,7 +115,7 @@ impl Encoder {
                 if let Some(s) = zstd_strategy(strategy) {
                     raw.set_parameter(CParameter::Strategy(s)).ok()?;
                 }
-                Encoder::Zstd(Some(zstd::stream::write::Encoder::with_encoder(Vec::new(), raw)))
+                Encoder::Zstd(Some(Box::new(zstd::stream::write::Encoder::with_encoder(Vec::new(), raw))))
             }
         })
     }
@@ -197,7 +202,8 @@ pub enum Decoder {
         done: bool,
     },
     Brotli(Box<brotli::DecompressorWriter<Vec<u8>>>),
-    Zstd(zstd::stream::write::Decoder<'static, Vec<u8>>),
+    /// Boxed, as the other libraries' state.
+    Zstd(Box<zstd::stream::write::Decoder<'static, Vec<u8>>>),
     /// Failed: nothing more comes out.
     Failed,
 }
@@ -220,7 +226,9 @@ impl Decoder {
             DecompressorKind::Brotli { chunk_size } => {
                 Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(Vec::new(), chunk_size as usize)))
             }
-            DecompressorKind::Zstd { .. } => Decoder::Zstd(zstd::stream::write::Decoder::new(Vec::new()).ok()?),
+            DecompressorKind::Zstd { .. } => {
+                Decoder::Zstd(Box::new(zstd::stream::write::Decoder::new(Vec::new()).ok()?))
+            }
         })
     }
 

@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use sluice_config::filters::cors::CorsPolicy;
+use smallvec::SmallVec;
 
 use crate::http::filter::{FilterCallbacks, HeadersStatus, StreamContext, StreamFilter};
 use crate::http::filters::per_route::{PerRouteFilter, RouteView};
@@ -42,8 +43,8 @@ impl CorsConfig {
 #[derive(Debug)]
 pub struct CorsFilter {
     config: Arc<CorsConfig>,
-    /// Most specific first.
-    policies: Vec<Arc<CorsPolicy>>,
+    /// Most specific first (at most one per level: no allocation per stream).
+    policies: SmallVec<[Arc<CorsPolicy>; 3]>,
     is_cors_request: bool,
     latched_origin: Option<Vec<u8>>,
 }
@@ -51,7 +52,7 @@ pub struct CorsFilter {
 impl CorsFilter {
     /// `k`: this filter's index in the chain (its per-filter config key).
     pub fn new(config: Arc<CorsConfig>, route: &RouteView<'_>, k: usize) -> CorsFilter {
-        let mut policies: Vec<Arc<CorsPolicy>> = route
+        let mut policies: SmallVec<[Arc<CorsPolicy>; 3]> = route
             .all(k)
             .filter_map(|c| match c {
                 PerRouteFilter::Cors(p) => Some(Arc::clone(p)),
@@ -102,13 +103,13 @@ impl StreamFilter for CorsFilter {
         if !enabled && !shadow {
             return HeadersStatus::Continue;
         }
-        let Some(origin) = head.headers.get(b"origin").filter(|o| !o.is_empty()).map(<[u8]>::to_vec) else {
+        let Some(origin) = head.headers.get(b"origin").filter(|o| !o.is_empty()) else {
             return HeadersStatus::Continue;
         };
-        let allowed = self.origin_allowed(&origin);
+        let allowed = self.origin_allowed(origin);
         if allowed {
             self.config.origin_valid.inc();
-            self.latched_origin = Some(origin.clone());
+            self.latched_origin = Some(origin.to_vec());
         } else {
             self.config.origin_invalid.inc();
         }
@@ -126,7 +127,7 @@ impl StreamFilter for CorsFilter {
         // A preflight: answered here.
         let mut headers: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         if allowed {
-            headers.push((b"access-control-allow-origin".to_vec(), origin));
+            headers.push((b"access-control-allow-origin".to_vec(), origin.to_vec()));
         }
         if self.allow_credentials() {
             headers.push((b"access-control-allow-credentials".to_vec(), b"true".to_vec()));

@@ -102,9 +102,7 @@ fn evaluate_rules<'r>(rules: &'r RbacRules, head: &RequestHead, cx: &StreamConte
 
 /// The path without query or fragment (Envoy's `PathMatcher`).
 fn path_only(head: &RequestHead) -> &[u8] {
-    let p = head.path.as_bytes();
-    let end = p.iter().position(|b| *b == b'?' || *b == b'#').unwrap_or(p.len());
-    &p[..end]
+    crate::router::route_match::path_only(&head.path).as_bytes()
 }
 
 fn permission(p: &Permission, head: &RequestHead, cx: &StreamContext<'_>) -> bool {
@@ -145,16 +143,21 @@ fn principal(p: &Principal, head: &RequestHead, cx: &StreamContext<'_>) -> bool 
 #[derive(Debug)]
 pub struct RbacFilter {
     config: Arc<RbacConfig>,
-    engines: Arc<RbacEngines>,
+    /// The route's `RBACPerRoute` engines (`None`: the filter's own).
+    route_engines: Option<Arc<RbacEngines>>,
 }
 
 impl RbacFilter {
     pub fn new(config: Arc<RbacConfig>, route: &RouteView<'_>, k: usize) -> RbacFilter {
-        let engines = match route.most_specific(k) {
-            Some(PerRouteFilter::Rbac(e)) => Arc::clone(e),
-            _ => Arc::clone(&config.engines),
+        let route_engines = match route.most_specific(k) {
+            Some(PerRouteFilter::Rbac(e)) => Some(Arc::clone(e)),
+            _ => None,
         };
-        RbacFilter { config, engines }
+        RbacFilter { config, route_engines }
+    }
+
+    fn engines(&self) -> &RbacEngines {
+        self.route_engines.as_deref().unwrap_or(&self.config.engines)
     }
 }
 
@@ -166,14 +169,15 @@ impl StreamFilter for RbacFilter {
         cx: &StreamContext<'_>,
         cb: &mut FilterCallbacks,
     ) -> HeadersStatus {
-        if let Some(shadow) = &self.engines.shadow {
+        let engines = self.engines();
+        if let Some(shadow) = &engines.shadow {
             if evaluate(shadow, head, cx).0 {
                 self.config.shadow_allowed.inc();
             } else {
                 self.config.shadow_denied.inc();
             }
         }
-        let Some(rules) = &self.engines.rules else {
+        let Some(rules) = &engines.rules else {
             return HeadersStatus::Continue;
         };
         let (allowed, policy) = evaluate(rules, head, cx);

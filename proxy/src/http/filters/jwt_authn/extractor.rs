@@ -9,7 +9,12 @@
 //! order, as Envoy's ordered maps do. The headers a provider writes
 //! (`forward_payload_header`, `claim_to_headers`) are removed from the request before
 //! extraction, so a client cannot send them itself.
+//!
+//! Extraction borrows: a token found in a header, a cookie or a parameter without
+//! percent-escapes is a slice of the request, not a copy (a request's token is looked
+//! up in the cache by that slice).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use sluice_config::filters::jwt_authn::JwtProvider;
@@ -52,10 +57,17 @@ pub enum Place {
     Cookie,
 }
 
-/// A token found on the request.
+/// A token found on the request (borrowed from it unless percent-decoded).
 #[derive(Debug, Clone)]
-pub struct Location {
-    pub token: String,
+pub struct Location<'h> {
+    pub token: Cow<'h, str>,
+    pub at: At,
+}
+
+/// Where a token was found and which issuers may sign it there: what a token's checks
+/// need of its [`Location`] once the token itself is no longer borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
     pub place: Place,
     issuers: usize,
 }
@@ -121,7 +133,7 @@ impl Extractor {
     }
 
     /// Whether a token from `loc` may carry issuer `iss`.
-    pub fn issuer_allowed(&self, loc: &Location, iss: &str) -> bool {
+    pub fn issuer_allowed(&self, loc: At, iss: &str) -> bool {
         let n = self.headers.len();
         let m = self.params.len();
         let checker = if loc.issuers < n {
@@ -138,31 +150,35 @@ impl Extractor {
     }
 
     /// Every token on the request, in Envoy's order.
-    pub fn extract(&self, head: &RequestHead) -> Vec<Location> {
-        let mut out = Vec::new();
+    pub fn extract<'h>(&self, head: &'h RequestHead) -> Tokens<'h> {
+        let mut out = Tokens::new();
         for (i, loc) in self.headers.iter().enumerate() {
-            for value in head.headers.get_all(loc.name.as_bytes()) {
+            let name = loc.name.as_bytes();
+            for (_, value) in head.headers.iter().filter(|(n, _)| *n == name) {
                 let Ok(value) = std::str::from_utf8(value) else { continue };
                 let token = if loc.prefix.is_empty() {
                     value
                 } else {
-                    let Some(pos) = value.find(loc.prefix.as_str()) else { continue };
+                    // The prefix's first occurrence, which is most often at the start.
+                    let found = if value.starts_with(loc.prefix.as_str()) { Some(0) } else { value.find(&*loc.prefix) };
+                    let Some(pos) = found else { continue };
                     token_after(value, pos + loc.prefix.len())
                 };
-                out.push(Location { token: token.to_string(), place: Place::Header(i), issuers: i });
+                out.push(Location { token: Cow::Borrowed(token), at: At { place: Place::Header(i), issuers: i } });
             }
         }
         let n = self.headers.len();
         if !self.params.is_empty() {
             for (j, (name, _)) in self.params.iter().enumerate() {
                 if let Some(v) = first_param(&head.path, name) {
-                    out.push(Location { token: v, place: Place::Param(j), issuers: n + j });
+                    out.push(Location { token: v, at: At { place: Place::Param(j), issuers: n + j } });
                 }
             }
         }
         for (j, (name, _)) in self.cookies.iter().enumerate() {
             if let Some(v) = cookie(head, name) {
-                out.push(Location { token: v, place: Place::Cookie, issuers: n + self.params.len() + j });
+                let at = At { place: Place::Cookie, issuers: n + self.params.len() + j };
+                out.push(Location { token: Cow::Borrowed(v), at });
             }
         }
         out
@@ -170,8 +186,8 @@ impl Extractor {
 
     /// `removeJwt`: take the token's header (every value of it) or query parameter off
     /// the request; cookies stay, as in Envoy.
-    pub fn remove(&self, head: &mut RequestHead, loc: &Location) {
-        match loc.place {
+    pub fn remove(&self, head: &mut RequestHead, at: At) {
+        match at.place {
             Place::Header(i) => {
                 if let Some(h) = self.headers.get(i) {
                     head.headers.remove(h.name.as_bytes());
@@ -198,7 +214,14 @@ fn token_after(value: &str, after: usize) -> &str {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// The tokens of one request: one or two without an allocation.
+pub type Tokens<'h> = smallvec::SmallVec<[Location<'h>; 2]>;
+
+/// `s` percent-decoded (borrowed when it has no escape).
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if memchr::memchr(b'%', s.as_bytes()).is_none() {
+        return Cow::Borrowed(s);
+    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -214,17 +237,17 @@ fn percent_decode(s: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 fn query(path: &str) -> Option<&str> {
-    let q = &path[path.find('?')? + 1..];
-    Some(q.find('#').map_or(q, |i| &q[..i]))
+    let q = &path[memchr::memchr(b'?', path.as_bytes())? + 1..];
+    Some(memchr::memchr(b'#', q.as_bytes()).map_or(q, |i| &q[..i]))
 }
 
 /// The first value of query parameter `name`, percent-decoded
 /// (`QueryParamsMulti::parseAndDecodeQueryString` + `getFirstValue`).
-fn first_param(path: &str, name: &str) -> Option<String> {
+fn first_param<'p>(path: &'p str, name: &str) -> Option<Cow<'p, str>> {
     for p in query(path)?.split('&') {
         let (k, v) = p.split_once('=').unwrap_or((p, ""));
         if percent_decode(k) == name {
@@ -257,7 +280,7 @@ fn remove_param(path: &str, name: &str) -> String {
 
 /// The first cookie named `name` (`Http::Utility::parseCookies`: `;`-separated pairs,
 /// surrounding spaces trimmed, a quoted value unquoted).
-fn cookie(head: &RequestHead, name: &str) -> Option<String> {
+fn cookie<'h>(head: &'h RequestHead, name: &str) -> Option<&'h str> {
     for h in head.headers.get_all(b"cookie") {
         let Ok(h) = std::str::from_utf8(h) else { continue };
         for pair in h.split(';') {
@@ -265,7 +288,7 @@ fn cookie(head: &RequestHead, name: &str) -> Option<String> {
             let Some((k, v)) = pair.split_once('=') else { continue };
             if k == name {
                 let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
-                return Some(v.to_string());
+                return Some(v);
             }
         }
     }
@@ -291,7 +314,7 @@ mod tests {
         assert_eq!(remove_param("/p?jwt=t", "jwt"), "/p");
         let mut head = RequestHead::default();
         head.headers.append(b"cookie", b"a=1; session=\"tok.en.x\"; b=2");
-        assert_eq!(cookie(&head, "session").as_deref(), Some("tok.en.x"));
+        assert_eq!(cookie(&head, "session"), Some("tok.en.x"));
         assert_eq!(cookie(&head, "c"), None);
     }
 }

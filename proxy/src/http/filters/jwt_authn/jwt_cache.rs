@@ -7,11 +7,16 @@
 //! `jwt_max_token_size` is never inserted.
 //!
 //! Lookups and inserts are O(1) (a hash map into a slab of entries linked in use order);
-//! the cache never grows past its size, and nothing here reads the clock.
+//! the cache never grows past its size, and nothing here reads the clock. A token is
+//! hashed by its length and its last [`HASHED_TAIL`] bytes (its signature's, which
+//! differ between any two tokens a key signed) rather than all of its few hundred bytes;
+//! keys are still compared whole, and only verified tokens are ever inserted, so a
+//! client cannot fill a bucket with tokens it made up.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
-use rustc_hash::FxHashMap;
 use sluice_config::filters::jwt_authn::JwtCacheConfig;
 
 use super::jwt::Jwt;
@@ -20,6 +25,31 @@ use super::status::Status;
 /// jwt_verify_lib's `kClockSkewInSecond`, which Envoy's cache lookup uses.
 const CACHE_SKEW: u64 = 60;
 const NIL: usize = usize::MAX;
+
+/// How many of a token's last bytes its hash reads.
+pub const HASHED_TAIL: usize = 32;
+
+/// Hashes a token (`str`'s `Hash`: its bytes, then a `0xff` terminator) by its length
+/// and its last [`HASHED_TAIL`] bytes, with FxHash's mixing.
+#[derive(Default, Clone)]
+pub struct TokenHasher(rustc_hash::FxHasher);
+
+impl Hasher for TokenHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write_usize(bytes.len());
+        self.0.write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.0.write_u8(i);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+type TokenMap = HashMap<Box<str>, usize, BuildHasherDefault<TokenHasher>>;
 
 #[derive(Debug)]
 struct Entry {
@@ -33,7 +63,7 @@ struct Entry {
 /// One provider's verified tokens on one worker.
 #[derive(Debug)]
 pub struct JwtCache {
-    map: FxHashMap<Box<str>, usize>,
+    map: TokenMap,
     slots: Vec<Entry>,
     free: Vec<usize>,
     /// Most and least recently used.
@@ -46,7 +76,7 @@ pub struct JwtCache {
 impl JwtCache {
     pub fn new(c: &JwtCacheConfig) -> JwtCache {
         JwtCache {
-            map: FxHashMap::default(),
+            map: TokenMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             head: NIL,
@@ -195,6 +225,25 @@ mod tests {
         let forever = jwt("f", 0);
         c.insert(Rc::clone(&forever));
         assert!(c.lookup(forever.token(), u64::MAX / 2).is_some(), "no exp: never expires");
+    }
+
+    #[test]
+    fn tokens_alike_in_their_hashed_tail_are_told_apart() {
+        // Same signature text, different payloads: one hash, two entries.
+        let mk = |sub: &str| {
+            let t =
+                format!("{}.{}.{}", b64(r#"{"alg":"HS256"}"#), b64(&format!(r#"{{"sub":"{sub}"}}"#)), "s".repeat(40));
+            Rc::new(Jwt::parse(&t).unwrap())
+        };
+        let (a, b) = (mk("a"), mk("b"));
+        assert_eq!(a.token()[a.token().len() - HASHED_TAIL..], b.token()[b.token().len() - HASHED_TAIL..]);
+        let mut c = cache(4, 4096);
+        c.insert(Rc::clone(&a));
+        assert!(c.lookup(b.token(), 0).is_none(), "a tail match is not a hit");
+        c.insert(Rc::clone(&b));
+        assert_eq!(c.lookup(a.token(), 0).expect("a").sub, "a");
+        assert_eq!(c.lookup(b.token(), 0).expect("b").sub, "b");
+        assert_eq!(c.len(), 2);
     }
 
     #[test]

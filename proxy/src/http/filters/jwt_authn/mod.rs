@@ -228,13 +228,14 @@ impl JwtAuthnFilter {
         cb: &mut FilterCallbacks,
         may_fetch: bool,
     ) -> HeadersStatus {
-        let config = Arc::clone(&self.config);
-        let verifier = match &self.route {
+        let JwtAuthnFilter { config, route, fetching, fetch_failed } = self;
+        let config: &Arc<JwtAuthnConfig> = config;
+        let verifier = match route {
             Some(JwtRoute::Disabled) => None,
-            Some(JwtRoute::Requirement(i)) => config.verifiers.get(config.named + i),
+            Some(JwtRoute::Requirement(i)) => config.verifiers.get(config.named + *i),
             Some(JwtRoute::Unknown(msg)) => {
                 let body = format!("Failed JWT authentication: {msg}");
-                self.deny(403, &body, None, "jwt_authn_access_denied{Wrong_requirement_name}", cb);
+                deny(config, 403, &body, None, "jwt_authn_access_denied{Wrong_requirement_name}", cb);
                 return HeadersStatus::StopIteration;
             }
             None => config.find(head),
@@ -243,14 +244,13 @@ impl JwtAuthnFilter {
             config.allowed.inc();
             return HeadersStatus::Continue;
         };
-        let fetch_failed = self.fetch_failed.clone();
-        let state = worker::state(&config);
+        let state = worker::state(config);
         let mut state = state.borrow_mut();
         let mut ctx = Context {
             providers: &config.providers,
             now: config.unix(cx.now),
             instant: cx.now,
-            fetch_failed: &fetch_failed,
+            fetch_failed: fetch_failed.as_slice(),
             jwt_cache_hit: &config.jwt_cache_hit,
             jwt_cache_miss: &config.jwt_cache_miss,
             worker: &mut state,
@@ -263,7 +263,7 @@ impl JwtAuthnFilter {
                 for p in fetches {
                     if let Some(r) = config.providers[p].remote.as_ref() {
                         cb.send_request(r.client(), r.request(), p as u32);
-                        self.fetching += 1;
+                        *fetching += 1;
                     }
                 }
                 return HeadersStatus::StopIteration;
@@ -282,19 +282,28 @@ impl JwtAuthnFilter {
         if status != Status::JwtMissed {
             www.push_str(", error=\"invalid_token\"");
         }
-        self.deny(status.http_status(), status.text(), Some(www), status.details(), cb);
+        deny(config, status.http_status(), status.text(), Some(www), status.details(), cb);
         HeadersStatus::StopIteration
     }
+}
 
-    fn deny(&self, status: u16, body: &str, www: Option<String>, details: &'static str, cb: &mut FilterCallbacks) {
-        self.config.denied.inc();
-        if self.config.strip_failure_response {
-            cb.send_local_reply(status, b"", Vec::new(), details);
-            return;
-        }
-        let headers = www.map(|v| vec![(b"www-authenticate".to_vec(), v.into_bytes())]).unwrap_or_default();
-        cb.send_local_reply(status, body.as_bytes(), headers, details);
+/// Count the denial and answer it (bodies and `WWW-Authenticate` unless
+/// `strip_failure_response`).
+fn deny(
+    config: &JwtAuthnConfig,
+    status: u16,
+    body: &str,
+    www: Option<String>,
+    details: &'static str,
+    cb: &mut FilterCallbacks,
+) {
+    config.denied.inc();
+    if config.strip_failure_response {
+        cb.send_local_reply(status, b"", Vec::new(), details);
+        return;
     }
+    let headers = www.map(|v| vec![(b"www-authenticate".to_vec(), v.into_bytes())]).unwrap_or_default();
+    cb.send_local_reply(status, body.as_bytes(), headers, details);
 }
 
 /// `isCorsPreflightRequest`.
@@ -324,7 +333,7 @@ impl StreamFilter for JwtAuthnFilter {
         cx: &StreamContext<'_>,
         cb: &mut FilterCallbacks,
     ) -> HeadersStatus {
-        let config = Arc::clone(&self.config);
+        let config = &self.config;
         if config.bypass_cors_preflight && is_cors_preflight(head) {
             config.cors_preflight_bypassed.inc();
             config.allowed.inc();

@@ -28,7 +28,7 @@ use serde_json::Value as Json;
 use sluice_config::filters::jwt_authn::{JwtProvider, JwtRequirement};
 use sluice_config::metadata::{Struct, Value};
 
-use super::extractor::{Extractor, Location};
+use super::extractor::{At, Extractor, Location};
 use super::jwks::Jwks;
 use super::jwt::Jwt;
 use super::remote_jwks::RemoteJwks;
@@ -218,14 +218,35 @@ impl Context<'_> {
     }
 
     /// Envoy's `AuthenticatorImpl::verify`: the tokens, last found first.
+    ///
+    /// The tokens are judged while borrowed from the request; what a good token does
+    /// to the request (`handleGoodJwt`) follows, in the same order. Judging a token
+    /// never reads what an earlier good token changed, so the request ends as if each
+    /// good token's changes had come right after it.
     fn authenticate(&mut self, a: Auth<'_>, extractor: &Extractor, head: &mut RequestHead) -> Status {
         extractor.sanitize(head);
+        let mut good = Goods::new();
+        let status = self.judge(&a, extractor, head, &mut good);
+        for (p, jwt, at) in good {
+            self.good(p, &jwt, extractor, at, head);
+        }
+        status
+    }
+
+    /// The verdict on the request's tokens; the good ones judged before it in `good`.
+    fn judge(&mut self, a: &Auth<'_>, extractor: &Extractor, head: &RequestHead, good: &mut Goods) -> Status {
         let mut tokens = extractor.extract(head);
         let Some(mut loc) = tokens.pop() else {
             return if a.allow_missing || a.allow_failed { Status::Ok } else { Status::JwtMissed };
         };
         loop {
-            let status = self.one(&a, extractor, &loc, head);
+            let status = match self.one(a, extractor, &loc) {
+                Ok((p, jwt)) => {
+                    good.push((p, jwt, loc.at));
+                    Status::Ok
+                }
+                Err(s) => s,
+            };
             if (status != Status::Ok && !a.allow_failed && !a.allow_missing) || tokens.is_empty() {
                 return if a.allow_failed || (a.allow_missing && status == Status::JwtMissed) {
                     Status::Ok
@@ -240,8 +261,9 @@ impl Context<'_> {
         }
     }
 
-    /// `startVerify` for one token.
-    fn one(&mut self, a: &Auth<'_>, extractor: &Extractor, loc: &Location, head: &mut RequestHead) -> Status {
+    /// `startVerify` for one token: the provider that judged it good and the token
+    /// (cached once verified).
+    fn one(&mut self, a: &Auth<'_>, extractor: &Extractor, loc: &Location<'_>) -> Result<(usize, Rc<Jwt>), Status> {
         let mut cached = None;
         if let Some(p) = a.provider {
             let cache = self.worker.providers.get_mut(p).and_then(|s| s.jwt_cache.as_mut());
@@ -255,34 +277,27 @@ impl Context<'_> {
         let hit = cached.is_some();
         let jwt = match cached {
             Some(j) => j,
-            None => match Jwt::parse(&loc.token) {
-                Ok(j) => Rc::new(j),
-                Err(s) => return s,
-            },
+            None => Rc::new(Jwt::parse(&loc.token)?),
         };
-        let p = match self.claims(a, extractor, loc, &jwt) {
-            Ok(p) => p,
-            Err(s) => return s,
-        };
+        let p = self.claims(a, extractor, loc.at, &jwt)?;
         if !hit {
             let s = self.signature(p, &jwt);
             if s != Status::Ok {
-                return s;
+                return Err(s);
             }
         }
-        self.good(p, &jwt, extractor, loc, head);
         if let (Some(p), false) = (a.provider, hit) {
             if let Some(c) = self.worker.providers.get_mut(p).and_then(|s| s.jwt_cache.as_mut()) {
-                c.insert(jwt);
+                c.insert(Rc::clone(&jwt));
             }
         }
-        Status::Ok
+        Ok((p, jwt))
     }
 
     /// The checks before the signature (also a cache hit's): the issuer, the times and
     /// the audiences; the provider that judges the token.
-    fn claims(&self, a: &Auth<'_>, extractor: &Extractor, loc: &Location, jwt: &Jwt) -> Result<usize, Status> {
-        if !extractor.issuer_allowed(loc, &jwt.iss) {
+    fn claims(&self, a: &Auth<'_>, extractor: &Extractor, at: At, jwt: &Jwt) -> Result<usize, Status> {
+        if !extractor.issuer_allowed(at, &jwt.iss) {
             return Err(Status::JwtUnknownIssuer);
         }
         let Some(p) = a.provider.or_else(|| self.by_issuer(&jwt.iss)) else {
@@ -368,7 +383,7 @@ impl Context<'_> {
                 }
             }
             let Ok(jwt) = Jwt::parse(&loc.token) else { continue };
-            let Ok(p) = self.claims(a, extractor, &loc, &jwt) else { continue };
+            let Ok(p) = self.claims(a, extractor, loc.at, &jwt) else { continue };
             if self.providers[p].remote.is_some()
                 && self.fresh_keys(p).is_none()
                 && !out.contains(&p)
@@ -386,7 +401,7 @@ impl Context<'_> {
     }
 
     /// `handleGoodJwt`.
-    fn good(&mut self, p: usize, jwt: &Jwt, extractor: &Extractor, loc: &Location, head: &mut RequestHead) {
+    fn good(&mut self, p: usize, jwt: &Jwt, extractor: &Extractor, at: At, head: &mut RequestHead) {
         let c = &self.providers[p].config;
         if !c.forward_payload_header.is_empty() {
             let mut v = jwt.payload_b64().to_string();
@@ -403,7 +418,7 @@ impl Context<'_> {
             }
         }
         if !c.forward {
-            extractor.remove(head, loc);
+            extractor.remove(head, at);
         }
         if !c.header_in_metadata.is_empty() {
             self.extracted.insert(c.header_in_metadata.clone(), Value::Struct(to_struct(&jwt.header)));
@@ -422,6 +437,9 @@ impl Context<'_> {
         }
     }
 }
+
+/// The good tokens of one requirement: provider, token, where it was found.
+type Goods = smallvec::SmallVec<[(usize, Rc<Jwt>, At); 1]>;
 
 struct Auth<'a> {
     provider: Option<usize>,

@@ -74,7 +74,7 @@ def tree_ctxsw(pids):
     for pid in pids:
         try:
             tids = os.listdir(f"/proc/{pid}/task")
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             continue
         for tid in tids:
             try:
@@ -84,7 +84,7 @@ def tree_ctxsw(pids):
                             vol += int(line.split()[1])
                         elif line.startswith("nonvoluntary_ctxt_switches"):
                             invol += int(line.split()[1])
-            except FileNotFoundError:
+            except (FileNotFoundError, ProcessLookupError):
                 continue
     return vol, invol
 
@@ -95,13 +95,14 @@ def tree_run_delay(pids):
     for pid in pids:
         try:
             tids = os.listdir(f"/proc/{pid}/task")
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             continue
         for tid in tids:
+            # A thread that exits between listdir and read gives ENOENT or ESRCH.
             try:
                 with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
                     total += int(f.read().split()[1])
-            except (FileNotFoundError, IndexError, ValueError):
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
                 continue
     return total / 1e9
 

@@ -44,6 +44,7 @@ fn init_times_out(api_type: &str) {
     let r = get(admin, "/ready");
     if started.elapsed() < Duration::from_millis(900) {
         assert_eq!(r.status, 503, "ready while initializing: {}", r.text());
+        assert_eq!(r.text().trim(), "INITIALIZING", "Envoy's server state while the init manager waits");
         assert!(refuses(port), "a static listener accepts while LDS and CDS have not answered");
     }
     assert_eq!(stat(admin, "listener_manager.lds.init_fetch_timeout"), Some(0));
@@ -56,7 +57,8 @@ fn init_times_out(api_type: &str) {
     }
     assert!(started.elapsed() >= Duration::from_millis(900), "opened before initial_fetch_timeout");
     assert_eq!(get(port, "/x").header("x-origin"), Some("a"));
-    assert_eq!(get(admin, "/ready").status, 200);
+    let r = get(admin, "/ready");
+    assert_eq!((r.status, r.text().trim()), (200, "LIVE"));
     assert_eq!(stat(admin, "listener_manager.lds.init_fetch_timeout"), Some(1));
     assert_eq!(stat(admin, "cluster_manager.cds.init_fetch_timeout"), Some(1));
     assert_eq!(stat(admin, "listener_manager.lds.update_success"), Some(0));

@@ -215,6 +215,7 @@ pub(crate) fn prepare(
         started: Instant::now(),
         started_wall: std::time::SystemTime::now(),
         live: AtomicBool::new(false),
+        initializing: AtomicBool::new(false),
         health_check_failed: AtomicBool::new(false),
         concurrency: workers,
         config_path: opts.config_path.display().to_string(),
@@ -350,7 +351,9 @@ fn run_workers<S: Stack + Send + 'static>(
         }
         None => None,
     };
-    // Under ADS, live once initialization is done (see `poll_ads`).
+    // Under ADS, live once initialization is done (see `poll_ads`); until then the init
+    // manager waits (INITIALIZING).
+    main.admin_state.initializing.store(true, Ordering::Relaxed);
     main.admin_state.live.store(main.ads.as_ref().is_none_or(|a| a.initialized()), Ordering::Relaxed);
     let admin = main.admin.as_ref().map(|a| a.local_addr.to_string()).unwrap_or_else(|| "none".into());
     tracing::info!(workers = handles.len(), config = %opts.config_path.display(), admin = %admin, "sluice started");

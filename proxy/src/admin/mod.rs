@@ -55,6 +55,9 @@ pub struct AdminState {
     pub started_wall: std::time::SystemTime,
     /// Workers are running.
     pub live: AtomicBool,
+    /// Set once the workers run and the init manager waits for its targets (ADS's first
+    /// LDS/CDS responses): the server state is then INITIALIZING, before PRE_INITIALIZING.
+    pub initializing: AtomicBool,
     /// `/healthcheck/fail` was called (and not undone by `/healthcheck/ok`).
     pub health_check_failed: AtomicBool,
     pub concurrency: usize,
@@ -70,10 +73,15 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    /// Envoy's server state: PRE_INITIALIZING, LIVE or DRAINING.
+    /// Envoy's server state (`envoy.admin.v3.ServerInfo.State`): PRE_INITIALIZING,
+    /// INITIALIZING, LIVE or DRAINING.
     pub fn state(&self) -> &'static str {
         if !self.live.load(Ordering::Relaxed) {
-            "PRE_INITIALIZING"
+            if self.initializing.load(Ordering::Relaxed) {
+                "INITIALIZING"
+            } else {
+                "PRE_INITIALIZING"
+            }
         } else if self.health_check_failed.load(Ordering::Relaxed) || self.control.draining.load(Ordering::Relaxed) {
             "DRAINING"
         } else {

@@ -540,20 +540,8 @@ fn decimal_text(v: u64) -> TagText {
     TagText::Owned(t)
 }
 
-fn push_decimal(t: &mut String, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for &b in &buf[i..] {
-        t.push(b as char);
-    }
+fn push_decimal(t: &mut String, v: u64) {
+    t.push_str(crate::http::local_reply::decimal_digits(v, &mut [0u8; 20]));
 }
 
 fn push_ipv4(t: &mut String, ip: Ipv4Addr) {

@@ -76,18 +76,8 @@ fn hex16(out: &mut Vec<u8>, v: u64) {
 }
 
 /// Append `v` in decimal.
-fn decimal(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+fn decimal(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(crate::http::local_reply::decimal_digits(v, &mut [0u8; 20]).as_bytes());
 }
 
 /// The JSON array of `spans`: one buffer, sized up front, written byte by byte

@@ -29,18 +29,26 @@ const EXIT_FLUSH: Duration = Duration::from_secs(2);
 /// Reports only at 100 spans or after a minute.
 const HOLD: &str = "layered_runtime:\n  layers:\n  - name: static\n    static_layer:\n      tracing.zipkin.min_flush_spans: 100\n      tracing.zipkin.flush_interval_ms: 60000\n      tracing.opentelemetry.min_flush_spans: 100\n      tracing.opentelemetry.flush_interval_ms: 60000\n";
 
+/// A proxy whose worker has served 3 traced requests and holds their spans (`HOLD`):
+/// none has reached the collector yet.
+fn three_buffered_spans<'n>(net: &'n Net, provider: &str, collector: &Collector) -> Setup<'n> {
+    let before = collector.spans().len();
+    let s = Setup::start_with(net, provider, collector.addr, &Extra { runtime: HOLD, ..Extra::default() });
+    for _ in 0..3 {
+        let (r, _) = s.send("/", &[]);
+        assert_eq!(r.status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(collector.spans().len(), before, "the spans wait in the worker's buffer");
+    s
+}
+
 fn a_drained_worker_flushes_its_buffered_spans(backend: Backend) {
     let net = Net::new(backend);
     let collector = Collector::start();
     for (provider, stat) in [(ZIPKIN, "tracing.zipkin.spans_sent"), (OTEL, "tracing.opentelemetry.spans_sent")] {
         let before = collector.spans().len();
-        let s = Setup::start_with(&net, provider, collector.addr, &Extra { runtime: HOLD, ..Extra::default() });
-        for _ in 0..3 {
-            let (r, _) = s.send("/", &[]);
-            assert_eq!(r.status, 200);
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(collector.spans().len(), before, "the spans wait in the worker's buffer");
+        let s = three_buffered_spans(&net, provider, &collector);
         let Setup { proxy, origin, _relay, .. } = s;
         let stats = Arc::clone(proxy.stats());
         let started = Instant::now();
@@ -64,13 +72,7 @@ fn a_stopped_worker_flushes_its_buffered_spans(backend: Backend) {
         (OTEL, "tracing.opentelemetry.spans_sent", "tracing.opentelemetry.http_reports_success"),
     ] {
         let before = collector.spans().len();
-        let s = Setup::start_with(&net, provider, collector.addr, &Extra { runtime: HOLD, ..Extra::default() });
-        for _ in 0..3 {
-            let (r, _) = s.send("/", &[]);
-            assert_eq!(r.status, 200);
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(collector.spans().len(), before, "the spans wait in the worker's buffer");
+        let s = three_buffered_spans(&net, provider, &collector);
         let Setup { proxy, origin, _relay, .. } = s;
         let stats = Arc::clone(proxy.stats());
         let started = Instant::now();

@@ -166,7 +166,11 @@ fn clusters_shows_a_host_ejected_for_its_503s() {
     let _p = Proxy::start(&with_admin(http(port, routes, &clusters, "", ""), admin), &["--concurrency", "1"]);
     let mut c = Client::connect(port);
     let failed = (0..20).filter(|_| c.get("/").status == 503).count();
-    assert!((3..=4).contains(&failed), "{failed} 503s");
+    // The third consecutive 503 ejects the host, but as in Envoy the decision is the
+    // outlier detector's (its own thread) and reaches the worker asynchronously: on a
+    // loaded machine one or two more requests can reach the bad host first. Never
+    // ejected, it would get 10 of the 20.
+    assert!((3..=6).contains(&failed), "{failed} 503s");
     let text = get(admin, "/clusters").text();
     let (b, g) = (format!("web::127.0.0.1:{}", bad.port()), format!("web::127.0.0.1:{}", good.port()));
     assert!(text.contains(&format!("{b}::health_flags::/failed_outlier_check\n")), "{text}");
